@@ -1,0 +1,57 @@
+/* log.h — the process-wide logger.
+ *
+ * WHAT: levelled messages to stderr (default) or syslog.
+ * WHY: every module logs once where the context is; the destination and the
+ * verbosity are chosen once by main() (nbdcached) or by the plugin (which
+ * routes to nbdkit's own logging through log_set_sink).
+ * THREADS: all functions are thread-safe; a message is written with one
+ * write(2)/syslog(3) call so lines from threads never interleave.
+ * FAILURE: logging never fails visibly; a lost message is lost.
+ */
+#ifndef NBDCACHE_LOG_H
+#define NBDCACHE_LOG_H
+
+#include <stdbool.h>
+#include <stdarg.h>
+
+#include "compiler.h"
+
+enum log_level {
+  LOG_LEVEL_ERROR = 0,
+  LOG_LEVEL_WARNING,
+  LOG_LEVEL_INFO,
+  LOG_LEVEL_DEBUG,
+};
+
+enum log_target {
+  LOG_TARGET_STDERR = 0,
+  LOG_TARGET_SYSLOG,
+};
+
+/* A sink replaces the built-in targets (used by the nbdkit plugin). */
+typedef void (*log_sink_fn) (enum log_level level, const char *msg);
+
+void log_init (const char *program, enum log_target target,
+               enum log_level max_level);
+void log_set_level (enum log_level max_level);
+void log_set_sink (log_sink_fn sink);
+bool log_enabled (enum log_level level);
+
+/* Parse "error|warning|info|debug"; returns 0 or -EINVAL. */
+int log_level_from_string (const char *s, enum log_level *out);
+
+void log_msg (enum log_level level, const char *fmt, ...)
+  ATTRIBUTE_FORMAT_PRINTF (2, 3);
+void log_vmsg (enum log_level level, const char *fmt, va_list ap)
+  ATTRIBUTE_FORMAT_PRINTF (2, 0);
+
+#define log_error(...)   log_msg (LOG_LEVEL_ERROR, __VA_ARGS__)
+#define log_warning(...) log_msg (LOG_LEVEL_WARNING, __VA_ARGS__)
+#define log_info(...)    log_msg (LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_debug(...)                                  \
+  do {                                                  \
+    if (unlikely (log_enabled (LOG_LEVEL_DEBUG)))       \
+      log_msg (LOG_LEVEL_DEBUG, __VA_ARGS__);           \
+  } while (0)
+
+#endif /* NBDCACHE_LOG_H */
