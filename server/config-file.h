@@ -1,4 +1,4 @@
-/* config.h — the nbdcached configuration file: INI, parsed by libinih.
+/* config-file.h — the nbdcached configuration file: INI, parsed by libinih.
  *
  * WHAT: loads and validates a config file into plain structs: one [server]
  * section, any number of [cache NAME] and [export NAME] sections.  Used by
@@ -15,8 +15,8 @@
  * error level and returns -EINVAL; nothing is half-loaded.
  * NOT HERE: opening backing stores or cache devices, sockets.
  */
-#ifndef NBDCACHE_CONFIG_H
-#define NBDCACHE_CONFIG_H
+#ifndef NBDCACHE_CONFIG_FILE_H
+#define NBDCACHE_CONFIG_FILE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -89,4 +89,4 @@ const struct config_cache *config_find_cache (const struct config *cfg,
  */
 extern const char *const config_known_keys[];
 
-#endif /* NBDCACHE_CONFIG_H */
+#endif /* NBDCACHE_CONFIG_FILE_H */

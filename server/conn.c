@@ -1,0 +1,447 @@
+/* conn.c — one client connection: socket I/O, buffers, backpressure, close.
+ *
+ * WHAT: reads the socket into a fixed input buffer and hands complete
+ * messages to the handshake or request parser; keeps the queue of outgoing
+ * messages and writes as many as it can with one writev; pauses reading at
+ * CONN_MAX_IN_FLIGHT requests and resumes at CONN_RESUME_IN_FLIGHT; closes
+ * the connection once nothing is in flight.
+ * WHY: the loop thread must never block, so every socket is non-blocking and
+ * every partial read or write is resumed from an ev_io callback.
+ * INVARIANTS: rbuf[rstart..rend) holds unparsed input; a WRITE payload may
+ * bypass rbuf and be received straight into the request's buffer (no copy).
+ * A destroyed connection is freed only when in_flight == 0.
+ * THREADS: loop thread only.
+ * FAILURE: EOF, a socket error or a protocol violation closes this
+ * connection (logged at debug or error level); the server lives on.
+ * NOT HERE: what the messages mean (handshake.c, request.c).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "compiler.h"
+#include "log.h"
+#include "server.h"
+
+static void conn_read_cb (struct ev_loop *loop, ev_io *w, int revents);
+static void conn_write_cb (struct ev_loop *loop, ev_io *w, int revents);
+static void conn_free (struct conn *c);
+
+static void
+set_reading (struct conn *c, bool on)
+{
+  if (on == c->reading || c->destroyed)
+    return;
+  c->reading = on;
+  if (on)
+    ev_io_start (c->srv->loop, &c->rio);
+  else
+    ev_io_stop (c->srv->loop, &c->rio);
+}
+
+void
+conn_accept (struct server *srv, int rfd, int wfd, bool is_tcp,
+             const char *peer)
+{
+  struct conn *c = calloc (1, sizeof *c);
+
+  if (c == NULL || (c->rbuf = malloc (CONN_RBUF_BYTES)) == NULL) {
+    log_error ("%s: out of memory accepting a connection", peer);
+    free (c);
+    close (rfd);
+    if (wfd != rfd)
+      close (wfd);
+    return;
+  }
+  c->srv = srv;
+  c->rfd = rfd;
+  c->wfd = wfd;
+  c->is_tcp = is_tcp;
+  snprintf (c->peer, sizeof c->peer, "%s", peer);
+  fcntl (rfd, F_SETFL, fcntl (rfd, F_GETFL) | O_NONBLOCK);
+  if (wfd != rfd)
+    fcntl (wfd, F_SETFL, fcntl (wfd, F_GETFL) | O_NONBLOCK);
+  ev_io_init (&c->rio, conn_read_cb, rfd, EV_READ);
+  ev_io_init (&c->wio, conn_write_cb, wfd, EV_WRITE);
+  c->rio.data = c->wio.data = c;
+
+  c->next = srv->conns;
+  if (srv->conns)
+    srv->conns->prev = c;
+  srv->conns = c;
+  srv->nr_conns++;
+  log_debug ("%s: connected", c->peer);
+
+  handshake_start (c);
+  set_reading (c, true);
+  conn_flush_output (c);
+}
+
+void
+conn_queue (struct conn *c, struct outmsg *m)
+{
+  m->next = NULL;
+  m->iov_done = 0;
+  m->iov_off = 0;
+  if (c->out_tail)
+    c->out_tail->next = m;
+  else
+    c->out_head = m;
+  c->out_tail = m;
+}
+
+/* Release every queued message without sending it (connection is gone). */
+static void
+abandon_output (struct conn *c)
+{
+  while (c->out_head) {
+    struct outmsg *m = c->out_head;
+
+    c->out_head = m->next;
+    if (m->release)
+      m->release (c, m);
+  }
+  c->out_tail = NULL;
+}
+
+/* Write as much of the output queue as the socket takes, in one or more
+ * writev calls gathering many messages each.
+ */
+void
+conn_flush_output (struct conn *c)
+{
+  while (c->out_head && !c->destroyed) {
+    struct iovec iov[IOV_MAX > 256 ? 256 : IOV_MAX];
+    int n = 0;
+    struct outmsg *m;
+    ssize_t w;
+
+    for (m = c->out_head; m && n < (int) ARRAY_SIZE (iov); m = m->next) {
+      int i;
+      for (i = m->iov_done; i < m->iovcnt && n < (int) ARRAY_SIZE (iov); i++) {
+        iov[n] = m->iov[i];
+        if (i == m->iov_done) {
+          iov[n].iov_base = (char *) iov[n].iov_base + m->iov_off;
+          iov[n].iov_len -= m->iov_off;
+        }
+        n++;
+      }
+      if (i < m->iovcnt)
+        break;
+    }
+
+    do
+      w = writev (c->wfd, iov, n);
+    while (w == -1 && errno == EINTR);
+    if (w == -1) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (!c->writing) {
+          c->writing = true;
+          ev_io_start (c->srv->loop, &c->wio);
+        }
+        return;
+      }
+      log_debug ("%s: write: %m", c->peer);
+      conn_close (c);
+      return;
+    }
+
+    /* Retire what was written. */
+    while (w > 0 || (c->out_head &&
+                     c->out_head->iov_done == c->out_head->iovcnt)) {
+      m = c->out_head;
+      if (m == NULL)
+        break;
+      while (m->iov_done < m->iovcnt && w > 0) {
+        size_t left = m->iov[m->iov_done].iov_len - m->iov_off;
+        if ((size_t) w >= left) {
+          w -= left;
+          m->iov_done++;
+          m->iov_off = 0;
+        }
+        else {
+          m->iov_off += w;
+          w = 0;
+        }
+      }
+      /* Skip zero-length iovecs. */
+      while (m->iov_done < m->iovcnt && m->iov[m->iov_done].iov_len == 0)
+        m->iov_done++;
+      if (m->iov_done < m->iovcnt)
+        break;
+      c->out_head = m->next;
+      if (c->out_head == NULL)
+        c->out_tail = NULL;
+      if (m->release)
+        m->release (c, m);
+      if (c->destroyed)
+        return;
+    }
+  }
+
+  if (c->out_head == NULL && c->writing) {
+    c->writing = false;
+    ev_io_stop (c->srv->loop, &c->wio);
+  }
+  if (c->out_head == NULL && c->close_after_output && c->in_flight == 0)
+    conn_close (c);
+}
+
+static void
+conn_write_cb (struct ev_loop *loop, ev_io *w, int revents)
+{
+  struct conn *c = w->data;
+
+  conn_flush_output (c);
+}
+
+/* Parse whatever is buffered.  Called after every read and on resume. */
+void
+conn_process_input (struct conn *c)
+{
+  bool more = true;
+
+  while (more && !c->destroyed && c->phase != PHASE_CLOSING) {
+    if (c->phase == PHASE_TRANSMISSION)
+      more = request_parse (c);
+    else
+      more = handshake_parse (c);
+  }
+  /* Hand the whole parse batch to the workers under one lock.  Even for a
+   * connection that was just closed: its requests keep it allocated.
+   */
+  if (c->batch_n > 0) {
+    worker_pool_submit (c->srv->pool, c->batch_head, c->batch_tail,
+                        c->batch_n);
+    c->batch_head = c->batch_tail = NULL;
+    c->batch_n = 0;
+  }
+  if (c->destroyed)
+    return;
+  /* Compact the buffer so the free space is contiguous. */
+  if (c->rstart == c->rend)
+    c->rstart = c->rend = 0;
+  else if (c->rstart > CONN_RBUF_BYTES / 2) {
+    memmove (c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
+    c->rend -= c->rstart;
+    c->rstart = 0;
+  }
+  conn_flush_output (c);
+}
+
+static void
+conn_read_cb (struct ev_loop *loop, ev_io *w, int revents)
+{
+  struct conn *c = w->data;
+  bool direct = false;
+  ssize_t n;
+
+  /* A WRITE payload goes straight into the request's buffer when nothing
+   * else is buffered: no copy through rbuf.
+   */
+  if (c->payload_req && c->rstart == c->rend) {
+    struct request *r = c->payload_req;
+
+    direct = true;
+    n = read (c->rfd, (char *) r->buf + c->payload_got,
+              r->h.count - c->payload_got);
+  }
+  else {
+    if (c->rend == CONN_RBUF_BYTES) {
+      if (c->rstart == 0) {
+        /* Full of unparsed input: a parser stopped on backpressure. */
+        set_reading (c, false);
+        return;
+      }
+      memmove (c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
+      c->rend -= c->rstart;
+      c->rstart = 0;
+    }
+    n = read (c->rfd, c->rbuf + c->rend, CONN_RBUF_BYTES - c->rend);
+  }
+  if (n == -1) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+      return;
+    log_debug ("%s: read: %m", c->peer);
+    conn_close (c);
+    return;
+  }
+  if (n == 0) {
+    log_debug ("%s: client closed the connection", c->peer);
+    if (c->phase == PHASE_TRANSMISSION && c->in_flight > 0) {
+      /* Finish what is in flight (replies may fail to send), then close. */
+      c->phase = PHASE_CLOSING;
+      c->close_after_output = true;
+      set_reading (c, false);
+      conn_flush_output (c);
+    }
+    else
+      conn_close (c);
+    return;
+  }
+  if (direct)
+    c->payload_got += n;
+  else
+    c->rend += n;
+  conn_process_input (c);
+}
+
+void
+conn_request_done (struct conn *c, struct request *r)
+{
+  conn_queue (c, &r->out);
+}
+
+/* Called by request_release once a reply has left (or been abandoned). */
+static void
+conn_after_reply (struct conn *c)
+{
+  if (c->destroyed)
+    return;
+  if (c->phase == PHASE_TRANSMISSION && !c->reading &&
+      c->in_flight <= CONN_RESUME_IN_FLIGHT && !c->resume_marked) {
+    /* Parse what is already buffered, but not from inside the output
+     * path that called us: the loop's prepare watcher does it.
+     */
+    set_reading (c, true);
+    c->resume_marked = true;
+    c->resume_next = c->srv->resumes;
+    c->srv->resumes = c;
+  }
+  if (!c->destroyed && c->in_flight == 0 && c->close_after_output &&
+      c->out_head == NULL)
+    conn_close (c);
+}
+
+void
+conn_begin_shutdown (struct conn *c)
+{
+  if (c->phase != PHASE_TRANSMISSION) {
+    conn_close (c);
+    return;
+  }
+  c->close_after_output = true;
+  if (c->in_flight == 0 && c->out_head == NULL)
+    conn_close (c);
+}
+
+void
+conn_close (struct conn *c)
+{
+  struct server *srv = c->srv;
+
+  if (c->destroyed)
+    return;
+  c->destroyed = true;
+  log_debug ("%s: closing (%u requests in flight)", c->peer, c->in_flight);
+  ev_io_stop (srv->loop, &c->rio);
+  ev_io_stop (srv->loop, &c->wio);
+  c->reading = c->writing = false;
+  if (c->exp) {
+    c->exp->nr_connections--;
+    c->exp = NULL;
+  }
+  if (c->resume_marked) {
+    struct conn **pp = &srv->resumes;
+    while (*pp != c)
+      pp = &(*pp)->resume_next;
+    *pp = c->resume_next;
+    c->resume_marked = false;
+  }
+  /* Unlink now so shutdown logic sees it gone; free when idle. */
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    srv->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  c->next = c->prev = NULL;
+  srv->nr_conns--;
+  if (c->wfd != c->rfd)
+    close (c->wfd);
+  close (c->rfd);
+  c->rfd = c->wfd = -1;
+  if (c->payload_req) {
+    struct request *r = c->payload_req;
+    c->payload_req = NULL;
+    request_release (c, &r->out);
+  }
+  if (c->after_discard) {
+    struct request *r = c->after_discard;
+    c->after_discard = NULL;
+    request_release (c, &r->out);
+  }
+  abandon_output (c);
+  /* Freed by the sweeper once no worker holds one of its requests: callers
+   * up the stack may still look at c->destroyed.
+   */
+  c->next = srv->zombies;
+  srv->zombies = c;
+  server_conn_gone (srv);
+}
+
+/* Parse input of connections whose reading resumed.  Runs from an
+ * ev_prepare watcher; loops until no connection is left to resume, so the
+ * loop never blocks with parsable input buffered.
+ */
+void
+conn_run_resumes (struct server *srv)
+{
+  while (srv->resumes) {
+    struct conn *c = srv->resumes;
+
+    srv->resumes = c->resume_next;
+    c->resume_marked = false;
+    if (!c->destroyed)
+      conn_process_input (c);
+  }
+}
+
+/* Free destroyed connections with nothing in flight.  Runs from an ev_check
+ * watcher, after all callbacks of a loop iteration.
+ */
+void
+conn_sweep (struct server *srv)
+{
+  struct conn **pp = &srv->zombies;
+
+  while (*pp) {
+    struct conn *c = *pp;
+
+    if (c->in_flight > 0) {
+      pp = &c->next;
+      continue;
+    }
+    *pp = c->next;
+    conn_free (c);
+  }
+}
+
+static void
+conn_free (struct conn *c)
+{
+  abandon_output (c);
+  while (c->free_reqs) {
+    struct request *r = c->free_reqs;
+    c->free_reqs = r->next;
+    free (r->buf);
+    free (r->extents);
+    free (r);
+  }
+  free (c->meta_export);
+  free (c->rbuf);
+  free (c);
+}
+
+void
+conn_reply_sent (struct conn *c)
+{
+  conn_after_reply (c);
+}

@@ -1,0 +1,535 @@
+/* main.c — nbdcached: command line, start-up, the event loop, shutdown.
+ *
+ * WHAT: parses options, loads the config, opens listeners and exports,
+ * optionally daemonizes, runs the libev loop until a stop is requested,
+ * then drains and exits.
+ * WHY: this is the only file that may exit the process.
+ * ORDER AT START: config -> listeners -> (fork if daemon) -> exports ->
+ * worker pool -> pidfile -> readiness (parent exits 0) -> loop.  The daemon
+ * forks before any thread exists; the parent learns the outcome through a
+ * pipe, so `nbdcached && nbdinfo …` never races.
+ * ORDER AT STOP (SIGTERM/SIGINT, --run command exit, end of -s): stop
+ * accepting; every connection finishes its in-flight requests (new ones
+ * get ESHUTDOWN) and closes; then the workers are joined, every export is
+ * flushed and closed, and the process exits 0 (or the --run status).
+ * THREADS: main thread = loop thread.
+ * FAILURE: start-up errors exit 1 with a message; nothing after start-up
+ * exits except the orderly stop.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "parse.h"
+#include "server.h"
+
+#define STOP_GRACE_SECONDS 30.0
+
+struct options {
+  const char *config_path;
+  const char *check_config;
+  bool foreground;
+  bool single;
+  char **listen;
+  size_t nr_listen;
+  const char *pidfile;
+  unsigned workers;
+  const char *export_name;
+  const char *run;
+  bool verbose;
+  const char *log_target;
+};
+
+static void
+usage (FILE *fp)
+{
+  fprintf (fp,
+"Usage: nbdcached [-c FILE] [OPTIONS]\n"
+"Serve block devices over NBD from a backing store, cached on a local SSD.\n"
+"\n"
+"  -c, --config FILE       config file (default %s/nbdcached.conf)\n"
+"      --check-config FILE validate FILE and exit (0 valid, 1 invalid)\n"
+"  -f, --foreground        do not daemonize\n"
+"  -s, --single            serve one connection on stdin/stdout\n"
+"  -l, --listen ADDR       listen on ADDR instead of the config's addresses:\n"
+"                          unix:PATH, HOST:PORT, [IPV6]:PORT, :PORT (repeatable)\n"
+"  -U, --unix PATH         same as --listen unix:PATH\n"
+"  -P, --pidfile FILE      write the pid here once listening\n"
+"  -w, --workers N         worker threads\n"
+"  -e, --export NAME       the export $uri names with --run\n"
+"      --run CMD           run CMD once listening, stop when it exits\n"
+"  -v, --verbose           debug logging\n"
+"      --log stderr|syslog where log messages go\n"
+"  -V, --version           print the version and exit\n"
+"  -h, --help              print this help and exit\n"
+"See nbdcached(8) and nbdcached.conf(5).\n", SYSCONFDIR);
+}
+
+enum { OPT_CHECK_CONFIG = 256, OPT_RUN, OPT_LOG };
+
+static const struct option long_options[] = {
+  { "config", required_argument, NULL, 'c' },
+  { "check-config", required_argument, NULL, OPT_CHECK_CONFIG },
+  { "foreground", no_argument, NULL, 'f' },
+  { "single", no_argument, NULL, 's' },
+  { "listen", required_argument, NULL, 'l' },
+  { "unix", required_argument, NULL, 'U' },
+  { "pidfile", required_argument, NULL, 'P' },
+  { "workers", required_argument, NULL, 'w' },
+  { "export", required_argument, NULL, 'e' },
+  { "run", required_argument, NULL, OPT_RUN },
+  { "verbose", no_argument, NULL, 'v' },
+  { "log", required_argument, NULL, OPT_LOG },
+  { "version", no_argument, NULL, 'V' },
+  { "help", no_argument, NULL, 'h' },
+  { NULL, 0, NULL, 0 },
+};
+
+static int
+add_listen (struct options *o, const char *addr)
+{
+  char **l = realloc (o->listen, (o->nr_listen + 1) * sizeof *l);
+
+  if (l == NULL)
+    return -ENOMEM;
+  o->listen = l;
+  if (strncmp (addr, "unix:", 5) != 0 || addr[5] == '/')
+    l[o->nr_listen] = strdup (addr);
+  else {
+    /* A relative unix: path on the command line is relative to the cwd. */
+    char cwd[PATH_MAX];
+    if (getcwd (cwd, sizeof cwd) == NULL ||
+        asprintf (&l[o->nr_listen], "unix:%s/%s", cwd, addr + 5) == -1)
+      l[o->nr_listen] = NULL;
+  }
+  if (l[o->nr_listen] == NULL)
+    return -ENOMEM;
+  o->nr_listen++;
+  return 0;
+}
+
+static int
+parse_args (int argc, char **argv, struct options *o)
+{
+  int c;
+  uint64_t n;
+
+  while ((c = getopt_long (argc, argv, "c:fsl:U:P:w:e:vVh", long_options,
+                           NULL)) != -1) {
+    switch (c) {
+    case 'c': o->config_path = optarg; break;
+    case OPT_CHECK_CONFIG: o->check_config = optarg; break;
+    case 'f': o->foreground = true; break;
+    case 's': o->single = true; break;
+    case 'l':
+      if (add_listen (o, optarg) < 0)
+        return -1;
+      break;
+    case 'U': {
+      char *a;
+      if (asprintf (&a, "unix:%s", optarg) == -1 || add_listen (o, a) < 0)
+        return -1;
+      free (a);
+      break;
+    }
+    case 'P': o->pidfile = optarg; break;
+    case 'w':
+      if (parse_uint64_range (optarg, 1, 1024, &n) < 0) {
+        fprintf (stderr, "nbdcached: --workers: expected 1..1024\n");
+        return -1;
+      }
+      o->workers = n;
+      break;
+    case 'e': o->export_name = optarg; break;
+    case OPT_RUN: o->run = optarg; break;
+    case 'v': o->verbose = true; break;
+    case OPT_LOG:
+      if (strcmp (optarg, "stderr") != 0 && strcmp (optarg, "syslog") != 0) {
+        fprintf (stderr, "nbdcached: --log: expected stderr or syslog\n");
+        return -1;
+      }
+      o->log_target = optarg;
+      break;
+    case 'V':
+      printf ("nbdcached %s\n", PACKAGE_VERSION);
+      exit (EXIT_SUCCESS);
+    case 'h':
+      usage (stdout);
+      exit (EXIT_SUCCESS);
+    default:
+      usage (stderr);
+      return -1;
+    }
+  }
+  if (optind != argc) {
+    fprintf (stderr, "nbdcached: unexpected argument '%s'\n", argv[optind]);
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- stopping ---- */
+
+static void
+stop_timeout_cb (struct ev_loop *loop, ev_timer *w, int revents)
+{
+  struct server *srv = w->data;
+
+  log_warning ("%u connection(s) did not finish within %.0f s; closing them",
+               srv->nr_conns, STOP_GRACE_SECONDS);
+  while (srv->conns)
+    conn_close (srv->conns);
+}
+
+void
+server_stop (struct server *srv)
+{
+  struct conn *c, *next;
+
+  if (srv->stopping)
+    return;
+  srv->stopping = true;
+  log_info ("stopping: %u connection(s) to drain", srv->nr_conns);
+  listen_close_all (srv);
+  for (c = srv->conns; c; c = next) {
+    next = c->next;
+    conn_begin_shutdown (c);
+  }
+  if (srv->nr_conns == 0)
+    ev_break (srv->loop, EVBREAK_ALL);
+  else {
+    ev_timer_init (&srv->stop_timer, stop_timeout_cb, STOP_GRACE_SECONDS, 0);
+    srv->stop_timer.data = srv;
+    ev_timer_start (srv->loop, &srv->stop_timer);
+  }
+}
+
+void
+server_conn_gone (struct server *srv)
+{
+  if (srv->single && srv->nr_conns == 0)
+    server_stop (srv);
+  if (srv->stopping && srv->nr_conns == 0)
+    ev_break (srv->loop, EVBREAK_ALL);
+}
+
+static void
+signal_cb (struct ev_loop *loop, ev_signal *w, int revents)
+{
+  log_info ("signal %d received", w->signum);
+  server_stop (w->data);
+}
+
+static void
+done_async_cb (struct ev_loop *loop, ev_async *w, int revents)
+{
+  worker_pool_reap (w->data);
+}
+
+static void
+prepare_cb (struct ev_loop *loop, ev_prepare *w, int revents)
+{
+  struct server *srv = w->data;
+
+  conn_run_resumes (srv);
+  conn_sweep (srv);
+}
+
+/* ---- --run captive mode ---- */
+
+static void
+run_child_cb (struct ev_loop *loop, ev_child *w, int revents)
+{
+  struct server *srv = w->data;
+
+  ev_child_stop (loop, w);
+  if (WIFEXITED (w->rstatus))
+    srv->exit_status = WEXITSTATUS (w->rstatus);
+  else if (WIFSIGNALED (w->rstatus))
+    srv->exit_status = 128 + WTERMSIG (w->rstatus);
+  else
+    srv->exit_status = 1;
+  log_debug ("--run command exited with status %d", srv->exit_status);
+  server_stop (srv);
+}
+
+static int
+start_run_command (struct server *srv, const char *cmd, const char *export_name,
+                   ev_child *child_watcher)
+{
+  struct listener *l = srv->listeners;
+  char *uri = NULL, port[16] = "";
+  const char *unixsocket = "";
+  pid_t pid;
+
+  if (export_name == NULL)
+    export_name = srv->default_export ? srv->default_export->name : "";
+  if (l == NULL) {
+    log_error ("--run needs a listening socket");
+    return -1;
+  }
+  if (l->is_unix) {
+    unixsocket = l->unix_path;
+    if (asprintf (&uri, "nbd+unix:///%s?socket=%s", export_name,
+                  unixsocket) == -1)
+      return -1;
+  }
+  else {
+    snprintf (port, sizeof port, "%d", l->port);
+    if (asprintf (&uri, l->family == AF_INET6 ? "nbd://[::1]:%d/%s"
+                                              : "nbd://127.0.0.1:%d/%s",
+                  l->port, export_name) == -1)
+      return -1;
+  }
+
+  fflush (NULL);
+  pid = fork ();
+  if (pid == -1) {
+    log_error ("--run: fork: %m");
+    free (uri);
+    return -1;
+  }
+  if (pid == 0) {
+    setenv ("uri", uri, 1);
+    setenv ("unixsocket", unixsocket, 1);
+    setenv ("port", port, 1);
+    setenv ("export", export_name, 1);
+    signal (SIGPIPE, SIG_DFL);
+    execl ("/bin/sh", "sh", "-c", cmd, (char *) NULL);
+    _exit (127);
+  }
+  free (uri);
+  ev_child_init (child_watcher, run_child_cb, pid, 0);
+  child_watcher->data = srv;
+  ev_child_start (srv->loop, child_watcher);
+  return 0;
+}
+
+/* ---- start-up helpers ---- */
+
+static int
+write_pidfile (const char *path)
+{
+  char buf[32];
+  int fd, len;
+
+  fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd == -1) {
+    log_error ("pidfile %s: %m", path);
+    return -1;
+  }
+  len = snprintf (buf, sizeof buf, "%d\n", (int) getpid ());
+  if (write (fd, buf, len) != len) {
+    log_error ("pidfile %s: %m", path);
+    close (fd);
+    return -1;
+  }
+  close (fd);
+  return 0;
+}
+
+/* Fork into the background.  The parent waits on a pipe for the child's
+ * verdict and exits with it; returns the write end in the child.
+ */
+static int
+daemonize (void)
+{
+  int p[2];
+  pid_t pid;
+  char status;
+
+  if (pipe2 (p, O_CLOEXEC) == -1) {
+    log_error ("pipe: %m");
+    return -1;
+  }
+  fflush (NULL);
+  pid = fork ();
+  if (pid == -1) {
+    log_error ("fork: %m");
+    return -1;
+  }
+  if (pid > 0) {
+    close (p[1]);
+    if (read (p[0], &status, 1) != 1)
+      _exit (EXIT_FAILURE);     /* the daemon died before it was ready */
+    _exit (status == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+  }
+  close (p[0]);
+  setsid ();
+  if (chdir ("/") == -1)
+    log_warning ("chdir /: %m");
+  return p[1];
+}
+
+static void
+daemon_ready (int ready_fd, char status)
+{
+  int fd;
+
+  if (ready_fd < 0)
+    return;
+  if (status == 0 && (fd = open ("/dev/null", O_RDWR)) >= 0) {
+    dup2 (fd, STDIN_FILENO);
+    dup2 (fd, STDOUT_FILENO);
+    if (fd > STDERR_FILENO)
+      close (fd);
+  }
+  if (write (ready_fd, &status, 1) != 1)
+    log_warning ("cannot tell the parent we are ready: %m");
+  close (ready_fd);
+}
+
+int
+main (int argc, char **argv)
+{
+  struct options opts = { 0 };
+  struct server srv = { .exit_status = EXIT_SUCCESS };
+  ev_signal sigterm, sigint;
+  ev_child run_child;
+  enum log_level level;
+  const char *pidfile;
+  bool activated = false;
+  char *config_abs = NULL;
+  int ready_fd = -1;
+  unsigned workers;
+  size_t i;
+  int r;
+
+  signal (SIGPIPE, SIG_IGN);
+  log_init ("nbdcached", LOG_TARGET_STDERR, LOG_LEVEL_INFO);
+  if (parse_args (argc, argv, &opts) < 0)
+    exit (EXIT_FAILURE);
+  if (opts.verbose)
+    log_set_level (LOG_LEVEL_DEBUG);
+
+  if (opts.check_config) {
+    struct config *cfg;
+    if (config_load (opts.check_config, &cfg) < 0)
+      exit (EXIT_FAILURE);
+    printf ("%s: OK (%zu export(s), %zu cache device(s))\n",
+            opts.check_config, cfg->nr_exports, cfg->nr_caches);
+    config_free (cfg);
+    exit (EXIT_SUCCESS);
+  }
+
+  if (opts.config_path == NULL)
+    opts.config_path = SYSCONFDIR "/nbdcached.conf";
+  config_abs = realpath (opts.config_path, NULL);
+  if (config_abs == NULL) {
+    log_error ("%s: %m", opts.config_path);
+    exit (EXIT_FAILURE);
+  }
+  if (config_load (config_abs, &srv.cfg) < 0)
+    exit (EXIT_FAILURE);
+
+  level = opts.verbose ? LOG_LEVEL_DEBUG : srv.cfg->server.log_level;
+  log_init ("nbdcached",
+            opts.log_target ? (strcmp (opts.log_target, "syslog") == 0
+                               ? LOG_TARGET_SYSLOG : LOG_TARGET_STDERR)
+                            : srv.cfg->server.log_target,
+            level);
+  if (opts.run || opts.single)
+    opts.foreground = true;
+
+  /* Listeners. */
+  if (opts.single)
+    srv.single = true;
+  else {
+    if ((r = listen_socket_activation (&srv, &activated)) < 0)
+      exit (EXIT_FAILURE);
+    if (activated)
+      opts.foreground = true;
+    else if (opts.nr_listen > 0) {
+      for (i = 0; i < opts.nr_listen; i++)
+        if (listen_open_address (&srv, opts.listen[i]) < 0)
+          exit (EXIT_FAILURE);
+    }
+    else if (srv.cfg->server.nr_listen > 0) {
+      for (i = 0; i < srv.cfg->server.nr_listen; i++)
+        if (listen_open_address (&srv, srv.cfg->server.listen[i]) < 0)
+          exit (EXIT_FAILURE);
+    }
+    else {
+      log_error ("%s: no listen address: add 'listen = …' to [server] or "
+                 "use --listen", srv.cfg->path);
+      exit (EXIT_FAILURE);
+    }
+  }
+
+  if (!opts.foreground && (ready_fd = daemonize ()) < 0)
+    exit (EXIT_FAILURE);
+
+  /* Exports, workers, the loop. */
+  if (export_table_open (&srv) < 0) {
+    daemon_ready (ready_fd, 1);
+    listen_close_all (&srv);
+    exit (EXIT_FAILURE);
+  }
+  srv.loop = ev_default_loop (EVFLAG_AUTO);
+  pthread_mutex_init (&srv.done_lock, NULL);
+  ev_async_init (&srv.done_async, done_async_cb);
+  srv.done_async.data = &srv;
+  ev_async_start (srv.loop, &srv.done_async);
+  ev_prepare_init (&srv.prepare, prepare_cb);
+  srv.prepare.data = &srv;
+  ev_prepare_start (srv.loop, &srv.prepare);
+  ev_signal_init (&sigterm, signal_cb, SIGTERM);
+  ev_signal_init (&sigint, signal_cb, SIGINT);
+  sigterm.data = sigint.data = &srv;
+  ev_signal_start (srv.loop, &sigterm);
+  ev_signal_start (srv.loop, &sigint);
+
+  workers = opts.workers ? opts.workers : srv.cfg->server.workers;
+  if (worker_pool_create (&srv, workers, &srv.pool) < 0) {
+    daemon_ready (ready_fd, 1);
+    exit (EXIT_FAILURE);
+  }
+
+  pidfile = opts.pidfile ? opts.pidfile : srv.cfg->server.pidfile;
+  if (pidfile && write_pidfile (pidfile) < 0) {
+    daemon_ready (ready_fd, 1);
+    exit (EXIT_FAILURE);
+  }
+  listen_start (&srv);
+  if (opts.single)
+    conn_accept (&srv, STDIN_FILENO, STDOUT_FILENO, false, "stdin");
+  if (opts.run &&
+      start_run_command (&srv, opts.run, opts.export_name, &run_child) < 0) {
+    daemon_ready (ready_fd, 1);
+    exit (EXIT_FAILURE);
+  }
+  daemon_ready (ready_fd, 0);
+
+  ev_run (srv.loop, 0);
+
+  /* Drain: workers finish what they hold, then replies are dropped. */
+  worker_pool_destroy (srv.pool);
+  worker_pool_reap (&srv);
+  while (srv.conns)
+    conn_close (srv.conns);
+  conn_sweep (&srv);
+  listen_close_all (&srv);
+  export_table_close (&srv);
+  if (pidfile)
+    unlink (pidfile);
+  config_free (srv.cfg);
+  for (i = 0; i < opts.nr_listen; i++)
+    free (opts.listen[i]);
+  free (opts.listen);
+  free (config_abs);
+  ev_loop_destroy (srv.loop);
+  log_info ("stopped");
+  return srv.exit_status;
+}

@@ -1,0 +1,571 @@
+/* request.c — transmission-phase requests: parse, validate, execute.
+ *
+ * WHAT: the loop thread turns buffered bytes into requests, checks each
+ * against the specification and the export (flags, ranges, read-only,
+ * negotiated features), answers invalid ones at once, and batches valid
+ * ones to the worker pool; a worker runs the engine call (request_execute).
+ * WHY: every error the specification names is decided here, in one place,
+ * before any engine call; the engine sees only well-formed requests.
+ * INVARIANTS:
+ * - Every request that carries a payload (WRITE; with extended headers any
+ *   request flagged PAYLOAD_LEN) has its payload consumed, even when it is
+ *   refused, so the stream stays in sync.  Absurd payloads (> 1 GiB) close
+ *   the connection instead.
+ * - in_flight is incremented when a header is parsed and decremented when
+ *   its reply has been written or abandoned (request_release).
+ * - Requests are recycled through a per-connection free list (loop thread
+ *   only), keeping buffers up to REQUEST_KEEP_BUF_BYTES, so the steady-state
+ *   hot path does not allocate.
+ * THREADS: parse/alloc/release on the loop thread; execute on a worker.
+ * FAILURE: a bad request magic closes the connection (there is no way to
+ * resynchronise); engine errors become NBD error replies (reply.c).
+ * NOT HERE: encoding replies (reply.c), socket I/O (conn.c).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "byteorder.h"
+#include "compiler.h"
+#include "log.h"
+#include "server.h"
+
+#define REQUEST_KEEP_BUF_BYTES (4 * 1024 * 1024)
+#define MAX_FREE_REQUESTS      64
+#define BUF_ALIGN              4096   /* bytes; O_DIRECT-friendly */
+
+/* Make r->buf at least bufsize bytes (contents not kept).  0 or -ENOMEM. */
+static int
+grow_buf (struct request *r, size_t bufsize)
+{
+  void *p;
+
+  if (bufsize <= r->buf_cap)
+    return 0;
+  free (r->buf);
+  r->buf = NULL;
+  r->buf_cap = 0;
+  if (posix_memalign (&p, BUF_ALIGN, bufsize) != 0)
+    return -ENOMEM;
+  r->buf = p;
+  r->buf_cap = bufsize;
+  return 0;
+}
+
+struct request *
+request_alloc (struct conn *c, size_t bufsize)
+{
+  struct request *r = c->free_reqs;
+
+  if (r) {
+    c->free_reqs = r->next;
+    c->nr_free_reqs--;
+  }
+  else if ((r = calloc (1, sizeof *r)) == NULL)
+    return NULL;
+
+  if (grow_buf (r, bufsize) < 0) {
+    free (r->extents);
+    free (r);
+    return NULL;
+  }
+  r->next = NULL;
+  r->conn = c;
+  r->out.next = NULL;
+  r->out.iovcnt = 0;
+  r->out.release = request_release;
+  r->error = 0;
+  r->errmsg = NULL;
+  r->synchronous = false;
+  r->nr_chunks = 0;
+  r->extents_bytes = 0;
+  r->nr_extents = 0;
+  return r;
+}
+
+/* The reply has been written (or the connection is gone). */
+void
+request_release (struct conn *c, struct outmsg *m)
+{
+  struct request *r = (struct request *) m;
+
+  c->in_flight--;
+  if (r->buf_cap > REQUEST_KEEP_BUF_BYTES) {
+    free (r->buf);
+    r->buf = NULL;
+    r->buf_cap = 0;
+  }
+  if (c->nr_free_reqs < MAX_FREE_REQUESTS && !c->destroyed) {
+    r->next = c->free_reqs;
+    c->free_reqs = r;
+    c->nr_free_reqs++;
+  }
+  else {
+    free (r->buf);
+    free (r->extents);
+    free (r);
+  }
+  conn_reply_sent (c);
+}
+
+/* Answer from the loop thread, without a worker. */
+static void
+finish_now (struct conn *c, struct request *r)
+{
+  r->synchronous = true;
+  reply_prepare (r);
+  conn_queue (c, &r->out);
+}
+
+static void
+dispatch (struct conn *c, struct request *r)
+{
+  r->next = NULL;
+  if (c->batch_tail)
+    c->batch_tail->next = r;
+  else
+    c->batch_head = r;
+  c->batch_tail = r;
+  c->batch_n++;
+}
+
+/* Returns 0, or -errno with *msg set, for the request in r->h. */
+static int
+validate (struct conn *c, struct request *r, const char **msg)
+{
+  const struct nbd_req *h = &r->h;
+  const struct export *exp = c->exp;
+  uint16_t known = NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_DF |
+                   NBD_CMD_FLAG_REQ_ONE | NBD_CMD_FLAG_FAST_ZERO;
+  uint64_t size = exp->caps.size_bytes;
+  bool in_range = range_within (h->offset, h->count, size);
+
+  if (c->extended)
+    known |= NBD_CMD_FLAG_PAYLOAD_LEN;
+  if (h->flags & ~known) {
+    *msg = "unknown command flags";
+    return -EINVAL;
+  }
+  if ((h->flags & NBD_CMD_FLAG_PAYLOAD_LEN) && h->type != NBD_CMD_WRITE) {
+    *msg = "payload not allowed with this command";
+    return -EINVAL;
+  }
+  if ((h->flags & NBD_CMD_FLAG_DF) &&
+      (h->type != NBD_CMD_READ || !c->structured)) {
+    *msg = "DF flag is only valid on reads with structured replies";
+    return -EINVAL;
+  }
+  if ((h->flags & NBD_CMD_FLAG_NO_HOLE) && h->type != NBD_CMD_WRITE_ZEROES) {
+    *msg = "NO_HOLE flag is only valid on WRITE_ZEROES";
+    return -EINVAL;
+  }
+  if ((h->flags & NBD_CMD_FLAG_FAST_ZERO) && h->type != NBD_CMD_WRITE_ZEROES) {
+    *msg = "FAST_ZERO flag is only valid on WRITE_ZEROES";
+    return -EINVAL;
+  }
+  if ((h->flags & NBD_CMD_FLAG_REQ_ONE) && h->type != NBD_CMD_BLOCK_STATUS) {
+    *msg = "REQ_ONE flag is only valid on BLOCK_STATUS";
+    return -EINVAL;
+  }
+
+  switch (h->type) {
+  case NBD_CMD_READ:
+    if (h->count == 0 || h->count > NBD_MAX_PAYLOAD) {
+      *msg = h->count ? "read larger than the maximum payload"
+                      : "zero-length read";
+      return -EINVAL;
+    }
+    if (!in_range) {
+      *msg = "read beyond the end of the export";
+      return -EINVAL;
+    }
+    return 0;
+
+  case NBD_CMD_WRITE:
+    if (exp->caps.readonly) {
+      *msg = "export is read-only";
+      return -EPERM;
+    }
+    if (h->count == 0 || h->count > NBD_MAX_PAYLOAD) {
+      *msg = h->count ? "write larger than the maximum payload"
+                      : "zero-length write";
+      return -EINVAL;
+    }
+    if (!in_range) {
+      *msg = "write beyond the end of the export";
+      return -ENOSPC;
+    }
+    return 0;
+
+  case NBD_CMD_FLUSH:
+    if (h->offset != 0 || h->count != 0) {
+      *msg = "flush must have offset and length 0";
+      return -EINVAL;
+    }
+    return 0;
+
+  case NBD_CMD_TRIM:
+    if (exp->caps.readonly) {
+      *msg = "export is read-only";
+      return -EPERM;
+    }
+    if (h->count == 0 || !in_range) {
+      *msg = h->count ? "trim beyond the end of the export"
+                      : "zero-length trim";
+      return -EINVAL;
+    }
+    return 0;
+
+  case NBD_CMD_WRITE_ZEROES:
+    if (exp->caps.readonly) {
+      *msg = "export is read-only";
+      return -EPERM;
+    }
+    if (h->count == 0) {
+      *msg = "zero-length write zeroes";
+      return -EINVAL;
+    }
+    if (!in_range) {
+      *msg = "write zeroes beyond the end of the export";
+      return -ENOSPC;
+    }
+    return 0;
+
+  case NBD_CMD_CACHE:
+    if (h->count == 0 || !in_range) {
+      *msg = h->count ? "cache beyond the end of the export"
+                      : "zero-length cache";
+      return -EINVAL;
+    }
+    return 0;
+
+  case NBD_CMD_BLOCK_STATUS:
+    if (!c->meta_base_allocation) {
+      *msg = "no meta context negotiated";
+      return -EINVAL;
+    }
+    if (h->count == 0 || !in_range) {
+      *msg = h->count ? "block status beyond the end of the export"
+                      : "zero-length block status";
+      return -EINVAL;
+    }
+    return 0;
+
+  default:
+    *msg = "unknown command";
+    return -EINVAL;
+  }
+}
+
+/* Bytes of payload that follow this request's header on the wire. */
+static uint64_t
+payload_bytes (const struct conn *c, const struct nbd_req *h)
+{
+  if (h->type == NBD_CMD_WRITE)
+    return h->count;
+  if (c->extended && (h->flags & NBD_CMD_FLAG_PAYLOAD_LEN))
+    return h->count;
+  return 0;
+}
+
+static void
+stop_reading_until_drained (struct conn *c)
+{
+  c->phase = PHASE_CLOSING;
+  c->close_after_output = true;
+  ev_io_stop (c->srv->loop, &c->rio);
+  c->reading = false;
+}
+
+/* Consume one message from the input buffer.  Returns true to be called
+ * again, false when more input is needed or parsing must pause.
+ */
+bool
+request_parse (struct conn *c)
+{
+  size_t avail = c->rend - c->rstart;
+  size_t hsize = nbd_request_size (c->extended);
+  struct request *r;
+  const char *msg = NULL;
+  uint64_t payload;
+  int err;
+
+  if (c->discard_left > 0) {
+    size_t take = avail < c->discard_left ? avail : c->discard_left;
+
+    c->rstart += take;
+    c->discard_left -= take;
+    if (c->discard_left > 0)
+      return false;
+    r = c->after_discard;
+    c->after_discard = NULL;
+    finish_now (c, r);
+    return true;
+  }
+
+  if (c->payload_req) {
+    uint64_t want;
+    size_t take;
+
+    r = c->payload_req;
+    want = r->h.count - c->payload_got;
+    take = avail < want ? avail : want;
+    memcpy ((char *) r->buf + c->payload_got, c->rbuf + c->rstart, take);
+    c->rstart += take;
+    c->payload_got += take;
+    if (c->payload_got < r->h.count)
+      return false;
+    c->payload_req = NULL;
+    dispatch (c, r);
+    return true;
+  }
+
+  if (c->in_flight >= CONN_MAX_IN_FLIGHT) {
+    ev_io_stop (c->srv->loop, &c->rio);
+    c->reading = false;
+    return false;
+  }
+  if (avail < hsize)
+    return false;
+
+  if ((r = request_alloc (c, 0)) == NULL) {
+    log_error ("%s: out of memory", c->peer);
+    conn_close (c);
+    return false;
+  }
+  if (nbd_decode_request (c->rbuf + c->rstart, c->extended, &r->h) < 0) {
+    log_info ("%s: bad request magic 0x%08x, closing", c->peer,
+              get_be32 (c->rbuf + c->rstart));
+    c->in_flight++;
+    request_release (c, &r->out);
+    conn_close (c);
+    return false;
+  }
+  c->rstart += hsize;
+  c->in_flight++;
+
+  if (r->h.type == NBD_CMD_DISC) {
+    log_debug ("%s: NBD_CMD_DISC", c->peer);
+    request_release (c, &r->out);
+    stop_reading_until_drained (c);
+    conn_flush_output (c);
+    return false;
+  }
+
+  payload = payload_bytes (c, &r->h);
+  err = validate (c, r, &msg);
+  if (err == 0 && c->srv->stopping) {
+    err = -ESHUTDOWN;
+    msg = "server is shutting down";
+  }
+  if (err < 0) {
+    log_debug ("%s: %s: %s", c->peer, nbd_cmd_name (r->h.type), msg);
+    r->error = err;
+    r->errmsg = msg;
+    if (payload > 0) {
+      if (payload > MAX_DISCARD_BYTES) {
+        log_info ("%s: %s with a %" PRIu64 "-byte payload, closing",
+                  c->peer, nbd_cmd_name (r->h.type), payload);
+        request_release (c, &r->out);
+        conn_close (c);
+        return false;
+      }
+      c->discard_left = payload;
+      c->after_discard = r;
+      return true;
+    }
+    finish_now (c, r);
+    return true;
+  }
+
+  if ((r->h.type == NBD_CMD_WRITE || r->h.type == NBD_CMD_READ) &&
+      grow_buf (r, r->h.count) < 0) {
+    log_error ("%s: out of memory for a %" PRIu64 "-byte request",
+               c->peer, r->h.count);
+    request_release (c, &r->out);
+    conn_close (c);
+    return false;
+  }
+
+  if (r->h.type == NBD_CMD_WRITE) {
+    c->payload_req = r;
+    c->payload_got = 0;
+    return true;                /* the payload branch above takes over */
+  }
+  dispatch (c, r);
+  return true;
+}
+
+/* ---- worker side ---- */
+
+static int
+collect_read_chunk (void *opaque, uint64_t offset, uint64_t length,
+                    uint32_t flags)
+{
+  struct request *r = opaque;
+  bool hole = (flags & NCACHE_EXTENT_ZERO) != 0;
+  struct read_chunk *last = r->nr_chunks ? &r->chunks[r->nr_chunks - 1] : NULL;
+  uint64_t end = r->h.offset + r->h.count;
+
+  if (offset >= end)
+    return 1;
+  if (offset + length > end)
+    length = end - offset;
+  if (last && last->hole == hole && last->offset + last->length == offset) {
+    last->length += length;
+    return 0;
+  }
+  if (r->nr_chunks == MAX_READ_CHUNKS) {
+    /* Out of chunk slots: the rest is sent as data. */
+    last->hole = false;
+    last->length = end - last->offset;
+    return 1;
+  }
+  r->chunks[r->nr_chunks++] = (struct read_chunk) {
+    .offset = offset, .length = length, .hole = hole,
+  };
+  return 0;
+}
+
+static int
+execute_read (struct request *r)
+{
+  struct conn *c = r->conn;
+  struct ncache *nc = c->exp->nc;
+  unsigned i;
+  int err;
+
+  r->nr_chunks = 0;
+  if (c->structured && !(r->h.flags & NBD_CMD_FLAG_DF) &&
+      r->h.count >= READ_HOLE_MIN_BYTES && c->exp->caps.can_extents) {
+    err = ncache_extents (nc, r->h.count, r->h.offset, 0,
+                          collect_read_chunk, r);
+    if (err < 0 || r->nr_chunks == 0 ||
+        r->chunks[r->nr_chunks - 1].offset + r->chunks[r->nr_chunks - 1].length
+          != r->h.offset + r->h.count)
+      r->nr_chunks = 0;         /* fall back to one data chunk */
+  }
+  if (r->nr_chunks == 0) {
+    r->chunks[0] = (struct read_chunk) {
+      .offset = r->h.offset, .length = r->h.count, .hole = false,
+    };
+    r->nr_chunks = 1;
+  }
+  for (i = 0; i < r->nr_chunks; i++) {
+    const struct read_chunk *ch = &r->chunks[i];
+    if (ch->hole)
+      continue;
+    err = ncache_pread (nc, (char *) r->buf + (ch->offset - r->h.offset),
+                        ch->length, ch->offset, 0);
+    if (err < 0)
+      return err;
+  }
+  return 0;
+}
+
+static int
+collect_block_status (void *opaque, uint64_t offset, uint64_t length,
+                      uint32_t flags)
+{
+  struct request *r = opaque;
+  bool extended = r->conn->extended;
+  size_t dsize = extended ? 16 : 8;
+  uint64_t end = r->h.offset + r->h.count;
+  unsigned char *d;
+
+  if (offset >= end)
+    return 1;
+  if (offset + length > end)
+    length = end - offset;
+  if (!extended && length > UINT32_MAX)
+    length = UINT32_MAX & ~UINT32_C (4095);
+
+  /* Merge with the previous descriptor when the status is the same. */
+  if (r->nr_extents > 0) {
+    unsigned char *prev = r->extents + (r->nr_extents - 1) * dsize;
+    uint64_t plen = extended ? get_be64 (prev) : get_be32 (prev);
+    uint64_t pflags = extended ? get_be64 (prev + 8) : get_be32 (prev + 4);
+    if (pflags == flags && (extended || plen + length <= UINT32_MAX)) {
+      if (extended)
+        put_be64 (prev, plen + length);
+      else
+        put_be32 (prev, plen + length);
+      return 0;
+    }
+    if ((r->h.flags & NBD_CMD_FLAG_REQ_ONE) ||
+        r->nr_extents >= MAX_EXTENTS_PER_REPLY)
+      return 1;
+  }
+  if ((r->nr_extents + 1) * dsize > r->extents_bytes) {
+    size_t n = r->extents_bytes ? r->extents_bytes * 2 : 64 * dsize;
+    unsigned char *p = realloc (r->extents, n);
+    if (p == NULL)
+      return -ENOMEM;
+    r->extents = p;
+    r->extents_bytes = n;
+  }
+  d = r->extents + r->nr_extents * dsize;
+  if (extended) {
+    put_be64 (d, length);
+    put_be64 (d + 8, flags & (NBD_STATE_HOLE | NBD_STATE_ZERO));
+  }
+  else {
+    put_be32 (d, length);
+    put_be32 (d + 4, flags & (NBD_STATE_HOLE | NBD_STATE_ZERO));
+  }
+  r->nr_extents++;
+  return 0;
+}
+
+void
+request_execute (struct request *r)
+{
+  struct ncache *nc = r->conn->exp->nc;
+  const struct nbd_req *h = &r->h;
+  uint32_t fua = (h->flags & NBD_CMD_FLAG_FUA) ? NCACHE_FUA : 0;
+  uint32_t zflags;
+  int err;
+
+  switch (h->type) {
+  case NBD_CMD_READ:
+    err = execute_read (r);
+    break;
+  case NBD_CMD_WRITE:
+    err = ncache_pwrite (nc, r->buf, h->count, h->offset, fua);
+    break;
+  case NBD_CMD_FLUSH:
+    err = ncache_flush (nc, 0);
+    break;
+  case NBD_CMD_TRIM:
+    err = ncache_trim (nc, h->count, h->offset, fua);
+    break;
+  case NBD_CMD_WRITE_ZEROES:
+    zflags = fua;
+    if (!(h->flags & NBD_CMD_FLAG_NO_HOLE))
+      zflags |= NCACHE_MAY_TRIM;
+    if (h->flags & NBD_CMD_FLAG_FAST_ZERO)
+      zflags |= NCACHE_FAST_ZERO;
+    err = ncache_zero (nc, h->count, h->offset, zflags);
+    break;
+  case NBD_CMD_CACHE:
+    err = ncache_cache (nc, h->count, h->offset, 0);
+    break;
+  case NBD_CMD_BLOCK_STATUS:
+    r->nr_extents = 0;
+    err = ncache_extents (nc, h->count, h->offset,
+                          (h->flags & NBD_CMD_FLAG_REQ_ONE) ? NCACHE_REQ_ONE : 0,
+                          collect_block_status, r);
+    if (err == 0 && r->nr_extents == 0)
+      err = -EIO;               /* the engine must report something */
+    break;
+  default:
+    err = -EINVAL;              /* validate() let nothing else through */
+    break;
+  }
+  r->error = err;
+  if (err < 0)
+    r->errmsg = NULL;           /* reply.c uses strerror */
+}

@@ -1,0 +1,266 @@
+/* server.h — nbdcached's internal contract: the server, its exports,
+ * connections, requests and the worker pool.
+ *
+ * OWNS: struct server owns the config, the export table, the listeners, the
+ * connections and the worker pool.  A connection owns its requests; a
+ * request owns its data buffer.
+ *
+ * THREADS AND LOCKS:
+ * - The loop thread (libev) runs accept, the handshake, request parsing,
+ *   validation, and every socket write.  Everything in struct conn is
+ *   touched only by the loop thread, except what a worker reads from a
+ *   request it was handed (conn->exp, conn->structured/extended, which do
+ *   not change during transmission).
+ * - Worker threads (worker.c) run engine calls and encode replies into the
+ *   request.  A request is owned by exactly one thread at a time: the loop
+ *   until it is queued, then a worker, then the loop again after it comes
+ *   back through the completion list + ev_async.
+ * - pool->lock protects the work queue; pool->done_lock the completion list.
+ *   Neither is ever held across an engine call or a socket operation.
+ *
+ * INVARIANTS:
+ * - conn->in_flight counts requests parsed and not yet fully replied; the
+ *   socket is not read while it is >= CONN_MAX_IN_FLIGHT and is read again
+ *   once it drops to CONN_RESUME_IN_FLIGHT.
+ * - A connection is freed only when in_flight == 0 (no worker holds one of
+ *   its requests) and its output queue is empty or abandoned.
+ *
+ * FAILURE: a client's protocol violation closes that connection only; an
+ * engine error becomes an NBD error reply; nothing a client sends can stop
+ * the server.
+ */
+#ifndef NBDCACHE_SERVER_H
+#define NBDCACHE_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <sys/uio.h>
+
+#include <ev.h>
+
+#include "cache.h"
+#include "config-file.h"
+#include "nbd-wire.h"
+
+#define CONN_MAX_IN_FLIGHT    128     /* requests; stop reading here */
+#define CONN_RESUME_IN_FLIGHT 64      /* requests; resume reading here */
+#define CONN_RBUF_BYTES       (256 * 1024)
+#define MAX_OPTION_BYTES      (64 * 1024)  /* larger: ERR_TOO_BIG */
+#define MAX_DISCARD_BYTES     (UINT64_C (1) << 30) /* larger: close */
+#define MAX_OPTIONS           64      /* per connection, then close */
+#define READ_HOLE_MIN_BYTES   (64 * 1024) /* reads this big look for holes */
+#define MAX_READ_CHUNKS       16
+#define MAX_EXTENTS_PER_REPLY 1024
+#define META_CONTEXT_BASE_ALLOCATION_ID 1
+#define OUT_MAX_IOV           (MAX_READ_CHUNKS * 2 + 4)
+
+struct server;
+struct conn;
+
+/* ---- export.c: the exports, shared by every connection ---- */
+struct export {
+  char *name;                   /* non-NULL */
+  char *description;            /* NULL = none */
+  struct ncache *nc;            /* the engine handle, shared (multi-conn) */
+  struct ncache_caps caps;
+  bool rotational;
+  unsigned max_connections;     /* 0 = unlimited */
+  unsigned nr_connections;      /* loop thread only */
+};
+
+int export_table_open (struct server *srv);
+void export_table_close (struct server *srv);
+/* "" resolves to the default export.  NULL if none. */
+struct export *export_find (struct server *srv, const char *name, size_t len);
+/* Transmission flags for a connection with the given negotiation. */
+uint16_t export_eflags (const struct export *exp, bool structured);
+
+/* ---- output messages: one reply or handshake message, written with writev ---- */
+struct outmsg {
+  struct outmsg *next;
+  struct iovec iov[OUT_MAX_IOV];
+  int iovcnt;
+  int iov_done;                 /* iovecs fully written */
+  size_t iov_off;               /* bytes written of iov[iov_done] */
+  void (*release) (struct conn *c, struct outmsg *m); /* after send/abandon */
+};
+
+/* ---- requests (request.c parses/validates, reply.c encodes) ---- */
+struct read_chunk {
+  uint64_t offset;              /* bytes, absolute */
+  uint64_t length;              /* bytes */
+  bool hole;
+};
+
+struct request {
+  struct outmsg out;            /* the reply; first member */
+  struct request *next;         /* work queue / completion list / freelist */
+  struct conn *conn;
+  struct nbd_req h;
+  void *buf;                    /* READ data / WRITE payload; NULL otherwise */
+  size_t buf_cap;               /* bytes allocated at buf */
+  int error;                    /* -errno; 0 = success */
+  const char *errmsg;           /* static text for structured error chunks */
+  bool synchronous;             /* answered by the loop, never a worker */
+  /* READ: how the reply is cut into chunks. */
+  unsigned nr_chunks;
+  struct read_chunk chunks[MAX_READ_CHUNKS];
+  /* BLOCK_STATUS: encoded descriptors (malloc'd) */
+  unsigned char *extents;
+  size_t extents_bytes;
+  unsigned nr_extents;
+  /* Header bytes for every chunk of the reply. */
+  unsigned char hdr[MAX_READ_CHUNKS * (NBD_MAX_HEADER_BYTES + 16) + 64];
+};
+
+/* ---- connections (conn.c) ---- */
+enum conn_phase {
+  PHASE_CLIENT_FLAGS,           /* waiting for the 32-bit client flags */
+  PHASE_OPTIONS,                /* option haggling */
+  PHASE_TRANSMISSION,
+  PHASE_CLOSING,                /* no more input; close when drained */
+};
+
+struct conn {
+  struct conn *next, *prev;     /* server's list */
+  struct server *srv;
+  int rfd, wfd;                 /* equal except in -s mode */
+  bool is_tcp;
+  char peer[128];               /* for logs */
+  ev_io rio, wio;
+  enum conn_phase phase;
+  bool reading;                 /* rio started */
+  bool destroyed;
+
+  /* Input. */
+  unsigned char *rbuf;          /* CONN_RBUF_BYTES */
+  size_t rstart, rend;          /* unconsumed bytes are rbuf[rstart..rend) */
+  struct request *payload_req;  /* WRITE waiting for its payload */
+  uint64_t payload_got;         /* bytes of it received */
+  uint64_t discard_left;        /* bytes of input to drop (bad payloads) */
+  struct request *after_discard; /* error reply queued once discarding ends */
+  uint32_t discard_option;      /* option whose oversized data is dropped */
+
+  /* Output. */
+  struct outmsg *out_head, *out_tail;
+  bool writing;                 /* wio started */
+  bool close_after_output;      /* ABORT, DISC, fatal handshake errors */
+
+  /* Negotiation. */
+  uint32_t cflags;
+  unsigned nr_options;
+  bool structured;
+  bool extended;
+  bool meta_base_allocation;
+  char *meta_export;            /* export named by SET_META_CONTEXT */
+  struct export *exp;           /* set on entering transmission */
+  uint16_t eflags;
+
+  /* Requests. */
+  unsigned in_flight;
+  struct request *batch_head, *batch_tail; /* parsed, not yet submitted */
+  unsigned batch_n;
+  bool flush_marked;            /* on the loop's to-flush list */
+  struct conn *flush_next;
+  bool resume_marked;           /* on the server's resume list */
+  struct conn *resume_next;
+  struct request *free_reqs;    /* recycled requests (loop thread) */
+  unsigned nr_free_reqs;
+};
+
+void conn_accept (struct server *srv, int rfd, int wfd, bool is_tcp,
+                  const char *peer);
+void conn_queue (struct conn *c, struct outmsg *m);
+void conn_flush_output (struct conn *c);
+void conn_close (struct conn *c);
+void conn_process_input (struct conn *c);
+/* The server is stopping: finish what is in flight, then close. */
+void conn_begin_shutdown (struct conn *c);
+void conn_run_resumes (struct server *srv);
+/* Free closed connections that no worker references any more. */
+void conn_sweep (struct server *srv);
+/* A reply left the queue (or was abandoned): may resume reading/close. */
+void conn_reply_sent (struct conn *c);
+/* A request came back from a worker or was answered synchronously. */
+void conn_request_done (struct conn *c, struct request *r);
+
+/* handshake.c */
+void handshake_start (struct conn *c);
+/* Consume complete client flags / options from the input buffer.
+ * Returns false if the connection was closed or must stop parsing.
+ */
+bool handshake_parse (struct conn *c);
+/* Queue an option reply with a payload (copied). */
+void handshake_reply (struct conn *c, uint32_t option, uint32_t reply,
+                      const void *data, size_t len);
+
+/* request.c */
+bool request_parse (struct conn *c);
+struct request *request_alloc (struct conn *c, size_t bufsize);
+void request_release (struct conn *c, struct outmsg *m);
+/* Worker side: run the engine call. */
+void request_execute (struct request *r);
+
+/* reply.c: encodes r->out from r->error and the results. */
+void reply_prepare (struct request *r);
+
+/* ---- worker.c: the pool that runs engine calls ---- */
+struct worker_pool;
+int worker_pool_create (struct server *srv, unsigned nr_threads,
+                        struct worker_pool **out);
+/* Queue a batch of requests (linked through ->next). */
+void worker_pool_submit (struct worker_pool *p, struct request *first,
+                         struct request *last, unsigned n);
+void worker_pool_destroy (struct worker_pool *p);
+/* Loop thread: queue every completed request's reply and write them. */
+void worker_pool_reap (struct server *srv);
+
+/* ---- listen.c ---- */
+struct listener {
+  struct listener *next;
+  int fd;
+  bool is_unix;
+  char *unix_path;              /* unlinked at close if we created it */
+  char *display;                /* "unix:/path", "127.0.0.1:10809" */
+  int family;
+  int port;                     /* bound TCP port */
+  ev_io io;
+  struct server *srv;
+};
+
+int listen_open_address (struct server *srv, const char *addr);
+int listen_socket_activation (struct server *srv, bool *activated);
+void listen_start (struct server *srv);
+void listen_close_all (struct server *srv);
+
+/* ---- the server ---- */
+struct server {
+  struct config *cfg;
+  struct ev_loop *loop;
+  struct export *exports;
+  size_t nr_exports;
+  struct export *default_export; /* NULL = none */
+  struct worker_pool *pool;
+  struct listener *listeners;
+  struct conn *conns;
+  unsigned nr_conns;
+  struct conn *zombies;         /* closed, freed by conn_sweep */
+  struct conn *resumes;         /* reading resumed, input to parse */
+  ev_prepare prepare;           /* runs resumes and the sweep */
+  ev_async done_async;          /* workers -> loop */
+  pthread_mutex_t done_lock;
+  struct request *done_head, *done_tail;
+  bool stopping;
+  bool single;                  /* -s: exit when the connection ends */
+  int exit_status;
+  ev_timer stop_timer;
+};
+
+/* main.c: begin a graceful stop (signal, --run child exit, -s end). */
+void server_stop (struct server *srv);
+/* main.c: called whenever a connection goes away. */
+void server_conn_gone (struct server *srv);
+
+#endif /* NBDCACHE_SERVER_H */
