@@ -15,8 +15,10 @@
 #define likely(x)   __builtin_expect (!!(x), 1)
 #define unlikely(x) __builtin_expect (!!(x), 0)
 
+#ifndef ATTRIBUTE_FORMAT_PRINTF /* nbdkit-common.h defines it too */
 #define ATTRIBUTE_FORMAT_PRINTF(fmtpos, argpos) \
   __attribute__ ((__format__ (__printf__, fmtpos, argpos)))
+#endif
 #define ATTRIBUTE_UNUSED __attribute__ ((__unused__))
 #define ATTRIBUTE_NONNULL(...) __attribute__ ((__nonnull__ (__VA_ARGS__)))
 #define EXPORTED __attribute__ ((__visibility__ ("default")))

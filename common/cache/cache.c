@@ -1,0 +1,457 @@
+/* cache.c — an export ("ncache"): requests onto the backing store.
+ *
+ * WHAT: the export handle behind cache.h: open and close, capabilities,
+ * every request (range and flag checks, NCACHE_* -> BACKING_* flag
+ * translation, FUA, extents clipped to the request) and statistics.  In
+ * mode none, which is all this file serves for now, every request goes
+ * straight to the backing store.
+ * WHY: front ends (nbdcached, the nbdkit plugin) must see the final API
+ * now, so the engine core can arrive later without touching them; and an
+ * export that asks for a cache must be refused, never served uncached.
+ * INVARIANTS:
+ * - nc->caps is computed once at open and never changes.
+ * - Every request is checked against [0, size_bytes) and its allowed flags
+ *   before the backing store sees it: the backing never gets a range
+ *   outside the store or a flag it does not define.
+ * - A request that fails is counted in stats.errors and nowhere else; a
+ *   request that succeeds is counted in exactly one operation counter.
+ * THREADS AND LOCKS: no lock.  The handle is immutable after open except
+ * for the statistics counters, which are updated with relaxed atomics (a
+ * snapshot may mix counters from slightly different instants).  The backing
+ * store is thread-safe by its contract, so requests from any number of
+ * threads run concurrently.
+ * FAILURE: 0 or -errno.  Client mistakes (range, flags, read-only) are
+ * logged at debug level only — the front end reports them to the client;
+ * backing failures were already logged by the driver.
+ * NOT HERE: the cache device, its index and journal (engine core); NBD wire
+ * errors (the front ends translate).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backing.h"
+#include "cache.h"
+#include "compiler.h"
+#include "log.h"
+
+struct ncache {
+  char *name;                   /* export name for logs; never NULL */
+  enum ncache_mode mode;        /* always NCACHE_MODE_NONE for now */
+  struct backing *backing;      /* owned */
+  struct ncache_caps caps;
+
+  /* Set by any successful write, trim or zero; tells close whether the
+   * backing store needs a last flush.  Atomic.
+   */
+  bool written;
+
+  /* Statistics; atomic, relaxed. */
+  uint64_t nr_reads, nr_writes, nr_flushes, nr_trims, nr_zeroes,
+    nr_caches, nr_extents;
+  uint64_t bytes_read, bytes_written;
+  uint64_t nr_errors;
+};
+
+#define STAT_ADD(nc, field, n) \
+  __atomic_fetch_add (&(nc)->field, (uint64_t) (n), __ATOMIC_RELAXED)
+#define STAT_LOAD(nc, field) \
+  __atomic_load_n (&(nc)->field, __ATOMIC_RELAXED)
+
+/* Count a failure and hand the error back, so call sites read
+ * `return failed (nc, r);`.
+ */
+static int
+failed (struct ncache *nc, int r)
+{
+  STAT_ADD (nc, nr_errors, 1);
+  return r;
+}
+
+static void
+mark_written (struct ncache *nc)
+{
+  if (!__atomic_load_n (&nc->written, __ATOMIC_RELAXED))
+    __atomic_store_n (&nc->written, true, __ATOMIC_RELAXED);
+}
+
+/* Refuse what the engine cannot serve yet.  Logs the reason; -ENOTSUP. */
+static int
+check_servable (const struct ncache_config *cfg, const char *name)
+{
+  if (cfg->device != NULL) {
+    log_error ("export '%s': a cache device needs the cache engine, "
+               "which is not built yet; remove 'cache =' from the export "
+               "and use mode = none", name);
+    return -ENOTSUP;
+  }
+  switch (cfg->mode) {
+  case NCACHE_MODE_NONE:
+    return 0;
+  case NCACHE_MODE_WRITEBACK:
+  case NCACHE_MODE_WRITETHROUGH:
+  case NCACHE_MODE_WRITEAROUND:
+    log_error ("export '%s': cache mode '%s' needs the cache engine, "
+               "which is not built yet; use mode = none",
+               name, ncache_mode_name (cfg->mode));
+    return -ENOTSUP;
+  }
+  log_error ("export '%s': invalid cache mode %d", name, (int) cfg->mode);
+  return -EINVAL;
+}
+
+int
+ncache_open (const struct ncache_config *cfg, struct backing *backing,
+             struct ncache **out)
+{
+  const char *name = cfg && cfg->name ? cfg->name : "";
+  struct ncache *nc;
+  int r;
+
+  if (cfg == NULL || backing == NULL) {
+    log_error ("export '%s': no %s", name,
+               cfg == NULL ? "configuration" : "backing store");
+    r = -EINVAL;
+    goto err_backing;
+  }
+  if ((r = check_servable (cfg, name)) < 0)
+    goto err_backing;
+
+  nc = calloc (1, sizeof *nc);
+  if (nc == NULL) {
+    r = -errno;
+    log_error ("export '%s': calloc: %s", name, strerror (errno));
+    goto err_backing;
+  }
+  nc->name = strdup (name);
+  if (nc->name == NULL) {
+    r = -errno;
+    log_error ("export '%s': strdup: %s", name, strerror (errno));
+    goto err_free;
+  }
+  nc->mode = cfg->mode;
+  nc->backing = backing;
+
+  nc->caps.size_bytes = backing->size_bytes;
+  nc->caps.readonly = cfg->readonly || backing->readonly;
+  nc->caps.can_flush = true;
+  nc->caps.can_fua = true;
+  nc->caps.can_trim = backing->can_trim;
+  nc->caps.can_zero = backing->can_zero;
+  nc->caps.can_fast_zero = backing->can_fast_zero;
+  /* Mode none: a prefetch has nothing to fill, so CACHE succeeds at once,
+   * which is a valid implementation of the command.
+   */
+  nc->caps.can_cache = true;
+  nc->caps.can_extents = backing->can_extents;
+  /* Every connection shares this handle and the backing's flush covers
+   * every completed write, whoever sent it.
+   */
+  nc->caps.can_multi_conn = true;
+
+  log_debug ("export '%s': opened over %s (%s), %" PRIu64 " bytes, mode %s%s",
+             nc->name, backing->uri ? backing->uri : "?", backing->ops->name,
+             nc->caps.size_bytes, ncache_mode_name (nc->mode),
+             nc->caps.readonly ? ", read-only" : "");
+  *out = nc;
+  return 0;
+
+ err_free:
+  free (nc);
+ err_backing:
+  backing_close (backing);
+  return r;
+}
+
+void
+ncache_close (struct ncache *nc)
+{
+  int r;
+
+  if (nc == NULL)
+    return;
+  if (!nc->caps.readonly && __atomic_load_n (&nc->written, __ATOMIC_RELAXED)) {
+    r = backing_flush (nc->backing);
+    if (r < 0)
+      log_error ("export '%s': final flush of the backing store failed: %s",
+                 nc->name, strerror (-r));
+  }
+  backing_close (nc->backing);
+  free (nc->name);
+  free (nc);
+}
+
+void
+ncache_get_caps (struct ncache *nc, struct ncache_caps *caps)
+{
+  *caps = nc->caps;
+}
+
+/* ---- request checks ---- */
+
+static int
+check_flags (struct ncache *nc, const char *what, uint32_t flags,
+             uint32_t allowed)
+{
+  if (unlikely (flags & ~allowed)) {
+    log_debug ("export '%s': %s: invalid flags 0x%" PRIx32,
+               nc->name, what, flags);
+    return -EINVAL;
+  }
+  return 0;
+}
+
+/* Reads, trims, caches, extents: -EINVAL outside the export.  Writes and
+ * zeroes past the end: -ENOSPC (the NBD spec's choice for them).
+ */
+static int
+check_range (struct ncache *nc, const char *what, uint64_t count,
+             uint64_t offset, int err)
+{
+  if (unlikely (!range_within (offset, count, nc->caps.size_bytes))) {
+    log_debug ("export '%s': %s: range [%" PRIu64 ", +%" PRIu64 ") "
+               "outside the export (%" PRIu64 " bytes)",
+               nc->name, what, offset, count, nc->caps.size_bytes);
+    return err;
+  }
+  return 0;
+}
+
+static int
+check_writable (struct ncache *nc, const char *what)
+{
+  if (unlikely (nc->caps.readonly)) {
+    log_debug ("export '%s': %s: the export is read-only", nc->name, what);
+    return -EPERM;
+  }
+  return 0;
+}
+
+static uint32_t
+backing_flags (uint32_t flags)
+{
+  uint32_t bflags = 0;
+
+  if (flags & NCACHE_FUA)
+    bflags |= BACKING_FUA;
+  if (flags & NCACHE_MAY_TRIM)
+    bflags |= BACKING_MAY_TRIM;
+  if (flags & NCACHE_FAST_ZERO)
+    bflags |= BACKING_FAST;
+  return bflags;
+}
+
+/* ---- requests ---- */
+
+int
+ncache_pread (struct ncache *nc, void *buf, size_t count, uint64_t offset,
+              uint32_t flags)
+{
+  int r;
+
+  if ((r = check_flags (nc, "read", flags, 0)) < 0 ||
+      (r = check_range (nc, "read", count, offset, -EINVAL)) < 0)
+    return failed (nc, r);
+  if (count > 0 && (r = backing_pread (nc->backing, buf, count, offset)) < 0)
+    return failed (nc, r);
+  STAT_ADD (nc, nr_reads, 1);
+  STAT_ADD (nc, bytes_read, count);
+  return 0;
+}
+
+int
+ncache_pwrite (struct ncache *nc, const void *buf, size_t count,
+               uint64_t offset, uint32_t flags)
+{
+  int r;
+
+  if ((r = check_flags (nc, "write", flags, NCACHE_FUA)) < 0 ||
+      (r = check_writable (nc, "write")) < 0 ||
+      (r = check_range (nc, "write", count, offset, -ENOSPC)) < 0)
+    return failed (nc, r);
+  if (count > 0) {
+    r = backing_pwrite (nc->backing, buf, count, offset, backing_flags (flags));
+    if (r < 0)
+      return failed (nc, r);
+  }
+  else if (flags & NCACHE_FUA) {
+    if ((r = backing_flush (nc->backing)) < 0)
+      return failed (nc, r);
+  }
+  mark_written (nc);
+  STAT_ADD (nc, nr_writes, 1);
+  STAT_ADD (nc, bytes_written, count);
+  return 0;
+}
+
+int
+ncache_flush (struct ncache *nc, uint32_t flags)
+{
+  int r;
+
+  if ((r = check_flags (nc, "flush", flags, 0)) < 0 ||
+      (r = backing_flush (nc->backing)) < 0)
+    return failed (nc, r);
+  STAT_ADD (nc, nr_flushes, 1);
+  return 0;
+}
+
+int
+ncache_trim (struct ncache *nc, uint64_t count, uint64_t offset,
+             uint32_t flags)
+{
+  int r;
+
+  if ((r = check_flags (nc, "trim", flags, NCACHE_FUA)) < 0 ||
+      (r = check_writable (nc, "trim")) < 0 ||
+      (r = check_range (nc, "trim", count, offset, -EINVAL)) < 0)
+    return failed (nc, r);
+  if (count > 0) {
+    r = backing_trim (nc->backing, count, offset, backing_flags (flags));
+    if (r < 0)
+      return failed (nc, r);
+  }
+  else if (flags & NCACHE_FUA) {
+    if ((r = backing_flush (nc->backing)) < 0)
+      return failed (nc, r);
+  }
+  mark_written (nc);
+  STAT_ADD (nc, nr_trims, 1);
+  return 0;
+}
+
+int
+ncache_zero (struct ncache *nc, uint64_t count, uint64_t offset,
+             uint32_t flags)
+{
+  const uint32_t allowed = NCACHE_FUA | NCACHE_MAY_TRIM | NCACHE_FAST_ZERO;
+  int r;
+
+  if ((r = check_flags (nc, "zero", flags, allowed)) < 0 ||
+      (r = check_writable (nc, "zero")) < 0 ||
+      (r = check_range (nc, "zero", count, offset, -ENOSPC)) < 0)
+    return failed (nc, r);
+  /* A backing store that never zeroes fast fails FAST_ZERO at once. */
+  if ((flags & NCACHE_FAST_ZERO) && !nc->caps.can_fast_zero)
+    return failed (nc, -ENOTSUP);
+  if (count > 0) {
+    r = backing_zero (nc->backing, count, offset, backing_flags (flags));
+    if (r < 0)
+      return failed (nc, r);
+  }
+  else if (flags & NCACHE_FUA) {
+    if ((r = backing_flush (nc->backing)) < 0)
+      return failed (nc, r);
+  }
+  mark_written (nc);
+  STAT_ADD (nc, nr_zeroes, 1);
+  return 0;
+}
+
+int
+ncache_cache (struct ncache *nc, uint64_t count, uint64_t offset,
+              uint32_t flags)
+{
+  int r;
+
+  if ((r = check_flags (nc, "cache", flags, 0)) < 0 ||
+      (r = check_range (nc, "cache", count, offset, -EINVAL)) < 0)
+    return failed (nc, r);
+  /* Mode none: nothing to prefetch into. */
+  STAT_ADD (nc, nr_caches, 1);
+  return 0;
+}
+
+/* ---- extents ---- */
+
+struct extents_state {
+  struct ncache *nc;
+  uint64_t next;                /* where the next extent must start */
+  uint64_t end;                 /* end of the request */
+  bool req_one;
+  ncache_extent_fn fn;
+  void *opaque;
+  int err;                      /* the caller's or our own error */
+  bool stopped;                 /* stopped on purpose: not an error */
+};
+
+static int
+extents_clip (void *opaque, uint64_t offset, uint64_t length, uint32_t flags)
+{
+  struct extents_state *s = opaque;
+  uint64_t len;
+  int r;
+
+  if (s->stopped || s->err)
+    return 1;
+  if (offset != s->next || length == 0) {
+    log_error ("export '%s': backing store %s reported extent "
+               "[%" PRIu64 ", +%" PRIu64 ") where %" PRIu64 " was expected",
+               s->nc->name, s->nc->backing->ops->name, offset, length, s->next);
+    s->err = -EIO;
+    return -EIO;
+  }
+  len = MIN (length, s->end - offset);
+  r = s->fn (s->opaque, offset, len,
+             flags & (NCACHE_EXTENT_HOLE | NCACHE_EXTENT_ZERO));
+  if (r < 0) {
+    s->err = r;
+    return r;
+  }
+  s->next = offset + len;
+  if (r > 0 || s->req_one || s->next >= s->end) {
+    s->stopped = true;
+    return 1;
+  }
+  return 0;
+}
+
+int
+ncache_extents (struct ncache *nc, uint64_t count, uint64_t offset,
+                uint32_t flags, ncache_extent_fn fn, void *opaque)
+{
+  struct extents_state s = {
+    .nc = nc, .next = offset, .end = offset + count,
+    .req_one = (flags & NCACHE_REQ_ONE) != 0, .fn = fn, .opaque = opaque,
+  };
+  int r;
+
+  if ((r = check_flags (nc, "extents", flags, NCACHE_REQ_ONE)) < 0 ||
+      (r = check_range (nc, "extents", count, offset, -EINVAL)) < 0)
+    return failed (nc, r);
+  if (count > 0) {
+    r = backing_extents (nc->backing, count, offset, extents_clip, &s);
+    if (s.err < 0)
+      return failed (nc, s.err);
+    if (r < 0)
+      return failed (nc, r);
+    if (s.next == offset) {
+      log_error ("export '%s': backing store %s reported no extent at "
+                 "%" PRIu64, nc->name, nc->backing->ops->name, offset);
+      return failed (nc, -EIO);
+    }
+  }
+  STAT_ADD (nc, nr_extents, 1);
+  return 0;
+}
+
+/* ---- statistics ---- */
+
+void
+ncache_get_stats (struct ncache *nc, struct ncache_stats *stats)
+{
+  memset (stats, 0, sizeof *stats);
+  stats->reads = STAT_LOAD (nc, nr_reads);
+  stats->writes = STAT_LOAD (nc, nr_writes);
+  stats->flushes = STAT_LOAD (nc, nr_flushes);
+  stats->trims = STAT_LOAD (nc, nr_trims);
+  stats->zeroes = STAT_LOAD (nc, nr_zeroes);
+  stats->caches = STAT_LOAD (nc, nr_caches);
+  stats->extents = STAT_LOAD (nc, nr_extents);
+  stats->bytes_read = STAT_LOAD (nc, bytes_read);
+  stats->bytes_written = STAT_LOAD (nc, bytes_written);
+  stats->errors = STAT_LOAD (nc, nr_errors);
+}

@@ -1,0 +1,1190 @@
+/* test-cache.c — unit tests for the export handle (cache.c, device.c, mode.c).
+ *
+ * WHAT: every request path in mode none over the memory backing store;
+ * range, read-only and flag errors; NCACHE_* -> BACKING_* flag translation
+ * and FUA; extents with holes (clipping, REQ_ONE, early stop, errors, a
+ * misbehaving driver); statistics; refusal of cache modes and devices; the
+ * mode names; concurrent pwrite/pread from threads.
+ * HOW: a "spy" backing store wraps a memory store: it forwards the data,
+ * records what reached the backing (calls, flags), lets a test choose the
+ * capabilities, inject one error, and script the extents it reports.  It is
+ * a fake with real data, not a mock.
+ * SEED: the concurrency test is randomised; NCACHE_TEST_SEED overrides the
+ * seed, which is always printed.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "backing.h"
+#include "cache.h"
+#include "log.h"
+
+#define EXPORT_BYTES (1024 * 1024)
+
+/* ---- captured log messages ---- */
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char last_error[1024];
+static unsigned nr_log_errors;
+
+static void
+capture_log (enum log_level level, const char *msg)
+{
+  pthread_mutex_lock (&log_lock);
+  if (level == LOG_LEVEL_ERROR) {
+    snprintf (last_error, sizeof last_error, "%s", msg);
+    nr_log_errors++;
+  }
+  pthread_mutex_unlock (&log_lock);
+}
+
+static void
+reset_log (void)
+{
+  pthread_mutex_lock (&log_lock);
+  last_error[0] = '\0';
+  nr_log_errors = 0;
+  pthread_mutex_unlock (&log_lock);
+}
+
+/* ---- the spy backing store ---- */
+
+struct script_extent {
+  uint64_t length;
+  uint32_t flags;
+};
+
+/* What a test sees of a spy; it outlives the spy, which the ncache owns. */
+struct spy_record {
+  unsigned nr_pread, nr_pwrite, nr_flush, nr_trim, nr_zero, nr_extents;
+  unsigned nr_close;
+  uint32_t last_flags;          /* flags of the last pwrite/trim/zero */
+  int fail_next;                /* -errno for the next I/O call, once */
+  const struct script_extent *script; /* NULL: forward to the memory store */
+  size_t nr_script;
+  uint64_t script_skew;         /* add this to reported offsets (a bug) */
+};
+
+struct spy {
+  struct backing b;             /* first */
+  struct backing *inner;
+  struct spy_record *rec;
+};
+
+static int
+take_failure (struct spy_record *rec)
+{
+  int r = rec->fail_next;
+
+  rec->fail_next = 0;
+  return r;
+}
+
+static int
+spy_pread (struct backing *b, void *buf, size_t count, uint64_t offset)
+{
+  struct spy *s = (struct spy *) b;
+  int r;
+
+  __atomic_fetch_add (&s->rec->nr_pread, 1, __ATOMIC_RELAXED);
+  if ((r = take_failure (s->rec)) < 0)
+    return r;
+  return backing_pread (s->inner, buf, count, offset);
+}
+
+static int
+spy_pwrite (struct backing *b, const void *buf, size_t count,
+            uint64_t offset, uint32_t flags)
+{
+  struct spy *s = (struct spy *) b;
+  int r;
+
+  __atomic_fetch_add (&s->rec->nr_pwrite, 1, __ATOMIC_RELAXED);
+  s->rec->last_flags = flags;
+  if ((r = take_failure (s->rec)) < 0)
+    return r;
+  return backing_pwrite (s->inner, buf, count, offset, flags);
+}
+
+static int
+spy_flush (struct backing *b)
+{
+  struct spy *s = (struct spy *) b;
+  int r;
+
+  s->rec->nr_flush++;
+  if ((r = take_failure (s->rec)) < 0)
+    return r;
+  return backing_flush (s->inner);
+}
+
+static int
+spy_trim (struct backing *b, uint64_t count, uint64_t offset, uint32_t flags)
+{
+  struct spy *s = (struct spy *) b;
+  int r;
+
+  s->rec->nr_trim++;
+  s->rec->last_flags = flags;
+  if ((r = take_failure (s->rec)) < 0)
+    return r;
+  return backing_trim (s->inner, count, offset, flags);
+}
+
+static int
+spy_zero (struct backing *b, uint64_t count, uint64_t offset, uint32_t flags)
+{
+  struct spy *s = (struct spy *) b;
+  int r;
+
+  s->rec->nr_zero++;
+  s->rec->last_flags = flags;
+  if ((r = take_failure (s->rec)) < 0)
+    return r;
+  /* The spy claims whatever speed the test chose; the memory store below
+   * must not second-guess it.
+   */
+  return backing_zero (s->inner, count, offset, flags & ~BACKING_FAST);
+}
+
+/* Scripted: report whole script extents (deliberately not clipped to the
+ * request, so the engine's clipping is what is tested) from the one that
+ * holds `offset` until the request is covered or the callback says stop.
+ */
+static int
+spy_extents (struct backing *b, uint64_t count, uint64_t offset,
+             backing_extent_fn fn, void *opaque)
+{
+  struct spy *s = (struct spy *) b;
+  uint64_t start = 0, pos = offset, end = offset + count;
+  size_t i;
+  int r;
+
+  s->rec->nr_extents++;
+  if ((r = take_failure (s->rec)) < 0)
+    return r;
+  if (s->rec->script == NULL)
+    return backing_extents (s->inner, count, offset, fn, opaque);
+
+  for (i = 0; i < s->rec->nr_script && pos < end; i++) {
+    uint64_t e_end = start + s->rec->script[i].length;
+
+    if (pos < e_end) {
+      r = fn (opaque, pos + s->rec->script_skew, e_end - pos,
+              s->rec->script[i].flags);
+      if (r != 0)
+        return r < 0 ? r : 0;
+      pos = e_end;
+    }
+    start = e_end;
+  }
+  return 0;
+}
+
+static void
+spy_close (struct backing *b)
+{
+  struct spy *s = (struct spy *) b;
+
+  s->rec->nr_close++;
+  backing_close (s->inner);
+  free (s);
+}
+
+static const struct backing_ops spy_ops = {
+  .name = "spy",
+  .pread = spy_pread,
+  .pwrite = spy_pwrite,
+  .flush = spy_flush,
+  .trim = spy_trim,
+  .zero = spy_zero,
+  .extents = spy_extents,
+  .close = spy_close,
+};
+
+struct spy_caps {
+  bool readonly, can_trim, can_zero, can_fast_zero, can_extents;
+};
+
+static const struct spy_caps all_caps = {
+  .can_trim = true, .can_zero = true, .can_fast_zero = true,
+  .can_extents = true,
+};
+
+static struct backing *
+spy_create (uint64_t size_bytes, const struct spy_caps *caps,
+            struct spy_record *rec)
+{
+  struct spy *s = calloc (1, sizeof *s);
+
+  assert_non_null (s);
+  memset (rec, 0, sizeof *rec);
+  assert_int_equal (backing_memory_create (size_bytes, &s->inner), 0);
+  s->b.ops = &spy_ops;
+  s->b.uri = s->inner->uri;
+  s->b.size_bytes = size_bytes;
+  s->b.readonly = caps->readonly;
+  s->b.can_trim = caps->can_trim;
+  s->b.can_zero = caps->can_zero;
+  s->b.can_fast_zero = caps->can_fast_zero;
+  s->b.can_extents = caps->can_extents;
+  s->rec = rec;
+  return &s->b;
+}
+
+static struct ncache *
+open_spy (const struct spy_caps *caps, bool readonly, struct spy_record *rec)
+{
+  struct ncache_config cfg = {
+    .name = "test", .mode = NCACHE_MODE_NONE, .readonly = readonly,
+  };
+  struct ncache *nc = NULL;
+
+  assert_int_equal (ncache_open (&cfg, spy_create (EXPORT_BYTES, caps, rec),
+                                 &nc), 0);
+  assert_non_null (nc);
+  return nc;
+}
+
+static void
+fill_pattern (unsigned char *buf, size_t count, uint64_t offset, unsigned seed)
+{
+  size_t i;
+
+  for (i = 0; i < count; i++)
+    buf[i] = (unsigned char) ((offset + i) * 31 + seed * 7 + ((offset + i) >> 9));
+}
+
+static bool
+is_zero (const unsigned char *buf, size_t count)
+{
+  size_t i;
+
+  for (i = 0; i < count; i++)
+    if (buf[i] != 0)
+      return false;
+  return true;
+}
+
+/* ---- open, close, caps ---- */
+
+static void
+test_cache_open_over_memory (void **state)
+{
+  struct ncache_config cfg = { .name = "mem", .mode = NCACHE_MODE_NONE };
+  struct backing *b;
+  struct ncache *nc = NULL;
+  struct ncache_caps caps;
+
+  assert_int_equal (backing_memory_create (EXPORT_BYTES, &b), 0);
+  assert_int_equal (ncache_open (&cfg, b, &nc), 0);
+  ncache_get_caps (nc, &caps);
+  assert_true (caps.size_bytes == EXPORT_BYTES);
+  assert_false (caps.readonly);
+  assert_true (caps.can_flush);
+  assert_true (caps.can_fua);
+  assert_true (caps.can_cache);
+  assert_true (caps.can_multi_conn);
+  ncache_close (nc);
+  ncache_close (NULL);
+}
+
+static void
+test_cache_caps_follow_backing (void **state)
+{
+  static const struct spy_caps variants[] = {
+    { .can_trim = true },
+    { .can_zero = true },
+    { .can_zero = true, .can_fast_zero = true },
+    { .can_extents = true },
+    { .readonly = true, .can_trim = true, .can_zero = true },
+    { 0 },
+  };
+  size_t i;
+
+  for (i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+    for (int ro = 0; ro <= 1; ro++) {
+      struct spy_record rec;
+      struct ncache *nc = open_spy (&variants[i], ro, &rec);
+      struct ncache_caps caps;
+
+      ncache_get_caps (nc, &caps);
+      assert_int_equal (caps.can_trim, variants[i].can_trim);
+      assert_int_equal (caps.can_zero, variants[i].can_zero);
+      assert_int_equal (caps.can_fast_zero, variants[i].can_fast_zero);
+      assert_int_equal (caps.can_extents, variants[i].can_extents);
+      assert_int_equal (caps.readonly, ro || variants[i].readonly);
+      assert_true (caps.can_flush && caps.can_fua && caps.can_cache &&
+                   caps.can_multi_conn);
+      ncache_close (nc);
+      assert_int_equal (rec.nr_close, 1);
+    }
+  }
+}
+
+/* Each non-none mode is refused, the message says why and what to do, and
+ * the backing store is closed (ownership is taken on every path).
+ */
+static void
+test_cache_open_refuses_modes (void **state)
+{
+  static const enum ncache_mode modes[] = {
+    NCACHE_MODE_WRITEBACK, NCACHE_MODE_WRITETHROUGH, NCACHE_MODE_WRITEAROUND,
+  };
+  size_t i;
+
+  for (i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+    struct ncache_config cfg = { .name = "disk1", .mode = modes[i] };
+    struct ncache *nc = (struct ncache *) &cfg; /* must stay untouched */
+    struct spy_record rec;
+    char expected[256];
+
+    reset_log ();
+    assert_int_equal (ncache_open (&cfg, spy_create (4096, &all_caps, &rec),
+                                   &nc), -ENOTSUP);
+    assert_ptr_equal (nc, (struct ncache *) &cfg);
+    assert_int_equal (rec.nr_close, 1);
+    snprintf (expected, sizeof expected,
+              "export 'disk1': cache mode '%s' needs the cache engine, "
+              "which is not built yet; use mode = none",
+              ncache_mode_name (modes[i]));
+    assert_string_equal (last_error, expected);
+  }
+}
+
+static void
+test_cache_open_refuses_device (void **state)
+{
+  /* No device can be opened yet, so fake a handle: it is never touched. */
+  char fake_device;
+  struct ncache_config cfg = {
+    .name = "disk2", .mode = NCACHE_MODE_NONE,
+    .device = (struct ncache_device *) &fake_device,
+  };
+  struct ncache *nc = NULL;
+  struct spy_record rec;
+
+  reset_log ();
+  assert_int_equal (ncache_open (&cfg, spy_create (4096, &all_caps, &rec),
+                                 &nc), -ENOTSUP);
+  assert_null (nc);
+  assert_int_equal (rec.nr_close, 1);
+  assert_non_null (strstr (last_error, "export 'disk2'"));
+  assert_non_null (strstr (last_error, "needs the cache engine"));
+
+  cfg.mode = NCACHE_MODE_WRITEBACK;
+  assert_int_equal (ncache_open (&cfg, spy_create (4096, &all_caps, &rec),
+                                 &nc), -ENOTSUP);
+  assert_int_equal (rec.nr_close, 1);
+}
+
+static void
+test_cache_open_bad_arguments (void **state)
+{
+  struct ncache_config cfg = { .name = "bad", .mode = (enum ncache_mode) 42 };
+  struct ncache *nc = NULL;
+  struct spy_record rec;
+
+  reset_log ();
+  assert_int_equal (ncache_open (&cfg, spy_create (4096, &all_caps, &rec),
+                                 &nc), -EINVAL);
+  assert_int_equal (rec.nr_close, 1);
+  assert_int_equal (nr_log_errors, 1);
+
+  assert_int_equal (ncache_open (NULL, spy_create (4096, &all_caps, &rec),
+                                 &nc), -EINVAL);
+  assert_int_equal (rec.nr_close, 1);
+
+  cfg.mode = NCACHE_MODE_NONE;
+  assert_int_equal (ncache_open (&cfg, NULL, &nc), -EINVAL);
+  assert_null (nc);
+}
+
+static void
+test_cache_device_refused (void **state)
+{
+  struct ncache_device_config dcfg = {
+    .name = "ssd", .path = "/nonexistent/ssd.img", .size_bytes = 1 << 30,
+    .create = true, .direct = true,
+  };
+  struct ncache_device *dev = (struct ncache_device *) &dcfg;
+
+  reset_log ();
+  assert_int_equal (ncache_device_open (&dcfg, &dev), -ENOTSUP);
+  assert_ptr_equal (dev, (struct ncache_device *) &dcfg);
+  assert_non_null (strstr (last_error, "cache devices arrive with the engine core"));
+  assert_non_null (strstr (last_error, "'ssd'"));
+  assert_int_equal (ncache_device_open (NULL, &dev), -EINVAL);
+  ncache_device_close (NULL);
+}
+
+static void
+test_cache_mode_names (void **state)
+{
+  static const char *const names[] = {
+    "none", "writeback", "writethrough", "writearound",
+  };
+  enum ncache_mode m;
+  size_t i;
+
+  for (i = 0; i < sizeof names / sizeof names[0]; i++) {
+    assert_int_equal (ncache_mode_from_string (names[i], &m), 0);
+    assert_int_equal (m, (enum ncache_mode) i);
+    assert_string_equal (ncache_mode_name (m), names[i]);
+  }
+  assert_int_equal (NCACHE_MODE_NONE, 0);
+  assert_int_equal (ncache_mode_from_string ("WriteBack", &m), 0);
+  assert_int_equal (m, NCACHE_MODE_WRITEBACK);
+
+  m = NCACHE_MODE_WRITEAROUND;
+  assert_int_equal (ncache_mode_from_string ("", &m), -EINVAL);
+  assert_int_equal (ncache_mode_from_string ("write-back", &m), -EINVAL);
+  assert_int_equal (ncache_mode_from_string ("none ", &m), -EINVAL);
+  assert_int_equal (ncache_mode_from_string (NULL, &m), -EINVAL);
+  assert_int_equal (m, NCACHE_MODE_WRITEAROUND);
+  assert_string_equal (ncache_mode_name ((enum ncache_mode) 17), "invalid");
+}
+
+/* ---- data paths ---- */
+
+static void
+test_cache_pwrite_pread (void **state)
+{
+  struct spy_record rec;
+  struct ncache *nc = open_spy (&all_caps, false, &rec);
+  unsigned char *w = malloc (EXPORT_BYTES), *r = malloc (EXPORT_BYTES);
+
+  assert_non_null (w);
+  assert_non_null (r);
+  /* A fresh export reads as zeros. */
+  assert_int_equal (ncache_pread (nc, r, EXPORT_BYTES, 0, 0), 0);
+  assert_true (is_zero (r, EXPORT_BYTES));
+
+  /* Unaligned writes, including the last byte. */
+  fill_pattern (w, EXPORT_BYTES, 0, 1);
+  assert_int_equal (ncache_pwrite (nc, w, 4096, 0, 0), 0);
+  assert_int_equal (ncache_pwrite (nc, w + 4096, 12345, 4096, 0), 0);
+  assert_int_equal (ncache_pwrite (nc, w + 4096 + 12345, 1, 4096 + 12345, 0), 0);
+  assert_int_equal (ncache_pwrite (nc, w + EXPORT_BYTES - 1, 1,
+                                   EXPORT_BYTES - 1, 0), 0);
+  assert_int_equal (ncache_pread (nc, r, 4096 + 12346, 0, 0), 0);
+  assert_memory_equal (r, w, 4096 + 12346);
+  assert_int_equal (ncache_pread (nc, r, 1, EXPORT_BYTES - 1, 0), 0);
+  assert_int_equal (r[0], w[EXPORT_BYTES - 1]);
+  assert_int_equal (ncache_pread (nc, r, 100, 4096 + 12346, 0), 0);
+  assert_true (is_zero (r, 100));
+
+  /* Whole export. */
+  assert_int_equal (ncache_pwrite (nc, w, EXPORT_BYTES, 0, 0), 0);
+  memset (r, 0, EXPORT_BYTES);
+  assert_int_equal (ncache_pread (nc, r, EXPORT_BYTES, 0, 0), 0);
+  assert_memory_equal (r, w, EXPORT_BYTES);
+  /* A plain write asks the backing for nothing more. */
+  assert_int_equal (rec.last_flags, 0);
+
+  /* Zero-length requests at the very end are in range and touch nothing. */
+  rec.nr_pread = rec.nr_pwrite = 0;
+  assert_int_equal (ncache_pread (nc, r, 0, EXPORT_BYTES, 0), 0);
+  assert_int_equal (ncache_pwrite (nc, w, 0, EXPORT_BYTES, 0), 0);
+  assert_int_equal (rec.nr_pread, 0);
+  assert_int_equal (rec.nr_pwrite, 0);
+
+  free (w);
+  free (r);
+  ncache_close (nc);
+}
+
+static void
+test_cache_zero_and_trim (void **state)
+{
+  struct spy_record rec;
+  struct ncache *nc = open_spy (&all_caps, false, &rec);
+  unsigned char w[65536], r[65536];
+
+  fill_pattern (w, sizeof w, 0, 2);
+  assert_int_equal (ncache_pwrite (nc, w, sizeof w, 0, 0), 0);
+
+  /* Zero the middle (unaligned), keep the edges. */
+  assert_int_equal (ncache_zero (nc, 10000, 1000, 0), 0);
+  assert_int_equal (rec.nr_zero, 1);
+  assert_int_equal (rec.last_flags, 0);
+  assert_int_equal (ncache_pread (nc, r, sizeof r, 0, 0), 0);
+  assert_memory_equal (r, w, 1000);
+  assert_true (is_zero (r + 1000, 10000));
+  assert_memory_equal (r + 11000, w + 11000, sizeof w - 11000);
+
+  assert_int_equal (ncache_zero (nc, 4096, 16384, NCACHE_MAY_TRIM), 0);
+  assert_int_equal (rec.last_flags, BACKING_MAY_TRIM);
+  assert_int_equal (ncache_pread (nc, r, 4096, 16384, 0), 0);
+  assert_true (is_zero (r, 4096));
+
+  /* Trim: afterwards the range reads as its old data or as zeros. */
+  assert_int_equal (ncache_trim (nc, 8192, 32768, 0), 0);
+  assert_int_equal (rec.nr_trim, 1);
+  assert_int_equal (rec.last_flags, 0);
+  assert_int_equal (ncache_pread (nc, r, 8192, 32768, 0), 0);
+  assert_true (is_zero (r, 8192) || memcmp (r, w + 32768, 8192) == 0);
+  assert_int_equal (ncache_pread (nc, r, 4096, 40960, 0), 0);
+  assert_memory_equal (r, w + 40960, 4096);
+
+  ncache_close (nc);
+}
+
+/* NCACHE_* flags reach the backing as the matching BACKING_* flags. */
+static void
+test_cache_flag_translation (void **state)
+{
+  struct spy_record rec;
+  struct ncache *nc = open_spy (&all_caps, false, &rec);
+  unsigned char buf[4096] = { 1 };
+
+  assert_int_equal (ncache_pwrite (nc, buf, sizeof buf, 0, NCACHE_FUA), 0);
+  assert_int_equal (rec.last_flags, BACKING_FUA);
+  assert_int_equal (ncache_pwrite (nc, buf, sizeof buf, 0, 0), 0);
+  assert_int_equal (rec.last_flags, 0);
+
+  assert_int_equal (ncache_trim (nc, 4096, 0, NCACHE_FUA), 0);
+  assert_int_equal (rec.last_flags, BACKING_FUA);
+
+  assert_int_equal (ncache_zero (nc, 4096, 0, NCACHE_FUA), 0);
+  assert_int_equal (rec.last_flags, BACKING_FUA);
+  assert_int_equal (ncache_zero (nc, 4096, 0, NCACHE_MAY_TRIM), 0);
+  assert_int_equal (rec.last_flags, BACKING_MAY_TRIM);
+  assert_int_equal (ncache_zero (nc, 4096, 0, NCACHE_FAST_ZERO), 0);
+  assert_int_equal (rec.last_flags, BACKING_FAST);
+  assert_int_equal (ncache_zero (nc, 4096, 0, NCACHE_FUA | NCACHE_MAY_TRIM |
+                                 NCACHE_FAST_ZERO), 0);
+  assert_int_equal (rec.last_flags, BACKING_FUA | BACKING_MAY_TRIM | BACKING_FAST);
+  ncache_close (nc);
+}
+
+/* FUA on a zero-length write still makes earlier writes durable; a flush
+ * reaches the backing every time.
+ */
+static void
+test_cache_fua_and_flush (void **state)
+{
+  struct spy_record rec;
+  struct ncache *nc = open_spy (&all_caps, false, &rec);
+  unsigned char buf[1] = { 0 };
+
+  assert_int_equal (ncache_flush (nc, 0), 0);
+  assert_int_equal (ncache_flush (nc, 0), 0);
+  assert_int_equal (rec.nr_flush, 2);
+  assert_int_equal (ncache_pwrite (nc, buf, 0, 0, NCACHE_FUA), 0);
+  assert_int_equal (rec.nr_flush, 3);
+  assert_int_equal (ncache_zero (nc, 0, 0, NCACHE_FUA), 0);
+  assert_int_equal (ncache_trim (nc, 0, 0, NCACHE_FUA), 0);
+  assert_int_equal (rec.nr_flush, 5);
+  assert_int_equal (rec.nr_pwrite + rec.nr_zero + rec.nr_trim, 0);
+  ncache_close (nc);
+}
+
+static void
+test_cache_fast_zero (void **state)
+{
+  struct spy_caps slow = all_caps;
+  struct spy_record rec;
+  struct ncache *nc;
+  unsigned char w[8192], r[8192];
+
+  slow.can_fast_zero = false;
+  nc = open_spy (&slow, false, &rec);
+  fill_pattern (w, sizeof w, 0, 3);
+  assert_int_equal (ncache_pwrite (nc, w, sizeof w, 0, 0), 0);
+  /* Refused at once: the backing is not asked and nothing changes. */
+  assert_int_equal (ncache_zero (nc, 8192, 0, NCACHE_FAST_ZERO), -ENOTSUP);
+  assert_int_equal (ncache_zero (nc, 8192, 0, NCACHE_FAST_ZERO | NCACHE_MAY_TRIM),
+                    -ENOTSUP);
+  assert_int_equal (rec.nr_zero, 0);
+  assert_int_equal (ncache_pread (nc, r, sizeof r, 0, 0), 0);
+  assert_memory_equal (r, w, sizeof w);
+  /* Without FAST_ZERO it still zeroes. */
+  assert_int_equal (ncache_zero (nc, 8192, 0, 0), 0);
+  assert_int_equal (ncache_pread (nc, r, sizeof r, 0, 0), 0);
+  assert_true (is_zero (r, sizeof r));
+  ncache_close (nc);
+
+  /* A backing that can zero fast gets the request. */
+  nc = open_spy (&all_caps, false, &rec);
+  assert_int_equal (ncache_zero (nc, 8192, 0, NCACHE_FAST_ZERO), 0);
+  assert_int_equal (rec.nr_zero, 1);
+  /* And its own -ENOTSUP is passed back. */
+  rec.fail_next = -ENOTSUP;
+  assert_int_equal (ncache_zero (nc, 8192, 0, NCACHE_FAST_ZERO), -ENOTSUP);
+  ncache_close (nc);
+}
+
+static void
+test_cache_cache_is_noop (void **state)
+{
+  struct spy_record rec;
+  struct ncache *nc = open_spy (&all_caps, false, &rec);
+
+  assert_int_equal (ncache_cache (nc, EXPORT_BYTES, 0, 0), 0);
+  assert_int_equal (ncache_cache (nc, 1, EXPORT_BYTES - 1, 0), 0);
+  assert_int_equal (rec.nr_pread + rec.nr_pwrite + rec.nr_flush, 0);
+  ncache_close (nc);
+}
+
+/* ---- errors ---- */
+
+static void
+test_cache_range_errors (void **state)
+{
+  struct spy_record rec;
+  struct ncache *nc = open_spy (&all_caps, false, &rec);
+  unsigned char buf[8192] = { 0 };
+  const uint64_t size = EXPORT_BYTES;
+  static const uint64_t bad[][2] = {  /* { offset, count } */
+    { EXPORT_BYTES, 1 },
+    { EXPORT_BYTES - 1, 2 },
+    { EXPORT_BYTES + 1, 0 },
+    { 0, EXPORT_BYTES + 1 },
+    { UINT64_MAX, 1 },
+    { UINT64_MAX - 10, 4096 },          /* offset + count wraps */
+    { 4096, UINT64_MAX - 100 },         /* offset + count wraps */
+  };
+  size_t i;
+
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    uint64_t off = bad[i][0], cnt = bad[i][1];
+    size_t io = cnt > sizeof buf ? sizeof buf : cnt;
+
+    /* pread/pwrite take a buffer: only the ranges a small one can reach. */
+    if (cnt <= sizeof buf) {
+      assert_int_equal (ncache_pread (nc, buf, io, off, 0), -EINVAL);
+      assert_int_equal (ncache_pwrite (nc, buf, io, off, 0), -ENOSPC);
+    }
+    assert_int_equal (ncache_zero (nc, cnt, off, 0), -ENOSPC);
+    assert_int_equal (ncache_trim (nc, cnt, off, 0), -EINVAL);
+    assert_int_equal (ncache_cache (nc, cnt, off, 0), -EINVAL);
+    assert_int_equal (ncache_extents (nc, cnt, off, 0, NULL, NULL), -EINVAL);
+  }
+  /* A huge size_t count. */
+  assert_int_equal (ncache_pread (nc, buf, SIZE_MAX, 0, 0), -EINVAL);
+  assert_int_equal (ncache_pwrite (nc, buf, SIZE_MAX, 4096, 0), -ENOSPC);
+  /* Nothing reached the backing. */
+  assert_int_equal (rec.nr_pread + rec.nr_pwrite + rec.nr_trim + rec.nr_zero +
+                    rec.nr_extents, 0);
+  /* The last valid byte is fine. */
+  assert_int_equal (ncache_pwrite (nc, buf, 1, size - 1, 0), 0);
+  assert_int_equal (ncache_pread (nc, buf, 1, size - 1, 0), 0);
+  ncache_close (nc);
+}
+
+static void
+test_cache_readonly_errors (void **state)
+{
+  struct spy_caps ro_backing = all_caps;
+  unsigned char buf[4096] = { 0 };
+
+  ro_backing.readonly = true;
+  for (int how = 0; how <= 1; how++) {
+    struct spy_record rec;
+    struct ncache *nc = how == 0 ? open_spy (&all_caps, true, &rec)
+                                 : open_spy (&ro_backing, false, &rec);
+    struct ncache_stats st;
+
+    assert_int_equal (ncache_pwrite (nc, buf, sizeof buf, 0, 0), -EPERM);
+    assert_int_equal (ncache_pwrite (nc, buf, sizeof buf, 0, NCACHE_FUA), -EPERM);
+    assert_int_equal (ncache_trim (nc, 4096, 0, 0), -EPERM);
+    assert_int_equal (ncache_zero (nc, 4096, 0, 0), -EPERM);
+    assert_int_equal (ncache_zero (nc, 4096, 0, NCACHE_FAST_ZERO), -EPERM);
+    /* Read-only wins over range: a write there is refused as such. */
+    assert_int_equal (ncache_pwrite (nc, buf, 1, EXPORT_BYTES, 0), -EPERM);
+    assert_int_equal (rec.nr_pwrite + rec.nr_trim + rec.nr_zero, 0);
+    /* Reads, flush, cache and extents still work. */
+    assert_int_equal (ncache_pread (nc, buf, sizeof buf, 0, 0), 0);
+    assert_int_equal (ncache_flush (nc, 0), 0);
+    assert_int_equal (ncache_cache (nc, 4096, 0, 0), 0);
+    ncache_get_stats (nc, &st);
+    assert_true (st.errors == 6);
+    assert_true (st.writes == 0);
+    ncache_close (nc);
+    /* Nothing was written, so close does not flush. */
+    assert_int_equal (rec.nr_flush, 1);
+  }
+}
+
+static int
+count_extent (void *opaque, uint64_t offset, uint64_t length, uint32_t flags)
+{
+  (*(unsigned *) opaque)++;
+  return 0;
+}
+
+static void
+test_cache_flag_errors (void **state)
+{
+  struct spy_record rec;
+  struct ncache *nc = open_spy (&all_caps, false, &rec);
+  unsigned char buf[512] = { 0 };
+  const uint32_t unknown = 1u << 20;
+  unsigned n = 0;
+
+  assert_int_equal (ncache_pread (nc, buf, 512, 0, NCACHE_FUA), -EINVAL);
+  assert_int_equal (ncache_pread (nc, buf, 512, 0, unknown), -EINVAL);
+  assert_int_equal (ncache_pwrite (nc, buf, 512, 0, NCACHE_MAY_TRIM), -EINVAL);
+  assert_int_equal (ncache_pwrite (nc, buf, 512, 0, NCACHE_FAST_ZERO), -EINVAL);
+  assert_int_equal (ncache_pwrite (nc, buf, 512, 0, NCACHE_REQ_ONE), -EINVAL);
+  assert_int_equal (ncache_flush (nc, NCACHE_FUA), -EINVAL);
+  assert_int_equal (ncache_trim (nc, 512, 0, NCACHE_MAY_TRIM), -EINVAL);
+  assert_int_equal (ncache_trim (nc, 512, 0, NCACHE_FAST_ZERO), -EINVAL);
+  assert_int_equal (ncache_zero (nc, 512, 0, NCACHE_REQ_ONE), -EINVAL);
+  assert_int_equal (ncache_zero (nc, 512, 0, unknown), -EINVAL);
+  assert_int_equal (ncache_cache (nc, 512, 0, NCACHE_FUA), -EINVAL);
+  assert_int_equal (ncache_extents (nc, 512, 0, NCACHE_FUA, count_extent, &n),
+                    -EINVAL);
+  assert_int_equal (n, 0);
+  assert_int_equal (rec.nr_pread + rec.nr_pwrite + rec.nr_flush + rec.nr_trim +
+                    rec.nr_zero + rec.nr_extents, 0);
+  ncache_close (nc);
+}
+
+static void
+test_cache_backing_errors (void **state)
+{
+  struct spy_record rec;
+  struct ncache *nc = open_spy (&all_caps, false, &rec);
+  unsigned char buf[512] = { 0 };
+  struct ncache_stats st;
+  unsigned n = 0;
+
+  rec.fail_next = -EIO;
+  assert_int_equal (ncache_pread (nc, buf, 512, 0, 0), -EIO);
+  rec.fail_next = -ENOSPC;
+  assert_int_equal (ncache_pwrite (nc, buf, 512, 0, 0), -ENOSPC);
+  rec.fail_next = -EIO;
+  assert_int_equal (ncache_flush (nc, 0), -EIO);
+  rec.fail_next = -EIO;
+  assert_int_equal (ncache_trim (nc, 512, 0, 0), -EIO);
+  rec.fail_next = -EIO;
+  assert_int_equal (ncache_zero (nc, 512, 0, 0), -EIO);
+  rec.fail_next = -EIO;
+  assert_int_equal (ncache_extents (nc, 512, 0, 0, count_extent, &n), -EIO);
+  ncache_get_stats (nc, &st);
+  assert_true (st.errors == 6);
+  assert_true (st.reads == 0 && st.writes == 0 && st.flushes == 0 &&
+               st.trims == 0 && st.zeroes == 0 && st.extents == 0);
+  /* The handle still works afterwards. */
+  assert_int_equal (ncache_pread (nc, buf, 512, 0, 0), 0);
+  ncache_close (nc);
+}
+
+/* ---- extents ---- */
+
+struct got_extent {
+  uint64_t offset, length;
+  uint32_t flags;
+};
+
+struct extent_list {
+  struct got_extent e[16];
+  size_t n;
+  int stop_after;               /* return this after stop_at extents */
+  size_t stop_at;
+};
+
+static int
+collect_extent (void *opaque, uint64_t offset, uint64_t length, uint32_t flags)
+{
+  struct extent_list *l = opaque;
+
+  assert_true (l->n < 16);
+  l->e[l->n].offset = offset;
+  l->e[l->n].length = length;
+  l->e[l->n].flags = flags;
+  l->n++;
+  if (l->stop_at && l->n == l->stop_at)
+    return l->stop_after;
+  return 0;
+}
+
+static void
+assert_extent (const struct extent_list *l, size_t i, uint64_t offset,
+               uint64_t length, uint32_t flags)
+{
+  assert_true (i < l->n);
+  assert_true (l->e[i].offset == offset);
+  assert_true (l->e[i].length == length);
+  assert_int_equal (l->e[i].flags, flags);
+}
+
+/* data [0,4k) | hole+zero [4k,12k) | zero [12k,16k) | data to the end */
+static const struct script_extent script[] = {
+  { 4096, 0 },
+  { 8192, NCACHE_EXTENT_HOLE | NCACHE_EXTENT_ZERO },
+  { 4096, NCACHE_EXTENT_ZERO },
+  { EXPORT_BYTES - 16384, 0 },
+};
+
+static struct ncache *
+open_scripted (struct spy_record *rec)
+{
+  struct ncache *nc = open_spy (&all_caps, false, rec);
+
+  rec->script = script;
+  rec->nr_script = sizeof script / sizeof script[0];
+  return nc;
+}
+
+static void
+test_cache_extents_holes (void **state)
+{
+  struct spy_record rec;
+  struct ncache *nc = open_scripted (&rec);
+  struct extent_list l;
+
+  /* Whole export. */
+  memset (&l, 0, sizeof l);
+  assert_int_equal (ncache_extents (nc, EXPORT_BYTES, 0, 0, collect_extent, &l), 0);
+  assert_int_equal (l.n, 4);
+  assert_extent (&l, 0, 0, 4096, 0);
+  assert_extent (&l, 1, 4096, 8192, NCACHE_EXTENT_HOLE | NCACHE_EXTENT_ZERO);
+  assert_extent (&l, 2, 12288, 4096, NCACHE_EXTENT_ZERO);
+  assert_extent (&l, 3, 16384, EXPORT_BYTES - 16384, 0);
+
+  /* Starting inside an extent, ending inside another: both ends clipped. */
+  memset (&l, 0, sizeof l);
+  assert_int_equal (ncache_extents (nc, 8192, 2048, 0, collect_extent, &l), 0);
+  assert_int_equal (l.n, 2);
+  assert_extent (&l, 0, 2048, 2048, 0);
+  assert_extent (&l, 1, 4096, 6144, NCACHE_EXTENT_HOLE | NCACHE_EXTENT_ZERO);
+
+  /* Entirely inside one extent. */
+  memset (&l, 0, sizeof l);
+  assert_int_equal (ncache_extents (nc, 100, 5000, 0, collect_extent, &l), 0);
+  assert_int_equal (l.n, 1);
+  assert_extent (&l, 0, 5000, 100, NCACHE_EXTENT_HOLE | NCACHE_EXTENT_ZERO);
+
+  /* The last byte. */
+  memset (&l, 0, sizeof l);
+  assert_int_equal (ncache_extents (nc, 1, EXPORT_BYTES - 1, 0,
+                                    collect_extent, &l), 0);
+  assert_int_equal (l.n, 1);
+  assert_extent (&l, 0, EXPORT_BYTES - 1, 1, 0);
+
+  /* Zero length: nothing reported, backing not asked. */
+  memset (&l, 0, sizeof l);
+  rec.nr_extents = 0;
+  assert_int_equal (ncache_extents (nc, 0, 4096, 0, collect_extent, &l), 0);
+  assert_int_equal (l.n, 0);
+  assert_int_equal (rec.nr_extents, 0);
+  ncache_close (nc);
+}
+
+static void
+test_cache_extents_req_one_and_stop (void **state)
+{
+  struct spy_record rec;
+  struct ncache *nc = open_scripted (&rec);
+  struct extent_list l;
+  struct ncache_stats st;
+
+  /* REQ_ONE: one extent, clipped. */
+  memset (&l, 0, sizeof l);
+  assert_int_equal (ncache_extents (nc, EXPORT_BYTES, 0, NCACHE_REQ_ONE,
+                                    collect_extent, &l), 0);
+  assert_int_equal (l.n, 1);
+  assert_extent (&l, 0, 0, 4096, 0);
+  memset (&l, 0, sizeof l);
+  assert_int_equal (ncache_extents (nc, 1000, 6000, NCACHE_REQ_ONE,
+                                    collect_extent, &l), 0);
+  assert_int_equal (l.n, 1);
+  assert_extent (&l, 0, 6000, 1000, NCACHE_EXTENT_HOLE | NCACHE_EXTENT_ZERO);
+
+  /* The callback says "enough" after two. */
+  memset (&l, 0, sizeof l);
+  l.stop_at = 2;
+  l.stop_after = 1;
+  assert_int_equal (ncache_extents (nc, EXPORT_BYTES, 0, 0, collect_extent, &l), 0);
+  assert_int_equal (l.n, 2);
+
+  /* The callback fails after two: its error comes back. */
+  memset (&l, 0, sizeof l);
+  l.stop_at = 2;
+  l.stop_after = -ENOMEM;
+  assert_int_equal (ncache_extents (nc, EXPORT_BYTES, 0, 0, collect_extent, &l),
+                    -ENOMEM);
+  assert_int_equal (l.n, 2);
+
+  ncache_get_stats (nc, &st);
+  assert_true (st.extents == 3);
+  assert_true (st.errors == 1);
+  ncache_close (nc);
+}
+
+/* A driver that reports an extent somewhere other than where the previous
+ * one ended is an I/O error, not a wrong answer to the client.
+ */
+static void
+test_cache_extents_bad_driver (void **state)
+{
+  struct spy_record rec;
+  struct ncache *nc = open_scripted (&rec);
+  struct extent_list l;
+
+  memset (&l, 0, sizeof l);
+  rec.script_skew = 512;
+  reset_log ();
+  assert_int_equal (ncache_extents (nc, 8192, 0, 0, collect_extent, &l), -EIO);
+  assert_int_equal (l.n, 0);
+  assert_non_null (strstr (last_error, "spy"));
+
+  /* A driver that reports nothing at all. */
+  rec.script_skew = 0;
+  rec.nr_script = 0;
+  memset (&l, 0, sizeof l);
+  assert_int_equal (ncache_extents (nc, 8192, 0, 0, collect_extent, &l), -EIO);
+  ncache_close (nc);
+}
+
+/* Over the memory store itself: contiguous, in range, and the written range
+ * is reported as data.
+ */
+static void
+test_cache_extents_memory (void **state)
+{
+  struct spy_record rec;
+  struct ncache *nc = open_spy (&all_caps, false, &rec);
+  unsigned char buf[65536];
+  struct extent_list l;
+  uint64_t pos;
+  size_t i;
+
+  fill_pattern (buf, sizeof buf, 0, 4);
+  assert_int_equal (ncache_pwrite (nc, buf, sizeof buf, 131072, 0), 0);
+  memset (&l, 0, sizeof l);
+  assert_int_equal (ncache_extents (nc, 65536, 131072, 0, collect_extent, &l), 0);
+  assert_true (l.n >= 1);
+  pos = 131072;
+  for (i = 0; i < l.n; i++) {
+    assert_true (l.e[i].offset == pos);
+    assert_true (l.e[i].length > 0);
+    assert_int_equal (l.e[i].flags & NCACHE_EXTENT_ZERO, 0);
+    pos += l.e[i].length;
+  }
+  assert_true (pos <= 131072 + 65536);
+  ncache_close (nc);
+}
+
+/* ---- statistics ---- */
+
+static void
+test_cache_stats (void **state)
+{
+  struct spy_record rec;
+  struct ncache *nc = open_spy (&all_caps, false, &rec);
+  unsigned char buf[8192] = { 0 };
+  struct ncache_stats st;
+  unsigned n = 0;
+
+  ncache_get_stats (nc, &st);
+  assert_true (st.reads == 0 && st.writes == 0 && st.errors == 0);
+
+  assert_int_equal (ncache_pwrite (nc, buf, 8192, 0, 0), 0);
+  assert_int_equal (ncache_pwrite (nc, buf, 100, 0, NCACHE_FUA), 0);
+  assert_int_equal (ncache_pread (nc, buf, 4096, 0, 0), 0);
+  assert_int_equal (ncache_pread (nc, buf, 10, 7, 0), 0);
+  assert_int_equal (ncache_pread (nc, buf, 1, 0, 0), 0);
+  assert_int_equal (ncache_flush (nc, 0), 0);
+  assert_int_equal (ncache_trim (nc, 4096, 0, 0), 0);
+  assert_int_equal (ncache_zero (nc, 4096, 0, 0), 0);
+  assert_int_equal (ncache_zero (nc, 4096, 0, NCACHE_MAY_TRIM), 0);
+  assert_int_equal (ncache_cache (nc, 4096, 0, 0), 0);
+  assert_int_equal (ncache_extents (nc, 4096, 0, 0, count_extent, &n), 0);
+  assert_int_equal (ncache_pread (nc, buf, 10, EXPORT_BYTES, 0), -EINVAL);
+  assert_int_equal (ncache_pwrite (nc, buf, 10, EXPORT_BYTES, 0), -ENOSPC);
+
+  ncache_get_stats (nc, &st);
+  assert_true (st.reads == 3);
+  assert_true (st.bytes_read == 4096 + 10 + 1);
+  assert_true (st.writes == 2);
+  assert_true (st.bytes_written == 8192 + 100);
+  assert_true (st.flushes == 1);
+  assert_true (st.trims == 1);
+  assert_true (st.zeroes == 2);
+  assert_true (st.caches == 1);
+  assert_true (st.extents == 1);
+  assert_true (st.errors == 2);
+  /* No cache device in mode none. */
+  assert_true (st.hits == 0 && st.misses == 0 && st.bypasses == 0 &&
+               st.promotions == 0 && st.dirty_bytes == 0);
+  ncache_close (nc);
+}
+
+/* Closing after writes flushes the backing once; without writes it does
+ * not.
+ */
+static void
+test_cache_close_flushes (void **state)
+{
+  struct spy_record rec;
+  struct ncache *nc = open_spy (&all_caps, false, &rec);
+  unsigned char buf[512] = { 0 };
+
+  ncache_close (nc);
+  assert_int_equal (rec.nr_flush, 0);
+  assert_int_equal (rec.nr_close, 1);
+
+  nc = open_spy (&all_caps, false, &rec);
+  assert_int_equal (ncache_pwrite (nc, buf, sizeof buf, 0, 0), 0);
+  ncache_close (nc);
+  assert_int_equal (rec.nr_flush, 1);
+  assert_int_equal (rec.nr_close, 1);
+}
+
+/* ---- threads ---- */
+
+#define NR_THREADS 8
+#define SLICE_BYTES (EXPORT_BYTES / NR_THREADS)
+#define ROUNDS 200
+
+struct worker {
+  pthread_t thread;
+  struct ncache *nc;
+  unsigned id;
+  unsigned seed;
+  unsigned failures;            /* checked by the main thread */
+  uint64_t bytes_written;
+  unsigned writes;
+};
+
+/* Each thread owns one slice: random writes into it, each checked by a
+ * read of the whole slice against the thread's own model.  Reads of the
+ * other slices run at the same time, so the backing sees a real mix.
+ */
+static void *
+worker_run (void *arg)
+{
+  struct worker *w = arg;
+  unsigned char *model = calloc (1, SLICE_BYTES);
+  unsigned char *buf = malloc (SLICE_BYTES);
+  uint64_t base = (uint64_t) w->id * SLICE_BYTES;
+  unsigned seed = w->seed;
+  unsigned i;
+
+  if (model == NULL || buf == NULL) {
+    w->failures++;
+    goto out;
+  }
+  for (i = 0; i < ROUNDS; i++) {
+    size_t off = (size_t) rand_r (&seed) % SLICE_BYTES;
+    size_t len = 1 + (size_t) rand_r (&seed) % (SLICE_BYTES - off);
+    uint32_t flags = rand_r (&seed) % 4 == 0 ? NCACHE_FUA : 0;
+    uint64_t other = (uint64_t) (rand_r (&seed) % NR_THREADS) * SLICE_BYTES;
+
+    if (len > 16384)
+      len = 1 + len % 16384;
+    fill_pattern (model + off, len, base + off, w->id * 1000 + i);
+    if (ncache_pwrite (w->nc, model + off, len, base + off, flags) != 0)
+      w->failures++;
+    w->bytes_written += len;
+    w->writes++;
+    if (ncache_pread (w->nc, buf, SLICE_BYTES, other, 0) != 0)
+      w->failures++;
+    if (i % 20 == 19 || i == ROUNDS - 1) {
+      if (ncache_pread (w->nc, buf, SLICE_BYTES, base, 0) != 0 ||
+          memcmp (buf, model, SLICE_BYTES) != 0)
+        w->failures++;
+    }
+  }
+ out:
+  free (model);
+  free (buf);
+  return NULL;
+}
+
+static void
+test_cache_concurrent_io (void **state)
+{
+  struct ncache_config cfg = { .name = "threads", .mode = NCACHE_MODE_NONE };
+  struct worker workers[NR_THREADS];
+  struct ncache_stats st;
+  struct backing *b;
+  struct ncache *nc;
+  const char *env = getenv ("NCACHE_TEST_SEED");
+  unsigned seed = env ? (unsigned) strtoul (env, NULL, 0)
+                      : (unsigned) time (NULL) ^ (unsigned) getpid ();
+  uint64_t total_bytes = 0;
+  unsigned total_writes = 0;
+  unsigned i;
+
+  printf ("test_cache_concurrent_io: seed %u (set NCACHE_TEST_SEED to repeat)\n",
+          seed);
+  fflush (stdout);
+  assert_int_equal (backing_memory_create (EXPORT_BYTES, &b), 0);
+  assert_int_equal (ncache_open (&cfg, b, &nc), 0);
+  for (i = 0; i < NR_THREADS; i++) {
+    memset (&workers[i], 0, sizeof workers[i]);
+    workers[i].nc = nc;
+    workers[i].id = i;
+    workers[i].seed = seed + i * 7919;
+    assert_int_equal (pthread_create (&workers[i].thread, NULL, worker_run,
+                                      &workers[i]), 0);
+  }
+  for (i = 0; i < NR_THREADS; i++) {
+    assert_int_equal (pthread_join (workers[i].thread, NULL), 0);
+    if (workers[i].failures)
+      fprintf (stderr, "thread %u: %u failures (seed %u)\n", i,
+               workers[i].failures, seed);
+    assert_int_equal (workers[i].failures, 0);
+    total_bytes += workers[i].bytes_written;
+    total_writes += workers[i].writes;
+  }
+  ncache_get_stats (nc, &st);
+  assert_true (st.writes == total_writes);
+  assert_true (st.bytes_written == total_bytes);
+  assert_true (st.reads >= (uint64_t) NR_THREADS * ROUNDS);
+  assert_true (st.errors == 0);
+  ncache_close (nc);
+}
+
+int
+main (void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test (test_cache_open_over_memory),
+    cmocka_unit_test (test_cache_caps_follow_backing),
+    cmocka_unit_test (test_cache_open_refuses_modes),
+    cmocka_unit_test (test_cache_open_refuses_device),
+    cmocka_unit_test (test_cache_open_bad_arguments),
+    cmocka_unit_test (test_cache_device_refused),
+    cmocka_unit_test (test_cache_mode_names),
+    cmocka_unit_test (test_cache_pwrite_pread),
+    cmocka_unit_test (test_cache_zero_and_trim),
+    cmocka_unit_test (test_cache_flag_translation),
+    cmocka_unit_test (test_cache_fua_and_flush),
+    cmocka_unit_test (test_cache_fast_zero),
+    cmocka_unit_test (test_cache_cache_is_noop),
+    cmocka_unit_test (test_cache_range_errors),
+    cmocka_unit_test (test_cache_readonly_errors),
+    cmocka_unit_test (test_cache_flag_errors),
+    cmocka_unit_test (test_cache_backing_errors),
+    cmocka_unit_test (test_cache_extents_holes),
+    cmocka_unit_test (test_cache_extents_req_one_and_stop),
+    cmocka_unit_test (test_cache_extents_bad_driver),
+    cmocka_unit_test (test_cache_extents_memory),
+    cmocka_unit_test (test_cache_stats),
+    cmocka_unit_test (test_cache_close_flushes),
+    cmocka_unit_test (test_cache_concurrent_io),
+  };
+
+  log_set_sink (capture_log);
+  return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
+}

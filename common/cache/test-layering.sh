@@ -1,0 +1,182 @@
+#!/bin/sh
+# test-layering.sh — DESIGN.md's layering, enforced by reading #include lines.
+#
+# WHAT: fails if
+#   1. anything under common/ includes libev (<ev.h>), OpenSSL (openssl/…)
+#      or nbdkit's headers (nbdkit-plugin.h, nbdkit-filter.h …): the engine
+#      and its libraries know nothing of the front ends' machinery;
+#   2. anything in server/ or plugin/ includes a header of common/cache
+#      other than its public API, cache.h (cache-internal.h, ondisk.h,
+#      btree.h … whatever exists there now or later);
+#   3. the front ends cross over: server/ includes nbdkit's headers, or
+#      plugin/ includes libev or OpenSSL.
+# WHY: "server/ and plugin/ include only the engine's public header" is a
+# promise in DESIGN.md; a test keeps it true as files are added.
+# SELF-TEST: after checking the real tree, it copies the sources to a
+# temporary directory, checks that the clean copy passes, then plants one
+# violation of each kind and checks that every one is caught — a checker
+# that cannot fail is a defect.
+# ENV: top_srcdir (set by make check; defaults to two levels above this
+# script).  Exit 0 = clean, 1 = a violation or a broken self-test.
+
+set -u
+
+if [ -z "${top_srcdir:-}" ]; then
+  top_srcdir=$(cd "$(dirname "$0")/../.." && pwd)
+fi
+
+nr_bad=0
+quiet=0
+
+# Print the names a file includes, one a line ("ev.h", "openssl/ssl.h").
+includes ()
+{
+  sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"]\([^>"]*\)[>"].*/\1/p' "$1"
+}
+
+violation ()
+{
+  nr_bad=$((nr_bad + 1))
+  [ "$quiet" = 1 ] || echo "$0: $1: includes $2: $3" >&2
+}
+
+# Files (*.c, *.h) under $1, at most $2 levels deep, sorted; none if absent.
+sources ()
+{
+  [ -d "$1" ] || return 0
+  find "$1" -maxdepth "$2" -type f \( -name '*.c' -o -name '*.h' \) | LC_ALL=C sort
+}
+
+# Check the tree rooted at $1; sets nr_bad to the number of violations.
+check_tree ()
+{
+  root=$1
+  nr_bad=0
+
+  for f in $(sources "$root/common" 10); do
+    for inc in $(includes "$f"); do
+      case $inc in
+        ev.h|*/ev.h)
+          violation "$f" "$inc" "common/ never includes libev" ;;
+        openssl/*|*/openssl/*)
+          violation "$f" "$inc" "common/ never includes OpenSSL" ;;
+        nbdkit-*.h|*/nbdkit-*.h)
+          violation "$f" "$inc" "common/ never includes nbdkit headers" ;;
+      esac
+    done
+  done
+
+  for f in $(sources "$root/server" 1) $(sources "$root/plugin" 1); do
+    for inc in $(includes "$f"); do
+      base=${inc##*/}
+      case $inc in
+        */common/cache/*|common/cache/*)
+          if [ "$base" != cache.h ]; then
+            violation "$f" "$inc" "front ends include only cache.h from the engine"
+            continue
+          fi ;;
+      esac
+      if [ "$base" != cache.h ] && [ -e "$root/common/cache/$base" ]; then
+        violation "$f" "$inc" "front ends include only cache.h from the engine"
+      fi
+      case $f in
+        "$root"/server/*)
+          case $inc in
+            nbdkit-*.h|*/nbdkit-*.h)
+              violation "$f" "$inc" "nbdcached never includes nbdkit headers" ;;
+          esac ;;
+        "$root"/plugin/*)
+          case $inc in
+            ev.h|*/ev.h|openssl/*|*/openssl/*)
+              violation "$f" "$inc" "the plugin never includes libev or OpenSSL" ;;
+          esac ;;
+      esac
+    done
+  done
+  [ "$nr_bad" -eq 0 ]
+}
+
+# ---- the real tree ----
+status=0
+tree_ok=1
+if check_tree "$top_srcdir"; then
+  echo "layering: ok ($top_srcdir)"
+else
+  echo "layering: FAIL: $nr_bad violation(s) in $top_srcdir" >&2
+  status=1
+  tree_ok=0
+fi
+
+# ---- self-test on a copy ----
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-layering.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT INT TERM
+
+(cd "$top_srcdir" &&
+ for d in common server plugin; do
+   [ -d "$d" ] || continue
+   find "$d" -type f \( -name '*.c' -o -name '*.h' \)
+ done) | while read -r f; do
+  mkdir -p "$tmp/$(dirname "$f")" && cp "$top_srcdir/$f" "$tmp/$f"
+done
+mkdir -p "$tmp/common/util" "$tmp/common/backing" "$tmp/common/cache" \
+         "$tmp/server" "$tmp/plugin"
+
+# $1 = file to plant (relative), $2 = its content, $3 = description.
+expect_caught ()
+{
+  printf '%s\n' "$2" > "$tmp/$1"
+  quiet=1
+  if check_tree "$tmp"; then
+    echo "layering self-test: FAIL: not caught: $3" >&2
+    status=1
+  fi
+  quiet=0
+  rm -f "$tmp/$1"
+}
+
+# The clean-copy checks mean something only if the real tree is clean.
+if [ "$tree_ok" = 1 ]; then
+  quiet=1
+  if ! check_tree "$tmp"; then
+    echo "layering self-test: FAIL: the clean copy does not pass" >&2
+    status=1
+  fi
+  quiet=0
+fi
+
+expect_caught common/util/planted.c '#include <ev.h>' "libev in common/"
+expect_caught common/backing/planted.h '#  include <openssl/ssl.h>' \
+  "OpenSSL in common/"
+expect_caught common/cache/planted.c '#include <nbdkit-plugin.h>' \
+  "nbdkit in common/"
+expect_caught common/cache/planted.c ' # include "nbdkit-filter.h" /* x */' \
+  "nbdkit (indented, quoted) in common/"
+
+# Engine-private headers, whether or not they exist in the real tree yet.
+printf '/* planted */\n' > "$tmp/common/cache/planted-internal.h"
+expect_caught server/planted.c '#include "planted-internal.h"' \
+  "a private engine header in server/"
+expect_caught plugin/planted.c '#include "planted-internal.h"' \
+  "a private engine header in plugin/"
+expect_caught server/planted.h '#include "../common/cache/cache-internal.h"' \
+  "a private engine header by path in server/"
+rm -f "$tmp/common/cache/planted-internal.h"
+
+expect_caught server/planted.c '#include <nbdkit-plugin.h>' "nbdkit in server/"
+expect_caught plugin/planted.c '#include <ev.h>' "libev in plugin/"
+expect_caught plugin/planted.c '#include <openssl/ssl.h>' "OpenSSL in plugin/"
+
+# And what is allowed stays allowed.
+printf '#include "cache.h"\n#include "../common/cache/cache.h"\n' \
+  > "$tmp/server/planted-ok.c"
+printf '#include <nbdkit-plugin.h>\n#include "cache.h"\n#include "backing.h"\n' \
+  > "$tmp/plugin/planted-ok.c"
+quiet=1
+if [ "$tree_ok" = 1 ] && ! check_tree "$tmp"; then
+  echo "layering self-test: FAIL: allowed includes were reported" >&2
+  status=1
+fi
+quiet=0
+
+[ "$status" -eq 0 ] && echo "layering self-test: ok (10 planted violations caught)"
+exit "$status"

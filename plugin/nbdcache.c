@@ -1,0 +1,596 @@
+/* nbdcache.c — the nbdkit plugin: nbdkit callbacks onto cache.h.
+ *
+ * WHAT: nbdkit-nbdcache-plugin.so.  Serves one export, given either as
+ * parameters (backing=FILE [size=] [mode=] [description=] [readonly=]
+ * [rotational=]) or as an [export NAME] section of an nbdcached config
+ * file (config=FILE export=NAME).  Every callback is a line or two that
+ * translates nbdkit's arguments and flags onto the engine's API.
+ * WHY: people who already run nbdkit get the same engine, the same config
+ * file and the same refusals as nbdcached.
+ * INVARIANTS:
+ * - Exactly one ncache, shared by every connection (multi-conn: a flush on
+ *   one connection covers writes from all); opened in get_ready, closed in
+ *   cleanup (or unload, if nbdkit never reached cleanup).
+ * - Engine errors (-errno) reach nbdkit through one function, set_error.
+ * - The engine's log lines go to nbdkit_error / nbdkit_debug (log_set_sink).
+ * THREADS AND LOCKS: NBDKIT_THREAD_MODEL_PARALLEL.  Parameters and the
+ * loaded config are written only while nbdkit is single-threaded (config,
+ * config_complete, get_ready) and read-only afterwards; the engine is
+ * thread-safe.  No lock here.
+ * FAILURE: bad parameters and a config file error fail config_complete with
+ * an nbdkit_error; an export the engine cannot serve yet (a cache device or
+ * a mode other than none) fails get_ready, so nbdkit exits at startup
+ * instead of serving it uncached.
+ * NOT HERE: range checks (nbdkit and the engine do them), caching policy.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+/* nbdkit's headers define this too (sometimes empty); ours wins below. */
+#undef ATTRIBUTE_FORMAT_PRINTF
+
+#include "backing.h"
+#include "cache.h"
+#include "config-file.h"
+#include "log.h"
+#include "parse.h"
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+#define PLUGIN_MIN_BLOCK_BYTES       1
+#define PLUGIN_PREFERRED_BLOCK_BYTES 4096
+#define PLUGIN_MAX_BLOCK_BYTES       (64 * 1024 * 1024)
+
+/* nbdkit loads a plugin once per process; this is that one instance. */
+static struct {
+  /* Parameters as given (NULL / unset when absent). */
+  char *backing;                /* path (made absolute) or URI */
+  uint64_t size_bytes;          /* size=; 0 (or absent) = must exist */
+  bool size_set;
+  enum ncache_mode mode;
+  bool mode_set;
+  char *description;
+  bool readonly, readonly_set;
+  bool rotational, rotational_set;
+  char *config_path;            /* config=, made absolute */
+  char *export_name;            /* export= */
+
+  /* After config_complete. */
+  struct config *cfg;           /* NULL with backing= */
+  const struct config_export *exp; /* in cfg; NULL with backing= */
+
+  /* After get_ready. */
+  struct ncache_device *dev;    /* NULL: uncached */
+  struct ncache *nc;
+} p;
+
+/* ---- errors and logging ---- */
+
+/* THE map from the engine's -errno to nbdkit: the errno itself, which
+ * nbdkit turns into the NBD error.  Returns -1 for the callback to return.
+ */
+static int
+set_error (int r)
+{
+  nbdkit_set_error (r < 0 ? -r : EIO);
+  return -1;
+}
+
+static void
+log_to_nbdkit (enum log_level level, const char *msg)
+{
+  switch (level) {
+  case LOG_LEVEL_ERROR:
+    nbdkit_error ("%s", msg);
+    break;
+  case LOG_LEVEL_WARNING:
+    nbdkit_error ("warning: %s", msg);
+    break;
+  case LOG_LEVEL_INFO:
+  case LOG_LEVEL_DEBUG:
+    nbdkit_debug ("%s", msg);
+    break;
+  }
+}
+
+/* ---- lifecycle ---- */
+
+static void
+nbdcache_load (void)
+{
+  log_set_sink (log_to_nbdkit);
+}
+
+static void
+close_export (void)
+{
+  ncache_close (p.nc);
+  p.nc = NULL;
+  ncache_device_close (p.dev);
+  p.dev = NULL;
+}
+
+static void
+nbdcache_cleanup (void)
+{
+  close_export ();
+}
+
+static void
+nbdcache_unload (void)
+{
+  close_export ();
+  config_free (p.cfg);
+  free (p.backing);
+  free (p.description);
+  free (p.config_path);
+  free (p.export_name);
+  memset (&p, 0, sizeof p);
+  log_set_sink (NULL);
+}
+
+/* ---- configuration ---- */
+
+/* A path becomes absolute (nbdkit may change directory); a URI is kept. */
+static char *
+backing_location (const char *value)
+{
+  if (strncmp (value, "memory:", 7) == 0 || strstr (value, "://") != NULL)
+    return strdup (value);
+  return nbdkit_absolute_path (value);
+}
+
+static int
+set_string (char **field, const char *key, const char *value, bool path)
+{
+  if (*field != NULL) {
+    nbdkit_error ("%s= given twice", key);
+    return -1;
+  }
+  *field = path ? nbdkit_absolute_path (value) : strdup (value);
+  if (*field == NULL) {
+    if (!path)
+      nbdkit_error ("strdup: %m");
+    return -1;
+  }
+  return 0;
+}
+
+static int
+set_bool (bool *field, bool *set, const char *key, const char *value)
+{
+  if (*set) {
+    nbdkit_error ("%s= given twice", key);
+    return -1;
+  }
+  if (parse_bool (value, field) < 0) {
+    nbdkit_error ("%s=%s: expected yes/no, true/false, on/off or 1/0",
+                  key, value);
+    return -1;
+  }
+  *set = true;
+  return 0;
+}
+
+static int
+nbdcache_config (const char *key, const char *value)
+{
+  if (strcmp (key, "backing") == 0) {
+    if (p.backing != NULL) {
+      nbdkit_error ("backing= given twice");
+      return -1;
+    }
+    if ((p.backing = backing_location (value)) == NULL) {
+      nbdkit_error ("backing=%s: %m", value);
+      return -1;
+    }
+    return 0;
+  }
+  if (strcmp (key, "size") == 0) {
+    if (p.size_set) {
+      nbdkit_error ("size= given twice");
+      return -1;
+    }
+    if (parse_size_bytes (value, &p.size_bytes) < 0 ||
+        p.size_bytes > INT64_MAX) {
+      nbdkit_error ("size=%s: expected a size in bytes such as 1G or 512M",
+                    value);
+      return -1;
+    }
+    p.size_set = true;
+    return 0;
+  }
+  if (strcmp (key, "mode") == 0) {
+    if (p.mode_set) {
+      nbdkit_error ("mode= given twice");
+      return -1;
+    }
+    if (ncache_mode_from_string (value, &p.mode) < 0) {
+      nbdkit_error ("mode=%s: expected none, writeback, writethrough or "
+                    "writearound", value);
+      return -1;
+    }
+    p.mode_set = true;
+    return 0;
+  }
+  if (strcmp (key, "description") == 0)
+    return set_string (&p.description, key, value, false);
+  if (strcmp (key, "readonly") == 0)
+    return set_bool (&p.readonly, &p.readonly_set, key, value);
+  if (strcmp (key, "rotational") == 0)
+    return set_bool (&p.rotational, &p.rotational_set, key, value);
+  if (strcmp (key, "config") == 0)
+    return set_string (&p.config_path, key, value, true);
+  if (strcmp (key, "export") == 0)
+    return set_string (&p.export_name, key, value, false);
+
+  nbdkit_error ("unknown parameter '%s' (see nbdkit nbdcache --help)", key);
+  return -1;
+}
+
+/* config=FILE export=NAME: every export setting comes from the file. */
+static int
+config_from_file (void)
+{
+  const char *name = p.export_name ? p.export_name : "";
+  const char *extra = p.size_set ? "size" : p.mode_set ? "mode"
+    : p.description ? "description" : p.readonly_set ? "readonly"
+    : p.rotational_set ? "rotational" : NULL;
+
+  if (extra != NULL) {
+    nbdkit_error ("%s= cannot be combined with config=: set it in the "
+                  "[export] section of %s", extra, p.config_path);
+    return -1;
+  }
+  if (config_load (p.config_path, &p.cfg) < 0) {
+    nbdkit_error ("config=%s: the config file is not valid (see the errors "
+                  "above)", p.config_path);
+    return -1;
+  }
+  p.exp = config_find_export (p.cfg, name);
+  if (p.exp == NULL) {
+    if (*name)
+      nbdkit_error ("config=%s: no [export %s] section", p.config_path, name);
+    else
+      nbdkit_error ("config=%s: no default export (set export=NAME, or "
+                    "default_export in [server])", p.config_path);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+nbdcache_config_complete (void)
+{
+  if (p.config_path != NULL && p.backing != NULL) {
+    nbdkit_error ("backing= and config= are mutually exclusive: give "
+                  "backing=FILE, or config=FILE export=NAME");
+    return -1;
+  }
+  if (p.config_path != NULL)
+    return config_from_file ();
+  if (p.export_name != NULL) {
+    nbdkit_error ("export= needs config=FILE (it names an [export] section)");
+    return -1;
+  }
+  if (p.backing == NULL) {
+    nbdkit_error ("backing=FILE or config=FILE export=NAME is required");
+    return -1;
+  }
+  return 0;
+}
+
+static int
+nbdcache_get_ready (void)
+{
+  struct backing_open_options opts = { 0 };
+  struct ncache_config ncfg = { 0 };
+  const char *location;
+  struct backing *b;
+
+  if (p.exp != NULL) {
+    const struct config_cache *cc = NULL;
+
+    location = p.exp->backing;
+    opts.readonly = p.exp->readonly;
+    opts.create_size_bytes = p.exp->size_bytes;
+    ncfg.name = p.exp->name;
+    ncfg.mode = p.exp->mode;
+    ncfg.readonly = p.exp->readonly;
+    if (p.exp->cache != NULL &&
+        (cc = config_find_cache (p.cfg, p.exp->cache)) != NULL) {
+      struct ncache_device_config dcfg = {
+        .name = cc->name, .path = cc->path, .size_bytes = cc->size_bytes,
+        .create = cc->create, .direct = cc->direct,
+      };
+
+      if (ncache_device_open (&dcfg, &p.dev) < 0)
+        return -1;
+    }
+    ncfg.device = p.dev;
+  }
+  else {
+    location = p.backing;
+    opts.readonly = p.readonly;
+    opts.create_size_bytes = p.size_bytes;
+    ncfg.name = p.backing;
+    ncfg.mode = p.mode_set ? p.mode : NCACHE_MODE_NONE;
+    ncfg.readonly = p.readonly;
+  }
+
+  if (backing_open (location, &opts, &b) < 0)
+    return -1;                  /* the driver logged why */
+  if (ncache_open (&ncfg, b, &p.nc) < 0)
+    return -1;                  /* ncache_open logged why (and closed b) */
+  return 0;
+}
+
+/* ---- per connection: all share the one export ---- */
+
+static void *
+nbdcache_open (int readonly)
+{
+  if (p.nc == NULL) {
+    nbdkit_error ("the export is not open");
+    return NULL;
+  }
+  return p.nc;
+}
+
+/* Size and every can_* answer come from the engine's caps. */
+static struct ncache_caps
+caps_of (void *handle)
+{
+  struct ncache_caps caps;
+
+  ncache_get_caps (handle, &caps);
+  return caps;
+}
+
+static int64_t
+nbdcache_get_size (void *handle)
+{
+  return (int64_t) caps_of (handle).size_bytes;
+}
+
+static int
+nbdcache_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
+                     uint32_t *maximum)
+{
+  *minimum = PLUGIN_MIN_BLOCK_BYTES;
+  *preferred = PLUGIN_PREFERRED_BLOCK_BYTES;
+  *maximum = PLUGIN_MAX_BLOCK_BYTES;
+  return 0;
+}
+
+static int
+nbdcache_can_write (void *handle)
+{
+  return !caps_of (handle).readonly;
+}
+
+static int
+nbdcache_can_flush (void *handle)
+{
+  return caps_of (handle).can_flush;
+}
+
+static int
+nbdcache_can_fua (void *handle)
+{
+  return caps_of (handle).can_fua ? NBDKIT_FUA_NATIVE : NBDKIT_FUA_NONE;
+}
+
+static int
+nbdcache_can_trim (void *handle)
+{
+  return caps_of (handle).can_trim;
+}
+
+static int
+nbdcache_can_zero (void *handle)
+{
+  return caps_of (handle).can_zero;
+}
+
+static int
+nbdcache_can_fast_zero (void *handle)
+{
+  return caps_of (handle).can_fast_zero;
+}
+
+static int
+nbdcache_can_extents (void *handle)
+{
+  return caps_of (handle).can_extents;
+}
+
+static int
+nbdcache_can_cache (void *handle)
+{
+  return caps_of (handle).can_cache ? NBDKIT_CACHE_NATIVE : NBDKIT_CACHE_NONE;
+}
+
+static int
+nbdcache_can_multi_conn (void *handle)
+{
+  return caps_of (handle).can_multi_conn;
+}
+
+static int
+nbdcache_is_rotational (void *handle)
+{
+  return p.exp ? p.exp->rotational : p.rotational;
+}
+
+static const char *
+nbdcache_export_description (void *handle)
+{
+  return p.exp ? p.exp->description : p.description;
+}
+
+/* ---- requests ---- */
+
+static uint32_t
+engine_flags (uint32_t flags)
+{
+  uint32_t f = 0;
+
+  if (flags & NBDKIT_FLAG_FUA)
+    f |= NCACHE_FUA;
+  if (flags & NBDKIT_FLAG_MAY_TRIM)
+    f |= NCACHE_MAY_TRIM;
+  if (flags & NBDKIT_FLAG_FAST_ZERO)
+    f |= NCACHE_FAST_ZERO;
+  if (flags & NBDKIT_FLAG_REQ_ONE)
+    f |= NCACHE_REQ_ONE;
+  return f;
+}
+
+static int
+nbdcache_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
+                uint32_t flags)
+{
+  int r = ncache_pread (handle, buf, count, offset, engine_flags (flags));
+
+  return r < 0 ? set_error (r) : 0;
+}
+
+static int
+nbdcache_pwrite (void *handle, const void *buf, uint32_t count,
+                 uint64_t offset, uint32_t flags)
+{
+  int r = ncache_pwrite (handle, buf, count, offset, engine_flags (flags));
+
+  return r < 0 ? set_error (r) : 0;
+}
+
+static int
+nbdcache_flush (void *handle, uint32_t flags)
+{
+  int r = ncache_flush (handle, engine_flags (flags));
+
+  return r < 0 ? set_error (r) : 0;
+}
+
+static int
+nbdcache_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  int r = ncache_trim (handle, count, offset, engine_flags (flags));
+
+  return r < 0 ? set_error (r) : 0;
+}
+
+static int
+nbdcache_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  int r = ncache_zero (handle, count, offset, engine_flags (flags));
+
+  return r < 0 ? set_error (r) : 0;
+}
+
+static int
+nbdcache_cache (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  int r = ncache_cache (handle, count, offset, engine_flags (flags));
+
+  return r < 0 ? set_error (r) : 0;
+}
+
+static int
+add_extent (void *opaque, uint64_t offset, uint64_t length, uint32_t flags)
+{
+  uint32_t type = 0;
+
+  if (flags & NCACHE_EXTENT_HOLE)
+    type |= NBDKIT_EXTENT_HOLE;
+  if (flags & NCACHE_EXTENT_ZERO)
+    type |= NBDKIT_EXTENT_ZERO;
+  errno = 0;
+  if (nbdkit_add_extent (opaque, offset, length, type) == -1)
+    return errno ? -errno : -EIO;
+  return 0;
+}
+
+static int
+nbdcache_extents (void *handle, uint32_t count, uint64_t offset,
+                  uint32_t flags, struct nbdkit_extents *extents)
+{
+  int r = ncache_extents (handle, count, offset, engine_flags (flags),
+                          add_extent, extents);
+
+  return r < 0 ? set_error (r) : 0;
+}
+
+/* ---- help ---- */
+
+static void
+nbdcache_dump_plugin (void)
+{
+  printf ("nbdcache_version=%s\n", PACKAGE_VERSION);
+  printf ("nbdcache_modes=none\n");
+  printf ("nbdcache_cache_devices=no\n");
+  printf ("nbdcache_max_block_bytes=%d\n", PLUGIN_MAX_BLOCK_BYTES);
+}
+
+#define nbdcache_config_help \
+  "backing=FILE|URI    The backing store (a path, file:///path or\n" \
+  "                    memory:SIZE).  Or use config= and export=.\n" \
+  "size=SIZE           Create a sparse backing file this big if absent.\n" \
+  "mode=MODE           Cache mode; only 'none' until the cache engine\n" \
+  "                    lands (others are refused at startup).\n" \
+  "description=TEXT    Export description shown to clients.\n" \
+  "readonly=BOOL       Serve read-only (also nbdkit -r).\n" \
+  "rotational=BOOL     Advertise a rotational device.\n" \
+  "config=FILE         An nbdcached config file ...\n" \
+  "export=NAME         ... and the [export NAME] section to serve\n" \
+  "                    (default: the file's default export)."
+
+static struct nbdkit_plugin plugin = {
+  .name = "nbdcache",
+  .longname = "nbdcache NBD server with an SSD cache",
+  .version = PACKAGE_VERSION,
+  .description = "Serve a backing store through the nbdcache engine.",
+  .load = nbdcache_load,
+  .unload = nbdcache_unload,
+  .config = nbdcache_config,
+  .config_complete = nbdcache_config_complete,
+  .config_help = nbdcache_config_help,
+  .magic_config_key = "backing",
+  .dump_plugin = nbdcache_dump_plugin,
+  .get_ready = nbdcache_get_ready,
+  .cleanup = nbdcache_cleanup,
+  .open = nbdcache_open,
+  .get_size = nbdcache_get_size,
+  .block_size = nbdcache_block_size,
+  .can_write = nbdcache_can_write,
+  .can_flush = nbdcache_can_flush,
+  .can_fua = nbdcache_can_fua,
+  .can_trim = nbdcache_can_trim,
+  .can_zero = nbdcache_can_zero,
+  .can_fast_zero = nbdcache_can_fast_zero,
+  .can_extents = nbdcache_can_extents,
+  .can_cache = nbdcache_can_cache,
+  .can_multi_conn = nbdcache_can_multi_conn,
+  .is_rotational = nbdcache_is_rotational,
+  .export_description = nbdcache_export_description,
+  .pread = nbdcache_pread,
+  .pwrite = nbdcache_pwrite,
+  .flush = nbdcache_flush,
+  .trim = nbdcache_trim,
+  .zero = nbdcache_zero,
+  .cache = nbdcache_cache,
+  .extents = nbdcache_extents,
+  .errno_is_preserved = 0,
+};
+
+NBDKIT_REGISTER_PLUGIN (plugin)
