@@ -66,6 +66,14 @@ conn_accept (struct server *srv, int rfd, int wfd, bool is_tcp,
   c->is_tcp = is_tcp;
   snprintf (c->peer, sizeof c->peer, "%s", peer);
   fcntl (rfd, F_SETFL, fcntl (rfd, F_GETFL) | O_NONBLOCK);
+  /* Big socket buffers let one writev/read move a whole large request, so
+   * the loop thread is not woken for every ~200 KiB of a 1 MiB transfer.
+   * Best effort: the kernel caps these at net.core.[rw]mem_max.
+   */
+  setsockopt (rfd, SOL_SOCKET, SO_RCVBUF, &(int) { CONN_SOCKBUF_BYTES },
+              sizeof (int));
+  setsockopt (wfd, SOL_SOCKET, SO_SNDBUF, &(int) { CONN_SOCKBUF_BYTES },
+              sizeof (int));
   if (wfd != rfd)
     fcntl (wfd, F_SETFL, fcntl (wfd, F_GETFL) | O_NONBLOCK);
   ev_io_init (&c->rio, conn_read_cb, rfd, EV_READ);
@@ -293,12 +301,6 @@ conn_read_cb (struct ev_loop *loop, ev_io *w, int revents)
   conn_process_input (c);
 }
 
-void
-conn_request_done (struct conn *c, struct request *r)
-{
-  conn_queue (c, &r->out);
-}
-
 /* Called by request_release once a reply has left (or been abandoned). */
 static void
 conn_after_reply (struct conn *c)
@@ -323,8 +325,8 @@ conn_after_reply (struct conn *c)
 void
 conn_begin_shutdown (struct conn *c)
 {
-  if (c->phase != PHASE_TRANSMISSION) {
-    conn_close (c);
+  if (c->phase == PHASE_CLIENT_FLAGS || c->phase == PHASE_OPTIONS) {
+    conn_close (c);             /* nothing in flight during negotiation */
     return;
   }
   c->close_after_output = true;

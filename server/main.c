@@ -233,6 +233,13 @@ signal_cb (struct ev_loop *loop, ev_signal *w, int revents)
 }
 
 static void
+sighup_cb (struct ev_loop *loop, ev_signal *w, int revents)
+{
+  log_warning ("SIGHUP: configuration reload is not supported yet; "
+               "still serving the configuration loaded at start-up");
+}
+
+static void
 done_async_cb (struct ev_loop *loop, ev_async *w, int revents)
 {
   worker_pool_reap (w->data);
@@ -396,7 +403,7 @@ main (int argc, char **argv)
 {
   struct options opts = { 0 };
   struct server srv = { .exit_status = EXIT_SUCCESS };
-  ev_signal sigterm, sigint;
+  ev_signal sigterm, sigint, sighup;
   ev_child run_child;
   enum log_level level;
   const char *pidfile;
@@ -490,6 +497,8 @@ main (int argc, char **argv)
   sigterm.data = sigint.data = &srv;
   ev_signal_start (srv.loop, &sigterm);
   ev_signal_start (srv.loop, &sigint);
+  ev_signal_init (&sighup, sighup_cb, SIGHUP);
+  ev_signal_start (srv.loop, &sighup);
 
   workers = opts.workers ? opts.workers : srv.cfg->server.workers;
   if (worker_pool_create (&srv, workers, &srv.pool) < 0) {

@@ -47,6 +47,7 @@
 #define CONN_MAX_IN_FLIGHT    128     /* requests; stop reading here */
 #define CONN_RESUME_IN_FLIGHT 64      /* requests; resume reading here */
 #define CONN_RBUF_BYTES       (256 * 1024)
+#define CONN_SOCKBUF_BYTES    (4 * 1024 * 1024) /* SO_SNDBUF / SO_RCVBUF */
 #define MAX_OPTION_BYTES      (64 * 1024)  /* larger: ERR_TOO_BIG */
 #define MAX_DISCARD_BYTES     (UINT64_C (1) << 30) /* larger: close */
 #define MAX_OPTIONS           64      /* per connection, then close */
@@ -183,8 +184,6 @@ void conn_run_resumes (struct server *srv);
 void conn_sweep (struct server *srv);
 /* A reply left the queue (or was abandoned): may resume reading/close. */
 void conn_reply_sent (struct conn *c);
-/* A request came back from a worker or was answered synchronously. */
-void conn_request_done (struct conn *c, struct request *r);
 
 /* handshake.c */
 void handshake_start (struct conn *c);

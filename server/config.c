@@ -1,0 +1,1165 @@
+/* config.c — the nbdcached configuration file (see config-file.h).
+ *
+ * WHAT: reads an INI file with libinih into struct config and validates it:
+ * every section, key and value, cross-references (cache = NAME,
+ * default_export) and the backing files.  Relative paths are resolved
+ * against the directory of the config file.
+ *
+ * WHY: an admin must never run a half-understood config, and must see every
+ * mistake at once with the line it is on, not one per restart.
+ *
+ * HOW THE WORK IS SPLIT WITH LIBINIH: libinih splits "key = value" lines,
+ * strips comments and whitespace and calls key_handler().  It does not tell
+ * a 4-argument handler the line number, never reports a section that has
+ * no keys, truncates section names at 50 bytes and reports only the first
+ * syntax error.  So every line first passes through read_line(), our
+ * fgets-style reader, which counts lines, handles section headers itself
+ * (inih sees a blank line instead), and reports lines that are neither a
+ * header, a comment nor "key = value" (again replaced by a blank line).
+ * Leading whitespace is removed so that inih never treats an indented line
+ * as a continuation of the previous value.
+ *
+ * INVARIANTS:
+ * - Keys are known by exactly one table, CONFIG_KEYS, which also produces
+ *   config_known_keys[], so the documentation test sees what the parser sees.
+ * - A key's line is recorded even when its value is bad, so a bad value is
+ *   reported once (not again as a missing key).
+ * - Keys of a section whose header was bad are skipped silently: the header
+ *   error is the one message.
+ * - On failure nothing is returned: the half-built config is freed.
+ *
+ * THREADS AND LOCKS: none.  config_load sets libinih's process-global
+ * options (Debian's libinih makes its compile-time options runtime
+ * variables), so two config_load calls must not run concurrently.
+ *
+ * FAILURE: every problem is logged at error level as "FILE:LINE: message"
+ * and parsing continues; config_load then returns -EINVAL.  An unreadable
+ * file is "FILE: message" and -errno; allocation failure is -ENOMEM.
+ *
+ * NOT HERE: opening or creating backing files and cache devices, binding
+ * sockets (the listen syntax is checked here, addresses are resolved by the
+ * server), the command line.
+ */
+#include <config.h>
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <ini.h>
+
+#include "cleanup.h"
+#include "compiler.h"
+#include "config-file.h"
+#include "log.h"
+#include "parse.h"
+
+/* NBD strings (export names, descriptions) are at most 4096 bytes. */
+#define CONFIG_MAX_NAME_BYTES 4096
+/* Longest accepted line, without its line ending. */
+#define CONFIG_MAX_LINE_BYTES 16384
+#define CONFIG_MAX_WORKERS 1024
+
+enum section_kind {
+  SECTION_NONE = 0,             /* before the first header */
+  SECTION_SKIP,                 /* after a bad header: keys are ignored */
+  SECTION_SERVER,
+  SECTION_CACHE,
+  SECTION_EXPORT,
+};
+
+/* How a value is checked and stored. */
+enum value_type {
+  VALUE_LISTEN,                 /* char **, appended: see check_listen */
+  VALUE_WORKERS,                /* unsigned, 1 to CONFIG_MAX_WORKERS */
+  VALUE_COUNT,                  /* unsigned, 0 to UINT_MAX */
+  VALUE_PATH,                   /* char *, resolved against the file's dir */
+  VALUE_BACKING,                /* char *, a path or file:///PATH */
+  VALUE_NAME,                   /* char *, non-empty, <= 4096 bytes */
+  VALUE_TEXT,                   /* char *, "" = NULL, <= 4096 bytes */
+  VALUE_SIZE,                   /* uint64_t, > 0 */
+  VALUE_BOOL,                   /* bool */
+  VALUE_LOG_TARGET,             /* enum log_target */
+  VALUE_LOG_LEVEL,              /* enum log_level */
+  VALUE_MODE,                   /* enum ncache_mode */
+};
+
+/* The one list of keys: (section kind, section word = struct config_<word>,
+ * key, value type, field, repeatable).
+ */
+#define CONFIG_KEYS(K)                                                    \
+  K (SERVER, server, listen,          LISTEN,     listen,          true)  \
+  K (SERVER, server, workers,         WORKERS,    workers,         false) \
+  K (SERVER, server, pidfile,         PATH,       pidfile,         false) \
+  K (SERVER, server, log,             LOG_TARGET, log_target,      false) \
+  K (SERVER, server, log_level,       LOG_LEVEL,  log_level,       false) \
+  K (SERVER, server, default_export,  NAME,       default_export,  false) \
+  K (CACHE,  cache,  path,            PATH,       path,            false) \
+  K (CACHE,  cache,  size,            SIZE,       size_bytes,      false) \
+  K (CACHE,  cache,  create,          BOOL,       create,          false) \
+  K (CACHE,  cache,  direct,          BOOL,       direct,          false) \
+  K (EXPORT, export, backing,         BACKING,    backing,         false) \
+  K (EXPORT, export, size,            SIZE,       size_bytes,      false) \
+  K (EXPORT, export, cache,           NAME,       cache,           false) \
+  K (EXPORT, export, mode,            MODE,       mode,            false) \
+  K (EXPORT, export, readonly,        BOOL,       readonly,        false) \
+  K (EXPORT, export, description,     TEXT,       description,     false) \
+  K (EXPORT, export, rotational,      BOOL,       rotational,      false) \
+  K (EXPORT, export, max_connections, COUNT,      max_connections, false)
+
+/* The C type of the field each value type writes; checked per key below,
+ * because set_value() reaches the field through a void pointer.
+ */
+#define VALUE_CTYPE_LISTEN     char **
+#define VALUE_CTYPE_WORKERS    unsigned
+#define VALUE_CTYPE_COUNT      unsigned
+#define VALUE_CTYPE_PATH       char *
+#define VALUE_CTYPE_BACKING    char *
+#define VALUE_CTYPE_NAME       char *
+#define VALUE_CTYPE_TEXT       char *
+#define VALUE_CTYPE_SIZE       uint64_t
+#define VALUE_CTYPE_BOOL       bool
+#define VALUE_CTYPE_LOG_TARGET enum log_target
+#define VALUE_CTYPE_LOG_LEVEL  enum log_level
+#define VALUE_CTYPE_MODE       enum ncache_mode
+
+#define KEY_CHECK(kind, sec, key, type, field, rep)                     \
+  _Static_assert (__builtin_types_compatible_p (                        \
+                    __typeof__ (((struct config_##sec *) 0)->field),    \
+                    VALUE_CTYPE_##type),                                \
+                  #sec "." #key ": field type does not match " #type);
+CONFIG_KEYS (KEY_CHECK)
+
+#define KEY_ENUM(kind, sec, key, type, field, rep) KEY_##sec##_##key,
+enum key_id { CONFIG_KEYS (KEY_ENUM) NR_KEYS };
+
+#define KEY_NAME(kind, sec, key, type, field, rep) #sec "." #key,
+const char *const config_known_keys[] = { CONFIG_KEYS (KEY_NAME) NULL };
+
+/* Where each key of one section was set; 0 = not set. */
+struct key_lines {
+  int line[NR_KEYS];
+};
+
+struct parser {
+  const char *path;             /* as given, for messages */
+  char *dir;                    /* absolute directory of the file */
+  FILE *fp;
+  char *buf;                    /* getline buffer */
+  size_t buf_bytes;
+  int lineno;                   /* line last handed to libinih */
+  int read_errno;               /* a read error ended the file */
+  unsigned nr_errors;
+  unsigned nr_bad_headers;      /* headers whose section is skipped */
+  bool oom;
+
+  struct config *cfg;
+  int server_line;              /* 0 = no [server] header yet */
+  struct key_lines server_keys;
+  struct key_lines *cache_keys;  /* parallel to cfg->caches */
+  struct key_lines *export_keys; /* parallel to cfg->exports */
+
+  enum section_kind cur;        /* section the next key belongs to */
+  size_t cur_index;             /* into caches/exports */
+};
+
+struct key_def {
+  enum section_kind kind;
+  const char *key;
+  enum value_type type;
+  size_t offset;                /* of the field in struct config_<kind> */
+  bool repeatable;
+};
+
+#define KEY_DEF(kind, sec, key, type, field, rep)                       \
+  [KEY_##sec##_##key] = { SECTION_##kind, #key, VALUE_##type,           \
+                          offsetof (struct config_##sec, field), rep },
+static const struct key_def key_defs[NR_KEYS] = { CONFIG_KEYS (KEY_DEF) };
+
+static const char *const mode_names[] = {
+  [NCACHE_MODE_NONE] = "none",
+  [NCACHE_MODE_WRITEBACK] = "writeback",
+  [NCACHE_MODE_WRITETHROUGH] = "writethrough",
+  [NCACHE_MODE_WRITEAROUND] = "writearound",
+};
+
+/* ---- messages ---- */
+
+static void parse_error (struct parser *p, int line, const char *fmt, ...)
+  ATTRIBUTE_FORMAT_PRINTF (3, 4);
+
+static void
+parse_error (struct parser *p, int line, const char *fmt, ...)
+{
+  char msg[1024];
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (msg, sizeof msg, fmt, ap);
+  va_end (ap);
+  log_error ("%s:%d: %s", p->path, line, msg);
+  p->nr_errors++;
+}
+
+static int
+no_memory (struct parser *p)
+{
+  p->oom = true;
+  return -ENOMEM;
+}
+
+/* ---- small helpers ---- */
+
+static char *
+skip_space (char *s)
+{
+  while (isspace ((unsigned char) *s))
+    s++;
+  return s;
+}
+
+static void
+trim_right (char *s)
+{
+  size_t n = strlen (s);
+
+  while (n > 0 && isspace ((unsigned char) s[n - 1]))
+    s[--n] = '\0';
+}
+
+/* True if c starts a comment when it begins a line or follows whitespace. */
+static bool
+is_comment_char (char c)
+{
+  return c == '#' || c == ';';
+}
+
+/* libinih's own rule: the first of '=', ':' or a comment character that
+ * follows whitespace.  Returns a pointer to it or to the final NUL.
+ */
+static const char *
+find_separator (const char *s)
+{
+  bool was_space = false;
+
+  for (; *s; s++) {
+    if (*s == '=' || *s == ':')
+      return s;
+    if (was_space && is_comment_char (*s))
+      return s;
+    was_space = isspace ((unsigned char) *s);
+  }
+  return s;
+}
+
+/* a + b + c in a new string; NULL on allocation failure. */
+static char *
+concat3 (const char *a, const char *b, const char *c)
+{
+  size_t la = strlen (a), lb = strlen (b), lc = strlen (c);
+  char *out = malloc (la + lb + lc + 1);
+
+  if (out == NULL)
+    return NULL;
+  memcpy (out, a, la);
+  memcpy (out + la, b, lb);
+  memcpy (out + la + lb, c, lc + 1);
+  return out;
+}
+
+/* An absolute path: a copy of value, or value appended to the config
+ * file's directory.  NULL on allocation failure.
+ */
+static char *
+resolve_path (struct parser *p, const char *value)
+{
+  if (value[0] == '/')
+    return strdup (value);
+  return concat3 (p->dir, "/", value);
+}
+
+static const char *
+section_word (enum section_kind kind)
+{
+  switch (kind) {
+  case SECTION_SERVER: return "server";
+  case SECTION_CACHE: return "cache";
+  case SECTION_EXPORT: return "export";
+  case SECTION_NONE:
+  case SECTION_SKIP:
+    break;
+  }
+  return "?";
+}
+
+static const char *
+current_section_name (struct parser *p)
+{
+  switch (p->cur) {
+  case SECTION_CACHE: return p->cfg->caches[p->cur_index].name;
+  case SECTION_EXPORT: return p->cfg->exports[p->cur_index].name;
+  default: return NULL;
+  }
+}
+
+/* ---- values: 0, or -EINVAL after logging, or -ENOMEM ---- */
+
+static int
+set_string (struct parser *p, char **field, const char *key,
+            const char *value)
+{
+  char *copy;
+
+  if (*value == '\0') {
+    parse_error (p, p->lineno, "%s: empty value", key);
+    return -EINVAL;
+  }
+  if (strlen (value) > CONFIG_MAX_NAME_BYTES) {
+    parse_error (p, p->lineno, "%s: longer than %d bytes",
+                 key, CONFIG_MAX_NAME_BYTES);
+    return -EINVAL;
+  }
+  if ((copy = strdup (value)) == NULL)
+    return no_memory (p);
+  free (*field);
+  *field = copy;
+  return 0;
+}
+
+static int
+set_path (struct parser *p, char **field, const char *key, const char *value)
+{
+  char *path;
+
+  if (*value == '\0') {
+    parse_error (p, p->lineno, "%s: empty path", key);
+    return -EINVAL;
+  }
+  if ((path = resolve_path (p, value)) == NULL)
+    return no_memory (p);
+  if (strlen (path) >= PATH_MAX) {
+    parse_error (p, p->lineno, "%s: path longer than %d bytes",
+                 key, PATH_MAX - 1);
+    free (path);
+    return -EINVAL;
+  }
+  free (*field);
+  *field = path;
+  return 0;
+}
+
+static int
+set_bool (struct parser *p, bool *field, const char *key, const char *value)
+{
+  if (parse_bool (value, field) < 0) {
+    parse_error (p, p->lineno,
+                 "invalid %s '%s': expected yes/no, true/false, on/off or 1/0",
+                 key, value);
+    return -EINVAL;
+  }
+  return 0;
+}
+
+static int
+set_size (struct parser *p, uint64_t *field, const char *key,
+          const char *value)
+{
+  uint64_t v;
+  int r = parse_size_bytes (value, &v);
+
+  if (r == -ERANGE) {
+    parse_error (p, p->lineno, "invalid %s '%s': too large", key, value);
+    return -EINVAL;
+  }
+  if (r < 0 || v == 0) {
+    parse_error (p, p->lineno,
+                 "invalid %s '%s': expected a size greater than 0 "
+                 "such as 4096, 512K, 10G or 2T", key, value);
+    return -EINVAL;
+  }
+  *field = v;
+  return 0;
+}
+
+static int
+set_uint (struct parser *p, unsigned *field, const char *key,
+          const char *value, unsigned min, unsigned max)
+{
+  uint64_t v;
+
+  if (parse_uint64_range (value, min, max, &v) < 0) {
+    parse_error (p, p->lineno,
+                 "invalid %s '%s': expected an integer from %u to %u",
+                 key, value, min, max);
+    return -EINVAL;
+  }
+  *field = (unsigned) v;
+  return 0;
+}
+
+static int
+set_log_target (struct parser *p, enum log_target *field, const char *key,
+                const char *value)
+{
+  if (strcasecmp (value, "stderr") == 0)
+    *field = LOG_TARGET_STDERR;
+  else if (strcasecmp (value, "syslog") == 0)
+    *field = LOG_TARGET_SYSLOG;
+  else {
+    parse_error (p, p->lineno,
+                 "invalid %s '%s': expected stderr or syslog", key, value);
+    return -EINVAL;
+  }
+  return 0;
+}
+
+/* unix:PATH (PATH resolved), HOST:PORT, [IPV6]:PORT or :PORT. */
+static int
+check_listen (struct parser *p, const char *key, const char *value,
+              char **out)
+{
+  const char *host, *host_end, *colon;
+  char addr6[INET6_ADDRSTRLEN + 1];
+  uint64_t port;
+  const char *s;
+  size_t host_len;
+  char *path;
+
+  if (strncmp (value, "unix:", 5) == 0) {
+    if (value[5] == '\0') {
+      parse_error (p, p->lineno, "%s '%s': empty socket path", key, value);
+      return -EINVAL;
+    }
+    if ((path = resolve_path (p, value + 5)) == NULL)
+      return no_memory (p);
+    if (strlen (path) >= sizeof ((struct sockaddr_un *) 0)->sun_path) {
+      parse_error (p, p->lineno,
+                   "%s '%s': socket path '%s' is longer than %zu bytes",
+                   key, value, path,
+                   sizeof ((struct sockaddr_un *) 0)->sun_path - 1);
+      free (path);
+      return -EINVAL;
+    }
+    *out = concat3 ("unix:", path, "");
+    free (path);
+    return *out ? 0 : no_memory (p);
+  }
+
+  if (value[0] == '[') {
+    host = value + 1;
+    host_end = strchr (host, ']');
+    if (host_end == NULL || host_end[1] != ':') {
+      parse_error (p, p->lineno,
+                   "%s '%s': expected [IPV6]:PORT", key, value);
+      return -EINVAL;
+    }
+    colon = host_end + 1;
+    host_len = (size_t) (host_end - host);
+    if (host_len == 0 || host_len >= sizeof addr6) {
+      parse_error (p, p->lineno,
+                   "%s '%s': not an IPv6 address", key, value);
+      return -EINVAL;
+    }
+    memcpy (addr6, host, host_len);
+    addr6[host_len] = '\0';
+    {
+      struct in6_addr a;
+
+      if (inet_pton (AF_INET6, addr6, &a) != 1) {
+        parse_error (p, p->lineno,
+                     "%s '%s': '%s' is not an IPv6 address",
+                     key, value, addr6);
+        return -EINVAL;
+      }
+    }
+  }
+  else {
+    host = value;
+    colon = strrchr (value, ':');
+    if (colon == NULL) {
+      parse_error (p, p->lineno,
+                   "%s '%s': expected unix:PATH, HOST:PORT, [IPV6]:PORT "
+                   "or :PORT", key, value);
+      return -EINVAL;
+    }
+    for (s = host; s < colon; s++) {
+      if (*s == ':') {
+        parse_error (p, p->lineno,
+                     "%s '%s': write an IPv6 address in brackets, "
+                     "as [ADDRESS]:PORT", key, value);
+        return -EINVAL;
+      }
+      if (!isalnum ((unsigned char) *s) && *s != '.' && *s != '-'
+          && *s != '_') {
+        parse_error (p, p->lineno,
+                     "%s '%s': invalid character in host name", key, value);
+        return -EINVAL;
+      }
+    }
+  }
+
+  if (parse_uint64_range (colon + 1, 0, 65535, &port) < 0) {
+    parse_error (p, p->lineno,
+                 "%s '%s': invalid port '%s': expected 0 to 65535",
+                 key, value, colon + 1);
+    return -EINVAL;
+  }
+  if ((*out = strdup (value)) == NULL)
+    return no_memory (p);
+  return 0;
+}
+
+/* Decode the %XX escapes of a file:// URI path in place. */
+static int
+uri_unescape (char *s)
+{
+  char *out = s;
+
+  for (; *s; s++) {
+    if (*s == '%') {
+      unsigned v;
+
+      if (!isxdigit ((unsigned char) s[1]) || !isxdigit ((unsigned char) s[2])
+          || sscanf (s + 1, "%2x", &v) != 1 || v == 0)
+        return -EINVAL;
+      *out++ = (char) v;
+      s += 2;
+    }
+    else
+      *out++ = *s;
+  }
+  *out = '\0';
+  return 0;
+}
+
+/* A path, or file:///PATH.  Other URI schemes need backing drivers that
+ * do not exist yet, so they are refused here rather than at startup.
+ */
+static int
+set_backing (struct parser *p, char **field, const char *key,
+             const char *value)
+{
+  const char *s = value;
+  AUTOFREE char *path = NULL;
+
+  if (isalpha ((unsigned char) *s)) {
+    while (isalnum ((unsigned char) *s) || *s == '+' || *s == '-'
+           || *s == '.')
+      s++;
+    if (strncmp (s, "://", 3) == 0) {
+      if ((size_t) (s - value) != 4 || strncasecmp (value, "file", 4) != 0) {
+        parse_error (p, p->lineno,
+                     "%s '%s': unsupported URI scheme '%.*s' "
+                     "(use a path or a file:/// URI)",
+                     key, value, (int) (s - value), value);
+        return -EINVAL;
+      }
+      if (s[3] != '/') {
+        parse_error (p, p->lineno,
+                     "%s '%s': a file URI must be file:///ABSOLUTE/PATH",
+                     key, value);
+        return -EINVAL;
+      }
+      if ((path = strdup (s + 3)) == NULL)
+        return no_memory (p);
+      if (uri_unescape (path) < 0) {
+        parse_error (p, p->lineno, "%s '%s': bad %%-escape in URI",
+                     key, value);
+        return -EINVAL;
+      }
+      return set_path (p, field, key, path);
+    }
+  }
+  return set_path (p, field, key, value);
+}
+
+static int
+set_mode (struct parser *p, enum ncache_mode *field, const char *key,
+          const char *value)
+{
+  size_t i;
+
+  for (i = 0; i < ARRAY_SIZE (mode_names); i++) {
+    if (strcasecmp (value, mode_names[i]) == 0) {
+      *field = (enum ncache_mode) i;
+      return 0;
+    }
+  }
+  parse_error (p, p->lineno,
+               "invalid %s '%s': expected writeback, writethrough, "
+               "writearound or none", key, value);
+  return -EINVAL;
+}
+
+static int
+append_listen (struct parser *p, struct config_server *srv, const char *key,
+               const char *value)
+{
+  char **list;
+  char *addr;
+  int r;
+
+  if ((r = check_listen (p, key, value, &addr)) < 0)
+    return r;
+  list = realloc (srv->listen, (srv->nr_listen + 1) * sizeof *list);
+  if (list == NULL) {
+    free (addr);
+    return no_memory (p);
+  }
+  srv->listen = list;
+  srv->listen[srv->nr_listen++] = addr;
+  return 0;
+}
+
+/* Check value and store it in obj, a struct config_server, _cache or
+ * _export.  0, or -EINVAL after logging, or -ENOMEM.
+ */
+static int
+set_value (struct parser *p, const struct key_def *def, void *obj,
+           const char *value)
+{
+  void *field = (char *) obj + def->offset;
+  const char *key = def->key;
+
+  switch (def->type) {
+  case VALUE_LISTEN:
+    return append_listen (p, obj, key, value);
+  case VALUE_WORKERS:
+    return set_uint (p, field, key, value, 1, CONFIG_MAX_WORKERS);
+  case VALUE_COUNT:
+    return set_uint (p, field, key, value, 0, UINT_MAX);
+  case VALUE_PATH:
+    return set_path (p, field, key, value);
+  case VALUE_BACKING:
+    return set_backing (p, field, key, value);
+  case VALUE_NAME:
+    return set_string (p, field, key, value);
+  case VALUE_TEXT:
+    if (*value == '\0') {      /* explicitly none */
+      free (*(char **) field);
+      *(char **) field = NULL;
+      return 0;
+    }
+    return set_string (p, field, key, value);
+  case VALUE_SIZE:
+    return set_size (p, field, key, value);
+  case VALUE_BOOL:
+    return set_bool (p, field, key, value);
+  case VALUE_LOG_TARGET:
+    return set_log_target (p, field, key, value);
+  case VALUE_LOG_LEVEL:
+    if (log_level_from_string (value, field) < 0) {
+      parse_error (p, p->lineno,
+                   "invalid %s '%s': expected error, warning, info or debug",
+                   key, value);
+      return -EINVAL;
+    }
+    return 0;
+  case VALUE_MODE:
+    return set_mode (p, field, key, value);
+  }
+  return -EINVAL;
+}
+
+/* ---- sections ---- */
+
+static int
+add_cache (struct parser *p, char *name, int line)
+{
+  struct config *cfg = p->cfg;
+  struct config_cache *caches;
+  struct key_lines *keys;
+  size_t n = cfg->nr_caches;
+
+  caches = realloc (cfg->caches, (n + 1) * sizeof *caches);
+  if (caches == NULL)
+    return no_memory (p);
+  cfg->caches = caches;
+  keys = realloc (p->cache_keys, (n + 1) * sizeof *keys);
+  if (keys == NULL)
+    return no_memory (p);
+  p->cache_keys = keys;
+
+  memset (&caches[n], 0, sizeof caches[n]);
+  memset (&keys[n], 0, sizeof keys[n]);
+  caches[n].name = name;
+  caches[n].direct = true;
+  caches[n].line = line;
+  cfg->nr_caches = n + 1;
+  p->cur = SECTION_CACHE;
+  p->cur_index = n;
+  return 0;
+}
+
+static int
+add_export (struct parser *p, char *name, int line)
+{
+  struct config *cfg = p->cfg;
+  struct config_export *exports;
+  struct key_lines *keys;
+  size_t n = cfg->nr_exports;
+
+  exports = realloc (cfg->exports, (n + 1) * sizeof *exports);
+  if (exports == NULL)
+    return no_memory (p);
+  cfg->exports = exports;
+  keys = realloc (p->export_keys, (n + 1) * sizeof *keys);
+  if (keys == NULL)
+    return no_memory (p);
+  p->export_keys = keys;
+
+  memset (&exports[n], 0, sizeof exports[n]);
+  memset (&keys[n], 0, sizeof keys[n]);
+  exports[n].name = name;
+  exports[n].mode = NCACHE_MODE_NONE;
+  exports[n].line = line;
+  cfg->nr_exports = n + 1;
+  p->cur = SECTION_EXPORT;
+  p->cur_index = n;
+  return 0;
+}
+
+/* s points at '['.  Sets p->cur (SECTION_SKIP after any error). */
+static void
+parse_header (struct parser *p, char *s)
+{
+  struct config *cfg = p->cfg;
+  char *end, *rest, *word, *name;
+  size_t i;
+
+  p->cur = SECTION_SKIP;
+  end = strchr (s, ']');
+  if (end == NULL) {
+    parse_error (p, p->lineno, "section header without ']'");
+    return;
+  }
+  rest = skip_space (end + 1);
+  if (*rest != '\0' && !is_comment_char (*rest)) {
+    parse_error (p, p->lineno, "unexpected text after section header: '%s'",
+                 rest);
+    return;
+  }
+  *end = '\0';
+  word = skip_space (s + 1);
+  trim_right (word);
+  name = word;
+  while (*name && !isspace ((unsigned char) *name))
+    name++;
+  if (*name) {
+    *name = '\0';
+    name = skip_space (name + 1);
+  }
+
+  if (strcmp (word, "server") == 0) {
+    if (*name != '\0') {
+      parse_error (p, p->lineno, "[server] takes no name (found '%s')", name);
+      return;
+    }
+    if (p->server_line != 0) {
+      parse_error (p, p->lineno,
+                   "duplicate section [server] (first at line %d)",
+                   p->server_line);
+      return;
+    }
+    p->server_line = p->lineno;
+    p->cur = SECTION_SERVER;
+    return;
+  }
+
+  if (strcmp (word, "cache") != 0 && strcmp (word, "export") != 0) {
+    parse_error (p, p->lineno,
+                 "unknown section [%s%s%s]: expected [server], "
+                 "[cache NAME] or [export NAME]",
+                 word, *name ? " " : "", name);
+    return;
+  }
+  if (*name == '\0') {
+    parse_error (p, p->lineno, "[%s] needs a name: [%s NAME]", word, word);
+    return;
+  }
+  if (strlen (name) > CONFIG_MAX_NAME_BYTES) {
+    parse_error (p, p->lineno, "%s name longer than %d bytes",
+                 word, CONFIG_MAX_NAME_BYTES);
+    return;
+  }
+
+  if (word[0] == 'c') {
+    for (i = 0; i < cfg->nr_caches; i++)
+      if (strcmp (cfg->caches[i].name, name) == 0) {
+        parse_error (p, p->lineno,
+                     "duplicate section [cache %s] (first at line %d)",
+                     name, cfg->caches[i].line);
+        return;
+      }
+  }
+  else {
+    for (i = 0; i < cfg->nr_exports; i++)
+      if (strcmp (cfg->exports[i].name, name) == 0) {
+        parse_error (p, p->lineno,
+                     "duplicate section [export %s] (first at line %d)",
+                     name, cfg->exports[i].line);
+        return;
+      }
+  }
+
+  if ((name = strdup (name)) == NULL) {
+    no_memory (p);
+    return;
+  }
+  if ((word[0] == 'c' ? add_cache : add_export) (p, name, p->lineno) < 0)
+    free (name);
+}
+
+/* ---- libinih callbacks ---- */
+
+/* fgets-style: one whole line per call, see the file comment. */
+static char *
+read_line (char *str, int num, void *opaque)
+{
+  struct parser *p = opaque;
+  const char *sep;
+  ssize_t len;
+  char *s;
+
+  errno = 0;
+  len = getline (&p->buf, &p->buf_bytes, p->fp);
+  if (len < 0) {
+    if (ferror (p->fp))
+      p->read_errno = errno ? errno : EIO;
+    return NULL;
+  }
+  p->lineno++;
+  s = p->buf;
+  if (strlen (s) != (size_t) len) {
+    parse_error (p, p->lineno, "NUL byte in line");
+    s = (char *) "";
+    goto out;
+  }
+  while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r'))
+    s[--len] = '\0';
+  if (p->lineno == 1 && strncmp (s, "\xef\xbb\xbf", 3) == 0)
+    s += 3;
+  s = skip_space (s);
+
+  if (strlen (s) > CONFIG_MAX_LINE_BYTES || strlen (s) + 2 > (size_t) num) {
+    parse_error (p, p->lineno, "line longer than %d bytes",
+                 MIN (CONFIG_MAX_LINE_BYTES, num - 2));
+    s = (char *) "";
+  }
+  else if (*s == '[') {
+    parse_header (p, s);
+    if (p->cur == SECTION_SKIP)
+      p->nr_bad_headers++;
+    s = (char *) "";
+  }
+  else if (*s != '\0' && !is_comment_char (*s)) {
+    sep = find_separator (s);
+    if (*sep != '=') {
+      parse_error (p, p->lineno, "expected 'key = value' or '[section]'");
+      s = (char *) "";
+    }
+  }
+
+ out:
+  /* The caller's buffer is large enough: checked above. */
+  snprintf (str, (size_t) num, "%s\n", s);
+  return str;
+}
+
+static int
+key_handler (void *opaque, const char *section, const char *key,
+             const char *value)
+{
+  struct parser *p = opaque;
+  struct key_lines *lines;
+  const char *name;
+  void *obj;
+  size_t i;
+
+  switch (p->cur) {
+  case SECTION_SKIP:
+    return 1;
+  case SECTION_NONE:
+    parse_error (p, p->lineno,
+                 "'%s' outside any section: put it under [server], "
+                 "[cache NAME] or [export NAME]", key);
+    return 1;
+  case SECTION_SERVER:
+    obj = &p->cfg->server;
+    lines = &p->server_keys;
+    break;
+  case SECTION_CACHE:
+    obj = &p->cfg->caches[p->cur_index];
+    lines = &p->cache_keys[p->cur_index];
+    break;
+  case SECTION_EXPORT:
+    obj = &p->cfg->exports[p->cur_index];
+    lines = &p->export_keys[p->cur_index];
+    break;
+  default:
+    return 1;
+  }
+
+  for (i = 0; i < NR_KEYS; i++)
+    if (key_defs[i].kind == p->cur && strcmp (key_defs[i].key, key) == 0)
+      break;
+  name = current_section_name (p);
+  if (i == NR_KEYS) {
+    parse_error (p, p->lineno, "unknown key '%s' in [%s%s%s]",
+                 key, section_word (p->cur), name ? " " : "",
+                 name ? name : "");
+    return 1;
+  }
+  if (!key_defs[i].repeatable && lines->line[i] != 0) {
+    parse_error (p, p->lineno, "duplicate key '%s' (first set at line %d)",
+                 key, lines->line[i]);
+    return 1;
+  }
+  lines->line[i] = p->lineno;
+  set_value (p, &key_defs[i], obj, value);
+  return 1;
+}
+
+/* ---- checks that need the whole file ---- */
+
+static void
+check_backing (struct parser *p, struct config_export *e, int line)
+{
+  struct stat st;
+
+  if (stat (e->backing, &st) == 0) {
+    if (!S_ISREG (st.st_mode) && !S_ISBLK (st.st_mode))
+      parse_error (p, line,
+                   "backing '%s' is not a regular file or block device",
+                   e->backing);
+    return;
+  }
+  if (errno == ENOENT) {
+    if (e->size_bytes == 0)
+      parse_error (p, line,
+                   "backing '%s' does not exist (set size = to create it)",
+                   e->backing);
+    return;
+  }
+  parse_error (p, line, "backing '%s': %s", e->backing, strerror (errno));
+}
+
+static void
+check_config (struct parser *p)
+{
+  struct config *cfg = p->cfg;
+  size_t i;
+
+  for (i = 0; i < cfg->nr_caches; i++) {
+    struct config_cache *c = &cfg->caches[i];
+
+    if (p->cache_keys[i].line[KEY_cache_path] == 0)
+      parse_error (p, c->line, "[cache %s] has no path = (required)",
+                   c->name);
+  }
+
+  for (i = 0; i < cfg->nr_exports; i++) {
+    struct config_export *e = &cfg->exports[i];
+    const int *line = p->export_keys[i].line;
+
+    if (line[KEY_export_backing] == 0)
+      parse_error (p, e->line, "[export %s] has no backing = (required)",
+                   e->name);
+    else if (e->backing != NULL)
+      check_backing (p, e, line[KEY_export_backing]);
+
+    if (e->cache != NULL && config_find_cache (cfg, e->cache) == NULL)
+      parse_error (p, line[KEY_export_cache],
+                   "cache '%s': there is no [cache %s] section",
+                   e->cache, e->cache);
+
+    if (line[KEY_export_mode] == 0)
+      e->mode = e->cache ? NCACHE_MODE_WRITETHROUGH : NCACHE_MODE_NONE;
+    else if (line[KEY_export_cache] == 0 && e->mode != NCACHE_MODE_NONE)
+      parse_error (p, line[KEY_export_mode],
+                   "mode = %s needs a cache device: add cache = NAME "
+                   "or use mode = none", mode_names[e->mode]);
+    else if (e->cache != NULL && e->mode == NCACHE_MODE_NONE)
+      parse_error (p, line[KEY_export_mode],
+                   "mode = none with cache = %s: use writeback, "
+                   "writethrough or writearound, or remove cache",
+                   e->cache);
+  }
+
+  if (cfg->server.default_export != NULL
+      && config_find_export (cfg, cfg->server.default_export) == NULL)
+    parse_error (p, p->server_keys.line[KEY_server_default_export],
+                 "default_export '%s': there is no [export %s] section",
+                 cfg->server.default_export, cfg->server.default_export);
+
+  /* After a bad header the export may be there, just misspelt. */
+  if (cfg->nr_exports == 0 && p->nr_bad_headers == 0)
+    parse_error (p, 1, "no [export NAME] section: nothing to serve");
+}
+
+/* libinih options; see THREADS AND LOCKS in the file comment. */
+static void
+set_inih_options (void)
+{
+  static char comment_prefixes[] = "#;";
+
+  ini_max_line = CONFIG_MAX_LINE_BYTES + 3; /* "\r\n\0" */
+  ini_use_stack = true;
+  ini_allow_multiline = false;
+  ini_allow_bom = true;
+  ini_allow_inline_comments = true;
+  ini_inline_comment_prefixes = comment_prefixes;
+  ini_start_comment_prefixes = comment_prefixes;
+  ini_stop_on_first_error = false;
+  ini_allow_no_value = false;
+}
+
+static int
+config_dir (const char *path, char **out)
+{
+  AUTOFREE char *copy = strdup (path);
+
+  if (copy == NULL)
+    return -ENOMEM;
+  *out = realpath (dirname (copy), NULL);
+  return *out ? 0 : -errno;
+}
+
+int
+config_load (const char *path, struct config **out)
+{
+  struct parser p = { .path = path };
+  struct config *cfg;
+  int r;
+
+  if ((cfg = calloc (1, sizeof *cfg)) == NULL)
+    return -ENOMEM;
+  cfg->server.workers = CONFIG_DEFAULT_WORKERS;
+  cfg->server.log_target = LOG_TARGET_STDERR;
+  cfg->server.log_level = LOG_LEVEL_INFO;
+  p.cfg = cfg;
+  if ((cfg->path = strdup (path)) == NULL) {
+    r = -ENOMEM;
+    goto out;
+  }
+
+  p.fp = fopen (path, "re");
+  if (p.fp == NULL) {
+    r = -errno;
+    log_error ("%s: cannot open config file: %s", path, strerror (-r));
+    goto out;
+  }
+  if ((r = config_dir (path, &p.dir)) < 0) {
+    log_error ("%s: cannot resolve the config file's directory: %s",
+               path, strerror (-r));
+    goto out;
+  }
+
+  set_inih_options ();
+  r = ini_parse_stream (read_line, &p, key_handler, &p);
+  if (p.read_errno != 0) {
+    r = -p.read_errno;
+    log_error ("%s:%d: read error: %s", path, p.lineno + 1, strerror (-r));
+    goto out;
+  }
+  if (r > 0 && p.nr_errors == 0)
+    parse_error (&p, r, "syntax error");
+  else if (r < 0 && !p.oom) {
+    p.oom = true;               /* libinih's only other failure */
+  }
+
+  if (!p.oom)
+    check_config (&p);
+  if (p.oom) {
+    log_error ("%s: out of memory", path);
+    r = -ENOMEM;
+  }
+  else if (p.nr_errors > 0)
+    r = -EINVAL;
+  else
+    r = 0;
+
+ out:
+  if (p.fp)
+    fclose (p.fp);
+  free (p.buf);
+  free (p.dir);
+  free (p.cache_keys);
+  free (p.export_keys);
+  if (r < 0) {
+    config_free (cfg);
+    return r;
+  }
+  *out = cfg;
+  return 0;
+}
+
+void
+config_free (struct config *cfg)
+{
+  size_t i;
+
+  if (cfg == NULL)
+    return;
+  for (i = 0; i < cfg->server.nr_listen; i++)
+    free (cfg->server.listen[i]);
+  free (cfg->server.listen);
+  free (cfg->server.pidfile);
+  free (cfg->server.default_export);
+  for (i = 0; i < cfg->nr_caches; i++) {
+    free (cfg->caches[i].name);
+    free (cfg->caches[i].path);
+  }
+  free (cfg->caches);
+  for (i = 0; i < cfg->nr_exports; i++) {
+    free (cfg->exports[i].name);
+    free (cfg->exports[i].backing);
+    free (cfg->exports[i].cache);
+    free (cfg->exports[i].description);
+  }
+  free (cfg->exports);
+  free (cfg->path);
+  free (cfg);
+}
+
+const struct config_export *
+config_find_export (const struct config *cfg, const char *name)
+{
+  size_t i;
+
+  if (cfg == NULL || name == NULL)
+    return NULL;
+  if (*name == '\0') {
+    if (cfg->server.default_export != NULL)
+      name = cfg->server.default_export;
+    else
+      return cfg->nr_exports == 1 ? &cfg->exports[0] : NULL;
+  }
+  for (i = 0; i < cfg->nr_exports; i++)
+    if (strcmp (cfg->exports[i].name, name) == 0)
+      return &cfg->exports[i];
+  return NULL;
+}
+
+const struct config_cache *
+config_find_cache (const struct config *cfg, const char *name)
+{
+  size_t i;
+
+  if (cfg == NULL || name == NULL)
+    return NULL;
+  for (i = 0; i < cfg->nr_caches; i++)
+    if (strcmp (cfg->caches[i].name, name) == 0)
+      return &cfg->caches[i];
+  return NULL;
+}
