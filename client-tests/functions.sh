@@ -20,3 +20,342 @@
 #
 # Environment from the build: $top_builddir, $top_srcdir, $srcdir.
 # NBDCACHED and PLUGIN may be overridden (e.g. a sanitizer build).
+#
+# DETAILS
+# - The tests are bash scripts (this file uses bash arrays).  Sourcing it
+#   turns on pipefail, puts /usr/bin first in PATH (FACTS: Debian's python3
+#   has the nbd module), sets UBSAN_OPTIONS=halt_on_error=1 unless set, and
+#   installs an ERR trap that names the failing line under `set -e`.
+# - CMD… after "--" is joined with spaces into ONE shell command line that
+#   the server runs with /bin/sh -c once it is listening; quote it so that
+#   $uri is expanded by that shell, not by the test:  -- 'nbdinfo "$uri"'.
+# - run_server KIND CONF EXPORT [SERVER-OPTION…] -- CMD…
+#     nbdcached: $NBDCACHED -f -c CONF -U $dir/sock -e EXPORT [OPTION…] --run CMD
+#                (no -U when an OPTION is -l/--listen/-U/--unix: e.g.
+#                `run_server nbdcached c.conf disk -l 127.0.0.1:0 -- …`)
+#     plugin:    nbdkit -U - [OPTION…] $PLUGIN config=CONF export=EXPORT
+#                       -e EXPORT --run CMD
+#   nbdkit sets $uri/$unixsocket/$port as shell variables only; the wrapper
+#   here exports them and sets $export, so CMD sees the same for both kinds.
+#   Returns the server's exit status (= CMD's status on success).
+# - write_config CONF BACKING SIZE [LINE…]: one [server] section and one
+#   [export NAME], NAME = basename of BACKING without its extension
+#   ("$tmp/disk.img" -> "disk").  SIZE "" or "-" = no size key (BACKING
+#   must exist).  Each LINE is appended to the export section verbatim.
+# - for_each_server CONF EXPORT [OPTION…] -- CMD…: run_server for every kind
+#   in $(server_kinds), all of them even if one fails; 1 if any failed.
+# - server_kinds: "nbdcached plugin", or $SERVERS when set (to debug one
+#   kind by hand; a skipped kind is printed loudly).  want_server KIND:
+#   is KIND among them?  nbdcached_only: exit 77 when SERVERS excludes
+#   nbdcached (for tests of behaviour that only nbdcached has).
+# - make_tmpdir: a fresh directory under one per-test root that an EXIT trap
+#   removes (KEEP_TMP=1 keeps it).  Works inside $( ) because the root and
+#   the trap are created when this file is sourced.
+# - on_exit 'CMD': run CMD at exit, before the directory is removed (call it
+#   from the test's main shell, not inside $( )).
+# - requires TOOL…        exit 77 if a tool is absent
+#   requires_python       exit 77 without $PYTHON (/usr/bin/python3)
+#   requires_python_nbd   exit 77 without Debian's python3 nbd module
+#   die MSG  /  skip MSG  exit 1 / 77 with a message
+#   expect_fail CMD…      CMD must fail cleanly (exit 1..125); a success or a
+#                         crash (signal, 126+) fails the test
+#   random_file PATH SIZE random bytes, SIZE as head -c takes it (32M)
+#   nbdkit_env            prints "env LD_PRELOAD=…" when the plugin is an
+#                         ASan build (nbdkit itself is not), else nothing
+#   server_stdio_argv KIND CONF EXPORT: one argv word per line for running
+#                         the server on stdin/stdout (-s), for libnbd's
+#                         connect_command
+#
+# NOT HERE: anything a test checks; every assertion lives in its test.
+
+set -o pipefail
+
+# Debian's python3 (with the nbd module) and nbdsh must win over any other;
+# nbd-client lives in /usr/sbin, which a non-root PATH may lack.
+PATH=/usr/bin:$PATH:/usr/sbin:/sbin
+export PATH
+
+die ()
+{
+  echo "$0: FAIL: $*" >&2
+  exit 1
+}
+
+skip ()
+{
+  echo "$0: SKIP: $*" >&2
+  exit 77
+}
+
+# Absolute paths: tests cd around and pass paths to servers.
+abspath ()
+{
+  case "$1" in
+    /*) printf '%s\n' "$1" ;;
+    *) printf '%s/%s\n' "$(pwd)" "$1" ;;
+  esac
+}
+
+: "${srcdir:=.}"
+: "${top_srcdir:=$srcdir/..}"
+: "${top_builddir:=..}"
+srcdir=$(cd "$srcdir" && pwd) || die "srcdir $srcdir not found"
+top_srcdir=$(cd "$top_srcdir" && pwd) || die "top_srcdir not found"
+top_builddir=$(cd "$top_builddir" && pwd) || die "top_builddir not found"
+export srcdir top_srcdir top_builddir
+
+NBDCACHED=$(abspath "${NBDCACHED:-$top_builddir/server/nbdcached}")
+PLUGIN=$(abspath "${PLUGIN:-$top_builddir/plugin/.libs/nbdkit-nbdcache-plugin.so}")
+NBDKIT=${NBDKIT:-nbdkit}
+PYTHON=${PYTHON:-/usr/bin/python3}
+# In a sanitizer build, undefined behaviour must fail the test, not just
+# print a line into the log (ASan stops at the first error by itself).
+: "${UBSAN_OPTIONS:=print_stacktrace=1:halt_on_error=1}"
+export UBSAN_OPTIONS
+# A hung server must not hang `make check` forever.
+: "${SERVER_TIMEOUT_S:=600}"
+export NBDCACHED PLUGIN NBDKIT PYTHON
+
+requires ()
+{
+  local t
+  for t in "$@"; do
+    command -v "$t" >/dev/null 2>&1 || skip "$t not found"
+  done
+}
+
+requires_python ()
+{
+  [ -x "$PYTHON" ] || skip "$PYTHON not found"
+}
+
+requires_python_nbd ()
+{
+  "$PYTHON" -c 'import nbd' 2>/dev/null ||
+    skip "$PYTHON cannot import nbd (apt-get install python3-libnbd)"
+}
+
+# ---- temporary files -------------------------------------------------
+
+# Unix socket paths are limited to 107 bytes: keep the root short.
+_ct_base=${TMPDIR:-/tmp}
+[ ${#_ct_base} -gt 60 ] && _ct_base=/tmp
+_ct_root=$(mktemp -d "$_ct_base/nbdcache-ct.XXXXXX") ||
+  die "cannot create a temporary directory in $_ct_base"
+_ct_on_exit=()
+
+on_exit ()
+{
+  _ct_on_exit+=("$1")
+}
+
+_ct_cleanup ()
+{
+  local rc=$? i
+  set +e
+  for (( i = ${#_ct_on_exit[@]} - 1; i >= 0; i-- )); do
+    eval "${_ct_on_exit[i]}"
+  done
+  if [ -n "$KEEP_TMP" ]; then
+    echo "$0: KEEP_TMP set: leaving $_ct_root" >&2
+  else
+    rm -rf "$_ct_root"
+  fi
+  exit $rc
+}
+trap _ct_cleanup EXIT
+# Under `set -e`, say which command failed before the script exits.
+trap 'echo "$0: FAIL: line $LINENO: exit status $?: $BASH_COMMAND" >&2' ERR
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+make_tmpdir ()
+{
+  mktemp -d "$_ct_root/t.XXXXXX" || die "mktemp failed"
+}
+
+random_file ()
+{
+  head -c "$2" /dev/urandom > "$1" || die "cannot write $1"
+}
+
+# ---- config ----------------------------------------------------------
+
+write_config ()
+{
+  local conf=$1 backing=$2 size=$3 name line
+  shift 3
+  name=${backing##*/}
+  name=${name%.*}
+  {
+    echo "# written by $0"
+    echo "[server]"
+    echo "log = stderr"
+    echo "workers = 4"
+    echo
+    echo "[export $name]"
+    echo "backing = $backing"
+    case "$size" in
+      ""|-) ;;
+      *) echo "size = $size" ;;
+    esac
+    for line in "$@"; do
+      echo "$line"
+    done
+  } > "$conf" || die "cannot write $conf"
+}
+
+# ---- servers ---------------------------------------------------------
+
+server_kinds ()
+{
+  if [ -n "$SERVERS" ]; then
+    echo "$0: NOTE: SERVERS=$SERVERS: only these server kinds are tested" >&2
+    echo "$SERVERS"
+  else
+    echo "nbdcached plugin"
+  fi
+}
+
+# Is KIND among the kinds to test?
+want_server ()
+{
+  [[ " $(server_kinds 2>/dev/null) " == *" $1 "* ]]
+}
+
+# For tests of behaviour only nbdcached has: skip when SERVERS excludes it.
+nbdcached_only ()
+{
+  want_server nbdcached || skip "SERVERS=$SERVERS excludes nbdcached"
+}
+
+# Is the plugin an ASan build?  Then nbdkit (not built with ASan) needs the
+# runtime preloaded, or dlopen fails.
+_ct_plugin_asan ()
+{
+  [ "$SANITIZER" = 1 ] && return 0
+  # Not `ldd | grep -q`: with pipefail, grep quitting early fails ldd.
+  [ -f "$PLUGIN" ] && [[ "$(ldd "$PLUGIN" 2>/dev/null)" == *libasan* ]]
+}
+
+nbdkit_env ()
+{
+  local lib
+  if _ct_plugin_asan; then
+    lib=$(${CC:-gcc} -print-file-name=libasan.so)
+    [ -f "$lib" ] || die "plugin is an ASan build but libasan.so not found"
+    echo "env LD_PRELOAD=$lib"
+  fi
+}
+
+_ct_need_binary ()
+{
+  case "$1" in
+    nbdcached)
+      [ -x "$NBDCACHED" ] ||
+        die "nbdcached is not built: $NBDCACHED (run make first)" ;;
+    plugin)
+      requires "$NBDKIT"
+      [ -f "$PLUGIN" ] ||
+        die "the plugin is not built: $PLUGIN (run make first)" ;;
+    *)
+      die "unknown server kind '$1' (nbdcached|plugin)" ;;
+  esac
+}
+
+# Quote one word for /bin/sh.
+_ct_shquote ()
+{
+  printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"
+}
+
+run_server ()
+{
+  local kind=$1 conf=$2 exp=$3 cmd rc dir listen=yes o
+  local -a opts=() argv=()
+  [ $# -ge 3 ] || die "usage: run_server KIND CONF EXPORT [OPT…] -- CMD…"
+  shift 3
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+    opts+=("$1")
+    shift
+  done
+  [ "$1" = "--" ] || die "run_server: missing -- before the command"
+  shift
+  cmd="$*"
+  conf=$(abspath "$conf")
+  _ct_need_binary "$kind"
+
+  case "$kind" in
+    nbdcached)
+      for o in "${opts[@]}"; do
+        case "$o" in
+          -l|--listen|--listen=*|-U|--unix|--unix=*|-s|--single) listen=no ;;
+        esac
+      done
+      argv=("$NBDCACHED" -f -c "$conf")
+      if [ $listen = yes ]; then
+        dir=$(make_tmpdir)
+        argv+=(-U "$dir/sock")
+      fi
+      argv+=(-e "$exp" "${opts[@]}" --run "$cmd")
+      ;;
+    plugin)
+      # nbdkit sets these as shell variables only: export them, set
+      # $export as nbdcached does, and keep the ASan preload (if any) out of
+      # the clients.
+      argv=($(nbdkit_env) "$NBDKIT" -U - "${opts[@]}" "$PLUGIN"
+            "config=$conf" "export=$exp" -e "$exp"
+            --run "export=$(_ct_shquote "$exp"); unset LD_PRELOAD; export uri unixsocket port export; $cmd")
+      ;;
+  esac
+
+  echo "+ [$kind] $(printf '%q ' "${argv[@]}")" >&2
+  rc=0
+  timeout -k 10 "$SERVER_TIMEOUT_S" "${argv[@]}" || rc=$?
+  [ $rc = 124 ] && echo "$0: [$kind] timed out after $SERVER_TIMEOUT_S s" >&2
+  echo "+ [$kind] exit status $rc" >&2
+  return $rc
+}
+
+for_each_server ()
+{
+  local kind failed=""
+  for kind in $(server_kinds); do
+    echo "==== $kind ====" >&2
+    run_server "$kind" "$@" || failed="$failed $kind"
+  done
+  if [ -n "$failed" ]; then
+    echo "$0: failed with:$failed" >&2
+    return 1
+  fi
+  return 0
+}
+
+server_stdio_argv ()
+{
+  local kind=$1 conf exp=$3 w
+  conf=$(abspath "$2")
+  _ct_need_binary "$kind"
+  case "$kind" in
+    nbdcached)
+      printf '%s\n' "$NBDCACHED" -s -c "$conf" ;;
+    plugin)
+      for w in $(nbdkit_env); do printf '%s\n' "$w"; done
+      printf '%s\n' "$NBDKIT" -s "$PLUGIN" "config=$conf" "export=$exp" ;;
+  esac
+}
+
+expect_fail ()
+{
+  local rc=0
+  echo "+ (must fail) $*" >&2
+  "$@" || rc=$?
+  if [ $rc = 0 ]; then
+    die "succeeded but should have failed: $*"
+  elif [ $rc -ge 126 ]; then
+    die "crashed or killed (exit status $rc) instead of failing cleanly: $*"
+  fi
+  echo "+ (failed as expected, exit status $rc)" >&2
+  return 0
+}

@@ -33,6 +33,8 @@
 static void conn_read_cb (struct ev_loop *loop, ev_io *w, int revents);
 static void conn_write_cb (struct ev_loop *loop, ev_io *w, int revents);
 static void conn_free (struct conn *c);
+static void close_if_drained (struct conn *c);
+static void linger_cb (struct ev_loop *loop, ev_timer *w, int revents);
 
 static void
 set_reading (struct conn *c, bool on)
@@ -78,7 +80,8 @@ conn_accept (struct server *srv, int rfd, int wfd, bool is_tcp,
     fcntl (wfd, F_SETFL, fcntl (wfd, F_GETFL) | O_NONBLOCK);
   ev_io_init (&c->rio, conn_read_cb, rfd, EV_READ);
   ev_io_init (&c->wio, conn_write_cb, wfd, EV_WRITE);
-  c->rio.data = c->wio.data = c;
+  ev_timer_init (&c->linger, linger_cb, CONN_SHUTDOWN_LINGER_S, 0);
+  c->rio.data = c->wio.data = c->linger.data = c;
 
   c->next = srv->conns;
   if (srv->conns)
@@ -199,7 +202,7 @@ conn_flush_output (struct conn *c)
     ev_io_stop (c->srv->loop, &c->wio);
   }
   if (c->out_head == NULL && c->close_after_output && c->in_flight == 0)
-    conn_close (c);
+    close_if_drained (c);
 }
 
 static void
@@ -319,7 +322,39 @@ conn_after_reply (struct conn *c)
   }
   if (!c->destroyed && c->in_flight == 0 && c->close_after_output &&
       c->out_head == NULL)
+    close_if_drained (c);
+}
+
+/* Close a connection that has nothing in flight and nothing to send —
+ * unless the server is stopping and the client has already sent more
+ * requests: those are read and answered ESHUTDOWN first, as the spec asks,
+ * so a client learns why instead of seeing the connection drop.
+ */
+static void
+linger_cb (struct ev_loop *loop, ev_timer *w, int revents)
+{
+  struct conn *c = w->data;
+
+  if (c->in_flight == 0 && c->out_head == NULL && c->rstart == c->rend)
     conn_close (c);
+}
+
+static void
+close_if_drained (struct conn *c)
+{
+  if (c->srv->stopping && c->phase == PHASE_TRANSMISSION) {
+    /* Requests the client sent around the stop (and those it sends in the
+     * next moment) are answered ESHUTDOWN rather than lost with the
+     * connection: close only after CONN_SHUTDOWN_LINGER_S of quiet.
+     */
+    if (c->rstart < c->rend)
+      return;
+    ev_timer_stop (c->srv->loop, &c->linger);
+    ev_timer_set (&c->linger, CONN_SHUTDOWN_LINGER_S, 0);
+    ev_timer_start (c->srv->loop, &c->linger);
+    return;
+  }
+  conn_close (c);
 }
 
 void
@@ -331,7 +366,7 @@ conn_begin_shutdown (struct conn *c)
   }
   c->close_after_output = true;
   if (c->in_flight == 0 && c->out_head == NULL)
-    conn_close (c);
+    close_if_drained (c);
 }
 
 void
@@ -345,6 +380,7 @@ conn_close (struct conn *c)
   log_debug ("%s: closing (%u requests in flight)", c->peer, c->in_flight);
   ev_io_stop (srv->loop, &c->rio);
   ev_io_stop (srv->loop, &c->wio);
+  ev_timer_stop (srv->loop, &c->linger);
   c->reading = c->writing = false;
   if (c->exp) {
     c->exp->nr_connections--;

@@ -148,7 +148,7 @@ open_tcp (struct server *srv, const char *addr)
     .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
     .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
   }, *res, *ai;
-  int r, nr_bound = 0, last_err = 0;
+  int r, nr_bound = 0, last_err = 0, bound_port = 0;
 
   if (addr[0] == '[') {
     const char *close_br = strchr (addr, ']');
@@ -183,35 +183,46 @@ open_tcp (struct server *srv, const char *addr)
                      ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
                      ai->ai_protocol);
     int one = 1;
-    char display[300], h[NI_MAXHOST];
+    struct sockaddr_storage bound;
+    socklen_t boundlen = sizeof bound;
+    char display[300], h[NI_MAXHOST], p[NI_MAXSERV];
 
     if (fd == -1) {
       last_err = errno;
       continue;
     }
+    /* Port 0: the first family picks a port, the others reuse it, so
+     * ":0" means one port on both IPv4 and IPv6.
+     */
+    if (bound_port != 0) {
+      if (ai->ai_family == AF_INET6)
+        ((struct sockaddr_in6 *) ai->ai_addr)->sin6_port = htons (bound_port);
+      else if (ai->ai_family == AF_INET)
+        ((struct sockaddr_in *) ai->ai_addr)->sin_port = htons (bound_port);
+    }
     setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (ai->ai_family == AF_INET6)
       setsockopt (fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (bind (fd, ai->ai_addr, ai->ai_addrlen) == -1 ||
-        listen (fd, SOMAXCONN) == -1) {
+        listen (fd, SOMAXCONN) == -1 ||
+        getsockname (fd, (struct sockaddr *) &bound, &boundlen) == -1) {
       last_err = errno;
       log_debug ("listen address '%s': %m", addr);
       close (fd);
       continue;
     }
-    if (getnameinfo (ai->ai_addr, ai->ai_addrlen, h, sizeof h, NULL, 0,
-                     NI_NUMERICHOST) != 0)
+    if (getnameinfo ((struct sockaddr *) &bound, boundlen, h, sizeof h,
+                     p, sizeof p, NI_NUMERICHOST | NI_NUMERICSERV) != 0)
       snprintf (h, sizeof h, "?");
     snprintf (display, sizeof display,
-              ai->ai_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, port);
+              ai->ai_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, p);
     if ((r = add_listener (srv, fd, ai->ai_family, display, NULL)) < 0) {
       freeaddrinfo (res);
       return r;
     }
+    if (strcmp (port, "0") == 0 && bound_port == 0)
+      bound_port = atoi (p);
     nr_bound++;
-    /* With port 0 every family would get a different port: bind one. */
-    if (strcmp (port, "0") == 0)
-      break;
   }
   freeaddrinfo (res);
   if (nr_bound == 0) {
