@@ -334,13 +334,44 @@ nbdcache_get_ready (void)
   return 0;
 }
 
+/* ---- export names: with config=, exactly one named export ---- */
+
+static const char *
+served_name (void)
+{
+  return p.exp ? p.exp->name : "";
+}
+
+static int
+nbdcache_list_exports (int readonly, int is_tls, struct nbdkit_exports *exports)
+{
+  return nbdkit_add_export (exports, served_name (),
+                            p.exp ? p.exp->description : p.description);
+}
+
+static const char *
+nbdcache_default_export (int readonly, int is_tls)
+{
+  return served_name ();
+}
+
 /* ---- per connection: all share the one export ---- */
 
 static void *
 nbdcache_open (int readonly)
 {
+  const char *name = nbdkit_export_name ();
+
   if (p.nc == NULL) {
     nbdkit_error ("the export is not open");
+    return NULL;
+  }
+  /* backing= serves any name, like nbdkit's file plugin; config= serves
+   * the one [export] section it was given, as nbdcached would.
+   */
+  if (p.exp && name && *name && strcmp (name, p.exp->name) != 0) {
+    nbdkit_error ("no export '%s': this nbdkit serves '%s' from %s",
+                  name, p.exp->name, p.config_path);
     return NULL;
   }
   return p.nc;
@@ -569,6 +600,8 @@ static struct nbdkit_plugin plugin = {
   .dump_plugin = nbdcache_dump_plugin,
   .get_ready = nbdcache_get_ready,
   .cleanup = nbdcache_cleanup,
+  .list_exports = nbdcache_list_exports,
+  .default_export = nbdcache_default_export,
   .open = nbdcache_open,
   .get_size = nbdcache_get_size,
   .block_size = nbdcache_block_size,
