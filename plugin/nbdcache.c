@@ -334,6 +334,9 @@ nbdcache_get_ready (void)
   return 0;
 }
 
+/* Open connections, counted only when max_connections is set. */
+static unsigned nr_connections;
+
 /* ---- export names: with config=, exactly one named export ---- */
 
 static const char *
@@ -374,7 +377,23 @@ nbdcache_open (int readonly)
                   name, p.exp->name, p.config_path);
     return NULL;
   }
+  /* max_connections from the [export] section, as nbdcached enforces it. */
+  if (p.exp && p.exp->max_connections != 0 &&
+      __atomic_add_fetch (&nr_connections, 1, __ATOMIC_SEQ_CST)
+        > p.exp->max_connections) {
+    __atomic_sub_fetch (&nr_connections, 1, __ATOMIC_SEQ_CST);
+    nbdkit_error ("export '%s': too many connections (max_connections = %u)",
+                  p.exp->name, p.exp->max_connections);
+    return NULL;
+  }
   return p.nc;
+}
+
+static void
+nbdcache_close (void *handle)
+{
+  if (p.exp && p.exp->max_connections != 0)
+    __atomic_sub_fetch (&nr_connections, 1, __ATOMIC_SEQ_CST);
 }
 
 /* Size and every can_* answer come from the engine's caps. */
@@ -603,6 +622,7 @@ static struct nbdkit_plugin plugin = {
   .list_exports = nbdcache_list_exports,
   .default_export = nbdcache_default_export,
   .open = nbdcache_open,
+  .close = nbdcache_close,
   .get_size = nbdcache_get_size,
   .block_size = nbdcache_block_size,
   .can_write = nbdcache_can_write,
