@@ -251,32 +251,39 @@ static void
 conn_read_cb (struct ev_loop *loop, ev_io *w, int revents)
 {
   struct conn *c = w->data;
-  bool direct = false;
+  struct iovec iov[2];
+  int iovcnt = 0;
+  size_t room, payload_want = 0;
   ssize_t n;
 
-  /* A WRITE payload goes straight into the request's buffer when nothing
-   * else is buffered: no copy through rbuf.
+  if (c->rend == CONN_RBUF_BYTES) {
+    if (c->rstart == 0) {
+      /* Full of unparsed input: a parser stopped on backpressure. */
+      set_reading (c, false);
+      return;
+    }
+    memmove (c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
+    c->rend -= c->rstart;
+    c->rstart = 0;
+  }
+  /* A WRITE payload that is still owed lands straight in the request's
+   * buffer, and whatever follows it (the next headers) in rbuf, with one
+   * readv.  Reads into rbuf are capped at CONN_READ_CHUNK_BYTES so a large
+   * payload is mostly received directly rather than copied out of rbuf.
    */
   if (c->payload_req && c->rstart == c->rend) {
     struct request *r = c->payload_req;
 
-    direct = true;
-    n = read (c->rfd, (char *) r->buf + c->payload_got,
-              r->h.count - c->payload_got);
+    payload_want = r->h.count - c->payload_got;
+    iov[iovcnt].iov_base = (char *) r->buf + c->payload_got;
+    iov[iovcnt++].iov_len = payload_want;
   }
-  else {
-    if (c->rend == CONN_RBUF_BYTES) {
-      if (c->rstart == 0) {
-        /* Full of unparsed input: a parser stopped on backpressure. */
-        set_reading (c, false);
-        return;
-      }
-      memmove (c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
-      c->rend -= c->rstart;
-      c->rstart = 0;
-    }
-    n = read (c->rfd, c->rbuf + c->rend, CONN_RBUF_BYTES - c->rend);
-  }
+  room = CONN_RBUF_BYTES - c->rend;
+  if (room > CONN_READ_CHUNK_BYTES)
+    room = CONN_READ_CHUNK_BYTES;
+  iov[iovcnt].iov_base = c->rbuf + c->rend;
+  iov[iovcnt++].iov_len = room;
+  n = readv (c->rfd, iov, iovcnt);
   if (n == -1) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
       return;
@@ -297,10 +304,12 @@ conn_read_cb (struct ev_loop *loop, ev_io *w, int revents)
       conn_close (c);
     return;
   }
-  if (direct)
+  if ((size_t) n <= payload_want)
     c->payload_got += n;
-  else
-    c->rend += n;
+  else {
+    c->payload_got += payload_want;
+    c->rend += n - payload_want;
+  }
   conn_process_input (c);
 }
 

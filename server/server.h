@@ -47,6 +47,7 @@
 #define CONN_MAX_IN_FLIGHT    128     /* requests; stop reading here */
 #define CONN_RESUME_IN_FLIGHT 64      /* requests; resume reading here */
 #define CONN_RBUF_BYTES       (256 * 1024)
+#define CONN_READ_CHUNK_BYTES (64 * 1024) /* most one read puts in rbuf */
 #define CONN_SHUTDOWN_LINGER_S 1.0  /* s of quiet before a stop closes */
 #define CONN_SOCKBUF_BYTES    (4 * 1024 * 1024) /* SO_SNDBUF / SO_RCVBUF */
 #define MAX_OPTION_BYTES      (64 * 1024)  /* larger: ERR_TOO_BIG */
