@@ -1,11 +1,16 @@
 /* test-example-config.c — keeps the example config and the man page honest.
  *
  * WHAT: (1) the example config parses with config_load, as shipped and with
- * every commented-out setting uncommented; (2) every key the parser knows
- * (config_known_keys) appears in the example under the right section, and
- * as an "=item B<key>" under the right "=head2 [section]" of
- * nbdcached.conf(5); and nothing else does (no stale documentation);
- * (3) the quickstart demo config (demo.conf.in, substituted) parses.
+ * every commented-out setting uncommented (TLS switched on, so that every
+ * TLS key is checked); (2) every key the parser knows (config_known_keys)
+ * appears in the example under the right section, and as an
+ * "=item B<key>" under the right "=head2 [section]" of nbdcached.conf(5);
+ * and nothing else does (no stale documentation); (3) the quickstart demo
+ * config (demo.conf.in, substituted) parses; (4) the TLS example
+ * (nbdcached-tls.conf.example) parses, as shipped and uncommented, with
+ * its /etc/pki/nbdcached and /srv/nbd paths moved into the temporary
+ * directory, where empty certificate files stand in for real ones (the
+ * parser checks only that they are there).
  * WHY: documentation that drifts from the parser is worse than none; this
  * test fails as soon as a key is added, renamed or removed on one side only.
  * INVARIANTS: the example's commented-out settings are written "#key = value"
@@ -28,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -312,6 +318,78 @@ load_text (const char *name, const char *text)
   return cfg;
 }
 
+/* The files an example names under /etc/pki/nbdcached, made (empty) in
+ * tmpdir/pki, and other files the examples need in tmpdir.
+ */
+static const char *const pki_files[] = {
+  "pki/ca-cert.pem", "pki/server-cert.pem", "pki/server-key.pem",
+  "pki/keys.psk", NULL
+};
+
+static void
+make_fixtures (const char *const *extra)
+{
+  char *dir = join (tmpdir, "pki");
+  size_t i;
+
+  assert_int_equal (mkdir (dir, 0700), 0);
+  free (dir);
+  for (i = 0; pki_files[i] != NULL; i++)
+    free (write_file (pki_files[i], ""));
+  for (i = 0; extra && extra[i] != NULL; i++)
+    free (write_file (extra[i], ""));
+}
+
+static void
+remove_fixtures (const char *const *extra)
+{
+  char *path;
+  size_t i;
+
+  for (i = 0; pki_files[i] != NULL; i++) {
+    path = join (tmpdir, pki_files[i]);
+    assert_int_equal (unlink (path), 0);
+    free (path);
+  }
+  for (i = 0; extra && extra[i] != NULL; i++) {
+    path = join (tmpdir, extra[i]);
+    assert_int_equal (unlink (path), 0);
+    free (path);
+  }
+  path = join (tmpdir, "pki");
+  assert_int_equal (rmdir (path), 0);
+  free (path);
+}
+
+/* text with /etc/pki/nbdcached and /srv/nbd moved into tmpdir, and with
+ * every "from" replaced by "to" (caller frees).
+ */
+static char *
+relocate (const char *text, const char *from, const char *to)
+{
+  char *pki = join (tmpdir, "pki");
+  char *t1 = replace_all (text, "/etc/pki/nbdcached", pki);
+  char *t2 = replace_all (t1, "/srv/nbd", tmpdir);
+  char *t3 = from ? replace_all (t2, from, to) : strdup (t2);
+
+  assert_non_null (t3);
+  free (pki);
+  free (t1);
+  free (t2);
+  return t3;
+}
+
+/* Asserts that field is tmpdir/name. */
+static void
+assert_in_tmpdir (const char *field, const char *name)
+{
+  char *want = join (tmpdir, name);
+
+  assert_non_null (field);
+  assert_string_equal (field, want);
+  free (want);
+}
+
 /* ---- tests ---- */
 
 static void
@@ -345,18 +423,45 @@ test_example_config_uncommented_parses (void **state)
   char *path = src_path (srcdir, "nbdcached.conf.example");
   char *text = read_file (path);
   char *all = uncomment (text);
+  char *t1, *t2;
   struct config *cfg;
 
   (void) state;
   /* Uncommenting must have changed something, or the convention broke. */
   assert_string_not_equal (all, text);
-  cfg = load_text ("uncommented.conf", all);
+  /* allow_subjects needs verified client certificates: switch TLS on, as
+   * the example's header says, which also makes the parser check every
+   * TLS key.
+   */
+  assert_non_null (strstr (all, "\ntls = off\n"));
+  assert_non_null (strstr (all, "\ntls_verify_peer = no\n"));
+  t1 = relocate (all, "\ntls = off\n", "\ntls = on\n");
+  t2 = replace_all (t1, "\ntls_verify_peer = no\n", "\ntls_verify_peer = yes\n");
+  make_fixtures (NULL);
+  cfg = load_text ("uncommented.conf", t2);
+  remove_fixtures (NULL);
   assert_int_equal (cfg->nr_caches, 1);
   assert_int_equal (cfg->nr_exports, 1);
   assert_non_null (cfg->exports[0].cache);
   assert_true (cfg->server.nr_listen >= 2);
   assert_non_null (cfg->server.default_export);
+  assert_int_equal (cfg->server.tls, CONFIG_TLS_ON);
+  assert_true (cfg->server.tls_verify_peer);
+  assert_in_tmpdir (cfg->server.tls_certificates, "pki");
+  assert_in_tmpdir (cfg->server.tls_cert_file, "pki/server-cert.pem");
+  assert_in_tmpdir (cfg->server.tls_key_file, "pki/server-key.pem");
+  assert_in_tmpdir (cfg->server.tls_ca_file, "pki/ca-cert.pem");
+  assert_in_tmpdir (cfg->server.tls_psk_file, "pki/keys.psk");
+  assert_non_null (cfg->server.tls_ciphers);
+  assert_non_null (cfg->server.tls_ciphersuites);
+  assert_int_equal (cfg->server.tls_min_version, 12);
+  assert_false (cfg->exports[0].tls_required);
+  assert_true (cfg->exports[0].nr_allow > 0);
+  assert_true (cfg->exports[0].allow_unix);
+  assert_true (cfg->exports[0].nr_allow_subjects > 0);
   config_free (cfg);
+  free (t2);
+  free (t1);
   free (all);
   free (text);
   free (path);
@@ -436,6 +541,56 @@ test_example_config_demo_parses (void **state)
   free (path);
 }
 
+static void
+test_example_config_tls_parses (void **state)
+{
+  static const char *const images[] = { "public.img", NULL };
+  char *path = src_path (srcdir, "nbdcached-tls.conf.example");
+  char *text = read_file (path);
+  char *moved = relocate (text, NULL, NULL);
+  char *all = uncomment (moved);
+  const struct config_export *secure, *pub;
+  struct config *cfg;
+
+  (void) state;
+  make_fixtures (images);
+  cfg = load_text ("nbdcached-tls.conf", moved);
+  assert_int_equal (cfg->server.tls, CONFIG_TLS_ON);
+  assert_in_tmpdir (cfg->server.tls_cert_file, "pki/server-cert.pem");
+  assert_in_tmpdir (cfg->server.tls_key_file, "pki/server-key.pem");
+  assert_in_tmpdir (cfg->server.tls_ca_file, "pki/ca-cert.pem");
+  assert_in_tmpdir (cfg->server.tls_psk_file, "pki/keys.psk");
+  assert_true (cfg->server.tls_verify_peer);
+  assert_int_equal (cfg->server.tls_min_version, 12);
+  assert_int_equal (cfg->nr_exports, 2);
+  secure = config_find_export (cfg, "secure");
+  pub = config_find_export (cfg, "public");
+  assert_non_null (secure);
+  assert_non_null (pub);
+  assert_true (secure->tls_required);
+  assert_int_equal (secure->nr_allow, 0);
+  assert_int_equal (secure->nr_allow_subjects, 0);
+  assert_false (pub->tls_required);
+  assert_true (pub->readonly);
+  assert_int_equal (pub->nr_allow, 4);
+  assert_true (pub->allow_unix);
+  config_free (cfg);
+
+  /* Its commented-out settings are valid too. */
+  assert_string_not_equal (all, moved);
+  cfg = load_text ("nbdcached-tls-uncommented.conf", all);
+  assert_int_equal (cfg->server.tls_min_version, 13);
+  secure = config_find_export (cfg, "secure");
+  assert_non_null (secure);
+  assert_int_equal (secure->nr_allow_subjects, 2);
+  config_free (cfg);
+  remove_fixtures (images);
+  free (all);
+  free (moved);
+  free (text);
+  free (path);
+}
+
 /* The scanners themselves must be able to miss a key. */
 static void
 test_example_config_scanners_see_omissions (void **state)
@@ -509,6 +664,7 @@ main (void)
     cmocka_unit_test (test_example_config_documents_every_key),
     cmocka_unit_test (test_example_config_man_documents_every_key),
     cmocka_unit_test (test_example_config_demo_parses),
+    cmocka_unit_test (test_example_config_tls_parses),
   };
 
   return cmocka_run_group_tests (tests, group_setup, group_teardown) ? 1 : 0;

@@ -27,6 +27,19 @@
 
 #define CONFIG_DEFAULT_WORKERS 8
 
+enum config_tls {
+  CONFIG_TLS_OFF = 0,           /* STARTTLS refused (ERR_POLICY) */
+  CONFIG_TLS_ON,                /* offered; plaintext clients still served */
+  CONFIG_TLS_REQUIRE,           /* nothing but STARTTLS/ABORT before TLS */
+};
+
+/* An allowed client network: addr/prefix_len, e.g. 10.0.0.0/8, ::1/128. */
+struct config_cidr {
+  int family;                   /* AF_INET or AF_INET6 */
+  unsigned char addr[16];       /* network byte order; 4 bytes for v4 */
+  unsigned prefix_len;          /* bits */
+};
+
 struct config_server {
   char **listen;                /* listen addresses; NULL when none */
   size_t nr_listen;
@@ -36,6 +49,23 @@ struct config_server {
   enum log_level log_level;     /* log_level = error|warning|info|debug */
   char *default_export;         /* served for the empty name; NULL = the
                                    only export if there is exactly one */
+
+  /* TLS (OpenSSL).  With tls != OFF there is a certificate + key (from
+   * tls_certificates or the individual files) and/or a PSK file.
+   */
+  enum config_tls tls;          /* tls = off|on|require, default off */
+  char *tls_certificates;       /* DIR with ca-cert.pem, server-cert.pem,
+                                   server-key.pem (nbdkit/qemu layout);
+                                   NULL = none */
+  char *tls_cert_file;          /* override DIR/server-cert.pem; NULL */
+  char *tls_key_file;           /* override DIR/server-key.pem; NULL */
+  char *tls_ca_file;            /* override DIR/ca-cert.pem; NULL */
+  bool tls_verify_peer;         /* require and verify client certificates */
+  char *tls_psk_file;           /* "username:hexkey" lines; NULL = no PSK */
+  char *tls_ciphers;            /* TLS <= 1.2 list (OpenSSL syntax); NULL =
+                                   a safe built-in default */
+  char *tls_ciphersuites;       /* TLS 1.3 suites; NULL = OpenSSL default */
+  unsigned tls_min_version;     /* 12 (TLS 1.2, default) or 13 */
 };
 
 struct config_cache {
@@ -58,6 +88,17 @@ struct config_export {
   char *description;            /* NULL = none */
   bool rotational;
   unsigned max_connections;     /* 0 = unlimited */
+  bool tls_required;            /* tls = require: TLS-only, hidden from
+                                   plaintext LIST (default: tls = optional) */
+  struct config_cidr *allow;    /* allow = CIDR, CIDR…; NULL = any TCP peer */
+  size_t nr_allow;
+  bool allow_unix;              /* allow_unix = yes (default): Unix-socket
+                                   clients pass the allow list */
+  char **allow_subjects;        /* allow_subjects = S, S…: a verified client
+                                   certificate's subject DN (RFC 2253, e.g.
+                                   "CN=alice,O=Example") or one of its DNS /
+                                   email SANs must equal one; NULL = any */
+  size_t nr_allow_subjects;
   int line;                     /* where the section starts */
 };
 

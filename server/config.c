@@ -3,7 +3,8 @@
  * WHAT: reads an INI file with libinih into struct config and validates it:
  * every section, key and value, cross-references (cache = NAME,
  * default_export) and the backing files.  Relative paths are resolved
- * against the directory of the config file.
+ * against the directory of the config file.  The values and checks of the
+ * TLS and access-control keys are config-tls.c's; this file calls them.
  *
  * WHY: an admin must never run a half-understood config, and must see every
  * mistake at once with the line it is on, not one per restart.
@@ -20,12 +21,15 @@
  * as a continuation of the previous value.
  *
  * INVARIANTS:
- * - Keys are known by exactly one table, CONFIG_KEYS, which also produces
- *   config_known_keys[], so the documentation test sees what the parser sees.
+ * - Keys are known by exactly one list, CONFIG_KEYS (config-internal.h),
+ *   which also produces config_known_keys[], so the documentation test
+ *   sees what the parser sees.
  * - A key's line is recorded even when its value is bad, so a bad value is
  *   reported once (not again as a missing key).
  * - Keys of a section whose header was bad are skipped silently: the header
  *   error is the one message.
+ * - A repeatable key (listen, allow, allow_subjects) accumulates; its
+ *   recorded line is the first one, which errors about the key point to.
  * - On failure nothing is returned: the half-built config is freed.
  *
  * THREADS AND LOCKS: none.  config_load sets libinih's process-global
@@ -36,9 +40,10 @@
  * and parsing continues; config_load then returns -EINVAL.  An unreadable
  * file is "FILE: message" and -errno; allocation failure is -ENOMEM.
  *
- * NOT HERE: opening or creating backing files and cache devices, binding
- * sockets (the listen syntax is checked here, addresses are resolved by the
- * server), the command line.
+ * NOT HERE: the TLS and access-control keys (config-tls.c), opening or
+ * creating backing files and cache devices, binding sockets (the listen
+ * syntax is checked here, addresses are resolved by the server), the
+ * command line.
  */
 #include <config.h>
 
@@ -61,22 +66,13 @@
 #include "cleanup.h"
 #include "compiler.h"
 #include "config-file.h"
+#include "config-internal.h"
 #include "log.h"
 #include "parse.h"
 
-/* NBD strings (export names, descriptions) are at most 4096 bytes. */
-#define CONFIG_MAX_NAME_BYTES 4096
 /* Longest accepted line, without its line ending. */
 #define CONFIG_MAX_LINE_BYTES 16384
 #define CONFIG_MAX_WORKERS 1024
-
-enum section_kind {
-  SECTION_NONE = 0,             /* before the first header */
-  SECTION_SKIP,                 /* after a bad header: keys are ignored */
-  SECTION_SERVER,
-  SECTION_CACHE,
-  SECTION_EXPORT,
-};
 
 /* How a value is checked and stored. */
 enum value_type {
@@ -92,30 +88,13 @@ enum value_type {
   VALUE_LOG_TARGET,             /* enum log_target */
   VALUE_LOG_LEVEL,              /* enum log_level */
   VALUE_MODE,                   /* enum ncache_mode */
+  VALUE_STRING,                 /* char *, non-empty, <= 4096 bytes */
+  VALUE_TLS,                    /* enum config_tls: off|on|require */
+  VALUE_TLS_VERSION,            /* unsigned: 1.2 -> 12, 1.3 -> 13 */
+  VALUE_EXPORT_TLS,             /* bool: optional -> false, require -> true */
+  VALUE_CIDRS,                  /* struct config_cidr *, appended */
+  VALUE_SUBJECTS,               /* char **, appended, ';'-separated */
 };
-
-/* The one list of keys: (section kind, section word = struct config_<word>,
- * key, value type, field, repeatable).
- */
-#define CONFIG_KEYS(K)                                                    \
-  K (SERVER, server, listen,          LISTEN,     listen,          true)  \
-  K (SERVER, server, workers,         WORKERS,    workers,         false) \
-  K (SERVER, server, pidfile,         PATH,       pidfile,         false) \
-  K (SERVER, server, log,             LOG_TARGET, log_target,      false) \
-  K (SERVER, server, log_level,       LOG_LEVEL,  log_level,       false) \
-  K (SERVER, server, default_export,  NAME,       default_export,  false) \
-  K (CACHE,  cache,  path,            PATH,       path,            false) \
-  K (CACHE,  cache,  size,            SIZE,       size_bytes,      false) \
-  K (CACHE,  cache,  create,          BOOL,       create,          false) \
-  K (CACHE,  cache,  direct,          BOOL,       direct,          false) \
-  K (EXPORT, export, backing,         BACKING,    backing,         false) \
-  K (EXPORT, export, size,            SIZE,       size_bytes,      false) \
-  K (EXPORT, export, cache,           NAME,       cache,           false) \
-  K (EXPORT, export, mode,            MODE,       mode,            false) \
-  K (EXPORT, export, readonly,        BOOL,       readonly,        false) \
-  K (EXPORT, export, description,     TEXT,       description,     false) \
-  K (EXPORT, export, rotational,      BOOL,       rotational,      false) \
-  K (EXPORT, export, max_connections, COUNT,      max_connections, false)
 
 /* The C type of the field each value type writes; checked per key below,
  * because set_value() reaches the field through a void pointer.
@@ -132,6 +111,12 @@ enum value_type {
 #define VALUE_CTYPE_LOG_TARGET enum log_target
 #define VALUE_CTYPE_LOG_LEVEL  enum log_level
 #define VALUE_CTYPE_MODE       enum ncache_mode
+#define VALUE_CTYPE_STRING     char *
+#define VALUE_CTYPE_TLS        enum config_tls
+#define VALUE_CTYPE_TLS_VERSION unsigned
+#define VALUE_CTYPE_EXPORT_TLS bool
+#define VALUE_CTYPE_CIDRS      struct config_cidr *
+#define VALUE_CTYPE_SUBJECTS   char **
 
 #define KEY_CHECK(kind, sec, key, type, field, rep)                     \
   _Static_assert (__builtin_types_compatible_p (                        \
@@ -140,38 +125,8 @@ enum value_type {
                   #sec "." #key ": field type does not match " #type);
 CONFIG_KEYS (KEY_CHECK)
 
-#define KEY_ENUM(kind, sec, key, type, field, rep) KEY_##sec##_##key,
-enum key_id { CONFIG_KEYS (KEY_ENUM) NR_KEYS };
-
 #define KEY_NAME(kind, sec, key, type, field, rep) #sec "." #key,
 const char *const config_known_keys[] = { CONFIG_KEYS (KEY_NAME) NULL };
-
-/* Where each key of one section was set; 0 = not set. */
-struct key_lines {
-  int line[NR_KEYS];
-};
-
-struct parser {
-  const char *path;             /* as given, for messages */
-  char *dir;                    /* absolute directory of the file */
-  FILE *fp;
-  char *buf;                    /* getline buffer */
-  size_t buf_bytes;
-  int lineno;                   /* line last handed to libinih */
-  int read_errno;               /* a read error ended the file */
-  unsigned nr_errors;
-  unsigned nr_bad_headers;      /* headers whose section is skipped */
-  bool oom;
-
-  struct config *cfg;
-  int server_line;              /* 0 = no [server] header yet */
-  struct key_lines server_keys;
-  struct key_lines *cache_keys;  /* parallel to cfg->caches */
-  struct key_lines *export_keys; /* parallel to cfg->exports */
-
-  enum section_kind cur;        /* section the next key belongs to */
-  size_t cur_index;             /* into caches/exports */
-};
 
 struct key_def {
   enum section_kind kind;
@@ -195,11 +150,8 @@ static const char *const mode_names[] = {
 
 /* ---- messages ---- */
 
-static void parse_error (struct parser *p, int line, const char *fmt, ...)
-  ATTRIBUTE_FORMAT_PRINTF (3, 4);
-
-static void
-parse_error (struct parser *p, int line, const char *fmt, ...)
+void
+config_error (struct parser *p, int line, const char *fmt, ...)
 {
   char msg[1024];
   va_list ap;
@@ -211,38 +163,14 @@ parse_error (struct parser *p, int line, const char *fmt, ...)
   p->nr_errors++;
 }
 
-static int
-no_memory (struct parser *p)
+int
+config_no_memory (struct parser *p)
 {
   p->oom = true;
   return -ENOMEM;
 }
 
 /* ---- small helpers ---- */
-
-static char *
-skip_space (char *s)
-{
-  while (isspace ((unsigned char) *s))
-    s++;
-  return s;
-}
-
-static void
-trim_right (char *s)
-{
-  size_t n = strlen (s);
-
-  while (n > 0 && isspace ((unsigned char) s[n - 1]))
-    s[--n] = '\0';
-}
-
-/* True if c starts a comment when it begins a line or follows whitespace. */
-static bool
-is_comment_char (char c)
-{
-  return c == '#' || c == ';';
-}
 
 /* libinih's own rule: the first of '=', ':' or a comment character that
  * follows whitespace.  Returns a pointer to it or to the final NUL.
@@ -260,21 +188,6 @@ find_separator (const char *s)
     was_space = isspace ((unsigned char) *s);
   }
   return s;
-}
-
-/* a + b + c in a new string; NULL on allocation failure. */
-static char *
-concat3 (const char *a, const char *b, const char *c)
-{
-  size_t la = strlen (a), lb = strlen (b), lc = strlen (c);
-  char *out = malloc (la + lb + lc + 1);
-
-  if (out == NULL)
-    return NULL;
-  memcpy (out, a, la);
-  memcpy (out + la, b, lb);
-  memcpy (out + la + lb, c, lc + 1);
-  return out;
 }
 
 /* An absolute path: a copy of value, or value appended to the config
@@ -321,16 +234,16 @@ set_string (struct parser *p, char **field, const char *key,
   char *copy;
 
   if (*value == '\0') {
-    parse_error (p, p->lineno, "%s: empty value", key);
+    config_error (p, p->lineno, "%s: empty value", key);
     return -EINVAL;
   }
   if (strlen (value) > CONFIG_MAX_NAME_BYTES) {
-    parse_error (p, p->lineno, "%s: longer than %d bytes",
-                 key, CONFIG_MAX_NAME_BYTES);
+    config_error (p, p->lineno, "%s: longer than %d bytes",
+                  key, CONFIG_MAX_NAME_BYTES);
     return -EINVAL;
   }
   if ((copy = strdup (value)) == NULL)
-    return no_memory (p);
+    return config_no_memory (p);
   free (*field);
   *field = copy;
   return 0;
@@ -342,14 +255,14 @@ set_path (struct parser *p, char **field, const char *key, const char *value)
   char *path;
 
   if (*value == '\0') {
-    parse_error (p, p->lineno, "%s: empty path", key);
+    config_error (p, p->lineno, "%s: empty path", key);
     return -EINVAL;
   }
   if ((path = resolve_path (p, value)) == NULL)
-    return no_memory (p);
+    return config_no_memory (p);
   if (strlen (path) >= PATH_MAX) {
-    parse_error (p, p->lineno, "%s: path longer than %d bytes",
-                 key, PATH_MAX - 1);
+    config_error (p, p->lineno, "%s: path longer than %d bytes",
+                  key, PATH_MAX - 1);
     free (path);
     return -EINVAL;
   }
@@ -362,9 +275,9 @@ static int
 set_bool (struct parser *p, bool *field, const char *key, const char *value)
 {
   if (parse_bool (value, field) < 0) {
-    parse_error (p, p->lineno,
-                 "invalid %s '%s': expected yes/no, true/false, on/off or 1/0",
-                 key, value);
+    config_error (p, p->lineno,
+                  "invalid %s '%s': expected yes/no, true/false, "
+                  "on/off or 1/0", key, value);
     return -EINVAL;
   }
   return 0;
@@ -378,13 +291,13 @@ set_size (struct parser *p, uint64_t *field, const char *key,
   int r = parse_size_bytes (value, &v);
 
   if (r == -ERANGE) {
-    parse_error (p, p->lineno, "invalid %s '%s': too large", key, value);
+    config_error (p, p->lineno, "invalid %s '%s': too large", key, value);
     return -EINVAL;
   }
   if (r < 0 || v == 0) {
-    parse_error (p, p->lineno,
-                 "invalid %s '%s': expected a size greater than 0 "
-                 "such as 4096, 512K, 10G or 2T", key, value);
+    config_error (p, p->lineno,
+                  "invalid %s '%s': expected a size greater than 0 "
+                  "such as 4096, 512K, 10G or 2T", key, value);
     return -EINVAL;
   }
   *field = v;
@@ -398,9 +311,9 @@ set_uint (struct parser *p, unsigned *field, const char *key,
   uint64_t v;
 
   if (parse_uint64_range (value, min, max, &v) < 0) {
-    parse_error (p, p->lineno,
-                 "invalid %s '%s': expected an integer from %u to %u",
-                 key, value, min, max);
+    config_error (p, p->lineno,
+                  "invalid %s '%s': expected an integer from %u to %u",
+                  key, value, min, max);
     return -EINVAL;
   }
   *field = (unsigned) v;
@@ -416,8 +329,8 @@ set_log_target (struct parser *p, enum log_target *field, const char *key,
   else if (strcasecmp (value, "syslog") == 0)
     *field = LOG_TARGET_SYSLOG;
   else {
-    parse_error (p, p->lineno,
-                 "invalid %s '%s': expected stderr or syslog", key, value);
+    config_error (p, p->lineno,
+                  "invalid %s '%s': expected stderr or syslog", key, value);
     return -EINVAL;
   }
   return 0;
@@ -437,37 +350,37 @@ check_listen (struct parser *p, const char *key, const char *value,
 
   if (strncmp (value, "unix:", 5) == 0) {
     if (value[5] == '\0') {
-      parse_error (p, p->lineno, "%s '%s': empty socket path", key, value);
+      config_error (p, p->lineno, "%s '%s': empty socket path", key, value);
       return -EINVAL;
     }
     if ((path = resolve_path (p, value + 5)) == NULL)
-      return no_memory (p);
+      return config_no_memory (p);
     if (strlen (path) >= sizeof ((struct sockaddr_un *) 0)->sun_path) {
-      parse_error (p, p->lineno,
-                   "%s '%s': socket path '%s' is longer than %zu bytes",
-                   key, value, path,
-                   sizeof ((struct sockaddr_un *) 0)->sun_path - 1);
+      config_error (p, p->lineno,
+                    "%s '%s': socket path '%s' is longer than %zu bytes",
+                    key, value, path,
+                    sizeof ((struct sockaddr_un *) 0)->sun_path - 1);
       free (path);
       return -EINVAL;
     }
     *out = concat3 ("unix:", path, "");
     free (path);
-    return *out ? 0 : no_memory (p);
+    return *out ? 0 : config_no_memory (p);
   }
 
   if (value[0] == '[') {
     host = value + 1;
     host_end = strchr (host, ']');
     if (host_end == NULL || host_end[1] != ':') {
-      parse_error (p, p->lineno,
-                   "%s '%s': expected [IPV6]:PORT", key, value);
+      config_error (p, p->lineno,
+                    "%s '%s': expected [IPV6]:PORT", key, value);
       return -EINVAL;
     }
     colon = host_end + 1;
     host_len = (size_t) (host_end - host);
     if (host_len == 0 || host_len >= sizeof addr6) {
-      parse_error (p, p->lineno,
-                   "%s '%s': not an IPv6 address", key, value);
+      config_error (p, p->lineno,
+                    "%s '%s': not an IPv6 address", key, value);
       return -EINVAL;
     }
     memcpy (addr6, host, host_len);
@@ -476,9 +389,9 @@ check_listen (struct parser *p, const char *key, const char *value,
       struct in6_addr a;
 
       if (inet_pton (AF_INET6, addr6, &a) != 1) {
-        parse_error (p, p->lineno,
-                     "%s '%s': '%s' is not an IPv6 address",
-                     key, value, addr6);
+        config_error (p, p->lineno,
+                      "%s '%s': '%s' is not an IPv6 address",
+                      key, value, addr6);
         return -EINVAL;
       }
     }
@@ -487,35 +400,35 @@ check_listen (struct parser *p, const char *key, const char *value,
     host = value;
     colon = strrchr (value, ':');
     if (colon == NULL) {
-      parse_error (p, p->lineno,
-                   "%s '%s': expected unix:PATH, HOST:PORT, [IPV6]:PORT "
-                   "or :PORT", key, value);
+      config_error (p, p->lineno,
+                    "%s '%s': expected unix:PATH, HOST:PORT, [IPV6]:PORT "
+                    "or :PORT", key, value);
       return -EINVAL;
     }
     for (s = host; s < colon; s++) {
       if (*s == ':') {
-        parse_error (p, p->lineno,
-                     "%s '%s': write an IPv6 address in brackets, "
-                     "as [ADDRESS]:PORT", key, value);
+        config_error (p, p->lineno,
+                      "%s '%s': write an IPv6 address in brackets, "
+                      "as [ADDRESS]:PORT", key, value);
         return -EINVAL;
       }
       if (!isalnum ((unsigned char) *s) && *s != '.' && *s != '-'
           && *s != '_') {
-        parse_error (p, p->lineno,
-                     "%s '%s': invalid character in host name", key, value);
+        config_error (p, p->lineno,
+                      "%s '%s': invalid character in host name", key, value);
         return -EINVAL;
       }
     }
   }
 
   if (parse_uint64_range (colon + 1, 0, 65535, &port) < 0) {
-    parse_error (p, p->lineno,
-                 "%s '%s': invalid port '%s': expected 0 to 65535",
-                 key, value, colon + 1);
+    config_error (p, p->lineno,
+                  "%s '%s': invalid port '%s': expected 0 to 65535",
+                  key, value, colon + 1);
     return -EINVAL;
   }
   if ((*out = strdup (value)) == NULL)
-    return no_memory (p);
+    return config_no_memory (p);
   return 0;
 }
 
@@ -558,23 +471,23 @@ set_backing (struct parser *p, char **field, const char *key,
       s++;
     if (strncmp (s, "://", 3) == 0) {
       if ((size_t) (s - value) != 4 || strncasecmp (value, "file", 4) != 0) {
-        parse_error (p, p->lineno,
-                     "%s '%s': unsupported URI scheme '%.*s' "
-                     "(use a path or a file:/// URI)",
-                     key, value, (int) (s - value), value);
+        config_error (p, p->lineno,
+                      "%s '%s': unsupported URI scheme '%.*s' "
+                      "(use a path or a file:/// URI)",
+                      key, value, (int) (s - value), value);
         return -EINVAL;
       }
       if (s[3] != '/') {
-        parse_error (p, p->lineno,
-                     "%s '%s': a file URI must be file:///ABSOLUTE/PATH",
-                     key, value);
+        config_error (p, p->lineno,
+                      "%s '%s': a file URI must be file:///ABSOLUTE/PATH",
+                      key, value);
         return -EINVAL;
       }
       if ((path = strdup (s + 3)) == NULL)
-        return no_memory (p);
+        return config_no_memory (p);
       if (uri_unescape (path) < 0) {
-        parse_error (p, p->lineno, "%s '%s': bad %%-escape in URI",
-                     key, value);
+        config_error (p, p->lineno, "%s '%s': bad %%-escape in URI",
+                      key, value);
         return -EINVAL;
       }
       return set_path (p, field, key, path);
@@ -595,9 +508,9 @@ set_mode (struct parser *p, enum ncache_mode *field, const char *key,
       return 0;
     }
   }
-  parse_error (p, p->lineno,
-               "invalid %s '%s': expected writeback, writethrough, "
-               "writearound or none", key, value);
+  config_error (p, p->lineno,
+                "invalid %s '%s': expected writeback, writethrough, "
+                "writearound or none", key, value);
   return -EINVAL;
 }
 
@@ -614,7 +527,7 @@ append_listen (struct parser *p, struct config_server *srv, const char *key,
   list = realloc (srv->listen, (srv->nr_listen + 1) * sizeof *list);
   if (list == NULL) {
     free (addr);
-    return no_memory (p);
+    return config_no_memory (p);
   }
   srv->listen = list;
   srv->listen[srv->nr_listen++] = addr;
@@ -659,14 +572,26 @@ set_value (struct parser *p, const struct key_def *def, void *obj,
     return set_log_target (p, field, key, value);
   case VALUE_LOG_LEVEL:
     if (log_level_from_string (value, field) < 0) {
-      parse_error (p, p->lineno,
-                   "invalid %s '%s': expected error, warning, info or debug",
-                   key, value);
+      config_error (p, p->lineno,
+                    "invalid %s '%s': expected error, warning, info or debug",
+                    key, value);
       return -EINVAL;
     }
     return 0;
   case VALUE_MODE:
     return set_mode (p, field, key, value);
+  case VALUE_STRING:
+    return set_string (p, field, key, value);
+  case VALUE_TLS:
+    return config_set_tls (p, field, key, value);
+  case VALUE_TLS_VERSION:
+    return config_set_tls_version (p, field, key, value);
+  case VALUE_EXPORT_TLS:
+    return config_set_export_tls (p, field, key, value);
+  case VALUE_CIDRS:
+    return config_append_cidrs (p, obj, key, value);
+  case VALUE_SUBJECTS:
+    return config_append_subjects (p, obj, key, value);
   }
   return -EINVAL;
 }
@@ -683,11 +608,11 @@ add_cache (struct parser *p, char *name, int line)
 
   caches = realloc (cfg->caches, (n + 1) * sizeof *caches);
   if (caches == NULL)
-    return no_memory (p);
+    return config_no_memory (p);
   cfg->caches = caches;
   keys = realloc (p->cache_keys, (n + 1) * sizeof *keys);
   if (keys == NULL)
-    return no_memory (p);
+    return config_no_memory (p);
   p->cache_keys = keys;
 
   memset (&caches[n], 0, sizeof caches[n]);
@@ -711,17 +636,18 @@ add_export (struct parser *p, char *name, int line)
 
   exports = realloc (cfg->exports, (n + 1) * sizeof *exports);
   if (exports == NULL)
-    return no_memory (p);
+    return config_no_memory (p);
   cfg->exports = exports;
   keys = realloc (p->export_keys, (n + 1) * sizeof *keys);
   if (keys == NULL)
-    return no_memory (p);
+    return config_no_memory (p);
   p->export_keys = keys;
 
   memset (&exports[n], 0, sizeof exports[n]);
   memset (&keys[n], 0, sizeof keys[n]);
   exports[n].name = name;
   exports[n].mode = NCACHE_MODE_NONE;
+  exports[n].allow_unix = true;
   exports[n].line = line;
   cfg->nr_exports = n + 1;
   p->cur = SECTION_EXPORT;
@@ -740,13 +666,13 @@ parse_header (struct parser *p, char *s)
   p->cur = SECTION_SKIP;
   end = strchr (s, ']');
   if (end == NULL) {
-    parse_error (p, p->lineno, "section header without ']'");
+    config_error (p, p->lineno, "section header without ']'");
     return;
   }
   rest = skip_space (end + 1);
   if (*rest != '\0' && !is_comment_char (*rest)) {
-    parse_error (p, p->lineno, "unexpected text after section header: '%s'",
-                 rest);
+    config_error (p, p->lineno, "unexpected text after section header: '%s'",
+                  rest);
     return;
   }
   *end = '\0';
@@ -762,13 +688,13 @@ parse_header (struct parser *p, char *s)
 
   if (strcmp (word, "server") == 0) {
     if (*name != '\0') {
-      parse_error (p, p->lineno, "[server] takes no name (found '%s')", name);
+      config_error (p, p->lineno, "[server] takes no name (found '%s')", name);
       return;
     }
     if (p->server_line != 0) {
-      parse_error (p, p->lineno,
-                   "duplicate section [server] (first at line %d)",
-                   p->server_line);
+      config_error (p, p->lineno,
+                    "duplicate section [server] (first at line %d)",
+                    p->server_line);
       return;
     }
     p->server_line = p->lineno;
@@ -777,43 +703,43 @@ parse_header (struct parser *p, char *s)
   }
 
   if (strcmp (word, "cache") != 0 && strcmp (word, "export") != 0) {
-    parse_error (p, p->lineno,
-                 "unknown section [%s%s%s]: expected [server], "
-                 "[cache NAME] or [export NAME]",
-                 word, *name ? " " : "", name);
+    config_error (p, p->lineno,
+                  "unknown section [%s%s%s]: expected [server], "
+                  "[cache NAME] or [export NAME]",
+                  word, *name ? " " : "", name);
     return;
   }
   if (*name == '\0') {
-    parse_error (p, p->lineno, "[%s] needs a name: [%s NAME]", word, word);
+    config_error (p, p->lineno, "[%s] needs a name: [%s NAME]", word, word);
     return;
   }
   if (strlen (name) > CONFIG_MAX_NAME_BYTES) {
-    parse_error (p, p->lineno, "%s name longer than %d bytes",
-                 word, CONFIG_MAX_NAME_BYTES);
+    config_error (p, p->lineno, "%s name longer than %d bytes",
+                  word, CONFIG_MAX_NAME_BYTES);
     return;
   }
 
   if (word[0] == 'c') {
     for (i = 0; i < cfg->nr_caches; i++)
       if (strcmp (cfg->caches[i].name, name) == 0) {
-        parse_error (p, p->lineno,
-                     "duplicate section [cache %s] (first at line %d)",
-                     name, cfg->caches[i].line);
+        config_error (p, p->lineno,
+                      "duplicate section [cache %s] (first at line %d)",
+                      name, cfg->caches[i].line);
         return;
       }
   }
   else {
     for (i = 0; i < cfg->nr_exports; i++)
       if (strcmp (cfg->exports[i].name, name) == 0) {
-        parse_error (p, p->lineno,
-                     "duplicate section [export %s] (first at line %d)",
-                     name, cfg->exports[i].line);
+        config_error (p, p->lineno,
+                      "duplicate section [export %s] (first at line %d)",
+                      name, cfg->exports[i].line);
         return;
       }
   }
 
   if ((name = strdup (name)) == NULL) {
-    no_memory (p);
+    config_no_memory (p);
     return;
   }
   if ((word[0] == 'c' ? add_cache : add_export) (p, name, p->lineno) < 0)
@@ -839,9 +765,10 @@ read_line (char *str, int num, void *opaque)
     return NULL;
   }
   p->lineno++;
+  p->line_text = NULL;
   s = p->buf;
   if (strlen (s) != (size_t) len) {
-    parse_error (p, p->lineno, "NUL byte in line");
+    config_error (p, p->lineno, "NUL byte in line");
     s = (char *) "";
     goto out;
   }
@@ -852,8 +779,8 @@ read_line (char *str, int num, void *opaque)
   s = skip_space (s);
 
   if (strlen (s) > CONFIG_MAX_LINE_BYTES || strlen (s) + 2 > (size_t) num) {
-    parse_error (p, p->lineno, "line longer than %d bytes",
-                 MIN (CONFIG_MAX_LINE_BYTES, num - 2));
+    config_error (p, p->lineno, "line longer than %d bytes",
+                  MIN (CONFIG_MAX_LINE_BYTES, num - 2));
     s = (char *) "";
   }
   else if (*s == '[') {
@@ -865,9 +792,11 @@ read_line (char *str, int num, void *opaque)
   else if (*s != '\0' && !is_comment_char (*s)) {
     sep = find_separator (s);
     if (*sep != '=') {
-      parse_error (p, p->lineno, "expected 'key = value' or '[section]'");
+      config_error (p, p->lineno, "expected 'key = value' or '[section]'");
       s = (char *) "";
     }
+    else
+      p->line_text = s;         /* p->buf is untouched until the next line */
   }
 
  out:
@@ -890,9 +819,9 @@ key_handler (void *opaque, const char *section, const char *key,
   case SECTION_SKIP:
     return 1;
   case SECTION_NONE:
-    parse_error (p, p->lineno,
-                 "'%s' outside any section: put it under [server], "
-                 "[cache NAME] or [export NAME]", key);
+    config_error (p, p->lineno,
+                  "'%s' outside any section: put it under [server], "
+                  "[cache NAME] or [export NAME]", key);
     return 1;
   case SECTION_SERVER:
     obj = &p->cfg->server;
@@ -915,17 +844,18 @@ key_handler (void *opaque, const char *section, const char *key,
       break;
   name = current_section_name (p);
   if (i == NR_KEYS) {
-    parse_error (p, p->lineno, "unknown key '%s' in [%s%s%s]",
-                 key, section_word (p->cur), name ? " " : "",
-                 name ? name : "");
+    config_error (p, p->lineno, "unknown key '%s' in [%s%s%s]",
+                  key, section_word (p->cur), name ? " " : "",
+                  name ? name : "");
     return 1;
   }
   if (!key_defs[i].repeatable && lines->line[i] != 0) {
-    parse_error (p, p->lineno, "duplicate key '%s' (first set at line %d)",
-                 key, lines->line[i]);
+    config_error (p, p->lineno, "duplicate key '%s' (first set at line %d)",
+                  key, lines->line[i]);
     return 1;
   }
-  lines->line[i] = p->lineno;
+  if (lines->line[i] == 0)      /* a repeatable key keeps its first line */
+    lines->line[i] = p->lineno;
   set_value (p, &key_defs[i], obj, value);
   return 1;
 }
@@ -939,19 +869,19 @@ check_backing (struct parser *p, struct config_export *e, int line)
 
   if (stat (e->backing, &st) == 0) {
     if (!S_ISREG (st.st_mode) && !S_ISBLK (st.st_mode))
-      parse_error (p, line,
-                   "backing '%s' is not a regular file or block device",
-                   e->backing);
+      config_error (p, line,
+                    "backing '%s' is not a regular file or block device",
+                    e->backing);
     return;
   }
   if (errno == ENOENT) {
     if (e->size_bytes == 0)
-      parse_error (p, line,
-                   "backing '%s' does not exist (set size = to create it)",
-                   e->backing);
+      config_error (p, line,
+                    "backing '%s' does not exist (set size = to create it)",
+                    e->backing);
     return;
   }
-  parse_error (p, line, "backing '%s': %s", e->backing, strerror (errno));
+  config_error (p, line, "backing '%s': %s", e->backing, strerror (errno));
 }
 
 static void
@@ -964,8 +894,8 @@ check_config (struct parser *p)
     struct config_cache *c = &cfg->caches[i];
 
     if (p->cache_keys[i].line[KEY_cache_path] == 0)
-      parse_error (p, c->line, "[cache %s] has no path = (required)",
-                   c->name);
+      config_error (p, c->line, "[cache %s] has no path = (required)",
+                    c->name);
   }
 
   for (i = 0; i < cfg->nr_exports; i++) {
@@ -973,38 +903,40 @@ check_config (struct parser *p)
     const int *line = p->export_keys[i].line;
 
     if (line[KEY_export_backing] == 0)
-      parse_error (p, e->line, "[export %s] has no backing = (required)",
-                   e->name);
+      config_error (p, e->line, "[export %s] has no backing = (required)",
+                    e->name);
     else if (e->backing != NULL)
       check_backing (p, e, line[KEY_export_backing]);
 
     if (e->cache != NULL && config_find_cache (cfg, e->cache) == NULL)
-      parse_error (p, line[KEY_export_cache],
-                   "cache '%s': there is no [cache %s] section",
-                   e->cache, e->cache);
+      config_error (p, line[KEY_export_cache],
+                    "cache '%s': there is no [cache %s] section",
+                    e->cache, e->cache);
 
     if (line[KEY_export_mode] == 0)
       e->mode = e->cache ? NCACHE_MODE_WRITETHROUGH : NCACHE_MODE_NONE;
     else if (line[KEY_export_cache] == 0 && e->mode != NCACHE_MODE_NONE)
-      parse_error (p, line[KEY_export_mode],
-                   "mode = %s needs a cache device: add cache = NAME "
-                   "or use mode = none", mode_names[e->mode]);
+      config_error (p, line[KEY_export_mode],
+                    "mode = %s needs a cache device: add cache = NAME "
+                    "or use mode = none", mode_names[e->mode]);
     else if (e->cache != NULL && e->mode == NCACHE_MODE_NONE)
-      parse_error (p, line[KEY_export_mode],
-                   "mode = none with cache = %s: use writeback, "
-                   "writethrough or writearound, or remove cache",
-                   e->cache);
+      config_error (p, line[KEY_export_mode],
+                    "mode = none with cache = %s: use writeback, "
+                    "writethrough or writearound, or remove cache",
+                    e->cache);
   }
+
+  config_check_tls (p);
 
   if (cfg->server.default_export != NULL
       && config_find_export (cfg, cfg->server.default_export) == NULL)
-    parse_error (p, p->server_keys.line[KEY_server_default_export],
-                 "default_export '%s': there is no [export %s] section",
-                 cfg->server.default_export, cfg->server.default_export);
+    config_error (p, p->server_keys.line[KEY_server_default_export],
+                  "default_export '%s': there is no [export %s] section",
+                  cfg->server.default_export, cfg->server.default_export);
 
   /* After a bad header the export may be there, just misspelt. */
   if (cfg->nr_exports == 0 && p->nr_bad_headers == 0)
-    parse_error (p, 1, "no [export NAME] section: nothing to serve");
+    config_error (p, 1, "no [export NAME] section: nothing to serve");
 }
 
 /* libinih options; see THREADS AND LOCKS in the file comment. */
@@ -1047,6 +979,8 @@ config_load (const char *path, struct config **out)
   cfg->server.workers = CONFIG_DEFAULT_WORKERS;
   cfg->server.log_target = LOG_TARGET_STDERR;
   cfg->server.log_level = LOG_LEVEL_INFO;
+  cfg->server.tls = CONFIG_TLS_OFF;
+  cfg->server.tls_min_version = 12;
   p.cfg = cfg;
   if ((cfg->path = strdup (path)) == NULL) {
     r = -ENOMEM;
@@ -1073,7 +1007,7 @@ config_load (const char *path, struct config **out)
     goto out;
   }
   if (r > 0 && p.nr_errors == 0)
-    parse_error (&p, r, "syntax error");
+    config_error (&p, r, "syntax error");
   else if (r < 0 && !p.oom) {
     p.oom = true;               /* libinih's only other failure */
   }
@@ -1107,7 +1041,7 @@ config_load (const char *path, struct config **out)
 void
 config_free (struct config *cfg)
 {
-  size_t i;
+  size_t i, j;
 
   if (cfg == NULL)
     return;
@@ -1116,6 +1050,13 @@ config_free (struct config *cfg)
   free (cfg->server.listen);
   free (cfg->server.pidfile);
   free (cfg->server.default_export);
+  free (cfg->server.tls_certificates);
+  free (cfg->server.tls_cert_file);
+  free (cfg->server.tls_key_file);
+  free (cfg->server.tls_ca_file);
+  free (cfg->server.tls_psk_file);
+  free (cfg->server.tls_ciphers);
+  free (cfg->server.tls_ciphersuites);
   for (i = 0; i < cfg->nr_caches; i++) {
     free (cfg->caches[i].name);
     free (cfg->caches[i].path);
@@ -1126,6 +1067,10 @@ config_free (struct config *cfg)
     free (cfg->exports[i].backing);
     free (cfg->exports[i].cache);
     free (cfg->exports[i].description);
+    free (cfg->exports[i].allow);
+    for (j = 0; j < cfg->exports[i].nr_allow_subjects; j++)
+      free (cfg->exports[i].allow_subjects[j]);
+    free (cfg->exports[i].allow_subjects);
   }
   free (cfg->exports);
   free (cfg->path);

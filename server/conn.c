@@ -42,15 +42,105 @@ set_reading (struct conn *c, bool on)
   if (on == c->reading || c->destroyed)
     return;
   c->reading = on;
-  if (on)
+  if (on) {
     ev_io_start (c->srv->loop, &c->rio);
+    /* Data OpenSSL already decrypted will not make the socket readable. */
+    if (tls_conn_has_pending (c))
+      ev_feed_event (c->srv->loop, &c->rio, EV_READ);
+  }
   else
     ev_io_stop (c->srv->loop, &c->rio);
 }
 
+static void
+want_write (struct conn *c, bool on)
+{
+  if (on == c->writing)
+    return;
+  c->writing = on;
+  if (on)
+    ev_io_start (c->srv->loop, &c->wio);
+  else
+    ev_io_stop (c->srv->loop, &c->wio);
+}
+
+/* Advance the TLS handshake; on success forget the plaintext negotiation,
+ * as the spec requires, and read again.
+ */
+static void
+drive_tls_handshake (struct conn *c)
+{
+  int r = tls_conn_handshake (c);
+
+  if (r < 0) {
+    conn_close (c);
+    return;
+  }
+  if (r == 0) {
+    want_write (c, c->tls_want_write);
+    return;
+  }
+  want_write (c, c->out_head != NULL);
+  c->structured = false;
+  c->extended = false;
+  c->meta_base_allocation = false;
+  free (c->meta_export);
+  c->meta_export = NULL;
+  set_reading (c, true);
+}
+
+/* STARTTLS was acknowledged and the acknowledgement has been written. */
+static void
+start_tls (struct conn *c)
+{
+  c->tls_start_pending = false;
+  if (c->rstart != c->rend) {
+    /* The client must wait for our reply before its TLS hello. */
+    log_info ("%s: data after NBD_OPT_STARTTLS before the reply, closing",
+              c->peer);
+    conn_close (c);
+    return;
+  }
+  if (tls_conn_begin (c) < 0) {
+    conn_close (c);
+    return;
+  }
+  set_reading (c, true);
+  drive_tls_handshake (c);
+}
+
+/* Write one iovec's worth: writev in plaintext, SSL_write under TLS (one
+ * record per iovec).  Returns bytes written or -1 with errno.
+ */
+static ssize_t
+send_iov (struct conn *c, const struct iovec *iov, int n)
+{
+  ssize_t w, total = 0;
+  int i;
+
+  if (!c->tls_active) {
+    do
+      w = writev (c->wfd, iov, n);
+    while (w == -1 && errno == EINTR);
+    return w;
+  }
+  for (i = 0; i < n; i++) {
+    if (iov[i].iov_len == 0)
+      continue;
+    w = tls_conn_write (c, iov[i].iov_base, iov[i].iov_len);
+    if (w == -1)
+      return total > 0 ? total : -1;
+    total += w;
+    if ((size_t) w < iov[i].iov_len)
+      break;
+  }
+  return total;
+}
+
 void
 conn_accept (struct server *srv, int rfd, int wfd, bool is_tcp,
-             const char *peer)
+             const char *peer, const struct sockaddr *addr,
+             socklen_t addrlen)
 {
   struct conn *c = calloc (1, sizeof *c);
 
@@ -66,6 +156,10 @@ conn_accept (struct server *srv, int rfd, int wfd, bool is_tcp,
   c->rfd = rfd;
   c->wfd = wfd;
   c->is_tcp = is_tcp;
+  /* stdin/stdout (-s) counts as local, like a Unix-socket client. */
+  c->is_unix = addr == NULL || addr->sa_family == AF_UNIX;
+  if (addr && is_tcp && addrlen <= sizeof c->peer_addr)
+    memcpy (&c->peer_addr, addr, addrlen);
   snprintf (c->peer, sizeof c->peer, "%s", peer);
   fcntl (rfd, F_SETFL, fcntl (rfd, F_GETFL) | O_NONBLOCK);
   /* Big socket buffers let one writev/read move a whole large request, so
@@ -148,9 +242,7 @@ conn_flush_output (struct conn *c)
         break;
     }
 
-    do
-      w = writev (c->wfd, iov, n);
-    while (w == -1 && errno == EINTR);
+    w = send_iov (c, iov, n);
     if (w == -1) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         if (!c->writing) {
@@ -197,9 +289,14 @@ conn_flush_output (struct conn *c)
     }
   }
 
-  if (c->out_head == NULL && c->writing) {
+  if (c->out_head == NULL && c->writing && !c->tls_handshaking &&
+      !c->tls_want_write) {
     c->writing = false;
     ev_io_stop (c->srv->loop, &c->wio);
+  }
+  if (c->out_head == NULL && c->tls_start_pending) {
+    start_tls (c);
+    return;
   }
   if (c->out_head == NULL && c->close_after_output && c->in_flight == 0)
     close_if_drained (c);
@@ -210,6 +307,17 @@ conn_write_cb (struct ev_loop *loop, ev_io *w, int revents)
 {
   struct conn *c = w->data;
 
+  if (c->tls_handshaking) {
+    drive_tls_handshake (c);
+    return;
+  }
+  if (c->tls_want_write) {
+    /* An SSL_read was waiting for the socket to take data. */
+    c->tls_want_write = false;
+    conn_read_cb (loop, &c->rio, EV_READ);
+    if (c->destroyed)
+      return;
+  }
   conn_flush_output (c);
 }
 
@@ -225,6 +333,8 @@ conn_process_input (struct conn *c)
     else
       more = handshake_parse (c);
   }
+  if (c->tls_start_pending)
+    set_reading (c, false);     /* until the TLS handshake owns the socket */
   /* Hand the whole parse batch to the workers under one lock.  Even for a
    * connection that was just closed: its requests keep it allocated.
    */
@@ -256,6 +366,11 @@ conn_read_cb (struct ev_loop *loop, ev_io *w, int revents)
   size_t room, payload_want = 0;
   ssize_t n;
 
+  if (c->tls_handshaking) {
+    drive_tls_handshake (c);
+    return;
+  }
+
   if (c->rend == CONN_RBUF_BYTES) {
     if (c->rstart == 0) {
       /* Full of unparsed input: a parser stopped on backpressure. */
@@ -283,7 +398,14 @@ conn_read_cb (struct ev_loop *loop, ev_io *w, int revents)
     room = CONN_READ_CHUNK_BYTES;
   iov[iovcnt].iov_base = c->rbuf + c->rend;
   iov[iovcnt++].iov_len = room;
-  n = readv (c->rfd, iov, iovcnt);
+  if (c->tls_active) {
+    /* One buffer per SSL_read: the payload first if one is owed. */
+    n = tls_conn_read (c, iov[0].iov_base, iov[0].iov_len);
+    if (n == -1 && errno == EAGAIN && c->tls_want_write)
+      want_write (c, true);
+  }
+  else
+    n = readv (c->rfd, iov, iovcnt);
   if (n == -1) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
       return;
@@ -311,6 +433,9 @@ conn_read_cb (struct ev_loop *loop, ev_io *w, int revents)
     c->rend += n - payload_want;
   }
   conn_process_input (c);
+  /* More decrypted data may wait inside OpenSSL: come back for it. */
+  if (!c->destroyed && c->reading && tls_conn_has_pending (c))
+    ev_feed_event (c->srv->loop, &c->rio, EV_READ);
 }
 
 /* Called by request_release once a reply has left (or been abandoned). */
@@ -411,6 +536,7 @@ conn_close (struct conn *c)
     c->next->prev = c->prev;
   c->next = c->prev = NULL;
   srv->nr_conns--;
+  tls_conn_free (c);
   if (c->wfd != c->rfd)
     close (c->wfd);
   close (c->rfd);

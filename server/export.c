@@ -73,6 +73,7 @@ export_open_one (struct server *srv, const struct config_export *ce,
     return -ENOMEM;
   }
   exp->rotational = ce->rotational;
+  exp->cfg = ce;
   exp->max_connections = ce->max_connections;
   log_debug ("export '%s': %s, %" PRIu64 " bytes, mode %s%s",
              exp->name, ce->backing, exp->caps.size_bytes,

@@ -14,13 +14,18 @@
  * FAILURE: malformed options get NBD_REP_ERR_INVALID and negotiation goes
  * on; a bad magic, unknown client flags, too many options or an unusable
  * NBD_OPT_EXPORT_NAME close the connection (the spec's hard disconnect).
- * NOT HERE: TLS (answered ERR_POLICY until the TLS issue lands).
+ * POLICY: with [server] tls = require nothing but STARTTLS and ABORT is
+ * answered before TLS (NBD_REP_ERR_TLS_REQD); a TLS-only export is hidden
+ * from LIST and refused with ERR_TLS_REQD before TLS; allow / allow_unix /
+ * allow_subjects refusals are ERR_POLICY, logged.
+ * NOT HERE: the TLS handshake itself (tls.c, driven by conn.c).
  */
 #include <config.h>
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 
 #include "byteorder.h"
 #include "log.h"
@@ -119,6 +124,107 @@ export_full (const struct export *exp)
          exp->nr_connections >= exp->max_connections;
 }
 
+static bool
+cidr_match (const struct config_cidr *n, const unsigned char *addr, int family)
+{
+  unsigned bits = n->prefix_len, i;
+
+  if (n->family != family)
+    return false;
+  for (i = 0; bits >= 8; i++, bits -= 8)
+    if (addr[i] != n->addr[i])
+      return false;
+  return bits == 0 ||
+         ((addr[i] ^ n->addr[i]) & (0xff << (8 - bits)) & 0xff) == 0;
+}
+
+static bool
+peer_allowed (const struct conn *c, const struct config_export *ce)
+{
+  const struct sockaddr_storage *ss = &c->peer_addr;
+  const unsigned char *addr;
+  int family;
+  size_t i;
+
+  if (c->is_unix)
+    return ce->allow_unix;
+  if (ce->nr_allow == 0)
+    return true;
+  if (ss->ss_family == AF_INET) {
+    family = AF_INET;
+    addr = (const unsigned char *) &((const struct sockaddr_in *) ss)->sin_addr;
+  }
+  else {
+    const struct in6_addr *a6 = &((const struct sockaddr_in6 *) ss)->sin6_addr;
+    family = AF_INET6;
+    addr = a6->s6_addr;
+    if (IN6_IS_ADDR_V4MAPPED (a6)) {    /* ::ffff:a.b.c.d is an IPv4 peer */
+      family = AF_INET;
+      addr += 12;
+    }
+  }
+  for (i = 0; i < ce->nr_allow; i++)
+    if (cidr_match (&ce->allow[i], addr, family))
+      return true;
+  return false;
+}
+
+static bool
+subject_allowed (const struct conn *c, const struct config_export *ce)
+{
+  size_t i, j;
+
+  if (ce->nr_allow_subjects == 0)
+    return true;
+  for (i = 0; i < ce->nr_allow_subjects; i++) {
+    if (c->tls_subject && strcmp (c->tls_subject, ce->allow_subjects[i]) == 0)
+      return true;
+    for (j = 0; j < c->nr_tls_sans; j++)
+      if (strcmp (c->tls_sans[j], ce->allow_subjects[i]) == 0)
+        return true;
+  }
+  return false;
+}
+
+/* 0 if this client may use exp, else the option error to answer with
+ * (*why set).
+ */
+static uint32_t
+export_access_check (const struct conn *c, const struct export *exp,
+                     const char **why)
+{
+  const struct config_export *ce = exp->cfg;
+
+  if (ce->tls_required && !c->tls_active) {
+    *why = "this export requires TLS: use NBD_OPT_STARTTLS first";
+    return NBD_REP_ERR_TLS_REQD;
+  }
+  if (!peer_allowed (c, ce))
+    *why = c->is_unix ? "Unix-socket clients are not allowed on this export"
+                      : "your address is not allowed on this export";
+  else if (!subject_allowed (c, ce))
+    *why = c->tls_subject
+           ? "your client certificate is not allowed on this export"
+           : "this export needs a verified client certificate";
+  else
+    return 0;
+  return NBD_REP_ERR_POLICY;
+}
+
+/* The same, logging policy refusals: admins need to see them. */
+static uint32_t
+export_access (struct conn *c, const struct export *exp, const char **why)
+{
+  uint32_t r = export_access_check (c, exp, why);
+
+  if (r != NBD_REP_ERR_POLICY)
+    return r;
+  log_info ("%s: export '%s' refused: %s%s%s", c->peer, exp->name, *why,
+            c->tls_subject ? "; client certificate " : "",
+            c->tls_subject ? c->tls_subject : "");
+  return NBD_REP_ERR_POLICY;
+}
+
 static void
 opt_export_name (struct conn *c, const unsigned char *data, uint32_t len)
 {
@@ -126,10 +232,12 @@ opt_export_name (struct conn *c, const unsigned char *data, uint32_t len)
   unsigned char *p;
   size_t sz = (c->cflags & NBD_FLAG_C_NO_ZEROES) ? 10 : 134;
 
-  if (exp == NULL || export_full (exp)) {
+  const char *why = "no such export";
+
+  if (exp == NULL || export_full (exp) || export_access (c, exp, &why) != 0) {
     /* The spec leaves no way to refuse EXPORT_NAME but to hang up. */
     log_info ("%s: NBD_OPT_EXPORT_NAME '%.*s': %s", c->peer, (int) len, data,
-              exp ? "too many connections" : "no such export");
+              exp && export_full (exp) ? "too many connections" : why);
     c->phase = PHASE_CLOSING;
     c->close_after_output = true;
     return;
@@ -155,9 +263,19 @@ opt_list (struct conn *c, uint32_t len)
   for (i = 0; i < c->srv->nr_exports; i++) {
     const struct export *exp = &c->srv->exports[i];
     size_t nlen = strlen (exp->name);
-    size_t dlen = exp->description ? strlen (exp->description) : 0;
-    unsigned char *p =
-      queue_heapmsg (c, sizeof (struct nbd_option_reply) + 4 + nlen + dlen);
+    size_t dlen;
+    unsigned char *p;
+
+    const char *why;
+
+    /* LIST shows only what this client may open: TLS-only exports are
+     * invisible before TLS, and so are exports its address, socket or
+     * certificate may not use.
+     */
+    if (export_access_check (c, exp, &why) != 0)
+      continue;
+    dlen = exp->description ? strlen (exp->description) : 0;
+    p = queue_heapmsg (c, sizeof (struct nbd_option_reply) + 4 + nlen + dlen);
 
     if (p == NULL)
       return;
@@ -180,6 +298,8 @@ opt_info_go (struct conn *c, uint32_t option,
   bool want_name = false, want_description = false;
   struct export *exp;
   unsigned char buf[sizeof (struct nbd_info_block_size)];
+  uint32_t refusal;
+  const char *why;
 
   if (len < 6 || (namelen = get_be32 (data)) > len - 6) {
     reply_error (c, option, NBD_REP_ERR_INVALID, "option data too short");
@@ -205,6 +325,10 @@ opt_info_go (struct conn *c, uint32_t option,
   exp = export_find (c->srv, (const char *) data + 4, namelen);
   if (exp == NULL) {
     reply_error (c, option, NBD_REP_ERR_UNKNOWN, "no such export");
+    return;
+  }
+  if ((refusal = export_access (c, exp, &why)) != 0) {
+    reply_error (c, option, refusal, why);
     return;
   }
   if (option == NBD_OPT_GO && export_full (exp)) {
@@ -381,6 +505,18 @@ handle_option (struct conn *c, uint32_t option, const unsigned char *data,
     reply_error (c, option, NBD_REP_ERR_SHUTDOWN, "server is shutting down");
     return;
   }
+  if (c->srv->cfg->server.tls == CONFIG_TLS_REQUIRE && !c->tls_active &&
+      option != NBD_OPT_STARTTLS && option != NBD_OPT_ABORT) {
+    if (option == NBD_OPT_EXPORT_NAME) {
+      log_info ("%s: NBD_OPT_EXPORT_NAME without TLS, closing", c->peer);
+      c->phase = PHASE_CLOSING;
+      c->close_after_output = true;
+      return;
+    }
+    reply_error (c, option, NBD_REP_ERR_TLS_REQD,
+                 "TLS is required: use NBD_OPT_STARTTLS first");
+    return;
+  }
 
   switch (option) {
   case NBD_OPT_EXPORT_NAME:
@@ -398,9 +534,15 @@ handle_option (struct conn *c, uint32_t option, const unsigned char *data,
     if (len != 0)
       reply_error (c, option, NBD_REP_ERR_INVALID,
                    "NBD_OPT_STARTTLS takes no data");
-    else
+    else if (c->srv->tls == NULL)
       reply_error (c, option, NBD_REP_ERR_POLICY,
                    "TLS is not configured on this server");
+    else if (c->tls_active)
+      reply_error (c, option, NBD_REP_ERR_INVALID, "TLS is already active");
+    else {
+      reply_ack (c, option);
+      c->tls_start_pending = true;     /* conn.c starts it once sent */
+    }
     break;
   case NBD_OPT_INFO:
   case NBD_OPT_GO:
@@ -487,5 +629,5 @@ handshake_parse (struct conn *c)
     return false;
   c->rstart += sizeof (struct nbd_option_header) + len;
   handle_option (c, option, p + sizeof (struct nbd_option_header), len);
-  return !c->destroyed && c->phase != PHASE_CLOSING;
+  return !c->destroyed && c->phase != PHASE_CLOSING && !c->tls_start_pending;
 }

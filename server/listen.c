@@ -67,7 +67,8 @@ accept_cb (struct ev_loop *loop, ev_io *w, int revents)
   }
   else
     snprintf (peer, sizeof peer, "%s client", l->display);
-  conn_accept (l->srv, fd, fd, ss.ss_family != AF_UNIX, peer);
+  conn_accept (l->srv, fd, fd, ss.ss_family != AF_UNIX, peer,
+               (struct sockaddr *) &ss, sslen);
 }
 
 static int

@@ -500,6 +500,12 @@ main (int argc, char **argv)
   ev_signal_init (&sighup, sighup_cb, SIGHUP);
   ev_signal_start (srv.loop, &sighup);
 
+  if (srv.cfg->server.tls != CONFIG_TLS_OFF &&
+      tls_server_create (srv.cfg, &srv.tls) < 0) {
+    daemon_ready (ready_fd, 1);
+    exit (EXIT_FAILURE);
+  }
+
   workers = opts.workers ? opts.workers : srv.cfg->server.workers;
   if (worker_pool_create (&srv, workers, &srv.pool) < 0) {
     daemon_ready (ready_fd, 1);
@@ -513,7 +519,8 @@ main (int argc, char **argv)
   }
   listen_start (&srv);
   if (opts.single)
-    conn_accept (&srv, STDIN_FILENO, STDOUT_FILENO, false, "stdin");
+    conn_accept (&srv, STDIN_FILENO, STDOUT_FILENO, false, "stdin",
+                 NULL, 0);
   if (opts.run &&
       start_run_command (&srv, opts.run, opts.export_name, &run_child) < 0) {
     daemon_ready (ready_fd, 1);
@@ -531,6 +538,7 @@ main (int argc, char **argv)
   conn_sweep (&srv);
   listen_close_all (&srv);
   export_table_close (&srv);
+  tls_server_destroy (srv.tls);
   if (pidfile)
     unlink (pidfile);
   config_free (srv.cfg);

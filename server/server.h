@@ -39,6 +39,8 @@
 #include <sys/uio.h>
 
 #include <ev.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include "cache.h"
 #include "config-file.h"
@@ -71,6 +73,7 @@ struct export {
   bool rotational;
   unsigned max_connections;     /* 0 = unlimited */
   unsigned nr_connections;      /* loop thread only */
+  const struct config_export *cfg; /* tls and access rules; in srv->cfg */
 };
 
 int export_table_open (struct server *srv);
@@ -131,6 +134,8 @@ struct conn {
   struct server *srv;
   int rfd, wfd;                 /* equal except in -s mode */
   bool is_tcp;
+  bool is_unix;                 /* a Unix-socket client (allow_unix) */
+  struct sockaddr_storage peer_addr; /* TCP peers only (allow = CIDR) */
   char peer[128];               /* for logs */
   ev_io rio, wio;
   ev_timer linger;              /* stopping: close after a quiet moment */
@@ -162,6 +167,17 @@ struct conn {
   struct export *exp;           /* set on entering transmission */
   uint16_t eflags;
 
+  /* TLS (tls.c).  ssl is set once STARTTLS was acknowledged. */
+  SSL *ssl;
+  bool tls_start_pending;       /* STARTTLS acked: begin once output drains */
+  bool tls_handshaking;
+  bool tls_active;              /* handshake done: all I/O through ssl */
+  bool tls_want_write;          /* the last SSL call waits for writability */
+  char *tls_subject;            /* verified client cert subject (RFC 2253) */
+  char **tls_sans;              /* its DNS / email SANs */
+  size_t nr_tls_sans;
+  char *tls_username;           /* PSK identity */
+
   /* Requests. */
   unsigned in_flight;
   struct request *batch_head, *batch_tail; /* parsed, not yet submitted */
@@ -175,7 +191,8 @@ struct conn {
 };
 
 void conn_accept (struct server *srv, int rfd, int wfd, bool is_tcp,
-                  const char *peer);
+                  const char *peer, const struct sockaddr *addr,
+                  socklen_t addrlen);
 void conn_queue (struct conn *c, struct outmsg *m);
 void conn_flush_output (struct conn *c);
 void conn_close (struct conn *c);
@@ -207,6 +224,17 @@ void request_execute (struct request *r);
 
 /* reply.c: encodes r->out from r->error and the results. */
 void reply_prepare (struct request *r);
+
+/* ---- tls.c ---- */
+struct tls_server;
+int tls_server_create (const struct config *cfg, struct tls_server **out);
+void tls_server_destroy (struct tls_server *t);
+int tls_conn_begin (struct conn *c);
+int tls_conn_handshake (struct conn *c);
+ssize_t tls_conn_read (struct conn *c, void *buf, size_t len);
+ssize_t tls_conn_write (struct conn *c, const void *buf, size_t len);
+bool tls_conn_has_pending (struct conn *c);
+void tls_conn_free (struct conn *c);
 
 /* ---- worker.c: the pool that runs engine calls ---- */
 struct worker_pool;
@@ -245,6 +273,7 @@ struct server {
   size_t nr_exports;
   struct export *default_export; /* NULL = none */
   struct worker_pool *pool;
+  struct tls_server *tls;       /* NULL when [server] tls = off */
   struct listener *listeners;
   struct conn *conns;
   unsigned nr_conns;

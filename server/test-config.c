@@ -1,16 +1,18 @@
-/* test-config.c — unit tests for the config file parser (config.c).
+/* test-config.c — unit tests for the config file reader (config.c).
  *
- * WHAT: good files (every key, defaults, relative paths, repeated listen,
- * the default export) and bad files, one test per kind of error; each bad
- * file asserts -EINVAL and the exact "file:line: message" logged.
+ * WHAT: good files (every general key, defaults, relative paths, repeated
+ * listen, the default export, syntax: BOM, CRLF, comments, indentation)
+ * and bad files, one test per kind of error; each bad file asserts -EINVAL
+ * and the exact "file:line: message" logged.
  * WHY: the line number is the whole point of a strict config parser; a test
  * that only checks the return code would pass with a wrong line.
- * INVARIANTS: every file is written under a private mkdtemp directory
- * ($TMPDIR or /tmp), removed at the end; messages are captured with
- * log_set_sink, so nothing reaches stderr unless a test fails.
+ * INVARIANTS: files live in the harness's private directory
+ * (config-test.h), removed at the end; nothing reaches stderr unless a
+ * test fails.
  * THREADS AND LOCKS: single-threaded.
  * FAILURE: cmocka assertions; main returns 0 or 1.
- * NOT HERE: the example config and the man page (conf/test-example-config).
+ * NOT HERE: the TLS and access-control keys (test-config-tls.c), the
+ * example config and the man page (conf/test-example-config).
  */
 #include <config.h>
 
@@ -30,202 +32,7 @@
 
 #include "config-file.h"
 #include "log.h"
-
-#define MAX_MESSAGES 64
-
-static char *tmpdir;            /* realpath of the private directory */
-static char *messages[MAX_MESSAGES];
-static size_t nr_messages;
-
-static void
-capture (enum log_level level, const char *msg)
-{
-  size_t n;
-
-  (void) level;
-  if (nr_messages == MAX_MESSAGES)
-    return;
-  messages[nr_messages] = strdup (msg);
-  assert_non_null (messages[nr_messages]);
-  n = strlen (messages[nr_messages]);
-  if (n > 0 && messages[nr_messages][n - 1] == '\n')
-    messages[nr_messages][n - 1] = '\0';
-  nr_messages++;
-}
-
-static void
-clear_messages (void)
-{
-  size_t i;
-
-  for (i = 0; i < nr_messages; i++)
-    free (messages[i]);
-  nr_messages = 0;
-}
-
-static void
-print_messages (void)
-{
-  size_t i;
-
-  for (i = 0; i < nr_messages; i++)
-    print_message ("logged: %s\n", messages[i]);
-}
-
-/* Tests may abort on allocation failure; never returns NULL. */
-static void *xmalloc (size_t n) __attribute__ ((__returns_nonnull__));
-
-static void *
-xmalloc (size_t n)
-{
-  void *p = malloc (n);
-
-  if (p == NULL)
-    abort ();
-  return p;
-}
-
-static char *
-join (const char *a, const char *b)
-{
-  char *s = xmalloc (strlen (a) + strlen (b) + 2);
-
-  assert_non_null (s);
-  sprintf (s, "%s/%s", a, b);
-  return s;
-}
-
-/* Writes text to tmpdir/name; returns the path (caller frees). */
-static char *
-write_file (const char *name, const char *text)
-{
-  char *path = join (tmpdir, name);
-  FILE *fp = fopen (path, "w");
-
-  assert_non_null (fp);
-  assert_int_equal (fwrite (text, 1, strlen (text), fp), strlen (text));
-  assert_int_equal (fclose (fp), 0);
-  return path;
-}
-
-static struct config *
-load_good_named (const char *name, const char *text)
-{
-  char *path = write_file (name, text);
-  struct config *cfg = NULL;
-  int r;
-
-  clear_messages ();
-  r = config_load (path, &cfg);
-  if (r != 0)
-    print_messages ();
-  assert_int_equal (r, 0);
-  assert_int_equal (nr_messages, 0);
-  assert_non_null (cfg);
-  assert_string_equal (cfg->path, path);
-  free (path);
-  return cfg;
-}
-
-static struct config *
-load_good (const char *text)
-{
-  return load_good_named ("good.conf", text);
-}
-
-/* Loads text, expects -EINVAL and exactly the given messages, each
- * "LINE: message" (the file name is prepended here).
- */
-static void
-load_bad_n (const char *text, size_t n, const char *const *expected)
-{
-  char *path = write_file ("bad.conf", text);
-  struct config *cfg = NULL;
-  size_t i;
-  int r;
-
-  clear_messages ();
-  r = config_load (path, &cfg);
-  if (r != -EINVAL || nr_messages != n)
-    print_messages ();
-  assert_int_equal (r, -EINVAL);
-  assert_null (cfg);
-  assert_int_equal (nr_messages, n);
-  for (i = 0; i < n; i++) {
-    char *want = xmalloc (strlen (path) + strlen (expected[i]) + 2);
-
-    assert_non_null (want);
-    sprintf (want, "%s:%s", path, expected[i]);
-    assert_string_equal (messages[i], want);
-    free (want);
-  }
-  free (path);
-}
-
-static void
-load_bad (const char *text, const char *expected)
-{
-  load_bad_n (text, 1, &expected);
-}
-
-static int
-group_setup (void **state)
-{
-  const char *base = getenv ("TMPDIR");
-  char *tmpl, *real;
-  FILE *fp;
-  char *p;
-
-  (void) state;
-  if (base == NULL || *base == '\0')
-    base = "/tmp";
-  tmpl = join (base, "test-config.XXXXXX");
-  if (mkdtemp (tmpl) == NULL)
-    return -1;
-  real = realpath (tmpl, NULL);
-  free (tmpl);
-  if (real == NULL)
-    return -1;
-  tmpdir = real;
-
-  /* An existing backing file and a subdirectory. */
-  p = join (tmpdir, "disk.img");
-  fp = fopen (p, "w");
-  free (p);
-  if (fp == NULL || fclose (fp) != 0)
-    return -1;
-  p = join (tmpdir, "sub");
-  if (mkdir (p, 0700) != 0)
-    return -1;
-  free (p);
-
-  log_set_sink (capture);
-  return 0;
-}
-
-static int
-group_teardown (void **state)
-{
-  static const char *const names[] = {
-    "disk.img", "good.conf", "bad.conf", "sub/nested.conf", "sub", NULL
-  };
-  size_t i;
-
-  (void) state;
-  clear_messages ();
-  log_set_sink (NULL);
-  for (i = 0; names[i]; i++) {
-    char *p = join (tmpdir, names[i]);
-
-    if (remove (p) != 0 && errno != ENOENT)
-      print_message ("cannot remove %s\n", p);
-    free (p);
-  }
-  if (rmdir (tmpdir) != 0)
-    print_message ("cannot remove %s (files left?)\n", tmpdir);
-  free (tmpdir);
-  return 0;
-}
+#include "config-test.h"
 
 /* ---- good files ---- */
 
@@ -333,6 +140,16 @@ test_config_defaults (void **state)
   assert_int_equal (cfg->server.log_target, LOG_TARGET_STDERR);
   assert_int_equal (cfg->server.log_level, LOG_LEVEL_INFO);
   assert_null (cfg->server.default_export);
+  assert_int_equal (cfg->server.tls, CONFIG_TLS_OFF);
+  assert_null (cfg->server.tls_certificates);
+  assert_null (cfg->server.tls_cert_file);
+  assert_null (cfg->server.tls_key_file);
+  assert_null (cfg->server.tls_ca_file);
+  assert_false (cfg->server.tls_verify_peer);
+  assert_null (cfg->server.tls_psk_file);
+  assert_null (cfg->server.tls_ciphers);
+  assert_null (cfg->server.tls_ciphersuites);
+  assert_int_equal (cfg->server.tls_min_version, 12);
 
   c = &cfg->caches[0];
   assert_true (c->size_bytes == 0);
@@ -347,6 +164,12 @@ test_config_defaults (void **state)
   assert_null (e->description);
   assert_false (e->rotational);
   assert_int_equal (e->max_connections, 0);
+  assert_false (e->tls_required);
+  assert_null (e->allow);
+  assert_int_equal (e->nr_allow, 0);
+  assert_true (e->allow_unix);
+  assert_null (e->allow_subjects);
+  assert_int_equal (e->nr_allow_subjects, 0);
   assert_int_equal (e->line, 1);
   config_free (cfg);
 }
@@ -587,7 +410,7 @@ test_config_known_keys (void **state)
     for (j = 0; j < i; j++)
       assert_string_not_equal (k, config_known_keys[j]);
   }
-  assert_int_equal (i, 18);
+  assert_int_equal (i, 32);
 }
 
 static void
@@ -598,8 +421,6 @@ test_config_free_null (void **state)
 }
 
 /* ---- bad files: one kind of error per test ---- */
-
-#define EXPORT_OK "[export ok]\nbacking = disk.img\n"
 
 static void
 test_config_missing_file (void **state)

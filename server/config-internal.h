@@ -1,0 +1,182 @@
+/* config-internal.h — what config.c and config-tls.c share.
+ *
+ * WHAT: the state of one config_load (struct parser), the one list of keys
+ * (CONFIG_KEYS) and the enum of its entries, the error and out-of-memory
+ * reporters, a few string helpers, and the calls from the file reader
+ * (config.c) into the TLS and access-control rules (config-tls.c).
+ * WHY: the config parser is two nouns in two files, and they need the same
+ * view of the parser's state and of the key lines.
+ * INVARIANTS: private to the config parser: included only by config*.c;
+ * the public API is config-file.h.
+ * THREADS AND LOCKS: one config_load at a time (see config.c).
+ * FAILURE: the value functions return 0, or -EINVAL after logging, or
+ * -ENOMEM; problems are counted in the parser (nr_errors, oom).
+ * NOT HERE: the key table built from the list and the libinih glue
+ * (config.c); the TLS and access-control rules (config-tls.c).
+ */
+#ifndef NBDCACHE_CONFIG_INTERNAL_H
+#define NBDCACHE_CONFIG_INTERNAL_H
+
+#include <ctype.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compiler.h"
+#include "config-file.h"
+
+/* NBD strings (export names, descriptions) are at most 4096 bytes. */
+#define CONFIG_MAX_NAME_BYTES 4096
+
+enum section_kind {
+  SECTION_NONE = 0,             /* before the first header */
+  SECTION_SKIP,                 /* after a bad header: keys are ignored */
+  SECTION_SERVER,
+  SECTION_CACHE,
+  SECTION_EXPORT,
+};
+
+/* The one list of keys: (section kind, section word = struct config_<word>,
+ * key, value type, field, repeatable).  The value types are enum value_type
+ * in config.c, which builds the key table from this list.
+ */
+#define CONFIG_KEYS(K)                                                      \
+  K (SERVER, server, listen,           LISTEN,      listen,           true)  \
+  K (SERVER, server, workers,          WORKERS,     workers,          false) \
+  K (SERVER, server, pidfile,          PATH,        pidfile,          false) \
+  K (SERVER, server, log,              LOG_TARGET,  log_target,       false) \
+  K (SERVER, server, log_level,        LOG_LEVEL,   log_level,        false) \
+  K (SERVER, server, default_export,   NAME,        default_export,   false) \
+  K (SERVER, server, tls,              TLS,         tls,              false) \
+  K (SERVER, server, tls_certificates, PATH,        tls_certificates, false) \
+  K (SERVER, server, tls_cert_file,    PATH,        tls_cert_file,    false) \
+  K (SERVER, server, tls_key_file,     PATH,        tls_key_file,     false) \
+  K (SERVER, server, tls_ca_file,      PATH,        tls_ca_file,      false) \
+  K (SERVER, server, tls_verify_peer,  BOOL,        tls_verify_peer,  false) \
+  K (SERVER, server, tls_psk_file,     PATH,        tls_psk_file,     false) \
+  K (SERVER, server, tls_ciphers,      STRING,      tls_ciphers,      false) \
+  K (SERVER, server, tls_ciphersuites, STRING,      tls_ciphersuites, false) \
+  K (SERVER, server, tls_min_version,  TLS_VERSION, tls_min_version,  false) \
+  K (CACHE,  cache,  path,             PATH,        path,             false) \
+  K (CACHE,  cache,  size,             SIZE,        size_bytes,       false) \
+  K (CACHE,  cache,  create,           BOOL,        create,           false) \
+  K (CACHE,  cache,  direct,           BOOL,        direct,           false) \
+  K (EXPORT, export, backing,          BACKING,     backing,          false) \
+  K (EXPORT, export, size,             SIZE,        size_bytes,       false) \
+  K (EXPORT, export, cache,            NAME,        cache,            false) \
+  K (EXPORT, export, mode,             MODE,        mode,             false) \
+  K (EXPORT, export, readonly,         BOOL,        readonly,         false) \
+  K (EXPORT, export, description,      TEXT,        description,      false) \
+  K (EXPORT, export, rotational,       BOOL,        rotational,       false) \
+  K (EXPORT, export, max_connections,  COUNT,       max_connections,  false) \
+  K (EXPORT, export, tls,              EXPORT_TLS,  tls_required,     false) \
+  K (EXPORT, export, allow,            CIDRS,       allow,            true)  \
+  K (EXPORT, export, allow_unix,       BOOL,        allow_unix,       false) \
+  K (EXPORT, export, allow_subjects,   SUBJECTS,    allow_subjects,   true)
+
+#define KEY_ENUM(kind, sec, key, type, field, rep) KEY_##sec##_##key,
+enum key_id { CONFIG_KEYS (KEY_ENUM) NR_KEYS };
+
+/* Where each key of one section was set; 0 = not set. */
+struct key_lines {
+  int line[NR_KEYS];
+};
+
+struct parser {
+  const char *path;             /* as given, for messages */
+  char *dir;                    /* absolute directory of the file */
+  FILE *fp;
+  char *buf;                    /* getline buffer */
+  size_t buf_bytes;
+  int lineno;                   /* line last handed to libinih */
+  int read_errno;               /* a read error ended the file */
+  const char *line_text;        /* the "key = value" line being handled,
+                                   as read (comments included); NULL for
+                                   other lines */
+  unsigned nr_errors;
+  unsigned nr_bad_headers;      /* headers whose section is skipped */
+  bool oom;
+
+  struct config *cfg;
+  int server_line;              /* 0 = no [server] header yet */
+  struct key_lines server_keys;
+  struct key_lines *cache_keys;  /* parallel to cfg->caches */
+  struct key_lines *export_keys; /* parallel to cfg->exports */
+
+  enum section_kind cur;        /* section the next key belongs to */
+  size_t cur_index;             /* into caches/exports */
+};
+
+/* ---- messages (config.c) ---- */
+
+/* Logs "FILE:LINE: message" at error level and counts the error. */
+void config_error (struct parser *p, int line, const char *fmt, ...)
+  ATTRIBUTE_FORMAT_PRINTF (3, 4);
+/* Marks the load as out of memory; returns -ENOMEM. */
+int config_no_memory (struct parser *p);
+
+/* ---- small string helpers ---- */
+
+static inline char *
+skip_space (char *s)
+{
+  while (isspace ((unsigned char) *s))
+    s++;
+  return s;
+}
+
+static inline void
+trim_right (char *s)
+{
+  size_t n = strlen (s);
+
+  while (n > 0 && isspace ((unsigned char) s[n - 1]))
+    s[--n] = '\0';
+}
+
+/* True if c starts a comment when it begins a line or follows whitespace. */
+static inline bool
+is_comment_char (char c)
+{
+  return c == '#' || c == ';';
+}
+
+/* a + b + c in a new string; NULL on allocation failure. */
+static inline char *
+concat3 (const char *a, const char *b, const char *c)
+{
+  size_t la = strlen (a), lb = strlen (b), lc = strlen (c);
+  char *out = malloc (la + lb + lc + 1);
+
+  if (out == NULL)
+    return NULL;
+  memcpy (out, a, la);
+  memcpy (out + la, b, lb);
+  memcpy (out + la + lb, c, lc + 1);
+  return out;
+}
+
+/* ---- TLS and access control (config-tls.c) ---- */
+
+/* Values of one key, checked and stored: 0, or -EINVAL after logging, or
+ * -ENOMEM.  The append functions add to the export's list.
+ */
+int config_set_tls (struct parser *p, enum config_tls *field,
+                    const char *key, const char *value);
+int config_set_tls_version (struct parser *p, unsigned *field,
+                            const char *key, const char *value);
+int config_set_export_tls (struct parser *p, bool *field, const char *key,
+                           const char *value);
+int config_append_cidrs (struct parser *p, struct config_export *e,
+                         const char *key, const char *value);
+int config_append_subjects (struct parser *p, struct config_export *e,
+                            const char *key, const char *value);
+
+/* Once the whole file is read: expands tls_certificates, checks the TLS
+ * files and that the [server] and [export] TLS settings fit together.
+ */
+void config_check_tls (struct parser *p);
+
+#endif /* NBDCACHE_CONFIG_INTERNAL_H */
