@@ -38,6 +38,15 @@
 #   nbdkit sets $uri/$unixsocket/$port as shell variables only; the wrapper
 #   here exports them and sets $export, so CMD sees the same for both kinds.
 #   Returns the server's exit status (= CMD's status on success).
+#   Per-kind options: an OPTION written "nbdcached:OPT" or "plugin:OPT" is
+#   passed (as OPT) to that kind only, so one for_each_server line can give
+#   each front end its own way of saying the same thing, e.g. nbdkit's TLS
+#   flags: `plugin:--tls=require plugin:--tls-certificates=$dir`.
+#   TCP for the plugin: `-l HOST:PORT` (or --listen HOST:PORT) becomes
+#   nbdkit's `-i HOST -p PORT` instead of `-U -`.  nbdkit 1.32 reports port
+#   0 for an ephemeral port, so with PORT 0 the wrapper finds the real port
+#   of nbdkit's listening socket (its fd in /proc/$PPID/fd, looked up in
+#   /proc/net/tcp{,6}) before CMD runs, and fixes $port and $uri.
 # - write_config CONF BACKING SIZE [LINE…]: one [server] section and one
 #   [export NAME], NAME = basename of BACKING without its extension
 #   ("$tmp/disk.img" -> "disk").  SIZE "" or "-" = no size key (BACKING
@@ -65,6 +74,31 @@
 #   server_stdio_argv KIND CONF EXPORT: one argv word per line for running
 #                         the server on stdin/stdout (-s), for libnbd's
 #                         connect_command
+#
+# TLS material (openssl CLI, EC P-256 keys, a few ms each; keys mode 0600):
+#   make_x509_certs DIR   a test PKI in DIR (created):
+#     DIR/ca-cert.pem ca-key.pem           the CA ("nbdcache test CA")
+#     DIR/server-cert.pem server-key.pem   CN=localhost, SAN DNS:localhost,
+#                                          IP:127.0.0.1, IP:::1; serverAuth
+#     DIR/client-cert.pem client-key.pem   CN=alice,O=Example; clientAuth
+#   so DIR is both a server certificates directory (nbdkit/qemu/nbdcached
+#   layout) and a libnbd/qemu client directory for alice.  More client
+#   directories (ca-cert.pem [+ client-cert.pem client-key.pem]):
+#     DIR/client-alice/        alice again, without the server's files
+#     DIR/client-mallory/      CN=mallory,O=Example, signed by the CA
+#     DIR/client-carol/        CN=carol,O=Example with SANs
+#                              email:carol@example.com, DNS:carol.example.com
+#     DIR/client-none/         trusts the CA, no client certificate
+#     DIR/client-expired/      CN=alice,O=Example, signed by the CA, valid
+#                              2020-01-01 to 2020-01-02 only
+#     DIR/client-wrong-ca/     trusts the CA; its certificate (CN=alice,
+#                              O=Example) is signed by the wrong CA
+#     DIR/client-trusts-wrong-ca/  alice's certificate, but trusts only the
+#                              wrong CA (so it must refuse the server)
+#     DIR/wrong-ca/            an unrelated CA (ca-cert.pem, ca-key.pem)
+#   make_psk FILE USER [HEXKEY]  append "USER:HEXKEY" to FILE (mode 0600),
+#                         HEXKEY a fresh random 32-byte key if not given;
+#                         prints the key.  The nbdkit/libnbd/qemu psk format.
 #
 # NOT HERE: anything a test checks; every assertion lives in its test.
 
@@ -270,14 +304,39 @@ _ct_shquote ()
   printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"
 }
 
+# Dash code run before the plugin's CMD when nbdkit listens on an
+# ephemeral TCP port: nbdkit (the shell's parent) reports port 0, so find
+# its listening socket's real port and fix $port and $uri.
+_ct_nbdkit_port_fixup='
+if [ "$port" = 0 ]; then
+  _ct_inodes=$(ls -l /proc/$PPID/fd 2>/dev/null | sed -n "s/.*socket:\[\([0-9]*\)\]$/\1/p")
+  _ct_hex=$(for _ct_i in $_ct_inodes; do
+              awk -v i=$_ct_i "\$4 == \"0A\" && \$10 == i { split(\$2, a, \":\"); print a[2]; exit }" /proc/net/tcp /proc/net/tcp6 2>/dev/null
+            done | head -n 1)
+  if [ -z "$_ct_hex" ]; then
+    echo "run_server: cannot find the TCP port nbdkit (pid $PPID) listens on" >&2
+    exit 1
+  fi
+  port=$(printf %d 0x$_ct_hex)
+  uri=${uri%%:0*}:$port${uri#*:0}
+  unset _ct_inodes _ct_hex _ct_i
+fi
+'
+
 run_server ()
 {
-  local kind=$1 conf=$2 exp=$3 cmd rc dir listen=yes o
+  local kind=$1 conf=$2 exp=$3 cmd rc dir listen=yes o prefix=""
   local -a opts=() argv=()
   [ $# -ge 3 ] || die "usage: run_server KIND CONF EXPORT [OPT…] -- CMD…"
   shift 3
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do
-    opts+=("$1")
+    case "$1" in
+      nbdcached:*|plugin:*)
+        # Per-kind option: only for that kind.
+        [ "${1%%:*}" = "$kind" ] && opts+=("${1#*:}") ;;
+      *)
+        opts+=("$1") ;;
+    esac
     shift
   done
   [ "$1" = "--" ] || die "run_server: missing -- before the command"
@@ -301,12 +360,40 @@ run_server ()
       argv+=(-e "$exp" "${opts[@]}" --run "$cmd")
       ;;
     plugin)
+      # -l HOST:PORT -> nbdkit -i HOST -p PORT (instead of -U -).
+      local -a nopts=()
+      local i=0 addr host
+      while [ $i -lt ${#opts[@]} ]; do
+        o=${opts[i]}
+        addr=
+        case "$o" in
+          -l|--listen) i=$((i + 1)); addr=${opts[i]} ;;
+          --listen=*) addr=${o#--listen=} ;;
+          *) nopts+=("$o") ;;
+        esac
+        if [ -n "$addr" ]; then
+          case "$addr" in
+            unix:*) die "run_server: plugin: listen on unix: is the default" ;;
+          esac
+          host=${addr%:*}
+          host=${host#[}
+          host=${host%]}
+          listen=no
+          [ -n "$host" ] && nopts+=(-i "$host")
+          nopts+=(-p "${addr##*:}")
+          prefix=$_ct_nbdkit_port_fixup
+        fi
+        i=$((i + 1))
+      done
       # nbdkit sets these as shell variables only: export them, set
       # $export as nbdcached does, and keep the ASan preload (if any) out of
       # the clients.
-      argv=($(nbdkit_env) "$NBDKIT" -U - "${opts[@]}" "$PLUGIN"
-            "config=$conf" "export=$exp" -e "$exp"
-            --run "export=$(_ct_shquote "$exp"); unset LD_PRELOAD; export uri unixsocket port export; $cmd")
+      argv=($(nbdkit_env) "$NBDKIT")
+      [ $listen = yes ] && argv+=(-U -)
+      argv+=("${nopts[@]}" "$PLUGIN"
+             "config=$conf" "export=$exp" -e "$exp"
+             --run "$prefix
+export=$(_ct_shquote "$exp"); unset LD_PRELOAD; export uri unixsocket port export; $cmd")
       ;;
   esac
 
@@ -358,4 +445,171 @@ expect_fail ()
   fi
   echo "+ (failed as expected, exit status $rc)" >&2
   return 0
+}
+
+# ---- TLS material ------------------------------------------------------
+
+# A new EC P-256 private key, mode 0600.
+_ct_key ()
+{
+  ( umask 077 &&
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
+      -out "$1" 2>/dev/null ) || die "openssl genpkey $1 failed"
+  chmod 0600 "$1"
+}
+
+# _ct_ca DIR CN: a self-signed CA in DIR/ca-cert.pem, DIR/ca-key.pem.
+_ct_ca ()
+{
+  mkdir -p "$1" || die "mkdir $1"
+  _ct_key "$1/ca-key.pem"
+  openssl req -new -x509 -key "$1/ca-key.pem" -out "$1/ca-cert.pem" \
+    -days 3650 -subj "/CN=$2" \
+    -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null ||
+    die "openssl req (CA $2) failed"
+}
+
+# _ct_leaf CADIR KEY CERT SUBJECT EXTENSIONS: a key and a certificate
+# signed by the CA in CADIR, valid for ten years.
+_ct_leaf ()
+{
+  local cadir=$1 key=$2 cert=$3 subj=$4 ext=$5
+  _ct_key "$key"
+  openssl req -new -key "$key" -subj "$subj" -out "$cert.csr" 2>/dev/null ||
+    die "openssl req $subj failed"
+  printf '%s\n' "$ext" > "$cert.ext"
+  openssl x509 -req -in "$cert.csr" -CA "$cadir/ca-cert.pem" \
+    -CAkey "$cadir/ca-key.pem" -set_serial "0x$(openssl rand -hex 8)" \
+    -days 3650 -extfile "$cert.ext" -out "$cert" 2>/dev/null ||
+    die "openssl x509 -req $subj failed"
+  rm -f "$cert.csr" "$cert.ext"
+}
+
+_ct_client_ext='basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature
+extendedKeyUsage=clientAuth'
+
+# _ct_client_dir DIR CA-CERT KEY CERT: a libnbd/qemu client directory.
+_ct_client_dir ()
+{
+  mkdir -p "$1" || die "mkdir $1"
+  cp "$2" "$1/ca-cert.pem" || die "cp $2"
+  if [ -n "$3" ]; then
+    cp -p "$3" "$1/client-key.pem" && cp "$4" "$1/client-cert.pem" ||
+      die "cp $3 $4"
+  fi
+}
+
+make_x509_certs ()
+{
+  local d w
+  [ $# = 1 ] || die "usage: make_x509_certs DIR"
+  requires openssl
+  mkdir -p "$1" || die "mkdir $1"
+  d=$(cd "$1" && pwd)
+  w=$d/wrong-ca
+
+  _ct_ca "$d" "nbdcache test CA"
+  _ct_ca "$w" "nbdcache wrong CA"
+
+  _ct_leaf "$d" "$d/server-key.pem" "$d/server-cert.pem" "/O=Example/CN=localhost" \
+    'basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature
+extendedKeyUsage=serverAuth
+subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1'
+  # RFC 2253 prints the last RDN first: this subject is "CN=alice,O=Example".
+  _ct_leaf "$d" "$d/client-key.pem" "$d/client-cert.pem" "/O=Example/CN=alice" \
+    "$_ct_client_ext"
+  _ct_client_dir "$d/client-alice" "$d/ca-cert.pem" \
+    "$d/client-key.pem" "$d/client-cert.pem"
+
+  _ct_leaf "$d" "$d/mallory-key.pem" "$d/mallory-cert.pem" \
+    "/O=Example/CN=mallory" "$_ct_client_ext"
+  _ct_client_dir "$d/client-mallory" "$d/ca-cert.pem" \
+    "$d/mallory-key.pem" "$d/mallory-cert.pem"
+  rm -f "$d/mallory-key.pem" "$d/mallory-cert.pem"
+
+  _ct_leaf "$d" "$d/carol-key.pem" "$d/carol-cert.pem" \
+    "/O=Example/CN=carol" "$_ct_client_ext
+subjectAltName=email:carol@example.com,DNS:carol.example.com"
+  _ct_client_dir "$d/client-carol" "$d/ca-cert.pem" \
+    "$d/carol-key.pem" "$d/carol-cert.pem"
+  rm -f "$d/carol-key.pem" "$d/carol-cert.pem"
+
+  _ct_client_dir "$d/client-none" "$d/ca-cert.pem"
+
+  # Alice's name, the wrong issuer.
+  _ct_leaf "$w" "$w/alice-key.pem" "$w/alice-cert.pem" "/O=Example/CN=alice" \
+    "$_ct_client_ext"
+  _ct_client_dir "$d/client-wrong-ca" "$d/ca-cert.pem" \
+    "$w/alice-key.pem" "$w/alice-cert.pem"
+  rm -f "$w/alice-key.pem" "$w/alice-cert.pem"
+
+  _ct_client_dir "$d/client-trusts-wrong-ca" "$w/ca-cert.pem" \
+    "$d/client-key.pem" "$d/client-cert.pem"
+
+  # Expired: `openssl x509 -req` (OpenSSL 3.0) cannot set a notAfter in the
+  # past; `openssl ca` can, with a throwaway database.
+  mkdir -p "$d/ca-db" || die "mkdir $d/ca-db"
+  : > "$d/ca-db/index.txt"
+  cat > "$d/ca-db/ca.cnf" <<CNF || die "cannot write $d/ca-db/ca.cnf"
+[ca]
+default_ca = test_ca
+[test_ca]
+database = $d/ca-db/index.txt
+new_certs_dir = $d/ca-db
+certificate = $d/ca-cert.pem
+private_key = $d/ca-key.pem
+rand_serial = yes
+default_md = sha256
+policy = any
+unique_subject = no
+x509_extensions = client_ext
+[any]
+commonName = supplied
+organizationName = optional
+[client_ext]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
+CNF
+  mkdir -p "$d/client-expired" || die "mkdir $d/client-expired"
+  cp "$d/ca-cert.pem" "$d/client-expired/ca-cert.pem" || die "cp ca-cert.pem"
+  _ct_key "$d/client-expired/client-key.pem"
+  openssl req -new -key "$d/client-expired/client-key.pem" \
+    -subj "/O=Example/CN=alice" -out "$d/ca-db/expired.csr" 2>/dev/null ||
+    die "openssl req (expired) failed"
+  openssl ca -batch -notext -preserveDN -config "$d/ca-db/ca.cnf" \
+    -in "$d/ca-db/expired.csr" -out "$d/client-expired/client-cert.pem" \
+    -startdate 20200101000000Z -enddate 20200102000000Z \
+    >"$d/ca-db/log" 2>&1 ||
+    die "openssl ca (expired certificate) failed: $(cat "$d/ca-db/log")"
+  rm -rf "$d/ca-db"
+
+  # Check what the tests rely on, so a broken PKI fails here, loudly.
+  openssl verify -CAfile "$d/ca-cert.pem" "$d/server-cert.pem" \
+    "$d/client-cert.pem" "$d/client-mallory/client-cert.pem" \
+    "$d/client-carol/client-cert.pem" >/dev/null ||
+    die "make_x509_certs: the new certificates do not verify"
+  ! openssl verify -CAfile "$d/ca-cert.pem" \
+    "$d/client-expired/client-cert.pem" >/dev/null 2>&1 ||
+    die "make_x509_certs: the expired certificate verifies"
+  ! openssl verify -CAfile "$d/ca-cert.pem" \
+    "$d/client-wrong-ca/client-cert.pem" >/dev/null 2>&1 ||
+    die "make_x509_certs: the wrong CA's certificate verifies"
+}
+
+make_psk ()
+{
+  local file=$1 user=$2 key=$3
+  [ $# -ge 2 ] || die "usage: make_psk FILE USER [HEXKEY]"
+  if [ -z "$key" ]; then
+    requires openssl
+    key=$(openssl rand -hex 32) || die "openssl rand failed"
+  fi
+  ( umask 077 && printf '%s:%s\n' "$user" "$key" >> "$file" ) ||
+    die "cannot write $file"
+  chmod 0600 "$file"
+  printf '%s\n' "$key"
 }
