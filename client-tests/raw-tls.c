@@ -88,7 +88,8 @@ set_nonblocking (int fd)
 }
 
 /* The pump: app_fd <-> SSL.  Ends when either side closes or fails, then
- * closes app_fd so that the test side sees EOF.
+ * shuts app_fd down so that the test side sees EOF (raw_tls_close closes
+ * it).
  */
 static void *
 pump (void *arg)
@@ -189,10 +190,13 @@ pump (void *arg)
     }
 
     if (!progress) {
+      /* An fd with nothing to wait for is left out (-1): a peer's hang-up
+       * would otherwise wake poll again and again.
+       */
       struct pollfd fds[2] = {
-        { .fd = t->net_fd,
+        { .fd = net_in || net_out ? t->net_fd : -1,
           .events = (short) ((net_in ? POLLIN : 0) | (net_out ? POLLOUT : 0)) },
-        { .fd = t->app_fd,
+        { .fd = app_in || app_out ? t->app_fd : -1,
           .events = (short) ((app_in ? POLLIN : 0) | (app_out ? POLLOUT : 0)) },
       };
 

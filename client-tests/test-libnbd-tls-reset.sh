@@ -26,7 +26,7 @@ tls_certificates = $certs
 [export disk]
 backing = $tmp/disk.img
 EOF
-  for kind in $(server_kinds); do
+  for kind in $(tls_server_kinds); do
     echo "==== $kind, TLS $mode ====" >&2
     SERVER_KIND=$kind TLS_MODE=$mode TLS_CERTS=$certs \
       run_server "$kind" "$tmp/$mode.conf" disk \

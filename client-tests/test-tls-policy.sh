@@ -13,7 +13,7 @@
 #     server"), allow = 127.0.0.0/8 and no allow list accept; over a Unix
 #     socket the allow lists do not apply, but allow_unix = no refuses.
 #     IPv6 (from ::1, when the host has it): ::1/128 accepts, 10.0.0.0/8
-#     refuses.
+#     refuses.  LIST over TCP shows only the exports the client may open.
 #  4. allow_subjects (tls_verify_peer = yes): alice (subject DN) and carol
 #     (email SAN; DNS SAN on another export) are served, mallory — valid
 #     certificate, same CA — is refused with ERR_POLICY.
@@ -56,7 +56,7 @@ must_fail "plain-text qemu-img: NBD_REP_ERR_TLS_REQD" \
 must_work "the same server over TLS" \
   nbdinfo --size "nbds+unix:///disk?socket=$unixsocket&tls-certificates=$CERTS/client-alice"
 EOF
-for kind in $(server_kinds); do
+for kind in $(tls_server_kinds); do
   run_server "$kind" "$tmp/require.conf" disk \
     plugin:--tls=require plugin:--tls-certificates="$certs" -- \
     ". '$tmp/plain-client.sh'" ||
@@ -173,10 +173,18 @@ denied () {
 if [ "$host" = 127.0.0.1 ]; then
   ok open; ok loopback; ok nounix
   denied net10; denied v6only
+  want="loopback nounix open"
 else
   ok open; ok v6only; ok nounix
   denied net10; denied loopback
+  want="nounix open v6only"
 fi
+# LIST shows only the exports this client may open.
+names=$(nbdinfo --list --json "nbd://$host:$port/" |
+  "$PYTHON" -c 'import json, sys; print(" ".join(sorted(e["export-name"] for e in json.load(sys.stdin)["exports"])))')
+[ "$names" = "$want" ] ||
+  { echo "FAIL: LIST from $host shows [$names], expected [$want]"; exit 1; }
+echo "ok: LIST from $host shows only [$want]"
 EOF
 cat > "$tmp/allow-unix.sh" <<'EOF'
 set -e

@@ -81,7 +81,7 @@ must_work "alice is still served after the refusals" \
   nbdinfo --size "$(u alice keys.psk)"
 EOF
 
-for kind in $(server_kinds); do
+for kind in $(tls_server_kinds); do
   cp "$tmp/orig.img" "$tmp/disk.img"
   run_server "$kind" "$tmp/psk.conf" disk "${psk_opts[@]}" -- \
     ". '$tmp/unix.sh'" || die "[$kind] PSK over a Unix socket"
@@ -104,7 +104,7 @@ must_fail "alice with the wrong key over TCP" "" \
   nbdinfo --size "nbds://alice@localhost:$port/disk?tls-psk-file=$TMP/wrong-key.psk"
 EOF
 
-for kind in $(server_kinds); do
+for kind in $(tls_server_kinds); do
   cp "$tmp/orig.img" "$tmp/disk.img"
   run_server "$kind" "$tmp/psk.conf" disk -l 127.0.0.1:0 "${psk_opts[@]}" -- \
     ". '$tmp/tcp.sh'" || die "[$kind] PSK over TCP"

@@ -111,7 +111,7 @@ must_fail "qemu-img expecting another host name" "hostname" \
 must_work "the server still serves after the refusals" nbdinfo --size "$a"
 EOF
 
-for kind in $(server_kinds); do
+for kind in $(tls_server_kinds); do
   cp "$tmp/orig.img" "$tmp/disk.img"
   run_server "$kind" "$tmp/x509.conf" disk \
     plugin:--tls=require plugin:--tls-certificates="$certs" -- \
@@ -145,7 +145,7 @@ must_fail "a client trusting only the wrong CA refuses the server" \
 must_fail "plain-text nbdinfo over TCP" "" nbdinfo "nbd://localhost:$port/disk"
 EOF
 
-for kind in $(server_kinds); do
+for kind in $(tls_server_kinds); do
   cp "$tmp/orig.img" "$tmp/disk.img"
   run_server "$kind" "$tmp/x509.conf" disk -l 127.0.0.1:0 \
     plugin:--tls=require plugin:--tls-certificates="$certs" -- \
@@ -175,7 +175,7 @@ must_work "alice is still served after the refusals" \
   nbdinfo --size "$(u client-alice)"
 EOF
 
-for kind in $(server_kinds); do
+for kind in $(tls_server_kinds); do
   run_server "$kind" "$tmp/verify.conf" disk \
     plugin:--tls=require plugin:--tls-certificates="$certs" \
     plugin:--tls-verify-peer -- \

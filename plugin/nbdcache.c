@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -265,6 +266,13 @@ config_from_file (void)
                     "default_export in [server])", p.config_path);
     return -1;
   }
+  /* Fail closed: a rule the plugin cannot enforce must not be ignored. */
+  if (p.exp->nr_allow_subjects > 0) {
+    nbdkit_error ("config=%s: export '%s' has allow_subjects, but nbdkit "
+                  "does not show plugins the client certificate; serve it "
+                  "with nbdcached", p.config_path, p.exp->name);
+    return -1;
+  }
   return 0;
 }
 
@@ -348,6 +356,8 @@ served_name (void)
 static int
 nbdcache_list_exports (int readonly, int is_tls, struct nbdkit_exports *exports)
 {
+  if (p.exp && p.exp->tls_required && !is_tls)
+    return 0;                   /* TLS-only: invisible before TLS */
   return nbdkit_add_export (exports, served_name (),
                             p.exp ? p.exp->description : p.description);
 }
@@ -359,6 +369,27 @@ nbdcache_default_export (int readonly, int is_tls)
 }
 
 /* ---- per connection: all share the one export ---- */
+
+/* The export's allow / allow_unix rules, as nbdcached applies them. */
+static int
+nbdcache_preconnect (int readonly)
+{
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+
+  if (p.exp == NULL || (p.exp->nr_allow == 0 && p.exp->allow_unix))
+    return 0;
+  if (nbdkit_peer_name ((struct sockaddr *) &ss, &len) == -1)
+    return -1;                  /* nbdkit said why */
+  if (!config_export_allows_peer (p.exp, (struct sockaddr *) &ss)) {
+    nbdkit_error ("export '%s': %s", p.exp->name,
+                  ss.ss_family == AF_UNIX
+                  ? "Unix-socket clients are not allowed (allow_unix = no)"
+                  : "this client address is not allowed (allow)");
+    return -1;
+  }
+  return 0;
+}
 
 static void *
 nbdcache_open (int readonly)
@@ -375,6 +406,12 @@ nbdcache_open (int readonly)
   if (p.exp && name && *name && strcmp (name, p.exp->name) != 0) {
     nbdkit_error ("no export '%s': this nbdkit serves '%s' from %s",
                   name, p.exp->name, p.config_path);
+    return NULL;
+  }
+  /* tls = require: with nbdkit --tls=on, plaintext clients are refused. */
+  if (p.exp && p.exp->tls_required && !nbdkit_is_tls ()) {
+    nbdkit_error ("export '%s' requires TLS (tls = require): run nbdkit "
+                  "with --tls and connect with TLS", p.exp->name);
     return NULL;
   }
   /* max_connections from the [export] section, as nbdcached enforces it. */
@@ -619,6 +656,7 @@ static struct nbdkit_plugin plugin = {
   .dump_plugin = nbdcache_dump_plugin,
   .get_ready = nbdcache_get_ready,
   .cleanup = nbdcache_cleanup,
+  .preconnect = nbdcache_preconnect,
   .list_exports = nbdcache_list_exports,
   .default_export = nbdcache_default_export,
   .open = nbdcache_open,

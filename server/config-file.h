@@ -124,6 +124,15 @@ const struct config_export *config_find_export (const struct config *cfg,
 const struct config_cache *config_find_cache (const struct config *cfg,
                                               const char *name);
 
+/* May a client at `peer` (from accept/getpeername; NULL or AF_UNIX for a
+ * local client) use this export under its allow / allow_unix rules?
+ * IPv4-mapped IPv6 peers are matched as IPv4.  Shared by nbdcached and the
+ * plugin so both enforce exactly the same rule.
+ */
+struct sockaddr;
+bool config_export_allows_peer (const struct config_export *ce,
+                                const struct sockaddr *peer);
+
 /* Every key the parser accepts, as "section.key" (section is "server",
  * "cache" or "export"), NULL-terminated.  Tests check that each one is
  * documented in the example config and the man page.

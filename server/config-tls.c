@@ -47,6 +47,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -506,4 +507,53 @@ config_check_tls (struct parser *p)
 {
   check_server_tls (p);
   check_export_tls (p);
+}
+
+/* ---- enforcement shared by nbdcached and the plugin ---- */
+
+static bool
+cidr_match (const struct config_cidr *n, const unsigned char *addr, int family)
+{
+  unsigned bits = n->prefix_len, i;
+
+  if (n->family != family)
+    return false;
+  for (i = 0; bits >= 8; i++, bits -= 8)
+    if (addr[i] != n->addr[i])
+      return false;
+  return bits == 0 ||
+         ((addr[i] ^ n->addr[i]) & (0xff << (8 - bits)) & 0xff) == 0;
+}
+
+bool
+config_export_allows_peer (const struct config_export *ce,
+                           const struct sockaddr *peer)
+{
+  const unsigned char *addr;
+  int family;
+  size_t i;
+
+  if (peer == NULL || peer->sa_family == AF_UNIX)
+    return ce->allow_unix;
+  if (ce->nr_allow == 0)
+    return true;
+  if (peer->sa_family == AF_INET) {
+    family = AF_INET;
+    addr = (const unsigned char *) &((const struct sockaddr_in *) peer)->sin_addr;
+  }
+  else if (peer->sa_family == AF_INET6) {
+    const struct in6_addr *a6 = &((const struct sockaddr_in6 *) peer)->sin6_addr;
+    family = AF_INET6;
+    addr = a6->s6_addr;
+    if (IN6_IS_ADDR_V4MAPPED (a6)) {    /* ::ffff:a.b.c.d is an IPv4 peer */
+      family = AF_INET;
+      addr += 12;
+    }
+  }
+  else
+    return false;
+  for (i = 0; i < ce->nr_allow; i++)
+    if (cidr_match (&ce->allow[i], addr, family))
+      return true;
+  return false;
 }

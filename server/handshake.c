@@ -125,48 +125,10 @@ export_full (const struct export *exp)
 }
 
 static bool
-cidr_match (const struct config_cidr *n, const unsigned char *addr, int family)
-{
-  unsigned bits = n->prefix_len, i;
-
-  if (n->family != family)
-    return false;
-  for (i = 0; bits >= 8; i++, bits -= 8)
-    if (addr[i] != n->addr[i])
-      return false;
-  return bits == 0 ||
-         ((addr[i] ^ n->addr[i]) & (0xff << (8 - bits)) & 0xff) == 0;
-}
-
-static bool
 peer_allowed (const struct conn *c, const struct config_export *ce)
 {
-  const struct sockaddr_storage *ss = &c->peer_addr;
-  const unsigned char *addr;
-  int family;
-  size_t i;
-
-  if (c->is_unix)
-    return ce->allow_unix;
-  if (ce->nr_allow == 0)
-    return true;
-  if (ss->ss_family == AF_INET) {
-    family = AF_INET;
-    addr = (const unsigned char *) &((const struct sockaddr_in *) ss)->sin_addr;
-  }
-  else {
-    const struct in6_addr *a6 = &((const struct sockaddr_in6 *) ss)->sin6_addr;
-    family = AF_INET6;
-    addr = a6->s6_addr;
-    if (IN6_IS_ADDR_V4MAPPED (a6)) {    /* ::ffff:a.b.c.d is an IPv4 peer */
-      family = AF_INET;
-      addr += 12;
-    }
-  }
-  for (i = 0; i < ce->nr_allow; i++)
-    if (cidr_match (&ce->allow[i], addr, family))
-      return true;
-  return false;
+  return config_export_allows_peer (ce, c->is_unix ? NULL
+                                    : (const struct sockaddr *) &c->peer_addr);
 }
 
 static bool
