@@ -170,8 +170,12 @@ psk_server_cb (SSL *ssl, const char *identity, unsigned char *psk,
   const struct psk_key *k = identity ? find_psk (t, identity,
                                                  strlen (identity)) : NULL;
 
-  if (k == NULL || k->key_len > max_psk_len)
+  if (k == NULL || k->key_len > max_psk_len) {
+    struct conn *c = SSL_get_app_data (ssl);
+    log_info ("%s: TLS: unknown PSK identity '%s'", c ? c->peer : "client",
+              identity ? identity : "");
     return 0;                   /* unknown user: the handshake fails */
+  }
   memcpy (psk, k->key, k->key_len);
   remember_username (ssl, identity, strlen (identity));
   return k->key_len;
@@ -190,8 +194,16 @@ psk_find_session_cb (SSL *ssl, const unsigned char *identity,
   SSL_SESSION *s;
 
   *sess = NULL;
-  if (k == NULL)
-    return 1;                   /* no such identity: not a PSK handshake */
+  if (k == NULL) {
+    /* Not a PSK handshake; without a certificate it will fail, and
+     * OpenSSL's own reason ("no suitable signature algorithm") would hide
+     * the real one.
+     */
+    struct conn *c = SSL_get_app_data (ssl);
+    log_info ("%s: TLS: unknown PSK identity '%.*s'", c ? c->peer : "client",
+              (int) (identity_len > 256 ? 256 : identity_len), identity);
+    return 1;
+  }
   cipher = SSL_CIPHER_find (ssl, tls13_aes128gcmsha256_id);
   if (cipher == NULL || (s = SSL_SESSION_new ()) == NULL)
     return 0;
