@@ -36,8 +36,8 @@ static void conn_free (struct conn *c);
 static void close_if_drained (struct conn *c);
 static void linger_cb (struct ev_loop *loop, ev_timer *w, int revents);
 
-static void
-set_reading (struct conn *c, bool on)
+void
+conn_set_reading (struct conn *c, bool on)
 {
   if (on == c->reading || c->destroyed)
     return;
@@ -86,7 +86,7 @@ drive_tls_handshake (struct conn *c)
   c->meta_base_allocation = false;
   free (c->meta_export);
   c->meta_export = NULL;
-  set_reading (c, true);
+  conn_set_reading (c, true);
 }
 
 /* STARTTLS was acknowledged and the acknowledgement has been written. */
@@ -105,7 +105,7 @@ start_tls (struct conn *c)
     conn_close (c);
     return;
   }
-  set_reading (c, true);
+  conn_set_reading (c, true);
   drive_tls_handshake (c);
 }
 
@@ -185,7 +185,7 @@ conn_accept (struct server *srv, int rfd, int wfd, bool is_tcp,
   log_debug ("%s: connected", c->peer);
 
   handshake_start (c);
-  set_reading (c, true);
+  conn_set_reading (c, true);
   conn_flush_output (c);
 }
 
@@ -245,10 +245,7 @@ conn_flush_output (struct conn *c)
     w = send_iov (c, iov, n);
     if (w == -1) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        if (!c->writing) {
-          c->writing = true;
-          ev_io_start (c->srv->loop, &c->wio);
-        }
+        want_write (c, true);
         return;
       }
       log_debug ("%s: write: %m", c->peer);
@@ -289,11 +286,8 @@ conn_flush_output (struct conn *c)
     }
   }
 
-  if (c->out_head == NULL && c->writing && !c->tls_handshaking &&
-      !c->tls_want_write) {
-    c->writing = false;
-    ev_io_stop (c->srv->loop, &c->wio);
-  }
+  if (c->out_head == NULL && !c->tls_handshaking && !c->tls_want_write)
+    want_write (c, false);
   if (c->out_head == NULL && c->tls_start_pending) {
     start_tls (c);
     return;
@@ -334,7 +328,7 @@ conn_process_input (struct conn *c)
       more = handshake_parse (c);
   }
   if (c->tls_start_pending)
-    set_reading (c, false);     /* until the TLS handshake owns the socket */
+    conn_set_reading (c, false);     /* until the TLS handshake owns the socket */
   /* Hand the whole parse batch to the workers under one lock.  Even for a
    * connection that was just closed: its requests keep it allocated.
    */
@@ -374,7 +368,7 @@ conn_read_cb (struct ev_loop *loop, ev_io *w, int revents)
   if (c->rend == CONN_RBUF_BYTES) {
     if (c->rstart == 0) {
       /* Full of unparsed input: a parser stopped on backpressure. */
-      set_reading (c, false);
+      conn_set_reading (c, false);
       return;
     }
     memmove (c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
@@ -419,7 +413,7 @@ conn_read_cb (struct ev_loop *loop, ev_io *w, int revents)
       /* Finish what is in flight (replies may fail to send), then close. */
       c->phase = PHASE_CLOSING;
       c->close_after_output = true;
-      set_reading (c, false);
+      conn_set_reading (c, false);
       conn_flush_output (c);
     }
     else
@@ -439,8 +433,8 @@ conn_read_cb (struct ev_loop *loop, ev_io *w, int revents)
 }
 
 /* Called by request_release once a reply has left (or been abandoned). */
-static void
-conn_after_reply (struct conn *c)
+void
+conn_reply_sent (struct conn *c)
 {
   if (c->destroyed)
     return;
@@ -449,7 +443,7 @@ conn_after_reply (struct conn *c)
     /* Parse what is already buffered, but not from inside the output
      * path that called us: the loop's prepare watcher does it.
      */
-    set_reading (c, true);
+    conn_set_reading (c, true);
     c->resume_marked = true;
     c->resume_next = c->srv->resumes;
     c->srv->resumes = c;
@@ -611,10 +605,4 @@ conn_free (struct conn *c)
   free (c->meta_export);
   free (c->rbuf);
   free (c);
-}
-
-void
-conn_reply_sent (struct conn *c)
-{
-  conn_after_reply (c);
 }

@@ -276,8 +276,7 @@ stop_reading_until_drained (struct conn *c)
 {
   c->phase = PHASE_CLOSING;
   c->close_after_output = true;
-  ev_io_stop (c->srv->loop, &c->rio);
-  c->reading = false;
+  conn_set_reading (c, false);
 }
 
 /* Consume one message from the input buffer.  Returns true to be called
@@ -324,8 +323,7 @@ request_parse (struct conn *c)
   }
 
   if (c->in_flight >= CONN_MAX_IN_FLIGHT) {
-    ev_io_stop (c->srv->loop, &c->rio);
-    c->reading = false;
+    conn_set_reading (c, false);    /* conn_reply_sent resumes at 64 */
     return false;
   }
   if (avail < hsize)

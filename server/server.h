@@ -194,6 +194,8 @@ void conn_accept (struct server *srv, int rfd, int wfd, bool is_tcp,
                   const char *peer, const struct sockaddr *addr,
                   socklen_t addrlen);
 void conn_queue (struct conn *c, struct outmsg *m);
+/* Start or stop reading the socket (TLS-buffered input is not lost). */
+void conn_set_reading (struct conn *c, bool on);
 void conn_flush_output (struct conn *c);
 void conn_close (struct conn *c);
 void conn_process_input (struct conn *c);
