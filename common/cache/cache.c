@@ -3,11 +3,10 @@
  * WHAT: the export handle behind cache.h: open and close, capabilities,
  * every request (range and flag checks, NCACHE_* -> BACKING_* flag
  * translation, FUA, extents clipped to the request) and statistics.  In
- * mode none, which is all this file serves for now, every request goes
- * straight to the backing store.
- * WHY: front ends (nbdcached, the nbdkit plugin) must see the final API
- * now, so the engine core can arrive later without touching them; and an
- * export that asks for a cache must be refused, never served uncached.
+ * mode none every request goes straight to the backing store; with a cache
+ * device the checked request goes to request.c.
+ * WHY: front ends (nbdcached, the nbdkit plugin) see one API whatever the
+ * mode; checks happen once, here, before any mode's path runs.
  * INVARIANTS:
  * - nc->caps is computed once at open and never changes.
  * - Every request is checked against [0, size_bytes) and its allowed flags
@@ -15,16 +14,16 @@
  *   outside the store or a flag it does not define.
  * - A request that fails is counted in stats.errors and nowhere else; a
  *   request that succeeds is counted in exactly one operation counter.
- * THREADS AND LOCKS: no lock.  The handle is immutable after open except
- * for the statistics counters, which are updated with relaxed atomics (a
- * snapshot may mix counters from slightly different instants).  The backing
- * store is thread-safe by its contract, so requests from any number of
- * threads run concurrently.
+ * THREADS AND LOCKS: no lock here.  The handle is immutable after open
+ * except for the statistics counters, which are updated with relaxed
+ * atomics (a snapshot may mix counters from slightly different instants).
+ * The backing store is thread-safe by its contract and request.c does its
+ * own locking, so requests from any number of threads run concurrently.
  * FAILURE: 0 or -errno.  Client mistakes (range, flags, read-only) are
  * logged at debug level only — the front end reports them to the client;
  * backing failures were already logged by the driver.
- * NOT HERE: the cache device, its index and journal (engine core); NBD wire
- * errors (the front ends translate).
+ * NOT HERE: the cached paths (request.c), the cache device (device.c);
+ * NBD wire errors (the front ends translate).
  */
 #include <config.h>
 
@@ -34,32 +33,11 @@
 #include <string.h>
 
 #include "backing.h"
+#include "bucket.h"
+#include "cache-internal.h"
 #include "cache.h"
 #include "compiler.h"
 #include "log.h"
-
-struct ncache {
-  char *name;                   /* export name for logs; never NULL */
-  enum ncache_mode mode;        /* always NCACHE_MODE_NONE for now */
-  struct backing *backing;      /* owned */
-  struct ncache_caps caps;
-
-  /* Set by any successful write, trim or zero; tells close whether the
-   * backing store needs a last flush.  Atomic.
-   */
-  bool written;
-
-  /* Statistics; atomic, relaxed. */
-  uint64_t nr_reads, nr_writes, nr_flushes, nr_trims, nr_zeroes,
-    nr_caches, nr_extents;
-  uint64_t bytes_read, bytes_written;
-  uint64_t nr_errors;
-};
-
-#define STAT_ADD(nc, field, n) \
-  __atomic_fetch_add (&(nc)->field, (uint64_t) (n), __ATOMIC_RELAXED)
-#define STAT_LOAD(nc, field) \
-  __atomic_load_n (&(nc)->field, __ATOMIC_RELAXED)
 
 /* Count a failure and hand the error back, so call sites read
  * `return failed (nc, r);`.
@@ -78,26 +56,27 @@ mark_written (struct ncache *nc)
     __atomic_store_n (&nc->written, true, __ATOMIC_RELAXED);
 }
 
-/* Refuse what the engine cannot serve yet.  Logs the reason; -ENOTSUP. */
+/* A cache device goes with a caching mode and the reverse.  Logs the
+ * reason; -EINVAL.
+ */
 static int
 check_servable (const struct ncache_config *cfg, const char *name)
 {
-  if (cfg->device != NULL) {
-    log_error ("export '%s': a cache device needs the cache engine, "
-               "which is not built yet; remove 'cache =' from the export "
-               "and use mode = none", name);
-    return -ENOTSUP;
-  }
   switch (cfg->mode) {
   case NCACHE_MODE_NONE:
-    return 0;
+    if (cfg->device == NULL)
+      return 0;
+    log_error ("export '%s': mode none with a cache device: use writeback, "
+               "writethrough or writearound", name);
+    return -EINVAL;
   case NCACHE_MODE_WRITEBACK:
   case NCACHE_MODE_WRITETHROUGH:
   case NCACHE_MODE_WRITEAROUND:
-    log_error ("export '%s': cache mode '%s' needs the cache engine, "
-               "which is not built yet; use mode = none",
+    if (cfg->device != NULL)
+      return 0;
+    log_error ("export '%s': cache mode '%s' needs a cache device",
                name, ncache_mode_name (cfg->mode));
-    return -ENOTSUP;
+    return -EINVAL;
   }
   log_error ("export '%s': invalid cache mode %d", name, (int) cfg->mode);
   return -EINVAL;
@@ -134,19 +113,31 @@ ncache_open (const struct ncache_config *cfg, struct backing *backing,
   }
   nc->mode = cfg->mode;
   nc->backing = backing;
+  nc->dev = cfg->device;
+  if (nc->dev != NULL) {
+    r = device_bind_export (nc->dev, name, backing->uri ? backing->uri : name,
+                            backing->size_bytes, cfg->mode, &nc->export_id);
+    if (r < 0) {
+      free (nc->name);
+      goto err_free;
+    }
+  }
+  range_lock_init (&nc->rl);
 
   nc->caps.size_bytes = backing->size_bytes;
   nc->caps.readonly = cfg->readonly || backing->readonly;
   nc->caps.can_flush = true;
   nc->caps.can_fua = true;
-  nc->caps.can_trim = backing->can_trim;
-  nc->caps.can_zero = backing->can_zero;
-  nc->caps.can_fast_zero = backing->can_fast_zero;
+  nc->caps.can_trim = backing->can_trim || nc->dev != NULL;
+  nc->caps.can_zero = backing->can_zero || nc->dev != NULL;
+  /* Writeback zeroes are a key in the index: always fast. */
+  nc->caps.can_fast_zero = backing->can_fast_zero ||
+    nc->mode == NCACHE_MODE_WRITEBACK;
   /* Mode none: a prefetch has nothing to fill, so CACHE succeeds at once,
    * which is a valid implementation of the command.
    */
   nc->caps.can_cache = true;
-  nc->caps.can_extents = backing->can_extents;
+  nc->caps.can_extents = backing->can_extents || nc->dev != NULL;
   /* Every connection shares this handle and the backing's flush covers
    * every completed write, whoever sent it.
    */
@@ -173,12 +164,22 @@ ncache_close (struct ncache *nc)
 
   if (nc == NULL)
     return;
-  if (!nc->caps.readonly && __atomic_load_n (&nc->written, __ATOMIC_RELAXED)) {
+  if (nc->dev != NULL) {
+    /* Everything acknowledged becomes durable: backing, then journal. */
+    r = request_flush (nc);
+    if (r < 0)
+      log_error ("export '%s': final flush failed: %s",
+                 nc->name, strerror (-r));
+    device_unbind_export (nc->dev, nc->export_id);
+  }
+  else if (!nc->caps.readonly &&
+           __atomic_load_n (&nc->written, __ATOMIC_RELAXED)) {
     r = backing_flush (nc->backing);
     if (r < 0)
       log_error ("export '%s': final flush of the backing store failed: %s",
                  nc->name, strerror (-r));
   }
+  range_lock_destroy (&nc->rl);
   backing_close (nc->backing);
   free (nc->name);
   free (nc);
@@ -255,8 +256,12 @@ ncache_pread (struct ncache *nc, void *buf, size_t count, uint64_t offset,
   if ((r = check_flags (nc, "read", flags, 0)) < 0 ||
       (r = check_range (nc, "read", count, offset, -EINVAL)) < 0)
     return failed (nc, r);
-  if (count > 0 && (r = backing_pread (nc->backing, buf, count, offset)) < 0)
-    return failed (nc, r);
+  if (count > 0) {
+    r = nc->dev ? request_pread (nc, buf, count, offset)
+      : backing_pread (nc->backing, buf, count, offset);
+    if (r < 0)
+      return failed (nc, r);
+  }
   STAT_ADD (nc, nr_reads, 1);
   STAT_ADD (nc, bytes_read, count);
   return 0;
@@ -272,7 +277,11 @@ ncache_pwrite (struct ncache *nc, const void *buf, size_t count,
       (r = check_writable (nc, "write")) < 0 ||
       (r = check_range (nc, "write", count, offset, -ENOSPC)) < 0)
     return failed (nc, r);
-  if (count > 0) {
+  if (nc->dev) {
+    if ((r = request_pwrite (nc, buf, count, offset, flags)) < 0)
+      return failed (nc, r);
+  }
+  else if (count > 0) {
     r = backing_pwrite (nc->backing, buf, count, offset, backing_flags (flags));
     if (r < 0)
       return failed (nc, r);
@@ -293,7 +302,7 @@ ncache_flush (struct ncache *nc, uint32_t flags)
   int r;
 
   if ((r = check_flags (nc, "flush", flags, 0)) < 0 ||
-      (r = backing_flush (nc->backing)) < 0)
+      (r = nc->dev ? request_flush (nc) : backing_flush (nc->backing)) < 0)
     return failed (nc, r);
   STAT_ADD (nc, nr_flushes, 1);
   return 0;
@@ -309,7 +318,11 @@ ncache_trim (struct ncache *nc, uint64_t count, uint64_t offset,
       (r = check_writable (nc, "trim")) < 0 ||
       (r = check_range (nc, "trim", count, offset, -EINVAL)) < 0)
     return failed (nc, r);
-  if (count > 0) {
+  if (nc->dev) {
+    if ((r = request_trim (nc, count, offset, flags)) < 0)
+      return failed (nc, r);
+  }
+  else if (count > 0) {
     r = backing_trim (nc->backing, count, offset, backing_flags (flags));
     if (r < 0)
       return failed (nc, r);
@@ -337,7 +350,11 @@ ncache_zero (struct ncache *nc, uint64_t count, uint64_t offset,
   /* A backing store that never zeroes fast fails FAST_ZERO at once. */
   if ((flags & NCACHE_FAST_ZERO) && !nc->caps.can_fast_zero)
     return failed (nc, -ENOTSUP);
-  if (count > 0) {
+  if (nc->dev) {
+    if ((r = request_zero (nc, count, offset, flags)) < 0)
+      return failed (nc, r);
+  }
+  else if (count > 0) {
     r = backing_zero (nc->backing, count, offset, backing_flags (flags));
     if (r < 0)
       return failed (nc, r);
@@ -359,6 +376,8 @@ ncache_cache (struct ncache *nc, uint64_t count, uint64_t offset,
 
   if ((r = check_flags (nc, "cache", flags, 0)) < 0 ||
       (r = check_range (nc, "cache", count, offset, -EINVAL)) < 0)
+    return failed (nc, r);
+  if (nc->dev && (r = request_cache (nc, count, offset)) < 0)
     return failed (nc, r);
   /* Mode none: nothing to prefetch into. */
   STAT_ADD (nc, nr_caches, 1);
@@ -422,7 +441,12 @@ ncache_extents (struct ncache *nc, uint64_t count, uint64_t offset,
   if ((r = check_flags (nc, "extents", flags, NCACHE_REQ_ONE)) < 0 ||
       (r = check_range (nc, "extents", count, offset, -EINVAL)) < 0)
     return failed (nc, r);
-  if (count > 0) {
+  if (nc->dev && count > 0) {
+    r = request_extents (nc, count, offset, s.req_one, fn, opaque);
+    if (r < 0)
+      return failed (nc, r);
+  }
+  else if (count > 0) {
     r = backing_extents (nc->backing, count, offset, extents_clip, &s);
     if (s.err < 0)
       return failed (nc, s.err);
@@ -454,4 +478,15 @@ ncache_get_stats (struct ncache *nc, struct ncache_stats *stats)
   stats->bytes_read = STAT_LOAD (nc, bytes_read);
   stats->bytes_written = STAT_LOAD (nc, bytes_written);
   stats->errors = STAT_LOAD (nc, nr_errors);
+  stats->hits = STAT_LOAD (nc, nr_hits);
+  stats->misses = STAT_LOAD (nc, nr_misses);
+  stats->bypasses = STAT_LOAD (nc, nr_bypasses);
+  stats->promotions = STAT_LOAD (nc, nr_promotions);
+  if (nc->dev) {
+    struct bucket_usage u;
+
+    /* Dirty data on the cache device (all its exports). */
+    bucket_get_usage (nc->dev->bs, &u);
+    stats->dirty_bytes = u.dirty_blocks * NC_BLOCK_BYTES;
+  }
 }

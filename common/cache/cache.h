@@ -69,8 +69,12 @@ struct ncache_device_config {
   const char *name;             /* [cache NAME], for logs and stats */
   const char *path;             /* file or block device */
   uint64_t size_bytes;          /* file size when created; 0 = existing */
-  bool create;                  /* format if unformatted */
+  bool create;                  /* format if it has no nbdcache superblock */
   bool direct;                  /* O_DIRECT */
+  uint32_t bucket_bytes;        /* format only; 0 = 1 MiB */
+  uint64_t journal_bytes;       /* format only; 0 = default */
+  uint64_t node_cache_bytes;    /* btree node cache bound; 0 = 64 MiB */
+  unsigned journal_delay_ms;    /* group-commit delay; 0 = 100 */
 };
 
 /* 0 and *out set, or -errno (logged). */

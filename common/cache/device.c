@@ -1,45 +1,399 @@
-/* device.c — cache devices (the SSD an export's hot data lives on).
+/* device.c — a cache device: open (with recovery), close, export binding.
  *
- * WHAT: ncache_device_open / ncache_device_close.  For now opening always
- * fails with -ENOTSUP and a message saying why.
- * WHY: the issue that builds the front ends comes before the engine core.
- * A config that names a cache device must be refused at startup — serving
- * that export silently uncached would hide a misconfiguration and break
- * the admin's expectations about durability and speed.
- * INVARIANTS: no struct ncache_device is ever created yet, so close only
- * ever sees NULL.
- * THREADS AND LOCKS: none.
- * FAILURE: -ENOTSUP, logged with the device's name and path; -EINVAL for
- * a missing configuration.
- * NOT HERE: the on-disk format, superblocks, buckets (engine core).
+ * WHAT: ncache_device_open / ncache_device_open_cdev / ncache_device_close,
+ * and device_bind_export / device_unbind_export, which tie an export to
+ * its id in the superblock's export table.
+ * WHY: one place runs the recovery order of cache-internal.h, so nothing
+ * serves from a device whose metadata was not fully checked and replayed.
+ * INVARIANTS:
+ * - After open succeeds: the superblock, prios, journal chain and every
+ *   reachable btree node have passed their checksums and invariants; the
+ *   journal has committed an entry recording the current root; bucket live
+ *   and dirty counts are exact; the journal thread runs.
+ * - An export id is used by at most one open export at a time, and only
+ *   with the backing identity (URI and size) it was first bound to.
+ * THREADS AND LOCKS: open and close are single-threaded (nothing is served
+ * yet / any more).  dev->lock guards the export table and export_open[];
+ * it is never held with the btree, journal or bucket locks.
+ * FAILURE: every error is logged with the device's name and path; a device
+ * that is unformatted (without create), foreign or corrupt is refused, never
+ * reformatted behind the admin's back.
+ * NOT HERE: requests (request.c), the modules' own formats.
  */
 #include <config.h>
 
 #include <errno.h>
-#include <stddef.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
 
-#include "cache.h"
+#include "bkey.h"
+#include "btree.h"
+#include "bucket.h"
+#include "cache-internal.h"
+#include "cdev.h"
+#include "journal.h"
 #include "log.h"
+#include "super.h"
+
+#define DEFAULT_JOURNAL_DELAY_MS 100u
+
+/* ---- hooks: the journal and the allocator call back through dev ---- */
+
+static uint64_t
+hook_journal_open_seq (void *opaque)
+{
+  struct ncache_device *dev = opaque;
+  return journal_open_seq (dev->journal);
+}
+
+static int
+hook_journal_flush (void *opaque)
+{
+  struct ncache_device *dev = opaque;
+  return journal_flush (dev->journal);
+}
+
+static int
+hook_close_entry (void *opaque, struct journal *j)
+{
+  struct ncache_device *dev = opaque;
+  return btree_journal_close_entry (dev->bt, j);
+}
+
+static int
+hook_reclaim (void *opaque, uint64_t seq)
+{
+  struct ncache_device *dev = opaque;
+  return btree_write_pinned (dev->bt, seq);
+}
+
+static void
+hook_committed (void *opaque, uint64_t durable_seq)
+{
+  struct ncache_device *dev = opaque;
+  bucket_journal_committed (dev->bs, durable_seq);
+}
+
+/* ---- recovery ---- */
+
+/* Keys of the live journal entries, in order. */
+struct key_vec {
+  struct nc_key *keys;
+  size_t len, cap;
+};
+
+static int
+collect_key (void *opaque, const struct nc_key *k, uint64_t seq)
+{
+  struct key_vec *v = opaque;
+  (void) seq;
+
+  if (v->len == v->cap) {
+    size_t cap = v->cap ? v->cap * 2 : 1024;
+    struct nc_key *keys = realloc (v->keys, cap * sizeof *keys);
+    if (keys == NULL)
+      return -ENOMEM;
+    v->keys = keys;
+    v->cap = cap;
+  }
+  v->keys[v->len++] = *k;
+  return 0;
+}
+
+static int
+mark_node (void *opaque, uint32_t bucket, uint16_t level, uint32_t nkeys)
+{
+  struct ncache_device *dev = opaque;
+  (void) level; (void) nkeys;
+  bucket_mark_btree (dev->bs, bucket);
+  return 0;
+}
+
+static int
+mark_key (void *opaque, const struct nc_key *k)
+{
+  struct ncache_device *dev = opaque;
+  bucket_mark_key (dev->bs, k);
+  return 0;
+}
+
+static int
+mark_tree (struct ncache_device *dev, const struct key_vec *journal_keys)
+{
+  const struct btree_walk_ops ops = {
+    .opaque = dev, .node = mark_node, .key = mark_key,
+  };
+  size_t i;
+  int r;
+
+  bucket_mark_begin (dev->bs);
+  r = btree_walk (dev->bt, &ops);
+  if (r < 0)
+    return r;
+  if (journal_keys != NULL)
+    for (i = 0; i < journal_keys->len; i++)
+      if (bkey_has_data (&journal_keys->keys[i]))
+        bucket_mark_key (dev->bs, &journal_keys->keys[i]);
+  bucket_mark_done (dev->bs);
+  return 0;
+}
+
+/* Steps 2–6 of OPEN in cache-internal.h. */
+static int
+recover (struct ncache_device *dev, const struct ncache_device_tuning *t)
+{
+  const struct bucket_hooks bhooks = {
+    .opaque = dev,
+    .journal_open_seq = hook_journal_open_seq,
+    .journal_flush = hook_journal_flush,
+  };
+  const struct journal_hooks jhooks = {
+    .opaque = dev,
+    .close_entry = hook_close_entry,
+    .reclaim = hook_reclaim,
+    .committed = hook_committed,
+  };
+  struct btree_config bcfg = {
+    .cd = dev->cd, .sb = &dev->sb,
+    .node_cache_bytes = t->node_cache_bytes,
+  };
+  struct key_vec jkeys = { 0 };
+  struct nc_key root;
+  uint16_t root_level;
+  size_t i;
+  int r;
+
+  if ((r = bucket_set_create (dev->cd, &dev->sb, &bhooks, &dev->bs)) < 0 ||
+      (r = prio_read (dev->bs)) < 0 ||
+      (r = journal_create (dev->cd, &dev->sb, &dev->journal)) < 0)
+    goto out;
+  r = journal_replay (dev->journal, collect_key, &jkeys, &root, &root_level);
+  if (r < 0)
+    goto out;
+
+  bcfg.bs = dev->bs;
+  bcfg.journal = dev->journal;
+  if ((r = btree_create (&bcfg, &dev->bt)) < 0 ||
+      (r = btree_set_root (dev->bt, &root, root_level)) < 0)
+    goto out;
+
+  /* Walk #1: nothing the tree or the journal points at may be reused
+   * while the journal is replayed (replay may split nodes).
+   */
+  if ((r = mark_tree (dev, &jkeys)) < 0)
+    goto out;
+  btree_set_accounting (dev->bt, false);
+  for (i = 0; i < jkeys.len; i++)
+    if ((r = btree_replay_key (dev->bt, &jkeys.keys[i])) < 0)
+      goto out;
+  btree_set_accounting (dev->bt, true);
+
+  /* Make the replayed tree durable and record its root: from here on the
+   * old entries are not needed.
+   */
+  if ((r = btree_write_all (dev->bt)) < 0 ||
+      (r = journal_start (dev->journal,
+                          t->journal_delay_ms ? t->journal_delay_ms
+                          : DEFAULT_JOURNAL_DELAY_MS, &jhooks)) < 0)
+    goto out;
+  journal_mark_needed (dev->journal);
+  if ((r = journal_flush (dev->journal)) < 0)
+    goto out;
+
+  /* Walk #2: exact live and dirty counts; the allocator is ready. */
+  if ((r = mark_tree (dev, NULL)) < 0)
+    goto out;
+  log_info ("cache '%s' (%s): %zu journal key(s) replayed",
+            dev->name, dev->cd->path, jkeys.len);
+  r = 0;
+ out:
+  free (jkeys.keys);
+  return r;
+}
+
+static void
+device_free (struct ncache_device *dev)
+{
+  if (dev->journal)
+    journal_destroy (dev->journal);
+  btree_destroy (dev->bt);
+  bucket_set_destroy (dev->bs);
+  cdev_close (dev->cd);
+  pthread_mutex_destroy (&dev->lock);
+  free (dev->name);
+  free (dev);
+}
+
+int
+ncache_device_open_cdev (const char *name, struct cdev *cd, bool create,
+                         const struct ncache_device_tuning *tuning,
+                         struct ncache_device **out)
+{
+  const struct ncache_device_tuning defaults = { 0 };
+  const struct ncache_device_tuning *t = tuning ? tuning : &defaults;
+  struct ncache_device *dev;
+  int r;
+
+  dev = calloc (1, sizeof *dev);
+  if (dev == NULL || (dev->name = strdup (name ? name : "")) == NULL) {
+    log_error ("cache '%s': out of memory", name ? name : "");
+    free (dev);
+    cdev_close (cd);
+    return -ENOMEM;
+  }
+  pthread_mutex_init (&dev->lock, NULL);
+  dev->cd = cd;
+
+  r = super_read (cd, &dev->sb, NULL);
+  if (r == -ENOTSUP && create) {
+    const struct nc_format_options fopts = {
+      .bucket_bytes = t->format_bucket_bytes,
+      .journal_bytes = t->format_journal_bytes,
+      .quiet = true,
+    };
+    log_info ("cache '%s' (%s): no nbdcache superblock; formatting "
+              "(create = yes)", dev->name, cd->path);
+    r = nc_format (cd, &fopts);
+    if (r == 0)
+      r = super_read (cd, &dev->sb, NULL);
+  }
+  if (r < 0)
+    goto err;
+
+  r = recover (dev, t);
+  if (r < 0) {
+    log_error ("cache '%s' (%s): cannot open: %s%s", dev->name, cd->path,
+               strerror (-r),
+               r == -EBADMSG ? " (metadata is corrupt; it is not used)" : "");
+    goto err;
+  }
+  log_info ("cache '%s' (%s): open, %" PRIu32 " buckets of %" PRIu64
+            " KiB", dev->name, cd->path, dev->sb.nbuckets,
+            super_bucket_bytes (&dev->sb) / 1024);
+  *out = dev;
+  return 0;
+
+ err:
+  device_free (dev);
+  return r;
+}
 
 int
 ncache_device_open (const struct ncache_device_config *cfg,
                     struct ncache_device **out)
 {
-  if (cfg == NULL) {
+  struct cdev_file_options fopts = { 0 };
+  struct ncache_device_tuning t = { 0 };
+  struct cdev *cd;
+  int r;
+
+  if (cfg == NULL || cfg->path == NULL) {
     log_error ("cache device: no configuration");
     return -EINVAL;
   }
-  log_error ("cache '%s' (%s): cache devices arrive with the engine core, "
-             "which is not built yet; remove 'cache = %s' from the exports "
-             "that use it and serve them with mode = none",
-             cfg->name ? cfg->name : "", cfg->path ? cfg->path : "?",
-             cfg->name ? cfg->name : "");
-  return -ENOTSUP;
+  fopts.direct = cfg->direct;
+  fopts.create_size_bytes = cfg->create ? cfg->size_bytes : 0;
+  r = cdev_file_open (cfg->path, &fopts, &cd);
+  if (r < 0)
+    return r;
+  t.node_cache_bytes = cfg->node_cache_bytes;
+  t.journal_delay_ms = cfg->journal_delay_ms;
+  t.format_bucket_bytes = cfg->bucket_bytes;
+  t.format_journal_bytes = cfg->journal_bytes;
+  return ncache_device_open_cdev (cfg->name, cd, cfg->create, &t, out);
 }
 
 void
 ncache_device_close (struct ncache_device *dev)
 {
-  /* Nothing can be open yet (see INVARIANTS). */
-  (void) dev;
+  int r;
+
+  if (dev == NULL)
+    return;
+  if (dev->nr_open_exports > 0)
+    log_error ("cache '%s': closed with %u export(s) still open",
+               dev->name, dev->nr_open_exports);
+  /* Write every changed leaf, then one last entry whose last_seq is its
+   * own: the next open replays nothing.
+   */
+  r = btree_write_all (dev->bt);
+  if (r < 0)
+    log_error ("cache '%s': writing the index at close failed: %s "
+               "(the journal still has it)", dev->name, strerror (-r));
+  journal_mark_needed (dev->journal);
+  r = journal_stop (dev->journal);
+  if (r < 0)
+    log_error ("cache '%s': last journal commit failed: %s",
+               dev->name, strerror (-r));
+  device_free (dev);
+}
+
+/* ---- export binding ---- */
+
+int
+device_bind_export (struct ncache_device *dev, const char *name,
+                    const char *uri, uint64_t size_bytes,
+                    enum ncache_mode mode, uint16_t *id)
+{
+  struct nc_sb_export *e;
+  bool changed = false;
+  int r = 0;
+
+  pthread_mutex_lock (&dev->lock);
+  e = super_find_export (&dev->sb, uri);
+  if (e != NULL && e->backing_bytes != size_bytes) {
+    log_error ("export '%s': cache '%s' holds data for %s when it was "
+               "%" PRIu64 " bytes; it is now %" PRIu64 " bytes, so the "
+               "cached data cannot be trusted: restore the size, or "
+               "reformat the cache (nbdcache format --force)",
+               name, dev->name, uri, e->backing_bytes, size_bytes);
+    r = -EINVAL;
+    goto out;
+  }
+  if (e == NULL) {
+    r = super_add_export (&dev->sb, name, uri, size_bytes, (uint8_t) mode,
+                          &e);
+    if (r < 0) {
+      log_error ("export '%s': cannot add %s to cache '%s': %s", name, uri,
+                 dev->name, r == -ENOSPC
+                 ? "its export table is full (15 exports)"
+                 : r == -ENAMETOOLONG ? "the backing URI is too long"
+                 : strerror (-r));
+      goto out;
+    }
+    changed = true;
+  }
+  else if (e->mode != (uint8_t) mode) {
+    e->mode = (uint8_t) mode;
+    changed = true;
+  }
+  if (dev->export_open[e->id]) {
+    log_error ("export '%s': %s is already open on cache '%s'",
+               name, uri, dev->name);
+    r = -EBUSY;
+    goto out;
+  }
+  if (changed && (r = super_write (dev->cd, &dev->sb)) < 0) {
+    log_error ("export '%s': cannot update the superblock of cache '%s': "
+               "%s", name, dev->name, strerror (-r));
+    goto out;
+  }
+  dev->export_open[e->id] = true;
+  dev->nr_open_exports++;
+  *id = e->id;
+ out:
+  pthread_mutex_unlock (&dev->lock);
+  return r;
+}
+
+void
+device_unbind_export (struct ncache_device *dev, uint16_t id)
+{
+  pthread_mutex_lock (&dev->lock);
+  if (id <= NC_MAX_EXPORTS && dev->export_open[id]) {
+    dev->export_open[id] = false;
+    dev->nr_open_exports--;
+  }
+  pthread_mutex_unlock (&dev->lock);
 }

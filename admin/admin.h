@@ -1,0 +1,107 @@
+/* admin.h — nbdcache, the cache device administration tool: what its
+ * commands share.
+ *
+ * Owns: nothing global.  Each command opens the cache device itself.
+ * Commands: format (nbdcache.c), show (show.c), check (check.c); they
+ * inspect a device through inspect.c, which drives the engine modules
+ * (super, prio, journal, btree, bucket marks) read-only.
+ * Exit status (nbdcache(8)): 0 fine; 1 damaged (show, check) or refused
+ * (format); 2 usage error, I/O error, or not an nbdcache cache device.
+ * Threads: one.
+ * Not here: the on-disk format (common/cache/ondisk.h).
+ */
+#ifndef NBDCACHE_ADMIN_H
+#define NBDCACHE_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "bucket.h"
+#include "journal.h"
+#include "ondisk.h"
+#include "progress.h"
+
+#define EXIT_OK 0
+#define EXIT_DAMAGED 1          /* also: format refused */
+#define EXIT_TROUBLE 2          /* usage, I/O, not a cache device */
+
+/* ---- commands (argv[0] is the command name) ---- */
+int cmd_format (int argc, char **argv);
+int cmd_show (int argc, char **argv);
+int cmd_check (int argc, char **argv);
+
+/* The progress line the log sink erases before a message (NULL: none). */
+void admin_set_progress (struct progress *p);
+
+/* ---- inspect.c: a cache device opened read-only ---- */
+
+struct inspect_sb_copy {
+  bool readable;                /* the read succeeded */
+  bool has_magic;
+  const char *why;              /* NULL if valid */
+  uint64_t seq;                 /* if has_magic */
+};
+
+/* What one walk of the index counted. */
+struct inspect_walk {
+  uint64_t nodes, leaves;
+  uint16_t depth;               /* 0 = empty tree */
+  uint64_t keys;                /* leaf keys */
+  uint64_t dirty_keys, zero_keys, stale_keys;
+  uint64_t live_blocks, dirty_blocks; /* current data keys */
+  uint64_t double_refs;         /* buckets or blocks claimed twice */
+  uint64_t foreign_keys;        /* export id not in the export table */
+};
+
+struct inspect {
+  const char *path;
+  struct cdev *cd;
+  struct nc_sb sb;              /* the copy in use */
+  int slot;
+  struct inspect_sb_copy copies[NC_SB_SLOTS];
+  struct bucket_set *bs;        /* after inspect_prios */
+  struct journal *journal;      /* after inspect_journal */
+  struct journal_check_info jinfo;
+  struct nc_key root;
+  uint16_t root_level;
+  uint64_t journal_keys;        /* keys pending replay */
+  uint64_t journal_bad_keys;    /* invalid keys in the journal */
+  bool journal_done;
+  struct inspect_walk walk;
+  bool walk_done;
+  struct bucket_usage usage;    /* after a walk */
+  FILE *report;                 /* where problems found on the way are
+                                   printed (stdout; stderr for show) */
+  struct progress progress;
+};
+
+/* Open path read-only and read its superblock (both copies are recorded
+ * in copies[]).  0, or -ENOTSUP (not an nbdcache device), -EBADMSG (no
+ * valid copy), -errno; logged.  *out is set on every path except -ENOMEM
+ * and a failed open, so the caller can report the copies.
+ */
+int inspect_open (const char *path, struct inspect **out);
+void inspect_close (struct inspect *in);
+
+/* Load the gens and prios (prio_read).  0 or -errno (logged). */
+int inspect_prios (struct inspect *in);
+
+/* Replay the journal without writing: the root, the pending keys (each
+ * checked; bad ones counted and printed to in->report).
+ * 0 or -errno (logged).
+ */
+int inspect_journal (struct inspect *in);
+
+/* Walk the whole index read-only, marking buckets; fills walk and usage.
+ * Needs inspect_prios and inspect_journal.  0 or -errno (logged).
+ */
+int inspect_walk (struct inspect *in);
+
+/* ---- formatting helpers (show.c) ---- */
+void fmt_bytes (uint64_t bytes, char *buf, size_t size);
+void fmt_uuid (const uint8_t uuid[16], char *buf, size_t size);
+const char *fmt_mode (uint8_t mode);
+
+#endif /* NBDCACHE_ADMIN_H */

@@ -1,0 +1,402 @@
+/* inspect.c — a cache device opened read-only, for nbdcache show/check.
+ *
+ * WHAT: opens the device read-only, reads both superblock copies (each
+ * judged on its own, and super_read for the one in use), loads the prios,
+ * replays the journal into memory only (the root and a count of the keys
+ * still pending, each key checked), and walks the whole index through a
+ * read-only btree (no journal), marking buckets the way recovery does so
+ * bucket_get_usage can report free/data/dirty/btree buckets.  The walk
+ * also checks two things no single node can: that no bucket is both a
+ * btree node and data (or two nodes), and that no data block is claimed
+ * by two current keys.
+ * WHY: show and check must see exactly what the server would see at open,
+ * through the same code, yet never write: the device is opened O_RDONLY,
+ * the btree has no journal, and the journal keys are counted rather than
+ * replayed (replaying could split nodes, which writes).
+ * INVARIANTS: nothing here writes to the device (a write would fail with
+ * -EROFS anyway).  in->walk is meaningful only when walk_done.
+ * THREADS AND LOCKS: one thread.
+ * FAILURE: 0 or -errno.  The engine modules log what is wrong (bucket,
+ * reason); messages here add what was being inspected.  Double
+ * references are printed on stdout as problems (they are not errors of
+ * any one module) and counted in walk.double_refs.
+ * NOT HERE: presenting the results (show.c, check.c).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+#include "bkey.h"
+#include "btree.h"
+#include "bucket.h"
+#include "cdev.h"
+#include "compiler.h"
+#include "journal.h"
+#include "log.h"
+#include "super.h"
+
+/* The block bitmap for the double-reference check is skipped above this
+ * (a 32 TiB device at 4 KiB blocks).
+ */
+#define BLOCK_MAP_MAX_BYTES (UINT64_C (1) << 30)
+/* Print at most this many problems of one kind, then a count. */
+#define MAX_PRINTED 20u
+
+enum role { ROLE_NONE = 0, ROLE_NODE, ROLE_DATA };
+
+static void
+read_copies (struct inspect *in)
+{
+  struct nc_sb *buf = cdev_alloc_buffer (NC_BLOCK_BYTES);
+  int i;
+
+  for (i = 0; i < NC_SB_SLOTS; i++) {
+    struct inspect_sb_copy *c = &in->copies[i];
+
+    memset (c, 0, sizeof *c);
+    if (buf == NULL || in->cd->size_bytes < NC_SB_SLOTS * NC_BLOCK_BYTES ||
+        cdev_pread (in->cd, buf, NC_BLOCK_BYTES,
+                    (uint64_t) i * NC_BLOCK_BYTES) < 0) {
+      c->why = "read error";
+      continue;
+    }
+    c->readable = true;
+    c->has_magic = buf->magic == NC_SB_MAGIC;
+    c->seq = buf->seq;
+    c->why = c->has_magic ? super_validate (buf, in->cd->size_bytes)
+      : "no superblock magic";
+    if (c->why == NULL && buf->seq % NC_SB_SLOTS != (uint64_t) i)
+      c->why = "seq does not match its slot";   /* as super_read */
+  }
+  free (buf);
+}
+
+int
+inspect_open (const char *path, struct inspect **out)
+{
+  const struct cdev_file_options opts = { .readonly = true };
+  struct inspect *in = calloc (1, sizeof *in);
+  int r;
+
+  if (in == NULL)
+    return -ENOMEM;
+  in->path = path;
+  in->slot = -1;
+  in->report = stdout;
+  if ((r = cdev_file_open (path, &opts, &in->cd)) < 0) {
+    free (in);
+    return r;
+  }
+  read_copies (in);
+  *out = in;
+  return super_read (in->cd, &in->sb, &in->slot);
+}
+
+void
+inspect_close (struct inspect *in)
+{
+  if (in == NULL)
+    return;
+  progress_end (&in->progress);
+  admin_set_progress (NULL);
+  if (in->journal != NULL)
+    journal_destroy (in->journal);
+  bucket_set_destroy (in->bs);
+  cdev_close (in->cd);
+  free (in);
+}
+
+int
+inspect_prios (struct inspect *in)
+{
+  int r;
+
+  if ((r = bucket_set_create (in->cd, &in->sb, NULL, &in->bs)) < 0) {
+    log_error ("%s: cannot set up the bucket table", in->path);
+    return r;
+  }
+  return prio_read (in->bs);
+}
+
+/* ---- the journal ---- */
+
+static const char *
+journal_key_invalid (const struct inspect *in, const struct nc_key *k)
+{
+  struct nc_key tmp = *k;
+
+  /* A DELETE key has no pointer: check it as a ZERO key of that range. */
+  if (k->flags & NC_KEY_DELETE)
+    tmp.flags = (uint8_t) ((k->flags & ~NC_KEY_DELETE) | NC_KEY_ZERO);
+  return bkey_invalid_leaf (&tmp, in->sb.bucket_blocks, in->sb.data_first,
+                            in->sb.nbuckets);
+}
+
+static int
+count_journal_key (void *opaque, const struct nc_key *k, uint64_t seq)
+{
+  struct inspect *in = opaque;
+  const char *why = journal_key_invalid (in, k);
+
+  in->journal_keys++;
+  if (why != NULL) {
+    in->journal_bad_keys++;
+    if (in->journal_bad_keys <= MAX_PRINTED) {
+      progress_clear (&in->progress);
+      fprintf (in->report, "  PROBLEM: journal entry %" PRIu64 ": key "
+               "(export %u, blocks %" PRIu64 "+%" PRIu32 ", flags 0x%02x, "
+               "bucket %" PRIu32 "): %s\n", seq, k->export_id,
+               k->end - k->size, k->size, k->flags, k->bucket, why);
+    }
+  }
+  return 0;
+}
+
+int
+inspect_journal (struct inspect *in)
+{
+  int r;
+
+  if ((r = journal_check (in->cd, &in->sb, &in->jinfo)) < 0)
+    return r;
+  if ((r = journal_create (in->cd, &in->sb, &in->journal)) < 0) {
+    log_error ("%s: cannot set up the journal", in->path);
+    return r;
+  }
+  in->journal_keys = in->journal_bad_keys = 0;
+  r = journal_replay (in->journal, count_journal_key, in, &in->root,
+                      &in->root_level);
+  if (r < 0)
+    return r;
+  in->journal_done = true;
+  if (in->journal_bad_keys > MAX_PRINTED)
+    fprintf (in->report, "  PROBLEM: ... and %" PRIu64 " more invalid "
+             "journal keys\n", in->journal_bad_keys - MAX_PRINTED);
+  return 0;
+}
+
+/* ---- the walk ---- */
+
+struct walk {
+  struct inspect *in;
+  uint8_t *role;                /* per bucket: enum role */
+  uint64_t *block_map;          /* data blocks claimed by current keys;
+                                   NULL if too big to keep */
+  uint64_t printed;
+  /* Progress: each export's blocks laid end to end in id order. */
+  uint64_t base[NC_MAX_EXPORTS + 1], blocks[NC_MAX_EXPORTS + 1];
+  uint64_t total;
+  bool known[NC_MAX_EXPORTS + 1]; /* ids in the export table */
+};
+
+static void
+problem (struct walk *w, const char *fmt, ...)
+  ATTRIBUTE_FORMAT_PRINTF (2, 3);
+
+static void
+problem (struct walk *w, const char *fmt, ...)
+{
+  va_list ap;
+
+  w->in->walk.double_refs++;
+  if (++w->printed > MAX_PRINTED)
+    return;
+  progress_clear (&w->in->progress);
+  fputs ("  PROBLEM: ", w->in->report);
+  va_start (ap, fmt);
+  vfprintf (w->in->report, fmt, ap);
+  va_end (ap);
+  fputc ('\n', w->in->report);
+}
+
+static void
+set_role (struct walk *w, uint32_t bucket, enum role role)
+{
+  uint8_t old;
+
+  if (w->role == NULL || bucket >= w->in->sb.nbuckets)
+    return;
+  old = w->role[bucket];
+  if (old == ROLE_NODE && role == ROLE_NODE)
+    problem (w, "bucket %" PRIu32 " holds two btree nodes", bucket);
+  else if (old != ROLE_NONE && old != role)
+    problem (w, "bucket %" PRIu32 " is used both by a btree node and by "
+             "data", bucket);
+  if (old != ROLE_NODE)
+    w->role[bucket] = (uint8_t) role;
+}
+
+static void
+claim_blocks (struct walk *w, const struct nc_key *k)
+{
+  uint64_t first, i;
+  bool reported = false;
+
+  if (w->block_map == NULL)
+    return;
+  first = (uint64_t) k->bucket * w->in->sb.bucket_blocks + k->offset;
+  if (first + k->size >
+      (uint64_t) w->in->sb.nbuckets * w->in->sb.bucket_blocks)
+    return;                     /* the walk reports invalid keys itself */
+  for (i = first; i < first + k->size; i++) {
+    uint64_t bit = UINT64_C (1) << (i % 64);
+
+    if ((w->block_map[i / 64] & bit) && !reported) {
+      problem (w, "export %u blocks %" PRIu64 "+%" PRIu32 ": cache block %"
+               PRIu64 " (bucket %" PRIu32 ") is also used by another key",
+               k->export_id, k->end - k->size, k->size, i, k->bucket);
+      reported = true;
+    }
+    w->block_map[i / 64] |= bit;
+  }
+}
+
+static void
+draw (struct walk *w, uint64_t pos)
+{
+  const struct inspect_walk *s = &w->in->walk;
+
+  progress_draw (&w->in->progress, pos, "%" PRIu64 " nodes, %" PRIu64
+                 " keys", s->nodes, s->keys);
+}
+
+static int
+walk_node (void *opaque, uint32_t bucket, uint16_t level, uint32_t nkeys)
+{
+  struct walk *w = opaque;
+  struct inspect_walk *s = &w->in->walk;
+
+  s->nodes++;
+  if (level == 0)
+    s->leaves++;
+  if (level + 1u > s->depth)
+    s->depth = (uint16_t) (level + 1u);
+  bucket_mark_btree (w->in->bs, bucket);
+  set_role (w, bucket, ROLE_NODE);
+  if (progress_due (&w->in->progress))
+    draw (w, w->in->progress.done);
+  return 0;
+}
+
+static int
+walk_key (void *opaque, const struct nc_key *k)
+{
+  struct walk *w = opaque;
+  struct inspect_walk *s = &w->in->walk;
+
+  s->keys++;
+  if (k->export_id > NC_MAX_EXPORTS || !w->known[k->export_id])
+    s->foreign_keys++;
+
+  if (bkey_is_zero (k)) {
+    s->zero_keys++;
+    if (bkey_is_dirty (k))
+      s->dirty_keys++;
+  }
+  else if (bucket_mark_key (w->in->bs, k)) {
+    s->live_blocks += k->size;
+    if (bkey_is_dirty (k)) {
+      s->dirty_keys++;
+      s->dirty_blocks += k->size;
+    }
+    set_role (w, k->bucket, ROLE_DATA);
+    claim_blocks (w, k);
+  }
+  else
+    s->stale_keys++;
+
+  if (progress_due (&w->in->progress)) {
+    uint64_t pos = 0;
+
+    if (k->export_id <= NC_MAX_EXPORTS)
+      pos = w->base[k->export_id] + MIN (k->end, w->blocks[k->export_id]);
+    draw (w, pos);
+  }
+  return 0;
+}
+
+static void
+plan_progress (struct walk *w)
+{
+  const struct nc_sb *sb = &w->in->sb;
+  uint64_t base = 0;
+  unsigned id;
+  size_t i;
+
+  for (id = 1; id <= NC_MAX_EXPORTS; id++) {
+    w->base[id] = base;
+    for (i = 0; i < NC_MAX_EXPORTS; i++)
+      if (sb->exports[i].id == id) {
+        w->known[id] = true;
+        w->blocks[id] = (sb->exports[i].backing_bytes + NC_BLOCK_BYTES - 1)
+          / NC_BLOCK_BYTES;
+      }
+    base += w->blocks[id];
+  }
+  w->total = base;
+}
+
+int
+inspect_walk (struct inspect *in)
+{
+  const struct btree_walk_ops ops = {
+    .node = walk_node, .key = walk_key,
+  };
+  struct btree_walk_ops o = ops;
+  struct btree_config cfg = {
+    .cd = in->cd, .sb = &in->sb, .bs = in->bs, .journal = NULL,
+  };
+  struct btree *bt = NULL;
+  struct walk w = { .in = in };
+  uint64_t map_bytes;
+  int r;
+
+  memset (&in->walk, 0, sizeof in->walk);
+  in->walk_done = false;
+  o.opaque = &w;
+
+  w.role = calloc (in->sb.nbuckets, 1);
+  map_bytes = ((uint64_t) in->sb.nbuckets * in->sb.bucket_blocks + 63) / 64
+    * sizeof (uint64_t);
+  if (map_bytes <= BLOCK_MAP_MAX_BYTES)
+    w.block_map = calloc (1, map_bytes);
+  if (w.role == NULL || w.block_map == NULL)
+    log_warning ("%s: not enough memory to check for doubly used buckets "
+                 "and blocks; skipping that check", in->path);
+
+  plan_progress (&w);
+  progress_start (&in->progress, "walking the index", w.total);
+  admin_set_progress (&in->progress);
+
+  if ((r = btree_create (&cfg, &bt)) < 0) {
+    log_error ("%s: cannot set up the btree", in->path);
+    goto out;
+  }
+  btree_set_accounting (bt, false);
+  if ((r = btree_set_root (bt, &in->root, in->root_level)) < 0)
+    goto out;
+  bucket_mark_begin (in->bs);
+  if ((r = btree_walk (bt, &o)) < 0)
+    goto out;
+  bucket_mark_done (in->bs);
+  bucket_get_usage (in->bs, &in->usage);
+  in->walk_done = true;
+  if (w.printed > MAX_PRINTED)
+    fprintf (in->report, "  PROBLEM: ... and %" PRIu64 " more doubly used "
+             "buckets or blocks\n", w.printed - MAX_PRINTED);
+  r = 0;
+
+ out:
+  progress_end (&in->progress);
+  admin_set_progress (NULL);
+  btree_destroy (bt);
+  free (w.role);
+  free (w.block_map);
+  return r;
+}

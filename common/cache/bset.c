@@ -1,0 +1,265 @@
+/* bset.c — a btree node's bucket on disk (see bset.h).
+ *
+ * WHAT: builds the bset a node write appends (header, sorted keys, zero
+ * padding, checksum), reads a node bucket back by walking its chain of
+ * bsets and keeping the newest valid one, and checks a node's keys
+ * (order, disjointness, validity, parent bounds).
+ * WHY: everything the btree trusts about a node it read comes through
+ * here, so there is one place that decides "valid".
+ * INVARIANTS:
+ * - A bset starts at a block boundary; bset seq n + 1 follows seq n
+ *   directly (at the next block after it), seq 1 at block 0.
+ * - Walking stops at the first bset that is not a valid successor: a
+ *   torn or lost last write (bad checksum), blocks from a previous node
+ *   in the same bucket (other nonce) or never written.  The newest valid
+ *   bset before it is the node; the next bset goes where it stopped.
+ * - Only the first span_blocks of the bucket are read or written.
+ * THREADS AND LOCKS: none; the caller serialises.
+ * FAILURE: -EBADMSG with one log line naming the bucket and the reason
+ * when not even the first bset is valid or the keys are not a valid node;
+ * the device read's -errno (logged by the cdev).
+ * NOT HERE: when and where nodes are written, the cache (btree.c).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "bkey.h"
+#include "bset.h"
+#include "cdev.h"
+#include "compiler.h"
+#include "log.h"
+#include "ondisk.h"
+#include "super.h"
+
+void
+bset_geom_init (struct bset_geom *g, const struct nc_sb *sb,
+                uint32_t max_keys)
+{
+  /* A node bucket holds bsets in at most its first MiB (or two largest
+   * bsets, if that is more).
+   */
+  const uint32_t span_min = (UINT32_C (1) << 20) / NC_BLOCK_BYTES;
+
+  memcpy (g->uuid, sb->uuid, sizeof g->uuid);
+  g->bucket_blocks = sb->bucket_blocks;
+  g->data_first = sb->data_first;
+  g->nbuckets = sb->nbuckets;
+  g->max_keys = max_keys;
+  g->cap_keys = max_keys + 2;
+  g->max_bset_blocks = bset_blocks (g->cap_keys);
+  g->span_blocks = MIN (sb->bucket_blocks,
+                        MAX (span_min, 2 * g->max_bset_blocks));
+  g->read_blocks = MIN (g->span_blocks, g->max_bset_blocks + 1);
+}
+
+void
+bset_build (const struct bset_geom *g, void *buf, uint16_t level,
+            uint64_t nonce, uint64_t seq, uint64_t journal_seq,
+            const struct nc_key *keys, uint32_t nkeys)
+{
+  struct nc_bset *h = buf;
+  size_t bytes = sizeof *h + (size_t) nkeys * sizeof (struct nc_key);
+  size_t padded = (size_t) bset_blocks (nkeys) * NC_BLOCK_BYTES;
+
+  memset (h, 0, sizeof *h);
+  h->magic = NC_BSET_MAGIC;
+  h->version = NC_FORMAT_VERSION;
+  h->level = level;
+  memcpy (h->uuid, g->uuid, sizeof h->uuid);
+  h->nonce = nonce;
+  h->seq = seq;
+  h->journal_seq = journal_seq;
+  h->nkeys = nkeys;
+  if (nkeys > 0)
+    memcpy (h->keys, keys, (size_t) nkeys * sizeof (struct nc_key));
+  memset ((char *) buf + bytes, 0, padded - bytes);
+  h->csum = nc_csum (buf, bytes);
+}
+
+const char *
+bset_check_keys (const struct bset_geom *g, uint16_t level,
+                 const struct nc_key *keys, uint32_t nkeys,
+                 struct bpos lo, struct bpos hi, uint32_t *bad)
+{
+  const char *why = NULL;
+  uint32_t i = 0;
+
+  /* Sorted keys lie within (lo, hi] if the first and the last do, and a
+   * leaf's keys start at or after lo.end if the first of lo's export
+   * does (the rest are disjoint and after it).
+   */
+  if (nkeys > 0) {
+    why = "key is not above the node's lower bound";
+    if (bpos_cmp (bpos_of (&keys[0]), lo) <= 0)
+      goto bad;
+    i = nkeys - 1;
+    why = "key is beyond the node's upper bound";
+    if (bpos_cmp (bpos_of (&keys[i]), hi) > 0)
+      goto bad;
+    i = 0;
+    why = "key starts below the node's lower bound";
+    if (level == 0 && keys[0].export_id == lo.export_id &&
+        bkey_start (&keys[0]) < lo.end)
+      goto bad;
+  }
+  for (i = 0; i < nkeys; i++) {
+    const struct nc_key *k = &keys[i];
+
+    if (level == 0)
+      why = bkey_invalid_leaf (k, g->bucket_blocks, g->data_first,
+                               g->nbuckets);
+    else
+      why = bkey_invalid_ptr (k, g->data_first, g->nbuckets);
+    if (unlikely (why != NULL))
+      goto bad;
+    if (i > 0) {
+      const struct nc_key *prev = &keys[i - 1];
+
+      if (prev->export_id == k->export_id) {
+        /* Same export: a leaf's keys must not overlap (which also makes
+         * them sorted, sizes being >= 1); pointers must increase.
+         */
+        why = level == 0 ? "keys overlap or are not sorted"
+          : "keys are not sorted";
+        if (unlikely (level == 0 ? prev->end > bkey_start (k)
+                      : prev->end >= k->end))
+          goto bad;
+      }
+      else if (unlikely (prev->export_id > k->export_id)) {
+        why = "keys are not sorted";
+        goto bad;
+      }
+    }
+  }
+  if (level > 0) {
+    i = nkeys;
+    why = "interior node has no children";
+    if (nkeys == 0)
+      goto bad;
+    i = nkeys - 1;
+    why = "last child does not reach the node's upper bound";
+    if (bpos_cmp (bpos_of (&keys[i]), hi) != 0)
+      goto bad;
+  }
+  return NULL;
+
+ bad:
+  if (bad != NULL)
+    *bad = i;
+  return why;
+}
+
+/* NULL if the header at block b is a valid successor of seq prev_seq (its
+ * checksum is checked separately), else why not.
+ */
+static const char *
+check_header (const struct bset_geom *g, const struct nc_bset *h,
+              uint16_t level, uint64_t nonce, uint64_t prev_seq)
+{
+  if (h->magic != NC_BSET_MAGIC)
+    return "bad magic";
+  if (h->version != NC_FORMAT_VERSION)
+    return "unsupported format version";
+  if (memcmp (h->uuid, g->uuid, sizeof h->uuid) != 0)
+    return "uuid of another cache set";
+  if (h->nonce != nonce)
+    return "nonce differs from the parent's pointer";
+  if (h->seq != prev_seq + 1)
+    return prev_seq == 0 ? "first bset's seq is not 1" : "seq out of order";
+  if (h->level != level)
+    return "wrong level";
+  if (h->nkeys > g->cap_keys)
+    return "too many keys";
+  return NULL;
+}
+
+int
+bset_read_node (const struct bset_geom *g, struct cdev *cd, void *buf,
+                uint32_t bucket, uint16_t level, uint64_t nonce,
+                struct bpos lo, struct bpos hi, struct nc_key *keys,
+                struct bset_node_info *info)
+{
+  const uint64_t base = (uint64_t) bucket * g->bucket_blocks * NC_BLOCK_BYTES;
+  const uint32_t wmax = g->read_blocks;
+  uint32_t win_lo = 0, win_hi = 0;      /* blocks held in buf */
+  uint32_t b = 0, bad_key = 0;
+  struct bset_node_info found = { 0 };
+  const char *why = NULL;
+  int r;
+
+  while (b < g->span_blocks) {
+    const struct nc_bset *h;
+    uint32_t nb;
+    size_t bytes;
+
+    if (b + 1 > win_hi) {
+      uint32_t len = MIN (wmax, g->span_blocks - b);
+
+      r = cdev_pread (cd, buf, (size_t) len * NC_BLOCK_BYTES,
+                      base + (uint64_t) b * NC_BLOCK_BYTES);
+      if (r < 0)
+        return r;
+      win_lo = b;
+      win_hi = b + len;
+    }
+    h = (const struct nc_bset *) ((const char *) buf
+                                  + (size_t) (b - win_lo) * NC_BLOCK_BYTES);
+    if ((why = check_header (g, h, level, nonce, found.seq)) != NULL)
+      break;
+    nb = bset_blocks (h->nkeys);
+    why = "bset runs past the node's blocks";
+    if (nb > g->span_blocks - b)
+      break;
+    if (b + nb > win_hi) {
+      /* Re-read from this bset: the window holds any whole bset. */
+      uint32_t len = MIN (wmax, g->span_blocks - b);
+
+      r = cdev_pread (cd, buf, (size_t) len * NC_BLOCK_BYTES,
+                      base + (uint64_t) b * NC_BLOCK_BYTES);
+      if (r < 0)
+        return r;
+      win_lo = b;
+      win_hi = b + len;
+      h = buf;
+    }
+    bytes = sizeof *h + (size_t) h->nkeys * sizeof (struct nc_key);
+    why = "bad checksum";
+    if (h->csum != nc_csum (h, bytes))
+      break;
+    why = NULL;
+    memcpy (keys, h->keys, (size_t) h->nkeys * sizeof (struct nc_key));
+    found.nkeys = h->nkeys;
+    found.seq = h->seq;
+    found.journal_seq = h->journal_seq;
+    found.nr_bsets++;
+    b += nb;
+    found.next_block = b;
+  }
+
+  if (found.seq == 0) {
+    if (why == NULL)
+      why = "no bset";
+    log_error ("btree node in bucket %" PRIu32 " (level %u): first bset: %s",
+               bucket, level, why);
+    return -EBADMSG;
+  }
+  if (why != NULL)
+    log_debug ("btree node in bucket %" PRIu32 ": bset after seq %" PRIu64
+               " at block %" PRIu32 " not used: %s",
+               bucket, found.seq, b, why);
+
+  why = bset_check_keys (g, level, keys, found.nkeys, lo, hi, &bad_key);
+  if (why != NULL) {
+    log_error ("btree node in bucket %" PRIu32 " (level %u, bset seq %"
+               PRIu64 "): key %" PRIu32 ": %s",
+               bucket, level, found.seq, bad_key, why);
+    return -EBADMSG;
+  }
+  *info = found;
+  return 0;
+}

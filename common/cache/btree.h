@@ -1,0 +1,190 @@
+/* btree.h — the index: a B+tree of extent keys with a bounded node cache.
+ *
+ * WHAT: maps (export_id, block range) to where the data is: a data key
+ * (bucket, offset, gen, DIRTY?), a ZERO key, or nothing (a miss).
+ * - Leaves hold struct nc_key extents, sorted by (export_id, end) and
+ *   disjoint.  Interior nodes hold child pointers: key (export_id, end) =
+ *   the greatest position the child covers; the last child of every level
+ *   covers up to (NC_EXPORT_ID_MAX, UINT64_MAX).  All leaves are at level 0.
+ * - A node owns one bucket; each node write appends a full sorted bset
+ *   (ondisk.h) after the previous one; when the bucket is full the node
+ *   moves to a new bucket.  A node holds at most btree_node_max_keys keys
+ *   (min(4096, what lets two bsets fit in a bucket)); a full node splits in
+ *   two.  Nodes are never merged (an empty leaf is legal).
+ * - Each leaf owns the blocks between its bounds: no key crosses from
+ *   one leaf's blocks into another's.  Inserting a key goes leaf by leaf
+ *   over its range: in each leaf it cuts every key it overlaps (a key
+ *   straddling both ends is split in two) and stores its piece there, as
+ *   one change of that leaf, so a leaf written at any time holds, for
+ *   each block, its old value or the new one — never a cut without the
+ *   piece that replaced it.  A DELETE key only cuts.
+ *
+ * DURABILITY: leaf changes are written lazily.  Every inserted key is also
+ * appended to the journal (journal_add) under the btree lock, and a leaf
+ * with unwritten changes carries a pin (the journal seq of its first such
+ * change); the journal asks btree_write_pinned to write leaves before it
+ * drops entries.  Structural changes (split, move to a new bucket, new
+ * root) are written at once: new nodes are written and synced, then the
+ * parent is rewritten and synced, up to the root; a new root is recorded
+ * by the next journal entry (journal_mark_needed).  A replaced node's
+ * bucket is freed with bucket_free_node at the journal's open seq, so it
+ * is not reused before a durable entry no longer refers to it.  Before any
+ * node write the cache device is synced (the data keys point at must be
+ * durable before the keys are).
+ *
+ * NODE CACHE: interior nodes and the root stay in memory; leaves are
+ * loaded on demand and evicted (least recently used, clean first; a dirty
+ * leaf is written before it is evicted) to keep the bytes of all in-memory
+ * nodes under node_cache_bytes (config node_cache_size, default 64 MiB).
+ * 100 M extents in 64 MiB of nodes work; it is only slower.
+ *
+ * PLACEHOLDERS (race-free promotion, bcache's "check key"): a lookup may
+ * register a placeholder over the range it returned.  Any later insert
+ * that overlaps it (write, trim, zero, invalidate) kills it.  The read path
+ * fetches from the backing store, writes the cache, and inserts with
+ * btree_insert_promoted, which stores the key only if its placeholder is
+ * still alive — so a racing write always wins.  Placeholders are memory
+ * only and never journaled.
+ *
+ * STALE KEYS: a data key whose bucket gen has moved on is treated as a
+ * miss by lookups and dropped when met by cuts, node writes and sweeps.
+ *
+ * THREADS AND LOCKS: one mutex (the btree lock) around every operation,
+ * including node loads and writes.  Lock order: btree -> journal -> bucket.
+ * The journal's hooks (close_entry, reclaim) take the btree lock
+ * themselves, so journal_wait/flush must never be called with it held.
+ * FAILURE: -EIO from device I/O; -EBADMSG (logged with the bucket and the
+ * reason) when a node read from disk fails its checksum or an invariant —
+ * the node is never trusted; -ENOSPC if no node bucket can be had.
+ */
+#ifndef NBDCACHE_BTREE_H
+#define NBDCACHE_BTREE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ondisk.h"
+
+struct cdev;
+struct bucket_set;
+struct journal;
+struct btree;
+
+#define BTREE_MAX_DEPTH 8
+#define BTREE_NODE_CACHE_DEFAULT_BYTES (UINT64_C (64) << 20)
+
+struct btree_config {
+  struct cdev *cd;
+  const struct nc_sb *sb;       /* valid; read-only here */
+  struct bucket_set *bs;
+  struct journal *journal;      /* NULL: read-only use (nbdcache check) */
+  uint64_t node_cache_bytes;    /* 0 = default */
+  /* Tests only: keys per node, 4 .. btree_node_max_keys (sb), so that a
+   * few thousand keys build a deep tree.  0 = btree_node_max_keys (sb).
+   * A tree must be reopened with the value it was written with.
+   */
+  uint32_t max_keys;
+};
+
+int btree_create (const struct btree_config *cfg, struct btree **out);
+/* Frees memory only: call btree_write_all first to keep changes. */
+void btree_destroy (struct btree *bt);
+
+/* Keys per node for this device. */
+uint32_t btree_node_max_keys (const struct nc_sb *sb);
+
+/* ---- recovery (single-threaded, before serving) ---- */
+/* The root from the journal (root->size == 0: empty tree; the first
+ * insert creates a leaf root).  Loads and checks the root node.
+ */
+int btree_set_root (struct btree *bt, const struct nc_key *root,
+                    uint16_t level);
+/* While false, inserts do not call bucket_account (recovery: the buckets
+ * are counted by a walk afterwards).  Default true.
+ */
+void btree_set_accounting (struct btree *bt, bool on);
+/* One replayed journal key (DELETE keys cut; stale data keys skipped:
+ * not stored, but they still cut what they overlap, as they did when
+ * first inserted — else an older key they had replaced would come back).
+ * Not journaled again.
+ */
+int btree_replay_key (struct btree *bt, const struct nc_key *k);
+
+struct btree_walk_ops {
+  void *opaque;
+  /* Each node reached, parents before children. */
+  int (*node) (void *opaque, uint32_t bucket, uint16_t level,
+               uint32_t nkeys);
+  /* Each leaf key in order (stale ones too: the callback decides). */
+  int (*key) (void *opaque, const struct nc_key *k);
+};
+/* Visit the whole tree (loading nodes through the bounded cache), checking
+ * every invariant: keys sorted, disjoint, valid (bkey_invalid_*), within
+ * the parent's bounds, child gens current, levels consistent.  -EBADMSG
+ * on the first violation (logged).  A callback's non-zero return stops
+ * the walk and is returned.
+ */
+int btree_walk (struct btree *bt, const struct btree_walk_ops *ops);
+
+/* ---- run time ---- */
+
+/* What a lookup found for one piece of the range. */
+struct btree_piece {
+  uint64_t start, end;          /* blocks, [start, end) */
+  bool found;                   /* false: a miss (no key or a stale one) */
+  struct nc_key key;            /* if found: clipped to exactly the piece */
+};
+
+/* Describe [start, end) of export_id as consecutive pieces from start.
+ * Fills at most max pieces and returns how many (>= 1); if they end
+ * before `end`, call again from the last piece's end.  With placeholder
+ * != NULL, registers a placeholder over [start, last piece end) and
+ * returns its id (always non-zero) in *placeholder.
+ */
+int btree_lookup (struct btree *bt, uint16_t export_id, uint64_t start,
+                  uint64_t end, struct btree_piece *out, size_t max,
+                  uint64_t *placeholder);
+
+/* Insert keys (data, ZERO or DELETE, all of one export) in order: each
+ * cuts what it overlaps, kills overlapping placeholders, is accounted in
+ * the bucket set and journaled.  *seq (optional) = the journal seq that
+ * holds them; *cut (optional) = true if any existing key (not a stale
+ * one) was cut.  A stale data key is not stored (it only cuts).  On an
+ * error part way (-EIO, -ENOSPC from a split) the keys up to and
+ * including the failing one may be applied, and are journaled.
+ */
+int btree_insert (struct btree *bt, const struct nc_key *keys, size_t n,
+                  uint64_t *seq, bool *cut);
+
+/* Insert a promoted (clean) key only if placeholder id is still alive;
+ * then drop the placeholder.  *inserted says which happened.
+ */
+int btree_insert_promoted (struct btree *bt, uint64_t placeholder,
+                           const struct nc_key *k, bool *inserted,
+                           uint64_t *seq);
+/* Drop a placeholder without inserting (the read failed, no space …). */
+void btree_placeholder_drop (struct btree *bt, uint64_t placeholder);
+
+/* Journal hooks. */
+int btree_journal_close_entry (void *bt, struct journal *j);
+int btree_write_pinned (void *bt, uint64_t seq);
+/* Write every leaf with unwritten changes (clean shutdown). */
+int btree_write_all (struct btree *bt);
+
+/* Drop stale keys everywhere, write what that changed, and recompute the
+ * buckets' oldest gens (bucket_gc_*).  Called when the allocator says
+ * -EAGAIN.
+ */
+int btree_sweep (struct btree *bt);
+
+struct btree_stats {
+  uint16_t depth;               /* 1 = the root is a leaf; 0 = empty */
+  uint64_t nodes_in_memory, node_bytes_in_memory, node_cache_bytes;
+  uint64_t dirty_leaves;
+  uint64_t node_reads, node_writes, node_evictions, splits;
+  uint64_t placeholders_killed;
+};
+void btree_get_stats (struct btree *bt, struct btree_stats *st);
+
+#endif /* NBDCACHE_BTREE_H */

@@ -1,0 +1,939 @@
+/* bucket.c — the bucket set: states, gens, priorities, live accounting and
+ * the allocator.
+ *
+ * WHAT: the in-memory state of every bucket of a cache device (bucket.h
+ * describes the life of a bucket) and the allocator over it: two write
+ * points for data, whole buckets for btree nodes, a FIFO of FREE buckets
+ * refilled in batches (gen bumps of EMPTY buckets, then eviction of cold
+ * clean buckets), and the list of PENDING buckets that the journal frees.
+ * WHY: a bucket is the unit of reuse; reusing one means bumping its gen
+ * and making that durable before anything is written into it, so every
+ * old pointer into it is stale after any crash.
+ *
+ * INVARIANTS:
+ * - nr_state[s] is the number of buckets in state s.
+ * - free_fifo holds exactly the FREE buckets, each once.  A FREE bucket's
+ *   gen is durable (it was in a prio copy written and synced after its
+ *   last bump) and nothing points into it with that gen.
+ * - pending lists every PENDING bucket (on_pending_list); entries of
+ *   buckets that left PENDING are dropped at the next commit.
+ * - OPEN: the current bucket of a write point (in_wp) or one still
+ *   holding open references; DATA has open == 0 and live_blocks > 0
+ *   (after marks; run-time cuts turn it PENDING at 0).
+ * - A bucket is bumped only while (gen + 1 - oldest_gen) mod 256 <=
+ *   BUCKET_GEN_MAX_DISTANCE; oldest_gen only moves forward through marks
+ *   and sweeps.
+ * - Data allocations leave BUCKET_BTREE_RESERVE FREE buckets for nodes.
+ * - A bucket with dirty_blocks > 0 is never evicted.
+ *
+ * THREADS AND LOCKS: bs->lock guards everything except gen (release
+ * stores under the lock, acquire loads anywhere), prio (relaxed atomics:
+ * hits are lock-free) and the I/O counter.  Prio writes happen under the
+ * lock (they serialise the allocators and freeze the gens they write);
+ * hooks->journal_flush is always called with the lock dropped, and the
+ * write point is re-examined afterwards.  Callers may hold the btree and
+ * journal locks (lock order btree -> journal -> bucket).
+ *
+ * FAILURE: -ENOSPC (no FREE bucket can be made without dropping dirty
+ * data), -EAGAIN (only stale keys block gen bumps: run btree_sweep), -EIO
+ * from prio writes (logged there; the bumped buckets stay EMPTY and are
+ * bumped again later).  Accounting that would underflow, a put of a bucket
+ * that is not open, freeing a node bucket that holds no node: bugs
+ * elsewhere, each kind logged once per set and ignored (counts clamped),
+ * never fatal.
+ *
+ * NOT HERE: the prio copies on disk (prio.c), moving dirty data (moving
+ * GC), discards.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BUCKET_INTERNALS
+#include "bkey.h"
+#include "bucket.h"
+#include "cdev.h"
+#include "compiler.h"
+#include "log.h"
+
+/* Gen bumps of EMPTY buckets per prio write: at least this many. */
+#define REFILL_BATCH_MIN 64u
+/* Clean buckets evicted per prio write: at least this many. */
+#define EVICT_BATCH_MIN 4u
+/* Journal flushes one data allocation may wait for before it evicts. */
+#define MAX_FLUSHES 2
+/* A hit above BUCKET_PRIO_HIT adds this. */
+#define PRIO_HIT_STEP (BUCKET_PRIO_HIT / 8)
+#define PRIO_MAX UINT16_MAX
+
+/* take_free_locked: "drop the lock, flush the journal, try again". */
+#define NEED_FLUSH 1
+
+static inline uint8_t
+gen_load (const struct bucket *b)
+{
+  return __atomic_load_n (&b->gen, __ATOMIC_ACQUIRE);
+}
+
+static inline uint16_t
+prio_load (const struct bucket *b)
+{
+  return __atomic_load_n (&b->prio, __ATOMIC_RELAXED);
+}
+
+static inline void
+prio_store (struct bucket *b, uint16_t prio)
+{
+  __atomic_store_n (&b->prio, prio, __ATOMIC_RELAXED);
+}
+
+/* Is gen a further behind cur than gen b (modulo 256)? */
+static inline bool
+gen_older (uint8_t cur, uint8_t a, uint8_t b)
+{
+  return (uint8_t) (cur - a) > (uint8_t) (cur - b);
+}
+
+static inline bool
+is_data_bucket (const struct bucket_set *bs, uint32_t bucket)
+{
+  return bucket >= bs->data_first && bucket < bs->nbuckets;
+}
+
+/* May the bucket take one more gen bump? */
+static inline bool
+can_bump (const struct bucket *b)
+{
+  return (uint8_t) (b->gen + 1 - b->oldest_gen) <= BUCKET_GEN_MAX_DISTANCE;
+}
+
+/* The new gen is made durable by the caller (a prio write) before the
+ * bucket is handed out.  Pointers with the old gen are stale from now.
+ */
+static void
+bump_gen_locked (struct bucket *b)
+{
+  __atomic_store_n (&b->gen, (uint8_t) (b->gen + 1), __ATOMIC_RELEASE);
+  b->live_blocks = 0;
+  b->dirty_blocks = 0;
+}
+
+static uint64_t
+open_seq (struct bucket_set *bs)
+{
+  if (bs->hooks.journal_open_seq == NULL)
+    return 0;
+  return bs->hooks.journal_open_seq (bs->hooks.opaque);
+}
+
+static void
+set_state_locked (struct bucket_set *bs, uint32_t i, enum bucket_state st)
+{
+  struct bucket *b = &bs->b[i];
+
+  bs->nr_state[b->state]--;
+  bs->nr_state[st]++;
+  b->state = st;
+}
+
+static void
+push_free_locked (struct bucket_set *bs, uint32_t i)
+{
+  set_state_locked (bs, i, BUCKET_FREE);
+  bs->free_fifo[(bs->free_head + bs->free_len) % bs->nbuckets] = i;
+  bs->free_len++;
+}
+
+static int
+pop_free_locked (struct bucket_set *bs, uint32_t *out)
+{
+  while (bs->free_len > 0) {
+    uint32_t i = bs->free_fifo[bs->free_head];
+
+    bs->free_head = (bs->free_head + 1) % bs->nbuckets;
+    bs->free_len--;
+    if (bs->b[i].state == BUCKET_FREE) {
+      *out = i;
+      return 0;
+    }
+  }
+  log_error ("cache device %s: bucket allocator: %" PRIu32 " FREE buckets "
+             "counted but none listed (bug)", bs->cd->path,
+             bs->nr_state[BUCKET_FREE]);
+  return -ENOSPC;
+}
+
+static void
+make_pending_locked (struct bucket_set *bs, uint32_t i, uint64_t seq)
+{
+  struct bucket *b = &bs->b[i];
+
+  set_state_locked (bs, i, BUCKET_PENDING);
+  b->free_seq = seq;
+  if (!b->on_pending_list) {
+    b->on_pending_list = true;
+    bs->pending[bs->nr_pending++] = i;
+  }
+}
+
+/* An OPEN bucket that no write point owns and no write holds. */
+static void
+settle_open_locked (struct bucket_set *bs, uint32_t i)
+{
+  if (bs->b[i].live_blocks > 0)
+    set_state_locked (bs, i, BUCKET_DATA);
+  else
+    make_pending_locked (bs, i, open_seq (bs));
+}
+
+static void
+close_wp_locked (struct bucket_set *bs, struct bucket_write_point *w)
+{
+  struct bucket *b = &bs->b[w->bucket];
+
+  w->valid = false;
+  b->in_wp = false;
+  if (b->open == 0)
+    settle_open_locked (bs, w->bucket);
+}
+
+static void
+open_wp_locked (struct bucket_set *bs, struct bucket_write_point *w,
+                uint32_t i)
+{
+  struct bucket *b = &bs->b[i];
+
+  set_state_locked (bs, i, BUCKET_OPEN);
+  b->in_wp = true;
+  b->open = 0;
+  b->live_blocks = 0;
+  b->dirty_blocks = 0;
+  prio_store (b, BUCKET_PRIO_HIT);
+  w->valid = true;
+  w->bucket = i;
+  w->next = 0;
+}
+
+/* Caller bugs, each kind logged once per set. */
+enum complaint {
+  COMPLAIN_ACCOUNT = 1u << 0,
+  COMPLAIN_PUT = 1u << 1,
+  COMPLAIN_FREE_NODE = 1u << 2,
+};
+
+static void
+complain_locked (struct bucket_set *bs, enum complaint kind, const char *what,
+                 uint32_t bucket)
+{
+  if (bs->complained & kind)
+    return;
+  bs->complained |= kind;
+  log_error ("cache device %s: bucket %" PRIu32 ": %s (a bug; not logged "
+             "again)", bs->cd->path, bucket, what);
+}
+
+/* ---- making FREE buckets ---- */
+
+/* Bump up to refill_batch EMPTY buckets and make them durable and FREE.
+ * Returns how many, or -errno.  *gen_limited is set when an EMPTY bucket
+ * was passed over for its gen distance.
+ */
+static int
+refill_from_empty_locked (struct bucket_set *bs, bool *gen_limited)
+{
+  uint32_t ndata = bs->nbuckets - bs->data_first;
+  uint32_t n = 0, seen, i;
+  int r;
+
+  if (bs->nr_state[BUCKET_EMPTY] == 0)
+    return 0;
+  i = bs->empty_cursor;
+  for (seen = 0; seen < ndata && n < bs->refill_batch; seen++) {
+    struct bucket *b;
+
+    if (i < bs->data_first || i >= bs->nbuckets)
+      i = bs->data_first;
+    b = &bs->b[i];
+    if (b->state == BUCKET_EMPTY) {
+      if (can_bump (b)) {
+        bump_gen_locked (b);
+        bs->scratch[n++] = i;
+      }
+      else
+        *gen_limited = true;
+    }
+    i++;
+  }
+  bs->empty_cursor = i;
+  if (n == 0)
+    return 0;
+  if ((r = prio_write_locked (bs)) < 0)
+    return r;
+  for (i = 0; i < n; i++)
+    push_free_locked (bs, bs->scratch[i]);
+  return (int) n;
+}
+
+/* Eviction candidates: a max-heap on (prio, bucket) of the k lowest. */
+static bool
+cand_above (struct bucket_set *bs, uint32_t a, uint32_t b)
+{
+  uint16_t pa = prio_load (&bs->b[a]), pb = prio_load (&bs->b[b]);
+
+  return pa != pb ? pa > pb : a > b;
+}
+
+static void
+heap_sift_down (struct bucket_set *bs, uint32_t *h, uint32_t n, uint32_t i)
+{
+  for (;;) {
+    uint32_t l = 2 * i + 1, r = l + 1, m = i, t;
+
+    if (l < n && cand_above (bs, h[l], h[m]))
+      m = l;
+    if (r < n && cand_above (bs, h[r], h[m]))
+      m = r;
+    if (m == i)
+      return;
+    t = h[i];
+    h[i] = h[m];
+    h[m] = t;
+    i = m;
+  }
+}
+
+static void
+heap_sift_up (struct bucket_set *bs, uint32_t *h, uint32_t i)
+{
+  while (i > 0) {
+    uint32_t p = (i - 1) / 2, t;
+
+    if (!cand_above (bs, h[i], h[p]))
+      return;
+    t = h[i];
+    h[i] = h[p];
+    h[p] = t;
+    i = p;
+  }
+}
+
+/* Invalidate up to `want` clean DATA buckets of the lowest prio (their
+ * keys go stale), make the new gens durable and the buckets FREE, lowest
+ * prio first.  Returns how many, or -errno.
+ */
+static int
+evict_locked (struct bucket_set *bs, uint32_t want, bool *gen_limited)
+{
+  uint32_t *h = bs->scratch;
+  uint32_t k = MIN (MAX (want, bs->evict_batch),
+                    MAX (bs->refill_batch, bs->evict_batch));
+  uint32_t n = 0, i;
+  int r;
+
+  if (bs->nr_state[BUCKET_DATA] == 0)
+    return 0;
+  for (i = bs->data_first; i < bs->nbuckets; i++) {
+    struct bucket *b = &bs->b[i];
+
+    if (b->state != BUCKET_DATA || b->dirty_blocks > 0 || b->open > 0)
+      continue;
+    if (!can_bump (b)) {
+      *gen_limited = true;
+      continue;
+    }
+    if (n < k) {
+      h[n] = i;
+      heap_sift_up (bs, h, n);
+      n++;
+    }
+    else if (cand_above (bs, h[0], i)) {
+      h[0] = i;
+      heap_sift_down (bs, h, n, 0);
+    }
+  }
+  if (n == 0)
+    return 0;
+  /* Heap sort: ascending (prio, bucket). */
+  for (i = n; i > 1; i--) {
+    uint32_t t = h[0];
+
+    h[0] = h[i - 1];
+    h[i - 1] = t;
+    heap_sift_down (bs, h, i - 1, 0);
+  }
+  for (i = 0; i < n; i++) {
+    bump_gen_locked (&bs->b[h[i]]);
+    set_state_locked (bs, h[i], BUCKET_EMPTY);
+  }
+  if ((r = prio_write_locked (bs)) < 0)
+    return r;
+  for (i = 0; i < n; i++)
+    push_free_locked (bs, h[i]);
+  bs->evictions += n;
+  log_debug ("cache device %s: evicted %" PRIu32 " clean buckets",
+             bs->cd->path, n);
+  return (int) n;
+}
+
+/* A FREE bucket, leaving `reserve` FREE ones behind.  NEED_FLUSH when
+ * may_flush and a journal commit would free PENDING buckets.
+ */
+static int
+take_free_locked (struct bucket_set *bs, uint32_t reserve, bool may_flush,
+                  uint32_t *out)
+{
+  bool gen_limited = false;
+  uint32_t nfree;
+  int r;
+
+  if (bs->nr_state[BUCKET_FREE] > reserve)
+    return pop_free_locked (bs, out);
+
+  if ((r = refill_from_empty_locked (bs, &gen_limited)) < 0)
+    return r;
+  if (bs->nr_state[BUCKET_FREE] > reserve)
+    return pop_free_locked (bs, out);
+
+  if (may_flush && bs->nr_state[BUCKET_PENDING] > 0 &&
+      bs->hooks.journal_flush != NULL)
+    return NEED_FLUSH;
+
+  nfree = bs->nr_state[BUCKET_FREE];
+  if ((r = evict_locked (bs, reserve + 1 - nfree, &gen_limited)) < 0)
+    return r;
+  if (bs->nr_state[BUCKET_FREE] > reserve)
+    return pop_free_locked (bs, out);
+
+  return gen_limited ? -EAGAIN : -ENOSPC;
+}
+
+/* ---- create / destroy ---- */
+
+int
+bucket_set_create (struct cdev *cd, const struct nc_sb *sb,
+                   const struct bucket_hooks *hooks,
+                   struct bucket_set **out)
+{
+  struct bucket_set *bs;
+  uint32_t i, ndata;
+  uint64_t copy_end;
+  int r;
+
+  copy_end = (uint64_t) sb->prio_first + 2 * (uint64_t) sb->prio_buckets;
+  if (sb->bucket_blocks == 0 || sb->nbuckets <= sb->data_first ||
+      copy_end > sb->data_first || sb->prio_buckets == 0 ||
+      prio_copy_bytes (sb) >
+      (uint64_t) sb->prio_buckets * sb->bucket_blocks * NC_BLOCK_BYTES) {
+    log_error ("cache device %s: bucket set: inconsistent superblock "
+               "geometry", cd->path);
+    return -EINVAL;
+  }
+
+  bs = calloc (1, sizeof *bs);
+  if (bs == NULL)
+    return -ENOMEM;
+  bs->cd = cd;
+  bs->sb = *sb;
+  if (hooks != NULL)
+    bs->hooks = *hooks;
+  bs->nbuckets = sb->nbuckets;
+  bs->data_first = sb->data_first;
+  bs->bucket_blocks = sb->bucket_blocks;
+  ndata = bs->nbuckets - bs->data_first;
+  bs->refill_batch = MAX (REFILL_BATCH_MIN, ndata >> 9);
+  bs->evict_batch = MAX (EVICT_BATCH_MIN, ndata >> 10);
+  bs->prio_copy = 1;            /* so the first write goes to copy A */
+
+  r = -ENOMEM;
+  bs->b = calloc (bs->nbuckets, sizeof *bs->b);
+  bs->free_fifo = calloc (bs->nbuckets, sizeof *bs->free_fifo);
+  bs->pending = calloc (bs->nbuckets, sizeof *bs->pending);
+  bs->scratch = calloc (MAX (bs->refill_batch, bs->evict_batch),
+                        sizeof *bs->scratch);
+  bs->prio_buf = cdev_alloc_buffer (prio_copy_bytes (sb));
+  if (bs->b == NULL || bs->free_fifo == NULL || bs->pending == NULL ||
+      bs->scratch == NULL || bs->prio_buf == NULL)
+    goto err;
+  if ((r = -pthread_mutex_init (&bs->lock, NULL)) < 0)
+    goto err;
+
+  for (i = 0; i < bs->nbuckets; i++)
+    bs->b[i].state = i < bs->data_first ? BUCKET_META : BUCKET_EMPTY;
+  bs->nr_state[BUCKET_META] = bs->data_first;
+  bs->nr_state[BUCKET_EMPTY] = ndata;
+  bs->empty_cursor = bs->data_first;
+  *out = bs;
+  return 0;
+
+ err:
+  free (bs->b);
+  free (bs->free_fifo);
+  free (bs->pending);
+  free (bs->scratch);
+  free (bs->prio_buf);
+  free (bs);
+  return r;
+}
+
+void
+bucket_set_destroy (struct bucket_set *bs)
+{
+  if (bs == NULL)
+    return;
+  pthread_mutex_destroy (&bs->lock);
+  free (bs->b);
+  free (bs->free_fifo);
+  free (bs->pending);
+  free (bs->scratch);
+  free (bs->prio_buf);
+  free (bs);
+}
+
+void
+bucket_reset_locked (struct bucket_set *bs)
+{
+  uint32_t i;
+
+  memset (bs->nr_state, 0, sizeof bs->nr_state);
+  for (i = 0; i < bs->nbuckets; i++) {
+    struct bucket *b = &bs->b[i];
+
+    b->live_blocks = b->dirty_blocks = b->open = 0;
+    b->marked = b->in_wp = b->on_pending_list = false;
+    b->free_seq = 0;
+    b->oldest_gen = b->gc_oldest = gen_load (b);
+    b->state = i < bs->data_first ? BUCKET_META : BUCKET_EMPTY;
+    bs->nr_state[b->state]++;
+  }
+  for (i = 0; i < NR_WRITE_POINTS; i++)
+    bs->wp[i].valid = false;
+  bs->free_head = bs->free_len = 0;
+  bs->nr_pending = 0;
+  bs->empty_cursor = bs->data_first;
+}
+
+/* ---- recovery marks ---- */
+
+void
+bucket_mark_begin (struct bucket_set *bs)
+{
+  uint32_t i;
+
+  pthread_mutex_lock (&bs->lock);
+  for (i = bs->data_first; i < bs->nbuckets; i++) {
+    struct bucket *b = &bs->b[i];
+
+    b->marked = false;
+    b->live_blocks = b->dirty_blocks = 0;
+    b->oldest_gen = gen_load (b);
+  }
+  pthread_mutex_unlock (&bs->lock);
+}
+
+void
+bucket_mark_btree (struct bucket_set *bs, uint32_t bucket)
+{
+  if (!is_data_bucket (bs, bucket))
+    return;
+  pthread_mutex_lock (&bs->lock);
+  bs->b[bucket].marked = true;
+  pthread_mutex_unlock (&bs->lock);
+}
+
+bool
+bucket_mark_key (struct bucket_set *bs, const struct nc_key *k)
+{
+  struct bucket *b;
+  uint8_t gen;
+  bool current;
+
+  if (!bkey_has_data (k))
+    return true;                /* points nowhere: never stale */
+  if (!is_data_bucket (bs, k->bucket))
+    return false;
+  b = &bs->b[k->bucket];
+  pthread_mutex_lock (&bs->lock);
+  gen = gen_load (b);
+  current = k->gen == gen;
+  if (current) {
+    b->live_blocks += k->size;
+    if (bkey_is_dirty (k))
+      b->dirty_blocks += k->size;
+  }
+  else if (gen_older (gen, k->gen, b->oldest_gen))
+    b->oldest_gen = k->gen;
+  pthread_mutex_unlock (&bs->lock);
+  return current;
+}
+
+void
+bucket_mark_done (struct bucket_set *bs)
+{
+  uint32_t i;
+
+  pthread_mutex_lock (&bs->lock);
+  memset (bs->nr_state, 0, sizeof bs->nr_state);
+  bs->nr_state[BUCKET_META] = bs->data_first;
+  bs->free_head = bs->free_len = 0;
+  bs->nr_pending = 0;
+  for (i = bs->data_first; i < bs->nbuckets; i++) {
+    struct bucket *b = &bs->b[i];
+    enum bucket_state old = b->state, st;
+
+    b->on_pending_list = false;
+    if (b->in_wp || b->open > 0)
+      st = BUCKET_OPEN;
+    else if (b->marked) {
+      if (b->live_blocks > 0)
+        log_warning ("cache device %s: bucket %" PRIu32 " holds a btree "
+                     "node and %" PRIu32 " blocks of data keys; keeping it "
+                     "as a node", bs->cd->path, i, b->live_blocks);
+      st = BUCKET_BTREE;
+    }
+    else if (b->live_blocks > 0)
+      st = BUCKET_DATA;
+    else if (old == BUCKET_FREE || old == BUCKET_PENDING)
+      st = old;                 /* keep a durable bump / a pending free */
+    else
+      st = BUCKET_EMPTY;
+    if (st == BUCKET_BTREE || st == BUCKET_EMPTY || st == BUCKET_FREE ||
+        st == BUCKET_PENDING)
+      b->live_blocks = b->dirty_blocks = 0;
+    b->state = st;
+    bs->nr_state[st]++;
+    if (st == BUCKET_FREE)
+      bs->free_fifo[bs->free_len++] = i;
+    else if (st == BUCKET_PENDING) {
+      b->on_pending_list = true;
+      bs->pending[bs->nr_pending++] = i;
+    }
+  }
+  pthread_mutex_unlock (&bs->lock);
+}
+
+void
+bucket_gc_begin (struct bucket_set *bs)
+{
+  uint32_t i;
+
+  pthread_mutex_lock (&bs->lock);
+  for (i = bs->data_first; i < bs->nbuckets; i++)
+    bs->b[i].gc_oldest = gen_load (&bs->b[i]);
+  pthread_mutex_unlock (&bs->lock);
+}
+
+void
+bucket_gc_note (struct bucket_set *bs, const struct nc_key *k)
+{
+  struct bucket *b;
+
+  if (!bkey_has_data (k) || !is_data_bucket (bs, k->bucket))
+    return;
+  b = &bs->b[k->bucket];
+  pthread_mutex_lock (&bs->lock);
+  if (gen_older (gen_load (b), k->gen, b->gc_oldest))
+    b->gc_oldest = k->gen;
+  pthread_mutex_unlock (&bs->lock);
+}
+
+void
+bucket_gc_end (struct bucket_set *bs)
+{
+  uint32_t i;
+
+  pthread_mutex_lock (&bs->lock);
+  for (i = bs->data_first; i < bs->nbuckets; i++)
+    bs->b[i].oldest_gen = bs->b[i].gc_oldest;
+  pthread_mutex_unlock (&bs->lock);
+}
+
+/* ---- run time ---- */
+
+uint8_t
+bucket_gen (struct bucket_set *bs, uint32_t bucket)
+{
+  if (bucket >= bs->nbuckets)
+    return 0;
+  return gen_load (&bs->b[bucket]);
+}
+
+bool
+bucket_ptr_stale (struct bucket_set *bs, const struct nc_key *k)
+{
+  if (!bkey_has_data (k))
+    return false;
+  if (k->bucket >= bs->nbuckets)
+    return true;
+  return k->gen != gen_load (&bs->b[k->bucket]);
+}
+
+int
+bucket_alloc_data (struct bucket_set *bs, enum bucket_wp wp,
+                   uint32_t nblocks, struct bucket_extent *out)
+{
+  struct bucket_write_point *w;
+  int flushes = 0, r;
+  uint32_t i;
+
+  if ((unsigned) wp >= NR_WRITE_POINTS || nblocks == 0)
+    return -EINVAL;
+  w = &bs->wp[wp];
+  pthread_mutex_lock (&bs->lock);
+  for (;;) {
+    if (w->valid) {
+      struct bucket *b = &bs->b[w->bucket];
+      uint32_t n = MIN (nblocks, bs->bucket_blocks - w->next);
+
+      out->bucket = w->bucket;
+      out->offset = w->next;
+      out->nblocks = n;
+      out->gen = gen_load (b);
+      b->open++;
+      w->next += n;
+      if (w->next == bs->bucket_blocks)
+        close_wp_locked (bs, w);
+      pthread_mutex_unlock (&bs->lock);
+      return 0;
+    }
+    r = take_free_locked (bs, BUCKET_BTREE_RESERVE, flushes < MAX_FLUSHES,
+                          &i);
+    if (r == 0) {
+      open_wp_locked (bs, w, i);
+      continue;
+    }
+    if (r != NEED_FLUSH)
+      break;
+    flushes++;
+    pthread_mutex_unlock (&bs->lock);
+    r = bs->hooks.journal_flush (bs->hooks.opaque);
+    pthread_mutex_lock (&bs->lock);
+    if (r < 0)
+      break;
+  }
+  pthread_mutex_unlock (&bs->lock);
+  return r;
+}
+
+void
+bucket_put_open (struct bucket_set *bs, uint32_t bucket)
+{
+  struct bucket *b;
+
+  if (!is_data_bucket (bs, bucket))
+    return;
+  b = &bs->b[bucket];
+  pthread_mutex_lock (&bs->lock);
+  if (b->state != BUCKET_OPEN || b->open == 0)
+    complain_locked (bs, COMPLAIN_PUT, "put of a bucket that is not open", bucket);
+  else if (--b->open == 0 && !b->in_wp)
+    settle_open_locked (bs, bucket);
+  pthread_mutex_unlock (&bs->lock);
+}
+
+int
+bucket_alloc_node (struct bucket_set *bs, uint32_t *bucket, uint8_t *gen)
+{
+  uint32_t i;
+  int r;
+
+  pthread_mutex_lock (&bs->lock);
+  r = take_free_locked (bs, 0, false, &i);
+  if (r == 0) {
+    struct bucket *b = &bs->b[i];
+
+    set_state_locked (bs, i, BUCKET_BTREE);
+    b->live_blocks = b->dirty_blocks = 0;
+    prio_store (b, 0);
+    *bucket = i;
+    *gen = gen_load (b);
+  }
+  pthread_mutex_unlock (&bs->lock);
+  /* bucket.h promises -ENOSPC only; a gen-limited set is just as full
+   * for a caller that cannot sweep.
+   */
+  return r == -EAGAIN ? -ENOSPC : r;
+}
+
+void
+bucket_free_node (struct bucket_set *bs, uint32_t bucket, uint64_t seq)
+{
+  if (!is_data_bucket (bs, bucket))
+    return;
+  pthread_mutex_lock (&bs->lock);
+  if (bs->b[bucket].state != BUCKET_BTREE)
+    complain_locked (bs, COMPLAIN_FREE_NODE, "freeing a node bucket that holds no node", bucket);
+  else
+    make_pending_locked (bs, bucket, seq);
+  pthread_mutex_unlock (&bs->lock);
+}
+
+void
+bucket_account (struct bucket_set *bs, const struct nc_key *k, int sign)
+{
+  struct bucket *b;
+
+  if (!bkey_has_data (k) || sign == 0)
+    return;
+  if (!is_data_bucket (bs, k->bucket))
+    return;
+  b = &bs->b[k->bucket];
+  pthread_mutex_lock (&bs->lock);
+  if (k->gen != gen_load (b))
+    goto out;                   /* stale: counted nowhere */
+  switch ((enum bucket_state) b->state) {
+  case BUCKET_OPEN:
+  case BUCKET_DATA:
+  case BUCKET_PENDING:
+  case BUCKET_EMPTY:
+    break;
+  default:
+    complain_locked (bs, COMPLAIN_ACCOUNT, "a current data key points into a bucket holding "
+                     "no data", k->bucket);
+    goto out;
+  }
+  if (sign > 0) {
+    b->live_blocks += k->size;
+    if (bkey_is_dirty (k))
+      b->dirty_blocks += k->size;
+    if (b->state == BUCKET_EMPTY || b->state == BUCKET_PENDING)
+      set_state_locked (bs, k->bucket, BUCKET_DATA);
+    goto out;
+  }
+  if (b->live_blocks < k->size) {
+    complain_locked (bs, COMPLAIN_ACCOUNT, "live block count would go below zero", k->bucket);
+    b->live_blocks = 0;
+  }
+  else
+    b->live_blocks -= k->size;
+  if (bkey_is_dirty (k)) {
+    if (b->dirty_blocks < k->size) {
+      complain_locked (bs, COMPLAIN_ACCOUNT, "dirty block count would go below zero",
+                       k->bucket);
+      b->dirty_blocks = 0;
+    }
+    else
+      b->dirty_blocks -= k->size;
+  }
+  if (b->dirty_blocks > b->live_blocks)
+    b->dirty_blocks = b->live_blocks;
+  if (b->state == BUCKET_DATA && b->live_blocks == 0)
+    make_pending_locked (bs, k->bucket, open_seq (bs));
+ out:
+  pthread_mutex_unlock (&bs->lock);
+}
+
+void
+bucket_journal_committed (struct bucket_set *bs, uint64_t durable_seq)
+{
+  uint32_t i, kept = 0;
+
+  pthread_mutex_lock (&bs->lock);
+  for (i = 0; i < bs->nr_pending; i++) {
+    uint32_t n = bs->pending[i];
+    struct bucket *b = &bs->b[n];
+
+    if (b->state == BUCKET_PENDING && b->free_seq > durable_seq) {
+      bs->pending[kept++] = n;
+      continue;
+    }
+    b->on_pending_list = false;
+    if (b->state == BUCKET_PENDING)
+      set_state_locked (bs, n, BUCKET_EMPTY);
+  }
+  bs->nr_pending = kept;
+  pthread_mutex_unlock (&bs->lock);
+}
+
+/* Every prio loses an eighth (at least 1 while above 0).  A hit racing
+ * with the pass wins.
+ */
+static void
+decay_prios (struct bucket_set *bs)
+{
+  uint32_t i;
+
+  pthread_mutex_lock (&bs->lock);
+  for (i = bs->data_first; i < bs->nbuckets; i++) {
+    struct bucket *b = &bs->b[i];
+    uint16_t old = prio_load (b);
+
+    if (old == 0)
+      continue;
+    __atomic_compare_exchange_n (&b->prio, &old,
+                                 (uint16_t) (old - (old + 7) / 8), false,
+                                 __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+  }
+  pthread_mutex_unlock (&bs->lock);
+}
+
+void
+bucket_io (struct bucket_set *bs)
+{
+  uint64_t n = __atomic_add_fetch (&bs->ios, 1, __ATOMIC_RELAXED);
+
+  if (n % BUCKET_DECAY_IOS == 0)
+    decay_prios (bs);
+}
+
+void
+bucket_hit (struct bucket_set *bs, uint32_t bucket)
+{
+  if (is_data_bucket (bs, bucket)) {
+    struct bucket *b = &bs->b[bucket];
+    uint16_t old = prio_load (b), new;
+
+    do {
+      if (old < BUCKET_PRIO_HIT)
+        new = BUCKET_PRIO_HIT;
+      else
+        new = (uint16_t) MIN ((uint32_t) old + PRIO_HIT_STEP, PRIO_MAX);
+    } while (!__atomic_compare_exchange_n (&b->prio, &old, new, true,
+                                           __ATOMIC_RELAXED,
+                                           __ATOMIC_RELAXED));
+  }
+  bucket_io (bs);
+}
+
+void
+bucket_get_usage (struct bucket_set *bs, struct bucket_usage *u)
+{
+  uint32_t i;
+
+  memset (u, 0, sizeof *u);
+  pthread_mutex_lock (&bs->lock);
+  u->nbuckets = bs->nbuckets - bs->data_first;
+  u->free = bs->nr_state[BUCKET_FREE];
+  u->empty = bs->nr_state[BUCKET_EMPTY];
+  u->pending = bs->nr_state[BUCKET_PENDING];
+  u->open = bs->nr_state[BUCKET_OPEN];
+  u->data = bs->nr_state[BUCKET_DATA];
+  u->btree = bs->nr_state[BUCKET_BTREE];
+  for (i = bs->data_first; i < bs->nbuckets; i++) {
+    const struct bucket *b = &bs->b[i];
+
+    u->live_blocks += b->live_blocks;
+    u->dirty_blocks += b->dirty_blocks;
+    if (b->dirty_blocks > 0)
+      u->dirty_buckets++;
+  }
+  u->evictions = bs->evictions;
+  u->prio_writes = bs->prio_writes;
+  pthread_mutex_unlock (&bs->lock);
+}
+
+enum bucket_state
+bucket_state_of (struct bucket_set *bs, uint32_t bucket)
+{
+  enum bucket_state st;
+
+  if (bucket >= bs->nbuckets)
+    return BUCKET_META;
+  pthread_mutex_lock (&bs->lock);
+  st = bs->b[bucket].state;
+  pthread_mutex_unlock (&bs->lock);
+  return st;
+}

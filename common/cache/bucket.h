@@ -1,0 +1,294 @@
+/* bucket.h — buckets: gens, priorities, live counts, the allocator, and
+ * the persistent prio copies.
+ *
+ * WHAT: one in-memory struct per bucket of the cache device, and the
+ * allocator that hands out space:
+ * - data space through two *write points* (open buckets filled
+ *   sequentially): WP_DIRTY for writeback writes and WP_CLEAN for
+ *   promotions and writethrough copies, so clean data shares buckets only
+ *   with clean data and a clean bucket can be evicted whole;
+ * - whole buckets for btree nodes (bucket_alloc_node), which may dip into
+ *   a reserve that data allocations leave alone, so a split never fails
+ *   for lack of space.
+ * bucket.c is the allocator and accounting; prio.c reads and writes the
+ * prio copies (gens + priorities) described in ondisk.h.
+ *
+ * GENS: a pointer (bucket, gen) is valid while the bucket's gen equals
+ * gen.  Reusing a bucket bumps its gen, and the new gen is made durable
+ * (prio_write, which syncs) *before* the bucket is handed out, so after
+ * any crash every pointer into the bucket's previous life is stale.
+ * To keep 8-bit gens unambiguous a bucket is never bumped more than
+ * BUCKET_GEN_MAX_DISTANCE past the oldest gen any key may still hold
+ * (oldest_gen, recomputed by every btree walk: recovery and btree_sweep).
+ *
+ * LIFE OF A DATA BUCKET:
+ *   FREE (gen durable, ready) -> OPEN (a write point fills it; holds
+ *   an open count while writes into it are in flight) -> DATA (live_blocks
+ *   > 0) -> PENDING (live_blocks reached 0: the keys that emptied it are
+ *   in the journal entry `free_seq`, not yet durable) -> EMPTY (that entry
+ *   is durable; needs a gen bump) -> FREE.
+ *   Eviction: a DATA bucket with dirty_blocks == 0, not open, of the lowest
+ *   prio, is invalidated by a gen bump (its keys go stale) -> FREE.
+ *   Node buckets: FREE -> BTREE -> (bucket_free_node) PENDING -> EMPTY.
+ *   Journal, prio and bucket 0: META, never allocated.
+ *
+ * ACCOUNTING: the btree calls bucket_account for every key it stores (+1)
+ * and every key or part of a key it cuts (-1); keys with a stale gen are
+ * ignored.  live_blocks / dirty_blocks are therefore exact for the
+ * current gen.
+ *
+ * PRIORITIES: a hit raises the bucket's prio to BUCKET_PRIO_HIT (or by a
+ * step); every BUCKET_DECAY_IOS accounted I/Os all prios decay.  Eviction
+ * picks the lowest.
+ *
+ * THREADS AND LOCKS: one mutex inside the bucket set.  Lock order:
+ * btree lock -> bucket lock (the btree calls in under its lock); the
+ * bucket code never calls the btree or the journal while holding its lock.
+ * bucket_gen is a lock-free acquire load (read path gen recheck).
+ * FAILURE: -ENOSPC when no space can be had without dropping dirty data;
+ * -EAGAIN when only a btree sweep (stale keys) would free gens; -EIO from
+ * prio writes (logged).
+ */
+#ifndef NBDCACHE_BUCKET_H
+#define NBDCACHE_BUCKET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ondisk.h"
+
+struct cdev;
+struct bucket_set;
+
+#define BUCKET_GEN_MAX_DISTANCE 96
+#define BUCKET_PRIO_HIT 32768u
+#define BUCKET_DECAY_IOS 4096u
+/* Node buckets kept back from data allocations. */
+#define BUCKET_BTREE_RESERVE 8u
+
+enum bucket_wp { WP_DIRTY = 0, WP_CLEAN = 1, NR_WRITE_POINTS };
+
+enum bucket_state {
+  BUCKET_META = 0,              /* superblock, journal, prio: never used */
+  BUCKET_FREE,                  /* gen bumped and durable: ready */
+  BUCKET_EMPTY,                 /* unused; needs a gen bump first */
+  BUCKET_PENDING,               /* emptied; free once free_seq is durable */
+  BUCKET_OPEN,                  /* a write point is filling it */
+  BUCKET_DATA,
+  BUCKET_BTREE,
+};
+
+/* A piece of data space. */
+struct bucket_extent {
+  uint32_t bucket;
+  uint32_t offset;              /* blocks within the bucket */
+  uint32_t nblocks;
+  uint8_t gen;
+};
+
+struct bucket_hooks {
+  void *opaque;
+  /* Journal: the seq of the entry now open (keys accounted now land in
+   * it).  Lock-free.
+   */
+  uint64_t (*journal_open_seq) (void *opaque);
+  /* Journal: commit everything added so far and wait (called without the
+   * bucket lock, and only from bucket_alloc_data, never under the btree
+   * lock).  0 or -errno.
+   */
+  int (*journal_flush) (void *opaque);
+};
+
+struct bucket_usage {
+  uint32_t nbuckets;            /* data + btree area */
+  uint32_t free, empty, pending, open, data, btree;
+  uint32_t dirty_buckets;       /* data buckets with dirty_blocks > 0 */
+  uint64_t live_blocks, dirty_blocks;
+  uint64_t evictions;           /* since open */
+  uint64_t prio_writes;
+};
+
+/* In-memory state for a device with superblock sb (valid).  Every data
+ * bucket starts EMPTY with gen 0 until prio_read and the recovery marks.
+ */
+int bucket_set_create (struct cdev *cd, const struct nc_sb *sb,
+                       const struct bucket_hooks *hooks,
+                       struct bucket_set **out);
+void bucket_set_destroy (struct bucket_set *bs);
+
+/* ---- prio.c ---- */
+/* Load gens and prios from the newest valid prio copy.  -EBADMSG (logged,
+ * naming the copy and the reason) if neither is valid.
+ */
+int prio_read (struct bucket_set *bs);
+/* Write every bucket's gen and prio to the older copy with seq+1, sync.
+ * Takes the bucket lock.
+ */
+int prio_write (struct bucket_set *bs);
+/* Format: write copy A (seq 1) with every gen 0 and prio 0; no sync. */
+int prio_format (struct cdev *cd, const struct nc_sb *sb);
+/* For nbdcache check/show: validate one copy (0 = A, 1 = B); NULL if
+ * valid (and *seq set) or a static reason.
+ */
+const char *prio_check_copy (struct cdev *cd, const struct nc_sb *sb,
+                             int copy, uint64_t *seq);
+
+/* ---- recovery marks (single-threaded, before serving) ---- */
+/* Forget all marks: every non-META bucket unmarked, counts zero.  Device
+ * open marks twice (before and after replaying the journal).
+ */
+void bucket_mark_begin (struct bucket_set *bs);
+/* A reachable btree node. */
+void bucket_mark_btree (struct bucket_set *bs, uint32_t bucket);
+/* A leaf key met by the walk: notes its gen for oldest_gen and, when the
+ * gen is current, counts it live (and dirty).  True if the key is current.
+ */
+bool bucket_mark_key (struct bucket_set *bs, const struct nc_key *k);
+/* Walk finished: unmarked data buckets become EMPTY, marked ones DATA;
+ * oldest_gen is set for every bucket.
+ */
+void bucket_mark_done (struct bucket_set *bs);
+
+/* btree_sweep uses the same marks at run time, only for oldest_gen:
+ * begin resets oldest_gen := gen, note lowers it, end publishes it.
+ */
+void bucket_gc_begin (struct bucket_set *bs);
+void bucket_gc_note (struct bucket_set *bs, const struct nc_key *k);
+void bucket_gc_end (struct bucket_set *bs);
+
+/* ---- run time ---- */
+
+/* The bucket's gen now (acquire). */
+uint8_t bucket_gen (struct bucket_set *bs, uint32_t bucket);
+/* A data key whose gen differs from its bucket's. */
+bool bucket_ptr_stale (struct bucket_set *bs, const struct nc_key *k);
+
+/* Up to nblocks contiguous blocks from write point wp (fewer at the end of
+ * a bucket).  *out holds an open reference on out->bucket: release it with
+ * bucket_put_open once the key is inserted (or abandoned).  May block to
+ * make new gens durable, to evict cold clean buckets, or to wait for a
+ * journal commit that frees PENDING buckets.  -ENOSPC if the cache is
+ * full of dirty data and btree nodes; -EAGAIN if a btree sweep is needed.
+ */
+int bucket_alloc_data (struct bucket_set *bs, enum bucket_wp wp,
+                       uint32_t nblocks, struct bucket_extent *out);
+void bucket_put_open (struct bucket_set *bs, uint32_t bucket);
+
+/* A whole bucket for a btree node, gen durable.  Never waits for the
+ * journal (it is called under the btree lock); may use the reserve and
+ * evict clean buckets.  -ENOSPC only if that fails too.
+ */
+int bucket_alloc_node (struct bucket_set *bs, uint32_t *bucket, uint8_t *gen);
+/* A node bucket is no longer referenced by the in-memory tree; it becomes
+ * reusable once journal entry `seq` is durable.
+ */
+void bucket_free_node (struct bucket_set *bs, uint32_t bucket, uint64_t seq);
+
+/* Key stored (sign +1) or cut away (sign -1; k is the part removed).
+ * Stale and ZERO keys are ignored.  A data bucket whose live count drops
+ * to 0 becomes PENDING at the journal's open seq.
+ */
+void bucket_account (struct bucket_set *bs, const struct nc_key *k, int sign);
+
+/* Journal entry `durable_seq` and all before it are durable: PENDING
+ * buckets with free_seq <= durable_seq become EMPTY.
+ */
+void bucket_journal_committed (struct bucket_set *bs, uint64_t durable_seq);
+
+/* A read hit the bucket: raise its prio; counts an I/O for decay. */
+void bucket_hit (struct bucket_set *bs, uint32_t bucket);
+/* Count an I/O for decay without a hit. */
+void bucket_io (struct bucket_set *bs);
+
+void bucket_get_usage (struct bucket_set *bs, struct bucket_usage *u);
+enum bucket_state bucket_state_of (struct bucket_set *bs, uint32_t bucket);
+
+/* ---- internals shared by bucket.c and prio.c ----
+ * Added by the bucket module (additive): visible only where the includer
+ * defines BUCKET_INTERNALS before including this header, which only
+ * bucket.c, prio.c and test-bucket.c do.  Every other module sees the
+ * opaque struct bucket_set above.
+ */
+#ifdef BUCKET_INTERNALS
+
+#include <pthread.h>
+
+/* One bucket.  gen and prio are accessed atomically (gen: release store,
+ * acquire load; prio: relaxed); everything else under bs->lock.
+ */
+struct bucket {
+  uint64_t free_seq;            /* PENDING: journal seq that must be
+                                   durable before reuse */
+  uint32_t live_blocks;         /* current-gen keys pointing here, blocks */
+  uint32_t dirty_blocks;        /* of which DIRTY, blocks */
+  uint32_t open;                /* allocations not yet bucket_put_open */
+  uint16_t prio;                /* LRU priority; atomic */
+  uint8_t gen;                  /* atomic */
+  uint8_t oldest_gen;           /* oldest gen any key may still hold */
+  uint8_t gc_oldest;            /* oldest gen seen by the sweep running */
+  uint8_t state;                /* enum bucket_state */
+  bool marked;                  /* recovery walk: a reachable btree node */
+  bool in_wp;                   /* the current bucket of a write point */
+  bool on_pending_list;         /* listed in bs->pending */
+};
+
+struct bucket_write_point {
+  bool valid;                   /* false: no current bucket */
+  uint32_t bucket;
+  uint32_t next;                /* first unallocated block in it */
+};
+
+struct bucket_set {
+  struct cdev *cd;              /* borrowed */
+  struct nc_sb sb;              /* copy: geometry and uuid never change */
+  struct bucket_hooks hooks;    /* zeroed if none were given */
+  pthread_mutex_t lock;
+  struct bucket *b;             /* [nbuckets] */
+  uint32_t nbuckets, data_first, bucket_blocks;
+  uint32_t nr_state[BUCKET_BTREE + 1]; /* buckets per state */
+
+  /* FREE buckets in hand-out order: a ring of nbuckets entries. */
+  uint32_t *free_fifo;
+  uint32_t free_head, free_len;
+  /* Every PENDING bucket (and maybe some that left PENDING since). */
+  uint32_t *pending;
+  uint32_t nr_pending;
+  /* Batches: buckets made FREE per gen-bump pass, buckets evicted. */
+  uint32_t refill_batch, evict_batch;
+  uint32_t *scratch;            /* [max (refill, evict batch)] */
+  uint32_t empty_cursor;        /* where the next EMPTY search starts */
+
+  struct bucket_write_point wp[NR_WRITE_POINTS];
+
+  /* Prio copies: the newest valid one is prio_copy (0 = A, 1 = B) with
+   * prio_seq; the next write goes to the other copy with prio_seq + 1.
+   */
+  void *prio_buf;               /* cdev buffer of prio_copy_bytes */
+  uint64_t prio_seq;
+  int prio_copy;
+
+  uint64_t prio_writes, evictions;
+  uint64_t ios;                 /* atomic: I/Os counted for decay */
+  unsigned complained;          /* kinds of caller bugs already logged */
+};
+
+/* Bytes of one prio copy that are used, rounded up to a block. */
+static inline size_t
+prio_copy_bytes (const struct nc_sb *sb)
+{
+  size_t n = sizeof (struct nc_prio)
+    + (size_t) sb->nbuckets * sizeof (struct nc_prio_entry);
+  return (n + NC_BLOCK_BYTES - 1) / NC_BLOCK_BYTES * NC_BLOCK_BYTES;
+}
+
+/* prio_write with bs->lock held (the allocator's gen bumps). */
+int prio_write_locked (struct bucket_set *bs);
+/* Every non-META bucket EMPTY with no counts, no write points, empty
+ * FREE and PENDING lists (prio_read, after loading new gens).  Lock held.
+ */
+void bucket_reset_locked (struct bucket_set *bs);
+
+#endif /* BUCKET_INTERNALS */
+
+#endif /* NBDCACHE_BUCKET_H */

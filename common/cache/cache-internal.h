@@ -1,0 +1,164 @@
+/* cache-internal.h — how the engine fits together (read this first).
+ *
+ * MODULES (one noun per file):
+ *   ondisk.h        the format, byte for byte
+ *   cdev*.c         raw cache-device I/O: file/block device, simulated
+ *   super.c         superblock, format, export table
+ *   bkey.c          key validity
+ *   bucket.c prio.c buckets, gens, priorities, allocator, prio copies
+ *   journal.c       the journal ring, group commit, replay
+ *   btree.c         the index and its node cache
+ *   device.c        a cache device: open (recovery), close, export binding
+ *   request.c       the per-mode request paths (the DESIGN.md table)
+ *   cache.c         the public API (cache.h): checks, stats, dispatch
+ *
+ * A CACHE DEVICE (struct ncache_device) owns: the cdev, the superblock, the
+ * bucket set, the journal (and its commit thread) and the btree.  Exports
+ * opened on it (struct ncache) borrow it; each has an export id from the
+ * superblock's export table, bound to its backing URI and size.
+ *
+ * OPEN (recovery), in device.c:
+ *   1. super_read: the newest valid superblock (or refuse: unformatted,
+ *      foreign, corrupt; format only if create = yes and the device has no
+ *      nbdcache magic at all).
+ *   2. prio_read: gens and priorities.
+ *   3. journal_replay: collect the keys of the live entries and the root.
+ *   4. btree_set_root; walk #1 marks every reachable node bucket and every
+ *      current key's bucket, plus the buckets of the journal's keys, so
+ *      nothing they point at is reused while replaying.
+ *   5. replay the collected keys into the btree (accounting off), write
+ *      every changed leaf, start the journal and commit an entry that
+ *      records the (possibly new) root: from here the old entries are
+ *      not needed.
+ *   6. walk #2 recounts live and dirty blocks exactly (bucket_mark_*):
+ *      the allocator is ready, accounting on.
+ *   Any -EBADMSG on the way refuses the device: corrupt metadata is
+ *   never trusted.
+ *
+ * LOCK ORDER: btree lock -> journal lock -> bucket lock; device->lock
+ * (export table, superblock writes) is taken only at export open/close
+ * and never with the others.  Data I/O (cdev pread/pwrite of user data,
+ * backing I/O) happens with no lock held.
+ *
+ * THE PROMISE (DESIGN.md): data is written to the cache device before its
+ * key is inserted; a key is journaled when inserted; FUA and FLUSH wait
+ * for the journal entry (whose commit syncs the device first).  So every
+ * acknowledged-durable write has both its data and its key durable.
+ */
+#ifndef NBDCACHE_CACHE_INTERNAL_H
+#define NBDCACHE_CACHE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cache.h"
+#include "ondisk.h"
+
+struct cdev;
+struct bucket_set;
+struct journal;
+struct btree;
+
+struct ncache_device {
+  char *name;                   /* [cache NAME]; for logs */
+  struct cdev *cd;              /* owned */
+  struct nc_sb sb;              /* in memory; updated under lock */
+  struct bucket_set *bs;
+  struct journal *journal;
+  struct btree *bt;
+  pthread_mutex_t lock;         /* sb export table, export_open[] */
+  bool export_open[NC_MAX_EXPORTS + 1]; /* by id: an ncache has it */
+  unsigned nr_open_exports;
+};
+
+/* Writes in flight over block ranges of one export (request.c): a write
+ * waits while another one overlaps its blocks, so read-modify-write of a
+ * partial block and write-around never interleave with a write to the
+ * same blocks.
+ */
+struct range_lock_entry {
+  uint64_t start, end;          /* blocks */
+  struct range_lock_entry *next;
+};
+struct range_lock {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  struct range_lock_entry *active;
+};
+
+/* An export (cache.h's struct ncache). */
+struct ncache {
+  char *name;                   /* export name for logs; never NULL */
+  enum ncache_mode mode;
+  struct backing *backing;      /* owned */
+  struct ncache_caps caps;
+  struct ncache_device *dev;    /* borrowed; NULL in mode none */
+  uint16_t export_id;           /* in dev's export table */
+  struct range_lock rl;
+
+  /* Set by any successful write, trim or zero; tells close whether the
+   * backing store needs a last flush.  Atomic.
+   */
+  bool written;
+  /* Something went to the backing store since its last flush (cached
+   * modes: FLUSH skips the backing flush when false).  Atomic.
+   */
+  bool backing_unflushed;
+
+  /* Statistics; atomic, relaxed. */
+  uint64_t nr_reads, nr_writes, nr_flushes, nr_trims, nr_zeroes,
+    nr_caches, nr_extents;
+  uint64_t bytes_read, bytes_written;
+  uint64_t nr_errors;
+  uint64_t nr_hits, nr_misses, nr_bypasses, nr_promotions;
+};
+
+#define STAT_ADD(nc, field, n) \
+  __atomic_fetch_add (&(nc)->field, (uint64_t) (n), __ATOMIC_RELAXED)
+#define STAT_LOAD(nc, field) \
+  __atomic_load_n (&(nc)->field, __ATOMIC_RELAXED)
+
+/* ---- request.c: the cached-mode paths (nc->dev != NULL).  Ranges and
+ * flags are already checked by cache.c.  0 or -errno.
+ */
+int request_pread (struct ncache *nc, void *buf, size_t count,
+                   uint64_t offset);
+int request_pwrite (struct ncache *nc, const void *buf, size_t count,
+                    uint64_t offset, uint32_t flags);
+int request_flush (struct ncache *nc);
+int request_trim (struct ncache *nc, uint64_t count, uint64_t offset,
+                  uint32_t flags);
+int request_zero (struct ncache *nc, uint64_t count, uint64_t offset,
+                  uint32_t flags);
+int request_cache (struct ncache *nc, uint64_t count, uint64_t offset);
+int request_extents (struct ncache *nc, uint64_t count, uint64_t offset,
+                     bool req_one, ncache_extent_fn fn, void *opaque);
+void range_lock_init (struct range_lock *rl);
+void range_lock_destroy (struct range_lock *rl);
+
+/* Extra knobs for ncache_device_open_cdev (tests and the config). */
+struct ncache_device_tuning {
+  uint64_t node_cache_bytes;    /* 0 = 64 MiB */
+  unsigned journal_delay_ms;    /* 0 = 100 */
+  uint32_t format_bucket_bytes; /* create: 0 = 1 MiB */
+  uint64_t format_journal_bytes; /* create: 0 = default */
+};
+
+/* Open (and, with create, format) a cache device on an already-open cdev.
+ * Takes ownership of cd on every path.  ncache_device_open is this on a
+ * cdev_file_open'ed path.
+ */
+int ncache_device_open_cdev (const char *name, struct cdev *cd, bool create,
+                             const struct ncache_device_tuning *tuning,
+                             struct ncache_device **out);
+
+/* Bind an export to its id (find or add by backing URI; refuse a size
+ * mismatch or an id already open).  0 and *id, or -errno (logged).
+ */
+int device_bind_export (struct ncache_device *dev, const char *name,
+                        const char *uri, uint64_t size_bytes,
+                        enum ncache_mode mode, uint16_t *id);
+void device_unbind_export (struct ncache_device *dev, uint16_t id);
+
+#endif /* NBDCACHE_CACHE_INTERNAL_H */

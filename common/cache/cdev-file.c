@@ -1,0 +1,580 @@
+/* cdev-file.c — the cache device as a regular file or a block device.
+ *
+ * WHAT: cdev_file_open and the "file" ops (cdev.h) over one file
+ * descriptor, used with positioned I/O only; plus the two helpers every
+ * implementation shares, cdev_close and cdev_alloc_buffer.
+ * WHY: this is how the engine drives a real SSD (O_DIRECT, so the cache
+ * device does not also fill the page cache) or a file standing in for one.
+ *
+ * HOW EACH OP MAPS TO THE KERNEL:
+ * - pread/pwrite loop over short transfers and EINTR.  CDEV_FUA is
+ *   pwritev2 with RWF_DSYNC, or pwrite + fdatasync where the kernel or
+ *   filesystem refuses the flag.
+ * - sync is fdatasync.
+ * - discard: regular file: fallocate PUNCH_HOLE|KEEP_SIZE; block device:
+ *   BLKDISCARD.  "Not supported" makes it a no-op returning 0 from then on.
+ * - size: fstat for regular files, BLKGETSIZE64 for block devices, rounded
+ *   down to a block.
+ *
+ * INVARIANTS:
+ * - size_bytes is fixed at open and a multiple of NC_BLOCK_BYTES (> 0).
+ * - Every op checks that offset and count are block multiples, that the
+ *   range lies within the device and that the buffer is block-aligned,
+ *   before touching the fd (-EINVAL otherwise), with or without O_DIRECT,
+ *   so a caller bug shows up in tests on tmpfs as well as on an SSD.
+ * - A read-only cdev refuses pwrite and discard with -EROFS.
+ * - O_DIRECT is asked for only when opts->direct; a filesystem that
+ *   refuses it (tmpfs, some FUSE) is used buffered after one warning, and
+ *   cd->direct says which one we got.
+ * - An existing file is never resized; a missing one is created sparse
+ *   only when the caller gave a size.
+ *
+ * THREADS AND LOCKS: no locks.  The fd has no file-position state that
+ * matters (positioned calls only).  The runtime capability flags ("the
+ * kernel said not supported once: stop trying") are bools read and
+ * cleared with __atomic builtins.
+ *
+ * FAILURE: every failing call is logged once as "cdev PATH: op at offset
+ * O count N: strerror" and returned as -errno.  A read that hits end of
+ * file inside size_bytes (the file shrank under us) is -EIO.
+ *
+ * NOT HERE: what the bytes mean, the durability model used by tests
+ * (cdev-sim.c), queueing or async I/O.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifdef HAVE_LINUX_FS_H
+#include <linux/fs.h>
+#endif
+
+#include "cdev.h"
+#include "compiler.h"
+#include "log.h"
+#include "ondisk.h"
+
+struct cdev_file {
+  struct cdev cd;               /* must be first */
+  int fd;                       /* -1 until opened */
+  bool readonly;
+
+  /* Runtime capabilities: true until the kernel says "not supported".
+   * Only accessed through cap_get/cap_clear.
+   */
+  bool cap_dsync;               /* pwritev2 RWF_DSYNC */
+  bool cap_discard;             /* PUNCH_HOLE or BLKDISCARD */
+};
+
+static bool
+cap_get (const bool *cap)
+{
+  return __atomic_load_n (cap, __ATOMIC_RELAXED);
+}
+
+static void
+cap_clear (bool *cap)
+{
+  __atomic_store_n (cap, false, __ATOMIC_RELAXED);
+}
+
+static bool
+is_unsupported (int err)
+{
+  return err == EOPNOTSUPP || err == ENOTSUP || err == ENOSYS ||
+    err == ENOTTY;
+}
+
+static struct cdev_file *
+to_file (struct cdev *cd)
+{
+  return (struct cdev_file *) cd;
+}
+
+/* Log "cdev PATH: what at offset O count N: strerror (err)". */
+static void
+log_io_error (struct cdev_file *f, const char *what, uint64_t offset,
+              uint64_t count, int err)
+{
+  errno = err;
+  log_error ("cdev %s: %s at offset %" PRIu64 " count %" PRIu64 ": %m",
+             f->cd.path, what, offset, count);
+}
+
+/* Block multiples, inside the device, and (if buf) a block-aligned buffer.
+ * 0 or -EINVAL (logged).
+ */
+static int
+check_request (struct cdev_file *f, const char *what, const void *buf,
+               uint64_t offset, uint64_t count)
+{
+  const char *why;
+
+  if (offset % NC_BLOCK_BYTES != 0 || count % NC_BLOCK_BYTES != 0)
+    why = "is not block-aligned";
+  else if (!range_within (offset, count, f->cd.size_bytes))
+    why = "is beyond the end of the device";
+  else if (buf != NULL && (uintptr_t) buf % NC_BLOCK_BYTES != 0)
+    why = "uses a buffer that is not block-aligned";
+  else
+    return 0;
+  log_error ("cdev %s: %s at offset %" PRIu64 " count %" PRIu64 " %s "
+             "(device %" PRIu64 " bytes)", f->cd.path, what, offset, count,
+             why, f->cd.size_bytes);
+  return -EINVAL;
+}
+
+static int
+check_writable (struct cdev_file *f, const char *what, uint64_t offset,
+                uint64_t count)
+{
+  if (!f->readonly)
+    return 0;
+  log_io_error (f, what, offset, count, EROFS);
+  return -EROFS;
+}
+
+/* fdatasync, retried on EINTR; 0 or -errno (not logged). */
+static int
+datasync (int fd)
+{
+  while (fdatasync (fd) == -1) {
+    if (errno != EINTR)
+      return -errno;
+  }
+  return 0;
+}
+
+/* ---- read and write ---- */
+
+static int
+file_pread (struct cdev *cd, void *buf, size_t count, uint64_t offset)
+{
+  struct cdev_file *f = to_file (cd);
+  char *p = buf;
+  uint64_t pos = offset;
+  size_t left = count;
+  int r;
+
+  if ((r = check_request (f, "read", buf, offset, count)) < 0)
+    return r;
+  while (left > 0) {
+    ssize_t n = pread (f->fd, p, left, (off_t) pos);
+
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      r = -errno;
+      log_io_error (f, "read", pos, left, -r);
+      return r;
+    }
+    if (n == 0) {
+      log_io_error (f, "read (unexpected end of file: did the file shrink?)",
+                    pos, left, EIO);
+      return -EIO;
+    }
+    p += n;
+    pos += (uint64_t) n;
+    left -= (size_t) n;
+  }
+  return 0;
+}
+
+/* Write all of buf; with dsync each chunk is written with RWF_DSYNC while
+ * the kernel supports it.  *need_datasync is set if the caller asked for
+ * dsync and it could not be honoured that way.
+ */
+static int
+write_all (struct cdev_file *f, const char *p, size_t count, uint64_t pos,
+           bool dsync, bool *need_datasync)
+{
+  while (count > 0) {
+    ssize_t n;
+
+    if (dsync && cap_get (&f->cap_dsync)) {
+      struct iovec iov = { .iov_base = (void *) p, .iov_len = count };
+
+      n = pwritev2 (f->fd, &iov, 1, (off_t) pos, RWF_DSYNC);
+      if (n < 0 && is_unsupported (errno)) {
+        log_debug ("cdev %s: RWF_DSYNC is not supported, using fdatasync",
+                   f->cd.path);
+        cap_clear (&f->cap_dsync);
+        continue;
+      }
+    }
+    else {
+      if (dsync)
+        *need_datasync = true;
+      n = pwrite (f->fd, p, count, (off_t) pos);
+    }
+    if (n < 0) {
+      int err = errno;
+
+      if (err == EINTR)
+        continue;
+      log_io_error (f, "write", pos, count, err);
+      return -err;
+    }
+    if (n == 0) {
+      log_io_error (f, "write (no progress)", pos, count, EIO);
+      return -EIO;
+    }
+    p += n;
+    pos += (uint64_t) n;
+    count -= (size_t) n;
+  }
+  return 0;
+}
+
+static int
+file_pwrite (struct cdev *cd, const void *buf, size_t count, uint64_t offset,
+             uint32_t flags)
+{
+  struct cdev_file *f = to_file (cd);
+  bool fua = (flags & CDEV_FUA) != 0;
+  bool need_datasync = false;
+  int r;
+
+  if ((r = check_writable (f, "write", offset, count)) < 0 ||
+      (r = check_request (f, "write", buf, offset, count)) < 0)
+    return r;
+  if ((r = write_all (f, buf, count, offset, fua, &need_datasync)) < 0)
+    return r;
+  if (need_datasync && (r = datasync (f->fd)) < 0) {
+    log_io_error (f, "write (FUA fdatasync)", offset, count, -r);
+    return r;
+  }
+  return 0;
+}
+
+static int
+file_sync (struct cdev *cd)
+{
+  struct cdev_file *f = to_file (cd);
+  int r = datasync (f->fd);
+
+  if (r < 0) {
+    errno = -r;
+    log_error ("cdev %s: sync (fdatasync): %m", cd->path);
+  }
+  return r;
+}
+
+/* ---- discard ---- */
+
+static int
+file_discard (struct cdev *cd, uint64_t count, uint64_t offset)
+{
+  struct cdev_file *f = to_file (cd);
+  const char *what;
+  int r = 0;
+
+  if ((r = check_writable (f, "discard", offset, count)) < 0 ||
+      (r = check_request (f, "discard", NULL, offset, count)) < 0)
+    return r;
+  if (count == 0 || !cap_get (&f->cap_discard))
+    return 0;
+
+  if (cd->is_block_device) {
+    uint64_t range[2] = { offset, count };
+
+    what = "discard (BLKDISCARD)";
+    while (ioctl (f->fd, BLKDISCARD, range) == -1) {
+      if (errno != EINTR) {
+        r = -errno;
+        break;
+      }
+    }
+  }
+  else {
+    what = "discard (punch hole)";
+    while (fallocate (f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                      (off_t) offset, (off_t) count) == -1) {
+      if (errno != EINTR) {
+        r = -errno;
+        break;
+      }
+    }
+  }
+
+  if (r < 0 && is_unsupported (-r)) {
+    log_debug ("cdev %s: %s is not supported; discard is a no-op",
+               cd->path, what);
+    cap_clear (&f->cap_discard);
+    return 0;
+  }
+  if (r < 0)
+    log_io_error (f, what, offset, count, -r);
+  return r;
+}
+
+/* ---- close ---- */
+
+static void
+file_close (struct cdev *cd)
+{
+  struct cdev_file *f = to_file (cd);
+
+  if (f->fd >= 0 && close (f->fd) == -1)
+    log_warning ("cdev %s: close: %m", cd->path);
+  free (cd->path);
+  free (f);
+}
+
+static const struct cdev_ops file_ops = {
+  .name = "file",
+  .pread = file_pread,
+  .pwrite = file_pwrite,
+  .sync = file_sync,
+  .discard = file_discard,
+  .close = file_close,
+};
+
+/* ---- open ---- */
+
+/* Create path as a sparse file of size bytes.  -EEXIST if it appeared
+ * meanwhile (the caller then just opens it).
+ */
+static int
+create_sparse (const char *path, uint64_t size_bytes)
+{
+  int fd, r;
+
+  if (size_bytes > INT64_MAX) {
+    log_error ("cdev %s: cannot create: size %" PRIu64 " bytes is too large",
+               path, size_bytes);
+    return -EFBIG;
+  }
+  fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
+  if (fd == -1) {
+    r = -errno;
+    if (r != -EEXIST)
+      log_error ("cdev %s: create: %m", path);
+    return r;
+  }
+  if (ftruncate (fd, (off_t) size_bytes) == -1 || fsync (fd) == -1) {
+    r = -errno;
+    log_error ("cdev %s: create: setting the size to %" PRIu64 " bytes: %m",
+               path, size_bytes);
+    close (fd);
+    unlink (path);
+    return r;
+  }
+  if (close (fd) == -1) {
+    r = -errno;
+    log_error ("cdev %s: create: close: %m", path);
+    unlink (path);
+    return r;
+  }
+  log_info ("cdev %s: created a sparse cache file of %" PRIu64 " bytes",
+            path, size_bytes);
+  return 0;
+}
+
+/* open(2), retried without O_DIRECT if the filesystem refuses it (EINVAL).
+ * The fd or -errno (not logged).
+ */
+static int
+open_fd (struct cdev_file *f, const char *path, int flags)
+{
+  int fd;
+
+  if (f->cd.direct) {
+    fd = open (path, flags | O_DIRECT);
+    if (fd >= 0 || errno != EINVAL)
+      return fd >= 0 ? fd : -errno;
+    log_warning ("cdev %s: the filesystem refuses O_DIRECT; using buffered "
+                 "I/O (the cache device will also fill the page cache)",
+                 path);
+    f->cd.direct = false;
+  }
+  fd = open (path, flags);
+  return fd >= 0 ? fd : -errno;
+}
+
+static int
+open_or_create (struct cdev_file *f, const char *path,
+                const struct cdev_file_options *opts)
+{
+  int flags = (opts->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY;
+  int r;
+
+  r = open_fd (f, path, flags);
+  if (r == -ENOENT && opts->create_size_bytes > 0 && !opts->readonly) {
+    r = create_sparse (path, opts->create_size_bytes);
+    if (r < 0 && r != -EEXIST)
+      return r;
+    r = open_fd (f, path, flags);
+  }
+  if (r < 0) {
+    errno = -r;
+    if (r == -ENOENT)
+      log_error ("cdev %s: does not exist (give a size to create it)", path);
+    else
+      log_error ("cdev %s: open%s%s: %m", path,
+                 opts->readonly ? " (read-only)" : "",
+                 f->cd.direct ? " (O_DIRECT)" : "");
+    return r;
+  }
+  f->fd = r;
+  return 0;
+}
+
+/* Some filesystems accept O_DIRECT at open and refuse the I/O instead.
+ * Read the first block once; on EINVAL reopen buffered.
+ */
+static int
+probe_direct (struct cdev_file *f, const char *path, int flags)
+{
+  void *buf;
+  ssize_t n;
+  int fd;
+
+  if (!f->cd.direct || f->cd.size_bytes == 0)
+    return 0;
+  buf = cdev_alloc_buffer (NC_BLOCK_BYTES);
+  if (buf == NULL)
+    return -ENOMEM;
+  do
+    n = pread (f->fd, buf, NC_BLOCK_BYTES, 0);
+  while (n < 0 && errno == EINTR);
+  free (buf);
+  if (n >= 0 || errno != EINVAL)
+    return 0;                   /* real errors show up on the first I/O */
+
+  log_warning ("cdev %s: the filesystem refuses O_DIRECT reads; using "
+               "buffered I/O (the cache device will also fill the page "
+               "cache)", path);
+  fd = open (path, flags);
+  if (fd == -1) {
+    int r = -errno;
+
+    log_error ("cdev %s: reopen without O_DIRECT: %m", path);
+    return r;
+  }
+  close (f->fd);
+  f->fd = fd;
+  f->cd.direct = false;
+  return 0;
+}
+
+static int
+probe_size (struct cdev_file *f, const char *path)
+{
+  struct stat st;
+  uint64_t size_bytes;
+
+  if (fstat (f->fd, &st) == -1) {
+    int r = -errno;
+
+    log_error ("cdev %s: fstat: %m", path);
+    return r;
+  }
+  if (S_ISBLK (st.st_mode)) {
+    if (ioctl (f->fd, BLKGETSIZE64, &size_bytes) == -1) {
+      int r = -errno;
+
+      log_error ("cdev %s: BLKGETSIZE64: %m", path);
+      return r;
+    }
+    f->cd.is_block_device = true;
+  }
+  else if (S_ISREG (st.st_mode))
+    size_bytes = (uint64_t) st.st_size;
+  else {
+    log_error ("cdev %s: not a regular file or a block device", path);
+    return S_ISDIR (st.st_mode) ? -EISDIR : -EINVAL;
+  }
+
+  f->cd.size_bytes = ROUND_DOWN (size_bytes, (uint64_t) NC_BLOCK_BYTES);
+  if (f->cd.size_bytes == 0) {
+    log_error ("cdev %s: %" PRIu64 " bytes is smaller than one block "
+               "(%u bytes)", path, size_bytes, NC_BLOCK_BYTES);
+    return -EINVAL;
+  }
+  if (f->cd.size_bytes != size_bytes)
+    log_info ("cdev %s: using %" PRIu64 " of %" PRIu64 " bytes (whole "
+              "blocks only)", path, f->cd.size_bytes, size_bytes);
+  return 0;
+}
+
+int
+cdev_file_open (const char *path, const struct cdev_file_options *opts,
+                struct cdev **out)
+{
+  static const struct cdev_file_options defaults;
+  struct cdev_file *f;
+  int r;
+
+  if (opts == NULL)
+    opts = &defaults;
+  if (path == NULL || *path == '\0') {
+    log_error ("cdev: the cache device path is empty");
+    return -EINVAL;
+  }
+
+  f = calloc (1, sizeof *f);
+  if (f == NULL)
+    return -ENOMEM;
+  f->fd = -1;
+  f->cd.ops = &file_ops;
+  f->cd.direct = opts->direct;
+  f->readonly = opts->readonly;
+  f->cap_dsync = f->cap_discard = true;
+  f->cd.path = strdup (path);
+  if (f->cd.path == NULL) {
+    r = -ENOMEM;
+    goto err;
+  }
+
+  if ((r = open_or_create (f, path, opts)) < 0 ||
+      (r = probe_size (f, path)) < 0 ||
+      (r = probe_direct (f, path, (opts->readonly ? O_RDONLY : O_RDWR) |
+                         O_CLOEXEC | O_NOCTTY)) < 0)
+    goto err;
+
+  log_debug ("cdev %s: opened %s, %" PRIu64 " bytes%s%s", path,
+             f->cd.is_block_device ? "block device" : "file",
+             f->cd.size_bytes, f->cd.direct ? ", O_DIRECT" : "",
+             f->readonly ? ", read-only" : "");
+  *out = &f->cd;
+  return 0;
+
+ err:
+  file_close (&f->cd);
+  return r;
+}
+
+/* ---- shared by every implementation ---- */
+
+void
+cdev_close (struct cdev *cd)
+{
+  if (cd != NULL)
+    cd->ops->close (cd);
+}
+
+void *
+cdev_alloc_buffer (size_t bytes)
+{
+  void *p;
+
+  if (bytes > SIZE_MAX - NC_BLOCK_BYTES)
+    return NULL;
+  bytes = bytes == 0 ? NC_BLOCK_BYTES : ROUND_UP (bytes, NC_BLOCK_BYTES);
+  if (posix_memalign (&p, NC_BLOCK_BYTES, bytes) != 0)
+    return NULL;
+  memset (p, 0, bytes);
+  return p;
+}

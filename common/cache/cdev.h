@@ -1,0 +1,134 @@
+/* cdev.h — raw I/O on a cache device: a file, a block device, or (tests) a
+ * simulated device that can fail I/Os and lose unsynced writes.
+ *
+ * WHAT: an ops table (pread, pwrite, sync, discard, close) over the bytes
+ * of the cache device, and two implementations:
+ *   cdev-file.c  a regular file or block device, optionally O_DIRECT;
+ *   cdev-sim.c   an in-memory device with a durability model, for tests.
+ * WHY: the engine must be testable against crashes at every write, and
+ * must drive a real SSD with O_DIRECT; both sit behind one table.
+ *
+ * CONTRACT (every implementation):
+ * - Offsets and lengths are multiples of NC_BLOCK_BYTES (4096) and lie
+ *   within [0, size_bytes); buffers are NC_BLOCK_BYTES-aligned (callers
+ *   allocate with cdev_alloc_buffer), so O_DIRECT always works.
+ * - pread / pwrite transfer everything or fail with a negative errno
+ *   (short transfers are looped).  They are thread-safe (positional I/O).
+ * - pwrite makes nothing durable by itself.  sync (fdatasync) makes every
+ *   pwrite that *completed before sync was called* durable.  pwrite with
+ *   CDEV_FUA is durable when it returns (RWF_DSYNC).
+ * - discard is advisory (FALLOC_FL_PUNCH_HOLE on a file, BLKDISCARD on a
+ *   block device); afterwards the range reads as old data or zeros.  It
+ *   returns 0 when the device cannot discard.
+ * - Errors are logged once by the implementation with the path and offset.
+ *
+ * THREADS: every call may block; any thread.
+ * NOT HERE: what the bytes mean (ondisk.h and the modules).
+ */
+#ifndef NBDCACHE_CDEV_H
+#define NBDCACHE_CDEV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CDEV_FUA (1u << 0)
+
+struct cdev;
+
+struct cdev_ops {
+  const char *name;             /* "file", "sim" */
+  int (*pread) (struct cdev *cd, void *buf, size_t count, uint64_t offset);
+  int (*pwrite) (struct cdev *cd, const void *buf, size_t count,
+                 uint64_t offset, uint32_t flags);
+  int (*sync) (struct cdev *cd);
+  int (*discard) (struct cdev *cd, uint64_t count, uint64_t offset);
+  void (*close) (struct cdev *cd);
+};
+
+/* The common head of every implementation; embedded first. */
+struct cdev {
+  const struct cdev_ops *ops;
+  char *path;                   /* for messages; never NULL */
+  uint64_t size_bytes;          /* multiple of NC_BLOCK_BYTES */
+  bool direct;                  /* opened O_DIRECT */
+  bool is_block_device;
+};
+
+struct cdev_file_options {
+  bool direct;                  /* O_DIRECT; falls back with a warning to
+                                   buffered I/O if the fs refuses it */
+  bool readonly;                /* nbdcache show / check */
+  /* If the file does not exist, create it (sparse) with this size; 0 means
+   * it must exist.  An existing file is never resized.
+   */
+  uint64_t create_size_bytes;
+};
+
+/* 0 and *out set, or -errno (logged).  The size is the file's size (or the
+ * block device's) rounded down to a block.
+ */
+int cdev_file_open (const char *path, const struct cdev_file_options *opts,
+                    struct cdev **out);
+
+/* NULL is a no-op. */
+void cdev_close (struct cdev *cd);
+
+/* An NC_BLOCK_BYTES-aligned buffer of `bytes` (rounded up to a block),
+ * zeroed; NULL on ENOMEM.  Free with free().
+ */
+void *cdev_alloc_buffer (size_t bytes);
+
+static inline int
+cdev_pread (struct cdev *cd, void *buf, size_t count, uint64_t offset)
+{ return cd->ops->pread (cd, buf, count, offset); }
+static inline int
+cdev_pwrite (struct cdev *cd, const void *buf, size_t count, uint64_t offset,
+             uint32_t flags)
+{ return cd->ops->pwrite (cd, buf, count, offset, flags); }
+static inline int
+cdev_sync (struct cdev *cd)
+{ return cd->ops->sync (cd); }
+static inline int
+cdev_discard (struct cdev *cd, uint64_t count, uint64_t offset)
+{ return cd->ops->discard (cd, count, offset); }
+
+/* ---- the simulated device (tests) ----
+ *
+ * Memory holds two images: `current` (what reads see) and `durable` (what
+ * survives a crash).  pwrite updates current and remembers the written
+ * blocks as unsynced; sync copies every unsynced block to durable.  The
+ * device counts pwrite calls (1, 2, 3 …) and sync calls.
+ *
+ * Faults:
+ * - cdev_sim_fail_at_write (n): pwrite number n and every I/O after it fail
+ *   with -EIO ("the device died"); pwrite n is not applied at all.
+ *   0 = never.
+ * - cdev_sim_fail_read_once / fail_write_once: the next pread / pwrite
+ *   touching [offset, offset+count) fails with -EIO once (a bad sector).
+ * - cdev_sim_crash (tear_seed): power loss: current := durable, except that
+ *   with tear_seed != 0 each unsynced block independently survives with
+ *   probability 1/2 (a torn write), drawn from a PRNG seeded by tear_seed.
+ *   Clears faults and counters.  The device stays usable (it is "rebooted").
+ * All of this is thread-safe (one mutex).
+ */
+int cdev_sim_create (uint64_t size_bytes, struct cdev **out);
+void cdev_sim_fail_at_write (struct cdev *cd, uint64_t n);
+void cdev_sim_fail_read_once (struct cdev *cd, uint64_t offset, uint64_t count);
+void cdev_sim_fail_write_once (struct cdev *cd, uint64_t offset, uint64_t count);
+void cdev_sim_crash (struct cdev *cd, uint64_t tear_seed);
+/* Take another reference: cdev_close drops one and the device is freed at
+ * the last.  A test holds one so the simulated device outlives an engine
+ * "crash" (fail_at_write, close the engine, cdev_sim_crash, reopen).
+ */
+void cdev_sim_hold (struct cdev *cd);
+uint64_t cdev_sim_nr_writes (struct cdev *cd);
+uint64_t cdev_sim_nr_syncs (struct cdev *cd);
+/* Direct access to the current image, for corruption tests (flip a byte in
+ * a metadata block).  Writes here are durable at once.
+ */
+void cdev_sim_poke (struct cdev *cd, uint64_t offset, const void *buf,
+                    size_t count);
+void cdev_sim_peek (struct cdev *cd, uint64_t offset, void *buf, size_t count);
+
+#endif /* NBDCACHE_CDEV_H */

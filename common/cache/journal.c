@@ -1,0 +1,1538 @@
+/* journal.c — the journal ring: open entry, group commit, placement in the
+ * ring, reclaim, replay.
+ *
+ * WHAT: journal.h's contract.  Keys go to the *open entry* (a growable
+ * vector); a commit thread closes it (through hooks->close_entry, under
+ * the btree lock), places the closed entries in the ring, and writes them
+ * with pre-flush -> pwrite -> sync.  Replay scans the ring and picks the
+ * newest complete chain.
+ * WHY: one sequential write and one sync make any number of index updates
+ * durable (group commit), and the ring is self-describing, so recovery
+ * needs nothing but the journal buckets.
+ *
+ * ENTRIES AND SEQS: the open entry is really a run of future entries of at
+ * most entry_max_keys keys each: key number i of the open entry will be in
+ * entry open_seq + i / entry_max_keys, and journal_add returns the seq of
+ * the entry holding the last key it added, so a caller that waits for that
+ * seq waits for its own keys and no others.  Closing turns the open entry
+ * into those entries (at least one, empty if the entry was "needed" or a
+ * waiter wants it) and opens the next seq.  While the journal runs, seqs
+ * are never reused and never move: a closed entry keeps its seq and its
+ * keys until it is durable, even across failed writes (the btree pins
+ * leaves with these seqs, so a key may not move to an older entry; and
+ * moving it to a newer one would leave a hole in the chain that a later
+ * last_seq could still name).  Only replay reuses the seqs of a torn
+ * write, after dropping its survivors.
+ * last_seq of entry s = max(min(oldest pin at the latest close, s),
+ * last_seq of the newest durable entry); it never decreases.
+ * Entry size: entry_max_blocks = min(JOURNAL_MAX_ENTRY_BLOCKS, ring / 8),
+ * so a small ring (tests) still holds many entries.
+ *
+ * ON DISK: nc_jentry.write_first holds the first seq of the write,
+ * the seq of the first entry of the *write* that carried the entry (a
+ * write = the pwrites between two syncs; 0 from an older writer means the
+ * entry alone).  Replay uses it to tell a torn last write from corruption.
+ *
+ * RING AND SPACE: blocks [journal_first, +journal_buckets) * bucket_blocks.
+ * Entries are written in seq order one after another; an entry that does
+ * not fit before the end of the ring goes to block 0.  The *live region*
+ * runs from the start of entry L (last_seq of the newest durable entry) to
+ * the end of the newest durable entry (write_pos); it is never
+ * overwritten.  A write places as many closed entries as fit in the free
+ * region such that, counting the live region it will create, at least
+ * reserve = 2 * entry_max_blocks blocks stay free.  If not every closed
+ * entry fits and the first one's last_seq is older than itself, the commit
+ * calls hooks->reclaim(S) (S = first closed seq: every leaf pinned before
+ * S gets written) and re-closes (the re-close brings the newer oldest pin,
+ * so last_seq becomes S, plus any keys added meanwhile), then places again.
+ * If still nothing fits, the first entry alone is written using the
+ * reserve: once it is durable with last_seq = S the live region is that
+ * one entry, and the rest follows in further writes of the same commit.
+ * The reserve guarantees that the first entry always fits (free >= 2 * max
+ * entry size after every write, so one side of the wrap has room for an
+ * entry).  A batch larger than the ring is written the same way, a prefix
+ * per write, with a reclaim between.
+ *
+ * COMMIT: close -> [place, reclaim, re-close] -> cdev_sync (pre-flush:
+ * data and btree nodes the keys need are durable) -> one pwrite per
+ * contiguous run -> cdev_sync -> durable_seq advances, live region and
+ * write position move -> hooks->committed -> every waiter whose seq is now
+ * durable wakes.  Waiters that arrive during a commit are served by the
+ * next one, whatever their number (group commit).
+ *
+ * REPLAY: read the ring in chunks; an entry may start at any block; keep
+ * every valid entry (magic, version, uuid — a foreign uuid is silently
+ * ignored — length inside the ring and within JOURNAL_MAX_ENTRY_BLOCKS,
+ * nkeys fits, csum, 1 <= last_seq <= seq, write_first <= seq).  Two
+ * different valid entries with one seq: -EBADMSG.  Let M be the valid entry
+ * with the highest seq and B its write_first.  The chain of a candidate
+ * (start with M) is last_seq .. seq; if an entry m of it is missing and
+ * m >= B, the last write was torn (never acknowledged): the candidate
+ * becomes the newest entry below m, which must not be older than B - 1
+ * (the entry that was durable before that write).  If m < B, an entry that
+ * was durable is gone: corruption, -EBADMSG.  The chosen E's chain must
+ * also be laid out in ring order.  Valid entries above E (the torn write's
+ * survivors) get their first block zeroed and synced before anything new
+ * is written, so their seqs can be reused.  Writing continues at the end
+ * of E with seq E + 1.
+ *
+ * INVARIANTS:
+ * - seqs durable_seq + 1 .. open_seq - 1 are exactly the closed entries,
+ *   in order; closed[i].seq == durable_seq + 1 + i.
+ * - live[] holds the durable entries L .. durable_seq with their
+ *   positions, contiguous in seq and laid out in ring order.
+ * - A failed write is retried from the same write position with the same
+ *   seqs and keys, so an entry's seq is only ever written at one place.
+ *
+ * THREADS AND LOCKS: j->lock guards everything below it in struct journal.
+ * journal_add and journal_close_entry_locked are called with the btree
+ * lock held and take j->lock (btree -> journal).  The commit thread calls
+ * the hooks and does I/O without j->lock.  The closed entries and their
+ * keys change only in the commit thread (closing runs there, inside
+ * hooks->close_entry), so the commit thread reads them without the lock
+ * while it builds the write.  open_seq and durable_seq are also readable
+ * lock-free (atomic).
+ *
+ * FAILURE: a failed write or sync (or reclaim, or no room) fails the
+ * waiters of the closed entries with -EIO, is logged once (until a commit
+ * succeeds again) and counted; the entries stay closed and are retried by
+ * the next commit: at once if someone waits, else after a back-off
+ * starting at delay_ms.  journal_add cannot fail: if memory for the open
+ * entry runs out the keys are lost, so the journal is marked broken and
+ * every later wait or flush returns -EIO.  After journal_stop, waits for
+ * seqs not yet durable return -ESHUTDOWN (journal_add still appends, in
+ * memory only: it has no way to report an error).
+ *
+ * NOT HERE: what keys mean (btree), pins (btree), buckets freed at a seq
+ * (bucket, through hooks->committed).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cdev.h"
+#include "cleanup.h"
+#include "compiler.h"
+#include "journal.h"
+#include "log.h"
+#include "ondisk.h"
+#include "super.h"
+
+#define SCAN_CHUNK_BLOCKS 256u          /* 1 MiB read per step of a scan */
+#define WRITE_MAX_BLOCKS 2048u          /* 8 MiB: most blocks in one write */
+#define RETRY_MIN_MS 10u
+#define RETRY_MAX_MS 5000u
+#define MIN_RING_BLOCKS 8u
+
+/* See ON DISK above. */
+#define JENTRY_WRITE_FIRST(e) ((e)->write_first)
+
+struct key_vec {
+  struct nc_key *v;
+  size_t len, cap;
+};
+
+/* A closed entry, not yet durable. */
+struct closed_entry {
+  uint64_t seq;
+  size_t first;                 /* its keys: closed_keys.v[first ..] */
+  uint32_t nkeys;
+  uint32_t nblocks;
+};
+
+/* A durable entry still inside the live region. */
+struct live_entry {
+  uint64_t seq;
+  uint32_t pos;                 /* ring block */
+  uint32_t nblocks;
+};
+
+/* A journal_wait caller, on its own stack. */
+struct waiter {
+  struct waiter *next;
+  uint64_t seq;
+  int result;
+  bool done;
+};
+
+/* Where the ring is (journal_create, journal_check). */
+struct ring_geom {
+  struct cdev *cd;
+  uint8_t uuid[16];
+  uint64_t offset;              /* bytes: ring block 0 */
+  uint32_t blocks;
+};
+
+struct journal {
+  /* Immutable after journal_create. */
+  struct ring_geom g;
+  uint32_t entry_max_blocks;
+  uint32_t entry_max_keys;
+  uint32_t reserve_blocks;
+
+  pthread_mutex_t lock;
+  pthread_cond_t kick;          /* the commit thread waits here */
+  pthread_cond_t done;          /* waiters and throttlers wait here */
+
+  /* The thread. */
+  pthread_t thread;
+  bool thread_joinable;
+  bool running;                 /* started, not yet exited */
+  bool stopping;                /* journal_stop: final commit, exit */
+  bool aborting;                /* journal_destroy: exit now */
+  struct journal_hooks hooks;
+  uint64_t delay_ns;
+  int last_result;              /* of the last commit */
+
+  bool replayed;
+  int broken;                   /* -ENOMEM lost keys: every wait fails */
+
+  /* The open entry. */
+  struct key_vec open;
+  uint64_t open_seq;            /* atomic stores; 0 before replay */
+  bool needed;
+  uint64_t open_since_ns;       /* first key or mark; 0 = nothing open */
+
+  /* Closed, not yet durable. */
+  struct key_vec closed_keys;
+  struct closed_entry *closed;
+  size_t nclosed, closed_cap;
+  uint64_t pin;                 /* oldest pin at the latest close */
+  struct nc_key root;           /* at the latest close */
+  uint16_t root_level;
+
+  /* Durable. */
+  uint64_t durable_seq;         /* atomic stores */
+  struct live_entry *live;      /* circular, capacity g.blocks */
+  size_t live_head, nlive;
+  uint32_t write_pos;           /* ring block after the newest durable
+                                   entry; may equal g.blocks */
+
+  /* Requests. */
+  struct waiter *waiters;
+  size_t nwaiters;
+  uint64_t want_seq;            /* highest seq a waiter asked for */
+  unsigned throttlers;
+
+  /* Failure. */
+  bool failing;                 /* logged; cleared by a success */
+  uint64_t retry_at_ns;
+  unsigned retry_ms;
+  bool pin_warned;
+
+  /* The commit thread's write buffer and plan arrays. */
+  void *wbuf;
+  size_t wbuf_bytes;
+  uint32_t *plan_pos;
+  uint64_t *plan_last;
+  size_t plan_cap;
+
+  struct journal_stats st;
+};
+
+/* ---- small helpers ---- */
+
+static uint64_t
+now_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+static uint32_t
+blocks_for_keys (uint64_t nkeys)
+{
+  return (sizeof (struct nc_jentry) + nkeys * sizeof (struct nc_key)
+          + NC_BLOCK_BYTES - 1) / NC_BLOCK_BYTES;
+}
+
+static uint64_t
+keys_in_blocks (uint32_t nblocks)
+{
+  return ((uint64_t) nblocks * NC_BLOCK_BYTES - sizeof (struct nc_jentry))
+    / sizeof (struct nc_key);
+}
+
+static int
+key_vec_reserve (struct key_vec *kv, size_t extra)
+{
+  size_t cap;
+  struct nc_key *v;
+
+  if (kv->len + extra <= kv->cap)
+    return 0;
+  if (extra > SIZE_MAX / sizeof (struct nc_key) / 2 - kv->len)
+    return -ENOMEM;
+  cap = kv->cap ? kv->cap : 64;
+  while (cap < kv->len + extra)
+    cap *= 2;
+  v = realloc (kv->v, cap * sizeof *v);
+  if (v == NULL)
+    return -ENOMEM;
+  kv->v = v;
+  kv->cap = cap;
+  return 0;
+}
+
+/* Read the ring geometry from a superblock; -EINVAL (logged) if unusable. */
+static int
+geom_from_sb (struct cdev *cd, const struct nc_sb *sb, struct ring_geom *g)
+{
+  uint64_t first, blocks;
+
+  first = (uint64_t) sb->journal_first * sb->bucket_blocks;
+  blocks = (uint64_t) sb->journal_buckets * sb->bucket_blocks;
+  if (sb->journal_first == 0 || blocks < MIN_RING_BLOCKS ||
+      blocks > UINT32_MAX / 2 ||
+      !range_within (first * NC_BLOCK_BYTES, blocks * NC_BLOCK_BYTES,
+                     cd->size_bytes)) {
+    log_error ("journal (%s): unusable journal region: buckets %" PRIu32
+               " + %" PRIu32 " of %" PRIu32 " blocks", cd->path,
+               sb->journal_first, sb->journal_buckets, sb->bucket_blocks);
+    return -EINVAL;
+  }
+  g->cd = cd;
+  memcpy (g->uuid, sb->uuid, sizeof g->uuid);
+  g->offset = first * NC_BLOCK_BYTES;
+  g->blocks = blocks;
+  return 0;
+}
+
+static uint64_t
+ring_byte (const struct ring_geom *g, uint32_t pos)
+{
+  return g->offset + (uint64_t) pos * NC_BLOCK_BYTES;
+}
+
+/* Free blocks from w (normalised) forward to a; a == w means full (the
+ * live region is never empty).
+ */
+static uint32_t
+free_blocks (uint32_t ring, uint32_t a, uint32_t w)
+{
+  w %= ring;
+  if (a == w)
+    return 0;
+  return a > w ? a - w : ring - w + a;
+}
+
+/* Place n blocks in the free part of the ring, from *w forward to a.  An
+ * entry never straddles the end: it goes to block 0 instead.
+ */
+static bool
+place (uint32_t ring, uint32_t a, uint32_t *w, uint32_t n, uint32_t *pos)
+{
+  uint32_t wp = *w % ring;
+
+  if (a == wp)
+    return false;
+  if (a > wp) {
+    if (n > a - wp)
+      return false;
+    *pos = wp;
+  }
+  else if (n <= ring - wp)
+    *pos = wp;
+  else if (n <= a)
+    *pos = 0;
+  else
+    return false;
+  *w = *pos + n;
+  return true;
+}
+
+/* ---- entry validation (replay, check) ---- */
+
+/* NULL if the entry at ring block pos is valid, else why not.  buf holds
+ * at least min(JOURNAL_MAX_ENTRY_BLOCKS, ring - pos) blocks from pos.
+ */
+static const char *
+entry_invalid (const struct ring_geom *g, const struct nc_jentry *e,
+               uint32_t pos)
+{
+  if (e->magic != NC_JOURNAL_MAGIC)
+    return "bad magic";
+  if (e->version != NC_FORMAT_VERSION)
+    return "bad version";
+  if (memcmp (e->uuid, g->uuid, sizeof g->uuid) != 0)
+    return "foreign uuid";
+  if (e->nblocks == 0 || e->nblocks > JOURNAL_MAX_ENTRY_BLOCKS ||
+      e->nblocks > g->blocks - pos)
+    return "bad length";
+  if (e->nkeys > keys_in_blocks (e->nblocks))
+    return "too many keys for its length";
+  if (e->csum != nc_csum (e, sizeof *e + (size_t) e->nkeys *
+                          sizeof (struct nc_key)))
+    return "bad checksum";
+  if (e->seq == 0 || e->last_seq == 0 || e->last_seq > e->seq)
+    return "bad last_seq";
+  if (JENTRY_WRITE_FIRST (e) > e->seq)
+    return "bad write_first";
+  return NULL;
+}
+
+/* ---- scanning the ring ---- */
+
+/* A valid entry found by the scan. */
+struct found {
+  uint64_t seq, last_seq, write_first, csum;
+  uint32_t pos, nblocks, nkeys;
+  uint16_t root_level;
+  struct nc_key root;
+};
+
+struct found_vec {
+  struct found *v;
+  size_t len, cap;
+};
+
+static int
+found_push (struct found_vec *fv, const struct nc_jentry *e, uint32_t pos)
+{
+  struct found *f;
+
+  if (fv->len == fv->cap) {
+    size_t cap = fv->cap ? fv->cap * 2 : 256;
+
+    f = realloc (fv->v, cap * sizeof *f);
+    if (f == NULL)
+      return -ENOMEM;
+    fv->v = f;
+    fv->cap = cap;
+  }
+  f = &fv->v[fv->len++];
+  f->seq = e->seq;
+  f->last_seq = e->last_seq;
+  f->write_first = JENTRY_WRITE_FIRST (e) ? JENTRY_WRITE_FIRST (e) : e->seq;
+  f->csum = e->csum;
+  f->pos = pos;
+  f->nblocks = e->nblocks;
+  f->nkeys = e->nkeys;
+  f->root = e->root;
+  f->root_level = e->root_level;
+  return 0;
+}
+
+static int
+found_cmp (const void *pa, const void *pb)
+{
+  const struct found *a = pa, *b = pb;
+
+  if (a->seq != b->seq)
+    return a->seq < b->seq ? -1 : 1;
+  return a->pos < b->pos ? -1 : a->pos > b->pos;
+}
+
+/* Every valid entry of the ring, sorted by seq, one per seq.  Two
+ * different entries with one seq: -EBADMSG (logged).
+ */
+static int
+scan_ring (const struct ring_geom *g, struct found_vec *fv)
+{
+  const uint32_t span = SCAN_CHUNK_BLOCKS + JOURNAL_MAX_ENTRY_BLOCKS - 1;
+  AUTOFREE unsigned char *buf = cdev_alloc_buffer ((size_t) span *
+                                                   NC_BLOCK_BYTES);
+  uint32_t chunk, b, next = 0, n;
+  size_t i, out;
+  int r;
+
+  if (buf == NULL)
+    return -ENOMEM;
+  for (chunk = 0; chunk < g->blocks; chunk += SCAN_CHUNK_BLOCKS) {
+    n = MIN (span, g->blocks - chunk);
+    r = cdev_pread (g->cd, buf, (size_t) n * NC_BLOCK_BYTES,
+                    ring_byte (g, chunk));
+    if (r < 0)
+      return r;
+    for (b = MAX (chunk, next);
+         b < chunk + SCAN_CHUNK_BLOCKS && b < g->blocks; b++) {
+      const struct nc_jentry *e =
+        (const void *) (buf + (size_t) (b - chunk) * NC_BLOCK_BYTES);
+      const char *why;
+
+      if (e->magic != NC_JOURNAL_MAGIC)
+        continue;
+      why = entry_invalid (g, e, b);
+      if (why != NULL) {
+        log_debug ("journal (%s): ring block %" PRIu32 ": not an entry: %s",
+                   g->cd->path, b, why);
+        continue;
+      }
+      if ((r = found_push (fv, e, b)) < 0)
+        return r;
+      /* No valid entry can start inside a valid one. */
+      next = b + e->nblocks;
+      b = next - 1;
+    }
+  }
+
+  if (fv->len > 1)
+    qsort (fv->v, fv->len, sizeof *fv->v, found_cmp);
+  for (i = 1, out = 1; i < fv->len; i++) {
+    const struct found *prev = &fv->v[out - 1], *cur = &fv->v[i];
+
+    if (cur->seq == prev->seq) {
+      if (cur->csum == prev->csum && cur->nblocks == prev->nblocks &&
+          cur->nkeys == prev->nkeys)
+        continue;
+      log_error ("journal (%s): two different entries with seq %" PRIu64
+                 " (ring blocks %" PRIu32 " and %" PRIu32 ")",
+                 g->cd->path, cur->seq, prev->pos, cur->pos);
+      return -EBADMSG;
+    }
+    fv->v[out++] = *cur;
+  }
+  if (fv->len > 0)
+    fv->len = out;
+  return 0;
+}
+
+/* Index of seq in the sorted vector, or SIZE_MAX. */
+static size_t
+found_index (const struct found_vec *fv, uint64_t seq)
+{
+  size_t lo = 0, hi = fv->len;
+
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+
+    if (fv->v[mid].seq < seq)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < fv->len && fv->v[lo].seq == seq ? lo : SIZE_MAX;
+}
+
+/* Index of the newest entry older than seq, or SIZE_MAX. */
+static size_t
+found_below (const struct found_vec *fv, uint64_t seq)
+{
+  size_t lo = 0, hi = fv->len;
+
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+
+    if (fv->v[mid].seq < seq)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo == 0 ? SIZE_MAX : lo - 1;
+}
+
+/* Choose E (see REPLAY): fv->v[*first .. *last] is its chain. */
+static int
+choose_chain (const struct ring_geom *g, const struct found_vec *fv,
+              size_t *first, size_t *last)
+{
+  const char *path = g->cd->path;
+  uint64_t wf, m, len;
+  size_t c, i;
+
+  if (fv->len == 0)
+    goto no_chain;
+  c = fv->len - 1;
+  wf = fv->v[c].write_first;
+  for (;;) {
+    i = found_index (fv, fv->v[c].last_seq);
+    if (i == SIZE_MAX)
+      m = fv->v[c].last_seq;
+    else {
+      while (i < c && fv->v[i + 1].seq == fv->v[i].seq + 1)
+        i++;
+      if (i == c)
+        break;                  /* complete */
+      m = fv->v[i].seq + 1;
+    }
+    if (m < wf) {
+      log_error ("journal (%s): entry %" PRIu64 " is missing or corrupt, "
+                 "but entry %" PRIu64 " needs it", path, m, fv->v[c].seq);
+      return -EBADMSG;
+    }
+    /* The last write was torn: fall back to the entry before the gap. */
+    c = found_below (fv, m);
+    if (c == SIZE_MAX || fv->v[c].seq + 1 < wf)
+      goto no_chain;
+  }
+  *first = found_index (fv, fv->v[c].last_seq);
+  *last = c;
+
+  /* The chain must be laid out in ring order, or space accounting (and
+   * so the next writes) could overwrite part of it.
+   */
+  len = fv->v[*first].nblocks;
+  for (i = *first + 1; i <= *last; i++) {
+    const struct found *p = &fv->v[i - 1], *f = &fv->v[i];
+
+    if (f->pos == p->pos + p->nblocks)
+      len += f->nblocks;
+    else if (f->pos == 0)
+      len += g->blocks - (p->pos + p->nblocks) + f->nblocks;
+    else
+      len = UINT64_MAX;
+    if (len > g->blocks) {
+      log_error ("journal (%s): entries %" PRIu64 "..%" PRIu64 " are not "
+                 "laid out in ring order (entry %" PRIu64 " at ring block %"
+                 PRIu32 ")", path, fv->v[*first].seq, fv->v[*last].seq,
+                 f->seq, f->pos);
+      return -EBADMSG;
+    }
+  }
+  return 0;
+
+ no_chain:
+  log_error ("journal (%s): no complete journal chain (%zu valid entries "
+             "in the ring)", path, fv->len);
+  return -EBADMSG;
+}
+
+/* ---- create, destroy, format, check ---- */
+
+int
+journal_create (struct cdev *cd, const struct nc_sb *sb,
+                struct journal **out)
+{
+  struct journal *j;
+  pthread_condattr_t ca;
+  int r;
+
+  j = calloc (1, sizeof *j);
+  if (j == NULL)
+    return -ENOMEM;
+  if ((r = geom_from_sb (cd, sb, &j->g)) < 0)
+    goto err_free;
+  j->entry_max_blocks = MIN (JOURNAL_MAX_ENTRY_BLOCKS, j->g.blocks / 8);
+  j->entry_max_keys = keys_in_blocks (j->entry_max_blocks);
+  j->reserve_blocks = 2 * j->entry_max_blocks;
+  j->live = calloc (j->g.blocks, sizeof *j->live);
+  if (j->live == NULL) {
+    r = -ENOMEM;
+    goto err_free;
+  }
+  j->pin = UINT64_MAX;
+  j->retry_ms = RETRY_MIN_MS;
+  pthread_mutex_init (&j->lock, NULL);
+  pthread_condattr_init (&ca);
+  pthread_condattr_setclock (&ca, CLOCK_MONOTONIC);
+  pthread_cond_init (&j->kick, &ca);
+  pthread_cond_init (&j->done, NULL);
+  pthread_condattr_destroy (&ca);
+  j->st.ring_blocks = j->g.blocks;
+  *out = j;
+  return 0;
+
+ err_free:
+  free (j);
+  return r;
+}
+
+void
+journal_destroy (struct journal *j)
+{
+  if (j == NULL)
+    return;
+  if (j->thread_joinable) {
+    pthread_mutex_lock (&j->lock);
+    j->aborting = true;
+    pthread_cond_signal (&j->kick);
+    pthread_mutex_unlock (&j->lock);
+    pthread_join (j->thread, NULL);
+  }
+  pthread_cond_destroy (&j->kick);
+  pthread_cond_destroy (&j->done);
+  pthread_mutex_destroy (&j->lock);
+  free (j->open.v);
+  free (j->closed_keys.v);
+  free (j->closed);
+  free (j->live);
+  free (j->wbuf);
+  free (j->plan_pos);
+  free (j->plan_last);
+  free (j);
+}
+
+int
+journal_format (struct cdev *cd, const struct nc_sb *sb)
+{
+  AUTOFREE struct nc_jentry *e = NULL;
+  struct ring_geom g;
+  int r;
+
+  if ((r = geom_from_sb (cd, sb, &g)) < 0)
+    return r;
+  e = cdev_alloc_buffer (NC_BLOCK_BYTES);
+  if (e == NULL)
+    return -ENOMEM;
+  e->magic = NC_JOURNAL_MAGIC;
+  e->version = NC_FORMAT_VERSION;
+  e->nblocks = 1;
+  memcpy (e->uuid, sb->uuid, sizeof e->uuid);
+  e->seq = 1;
+  e->last_seq = 1;
+  JENTRY_WRITE_FIRST (e) = 1;
+  e->csum = nc_csum (e, sizeof *e);
+  return cdev_pwrite (cd, e, NC_BLOCK_BYTES, ring_byte (&g, 0), 0);
+}
+
+int
+journal_check (struct cdev *cd, const struct nc_sb *sb,
+               struct journal_check_info *info)
+{
+  struct found_vec fv = { 0 };
+  struct ring_geom g;
+  size_t first, last, i;
+  int r;
+
+  if ((r = geom_from_sb (cd, sb, &g)) < 0)
+    return r;
+  if ((r = scan_ring (&g, &fv)) < 0 ||
+      (r = choose_chain (&g, &fv, &first, &last)) < 0)
+    goto out;
+  memset (info, 0, sizeof *info);
+  info->first_seq = fv.v[first].seq;
+  info->last_seq = fv.v[last].seq;
+  for (i = first; i <= last; i++)
+    info->nkeys += fv.v[i].nkeys;
+  info->valid_entries_seen = fv.len;
+ out:
+  free (fv.v);
+  return r;
+}
+
+/* ---- replay ---- */
+
+/* Zero the first block of every valid entry newer than E (the survivors
+ * of a torn write), then sync, so their seqs can be written again.
+ */
+static int
+drop_newer (struct journal *j, const struct found_vec *fv, size_t last)
+{
+  AUTOFREE void *zero = NULL;
+  size_t i;
+  int r;
+
+  if (last + 1 == fv->len)
+    return 0;
+  log_info ("journal (%s): dropping entries %" PRIu64 "..%" PRIu64
+            " of an interrupted commit (never acknowledged)",
+            j->g.cd->path, fv->v[last + 1].seq, fv->v[fv->len - 1].seq);
+  zero = cdev_alloc_buffer (NC_BLOCK_BYTES);
+  if (zero == NULL)
+    return -ENOMEM;
+  for (i = last + 1; i < fv->len; i++)
+    if ((r = cdev_pwrite (j->g.cd, zero, NC_BLOCK_BYTES,
+                          ring_byte (&j->g, fv->v[i].pos), 0)) < 0)
+      return r;
+  return cdev_sync (j->g.cd);
+}
+
+/* Read the chain's entries again (in chunks) and hand every key to fn. */
+static int
+replay_keys (struct journal *j, const struct found_vec *fv, size_t first,
+             size_t last, journal_replay_fn fn, void *opaque,
+             uint64_t *nkeys)
+{
+  const uint32_t span = SCAN_CHUNK_BLOCKS + JOURNAL_MAX_ENTRY_BLOCKS - 1;
+  AUTOFREE unsigned char *buf = cdev_alloc_buffer ((size_t) span *
+                                                   NC_BLOCK_BYTES);
+  uint32_t wstart = 0, wend = 0;
+  size_t i;
+  uint32_t k;
+  int r;
+
+  if (buf == NULL)
+    return -ENOMEM;
+  for (i = first; i <= last; i++) {
+    const struct found *f = &fv->v[i];
+    const struct nc_jentry *e;
+    const char *why;
+
+    if (f->pos < wstart || f->pos + f->nblocks > wend) {
+      wstart = f->pos;
+      wend = f->pos + MIN (span, j->g.blocks - f->pos);
+      r = cdev_pread (j->g.cd, buf, (size_t) (wend - wstart) * NC_BLOCK_BYTES,
+                      ring_byte (&j->g, wstart));
+      if (r < 0)
+        return r;
+    }
+    e = (const void *) (buf + (size_t) (f->pos - wstart) * NC_BLOCK_BYTES);
+    why = entry_invalid (&j->g, e, f->pos);
+    if (why == NULL && (e->seq != f->seq || e->csum != f->csum))
+      why = "changed since the scan";
+    if (why != NULL) {
+      log_error ("journal (%s): entry %" PRIu64 " at ring block %" PRIu32
+                 ": %s", j->g.cd->path, f->seq, f->pos, why);
+      return -EBADMSG;
+    }
+    if (fn != NULL)
+      for (k = 0; k < e->nkeys; k++)
+        if ((r = fn (opaque, &e->keys[k], e->seq)) != 0)
+          return r;
+    *nkeys += e->nkeys;
+  }
+  return 0;
+}
+
+int
+journal_replay (struct journal *j, journal_replay_fn fn, void *opaque,
+                struct nc_key *root, uint16_t *root_level)
+{
+  struct found_vec fv = { 0 };
+  size_t first, last, i;
+  uint64_t nkeys = 0;
+  const struct found *e;
+  int r;
+
+  if (j->replayed) {
+    log_error ("journal (%s): replayed twice", j->g.cd->path);
+    return -EINVAL;
+  }
+  if ((r = scan_ring (&j->g, &fv)) < 0 ||
+      (r = choose_chain (&j->g, &fv, &first, &last)) < 0 ||
+      (r = replay_keys (j, &fv, first, last, fn, opaque, &nkeys)) != 0 ||
+      (r = drop_newer (j, &fv, last)) < 0)
+    goto out;
+
+  e = &fv.v[last];
+  pthread_mutex_lock (&j->lock);
+  j->live_head = 0;
+  j->nlive = 0;
+  for (i = first; i <= last; i++) {
+    j->live[j->nlive].seq = fv.v[i].seq;
+    j->live[j->nlive].pos = fv.v[i].pos;
+    j->live[j->nlive].nblocks = fv.v[i].nblocks;
+    j->nlive++;
+  }
+  j->write_pos = e->pos + e->nblocks;
+  j->root = e->root;
+  j->root_level = e->root_level;
+  __atomic_store_n (&j->durable_seq, e->seq, __ATOMIC_RELEASE);
+  __atomic_store_n (&j->open_seq, e->seq + 1, __ATOMIC_RELEASE);
+  j->replayed = true;
+  pthread_mutex_unlock (&j->lock);
+
+  *root = e->root;
+  *root_level = e->root_level;
+  log_info ("journal (%s): replayed entries %" PRIu64 "..%" PRIu64
+            " (%" PRIu64 " keys); %zu valid entries in the ring",
+            j->g.cd->path, fv.v[first].seq, e->seq, nkeys, fv.len);
+  r = 0;
+ out:
+  free (fv.v);
+  return r;
+}
+
+/* ---- the open entry (btree lock held by the callers) ---- */
+
+/* Seq of the entry that will hold the last key of the open entry. */
+static uint64_t
+open_last_seq_locked (struct journal *j)
+{
+  if (j->open.len == 0)
+    return j->open_seq;
+  return j->open_seq + (j->open.len - 1) / j->entry_max_keys;
+}
+
+uint64_t
+journal_add (struct journal *j, const struct nc_key *keys, size_t n)
+{
+  SCOPED_LOCK (&j->lock);
+
+  if (n == 0)
+    return open_last_seq_locked (j);
+  if (key_vec_reserve (&j->open, n) < 0) {
+    if (j->broken == 0)
+      log_error ("journal (%s): out of memory for the open entry: %zu keys "
+                 "are lost; every later flush fails", j->g.cd->path, n);
+    j->broken = -ENOMEM;
+    return open_last_seq_locked (j);
+  }
+  memcpy (&j->open.v[j->open.len], keys, n * sizeof *keys);
+  j->open.len += n;
+  if (j->open_since_ns == 0) {
+    j->open_since_ns = now_ns ();
+    pthread_cond_signal (&j->kick);
+  }
+  return open_last_seq_locked (j);
+}
+
+void
+journal_mark_needed (struct journal *j)
+{
+  SCOPED_LOCK (&j->lock);
+
+  j->needed = true;
+  if (j->open_since_ns == 0) {
+    j->open_since_ns = now_ns ();
+    pthread_cond_signal (&j->kick);
+  }
+}
+
+int
+journal_close_entry_locked (struct journal *j, const struct nc_key *root,
+                            uint16_t root_level, uint64_t oldest_pin)
+{
+  SCOPED_LOCK (&j->lock);
+  size_t n, nentries, i, base;
+  uint32_t kpe = j->entry_max_keys;
+
+  j->root = *root;
+  j->root_level = root_level;
+  /* A pin older than the live region names entries that may already be
+   * overwritten: a btree bug; last_seq is clamped (last_seq_for_locked).
+   */
+  if (j->nlive > 0 && oldest_pin < j->live[j->live_head].seq &&
+      !j->pin_warned) {
+    log_warning ("journal (%s): oldest pin %" PRIu64 " is older than the "
+                 "oldest live entry %" PRIu64, j->g.cd->path, oldest_pin,
+                 j->live[j->live_head].seq);
+    j->pin_warned = true;
+  }
+  j->pin = oldest_pin;
+
+  n = j->open.len;
+  if (n == 0 && !j->needed &&
+      !(j->nwaiters > 0 && j->want_seq >= j->open_seq))
+    return 0;
+  nentries = n == 0 ? 1 : (n + kpe - 1) / kpe;
+
+  if (j->nclosed + nentries > j->closed_cap) {
+    size_t cap = MAX (j->closed_cap * 2, j->nclosed + nentries);
+    struct closed_entry *c = realloc (j->closed, MAX (cap, 16) * sizeof *c);
+
+    if (c == NULL)
+      return -ENOMEM;
+    j->closed = c;
+    j->closed_cap = MAX (cap, 16);
+  }
+  base = j->closed_keys.len;
+  if (base == 0) {
+    struct key_vec t = j->closed_keys;
+
+    j->closed_keys = j->open;
+    j->open = t;
+  }
+  else if (n > 0) {
+    if (key_vec_reserve (&j->closed_keys, n) < 0)
+      return -ENOMEM;
+    memcpy (&j->closed_keys.v[base], j->open.v, n * sizeof *j->open.v);
+    j->closed_keys.len += n;
+  }
+  j->open.len = 0;
+
+  for (i = 0; i < nentries; i++) {
+    struct closed_entry *c = &j->closed[j->nclosed++];
+
+    c->seq = j->open_seq + i;
+    c->first = base + i * kpe;
+    c->nkeys = MIN ((size_t) kpe, n - i * kpe);
+    if (n == 0)
+      c->nkeys = 0;
+    c->nblocks = blocks_for_keys (c->nkeys);
+  }
+  __atomic_store_n (&j->open_seq, j->open_seq + nentries, __ATOMIC_RELEASE);
+  j->needed = false;
+  j->open_since_ns = 0;
+  pthread_cond_broadcast (&j->done);    /* throttlers */
+  return 0;
+}
+
+/* ---- the commit ---- */
+
+/* last_seq of closed entry seq s (see ENTRIES AND SEQS). */
+static uint64_t
+last_seq_for_locked (struct journal *j, uint64_t s)
+{
+  return MAX (MIN (j->pin, s), j->live[j->live_head].seq);
+}
+
+static const struct live_entry *
+live_of_locked (struct journal *j, uint64_t seq)
+{
+  size_t i = seq - j->live[j->live_head].seq;
+
+  return &j->live[(j->live_head + i) % j->g.blocks];
+}
+
+struct plan {
+  size_t count;                 /* closed entries 0 .. count-1 */
+  uint32_t blocks;              /* their total length */
+  uint32_t end;                 /* write_pos afterwards */
+  bool no_room;                 /* stopped for space (not the size cap) */
+  struct nc_key root;
+  uint16_t root_level;
+};
+
+static int
+plan_reserve (struct journal *j)
+{
+  uint32_t *p;
+  uint64_t *l;
+  size_t cap;
+
+  if (j->nclosed <= j->plan_cap)
+    return 0;
+  cap = MAX (j->nclosed, j->plan_cap * 2);
+  p = realloc (j->plan_pos, cap * sizeof *p);
+  if (p == NULL)
+    return -ENOMEM;
+  j->plan_pos = p;
+  l = realloc (j->plan_last, cap * sizeof *l);
+  if (l == NULL)
+    return -ENOMEM;
+  j->plan_last = l;
+  j->plan_cap = cap;
+  return 0;
+}
+
+/* Place as many closed entries as fit.  With use_reserve false, only the
+ * first entry, ignoring the reserve.
+ */
+static void
+plan_locked (struct journal *j, bool use_reserve, struct plan *pl)
+{
+  const uint32_t ring = j->g.blocks;
+  const uint32_t a = j->live[j->live_head].pos;
+  const uint64_t s0 = j->closed[0].seq;
+  uint32_t w = j->write_pos, pos, n, a_new;
+  uint64_t l;
+  size_t i;
+
+  memset (pl, 0, sizeof *pl);
+  pl->root = j->root;
+  pl->root_level = j->root_level;
+  for (i = 0; i < j->nclosed; i++) {
+    n = j->closed[i].nblocks;
+    if (pl->blocks + n > WRITE_MAX_BLOCKS)
+      break;
+    if (!place (ring, a, &w, n, &pos)) {
+      pl->no_room = true;
+      break;
+    }
+    l = last_seq_for_locked (j, j->closed[i].seq);
+    j->plan_pos[i] = pos;
+    j->plan_last[i] = l;
+    if (use_reserve) {
+      a_new = l >= s0 ? j->plan_pos[l - s0] : live_of_locked (j, l)->pos;
+      if (free_blocks (ring, a_new, w) < j->reserve_blocks) {
+        pl->no_room = true;
+        break;
+      }
+    }
+    pl->count = i + 1;
+    pl->blocks += n;
+    pl->end = w;
+    if (!use_reserve)
+      break;
+  }
+}
+
+static int
+wbuf_reserve (struct journal *j, size_t bytes)
+{
+  void *b;
+
+  if (bytes <= j->wbuf_bytes)
+    return 0;
+  b = cdev_alloc_buffer (bytes);
+  if (b == NULL)
+    return -ENOMEM;
+  free (j->wbuf);
+  j->wbuf = b;
+  j->wbuf_bytes = bytes;
+  return 0;
+}
+
+/* Build and write the planned entries: pre-flush, pwrites, sync.  No
+ * lock: the closed entries only change in this thread.
+ */
+static int
+write_plan (struct journal *j, const struct plan *pl)
+{
+  const uint64_t s0 = j->closed[0].seq;
+  unsigned char *p;
+  size_t i, run_start = 0;
+  uint32_t run_pos = 0, run_blocks = 0;
+  int r;
+
+  if ((r = wbuf_reserve (j, (size_t) pl->blocks * NC_BLOCK_BYTES)) < 0)
+    return r;
+  p = j->wbuf;
+  for (i = 0; i < pl->count; i++) {
+    const struct closed_entry *c = &j->closed[i];
+    struct nc_jentry *e = (struct nc_jentry *) p;
+
+    memset (e, 0, (size_t) c->nblocks * NC_BLOCK_BYTES);
+    e->magic = NC_JOURNAL_MAGIC;
+    e->version = NC_FORMAT_VERSION;
+    e->nblocks = c->nblocks;
+    memcpy (e->uuid, j->g.uuid, sizeof e->uuid);
+    e->seq = c->seq;
+    e->last_seq = j->plan_last[i];
+    e->root = pl->root;
+    e->root_level = pl->root_level;
+    e->nkeys = c->nkeys;
+    JENTRY_WRITE_FIRST (e) = s0;
+    if (c->nkeys > 0)
+      memcpy (e->keys, &j->closed_keys.v[c->first],
+              (size_t) c->nkeys * sizeof (struct nc_key));
+    e->csum = nc_csum (e, sizeof *e + (size_t) c->nkeys *
+                       sizeof (struct nc_key));
+    p += (size_t) c->nblocks * NC_BLOCK_BYTES;
+  }
+
+  if ((r = cdev_sync (j->g.cd)) < 0)
+    return r;
+  p = j->wbuf;
+  for (i = 0; i <= pl->count; i++) {
+    if (i == pl->count ||
+        (i > run_start && j->plan_pos[i] != run_pos + run_blocks)) {
+      r = cdev_pwrite (j->g.cd, p, (size_t) run_blocks * NC_BLOCK_BYTES,
+                       ring_byte (&j->g, run_pos), 0);
+      if (r < 0)
+        return r;
+      p += (size_t) run_blocks * NC_BLOCK_BYTES;
+      run_start = i;
+      run_blocks = 0;
+    }
+    if (i < pl->count) {
+      if (run_blocks == 0)
+        run_pos = j->plan_pos[i];
+      run_blocks += j->closed[i].nblocks;
+    }
+  }
+  return cdev_sync (j->g.cd);
+}
+
+/* The planned entries are durable: move the live region, drop them from
+ * the closed list.  Returns the new durable seq.
+ */
+static uint64_t
+apply_plan_locked (struct journal *j, const struct plan *pl)
+{
+  const uint64_t last = j->closed[pl->count - 1].seq;
+  const uint64_t l_new = j->plan_last[pl->count - 1];
+  uint64_t nkeys = 0;
+  size_t i, kept_keys;
+
+  while (j->nlive > 0 && j->live[j->live_head].seq < l_new) {
+    j->live_head = (j->live_head + 1) % j->g.blocks;
+    j->nlive--;
+  }
+  for (i = 0; i < pl->count; i++) {
+    const struct closed_entry *c = &j->closed[i];
+
+    nkeys += c->nkeys;
+    if (c->seq < l_new)
+      continue;
+    j->live[(j->live_head + j->nlive) % j->g.blocks] = (struct live_entry) {
+      .seq = c->seq, .pos = j->plan_pos[i], .nblocks = c->nblocks,
+    };
+    j->nlive++;
+  }
+  j->write_pos = pl->end;
+
+  /* Drop the written entries and their keys. */
+  if (pl->count == j->nclosed) {
+    j->nclosed = 0;
+    j->closed_keys.len = 0;
+  }
+  else {
+    size_t first_kept = j->closed[pl->count].first;
+
+    kept_keys = j->closed_keys.len - first_kept;
+    if (kept_keys > 0)
+      memmove (j->closed_keys.v, &j->closed_keys.v[first_kept],
+               kept_keys * sizeof *j->closed_keys.v);
+    j->closed_keys.len = kept_keys;
+    memmove (j->closed, &j->closed[pl->count],
+             (j->nclosed - pl->count) * sizeof *j->closed);
+    j->nclosed -= pl->count;
+    for (i = 0; i < j->nclosed; i++)
+      j->closed[i].first -= first_kept;
+  }
+
+  __atomic_store_n (&j->durable_seq, last, __ATOMIC_RELEASE);
+  j->st.commits++;
+  j->st.entries += pl->count;
+  j->st.keys += nkeys;
+  if (j->failing) {
+    log_info ("journal (%s): commits succeed again (durable seq %" PRIu64
+              ")", j->g.cd->path, last);
+    j->failing = false;
+  }
+  j->retry_ms = RETRY_MIN_MS;
+  return last;
+}
+
+/* Wake every waiter whose seq is durable. */
+static void
+serve_waiters_locked (struct journal *j)
+{
+  const uint64_t durable = j->durable_seq;
+  struct waiter **pw = &j->waiters, *w;
+  uint64_t served = 0;
+
+  while ((w = *pw) != NULL) {
+    if (w->seq <= durable) {
+      *pw = w->next;
+      w->result = 0;
+      w->done = true;
+      j->nwaiters--;
+      served++;
+    }
+    else
+      pw = &w->next;
+  }
+  j->st.waiters += served;
+  j->st.max_batch_waiters = MAX (j->st.max_batch_waiters, served);
+  pthread_cond_broadcast (&j->done);
+}
+
+/* A commit failed: fail its waiters (every waiter if all is true, else
+ * those whose seq is closed), back off, log once.
+ */
+static void
+commit_failed (struct journal *j, int r, const char *what, bool all)
+{
+  SCOPED_LOCK (&j->lock);
+  const uint64_t covered = all ? UINT64_MAX : j->open_seq - 1;
+  struct waiter **pw = &j->waiters, *w;
+
+  j->st.errors++;
+  j->last_result = -EIO;
+  if (!j->failing) {
+    log_error ("journal (%s): commit of entries %" PRIu64 "..%" PRIu64
+               " failed (%s: %s); they stay in memory and are retried",
+               j->g.cd->path, j->durable_seq + 1, j->open_seq - 1, what,
+               strerror (-r));
+    j->failing = true;
+  }
+  else
+    log_debug ("journal (%s): commit failed again (%s: %s)",
+               j->g.cd->path, what, strerror (-r));
+  while ((w = *pw) != NULL) {
+    if (w->seq <= covered) {
+      *pw = w->next;
+      w->result = -EIO;
+      w->done = true;
+      j->nwaiters--;
+      j->st.waiters++;
+    }
+    else
+      pw = &w->next;
+  }
+  j->retry_at_ns = now_ns () + (uint64_t) j->retry_ms * 1000000u;
+  j->retry_ms = MIN (j->retry_ms * 2, RETRY_MAX_MS);
+  pthread_cond_broadcast (&j->done);
+}
+
+/* Close the open entry and write every closed entry (see COMMIT and RING
+ * AND SPACE).  Called by the commit thread without the lock.
+ */
+static int
+commit (struct journal *j)
+{
+  struct plan pl;
+  bool reclaimed = false, need_reclaim;
+  uint64_t s0, durable;
+  int r;
+
+  if ((r = j->hooks.close_entry (j->hooks.opaque, j)) < 0) {
+    commit_failed (j, r, "closing the entry", true);
+    return r;
+  }
+  for (;;) {
+    pthread_mutex_lock (&j->lock);
+    if (j->nclosed == 0) {
+      serve_waiters_locked (j);
+      j->last_result = 0;
+      pthread_mutex_unlock (&j->lock);
+      return 0;
+    }
+    if ((r = plan_reserve (j)) < 0) {
+      pthread_mutex_unlock (&j->lock);
+      commit_failed (j, r, "planning", false);
+      return r;
+    }
+    s0 = j->closed[0].seq;
+    plan_locked (j, true, &pl);
+    need_reclaim = pl.no_room && !reclaimed &&
+      last_seq_for_locked (j, s0) < s0;
+    if (need_reclaim)
+      j->st.reclaims++;
+    else if (pl.count == 0)
+      plan_locked (j, false, &pl);
+    pthread_mutex_unlock (&j->lock);
+
+    if (need_reclaim) {
+      reclaimed = true;
+      r = j->hooks.reclaim ? j->hooks.reclaim (j->hooks.opaque, s0)
+        : -ENOSPC;
+      if (r < 0) {
+        commit_failed (j, r, "reclaiming journal space", false);
+        return r;
+      }
+      if ((r = j->hooks.close_entry (j->hooks.opaque, j)) < 0) {
+        commit_failed (j, r, "closing the entry", true);
+        return r;
+      }
+      continue;
+    }
+    if (pl.count == 0) {
+      r = -ENOSPC;
+      commit_failed (j, r, "no room in the ring even after reclaim", false);
+      return r;
+    }
+
+    if ((r = write_plan (j, &pl)) < 0) {
+      commit_failed (j, r, "writing the entries", false);
+      return r;
+    }
+    pthread_mutex_lock (&j->lock);
+    durable = apply_plan_locked (j, &pl);
+    pthread_mutex_unlock (&j->lock);
+    if (j->hooks.committed)
+      j->hooks.committed (j->hooks.opaque, durable);
+    pthread_mutex_lock (&j->lock);
+    serve_waiters_locked (j);
+    pthread_mutex_unlock (&j->lock);
+    reclaimed = false;
+  }
+}
+
+/* ---- the commit thread ---- */
+
+static bool
+has_work_locked (struct journal *j)
+{
+  return j->open.len > 0 || j->needed || j->nclosed > 0 || j->nwaiters > 0;
+}
+
+/* Should a commit start now?  Else *deadline_ns = when (UINT64_MAX:
+ * until kicked).
+ */
+static bool
+commit_due_locked (struct journal *j, uint64_t now, uint64_t *deadline_ns)
+{
+  uint64_t t;
+
+  *deadline_ns = UINT64_MAX;
+  if (j->nwaiters > 0 ||
+      (j->throttlers > 0 && j->open.len > JOURNAL_THROTTLE_KEYS))
+    return true;
+  if (j->nclosed > 0) {
+    if (now >= j->retry_at_ns)
+      return true;
+    *deadline_ns = j->retry_at_ns;
+  }
+  if (j->open_since_ns != 0) {
+    t = j->open_since_ns + j->delay_ns;
+    if (now >= t)
+      return true;
+    *deadline_ns = MIN (*deadline_ns, t);
+  }
+  return false;
+}
+
+static void *
+commit_thread (void *arg)
+{
+  struct journal *j = arg;
+  struct waiter *w;
+  uint64_t deadline;
+  struct timespec ts;
+  int r;
+
+  pthread_mutex_lock (&j->lock);
+  for (;;) {
+    if (j->aborting)
+      break;
+    if (j->stopping) {
+      if (has_work_locked (j)) {
+        pthread_mutex_unlock (&j->lock);
+        commit (j);
+        pthread_mutex_lock (&j->lock);
+      }
+      break;
+    }
+    if (commit_due_locked (j, now_ns (), &deadline)) {
+      pthread_mutex_unlock (&j->lock);
+      commit (j);
+      pthread_mutex_lock (&j->lock);
+      continue;
+    }
+    if (deadline == UINT64_MAX)
+      pthread_cond_wait (&j->kick, &j->lock);
+    else {
+      ts.tv_sec = deadline / 1000000000u;
+      ts.tv_nsec = deadline % 1000000000u;
+      r = pthread_cond_timedwait (&j->kick, &j->lock, &ts);
+      (void) r;
+    }
+  }
+  j->running = false;
+  while ((w = j->waiters) != NULL) {
+    j->waiters = w->next;
+    w->result = w->seq <= j->durable_seq ? 0 : -ESHUTDOWN;
+    w->done = true;
+  }
+  j->nwaiters = 0;
+  pthread_cond_broadcast (&j->done);
+  pthread_mutex_unlock (&j->lock);
+  return NULL;
+}
+
+int
+journal_start (struct journal *j, unsigned delay_ms,
+               const struct journal_hooks *hooks)
+{
+  int r;
+
+  if (!j->replayed || j->thread_joinable || hooks == NULL ||
+      hooks->close_entry == NULL) {
+    log_error ("journal (%s): cannot start: %s", j->g.cd->path,
+               !j->replayed ? "not replayed" :
+               j->thread_joinable ? "already started" : "no close hook");
+    return -EINVAL;
+  }
+  pthread_mutex_lock (&j->lock);
+  j->hooks = *hooks;
+  j->delay_ns = (uint64_t) delay_ms * 1000000u;
+  j->retry_ms = MAX (delay_ms, RETRY_MIN_MS);
+  j->running = true;
+  j->stopping = false;
+  pthread_mutex_unlock (&j->lock);
+  r = pthread_create (&j->thread, NULL, commit_thread, j);
+  if (r != 0) {
+    log_error ("journal (%s): cannot start the commit thread: %s",
+               j->g.cd->path, strerror (r));
+    j->running = false;
+    return -r;
+  }
+  j->thread_joinable = true;
+  return 0;
+}
+
+int
+journal_stop (struct journal *j)
+{
+  int r;
+
+  if (!j->thread_joinable)
+    return 0;
+  pthread_mutex_lock (&j->lock);
+  j->stopping = true;
+  pthread_cond_signal (&j->kick);
+  pthread_mutex_unlock (&j->lock);
+  pthread_join (j->thread, NULL);
+  j->thread_joinable = false;
+  pthread_mutex_lock (&j->lock);
+  r = j->last_result;
+  pthread_mutex_unlock (&j->lock);
+  return r;
+}
+
+/* ---- any thread, no btree lock ---- */
+
+uint64_t
+journal_open_seq (struct journal *j)
+{
+  return __atomic_load_n (&j->open_seq, __ATOMIC_ACQUIRE);
+}
+
+uint64_t
+journal_durable_seq (struct journal *j)
+{
+  return __atomic_load_n (&j->durable_seq, __ATOMIC_ACQUIRE);
+}
+
+int
+journal_wait (struct journal *j, uint64_t seq)
+{
+  SCOPED_LOCK (&j->lock);
+  struct waiter w = { .seq = seq };
+
+  if (seq <= j->durable_seq) {
+    j->st.waiters++;
+    return 0;
+  }
+  if (j->broken)
+    return -EIO;
+  if (!j->running || j->stopping)
+    return -ESHUTDOWN;
+  if (pthread_equal (pthread_self (), j->thread)) {
+    log_error ("journal (%s): wait for seq %" PRIu64 " from the commit "
+               "thread itself (a hook flushed the journal)",
+               j->g.cd->path, seq);
+    return -EDEADLK;
+  }
+  w.seq = MIN (seq, open_last_seq_locked (j));
+  w.next = j->waiters;
+  j->waiters = &w;
+  j->nwaiters++;
+  j->want_seq = MAX (j->want_seq, w.seq);
+  pthread_cond_signal (&j->kick);
+  while (!w.done)
+    pthread_cond_wait (&j->done, &j->lock);
+  if (w.result == 0 && j->broken)
+    return -EIO;
+  return w.result;
+}
+
+int
+journal_flush (struct journal *j)
+{
+  uint64_t target;
+
+  pthread_mutex_lock (&j->lock);
+  if (j->open_seq == 0)
+    target = 0;
+  else if (j->open.len > 0 || j->needed)
+    target = open_last_seq_locked (j);
+  else
+    target = j->open_seq - 1;
+  pthread_mutex_unlock (&j->lock);
+  return journal_wait (j, target);
+}
+
+void
+journal_throttle (struct journal *j)
+{
+  SCOPED_LOCK (&j->lock);
+
+  while (j->open.len > JOURNAL_THROTTLE_KEYS && j->running &&
+         !j->stopping) {
+    j->throttlers++;
+    pthread_cond_signal (&j->kick);
+    pthread_cond_wait (&j->done, &j->lock);
+    j->throttlers--;
+  }
+}
+
+void
+journal_get_stats (struct journal *j, struct journal_stats *st)
+{
+  SCOPED_LOCK (&j->lock);
+  uint32_t used = 0;
+
+  *st = j->st;
+  st->durable_seq = j->durable_seq;
+  if (j->nlive > 0) {
+    st->last_seq = j->live[j->live_head].seq;
+    used = j->g.blocks -
+      free_blocks (j->g.blocks, j->live[j->live_head].pos, j->write_pos);
+  }
+  st->ring_blocks = j->g.blocks;
+  st->ring_used_blocks = used;
+}

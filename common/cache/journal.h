@@ -1,0 +1,153 @@
+/* journal.h — the journal: a ring of entries that makes index updates
+ * durable with one write, group commit, replay at open.
+ *
+ * WHAT: keys inserted into the btree are appended to the *open entry* in
+ * memory (journal_add); a commit thread writes it out.  A commit is:
+ *   close the entry (under the btree lock, through hooks->close_entry,
+ *   which calls journal_close_entry_locked with the root and the oldest
+ *   pin) -> cdev_sync (pre-flush: the data those keys point at, and btree
+ *   node writes, are durable) -> write the entry blocks -> cdev_sync ->
+ *   durable_seq advances -> hooks->committed -> waiters wake.
+ * Group commit: every journal_wait / journal_flush that arrives while a
+ * commit is in flight is served by the next one, whatever the number of
+ * callers.  An open entry with keys is also committed delay_ms after its
+ * first key (journal_delay_ms, default 100).
+ *
+ * RING: entries are whole blocks, written one after another through the
+ * journal buckets; an entry never straddles the end of the ring (the
+ * writer wraps to block 0).  Space from the start of the entry last_seq of
+ * the newest *durable* entry up to the write position is in use; a commit
+ * that would overwrite it first asks hooks->reclaim(seq) to write the btree
+ * nodes pinning older entries, then re-closes with a newer last_seq.
+ * An open entry larger than one entry can hold (JOURNAL_MAX_ENTRY_KEYS)
+ * is written as several consecutive entries in one commit.
+ *
+ * PINS: a btree leaf with unwritten changes records the open seq at its
+ * first change (its pin); last_seq of a new entry = min(oldest pin,
+ * the entry's own seq).  So an entry is dropped from the ring only when
+ * every key in it is in a durable btree node.
+ *
+ * REPLAY: scan every block of the ring for valid entries (csum, magic,
+ * version, uuid, nblocks fits); choose the highest seq E such that every
+ * entry E.last_seq .. E is present and valid (a torn multi-entry commit
+ * leaves an incomplete chain and an older E is used).  Replay those keys
+ * in order.  No such E -> -EBADMSG.  Writing continues after E.
+ *
+ * THREADS AND LOCKS: one mutex + condvars inside.  journal_add and
+ * journal_close_entry_locked are called with the btree lock held (lock
+ * order: btree -> journal).  The commit thread takes no lock while doing
+ * I/O and calls the hooks without the journal lock.  journal_wait /
+ * journal_flush must never be called with the btree lock held.
+ * FAILURE: a failed commit (I/O error) fails every waiter of that commit
+ * with -EIO and is retried by the next; the keys stay in memory.  After
+ * journal_stop, add/wait return -ESHUTDOWN.
+ */
+#ifndef NBDCACHE_JOURNAL_H
+#define NBDCACHE_JOURNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ondisk.h"
+
+struct cdev;
+struct journal;
+
+/* Keys per on-disk entry: one entry is at most 64 blocks (256 KiB). */
+#define JOURNAL_MAX_ENTRY_BLOCKS 64u
+#define JOURNAL_MAX_ENTRY_KEYS \
+  ((JOURNAL_MAX_ENTRY_BLOCKS * NC_BLOCK_BYTES - sizeof (struct nc_jentry)) \
+   / sizeof (struct nc_key))
+/* journal_throttle waits while the open entry holds more keys than this. */
+#define JOURNAL_THROTTLE_KEYS (4 * JOURNAL_MAX_ENTRY_KEYS)
+
+struct journal_hooks {
+  void *opaque;
+  /* Take the btree lock, call journal_close_entry_locked (j, root, level,
+   * oldest_pin) and return its result, release the lock.  oldest_pin is
+   * UINT64_MAX when no leaf has unwritten changes.
+   */
+  int (*close_entry) (void *opaque, struct journal *j);
+  /* Write every btree node whose pin is < seq (and sync).  Called without
+   * the journal lock.  0 or -errno.
+   */
+  int (*reclaim) (void *opaque, uint64_t seq);
+  /* Entries up to durable_seq are durable (allocator frees buckets). */
+  void (*committed) (void *opaque, uint64_t durable_seq);
+};
+
+struct journal_stats {
+  uint64_t commits;             /* successful commits */
+  uint64_t entries;             /* entries written */
+  uint64_t keys;                /* keys written */
+  uint64_t waiters;             /* journal_wait/flush calls served */
+  uint64_t max_batch_waiters;   /* most waiters served by one commit */
+  uint64_t reclaims;
+  uint64_t errors;
+  uint64_t durable_seq, last_seq;
+  uint64_t ring_blocks, ring_used_blocks;
+};
+
+/* Nothing is read or started yet. */
+int journal_create (struct cdev *cd, const struct nc_sb *sb,
+                    struct journal **out);
+/* Stops the thread if running (without a final commit: see journal_stop). */
+void journal_destroy (struct journal *j);
+
+typedef int (*journal_replay_fn) (void *opaque, const struct nc_key *k,
+                                  uint64_t seq);
+/* Scan and replay (see REPLAY).  fn gets every key of entries
+ * last_seq..E in order; a non-zero return stops replay and is returned.
+ * *root / *root_level are E's.  Afterwards the next entry is E.seq + 1.
+ */
+int journal_replay (struct journal *j, journal_replay_fn fn, void *opaque,
+                    struct nc_key *root, uint16_t *root_level);
+
+/* For format: write entry seq 1, last_seq 1, empty root, no keys, at block
+ * 0 of the ring.  No sync.
+ */
+int journal_format (struct cdev *cd, const struct nc_sb *sb);
+
+/* For nbdcache check: replay without a callback, reporting in *info. */
+struct journal_check_info {
+  uint64_t first_seq, last_seq;   /* replayed range */
+  uint64_t nkeys;
+  uint64_t valid_entries_seen;    /* in the whole ring */
+};
+int journal_check (struct cdev *cd, const struct nc_sb *sb,
+                   struct journal_check_info *info);
+
+/* Start the commit thread (after replay). */
+int journal_start (struct journal *j, unsigned delay_ms,
+                   const struct journal_hooks *hooks);
+/* Commit what is open (if anything), then stop the thread.  Returns the
+ * last commit's result.
+ */
+int journal_stop (struct journal *j);
+
+/* ---- with the btree lock held ---- */
+/* Append keys to the open entry; returns the seq they will be written
+ * in.  Never blocks on I/O.
+ */
+uint64_t journal_add (struct journal *j, const struct nc_key *keys, size_t n);
+/* The open entry must be written even if it has no keys (root changed). */
+void journal_mark_needed (struct journal *j);
+/* Called from hooks->close_entry only. */
+int journal_close_entry_locked (struct journal *j, const struct nc_key *root,
+                                uint16_t root_level, uint64_t oldest_pin);
+
+/* ---- any thread, no btree lock ---- */
+/* Seq of the open entry (lock-free). */
+uint64_t journal_open_seq (struct journal *j);
+uint64_t journal_durable_seq (struct journal *j);
+/* Wait until entry seq is durable (kicks a commit).  0 or -EIO. */
+int journal_wait (struct journal *j, uint64_t seq);
+/* Everything added so far durable: 0 at once if nothing is open. */
+int journal_flush (struct journal *j);
+/* Wait while the open entry is over JOURNAL_THROTTLE_KEYS. */
+void journal_throttle (struct journal *j);
+
+void journal_get_stats (struct journal *j, struct journal_stats *st);
+
+#endif /* NBDCACHE_JOURNAL_H */

@@ -1,0 +1,219 @@
+/* ondisk.h — the cache device format, version 1.
+ *
+ * WHAT: every structure nbdcache writes to a cache device, byte for byte.
+ * All integers are little-endian; each struct's size is pinned with
+ * _Static_assert; every metadata block starts with a 64-bit checksum
+ * (XXH3-64 from libxxhash, seed 0) of the bytes that follow it, then a
+ * magic and the format version.  nbdcache-format(5) is the prose version.
+ *
+ * UNITS: a *block* is 4096 bytes (NC_BLOCK_BYTES).  Offsets and sizes in
+ * keys are in blocks.  A *bucket* is bucket_blocks blocks (16 .. 16384,
+ * a power of two: 64 KiB .. 64 MiB) and starts at block
+ * bucket * bucket_blocks.
+ *
+ * LAYOUT (bucket numbers):
+ *   bucket 0                 superblock copies at blocks 0 and 1; the rest
+ *                            of bucket 0 is unused
+ *   [journal_first, +journal_buckets)       the journal ring
+ *   [prio_first, +prio_buckets)             prio copy A
+ *   [prio_first + prio_buckets, +prio_buckets) prio copy B
+ *   [data_first, nbuckets)                  data and btree-node buckets
+ *
+ * SUPERBLOCK: two copies; the valid one with the higher seq wins.  An
+ * update writes seq+1 to slot (seq+1) % 2 and syncs, so a torn write
+ * leaves the other copy.  It carries the export table: each export that
+ * ever used the device, by id, with its backing identity (URI and size),
+ * so a cache is never attached to the wrong backing store.
+ *
+ * KEYS (struct nc_key, 32 bytes): an extent of one export,
+ * [end - size, end) in blocks, sorted by (export_id, end).  A data key
+ * points at (bucket, offset, gen): the data lives at block
+ * bucket * bucket_blocks + offset and is valid only while the bucket's
+ * gen equals key.gen.  ZERO keys read as zeros and point nowhere.  DIRTY
+ * keys are newer than the backing store.  In an interior btree node a key
+ * is a child pointer: (export_id, end) is the greatest key the child may
+ * hold, and (bucket, gen, nonce) name the child node.
+ *
+ * BTREE NODES: a node owns one bucket.  Each node write appends a *bset*
+ * (a header and the node's complete, sorted key set) at the next 4 KiB
+ * boundary after the previous one, so a write never overwrites a valid
+ * older copy.  Reading a node takes the last bset in the bucket whose
+ * checksum, magic, uuid and node nonce are right and whose seq is one more
+ * than the previous one.  When the bucket has no room, the node moves to a
+ * new bucket (and its parent is rewritten).
+ *
+ * JOURNAL: entries of whole blocks written one after another through the
+ * journal buckets, wrapping to the start when the next entry does not fit
+ * before the end.  An entry has seq, last_seq (the oldest entry still
+ * needed: entries older than it are in durable btree nodes), the btree
+ * root, and the keys inserted since the previous entry, in order.  Replay:
+ * scan the ring, take the valid entry with the highest seq, replay its
+ * last_seq .. seq in order (all must be present) onto its root.
+ *
+ * PRIOS: per bucket a gen and an LRU priority, in two copies (A and B)
+ * written alternately with a seq; the valid copy with the higher seq wins.
+ *
+ * CHECKSUM SCOPE: `csum` covers bytes [8, length) where length is stated
+ * per struct below.
+ */
+#ifndef NBDCACHE_ONDISK_H
+#define NBDCACHE_ONDISK_H
+
+#include <stdint.h>
+
+/* The structs below are read and written in place, so the host must be
+ * little-endian like the format.  A big-endian port converts at the
+ * read/write boundary (super.c, bset/btree.c, journal.c, prio.c) first.
+ */
+_Static_assert (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+                "the cache format is little-endian; this host is not");
+
+#define NC_BLOCK_BYTES 4096u
+#define NC_BLOCK_SHIFT 12
+#define NC_FORMAT_VERSION 1u
+
+/* Magics: ASCII, read as little-endian u64. */
+#define NC_SB_MAGIC      UINT64_C (0x31425343444e4e4e) /* "NNNDCSB1" */
+#define NC_BSET_MAGIC    UINT64_C (0x31544553424e434e) /* "NCNBSET1" */
+#define NC_JOURNAL_MAGIC UINT64_C (0x314c524e4a4e434e) /* "NCNJNRL1" */
+#define NC_PRIO_MAGIC    UINT64_C (0x314f495250434e4e) /* "NNCPRIO1" */
+
+/* Bucket sizes, in blocks. */
+#define NC_BUCKET_BLOCKS_MIN     16u     /* 64 KiB */
+#define NC_BUCKET_BLOCKS_MAX     16384u  /* 64 MiB */
+#define NC_BUCKET_BLOCKS_DEFAULT 256u    /* 1 MiB */
+
+#define NC_SB_SLOTS 2
+#define NC_MAX_EXPORTS 15
+#define NC_URI_MAX 176          /* bytes incl. the NUL */
+#define NC_NAME_MAX 48          /* bytes incl. the NUL */
+
+/* ---- keys ---- */
+
+#define NC_KEY_DIRTY 0x01       /* newer than the backing store */
+#define NC_KEY_ZERO  0x02       /* reads as zeros; bucket/offset/gen unused */
+#define NC_KEY_ALL_FLAGS (NC_KEY_DIRTY | NC_KEY_ZERO)
+
+/* Interior-node child pointers use NC_EXPORT_ID_MAX / UINT64_MAX as the
+ * key of the rightmost child ("everything above").
+ */
+#define NC_EXPORT_ID_MAX 0xffffu
+
+struct nc_key {
+  uint64_t end;                 /* exclusive end, blocks */
+  uint32_t size;                /* blocks; 1 .. ; start = end - size */
+  uint32_t bucket;              /* data or child bucket */
+  uint32_t offset;              /* blocks within the bucket */
+  uint16_t export_id;
+  uint8_t flags;                /* NC_KEY_* */
+  uint8_t gen;                  /* bucket gen the pointer is valid for */
+  uint64_t nonce;               /* interior keys: child node nonce; else 0 */
+};
+_Static_assert (sizeof (struct nc_key) == 32, "nc_key is 32 bytes");
+
+/* ---- superblock (block 0 and block 1) ---- */
+
+struct nc_sb_export {
+  uint16_t id;                  /* 1 .. NC_MAX_EXPORTS; 0 = slot unused */
+  uint8_t mode;                 /* enum ncache_mode when last opened */
+  uint8_t pad0[5];
+  uint64_t backing_bytes;       /* backing store size */
+  char name[NC_NAME_MAX];       /* export name (informational), NUL-term. */
+  char uri[NC_URI_MAX];         /* backing identity, NUL-terminated */
+};
+_Static_assert (sizeof (struct nc_sb_export) == 240, "nc_sb_export size");
+
+struct nc_sb {
+  uint64_t csum;                /* XXH3-64 of bytes [8, 4096) */
+  uint64_t magic;               /* NC_SB_MAGIC */
+  uint32_t version;             /* NC_FORMAT_VERSION */
+  uint32_t block_bytes;         /* NC_BLOCK_BYTES */
+  uint64_t seq;                 /* newer copy wins */
+  uint8_t uuid[16];             /* set identity; in every metadata block */
+  uint64_t device_bytes;        /* size at format time */
+  uint64_t created_unix;        /* seconds since the epoch, informational */
+  uint32_t bucket_blocks;       /* blocks per bucket, power of two */
+  uint32_t nbuckets;            /* total, including bucket 0 */
+  uint32_t journal_first;       /* bucket */
+  uint32_t journal_buckets;
+  uint32_t prio_first;          /* bucket; copy B follows copy A */
+  uint32_t prio_buckets;        /* per copy */
+  uint32_t data_first;          /* first data/btree bucket */
+  uint32_t nr_exports;          /* used slots in exports[] */
+  uint8_t pad[400];             /* zero */
+  struct nc_sb_export exports[NC_MAX_EXPORTS];
+};
+_Static_assert (sizeof (struct nc_sb) == NC_BLOCK_BYTES, "nc_sb is a block");
+
+/* ---- btree node bset ---- */
+
+struct nc_bset {
+  uint64_t csum;                /* XXH3-64 of [8, sizeof hdr + nkeys*32) */
+  uint64_t magic;               /* NC_BSET_MAGIC */
+  uint32_t version;
+  uint16_t level;               /* 0 = leaf */
+  uint16_t pad0;
+  uint8_t uuid[16];
+  uint64_t nonce;               /* node incarnation; equals the parent's
+                                   pointer nonce */
+  uint64_t seq;                 /* 1 for the first bset in the bucket,
+                                   then +1 per append */
+  uint64_t journal_seq;         /* newest journal seq whose keys it has */
+  uint32_t nkeys;
+  uint32_t pad1;
+  uint64_t pad2[3];
+  struct nc_key keys[];         /* sorted by (export_id, end), disjoint */
+};
+_Static_assert (sizeof (struct nc_bset) == 96, "nc_bset header size");
+
+/* ---- journal entry ---- */
+
+struct nc_jentry {
+  uint64_t csum;                /* XXH3-64 of [8, sizeof hdr + nkeys*32) */
+  uint64_t magic;               /* NC_JOURNAL_MAGIC */
+  uint32_t version;
+  uint32_t nblocks;             /* entry length in blocks (>= 1) */
+  uint8_t uuid[16];
+  uint64_t seq;                 /* 1, 2, 3 … */
+  uint64_t last_seq;            /* oldest entry still needed; <= seq */
+  struct nc_key root;           /* btree root pointer; size 0 = empty tree */
+  uint16_t root_level;          /* 0 = the root is a leaf */
+  uint16_t pad0;
+  uint32_t nkeys;
+  uint64_t write_first;         /* first seq of the write (one commit) that
+                                   carried this entry; 0 = this entry alone.
+                                   Tells a torn multi-entry write (a gap at
+                                   or after write_first) from a lost durable
+                                   entry (a gap before it) */
+  uint64_t pad1;
+  struct nc_key keys[];         /* in insertion order */
+};
+_Static_assert (sizeof (struct nc_jentry) == 112, "nc_jentry header size");
+
+/* Journal-only key flag: delete [end - size, end) (trim, invalidate).  Never
+ * stored in a btree node.
+ */
+#define NC_KEY_DELETE 0x80
+
+/* ---- prios ---- */
+
+struct nc_prio_entry {
+  uint8_t gen;
+  uint8_t pad;
+  uint16_t prio;
+};
+_Static_assert (sizeof (struct nc_prio_entry) == 4, "nc_prio_entry size");
+
+struct nc_prio {
+  uint64_t csum;                /* XXH3-64 of [8, 64 + nbuckets*4) */
+  uint64_t magic;               /* NC_PRIO_MAGIC */
+  uint32_t version;
+  uint32_t nbuckets;            /* equals the superblock's */
+  uint8_t uuid[16];
+  uint64_t seq;                 /* newer copy wins */
+  uint64_t pad[2];
+  struct nc_prio_entry entries[]; /* one per bucket, bucket 0 first */
+};
+_Static_assert (sizeof (struct nc_prio) == 64, "nc_prio header size");
+
+#endif /* NBDCACHE_ONDISK_H */

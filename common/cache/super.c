@@ -1,0 +1,615 @@
+/* super.c — the superblock: format a cache device, read and validate it,
+ * update it, and keep its export table.
+ *
+ * WHAT: nc_csum (the checksum of every metadata block), super_validate
+ * (every invariant of super.h, naming the first that fails), super_read
+ * (the newest valid of the two copies), super_write (seq + 1 to the other
+ * slot, then sync), the export table helpers, and nc_format (a whole new,
+ * empty cache).
+ * WHY: the superblock says where everything else is and which backing
+ * store each export id belongs to; nothing may trust the device before a
+ * copy of it has passed every check here.
+ *
+ * INVARIANTS:
+ * - Copy n lives in block n (n = 0, 1).  A copy with seq s is always in
+ *   slot s % 2 (super_read refuses one that is not), so super_write
+ *   overwrites the *older* copy and a torn or failed write leaves the
+ *   newer one intact.  On failure super_write puts
+ *   the in-memory seq back, so a retry targets the same (older) slot again
+ *   rather than the only good copy.
+ * - super_write refuses to write a superblock that does not validate.
+ * - nc_format never leaves a state that reads as the *old* cache, nor a
+ *   half-made new one that reads as valid:
+ *     1. zero blocks 0 and 1 (both superblock copies), sync;
+ *     2. zero the journal ring and the first block of both prio copies
+ *        (an old journal entry or prio copy with the same uuid must never
+ *        be taken for a new one), write prio copy A and the first journal
+ *        entry (prio_format, journal_format), sync;
+ *     3. write both superblock copies in one write — seq 1 in slot 1 and
+ *        seq 2 in slot 0, so both are valid and the usual alternation
+ *        continues with slot 1 — and sync.
+ *   A crash before step 3 is durable leaves no superblock magic: the
+ *   device reads as "not an nbdcache device" and is formatted again.
+ *
+ * THREADS AND LOCKS: none here; the caller serialises (the device's
+ * superblock mutex, or a single-threaded tool).
+ * FAILURE: -EBADMSG for a corrupt superblock, -ENOTSUP for a device with no
+ * superblock magic at all, -EINVAL for format options that cannot work,
+ * -errno from I/O (cdev logs those; we add what we were doing).  Every
+ * failure is logged once here with the device path; super_add_export is
+ * pure memory and leaves the message to its caller, which knows the export.
+ * NOT HERE: prio copies (prio.c) and journal entries (journal.c), which
+ * format writes through their own modules.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/random.h>
+
+#include <xxhash.h>
+
+#include "bucket.h"
+#include "cdev.h"
+#include "compiler.h"
+#include "journal.h"
+#include "log.h"
+#include "ondisk.h"
+#include "super.h"
+
+#define MIB (UINT64_C (1) << 20)
+
+#define FORMAT_BUCKET_BYTES_DEFAULT (NC_BUCKET_BLOCKS_DEFAULT * NC_BLOCK_BYTES)
+#define FORMAT_JOURNAL_BUCKETS_MIN 4u
+#define FORMAT_JOURNAL_BYTES_MAX (128 * MIB)
+/* Zeroing writes are issued in pieces of this size. */
+#define FORMAT_ZERO_CHUNK_BYTES (1 * MIB)
+
+uint64_t
+nc_csum (const void *buf, size_t len)
+{
+  return XXH3_64bits ((const char *) buf + 8, len - 8);
+}
+
+void
+super_set_csum (struct nc_sb *sb)
+{
+  sb->csum = nc_csum (sb, sizeof *sb);
+}
+
+static bool
+is_terminated (const char *s, size_t size)
+{
+  return memchr (s, '\0', size) != NULL;
+}
+
+const char *
+super_validate (const struct nc_sb *sb, uint64_t device_bytes)
+{
+  const char *why;
+  uint64_t bucket_bytes, prio_end, data_first, prio_needed;
+  bool seen[NC_MAX_EXPORTS + 1] = { false };
+  uint32_t used = 0;
+  size_t i;
+
+  why = "bad checksum";
+  if (sb->csum != nc_csum (sb, sizeof *sb))
+    goto bad;
+  why = "bad magic";
+  if (sb->magic != NC_SB_MAGIC)
+    goto bad;
+  why = "unsupported format version";
+  if (sb->version != NC_FORMAT_VERSION)
+    goto bad;
+  why = "block size is not 4096";
+  if (sb->block_bytes != NC_BLOCK_BYTES)
+    goto bad;
+  why = "bucket size is not a power of two";
+  if (!is_power_of_2 (sb->bucket_blocks))
+    goto bad;
+  why = "bucket size is outside 64 KiB .. 64 MiB";
+  if (sb->bucket_blocks < NC_BUCKET_BLOCKS_MIN ||
+      sb->bucket_blocks > NC_BUCKET_BLOCKS_MAX)
+    goto bad;
+  bucket_bytes = (uint64_t) sb->bucket_blocks * NC_BLOCK_BYTES;
+  why = "the buckets extend past the end of the device";
+  if ((uint64_t) sb->nbuckets * bucket_bytes > device_bytes)
+    goto bad;
+  why = "the journal overlaps the superblock bucket";
+  if (sb->journal_first < 1)
+    goto bad;
+  why = "the journal is empty";
+  if (sb->journal_buckets == 0)
+    goto bad;
+  why = "the prio copies are empty";
+  if (sb->prio_buckets == 0)
+    goto bad;
+  why = "the prio copies do not follow the journal";
+  if ((uint64_t) sb->journal_first + sb->journal_buckets != sb->prio_first)
+    goto bad;
+  prio_end = (uint64_t) sb->prio_first + 2 * (uint64_t) sb->prio_buckets;
+  why = "the data area does not follow the prio copies";
+  if (prio_end != sb->data_first)
+    goto bad;
+  data_first = sb->data_first;
+  why = "the metadata regions run past the last bucket";
+  if (data_first >= sb->nbuckets)
+    goto bad;
+  prio_needed = sizeof (struct nc_prio) +
+    (uint64_t) sb->nbuckets * sizeof (struct nc_prio_entry);
+  why = "a prio copy is too small for the bucket count";
+  if (prio_needed > (uint64_t) sb->prio_buckets * bucket_bytes)
+    goto bad;
+  why = "too few data buckets";
+  if (sb->nbuckets - data_first < NC_MIN_DATA_BUCKETS)
+    goto bad;
+
+  for (i = 0; i < NC_MAX_EXPORTS; i++) {
+    const struct nc_sb_export *e = &sb->exports[i];
+
+    if (e->id == 0)
+      continue;
+    why = "an export id is out of range";
+    if (e->id > NC_MAX_EXPORTS)
+      goto bad;
+    why = "duplicate export id";
+    if (seen[e->id])
+      goto bad;
+    seen[e->id] = true;
+    why = "an export uri is not NUL-terminated";
+    if (!is_terminated (e->uri, sizeof e->uri))
+      goto bad;
+    why = "an export name is not NUL-terminated";
+    if (!is_terminated (e->name, sizeof e->name))
+      goto bad;
+    used++;
+  }
+  why = "nr_exports does not match the export table";
+  if (sb->nr_exports != used)
+    goto bad;
+  return NULL;
+
+ bad:
+  return why;
+}
+
+/* ---- reading ---- */
+
+enum copy_state {
+  COPY_IO_ERROR,                /* the read failed */
+  COPY_NO_MAGIC,                /* not ours (or never written) */
+  COPY_INVALID,                 /* ours, but fails validation */
+  COPY_VALID,
+};
+
+struct copy {
+  enum copy_state state;
+  int err;                      /* COPY_IO_ERROR: -errno */
+  const char *why;              /* COPY_INVALID: the reason */
+};
+
+static void
+read_copy (struct cdev *cd, struct nc_sb *buf, int slot, struct copy *c)
+{
+  int r = cdev_pread (cd, buf, NC_BLOCK_BYTES,
+                      (uint64_t) slot * NC_BLOCK_BYTES);
+
+  c->err = 0;
+  c->why = NULL;
+  if (r < 0) {
+    c->state = COPY_IO_ERROR;
+    c->err = r;
+    c->why = "read error";
+    return;
+  }
+  if (buf->magic != NC_SB_MAGIC) {
+    c->state = COPY_NO_MAGIC;
+    c->why = "no superblock magic";
+    return;
+  }
+  c->why = super_validate (buf, cd->size_bytes);
+  /* A copy in the wrong slot would make the next update overwrite the
+   * newest copy instead of the older one.
+   */
+  if (c->why == NULL && buf->seq % NC_SB_SLOTS != (uint64_t) slot)
+    c->why = "seq does not match its slot";
+  c->state = c->why == NULL ? COPY_VALID : COPY_INVALID;
+}
+
+int
+super_read (struct cdev *cd, struct nc_sb *sb, int *slot)
+{
+  struct nc_sb *buf;
+  struct copy c[NC_SB_SLOTS];
+  int best = -1, other, i, r;
+
+  if (cd->size_bytes < NC_SB_SLOTS * NC_BLOCK_BYTES) {
+    log_error ("%s: not an nbdcache cache device (only %" PRIu64
+               " bytes); format it with 'nbdcache format %s' or set "
+               "create = yes", cd->path, cd->size_bytes, cd->path);
+    return -ENOTSUP;
+  }
+  buf = cdev_alloc_buffer (NC_SB_SLOTS * NC_BLOCK_BYTES);
+  if (buf == NULL)
+    return -ENOMEM;
+
+  for (i = 0; i < NC_SB_SLOTS; i++) {
+    read_copy (cd, &buf[i], i, &c[i]);
+    if (c[i].state == COPY_VALID &&
+        (best < 0 || buf[i].seq > buf[best].seq))
+      best = i;
+  }
+
+  if (best >= 0) {
+    other = 1 - best;
+    if (c[other].state == COPY_INVALID || c[other].state == COPY_IO_ERROR)
+      log_warning ("%s: superblock copy %d is unusable (%s); using copy %d "
+                   "(seq %" PRIu64 ")", cd->path, other, c[other].why, best,
+                   buf[best].seq);
+    memcpy (sb, &buf[best], sizeof *sb);
+    if (slot != NULL)
+      *slot = best;
+    free (buf);
+    return 0;
+  }
+
+  if (c[0].state == COPY_NO_MAGIC && c[1].state == COPY_NO_MAGIC) {
+    log_error ("%s: not an nbdcache cache device (no superblock); format "
+               "it with 'nbdcache format %s' or set create = yes",
+               cd->path, cd->path);
+    r = -ENOTSUP;
+  }
+  else if (c[0].state != COPY_INVALID && c[1].state != COPY_INVALID) {
+    /* An unreadable copy and one without magic: we cannot tell. */
+    log_error ("%s: cannot read the superblock (copy 0: %s; copy 1: %s)",
+               cd->path, c[0].why, c[1].why);
+    r = c[0].state == COPY_IO_ERROR ? c[0].err : c[1].err;
+  }
+  else {
+    log_error ("%s: corrupt nbdcache superblock: copy 0: %s; copy 1: %s",
+               cd->path, c[0].why, c[1].why);
+    r = -EBADMSG;
+  }
+  free (buf);
+  return r;
+}
+
+/* ---- writing ---- */
+
+int
+super_write (struct cdev *cd, struct nc_sb *sb)
+{
+  struct nc_sb *buf;
+  const char *why;
+  int slot, r;
+
+  sb->seq++;
+  super_set_csum (sb);
+  slot = (int) (sb->seq % NC_SB_SLOTS);
+
+  if ((why = super_validate (sb, cd->size_bytes)) != NULL) {
+    log_error ("%s: refusing to write an invalid superblock (%s)",
+               cd->path, why);
+    r = -EINVAL;
+    goto undo;
+  }
+  buf = cdev_alloc_buffer (NC_BLOCK_BYTES);
+  if (buf == NULL) {
+    r = -ENOMEM;
+    goto undo;
+  }
+  memcpy (buf, sb, sizeof *sb);
+  r = cdev_pwrite (cd, buf, NC_BLOCK_BYTES,
+                   (uint64_t) slot * NC_BLOCK_BYTES, 0);
+  free (buf);
+  if (r == 0)
+    r = cdev_sync (cd);
+  if (r < 0) {
+    log_error ("%s: writing superblock copy %d (seq %" PRIu64 ") failed; "
+               "copy %d is kept", cd->path, slot, sb->seq, 1 - slot);
+    goto undo;
+  }
+  return 0;
+
+ undo:
+  /* The next attempt must overwrite this (older) slot again, never the
+   * good copy in the other one.
+   */
+  sb->seq--;
+  super_set_csum (sb);
+  return r;
+}
+
+/* ---- the export table ---- */
+
+struct nc_sb_export *
+super_find_export (struct nc_sb *sb, const char *uri)
+{
+  size_t i;
+
+  for (i = 0; i < NC_MAX_EXPORTS; i++) {
+    struct nc_sb_export *e = &sb->exports[i];
+
+    if (e->id != 0 && strncmp (e->uri, uri, sizeof e->uri) == 0 &&
+        is_terminated (e->uri, sizeof e->uri))
+      return e;
+  }
+  return NULL;
+}
+
+/* Also -EEXIST if uri is already in the table (find it instead): two
+ * slots with one uri would make the binding ambiguous.
+ */
+int
+super_add_export (struct nc_sb *sb, const char *name, const char *uri,
+                  uint64_t backing_bytes, uint8_t mode,
+                  struct nc_sb_export **out)
+{
+  bool used[NC_MAX_EXPORTS + 1] = { false };
+  struct nc_sb_export *e = NULL;
+  uint16_t id;
+  size_t i;
+
+  if (strlen (uri) >= NC_URI_MAX)
+    return -ENAMETOOLONG;
+  if (super_find_export (sb, uri) != NULL)
+    return -EEXIST;
+  for (i = 0; i < NC_MAX_EXPORTS; i++) {
+    if (sb->exports[i].id == 0) {
+      if (e == NULL)
+        e = &sb->exports[i];
+    }
+    else if (sb->exports[i].id <= NC_MAX_EXPORTS)
+      used[sb->exports[i].id] = true;
+  }
+  for (id = 1; id <= NC_MAX_EXPORTS && used[id]; id++)
+    ;
+  if (e == NULL || id > NC_MAX_EXPORTS)
+    return -ENOSPC;
+
+  memset (e, 0, sizeof *e);
+  e->id = id;
+  e->mode = mode;
+  e->backing_bytes = backing_bytes;
+  /* The name is informational: a long one is cut, not refused. */
+  snprintf (e->name, sizeof e->name, "%s", name != NULL ? name : "");
+  memcpy (e->uri, uri, strlen (uri) + 1);
+  sb->nr_exports++;
+  if (out != NULL)
+    *out = e;
+  return 0;
+}
+
+/* ---- format ---- */
+
+static uint64_t
+div_round_up (uint64_t n, uint64_t d)
+{
+  return n / d + (n % d != 0);
+}
+
+static uint64_t
+prio_buckets_for (uint64_t nbuckets, uint64_t bucket_bytes)
+{
+  return div_round_up (sizeof (struct nc_prio) +
+                       nbuckets * sizeof (struct nc_prio_entry),
+                       bucket_bytes);
+}
+
+/* Write zeros over [offset, offset + count) (block multiples). */
+static int
+zero_range (struct cdev *cd, uint64_t offset, uint64_t count)
+{
+  size_t chunk = MIN (count, FORMAT_ZERO_CHUNK_BYTES);
+  void *zeros;
+  int r = 0;
+
+  if (count == 0)
+    return 0;
+  zeros = cdev_alloc_buffer (chunk);
+  if (zeros == NULL)
+    return -ENOMEM;
+  while (count > 0 && r == 0) {
+    size_t n = MIN (count, (uint64_t) chunk);
+
+    r = cdev_pwrite (cd, zeros, n, offset, 0);
+    offset += n;
+    count -= n;
+  }
+  free (zeros);
+  return r;
+}
+
+static void
+human_size (uint64_t bytes, char *buf, size_t size)
+{
+  static const char units[] = "BKMGTP";
+  unsigned u = 0;
+
+  while (u + 1 < sizeof units - 1 && bytes >= 1024 && bytes % 1024 == 0) {
+    bytes /= 1024;
+    u++;
+  }
+  if (u == 0)
+    snprintf (buf, size, "%" PRIu64 " bytes", bytes);
+  else
+    snprintf (buf, size, "%" PRIu64 " %ciB", bytes, units[u]);
+}
+
+/* Fill in the geometry of *sb for this device, or -EINVAL (logged). */
+static int
+plan_layout (struct cdev *cd, const struct nc_format_options *opts,
+             struct nc_sb *sb)
+{
+  uint64_t bucket_bytes, nbuckets, journal_bytes, journal_buckets;
+  uint64_t prio_buckets, data_first, need;
+  char s1[32], s2[32];
+
+  bucket_bytes = opts->bucket_bytes ? opts->bucket_bytes
+    : FORMAT_BUCKET_BYTES_DEFAULT;
+  if (!is_power_of_2 (bucket_bytes) ||
+      bucket_bytes < (uint64_t) NC_BUCKET_BLOCKS_MIN * NC_BLOCK_BYTES ||
+      bucket_bytes > (uint64_t) NC_BUCKET_BLOCKS_MAX * NC_BLOCK_BYTES) {
+    log_error ("%s: bucket size %" PRIu64 " bytes: it must be a power of "
+               "two from 64 KiB to 64 MiB", cd->path, bucket_bytes);
+    return -EINVAL;
+  }
+
+  nbuckets = MIN (cd->size_bytes / bucket_bytes, (uint64_t) UINT32_MAX);
+
+  if (opts->journal_bytes != 0) {
+    if (opts->journal_bytes < FORMAT_JOURNAL_BUCKETS_MIN * bucket_bytes) {
+      human_size (opts->journal_bytes, s1, sizeof s1);
+      human_size (FORMAT_JOURNAL_BUCKETS_MIN * bucket_bytes, s2, sizeof s2);
+      log_error ("%s: journal size %s is too small: the journal needs at "
+                 "least %u buckets (%s with this bucket size)", cd->path,
+                 s1, FORMAT_JOURNAL_BUCKETS_MIN, s2);
+      return -EINVAL;
+    }
+    journal_bytes = opts->journal_bytes;
+  }
+  else {
+    journal_bytes = MIN (cd->size_bytes / 32, FORMAT_JOURNAL_BYTES_MAX);
+    journal_bytes = MAX (journal_bytes,
+                         FORMAT_JOURNAL_BUCKETS_MIN * bucket_bytes);
+  }
+  journal_buckets = div_round_up (journal_bytes, bucket_bytes);
+
+  prio_buckets = prio_buckets_for (nbuckets, bucket_bytes);
+  data_first = 1 + journal_buckets + 2 * prio_buckets;
+  if (data_first > nbuckets || nbuckets - data_first < NC_MIN_DATA_BUCKETS) {
+    /* The smallest bucket count that fits this journal; the prio copies
+     * grow with it, so settle that by iterating (twice at most).
+     */
+    need = 1 + journal_buckets + 2 + NC_MIN_DATA_BUCKETS;
+    while (1 + journal_buckets + 2 * prio_buckets_for (need, bucket_bytes)
+           + NC_MIN_DATA_BUCKETS > need)
+      need = 1 + journal_buckets + 2 * prio_buckets_for (need, bucket_bytes)
+        + NC_MIN_DATA_BUCKETS;
+    human_size (bucket_bytes, s1, sizeof s1);
+    log_error ("%s: the device is too small (%" PRIu64 " bytes): with %s "
+               "buckets and a %" PRIu64 "-bucket journal it must be at "
+               "least %" PRIu64 " bytes (the superblock bucket, the "
+               "journal, two prio copies and %u data buckets)", cd->path,
+               cd->size_bytes, s1, journal_buckets, need * bucket_bytes,
+               NC_MIN_DATA_BUCKETS);
+    return -EINVAL;
+  }
+
+  sb->bucket_blocks = (uint32_t) (bucket_bytes / NC_BLOCK_BYTES);
+  sb->nbuckets = (uint32_t) nbuckets;
+  sb->journal_first = 1;
+  sb->journal_buckets = (uint32_t) journal_buckets;
+  sb->prio_first = 1 + (uint32_t) journal_buckets;
+  sb->prio_buckets = (uint32_t) prio_buckets;
+  sb->data_first = (uint32_t) data_first;
+  return 0;
+}
+
+int
+nc_format (struct cdev *cd, const struct nc_format_options *opts)
+{
+  static const struct nc_format_options defaults;
+  struct nc_sb *sb, *buf = NULL;
+  const char *why;
+  char s1[32], s2[32];
+  int r;
+
+  if (opts == NULL)
+    opts = &defaults;
+  sb = cdev_alloc_buffer (sizeof *sb);
+  if (sb == NULL)
+    return -ENOMEM;
+
+  sb->magic = NC_SB_MAGIC;
+  sb->version = NC_FORMAT_VERSION;
+  sb->block_bytes = NC_BLOCK_BYTES;
+  sb->device_bytes = cd->size_bytes;
+  sb->created_unix = (uint64_t) time (NULL);
+  if ((r = plan_layout (cd, opts, sb)) < 0)
+    goto out;
+  if (opts->uuid != NULL)
+    memcpy (sb->uuid, opts->uuid, sizeof sb->uuid);
+  else {
+    ssize_t n = getrandom (sb->uuid, sizeof sb->uuid, 0);
+
+    if (n != (ssize_t) sizeof sb->uuid) {
+      r = n < 0 ? -errno : -EIO;
+      log_error ("%s: format: cannot get random bytes for the uuid: %s",
+                 cd->path, strerror (-r));
+      goto out;
+    }
+  }
+  sb->seq = 1;
+  super_set_csum (sb);
+  if ((why = super_validate (sb, cd->size_bytes)) != NULL) {
+    /* plan_layout and super_validate disagree: a bug, not the device. */
+    log_error ("%s: format: the planned superblock is invalid (%s)",
+               cd->path, why);
+    r = -EINVAL;
+    goto out;
+  }
+
+  /* 1. No superblock: from here a crash leaves "not an nbdcache device". */
+  if ((r = zero_range (cd, 0, NC_SB_SLOTS * NC_BLOCK_BYTES)) < 0 ||
+      (r = cdev_sync (cd)) < 0) {
+    log_error ("%s: format: cannot clear the old superblocks", cd->path);
+    goto out;
+  }
+
+  /* 2. The journal and prio regions, then their first contents. */
+  if ((r = zero_range (cd, super_bucket_offset (sb, sb->journal_first),
+                       sb->journal_buckets * super_bucket_bytes (sb))) < 0 ||
+      (r = zero_range (cd, super_bucket_offset (sb, sb->prio_first),
+                       NC_BLOCK_BYTES)) < 0 ||
+      (r = zero_range (cd, super_bucket_offset (sb, sb->prio_first +
+                                                sb->prio_buckets),
+                       NC_BLOCK_BYTES)) < 0) {
+    log_error ("%s: format: cannot clear the journal and prio regions",
+               cd->path);
+    goto out;
+  }
+  if ((r = prio_format (cd, sb)) < 0 || (r = journal_format (cd, sb)) < 0 ||
+      (r = cdev_sync (cd)) < 0) {
+    log_error ("%s: format: cannot write the first prio copy and journal "
+               "entry", cd->path);
+    goto out;
+  }
+
+  /* 3. Both superblock copies, last. */
+  buf = cdev_alloc_buffer (NC_SB_SLOTS * NC_BLOCK_BYTES);
+  if (buf == NULL) {
+    r = -ENOMEM;
+    goto out;
+  }
+  buf[1] = *sb;                 /* seq 1 */
+  sb->seq = 2;
+  super_set_csum (sb);
+  buf[0] = *sb;                 /* seq 2 */
+  if ((r = cdev_pwrite (cd, buf, NC_SB_SLOTS * NC_BLOCK_BYTES, 0, 0)) < 0 ||
+      (r = cdev_sync (cd)) < 0) {
+    log_error ("%s: format: cannot write the superblocks", cd->path);
+    goto out;
+  }
+
+  if (!opts->quiet) {
+    human_size (super_bucket_bytes (sb), s1, sizeof s1);
+    human_size ((uint64_t) sb->journal_buckets * super_bucket_bytes (sb),
+                s2, sizeof s2);
+    log_info ("%s: formatted: %" PRIu32 " buckets of %s, journal %s, "
+              "%" PRIu32 " data buckets", cd->path, sb->nbuckets, s1, s2,
+              sb->nbuckets - sb->data_first);
+  }
+  r = 0;
+
+ out:
+  free (buf);
+  free (sb);
+  return r;
+}

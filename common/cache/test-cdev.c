@@ -1,0 +1,1298 @@
+/* test-cdev.c — unit tests for raw cache-device I/O (cdev-file.c, cdev-sim.c).
+ *
+ * WHAT: the file driver: sparse creation (and never resizing an existing
+ * file), size rounding, refusing what is not a file, O_DIRECT on the
+ * scratch filesystem and on /dev/shm (either O_DIRECT or the logged
+ * fallback), read/write/FUA/sync, every alignment and range error (one
+ * logged message naming path and offset), read-only handles, discard
+ * punching holes, an I/O error from a file that shrank; the shared buffer
+ * allocator.  The simulated device: the durability model (unsynced writes
+ * lost, synced and FUA writes kept, discard), fail_at_write, the fail-once
+ * faults, tearing with a seed, counters, poke/peek, many cheap crashes,
+ * threads, and a randomised model check.
+ * HOW: files live in a private directory under $TMPDIR (or /tmp); tmpfs
+ * cases use /dev/shm when it exists and are otherwise reported as skipped
+ * parts.  Log messages are captured through a sink.  A real block device
+ * is tested only if NBDCACHE_TEST_BLOCKDEV names a scratch device (its
+ * contents are destroyed); otherwise that test is skipped.
+ * SEED: the tear and model tests are randomised; NBDCACHE_SEED overrides
+ * the seed, which is always printed.
+ */
+#include <config.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#ifdef HAVE_LINUX_FS_H
+#include <linux/fs.h>
+#endif
+
+#include <cmocka.h>
+
+#include "cdev.h"
+#include "log.h"
+#include "ondisk.h"
+
+#define BLK NC_BLOCK_BYTES
+#define MIB (1024 * 1024)
+
+/* ---- captured log messages ---- */
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char last_error[1024];
+static char last_warning[1024];
+static unsigned nr_log_errors, nr_log_warnings;
+
+static void
+capture_log (enum log_level level, const char *msg)
+{
+  pthread_mutex_lock (&log_lock);
+  if (level == LOG_LEVEL_ERROR) {
+    snprintf (last_error, sizeof last_error, "%s", msg);
+    nr_log_errors++;
+  }
+  else if (level == LOG_LEVEL_WARNING) {
+    snprintf (last_warning, sizeof last_warning, "%s", msg);
+    nr_log_warnings++;
+  }
+  pthread_mutex_unlock (&log_lock);
+}
+
+static void
+reset_log (void)
+{
+  pthread_mutex_lock (&log_lock);
+  last_error[0] = last_warning[0] = '\0';
+  nr_log_errors = nr_log_warnings = 0;
+  pthread_mutex_unlock (&log_lock);
+}
+
+/* Exactly one error since reset_log, and it contains both strings. */
+static void
+assert_one_error (const char *s1, const char *s2)
+{
+  pthread_mutex_lock (&log_lock);
+  if (nr_log_errors != 1 || strstr (last_error, s1) == NULL ||
+      (s2 && strstr (last_error, s2) == NULL))
+    fprintf (stderr, "expected one error with '%s' '%s'; got %u, last '%s'\n",
+             s1, s2 ? s2 : "", nr_log_errors, last_error);
+  assert_int_equal (nr_log_errors, 1);
+  assert_non_null (strstr (last_error, s1));
+  if (s2)
+    assert_non_null (strstr (last_error, s2));
+  pthread_mutex_unlock (&log_lock);
+  reset_log ();
+}
+
+/* ---- helpers ---- */
+
+static uint64_t
+test_seed (void)
+{
+  const char *env = getenv ("NBDCACHE_SEED");
+  uint64_t seed;
+
+  if (env && *env)
+    seed = strtoull (env, NULL, 0);
+  else
+    seed = (uint64_t) time (NULL) ^ ((uint64_t) getpid () << 20);
+  return seed;
+}
+
+static uint64_t
+rng_next (uint64_t *state)     /* splitmix64 */
+{
+  uint64_t z = (*state += UINT64_C (0x9e3779b97f4a7c15));
+
+  z = (z ^ (z >> 30)) * UINT64_C (0xbf58476d1ce4e5b9);
+  z = (z ^ (z >> 27)) * UINT64_C (0x94d049bb133111eb);
+  return z ^ (z >> 31);
+}
+
+/* Fill a block-multiple buffer so every block carries (tag, block). */
+static void
+fill (void *buf, size_t count, uint64_t offset, uint64_t tag)
+{
+  unsigned char *p = buf;
+  size_t i;
+
+  for (i = 0; i < count; i += 8) {
+    uint64_t v = tag * UINT64_C (0x100000001b3) ^ ((offset + i) / 8);
+
+    memcpy (p + i, &v, 8);
+  }
+}
+
+static bool
+check_fill (const void *buf, size_t count, uint64_t offset, uint64_t tag)
+{
+  void *want = malloc (count);
+  bool ok;
+
+  assert_non_null (want);
+  fill (want, count, offset, tag);
+  ok = memcmp (want, buf, count) == 0;
+  free (want);
+  return ok;
+}
+
+static bool
+all_zero (const void *buf, size_t count)
+{
+  const unsigned char *p = buf;
+  size_t i;
+
+  for (i = 0; i < count; i++)
+    if (p[i])
+      return false;
+  return true;
+}
+
+static const char *
+tmp_base (void)
+{
+  const char *t = getenv ("TMPDIR");
+
+  return t && *t ? t : "/tmp";
+}
+
+/* Directories made by the running test: a failing test longjmps out of
+ * its body, so the teardown removes whatever is left.
+ */
+#define MAX_TMPDIRS 8
+static char *tmpdirs[MAX_TMPDIRS];
+
+/* A private directory for one test; free with rm_tmpdir. */
+static char *
+make_tmpdir (const char *base)
+{
+  char *dir;
+  unsigned i;
+
+  assert_true (asprintf (&dir, "%s/test-cdev.XXXXXX", base) > 0);
+  if (mkdtemp (dir) == NULL) {
+    free (dir);
+    return NULL;
+  }
+  for (i = 0; i < MAX_TMPDIRS && tmpdirs[i] != NULL; i++)
+    ;
+  assert_true (i < MAX_TMPDIRS);
+  tmpdirs[i] = dir;
+  return dir;
+}
+
+static char *
+path_in (const char *dir, const char *name)
+{
+  char *p;
+
+  assert_true (asprintf (&p, "%s/%s", dir, name) > 0);
+  return p;
+}
+
+/* Remove dir and the files in it (it has no subdirectories). */
+static void
+remove_dir (const char *dir)
+{
+  DIR *d = opendir (dir);
+  struct dirent *e;
+
+  if (d != NULL) {
+    while ((e = readdir (d)) != NULL) {
+      char *p;
+
+      if (strcmp (e->d_name, ".") == 0 || strcmp (e->d_name, "..") == 0)
+        continue;
+      p = path_in (dir, e->d_name);
+      unlink (p);
+      free (p);
+    }
+    closedir (d);
+  }
+  rmdir (dir);
+}
+
+static void
+rm_tmpdir (char *dir, char *path)
+{
+  unsigned i;
+
+  free (path);
+  remove_dir (dir);
+  for (i = 0; i < MAX_TMPDIRS; i++)
+    if (tmpdirs[i] == dir)
+      tmpdirs[i] = NULL;
+  free (dir);
+}
+
+static int
+teardown_tmpdirs (void **state)
+{
+  unsigned i;
+
+  for (i = 0; i < MAX_TMPDIRS; i++)
+    if (tmpdirs[i] != NULL)
+      rm_tmpdir (tmpdirs[i], NULL);
+  return 0;
+}
+
+/* A temporary file of size bytes (mkstemp); returns its path. */
+static char *
+make_file (const char *dir, uint64_t size)
+{
+  char *p = path_in (dir, "file.XXXXXX");
+  int fd = mkstemp (p);
+
+  assert_true (fd >= 0);
+  assert_int_equal (ftruncate (fd, (off_t) size), 0);
+  close (fd);
+  return p;
+}
+
+static struct cdev *
+open_ok (const char *path, bool direct, bool readonly, uint64_t create)
+{
+  struct cdev_file_options o = {
+    .direct = direct, .readonly = readonly, .create_size_bytes = create,
+  };
+  struct cdev *cd = NULL;
+
+  assert_int_equal (cdev_file_open (path, &o, &cd), 0);
+  assert_non_null (cd);
+  return cd;
+}
+
+static uint64_t
+allocated_bytes (const char *path)
+{
+  struct stat st;
+
+  assert_int_equal (stat (path, &st), 0);
+  return (uint64_t) st.st_blocks * 512;
+}
+
+/* ---- the buffer allocator ---- */
+
+static void
+test_cdev_alloc_buffer (void **state)
+{
+  static const size_t sizes[] = { 0, 1, BLK - 1, BLK, BLK + 1, 3 * BLK + 5 };
+  size_t i;
+
+  for (i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    size_t rounded = sizes[i] == 0 ? BLK : (sizes[i] + BLK - 1) / BLK * BLK;
+    unsigned char *p = cdev_alloc_buffer (sizes[i]);
+
+    assert_non_null (p);
+    assert_int_equal ((uintptr_t) p % BLK, 0);
+    assert_true (all_zero (p, rounded));
+    memset (p, 0xab, rounded);   /* ASan checks the whole block is ours */
+    free (p);
+  }
+  assert_null (cdev_alloc_buffer (SIZE_MAX));
+  assert_null (cdev_alloc_buffer (SIZE_MAX - BLK + 1));
+  cdev_close (NULL);
+}
+
+/* ---- the file driver ---- */
+
+static void
+test_cdev_file_create_sparse (void **state)
+{
+  char *dir = make_tmpdir (tmp_base ());
+  char *path = path_in (dir, "cache.img");
+  struct cdev_file_options o = { 0 };
+  struct cdev *cd = NULL;
+  struct stat st;
+
+  reset_log ();
+  /* absent and no size: refused, named */
+  assert_int_equal (cdev_file_open (path, &o, &cd), -ENOENT);
+  assert_null (cd);
+  assert_one_error (path, "does not exist");
+  /* read-only never creates */
+  o.readonly = true;
+  o.create_size_bytes = 4 * MIB;
+  assert_int_equal (cdev_file_open (path, &o, &cd), -ENOENT);
+  assert_one_error (path, NULL);
+
+  cd = open_ok (path, false, false, 4 * MIB);
+  assert_string_equal (cd->ops->name, "file");
+  assert_string_equal (cd->path, path);
+  assert_int_equal (cd->size_bytes, 4 * MIB);
+  assert_false (cd->is_block_device);
+  assert_false (cd->direct);
+  assert_int_equal (stat (path, &st), 0);
+  assert_int_equal (st.st_size, 4 * MIB);
+  assert_true ((uint64_t) st.st_blocks * 512 < 4 * MIB / 2); /* sparse */
+  cdev_close (cd);
+
+  /* an existing file is never resized, bigger or smaller */
+  cd = open_ok (path, false, false, 8 * MIB);
+  assert_int_equal (cd->size_bytes, 4 * MIB);
+  cdev_close (cd);
+  cd = open_ok (path, false, false, 1 * MIB);
+  assert_int_equal (cd->size_bytes, 4 * MIB);
+  cdev_close (cd);
+  assert_int_equal (stat (path, &st), 0);
+  assert_int_equal (st.st_size, 4 * MIB);
+  assert_int_equal (nr_log_errors, 0);
+
+  rm_tmpdir (dir, path);
+}
+
+static void
+test_cdev_file_bad_targets (void **state)
+{
+  char *dir = make_tmpdir (tmp_base ());
+  char *path = make_file (dir, 10000);
+  struct cdev *cd = NULL;
+
+  reset_log ();
+  /* sizes round down to whole blocks */
+  cd = open_ok (path, false, false, 0);
+  assert_int_equal (cd->size_bytes, 8192);
+  cdev_close (cd);
+  cd = NULL;
+
+  /* less than a block */
+  assert_int_equal (truncate (path, 100), 0);
+  assert_int_equal (cdev_file_open (path, NULL, &cd), -EINVAL);
+  assert_one_error (path, "smaller than one block");
+
+  /* a directory */
+  assert_int_equal (cdev_file_open (dir, NULL, &cd), -EISDIR);
+  assert_one_error (dir, NULL);
+
+  /* no path */
+  assert_int_equal (cdev_file_open ("", NULL, &cd), -EINVAL);
+  assert_one_error ("empty", NULL);
+  assert_null (cd);
+
+  /* a character device */
+  assert_int_equal (cdev_file_open ("/dev/null", NULL, &cd), -EINVAL);
+  assert_one_error ("/dev/null", "not a regular file");
+
+  rm_tmpdir (dir, path);
+}
+
+/* Write (plain, FUA, the last block), sync, and check with verify_rw. */
+static void
+write_rw (struct cdev *cd)
+{
+  unsigned char *buf = cdev_alloc_buffer (3 * BLK);
+
+  assert_non_null (buf);
+  fill (buf, 3 * BLK, 2 * BLK, 1);
+  assert_int_equal (cdev_pwrite (cd, buf, 3 * BLK, 2 * BLK, 0), 0);
+  fill (buf, BLK, 5 * BLK, 2);
+  assert_int_equal (cdev_pwrite (cd, buf, BLK, 5 * BLK, CDEV_FUA), 0);
+  fill (buf, BLK, cd->size_bytes - BLK, 3);
+  assert_int_equal (cdev_pwrite (cd, buf, BLK, cd->size_bytes - BLK, 0), 0);
+  /* zero-length I/O at the end is fine */
+  assert_int_equal (cdev_pwrite (cd, buf, 0, cd->size_bytes, 0), 0);
+  assert_int_equal (cdev_sync (cd), 0);
+  free (buf);
+}
+
+/* Read write_rw's data back through the cdev and (if path) through an
+ * independent fd.
+ */
+static void
+verify_rw (struct cdev *cd, const char *path)
+{
+  unsigned char *buf = cdev_alloc_buffer (4 * BLK);
+  unsigned char *raw = malloc (4 * BLK);
+  int fd;
+
+  assert_non_null (buf);
+  assert_non_null (raw);
+  assert_int_equal (cdev_pread (cd, buf, 4 * BLK, 2 * BLK), 0);
+  assert_true (check_fill (buf, 3 * BLK, 2 * BLK, 1));
+  assert_true (check_fill (buf + 3 * BLK, BLK, 5 * BLK, 2));
+  assert_int_equal (cdev_pread (cd, buf, BLK, cd->size_bytes - BLK), 0);
+  assert_true (check_fill (buf, BLK, cd->size_bytes - BLK, 3));
+  assert_int_equal (cdev_pread (cd, buf, 0, cd->size_bytes), 0);
+
+  if (path) {
+    fd = open (path, O_RDONLY);
+    assert_true (fd >= 0);
+    assert_int_equal (pread (fd, raw, 4 * BLK, 2 * BLK), 4 * BLK);
+    assert_true (check_fill (raw, 3 * BLK, 2 * BLK, 1));
+    assert_true (check_fill (raw + 3 * BLK, BLK, 5 * BLK, 2));
+    close (fd);
+  }
+  free (raw);
+  free (buf);
+}
+
+static void
+test_cdev_file_rw (void **state)
+{
+  char *dir = make_tmpdir (tmp_base ());
+  char *path = path_in (dir, "cache.img");
+  struct cdev *cd = open_ok (path, false, false, 1 * MIB);
+
+  reset_log ();
+  write_rw (cd);
+  verify_rw (cd, path);
+  cdev_close (cd);
+  /* the data outlives the handle */
+  cd = open_ok (path, false, true, 0);
+  verify_rw (cd, NULL);
+  cdev_close (cd);
+  assert_int_equal (nr_log_errors, 0);
+  rm_tmpdir (dir, path);
+}
+
+/* O_DIRECT where the filesystem allows it, else the logged fallback. */
+static void
+direct_on (const char *base, bool must_have_direct)
+{
+  char *dir = make_tmpdir (base);
+  char *path;
+  struct cdev *cd;
+
+  if (dir == NULL) {
+    print_message ("no usable directory %s: part skipped\n", base);
+    return;
+  }
+  path = path_in (dir, "cache.img");
+  reset_log ();
+  cd = open_ok (path, true, false, 2 * MIB);
+  print_message ("%s: O_DIRECT %s\n", base, cd->direct ? "used" :
+                 "refused, buffered fallback");
+  if (cd->direct)
+    assert_int_equal (nr_log_warnings, 0);
+  else {
+    /* one warning that names the path */
+    assert_int_equal (nr_log_warnings, 1);
+    assert_non_null (strstr (last_warning, path));
+    assert_non_null (strstr (last_warning, "O_DIRECT"));
+    assert_false (must_have_direct);
+  }
+  write_rw (cd);
+  verify_rw (cd, path);
+  cdev_close (cd);
+
+  /* read-only + direct on the existing file */
+  cd = open_ok (path, true, true, 0);
+  verify_rw (cd, NULL);
+  cdev_close (cd);
+  assert_int_equal (nr_log_errors, 0);
+  rm_tmpdir (dir, path);
+}
+
+static void
+test_cdev_file_direct (void **state)
+{
+  struct stat st;
+  bool ext_like = false;
+  char *probe = make_tmpdir (tmp_base ());
+  char *p = path_in (probe, "probe");
+  int fd = open (p, O_RDWR | O_CREAT | O_DIRECT, 0600);
+
+  /* Require O_DIRECT only where the filesystem demonstrably has it. */
+  if (fd >= 0) {
+    ext_like = true;
+    close (fd);
+  }
+  rm_tmpdir (probe, p);
+  direct_on (tmp_base (), ext_like);
+  if (stat ("/dev/shm", &st) == 0 && S_ISDIR (st.st_mode))
+    direct_on ("/dev/shm", false);
+  else
+    print_message ("/dev/shm missing: tmpfs part skipped\n");
+}
+
+static void
+test_cdev_file_range_errors (void **state)
+{
+  char *dir = make_tmpdir (tmp_base ());
+  char *path = path_in (dir, "cache.img");
+  struct cdev *cd = open_ok (path, false, false, 64 * BLK);
+  unsigned char *buf = cdev_alloc_buffer (4 * BLK);
+  const uint64_t size = 64 * BLK;
+
+  reset_log ();
+  assert_int_equal (cdev_pread (cd, buf, BLK, 512), -EINVAL);
+  assert_one_error (path, "offset 512");
+  assert_int_equal (cdev_pwrite (cd, buf, BLK, 4097, 0), -EINVAL);
+  assert_one_error (path, "offset 4097");
+  assert_int_equal (cdev_pread (cd, buf, 100, BLK), -EINVAL);
+  assert_one_error (path, "count 100");
+  assert_int_equal (cdev_pwrite (cd, buf, 2 * BLK, size - BLK, 0), -EINVAL);
+  assert_one_error (path, "beyond the end");
+  assert_int_equal (cdev_pread (cd, buf, BLK, size), -EINVAL);
+  assert_one_error (path, "beyond the end");
+  /* offset + count overflows 64 bits */
+  assert_int_equal (cdev_pread (cd, buf, 2 * BLK, UINT64_MAX - BLK + 1),
+                    -EINVAL);
+  assert_one_error (path, NULL);
+  assert_int_equal (cdev_discard (cd, BLK, UINT64_MAX - BLK + 1), -EINVAL);
+  assert_one_error (path, "discard");
+  assert_int_equal (cdev_discard (cd, 2 * BLK, size - BLK), -EINVAL);
+  assert_one_error (path, "discard");
+  assert_int_equal (cdev_discard (cd, 512, 0), -EINVAL);
+  assert_one_error (path, "discard");
+  /* unaligned buffers, even without O_DIRECT */
+  assert_int_equal (cdev_pread (cd, buf + 512, BLK, 0), -EINVAL);
+  assert_one_error (path, "buffer");
+  assert_int_equal (cdev_pwrite (cd, buf + 8, BLK, 0, CDEV_FUA), -EINVAL);
+  assert_one_error (path, "buffer");
+  /* nothing reached the file */
+  assert_int_equal (allocated_bytes (path), 0);
+
+  free (buf);
+  cdev_close (cd);
+  rm_tmpdir (dir, path);
+}
+
+static void
+test_cdev_file_readonly (void **state)
+{
+  char *dir = make_tmpdir (tmp_base ());
+  char *path = path_in (dir, "cache.img");
+  struct cdev *cd = open_ok (path, false, false, 16 * BLK);
+  unsigned char *buf = cdev_alloc_buffer (BLK);
+
+  fill (buf, BLK, 0, 7);
+  assert_int_equal (cdev_pwrite (cd, buf, BLK, 0, 0), 0);
+  cdev_close (cd);
+
+  reset_log ();
+  cd = open_ok (path, false, true, 0);
+  assert_int_equal (cd->size_bytes, 16 * BLK);
+  memset (buf, 0, BLK);
+  assert_int_equal (cdev_pread (cd, buf, BLK, 0), 0);
+  assert_true (check_fill (buf, BLK, 0, 7));
+  memset (buf, 0, BLK);
+  assert_int_equal (cdev_pwrite (cd, buf, BLK, 0, 0), -EROFS);
+  assert_one_error (path, "offset 0");
+  assert_int_equal (cdev_pwrite (cd, buf, BLK, BLK, CDEV_FUA), -EROFS);
+  assert_one_error (path, "offset 4096");
+  assert_int_equal (cdev_discard (cd, BLK, 0), -EROFS);
+  assert_one_error (path, "discard");
+  assert_int_equal (cdev_sync (cd), 0);
+  assert_int_equal (cdev_pread (cd, buf, BLK, 0), 0);
+  assert_true (check_fill (buf, BLK, 0, 7));
+  assert_int_equal (nr_log_errors, 0);
+  cdev_close (cd);
+  free (buf);
+  rm_tmpdir (dir, path);
+}
+
+static void
+discard_on (const char *base)
+{
+  char *dir = make_tmpdir (base);
+  char *path;
+  struct cdev *cd;
+  unsigned char *buf;
+  uint64_t before, after;
+
+  if (dir == NULL) {
+    print_message ("no usable directory %s: part skipped\n", base);
+    return;
+  }
+  path = path_in (dir, "cache.img");
+  cd = open_ok (path, false, false, 1 * MIB);
+  buf = cdev_alloc_buffer (1 * MIB);
+  fill (buf, 1 * MIB, 0, 9);
+  assert_int_equal (cdev_pwrite (cd, buf, 1 * MIB, 0, 0), 0);
+  assert_int_equal (cdev_sync (cd), 0);
+  before = allocated_bytes (path);
+  assert_true (before >= 1 * MIB);
+
+  reset_log ();
+  assert_int_equal (cdev_discard (cd, 512 * 1024, 256 * 1024), 0);
+  assert_int_equal (cdev_discard (cd, 0, 0), 0);
+  assert_int_equal (nr_log_errors, 0);
+  after = allocated_bytes (path);
+  print_message ("%s: discard: %" PRIu64 " -> %" PRIu64 " bytes allocated\n",
+                 base, before, after);
+  assert_true (after <= before - 512 * 1024);
+
+  memset (buf, 0xff, 1 * MIB);
+  assert_int_equal (cdev_pread (cd, buf, 1 * MIB, 0), 0);
+  assert_true (check_fill (buf, 256 * 1024, 0, 9));
+  assert_true (all_zero (buf + 256 * 1024, 512 * 1024));
+  assert_true (check_fill (buf + 768 * 1024, 256 * 1024, 768 * 1024, 9));
+  /* the size is kept */
+  assert_int_equal (cd->size_bytes, 1 * MIB);
+  cdev_close (cd);
+  cd = open_ok (path, false, false, 0);
+  assert_int_equal (cd->size_bytes, 1 * MIB);
+  cdev_close (cd);
+  free (buf);
+  rm_tmpdir (dir, path);
+}
+
+static void
+test_cdev_file_discard (void **state)
+{
+  struct stat st;
+
+  discard_on (tmp_base ());
+  if (stat ("/dev/shm", &st) == 0 && S_ISDIR (st.st_mode))
+    discard_on ("/dev/shm");
+  else
+    print_message ("/dev/shm missing: tmpfs part skipped\n");
+}
+
+/* The file shrinks under the cdev: a read past the new end is -EIO, logged
+ * once with the path and the offset.
+ */
+static void
+test_cdev_file_io_error (void **state)
+{
+  char *dir = make_tmpdir (tmp_base ());
+  char *path = path_in (dir, "cache.img");
+  struct cdev *cd = open_ok (path, false, false, 16 * BLK);
+  unsigned char *buf = cdev_alloc_buffer (2 * BLK);
+
+  assert_int_equal (truncate (path, 8 * BLK), 0);
+  reset_log ();
+  assert_int_equal (cdev_pread (cd, buf, BLK, 12 * BLK), -EIO);
+  assert_one_error (path, "offset 49152");
+  /* a read that starts inside and ends outside: the offset of the part
+   * that failed is named
+   */
+  assert_int_equal (cdev_pread (cd, buf, 2 * BLK, 7 * BLK), -EIO);
+  assert_one_error (path, "offset 32768");
+  free (buf);
+  cdev_close (cd);
+  rm_tmpdir (dir, path);
+}
+
+/* Destroys the contents of $NBDCACHE_TEST_BLOCKDEV. */
+static void
+test_cdev_file_block_device (void **state)
+{
+  const char *dev = getenv ("NBDCACHE_TEST_BLOCKDEV");
+  struct cdev *cd;
+  uint64_t size = 0;
+  unsigned char *buf;
+  int fd;
+
+  if (dev == NULL || *dev == '\0') {
+    print_message ("NBDCACHE_TEST_BLOCKDEV not set: skipped\n");
+    skip ();
+  }
+  fd = open (dev, O_RDONLY);
+  assert_true (fd >= 0);
+  assert_int_equal (ioctl (fd, BLKGETSIZE64, &size), 0);
+  close (fd);
+
+  reset_log ();
+  cd = open_ok (dev, true, false, 0);
+  assert_true (cd->is_block_device);
+  assert_int_equal (cd->size_bytes, size / BLK * BLK);
+  print_message ("%s: %" PRIu64 " bytes, O_DIRECT %d\n", dev, cd->size_bytes,
+                 cd->direct);
+  write_rw (cd);
+  verify_rw (cd, dev);
+  buf = cdev_alloc_buffer (BLK);
+  fill (buf, BLK, 0, 5);
+  assert_int_equal (cdev_pwrite (cd, buf, BLK, 0, CDEV_FUA), 0);
+  assert_int_equal (cdev_discard (cd, 16 * BLK, 16 * BLK), 0);
+  assert_int_equal (cdev_pread (cd, buf, BLK, 0), 0);
+  assert_true (check_fill (buf, BLK, 0, 5));
+  assert_int_equal (nr_log_errors, 0);
+  free (buf);
+  cdev_close (cd);
+}
+
+/* ---- the simulated device ---- */
+
+static struct cdev *
+sim_ok (uint64_t size)
+{
+  struct cdev *cd = NULL;
+
+  assert_int_equal (cdev_sim_create (size, &cd), 0);
+  assert_non_null (cd);
+  return cd;
+}
+
+/* Write `nblocks` blocks tagged `tag` at block `b`. */
+static int
+sim_write (struct cdev *cd, uint64_t b, uint64_t nblocks, uint64_t tag,
+           uint32_t flags)
+{
+  unsigned char *buf = cdev_alloc_buffer (nblocks * BLK);
+  int r;
+
+  fill (buf, nblocks * BLK, b * BLK, tag);
+  r = cdev_pwrite (cd, buf, nblocks * BLK, b * BLK, flags);
+  free (buf);
+  return r;
+}
+
+/* Do blocks [b, b+n) read as tag (0 = zeros), via pread and via peek? */
+static bool
+sim_has (struct cdev *cd, uint64_t b, uint64_t nblocks, uint64_t tag)
+{
+  unsigned char *buf = cdev_alloc_buffer (nblocks * BLK);
+  unsigned char *peek = malloc (nblocks * BLK);
+  bool ok;
+
+  assert_non_null (peek);
+  assert_int_equal (cdev_pread (cd, buf, nblocks * BLK, b * BLK), 0);
+  cdev_sim_peek (cd, b * BLK, peek, nblocks * BLK);
+  assert_memory_equal (buf, peek, nblocks * BLK);
+  ok = tag == 0 ? all_zero (buf, nblocks * BLK)
+    : check_fill (buf, nblocks * BLK, b * BLK, tag);
+  free (peek);
+  free (buf);
+  return ok;
+}
+
+static void
+test_cdev_sim_create (void **state)
+{
+  struct cdev *cd = NULL;
+
+  reset_log ();
+  assert_int_equal (cdev_sim_create (0, &cd), -EINVAL);
+  assert_one_error ("sim", NULL);
+  assert_int_equal (cdev_sim_create (BLK + 512, &cd), -EINVAL);
+  assert_one_error ("sim", NULL);
+  assert_null (cd);
+
+  cd = sim_ok (64 * MIB);
+  assert_string_equal (cd->ops->name, "sim");
+  assert_non_null (cd->path);
+  assert_int_equal (cd->size_bytes, 64 * MIB);
+  assert_false (cd->direct);
+  assert_false (cd->is_block_device);
+  assert_true (sim_has (cd, 0, 16, 0));
+  assert_true (sim_has (cd, 64 * MIB / BLK - 1, 1, 0));
+  assert_int_equal (cdev_sim_nr_writes (cd), 0);
+  assert_int_equal (cdev_sim_nr_syncs (cd), 0);
+  cdev_close (cd);
+}
+
+static void
+test_cdev_sim_durability (void **state)
+{
+  struct cdev *cd = sim_ok (4 * MIB);
+
+  /* synced writes survive, unsynced ones do not */
+  assert_int_equal (sim_write (cd, 0, 4, 1, 0), 0);
+  assert_int_equal (cdev_sync (cd), 0);
+  assert_int_equal (sim_write (cd, 2, 4, 2, 0), 0);   /* over 2, 3; new 4, 5 */
+  assert_int_equal (sim_write (cd, 10, 1, 3, 0), 0);
+  assert_true (sim_has (cd, 2, 4, 2));
+  cdev_sim_crash (cd, 0);
+  assert_true (sim_has (cd, 0, 4, 1));
+  assert_true (sim_has (cd, 4, 2, 0));
+  assert_true (sim_has (cd, 10, 1, 0));
+
+  /* FUA is durable at once, without a sync */
+  assert_int_equal (sim_write (cd, 20, 2, 4, CDEV_FUA), 0);
+  assert_int_equal (sim_write (cd, 22, 1, 5, 0), 0);
+  cdev_sim_crash (cd, 0);
+  assert_true (sim_has (cd, 20, 2, 4));
+  assert_true (sim_has (cd, 22, 1, 0));
+
+  /* an unsynced write over FUA data falls back to the FUA data; a FUA
+   * write over unsynced data keeps the FUA data
+   */
+  assert_int_equal (sim_write (cd, 20, 1, 6, 0), 0);
+  assert_int_equal (sim_write (cd, 30, 1, 7, 0), 0);
+  assert_int_equal (sim_write (cd, 30, 1, 8, CDEV_FUA), 0);
+  cdev_sim_crash (cd, 0);
+  assert_true (sim_has (cd, 20, 1, 4));
+  assert_true (sim_has (cd, 30, 1, 8));
+
+  /* only writes completed before a sync are made durable by it */
+  assert_int_equal (sim_write (cd, 40, 1, 9, 0), 0);
+  assert_int_equal (cdev_sync (cd), 0);
+  assert_int_equal (sim_write (cd, 40, 1, 10, 0), 0);
+  assert_true (sim_has (cd, 40, 1, 10));
+  cdev_sim_crash (cd, 0);
+  assert_true (sim_has (cd, 40, 1, 9));
+  /* a crash with nothing unsynced changes nothing */
+  cdev_sim_crash (cd, 0);
+  cdev_sim_crash (cd, 42);
+  assert_true (sim_has (cd, 0, 4, 1));
+  assert_true (sim_has (cd, 40, 1, 9));
+  cdev_close (cd);
+}
+
+static void
+test_cdev_sim_discard (void **state)
+{
+  struct cdev *cd = sim_ok (4 * MIB);
+
+  assert_int_equal (sim_write (cd, 0, 8, 1, CDEV_FUA), 0);
+  assert_int_equal (cdev_discard (cd, 2 * BLK, 2 * BLK), 0);
+  assert_true (sim_has (cd, 2, 2, 0));
+  assert_true (sim_has (cd, 0, 2, 1));
+  assert_true (sim_has (cd, 4, 4, 1));
+  /* an unsynced discard may be lost: old data is back */
+  cdev_sim_crash (cd, 0);
+  assert_true (sim_has (cd, 0, 8, 1));
+  /* a synced one is durable */
+  assert_int_equal (cdev_discard (cd, 2 * BLK, 2 * BLK), 0);
+  assert_int_equal (cdev_discard (cd, 0, 0), 0);
+  assert_int_equal (cdev_sync (cd), 0);
+  cdev_sim_crash (cd, 0);
+  assert_true (sim_has (cd, 2, 2, 0));
+  assert_true (sim_has (cd, 4, 4, 1));
+  cdev_close (cd);
+}
+
+static void
+test_cdev_sim_fail_at_write (void **state)
+{
+  struct cdev *cd = sim_ok (4 * MIB);
+  unsigned char *buf = cdev_alloc_buffer (BLK);
+
+  reset_log ();
+  cdev_sim_fail_at_write (cd, 3);
+  assert_int_equal (sim_write (cd, 0, 1, 1, 0), 0);
+  assert_int_equal (cdev_sync (cd), 0);
+  assert_int_equal (sim_write (cd, 1, 1, 2, 0), 0);
+  assert_int_equal (nr_log_errors, 0);
+  /* write 3 dies and is not applied, even with FUA */
+  assert_int_equal (sim_write (cd, 2, 1, 3, CDEV_FUA), -EIO);
+  assert_one_error ("sim", "offset 8192");
+  cdev_sim_peek (cd, 2 * BLK, buf, BLK);
+  assert_true (all_zero (buf, BLK));
+  /* and everything after it fails */
+  assert_int_equal (sim_write (cd, 3, 1, 4, 0), -EIO);
+  assert_int_equal (cdev_pread (cd, buf, BLK, 0), -EIO);
+  assert_int_equal (cdev_sync (cd), -EIO);
+  assert_int_equal (cdev_discard (cd, BLK, 0), -EIO);
+  cdev_sim_peek (cd, 3 * BLK, buf, BLK);
+  assert_true (all_zero (buf, BLK));
+  assert_int_equal (cdev_sim_nr_writes (cd), 4);
+  assert_int_equal (cdev_sim_nr_syncs (cd), 2);
+  /* argument errors still say so, and are not counted as writes */
+  assert_int_equal (cdev_pwrite (cd, buf, BLK, 1, 0), -EINVAL);
+  assert_int_equal (cdev_sim_nr_writes (cd), 4);
+
+  /* reboot: usable again, faults and counters cleared; the failed sync
+   * did not make write 2 durable
+   */
+  cdev_sim_crash (cd, 0);
+  assert_int_equal (cdev_sim_nr_writes (cd), 0);
+  assert_int_equal (cdev_sim_nr_syncs (cd), 0);
+  assert_true (sim_has (cd, 0, 1, 1));
+  assert_true (sim_has (cd, 1, 3, 0));
+  assert_int_equal (sim_write (cd, 2, 1, 3, 0), 0);
+  assert_int_equal (sim_write (cd, 3, 1, 4, 0), 0);
+  assert_int_equal (sim_write (cd, 4, 1, 5, 0), 0); /* old n = 3 is gone */
+  assert_int_equal (cdev_sync (cd), 0);
+  assert_true (sim_has (cd, 2, 1, 3));
+  assert_true (sim_has (cd, 3, 1, 4));
+  assert_true (sim_has (cd, 4, 1, 5));
+
+  /* n at or below the count already reached: the next write dies */
+  cdev_sim_fail_at_write (cd, 2);
+  assert_int_equal (sim_write (cd, 5, 1, 6, 0), -EIO);
+  cdev_sim_crash (cd, 0);
+  /* 0 disarms */
+  cdev_sim_fail_at_write (cd, 1);
+  cdev_sim_fail_at_write (cd, 0);
+  assert_int_equal (sim_write (cd, 5, 1, 6, 0), 0);
+  free (buf);
+  cdev_close (cd);
+}
+
+static void
+test_cdev_sim_fail_once (void **state)
+{
+  struct cdev *cd = sim_ok (4 * MIB);
+  unsigned char *buf = cdev_alloc_buffer (4 * BLK);
+
+  assert_int_equal (sim_write (cd, 0, 16, 1, 0), 0);
+  reset_log ();
+
+  /* read fault on block 5 */
+  cdev_sim_fail_read_once (cd, 5 * BLK, BLK);
+  assert_int_equal (cdev_pread (cd, buf, 4 * BLK, BLK), 0);     /* 1..4 */
+  assert_int_equal (cdev_pread (cd, buf, BLK, 6 * BLK), 0);     /* 6 */
+  assert_int_equal (sim_write (cd, 5, 1, 2, 0), 0); /* writes unaffected */
+  assert_int_equal (nr_log_errors, 0);
+  assert_int_equal (cdev_pread (cd, buf, 4 * BLK, 4 * BLK), -EIO);
+  assert_one_error ("sim", "offset 16384");
+  assert_int_equal (cdev_pread (cd, buf, 4 * BLK, 4 * BLK), 0); /* once */
+  assert_true (check_fill (buf + BLK, BLK, 5 * BLK, 2));
+
+  /* write fault on bytes inside block 9: not applied */
+  cdev_sim_fail_write_once (cd, 9 * BLK + 100, 1);
+  assert_int_equal (cdev_pread (cd, buf, BLK, 9 * BLK), 0);     /* reads ok */
+  assert_int_equal (sim_write (cd, 8, 1, 3, 0), 0);
+  assert_int_equal (sim_write (cd, 10, 1, 3, 0), 0);
+  assert_int_equal (sim_write (cd, 8, 2, 4, 0), -EIO);
+  assert_one_error ("sim", "offset 32768");
+  assert_true (sim_has (cd, 8, 1, 3));
+  assert_true (sim_has (cd, 9, 1, 1));
+  assert_int_equal (sim_write (cd, 8, 2, 4, 0), 0);
+  assert_true (sim_has (cd, 8, 2, 4));
+  /* the device is not dead */
+  assert_int_equal (cdev_sync (cd), 0);
+
+  /* a crash clears pending faults */
+  cdev_sim_fail_read_once (cd, 0, BLK);
+  cdev_sim_fail_write_once (cd, 0, BLK);
+  cdev_sim_crash (cd, 0);
+  assert_int_equal (cdev_pread (cd, buf, BLK, 0), 0);
+  assert_int_equal (sim_write (cd, 0, 1, 5, 0), 0);
+  free (buf);
+  cdev_close (cd);
+}
+
+#define TEAR_BLOCKS 64
+
+/* Which of TEAR_BLOCKS unsynced blocks survive a crash with seed. */
+static uint64_t
+tear_once (struct cdev *cd, uint64_t seed, unsigned *survived)
+{
+  uint64_t mask = 0;
+  unsigned i;
+
+  /* baseline tag 1 everywhere, durable; then tag 2 unsynced, in a
+   * scattered order
+   */
+  assert_int_equal (sim_write (cd, 0, TEAR_BLOCKS, 1, 0), 0);
+  assert_int_equal (cdev_sync (cd), 0);
+  for (i = 0; i < TEAR_BLOCKS; i++)
+    assert_int_equal (sim_write (cd, (i * 37) % TEAR_BLOCKS, 1, 2, 0), 0);
+  cdev_sim_crash (cd, seed);
+  *survived = 0;
+  for (i = 0; i < TEAR_BLOCKS; i++) {
+    if (sim_has (cd, i, 1, 2)) {
+      mask |= UINT64_C (1) << i;
+      ++*survived;
+    }
+    else
+      assert_true (sim_has (cd, i, 1, 1));   /* whole old block */
+  }
+  /* what survived is durable now: another crash changes nothing */
+  cdev_sim_crash (cd, 0);
+  for (i = 0; i < TEAR_BLOCKS; i++)
+    assert_true (sim_has (cd, i, 1, (mask >> i) & 1 ? 2 : 1));
+  return mask;
+}
+
+static void
+test_cdev_sim_tear (void **state)
+{
+  uint64_t seed = test_seed () | 1;
+  struct cdev *cd = sim_ok (4 * MIB);
+  struct cdev *cd2 = sim_ok (8 * MIB);
+  unsigned n1, n2;
+  uint64_t m1, m2;
+
+  print_message ("tear seed %" PRIu64 " (NBDCACHE_SEED)\n", seed);
+  m1 = tear_once (cd, seed, &n1);
+  /* the same seed tears the same way on another device */
+  m2 = tear_once (cd2, seed, &n2);
+  if (m1 != m2 || n1 == 0 || n1 == TEAR_BLOCKS)
+    fprintf (stderr, "seed %" PRIu64 ": masks %016" PRIx64 " %016" PRIx64
+             ", %u survived\n", seed, m1, m2, n1);
+  assert_true (m1 == m2);
+  /* a mix (each block independently, p = 1/2: failing is a 2^-63 event) */
+  assert_true (n1 > 0 && n1 < TEAR_BLOCKS);
+  cdev_close (cd);
+  cdev_close (cd2);
+}
+
+static void
+test_cdev_sim_counters (void **state)
+{
+  struct cdev *cd = sim_ok (4 * MIB);
+  unsigned i;
+
+  for (i = 0; i < 5; i++)
+    assert_int_equal (sim_write (cd, i, 1, 1, i % 2 ? CDEV_FUA : 0), 0);
+  assert_int_equal (cdev_sync (cd), 0);
+  assert_int_equal (cdev_sync (cd), 0);
+  assert_int_equal (cdev_discard (cd, BLK, 0), 0);      /* not a write */
+  assert_int_equal (cdev_sim_nr_writes (cd), 5);
+  assert_int_equal (cdev_sim_nr_syncs (cd), 2);
+  /* the write count is what fail_at_write numbers */
+  cdev_sim_fail_at_write (cd, 7);
+  assert_int_equal (sim_write (cd, 5, 1, 1, 0), 0);     /* 6 */
+  assert_int_equal (sim_write (cd, 6, 1, 1, 0), -EIO);  /* 7 */
+  assert_int_equal (cdev_sim_nr_writes (cd), 7);
+  cdev_sim_crash (cd, 0);
+  assert_int_equal (cdev_sim_nr_writes (cd), 0);
+  assert_int_equal (cdev_sim_nr_syncs (cd), 0);
+  cdev_close (cd);
+}
+
+static void
+test_cdev_sim_poke_peek (void **state)
+{
+  struct cdev *cd = sim_ok (4 * MIB);
+  unsigned char b = 0;
+  unsigned char bytes[3] = { 0xde, 0xad, 0xbe };
+  unsigned char got[3];
+
+  assert_int_equal (sim_write (cd, 1, 1, 1, 0), 0);     /* unsynced */
+  assert_int_equal (sim_write (cd, 2, 1, 1, CDEV_FUA), 0);
+  /* flip a byte of a durable block: durable at once */
+  cdev_sim_peek (cd, 2 * BLK + 17, &b, 1);
+  b ^= 0xff;
+  cdev_sim_poke (cd, 2 * BLK + 17, &b, 1);
+  assert_false (sim_has (cd, 2, 1, 1));
+  cdev_sim_crash (cd, 0);
+  assert_false (sim_has (cd, 2, 1, 1));
+  cdev_sim_peek (cd, 2 * BLK + 17, &got[0], 1);
+  assert_int_equal (got[0], b);
+
+  /* poke across a block boundary, unaligned */
+  cdev_sim_poke (cd, 4 * BLK - 1, bytes, 3);
+  cdev_sim_peek (cd, 4 * BLK - 1, got, 3);
+  assert_memory_equal (got, bytes, 3);
+  cdev_sim_crash (cd, 99);
+  cdev_sim_peek (cd, 4 * BLK - 1, got, 3);
+  assert_memory_equal (got, bytes, 3);
+  assert_true (sim_has (cd, 1, 1, 0));  /* the unsynced write was lost */
+
+  /* out of range: logged, no effect */
+  reset_log ();
+  cdev_sim_poke (cd, 4 * MIB - 1, bytes, 2);
+  assert_one_error ("poke", NULL);
+  cdev_sim_peek (cd, UINT64_MAX, got, 2);
+  assert_one_error ("peek", NULL);
+  cdev_close (cd);
+}
+
+static void
+test_cdev_sim_range_errors (void **state)
+{
+  struct cdev *cd = sim_ok (16 * BLK);
+  unsigned char *buf = cdev_alloc_buffer (2 * BLK);
+
+  reset_log ();
+  assert_int_equal (cdev_pread (cd, buf, BLK, 1), -EINVAL);
+  assert_one_error ("sim", "offset 1");
+  assert_int_equal (cdev_pwrite (cd, buf, 1, 0, 0), -EINVAL);
+  assert_one_error ("sim", "count 1");
+  assert_int_equal (cdev_pwrite (cd, buf, 2 * BLK, 15 * BLK, 0), -EINVAL);
+  assert_one_error ("sim", "beyond the end");
+  assert_int_equal (cdev_pread (cd, buf, BLK, UINT64_MAX - BLK + 1), -EINVAL);
+  assert_one_error ("sim", NULL);
+  assert_int_equal (cdev_discard (cd, BLK, 16 * BLK), -EINVAL);
+  assert_one_error ("sim", "discard");
+  assert_int_equal (cdev_pwrite (cd, buf + 16, BLK, 0, 0), -EINVAL);
+  assert_one_error ("sim", "buffer");
+  assert_int_equal (cdev_pread (cd, buf + 2048, BLK, 0), -EINVAL);
+  assert_one_error ("sim", "buffer");
+  assert_int_equal (cdev_sim_nr_writes (cd), 0);
+  assert_int_equal (cdev_pread (cd, buf, 0, 16 * BLK), 0);
+  free (buf);
+  cdev_close (cd);
+}
+
+/* Crash tests call crash thousands of times on big devices: that must cost
+ * only the blocks written since the last sync.
+ */
+static void
+test_cdev_sim_many_crashes (void **state)
+{
+  struct cdev *cd = sim_ok (64 * MIB);
+  unsigned i;
+
+  for (i = 0; i < 5000; i++) {
+    uint64_t b = (i * 7919) % (64 * MIB / BLK - 4);
+
+    assert_int_equal (sim_write (cd, b, 4, i + 1, 0), 0);
+    if (i % 3 == 0)
+      assert_int_equal (cdev_sync (cd), 0);
+    cdev_sim_crash (cd, i % 2 ? i : 0);
+    if (i % 3 == 0)
+      assert_true (sim_has (cd, b, 4, i + 1));
+  }
+  cdev_close (cd);
+}
+
+#define NR_THREADS 4
+#define THREAD_BLOCKS 64
+
+struct worker {
+  pthread_t thread;
+  struct cdev *cd;
+  unsigned id;
+  int failed;
+};
+
+static void *
+worker_run (void *arg)
+{
+  struct worker *w = arg;
+  unsigned char *buf = cdev_alloc_buffer (BLK);
+  unsigned round, i;
+
+  for (round = 1; round <= 20; round++) {
+    for (i = 0; i < THREAD_BLOCKS; i++) {
+      uint64_t off = ((uint64_t) i * NR_THREADS + w->id) * BLK;
+
+      fill (buf, BLK, off, round);
+      if (cdev_pwrite (w->cd, buf, BLK, off, 0) != 0 ||
+          cdev_pread (w->cd, buf, BLK, off) != 0 ||
+          !check_fill (buf, BLK, off, round))
+        w->failed++;
+    }
+    if (cdev_sync (w->cd) != 0)
+      w->failed++;
+  }
+  free (buf);
+  return NULL;
+}
+
+static void
+test_cdev_sim_threads (void **state)
+{
+  struct cdev *cd = sim_ok (NR_THREADS * THREAD_BLOCKS * BLK);
+  struct worker w[NR_THREADS];
+  unsigned i;
+
+  for (i = 0; i < NR_THREADS; i++) {
+    w[i] = (struct worker) { .cd = cd, .id = i };
+    assert_int_equal (pthread_create (&w[i].thread, NULL, worker_run, &w[i]),
+                      0);
+  }
+  for (i = 0; i < NR_THREADS; i++) {
+    assert_int_equal (pthread_join (w[i].thread, NULL), 0);
+    assert_int_equal (w[i].failed, 0);
+  }
+  assert_int_equal (cdev_sim_nr_writes (cd),
+                    NR_THREADS * THREAD_BLOCKS * 20);
+  assert_int_equal (cdev_sim_nr_syncs (cd), NR_THREADS * 20);
+  /* every thread synced after its last round */
+  cdev_sim_crash (cd, 0);
+  assert_true (sim_has (cd, 0, NR_THREADS * THREAD_BLOCKS, 20));
+  cdev_close (cd);
+}
+
+/* Random operations against a model of the two images (a tag per block). */
+#define MODEL_BLOCKS 256
+
+static void
+test_cdev_sim_model (void **state)
+{
+  uint64_t seed = test_seed ();
+  uint64_t rng = seed;
+  uint64_t cur[MODEL_BLOCKS] = { 0 }, dur[MODEL_BLOCKS] = { 0 };
+  struct cdev *cd = sim_ok (MODEL_BLOCKS * BLK);
+  unsigned char *buf = cdev_alloc_buffer (8 * BLK);
+  unsigned step, i;
+
+  print_message ("model seed %" PRIu64 " (NBDCACHE_SEED)\n", seed);
+  for (step = 0; step < 3000; step++) {
+    unsigned op = rng_next (&rng) % 100;
+    uint64_t n = 1 + rng_next (&rng) % 8;
+    uint64_t b = rng_next (&rng) % (MODEL_BLOCKS - n + 1);
+
+    if (op < 55) {
+      bool fua = rng_next (&rng) % 4 == 0;
+      uint64_t tag = step + 1;
+
+      /* tag blocks independently so a block identifies its write */
+      for (i = 0; i < n; i++)
+        fill (buf + i * BLK, BLK, (b + i) * BLK, tag);
+      assert_int_equal (cdev_pwrite (cd, buf, n * BLK, b * BLK,
+                                     fua ? CDEV_FUA : 0), 0);
+      for (i = 0; i < n; i++) {
+        cur[b + i] = tag;
+        if (fua)
+          dur[b + i] = tag;
+      }
+    }
+    else if (op < 70) {
+      assert_int_equal (cdev_discard (cd, n * BLK, b * BLK), 0);
+      for (i = 0; i < n; i++)
+        cur[b + i] = 0;
+    }
+    else if (op < 85) {
+      assert_int_equal (cdev_sync (cd), 0);
+      memcpy (dur, cur, sizeof dur);
+    }
+    else if (op < 95) {
+      assert_int_equal (cdev_pread (cd, buf, n * BLK, b * BLK), 0);
+      for (i = 0; i < n; i++)
+        if (!(cur[b + i] ? check_fill (buf + i * BLK, BLK, (b + i) * BLK,
+                                       cur[b + i])
+              : all_zero (buf + i * BLK, BLK))) {
+          fprintf (stderr, "seed %" PRIu64 " step %u: block %" PRIu64
+                   " is not tag %" PRIu64 "\n", seed, step, b + i,
+                   cur[b + i]);
+          fail ();
+        }
+    }
+    else {
+      cdev_sim_crash (cd, 0);
+      memcpy (cur, dur, sizeof cur);
+    }
+  }
+  for (i = 0; i < MODEL_BLOCKS; i++)
+    if (!sim_has (cd, i, 1, cur[i])) {
+      fprintf (stderr, "seed %" PRIu64 ": final block %u is not tag %"
+               PRIu64 "\n", seed, i, cur[i]);
+      fail ();
+    }
+  free (buf);
+  cdev_close (cd);
+}
+
+int
+main (void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test (test_cdev_alloc_buffer),
+    cmocka_unit_test_teardown (test_cdev_file_create_sparse,
+                               teardown_tmpdirs),
+    cmocka_unit_test_teardown (test_cdev_file_bad_targets,
+                               teardown_tmpdirs),
+    cmocka_unit_test_teardown (test_cdev_file_rw,
+                               teardown_tmpdirs),
+    cmocka_unit_test_teardown (test_cdev_file_direct,
+                               teardown_tmpdirs),
+    cmocka_unit_test_teardown (test_cdev_file_range_errors,
+                               teardown_tmpdirs),
+    cmocka_unit_test_teardown (test_cdev_file_readonly,
+                               teardown_tmpdirs),
+    cmocka_unit_test_teardown (test_cdev_file_discard,
+                               teardown_tmpdirs),
+    cmocka_unit_test_teardown (test_cdev_file_io_error,
+                               teardown_tmpdirs),
+    cmocka_unit_test (test_cdev_file_block_device),
+    cmocka_unit_test (test_cdev_sim_create),
+    cmocka_unit_test (test_cdev_sim_durability),
+    cmocka_unit_test (test_cdev_sim_discard),
+    cmocka_unit_test (test_cdev_sim_fail_at_write),
+    cmocka_unit_test (test_cdev_sim_fail_once),
+    cmocka_unit_test (test_cdev_sim_tear),
+    cmocka_unit_test (test_cdev_sim_counters),
+    cmocka_unit_test (test_cdev_sim_poke_peek),
+    cmocka_unit_test (test_cdev_sim_range_errors),
+    cmocka_unit_test (test_cdev_sim_many_crashes),
+    cmocka_unit_test (test_cdev_sim_threads),
+    cmocka_unit_test (test_cdev_sim_model),
+  };
+
+  log_set_sink (capture_log);
+  return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
+}

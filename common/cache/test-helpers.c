@@ -1,0 +1,1013 @@
+/* test-helpers.c — PRNG, surviving store and crash model for engine tests.
+ *
+ * WHAT: the three pieces test-helpers.h declares.
+ * WHY: the model test and the crash sweep need the same backing store
+ * (one that outlives the export, like a disk outlives the server), the
+ * same reproducible randomness, and one precise statement of what a
+ * sector may read after a crash.
+ *
+ * THE CRASH MODEL (the rules; test-crash.c applies them to a workload):
+ * Per 512-byte sector, three sets of value ids and three flags:
+ *   cur     what a read may return now (no crash);
+ *   durable what survives a crash for sure — the sector reads one of these
+ *           or one of `maybe`;
+ *   maybe   values that may have reached stable storage since the last
+ *           durability point (acknowledged but not yet durable writes, and
+ *           every failed op's value);
+ *   ctrim / dtrim / mtrim  a trim is in cur / durable / maybe: the sector
+ *           may then also read any value ever written to it, zeros, or
+ *           the initial content ("trimmed data is old data or zeros").
+ * Start: cur = durable = {INIT}, maybe = {}, no trims.
+ * Rules, op by op, in the order the ops returned (single-threaded):
+ *   R1 write/zero acked, no FUA:  cur := {v}, ctrim := no; maybe += v.
+ *   R2 write/zero acked with FUA: cur := durable := {v}; maybe := {};
+ *      all trim flags off.  (Its own value is durable; every earlier
+ *      value of those sectors, durable or not, is superseded: an engine
+ *      that lets an older write reappear after an acknowledged FUA write
+ *      is broken.)
+ *   R3 write/zero failed (FUA or not): cur += v; maybe += v.  A failed op
+ *      may have happened in full, in part (per sector) or not at all.
+ *   R4 trim acked or failed: ctrim := mtrim := yes; with FUA and acked
+ *      also dtrim := yes.
+ *   R5 flush acked: for every sector durable := cur, dtrim := ctrim,
+ *      maybe := {}, mtrim := no.  Whatever a failed op before the flush
+ *      did is now durable, so its value stays possible through cur.
+ *   R6 flush failed: nothing changes (what it made durable was already
+ *      possible).
+ *   R7 reads change nothing.
+ *   A clean close that returned (device never died) counts as R5.
+ * After a crash a sector must read v with: v in durable or maybe, or (any
+ * trim flag among dtrim, mtrim) v is INIT, ZERO or a value written to
+ * this sector.  Live (no crash) reads must be in cur, or ctrim and the
+ * same wildcard.  A pattern whose sector number is not the sector read
+ * is never allowed (misplaced data), nor garbage.
+ * R5 is applied lazily: a flush bumps an epoch, and a sector catches up
+ * (durable := cur …) the next time it is touched or read from the model.
+ *
+ * INVARIANTS: a set never holds the same id twice; cur is never empty.
+ * THREADS AND LOCKS: the store has one rwlock over its bytes and atomic
+ * counters; PRNGs and models are single-threaded; the log ring has a
+ * mutex.
+ * FAILURE: -ENOMEM from allocations; a store request out of range is
+ * -EINVAL (the engine must never send one; it is logged).
+ * NOT HERE: workloads, byte-exact comparison, reporting.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backing.h"
+#include "compiler.h"
+#include "log.h"
+#include "test-helpers.h"
+
+/* ---- 1. PRNG, seeds, environment ---- */
+
+uint64_t
+test_mix64 (uint64_t x)
+{
+  uint64_t z = x + UINT64_C (0x9e3779b97f4a7c15);
+
+  z = (z ^ (z >> 30)) * UINT64_C (0xbf58476d1ce4e5b9);
+  z = (z ^ (z >> 27)) * UINT64_C (0x94d049bb133111eb);
+  return z ^ (z >> 31);
+}
+
+void
+test_rng_seed (struct test_rng *rng, uint64_t seed)
+{
+  uint64_t x = seed;
+  int i;
+
+  for (i = 0; i < 4; i++) {
+    x += UINT64_C (0x9e3779b97f4a7c15);
+    rng->s[i] = test_mix64 (x);
+  }
+  if ((rng->s[0] | rng->s[1] | rng->s[2] | rng->s[3]) == 0)
+    rng->s[0] = 1;
+}
+
+static inline uint64_t
+rotl (uint64_t x, int k)
+{
+  return (x << k) | (x >> (64 - k));
+}
+
+/* xoshiro256** */
+uint64_t
+test_rng_next (struct test_rng *rng)
+{
+  uint64_t *s = rng->s;
+  uint64_t result = rotl (s[1] * 5, 7) * 9;
+  uint64_t t = s[1] << 17;
+
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = rotl (s[3], 45);
+  return result;
+}
+
+uint64_t
+test_rng_below (struct test_rng *rng, uint64_t n)
+{
+  uint64_t limit, x;
+
+  if (n == 0)
+    return 0;
+  /* Reject the top partial range so the result is unbiased. */
+  limit = UINT64_MAX - UINT64_MAX % n;
+  do
+    x = test_rng_next (rng);
+  while (x >= limit);
+  return x % n;
+}
+
+uint64_t
+test_rng_range (struct test_rng *rng, uint64_t lo, uint64_t hi)
+{
+  if (hi <= lo)
+    return lo;
+  if (lo == 0 && hi == UINT64_MAX)
+    return test_rng_next (rng);
+  return lo + test_rng_below (rng, hi - lo + 1);
+}
+
+bool
+test_rng_chance (struct test_rng *rng, unsigned percent)
+{
+  return test_rng_below (rng, 100) < percent;
+}
+
+static bool
+parse_u64 (const char *s, uint64_t *out)
+{
+  char *end;
+  unsigned long long v;
+
+  if (s == NULL || *s == '\0' || *s == '-')
+    return false;
+  errno = 0;
+  v = strtoull (s, &end, 0);
+  if (errno != 0 || *end != '\0')
+    return false;
+  *out = v;
+  return true;
+}
+
+uint64_t
+test_env_u64 (const char *name, uint64_t dflt)
+{
+  const char *s = getenv (name);
+  uint64_t v;
+
+  if (s == NULL || *s == '\0')
+    return dflt;
+  if (!parse_u64 (s, &v)) {
+    fprintf (stderr, "%s=%s is not a number; using %" PRIu64 "\n",
+             name, s, dflt);
+    return dflt;
+  }
+  return v;
+}
+
+uint64_t
+test_now_ms (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+uint64_t
+test_seed_from_env (const char *program)
+{
+  const char *s = getenv ("NBDCACHE_SEED");
+  uint64_t seed;
+  struct timespec ts;
+
+  if (s != NULL && *s != '\0' && parse_u64 (s, &seed)) {
+    printf ("%s: seed %" PRIu64 " (from NBDCACHE_SEED)\n", program, seed);
+  }
+  else {
+    if (s != NULL && *s != '\0')
+      fprintf (stderr, "%s: NBDCACHE_SEED=%s is not a number; ignored\n",
+               program, s);
+    clock_gettime (CLOCK_REALTIME, &ts);
+    seed = test_mix64 ((uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec
+                       + ((uint64_t) getpid () << 32));
+    /* Keep it short enough to type. */
+    seed %= UINT64_C (1000000000000);
+    printf ("%s: seed %" PRIu64 " (NBDCACHE_SEED=%" PRIu64 " to replay)\n",
+            program, seed, seed);
+  }
+  fflush (stdout);
+  return seed;
+}
+
+/* ---- the log ring ---- */
+
+#define LOG_RING_LINES 40
+#define LOG_LINE_BYTES 400
+
+static pthread_mutex_t log_ring_lock = PTHREAD_MUTEX_INITIALIZER;
+static char log_ring[LOG_RING_LINES][LOG_LINE_BYTES];
+static unsigned log_ring_next;  /* total lines ever captured */
+static bool log_verbose;
+
+static void
+capture_sink (enum log_level level, const char *msg)
+{
+  static const char *const names[] = { "error", "warning", "info", "debug" };
+  const char *name = (unsigned) level < ARRAY_SIZE (names) ? names[level] : "?";
+
+  pthread_mutex_lock (&log_ring_lock);
+  snprintf (log_ring[log_ring_next % LOG_RING_LINES], LOG_LINE_BYTES,
+            "%s: %s", name, msg);
+  log_ring_next++;
+  pthread_mutex_unlock (&log_ring_lock);
+  if (log_verbose)
+    fprintf (stderr, "log: %s: %s\n", name, msg);
+}
+
+void
+test_log_capture (void)
+{
+  log_verbose = test_env_u64 ("NBDCACHE_TEST_VERBOSE", 0) != 0;
+  log_set_level (log_verbose ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARNING);
+  log_set_sink (capture_sink);
+}
+
+void
+test_log_clear (void)
+{
+  pthread_mutex_lock (&log_ring_lock);
+  log_ring_next = 0;
+  pthread_mutex_unlock (&log_ring_lock);
+}
+
+void
+test_log_dump (const char *heading)
+{
+  unsigned i, first;
+
+  pthread_mutex_lock (&log_ring_lock);
+  first = log_ring_next > LOG_RING_LINES ? log_ring_next - LOG_RING_LINES : 0;
+  fprintf (stderr, "%s (%u engine log line(s), last %u):\n", heading,
+           log_ring_next, log_ring_next - first);
+  for (i = first; i < log_ring_next; i++)
+    fprintf (stderr, "  %s\n", log_ring[i % LOG_RING_LINES]);
+  pthread_mutex_unlock (&log_ring_lock);
+}
+
+/* ---- 2. the surviving memory store ---- */
+
+struct test_store {
+  pthread_rwlock_t lock;        /* data */
+  unsigned char *data;          /* size_bytes */
+  uint64_t size_bytes;
+  char *uri;
+  unsigned nr_open;             /* handles; atomic */
+  struct test_store_counts counts; /* atomic, relaxed */
+};
+
+struct test_backing {
+  struct backing b;             /* first */
+  struct test_store *st;
+};
+
+#define COUNT(st, field) \
+  __atomic_fetch_add (&(st)->counts.field, 1, __ATOMIC_RELAXED)
+
+static struct test_store *
+store_of (struct backing *b)
+{
+  return ((struct test_backing *) b)->st;
+}
+
+static int
+store_check (struct test_store *st, const char *what, uint64_t offset,
+             uint64_t count)
+{
+  if (range_within (offset, count, st->size_bytes))
+    return 0;
+  log_error ("test store %s: %s at offset %" PRIu64 " count %" PRIu64
+             " is beyond the size %" PRIu64, st->uri, what, offset, count,
+             st->size_bytes);
+  return -EINVAL;
+}
+
+static int
+store_pread (struct backing *b, void *buf, size_t count, uint64_t offset)
+{
+  struct test_store *st = store_of (b);
+  int r;
+
+  COUNT (st, preads);
+  if ((r = store_check (st, "read", offset, count)) < 0)
+    return r;
+  pthread_rwlock_rdlock (&st->lock);
+  memcpy (buf, st->data + offset, count);
+  pthread_rwlock_unlock (&st->lock);
+  return 0;
+}
+
+static int
+store_pwrite (struct backing *b, const void *buf, size_t count,
+              uint64_t offset, uint32_t flags)
+{
+  struct test_store *st = store_of (b);
+  int r;
+
+  COUNT (st, pwrites);
+  if (flags & BACKING_FUA)
+    COUNT (st, fua_writes);
+  if ((r = store_check (st, "write", offset, count)) < 0)
+    return r;
+  pthread_rwlock_wrlock (&st->lock);
+  memcpy (st->data + offset, buf, count);
+  pthread_rwlock_unlock (&st->lock);
+  return 0;
+}
+
+static int
+store_flush (struct backing *b)
+{
+  COUNT (store_of (b), flushes);
+  return 0;
+}
+
+static void
+store_clear (struct test_store *st, uint64_t count, uint64_t offset)
+{
+  pthread_rwlock_wrlock (&st->lock);
+  memset (st->data + offset, 0, count);
+  pthread_rwlock_unlock (&st->lock);
+}
+
+static int
+store_trim (struct backing *b, uint64_t count, uint64_t offset,
+            uint32_t flags)
+{
+  struct test_store *st = store_of (b);
+  int r;
+
+  COUNT (st, trims);
+  if ((r = store_check (st, "trim", offset, count)) < 0)
+    return r;
+  store_clear (st, count, offset);
+  return 0;
+}
+
+static int
+store_zero (struct backing *b, uint64_t count, uint64_t offset,
+            uint32_t flags)
+{
+  struct test_store *st = store_of (b);
+  int r;
+
+  COUNT (st, zeroes);
+  if ((r = store_check (st, "zero", offset, count)) < 0)
+    return r;
+  store_clear (st, count, offset);
+  return 0;
+}
+
+static int
+store_extents (struct backing *b, uint64_t count, uint64_t offset,
+               backing_extent_fn fn, void *opaque)
+{
+  struct test_store *st = store_of (b);
+  int r;
+
+  COUNT (st, extents);
+  if ((r = store_check (st, "extents", offset, count)) < 0)
+    return r;
+  if (count == 0)
+    return 0;
+  r = fn (opaque, offset, count, 0);
+  return r < 0 ? r : 0;
+}
+
+static void
+store_close (struct backing *b)
+{
+  struct test_backing *tb = (struct test_backing *) b;
+
+  __atomic_fetch_sub (&tb->st->nr_open, 1, __ATOMIC_RELAXED);
+  free (tb->b.uri);
+  free (tb);
+}
+
+static const struct backing_ops store_ops = {
+  .name = "test-store",
+  .pread = store_pread,
+  .pwrite = store_pwrite,
+  .flush = store_flush,
+  .trim = store_trim,
+  .zero = store_zero,
+  .extents = store_extents,
+  .close = store_close,
+};
+
+int
+test_store_create (uint64_t size_bytes, const char *uri,
+                   struct test_store **out)
+{
+  struct test_store *st;
+  int r;
+
+  if (size_bytes == 0 || size_bytes > SIZE_MAX / 2 || uri == NULL)
+    return -EINVAL;
+  st = calloc (1, sizeof *st);
+  if (st == NULL)
+    return -ENOMEM;
+  if ((r = pthread_rwlock_init (&st->lock, NULL)) != 0) {
+    free (st);
+    return -r;
+  }
+  st->size_bytes = size_bytes;
+  st->data = calloc (1, size_bytes);
+  st->uri = strdup (uri);
+  if (st->data == NULL || st->uri == NULL) {
+    test_store_destroy (st);
+    return -ENOMEM;
+  }
+  *out = st;
+  return 0;
+}
+
+void
+test_store_destroy (struct test_store *st)
+{
+  if (st == NULL)
+    return;
+  pthread_rwlock_destroy (&st->lock);
+  free (st->data);
+  free (st->uri);
+  free (st);
+}
+
+int
+test_store_open (struct test_store *st, struct backing **out)
+{
+  struct test_backing *tb = calloc (1, sizeof *tb);
+
+  if (tb == NULL)
+    return -ENOMEM;
+  tb->b.uri = strdup (st->uri);
+  if (tb->b.uri == NULL) {
+    free (tb);
+    return -ENOMEM;
+  }
+  tb->b.ops = &store_ops;
+  tb->b.size_bytes = st->size_bytes;
+  tb->b.readonly = false;
+  tb->b.can_trim = true;
+  tb->b.can_zero = true;
+  tb->b.can_fast_zero = true;
+  tb->b.can_extents = false;    /* one data extent: no real information */
+  tb->b.is_block_device = false;
+  tb->st = st;
+  __atomic_fetch_add (&st->nr_open, 1, __ATOMIC_RELAXED);
+  *out = &tb->b;
+  return 0;
+}
+
+unsigned char *
+test_store_data (struct test_store *st)
+{
+  return st->data;
+}
+
+uint64_t
+test_store_size (const struct test_store *st)
+{
+  return st->size_bytes;
+}
+
+unsigned
+test_store_nr_open (struct test_store *st)
+{
+  return __atomic_load_n (&st->nr_open, __ATOMIC_RELAXED);
+}
+
+void
+test_store_get_counts (struct test_store *st, struct test_store_counts *c)
+{
+  c->preads = __atomic_load_n (&st->counts.preads, __ATOMIC_RELAXED);
+  c->pwrites = __atomic_load_n (&st->counts.pwrites, __ATOMIC_RELAXED);
+  c->fua_writes = __atomic_load_n (&st->counts.fua_writes, __ATOMIC_RELAXED);
+  c->flushes = __atomic_load_n (&st->counts.flushes, __ATOMIC_RELAXED);
+  c->trims = __atomic_load_n (&st->counts.trims, __ATOMIC_RELAXED);
+  c->zeroes = __atomic_load_n (&st->counts.zeroes, __ATOMIC_RELAXED);
+  c->extents = __atomic_load_n (&st->counts.extents, __ATOMIC_RELAXED);
+}
+
+/* ---- 3. sector patterns ---- */
+
+#define VALUE_TAG  UINT64_C (0x4e43560000000000) /* "NCV" in the top bytes */
+#define SECTOR_TAG UINT64_C (0x5345430000000000) /* "SEC" */
+#define TAG_MASK   UINT64_C (0xffffff0000000000)
+#define PAIRS_PER_SECTOR (TEST_SECTOR_BYTES / 16)
+
+static inline void
+put_le64 (unsigned char *p, uint64_t v)
+{
+  int i;
+
+  for (i = 0; i < 8; i++)
+    p[i] = (unsigned char) (v >> (8 * i));
+}
+
+static inline uint64_t
+get_le64 (const unsigned char *p)
+{
+  uint64_t v = 0;
+  int i;
+
+  for (i = 7; i >= 0; i--)
+    v = (v << 8) | p[i];
+  return v;
+}
+
+void
+test_sector_fill (void *buf, uint32_t value, uint64_t sector)
+{
+  unsigned char *p = buf;
+  unsigned i;
+
+  put_le64 (p, VALUE_TAG | value);
+  put_le64 (p + 8, SECTOR_TAG | (sector & ~TAG_MASK));
+  for (i = 1; i < PAIRS_PER_SECTOR; i++)
+    memcpy (p + 16 * i, p, 16);
+}
+
+uint32_t
+test_sector_decode (const void *buf, uint64_t *sector_out)
+{
+  const unsigned char *p = buf;
+  uint64_t w0 = get_le64 (p), w1 = get_le64 (p + 8), a, b;
+  unsigned i;
+
+  if (w0 == 0 && w1 == 0) {
+    for (i = 16; i < TEST_SECTOR_BYTES; i += 8) {
+      memcpy (&a, p + i, 8);
+      if (a != 0)
+        return TEST_VALUE_GARBAGE;
+    }
+    return TEST_VALUE_ZERO;
+  }
+  memcpy (&a, p, 8);
+  memcpy (&b, p + 8, 8);
+  for (i = 16; i < TEST_SECTOR_BYTES; i += 16) {
+    uint64_t x, y;
+
+    memcpy (&x, p + i, 8);
+    memcpy (&y, p + i + 8, 8);
+    if (x != a || y != b)
+      return TEST_VALUE_GARBAGE;
+  }
+  if ((w0 & TAG_MASK) != VALUE_TAG || (w1 & TAG_MASK) != SECTOR_TAG ||
+      (w0 & ~TAG_MASK) > UINT32_MAX - 1 || (w0 & ~TAG_MASK) == TEST_VALUE_ZERO)
+    return TEST_VALUE_GARBAGE;
+  *sector_out = w1 & ~TAG_MASK;
+  return (uint32_t) (w0 & ~TAG_MASK);
+}
+
+/* ---- 3. the model ---- */
+
+#define INLINE_IDS 2
+
+/* A small set of value ids: inline up to INLINE_IDS, then on the heap. */
+struct idset {
+  uint32_t n;
+  uint32_t cap;                 /* 0: inline */
+  uint32_t *heap;
+  uint32_t inl[INLINE_IDS];
+};
+
+struct sector_state {
+  struct idset cur, durable, maybe;
+  uint32_t epoch;               /* flush epoch this sector has caught up with */
+  bool ctrim, dtrim, mtrim;
+};
+
+struct test_model {
+  uint64_t nr_sectors;
+  uint32_t epoch;               /* successful flushes so far */
+  struct sector_state *s;
+};
+
+static const uint32_t *
+ids (const struct idset *set)
+{
+  return set->cap ? set->heap : set->inl;
+}
+
+static bool
+idset_has (const struct idset *set, uint32_t v)
+{
+  const uint32_t *p = ids (set);
+  uint32_t i;
+
+  for (i = 0; i < set->n; i++)
+    if (p[i] == v)
+      return true;
+  return false;
+}
+
+static int
+idset_add (struct idset *set, uint32_t v)
+{
+  uint32_t *p;
+
+  if (idset_has (set, v))
+    return 0;
+  if (set->cap == 0 && set->n < INLINE_IDS) {
+    set->inl[set->n++] = v;
+    return 0;
+  }
+  if (set->cap == 0 || set->n == set->cap) {
+    uint32_t ncap = set->cap ? set->cap * 2 : INLINE_IDS * 4;
+
+    p = realloc (set->heap, ncap * sizeof *p);
+    if (p == NULL)
+      return -ENOMEM;
+    if (set->cap == 0)
+      memcpy (p, set->inl, set->n * sizeof *p);
+    set->heap = p;
+    set->cap = ncap;
+  }
+  set->heap[set->n++] = v;
+  return 0;
+}
+
+static void
+idset_clear (struct idset *set)
+{
+  set->n = 0;
+}
+
+static int
+idset_set1 (struct idset *set, uint32_t v)
+{
+  set->n = 0;
+  return idset_add (set, v);
+}
+
+static int
+idset_copy (struct idset *dst, const struct idset *src)
+{
+  const uint32_t *p = ids (src);
+  uint32_t i;
+  int r;
+
+  dst->n = 0;
+  for (i = 0; i < src->n; i++)
+    if ((r = idset_add (dst, p[i])) < 0)
+      return r;
+  return 0;
+}
+
+static void
+idset_free (struct idset *set)
+{
+  free (set->heap);
+  memset (set, 0, sizeof *set);
+}
+
+static void
+sector_init (struct sector_state *ss)
+{
+  idset_free (&ss->cur);
+  idset_free (&ss->durable);
+  idset_free (&ss->maybe);
+  memset (ss, 0, sizeof *ss);
+  ss->cur.n = ss->durable.n = 1;
+  ss->cur.inl[0] = ss->durable.inl[0] = TEST_VALUE_INIT;
+}
+
+int
+test_model_create (uint64_t nr_sectors, struct test_model **out)
+{
+  struct test_model *m = calloc (1, sizeof *m);
+
+  if (m == NULL)
+    return -ENOMEM;
+  m->nr_sectors = nr_sectors;
+  if (nr_sectors > SIZE_MAX / sizeof *m->s ||
+      (m->s = calloc (nr_sectors ? nr_sectors : 1, sizeof *m->s)) == NULL) {
+    free (m);
+    return -ENOMEM;
+  }
+  test_model_reset (m);
+  *out = m;
+  return 0;
+}
+
+void
+test_model_destroy (struct test_model *m)
+{
+  uint64_t i;
+
+  if (m == NULL)
+    return;
+  for (i = 0; i < m->nr_sectors; i++) {
+    free (m->s[i].cur.heap);
+    free (m->s[i].durable.heap);
+    free (m->s[i].maybe.heap);
+  }
+  free (m->s);
+  free (m);
+}
+
+void
+test_model_reset (struct test_model *m)
+{
+  uint64_t i;
+
+  m->epoch = 0;
+  for (i = 0; i < m->nr_sectors; i++)
+    sector_init (&m->s[i]);
+}
+
+uint64_t
+test_model_nr_sectors (const struct test_model *m)
+{
+  return m->nr_sectors;
+}
+
+/* Apply the flushes this sector has not seen yet (R5, lazily). */
+static int
+catch_up (struct test_model *m, struct sector_state *ss)
+{
+  int r;
+
+  if (ss->epoch == m->epoch)
+    return 0;
+  if ((r = idset_copy (&ss->durable, &ss->cur)) < 0)
+    return r;
+  ss->dtrim = ss->ctrim;
+  idset_clear (&ss->maybe);
+  ss->mtrim = false;
+  ss->epoch = m->epoch;
+  return 0;
+}
+
+static int
+apply_sector (struct test_model *m, struct sector_state *ss,
+              enum test_op_kind kind, uint32_t value, bool acked, bool fua)
+{
+  int r;
+
+  if ((r = catch_up (m, ss)) < 0)
+    return r;
+  switch (kind) {
+  case TEST_OP_WRITE:
+  case TEST_OP_ZERO:
+    if (!acked) {                               /* R3 */
+      if ((r = idset_add (&ss->cur, value)) < 0 ||
+          (r = idset_add (&ss->maybe, value)) < 0)
+        return r;
+    }
+    else if (!fua) {                            /* R1 */
+      if ((r = idset_set1 (&ss->cur, value)) < 0 ||
+          (r = idset_add (&ss->maybe, value)) < 0)
+        return r;
+      ss->ctrim = false;
+    }
+    else {                                      /* R2 */
+      if ((r = idset_set1 (&ss->cur, value)) < 0 ||
+          (r = idset_set1 (&ss->durable, value)) < 0)
+        return r;
+      idset_clear (&ss->maybe);
+      ss->ctrim = ss->dtrim = ss->mtrim = false;
+    }
+    return 0;
+  case TEST_OP_TRIM:                            /* R4 */
+    ss->ctrim = ss->mtrim = true;
+    if (acked && fua)
+      ss->dtrim = true;
+    return 0;
+  case TEST_OP_FLUSH:
+  case TEST_OP_READ:
+    return 0;
+  }
+  return 0;
+}
+
+int
+test_model_apply (struct test_model *m, enum test_op_kind kind,
+                  uint32_t value, uint64_t first, uint64_t n,
+                  bool acked, bool fua)
+{
+  uint64_t i;
+  int r;
+
+  if (kind == TEST_OP_FLUSH) {                  /* R5 / R6 */
+    if (acked)
+      m->epoch++;
+    return 0;
+  }
+  if (kind == TEST_OP_READ)                     /* R7 */
+    return 0;
+  if (kind == TEST_OP_ZERO)
+    value = TEST_VALUE_ZERO;
+  if (first > m->nr_sectors || n > m->nr_sectors - first)
+    return -EINVAL;
+  for (i = first; i < first + n; i++)
+    if ((r = apply_sector (m, &m->s[i], kind, value, acked, fua)) < 0)
+      return r;
+  return 0;
+}
+
+bool
+test_model_allows (struct test_model *m, uint64_t sector, uint32_t value,
+                   uint64_t from_sector, bool live,
+                   test_written_fn written_here, void *opaque)
+{
+  struct sector_state *ss;
+  bool trimmed;
+
+  if (sector >= m->nr_sectors || value == TEST_VALUE_GARBAGE)
+    return false;
+  if (value != TEST_VALUE_ZERO && from_sector != sector)
+    return false;
+  ss = &m->s[sector];
+  if (catch_up (m, ss) < 0)
+    return false;
+  if (live) {
+    if (idset_has (&ss->cur, value))
+      return true;
+    trimmed = ss->ctrim;
+  }
+  else {
+    if (idset_has (&ss->durable, value) || idset_has (&ss->maybe, value))
+      return true;
+    trimmed = ss->dtrim || ss->mtrim;
+  }
+  if (!trimmed)
+    return false;
+  return value == TEST_VALUE_INIT || value == TEST_VALUE_ZERO ||
+    (written_here != NULL && written_here (opaque, value, sector));
+}
+
+void
+test_model_view (struct test_model *m, uint64_t sector, bool live,
+                 struct test_sector_view *view)
+{
+  struct sector_state *ss;
+
+  memset (view, 0, sizeof *view);
+  if (sector >= m->nr_sectors)
+    return;
+  ss = &m->s[sector];
+  (void) catch_up (m, ss);
+  if (live) {
+    view->durable = ids (&ss->cur);
+    view->nr_durable = ss->cur.n;
+    view->trimmed = ss->ctrim;
+  }
+  else {
+    view->durable = ids (&ss->durable);
+    view->nr_durable = ss->durable.n;
+    view->maybe = ids (&ss->maybe);
+    view->nr_maybe = ss->maybe.n;
+    view->trimmed = ss->dtrim || ss->mtrim;
+  }
+}
+
+/* ---- the model's self-test ---- */
+
+/* In the self-test, op value v "wrote" sectors [0, 4). */
+static bool
+self_written (void *opaque, uint32_t value, uint64_t sector)
+{
+  return value >= TEST_VALUE_FIRST_OP && sector < 4;
+}
+
+struct expect {
+  uint64_t sector;
+  uint32_t value;
+  bool live;
+  bool allowed;
+};
+
+static int
+self_check (struct test_model *m, const char *name,
+            const struct expect *e, size_t n)
+{
+  size_t i;
+  int bad = 0;
+
+  for (i = 0; i < n; i++) {
+    bool got = test_model_allows (m, e[i].sector, e[i].value, e[i].sector,
+                                  e[i].live, self_written, NULL);
+    if (got != e[i].allowed) {
+      fprintf (stderr, "model self-test '%s': sector %" PRIu64 " value %"
+               PRIu32 " %s: allowed=%d, expected %d\n", name, e[i].sector,
+               e[i].value, e[i].live ? "live" : "after crash", got,
+               e[i].allowed);
+      bad = -1;
+    }
+  }
+  return bad;
+}
+
+#define V(k) test_value_of_op (k)
+#define CHECK(name, ...)                                                \
+  do {                                                                  \
+    const struct expect e_[] = { __VA_ARGS__ };                         \
+    if (self_check (m, name, e_, ARRAY_SIZE (e_)) < 0)                  \
+      bad = -1;                                                         \
+  } while (0)
+
+int
+test_model_self_test (void)
+{
+  struct test_model *m;
+  int bad = 0;
+
+  if (test_model_create (16, &m) < 0)
+    return -1;
+
+  /* Unflushed acked write: old or new after a crash, new live. */
+  test_model_apply (m, TEST_OP_WRITE, V (1), 0, 2, true, false);
+  CHECK ("unflushed write",
+         { 0, TEST_VALUE_INIT, false, true }, { 0, V (1), false, true },
+         { 0, TEST_VALUE_INIT, true, false }, { 0, V (1), true, true },
+         { 0, TEST_VALUE_ZERO, false, false }, { 2, V (1), false, false },
+         { 0, TEST_VALUE_GARBAGE, false, false });
+  /* A flush makes it the only answer. */
+  test_model_apply (m, TEST_OP_FLUSH, 0, 0, 0, true, false);
+  CHECK ("flushed write",
+         { 0, TEST_VALUE_INIT, false, false }, { 1, V (1), false, true },
+         { 2, TEST_VALUE_INIT, false, true });
+  /* A failed flush changes nothing. */
+  test_model_apply (m, TEST_OP_WRITE, V (2), 0, 1, true, false);
+  test_model_apply (m, TEST_OP_FLUSH, 0, 0, 0, false, false);
+  CHECK ("failed flush",
+         { 0, V (1), false, true }, { 0, V (2), false, true },
+         { 0, V (1), true, false }, { 0, TEST_VALUE_INIT, false, false });
+  /* A failed write is possible live and after a crash; a flush after it
+   * keeps both possible.
+   */
+  test_model_apply (m, TEST_OP_WRITE, V (3), 0, 1, false, false);
+  CHECK ("failed write",
+         { 0, V (2), true, true }, { 0, V (3), true, true },
+         { 0, V (1), true, false }, { 0, V (3), false, true });
+  test_model_apply (m, TEST_OP_FLUSH, 0, 0, 0, true, false);
+  CHECK ("failed write, flushed",
+         { 0, V (2), false, true }, { 0, V (3), false, true },
+         { 0, V (1), false, false });
+  /* An acked FUA write supersedes everything before it. */
+  test_model_apply (m, TEST_OP_WRITE, V (4), 0, 1, true, true);
+  CHECK ("fua write",
+         { 0, V (4), false, true }, { 0, V (2), false, false },
+         { 0, V (3), false, false }, { 0, V (3), true, false });
+  /* Zeros: a value like any other. */
+  test_model_apply (m, TEST_OP_ZERO, 0, 1, 1, true, false);
+  CHECK ("unflushed zero",
+         { 1, TEST_VALUE_ZERO, false, true }, { 1, V (1), false, true },
+         { 1, V (1), true, false }, { 1, TEST_VALUE_ZERO, true, true });
+  /* Trim: any value ever written there, zeros or the initial content;
+   * never a value that was never written to the sector.
+   */
+  test_model_apply (m, TEST_OP_TRIM, 0, 2, 3, true, false);
+  CHECK ("trim",
+         { 2, TEST_VALUE_INIT, false, true }, { 2, V (7), false, true },
+         { 2, TEST_VALUE_ZERO, true, true }, { 4, V (7), false, false },
+         { 4, TEST_VALUE_ZERO, false, true });
+  /* A flushed write after a trim ends the wildcard. */
+  test_model_apply (m, TEST_OP_WRITE, V (8), 2, 1, true, false);
+  CHECK ("write after trim, unflushed",
+         { 2, V (7), false, true }, { 2, V (7), true, false });
+  test_model_apply (m, TEST_OP_FLUSH, 0, 0, 0, true, false);
+  CHECK ("write after trim, flushed",
+         { 2, V (8), false, true }, { 2, V (7), false, false },
+         { 2, TEST_VALUE_INIT, false, false },
+         { 3, TEST_VALUE_ZERO, false, true });
+  /* Misplaced data is never allowed, even in a trimmed sector. */
+  if (test_model_allows (m, 3, V (8), 2, false, self_written, NULL)) {
+    fprintf (stderr, "model self-test: misplaced sector allowed\n");
+    bad = -1;
+  }
+  /* Reset really resets. */
+  test_model_reset (m);
+  CHECK ("reset", { 0, TEST_VALUE_INIT, false, true },
+         { 0, V (4), false, false }, { 2, TEST_VALUE_ZERO, false, false });
+
+  test_model_destroy (m);
+  return bad;
+}

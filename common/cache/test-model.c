@@ -1,0 +1,1361 @@
+/* test-model.c — the engine against a flat byte array: random operations
+ * in every mode, compared byte for byte.
+ *
+ * WHAT: for each mode (none as the baseline, writeback, writethrough,
+ * writearound) thousands of random operations on one export — reads,
+ * writes of 1 B .. 256 KiB at any alignment (sub-block, unaligned,
+ * block-aligned), writes with FUA, zeroes (with and without MAY_TRIM,
+ * sometimes FAST_ZERO), trims, flushes, CACHE, extents, the odd long
+ * sequential stream (past the sequential cutoff) — interleaved with clean
+ * reopens (ncache_close + ncache_device_close, then reopen the same
+ * simulated device with create = no over the same backing bytes).  The
+ * model is a flat array of the export's bytes plus a "trimmed" bit per
+ * byte.  Then concurrent variants: 4 threads on disjoint regions, and
+ * 4 threads striped by 512-byte sector so that every 4 KiB block is
+ * written by all of them at once (partial-block read-modify-write must
+ * not lose a neighbour's write).
+ * WHY: DESIGN.md's model test: the engine must behave exactly like a
+ * disk, whatever the cache does underneath (fills, evicts, writes back,
+ * goes around).
+ *
+ * RULES (the expected results):
+ * - A read returns exactly the model's bytes, except bytes trimmed since
+ *   they were last written, which read as their old value or zero
+ *   (NBDCACHE_MODEL_TRIM_STALE=1 also accepts any older data once written
+ *   there, which NBD allows: e.g. a backing trim still queued while the
+ *   cache's newer key is already dropped).
+ * - After a clean reopen every byte equals the model exactly (trimmed
+ *   bytes: old value or zero).  Regions touched since the previous reopen
+ *   are compared after each reopen, the whole export after the last.
+ * - Zero (with or without MAY_TRIM) reads as zeros.  FAST_ZERO may fail
+ *   with -ENOTSUP and then changes nothing.
+ * - Extents start at the request offset, are contiguous, non-empty,
+ *   never past the request's end, cover the whole request (one extent is
+ *   enough with REQ_ONE), use only HOLE|ZERO, stop when the callback
+ *   says so; a ZERO extent's bytes are zero in the model (or trimmed)
+ *   and really read back as zeros.
+ * - Every other request returns 0.
+ *
+ * SIZES: a 64 MiB export, a 16 MiB simulated cache device with 64 KiB
+ * buckets and a small btree node cache, so the cache fills and eviction,
+ * write-around and node reads all happen.
+ * ENV: NBDCACHE_SEED (the seed, always printed), NBDCACHE_MODEL_OPS (ops
+ * per mode, default 4000; per thread the concurrent tests use a quarter
+ * of it, the striped ones half), NBDCACHE_MODEL_FILTER (a cmocka
+ * test-name pattern), NBDCACHE_TEST_VERBOSE=1 (the engine's log on
+ * stderr), NBDCACHE_MODEL_TRIM_STALE=1 (see RULES).
+ * FAILURE OUTPUT: seed, mode, op index, offset, expected vs got (hex and
+ * decoded: which op wrote the bytes that came back, and for which
+ * offset), the ops that changed that byte, the last 20 ops, the engine's
+ * last log lines, the command that replays it.
+ *
+ * THREADS AND LOCKS: the concurrent tests' threads own disjoint parts of
+ * the model arrays (the trimmed bitmap is not used there); failures are
+ * recorded per thread and reported by the main thread (cmocka asserts
+ * only there).
+ * NOT HERE: crashes (test-crash.c).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "backing.h"
+#include "cache.h"
+#include "cache-internal.h"
+#include "cdev.h"
+#include "compiler.h"
+#include "test-helpers.h"
+
+#define KIB 1024u
+#define MIB (1024u * 1024u)
+
+#define EXPORT_BYTES (64 * (uint64_t) MIB)
+#define DEVICE_BYTES (16 * (uint64_t) MIB)
+#define BUCKET_BYTES (64 * KIB)
+#define NODE_CACHE_BYTES (1 * (uint64_t) MIB) /* 16 nodes of 64 KiB */
+#define JOURNAL_DELAY_MS 20
+#define HOT_BYTES (6 * (uint64_t) MIB)        /* about the cache's size */
+#define MAX_IO_BYTES (256 * KIB)
+#define STREAM_BYTES (6 * (uint64_t) MIB)     /* > the 4 MiB cutoff */
+#define CHUNK_BYTES (64 * KIB)                /* touched-region unit */
+#define NR_CHUNKS (EXPORT_BYTES / CHUNK_BYTES)
+#define RING 20                               /* ops in a failure report */
+#define NR_THREADS 4
+#define STRIPE_BYTES (256 * (uint64_t) KIB)   /* striped test: small, for
+                                                 contention on each block */
+#define MAX_EXTENTS 4096
+
+/* ---- data patterns ----
+ * Byte o of op k's data is byte (o % 8) of the little-endian word
+ *   0xA << 60 | (k mod 2^20) << 40 | (o / 8 mod 2^40),
+ * so 8 aligned bytes read back name the op that wrote them and the
+ * offset they were written for.  k = 0 is the initial backing content.
+ */
+#define PATTERN_MARK UINT64_C (0xa)
+
+static inline uint64_t
+pattern_word (uint32_t k, uint64_t w)
+{
+  return PATTERN_MARK << 60 | ((uint64_t) k & 0xfffff) << 40 |
+    (w & UINT64_C (0xffffffffff));
+}
+
+static void
+fill_pattern (unsigned char *buf, uint64_t offset, uint64_t count, uint32_t k)
+{
+  uint64_t pos = offset, end = offset + count;
+
+  while (pos < end) {
+    uint64_t w = pos / 8, word = pattern_word (k, w);
+    unsigned char b[8];
+    unsigned i, from = pos % 8;
+    uint64_t n = MIN ((uint64_t) (8 - from), end - pos);
+
+    for (i = 0; i < 8; i++)
+      b[i] = (unsigned char) (word >> (8 * i));
+    memcpy (buf + (pos - offset), b + from, n);
+    pos += n;
+  }
+}
+
+static uint64_t
+le64_at (const unsigned char *p)
+{
+  uint64_t v = 0;
+  int i;
+
+  for (i = 7; i >= 0; i--)
+    v = (v << 8) | p[i];
+  return v;
+}
+
+/* ---- the per-test state ---- */
+
+struct rec {                    /* one op, for the failure report */
+  unsigned idx;
+  const char *what;
+  uint64_t offset, count;
+  uint32_t flags;
+  int result;
+  bool changes;                 /* a write, zero or trim: changes the bytes */
+};
+
+struct ctx {
+  enum ncache_mode mode;
+  uint64_t seed;
+  unsigned nr_ops;
+  struct test_rng rng;
+  struct test_store *store;
+  unsigned char *model;         /* EXPORT_BYTES */
+  unsigned char *trimmed;       /* bitmap, one bit per byte */
+  unsigned char *touched;       /* one flag per CHUNK_BYTES */
+  unsigned char *buf, *buf2;    /* MAX_IO_BYTES each */
+  struct cdev *cd;              /* our reference; NULL in mode none */
+  struct ncache_device *dev;
+  struct ncache *nc;
+  unsigned op;                  /* index of the op in progress */
+  unsigned nr_reopens;
+  struct rec *log;              /* every op, in order (not verify reads) */
+  size_t nr_log, log_cap;
+  bool verifying;               /* reads are verification: not logged */
+  bool trim_stale_ok;           /* NBDCACHE_MODEL_TRIM_STALE=1 */
+  FILE *out;                    /* failure reports: stderr (or /dev/null
+                                   in the checkers' self-test) */
+  /* Extents being collected. */
+  struct { uint64_t offset, length; uint32_t flags; } ext[MAX_EXTENTS];
+  unsigned nr_ext;
+  unsigned stop_after;          /* callback returns 1 after this many */
+  bool called_after_stop;
+};
+
+static void
+record (struct ctx *c, const char *what, uint64_t offset, uint64_t count,
+        uint32_t flags, int result)
+{
+  struct rec *r;
+
+  if (c->verifying)
+    return;
+  if (c->nr_log == c->log_cap) {
+    size_t ncap = c->log_cap ? c->log_cap * 2 : 1024;
+    struct rec *p = realloc (c->log, ncap * sizeof *p);
+
+    if (p == NULL)
+      return;                   /* a shorter history; not a test failure */
+    c->log = p;
+    c->log_cap = ncap;
+  }
+  r = &c->log[c->nr_log++];
+  r->idx = c->op;
+  r->what = what;
+  r->offset = offset;
+  r->count = count;
+  r->flags = flags;
+  r->result = result;
+  r->changes = strcmp (what, "WRITE") == 0 || strcmp (what, "ZERO") == 0 ||
+    strcmp (what, "TRIM") == 0;
+}
+
+/* The most recent logged op, or NULL. */
+static const struct rec *
+last_rec (const struct ctx *c)
+{
+  return c->nr_log ? &c->log[c->nr_log - 1] : NULL;
+}
+
+static void
+print_rec (FILE *out, const struct rec *r)
+{
+  fprintf (out, "    #%u %s [%" PRIu64 ", +%" PRIu64 ")%s%s%s%s -> %s\n",
+           r->idx, r->what, r->offset, r->count,
+           r->flags & NCACHE_FUA ? " FUA" : "",
+           r->flags & NCACHE_MAY_TRIM ? " MAY_TRIM" : "",
+           r->flags & NCACHE_FAST_ZERO ? " FAST_ZERO" : "",
+           r->flags & NCACHE_REQ_ONE ? " REQ_ONE" : "",
+           r->result == 0 ? "ok" : strerror (-r->result));
+}
+
+static void
+print_ring (const struct ctx *c)
+{
+  size_t i, from = c->nr_log > RING ? c->nr_log - RING : 0;
+
+  fprintf (c->out, "  the last %zu ops:\n", c->nr_log - from);
+  for (i = from; i < c->nr_log; i++)
+    print_rec (c->out, &c->log[i]);
+}
+
+/* The ops that changed byte `at` (writes, zeroes, trims). */
+static bool
+changed (const struct rec *r, uint64_t at)
+{
+  return r->changes && at >= r->offset && at - r->offset < r->count;
+}
+
+static void
+print_history (const struct ctx *c, uint64_t at)
+{
+  size_t i, n = 0, seen = 0;
+
+  for (i = 0; i < c->nr_log; i++)
+    n += changed (&c->log[i], at);
+  fprintf (c->out, "  ops that changed byte %" PRIu64 " (last %zu of %zu):\n",
+           at, MIN (n, (size_t) RING), n);
+  for (i = 0; i < c->nr_log; i++)
+    if (changed (&c->log[i], at) && seen++ + RING >= n)
+      print_rec (c->out, &c->log[i]);
+}
+
+/* The start of a failure report; details follow, then fail_footer. */
+static void
+fail_report (struct ctx *c, const char *fmt, ...)
+  ATTRIBUTE_FORMAT_PRINTF (2, 3);
+
+static void
+fail_report (struct ctx *c, const char *fmt, ...)
+{
+  va_list ap;
+
+  fprintf (c->out, "\nFAIL: mode %s, seed %" PRIu64 ", op #%u (reopens so "
+           "far: %u)\n  ", ncache_mode_name (c->mode), c->seed, c->op,
+           c->nr_reopens);
+  va_start (ap, fmt);
+  vfprintf (c->out, fmt, ap);
+  va_end (ap);
+  fprintf (c->out, "\n");
+}
+
+/* The end of a failure report: history, log, how to replay. */
+static void
+fail_footer (struct ctx *c)
+{
+  print_ring (c);
+  test_log_dump ("  engine log");
+  fprintf (c->out, "  replay: NBDCACHE_SEED=%" PRIu64 " NBDCACHE_MODEL_OPS=%u"
+           " NBDCACHE_MODEL_FILTER=test_model_%s ./test-model\n\n", c->seed,
+           c->nr_ops, ncache_mode_name (c->mode));
+}
+
+static bool
+is_trimmed (const struct ctx *c, uint64_t i)
+{
+  return c->trimmed[i / 8] & (1u << (i % 8));
+}
+
+static void
+set_trimmed_bit (struct ctx *c, uint64_t i, bool on)
+{
+  if (on)
+    c->trimmed[i / 8] |= (unsigned char) (1u << (i % 8));
+  else
+    c->trimmed[i / 8] &= (unsigned char) ~(1u << (i % 8));
+}
+
+static void
+set_trimmed (struct ctx *c, uint64_t offset, uint64_t count, bool on)
+{
+  uint64_t i = offset, end = offset + count;
+
+  for (; i < end && i % 8; i++)
+    set_trimmed_bit (c, i, on);
+  if (end - i >= 8) {
+    memset (c->trimmed + i / 8, on ? 0xff : 0, (end - i) / 8);
+    i += (end - i) / 8 * 8;
+  }
+  for (; i < end; i++)
+    set_trimmed_bit (c, i, on);
+}
+
+static void
+touch (struct ctx *c, uint64_t offset, uint64_t count)
+{
+  uint64_t i;
+
+  if (count == 0)
+    return;
+  for (i = offset / CHUNK_BYTES; i <= (offset + count - 1) / CHUNK_BYTES; i++)
+    c->touched[i] = 1;
+}
+
+/* What 8 aligned bytes are, in words.  (A word that straddles the edge
+ * of a write mixes two ops; its top bytes then name the later one.)
+ */
+static void
+describe_word (const unsigned char *p, uint64_t at, char *s, size_t len)
+{
+  uint64_t v = le64_at (p);
+  uint64_t k = (v >> 40) & 0xfffff, w = v & UINT64_C (0xffffffffff);
+
+  if (v == 0)
+    snprintf (s, len, "zeros");
+  else if (v >> 60 != PATTERN_MARK || w * 8 >= EXPORT_BYTES)
+    snprintf (s, len, "0x%016" PRIx64 " (not a pattern of ours: foreign or "
+              "mixed bytes)", v);
+  else if (w * 8 == at && k == 0)
+    snprintf (s, len, "the initial content, for this offset");
+  else if (w * 8 == at)
+    snprintf (s, len, "data of op #%" PRIu64 ", for this offset", k);
+  else if (k == 0)
+    snprintf (s, len, "the initial content of byte %" PRIu64
+              " (MISPLACED by %" PRId64 " bytes)", w * 8,
+              (int64_t) (at - w * 8));
+  else
+    snprintf (s, len, "data op #%" PRIu64 " wrote for byte %" PRIu64
+              " (MISPLACED by %" PRId64 " bytes)", k, w * 8,
+              (int64_t) (at - w * 8));
+}
+
+static void
+hexdump (FILE *out, const char *label, const unsigned char *p, size_t n,
+         uint64_t at)
+{
+  size_t i;
+
+  fprintf (out, "    %-8s @%-10" PRIu64, label, at);
+  for (i = 0; i < n; i++)
+    fprintf (out, "%s%02x", i % 8 ? "" : " ", p[i]);
+  fprintf (out, "\n");
+}
+
+/* NBDCACHE_MODEL_TRIM_STALE=1: may byte `got` at `at`, trimmed, be older
+ * data?  Yes if it is the initial content's byte there or the byte of a
+ * write op that covered `at` (NBD lets trimmed data read as anything once
+ * written there).  Bytes come in runs from one op, so the op that matched
+ * last (*hint, an index in the log) is tried first.
+ */
+static bool
+written_before (const struct ctx *c, unsigned char got, uint64_t at,
+                size_t *hint)
+{
+  size_t j;
+
+  if (got == (unsigned char) (pattern_word (0, at / 8) >> (8 * (at % 8))))
+    return true;
+  for (j = 0; j <= c->nr_log; j++) {
+    size_t x = j == 0 ? *hint : j - 1;
+    const struct rec *r;
+
+    if (x >= c->nr_log)
+      continue;
+    r = &c->log[x];
+    if (r->changes && strcmp (r->what, "WRITE") == 0 &&
+        at >= r->offset && at - r->offset < r->count &&
+        got == (unsigned char) (pattern_word (r->idx, at / 8)
+                                >> (8 * (at % 8)))) {
+      *hint = x;
+      return true;
+    }
+  }
+  return false;
+}
+
+/* Compare what a read returned with the model.  true = all good; false
+ * after a full report.
+ */
+static bool
+check_bytes (struct ctx *c, const char *what, const unsigned char *got,
+             uint64_t offset, uint64_t count)
+{
+  const unsigned char *want = c->model + offset;
+  uint64_t i, first = UINT64_MAX, nbad = 0, ntrim = 0;
+  size_t hint = 0;
+
+  if (memcmp (got, want, count) == 0)
+    return true;
+  for (i = 0; i < count; i++) {
+    if (got[i] == want[i])
+      continue;
+    if (is_trimmed (c, offset + i) &&
+        (got[i] == 0 ||
+         (c->trim_stale_ok &&
+          written_before (c, got[i], offset + i, &hint)))) {
+      ntrim++;
+      continue;
+    }
+    if (first == UINT64_MAX)
+      first = i;
+    nbad++;
+  }
+  if (nbad == 0)
+    return true;
+
+  {
+    uint64_t at = offset + first, w0 = at & ~UINT64_C (7);
+    uint64_t from = w0 >= offset + 16 ? w0 - 16 : offset;
+    uint64_t to = MIN (offset + count, w0 + 24);
+    char gd[160], wd[160];
+
+    fail_report (c, "%s [%" PRIu64 ", +%" PRIu64 "): %" PRIu64
+                 " byte(s) differ from the model, the first at byte %" PRIu64
+                 " (%" PRIu64 " trimmed byte(s) read as zero%s, which is "
+                 "fine)",
+                 what, offset, count, nbad, at, ntrim,
+                 c->trim_stale_ok ? " or older data" : "");
+    hexdump (c->out, "expected", want + (from - offset), to - from, from);
+    hexdump (c->out, "got", got + (from - offset), to - from, from);
+    if (w0 >= offset && w0 + 8 <= offset + count) {
+      describe_word (got + (w0 - offset), w0, gd, sizeof gd);
+      describe_word (want + (w0 - offset), w0, wd, sizeof wd);
+      fprintf (c->out, "    the word at %" PRIu64 ": expected %s%s; got %s\n",
+               w0, wd, is_trimmed (c, at) ? " (trimmed: or zeros)" : "", gd);
+    }
+    print_history (c, at);
+  }
+  return false;
+}
+
+/* ---- engine lifecycle ---- */
+
+static int
+open_export (struct ctx *c, bool create)
+{
+  const struct ncache_device_tuning tuning = {
+    .node_cache_bytes = NODE_CACHE_BYTES,
+    .journal_delay_ms = JOURNAL_DELAY_MS,
+    .format_bucket_bytes = BUCKET_BYTES,
+  };
+  struct ncache_config cfg = {
+    .name = "model", .mode = c->mode, .readonly = false,
+  };
+  struct backing *b;
+  int r;
+
+  if (c->mode != NCACHE_MODE_NONE) {
+    if (create && (r = cdev_sim_create (DEVICE_BYTES, &c->cd)) < 0)
+      return r;
+    cdev_sim_hold (c->cd);
+    if ((r = ncache_device_open_cdev ("model-cache", c->cd, create, &tuning,
+                                      &c->dev)) < 0) {
+      c->dev = NULL;
+      return r;
+    }
+    cfg.device = c->dev;
+  }
+  if ((r = test_store_open (c->store, &b)) < 0)
+    return r;
+  if ((r = ncache_open (&cfg, b, &c->nc)) < 0) {
+    c->nc = NULL;
+    return r;
+  }
+  return 0;
+}
+
+static void
+close_export (struct ctx *c)
+{
+  ncache_close (c->nc);
+  c->nc = NULL;
+  ncache_device_close (c->dev);
+  c->dev = NULL;
+}
+
+/* ---- setup / teardown ---- */
+
+/* What main hands every test through cmocka's initial state. */
+struct params {
+  uint64_t seed;
+  unsigned nr_ops;
+  bool trim_stale_ok;
+};
+
+static int
+setup_mode (void **state, enum ncache_mode mode)
+{
+  const struct params *p = *state;
+  struct ctx *c = calloc (1, sizeof *c);
+  uint64_t k;
+
+  if (c == NULL)
+    return -1;
+  c->mode = mode;
+  c->out = stderr;
+  c->seed = p->seed;
+  c->trim_stale_ok = p->trim_stale_ok;
+  c->nr_ops = p->nr_ops;
+  test_rng_seed (&c->rng, test_mix64 (c->seed ^ ((uint64_t) mode << 32)));
+  c->model = malloc (EXPORT_BYTES);
+  c->trimmed = calloc (1, EXPORT_BYTES / 8);
+  c->touched = calloc (1, NR_CHUNKS);
+  c->buf = malloc (MAX_IO_BYTES);
+  c->buf2 = malloc (MAX_IO_BYTES);
+  if (c->model == NULL || c->trimmed == NULL || c->touched == NULL ||
+      c->buf == NULL || c->buf2 == NULL ||
+      test_store_create (EXPORT_BYTES, "test-store:model", &c->store) < 0)
+    goto err;
+  /* The initial content is op 0's pattern, in the model and the store. */
+  for (k = 0; k < EXPORT_BYTES; k += MAX_IO_BYTES)
+    fill_pattern (c->model + k, k, MAX_IO_BYTES, 0);
+  memcpy (test_store_data (c->store), c->model, EXPORT_BYTES);
+  test_log_clear ();
+  *state = c;
+  return 0;
+
+ err:
+  test_store_destroy (c->store);
+  free (c->model);
+  free (c->trimmed);
+  free (c->touched);
+  free (c->buf);
+  free (c->buf2);
+  free (c);
+  return -1;
+}
+
+static int
+teardown (void **state)
+{
+  struct ctx *c = *state;
+
+  if (c == NULL)
+    return 0;
+  close_export (c);
+  cdev_close (c->cd);
+  test_store_destroy (c->store);
+  free (c->model);
+  free (c->trimmed);
+  free (c->touched);
+  free (c->buf);
+  free (c->buf2);
+  free (c->log);
+  free (c);
+  return 0;
+}
+
+#define SETUP(name, m)                                  \
+  static int name (void **state) { return setup_mode (state, m); }
+SETUP (setup_none, NCACHE_MODE_NONE)
+SETUP (setup_writeback, NCACHE_MODE_WRITEBACK)
+SETUP (setup_writethrough, NCACHE_MODE_WRITETHROUGH)
+SETUP (setup_writearound, NCACHE_MODE_WRITEAROUND)
+
+/* ---- the single-threaded model run ---- */
+
+static uint64_t
+pick_count (struct test_rng *rng)
+{
+  unsigned c = (unsigned) test_rng_below (rng, 100);
+
+  if (c < 30)
+    return test_rng_range (rng, 1, 4096);
+  if (c < 55)
+    return test_rng_range (rng, 1, 128) * 512;
+  if (c < 80)
+    return test_rng_range (rng, 1, MAX_IO_BYTES / 4096) * 4096;
+  return test_rng_range (rng, 1, MAX_IO_BYTES);
+}
+
+static uint64_t
+pick_offset (struct test_rng *rng, uint64_t count)
+{
+  uint64_t span = test_rng_chance (rng, 50) ? HOT_BYTES : EXPORT_BYTES;
+  uint64_t off = test_rng_below (rng, span - count + 1);
+  unsigned a = (unsigned) test_rng_below (rng, 4);
+
+  if (a == 0)
+    off = ROUND_DOWN (off, 4096);
+  else if (a == 1)
+    off = ROUND_DOWN (off, 512);
+  return off;                   /* else any byte */
+}
+
+static bool
+do_read (struct ctx *c, uint64_t off, uint64_t count, const char *what)
+{
+  int r = ncache_pread (c->nc, c->buf, count, off, 0);
+
+  record (c, what, off, count, 0, r);
+  if (r < 0) {
+    fail_report (c, "%s [%" PRIu64 ", +%" PRIu64 ") failed: %s", what, off,
+                 count, strerror (-r));
+    return false;
+  }
+  return check_bytes (c, what, c->buf, off, count);
+}
+
+static bool
+do_write (struct ctx *c, uint64_t off, uint64_t count, uint32_t flags)
+{
+  int r;
+
+  fill_pattern (c->buf, off, count, c->op);
+  r = ncache_pwrite (c->nc, c->buf, count, off, flags);
+  record (c, "WRITE", off, count, flags, r);
+  if (r < 0) {
+    fail_report (c, "WRITE [%" PRIu64 ", +%" PRIu64 ") failed: %s", off,
+                 count, strerror (-r));
+    return false;
+  }
+  memcpy (c->model + off, c->buf, count);
+  set_trimmed (c, off, count, false);
+  touch (c, off, count);
+  return true;
+}
+
+static bool
+do_zero (struct ctx *c, uint64_t off, uint64_t count, uint32_t flags)
+{
+  int r = ncache_zero (c->nc, count, off, flags);
+
+  record (c, "ZERO", off, count, flags, r);
+  if (r == -ENOTSUP && (flags & NCACHE_FAST_ZERO))
+    return true;                /* allowed; nothing changed */
+  if (r < 0) {
+    fail_report (c, "ZERO [%" PRIu64 ", +%" PRIu64 ") failed: %s", off,
+                 count, strerror (-r));
+    return false;
+  }
+  memset (c->model + off, 0, count);
+  set_trimmed (c, off, count, false);
+  touch (c, off, count);
+  return true;
+}
+
+static bool
+do_trim (struct ctx *c, uint64_t off, uint64_t count, uint32_t flags)
+{
+  int r = ncache_trim (c->nc, count, off, flags);
+
+  record (c, "TRIM", off, count, flags, r);
+  if (r < 0) {
+    fail_report (c, "TRIM [%" PRIu64 ", +%" PRIu64 ") failed: %s", off,
+                 count, strerror (-r));
+    return false;
+  }
+  set_trimmed (c, off, count, true);
+  touch (c, off, count);
+  return true;
+}
+
+static bool
+do_simple (struct ctx *c, const char *what, int r, uint64_t off,
+           uint64_t count)
+{
+  record (c, what, off, count, 0, r);
+  if (r < 0) {
+    fail_report (c, "%s [%" PRIu64 ", +%" PRIu64 ") failed: %s", what, off,
+                 count, strerror (-r));
+    return false;
+  }
+  return true;
+}
+
+static int
+extent_cb (void *opaque, uint64_t offset, uint64_t length, uint32_t flags)
+{
+  struct ctx *c = opaque;
+
+  if (c->stop_after && c->nr_ext >= c->stop_after) {
+    c->called_after_stop = true;
+    return 1;
+  }
+  if (c->nr_ext < MAX_EXTENTS) {
+    c->ext[c->nr_ext].offset = offset;
+    c->ext[c->nr_ext].length = length;
+    c->ext[c->nr_ext].flags = flags;
+  }
+  c->nr_ext++;
+  return c->stop_after && c->nr_ext >= c->stop_after ? 1 : 0;
+}
+
+/* Check the extents collected for [off, off+count).  true = good. */
+static bool
+check_extents (struct ctx *c, uint64_t off, uint64_t count, uint32_t flags)
+{
+  uint64_t next = off, end = off + count, i, b;
+  unsigned k;
+  const char *why = NULL;
+
+  if (c->called_after_stop)
+    why = "the callback was called again after it returned 1 (stop)";
+  else if (c->nr_ext == 0)
+    why = "no extent reported";
+  else if (c->nr_ext > MAX_EXTENTS)
+    why = "more extents than the test can hold";
+  for (k = 0; why == NULL && k < c->nr_ext; k++) {
+    if (c->ext[k].offset != next)
+      why = "an extent does not start where the previous one ended "
+        "(or the first is not at the request offset)";
+    else if (c->ext[k].length == 0)
+      why = "an empty extent";
+    else if (c->ext[k].length > end - next)
+      why = "an extent runs past the end of the request";
+    else if (c->ext[k].flags & ~(NCACHE_EXTENT_HOLE | NCACHE_EXTENT_ZERO))
+      why = "unknown extent flags";
+    else
+      next += c->ext[k].length;
+  }
+  if (why == NULL && next != end && !(flags & NCACHE_REQ_ONE) &&
+      !(c->stop_after && c->nr_ext >= c->stop_after))
+    why = "the extents do not cover the whole request";
+  /* ZERO extents must be zeros in the model (or trimmed). */
+  for (k = 0; why == NULL && k < c->nr_ext; k++) {
+    if (!(c->ext[k].flags & NCACHE_EXTENT_ZERO))
+      continue;
+    for (i = c->ext[k].offset; i < c->ext[k].offset + c->ext[k].length; i++)
+      if (c->model[i] != 0 && !is_trimmed (c, i)) {
+        b = i;
+        fail_report (c, "EXTENTS [%" PRIu64 ", +%" PRIu64 "): extent #%u "
+                     "[%" PRIu64 ", +%" PRIu64 ") says ZERO but byte %"
+                     PRIu64 " is 0x%02x in the model", off, count, k,
+                     c->ext[k].offset, c->ext[k].length, b, c->model[b]);
+        return false;
+      }
+  }
+  if (why == NULL)
+    return true;
+  fail_report (c, "EXTENTS [%" PRIu64 ", +%" PRIu64 ")%s: %s", off, count,
+               flags & NCACHE_REQ_ONE ? " REQ_ONE" : "", why);
+  for (k = 0; k < MIN (c->nr_ext, 16u); k++)
+    fprintf (c->out, "    extent #%u [%" PRIu64 ", +%" PRIu64 ") flags 0x%x\n",
+             k, c->ext[k].offset, c->ext[k].length, c->ext[k].flags);
+  return false;
+}
+
+/* A ZERO extent "will read back as zeros" (NBD): read them and see. */
+static bool
+read_zero_extents (struct ctx *c)
+{
+  unsigned k;
+  uint64_t pos, n, i;
+  int r;
+
+  for (k = 0; k < MIN (c->nr_ext, (unsigned) MAX_EXTENTS); k++) {
+    if (!(c->ext[k].flags & NCACHE_EXTENT_ZERO))
+      continue;
+    for (pos = c->ext[k].offset; pos < c->ext[k].offset + c->ext[k].length;
+         pos += n) {
+      n = MIN ((uint64_t) MAX_IO_BYTES,
+               c->ext[k].offset + c->ext[k].length - pos);
+      if ((r = ncache_pread (c->nc, c->buf2, n, pos, 0)) < 0) {
+        fail_report (c, "reading ZERO extent [%" PRIu64 ", +%" PRIu64
+                     ") failed: %s", c->ext[k].offset, c->ext[k].length,
+                     strerror (-r));
+        return false;
+      }
+      for (i = 0; i < n; i++)
+        if (c->buf2[i] != 0) {
+          fail_report (c, "extent [%" PRIu64 ", +%" PRIu64 ") was reported "
+                       "ZERO but byte %" PRIu64 " reads as 0x%02x",
+                       c->ext[k].offset, c->ext[k].length, pos + i,
+                       c->buf2[i]);
+          print_history (c, pos + i);
+          return false;
+        }
+    }
+  }
+  return true;
+}
+
+static bool
+do_extents (struct ctx *c, uint64_t off, uint64_t count)
+{
+  uint32_t flags = test_rng_chance (&c->rng, 20) ? NCACHE_REQ_ONE : 0;
+  int r;
+
+  c->nr_ext = 0;
+  c->called_after_stop = false;
+  c->stop_after = test_rng_chance (&c->rng, 10) ? 1 : 0;
+  r = ncache_extents (c->nc, count, off, flags, extent_cb, c);
+  record (c, "EXTENTS", off, count, flags, r);
+  if (r < 0) {
+    fail_report (c, "EXTENTS [%" PRIu64 ", +%" PRIu64 ") failed: %s", off,
+                 count, strerror (-r));
+    return false;
+  }
+  return check_extents (c, off, count, flags) && read_zero_extents (c);
+}
+
+/* A long sequential stream, past the sequential cutoff. */
+static bool
+do_stream (struct ctx *c)
+{
+  uint64_t start = ROUND_DOWN (test_rng_below (&c->rng,
+                                               EXPORT_BYTES - STREAM_BYTES),
+                               4096);
+  bool write = test_rng_chance (&c->rng, 50);
+  uint64_t pos;
+
+  for (pos = start; pos < start + STREAM_BYTES; pos += MAX_IO_BYTES) {
+    if (write ? !do_write (c, pos, MAX_IO_BYTES, 0)
+        : !do_read (c, pos, MAX_IO_BYTES, "READ(stream)"))
+      return false;
+  }
+  return true;
+}
+
+/* Compare [off, off+count) through the engine, in MAX_IO_BYTES reads. */
+static bool
+verify_range (struct ctx *c, uint64_t off, uint64_t count, const char *what)
+{
+  uint64_t pos;
+  bool ok = true;
+
+  c->verifying = true;
+  for (pos = off; ok && pos < off + count; pos += MAX_IO_BYTES)
+    ok = do_read (c, pos, MIN ((uint64_t) MAX_IO_BYTES, off + count - pos),
+                  what);
+  c->verifying = false;
+  return ok;
+}
+
+static bool
+reopen (struct ctx *c, bool verify_all)
+{
+  uint64_t i;
+  int r;
+
+  close_export (c);
+  if (c->store != NULL && test_store_nr_open (c->store) != 0) {
+    fail_report (c, "ncache_close did not close the backing handle");
+    return false;
+  }
+  c->nr_reopens++;
+  record (c, "REOPEN", 0, 0, 0, 0);
+  if ((r = open_export (c, false)) < 0) {
+    fail_report (c, "clean reopen failed: %s", strerror (-r));
+    return false;
+  }
+  if (verify_all)
+    return verify_range (c, 0, EXPORT_BYTES, "READ(after reopen, full)");
+  for (i = 0; i < NR_CHUNKS; i++) {
+    if (!c->touched[i])
+      continue;
+    if (!verify_range (c, i * CHUNK_BYTES, CHUNK_BYTES,
+                       "READ(after reopen)"))
+      return false;
+    c->touched[i] = 0;
+  }
+  return true;
+}
+
+static void
+run_model (void **state)
+{
+  struct ctx *c = *state;
+  struct test_rng *rng = &c->rng;
+  unsigned next_reopen;
+  int r;
+
+  if ((r = open_export (c, true)) < 0) {
+    test_log_dump ("engine log");
+    fail_msg ("mode %s: formatting and opening the export failed: %s",
+              ncache_mode_name (c->mode), strerror (-r));
+  }
+  next_reopen = (unsigned) test_rng_range (rng, 200, 800);
+
+  for (c->op = 1; c->op <= c->nr_ops; c->op++) {
+    unsigned k = (unsigned) test_rng_below (rng, 100);
+    uint64_t count = pick_count (rng), off = pick_offset (rng, count);
+    uint32_t flags = 0;
+    bool ok = true;
+
+    if (c->op == next_reopen) {
+      if (!reopen (c, false)) {
+        fail_footer (c);
+        fail_msg ("mode %s seed %" PRIu64 ": see above",
+                  ncache_mode_name (c->mode), c->seed);
+      }
+      next_reopen += (unsigned) test_rng_range (rng, 200, 800);
+      continue;
+    }
+    if (k < 20)
+      ok = do_read (c, off, count, "READ");
+    else if (k < 26) {
+      /* Re-read around a recent op. */
+      const struct rec *p = last_rec (c);
+
+      if (p != NULL && p->count > 0 && p->count <= MAX_IO_BYTES)
+        ok = do_read (c, p->offset, p->count, "READ(again)");
+      else
+        ok = do_read (c, off, count, "READ");
+    }
+    else if (k < 52) {
+      if (test_rng_chance (rng, 12))
+        flags |= NCACHE_FUA;
+      ok = do_write (c, off, count, flags);
+    }
+    else if (k < 60) {
+      if (test_rng_chance (rng, 50))
+        flags |= NCACHE_MAY_TRIM;
+      if (test_rng_chance (rng, 10))
+        flags |= NCACHE_FAST_ZERO;
+      if (test_rng_chance (rng, 10))
+        flags |= NCACHE_FUA;
+      ok = do_zero (c, off, count, flags);
+    }
+    else if (k < 66) {
+      if (test_rng_chance (rng, 10))
+        flags |= NCACHE_FUA;
+      ok = do_trim (c, off, count, flags);
+    }
+    else if (k < 74)
+      ok = do_simple (c, "FLUSH", ncache_flush (c->nc, 0), 0, 0);
+    else if (k < 80)
+      ok = do_simple (c, "CACHE", ncache_cache (c->nc, count, off, 0),
+                      off, count);
+    else if (k < 88)
+      ok = do_extents (c, off, count);
+    else if (k < 89)
+      ok = do_stream (c);
+    else {
+      /* Overwrite part of a recent write: partial-block overlaps. */
+      const struct rec *p = last_rec (c);
+
+      if (p != NULL && p->count > 1) {
+        off = p->offset + test_rng_below (rng, p->count);
+        count = MIN (count, EXPORT_BYTES - off);
+      }
+      ok = do_write (c, off, count, 0);
+    }
+    if (!ok) {
+      fail_footer (c);
+      fail_msg ("mode %s seed %" PRIu64 " op #%u: see above",
+                ncache_mode_name (c->mode), c->seed, c->op);
+    }
+  }
+
+  c->op = c->nr_ops + 1;
+  if (!reopen (c, true)) {
+    fail_footer (c);
+    fail_msg ("mode %s seed %" PRIu64 ": final check: see above",
+              ncache_mode_name (c->mode), c->seed);
+  }
+  {
+    struct ncache_stats st;
+    ncache_get_stats (c->nc, &st);
+    print_message ("mode %s: %u ops, %u reopens; hits %" PRIu64 " misses %"
+                   PRIu64 " bypasses %" PRIu64 " promotions %" PRIu64
+                   " (since the last reopen)\n", ncache_mode_name (c->mode),
+                   c->nr_ops, c->nr_reopens, st.hits, st.misses,
+                   st.bypasses, st.promotions);
+  }
+}
+
+/* ---- concurrent variants ---- */
+
+struct worker {
+  struct ctx *c;
+  pthread_t thread;
+  unsigned id;
+  bool striped;                 /* own sectors id, id+4, … of STRIPE_BYTES */
+  uint64_t lo, hi;              /* own region [lo, hi) when not striped */
+  unsigned nr_ops;
+  struct test_rng rng;
+  unsigned char *buf;
+  bool *stop;                   /* shared; atomic */
+  char msg[2048];               /* the failure, if any */
+  bool failed;
+};
+
+static void
+worker_fail (struct worker *wk, const char *fmt, ...)
+  ATTRIBUTE_FORMAT_PRINTF (2, 3);
+
+static void
+worker_fail (struct worker *wk, const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (wk->msg, sizeof wk->msg, fmt, ap);
+  va_end (ap);
+  wk->failed = true;
+  __atomic_store_n (wk->stop, true, __ATOMIC_RELAXED);
+}
+
+/* Compare the bytes this worker owns in [off, off+count). */
+static bool
+worker_check (struct worker *wk, unsigned op, const unsigned char *got,
+              uint64_t off, uint64_t count)
+{
+  const unsigned char *want = wk->c->model + off;
+  uint64_t i;
+
+  for (i = 0; i < count; i++) {
+    uint64_t at = off + i;
+
+    if (wk->striped && (at / 512) % NR_THREADS != wk->id)
+      continue;
+    if (got[i] != want[i]) {
+      uint64_t w0 = at & ~UINT64_C (7);
+      char gd[160] = "", wd[160] = "";
+
+      if (w0 >= off && w0 + 8 <= off + count) {
+        describe_word (got + (w0 - off), w0, gd, sizeof gd);
+        describe_word (want + (w0 - off), w0, wd, sizeof wd);
+      }
+      worker_fail (wk, "thread %u op #%u: READ [%" PRIu64 ", +%" PRIu64
+                   "): byte %" PRIu64 " is 0x%02x, expected 0x%02x "
+                   "(word at %" PRIu64 ": expected %s; got %s)", wk->id, op,
+                   off, count, at, got[i], want[i], w0, wd, gd);
+      return false;
+    }
+  }
+  return true;
+}
+
+static void *
+worker_run (void *arg)
+{
+  struct worker *wk = arg;
+  struct ctx *c = wk->c;
+  unsigned op;
+  int r;
+
+  for (op = 1; op <= wk->nr_ops &&
+         !__atomic_load_n (wk->stop, __ATOMIC_RELAXED); op++) {
+    unsigned k = (unsigned) test_rng_below (&wk->rng, 100);
+    /* Pattern ids: unique per thread and op. */
+    uint32_t pid = (uint32_t) (op * NR_THREADS + wk->id + 1);
+    uint64_t off, count;
+
+    if (wk->striped) {
+      uint64_t nr_own = STRIPE_BYTES / 512 / NR_THREADS;
+      uint64_t s = test_rng_below (&wk->rng, nr_own) * NR_THREADS + wk->id;
+
+      if (k < 50) {                             /* write my sector */
+        off = s * 512;
+        count = 512;
+        fill_pattern (wk->buf, off, count, pid);
+        r = ncache_pwrite (c->nc, wk->buf, count, off,
+                           test_rng_chance (&wk->rng, 10) ? NCACHE_FUA : 0);
+        if (r < 0) {
+          worker_fail (wk, "thread %u op #%u: WRITE [%" PRIu64 ", +512) "
+                       "failed: %s", wk->id, op, off, strerror (-r));
+          break;
+        }
+        memcpy (c->model + off, wk->buf, count);
+        continue;
+      }
+      /* Read the whole block (everyone's sectors), check mine. */
+      off = ROUND_DOWN (s * 512, 4096);
+      count = test_rng_chance (&wk->rng, 70) ? 4096 : 4 * 4096;
+      count = MIN (count, STRIPE_BYTES - off);
+    }
+    else {
+      count = MIN (pick_count (&wk->rng), (wk->hi - wk->lo) / 4);
+      off = wk->lo + test_rng_below (&wk->rng, wk->hi - wk->lo - count + 1);
+      if (k < 40) {
+        fill_pattern (wk->buf, off, count, pid);
+        r = ncache_pwrite (c->nc, wk->buf, count, off,
+                           test_rng_chance (&wk->rng, 10) ? NCACHE_FUA : 0);
+        if (r < 0) {
+          worker_fail (wk, "thread %u op #%u: WRITE [%" PRIu64 ", +%" PRIu64
+                       ") failed: %s", wk->id, op, off, count, strerror (-r));
+          break;
+        }
+        memcpy (c->model + off, wk->buf, count);
+        continue;
+      }
+      if (k < 45) {
+        r = ncache_zero (c->nc, count, off, NCACHE_MAY_TRIM);
+        if (r < 0) {
+          worker_fail (wk, "thread %u op #%u: ZERO [%" PRIu64 ", +%" PRIu64
+                       ") failed: %s", wk->id, op, off, count, strerror (-r));
+          break;
+        }
+        memset (c->model + off, 0, count);
+        continue;
+      }
+    }
+    if (k >= 90) {
+      if ((r = ncache_flush (c->nc, 0)) < 0) {
+        worker_fail (wk, "thread %u op #%u: FLUSH failed: %s", wk->id, op,
+                     strerror (-r));
+        break;
+      }
+      continue;
+    }
+    if ((r = ncache_pread (c->nc, wk->buf, count, off, 0)) < 0) {
+      worker_fail (wk, "thread %u op #%u: READ [%" PRIu64 ", +%" PRIu64
+                   ") failed: %s", wk->id, op, off, count, strerror (-r));
+      break;
+    }
+    if (!worker_check (wk, op, wk->buf, off, count))
+      break;
+  }
+  return NULL;
+}
+
+static void
+run_concurrent (void **state, bool striped)
+{
+  struct ctx *c = *state;
+  struct worker wk[NR_THREADS];
+  bool stop = false, failed = false;
+  unsigned i;
+  int r;
+
+  if ((r = open_export (c, true)) < 0) {
+    test_log_dump ("engine log");
+    fail_msg ("mode %s: formatting and opening the export failed: %s",
+              ncache_mode_name (c->mode), strerror (-r));
+  }
+  memset (wk, 0, sizeof wk);
+  for (i = 0; i < NR_THREADS; i++) {
+    wk[i].c = c;
+    wk[i].id = i;
+    wk[i].striped = striped;
+    wk[i].lo = i * (EXPORT_BYTES / NR_THREADS);
+    wk[i].hi = (i + 1) * (EXPORT_BYTES / NR_THREADS);
+    /* Striped ops are small (one sector or a few blocks): do more. */
+    wk[i].nr_ops = MAX (striped ? c->nr_ops / 2 : c->nr_ops / NR_THREADS,
+                        10u);
+    wk[i].stop = &stop;
+    test_rng_seed (&wk[i].rng, test_mix64 (c->seed + 1000 * (i + 1) +
+                                           (striped ? 77 : 0)));
+    wk[i].buf = malloc (MAX_IO_BYTES);
+    assert_non_null (wk[i].buf);
+  }
+  for (i = 0; i < NR_THREADS; i++)
+    if ((r = pthread_create (&wk[i].thread, NULL, worker_run, &wk[i])) != 0)
+      fail_msg ("pthread_create: %s", strerror (r));
+  for (i = 0; i < NR_THREADS; i++)
+    pthread_join (wk[i].thread, NULL);
+  for (i = 0; i < NR_THREADS; i++) {
+    if (wk[i].failed) {
+      fprintf (stderr, "\nFAIL: %s, mode %s, seed %" PRIu64 "\n  %s\n",
+               striped ? "striped sectors (every block shared by all threads)"
+               : "disjoint regions", ncache_mode_name (c->mode), c->seed,
+               wk[i].msg);
+      failed = true;
+    }
+    free (wk[i].buf);
+  }
+  if (failed) {
+    test_log_dump ("  engine log");
+    fprintf (stderr, "  (in these tests \"op #N\" in a pattern is thread op "
+             "* %u + thread + 1)\n", NR_THREADS);
+    fprintf (stderr, "  replay (thread timing varies): NBDCACHE_SEED=%" PRIu64
+             " NBDCACHE_MODEL_OPS=%u NBDCACHE_MODEL_FILTER=test_model_%s_%s"
+             " ./test-model\n", c->seed, c->nr_ops,
+             striped ? "striped" : "concurrent", ncache_mode_name (c->mode));
+    fail_msg ("concurrent test failed: see above");
+  }
+  /* Everything, exactly, after a clean reopen. */
+  c->op = 0;
+  if (!reopen (c, true)) {
+    fail_footer (c);
+    fail_msg ("mode %s seed %" PRIu64 ": check after the threads: see above",
+              ncache_mode_name (c->mode), c->seed);
+  }
+}
+
+static void
+test_model_none (void **state)
+{
+  run_model (state);
+}
+
+static void
+test_model_writeback (void **state)
+{
+  run_model (state);
+}
+
+static void
+test_model_writethrough (void **state)
+{
+  run_model (state);
+}
+
+static void
+test_model_writearound (void **state)
+{
+  run_model (state);
+}
+
+static void
+test_model_concurrent_writeback (void **state)
+{
+  run_concurrent (state, false);
+}
+
+static void
+test_model_concurrent_writethrough (void **state)
+{
+  run_concurrent (state, false);
+}
+
+static void
+test_model_concurrent_writearound (void **state)
+{
+  run_concurrent (state, false);
+}
+
+static void
+test_model_striped_writeback (void **state)
+{
+  run_concurrent (state, true);
+}
+
+static void
+test_model_striped_writethrough (void **state)
+{
+  run_concurrent (state, true);
+}
+
+static void
+test_model_striped_writearound (void **state)
+{
+  run_concurrent (state, true);
+}
+
+/* The checkers themselves must be able to fail. */
+static void
+test_model_checkers_fail (void **state)
+{
+  struct ctx *c = *state;
+  unsigned char got[64];
+  uint64_t off = 4096 + 3;
+
+  c->out = fopen ("/dev/null", "w");
+  assert_non_null (c->out);
+  memcpy (got, c->model + off, sizeof got);
+  assert_true (check_bytes (c, "self-test", got, off, sizeof got));
+  got[10] ^= 1;                               /* a flipped bit */
+  assert_false (check_bytes (c, "self-test", got, off, sizeof got));
+  memcpy (got, c->model + off, sizeof got);
+  set_trimmed (c, off, sizeof got, true);
+  memset (got, 0, 8);                         /* trimmed: zero is fine */
+  assert_true (check_bytes (c, "self-test", got, off, sizeof got));
+  got[9] = (unsigned char) (c->model[off + 9] ^ 0x55); /* a third value */
+  assert_false (check_bytes (c, "self-test", got, off, sizeof got));
+  set_trimmed (c, off, sizeof got, false);
+  memset (got, 0, 8);                         /* no longer trimmed */
+  assert_false (check_bytes (c, "self-test", got, off, sizeof got));
+  /* Misplaced data: the right op's bytes from 8 bytes further on. */
+  memcpy (got, c->model + off + 8, sizeof got);
+  assert_false (check_bytes (c, "self-test", got, off, sizeof got));
+
+  /* Trimmed bytes reading as older data: only with TRIM_STALE, and only
+   * data a logged write put there.
+   */
+  c->op = 5;
+  record (c, "WRITE", off, sizeof got, 0, 0);
+  fill_pattern (c->model + off, off, sizeof got, 6);     /* the model: op 6 */
+  set_trimmed (c, off, sizeof got, true);
+  fill_pattern (got, off, sizeof got, 5);                /* read: op 5 */
+  c->trim_stale_ok = false;
+  assert_false (check_bytes (c, "self-test", got, off, sizeof got));
+  c->trim_stale_ok = true;
+  assert_true (check_bytes (c, "self-test", got, off, sizeof got));
+  fill_pattern (got, off, sizeof got, 7);                /* never written */
+  assert_false (check_bytes (c, "self-test", got, off, sizeof got));
+  c->trim_stale_ok = false;
+  set_trimmed (c, off, sizeof got, false);
+
+  /* Extents: a gap, an overrun, a false ZERO, a good answer. */
+  c->stop_after = 0;
+  c->called_after_stop = false;
+  c->nr_ext = 2;
+  c->ext[0].offset = 0; c->ext[0].length = 4096; c->ext[0].flags = 0;
+  c->ext[1].offset = 8192; c->ext[1].length = 4096; c->ext[1].flags = 0;
+  assert_false (check_extents (c, 0, 12288, 0));
+  c->ext[1].offset = 4096; c->ext[1].length = 16384;
+  assert_false (check_extents (c, 0, 12288, 0));
+  c->ext[1].length = 8192;
+  assert_true (check_extents (c, 0, 12288, 0));
+  c->ext[1].flags = NCACHE_EXTENT_ZERO;       /* but the model has data */
+  assert_false (check_extents (c, 0, 12288, 0));
+  c->nr_ext = 1;
+  assert_false (check_extents (c, 0, 12288, 0));
+  assert_true (check_extents (c, 0, 12288, NCACHE_REQ_ONE));
+  fclose (c->out);
+  c->out = stderr;
+}
+
+int
+main (void)
+{
+  struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown (test_model_checkers_fail,
+                                     setup_none, teardown),
+    cmocka_unit_test_setup_teardown (test_model_none, setup_none, teardown),
+    cmocka_unit_test_setup_teardown (test_model_writeback,
+                                     setup_writeback, teardown),
+    cmocka_unit_test_setup_teardown (test_model_writethrough,
+                                     setup_writethrough, teardown),
+    cmocka_unit_test_setup_teardown (test_model_writearound,
+                                     setup_writearound, teardown),
+    cmocka_unit_test_setup_teardown (test_model_concurrent_writeback,
+                                     setup_writeback, teardown),
+    cmocka_unit_test_setup_teardown (test_model_concurrent_writethrough,
+                                     setup_writethrough, teardown),
+    cmocka_unit_test_setup_teardown (test_model_concurrent_writearound,
+                                     setup_writearound, teardown),
+    cmocka_unit_test_setup_teardown (test_model_striped_writeback,
+                                     setup_writeback, teardown),
+    cmocka_unit_test_setup_teardown (test_model_striped_writethrough,
+                                     setup_writethrough, teardown),
+    cmocka_unit_test_setup_teardown (test_model_striped_writearound,
+                                     setup_writearound, teardown),
+  };
+  const char *filter = getenv ("NBDCACHE_MODEL_FILTER");
+  struct params p;
+  size_t i;
+
+  p.seed = test_seed_from_env ("test-model");
+  p.nr_ops = (unsigned) test_env_u64 ("NBDCACHE_MODEL_OPS", 4000);
+  if (p.nr_ops == 0)
+    p.nr_ops = 1;
+  p.trim_stale_ok = test_env_u64 ("NBDCACHE_MODEL_TRIM_STALE", 0) != 0;
+  /* Each setup reads the parameters from its initial state. */
+  for (i = 0; i < ARRAY_SIZE (tests); i++)
+    tests[i].initial_state = &p;
+  test_log_capture ();
+  if (filter != NULL && *filter != '\0')
+    cmocka_set_test_filter (filter);
+  return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
+}
