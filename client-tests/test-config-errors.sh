@@ -3,8 +3,8 @@
 # error.  nbdcached exits 1 without serving, naming FILE:LINE in its
 # messages; `nbdcached --check-config` reports the same and exits 1; nbdkit
 # with the plugin (config=FILE) refuses to start too.  A valid config
-# passes --check-config with 0; a valid config that asks for a cache device
-# or a cache mode is refused at startup (until the engine serves caches).
+# passes --check-config with 0; a cache device that is foreign or corrupt
+# is refused at startup with a clear message.
 set -e
 . "${srcdir:-.}/functions.sh"
 requires grep
@@ -154,37 +154,60 @@ for kind in $(server_kinds); do
 done
 echo "valid config: OK"
 
-# ---- valid, but asks for a cache: refused at startup, never served
-# uncached.  --check-config accepts it (it is valid config). ----
-for extra in "" "mode = writeback" "mode = writearound"; do
+# ---- a cache device: served when it can be trusted, refused when it is
+# not an nbdcache device (without create = yes) or its metadata is
+# corrupt — never served uncached, never reformatted behind our back. ----
+cached_conf () {                # $1 = cache file, $2 = extra [cache] lines
   cat > "$tmp/cached.conf" <<EOF
 $header
 [cache ssd]
-path = $tmp/ssd.img
-size = 64M
-create = yes
+path = $1
+$2
 
 [export disk]
 backing = $tmp/disk.img
 cache = ssd
-$extra
+mode = writeback
 EOF
-  echo "==== cached export ($extra) ====" >&2
+}
+
+refused_cache () {              # $1 = what, $2 = regex the error must match
   "$NBDCACHED" --check-config "$tmp/cached.conf" ||
-    die "--check-config refused a valid config with a cache ($extra)"
+    die "--check-config refused a valid config ($1)"
   for kind in $(server_kinds); do
     rm -f "$tmp/ran"
     rc=0
     run_server "$kind" "$tmp/cached.conf" disk -- "touch $tmp/ran" \
       2> "$tmp/cached.$kind.err" || rc=$?
     cat "$tmp/cached.$kind.err" >&2
-    [ $rc = 1 ] || die "[$kind] cached export ($extra): exit $rc, expected 1"
-    [ ! -e "$tmp/ran" ] || die "[$kind] cached export ($extra) was served"
-    # A clear message: an error that names the export or the cache device
-    # and talks about caches (the wording is the server's).
-    grep -Ei 'error' "$tmp/cached.$kind.err" | grep -Ei 'cache' |
-      grep -E "'disk'|'ssd'|\[export disk\]|\[cache ssd\]" >/dev/null ||
-      die "[$kind] cached export ($extra): no clear message"
+    [ $rc = 1 ] || die "[$kind] $1: exit $rc, expected 1"
+    [ ! -e "$tmp/ran" ] || die "[$kind] $1: served anyway"
+    grep -Ei 'error' "$tmp/cached.$kind.err" | grep -Ei "$2" >/dev/null ||
+      die "[$kind] $1: no clear message (want /$2/)"
   done
-  echo "cached export ($extra): refused OK"
+  echo "$1: refused OK"
+}
+
+# create = yes formats a new file and serves it.
+cached_conf "$tmp/ssd.img" "size = 64M
+create = yes"
+for kind in $(server_kinds); do
+  rm -f "$tmp/ran"
+  run_server "$kind" "$tmp/cached.conf" disk -- "touch $tmp/ran" ||
+    die "[$kind] a new cache with create = yes did not start"
+  [ -e "$tmp/ran" ] || die "[$kind] cached export: --run did not run"
 done
+echo "cached export with create = yes: OK"
+
+# A file that is not an nbdcache device, without create = yes.
+head -c 16777216 /dev/urandom > "$tmp/foreign.img"
+cached_conf "$tmp/foreign.img" ""
+refused_cache "foreign cache device" "not an nbdcache"
+
+# A formatted cache whose superblocks are both damaged: refused even with
+# create = yes (never reformatted).
+cp "$tmp/ssd.img" "$tmp/corrupt.img"
+printf 'garbage!' | dd of="$tmp/corrupt.img" bs=1 seek=100 conv=notrunc 2>/dev/null
+printf 'garbage!' | dd of="$tmp/corrupt.img" bs=1 seek=4196 conv=notrunc 2>/dev/null
+cached_conf "$tmp/corrupt.img" "create = yes"
+refused_cache "corrupt cache device" "corrupt|checksum"

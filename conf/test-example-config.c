@@ -2,7 +2,7 @@
  *
  * WHAT: (1) the example config parses with config_load, as shipped and with
  * every commented-out setting uncommented (TLS switched on, so that every
- * TLS key is checked); (2) every key the parser knows (config_known_keys)
+ * TLS key is checked, and create = yes, which the format keys need); (2) every key the parser knows (config_known_keys)
  * appears in the example under the right section, and as an
  * "=item B<key>" under the right "=head2 [section]" of nbdcached.conf(5);
  * and nothing else does (no stale documentation); (3) the quickstart demo
@@ -423,7 +423,7 @@ test_example_config_uncommented_parses (void **state)
   char *path = src_path (srcdir, "nbdcached.conf.example");
   char *text = read_file (path);
   char *all = uncomment (text);
-  char *t1, *t2;
+  char *t1, *t2, *t3;
   struct config *cfg;
 
   (void) state;
@@ -431,16 +431,22 @@ test_example_config_uncommented_parses (void **state)
   assert_string_not_equal (all, text);
   /* allow_subjects needs verified client certificates: switch TLS on, as
    * the example's header says, which also makes the parser check every
-   * TLS key.
+   * TLS key.  size, bucket_size and journal_size need create = yes.
    */
   assert_non_null (strstr (all, "\ntls = off\n"));
   assert_non_null (strstr (all, "\ntls_verify_peer = no\n"));
+  assert_non_null (strstr (all, "\ncreate = no\n"));
   t1 = relocate (all, "\ntls = off\n", "\ntls = on\n");
   t2 = replace_all (t1, "\ntls_verify_peer = no\n", "\ntls_verify_peer = yes\n");
+  t3 = replace_all (t2, "\ncreate = no\n", "\ncreate = yes\n");
   make_fixtures (NULL);
-  cfg = load_text ("uncommented.conf", t2);
+  cfg = load_text ("uncommented.conf", t3);
   remove_fixtures (NULL);
   assert_int_equal (cfg->nr_caches, 1);
+  assert_true (cfg->caches[0].create);
+  assert_true (cfg->caches[0].size_bytes > 0);
+  assert_true (cfg->caches[0].bucket_bytes > 0);
+  assert_true (cfg->caches[0].journal_bytes > 0);
   assert_int_equal (cfg->nr_exports, 1);
   assert_non_null (cfg->exports[0].cache);
   assert_true (cfg->server.nr_listen >= 2);
@@ -460,6 +466,7 @@ test_example_config_uncommented_parses (void **state)
   assert_true (cfg->exports[0].allow_unix);
   assert_true (cfg->exports[0].nr_allow_subjects > 0);
   config_free (cfg);
+  free (t3);
   free (t2);
   free (t1);
   free (all);

@@ -1,25 +1,40 @@
 /* nbdcache.c — the nbdkit plugin: nbdkit callbacks onto cache.h.
  *
  * WHAT: nbdkit-nbdcache-plugin.so.  Serves one export, given either as
- * parameters (backing=FILE [size=] [mode=] [description=] [readonly=]
- * [rotational=]) or as an [export NAME] section of an nbdcached config
- * file (config=FILE export=NAME).  Every callback is a line or two that
- * translates nbdkit's arguments and flags onto the engine's API.
+ * parameters (backing=FILE [size=] [cache=PATH [create=] [cache-size=]]
+ * [mode=] [description=] [readonly=] [rotational=]) or as an [export NAME]
+ * section of an nbdcached config file (config=FILE export=NAME), whose
+ * [cache] section then describes the cache device.  Every callback is a
+ * line or two that translates nbdkit's arguments and flags onto the
+ * engine's API.
  * WHY: people who already run nbdkit get the same engine, the same config
  * file and the same refusals as nbdcached.
  * INVARIANTS:
- * - Exactly one ncache, shared by every connection (multi-conn: a flush on
- *   one connection covers writes from all); opened in get_ready, closed in
- *   cleanup (or unload, if nbdkit never reached cleanup).
+ * - Exactly one cache device (or none) and one ncache on it, shared by
+ *   every connection (multi-conn: a flush on one connection covers writes
+ *   from all).  The export is closed before the device.
+ * - WHEN THINGS OPEN: the engine starts threads when a cache device opens,
+ *   and nbdkit forks after get_ready (into the background, and for --run,
+ *   whose command runs in the parent), which would leave those threads
+ *   behind.  So the device and the export are opened for serving in
+ *   after_fork.  Errors there are easy to miss (the server may already
+ *   be in the background, the --run command already started), so
+ *   get_ready first opens and closes them once as a check: a missing or
+ *   foreign cache device, a backing store that does not match it or a mode
+ *   the engine refuses stops nbdkit there, visibly, before it serves or
+ *   runs anything.  The price is a second open (a second recovery) at
+ *   start-up.
+ * - Closed in cleanup (after logging the export's statistics), or in
+ *   unload if nbdkit never reached cleanup.
  * - Engine errors (-errno) reach nbdkit through one function, set_error.
  * - The engine's log lines go to nbdkit_error / nbdkit_debug (log_set_sink).
  * THREADS AND LOCKS: NBDKIT_THREAD_MODEL_PARALLEL.  Parameters and the
  * loaded config are written only while nbdkit is single-threaded (config,
- * config_complete, get_ready) and read-only afterwards; the engine is
- * thread-safe.  No lock here.
+ * config_complete, get_ready, after_fork) and read-only afterwards; the
+ * engine is thread-safe.  No lock here.
  * FAILURE: bad parameters and a config file error fail config_complete with
- * an nbdkit_error; an export the engine cannot serve yet (a cache device or
- * a mode other than none) fails get_ready, so nbdkit exits at startup
+ * an nbdkit_error; an export the engine cannot serve (a device it refuses,
+ * a mode it cannot serve) fails get_ready, so nbdkit exits at startup
  * instead of serving it uncached.
  * NOT HERE: range checks (nbdkit and the engine do them), caching policy.
  */
@@ -64,12 +79,16 @@ static struct {
   bool rotational, rotational_set;
   char *config_path;            /* config=, made absolute */
   char *export_name;            /* export= */
+  char *cache_path;             /* cache=, made absolute; NULL = uncached */
+  bool create, create_set;      /* create=: format an unformatted device */
+  uint64_t cache_size_bytes;    /* cache-size=: create the file this big */
+  bool cache_size_set;
 
   /* After config_complete. */
   struct config *cfg;           /* NULL with backing= */
   const struct config_export *exp; /* in cfg; NULL with backing= */
 
-  /* After get_ready. */
+  /* After after_fork. */
   struct ncache_device *dev;    /* NULL: uncached */
   struct ncache *nc;
 } p;
@@ -111,12 +130,42 @@ nbdcache_load (void)
   log_set_sink (log_to_nbdkit);
 }
 
+/* The export's name in logs and statistics. */
+static const char *
+log_name (void)
+{
+  return p.exp ? p.exp->name : p.backing ? p.backing : "";
+}
+
+/* One line, as nbdcached logs it at shutdown (visible with nbdkit -v). */
+static void
+log_stats (struct ncache *nc)
+{
+  struct ncache_stats st;
+
+  ncache_get_stats (nc, &st);
+  log_info ("export '%s': reads %" PRIu64 " writes %" PRIu64
+            " hits %" PRIu64 " misses %" PRIu64 " promotions %" PRIu64
+            " bypasses %" PRIu64 " dirty_bytes %" PRIu64,
+            log_name (), st.reads, st.writes, st.hits, st.misses,
+            st.promotions, st.bypasses, st.dirty_bytes);
+}
+
+/* The export first, then the device it borrows.  NULLs are no-ops. */
+static void
+close_pair (struct ncache *nc, struct ncache_device *dev)
+{
+  ncache_close (nc);
+  ncache_device_close (dev);
+}
+
 static void
 close_export (void)
 {
-  ncache_close (p.nc);
+  if (p.nc != NULL)
+    log_stats (p.nc);
+  close_pair (p.nc, p.dev);
   p.nc = NULL;
-  ncache_device_close (p.dev);
   p.dev = NULL;
 }
 
@@ -135,6 +184,7 @@ nbdcache_unload (void)
   free (p.description);
   free (p.config_path);
   free (p.export_name);
+  free (p.cache_path);
   memset (&p, 0, sizeof p);
   log_set_sink (NULL);
 }
@@ -233,6 +283,24 @@ nbdcache_config (const char *key, const char *value)
     return set_string (&p.config_path, key, value, true);
   if (strcmp (key, "export") == 0)
     return set_string (&p.export_name, key, value, false);
+  if (strcmp (key, "cache") == 0)
+    return set_string (&p.cache_path, key, value, true);
+  if (strcmp (key, "create") == 0)
+    return set_bool (&p.create, &p.create_set, key, value);
+  if (strcmp (key, "cache-size") == 0) {
+    if (p.cache_size_set) {
+      nbdkit_error ("cache-size= given twice");
+      return -1;
+    }
+    if (parse_size_bytes (value, &p.cache_size_bytes) < 0 ||
+        p.cache_size_bytes == 0 || p.cache_size_bytes > INT64_MAX) {
+      nbdkit_error ("cache-size=%s: expected a size in bytes such as 10G",
+                    value);
+      return -1;
+    }
+    p.cache_size_set = true;
+    return 0;
+  }
 
   nbdkit_error ("unknown parameter '%s' (see nbdkit nbdcache --help)", key);
   return -1;
@@ -243,13 +311,17 @@ static int
 config_from_file (void)
 {
   const char *name = p.export_name ? p.export_name : "";
-  const char *extra = p.size_set ? "size" : p.mode_set ? "mode"
+  const char *extra_export = p.size_set ? "size" : p.mode_set ? "mode"
     : p.description ? "description" : p.readonly_set ? "readonly"
     : p.rotational_set ? "rotational" : NULL;
+  const char *extra_cache = p.cache_path ? "cache" : p.create_set ? "create"
+    : p.cache_size_set ? "cache-size" : NULL;
 
-  if (extra != NULL) {
+  if (extra_export != NULL || extra_cache != NULL) {
     nbdkit_error ("%s= cannot be combined with config=: set it in the "
-                  "[export] section of %s", extra, p.config_path);
+                  "[%s] section of %s",
+                  extra_export ? extra_export : extra_cache,
+                  extra_export ? "export" : "cache", p.config_path);
     return -1;
   }
   if (config_load (p.config_path, &p.cfg) < 0) {
@@ -276,6 +348,38 @@ config_from_file (void)
   return 0;
 }
 
+/* backing= form: the cache parameters fit together as the [cache] and
+ * [export] keys must (nbdcached.conf(5)).
+ */
+static int
+check_cache_params (void)
+{
+  if (p.cache_path == NULL) {
+    if (p.create_set || p.cache_size_set) {
+      nbdkit_error ("%s= needs cache=PATH (it describes the cache device)",
+                    p.create_set ? "create" : "cache-size");
+      return -1;
+    }
+    if (p.mode_set && p.mode != NCACHE_MODE_NONE) {
+      nbdkit_error ("mode=%s needs a cache device: add cache=PATH or use "
+                    "mode=none", ncache_mode_name (p.mode));
+      return -1;
+    }
+    return 0;
+  }
+  if (p.mode_set && p.mode == NCACHE_MODE_NONE) {
+    nbdkit_error ("mode=none with cache=%s: use writeback, writethrough or "
+                  "writearound, or remove cache=", p.cache_path);
+    return -1;
+  }
+  if (p.cache_size_set && !p.create) {
+    nbdkit_error ("cache-size= is used only when create=yes creates a new "
+                  "cache file: add create=yes or remove cache-size=");
+    return -1;
+  }
+  return 0;
+}
+
 static int
 nbdcache_config_complete (void)
 {
@@ -294,52 +398,106 @@ nbdcache_config_complete (void)
     nbdkit_error ("backing=FILE or config=FILE export=NAME is required");
     return -1;
   }
-  return 0;
+  return check_cache_params ();
 }
 
+/* Opens the cache device (if the export has one), the backing store and
+ * the export on them.  0 with *nc_out and *dev_out (NULL when uncached)
+ * set, or -1 with everything closed and the reason given to nbdkit_error.
+ */
 static int
-nbdcache_get_ready (void)
+open_export (struct ncache **nc_out, struct ncache_device **dev_out)
 {
   struct backing_open_options opts = { 0 };
   struct ncache_config ncfg = { 0 };
+  struct ncache_device_config dcfg = { 0 };
+  struct ncache_device *dev = NULL;
+  const struct config_cache *cc = NULL;
   const char *location;
   struct backing *b;
+  bool cached;
 
   if (p.exp != NULL) {
-    const struct config_cache *cc = NULL;
-
     location = p.exp->backing;
     opts.readonly = p.exp->readonly;
     opts.create_size_bytes = p.exp->size_bytes;
     ncfg.name = p.exp->name;
     ncfg.mode = p.exp->mode;
     ncfg.readonly = p.exp->readonly;
-    if (p.exp->cache != NULL &&
-        (cc = config_find_cache (p.cfg, p.exp->cache)) != NULL) {
-      struct ncache_device_config dcfg = {
-        .name = cc->name, .path = cc->path, .size_bytes = cc->size_bytes,
-        .create = cc->create, .direct = cc->direct,
-      };
-
-      if (ncache_device_open (&dcfg, &p.dev) < 0)
-        return -1;
-    }
-    ncfg.device = p.dev;
+    /* config_load checked that cache names a section. */
+    if (p.exp->cache != NULL)
+      cc = config_find_cache (p.cfg, p.exp->cache);
+    if (cc != NULL)
+      config_cache_device_config (cc, &dcfg);
+    cached = cc != NULL;
   }
   else {
     location = p.backing;
     opts.readonly = p.readonly;
     opts.create_size_bytes = p.size_bytes;
     ncfg.name = p.backing;
-    ncfg.mode = p.mode_set ? p.mode : NCACHE_MODE_NONE;
     ncfg.readonly = p.readonly;
+    cached = p.cache_path != NULL;
+    if (p.mode_set)
+      ncfg.mode = p.mode;
+    else
+      ncfg.mode = cached ? NCACHE_MODE_WRITETHROUGH : NCACHE_MODE_NONE;
+    /* The other device settings: the engine's defaults, as a [cache]
+     * section without them.
+     */
+    dcfg.name = p.cache_path;
+    dcfg.path = p.cache_path;
+    dcfg.size_bytes = p.cache_size_bytes;
+    dcfg.create = p.create;
+    dcfg.direct = true;
   }
 
-  if (backing_open (location, &opts, &b) < 0)
+  /* The engine logged the reason; this names the config.  No strerror or
+   * %m here: with the ASan runtime preloaded into nbdkit (a sanitizer
+   * build of the plugin, see functions.sh) an error-message lookup leaves
+   * glibc's locale lock so that nbdkit hangs at exit.
+   */
+  if (cached && ncache_device_open (&dcfg, &dev) < 0) {
+    if (cc != NULL)
+      nbdkit_error ("%s:%d: [cache %s]: cannot open cache device '%s' "
+                    "(the reason is above)",
+                    p.cfg->path, cc->line, cc->name, cc->path);
+    else
+      nbdkit_error ("cache=%s: cannot open the cache device (the reason is "
+                    "above)", p.cache_path);
+    return -1;
+  }
+  ncfg.device = dev;
+  if (backing_open (location, &opts, &b) < 0) {
+    ncache_device_close (dev);
     return -1;                  /* the driver logged why */
-  if (ncache_open (&ncfg, b, &p.nc) < 0)
+  }
+  if (ncache_open (&ncfg, b, nc_out) < 0) {
+    ncache_device_close (dev);
     return -1;                  /* ncache_open logged why (and closed b) */
+  }
+  *dev_out = dev;
   return 0;
+}
+
+/* The check open: see WHEN THINGS OPEN in the file comment. */
+static int
+nbdcache_get_ready (void)
+{
+  struct ncache_device *dev;
+  struct ncache *nc;
+
+  if (open_export (&nc, &dev) < 0)
+    return -1;
+  close_pair (nc, dev);
+  return 0;
+}
+
+/* The open that serves, in the process that serves. */
+static int
+nbdcache_after_fork (void)
+{
+  return open_export (&p.nc, &p.dev);
 }
 
 /* Open connections, counted only when max_connections is set. */
@@ -624,8 +782,8 @@ static void
 nbdcache_dump_plugin (void)
 {
   printf ("nbdcache_version=%s\n", PACKAGE_VERSION);
-  printf ("nbdcache_modes=none\n");
-  printf ("nbdcache_cache_devices=no\n");
+  printf ("nbdcache_modes=none,writeback,writethrough,writearound\n");
+  printf ("nbdcache_cache_devices=yes\n");
   printf ("nbdcache_max_block_bytes=%d\n", PLUGIN_MAX_BLOCK_BYTES);
 }
 
@@ -633,8 +791,12 @@ nbdcache_dump_plugin (void)
   "backing=FILE|URI    The backing store (a path, file:///path or\n" \
   "                    memory:SIZE).  Or use config= and export=.\n" \
   "size=SIZE           Create a sparse backing file this big if absent.\n" \
-  "mode=MODE           Cache mode; only 'none' until the cache engine\n" \
-  "                    lands (others are refused at startup).\n" \
+  "cache=PATH          The cache device (an SSD, a partition or a file).\n" \
+  "create=BOOL         Format the cache device if it holds no nbdcache\n" \
+  "                    cache (never reformats one).  Default: no.\n" \
+  "cache-size=SIZE     With create=yes: create the cache file this big.\n" \
+  "mode=MODE           writeback, writethrough (the default with cache=),\n" \
+  "                    writearound, or none (the only mode without one).\n" \
   "description=TEXT    Export description shown to clients.\n" \
   "readonly=BOOL       Serve read-only (also nbdkit -r).\n" \
   "rotational=BOOL     Advertise a rotational device.\n" \
@@ -655,6 +817,7 @@ static struct nbdkit_plugin plugin = {
   .magic_config_key = "backing",
   .dump_plugin = nbdcache_dump_plugin,
   .get_ready = nbdcache_get_ready,
+  .after_fork = nbdcache_after_fork,
   .cleanup = nbdcache_cleanup,
   .preconnect = nbdcache_preconnect,
   .list_exports = nbdcache_list_exports,

@@ -9,7 +9,8 @@
  * INVARIANTS: after config_load succeeds every string field that the
  * comment says is non-NULL is non-NULL, every export's backing exists or
  * will be created (size set), every export's cache names a [cache] section,
- * and mode is NONE exactly when cache is NULL.
+ * mode is NONE exactly when cache is NULL, and a cache's size, bucket_size
+ * and journal_size are set only together with create = yes.
  * THREADS: not thread-safe; load on one thread, then read-only.
  * FAILURE: config_load logs every error it finds (file:line: message) at
  * error level and returns -EINVAL; nothing is half-loaded.
@@ -26,6 +27,14 @@
 #include "log.h"
 
 #define CONFIG_DEFAULT_WORKERS 8
+
+/* [cache NAME] limits and defaults (nbdcached.conf(5)). */
+#define CONFIG_MIN_BUCKET_BYTES          (UINT64_C (64) << 10) /* 64 KiB */
+#define CONFIG_MAX_BUCKET_BYTES          (UINT64_C (64) << 20) /* 64 MiB */
+#define CONFIG_DEFAULT_NODE_CACHE_BYTES  (UINT64_C (64) << 20) /* 64 MiB */
+#define CONFIG_MIN_NODE_CACHE_BYTES      (UINT64_C (1) << 20)  /* 1 MiB */
+#define CONFIG_DEFAULT_JOURNAL_DELAY_MS  100u
+#define CONFIG_MAX_JOURNAL_DELAY_MS      10000u
 
 enum config_tls {
   CONFIG_TLS_OFF = 0,           /* STARTTLS refused (ERR_POLICY) */
@@ -71,9 +80,24 @@ struct config_server {
 struct config_cache {
   char *name;                   /* non-NULL */
   char *path;                   /* non-NULL */
-  uint64_t size_bytes;          /* 0 = use the existing file/device size */
-  bool create;                  /* format it if unformatted */
+  uint64_t size_bytes;          /* create path as a file this big if it is
+                                   absent (needs create); 0 = path must
+                                   exist and keeps its own size */
+  bool create;                  /* format it if it has no nbdcache
+                                   superblock; never reformats a cache */
   bool direct;                  /* O_DIRECT, default yes */
+  /* Used only when the device is formatted (they need create): */
+  uint64_t bucket_bytes;        /* bucket_size: a power of two from
+                                   CONFIG_MIN_ to CONFIG_MAX_BUCKET_BYTES;
+                                   0 = the engine's default (1 MiB) */
+  uint64_t journal_bytes;       /* journal_size; 0 = the engine's default */
+  /* Used at every open: */
+  uint64_t node_cache_bytes;    /* node_cache_size: bound on the btree node
+                                   cache, >= CONFIG_MIN_NODE_CACHE_BYTES,
+                                   default CONFIG_DEFAULT_NODE_CACHE_BYTES */
+  unsigned journal_delay_ms;    /* journal_delay_ms: 1 to
+                                   CONFIG_MAX_JOURNAL_DELAY_MS, default
+                                   CONFIG_DEFAULT_JOURNAL_DELAY_MS */
   int line;                     /* where the section starts */
 };
 
@@ -123,6 +147,14 @@ const struct config_export *config_find_export (const struct config *cfg,
                                                 const char *name);
 const struct config_cache *config_find_cache (const struct config *cfg,
                                               const char *name);
+
+/* The engine's view of a [cache] section: fills *out with every field of
+ * cc.  The strings in *out point into cc (borrowed: cc must outlive the
+ * ncache_device_open call).  Shared by nbdcached and the plugin so both
+ * open a device with exactly the same settings.
+ */
+void config_cache_device_config (const struct config_cache *cc,
+                                 struct ncache_device_config *out);
 
 /* May a client at `peer` (from accept/getpeername; NULL or AF_UNIX for a
  * local client) use this export under its allow / allow_unix rules?

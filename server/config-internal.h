@@ -63,6 +63,10 @@ enum section_kind {
   K (CACHE,  cache,  size,             SIZE,        size_bytes,       false) \
   K (CACHE,  cache,  create,           BOOL,        create,           false) \
   K (CACHE,  cache,  direct,           BOOL,        direct,           false) \
+  K (CACHE,  cache,  bucket_size,      BUCKET_SIZE, bucket_bytes,     false) \
+  K (CACHE,  cache,  journal_size,     SIZE,        journal_bytes,    false) \
+  K (CACHE,  cache,  node_cache_size,  NODE_CACHE,  node_cache_bytes, false) \
+  K (CACHE,  cache,  journal_delay_ms, DELAY_MS,    journal_delay_ms, false) \
   K (EXPORT, export, backing,          BACKING,     backing,          false) \
   K (EXPORT, export, size,             SIZE,        size_bytes,       false) \
   K (EXPORT, export, cache,            NAME,        cache,            false) \

@@ -84,6 +84,10 @@ enum value_type {
   VALUE_NAME,                   /* char *, non-empty, <= 4096 bytes */
   VALUE_TEXT,                   /* char *, "" = NULL, <= 4096 bytes */
   VALUE_SIZE,                   /* uint64_t, > 0 */
+  VALUE_BUCKET_SIZE,            /* uint64_t, a power of two from
+                                   CONFIG_MIN_ to CONFIG_MAX_BUCKET_BYTES */
+  VALUE_NODE_CACHE,             /* uint64_t, >= CONFIG_MIN_NODE_CACHE_BYTES */
+  VALUE_DELAY_MS,               /* unsigned, 1 to CONFIG_MAX_JOURNAL_DELAY_MS */
   VALUE_BOOL,                   /* bool */
   VALUE_LOG_TARGET,             /* enum log_target */
   VALUE_LOG_LEVEL,              /* enum log_level */
@@ -107,6 +111,9 @@ enum value_type {
 #define VALUE_CTYPE_NAME       char *
 #define VALUE_CTYPE_TEXT       char *
 #define VALUE_CTYPE_SIZE       uint64_t
+#define VALUE_CTYPE_BUCKET_SIZE uint64_t
+#define VALUE_CTYPE_NODE_CACHE uint64_t
+#define VALUE_CTYPE_DELAY_MS   unsigned
 #define VALUE_CTYPE_BOOL       bool
 #define VALUE_CTYPE_LOG_TARGET enum log_target
 #define VALUE_CTYPE_LOG_LEVEL  enum log_level
@@ -298,6 +305,26 @@ set_size (struct parser *p, uint64_t *field, const char *key,
     config_error (p, p->lineno,
                   "invalid %s '%s': expected a size greater than 0 "
                   "such as 4096, 512K, 10G or 2T", key, value);
+    return -EINVAL;
+  }
+  *field = v;
+  return 0;
+}
+
+/* A size in [min, max], and a power of two if pow2; `expected` describes
+ * the range in the message.
+ */
+static int
+set_size_range (struct parser *p, uint64_t *field, const char *key,
+                const char *value, uint64_t min, uint64_t max, bool pow2,
+                const char *expected)
+{
+  uint64_t v;
+
+  if (parse_size_bytes (value, &v) < 0 || v < min || v > max
+      || (pow2 && (v & (v - 1)) != 0)) {
+    config_error (p, p->lineno, "invalid %s '%s': expected %s",
+                  key, value, expected);
     return -EINVAL;
   }
   *field = v;
@@ -566,6 +593,16 @@ set_value (struct parser *p, const struct key_def *def, void *obj,
     return set_string (p, field, key, value);
   case VALUE_SIZE:
     return set_size (p, field, key, value);
+  case VALUE_BUCKET_SIZE:
+    return set_size_range (p, field, key, value, CONFIG_MIN_BUCKET_BYTES,
+                           CONFIG_MAX_BUCKET_BYTES, true,
+                           "a power of two from 64K to 64M, such as 1M");
+  case VALUE_NODE_CACHE:
+    return set_size_range (p, field, key, value, CONFIG_MIN_NODE_CACHE_BYTES,
+                           UINT64_MAX, false,
+                           "a size of at least 1M, such as 64M or 1G");
+  case VALUE_DELAY_MS:
+    return set_uint (p, field, key, value, 1, CONFIG_MAX_JOURNAL_DELAY_MS);
   case VALUE_BOOL:
     return set_bool (p, field, key, value);
   case VALUE_LOG_TARGET:
@@ -619,6 +656,8 @@ add_cache (struct parser *p, char *name, int line)
   memset (&keys[n], 0, sizeof keys[n]);
   caches[n].name = name;
   caches[n].direct = true;
+  caches[n].node_cache_bytes = CONFIG_DEFAULT_NODE_CACHE_BYTES;
+  caches[n].journal_delay_ms = CONFIG_DEFAULT_JOURNAL_DELAY_MS;
   caches[n].line = line;
   cfg->nr_caches = n + 1;
   p->cur = SECTION_CACHE;
@@ -884,6 +923,38 @@ check_backing (struct parser *p, struct config_export *e, int line)
   config_error (p, line, "backing '%s': %s", e->backing, strerror (errno));
 }
 
+/* size, bucket_size and journal_size only matter when the device is
+ * created or formatted: without create = yes they would be silently
+ * ignored, so they are errors (at the key's line).
+ */
+static void
+check_format_keys (struct parser *p, const struct config_cache *c,
+                   const int *line)
+{
+  const struct {
+    enum key_id id;
+    const char *key;
+    const char *what;           /* what create = yes does with it */
+    uint64_t value;             /* 0 after a bad value (reported already) */
+  } keys[] = {
+    { KEY_cache_size, "size", "creates a new cache file", c->size_bytes },
+    { KEY_cache_bucket_size, "bucket_size", "formats a new cache",
+      c->bucket_bytes },
+    { KEY_cache_journal_size, "journal_size", "formats a new cache",
+      c->journal_bytes },
+  };
+  size_t i;
+
+  if (c->create)
+    return;
+  for (i = 0; i < ARRAY_SIZE (keys); i++)
+    if (line[keys[i].id] != 0 && keys[i].value != 0)
+      config_error (p, line[keys[i].id],
+                    "%s is used only when create = yes %s: set create = yes "
+                    "in [cache %s] or remove %s",
+                    keys[i].key, keys[i].what, c->name, keys[i].key);
+}
+
 static void
 check_config (struct parser *p)
 {
@@ -892,10 +963,12 @@ check_config (struct parser *p)
 
   for (i = 0; i < cfg->nr_caches; i++) {
     struct config_cache *c = &cfg->caches[i];
+    const int *line = p->cache_keys[i].line;
 
-    if (p->cache_keys[i].line[KEY_cache_path] == 0)
+    if (line[KEY_cache_path] == 0)
       config_error (p, c->line, "[cache %s] has no path = (required)",
                     c->name);
+    check_format_keys (p, c, line);
   }
 
   for (i = 0; i < cfg->nr_exports; i++) {
@@ -1094,6 +1167,26 @@ config_find_export (const struct config *cfg, const char *name)
     if (strcmp (cfg->exports[i].name, name) == 0)
       return &cfg->exports[i];
   return NULL;
+}
+
+/* The engine takes the bucket size as a uint32_t. */
+_Static_assert (CONFIG_MAX_BUCKET_BYTES <= UINT32_MAX,
+                "bucket_size must fit ncache_device_config.bucket_bytes");
+
+void
+config_cache_device_config (const struct config_cache *cc,
+                            struct ncache_device_config *out)
+{
+  memset (out, 0, sizeof *out);
+  out->name = cc->name;
+  out->path = cc->path;
+  out->size_bytes = cc->size_bytes;
+  out->create = cc->create;
+  out->direct = cc->direct;
+  out->bucket_bytes = (uint32_t) cc->bucket_bytes;
+  out->journal_bytes = cc->journal_bytes;
+  out->node_cache_bytes = cc->node_cache_bytes;
+  out->journal_delay_ms = cc->journal_delay_ms;
 }
 
 const struct config_cache *

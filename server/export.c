@@ -1,18 +1,30 @@
 /* export.c — the export table: config sections turned into engine handles.
  *
- * WHAT: opens every [export] of the config at start-up (backing store, then
- * the engine handle in the configured mode), finds exports by name, and
- * computes the transmission flags a connection is told.
+ * WHAT: at start-up opens every [cache] section that at least one export
+ * uses (once: its exports share the device), then every [export] (backing
+ * store, then the engine handle in the configured mode, on its device);
+ * finds exports by name; computes the transmission flags a connection is
+ * told; at shutdown logs each export's statistics and closes exports,
+ * then devices.
  * WHY: all connections to an export share one engine handle, so a FLUSH on
- * one covers writes made on every other (the multi-conn promise).
+ * one covers writes made on every other (the multi-conn promise); all
+ * exports on a cache device share one device handle, because the device
+ * (its journal, index and allocator) can be open only once.
  * INVARIANTS: after export_table_open succeeds every export has an open
- * engine handle and its caps; the table does not change while serving.
- * THREADS: opened and closed on the main thread before/after the loop runs;
- * lookups and nr_connections on the loop thread only.
- * FAILURE: any export that cannot be opened (missing backing, a cache mode
- * the engine cannot serve yet) fails start-up with a message naming the
- * export and the config line; nothing is served half-configured.
- * NOT HERE: parsing the config (config.c), per-connection negotiation.
+ * engine handle and its caps, and srv->devices[i] is open exactly when
+ * some export names cfg->caches[i]; the table does not change while
+ * serving.  Exports borrow devices: a device is closed only after every
+ * export (the engine requires it).
+ * THREADS: opened and closed on the main thread before/after the loop runs
+ * (nbdcached has already daemonized, so the engine's threads live in the
+ * serving process); lookups and nr_connections on the loop thread only.
+ * FAILURE: a cache device or export that cannot be opened (a missing or
+ * foreign device, missing backing, a mode the engine refuses) fails
+ * start-up with a message naming the config file, the section's line and
+ * the section; whatever was opened is closed; nothing is served
+ * half-configured.
+ * NOT HERE: parsing the config (config.c), per-connection negotiation,
+ * the device format and recovery (the engine).
  */
 #include <config.h>
 
@@ -25,6 +37,78 @@
 #include "log.h"
 #include "server.h"
 
+/* The first export that names cc, or NULL if none does. */
+static const struct config_export *
+first_user (const struct config *cfg, const struct config_cache *cc)
+{
+  size_t i;
+
+  for (i = 0; i < cfg->nr_exports; i++)
+    if (cfg->exports[i].cache != NULL &&
+        strcmp (cfg->exports[i].cache, cc->name) == 0)
+      return &cfg->exports[i];
+  return NULL;
+}
+
+static void
+close_devices (struct server *srv)
+{
+  size_t i;
+
+  if (srv->devices == NULL)
+    return;
+  for (i = 0; i < srv->cfg->nr_caches; i++)
+    ncache_device_close (srv->devices[i]);
+  free (srv->devices);
+  srv->devices = NULL;
+}
+
+static int
+open_devices (struct server *srv)
+{
+  const struct config *cfg = srv->cfg;
+  size_t i;
+  int r;
+
+  srv->devices = calloc (cfg->nr_caches ? cfg->nr_caches : 1,
+                         sizeof *srv->devices);
+  if (srv->devices == NULL)
+    return -ENOMEM;
+  for (i = 0; i < cfg->nr_caches; i++) {
+    const struct config_cache *cc = &cfg->caches[i];
+    const struct config_export *user = first_user (cfg, cc);
+    struct ncache_device_config dcfg;
+
+    if (user == NULL) {
+      log_info ("%s:%d: [cache %s]: no export uses it; not opened",
+                cfg->path, cc->line, cc->name);
+      continue;
+    }
+    config_cache_device_config (cc, &dcfg);
+    r = ncache_device_open (&dcfg, &srv->devices[i]);
+    if (r < 0) {
+      log_error ("%s:%d: [cache %s]: cannot open cache device '%s' "
+                 "(used by export '%s'): %s",
+                 cfg->path, cc->line, cc->name, cc->path, user->name,
+                 strerror (-r));
+      close_devices (srv);
+      return r;
+    }
+    log_debug ("cache '%s': %s open", cc->name, cc->path);
+  }
+  return 0;
+}
+
+/* The open device of the export's [cache], or NULL when uncached. */
+static struct ncache_device *
+device_of (struct server *srv, const struct config_export *ce)
+{
+  const struct config_cache *cc = config_find_cache (srv->cfg, ce->cache);
+
+  /* config_load checked that cache names a section. */
+  return cc ? srv->devices[cc - srv->cfg->caches] : NULL;
+}
+
 static int
 export_open_one (struct server *srv, const struct config_export *ce,
                  struct export *exp)
@@ -35,19 +119,18 @@ export_open_one (struct server *srv, const struct config_export *ce,
   };
   struct ncache_config ncfg = {
     .name = ce->name,
-    .device = NULL,
+    .device = ce->cache ? device_of (srv, ce) : NULL,
     .mode = ce->mode,
     .readonly = ce->readonly,
   };
   struct backing *b;
   int r;
 
-  if (ce->cache != NULL) {
-    log_error ("%s:%d: export '%s': cache '%s': cache devices are not "
-               "supported by this build yet (the cache engine lands in a "
-               "later release); remove 'cache' and use mode = none",
+  if (ce->cache != NULL && ncfg.device == NULL) {
+    /* open_devices opened every device an export names. */
+    log_error ("%s:%d: export '%s': cache '%s' is not open",
                srv->cfg->path, ce->line, ce->name, ce->cache);
-    return -ENOTSUP;
+    return -EINVAL;
   }
 
   r = backing_open (ce->backing, &bopts, &b);
@@ -58,9 +141,11 @@ export_open_one (struct server *srv, const struct config_export *ce,
   }
   r = ncache_open (&ncfg, b, &exp->nc);       /* takes ownership of b */
   if (r < 0) {
-    log_error ("%s:%d: export '%s': cannot serve in mode '%s': %s",
+    log_error ("%s:%d: export '%s': cannot serve in mode '%s'%s%s%s: %s",
                srv->cfg->path, ce->line, ce->name,
-               ncache_mode_name (ce->mode), strerror (-r));
+               ncache_mode_name (ce->mode),
+               ce->cache ? " on cache '" : "", ce->cache ? ce->cache : "",
+               ce->cache ? "'" : "", strerror (-r));
     return r;
   }
   ncache_get_caps (exp->nc, &exp->caps);
@@ -75,10 +160,51 @@ export_open_one (struct server *srv, const struct config_export *ce,
   exp->rotational = ce->rotational;
   exp->cfg = ce;
   exp->max_connections = ce->max_connections;
-  log_debug ("export '%s': %s, %" PRIu64 " bytes, mode %s%s",
+  log_debug ("export '%s': %s, %" PRIu64 " bytes, mode %s%s%s%s",
              exp->name, ce->backing, exp->caps.size_bytes,
-             ncache_mode_name (ce->mode), exp->caps.readonly ? ", read-only" : "");
+             ncache_mode_name (ce->mode),
+             ce->cache ? ", cache " : "", ce->cache ? ce->cache : "",
+             exp->caps.readonly ? ", read-only" : "");
   return 0;
+}
+
+/* One line per export; tests and admins read hits from it. */
+static void
+log_export_stats (const struct export *exp)
+{
+  struct ncache_stats st;
+
+  ncache_get_stats (exp->nc, &st);
+  log_info ("export '%s': reads %" PRIu64 " writes %" PRIu64
+            " hits %" PRIu64 " misses %" PRIu64 " promotions %" PRIu64
+            " bypasses %" PRIu64 " dirty_bytes %" PRIu64,
+            exp->name, st.reads, st.writes, st.hits, st.misses,
+            st.promotions, st.bypasses, st.dirty_bytes);
+}
+
+void
+export_table_close (struct server *srv, bool log_stats)
+{
+  size_t i;
+
+  for (i = 0; i < srv->nr_exports; i++) {
+    struct export *exp = &srv->exports[i];
+    int r;
+
+    if (!exp->caps.readonly && (r = ncache_flush (exp->nc, 0)) < 0)
+      log_error ("export '%s': final flush failed: %s",
+                 exp->name, strerror (-r));
+    if (log_stats)
+      log_export_stats (exp);
+    ncache_close (exp->nc);
+    free (exp->name);
+    free (exp->description);
+  }
+  free (srv->exports);
+  srv->exports = NULL;
+  srv->nr_exports = 0;
+  srv->default_export = NULL;
+  close_devices (srv);
 }
 
 int
@@ -89,14 +215,18 @@ export_table_open (struct server *srv)
   size_t i;
   int r;
 
+  if ((r = open_devices (srv)) < 0)
+    return r;
   srv->exports = calloc (cfg->nr_exports ? cfg->nr_exports : 1,
                          sizeof *srv->exports);
-  if (srv->exports == NULL)
+  if (srv->exports == NULL) {
+    close_devices (srv);
     return -ENOMEM;
+  }
   for (i = 0; i < cfg->nr_exports; i++) {
     r = export_open_one (srv, &cfg->exports[i], &srv->exports[i]);
     if (r < 0) {
-      export_table_close (srv);
+      export_table_close (srv, false);
       return r;
     }
     srv->nr_exports++;
@@ -108,29 +238,6 @@ export_table_open (struct server *srv)
       if (strcmp (srv->exports[i].name, def->name) == 0)
         srv->default_export = &srv->exports[i];
   return 0;
-}
-
-/* Flushes and closes every export.  Safe on a partly opened table. */
-void
-export_table_close (struct server *srv)
-{
-  size_t i;
-
-  for (i = 0; i < srv->nr_exports; i++) {
-    struct export *exp = &srv->exports[i];
-    int r;
-
-    if (!exp->caps.readonly && (r = ncache_flush (exp->nc, 0)) < 0)
-      log_error ("export '%s': final flush failed: %s",
-                 exp->name, strerror (-r));
-    ncache_close (exp->nc);
-    free (exp->name);
-    free (exp->description);
-  }
-  free (srv->exports);
-  srv->exports = NULL;
-  srv->nr_exports = 0;
-  srv->default_export = NULL;
 }
 
 struct export *

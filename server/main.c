@@ -4,14 +4,16 @@
  * optionally daemonizes, runs the libev loop until a stop is requested,
  * then drains and exits.
  * WHY: this is the only file that may exit the process.
- * ORDER AT START: config -> listeners -> (fork if daemon) -> exports ->
- * worker pool -> pidfile -> readiness (parent exits 0) -> loop.  The daemon
- * forks before any thread exists; the parent learns the outcome through a
- * pipe, so `nbdcached && nbdinfo …` never races.
+ * ORDER AT START: config -> listeners -> (fork if daemon) -> cache
+ * devices and exports -> worker pool -> pidfile -> readiness (parent exits
+ * 0) -> loop.  The daemon forks before any thread exists (the engine starts
+ * its own when a cache device opens); the parent learns the outcome
+ * through a pipe, so `nbdcached && nbdinfo …` never races.
  * ORDER AT STOP (SIGTERM/SIGINT, --run command exit, end of -s): stop
  * accepting; every connection finishes its in-flight requests (new ones
  * get ESHUTDOWN) and closes; then the workers are joined, every export is
- * flushed and closed, and the process exits 0 (or the --run status).
+ * flushed, its statistics logged (info) and closed, the cache devices are
+ * closed, and the process exits 0 (or the --run status).
  * THREADS: main thread = loop thread.
  * FAILURE: start-up errors exit 1 with a message; nothing after start-up
  * exits except the orderly stop.
@@ -398,6 +400,18 @@ daemon_ready (int ready_fd, char status)
   close (ready_fd);
 }
 
+/* A start-up step after the exports failed (it logged why): close the
+ * exports and cache devices cleanly, so the next start needs no recovery,
+ * tell a waiting parent, exit.
+ */
+static void
+start_failed (struct server *srv, int ready_fd)
+{
+  daemon_ready (ready_fd, 1);
+  export_table_close (srv, false);
+  exit (EXIT_FAILURE);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -502,20 +516,17 @@ main (int argc, char **argv)
 
   if (srv.cfg->server.tls != CONFIG_TLS_OFF &&
       tls_server_create (srv.cfg, &srv.tls) < 0) {
-    daemon_ready (ready_fd, 1);
-    exit (EXIT_FAILURE);
+    start_failed (&srv, ready_fd);
   }
 
   workers = opts.workers ? opts.workers : srv.cfg->server.workers;
   if (worker_pool_create (&srv, workers, &srv.pool) < 0) {
-    daemon_ready (ready_fd, 1);
-    exit (EXIT_FAILURE);
+    start_failed (&srv, ready_fd);
   }
 
   pidfile = opts.pidfile ? opts.pidfile : srv.cfg->server.pidfile;
   if (pidfile && write_pidfile (pidfile) < 0) {
-    daemon_ready (ready_fd, 1);
-    exit (EXIT_FAILURE);
+    start_failed (&srv, ready_fd);
   }
   listen_start (&srv);
   if (opts.single)
@@ -523,8 +534,7 @@ main (int argc, char **argv)
                  NULL, 0);
   if (opts.run &&
       start_run_command (&srv, opts.run, opts.export_name, &run_child) < 0) {
-    daemon_ready (ready_fd, 1);
-    exit (EXIT_FAILURE);
+    start_failed (&srv, ready_fd);
   }
   daemon_ready (ready_fd, 0);
 
@@ -537,7 +547,7 @@ main (int argc, char **argv)
     conn_close (srv.conns);
   conn_sweep (&srv);
   listen_close_all (&srv);
-  export_table_close (&srv);
+  export_table_close (&srv, true);
   tls_server_destroy (srv.tls);
   if (pidfile)
     unlink (pidfile);

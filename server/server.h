@@ -1,9 +1,11 @@
 /* server.h — nbdcached's internal contract: the server, its exports,
  * connections, requests and the worker pool.
  *
- * OWNS: struct server owns the config, the export table, the listeners, the
- * connections and the worker pool.  A connection owns its requests; a
- * request owns its data buffer.
+ * OWNS: struct server owns the config, the cache devices, the export
+ * table, the listeners, the connections and the worker pool.  A cache
+ * device is shared by the exports that name it: the exports borrow it, so
+ * every export is closed before any device (export_table_close).  A
+ * connection owns its requests; a request owns its data buffer.
  *
  * THREADS AND LOCKS:
  * - The loop thread (libev) runs accept, the handshake, request parsing,
@@ -76,8 +78,16 @@ struct export {
   const struct config_export *cfg; /* tls and access rules; in srv->cfg */
 };
 
+/* Opens every [cache] that an export uses (once each, into srv->devices),
+ * then every export.  0, or -errno after logging FILE:LINE and the section;
+ * on failure nothing stays open.
+ */
 int export_table_open (struct server *srv);
-void export_table_close (struct server *srv);
+/* Flushes every export, logs its statistics (info) when log_stats (at a
+ * real shutdown, not after a failed start), closes it, then closes the
+ * cache devices.  Safe on a partly opened table.
+ */
+void export_table_close (struct server *srv, bool log_stats);
 /* "" resolves to the default export.  NULL if none. */
 struct export *export_find (struct server *srv, const char *name, size_t len);
 /* Transmission flags for a connection with the given negotiation. */
@@ -271,6 +281,10 @@ void listen_close_all (struct server *srv);
 struct server {
   struct config *cfg;
   struct ev_loop *loop;
+  struct ncache_device **devices; /* parallel to cfg->caches: the open
+                                   device of each [cache] section, NULL
+                                   when no export uses it; owned, closed
+                                   after every export */
   struct export *exports;
   size_t nr_exports;
   struct export *default_export; /* NULL = none */

@@ -61,6 +61,10 @@ test_config_all_keys (void **state)
     "size = 10G\n"
     "create = yes\n"
     "direct = no\n"
+    "bucket_size = 4M\n"
+    "journal_size = 256M\n"
+    "node_cache_size = 1G\n"
+    "journal_delay_ms = 250\n"
     "\n"
     "[export a]\n"
     "backing = disk.img\n"
@@ -92,6 +96,10 @@ test_config_all_keys (void **state)
   assert_true (c->size_bytes == 10ull << 30);
   assert_true (c->create);
   assert_false (c->direct);
+  assert_true (c->bucket_bytes == 4ull << 20);
+  assert_true (c->journal_bytes == 256ull << 20);
+  assert_true (c->node_cache_bytes == 1ull << 30);
+  assert_int_equal (c->journal_delay_ms, 250);
   assert_int_equal (c->line, 11);
   assert_null (config_find_cache (cfg, "nope"));
 
@@ -109,7 +117,7 @@ test_config_all_keys (void **state)
   assert_string_equal (e->description, "the a export");
   assert_true (e->rotational);
   assert_int_equal (e->max_connections, 4);
-  assert_int_equal (e->line, 17);
+  assert_int_equal (e->line, 21);
 
   e = config_find_export (cfg, "b");
   assert_ptr_equal (e, &cfg->exports[1]);
@@ -155,6 +163,12 @@ test_config_defaults (void **state)
   assert_true (c->size_bytes == 0);
   assert_false (c->create);
   assert_true (c->direct);
+  assert_true (c->bucket_bytes == 0);
+  assert_true (c->journal_bytes == 0);
+  assert_true (c->node_cache_bytes == 64ull << 20);
+  assert_true (c->node_cache_bytes == CONFIG_DEFAULT_NODE_CACHE_BYTES);
+  assert_int_equal (c->journal_delay_ms, 100);
+  assert_int_equal (c->journal_delay_ms, CONFIG_DEFAULT_JOURNAL_DELAY_MS);
 
   e = &cfg->exports[0];
   assert_true (e->size_bytes == 0);
@@ -191,6 +205,90 @@ test_config_default_mode_with_cache (void **state)
                    "mode = writearound\n");
   assert_int_equal (cfg->exports[0].mode, NCACHE_MODE_WRITETHROUGH);
   assert_int_equal (cfg->exports[1].mode, NCACHE_MODE_WRITEAROUND);
+  config_free (cfg);
+}
+
+static void
+test_config_cache_limits (void **state)
+{
+  struct config *cfg;
+  const struct config_cache *c;
+
+  (void) state;
+  /* The edges of every range are accepted. */
+  cfg = load_good ("[cache lo]\n"
+                   "path = lo.img\n"
+                   "create = yes\n"
+                   "bucket_size = 64K\n"
+                   "journal_size = 4096\n"
+                   "node_cache_size = 1M\n"
+                   "journal_delay_ms = 1\n"
+                   "[cache hi]\n"
+                   "path = hi.img\n"
+                   "create = yes\n"
+                   "bucket_size = 64MiB\n"
+                   "journal_size = 1T\n"
+                   "node_cache_size = 16G\n"
+                   "journal_delay_ms = 10000\n"
+                   EXPORT_OK);
+  c = config_find_cache (cfg, "lo");
+  assert_true (c->bucket_bytes == 64 * 1024);
+  assert_true (c->journal_bytes == 4096);
+  assert_true (c->node_cache_bytes == 1024 * 1024);
+  assert_int_equal (c->journal_delay_ms, 1);
+  c = config_find_cache (cfg, "hi");
+  assert_true (c->bucket_bytes == 64ull << 20);
+  assert_true (c->journal_bytes == 1ull << 40);
+  assert_true (c->node_cache_bytes == 16ull << 30);
+  assert_int_equal (c->journal_delay_ms, 10000);
+  config_free (cfg);
+}
+
+static void
+test_config_cache_device_config (void **state)
+{
+  struct config *cfg;
+  struct ncache_device_config d;
+  const struct config_cache *c;
+
+  (void) state;
+  /* Every field reaches the engine's struct; strings are borrowed. */
+  cfg = load_good ("[cache ssd]\n"
+                   "path = /dev/fast\n"
+                   "size = 2G\n"
+                   "create = yes\n"
+                   "direct = no\n"
+                   "bucket_size = 2M\n"
+                   "journal_size = 64M\n"
+                   "node_cache_size = 8M\n"
+                   "journal_delay_ms = 7\n"
+                   EXPORT_OK);
+  c = &cfg->caches[0];
+  memset (&d, 0xa5, sizeof d);
+  config_cache_device_config (c, &d);
+  assert_ptr_equal (d.name, c->name);
+  assert_ptr_equal (d.path, c->path);
+  assert_string_equal (d.path, "/dev/fast");
+  assert_true (d.size_bytes == 2ull << 30);
+  assert_true (d.create);
+  assert_false (d.direct);
+  assert_int_equal (d.bucket_bytes, 2 * 1024 * 1024);
+  assert_true (d.journal_bytes == 64ull << 20);
+  assert_true (d.node_cache_bytes == 8ull << 20);
+  assert_int_equal (d.journal_delay_ms, 7);
+  config_free (cfg);
+
+  /* Defaults: the engine chooses the format, the config the rest. */
+  cfg = load_good ("[cache ssd]\npath = /dev/fast\n" EXPORT_OK);
+  memset (&d, 0xa5, sizeof d);
+  config_cache_device_config (&cfg->caches[0], &d);
+  assert_true (d.size_bytes == 0);
+  assert_false (d.create);
+  assert_true (d.direct);
+  assert_int_equal (d.bucket_bytes, 0);
+  assert_true (d.journal_bytes == 0);
+  assert_true (d.node_cache_bytes == 64ull << 20);
+  assert_int_equal (d.journal_delay_ms, 100);
   config_free (cfg);
 }
 
@@ -410,7 +508,7 @@ test_config_known_keys (void **state)
     for (j = 0; j < i; j++)
       assert_string_not_equal (k, config_known_keys[j]);
   }
-  assert_int_equal (i, 32);
+  assert_int_equal (i, 36);
 }
 
 static void
@@ -593,6 +691,116 @@ test_config_bad_bool (void **state)
 }
 
 static void
+test_config_bad_bucket_size (void **state)
+{
+  static const char *const bad[] = {
+    "3M", "32K", "65535", "128M", "1G", "0", "abc", "", "-1M", "99999999999T",
+  };
+  char text[256], want[256];
+  size_t i;
+
+  (void) state;
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    snprintf (text, sizeof text,
+              "[cache c]\npath = x\ncreate = yes\nbucket_size = %s\n"
+              EXPORT_OK, bad[i]);
+    snprintf (want, sizeof want,
+              "4: invalid bucket_size '%s': expected a power of two from "
+              "64K to 64M, such as 1M", bad[i]);
+    load_bad (text, want);
+  }
+  /* Without create: the bad value is the one message. */
+  load_bad ("[cache c]\npath = x\nbucket_size = 3M\n" EXPORT_OK,
+            "3: invalid bucket_size '3M': expected a power of two from "
+            "64K to 64M, such as 1M");
+}
+
+static void
+test_config_bad_journal_size (void **state)
+{
+  (void) state;
+  load_bad ("[cache c]\npath = x\ncreate = yes\njournal_size = 0\n"
+            EXPORT_OK,
+            "4: invalid journal_size '0': expected a size greater than 0 "
+            "such as 4096, 512K, 10G or 2T");
+  load_bad ("[cache c]\npath = x\ncreate = yes\njournal_size = big\n"
+            EXPORT_OK,
+            "4: invalid journal_size 'big': expected a size greater than 0 "
+            "such as 4096, 512K, 10G or 2T");
+}
+
+static void
+test_config_bad_node_cache_size (void **state)
+{
+  (void) state;
+  load_bad ("[cache c]\npath = x\nnode_cache_size = 1023K\n" EXPORT_OK,
+            "3: invalid node_cache_size '1023K': expected a size of at "
+            "least 1M, such as 64M or 1G");
+  load_bad ("[cache c]\npath = x\nnode_cache_size = 0\n" EXPORT_OK,
+            "3: invalid node_cache_size '0': expected a size of at "
+            "least 1M, such as 64M or 1G");
+  load_bad ("[cache c]\npath = x\nnode_cache_size = lots\n" EXPORT_OK,
+            "3: invalid node_cache_size 'lots': expected a size of at "
+            "least 1M, such as 64M or 1G");
+  load_bad ("[cache c]\npath = x\nnode_cache_size = 99999999999T\n"
+            EXPORT_OK,
+            "3: invalid node_cache_size '99999999999T': expected a size "
+            "of at least 1M, such as 64M or 1G");
+}
+
+static void
+test_config_bad_journal_delay (void **state)
+{
+  static const char *const bad[] = { "0", "10001", "-1", "1.5", "100ms", "" };
+  char text[256], want[256];
+  size_t i;
+
+  (void) state;
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    snprintf (text, sizeof text,
+              "[cache c]\npath = x\njournal_delay_ms = %s\n" EXPORT_OK,
+              bad[i]);
+    snprintf (want, sizeof want,
+              "3: invalid journal_delay_ms '%s': expected an integer from "
+              "1 to 10000", bad[i]);
+    load_bad (text, want);
+  }
+}
+
+static void
+test_config_format_keys_need_create (void **state)
+{
+  (void) state;
+  /* Each at its own line, create absent or no. */
+  load_bad ("[cache c]\npath = x\nsize = 1G\n" EXPORT_OK,
+            "3: size is used only when create = yes creates a new cache "
+            "file: set create = yes in [cache c] or remove size");
+  load_bad ("[cache c]\npath = x\ncreate = no\nbucket_size = 1M\n"
+            EXPORT_OK,
+            "4: bucket_size is used only when create = yes formats a new "
+            "cache: set create = yes in [cache c] or remove bucket_size");
+  load_bad ("[cache c]\njournal_size = 1G\npath = x\n" EXPORT_OK,
+            "2: journal_size is used only when create = yes formats a new "
+            "cache: set create = yes in [cache c] or remove journal_size");
+  load_bad_n ("[cache c]\n"                /* 1 */
+              "path = x\n"                 /* 2 */
+              "journal_size = 1G\n"        /* 3 */
+              "bucket_size = 2M\n"         /* 4 */
+              "size = 9G\n"                /* 5 */
+              "create = off\n"             /* 6 */
+              EXPORT_OK, 3, (const char *const[]) {
+      "5: size is used only when create = yes creates a new cache file: "
+      "set create = yes in [cache c] or remove size",
+      "4: bucket_size is used only when create = yes formats a new cache: "
+      "set create = yes in [cache c] or remove bucket_size",
+      "3: journal_size is used only when create = yes formats a new cache: "
+      "set create = yes in [cache c] or remove journal_size" });
+  /* node_cache_size and journal_delay_ms apply at every open. */
+  config_free (load_good ("[cache c]\npath = x\nnode_cache_size = 2M\n"
+                          "journal_delay_ms = 5\n" EXPORT_OK));
+}
+
+static void
 test_config_bad_mode (void **state)
 {
   (void) state;
@@ -746,7 +954,7 @@ static void
 test_config_missing_cache_path (void **state)
 {
   (void) state;
-  load_bad (EXPORT_OK "[cache c]\nsize = 1G\n",
+  load_bad (EXPORT_OK "[cache c]\ndirect = no\n",
             "3: [cache c] has no path = (required)");
 }
 
@@ -878,6 +1086,8 @@ main (void)
     cmocka_unit_test (test_config_all_keys),
     cmocka_unit_test (test_config_defaults),
     cmocka_unit_test (test_config_default_mode_with_cache),
+    cmocka_unit_test (test_config_cache_limits),
+    cmocka_unit_test (test_config_cache_device_config),
     cmocka_unit_test (test_config_relative_paths),
     cmocka_unit_test (test_config_relative_config_path),
     cmocka_unit_test (test_config_repeated_listen),
@@ -899,6 +1109,11 @@ main (void)
     cmocka_unit_test (test_config_unknown_key),
     cmocka_unit_test (test_config_bad_size),
     cmocka_unit_test (test_config_bad_bool),
+    cmocka_unit_test (test_config_bad_bucket_size),
+    cmocka_unit_test (test_config_bad_journal_size),
+    cmocka_unit_test (test_config_bad_node_cache_size),
+    cmocka_unit_test (test_config_bad_journal_delay),
+    cmocka_unit_test (test_config_format_keys_need_create),
     cmocka_unit_test (test_config_bad_mode),
     cmocka_unit_test (test_config_bad_log),
     cmocka_unit_test (test_config_bad_log_level),
