@@ -1,14 +1,12 @@
-/* journal.c — the journal ring: open entry, group commit, placement in the
- * ring, reclaim, replay.
+/* journal.c — the running journal: open entry, group commit, placement
+ * in the ring, reclaim, stats.
  *
- * WHAT: journal.h's contract.  Keys go to the *open entry* (a growable
- * vector); a commit thread closes it (through hooks->close_entry, under
- * the btree lock), places the closed entries in the ring, and writes them
- * with pre-flush -> pwrite -> sync.  Replay scans the ring and picks the
- * newest complete chain.
+ * WHAT: journal.h's contract, except reading the ring (journal-replay.c).
+ * Keys go to the *open entry* (a growable vector); a commit thread closes
+ * it (through hooks->close_entry, under the btree lock), places the closed
+ * entries in the ring, and writes them with pre-flush -> pwrite -> sync.
  * WHY: one sequential write and one sync make any number of index updates
- * durable (group commit), and the ring is self-describing, so recovery
- * needs nothing but the journal buckets.
+ * durable (group commit).
  *
  * ENTRIES AND SEQS: the open entry is really a run of future entries of at
  * most entry_max_keys keys each: key number i of the open entry will be in
@@ -27,11 +25,6 @@
  * last_seq of the newest durable entry); it never decreases.
  * Entry size: entry_max_blocks = min(JOURNAL_MAX_ENTRY_BLOCKS, ring / 8),
  * so a small ring (tests) still holds many entries.
- *
- * ON DISK: nc_jentry.write_first holds the first seq of the write,
- * the seq of the first entry of the *write* that carried the entry (a
- * write = the pwrites between two syncs; 0 from an older writer means the
- * entry alone).  Replay uses it to tell a torn last write from corruption.
  *
  * RING AND SPACE: blocks [journal_first, +journal_buckets) * bucket_blocks.
  * Entries are written in seq order one after another; an entry that does
@@ -60,22 +53,6 @@
  * durable wakes.  Waiters that arrive during a commit are served by the
  * next one, whatever their number (group commit).
  *
- * REPLAY: read the ring in chunks; an entry may start at any block; keep
- * every valid entry (magic, version, uuid — a foreign uuid is silently
- * ignored — length inside the ring and within JOURNAL_MAX_ENTRY_BLOCKS,
- * nkeys fits, csum, 1 <= last_seq <= seq, write_first <= seq).  Two
- * different valid entries with one seq: -EBADMSG.  Let M be the valid entry
- * with the highest seq and B its write_first.  The chain of a candidate
- * (start with M) is last_seq .. seq; if an entry m of it is missing and
- * m >= B, the last write was torn (never acknowledged): the candidate
- * becomes the newest entry below m, which must not be older than B - 1
- * (the entry that was durable before that write).  If m < B, an entry that
- * was durable is gone: corruption, -EBADMSG.  The chosen E's chain must
- * also be laid out in ring order.  Valid entries above E (the torn write's
- * survivors) get their first block zeroed and synced before anything new
- * is written, so their seqs can be reused.  Writing continues at the end
- * of E with seq E + 1.
- *
  * INVARIANTS:
  * - seqs durable_seq + 1 .. open_seq - 1 are exactly the closed entries,
  *   in order; closed[i].seq == durable_seq + 1 + i.
@@ -84,7 +61,8 @@
  * - A failed write is retried from the same write position with the same
  *   seqs and keys, so an entry's seq is only ever written at one place.
  *
- * THREADS AND LOCKS: j->lock guards everything below it in struct journal.
+ * THREADS AND LOCKS: j->lock guards everything below it in struct journal
+ * (journal-internal.h).
  * journal_add and journal_close_entry_locked are called with the btree
  * lock held and take j->lock (btree -> journal).  The commit thread calls
  * the hooks and does I/O without j->lock.  The closed entries and their
@@ -103,8 +81,10 @@
  * seqs not yet durable return -ESHUTDOWN (journal_add still appends, in
  * memory only: it has no way to report an error).
  *
- * NOT HERE: what keys mean (btree), pins (btree), buckets freed at a seq
- * (bucket, through hooks->committed).
+ * NOT HERE: reading the ring — scan, replay, check, format
+ * (journal-replay.c); the ring's on-disk fields (journal-internal.h);
+ * what keys mean (btree), pins (btree), buckets freed at a seq (bucket,
+ * through hooks->committed).
  */
 #include <config.h>
 
@@ -121,38 +101,15 @@
 #include "cleanup.h"
 #include "compiler.h"
 #include "journal.h"
+#include "journal-internal.h"
 #include "log.h"
 #include "ondisk.h"
 #include "super.h"
 
-#define SCAN_CHUNK_BLOCKS 256u          /* 1 MiB read per step of a scan */
 #define WRITE_MAX_BLOCKS 2048u          /* 8 MiB: most blocks in one write */
 #define RETRY_MIN_MS 10u
 #define RETRY_MAX_MS 5000u
 #define MIN_RING_BLOCKS 8u
-
-/* See ON DISK above. */
-#define JENTRY_WRITE_FIRST(e) ((e)->write_first)
-
-struct key_vec {
-  struct nc_key *v;
-  size_t len, cap;
-};
-
-/* A closed entry, not yet durable. */
-struct closed_entry {
-  uint64_t seq;
-  size_t first;                 /* its keys: closed_keys.v[first ..] */
-  uint32_t nkeys;
-  uint32_t nblocks;
-};
-
-/* A durable entry still inside the live region. */
-struct live_entry {
-  uint64_t seq;
-  uint32_t pos;                 /* ring block */
-  uint32_t nblocks;
-};
 
 /* A journal_wait caller, on its own stack. */
 struct waiter {
@@ -160,81 +117,6 @@ struct waiter {
   uint64_t seq;
   int result;
   bool done;
-};
-
-/* Where the ring is (journal_create, journal_check). */
-struct ring_geom {
-  struct cdev *cd;
-  uint8_t uuid[16];
-  uint64_t offset;              /* bytes: ring block 0 */
-  uint32_t blocks;
-};
-
-struct journal {
-  /* Immutable after journal_create. */
-  struct ring_geom g;
-  uint32_t entry_max_blocks;
-  uint32_t entry_max_keys;
-  uint32_t reserve_blocks;
-
-  pthread_mutex_t lock;
-  pthread_cond_t kick;          /* the commit thread waits here */
-  pthread_cond_t done;          /* waiters and throttlers wait here */
-
-  /* The thread. */
-  pthread_t thread;
-  bool thread_joinable;
-  bool running;                 /* started, not yet exited */
-  bool stopping;                /* journal_stop: final commit, exit */
-  bool aborting;                /* journal_destroy: exit now */
-  struct journal_hooks hooks;
-  uint64_t delay_ns;
-  int last_result;              /* of the last commit */
-
-  bool replayed;
-  int broken;                   /* -ENOMEM lost keys: every wait fails */
-
-  /* The open entry. */
-  struct key_vec open;
-  uint64_t open_seq;            /* atomic stores; 0 before replay */
-  bool needed;
-  uint64_t open_since_ns;       /* first key or mark; 0 = nothing open */
-
-  /* Closed, not yet durable. */
-  struct key_vec closed_keys;
-  struct closed_entry *closed;
-  size_t nclosed, closed_cap;
-  uint64_t pin;                 /* oldest pin at the latest close */
-  struct nc_key root;           /* at the latest close */
-  uint16_t root_level;
-
-  /* Durable. */
-  uint64_t durable_seq;         /* atomic stores */
-  struct live_entry *live;      /* circular, capacity g.blocks */
-  size_t live_head, nlive;
-  uint32_t write_pos;           /* ring block after the newest durable
-                                   entry; may equal g.blocks */
-
-  /* Requests. */
-  struct waiter *waiters;
-  size_t nwaiters;
-  uint64_t want_seq;            /* highest seq a waiter asked for */
-  unsigned throttlers;
-
-  /* Failure. */
-  bool failing;                 /* logged; cleared by a success */
-  uint64_t retry_at_ns;
-  unsigned retry_ms;
-  bool pin_warned;
-
-  /* The commit thread's write buffer and plan arrays. */
-  void *wbuf;
-  size_t wbuf_bytes;
-  uint32_t *plan_pos;
-  uint64_t *plan_last;
-  size_t plan_cap;
-
-  struct journal_stats st;
 };
 
 /* ---- small helpers ---- */
@@ -253,13 +135,6 @@ blocks_for_keys (uint64_t nkeys)
 {
   return (sizeof (struct nc_jentry) + nkeys * sizeof (struct nc_key)
           + NC_BLOCK_BYTES - 1) / NC_BLOCK_BYTES;
-}
-
-static uint64_t
-keys_in_blocks (uint32_t nblocks)
-{
-  return ((uint64_t) nblocks * NC_BLOCK_BYTES - sizeof (struct nc_jentry))
-    / sizeof (struct nc_key);
 }
 
 static int
@@ -284,8 +159,9 @@ key_vec_reserve (struct key_vec *kv, size_t extra)
 }
 
 /* Read the ring geometry from a superblock; -EINVAL (logged) if unusable. */
-static int
-geom_from_sb (struct cdev *cd, const struct nc_sb *sb, struct ring_geom *g)
+int
+journal_geom_from_sb (struct cdev *cd, const struct nc_sb *sb,
+                      struct ring_geom *g)
 {
   uint64_t first, blocks;
 
@@ -305,12 +181,6 @@ geom_from_sb (struct cdev *cd, const struct nc_sb *sb, struct ring_geom *g)
   g->offset = first * NC_BLOCK_BYTES;
   g->blocks = blocks;
   return 0;
-}
-
-static uint64_t
-ring_byte (const struct ring_geom *g, uint32_t pos)
-{
-  return g->offset + (uint64_t) pos * NC_BLOCK_BYTES;
 }
 
 /* Free blocks from w (normalised) forward to a; a == w means full (the
@@ -349,254 +219,7 @@ place (uint32_t ring, uint32_t a, uint32_t *w, uint32_t n, uint32_t *pos)
   *w = *pos + n;
   return true;
 }
-
-/* ---- entry validation (replay, check) ---- */
-
-/* NULL if the entry at ring block pos is valid, else why not.  buf holds
- * at least min(JOURNAL_MAX_ENTRY_BLOCKS, ring - pos) blocks from pos.
- */
-static const char *
-entry_invalid (const struct ring_geom *g, const struct nc_jentry *e,
-               uint32_t pos)
-{
-  if (e->magic != NC_JOURNAL_MAGIC)
-    return "bad magic";
-  if (e->version != NC_FORMAT_VERSION)
-    return "bad version";
-  if (memcmp (e->uuid, g->uuid, sizeof g->uuid) != 0)
-    return "foreign uuid";
-  if (e->nblocks == 0 || e->nblocks > JOURNAL_MAX_ENTRY_BLOCKS ||
-      e->nblocks > g->blocks - pos)
-    return "bad length";
-  if (e->nkeys > keys_in_blocks (e->nblocks))
-    return "too many keys for its length";
-  if (e->csum != nc_csum (e, sizeof *e + (size_t) e->nkeys *
-                          sizeof (struct nc_key)))
-    return "bad checksum";
-  if (e->seq == 0 || e->last_seq == 0 || e->last_seq > e->seq)
-    return "bad last_seq";
-  if (JENTRY_WRITE_FIRST (e) > e->seq)
-    return "bad write_first";
-  return NULL;
-}
-
-/* ---- scanning the ring ---- */
-
-/* A valid entry found by the scan. */
-struct found {
-  uint64_t seq, last_seq, write_first, csum;
-  uint32_t pos, nblocks, nkeys;
-  uint16_t root_level;
-  struct nc_key root;
-};
-
-struct found_vec {
-  struct found *v;
-  size_t len, cap;
-};
-
-static int
-found_push (struct found_vec *fv, const struct nc_jentry *e, uint32_t pos)
-{
-  struct found *f;
-
-  if (fv->len == fv->cap) {
-    size_t cap = fv->cap ? fv->cap * 2 : 256;
-
-    f = realloc (fv->v, cap * sizeof *f);
-    if (f == NULL)
-      return -ENOMEM;
-    fv->v = f;
-    fv->cap = cap;
-  }
-  f = &fv->v[fv->len++];
-  f->seq = e->seq;
-  f->last_seq = e->last_seq;
-  f->write_first = JENTRY_WRITE_FIRST (e) ? JENTRY_WRITE_FIRST (e) : e->seq;
-  f->csum = e->csum;
-  f->pos = pos;
-  f->nblocks = e->nblocks;
-  f->nkeys = e->nkeys;
-  f->root = e->root;
-  f->root_level = e->root_level;
-  return 0;
-}
-
-static int
-found_cmp (const void *pa, const void *pb)
-{
-  const struct found *a = pa, *b = pb;
-
-  if (a->seq != b->seq)
-    return a->seq < b->seq ? -1 : 1;
-  return a->pos < b->pos ? -1 : a->pos > b->pos;
-}
-
-/* Every valid entry of the ring, sorted by seq, one per seq.  Two
- * different entries with one seq: -EBADMSG (logged).
- */
-static int
-scan_ring (const struct ring_geom *g, struct found_vec *fv)
-{
-  const uint32_t span = SCAN_CHUNK_BLOCKS + JOURNAL_MAX_ENTRY_BLOCKS - 1;
-  AUTOFREE unsigned char *buf = cdev_alloc_buffer ((size_t) span *
-                                                   NC_BLOCK_BYTES);
-  uint32_t chunk, b, next = 0, n;
-  size_t i, out;
-  int r;
-
-  if (buf == NULL)
-    return -ENOMEM;
-  for (chunk = 0; chunk < g->blocks; chunk += SCAN_CHUNK_BLOCKS) {
-    n = MIN (span, g->blocks - chunk);
-    r = cdev_pread (g->cd, buf, (size_t) n * NC_BLOCK_BYTES,
-                    ring_byte (g, chunk));
-    if (r < 0)
-      return r;
-    for (b = MAX (chunk, next);
-         b < chunk + SCAN_CHUNK_BLOCKS && b < g->blocks; b++) {
-      const struct nc_jentry *e =
-        (const void *) (buf + (size_t) (b - chunk) * NC_BLOCK_BYTES);
-      const char *why;
-
-      if (e->magic != NC_JOURNAL_MAGIC)
-        continue;
-      why = entry_invalid (g, e, b);
-      if (why != NULL) {
-        log_debug ("journal (%s): ring block %" PRIu32 ": not an entry: %s",
-                   g->cd->path, b, why);
-        continue;
-      }
-      if ((r = found_push (fv, e, b)) < 0)
-        return r;
-      /* No valid entry can start inside a valid one. */
-      next = b + e->nblocks;
-      b = next - 1;
-    }
-  }
-
-  if (fv->len > 1)
-    qsort (fv->v, fv->len, sizeof *fv->v, found_cmp);
-  for (i = 1, out = 1; i < fv->len; i++) {
-    const struct found *prev = &fv->v[out - 1], *cur = &fv->v[i];
-
-    if (cur->seq == prev->seq) {
-      if (cur->csum == prev->csum && cur->nblocks == prev->nblocks &&
-          cur->nkeys == prev->nkeys)
-        continue;
-      log_error ("journal (%s): two different entries with seq %" PRIu64
-                 " (ring blocks %" PRIu32 " and %" PRIu32 ")",
-                 g->cd->path, cur->seq, prev->pos, cur->pos);
-      return -EBADMSG;
-    }
-    fv->v[out++] = *cur;
-  }
-  if (fv->len > 0)
-    fv->len = out;
-  return 0;
-}
-
-/* Index of seq in the sorted vector, or SIZE_MAX. */
-static size_t
-found_index (const struct found_vec *fv, uint64_t seq)
-{
-  size_t lo = 0, hi = fv->len;
-
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-
-    if (fv->v[mid].seq < seq)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo < fv->len && fv->v[lo].seq == seq ? lo : SIZE_MAX;
-}
-
-/* Index of the newest entry older than seq, or SIZE_MAX. */
-static size_t
-found_below (const struct found_vec *fv, uint64_t seq)
-{
-  size_t lo = 0, hi = fv->len;
-
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-
-    if (fv->v[mid].seq < seq)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo == 0 ? SIZE_MAX : lo - 1;
-}
-
-/* Choose E (see REPLAY): fv->v[*first .. *last] is its chain. */
-static int
-choose_chain (const struct ring_geom *g, const struct found_vec *fv,
-              size_t *first, size_t *last)
-{
-  const char *path = g->cd->path;
-  uint64_t wf, m, len;
-  size_t c, i;
-
-  if (fv->len == 0)
-    goto no_chain;
-  c = fv->len - 1;
-  wf = fv->v[c].write_first;
-  for (;;) {
-    i = found_index (fv, fv->v[c].last_seq);
-    if (i == SIZE_MAX)
-      m = fv->v[c].last_seq;
-    else {
-      while (i < c && fv->v[i + 1].seq == fv->v[i].seq + 1)
-        i++;
-      if (i == c)
-        break;                  /* complete */
-      m = fv->v[i].seq + 1;
-    }
-    if (m < wf) {
-      log_error ("journal (%s): entry %" PRIu64 " is missing or corrupt, "
-                 "but entry %" PRIu64 " needs it", path, m, fv->v[c].seq);
-      return -EBADMSG;
-    }
-    /* The last write was torn: fall back to the entry before the gap. */
-    c = found_below (fv, m);
-    if (c == SIZE_MAX || fv->v[c].seq + 1 < wf)
-      goto no_chain;
-  }
-  *first = found_index (fv, fv->v[c].last_seq);
-  *last = c;
-
-  /* The chain must be laid out in ring order, or space accounting (and
-   * so the next writes) could overwrite part of it.
-   */
-  len = fv->v[*first].nblocks;
-  for (i = *first + 1; i <= *last; i++) {
-    const struct found *p = &fv->v[i - 1], *f = &fv->v[i];
-
-    if (f->pos == p->pos + p->nblocks)
-      len += f->nblocks;
-    else if (f->pos == 0)
-      len += g->blocks - (p->pos + p->nblocks) + f->nblocks;
-    else
-      len = UINT64_MAX;
-    if (len > g->blocks) {
-      log_error ("journal (%s): entries %" PRIu64 "..%" PRIu64 " are not "
-                 "laid out in ring order (entry %" PRIu64 " at ring block %"
-                 PRIu32 ")", path, fv->v[*first].seq, fv->v[*last].seq,
-                 f->seq, f->pos);
-      return -EBADMSG;
-    }
-  }
-  return 0;
-
- no_chain:
-  log_error ("journal (%s): no complete journal chain (%zu valid entries "
-             "in the ring)", path, fv->len);
-  return -EBADMSG;
-}
-
-/* ---- create, destroy, format, check ---- */
+/* ---- create, destroy ---- */
 
 int
 journal_create (struct cdev *cd, const struct nc_sb *sb,
@@ -609,7 +232,7 @@ journal_create (struct cdev *cd, const struct nc_sb *sb,
   j = calloc (1, sizeof *j);
   if (j == NULL)
     return -ENOMEM;
-  if ((r = geom_from_sb (cd, sb, &j->g)) < 0)
+  if ((r = journal_geom_from_sb (cd, sb, &j->g)) < 0)
     goto err_free;
   j->entry_max_blocks = MIN (JOURNAL_MAX_ENTRY_BLOCKS, j->g.blocks / 8);
   j->entry_max_keys = keys_in_blocks (j->entry_max_blocks);
@@ -659,177 +282,6 @@ journal_destroy (struct journal *j)
   free (j->plan_pos);
   free (j->plan_last);
   free (j);
-}
-
-int
-journal_format (struct cdev *cd, const struct nc_sb *sb)
-{
-  AUTOFREE struct nc_jentry *e = NULL;
-  struct ring_geom g;
-  int r;
-
-  if ((r = geom_from_sb (cd, sb, &g)) < 0)
-    return r;
-  e = cdev_alloc_buffer (NC_BLOCK_BYTES);
-  if (e == NULL)
-    return -ENOMEM;
-  e->magic = NC_JOURNAL_MAGIC;
-  e->version = NC_FORMAT_VERSION;
-  e->nblocks = 1;
-  memcpy (e->uuid, sb->uuid, sizeof e->uuid);
-  e->seq = 1;
-  e->last_seq = 1;
-  JENTRY_WRITE_FIRST (e) = 1;
-  e->csum = nc_csum (e, sizeof *e);
-  return cdev_pwrite (cd, e, NC_BLOCK_BYTES, ring_byte (&g, 0), 0);
-}
-
-int
-journal_check (struct cdev *cd, const struct nc_sb *sb,
-               struct journal_check_info *info)
-{
-  struct found_vec fv = { 0 };
-  struct ring_geom g;
-  size_t first, last, i;
-  int r;
-
-  if ((r = geom_from_sb (cd, sb, &g)) < 0)
-    return r;
-  if ((r = scan_ring (&g, &fv)) < 0 ||
-      (r = choose_chain (&g, &fv, &first, &last)) < 0)
-    goto out;
-  memset (info, 0, sizeof *info);
-  info->first_seq = fv.v[first].seq;
-  info->last_seq = fv.v[last].seq;
-  for (i = first; i <= last; i++)
-    info->nkeys += fv.v[i].nkeys;
-  info->valid_entries_seen = fv.len;
- out:
-  free (fv.v);
-  return r;
-}
-
-/* ---- replay ---- */
-
-/* Zero the first block of every valid entry newer than E (the survivors
- * of a torn write), then sync, so their seqs can be written again.
- */
-static int
-drop_newer (struct journal *j, const struct found_vec *fv, size_t last)
-{
-  AUTOFREE void *zero = NULL;
-  size_t i;
-  int r;
-
-  if (last + 1 == fv->len)
-    return 0;
-  log_info ("journal (%s): dropping entries %" PRIu64 "..%" PRIu64
-            " of an interrupted commit (never acknowledged)",
-            j->g.cd->path, fv->v[last + 1].seq, fv->v[fv->len - 1].seq);
-  zero = cdev_alloc_buffer (NC_BLOCK_BYTES);
-  if (zero == NULL)
-    return -ENOMEM;
-  for (i = last + 1; i < fv->len; i++)
-    if ((r = cdev_pwrite (j->g.cd, zero, NC_BLOCK_BYTES,
-                          ring_byte (&j->g, fv->v[i].pos), 0)) < 0)
-      return r;
-  return cdev_sync (j->g.cd);
-}
-
-/* Read the chain's entries again (in chunks) and hand every key to fn. */
-static int
-replay_keys (struct journal *j, const struct found_vec *fv, size_t first,
-             size_t last, journal_replay_fn fn, void *opaque,
-             uint64_t *nkeys)
-{
-  const uint32_t span = SCAN_CHUNK_BLOCKS + JOURNAL_MAX_ENTRY_BLOCKS - 1;
-  AUTOFREE unsigned char *buf = cdev_alloc_buffer ((size_t) span *
-                                                   NC_BLOCK_BYTES);
-  uint32_t wstart = 0, wend = 0;
-  size_t i;
-  uint32_t k;
-  int r;
-
-  if (buf == NULL)
-    return -ENOMEM;
-  for (i = first; i <= last; i++) {
-    const struct found *f = &fv->v[i];
-    const struct nc_jentry *e;
-    const char *why;
-
-    if (f->pos < wstart || f->pos + f->nblocks > wend) {
-      wstart = f->pos;
-      wend = f->pos + MIN (span, j->g.blocks - f->pos);
-      r = cdev_pread (j->g.cd, buf, (size_t) (wend - wstart) * NC_BLOCK_BYTES,
-                      ring_byte (&j->g, wstart));
-      if (r < 0)
-        return r;
-    }
-    e = (const void *) (buf + (size_t) (f->pos - wstart) * NC_BLOCK_BYTES);
-    why = entry_invalid (&j->g, e, f->pos);
-    if (why == NULL && (e->seq != f->seq || e->csum != f->csum))
-      why = "changed since the scan";
-    if (why != NULL) {
-      log_error ("journal (%s): entry %" PRIu64 " at ring block %" PRIu32
-                 ": %s", j->g.cd->path, f->seq, f->pos, why);
-      return -EBADMSG;
-    }
-    if (fn != NULL)
-      for (k = 0; k < e->nkeys; k++)
-        if ((r = fn (opaque, &e->keys[k], e->seq)) != 0)
-          return r;
-    *nkeys += e->nkeys;
-  }
-  return 0;
-}
-
-int
-journal_replay (struct journal *j, journal_replay_fn fn, void *opaque,
-                struct nc_key *root, uint16_t *root_level)
-{
-  struct found_vec fv = { 0 };
-  size_t first, last, i;
-  uint64_t nkeys = 0;
-  const struct found *e;
-  int r;
-
-  if (j->replayed) {
-    log_error ("journal (%s): replayed twice", j->g.cd->path);
-    return -EINVAL;
-  }
-  if ((r = scan_ring (&j->g, &fv)) < 0 ||
-      (r = choose_chain (&j->g, &fv, &first, &last)) < 0 ||
-      (r = replay_keys (j, &fv, first, last, fn, opaque, &nkeys)) != 0 ||
-      (r = drop_newer (j, &fv, last)) < 0)
-    goto out;
-
-  e = &fv.v[last];
-  pthread_mutex_lock (&j->lock);
-  j->live_head = 0;
-  j->nlive = 0;
-  for (i = first; i <= last; i++) {
-    j->live[j->nlive].seq = fv.v[i].seq;
-    j->live[j->nlive].pos = fv.v[i].pos;
-    j->live[j->nlive].nblocks = fv.v[i].nblocks;
-    j->nlive++;
-  }
-  j->write_pos = e->pos + e->nblocks;
-  j->root = e->root;
-  j->root_level = e->root_level;
-  __atomic_store_n (&j->durable_seq, e->seq, __ATOMIC_RELEASE);
-  __atomic_store_n (&j->open_seq, e->seq + 1, __ATOMIC_RELEASE);
-  j->replayed = true;
-  pthread_mutex_unlock (&j->lock);
-
-  *root = e->root;
-  *root_level = e->root_level;
-  log_info ("journal (%s): replayed entries %" PRIu64 "..%" PRIu64
-            " (%" PRIu64 " keys); %zu valid entries in the ring",
-            j->g.cd->path, fv.v[first].seq, e->seq, nkeys, fv.len);
-  r = 0;
- out:
-  free (fv.v);
-  return r;
 }
 
 /* ---- the open entry (btree lock held by the callers) ---- */

@@ -1,0 +1,146 @@
+/* journal-internal.h — what journal.c and journal-replay.c share: struct
+ * journal, the ring's geometry, and the on-disk entry's size arithmetic.
+ *
+ * Owns: nothing; journal.c creates and destroys struct journal and runs
+ * it, journal-replay.c fills in its durable part once, at open.
+ * Threads: j->lock guards every field below it in struct journal (see
+ * THREADS AND LOCKS in journal.c).
+ * On disk: nc_jentry.write_first holds the first seq of the write, the seq
+ * of the first entry of the *write* that carried the entry (a write = the
+ * pwrites between two syncs; 0 from an older writer means the entry
+ * alone).  Replay uses it to tell a torn last write from corruption.
+ * Not here: the public API (journal.h).  Only journal.c and
+ * journal-replay.c include this.
+ */
+#ifndef NBDCACHE_JOURNAL_INTERNAL_H
+#define NBDCACHE_JOURNAL_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "journal.h"
+#include "ondisk.h"
+
+/* See On disk above. */
+#define JENTRY_WRITE_FIRST(e) ((e)->write_first)
+
+struct key_vec {
+  struct nc_key *v;
+  size_t len, cap;
+};
+
+/* A closed entry, not yet durable. */
+struct closed_entry {
+  uint64_t seq;
+  size_t first;                 /* its keys: closed_keys.v[first ..] */
+  uint32_t nkeys;
+  uint32_t nblocks;
+};
+
+/* A durable entry still inside the live region. */
+struct live_entry {
+  uint64_t seq;
+  uint32_t pos;                 /* ring block */
+  uint32_t nblocks;
+};
+
+/* A journal_wait caller (journal.c). */
+struct waiter;
+
+/* Where the ring is (journal_create, journal_check, journal_format). */
+struct ring_geom {
+  struct cdev *cd;
+  uint8_t uuid[16];
+  uint64_t offset;              /* bytes: ring block 0 */
+  uint32_t blocks;
+};
+
+struct journal {
+  /* Immutable after journal_create. */
+  struct ring_geom g;
+  uint32_t entry_max_blocks;
+  uint32_t entry_max_keys;
+  uint32_t reserve_blocks;
+
+  pthread_mutex_t lock;
+  pthread_cond_t kick;          /* the commit thread waits here */
+  pthread_cond_t done;          /* waiters and throttlers wait here */
+
+  /* The thread. */
+  pthread_t thread;
+  bool thread_joinable;
+  bool running;                 /* started, not yet exited */
+  bool stopping;                /* journal_stop: final commit, exit */
+  bool aborting;                /* journal_destroy: exit now */
+  struct journal_hooks hooks;
+  uint64_t delay_ns;
+  int last_result;              /* of the last commit */
+
+  bool replayed;
+  int broken;                   /* -ENOMEM lost keys: every wait fails */
+
+  /* The open entry. */
+  struct key_vec open;
+  uint64_t open_seq;            /* atomic stores; 0 before replay */
+  bool needed;
+  uint64_t open_since_ns;       /* first key or mark; 0 = nothing open */
+
+  /* Closed, not yet durable. */
+  struct key_vec closed_keys;
+  struct closed_entry *closed;
+  size_t nclosed, closed_cap;
+  uint64_t pin;                 /* oldest pin at the latest close */
+  struct nc_key root;           /* at the latest close */
+  uint16_t root_level;
+
+  /* Durable. */
+  uint64_t durable_seq;         /* atomic stores */
+  struct live_entry *live;      /* circular, capacity g.blocks */
+  size_t live_head, nlive;
+  uint32_t write_pos;           /* ring block after the newest durable
+                                   entry; may equal g.blocks */
+
+  /* Requests. */
+  struct waiter *waiters;
+  size_t nwaiters;
+  uint64_t want_seq;            /* highest seq a waiter asked for */
+  unsigned throttlers;
+
+  /* Failure. */
+  bool failing;                 /* logged; cleared by a success */
+  uint64_t retry_at_ns;
+  unsigned retry_ms;
+  bool pin_warned;
+
+  /* The commit thread's write buffer and plan arrays. */
+  void *wbuf;
+  size_t wbuf_bytes;
+  uint32_t *plan_pos;
+  uint64_t *plan_last;
+  size_t plan_cap;
+
+  struct journal_stats st;
+};
+
+/* Keys that fit in an entry of nblocks blocks. */
+static inline uint64_t
+keys_in_blocks (uint32_t nblocks)
+{
+  return ((uint64_t) nblocks * NC_BLOCK_BYTES - sizeof (struct nc_jentry))
+    / sizeof (struct nc_key);
+}
+
+/* Byte offset on the device of ring block pos. */
+static inline uint64_t
+ring_byte (const struct ring_geom *g, uint32_t pos)
+{
+  return g->offset + (uint64_t) pos * NC_BLOCK_BYTES;
+}
+
+/* Read the ring geometry from a superblock; -EINVAL (logged) if unusable. */
+int journal_geom_from_sb (struct cdev *cd, const struct nc_sb *sb,
+                          struct ring_geom *g);
+
+#endif /* NBDCACHE_JOURNAL_INTERNAL_H */
