@@ -245,8 +245,8 @@ ncache_device_open_cdev (const char *name, struct cdev *cd, bool create,
   pthread_mutex_init (&dev->lock, NULL);
   dev->cd = cd;
 
-  r = super_read (cd, &dev->sb, NULL);
-  if (r == -ENOTSUP && create) {
+  r = create ? super_probe (cd) : 0;
+  if (r == -ENOTSUP) {
     const struct nc_format_options fopts = {
       .bucket_bytes = t->format_bucket_bytes,
       .journal_bytes = t->format_journal_bytes,
@@ -255,9 +255,9 @@ ncache_device_open_cdev (const char *name, struct cdev *cd, bool create,
     log_info ("cache '%s' (%s): no nbdcache superblock; formatting "
               "(create = yes)", dev->name, cd->path);
     r = nc_format (cd, &fopts);
-    if (r == 0)
-      r = super_read (cd, &dev->sb, NULL);
   }
+  if (r == 0)
+    r = super_read (cd, &dev->sb, NULL);
   if (r < 0)
     goto err;
 

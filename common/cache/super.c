@@ -223,6 +223,28 @@ read_copy (struct cdev *cd, struct nc_sb *buf, int slot, struct copy *c)
 }
 
 int
+super_probe (struct cdev *cd)
+{
+  struct nc_sb *buf;
+  int i, r = -ENOTSUP;
+
+  if (cd->size_bytes < NC_SB_SLOTS * NC_BLOCK_BYTES)
+    return -ENOTSUP;
+  buf = cdev_alloc_buffer (NC_SB_SLOTS * NC_BLOCK_BYTES);
+  if (buf == NULL)
+    return -ENOMEM;
+  i = cdev_pread (cd, buf, NC_SB_SLOTS * NC_BLOCK_BYTES, 0);
+  if (i < 0)
+    r = i;
+  else
+    for (i = 0; i < NC_SB_SLOTS; i++)
+      if (buf[i].magic == NC_SB_MAGIC)
+        r = 0;
+  free (buf);
+  return r;
+}
+
+int
 super_read (struct cdev *cd, struct nc_sb *sb, int *slot)
 {
   struct nc_sb *buf;

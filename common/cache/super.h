@@ -59,6 +59,13 @@ int nc_format (struct cdev *cd, const struct nc_format_options *opts);
  */
 int super_read (struct cdev *cd, struct nc_sb *sb, int *slot);
 
+/* Quietly: 0 if either superblock slot has our magic (valid or not),
+ * -ENOTSUP if neither does (an unformatted or foreign device), -errno on
+ * an I/O error.  Lets "create = yes" decide to format without logging an
+ * error first.
+ */
+int super_probe (struct cdev *cd);
+
 /* NULL if valid, else a static string saying what is wrong. */
 const char *super_validate (const struct nc_sb *sb, uint64_t device_bytes);
 
