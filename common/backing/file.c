@@ -63,7 +63,6 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
-#include <sys/uio.h>
 
 #ifdef HAVE_LINUX_FS_H
 #include <linux/fs.h>
@@ -71,6 +70,7 @@
 
 #include "backing.h"
 #include "compiler.h"
+#include "fileio.h"
 #include "log.h"
 
 /* Zeros for the data-writing fallback of zero (bytes). */
@@ -84,7 +84,7 @@ struct backing_file {
   uint32_t logical_block_bytes; /* block devices: BLKSSZGET; else 1 */
 
   /* Runtime capabilities: true until the kernel says "not supported".
-   * Only accessed through cap_get/cap_clear.
+   * Only accessed through fileio_cap_get/fileio_cap_clear.
    */
   bool cap_dsync;               /* pwritev2 RWF_DSYNC */
   bool cap_punch;               /* fallocate PUNCH_HOLE|KEEP_SIZE */
@@ -95,24 +95,6 @@ struct backing_file {
   bool cap_seek_data;           /* SEEK_DATA / SEEK_HOLE */
   bool write_zeroes_fast;       /* block device zeroes without data writes */
 };
-
-static bool
-cap_get (const bool *cap)
-{
-  return __atomic_load_n (cap, __ATOMIC_RELAXED);
-}
-
-static void
-cap_clear (bool *cap)
-{
-  __atomic_store_n (cap, false, __ATOMIC_RELAXED);
-}
-
-static bool
-is_unsupported (int err)
-{
-  return err == EOPNOTSUPP || err == ENOSYS || err == ENOTTY;
-}
 
 static struct backing_file *
 to_file (struct backing *b)
@@ -152,126 +134,52 @@ check_writable (struct backing_file *f, const char *what, uint64_t offset,
   return -EROFS;
 }
 
-/* fdatasync, retried on EINTR; 0 or -errno (not logged). */
-static int
-datasync (int fd)
-{
-  while (fdatasync (fd) == -1) {
-    if (errno != EINTR)
-      return -errno;
-  }
-  return 0;
-}
-
-/* fallocate, retried on EINTR; 0 or -errno (not logged). */
-static int
-do_fallocate (int fd, int mode, uint64_t offset, uint64_t count)
-{
-  while (fallocate (fd, mode, (off_t) offset, (off_t) count) == -1) {
-    if (errno != EINTR)
-      return -errno;
-  }
-  return 0;
-}
-
-/* ioctl with a { start, length } range, retried on EINTR. */
-static int
-range_ioctl (int fd, unsigned long request, uint64_t offset, uint64_t count)
-{
-  uint64_t range[2] = { offset, count };
-
-  while (ioctl (fd, request, range) == -1) {
-    if (errno != EINTR)
-      return -errno;
-  }
-  return 0;
-}
-
 /* ---- read and write ---- */
 
 static int
 file_pread (struct backing *b, void *buf, size_t count, uint64_t offset)
 {
   struct backing_file *f = to_file (b);
-  char *p = buf;
-  uint64_t pos = offset;
-  size_t left = count;
+  size_t done;
   int r;
 
   if ((r = check_range (f, "read", offset, count)) < 0)
     return r;
-  while (left > 0) {
-    ssize_t n = pread (f->fd, p, left, (off_t) pos);
-
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      r = -errno;
-      log_io_error (f, "read", pos, left, -r);
-      return r;
-    }
-    if (n == 0) {
-      log_error ("file: %s: read at offset %" PRIu64 " count %zu: "
-                 "unexpected end of file (did the file shrink?)",
-                 f->path, pos, left);
-      return -EIO;
-    }
-    p += n;
-    pos += (uint64_t) n;
-    left -= (size_t) n;
+  r = fileio_pread_full (f->fd, buf, count, offset, &done);
+  if (r < 0) {
+    log_io_error (f, "read", offset + done, count - done, -r);
+    return r;
+  }
+  if (done < count) {
+    log_error ("file: %s: read at offset %" PRIu64 " count %zu: "
+               "unexpected end of file (did the file shrink?)",
+               f->path, offset + done, count - done);
+    return -EIO;
   }
   return 0;
 }
 
-/* Write all of buf; with dsync each chunk is written with RWF_DSYNC
- * while the kernel supports it.  *need_datasync is set if the caller
- * asked for dsync and it could not be honoured that way.
- */
+/* Write all of buf; with fua, durably.  0 or -errno (logged). */
 static int
-write_all (struct backing_file *f, const char *p, size_t count, uint64_t pos,
-           bool dsync, bool *need_datasync)
+write_all (struct backing_file *f, const void *buf, size_t count,
+           uint64_t offset, bool fua)
 {
-  while (count > 0) {
-    ssize_t n;
+  size_t done;
+  int r = fileio_pwrite_full (f->fd, buf, count, offset,
+                              fua ? &f->cap_dsync : NULL, &done);
 
-    if (dsync && cap_get (&f->cap_dsync)) {
-      struct iovec iov = { .iov_base = (void *) p, .iov_len = count };
-
-      n = pwritev2 (f->fd, &iov, 1, (off_t) pos, RWF_DSYNC);
-      if (n < 0 && is_unsupported (errno)) {
-        cap_clear (&f->cap_dsync);
-        continue;
-      }
-    }
-    else {
-      if (dsync)
-        *need_datasync = true;
-      n = pwrite (f->fd, p, count, (off_t) pos);
-    }
-    if (n < 0) {
-      int err = errno;
-
-      if (err == EINTR)
-        continue;
-      log_io_error (f, "write", pos, count, err);
-      return -err;
-    }
-    if (n == 0) {
-      log_io_error (f, "write (no progress)", pos, count, EIO);
-      return -EIO;
-    }
-    p += n;
-    pos += (uint64_t) n;
-    count -= (size_t) n;
-  }
-  return 0;
+  if (r < 0 && done == count)
+    log_io_error (f, "write (FUA fdatasync)", offset, count, -r);
+  else if (r < 0)
+    log_io_error (f, "write", offset + done, count - done, -r);
+  return r;
 }
 
 static int
 sync_after (struct backing_file *f, const char *what, uint64_t offset,
             uint64_t count)
 {
-  int r = datasync (f->fd);
+  int r = fileio_datasync (f->fd);
 
   if (r < 0)
     log_io_error (f, what, offset, count, -r);
@@ -283,25 +191,19 @@ file_pwrite (struct backing *b, const void *buf, size_t count,
              uint64_t offset, uint32_t flags)
 {
   struct backing_file *f = to_file (b);
-  bool fua = flags & BACKING_FUA;
-  bool need_datasync = false;
   int r;
 
   if ((r = check_writable (f, "write", offset, count)) < 0 ||
       (r = check_range (f, "write", offset, count)) < 0)
     return r;
-  if ((r = write_all (f, buf, count, offset, fua, &need_datasync)) < 0)
-    return r;
-  if (need_datasync)
-    return sync_after (f, "write (FUA fdatasync)", offset, count);
-  return 0;
+  return write_all (f, buf, count, offset, (flags & BACKING_FUA) != 0);
 }
 
 static int
 file_flush (struct backing *b)
 {
   struct backing_file *f = to_file (b);
-  int r = datasync (f->fd);
+  int r = fileio_datasync (f->fd);
 
   if (r < 0) {
     errno = -r;
@@ -339,12 +241,12 @@ file_trim (struct backing *b, uint64_t count, uint64_t offset,
     return 0;
 
   if (b->is_block_device) {
-    if (!cap_get (&f->cap_blkdiscard) ||
+    if (!fileio_cap_get (&f->cap_blkdiscard) ||
         !aligned_interior (f, offset, count, &start, &end))
       return 0;
-    r = range_ioctl (f->fd, BLKDISCARD, start, end - start);
-    if (r < 0 && is_unsupported (-r)) {
-      cap_clear (&f->cap_blkdiscard);
+    r = fileio_range_ioctl (f->fd, BLKDISCARD, start, end - start);
+    if (r < 0 && fileio_is_unsupported (-r)) {
+      fileio_cap_clear (&f->cap_blkdiscard);
       return 0;
     }
     if (r < 0) {
@@ -353,12 +255,11 @@ file_trim (struct backing *b, uint64_t count, uint64_t offset,
     }
   }
   else {
-    if (!cap_get (&f->cap_punch))
+    if (!fileio_cap_get (&f->cap_punch))
       return 0;
-    r = do_fallocate (f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                      offset, count);
-    if (r < 0 && is_unsupported (-r)) {
-      cap_clear (&f->cap_punch);
+    r = fileio_punch_hole (f->fd, offset, count);
+    if (r < 0 && fileio_is_unsupported (-r)) {
+      fileio_cap_clear (&f->cap_punch);
       return 0;
     }
     if (r < 0) {
@@ -378,11 +279,9 @@ file_trim (struct backing *b, uint64_t count, uint64_t offset,
 static int
 write_zeros (struct backing_file *f, uint64_t offset, uint64_t count)
 {
-  bool unused = false;
-
   while (count > 0) {
     size_t n = (size_t) MIN (count, (uint64_t) ZERO_BUF_BYTES);
-    int r = write_all (f, zero_buf, n, offset, false, &unused);
+    int r = write_all (f, zero_buf, n, offset, false);
 
     if (r < 0)
       return r;
@@ -401,13 +300,13 @@ try_fallocate (struct backing_file *f, bool *cap, int mode, const char *what,
 {
   int r;
 
-  if (!cap_get (cap))
+  if (!fileio_cap_get (cap))
     return 0;
-  r = do_fallocate (f->fd, mode, offset, count);
+  r = fileio_fallocate (f->fd, mode, offset, count);
   if (r == 0)
     return 1;
-  if (is_unsupported (-r)) {
-    cap_clear (cap);
+  if (fileio_is_unsupported (-r)) {
+    fileio_cap_clear (cap);
     return 0;
   }
   log_io_error (f, what, offset, count, -r);
@@ -439,8 +338,8 @@ zero_regular (struct backing_file *f, uint64_t count, uint64_t offset,
    * (keeping the allocation is a wish, not a promise; writing data is
    * what FAST forbids) and a normal one writes zeros instead.
    */
-  if (cap_get (&f->cap_punch) &&
-      (cap_get (&f->cap_allocate) || (flags & BACKING_FAST))) {
+  if (fileio_cap_get (&f->cap_punch) &&
+      (fileio_cap_get (&f->cap_allocate) || (flags & BACKING_FAST))) {
     r = try_fallocate (f, &f->cap_punch, punch, "zero (punch hole)",
                        offset, count);
     if (r < 0)
@@ -481,8 +380,8 @@ zero_block_device (struct backing_file *f, uint64_t count, uint64_t offset,
    * can only be undone by a capability disappearing under us, in which
    * case the slow path below is taken even for FAST.
    */
-  punch = (flags & BACKING_MAY_TRIM) && cap_get (&f->cap_punch);
-  zeroout = cap_get (&f->cap_blkzeroout) &&
+  punch = (flags & BACKING_MAY_TRIM) && fileio_cap_get (&f->cap_punch);
+  zeroout = fileio_cap_get (&f->cap_blkzeroout) &&
     (!(flags & BACKING_FAST) || f->write_zeroes_fast);
   if ((flags & BACKING_FAST) && !punch && !zeroout)
     return -ENOTSUP;
@@ -502,14 +401,14 @@ zero_block_device (struct backing_file *f, uint64_t count, uint64_t offset,
       return r < 0 ? r : 0;
   }
   if (zeroout) {
-    r = range_ioctl (f->fd, BLKZEROOUT, start, end - start);
+    r = fileio_range_ioctl (f->fd, BLKZEROOUT, start, end - start);
     if (r == 0)
       return 0;
-    if (!is_unsupported (-r)) {
+    if (!fileio_is_unsupported (-r)) {
       log_io_error (f, "zero (BLKZEROOUT)", start, end - start, -r);
       return r;
     }
-    cap_clear (&f->cap_blkzeroout);
+    fileio_cap_clear (&f->cap_blkzeroout);
   }
   return write_zeros (f, start, end - start);
 }
@@ -568,7 +467,7 @@ file_extents (struct backing *b, uint64_t count, uint64_t offset,
   if (count == 0)
     return 0;
 
-  if (!cap_get (&f->cap_seek_data)) {
+  if (!fileio_cap_get (&f->cap_seek_data)) {
     r = fn (opaque, offset, count, 0);
     return r < 0 ? r : 0;
   }
@@ -691,45 +590,6 @@ make_uri (const char *path)
   return uri;
 }
 
-/* Create path as a sparse file of size bytes.  -EEXIST if it appeared
- * meanwhile (the caller then just opens it).
- */
-static int
-create_sparse (const char *path, uint64_t size_bytes)
-{
-  int fd, r;
-
-  if (size_bytes > INT64_MAX) {
-    log_error ("file: %s: cannot create: size %" PRIu64 " bytes is too large",
-               path, size_bytes);
-    return -EFBIG;
-  }
-  fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0644);
-  if (fd == -1) {
-    r = -errno;
-    if (r != -EEXIST)
-      log_error ("file: %s: create: %m", path);
-    return r;
-  }
-  if (ftruncate (fd, (off_t) size_bytes) == -1 || fsync (fd) == -1) {
-    r = -errno;
-    log_error ("file: %s: create: setting the size to %" PRIu64 " bytes: %m",
-               path, size_bytes);
-    close (fd);
-    unlink (path);
-    return r;
-  }
-  if (close (fd) == -1) {
-    r = -errno;
-    log_error ("file: %s: create: close: %m", path);
-    unlink (path);
-    return r;
-  }
-  log_info ("file: %s: created a sparse backing file of %" PRIu64 " bytes",
-            path, size_bytes);
-  return 0;
-}
-
 /* Read a decimal number from /sys/dev/block/MAJ:MIN[/..]/queue/NAME (a
  * partition keeps its queue in its parent).  -errno if unreadable.
  */
@@ -760,22 +620,15 @@ read_queue_attr (dev_t rdev, const char *name, uint64_t *out)
   return -ENOENT;
 }
 
-static int
+static void
 probe_block_device (struct backing_file *f, const struct stat *st)
 {
-  uint64_t size_bytes, v;
+  uint64_t v;
   int lbs;
 
-  if (ioctl (f->fd, BLKGETSIZE64, &size_bytes) == -1) {
-    int r = -errno;
-
-    log_error ("file: %s: BLKGETSIZE64: %m", f->path);
-    return r;
-  }
   if (ioctl (f->fd, BLKSSZGET, &lbs) == -1 || lbs <= 0)
     lbs = 512;
 
-  f->b.size_bytes = size_bytes;
   f->b.is_block_device = true;
   f->logical_block_bytes = (uint32_t) lbs;
   f->cap_seek_data = false;
@@ -795,16 +648,14 @@ probe_block_device (struct backing_file *f, const struct stat *st)
   f->b.can_zero = f->write_zeroes_fast;
   f->b.can_fast_zero = f->write_zeroes_fast;
   f->b.can_extents = false;
-  return 0;
 }
 
 static void
-probe_regular_file (struct backing_file *f, const struct stat *st)
+probe_regular_file (struct backing_file *f)
 {
   uint64_t pos;
   int r;
 
-  f->b.size_bytes = (uint64_t) st->st_size;
   f->logical_block_bytes = 1;
   f->cap_blkdiscard = false;
   f->cap_blkzeroout = false;
@@ -813,14 +664,13 @@ probe_regular_file (struct backing_file *f, const struct stat *st)
    * tells whether the filesystem can punch at all.
    */
   if (!f->b.readonly) {
-    r = do_fallocate (f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                      f->b.size_bytes, 4096);
-    if (r < 0 && is_unsupported (-r))
+    r = fileio_punch_hole (f->fd, f->b.size_bytes, 4096);
+    if (r < 0 && fileio_is_unsupported (-r))
       f->cap_punch = false;
   }
 
   r = seek (f->fd, 0, SEEK_HOLE, &pos);
-  if (r == -EINVAL || (r < 0 && is_unsupported (-r)))
+  if (r == -EINVAL || (r < 0 && fileio_is_unsupported (-r)))
     f->cap_seek_data = false;
 
   /* ZERO_RANGE is not probed (it would allocate past end of file); every
@@ -841,8 +691,11 @@ open_or_create (const char *path, const struct backing_open_options *opts)
 
   fd = open (path, flags);
   if (fd == -1 && errno == ENOENT && opts->create_size_bytes > 0) {
-    r = create_sparse (path, opts->create_size_bytes);
-    if (r < 0 && r != -EEXIST)
+    r = fileio_create_sparse ("file: ", path, opts->create_size_bytes, 0644);
+    if (r == 0)
+      log_info ("file: %s: created a sparse backing file of %" PRIu64
+                " bytes", path, opts->create_size_bytes);
+    else if (r != -EEXIST)
       return r;
     fd = open (path, flags);
   }
@@ -893,22 +746,13 @@ backing_file_open (const char *path, const struct backing_open_options *opts,
     goto err;
   f->fd = r;
 
-  if (fstat (f->fd, &st) == -1) {
-    r = -errno;
-    log_error ("file: %s: fstat: %m", path);
+  if ((r = fileio_stat_size ("file: ", path, f->fd, &st,
+                              &f->b.size_bytes)) < 0)
     goto err;
-  }
-  if (S_ISBLK (st.st_mode)) {
-    if ((r = probe_block_device (f, &st)) < 0)
-      goto err;
-  }
-  else if (S_ISREG (st.st_mode))
-    probe_regular_file (f, &st);
-  else {
-    log_error ("file: %s: not a regular file or a block device", path);
-    r = S_ISDIR (st.st_mode) ? -EISDIR : -EINVAL;
-    goto err;
-  }
+  if (S_ISBLK (st.st_mode))
+    probe_block_device (f, &st);
+  else
+    probe_regular_file (f);
 
   if (f->b.readonly)
     f->b.can_trim = f->b.can_zero = f->b.can_fast_zero = false;

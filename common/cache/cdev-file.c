@@ -51,10 +51,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <sys/uio.h>
 
 #ifdef HAVE_LINUX_FS_H
 #include <linux/fs.h>
@@ -62,6 +60,7 @@
 
 #include "cdev.h"
 #include "compiler.h"
+#include "fileio.h"
 #include "log.h"
 #include "ondisk.h"
 
@@ -71,30 +70,11 @@ struct cdev_file {
   bool readonly;
 
   /* Runtime capabilities: true until the kernel says "not supported".
-   * Only accessed through cap_get/cap_clear.
+   * Only accessed through fileio_cap_get/fileio_cap_clear.
    */
   bool cap_dsync;               /* pwritev2 RWF_DSYNC */
   bool cap_discard;             /* PUNCH_HOLE or BLKDISCARD */
 };
-
-static bool
-cap_get (const bool *cap)
-{
-  return __atomic_load_n (cap, __ATOMIC_RELAXED);
-}
-
-static void
-cap_clear (bool *cap)
-{
-  __atomic_store_n (cap, false, __ATOMIC_RELAXED);
-}
-
-static bool
-is_unsupported (int err)
-{
-  return err == EOPNOTSUPP || err == ENOTSUP || err == ENOSYS ||
-    err == ENOTTY;
-}
 
 static struct cdev_file *
 to_file (struct cdev *cd)
@@ -145,96 +125,26 @@ check_writable (struct cdev_file *f, const char *what, uint64_t offset,
   return -EROFS;
 }
 
-/* fdatasync, retried on EINTR; 0 or -errno (not logged). */
-static int
-datasync (int fd)
-{
-  while (fdatasync (fd) == -1) {
-    if (errno != EINTR)
-      return -errno;
-  }
-  return 0;
-}
-
 /* ---- read and write ---- */
 
 static int
 file_pread (struct cdev *cd, void *buf, size_t count, uint64_t offset)
 {
   struct cdev_file *f = to_file (cd);
-  char *p = buf;
-  uint64_t pos = offset;
-  size_t left = count;
+  size_t done;
   int r;
 
   if ((r = check_request (f, "read", buf, offset, count)) < 0)
     return r;
-  while (left > 0) {
-    ssize_t n = pread (f->fd, p, left, (off_t) pos);
-
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      r = -errno;
-      log_io_error (f, "read", pos, left, -r);
-      return r;
-    }
-    if (n == 0) {
-      log_io_error (f, "read (unexpected end of file: did the file shrink?)",
-                    pos, left, EIO);
-      return -EIO;
-    }
-    p += n;
-    pos += (uint64_t) n;
-    left -= (size_t) n;
+  r = fileio_pread_full (f->fd, buf, count, offset, &done);
+  if (r == 0 && done < count) {
+    log_io_error (f, "read (unexpected end of file: did the file shrink?)",
+                  offset + done, count - done, EIO);
+    return -EIO;
   }
-  return 0;
-}
-
-/* Write all of buf; with dsync each chunk is written with RWF_DSYNC while
- * the kernel supports it.  *need_datasync is set if the caller asked for
- * dsync and it could not be honoured that way.
- */
-static int
-write_all (struct cdev_file *f, const char *p, size_t count, uint64_t pos,
-           bool dsync, bool *need_datasync)
-{
-  while (count > 0) {
-    ssize_t n;
-
-    if (dsync && cap_get (&f->cap_dsync)) {
-      struct iovec iov = { .iov_base = (void *) p, .iov_len = count };
-
-      n = pwritev2 (f->fd, &iov, 1, (off_t) pos, RWF_DSYNC);
-      if (n < 0 && is_unsupported (errno)) {
-        log_debug ("cdev %s: RWF_DSYNC is not supported, using fdatasync",
-                   f->cd.path);
-        cap_clear (&f->cap_dsync);
-        continue;
-      }
-    }
-    else {
-      if (dsync)
-        *need_datasync = true;
-      n = pwrite (f->fd, p, count, (off_t) pos);
-    }
-    if (n < 0) {
-      int err = errno;
-
-      if (err == EINTR)
-        continue;
-      log_io_error (f, "write", pos, count, err);
-      return -err;
-    }
-    if (n == 0) {
-      log_io_error (f, "write (no progress)", pos, count, EIO);
-      return -EIO;
-    }
-    p += n;
-    pos += (uint64_t) n;
-    count -= (size_t) n;
-  }
-  return 0;
+  if (r < 0)
+    log_io_error (f, "read", offset + done, count - done, -r);
+  return r;
 }
 
 static int
@@ -243,26 +153,31 @@ file_pwrite (struct cdev *cd, const void *buf, size_t count, uint64_t offset,
 {
   struct cdev_file *f = to_file (cd);
   bool fua = (flags & CDEV_FUA) != 0;
-  bool need_datasync = false;
+  bool had_dsync;
+  size_t done;
   int r;
 
   if ((r = check_writable (f, "write", offset, count)) < 0 ||
       (r = check_request (f, "write", buf, offset, count)) < 0)
     return r;
-  if ((r = write_all (f, buf, count, offset, fua, &need_datasync)) < 0)
-    return r;
-  if (need_datasync && (r = datasync (f->fd)) < 0) {
+  had_dsync = fua && fileio_cap_get (&f->cap_dsync);
+  r = fileio_pwrite_full (f->fd, buf, count, offset,
+                          fua ? &f->cap_dsync : NULL, &done);
+  if (had_dsync && !fileio_cap_get (&f->cap_dsync))
+    log_debug ("cdev %s: RWF_DSYNC is not supported, using fdatasync",
+               cd->path);
+  if (r < 0 && done == count)
     log_io_error (f, "write (FUA fdatasync)", offset, count, -r);
-    return r;
-  }
-  return 0;
+  else if (r < 0)
+    log_io_error (f, "write", offset + done, count - done, -r);
+  return r;
 }
 
 static int
 file_sync (struct cdev *cd)
 {
   struct cdev_file *f = to_file (cd);
-  int r = datasync (f->fd);
+  int r = fileio_datasync (f->fd);
 
   if (r < 0) {
     errno = -r;
@@ -283,35 +198,22 @@ file_discard (struct cdev *cd, uint64_t count, uint64_t offset)
   if ((r = check_writable (f, "discard", offset, count)) < 0 ||
       (r = check_request (f, "discard", NULL, offset, count)) < 0)
     return r;
-  if (count == 0 || !cap_get (&f->cap_discard))
+  if (count == 0 || !fileio_cap_get (&f->cap_discard))
     return 0;
 
   if (cd->is_block_device) {
-    uint64_t range[2] = { offset, count };
-
     what = "discard (BLKDISCARD)";
-    while (ioctl (f->fd, BLKDISCARD, range) == -1) {
-      if (errno != EINTR) {
-        r = -errno;
-        break;
-      }
-    }
+    r = fileio_range_ioctl (f->fd, BLKDISCARD, offset, count);
   }
   else {
     what = "discard (punch hole)";
-    while (fallocate (f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                      (off_t) offset, (off_t) count) == -1) {
-      if (errno != EINTR) {
-        r = -errno;
-        break;
-      }
-    }
+    r = fileio_punch_hole (f->fd, offset, count);
   }
 
-  if (r < 0 && is_unsupported (-r)) {
+  if (r < 0 && fileio_is_unsupported (-r)) {
     log_debug ("cdev %s: %s is not supported; discard is a no-op",
                cd->path, what);
-    cap_clear (&f->cap_discard);
+    fileio_cap_clear (&f->cap_discard);
     return 0;
   }
   if (r < 0)
@@ -343,45 +245,6 @@ static const struct cdev_ops file_ops = {
 
 /* ---- open ---- */
 
-/* Create path as a sparse file of size bytes.  -EEXIST if it appeared
- * meanwhile (the caller then just opens it).
- */
-static int
-create_sparse (const char *path, uint64_t size_bytes)
-{
-  int fd, r;
-
-  if (size_bytes > INT64_MAX) {
-    log_error ("cdev %s: cannot create: size %" PRIu64 " bytes is too large",
-               path, size_bytes);
-    return -EFBIG;
-  }
-  fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
-  if (fd == -1) {
-    r = -errno;
-    if (r != -EEXIST)
-      log_error ("cdev %s: create: %m", path);
-    return r;
-  }
-  if (ftruncate (fd, (off_t) size_bytes) == -1 || fsync (fd) == -1) {
-    r = -errno;
-    log_error ("cdev %s: create: setting the size to %" PRIu64 " bytes: %m",
-               path, size_bytes);
-    close (fd);
-    unlink (path);
-    return r;
-  }
-  if (close (fd) == -1) {
-    r = -errno;
-    log_error ("cdev %s: create: close: %m", path);
-    unlink (path);
-    return r;
-  }
-  log_info ("cdev %s: created a sparse cache file of %" PRIu64 " bytes",
-            path, size_bytes);
-  return 0;
-}
-
 /* open(2), retried without O_DIRECT if the filesystem refuses it (EINVAL).
  * The fd or -errno (not logged).
  */
@@ -412,8 +275,11 @@ open_or_create (struct cdev_file *f, const char *path,
 
   r = open_fd (f, path, flags);
   if (r == -ENOENT && opts->create_size_bytes > 0 && !opts->readonly) {
-    r = create_sparse (path, opts->create_size_bytes);
-    if (r < 0 && r != -EEXIST)
+    r = fileio_create_sparse ("cdev ", path, opts->create_size_bytes, 0600);
+    if (r == 0)
+      log_info ("cdev %s: created a sparse cache file of %" PRIu64 " bytes",
+                path, opts->create_size_bytes);
+    else if (r != -EEXIST)
       return r;
     r = open_fd (f, path, flags);
   }
@@ -474,28 +340,11 @@ probe_size (struct cdev_file *f, const char *path)
 {
   struct stat st;
   uint64_t size_bytes;
+  int r;
 
-  if (fstat (f->fd, &st) == -1) {
-    int r = -errno;
-
-    log_error ("cdev %s: fstat: %m", path);
+  if ((r = fileio_stat_size ("cdev ", path, f->fd, &st, &size_bytes)) < 0)
     return r;
-  }
-  if (S_ISBLK (st.st_mode)) {
-    if (ioctl (f->fd, BLKGETSIZE64, &size_bytes) == -1) {
-      int r = -errno;
-
-      log_error ("cdev %s: BLKGETSIZE64: %m", path);
-      return r;
-    }
-    f->cd.is_block_device = true;
-  }
-  else if (S_ISREG (st.st_mode))
-    size_bytes = (uint64_t) st.st_size;
-  else {
-    log_error ("cdev %s: not a regular file or a block device", path);
-    return S_ISDIR (st.st_mode) ? -EISDIR : -EINVAL;
-  }
+  f->cd.is_block_device = S_ISBLK (st.st_mode);
 
   f->cd.size_bytes = ROUND_DOWN (size_bytes, (uint64_t) NC_BLOCK_BYTES);
   if (f->cd.size_bytes == 0) {
