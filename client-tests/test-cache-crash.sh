@@ -369,8 +369,15 @@ EOF
       argv=("$NBDCACHED" -f -c "$dir/c.conf" -U @SOCK@) ;;
     plugin)
       # -v for the statistics line (an nbdkit debug message), without a
-      # line per request.
-      argv=($(nbdkit_env) "$NBDKIT" -f -v -D nbdkit.backend.datapath=0
+      # line per request.  Under ASan, nbdkit 1.32 itself sometimes leaks
+      # 280 bytes (allocated in /usr/bin/nbdkit) when SIGTERM stops it with
+      # a connection just closed, which LeakSanitizer turns into exit 1:
+      # leak checking is off for this server only.  The plugin's own leaks
+      # are checked by the captive-mode (--run) tests and valgrind.
+      nenv=($(nbdkit_env))
+      [ ${#nenv[@]} -eq 0 ] ||
+        nenv+=("ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0")
+      argv=("${nenv[@]}" "$NBDKIT" -f -v -D nbdkit.backend.datapath=0
             -U @SOCK@ "$PLUGIN" "config=$dir/c.conf" export=disk) ;;
   esac
   rc=0
