@@ -114,12 +114,28 @@ can_bump (const struct bucket *b)
 /* The new gen is made durable by the caller (a prio write) before the
  * bucket is handed out.  Pointers with the old gen are stale from now.
  */
+/* Set b's live and dirty block counts, keeping the set's totals exact.
+ * Every change of a bucket's counts goes through here.
+ */
 static void
-bump_gen_locked (struct bucket *b)
+set_counts_locked (struct bucket_set *bs, struct bucket *b, uint32_t live,
+                   uint32_t dirty)
+{
+  bs->total_live_blocks = bs->total_live_blocks - b->live_blocks + live;
+  bs->total_dirty_blocks = bs->total_dirty_blocks - b->dirty_blocks + dirty;
+  if (b->dirty_blocks == 0 && dirty > 0)
+    bs->nr_dirty_buckets++;
+  else if (b->dirty_blocks > 0 && dirty == 0)
+    bs->nr_dirty_buckets--;
+  b->live_blocks = live;
+  b->dirty_blocks = dirty;
+}
+
+static void
+bump_gen_locked (struct bucket_set *bs, struct bucket *b)
 {
   __atomic_store_n (&b->gen, (uint8_t) (b->gen + 1), __ATOMIC_RELEASE);
-  b->live_blocks = 0;
-  b->dirty_blocks = 0;
+  set_counts_locked (bs, b, 0, 0);
 }
 
 static uint64_t
@@ -210,8 +226,7 @@ open_wp_locked (struct bucket_set *bs, struct bucket_write_point *w,
   set_state_locked (bs, i, BUCKET_OPEN);
   b->in_wp = true;
   b->open = 0;
-  b->live_blocks = 0;
-  b->dirty_blocks = 0;
+  set_counts_locked (bs, b, 0, 0);
   prio_store (b, BUCKET_PRIO_HIT);
   w->valid = true;
   w->bucket = i;
@@ -260,7 +275,7 @@ refill_from_empty_locked (struct bucket_set *bs, bool *gen_limited)
     b = &bs->b[i];
     if (b->state == BUCKET_EMPTY) {
       if (can_bump (b)) {
-        bump_gen_locked (b);
+        bump_gen_locked (bs, b);
         bs->scratch[n++] = i;
       }
       else
@@ -366,7 +381,7 @@ evict_locked (struct bucket_set *bs, uint32_t want, bool *gen_limited)
     heap_sift_down (bs, h, i - 1, 0);
   }
   for (i = 0; i < n; i++) {
-    bump_gen_locked (&bs->b[h[i]]);
+    bump_gen_locked (bs, &bs->b[h[i]]);
     set_state_locked (bs, h[i], BUCKET_EMPTY);
   }
   if ((r = prio_write_locked (bs)) < 0)
@@ -502,7 +517,8 @@ bucket_reset_locked (struct bucket_set *bs)
   for (i = 0; i < bs->nbuckets; i++) {
     struct bucket *b = &bs->b[i];
 
-    b->live_blocks = b->dirty_blocks = b->open = 0;
+    set_counts_locked (bs, b, 0, 0);
+    b->open = 0;
     b->marked = b->in_wp = b->on_pending_list = false;
     b->free_seq = 0;
     b->oldest_gen = b->gc_oldest = gen_load (b);
@@ -528,7 +544,7 @@ bucket_mark_begin (struct bucket_set *bs)
     struct bucket *b = &bs->b[i];
 
     b->marked = false;
-    b->live_blocks = b->dirty_blocks = 0;
+    set_counts_locked (bs, b, 0, 0);
     b->oldest_gen = gen_load (b);
   }
   pthread_mutex_unlock (&bs->lock);
@@ -559,11 +575,9 @@ bucket_mark_key (struct bucket_set *bs, const struct nc_key *k)
   pthread_mutex_lock (&bs->lock);
   gen = gen_load (b);
   current = k->gen == gen;
-  if (current) {
-    b->live_blocks += k->size;
-    if (bkey_is_dirty (k))
-      b->dirty_blocks += k->size;
-  }
+  if (current)
+    set_counts_locked (bs, b, b->live_blocks + k->size,
+                       b->dirty_blocks + (bkey_is_dirty (k) ? k->size : 0));
   else if (gen_older (gen, k->gen, b->oldest_gen))
     b->oldest_gen = k->gen;
   pthread_mutex_unlock (&bs->lock);
@@ -602,7 +616,7 @@ bucket_mark_done (struct bucket_set *bs)
       st = BUCKET_EMPTY;
     if (st == BUCKET_BTREE || st == BUCKET_EMPTY || st == BUCKET_FREE ||
         st == BUCKET_PENDING)
-      b->live_blocks = b->dirty_blocks = 0;
+      set_counts_locked (bs, b, 0, 0);
     b->state = st;
     bs->nr_state[st]++;
     if (st == BUCKET_FREE)
@@ -746,7 +760,7 @@ bucket_alloc_node (struct bucket_set *bs, uint32_t *bucket, uint8_t *gen)
     struct bucket *b = &bs->b[i];
 
     set_state_locked (bs, i, BUCKET_BTREE);
-    b->live_blocks = b->dirty_blocks = 0;
+    set_counts_locked (bs, b, 0, 0);
     prio_store (b, 0);
     *bucket = i;
     *gen = gen_load (b);
@@ -775,6 +789,7 @@ void
 bucket_account (struct bucket_set *bs, const struct nc_key *k, int sign)
 {
   struct bucket *b;
+  uint32_t live, dirty;
 
   if (!bkey_has_data (k) || sign == 0)
     return;
@@ -796,30 +811,32 @@ bucket_account (struct bucket_set *bs, const struct nc_key *k, int sign)
     goto out;
   }
   if (sign > 0) {
-    b->live_blocks += k->size;
-    if (bkey_is_dirty (k))
-      b->dirty_blocks += k->size;
+    set_counts_locked (bs, b, b->live_blocks + k->size,
+                       b->dirty_blocks + (bkey_is_dirty (k) ? k->size : 0));
     if (b->state == BUCKET_EMPTY || b->state == BUCKET_PENDING)
       set_state_locked (bs, k->bucket, BUCKET_DATA);
     goto out;
   }
-  if (b->live_blocks < k->size) {
+  live = b->live_blocks;
+  dirty = b->dirty_blocks;
+  if (live < k->size) {
     complain_locked (bs, COMPLAIN_ACCOUNT, "live block count would go below zero", k->bucket);
-    b->live_blocks = 0;
+    live = 0;
   }
   else
-    b->live_blocks -= k->size;
+    live -= k->size;
   if (bkey_is_dirty (k)) {
-    if (b->dirty_blocks < k->size) {
+    if (dirty < k->size) {
       complain_locked (bs, COMPLAIN_ACCOUNT, "dirty block count would go below zero",
                        k->bucket);
-      b->dirty_blocks = 0;
+      dirty = 0;
     }
     else
-      b->dirty_blocks -= k->size;
+      dirty -= k->size;
   }
-  if (b->dirty_blocks > b->live_blocks)
-    b->dirty_blocks = b->live_blocks;
+  if (dirty > live)
+    dirty = live;
+  set_counts_locked (bs, b, live, dirty);
   if (b->state == BUCKET_DATA && b->live_blocks == 0)
     make_pending_locked (bs, k->bucket, open_seq (bs));
  out:
@@ -901,8 +918,6 @@ bucket_hit (struct bucket_set *bs, uint32_t bucket)
 void
 bucket_get_usage (struct bucket_set *bs, struct bucket_usage *u)
 {
-  uint32_t i;
-
   memset (u, 0, sizeof *u);
   pthread_mutex_lock (&bs->lock);
   u->nbuckets = bs->nbuckets - bs->data_first;
@@ -912,14 +927,9 @@ bucket_get_usage (struct bucket_set *bs, struct bucket_usage *u)
   u->open = bs->nr_state[BUCKET_OPEN];
   u->data = bs->nr_state[BUCKET_DATA];
   u->btree = bs->nr_state[BUCKET_BTREE];
-  for (i = bs->data_first; i < bs->nbuckets; i++) {
-    const struct bucket *b = &bs->b[i];
-
-    u->live_blocks += b->live_blocks;
-    u->dirty_blocks += b->dirty_blocks;
-    if (b->dirty_blocks > 0)
-      u->dirty_buckets++;
-  }
+  u->live_blocks = bs->total_live_blocks;
+  u->dirty_blocks = bs->total_dirty_blocks;
+  u->dirty_buckets = bs->nr_dirty_buckets;
   u->evictions = bs->evictions;
   u->prio_writes = bs->prio_writes;
   pthread_mutex_unlock (&bs->lock);

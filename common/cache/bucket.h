@@ -269,6 +269,11 @@ struct bucket_set {
   int prio_copy;
 
   uint64_t prio_writes, evictions;
+  /* Sums over the data buckets, kept by set_counts_locked so usage
+   * questions (promotion on every read miss, stats) cost O(1).
+   */
+  uint64_t total_live_blocks, total_dirty_blocks;
+  uint32_t nr_dirty_buckets;
   uint64_t ios;                 /* atomic: I/Os counted for decay */
   unsigned complained;          /* kinds of caller bugs already logged */
 };

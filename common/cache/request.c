@@ -349,7 +349,6 @@ invalidate (struct ncache *nc, uint64_t start, uint64_t end, uint64_t *seq,
   *cut = false;
   if (start >= end)
     return 0;
-  make_key (nc, &k, start, end, NC_KEY_DELETE);
   /* A DELETE key may be as long as the export; its size field is 32-bit. */
   while (start < end) {
     uint64_t e = MIN (end, start + MAX_ZERO_KEY_BLOCKS);
