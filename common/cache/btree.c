@@ -940,9 +940,13 @@ btree_sweep (struct btree *bt)
         break;
     }
   }
-  /* Only a complete walk may publish oldest gens. */
-  bucket_gc_end (bt->bs);
+  /* Only a complete walk whose dropped stale keys are durable may publish
+   * oldest gens: published earlier, the allocator could bump a bucket past
+   * a stale key that a crash would bring back from an older leaf.
+   */
   r = write_dirty_locked (bt, UINT64_MAX);
+  if (r == 0)
+    bucket_gc_end (bt->bs);
  out:
   bnode_shrink (bt, 0);
   pthread_mutex_unlock (&bt->lock);
