@@ -50,7 +50,7 @@ size_bytes=$((64 * 1024 * 1024))
 
 tmp=$(make_tmpdir)
 cat > "$tmp/crash.py" <<'EOF'
-import os, random, re, signal, struct, subprocess, sys, threading, time
+import errno, os, random, re, signal, struct, subprocess, sys, threading, time
 import nbd
 
 (kind, workdir, logfile, seed, size_bytes, check_hits) = (
@@ -131,11 +131,25 @@ def start_server():
     fail("start %d: no socket %s after 60 s" % (starts, sock))
 
 def connect(p, sock):
-    h = nbd.NBD()
-    h.set_export_name("disk")
-    try:
-        h.connect_unix(sock)
-    except nbd.Error as ex:
+    # nbdkit binds its socket before it listens, and a connect in that
+    # window is refused: retry a refused connect for up to 5 s while the
+    # server runs.  (nbdcached renames its socket into place once it
+    # listens, so it never shows the window.)
+    err = None
+    for _ in range(500):
+        h = nbd.NBD()
+        h.set_export_name("disk")
+        try:
+            h.connect_unix(sock)
+            err = None
+            break
+        except nbd.Error as ex:
+            err = ex
+            if ex.errnum != errno.ECONNREFUSED or p.poll() is not None:
+                break
+            time.sleep(0.01)
+    if err is not None:
+        ex = err
         try:
             rc = p.wait(timeout=30)
             why = "the server exited with status %d" % rc

@@ -116,24 +116,43 @@ open_unix (struct server *srv, const char *path)
   struct sockaddr_un sun = { .sun_family = AF_UNIX };
   struct stat st;
   char display[sizeof sun.sun_path + 8];
+  char tmp[sizeof sun.sun_path + 32];
   int fd;
 
   if (strlen (path) >= sizeof sun.sun_path) {
     log_error ("unix:%s: socket path too long", path);
     return -ENAMETOOLONG;
   }
-  strcpy (sun.sun_path, path);
+  /* The socket appears under its name only once it listens: bind a
+   * temporary name in the same directory, listen, then rename.  A client
+   * that waits for the path to exist (as scripts and tests do) can never
+   * connect in the window between bind and listen and be refused.  If the
+   * temporary name does not fit, bind the name itself. */
+  if (snprintf (tmp, sizeof tmp, "%s.%ld.tmp", path, (long) getpid ())
+      >= (int) sizeof sun.sun_path)
+    snprintf (tmp, sizeof tmp, "%s", path);
+  strcpy (sun.sun_path, tmp);
   /* A stale socket from an earlier run would make bind fail. */
   if (lstat (path, &st) == 0 && S_ISSOCK (st.st_mode))
     unlink (path);
+  if (strcmp (tmp, path) != 0 && lstat (tmp, &st) == 0 &&
+      S_ISSOCK (st.st_mode))
+    unlink (tmp);
   fd = socket (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd == -1 ||
-      bind (fd, (struct sockaddr *) &sun, sizeof sun) == -1 ||
-      listen (fd, SOMAXCONN) == -1) {
+      bind (fd, (struct sockaddr *) &sun, sizeof sun) == -1) {
     int e = errno;
     log_error ("unix:%s: %s", path, strerror (e));
     if (fd >= 0)
       close (fd);
+    return -e;
+  }
+  if (listen (fd, SOMAXCONN) == -1 ||
+      (strcmp (tmp, path) != 0 && rename (tmp, path) == -1)) {
+    int e = errno;
+    log_error ("unix:%s: %s", path, strerror (e));
+    close (fd);
+    unlink (tmp);               /* ours: we bound it */
     return -e;
   }
   snprintf (display, sizeof display, "unix:%s", path);
