@@ -55,6 +55,8 @@ bkey_invalid_leaf (const struct nc_key *k, uint32_t bucket_blocks,
     return "key has an invalid export id";
   if (k->nonce != 0)
     return "leaf key has a nonce";
+  if ((k->flags & NC_KEY_NOHOLE) && !(k->flags & NC_KEY_ZERO))
+    return "NOHOLE on a key that is not ZERO";
   if (k->flags & NC_KEY_ZERO)
     return NULL;
   if ((why = invalid_bucket (k->bucket, data_first, nbuckets)) != NULL)

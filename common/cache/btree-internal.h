@@ -62,6 +62,10 @@ struct btree_path {
 
 struct btree {
   pthread_mutex_t lock;
+  /* Serialises btree_gc passes; taken before lock, never by requests. */
+  pthread_mutex_t gc_lock;
+  btree_gc_hook_fn gc_hook;     /* tests: between two holds of a pass */
+  void *gc_hook_opaque;
   struct cdev *cd;              /* borrowed */
   struct bucket_set *bs;        /* borrowed */
   struct journal *journal;      /* borrowed; NULL: read-only use */
@@ -114,6 +118,22 @@ lower_bound (const struct btree_node *n, uint16_t export_id, uint64_t end)
   return lo;
 }
 
+
+/* The position just after p, in *next; false if p is BPOS_MAX. */
+static inline bool
+bpos_after (struct bpos p, struct bpos *next)
+{
+  if (p.end != UINT64_MAX) {
+    next->export_id = p.export_id;
+    next->end = p.end + 1;
+    return true;
+  }
+  if (p.export_id == NC_EXPORT_ID_MAX)
+    return false;
+  next->export_id = (uint16_t) (p.export_id + 1);
+  next->end = 0;
+  return true;
+}
 
 /* ---- bnode.c: nodes in memory (bt->lock held below) ---- */
 

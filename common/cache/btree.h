@@ -172,11 +172,76 @@ int btree_write_pinned (void *bt, uint64_t seq);
 /* Write every leaf with unwritten changes (clean shutdown). */
 int btree_write_all (struct btree *bt);
 
-/* Drop stale keys everywhere, write what that changed, and recompute the
- * buckets' oldest gens (bucket_gc_*).  Called when the allocator says
- * -EAGAIN.
+/* GC (bcache's): one pass over the whole index that drops stale keys,
+ * recounts every data bucket's live and dirty blocks and the oldest gen
+ * any key holds (bucket_gc_*, see bucket.h), writes what it changed, and
+ * publishes.  Incremental: it holds the btree lock for at most
+ * BTREE_GC_LEAVES_PER_HOLD leaves at a time, so requests run in between
+ * (inserts during the pass are counted through the gc cursor).  Called
+ * by the GC thread and when the allocator says -EAGAIN; concurrent calls
+ * are serialised (a second caller waits, then runs its own pass).
+ * *stale_keys (optional) = stale keys dropped.
  */
+#define BTREE_GC_LEAVES_PER_HOLD 16
 int btree_sweep (struct btree *bt);
+int btree_gc (struct btree *bt, uint64_t *stale_keys);
+/* Tests only (added by the btree module): fn (opaque) is called by
+ * btree_gc between two holds of the btree lock, with the btree lock free
+ * (so it may insert, look up, scan) but the gc lock held (so it must not
+ * call btree_gc or btree_sweep).  NULL: no hook (the default).
+ */
+typedef void (*btree_gc_hook_fn) (void *opaque);
+void btree_set_gc_hook (struct btree *bt, btree_gc_hook_fn fn, void *opaque);
+
+/* ---- scanning and replace-if-unchanged (writeback, moving GC) ---- */
+
+/* A position: keys are visited in (export_id, end) order. */
+struct btree_cursor {
+  uint16_t export_id;
+  uint64_t block;               /* next key visited ends after this */
+  bool done;                    /* past last_export: nothing more */
+};
+/* true: the scan returns this key.  Called with the btree lock held: it
+ * must be cheap and must not call the btree or the journal (bucket calls
+ * are fine: lock order btree -> bucket).  A NULL filter takes every key.
+ */
+typedef bool (*btree_filter_fn) (void *opaque, const struct nc_key *k);
+/* Collect up to max current (non-stale) leaf keys, whole (not clipped),
+ * for which filter returns true, in order from *cur up to the end of
+ * export last_export, and advance *cur past the last key visited.  Holds
+ * the btree lock for at most BTREE_SCAN_LEAVES_PER_HOLD leaves per call,
+ * so it may return 0 with cur->done false: call again.  Returns the
+ * number of keys or -errno.  The keys are a snapshot: by the time the
+ * caller acts they may have been replaced (see btree_replace).
+ */
+#define BTREE_SCAN_LEAVES_PER_HOLD 16
+int btree_scan (struct btree *bt, struct btree_cursor *cur,
+                uint16_t last_export, btree_filter_fn filter, void *opaque,
+                struct nc_key *out, size_t max);
+
+/* Replace-if-unchanged (bcache's cmpxchg insert), for n pairs: new[i]
+ * covers exactly old[i]'s range and export.  Every part of that range
+ * where the index still holds a piece of old[i] — a key with the same
+ * flags, the same bucket and gen, and the same bucket offset for the same
+ * block (so a piece cut from it matches, a rewrite does not) — becomes
+ * the corresponding part of new[i] (a data key is clipped with its
+ * offset; a ZERO key is just clipped).  Other parts are left alone: a
+ * block rewritten, trimmed or zeroed meanwhile keeps its newer value.
+ * Used to mark written-back keys clean (new = old without NC_KEY_DIRTY)
+ * and to move data (new = old at a new place).  Journaled (as plain
+ * inserts of the replacing pieces, so replay reproduces it) and
+ * accounted like btree_insert, all under one hold of the btree lock.
+ * *replaced_blocks (optional) = blocks replaced; *seq (optional) = the
+ * journal seq holding the change.  A stale old[i] replaces nothing.
+ * Also (btree module): a stale new[i] (data key) replaces nothing either
+ * (it would drop the data); new[i] may be a DELETE key (drop the pieces
+ * of old[i]); -EINVAL if a pair is malformed (nothing applied).  On an
+ * error part way, the pairs before the failing one are applied and
+ * journaled, like btree_insert.
+ */
+int btree_replace (struct btree *bt, const struct nc_key *old,
+                   const struct nc_key *new_keys, size_t n,
+                   uint64_t *replaced_blocks, uint64_t *seq);
 
 struct btree_stats {
   uint16_t depth;               /* 1 = the root is a leaf; 0 = empty */

@@ -6,6 +6,10 @@
  * points for data, whole buckets for btree nodes, a FIFO of FREE buckets
  * refilled in batches (gen bumps of EMPTY buckets, then eviction of cold
  * clean buckets), and the list of PENDING buckets that the journal frees.
+ * Also the bookkeeping of the background work: busy (DISCARD) buckets
+ * handed to the discard thread in batches, the GC recount that checks
+ * the live counts against the index, the per-export dirty counters, and
+ * the moving-GC selection.
  * WHY: a bucket is the unit of reuse; reusing one means bumping its gen
  * and making that durable before anything is written into it, so every
  * old pointer into it is stale after any crash.
@@ -25,6 +29,21 @@
  *   and sweeps.
  * - Data allocations leave BUCKET_BTREE_RESERVE FREE buckets for nodes.
  * - A bucket with dirty_blocks > 0 is never evicted.
+ * - Discard on: the allocator does not bump EMPTY buckets itself; the
+ *   discard thread takes them (gens bumped and durable, state DISCARD)
+ *   and gives them back FREE.  An allocation that needs a bucket waits
+ *   for a finished batch.  If none finishes within DISCARD_WAIT_MS (no
+ *   background thread, or a stuck one) the set is "stalled": allocations
+ *   bump EMPTY buckets themselves, undiscarded, until the next finished
+ *   batch — so a missing discard thread costs one wait, never a deadlock.
+ *   With no kick hook (nothing can wake a discard thread) allocations
+ *   never wait: they bump EMPTY buckets themselves as with discard off,
+ *   and the discard thread gets what they leave.
+ * - GC recount running: gc_live / gc_dirty hold, for the current gen,
+ *   the blocks of the keys noted by the walk plus those accounted at or
+ *   before the cursor; a gen bump zeroes them (the keys went stale).
+ * - export_dirty[x] / export_zero[x]: blocks of current DIRTY data keys /
+ *   DIRTY ZERO keys of export x, as accounted (clamped at 0).
  *
  * THREADS AND LOCKS: bs->lock guards everything except gen (release
  * stores under the lock, acquire loads anywhere), prio (relaxed atomics:
@@ -42,8 +61,8 @@
  * elsewhere, each kind logged once per set and ignored (counts clamped),
  * never fatal.
  *
- * NOT HERE: the prio copies on disk (prio.c), moving dirty data (moving
- * GC), discards.
+ * NOT HERE: the prio copies on disk (prio.c); walking the index, moving
+ * dirty data and issuing discards (btree.c, gc.c).
  */
 #include <config.h>
 
@@ -52,6 +71,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define BUCKET_INTERNALS
 #include "bkey.h"
@@ -70,8 +90,22 @@
 #define PRIO_HIT_STEP (BUCKET_PRIO_HIT / 8)
 #define PRIO_MAX UINT16_MAX
 
+/* How long an allocation waits for discard batches before it reuses
+ * EMPTY buckets undiscarded.
+ */
+#define DISCARD_WAIT_MS 2000
+
 /* take_free_locked: "drop the lock, flush the journal, try again". */
 #define NEED_FLUSH 1
+/* take_free_locked: "wait for a discard batch, try again". */
+#define NEED_DISCARD 2
+
+/* take_free_locked flags. */
+enum {
+  TAKE_MAY_FLUSH = 1u << 0,     /* may ask for a journal flush */
+  TAKE_MAY_WAIT = 1u << 1,      /* may ask to wait for a discard batch */
+  TAKE_BUMP_EMPTY = 1u << 2,    /* bump EMPTY buckets even if discard on */
+};
 
 static inline uint8_t
 gen_load (const struct bucket *b)
@@ -132,10 +166,65 @@ set_counts_locked (struct bucket_set *bs, struct bucket *b, uint32_t live,
 }
 
 static void
+clear_moving_locked (struct bucket_set *bs, struct bucket *b)
+{
+  if (__atomic_load_n (&b->moving, __ATOMIC_RELAXED)) {
+    __atomic_store_n (&b->moving, false, __ATOMIC_RELAXED);
+    bs->nr_moving--;
+  }
+}
+
+static void
 bump_gen_locked (struct bucket_set *bs, struct bucket *b)
 {
   __atomic_store_n (&b->gen, (uint8_t) (b->gen + 1), __ATOMIC_RELEASE);
   set_counts_locked (bs, b, 0, 0);
+  b->gc_live = b->gc_dirty = 0;
+  clear_moving_locked (bs, b);
+}
+
+static void
+kick (struct bucket_set *bs, bool need_gc)
+{
+  if (bs->hooks.kick != NULL)
+    bs->hooks.kick (bs->hooks.opaque, need_gc);
+}
+
+/* Add sign * blocks to a per-export counter, clamped at 0. */
+static void
+export_add_locked (uint64_t *counters, uint16_t export_id, uint32_t blocks,
+                   int sign)
+{
+  uint64_t v;
+
+  if (export_id == 0 || export_id > NC_MAX_EXPORTS)
+    return;
+  v = __atomic_load_n (&counters[export_id], __ATOMIC_RELAXED);
+  if (sign > 0)
+    v += blocks;
+  else
+    v = v >= blocks ? v - blocks : 0;
+  __atomic_store_n (&counters[export_id], v, __ATOMIC_RELAXED);
+}
+
+static void
+gc_export_add_locked (uint64_t *counters, uint16_t export_id,
+                      uint32_t blocks, int sign)
+{
+  if (export_id == 0 || export_id > NC_MAX_EXPORTS)
+    return;
+  if (sign > 0)
+    counters[export_id] += blocks;
+  else
+    counters[export_id] -= MIN (counters[export_id], (uint64_t) blocks);
+}
+
+/* Has the GC walk passed k's position (so it will not note k)? */
+static bool
+behind_gc_cursor_locked (const struct bucket_set *bs, const struct nc_key *k)
+{
+  return bs->gc_active && bs->gc_cursor_set &&
+    bkey_cmp_pos (k, bs->gc_cursor_export, bs->gc_cursor_end) <= 0;
 }
 
 static uint64_t
@@ -227,6 +316,7 @@ open_wp_locked (struct bucket_set *bs, struct bucket_write_point *w,
   b->in_wp = true;
   b->open = 0;
   set_counts_locked (bs, b, 0, 0);
+  b->gc_live = b->gc_dirty = 0;
   prio_store (b, BUCKET_PRIO_HIT);
   w->valid = true;
   w->bucket = i;
@@ -238,6 +328,8 @@ enum complaint {
   COMPLAIN_ACCOUNT = 1u << 0,
   COMPLAIN_PUT = 1u << 1,
   COMPLAIN_FREE_NODE = 1u << 2,
+  COMPLAIN_DISCARD_STALL = 1u << 3,
+  COMPLAIN_DISCARD_DONE = 1u << 4,
 };
 
 static void
@@ -394,26 +486,54 @@ evict_locked (struct bucket_set *bs, uint32_t want, bool *gen_limited)
   return (int) n;
 }
 
+/* Is there an EMPTY bucket the discard thread could take now? */
+static bool
+empty_takeable_locked (struct bucket_set *bs)
+{
+  uint32_t i;
+
+  if (bs->nr_state[BUCKET_EMPTY] == 0)
+    return false;
+  for (i = bs->data_first; i < bs->nbuckets; i++)
+    if (bs->b[i].state == BUCKET_EMPTY && can_bump (&bs->b[i]))
+      return true;
+  return false;
+}
+
 /* A FREE bucket, leaving `reserve` FREE ones behind.  NEED_FLUSH when
- * may_flush and a journal commit would free PENDING buckets.
+ * TAKE_MAY_FLUSH and a journal commit would free PENDING buckets;
+ * NEED_DISCARD when TAKE_MAY_WAIT and a discard batch would (discard on:
+ * EMPTY buckets are the discard thread's unless TAKE_BUMP_EMPTY or the
+ * set is stalled).
  */
 static int
-take_free_locked (struct bucket_set *bs, uint32_t reserve, bool may_flush,
+take_free_locked (struct bucket_set *bs, uint32_t reserve, unsigned flags,
                   uint32_t *out)
 {
   bool gen_limited = false;
+  /* Without a kick hook no discard thread can be woken: waiting for one
+   * would only wait out its timer, so bump EMPTY buckets here.
+   */
+  bool defer_empty = bs->discard && !bs->discard_stalled &&
+    bs->hooks.kick != NULL && !(flags & TAKE_BUMP_EMPTY);
   uint32_t nfree;
   int r;
 
   if (bs->nr_state[BUCKET_FREE] > reserve)
     return pop_free_locked (bs, out);
 
-  if ((r = refill_from_empty_locked (bs, &gen_limited)) < 0)
-    return r;
-  if (bs->nr_state[BUCKET_FREE] > reserve)
-    return pop_free_locked (bs, out);
+  kick (bs, false);             /* running low: discards, GC, moving GC */
+  if (!defer_empty) {
+    if ((r = refill_from_empty_locked (bs, &gen_limited)) < 0)
+      return r;
+    if (bs->nr_state[BUCKET_FREE] > reserve)
+      return pop_free_locked (bs, out);
+  }
+  else if ((flags & TAKE_MAY_WAIT) &&
+           (bs->nr_state[BUCKET_DISCARD] > 0 || empty_takeable_locked (bs)))
+    return NEED_DISCARD;
 
-  if (may_flush && bs->nr_state[BUCKET_PENDING] > 0 &&
+  if ((flags & TAKE_MAY_FLUSH) && bs->nr_state[BUCKET_PENDING] > 0 &&
       bs->hooks.journal_flush != NULL)
     return NEED_FLUSH;
 
@@ -423,10 +543,77 @@ take_free_locked (struct bucket_set *bs, uint32_t reserve, bool may_flush,
   if (bs->nr_state[BUCKET_FREE] > reserve)
     return pop_free_locked (bs, out);
 
-  return gen_limited ? -EAGAIN : -ENOSPC;
+  /* Busy buckets come back when their batch is done. */
+  if ((flags & TAKE_MAY_WAIT) && bs->nr_state[BUCKET_DISCARD] > 0)
+    return NEED_DISCARD;
+  if (gen_limited || (defer_empty && bs->nr_state[BUCKET_EMPTY] > 0)) {
+    kick (bs, true);
+    return -EAGAIN;
+  }
+  return -ENOSPC;
+}
+
+/* Sleep until a discard batch finishes (or the mode changes).  0, or
+ * -ETIMEDOUT at the deadline (CLOCK_MONOTONIC).
+ */
+static int
+wait_discard_locked (struct bucket_set *bs, const struct timespec *deadline)
+{
+  uint64_t gen = bs->discard_done_gen;
+  int r = 0;
+
+  bs->discard_waiters++;
+  kick (bs, false);
+  while (bs->discard_done_gen == gen && r == 0)
+    r = pthread_cond_timedwait (&bs->discard_cond, &bs->lock, deadline);
+  bs->discard_waiters--;
+  return bs->discard_done_gen != gen ? 0 : -ETIMEDOUT;
+}
+
+static void
+deadline_after_ms (struct timespec *ts, unsigned ms)
+{
+  clock_gettime (CLOCK_MONOTONIC, ts);
+  ts->tv_sec += ms / 1000;
+  ts->tv_nsec += (long) (ms % 1000) * 1000000L;
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
+  }
+}
+
+/* No discard batch came in time: reuse EMPTY buckets undiscarded until
+ * the next batch finishes.
+ */
+static void
+stall_locked (struct bucket_set *bs)
+{
+  bs->discard_stalled = true;
+  bs->discard_fallbacks++;
+  if (bs->complained & COMPLAIN_DISCARD_STALL)
+    return;
+  bs->complained |= COMPLAIN_DISCARD_STALL;
+  log_warning ("cache device %s: no discard batch finished within %d ms; "
+               "reusing freed buckets without discarding them until one "
+               "does (not logged again)", bs->cd->path, DISCARD_WAIT_MS);
 }
 
 /* ---- create / destroy ---- */
+
+static int
+init_cond (pthread_cond_t *c)
+{
+  pthread_condattr_t a;
+  int r;
+
+  if ((r = pthread_condattr_init (&a)) != 0)
+    return -r;
+  r = pthread_condattr_setclock (&a, CLOCK_MONOTONIC);
+  if (r == 0)
+    r = pthread_cond_init (c, &a);
+  pthread_condattr_destroy (&a);
+  return -r;
+}
 
 int
 bucket_set_create (struct cdev *cd, const struct nc_sb *sb,
@@ -475,6 +662,10 @@ bucket_set_create (struct cdev *cd, const struct nc_sb *sb,
     goto err;
   if ((r = -pthread_mutex_init (&bs->lock, NULL)) < 0)
     goto err;
+  if ((r = init_cond (&bs->discard_cond)) < 0) {
+    pthread_mutex_destroy (&bs->lock);
+    goto err;
+  }
 
   for (i = 0; i < bs->nbuckets; i++)
     bs->b[i].state = i < bs->data_first ? BUCKET_META : BUCKET_EMPTY;
@@ -499,6 +690,7 @@ bucket_set_destroy (struct bucket_set *bs)
 {
   if (bs == NULL)
     return;
+  pthread_cond_destroy (&bs->discard_cond);
   pthread_mutex_destroy (&bs->lock);
   free (bs->b);
   free (bs->free_fifo);
@@ -520,6 +712,8 @@ bucket_reset_locked (struct bucket_set *bs)
     set_counts_locked (bs, b, 0, 0);
     b->open = 0;
     b->marked = b->in_wp = b->on_pending_list = false;
+    b->moving = false;
+    b->gc_live = b->gc_dirty = 0;
     b->free_seq = 0;
     b->oldest_gen = b->gc_oldest = gen_load (b);
     b->state = i < bs->data_first ? BUCKET_META : BUCKET_EMPTY;
@@ -529,7 +723,9 @@ bucket_reset_locked (struct bucket_set *bs)
     bs->wp[i].valid = false;
   bs->free_head = bs->free_len = 0;
   bs->nr_pending = 0;
+  bs->nr_moving = 0;
   bs->empty_cursor = bs->data_first;
+  bs->gc_active = false;
 }
 
 /* ---- recovery marks ---- */
@@ -546,6 +742,10 @@ bucket_mark_begin (struct bucket_set *bs)
     b->marked = false;
     set_counts_locked (bs, b, 0, 0);
     b->oldest_gen = gen_load (b);
+  }
+  for (i = 0; i <= NC_MAX_EXPORTS; i++) {
+    __atomic_store_n (&bs->export_dirty[i], 0, __ATOMIC_RELAXED);
+    __atomic_store_n (&bs->export_zero[i], 0, __ATOMIC_RELAXED);
   }
   pthread_mutex_unlock (&bs->lock);
 }
@@ -567,17 +767,26 @@ bucket_mark_key (struct bucket_set *bs, const struct nc_key *k)
   uint8_t gen;
   bool current;
 
-  if (!bkey_has_data (k))
+  if (!bkey_has_data (k)) {
+    if (bkey_is_zero (k) && bkey_is_dirty (k)) {
+      pthread_mutex_lock (&bs->lock);
+      export_add_locked (bs->export_zero, k->export_id, k->size, +1);
+      pthread_mutex_unlock (&bs->lock);
+    }
     return true;                /* points nowhere: never stale */
+  }
   if (!is_data_bucket (bs, k->bucket))
     return false;
   b = &bs->b[k->bucket];
   pthread_mutex_lock (&bs->lock);
   gen = gen_load (b);
   current = k->gen == gen;
-  if (current)
+  if (current) {
     set_counts_locked (bs, b, b->live_blocks + k->size,
                        b->dirty_blocks + (bkey_is_dirty (k) ? k->size : 0));
+    if (bkey_is_dirty (k))
+      export_add_locked (bs->export_dirty, k->export_id, k->size, +1);
+  }
   else if (gen_older (gen, k->gen, b->oldest_gen))
     b->oldest_gen = k->gen;
   pthread_mutex_unlock (&bs->lock);
@@ -629,14 +838,24 @@ bucket_mark_done (struct bucket_set *bs)
   pthread_mutex_unlock (&bs->lock);
 }
 
+/* ---- GC recount ---- */
+
 void
 bucket_gc_begin (struct bucket_set *bs)
 {
   uint32_t i;
 
   pthread_mutex_lock (&bs->lock);
-  for (i = bs->data_first; i < bs->nbuckets; i++)
-    bs->b[i].gc_oldest = gen_load (&bs->b[i]);
+  for (i = bs->data_first; i < bs->nbuckets; i++) {
+    struct bucket *b = &bs->b[i];
+
+    b->gc_oldest = gen_load (b);
+    b->gc_live = b->gc_dirty = 0;
+  }
+  memset (bs->gc_export_dirty, 0, sizeof bs->gc_export_dirty);
+  memset (bs->gc_export_zero, 0, sizeof bs->gc_export_zero);
+  bs->gc_active = true;
+  bs->gc_cursor_set = false;
   pthread_mutex_unlock (&bs->lock);
 }
 
@@ -644,24 +863,114 @@ void
 bucket_gc_note (struct bucket_set *bs, const struct nc_key *k)
 {
   struct bucket *b;
+  uint8_t gen;
 
-  if (!bkey_has_data (k) || !is_data_bucket (bs, k->bucket))
+  if (!bkey_has_data (k)) {
+    if (bkey_is_zero (k) && bkey_is_dirty (k)) {
+      pthread_mutex_lock (&bs->lock);
+      if (bs->gc_active)
+        gc_export_add_locked (bs->gc_export_zero, k->export_id, k->size, +1);
+      pthread_mutex_unlock (&bs->lock);
+    }
+    return;
+  }
+  if (!is_data_bucket (bs, k->bucket))
     return;
   b = &bs->b[k->bucket];
   pthread_mutex_lock (&bs->lock);
-  if (gen_older (gen_load (b), k->gen, b->gc_oldest))
+  gen = gen_load (b);
+  if (k->gen == gen) {
+    if (bs->gc_active) {
+      b->gc_live += k->size;
+      if (bkey_is_dirty (k)) {
+        b->gc_dirty += k->size;
+        gc_export_add_locked (bs->gc_export_dirty, k->export_id, k->size,
+                              +1);
+      }
+    }
+  }
+  else if (gen_older (gen, k->gen, b->gc_oldest))
     b->gc_oldest = k->gen;
   pthread_mutex_unlock (&bs->lock);
 }
 
 void
-bucket_gc_end (struct bucket_set *bs)
+bucket_gc_cursor (struct bucket_set *bs, uint16_t export_id, uint64_t end)
 {
-  uint32_t i;
+  pthread_mutex_lock (&bs->lock);
+  if (bs->gc_active) {
+    bs->gc_cursor_set = true;
+    bs->gc_cursor_export = export_id;
+    bs->gc_cursor_end = end;
+  }
+  pthread_mutex_unlock (&bs->lock);
+}
+
+/* Correct one per-export counter from its recount; true if it was off. */
+static bool
+fix_export_locked (uint64_t *counters, const uint64_t *gc, unsigned x)
+{
+  if (__atomic_load_n (&counters[x], __ATOMIC_RELAXED) == gc[x])
+    return false;
+  __atomic_store_n (&counters[x], gc[x], __ATOMIC_RELAXED);
+  return true;
+}
+
+void
+bucket_gc_end (struct bucket_set *bs, bool complete)
+{
+  uint32_t i, fixed = 0, freed = 0, first = 0, exports_fixed = 0;
+  uint32_t was_live = 0, was_dirty = 0, gc_live = 0, gc_dirty = 0;
+  uint64_t seq;
 
   pthread_mutex_lock (&bs->lock);
-  for (i = bs->data_first; i < bs->nbuckets; i++)
-    bs->b[i].oldest_gen = bs->b[i].gc_oldest;
+  if (!bs->gc_active || !complete) {
+    bs->gc_active = false;
+    pthread_mutex_unlock (&bs->lock);
+    return;
+  }
+  bs->gc_active = false;
+  seq = open_seq (bs);
+  for (i = bs->data_first; i < bs->nbuckets; i++) {
+    struct bucket *b = &bs->b[i];
+
+    b->oldest_gen = b->gc_oldest;
+    if (b->state != BUCKET_DATA || b->open > 0 || b->in_wp)
+      continue;
+    if (b->live_blocks != b->gc_live || b->dirty_blocks != b->gc_dirty) {
+      if (fixed++ == 0) {
+        first = i;
+        was_live = b->live_blocks;
+        was_dirty = b->dirty_blocks;
+        gc_live = b->gc_live;
+        gc_dirty = b->gc_dirty;
+      }
+      set_counts_locked (bs, b, b->gc_live, MIN (b->gc_dirty, b->gc_live));
+    }
+    if (b->live_blocks == 0) {
+      make_pending_locked (bs, i, seq);
+      freed++;
+    }
+  }
+  for (i = 1; i <= NC_MAX_EXPORTS; i++) {
+    exports_fixed += fix_export_locked (bs->export_dirty,
+                                        bs->gc_export_dirty, i);
+    exports_fixed += fix_export_locked (bs->export_zero,
+                                        bs->gc_export_zero, i);
+  }
+  bs->gc_runs++;
+  bs->gc_fixed += fixed;
+  bs->gc_freed += freed;
+  if (fixed > 0)
+    log_error ("cache device %s: GC recount: %" PRIu32 " buckets had wrong "
+               "block counts (first: bucket %" PRIu32 ", live %" PRIu32
+               " counted %" PRIu32 ", dirty %" PRIu32 " counted %" PRIu32
+               "); corrected (an accounting bug)", bs->cd->path, fixed,
+               first, was_live, gc_live, was_dirty, gc_dirty);
+  if (exports_fixed > 0)
+    log_error ("cache device %s: GC recount: %" PRIu32 " per-export dirty "
+               "counters were wrong; corrected (an accounting bug)",
+               bs->cd->path, exports_fixed);
   pthread_mutex_unlock (&bs->lock);
 }
 
@@ -685,11 +994,15 @@ bucket_ptr_stale (struct bucket_set *bs, const struct nc_key *k)
   return k->gen != gen_load (&bs->b[k->bucket]);
 }
 
-int
-bucket_alloc_data (struct bucket_set *bs, enum bucket_wp wp,
-                   uint32_t nblocks, struct bucket_extent *out)
+/* may_wait false: -EBUSY instead of waiting for a discard batch. */
+static int
+alloc_data (struct bucket_set *bs, enum bucket_wp wp, uint32_t nblocks,
+            bool may_wait, struct bucket_extent *out)
 {
   struct bucket_write_point *w;
+  unsigned flags = TAKE_MAY_WAIT;
+  struct timespec deadline;
+  bool waited = false;
   int flushes = 0, r;
   uint32_t i;
 
@@ -713,10 +1026,25 @@ bucket_alloc_data (struct bucket_set *bs, enum bucket_wp wp,
       pthread_mutex_unlock (&bs->lock);
       return 0;
     }
-    r = take_free_locked (bs, BUCKET_BTREE_RESERVE, flushes < MAX_FLUSHES,
+    r = take_free_locked (bs, BUCKET_BTREE_RESERVE,
+                          flags | (flushes < MAX_FLUSHES ? TAKE_MAY_FLUSH : 0),
                           &i);
     if (r == 0) {
       open_wp_locked (bs, w, i);
+      continue;
+    }
+    if (r == NEED_DISCARD && !may_wait) {
+      r = -EBUSY;
+      break;
+    }
+    if (r == NEED_DISCARD) {
+      if (!waited)
+        deadline_after_ms (&deadline, DISCARD_WAIT_MS);
+      waited = true;
+      if (wait_discard_locked (bs, &deadline) < 0) {
+        stall_locked (bs);
+        flags = TAKE_BUMP_EMPTY;
+      }
       continue;
     }
     if (r != NEED_FLUSH)
@@ -730,6 +1058,20 @@ bucket_alloc_data (struct bucket_set *bs, enum bucket_wp wp,
   }
   pthread_mutex_unlock (&bs->lock);
   return r;
+}
+
+int
+bucket_alloc_data (struct bucket_set *bs, enum bucket_wp wp,
+                   uint32_t nblocks, struct bucket_extent *out)
+{
+  return alloc_data (bs, wp, nblocks, true, out);
+}
+
+int
+bucket_alloc_data_nowait (struct bucket_set *bs, enum bucket_wp wp,
+                          uint32_t nblocks, struct bucket_extent *out)
+{
+  return alloc_data (bs, wp, nblocks, false, out);
 }
 
 void
@@ -751,11 +1093,19 @@ bucket_put_open (struct bucket_set *bs, uint32_t bucket)
 int
 bucket_alloc_node (struct bucket_set *bs, uint32_t *bucket, uint8_t *gen)
 {
+  unsigned flags = TAKE_BUMP_EMPTY | TAKE_MAY_WAIT;
+  struct timespec deadline;
   uint32_t i;
   int r;
 
   pthread_mutex_lock (&bs->lock);
-  r = take_free_locked (bs, 0, false, &i);
+  /* Under the btree lock: EMPTY buckets are bumped at once (undiscarded);
+   * only buckets already in a discard batch are waited for, bounded.
+   */
+  deadline_after_ms (&deadline, DISCARD_WAIT_MS);
+  while ((r = take_free_locked (bs, 0, flags, &i)) == NEED_DISCARD)
+    if (wait_discard_locked (bs, &deadline) < 0)
+      flags = TAKE_BUMP_EMPTY;
   if (r == 0) {
     struct bucket *b = &bs->b[i];
 
@@ -785,13 +1135,33 @@ bucket_free_node (struct bucket_set *bs, uint32_t bucket, uint64_t seq)
   pthread_mutex_unlock (&bs->lock);
 }
 
+/* A DIRTY ZERO key: only the per-export counter. */
+static void
+account_zero (struct bucket_set *bs, const struct nc_key *k, int sign)
+{
+  if (!bkey_is_dirty (k) || (k->flags & NC_KEY_DELETE))
+    return;
+  pthread_mutex_lock (&bs->lock);
+  export_add_locked (bs->export_zero, k->export_id, k->size, sign);
+  if (behind_gc_cursor_locked (bs, k))
+    gc_export_add_locked (bs->gc_export_zero, k->export_id, k->size, sign);
+  pthread_mutex_unlock (&bs->lock);
+}
+
 void
 bucket_account (struct bucket_set *bs, const struct nc_key *k, int sign)
 {
   struct bucket *b;
-  uint32_t live, dirty;
+  uint32_t live, dirty, n;
+  bool is_dirty = bkey_is_dirty (k), in_gc;
 
-  if (!bkey_has_data (k) || sign == 0)
+  if (sign == 0)
+    return;
+  if (bkey_is_zero (k)) {
+    account_zero (bs, k, sign);
+    return;
+  }
+  if (!bkey_has_data (k))
     return;
   if (!is_data_bucket (bs, k->bucket))
     return;
@@ -810,12 +1180,26 @@ bucket_account (struct bucket_set *bs, const struct nc_key *k, int sign)
                      "no data", k->bucket);
     goto out;
   }
+  in_gc = behind_gc_cursor_locked (bs, k);
+  if (is_dirty)
+    export_add_locked (bs->export_dirty, k->export_id, k->size, sign);
+  if (in_gc && is_dirty)
+    gc_export_add_locked (bs->gc_export_dirty, k->export_id, k->size, sign);
   if (sign > 0) {
     set_counts_locked (bs, b, b->live_blocks + k->size,
-                       b->dirty_blocks + (bkey_is_dirty (k) ? k->size : 0));
+                       b->dirty_blocks + (is_dirty ? k->size : 0));
+    if (in_gc) {
+      b->gc_live += k->size;
+      b->gc_dirty += is_dirty ? k->size : 0;
+    }
     if (b->state == BUCKET_EMPTY || b->state == BUCKET_PENDING)
       set_state_locked (bs, k->bucket, BUCKET_DATA);
     goto out;
+  }
+  if (in_gc) {
+    b->gc_live -= MIN (b->gc_live, k->size);
+    n = is_dirty ? k->size : 0;
+    b->gc_dirty -= MIN (b->gc_dirty, n);
   }
   live = b->live_blocks;
   dirty = b->dirty_blocks;
@@ -825,7 +1209,7 @@ bucket_account (struct bucket_set *bs, const struct nc_key *k, int sign)
   }
   else
     live -= k->size;
-  if (bkey_is_dirty (k)) {
+  if (is_dirty) {
     if (dirty < k->size) {
       complain_locked (bs, COMPLAIN_ACCOUNT, "dirty block count would go below zero",
                        k->bucket);
@@ -847,6 +1231,7 @@ void
 bucket_journal_committed (struct bucket_set *bs, uint64_t durable_seq)
 {
   uint32_t i, kept = 0;
+  bool emptied = false;
 
   pthread_mutex_lock (&bs->lock);
   for (i = 0; i < bs->nr_pending; i++) {
@@ -858,10 +1243,14 @@ bucket_journal_committed (struct bucket_set *bs, uint64_t durable_seq)
       continue;
     }
     b->on_pending_list = false;
-    if (b->state == BUCKET_PENDING)
+    if (b->state == BUCKET_PENDING) {
       set_state_locked (bs, n, BUCKET_EMPTY);
+      emptied = true;
+    }
   }
   bs->nr_pending = kept;
+  if (emptied && bs->discard)
+    kick (bs, false);           /* a discard batch is waiting */
   pthread_mutex_unlock (&bs->lock);
 }
 
@@ -932,6 +1321,14 @@ bucket_get_usage (struct bucket_set *bs, struct bucket_usage *u)
   u->dirty_buckets = bs->nr_dirty_buckets;
   u->evictions = bs->evictions;
   u->prio_writes = bs->prio_writes;
+  u->discard = bs->nr_state[BUCKET_DISCARD];
+  u->discards = bs->discards;
+  u->discard_batches = bs->discard_batches;
+  u->discard_errors = bs->discard_errors;
+  u->gc_runs = bs->gc_runs;
+  u->gc_freed = bs->gc_freed;
+  u->gc_fixed = bs->gc_fixed;
+  u->moving = bs->nr_moving;
   pthread_mutex_unlock (&bs->lock);
 }
 
@@ -946,4 +1343,219 @@ bucket_state_of (struct bucket_set *bs, uint32_t bucket)
   st = bs->b[bucket].state;
   pthread_mutex_unlock (&bs->lock);
   return st;
+}
+
+uint64_t
+bucket_export_dirty_blocks (struct bucket_set *bs, uint16_t export_id)
+{
+  if (export_id == 0 || export_id > NC_MAX_EXPORTS)
+    return 0;
+  return __atomic_load_n (&bs->export_dirty[export_id], __ATOMIC_RELAXED);
+}
+
+uint64_t
+bucket_export_dirty_zero_blocks (struct bucket_set *bs, uint16_t export_id)
+{
+  if (export_id == 0 || export_id > NC_MAX_EXPORTS)
+    return 0;
+  return __atomic_load_n (&bs->export_zero[export_id], __ATOMIC_RELAXED);
+}
+
+uint64_t
+bucket_data_capacity_blocks (struct bucket_set *bs)
+{
+  uint32_t n = bs->nbuckets - bs->data_first;
+
+  n = n > BUCKET_BTREE_RESERVE ? n - BUCKET_BTREE_RESERVE : 0;
+  return (uint64_t) n * bs->bucket_blocks;
+}
+
+/* ---- discards ---- */
+
+void
+bucket_set_discard (struct bucket_set *bs, bool on)
+{
+  pthread_mutex_lock (&bs->lock);
+  bs->discard = on;
+  bs->discard_stalled = false;
+  bs->discard_done_gen++;       /* waiters re-examine */
+  pthread_cond_broadcast (&bs->discard_cond);
+  pthread_mutex_unlock (&bs->lock);
+}
+
+int
+bucket_discard_take (struct bucket_set *bs, uint32_t *out, uint32_t max)
+{
+  bool gen_limited = false;
+  uint32_t n = 0, i;
+  int r;
+
+  pthread_mutex_lock (&bs->lock);
+  for (i = bs->data_first; i < bs->nbuckets && n < max &&
+         bs->nr_state[BUCKET_EMPTY] > 0; i++) {
+    struct bucket *b = &bs->b[i];
+
+    if (b->state != BUCKET_EMPTY)
+      continue;
+    if (!can_bump (b)) {
+      gen_limited = true;
+      continue;
+    }
+    bump_gen_locked (bs, b);
+    out[n++] = i;
+  }
+  if (n == 0) {
+    pthread_mutex_unlock (&bs->lock);
+    return gen_limited ? -EAGAIN : 0;
+  }
+  /* One prio write for the batch: once it is durable no key into the
+   * old data can come back, so discarding it is safe.  On failure the
+   * buckets stay EMPTY (their in-memory gens bumped; a later bump writes
+   * again).
+   */
+  if ((r = prio_write_locked (bs)) < 0) {
+    /* No batch is coming: waiting allocations refill by themselves (and
+     * meet the device error there) until a batch succeeds.
+     */
+    bs->discard_stalled = true;
+    bs->discard_done_gen++;
+    pthread_cond_broadcast (&bs->discard_cond);
+    pthread_mutex_unlock (&bs->lock);
+    return r;
+  }
+  for (i = 0; i < n; i++)
+    set_state_locked (bs, out[i], BUCKET_DISCARD);
+  pthread_mutex_unlock (&bs->lock);
+  return (int) n;
+}
+
+void
+bucket_discard_done (struct bucket_set *bs, const uint32_t *b, uint32_t n,
+                     uint32_t failed)
+{
+  uint32_t i;
+
+  pthread_mutex_lock (&bs->lock);
+  for (i = 0; i < n; i++) {
+    if (!is_data_bucket (bs, b[i]) || bs->b[b[i]].state != BUCKET_DISCARD) {
+      complain_locked (bs, COMPLAIN_DISCARD_DONE,
+                       "discard done for a bucket that is not busy", b[i]);
+      continue;
+    }
+    push_free_locked (bs, b[i]);
+    bs->discards++;
+  }
+  bs->discard_batches++;
+  bs->discard_errors += failed;
+  bs->discard_stalled = false;
+  bs->discard_done_gen++;
+  pthread_cond_broadcast (&bs->discard_cond);
+  pthread_mutex_unlock (&bs->lock);
+}
+
+uint32_t
+bucket_discard_waiting (struct bucket_set *bs)
+{
+  uint32_t n;
+
+  pthread_mutex_lock (&bs->lock);
+  n = bs->discard ? bs->nr_state[BUCKET_EMPTY] : 0;
+  pthread_mutex_unlock (&bs->lock);
+  return n;
+}
+
+/* ---- moving GC ---- */
+
+static bool
+movable_locked (const struct bucket *b, uint32_t max_live)
+{
+  return b->state == BUCKET_DATA && b->dirty_blocks > 0 && b->open == 0 &&
+    !b->in_wp && !__atomic_load_n (&b->moving, __ATOMIC_RELAXED) &&
+    b->live_blocks <= max_live;
+}
+
+/* Emptiest first: every candidate with live < cut, and up to at_cut of
+ * those with live == cut, found from a histogram of live counts so the
+ * selection costs two passes over the buckets.
+ */
+uint32_t
+bucket_moving_select (struct bucket_set *bs, unsigned fill_percent,
+                      uint32_t *out, uint32_t max)
+{
+  uint32_t max_live, *hist, v, n = 0, i, j, cut = 0, at_cut = 0, taken = 0;
+  uint64_t budget, used = 0;
+
+  if (max == 0 || fill_percent == 0)
+    return 0;
+  max_live = (uint32_t) MIN ((uint64_t) bs->bucket_blocks * fill_percent / 100,
+                             bs->bucket_blocks);
+  hist = calloc ((size_t) max_live + 1, sizeof *hist);
+  if (hist == NULL)
+    return 0;
+  pthread_mutex_lock (&bs->lock);
+  if (bs->nr_state[BUCKET_FREE] <= BUCKET_BTREE_RESERVE)
+    goto out;
+  budget = (uint64_t) (bs->nr_state[BUCKET_FREE] - BUCKET_BTREE_RESERVE) *
+    bs->bucket_blocks;
+  for (i = bs->data_first; i < bs->nbuckets; i++)
+    if (movable_locked (&bs->b[i], max_live))
+      hist[bs->b[i].live_blocks]++;
+  /* live_blocks > 0 for DATA, so hist[0] stays 0. */
+  for (v = 1; v <= max_live && taken < max; v++) {
+    uint64_t fit = (budget - used) / v;
+    uint32_t c = (uint32_t) MIN ((uint64_t) hist[v],
+                                 MIN ((uint64_t) (max - taken), fit));
+
+    cut = v;
+    at_cut = c;
+    taken += c;
+    used += (uint64_t) c * v;
+    if (c < hist[v])
+      break;
+  }
+  if (taken == 0)
+    goto out;
+  for (i = bs->data_first; i < bs->nbuckets && n < taken; i++) {
+    struct bucket *b = &bs->b[i];
+
+    if (!movable_locked (b, max_live) || b->live_blocks > cut)
+      continue;
+    if (b->live_blocks == cut) {
+      if (at_cut == 0)
+        continue;
+      at_cut--;
+    }
+    /* Insertion sort by live blocks: emptiest first. */
+    for (j = n; j > 0 && bs->b[out[j - 1]].live_blocks > b->live_blocks; j--)
+      out[j] = out[j - 1];
+    out[j] = i;
+    n++;
+  }
+  for (i = 0; i < n; i++)
+    __atomic_store_n (&bs->b[out[i]].moving, true, __ATOMIC_RELAXED);
+  bs->nr_moving += n;
+ out:
+  pthread_mutex_unlock (&bs->lock);
+  free (hist);
+  return n;
+}
+
+bool
+bucket_is_moving (struct bucket_set *bs, uint32_t bucket)
+{
+  if (!is_data_bucket (bs, bucket))
+    return false;
+  return __atomic_load_n (&bs->b[bucket].moving, __ATOMIC_RELAXED);
+}
+
+void
+bucket_moving_done (struct bucket_set *bs, const uint32_t *b, uint32_t n)
+{
+  uint32_t i;
+
+  pthread_mutex_lock (&bs->lock);
+  for (i = 0; i < n; i++)
+    if (is_data_bucket (bs, b[i]))
+      clear_moving_locked (bs, &bs->b[b[i]]);
+  pthread_mutex_unlock (&bs->lock);
 }

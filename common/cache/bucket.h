@@ -77,6 +77,8 @@ enum bucket_state {
   BUCKET_OPEN,                  /* a write point is filling it */
   BUCKET_DATA,
   BUCKET_BTREE,
+  BUCKET_DISCARD,               /* busy: gen bumped and durable, discard
+                                   pending or in flight; never handed out */
 };
 
 /* A piece of data space. */
@@ -98,6 +100,14 @@ struct bucket_hooks {
    * lock).  0 or -errno.
    */
   int (*journal_flush) (void *opaque);
+  /* Optional: wake the device's background thread (gc.h's gc_kick):
+   * EMPTY buckets wait for a discard batch, an allocation is waiting for
+   * one, or free buckets ran low (need_gc: only a GC pass would help).
+   * Called with the bucket lock held: it must only signal.  NULL: with
+   * discard on, allocations never wait for a discard batch (nothing
+   * could wake the thread); they bump EMPTY buckets themselves.
+   */
+  void (*kick) (void *opaque, bool need_gc);
 };
 
 struct bucket_usage {
@@ -105,8 +115,12 @@ struct bucket_usage {
   uint32_t free, empty, pending, open, data, btree;
   uint32_t dirty_buckets;       /* data buckets with dirty_blocks > 0 */
   uint64_t live_blocks, dirty_blocks;
+  uint32_t discard;             /* BUCKET_DISCARD (busy) */
   uint64_t evictions;           /* since open */
   uint64_t prio_writes;
+  uint64_t discards, discard_batches, discard_errors; /* since open */
+  uint64_t gc_runs, gc_freed, gc_fixed; /* completed recounts; buckets */
+  uint32_t moving;              /* buckets selected for moving GC now */
 };
 
 /* In-memory state for a device with superblock sb (valid).  Every data
@@ -150,12 +164,34 @@ bool bucket_mark_key (struct bucket_set *bs, const struct nc_key *k);
  */
 void bucket_mark_done (struct bucket_set *bs);
 
-/* btree_sweep uses the same marks at run time, only for oldest_gen:
- * begin resets oldest_gen := gen, note lowers it, end publishes it.
+/* ---- GC: the run-time recount (btree_sweep drives it) ----
+ * The walk goes leaf by leaf in key order and drops the btree lock
+ * between batches of leaves, so inserts run while it is under way:
+ * - begin: every data bucket's gc counts (live, dirty) := 0, gc oldest
+ *   gen := its gen, the cursor := before everything.
+ * - note(k): a key the walk met: lowers the bucket's gc oldest gen to
+ *   k's gen; a current-gen data key adds its blocks to the gc counts.
+ * - cursor(x, end): the walk has noted every key at positions up to
+ *   (export x, block end) inclusive.  From now on bucket_account of a key
+ *   whose position (export_id, end) is at or before the cursor also
+ *   updates the gc counts (the walk will not see it), so at the end the
+ *   gc counts are exact for the keys in the index, like the live counts.
+ *   All three are called under the btree lock, like bucket_account.
+ * - end(complete): complete = the whole index was walked and what it
+ *   changed is durable: oldest gens are published; every DATA bucket
+ *   (not open, not in a write point) whose live or dirty count differs
+ *   from its gc count is corrected (logged once per run as an accounting
+ *   bug, counted in gc_fixed); a DATA bucket with nothing live becomes
+ *   PENDING (freed once the journal's open entry is durable; counted in
+ *   gc_freed).  complete = false: nothing is published (an aborted walk).
+ * The per-export dirty counters (below) are recounted the same way, so
+ * the walk notes every key it meets, ZERO keys and stale keys included.
  */
 void bucket_gc_begin (struct bucket_set *bs);
 void bucket_gc_note (struct bucket_set *bs, const struct nc_key *k);
-void bucket_gc_end (struct bucket_set *bs);
+void bucket_gc_cursor (struct bucket_set *bs, uint16_t export_id,
+                       uint64_t end);
+void bucket_gc_end (struct bucket_set *bs, bool complete);
 
 /* ---- run time ---- */
 
@@ -173,6 +209,12 @@ bool bucket_ptr_stale (struct bucket_set *bs, const struct nc_key *k);
  */
 int bucket_alloc_data (struct bucket_set *bs, enum bucket_wp wp,
                        uint32_t nblocks, struct bucket_extent *out);
+/* The same for the discard thread itself (moving GC): where
+ * bucket_alloc_data would wait for a discard batch it returns -EBUSY, so
+ * the caller can run the batch and try again.
+ */
+int bucket_alloc_data_nowait (struct bucket_set *bs, enum bucket_wp wp,
+                              uint32_t nblocks, struct bucket_extent *out);
 void bucket_put_open (struct bucket_set *bs, uint32_t bucket);
 
 /* A whole bucket for a btree node, gen durable.  Never waits for the
@@ -204,6 +246,65 @@ void bucket_io (struct bucket_set *bs);
 void bucket_get_usage (struct bucket_set *bs, struct bucket_usage *u);
 enum bucket_state bucket_state_of (struct bucket_set *bs, uint32_t bucket);
 
+/* Per export: blocks of current-gen DIRTY data keys and of DIRTY ZERO
+ * keys (accounted by bucket_account and the recovery marks, like the
+ * bucket counts).  Lock-free (relaxed atomics).
+ */
+uint64_t bucket_export_dirty_blocks (struct bucket_set *bs,
+                                     uint16_t export_id);
+uint64_t bucket_export_dirty_zero_blocks (struct bucket_set *bs,
+                                          uint16_t export_id);
+
+/* Data space in blocks (data + btree area minus the btree reserve), the
+ * base of the dirty target and limit.
+ */
+uint64_t bucket_data_capacity_blocks (struct bucket_set *bs);
+
+/* ---- discards: busy buckets (XFS's busy extents, at bucket size) ----
+ * Turned on by bucket_set_discard (device config `discard`).  Then an
+ * EMPTY bucket (freed by trims, overwrites, GC; its freeing journal entry
+ * durable) is not bumped by the allocator itself: the discard thread
+ * takes a batch, which bumps the gens and makes them durable (one prio
+ * write for the batch: no key into the old data can come back) and marks
+ * the buckets BUCKET_DISCARD — busy: the allocator never hands them out.
+ * The thread discards them with no lock held, then bucket_discard_done
+ * makes them FREE.  An allocation that finds nothing FREE but busy
+ * buckets waits for the batch (bounded by one discard batch) rather than
+ * failing.  Evicted buckets (clean data invalidated for immediate reuse)
+ * are not discarded.
+ */
+void bucket_set_discard (struct bucket_set *bs, bool on);
+/* Up to max EMPTY buckets (bucket order, so neighbours merge into long
+ * extents) become BUCKET_DISCARD; their numbers go to out[].  Returns how
+ * many (0: none waiting), -EIO if the prio write failed (the buckets stay
+ * EMPTY), or -EAGAIN if gens are at their distance limit (a sweep is
+ * needed; nothing taken).
+ */
+int bucket_discard_take (struct bucket_set *bs, uint32_t *out, uint32_t max);
+/* The batch is done; failed = the discards that failed (counted; the
+ * buckets are reused anyway: a discard is advisory).  They become FREE.
+ */
+void bucket_discard_done (struct bucket_set *bs, const uint32_t *b,
+                          uint32_t n, uint32_t failed);
+/* EMPTY buckets waiting for a discard batch. */
+uint32_t bucket_discard_waiting (struct bucket_set *bs);
+
+/* ---- moving GC ----
+ * Select up to max DATA buckets that hold dirty data, are not open or in
+ * a write point, and are at most fill_percent full (live blocks), the
+ * emptiest first, while their live blocks fit in the FREE space less the
+ * btree reserve.  They are flagged "moving" and returned in out[].  The
+ * mover copies their keys elsewhere (btree_replace); when the last live
+ * block leaves, the bucket empties and is freed as usual.
+ */
+uint32_t bucket_moving_select (struct bucket_set *bs, unsigned fill_percent,
+                               uint32_t *out, uint32_t max);
+/* Lock-free: is the bucket flagged moving (the mover's scan filter). */
+bool bucket_is_moving (struct bucket_set *bs, uint32_t bucket);
+/* Clear the flags of a finished (or abandoned) selection. */
+void bucket_moving_done (struct bucket_set *bs, const uint32_t *b,
+                         uint32_t n);
+
 /* ---- internals shared by bucket.c and prio.c ----
  * Added by the bucket module (additive): visible only where the includer
  * defines BUCKET_INTERNALS before including this header, which only
@@ -214,14 +315,19 @@ enum bucket_state bucket_state_of (struct bucket_set *bs, uint32_t bucket);
 
 #include <pthread.h>
 
+#define BUCKET_NR_STATES (BUCKET_DISCARD + 1)
+
 /* One bucket.  gen and prio are accessed atomically (gen: release store,
- * acquire load; prio: relaxed); everything else under bs->lock.
+ * acquire load; prio: relaxed), moving too (relaxed); everything else
+ * under bs->lock.
  */
 struct bucket {
   uint64_t free_seq;            /* PENDING: journal seq that must be
                                    durable before reuse */
   uint32_t live_blocks;         /* current-gen keys pointing here, blocks */
   uint32_t dirty_blocks;        /* of which DIRTY, blocks */
+  uint32_t gc_live, gc_dirty;   /* the recount running: blocks of the
+                                   current gen found so far */
   uint32_t open;                /* allocations not yet bucket_put_open */
   uint16_t prio;                /* LRU priority; atomic */
   uint8_t gen;                  /* atomic */
@@ -231,6 +337,7 @@ struct bucket {
   bool marked;                  /* recovery walk: a reachable btree node */
   bool in_wp;                   /* the current bucket of a write point */
   bool on_pending_list;         /* listed in bs->pending */
+  bool moving;                  /* selected for moving GC; atomic */
 };
 
 struct bucket_write_point {
@@ -246,7 +353,7 @@ struct bucket_set {
   pthread_mutex_t lock;
   struct bucket *b;             /* [nbuckets] */
   uint32_t nbuckets, data_first, bucket_blocks;
-  uint32_t nr_state[BUCKET_BTREE + 1]; /* buckets per state */
+  uint32_t nr_state[BUCKET_NR_STATES]; /* buckets per state */
 
   /* FREE buckets in hand-out order: a ring of nbuckets entries. */
   uint32_t *free_fifo;
@@ -276,6 +383,36 @@ struct bucket_set {
   uint32_t nr_dirty_buckets;
   uint64_t ios;                 /* atomic: I/Os counted for decay */
   unsigned complained;          /* kinds of caller bugs already logged */
+
+  /* Discards (bucket_set_discard).  discard_done_gen counts finished
+   * batches (and mode changes); allocators waiting for one sleep on
+   * discard_cond (CLOCK_MONOTONIC).
+   */
+  bool discard;
+  pthread_cond_t discard_cond;
+  uint64_t discard_done_gen;
+  uint32_t discard_waiters;     /* allocations asleep on discard_cond */
+  bool discard_stalled;         /* no batch came in time: allocations bump
+                                   EMPTY buckets themselves until one does */
+  uint64_t discards, discard_batches, discard_errors, discard_fallbacks;
+
+  /* The GC recount (bucket_gc_*): active between begin and end; the
+   * cursor is "before everything" until gc_cursor_set.
+   */
+  bool gc_active, gc_cursor_set;
+  uint16_t gc_cursor_export;
+  uint64_t gc_cursor_end;
+  uint64_t gc_runs, gc_freed, gc_fixed;
+  uint64_t gc_export_dirty[NC_MAX_EXPORTS + 1];
+  uint64_t gc_export_zero[NC_MAX_EXPORTS + 1];
+
+  /* Per export id: blocks of current DIRTY data keys and of DIRTY ZERO
+   * keys.  Written under the lock, read lock-free (relaxed atomics).
+   */
+  uint64_t export_dirty[NC_MAX_EXPORTS + 1];
+  uint64_t export_zero[NC_MAX_EXPORTS + 1];
+
+  uint32_t nr_moving;           /* buckets flagged moving */
 };
 
 /* Bytes of one prio copy that are used, rounded up to a block. */

@@ -10,6 +10,11 @@
  *   btree.c         the index and its node cache
  *   device.c        a cache device: open (recovery), close, export binding
  *   request.c       the per-mode request paths (the DESIGN.md table)
+ *   writeback.c     per export: dirty data back to the backing store
+ *   wbrate.c        writeback's PI rate controller
+ *   gc.c            per device: GC, moving GC, batched discards
+ *   seqcut.c        per export: sequential streams bypass the cache
+ *   trimq.c         per export: merged, batched backing trims
  *   cache.c         the public API (cache.h): checks, stats, dispatch
  *
  * A CACHE DEVICE (struct ncache_device) owns: the cdev, the superblock, the
@@ -59,6 +64,10 @@ struct cdev;
 struct bucket_set;
 struct journal;
 struct btree;
+struct writeback;
+struct gc;
+struct seqcut;
+struct trimq;
 
 struct ncache_device {
   char *name;                   /* [cache NAME]; for logs */
@@ -67,9 +76,16 @@ struct ncache_device {
   struct bucket_set *bs;
   struct journal *journal;
   struct btree *bt;
+  struct gc *gc;                /* background thread; NULL until started;
+                                   set and cleared under gc_ptr_lock */
+  pthread_mutex_t gc_ptr_lock;  /* a leaf lock: the allocator's kick
+                                   (under the bucket lock) vs close */
+  bool discard;                 /* config: discard freed buckets */
+  uint32_t zero_id;             /* atomic: the last ZERO key id (random
+                                   start at open) */
   pthread_mutex_t lock;         /* sb export table, export_open[] */
   bool export_open[NC_MAX_EXPORTS + 1]; /* by id: an ncache has it */
-  unsigned nr_open_exports;
+  unsigned nr_open_exports;     /* also read without the lock (atomic) */
 };
 
 /* Writes in flight over block ranges of one export (request.c): a write
@@ -96,6 +112,10 @@ struct ncache {
   struct ncache_device *dev;    /* borrowed; NULL in mode none */
   uint16_t export_id;           /* in dev's export table */
   struct range_lock rl;
+  struct ncache_export_tuning tuning;
+  struct writeback *wb;         /* cached modes; NULL in mode none */
+  struct seqcut *seq;           /* cached modes; NULL when cutoff is 0 */
+  struct trimq *tq;             /* cached modes */
 
   /* Set by any successful write, trim or zero; tells close whether the
    * backing store needs a last flush.  Atomic.
@@ -112,6 +132,7 @@ struct ncache {
   uint64_t bytes_read, bytes_written;
   uint64_t nr_errors;
   uint64_t nr_hits, nr_misses, nr_bypasses, nr_promotions;
+  uint64_t nr_seq_bypasses;
 };
 
 #define STAT_ADD(nc, field, n) \
@@ -134,8 +155,19 @@ int request_zero (struct ncache *nc, uint64_t count, uint64_t offset,
 int request_cache (struct ncache *nc, uint64_t count, uint64_t offset);
 int request_extents (struct ncache *nc, uint64_t count, uint64_t offset,
                      bool req_one, ncache_extent_fn fn, void *opaque);
+int request_state_extents (struct ncache *nc, uint64_t count,
+                           uint64_t offset, bool req_one, ncache_extent_fn fn,
+                           void *opaque);
 void range_lock_init (struct range_lock *rl);
 void range_lock_destroy (struct range_lock *rl);
+/* Writes, zeroes, trims and writeback hold the range lock over blocks
+ * [start, end) of the export while they touch them.
+ */
+void range_lock_take (struct range_lock *rl, struct range_lock_entry *e,
+                      uint64_t start, uint64_t end);
+void range_lock_release (struct range_lock *rl, struct range_lock_entry *e);
+/* Issue one backing trim of the export (trimq's issue callback). */
+int request_issue_trim (void *nc, uint64_t offset, uint64_t count);
 
 /* Extra knobs for ncache_device_open_cdev (tests and the config). */
 struct ncache_device_tuning {
@@ -143,6 +175,8 @@ struct ncache_device_tuning {
   unsigned journal_delay_ms;    /* 0 = 100 */
   uint32_t format_bucket_bytes; /* create: 0 = 1 MiB */
   uint64_t format_journal_bytes; /* create: 0 = default */
+  bool discard;                 /* discard freed buckets (config) */
+  bool gc_off;                  /* tests: no GC thread (gc_run_once) */
 };
 
 /* Open (and, with create, format) a cache device on an already-open cdev.

@@ -33,11 +33,17 @@
 #include <string.h>
 
 #include "backing.h"
+#include "btree.h"
 #include "bucket.h"
 #include "cache-internal.h"
 #include "cache.h"
 #include "compiler.h"
+#include "gc.h"
+#include "journal.h"
 #include "log.h"
+#include "seqcut.h"
+#include "trimq.h"
+#include "writeback.h"
 
 /* Count a failure and hand the error back, so call sites read
  * `return failed (nc, r);`.
@@ -82,6 +88,53 @@ check_servable (const struct ncache_config *cfg, const char *name)
   return -EINVAL;
 }
 
+void
+ncache_export_tuning_default (struct ncache_export_tuning *t)
+{
+  memset (t, 0, sizeof *t);
+  t->writeback_percent = 10;
+  t->sequential_cutoff_bytes = SEQCUT_DEFAULT_BYTES;
+  t->flush_on_stop = false;
+  t->writeback_off = false;
+  t->writeback_update_ms = 1000;
+}
+
+/* The background parts of a cached export: cutoff, trim queue, writeback.
+ * Logs; 0 or -errno (whatever was made is freed by close_background).
+ */
+static int
+open_background (struct ncache *nc)
+{
+  int r;
+
+  if (nc->tuning.sequential_cutoff_bytes > 0 &&
+      (r = seqcut_create (nc->tuning.sequential_cutoff_bytes,
+                          &nc->seq)) < 0) {
+    log_error ("export '%s': sequential cutoff: %s", nc->name, strerror (-r));
+    return r;
+  }
+  if ((r = trimq_create (&nc->tq)) < 0) {
+    log_error ("export '%s': trim queue: %s", nc->name, strerror (-r));
+    return r;
+  }
+  if ((r = writeback_start (nc, &nc->tuning, &nc->wb)) < 0) {
+    log_error ("export '%s': writeback: %s", nc->name, strerror (-r));
+    return r;
+  }
+  return 0;
+}
+
+static void
+close_background (struct ncache *nc)
+{
+  writeback_stop (nc->wb);
+  nc->wb = NULL;
+  trimq_destroy (nc->tq);
+  nc->tq = NULL;
+  seqcut_destroy (nc->seq);
+  nc->seq = NULL;
+}
+
 int
 ncache_open (const struct ncache_config *cfg, struct backing *backing,
              struct ncache **out)
@@ -114,6 +167,12 @@ ncache_open (const struct ncache_config *cfg, struct backing *backing,
   nc->mode = cfg->mode;
   nc->backing = backing;
   nc->dev = cfg->device;
+  if (cfg->tuning != NULL)
+    nc->tuning = *cfg->tuning;
+  else
+    ncache_export_tuning_default (&nc->tuning);
+  if (nc->tuning.writeback_percent > 100)
+    nc->tuning.writeback_percent = 100;
   if (nc->dev != NULL) {
     r = device_bind_export (nc->dev, name, backing->uri ? backing->uri : name,
                             backing->size_bytes, cfg->mode, &nc->export_id);
@@ -143,6 +202,14 @@ ncache_open (const struct ncache_config *cfg, struct backing *backing,
    */
   nc->caps.can_multi_conn = true;
 
+  if (nc->dev != NULL && (r = open_background (nc)) < 0) {
+    close_background (nc);
+    device_unbind_export (nc->dev, nc->export_id);
+    range_lock_destroy (&nc->rl);
+    free (nc->name);
+    goto err_free;
+  }
+
   log_debug ("export '%s': opened over %s (%s), %" PRIu64 " bytes, mode %s%s",
              nc->name, backing->uri ? backing->uri : "?", backing->ops->name,
              nc->caps.size_bytes, ncache_mode_name (nc->mode),
@@ -165,11 +232,25 @@ ncache_close (struct ncache *nc)
   if (nc == NULL)
     return;
   if (nc->dev != NULL) {
-    /* Everything acknowledged becomes durable: backing, then journal. */
+    if (nc->tuning.flush_on_stop && !nc->caps.readonly) {
+      log_info ("export '%s': flush_on_stop: writing back dirty data",
+                nc->name);
+      r = writeback_drain (nc->wb, NULL, NULL);
+      if (r < 0)
+        log_error ("export '%s': flush_on_stop: writeback failed (%s); the "
+                   "dirty data stays in the cache device", nc->name,
+                   strerror (-r));
+    }
+    writeback_stop (nc->wb);
+    nc->wb = NULL;
+    /* Everything acknowledged becomes durable: queued trims, the backing,
+     * then the journal.
+     */
     r = request_flush (nc);
     if (r < 0)
       log_error ("export '%s': final flush failed: %s",
                  nc->name, strerror (-r));
+    close_background (nc);
     device_unbind_export (nc->dev, nc->export_id);
   }
   else if (!nc->caps.readonly &&
@@ -462,6 +543,49 @@ ncache_extents (struct ncache *nc, uint64_t count, uint64_t offset,
   return 0;
 }
 
+int
+ncache_state_extents (struct ncache *nc, uint64_t count, uint64_t offset,
+                      uint32_t flags, ncache_extent_fn fn, void *opaque)
+{
+  int r;
+
+  if ((r = check_flags (nc, "state extents", flags, NCACHE_REQ_ONE)) < 0 ||
+      (r = check_range (nc, "state extents", count, offset, -EINVAL)) < 0)
+    return failed (nc, r);
+  if (count == 0)
+    return 0;
+  if (nc->dev)
+    r = request_state_extents (nc, count, offset,
+                               (flags & NCACHE_REQ_ONE) != 0, fn, opaque);
+  else
+    r = fn (opaque, offset, count, 0);  /* nothing is ever cached */
+  if (r < 0)
+    return failed (nc, r);
+  STAT_ADD (nc, nr_extents, 1);
+  return 0;
+}
+
+int
+ncache_drain (struct ncache *nc, ncache_progress_fn fn, void *opaque)
+{
+  int r;
+
+  if (nc->caps.readonly && nc->dev != NULL &&
+      bucket_export_dirty_blocks (nc->dev->bs, nc->export_id) +
+      bucket_export_dirty_zero_blocks (nc->dev->bs, nc->export_id) > 0) {
+    log_error ("export '%s': cannot write back dirty data: the export is "
+               "read-only", nc->name);
+    return -EROFS;
+  }
+  if (nc->dev == NULL)
+    r = nc->caps.readonly ? 0 : backing_flush (nc->backing);
+  else
+    r = writeback_drain (nc->wb, fn, opaque);
+  if (r < 0 && r != -ECANCELED)
+    STAT_ADD (nc, nr_errors, 1);
+  return r;
+}
+
 /* ---- statistics ---- */
 
 void
@@ -482,11 +606,81 @@ ncache_get_stats (struct ncache *nc, struct ncache_stats *stats)
   stats->misses = STAT_LOAD (nc, nr_misses);
   stats->bypasses = STAT_LOAD (nc, nr_bypasses);
   stats->promotions = STAT_LOAD (nc, nr_promotions);
+  stats->sequential_bypasses = STAT_LOAD (nc, nr_seq_bypasses);
   if (nc->dev) {
-    struct bucket_usage u;
+    struct writeback_stats ws;
+    struct trimq_stats ts;
 
-    /* Dirty data on the cache device (all its exports). */
-    bucket_get_usage (nc->dev->bs, &u);
-    stats->dirty_bytes = u.dirty_blocks * NC_BLOCK_BYTES;
+    stats->dirty_bytes = bucket_export_dirty_blocks (nc->dev->bs,
+                                                     nc->export_id)
+      * NC_BLOCK_BYTES;
+    stats->dirty_zero_bytes =
+      bucket_export_dirty_zero_blocks (nc->dev->bs, nc->export_id)
+      * NC_BLOCK_BYTES;
+    writeback_get_stats (nc->wb, &ws);
+    stats->writeback_bytes = ws.bytes;
+    stats->writeback_batches = ws.batches;
+    stats->writeback_errors = ws.errors;
+    stats->writeback_rate = ws.rate;
+    stats->writeback_target_bytes = ws.target_bytes;
+    stats->throttled_writes = ws.throttled;
+    trimq_get_stats (nc->tq, &ts);
+    stats->backing_trims_queued = ts.queued;
+    stats->backing_trim_batches = ts.batches;
+    stats->backing_trim_extents = ts.extents;
   }
+}
+
+const char *
+ncache_device_name (const struct ncache_device *dev)
+{
+  return dev->name;
+}
+
+void
+ncache_device_get_stats (struct ncache_device *dev,
+                         struct ncache_device_stats *st)
+{
+  struct bucket_usage u;
+  struct journal_stats js;
+  struct btree_stats bts;
+  struct gc_stats gs;
+
+  memset (st, 0, sizeof *st);
+  bucket_get_usage (dev->bs, &u);
+  journal_get_stats (dev->journal, &js);
+  btree_get_stats (dev->bt, &bts);
+  st->bucket_bytes = (uint64_t) dev->sb.bucket_blocks * NC_BLOCK_BYTES;
+  st->size_bytes = (uint64_t) dev->sb.nbuckets * st->bucket_bytes;
+  st->buckets = u.nbuckets;
+  st->free_buckets = u.free;
+  st->data_buckets = u.data;
+  st->btree_buckets = u.btree;
+  st->dirty_buckets = u.dirty_buckets;
+  st->discard_pending_buckets = u.discard + bucket_discard_waiting (dev->bs);
+  st->live_bytes = u.live_blocks * NC_BLOCK_BYTES;
+  st->dirty_bytes = u.dirty_blocks * NC_BLOCK_BYTES;
+  st->evictions = u.evictions;
+  st->gc_freed_buckets = u.gc_freed;
+  st->gc_fixed_buckets = u.gc_fixed;
+  st->discards = u.discards;
+  st->discard_batches = u.discard_batches;
+  st->discard_errors = u.discard_errors;
+  st->gc_runs = u.gc_runs;      /* every completed recount, any caller */
+  if (dev->gc != NULL) {
+    gc_get_stats (dev->gc, &gs);
+    st->gc_stale_keys = gs.stale_keys;
+    st->moving_gc_runs = gs.moving_runs;
+    st->moving_gc_bytes = gs.moving_bytes;
+  }
+  st->journal_commits = js.commits;
+  st->journal_entries = js.entries;
+  st->journal_keys = js.keys;
+  st->journal_waiters = js.waiters;
+  st->journal_max_batch_waiters = js.max_batch_waiters;
+  st->btree_depth = bts.depth;
+  st->btree_nodes_in_memory = bts.nodes_in_memory;
+  st->btree_node_bytes_in_memory = bts.node_bytes_in_memory;
+  st->node_reads = bts.node_reads;
+  st->node_writes = bts.node_writes;
 }

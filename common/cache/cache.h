@@ -75,6 +75,11 @@ struct ncache_device_config {
   uint64_t journal_bytes;       /* format only; 0 = default */
   uint64_t node_cache_bytes;    /* btree node cache bound; 0 = 64 MiB */
   unsigned journal_delay_ms;    /* group-commit delay; 0 = 100 */
+  /* Discard freed buckets (BLKDISCARD / FALLOC_FL_PUNCH_HOLE) in batches
+   * before they are reused.  Config `discard`, default yes (front ends
+   * set it; a zeroed config means no).
+   */
+  bool discard;
 };
 
 /* 0 and *out set, or -errno (logged). */
@@ -84,11 +89,38 @@ int ncache_device_open (const struct ncache_device_config *cfg,
 void ncache_device_close (struct ncache_device *dev);
 
 /* ---- exports ---- */
+/* Per-export knobs of the background work.  ncache_export_tuning_default
+ * fills the defaults; a NULL tuning in ncache_config means the defaults.
+ */
+struct ncache_export_tuning {
+  /* Writeback's dirty target, in percent of the cache device's data space
+   * shared by the exports open on it (0 .. 100; default 10).  0 = write
+   * back everything as fast as the backing store takes it.
+   */
+  unsigned writeback_percent;
+  /* A sequential stream longer than this bypasses the cache (reads not
+   * promoted, writes go around).  0 = off; default 4 MiB.
+   */
+  uint64_t sequential_cutoff_bytes;
+  /* ncache_close writes back every dirty block first (default false: the
+   * cache device is persistent, dirty data is safe in it).
+   */
+  bool flush_on_stop;
+  /* Tests: no background writeback thread (dirty data stays until
+   * ncache_drain or close with flush_on_stop).  Default false.
+   */
+  bool writeback_off;
+  /* Tests: the PI controller's update period; 0 = 1000 ms. */
+  unsigned writeback_update_ms;
+};
+void ncache_export_tuning_default (struct ncache_export_tuning *t);
+
 struct ncache_config {
   const char *name;             /* export name, for logs and stats */
   struct ncache_device *device; /* NULL = no cache device */
   enum ncache_mode mode;        /* must be NONE when device == NULL */
   bool readonly;
+  const struct ncache_export_tuning *tuning; /* NULL = defaults; copied */
 };
 
 /* Open an export over a backing store.  Takes ownership of `backing` on
@@ -131,14 +163,70 @@ int ncache_cache (struct ncache *nc, uint64_t count, uint64_t offset,
 int ncache_extents (struct ncache *nc, uint64_t count, uint64_t offset,
                     uint32_t flags, ncache_extent_fn fn, void *opaque);
 
+/* nbdcache:state — what the cache holds, per extent (the bits of our own
+ * NBD meta context; mode none and uncached ranges report 0).
+ */
+#define NCACHE_STATE_CACHED (1u << 0) /* the cache device holds the data */
+#define NCACHE_STATE_DIRTY  (1u << 1) /* newer than the backing store */
+#define NCACHE_STATE_ZERO   (1u << 2) /* a zero extent in the index */
+/* Like ncache_extents, with NCACHE_STATE_* flags (NCACHE_REQ_ONE works). */
+int ncache_state_extents (struct ncache *nc, uint64_t count, uint64_t offset,
+                          uint32_t flags, ncache_extent_fn fn, void *opaque);
+
+/* Progress of a long operation: remaining and total (at the start) bytes.
+ * Return non-zero to cancel.
+ */
+typedef int (*ncache_progress_fn) (void *opaque, uint64_t remaining_bytes,
+                                   uint64_t total_bytes);
+/* Write back every dirty block (data and zero extents) of the export at
+ * full speed, flush the backing store, and return when the export is
+ * clean: 0.  fn (may be NULL) is called about every 250 ms.  -EIO if a
+ * backing write or flush failed meanwhile (the data stays dirty and is
+ * retried in the background), -ECANCELED if fn asked, -EROFS for a
+ * read-only export.  Mode none and an export with nothing dirty: 0 at
+ * once (after a flush).
+ */
+int ncache_drain (struct ncache *nc, ncache_progress_fn fn, void *opaque);
+
 /* ---- statistics ---- */
 struct ncache_stats {
   uint64_t reads, writes, flushes, trims, zeroes, caches, extents;
   uint64_t bytes_read, bytes_written;
   uint64_t errors;
   /* Cache device counters; zero in mode none. */
-  uint64_t hits, misses, bypasses, promotions, dirty_bytes;
+  uint64_t hits, misses, bypasses, promotions;
+  uint64_t dirty_bytes;         /* this export's dirty data now */
+  uint64_t dirty_zero_bytes;    /* this export's dirty zero extents now */
+  uint64_t sequential_bypasses; /* requests the sequential cutoff sent by */
+  uint64_t writeback_bytes;     /* written back (data and zero extents) */
+  uint64_t writeback_batches;
+  uint64_t writeback_errors;    /* failed backing writes/flushes (retried) */
+  uint64_t writeback_rate;      /* the controller's rate now, bytes/s */
+  uint64_t writeback_target_bytes; /* its dirty target */
+  uint64_t throttled_writes;    /* writes that waited at the dirty limit */
+  uint64_t backing_trims_queued, backing_trim_batches,
+    backing_trim_extents;       /* backing trims: queued, batches, issued */
 };
 void ncache_get_stats (struct ncache *nc, struct ncache_stats *stats);
+
+/* A cache device's own counters (all exports on it). */
+struct ncache_device_stats {
+  uint64_t size_bytes, bucket_bytes;
+  uint64_t buckets, free_buckets, data_buckets, btree_buckets,
+    dirty_buckets, discard_pending_buckets;
+  uint64_t live_bytes, dirty_bytes;
+  uint64_t evictions;           /* clean buckets invalidated for space */
+  uint64_t gc_runs, gc_freed_buckets, gc_stale_keys, gc_fixed_buckets;
+  uint64_t moving_gc_runs, moving_gc_bytes;
+  uint64_t discards, discard_batches, discard_errors; /* discards: buckets */
+  uint64_t journal_commits, journal_entries, journal_keys,
+    journal_waiters, journal_max_batch_waiters;
+  uint64_t btree_depth, btree_nodes_in_memory, btree_node_bytes_in_memory;
+  uint64_t node_reads, node_writes;
+};
+void ncache_device_get_stats (struct ncache_device *dev,
+                              struct ncache_device_stats *stats);
+/* The device's name ([cache NAME]) as given at open. */
+const char *ncache_device_name (const struct ncache_device *dev);
 
 #endif /* NBDCACHE_CACHE_H */

@@ -26,12 +26,14 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bkey.h"
 #include "btree.h"
 #include "bucket.h"
 #include "cache-internal.h"
 #include "cdev.h"
+#include "gc.h"
 #include "journal.h"
 #include "log.h"
 #include "super.h"
@@ -52,6 +54,33 @@ hook_journal_flush (void *opaque)
 {
   struct ncache_device *dev = opaque;
   return journal_flush (dev->journal);
+}
+
+/* The allocator wants the background thread (bucket lock held: only
+ * signal).  gc_ptr_lock keeps close from freeing the thread meanwhile.
+ */
+static void
+hook_kick (void *opaque, bool need_gc)
+{
+  struct ncache_device *dev = opaque;
+
+  pthread_mutex_lock (&dev->gc_ptr_lock);
+  if (dev->gc != NULL)
+    gc_kick (dev->gc, need_gc);
+  pthread_mutex_unlock (&dev->gc_ptr_lock);
+}
+
+/* Stop the background thread (if any), out of the kick's reach first. */
+static void
+device_stop_gc (struct ncache_device *dev)
+{
+  struct gc *g;
+
+  pthread_mutex_lock (&dev->gc_ptr_lock);
+  g = dev->gc;
+  dev->gc = NULL;
+  pthread_mutex_unlock (&dev->gc_ptr_lock);
+  gc_stop (g);
 }
 
 static int
@@ -147,6 +176,7 @@ recover (struct ncache_device *dev, const struct ncache_device_tuning *t)
     .opaque = dev,
     .journal_open_seq = hook_journal_open_seq,
     .journal_flush = hook_journal_flush,
+    .kick = hook_kick,
   };
   const struct journal_hooks jhooks = {
     .opaque = dev,
@@ -215,12 +245,14 @@ recover (struct ncache_device *dev, const struct ncache_device_tuning *t)
 static void
 device_free (struct ncache_device *dev)
 {
+  device_stop_gc (dev);
   if (dev->journal)
     journal_destroy (dev->journal);
   btree_destroy (dev->bt);
   bucket_set_destroy (dev->bs);
   cdev_close (dev->cd);
   pthread_mutex_destroy (&dev->lock);
+  pthread_mutex_destroy (&dev->gc_ptr_lock);
   free (dev->name);
   free (dev);
 }
@@ -243,6 +275,7 @@ ncache_device_open_cdev (const char *name, struct cdev *cd, bool create,
     return -ENOMEM;
   }
   pthread_mutex_init (&dev->lock, NULL);
+  pthread_mutex_init (&dev->gc_ptr_lock, NULL);
   dev->cd = cd;
 
   r = create ? super_probe (cd) : 0;
@@ -268,9 +301,32 @@ ncache_device_open_cdev (const char *name, struct cdev *cd, bool create,
                r == -EBADMSG ? " (metadata is corrupt; it is not used)" : "");
     goto err;
   }
+  dev->discard = t->discard;
+  {
+    struct timespec ts;
+
+    /* ZERO key ids only need to differ from those still in the index. */
+    clock_gettime (CLOCK_REALTIME, &ts);
+    dev->zero_id = (uint32_t) (ts.tv_nsec ^ (ts.tv_sec * 2654435761u)
+                               ^ dev->sb.seq);
+  }
+  bucket_set_discard (dev->bs, t->discard);
+  if (!t->gc_off) {
+    struct gc *g;
+
+    if ((r = gc_start (dev, &g)) < 0) {
+      log_error ("cache '%s' (%s): cannot start the GC thread: %s",
+                 dev->name, cd->path, strerror (-r));
+      goto err;
+    }
+    pthread_mutex_lock (&dev->gc_ptr_lock);
+    dev->gc = g;
+    pthread_mutex_unlock (&dev->gc_ptr_lock);
+  }
   log_info ("cache '%s' (%s): open, %" PRIu32 " buckets of %" PRIu64
-            " KiB", dev->name, cd->path, dev->sb.nbuckets,
-            super_bucket_bytes (&dev->sb) / 1024);
+            " KiB%s", dev->name, cd->path, dev->sb.nbuckets,
+            super_bucket_bytes (&dev->sb) / 1024,
+            t->discard ? ", discard on" : "");
   *out = dev;
   return 0;
 
@@ -301,6 +357,7 @@ ncache_device_open (const struct ncache_device_config *cfg,
   t.journal_delay_ms = cfg->journal_delay_ms;
   t.format_bucket_bytes = cfg->bucket_bytes;
   t.format_journal_bytes = cfg->journal_bytes;
+  t.discard = cfg->discard;
   return ncache_device_open_cdev (cfg->name, cd, cfg->create, &t, out);
 }
 
@@ -314,6 +371,10 @@ ncache_device_close (struct ncache_device *dev)
   if (dev->nr_open_exports > 0)
     log_error ("cache '%s': closed with %u export(s) still open",
                dev->name, dev->nr_open_exports);
+  /* The background thread first: nothing may change the index while it
+   * is written out for the last time.
+   */
+  device_stop_gc (dev);
   /* Write every changed leaf, then one last entry whose last_seq is its
    * own: the next open replays nothing.
    */
@@ -380,7 +441,7 @@ device_bind_export (struct ncache_device *dev, const char *name,
     goto out;
   }
   dev->export_open[e->id] = true;
-  dev->nr_open_exports++;
+  __atomic_fetch_add (&dev->nr_open_exports, 1, __ATOMIC_RELAXED);
   *id = e->id;
  out:
   pthread_mutex_unlock (&dev->lock);
@@ -393,7 +454,7 @@ device_unbind_export (struct ncache_device *dev, uint16_t id)
   pthread_mutex_lock (&dev->lock);
   if (id <= NC_MAX_EXPORTS && dev->export_open[id]) {
     dev->export_open[id] = false;
-    dev->nr_open_exports--;
+    __atomic_fetch_sub (&dev->nr_open_exports, 1, __ATOMIC_RELAXED);
   }
   pthread_mutex_unlock (&dev->lock);
 }

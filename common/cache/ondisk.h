@@ -92,7 +92,9 @@ _Static_assert (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 
 #define NC_KEY_DIRTY 0x01       /* newer than the backing store */
 #define NC_KEY_ZERO  0x02       /* reads as zeros; bucket/offset/gen unused */
-#define NC_KEY_ALL_FLAGS (NC_KEY_DIRTY | NC_KEY_ZERO)
+#define NC_KEY_NOHOLE 0x04      /* ZERO only: write back without punching
+                                   (the client sent NO_HOLE) */
+#define NC_KEY_ALL_FLAGS (NC_KEY_DIRTY | NC_KEY_ZERO | NC_KEY_NOHOLE)
 
 /* Interior-node child pointers use NC_EXPORT_ID_MAX / UINT64_MAX as the
  * key of the rightmost child ("everything above").

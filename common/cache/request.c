@@ -26,8 +26,20 @@
  * - WRITE_ZEROES: partial edge blocks are written as data first; the
  *   whole blocks become a ZERO key (DIRTY in writeback: instant; clean after
  *   a backing zero in writethrough; a DELETE after a backing zero in
- *   writearound).  TRIM drops the keys of the whole blocks and trims the
- *   backing store.
+ *   writearound; a writeback ZERO key carries NOHOLE unless the client
+ *   allowed a hole, so writeback zeroes without punching).  TRIM drops the
+ *   keys of the whole blocks and queues a backing trim (trimq.c: merged,
+ *   issued in batches by the export's background thread and before any
+ *   flush; FUA trims go out at once).  Every backing write and zero first
+ *   passes the trim queue's barrier, so an earlier trim never lands after
+ *   it.
+ * - A request of a stream past the sequential cutoff (seqcut.c) bypasses
+ *   the cache: a read is not promoted, a write goes around.
+ * - Writeback-mode writes first pass writeback's throttle (backpressure
+ *   above the dirty limit), before they take the range lock that
+ *   writeback itself needs.
+ * - nbdcache:state reports, per extent, cached / dirty / zero from the
+ *   index alone.
  *
  * INVARIANTS:
  * - Data reaches the cache device before the key that points at it is
@@ -51,6 +63,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backing.h"
 #include "bkey.h"
@@ -62,6 +75,9 @@
 #include "journal.h"
 #include "log.h"
 #include "ondisk.h"
+#include "seqcut.h"
+#include "trimq.h"
+#include "writeback.h"
 
 #define BLK ((uint64_t) NC_BLOCK_BYTES)
 #define LOOKUP_PIECES 32
@@ -72,6 +88,15 @@
 
 static inline uint64_t div_round_up (uint64_t a, uint64_t b)
 { return (a + b - 1) / b; }
+
+static uint64_t
+now_ms (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
 
 /* ---- the range lock ---- */
 
@@ -90,7 +115,7 @@ range_lock_destroy (struct range_lock *rl)
   pthread_mutex_destroy (&rl->lock);
 }
 
-static void
+void
 range_lock_take (struct range_lock *rl, struct range_lock_entry *e,
                  uint64_t start, uint64_t end)
 {
@@ -110,7 +135,7 @@ range_lock_take (struct range_lock *rl, struct range_lock_entry *e,
   pthread_mutex_unlock (&rl->lock);
 }
 
-static void
+void
 range_lock_release (struct range_lock *rl, struct range_lock_entry *e)
 {
   struct range_lock_entry **pp;
@@ -389,6 +414,14 @@ backing_read_bytes (struct ncache *nc, uint8_t *dst, uint64_t lo, uint64_t hi)
   uint64_t n = hi <= size ? hi - lo : (lo < size ? size - lo : 0);
   int r = 0;
 
+  /* A queued trim over the range goes out first (see trimq.h). */
+  if (n > 0 && trimq_overlaps (nc->tq, lo, n)) {
+    r = trimq_issue (nc->tq, true, request_issue_trim, nc);
+    if (r < 0)
+      log_debug ("export '%s': a queued trim failed: %s (trims are "
+                 "advisory)", nc->name, strerror (-r));
+    r = 0;
+  }
   if (n > 0)
     r = backing_pread (nc->backing, dst, n, lo);
   if (r == 0 && n < hi - lo)
@@ -556,10 +589,23 @@ read_range (struct ncache *nc, uint8_t *buf, uint64_t count, uint64_t offset,
   return 0;
 }
 
+/* A request of a stream past the sequential cutoff bypasses the cache. */
+static bool
+sequential_bypass (struct ncache *nc, uint64_t offset, uint64_t count)
+{
+  if (nc->seq == NULL || !seqcut_check (nc->seq, offset, count))
+    return false;
+  STAT_ADD (nc, nr_seq_bypasses, 1);
+  return true;
+}
+
 int
 request_pread (struct ncache *nc, void *buf, size_t count, uint64_t offset)
 {
-  return read_range (nc, buf, count, offset, true, true);
+  bool promote = !sequential_bypass (nc, offset, count);
+
+  writeback_note_io (nc->wb);
+  return read_range (nc, buf, count, offset, promote, true);
 }
 
 int
@@ -693,6 +739,8 @@ backing_write_bytes (struct ncache *nc, const uint8_t *src, uint64_t lo,
   if (lo >= size)
     return 0;
   hi = MIN (hi, size);
+  /* An earlier queued trim must not land after this write. */
+  trimq_write_barrier (nc->tq, lo, hi - lo);
   __atomic_store_n (&nc->backing_unflushed, true, __ATOMIC_RELAXED);
   return backing_pwrite (nc->backing, src, hi - lo, lo, bflags);
 }
@@ -739,14 +787,17 @@ write_around (struct ncache *nc, const struct block_write *w, bool fua)
   return r;
 }
 
-/* The mode's write of prepared blocks. */
+/* The mode's write of prepared blocks (around the cache if bypass). */
 static int
-write_blocks (struct ncache *nc, const struct block_write *w, bool fua)
+write_blocks (struct ncache *nc, const struct block_write *w, bool fua,
+              bool bypass)
 {
   struct key_list kl;
   int r;
 
   key_list_init (&kl);
+  if (bypass)
+    return write_around (nc, w, fua);
   switch (nc->mode) {
   case NCACHE_MODE_WRITEBACK:
     r = block_write_cache (nc, w, WP_DIRTY, NC_KEY_DIRTY, &kl);
@@ -797,15 +848,23 @@ request_pwrite (struct ncache *nc, const void *buf, size_t count,
   struct range_lock_entry rle;
   struct block_write w;
   bool fua = (flags & NCACHE_FUA) != 0;
+  bool bypass;
   int r;
 
   if (count == 0)
     return fua ? request_flush (nc) : 0;
+  writeback_note_io (nc->wb);
+  bypass = sequential_bypass (nc, offset, count);
+  /* Backpressure before the range lock: writeback needs range locks to
+   * make progress.
+   */
+  if (nc->mode == NCACHE_MODE_WRITEBACK && !bypass)
+    writeback_throttle (nc->wb);
   range_lock_take (&nc->rl, &rle, offset / BLK,
                    div_round_up (offset + count, BLK));
   r = block_write_prepare (nc, buf, count, offset, &w);
   if (r == 0) {
-    r = write_blocks (nc, &w, fua);
+    r = write_blocks (nc, &w, fua, bypass);
     block_write_free (&w);
   }
   range_lock_release (&nc->rl, &rle);
@@ -817,6 +876,13 @@ request_flush (struct ncache *nc)
 {
   int r;
 
+  /* Queued trims go out first, so the flush covers them too. */
+  if (trimq_len (nc->tq) > 0) {
+    r = trimq_issue (nc->tq, true, request_issue_trim, nc);
+    if (r < 0)
+      log_debug ("export '%s': a queued trim failed: %s (trims are "
+                 "advisory)", nc->name, strerror (-r));
+  }
   /* The backing store first: a clean key must never be durable for data
    * the backing store could still lose.
    */
@@ -857,7 +923,12 @@ request_trim (struct ncache *nc, uint64_t count, uint64_t offset,
    * (a trim is advisory).
    */
   r = invalidate (nc, b0, b1 > b0 ? b1 : b0, &seq, &cut);
-  if (r == 0) {
+  /* The backing trim is queued (merged, batched by the export's
+   * background thread, issued before any flush); FUA issues it now.
+   */
+  if (r == 0 && ((flags & NCACHE_FUA) ||
+                 trimq_add (nc->tq, offset, count, now_ms ()) < 0)) {
+    trimq_write_barrier (nc->tq, offset, count);
     __atomic_store_n (&nc->backing_unflushed, true, __ATOMIC_RELAXED);
     r = backing_trim (nc->backing, count, offset,
                       (flags & NCACHE_FUA) ? BACKING_FUA : 0);
@@ -866,6 +937,15 @@ request_trim (struct ncache *nc, uint64_t count, uint64_t offset,
     r = journal_flush (nc->dev->journal);
   range_lock_release (&nc->rl, &rle);
   return r;
+}
+
+int
+request_issue_trim (void *opaque, uint64_t offset, uint64_t count)
+{
+  struct ncache *nc = opaque;
+
+  __atomic_store_n (&nc->backing_unflushed, true, __ATOMIC_RELAXED);
+  return backing_trim (nc->backing, count, offset, 0);
 }
 
 /* Whole blocks [b0, b1) become ZERO keys with flags. */
@@ -882,6 +962,10 @@ insert_zero_keys (struct ncache *nc, uint64_t b0, uint64_t b1, uint8_t flags,
     uint64_t e = MIN (b1, b0 + MAX_ZERO_KEY_BLOCKS);
 
     make_key (nc, &k, b0, e, (uint8_t) (flags | NC_KEY_ZERO));
+    /* A ZERO key has no data; its bucket field carries an id that tells
+     * this zero from a later identical one (btree_replace compares it).
+     */
+    k.bucket = __atomic_add_fetch (&nc->dev->zero_id, 1, __ATOMIC_RELAXED);
     r = key_list_add (&kl, &k);
     b0 = e;
   }
@@ -923,7 +1007,7 @@ request_zero (struct ncache *nc, uint64_t count, uint64_t offset,
   if (mb0 >= mb1) {
     r = block_write_prepare (nc, NULL, count, offset, &w);
     if (r == 0) {
-      r = write_blocks (nc, &w, fua);
+      r = write_blocks (nc, &w, fua, false);
       block_write_free (&w);
     }
     goto out;
@@ -931,14 +1015,14 @@ request_zero (struct ncache *nc, uint64_t count, uint64_t offset,
   if (offset < mb0 * BLK) {
     r = block_write_prepare (nc, NULL, mb0 * BLK - offset, offset, &w);
     if (r == 0) {
-      r = write_blocks (nc, &w, false);
+      r = write_blocks (nc, &w, false, false);
       block_write_free (&w);
     }
   }
   if (r == 0 && mb1 * BLK < end) {
     r = block_write_prepare (nc, NULL, end - mb1 * BLK, mb1 * BLK, &w);
     if (r == 0) {
-      r = write_blocks (nc, &w, false);
+      r = write_blocks (nc, &w, false, false);
       block_write_free (&w);
     }
   }
@@ -948,7 +1032,11 @@ request_zero (struct ncache *nc, uint64_t count, uint64_t offset,
   /* The whole blocks. */
   switch (nc->mode) {
   case NCACHE_MODE_WRITEBACK:
-    r = insert_zero_keys (nc, mb0, mb1, NC_KEY_DIRTY, fua);
+    /* Written back later as a backing zero: punched unless NO_HOLE. */
+    r = insert_zero_keys (nc, mb0, mb1,
+                          (uint8_t) (NC_KEY_DIRTY |
+                                     ((flags & NCACHE_MAY_TRIM)
+                                      ? 0 : NC_KEY_NOHOLE)), fua);
     break;
   case NCACHE_MODE_WRITETHROUGH:
   case NCACHE_MODE_WRITEAROUND:
@@ -960,6 +1048,7 @@ request_zero (struct ncache *nc, uint64_t count, uint64_t offset,
     if (flags & NCACHE_FUA) bflags |= BACKING_FUA;
     if (flags & NCACHE_MAY_TRIM) bflags |= BACKING_MAY_TRIM;
     if (flags & NCACHE_FAST_ZERO) bflags |= BACKING_FAST;
+    trimq_write_barrier (nc->tq, lo, hi - lo);
     __atomic_store_n (&nc->backing_unflushed, true, __ATOMIC_RELAXED);
     r = backing_zero (nc->backing, hi - lo, lo, bflags);
     if (r < 0)
@@ -1073,4 +1162,58 @@ request_extents (struct ncache *nc, uint64_t count, uint64_t offset,
     }
   }
   return c.result < 0 ? c.result : 0;
+}
+
+/* nbdcache:state: what the index holds, per extent (no backing call). */
+int
+request_state_extents (struct ncache *nc, uint64_t count, uint64_t offset,
+                       bool req_one, ncache_extent_fn fn, void *opaque)
+{
+  struct ncache_device *dev = nc->dev;
+  struct btree_piece pieces[LOOKUP_PIECES];
+  uint64_t pos = offset, end = offset + count;
+  uint64_t run_lo = offset, run_hi = offset;
+  uint32_t run_flags = 0;
+  int n, i, r;
+
+  /* Neighbouring pieces with the same state are reported as one extent. */
+  while (pos < end) {
+    n = btree_lookup (dev->bt, nc->export_id, pos / BLK,
+                      div_round_up (end, BLK), pieces, LOOKUP_PIECES, NULL);
+    if (n < 0)
+      return n;
+    for (i = 0; i < n; i++) {
+      const struct btree_piece *p = &pieces[i];
+      uint64_t lo = MAX (pos, p->start * BLK);
+      uint64_t hi = MIN (end, p->end * BLK);
+      uint32_t f = 0;
+
+      if (lo >= hi)
+        continue;
+      if (p->found) {
+        f = NCACHE_STATE_CACHED;
+        if (p->key.flags & NC_KEY_DIRTY)
+          f |= NCACHE_STATE_DIRTY;
+        if (bkey_is_zero (&p->key))
+          f |= NCACHE_STATE_ZERO;
+      }
+      if (run_hi > run_lo && f != run_flags) {
+        r = fn (opaque, run_lo, run_hi - run_lo, run_flags);
+        if (r != 0 || req_one)
+          return r < 0 ? r : 0;
+        run_lo = lo;
+      }
+      else if (run_hi == run_lo)
+        run_lo = lo;
+      run_flags = f;
+      run_hi = hi;
+      pos = hi;
+    }
+  }
+  if (run_hi > run_lo) {
+    r = fn (opaque, run_lo, run_hi - run_lo, run_flags);
+    if (r < 0)
+      return r;
+  }
+  return 0;
 }

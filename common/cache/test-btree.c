@@ -210,9 +210,15 @@ bucket_gc_note (struct bucket_set *bs, const struct nc_key *k)
 }
 
 void
-bucket_gc_end (struct bucket_set *bs)
+bucket_gc_cursor (struct bucket_set *bs, uint16_t export_id, uint64_t end)
 {
-  bs->gc_ends++;
+}
+
+void
+bucket_gc_end (struct bucket_set *bs, bool complete)
+{
+  if (complete)
+    bs->gc_ends++;
 }
 
 /* ---- a fake journal ---- */

@@ -904,7 +904,7 @@ test_bucket_gen_distance (void **state)
   k.gen = 50;                  /* less far behind: distance 47 is fine */
   k.bucket = DATA_FIRST + 1;
   bucket_gc_note (fx.bs, &k);
-  bucket_gc_end (fx.bs);
+  bucket_gc_end (fx.bs, true);
   assert_int_equal (fx.bs->b[DATA_FIRST + 1].oldest_gen, 50);
   assert_int_equal (bucket_alloc_data (fx.bs, WP_DIRTY, 1, &e), 0);
   assert_int_not_equal (e.bucket, DATA_FIRST);
@@ -914,7 +914,7 @@ test_bucket_gen_distance (void **state)
   /* Gens wrap: at 255 with nothing older the next gen is 0. */
   fx.bs->b[DATA_FIRST].gen = 255;
   bucket_gc_begin (fx.bs);
-  bucket_gc_end (fx.bs);
+  bucket_gc_end (fx.bs, true);
   for (i = 0; i < 2 * NDATA; i++) {
     bucket_put_open (fx.bs, e.bucket);
     if (bucket_alloc_data (fx.bs, WP_DIRTY, BUCKET_BLOCKS, &e) != 0)
@@ -1148,7 +1148,7 @@ model_sweep (struct fx *fx, struct model *m)
     else
       bucket_gc_note (fx->bs, &m->keys[i++]);
   }
-  bucket_gc_end (fx->bs);
+  bucket_gc_end (fx->bs, true);
 }
 
 static void

@@ -2,17 +2,28 @@
  * many N, reopen, and check the crash-consistency promise sector by sector.
  *
  * WHAT: a deterministic, seeded workload (writes of 512 B .. 128 KiB,
- * 512-byte aligned, some FUA; zeroes with and without MAY_TRIM; trims;
- * flushes; reads) runs on an export over a surviving memory store (the
- * backing outlives the engine) and a simulated cache device.  For a crash
- * point N the device's write number N after the workload starts, and
- * every I/O after it, fails ("the device died"); the workload runs on
+ * 512-byte aligned, some FUA; zeroes with and without MAY_TRIM; trims,
+ * some of them 256 KiB .. 1 MiB so whole buckets empty; flushes; reads;
+ * ncache_drain; GC rounds with gc_run_once) runs on an export over a
+ * surviving memory store (the backing outlives the engine) and a
+ * simulated cache device, with the background work on: writeback with
+ * writeback_percent 0 and a 10 ms controller period (the writer works
+ * all the time, writing back data and zero extents), the GC thread, and
+ * discard of freed buckets.  The store is VOLATILE (test-helpers.h):
+ * what the engine writes to it is durable only once it flushes it.
+ * For a crash point N the device's write number N after the workload
+ * starts, and every I/O after it, fails ("the device died"); on 3 points
+ * in 4 the backing store loses its power at the same moment (every
+ * request from then on fails: a power cut of the whole machine, in the
+ * middle of a writeback batch, a GC round or a discard batch), on the
+ * others it lives on (only the cache device died).  The workload runs on
  * (ops fail: each failed op "maybe happened"); then ncache_close and
- * ncache_device_close (their writes fail too), a simulated power loss
- * (cdev_sim_crash; half the points tear unsynced blocks, half lose them
- * all), a reopen of the same device (create = no) and the same backing
- * bytes, and a full read of the export checked against the model.  Then a
- * few writes, a flush and reads prove the reopened cache still works.
+ * ncache_device_close (their writes fail too), a simulated power loss of
+ * both (cdev_sim_crash and test_store_crash; half the points tear
+ * unsynced blocks and unflushed backing sectors, half lose them all), a
+ * reopen of the same device (create = no) and the same backing bytes,
+ * and a full read of the export checked against the model.  Then a few
+ * writes, a flush and reads prove the reopened cache still works.
  *
  * THE PROMISE CHECKED (DESIGN.md "Crash-consistency promise"), per
  * 512-byte sector, with the rules R1..R7 in test-helpers.c:
@@ -30,6 +41,13 @@
  *      value (before the device dies: exactly the last acknowledged one).
  *   4. The device, once crashed, reopens (never "corrupt metadata") and
  *      serves writes and reads again.
+ *   5. Writeback never marks a key clean before the backing store made
+ *      its data durable (DESIGN promise 3): if it did, the power cut
+ *      loses the backing copy while the cache says "clean", and the
+ *      sector reads older data than a flush promised (or garbage).
+ *      Likewise a discarded bucket or a dropped key must not bring back
+ *      trimmed or overwritten data, and a drain that returned 0 left
+ *      nothing dirty (checked through ncache_get_stats).
  *   When the device never died (N past the end), the clean close must
  *   have made everything durable: the check is then exact.
  *   A clean run (no fault) then a power loss is checked the same way.
@@ -37,12 +55,14 @@
  * HOW N COUNTS: from the first device write after the export is open
  * (format and open are not swept).  The total comes from a clean run:
  * the writes of the workload plus those of ncache_close and
- * ncache_device_close.  By default 500 distinct N per mode (every N if
+ * ncache_device_close.  By default 400 distinct N per mode (every N if
  * there are fewer): the first 50, the last 50 and the rest stratified at
  * random in between; --all sweeps every N (make check-crash).
  * Background writers (journal timer, writeback, GC) make the exact
  * write numbering timing-dependent, so a point is reproducible only
- * approximately; the replay line printed on failure runs that one point.
+ * approximately (and the total differs from run to run); the replay
+ * line printed on failure runs that one point.  Whether a point cuts the
+ * backing's power follows from the seed and the point.
  *
  * OPTIONS: --mode writeback|writethrough|writearound (default: all three),
  * --points K, --all, --seed S (or NBDCACHE_SEED), --ops N (default 2000),
@@ -67,6 +87,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -74,6 +95,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backing.h"
@@ -81,6 +103,7 @@
 #include "cache-internal.h"
 #include "cdev.h"
 #include "compiler.h"
+#include "gc.h"
 #include "test-helpers.h"
 
 #define PROGRAM "test-crash"
@@ -90,6 +113,9 @@
 
 #define IO_CHUNK_BYTES (256 * KIB) /* verify reads */
 #define MAX_OP_BYTES (128 * KIB)
+#define BIG_TRIM_BYTES (1 * MIB)   /* trims of whole buckets: up to this */
+#define WB_UPDATE_MS 10            /* writeback's controller period */
+#define DRAINER_MS 2               /* default pause between drains */
 #define HOT_BYTES (4 * MIB)        /* a region the cache can hold */
 #define NODE_CACHE_BYTES (1 * (uint64_t) MIB) /* small: nodes get evicted */
 #define ALWAYS_FIRST 50u           /* points always swept at each end */
@@ -111,6 +137,7 @@ struct config {
   uint64_t one_tear;            /* --tear, with --point */
   bool one_tear_set;
   unsigned tail;                /* 0 = run the workload to the end */
+  unsigned drainer_ms;          /* writeback mode: 0 = no drainer */
   bool keep_going;
   bool quiet;
 };
@@ -175,26 +202,48 @@ make_workload (const struct config *cfg, struct workload *w)
 
     op->count = pick_count (&rng);
     op->offset = pick_offset (&rng, op->count, cfg->export_bytes);
-    if (c < 55) {
+    if (c < 53) {
       op->kind = TEST_OP_WRITE;
       if (test_rng_chance (&rng, 12))
         op->flags = NCACHE_FUA;
     }
-    else if (c < 63) {
+    else if (c < 62) {
       op->kind = TEST_OP_ZERO;
       if (test_rng_chance (&rng, 50))
         op->flags |= NCACHE_MAY_TRIM;
       if (test_rng_chance (&rng, 15))
         op->flags |= NCACHE_FUA;
     }
-    else if (c < 69) {
+    else if (c < 68) {
       op->kind = TEST_OP_TRIM;
       if (test_rng_chance (&rng, 10))
         op->flags = NCACHE_FUA;
+      if (test_rng_chance (&rng, 35)) {
+        /* Whole buckets' worth of the hot region: the cache drops many
+         * keys at once, buckets empty, GC frees them and discard
+         * batches run.
+         */
+        op->count = test_rng_range (&rng, 4, BIG_TRIM_BYTES /
+                                    cfg->bucket_bytes) * cfg->bucket_bytes;
+        op->offset = ROUND_DOWN (test_rng_below (&rng, MIN (HOT_BYTES,
+                                                            cfg->export_bytes)
+                                                 - op->count + 1),
+                                 cfg->bucket_bytes);
+      }
     }
-    else if (c < 77) {
+    else if (c < 75) {
       op->kind = TEST_OP_FLUSH;
       op->offset = op->count = 0;
+    }
+    else if (c < 77) {
+      op->kind = TEST_OP_DRAIN;
+      op->offset = op->count = 0;
+    }
+    else if (c < 79) {
+      op->kind = TEST_OP_GC;
+      op->offset = op->count = 0;
+      if (test_rng_chance (&rng, 50))
+        op->flags = 1;          /* force_moving */
     }
     else {
       op->kind = TEST_OP_READ;
@@ -203,7 +252,7 @@ make_workload (const struct config *cfg, struct workload *w)
         unsigned back = (unsigned) test_rng_range (&rng, 1, MIN (i, 10u));
         const struct op *prev = &w->ops[i - back];
 
-        if (prev->count > 0) {
+        if (prev->count > 0 && prev->count <= MAX_OP_BYTES) {
           op->offset = prev->offset;
           op->count = prev->count;
         }
@@ -222,6 +271,8 @@ kind_name (enum test_op_kind k)
   case TEST_OP_TRIM: return "TRIM";
   case TEST_OP_FLUSH: return "FLUSH";
   case TEST_OP_READ: return "READ";
+  case TEST_OP_DRAIN: return "DRAIN";
+  case TEST_OP_GC: return "GC";
   }
   return "?";
 }
@@ -244,6 +295,11 @@ struct run {
   uint64_t tear;
   struct test_store *store;
   struct cdev *cd;              /* the device of the run in progress */
+  struct ncache_device *dev;    /* open on cd, or NULL */
+  bool power_cut;               /* the store loses power at the death */
+  bool armed;                   /* the power hook may cut; atomic */
+  uint64_t store_tear;          /* test_store_crash's seed */
+  uint64_t store_unflushed;     /* its unflushed sectors at the crash */
   const unsigned char *initial; /* the store's content at the start */
   struct test_model *model;
   unsigned char *buf;           /* IO_CHUNK_BYTES */
@@ -265,6 +321,27 @@ device_dead (struct run *run, struct cdev *cd)
     cdev_sim_nr_writes (cd) >= run->base_writes + run->point;
 }
 
+/* The store's power hook (engine threads): off once the device died, on
+ * the points that cut the power.  run->point, base_writes and cd do not
+ * change while it is armed.
+ */
+static bool
+store_powered (void *opaque)
+{
+  struct run *run = opaque;
+
+  return !__atomic_load_n (&run->armed, __ATOMIC_ACQUIRE) ||
+    !device_dead (run, run->cd);
+}
+
+/* Derived from the seed and the point, so --point replays it: 3 in 4. */
+static bool
+power_cut_for (const struct config *cfg, uint64_t point)
+{
+  return point != 0 &&
+    (test_mix64 (cfg->seed ^ (point * 0x5bd1e995) ^ 0xc07) & 3) != 0;
+}
+
 static void
 describe_op (const struct run *run, unsigned i, char *s, size_t len)
 {
@@ -280,8 +357,11 @@ describe_op (const struct run *run, unsigned i, char *s, size_t len)
     snprintf (rbuf, sizeof rbuf, "%s", strerror (-run->result[i]));
     res = rbuf;
   }
-  if (op->kind == TEST_OP_FLUSH)
-    snprintf (s, len, "#%u FLUSH -> %s", i, res);
+  if (op->kind == TEST_OP_FLUSH || op->kind == TEST_OP_DRAIN)
+    snprintf (s, len, "#%u %s -> %s", i, kind_name (op->kind), res);
+  else if (op->kind == TEST_OP_GC)
+    snprintf (s, len, "#%u GC (gc_run_once%s) -> %s", i,
+              op->flags ? ", force_moving" : "", res);
   else
     snprintf (s, len, "#%u %s [%" PRIu64 ", +%" PRIu64 ") sectors %" PRIu64
               "..%" PRIu64 "%s%s -> %s", i, kind_name (op->kind), op->offset,
@@ -367,6 +447,12 @@ fail_header (struct run *run, const char *fmt, ...)
              "the device %s\n", run->base_writes, run->workload_writes,
              run->total_writes,
              run->died ? "died" : "never died (clean close expected)");
+  fprintf (stderr, "  backing store: volatile; %s; store tear seed %"
+           PRIu64 "; %" PRIu64 " unflushed sector(s) at the power loss\n",
+           run->point == 0 ? "the clean run (power loss after the close)"
+           : run->power_cut ? "its power was cut when the device died"
+           : "it lived on after the device died (power loss after close)",
+           run->store_tear, run->store_unflushed);
   if (run->death_op >= 0) {
     describe_op (run, (unsigned) run->death_op, d, sizeof d);
     fprintf (stderr, "  the death was first seen by op %s\n", d);
@@ -383,10 +469,13 @@ static void
 format_replay (const struct run *run, char *s, size_t len)
 {
   const struct config *cfg = run->cfg;
-  char tail[32] = "";
+  char tail[64] = "";
 
   if (cfg->tail)
     snprintf (tail, sizeof tail, " --tail %u", cfg->tail);
+  if (cfg->drainer_ms != DRAINER_MS)
+    snprintf (tail + strlen (tail), sizeof tail - strlen (tail),
+              " --drainer-ms %u", cfg->drainer_ms);
   if (run->point == 0)
     snprintf (s, len, "NBDCACHE_SEED=%" PRIu64 " ./" PROGRAM " --mode %s "
               "--ops %u --journal-delay-ms %u --points 1%s (the clean run "
@@ -559,12 +648,19 @@ open_all (struct run *run, struct cdev *cd, bool create,
     .node_cache_bytes = NODE_CACHE_BYTES,
     .journal_delay_ms = run->cfg->journal_delay_ms,
     .format_bucket_bytes = run->cfg->bucket_bytes,
+    .discard = true,
   };
+  struct ncache_export_tuning et;
   struct ncache_config ncfg = {
-    .name = "crash", .mode = run->mode, .readonly = false,
+    .name = "crash", .mode = run->mode, .readonly = false, .tuning = &et,
   };
   struct backing *b;
   int r;
+
+  /* The background writer works all the time. */
+  ncache_export_tuning_default (&et);
+  et.writeback_percent = 0;
+  et.writeback_update_ms = WB_UPDATE_MS;
 
   cdev_sim_hold (cd);           /* the engine takes this reference */
   r = ncache_device_open_cdev ("crash-cache", cd, create, &tuning, dev_out);
@@ -587,6 +683,7 @@ static int
 run_op (struct run *run, struct ncache *nc, unsigned i)
 {
   const struct op *op = &run->w->ops[i];
+  struct ncache_device *dev = run->dev;
 
   switch (op->kind) {
   case TEST_OP_WRITE:
@@ -600,8 +697,125 @@ run_op (struct run *run, struct ncache *nc, unsigned i)
     return ncache_flush (nc, 0);
   case TEST_OP_READ:
     return ncache_pread (nc, run->buf, op->count, op->offset, 0);
+  case TEST_OP_DRAIN:
+    return ncache_drain (nc, NULL, NULL);
+  case TEST_OP_GC:
+    /* NULL until the GC thread is started at device open. */
+    return dev->gc != NULL ? gc_run_once (dev->gc, op->flags != 0) : 0;
   }
   return -EINVAL;
+}
+
+/* A drain that returned 0 left the export clean, by the stats and by
+ * nbdcache:state (only this thread writes).  false after a report.
+ */
+static bool
+drain_left_clean (struct run *run, struct ncache *nc, unsigned i)
+{
+  struct ncache_stats st;
+  struct test_dirty d;
+  int r;
+
+  ncache_get_stats (nc, &st);
+  if ((r = test_scan_dirty (nc, run->cfg->export_bytes, &d)) < 0) {
+    if (device_dead (run, run->cd))
+      return true;              /* state reads the index: may fail now */
+    fail_header (run, "nbdcache:state after drain op #%u failed: %s", i,
+                 strerror (-r));
+    return false;
+  }
+  if (st.dirty_bytes == 0 && st.dirty_zero_bytes == 0 && d.bytes == 0 &&
+      d.zero_bytes == 0)
+    return true;
+  fail_header (run, "drain op #%u returned 0 but the export is not clean: "
+               "the stats say %" PRIu64 " dirty byte(s) and %" PRIu64
+               " dirty zero byte(s), nbdcache:state %" PRIu64 " and %"
+               PRIu64 " (first dirty extent [%" PRIu64 ", +%" PRIu64 "))",
+               i, st.dirty_bytes, st.dirty_zero_bytes, d.bytes, d.zero_bytes,
+               d.first, d.first_len);
+  return false;
+}
+
+/* ---- the drainer ----
+ * The controller alone writes back slowly (its minimum rate, 64 KiB/s,
+ * is a few blocks during a whole workload), so in writeback mode a
+ * second thread keeps the background writer at full speed: ncache_drain
+ * in a loop, a pause of cfg->drainer_ms between drains (a timed wait on
+ * the stop condition, not a sleep), results ignored (they fail once the
+ * device died).  Writeback batches then run concurrently with the
+ * foreground ops, and crash points land inside them.
+ */
+struct drainer {
+  pthread_t thread;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  bool stop;                    /* under lock */
+  bool running;
+  struct ncache *nc;
+  unsigned pause_ms;
+  uint64_t drains, failed;      /* for the summary */
+};
+
+static void *
+drainer_run (void *arg)
+{
+  struct drainer *d = arg;
+  struct timespec until;
+
+  pthread_mutex_lock (&d->lock);
+  while (!d->stop) {
+    pthread_mutex_unlock (&d->lock);
+    if (ncache_drain (d->nc, NULL, NULL) < 0)
+      d->failed++;
+    d->drains++;
+    clock_gettime (CLOCK_MONOTONIC, &until);
+    until.tv_nsec += (long) d->pause_ms * 1000000;
+    until.tv_sec += until.tv_nsec / 1000000000;
+    until.tv_nsec %= 1000000000;
+    pthread_mutex_lock (&d->lock);
+    while (!d->stop &&
+           pthread_cond_timedwait (&d->cond, &d->lock, &until) == 0)
+      ;
+  }
+  pthread_mutex_unlock (&d->lock);
+  return NULL;
+}
+
+static void
+drainer_start (struct drainer *d, struct ncache *nc, unsigned pause_ms)
+{
+  pthread_condattr_t ca;
+
+  memset (d, 0, sizeof *d);
+  if (pause_ms == 0)
+    return;
+  d->nc = nc;
+  d->pause_ms = pause_ms;
+  pthread_mutex_init (&d->lock, NULL);
+  pthread_condattr_init (&ca);
+  pthread_condattr_setclock (&ca, CLOCK_MONOTONIC);
+  pthread_cond_init (&d->cond, &ca);
+  pthread_condattr_destroy (&ca);
+  d->running = pthread_create (&d->thread, NULL, drainer_run, d) == 0;
+  if (!d->running) {
+    pthread_cond_destroy (&d->cond);
+    pthread_mutex_destroy (&d->lock);
+  }
+}
+
+static void
+drainer_stop (struct drainer *d)
+{
+  if (!d->running)
+    return;
+  pthread_mutex_lock (&d->lock);
+  d->stop = true;
+  pthread_cond_signal (&d->cond);
+  pthread_mutex_unlock (&d->lock);
+  pthread_join (d->thread, NULL);
+  pthread_cond_destroy (&d->cond);
+  pthread_mutex_destroy (&d->lock);
+  d->running = false;
 }
 
 /* Run the workload on an open export; the model follows each result. */
@@ -609,6 +823,10 @@ static void
 run_workload (struct run *run, struct cdev *cd, struct ncache *nc)
 {
   unsigned i, reported = 0, dead_since = 0;
+  struct drainer drainer;
+
+  drainer_start (&drainer, nc, run->mode == NCACHE_MODE_WRITEBACK ?
+                 run->cfg->drainer_ms : 0);
 
   for (i = 0; i < run->w->nr_ops && !run->failed; i++) {
     const struct op *op = &run->w->ops[i];
@@ -650,10 +868,13 @@ run_workload (struct run *run, struct cdev *cd, struct ncache *nc)
         break;
       }
     }
+    if (op->kind == TEST_OP_DRAIN && r == 0 && !drain_left_clean (run, nc, i))
+      break;
     if (run->cfg->tail && run->death_op >= 0 &&
         i - dead_since >= run->cfg->tail)
       break;
   }
+  drainer_stop (&drainer);
 }
 
 /* Read the whole export and check every sector after the crash. */
@@ -685,6 +906,104 @@ verify_after_crash (struct run *run, struct ncache *nc)
   }
   if (bad > 0)
     fprintf (stderr, "  %" PRIu64 " bad sector(s) in total\n", bad);
+}
+
+/* Extents of nbdcache:state, collected per chunk. */
+#define MAX_STATE_EXTENTS (IO_CHUNK_BYTES / NC_BLOCK_BYTES + 2)
+struct state_list {
+  unsigned n;
+  struct { uint64_t off, len; uint32_t flags; } e[MAX_STATE_EXTENTS];
+};
+
+static int
+state_cb (void *opaque, uint64_t offset, uint64_t length, uint32_t flags)
+{
+  struct state_list *l = opaque;
+
+  if (l->n == MAX_STATE_EXTENTS)
+    return -ERANGE;
+  l->e[l->n].off = offset;
+  l->e[l->n].len = length;
+  l->e[l->n].flags = flags;
+  l->n++;
+  return 0;
+}
+
+/* "Clean" means the backing store has the data: the engine may drop a
+ * clean block from the cache at any time (eviction, GC) and serve the
+ * backing's bytes instead.  So after the crash, for every sector the
+ * cache holds clean, the backing store's own content must also be an
+ * acceptable answer.  This is what catches writeback marking keys clean
+ * before flushing the backing store (promise 3): the cache still serves
+ * the data, the backing lost it in the power cut.  A separate handle
+ * reads the store (the export's writeback may be running: it only
+ * touches dirty blocks, never the clean ones checked here).
+ */
+static void
+verify_clean_in_backing (struct run *run, struct ncache *nc)
+{
+  struct state_list *l = malloc (sizeof *l);
+  struct backing *b = NULL;
+  unsigned char *data = malloc (IO_CHUNK_BYTES);
+  uint64_t off, bad = 0;
+  unsigned k, reported = 0;
+  int r;
+
+  if (l == NULL || data == NULL ||
+      (r = test_store_open (run->store, &b)) < 0) {
+    fail_header (run, "out of memory checking clean blocks");
+    goto out;
+  }
+  for (off = 0; off < run->cfg->export_bytes && !run->failed;
+       off += IO_CHUNK_BYTES) {
+    uint64_t n = MIN ((uint64_t) IO_CHUNK_BYTES, run->cfg->export_bytes - off);
+
+    l->n = 0;
+    if ((r = ncache_state_extents (nc, n, off, 0, state_cb, l)) < 0) {
+      fail_header (run, "after the reopen, nbdcache:state of [%" PRIu64
+                   ", +%" PRIu64 ") failed: %s", off, n, strerror (-r));
+      break;
+    }
+    if ((r = backing_pread (b, data, n, off)) < 0) {
+      fail_header (run, "reading the backing store directly failed: %s",
+                   strerror (-r));
+      break;
+    }
+    for (k = 0; k < l->n; k++) {
+      uint64_t s0, s1;
+      unsigned q = MAX_BAD_SECTORS, nb;
+
+      if (!(l->e[k].flags & NCACHE_STATE_CACHED) ||
+          (l->e[k].flags & NCACHE_STATE_DIRTY))
+        continue;
+      s0 = MAX (l->e[k].off, off) / SECTOR;
+      s1 = MIN (l->e[k].off + l->e[k].len, off + n) / SECTOR;
+      if (s1 <= s0)
+        continue;
+      nb = check_read (run, data + (s0 * SECTOR - off), s0 * SECTOR,
+                       (s1 - s0) * SECTOR, false, &q);
+      if (nb == 0)
+        continue;
+      if (bad == 0)
+        fail_header (run, "after the crash, the cache holds [%" PRIu64
+                     ", +%" PRIu64 ") CLEAN (state 0x%x) but the backing "
+                     "store's content there is not an acceptable answer: "
+                     "dropping the clean copy would lose data (a key "
+                     "marked clean before the backing store made it "
+                     "durable?).  The sectors below are the BACKING's",
+                     l->e[k].off, l->e[k].len, l->e[k].flags);
+      check_read (run, data + (s0 * SECTOR - off), s0 * SECTOR,
+                  (s1 - s0) * SECTOR, false, &reported);
+      bad += nb;
+    }
+  }
+  if (bad > 0)
+    fprintf (stderr, "  %" PRIu64 " bad backing sector(s) under clean "
+             "cache blocks in total\n", bad);
+ out:
+  backing_close (b);
+  free (data);
+  free (l);
 }
 
 /* The reopened cache must work: writes, a flush, reads back. */
@@ -788,8 +1107,18 @@ run_point (struct run *run)
   run->death_op = run->first_failed = -1;
   run->died = false;
   run->base_writes = run->workload_writes = run->total_writes = 0;
+  run->power_cut = power_cut_for (run->cfg, run->point);
+  run->store_tear = run->tear ? test_mix64 (run->tear ^ 0x570e) | 1 : 0;
+  run->store_unflushed = 0;
+  __atomic_store_n (&run->armed, false, __ATOMIC_RELEASE);
   test_model_reset (run->model);
   memcpy (test_store_data (run->store), run->initial, run->cfg->export_bytes);
+  if ((r = test_store_set_volatile (run->store, true)) < 0) {
+    fail_header (run, "test_store_set_volatile: %s", strerror (-r));
+    goto out;
+  }
+  test_store_set_power_fn (run->store, run->power_cut ? store_powered : NULL,
+                           run);
   test_log_clear ();
 
   run->cd = NULL;
@@ -803,19 +1132,25 @@ run_point (struct run *run)
                  strerror (-r));
     goto out;
   }
+  run->dev = dev;
   run->base_writes = cdev_sim_nr_writes (cd);
   if (run->point)
     cdev_sim_fail_at_write (cd, run->base_writes + run->point);
+  __atomic_store_n (&run->armed, true, __ATOMIC_RELEASE);
 
   run_workload (run, cd, nc);
   end_writes = cdev_sim_nr_writes (cd);
   run->workload_writes = end_writes - run->base_writes;
   ncache_close (nc);
   nc = NULL;
+  run->dev = NULL;
   ncache_device_close (dev);
   dev = NULL;
   run->total_writes = cdev_sim_nr_writes (cd) - run->base_writes;
   run->died = device_dead (run, cd);
+  /* No handle is open now: the hook is off, before the counters reset. */
+  __atomic_store_n (&run->armed, false, __ATOMIC_RELEASE);
+  test_store_set_power_fn (run->store, NULL, NULL);
   if (run->failed)
     goto out;
   if (test_store_nr_open (run->store) != 0) {
@@ -827,7 +1162,10 @@ run_point (struct run *run)
     goto out;
   }
 
+  /* One power loss for both: the cache device and the backing store. */
+  run->store_unflushed = test_store_nr_unflushed (run->store);
   cdev_sim_crash (cd, run->tear);
+  test_store_crash (run->store, run->store_tear);
   if ((r = open_all (run, cd, false, &dev, &nc)) < 0) {
     fail_header (run, "reopening the crashed device failed: %s "
                  "(a crash must never leave the cache unopenable)",
@@ -836,13 +1174,18 @@ run_point (struct run *run)
   }
   verify_after_crash (run, nc);
   if (!run->failed)
+    verify_clean_in_backing (run, nc);
+  if (!run->failed)
     prove_usable (run, nc);
 
  out:
   if (run->failed)
     fail_footer (run);
+  __atomic_store_n (&run->armed, false, __ATOMIC_RELEASE);
+  run->dev = NULL;
   ncache_close (nc);
   ncache_device_close (dev);
+  test_store_set_power_fn (run->store, NULL, NULL);
   cdev_close (cd);              /* our reference */
   run->cd = NULL;
   alarm (0);
@@ -1010,7 +1353,7 @@ usage (FILE *f)
            "usage: " PROGRAM " [--mode writeback|writethrough|writearound]\n"
            "         [--points K | --all] [--seed S] [--ops N] [--tail K]\n"
            "         [--point N [--tear T]] [--keep-going]\n"
-           "         [--journal-delay-ms MS] [--quiet]\n"
+           "         [--journal-delay-ms MS] [--drainer-ms MS] [--quiet]\n"
            "  NBDCACHE_SEED sets the seed too; the seed is always printed.\n");
 }
 
@@ -1029,7 +1372,7 @@ parse_num (const char *s, uint64_t *out)
 int
 main (int argc, char *argv[])
 {
-  enum { OPT_JDELAY = 256, OPT_KEEP, OPT_TEAR };
+  enum { OPT_JDELAY = 256, OPT_KEEP, OPT_TEAR, OPT_DRAINER };
   static const struct option longopts[] = {
     { "mode", required_argument, NULL, 'm' },
     { "points", required_argument, NULL, 'k' },
@@ -1041,6 +1384,7 @@ main (int argc, char *argv[])
     { "tear", required_argument, NULL, OPT_TEAR },
     { "keep-going", no_argument, NULL, OPT_KEEP },
     { "journal-delay-ms", required_argument, NULL, OPT_JDELAY },
+    { "drainer-ms", required_argument, NULL, OPT_DRAINER },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
@@ -1051,7 +1395,8 @@ main (int argc, char *argv[])
     .device_bytes = 8 * (uint64_t) MIB,
     .bucket_bytes = 64 * KIB,
     .journal_delay_ms = 10,
-    .points = 500,
+    .drainer_ms = DRAINER_MS,
+    .points = 400,
   };
   enum ncache_mode modes[3] = {
     NCACHE_MODE_WRITEBACK, NCACHE_MODE_WRITETHROUGH, NCACHE_MODE_WRITEAROUND,
@@ -1110,6 +1455,11 @@ main (int argc, char *argv[])
     case OPT_KEEP:
       cfg.keep_going = true;
       break;
+    case OPT_DRAINER:
+      if (!parse_num (optarg, &v) || v > 10000)
+        goto bad_number;
+      cfg.drainer_ms = (unsigned) v;
+      break;
     case OPT_JDELAY:
       if (!parse_num (optarg, &v) || v == 0 || v > 3600000)
         goto bad_number;
@@ -1136,12 +1486,17 @@ main (int argc, char *argv[])
     cfg.seed = test_seed_from_env (PROGRAM);
   test_log_capture ();
 
-  printf ("1..%u\n", nr_modes + 1);
+  printf ("1..%u\n", nr_modes + 2);
   if (test_model_self_test () < 0) {
     printf ("not ok %u - model self-test\n", tap);
     return 1;
   }
   printf ("ok %u - model self-test\n", tap++);
+  if (test_store_self_test () < 0) {
+    printf ("not ok %u - volatile store self-test\n", tap);
+    return 1;
+  }
+  printf ("ok %u - volatile store self-test\n", tap++);
 
   if (make_workload (&cfg, &w) < 0 ||
       (initial = make_initial (cfg.export_bytes)) == NULL ||

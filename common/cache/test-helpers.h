@@ -10,11 +10,19 @@
  *    over it (backing.h ops).  The store belongs to the test; ncache_open
  *    takes a handle, and the handle's close frees only the handle, so the
  *    bytes outlive ncache_close and can be reopened by a new export, like
- *    a real disk outlives the server.  Every completed write is kept: a
- *    crash of the server process (or of the cache device) never loses a
- *    backing write, so flush and FUA are no-ops.  can_trim, can_zero and
- *    can_fast_zero are true; trim and zero store zeros; extents report one
- *    data extent (a driver without allocation information).
+ *    a real disk outlives the server.  By default every completed write
+ *    is kept: a crash of the server process (or of the cache device)
+ *    never loses a backing write, so flush and FUA are no-ops.  In
+ *    VOLATILE mode (test_store_set_volatile) the store is a disk with a
+ *    write cache: completed writes, zeroes and trims are visible at once
+ *    but durable only after a flush (or at once with BACKING_FUA), and
+ *    test_store_crash (a power loss) settles every sector changed since
+ *    the last flush to its durable content or its new one.  A power hook
+ *    (test_store_set_power_fn) lets a test cut the store's power at the
+ *    same moment as the cache device's: from then on every request fails
+ *    with -EIO and changes nothing.  can_trim, can_zero and can_fast_zero
+ *    are true; trim and zero store zeros; extents report one data extent
+ *    (a driver without allocation information).
  *
  * 3. The per-sector crash model (struct test_model): what each 512-byte
  *    sector of an export may read after a crash, given the sequence of
@@ -42,6 +50,7 @@
 #include "compiler.h"
 
 struct backing;
+struct ncache;
 
 /* ---- 1. PRNG, seeds, environment ---- */
 
@@ -95,17 +104,61 @@ void test_store_destroy (struct test_store *st);
  */
 int test_store_open (struct test_store *st, struct backing **out);
 /* Direct access to the bytes, for setting up and checking (no lock: only
- * while no export is open on the store).
+ * while no export is open on the store).  In volatile mode, changes made
+ * here are not tracked: call test_store_set_volatile (st, true) after
+ * them to make them durable.
  */
 unsigned char *test_store_data (struct test_store *st);
 uint64_t test_store_size (const struct test_store *st);
 unsigned test_store_nr_open (struct test_store *st);
+
+/* Volatile mode on: the current bytes become the durable ones and from
+ * now on a change (pwrite, zero, trim, of any size and alignment) is
+ * durable only after a flush, or at once with BACKING_FUA (FUA makes the
+ * whole 512-byte sectors it touches durable, which a crash may do
+ * anyway).  Off: everything is durable, now and from now on.  Calling it
+ * again with on = true re-snapshots (everything now is durable).
+ * 0 or -ENOMEM (the store is unchanged).  Thread-safe.
+ */
+int test_store_set_volatile (struct test_store *st, bool on);
+/* A power loss of the store, in volatile mode (else a no-op): every
+ * 512-byte sector changed since the last flush either loses the change
+ * (back to its durable content) or keeps its new content, whole.
+ * tear_seed 0: every such sector loses it; otherwise each sector flips
+ * its own coin, test_mix64 (tear_seed ^ sector * golden ratio), so a seed
+ * reproduces the same outcome whatever the order of the writes.
+ * Afterwards everything is durable.  No handle should be open.
+ */
+void test_store_crash (struct test_store *st, uint64_t tear_seed);
+/* Sectors changed since the last flush (volatile mode; else 0). */
+uint64_t test_store_nr_unflushed (struct test_store *st);
+/* The power hook: while fn (opaque) returns false, every request of every
+ * handle fails with -EIO before touching anything (a machine without
+ * power).  fn runs in the engine's threads, with no store lock held; it
+ * must be thread-safe and must not call the store.  NULL: always on.
+ * Set or change it only while no handle is open.
+ */
+typedef bool (*test_store_power_fn) (void *opaque);
+void test_store_set_power_fn (struct test_store *st, test_store_power_fn fn,
+                              void *opaque);
 
 struct test_store_counts {
   uint64_t preads, pwrites, fua_writes, flushes, trims, zeroes, extents;
 };
 void test_store_get_counts (struct test_store *st,
                             struct test_store_counts *counts);
+
+/* What nbdcache:state says is dirty in [0, size_bytes) of an export:
+ * DIRTY bytes (data) and DIRTY|ZERO bytes, and the first dirty extent.
+ * 0 or the error of ncache_state_extents.
+ */
+struct test_dirty {
+  uint64_t bytes, zero_bytes;
+  uint64_t first, first_len;
+  uint32_t first_flags;
+};
+int test_scan_dirty (struct ncache *nc, uint64_t size_bytes,
+                     struct test_dirty *out);
 
 /* ---- 3. the per-sector crash model ---- */
 
@@ -141,6 +194,12 @@ enum test_op_kind {
   TEST_OP_TRIM,
   TEST_OP_FLUSH,
   TEST_OP_READ,
+  /* Workload-only kinds (background work on demand): the model ignores
+   * them like reads — a drain or a GC pass changes no sector's value and
+   * promises no durability beyond what flushes promise.
+   */
+  TEST_OP_DRAIN,
+  TEST_OP_GC,
 };
 
 struct test_model;
@@ -202,5 +261,7 @@ void test_model_view (struct test_model *m, uint64_t sector, bool live,
  * itself can fail.  0, or -1 after printing which rule broke.
  */
 int test_model_self_test (void);
+/* The same for the store's volatile mode, crash and power hook. */
+int test_store_self_test (void);
 
 #endif /* NBDCACHE_TEST_HELPERS_H */

@@ -6,9 +6,18 @@
  * writes of 1 B .. 256 KiB at any alignment (sub-block, unaligned,
  * block-aligned), writes with FUA, zeroes (with and without MAY_TRIM,
  * sometimes FAST_ZERO), trims, flushes, CACHE, extents, the odd long
- * sequential stream (past the sequential cutoff) — interleaved with clean
- * reopens (ncache_close + ncache_device_close, then reopen the same
+ * sequential stream (past the sequential cutoff), ncache_drain, GC
+ * rounds (gc_run_once, sometimes forcing moving GC) — interleaved with
+ * clean reopens (ncache_close + ncache_device_close, then reopen the same
  * simulated device with create = no over the same backing bytes).  The
+ * background work runs all the time: writeback with writeback_percent 0
+ * and a 10 ms controller period (dirty data and zero extents go back to
+ * the backing store while the ops run), the GC thread, discards.  Per
+ * test the seed picks a sequential cutoff (256 KiB, the default 4 MiB,
+ * or off) and whether close writes everything back (flush_on_stop).  The
+ * backing store is volatile (test-helpers.h) and loses what it was not
+ * told to flush at every reopen, so a close that forgets the backing's
+ * last flush is caught.  The
  * model is a flat array of the export's bytes plus a "trimmed" bit per
  * byte.  Then concurrent variants: 4 threads on disjoint regions, and
  * 4 threads striped by 512-byte sector so that every 4 KiB block is
@@ -20,10 +29,12 @@
  *
  * RULES (the expected results):
  * - A read returns exactly the model's bytes, except bytes trimmed since
- *   they were last written, which read as their old value or zero
- *   (NBDCACHE_MODEL_TRIM_STALE=1 also accepts any older data once written
- *   there, which NBD allows: e.g. a backing trim still queued while the
- *   cache's newer key is already dropped).
+ *   they were last written, which read as their old value or zero, and
+ *   in the cached modes also as any older data once written there, which
+ *   NBD allows: the cache drops its keys at once but the backing trim is
+ *   queued (trimq.h), so the backing's older copy (written back earlier)
+ *   shows through until it is issued.  NBDCACHE_MODEL_TRIM_STALE=0 or 1
+ *   forces the strict or the lenient rule in every mode.
  * - After a clean reopen every byte equals the model exactly (trimmed
  *   bytes: old value or zero).  Regions touched since the previous reopen
  *   are compared after each reopen, the whole export after the last.
@@ -35,6 +46,9 @@
  *   says so; a ZERO extent's bytes are zero in the model (or trimmed)
  *   and really read back as zeros.
  * - Every other request returns 0.
+ * - A drain that returned 0 leaves the export clean (stats: no dirty
+ *   bytes, no dirty zero bytes); with flush_on_stop, a reopened export
+ *   has nothing dirty.
  *
  * SIZES: a 64 MiB export, a 16 MiB simulated cache device with 64 KiB
  * buckets and a small btree node cache, so the cache fills and eviction,
@@ -43,7 +57,7 @@
  * per mode, default 4000; per thread the concurrent tests use a quarter
  * of it, the striped ones half), NBDCACHE_MODEL_FILTER (a cmocka
  * test-name pattern), NBDCACHE_TEST_VERBOSE=1 (the engine's log on
- * stderr), NBDCACHE_MODEL_TRIM_STALE=1 (see RULES).
+ * stderr), NBDCACHE_MODEL_TRIM_STALE=0|1 (see RULES).
  * FAILURE OUTPUT: seed, mode, op index, offset, expected vs got (hex and
  * decoded: which op wrote the bytes that came back, and for which
  * offset), the ops that changed that byte, the last 20 ops, the engine's
@@ -75,6 +89,7 @@
 #include "cache-internal.h"
 #include "cdev.h"
 #include "compiler.h"
+#include "gc.h"
 #include "test-helpers.h"
 
 #define KIB 1024u
@@ -95,6 +110,8 @@
 #define STRIPE_BYTES (256 * (uint64_t) KIB)   /* striped test: small, for
                                                  contention on each block */
 #define MAX_EXTENTS 4096
+#define WB_UPDATE_MS 10                       /* writeback's controller */
+#define SHORT_CUTOFF_BYTES (256 * (uint64_t) KIB)
 
 /* ---- data patterns ----
  * Byte o of op k's data is byte (o % 8) of the little-endian word
@@ -164,12 +181,15 @@ struct ctx {
   struct cdev *cd;              /* our reference; NULL in mode none */
   struct ncache_device *dev;
   struct ncache *nc;
+  struct ncache_export_tuning tuning; /* every open of the test */
+  uint64_t last_seq_bypasses;   /* stats of the export before the last */
+  uint64_t last_wb_bytes;       /* reopen (printed at the end) */
   unsigned op;                  /* index of the op in progress */
   unsigned nr_reopens;
   struct rec *log;              /* every op, in order (not verify reads) */
   size_t nr_log, log_cap;
   bool verifying;               /* reads are verification: not logged */
-  bool trim_stale_ok;           /* NBDCACHE_MODEL_TRIM_STALE=1 */
+  bool trim_stale_ok;           /* see RULES and NBDCACHE_MODEL_TRIM_STALE */
   FILE *out;                    /* failure reports: stderr (or /dev/null
                                    in the checkers' self-test) */
   /* Extents being collected. */
@@ -368,7 +388,7 @@ hexdump (FILE *out, const char *label, const unsigned char *p, size_t n,
   fprintf (out, "\n");
 }
 
-/* NBDCACHE_MODEL_TRIM_STALE=1: may byte `got` at `at`, trimmed, be older
+/* The lenient trim rule: may byte `got` at `at`, trimmed, be older
  * data?  Yes if it is the initial content's byte there or the byte of a
  * write op that covered `at` (NBD lets trimmed data read as anything once
  * written there).  Bytes come in runs from one op, so the op that matched
@@ -464,9 +484,11 @@ open_export (struct ctx *c, bool create)
     .node_cache_bytes = NODE_CACHE_BYTES,
     .journal_delay_ms = JOURNAL_DELAY_MS,
     .format_bucket_bytes = BUCKET_BYTES,
+    .discard = true,
   };
   struct ncache_config cfg = {
     .name = "model", .mode = c->mode, .readonly = false,
+    .tuning = &c->tuning,
   };
   struct backing *b;
   int r;
@@ -506,7 +528,7 @@ close_export (struct ctx *c)
 struct params {
   uint64_t seed;
   unsigned nr_ops;
-  bool trim_stale_ok;
+  int trim_stale;               /* NBDCACHE_MODEL_TRIM_STALE: 0, 1; -1 unset */
 };
 
 static int
@@ -521,7 +543,11 @@ setup_mode (void **state, enum ncache_mode mode)
   c->mode = mode;
   c->out = stderr;
   c->seed = p->seed;
-  c->trim_stale_ok = p->trim_stale_ok;
+  /* Cached modes queue backing trims (trimq.h): until one is issued, a
+   * read of the range may return older data from the backing store.
+   */
+  c->trim_stale_ok = p->trim_stale < 0 ? mode != NCACHE_MODE_NONE
+    : p->trim_stale != 0;
   c->nr_ops = p->nr_ops;
   test_rng_seed (&c->rng, test_mix64 (c->seed ^ ((uint64_t) mode << 32)));
   c->model = malloc (EXPORT_BYTES);
@@ -537,6 +563,18 @@ setup_mode (void **state, enum ncache_mode mode)
   for (k = 0; k < EXPORT_BYTES; k += MAX_IO_BYTES)
     fill_pattern (c->model + k, k, MAX_IO_BYTES, 0);
   memcpy (test_store_data (c->store), c->model, EXPORT_BYTES);
+  if (test_store_set_volatile (c->store, true) < 0)
+    goto err;
+  /* Background work all the time; the cutoff and flush_on_stop vary. */
+  ncache_export_tuning_default (&c->tuning);
+  c->tuning.writeback_percent = 0;
+  c->tuning.writeback_update_ms = WB_UPDATE_MS;
+  k = test_rng_below (&c->rng, 5);
+  if (k < 2)
+    c->tuning.sequential_cutoff_bytes = SHORT_CUTOFF_BYTES;
+  else if (k == 4)
+    c->tuning.sequential_cutoff_bytes = 0;
+  c->tuning.flush_on_stop = test_rng_chance (&c->rng, 30);
   test_log_clear ();
   *state = c;
   return 0;
@@ -816,6 +854,56 @@ do_extents (struct ctx *c, uint64_t off, uint64_t count)
   return check_extents (c, off, count, flags) && read_zero_extents (c);
 }
 
+/* Everything back to the backing store; then nothing may be dirty
+ * (this thread is the only writer), by the stats and by nbdcache:state.
+ */
+static bool
+do_drain (struct ctx *c)
+{
+  struct ncache_stats st;
+  struct test_dirty d;
+  int r;
+
+  if (!do_simple (c, "DRAIN", ncache_drain (c->nc, NULL, NULL), 0, 0))
+    return false;
+  ncache_get_stats (c->nc, &st);
+  r = test_scan_dirty (c->nc, EXPORT_BYTES, &d);
+  if (r < 0) {
+    fail_report (c, "nbdcache:state of the whole export failed: %s",
+                 strerror (-r));
+    return false;
+  }
+  if (st.dirty_bytes != 0 || st.dirty_zero_bytes != 0 || d.bytes != 0 ||
+      d.zero_bytes != 0) {
+    fail_report (c, "DRAIN returned 0 but the export is not clean: the "
+                 "stats say %" PRIu64 " dirty byte(s) and %" PRIu64 " dirty "
+                 "zero byte(s); nbdcache:state says %" PRIu64 " and %"
+                 PRIu64 "%s", st.dirty_bytes, st.dirty_zero_bytes, d.bytes,
+                 d.zero_bytes, d.bytes + d.zero_bytes ? "" :
+                 " (so the stats' counters are off)");
+    if (d.bytes + d.zero_bytes)
+      fprintf (c->out, "  the first dirty extent: [%" PRIu64 ", +%" PRIu64
+               ") state 0x%x\n", d.first, d.first_len, d.first_flags);
+    return false;
+  }
+  return true;
+}
+
+/* One GC round now: discards, GC, moving GC (sometimes forced).  The
+ * bytes must not change; the reads that follow check them.
+ */
+static bool
+do_gc (struct ctx *c)
+{
+  bool force = test_rng_chance (&c->rng, 50);
+
+  /* No device in mode none; no GC thread until device open starts it. */
+  if (c->dev == NULL || c->dev->gc == NULL)
+    return true;
+  return do_simple (c, force ? "GC(force_moving)" : "GC",
+                    gc_run_once (c->dev->gc, force), 0, 0);
+}
+
 /* A long sequential stream, past the sequential cutoff. */
 static bool
 do_stream (struct ctx *c)
@@ -852,9 +940,16 @@ verify_range (struct ctx *c, uint64_t off, uint64_t count, const char *what)
 static bool
 reopen (struct ctx *c, bool verify_all)
 {
-  uint64_t i;
+  uint64_t i, unflushed;
   int r;
 
+  if (c->nc != NULL) {
+    struct ncache_stats st;
+
+    ncache_get_stats (c->nc, &st);
+    c->last_seq_bypasses = st.sequential_bypasses;
+    c->last_wb_bytes = st.writeback_bytes;
+  }
   close_export (c);
   if (c->store != NULL && test_store_nr_open (c->store) != 0) {
     fail_report (c, "ncache_close did not close the backing handle");
@@ -862,9 +957,32 @@ reopen (struct ctx *c, bool verify_all)
   }
   c->nr_reopens++;
   record (c, "REOPEN", 0, 0, 0, 0);
+  /* A clean close flushed the backing store: a power loss now must not
+   * lose anything (torn or not, every other time).
+   */
+  unflushed = test_store_nr_unflushed (c->store);
+  test_store_crash (c->store, c->nr_reopens % 2 ? 0
+                    : test_mix64 (c->seed ^ c->nr_reopens) | 1);
   if ((r = open_export (c, false)) < 0) {
     fail_report (c, "clean reopen failed: %s", strerror (-r));
     return false;
+  }
+  if (unflushed != 0) {
+    fail_report (c, "after a clean close the backing store still had %"
+                 PRIu64 " unflushed sector(s): ncache_close must flush it",
+                 unflushed);
+    return false;
+  }
+  if (c->tuning.flush_on_stop && c->mode != NCACHE_MODE_NONE) {
+    struct ncache_stats st;
+
+    ncache_get_stats (c->nc, &st);
+    if (st.dirty_bytes != 0 || st.dirty_zero_bytes != 0) {
+      fail_report (c, "flush_on_stop: reopened with %" PRIu64 " dirty "
+                   "byte(s) and %" PRIu64 " dirty zero byte(s)",
+                   st.dirty_bytes, st.dirty_zero_bytes);
+      return false;
+    }
   }
   if (verify_all)
     return verify_range (c, 0, EXPORT_BYTES, "READ(after reopen, full)");
@@ -939,8 +1057,12 @@ run_model (void **state)
         flags |= NCACHE_FUA;
       ok = do_trim (c, off, count, flags);
     }
-    else if (k < 74)
+    else if (k < 72)
       ok = do_simple (c, "FLUSH", ncache_flush (c->nc, 0), 0, 0);
+    else if (k < 73)
+      ok = do_drain (c);
+    else if (k < 74)
+      ok = do_gc (c);
     else if (k < 80)
       ok = do_simple (c, "CACHE", ncache_cache (c->nc, count, off, 0),
                       off, count);
@@ -976,9 +1098,14 @@ run_model (void **state)
     ncache_get_stats (c->nc, &st);
     print_message ("mode %s: %u ops, %u reopens; hits %" PRIu64 " misses %"
                    PRIu64 " bypasses %" PRIu64 " promotions %" PRIu64
-                   " (since the last reopen)\n", ncache_mode_name (c->mode),
-                   c->nr_ops, c->nr_reopens, st.hits, st.misses,
-                   st.bypasses, st.promotions);
+                   " (since the last reopen); cutoff %" PRIu64 " KiB, "
+                   "flush_on_stop %d; before it: %" PRIu64 " sequential "
+                   "bypass(es), %" PRIu64 " byte(s) written back\n",
+                   ncache_mode_name (c->mode), c->nr_ops, c->nr_reopens,
+                   st.hits, st.misses, st.bypasses, st.promotions,
+                   c->tuning.sequential_cutoff_bytes / KIB,
+                   c->tuning.flush_on_stop, c->last_seq_bypasses,
+                   c->last_wb_bytes);
   }
 }
 
@@ -1350,7 +1477,8 @@ main (void)
   p.nr_ops = (unsigned) test_env_u64 ("NBDCACHE_MODEL_OPS", 4000);
   if (p.nr_ops == 0)
     p.nr_ops = 1;
-  p.trim_stale_ok = test_env_u64 ("NBDCACHE_MODEL_TRIM_STALE", 0) != 0;
+  p.trim_stale = getenv ("NBDCACHE_MODEL_TRIM_STALE") == NULL ? -1
+    : test_env_u64 ("NBDCACHE_MODEL_TRIM_STALE", 0) != 0;
   /* Each setup reads the parameters from its initial state. */
   for (i = 0; i < ARRAY_SIZE (tests); i++)
     tests[i].initial_state = &p;

@@ -1,0 +1,481 @@
+/* test-gc.c — unit tests for the device background thread (gc.c).
+ *
+ * WHAT: moving GC compacts fragmented dirty buckets (data reads back
+ * identical, dirty data stays dirty, the old buckets are freed, the
+ * blocks moved are exactly the live ones); batched discards after a big
+ * trim (batches happen, the discarded buckets read as zeros on the
+ * device, allocation never stalls, data written before and after still
+ * reads back); a GC pass through gc_run_once (stale keys dropped, the
+ * recount finds nothing to fix); stop/kick lifecycle.
+ * HOW: a real cache device (ncache_device_open_cdev) on a simulated cdev
+ * with 64 KiB buckets, one writeback export over a memory backing store
+ * with writeback and the sequential cutoff off, so dirty data stays put.
+ * The device's own background thread runs (woken by the allocator's
+ * kicks); the test drives extra rounds with gc_run_once, which takes
+ * turns with the thread.
+ * SEED: the data patterns derive from NBDCACHE_SEED (printed).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "backing.h"
+#include "bucket.h"
+#include "cache-internal.h"
+#include "cache.h"
+#include "cdev.h"
+#include "gc.h"
+#include "log.h"
+#include "super.h"
+
+#define KIB 1024u
+#define MIB (1024u * 1024u)
+#define DEVICE_BYTES (16 * MIB)
+#define BUCKET_BYTES (64 * KIB)
+#define BUCKET_BLOCKS (BUCKET_BYTES / NC_BLOCK_BYTES)
+#define EXPORT_BYTES (4 * MIB)
+
+static uint64_t seed;
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned nr_errors, nr_warnings;
+
+static void
+capture_log (enum log_level level, const char *msg)
+{
+  pthread_mutex_lock (&log_lock);
+  if (level == LOG_LEVEL_ERROR)
+    nr_errors++;
+  else if (level == LOG_LEVEL_WARNING)
+    nr_warnings++;
+  pthread_mutex_unlock (&log_lock);
+  if (level <= LOG_LEVEL_WARNING)
+    fprintf (stderr, "test-gc: log: %s\n", msg);
+}
+
+/* The device's background thread. */
+static struct gc *
+device_gc (struct ncache_device *dev)
+{
+  struct gc *g;
+
+  pthread_mutex_lock (&dev->gc_ptr_lock);
+  g = dev->gc;
+  pthread_mutex_unlock (&dev->gc_ptr_lock);
+  assert_non_null (g);
+  return g;
+}
+
+struct ctx {
+  struct cdev *cd;              /* held: outlives the device */
+  struct ncache_device *dev;
+  struct gc *g;
+  struct ncache *nc;
+  unsigned char *model;         /* EXPORT_BYTES: what the export holds */
+  unsigned char *buf;
+};
+
+static void
+ctx_open (struct ctx *c, bool discard)
+{
+  struct ncache_device_tuning dt = {
+    .journal_delay_ms = 5, .format_bucket_bytes = BUCKET_BYTES,
+    .discard = discard,
+  };
+  struct ncache_export_tuning et;
+  struct ncache_config cfg = {
+    .name = "gc", .mode = NCACHE_MODE_WRITEBACK, .tuning = &et,
+  };
+  struct backing *b;
+
+  memset (c, 0, sizeof *c);
+  pthread_mutex_lock (&log_lock);
+  nr_errors = nr_warnings = 0;
+  pthread_mutex_unlock (&log_lock);
+  ncache_export_tuning_default (&et);
+  et.writeback_off = true;
+  et.sequential_cutoff_bytes = 0;
+  assert_int_equal (cdev_sim_create (DEVICE_BYTES, &c->cd), 0);
+  cdev_sim_hold (c->cd);
+  assert_int_equal (ncache_device_open_cdev ("gc", c->cd, true, &dt,
+                                             &c->dev), 0);
+  assert_int_equal (c->dev->sb.bucket_blocks, BUCKET_BLOCKS);
+  c->g = device_gc (c->dev);
+  assert_int_equal (backing_memory_create (EXPORT_BYTES, &b), 0);
+  cfg.device = c->dev;
+  assert_int_equal (ncache_open (&cfg, b, &c->nc), 0);
+  c->model = calloc (1, EXPORT_BYTES);
+  c->buf = malloc (EXPORT_BYTES);
+  assert_non_null (c->model);
+  assert_non_null (c->buf);
+}
+
+static void
+ctx_close (struct ctx *c)
+{
+  ncache_close (c->nc);
+  ncache_device_close (c->dev);       /* stops the thread */
+  cdev_close (c->cd);
+  free (c->model);
+  free (c->buf);
+}
+
+static void
+write_pattern (struct ctx *c, uint64_t offset, size_t len, unsigned tag)
+{
+  size_t i;
+
+  for (i = 0; i < len; i++)
+    c->model[offset + i] = (unsigned char) (seed * 31 + tag * 131 +
+                                            (offset + i) * 7 +
+                                            ((offset + i) >> 12));
+  assert_int_equal (ncache_pwrite (c->nc, c->model + offset, len, offset, 0),
+                    0);
+}
+
+static void
+check_all (struct ctx *c)
+{
+  assert_int_equal (ncache_pread (c->nc, c->buf, EXPORT_BYTES, 0, 0), 0);
+  assert_memory_equal (c->buf, c->model, EXPORT_BYTES);
+}
+
+static struct bucket_usage
+usage (struct ctx *c)
+{
+  struct bucket_usage u;
+
+  bucket_get_usage (c->dev->bs, &u);
+  return u;
+}
+
+static struct gc_stats
+gstats (struct ctx *c)
+{
+  struct gc_stats st;
+
+  gc_get_stats (c->g, &st);
+  return st;
+}
+
+/* ---- moving GC ---- */
+
+#define CHUNKS 16u
+
+static void
+test_gc_moving (void **state)
+{
+  struct ctx c;
+  struct bucket_usage u0, u1;
+  struct gc_stats st;
+  uint64_t xdirty;
+  unsigned i;
+
+  ctx_open (&c, false);
+  /* 16 buckets of dirty data, then 3/4 of each overwritten: each old
+   * bucket keeps 4 live dirty blocks (25 % full).
+   */
+  for (i = 0; i < CHUNKS; i++)
+    write_pattern (&c, (uint64_t) i * BUCKET_BYTES, BUCKET_BYTES, 1);
+  for (i = 0; i < CHUNKS; i++)
+    write_pattern (&c, (uint64_t) i * BUCKET_BYTES, BUCKET_BYTES * 3 / 4, 2);
+  assert_int_equal (ncache_flush (c.nc, 0), 0);
+  check_all (&c);
+  u0 = usage (&c);
+  xdirty = bucket_export_dirty_blocks (c.dev->bs, c.nc->export_id);
+  assert_int_equal (u0.dirty_blocks, CHUNKS * BUCKET_BLOCKS);
+  assert_int_equal (xdirty, CHUNKS * BUCKET_BLOCKS);
+
+  assert_int_equal (gc_run_once (c.g, true), 0);
+  st = gstats (&c);
+  assert_int_equal (st.moving_runs, 1);
+  /* Exactly the live blocks of the 16 fragmented buckets moved. */
+  assert_int_equal (st.moving_bytes,
+                    (uint64_t) CHUNKS * (BUCKET_BLOCKS / 4) * NC_BLOCK_BYTES);
+  assert_true (st.moving_keys >= CHUNKS);
+  assert_int_equal (st.errors, 0);
+  assert_true (st.runs >= 1);
+  assert_int_equal (usage (&c).moving, 0);
+  check_all (&c);
+
+  /* Moved, not dropped: still dirty, counted the same. */
+  u1 = usage (&c);
+  assert_int_equal (u1.dirty_blocks, u0.dirty_blocks);
+  assert_int_equal (u1.live_blocks, u0.live_blocks);
+  assert_int_equal (bucket_export_dirty_blocks (c.dev->bs, c.nc->export_id),
+                    xdirty);
+
+  /* Once the replacement is durable the old buckets are free: 16 data
+   * buckets became (at most) 4 full ones and part of a write point.
+   */
+  assert_int_equal (ncache_flush (c.nc, 0), 0);
+  assert_int_equal (gc_run_once (c.g, false), 0);
+  u1 = usage (&c);
+  assert_true (u1.data + u1.open + 11 <= u0.data + u0.open);
+  assert_int_equal (u1.gc_fixed, 0);
+  check_all (&c);
+
+  /* Nothing fragmented is left: a forced round moves nothing more. */
+  assert_int_equal (gc_run_once (c.g, true), 0);
+  assert_int_equal (gstats (&c).moving_bytes, st.moving_bytes);
+
+  /* And it all survives a reopen of the device. */
+  ncache_close (c.nc);
+  c.nc = NULL;
+  ncache_device_close (c.dev);
+  {
+    struct ncache_device_tuning dt = { .journal_delay_ms = 5 };
+    struct ncache_export_tuning et;
+    struct ncache_config cfg = {
+      .name = "gc", .mode = NCACHE_MODE_WRITEBACK, .tuning = &et,
+    };
+    struct backing *b;
+
+    ncache_export_tuning_default (&et);
+    et.writeback_off = true;
+    et.sequential_cutoff_bytes = 0;
+    cdev_sim_hold (c.cd);
+    assert_int_equal (ncache_device_open_cdev ("gc", c.cd, false, &dt,
+                                               &c.dev), 0);
+    c.g = device_gc (c.dev);
+    /* The backing store was never written (writeback off): a fresh
+     * memory store is the same, and everything must come from the cache.
+     */
+    assert_int_equal (backing_memory_create (EXPORT_BYTES, &b), 0);
+    cfg.device = c.dev;
+    assert_int_equal (ncache_open (&cfg, b, &c.nc), 0);
+  }
+  check_all (&c);
+  assert_int_equal (usage (&c).dirty_blocks, u0.dirty_blocks);
+  assert_int_equal (nr_errors, 0);
+  ctx_close (&c);
+}
+
+/* Writes racing with the mover: a block rewritten while its old copy
+ * is being moved keeps the new data (replace-if-unchanged).
+ */
+struct racer {
+  struct ctx *c;
+  uint64_t rng;
+  bool stop;                    /* atomic */
+  unsigned writes, failures;
+};
+
+static void *
+racer_run (void *arg)
+{
+  struct racer *r = arg;
+  unsigned tag = 10;
+
+  while (!__atomic_load_n (&r->stop, __ATOMIC_RELAXED) ||
+         r->writes < 64) {
+    uint64_t x = (r->rng += UINT64_C (0x9e3779b97f4a7c15));
+    uint64_t blk = (x >> 20) % (CHUNKS * BUCKET_BLOCKS);
+    uint64_t off = blk * NC_BLOCK_BYTES;
+    size_t i;
+
+    for (i = 0; i < NC_BLOCK_BYTES; i++)
+      r->c->model[off + i] = (unsigned char) (tag * 29 + i + (x >> 8));
+    if (ncache_pwrite (r->c->nc, r->c->model + off, NC_BLOCK_BYTES, off,
+                       0) != 0)
+      r->failures++;
+    r->writes++;
+    tag++;
+  }
+  return NULL;
+}
+
+static void
+test_gc_moving_races (void **state)
+{
+  struct ctx c;
+  struct racer r;
+  pthread_t th;
+  unsigned i, round;
+
+  ctx_open (&c, false);
+  memset (&r, 0, sizeof r);
+  r.c = &c;
+  r.rng = seed;
+  for (round = 0; round < 3; round++) {
+    for (i = 0; i < CHUNKS; i++)
+      write_pattern (&c, (uint64_t) i * BUCKET_BYTES, BUCKET_BYTES, round);
+    for (i = 0; i < CHUNKS; i++)
+      write_pattern (&c, (uint64_t) i * BUCKET_BYTES, BUCKET_BYTES * 5 / 8,
+                     round + 100);
+    r.stop = false;
+    r.writes = 0;
+    assert_int_equal (pthread_create (&th, NULL, racer_run, &r), 0);
+    assert_int_equal (gc_run_once (c.g, true), 0);
+    __atomic_store_n (&r.stop, true, __ATOMIC_RELAXED);
+    assert_int_equal (pthread_join (th, NULL), 0);
+    assert_int_equal (r.failures, 0);
+    check_all (&c);
+  }
+  assert_true (gstats (&c).moving_bytes > 0);
+  assert_int_equal (usage (&c).gc_fixed, 0);
+  assert_int_equal (nr_errors, 0);
+  ctx_close (&c);
+}
+
+/* ---- discards ---- */
+
+static bool
+all_zero (const unsigned char *p, size_t n)
+{
+  size_t i;
+
+  for (i = 0; i < n; i++)
+    if (p[i] != 0)
+      return false;
+  return true;
+}
+
+static void
+test_gc_discard (void **state)
+{
+  struct ctx c;
+  struct gc_stats st0, st;
+  struct bucket_usage u;
+  uint32_t nb, i, zeroed = 0;
+  bool *held;
+  unsigned char *bb = malloc (BUCKET_BYTES);
+
+  assert_non_null (bb);
+  ctx_open (&c, true);
+  nb = c.dev->sb.nbuckets;
+  held = calloc (nb, sizeof *held);
+  assert_non_null (held);
+
+  /* Every bucket starts EMPTY: one round discards them all (batches of
+   * GC_DISCARD_BATCH), so writes find FREE buckets without waiting.
+   */
+  assert_int_equal (gc_run_once (c.g, false), 0);
+  st0 = gstats (&c);
+  assert_true (st0.discard_batches >= 2);
+  assert_true (st0.discard_buckets >= nb - c.dev->sb.data_first - 16);
+  assert_true (st0.discard_extents >= st0.discard_batches);
+  assert_int_equal (st0.discard_errors, 0);
+
+  /* 2 MiB to trim, 512 KiB to keep. */
+  write_pattern (&c, 0, 2 * MIB, 1);
+  write_pattern (&c, 2 * MIB, 512 * KIB, 2);
+  assert_int_equal (ncache_flush (c.nc, 0), 0);
+  for (i = c.dev->sb.data_first; i < nb; i++)
+    held[i] = bucket_state_of (c.dev->bs, i) == BUCKET_DATA;
+
+  assert_int_equal (ncache_trim (c.nc, 2 * MIB, 0, 0), 0);
+  memset (c.model, 0, 2 * MIB);
+  assert_int_equal (ncache_flush (c.nc, 0), 0);       /* -> EMPTY */
+  assert_int_equal (gc_run_once (c.g, false), 0);
+  st = gstats (&c);
+  assert_true (st.discard_batches > st0.discard_batches);
+  assert_true (st.discard_buckets - st0.discard_buckets >=
+               2 * MIB / BUCKET_BYTES);
+  u = usage (&c);
+  assert_true (u.discard_batches >= st.discard_batches);
+  assert_int_equal (u.discard, 0);
+  assert_int_equal (bucket_discard_waiting (c.dev->bs), 0);
+
+  /* The buckets that held the trimmed data and are FREE now were
+   * discarded: the (simulated) device holds zeros there.
+   */
+  for (i = c.dev->sb.data_first; i < nb; i++) {
+    if (!held[i] || bucket_state_of (c.dev->bs, i) != BUCKET_FREE)
+      continue;
+    cdev_sim_peek (c.cd, super_bucket_offset (&c.dev->sb, i), bb,
+                   BUCKET_BYTES);
+    assert_true (all_zero (bb, BUCKET_BYTES));
+    zeroed++;
+  }
+  assert_true (zeroed >= 2 * MIB / BUCKET_BYTES - 2);
+  check_all (&c);
+
+  /* The space is reused: write it all again, then read back. */
+  write_pattern (&c, 0, 2 * MIB, 3);
+  write_pattern (&c, 3 * MIB, MIB, 4);
+  assert_int_equal (ncache_flush (c.nc, 0), 0);
+  check_all (&c);
+  /* No allocation had to wait out a missing discard batch. */
+  assert_int_equal (nr_warnings, 0);
+  assert_int_equal (nr_errors, 0);
+  free (held);
+  free (bb);
+  ctx_close (&c);
+}
+
+/* ---- GC pass and lifecycle ---- */
+
+static void
+test_gc_pass_and_kick (void **state)
+{
+  struct ctx c;
+  struct gc_stats st;
+  struct bucket_usage u;
+  uint64_t t0;
+  struct timespec ts;
+
+  ctx_open (&c, false);
+  write_pattern (&c, 0, MIB, 1);
+  write_pattern (&c, 0, MIB / 2, 2);
+  assert_int_equal (ncache_flush (c.nc, 0), 0);
+  assert_int_equal (gc_run_once (c.g, false), 0);
+  st = gstats (&c);
+  assert_true (st.runs >= 1);
+  assert_int_equal (st.moving_runs, 0);       /* free space is not low */
+  u = usage (&c);
+  assert_true (u.gc_runs >= 1);
+  assert_int_equal (u.gc_fixed, 0);
+  check_all (&c);
+
+  /* A kick asking for GC makes the thread run a pass soon (well before
+   * GC_PERIOD_MS).
+   */
+  st = gstats (&c);
+  gc_kick (c.g, true);
+  gc_kick (NULL, true);
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  t0 = (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+  for (;;) {
+    uint64_t now;
+
+    if (gstats (&c).runs > st.runs)
+      break;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    now = (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+    assert_true (now - t0 < 10000);
+  }
+  check_all (&c);
+  gc_stop (NULL);
+  assert_int_equal (nr_errors, 0);
+  ctx_close (&c);
+}
+
+int
+main (void)
+{
+  const char *env = getenv ("NBDCACHE_SEED");
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test (test_gc_moving),
+    cmocka_unit_test (test_gc_moving_races),
+    cmocka_unit_test (test_gc_discard),
+    cmocka_unit_test (test_gc_pass_and_kick),
+  };
+
+  seed = env != NULL ? strtoull (env, NULL, 0) : (uint64_t) time (NULL);
+  fprintf (stderr, "test-gc: NBDCACHE_SEED=%" PRIu64 "\n", seed);
+  log_set_sink (capture_log);
+  return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
+}

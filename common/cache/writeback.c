@@ -1,0 +1,947 @@
+/* writeback.c — an export's dirty data back to its backing store.
+ *
+ * WHAT: the per-export writeback thread described in writeback.h: batches
+ * of dirty keys (btree_scan, a cursor that wraps), each run of adjacent
+ * keys written under the export's range lock from what the index holds
+ * *now* for those blocks, one backing flush per batch, then the pieces
+ * written are marked clean with replace-if-unchanged (btree_replace).
+ * Paced by the PI controller (wbrate.c) unless the export is idle, a drain
+ * runs, writeback_percent is 0 or the device is above its dirty limit.
+ * The same thread issues the export's queued backing trims when due.
+ * WHY: writeback mode acknowledges writes once they are in the cache
+ * device; the backing store must catch up, in order, without ever
+ * claiming data is safe there before it is (crash promise 3).
+ * INVARIANTS:
+ * - A piece is marked clean only after its data (or zeroes) went to the
+ *   backing store and a backing flush issued after that succeeded; a
+ *   batch with any failure marks nothing clean.
+ * - What goes to the backing store for a block is what the index held for
+ *   it under the range lock (foreground writes, zeroes and trims of those
+ *   blocks hold the same lock, so they land strictly before or after), and
+ *   a data piece is used only if its bucket gen still matches after the
+ *   cache read (moving GC may have relocated it and the bucket been
+ *   reused).
+ * - Only DIRTY pieces are written; the mark-clean replaces exactly the
+ *   pieces written, so a block rewritten after the range lock was dropped
+ *   keeps its newer, dirty key.
+ * THREADS AND LOCKS: one thread per export (none with writeback_off or a
+ * read-only export).  Batches run in that thread, or, without it, in
+ * ncache_drain's caller; wb->busy makes them one at a time (and owns the
+ * cursor and the buffers).  wb->lock guards the fields marked below; it
+ * is never held across I/O or while taking any other lock.  The range
+ * lock is taken with no other lock held; btree / bucket / journal locks
+ * are taken inside their calls.
+ * FAILURE: a failed cache read, backing write, backing flush or index
+ * update fails the batch: counted, logged (at most every
+ * WB_LOG_INTERVAL_MS), retried after a backoff doubling from
+ * WRITEBACK_BACKOFF_MIN_MS to WRITEBACK_BACKOFF_MAX_MS.  A drain that
+ * sees a failure returns -EIO.  Nothing dirty is ever dropped.
+ * NOT HERE: the control law (wbrate.c); when writes call the throttle and
+ * note_io (request.c); flush_on_stop (cache.c).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backing.h"
+#include "btree.h"
+#include "bucket.h"
+#include "cache-internal.h"
+#include "cdev.h"
+#include "compiler.h"
+#include "journal.h"
+#include "log.h"
+#include "ondisk.h"
+#include "trimq.h"
+#include "wbrate.h"
+#include "writeback.h"
+
+#define BLK ((uint64_t) NC_BLOCK_BYTES)
+/* Data read from the cache device and written to the backing store per
+ * backing write, at most (adjacent pieces are merged up to this).
+ */
+#define WB_IO_BYTES (UINT64_C (1) << 20)
+/* A run (adjacent keys under one range lock) holds at most this much
+ * data, so a foreground write to the same blocks never waits long.
+ */
+#define WB_RUN_BYTES (UINT64_C (4) << 20)
+#define WB_LOOKUP_PIECES 32
+/* A ZERO piece costs the rate this much (it writes no data). */
+#define WB_ZERO_COST_BYTES BLK
+/* The thread looks at its clocks (rate update, trims due) this often. */
+#define WB_TICK_MS 250u
+#define WB_PROGRESS_MS 250u
+#define WB_LOG_INTERVAL_MS 10000u
+/* At a paced rate a batch is about this long in time. */
+#define WB_PACED_BATCH_MS 1000u
+
+/* Pieces written in a batch, to be marked clean. */
+struct piece_list {
+  struct nc_key *k;
+  size_t n, cap;
+};
+
+struct writeback {
+  struct ncache *nc;            /* borrowed; outlives us */
+  bool has_thread;
+  pthread_t thread;
+  unsigned update_ms;
+  unsigned percent;
+  uint64_t last_io_ms;          /* atomic */
+  writeback_test_hook_fn hook;  /* tests; set before any I/O */
+  void *hook_opaque;
+
+  pthread_mutex_t lock;
+  pthread_cond_t cond;          /* the thread sleeps here */
+  pthread_cond_t done_cond;     /* a batch finished / busy cleared */
+  /* ---- under lock ---- */
+  bool stop;
+  bool kicked;
+  unsigned draining;            /* drains waiting */
+  bool busy;                    /* a batch runs (owns the fields below) */
+  uint64_t clean_passes;        /* scans from the start that found nothing */
+  uint64_t backoff_ms;          /* 0: last batch fine */
+  uint64_t retry_at_ms;         /* no batch before this (backoff) */
+  uint64_t next_batch_ms;       /* pacing */
+  uint64_t next_update_ms;      /* rate update */
+  uint64_t last_update_ms;
+  uint64_t last_log_ms;
+  uint64_t suppressed;          /* errors not logged since the last log */
+  struct wbrate ctl;
+  struct writeback_stats st;
+
+  /* ---- owned by the batch running (busy) ---- */
+  struct btree_cursor cur;
+  struct nc_key *keys;          /* [WRITEBACK_BATCH_KEYS] */
+  uint8_t *buf;                 /* WB_IO_BYTES, block aligned */
+  struct piece_list done;
+};
+
+/* One batch's outcome. */
+struct batch_result {
+  size_t scanned;               /* dirty keys found */
+  bool clean_pass;              /* a scan from the start found nothing */
+  uint64_t bytes;               /* sent to the backing store */
+  uint64_t cost;                /* for pacing */
+  uint64_t marked;              /* pieces marked clean */
+};
+
+/* A contiguous stretch of pending backing I/O inside a run. */
+struct pending {
+  uint64_t data_start, data_n;  /* blocks in buf: [start, start + n) */
+  uint64_t zero_start, zero_end; /* blocks; empty if equal */
+  uint32_t zero_flags;          /* BACKING_* for the zero */
+};
+
+static uint64_t
+now_ms (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+static void
+wait_until (struct writeback *wb, pthread_cond_t *c, uint64_t deadline_ms)
+{
+  struct timespec ts = {
+    .tv_sec = (time_t) (deadline_ms / 1000),
+    .tv_nsec = (long) (deadline_ms % 1000) * 1000000,
+  };
+
+  pthread_cond_timedwait (c, &wb->lock, &ts);
+}
+
+static uint64_t
+export_dirty_blocks (struct writeback *wb)
+{
+  struct ncache *nc = wb->nc;
+
+  return bucket_export_dirty_blocks (nc->dev->bs, nc->export_id)
+    + bucket_export_dirty_zero_blocks (nc->dev->bs, nc->export_id);
+}
+
+static uint64_t
+target_bytes (struct writeback *wb)
+{
+  struct ncache_device *dev = wb->nc->dev;
+  unsigned nr = __atomic_load_n (&dev->nr_open_exports, __ATOMIC_RELAXED);
+  uint64_t cap = bucket_data_capacity_blocks (dev->bs) * BLK;
+
+  return cap / 100 * wb->percent / MAX (1u, nr);
+}
+
+static bool
+device_above_dirty_limit (struct writeback *wb)
+{
+  struct bucket_set *bs = wb->nc->dev->bs;
+  struct bucket_usage u;
+
+  bucket_get_usage (bs, &u);
+  return u.dirty_blocks >
+    bucket_data_capacity_blocks (bs) / 100 * WRITEBACK_DIRTY_LIMIT_PERCENT;
+}
+
+/* ---- one batch ---- */
+
+static int
+piece_add (struct piece_list *l, const struct nc_key *k)
+{
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 64;
+    struct nc_key *p = realloc (l->k, cap * sizeof *p);
+
+    if (p == NULL)
+      return -ENOMEM;
+    l->k = p;
+    l->cap = cap;
+  }
+  l->k[l->n++] = *k;
+  return 0;
+}
+
+static bool
+dirty_filter (void *opaque, const struct nc_key *k)
+{
+  return (k->flags & NC_KEY_DIRTY) != 0;
+}
+
+static uint64_t
+key_cost (const struct nc_key *k)
+{
+  return (k->flags & NC_KEY_ZERO) ? WB_ZERO_COST_BYTES : k->size * BLK;
+}
+
+/* Fill wb->keys with up to WRITEBACK_BATCH_KEYS dirty keys worth about
+ * max_bytes (at least one key), from the cursor; wrap at the end of the
+ * export.  Returns the number of keys or -errno.
+ */
+static int
+scan (struct writeback *wb, uint64_t max_bytes, bool *clean_pass)
+{
+  struct ncache *nc = wb->nc;
+  bool from_start = wb->cur.block == 0;
+  bool wrapped = false;
+  uint64_t bytes = 0;
+  size_t n = 0;
+
+  *clean_pass = false;
+  while (n < WRITEBACK_BATCH_KEYS && bytes < max_bytes) {
+    size_t want = MIN (WRITEBACK_BATCH_KEYS - n, (size_t) 64);
+    int got;
+
+    if (wb->cur.done) {
+      if (n > 0)
+        break;                  /* the next batch starts over */
+      if (from_start || wrapped) {
+        /* A whole pass found no dirty key. */
+        *clean_pass = from_start;
+        wb->cur = (struct btree_cursor) { .export_id = nc->export_id };
+        break;
+      }
+      wb->cur = (struct btree_cursor) { .export_id = nc->export_id };
+      from_start = true;
+      wrapped = true;
+    }
+    got = btree_scan (nc->dev->bt, &wb->cur, nc->export_id, dirty_filter,
+                      NULL, wb->keys + n, want);
+    if (got < 0)
+      return got;
+    for (int i = 0; i < got; i++) {
+      bytes += key_cost (&wb->keys[n]);
+      n++;
+      if (bytes >= max_bytes && i + 1 < got) {
+        /* Give back the rest: the next batch starts after this key. */
+        wb->cur.export_id = wb->keys[n - 1].export_id;
+        wb->cur.block = wb->keys[n - 1].end;
+        wb->cur.done = false;
+        break;
+      }
+    }
+  }
+  return (int) n;
+}
+
+static uint32_t
+zero_flags_of (const struct nc_key *k)
+{
+  return (k->flags & NC_KEY_NOHOLE) ? 0 : BACKING_MAY_TRIM;
+}
+
+/* Send the buffered data to the backing store (clipped to the export). */
+static int
+flush_data (struct writeback *wb, struct pending *p, struct batch_result *res)
+{
+  struct ncache *nc = wb->nc;
+  uint64_t size = nc->caps.size_bytes;
+  uint64_t lo = p->data_start * BLK, hi = (p->data_start + p->data_n) * BLK;
+  int r;
+
+  if (p->data_n == 0)
+    return 0;
+  p->data_n = 0;
+  if (lo >= size)
+    return 0;
+  hi = MIN (hi, size);
+  if (nc->tq != NULL)
+    trimq_write_barrier (nc->tq, lo, hi - lo);
+  __atomic_store_n (&nc->backing_unflushed, true, __ATOMIC_RELAXED);
+  r = backing_pwrite (nc->backing, wb->buf, hi - lo, lo, 0);
+  if (r < 0) {
+    log_debug ("export '%s': writeback: backing write [%" PRIu64 ", +%"
+               PRIu64 ") failed: %s", nc->name, lo, hi - lo, strerror (-r));
+    return r;
+  }
+  res->bytes += hi - lo;
+  return 0;
+}
+
+static int
+flush_zero (struct writeback *wb, struct pending *p, struct batch_result *res)
+{
+  struct ncache *nc = wb->nc;
+  uint64_t size = nc->caps.size_bytes;
+  uint64_t lo = p->zero_start * BLK, hi = p->zero_end * BLK;
+  int r;
+
+  if (p->zero_end == p->zero_start)
+    return 0;
+  p->zero_end = p->zero_start;
+  if (lo >= size)
+    return 0;
+  hi = MIN (hi, size);
+  if (nc->tq != NULL)
+    trimq_write_barrier (nc->tq, lo, hi - lo);
+  __atomic_store_n (&nc->backing_unflushed, true, __ATOMIC_RELAXED);
+  r = backing_zero (nc->backing, hi - lo, lo, p->zero_flags);
+  if (r < 0) {
+    log_debug ("export '%s': writeback: backing zero [%" PRIu64 ", +%"
+               PRIu64 ") failed: %s", nc->name, lo, hi - lo, strerror (-r));
+    return r;
+  }
+  res->bytes += hi - lo;
+  return 0;
+}
+
+static int
+flush_pending (struct writeback *wb, struct pending *p,
+               struct batch_result *res)
+{
+  int r = flush_data (wb, p, res);
+
+  if (r == 0)
+    r = flush_zero (wb, p, res);
+  return r;
+}
+
+/* A dirty ZERO piece: merge with the pending zero range if adjacent. */
+static int
+add_zero (struct writeback *wb, struct pending *p, const struct nc_key *k,
+          struct batch_result *res)
+{
+  uint64_t start = k->end - k->size;
+  int r;
+
+  if ((r = flush_data (wb, p, res)) < 0)
+    return r;
+  if (p->zero_end != p->zero_start &&
+      (p->zero_end != start || p->zero_flags != zero_flags_of (k)) &&
+      (r = flush_zero (wb, p, res)) < 0)
+    return r;
+  if (p->zero_end == p->zero_start) {
+    p->zero_start = start;
+    p->zero_flags = zero_flags_of (k);
+  }
+  p->zero_end = k->end;
+  res->cost += WB_ZERO_COST_BYTES;
+  return piece_add (&wb->done, k);
+}
+
+/* A dirty data piece: read it into the buffer (merging with what is there
+ * if adjacent), writing the buffer out whenever it fills.  A piece whose
+ * bucket gen moved is skipped (not marked clean).
+ */
+static int
+add_data (struct writeback *wb, struct pending *p, const struct nc_key *k,
+          struct batch_result *res)
+{
+  struct ncache *nc = wb->nc;
+  struct ncache_device *dev = nc->dev;
+  const uint64_t cap = WB_IO_BYTES / BLK;
+  uint64_t start = k->end - k->size;
+  uint64_t done = 0;
+  int r;
+
+  if ((r = flush_zero (wb, p, res)) < 0)
+    return r;
+  if (p->data_n > 0 && p->data_start + p->data_n != start &&
+      (r = flush_data (wb, p, res)) < 0)
+    return r;
+  while (done < k->size) {
+    uint64_t n, dev_off;
+
+    if (p->data_n == cap && (r = flush_data (wb, p, res)) < 0)
+      return r;
+    if (p->data_n == 0)
+      p->data_start = start + done;
+    n = MIN (k->size - done, cap - p->data_n);
+    dev_off = ((uint64_t) k->bucket * dev->sb.bucket_blocks + k->offset
+               + done) * BLK;
+    r = cdev_pread (dev->cd, wb->buf + p->data_n * BLK, n * BLK, dev_off);
+    if (r < 0) {
+      log_debug ("export '%s': writeback: cache read of bucket %" PRIu32
+                 " failed: %s", nc->name, k->bucket, strerror (-r));
+      return r;
+    }
+    if (bucket_gen (dev->bs, k->bucket) != k->gen) {
+      /* Relocated meanwhile: what was read may not be this key's data.
+       * Write what came before, leave the piece dirty.
+       */
+      return flush_data (wb, p, res);
+    }
+    p->data_n += n;
+    done += n;
+  }
+  res->cost += k->size * BLK;
+  return piece_add (&wb->done, k);
+}
+
+/* Write back blocks [start, end) of the export as the index has them now,
+ * under the range lock.
+ */
+static int
+write_run (struct writeback *wb, uint64_t start, uint64_t end,
+           struct batch_result *res)
+{
+  struct ncache *nc = wb->nc;
+  struct btree_piece pieces[WB_LOOKUP_PIECES];
+  struct range_lock_entry rle;
+  struct pending p = { 0 };
+  uint64_t pos = start;
+  int r = 0;
+
+  range_lock_take (&nc->rl, &rle, start, end);
+  while (pos < end && r == 0) {
+    int n = btree_lookup (nc->dev->bt, nc->export_id, pos, end, pieces,
+                          WB_LOOKUP_PIECES, NULL);
+
+    if (n <= 0) {
+      r = n < 0 ? n : -EIO;
+      break;
+    }
+    for (int i = 0; i < n && r == 0; i++) {
+      const struct btree_piece *pc = &pieces[i];
+
+      pos = pc->end;
+      if (!pc->found || !(pc->key.flags & NC_KEY_DIRTY))
+        r = flush_pending (wb, &p, res);
+      else if (pc->key.flags & NC_KEY_ZERO)
+        r = add_zero (wb, &p, &pc->key, res);
+      else
+        r = add_data (wb, &p, &pc->key, res);
+    }
+  }
+  if (r == 0)
+    r = flush_pending (wb, &p, res);
+  range_lock_release (&nc->rl, &rle);
+  return r;
+}
+
+/* One batch: scan, write every run, flush the backing store, mark clean.
+ * The caller set wb->busy.  0 or -errno (nothing marked clean then).
+ */
+static int
+run_batch (struct writeback *wb, uint64_t max_bytes, struct batch_result *res)
+{
+  struct ncache *nc = wb->nc;
+  struct nc_key *clean;
+  size_t i, nkeys;
+  int r;
+
+  memset (res, 0, sizeof *res);
+  wb->done.n = 0;
+  r = scan (wb, max_bytes, &res->clean_pass);
+  if (r <= 0)
+    return r;
+  nkeys = (size_t) r;
+  res->scanned = nkeys;
+
+  for (i = 0; i < nkeys && r >= 0; ) {
+    uint64_t start = wb->keys[i].end - wb->keys[i].size;
+    uint64_t end = wb->keys[i].end;
+    uint64_t bytes = key_cost (&wb->keys[i]);
+
+    for (i++; i < nkeys; i++) {
+      const struct nc_key *k = &wb->keys[i];
+
+      if (k->end - k->size != end || bytes + key_cost (k) > WB_RUN_BYTES)
+        break;
+      end = k->end;
+      bytes += key_cost (k);
+    }
+    r = write_run (wb, start, end, res);
+  }
+  if (r < 0)
+    return r;
+  if (wb->done.n == 0)
+    return 0;
+
+  /* Crash promise 3: durable in the backing store before marked clean. */
+  r = backing_flush (nc->backing);
+  if (r < 0) {
+    log_debug ("export '%s': writeback: backing flush failed: %s",
+               nc->name, strerror (-r));
+    return r;
+  }
+  if (wb->hook)
+    wb->hook (wb->hook_opaque);
+
+  clean = malloc (wb->done.n * sizeof *clean);
+  if (clean == NULL)
+    return -ENOMEM;
+  for (i = 0; i < wb->done.n; i++) {
+    clean[i] = wb->done.k[i];
+    clean[i].flags &= (uint8_t) ~NC_KEY_DIRTY;
+  }
+  r = btree_replace (nc->dev->bt, wb->done.k, clean, wb->done.n, NULL, NULL);
+  free (clean);
+  if (r < 0) {
+    log_debug ("export '%s': writeback: marking clean failed: %s",
+               nc->name, strerror (-r));
+    return r;
+  }
+  res->marked = wb->done.n;
+  return 0;
+}
+
+/* ---- bookkeeping around a batch (lock held) ---- */
+
+static void
+batch_finished_locked (struct writeback *wb, int r,
+                       const struct batch_result *res, uint64_t now)
+{
+  if (r < 0) {
+    wb->st.errors++;
+    wb->backoff_ms = wb->backoff_ms == 0 ? WRITEBACK_BACKOFF_MIN_MS
+      : MIN (wb->backoff_ms * 2, (uint64_t) WRITEBACK_BACKOFF_MAX_MS);
+    wb->retry_at_ms = now + wb->backoff_ms;
+    if (wb->last_log_ms == 0 || now - wb->last_log_ms >= WB_LOG_INTERVAL_MS) {
+      log_error ("export '%s': writeback failed: %s; the data stays dirty, "
+                 "retrying in %" PRIu64 " ms (%" PRIu64 " failures not "
+                 "logged)", wb->nc->name, strerror (-r), wb->backoff_ms,
+                 wb->suppressed);
+      wb->last_log_ms = now;
+      wb->suppressed = 0;
+    }
+    else
+      wb->suppressed++;
+  }
+  else {
+    if (wb->backoff_ms > 0)
+      log_info ("export '%s': writeback works again", wb->nc->name);
+    wb->backoff_ms = 0;
+    wb->retry_at_ms = 0;
+    if (res->marked > 0) {
+      wb->st.batches++;
+      wb->st.keys += res->marked;
+      wb->st.bytes += res->bytes;
+    }
+    if (res->clean_pass)
+      wb->clean_passes++;
+  }
+  pthread_cond_broadcast (&wb->done_cond);
+}
+
+/* What the thread looks at each round, sampled without wb->lock (the
+ * bucket set has its own lock).
+ */
+struct sample {
+  uint64_t now;
+  uint64_t dirty_blocks;        /* the export's, data and zero */
+  uint64_t dirty_data_bytes;    /* the export's data only: the controller */
+  uint64_t target;
+  bool above_limit;             /* the device is above its dirty limit */
+};
+
+static void
+take_sample (struct writeback *wb, struct sample *s)
+{
+  struct ncache *nc = wb->nc;
+
+  s->now = now_ms ();
+  s->dirty_data_bytes =
+    bucket_export_dirty_blocks (nc->dev->bs, nc->export_id) * BLK;
+  s->dirty_blocks = export_dirty_blocks (wb);
+  s->target = target_bytes (wb);
+  s->above_limit = device_above_dirty_limit (wb);
+}
+
+static void
+update_rate_locked (struct writeback *wb, const struct sample *s)
+{
+  double dt = (double) (s->now - wb->last_update_ms) / 1000;
+
+  if (wb->last_update_ms == 0 || dt <= 0)
+    dt = (double) wb->update_ms / 1000;
+  wb->st.rate = wbrate_update (&wb->ctl, s->dirty_data_bytes, s->target, dt);
+  wb->st.target_bytes = s->target;
+  wb->last_update_ms = s->now;
+  wb->next_update_ms = s->now + wb->update_ms;
+}
+
+static bool
+full_speed_locked (struct writeback *wb, const struct sample *s)
+{
+  uint64_t last_io = __atomic_load_n (&wb->last_io_ms, __ATOMIC_RELAXED);
+
+  /* (A write noted after the sample is not idle either.) */
+  return wb->percent == 0 || wb->draining > 0 || s->above_limit ||
+    (last_io <= s->now && s->now - last_io >= WRITEBACK_IDLE_MS);
+}
+
+/* ---- the thread ---- */
+
+/* Run one batch from the thread (lock held on entry and exit). */
+static void
+thread_batch_locked (struct writeback *wb, bool full)
+{
+  struct batch_result res;
+  uint64_t max_bytes, now;
+  int r;
+
+  if (full)
+    max_bytes = WRITEBACK_BATCH_BYTES;
+  else
+    max_bytes = MIN (WRITEBACK_BATCH_BYTES,
+                     MAX (BLK, wb->ctl.rate / 1000 * WB_PACED_BATCH_MS));
+  wb->busy = true;
+  pthread_mutex_unlock (&wb->lock);
+  r = run_batch (wb, max_bytes, &res);
+  now = now_ms ();
+  pthread_mutex_lock (&wb->lock);
+  wb->busy = false;
+  batch_finished_locked (wb, r, &res, now);
+  if (r == 0 && !full && wb->ctl.rate > 0)
+    wb->next_batch_ms = now + res.cost * 1000 / wb->ctl.rate;
+  if (r == 0 && res.scanned == 0)
+    /* The counters say dirty but a whole pass found nothing (keys on
+     * their way in): look again at the next tick, not in a loop.
+     */
+    wb->retry_at_ms = now + WB_TICK_MS;
+}
+
+static void *
+writeback_thread (void *arg)
+{
+  struct writeback *wb = arg;
+  struct ncache *nc = wb->nc;
+
+  for (;;) {
+    struct sample s;
+    uint64_t wake;
+    bool full;
+
+    take_sample (wb, &s);
+    if (nc->tq != NULL && trimq_due (nc->tq, s.now)) {
+      int r = trimq_issue (nc->tq, false, request_issue_trim, nc);
+
+      if (r < 0)
+        log_debug ("export '%s': a queued backing trim failed: %s",
+                   nc->name, strerror (-r));
+    }
+
+    pthread_mutex_lock (&wb->lock);
+    if (wb->stop) {
+      pthread_mutex_unlock (&wb->lock);
+      break;
+    }
+    if (s.now >= wb->next_update_ms || wb->kicked)
+      update_rate_locked (wb, &s);
+    wb->kicked = false;
+    full = full_speed_locked (wb, &s);
+    wake = MIN (s.now + WB_TICK_MS, wb->next_update_ms);
+
+    if (s.now < wb->retry_at_ms)
+      wake = MIN (wake, wb->retry_at_ms);
+    else if (s.dirty_blocks > 0 && (full || s.now >= wb->next_batch_ms)) {
+      thread_batch_locked (wb, full);
+      pthread_mutex_unlock (&wb->lock);
+      continue;
+    }
+    else if (s.dirty_blocks > 0)
+      wake = MIN (wake, wb->next_batch_ms);
+    if (!wb->stop && !wb->kicked && now_ms () < wake)
+      wait_until (wb, &wb->cond, wake);
+    pthread_mutex_unlock (&wb->lock);
+  }
+  return NULL;
+}
+
+/* ---- the API ---- */
+
+int
+writeback_start (struct ncache *nc, const struct ncache_export_tuning *tuning,
+                 struct writeback **out)
+{
+  struct writeback *wb;
+  pthread_condattr_t attr;
+  int r;
+
+  wb = calloc (1, sizeof *wb);
+  if (wb == NULL)
+    return -ENOMEM;
+  wb->nc = nc;
+  wb->percent = MIN (tuning->writeback_percent, 100u);
+  wb->update_ms = tuning->writeback_update_ms ? tuning->writeback_update_ms
+    : 1000;
+  wb->cur.export_id = nc->export_id;
+  wbrate_init (&wb->ctl, 0, 0);
+  wb->st.rate = wb->ctl.rate;
+  wb->keys = calloc (WRITEBACK_BATCH_KEYS, sizeof *wb->keys);
+  wb->buf = cdev_alloc_buffer (WB_IO_BYTES);
+  if (wb->keys == NULL || wb->buf == NULL) {
+    r = -ENOMEM;
+    goto err_free;
+  }
+  pthread_mutex_init (&wb->lock, NULL);
+  pthread_condattr_init (&attr);
+  pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+  pthread_cond_init (&wb->cond, &attr);
+  pthread_cond_init (&wb->done_cond, &attr);
+  pthread_condattr_destroy (&attr);
+
+  if (nc->dev != NULL) {
+    wb->st.target_bytes = target_bytes (wb);
+    if (!tuning->writeback_off && !nc->caps.readonly) {
+      r = -pthread_create (&wb->thread, NULL, writeback_thread, wb);
+      if (r < 0) {
+        log_error ("export '%s': cannot start the writeback thread: %s",
+                   nc->name, strerror (-r));
+        goto err_sync;
+      }
+      wb->has_thread = true;
+    }
+  }
+  *out = wb;
+  return 0;
+
+ err_sync:
+  pthread_cond_destroy (&wb->done_cond);
+  pthread_cond_destroy (&wb->cond);
+  pthread_mutex_destroy (&wb->lock);
+ err_free:
+  free (wb->buf);
+  free (wb->keys);
+  free (wb);
+  return r;
+}
+
+void
+writeback_stop (struct writeback *wb)
+{
+  if (wb == NULL)
+    return;
+  if (wb->has_thread) {
+    pthread_mutex_lock (&wb->lock);
+    wb->stop = true;
+    pthread_cond_broadcast (&wb->cond);
+    pthread_mutex_unlock (&wb->lock);
+    pthread_join (wb->thread, NULL);
+  }
+  pthread_cond_destroy (&wb->done_cond);
+  pthread_cond_destroy (&wb->cond);
+  pthread_mutex_destroy (&wb->lock);
+  free (wb->done.k);
+  free (wb->buf);
+  free (wb->keys);
+  free (wb);
+}
+
+void
+writeback_note_io (struct writeback *wb)
+{
+  uint64_t now;
+
+  if (wb == NULL)
+    return;
+  now = now_ms ();
+  if (__atomic_load_n (&wb->last_io_ms, __ATOMIC_RELAXED) != now)
+    __atomic_store_n (&wb->last_io_ms, now, __ATOMIC_RELAXED);
+}
+
+void
+writeback_kick (struct writeback *wb)
+{
+  if (wb == NULL || !wb->has_thread)
+    return;
+  pthread_mutex_lock (&wb->lock);
+  wb->kicked = true;
+  pthread_cond_signal (&wb->cond);
+  pthread_mutex_unlock (&wb->lock);
+}
+
+void
+writeback_throttle (struct writeback *wb)
+{
+  uint64_t deadline;
+
+  /* Without a thread nothing would lower the dirty data while we wait. */
+  if (wb == NULL || !wb->has_thread || wb->nc->dev == NULL ||
+      !device_above_dirty_limit (wb))
+    return;
+  pthread_mutex_lock (&wb->lock);
+  wb->st.throttled++;
+  wb->kicked = true;
+  pthread_cond_signal (&wb->cond);
+  deadline = now_ms () + WRITEBACK_THROTTLE_MAX_MS;
+  while (!wb->stop && now_ms () < deadline) {
+    wait_until (wb, &wb->done_cond, deadline);
+    pthread_mutex_unlock (&wb->lock);
+    if (!device_above_dirty_limit (wb)) {
+      pthread_mutex_lock (&wb->lock);
+      break;
+    }
+    pthread_mutex_lock (&wb->lock);
+  }
+  pthread_mutex_unlock (&wb->lock);
+}
+
+/* Drain in the calling thread (no background thread).  Lock held on entry
+ * and exit.
+ */
+static int
+drain_here_locked (struct writeback *wb, ncache_progress_fn fn, void *opaque,
+                   uint64_t total)
+{
+  uint64_t next_progress = now_ms () + WB_PROGRESS_MS;
+  uint64_t passes = wb->clean_passes;
+
+  for (;;) {
+    struct batch_result res;
+    uint64_t dirty = export_dirty_blocks (wb);
+    uint64_t now;
+    int r;
+
+    if (dirty == 0 || wb->clean_passes != passes)
+      return 0;
+    while (wb->busy)
+      pthread_cond_wait (&wb->done_cond, &wb->lock);
+    wb->busy = true;
+    pthread_mutex_unlock (&wb->lock);
+    r = run_batch (wb, WRITEBACK_BATCH_BYTES, &res);
+    now = now_ms ();
+    pthread_mutex_lock (&wb->lock);
+    wb->busy = false;
+    batch_finished_locked (wb, r, &res, now);
+    if (r < 0)
+      return -EIO;
+    if (fn != NULL && now >= next_progress) {
+      int c;
+
+      pthread_mutex_unlock (&wb->lock);
+      c = fn (opaque, export_dirty_blocks (wb) * BLK, total);
+      pthread_mutex_lock (&wb->lock);
+      if (c != 0)
+        return -ECANCELED;
+      next_progress = now + WB_PROGRESS_MS;
+    }
+  }
+}
+
+/* Drain with the background thread at full speed. */
+static int
+drain_thread_locked (struct writeback *wb, ncache_progress_fn fn,
+                     void *opaque, uint64_t total)
+{
+  uint64_t errors = wb->st.errors, passes = wb->clean_passes;
+  uint64_t next_progress = now_ms () + WB_PROGRESS_MS;
+
+  /* A drain retries at once, whatever the backoff said. */
+  wb->retry_at_ms = 0;
+  wb->kicked = true;
+  pthread_cond_signal (&wb->cond);
+  for (;;) {
+    uint64_t now;
+
+    if (export_dirty_blocks (wb) == 0 || wb->clean_passes != passes)
+      return 0;
+    if (wb->st.errors != errors)
+      return -EIO;
+    now = now_ms ();
+    if (now >= next_progress) {
+      if (fn != NULL) {
+        int c;
+
+        pthread_mutex_unlock (&wb->lock);
+        c = fn (opaque, export_dirty_blocks (wb) * BLK, total);
+        pthread_mutex_lock (&wb->lock);
+        if (c != 0)
+          return -ECANCELED;
+      }
+      next_progress = now_ms () + WB_PROGRESS_MS;
+      continue;
+    }
+    wait_until (wb, &wb->done_cond, next_progress);
+  }
+}
+
+int
+writeback_drain (struct writeback *wb, ncache_progress_fn fn, void *opaque)
+{
+  struct ncache *nc;
+  uint64_t total;
+  int r;
+
+  if (wb == NULL || wb->nc->dev == NULL)
+    return 0;
+  nc = wb->nc;
+  total = export_dirty_blocks (wb) * BLK;
+  if (total > 0 && nc->caps.readonly)
+    return -EROFS;
+  pthread_mutex_lock (&wb->lock);
+  wb->draining++;
+  if (wb->has_thread)
+    r = drain_thread_locked (wb, fn, opaque, total);
+  else
+    r = drain_here_locked (wb, fn, opaque, total);
+  wb->draining--;
+  pthread_mutex_unlock (&wb->lock);
+  if (r < 0)
+    return r;
+  if (fn != NULL && total > 0)
+    fn (opaque, 0, total);
+  /* The clean marks (and anything else acknowledged) become durable. */
+  return request_flush (nc);
+}
+
+void
+writeback_get_stats (struct writeback *wb, struct writeback_stats *st)
+{
+  if (wb == NULL) {
+    memset (st, 0, sizeof *st);
+    return;
+  }
+  pthread_mutex_lock (&wb->lock);
+  *st = wb->st;
+  pthread_mutex_unlock (&wb->lock);
+  if (wb->nc->dev != NULL)
+    st->target_bytes = target_bytes (wb);
+}
+
+void
+writeback_set_test_hook (struct writeback *wb, writeback_test_hook_fn fn,
+                         void *opaque)
+{
+  if (wb == NULL)
+    return;
+  wb->hook = fn;
+  wb->hook_opaque = opaque;
+}
