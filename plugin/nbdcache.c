@@ -1,7 +1,8 @@
 /* nbdcache.c — the nbdkit plugin: nbdkit callbacks onto cache.h.
  *
  * WHAT: nbdkit-nbdcache-plugin.so.  Serves one export, given either as
- * parameters (backing=FILE [size=] [cache=PATH [create=] [cache-size=]]
+ * parameters (backing=FILE [size=] [cache=PATH [create=] [cache-size=]
+ * [discard=] [writeback-percent=] [sequential-cutoff=] [flush-on-stop=]]
  * [mode=] [description=] [readonly=] [rotational=]) or as an [export NAME]
  * section of an nbdcached config file (config=FILE export=NAME), whose
  * [cache] section then describes the cache device.  Every callback is a
@@ -24,8 +25,12 @@
  *   the engine refuses stops nbdkit there, visibly, before it serves or
  *   runs anything.  The price is a second open (a second recovery) at
  *   start-up.
+ *   The check open starts no writeback thread and never flushes on stop
+ *   (it would write back a previous run's dirty data before serving).
  * - Closed in cleanup (after logging the export's statistics), or in
- *   unload if nbdkit never reached cleanup.
+ *   unload if nbdkit never reached cleanup.  With flush_on_stop the
+ *   close (ncache_close) writes back every dirty block first, so nbdkit's
+ *   shutdown waits for it.
  * - Engine errors (-errno) reach nbdkit through one function, set_error.
  * - The engine's log lines go to nbdkit_error / nbdkit_debug (log_set_sink).
  * THREADS AND LOCKS: NBDKIT_THREAD_MODEL_PARALLEL.  Parameters and the
@@ -83,6 +88,13 @@ static struct {
   bool create, create_set;      /* create=: format an unformatted device */
   uint64_t cache_size_bytes;    /* cache-size=: create the file this big */
   bool cache_size_set;
+  bool discard, discard_set;    /* discard=: default yes */
+  /* The [export] background-work keys, as parameters (need cache=). */
+  uint64_t writeback_percent;   /* writeback-percent=: 0..100 */
+  bool writeback_percent_set;
+  uint64_t sequential_cutoff_bytes; /* sequential-cutoff=: 0 = off */
+  bool sequential_cutoff_set;
+  bool flush_on_stop, flush_on_stop_set; /* flush-on-stop= */
 
   /* After config_complete. */
   struct config *cfg;           /* NULL with backing= */
@@ -137,18 +149,41 @@ log_name (void)
   return p.exp ? p.exp->name : p.backing ? p.backing : "";
 }
 
-/* One line, as nbdcached logs it at shutdown (visible with nbdkit -v). */
+/* The lines nbdcached logs at shutdown (visible with nbdkit -v): the
+ * export's, then its cache device's.
+ */
 static void
-log_stats (struct ncache *nc)
+log_stats (struct ncache *nc, struct ncache_device *dev)
 {
   struct ncache_stats st;
+  struct ncache_device_stats ds;
 
   ncache_get_stats (nc, &st);
   log_info ("export '%s': reads %" PRIu64 " writes %" PRIu64
             " hits %" PRIu64 " misses %" PRIu64 " promotions %" PRIu64
-            " bypasses %" PRIu64 " dirty_bytes %" PRIu64,
+            " bypasses %" PRIu64 " dirty_bytes %" PRIu64
+            " sequential_bypasses %" PRIu64 " dirty_zero_bytes %" PRIu64
+            " writeback_bytes %" PRIu64 " writeback_batches %" PRIu64
+            " writeback_errors %" PRIu64 " throttled_writes %" PRIu64
+            " backing_trim_batches %" PRIu64,
             log_name (), st.reads, st.writes, st.hits, st.misses,
-            st.promotions, st.bypasses, st.dirty_bytes);
+            st.promotions, st.bypasses, st.dirty_bytes,
+            st.sequential_bypasses, st.dirty_zero_bytes, st.writeback_bytes,
+            st.writeback_batches, st.writeback_errors, st.throttled_writes,
+            st.backing_trim_batches);
+  if (dev == NULL)
+    return;
+  ncache_device_get_stats (dev, &ds);
+  log_info ("cache '%s': free_buckets %" PRIu64 "/%" PRIu64
+            " dirty_bytes %" PRIu64 " evictions %" PRIu64
+            " gc_runs %" PRIu64 " moving_gc_bytes %" PRIu64
+            " discards %" PRIu64 " discard_batches %" PRIu64
+            " discard_errors %" PRIu64 " journal_commits %" PRIu64
+            " journal_max_batch_waiters %" PRIu64,
+            ncache_device_name (dev), ds.free_buckets, ds.buckets,
+            ds.dirty_bytes, ds.evictions, ds.gc_runs, ds.moving_gc_bytes,
+            ds.discards, ds.discard_batches, ds.discard_errors,
+            ds.journal_commits, ds.journal_max_batch_waiters);
 }
 
 /* The export first, then the device it borrows.  NULLs are no-ops. */
@@ -163,7 +198,7 @@ static void
 close_export (void)
 {
   if (p.nc != NULL)
-    log_stats (p.nc);
+    log_stats (p.nc, p.dev);
   close_pair (p.nc, p.dev);
   p.nc = NULL;
   p.dev = NULL;
@@ -301,9 +336,61 @@ nbdcache_config (const char *key, const char *value)
     p.cache_size_set = true;
     return 0;
   }
+  if (strcmp (key, "discard") == 0)
+    return set_bool (&p.discard, &p.discard_set, key, value);
+  if (strcmp (key, "flush-on-stop") == 0)
+    return set_bool (&p.flush_on_stop, &p.flush_on_stop_set, key, value);
+  if (strcmp (key, "writeback-percent") == 0) {
+    if (p.writeback_percent_set) {
+      nbdkit_error ("writeback-percent= given twice");
+      return -1;
+    }
+    if (parse_uint64_range (value, 0, CONFIG_MAX_WRITEBACK_PERCENT,
+                            &p.writeback_percent) < 0) {
+      nbdkit_error ("writeback-percent=%s: expected an integer from 0 to %u",
+                    value, CONFIG_MAX_WRITEBACK_PERCENT);
+      return -1;
+    }
+    p.writeback_percent_set = true;
+    return 0;
+  }
+  if (strcmp (key, "sequential-cutoff") == 0) {
+    if (p.sequential_cutoff_set) {
+      nbdkit_error ("sequential-cutoff= given twice");
+      return -1;
+    }
+    if (parse_size_bytes (value, &p.sequential_cutoff_bytes) < 0) {
+      nbdkit_error ("sequential-cutoff=%s: expected a size such as 4M or "
+                    "512K, or 0 (off)", value);
+      return -1;
+    }
+    p.sequential_cutoff_set = true;
+    return 0;
+  }
 
   nbdkit_error ("unknown parameter '%s' (see nbdkit nbdcache --help)", key);
   return -1;
+}
+
+/* The config file's key for a parameter (cache= is the [cache] section's
+ * path, cache-size= its size; the file spells the others with '_').
+ */
+static const char *
+file_key (const char *param)
+{
+  static const char *const keys[][2] = {
+    { "cache", "path" },
+    { "cache-size", "size" },
+    { "writeback-percent", "writeback_percent" },
+    { "sequential-cutoff", "sequential_cutoff" },
+    { "flush-on-stop", "flush_on_stop" },
+  };
+  size_t i;
+
+  for (i = 0; i < sizeof keys / sizeof keys[0]; i++)
+    if (strcmp (param, keys[i][0]) == 0)
+      return keys[i][1];
+  return param;
 }
 
 /* config=FILE export=NAME: every export setting comes from the file. */
@@ -313,14 +400,18 @@ config_from_file (void)
   const char *name = p.export_name ? p.export_name : "";
   const char *extra_export = p.size_set ? "size" : p.mode_set ? "mode"
     : p.description ? "description" : p.readonly_set ? "readonly"
-    : p.rotational_set ? "rotational" : NULL;
+    : p.rotational_set ? "rotational"
+    : p.writeback_percent_set ? "writeback-percent"
+    : p.sequential_cutoff_set ? "sequential-cutoff"
+    : p.flush_on_stop_set ? "flush-on-stop" : NULL;
   const char *extra_cache = p.cache_path ? "cache" : p.create_set ? "create"
-    : p.cache_size_set ? "cache-size" : NULL;
+    : p.cache_size_set ? "cache-size" : p.discard_set ? "discard" : NULL;
 
   if (extra_export != NULL || extra_cache != NULL) {
-    nbdkit_error ("%s= cannot be combined with config=: set it in the "
-                  "[%s] section of %s",
-                  extra_export ? extra_export : extra_cache,
+    const char *param = extra_export ? extra_export : extra_cache;
+
+    nbdkit_error ("%s= cannot be combined with config=: set %s in the "
+                  "[%s] section of %s", param, file_key (param),
                   extra_export ? "export" : "cache", p.config_path);
     return -1;
   }
@@ -354,10 +445,16 @@ config_from_file (void)
 static int
 check_cache_params (void)
 {
+  const char *cache_only = p.create_set ? "create"
+    : p.cache_size_set ? "cache-size" : p.discard_set ? "discard"
+    : p.writeback_percent_set ? "writeback-percent"
+    : p.sequential_cutoff_set ? "sequential-cutoff"
+    : p.flush_on_stop_set ? "flush-on-stop" : NULL;
+
   if (p.cache_path == NULL) {
-    if (p.create_set || p.cache_size_set) {
-      nbdkit_error ("%s= needs cache=PATH (it describes the cache device)",
-                    p.create_set ? "create" : "cache-size");
+    if (cache_only != NULL) {
+      nbdkit_error ("%s= needs cache=PATH (it tunes the cache device)",
+                    cache_only);
       return -1;
     }
     if (p.mode_set && p.mode != NCACHE_MODE_NONE) {
@@ -404,12 +501,15 @@ nbdcache_config_complete (void)
 /* Opens the cache device (if the export has one), the backing store and
  * the export on them.  0 with *nc_out and *dev_out (NULL when uncached)
  * set, or -1 with everything closed and the reason given to nbdkit_error.
+ * check: the get_ready check open (no writeback thread, no flush on stop).
  */
 static int
-open_export (struct ncache **nc_out, struct ncache_device **dev_out)
+open_export (struct ncache **nc_out, struct ncache_device **dev_out,
+             bool check)
 {
   struct backing_open_options opts = { 0 };
-  struct ncache_config ncfg = { 0 };
+  struct ncache_export_tuning tuning;
+  struct ncache_config ncfg = { .tuning = &tuning };
   struct ncache_device_config dcfg = { 0 };
   struct ncache_device *dev = NULL;
   const struct config_cache *cc = NULL;
@@ -430,6 +530,8 @@ open_export (struct ncache **nc_out, struct ncache_device **dev_out)
     if (cc != NULL)
       config_cache_device_config (cc, &dcfg);
     cached = cc != NULL;
+    ncache_export_tuning_default (&tuning);
+    config_export_tuning (p.exp, &tuning);
   }
   else {
     location = p.backing;
@@ -450,6 +552,18 @@ open_export (struct ncache **nc_out, struct ncache_device **dev_out)
     dcfg.size_bytes = p.cache_size_bytes;
     dcfg.create = p.create;
     dcfg.direct = true;
+    dcfg.discard = p.discard_set ? p.discard : true;
+    ncache_export_tuning_default (&tuning);
+    if (p.writeback_percent_set)
+      tuning.writeback_percent = (unsigned) p.writeback_percent;
+    if (p.sequential_cutoff_set)
+      tuning.sequential_cutoff_bytes = p.sequential_cutoff_bytes;
+    if (p.flush_on_stop_set)
+      tuning.flush_on_stop = p.flush_on_stop;
+  }
+  if (check) {
+    tuning.flush_on_stop = false;
+    tuning.writeback_off = true;
   }
 
   /* The engine logged the reason; this names the config.  No strerror or
@@ -487,7 +601,7 @@ nbdcache_get_ready (void)
   struct ncache_device *dev;
   struct ncache *nc;
 
-  if (open_export (&nc, &dev) < 0)
+  if (open_export (&nc, &dev, true) < 0)
     return -1;
   close_pair (nc, dev);
   return 0;
@@ -497,7 +611,7 @@ nbdcache_get_ready (void)
 static int
 nbdcache_after_fork (void)
 {
-  return open_export (&p.nc, &p.dev);
+  return open_export (&p.nc, &p.dev, false);
 }
 
 /* Open connections, counted only when max_connections is set. */
@@ -797,6 +911,12 @@ nbdcache_dump_plugin (void)
   "cache-size=SIZE     With create=yes: create the cache file this big.\n" \
   "mode=MODE           writeback, writethrough (the default with cache=),\n" \
   "                    writearound, or none (the only mode without one).\n" \
+  "discard=BOOL        Discard freed cache space in batches (default yes).\n" \
+  "writeback-percent=N Writeback's dirty target, percent of the cache\n" \
+  "                    (0 to 100, default 10).\n" \
+  "sequential-cutoff=SIZE  Sequential streams longer than this bypass the\n" \
+  "                    cache (default 4M; 0 = off).\n" \
+  "flush-on-stop=BOOL  Write back all dirty data at shutdown (default no).\n" \
   "description=TEXT    Export description shown to clients.\n" \
   "readonly=BOOL       Serve read-only (also nbdkit -r).\n" \
   "rotational=BOOL     Advertise a rotational device.\n" \

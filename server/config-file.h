@@ -10,7 +10,9 @@
  * comment says is non-NULL is non-NULL, every export's backing exists or
  * will be created (size set), every export's cache names a [cache] section,
  * mode is NONE exactly when cache is NULL, and a cache's size, bucket_size
- * and journal_size are set only together with create = yes.
+ * and journal_size are set only together with create = yes, and the
+ * background-work keys of an [export] (writeback_percent,
+ * sequential_cutoff, flush_on_stop) are set only on an export with a cache.
  * THREADS: not thread-safe; load on one thread, then read-only.
  * FAILURE: config_load logs every error it finds (file:line: message) at
  * error level and returns -EINVAL; nothing is half-loaded.
@@ -36,6 +38,13 @@
 #define CONFIG_DEFAULT_JOURNAL_DELAY_MS  100u
 #define CONFIG_MAX_JOURNAL_DELAY_MS      10000u
 
+/* [export NAME] background-work defaults (the engine's too:
+ * ncache_export_tuning_default; test-config-bg checks they agree).
+ */
+#define CONFIG_DEFAULT_WRITEBACK_PERCENT 10u
+#define CONFIG_MAX_WRITEBACK_PERCENT     100u
+#define CONFIG_DEFAULT_SEQUENTIAL_CUTOFF (UINT64_C (4) << 20) /* 4 MiB */
+
 enum config_tls {
   CONFIG_TLS_OFF = 0,           /* STARTTLS refused (ERR_POLICY) */
   CONFIG_TLS_ON,                /* offered; plaintext clients still served */
@@ -54,6 +63,10 @@ struct config_server {
   size_t nr_listen;
   unsigned workers;             /* worker threads, default CONFIG_DEFAULT_WORKERS */
   char *pidfile;                /* NULL = none */
+  char *control_socket;         /* control_socket = PATH: the Unix socket
+                                   answering stats / flush (absolute,
+                                   resolved like pidfile, fits sun_path);
+                                   NULL = none */
   enum log_target log_target;   /* log = stderr|syslog */
   enum log_level log_level;     /* log_level = error|warning|info|debug */
   char *default_export;         /* served for the empty name; NULL = the
@@ -98,6 +111,8 @@ struct config_cache {
   unsigned journal_delay_ms;    /* journal_delay_ms: 1 to
                                    CONFIG_MAX_JOURNAL_DELAY_MS, default
                                    CONFIG_DEFAULT_JOURNAL_DELAY_MS */
+  bool discard;                 /* discard = yes (default): freed buckets
+                                   are discarded in batches before reuse */
   int line;                     /* where the section starts */
 };
 
@@ -123,6 +138,12 @@ struct config_export {
                                    "CN=alice,O=Example") or one of its DNS /
                                    email SANs must equal one; NULL = any */
   size_t nr_allow_subjects;
+  /* Background work; only with a cache (an error without one): */
+  unsigned writeback_percent;   /* 0 to CONFIG_MAX_WRITEBACK_PERCENT,
+                                   default CONFIG_DEFAULT_WRITEBACK_PERCENT */
+  uint64_t sequential_cutoff_bytes; /* sequential_cutoff: 0 = off, default
+                                   CONFIG_DEFAULT_SEQUENTIAL_CUTOFF */
+  bool flush_on_stop;           /* default no */
   int line;                     /* where the section starts */
 };
 
@@ -155,6 +176,15 @@ const struct config_cache *config_find_cache (const struct config *cfg,
  */
 void config_cache_device_config (const struct config_cache *cc,
                                  struct ncache_device_config *out);
+
+/* The export's background-work keys (writeback_percent,
+ * sequential_cutoff, flush_on_stop) written into *t.  Only those fields
+ * are touched: the caller fills *t with ncache_export_tuning_default
+ * first (so test-only fields keep the engine's defaults).  Shared by
+ * nbdcached and the plugin.
+ */
+void config_export_tuning (const struct config_export *ce,
+                           struct ncache_export_tuning *t);
 
 /* May a client at `peer` (from accept/getpeername; NULL or AF_UNIX for a
  * local client) use this export under its allow / allow_unix rules?

@@ -46,6 +46,7 @@ enum section_kind {
   K (SERVER, server, listen,           LISTEN,      listen,           true)  \
   K (SERVER, server, workers,          WORKERS,     workers,          false) \
   K (SERVER, server, pidfile,          PATH,        pidfile,          false) \
+  K (SERVER, server, control_socket,   SOCKET,      control_socket,   false) \
   K (SERVER, server, log,              LOG_TARGET,  log_target,       false) \
   K (SERVER, server, log_level,        LOG_LEVEL,   log_level,        false) \
   K (SERVER, server, default_export,   NAME,        default_export,   false) \
@@ -67,6 +68,7 @@ enum section_kind {
   K (CACHE,  cache,  journal_size,     SIZE,        journal_bytes,    false) \
   K (CACHE,  cache,  node_cache_size,  NODE_CACHE,  node_cache_bytes, false) \
   K (CACHE,  cache,  journal_delay_ms, DELAY_MS,    journal_delay_ms, false) \
+  K (CACHE,  cache,  discard,          BOOL,        discard,          false) \
   K (EXPORT, export, backing,          BACKING,     backing,          false) \
   K (EXPORT, export, size,             SIZE,        size_bytes,       false) \
   K (EXPORT, export, cache,            NAME,        cache,            false) \
@@ -78,7 +80,11 @@ enum section_kind {
   K (EXPORT, export, tls,              EXPORT_TLS,  tls_required,     false) \
   K (EXPORT, export, allow,            CIDRS,       allow,            true)  \
   K (EXPORT, export, allow_unix,       BOOL,        allow_unix,       false) \
-  K (EXPORT, export, allow_subjects,   SUBJECTS,    allow_subjects,   true)
+  K (EXPORT, export, allow_subjects,   SUBJECTS,    allow_subjects,   true)  \
+  K (EXPORT, export, writeback_percent, PERCENT,    writeback_percent, false) \
+  K (EXPORT, export, sequential_cutoff, CUTOFF,     sequential_cutoff_bytes, \
+     false)                                                                 \
+  K (EXPORT, export, flush_on_stop,    BOOL,        flush_on_stop,    false)
 
 #define KEY_ENUM(kind, sec, key, type, field, rep) KEY_##sec##_##key,
 enum key_id { CONFIG_KEYS (KEY_ENUM) NR_KEYS };

@@ -2,7 +2,8 @@
  *
  * WHAT: reads an INI file with libinih into struct config and validates it:
  * every section, key and value, cross-references (cache = NAME,
- * default_export) and the backing files.  Relative paths are resolved
+ * default_export, the background-work keys that need a cache) and the
+ * backing files.  Relative paths are resolved
  * against the directory of the config file.  The values and checks of the
  * TLS and access-control keys are config-tls.c's; this file calls them.
  *
@@ -80,6 +81,7 @@ enum value_type {
   VALUE_WORKERS,                /* unsigned, 1 to CONFIG_MAX_WORKERS */
   VALUE_COUNT,                  /* unsigned, 0 to UINT_MAX */
   VALUE_PATH,                   /* char *, resolved against the file's dir */
+  VALUE_SOCKET,                 /* char *, a PATH that fits sun_path */
   VALUE_BACKING,                /* char *, a path or file:///PATH */
   VALUE_NAME,                   /* char *, non-empty, <= 4096 bytes */
   VALUE_TEXT,                   /* char *, "" = NULL, <= 4096 bytes */
@@ -88,6 +90,8 @@ enum value_type {
                                    CONFIG_MIN_ to CONFIG_MAX_BUCKET_BYTES */
   VALUE_NODE_CACHE,             /* uint64_t, >= CONFIG_MIN_NODE_CACHE_BYTES */
   VALUE_DELAY_MS,               /* unsigned, 1 to CONFIG_MAX_JOURNAL_DELAY_MS */
+  VALUE_PERCENT,                /* unsigned, 0 to CONFIG_MAX_WRITEBACK_PERCENT */
+  VALUE_CUTOFF,                 /* uint64_t, a size; 0 = off */
   VALUE_BOOL,                   /* bool */
   VALUE_LOG_TARGET,             /* enum log_target */
   VALUE_LOG_LEVEL,              /* enum log_level */
@@ -107,6 +111,7 @@ enum value_type {
 #define VALUE_CTYPE_WORKERS    unsigned
 #define VALUE_CTYPE_COUNT      unsigned
 #define VALUE_CTYPE_PATH       char *
+#define VALUE_CTYPE_SOCKET     char *
 #define VALUE_CTYPE_BACKING    char *
 #define VALUE_CTYPE_NAME       char *
 #define VALUE_CTYPE_TEXT       char *
@@ -114,6 +119,8 @@ enum value_type {
 #define VALUE_CTYPE_BUCKET_SIZE uint64_t
 #define VALUE_CTYPE_NODE_CACHE uint64_t
 #define VALUE_CTYPE_DELAY_MS   unsigned
+#define VALUE_CTYPE_PERCENT    unsigned
+#define VALUE_CTYPE_CUTOFF     uint64_t
 #define VALUE_CTYPE_BOOL       bool
 #define VALUE_CTYPE_LOG_TARGET enum log_target
 #define VALUE_CTYPE_LOG_LEVEL  enum log_level
@@ -270,6 +277,32 @@ set_path (struct parser *p, char **field, const char *key, const char *value)
   if (strlen (path) >= PATH_MAX) {
     config_error (p, p->lineno, "%s: path longer than %d bytes",
                   key, PATH_MAX - 1);
+    free (path);
+    return -EINVAL;
+  }
+  free (*field);
+  *field = path;
+  return 0;
+}
+
+/* A Unix socket path: resolved like a PATH, and short enough to bind. */
+static int
+set_socket_path (struct parser *p, char **field, const char *key,
+                 const char *value)
+{
+  const size_t max = sizeof ((struct sockaddr_un *) 0)->sun_path - 1;
+  char *path;
+
+  if (*value == '\0') {
+    config_error (p, p->lineno, "%s: empty path", key);
+    return -EINVAL;
+  }
+  if ((path = resolve_path (p, value)) == NULL)
+    return config_no_memory (p);
+  if (strlen (path) > max) {
+    config_error (p, p->lineno,
+                  "%s '%s': socket path '%s' is longer than %zu bytes",
+                  key, value, path, max);
     free (path);
     return -EINVAL;
   }
@@ -580,6 +613,8 @@ set_value (struct parser *p, const struct key_def *def, void *obj,
     return set_uint (p, field, key, value, 0, UINT_MAX);
   case VALUE_PATH:
     return set_path (p, field, key, value);
+  case VALUE_SOCKET:
+    return set_socket_path (p, field, key, value);
   case VALUE_BACKING:
     return set_backing (p, field, key, value);
   case VALUE_NAME:
@@ -603,6 +638,11 @@ set_value (struct parser *p, const struct key_def *def, void *obj,
                            "a size of at least 1M, such as 64M or 1G");
   case VALUE_DELAY_MS:
     return set_uint (p, field, key, value, 1, CONFIG_MAX_JOURNAL_DELAY_MS);
+  case VALUE_PERCENT:
+    return set_uint (p, field, key, value, 0, CONFIG_MAX_WRITEBACK_PERCENT);
+  case VALUE_CUTOFF:
+    return set_size_range (p, field, key, value, 0, UINT64_MAX, false,
+                           "a size such as 4M or 512K, or 0 (off)");
   case VALUE_BOOL:
     return set_bool (p, field, key, value);
   case VALUE_LOG_TARGET:
@@ -658,6 +698,7 @@ add_cache (struct parser *p, char *name, int line)
   caches[n].direct = true;
   caches[n].node_cache_bytes = CONFIG_DEFAULT_NODE_CACHE_BYTES;
   caches[n].journal_delay_ms = CONFIG_DEFAULT_JOURNAL_DELAY_MS;
+  caches[n].discard = true;
   caches[n].line = line;
   cfg->nr_caches = n + 1;
   p->cur = SECTION_CACHE;
@@ -687,6 +728,8 @@ add_export (struct parser *p, char *name, int line)
   exports[n].name = name;
   exports[n].mode = NCACHE_MODE_NONE;
   exports[n].allow_unix = true;
+  exports[n].writeback_percent = CONFIG_DEFAULT_WRITEBACK_PERCENT;
+  exports[n].sequential_cutoff_bytes = CONFIG_DEFAULT_SEQUENTIAL_CUTOFF;
   exports[n].line = line;
   cfg->nr_exports = n + 1;
   p->cur = SECTION_EXPORT;
@@ -955,6 +998,34 @@ check_format_keys (struct parser *p, const struct config_cache *c,
                     keys[i].key, keys[i].what, c->name, keys[i].key);
 }
 
+/* writeback_percent, sequential_cutoff and flush_on_stop tune the cache
+ * engine's background work; on an export without a cache they would be
+ * silently ignored, so they are errors (at the key's line).
+ */
+static void
+check_cache_only_keys (struct parser *p, const struct config_export *e,
+                       const int *line)
+{
+  static const struct {
+    enum key_id id;
+    const char *key;
+  } keys[] = {
+    { KEY_export_writeback_percent, "writeback_percent" },
+    { KEY_export_sequential_cutoff, "sequential_cutoff" },
+    { KEY_export_flush_on_stop, "flush_on_stop" },
+  };
+  size_t i;
+
+  if (line[KEY_export_cache] != 0)
+    return;
+  for (i = 0; i < ARRAY_SIZE (keys); i++)
+    if (line[keys[i].id] != 0)
+      config_error (p, line[keys[i].id],
+                    "%s is used only with a cache device: add cache = NAME "
+                    "to [export %s] or remove %s",
+                    keys[i].key, e->name, keys[i].key);
+}
+
 static void
 check_config (struct parser *p)
 {
@@ -997,6 +1068,8 @@ check_config (struct parser *p)
                     "mode = none with cache = %s: use writeback, "
                     "writethrough or writearound, or remove cache",
                     e->cache);
+
+    check_cache_only_keys (p, e, line);
   }
 
   config_check_tls (p);
@@ -1122,6 +1195,7 @@ config_free (struct config *cfg)
     free (cfg->server.listen[i]);
   free (cfg->server.listen);
   free (cfg->server.pidfile);
+  free (cfg->server.control_socket);
   free (cfg->server.default_export);
   free (cfg->server.tls_certificates);
   free (cfg->server.tls_cert_file);
@@ -1187,6 +1261,16 @@ config_cache_device_config (const struct config_cache *cc,
   out->journal_bytes = cc->journal_bytes;
   out->node_cache_bytes = cc->node_cache_bytes;
   out->journal_delay_ms = cc->journal_delay_ms;
+  out->discard = cc->discard;
+}
+
+void
+config_export_tuning (const struct config_export *ce,
+                      struct ncache_export_tuning *t)
+{
+  t->writeback_percent = ce->writeback_percent;
+  t->sequential_cutoff_bytes = ce->sequential_cutoff_bytes;
+  t->flush_on_stop = ce->flush_on_stop;
 }
 
 const struct config_cache *

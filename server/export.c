@@ -2,10 +2,12 @@
  *
  * WHAT: at start-up opens every [cache] section that at least one export
  * uses (once: its exports share the device), then every [export] (backing
- * store, then the engine handle in the configured mode, on its device);
+ * store, then the engine handle in the configured mode, on its device,
+ * with the [export]'s background-work tuning and the [cache]'s discard);
  * finds exports by name; computes the transmission flags a connection is
- * told; at shutdown logs each export's statistics and closes exports,
- * then devices.
+ * told; at shutdown logs each export's and each device's statistics and
+ * closes exports (each writes back its dirty data first if it has
+ * flush_on_stop), then devices.
  * WHY: all connections to an export share one engine handle, so a FLUSH on
  * one covers writes made on every other (the multi-conn promise); all
  * exports on a cache device share one device handle, because the device
@@ -117,14 +119,19 @@ export_open_one (struct server *srv, const struct config_export *ce,
     .readonly = ce->readonly,
     .create_size_bytes = ce->size_bytes,
   };
+  struct ncache_export_tuning tuning;
   struct ncache_config ncfg = {
     .name = ce->name,
     .device = ce->cache ? device_of (srv, ce) : NULL,
     .mode = ce->mode,
     .readonly = ce->readonly,
+    .tuning = &tuning,
   };
   struct backing *b;
   int r;
+
+  ncache_export_tuning_default (&tuning);
+  config_export_tuning (ce, &tuning);
 
   if (ce->cache != NULL && ncfg.device == NULL) {
     /* open_devices opened every device an export names. */
@@ -165,6 +172,11 @@ export_open_one (struct server *srv, const struct config_export *ce,
              ncache_mode_name (ce->mode),
              ce->cache ? ", cache " : "", ce->cache ? ce->cache : "",
              exp->caps.readonly ? ", read-only" : "");
+  if (ce->cache != NULL)
+    log_debug ("export '%s': writeback_percent %u, sequential_cutoff %"
+               PRIu64 ", flush_on_stop %s", exp->name,
+               tuning.writeback_percent, tuning.sequential_cutoff_bytes,
+               tuning.flush_on_stop ? "yes" : "no");
   return 0;
 }
 
@@ -177,9 +189,35 @@ log_export_stats (const struct export *exp)
   ncache_get_stats (exp->nc, &st);
   log_info ("export '%s': reads %" PRIu64 " writes %" PRIu64
             " hits %" PRIu64 " misses %" PRIu64 " promotions %" PRIu64
-            " bypasses %" PRIu64 " dirty_bytes %" PRIu64,
+            " bypasses %" PRIu64 " dirty_bytes %" PRIu64
+            " sequential_bypasses %" PRIu64 " dirty_zero_bytes %" PRIu64
+            " writeback_bytes %" PRIu64 " writeback_batches %" PRIu64
+            " writeback_errors %" PRIu64 " throttled_writes %" PRIu64
+            " backing_trim_batches %" PRIu64,
             exp->name, st.reads, st.writes, st.hits, st.misses,
-            st.promotions, st.bypasses, st.dirty_bytes);
+            st.promotions, st.bypasses, st.dirty_bytes,
+            st.sequential_bypasses, st.dirty_zero_bytes, st.writeback_bytes,
+            st.writeback_batches, st.writeback_errors, st.throttled_writes,
+            st.backing_trim_batches);
+}
+
+/* One line per open cache device, after its exports' lines. */
+static void
+log_device_stats (struct ncache_device *dev)
+{
+  struct ncache_device_stats st;
+
+  ncache_device_get_stats (dev, &st);
+  log_info ("cache '%s': free_buckets %" PRIu64 "/%" PRIu64
+            " dirty_bytes %" PRIu64 " evictions %" PRIu64
+            " gc_runs %" PRIu64 " moving_gc_bytes %" PRIu64
+            " discards %" PRIu64 " discard_batches %" PRIu64
+            " discard_errors %" PRIu64 " journal_commits %" PRIu64
+            " journal_max_batch_waiters %" PRIu64,
+            ncache_device_name (dev), st.free_buckets, st.buckets,
+            st.dirty_bytes, st.evictions, st.gc_runs, st.moving_gc_bytes,
+            st.discards, st.discard_batches, st.discard_errors,
+            st.journal_commits, st.journal_max_batch_waiters);
 }
 
 void
@@ -204,6 +242,10 @@ export_table_close (struct server *srv, bool log_stats)
   srv->exports = NULL;
   srv->nr_exports = 0;
   srv->default_export = NULL;
+  if (log_stats && srv->devices != NULL)
+    for (i = 0; i < srv->cfg->nr_caches; i++)
+      if (srv->devices[i] != NULL)
+        log_device_stats (srv->devices[i]);
   close_devices (srv);
 }
 

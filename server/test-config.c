@@ -12,7 +12,8 @@
  * THREADS AND LOCKS: single-threaded.
  * FAILURE: cmocka assertions; main returns 0 or 1.
  * NOT HERE: the TLS and access-control keys (test-config-tls.c), the
- * example config and the man page (conf/test-example-config).
+ * background-work keys (test-config-bg.c), the example config and the man
+ * page (conf/test-example-config).
  */
 #include <config.h>
 
@@ -508,7 +509,7 @@ test_config_known_keys (void **state)
     for (j = 0; j < i; j++)
       assert_string_not_equal (k, config_known_keys[j]);
   }
-  assert_int_equal (i, 36);
+  assert_int_equal (i, 41);
 }
 
 static void
