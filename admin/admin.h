@@ -4,9 +4,12 @@
  * Owns: nothing global.  Each command opens the cache device itself.
  * Commands: format (nbdcache.c), show (show.c), check (check.c); they
  * inspect a device through inspect.c, which drives the engine modules
- * (super, prio, journal, btree, bucket marks) read-only.
- * Exit status (nbdcache(8)): 0 fine; 1 damaged (show, check) or refused
- * (format); 2 usage error, I/O error, or not an nbdcache cache device.
+ * (super, prio, journal, btree, bucket marks) read-only.  stats (stats.c)
+ * and flush (flush.c) talk to a running nbdcached through its control
+ * socket (control.c).
+ * Exit status (nbdcache(8)): 0 fine; 1 damaged (show, check), refused
+ * (format), or the server answered an error (stats, flush); 2 usage
+ * error, I/O error, not an nbdcache cache device, or no server to talk to.
  * Threads: one.
  * Not here: the on-disk format (common/cache/ondisk.h).
  */
@@ -31,6 +34,8 @@
 int cmd_format (int argc, char **argv);
 int cmd_show (int argc, char **argv);
 int cmd_check (int argc, char **argv);
+int cmd_stats (int argc, char **argv);
+int cmd_flush (int argc, char **argv);
 
 /* The progress line the log sink erases before a message (NULL: none). */
 void admin_set_progress (struct progress *p);
@@ -103,5 +108,49 @@ int inspect_walk (struct inspect *in);
 void fmt_bytes (uint64_t bytes, char *buf, size_t size);
 void fmt_uuid (const uint8_t uuid[16], char *buf, size_t size);
 const char *fmt_mode (uint8_t mode);
+
+/* ---- control.c: a request to nbdcached's control socket ---- */
+
+/* Used by -c when neither --socket nor -c is given. */
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+#define CONTROL_DEFAULT_CONFIG SYSCONFDIR "/nbdcached.conf"
+
+struct control;
+
+/* The control socket's path: socket_path if not NULL, else the
+ * control_socket key of the config file config_path (NULL: the default
+ * config).  0 and *out (malloc'd) set, or -errno with the reason logged.
+ */
+int control_socket_path (const char *socket_path, const char *config_path,
+                         char **out);
+
+/* Connect to the socket at path and send request (one line ending in
+ * "\n").  0 and *out set, or -errno with a message naming the path logged
+ * (-ENOENT: no socket there, -ECONNREFUSED: nobody listens).
+ */
+int control_open (const char *path, const char *request,
+                  struct control **out);
+
+/* control_socket_path + control_open. */
+int control_connect_args (const char *socket_path, const char *config_path,
+                          const char *request, struct control **out);
+
+/* The next line of the answer, without its "\n", valid until the next
+ * call: 1 and *line set; 0 when the server closed the connection; -errno
+ * (logged): -ETIMEDOUT after timeout_ms (-1: wait forever), -EPROTO for
+ * something that is not lines of text.
+ */
+int control_read_line (struct control *c, int timeout_ms, char **line);
+
+/* The socket's path, for messages. */
+const char *control_path (const struct control *c);
+
+/* NULL is a no-op. */
+void control_close (struct control *c);
+
+/* May name go into a request line (no control characters)? */
+bool control_name_ok (const char *name);
 
 #endif /* NBDCACHE_ADMIN_H */

@@ -1,13 +1,16 @@
 /* nbdcache.c — nbdcache, the cache device administration tool: the
  * command line, logging, and the format command.
  *
- * WHAT: `nbdcache format|show|check PATH [OPTIONS]`, --help, --version.
+ * WHAT: `nbdcache format|show|check PATH [OPTIONS]`, `nbdcache stats|flush
+ * (--socket PATH | -c CONFIG) ...`, --help, --version.
  * format writes a new, empty cache (nc_format) after refusing to destroy
  * an existing one without --force; show and check live in show.c and
- * check.c.
+ * check.c; stats and flush (stats.c, flush.c) talk to a running nbdcached
+ * through its control socket.
  * WHY: an admin prepares an SSD (or a file) before pointing nbdcached at
  * it, and needs to see what is on a cache device and whether it is
- * intact, without starting a server.
+ * intact, without starting a server; and, with a server running, what its
+ * caches do and a way to write dirty data back now.
  * INVARIANTS:
  * - Only this file exits the process (main returns the command's status).
  * - show and check never write to the device (read-only open).
@@ -18,8 +21,10 @@
  * THREADS AND LOCKS: one thread.  The log sink reaches the current
  *   progress line through one file-static pointer: log_sink_fn carries no
  *   context, and a process has one terminal.
- * FAILURE: exit 0 success; 1 refused (format) or damaged (show, check);
- *   2 usage error, I/O error, or not an nbdcache cache device.  A garbage
+ * FAILURE: exit 0 success; 1 refused (format), damaged (show, check), or
+ *   the server answered an error (stats, flush); 2 usage error, I/O
+ *   error, not an nbdcache cache device, or no server at the control
+ *   socket.  A garbage
  *   device is reported, never trusted.
  * NOT HERE: the format itself (common/cache/super.c).
  */
@@ -68,7 +73,9 @@ usage (FILE *fp)
 {
   fprintf (fp,
 "Usage: nbdcache COMMAND PATH [OPTIONS]\n"
-"Administer an nbdcache cache device (an SSD, a partition or a file).\n"
+"       nbdcache stats|flush (--socket PATH | -c CONFIG) [EXPORT]\n"
+"Administer an nbdcache cache device (an SSD, a partition or a file), or\n"
+"a running nbdcached through its control socket.\n"
 "\n"
 "Commands:\n"
 "  format PATH   write a new, empty cache\n"
@@ -81,6 +88,13 @@ usage (FILE *fp)
 "      --json               as JSON\n"
 "  check PATH    verify every superblock, prio copy, journal entry, btree\n"
 "                node and key (read-only); exit 0 clean, 1 damaged\n"
+"  stats [EXPORT]  a running nbdcached's counters, per export and cache\n"
+"      --json               the server's JSON document\n"
+"  flush EXPORT  write the export's dirty data back now, with progress;\n"
+"                exit 0 clean, 1 the server failed\n"
+"      --socket PATH        nbdcached's control socket\n"
+"      -c, --config CONFIG  its config file (control_socket in [server];\n"
+"                           default " CONTROL_DEFAULT_CONFIG ")\n"
 "\n"
 "  -v, --verbose            debug messages\n"
 "  -V, --version            print the version and exit\n"
@@ -307,12 +321,16 @@ main (int argc, char **argv)
     return cmd_show (argc, argv);
   if (strcmp (cmd, "check") == 0)
     return cmd_check (argc, argv);
+  if (strcmp (cmd, "stats") == 0)
+    return cmd_stats (argc, argv);
+  if (strcmp (cmd, "flush") == 0)
+    return cmd_flush (argc, argv);
   if (strcmp (cmd, "help") == 0) {
     usage (stdout);
     return EXIT_OK;
   }
-  fprintf (stderr, "nbdcache: unknown command '%s' (expected format, show "
-           "or check)\n", cmd);
+  fprintf (stderr, "nbdcache: unknown command '%s' (expected format, show, "
+           "check, stats or flush)\n", cmd);
   usage (stderr);
   return EXIT_TROUBLE;
 }

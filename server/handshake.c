@@ -2,7 +2,8 @@
  *
  * WHAT: sends the greeting, checks the client flags, and answers every
  * option: EXPORT_NAME, ABORT, LIST, STARTTLS, INFO, GO, STRUCTURED_REPLY,
- * LIST_META_CONTEXT, SET_META_CONTEXT (base:allocation), EXTENDED_HEADERS;
+ * LIST_META_CONTEXT, SET_META_CONTEXT (base:allocation and nbdcached's
+ * own nbdcache:state, NCACHE_STATE_* flags), EXTENDED_HEADERS;
  * anything else gets NBD_REP_ERR_UNSUP.  Ends by entering transmission.
  * WHY: parsing runs on the loop thread from the connection's input buffer,
  * so a slow or hostile client never ties up a thread.
@@ -109,9 +110,11 @@ enter_transmission (struct conn *c, struct export *exp)
   exp->nr_connections++;
   c->eflags = export_eflags (exp, c->structured);
   c->phase = PHASE_TRANSMISSION;
-  if (c->meta_base_allocation && c->meta_export &&
-      strcmp (c->meta_export, exp->name) != 0)
-    c->meta_base_allocation = false;   /* negotiated for another export */
+  /* Contexts selected for another export (or before STARTTLS, which
+   * forgets the selection's export) do not apply.
+   */
+  if (c->meta_export == NULL || strcmp (c->meta_export, exp->name) != 0)
+    c->meta_base_allocation = c->meta_nbdcache_state = false;
   log_debug ("%s: serving export '%s'%s%s", c->peer, exp->name,
              c->structured ? ", structured replies" : "",
              c->extended ? ", extended headers" : "");
@@ -384,13 +387,58 @@ reply_meta_context (struct conn *c, uint32_t option, uint32_t id,
   memcpy (p + sizeof (struct nbd_option_reply) + 4, name, nlen);
 }
 
+/* The meta contexts nbdcached serves, by the bit that names them in a
+ * query's result.
+ */
+#define CTX_BASE_ALLOCATION (1u << 0)
+#define CTX_NBDCACHE_STATE  (1u << 1)
+
+/* Which contexts a query names.  A bare namespace ("base:", "nbdcache:")
+ * names every context in it, for LIST only: the specification leaves the
+ * meaning of a wildcard SET to the namespace, and selecting by wildcard
+ * would make a client's contexts change when the server grows new ones.
+ */
+static unsigned
+query_contexts (const char *query, uint32_t qlen, bool is_set)
+{
+  if (qlen == 15 && memcmp (query, "base:allocation", 15) == 0)
+    return CTX_BASE_ALLOCATION;
+  if (qlen == 14 && memcmp (query, "nbdcache:state", 14) == 0)
+    return CTX_NBDCACHE_STATE;
+  if (is_set)
+    return 0;
+  if (qlen == 5 && memcmp (query, "base:", 5) == 0)
+    return CTX_BASE_ALLOCATION;
+  if (qlen == 9 && memcmp (query, "nbdcache:", 9) == 0)
+    return CTX_NBDCACHE_STATE;
+  return 0;                     /* unknown contexts are simply not returned */
+}
+
+/* Answer each context in `ctx` not yet in *done, once. */
+static void
+reply_contexts (struct conn *c, uint32_t option, unsigned ctx, unsigned *done)
+{
+  bool is_set = option == NBD_OPT_SET_META_CONTEXT;
+
+  ctx &= ~*done;
+  if (ctx & CTX_BASE_ALLOCATION)
+    reply_meta_context (c, option,
+                        is_set ? META_CONTEXT_BASE_ALLOCATION_ID : 0,
+                        "base:allocation");
+  if (ctx & CTX_NBDCACHE_STATE)
+    reply_meta_context (c, option,
+                        is_set ? META_CONTEXT_NBDCACHE_STATE_ID : 0,
+                        "nbdcache:state");
+  *done |= ctx;
+}
+
 static void
 opt_meta_context (struct conn *c, uint32_t option,
                   const unsigned char *data, uint32_t len)
 {
   bool is_set = option == NBD_OPT_SET_META_CONTEXT;
   uint32_t namelen, nr_queries, pos, q;
-  bool selected = false;
+  unsigned done = 0;
   struct export *exp;
 
   if (!c->structured) {
@@ -407,7 +455,7 @@ opt_meta_context (struct conn *c, uint32_t option,
   nr_queries = get_be32 (data + pos);
   pos += 4;
   /* Validate every query's framing before answering any of them. */
-  for (q = 0, len -= 0; q < nr_queries; q++) {
+  for (q = 0; q < nr_queries; q++) {
     uint32_t qlen;
     if (len - pos < 4 || (qlen = get_be32 (data + pos)) > len - pos - 4) {
       reply_error (c, option, NBD_REP_ERR_INVALID, "truncated query");
@@ -424,27 +472,30 @@ opt_meta_context (struct conn *c, uint32_t option,
     return;
   }
 
+  /* LIST without queries: everything we serve.  SET without queries
+   * selects nothing.
+   */
   if (nr_queries == 0 && !is_set)
-    reply_meta_context (c, option, 0, "base:allocation");
+    reply_contexts (c, option, CTX_BASE_ALLOCATION | CTX_NBDCACHE_STATE,
+                    &done);
   for (q = 0, pos = 8 + namelen; q < nr_queries; q++) {
     uint32_t qlen = get_be32 (data + pos);
     const char *query = (const char *) data + pos + 4;
 
     pos += 4 + qlen;
-    if (qlen == 15 && memcmp (query, "base:allocation", 15) == 0) {
-      reply_meta_context (c, option,
-                          is_set ? META_CONTEXT_BASE_ALLOCATION_ID : 0,
-                          "base:allocation");
-      selected = true;
-    }
-    else if (!is_set && qlen == 5 && memcmp (query, "base:", 5) == 0)
-      reply_meta_context (c, option, 0, "base:allocation");
-    /* Unknown contexts are simply not returned. */
+    reply_contexts (c, option, query_contexts (query, qlen, is_set), &done);
   }
   if (is_set) {
-    c->meta_base_allocation = selected;
+    c->meta_base_allocation = (done & CTX_BASE_ALLOCATION) != 0;
+    c->meta_nbdcache_state = (done & CTX_NBDCACHE_STATE) != 0;
     free (c->meta_export);
     c->meta_export = strdup (exp->name);
+    if (c->meta_export == NULL) {
+      /* Without the name the selection cannot be checked at GO. */
+      c->meta_base_allocation = c->meta_nbdcache_state = false;
+      reply_error (c, option, NBD_REP_ERR_INVALID, "out of memory");
+      return;
+    }
   }
   reply_ack (c, option);
 }

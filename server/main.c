@@ -5,15 +5,17 @@
  * then drains and exits.
  * WHY: this is the only file that may exit the process.
  * ORDER AT START: config -> listeners -> (fork if daemon) -> cache
- * devices and exports -> worker pool -> pidfile -> readiness (parent exits
- * 0) -> loop.  The daemon forks before any thread exists (the engine starts
+ * devices and exports -> worker pool -> pidfile -> control socket ->
+ * readiness (parent exits 0) -> loop.  The daemon forks before any thread exists (the engine starts
  * its own when a cache device opens); the parent learns the outcome
  * through a pipe, so `nbdcached && nbdinfo …` never races.
  * ORDER AT STOP (SIGTERM/SIGINT, --run command exit, end of -s): stop
  * accepting; every connection finishes its in-flight requests (new ones
- * get ESHUTDOWN) and closes; then the workers are joined, every export is
- * flushed, its statistics logged (info) and closed, the cache devices are
- * closed, and the process exits 0 (or the --run status).
+ * get ESHUTDOWN) and closes, the control socket is removed and its
+ * running flushes cancelled; then the workers are joined, the control
+ * threads waited for, every export is flushed, its statistics logged
+ * (info) and closed, the cache devices are closed, and the process exits
+ * 0 (or the --run status).
  * THREADS: main thread = loop thread.
  * FAILURE: start-up errors exit 1 with a message; nothing after start-up
  * exits except the orderly stop.
@@ -205,6 +207,7 @@ server_stop (struct server *srv)
   srv->stopping = true;
   log_info ("stopping: %u connection(s) to drain", srv->nr_conns);
   listen_close_all (srv);
+  control_stop (srv);
   for (c = srv->conns; c; c = next) {
     next = c->next;
     conn_begin_shutdown (c);
@@ -408,6 +411,7 @@ static void
 start_failed (struct server *srv, int ready_fd)
 {
   daemon_ready (ready_fd, 1);
+  control_close (srv);
   export_table_close (srv, false);
   exit (EXIT_FAILURE);
 }
@@ -528,6 +532,9 @@ main (int argc, char **argv)
   if (pidfile && write_pidfile (pidfile) < 0) {
     start_failed (&srv, ready_fd);
   }
+  if (control_open (&srv) < 0) {
+    start_failed (&srv, ready_fd);
+  }
   listen_start (&srv);
   if (opts.single)
     conn_accept (&srv, STDIN_FILENO, STDOUT_FILENO, false, "stdin",
@@ -547,6 +554,7 @@ main (int argc, char **argv)
     conn_close (srv.conns);
   conn_sweep (&srv);
   listen_close_all (&srv);
+  control_close (&srv);         /* its threads use the exports */
   export_table_close (&srv, true);
   tls_server_destroy (srv.tls);
   if (pidfile)

@@ -1,9 +1,10 @@
 /* reply.c — encodes a finished request's reply into its output message.
  *
  * WHAT: builds the iovec list for r->out: a simple reply; structured or
- * extended chunks (OFFSET_DATA / OFFSET_HOLE for reads, BLOCK_STATUS or
- * BLOCK_STATUS_EXT, NONE); or an error — an ERROR chunk carrying a message
- * when structured replies are on, else the simple reply's error field.
+ * extended chunks (OFFSET_DATA / OFFSET_HOLE for reads; BLOCK_STATUS or
+ * BLOCK_STATUS_EXT, one chunk per selected meta context; NONE); or an
+ * error — an ERROR chunk carrying a message when structured replies are
+ * on, else the simple reply's error field.
  * WHY: one place knows the three reply formats; the data of a read is
  * never copied: its iovec points into the request's buffer.
  * INVARIANTS: with extended headers every reply is an extended chunk; with
@@ -92,24 +93,46 @@ prepare_read (struct request *r, bool structured, bool extended)
   }
 }
 
+/* One BLOCK_STATUS (or BLOCK_STATUS_EXT) chunk per selected context, in
+ * the order request.c collected them; only the last carries DONE.
+ */
 static void
 prepare_block_status (struct request *r, bool extended)
 {
   unsigned char *p = r->hdr;
   size_t dsize = extended ? 16 : 8;
   size_t prefix = extended ? 8 : 4;
-  size_t n;
+  struct bs_chunk {
+    uint32_t id;                /* the context's id from SET_META_CONTEXT */
+    unsigned first, n;          /* its descriptors in r->extents */
+  } ctx[2];
+  unsigned nr_ctx = 0, i;
 
-  n = nbd_encode_chunk_header (p, extended, NBD_REPLY_FLAG_DONE,
-                               extended ? NBD_REPLY_TYPE_BLOCK_STATUS_EXT
+  if (r->conn->meta_base_allocation)
+    ctx[nr_ctx++] = (struct bs_chunk) {
+      META_CONTEXT_BASE_ALLOCATION_ID, 0, r->nr_extents,
+    };
+  if (r->conn->meta_nbdcache_state)
+    ctx[nr_ctx++] = (struct bs_chunk) {
+      META_CONTEXT_NBDCACHE_STATE_ID, r->nr_extents, r->nr_state_extents,
+    };
+  for (i = 0; i < nr_ctx; i++) {
+    size_t n = nbd_encode_chunk_header (p, extended,
+                                        i + 1 == nr_ctx ? NBD_REPLY_FLAG_DONE
+                                                        : 0,
+                                        extended
+                                        ? NBD_REPLY_TYPE_BLOCK_STATUS_EXT
                                         : NBD_REPLY_TYPE_BLOCK_STATUS,
-                               r->h.cookie, r->h.offset,
-                               prefix + r->nr_extents * dsize);
-  put_be32 (p + n, META_CONTEXT_BASE_ALLOCATION_ID);
-  if (extended)
-    put_be32 (p + n + 4, r->nr_extents);
-  add_iov (r, p, n + prefix);
-  add_iov (r, r->extents, r->nr_extents * dsize);
+                                        r->h.cookie, r->h.offset,
+                                        prefix + ctx[i].n * dsize);
+
+    put_be32 (p + n, ctx[i].id);
+    if (extended)
+      put_be32 (p + n + 4, ctx[i].n);
+    add_iov (r, p, n + prefix);
+    add_iov (r, r->extents + ctx[i].first * dsize, ctx[i].n * dsize);
+    p += n + prefix;
+  }
 }
 
 void

@@ -81,8 +81,8 @@ request_alloc (struct conn *c, size_t bufsize)
   r->errmsg = NULL;
   r->synchronous = false;
   r->nr_chunks = 0;
-  r->extents_bytes = 0;
   r->nr_extents = 0;
+  r->nr_state_extents = 0;
   return r;
 }
 
@@ -243,7 +243,7 @@ validate (struct conn *c, struct request *r, const char **msg)
     return 0;
 
   case NBD_CMD_BLOCK_STATUS:
-    if (!c->meta_base_allocation) {
+    if (!c->meta_base_allocation && !c->meta_nbdcache_state) {
       *msg = "no meta context negotiated";
       return -EINVAL;
     }
@@ -464,11 +464,22 @@ execute_read (struct request *r)
   return 0;
 }
 
+/* Descriptors of one meta context, appended to r->extents after those of
+ * the contexts collected before it.
+ */
+struct bs_collector {
+  struct request *r;
+  unsigned first;               /* index of this context's first descriptor */
+  unsigned n;                   /* descriptors so far */
+  uint32_t mask;                /* the flags this context defines */
+};
+
 static int
 collect_block_status (void *opaque, uint64_t offset, uint64_t length,
                       uint32_t flags)
 {
-  struct request *r = opaque;
+  struct bs_collector *bc = opaque;
+  struct request *r = bc->r;
   bool extended = r->conn->extended;
   size_t dsize = extended ? 16 : 8;
   uint64_t end = r->h.offset + r->h.count;
@@ -480,10 +491,11 @@ collect_block_status (void *opaque, uint64_t offset, uint64_t length,
     length = end - offset;
   if (!extended && length > UINT32_MAX)
     length = UINT32_MAX & ~UINT32_C (4095);
+  flags &= bc->mask;
 
   /* Merge with the previous descriptor when the status is the same. */
-  if (r->nr_extents > 0) {
-    unsigned char *prev = r->extents + (r->nr_extents - 1) * dsize;
+  if (bc->n > 0) {
+    unsigned char *prev = r->extents + (bc->first + bc->n - 1) * dsize;
     uint64_t plen = extended ? get_be64 (prev) : get_be32 (prev);
     uint64_t pflags = extended ? get_be64 (prev + 8) : get_be32 (prev + 4);
     if (pflags == flags && (extended || plen + length <= UINT32_MAX)) {
@@ -494,10 +506,10 @@ collect_block_status (void *opaque, uint64_t offset, uint64_t length,
       return 0;
     }
     if ((r->h.flags & NBD_CMD_FLAG_REQ_ONE) ||
-        r->nr_extents >= MAX_EXTENTS_PER_REPLY)
+        bc->n >= MAX_EXTENTS_PER_REPLY)
       return 1;
   }
-  if ((r->nr_extents + 1) * dsize > r->extents_bytes) {
+  if ((bc->first + bc->n + 1) * dsize > r->extents_bytes) {
     size_t n = r->extents_bytes ? r->extents_bytes * 2 : 64 * dsize;
     unsigned char *p = realloc (r->extents, n);
     if (p == NULL)
@@ -505,16 +517,55 @@ collect_block_status (void *opaque, uint64_t offset, uint64_t length,
     r->extents = p;
     r->extents_bytes = n;
   }
-  d = r->extents + r->nr_extents * dsize;
+  d = r->extents + (bc->first + bc->n) * dsize;
   if (extended) {
     put_be64 (d, length);
-    put_be64 (d + 8, flags & (NBD_STATE_HOLE | NBD_STATE_ZERO));
+    put_be64 (d + 8, flags);
   }
   else {
     put_be32 (d, length);
-    put_be32 (d + 4, flags & (NBD_STATE_HOLE | NBD_STATE_ZERO));
+    put_be32 (d + 4, flags);
   }
-  r->nr_extents++;
+  bc->n++;
+  return 0;
+}
+
+/* BLOCK_STATUS: one list of descriptors per selected context, base
+ * allocation first (reply.c sends them in the same order).
+ */
+static int
+execute_block_status (struct request *r)
+{
+  struct conn *c = r->conn;
+  const struct nbd_req *h = &r->h;
+  uint32_t flags = (h->flags & NBD_CMD_FLAG_REQ_ONE) ? NCACHE_REQ_ONE : 0;
+  struct bs_collector bc = { .r = r };
+  int err;
+
+  r->nr_extents = r->nr_state_extents = 0;
+  if (c->meta_base_allocation) {
+    bc.mask = NBD_STATE_HOLE | NBD_STATE_ZERO;
+    err = ncache_extents (c->exp->nc, h->count, h->offset, flags,
+                          collect_block_status, &bc);
+    if (err < 0)
+      return err;
+    if (bc.n == 0)
+      return -EIO;              /* the engine must report something */
+    r->nr_extents = bc.n;
+  }
+  if (c->meta_nbdcache_state) {
+    bc = (struct bs_collector) {
+      .r = r, .first = r->nr_extents,
+      .mask = NCACHE_STATE_CACHED | NCACHE_STATE_DIRTY | NCACHE_STATE_ZERO,
+    };
+    err = ncache_state_extents (c->exp->nc, h->count, h->offset, flags,
+                                collect_block_status, &bc);
+    if (err < 0)
+      return err;
+    if (bc.n == 0)
+      return -EIO;
+    r->nr_state_extents = bc.n;
+  }
   return 0;
 }
 
@@ -552,12 +603,7 @@ request_execute (struct request *r)
     err = ncache_cache (nc, h->count, h->offset, 0);
     break;
   case NBD_CMD_BLOCK_STATUS:
-    r->nr_extents = 0;
-    err = ncache_extents (nc, h->count, h->offset,
-                          (h->flags & NBD_CMD_FLAG_REQ_ONE) ? NCACHE_REQ_ONE : 0,
-                          collect_block_status, r);
-    if (err == 0 && r->nr_extents == 0)
-      err = -EIO;               /* the engine must report something */
+    err = execute_block_status (r);
     break;
   default:
     err = -EINVAL;              /* validate() let nothing else through */

@@ -61,6 +61,7 @@
 #define MAX_READ_CHUNKS       16
 #define MAX_EXTENTS_PER_REPLY 1024
 #define META_CONTEXT_BASE_ALLOCATION_ID 1
+#define META_CONTEXT_NBDCACHE_STATE_ID  2 /* NCACHE_STATE_* flags */
 #define OUT_MAX_IOV           (MAX_READ_CHUNKS * 2 + 4)
 
 struct server;
@@ -123,10 +124,13 @@ struct request {
   /* READ: how the reply is cut into chunks. */
   unsigned nr_chunks;
   struct read_chunk chunks[MAX_READ_CHUNKS];
-  /* BLOCK_STATUS: encoded descriptors (malloc'd) */
+  /* BLOCK_STATUS: encoded descriptors (malloc'd): nr_extents for
+   * base:allocation, then nr_state_extents for nbdcache:state.
+   */
   unsigned char *extents;
   size_t extents_bytes;
   unsigned nr_extents;
+  unsigned nr_state_extents;
   /* Header bytes for every chunk of the reply. */
   unsigned char hdr[MAX_READ_CHUNKS * (NBD_MAX_HEADER_BYTES + 16) + 64];
 };
@@ -173,6 +177,7 @@ struct conn {
   bool structured;
   bool extended;
   bool meta_base_allocation;
+  bool meta_nbdcache_state;     /* our own context (NCACHE_STATE_* flags) */
   char *meta_export;            /* export named by SET_META_CONTEXT */
   struct export *exp;           /* set on entering transmission */
   uint16_t eflags;
@@ -277,6 +282,25 @@ int listen_socket_activation (struct server *srv, bool *activated);
 void listen_start (struct server *srv);
 void listen_close_all (struct server *srv);
 
+/* ---- control.c: the admin's Unix socket ([server] control_socket) ----
+ * One line in ("stats", "stats NAME", "flush NAME"), JSON out; see
+ * control.c for the protocol.  Accepted on the loop thread, served by a
+ * detached thread per connection (blocking I/O, engine calls).  Those
+ * threads use exports and cache devices, so control_close runs before
+ * export_table_close.
+ */
+struct control;
+/* Listen on cfg->server.control_socket (a no-op when unset); loop thread,
+ * after the exports are open and the loop exists.  0 or -errno (logged).
+ */
+int control_open (struct server *srv);
+/* The server is stopping: stop accepting, remove the socket, cancel
+ * running flushes.  Idempotent; NULL control is a no-op.
+ */
+void control_stop (struct server *srv);
+/* After the loop: control_stop, wait for every control thread, free. */
+void control_close (struct server *srv);
+
 /* ---- the server ---- */
 struct server {
   struct config *cfg;
@@ -291,6 +315,7 @@ struct server {
   struct worker_pool *pool;
   struct tls_server *tls;       /* NULL when [server] tls = off */
   struct listener *listeners;
+  struct control *control;      /* NULL = no control socket */
   struct conn *conns;
   unsigned nr_conns;
   struct conn *zombies;         /* closed, freed by conn_sweep */
