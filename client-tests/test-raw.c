@@ -615,13 +615,19 @@ test_raw_disc (void **state)
   struct raw_reply rep = { 0 };
 
   /* A request outstanding when DISC arrives is still answered, then the
-   * server closes without a reply to DISC itself.
+   * server closes without a reply to DISC itself.  nbdcached completes
+   * it; nbdkit may answer a request its worker threads had not started
+   * yet with ESHUTDOWN (its connection is already shutting down), which
+   * is still an answer — seen under load in CI.
    */
   open_export (&c);
   cookie = raw_send_request (&c, 0, NBD_CMD_READ, 0, sizeof buf, NULL, 0);
   raw_send_request (&c, 0, NBD_CMD_DISC, 0, 0, NULL, 0);
   raw_recv_reply (&c, cookie, NBD_CMD_READ, 0, sizeof buf, buf, &rep);
-  raw_assert_error (rep.error, NBD_SUCCESS);
+  if (test_is_plugin () && rep.error == NBD_ESHUTDOWN)
+    printf ("  nbdkit answered the outstanding READ with ESHUTDOWN\n");
+  else
+    raw_assert_error (rep.error, NBD_SUCCESS);
   assert_true (raw_wait_closed (c.fd));
   raw_close (&c);
 
