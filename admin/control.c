@@ -32,6 +32,7 @@
 #include <sys/un.h>
 
 #include "admin.h"
+#include "clock.h"
 #include "config-file.h"
 #include "log.h"
 
@@ -179,10 +180,7 @@ control_open (const char *path, const char *request, struct control **out)
 static int64_t
 now_ms (void)
 {
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  return (int64_t) clock_now_ms ();
 }
 
 /* Read more bytes into c->buf, waiting until deadline_ms (-1: forever).

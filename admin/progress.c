@@ -20,20 +20,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "progress.h"
 
 #define PROGRESS_INTERVAL_NS UINT64_C (100000000)  /* 100 ms */
 #define PROGRESS_TICKS 256u                        /* calls per clock read */
 #define PROGRESS_BAR_WIDTH 30
 
-static uint64_t
-now_ns (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
-}
 
 static void
 put (const char *s, size_t len)
@@ -65,7 +58,7 @@ progress_due (struct progress *p)
   if (!p->enabled || ++p->ticks < PROGRESS_TICKS)
     return false;
   p->ticks = 0;
-  t = now_ns ();
+  t = clock_now_ns ();
   return t - p->last_draw_ns >= PROGRESS_INTERVAL_NS;
 }
 
@@ -97,7 +90,7 @@ redraw (struct progress *p)
     n = sizeof line - 1;
   put (line, (size_t) n);
   p->drawn = true;
-  p->last_draw_ns = now_ns ();
+  p->last_draw_ns = clock_now_ns ();
 }
 
 void

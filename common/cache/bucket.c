@@ -77,6 +77,7 @@
 #include "bkey.h"
 #include "bucket.h"
 #include "cdev.h"
+#include "clock.h"
 #include "compiler.h"
 #include "log.h"
 
@@ -573,13 +574,7 @@ wait_discard_locked (struct bucket_set *bs, const struct timespec *deadline)
 static void
 deadline_after_ms (struct timespec *ts, unsigned ms)
 {
-  clock_gettime (CLOCK_MONOTONIC, ts);
-  ts->tv_sec += ms / 1000;
-  ts->tv_nsec += (long) (ms % 1000) * 1000000L;
-  if (ts->tv_nsec >= 1000000000L) {
-    ts->tv_sec++;
-    ts->tv_nsec -= 1000000000L;
-  }
+  *ts = clock_timespec_of_ms (clock_now_ms () + ms);
 }
 
 /* No discard batch came in time: reuse EMPTY buckets undiscarded until
@@ -599,21 +594,6 @@ stall_locked (struct bucket_set *bs)
 }
 
 /* ---- create / destroy ---- */
-
-static int
-init_cond (pthread_cond_t *c)
-{
-  pthread_condattr_t a;
-  int r;
-
-  if ((r = pthread_condattr_init (&a)) != 0)
-    return -r;
-  r = pthread_condattr_setclock (&a, CLOCK_MONOTONIC);
-  if (r == 0)
-    r = pthread_cond_init (c, &a);
-  pthread_condattr_destroy (&a);
-  return -r;
-}
 
 int
 bucket_set_create (struct cdev *cd, const struct nc_sb *sb,
@@ -662,7 +642,7 @@ bucket_set_create (struct cdev *cd, const struct nc_sb *sb,
     goto err;
   if ((r = -pthread_mutex_init (&bs->lock, NULL)) < 0)
     goto err;
-  if ((r = init_cond (&bs->discard_cond)) < 0) {
+  if ((r = clock_cond_init (&bs->discard_cond)) < 0) {
     pthread_mutex_destroy (&bs->lock);
     goto err;
   }

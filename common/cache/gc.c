@@ -63,6 +63,7 @@
 #include "bucket.h"
 #include "cache-internal.h"
 #include "cdev.h"
+#include "clock.h"
 #include "compiler.h"
 #include "gc.h"
 #include "log.h"
@@ -95,27 +96,13 @@ struct gc {
   uint32_t *batch;              /* [GC_DISCARD_BATCH]; under run_lock */
 };
 
-static uint64_t
-now_ms (void)
-{
-  struct timespec ts;
 
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
-
-static void
-ms_to_timespec (uint64_t ms, struct timespec *ts)
-{
-  ts->tv_sec = (time_t) (ms / 1000);
-  ts->tv_nsec = (long) (ms % 1000) * 1000000L;
-}
 
 /* Count an error and log it, at most once per ERROR_LOG_INTERVAL_MS. */
 static void
 gc_error (struct gc *g, const char *what, int r)
 {
-  uint64_t now = now_ms ();
+  uint64_t now = clock_now_ms ();
   bool say;
 
   pthread_mutex_lock (&g->lock);
@@ -208,7 +195,7 @@ do_gc (struct gc *g)
   int r;
 
   r = btree_gc (g->dev->bt, &stale);
-  g->last_gc_ms = now_ms ();
+  g->last_gc_ms = clock_now_ms ();
   if (r < 0) {
     gc_error (g, "GC pass", r);
     return r;
@@ -382,7 +369,7 @@ free_low (struct gc *g)
 static int
 round_locked (struct gc *g, bool need_gc, bool force_gc, bool force_moving)
 {
-  uint64_t now = now_ms ();
+  uint64_t now = clock_now_ms ();
   bool low;
   int r, first = 0;
 
@@ -417,7 +404,7 @@ gc_thread (void *arg)
     if (!g->kicked) {
       struct timespec ts;
 
-      ms_to_timespec (now_ms () + GC_TICK_MS, &ts);
+      ts = clock_timespec_of_ms (clock_now_ms () + GC_TICK_MS);
       pthread_cond_timedwait (&g->cond, &g->lock, &ts);
       if (g->stop)
         break;
@@ -453,13 +440,12 @@ int
 gc_start (struct ncache_device *dev, struct gc **out)
 {
   struct gc *g = calloc (1, sizeof *g);
-  pthread_condattr_t a;
   int r;
 
   if (g == NULL)
     return -ENOMEM;
   g->dev = dev;
-  g->last_gc_ms = now_ms ();
+  g->last_gc_ms = clock_now_ms ();
   g->buf = cdev_alloc_buffer (super_bucket_bytes (&dev->sb));
   g->batch = calloc (GC_DISCARD_BATCH, sizeof *g->batch);
   if (g->buf == NULL || g->batch == NULL) {
@@ -470,10 +456,7 @@ gc_start (struct ncache_device *dev, struct gc **out)
   }
   pthread_mutex_init (&g->lock, NULL);
   pthread_mutex_init (&g->run_lock, NULL);
-  pthread_condattr_init (&a);
-  pthread_condattr_setclock (&a, CLOCK_MONOTONIC);
-  r = pthread_cond_init (&g->cond, &a);
-  pthread_condattr_destroy (&a);
+  r = -clock_cond_init (&g->cond);
   if (r == 0)
     r = pthread_create (&g->thread, NULL, gc_thread, g);
   if (r != 0) {

@@ -99,6 +99,7 @@
 
 #include "cdev.h"
 #include "cleanup.h"
+#include "clock.h"
 #include "compiler.h"
 #include "journal.h"
 #include "journal-internal.h"
@@ -121,14 +122,6 @@ struct waiter {
 
 /* ---- small helpers ---- */
 
-static uint64_t
-now_ns (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
-}
 
 static uint32_t
 blocks_for_keys (uint64_t nkeys)
@@ -312,7 +305,7 @@ journal_add (struct journal *j, const struct nc_key *keys, size_t n)
   memcpy (&j->open.v[j->open.len], keys, n * sizeof *keys);
   j->open.len += n;
   if (j->open_since_ns == 0) {
-    j->open_since_ns = now_ns ();
+    j->open_since_ns = clock_now_ns ();
     pthread_cond_signal (&j->kick);
   }
   return open_last_seq_locked (j);
@@ -325,7 +318,7 @@ journal_mark_needed (struct journal *j)
 
   j->needed = true;
   if (j->open_since_ns == 0) {
-    j->open_since_ns = now_ns ();
+    j->open_since_ns = clock_now_ns ();
     pthread_cond_signal (&j->kick);
   }
 }
@@ -684,7 +677,7 @@ commit_failed (struct journal *j, int r, const char *what, bool all)
     else
       pw = &w->next;
   }
-  j->retry_at_ns = now_ns () + (uint64_t) j->retry_ms * 1000000u;
+  j->retry_at_ns = clock_now_ns () + (uint64_t) j->retry_ms * 1000000u;
   j->retry_ms = MIN (j->retry_ms * 2, RETRY_MAX_MS);
   pthread_cond_broadcast (&j->done);
 }
@@ -818,7 +811,7 @@ commit_thread (void *arg)
       }
       break;
     }
-    if (commit_due_locked (j, now_ns (), &deadline)) {
+    if (commit_due_locked (j, clock_now_ns (), &deadline)) {
       pthread_mutex_unlock (&j->lock);
       commit (j);
       pthread_mutex_lock (&j->lock);

@@ -63,7 +63,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "backing.h"
 #include "bkey.h"
@@ -71,6 +70,7 @@
 #include "bucket.h"
 #include "cache-internal.h"
 #include "cdev.h"
+#include "clock.h"
 #include "compiler.h"
 #include "journal.h"
 #include "log.h"
@@ -89,14 +89,6 @@
 static inline uint64_t div_round_up (uint64_t a, uint64_t b)
 { return (a + b - 1) / b; }
 
-static uint64_t
-now_ms (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
 
 /* ---- the range lock ---- */
 
@@ -927,7 +919,7 @@ request_trim (struct ncache *nc, uint64_t count, uint64_t offset,
    * background thread, issued before any flush); FUA issues it now.
    */
   if (r == 0 && ((flags & NCACHE_FUA) ||
-                 trimq_add (nc->tq, offset, count, now_ms ()) < 0)) {
+                 trimq_add (nc->tq, offset, count, clock_now_ms ()) < 0)) {
     trimq_write_barrier (nc->tq, offset, count);
     __atomic_store_n (&nc->backing_unflushed, true, __ATOMIC_RELAXED);
     r = backing_trim (nc->backing, count, offset,

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "clock.h"
 #include "seqcut.h"
 
 /* Hash buckets: a power of 2, twice the streams so chains stay short. */
@@ -216,10 +217,5 @@ seqcut_check_at (struct seqcut *s, uint64_t offset, uint64_t count,
 bool
 seqcut_check (struct seqcut *s, uint64_t offset, uint64_t count)
 {
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return seqcut_check_at (s, offset, count,
-                          (uint64_t) ts.tv_sec * 1000 +
-                          (uint64_t) ts.tv_nsec / 1000000);
+  return seqcut_check_at (s, offset, count, clock_now_ms ());
 }

@@ -55,6 +55,7 @@
 #include "bucket.h"
 #include "cache-internal.h"
 #include "cdev.h"
+#include "clock.h"
 #include "compiler.h"
 #include "journal.h"
 #include "log.h"
@@ -140,22 +141,11 @@ struct pending {
   uint32_t zero_flags;          /* BACKING_* for the zero */
 };
 
-static uint64_t
-now_ms (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
 
 static void
 wait_until (struct writeback *wb, pthread_cond_t *c, uint64_t deadline_ms)
 {
-  struct timespec ts = {
-    .tv_sec = (time_t) (deadline_ms / 1000),
-    .tv_nsec = (long) (deadline_ms % 1000) * 1000000,
-  };
+  struct timespec ts = clock_timespec_of_ms (deadline_ms);
 
   pthread_cond_timedwait (c, &wb->lock, &ts);
 }
@@ -576,7 +566,7 @@ take_sample (struct writeback *wb, struct sample *s)
 {
   struct ncache *nc = wb->nc;
 
-  s->now = now_ms ();
+  s->now = clock_now_ms ();
   s->dirty_data_bytes =
     bucket_export_dirty_blocks (nc->dev->bs, nc->export_id) * BLK;
   s->dirty_blocks = export_dirty_blocks (wb);
@@ -625,7 +615,7 @@ thread_batch_locked (struct writeback *wb, bool full)
   wb->busy = true;
   pthread_mutex_unlock (&wb->lock);
   r = run_batch (wb, max_bytes, &res);
-  now = now_ms ();
+  now = clock_now_ms ();
   pthread_mutex_lock (&wb->lock);
   wb->busy = false;
   batch_finished_locked (wb, r, &res, now);
@@ -678,7 +668,7 @@ writeback_thread (void *arg)
     }
     else if (s.dirty_blocks > 0)
       wake = MIN (wake, wb->next_batch_ms);
-    if (!wb->stop && !wb->kicked && now_ms () < wake)
+    if (!wb->stop && !wb->kicked && clock_now_ms () < wake)
       wait_until (wb, &wb->cond, wake);
     pthread_mutex_unlock (&wb->lock);
   }
@@ -692,7 +682,6 @@ writeback_start (struct ncache *nc, const struct ncache_export_tuning *tuning,
                  struct writeback **out)
 {
   struct writeback *wb;
-  pthread_condattr_t attr;
   int r;
 
   wb = calloc (1, sizeof *wb);
@@ -712,11 +701,15 @@ writeback_start (struct ncache *nc, const struct ncache_export_tuning *tuning,
     goto err_free;
   }
   pthread_mutex_init (&wb->lock, NULL);
-  pthread_condattr_init (&attr);
-  pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
-  pthread_cond_init (&wb->cond, &attr);
-  pthread_cond_init (&wb->done_cond, &attr);
-  pthread_condattr_destroy (&attr);
+  if ((r = clock_cond_init (&wb->cond)) < 0) {
+    pthread_mutex_destroy (&wb->lock);
+    goto err_free;
+  }
+  if ((r = clock_cond_init (&wb->done_cond)) < 0) {
+    pthread_cond_destroy (&wb->cond);
+    pthread_mutex_destroy (&wb->lock);
+    goto err_free;
+  }
 
   if (nc->dev != NULL) {
     wb->st.target_bytes = target_bytes (wb);
@@ -772,7 +765,7 @@ writeback_note_io (struct writeback *wb)
 
   if (wb == NULL)
     return;
-  now = now_ms ();
+  now = clock_now_ms ();
   if (__atomic_load_n (&wb->last_io_ms, __ATOMIC_RELAXED) != now)
     __atomic_store_n (&wb->last_io_ms, now, __ATOMIC_RELAXED);
 }
@@ -801,8 +794,8 @@ writeback_throttle (struct writeback *wb)
   wb->st.throttled++;
   wb->kicked = true;
   pthread_cond_signal (&wb->cond);
-  deadline = now_ms () + WRITEBACK_THROTTLE_MAX_MS;
-  while (!wb->stop && now_ms () < deadline) {
+  deadline = clock_now_ms () + WRITEBACK_THROTTLE_MAX_MS;
+  while (!wb->stop && clock_now_ms () < deadline) {
     wait_until (wb, &wb->done_cond, deadline);
     pthread_mutex_unlock (&wb->lock);
     if (!device_above_dirty_limit (wb)) {
@@ -821,7 +814,7 @@ static int
 drain_here_locked (struct writeback *wb, ncache_progress_fn fn, void *opaque,
                    uint64_t total)
 {
-  uint64_t next_progress = now_ms () + WB_PROGRESS_MS;
+  uint64_t next_progress = clock_now_ms () + WB_PROGRESS_MS;
   uint64_t passes = wb->clean_passes;
 
   for (;;) {
@@ -837,7 +830,7 @@ drain_here_locked (struct writeback *wb, ncache_progress_fn fn, void *opaque,
     wb->busy = true;
     pthread_mutex_unlock (&wb->lock);
     r = run_batch (wb, WRITEBACK_BATCH_BYTES, &res);
-    now = now_ms ();
+    now = clock_now_ms ();
     pthread_mutex_lock (&wb->lock);
     wb->busy = false;
     batch_finished_locked (wb, r, &res, now);
@@ -862,7 +855,7 @@ drain_thread_locked (struct writeback *wb, ncache_progress_fn fn,
                      void *opaque, uint64_t total)
 {
   uint64_t errors = wb->st.errors, passes = wb->clean_passes;
-  uint64_t next_progress = now_ms () + WB_PROGRESS_MS;
+  uint64_t next_progress = clock_now_ms () + WB_PROGRESS_MS;
 
   /* A drain retries at once, whatever the backoff said. */
   wb->retry_at_ms = 0;
@@ -875,7 +868,7 @@ drain_thread_locked (struct writeback *wb, ncache_progress_fn fn,
       return 0;
     if (wb->st.errors != errors)
       return -EIO;
-    now = now_ms ();
+    now = clock_now_ms ();
     if (now >= next_progress) {
       if (fn != NULL) {
         int c;
@@ -886,7 +879,7 @@ drain_thread_locked (struct writeback *wb, ncache_progress_fn fn,
         if (c != 0)
           return -ECANCELED;
       }
-      next_progress = now_ms () + WB_PROGRESS_MS;
+      next_progress = clock_now_ms () + WB_PROGRESS_MS;
       continue;
     }
     wait_until (wb, &wb->done_cond, next_progress);
@@ -904,8 +897,11 @@ writeback_drain (struct writeback *wb, ncache_progress_fn fn, void *opaque)
     return 0;
   nc = wb->nc;
   total = export_dirty_blocks (wb) * BLK;
-  if (total > 0 && nc->caps.readonly)
+  if (total > 0 && nc->caps.readonly) {
+    log_error ("export '%s': cannot write back dirty data: the export is "
+               "read-only", nc->name);
     return -EROFS;
+  }
   pthread_mutex_lock (&wb->lock);
   wb->draining++;
   if (wb->has_thread)
