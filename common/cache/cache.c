@@ -570,13 +570,6 @@ ncache_drain (struct ncache *nc, ncache_progress_fn fn, void *opaque)
 {
   int r;
 
-  if (nc->caps.readonly && nc->dev != NULL &&
-      bucket_export_dirty_blocks (nc->dev->bs, nc->export_id) +
-      bucket_export_dirty_zero_blocks (nc->dev->bs, nc->export_id) > 0) {
-    log_error ("export '%s': cannot write back dirty data: the export is "
-               "read-only", nc->name);
-    return -EROFS;
-  }
   if (nc->dev == NULL)
     r = nc->caps.readonly ? 0 : backing_flush (nc->backing);
   else

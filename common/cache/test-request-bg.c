@@ -13,7 +13,8 @@
  * - FAST_ZERO: always fast in writeback, ENOTSUP at once in the other
  *   modes when the backing cannot zero fast (nothing changed);
  * - per-export dirty bytes: two exports on one device are counted apart;
- * - ncache_drain in mode none is a flush.
+ * - ncache_drain in mode none is a flush; on a read-only export with
+ *   dirty data it is EROFS, and the data stays.
  * The writeback thread is off here (tuning.writeback_off) so that what
  * reaches the backing store is decided by the request paths alone.
  * THREADS: single-threaded test.  FAILURE: cmocka assertions.
@@ -418,6 +419,34 @@ test_dirty_per_export (void **state)
   assert_int_equal (stats_of (c->nc).dirty_bytes, 64 * KIB);
 }
 
+/* A read-only export cannot write back what an earlier run left dirty:
+ * ncache_drain says EROFS and the data stays dirty (and readable).
+ */
+static void
+test_drain_readonly (void **state)
+{
+  struct ctx *c = *state;
+  struct ncache_config cfg = {
+    .name = "ro", .device = c->dev, .mode = NCACHE_MODE_WRITEBACK,
+    .readonly = true, .tuning = &c->tuning,
+  };
+  unsigned char want[8192];
+
+  c->nc = open_export (c, "ro", c->store, NCACHE_MODE_WRITEBACK, true);
+  fill (want, sizeof want, 9);
+  memcpy (c->buf, want, sizeof want);
+  assert_int_equal (ncache_pwrite (c->nc, c->buf, sizeof want, 0, 0), 0);
+  ncache_close (c->nc);
+  c->nc = NULL;
+  assert_int_equal (ncache_open (&cfg, store_handle (c->store, true), &c->nc),
+                    0);
+  assert_int_equal (stats_of (c->nc).dirty_bytes, sizeof want);
+  assert_int_equal (ncache_drain (c->nc, NULL, NULL), -EROFS);
+  assert_int_equal (stats_of (c->nc).dirty_bytes, sizeof want);
+  assert_int_equal (ncache_pread (c->nc, c->buf, sizeof want, 0, 0), 0);
+  assert_memory_equal (c->buf, want, sizeof want);
+}
+
 int
 main (void)
 {
@@ -437,6 +466,7 @@ main (void)
                                      teardown),
     cmocka_unit_test_setup_teardown (test_fast_zero_rules, setup, teardown),
     cmocka_unit_test_setup_teardown (test_dirty_per_export, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_drain_readonly, setup, teardown),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
