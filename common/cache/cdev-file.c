@@ -28,6 +28,15 @@
  *   cd->direct says which one we got.
  * - An existing file is never resized; a missing one is created sparse
  *   only when the caller gave a size.
+ * - ONE OPENER AT A TIME: before anything is read or written, the open
+ *   file description takes a whole-file OFD lock (ownlock.h), exclusive
+ *   for a writer and shared for a read-only opener (nbdcache show and
+ *   check), and a writable block device is also opened O_EXCL.  The lock
+ *   lives as long as the cdev; a second opener (another nbdcached, the
+ *   plugin, nbdcache format, or a second [cache] section naming the same
+ *   file) gets -EBUSY and a message naming the holder.  Falling back from
+ *   O_DIRECT clears the flag with F_SETFL rather than reopening, so the
+ *   lock is never dropped.
  *
  * THREADS AND LOCKS: no locks.  The fd has no file-position state that
  * matters (positioned calls only).  The runtime capability flags ("the
@@ -63,6 +72,7 @@
 #include "fileio.h"
 #include "log.h"
 #include "ondisk.h"
+#include "ownlock.h"
 
 struct cdev_file {
   struct cdev cd;               /* must be first */
@@ -266,13 +276,44 @@ open_fd (struct cdev_file *f, const char *path, int flags)
   return fd >= 0 ? fd : -errno;
 }
 
+/* One opener at a time (ownlock.h): exclusive for a writer, shared for
+ * read-only inspection, taken before anything is read or written.
+ */
+static int
+lock_device (struct cdev_file *f, const char *path, bool readonly)
+{
+  char holder[256];
+  int r = ownlock_take (f->fd, !readonly, holder, sizeof holder);
+
+  if (r == -EBUSY && readonly)
+    log_error ("cdev %s: in use by %s; a cache device in use cannot be "
+               "inspected consistently: stop that process first (a running "
+               "server reports its caches with 'nbdcache stats')",
+               path, holder);
+  else if (r == -EBUSY)
+    log_error ("cdev %s: in use by %s; a cache device is opened by one "
+               "process at a time (nbdcached, the nbdkit plugin, nbdcache "
+               "format, show and check): stop it first", path, holder);
+  else if (r < 0) {
+    errno = -r;
+    log_error ("cdev %s: cannot lock the device (F_OFD_SETLK): %m", path);
+  }
+  return r;
+}
+
 static int
 open_or_create (struct cdev_file *f, const char *path,
                 const struct cdev_file_options *opts)
 {
   int flags = (opts->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY;
+  struct stat st;
   int r;
 
+  /* O_EXCL on a block device: the kernel refuses it while the device is
+   * mounted or opened O_EXCL elsewhere (EBUSY), and keeps others out.
+   */
+  if (!opts->readonly && stat (path, &st) == 0 && S_ISBLK (st.st_mode))
+    flags |= O_EXCL;
   r = open_fd (f, path, flags);
   if (r == -ENOENT && opts->create_size_bytes > 0 && !opts->readonly) {
     r = fileio_create_sparse ("cdev ", path, opts->create_size_bytes, 0600);
@@ -287,6 +328,10 @@ open_or_create (struct cdev_file *f, const char *path,
     errno = -r;
     if (r == -ENOENT)
       log_error ("cdev %s: does not exist (give a size to create it)", path);
+    else if (r == -EBUSY && (flags & O_EXCL))
+      log_error ("cdev %s: the block device is in use (mounted, or opened "
+                 "exclusively by another process); a cache device is used "
+                 "by one process at a time", path);
     else
       log_error ("cdev %s: open%s%s: %m", path,
                  opts->readonly ? " (read-only)" : "",
@@ -294,18 +339,18 @@ open_or_create (struct cdev_file *f, const char *path,
     return r;
   }
   f->fd = r;
-  return 0;
+  return lock_device (f, path, opts->readonly);
 }
 
 /* Some filesystems accept O_DIRECT at open and refuse the I/O instead.
  * Read the first block once; on EINVAL reopen buffered.
  */
 static int
-probe_direct (struct cdev_file *f, const char *path, int flags)
+probe_direct (struct cdev_file *f, const char *path)
 {
   void *buf;
   ssize_t n;
-  int fd;
+  int fl;
 
   if (!f->cd.direct || f->cd.size_bytes == 0)
     return 0;
@@ -322,15 +367,16 @@ probe_direct (struct cdev_file *f, const char *path, int flags)
   log_warning ("cdev %s: the filesystem refuses O_DIRECT reads; using "
                "buffered I/O (the cache device will also fill the page "
                "cache)", path);
-  fd = open (path, flags);
-  if (fd == -1) {
+  /* Clear O_DIRECT on the same open file description, which holds the
+   * lock: a reopen would drop it.
+   */
+  fl = fcntl (f->fd, F_GETFL);
+  if (fl == -1 || fcntl (f->fd, F_SETFL, fl & ~O_DIRECT) == -1) {
     int r = -errno;
 
-    log_error ("cdev %s: reopen without O_DIRECT: %m", path);
+    log_error ("cdev %s: turning O_DIRECT off: %m", path);
     return r;
   }
-  close (f->fd);
-  f->fd = fd;
   f->cd.direct = false;
   return 0;
 }
@@ -389,8 +435,7 @@ cdev_file_open (const char *path, const struct cdev_file_options *opts,
 
   if ((r = open_or_create (f, path, opts)) < 0 ||
       (r = probe_size (f, path)) < 0 ||
-      (r = probe_direct (f, path, (opts->readonly ? O_RDONLY : O_RDWR) |
-                         O_CLOEXEC | O_NOCTTY)) < 0)
+      (r = probe_direct (f, path)) < 0)
     goto err;
 
   log_debug ("cdev %s: opened %s, %" PRIu64 " bytes%s%s", path,

@@ -66,7 +66,9 @@ struct cdev_file_options {
 };
 
 /* 0 and *out set, or -errno (logged).  The size is the file's size (or the
- * block device's) rounded down to a block.
+ * block device's) rounded down to a block.  The device is locked for the
+ * life of the cdev (exclusive, or shared when readonly; a writable block
+ * device is also opened O_EXCL): -EBUSY when another opener has it.
  */
 int cdev_file_open (const char *path, const struct cdev_file_options *opts,
                     struct cdev **out);

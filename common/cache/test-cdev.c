@@ -563,6 +563,43 @@ test_cdev_file_range_errors (void **state)
   rm_tmpdir (dir, path);
 }
 
+/* One opener at a time: a second open of the same file (a second open
+ * file description, as a second process or a second [cache] section
+ * makes) is refused while the first lives; readers share and exclude a
+ * writer.
+ */
+static void
+test_cdev_file_exclusive (void **state)
+{
+  struct cdev_file_options rw = { 0 }, ro = { .readonly = true };
+  char *dir = make_tmpdir (tmp_base ());
+  char *path = make_file (dir, 64 * BLK);
+  struct cdev *a, *b = NULL, *c;
+
+  (void) state;
+  a = open_ok (path, false, false, 0);
+  reset_log ();
+  assert_int_equal (cdev_file_open (path, &rw, &b), -EBUSY);
+  assert_null (b);
+  assert_one_error (path, "in use by test-cdev (pid");
+  assert_int_equal (cdev_file_open (path, &ro, &b), -EBUSY);
+  assert_one_error (path, "cannot be inspected");
+  cdev_close (a);
+
+  /* Two readers, and no writer while they look. */
+  a = open_ok (path, false, true, 0);
+  c = open_ok (path, false, true, 0);
+  assert_int_equal (cdev_file_open (path, &rw, &b), -EBUSY);
+  assert_one_error (path, "in use by");
+  cdev_close (a);
+  cdev_close (c);
+  a = open_ok (path, true, false, 0);   /* O_DIRECT, maybe falling back */
+  assert_int_equal (cdev_file_open (path, &rw, &b), -EBUSY);
+  assert_one_error (path, "in use by");
+  cdev_close (a);
+  rm_tmpdir (dir, path);
+}
+
 static void
 test_cdev_file_readonly (void **state)
 {
@@ -1271,6 +1308,8 @@ main (void)
     cmocka_unit_test_teardown (test_cdev_file_direct,
                                teardown_tmpdirs),
     cmocka_unit_test_teardown (test_cdev_file_range_errors,
+                               teardown_tmpdirs),
+    cmocka_unit_test_teardown (test_cdev_file_exclusive,
                                teardown_tmpdirs),
     cmocka_unit_test_teardown (test_cdev_file_readonly,
                                teardown_tmpdirs),
