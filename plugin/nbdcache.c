@@ -520,6 +520,7 @@ open_export (struct ncache **nc_out, struct ncache_device **dev_out,
   if (p.exp != NULL) {
     location = p.exp->backing;
     opts.readonly = p.exp->readonly;
+    opts.share = p.exp->share_backing;
     opts.create_size_bytes = p.exp->size_bytes;
     ncfg.name = p.exp->name;
     ncfg.mode = p.exp->mode;

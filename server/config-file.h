@@ -144,6 +144,8 @@ struct config_export {
   uint64_t sequential_cutoff_bytes; /* sequential_cutoff: 0 = off, default
                                    CONFIG_DEFAULT_SEQUENTIAL_CUTOFF */
   bool flush_on_stop;           /* default no */
+  bool share_backing;           /* share_backing = yes: take no lock on the
+                                   backing file (read-only, uncached only) */
   int line;                     /* where the section starts */
 };
 

@@ -84,7 +84,8 @@ enum section_kind {
   K (EXPORT, export, writeback_percent, PERCENT,    writeback_percent, false) \
   K (EXPORT, export, sequential_cutoff, CUTOFF,     sequential_cutoff_bytes, \
      false)                                                                 \
-  K (EXPORT, export, flush_on_stop,    BOOL,        flush_on_stop,    false)
+  K (EXPORT, export, flush_on_stop,    BOOL,        flush_on_stop,    false) \
+  K (EXPORT, export, share_backing,    BOOL,        share_backing,    false)
 
 #define KEY_ENUM(kind, sec, key, type, field, rep) KEY_##sec##_##key,
 enum key_id { CONFIG_KEYS (KEY_ENUM) NR_KEYS };
@@ -188,5 +189,10 @@ int config_append_subjects (struct parser *p, struct config_export *e,
  * files and that the [server] and [export] TLS settings fit together.
  */
 void config_check_tls (struct parser *p);
+
+/* Once the whole file is read: one cache device or backing file under
+ * two names (config-identity.c), and share_backing's rules.
+ */
+void config_check_identity (struct parser *p);
 
 #endif /* NBDCACHE_CONFIG_INTERNAL_H */

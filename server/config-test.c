@@ -165,7 +165,7 @@ load_bad (const char *text, const char *expected)
  * '/' is a directory.
  */
 static const char *const fixtures[] = {
-  "disk.img", "sub/",
+  "disk.img", "disk2.img", "disk3.img", "disk4.img", "disk5.img", "sub/",
   "pki/", "pki/ca-cert.pem", "pki/server-cert.pem", "pki/server-key.pem",
   "pki-noca/", "pki-noca/server-cert.pem", "pki-noca/server-key.pem",
   "pki-nokey/", "pki-nokey/server-cert.pem",

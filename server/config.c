@@ -1072,6 +1072,7 @@ check_config (struct parser *p)
     check_cache_only_keys (p, e, line);
   }
 
+  config_check_identity (p);
   config_check_tls (p);
 
   if (cfg->server.default_export != NULL

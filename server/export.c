@@ -117,6 +117,7 @@ export_open_one (struct server *srv, const struct config_export *ce,
 {
   struct backing_open_options bopts = {
     .readonly = ce->readonly,
+    .share = ce->share_backing,
     .create_size_bytes = ce->size_bytes,
   };
   struct ncache_export_tuning tuning;

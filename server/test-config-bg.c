@@ -52,7 +52,7 @@ test_bg_defaults (void **state)
   (void) state;
   cfg = load_good (CACHE_OK
                    "[export cached]\nbacking = disk.img\ncache = c\n"
-                   "[export plain]\nbacking = disk.img\n");
+                   "[export plain]\nbacking = disk2.img\n");
   assert_null (cfg->server.control_socket);
   assert_true (cfg->caches[0].discard);
   e = config_find_export (cfg, "cached");
@@ -88,13 +88,13 @@ test_bg_all_keys (void **state)
                    "sequential_cutoff = 512K\n"
                    "flush_on_stop = yes\n"
                    "[export b]\n"
-                   "backing = disk.img\n"
+                   "backing = disk2.img\n"
                    "cache = c\n"
                    "writeback_percent = 0\n"
                    "sequential_cutoff = 0\n"
                    "flush_on_stop = off\n"
                    "[export d]\n"
-                   "backing = disk.img\n"
+                   "backing = disk3.img\n"
                    "cache = c\n"
                    "mode = writearound\n"
                    "writeback_percent = 100\n"
@@ -188,7 +188,7 @@ test_bg_export_tuning (void **state)
                    "[export a]\nbacking = disk.img\ncache = c\n"
                    "writeback_percent = 25\nsequential_cutoff = 8M\n"
                    "flush_on_stop = yes\n"
-                   "[export b]\nbacking = disk.img\ncache = c\n");
+                   "[export b]\nbacking = disk2.img\ncache = c\n");
   /* The three keys are written; the test-only fields are left alone. */
   memset (&t, 0, sizeof t);
   t.writeback_off = true;
@@ -363,7 +363,7 @@ test_bg_collects_all_errors (void **state)
               "backing = disk.img\ncache = c\n"
               "[export y]\n"
               "flush_on_stop = yes\n"
-              "backing = disk.img\n",
+              "backing = disk2.img\n",
               4, expected);
 }
 

@@ -129,7 +129,7 @@ test_config_tls_values (void **state)
                    "backing = disk.img\n"
                    "tls = Optional\n"
                    "[export b]\n"
-                   "backing = disk.img\n"
+                   "backing = disk2.img\n"
                    "tls = REQUIRE\n");
   assert_int_equal (cfg->server.tls, CONFIG_TLS_ON);
   assert_string_equal (cfg->server.tls_psk_file, "/dev/null");

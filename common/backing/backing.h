@@ -82,6 +82,12 @@ struct backing {
 
 struct backing_open_options {
   bool readonly;
+  /* File backings are locked for the life of the handle (whole-file OFD
+   * lock: exclusive when writable, shared when read-only; a conflicting
+   * opener gets -EBUSY).  share = true takes no lock, so the handle may
+   * sit next to a writer; it is refused (-EINVAL) unless readonly.
+   */
+  bool share;
   /* If the store does not exist, create it sparse with this size (bytes).
    * 0 means it must already exist.  An existing file is never resized.
    */

@@ -32,6 +32,12 @@
  * - A path given through file:// is used verbatim (no percent-decoding).
  * - A read-only handle refuses pwrite/trim/zero with -EROFS without
  *   touching the file.
+ * - ONE WRITER: right after open, before any I/O, the open file
+ *   description takes a whole-file OFD lock (common/util/ownlock.h):
+ *   exclusive when writable, shared when read-only, none with opts->share
+ *   (read-only only).  So two exports, or two servers, writing one file
+ *   are refused (-EBUSY, naming the holder) instead of overwriting each
+ *   other's data.
  *
  * THREADS AND LOCKS: no locks.  The fd has no file-position state that
  * matters (only pread/pwrite-style calls; the position moved by the
@@ -72,6 +78,7 @@
 #include "compiler.h"
 #include "fileio.h"
 #include "log.h"
+#include "ownlock.h"
 
 /* Zeros for the data-writing fallback of zero (bytes). */
 #define ZERO_BUF_BYTES (128 * 1024)
@@ -683,6 +690,24 @@ probe_regular_file (struct backing_file *f)
   f->b.can_extents = f->cap_seek_data;
 }
 
+/* See ONE WRITER in the file comment.  0 or -errno (logged). */
+static int
+lock_backing (struct backing_file *f, bool readonly)
+{
+  char holder[256];
+  int r = ownlock_take (f->fd, !readonly, holder, sizeof holder);
+
+  if (r == -EBUSY)
+    log_error ("file: %s: in use by %s; a backing file is written by one "
+               "export of one server at a time (read-only exports may "
+               "share it)", f->path, holder);
+  else if (r < 0) {
+    errno = -r;
+    log_error ("file: %s: cannot lock the file (F_OFD_SETLK): %m", f->path);
+  }
+  return r;
+}
+
 static int
 open_or_create (const char *path, const struct backing_open_options *opts)
 {
@@ -742,9 +767,17 @@ backing_file_open (const char *path, const struct backing_open_options *opts,
     goto err;
   }
 
+  if (opts->share && !opts->readonly) {
+    log_error ("file: %s: a shared (unlocked) backing must be read-only",
+               path);
+    r = -EINVAL;
+    goto err;
+  }
   if ((r = open_or_create (path, opts)) < 0)
     goto err;
   f->fd = r;
+  if (!opts->share && (r = lock_backing (f, opts->readonly)) < 0)
+    goto err;
 
   if ((r = fileio_stat_size ("file: ", path, f->fd, &st,
                               &f->b.size_bytes)) < 0)
