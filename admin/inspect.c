@@ -14,7 +14,12 @@
  * the btree has no journal, and the journal keys are counted rather than
  * replayed (replaying could split nodes, which writes).
  * INVARIANTS: nothing here writes to the device (a write would fail with
- * -EROFS anyway).  in->walk is meaningful only when walk_done.
+ * -EROFS anyway).  in->walk is meaningful only when walk_done.  The view
+ * is consistent: the read-only open takes the device's lock shared
+ * (cdev.h), so it is refused while a server or nbdcache format has the
+ * device, and no writer can start while we look.  A device with no
+ * nbdcache superblock is described (libblkid: "it holds an ext4
+ * filesystem"), never offered for formatting.
  * THREADS AND LOCKS: one thread.
  * FAILURE: 0 or -errno.  The engine modules log what is wrong (bucket,
  * reason); messages here add what was being inspected.  Double
@@ -77,6 +82,24 @@ read_copies (struct inspect *in)
   free (buf);
 }
 
+/* No nbdcache superblock at all.  Say what the device holds if libblkid
+ * knows, and never suggest formatting it: it may be someone's data.
+ * -ENOTSUP (logged).
+ */
+static int
+not_a_cache (struct inspect *in)
+{
+  char what[256];
+
+  if (admin_foreign_signature (in->path, what, sizeof what) > 0)
+    log_error ("%s: not an nbdcache cache device: it holds %s", in->path,
+               what);
+  else
+    log_error ("%s: not an nbdcache cache device (no nbdcache superblock)",
+               in->path);
+  return -ENOTSUP;
+}
+
 int
 inspect_open (const char *path, struct inspect **out)
 {
@@ -95,6 +118,10 @@ inspect_open (const char *path, struct inspect **out)
   }
   read_copies (in);
   *out = in;
+  if (!in->copies[0].has_magic && !in->copies[1].has_magic &&
+      (in->cd->size_bytes < NC_SB_SLOTS * NC_BLOCK_BYTES ||
+       (in->copies[0].readable && in->copies[1].readable)))
+    return not_a_cache (in);
   return super_read (in->cd, &in->sb, &in->slot);
 }
 

@@ -15,7 +15,10 @@
  * - Only this file exits the process (main returns the command's status).
  * - show and check never write to the device (read-only open).
  * - format never touches a device that holds an nbdcache superblock (valid
- *   or damaged) unless --force.
+ *   or damaged), or anything else libblkid recognises (a filesystem, a
+ *   partition table, LVM…: signature.c), unless --force; nor one that
+ *   another process has open (the cache device lock, cdev.h), even with
+ *   --force.
  * - Log messages go to stderr as "nbdcache: LEVEL: message" through a sink
  *   that first erases any progress line.
  * THREADS AND LOCKS: one thread.  The log sink reaches the current
@@ -162,6 +165,25 @@ existing_cache (struct cdev *cd, char *msg, size_t size)
   return best >= 0 || magic[0] || magic[1] ? msg : NULL;
 }
 
+/* Why a device without an nbdcache superblock must not be formatted
+ * without --force (another program's signature, or we cannot tell), or
+ * NULL.
+ */
+static const char *
+foreign_data (const char *path, char *msg, size_t size)
+{
+  char what[256];
+  int r = admin_foreign_signature (path, what, sizeof what);
+
+  if (r == 0)
+    return NULL;
+  if (r > 0)
+    snprintf (msg, size, "it holds %s", what);
+  else
+    snprintf (msg, size, "libblkid cannot tell what it holds");
+  return msg;
+}
+
 int
 cmd_format (int argc, char **argv)
 {
@@ -247,6 +269,17 @@ cmd_format (int argc, char **argv)
   if (refuse != NULL)
     fprintf (stderr, "nbdcache: --force: destroying the cache on %s (%s)\n",
              path, refuse);
+  else if ((refuse = foreign_data (path, msg, sizeof msg)) != NULL) {
+    if (!force) {
+      fprintf (stderr, "nbdcache: not formatting %s: %s; formatting "
+               "destroys it.  Use --force to format anyway.\n", path,
+               refuse);
+      cdev_close (cd);
+      return EXIT_DAMAGED;
+    }
+    fprintf (stderr, "nbdcache: --force: overwriting %s (%s)\n", path,
+             refuse);
+  }
 
   fo.bucket_bytes = (uint32_t) bucket_bytes;
   fo.journal_bytes = journal_bytes;
