@@ -104,14 +104,6 @@ int inspect_journal (struct inspect *in);
  */
 int inspect_walk (struct inspect *in);
 
-/* ---- signature.c: other programs' data ---- */
-
-/* 1 and `what` set ("an ext4 filesystem", "a gpt partition table") when
- * libblkid recognises a signature on path, 0 when it finds none, -errno
- * when it cannot probe (logged as a warning).  Read-only.
- */
-int admin_foreign_signature (const char *path, char *what, size_t what_len);
-
 /* ---- formatting helpers (show.c) ---- */
 void fmt_bytes (uint64_t bytes, char *buf, size_t size);
 void fmt_uuid (const uint8_t uuid[16], char *buf, size_t size);

@@ -91,7 +91,7 @@ not_a_cache (struct inspect *in)
 {
   char what[256];
 
-  if (admin_foreign_signature (in->path, what, sizeof what) > 0)
+  if (cdev_foreign_signature (in->path, what, sizeof what) > 0)
     log_error ("%s: not an nbdcache cache device: it holds %s", in->path,
                what);
   else

@@ -16,9 +16,9 @@
  * - show and check never write to the device (read-only open).
  * - format never touches a device that holds an nbdcache superblock (valid
  *   or damaged), or anything else libblkid recognises (a filesystem, a
- *   partition table, LVM…: signature.c), unless --force; nor one that
- *   another process has open (the cache device lock, cdev.h), even with
- *   --force.
+ *   partition table, LVM…: cdev_foreign_signature), unless --force; nor
+ *   one that another process has open (the cache device lock, cdev.h),
+ *   even with --force.
  * - Log messages go to stderr as "nbdcache: LEVEL: message" through a sink
  *   that first erases any progress line.
  * THREADS AND LOCKS: one thread.  The log sink reaches the current
@@ -173,7 +173,7 @@ static const char *
 foreign_data (const char *path, char *msg, size_t size)
 {
   char what[256];
-  int r = admin_foreign_signature (path, what, sizeof what);
+  int r = cdev_foreign_signature (path, what, sizeof what);
 
   if (r == 0)
     return NULL;

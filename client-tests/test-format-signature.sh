@@ -9,6 +9,8 @@
 #     the image byte for byte as it was;
 #   - `nbdcache check IMG` and `nbdcache show IMG` exit 2, say it holds an
 #     ext4 filesystem, and do not mention formatting;
+#   - a server with create = yes on it (nbdcached, nbdkit + the plugin)
+#     refuses to start, naming ext4, and leaves the image as it was;
 #   - `nbdcache format --force IMG` formats it (exit 0, says what it
 #     overwrote), and `nbdcache check` then says clean.
 # A dos partition table is refused the same way.
@@ -49,6 +51,24 @@ for cmd in check show; do
   echo "$cmd of an ext4 image names it and does not suggest format: OK"
 done
 cmp "$img" "$tmp/orig.img" || die "check or show changed the ext4 image"
+
+# create = yes formats a device with no nbdcache cache, but not this one.
+truncate -s 1M "$tmp/disk.img"
+write_config "$tmp/c.conf" "$tmp/disk.img" - "cache = ssd" "" \
+  "[cache ssd]" "path = $img" "create = yes"
+for kind in $(server_kinds); do
+  rm -f "$tmp/ran"
+  rc=0
+  run_server "$kind" "$tmp/c.conf" disk -- "touch $tmp/ran" \
+    2> "$tmp/$kind.err" || rc=$?
+  cat "$tmp/$kind.err" >&2
+  [ $rc != 0 ] && [ ! -e "$tmp/ran" ] ||
+    die "[$kind] create = yes served an ext4 image as a cache"
+  grep -q "holds an ext4 filesystem" "$tmp/$kind.err" ||
+    die "[$kind] create = yes: no message naming the ext4 filesystem"
+  cmp "$img" "$tmp/orig.img" || die "[$kind] create = yes changed the image"
+  echo "[$kind] create = yes on an ext4 image refused: OK"
+done
 
 "$NBDCACHE_TOOL" format --force "$img" > "$tmp/out" 2> "$tmp/err" ||
   { cat "$tmp/err" >&2; die "format --force of an ext4 image failed"; }

@@ -4,6 +4,7 @@
  * WHAT: an ops table (pread, pwrite, sync, discard, close) over the bytes
  * of the cache device, and two implementations:
  *   cdev-file.c  a regular file or block device, optionally O_DIRECT;
+ *                (cdev-signature.c: what else such a device holds);
  *   cdev-sim.c   an in-memory device with a durability model, for tests.
  * WHY: the engine must be testable against crashes at every write, and
  * must drive a real SSD with O_DIRECT; both sit behind one table.
@@ -72,6 +73,14 @@ struct cdev_file_options {
  */
 int cdev_file_open (const char *path, const struct cdev_file_options *opts,
                     struct cdev **out);
+
+/* Another program's data on path, by libblkid (cdev-signature.c): 1 and
+ * `what` set ("an ext4 filesystem", "a gpt partition table") when a
+ * filesystem, partition table, LVM/RAID member, crypto or swap signature
+ * is there, 0 when none is, -errno when the probe cannot run (logged as a
+ * warning).  Read-only; nbdcache's own superblock is not one of them.
+ */
+int cdev_foreign_signature (const char *path, char *what, size_t what_len);
 
 /* NULL is a no-op. */
 void cdev_close (struct cdev *cd);

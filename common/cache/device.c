@@ -17,7 +17,9 @@
  * it is never held with the btree, journal or bucket locks.
  * FAILURE: every error is logged with the device's name and path; a device
  * that is unformatted (without create), foreign or corrupt is refused, never
- * reformatted behind the admin's back.
+ * reformatted behind the admin's back.  create = yes formats only a device
+ * where neither nbdcache nor libblkid finds anything; the device is locked
+ * (cdev.h) before that is looked at, so nobody else is using it.
  * NOT HERE: requests (request.c), the modules' own formats.
  */
 #include <config.h>
@@ -335,6 +337,31 @@ ncache_device_open_cdev (const char *name, struct cdev *cd, bool create,
   return r;
 }
 
+/* create = yes formats a device with no nbdcache superblock: not when it
+ * holds another program's data that libblkid recognises (an ext4 image,
+ * a partition table, an LVM volume), or when we cannot tell.  0 or
+ * -EEXIST (logged).
+ */
+static int
+refuse_foreign (const struct ncache_device_config *cfg, struct cdev *cd)
+{
+  char what[256];
+  int r = super_probe (cd);
+
+  if (r != -ENOTSUP)
+    return 0;                   /* a cache (or an error the open reports) */
+  r = cdev_foreign_signature (cfg->path, what, sizeof what);
+  if (r == 0)
+    return 0;
+  log_error ("cache '%s' (%s): create = yes formats a device that holds "
+             "no nbdcache cache, but this one %s%s; not touching it (if it "
+             "is really meant to be a cache: nbdcache format --force %s)",
+             cfg->name ? cfg->name : "", cfg->path,
+             r > 0 ? "holds " : "could not be probed",
+             r > 0 ? what : "", cfg->path);
+  return -EEXIST;
+}
+
 int
 ncache_device_open (const struct ncache_device_config *cfg,
                     struct ncache_device **out)
@@ -353,6 +380,10 @@ ncache_device_open (const struct ncache_device_config *cfg,
   r = cdev_file_open (cfg->path, &fopts, &cd);
   if (r < 0)
     return r;
+  if (cfg->create && (r = refuse_foreign (cfg, cd)) < 0) {
+    cdev_close (cd);
+    return r;
+  }
   t.node_cache_bytes = cfg->node_cache_bytes;
   t.journal_delay_ms = cfg->journal_delay_ms;
   t.format_bucket_bytes = cfg->bucket_bytes;

@@ -1,13 +1,15 @@
-/* signature.c — what else a would-be cache device holds, by libblkid.
+/* cdev-signature.c — what else a would-be cache device holds, by libblkid.
  *
- * WHAT: admin_foreign_signature asks libblkid whether a file or device
+ * WHAT: cdev_foreign_signature asks libblkid whether a file or device
  * carries a signature it knows (a filesystem, a partition table, an LVM
  * physical volume, RAID or crypto metadata, swap) and says which, in
  * words ("an ext4 filesystem", "a gpt partition table").
  * WHY: `nbdcache format` on the wrong path destroys whatever is there.  It
  * already refuses an nbdcache cache without --force; this makes it refuse
- * everything else libblkid recognises too, and lets show and check say
- * what a foreign device is instead of suggesting to format it.
+ * everything else libblkid recognises too, lets show and check say what
+ * a foreign device is instead of suggesting to format it, and keeps
+ * create = yes (which formats a device with no nbdcache superblock) off
+ * a disk that holds a filesystem.
  *
  * INVARIANTS: read-only: the probe opens the path O_RDONLY on its own
  * (the caller's lock is advisory and does not stop reads), and wipes
@@ -17,7 +19,7 @@
  * FAILURE: 1 and `what` set when something was found, 0 when nothing was,
  * -errno when the probe could not run (logged as a warning: the caller
  * decides whether that is fatal).
- * NOT HERE: nbdcache's superblock (nbdcache.c, inspect.c), wiping.
+ * NOT HERE: nbdcache's superblock (super.c), wiping.
  */
 #include <config.h>
 
@@ -27,7 +29,7 @@
 
 #include <blkid.h>
 
-#include "admin.h"
+#include "cdev.h"
 #include "log.h"
 
 static const char *
@@ -51,7 +53,7 @@ article (const char *word)
 }
 
 int
-admin_foreign_signature (const char *path, char *what, size_t what_len)
+cdev_foreign_signature (const char *path, char *what, size_t what_len)
 {
   const char *type = NULL, *usage = NULL, *pttype = NULL;
   blkid_probe pr;
