@@ -109,25 +109,23 @@ for first in $(server_kinds); do
   want_server "$second" || continue
   _ct_need_binary "$second"
   sockdir=$(make_tmpdir)
-  if [ "$second" = nbdcached ]; then
-    argv=(timeout -k 5 60 "$NBDCACHED" -f -U "$sockdir/sock")
-    confarg=(-c)
-  else
-    argv=(timeout -k 5 60 $(nbdkit_env) "$NBDKIT" -U - "$PLUGIN" export=disk)
-    confarg=()
-  fi
-  conf_word ()                  # the config argument for $second
+  # second_cmd CONF SOCKNAME: the start of $second's command line on CONF.
+  second_cmd ()
   {
-    if [ "$second" = nbdcached ]; then printf '%q %q' -c "$1"
-    else printf '%q' "config=$1"; fi
+    if [ "$second" = nbdcached ]; then
+      printf '%q ' timeout -k 5 60 "$NBDCACHED" -f -U "$sockdir/$2" -c "$1"
+    else
+      printf '%q ' timeout -k 5 60 $(nbdkit_env) "$NBDKIT" -U - "$PLUGIN" \
+        export=disk "config=$1"
+    fi
   }
   rm -f "$tmp/second.rc" "$tmp/reader.rc" "$tmp/second-ran"
   cat > "$tmp/inside.sh" <<EOF
 set +e
 nbdsh -u "\$uri" -c 'h.pwrite(open("$tmp/data", "rb").read(), 0); h.flush()' || exit 1
-$(printf '%q ' "${argv[@]}") $(conf_word "$tmp/writer.conf") --run 'touch $tmp/second-ran' 2> $tmp/second.err
+$(second_cmd "$tmp/writer.conf" w.sock) --run 'touch $tmp/second-ran' 2> $tmp/second.err
 echo \$? > $tmp/second.rc
-$(printf '%q ' "${argv[@]}") $(conf_word "$tmp/reader.conf") --run 'nbdsh -u "\$uri" -c "import sys; sys.exit(h.pread(4096, 0) != open(\\"$tmp/data\\", \\"rb\\").read())"' 2> $tmp/reader.err
+$(second_cmd "$tmp/reader.conf" r.sock) --run 'unset LD_PRELOAD; nbdsh -u "\$uri" -c "import sys; sys.exit(h.pread(4096, 0) != open(\\"$tmp/data\\", \\"rb\\").read())"' 2> $tmp/reader.err
 echo \$? > $tmp/reader.rc
 exit 0
 EOF
