@@ -8,13 +8,19 @@ set -e
 tmp=$(make_tmpdir)
 prog=$(cd "${builddir:-.}" && pwd)/test-socket-activation
 write_config "$tmp/c.conf" "$tmp/disk.img" 16M
+# The two servers at once need a backing each: one writer per file.
+write_config "$tmp/c2.conf" "$tmp/disk.img" 16M
+sed -i "s|^backing = .*|backing = $tmp/disk2.img|" "$tmp/c2.conf"
 
 failed=
 for kind in $(server_kinds); do
   echo "==== $kind ====" >&2
   case $kind in
-    nbdcached) argv=("$NBDCACHED" -c "$tmp/c.conf") ;;
+    nbdcached) argv=("$NBDCACHED" -c "$tmp/c.conf"
+                     -- "$NBDCACHED" -c "$tmp/c2.conf") ;;
     plugin)    argv=($(nbdkit_env) "$NBDKIT" "$PLUGIN" "config=$tmp/c.conf"
+                     export=disk
+                     -- $(nbdkit_env) "$NBDKIT" "$PLUGIN" "config=$tmp/c2.conf"
                      export=disk) ;;
   esac
   _ct_need_binary "$kind"

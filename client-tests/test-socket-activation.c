@@ -4,13 +4,16 @@
  * given on our command line with LISTEN_PID/LISTEN_FDS=1 and a listening
  * Unix socket on fd 3, connects, and does a FUA write / flush / read round
  * trip; then two servers started that way run side by side, each on its
- * own inherited socket.  nbd_close stops each server (libnbd signals and
+ * own inherited socket (the second with its own command, when one is
+ * given after "--": two writers of one backing file are refused, so the
+ * wrapper gives the second server a config with its own backing).  nbd_close stops each server (libnbd signals and
  * reaps the process it started).
  * WHY: this is how systemd (and libnbd's own users) start nbdcached: the
  * server must serve the inherited fd and not open its configured listen
  * addresses.  It is also a race-free start with no readiness wait.
- * INVARIANTS: argv[1..] is the server command, e.g.
- *   test-socket-activation nbdcached -c c.conf
+ * INVARIANTS: argv[1..] is the server command, optionally followed by
+ * "--" and the second server's command, e.g.
+ *   test-socket-activation nbdcached -c c.conf -- nbdcached -c c2.conf
  *   test-socket-activation nbdkit PLUGIN config=c.conf export=disk
  * The export served is at least 1 MiB and writable.
  * THREADS AND LOCKS: single-threaded.
@@ -31,6 +34,7 @@
 #include "libnbd-test.h"
 
 static char **server_argv;
+static char **second_argv;      /* = server_argv without "--" */
 
 static void
 round_trip (struct nbd_handle *h, unsigned seed)
@@ -69,7 +73,7 @@ test_socket_activation_two_servers (void **state)
   struct nbd_handle *b = test_handle_create ();
 
   NBD_OK (nbd_connect_systemd_socket_activation (a, server_argv));
-  NBD_OK (nbd_connect_systemd_socket_activation (b, server_argv));
+  NBD_OK (nbd_connect_systemd_socket_activation (b, second_argv));
   round_trip (a, 5);
   round_trip (b, 7);
   test_disconnect (a);
@@ -88,7 +92,18 @@ main (int argc, char *argv[])
     fprintf (stderr, "usage: test-socket-activation SERVER [ARG…]\n");
     return 1;
   }
-  server_argv = &argv[1];
+  server_argv = second_argv = &argv[1];
+  for (int i = 1; i < argc; i++)
+    if (strcmp (argv[i], "--") == 0) {
+      argv[i] = NULL;
+      second_argv = &argv[i + 1];
+      break;
+    }
+  if (server_argv[0] == NULL || second_argv[0] == NULL) {
+    fprintf (stderr, "usage: test-socket-activation SERVER [ARG…] "
+             "[-- SERVER2 [ARG…]]\n");
+    return 1;
+  }
   printf ("test-socket-activation: server kind %s, command %s\n",
           test_server_kind (), argv[1]);
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
