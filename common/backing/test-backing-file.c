@@ -825,6 +825,48 @@ test_backing_file_readonly (void **state)
   free (path);
 }
 
+/* One writer per file: a second writable open (another open file
+ * description: another export or server) is refused while the first
+ * lives; readers share and exclude writers; share takes no lock, and only
+ * read-only.
+ */
+static void
+test_backing_file_one_writer (void **state)
+{
+  struct backing_open_options rw = { 0 }, ro = { .readonly = true };
+  struct backing_open_options share = { .readonly = true, .share = true };
+  struct backing_open_options share_rw = { .share = true };
+  struct backing *a = open_new ("disk.img", 1 * MiB), *b = NULL, *c;
+  char *path = tmp_path ("disk.img");
+
+  (void) state;
+  n_errors = 0;
+  assert_int_equal (backing_file_open (path, &rw, &b), -EBUSY);
+  assert_null (b);
+  assert_int_equal (n_errors, 1);
+  assert_non_null (strstr (last_error, path));
+  assert_non_null (strstr (last_error, "in use by test-backing-fi"));
+  assert_int_equal (backing_file_open (path, &ro, &b), -EBUSY);
+  /* share: next to the writer, read-only only. */
+  assert_int_equal (backing_file_open (path, &share, &b), 0);
+  backing_close (b);
+  b = NULL;
+  assert_int_equal (backing_file_open (path, &share_rw, &b), -EINVAL);
+  assert_null (b);
+  backing_close (a);
+
+  /* Readers share; a writer waits for the last one. */
+  assert_int_equal (backing_file_open (path, &ro, &a), 0);
+  assert_int_equal (backing_file_open (path, &ro, &c), 0);
+  assert_int_equal (backing_file_open (path, &rw, &b), -EBUSY);
+  backing_close (a);
+  assert_int_equal (backing_file_open (path, &rw, &b), -EBUSY);
+  backing_close (c);
+  assert_int_equal (backing_file_open (path, &rw, &b), 0);
+  backing_close (b);
+  free (path);
+}
+
 static void
 test_backing_file_uri (void **state)
 {
@@ -1010,6 +1052,7 @@ main (void)
     T (test_backing_file_fast_zero),
     T (test_backing_file_extents),
     T (test_backing_file_readonly),
+    T (test_backing_file_one_writer),
     T (test_backing_file_uri),
     T (test_backing_file_block_device),
 #undef T
