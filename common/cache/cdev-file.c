@@ -343,7 +343,7 @@ open_or_create (struct cdev_file *f, const char *path,
 }
 
 /* Some filesystems accept O_DIRECT at open and refuse the I/O instead.
- * Read the first block once; on EINVAL reopen buffered.
+ * Read the first block once; on EINVAL turn O_DIRECT off (F_SETFL).
  */
 static int
 probe_direct (struct cdev_file *f, const char *path)
