@@ -161,9 +161,20 @@ mark_tree (struct ncache_device *dev, const struct key_vec *journal_keys)
   if (r < 0)
     return r;
   if (journal_keys != NULL)
-    for (i = 0; i < journal_keys->len; i++)
-      if (bkey_has_data (&journal_keys->keys[i]))
-        bucket_mark_key (dev->bs, &journal_keys->keys[i]);
+    for (i = 0; i < journal_keys->len; i++) {
+      const struct nc_key *k = &journal_keys->keys[i];
+
+      if (!bkey_has_data (k) || k->bucket < dev->sb.data_first ||
+          k->bucket >= dev->sb.nbuckets)
+        continue;               /* replay refuses a bad pointer itself */
+      /* A gen newer than the bucket's: the prios lost a bump (see GENS ON
+       * DISK in btree.h).
+       */
+      if ((r = btree_check_key_gen (dev->bs, k, 2 * BUCKET_GEN_MAX_DISTANCE,
+                                    "journal key", i)) < 0)
+        return r;
+      bucket_mark_key (dev->bs, k);
+    }
   bucket_mark_done (dev->bs);
   return 0;
 }
@@ -204,6 +215,7 @@ recover (struct ncache_device *dev, const struct ncache_device_tuning *t)
 
   bcfg.bs = dev->bs;
   bcfg.journal = dev->journal;
+  bcfg.replay_start = journal_replay_start (dev->journal);
   if ((r = btree_create (&bcfg, &dev->bt)) < 0 ||
       (r = btree_set_root (dev->bt, &root, root_level)) < 0)
     goto out;
