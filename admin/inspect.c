@@ -358,7 +358,10 @@ inspect_walk (struct inspect *in)
   struct btree_walk_ops o = ops;
   struct btree_config cfg = {
     .cd = in->cd, .sb = &in->sb, .bs = in->bs, .journal = NULL,
-    .replay_start = in->jinfo.first_seq,
+    /* As recovery: the open seq after replay (bset.c, TORN OR CORRUPT). */
+    .torn_jseq_min = in->jinfo.last_seq + 1,
+    .torn_jseq_max = in->jinfo.last_seq + 1
+      + (uint64_t) in->sb.journal_buckets * in->sb.bucket_blocks,
   };
   struct btree *bt = NULL;
   struct walk w = { .in = in };

@@ -17,24 +17,34 @@
  *   length agree.
  *
  * TORN OR CORRUPT: only a node's last write can be torn (a node write
- * syncs before the next), and only while the journal still holds its
- * keys: the journal cannot close an entry during a node write (both take
- * the btree lock), so a torn bset's journal_seq is >= the replay start.
+ * syncs before the next).  A bset's journal_seq is the journal's open seq
+ * X when its write began; the write (pwrite and sync) holds the btree
+ * lock, and closing entry X needs that lock, so X is closed only after
+ * the bset is durable.  Hence a bset whose journal_seq is at or below the
+ * newest durable entry E was durable: if it is damaged now, that is
+ * corruption, and its keys may exist nowhere else.  A torn bset has
+ * journal_seq > E, and then falling back to the previous bset is safe:
+ * the keys it adds came in entries from the node's pin on, which the
+ * replay range (it starts at or before every pin) still holds.
  * So the walk's stop is accepted only if it looks like that:
  * - a block that is not ours (magic, uuid, nonce): the end of the chain,
  *   unless one of our newer bsets follows within the largest bset's
  *   length (a bset lost in the middle);
  * - one of ours with a bad checksum (or an impossible length) but a sane
- *   header (seq = previous + 1, level, version) and journal_seq >= the
- *   replay start, with no newer bset after it: torn.  The caller zeroes
- *   its first block when it can write (bset_node_info.torn_block), so it
- *   is not mistaken for corruption once the journal has moved on.
+ *   header (seq = previous + 1, level, version) and E < journal_seq <=
+ *   torn_jseq_max, with no newer bset after it: torn.  The caller zeroes
+ *   its first block when it can write (bset_node_info.torn_block): once
+ *   the journal has moved past its journal_seq it would read as
+ *   corruption.
  * Everything else — ours with a valid checksum but a wrong seq, level,
- * version, key count or padding; ours and older than the replay start;
- * a newer bset after the stop — is corruption: -EBADMSG, one message
- * naming the bucket, block, device offset and reason.  With the replay
- * start unknown (0: tests of the bare btree) only the age rule is off.
- * - Only the first span_blocks of the bucket are read or written.
+ * version, key count or padding; ours with journal_seq <= E; a newer
+ * bset after the stop — is corruption: -EBADMSG, one message naming the
+ * bucket, block, device offset and reason.  With E unknown (0: tests of
+ * the bare btree) only the journal_seq rule is off.
+ * A node's newest bset whose first block lost its magic, uuid or nonce
+ * cannot be told from blocks never written after the previous bset in
+ * this format (nothing outside the bucket records a node's seq): that
+ * one is still taken as the end of the chain.
  * THREADS AND LOCKS: none; the caller serialises.
  * FAILURE: -EBADMSG with one log line naming the bucket and the reason
  * when not even the first bset is valid or the keys are not a valid node;
@@ -76,7 +86,8 @@ bset_geom_init (struct bset_geom *g, const struct nc_sb *sb,
   g->span_blocks = MIN (sb->bucket_blocks,
                         MAX (span_min, 2 * g->max_bset_blocks));
   g->read_blocks = MIN (g->span_blocks, g->max_bset_blocks + 1);
-  g->replay_start = 0;
+  g->torn_jseq_min = 0;
+  g->torn_jseq_max = 0;
 }
 
 void
@@ -358,9 +369,13 @@ bset_read_node (const struct bset_geom *g, struct cdev *cd, void *buf,
 
       if ((why = check_header (g, h, level, found.seq)) != NULL)
         goto corrupt;
-      why = "its journal seq is older than the journal's replay start, so "
-        "it was durable: not a torn write";
-      if (stop_jseq < g->replay_start)
+      why = "its journal entry is durable, so the bset was durable before "
+        "it: not a torn write";
+      if (stop_jseq < g->torn_jseq_min)
+        goto corrupt;
+      why = "its journal seq is newer than any the journal could have "
+        "opened: not a torn write";
+      if (g->torn_jseq_max != 0 && stop_jseq > g->torn_jseq_max)
         goto corrupt;
     }
     if ((r = find_successor (g, cd, buf, base, b, nonce, found.seq,
@@ -404,9 +419,9 @@ bset_read_node (const struct bset_geom *g, struct cdev *cd, void *buf,
  corrupt:
   log_error ("btree node in bucket %" PRIu32 " (level %u): bset seq %"
              PRIu64 " at block %" PRIu32 " (device offset %" PRIu64 ", "
-             "journal seq %" PRIu64 ", replay starts at %" PRIu64 "): %s; %s",
-             bucket, level, stop_seq, b,
+             "journal seq %" PRIu64 ", newest durable entry %" PRIu64 "): "
+             "%s; %s", bucket, level, stop_seq, b,
              base + (uint64_t) b * NC_BLOCK_BYTES, stop_jseq,
-             g->replay_start, stop_why, why);
+             g->torn_jseq_min ? g->torn_jseq_min - 1 : 0, stop_why, why);
   return -EBADMSG;
 }

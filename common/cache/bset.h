@@ -62,10 +62,13 @@ struct bset_geom {
   uint32_t read_blocks;         /* blocks read at a time: the largest bset
                                    and the next header, so a node written
                                    once is one read */
-  uint64_t replay_start;        /* first journal seq replayed at open (0 =
-                                   unknown): a bset older than it was
-                                   durable before the journal moved on, so
-                                   it cannot be a torn write */
+  /* A torn bset's journal_seq lies in [torn_jseq_min, torn_jseq_max]
+   * (bset.c, TORN OR CORRUPT): min = the journal's open seq after replay
+   * (newest durable entry + 1), max = min plus the ring's blocks (entries
+   * closed but never durable).  0 = unknown (tests of the bare btree):
+   * no bound.
+   */
+  uint64_t torn_jseq_min, torn_jseq_max;
 };
 
 void bset_geom_init (struct bset_geom *g, const struct nc_sb *sb,

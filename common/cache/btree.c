@@ -556,7 +556,8 @@ btree_create (const struct btree_config *cfg, struct btree **out)
   bt->bs = cfg->bs;
   bt->journal = cfg->journal;
   bset_geom_init (&bt->geom, cfg->sb, max_keys);
-  bt->geom.replay_start = cfg->replay_start;
+  bt->geom.torn_jseq_min = cfg->torn_jseq_min;
+  bt->geom.torn_jseq_max = cfg->torn_jseq_max;
   bt->cache_bytes = cfg->node_cache_bytes ? cfg->node_cache_bytes
     : BTREE_NODE_CACHE_DEFAULT_BYTES;
   bt->node_size = sizeof (struct btree_node)

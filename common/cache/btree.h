@@ -80,10 +80,12 @@ struct btree_config {
   struct bucket_set *bs;
   struct journal *journal;      /* NULL: read-only use (nbdcache check) */
   uint64_t node_cache_bytes;    /* 0 = default */
-  /* The first journal seq replayed at open (journal_replay_start): a
-   * bset older than it cannot be a torn write.  0 = unknown (tests).
+  /* What a crash may have torn (bset.h, struct bset_geom): a bset whose
+   * journal_seq is below torn_jseq_min (the journal's open seq after
+   * replay) or above torn_jseq_max (that plus the ring's blocks) was
+   * durable, so damage to it is corruption.  0 = unknown (tests).
    */
-  uint64_t replay_start;
+  uint64_t torn_jseq_min, torn_jseq_max;
   /* Tests only: keys per node, 4 .. btree_node_max_keys (sb), so that a
    * few thousand keys build a deep tree.  0 = btree_node_max_keys (sb).
    * A tree must be reopened with the value it was written with.

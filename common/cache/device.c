@@ -215,7 +215,9 @@ recover (struct ncache_device *dev, const struct ncache_device_tuning *t)
 
   bcfg.bs = dev->bs;
   bcfg.journal = dev->journal;
-  bcfg.replay_start = journal_replay_start (dev->journal);
+  bcfg.torn_jseq_min = journal_open_seq (dev->journal);
+  bcfg.torn_jseq_max = bcfg.torn_jseq_min
+    + (uint64_t) dev->sb.journal_buckets * dev->sb.bucket_blocks;
   if ((r = btree_create (&bcfg, &dev->bt)) < 0 ||
       (r = btree_set_root (dev->bt, &root, root_level)) < 0)
     goto out;

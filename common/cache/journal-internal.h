@@ -79,8 +79,6 @@ struct journal {
   int last_result;              /* of the last commit */
 
   bool replayed;
-  uint64_t replay_first;        /* first seq replayed (the chosen entry's
-                                   last_seq) */
   int broken;                   /* -ENOMEM lost keys: every wait fails */
 
   /* The open entry. */

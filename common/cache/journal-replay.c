@@ -503,7 +503,6 @@ journal_replay (struct journal *j, journal_replay_fn fn, void *opaque,
     j->nlive++;
   }
   j->write_pos = e->pos + e->nblocks;
-  j->replay_first = fv.v[first].seq;
   j->root = e->root;
   j->root_level = e->root_level;
   __atomic_store_n (&j->durable_seq, e->seq, __ATOMIC_RELEASE);
@@ -520,15 +519,4 @@ journal_replay (struct journal *j, journal_replay_fn fn, void *opaque,
  out:
   free (fv.v);
   return r;
-}
-
-uint64_t
-journal_replay_start (struct journal *j)
-{
-  uint64_t seq;
-
-  pthread_mutex_lock (&j->lock);
-  seq = j->replayed ? j->replay_first : 0;
-  pthread_mutex_unlock (&j->lock);
-  return seq;
 }

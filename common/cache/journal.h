@@ -103,11 +103,6 @@ typedef int (*journal_replay_fn) (void *opaque, const struct nc_key *k,
  */
 int journal_replay (struct journal *j, journal_replay_fn fn, void *opaque,
                     struct nc_key *root, uint16_t *root_level);
-/* After replay: the first seq it replayed (the chosen entry's last_seq),
- * so every btree bset older than it was durable before the crash; 0
- * before replay.
- */
-uint64_t journal_replay_start (struct journal *j);
 
 /* For format: write entry seq 1, last_seq 1, empty root, no keys, at block
  * 0 of the ring.  No sync.
