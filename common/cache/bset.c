@@ -14,7 +14,9 @@
  *   in the same bucket (other nonce) or never written.  The newest valid
  *   bset before it is the node; the next bset goes where it stopped.
  * - A bset's padding after its keys is zero, so its key count and its
- *   length agree.
+ *   length agree (checked when the bset is known durable, see below: a
+ *   torn write can leave old sectors in the padding of a bset whose
+ *   keys and checksum landed).
  *
  * TORN OR CORRUPT: only a node's last write can be torn (a node write
  * syncs before the next).  A bset's journal_seq is the journal's open seq
@@ -335,8 +337,13 @@ bset_read_node (const struct bset_geom *g, struct cdev *cd, void *buf,
     csum_ok = true;
     if ((why = check_header (g, h, level, found.seq)) != NULL)
       break;
+    /* Zero padding: the key count and the length agree.  Only for a
+     * bset known durable: a torn write may land the keys (and the
+     * checksum) but not the last sectors of padding.
+     */
     why = "key count disagrees with the bset's length (padding not zero)";
-    if (!zero_bytes (h, bytes, (size_t) nb * NC_BLOCK_BYTES))
+    if (h->journal_seq < g->torn_jseq_min &&
+        !zero_bytes (h, bytes, (size_t) nb * NC_BLOCK_BYTES))
       break;
     why = NULL;
     memcpy (keys, h->keys, (size_t) h->nkeys * sizeof (struct nc_key));
