@@ -795,6 +795,12 @@ test_torn_bset_recovered (void **state)
     }
     free (now);
   }
+  /* And the device opens again, as it is now, with the same data. */
+  {
+    uint64_t wrong;
+
+    assert_int_equal (reopen_and_read (&wrong), CORRECT);
+  }
   free (m);
 }
 
