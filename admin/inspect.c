@@ -298,8 +298,11 @@ walk_key (void *opaque, const struct nc_key *k)
   struct inspect_walk *s = &w->in->walk;
 
   s->keys++;
-  if (k->export_id > NC_MAX_EXPORTS || !w->known[k->export_id])
+  if (k->export_id > NC_MAX_EXPORTS || !w->known[k->export_id]) {
     s->foreign_keys++;
+    if (bkey_is_dirty (k))
+      s->foreign_dirty_keys++;
+  }
 
   if (bkey_is_zero (k)) {
     s->zero_keys++;

@@ -9,9 +9,10 @@
 # block of a durable bset, bset.seq = 0 and a key count one short with
 # recomputed checksums, a bad checksum on a durable bset, a journal entry
 # with seq 2^64 - 1, a prio gen rolled back against the keys and against
-# the other prio copy).  nbdcache check must say clean (exit 0) for the
-# first three and DAMAGED (exit 1) for every corruption, and must not
-# change any image.
+# the other prio copy, the newer superblock copy's export URI changed, a
+# dirty key of an export id the table does not have).  nbdcache check
+# must say clean (exit 0) for the first three and DAMAGED (exit 1) for
+# every corruption, and must not change any image.
 # HOW: run by "make check" in admin/ with NBDCACHE pointing at the binary
 # and TEST_CORRUPT at the test-corrupt program (built by "make check" in
 # common/cache, which runs first; skipped, 77, if it is not built).
@@ -69,7 +70,8 @@ check unclean 0 clean
 check torn-bset 0 clean
 for m in zero-middle-bset zero-newest-bset-keys bset-seq-0 bset-nkeys-short \
          old-bad-bset journal-seq-max prio-gen-rollback \
-         prio-copies-gen-backwards; do
+         prio-copies-gen-backwards sb-export-uri-flip \
+         dirty-key-foreign-export; do
     check "$m" 1 DAMAGED
 done
 

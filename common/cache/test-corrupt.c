@@ -17,7 +17,10 @@
  * is zeroed; a block of the newest bset's keys zeroed; bset.seq = 0 and a
  * key count one short (both with a recomputed checksum); the newest
  * journal entry's seq set to 2^64 - 1 (recomputed checksum); a prio gen
- * rolled back (recomputed checksum); a bad checksum on a bset whose
+ * rolled back against the keys and against the other prio copy; the
+ * newer superblock copy's export URI changed; a dirty key moved to an
+ * export id the table does not have (all with recomputed checksums); a
+ * bad checksum on a bset whose
  * journal entry is durable; a genuinely torn last bset (journal seq newer
  * than every durable entry, bad checksum: must open, read correctly, and
  * be zeroed); and a seeded random loop over the live nodes'
@@ -740,6 +743,82 @@ test_prio_copies_gen_backwards (void **state)
   free (m);
 }
 
+/* The newer superblock copy's export slot gets another backing URI (one
+ * byte changed, checksum recomputed): the copies disagree on the slot's
+ * identity.  Else the export would be bound as a new id and its dirty
+ * data orphaned.  The image's older copy predates the export (one
+ * superblock write added it), so first make it what any later update
+ * (a mode change) leaves: the same table, seq - 1.  With the slot only
+ * in the newer copy, format v1 has nothing to compare it with.
+ */
+static void
+test_sb_export_uri_flip (void **state)
+{
+  struct image im;
+  unsigned char *m = copy_of (W.clean);
+  struct nc_sb *a = (void *) m, *b = (void *) (m + NC_BLOCK_BYTES);
+  struct nc_sb *newer = b->seq > a->seq ? b : a;
+  int i;
+  (void) state;
+
+  image_load (&im, m);
+  for (i = 0; i < NC_MAX_EXPORTS && newer->exports[i].id == 0; i++)
+    ;
+  assert_true (i < NC_MAX_EXPORTS);
+  {
+    struct nc_sb *older = newer == a ? b : a;
+
+    *older = *newer;
+    older->seq = newer->seq - 1;
+    older->csum = nc_csum (older, sizeof *older);
+  }
+  newer->exports[i].uri[0] ^= 0x20;
+  newer->csum = nc_csum (newer, sizeof *newer);
+  expect_clean ();
+  assert_int_equal (run_mutant ("sb-export-uri-flip", m), REFUSED);
+  free (m);
+}
+
+/* The last key of the rightmost leaf is moved to an export id the table
+ * does not have (checksum recomputed; order and bounds still hold): its
+ * dirty data could never be written back.
+ */
+static void
+test_dirty_key_foreign_export (void **state)
+{
+  struct image im;
+  unsigned char *m = copy_of (W.clean);
+  const struct nc_jentry *e;
+  struct node n;
+  struct nc_bset *h;
+  uint64_t off;
+  (void) state;
+
+  image_load (&im, m);
+  e = (const void *) (m + newest_jentry (&im));
+  n = (struct node) { .bucket = e->root.bucket, .nonce = e->root.nonce };
+  for (;;) {                    /* down the rightmost pointers */
+    const struct nc_bset *p;
+
+    read_chain (&im, &n);
+    p = bset_hdr (&im, &n, n.nr - 1);
+    if (p->level == 0)
+      break;
+    n = (struct node) { .bucket = p->keys[p->nkeys - 1].bucket,
+                        .nonce = p->keys[p->nkeys - 1].nonce };
+  }
+  off = bucket_byte (&im, n.bucket)
+    + (uint64_t) n.chain[n.nr - 1].block * NC_BLOCK_BYTES;
+  h = (void *) (m + off);
+  assert_true (h->nkeys > 0);
+  assert_true (h->keys[h->nkeys - 1].flags & NC_KEY_DIRTY);
+  h->keys[h->nkeys - 1].export_id = NC_MAX_EXPORTS;
+  rechecksum_bset (m, off);
+  expect_clean ();
+  assert_int_equal (run_mutant ("dirty-key-foreign-export", m), REFUSED);
+  free (m);
+}
+
 /* A genuinely torn last bset: after the newest bset of a live leaf of the
  * unclean image, a bset seq + 1 whose journal seq is one past the newest
  * durable entry's (the entry open when the crash came) and whose checksum
@@ -974,6 +1053,8 @@ main (void)
     cmocka_unit_test (test_journal_seq_max),
     cmocka_unit_test (test_prio_gen_rollback),
     cmocka_unit_test (test_prio_copies_gen_backwards),
+    cmocka_unit_test (test_sb_export_uri_flip),
+    cmocka_unit_test (test_dirty_key_foreign_export),
     cmocka_unit_test (test_torn_bset_recovered),
     cmocka_unit_test (test_random_btree_mutants),
   };
