@@ -385,7 +385,15 @@ bset_read_node (const struct bset_geom *g, struct cdev *cd, void *buf,
       if (g->torn_jseq_max != 0 && stop_jseq > g->torn_jseq_max)
         goto corrupt;
     }
-    if ((r = find_successor (g, cd, buf, base, b, nonce, found.seq,
+    /* Only a chain whose newest good bset is durable can hide a lost
+     * durable bset behind the stop (journal_seq never decreases along
+     * the chain); a newer one's successors are torn-eligible and their
+     * keys still in the journal.  That spares the extra read for nodes
+     * written since open.
+     */
+    succ = 0;
+    if ((g->torn_jseq_min == 0 || found.journal_seq < g->torn_jseq_min) &&
+        (r = find_successor (g, cd, buf, base, b, nonce, found.seq,
                              &win_lo, &win_hi, &succ)) < 0)
       return r;
     if (succ != 0) {

@@ -415,6 +415,44 @@ copy_of (const unsigned char *base)
   return p;
 }
 
+/* Versions as of the clean image (the unclean writes undone). */
+static uint32_t clean_version[NR_BLOCKS];
+static uint32_t unclean_version[NR_BLOCKS];
+
+static void
+expect_clean (void)
+{
+  memcpy (W.version, clean_version, sizeof W.version);
+}
+
+static void
+expect_unclean (void)
+{
+  memcpy (W.version, unclean_version, sizeof W.version);
+}
+
+/* Run mutant m of the clean (or unclean) image; it must be refused.
+ * Frees m.
+ */
+static void
+must_refuse (const char *name, unsigned char *m, bool unclean)
+{
+  if (unclean)
+    expect_unclean ();
+  else
+    expect_clean ();
+  assert_int_equal (run_mutant (name, m), REFUSED);
+  free (m);
+}
+
+/* Byte offset in the image of bset i of node n. */
+static uint64_t
+bset_off (const struct image *im, const struct node *n, unsigned i)
+{
+  return bucket_byte (im, n->bucket)
+    + (uint64_t) n->chain[i].block * NC_BLOCK_BYTES;
+}
+
 /* A live node with at least `min_bsets` bsets (level `level`, or any if
  * level < 0), the one with the most keys.  Fails the test if none.
  */
@@ -434,6 +472,23 @@ pick_node (const struct image *im, unsigned min_bsets, int level)
   if (best == nr)
     fail_msg ("no live node with %u bsets at level %d", min_bsets, level);
   return nodes[best];
+}
+
+/* A copy of the clean image (*m_out, the caller's) and in it the newest
+ * bset of a live leaf with at least min_bsets bsets, at byte *off_out.
+ */
+static struct nc_bset *
+clean_newest_bset (unsigned min_bsets, unsigned char **m_out,
+                   uint64_t *off_out)
+{
+  struct image im;
+  struct node n;
+
+  *m_out = copy_of (W.clean);
+  image_load (&im, *m_out);
+  n = pick_node (&im, min_bsets, 0);
+  *off_out = bset_off (&im, &n, n.nr - 1);
+  return (struct nc_bset *) (*m_out + *off_out);
 }
 
 /* ---- setup: the two base images ---- */
@@ -495,22 +550,6 @@ teardown (void **state)
   return 0;
 }
 
-/* Versions as of the clean image (the unclean writes undone). */
-static uint32_t clean_version[NR_BLOCKS];
-static uint32_t unclean_version[NR_BLOCKS];
-
-static void
-expect_clean (void)
-{
-  memcpy (W.version, clean_version, sizeof W.version);
-}
-
-static void
-expect_unclean (void)
-{
-  memcpy (W.version, unclean_version, sizeof W.version);
-}
-
 /* ---- the tests ---- */
 
 /* The unmutated images open and read right. */
@@ -541,9 +580,7 @@ test_zero_middle_bset (void **state)
   memset (m + bucket_byte (&im, n.bucket)
           + (uint64_t) n.chain[n.nr - 2].block * NC_BLOCK_BYTES, 0,
           NC_BLOCK_BYTES);
-  expect_clean ();
-  assert_int_equal (run_mutant ("zero-middle-bset", m), REFUSED);
-  free (m);
+  must_refuse ("zero-middle-bset", m, false);
 }
 
 /* A key block of the newest bset of a live leaf, zeroed (its header
@@ -564,30 +601,21 @@ test_zero_newest_bset_keys (void **state)
   assert_true (s->nblocks >= 2);
   memset (m + bucket_byte (&im, n.bucket)
           + (uint64_t) (s->block + 1) * NC_BLOCK_BYTES, 0, NC_BLOCK_BYTES);
-  expect_clean ();
-  assert_int_equal (run_mutant ("zero-newest-bset-keys", m), REFUSED);
-  free (m);
+  must_refuse ("zero-newest-bset-keys", m, false);
 }
 
 /* bset.seq = 0 on the newest bset, checksum recomputed. */
 static void
 test_bset_seq_zero (void **state)
 {
-  struct image im;
-  unsigned char *m = copy_of (W.clean);
-  struct node n;
+  unsigned char *m;
   uint64_t off;
+  struct nc_bset *h = clean_newest_bset (2, &m, &off);
   (void) state;
 
-  image_load (&im, m);
-  n = pick_node (&im, 2, 0);
-  off = bucket_byte (&im, n.bucket)
-    + (uint64_t) n.chain[n.nr - 1].block * NC_BLOCK_BYTES;
-  ((struct nc_bset *) (m + off))->seq = 0;
+  h->seq = 0;
   rechecksum_bset (m, off);
-  expect_clean ();
-  assert_int_equal (run_mutant ("bset-seq-0", m), REFUSED);
-  free (m);
+  must_refuse ("bset-seq-0", m, false);
 }
 
 /* The newest bset's key count one short, checksum recomputed: its last
@@ -596,21 +624,14 @@ test_bset_seq_zero (void **state)
 static void
 test_bset_nkeys_short (void **state)
 {
-  struct image im;
-  unsigned char *m = copy_of (W.clean);
-  struct node n;
+  unsigned char *m;
   uint64_t off;
+  struct nc_bset *h = clean_newest_bset (1, &m, &off);
   (void) state;
 
-  image_load (&im, m);
-  n = pick_node (&im, 1, 0);
-  off = bucket_byte (&im, n.bucket)
-    + (uint64_t) n.chain[n.nr - 1].block * NC_BLOCK_BYTES;
-  ((struct nc_bset *) (m + off))->nkeys--;
+  h->nkeys--;
   rechecksum_bset (m, off);
-  expect_clean ();
-  assert_int_equal (run_mutant ("bset-nkeys-short", m), REFUSED);
-  free (m);
+  must_refuse ("bset-nkeys-short", m, false);
 }
 
 /* The newest journal entry of the unclean image (it holds FLUSHed writes
@@ -630,9 +651,7 @@ test_journal_seq_max (void **state)
   e->seq = UINT64_MAX;
   e->csum = nc_csum (e, sizeof *e + (size_t) e->nkeys
                      * sizeof (struct nc_key));
-  expect_unclean ();
-  assert_int_equal (run_mutant ("journal-seq-max", m), REFUSED);
-  free (m);
+  must_refuse ("journal-seq-max", m, true);
 }
 
 /* The prio copy in use (the newer valid one) of image m. */
@@ -704,9 +723,7 @@ test_prio_gen_rollback (void **state)
   assert_int_equal (p->entries[bucket].gen, gen);
   p->entries[bucket].gen = (uint8_t) (gen - 1);
   rechecksum_prio (&im, p);
-  expect_clean ();
-  assert_int_equal (run_mutant ("prio-gen-rollback", m), REFUSED);
-  free (m);
+  must_refuse ("prio-gen-rollback", m, false);
 }
 
 /* The newer prio copy rolls back a data bucket's gen that the older copy
@@ -738,9 +755,7 @@ test_prio_copies_gen_backwards (void **state)
     skip ();
   newer->entries[b].gen--;
   rechecksum_prio (&im, newer);
-  expect_clean ();
-  assert_int_equal (run_mutant ("prio-copies-gen-backwards", m), REFUSED);
-  free (m);
+  must_refuse ("prio-copies-gen-backwards", m, false);
 }
 
 /* The newer superblock copy's export slot gets another backing URI (one
@@ -774,9 +789,7 @@ test_sb_export_uri_flip (void **state)
   }
   newer->exports[i].uri[0] ^= 0x20;
   newer->csum = nc_csum (newer, sizeof *newer);
-  expect_clean ();
-  assert_int_equal (run_mutant ("sb-export-uri-flip", m), REFUSED);
-  free (m);
+  must_refuse ("sb-export-uri-flip", m, false);
 }
 
 /* The last key of the rightmost leaf is moved to an export id the table
@@ -807,16 +820,13 @@ test_dirty_key_foreign_export (void **state)
     n = (struct node) { .bucket = p->keys[p->nkeys - 1].bucket,
                         .nonce = p->keys[p->nkeys - 1].nonce };
   }
-  off = bucket_byte (&im, n.bucket)
-    + (uint64_t) n.chain[n.nr - 1].block * NC_BLOCK_BYTES;
+  off = bset_off (&im, &n, n.nr - 1);
   h = (void *) (m + off);
   assert_true (h->nkeys > 0);
   assert_true (h->keys[h->nkeys - 1].flags & NC_KEY_DIRTY);
   h->keys[h->nkeys - 1].export_id = NC_MAX_EXPORTS;
   rechecksum_bset (m, off);
-  expect_clean ();
-  assert_int_equal (run_mutant ("dirty-key-foreign-export", m), REFUSED);
-  free (m);
+  must_refuse ("dirty-key-foreign-export", m, false);
 }
 
 /* A genuinely torn last bset: after the newest bset of a live leaf of the
@@ -890,24 +900,13 @@ test_torn_bset_recovered (void **state)
 static void
 test_old_bad_bset_refused (void **state)
 {
-  struct image im;
-  unsigned char *m = copy_of (W.clean);
-  struct node n;
-  struct nc_bset *h;
-  const struct bset_at *s;
+  unsigned char *m;
   uint64_t off;
+  struct nc_bset *h = clean_newest_bset (1, &m, &off);
   (void) state;
 
-  image_load (&im, m);
-  n = pick_node (&im, 1, 0);
-  s = &n.chain[n.nr - 1];
-  off = bucket_byte (&im, n.bucket)
-    + (uint64_t) s->block * NC_BLOCK_BYTES;
-  h = (void *) (m + off);
   h->csum ^= 1;
-  expect_clean ();
-  assert_int_equal (run_mutant ("old-bad-bset", m), REFUSED);
-  free (m);
+  must_refuse ("old-bad-bset", m, false);
 }
 
 /* ---- the random loop ---- */
