@@ -70,6 +70,7 @@ check unclean 0 clean
 check torn-bset 0 clean
 for m in zero-middle-bset zero-newest-bset-keys bset-seq-0 bset-nkeys-short \
          old-bad-bset journal-seq-max prio-gen-rollback \
+         prio-gen-rollback-journal \
          prio-copies-gen-backwards sb-export-uri-flip \
          dirty-key-foreign-export; do
     check "$m" 1 DAMAGED

@@ -17,7 +17,8 @@
  * is zeroed; a block of the newest bset's keys zeroed; bset.seq = 0 and a
  * key count one short (both with a recomputed checksum); the newest
  * journal entry's seq set to 2^64 - 1 (recomputed checksum); a prio gen
- * rolled back against the keys and against the other prio copy; the
+ * rolled back against the index's keys, against the journal's keys and
+ * against the other prio copy; the
  * newer superblock copy's export URI changed; a dirty key moved to an
  * export id the table does not have (all with recomputed checksums); a
  * bad checksum on a bset whose
@@ -726,6 +727,53 @@ test_prio_gen_rollback (void **state)
   must_refuse ("prio-gen-rollback", m, false);
 }
 
+/* Is `bucket` named by a data key of a live leaf? */
+static bool
+leaf_uses_bucket (const struct image *im, uint32_t bucket)
+{
+  static struct node nodes[MAX_NODES];
+  unsigned nr = live_nodes (im, nodes, MAX_NODES), i;
+
+  for (i = 0; i < nr; i++) {
+    const struct nc_bset *h = bset_hdr (im, &nodes[i], nodes[i].nr - 1);
+    uint32_t k;
+
+    for (k = 0; h->level == 0 && k < h->nkeys; k++)
+      if (!(h->keys[k].flags & NC_KEY_ZERO) && h->keys[k].bucket == bucket)
+        return true;
+  }
+  return false;
+}
+
+/* In the unclean image, a prio gen rolled back for a bucket that only
+ * keys of the journal's replay range point into (checksum recomputed):
+ * those keys hold a gen newer than the bucket's.
+ */
+static void
+test_prio_gen_rollback_journal (void **state)
+{
+  struct image im;
+  unsigned char *m = copy_of (W.unclean);
+  const struct nc_jentry *e;
+  struct nc_prio *p;
+  uint32_t k;
+  (void) state;
+
+  image_load (&im, m);
+  e = (const void *) (m + newest_jentry (&im));
+  for (k = 0; k < e->nkeys; k++)
+    if (!(e->keys[k].flags & (NC_KEY_ZERO | NC_KEY_DELETE)) &&
+        !leaf_uses_bucket (&im, e->keys[k].bucket))
+      break;
+  if (k == e->nkeys)
+    skip ();
+  p = prio_in_use (&im, m);
+  assert_int_equal (p->entries[e->keys[k].bucket].gen, e->keys[k].gen);
+  p->entries[e->keys[k].bucket].gen--;
+  rechecksum_prio (&im, p);
+  must_refuse ("prio-gen-rollback-journal", m, true);
+}
+
 /* The newer prio copy rolls back a data bucket's gen that the older copy
  * also has (checksum recomputed): the two copies disagree, which prio_read
  * sees before any key is read.
@@ -1051,6 +1099,7 @@ main (void)
     cmocka_unit_test (test_old_bad_bset_refused),
     cmocka_unit_test (test_journal_seq_max),
     cmocka_unit_test (test_prio_gen_rollback),
+    cmocka_unit_test (test_prio_gen_rollback_journal),
     cmocka_unit_test (test_prio_copies_gen_backwards),
     cmocka_unit_test (test_sb_export_uri_flip),
     cmocka_unit_test (test_dirty_key_foreign_export),
