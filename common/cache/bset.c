@@ -277,8 +277,17 @@ find_successor (const struct bset_geom *g, struct cdev *cd, void *buf,
   for (i = b + 1; i < end; i++) {
     const struct nc_bset *h;
 
-    if ((r = window_at (g, cd, buf, base, i, 1, win_lo, win_hi)) < 0)
-      return r;
+    if (i >= *win_hi) {
+      /* Read only the blocks left to look at (fewer than read_blocks):
+       * typically the newest bset's length beyond the node's read.
+       */
+      r = cdev_pread (cd, buf, (size_t) (end - i) * NC_BLOCK_BYTES,
+                      base + (uint64_t) i * NC_BLOCK_BYTES);
+      if (r < 0)
+        return r;
+      *win_lo = i;
+      *win_hi = end;
+    }
     h = block_at (buf, *win_lo, i);
     if (is_ours (g, h, nonce) && h->seq > seq) {
       *at = i;
