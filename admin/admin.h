@@ -58,6 +58,8 @@ struct inspect_walk {
   uint64_t live_blocks, dirty_blocks; /* current data keys */
   uint64_t double_refs;         /* buckets or blocks claimed twice */
   uint64_t foreign_keys;        /* export id not in the export table */
+  uint64_t foreign_dirty_keys;  /* of those, DIRTY: data that can never be
+                                   written back (damage) */
 };
 
 struct inspect {

@@ -163,7 +163,8 @@ check_index (struct inspect *in, struct tally *t)
     return;
   printf ("index: %s, depth %u, %" PRIu64 " node%s (%" PRIu64 " lea%s), %"
           PRIu64 " key%s (%" PRIu64 " dirty, %" PRIu64 " zero, %" PRIu64
-          " stale)\n", w->double_refs ? "DAMAGED" : "ok", w->depth, w->nodes,
+          " stale)\n", w->double_refs || w->foreign_dirty_keys ? "DAMAGED"
+          : "ok", w->depth, w->nodes,
           w->nodes == 1 ? "" : "s", w->leaves, w->leaves == 1 ? "f" : "ves",
           w->keys, w->keys == 1 ? "" : "s", w->dirty_keys, w->zero_keys,
           w->stale_keys);
@@ -173,10 +174,20 @@ check_index (struct inspect *in, struct tally *t)
             w->double_refs == 1 ? "" : "s");
     t->problems += (unsigned) MIN (w->double_refs, 1000u);
   }
-  if (w->foreign_keys > 0) {
-    printf ("index: note: %" PRIu64 " key%s of export ids that are not in "
-            "the export table\n", w->foreign_keys,
-            w->foreign_keys == 1 ? "" : "s");
+  if (w->foreign_dirty_keys > 0) {
+    /* Slots are never freed: dirty data of an id not in the table can
+     * never be written back.
+     */
+    printf ("index: %" PRIu64 " DIRTY key%s of export ids that are not in "
+            "the export table (their data can never be written back)\n",
+            w->foreign_dirty_keys, w->foreign_dirty_keys == 1 ? "" : "s");
+    t->problems += (unsigned) MIN (w->foreign_dirty_keys, 1000u);
+  }
+  if (w->foreign_keys > w->foreign_dirty_keys) {
+    printf ("index: note: %" PRIu64 " clean key%s of export ids that are "
+            "not in the export table\n",
+            w->foreign_keys - w->foreign_dirty_keys,
+            w->foreign_keys - w->foreign_dirty_keys == 1 ? "" : "s");
     t->notes++;
   }
 }

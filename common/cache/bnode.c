@@ -31,7 +31,8 @@
  * can be retried.  If a parent rewrite fails after its child moved, memory
  * and disk disagree: the btree is broken (bnode_set_broken) and refuses
  * every later update and node write.  Reads: -EBADMSG (logged by bset.c)
- * or the device's error.
+ * or the device's error; a torn last bset found by a read is zeroed
+ * (when the btree has a journal, i.e. is not read-only).
  * NOT HERE: the bset format (bset.c), paths, splits, inserts (btree.c).
  */
 #include <config.h>
@@ -349,6 +350,25 @@ bnode_shrink (struct btree *bt, size_t want)
   }
 }
 
+/* Zero (and sync) the first block of a torn last bset, as the journal
+ * drops a torn commit's survivors: once the journal moves past its
+ * journal seq it would read as corruption (bset.c, TORN OR CORRUPT).
+ */
+static int
+zero_torn (struct btree *bt, uint32_t bucket, uint32_t block)
+{
+  uint64_t off = ((uint64_t) bucket * bt->geom.bucket_blocks + block)
+    * NC_BLOCK_BYTES;
+  int r;
+
+  memset (bt->wbuf, 0, NC_BLOCK_BYTES);
+  if ((r = cdev_pwrite (bt->cd, bt->wbuf, NC_BLOCK_BYTES, off, 0)) < 0 ||
+      (r = cdev_sync (bt->cd)) < 0)
+    log_error ("btree node in bucket %" PRIu32 ": cannot drop its torn bset "
+               "at block %" PRIu32 ": %s", bucket, block, strerror (-r));
+  return r;
+}
+
 /* Read the node `ptr` names from disk: level, bounds (lo, hi]. */
 int
 bnode_read (struct btree *bt, const struct nc_key *ptr_in, uint16_t level,
@@ -373,6 +393,8 @@ bnode_read (struct btree *bt, const struct nc_key *ptr_in, uint16_t level,
     return -ENOMEM;
   r = bset_read_node (&bt->geom, bt->cd, bt->rbuf, ptr.bucket, level,
                       ptr.nonce, lo, hi, n->keys, &info);
+  if (r == 0 && info.torn_block != 0 && bt->journal != NULL)
+    r = zero_torn (bt, ptr.bucket, info.torn_block);
   if (r < 0) {
     bnode_release (bt, n, false);
     return r;

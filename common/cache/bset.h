@@ -62,6 +62,13 @@ struct bset_geom {
   uint32_t read_blocks;         /* blocks read at a time: the largest bset
                                    and the next header, so a node written
                                    once is one read */
+  /* A torn bset's journal_seq lies in [torn_jseq_min, torn_jseq_max]
+   * (bset.c, TORN OR CORRUPT): min = the journal's open seq after replay
+   * (newest durable entry + 1), max = min plus the ring's blocks (entries
+   * closed but never durable).  0 = unknown (tests of the bare btree):
+   * no bound.
+   */
+  uint64_t torn_jseq_min, torn_jseq_max;
 };
 
 void bset_geom_init (struct bset_geom *g, const struct nc_sb *sb,
@@ -102,15 +109,20 @@ struct bset_node_info {
   uint64_t seq;                 /* of the newest bset */
   uint64_t journal_seq;
   uint32_t nr_bsets;            /* valid bsets in the chain */
+  uint32_t torn_block;          /* a torn last bset starts here (its first
+                                   block should be zeroed before the node
+                                   is written again); 0 = none */
 };
 
 /* Read node bucket `bucket` (expected level and nonce, bounds (lo, hi])
  * into keys[0 .. cap_keys) and *info.  buf is a cdev buffer of
  * read_blocks blocks.  Walks the bsets from block 0 while each has a good
- * checksum, magic, version, uuid, nonce, level, key count and seq =
- * previous + 1, and takes the last of them.  -EBADMSG (logged, naming the
- * bucket and the reason) if even the first is bad or the keys fail
- * bset_check_keys; -errno from the read.
+ * checksum, magic, version, uuid, nonce, level, key count, zero padding
+ * and seq = previous + 1, and takes the last of them.  Where the walk
+ * stops must look like the end of the chain or a torn last write (see
+ * bset.c, TORN OR CORRUPT).  -EBADMSG (logged once, naming the bucket,
+ * block and reason) if even the first bset is bad, the stop is
+ * corruption, or the keys fail bset_check_keys; -errno from the read.
  */
 int bset_read_node (const struct bset_geom *g, struct cdev *cd, void *buf,
                     uint32_t bucket, uint16_t level, uint64_t nonce,

@@ -556,6 +556,8 @@ btree_create (const struct btree_config *cfg, struct btree **out)
   bt->bs = cfg->bs;
   bt->journal = cfg->journal;
   bset_geom_init (&bt->geom, cfg->sb, max_keys);
+  bt->geom.torn_jseq_min = cfg->torn_jseq_min;
+  bt->geom.torn_jseq_max = cfg->torn_jseq_max;
   bt->cache_bytes = cfg->node_cache_bytes ? cfg->node_cache_bytes
     : BTREE_NODE_CACHE_DEFAULT_BYTES;
   bt->node_size = sizeof (struct btree_node)
@@ -653,6 +655,33 @@ btree_replay_key (struct btree *bt, const struct nc_key *k)
   return r;
 }
 
+int
+btree_check_key_gen (struct bucket_set *bs, const struct nc_key *k,
+                     unsigned max_distance, const char *where,
+                     uint64_t where_no)
+{
+  uint8_t gen = bucket_gen (bs, k->bucket);
+  uint8_t behind = (uint8_t) (gen - k->gen);
+
+  if (behind <= max_distance)
+    return 0;
+  log_error ("%s %" PRIu64 ": key of export %u blocks %" PRIu64 "+%" PRIu32
+             " points at bucket %" PRIu32 " gen %u, but the bucket is at gen "
+             "%u: the key's gen is newer than its bucket's (%u behind is "
+             "beyond the gen-distance limit of %u): the prio copy is out of "
+             "date or corrupt", where, where_no, k->export_id,
+             k->end - k->size, k->size, k->bucket, k->gen, gen, behind,
+             max_distance);
+  return -EBADMSG;
+}
+
+static inline int
+check_key_gen (struct btree *bt, const struct nc_key *k,
+               unsigned max_distance, const char *where, uint32_t bucket)
+{
+  return btree_check_key_gen (bt->bs, k, max_distance, where, bucket);
+}
+
 static int
 walk_node (struct btree *bt, const struct btree_walk_ops *ops,
            struct btree_node *n, struct bpos lo)
@@ -672,9 +701,16 @@ walk_node (struct btree *bt, const struct btree_walk_ops *ops,
       (r = ops->node (ops->opaque, n->bucket, n->level, n->nkeys)) != 0)
     return r;
   if (n->level == 0) {
-    for (i = 0; ops->key != NULL && i < n->nkeys; i++)
-      if ((r = ops->key (ops->opaque, &n->keys[i])) != 0)
+    for (i = 0; i < n->nkeys; i++) {
+      const struct nc_key *k = &n->keys[i];
+
+      if (bkey_has_data (k) &&
+          (r = check_key_gen (bt, k, BUCKET_GEN_MAX_DISTANCE,
+                              "btree node in bucket", n->bucket)) < 0)
         return r;
+      if (ops->key != NULL && (r = ops->key (ops->opaque, k)) != 0)
+        return r;
+    }
     return 0;
   }
   for (i = 0; i < n->nkeys; i++) {

@@ -80,6 +80,12 @@ struct btree_config {
   struct bucket_set *bs;
   struct journal *journal;      /* NULL: read-only use (nbdcache check) */
   uint64_t node_cache_bytes;    /* 0 = default */
+  /* What a crash may have torn (bset.h, struct bset_geom): a bset whose
+   * journal_seq is below torn_jseq_min (the journal's open seq after
+   * replay) or above torn_jseq_max (that plus the ring's blocks) was
+   * durable, so damage to it is corruption.  0 = unknown (tests).
+   */
+  uint64_t torn_jseq_min, torn_jseq_max;
   /* Tests only: keys per node, 4 .. btree_node_max_keys (sb), so that a
    * few thousand keys build a deep tree.  0 = btree_node_max_keys (sb).
    * A tree must be reopened with the value it was written with.
@@ -126,6 +132,22 @@ struct btree_walk_ops {
  * the walk and is returned.
  */
 int btree_walk (struct btree *bt, const struct btree_walk_ops *ops);
+
+/* GENS ON DISK: the allocator never bumps a bucket more than
+ * BUCKET_GEN_MAX_DISTANCE past the oldest gen a key in the (durable)
+ * index may hold, so every data key's gen is at most that far behind its
+ * bucket's gen, modulo 256; a key "further behind" is really *ahead* of
+ * its bucket: the prio copy lost a bump (rolled back), and stale keys
+ * would come back to life.  btree_walk checks every leaf key with
+ * BUCKET_GEN_MAX_DISTANCE.  Journal keys may lag by more (a key cut
+ * after it was journaled is not held back by the walk that publishes
+ * oldest gens, but the next commit drops it from the replay range), so
+ * recovery checks them with 2 * BUCKET_GEN_MAX_DISTANCE.  0, or -EBADMSG
+ * logged with where / where_no naming the node bucket or journal key.
+ */
+int btree_check_key_gen (struct bucket_set *bs, const struct nc_key *k,
+                         unsigned max_distance, const char *where,
+                         uint64_t where_no);
 
 /* ---- run time ---- */
 

@@ -141,10 +141,37 @@ mark_node (void *opaque, uint32_t bucket, uint16_t level, uint32_t nkeys)
   return 0;
 }
 
+/* Export slots are never freed (super.c): a DIRTY key of an id that is
+ * not in the table is data nobody can ever write back.  0 or -EBADMSG
+ * (logged).
+ */
+static int
+check_dirty_export (const struct ncache_device *dev, const struct nc_key *k,
+                    const char *where)
+{
+  int i;
+
+  if (!bkey_is_dirty (k))
+    return 0;
+  for (i = 0; i < NC_MAX_EXPORTS; i++)
+    if (dev->sb.exports[i].id != 0 && dev->sb.exports[i].id == k->export_id)
+      return 0;
+  log_error ("cache '%s' (%s): %s key of export id %u blocks %" PRIu64 "+%"
+             PRIu32 " is DIRTY, but the export table has no export %u: its "
+             "data could never be written back; the metadata is corrupt",
+             dev->name, dev->cd->path, where, k->export_id,
+             k->end - k->size, k->size, k->export_id);
+  return -EBADMSG;
+}
+
 static int
 mark_key (void *opaque, const struct nc_key *k)
 {
   struct ncache_device *dev = opaque;
+  int r;
+
+  if ((r = check_dirty_export (dev, k, "index")) < 0)
+    return r;
   bucket_mark_key (dev->bs, k);
   return 0;
 }
@@ -163,9 +190,22 @@ mark_tree (struct ncache_device *dev, const struct key_vec *journal_keys)
   if (r < 0)
     return r;
   if (journal_keys != NULL)
-    for (i = 0; i < journal_keys->len; i++)
-      if (bkey_has_data (&journal_keys->keys[i]))
-        bucket_mark_key (dev->bs, &journal_keys->keys[i]);
+    for (i = 0; i < journal_keys->len; i++) {
+      const struct nc_key *k = &journal_keys->keys[i];
+
+      if ((r = check_dirty_export (dev, k, "journal")) < 0)
+        return r;
+      if (!bkey_has_data (k) || k->bucket < dev->sb.data_first ||
+          k->bucket >= dev->sb.nbuckets)
+        continue;               /* replay refuses a bad pointer itself */
+      /* A gen newer than the bucket's: the prios lost a bump (see GENS ON
+       * DISK in btree.h).
+       */
+      if ((r = btree_check_key_gen (dev->bs, k, 2 * BUCKET_GEN_MAX_DISTANCE,
+                                    "journal key", i)) < 0)
+        return r;
+      bucket_mark_key (dev->bs, k);
+    }
   bucket_mark_done (dev->bs);
   return 0;
 }
@@ -206,6 +246,9 @@ recover (struct ncache_device *dev, const struct ncache_device_tuning *t)
 
   bcfg.bs = dev->bs;
   bcfg.journal = dev->journal;
+  bcfg.torn_jseq_min = journal_open_seq (dev->journal);
+  bcfg.torn_jseq_max = bcfg.torn_jseq_min
+    + (uint64_t) dev->sb.journal_buckets * dev->sb.bucket_blocks;
   if ((r = btree_create (&bcfg, &dev->bt)) < 0 ||
       (r = btree_set_root (dev->bt, &root, root_level)) < 0)
     goto out;

@@ -13,7 +13,10 @@
  * REPLAY: read the ring in chunks; an entry may start at any block; keep
  * every valid entry (magic, version, uuid — a foreign uuid is silently
  * ignored — length inside the ring and within JOURNAL_MAX_ENTRY_BLOCKS,
- * nkeys fits, csum, 1 <= last_seq <= seq, write_first <= seq).  Two
+ * nkeys fits, csum, 1 <= last_seq <= seq < 2^64 - 1, write_first <= seq,
+ * seq - last_seq and seq - write_first below the ring's blocks).  An
+ * entry with a good checksum that breaks those field rules is corruption
+ * (no write, torn or not, makes one): -EBADMSG.  Two
  * different valid entries with one seq: -EBADMSG.  Let M be the valid entry
  * with the highest seq and B its write_first.  The chain of a candidate
  * (start with M) is last_seq .. seq; if an entry m of it is missing and
@@ -73,11 +76,19 @@
 
 /* NULL if the entry at ring block pos is valid, else why not.  buf holds
  * at least min(JOURNAL_MAX_ENTRY_BLOCKS, ring - pos) blocks from pos.
+ * *corrupt (if not NULL) is set when the entry has our magic, version,
+ * uuid, a sane length and a good checksum but fields the format forbids:
+ * no write produces that (a torn or stale block fails the checksum), so
+ * it is corruption, never an entry to skip.
  */
 static const char *
 entry_invalid (const struct ring_geom *g, const struct nc_jentry *e,
-               uint32_t pos)
+               uint32_t pos, bool *corrupt)
 {
+  uint64_t wf;
+
+  if (corrupt != NULL)
+    *corrupt = false;
   if (e->magic != NC_JOURNAL_MAGIC)
     return "bad magic";
   if (e->version != NC_FORMAT_VERSION)
@@ -92,10 +103,24 @@ entry_invalid (const struct ring_geom *g, const struct nc_jentry *e,
   if (e->csum != nc_csum (e, sizeof *e + (size_t) e->nkeys *
                           sizeof (struct nc_key)))
     return "bad checksum";
+  if (corrupt != NULL)
+    *corrupt = true;
   if (e->seq == 0 || e->last_seq == 0 || e->last_seq > e->seq)
     return "bad last_seq";
-  if (JENTRY_WRITE_FIRST (e) > e->seq)
+  /* Every entry of last_seq .. seq is in the ring at once, one block at
+   * least each; so are the entries of one write (write_first .. seq).
+   */
+  if (e->seq == UINT64_MAX)
+    return "seq at its limit";
+  if (e->seq - e->last_seq >= g->blocks)
+    return "last_seq further back than the ring holds entries";
+  wf = JENTRY_WRITE_FIRST (e);
+  if (wf > e->seq)
     return "bad write_first";
+  if (wf != 0 && e->seq - wf >= g->blocks)
+    return "write_first further back than the ring holds entries";
+  if (corrupt != NULL)
+    *corrupt = false;
   return NULL;
 }
 
@@ -177,10 +202,18 @@ scan_ring (const struct ring_geom *g, struct found_vec *fv)
       const struct nc_jentry *e =
         (const void *) (buf + (size_t) (b - chunk) * NC_BLOCK_BYTES);
       const char *why;
+      bool corrupt;
 
       if (e->magic != NC_JOURNAL_MAGIC)
         continue;
-      why = entry_invalid (g, e, b);
+      why = entry_invalid (g, e, b, &corrupt);
+      if (why != NULL && corrupt) {
+        log_error ("journal (%s): entry at ring block %" PRIu32 " (seq %"
+                   PRIu64 ", last_seq %" PRIu64 ") has a valid checksum but "
+                   "%s: the journal is corrupt", g->cd->path, b, e->seq,
+                   e->last_seq, why);
+        return -EBADMSG;
+      }
       if (why != NULL) {
         log_debug ("journal (%s): ring block %" PRIu32 ": not an entry: %s",
                    g->cd->path, b, why);
@@ -422,7 +455,7 @@ replay_keys (struct journal *j, const struct found_vec *fv, size_t first,
         return r;
     }
     e = (const void *) (buf + (size_t) (f->pos - wstart) * NC_BLOCK_BYTES);
-    why = entry_invalid (&j->g, e, f->pos);
+    why = entry_invalid (&j->g, e, f->pos, NULL);
     if (why == NULL && (e->seq != f->seq || e->csum != f->csum))
       why = "changed since the scan";
     if (why != NULL) {

@@ -16,6 +16,9 @@
  *   newest seq + 1, then syncs; so a torn write leaves the other copy
  *   intact, and gens in the newest copy are never older than in memory
  *   at the time of the previous successful write.
+ * - So with both copies valid, no gen in the newer one is behind the
+ *   older one's (modulo 256, within BUCKET_GEN_MAX_DISTANCE): prio_read
+ *   refuses (-EBADMSG) a pair where one moved backwards.
  *
  * THREADS AND LOCKS: prio_read and prio_write take bs->lock (and hold it
  * across their I/O: a prio write freezes the gens it writes and
@@ -25,6 +28,7 @@
  * FAILURE: a copy that fails a check is never used.  One bad copy: a
  * warning naming it and why, the other is used.  Both bad: -EBADMSG with
  * one error naming the device, both copies and why (or the read error).
+ * Both valid but a gen moved backwards: -EBADMSG naming the bucket.
  * Write errors: -errno, logged with the copy.
  *
  * NOT HERE: what gens mean for the allocator (bucket.c).
@@ -124,6 +128,32 @@ fill_header (struct nc_prio *p, const struct nc_sb *sb, uint64_t seq)
   p->seq = seq;
 }
 
+/* Gens only move forward: a bucket's gen in the newer copy is never
+ * behind its gen in the older one (within the gen-distance limit, modulo
+ * 256).  A gen that moved backwards would bring stale keys back to life.
+ * 0, or -EBADMSG logged naming the bucket and both copies.
+ */
+static int
+check_gens_forward (const struct bucket_set *bs, const struct nc_prio *newer,
+                    const struct nc_prio *older, int newer_copy)
+{
+  uint32_t i;
+
+  for (i = 0; i < bs->nbuckets; i++) {
+    uint8_t n = newer->entries[i].gen, o = older->entries[i].gen;
+
+    if ((uint8_t) (n - o) > BUCKET_GEN_MAX_DISTANCE) {
+      log_error ("cache device %s: bucket %" PRIu32 " is at gen %u in prio "
+                 "copy %c (seq %" PRIu64 ") but at gen %u in the older copy "
+                 "%c (seq %" PRIu64 "): a gen moved backwards; the prios are "
+                 "corrupt", bs->cd->path, i, n, copy_name (newer_copy),
+                 newer->seq, o, copy_name (1 - newer_copy), older->seq);
+      return -EBADMSG;
+    }
+  }
+  return 0;
+}
+
 int
 prio_read (struct bucket_set *bs)
 {
@@ -155,8 +185,11 @@ prio_read (struct bucket_set *bs)
                bs->cd->path, why[0], why[1]);
     goto out;
   }
-  if (why[0] == NULL && why[1] == NULL)
+  if (why[0] == NULL && why[1] == NULL) {
     use = bufs[1]->seq > bufs[0]->seq ? 1 : 0;
+    if ((r = check_gens_forward (bs, bufs[use], bufs[1 - use], use)) < 0)
+      goto out;
+  }
   else {
     use = why[0] == NULL ? 0 : 1;
     if (strcmp (why[1 - use], NEVER_WRITTEN) == 0)

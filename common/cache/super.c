@@ -18,6 +18,10 @@
  *   the in-memory seq back, so a retry targets the same (older) slot again
  *   rather than the only good copy.
  * - super_write refuses to write a superblock that does not validate.
+ * - The geometry never changes after format, and an export slot's
+ *   identity (id, backing URI and size) never changes after it is added
+ *   (slots are never freed): two valid copies of one cache set agree on
+ *   both, or super_read refuses (-EBADMSG).
  * - nc_format never leaves a state that reads as the *old* cache, nor a
  *   half-made new one that reads as valid:
  *     1. zero blocks 0 and 1 (both superblock copies), sync;
@@ -244,6 +248,40 @@ super_probe (struct cdev *cd)
   return r;
 }
 
+/* NULL if two valid copies of one cache set agree on what never changes
+ * after format (the geometry) and after an export is added (its slot's
+ * id, backing URI and size — slots are never freed or reused; the name
+ * and mode are informational),
+ * else why not and *slot_out the export slot (or -1).  A bit flip in
+ * the newer copy's export table, checksum recomputed, would otherwise
+ * attach the backing as a new export and orphan its dirty data.
+ */
+static const char *
+copies_disagree (const struct nc_sb *a, const struct nc_sb *b, int *slot_out)
+{
+  int i;
+
+  *slot_out = -1;
+  if (a->block_bytes != b->block_bytes || a->device_bytes != b->device_bytes
+      || a->bucket_blocks != b->bucket_blocks || a->nbuckets != b->nbuckets
+      || a->journal_first != b->journal_first
+      || a->journal_buckets != b->journal_buckets
+      || a->prio_first != b->prio_first || a->prio_buckets != b->prio_buckets
+      || a->data_first != b->data_first)
+    return "the geometry differs";
+  for (i = 0; i < NC_MAX_EXPORTS; i++) {
+    const struct nc_sb_export *x = &a->exports[i], *y = &b->exports[i];
+
+    if (x->id == 0 || y->id == 0)
+      continue;                 /* added since: only the newer has it */
+    *slot_out = i;
+    if (x->id != y->id || x->backing_bytes != y->backing_bytes ||
+        memcmp (x->uri, y->uri, sizeof x->uri) != 0)
+      return "an export slot's identity (id, backing URI or size) differs";
+  }
+  return NULL;
+}
+
 int
 super_read (struct cdev *cd, struct nc_sb *sb, int *slot)
 {
@@ -269,7 +307,26 @@ super_read (struct cdev *cd, struct nc_sb *sb, int *slot)
   }
 
   if (best >= 0) {
+    const char *why;
+    int eslot;
+
     other = 1 - best;
+    if (c[other].state == COPY_VALID &&
+        memcmp (buf[best].uuid, buf[other].uuid, sizeof buf[best].uuid) == 0
+        && (why = copies_disagree (&buf[best], &buf[other], &eslot))
+        != NULL) {
+      if (eslot >= 0)
+        log_error ("%s: corrupt nbdcache superblock: copies %d (seq %" PRIu64
+                   ") and %d (seq %" PRIu64 ") disagree: export slot %d: %s",
+                   cd->path, best, buf[best].seq, other, buf[other].seq,
+                   eslot, why);
+      else
+        log_error ("%s: corrupt nbdcache superblock: copies %d (seq %" PRIu64
+                   ") and %d (seq %" PRIu64 ") disagree: %s", cd->path, best,
+                   buf[best].seq, other, buf[other].seq, why);
+      free (buf);
+      return -EBADMSG;
+    }
     if (c[other].state == COPY_INVALID || c[other].state == COPY_IO_ERROR)
       log_warning ("%s: superblock copy %d is unusable (%s); using copy %d "
                    "(seq %" PRIu64 ")", cd->path, other, c[other].why, best,

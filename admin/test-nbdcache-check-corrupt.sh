@@ -1,0 +1,80 @@
+#!/bin/sh
+# test-nbdcache-check-corrupt.sh — nbdcache check on corrupt caches with
+# dirty data: DAMAGED, never clean.
+#
+# WHAT: common/cache/test-corrupt builds a writeback cache full of dirty
+# data (a clean and a crashed image) and writes every image it opens to a
+# directory: the two base images, a genuinely torn last bset, and the
+# corruptions (a zeroed bset in the middle of a node's chain, a zeroed key
+# block of a durable bset, bset.seq = 0 and a key count one short with
+# recomputed checksums, a bad checksum on a durable bset, a journal entry
+# with seq 2^64 - 1, a prio gen rolled back against the keys and against
+# the other prio copy, the newer superblock copy's export URI changed, a
+# dirty key of an export id the table does not have).  nbdcache check
+# must say clean (exit 0) for the first three and DAMAGED (exit 1) for
+# every corruption, and must not change any image.
+# HOW: run by "make check" in admin/ with NBDCACHE pointing at the binary
+# and TEST_CORRUPT at the test-corrupt program (built by "make check" in
+# common/cache, which runs first; skipped, 77, if it is not built).
+set -u
+: "${NBDCACHE:=./nbdcache}"
+: "${TEST_CORRUPT:=../common/cache/test-corrupt}"
+
+if [ ! -x "$NBDCACHE" ]; then
+    echo "$0: $NBDCACHE not built" >&2
+    exit 1
+fi
+if [ ! -x "$TEST_CORRUPT" ]; then
+    echo "$0: $TEST_CORRUPT not built; skipping" >&2
+    exit 77
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-nbdcache-check-corrupt.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+
+fail () {
+    echo "FAIL: $*" >&2
+    failures=$((failures + 1))
+}
+
+mkdir "$tmp/img"
+if ! NBDCACHE_CORRUPT_IMAGES="$tmp/img" NBDCACHE_CORRUPT_MUTANTS=0 \
+        "$TEST_CORRUPT" >"$tmp/log" 2>&1; then
+    cat "$tmp/log" >&2
+    fail "test-corrupt did not pass"
+fi
+
+# check NAME STATUS WORD: nbdcache check on NAME.img exits STATUS and
+# prints "result: WORD"; the image is not modified.
+check () {
+    img="$tmp/img/$1.img"
+    if [ ! -f "$img" ]; then
+        fail "$1: no image written"
+        return
+    fi
+    before=$(cksum <"$img")
+    "$NBDCACHE" check "$img" >"$tmp/out" 2>&1
+    status=$?
+    if [ "$status" -ne "$2" ] || ! grep -q "^result: $3" "$tmp/out"; then
+        fail "$1: exit status $status, expected $2 and 'result: $3'"
+        sed 's/^/  /' "$tmp/out" >&2
+    else
+        echo "ok: $1: exit $status, $3"
+    fi
+    [ "$(cksum <"$img")" = "$before" ] || fail "$1: check modified the image"
+}
+
+check clean 0 clean
+check unclean 0 clean
+check torn-bset 0 clean
+for m in zero-middle-bset zero-newest-bset-keys bset-seq-0 bset-nkeys-short \
+         old-bad-bset journal-seq-max prio-gen-rollback \
+         prio-gen-rollback-journal \
+         prio-copies-gen-backwards sb-export-uri-flip \
+         dirty-key-foreign-export; do
+    check "$m" 1 DAMAGED
+done
+
+[ "$failures" -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }
+echo "all ok"
