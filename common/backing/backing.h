@@ -80,16 +80,46 @@ struct backing {
   bool is_block_device;
 };
 
+/* How to reach a remote (nbd:// …) backing; local drivers ignore it.
+ * Zero / NULL fields mean the default.  Strings are copied at open.
+ */
+struct backing_remote_options {
+  unsigned connections;         /* 0 = 4 if the remote offers multi-conn,
+                                   else 1 */
+  uint32_t timeout_ms;          /* per request, retries included;
+                                   0 = 30000 */
+  const char *tls_certificates; /* X.509 directory (ca-cert.pem …) */
+  bool tls_no_verify;           /* do not verify the remote's certificate */
+  const char *tls_psk_file;     /* PSK keys file (psktool format) */
+  const char *tls_username;     /* PSK user; NULL = the URI's user or
+                                   the local login name */
+};
+
 struct backing_open_options {
   bool readonly;
   /* If the store does not exist, create it sparse with this size (bytes).
    * 0 means it must already exist.  An existing file is never resized.
    */
   uint64_t create_size_bytes;
+  struct backing_remote_options remote;
+};
+
+/* The connection state of a remote backing, for stats and logs. */
+struct backing_remote_state {
+  unsigned connections;         /* configured */
+  unsigned connected;           /* of them, up now */
+  int64_t down_since_s;         /* wall clock (time(2)) when the first
+                                   connection still down went down;
+                                   0 = all up */
+  uint64_t reconnect_attempts;  /* since open, all connections */
+  uint64_t retried_requests;    /* requests resent after a lost connection */
+  uint64_t timed_out_requests;  /* requests failed with EIO on timeout */
 };
 
 /* Open by URI: "file:///path", a plain path (file), "memory:SIZE" (bytes,
- * with optional K/M/G/T suffix).  0 and *out set, or -errno (logged).
+ * with optional K/M/G/T suffix), or a libnbd URI (nbd://, nbds://,
+ * nbd+unix://, nbds+unix://) for the remote NBD driver.
+ * 0 and *out set, or -errno (logged).
  */
 int backing_open (const char *uri, const struct backing_open_options *opts,
                   struct backing **out);
@@ -98,6 +128,17 @@ int backing_open (const char *uri, const struct backing_open_options *opts,
 int backing_file_open (const char *path, const struct backing_open_options *opts,
                        struct backing **out);
 int backing_memory_create (uint64_t size_bytes, struct backing **out);
+int backing_nbd_open (const char *uri, const struct backing_open_options *opts,
+                      struct backing **out);
+
+/* True if uri names a remote backing (a libnbd URI scheme). */
+bool backing_is_remote_uri (const char *uri);
+
+/* The connection state of a remote backing: 0, or -ENOTSUP for a local
+ * one.  Safe from any thread while b is open.
+ */
+int backing_remote_get_state (struct backing *b,
+                              struct backing_remote_state *out);
 
 /* NULL is a no-op. */
 void backing_close (struct backing *b);
