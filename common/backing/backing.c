@@ -52,22 +52,6 @@ has_scheme (const char *s)
     strncmp (s + n, "://", 3) == 0;
 }
 
-static const char *const remote_schemes[] = {
-  "nbd://", "nbds://", "nbd+unix://", "nbds+unix://",
-  "nbd+vsock://", "nbds+vsock://",
-};
-
-bool
-backing_is_remote_uri (const char *uri)
-{
-  size_t i;
-
-  for (i = 0; i < sizeof remote_schemes / sizeof remote_schemes[0]; i++)
-    if (has_prefix (uri, remote_schemes[i]))
-      return true;
-  return false;
-}
-
 static int
 open_memory (const char *uri, const struct backing_open_options *opts,
              struct backing **out)

@@ -37,6 +37,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Flags for pwrite / trim / zero. */
 #define BACKING_FUA      (1u << 0)
@@ -131,8 +132,30 @@ int backing_memory_create (uint64_t size_bytes, struct backing **out);
 int backing_nbd_open (const char *uri, const struct backing_open_options *opts,
                       struct backing **out);
 
-/* True if uri names a remote backing (a libnbd URI scheme). */
-bool backing_is_remote_uri (const char *uri);
+/* True if uri names a remote backing (a libnbd URI scheme).  Inline so
+ * that the config parser can tell without linking the drivers.
+ */
+static inline bool
+backing_is_remote_uri (const char *uri)
+{
+  static const char *const schemes[] = {
+    "nbd://", "nbds://", "nbd+unix://", "nbds+unix://",
+    "nbd+vsock://", "nbds+vsock://",
+  };
+  size_t i;
+
+  for (i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
+    if (strncmp (uri, schemes[i], strlen (schemes[i])) == 0)
+      return true;
+  return false;
+}
+
+/* True if uri asks for TLS (nbds://, nbds+unix://, nbds+vsock://). */
+static inline bool
+backing_is_tls_uri (const char *uri)
+{
+  return strncmp (uri, "nbds://", 7) == 0 || strncmp (uri, "nbds+", 5) == 0;
+}
 
 /* The connection state of a remote backing: 0, or -ENOTSUP for a local
  * one.  Safe from any thread while b is open.

@@ -554,12 +554,6 @@ identity_uri (const char *uri)
   return out;
 }
 
-static bool
-is_tls_uri (const char *uri)
-{
-  return strncmp (uri, "nbds:", 5) == 0 || strncmp (uri, "nbds+", 5) == 0;
-}
-
 static char *
 dup_or_null (const char *s, bool *oom)
 {
@@ -655,7 +649,7 @@ backing_nbd_open (const char *uri, const struct backing_open_options *opts,
     goto err;
   }
   if ((ro->tls_certificates || ro->tls_psk_file || ro->tls_username ||
-       ro->tls_no_verify) && !is_tls_uri (uri)) {
+       ro->tls_no_verify) && !backing_is_tls_uri (uri)) {
     log_error ("backing %s: TLS settings given, but the URI does not ask "
                "for TLS (use nbds:// or nbds+unix://)", n->b.uri);
     r = -EINVAL;
