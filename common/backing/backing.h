@@ -1,7 +1,7 @@
 /* backing.h — the backing-store driver contract.
  *
  * WHAT: one ops table that every backing store implements (a local file or
- * block device today; a remote NBD server and Ceph RBD later; an in-memory
+ * block device, a remote NBD server; Ceph RBD later; an in-memory
  * store and a fault-injecting store for tests), and the functions that open
  * one from a URI.
  * WHY: the engine holds the authoritative data on the backing store and must
@@ -28,6 +28,10 @@
  *   continue, >0 to stop early, <0 to fail with that error.
  *   A driver without allocation information reports one allocated extent.
  * - close: releases everything; never fails visibly.
+ * - Every op is idempotent (the same call twice leaves the same state), so
+ *   a remote driver resends what a lost connection interrupted and fails
+ *   with -EIO only after its timeout (backing_remote_options.timeout_ms);
+ *   callers must not rely on an op failing fast while a remote is away.
  *
  * NOT HERE: caching, range checks against the export's size, NBD errors.
  */

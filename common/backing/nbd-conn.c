@@ -227,7 +227,7 @@ static void
 set_down (struct nbd_conn *c)
 {
   pthread_mutex_lock (&c->lock);
-  c->up = false;
+  __atomic_store_n (&c->up, false, __ATOMIC_RELAXED);  /* see pick_conn */
   if (c->down_since_s == 0)
     c->down_since_s = (int64_t) time (NULL);
   pthread_mutex_unlock (&c->lock);
@@ -333,7 +333,7 @@ finish_connect (struct nbd_conn *c, uint64_t now)
   c->connecting = false;
   c->backoff_ms = RECONNECT_MIN_MS;
   pthread_mutex_lock (&c->lock);
-  c->up = true;
+  __atomic_store_n (&c->up, true, __ATOMIC_RELAXED);
   c->down_since_s = 0;
   pthread_mutex_unlock (&c->lock);
   log_info ("backing %s: connection %u re-established", c->n->b.uri,

@@ -81,7 +81,9 @@ struct nbd_conn {
   /* ---- protected by lock ---- */
   struct nbd_req_list pending;  /* waiting for (re)submission */
   struct nbd_req_list inflight; /* handed to libnbd */
-  bool up;                      /* handshake done, handle usable */
+  bool up;                      /* handshake done, handle usable; also
+                                   read without the lock (atomically) to
+                                   pick a connection */
   bool stopping;
   bool tearing_down;            /* closing the handle: ignore callbacks */
   int64_t down_since_s;         /* wall clock; 0 while up */
