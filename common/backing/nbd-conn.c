@@ -29,7 +29,8 @@
  * connection is lost (ENOTCONN, or ESHUTDOWN from a stopping server) is
  * queued again and resent once the connection is re-established.  The
  * I/O thread reconnects in the background with exponential backoff
- * (RECONNECT_MIN_MS doubling to RECONNECT_MAX_MS), checking that the
+ * (RECONNECT_MIN_MS doubling to RECONNECT_MAX_MS, or to a quarter of the
+ * request timeout if that is shorter), checking that the
  * export's size has not changed.  A request not finished within the
  * driver's timeout fails with -EIO; if it is on the wire the connection
  * is closed first (libnbd cannot cancel one command) and the others on
@@ -233,12 +234,21 @@ set_down (struct nbd_conn *c)
   pthread_mutex_unlock (&c->lock);
 }
 
+/* The next attempt after the current delay, which then doubles up to
+ * RECONNECT_MAX_MS, or a quarter of the request timeout if that is less:
+ * a waiting request sees at least three attempts before it times out.
+ */
 static void
 schedule_reconnect (struct nbd_conn *c, uint64_t now)
 {
+  uint32_t max_ms = c->n->timeout_ms / 4;
+
+  if (max_ms > RECONNECT_MAX_MS)
+    max_ms = RECONNECT_MAX_MS;
+  if (max_ms < RECONNECT_MIN_MS)
+    max_ms = RECONNECT_MIN_MS;
   c->next_attempt_ms = now + c->backoff_ms;
-  c->backoff_ms = c->backoff_ms * 2 > RECONNECT_MAX_MS
-    ? RECONNECT_MAX_MS : c->backoff_ms * 2;
+  c->backoff_ms = c->backoff_ms * 2 > max_ms ? max_ms : c->backoff_ms * 2;
 }
 
 /* Closes the handle; requests on the wire go back to pending. */
