@@ -148,6 +148,8 @@ export_open_one (struct server *srv, const struct config_export *ce,
     return r;
   }
   r = ncache_open (&ncfg, b, &exp->nc);       /* takes ownership of b */
+  if (r == 0)
+    exp->backing = b;
   if (r < 0) {
     log_error ("%s:%d: export '%s': cannot serve in mode '%s'%s%s%s: %s",
                srv->cfg->path, ce->line, ce->name,
