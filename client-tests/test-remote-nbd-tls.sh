@@ -58,7 +58,7 @@ plugin_args ()
        "cache=$tmp/cache-plugin-$2.img create=yes cache-size=32M" \
        "mode=writethrough"
 }
-for kind in $(server_kinds); do
+for kind in $(tls_server_kinds); do
   rm -f "$tmp/out-$kind"
   roundtrip="nbdcopy '$tmp/src' \"\$uri\" && nbdcopy \"\$uri\" '$tmp/out-$kind'"
   case $kind in

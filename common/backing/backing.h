@@ -113,9 +113,9 @@ struct backing_open_options {
 struct backing_remote_state {
   unsigned connections;         /* configured */
   unsigned connected;           /* of them, up now */
-  int64_t down_since_s;         /* wall clock (time(2)) when the first
-                                   connection still down went down;
-                                   0 = all up */
+  int64_t down_since_s;         /* wall clock (time(2)) since when no
+                                   connection has been up; 0 while at
+                                   least one is */
   uint64_t reconnect_attempts;  /* since open, all connections */
   uint64_t retried_requests;    /* requests resent after a lost connection */
   uint64_t timed_out_requests;  /* requests failed with EIO on timeout */

@@ -732,13 +732,14 @@ backing_remote_get_state (struct backing *b, struct backing_remote_state *out)
     pthread_mutex_lock (&c->lock);
     if (c->up)
       out->connected++;
-    else if (c->down_since_s != 0 &&
-             (out->down_since_s == 0 || c->down_since_s < out->down_since_s))
-      out->down_since_s = c->down_since_s;
+    else if (c->down_since_s > out->down_since_s)
+      out->down_since_s = c->down_since_s;  /* the last one to go down */
     out->reconnect_attempts += c->reconnect_attempts;
     out->retried_requests += c->retried;
     out->timed_out_requests += c->timed_out;
     pthread_mutex_unlock (&c->lock);
   }
+  if (out->connected > 0)
+    out->down_since_s = 0;      /* reachable: requests still flow */
   return 0;
 }
