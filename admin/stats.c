@@ -2,7 +2,9 @@
  *
  * WHAT: `nbdcache stats (--socket PATH | -c CONFIG) [--json] [EXPORT]`
  * asks the control socket for "stats" (or "stats EXPORT") and prints the
- * answer as a table: per export the mode, cache, requests, hits and
+ * answer as a table: per export the mode, cache, backing store (for a
+ * remote one: connected, or disconnected since when, and its reconnect
+ * counters), requests, hits and
  * misses with the hit ratio, bypasses, promotions, dirty data, writeback
  * and backing trims; per cache device the buckets, evictions, GC,
  * discards, journal group commits and the btree.  With --json the
@@ -30,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <json.h>
 
@@ -130,12 +133,49 @@ ratio (struct json_object *o, const char *part, const char *whole,
 
 /* ---- the table ---- */
 
+/* The backing store line: its URI, and for a remote one whether it is
+ * connected (or since when it is not) and the reconnect counters.
+ */
+static void
+print_backing (struct json_object *bo)
+{
+  char uri[4096], since[64], a[32], b[32], c[32];
+  uint64_t down, connected, connections;
+  time_t t;
+  struct tm tm;
+
+  printf ("  backing       %s",
+          str_of (bo, "uri", uri, sizeof uri) ? uri : "?");
+  if (!u64_of (bo, "connections", &connections)) {
+    printf ("\n");             /* a local store: nothing more */
+    return;
+  }
+  if (u64_of (bo, "down_since", &down) && down != 0) {
+    t = (time_t) down;
+    if (localtime_r (&t, &tm) != NULL &&
+        strftime (since, sizeof since, "%Y-%m-%d %H:%M:%S %Z", &tm) > 0)
+      printf (": disconnected since %s", since);
+    else
+      printf (": disconnected since %" PRIu64, down);
+  }
+  else
+    printf (": connected");
+  if (u64_of (bo, "connected", &connected))
+    printf (" (%" PRIu64 " of %" PRIu64 " connections up)", connected,
+            connections);
+  printf ("\n");
+  printf ("  remote        %s reconnect attempts, %s requests resent, "
+          "%s timed out\n",
+          num (bo, "reconnect_attempts", a), num (bo, "retried_requests", b),
+          num (bo, "timed_out_requests", c));
+}
+
 static void
 print_export (struct json_object *e)
 {
   char name[256], mode[64], cache[256], a[32], b[32], c[32], d[32], f[32],
     g[32], h[32];
-  struct json_object *ro;
+  struct json_object *ro, *bo;
   const char *m, *cn;
   uint64_t hits, misses;
 
@@ -150,6 +190,9 @@ print_export (struct json_object *e)
           json_object_object_get_ex (e, "readonly", &ro) &&
           json_object_get_boolean (ro) ? ", read-only" : "");
 
+  if (json_object_object_get_ex (e, "backing", &bo) &&
+      json_object_is_type (bo, json_type_object))
+    print_backing (bo);
   printf ("  requests      reads %s, writes %s, flushes %s, trims %s, "
           "zeroes %s, cache %s, extents %s\n",
           num (e, "reads", a), num (e, "writes", b), num (e, "flushes", c),

@@ -447,8 +447,16 @@ test_example_config_uncommented_parses (void **state)
   assert_true (cfg->caches[0].size_bytes > 0);
   assert_true (cfg->caches[0].bucket_bytes > 0);
   assert_true (cfg->caches[0].journal_bytes > 0);
-  assert_int_equal (cfg->nr_exports, 1);
+  assert_int_equal (cfg->nr_exports, 3);
   assert_non_null (cfg->exports[0].cache);
+  /* The remote exports: X.509 and PSK. */
+  assert_string_equal (cfg->exports[1].name, "remote");
+  assert_int_equal (cfg->exports[1].backing_connections, 4);
+  assert_int_equal (cfg->exports[1].backing_timeout_ms, 30000);
+  assert_in_tmpdir (cfg->exports[1].backing_tls_certificates, "pki");
+  assert_true (cfg->exports[1].backing_tls_verify);
+  assert_in_tmpdir (cfg->exports[2].backing_tls_psk_file, "pki/keys.psk");
+  assert_string_equal (cfg->exports[2].backing_tls_username, "nbdcache");
   assert_true (cfg->server.nr_listen >= 2);
   assert_non_null (cfg->server.default_export);
   assert_int_equal (cfg->server.tls, CONFIG_TLS_ON);

@@ -1,9 +1,12 @@
 /* nbdcache.c — the nbdkit plugin: nbdkit callbacks onto cache.h.
  *
  * WHAT: nbdkit-nbdcache-plugin.so.  Serves one export, given either as
- * parameters (backing=FILE [size=] [cache=PATH [create=] [cache-size=]
+ * parameters (backing=FILE|URI [size=] [cache=PATH [create=] [cache-size=]
  * [discard=] [writeback-percent=] [sequential-cutoff=] [flush-on-stop=]]
- * [mode=] [description=] [readonly=] [rotational=]) or as an [export NAME]
+ * [mode=] [description=] [readonly=] [rotational=], and for a remote
+ * backing=nbd://… [backing-connections=] [backing-timeout=]
+ * [backing-tls-certificates=] [backing-tls-verify=] [backing-tls-psk-file=]
+ * [backing-tls-username=]) or as an [export NAME]
  * section of an nbdcached config file (config=FILE export=NAME), whose
  * [cache] section then describes the cache device.  Every callback is a
  * line or two that translates nbdkit's arguments and flags onto the
@@ -95,6 +98,15 @@ static struct {
   uint64_t sequential_cutoff_bytes; /* sequential-cutoff=: 0 = off */
   bool sequential_cutoff_set;
   bool flush_on_stop, flush_on_stop_set; /* flush-on-stop= */
+  /* The [export] remote-backing keys, as parameters (need backing=URI). */
+  uint64_t backing_connections; /* backing-connections=: 0 = default */
+  bool backing_connections_set;
+  uint64_t backing_timeout_ms;  /* backing-timeout=: 0 = default */
+  bool backing_timeout_set;
+  char *backing_tls_certificates; /* backing-tls-certificates=, absolute */
+  bool backing_tls_verify, backing_tls_verify_set; /* default yes */
+  char *backing_tls_psk_file;   /* backing-tls-psk-file=, absolute */
+  char *backing_tls_username;   /* backing-tls-username= */
 
   /* After config_complete. */
   struct config *cfg;           /* NULL with backing= */
@@ -220,6 +232,9 @@ nbdcache_unload (void)
   free (p.config_path);
   free (p.export_name);
   free (p.cache_path);
+  free (p.backing_tls_certificates);
+  free (p.backing_tls_psk_file);
+  free (p.backing_tls_username);
   memset (&p, 0, sizeof p);
   log_set_sink (NULL);
 }
@@ -368,6 +383,44 @@ nbdcache_config (const char *key, const char *value)
     return 0;
   }
 
+  if (strcmp (key, "backing-connections") == 0) {
+    if (p.backing_connections_set) {
+      nbdkit_error ("backing-connections= given twice");
+      return -1;
+    }
+    if (parse_uint64_range (value, 1, CONFIG_MAX_BACKING_CONNECTIONS,
+                            &p.backing_connections) < 0) {
+      nbdkit_error ("backing-connections=%s: expected an integer from 1 "
+                    "to %u", value, CONFIG_MAX_BACKING_CONNECTIONS);
+      return -1;
+    }
+    p.backing_connections_set = true;
+    return 0;
+  }
+  if (strcmp (key, "backing-timeout") == 0) {
+    if (p.backing_timeout_set) {
+      nbdkit_error ("backing-timeout= given twice");
+      return -1;
+    }
+    if (parse_duration_ms (value, 1, CONFIG_MAX_BACKING_TIMEOUT_MS,
+                           &p.backing_timeout_ms) < 0) {
+      nbdkit_error ("backing-timeout=%s: expected seconds (30, 30s) or "
+                    "milliseconds (500ms)", value);
+      return -1;
+    }
+    p.backing_timeout_set = true;
+    return 0;
+  }
+  if (strcmp (key, "backing-tls-certificates") == 0)
+    return set_string (&p.backing_tls_certificates, key, value, true);
+  if (strcmp (key, "backing-tls-verify") == 0)
+    return set_bool (&p.backing_tls_verify, &p.backing_tls_verify_set, key,
+                     value);
+  if (strcmp (key, "backing-tls-psk-file") == 0)
+    return set_string (&p.backing_tls_psk_file, key, value, true);
+  if (strcmp (key, "backing-tls-username") == 0)
+    return set_string (&p.backing_tls_username, key, value, false);
+
   nbdkit_error ("unknown parameter '%s' (see nbdkit nbdcache --help)", key);
   return -1;
 }
@@ -384,6 +437,12 @@ file_key (const char *param)
     { "writeback-percent", "writeback_percent" },
     { "sequential-cutoff", "sequential_cutoff" },
     { "flush-on-stop", "flush_on_stop" },
+    { "backing-connections", "backing_connections" },
+    { "backing-timeout", "backing_timeout" },
+    { "backing-tls-certificates", "backing_tls_certificates" },
+    { "backing-tls-verify", "backing_tls_verify" },
+    { "backing-tls-psk-file", "backing_tls_psk_file" },
+    { "backing-tls-username", "backing_tls_username" },
   };
   size_t i;
 
@@ -391,6 +450,59 @@ file_key (const char *param)
     if (strcmp (param, keys[i][0]) == 0)
       return keys[i][1];
   return param;
+}
+
+/* The first remote-backing parameter given, or NULL. */
+static const char *
+remote_param (void)
+{
+  return p.backing_connections_set ? "backing-connections"
+    : p.backing_timeout_set ? "backing-timeout"
+    : p.backing_tls_certificates ? "backing-tls-certificates"
+    : p.backing_tls_verify_set ? "backing-tls-verify"
+    : p.backing_tls_psk_file ? "backing-tls-psk-file"
+    : p.backing_tls_username ? "backing-tls-username" : NULL;
+}
+
+/* backing= form: the remote parameters fit the backing as the [export]
+ * keys must (nbdcached.conf(5)).
+ */
+static int
+check_remote_params (void)
+{
+  const char *param = remote_param ();
+  bool tls_param = p.backing_tls_certificates || p.backing_tls_verify_set
+    || p.backing_tls_psk_file || p.backing_tls_username;
+
+  if (!backing_is_remote_uri (p.backing)) {
+    if (param != NULL) {
+      nbdkit_error ("%s= is used only with a remote backing "
+                    "(backing=nbd://…)", param);
+      return -1;
+    }
+    return 0;
+  }
+  if (p.size_set) {
+    nbdkit_error ("size= creates a local backing file; a remote backing's "
+                  "size is the remote's");
+    return -1;
+  }
+  if (tls_param && !backing_is_tls_uri (p.backing)) {
+    nbdkit_error ("backing-tls-*= are used only with TLS to the remote: "
+                  "write the backing URI as nbds:// or nbds+unix://");
+    return -1;
+  }
+  if (p.backing_tls_username && !p.backing_tls_psk_file) {
+    nbdkit_error ("backing-tls-username= is the PSK identity: it needs "
+                  "backing-tls-psk-file=");
+    return -1;
+  }
+  if (p.backing_tls_psk_file && p.backing_tls_certificates) {
+    nbdkit_error ("backing-tls-psk-file= and backing-tls-certificates=: "
+                  "choose PSK or X.509");
+    return -1;
+  }
+  return 0;
 }
 
 /* config=FILE export=NAME: every export setting comes from the file. */
@@ -403,7 +515,7 @@ config_from_file (void)
     : p.rotational_set ? "rotational"
     : p.writeback_percent_set ? "writeback-percent"
     : p.sequential_cutoff_set ? "sequential-cutoff"
-    : p.flush_on_stop_set ? "flush-on-stop" : NULL;
+    : p.flush_on_stop_set ? "flush-on-stop" : remote_param ();
   const char *extra_cache = p.cache_path ? "cache" : p.create_set ? "create"
     : p.cache_size_set ? "cache-size" : p.discard_set ? "discard" : NULL;
 
@@ -495,6 +607,8 @@ nbdcache_config_complete (void)
     nbdkit_error ("backing=FILE or config=FILE export=NAME is required");
     return -1;
   }
+  if (check_remote_params () < 0)
+    return -1;
   return check_cache_params ();
 }
 
@@ -533,6 +647,7 @@ open_export (struct ncache **nc_out, struct ncache_device **dev_out,
     cached = cc != NULL;
     ncache_export_tuning_default (&tuning);
     config_export_tuning (p.exp, &tuning);
+    config_export_backing_options (p.exp, &opts.remote);
   }
   else {
     location = p.backing;
@@ -561,6 +676,14 @@ open_export (struct ncache **nc_out, struct ncache_device **dev_out,
       tuning.sequential_cutoff_bytes = p.sequential_cutoff_bytes;
     if (p.flush_on_stop_set)
       tuning.flush_on_stop = p.flush_on_stop;
+    opts.remote = (struct backing_remote_options) {
+      .connections = (unsigned) p.backing_connections,
+      .timeout_ms = (uint32_t) p.backing_timeout_ms,
+      .tls_certificates = p.backing_tls_certificates,
+      .tls_no_verify = p.backing_tls_verify_set && !p.backing_tls_verify,
+      .tls_psk_file = p.backing_tls_psk_file,
+      .tls_username = p.backing_tls_username,
+    };
   }
   if (check) {
     tuning.flush_on_stop = false;
@@ -903,8 +1026,17 @@ nbdcache_dump_plugin (void)
 }
 
 #define nbdcache_config_help \
-  "backing=FILE|URI    The backing store (a path, file:///path or\n" \
-  "                    memory:SIZE).  Or use config= and export=.\n" \
+  "backing=FILE|URI    The backing store (a path, file:///path,\n" \
+  "                    memory:SIZE, or a remote NBD server: nbd://HOST/NAME,\n" \
+  "                    nbd+unix:///NAME?socket=PATH, nbds://…, nbds+unix://…).\n" \
+  "                    Or use config= and export=.\n" \
+  "backing-connections=N  Connections to a remote backing (default 4 if\n" \
+  "                    it offers multi-conn, else 1).\n" \
+  "backing-timeout=SECS  Per-request timeout to a remote (default 30s).\n" \
+  "backing-tls-certificates=DIR  CA (and client certificate) for nbds://.\n" \
+  "backing-tls-verify=BOOL  Verify the remote's certificate (default yes).\n" \
+  "backing-tls-psk-file=FILE  PSK keys for nbds:// (username:hexkey).\n" \
+  "backing-tls-username=NAME  The PSK identity (default: login name).\n" \
   "size=SIZE           Create a sparse backing file this big if absent.\n" \
   "cache=PATH          The cache device (an SSD, a partition or a file).\n" \
   "create=BOOL         Format the cache device if it holds no nbdcache\n" \

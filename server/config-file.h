@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backing.h"
 #include "cache.h"
 #include "log.h"
 
@@ -43,6 +44,8 @@
  */
 #define CONFIG_DEFAULT_WRITEBACK_PERCENT 10u
 #define CONFIG_MAX_WRITEBACK_PERCENT     100u
+#define CONFIG_MAX_BACKING_CONNECTIONS   64u     /* backing_connections */
+#define CONFIG_MAX_BACKING_TIMEOUT_MS    86400000u /* backing_timeout: 1 d */
 #define CONFIG_DEFAULT_SEQUENTIAL_CUTOFF (UINT64_C (4) << 20) /* 4 MiB */
 
 enum config_tls {
@@ -118,9 +121,22 @@ struct config_cache {
 
 struct config_export {
   char *name;                   /* non-NULL, may be "" only via default */
-  char *backing;                /* non-NULL: a path or URI */
+  char *backing;                /* non-NULL: a path (made absolute), or a
+                                   remote URI (nbd://, nbds+unix:// …) as
+                                   written */
   uint64_t size_bytes;          /* create a sparse backing file this big if
-                                   absent; 0 = it must exist */
+                                   absent; 0 = it must exist.  Local only */
+  /* A remote backing (an error with a local one): */
+  unsigned backing_connections; /* 1 to CONFIG_MAX_BACKING_CONNECTIONS;
+                                   0 = 4 with multi-conn, else 1 */
+  unsigned backing_timeout_ms;  /* backing_timeout; 0 = 30 s */
+  char *backing_tls_certificates; /* DIR with ca-cert.pem (and optional
+                                   client-cert.pem, client-key.pem); NULL =
+                                   libnbd's default */
+  bool backing_tls_verify;      /* verify the remote (default yes) */
+  char *backing_tls_psk_file;   /* "username:hexkey" lines; NULL = X.509 */
+  char *backing_tls_username;   /* PSK user; NULL = the URI's, or the login
+                                   name */
   char *cache;                  /* NULL = uncached */
   enum ncache_mode mode;
   bool readonly;
@@ -187,6 +203,14 @@ void config_cache_device_config (const struct config_cache *cc,
  */
 void config_export_tuning (const struct config_export *ce,
                            struct ncache_export_tuning *t);
+
+/* The export's remote-backing keys (backing_connections, backing_timeout,
+ * backing_tls_*) as the backing driver's options.  The strings in *out
+ * point into ce (borrowed: ce must outlive the backing_open call).  Shared
+ * by nbdcached and the plugin.
+ */
+void config_export_backing_options (const struct config_export *ce,
+                                    struct backing_remote_options *out);
 
 /* May a client at `peer` (from accept/getpeername; NULL or AF_UNIX for a
  * local client) use this export under its allow / allow_unix rules?

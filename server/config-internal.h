@@ -85,7 +85,15 @@ enum section_kind {
   K (EXPORT, export, sequential_cutoff, CUTOFF,     sequential_cutoff_bytes, \
      false)                                                                 \
   K (EXPORT, export, flush_on_stop,    BOOL,        flush_on_stop,    false) \
-  K (EXPORT, export, share_backing,    BOOL,        share_backing,    false)
+  K (EXPORT, export, share_backing,    BOOL,        share_backing,    false) \
+  K (EXPORT, export, backing_connections, CONNECTIONS, backing_connections, \
+     false)                                                                 \
+  K (EXPORT, export, backing_timeout,  TIMEOUT,     backing_timeout_ms, false) \
+  K (EXPORT, export, backing_tls_certificates, PATH, backing_tls_certificates, \
+     false)                                                                 \
+  K (EXPORT, export, backing_tls_verify, BOOL,      backing_tls_verify, false) \
+  K (EXPORT, export, backing_tls_psk_file, PATH,    backing_tls_psk_file, false) \
+  K (EXPORT, export, backing_tls_username, NAME,    backing_tls_username, false)
 
 #define KEY_ENUM(kind, sec, key, type, field, rep) KEY_##sec##_##key,
 enum key_id { CONFIG_KEYS (KEY_ENUM) NR_KEYS };
@@ -194,5 +202,30 @@ void config_check_tls (struct parser *p);
  * two names (config-identity.c), and share_backing's rules.
  */
 void config_check_identity (struct parser *p);
+
+/* ---- the backing store (config-backing.c) ---- */
+
+/* backing = a path, file:///PATH or a remote URI (nbd://, nbds+unix:// …);
+ * backing_timeout = 30, 30s or 500ms.  0, or -EINVAL after logging, or
+ * -ENOMEM.
+ */
+int config_set_backing (struct parser *p, char **field, const char *key,
+                        const char *value);
+int config_set_timeout (struct parser *p, unsigned *field, const char *key,
+                        const char *value);
+
+/* Once the whole file is read, for one export with a backing: a local one
+ * exists (or size = creates it) and has no remote keys; a remote one has
+ * no size and TLS keys only with a TLS URI.
+ */
+void config_check_backing (struct parser *p, struct config_export *e,
+                           const int *line);
+
+/* A non-empty string of at most CONFIG_MAX_NAME_BYTES (config.c). */
+int config_set_string (struct parser *p, char **field, const char *key,
+                       const char *value);
+/* A path resolved against the config file's directory (config.c). */
+int config_set_path (struct parser *p, char **field, const char *key,
+                     const char *value);
 
 #endif /* NBDCACHE_CONFIG_INTERNAL_H */

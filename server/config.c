@@ -82,7 +82,11 @@ enum value_type {
   VALUE_COUNT,                  /* unsigned, 0 to UINT_MAX */
   VALUE_PATH,                   /* char *, resolved against the file's dir */
   VALUE_SOCKET,                 /* char *, a PATH that fits sun_path */
-  VALUE_BACKING,                /* char *, a path or file:///PATH */
+  VALUE_BACKING,                /* char *, a path, file:///PATH or a remote
+                                   URI (config-backing.c) */
+  VALUE_CONNECTIONS,            /* unsigned, 1 to
+                                   CONFIG_MAX_BACKING_CONNECTIONS */
+  VALUE_TIMEOUT,                /* unsigned ms: 30, 30s or 500ms */
   VALUE_NAME,                   /* char *, non-empty, <= 4096 bytes */
   VALUE_TEXT,                   /* char *, "" = NULL, <= 4096 bytes */
   VALUE_SIZE,                   /* uint64_t, > 0 */
@@ -113,6 +117,8 @@ enum value_type {
 #define VALUE_CTYPE_PATH       char *
 #define VALUE_CTYPE_SOCKET     char *
 #define VALUE_CTYPE_BACKING    char *
+#define VALUE_CTYPE_CONNECTIONS unsigned
+#define VALUE_CTYPE_TIMEOUT    unsigned
 #define VALUE_CTYPE_NAME       char *
 #define VALUE_CTYPE_TEXT       char *
 #define VALUE_CTYPE_SIZE       uint64_t
@@ -241,9 +247,9 @@ current_section_name (struct parser *p)
 
 /* ---- values: 0, or -EINVAL after logging, or -ENOMEM ---- */
 
-static int
-set_string (struct parser *p, char **field, const char *key,
-            const char *value)
+int
+config_set_string (struct parser *p, char **field, const char *key,
+                   const char *value)
 {
   char *copy;
 
@@ -263,8 +269,9 @@ set_string (struct parser *p, char **field, const char *key,
   return 0;
 }
 
-static int
-set_path (struct parser *p, char **field, const char *key, const char *value)
+int
+config_set_path (struct parser *p, char **field, const char *key,
+                 const char *value)
 {
   char *path;
 
@@ -492,70 +499,6 @@ check_listen (struct parser *p, const char *key, const char *value,
   return 0;
 }
 
-/* Decode the %XX escapes of a file:// URI path in place. */
-static int
-uri_unescape (char *s)
-{
-  char *out = s;
-
-  for (; *s; s++) {
-    if (*s == '%') {
-      unsigned v;
-
-      if (!isxdigit ((unsigned char) s[1]) || !isxdigit ((unsigned char) s[2])
-          || sscanf (s + 1, "%2x", &v) != 1 || v == 0)
-        return -EINVAL;
-      *out++ = (char) v;
-      s += 2;
-    }
-    else
-      *out++ = *s;
-  }
-  *out = '\0';
-  return 0;
-}
-
-/* A path, or file:///PATH.  Other URI schemes need backing drivers that
- * do not exist yet, so they are refused here rather than at startup.
- */
-static int
-set_backing (struct parser *p, char **field, const char *key,
-             const char *value)
-{
-  const char *s = value;
-  AUTOFREE char *path = NULL;
-
-  if (isalpha ((unsigned char) *s)) {
-    while (isalnum ((unsigned char) *s) || *s == '+' || *s == '-'
-           || *s == '.')
-      s++;
-    if (strncmp (s, "://", 3) == 0) {
-      if ((size_t) (s - value) != 4 || strncasecmp (value, "file", 4) != 0) {
-        config_error (p, p->lineno,
-                      "%s '%s': unsupported URI scheme '%.*s' "
-                      "(use a path or a file:/// URI)",
-                      key, value, (int) (s - value), value);
-        return -EINVAL;
-      }
-      if (s[3] != '/') {
-        config_error (p, p->lineno,
-                      "%s '%s': a file URI must be file:///ABSOLUTE/PATH",
-                      key, value);
-        return -EINVAL;
-      }
-      if ((path = strdup (s + 3)) == NULL)
-        return config_no_memory (p);
-      if (uri_unescape (path) < 0) {
-        config_error (p, p->lineno, "%s '%s': bad %%-escape in URI",
-                      key, value);
-        return -EINVAL;
-      }
-      return set_path (p, field, key, path);
-    }
-  }
-  return set_path (p, field, key, value);
-}
-
 static int
 set_mode (struct parser *p, enum ncache_mode *field, const char *key,
           const char *value)
@@ -612,20 +555,24 @@ set_value (struct parser *p, const struct key_def *def, void *obj,
   case VALUE_COUNT:
     return set_uint (p, field, key, value, 0, UINT_MAX);
   case VALUE_PATH:
-    return set_path (p, field, key, value);
+    return config_set_path (p, field, key, value);
   case VALUE_SOCKET:
     return set_socket_path (p, field, key, value);
   case VALUE_BACKING:
-    return set_backing (p, field, key, value);
+    return config_set_backing (p, field, key, value);
+  case VALUE_CONNECTIONS:
+    return set_uint (p, field, key, value, 1, CONFIG_MAX_BACKING_CONNECTIONS);
+  case VALUE_TIMEOUT:
+    return config_set_timeout (p, field, key, value);
   case VALUE_NAME:
-    return set_string (p, field, key, value);
+    return config_set_string (p, field, key, value);
   case VALUE_TEXT:
     if (*value == '\0') {      /* explicitly none */
       free (*(char **) field);
       *(char **) field = NULL;
       return 0;
     }
-    return set_string (p, field, key, value);
+    return config_set_string (p, field, key, value);
   case VALUE_SIZE:
     return set_size (p, field, key, value);
   case VALUE_BUCKET_SIZE:
@@ -658,7 +605,7 @@ set_value (struct parser *p, const struct key_def *def, void *obj,
   case VALUE_MODE:
     return set_mode (p, field, key, value);
   case VALUE_STRING:
-    return set_string (p, field, key, value);
+    return config_set_string (p, field, key, value);
   case VALUE_TLS:
     return config_set_tls (p, field, key, value);
   case VALUE_TLS_VERSION:
@@ -728,6 +675,7 @@ add_export (struct parser *p, char *name, int line)
   exports[n].name = name;
   exports[n].mode = NCACHE_MODE_NONE;
   exports[n].allow_unix = true;
+  exports[n].backing_tls_verify = true;
   exports[n].writeback_percent = CONFIG_DEFAULT_WRITEBACK_PERCENT;
   exports[n].sequential_cutoff_bytes = CONFIG_DEFAULT_SEQUENTIAL_CUTOFF;
   exports[n].line = line;
@@ -944,28 +892,6 @@ key_handler (void *opaque, const char *section, const char *key,
 
 /* ---- checks that need the whole file ---- */
 
-static void
-check_backing (struct parser *p, struct config_export *e, int line)
-{
-  struct stat st;
-
-  if (stat (e->backing, &st) == 0) {
-    if (!S_ISREG (st.st_mode) && !S_ISBLK (st.st_mode))
-      config_error (p, line,
-                    "backing '%s' is not a regular file or block device",
-                    e->backing);
-    return;
-  }
-  if (errno == ENOENT) {
-    if (e->size_bytes == 0)
-      config_error (p, line,
-                    "backing '%s' does not exist (set size = to create it)",
-                    e->backing);
-    return;
-  }
-  config_error (p, line, "backing '%s': %s", e->backing, strerror (errno));
-}
-
 /* size, bucket_size and journal_size only matter when the device is
  * created or formatted: without create = yes they would be silently
  * ignored, so they are errors (at the key's line).
@@ -1050,7 +976,7 @@ check_config (struct parser *p)
       config_error (p, e->line, "[export %s] has no backing = (required)",
                     e->name);
     else if (e->backing != NULL)
-      check_backing (p, e, line[KEY_export_backing]);
+      config_check_backing (p, e, line);
 
     if (e->cache != NULL && config_find_cache (cfg, e->cache) == NULL)
       config_error (p, line[KEY_export_cache],
@@ -1213,6 +1139,9 @@ config_free (struct config *cfg)
   for (i = 0; i < cfg->nr_exports; i++) {
     free (cfg->exports[i].name);
     free (cfg->exports[i].backing);
+    free (cfg->exports[i].backing_tls_certificates);
+    free (cfg->exports[i].backing_tls_psk_file);
+    free (cfg->exports[i].backing_tls_username);
     free (cfg->exports[i].cache);
     free (cfg->exports[i].description);
     free (cfg->exports[i].allow);

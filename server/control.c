@@ -9,7 +9,13 @@
  *                   "exports":[{"name":…,"mode":"writeback","readonly":…,
  *                               "cache":"NAME" or null,"size_bytes":N,
  *                               then every field of struct ncache_stats
- *                               by its C name}, …],
+ *                               by its C name, then "backing":{"uri":…,
+ *                               "driver":"file"|"nbd"|…, and for a
+ *                               remote backing "connections",
+ *                               "connected", "down_since" (unix time,
+ *                               0 = all up), "reconnect_attempts",
+ *                               "retried_requests",
+ *                               "timed_out_requests"}}, …],
  *                   "caches":[{"name":…,"path":…, then every field of
  *                              struct ncache_device_stats by its C name},
  *                             …]}
@@ -70,6 +76,7 @@
 
 #include <json.h>
 
+#include "backing.h"
 #include "compiler.h"
 #include "log.h"
 #include "server.h"
@@ -151,6 +158,30 @@ add_str (struct json_object *o, const char *key, const char *s)
   json_object_object_add (o, key, s ? json_object_new_string (s) : NULL);
 }
 
+/* The backing store: its identity and driver, and for a remote one its
+ * connection state.  NULL on ENOMEM.
+ */
+static struct json_object *
+backing_json (struct backing *b)
+{
+  struct json_object *o = json_object_new_object ();
+  struct backing_remote_state rs;
+
+  if (o == NULL)
+    return NULL;
+  add_str (o, "uri", b->uri);
+  add_str (o, "driver", b->ops->name);
+  if (backing_remote_get_state (b, &rs) == 0) {
+    add_u64 (o, "connections", rs.connections);
+    add_u64 (o, "connected", rs.connected);
+    add_u64 (o, "down_since", (uint64_t) rs.down_since_s);
+    add_u64 (o, "reconnect_attempts", rs.reconnect_attempts);
+    add_u64 (o, "retried_requests", rs.retried_requests);
+    add_u64 (o, "timed_out_requests", rs.timed_out_requests);
+  }
+  return o;
+}
+
 static struct json_object *
 export_json (const struct export *exp)
 {
@@ -169,6 +200,8 @@ export_json (const struct export *exp)
 #define ADD_FIELD(f) add_u64 (o, #f, st.f);
   EXPORT_STATS_FIELDS (ADD_FIELD)
 #undef ADD_FIELD
+  if (exp->backing != NULL)
+    json_object_object_add (o, "backing", backing_json (exp->backing));
   return o;
 }
 

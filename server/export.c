@@ -133,6 +133,7 @@ export_open_one (struct server *srv, const struct config_export *ce,
 
   ncache_export_tuning_default (&tuning);
   config_export_tuning (ce, &tuning);
+  config_export_backing_options (ce, &bopts.remote);
 
   if (ce->cache != NULL && ncfg.device == NULL) {
     /* open_devices opened every device an export names. */
@@ -148,6 +149,8 @@ export_open_one (struct server *srv, const struct config_export *ce,
     return r;
   }
   r = ncache_open (&ncfg, b, &exp->nc);       /* takes ownership of b */
+  if (r == 0)
+    exp->backing = b;
   if (r < 0) {
     log_error ("%s:%d: export '%s': cannot serve in mode '%s'%s%s%s: %s",
                srv->cfg->path, ce->line, ce->name,

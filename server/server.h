@@ -72,6 +72,7 @@ struct export {
   char *name;                   /* non-NULL */
   char *description;            /* NULL = none */
   struct ncache *nc;            /* the engine handle, shared (multi-conn) */
+  struct backing *backing;      /* borrowed: nc owns it; for stats */
   struct ncache_caps caps;
   bool rotational;
   unsigned max_connections;     /* 0 = unlimited */

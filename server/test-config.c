@@ -509,7 +509,7 @@ test_config_known_keys (void **state)
     for (j = 0; j < i; j++)
       assert_string_not_equal (k, config_known_keys[j]);
   }
-  assert_int_equal (i, 42);
+  assert_int_equal (i, 48);
 }
 
 static void
@@ -896,14 +896,94 @@ static void
 test_config_bad_backing_uri (void **state)
 {
   (void) state;
-  load_bad ("[export u]\nbacking = nbd://host/export\n",
-            "2: backing 'nbd://host/export': unsupported URI scheme 'nbd' "
-            "(use a path or a file:/// URI)");
+  load_bad ("[export u]\nbacking = rbd://pool/image\n",
+            "2: backing 'rbd://pool/image': unsupported URI scheme 'rbd' "
+            "(use a path, a file:/// URI, or nbd://, nbds://, nbd+unix://, "
+            "nbds+unix://)");
   load_bad ("[export u]\nbacking = file://host/x\n",
             "2: backing 'file://host/x': a file URI must be "
             "file:///ABSOLUTE/PATH");
   load_bad ("[export u]\nbacking = file:///x%zz\n",
             "2: backing 'file:///x%zz': bad %-escape in URI");
+}
+
+static void
+test_config_remote_backing (void **state)
+{
+  struct backing_remote_options o;
+  struct config *cfg;
+  char *pki = join (tmpdir, "pki"), *psk = join (tmpdir, "keys.psk");
+
+  (void) state;
+  /* A remote URI is kept as written; the defaults. */
+  cfg = load_good ("[export r]\nbacking = nbd+unix:///disk?socket=/run/s\n");
+  assert_string_equal (cfg->exports[0].backing,
+                       "nbd+unix:///disk?socket=/run/s");
+  config_export_backing_options (&cfg->exports[0], &o);
+  assert_int_equal (o.connections, 0);
+  assert_int_equal (o.timeout_ms, 0);
+  assert_null (o.tls_certificates);
+  assert_false (o.tls_no_verify);
+  assert_null (o.tls_psk_file);
+  config_free (cfg);
+
+  /* Every key; paths resolved against the file's directory. */
+  cfg = load_good ("[export x]\nbacking = nbds://remote:10809/disk\n"
+                   "backing_connections = 8\nbacking_timeout = 1500ms\n"
+                   "backing_tls_certificates = pki\n"
+                   "backing_tls_verify = no\n"
+                   "[export p]\nbacking = nbds+unix:///d?socket=/s\n"
+                   "backing_timeout = 5\nbacking_tls_psk_file = keys.psk\n"
+                   "backing_tls_username = alice\n");
+  config_export_backing_options (&cfg->exports[0], &o);
+  assert_int_equal (o.connections, 8);
+  assert_int_equal (o.timeout_ms, 1500);
+  assert_string_equal (o.tls_certificates, pki);
+  assert_true (o.tls_no_verify);
+  config_export_backing_options (&cfg->exports[1], &o);
+  assert_int_equal (o.timeout_ms, 5000);
+  assert_string_equal (o.tls_psk_file, psk);
+  assert_string_equal (o.tls_username, "alice");
+  assert_null (o.tls_certificates);
+  config_free (cfg);
+  free (pki);
+  free (psk);
+}
+
+static void
+test_config_remote_backing_bad (void **state)
+{
+  char msg[8192];
+
+  (void) state;
+  load_bad ("[export r]\nbacking = nbd://h/d\nsize = 1G\n",
+            "3: size = creates a local backing file; [export r] has a "
+            "remote backing, whose size is the remote's");
+  load_bad (EXPORT_OK "backing_timeout = 30\n",
+            "3: backing_timeout is used only with a remote backing "
+            "(backing = nbd://…): [export ok] has a local one");
+  load_bad ("[export r]\nbacking = nbd://h/d\nbacking_tls_verify = no\n",
+            "3: backing_tls_verify is used only with TLS to the remote: "
+            "write the backing URI as nbds:// or nbds+unix://");
+  load_bad ("[export r]\nbacking = nbds://h/d\n"
+            "backing_tls_username = alice\n",
+            "3: backing_tls_username is the PSK identity: it needs "
+            "backing_tls_psk_file");
+  load_bad ("[export r]\nbacking = nbds://h/d\n"
+            "backing_tls_psk_file = keys.psk\n"
+            "backing_tls_certificates = pki\n",
+            "3: backing_tls_psk_file and backing_tls_certificates: "
+            "choose PSK or X.509");
+  snprintf (msg, sizeof msg, "3: backing_tls_certificates '%s/disk.img' "
+            "is not a directory", tmpdir);
+  load_bad ("[export r]\nbacking = nbds://h/d\n"
+            "backing_tls_certificates = disk.img\n", msg);
+  load_bad ("[export r]\nbacking = nbd://h/d\nbacking_connections = 0\n",
+            "3: invalid backing_connections '0': expected an integer from "
+            "1 to 64");
+  load_bad ("[export r]\nbacking = nbd://h/d\nbacking_timeout = 5m\n",
+            "3: invalid backing_timeout '5m': expected seconds (30, 30s) or "
+            "milliseconds (500ms), from 1ms to 86400s");
 }
 
 static void
@@ -1122,6 +1202,8 @@ main (void)
     cmocka_unit_test (test_config_bad_max_connections),
     cmocka_unit_test (test_config_bad_listen),
     cmocka_unit_test (test_config_bad_backing_uri),
+    cmocka_unit_test (test_config_remote_backing),
+    cmocka_unit_test (test_config_remote_backing_bad),
     cmocka_unit_test (test_config_empty_value),
     cmocka_unit_test (test_config_duplicate_section),
     cmocka_unit_test (test_config_duplicate_key),

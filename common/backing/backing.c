@@ -5,6 +5,9 @@
  *                     no percent-decoding, no query);
  *   memory:SIZE       the in-memory driver, SIZE as parse_size_bytes()
  *                     reads it ("64M", "1G", "4096");
+ *   nbd://, nbds://, nbd+unix://, nbds+unix://, nbd+vsock://, nbds+vsock://
+ *                     the remote NBD driver (nbd.c), the URI handed to
+ *                     libnbd as it is;
  *   SCHEME://…        any other scheme is refused (not supported yet);
  *   anything else     a path for the file driver (a file literally named
  *                     "memory:x" is reachable as "./memory:x").
@@ -98,9 +101,11 @@ backing_open (const char *uri, const struct backing_open_options *opts,
   }
   if (has_prefix (uri, MEMORY_PREFIX))
     return open_memory (uri, opts, out);
+  if (backing_is_remote_uri (uri))
+    return backing_nbd_open (uri, opts, out);
   if (has_scheme (uri)) {
-    log_error ("backing: %s: unsupported URI scheme "
-               "(supported: file://, memory:, or a plain path)", uri);
+    log_error ("backing: %s: unsupported URI scheme (supported: file://, "
+               "memory:, nbd[s][+unix|+vsock]://, or a plain path)", uri);
     return -ENOTSUP;
   }
   return backing_file_open (uri, opts, out);

@@ -1,7 +1,7 @@
 /* backing.h — the backing-store driver contract.
  *
  * WHAT: one ops table that every backing store implements (a local file or
- * block device today; a remote NBD server and Ceph RBD later; an in-memory
+ * block device, a remote NBD server; Ceph RBD later; an in-memory
  * store and a fault-injecting store for tests), and the functions that open
  * one from a URI.
  * WHY: the engine holds the authoritative data on the backing store and must
@@ -28,6 +28,10 @@
  *   continue, >0 to stop early, <0 to fail with that error.
  *   A driver without allocation information reports one allocated extent.
  * - close: releases everything; never fails visibly.
+ * - Every op is idempotent (the same call twice leaves the same state), so
+ *   a remote driver resends what a lost connection interrupted and fails
+ *   with -EIO only after its timeout (backing_remote_options.timeout_ms);
+ *   callers must not rely on an op failing fast while a remote is away.
  *
  * NOT HERE: caching, range checks against the export's size, NBD errors.
  */
@@ -37,6 +41,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Flags for pwrite / trim / zero. */
 #define BACKING_FUA      (1u << 0)
@@ -80,6 +85,21 @@ struct backing {
   bool is_block_device;
 };
 
+/* How to reach a remote (nbd:// …) backing; local drivers ignore it.
+ * Zero / NULL fields mean the default.  Strings are copied at open.
+ */
+struct backing_remote_options {
+  unsigned connections;         /* 0 = 4 if the remote offers multi-conn,
+                                   else 1 */
+  uint32_t timeout_ms;          /* per request, retries included;
+                                   0 = 30000 */
+  const char *tls_certificates; /* X.509 directory (ca-cert.pem …) */
+  bool tls_no_verify;           /* do not verify the remote's certificate */
+  const char *tls_psk_file;     /* PSK keys file (psktool format) */
+  const char *tls_username;     /* PSK user; NULL = the URI's user or
+                                   the local login name */
+};
+
 struct backing_open_options {
   bool readonly;
   /* File backings are locked for the life of the handle (whole-file OFD
@@ -92,10 +112,25 @@ struct backing_open_options {
    * 0 means it must already exist.  An existing file is never resized.
    */
   uint64_t create_size_bytes;
+  struct backing_remote_options remote;
+};
+
+/* The connection state of a remote backing, for stats and logs. */
+struct backing_remote_state {
+  unsigned connections;         /* configured */
+  unsigned connected;           /* of them, up now */
+  int64_t down_since_s;         /* wall clock (time(2)) since when no
+                                   connection has been up; 0 while at
+                                   least one is */
+  uint64_t reconnect_attempts;  /* since open, all connections */
+  uint64_t retried_requests;    /* requests resent after a lost connection */
+  uint64_t timed_out_requests;  /* requests failed with EIO on timeout */
 };
 
 /* Open by URI: "file:///path", a plain path (file), "memory:SIZE" (bytes,
- * with optional K/M/G/T suffix).  0 and *out set, or -errno (logged).
+ * with optional K/M/G/T suffix), or a libnbd URI (nbd://, nbds://,
+ * nbd+unix://, nbds+unix://) for the remote NBD driver.
+ * 0 and *out set, or -errno (logged).
  */
 int backing_open (const char *uri, const struct backing_open_options *opts,
                   struct backing **out);
@@ -104,6 +139,39 @@ int backing_open (const char *uri, const struct backing_open_options *opts,
 int backing_file_open (const char *path, const struct backing_open_options *opts,
                        struct backing **out);
 int backing_memory_create (uint64_t size_bytes, struct backing **out);
+int backing_nbd_open (const char *uri, const struct backing_open_options *opts,
+                      struct backing **out);
+
+/* True if uri names a remote backing (a libnbd URI scheme).  Inline so
+ * that the config parser can tell without linking the drivers.
+ */
+static inline bool
+backing_is_remote_uri (const char *uri)
+{
+  static const char *const schemes[] = {
+    "nbd://", "nbds://", "nbd+unix://", "nbds+unix://",
+    "nbd+vsock://", "nbds+vsock://",
+  };
+  size_t i;
+
+  for (i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
+    if (strncmp (uri, schemes[i], strlen (schemes[i])) == 0)
+      return true;
+  return false;
+}
+
+/* True if uri asks for TLS (nbds://, nbds+unix://, nbds+vsock://). */
+static inline bool
+backing_is_tls_uri (const char *uri)
+{
+  return strncmp (uri, "nbds://", 7) == 0 || strncmp (uri, "nbds+", 5) == 0;
+}
+
+/* The connection state of a remote backing: 0, or -ENOTSUP for a local
+ * one.  Safe from any thread while b is open.
+ */
+int backing_remote_get_state (struct backing *b,
+                              struct backing_remote_state *out);
 
 /* NULL is a no-op. */
 void backing_close (struct backing *b);

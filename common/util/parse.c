@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <strings.h>
 
 #include "parse.h"
@@ -153,5 +154,29 @@ parse_uint64_range (const char *s, uint64_t min, uint64_t max,
   if (overflow || v < min || v > max)
     return -ERANGE;
   *out = v;
+  return 0;
+}
+
+int
+parse_duration_ms (const char *s, uint64_t min_ms, uint64_t max_ms,
+                   uint64_t *out)
+{
+  uint64_t v, unit_ms = 1000;
+  bool overflow;
+  size_t n;
+
+  if (s == NULL || min_ms > max_ms)
+    return -EINVAL;
+  n = parse_digits (s, &v, &overflow);
+  if (n == 0)
+    return -EINVAL;
+  if (strcmp (s + n, "ms") == 0)
+    unit_ms = 1;
+  else if (strcmp (s + n, "s") != 0 && s[n] != '\0')
+    return -EINVAL;
+  if (overflow || v > max_ms / unit_ms || v * unit_ms < min_ms ||
+      v * unit_ms > max_ms)
+    return -ERANGE;
+  *out = v * unit_ms;
   return 0;
 }

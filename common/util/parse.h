@@ -1,7 +1,7 @@
 /* parse.h — strict parsers for human-written values (config, URIs, CLI).
  *
  * WHAT: sizes with K/M/G/T/P suffixes (powers of 1024), booleans, bounded
- * unsigned integers.
+ * unsigned integers, durations.
  * WHY: one strict definition so a config value, a plugin parameter and a
  * command-line option accept exactly the same spellings.
  * FAILURE: -EINVAL for anything malformed (trailing junk, empty, negative),
@@ -22,5 +22,11 @@ int parse_bool (const char *s, bool *out);
 /* Decimal unsigned integer in [min, max]. */
 int parse_uint64_range (const char *s, uint64_t min, uint64_t max,
                         uint64_t *out);
+
+/* A duration in milliseconds, in [min_ms, max_ms]: "30" and "30s" are
+ * seconds, "500ms" milliseconds.
+ */
+int parse_duration_ms (const char *s, uint64_t min_ms, uint64_t max_ms,
+                       uint64_t *out);
 
 #endif /* NBDCACHE_PARSE_H */

@@ -202,6 +202,49 @@ test_parse_uint64_range (void **state)
   }
 }
 
+static void
+test_parse_duration_ms (void **state)
+{
+  static const struct {
+    const char *s;
+    int r;
+    uint64_t v;
+  } cases[] = {
+    { "30", 0, 30000 },
+    { "30s", 0, 30000 },
+    { "500ms", 0, 500 },
+    { "1ms", 0, 1 },
+    { "3600s", 0, 3600000 },
+    { "0", -ERANGE, 0 },         /* below min 1 ms */
+    { "3601", -ERANGE, 0 },      /* above max 3600 s */
+    { "3600001ms", -ERANGE, 0 },
+    { "99999999999999999999s", -ERANGE, 0 },
+    { "", -EINVAL, 0 },
+    { "s", -EINVAL, 0 },
+    { "ms", -EINVAL, 0 },
+    { "5m", -EINVAL, 0 },
+    { "5 s", -EINVAL, 0 },
+    { "-5", -EINVAL, 0 },
+    { "1.5s", -EINVAL, 0 },
+    { NULL, -EINVAL, 0 },
+  };
+  size_t i;
+
+  (void) state;
+  for (i = 0; i < ARRAY_SIZE (cases); ++i) {
+    uint64_t v = SENTINEL;
+    int r = parse_duration_ms (cases[i].s, 1, 3600000, &v);
+
+    if (r != cases[i].r || (r == 0 && v != cases[i].v) ||
+        (r != 0 && v != SENTINEL)) {
+      print_error ("parse_duration_ms (\"%s\") = %d, %llu\n",
+                   cases[i].s ? cases[i].s : "(null)", r,
+                   (unsigned long long) v);
+      fail ();
+    }
+  }
+}
+
 int
 main (void)
 {
@@ -210,6 +253,7 @@ main (void)
     cmocka_unit_test (test_parse_size_bad),
     cmocka_unit_test (test_parse_bool),
     cmocka_unit_test (test_parse_uint64_range),
+    cmocka_unit_test (test_parse_duration_ms),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
