@@ -11,8 +11,9 @@
  * - The loop thread (libev) runs accept, the handshake, request parsing,
  *   validation, and every socket write.  Everything in struct conn is
  *   touched only by the loop thread, except what a worker reads from a
- *   request it was handed (conn->exp, conn->structured/extended, which do
- *   not change during transmission).
+ *   request it was handed (conn->exp, conn->structured/extended and the
+ *   meta context selection, which do not change from the start of
+ *   transmission until the connection is freed) and conn->dead (atomic).
  * - Worker threads (worker.c) run engine calls and encode replies into the
  *   request.  A request is owned by exactly one thread at a time: the loop
  *   until it is queued, then a worker, then the loop again after it comes
@@ -25,7 +26,11 @@
  *   socket is not read while it is >= CONN_MAX_IN_FLIGHT and is read again
  *   once it drops to CONN_RESUME_IN_FLIGHT.
  * - A connection is freed only when in_flight == 0 (no worker holds one of
- *   its requests) and its output queue is empty or abandoned.
+ *   its requests) and its output queue is empty or abandoned.  Closing it
+ *   does not clear conn->exp: exports outlive every connection.
+ * - A closed connection submits no more requests; workers skip the engine
+ *   call of queued requests whose connection is dead, and the loop drops
+ *   their replies.
  *
  * FAILURE: a client's protocol violation closes that connection only; an
  * engine error becomes an NBD error reply; nothing a client sends can stop
@@ -155,7 +160,8 @@ struct conn {
   ev_timer linger;              /* stopping: close after a quiet moment */
   enum conn_phase phase;
   bool reading;                 /* rio started */
-  bool destroyed;
+  bool destroyed;               /* closed: no more I/O (loop thread) */
+  bool dead;                    /* = destroyed, for workers: __atomic only */
 
   /* Input. */
   unsigned char *rbuf;          /* CONN_RBUF_BYTES */
@@ -179,7 +185,8 @@ struct conn {
   bool meta_base_allocation;
   bool meta_nbdcache_state;     /* our own context (NCACHE_STATE_* flags) */
   char *meta_export;            /* export named by SET_META_CONTEXT */
-  struct export *exp;           /* set on entering transmission */
+  struct export *exp;           /* set on entering transmission; valid
+                                   until the connection is freed */
   uint16_t eflags;
 
   /* TLS (tls.c).  ssl is set once STARTTLS was acknowledged. */
@@ -213,6 +220,8 @@ void conn_queue (struct conn *c, struct outmsg *m);
 void conn_set_reading (struct conn *c, bool on);
 void conn_flush_output (struct conn *c);
 void conn_close (struct conn *c);
+/* Any thread: has the connection been closed?  (Workers skip its work.) */
+bool conn_is_dead (const struct conn *c);
 void conn_process_input (struct conn *c);
 /* The server is stopping: finish what is in flight, then close. */
 void conn_begin_shutdown (struct conn *c);
