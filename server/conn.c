@@ -437,22 +437,28 @@ conn_read_cb (struct ev_loop *loop, ev_io *w, int revents)
     ev_feed_event (c->srv->loop, &c->rio, EV_READ);
 }
 
+void
+conn_resume (struct conn *c)
+{
+  if (c->destroyed || c->phase != PHASE_TRANSMISSION || c->resume_marked)
+    return;
+  /* Parse what is already buffered, but not from inside the output path
+   * that called us: the loop's prepare watcher does it.
+   */
+  conn_set_reading (c, true);
+  c->resume_marked = true;
+  c->resume_next = c->srv->resumes;
+  c->srv->resumes = c;
+}
+
 /* Called by request_release once a reply has left (or been abandoned). */
 void
 conn_reply_sent (struct conn *c)
 {
   if (c->destroyed)
     return;
-  if (c->phase == PHASE_TRANSMISSION && !c->reading &&
-      c->in_flight <= CONN_RESUME_IN_FLIGHT && !c->resume_marked) {
-    /* Parse what is already buffered, but not from inside the output
-     * path that called us: the loop's prepare watcher does it.
-     */
-    conn_set_reading (c, true);
-    c->resume_marked = true;
-    c->resume_next = c->srv->resumes;
-    c->srv->resumes = c;
-  }
+  if (!c->reading && c->in_flight <= CONN_RESUME_IN_FLIGHT)
+    conn_resume (c);
   if (!c->destroyed && c->in_flight == 0 && c->close_after_output &&
       c->out_head == NULL)
     close_if_drained (c);
@@ -498,6 +504,11 @@ conn_begin_shutdown (struct conn *c)
     return;
   }
   c->close_after_output = true;
+  if (c->buffer_waiting) {
+    /* Its waiting request is answered ESHUTDOWN, without a buffer. */
+    buffer_forget (c);
+    conn_resume (c);
+  }
   if (c->in_flight == 0 && c->out_head == NULL)
     close_if_drained (c);
 }
@@ -544,6 +555,7 @@ conn_close (struct conn *c)
   if (c->exp)
     c->exp->nr_connections--;
   drop_batch (c);
+  buffer_forget (c);
   if (c->resume_marked) {
     struct conn **pp = &srv->resumes;
     while (*pp != c)
@@ -632,6 +644,7 @@ conn_free (struct conn *c)
     free (r->extents);
     free (r);
   }
+  c->free_buf_bytes = 0;
   free (c->meta_export);
   free (c->rbuf);
   free (c);

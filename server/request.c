@@ -63,6 +63,7 @@ request_alloc (struct conn *c, size_t bufsize)
   if (r) {
     c->free_reqs = r->next;
     c->nr_free_reqs--;
+    c->free_buf_bytes -= r->buf_cap;
   }
   else if ((r = calloc (1, sizeof *r)) == NULL)
     return NULL;
@@ -77,6 +78,7 @@ request_alloc (struct conn *c, size_t bufsize)
   r->out.next = NULL;
   r->out.iovcnt = 0;
   r->out.release = request_release;
+  r->buffer_bytes = 0;
   r->error = 0;
   r->errmsg = NULL;
   r->synchronous = false;
@@ -93,7 +95,9 @@ request_release (struct conn *c, struct outmsg *m)
   struct request *r = (struct request *) m;
 
   c->in_flight--;
-  if (r->buf_cap > REQUEST_KEEP_BUF_BYTES) {
+  buffer_uncharge (c, r);
+  if (r->buf_cap > REQUEST_KEEP_BUF_BYTES ||
+      c->free_buf_bytes + r->buf_cap > CONN_FREE_BUF_BYTES) {
     free (r->buf);
     r->buf = NULL;
     r->buf_cap = 0;
@@ -102,6 +106,7 @@ request_release (struct conn *c, struct outmsg *m)
     r->next = c->free_reqs;
     c->free_reqs = r;
     c->nr_free_reqs++;
+    c->free_buf_bytes += r->buf_cap;
   }
   else {
     free (r->buf);
@@ -271,6 +276,16 @@ payload_bytes (const struct conn *c, const struct nbd_req *h)
   return 0;
 }
 
+/* Bytes of buffer a request will hold if it is valid. */
+static uint64_t
+buffer_need (const struct nbd_req *h)
+{
+  if ((h->type == NBD_CMD_READ || h->type == NBD_CMD_WRITE) &&
+      h->count <= NBD_MAX_PAYLOAD)
+    return h->count;
+  return 0;
+}
+
 static void
 stop_reading_until_drained (struct conn *c)
 {
@@ -288,6 +303,7 @@ request_parse (struct conn *c)
   size_t avail = c->rend - c->rstart;
   size_t hsize = nbd_request_size (c->extended);
   struct request *r;
+  struct nbd_req peek;
   const char *msg = NULL;
   uint64_t payload;
   int err;
@@ -327,6 +343,12 @@ request_parse (struct conn *c)
     return false;
   }
   if (avail < hsize)
+    return false;
+  /* A request whose buffer does not fit the memory bound waits, unread,
+   * with the socket no longer read (buffer.c resumes it).
+   */
+  if (nbd_decode_request (c->rbuf + c->rstart, c->extended, &peek) == 0 &&
+      !buffer_admit (c, buffer_need (&peek)))
     return false;
 
   if ((r = request_alloc (c, 0)) == NULL) {
@@ -387,6 +409,8 @@ request_parse (struct conn *c)
     conn_close (c);
     return false;
   }
+  if (r->h.type == NBD_CMD_WRITE || r->h.type == NBD_CMD_READ)
+    buffer_charge (c, r, r->h.count);
 
   if (r->h.type == NBD_CMD_WRITE) {
     c->payload_req = r;
