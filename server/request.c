@@ -25,6 +25,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +38,25 @@
 #define REQUEST_KEEP_BUF_BYTES (4 * 1024 * 1024)
 #define MAX_FREE_REQUESTS      64
 #define BUF_ALIGN              4096   /* bytes; O_DIRECT-friendly */
+
+/* Every log line about a connection's requests goes through here, prefixed
+ * with the peer: the one place to rate-limit them, since a hostile client
+ * can cause one per request.  (Engine errors are logged by the engine and
+ * become error replies; they are not logged again here.)
+ */
+static void ATTRIBUTE_FORMAT_PRINTF (3, 4)
+request_log (const struct conn *c, enum log_level level, const char *fmt, ...)
+{
+  char msg[256];
+  va_list ap;
+
+  if (!log_enabled (level))
+    return;
+  va_start (ap, fmt);
+  vsnprintf (msg, sizeof msg, fmt, ap);
+  va_end (ap);
+  log_msg (level, "%s: %s", c->peer, msg);
+}
 
 /* Make r->buf at least bufsize bytes (contents not kept).  0 or -ENOMEM. */
 static int
@@ -352,13 +373,13 @@ request_parse (struct conn *c)
     return false;
 
   if ((r = request_alloc (c, 0)) == NULL) {
-    log_error ("%s: out of memory", c->peer);
+    request_log (c, LOG_LEVEL_ERROR, "out of memory");
     conn_close (c);
     return false;
   }
   if (nbd_decode_request (c->rbuf + c->rstart, c->extended, &r->h) < 0) {
-    log_info ("%s: bad request magic 0x%08x, closing", c->peer,
-              get_be32 (c->rbuf + c->rstart));
+    request_log (c, LOG_LEVEL_INFO, "bad request magic 0x%08x, closing",
+                 get_be32 (c->rbuf + c->rstart));
     c->in_flight++;
     request_release (c, &r->out);
     conn_close (c);
@@ -368,7 +389,7 @@ request_parse (struct conn *c)
   c->in_flight++;
 
   if (r->h.type == NBD_CMD_DISC) {
-    log_debug ("%s: NBD_CMD_DISC", c->peer);
+    request_log (c, LOG_LEVEL_DEBUG, "NBD_CMD_DISC");
     request_release (c, &r->out);
     stop_reading_until_drained (c);
     conn_flush_output (c);
@@ -382,13 +403,14 @@ request_parse (struct conn *c)
     msg = "server is shutting down";
   }
   if (err < 0) {
-    log_debug ("%s: %s: %s", c->peer, nbd_cmd_name (r->h.type), msg);
+    request_log (c, LOG_LEVEL_DEBUG, "%s: %s", nbd_cmd_name (r->h.type), msg);
     r->error = err;
     r->errmsg = msg;
     if (payload > 0) {
       if (payload > MAX_DISCARD_BYTES) {
-        log_info ("%s: %s with a %" PRIu64 "-byte payload, closing",
-                  c->peer, nbd_cmd_name (r->h.type), payload);
+        request_log (c, LOG_LEVEL_INFO,
+                     "%s with a %" PRIu64 "-byte payload, closing",
+                     nbd_cmd_name (r->h.type), payload);
         request_release (c, &r->out);
         conn_close (c);
         return false;
@@ -403,8 +425,8 @@ request_parse (struct conn *c)
 
   if ((r->h.type == NBD_CMD_WRITE || r->h.type == NBD_CMD_READ) &&
       grow_buf (r, r->h.count) < 0) {
-    log_error ("%s: out of memory for a %" PRIu64 "-byte request",
-               c->peer, r->h.count);
+    request_log (c, LOG_LEVEL_ERROR,
+                 "out of memory for a %" PRIu64 "-byte request", r->h.count);
     request_release (c, &r->out);
     conn_close (c);
     return false;
