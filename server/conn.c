@@ -3,8 +3,9 @@
  * WHAT: reads the socket into a fixed input buffer and hands complete
  * messages to the handshake or request parser; keeps the queue of outgoing
  * messages and writes as many as it can with one writev; pauses reading at
- * CONN_MAX_IN_FLIGHT requests and resumes at CONN_RESUME_IN_FLIGHT; closes
- * the connection once nothing is in flight.
+ * CONN_MAX_IN_FLIGHT requests and resumes at CONN_RESUME_IN_FLIGHT, or
+ * while the next request's buffer does not fit the memory bound (buffer.c);
+ * closes the connection once nothing is in flight.
  * WHY: the loop thread must never block, so every socket is non-blocking and
  * every partial read or write is resumed from an ev_io callback.
  * INVARIANTS: rbuf[rstart..rend) holds unparsed input; a WRITE payload may
