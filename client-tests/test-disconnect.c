@@ -21,7 +21,8 @@
  * THREADS AND LOCKS: single-threaded, blocking sockets.
  * FAILURE: a server that crashed fails the next connect; one that hangs
  * fails raw_wait_closed's timeout.  Environment: DISCONNECT_ROUNDS
- * (default 40) per case.
+ * (default 40) per case; DISCONNECT_TESTS, a cmocka name pattern
+ * ("*huge*"), runs only the matching cases.
  * NOT HERE: real clients killed mid-transfer (test-kill-clients.sh).
  */
 #include <config.h>
@@ -222,6 +223,8 @@ main (int argc, char *argv[])
     export_name = "disk";
   if ((s = getenv ("DISCONNECT_ROUNDS")) != NULL && atoi (s) > 0)
     rounds = (unsigned) atoi (s);
+  if ((s = getenv ("DISCONNECT_TESTS")) != NULL && *s)
+    cmocka_set_test_filter (s);
   printf ("test-disconnect: server kind %s, socket %s, export \"%s\", "
           "%u rounds per case\n", test_server_kind (), sock_path,
           export_name, rounds);
