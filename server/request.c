@@ -325,6 +325,7 @@ request_parse (struct conn *c)
   size_t hsize = nbd_request_size (c->extended);
   struct request *r;
   struct nbd_req peek;
+  bool bad_magic;
   const char *msg = NULL;
   uint64_t payload;
   int err;
@@ -368,8 +369,9 @@ request_parse (struct conn *c)
   /* A request whose buffer does not fit the memory bound waits, unread,
    * with the socket no longer read (buffer.c resumes it).
    */
-  if (nbd_decode_request (c->rbuf + c->rstart, c->extended, &peek) == 0 &&
-      !buffer_admit (c, buffer_need (&peek)))
+  bad_magic = nbd_decode_request (c->rbuf + c->rstart, c->extended,
+                                  &peek) < 0;
+  if (!bad_magic && !buffer_admit (c, buffer_need (&peek)))
     return false;
 
   if ((r = request_alloc (c, 0)) == NULL) {
@@ -377,7 +379,7 @@ request_parse (struct conn *c)
     conn_close (c);
     return false;
   }
-  if (nbd_decode_request (c->rbuf + c->rstart, c->extended, &r->h) < 0) {
+  if (bad_magic) {
     request_log (c, LOG_LEVEL_INFO, "bad request magic 0x%08x, closing",
                  get_be32 (c->rbuf + c->rstart));
     c->in_flight++;
@@ -385,6 +387,7 @@ request_parse (struct conn *c)
     conn_close (c);
     return false;
   }
+  r->h = peek;
   c->rstart += hsize;
   c->in_flight++;
 
