@@ -12,7 +12,9 @@
  *   refused, so the stream stays in sync.  Absurd payloads (> 1 GiB) close
  *   the connection instead.
  * - in_flight is incremented when a header is parsed and decremented when
- *   its reply has been written or abandoned (request_release).
+ *   its reply has been written or abandoned (request_release).  The READ
+ *   or WRITE buffer is charged to the memory bound (buffer.c) over the same
+ *   span; a header whose buffer does not fit is left unparsed.
  * - Requests are recycled through a per-connection free list (loop thread
  *   only), keeping buffers up to REQUEST_KEEP_BUF_BYTES, so the steady-state
  *   hot path does not allocate.
