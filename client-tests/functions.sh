@@ -58,7 +58,9 @@
 #   is KIND among them?  nbdcached_only: exit 77 when SERVERS excludes
 #   nbdcached (for tests of behaviour that only nbdcached has).
 #   tls_server_kinds: server_kinds without an ASan build of the plugin
-#   (nbdkit with the ASan runtime preloaded hangs at exit after TLS).
+#   (nbdkit with the ASan runtime preloaded hangs at exit after TLS);
+#   hangup_server_kinds: the same, for tests whose clients hang up with
+#   requests in flight (the same hang at exit).
 # - make_tmpdir: a fresh directory under one per-test root that an EXIT trap
 #   removes (KEEP_TMP=1 keeps it).  Works inside $( ) because the root and
 #   the trap are created when this file is sourced.
@@ -73,6 +75,13 @@
 #   random_file PATH SIZE random bytes, SIZE as head -c takes it (32M)
 #   nbdkit_env            prints "env LD_PRELOAD=…" when the plugin is an
 #                         ASan build (nbdkit itself is not), else nothing
+#   nbdkit_hangup_opts    run_server options for tests where clients hang
+#                         up with requests in flight: "plugin:--threads=1"
+#                         (printed with a NOTE) when nbdkit is older than
+#                         1.33.10, whose core aborts in raw_send_socket
+#                         (`sock >= 0`) when a connection's worker threads
+#                         reply after another closed the socket (upstream
+#                         commit 9d82aa4f); nothing otherwise
 #   server_stdio_argv KIND CONF EXPORT: one argv word per line for running
 #                         the server on stdin/stdout (-s), for libnbd's
 #                         connect_command
@@ -265,11 +274,23 @@ server_kinds ()
 # Debian 12, also with an ASan-only plugin, never without the preload).
 tls_server_kinds ()
 {
+  _ct_kinds_without_asan_plugin "after TLS"
+}
+
+# The same deadlock follows clients that hang up with requests in flight
+# (nbdkit logs errors on its way out): server_kinds without an ASan plugin.
+hangup_server_kinds ()
+{
+  _ct_kinds_without_asan_plugin "after clients hang up mid-request"
+}
+
+_ct_kinds_without_asan_plugin ()
+{
   local k out=""
   for k in $(server_kinds); do
     if [ "$k" = plugin ] && _ct_plugin_asan; then
       echo "$0: NOTE: the plugin is an ASan build: nbdkit with the ASan" \
-           "runtime preloaded hangs at exit after TLS; plugin NOT tested" >&2
+           "runtime preloaded hangs at exit $1; plugin NOT tested" >&2
       continue
     fi
     out="$out $k"
@@ -305,6 +326,19 @@ nbdkit_env ()
     lib=$(${CC:-gcc} -print-file-name=libasan.so)
     [ -f "$lib" ] || die "plugin is an ASan build but libasan.so not found"
     echo "env LD_PRELOAD=$lib"
+  fi
+}
+
+nbdkit_hangup_opts ()
+{
+  local v
+  v=$("$NBDKIT" --version 2>/dev/null | awk '{ print $2; exit }')
+  [ -n "$v" ] || return 0
+  if [ "$(printf '%s\n1.33.10\n' "$v" | sort -V | head -n 1)" != 1.33.10 ]; then
+    echo "$0: NOTE: nbdkit $v aborts when a client hangs up with requests" \
+         "in flight on several threads (fixed in 1.33.10): the plugin is" \
+         "tested with --threads=1" >&2
+    echo "plugin:--threads=1"
   fi
 }
 

@@ -565,3 +565,27 @@ raw_assert_error (uint32_t got, uint32_t want)
     fail_msg ("NBD error %s (%" PRIu32 "), expected %s", nbd_err_name (got),
               got, nbd_err_name (want));
 }
+
+/* ---- liveness ---- */
+
+void
+raw_check_server_alive (const char *path, const char *name)
+{
+  struct raw_conn c;
+  uint8_t w[4096], r[4096];
+
+  raw_open (&c, path, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+  raw_structured (&c);
+  raw_go (&c, name);
+  assert_true (c.size >= 1 * MiB + sizeof w);
+  for (size_t i = 0; i < sizeof w; i++)
+    w[i] = (uint8_t) (i * 7 + 99);
+  raw_assert_error (raw_command (&c, 0, NBD_CMD_WRITE, 1 * MiB, sizeof w, w,
+                                 NULL, NULL), NBD_SUCCESS);
+  memset (r, 0, sizeof r);
+  raw_assert_error (raw_command (&c, 0, NBD_CMD_READ, 1 * MiB, sizeof r, NULL,
+                                 r, NULL), NBD_SUCCESS);
+  assert_memory_equal (w, r, sizeof r);
+  raw_send_request (&c, 0, NBD_CMD_DISC, 0, 0, NULL, 0);
+  raw_close (&c);
+}

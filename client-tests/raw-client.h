@@ -106,4 +106,10 @@ uint32_t raw_command (struct raw_conn *c, uint16_t flags, uint16_t type,
                       uint8_t *buf, struct raw_reply *rep);
 void raw_assert_error (uint32_t got, uint32_t want);
 
+/* ---- liveness ---- */
+/* A fresh connection to export `name` (at least 1 MiB + 4 KiB) writes 4 KiB
+ * at 1 MiB and reads it back: the server survived what a test did to it.
+ */
+void raw_check_server_alive (const char *path, const char *name);
+
 #endif /* NBDCACHE_RAW_CLIENT_H */

@@ -95,17 +95,7 @@ open_export (struct raw_conn *c)
 static void
 check_server_alive (void)
 {
-  struct raw_conn c;
-  uint8_t w[4096], r[4096];
-
-  open_export (&c);
-  fill_pattern (w, sizeof w, 99);
-  expect (NBD_SUCCESS, &c, 0, NBD_CMD_WRITE, 1 * MiB, sizeof w, w, NULL, NULL);
-  memset (r, 0, sizeof r);
-  expect (NBD_SUCCESS, &c, 0, NBD_CMD_READ, 1 * MiB, sizeof r, NULL, r, NULL);
-  assert_memory_equal (w, r, sizeof r);
-  raw_send_request (&c, 0, NBD_CMD_DISC, 0, 0, NULL, 0);
-  raw_close (&c);
+  raw_check_server_alive (sock_path, export_name);
 }
 
 /* ---- (a) fixed newstyle, EXPORT_NAME ---- */

@@ -12,6 +12,9 @@
 #  3. nbdcached only: one server with both a PSK file and X.509
 #     certificates serves PSK clients and certificate clients (nbdkit uses
 #     only the PSK when given both, so the plugin has no equivalent).
+#  4. nbdcached only: the same with tls_verify_peer = yes (the shipped
+#     example config): PSK clients (nbdinfo, nbdcopy, qemu-img) still get
+#     in, certificate clients need a verified certificate.
 set -e
 . "${srcdir:-.}/functions.sh"
 requires openssl nbdinfo nbdcopy qemu-img cmp
@@ -144,3 +147,39 @@ EOF
 run_server nbdcached "$tmp/both.conf" disk -- ". '$tmp/both.sh'" ||
   die "[nbdcached] PSK and X.509 on one server"
 echo "[nbdcached] PSK and X.509 on one server OK"
+
+# ---- 4. The same with tls_verify_peer = yes (nbdcached only) -------------
+# What conf/nbdcached-tls.conf.example ships: certificate clients must
+# present a verified certificate, PSK clients authenticate with their key.
+# (OpenSSL refuses a PSK handshake under SSL_VERIFY_PEER unless the
+# context has a session id context.)
+sed 's/^tls = require$/tls = require\ntls_verify_peer = yes/' \
+  "$tmp/both.conf" > "$tmp/verify.conf"
+grep -q '^tls_verify_peer = yes$' "$tmp/verify.conf" ||
+  die "could not write $tmp/verify.conf"
+cat > "$tmp/verify.sh" <<'EOF'
+set -e
+. "$srcdir/client-checks.sh"
+must_work "PSK client (nbdinfo)" \
+  nbdinfo --size "nbds+unix://alice@/disk?socket=$unixsocket&tls-psk-file=$TMP/keys.psk"
+rm -f "$TMP/out.img"
+must_work "PSK client (nbdcopy)" \
+  nbdcopy "nbds+unix://alice@/disk?socket=$unixsocket&tls-psk-file=$TMP/keys.psk" "$TMP/out.img"
+cmp "$TMP/disk.img" "$TMP/out.img" ||
+  { echo "FAIL: nbdcopy over PSK with verify-peer read different data"; exit 1; }
+must_work "PSK client (qemu-img, tls-creds-psk)" \
+  qemu-img info \
+    --object "tls-creds-psk,id=tls0,endpoint=client,dir=$TMP/qemu-psk,username=alice" \
+    --image-opts "driver=nbd,server.type=unix,server.path=$unixsocket,export=disk,tls-creds=tls0,tls-hostname=localhost"
+must_work "X.509 client with a certificate" \
+  nbdinfo --size "nbds+unix:///disk?socket=$unixsocket&tls-certificates=$CERTS/client-alice"
+must_fail "X.509 client without a certificate" "" \
+  nbdinfo --size "nbds+unix:///disk?socket=$unixsocket&tls-certificates=$CERTS/client-none"
+must_fail "PSK client with the wrong key" "" \
+  nbdinfo --size "nbds+unix://alice@/disk?socket=$unixsocket&tls-psk-file=$TMP/wrong-key.psk"
+must_work "PSK client after the refusals" \
+  nbdinfo --size "nbds+unix://alice@/disk?socket=$unixsocket&tls-psk-file=$TMP/keys.psk"
+EOF
+run_server nbdcached "$tmp/verify.conf" disk -- ". '$tmp/verify.sh'" ||
+  die "[nbdcached] PSK with tls_verify_peer = yes"
+echo "[nbdcached] PSK with tls_verify_peer = yes OK"

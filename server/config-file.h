@@ -30,6 +30,11 @@
 #include "log.h"
 
 #define CONFIG_DEFAULT_WORKERS 8
+/* [server] max_buffer: request data (READ replies not yet sent, WRITE
+ * payloads) held in memory across all connections; one connection may hold
+ * a quarter of it (server/buffer.c).
+ */
+#define CONFIG_DEFAULT_MAX_BUFFER_BYTES (UINT64_C (512) << 20) /* 512 MiB */
 
 /* [cache NAME] limits and defaults (nbdcached.conf(5)). */
 #define CONFIG_MIN_BUCKET_BYTES          (UINT64_C (64) << 10) /* 64 KiB */
@@ -91,6 +96,9 @@ struct config_server {
                                    a safe built-in default */
   char *tls_ciphersuites;       /* TLS 1.3 suites; NULL = OpenSSL default */
   unsigned tls_min_version;     /* 12 (TLS 1.2, default) or 13 */
+  uint64_t max_buffer_bytes;    /* max_buffer: bound on request data held
+                                   (bytes), default
+                                   CONFIG_DEFAULT_MAX_BUFFER_BYTES */
 };
 
 struct config_cache {

@@ -60,6 +60,7 @@ enum section_kind {
   K (SERVER, server, tls_ciphers,      STRING,      tls_ciphers,      false) \
   K (SERVER, server, tls_ciphersuites, STRING,      tls_ciphersuites, false) \
   K (SERVER, server, tls_min_version,  TLS_VERSION, tls_min_version,  false) \
+  K (SERVER, server, max_buffer,       SIZE,        max_buffer_bytes, false) \
   K (CACHE,  cache,  path,             PATH,        path,             false) \
   K (CACHE,  cache,  size,             SIZE,        size_bytes,       false) \
   K (CACHE,  cache,  create,           BOOL,        create,           false) \

@@ -1054,6 +1054,7 @@ config_load (const char *path, struct config **out)
   cfg->server.log_level = LOG_LEVEL_INFO;
   cfg->server.tls = CONFIG_TLS_OFF;
   cfg->server.tls_min_version = 12;
+  cfg->server.max_buffer_bytes = CONFIG_DEFAULT_MAX_BUFFER_BYTES;
   p.cfg = cfg;
   if ((cfg->path = strdup (path)) == NULL) {
     r = -ENOMEM;

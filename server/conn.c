@@ -3,14 +3,20 @@
  * WHAT: reads the socket into a fixed input buffer and hands complete
  * messages to the handshake or request parser; keeps the queue of outgoing
  * messages and writes as many as it can with one writev; pauses reading at
- * CONN_MAX_IN_FLIGHT requests and resumes at CONN_RESUME_IN_FLIGHT; closes
- * the connection once nothing is in flight.
+ * CONN_MAX_IN_FLIGHT requests and resumes at CONN_RESUME_IN_FLIGHT, or
+ * while the next request's buffer does not fit the memory bound (buffer.c);
+ * closes the connection once nothing is in flight.
  * WHY: the loop thread must never block, so every socket is non-blocking and
  * every partial read or write is resumed from an ev_io callback.
  * INVARIANTS: rbuf[rstart..rend) holds unparsed input; a WRITE payload may
  * bypass rbuf and be received straight into the request's buffer (no copy).
- * A destroyed connection is freed only when in_flight == 0.
- * THREADS: loop thread only.
+ * A closed (destroyed) connection submits nothing more to the workers, but
+ * its struct and its export reference stay valid until in_flight == 0,
+ * when the sweeper frees it: requests still queued or running on workers
+ * read c->exp and the negotiated flags, and come back to the loop, which
+ * drops their replies.
+ * THREADS: loop thread only, except `dead`, which the loop sets at close
+ * and workers read (atomically) to skip requests nobody will read.
  * FAILURE: EOF, a socket error or a protocol violation closes this
  * connection (logged at debug or error level); the server lives on.
  * NOT HERE: what the messages mean (handshake.c, request.c).
@@ -329,8 +335,8 @@ conn_process_input (struct conn *c)
   }
   if (c->tls_start_pending)
     conn_set_reading (c, false);     /* until the TLS handshake owns the socket */
-  /* Hand the whole parse batch to the workers under one lock.  Even for a
-   * connection that was just closed: its requests keep it allocated.
+  /* Hand the whole parse batch to the workers under one lock (a closed
+   * connection has dropped its batch already: conn_close).
    */
   if (c->batch_n > 0) {
     worker_pool_submit (c->srv->pool, c->batch_head, c->batch_tail,
@@ -432,22 +438,28 @@ conn_read_cb (struct ev_loop *loop, ev_io *w, int revents)
     ev_feed_event (c->srv->loop, &c->rio, EV_READ);
 }
 
+void
+conn_resume (struct conn *c)
+{
+  if (c->destroyed || c->phase != PHASE_TRANSMISSION || c->resume_marked)
+    return;
+  /* Parse what is already buffered, but not from inside the output path
+   * that called us: the loop's prepare watcher does it.
+   */
+  conn_set_reading (c, true);
+  c->resume_marked = true;
+  c->resume_next = c->srv->resumes;
+  c->srv->resumes = c;
+}
+
 /* Called by request_release once a reply has left (or been abandoned). */
 void
 conn_reply_sent (struct conn *c)
 {
   if (c->destroyed)
     return;
-  if (c->phase == PHASE_TRANSMISSION && !c->reading &&
-      c->in_flight <= CONN_RESUME_IN_FLIGHT && !c->resume_marked) {
-    /* Parse what is already buffered, but not from inside the output
-     * path that called us: the loop's prepare watcher does it.
-     */
-    conn_set_reading (c, true);
-    c->resume_marked = true;
-    c->resume_next = c->srv->resumes;
-    c->srv->resumes = c;
-  }
+  if (!c->reading && c->in_flight <= CONN_RESUME_IN_FLIGHT)
+    conn_resume (c);
   if (!c->destroyed && c->in_flight == 0 && c->close_after_output &&
       c->out_head == NULL)
     close_if_drained (c);
@@ -493,8 +505,35 @@ conn_begin_shutdown (struct conn *c)
     return;
   }
   c->close_after_output = true;
+  if (c->buffer_waiting) {
+    /* Its waiting request is answered ESHUTDOWN, without a buffer. */
+    buffer_forget (c);
+    conn_resume (c);
+  }
   if (c->in_flight == 0 && c->out_head == NULL)
     close_if_drained (c);
+}
+
+/* Requests parsed but not yet handed to the workers are answered by
+ * nobody: release them here, so a closed connection submits nothing.
+ */
+static void
+drop_batch (struct conn *c)
+{
+  while (c->batch_head) {
+    struct request *r = c->batch_head;
+
+    c->batch_head = r->next;
+    request_release (c, &r->out);
+  }
+  c->batch_tail = NULL;
+  c->batch_n = 0;
+}
+
+bool
+conn_is_dead (const struct conn *c)
+{
+  return __atomic_load_n (&c->dead, __ATOMIC_ACQUIRE);
 }
 
 void
@@ -510,10 +549,14 @@ conn_close (struct conn *c)
   ev_io_stop (srv->loop, &c->wio);
   ev_timer_stop (srv->loop, &c->linger);
   c->reading = c->writing = false;
-  if (c->exp) {
+  /* Workers may still run requests of this connection: they stop starting
+   * new ones (conn_is_dead), but c->exp stays valid until conn_free.
+   */
+  __atomic_store_n (&c->dead, true, __ATOMIC_RELEASE);
+  if (c->exp)
     c->exp->nr_connections--;
-    c->exp = NULL;
-  }
+  drop_batch (c);
+  buffer_forget (c);
   if (c->resume_marked) {
     struct conn **pp = &srv->resumes;
     while (*pp != c)
@@ -602,6 +645,7 @@ conn_free (struct conn *c)
     free (r->extents);
     free (r);
   }
+  c->free_buf_bytes = 0;
   free (c->meta_export);
   free (c->rbuf);
   free (c);

@@ -18,7 +18,8 @@
  * POLICY: with [server] tls = require nothing but STARTTLS and ABORT is
  * answered before TLS (NBD_REP_ERR_TLS_REQD); a TLS-only export is hidden
  * from LIST and refused with ERR_TLS_REQD before TLS; allow / allow_unix /
- * allow_subjects refusals are ERR_POLICY, logged.
+ * allow_subjects refusals are ERR_POLICY, logged.  INFO, GO and both
+ * META_CONTEXT options check access the same way.
  * NOT HERE: the TLS handshake itself (tls.c, driven by conn.c).
  */
 #include <config.h>
@@ -440,6 +441,8 @@ opt_meta_context (struct conn *c, uint32_t option,
   uint32_t namelen, nr_queries, pos, q;
   unsigned done = 0;
   struct export *exp;
+  uint32_t refusal;
+  const char *why;
 
   if (!c->structured) {
     reply_error (c, option, NBD_REP_ERR_INVALID,
@@ -469,6 +472,14 @@ opt_meta_context (struct conn *c, uint32_t option,
   }
   if (exp == NULL) {
     reply_error (c, option, NBD_REP_ERR_UNKNOWN, "no such export");
+    return;
+  }
+  /* The contexts of an export are for those who may open it: the same
+   * refusal as INFO / GO (TLS first, then allow / allow_unix /
+   * allow_subjects), so a refused client learns nothing more here.
+   */
+  if ((refusal = export_access (c, exp, &why)) != 0) {
+    reply_error (c, option, refusal, why);
     return;
   }
 

@@ -12,7 +12,9 @@
  *   refused, so the stream stays in sync.  Absurd payloads (> 1 GiB) close
  *   the connection instead.
  * - in_flight is incremented when a header is parsed and decremented when
- *   its reply has been written or abandoned (request_release).
+ *   its reply has been written or abandoned (request_release).  The READ
+ *   or WRITE buffer is charged to the memory bound (buffer.c) over the same
+ *   span; a header whose buffer does not fit is left unparsed.
  * - Requests are recycled through a per-connection free list (loop thread
  *   only), keeping buffers up to REQUEST_KEEP_BUF_BYTES, so the steady-state
  *   hot path does not allocate.
@@ -25,6 +27,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +40,25 @@
 #define REQUEST_KEEP_BUF_BYTES (4 * 1024 * 1024)
 #define MAX_FREE_REQUESTS      64
 #define BUF_ALIGN              4096   /* bytes; O_DIRECT-friendly */
+
+/* Every log line about a connection's requests goes through here, prefixed
+ * with the peer: the one place to rate-limit them, since a hostile client
+ * can cause one per request.  (Engine errors are logged by the engine and
+ * become error replies; they are not logged again here.)
+ */
+static void ATTRIBUTE_FORMAT_PRINTF (3, 4)
+request_log (const struct conn *c, enum log_level level, const char *fmt, ...)
+{
+  char msg[256];
+  va_list ap;
+
+  if (!log_enabled (level))
+    return;
+  va_start (ap, fmt);
+  vsnprintf (msg, sizeof msg, fmt, ap);
+  va_end (ap);
+  log_msg (level, "%s: %s", c->peer, msg);
+}
 
 /* Make r->buf at least bufsize bytes (contents not kept).  0 or -ENOMEM. */
 static int
@@ -63,6 +86,7 @@ request_alloc (struct conn *c, size_t bufsize)
   if (r) {
     c->free_reqs = r->next;
     c->nr_free_reqs--;
+    c->free_buf_bytes -= r->buf_cap;
   }
   else if ((r = calloc (1, sizeof *r)) == NULL)
     return NULL;
@@ -77,6 +101,7 @@ request_alloc (struct conn *c, size_t bufsize)
   r->out.next = NULL;
   r->out.iovcnt = 0;
   r->out.release = request_release;
+  r->buffer_bytes = 0;
   r->error = 0;
   r->errmsg = NULL;
   r->synchronous = false;
@@ -93,7 +118,9 @@ request_release (struct conn *c, struct outmsg *m)
   struct request *r = (struct request *) m;
 
   c->in_flight--;
-  if (r->buf_cap > REQUEST_KEEP_BUF_BYTES) {
+  buffer_uncharge (c, r);
+  if (r->buf_cap > REQUEST_KEEP_BUF_BYTES ||
+      c->free_buf_bytes + r->buf_cap > CONN_FREE_BUF_BYTES) {
     free (r->buf);
     r->buf = NULL;
     r->buf_cap = 0;
@@ -102,6 +129,7 @@ request_release (struct conn *c, struct outmsg *m)
     r->next = c->free_reqs;
     c->free_reqs = r;
     c->nr_free_reqs++;
+    c->free_buf_bytes += r->buf_cap;
   }
   else {
     free (r->buf);
@@ -271,6 +299,16 @@ payload_bytes (const struct conn *c, const struct nbd_req *h)
   return 0;
 }
 
+/* Bytes of buffer a request will hold if it is valid. */
+static uint64_t
+buffer_need (const struct nbd_req *h)
+{
+  if ((h->type == NBD_CMD_READ || h->type == NBD_CMD_WRITE) &&
+      h->count <= NBD_MAX_PAYLOAD)
+    return h->count;
+  return 0;
+}
+
 static void
 stop_reading_until_drained (struct conn *c)
 {
@@ -288,6 +326,8 @@ request_parse (struct conn *c)
   size_t avail = c->rend - c->rstart;
   size_t hsize = nbd_request_size (c->extended);
   struct request *r;
+  struct nbd_req peek;
+  bool bad_magic;
   const char *msg = NULL;
   uint64_t payload;
   int err;
@@ -328,25 +368,33 @@ request_parse (struct conn *c)
   }
   if (avail < hsize)
     return false;
+  /* A request whose buffer does not fit the memory bound waits, unread,
+   * with the socket no longer read (buffer.c resumes it).
+   */
+  bad_magic = nbd_decode_request (c->rbuf + c->rstart, c->extended,
+                                  &peek) < 0;
+  if (!bad_magic && !buffer_admit (c, buffer_need (&peek)))
+    return false;
 
   if ((r = request_alloc (c, 0)) == NULL) {
-    log_error ("%s: out of memory", c->peer);
+    request_log (c, LOG_LEVEL_ERROR, "out of memory");
     conn_close (c);
     return false;
   }
-  if (nbd_decode_request (c->rbuf + c->rstart, c->extended, &r->h) < 0) {
-    log_info ("%s: bad request magic 0x%08x, closing", c->peer,
-              get_be32 (c->rbuf + c->rstart));
+  if (bad_magic) {
+    request_log (c, LOG_LEVEL_INFO, "bad request magic 0x%08x, closing",
+                 get_be32 (c->rbuf + c->rstart));
     c->in_flight++;
     request_release (c, &r->out);
     conn_close (c);
     return false;
   }
+  r->h = peek;
   c->rstart += hsize;
   c->in_flight++;
 
   if (r->h.type == NBD_CMD_DISC) {
-    log_debug ("%s: NBD_CMD_DISC", c->peer);
+    request_log (c, LOG_LEVEL_DEBUG, "NBD_CMD_DISC");
     request_release (c, &r->out);
     stop_reading_until_drained (c);
     conn_flush_output (c);
@@ -360,13 +408,14 @@ request_parse (struct conn *c)
     msg = "server is shutting down";
   }
   if (err < 0) {
-    log_debug ("%s: %s: %s", c->peer, nbd_cmd_name (r->h.type), msg);
+    request_log (c, LOG_LEVEL_DEBUG, "%s: %s", nbd_cmd_name (r->h.type), msg);
     r->error = err;
     r->errmsg = msg;
     if (payload > 0) {
       if (payload > MAX_DISCARD_BYTES) {
-        log_info ("%s: %s with a %" PRIu64 "-byte payload, closing",
-                  c->peer, nbd_cmd_name (r->h.type), payload);
+        request_log (c, LOG_LEVEL_INFO,
+                     "%s with a %" PRIu64 "-byte payload, closing",
+                     nbd_cmd_name (r->h.type), payload);
         request_release (c, &r->out);
         conn_close (c);
         return false;
@@ -381,12 +430,14 @@ request_parse (struct conn *c)
 
   if ((r->h.type == NBD_CMD_WRITE || r->h.type == NBD_CMD_READ) &&
       grow_buf (r, r->h.count) < 0) {
-    log_error ("%s: out of memory for a %" PRIu64 "-byte request",
-               c->peer, r->h.count);
+    request_log (c, LOG_LEVEL_ERROR,
+                 "out of memory for a %" PRIu64 "-byte request", r->h.count);
     request_release (c, &r->out);
     conn_close (c);
     return false;
   }
+  if (r->h.type == NBD_CMD_WRITE || r->h.type == NBD_CMD_READ)
+    buffer_charge (c, r, r->h.count);
 
   if (r->h.type == NBD_CMD_WRITE) {
     c->payload_req = r;

@@ -11,8 +11,9 @@
  * - The loop thread (libev) runs accept, the handshake, request parsing,
  *   validation, and every socket write.  Everything in struct conn is
  *   touched only by the loop thread, except what a worker reads from a
- *   request it was handed (conn->exp, conn->structured/extended, which do
- *   not change during transmission).
+ *   request it was handed (conn->exp, conn->structured/extended and the
+ *   meta context selection, which do not change from the start of
+ *   transmission until the connection is freed) and conn->dead (atomic).
  * - Worker threads (worker.c) run engine calls and encode replies into the
  *   request.  A request is owned by exactly one thread at a time: the loop
  *   until it is queued, then a worker, then the loop again after it comes
@@ -23,9 +24,15 @@
  * INVARIANTS:
  * - conn->in_flight counts requests parsed and not yet fully replied; the
  *   socket is not read while it is >= CONN_MAX_IN_FLIGHT and is read again
- *   once it drops to CONN_RESUME_IN_FLIGHT.
+ *   once it drops to CONN_RESUME_IN_FLIGHT.  Independently, the request
+ *   data held (READ replies not yet written, WRITE payloads) is bounded per
+ *   connection and per server (buffer.c, [server] max_buffer).
  * - A connection is freed only when in_flight == 0 (no worker holds one of
- *   its requests) and its output queue is empty or abandoned.
+ *   its requests) and its output queue is empty or abandoned.  Closing it
+ *   does not clear conn->exp: exports outlive every connection.
+ * - A closed connection submits no more requests; workers skip the engine
+ *   call of queued requests whose connection is dead, and the loop drops
+ *   their replies.
  *
  * FAILURE: a client's protocol violation closes that connection only; an
  * engine error becomes an NBD error reply; nothing a client sends can stop
@@ -51,6 +58,8 @@
 #define CONN_MAX_IN_FLIGHT    128     /* requests; stop reading here */
 #define CONN_RESUME_IN_FLIGHT 64      /* requests; resume reading here */
 #define CONN_RBUF_BYTES       (256 * 1024)
+#define CONN_FREE_BUF_BYTES   (32 * 1024 * 1024) /* most a connection keeps
+                                                    in recycled buffers */
 #define CONN_READ_CHUNK_BYTES (64 * 1024) /* most one read puts in rbuf */
 #define CONN_SHUTDOWN_LINGER_S 1.0  /* s of quiet before a stop closes */
 #define CONN_SOCKBUF_BYTES    (4 * 1024 * 1024) /* SO_SNDBUF / SO_RCVBUF */
@@ -119,6 +128,8 @@ struct request {
   struct nbd_req h;
   void *buf;                    /* READ data / WRITE payload; NULL otherwise */
   size_t buf_cap;               /* bytes allocated at buf */
+  uint64_t buffer_bytes;        /* charged to the memory budget (buffer.c);
+                                   0 = none */
   int error;                    /* -errno; 0 = success */
   const char *errmsg;           /* static text for structured error chunks */
   bool synchronous;             /* answered by the loop, never a worker */
@@ -156,7 +167,8 @@ struct conn {
   ev_timer linger;              /* stopping: close after a quiet moment */
   enum conn_phase phase;
   bool reading;                 /* rio started */
-  bool destroyed;
+  bool destroyed;               /* closed: no more I/O (loop thread) */
+  bool dead;                    /* = destroyed, for workers: __atomic only */
 
   /* Input. */
   unsigned char *rbuf;          /* CONN_RBUF_BYTES */
@@ -180,7 +192,8 @@ struct conn {
   bool meta_base_allocation;
   bool meta_nbdcache_state;     /* our own context (NCACHE_STATE_* flags) */
   char *meta_export;            /* export named by SET_META_CONTEXT */
-  struct export *exp;           /* set on entering transmission */
+  struct export *exp;           /* set on entering transmission; valid
+                                   until the connection is freed */
   uint16_t eflags;
 
   /* TLS (tls.c).  ssl is set once STARTTLS was acknowledged. */
@@ -204,6 +217,12 @@ struct conn {
   struct conn *resume_next;
   struct request *free_reqs;    /* recycled requests (loop thread) */
   unsigned nr_free_reqs;
+  size_t free_buf_bytes;        /* buffer capacity kept in free_reqs */
+
+  /* Memory budget (buffer.c). */
+  uint64_t buffer_bytes;        /* request data held by in-flight requests */
+  bool buffer_waiting;          /* on srv->buffer_waiters */
+  struct conn *buffer_next;
 };
 
 void conn_accept (struct server *srv, int rfd, int wfd, bool is_tcp,
@@ -214,10 +233,16 @@ void conn_queue (struct conn *c, struct outmsg *m);
 void conn_set_reading (struct conn *c, bool on);
 void conn_flush_output (struct conn *c);
 void conn_close (struct conn *c);
+/* Any thread: has the connection been closed?  (Workers skip its work.) */
+bool conn_is_dead (const struct conn *c);
 void conn_process_input (struct conn *c);
 /* The server is stopping: finish what is in flight, then close. */
 void conn_begin_shutdown (struct conn *c);
 void conn_run_resumes (struct server *srv);
+/* Start reading again and parse what is buffered (from the loop's
+ * prepare watcher, not from the caller's stack).  No-op once closed.
+ */
+void conn_resume (struct conn *c);
 /* Free closed connections that no worker references any more. */
 void conn_sweep (struct server *srv);
 /* A reply left the queue (or was abandoned): may resume reading/close. */
@@ -239,6 +264,17 @@ struct request *request_alloc (struct conn *c, size_t bufsize);
 void request_release (struct conn *c, struct outmsg *m);
 /* Worker side: run the engine call. */
 void request_execute (struct request *r);
+
+/* ---- buffer.c: the bound on request data held ([server] max_buffer) ---- */
+/* May a request needing `need` bytes of buffer start now?  If not, the
+ * connection has stopped reading and is resumed when memory is returned.
+ */
+bool buffer_admit (struct conn *c, uint64_t need);
+void buffer_charge (struct conn *c, struct request *r, uint64_t bytes);
+/* The request's buffer is no longer needed (reply sent or abandoned). */
+void buffer_uncharge (struct conn *c, struct request *r);
+/* The connection stops waiting for memory (it is closing). */
+void buffer_forget (struct conn *c);
 
 /* reply.c: encodes r->out from r->error and the results. */
 void reply_prepare (struct request *r);
@@ -321,6 +357,8 @@ struct server {
   unsigned nr_conns;
   struct conn *zombies;         /* closed, freed by conn_sweep */
   struct conn *resumes;         /* reading resumed, input to parse */
+  uint64_t buffer_bytes;        /* request data held, all connections */
+  struct conn *buffer_waiters;  /* stopped until buffer_bytes drops */
   ev_prepare prepare;           /* runs resumes and the sweep */
   ev_async done_async;          /* workers -> loop */
   pthread_mutex_t done_lock;

@@ -145,6 +145,8 @@ test_config_defaults (void **state)
   assert_int_equal (cfg->server.nr_listen, 0);
   assert_null (cfg->server.listen);
   assert_int_equal (cfg->server.workers, CONFIG_DEFAULT_WORKERS);
+  assert_int_equal (cfg->server.max_buffer_bytes,
+                    CONFIG_DEFAULT_MAX_BUFFER_BYTES);
   assert_null (cfg->server.pidfile);
   assert_int_equal (cfg->server.log_target, LOG_TARGET_STDERR);
   assert_int_equal (cfg->server.log_level, LOG_LEVEL_INFO);
@@ -509,7 +511,7 @@ test_config_known_keys (void **state)
     for (j = 0; j < i; j++)
       assert_string_not_equal (k, config_known_keys[j]);
   }
-  assert_int_equal (i, 48);
+  assert_int_equal (i, 49);
 }
 
 static void
@@ -825,6 +827,20 @@ test_config_bad_log_level (void **state)
   load_bad ("[server]\nlog_level = verbose\n" EXPORT_OK,
             "2: invalid log_level 'verbose': expected error, warning, "
             "info or debug");
+}
+
+static void
+test_config_max_buffer (void **state)
+{
+  struct config *cfg;
+
+  (void) state;
+  cfg = load_good ("[server]\nmax_buffer = 64M\n" EXPORT_OK);
+  assert_int_equal (cfg->server.max_buffer_bytes, UINT64_C (64) << 20);
+  config_free (cfg);
+  load_bad ("[server]\nmax_buffer = 0\n" EXPORT_OK,
+            "2: invalid max_buffer '0': expected a size greater than 0 "
+            "such as 4096, 512K, 10G or 2T");
 }
 
 static void
@@ -1178,6 +1194,7 @@ main (void)
     cmocka_unit_test (test_config_file_uri),
     cmocka_unit_test (test_config_size_creates_nothing),
     cmocka_unit_test (test_config_known_keys),
+    cmocka_unit_test (test_config_max_buffer),
     cmocka_unit_test (test_config_free_null),
     cmocka_unit_test (test_config_missing_file),
     cmocka_unit_test (test_config_unknown_section),

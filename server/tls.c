@@ -240,6 +240,8 @@ client_hello_cb (SSL *ssl, int *alert, void *arg)
 int
 tls_server_create (const struct config *cfg, struct tls_server **out)
 {
+  static const unsigned char sid_ctx[] = { 'n', 'b', 'd', 'c', 'a', 'c',
+                                           'h', 'e', 'd' };
   const struct config_server *cs = &cfg->server;
   struct tls_server *t = calloc (1, sizeof *t);
   char why[256];
@@ -261,6 +263,16 @@ tls_server_create (const struct config *cfg, struct tls_server **out)
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   SSL_CTX_set_session_cache_mode (t->ctx, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_num_tickets (t->ctx, 0);
+  /* A TLS 1.3 PSK handshake is a resumption to OpenSSL, and with
+   * SSL_VERIFY_PEER it refuses to resume without a session id context
+   * ("session id context uninitialized"): PSK clients would always fail
+   * under tls_verify_peer = yes.  No session is ever cached or resumed.
+   */
+  if (!SSL_CTX_set_session_id_context (t->ctx, sid_ctx, sizeof sid_ctx)) {
+    log_error ("TLS: cannot set the session id context: %s",
+               ssl_reason (why, sizeof why));
+    goto err;
+  }
 
   if (!SSL_CTX_set_cipher_list (t->ctx, cs->tls_ciphers ? cs->tls_ciphers
                                                        : TLS_DEFAULT_CIPHERS)) {

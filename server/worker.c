@@ -78,8 +78,15 @@ worker_main (void *arg)
       p->tail = NULL;
     pthread_mutex_unlock (&p->lock);
 
-    request_execute (r);
-    reply_prepare (r);
+    /* Nobody will read the reply of a closed connection: do not spend a
+     * disk read (or an unacknowledged write) on it.
+     */
+    if (conn_is_dead (r->conn))
+      r->error = -ESHUTDOWN;
+    else {
+      request_execute (r);
+      reply_prepare (r);
+    }
     complete (p->srv, r);
   }
 }
