@@ -70,6 +70,10 @@ struct log_ratelimit {
  */
 bool log_ratelimit_check (struct log_ratelimit *rl, uint64_t now_ms,
                           uint64_t *suppressed);
+/* Rate limiting on (the default) or off: off, every rate-limited message
+ * is logged (for tests that expect one line per failure).
+ */
+void log_set_ratelimit (bool on);
 /* log_msg through rl: "(N similar messages suppressed)" is appended to a
  * line logged after repeats were counted.  errno is preserved.
  */

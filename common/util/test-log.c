@@ -444,6 +444,23 @@ test_log_ratelimited_reports_suppressed (void **state)
   assert_string_equal (captured[2].msg, "full 7");
 }
 
+static void
+test_log_ratelimit_off (void **state)
+{
+  int i;
+
+  log_set_sink (capture_sink);
+  log_set_ratelimit (false);
+  for (i = 0; i < 5; i++)
+    log_error_ratelimited ("each %d", i);
+  log_set_ratelimit (true);
+  for (i = 0; i < 5; i++)
+    log_error_ratelimited ("limited %d", i);
+  assert_int_equal (n_captured, 6);
+  assert_string_equal (captured[4].msg, "each 4");
+  assert_string_equal (captured[5].msg, "limited 0");
+}
+
 #define RL_THREADS 4
 #define RL_CALLS 2000
 
@@ -511,6 +528,7 @@ main (void)
                                      setup, teardown),
     cmocka_unit_test_setup_teardown (test_log_ratelimited_concurrent_counts,
                                      setup, teardown),
+    cmocka_unit_test_setup_teardown (test_log_ratelimit_off, setup, teardown),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
