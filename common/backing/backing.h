@@ -94,10 +94,19 @@ struct backing_open_options {
 int backing_open (const char *uri, const struct backing_open_options *opts,
                   struct backing **out);
 
+/* The uri a store opened from `location` (as backing_open takes it) will
+ * have: for a file, "file://" + its absolute path (struct backing's uri);
+ * NULL for other kinds.  0 and *out set (caller frees), or -ENOMEM.
+ * Lets a caller ask about a store before opening (or creating) it.
+ */
+int backing_location_uri (const char *location, char **out);
+
 /* Drivers, callable directly. */
 int backing_file_open (const char *path, const struct backing_open_options *opts,
                        struct backing **out);
 int backing_memory_create (uint64_t size_bytes, struct backing **out);
+/* "file://" + the absolute form of path (file.c); NULL if out of memory. */
+char *backing_file_uri (const char *path);
 
 /* NULL is a no-op. */
 void backing_close (struct backing *b);

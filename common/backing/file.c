@@ -552,8 +552,8 @@ static const struct backing_ops file_ops = {
  * repeated slashes removed; "..", symlinks and percent signs are left
  * as they are.  NULL on allocation failure.
  */
-static char *
-make_uri (const char *path)
+char *
+backing_file_uri (const char *path)
 {
   char *cwd = NULL, *abs, *uri, *out;
   const char *in;
@@ -745,7 +745,7 @@ backing_file_open (const char *path, const struct backing_open_options *opts,
   f->cap_dsync = f->cap_punch = f->cap_zero_range = f->cap_allocate = true;
   f->cap_blkdiscard = f->cap_blkzeroout = f->cap_seek_data = true;
   f->path = strdup (path);
-  f->b.uri = make_uri (path);
+  f->b.uri = backing_file_uri (path);
   if (f->path == NULL || f->b.uri == NULL) {
     r = -ENOMEM;
     goto err;
