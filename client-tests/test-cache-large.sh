@@ -19,8 +19,11 @@
 # below the old behaviour: first I/O < FIRST_IO_MAX_MS (2000), SIGTERM <
 # SIGTERM_MAX_MS (5000), start-up < START_MAX_MS (10000).  The measured
 # values are printed.
-# The plugin is stopped the same way: SIGTERM to nbdkit, which unloads the
-# plugin and closes the cache.
+# The plugin is stopped through nbdkit: its --run command exits, nbdkit
+# unloads the plugin, which closes the cache.  nbdkit listens before the
+# plugin opens the cache (after_fork), so the plugin's first read also
+# waits for that open (reading the prio copies and the journal ring,
+# which is at most 128 MiB): its bound is PLUGIN_FIRST_IO_MAX_MS (5000).
 #
 # Skipped (77) when the temporary directory cannot hold a 1 TiB sparse
 # file.
@@ -29,6 +32,7 @@ set -e
 requires qemu-io
 
 : "${FIRST_IO_MAX_MS:=2000}"
+: "${PLUGIN_FIRST_IO_MAX_MS:=5000}"
 : "${SIGTERM_MAX_MS:=5000}"
 : "${START_MAX_MS:=10000}"
 
@@ -98,7 +102,11 @@ cycle ()
     "nbd+unix:///disk?socket=$sock" > "$dir/qemu-io.out" ||
     { cat "$dir/qemu-io.out" >&2; fail "$kind $round: qemu-io read failed"; }
   t2=$(now_ms)
-  check "first 4 KiB read" $((t2 - t1)) "$FIRST_IO_MAX_MS"
+  if [ "$kind" = plugin ]; then
+    check "first 4 KiB read" $((t2 - t1)) "$PLUGIN_FIRST_IO_MAX_MS"
+  else
+    check "first 4 KiB read" $((t2 - t1)) "$FIRST_IO_MAX_MS"
+  fi
 
   t2=$(now_ms)
   case "$kind" in
