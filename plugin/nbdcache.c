@@ -706,7 +706,7 @@ open_export (struct ncache **nc_out, struct ncache_device **dev_out,
     return -1;
   }
   ncfg.device = dev;
-  if (backing_open (location, &opts, &b) < 0) {
+  if (ncache_backing_open (dev, ncfg.name, location, &opts, &b) < 0) {
     ncache_device_close (dev);
     return -1;                  /* the driver logged why */
   }

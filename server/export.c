@@ -142,7 +142,7 @@ export_open_one (struct server *srv, const struct config_export *ce,
     return -EINVAL;
   }
 
-  r = backing_open (ce->backing, &bopts, &b);
+  r = ncache_backing_open (ncfg.device, ce->name, ce->backing, &bopts, &b);
   if (r < 0) {
     log_error ("%s:%d: export '%s': cannot open backing '%s': %s",
                srv->cfg->path, ce->line, ce->name, ce->backing, strerror (-r));

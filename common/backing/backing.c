@@ -77,6 +77,24 @@ open_memory (const char *uri, const struct backing_open_options *opts,
 }
 
 int
+backing_location_uri (const char *location, char **out)
+{
+  const char *path = location;
+
+  *out = NULL;
+  if (location == NULL)
+    return 0;
+  if (has_prefix (location, FILE_PREFIX))
+    path = location + strlen (FILE_PREFIX);
+  else if (has_prefix (location, MEMORY_PREFIX) || has_scheme (location))
+    return 0;
+  if (*path == '\0')
+    return 0;
+  *out = backing_file_uri (path);
+  return *out != NULL ? 0 : -ENOMEM;
+}
+
+int
 backing_open (const char *uri, const struct backing_open_options *opts,
               struct backing **out)
 {

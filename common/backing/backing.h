@@ -135,6 +135,13 @@ struct backing_remote_state {
 int backing_open (const char *uri, const struct backing_open_options *opts,
                   struct backing **out);
 
+/* The uri a store opened from `location` (as backing_open takes it) will
+ * have: for a file, "file://" + its absolute path (struct backing's uri);
+ * NULL for other kinds.  0 and *out set (caller frees), or -ENOMEM.
+ * Lets a caller ask about a store before opening (or creating) it.
+ */
+int backing_location_uri (const char *location, char **out);
+
 /* Drivers, callable directly. */
 int backing_file_open (const char *path, const struct backing_open_options *opts,
                        struct backing **out);
@@ -172,6 +179,8 @@ backing_is_tls_uri (const char *uri)
  */
 int backing_remote_get_state (struct backing *b,
                               struct backing_remote_state *out);
+/* "file://" + the absolute form of path (file.c); NULL if out of memory. */
+char *backing_file_uri (const char *path);
 
 /* NULL is a no-op. */
 void backing_close (struct backing *b);

@@ -109,15 +109,24 @@ to_file (struct backing *b)
   return (struct backing_file *) b;
 }
 
-/* Log "file: PATH: what at offset O count N: strerror (err)". */
+/* Log "file: PATH: what at offset O count N: strerror (err)", rate-limited
+ * per call site of log_io_error (a full or failing disk fails every I/O:
+ * one line, then a count; log.h).
+ */
 static void
-log_io_error (struct backing_file *f, const char *what, uint64_t offset,
-              uint64_t count, int err)
+io_error (struct log_ratelimit *rl, struct backing_file *f, const char *what,
+          uint64_t offset, uint64_t count, int err)
 {
   errno = err;
-  log_error ("file: %s: %s at offset %" PRIu64 " count %" PRIu64 ": %m",
-             f->path, what, offset, count);
+  log_ratelimited_msg (rl, LOG_LEVEL_ERROR, "file: %s: %s at offset %"
+                       PRIu64 " count %" PRIu64 ": %m", f->path, what,
+                       offset, count);
 }
+#define log_io_error(f, what, offset, count, err)                       \
+  do {                                                                  \
+    static struct log_ratelimit rl_ = LOG_RATELIMIT_INIT;               \
+    io_error (&rl_, (f), (what), (offset), (count), (err));             \
+  } while (0)
 
 static int
 check_range (struct backing_file *f, const char *what,
@@ -158,9 +167,9 @@ file_pread (struct backing *b, void *buf, size_t count, uint64_t offset)
     return r;
   }
   if (done < count) {
-    log_error ("file: %s: read at offset %" PRIu64 " count %zu: "
-               "unexpected end of file (did the file shrink?)",
-               f->path, offset + done, count - done);
+    log_error_ratelimited ("file: %s: read at offset %" PRIu64 " count %zu: "
+                           "unexpected end of file (did the file shrink?)",
+                           f->path, offset + done, count - done);
     return -EIO;
   }
   return 0;
@@ -214,7 +223,7 @@ file_flush (struct backing *b)
 
   if (r < 0) {
     errno = -r;
-    log_error ("file: %s: flush: %m", f->path);
+    log_error_ratelimited ("file: %s: flush: %m", f->path);
   }
   return r;
 }
@@ -550,8 +559,8 @@ static const struct backing_ops file_ops = {
  * repeated slashes removed; "..", symlinks and percent signs are left
  * as they are.  NULL on allocation failure.
  */
-static char *
-make_uri (const char *path)
+char *
+backing_file_uri (const char *path)
 {
   char *cwd = NULL, *abs, *uri, *out;
   const char *in;
@@ -761,7 +770,7 @@ backing_file_open (const char *path, const struct backing_open_options *opts,
   f->cap_dsync = f->cap_punch = f->cap_zero_range = f->cap_allocate = true;
   f->cap_blkdiscard = f->cap_blkzeroout = f->cap_seek_data = true;
   f->path = strdup (path);
-  f->b.uri = make_uri (path);
+  f->b.uri = backing_file_uri (path);
   if (f->path == NULL || f->b.uri == NULL) {
     r = -ENOMEM;
     goto err;

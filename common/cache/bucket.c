@@ -39,6 +39,13 @@
  *   With no kick hook (nothing can wake a discard thread) allocations
  *   never wait: they bump EMPTY buckets themselves as with discard off,
  *   and the discard thread gets what they leave.
+ * - fresh (EMPTY only, nr_fresh of them): the gen is bumped and durable
+ *   and nothing points at it, exactly as for a FREE bucket.  A discard
+ *   take that finds none bumps every bumpable EMPTY bucket with one prio
+ *   write and marks them fresh, so a pass over N empty buckets costs one
+ *   prio write (O(N) bytes), not N / batch of them; later takes and the
+ *   allocator's refill use fresh buckets with no write.  Leaving EMPTY,
+ *   another bump, a failed write and bucket_reset_locked clear it.
  * - GC recount running: gc_live / gc_dirty hold, for the current gen,
  *   the blocks of the keys noted by the walk plus those accounted at or
  *   before the cursor; a gen bump zeroes them (the keys went stale).
@@ -175,9 +182,22 @@ clear_moving_locked (struct bucket_set *bs, struct bucket *b)
   }
 }
 
+/* A fresh bucket stops being fresh when it leaves EMPTY or is bumped
+ * again (that gen is not durable yet).
+ */
+static void
+unfresh_locked (struct bucket_set *bs, struct bucket *b)
+{
+  if (b->fresh) {
+    b->fresh = false;
+    bs->nr_fresh--;
+  }
+}
+
 static void
 bump_gen_locked (struct bucket_set *bs, struct bucket *b)
 {
+  unfresh_locked (bs, b);
   __atomic_store_n (&b->gen, (uint8_t) (b->gen + 1), __ATOMIC_RELEASE);
   set_counts_locked (bs, b, 0, 0);
   b->gc_live = b->gc_dirty = 0;
@@ -241,6 +261,7 @@ set_state_locked (struct bucket_set *bs, uint32_t i, enum bucket_state st)
 {
   struct bucket *b = &bs->b[i];
 
+  unfresh_locked (bs, b);
   bs->nr_state[b->state]--;
   bs->nr_state[st]++;
   b->state = st;
@@ -346,7 +367,8 @@ complain_locked (struct bucket_set *bs, enum complaint kind, const char *what,
 
 /* ---- making FREE buckets ---- */
 
-/* Bump up to refill_batch EMPTY buckets and make them durable and FREE.
+/* Bump up to refill_batch EMPTY buckets and make them durable and FREE
+ * (fresh ones need no bump, and no prio write if all are fresh).
  * Returns how many, or -errno.  *gen_limited is set when an EMPTY bucket
  * was passed over for its gen distance.
  */
@@ -354,7 +376,7 @@ static int
 refill_from_empty_locked (struct bucket_set *bs, bool *gen_limited)
 {
   uint32_t ndata = bs->nbuckets - bs->data_first;
-  uint32_t n = 0, seen, i;
+  uint32_t n = 0, bumped = 0, seen, i;
   int r;
 
   if (bs->nr_state[BUCKET_EMPTY] == 0)
@@ -367,9 +389,12 @@ refill_from_empty_locked (struct bucket_set *bs, bool *gen_limited)
       i = bs->data_first;
     b = &bs->b[i];
     if (b->state == BUCKET_EMPTY) {
-      if (can_bump (b)) {
+      if (b->fresh)
+        bs->scratch[n++] = i;
+      else if (can_bump (b)) {
         bump_gen_locked (bs, b);
         bs->scratch[n++] = i;
+        bumped++;
       }
       else
         *gen_limited = true;
@@ -379,7 +404,7 @@ refill_from_empty_locked (struct bucket_set *bs, bool *gen_limited)
   bs->empty_cursor = i;
   if (n == 0)
     return 0;
-  if ((r = prio_write_locked (bs)) < 0)
+  if (bumped > 0 && (r = prio_write_locked (bs)) < 0)
     return r;
   for (i = 0; i < n; i++)
     push_free_locked (bs, bs->scratch[i]);
@@ -495,6 +520,8 @@ empty_takeable_locked (struct bucket_set *bs)
 
   if (bs->nr_state[BUCKET_EMPTY] == 0)
     return false;
+  if (bs->nr_fresh > 0)
+    return true;
   for (i = bs->data_first; i < bs->nbuckets; i++)
     if (bs->b[i].state == BUCKET_EMPTY && can_bump (&bs->b[i]))
       return true;
@@ -651,7 +678,7 @@ bucket_set_create (struct cdev *cd, const struct nc_sb *sb,
     bs->b[i].state = i < bs->data_first ? BUCKET_META : BUCKET_EMPTY;
   bs->nr_state[BUCKET_META] = bs->data_first;
   bs->nr_state[BUCKET_EMPTY] = ndata;
-  bs->empty_cursor = bs->data_first;
+  bs->empty_cursor = bs->discard_cursor = bs->data_first;
   *out = bs;
   return 0;
 
@@ -692,7 +719,7 @@ bucket_reset_locked (struct bucket_set *bs)
     set_counts_locked (bs, b, 0, 0);
     b->open = 0;
     b->marked = b->in_wp = b->on_pending_list = false;
-    b->moving = false;
+    b->moving = b->fresh = false;
     b->gc_live = b->gc_dirty = 0;
     b->free_seq = 0;
     b->oldest_gen = b->gc_oldest = gen_load (b);
@@ -703,8 +730,8 @@ bucket_reset_locked (struct bucket_set *bs)
     bs->wp[i].valid = false;
   bs->free_head = bs->free_len = 0;
   bs->nr_pending = 0;
-  bs->nr_moving = 0;
-  bs->empty_cursor = bs->data_first;
+  bs->nr_moving = bs->nr_fresh = 0;
+  bs->empty_cursor = bs->discard_cursor = bs->data_first;
   bs->gc_active = false;
 }
 
@@ -783,6 +810,7 @@ bucket_mark_done (struct bucket_set *bs)
   bs->nr_state[BUCKET_META] = bs->data_first;
   bs->free_head = bs->free_len = 0;
   bs->nr_pending = 0;
+  bs->nr_fresh = 0;
   for (i = bs->data_first; i < bs->nbuckets; i++) {
     struct bucket *b = &bs->b[i];
     enum bucket_state old = b->state, st;
@@ -808,6 +836,10 @@ bucket_mark_done (struct bucket_set *bs)
       set_counts_locked (bs, b, 0, 0);
     b->state = st;
     bs->nr_state[st]++;
+    if (b->fresh && (old != BUCKET_EMPTY || st != BUCKET_EMPTY))
+      b->fresh = false;
+    if (b->fresh)
+      bs->nr_fresh++;
     if (st == BUCKET_FREE)
       bs->free_fifo[bs->free_len++] = i;
     else if (st == BUCKET_PENDING) {
@@ -1363,37 +1395,75 @@ bucket_set_discard (struct bucket_set *bs, bool on)
   pthread_mutex_unlock (&bs->lock);
 }
 
+/* Bump every EMPTY bucket that is not fresh and may be bumped, with one
+ * prio write; they become fresh.  How many, or -errno (then none is
+ * fresh: nr_fresh was 0 on entry).  *gen_limited as refill.
+ */
+static int
+bump_all_empty_locked (struct bucket_set *bs, bool *gen_limited)
+{
+  uint32_t n = 0, i;
+  int r;
+
+  for (i = bs->data_first; i < bs->nbuckets; i++) {
+    struct bucket *b = &bs->b[i];
+
+    if (b->state != BUCKET_EMPTY || b->fresh)
+      continue;
+    if (!can_bump (b)) {
+      *gen_limited = true;
+      continue;
+    }
+    bump_gen_locked (bs, b);
+    b->fresh = true;            /* undone below if the write fails */
+    bs->nr_fresh++;
+    n++;
+  }
+  if (n == 0)
+    return 0;
+  /* Once this is durable no key into the old data can come back, so
+   * discarding and reusing the buckets is safe.  On failure they stay
+   * EMPTY, not fresh (in-memory gens bumped; a later bump writes again).
+   */
+  if ((r = prio_write_locked (bs)) < 0) {
+    for (i = bs->data_first; i < bs->nbuckets; i++)
+      unfresh_locked (bs, &bs->b[i]);
+    return r;
+  }
+  return (int) n;
+}
+
+/* Up to max fresh buckets in ascending order from discard_cursor (from
+ * data_first again if none lies after it), made BUCKET_DISCARD.
+ */
+static uint32_t
+take_fresh_locked (struct bucket_set *bs, uint32_t *out, uint32_t max)
+{
+  uint32_t n = 0, i, pass;
+
+  for (pass = 0; pass < 2 && n == 0 && bs->nr_fresh > 0; pass++) {
+    if (pass == 1)
+      bs->discard_cursor = bs->data_first;
+    for (i = MAX (bs->discard_cursor, bs->data_first);
+         i < bs->nbuckets && n < max && bs->nr_fresh > 0; i++)
+      if (bs->b[i].fresh) {
+        set_state_locked (bs, i, BUCKET_DISCARD);
+        out[n++] = i;
+      }
+    bs->discard_cursor = i;
+  }
+  return n;
+}
+
 int
 bucket_discard_take (struct bucket_set *bs, uint32_t *out, uint32_t max)
 {
   bool gen_limited = false;
-  uint32_t n = 0, i;
   int r;
 
   pthread_mutex_lock (&bs->lock);
-  for (i = bs->data_first; i < bs->nbuckets && n < max &&
-         bs->nr_state[BUCKET_EMPTY] > 0; i++) {
-    struct bucket *b = &bs->b[i];
-
-    if (b->state != BUCKET_EMPTY)
-      continue;
-    if (!can_bump (b)) {
-      gen_limited = true;
-      continue;
-    }
-    bump_gen_locked (bs, b);
-    out[n++] = i;
-  }
-  if (n == 0) {
-    pthread_mutex_unlock (&bs->lock);
-    return gen_limited ? -EAGAIN : 0;
-  }
-  /* One prio write for the batch: once it is durable no key into the
-   * old data can come back, so discarding it is safe.  On failure the
-   * buckets stay EMPTY (their in-memory gens bumped; a later bump writes
-   * again).
-   */
-  if ((r = prio_write_locked (bs)) < 0) {
+  if (bs->nr_fresh == 0 && bs->nr_state[BUCKET_EMPTY] > 0 &&
+      (r = bump_all_empty_locked (bs, &gen_limited)) < 0) {
     /* No batch is coming: waiting allocations refill by themselves (and
      * meet the device error there) until a batch succeeds.
      */
@@ -1403,10 +1473,9 @@ bucket_discard_take (struct bucket_set *bs, uint32_t *out, uint32_t max)
     pthread_mutex_unlock (&bs->lock);
     return r;
   }
-  for (i = 0; i < n; i++)
-    set_state_locked (bs, out[i], BUCKET_DISCARD);
+  r = (int) take_fresh_locked (bs, out, max);
   pthread_mutex_unlock (&bs->lock);
-  return (int) n;
+  return r == 0 && gen_limited ? -EAGAIN : r;
 }
 
 void

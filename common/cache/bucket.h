@@ -264,9 +264,13 @@ uint64_t bucket_data_capacity_blocks (struct bucket_set *bs);
  * Turned on by bucket_set_discard (device config `discard`).  Then an
  * EMPTY bucket (freed by trims, overwrites, GC; its freeing journal entry
  * durable) is not bumped by the allocator itself: the discard thread
- * takes a batch, which bumps the gens and makes them durable (one prio
- * write for the batch: no key into the old data can come back) and marks
- * the buckets BUCKET_DISCARD — busy: the allocator never hands them out.
+ * takes batches, which bump the gens and make them durable (no key into
+ * the old data can come back) and mark the buckets BUCKET_DISCARD — busy:
+ * the allocator never hands them out.  A prio write costs the whole copy
+ * (4 MiB at 1 TiB), so one write bumps *every* EMPTY bucket that may be
+ * bumped ("fresh": gen durable, nothing points at it) and the batches
+ * that follow take fresh buckets with no write: a start-up pass over a
+ * large, empty cache costs one prio write, not one per batch.
  * The thread discards them with no lock held, then bucket_discard_done
  * makes them FREE.  An allocation that finds nothing FREE but busy
  * buckets waits for the batch (bounded by one discard batch) rather than
@@ -274,11 +278,13 @@ uint64_t bucket_data_capacity_blocks (struct bucket_set *bs);
  * are not discarded.
  */
 void bucket_set_discard (struct bucket_set *bs, bool on);
-/* Up to max EMPTY buckets (bucket order, so neighbours merge into long
- * extents) become BUCKET_DISCARD; their numbers go to out[].  Returns how
- * many (0: none waiting), -EIO if the prio write failed (the buckets stay
- * EMPTY), or -EAGAIN if gens are at their distance limit (a sweep is
- * needed; nothing taken).
+/* Up to max EMPTY buckets (ascending bucket order, so neighbours merge
+ * into long extents) become BUCKET_DISCARD; their numbers go to out[].
+ * When no EMPTY bucket is fresh, first bumps every EMPTY bucket that may
+ * be bumped, with one prio write.  Returns how many (0: none waiting),
+ * -EIO if the prio write failed (the buckets stay EMPTY, not fresh), or
+ * -EAGAIN if gens are at their distance limit (a sweep is needed; nothing
+ * taken).
  */
 int bucket_discard_take (struct bucket_set *bs, uint32_t *out, uint32_t max);
 /* The batch is done; failed = the discards that failed (counted; the
@@ -338,6 +344,9 @@ struct bucket {
   bool in_wp;                   /* the current bucket of a write point */
   bool on_pending_list;         /* listed in bs->pending */
   bool moving;                  /* selected for moving GC; atomic */
+  bool fresh;                   /* EMPTY only: gen bumped and durable, no
+                                   pointer holds it: reusable with no
+                                   further bump (counted in nr_fresh) */
 };
 
 struct bucket_write_point {
@@ -365,6 +374,8 @@ struct bucket_set {
   uint32_t refill_batch, evict_batch;
   uint32_t *scratch;            /* [max (refill, evict batch)] */
   uint32_t empty_cursor;        /* where the next EMPTY search starts */
+  uint32_t nr_fresh;            /* EMPTY buckets with fresh set */
+  uint32_t discard_cursor;      /* where bucket_discard_take looks next */
 
   struct bucket_write_point wp[NR_WRITE_POINTS];
 

@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 struct backing;
+struct backing_open_options;
 struct ncache;
 struct ncache_device;
 
@@ -122,6 +123,19 @@ struct ncache_config {
   bool readonly;
   const struct ncache_export_tuning *tuning; /* NULL = defaults; copied */
 };
+
+/* backing_open for an export that will be cached on dev (NULL: plain
+ * backing_open).  A store that dev's export table already knows (the
+ * cache holds data for it, maybe dirty) is never created: if it is
+ * missing, -ENOENT with an error naming the export, the store and the
+ * cache — an empty store would silently replace the data the cache
+ * holds keys for.  Only a store new to the cache may be created
+ * (opts->create_size_bytes).  0 and *out set, or -errno (logged).
+ */
+int ncache_backing_open (struct ncache_device *dev, const char *export_name,
+                         const char *location,
+                         const struct backing_open_options *opts,
+                         struct backing **out);
 
 /* Open an export over a backing store.  Takes ownership of `backing` on
  * every path.  0 and *out set, or -errno (logged with the reason, e.g. a

@@ -92,15 +92,24 @@ to_file (struct cdev *cd)
   return (struct cdev_file *) cd;
 }
 
-/* Log "cdev PATH: what at offset O count N: strerror (err)". */
+/* Log "cdev PATH: what at offset O count N: strerror (err)", rate-limited
+ * per call site of log_io_error (a full or dying device fails every I/O:
+ * one line, then a count; log.h).
+ */
 static void
-log_io_error (struct cdev_file *f, const char *what, uint64_t offset,
-              uint64_t count, int err)
+io_error (struct log_ratelimit *rl, struct cdev_file *f, const char *what,
+          uint64_t offset, uint64_t count, int err)
 {
   errno = err;
-  log_error ("cdev %s: %s at offset %" PRIu64 " count %" PRIu64 ": %m",
-             f->cd.path, what, offset, count);
+  log_ratelimited_msg (rl, LOG_LEVEL_ERROR, "cdev %s: %s at offset %"
+                       PRIu64 " count %" PRIu64 ": %m", f->cd.path, what,
+                       offset, count);
 }
+#define log_io_error(f, what, offset, count, err)                       \
+  do {                                                                  \
+    static struct log_ratelimit rl_ = LOG_RATELIMIT_INIT;               \
+    io_error (&rl_, (f), (what), (offset), (count), (err));             \
+  } while (0)
 
 /* Block multiples, inside the device, and (if buf) a block-aligned buffer.
  * 0 or -EINVAL (logged).
@@ -191,7 +200,7 @@ file_sync (struct cdev *cd)
 
   if (r < 0) {
     errno = -r;
-    log_error ("cdev %s: sync (fdatasync): %m", cd->path);
+    log_error_ratelimited ("cdev %s: sync (fdatasync): %m", cd->path);
   }
   return r;
 }

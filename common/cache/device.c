@@ -30,6 +30,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "backing.h"
 #include "bkey.h"
 #include "btree.h"
 #include "bucket.h"
@@ -465,6 +466,44 @@ ncache_device_close (struct ncache_device *dev)
 }
 
 /* ---- export binding ---- */
+
+int
+ncache_backing_open (struct ncache_device *dev, const char *export_name,
+                     const char *location,
+                     const struct backing_open_options *opts,
+                     struct backing **out)
+{
+  struct backing_open_options o = { 0 };
+  char *uri = NULL;
+  bool known = false;
+  int r;
+
+  if (opts != NULL)
+    o = *opts;
+  if (dev != NULL && o.create_size_bytes > 0) {
+    if ((r = backing_location_uri (location, &uri)) < 0) {
+      log_error ("export '%s': %s", export_name, strerror (-r));
+      return r;
+    }
+    if (uri != NULL) {
+      pthread_mutex_lock (&dev->lock);
+      known = super_find_export (&dev->sb, uri) != NULL;
+      pthread_mutex_unlock (&dev->lock);
+    }
+    if (known)
+      o.create_size_bytes = 0;  /* it must exist */
+  }
+  r = backing_open (location, &o, out);
+  if (r == -ENOENT && known)
+    log_error ("export '%s': the backing store %s is missing, but cache '%s' "
+               "holds data for it: refusing to create it empty (the cached "
+               "data, dirty data included, belongs to the old content); "
+               "restore the backing store, or reformat the cache (nbdcache "
+               "format --force) to forget its data", export_name, uri,
+               dev->name);
+  free (uri);
+  return r;
+}
 
 int
 device_bind_export (struct ncache_device *dev, const char *name,

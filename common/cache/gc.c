@@ -149,15 +149,27 @@ discard_runs (struct gc *g, const uint32_t *b, uint32_t n,
   return failed;
 }
 
-/* Batches until no EMPTY bucket waits.  Sets *need_gc if gens are at
- * their distance limit.
+static bool
+stopping (struct gc *g)
+{
+  bool stop;
+
+  pthread_mutex_lock (&g->lock);
+  stop = g->stop;
+  pthread_mutex_unlock (&g->lock);
+  return stop;
+}
+
+/* Batches until no EMPTY bucket waits or the thread is asked to stop (a
+ * pass over a large empty cache is many batches; what is left waits for
+ * the next start).  Sets *need_gc if gens are at their distance limit.
  */
 static int
 do_discards (struct gc *g, bool *need_gc)
 {
   struct bucket_set *bs = g->dev->bs;
 
-  while (bucket_discard_waiting (bs) > 0) {
+  while (!stopping (g) && bucket_discard_waiting (bs) > 0) {
     uint64_t runs = 0;
     uint32_t failed;
     int n = bucket_discard_take (bs, g->batch, GC_DISCARD_BATCH);
@@ -180,8 +192,6 @@ do_discards (struct gc *g, bool *need_gc)
     g->st.discard_buckets += (uint64_t) n;
     g->st.discard_errors += failed;
     pthread_mutex_unlock (&g->lock);
-    if (n < GC_DISCARD_BATCH)
-      return 0;                 /* the rest is gen-limited: next round */
   }
   return 0;
 }
@@ -375,6 +385,8 @@ round_locked (struct gc *g, bool need_gc, bool force_gc, bool force_moving)
 
   if ((r = do_discards (g, &need_gc)) < 0)
     first = r;
+  if (stopping (g))
+    return first;
   low = free_low (g);
   if (force_gc || need_gc || now - g->last_gc_ms >= GC_PERIOD_MS ||
       (low && now - g->last_gc_ms >= LOW_GC_INTERVAL_MS)) {

@@ -15,10 +15,16 @@
  *   formatted with the caller's errno, so "%m" works.
  * - Messages above the current level are dropped before formatting.
  *
+ * - Rate limits (log.h): a call site's struct log_ratelimit changes only
+ *   under ratelimit_lock; a line is logged when none was yet or the last
+ *   was at least the interval ago, else the repeat is counted.
+ *
  * THREADS AND LOCKS: the level is read with atomic loads, so log_enabled()
  * on the hot path takes no lock.  config_lock guards the program name,
  * target and sink; log_msg() copies them under the lock, then formats and
  * writes outside it, so a sink may itself take locks (or even log).
+ * ratelimit_lock guards every struct log_ratelimit; it is a leaf (held
+ * only for the decision, never while formatting or writing).
  *
  * FAILURE: never visible.  A message too long for the stack buffer is
  * formatted into a heap buffer; if that allocation fails it is truncated.
@@ -30,6 +36,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,12 +46,14 @@
 #include <unistd.h>
 #include <pthread.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define PROGRAM_NAME_MAX 64     /* bytes, including the terminating NUL */
 #define STACK_MSG_BYTES  1024   /* most messages fit; longer ones use malloc */
 
 static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t ratelimit_lock = PTHREAD_MUTEX_INITIALIZER;
 static char program_name[PROGRAM_NAME_MAX] = "nbdcache";
 static enum log_target target = LOG_TARGET_STDERR;
 static log_sink_fn sink;
@@ -52,6 +61,7 @@ static bool syslog_open;
 
 /* Read and written with __atomic builtins only. */
 static int max_level = LOG_LEVEL_INFO;
+static bool ratelimit_on = true;
 
 static const char *const level_names[] = {
   [LOG_LEVEL_ERROR] = "error",
@@ -278,4 +288,74 @@ log_msg (enum log_level level, const char *fmt, ...)
   va_start (ap, fmt);
   log_vmsg (level, fmt, ap);
   va_end (ap);
+}
+
+/* ---- rate limits ---- */
+
+void
+log_set_ratelimit (bool on)
+{
+  __atomic_store_n (&ratelimit_on, on, __ATOMIC_RELAXED);
+}
+
+bool
+log_ratelimit_check (struct log_ratelimit *rl, uint64_t now_ms,
+                     uint64_t *suppressed)
+{
+  uint64_t interval;
+  bool say;
+
+  pthread_mutex_lock (&ratelimit_lock);
+  interval = rl->interval_ms != 0 ? rl->interval_ms
+    : LOG_RATELIMIT_INTERVAL_MS;
+  say = rl->last_ms == 0 || now_ms < rl->last_ms ||
+    now_ms - rl->last_ms >= interval;
+  if (say) {
+    *suppressed = rl->suppressed;
+    rl->suppressed = 0;
+    rl->last_ms = now_ms != 0 ? now_ms : 1;
+  }
+  else
+    rl->suppressed++;
+  pthread_mutex_unlock (&ratelimit_lock);
+  return say;
+}
+
+void
+log_ratelimited_msg (struct log_ratelimit *rl, enum log_level level,
+                     const char *fmt, ...)
+{
+  int saved_errno = errno;
+  uint64_t suppressed;
+  char *msg;
+  va_list ap;
+  int n;
+
+  if (!__atomic_load_n (&ratelimit_on, __ATOMIC_RELAXED))
+    suppressed = 0;
+  else if (!log_ratelimit_check (rl, clock_now_ms (), &suppressed))
+    return;
+  if (!log_enabled (level))
+    return;
+  va_start (ap, fmt);
+  if (suppressed == 0) {
+    log_vmsg (level, fmt, ap);
+    va_end (ap);
+    errno = saved_errno;
+    return;
+  }
+  errno = saved_errno;          /* for %m */
+  n = vasprintf (&msg, fmt, ap);
+  va_end (ap);
+  if (n < 0)
+    log_msg (level, "(%" PRIu64 " similar messages suppressed; another "
+             "could not be formatted)", suppressed);
+  else {
+    if (n > 0 && msg[n - 1] == '\n')
+      msg[n - 1] = '\0';
+    log_msg (level, "%s (%" PRIu64 " similar messages suppressed)", msg,
+             suppressed);
+    free (msg);
+  }
+  errno = saved_errno;
 }

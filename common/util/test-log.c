@@ -1,8 +1,10 @@
 /* test-log.c — unit tests for log.c.
  *
  * WHAT: level filtering, the sink, the stderr line format, one write per
- * line under concurrent loggers, long messages, errno preservation and
- * level-name parsing.
+ * line under concurrent loggers, long messages, errno preservation,
+ * level-name parsing, and rate-limited logging (the decision at given
+ * times, one line per call site per interval, the suppressed count on
+ * the next line, exact counts under concurrent callers).
  * WHY: the plugin relies on the sink, the server on the stderr format, and
  * every module on log_msg() not clobbering errno.
  * INVARIANTS: stderr is captured by dup2()ing a pipe over fd 2 and always
@@ -375,6 +377,129 @@ test_log_syslog_target_switch (void **state)
   free (out);
 }
 
+/* ---- rate limits ---- */
+
+static void
+test_log_ratelimit_check_times (void **state)
+{
+  struct log_ratelimit rl = { .interval_ms = 100 };
+  uint64_t n = 99;
+
+  assert_true (log_ratelimit_check (&rl, 1000, &n));
+  assert_int_equal (n, 0);
+  assert_false (log_ratelimit_check (&rl, 1000, &n));
+  assert_false (log_ratelimit_check (&rl, 1050, &n));
+  assert_false (log_ratelimit_check (&rl, 1099, &n));
+  assert_true (log_ratelimit_check (&rl, 1100, &n));
+  assert_int_equal (n, 3);
+  assert_false (log_ratelimit_check (&rl, 1150, &n));
+  assert_true (log_ratelimit_check (&rl, 5000, &n));
+  assert_int_equal (n, 1);
+  /* The default interval when none is set; time 0 is a valid first time. */
+  memset (&rl, 0, sizeof rl);
+  assert_true (log_ratelimit_check (&rl, 0, &n));
+  assert_false (log_ratelimit_check (&rl, LOG_RATELIMIT_INTERVAL_MS - 1, &n));
+  assert_true (log_ratelimit_check (&rl, LOG_RATELIMIT_INTERVAL_MS + 1, &n));
+  assert_int_equal (n, 1);
+}
+
+static void
+test_log_ratelimited_one_line_per_site (void **state)
+{
+  int i;
+
+  log_set_sink (capture_sink);
+  for (i = 0; i < 1000; i++)
+    log_error_ratelimited ("write at %d: no space", i);
+  for (i = 0; i < 10; i++)
+    log_warning_ratelimited ("another site %d", i);
+  assert_int_equal (n_captured, 2);
+  assert_int_equal (captured[0].level, LOG_LEVEL_ERROR);
+  assert_string_equal (captured[0].msg, "write at 0: no space");
+  assert_int_equal (captured[1].level, LOG_LEVEL_WARNING);
+  assert_string_equal (captured[1].msg, "another site 0");
+}
+
+static void
+test_log_ratelimited_reports_suppressed (void **state)
+{
+  struct log_ratelimit rl = LOG_RATELIMIT_INIT;
+  int i;
+
+  log_set_sink (capture_sink);
+  for (i = 0; i < 6; i++)
+    log_ratelimited_msg (&rl, LOG_LEVEL_ERROR, "full %d\n", i);
+  assert_int_equal (n_captured, 1);
+  rl.last_ms = 1;               /* the interval is over */
+  errno = ENOSPC;
+  log_ratelimited_msg (&rl, LOG_LEVEL_ERROR, "full %d: %m\n", 6);
+  assert_int_equal (errno, ENOSPC);
+  assert_int_equal (n_captured, 2);
+  assert_string_equal (captured[1].msg, "full 6: No space left on device "
+                       "(5 similar messages suppressed)");
+  /* Nothing suppressed since: no suffix. */
+  rl.last_ms = 1;
+  log_ratelimited_msg (&rl, LOG_LEVEL_ERROR, "full %d", 7);
+  assert_int_equal (n_captured, 3);
+  assert_string_equal (captured[2].msg, "full 7");
+}
+
+static void
+test_log_ratelimit_off (void **state)
+{
+  int i;
+
+  log_set_sink (capture_sink);
+  log_set_ratelimit (false);
+  for (i = 0; i < 5; i++)
+    log_error_ratelimited ("each %d", i);
+  log_set_ratelimit (true);
+  for (i = 0; i < 5; i++)
+    log_error_ratelimited ("limited %d", i);
+  assert_int_equal (n_captured, 6);
+  assert_string_equal (captured[4].msg, "each 4");
+  assert_string_equal (captured[5].msg, "limited 0");
+}
+
+#define RL_THREADS 4
+#define RL_CALLS 2000
+
+static struct log_ratelimit shared_rl;
+
+static void *
+ratelimited_thread (void *arg)
+{
+  int i;
+
+  (void) arg;
+  for (i = 0; i < RL_CALLS; i++)
+    log_ratelimited_msg (&shared_rl, LOG_LEVEL_ERROR, "same error");
+  return NULL;
+}
+
+static void
+test_log_ratelimited_concurrent_counts (void **state)
+{
+  pthread_t th[RL_THREADS];
+  char want[128];
+  int i;
+
+  /* Only one line is logged (the sink is called once, from one thread). */
+  log_set_sink (capture_sink);
+  for (i = 0; i < RL_THREADS; i++)
+    assert_int_equal (pthread_create (&th[i], NULL, ratelimited_thread,
+                                      NULL), 0);
+  for (i = 0; i < RL_THREADS; i++)
+    pthread_join (th[i], NULL);
+  assert_int_equal (n_captured, 1);
+  shared_rl.last_ms = 1;
+  log_ratelimited_msg (&shared_rl, LOG_LEVEL_ERROR, "same error");
+  assert_int_equal (n_captured, 2);
+  snprintf (want, sizeof want, "same error (%d similar messages suppressed)",
+            RL_THREADS * RL_CALLS - 1);
+  assert_string_equal (captured[1].msg, want);
+}
+
 int
 main (void)
 {
@@ -395,6 +520,15 @@ main (void)
                                      setup, teardown),
     cmocka_unit_test_setup_teardown (test_log_syslog_target_switch,
                                      setup, teardown),
+    cmocka_unit_test_setup_teardown (test_log_ratelimit_check_times,
+                                     setup, teardown),
+    cmocka_unit_test_setup_teardown (test_log_ratelimited_one_line_per_site,
+                                     setup, teardown),
+    cmocka_unit_test_setup_teardown (test_log_ratelimited_reports_suppressed,
+                                     setup, teardown),
+    cmocka_unit_test_setup_teardown (test_log_ratelimited_concurrent_counts,
+                                     setup, teardown),
+    cmocka_unit_test_setup_teardown (test_log_ratelimit_off, setup, teardown),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
