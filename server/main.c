@@ -6,7 +6,7 @@
  * WHY: this is the only file that may exit the process.
  * ORDER AT START: config -> listeners -> (fork if daemon) -> cache
  * devices and exports -> worker pool -> pidfile -> control socket ->
- * readiness (parent exits 0) -> loop.  The daemon forks before any thread exists (the engine starts
+ * readiness (parent exits 0; sd_notify READY=1) -> loop.  The daemon forks before any thread exists (the engine starts
  * its own when a cache device opens); the parent learns the outcome
  * through a pipe, so `nbdcached && nbdinfo …` never races.
  * ORDER AT STOP (SIGTERM/SIGINT, --run command exit, end of -s): stop
@@ -206,6 +206,7 @@ server_stop (struct server *srv)
     return;
   srv->stopping = true;
   log_info ("stopping: %u connection(s) to drain", srv->nr_conns);
+  notify_stopping ();
   listen_close_all (srv);
   control_stop (srv);
   for (c = srv->conns; c; c = next) {
@@ -544,6 +545,7 @@ main (int argc, char **argv)
     start_failed (&srv, ready_fd);
   }
   daemon_ready (ready_fd, 0);
+  notify_ready (&srv);
 
   ev_run (srv.loop, 0);
 

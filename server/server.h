@@ -335,4 +335,8 @@ void server_stop (struct server *srv);
 /* main.c: called whenever a connection goes away. */
 void server_conn_gone (struct server *srv);
 
+/* ---- notify.c: the service manager (sd_notify; no-op without one) ---- */
+void notify_ready (const struct server *srv);
+void notify_stopping (void);
+
 #endif /* NBDCACHE_SERVER_H */
