@@ -67,6 +67,8 @@ struct config_server {
                                    answering stats / flush (absolute,
                                    resolved like pidfile, fits sun_path);
                                    NULL = none */
+  char *user;                   /* user = NAME|UID to serve as; NULL = stay */
+  char *group;                  /* group = NAME|GID; NULL = user's group */
   enum log_target log_target;   /* log = stderr|syslog */
   enum log_level log_level;     /* log_level = error|warning|info|debug */
   char *default_export;         /* served for the empty name; NULL = the

@@ -47,6 +47,8 @@ enum section_kind {
   K (SERVER, server, workers,          WORKERS,     workers,          false) \
   K (SERVER, server, pidfile,          PATH,        pidfile,          false) \
   K (SERVER, server, control_socket,   SOCKET,      control_socket,   false) \
+  K (SERVER, server, user,             STRING,      user,             false) \
+  K (SERVER, server, group,            STRING,      group,            false) \
   K (SERVER, server, log,              LOG_TARGET,  log_target,       false) \
   K (SERVER, server, log_level,        LOG_LEVEL,   log_level,        false) \
   K (SERVER, server, default_export,   NAME,        default_export,   false) \

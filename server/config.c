@@ -1194,6 +1194,8 @@ config_free (struct config *cfg)
     free (cfg->server.listen[i]);
   free (cfg->server.listen);
   free (cfg->server.pidfile);
+  free (cfg->server.user);
+  free (cfg->server.group);
   free (cfg->server.control_socket);
   free (cfg->server.default_export);
   free (cfg->server.tls_certificates);

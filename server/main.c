@@ -6,8 +6,10 @@
  * WHY: this is the only file that may exit the process.
  * ORDER AT START: config -> listeners -> (fork if daemon) -> cache
  * devices and exports -> worker pool -> pidfile -> control socket ->
- * readiness (parent exits 0; sd_notify READY=1) -> loop.  The daemon forks before any thread exists (the engine starts
- * its own when a cache device opens); the parent learns the outcome
+ * privilege drop (user =, group =) -> readiness (parent exits 0;
+ * sd_notify READY=1) -> loop.  The daemon forks before any thread exists
+ * (the engine starts its own when a cache device opens); the parent
+ * learns the outcome
  * through a pipe, so `nbdcached && nbdinfo …` never races.
  * ORDER AT STOP (SIGTERM/SIGINT, --run command exit, end of -s): stop
  * accepting; every connection finishes its in-flight requests (new ones
@@ -54,6 +56,8 @@ struct options {
   const char *run;
   bool verbose;
   const char *log_target;
+  const char *user;
+  const char *group;
 };
 
 static void
@@ -72,6 +76,8 @@ usage (FILE *fp)
 "  -U, --unix PATH         same as --listen unix:PATH\n"
 "  -P, --pidfile FILE      write the pid here once listening\n"
 "  -w, --workers N         worker threads\n"
+"  -u, --user USER         serve as USER once the devices and sockets are open\n"
+"  -g, --group GROUP       ... and as GROUP (default: USER's group)\n"
 "  -e, --export NAME       the export $uri names with --run\n"
 "      --run CMD           run CMD once listening, stop when it exits\n"
 "  -v, --verbose           debug logging\n"
@@ -92,6 +98,8 @@ static const struct option long_options[] = {
   { "unix", required_argument, NULL, 'U' },
   { "pidfile", required_argument, NULL, 'P' },
   { "workers", required_argument, NULL, 'w' },
+  { "user", required_argument, NULL, 'u' },
+  { "group", required_argument, NULL, 'g' },
   { "export", required_argument, NULL, 'e' },
   { "run", required_argument, NULL, OPT_RUN },
   { "verbose", no_argument, NULL, 'v' },
@@ -130,7 +138,7 @@ parse_args (int argc, char **argv, struct options *o)
   int c;
   uint64_t n;
 
-  while ((c = getopt_long (argc, argv, "c:fsl:U:P:w:e:vVh", long_options,
+  while ((c = getopt_long (argc, argv, "c:fsl:U:P:w:u:g:e:vVh", long_options,
                            NULL)) != -1) {
     switch (c) {
     case 'c': o->config_path = optarg; break;
@@ -149,6 +157,8 @@ parse_args (int argc, char **argv, struct options *o)
       break;
     }
     case 'P': o->pidfile = optarg; break;
+    case 'u': o->user = optarg; break;
+    case 'g': o->group = optarg; break;
     case 'w':
       if (parse_uint64_range (optarg, 1, 1024, &n) < 0) {
         fprintf (stderr, "nbdcached: --workers: expected 1..1024\n");
@@ -422,6 +432,7 @@ main (int argc, char **argv)
 {
   struct options opts = { 0 };
   struct server srv = { .exit_status = EXIT_SUCCESS };
+  struct privdrop privdrop;
   ev_signal sigterm, sigint, sighup;
   ev_child run_child;
   enum log_level level;
@@ -468,6 +479,12 @@ main (int argc, char **argv)
             level);
   if (opts.run || opts.single)
     opts.foreground = true;
+
+  /* Who to serve as: looked up now, switched to once all is open. */
+  if (privdrop_resolve (opts.user ? opts.user : srv.cfg->server.user,
+                        opts.group ? opts.group : srv.cfg->server.group,
+                        &privdrop) < 0)
+    exit (EXIT_FAILURE);
 
   /* Listeners. */
   if (opts.single)
@@ -534,6 +551,9 @@ main (int argc, char **argv)
     start_failed (&srv, ready_fd);
   }
   if (control_open (&srv) < 0) {
+    start_failed (&srv, ready_fd);
+  }
+  if (privdrop_apply (&privdrop) < 0) {
     start_failed (&srv, ready_fd);
   }
   listen_start (&srv);
