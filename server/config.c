@@ -392,9 +392,12 @@ set_log_target (struct parser *p, enum log_target *field, const char *key,
     *field = LOG_TARGET_STDERR;
   else if (strcasecmp (value, "syslog") == 0)
     *field = LOG_TARGET_SYSLOG;
+  else if (strcasecmp (value, "auto") == 0)
+    *field = LOG_TARGET_AUTO;
   else {
     config_error (p, p->lineno,
-                  "invalid %s '%s': expected stderr or syslog", key, value);
+                  "invalid %s '%s': expected auto, stderr or syslog", key,
+                  value);
     return -EINVAL;
   }
   return 0;
@@ -1131,7 +1134,7 @@ config_load (const char *path, struct config **out)
   if ((cfg = calloc (1, sizeof *cfg)) == NULL)
     return -ENOMEM;
   cfg->server.workers = CONFIG_DEFAULT_WORKERS;
-  cfg->server.log_target = LOG_TARGET_STDERR;
+  cfg->server.log_target = LOG_TARGET_AUTO;
   cfg->server.log_level = LOG_LEVEL_INFO;
   cfg->server.tls = CONFIG_TLS_OFF;
   cfg->server.tls_min_version = 12;

@@ -81,7 +81,8 @@ usage (FILE *fp)
 "  -e, --export NAME       the export $uri names with --run\n"
 "      --run CMD           run CMD once listening, stop when it exits\n"
 "  -v, --verbose           debug logging\n"
-"      --log stderr|syslog where log messages go\n"
+"      --log auto|stderr|syslog  where log messages go (auto: stderr in\n"
+"                          the foreground, syslog as a daemon or under systemd)\n"
 "  -V, --version           print the version and exit\n"
 "  -h, --help              print this help and exit\n"
 "See nbdcached(8) and nbdcached.conf(5).\n", SYSCONFDIR);
@@ -170,8 +171,9 @@ parse_args (int argc, char **argv, struct options *o)
     case OPT_RUN: o->run = optarg; break;
     case 'v': o->verbose = true; break;
     case OPT_LOG:
-      if (strcmp (optarg, "stderr") != 0 && strcmp (optarg, "syslog") != 0) {
-        fprintf (stderr, "nbdcached: --log: expected stderr or syslog\n");
+      if (strcmp (optarg, "stderr") != 0 && strcmp (optarg, "syslog") != 0
+          && strcmp (optarg, "auto") != 0) {
+        fprintf (stderr, "nbdcached: --log: expected auto, stderr or syslog\n");
         return -1;
       }
       o->log_target = optarg;
@@ -396,6 +398,45 @@ daemonize (void)
   return p[1];
 }
 
+/* log = auto before any fork: syslog when stderr is systemd's journal
+ * stream (syslog keeps the levels; stderr there would lose them), else
+ * stderr, also for a daemon until it is ready (so start-up errors reach
+ * the terminal): then log_to_syslog_detached.  JOURNAL_STREAM is
+ * "DEV:INODE" of the stream systemd connected; it is inherited by
+ * children whose stderr is elsewhere, so it counts only if it is still
+ * our stderr (systemd.exec(5)).
+ */
+static enum log_target
+log_auto_target (void)
+{
+  const char *js = getenv ("JOURNAL_STREAM");
+  unsigned long long dev, ino;
+  struct stat st;
+
+  if (js && sscanf (js, "%llu:%llu", &dev, &ino) == 2
+      && fstat (STDERR_FILENO, &st) == 0
+      && (unsigned long long) st.st_dev == dev
+      && (unsigned long long) st.st_ino == ino)
+    return LOG_TARGET_SYSLOG;
+  return LOG_TARGET_STDERR;
+}
+
+/* log = auto, a daemon that is ready: syslog from now on, and stderr to
+ * /dev/null (never the terminal nbdcached was started from).
+ */
+static void
+log_to_syslog_detached (enum log_level level)
+{
+  int fd;
+
+  log_init ("nbdcached", LOG_TARGET_SYSLOG, level);
+  if ((fd = open ("/dev/null", O_WRONLY)) >= 0) {
+    dup2 (fd, STDERR_FILENO);
+    if (fd > STDERR_FILENO)
+      close (fd);
+  }
+}
+
 static void
 daemon_ready (int ready_fd, char status)
 {
@@ -433,6 +474,8 @@ main (int argc, char **argv)
   struct options opts = { 0 };
   struct server srv = { .exit_status = EXIT_SUCCESS };
   struct privdrop privdrop;
+  enum log_target target;
+  bool log_auto;
   ev_signal sigterm, sigint, sighup;
   ev_child run_child;
   enum log_level level;
@@ -472,13 +515,17 @@ main (int argc, char **argv)
     exit (EXIT_FAILURE);
 
   level = opts.verbose ? LOG_LEVEL_DEBUG : srv.cfg->server.log_level;
-  log_init ("nbdcached",
-            opts.log_target ? (strcmp (opts.log_target, "syslog") == 0
-                               ? LOG_TARGET_SYSLOG : LOG_TARGET_STDERR)
-                            : srv.cfg->server.log_target,
-            level);
   if (opts.run || opts.single)
     opts.foreground = true;
+  target = srv.cfg->server.log_target;
+  if (opts.log_target)
+    target = strcmp (opts.log_target, "syslog") == 0 ? LOG_TARGET_SYSLOG
+      : strcmp (opts.log_target, "auto") == 0 ? LOG_TARGET_AUTO
+      : LOG_TARGET_STDERR;
+  log_auto = target == LOG_TARGET_AUTO;
+  if (log_auto)
+    target = log_auto_target ();
+  log_init ("nbdcached", target, level);
 
   /* Who to serve as: looked up now, switched to once all is open. */
   if (privdrop_resolve (opts.user ? opts.user : srv.cfg->server.user,
@@ -565,6 +612,8 @@ main (int argc, char **argv)
     start_failed (&srv, ready_fd);
   }
   daemon_ready (ready_fd, 0);
+  if (log_auto && ready_fd >= 0)
+    log_to_syslog_detached (level);
   notify_ready (&srv);
 
   ev_run (srv.loop, 0);

@@ -146,7 +146,7 @@ test_config_defaults (void **state)
   assert_null (cfg->server.listen);
   assert_int_equal (cfg->server.workers, CONFIG_DEFAULT_WORKERS);
   assert_null (cfg->server.pidfile);
-  assert_int_equal (cfg->server.log_target, LOG_TARGET_STDERR);
+  assert_int_equal (cfg->server.log_target, LOG_TARGET_AUTO);
   assert_int_equal (cfg->server.log_level, LOG_LEVEL_INFO);
   assert_null (cfg->server.default_export);
   assert_int_equal (cfg->server.tls, CONFIG_TLS_OFF);
@@ -815,7 +815,7 @@ test_config_bad_log (void **state)
 {
   (void) state;
   load_bad ("[server]\nlog = journal\n" EXPORT_OK,
-            "2: invalid log 'journal': expected stderr or syslog");
+            "2: invalid log 'journal': expected auto, stderr or syslog");
 }
 
 static void
