@@ -19,6 +19,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -160,7 +161,8 @@ static void
 test_dir_errors_name_the_fragment (void **state)
 {
   struct config *cfg = NULL;
-  char *main_path, *a, *b, *ref;
+  char *main_path, *a, *b;
+  char ref[PATH_MAX + 128];
 
   (void) state;
   main_path = make_file ("e.conf", "[server]\nlisten = :0\n"
@@ -184,15 +186,15 @@ test_dir_errors_name_the_fragment (void **state)
   assert_message (0, a, "1: 'readonly' outside any section: put it under "
                   "[server], [cache NAME] or [export NAME]");
   assert_message (1, a, "4: unknown key 'bogus' in [export a]");
-  ref = xmalloc (strlen (main_path) + 128);
-  sprintf (ref, "2: duplicate section [server] (first at line 1 of %s)",
-           main_path);
+  snprintf (ref, sizeof ref,
+            "2: duplicate section [server] (first at line 1 of %s)",
+            main_path);
   assert_message (2, b, ref);
-  sprintf (ref, "3: duplicate section [export m] (first at line 3 of %s)",
-           main_path);
+  snprintf (ref, sizeof ref,
+            "3: duplicate section [export m] (first at line 3 of %s)",
+            main_path);
   assert_message (3, b, ref);
   assert_message (4, b, "7: duplicate key 'readonly' (first set at line 6)");
-  free (ref);
   remove_made ();
 }
 
