@@ -15,7 +15,7 @@
 #      every block must hold its newest durable write (acknowledged with
 #      FUA, or acknowledged before a FLUSH that then succeeded) or a write
 #      issued after that one, never older data, never data of another
-#      block (DESIGN.md, crash promise 1 and 2); both reads must agree;
+#      block (doc/design.md, the crash promise, 1 and 2); both reads must agree;
 #   4. SIGTERM: the server exits 0 and its shutdown statistics line
 #      ("export 'disk': reads R writes W hits H ...") shows H > 0, so the
 #      reads really came through the cache (for the plugin the line is an

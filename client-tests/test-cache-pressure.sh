@@ -26,7 +26,7 @@
 #      stop the backing file must equal the model.
 # WHY: the working set cannot fit, so the cache must write dirty data back
 # and evict clean buckets to take the writes, and must never hand out a
-# stale or misplaced block while doing so (DESIGN.md, crash promise 2).
+# stale or misplaced block while doing so (doc/design.md, the crash promise, 2).
 # HOW: captive servers (run_server: private Unix socket, the clients run
 # from the server's --run, a clean stop when they exit), so no ports and no
 # sleeps.  Logs per start in the test directory, shown when a start fails.

@@ -75,7 +75,9 @@ struct config_server {
                                    answering stats / flush (absolute,
                                    resolved like pidfile, fits sun_path);
                                    NULL = none */
-  enum log_target log_target;   /* log = stderr|syslog */
+  char *user;                   /* user = NAME|UID to serve as; NULL = stay */
+  char *group;                  /* group = NAME|GID; NULL = user's group */
+  enum log_target log_target;   /* log = auto|stderr|syslog */
   enum log_level log_level;     /* log_level = error|warning|info|debug */
   char *default_export;         /* served for the empty name; NULL = the
                                    only export if there is exactly one */

@@ -47,6 +47,8 @@ enum section_kind {
   K (SERVER, server, workers,          WORKERS,     workers,          false) \
   K (SERVER, server, pidfile,          PATH,        pidfile,          false) \
   K (SERVER, server, control_socket,   SOCKET,      control_socket,   false) \
+  K (SERVER, server, user,             STRING,      user,             false) \
+  K (SERVER, server, group,            STRING,      group,            false) \
   K (SERVER, server, log,              LOG_TARGET,  log_target,       false) \
   K (SERVER, server, log_level,        LOG_LEVEL,   log_level,        false) \
   K (SERVER, server, default_export,   NAME,        default_export,   false) \
@@ -104,13 +106,24 @@ struct key_lines {
   int line[NR_KEYS];
 };
 
-struct parser {
-  const char *path;             /* as given, for messages */
+/* One file of the configuration (config-source.c). */
+struct config_source {
+  char *path;                   /* as given / dir + name, for messages */
   char *dir;                    /* absolute directory of the file */
-  FILE *fp;
+  int first_line;               /* parser lineno before its first line */
+};
+
+struct parser {
+  const char *path;             /* the current file (a source's path) */
+  const char *dir;              /* its absolute directory (a source's) */
+  FILE *fp;                     /* the current file; NULL after the last */
+  struct config_source *sources; /* the main file, then FILE.d/ *.conf */
+  size_t nr_sources;
+  size_t cur_source;            /* the one being read */
   char *buf;                    /* getline buffer */
   size_t buf_bytes;
-  int lineno;                   /* line last handed to libinih */
+  int lineno;                   /* line last handed to libinih, counted
+                                   across every source */
   int read_errno;               /* a read error ended the file */
   const char *line_text;        /* the "key = value" line being handled,
                                    as read (comments included); NULL for
@@ -136,6 +149,27 @@ void config_error (struct parser *p, int line, const char *fmt, ...)
   ATTRIBUTE_FORMAT_PRINTF (3, 4);
 /* Marks the load as out of memory; returns -ENOMEM. */
 int config_no_memory (struct parser *p);
+
+/* ---- the files of a configuration (config-source.c) ---- */
+
+/* Lists PATH and its PATH.d/ *.conf fragments and opens PATH.  0, or
+ * -errno after logging.  config_sources_free frees what it made, also on
+ * failure.
+ */
+int config_sources_open (struct parser *p, const char *path);
+/* At the end of the current file: opens the next source (true), or there
+ * is none (false).  A fragment that cannot be opened is logged, counted as
+ * an error and skipped.
+ */
+bool config_sources_next (struct parser *p);
+void config_sources_free (struct parser *p);
+/* The file and its line number of stream line LINE. */
+const char *config_where (const struct parser *p, int line, int *file_line);
+/* "line N" when LINE is in the same file as line CURRENT, else
+ * "line N of FILE": for messages like "(first at line N)".
+ */
+void config_line_ref (const struct parser *p, int line, int current,
+                      char *buf, size_t len);
 
 /* ---- small string helpers ---- */
 

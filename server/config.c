@@ -3,8 +3,9 @@
  * WHAT: reads an INI file with libinih into struct config and validates it:
  * every section, key and value, cross-references (cache = NAME,
  * default_export, the background-work keys that need a cache) and the
- * backing files.  Relative paths are resolved
- * against the directory of the config file.  The values and checks of the
+ * backing files.  The main file is followed by the *.conf files of
+ * FILE.d/ (config-source.c), read as one stream of lines.  Relative paths
+ * are resolved against the directory of the file they are in.  The values and checks of the
  * TLS and access-control keys are config-tls.c's; this file calls them.
  *
  * WHY: an admin must never run a half-understood config, and must see every
@@ -174,12 +175,15 @@ void
 config_error (struct parser *p, int line, const char *fmt, ...)
 {
   char msg[1024];
+  const char *file;
+  int file_line;
   va_list ap;
 
   va_start (ap, fmt);
   vsnprintf (msg, sizeof msg, fmt, ap);
   va_end (ap);
-  log_error ("%s:%d: %s", p->path, line, msg);
+  file = config_where (p, line, &file_line);
+  log_error ("%s:%d: %s", file, file_line, msg);
   p->nr_errors++;
 }
 
@@ -395,9 +399,12 @@ set_log_target (struct parser *p, enum log_target *field, const char *key,
     *field = LOG_TARGET_STDERR;
   else if (strcasecmp (value, "syslog") == 0)
     *field = LOG_TARGET_SYSLOG;
+  else if (strcasecmp (value, "auto") == 0)
+    *field = LOG_TARGET_AUTO;
   else {
     config_error (p, p->lineno,
-                  "invalid %s '%s': expected stderr or syslog", key, value);
+                  "invalid %s '%s': expected auto, stderr or syslog", key,
+                  value);
     return -EINVAL;
   }
   return 0;
@@ -691,6 +698,7 @@ parse_header (struct parser *p, char *s)
 {
   struct config *cfg = p->cfg;
   char *end, *rest, *word, *name;
+  char ref[PATH_MAX + 32];
   size_t i;
 
   p->cur = SECTION_SKIP;
@@ -722,9 +730,9 @@ parse_header (struct parser *p, char *s)
       return;
     }
     if (p->server_line != 0) {
+      config_line_ref (p, p->server_line, p->lineno, ref, sizeof ref);
       config_error (p, p->lineno,
-                    "duplicate section [server] (first at line %d)",
-                    p->server_line);
+                    "duplicate section [server] (first at %s)", ref);
       return;
     }
     p->server_line = p->lineno;
@@ -752,18 +760,21 @@ parse_header (struct parser *p, char *s)
   if (word[0] == 'c') {
     for (i = 0; i < cfg->nr_caches; i++)
       if (strcmp (cfg->caches[i].name, name) == 0) {
+        config_line_ref (p, cfg->caches[i].line, p->lineno, ref, sizeof ref);
         config_error (p, p->lineno,
-                      "duplicate section [cache %s] (first at line %d)",
-                      name, cfg->caches[i].line);
+                      "duplicate section [cache %s] (first at %s)",
+                      name, ref);
         return;
       }
   }
   else {
     for (i = 0; i < cfg->nr_exports; i++)
       if (strcmp (cfg->exports[i].name, name) == 0) {
+        config_line_ref (p, cfg->exports[i].line, p->lineno, ref,
+                         sizeof ref);
         config_error (p, p->lineno,
-                      "duplicate section [export %s] (first at line %d)",
-                      name, cfg->exports[i].line);
+                      "duplicate section [export %s] (first at %s)",
+                      name, ref);
         return;
       }
   }
@@ -787,12 +798,19 @@ read_line (char *str, int num, void *opaque)
   ssize_t len;
   char *s;
 
-  errno = 0;
-  len = getline (&p->buf, &p->buf_bytes, p->fp);
-  if (len < 0) {
-    if (ferror (p->fp))
+  for (;;) {
+    if (p->fp == NULL)
+      return NULL;
+    errno = 0;
+    len = getline (&p->buf, &p->buf_bytes, p->fp);
+    if (len >= 0)
+      break;
+    if (ferror (p->fp)) {
       p->read_errno = errno ? errno : EIO;
-    return NULL;
+      return NULL;
+    }
+    if (!config_sources_next (p))  /* the end of a file: the next one */
+      return NULL;
   }
   p->lineno++;
   p->line_text = NULL;
@@ -804,7 +822,8 @@ read_line (char *str, int num, void *opaque)
   }
   while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r'))
     s[--len] = '\0';
-  if (p->lineno == 1 && strncmp (s, "\xef\xbb\xbf", 3) == 0)
+  if (p->lineno == p->sources[p->cur_source].first_line + 1
+      && strncmp (s, "\xef\xbb\xbf", 3) == 0)
     s += 3;
   s = skip_space (s);
 
@@ -880,8 +899,11 @@ key_handler (void *opaque, const char *section, const char *key,
     return 1;
   }
   if (!key_defs[i].repeatable && lines->line[i] != 0) {
-    config_error (p, p->lineno, "duplicate key '%s' (first set at line %d)",
-                  key, lines->line[i]);
+    char ref[PATH_MAX + 32];
+
+    config_line_ref (p, lines->line[i], p->lineno, ref, sizeof ref);
+    config_error (p, p->lineno, "duplicate key '%s' (first set at %s)",
+                  key, ref);
     return 1;
   }
   if (lines->line[i] == 0)      /* a repeatable key keeps its first line */
@@ -1029,17 +1051,6 @@ set_inih_options (void)
   ini_allow_no_value = false;
 }
 
-static int
-config_dir (const char *path, char **out)
-{
-  AUTOFREE char *copy = strdup (path);
-
-  if (copy == NULL)
-    return -ENOMEM;
-  *out = realpath (dirname (copy), NULL);
-  return *out ? 0 : -errno;
-}
-
 int
 config_load (const char *path, struct config **out)
 {
@@ -1050,7 +1061,7 @@ config_load (const char *path, struct config **out)
   if ((cfg = calloc (1, sizeof *cfg)) == NULL)
     return -ENOMEM;
   cfg->server.workers = CONFIG_DEFAULT_WORKERS;
-  cfg->server.log_target = LOG_TARGET_STDERR;
+  cfg->server.log_target = LOG_TARGET_AUTO;
   cfg->server.log_level = LOG_LEVEL_INFO;
   cfg->server.tls = CONFIG_TLS_OFF;
   cfg->server.tls_min_version = 12;
@@ -1061,23 +1072,16 @@ config_load (const char *path, struct config **out)
     goto out;
   }
 
-  p.fp = fopen (path, "re");
-  if (p.fp == NULL) {
-    r = -errno;
-    log_error ("%s: cannot open config file: %s", path, strerror (-r));
+  if ((r = config_sources_open (&p, path)) < 0)
     goto out;
-  }
-  if ((r = config_dir (path, &p.dir)) < 0) {
-    log_error ("%s: cannot resolve the config file's directory: %s",
-               path, strerror (-r));
-    goto out;
-  }
 
   set_inih_options ();
   r = ini_parse_stream (read_line, &p, key_handler, &p);
   if (p.read_errno != 0) {
     r = -p.read_errno;
-    log_error ("%s:%d: read error: %s", path, p.lineno + 1, strerror (-r));
+    log_error ("%s:%d: read error: %s", p.path,
+               p.lineno + 1 - p.sources[p.cur_source].first_line,
+               strerror (-r));
     goto out;
   }
   if (r > 0 && p.nr_errors == 0)
@@ -1098,10 +1102,8 @@ config_load (const char *path, struct config **out)
     r = 0;
 
  out:
-  if (p.fp)
-    fclose (p.fp);
+  config_sources_free (&p);
   free (p.buf);
-  free (p.dir);
   free (p.cache_keys);
   free (p.export_keys);
   if (r < 0) {
@@ -1123,6 +1125,8 @@ config_free (struct config *cfg)
     free (cfg->server.listen[i]);
   free (cfg->server.listen);
   free (cfg->server.pidfile);
+  free (cfg->server.user);
+  free (cfg->server.group);
   free (cfg->server.control_socket);
   free (cfg->server.default_export);
   free (cfg->server.tls_certificates);

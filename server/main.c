@@ -6,8 +6,10 @@
  * WHY: this is the only file that may exit the process.
  * ORDER AT START: config -> listeners -> (fork if daemon) -> cache
  * devices and exports -> worker pool -> pidfile -> control socket ->
- * readiness (parent exits 0) -> loop.  The daemon forks before any thread exists (the engine starts
- * its own when a cache device opens); the parent learns the outcome
+ * privilege drop (user =, group =) -> readiness (parent exits 0;
+ * sd_notify READY=1) -> loop.  The daemon forks before any thread exists
+ * (the engine starts its own when a cache device opens); the parent
+ * learns the outcome
  * through a pipe, so `nbdcached && nbdinfo …` never races.
  * ORDER AT STOP (SIGTERM/SIGINT, --run command exit, end of -s): stop
  * accepting; every connection finishes its in-flight requests (new ones
@@ -54,6 +56,8 @@ struct options {
   const char *run;
   bool verbose;
   const char *log_target;
+  const char *user;
+  const char *group;
 };
 
 static void
@@ -72,10 +76,13 @@ usage (FILE *fp)
 "  -U, --unix PATH         same as --listen unix:PATH\n"
 "  -P, --pidfile FILE      write the pid here once listening\n"
 "  -w, --workers N         worker threads\n"
+"  -u, --user USER         serve as USER once the devices and sockets are open\n"
+"  -g, --group GROUP       ... and as GROUP (default: USER's group)\n"
 "  -e, --export NAME       the export $uri names with --run\n"
 "      --run CMD           run CMD once listening, stop when it exits\n"
 "  -v, --verbose           debug logging\n"
-"      --log stderr|syslog where log messages go\n"
+"      --log auto|stderr|syslog  where log messages go (auto: stderr in\n"
+"                          the foreground, syslog as a daemon or under systemd)\n"
 "  -V, --version           print the version and exit\n"
 "  -h, --help              print this help and exit\n"
 "See nbdcached(8) and nbdcached.conf(5).\n", SYSCONFDIR);
@@ -92,6 +99,8 @@ static const struct option long_options[] = {
   { "unix", required_argument, NULL, 'U' },
   { "pidfile", required_argument, NULL, 'P' },
   { "workers", required_argument, NULL, 'w' },
+  { "user", required_argument, NULL, 'u' },
+  { "group", required_argument, NULL, 'g' },
   { "export", required_argument, NULL, 'e' },
   { "run", required_argument, NULL, OPT_RUN },
   { "verbose", no_argument, NULL, 'v' },
@@ -130,7 +139,7 @@ parse_args (int argc, char **argv, struct options *o)
   int c;
   uint64_t n;
 
-  while ((c = getopt_long (argc, argv, "c:fsl:U:P:w:e:vVh", long_options,
+  while ((c = getopt_long (argc, argv, "c:fsl:U:P:w:u:g:e:vVh", long_options,
                            NULL)) != -1) {
     switch (c) {
     case 'c': o->config_path = optarg; break;
@@ -149,6 +158,8 @@ parse_args (int argc, char **argv, struct options *o)
       break;
     }
     case 'P': o->pidfile = optarg; break;
+    case 'u': o->user = optarg; break;
+    case 'g': o->group = optarg; break;
     case 'w':
       if (parse_uint64_range (optarg, 1, 1024, &n) < 0) {
         fprintf (stderr, "nbdcached: --workers: expected 1..1024\n");
@@ -160,8 +171,9 @@ parse_args (int argc, char **argv, struct options *o)
     case OPT_RUN: o->run = optarg; break;
     case 'v': o->verbose = true; break;
     case OPT_LOG:
-      if (strcmp (optarg, "stderr") != 0 && strcmp (optarg, "syslog") != 0) {
-        fprintf (stderr, "nbdcached: --log: expected stderr or syslog\n");
+      if (strcmp (optarg, "stderr") != 0 && strcmp (optarg, "syslog") != 0
+          && strcmp (optarg, "auto") != 0) {
+        fprintf (stderr, "nbdcached: --log: expected auto, stderr or syslog\n");
         return -1;
       }
       o->log_target = optarg;
@@ -206,6 +218,7 @@ server_stop (struct server *srv)
     return;
   srv->stopping = true;
   log_info ("stopping: %u connection(s) to drain", srv->nr_conns);
+  notify_stopping ();
   listen_close_all (srv);
   control_stop (srv);
   for (c = srv->conns; c; c = next) {
@@ -385,6 +398,45 @@ daemonize (void)
   return p[1];
 }
 
+/* log = auto before any fork: syslog when stderr is systemd's journal
+ * stream (syslog keeps the levels; stderr there would lose them), else
+ * stderr, also for a daemon until it is ready (so start-up errors reach
+ * the terminal): then log_to_syslog_detached.  JOURNAL_STREAM is
+ * "DEV:INODE" of the stream systemd connected; it is inherited by
+ * children whose stderr is elsewhere, so it counts only if it is still
+ * our stderr (systemd.exec(5)).
+ */
+static enum log_target
+log_auto_target (void)
+{
+  const char *js = getenv ("JOURNAL_STREAM");
+  unsigned long long dev, ino;
+  struct stat st;
+
+  if (js && sscanf (js, "%llu:%llu", &dev, &ino) == 2
+      && fstat (STDERR_FILENO, &st) == 0
+      && (unsigned long long) st.st_dev == dev
+      && (unsigned long long) st.st_ino == ino)
+    return LOG_TARGET_SYSLOG;
+  return LOG_TARGET_STDERR;
+}
+
+/* log = auto, a daemon that is ready: syslog from now on, and stderr to
+ * /dev/null (never the terminal nbdcached was started from).
+ */
+static void
+log_to_syslog_detached (enum log_level level)
+{
+  int fd;
+
+  log_init ("nbdcached", LOG_TARGET_SYSLOG, level);
+  if ((fd = open ("/dev/null", O_WRONLY)) >= 0) {
+    dup2 (fd, STDERR_FILENO);
+    if (fd > STDERR_FILENO)
+      close (fd);
+  }
+}
+
 static void
 daemon_ready (int ready_fd, char status)
 {
@@ -421,6 +473,9 @@ main (int argc, char **argv)
 {
   struct options opts = { 0 };
   struct server srv = { .exit_status = EXIT_SUCCESS };
+  struct privdrop privdrop;
+  enum log_target target;
+  bool log_auto;
   ev_signal sigterm, sigint, sighup;
   ev_child run_child;
   enum log_level level;
@@ -460,13 +515,23 @@ main (int argc, char **argv)
     exit (EXIT_FAILURE);
 
   level = opts.verbose ? LOG_LEVEL_DEBUG : srv.cfg->server.log_level;
-  log_init ("nbdcached",
-            opts.log_target ? (strcmp (opts.log_target, "syslog") == 0
-                               ? LOG_TARGET_SYSLOG : LOG_TARGET_STDERR)
-                            : srv.cfg->server.log_target,
-            level);
   if (opts.run || opts.single)
     opts.foreground = true;
+  target = srv.cfg->server.log_target;
+  if (opts.log_target)
+    target = strcmp (opts.log_target, "syslog") == 0 ? LOG_TARGET_SYSLOG
+      : strcmp (opts.log_target, "auto") == 0 ? LOG_TARGET_AUTO
+      : LOG_TARGET_STDERR;
+  log_auto = target == LOG_TARGET_AUTO;
+  if (log_auto)
+    target = log_auto_target ();
+  log_init ("nbdcached", target, level);
+
+  /* Who to serve as: looked up now, switched to once all is open. */
+  if (privdrop_resolve (opts.user ? opts.user : srv.cfg->server.user,
+                        opts.group ? opts.group : srv.cfg->server.group,
+                        &privdrop) < 0)
+    exit (EXIT_FAILURE);
 
   /* Listeners. */
   if (opts.single)
@@ -535,6 +600,9 @@ main (int argc, char **argv)
   if (control_open (&srv) < 0) {
     start_failed (&srv, ready_fd);
   }
+  if (privdrop_apply (&privdrop) < 0) {
+    start_failed (&srv, ready_fd);
+  }
   listen_start (&srv);
   if (opts.single)
     conn_accept (&srv, STDIN_FILENO, STDOUT_FILENO, false, "stdin",
@@ -544,6 +612,9 @@ main (int argc, char **argv)
     start_failed (&srv, ready_fd);
   }
   daemon_ready (ready_fd, 0);
+  if (log_auto && ready_fd >= 0)
+    log_to_syslog_detached (level);
+  notify_ready (&srv);
 
   ev_run (srv.loop, 0);
 

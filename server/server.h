@@ -45,6 +45,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include <ev.h>
@@ -373,5 +374,22 @@ struct server {
 void server_stop (struct server *srv);
 /* main.c: called whenever a connection goes away. */
 void server_conn_gone (struct server *srv);
+
+/* ---- privdrop.c: user = / group = (see its file comment) ---- */
+struct privdrop {
+  bool set_user, set_group;     /* what was asked */
+  uid_t uid;
+  gid_t gid;                    /* group =, else the user's primary group */
+  char user_name[256];          /* for initgroups; "" for a bare uid */
+};
+/* Looks USER and GROUP (names or numbers; NULL = not asked) up. */
+int privdrop_resolve (const char *user, const char *group,
+                      struct privdrop *out);
+/* Switches; 0 or -errno after logging.  Nothing asked: 0. */
+int privdrop_apply (const struct privdrop *pd);
+
+/* ---- notify.c: the service manager (sd_notify; no-op without one) ---- */
+void notify_ready (const struct server *srv);
+void notify_stopping (void);
 
 #endif /* NBDCACHE_SERVER_H */

@@ -148,7 +148,7 @@ test_config_defaults (void **state)
   assert_int_equal (cfg->server.max_buffer_bytes,
                     CONFIG_DEFAULT_MAX_BUFFER_BYTES);
   assert_null (cfg->server.pidfile);
-  assert_int_equal (cfg->server.log_target, LOG_TARGET_STDERR);
+  assert_int_equal (cfg->server.log_target, LOG_TARGET_AUTO);
   assert_int_equal (cfg->server.log_level, LOG_LEVEL_INFO);
   assert_null (cfg->server.default_export);
   assert_int_equal (cfg->server.tls, CONFIG_TLS_OFF);
@@ -511,7 +511,7 @@ test_config_known_keys (void **state)
     for (j = 0; j < i; j++)
       assert_string_not_equal (k, config_known_keys[j]);
   }
-  assert_int_equal (i, 49);
+  assert_int_equal (i, 51);
 }
 
 static void
@@ -817,7 +817,7 @@ test_config_bad_log (void **state)
 {
   (void) state;
   load_bad ("[server]\nlog = journal\n" EXPORT_OK,
-            "2: invalid log 'journal': expected stderr or syslog");
+            "2: invalid log 'journal': expected auto, stderr or syslog");
 }
 
 static void

@@ -9,7 +9,7 @@
  *   journal.c       the journal ring, group commit, replay
  *   btree.c         the index and its node cache
  *   device.c        a cache device: open (recovery), close, export binding
- *   request.c       the per-mode request paths (the DESIGN.md table)
+ *   request.c       the per-mode request paths (doc/design.md, the request table)
  *   writeback.c     per export: dirty data back to the backing store
  *   wbrate.c        writeback's PI rate controller
  *   gc.c            per device: GC, moving GC, batched discards
@@ -45,7 +45,7 @@
  * and never with the others.  Data I/O (cdev pread/pwrite of user data,
  * backing I/O) happens with no lock held.
  *
- * THE PROMISE (DESIGN.md): data is written to the cache device before its
+ * THE PROMISE (doc/design.md): data is written to the cache device before its
  * key is inserted; a key is journaled when inserted; FUA and FLUSH wait
  * for the journal entry (whose commit syncs the device first).  So every
  * acknowledged-durable write has both its data and its key durable.

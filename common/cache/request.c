@@ -1,8 +1,8 @@
 /* request.c — the request paths of an export with a cache device.
  *
  * WHAT: READ, WRITE, FLUSH, TRIM, WRITE_ZEROES, CACHE and BLOCK_STATUS for
- * the modes writeback, writethrough and writearound — the table in
- * DESIGN.md.  cache.c has already checked ranges, flags and read-only.
+ * the modes writeback, writethrough and writearound — the request table
+ * in doc/design.md.  cache.c has already checked ranges, flags and read-only.
  *
  * HOW, in blocks of 4 KiB (the cache's unit):
  * - READ looks the range up in the btree and serves each piece: hits from

@@ -25,7 +25,7 @@
  * and a full read of the export checked against the model.  Then a few
  * writes, a flush and reads prove the reopened cache still works.
  *
- * THE PROMISE CHECKED (DESIGN.md "Crash-consistency promise"), per
+ * THE PROMISE CHECKED (doc/design.md "The crash promise"), per
  * 512-byte sector, with the rules R1..R7 in test-helpers.c:
  *   1. A value acknowledged with FUA, or acknowledged before a FLUSH that
  *      succeeded (zeroes likewise = zeros), reads back after the crash —

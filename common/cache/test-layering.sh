@@ -1,5 +1,5 @@
 #!/bin/sh
-# test-layering.sh — DESIGN.md's layering, enforced by reading #include lines.
+# test-layering.sh — doc/design.md's layering, enforced by reading #include lines.
 #
 # WHAT: fails if
 #   1. anything under common/ includes libev (<ev.h>), OpenSSL (openssl/…)
@@ -11,7 +11,7 @@
 #   3. the front ends cross over: server/ includes nbdkit's headers, or
 #      plugin/ includes libev or OpenSSL.
 # WHY: "server/ and plugin/ include only the engine's public header" is a
-# promise in DESIGN.md; a test keeps it true as files are added.
+# promise in doc/design.md; a test keeps it true as files are added.
 # SELF-TEST: after checking the real tree, it copies the sources to a
 # temporary directory, checks that the clean copy passes, then plants one
 # violation of each kind and checks that every one is caught — a checker

@@ -23,7 +23,7 @@
  * 4 threads striped by 512-byte sector so that every 4 KiB block is
  * written by all of them at once (partial-block read-modify-write must
  * not lose a neighbour's write).
- * WHY: DESIGN.md's model test: the engine must behave exactly like a
+ * WHY: doc/design.md's model test: the engine must behave exactly like a
  * disk, whatever the cache does underneath (fills, evicts, writes back,
  * goes around).
  *

@@ -33,6 +33,10 @@ enum log_level {
 enum log_target {
   LOG_TARGET_STDERR = 0,
   LOG_TARGET_SYSLOG,
+  LOG_TARGET_AUTO,              /* a program's choice (nbdcached: stderr
+                                   in the foreground, syslog as a daemon
+                                   or under systemd); log_init treats it
+                                   as stderr */
 };
 
 /* A sink replaces the built-in targets (used by the nbdkit plugin). */

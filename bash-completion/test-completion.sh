@@ -1,0 +1,43 @@
+#!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
+# test-completion.sh — the bash completion completes what the programs of
+# this build accept: options (read from their --help), option values,
+# nbdcache's commands.
+set -euo pipefail
+
+: "${srcdir:=$(dirname "$0")}"
+: "${top_builddir:?top_builddir: the build directory}"
+PATH=$top_builddir/server:$top_builddir/admin:$PATH
+. "$srcdir/nbdcached"
+
+fail () { echo "FAIL: $*"; exit 1; }
+
+# complete LINE: COMPREPLY for the last word of LINE (a trailing space
+# means an empty word), printed sorted on one line.
+complete_line () {
+  read -r -a COMP_WORDS <<<"$1"
+  [[ $1 == *' ' ]] && COMP_WORDS+=('')
+  COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
+  COMPREPLY=()
+  case ${COMP_WORDS[0]} in
+    nbdcached) _nbdcached ;;
+    nbdcache) _nbdcache ;;
+  esac
+  printf '%s\n' "${COMPREPLY[@]}" | sort | tr '\n' ' ' | sed 's/ $//'
+}
+
+expect () {
+  local got
+  got=$(complete_line "$1")
+  [ "$got" = "$2" ] || fail "'$1': got '$got', want '$2'"
+  echo "ok: '$1' -> $2"
+}
+
+expect 'nbdcached --lo' '--log'
+expect 'nbdcached --log ' 'auto stderr syslog'
+expect 'nbdcached --check-' '--check-config'
+expect 'nbdcached --us' '--user'
+expect 'nbdcached -u roo' 'root'
+expect 'nbdcache fl' 'flush'
+expect 'nbdcache ' 'check flush format show stats'
+expect 'nbdcache format --for' '--force'
