@@ -129,7 +129,8 @@ static void
 report (struct parser *p, const struct named *first,
         const struct named *second)
 {
-  const char *why;
+  const char *why, *first_file;
+  int first_file_line;
 
   if (strcmp (first->what, "cache") == 0 &&
       strcmp (second->what, "cache") == 0)
@@ -144,6 +145,7 @@ report (struct parser *p, const struct named *first,
       "other's, and a cache serves stale data): use one export, make both "
       "readonly = yes, or give a read-only, uncached one share_backing = "
       "yes";
+  first_file = config_where (p, first->line, &first_file_line);
   config_error (p, second->line,
                 "[%s %s] %s '%s' is the same %s as [%s %s] %s '%s' "
                 "(%s:%d): %s",
@@ -152,7 +154,7 @@ report (struct parser *p, const struct named *first,
                 second->path, second->id.block ? "device" : "file",
                 first->what, first->name,
                 strcmp (first->what, "cache") == 0 ? "path" : "backing",
-                first->path, p->path, first->line, why);
+                first->path, first_file, first_file_line, why);
 }
 
 /* share_backing is safe only where this export never writes and never

@@ -94,10 +94,12 @@ test_dir_order_and_names (void **state)
 
   (void) state;
   main_path = make_file ("o.conf", "[server]\nlisten = :0\n"
-                         "[export m]\nbacking = disk.img\n");
+                         "[export m]\nbacking = disk.img\nreadonly = yes\n");
   make_dir ("o.conf.d");
-  make_file ("o.conf.d/20-b.conf", "[export b]\nbacking = ../disk.img\n");
-  make_file ("o.conf.d/10-a.conf", "[export a]\nbacking = ../disk.img\n");
+  make_file ("o.conf.d/20-b.conf", "[export b]\nbacking = ../disk.img\n"
+             "readonly = yes\n");
+  make_file ("o.conf.d/10-a.conf", "[export a]\nbacking = ../disk.img\n"
+             "readonly = yes\n");
   /* Not fragments: hidden, another suffix, a directory. */
   make_file ("o.conf.d/.00-hidden.conf", "garbage\n");
   make_file ("o.conf.d/30-c.conf.dpkg-old", "garbage\n");
@@ -112,7 +114,9 @@ test_dir_order_and_names (void **state)
   assert_string_equal (cfg->exports[0].name, "m");
   assert_string_equal (cfg->exports[1].name, "a");
   assert_string_equal (cfg->exports[2].name, "b");
-  /* Relative to the file each is written in: all three are disk.img. */
+  /* Relative to the file each is written in: all three are disk.img
+   * (read-only, so that one file may back the three).
+   */
   disk = join (tmpdir, "disk.img");
   for (i = 0; i < 3; i++) {
     char *real = realpath (cfg->exports[i].backing, NULL);
@@ -172,9 +176,9 @@ test_dir_errors_name_the_fragment (void **state)
    * to the main file's [export m].
    */
   a = make_file ("e.conf.d/a.conf", "readonly = yes\n"
-                 "[export a]\nbacking = ../disk.img\nbogus = 1\n");
+                 "[export a]\nbacking = ../disk2.img\nbogus = 1\n");
   b = make_file ("e.conf.d/b.conf", "\n[server]\n[export m]\n"
-                 "[export b]\nbacking = ../disk.img\nreadonly = yes\n"
+                 "[export b]\nbacking = ../disk3.img\nreadonly = yes\n"
                  "readonly = no\n");
 
   clear_messages ();
