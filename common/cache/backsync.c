@@ -7,9 +7,13 @@
  * store unless a flush that started after the last completed change
  * already succeeded (backing_flushed_gen).  The device keeps a list of
  * its open exports; the journal calls request_sync_backings before it
- * writes any entry, so a clean key (writethrough, a promotion of freshly
- * written data) or a DELETE dropping dirty data the backing now holds is
- * never durable before that backing data is.  FLUSH and writeback use the
+ * writes any entry, and the btree before it writes any node, so a clean
+ * key (writethrough, a promotion of freshly written data) or a DELETE
+ * dropping dirty data the backing now holds is never durable before that
+ * backing data is.  Only such keys need it: their inserts are bracketed
+ * by request_backsync_begin / _end, and the hook flushes only while one
+ * is in progress or not yet durable (writearound's DELETEs of clean keys,
+ * writeback's dirty keys need no backing flush).  FLUSH and writeback use the
  * same sync: concurrent callers share one flush, and nothing is flushed
  * when nothing changed.
  * THREADS AND LOCKS: the counters are atomics; backing_flush_lock
@@ -30,6 +34,7 @@
 
 #include "backing.h"
 #include "cache-internal.h"
+#include "journal.h"
 #include "log.h"
 
 void
@@ -87,12 +92,46 @@ request_detach (struct ncache *nc)
   pthread_mutex_destroy (&nc->backing_flush_lock);
 }
 
+void
+request_backsync_begin (struct ncache *nc)
+{
+  __atomic_add_fetch (&nc->dev->backsync_busy, 1, __ATOMIC_ACQ_REL);
+}
+
+void
+request_backsync_end (struct ncache *nc, uint64_t seq)
+{
+  struct ncache_device *dev = nc->dev;
+  uint64_t cur = __atomic_load_n (&dev->backsync_seq, __ATOMIC_RELAXED);
+
+  while (cur < seq &&
+         !__atomic_compare_exchange_n (&dev->backsync_seq, &cur, seq, false,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+    ;
+  __atomic_sub_fetch (&dev->backsync_busy, 1, __ATOMIC_ACQ_REL);
+}
+
+bool
+request_backing_unflushed (struct ncache *nc)
+{
+  return __atomic_load_n (&nc->backing_flushed_gen, __ATOMIC_ACQUIRE) <
+    __atomic_load_n (&nc->backing_write_gen, __ATOMIC_ACQUIRE);
+}
+
 int
 request_sync_backings (struct ncache_device *dev)
 {
   struct ncache *nc;
   int r, result = 0;
 
+  /* Nothing that relies on the backing stores is being inserted or is
+   * short of durable: the entries and nodes written now need no flush
+   * (an older such key's commit flushed them already).
+   */
+  if (__atomic_load_n (&dev->backsync_busy, __ATOMIC_ACQUIRE) == 0 &&
+      __atomic_load_n (&dev->backsync_seq, __ATOMIC_ACQUIRE) <=
+      journal_durable_seq (dev->journal))
+    return 0;
   pthread_mutex_lock (&dev->exports_lock);
   for (nc = dev->exports; nc != NULL; nc = nc->next_on_dev)
     if ((r = request_backing_sync (nc)) < 0 && result == 0) {

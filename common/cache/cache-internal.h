@@ -97,6 +97,13 @@ struct ncache_device {
    */
   pthread_mutex_t exports_lock;
   struct ncache *exports;
+  /* Keys that rely on backing data (backsync.c): the newest journal seq
+   * holding one, and inserts of such keys in progress.  While one is not
+   * durable, commits and node writes flush the backing stores first.
+   * Atomic.
+   */
+  uint64_t backsync_seq;
+  unsigned backsync_busy;
 };
 
 /* Writes in flight over block ranges of one export (request.c): a write
@@ -203,6 +210,15 @@ int request_backing_sync (struct ncache *nc);
  * writes back).  0 or -errno.
  */
 int request_settle_cuts (struct ncache *nc);
+/* Around the insert of a key that relies on backing data (a clean key
+ * after a backing write, a promotion of data not known durable, a DELETE
+ * dropping dirty data the backing now holds): begin before, end with the
+ * journal seq that holds it (or the open seq after an error).
+ */
+void request_backsync_begin (struct ncache *nc);
+void request_backsync_end (struct ncache *nc, uint64_t seq);
+/* Has the backing store of nc changed since its last flush? */
+bool request_backing_unflushed (struct ncache *nc);
 /* An export joins / leaves its device's list (dev->exports); attach
  * before its first I/O, detach after its last.
  */
