@@ -1085,8 +1085,8 @@ crash_reopen (struct ctx *c, bool kill)
   c->verifying = false;
   memset (c->trimmed, 0, EXPORT_BYTES / 8);
   memset (c->touched, 0, NR_CHUNKS);
-  r = test_check_stable (c->nc, c->store, EXPORT_BYTES, c->model, NULL,
-                         NULL, 0, &rep);
+  r = test_check_stable (c->nc, c->store, EXPORT_BYTES, c->model, true,
+                         NULL, NULL, 0, &rep);
   if (r < 0) {
     fail_report (c, "after the %s: %s failed: %s",
                  kill ? "process kill" : "power loss", rep.what,
@@ -1099,7 +1099,7 @@ crash_reopen (struct ctx *c, bool kill)
                  "between the first read and %s (first: sector %" PRIu64 ")",
                  kill ? "process kill" : "power loss", tear,
                  rep.nr_bad_sectors, rep.what, rep.first_bad_sector);
-    test_check_stable (c->nc, c->store, EXPORT_BYTES, c->model,
+    test_check_stable (c->nc, c->store, EXPORT_BYTES, c->model, true,
                        unstable_sector, c, 4, &rep);
     return false;
   }

@@ -10,7 +10,8 @@
  *   A  read the whole export (or take the caller's reading of it);
  *   -  ncache_drain: every dirty block goes back, every cached block is
  *      now clean;
- *   B  read the whole export again: A == B (the drain changed no answer);
+ *   B  (optional: reread) read the whole export again: A == B (the drain
+ *      changed no answer);
  *   C  read the backing store directly, through a handle of its own:
  *      C == A.  A clean block may be evicted at any moment, and a read
  *      then comes from the backing store, so C is exactly what a forced
@@ -47,13 +48,14 @@ struct test_stable_report {
 };
 
 /* served: NULL, or the caller's reading A of the whole export (then A is
- * not read again).  bad (may be NULL) is called for at most max_reported
+ * not read again).  reread: do step B too (a full read through the
+ * engine: it promotes, so it costs as much as A).  bad (may be NULL) is called for at most max_reported
  * sectors.  0: stable; 1: not (rep says where); -errno: a step failed
  * (rep->what names it) or out of memory.
  */
 int test_check_stable (struct ncache *nc, struct test_store *st,
                        uint64_t export_bytes, const unsigned char *served,
-                       test_stable_bad_fn bad, void *opaque,
+                       bool reread, test_stable_bad_fn bad, void *opaque,
                        unsigned max_reported,
                        struct test_stable_report *rep);
 
