@@ -546,6 +546,8 @@ bnode_write (struct btree *bt, struct btree_node **nodes, size_t n)
     hash_add (bt, nd);
   }
 
+  if (bt->pre_write != NULL && (r = bt->pre_write (bt->pre_write_opaque)) < 0)
+    goto undo;
   if ((r = cdev_sync (bt->cd)) < 0)
     goto undo;
   for (i = 0; i < n; i++) {

@@ -69,6 +69,8 @@ struct btree {
   struct cdev *cd;              /* borrowed */
   struct bucket_set *bs;        /* borrowed */
   struct journal *journal;      /* borrowed; NULL: read-only use */
+  int (*pre_write) (void *opaque); /* btree_config's; may be NULL */
+  void *pre_write_opaque;
   struct bset_geom geom;
   uint64_t cache_bytes;         /* node_cache_bytes */
   size_t node_size;             /* bytes of one node in memory */

@@ -349,9 +349,12 @@ leaf_apply (struct btree *bt, const struct nc_key *k, bool store,
     if (c->export_id != x || a >= pe)
       break;
     changed = true;
+    /* A stale key counts as cut too: its gen bump may not be durable
+     * yet (request.c's ORDERING rule 1 needs the DELETE durable then).
+     */
+    *cut = true;
     if (bucket_ptr_stale (bt->bs, c))
       continue;                 /* dropped whole */
-    *cut = true;
     account_cut (bt, c, MAX (a, ps), MIN (b, pe));
     if (a < ps) {               /* only the first can start before */
       repl[nrepl] = *c;
@@ -555,6 +558,8 @@ btree_create (const struct btree_config *cfg, struct btree **out)
   bt->cd = cfg->cd;
   bt->bs = cfg->bs;
   bt->journal = cfg->journal;
+  bt->pre_write = cfg->pre_write;
+  bt->pre_write_opaque = cfg->pre_write_opaque;
   bset_geom_init (&bt->geom, cfg->sb, max_keys);
   bt->geom.torn_jseq_min = cfg->torn_jseq_min;
   bt->geom.torn_jseq_max = cfg->torn_jseq_max;

@@ -91,6 +91,13 @@ struct btree_config {
    * A tree must be reopened with the value it was written with.
    */
   uint32_t max_keys;
+  /* Optional: called before any node write (under the btree lock, with
+   * no other engine lock): make durable what keys may rely on outside the
+   * cache device (the backing stores: request.c's ORDERING rule 2).  0 or
+   * -errno (the write fails).
+   */
+  int (*pre_write) (void *opaque);
+  void *pre_write_opaque;
 };
 
 int btree_create (const struct btree_config *cfg, struct btree **out);
@@ -171,8 +178,8 @@ int btree_lookup (struct btree *bt, uint16_t export_id, uint64_t start,
 /* Insert keys (data, ZERO or DELETE, all of one export) in order: each
  * cuts what it overlaps, kills overlapping placeholders, is accounted in
  * the bucket set and journaled.  *seq (optional) = the journal seq that
- * holds them; *cut (optional) = true if any existing key (not a stale
- * one) was cut.  A stale data key is not stored (it only cuts).  On an
+ * holds them; *cut (optional) = true if any existing key was cut,
+ * stale ones included (a stale key's gen bump may not be durable yet).  A stale data key is not stored (it only cuts).  On an
  * error part way (-EIO, -ENOSPC from a split) the keys up to and
  * including the failing one may be applied, and are journaled.
  */

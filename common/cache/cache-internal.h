@@ -9,7 +9,12 @@
  *   journal.c       the journal ring, group commit, replay
  *   btree.c         the index and its node cache
  *   device.c        a cache device: open (recovery), close, export binding
- *   request.c       the per-mode request paths (doc/design.md, the request table)
+ *   request.c       the per-mode request paths (the mode table at its top,
+ *                   doc/design.md) and
+ *                   the crash ordering of cache and backing (its ORDERING)
+ *   rangelock.c     per export: writers' range locks
+ *   backsync.c      per export: backing durability; the journal's hook
+ *   status.c        BLOCK_STATUS: base:allocation and nbdcache:state
  *   writeback.c     per export: dirty data back to the backing store
  *   wbrate.c        writeback's PI rate controller
  *   gc.c            per device: GC, moving GC, batched discards
@@ -86,6 +91,20 @@ struct ncache_device {
   pthread_mutex_t lock;         /* sb export table, export_open[] */
   bool export_open[NC_MAX_EXPORTS + 1]; /* by id: an ncache has it */
   unsigned nr_open_exports;     /* also read without the lock (atomic) */
+  /* The open exports (linked by ncache.next_on_dev), whose backing
+   * stores every journal commit flushes first (request_sync_backings).
+   * Held across those flushes; taken before an export's
+   * backing_flush_lock, after nothing else.
+   */
+  pthread_mutex_t exports_lock;
+  struct ncache *exports;
+  /* Keys that rely on backing data (backsync.c): the newest journal seq
+   * holding one, and inserts of such keys in progress.  While one is not
+   * durable, commits and node writes flush the backing stores first.
+   * Atomic.
+   */
+  uint64_t backsync_seq;
+  unsigned backsync_busy;
 };
 
 /* Writes in flight over block ranges of one export (request.c): a write
@@ -121,10 +140,21 @@ struct ncache {
    * backing store needs a last flush.  Atomic.
    */
   bool written;
-  /* Something went to the backing store since its last flush (cached
-   * modes: FLUSH skips the backing flush when false).  Atomic.
+  /* The backing store's durability (request.c, cached modes): every
+   * backing write, zero or trim bumps backing_write_gen when it has
+   * completed (request_backing_wrote); a flush that started when it was
+   * g sets backing_flushed_gen to g.  So backing_flushed_gen >= g means
+   * every backing change completed before the gen was g is durable.
+   * Atomic; flushes serialised by backing_flush_lock.
    */
-  bool backing_unflushed;
+  uint64_t backing_write_gen, backing_flushed_gen;
+  pthread_mutex_t backing_flush_lock;
+  struct ncache *next_on_dev;   /* dev->exports, under its exports_lock */
+  /* The newest journal seq holding a DELETE that cut a key of this export
+   * (request.c): until it is durable, no backing change may go out under
+   * a possibly stale clean key.  Atomic, only grows.
+   */
+  uint64_t cut_seq;
 
   /* Statistics; atomic, relaxed. */
   uint64_t nr_reads, nr_writes, nr_flushes, nr_trims, nr_zeroes,
@@ -166,8 +196,39 @@ void range_lock_destroy (struct range_lock *rl);
 void range_lock_take (struct range_lock *rl, struct range_lock_entry *e,
                       uint64_t start, uint64_t end);
 void range_lock_release (struct range_lock *rl, struct range_lock_entry *e);
+/* Does anyone hold blocks overlapping [start, end) right now? */
+bool range_lock_busy (struct range_lock *rl, uint64_t start, uint64_t end);
 /* Issue one backing trim of the export (trimq's issue callback). */
 int request_issue_trim (void *nc, uint64_t offset, uint64_t count);
+/* A backing write, zero or trim of nc has completed (or failed). */
+void request_backing_wrote (struct ncache *nc);
+/* Make every backing change of nc completed before this call durable
+ * (one flush serves concurrent callers).  0 or -errno.
+ */
+int request_backing_sync (struct ncache *nc);
+/* Wait until every cut of nc's keys is durable (ORDERING rule 1, before
+ * a backing change; writeback calls it under the range lock of what it
+ * writes back).  0 or -errno.
+ */
+int request_settle_cuts (struct ncache *nc);
+/* Around the insert of a key that relies on backing data (a clean key
+ * after a backing write, a promotion of data not known durable, a DELETE
+ * dropping dirty data the backing now holds): begin before, end with the
+ * journal seq that holds it (or the open seq after an error).
+ */
+void request_backsync_begin (struct ncache *nc);
+void request_backsync_end (struct ncache *nc, uint64_t seq);
+/* Has the backing store of nc changed since its last flush? */
+bool request_backing_unflushed (struct ncache *nc);
+/* An export joins / leaves its device's list (dev->exports); attach
+ * before its first I/O, detach after its last.
+ */
+void request_attach (struct ncache *nc);
+void request_detach (struct ncache *nc);
+/* The journal's pre_write hook: request_backing_sync of every export
+ * of dev.  0 or the first -errno.
+ */
+int request_sync_backings (struct ncache_device *dev);
 
 /* Extra knobs for ncache_device_open_cdev (tests and the config). */
 struct ncache_device_tuning {

@@ -182,6 +182,8 @@ ncache_open (const struct ncache_config *cfg, struct backing *backing,
     }
   }
   range_lock_init (&nc->rl);
+  if (nc->dev != NULL)
+    request_attach (nc);
 
   nc->caps.size_bytes = backing->size_bytes;
   nc->caps.readonly = cfg->readonly || backing->readonly;
@@ -204,6 +206,7 @@ ncache_open (const struct ncache_config *cfg, struct backing *backing,
 
   if (nc->dev != NULL && (r = open_background (nc)) < 0) {
     close_background (nc);
+    request_detach (nc);
     device_unbind_export (nc->dev, nc->export_id);
     range_lock_destroy (&nc->rl);
     free (nc->name);
@@ -251,6 +254,7 @@ ncache_close (struct ncache *nc)
       log_error ("export '%s': final flush failed: %s",
                  nc->name, strerror (-r));
     close_background (nc);
+    request_detach (nc);
     device_unbind_export (nc->dev, nc->export_id);
   }
   else if (!nc->caps.readonly &&

@@ -403,19 +403,31 @@ cdev_sim_fail_write_once (struct cdev *cd, uint64_t offset, uint64_t count)
   arm_fault (s, &s->write_fault, offset, count);
 }
 
-void
-cdev_sim_crash (struct cdev *cd, uint64_t tear_seed)
+static void
+reboot (struct cdev *cd, enum settle how, uint64_t tear_seed)
 {
   struct cdev_sim *s = to_sim (cd);
 
   SCOPED_LOCK (&s->lock);
-  settle_locked (s, tear_seed != 0 ? SETTLE_TEAR : SETTLE_LOSE, tear_seed);
+  settle_locked (s, how, tear_seed);
   s->nr_writes = 0;
   s->nr_syncs = 0;
   s->fail_at = 0;
   s->dead = false;
   s->read_fault.armed = false;
   s->write_fault.armed = false;
+}
+
+void
+cdev_sim_crash (struct cdev *cd, uint64_t tear_seed)
+{
+  reboot (cd, tear_seed != 0 ? SETTLE_TEAR : SETTLE_LOSE, tear_seed);
+}
+
+void
+cdev_sim_kill (struct cdev *cd)
+{
+  reboot (cd, SETTLE_KEEP, 0);
 }
 
 uint64_t

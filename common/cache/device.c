@@ -100,6 +100,16 @@ hook_reclaim (void *opaque, uint64_t seq)
   return btree_write_pinned (dev->bt, seq);
 }
 
+/* A clean key must never be durable before the backing data it stands
+ * for (request.c's mode table): flush the exports' backing stores first.
+ */
+static int
+hook_pre_write (void *opaque)
+{
+  struct ncache_device *dev = opaque;
+  return request_sync_backings (dev);
+}
+
 static void
 hook_committed (void *opaque, uint64_t durable_seq)
 {
@@ -225,11 +235,13 @@ recover (struct ncache_device *dev, const struct ncache_device_tuning *t)
     .opaque = dev,
     .close_entry = hook_close_entry,
     .reclaim = hook_reclaim,
+    .pre_write = hook_pre_write,
     .committed = hook_committed,
   };
   struct btree_config bcfg = {
     .cd = dev->cd, .sb = &dev->sb,
     .node_cache_bytes = t->node_cache_bytes,
+    .pre_write = hook_pre_write, .pre_write_opaque = dev,
   };
   struct key_vec jkeys = { 0 };
   struct nc_key root;
@@ -299,6 +311,7 @@ device_free (struct ncache_device *dev)
   cdev_close (dev->cd);
   pthread_mutex_destroy (&dev->lock);
   pthread_mutex_destroy (&dev->gc_ptr_lock);
+  pthread_mutex_destroy (&dev->exports_lock);
   free (dev->name);
   free (dev);
 }
@@ -322,6 +335,7 @@ ncache_device_open_cdev (const char *name, struct cdev *cd, bool create,
   }
   pthread_mutex_init (&dev->lock, NULL);
   pthread_mutex_init (&dev->gc_ptr_lock, NULL);
+  pthread_mutex_init (&dev->exports_lock, NULL);
   dev->cd = cd;
 
   r = create ? super_probe (cd) : 0;

@@ -46,7 +46,8 @@
  * entry).  A batch larger than the ring is written the same way, a prefix
  * per write, with a reclaim between.
  *
- * COMMIT: close -> [place, reclaim, re-close] -> cdev_sync (pre-flush:
+ * COMMIT: close -> [place, reclaim, re-close] -> hooks->pre_write (the
+ * backing stores' completed writes are durable) -> cdev_sync (pre-flush:
  * data and btree nodes the keys need are durable) -> one pwrite per
  * contiguous run -> cdev_sync -> durable_seq advances, live region and
  * write position move -> hooks->committed -> every waiter whose seq is now
@@ -740,6 +741,11 @@ commit (struct journal *j)
       return r;
     }
 
+    if (j->hooks.pre_write != NULL &&
+        (r = j->hooks.pre_write (j->hooks.opaque)) < 0) {
+      commit_failed (j, r, "flushing the backing stores first", false);
+      return r;
+    }
     if ((r = write_plan (j, &pl)) < 0) {
       commit_failed (j, r, "writing the entries", false);
       return r;

@@ -5,9 +5,11 @@
  * memory (journal_add); a commit thread writes it out.  A commit is:
  *   close the entry (under the btree lock, through hooks->close_entry,
  *   which calls journal_close_entry_locked with the root and the oldest
- *   pin) -> cdev_sync (pre-flush: the data those keys point at, and btree
- *   node writes, are durable) -> write the entry blocks -> cdev_sync ->
- *   durable_seq advances -> hooks->committed -> waiters wake.
+ *   pin) -> hooks->pre_write (the backing stores: a clean key must not be
+ *   durable before the backing data it stands for) -> cdev_sync
+ *   (pre-flush: the data those keys point at, and btree node writes, are
+ *   durable) -> write the entry blocks -> cdev_sync -> durable_seq
+ *   advances -> hooks->committed -> waiters wake.
  * Group commit: every journal_wait / journal_flush that arrives while a
  * commit is in flight is served by the next one, whatever the number of
  * callers.  An open entry with keys is also committed delay_ms after its
@@ -73,6 +75,12 @@ struct journal_hooks {
    * the journal lock.  0 or -errno.
    */
   int (*reclaim) (void *opaque, uint64_t seq);
+  /* Optional.  Before the entries are written: make durable whatever
+   * outside the cache device their keys depend on (every backing write
+   * completed before the entries were closed).  Called without the
+   * journal lock.  0 or -errno (the commit fails and is retried).
+   */
+  int (*pre_write) (void *opaque);
   /* Entries up to durable_seq are durable (allocator frees buckets). */
   void (*committed) (void *opaque, uint64_t durable_seq);
 };

@@ -14,15 +14,18 @@
  * For a crash point N the device's write number N after the workload
  * starts, and every I/O after it, fails ("the device died"); on 3 points
  * in 4 the backing store loses its power at the same moment (every
- * request from then on fails: a power cut of the whole machine, in the
- * middle of a writeback batch, a GC round or a discard batch), on the
- * others it lives on (only the cache device died).  The workload runs on
- * (ops fail: each failed op "maybe happened"); then ncache_close and
- * ncache_device_close (their writes fail too), a simulated power loss of
- * both (cdev_sim_crash and test_store_crash; half the points tear
- * unsynced blocks and unflushed backing sectors, half lose them all), a
- * reopen of the same device (create = no) and the same backing bytes,
- * and a full read of the export checked against the model.  Then a few
+ * request from then on fails: the whole machine stops, in the middle of
+ * a writeback batch, a GC round or a discard batch), on the others it
+ * lives on (only the cache device died).  The workload runs on (ops
+ * fail: each failed op "maybe happened"); then ncache_close and
+ * ncache_device_close (their writes fail too).  Then, on one in three of
+ * the points where both stopped, a PROCESS KILL: every write either
+ * device took survives (cdev_sim_kill, and the store keeps what it was
+ * not told to flush); on the others a simulated POWER LOSS of both
+ * (cdev_sim_crash and test_store_crash; half the points tear unsynced
+ * blocks and unflushed backing sectors, half lose them all).  A reopen
+ * of the same device (create = no) and the same backing bytes, and a
+ * full read of the export checked against the model.  Then a few
  * writes, a flush and reads prove the reopened cache still works.
  *
  * THE PROMISE CHECKED (doc/design.md "The crash promise"), per
@@ -51,6 +54,13 @@
  *   When the device never died (N past the end), the clean close must
  *   have made everything durable: the check is then exact.
  *   A clean run (no fault) then a power loss is checked the same way.
+ *   6. Stability (test-stable.h), in every mode, after kills and power
+ *      losses alike: with nobody writing, the first full read after the
+ *      reopen and the backing store after ncache_drain (what a read
+ *      returns once everything is evicted) are the same bytes.  (The
+ *      model test also rereads through the engine after the drain; here
+ *      that would double the sweep's time.)  Served data must not change without a write, whatever is
+ *      evicted, and a drain leaves the backing equal to what was served.
  *
  * HOW N COUNTS: from the first device write after the export is open
  * (format and open are not swept).  The total comes from a clean run:
@@ -105,6 +115,7 @@
 #include "compiler.h"
 #include "gc.h"
 #include "test-helpers.h"
+#include "test-stable.h"
 
 #define PROGRAM "test-crash"
 #define KIB 1024u
@@ -297,12 +308,15 @@ struct run {
   struct cdev *cd;              /* the device of the run in progress */
   struct ncache_device *dev;    /* open on cd, or NULL */
   bool power_cut;               /* the store loses power at the death */
+  bool killed;                  /* a process kill: nothing written is lost */
   bool armed;                   /* the power hook may cut; atomic */
   uint64_t store_tear;          /* test_store_crash's seed */
   uint64_t store_unflushed;     /* its unflushed sectors at the crash */
   const unsigned char *initial; /* the store's content at the start */
   struct test_model *model;
   unsigned char *buf;           /* IO_CHUNK_BYTES */
+  unsigned char *served;        /* export_bytes: the first read after the
+                                   reopen */
   int *result;                  /* per op: 0 or -errno; valid < executed */
   unsigned executed;            /* ops run */
   int death_op;                 /* first op that ran after the death; -1 */
@@ -340,6 +354,14 @@ power_cut_for (const struct config *cfg, uint64_t point)
 {
   return point != 0 &&
     (test_mix64 (cfg->seed ^ (point * 0x5bd1e995) ^ 0xc07) & 3) != 0;
+}
+
+/* Of those, one in three is a process kill rather than a power loss. */
+static bool
+killed_for (const struct config *cfg, uint64_t point)
+{
+  return power_cut_for (cfg, point) &&
+    test_mix64 (cfg->seed ^ (point * 0x9e3779b9) ^ 0x4b111) % 3 == 0;
 }
 
 static void
@@ -448,11 +470,14 @@ fail_header (struct run *run, const char *fmt, ...)
              run->total_writes,
              run->died ? "died" : "never died (clean close expected)");
   fprintf (stderr, "  backing store: volatile; %s; store tear seed %"
-           PRIu64 "; %" PRIu64 " unflushed sector(s) at the power loss\n",
+           PRIu64 "; %" PRIu64 " unflushed sector(s) at the %s\n",
            run->point == 0 ? "the clean run (power loss after the close)"
+           : run->killed ? "a PROCESS KILL: both stopped when the device "
+           "died, nothing written was lost"
            : run->power_cut ? "its power was cut when the device died"
            : "it lived on after the device died (power loss after close)",
-           run->store_tear, run->store_unflushed);
+           run->store_tear, run->store_unflushed,
+           run->killed ? "kill" : "power loss");
   if (run->death_op >= 0) {
     describe_op (run, (unsigned) run->death_op, d, sizeof d);
     fprintf (stderr, "  the death was first seen by op %s\n", d);
@@ -890,17 +915,17 @@ verify_after_crash (struct run *run, struct ncache *nc)
     uint64_t n = MIN ((uint64_t) IO_CHUNK_BYTES, run->cfg->export_bytes - off);
     unsigned q = MAX_BAD_SECTORS, b;
 
-    if ((r = ncache_pread (nc, run->buf, n, off, 0)) < 0) {
+    if ((r = ncache_pread (nc, run->served + off, n, off, 0)) < 0) {
       fail_header (run, "after the crash and reopen, reading [%" PRIu64
                    ", +%" PRIu64 ") failed: %s", off, n, strerror (-r));
       return;
     }
-    b = check_read (run, run->buf, off, n, false, &q);
+    b = check_read (run, run->served + off, off, n, false, &q);
     if (b > 0) {
       if (bad == 0)
         fail_header (run, "after the crash and reopen, the promise is "
                      "broken (first bad chunk at byte %" PRIu64 ")", off);
-      check_read (run, run->buf, off, n, false, &reported);
+      check_read (run, run->served + off, off, n, false, &reported);
       bad += b;
     }
   }
@@ -1006,6 +1031,53 @@ verify_clean_in_backing (struct run *run, struct ncache *nc)
   free (l);
 }
 
+/* test_check_stable's report of one differing sector. */
+static void
+unstable_sector (void *opaque, const char *what, uint64_t sector,
+                 const void *served, const void *other)
+{
+  struct run *run = opaque;
+  uint64_t from_a = 0, from_b = 0;
+  uint32_t a = test_sector_decode (served, &from_a);
+  uint32_t b = test_sector_decode (other, &from_b);
+  char da[300], db[300];
+
+  if (!run->failed)
+    fail_header (run, "after the reopen, data served with nobody writing "
+                 "CHANGED (promise 6): a read after a drain, or the backing "
+                 "store that an eviction would serve, differs from the "
+                 "first read");
+  describe_value (run, a, from_a, sector, da, sizeof da);
+  describe_value (run, b, from_b, sector, db, sizeof db);
+  fprintf (stderr, "  sector %" PRIu64 ": first served %s\n    but %s: %s\n",
+           sector, da, what, db);
+  sector_history (run, sector);
+}
+
+/* Promise 6: nothing writes, so reads must not change across a drain and
+ * an eviction of everything (the backing store after the drain).
+ */
+static void
+verify_stable (struct run *run, struct ncache *nc)
+{
+  struct test_stable_report rep;
+  int r;
+
+  r = test_check_stable (nc, run->store, run->cfg->export_bytes,
+                         run->served, false, unstable_sector, run, 4, &rep);
+  if (r < 0) {
+    fail_header (run, "stability check: %s failed: %s", rep.what,
+                 strerror (-r));
+    return;
+  }
+  if (r > 0)
+    fprintf (stderr, "  (mode %s, seed %" PRIu64 ", point %" PRIu64
+             "): %" PRIu64 " sector(s) CHANGED with nobody writing; first "
+             "at sector %" PRIu64 ", in %s\n", ncache_mode_name (run->mode),
+             run->cfg->seed, run->point, rep.nr_bad_sectors,
+             rep.first_bad_sector, rep.what);
+}
+
 /* The reopened cache must work: writes, a flush, reads back. */
 static void
 prove_usable (struct run *run, struct ncache *nc)
@@ -1108,6 +1180,7 @@ run_point (struct run *run)
   run->died = false;
   run->base_writes = run->workload_writes = run->total_writes = 0;
   run->power_cut = power_cut_for (run->cfg, run->point);
+  run->killed = killed_for (run->cfg, run->point);
   run->store_tear = run->tear ? test_mix64 (run->tear ^ 0x570e) | 1 : 0;
   run->store_unflushed = 0;
   __atomic_store_n (&run->armed, false, __ATOMIC_RELEASE);
@@ -1162,10 +1235,21 @@ run_point (struct run *run)
     goto out;
   }
 
-  /* One power loss for both: the cache device and the backing store. */
+  /* One power loss for both: the cache device and the backing store; or
+   * a process kill: both keep everything they were given.
+   */
   run->store_unflushed = test_store_nr_unflushed (run->store);
-  cdev_sim_crash (cd, run->tear);
-  test_store_crash (run->store, run->store_tear);
+  if (run->killed) {
+    cdev_sim_kill (cd);
+    if ((r = test_store_set_volatile (run->store, true)) < 0) {
+      fail_header (run, "test_store_set_volatile: %s", strerror (-r));
+      goto out;
+    }
+  }
+  else {
+    cdev_sim_crash (cd, run->tear);
+    test_store_crash (run->store, run->store_tear);
+  }
   if ((r = open_all (run, cd, false, &dev, &nc)) < 0) {
     fail_header (run, "reopening the crashed device failed: %s "
                  "(a crash must never leave the cache unopenable)",
@@ -1175,6 +1259,8 @@ run_point (struct run *run)
   verify_after_crash (run, nc);
   if (!run->failed)
     verify_clean_in_backing (run, nc);
+  if (!run->failed)
+    verify_stable (run, nc);
   if (!run->failed)
     prove_usable (run, nc);
 
@@ -1503,6 +1589,7 @@ main (int argc, char *argv[])
       test_store_create (cfg.export_bytes, "test-store:crash", &store) < 0 ||
       test_model_create (cfg.export_bytes / SECTOR, &run.model) < 0 ||
       (run.buf = malloc (IO_CHUNK_BYTES)) == NULL ||
+      (run.served = malloc (cfg.export_bytes)) == NULL ||
       (run.result = calloc (cfg.nr_ops, sizeof *run.result)) == NULL) {
     fprintf (stderr, PROGRAM ": out of memory\n");
     status = 1;
@@ -1519,6 +1606,7 @@ main (int argc, char *argv[])
 
  out:
   free (run.buf);
+  free (run.served);
   free (run.result);
   test_model_destroy (run.model);
   test_store_destroy (store);

@@ -9,7 +9,11 @@
  * sequential stream (past the sequential cutoff), ncache_drain, GC
  * rounds (gc_run_once, sometimes forcing moving GC) — interleaved with
  * clean reopens (ncache_close + ncache_device_close, then reopen the same
- * simulated device with create = no over the same backing bytes).  The
+ * simulated device with create = no over the same backing bytes) and, in the cached modes, CRASH reopens: every other reopen
+ * stops the cache device and the backing store at once while the
+ * background work runs (every later I/O fails), closes, then either keeps
+ * everything written (a process kill: cdev_sim_kill) or loses what was not
+ * synced and flushed (a power loss, torn or not), and reopens.  The
  * background work runs all the time: writeback with writeback_percent 0
  * and a 10 ms controller period (dirty data and zero extents go back to
  * the backing store while the ops run), the GC thread, discards.  Per
@@ -49,6 +53,12 @@
  * - A drain that returned 0 leaves the export clean (stats: no dirty
  *   bytes, no dirty zero bytes); with flush_on_stop, a reopened export
  *   has nothing dirty.
+ * - After a crash reopen (test-stable.h): with nobody writing, the whole
+ *   export read at once, read again after a drain, and the backing store
+ *   after the drain (what reads return once everything is evicted) are
+ *   the same bytes.  What the crash kept of the unflushed ops is the
+ *   crash test's subject (test-crash.c): the model takes the first read
+ *   as the export's content from then on.
  *
  * SIZES: a 64 MiB export, a 16 MiB simulated cache device with 64 KiB
  * buckets and a small btree node cache, so the cache fills and eviction,
@@ -67,7 +77,7 @@
  * the model arrays (the trimmed bitmap is not used there); failures are
  * recorded per thread and reported by the main thread (cmocka asserts
  * only there).
- * NOT HERE: crashes (test-crash.c).
+ * NOT HERE: what a crash may lose (test-crash.c).
  */
 #include <config.h>
 
@@ -91,6 +101,7 @@
 #include "compiler.h"
 #include "gc.h"
 #include "test-helpers.h"
+#include "test-stable.h"
 
 #define KIB 1024u
 #define MIB (1024u * 1024u)
@@ -186,6 +197,8 @@ struct ctx {
   uint64_t last_wb_bytes;       /* reopen (printed at the end) */
   unsigned op;                  /* index of the op in progress */
   unsigned nr_reopens;
+  unsigned nr_crashes;
+  bool powered;                 /* the store's power (crash reopens); atomic */
   struct rec *log;              /* every op, in order (not verify reads) */
   size_t nr_log, log_cap;
   bool verifying;               /* reads are verification: not logged */
@@ -477,6 +490,15 @@ check_bytes (struct ctx *c, const char *what, const unsigned char *got,
 
 /* ---- engine lifecycle ---- */
 
+/* The store's power hook: off from a crash to the reopen. */
+static bool
+store_powered (void *opaque)
+{
+  struct ctx *c = opaque;
+
+  return __atomic_load_n (&c->powered, __ATOMIC_ACQUIRE);
+}
+
 static int
 open_export (struct ctx *c, bool create)
 {
@@ -565,6 +587,8 @@ setup_mode (void **state, enum ncache_mode mode)
   memcpy (test_store_data (c->store), c->model, EXPORT_BYTES);
   if (test_store_set_volatile (c->store, true) < 0)
     goto err;
+  c->powered = true;
+  test_store_set_power_fn (c->store, store_powered, c);
   /* Background work all the time; the cutoff and flush_on_stop vary. */
   ncache_export_tuning_default (&c->tuning);
   c->tuning.writeback_percent = 0;
@@ -997,6 +1021,91 @@ reopen (struct ctx *c, bool verify_all)
   return true;
 }
 
+/* test_check_stable's report of one differing sector. */
+static void
+unstable_sector (void *opaque, const char *what, uint64_t sector,
+                 const void *served, const void *other)
+{
+  struct ctx *c = opaque;
+  uint64_t at = sector * TEST_SECTOR_BYTES;
+  char a[200], b[200];
+
+  describe_word (served, at, a, sizeof a);
+  describe_word (other, at, b, sizeof b);
+  fprintf (c->out, "    sector %" PRIu64 " (byte %" PRIu64 "): first "
+           "served %s;\n      but %s: %s\n", sector, at, a, what, b);
+  print_history (c, at);
+}
+
+/* Stop both devices at once in the middle of the background work, then
+ * a process kill (kill) or a power loss; reopen and check stability.
+ */
+static bool
+crash_reopen (struct ctx *c, bool kill)
+{
+  struct test_stable_report rep;
+  uint64_t tear = c->nr_crashes % 2 ? test_mix64 (c->seed ^ c->nr_reopens)
+    | 1 : 0;
+  int r;
+
+  c->nr_reopens++;
+  c->nr_crashes++;
+  record (c, kill ? "CRASH(process kill)" : "CRASH(power loss)", 0, 0, 0,
+          0);
+  cdev_sim_fail_at_write (c->cd, cdev_sim_nr_writes (c->cd) + 1);
+  __atomic_store_n (&c->powered, false, __ATOMIC_RELEASE);
+  close_export (c);             /* every write fails: nothing more lands */
+  __atomic_store_n (&c->powered, true, __ATOMIC_RELEASE);
+  if (kill) {
+    cdev_sim_kill (c->cd);
+    if ((r = test_store_set_volatile (c->store, true)) < 0) {
+      fail_report (c, "test_store_set_volatile: %s", strerror (-r));
+      return false;
+    }
+  }
+  else {
+    cdev_sim_crash (c->cd, tear);
+    test_store_crash (c->store, tear ? test_mix64 (tear) | 1 : 0);
+  }
+  test_log_clear ();
+  if ((r = open_export (c, false)) < 0) {
+    fail_report (c, "reopen after the %s failed: %s",
+                 kill ? "process kill" : "power loss", strerror (-r));
+    return false;
+  }
+  /* The model becomes what is served now (see RULES). */
+  c->verifying = true;
+  for (uint64_t pos = 0; pos < EXPORT_BYTES; pos += MAX_IO_BYTES)
+    if ((r = ncache_pread (c->nc, c->model + pos, MAX_IO_BYTES, pos, 0)) < 0) {
+      c->verifying = false;
+      fail_report (c, "reading the export after the %s failed: %s",
+                   kill ? "process kill" : "power loss", strerror (-r));
+      return false;
+    }
+  c->verifying = false;
+  memset (c->trimmed, 0, EXPORT_BYTES / 8);
+  memset (c->touched, 0, NR_CHUNKS);
+  r = test_check_stable (c->nc, c->store, EXPORT_BYTES, c->model, true,
+                         NULL, NULL, 0, &rep);
+  if (r < 0) {
+    fail_report (c, "after the %s: %s failed: %s",
+                 kill ? "process kill" : "power loss", rep.what,
+                 strerror (-r));
+    return false;
+  }
+  if (r > 0) {
+    fail_report (c, "after the %s (tear %" PRIu64 "), data served with "
+                 "nobody writing CHANGED: %" PRIu64 " sector(s) differ "
+                 "between the first read and %s (first: sector %" PRIu64 ")",
+                 kill ? "process kill" : "power loss", tear,
+                 rep.nr_bad_sectors, rep.what, rep.first_bad_sector);
+    test_check_stable (c->nc, c->store, EXPORT_BYTES, c->model, true,
+                       unstable_sector, c, 4, &rep);
+    return false;
+  }
+  return true;
+}
+
 static void
 run_model (void **state)
 {
@@ -1019,7 +1128,10 @@ run_model (void **state)
     bool ok = true;
 
     if (c->op == next_reopen) {
-      if (!reopen (c, false)) {
+      bool crash = c->mode != NCACHE_MODE_NONE && c->nr_reopens % 2 == 1;
+
+      if (crash ? !crash_reopen (c, c->nr_crashes % 2 == 0)
+          : !reopen (c, false)) {
         fail_footer (c);
         fail_msg ("mode %s seed %" PRIu64 ": see above",
                   ncache_mode_name (c->mode), c->seed);
@@ -1096,13 +1208,13 @@ run_model (void **state)
   {
     struct ncache_stats st;
     ncache_get_stats (c->nc, &st);
-    print_message ("mode %s: %u ops, %u reopens; hits %" PRIu64 " misses %"
+    print_message ("mode %s: %u ops, %u reopens (%u crashes); hits %" PRIu64 " misses %"
                    PRIu64 " bypasses %" PRIu64 " promotions %" PRIu64
                    " (since the last reopen); cutoff %" PRIu64 " KiB, "
                    "flush_on_stop %d; before it: %" PRIu64 " sequential "
                    "bypass(es), %" PRIu64 " byte(s) written back\n",
                    ncache_mode_name (c->mode), c->nr_ops, c->nr_reopens,
-                   st.hits, st.misses, st.bypasses, st.promotions,
+                   c->nr_crashes, st.hits, st.misses, st.bypasses, st.promotions,
                    c->tuning.sequential_cutoff_bytes / KIB,
                    c->tuning.flush_on_stop, c->last_seq_bypasses,
                    c->last_wb_bytes);

@@ -283,8 +283,8 @@ flush_data (struct writeback *wb, struct pending *p, struct batch_result *res)
   hi = MIN (hi, size);
   if (nc->tq != NULL)
     trimq_write_barrier (nc->tq, lo, hi - lo);
-  __atomic_store_n (&nc->backing_unflushed, true, __ATOMIC_RELAXED);
   r = backing_pwrite (nc->backing, wb->buf, hi - lo, lo, 0);
+  request_backing_wrote (nc);
   if (r < 0) {
     log_debug ("export '%s': writeback: backing write [%" PRIu64 ", +%"
                PRIu64 ") failed: %s", nc->name, lo, hi - lo, strerror (-r));
@@ -310,8 +310,8 @@ flush_zero (struct writeback *wb, struct pending *p, struct batch_result *res)
   hi = MIN (hi, size);
   if (nc->tq != NULL)
     trimq_write_barrier (nc->tq, lo, hi - lo);
-  __atomic_store_n (&nc->backing_unflushed, true, __ATOMIC_RELAXED);
   r = backing_zero (nc->backing, hi - lo, lo, p->zero_flags);
+  request_backing_wrote (nc);
   if (r < 0) {
     log_debug ("export '%s': writeback: backing zero [%" PRIu64 ", +%"
                PRIu64 ") failed: %s", nc->name, lo, hi - lo, strerror (-r));
@@ -419,6 +419,12 @@ write_run (struct writeback *wb, uint64_t start, uint64_t end,
   int r = 0;
 
   range_lock_take (&nc->rl, &rle, start, end);
+  /* A dirty key that replaced a clean one must be durable before its data
+   * reaches the backing store, or a crash could bring the clean one back
+   * over data the backing no longer has (request.c, ORDERING rule 1).
+   * Writers note their cuts under the range lock we now hold.
+   */
+  r = request_settle_cuts (nc);
   while (pos < end && r == 0) {
     int n = btree_lookup (nc->dev->bt, nc->export_id, pos, end, pieces,
                           WB_LOOKUP_PIECES, NULL);
@@ -485,7 +491,7 @@ run_batch (struct writeback *wb, uint64_t max_bytes, struct batch_result *res)
     return 0;
 
   /* Crash promise 3: durable in the backing store before marked clean. */
-  r = backing_flush (nc->backing);
+  r = request_backing_sync (nc);
   if (r < 0) {
     log_debug ("export '%s': writeback: backing flush failed: %s",
                nc->name, strerror (-r));

@@ -1,0 +1,144 @@
+/* backsync.c — the backing stores' durability, for request.c's ORDERING
+ * rule 2: no key may be durable before the backing data it relies on.
+ *
+ * WHAT: per export, two generation counters.  Every backing write, zero
+ * or trim bumps backing_write_gen once it has completed
+ * (request_backing_wrote); request_backing_sync flushes the backing
+ * store unless a flush that started after the last completed change
+ * already succeeded (backing_flushed_gen).  The device keeps a list of
+ * its open exports; the journal calls request_sync_backings before it
+ * writes any entry, and the btree before it writes any node, so a clean
+ * key (writethrough, a promotion of freshly written data) or a DELETE
+ * dropping dirty data the backing now holds is never durable before that
+ * backing data is.  Only such keys need it: their inserts are bracketed
+ * by request_backsync_begin / _end, and the hook flushes only while one
+ * is in progress or not yet durable (writearound's DELETEs of clean keys,
+ * writeback's dirty keys need no backing flush).  FLUSH and writeback use the
+ * same sync: concurrent callers share one flush, and nothing is flushed
+ * when nothing changed.
+ * THREADS AND LOCKS: the counters are atomics; backing_flush_lock
+ * serialises the flushes of one export (held across the flush);
+ * dev->exports_lock guards the list and is held across the hook's
+ * flushes, so an export cannot close under them; order: exports_lock,
+ * then backing_flush_lock.  The journal's commit thread calls in without
+ * the journal or btree lock.
+ * FAILURE: a failed flush leaves backing_flushed_gen where it was (the
+ * next sync retries) and fails the journal commit (retried), so nothing
+ * is made durable on top of it.
+ */
+#include <config.h>
+
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "backing.h"
+#include "cache-internal.h"
+#include "journal.h"
+#include "log.h"
+
+void
+request_backing_wrote (struct ncache *nc)
+{
+  __atomic_add_fetch (&nc->backing_write_gen, 1, __ATOMIC_ACQ_REL);
+}
+
+int
+request_backing_sync (struct ncache *nc)
+{
+  uint64_t want = __atomic_load_n (&nc->backing_write_gen, __ATOMIC_ACQUIRE);
+  uint64_t g;
+  int r = 0;
+
+  if (__atomic_load_n (&nc->backing_flushed_gen, __ATOMIC_ACQUIRE) >= want)
+    return 0;
+  pthread_mutex_lock (&nc->backing_flush_lock);
+  /* A flush that started while we waited for the lock may cover us. */
+  if (__atomic_load_n (&nc->backing_flushed_gen, __ATOMIC_ACQUIRE) < want) {
+    g = __atomic_load_n (&nc->backing_write_gen, __ATOMIC_ACQUIRE);
+    r = backing_flush (nc->backing);
+    if (r == 0)
+      __atomic_store_n (&nc->backing_flushed_gen, g, __ATOMIC_RELEASE);
+  }
+  pthread_mutex_unlock (&nc->backing_flush_lock);
+  return r;
+}
+
+void
+request_attach (struct ncache *nc)
+{
+  struct ncache_device *dev = nc->dev;
+
+  pthread_mutex_init (&nc->backing_flush_lock, NULL);
+  pthread_mutex_lock (&dev->exports_lock);
+  nc->next_on_dev = dev->exports;
+  dev->exports = nc;
+  pthread_mutex_unlock (&dev->exports_lock);
+}
+
+void
+request_detach (struct ncache *nc)
+{
+  struct ncache_device *dev = nc->dev;
+  struct ncache **pp;
+
+  pthread_mutex_lock (&dev->exports_lock);
+  for (pp = &dev->exports; *pp != NULL; pp = &(*pp)->next_on_dev)
+    if (*pp == nc) {
+      *pp = nc->next_on_dev;
+      break;
+    }
+  pthread_mutex_unlock (&dev->exports_lock);
+  pthread_mutex_destroy (&nc->backing_flush_lock);
+}
+
+void
+request_backsync_begin (struct ncache *nc)
+{
+  __atomic_add_fetch (&nc->dev->backsync_busy, 1, __ATOMIC_ACQ_REL);
+}
+
+void
+request_backsync_end (struct ncache *nc, uint64_t seq)
+{
+  struct ncache_device *dev = nc->dev;
+  uint64_t cur = __atomic_load_n (&dev->backsync_seq, __ATOMIC_RELAXED);
+
+  while (cur < seq &&
+         !__atomic_compare_exchange_n (&dev->backsync_seq, &cur, seq, false,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+    ;
+  __atomic_sub_fetch (&dev->backsync_busy, 1, __ATOMIC_ACQ_REL);
+}
+
+bool
+request_backing_unflushed (struct ncache *nc)
+{
+  return __atomic_load_n (&nc->backing_flushed_gen, __ATOMIC_ACQUIRE) <
+    __atomic_load_n (&nc->backing_write_gen, __ATOMIC_ACQUIRE);
+}
+
+int
+request_sync_backings (struct ncache_device *dev)
+{
+  struct ncache *nc;
+  int r, result = 0;
+
+  /* Nothing that relies on the backing stores is being inserted or is
+   * short of durable: the entries and nodes written now need no flush
+   * (an older such key's commit flushed them already).
+   */
+  if (__atomic_load_n (&dev->backsync_busy, __ATOMIC_ACQUIRE) == 0 &&
+      __atomic_load_n (&dev->backsync_seq, __ATOMIC_ACQUIRE) <=
+      journal_durable_seq (dev->journal))
+    return 0;
+  pthread_mutex_lock (&dev->exports_lock);
+  for (nc = dev->exports; nc != NULL; nc = nc->next_on_dev)
+    if ((r = request_backing_sync (nc)) < 0 && result == 0) {
+      log_error ("export '%s': flushing the backing store before a journal "
+                 "commit failed: %s", nc->name, strerror (-r));
+      result = r;
+    }
+  pthread_mutex_unlock (&dev->exports_lock);
+  return result;
+}
