@@ -165,6 +165,9 @@ struct conn {
   char peer[128];               /* for logs */
   ev_io rio, wio;
   ev_timer linger;              /* stopping: close after a quiet moment */
+  ev_tstamp accepted_at;        /* ev_now at accept (handshake_timeout) */
+  ev_tstamp last_progress;      /* ev_now of the last byte read or written
+                                   (request_timeout) */
   enum conn_phase phase;
   bool reading;                 /* rio started */
   bool destroyed;               /* closed: no more I/O (loop thread) */
@@ -247,6 +250,11 @@ void conn_resume (struct conn *c);
 void conn_sweep (struct server *srv);
 /* A reply left the queue (or was abandoned): may resume reading/close. */
 void conn_reply_sent (struct conn *c);
+/* Start the periodic sweep that closes connections past
+ * handshake_timeout or request_timeout (loop thread, once the loop exists).
+ */
+void conn_timeouts_start (struct server *srv);
+void conn_timeouts_stop (struct server *srv);
 
 /* handshake.c */
 void handshake_start (struct conn *c);
@@ -317,6 +325,10 @@ struct listener {
 int listen_open_address (struct server *srv, const char *addr);
 int listen_socket_activation (struct server *srv, bool *activated);
 void listen_start (struct server *srv);
+/* Out of fds or memory: accepting is paused (listen.c); a connection that
+ * closed may let it resume.  No-op unless paused.
+ */
+void listen_resume (struct server *srv);
 void listen_close_all (struct server *srv);
 
 /* ---- control.c: the admin's Unix socket ([server] control_socket) ----
@@ -363,6 +375,15 @@ struct server {
   ev_async done_async;          /* workers -> loop */
   pthread_mutex_t done_lock;
   struct request *done_head, *done_tail;
+  /* accept paused for lack of fds or memory (listen.c). */
+  bool accept_paused;           /* every listener's watcher stopped */
+  bool accept_episode;          /* failing since the last good accept:
+                                   logged once */
+  double accept_backoff_s;      /* next retry delay: 0.1 s doubling to 1 s */
+  uint64_t accept_failures;     /* in this episode */
+  ev_timer accept_timer;        /* retry while paused */
+  ev_timer timeout_timer;       /* conn.c's periodic timeout sweep */
+  struct log_ratelimit handshake_rl, request_rl; /* its log lines */
   bool stopping;
   bool single;                  /* -s: exit when the connection ends */
   int exit_status;
