@@ -26,7 +26,7 @@ import os, resource, signal, socket, subprocess, sys, time
 conf, sock, log, nbdcached = sys.argv[1:5]
 FD_LIMIT = 64
 NR_CLIENTS = 100
-MAX_CPU_S = 0.3                 # over the 2 s window
+MAX_CPU_S = 0.2                 # over the 2 s window
 MAX_ACCEPT_LINES = 3
 
 def limit():
