@@ -9,7 +9,7 @@
 # A Python driver starts the server in captive mode (--run 'echo ready;
 # exec cat') with the fd limit set in the server only, opens 100 Unix
 # connections, waits (with a deadline) for the accept error in the log,
-# measures the server's CPU time (utime + stime from /proc/PID/stat) over
+# connects to the control socket too, measures the server's CPU time (utime + stime from /proc/PID/stat) over
 # a 2 s window, closes 60 of the connections, then runs nbdinfo while the
 # other 40 are still open.
 set -e
@@ -20,11 +20,14 @@ nbdcached_only
 
 tmp=$(make_tmpdir)
 write_config "$tmp/c.conf" "$tmp/disk.img" 1M
+# The control socket's accept must not spin either.
+sed -i "s|^\[server\]\$|[server]\ncontrol_socket = $tmp/ctl|" "$tmp/c.conf"
+grep -q '^control_socket' "$tmp/c.conf" || die "cannot add control_socket"
 
 cat > "$tmp/emfile.py" <<'EOF'
 import os, resource, signal, socket, subprocess, sys, time
 
-conf, sock, log, nbdcached = sys.argv[1:5]
+conf, sock, log, nbdcached, ctl = sys.argv[1:6]
 FD_LIMIT = 64
 NR_CLIENTS = 100
 MAX_CPU_S = 0.2                 # over the 2 s window
@@ -65,6 +68,10 @@ try:
                   "an fd limit of %d" % (NR_CLIENTS, FD_LIMIT))
             p.kill(); sys.exit(1)
         time.sleep(0.05)
+    # A control client while out of fds: pending on the control socket.
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(ctl)
+    clients.insert(0, s)
     c0 = cpu_s()
     time.sleep(2)               # the measurement window
     used = cpu_s() - c0
@@ -111,7 +118,7 @@ EOF
 
 rc=0
 "$PYTHON" "$tmp/emfile.py" "$tmp/c.conf" "$tmp/sock" "$tmp/log" \
-  "$NBDCACHED" || rc=$?
+  "$NBDCACHED" "$tmp/ctl" || rc=$?
 echo "--- server log (first 20 lines) ---"
 head -n 20 "$tmp/log"
 [ $rc = 0 ] || die "out of file descriptors"
