@@ -33,6 +33,10 @@
  * - A closed connection submits no more requests; workers skip the engine
  *   call of queued requests whose connection is dead, and the loop drops
  *   their replies.
+ * - No connection waits on its client forever: handshake_timeout bounds
+ *   the negotiation, request_timeout a partly received request or an
+ *   untaken reply, drain_timeout a stop (conn.c, main.c).  Out of fds,
+ *   accepting pauses instead of spinning (listen.c).
  *
  * FAILURE: a client's protocol violation closes that connection only; an
  * engine error becomes an NBD error reply; nothing a client sends can stop
