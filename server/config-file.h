@@ -35,6 +35,13 @@
  * a quarter of it (server/buffer.c).
  */
 #define CONFIG_DEFAULT_MAX_BUFFER_BYTES (UINT64_C (512) << 20) /* 512 MiB */
+/* [server] timeouts (server/conn.c, server/main.c); each from 1 ms to
+ * CONFIG_MAX_BACKING_TIMEOUT_MS (1 day).
+ */
+#define CONFIG_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000u /* accept to transmission */
+#define CONFIG_DEFAULT_REQUEST_TIMEOUT_MS   60000u /* no progress on a
+                                                     partial request/reply */
+#define CONFIG_DEFAULT_DRAIN_TIMEOUT_MS     10000u /* SIGTERM to cut */
 
 /* [cache NAME] limits and defaults (nbdcached.conf(5)). */
 #define CONFIG_MIN_BUCKET_BYTES          (UINT64_C (64) << 10) /* 64 KiB */
@@ -101,6 +108,15 @@ struct config_server {
   uint64_t max_buffer_bytes;    /* max_buffer: bound on request data held
                                    (bytes), default
                                    CONFIG_DEFAULT_MAX_BUFFER_BYTES */
+  unsigned handshake_timeout_ms; /* handshake_timeout: a connection still
+                                   negotiating this long after accept is
+                                   closed */
+  unsigned request_timeout_ms;  /* request_timeout: a connection that makes
+                                   no progress this long on a partly
+                                   received request (header, payload) or a
+                                   partly sent reply is closed */
+  unsigned drain_timeout_ms;    /* drain_timeout: at a stop, connections
+                                   still open after this long are cut */
 };
 
 struct config_cache {

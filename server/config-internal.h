@@ -63,6 +63,10 @@ enum section_kind {
   K (SERVER, server, tls_ciphersuites, STRING,      tls_ciphersuites, false) \
   K (SERVER, server, tls_min_version,  TLS_VERSION, tls_min_version,  false) \
   K (SERVER, server, max_buffer,       SIZE,        max_buffer_bytes, false) \
+  K (SERVER, server, handshake_timeout, TIMEOUT,    handshake_timeout_ms, \
+     false)                                                                 \
+  K (SERVER, server, request_timeout,  TIMEOUT,     request_timeout_ms, false) \
+  K (SERVER, server, drain_timeout,    TIMEOUT,     drain_timeout_ms, false) \
   K (CACHE,  cache,  path,             PATH,        path,             false) \
   K (CACHE,  cache,  size,             SIZE,        size_bytes,       false) \
   K (CACHE,  cache,  create,           BOOL,        create,           false) \

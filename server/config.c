@@ -1066,6 +1066,9 @@ config_load (const char *path, struct config **out)
   cfg->server.tls = CONFIG_TLS_OFF;
   cfg->server.tls_min_version = 12;
   cfg->server.max_buffer_bytes = CONFIG_DEFAULT_MAX_BUFFER_BYTES;
+  cfg->server.handshake_timeout_ms = CONFIG_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  cfg->server.request_timeout_ms = CONFIG_DEFAULT_REQUEST_TIMEOUT_MS;
+  cfg->server.drain_timeout_ms = CONFIG_DEFAULT_DRAIN_TIMEOUT_MS;
   p.cfg = cfg;
   if ((cfg->path = strdup (path)) == NULL) {
     r = -ENOMEM;

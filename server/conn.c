@@ -18,7 +18,21 @@
  * THREADS: loop thread only, except `dead`, which the loop sets at close
  * and workers read (atomically) to skip requests nobody will read.
  * FAILURE: EOF, a socket error or a protocol violation closes this
- * connection (logged at debug or error level); the server lives on.
+ * connection (logged at debug or error level); the server lives on.  EOF
+ * in the middle of a WRITE payload (or of a refused payload being
+ * discarded) releases that request at once: its payload can never come.
+ * TIMEOUTS: a connection still negotiating [server] handshake_timeout
+ * after accept is closed; so is one that made no progress for
+ * request_timeout while the server waits on the client — a partly
+ * received request (header or payload) while reading, or a reply the
+ * client does not take while writing.  An idle connection (nothing
+ * partial) is never timed out, nor one paused by the server itself
+ * (in-flight limit, memory bound) or waiting on its workers.  One
+ * periodic timer sweeps the connection list, every quarter of the
+ * shorter timeout (at least CONN_SWEEP_MIN_S, at most CONN_SWEEP_MAX_S),
+ * rather than one timer per connection re-armed on every read and write:
+ * the hot path only stores ev_now in last_progress, and a timeout fires
+ * at most a quarter late.
  * NOT HERE: what the messages mean (handshake.c, request.c).
  */
 #include <config.h>
@@ -41,6 +55,10 @@ static void conn_write_cb (struct ev_loop *loop, ev_io *w, int revents);
 static void conn_free (struct conn *c);
 static void close_if_drained (struct conn *c);
 static void linger_cb (struct ev_loop *loop, ev_timer *w, int revents);
+static void drop_partial_request (struct conn *c);
+
+#define CONN_SWEEP_MIN_S 0.05
+#define CONN_SWEEP_MAX_S 1.0
 
 void
 conn_set_reading (struct conn *c, bool on)
@@ -182,6 +200,7 @@ conn_accept (struct server *srv, int rfd, int wfd, bool is_tcp,
   ev_io_init (&c->wio, conn_write_cb, wfd, EV_WRITE);
   ev_timer_init (&c->linger, linger_cb, CONN_SHUTDOWN_LINGER_S, 0);
   c->rio.data = c->wio.data = c->linger.data = c;
+  c->accepted_at = c->last_progress = ev_now (srv->loop);
 
   c->next = srv->conns;
   if (srv->conns)
@@ -258,6 +277,8 @@ conn_flush_output (struct conn *c)
       conn_close (c);
       return;
     }
+    if (w > 0)
+      c->last_progress = ev_now (c->srv->loop);
 
     /* Retire what was written. */
     while (w > 0 || (c->out_head &&
@@ -415,6 +436,10 @@ conn_read_cb (struct ev_loop *loop, ev_io *w, int revents)
   }
   if (n == 0) {
     log_debug ("%s: client closed the connection", c->peer);
+    /* A payload still owed can never come: its request goes now, or it
+     * would hold in_flight (and this connection) forever.
+     */
+    drop_partial_request (c);
     if (c->phase == PHASE_TRANSMISSION && c->in_flight > 0) {
       /* Finish what is in flight (replies may fail to send), then close. */
       c->phase = PHASE_CLOSING;
@@ -426,6 +451,7 @@ conn_read_cb (struct ev_loop *loop, ev_io *w, int revents)
       conn_close (c);
     return;
   }
+  c->last_progress = ev_now (c->srv->loop);
   if ((size_t) n <= payload_want)
     c->payload_got += n;
   else {
@@ -530,6 +556,25 @@ drop_batch (struct conn *c)
   c->batch_n = 0;
 }
 
+/* The request whose payload is being received (or discarded) will never
+ * be complete: release it without a reply.
+ */
+static void
+drop_partial_request (struct conn *c)
+{
+  struct request *r;
+
+  c->discard_left = 0;
+  if ((r = c->payload_req) != NULL) {
+    c->payload_req = NULL;
+    request_release (c, &r->out);
+  }
+  if ((r = c->after_discard) != NULL) {
+    c->after_discard = NULL;
+    request_release (c, &r->out);
+  }
+}
+
 bool
 conn_is_dead (const struct conn *c)
 {
@@ -578,16 +623,7 @@ conn_close (struct conn *c)
     close (c->wfd);
   close (c->rfd);
   c->rfd = c->wfd = -1;
-  if (c->payload_req) {
-    struct request *r = c->payload_req;
-    c->payload_req = NULL;
-    request_release (c, &r->out);
-  }
-  if (c->after_discard) {
-    struct request *r = c->after_discard;
-    c->after_discard = NULL;
-    request_release (c, &r->out);
-  }
+  drop_partial_request (c);
   abandon_output (c);
   /* Freed by the sweeper once no worker holds one of its requests: callers
    * up the stack may still look at c->destroyed.
@@ -649,4 +685,73 @@ conn_free (struct conn *c)
   free (c->meta_export);
   free (c->rbuf);
   free (c);
+}
+
+/* ---- timeouts ---- */
+
+/* Is the server waiting on this client for something it has begun?  (Not
+ * when the client is idle between requests, nor when the server paused it.)
+ */
+static bool
+stalled_on_client (const struct conn *c)
+{
+  if (c->writing && c->out_head != NULL)
+    return true;                /* a reply the client does not take */
+  return c->reading && c->phase == PHASE_TRANSMISSION &&
+         (c->payload_req != NULL || c->discard_left > 0 ||
+          c->rstart < c->rend);
+}
+
+static void
+timeout_sweep_cb (struct ev_loop *loop, ev_timer *w, int revents)
+{
+  struct server *srv = w->data;
+  double handshake_s = srv->cfg->server.handshake_timeout_ms / 1000.0;
+  double request_s = srv->cfg->server.request_timeout_ms / 1000.0;
+  ev_tstamp now = ev_now (loop);
+  struct conn *c, *next;
+
+  for (c = srv->conns; c; c = next) {
+    next = c->next;             /* conn_close unlinks c */
+    if (c->phase == PHASE_CLIENT_FLAGS || c->phase == PHASE_OPTIONS) {
+      if (now - c->accepted_at >= handshake_s) {
+        log_ratelimited_msg (&srv->handshake_rl, LOG_LEVEL_INFO,
+                             "%s: handshake not finished within "
+                             "handshake_timeout (%.3g s), closing",
+                             c->peer, handshake_s);
+        conn_close (c);
+      }
+    }
+    else if (now - c->last_progress >= request_s && stalled_on_client (c)) {
+      log_ratelimited_msg (&srv->request_rl, LOG_LEVEL_WARNING,
+                           "%s: no progress on a request for "
+                           "request_timeout (%.3g s), closing (%u in flight)",
+                           c->peer, request_s, c->in_flight);
+      conn_close (c);
+    }
+  }
+}
+
+void
+conn_timeouts_start (struct server *srv)
+{
+  unsigned shorter_ms = srv->cfg->server.handshake_timeout_ms;
+  double every_s;
+
+  if (srv->cfg->server.request_timeout_ms < shorter_ms)
+    shorter_ms = srv->cfg->server.request_timeout_ms;
+  every_s = shorter_ms / 4000.0;
+  if (every_s < CONN_SWEEP_MIN_S)
+    every_s = CONN_SWEEP_MIN_S;
+  if (every_s > CONN_SWEEP_MAX_S)
+    every_s = CONN_SWEEP_MAX_S;
+  ev_timer_init (&srv->timeout_timer, timeout_sweep_cb, every_s, every_s);
+  srv->timeout_timer.data = srv;
+  ev_timer_start (srv->loop, &srv->timeout_timer);
+}
+
+void
+conn_timeouts_stop (struct server *srv)
+{
+  ev_timer_stop (srv->loop, &srv->timeout_timer);
 }

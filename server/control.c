@@ -55,7 +55,9 @@
  * next progress line fails to send, or the socket reports a hang-up).  At
  * shutdown running flushes are cancelled (done error "Operation
  * canceled").  A failed accept or thread start is logged and the socket
- * lives on.  Nothing a control client does can stop the server.
+ * lives on; out of fds or memory, accepting pauses for
+ * CONTROL_ACCEPT_RETRY_S (the pending connection keeps the socket
+ * readable, so retrying at once would spin).  Nothing a control client does can stop the server.
  * NOT HERE: what the numbers mean (cache.h), the admin tool (admin/).
  */
 #include <config.h>
@@ -101,6 +103,7 @@ struct control {
   dev_t dev;                    /* the socket we created at path, so we */
   ino_t ino;                    /*   never remove another server's */
   ev_io io;
+  ev_timer retry;               /* out of fds: accept again after this */
   pthread_mutex_t lock;         /* protects the fields below */
   pthread_cond_t idle;          /* signalled when nr_conns drops */
   struct control_conn *conns;
@@ -518,6 +521,17 @@ conn_thread (void *opaque)
 
 /* ---- the listening socket (loop thread) ---- */
 
+#define CONTROL_ACCEPT_RETRY_S 1.0
+
+static void
+retry_cb (struct ev_loop *loop, ev_timer *w, int revents)
+{
+  struct control *ctl = w->data;
+
+  if (ctl->fd != -1)
+    ev_io_start (loop, &ctl->io);
+}
+
 static void
 accept_cb (struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -531,9 +545,19 @@ accept_cb (struct ev_loop *loop, ev_io *w, int revents)
 
   fd = accept4 (ctl->fd, NULL, NULL, SOCK_CLOEXEC);   /* blocking fd */
   if (fd == -1) {
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-        errno != ECONNABORTED)
-      log_error ("control socket %s: accept: %m", ctl->path);
+    int e = errno;
+
+    if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+      /* The connection stays pending, the socket readable: without a
+       * pause the watcher would fire again at once, forever.
+       */
+      ev_io_stop (loop, &ctl->io);
+      ev_timer_set (&ctl->retry, CONTROL_ACCEPT_RETRY_S, 0);
+      ev_timer_start (loop, &ctl->retry);
+    }
+    if (e != EAGAIN && e != EWOULDBLOCK && e != EINTR && e != ECONNABORTED)
+      log_error_ratelimited ("control socket %s: accept: %s", ctl->path,
+                             strerror (e));
     return;
   }
   setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -671,6 +695,8 @@ control_open (struct server *srv)
   pthread_cond_init (&ctl->idle, NULL);
   ev_io_init (&ctl->io, accept_cb, ctl->fd, EV_READ);
   ctl->io.data = ctl;
+  ev_timer_init (&ctl->retry, retry_cb, CONTROL_ACCEPT_RETRY_S, 0);
+  ctl->retry.data = ctl;
   ev_io_start (srv->loop, &ctl->io);
   srv->control = ctl;
   log_info ("control socket on %s", ctl->path);
@@ -686,6 +712,7 @@ control_stop (struct server *srv)
   if (ctl == NULL || ctl->fd == -1)
     return;
   ev_io_stop (srv->loop, &ctl->io);
+  ev_timer_stop (srv->loop, &ctl->retry);
   close (ctl->fd);
   ctl->fd = -1;
   /* Remove the path only if it is still our socket. */

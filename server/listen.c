@@ -10,12 +10,21 @@
  * THREADS: open before the loop runs; accept on the loop thread.
  * FAILURE: a bad address or a failed bind is a start-up error (logged with
  * the address); a failed accept is logged and the listener lives on.
+ * Running out of fds (EMFILE, ENFILE) or kernel memory (ENOBUFS, ENOMEM)
+ * leaves the pending connection in the backlog, so the listener stays
+ * readable and a level-triggered watcher would call accept again at once,
+ * forever: instead every listener is paused, the episode is logged once
+ * (and its end once, with the number of failures), and accepting resumes
+ * when a connection closes (listen_resume, from server_conn_gone) or after
+ * a backoff timer (ACCEPT_BACKOFF_MIN_S doubling to ACCEPT_BACKOFF_MAX_S),
+ * whichever comes first — fds also free up outside this server.
  * NOT HERE: what happens on a connection (conn.c).
  */
 #include <config.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +40,62 @@
 #include "log.h"
 #include "server.h"
 
+#define ACCEPT_BACKOFF_MIN_S 0.1
+#define ACCEPT_BACKOFF_MAX_S 1.0
+
+static void
+start_watchers (struct server *srv, bool on)
+{
+  struct listener *l;
+
+  for (l = srv->listeners; l; l = l->next) {
+    if (on)
+      ev_io_start (srv->loop, &l->io);
+    else
+      ev_io_stop (srv->loop, &l->io);
+  }
+}
+
+/* accept failed for lack of a resource: stop accepting for a while. */
+static void
+pause_accepting (struct listener *l, int e)
+{
+  struct server *srv = l->srv;
+
+  srv->accept_failures++;
+  if (!srv->accept_episode) {
+    srv->accept_episode = true;
+    srv->accept_backoff_s = ACCEPT_BACKOFF_MIN_S;
+    log_error ("%s: accept: %s; not accepting until a connection closes "
+               "(retrying every %.1f to %.1f s)", l->display, strerror (e),
+               ACCEPT_BACKOFF_MIN_S, ACCEPT_BACKOFF_MAX_S);
+  }
+  srv->accept_paused = true;
+  start_watchers (srv, false);
+  ev_timer_stop (srv->loop, &srv->accept_timer);
+  ev_timer_set (&srv->accept_timer, srv->accept_backoff_s, 0);
+  ev_timer_start (srv->loop, &srv->accept_timer);
+  srv->accept_backoff_s *= 2;
+  if (srv->accept_backoff_s > ACCEPT_BACKOFF_MAX_S)
+    srv->accept_backoff_s = ACCEPT_BACKOFF_MAX_S;
+}
+
+void
+listen_resume (struct server *srv)
+{
+  if (!srv->accept_paused || srv->stopping)
+    return;
+  srv->accept_paused = false;
+  ev_timer_stop (srv->loop, &srv->accept_timer);
+  start_watchers (srv, true);
+}
+
+static void
+accept_timer_cb (struct ev_loop *loop, ev_timer *w, int revents)
+{
+  listen_resume (w->data);
+}
+
 static void
 accept_cb (struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -43,10 +108,21 @@ accept_cb (struct ev_loop *loop, ev_io *w, int revents)
   fd = accept4 (l->fd, (struct sockaddr *) &ss, &sslen,
                 SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (fd == -1) {
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-        errno != ECONNABORTED)
-      log_error ("%s: accept: %m", l->display);
+    int e = errno;
+
+    if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM)
+      pause_accepting (l, e);
+    else if (e != EAGAIN && e != EWOULDBLOCK && e != EINTR &&
+             e != ECONNABORTED)
+      log_error_ratelimited ("%s: accept: %s", l->display, strerror (e));
     return;
+  }
+  if (l->srv->accept_episode) {
+    log_info ("%s: accepting connections again (%" PRIu64 " failed "
+              "accept calls while out of resources)", l->display,
+              l->srv->accept_failures);
+    l->srv->accept_episode = false;
+    l->srv->accept_failures = 0;
   }
   if (l->srv->stopping) {
     close (fd);
@@ -310,6 +386,8 @@ listen_start (struct server *srv)
 {
   struct listener *l;
 
+  ev_timer_init (&srv->accept_timer, accept_timer_cb, ACCEPT_BACKOFF_MIN_S, 0);
+  srv->accept_timer.data = srv;
   for (l = srv->listeners; l; l = l->next) {
     ev_io_start (srv->loop, &l->io);
     log_info ("listening on %s", l->display);
@@ -319,6 +397,9 @@ listen_start (struct server *srv)
 void
 listen_close_all (struct server *srv)
 {
+  if (srv->loop)
+    ev_timer_stop (srv->loop, &srv->accept_timer);
+  srv->accept_paused = false;
   while (srv->listeners) {
     struct listener *l = srv->listeners;
 

@@ -14,7 +14,10 @@
  * ORDER AT STOP (SIGTERM/SIGINT, --run command exit, end of -s): stop
  * accepting; every connection finishes its in-flight requests (new ones
  * get ESHUTDOWN) and closes, the control socket is removed and its
- * running flushes cancelled; then the workers are joined, the control
+ * running flushes cancelled; connections still open after [server]
+ * drain_timeout (a client stalled in the middle of a request, one that
+ * does not read its replies) are cut — what they had not received a reply
+ * for was never acknowledged; then the workers are joined, the control
  * threads waited for, every export is flushed, its statistics logged
  * (info) and closed, the cache devices are closed, and the process exits
  * 0 (or the --run status).
@@ -40,8 +43,6 @@
 #include "log.h"
 #include "parse.h"
 #include "server.h"
-
-#define STOP_GRACE_SECONDS 30.0
 
 struct options {
   const char *config_path;
@@ -203,8 +204,9 @@ stop_timeout_cb (struct ev_loop *loop, ev_timer *w, int revents)
 {
   struct server *srv = w->data;
 
-  log_warning ("%u connection(s) did not finish within %.0f s; closing them",
-               srv->nr_conns, STOP_GRACE_SECONDS);
+  log_warning ("%u connection(s) did not finish within drain_timeout "
+               "(%.3g s); closing them", srv->nr_conns,
+               srv->cfg->server.drain_timeout_ms / 1000.0);
   while (srv->conns)
     conn_close (srv->conns);
 }
@@ -228,7 +230,8 @@ server_stop (struct server *srv)
   if (srv->nr_conns == 0)
     ev_break (srv->loop, EVBREAK_ALL);
   else {
-    ev_timer_init (&srv->stop_timer, stop_timeout_cb, STOP_GRACE_SECONDS, 0);
+    ev_timer_init (&srv->stop_timer, stop_timeout_cb,
+                   srv->cfg->server.drain_timeout_ms / 1000.0, 0);
     srv->stop_timer.data = srv;
     ev_timer_start (srv->loop, &srv->stop_timer);
   }
@@ -237,6 +240,8 @@ server_stop (struct server *srv)
 void
 server_conn_gone (struct server *srv)
 {
+  /* Its fd is closed: accepting may resume if it ran out of fds. */
+  listen_resume (srv);
   if (srv->single && srv->nr_conns == 0)
     server_stop (srv);
   if (srv->stopping && srv->nr_conns == 0)
@@ -604,6 +609,7 @@ main (int argc, char **argv)
     start_failed (&srv, ready_fd);
   }
   listen_start (&srv);
+  conn_timeouts_start (&srv);
   if (opts.single)
     conn_accept (&srv, STDIN_FILENO, STDOUT_FILENO, false, "stdin",
                  NULL, 0);
@@ -617,6 +623,7 @@ main (int argc, char **argv)
   notify_ready (&srv);
 
   ev_run (srv.loop, 0);
+  conn_timeouts_stop (&srv);
 
   /* Drain: workers finish what they hold, then replies are dropped. */
   worker_pool_destroy (srv.pool);

@@ -33,6 +33,10 @@
  * - A closed connection submits no more requests; workers skip the engine
  *   call of queued requests whose connection is dead, and the loop drops
  *   their replies.
+ * - No connection waits on its client forever: handshake_timeout bounds
+ *   the negotiation, request_timeout a partly received request or an
+ *   untaken reply, drain_timeout a stop (conn.c, main.c).  Out of fds,
+ *   accepting pauses instead of spinning (listen.c).
  *
  * FAILURE: a client's protocol violation closes that connection only; an
  * engine error becomes an NBD error reply; nothing a client sends can stop
@@ -166,6 +170,9 @@ struct conn {
   char peer[128];               /* for logs */
   ev_io rio, wio;
   ev_timer linger;              /* stopping: close after a quiet moment */
+  ev_tstamp accepted_at;        /* ev_now at accept (handshake_timeout) */
+  ev_tstamp last_progress;      /* ev_now of the last byte read or written
+                                   (request_timeout) */
   enum conn_phase phase;
   bool reading;                 /* rio started */
   bool destroyed;               /* closed: no more I/O (loop thread) */
@@ -248,6 +255,11 @@ void conn_resume (struct conn *c);
 void conn_sweep (struct server *srv);
 /* A reply left the queue (or was abandoned): may resume reading/close. */
 void conn_reply_sent (struct conn *c);
+/* Start the periodic sweep that closes connections past
+ * handshake_timeout or request_timeout (loop thread, once the loop exists).
+ */
+void conn_timeouts_start (struct server *srv);
+void conn_timeouts_stop (struct server *srv);
 
 /* handshake.c */
 void handshake_start (struct conn *c);
@@ -318,6 +330,10 @@ struct listener {
 int listen_open_address (struct server *srv, const char *addr);
 int listen_socket_activation (struct server *srv, bool *activated);
 void listen_start (struct server *srv);
+/* Out of fds or memory: accepting is paused (listen.c); a connection that
+ * closed may let it resume.  No-op unless paused.
+ */
+void listen_resume (struct server *srv);
 void listen_close_all (struct server *srv);
 
 /* ---- control.c: the admin's Unix socket ([server] control_socket) ----
@@ -364,6 +380,15 @@ struct server {
   ev_async done_async;          /* workers -> loop */
   pthread_mutex_t done_lock;
   struct request *done_head, *done_tail;
+  /* accept paused for lack of fds or memory (listen.c). */
+  bool accept_paused;           /* every listener's watcher stopped */
+  bool accept_episode;          /* failing since the last good accept:
+                                   logged once */
+  double accept_backoff_s;      /* next retry delay: 0.1 s doubling to 1 s */
+  uint64_t accept_failures;     /* in this episode */
+  ev_timer accept_timer;        /* retry while paused */
+  ev_timer timeout_timer;       /* conn.c's periodic timeout sweep */
+  struct log_ratelimit handshake_rl, request_rl; /* its log lines */
   bool stopping;
   bool single;                  /* -s: exit when the connection ends */
   int exit_status;

@@ -147,6 +147,9 @@ test_config_defaults (void **state)
   assert_int_equal (cfg->server.workers, CONFIG_DEFAULT_WORKERS);
   assert_int_equal (cfg->server.max_buffer_bytes,
                     CONFIG_DEFAULT_MAX_BUFFER_BYTES);
+  assert_int_equal (cfg->server.handshake_timeout_ms, 10000);
+  assert_int_equal (cfg->server.request_timeout_ms, 60000);
+  assert_int_equal (cfg->server.drain_timeout_ms, 10000);
   assert_null (cfg->server.pidfile);
   assert_int_equal (cfg->server.log_target, LOG_TARGET_AUTO);
   assert_int_equal (cfg->server.log_level, LOG_LEVEL_INFO);
@@ -511,7 +514,7 @@ test_config_known_keys (void **state)
     for (j = 0; j < i; j++)
       assert_string_not_equal (k, config_known_keys[j]);
   }
-  assert_int_equal (i, 51);
+  assert_int_equal (i, 54);
 }
 
 static void
@@ -841,6 +844,23 @@ test_config_max_buffer (void **state)
   load_bad ("[server]\nmax_buffer = 0\n" EXPORT_OK,
             "2: invalid max_buffer '0': expected a size greater than 0 "
             "such as 4096, 512K, 10G or 2T");
+}
+
+static void
+test_config_server_timeouts (void **state)
+{
+  struct config *cfg;
+
+  (void) state;
+  cfg = load_good ("[server]\nhandshake_timeout = 5s\n"
+                   "request_timeout = 500ms\ndrain_timeout = 30\n" EXPORT_OK);
+  assert_int_equal (cfg->server.handshake_timeout_ms, 5000);
+  assert_int_equal (cfg->server.request_timeout_ms, 500);
+  assert_int_equal (cfg->server.drain_timeout_ms, 30000);
+  config_free (cfg);
+  load_bad ("[server]\nrequest_timeout = 0\n" EXPORT_OK,
+            "2: invalid request_timeout '0': expected seconds (30, 30s) or "
+            "milliseconds (500ms), from 1ms to 86400s");
 }
 
 static void
@@ -1195,6 +1215,7 @@ main (void)
     cmocka_unit_test (test_config_size_creates_nothing),
     cmocka_unit_test (test_config_known_keys),
     cmocka_unit_test (test_config_max_buffer),
+    cmocka_unit_test (test_config_server_timeouts),
     cmocka_unit_test (test_config_free_null),
     cmocka_unit_test (test_config_missing_file),
     cmocka_unit_test (test_config_unknown_section),
