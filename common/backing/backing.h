@@ -165,6 +165,21 @@ backing_is_rbd_uri (const char *uri)
   return strncmp (uri, "rbd:", 4) == 0;
 }
 
+/* True if an rbd: uri is well formed: rbd:POOL/IMAGE, both non-empty, no
+ * further '/' (namespaces) or '@' (snapshots).  Inline for the config
+ * parser, as above.
+ */
+static inline bool
+backing_rbd_uri_valid (const char *uri)
+{
+  const char *spec = uri + 4, *slash;
+
+  if (!backing_is_rbd_uri (uri) || (slash = strchr (spec, '/')) == NULL)
+    return false;
+  return slash != spec && slash[1] != '\0' &&
+    strchr (slash + 1, '/') == NULL && strchr (spec, '@') == NULL;
+}
+
 /* True if uri names a remote backing (a libnbd URI scheme).  Inline so
  * that the config parser can tell without linking the drivers.
  */

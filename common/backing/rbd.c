@@ -391,13 +391,10 @@ backing_rbd_parse_uri (const char *uri, char **pool_out, char **image_out)
   const char *spec, *slash;
   char *pool, *image;
 
-  if (strncmp (uri, RBD_PREFIX, strlen (RBD_PREFIX)) != 0)
+  if (!backing_rbd_uri_valid (uri))
     return -EINVAL;
   spec = uri + strlen (RBD_PREFIX);
   slash = strchr (spec, '/');
-  if (slash == NULL || slash == spec || slash[1] == '\0' ||
-      strchr (slash + 1, '/') != NULL || strchr (slash + 1, '@') != NULL)
-    return -EINVAL;
   if ((pool = strndup (spec, (size_t) (slash - spec))) == NULL)
     return -ENOMEM;
   if ((image = strdup (slash + 1)) == NULL) {
