@@ -16,6 +16,13 @@
 #      config has no way to export a range of a backing, so the ranges are
 #      the clients'); each instance reads the other's half back (a cache
 #      miss served from Ceph); `rbd export` holds both halves.
+#   3. nbdcached: the crash promise over RBD: test-cache-crash.sh's
+#      workload (its crash.py, taken from that file so the two cannot
+#      drift) in writeback over a 64 MiB image: kill -9 under load,
+#      restart on the same cache and image, every block holds its newest
+#      durable write; then SIGTERM with flush_on_stop, and the image in
+#      Ceph reads the same as the export did.
+# CRASH_SEED repeats part 3's workload (the seed is printed).
 set -e
 . "${srcdir:-.}/functions.sh"
 . "$srcdir/ceph-cluster.sh"
@@ -145,4 +152,53 @@ EOF
   cat "$dir/a" "$dir/b" | cmp - "$dir/ceph.img" ||
     die "[two] the image in Ceph is not A's half then B's"
   echo "[two] two writethrough instances over one image: both halves in Ceph"
+fi
+
+# ---- 3. kill -9 under a writeback load over RBD, restart, verify ----
+
+if want_server nbdcached; then
+  requires_python_nbd
+  dir=$tmp/crash
+  mkdir -p "$dir"
+  sed -n "/^cat > \"\$tmp\/crash.py\" <<'EOF'$/,/^EOF$/p" \
+    "$srcdir/test-cache-crash.sh" | sed '1d;$d' > "$dir/crash.py"
+  grep -q '^def start_server' "$dir/crash.py" ||
+    die "[crash] cannot take crash.py from test-cache-crash.sh"
+  seed=${CRASH_SEED:-$RANDOM$RANDOM}
+  echo "[crash] seed $seed (set CRASH_SEED=$seed to repeat)"
+  rbdq create rbd/crash --size 64M
+  cat > "$dir/c.conf" <<EOF
+[server]
+log = stderr
+workers = 4
+
+[cache ssd]
+path = $dir/cache.img
+size = 256M
+create = yes
+bucket_size = 1M
+direct = no
+
+[export disk]
+backing = rbd:rbd/crash
+ceph_conf = $CEPH_CONF
+cache = ssd
+mode = writeback
+flush_on_stop = yes
+EOF
+  timeout -k 10 "$SERVER_TIMEOUT_S" \
+    "$PYTHON" "$dir/crash.py" nbdcached "$dir" "$dir/server.log" "$seed" \
+    $((64 << 20)) yes "$NBDCACHED" -f -c "$dir/c.conf" -U @SOCK@ ||
+    die "[crash] the crash promise over RBD failed (seed $seed; log $dir/server.log)"
+
+  # flush_on_stop wrote everything back at the SIGTERM: Ceph now holds
+  # what the export served after the restart.
+  "$NBDCACHED" -f -c "$dir/c.conf" -U "$dir/last.sock" -e disk \
+    --run "nbdcopy \"\$uri\" '$dir/export.img'" 2>> "$dir/server.log" ||
+    die "[crash] cannot read the export back"
+  rbdq export rbd/crash "$dir/ceph.img" >/dev/null 2>&1 ||
+    die "[crash] rbd export failed"
+  cmp "$dir/export.img" "$dir/ceph.img" ||
+    die "[crash] after the flush on stop, Ceph differs from the export"
+  echo "[crash] kill -9 over RBD: crash promise held, Ceph equals the export"
 fi
