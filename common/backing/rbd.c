@@ -331,7 +331,8 @@ rbd_extents_op (struct backing *b, uint64_t count, uint64_t offset,
                         e == -ETIMEDOUT ? -EIO : e);
   }
   /* The callbacks need not come in order, and may touch or overlap. */
-  qsort (s.v, s.len, sizeof *s.v, compare_span);
+  if (s.len > 1)
+    qsort (s.v, s.len, sizeof *s.v, compare_span);
   pos = offset;
   e = 0;
   for (i = 0; i < s.len && pos < end && e == 0; i++) {
