@@ -9,7 +9,9 @@
 #      hole through the server; nbdcopy a random 24 MiB image in, read it
 #      back, compare; write everything back (nbdcached: `nbdcache flush`;
 #      plugin: flush_on_stop = yes); `rbd export` of the image equals the
-#      random image byte for byte, and its tail is zeros.
+#      random image byte for byte, and its tail is zeros; the plugin
+#      given backing=rbd:… ceph-conf=… readonly=yes as parameters reads
+#      the same bytes.
 #   2. nbdcached: two instances, each with its own cache in writethrough
 #      mode, over ONE image at once (two librbd clients taking the image's
 #      exclusive lock in turns); each client writes its own half (the
@@ -89,6 +91,18 @@ EOF
   cmp -n 8M "$dir/ceph.img" /dev/zero -i 24M:0 ||
     die "[$kind] the image's tail in Ceph is not zero"
   echo "[$kind] rbd export equals the data written through the cache"
+
+  # The plugin's own parameters, uncached and read-only (the image is
+  # opened read-only): the same data.
+  if [ $kind = plugin ]; then
+    $(nbdkit_env) "$NBDKIT" -U - "$PLUGIN" backing=rbd:rbd/wb-plugin \
+      ceph-conf="$CEPH_CONF" ceph-id=admin backing-timeout=60 readonly=yes \
+      --run "unset LD_PRELOAD; nbdcopy \"\$uri\" '$dir/params.img'" ||
+      die "[plugin] backing=rbd:… with ceph-*= parameters failed"
+    cmp "$dir/params.img" "$dir/ceph.img" ||
+      die "[plugin] backing=rbd:… read-only reads other data"
+    echo "[plugin] backing=rbd:… ceph-conf=… readonly=yes reads the image"
+  fi
 done
 
 # ---- 2. two nbdcached instances in writethrough over one image ----
