@@ -326,6 +326,11 @@ static const char *const pki_files[] = {
   "pki/keys.psk", NULL
 };
 
+/* The files the RBD exports name under /etc/ceph, made (empty) in tmpdir. */
+static const char *const ceph_files[] = {
+  "ceph.conf", "ceph.client.nbdcache.keyring", NULL
+};
+
 static void
 make_fixtures (const char *const *extra)
 {
@@ -361,7 +366,8 @@ remove_fixtures (const char *const *extra)
   free (path);
 }
 
-/* text with /etc/pki/nbdcached and /srv/nbd moved into tmpdir, and with
+/* text with /etc/pki/nbdcached, /etc/ceph and /srv/nbd moved into tmpdir,
+ * and with
  * every "from" replaced by "to" (caller frees).
  */
 static char *
@@ -370,12 +376,14 @@ relocate (const char *text, const char *from, const char *to)
   char *pki = join (tmpdir, "pki");
   char *t1 = replace_all (text, "/etc/pki/nbdcached", pki);
   char *t2 = replace_all (t1, "/srv/nbd", tmpdir);
-  char *t3 = from ? replace_all (t2, from, to) : strdup (t2);
+  char *t2b = replace_all (t2, "/etc/ceph", tmpdir);
+  char *t3 = from ? replace_all (t2b, from, to) : strdup (t2b);
 
   assert_non_null (t3);
   free (pki);
   free (t1);
   free (t2);
+  free (t2b);
   return t3;
 }
 
@@ -439,16 +447,23 @@ test_example_config_uncommented_parses (void **state)
   t1 = relocate (all, "\ntls = off\n", "\ntls = on\n");
   t2 = replace_all (t1, "\ntls_verify_peer = no\n", "\ntls_verify_peer = yes\n");
   t3 = replace_all (t2, "\ncreate = no\n", "\ncreate = yes\n");
-  make_fixtures (NULL);
+  make_fixtures (ceph_files);
   cfg = load_text ("uncommented.conf", t3);
-  remove_fixtures (NULL);
+  remove_fixtures (ceph_files);
   assert_int_equal (cfg->nr_caches, 1);
   assert_true (cfg->caches[0].create);
   assert_true (cfg->caches[0].size_bytes > 0);
   assert_true (cfg->caches[0].bucket_bytes > 0);
   assert_true (cfg->caches[0].journal_bytes > 0);
-  assert_int_equal (cfg->nr_exports, 3);
+  assert_int_equal (cfg->nr_exports, 5);
   assert_non_null (cfg->exports[0].cache);
+  /* The RBD exports: a keyring, and a key. */
+  assert_string_equal (cfg->exports[3].backing, "rbd:rbd/disk");
+  assert_in_tmpdir (cfg->exports[3].ceph_conf, "ceph.conf");
+  assert_string_equal (cfg->exports[3].ceph_id, "nbdcache");
+  assert_in_tmpdir (cfg->exports[3].ceph_keyring,
+                    "ceph.client.nbdcache.keyring");
+  assert_non_null (cfg->exports[4].ceph_key);
   /* The remote exports: X.509 and PSK. */
   assert_string_equal (cfg->exports[1].name, "remote");
   assert_int_equal (cfg->exports[1].backing_connections, 4);

@@ -6,7 +6,9 @@
  * [mode=] [description=] [readonly=] [rotational=], and for a remote
  * backing=nbd://… [backing-connections=] [backing-timeout=]
  * [backing-tls-certificates=] [backing-tls-verify=] [backing-tls-psk-file=]
- * [backing-tls-username=]) or as an [export NAME]
+ * [backing-tls-username=], and for an RBD image backing=rbd:POOL/IMAGE
+ * [backing-timeout=] [ceph-conf=] [ceph-id=] [ceph-keyring=] [ceph-key=])
+ * or as an [export NAME]
  * section of an nbdcached config file (config=FILE export=NAME), whose
  * [cache] section then describes the cache device.  Every callback is a
  * line or two that translates nbdkit's arguments and flags onto the
@@ -107,6 +109,11 @@ static struct {
   bool backing_tls_verify, backing_tls_verify_set; /* default yes */
   char *backing_tls_psk_file;   /* backing-tls-psk-file=, absolute */
   char *backing_tls_username;   /* backing-tls-username= */
+  /* The [export] ceph_* keys, as parameters (need backing=rbd:…). */
+  char *ceph_conf;              /* ceph-conf=, absolute */
+  char *ceph_id;                /* ceph-id= */
+  char *ceph_keyring;           /* ceph-keyring=, absolute */
+  char *ceph_key;               /* ceph-key=: a secret */
 
   /* After config_complete. */
   struct config *cfg;           /* NULL with backing= */
@@ -235,6 +242,10 @@ nbdcache_unload (void)
   free (p.backing_tls_certificates);
   free (p.backing_tls_psk_file);
   free (p.backing_tls_username);
+  free (p.ceph_conf);
+  free (p.ceph_id);
+  free (p.ceph_keyring);
+  free (p.ceph_key);
   memset (&p, 0, sizeof p);
   log_set_sink (NULL);
 }
@@ -245,7 +256,8 @@ nbdcache_unload (void)
 static char *
 backing_location (const char *value)
 {
-  if (strncmp (value, "memory:", 7) == 0 || strstr (value, "://") != NULL)
+  if (strncmp (value, "memory:", 7) == 0 || strstr (value, "://") != NULL ||
+      backing_is_rbd_uri (value))
     return strdup (value);
   return nbdkit_absolute_path (value);
 }
@@ -420,6 +432,14 @@ nbdcache_config (const char *key, const char *value)
     return set_string (&p.backing_tls_psk_file, key, value, true);
   if (strcmp (key, "backing-tls-username") == 0)
     return set_string (&p.backing_tls_username, key, value, false);
+  if (strcmp (key, "ceph-conf") == 0)
+    return set_string (&p.ceph_conf, key, value, true);
+  if (strcmp (key, "ceph-id") == 0)
+    return set_string (&p.ceph_id, key, value, false);
+  if (strcmp (key, "ceph-keyring") == 0)
+    return set_string (&p.ceph_keyring, key, value, true);
+  if (strcmp (key, "ceph-key") == 0)
+    return set_string (&p.ceph_key, key, value, false);
 
   nbdkit_error ("unknown parameter '%s' (see nbdkit nbdcache --help)", key);
   return -1;
@@ -443,6 +463,10 @@ file_key (const char *param)
     { "backing-tls-verify", "backing_tls_verify" },
     { "backing-tls-psk-file", "backing_tls_psk_file" },
     { "backing-tls-username", "backing_tls_username" },
+    { "ceph-conf", "ceph_conf" },
+    { "ceph-id", "ceph_id" },
+    { "ceph-keyring", "ceph_keyring" },
+    { "ceph-key", "ceph_key" },
   };
   size_t i;
 
@@ -462,6 +486,52 @@ remote_param (void)
     : p.backing_tls_verify_set ? "backing-tls-verify"
     : p.backing_tls_psk_file ? "backing-tls-psk-file"
     : p.backing_tls_username ? "backing-tls-username" : NULL;
+}
+
+/* The first ceph-*= parameter given, or NULL. */
+static const char *
+ceph_param (void)
+{
+  return p.ceph_conf ? "ceph-conf" : p.ceph_id ? "ceph-id"
+    : p.ceph_keyring ? "ceph-keyring" : p.ceph_key ? "ceph-key" : NULL;
+}
+
+/* backing=rbd:… form: the parameters fit an RBD backing as the [export]
+ * keys must (nbdcached.conf(5)).  1 if the backing is not rbd:.
+ */
+static int
+check_rbd_params (void)
+{
+  if (!backing_is_rbd_uri (p.backing)) {
+    if (ceph_param () != NULL) {
+      nbdkit_error ("%s= is used only with a Ceph RBD backing "
+                    "(backing=rbd:POOL/IMAGE)", ceph_param ());
+      return -1;
+    }
+    return 1;
+  }
+  if (!backing_rbd_uri_valid (p.backing)) {
+    nbdkit_error ("backing=%s: expected rbd:POOL/IMAGE", p.backing);
+    return -1;
+  }
+  if (p.size_set) {
+    nbdkit_error ("size= creates a local backing file; an RBD backing's "
+                  "size is the image's");
+    return -1;
+  }
+  if (p.backing_connections_set || p.backing_tls_certificates ||
+      p.backing_tls_verify_set || p.backing_tls_psk_file ||
+      p.backing_tls_username) {
+    nbdkit_error ("only backing-timeout= of the backing-*= parameters "
+                  "applies to an RBD backing");
+    return -1;
+  }
+  if (p.ceph_key && p.ceph_keyring) {
+    nbdkit_error ("ceph-key= and ceph-keyring=: give the key or the "
+                  "keyring file, not both");
+    return -1;
+  }
+  return 0;
 }
 
 /* backing= form: the remote parameters fit the backing as the [export]
@@ -515,7 +585,8 @@ config_from_file (void)
     : p.rotational_set ? "rotational"
     : p.writeback_percent_set ? "writeback-percent"
     : p.sequential_cutoff_set ? "sequential-cutoff"
-    : p.flush_on_stop_set ? "flush-on-stop" : remote_param ();
+    : p.flush_on_stop_set ? "flush-on-stop"
+    : remote_param () ? remote_param () : ceph_param ();
   const char *extra_cache = p.cache_path ? "cache" : p.create_set ? "create"
     : p.cache_size_set ? "cache-size" : p.discard_set ? "discard" : NULL;
 
@@ -607,8 +678,16 @@ nbdcache_config_complete (void)
     nbdkit_error ("backing=FILE or config=FILE export=NAME is required");
     return -1;
   }
-  if (check_remote_params () < 0)
+  switch (check_rbd_params ()) {
+  case 0:
+    break;                      /* rbd: checked */
+  case 1:
+    if (check_remote_params () < 0)
+      return -1;
+    break;
+  default:
     return -1;
+  }
   return check_cache_params ();
 }
 
@@ -648,6 +727,7 @@ open_export (struct ncache **nc_out, struct ncache_device **dev_out,
     ncache_export_tuning_default (&tuning);
     config_export_tuning (p.exp, &tuning);
     config_export_backing_options (p.exp, &opts.remote);
+    config_export_ceph_options (p.exp, &opts.ceph);
   }
   else {
     location = p.backing;
@@ -683,6 +763,12 @@ open_export (struct ncache **nc_out, struct ncache_device **dev_out,
       .tls_no_verify = p.backing_tls_verify_set && !p.backing_tls_verify,
       .tls_psk_file = p.backing_tls_psk_file,
       .tls_username = p.backing_tls_username,
+    };
+    opts.ceph = (struct backing_ceph_options) {
+      .conf = p.ceph_conf,
+      .id = p.ceph_id,
+      .keyring = p.ceph_keyring,
+      .key = p.ceph_key,
     };
   }
   if (check) {
@@ -1037,6 +1123,11 @@ nbdcache_dump_plugin (void)
   "backing-tls-verify=BOOL  Verify the remote's certificate (default yes).\n" \
   "backing-tls-psk-file=FILE  PSK keys for nbds:// (username:hexkey).\n" \
   "backing-tls-username=NAME  The PSK identity (default: login name).\n" \
+  "                    Or a Ceph RBD image: backing=rbd:POOL/IMAGE, with\n" \
+  "ceph-conf=FILE      ceph.conf (default: $CEPH_CONF, /etc/ceph/ceph.conf).\n" \
+  "ceph-id=NAME        Ceph client id without client. (default: admin).\n" \
+  "ceph-keyring=FILE   The client's keyring (default: ceph.conf's).\n" \
+  "ceph-key=KEY        Or the client's key itself (a secret).\n" \
   "size=SIZE           Create a sparse backing file this big if absent.\n" \
   "cache=PATH          The cache device (an SSD, a partition or a file).\n" \
   "create=BOOL         Format the cache device if it holds no nbdcache\n" \

@@ -2,11 +2,13 @@
  *
  * WHAT: checks and stores backing = (a path, file:///PATH, or a remote
  * NBD URI: nbd://, nbds://, nbd+unix://, nbds+unix://, nbd+vsock://,
- * nbds+vsock://) and backing_timeout; once the whole file is read, checks
- * that a local backing exists (or size = creates it) and that the remote
- * keys (backing_connections, backing_timeout, backing_tls_*) are used only
- * with a remote backing, TLS ones only with a TLS URI.  Turns an export's
- * keys into the backing driver's options.
+ * nbds+vsock://, or a Ceph RBD image rbd:POOL/IMAGE) and backing_timeout;
+ * once the whole file is read, checks that a local backing exists (or
+ * size = creates it), that the remote keys (backing_connections,
+ * backing_timeout, backing_tls_*) are used only with a remote backing
+ * (of them only backing_timeout with rbd:), TLS ones only with a TLS URI,
+ * and the ceph_* keys only with rbd:.  Turns an export's keys into the
+ * backing driver's options.
  * WHY: a remote backing fails late (at the first connection, in the log of
  * a daemon); the mistakes that can be seen in the file fail at load time
  * with the line to fix.
@@ -73,6 +75,14 @@ config_set_backing (struct parser *p, char **field, const char *key,
 
   if (backing_is_remote_uri (value))
     return config_set_string (p, field, key, value);
+  if (backing_is_rbd_uri (value)) {
+    if (!backing_rbd_uri_valid (value)) {
+      config_error (p, p->lineno, "%s '%s': expected rbd:POOL/IMAGE", key,
+                    value);
+      return -EINVAL;
+    }
+    return config_set_string (p, field, key, value);
+  }
   if (isalpha ((unsigned char) *s)) {
     while (isalnum ((unsigned char) *s) || *s == '+' || *s == '-'
            || *s == '.')
@@ -81,8 +91,8 @@ config_set_backing (struct parser *p, char **field, const char *key,
       if ((size_t) (s - value) != 4 || strncasecmp (value, "file", 4) != 0) {
         config_error (p, p->lineno,
                       "%s '%s': unsupported URI scheme '%.*s' (use a path, "
-                      "a file:/// URI, or nbd://, nbds://, nbd+unix://, "
-                      "nbds+unix://)",
+                      "a file:/// URI, nbd://, nbds://, nbd+unix://, "
+                      "nbds+unix://, or rbd:POOL/IMAGE)",
                       key, value, (int) (s - value), value);
         return -EINVAL;
       }
@@ -144,6 +154,48 @@ check_local (struct parser *p, struct config_export *e, int line)
   config_error (p, line, "backing '%s': %s", e->backing, strerror (errno));
 }
 
+/* The ceph_* keys: only with rbd:, key or keyring not both, files
+ * readable; no size = with rbd:.
+ */
+static void
+check_ceph (struct parser *p, struct config_export *e, const int *line,
+            bool rbd)
+{
+  static const struct {
+    enum key_id id;
+    const char *key;
+  } ceph_keys[] = {
+    { KEY_export_ceph_conf, "ceph_conf" },
+    { KEY_export_ceph_id, "ceph_id" },
+    { KEY_export_ceph_keyring, "ceph_keyring" },
+    { KEY_export_ceph_key, "ceph_key" },
+  };
+  size_t i;
+
+  if (!rbd) {
+    for (i = 0; i < ARRAY_SIZE (ceph_keys); i++)
+      if (line[ceph_keys[i].id] != 0)
+        config_error (p, line[ceph_keys[i].id], "%s is used only with a "
+                      "Ceph RBD backing (backing = rbd:POOL/IMAGE)",
+                      ceph_keys[i].key);
+    return;
+  }
+  if (line[KEY_export_size] != 0)
+    config_error (p, line[KEY_export_size],
+                  "size = creates a local backing file; [export %s] has an "
+                  "RBD backing, whose size is the image's", e->name);
+  if (e->ceph_key != NULL && e->ceph_keyring != NULL)
+    config_error (p, line[KEY_export_ceph_key],
+                  "ceph_key and ceph_keyring: give the key or the keyring "
+                  "file, not both");
+  if (e->ceph_conf != NULL && access (e->ceph_conf, R_OK) != 0)
+    config_error (p, line[KEY_export_ceph_conf], "ceph_conf '%s': %s",
+                  e->ceph_conf, strerror (errno));
+  if (e->ceph_keyring != NULL && access (e->ceph_keyring, R_OK) != 0)
+    config_error (p, line[KEY_export_ceph_keyring], "ceph_keyring '%s': %s",
+                  e->ceph_keyring, strerror (errno));
+}
+
 void
 config_check_backing (struct parser *p, struct config_export *e,
                       const int *line)
@@ -152,24 +204,31 @@ config_check_backing (struct parser *p, struct config_export *e,
     enum key_id id;
     const char *key;
     bool tls;
+    bool rbd;                   /* also used with rbd: */
   } remote_keys[] = {
-    { KEY_export_backing_connections, "backing_connections", false },
-    { KEY_export_backing_timeout, "backing_timeout", false },
-    { KEY_export_backing_tls_certificates, "backing_tls_certificates", true },
-    { KEY_export_backing_tls_verify, "backing_tls_verify", true },
-    { KEY_export_backing_tls_psk_file, "backing_tls_psk_file", true },
-    { KEY_export_backing_tls_username, "backing_tls_username", true },
+    { KEY_export_backing_connections, "backing_connections", false, false },
+    { KEY_export_backing_timeout, "backing_timeout", false, true },
+    { KEY_export_backing_tls_certificates, "backing_tls_certificates", true,
+      false },
+    { KEY_export_backing_tls_verify, "backing_tls_verify", true, false },
+    { KEY_export_backing_tls_psk_file, "backing_tls_psk_file", true, false },
+    { KEY_export_backing_tls_username, "backing_tls_username", true, false },
   };
   bool remote = backing_is_remote_uri (e->backing);
   bool tls = remote && backing_is_tls_uri (e->backing);
+  bool rbd = backing_is_rbd_uri (e->backing);
   size_t i;
 
+  check_ceph (p, e, line, rbd);
   for (i = 0; i < ARRAY_SIZE (remote_keys); i++) {
     int at = line[remote_keys[i].id];
 
-    if (at == 0)
+    if (at == 0 || (rbd && remote_keys[i].rbd))
       continue;
-    if (!remote)
+    if (rbd)
+      config_error (p, at, "%s is used only with a remote NBD backing "
+                    "(nbd://…), not with rbd:", remote_keys[i].key);
+    else if (!remote)
       config_error (p, at, "%s is used only with a remote backing "
                     "(backing = nbd://…): [export %s] has a local one",
                     remote_keys[i].key, e->name);
@@ -178,6 +237,8 @@ config_check_backing (struct parser *p, struct config_export *e,
                     "write the backing URI as nbds:// or nbds+unix://",
                     remote_keys[i].key);
   }
+  if (rbd)
+    return;
   if (!remote) {
     check_local (p, e, line[KEY_export_backing]);
     return;
@@ -222,5 +283,17 @@ config_export_backing_options (const struct config_export *ce,
     .tls_no_verify = !ce->backing_tls_verify,
     .tls_psk_file = ce->backing_tls_psk_file,
     .tls_username = ce->backing_tls_username,
+  };
+}
+
+void
+config_export_ceph_options (const struct config_export *ce,
+                            struct backing_ceph_options *out)
+{
+  *out = (struct backing_ceph_options) {
+    .conf = ce->ceph_conf,
+    .id = ce->ceph_id,
+    .keyring = ce->ceph_keyring,
+    .key = ce->ceph_key,
   };
 }

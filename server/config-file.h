@@ -148,8 +148,8 @@ struct config_cache {
 struct config_export {
   char *name;                   /* non-NULL, may be "" only via default */
   char *backing;                /* non-NULL: a path (made absolute), or a
-                                   remote URI (nbd://, nbds+unix:// …) as
-                                   written */
+                                   remote URI (nbd://, nbds+unix:// …) or
+                                   rbd:POOL/IMAGE as written */
   uint64_t size_bytes;          /* create a sparse backing file this big if
                                    absent; 0 = it must exist.  Local only */
   /* A remote backing (an error with a local one): */
@@ -163,6 +163,12 @@ struct config_export {
   char *backing_tls_psk_file;   /* "username:hexkey" lines; NULL = X.509 */
   char *backing_tls_username;   /* PSK user; NULL = the URI's, or the login
                                    name */
+  /* A Ceph RBD backing (rbd:POOL/IMAGE; an error with any other).  NULL =
+   * librados' default.  backing_timeout applies too. */
+  char *ceph_conf;              /* ceph.conf (absolute) */
+  char *ceph_id;                /* client id, without "client." */
+  char *ceph_keyring;           /* keyring file (absolute) */
+  char *ceph_key;               /* the key itself (base64): a secret */
   char *cache;                  /* NULL = uncached */
   enum ncache_mode mode;
   bool readonly;
@@ -237,6 +243,12 @@ void config_export_tuning (const struct config_export *ce,
  */
 void config_export_backing_options (const struct config_export *ce,
                                     struct backing_remote_options *out);
+
+/* The export's ceph_* keys as the RBD driver's options, borrowed from ce
+ * as above.  Shared by nbdcached and the plugin.
+ */
+void config_export_ceph_options (const struct config_export *ce,
+                                 struct backing_ceph_options *out);
 
 /* May a client at `peer` (from accept/getpeername; NULL or AF_UNIX for a
  * local client) use this export under its allow / allow_unix rules?

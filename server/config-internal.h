@@ -100,7 +100,11 @@ enum section_kind {
      false)                                                                 \
   K (EXPORT, export, backing_tls_verify, BOOL,      backing_tls_verify, false) \
   K (EXPORT, export, backing_tls_psk_file, PATH,    backing_tls_psk_file, false) \
-  K (EXPORT, export, backing_tls_username, NAME,    backing_tls_username, false)
+  K (EXPORT, export, backing_tls_username, NAME,    backing_tls_username, false) \
+  K (EXPORT, export, ceph_conf,        PATH,        ceph_conf,        false) \
+  K (EXPORT, export, ceph_id,          NAME,        ceph_id,          false) \
+  K (EXPORT, export, ceph_keyring,     PATH,        ceph_keyring,     false) \
+  K (EXPORT, export, ceph_key,         NAME,        ceph_key,         false)
 
 #define KEY_ENUM(kind, sec, key, type, field, rep) KEY_##sec##_##key,
 enum key_id { CONFIG_KEYS (KEY_ENUM) NR_KEYS };
@@ -244,7 +248,8 @@ void config_check_identity (struct parser *p);
 
 /* ---- the backing store (config-backing.c) ---- */
 
-/* backing = a path, file:///PATH or a remote URI (nbd://, nbds+unix:// …);
+/* backing = a path, file:///PATH, a remote URI (nbd://, nbds+unix:// …)
+ * or rbd:POOL/IMAGE;
  * backing_timeout = 30, 30s or 500ms.  0, or -EINVAL after logging, or
  * -ENOMEM.
  */
@@ -255,7 +260,7 @@ int config_set_timeout (struct parser *p, unsigned *field, const char *key,
 
 /* Once the whole file is read, for one export with a backing: a local one
  * exists (or size = creates it) and has no remote keys; a remote one has
- * no size and TLS keys only with a TLS URI.
+ * no size and TLS keys only with a TLS URI; ceph_* keys only with rbd:.
  */
 void config_check_backing (struct parser *p, struct config_export *e,
                            const int *line);

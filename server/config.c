@@ -1150,6 +1150,10 @@ config_free (struct config *cfg)
     free (cfg->exports[i].backing_tls_certificates);
     free (cfg->exports[i].backing_tls_psk_file);
     free (cfg->exports[i].backing_tls_username);
+    free (cfg->exports[i].ceph_conf);
+    free (cfg->exports[i].ceph_id);
+    free (cfg->exports[i].ceph_keyring);
+    free (cfg->exports[i].ceph_key);
     free (cfg->exports[i].cache);
     free (cfg->exports[i].description);
     free (cfg->exports[i].allow);

@@ -134,6 +134,7 @@ export_open_one (struct server *srv, const struct config_export *ce,
   ncache_export_tuning_default (&tuning);
   config_export_tuning (ce, &tuning);
   config_export_backing_options (ce, &bopts.remote);
+  config_export_ceph_options (ce, &bopts.ceph);
 
   if (ce->cache != NULL && ncfg.device == NULL) {
     /* open_devices opened every device an export names. */

@@ -514,7 +514,7 @@ test_config_known_keys (void **state)
     for (j = 0; j < i; j++)
       assert_string_not_equal (k, config_known_keys[j]);
   }
-  assert_int_equal (i, 54);
+  assert_int_equal (i, 58);
 }
 
 static void
@@ -932,10 +932,16 @@ static void
 test_config_bad_backing_uri (void **state)
 {
   (void) state;
+  load_bad ("[export u]\nbacking = ceph://pool/image\n",
+            "2: backing 'ceph://pool/image': unsupported URI scheme 'ceph' "
+            "(use a path, a file:/// URI, nbd://, nbds://, nbd+unix://, "
+            "nbds+unix://, or rbd:POOL/IMAGE)");
   load_bad ("[export u]\nbacking = rbd://pool/image\n",
-            "2: backing 'rbd://pool/image': unsupported URI scheme 'rbd' "
-            "(use a path, a file:/// URI, or nbd://, nbds://, nbd+unix://, "
-            "nbds+unix://)");
+            "2: backing 'rbd://pool/image': expected rbd:POOL/IMAGE");
+  load_bad ("[export u]\nbacking = rbd:pool\n",
+            "2: backing 'rbd:pool': expected rbd:POOL/IMAGE");
+  load_bad ("[export u]\nbacking = rbd:pool/img@snap\n",
+            "2: backing 'rbd:pool/img@snap': expected rbd:POOL/IMAGE");
   load_bad ("[export u]\nbacking = file://host/x\n",
             "2: backing 'file://host/x': a file URI must be "
             "file:///ABSOLUTE/PATH");
@@ -984,6 +990,68 @@ test_config_remote_backing (void **state)
   config_free (cfg);
   free (pki);
   free (psk);
+}
+
+static void
+test_config_rbd_backing (void **state)
+{
+  struct backing_ceph_options co;
+  struct backing_remote_options o;
+  struct config *cfg;
+  char *conf = join (tmpdir, "disk.img");
+
+  (void) state;
+  /* Kept as written, librados' defaults. */
+  cfg = load_good ("[export r]\nbacking = rbd:pool/image\n");
+  assert_string_equal (cfg->exports[0].backing, "rbd:pool/image");
+  config_export_ceph_options (&cfg->exports[0], &co);
+  assert_null (co.conf);
+  assert_null (co.id);
+  assert_null (co.keyring);
+  assert_null (co.key);
+  config_free (cfg);
+
+  /* Every key; paths resolved against the file's directory;
+   * backing_timeout applies to rbd: too.
+   */
+  cfg = load_good ("[export r]\nbacking = rbd:pool/image\n"
+                   "ceph_conf = disk.img\nceph_id = nbdcache\n"
+                   "ceph_keyring = disk.img\nbacking_timeout = 7\n"
+                   "[export k]\nbacking = rbd:p/i\n"
+                   "ceph_key = AQBzZ2ZlAAAAABAAdGVzdGtleXRlc3RrZXk=\n");
+  config_export_ceph_options (&cfg->exports[0], &co);
+  assert_string_equal (co.conf, conf);
+  assert_string_equal (co.id, "nbdcache");
+  assert_string_equal (co.keyring, conf);
+  assert_null (co.key);
+  config_export_backing_options (&cfg->exports[0], &o);
+  assert_int_equal (o.timeout_ms, 7000);
+  config_export_ceph_options (&cfg->exports[1], &co);
+  assert_string_equal (co.key, "AQBzZ2ZlAAAAABAAdGVzdGtleXRlc3RrZXk=");
+  config_free (cfg);
+  free (conf);
+}
+
+static void
+test_config_rbd_backing_bad (void **state)
+{
+  (void) state;
+  load_bad (EXPORT_OK "ceph_id = admin\n",
+            "3: ceph_id is used only with a Ceph RBD backing "
+            "(backing = rbd:POOL/IMAGE)");
+  load_bad ("[export r]\nbacking = nbd://h/d\nceph_conf = disk.img\n",
+            "3: ceph_conf is used only with a Ceph RBD backing "
+            "(backing = rbd:POOL/IMAGE)");
+  load_bad ("[export r]\nbacking = rbd:p/i\nsize = 1G\n",
+            "3: size = creates a local backing file; [export r] has an "
+            "RBD backing, whose size is the image's");
+  load_bad ("[export r]\nbacking = rbd:p/i\nbacking_connections = 2\n",
+            "3: backing_connections is used only with a remote NBD backing "
+            "(nbd://…), not with rbd:");
+  load_bad ("[export r]\nbacking = rbd:p/i\nceph_keyring = disk.img\n"
+            "ceph_key = AQB=\n",
+            "4: ceph_key and ceph_keyring: give the key or the keyring "
+            "file, not both");
 }
 
 static void
@@ -1251,6 +1319,8 @@ main (void)
     cmocka_unit_test (test_config_mode_without_cache),
     cmocka_unit_test (test_config_mode_none_with_cache),
     cmocka_unit_test (test_config_backing_absent),
+    cmocka_unit_test (test_config_rbd_backing),
+    cmocka_unit_test (test_config_rbd_backing_bad),
     cmocka_unit_test (test_config_backing_not_file),
     cmocka_unit_test (test_config_backing_unreachable),
     cmocka_unit_test (test_config_unknown_default_export),

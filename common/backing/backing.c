@@ -8,9 +8,10 @@
  *   nbd://, nbds://, nbd+unix://, nbds+unix://, nbd+vsock://, nbds+vsock://
  *                     the remote NBD driver (nbd.c), the URI handed to
  *                     libnbd as it is;
+ *   rbd:POOL/IMAGE    the Ceph RBD driver (rbd.c);
  *   SCHEME://…        any other scheme is refused (not supported yet);
  *   anything else     a path for the file driver (a file literally named
- *                     "memory:x" is reachable as "./memory:x").
+ *                     "memory:x" or "rbd:x" is reachable as "./memory:x").
  * WHY: the config file, the plugin's backing= parameter and tests all name
  * a backing store with one string.
  *
@@ -121,9 +122,12 @@ backing_open (const char *uri, const struct backing_open_options *opts,
     return open_memory (uri, opts, out);
   if (backing_is_remote_uri (uri))
     return backing_nbd_open (uri, opts, out);
+  if (backing_is_rbd_uri (uri))
+    return backing_rbd_open (uri, opts, out);
   if (has_scheme (uri)) {
     log_error ("backing: %s: unsupported URI scheme (supported: file://, "
-               "memory:, nbd[s][+unix|+vsock]://, or a plain path)", uri);
+               "memory:, nbd[s][+unix|+vsock]://, rbd:POOL/IMAGE, or a "
+               "plain path)", uri);
     return -ENOTSUP;
   }
   return backing_file_open (uri, opts, out);

@@ -1,7 +1,7 @@
 /* backing.h — the backing-store driver contract.
  *
  * WHAT: one ops table that every backing store implements (a local file or
- * block device, a remote NBD server; Ceph RBD later; an in-memory
+ * block device, a remote NBD server, a Ceph RBD image; an in-memory
  * store and a fault-injecting store for tests), and the functions that open
  * one from a URI.
  * WHY: the engine holds the authoritative data on the backing store and must
@@ -100,6 +100,19 @@ struct backing_remote_options {
                                    the local login name */
 };
 
+/* How to reach a Ceph cluster for an rbd:POOL/IMAGE backing; other
+ * drivers ignore it.  NULL fields mean librados' defaults.  Strings are
+ * copied at open (by librados).
+ */
+struct backing_ceph_options {
+  const char *conf;             /* ceph.conf; NULL = $CEPH_CONF, then
+                                   /etc/ceph/ceph.conf … */
+  const char *id;               /* client id without "client."; NULL =
+                                   "admin" */
+  const char *keyring;          /* keyring file; NULL = ceph.conf's */
+  const char *key;              /* the key itself (base64): a secret */
+};
+
 struct backing_open_options {
   bool readonly;
   /* File backings are locked for the life of the handle (whole-file OFD
@@ -112,7 +125,8 @@ struct backing_open_options {
    * 0 means it must already exist.  An existing file is never resized.
    */
   uint64_t create_size_bytes;
-  struct backing_remote_options remote;
+  struct backing_remote_options remote; /* timeout_ms: rbd too */
+  struct backing_ceph_options ceph;
 };
 
 /* The connection state of a remote backing, for stats and logs. */
@@ -129,7 +143,8 @@ struct backing_remote_state {
 
 /* Open by URI: "file:///path", a plain path (file), "memory:SIZE" (bytes,
  * with optional K/M/G/T suffix), or a libnbd URI (nbd://, nbds://,
- * nbd+unix://, nbds+unix://) for the remote NBD driver.
+ * nbd+unix://, nbds+unix://) for the remote NBD driver, or rbd:POOL/IMAGE
+ * for the Ceph RBD driver.
  * 0 and *out set, or -errno (logged).
  */
 int backing_open (const char *uri, const struct backing_open_options *opts,
@@ -148,6 +163,35 @@ int backing_file_open (const char *path, const struct backing_open_options *opts
 int backing_memory_create (uint64_t size_bytes, struct backing **out);
 int backing_nbd_open (const char *uri, const struct backing_open_options *opts,
                       struct backing **out);
+int backing_rbd_open (const char *uri, const struct backing_open_options *opts,
+                      struct backing **out);
+
+/* Split "rbd:POOL/IMAGE" (both non-empty, no further '/' or '@'):
+ * 0 with *pool and *image malloc'ed, -EINVAL, or -ENOMEM.
+ */
+int backing_rbd_parse_uri (const char *uri, char **pool, char **image);
+
+/* True if uri names a Ceph RBD image (rbd:…). */
+static inline bool
+backing_is_rbd_uri (const char *uri)
+{
+  return strncmp (uri, "rbd:", 4) == 0;
+}
+
+/* True if an rbd: uri is well formed: rbd:POOL/IMAGE, both non-empty, no
+ * further '/' (namespaces) or '@' (snapshots).  Inline for the config
+ * parser, as above.
+ */
+static inline bool
+backing_rbd_uri_valid (const char *uri)
+{
+  const char *spec = uri + 4, *slash;
+
+  if (!backing_is_rbd_uri (uri) || (slash = strchr (spec, '/')) == NULL)
+    return false;
+  return slash != spec && slash[1] != '\0' &&
+    strchr (slash + 1, '/') == NULL && strchr (spec, '@') == NULL;
+}
 
 /* True if uri names a remote backing (a libnbd URI scheme).  Inline so
  * that the config parser can tell without linking the drivers.

@@ -900,7 +900,9 @@ test_backing_file_uri (void **state)
   /* Malformed and unsupported URIs. */
   assert_int_equal (backing_open ("file://host/x.img", NULL, &b), -EINVAL);
   assert_int_equal (backing_open ("file://", NULL, &b), -EINVAL);
-  assert_int_equal (backing_open ("rbd://pool/x", NULL, &b), -ENOTSUP);
+  assert_int_equal (backing_open ("ceph://pool/x", NULL, &b), -ENOTSUP);
+  /* rbd: is the RBD driver's, which wants rbd:POOL/IMAGE. */
+  assert_int_equal (backing_open ("rbd://pool/x", NULL, &b), -EINVAL);
   assert_int_equal (backing_open ("", NULL, &b), -EINVAL);
   assert_int_equal (backing_open (NULL, NULL, &b), -EINVAL);
 

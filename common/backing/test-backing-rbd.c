@@ -1,0 +1,436 @@
+/* test-backing-rbd.c — unit tests for the Ceph RBD backing driver.
+ *
+ * WHAT: every op against a real Ceph cluster: round trips, writes with
+ * FUA seen by a second client, flush, write-zeroes (plain, MAY_TRIM,
+ * FAST), discard, extents over a sparse image, many threads with requests
+ * in flight at once, a read-only open refusing writes, a missing image, a
+ * missing pool and malformed names failing with a clear message, and the
+ * identity URI.
+ * WHY: the driver is what stands between the cache and a Ceph image; its
+ * behaviour only shows against real librbd and OSDs.
+ *
+ * INVARIANTS: run by test-backing-rbd.sh, which starts a throwaway
+ * cluster (client-tests/ceph-cluster.sh), exports CEPH_CONF and creates
+ * the empty images named by NBDCACHE_TEST_RBD_IMAGE (64 MiB, written by
+ * the tests) and NBDCACHE_TEST_RBD_SPARSE (64 MiB, written only by the
+ * extents test).  Random data uses a seed printed at start;
+ * NBDCACHE_TEST_SEED overrides it.
+ *
+ * THREADS AND LOCKS: the concurrency test starts its own threads and joins
+ * them before asserting.
+ *
+ * FAILURE: cmocka assertions; skipped (77) without the environment.
+ *
+ * NOT HERE: the engine over RBD (client-tests/test-remote-rbd.sh).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <cmocka.h>
+
+#include "backing.h"
+#include "log.h"
+
+#define KiB (UINT64_C (1) << 10)
+#define MiB (UINT64_C (1) << 20)
+#define IMAGE_BYTES (64 * MiB)
+
+static const char *image_uri;   /* rbd:POOL/IMAGE, written freely */
+static const char *sparse_uri;  /* rbd:POOL/IMAGE, only the extents test */
+static unsigned seed;
+static char last_error[1024];
+
+static void
+capture (enum log_level level, const char *msg)
+{
+  fprintf (stderr, "%s\n", msg);
+  if (level == LOG_LEVEL_ERROR)
+    snprintf (last_error, sizeof last_error, "%s", msg);
+}
+
+static void
+fill (unsigned char *buf, size_t n, unsigned *s)
+{
+  size_t i;
+
+  for (i = 0; i < n; i++)
+    buf[i] = (unsigned char) (rand_r (s) >> 7);
+}
+
+static bool
+is_zero (const unsigned char *buf, size_t n)
+{
+  size_t i;
+
+  for (i = 0; i < n; i++)
+    if (buf[i] != 0)
+      return false;
+  return true;
+}
+
+static struct backing *
+open_rw (const char *uri)
+{
+  struct backing *b = NULL;
+
+  assert_int_equal (backing_open (uri, NULL, &b), 0);
+  assert_non_null (b);
+  return b;
+}
+
+static void
+test_rbd_identity (void **state)
+{
+  struct backing *b = open_rw (image_uri);
+
+  (void) state;
+  assert_string_equal (b->ops->name, "rbd");
+  assert_string_equal (b->uri, image_uri);
+  assert_int_equal (b->size_bytes, IMAGE_BYTES);
+  assert_false (b->readonly);
+  assert_true (b->can_zero && b->can_fast_zero && b->can_trim &&
+               b->can_extents);
+  backing_close (b);
+}
+
+/* Writes (plain and FUA, aligned and not) read back through this handle
+ * and through a second client; flush succeeds.
+ */
+static void
+test_rbd_read_write (void **state)
+{
+  struct backing *b = open_rw (image_uri), *b2;
+  size_t n = 300 * KiB + 17;
+  unsigned char *w = malloc (n), *r = malloc (n);
+  unsigned s = seed;
+
+  (void) state;
+  assert_non_null (w);
+  assert_non_null (r);
+  fill (w, n, &s);
+  assert_int_equal (backing_pwrite (b, w, n, 4 * MiB - 1000, BACKING_FUA), 0);
+  assert_int_equal (backing_pread (b, r, n, 4 * MiB - 1000), 0);
+  assert_memory_equal (w, r, n);
+
+  fill (w, 4096, &s);
+  assert_int_equal (backing_pwrite (b, w, 4096, IMAGE_BYTES - 4096, 0), 0);
+  assert_int_equal (backing_flush (b), 0);
+
+  b2 = open_rw (image_uri);
+  assert_int_equal (backing_pread (b2, r, 4096, IMAGE_BYTES - 4096), 0);
+  assert_memory_equal (w, r, 4096);
+  backing_close (b2);
+
+  /* Never written: zeros. */
+  assert_int_equal (backing_pread (b, r, 64 * KiB, 40 * MiB), 0);
+  assert_true (is_zero (r, 64 * KiB));
+  /* Zero-length calls are no-ops. */
+  assert_int_equal (backing_pread (b, r, 0, 0), 0);
+  assert_int_equal (backing_pwrite (b, w, 0, 0, 0), 0);
+  backing_close (b);
+  free (w);
+  free (r);
+}
+
+static void
+test_rbd_zero_trim (void **state)
+{
+  static const uint32_t zero_flags[] = {
+    0, BACKING_MAY_TRIM, BACKING_FAST, BACKING_FUA | BACKING_MAY_TRIM,
+  };
+  struct backing *b = open_rw (image_uri);
+  size_t n = 8 * MiB;
+  unsigned char *w = malloc (n), *r = malloc (n);
+  unsigned s = seed + 1;
+  size_t i;
+
+  (void) state;
+  assert_non_null (w);
+  assert_non_null (r);
+  for (i = 0; i < sizeof zero_flags / sizeof zero_flags[0]; i++) {
+    fill (w, n, &s);
+    assert_int_equal (backing_pwrite (b, w, n, 16 * MiB, 0), 0);
+    /* Unaligned, across an object boundary (4 MiB objects). */
+    assert_int_equal (backing_zero (b, 3 * MiB + 4097, 17 * MiB + 511,
+                                    zero_flags[i]), 0);
+    assert_int_equal (backing_pread (b, r, n, 16 * MiB), 0);
+    assert_memory_equal (r, w, MiB + 511);
+    assert_true (is_zero (r + MiB + 511, 3 * MiB + 4097));
+    assert_memory_equal (r + 4 * MiB + 4608, w + 4 * MiB + 4608,
+                         n - 4 * MiB - 4608);
+  }
+
+  /* Trim: each byte reads as its old data or zero; a whole object
+   * (aligned 4 MiB) is really deallocated by librbd.
+   */
+  fill (w, n, &s);
+  assert_int_equal (backing_pwrite (b, w, n, 16 * MiB, 0), 0);
+  assert_int_equal (backing_trim (b, 4 * MiB, 20 * MiB, 0), 0);
+  assert_int_equal (backing_trim (b, 1000, 16 * MiB + 3, BACKING_FUA), 0);
+  assert_int_equal (backing_pread (b, r, n, 16 * MiB), 0);
+  for (i = 0; i < n; i++)
+    assert_true (r[i] == w[i] || r[i] == 0);
+  assert_true (is_zero (r + 4 * MiB, 4 * MiB));
+  backing_close (b);
+  free (w);
+  free (r);
+}
+
+struct ext {
+  uint64_t offset, length;
+  uint32_t flags;
+};
+
+struct ext_list {
+  struct ext v[256];
+  size_t n;
+};
+
+static int
+collect (void *opaque, uint64_t offset, uint64_t length, uint32_t flags)
+{
+  struct ext_list *l = opaque;
+
+  assert_true (l->n < 256);
+  l->v[l->n++] = (struct ext) { offset, length, flags };
+  return 0;
+}
+
+/* The flags of the byte at off, from a list that must cover it. */
+static uint32_t
+flags_at (const struct ext_list *l, uint64_t off)
+{
+  size_t i;
+
+  for (i = 0; i < l->n; i++)
+    if (l->v[i].offset <= off && off < l->v[i].offset + l->v[i].length)
+      return l->v[i].flags;
+  fail_msg ("offset %" PRIu64 " not covered", off);
+  return 0;
+}
+
+static int
+stop_after_one (void *opaque, uint64_t offset, uint64_t length,
+                uint32_t flags)
+{
+  unsigned *calls = opaque;
+
+  (void) offset; (void) length; (void) flags;
+  ++*calls;
+  return 1;
+}
+
+static void
+test_rbd_extents (void **state)
+{
+  struct backing *b = open_rw (sparse_uri);
+  unsigned char buf[4096];
+  struct ext_list l = { .n = 0 };
+  uint64_t pos;
+  unsigned calls = 0;
+  size_t i;
+
+  (void) state;
+  memset (buf, 0xa5, sizeof buf);
+  assert_int_equal (backing_pwrite (b, buf, sizeof buf, 8 * MiB, 0), 0);
+  assert_int_equal (backing_pwrite (b, buf, sizeof buf, 21 * MiB, 0), 0);
+
+  assert_int_equal (backing_extents (b, 32 * MiB, 0, collect, &l), 0);
+  /* In order, without gaps, from the offset asked, within the range. */
+  assert_true (l.n >= 3);
+  pos = 0;
+  for (i = 0; i < l.n; i++) {
+    assert_int_equal (l.v[i].offset, pos);
+    assert_true (l.v[i].length > 0);
+    pos += l.v[i].length;
+  }
+  assert_true (pos <= 32 * MiB);
+  assert_int_equal (flags_at (&l, 0),
+                    BACKING_EXTENT_HOLE | BACKING_EXTENT_ZERO);
+  assert_int_equal (flags_at (&l, 4 * MiB),
+                    BACKING_EXTENT_HOLE | BACKING_EXTENT_ZERO);
+  assert_int_equal (flags_at (&l, 8 * MiB), 0);
+  assert_int_equal (flags_at (&l, 8 * MiB + 4095), 0);
+  assert_int_equal (flags_at (&l, 21 * MiB), 0);
+  if (pos > 28 * MiB)
+    assert_int_equal (flags_at (&l, 28 * MiB),
+                      BACKING_EXTENT_HOLE | BACKING_EXTENT_ZERO);
+
+  /* From an offset inside data; stopping early. */
+  l.n = 0;
+  assert_int_equal (backing_extents (b, 4096, 21 * MiB + 100, collect, &l),
+                    0);
+  assert_int_equal (l.v[0].offset, 21 * MiB + 100);
+  assert_int_equal (l.v[0].flags, 0);
+  assert_int_equal (backing_extents (b, 32 * MiB, 0, stop_after_one, &calls),
+                    0);
+  assert_int_equal (calls, 1);
+
+  /* Zeroed with MAY_TRIM: the object becomes a hole again. */
+  assert_int_equal (backing_zero (b, 4 * MiB, 8 * MiB, BACKING_MAY_TRIM), 0);
+  l.n = 0;
+  assert_int_equal (backing_extents (b, 4 * MiB, 8 * MiB, collect, &l), 0);
+  assert_int_equal (flags_at (&l, 8 * MiB) & BACKING_EXTENT_ZERO,
+                    BACKING_EXTENT_ZERO);
+  backing_close (b);
+}
+
+/* ---- many threads, many requests in flight ---- */
+
+#define THREADS 16
+#define ROUNDS 64
+#define STRIPE_BYTES (2 * MiB)  /* each thread's own region */
+
+struct worker {
+  struct backing *b;
+  unsigned seed;
+  unsigned index;
+  int failures;
+};
+
+static void *
+work (void *arg)
+{
+  struct worker *w = arg;
+  unsigned char data[16 * KiB], back[16 * KiB];
+  uint64_t base = 32 * MiB + (uint64_t) w->index * STRIPE_BYTES;
+  unsigned i;
+
+  for (i = 0; i < ROUNDS; i++) {
+    uint64_t off = base + (uint64_t) (rand_r (&w->seed) %
+                                      (STRIPE_BYTES / 4096 - 4)) * 4096;
+    size_t n = 4096 * (1 + rand_r (&w->seed) % 4);
+
+    fill (data, n, &w->seed);
+    if (backing_pwrite (w->b, data, n, off, i % 8 == 0 ? BACKING_FUA : 0)
+        < 0 || backing_pread (w->b, back, n, off) < 0 ||
+        memcmp (data, back, n) != 0)
+      w->failures++;
+    if (i % 16 == 15 && backing_flush (w->b) < 0)
+      w->failures++;
+  }
+  return NULL;
+}
+
+static void
+test_rbd_concurrency (void **state)
+{
+  struct backing *b = open_rw (image_uri);
+  struct worker w[THREADS];
+  pthread_t t[THREADS];
+  unsigned i;
+
+  (void) state;
+  for (i = 0; i < THREADS; i++) {
+    w[i] = (struct worker) { b, seed + 100 + i, i, 0 };
+    assert_int_equal (pthread_create (&t[i], NULL, work, &w[i]), 0);
+  }
+  for (i = 0; i < THREADS; i++) {
+    pthread_join (t[i], NULL);
+    assert_int_equal (w[i].failures, 0);
+  }
+  backing_close (b);
+}
+
+static void
+test_rbd_readonly (void **state)
+{
+  struct backing_open_options o = { .readonly = true };
+  struct backing *b = NULL;
+  unsigned char buf[4096];
+
+  (void) state;
+  assert_int_equal (backing_open (image_uri, &o, &b), 0);
+  assert_true (b->readonly);
+  assert_false (b->can_zero || b->can_trim || b->can_fast_zero);
+  assert_int_equal (backing_pread (b, buf, sizeof buf, 0), 0);
+  assert_int_equal (backing_pwrite (b, buf, sizeof buf, 0, 0), -EROFS);
+  assert_int_equal (backing_zero (b, 4096, 0, 0), -EROFS);
+  assert_int_equal (backing_trim (b, 4096, 0, 0), -EROFS);
+  assert_int_equal (backing_flush (b), 0);
+  backing_close (b);
+}
+
+static void
+test_rbd_missing (void **state)
+{
+  struct backing *b = NULL;
+  char uri[512];
+  const char *slash = strchr (image_uri, '/');
+
+  (void) state;
+  snprintf (uri, sizeof uri, "%.*s/no-such-image",
+            (int) (slash - image_uri), image_uri);
+  last_error[0] = '\0';
+  assert_int_equal (backing_open (uri, NULL, &b), -ENOENT);
+  assert_null (b);
+  assert_non_null (strstr (last_error, "no such image"));
+  assert_non_null (strstr (last_error, "no-such-image"));
+
+  last_error[0] = '\0';
+  assert_int_equal (backing_open ("rbd:no-such-pool/x", NULL, &b), -ENOENT);
+  assert_null (b);
+  assert_non_null (strstr (last_error, "no such pool"));
+
+  last_error[0] = '\0';
+  assert_int_equal (backing_open ("rbd:justapool", NULL, &b), -EINVAL);
+  assert_non_null (strstr (last_error, "rbd:POOL/IMAGE"));
+  assert_int_equal (backing_open ("rbd:/img", NULL, &b), -EINVAL);
+  assert_int_equal (backing_open ("rbd:pool/", NULL, &b), -EINVAL);
+  assert_int_equal (backing_open ("rbd:pool/a/b", NULL, &b), -EINVAL);
+  assert_int_equal (backing_open ("rbd:pool/img@snap", NULL, &b), -EINVAL);
+  assert_null (b);
+
+  /* An explicit ceph.conf that does not exist is an error, not ignored. */
+  {
+    struct backing_open_options o = {
+      .ceph = { .conf = "/nonexistent/ceph.conf" },
+    };
+
+    last_error[0] = '\0';
+    assert_true (backing_open (image_uri, &o, &b) < 0);
+    assert_null (b);
+    assert_non_null (strstr (last_error, "/nonexistent/ceph.conf"));
+  }
+  assert_true (backing_is_rbd_uri ("rbd:p/i"));
+  assert_false (backing_is_rbd_uri ("/rbd:p/i"));
+  assert_false (backing_is_remote_uri ("rbd:p/i"));
+}
+
+int
+main (void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test (test_rbd_identity),
+    cmocka_unit_test (test_rbd_read_write),
+    cmocka_unit_test (test_rbd_zero_trim),
+    cmocka_unit_test (test_rbd_extents),
+    cmocka_unit_test (test_rbd_concurrency),
+    cmocka_unit_test (test_rbd_readonly),
+    cmocka_unit_test (test_rbd_missing),
+  };
+  const char *s = getenv ("NBDCACHE_TEST_SEED");
+
+  image_uri = getenv ("NBDCACHE_TEST_RBD_IMAGE");
+  sparse_uri = getenv ("NBDCACHE_TEST_RBD_SPARSE");
+  if (image_uri == NULL || sparse_uri == NULL ||
+      getenv ("CEPH_CONF") == NULL) {
+    fprintf (stderr, "test-backing-rbd: SKIP: run by test-backing-rbd.sh "
+             "(needs CEPH_CONF, NBDCACHE_TEST_RBD_IMAGE and _SPARSE)\n");
+    return 77;
+  }
+  seed = s ? (unsigned) strtoul (s, NULL, 0) : (unsigned) time (NULL);
+  printf ("test-backing-rbd: seed %u (NBDCACHE_TEST_SEED)\n", seed);
+  log_set_sink (capture);
+  return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
+}
