@@ -79,7 +79,9 @@
  * --point N [--tear T] (one point only), --tail K (stop the workload K
  * ops after the device died; default 0 = run it to the end), --keep-going,
  * --journal-delay-ms MS (default 10), --quiet.
- * ENV: NBDCACHE_SEED; NBDCACHE_CRASH_HANG_SECONDS (default 300, 0 = off):
+ * ENV: NBDCACHE_SEED; NBDCACHE_CRASH_POINTS (the default of --points,
+ * 400: the sanitizer run of `quickstart check` samples fewer, since each
+ * point costs several times more there); NBDCACHE_CRASH_HANG_SECONDS (default 300, 0 = off):
  * a point that takes longer is reported as a hang; NBDCACHE_TEST_VERBOSE=1
  * shows the engine's log.
  * OUTPUT: TAP-like lines, one per mode, with points checked and elapsed
@@ -1496,6 +1498,15 @@ main (int argc, char *argv[])
   uint64_t v;
   int c, status = 0;
 
+  if (getenv ("NBDCACHE_CRASH_POINTS") != NULL) {
+    if (!parse_num (getenv ("NBDCACHE_CRASH_POINTS"), &v) || v == 0 ||
+        v > UINT32_MAX) {
+      fprintf (stderr, PROGRAM ": NBDCACHE_CRASH_POINTS: not a number of "
+               "points\n");
+      return 1;
+    }
+    cfg.points = (unsigned) v;
+  }
   while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
     switch (c) {
     case 'm':
