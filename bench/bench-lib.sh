@@ -54,11 +54,11 @@ EOF
 }
 
 # bench_fmt VALUE UNIT: kIOPS (value in IOPS) or MB/s (value in bytes/s),
-# one decimal; "n/a" for nothing, "error" stays "error".
+# one decimal (two below 10); "n/a" for nothing, "error" stays "error".
 bench_fmt () {
   case $1 in
     error|'') printf '%s' "${1:-n/a}" ;;
-    *) "$python" -c "import sys; v=float(sys.argv[1]); print('%.1f' % (v/1e3 if sys.argv[2]=='kIOPS' else v/1e6))" "$1" "$2" ;;
+    *) "$python" -c "import sys; v=float(sys.argv[1]); v=v/1e3 if sys.argv[2]=='kIOPS' else v/1e6; print('%.1f' % v if v >= 10 else '%.2f' % v)" "$1" "$2" ;;
   esac
 }
 
@@ -77,10 +77,15 @@ bench_ratio () {
 # labels ("-" for none).  The y axis is logarithmic: rows mix kIOPS and
 # MB/s, and a 2 ms remote's flush row is 100x below a cache hit.
 bench_plot () {
-  local svg=$1 title=$2 data=$3 n=$4 rows
+  local svg=$1 title=$2 data=$3 n=$4 rows ymin
   command -v gnuplot >/dev/null ||
     bench_die "gnuplot is not installed (apt-get install gnuplot-nox)"
   rows=$(($(wc -l < "$data") - 1))
+  # The log axis starts below the smallest bar (gnuplot's own choice can
+  # put it exactly at a bar's value, which then has no height).
+  ymin=$(awk -v n="$n" 'NR > 1 { for (i = NF - 2 * n + 1; i <= NF - n; i++)
+                            if ($i != "-" && $i > 0 && (m == "" || $i < m)) m = $i }
+                        END { print (m == "" ? 0.1 : m / 2) }' "$data")
   gnuplot <<EOF || bench_die "gnuplot failed to draw $svg"
 set terminal svg size $((200 + rows * (120 + 40 * n))),600 dynamic font "sans,11"
 set output "$svg"
@@ -89,6 +94,7 @@ set datafile missing "-"
 set key autotitle columnhead
 set style fill solid 0.8 border -1
 set logscale y
+set yrange [$ymin:*]
 set ylabel "kIOPS (4k rows) or MB/s (1M rows), log scale"
 set xtics noenhanced nomirror scale 0 font "sans,10"
 set bmargin 4
