@@ -35,7 +35,8 @@ row direct nbdkit-cache nbdcached-wb r-direct r-nbdkit-cache r-nbdcached-wb
 "randwrite-4k-qd1-fsync (kIOPS)" 0.2 - 1.5 1.00x - 7.50x
 DAT
   prog=test tmp=$tmp bash -c '. "$1"; bench_plot "$2" "sample" "$3" 3' _ \
-    "$bench/bench-lib.sh" "$tmp/plot.svg" "$tmp/plot.dat" 2>/dev/null
+    "$bench/bench-lib.sh" "$tmp/plot.svg" "$tmp/plot.dat" 2>"$tmp/plot.err" ||
+    { cat "$tmp/plot.err"; echo "FAIL: bench_plot failed"; exit 1; }
   for word in direct nbdkit-cache nbdcached-wb 0.77x 7.50x cold-randread-4k-qd32-1conn; do
     grep -q -- "$word" "$tmp/plot.svg" || { echo "FAIL: the plot lacks '$word'"; exit 1; }
   done
