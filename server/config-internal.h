@@ -114,6 +114,22 @@ struct key_lines {
   int line[NR_KEYS];
 };
 
+/* config-index.c: section name -> index (duplicate headers in O(1)). */
+struct name_slot {
+  uint64_t hash;
+  const char *name;             /* the section's own string, not a copy */
+  size_t idx1;                  /* index + 1; 0 = empty slot */
+};
+struct name_index {
+  struct name_slot *slots;      /* cap entries, at most half used */
+  size_t cap, len;
+};
+/* The index added under name, or -1. */
+long name_index_find (const struct name_index *ix, const char *name);
+/* 0, or -ENOMEM (the table unchanged). */
+int name_index_add (struct name_index *ix, const char *name, size_t index);
+void name_index_free (struct name_index *ix);
+
 /* One file of the configuration (config-source.c). */
 struct config_source {
   char *path;                   /* as given / dir + name, for messages */
@@ -145,6 +161,9 @@ struct parser {
   struct key_lines server_keys;
   struct key_lines *cache_keys;  /* parallel to cfg->caches */
   struct key_lines *export_keys; /* parallel to cfg->exports */
+  struct name_index cache_names;  /* name -> index into cfg->caches */
+  struct name_index export_names; /* name -> index into cfg->exports */
+  size_t caches_cap, exports_cap; /* allocated entries (geometric growth) */
 
   enum section_kind cur;        /* section the next key belongs to */
   size_t cur_index;             /* into caches/exports */

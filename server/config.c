@@ -637,14 +637,22 @@ add_cache (struct parser *p, char *name, int line)
   struct key_lines *keys;
   size_t n = cfg->nr_caches;
 
-  caches = realloc (cfg->caches, (n + 1) * sizeof *caches);
-  if (caches == NULL)
-    return config_no_memory (p);
-  cfg->caches = caches;
-  keys = realloc (p->cache_keys, (n + 1) * sizeof *keys);
-  if (keys == NULL)
-    return config_no_memory (p);
-  p->cache_keys = keys;
+  if (n == p->caches_cap) {
+    /* Geometric growth: a realloc per section is quadratic copying. */
+    size_t cap = n ? 2 * n : 16;
+
+    caches = realloc (cfg->caches, cap * sizeof *caches);
+    if (caches == NULL)
+      return config_no_memory (p);
+    cfg->caches = caches;
+    keys = realloc (p->cache_keys, cap * sizeof *keys);
+    if (keys == NULL)
+      return config_no_memory (p);
+    p->cache_keys = keys;
+    p->caches_cap = cap;
+  }
+  caches = cfg->caches;
+  keys = p->cache_keys;
 
   memset (&caches[n], 0, sizeof caches[n]);
   memset (&keys[n], 0, sizeof keys[n]);
@@ -668,14 +676,22 @@ add_export (struct parser *p, char *name, int line)
   struct key_lines *keys;
   size_t n = cfg->nr_exports;
 
-  exports = realloc (cfg->exports, (n + 1) * sizeof *exports);
-  if (exports == NULL)
-    return config_no_memory (p);
-  cfg->exports = exports;
-  keys = realloc (p->export_keys, (n + 1) * sizeof *keys);
-  if (keys == NULL)
-    return config_no_memory (p);
-  p->export_keys = keys;
+  if (n == p->exports_cap) {
+    /* Geometric growth: a realloc per section is quadratic copying. */
+    size_t cap = n ? 2 * n : 16;
+
+    exports = realloc (cfg->exports, cap * sizeof *exports);
+    if (exports == NULL)
+      return config_no_memory (p);
+    cfg->exports = exports;
+    keys = realloc (p->export_keys, cap * sizeof *keys);
+    if (keys == NULL)
+      return config_no_memory (p);
+    p->export_keys = keys;
+    p->exports_cap = cap;
+  }
+  exports = cfg->exports;
+  keys = p->export_keys;
 
   memset (&exports[n], 0, sizeof exports[n]);
   memset (&keys[n], 0, sizeof keys[n]);
@@ -699,7 +715,7 @@ parse_header (struct parser *p, char *s)
   struct config *cfg = p->cfg;
   char *end, *rest, *word, *name;
   char ref[PATH_MAX + 32];
-  size_t i;
+  long first;
 
   p->cur = SECTION_SKIP;
   end = strchr (s, ']');
@@ -758,25 +774,24 @@ parse_header (struct parser *p, char *s)
   }
 
   if (word[0] == 'c') {
-    for (i = 0; i < cfg->nr_caches; i++)
-      if (strcmp (cfg->caches[i].name, name) == 0) {
-        config_line_ref (p, cfg->caches[i].line, p->lineno, ref, sizeof ref);
-        config_error (p, p->lineno,
-                      "duplicate section [cache %s] (first at %s)",
-                      name, ref);
-        return;
-      }
+    if ((first = name_index_find (&p->cache_names, name)) >= 0) {
+      config_line_ref (p, cfg->caches[first].line, p->lineno, ref,
+                       sizeof ref);
+      config_error (p, p->lineno,
+                    "duplicate section [cache %s] (first at %s)",
+                    name, ref);
+      return;
+    }
   }
   else {
-    for (i = 0; i < cfg->nr_exports; i++)
-      if (strcmp (cfg->exports[i].name, name) == 0) {
-        config_line_ref (p, cfg->exports[i].line, p->lineno, ref,
-                         sizeof ref);
-        config_error (p, p->lineno,
-                      "duplicate section [export %s] (first at %s)",
-                      name, ref);
-        return;
-      }
+    if ((first = name_index_find (&p->export_names, name)) >= 0) {
+      config_line_ref (p, cfg->exports[first].line, p->lineno, ref,
+                       sizeof ref);
+      config_error (p, p->lineno,
+                    "duplicate section [export %s] (first at %s)",
+                    name, ref);
+      return;
+    }
   }
 
   if ((name = strdup (name)) == NULL) {
@@ -785,6 +800,11 @@ parse_header (struct parser *p, char *s)
   }
   if ((word[0] == 'c' ? add_cache : add_export) (p, name, p->lineno) < 0)
     free (name);
+  else if (name_index_add (word[0] == 'c' ? &p->cache_names
+                           : &p->export_names, name,
+                           word[0] == 'c' ? cfg->nr_caches - 1
+                           : cfg->nr_exports - 1) < 0)
+    config_no_memory (p);
 }
 
 /* ---- libinih callbacks ---- */
@@ -1109,6 +1129,8 @@ config_load (const char *path, struct config **out)
   free (p.buf);
   free (p.cache_keys);
   free (p.export_keys);
+  name_index_free (&p.cache_names);
+  name_index_free (&p.export_names);
   if (r < 0) {
     config_free (cfg);
     return r;

@@ -435,6 +435,7 @@ cdev_file_open (const char *path, const struct cdev_file_options *opts,
   f->cd.ops = &file_ops;
   f->cd.direct = opts->direct;
   f->readonly = opts->readonly;
+  f->cd.readonly = opts->readonly;
   f->cap_dsync = f->cap_discard = true;
   f->cd.path = strdup (path);
   if (f->cd.path == NULL) {

@@ -54,6 +54,9 @@ struct cdev {
   uint64_t size_bytes;          /* multiple of NC_BLOCK_BYTES */
   bool direct;                  /* opened O_DIRECT */
   bool is_block_device;
+  bool readonly;                /* opened read-only (nbdcache show/check):
+                                   writes fail with -EROFS, so code that
+                                   would repair (recovery) only inspects */
 };
 
 struct cdev_file_options {

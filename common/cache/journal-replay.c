@@ -412,6 +412,15 @@ drop_newer (struct journal *j, const struct found_vec *fv, size_t last)
 
   if (last + 1 == fv->len)
     return 0;
+  if (j->g.cd->readonly) {
+    /* nbdcache check / show: inspect, never repair.  The chain chosen is
+     * the one recovery would replay; the survivors stay on the device.
+     */
+    log_warning ("journal (%s): entries %" PRIu64 "..%" PRIu64 " of an "
+                 "interrupted commit would be dropped by recovery",
+                 j->g.cd->path, fv->v[last + 1].seq, fv->v[fv->len - 1].seq);
+    return 0;
+  }
   log_info ("journal (%s): dropping entries %" PRIu64 "..%" PRIu64
             " of an interrupted commit (never acknowledged)",
             j->g.cd->path, fv->v[last + 1].seq, fv->v[fv->len - 1].seq);
