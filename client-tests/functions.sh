@@ -319,12 +319,17 @@ _ct_plugin_asan ()
   [ -f "$PLUGIN" ] && [[ "$(ldd "$PLUGIN" 2>/dev/null)" == *libasan* ]]
 }
 
+# libstdc++ is preloaded too: nbdkit is C, so without it ASan finds no
+# real __cxa_throw when a C++ library the plugin loads later (librados)
+# throws, and aborts ("CHECK failed: … real___cxa_throw").
 nbdkit_env ()
 {
-  local lib
+  local lib cxx
   if _ct_plugin_asan; then
     lib=$(${CC:-gcc} -print-file-name=libasan.so)
     [ -f "$lib" ] || die "plugin is an ASan build but libasan.so not found"
+    cxx=$(${CC:-gcc} -print-file-name=libstdc++.so.6)
+    [ -f "$cxx" ] && lib=$lib:$cxx
     echo "env LD_PRELOAD=$lib"
   fi
 }
