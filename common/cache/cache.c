@@ -175,7 +175,8 @@ ncache_open (const struct ncache_config *cfg, struct backing *backing,
     nc->tuning.writeback_percent = 100;
   if (nc->dev != NULL) {
     r = device_bind_export (nc->dev, name, backing->uri ? backing->uri : name,
-                            backing->size_bytes, cfg->mode, &nc->export_id);
+                            backing, backing->size_bytes, cfg->mode,
+                            &nc->export_id);
     if (r < 0) {
       free (nc->name);
       goto err_free;

@@ -11,7 +11,10 @@
  *   journal has committed an entry recording the current root; bucket live
  *   and dirty counts are exact; the journal thread runs.
  * - An export id is used by at most one open export at a time, and only
- *   with the backing identity (URI and size) it was first bound to.
+ *   with the backing URI it was first bound to.  Its recorded size only
+ *   grows: a backing found larger is served at its new size (the table is
+ *   updated durably first), one found smaller is refused, since keys past
+ *   its new end could hold data that no longer has a place.
  * THREADS AND LOCKS: open and close are single-threaded (nothing is served
  * yet / any more).  dev->lock guards the export table and export_open[];
  * it is never held with the btree, journal or bucket locks.
@@ -505,23 +508,74 @@ ncache_backing_open (struct ncache_device *dev, const char *export_name,
   return r;
 }
 
+/* The backing grew from old_bytes to new_bytes.  The cache padded the
+ * last block with zeros past old_bytes (a read past the end reads zeros,
+ * and a client never writes there), so when old_bytes is not a multiple
+ * of the block size, a cached last block is only right if the backing
+ * also reads zeros in [old_bytes, min (new end, end of that block)): true
+ * after truncate -s, false if data was appended.  0 if so (or nothing to
+ * check), -EINVAL (logged) if not, -errno from the read.
+ */
+static int
+check_grown_tail (struct ncache_device *dev, const char *name,
+                  struct backing *backing, uint64_t old_bytes)
+{
+  uint8_t buf[NC_BLOCK_BYTES];
+  uint64_t end = (old_bytes / NC_BLOCK_BYTES + 1) * NC_BLOCK_BYTES;
+  size_t n, i;
+  int r;
+
+  if (backing == NULL || old_bytes % NC_BLOCK_BYTES == 0)
+    return 0;
+  if (end > backing->size_bytes)
+    end = backing->size_bytes;
+  n = (size_t) (end - old_bytes);
+  if ((r = backing_pread (backing, buf, n, old_bytes)) < 0) {
+    log_error ("export '%s': reading the backing store past its old end "
+               "(%" PRIu64 " bytes) failed: %s", name, old_bytes,
+               strerror (-r));
+    return r;
+  }
+  for (i = 0; i < n; i++)
+    if (buf[i] != 0) {
+      log_error ("export '%s': %s grew from %" PRIu64 " to %" PRIu64
+                 " bytes, and the bytes appended inside its old last "
+                 "%u-byte block are not zero, while cache '%s' holds that "
+                 "block as it was (zeros past the old end): refusing to "
+                 "serve it; grow the backing store with zeros (truncate -s) "
+                 "or to a multiple of %u bytes", name, backing->uri,
+                 old_bytes, backing->size_bytes, NC_BLOCK_BYTES, dev->name,
+                 NC_BLOCK_BYTES);
+      return -EINVAL;
+    }
+  return 0;
+}
+
 int
 device_bind_export (struct ncache_device *dev, const char *name,
-                    const char *uri, uint64_t size_bytes,
-                    enum ncache_mode mode, uint16_t *id)
+                    const char *uri, struct backing *backing,
+                    uint64_t size_bytes, enum ncache_mode mode, uint16_t *id)
 {
-  struct nc_sb_export *e;
+  struct nc_sb_export *e, saved;
   bool changed = false;
   int r = 0;
 
   pthread_mutex_lock (&dev->lock);
   e = super_find_export (&dev->sb, uri);
-  if (e != NULL && e->backing_bytes != size_bytes) {
-    log_error ("export '%s': cache '%s' holds data for %s when it was "
-               "%" PRIu64 " bytes; it is now %" PRIu64 " bytes, so the "
-               "cached data cannot be trusted: restore the size, or "
-               "reformat the cache (nbdcache format --force)",
-               name, dev->name, uri, e->backing_bytes, size_bytes);
+  if (e != NULL && dev->export_open[e->id]) {
+    log_error ("export '%s': %s is already open on cache '%s'",
+               name, uri, dev->name);
+    r = -EBUSY;
+    goto out;
+  }
+  if (e != NULL && size_bytes < e->backing_bytes) {
+    log_error ("export '%s': %s shrank from %" PRIu64 " to %" PRIu64
+               " bytes since cache '%s' last served it; the cache may hold "
+               "data (dirty data included) for the part that is gone, so "
+               "it is not served: restore the size (truncate -s %" PRIu64
+               " %s for a file)", name, uri, e->backing_bytes, size_bytes,
+               dev->name, e->backing_bytes,
+               strncmp (uri, "file://", 7) == 0 ? uri + 7 : uri);
     r = -EINVAL;
     goto out;
   }
@@ -536,21 +590,35 @@ device_bind_export (struct ncache_device *dev, const char *name,
                  : strerror (-r));
       goto out;
     }
+    memset (&saved, 0, sizeof saved);   /* undo = free the slot again */
     changed = true;
   }
-  else if (e->mode != (uint8_t) mode) {
-    e->mode = (uint8_t) mode;
-    changed = true;
+  else {
+    saved = *e;
+    if (size_bytes > e->backing_bytes) {
+      if ((r = check_grown_tail (dev, name, backing, e->backing_bytes)) < 0)
+        goto out;
+      log_info ("export '%s': %s grew from %" PRIu64 " to %" PRIu64
+                " bytes; served at the new size, cached data kept",
+                name, uri, e->backing_bytes, size_bytes);
+      e->backing_bytes = size_bytes;
+      changed = true;
+    }
+    if (e->mode != (uint8_t) mode) {
+      e->mode = (uint8_t) mode;
+      changed = true;
+    }
   }
-  if (dev->export_open[e->id]) {
-    log_error ("export '%s': %s is already open on cache '%s'",
-               name, uri, dev->name);
-    r = -EBUSY;
-    goto out;
-  }
+  /* Durable before anything is served at the new size: the other copy
+   * keeps the old table if this write fails or tears (super.c).
+   */
   if (changed && (r = super_write (dev->cd, &dev->sb)) < 0) {
     log_error ("export '%s': cannot update the superblock of cache '%s': "
                "%s", name, dev->name, strerror (-r));
+    if (saved.id == 0)
+      dev->sb.nr_exports--;
+    *e = saved;
+    super_set_csum (&dev->sb);
     goto out;
   }
   dev->export_open[e->id] = true;

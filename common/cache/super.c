@@ -19,9 +19,11 @@
  *   rather than the only good copy.
  * - super_write refuses to write a superblock that does not validate.
  * - The geometry never changes after format, and an export slot's
- *   identity (id, backing URI and size) never changes after it is added
+ *   identity (id and backing URI) never changes after it is added
  *   (slots are never freed): two valid copies of one cache set agree on
- *   both, or super_read refuses (-EBADMSG).
+ *   both, or super_read refuses (-EBADMSG).  The recorded backing size
+ *   may grow (device.c: a grown backing is served at its new size), so
+ *   the copies may differ there; the newer one wins like everywhere.
  * - nc_format never leaves a state that reads as the *old* cache, nor a
  *   half-made new one that reads as valid:
  *     1. zero blocks 0 and 1 (both superblock copies), sync;
@@ -250,8 +252,9 @@ super_probe (struct cdev *cd)
 
 /* NULL if two valid copies of one cache set agree on what never changes
  * after format (the geometry) and after an export is added (its slot's
- * id, backing URI and size — slots are never freed or reused; the name
- * and mode are informational),
+ * id and backing URI — slots are never freed or reused; the name and
+ * mode are informational, the size may grow and is checked against the
+ * backing itself at every bind),
  * else why not and *slot_out the export slot (or -1).  A bit flip in
  * the newer copy's export table, checksum recomputed, would otherwise
  * attach the backing as a new export and orphan its dirty data.
@@ -275,9 +278,8 @@ copies_disagree (const struct nc_sb *a, const struct nc_sb *b, int *slot_out)
     if (x->id == 0 || y->id == 0)
       continue;                 /* added since: only the newer has it */
     *slot_out = i;
-    if (x->id != y->id || x->backing_bytes != y->backing_bytes ||
-        memcmp (x->uri, y->uri, sizeof x->uri) != 0)
-      return "an export slot's identity (id, backing URI or size) differs";
+    if (x->id != y->id || memcmp (x->uri, y->uri, sizeof x->uri) != 0)
+      return "an export slot's identity (id or backing URI) differs";
   }
   return NULL;
 }
