@@ -666,6 +666,7 @@ ncache_device_get_stats (struct ncache_device *dev,
     st->gc_stale_keys = gs.stale_keys;
     st->moving_gc_runs = gs.moving_runs;
     st->moving_gc_bytes = gs.moving_bytes;
+    st->moving_gc_nospc = gs.moving_nospc;
   }
   st->journal_commits = js.commits;
   st->journal_entries = js.entries;

@@ -232,6 +232,7 @@ struct ncache_device_stats {
   uint64_t evictions;           /* clean buckets invalidated for space */
   uint64_t gc_runs, gc_freed_buckets, gc_stale_keys, gc_fixed_buckets;
   uint64_t moving_gc_runs, moving_gc_bytes;
+  uint64_t moving_gc_nospc;     /* passes cut short: writes took the space */
   uint64_t discards, discard_batches, discard_errors; /* discards: buckets */
   uint64_t journal_commits, journal_entries, journal_keys,
     journal_waiters, journal_max_batch_waiters;
