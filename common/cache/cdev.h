@@ -54,6 +54,8 @@ struct cdev {
   uint64_t size_bytes;          /* multiple of NC_BLOCK_BYTES */
   bool direct;                  /* opened O_DIRECT */
   bool is_block_device;
+  bool created;                 /* this open created the file (a failed
+                                   start removes it again: device.c) */
 };
 
 struct cdev_file_options {

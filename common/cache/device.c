@@ -22,7 +22,9 @@
  * that is unformatted (without create), foreign or corrupt is refused, never
  * reformatted behind the admin's back.  create = yes formats only a device
  * where neither nbdcache nor libblkid finds anything; the device is locked
- * (cdev.h) before that is looked at, so nobody else is using it.
+ * (cdev.h) before that is looked at, so nobody else is using it.  A cache
+ * file that this open created (size =) is removed again when the open
+ * fails (too small to format, say): it never held anything.
  * NOT HERE: requests (request.c), the modules' own formats.
  */
 #include <config.h>
@@ -32,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backing.h"
 #include "bkey.h"
@@ -416,6 +419,7 @@ ncache_device_open (const struct ncache_device_config *cfg,
   struct cdev_file_options fopts = { 0 };
   struct ncache_device_tuning t = { 0 };
   struct cdev *cd;
+  bool created;
   int r;
 
   if (cfg == NULL || cfg->path == NULL) {
@@ -427,16 +431,33 @@ ncache_device_open (const struct ncache_device_config *cfg,
   r = cdev_file_open (cfg->path, &fopts, &cd);
   if (r < 0)
     return r;
+  created = cd->created;
   if (cfg->create && (r = refuse_foreign (cfg, cd)) < 0) {
     cdev_close (cd);
-    return r;
+    goto err;
   }
   t.node_cache_bytes = cfg->node_cache_bytes;
   t.journal_delay_ms = cfg->journal_delay_ms;
   t.format_bucket_bytes = cfg->bucket_bytes;
   t.format_journal_bytes = cfg->journal_bytes;
   t.discard = cfg->discard;
-  return ncache_device_open_cdev (cfg->name, cd, cfg->create, &t, out);
+  r = ncache_device_open_cdev (cfg->name, cd, cfg->create, &t, out);
+  if (r == 0)
+    return 0;
+ err:
+  /* A file this open created holds nothing anyone wrote (it was never
+   * served): leaving it would make the next start, with a corrected
+   * size, find a half-made cache and fail the same way.
+   */
+  if (created) {
+    if (unlink (cfg->path) == 0)
+      log_info ("cache '%s': removed %s, which this start created",
+                cfg->name ? cfg->name : "", cfg->path);
+    else
+      log_warning ("cache '%s': cannot remove %s, which this start "
+                   "created: %m", cfg->name ? cfg->name : "", cfg->path);
+  }
+  return r;
 }
 
 void
