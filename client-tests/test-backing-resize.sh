@@ -12,7 +12,11 @@
 #   3. start again: still 12M, 0x44 kept (the new size is recorded);
 #   4. shrink to 6M: the start is refused with a message naming both
 #      sizes and the remedy; the cache is untouched;
-#   5. restore 12M: everything above reads back.
+#   5. restore 12M: everything above reads back;
+#   6. shrink to 6M again and start with --allow-shrink (the plugin:
+#      allow-shrink=true): served at 6M with [0, 6M) intact; grown back to
+#      12M, [6M, 12M) reads zeros (the dirty 0x44 past the end was dropped,
+#      never served again).
 # WHY (issue 12): growing a backing image made the server refuse to start,
 # and the only remedy offered (format --force) destroyed the cache.
 set -e
@@ -89,6 +93,33 @@ EOC
     'qemu-io -f raw -c "read -P 0x5a 0 1M" -c "read -P 0x77 4M 1M" \
        -c "read -P 0x44 10M 1M" "$uri"' ||
     failed="$failed $kind:after-shrink"
+
+  # Shrink again, this time served with --allow-shrink (nbdcached) or
+  # allow-shrink=true (plugin): 6M, the data below the end kept, the
+  # cached (dirty) data past it dropped, so a later grow reads zeros there.
+  truncate -s 6M "$dir/disk.img"
+  check='set -e
+    size=$(nbdinfo --size "$uri")
+    [ "$size" = 6291456 ] || { echo "size $size, want 6291456" >&2; exit 1; }
+    qemu-io -f raw -c "read -P 0x5a 0 1M" -c "read -P 0x77 4M 1M" "$uri"'
+  rc=0
+  if [ "$kind" = nbdcached ]; then
+    run_server "$kind" "$dir/c.conf" disk --allow-shrink -- "$check" \
+      2> "$dir/log-allow" || rc=$?
+  else
+    $(nbdkit_env) "$NBDKIT" -U - "$PLUGIN" config="$dir/c.conf" export=disk \
+      allow-shrink=true --run "export uri; $check" 2> "$dir/log-allow" ||
+      rc=$?
+  fi
+  cat "$dir/log-allow" >&2
+  [ $rc = 0 ] || failed="$failed $kind:allow-shrink"
+  [ "$kind" = plugin ] ||
+    grep -q "shrank from 12582912 to 6291456 bytes; --allow-shrink" \
+      "$dir/log-allow" || failed="$failed $kind:allow-shrink-message"
+  truncate -s 12M "$dir/disk.img"
+  run_server "$kind" "$dir/c.conf" disk -- \
+    'qemu-io -f raw -c "read -P 0x5a 0 1M" -c "read -P 0 6M 6M" "$uri"' ||
+    failed="$failed $kind:after-allow-shrink"
 done
 
 [ -z "$failed" ] || die "failed:$failed"

@@ -44,6 +44,7 @@
 struct options {
   const char *config_path;
   const char *check_config;
+  bool allow_shrink;
   bool foreground;
   bool single;
   char **listen;
@@ -76,12 +77,14 @@ usage (FILE *fp)
 "      --run CMD           run CMD once listening, stop when it exits\n"
 "  -v, --verbose           debug logging\n"
 "      --log stderr|syslog where log messages go\n"
+"      --allow-shrink      serve cached backings that shrank, dropping the\n"
+"                          cached data (dirty too) past their new end\n"
 "  -V, --version           print the version and exit\n"
 "  -h, --help              print this help and exit\n"
 "See nbdcached(8) and nbdcached.conf(5).\n", SYSCONFDIR);
 }
 
-enum { OPT_CHECK_CONFIG = 256, OPT_RUN, OPT_LOG };
+enum { OPT_CHECK_CONFIG = 256, OPT_RUN, OPT_LOG, OPT_ALLOW_SHRINK };
 
 static const struct option long_options[] = {
   { "config", required_argument, NULL, 'c' },
@@ -98,6 +101,7 @@ static const struct option long_options[] = {
   { "log", required_argument, NULL, OPT_LOG },
   { "version", no_argument, NULL, 'V' },
   { "help", no_argument, NULL, 'h' },
+  { "allow-shrink", no_argument, NULL, OPT_ALLOW_SHRINK },
   { NULL, 0, NULL, 0 },
 };
 
@@ -135,6 +139,7 @@ parse_args (int argc, char **argv, struct options *o)
     switch (c) {
     case 'c': o->config_path = optarg; break;
     case OPT_CHECK_CONFIG: o->check_config = optarg; break;
+    case OPT_ALLOW_SHRINK: o->allow_shrink = true; break;
     case 'f': o->foreground = true; break;
     case 's': o->single = true; break;
     case 'l':
@@ -473,6 +478,7 @@ main (int argc, char **argv)
     opts.foreground = true;
 
   /* Listeners. */
+  srv.allow_shrink = opts.allow_shrink;
   if (opts.single)
     srv.single = true;
   else {

@@ -176,7 +176,7 @@ ncache_open (const struct ncache_config *cfg, struct backing *backing,
   if (nc->dev != NULL) {
     r = device_bind_export (nc->dev, name, backing->uri ? backing->uri : name,
                             backing, backing->size_bytes, cfg->mode,
-                            &nc->export_id);
+                            cfg->allow_shrink, &nc->export_id);
     if (r < 0) {
       free (nc->name);
       goto err_free;

@@ -122,6 +122,12 @@ struct ncache_config {
   enum ncache_mode mode;        /* must be NONE when device == NULL */
   bool readonly;
   const struct ncache_export_tuning *tuning; /* NULL = defaults; copied */
+  /* The backing store shrank since the cache last served it: serve it at
+   * its new size (a multiple of 4096 bytes), dropping the cached keys past
+   * its new end, dirty ones included (their data is lost: the admin asked
+   * for it).  false: such an export is refused.
+   */
+  bool allow_shrink;
 };
 
 /* backing_open for an export that will be cached on dev (NULL: plain

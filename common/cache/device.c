@@ -572,10 +572,81 @@ check_grown_tail (struct ncache_device *dev, const char *name,
   return 0;
 }
 
+/* Drop every key of export id in blocks [from, to) and make that durable
+ * (--allow-shrink).  Called without dev->lock (the btree takes its own).
+ * 0 or -errno (logged).
+ */
+static int
+drop_keys_past (struct ncache_device *dev, const char *name, uint16_t id,
+                uint64_t from, uint64_t to)
+{
+  const uint64_t max_blocks = UINT64_C (1) << 30;
+  int r = 0;
+
+  while (from < to && r == 0) {
+    uint64_t end = to - from > max_blocks ? from + max_blocks : to;
+    struct nc_key k;
+
+    memset (&k, 0, sizeof k);
+    k.export_id = id;
+    k.end = end;
+    k.size = (uint32_t) (end - from);
+    k.flags = NC_KEY_DELETE;
+    r = btree_insert (dev->bt, &k, 1, NULL, NULL);
+    from = end;
+  }
+  if (r == 0)
+    r = journal_flush (dev->journal);
+  if (r < 0)
+    log_error ("export '%s': dropping the cached data past the new end "
+               "failed: %s", name, strerror (-r));
+  return r;
+}
+
+/* --allow-shrink: with the slot reserved (export_open set), drop the keys
+ * past the new end, then let the caller record the new size.  Called and
+ * returns with dev->lock held; drops it around the btree work.
+ */
+static int
+shrink_locked (struct ncache_device *dev, const char *name, const char *uri,
+               struct nc_sb_export *e, uint64_t size_bytes)
+{
+  uint64_t old_blocks = (e->backing_bytes + NC_BLOCK_BYTES - 1)
+    / NC_BLOCK_BYTES;
+  uint64_t dirty0, dirty1;
+  uint16_t id = e->id;
+  int r;
+
+  if (size_bytes % NC_BLOCK_BYTES != 0) {
+    log_error ("export '%s': %s shrank to %" PRIu64 " bytes, which is not a "
+               "multiple of %u: the cache's last block would keep data "
+               "past the new end; --allow-shrink needs a size that is",
+               name, uri, size_bytes, NC_BLOCK_BYTES);
+    return -EINVAL;
+  }
+  dev->export_open[id] = true;
+  pthread_mutex_unlock (&dev->lock);
+  dirty0 = bucket_export_dirty_blocks (dev->bs, id);
+  r = drop_keys_past (dev, name, id, size_bytes / NC_BLOCK_BYTES,
+                      old_blocks);
+  dirty1 = bucket_export_dirty_blocks (dev->bs, id);
+  pthread_mutex_lock (&dev->lock);
+  dev->export_open[id] = false;
+  if (r < 0)
+    return r;
+  log_warning ("export '%s': %s shrank from %" PRIu64 " to %" PRIu64
+               " bytes; --allow-shrink: the cached data past the new end "
+               "is dropped (%" PRIu64 " bytes of it dirty, now lost)",
+               name, uri, e->backing_bytes, size_bytes,
+               (dirty0 > dirty1 ? dirty0 - dirty1 : 0) * NC_BLOCK_BYTES);
+  return 0;
+}
+
 int
 device_bind_export (struct ncache_device *dev, const char *name,
                     const char *uri, struct backing *backing,
-                    uint64_t size_bytes, enum ncache_mode mode, uint16_t *id)
+                    uint64_t size_bytes, enum ncache_mode mode,
+                    bool allow_shrink, uint16_t *id)
 {
   struct nc_sb_export *e, saved;
   bool changed = false;
@@ -589,16 +660,26 @@ device_bind_export (struct ncache_device *dev, const char *name,
     r = -EBUSY;
     goto out;
   }
-  if (e != NULL && size_bytes < e->backing_bytes) {
+  if (e != NULL && size_bytes < e->backing_bytes && !allow_shrink) {
     log_error ("export '%s': %s shrank from %" PRIu64 " to %" PRIu64
                " bytes since cache '%s' last served it; the cache may hold "
                "data (dirty data included) for the part that is gone, so "
                "it is not served: restore the size (truncate -s %" PRIu64
-               " %s for a file)", name, uri, e->backing_bytes, size_bytes,
+               " %s for a file), or start once with --allow-shrink "
+               "(nbdcached) or allow-shrink=true (the plugin) to drop the "
+               "cached data past the new end, dirty data included",
+               name, uri, e->backing_bytes, size_bytes,
                dev->name, e->backing_bytes,
                strncmp (uri, "file://", 7) == 0 ? uri + 7 : uri);
     r = -EINVAL;
     goto out;
+  }
+  if (e != NULL && size_bytes < e->backing_bytes) {
+    if ((r = shrink_locked (dev, name, uri, e, size_bytes)) < 0)
+      goto out;
+    saved = *e;
+    e->backing_bytes = size_bytes;
+    changed = true;
   }
   if (e == NULL) {
     r = super_add_export (&dev->sb, name, uri, size_bytes, (uint8_t) mode,
@@ -615,7 +696,8 @@ device_bind_export (struct ncache_device *dev, const char *name,
     changed = true;
   }
   else {
-    saved = *e;
+    if (!changed)
+      saved = *e;
     if (size_bytes > e->backing_bytes) {
       if ((r = check_grown_tail (dev, name, backing, e->backing_bytes)) < 0)
         goto out;
