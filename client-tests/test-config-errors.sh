@@ -240,9 +240,10 @@ grep -q "at least 15728640 bytes" "$tmp/cache-too-small.check.err" ||
 if want_server plugin; then
   _ct_need_binary plugin
   rc=0
-  $(nbdkit_env) "$NBDKIT" -U - "$PLUGIN" backing="$tmp/disk.img" \
-    cache="$tmp/new-cache.img" create=yes cache-size=2M mode=writeback \
-    --run "touch $tmp/ran" 2> "$tmp/plugin-small.err" || rc=$?
+  timeout -k 10 "$SERVER_TIMEOUT_S" $(nbdkit_env) "$NBDKIT" -U - "$PLUGIN" \
+    backing="$tmp/disk.img" cache="$tmp/new-cache.img" create=yes \
+    cache-size=2M mode=writeback --run "touch $tmp/ran" \
+    2> "$tmp/plugin-small.err" || rc=$?
   cat "$tmp/plugin-small.err" >&2
   [ $rc != 0 ] || die "[plugin] cache-size=2M: started"
   grep -q "too small" "$tmp/plugin-small.err" ||
