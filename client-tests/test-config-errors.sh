@@ -4,7 +4,12 @@
 # messages; `nbdcached --check-config` reports the same and exits 1; nbdkit
 # with the plugin (config=FILE) refuses to start too.  A valid config
 # passes --check-config with 0; a cache device that is foreign or corrupt
-# is refused at startup with a clear message.
+# is refused at startup with a clear message.  A cache size too small to
+# format is refused at its line and no file is left behind (also by the
+# plugin's cache-size=); nbdcached reports every missing directory for its
+# pidfile, sockets and cache files in one run (and an unwritable one when
+# not root); a start that fails after making its pidfile and sockets
+# removes them.
 set -e
 . "${srcdir:-.}/functions.sh"
 requires grep
@@ -211,3 +216,118 @@ printf 'garbage!' | dd of="$tmp/corrupt.img" bs=1 seek=100 conv=notrunc 2>/dev/n
 printf 'garbage!' | dd of="$tmp/corrupt.img" bs=1 seek=4196 conv=notrunc 2>/dev/null
 cached_conf "$tmp/corrupt.img" "create = yes"
 refused_cache "corrupt cache device" "corrupt|checksum"
+
+# ---- a cache too small to format: refused at its size = line before a
+# file is made (both kinds read the config); the plugin's own
+# cache-size= fails at the format and removes the file it created. ----
+cat > "$tmp/cache-too-small.conf" <<EOF
+$header
+[cache ssd]
+path = $tmp/new-cache.img
+create = yes
+size = 2M
+
+[export disk]
+backing = $tmp/disk.img
+cache = ssd
+mode = writeback
+EOF
+bad_case cache-too-small 7
+grep -q "at least 15728640 bytes" "$tmp/cache-too-small.check.err" ||
+  die "cache-too-small: the message does not give the minimum size"
+[ ! -e "$tmp/new-cache.img" ] ||
+  die "cache-too-small: a failed start left the cache file behind"
+if want_server plugin; then
+  _ct_need_binary plugin
+  rc=0
+  timeout -k 10 "$SERVER_TIMEOUT_S" $(nbdkit_env) "$NBDKIT" -U - "$PLUGIN" \
+    backing="$tmp/disk.img" cache="$tmp/new-cache.img" create=yes \
+    cache-size=2M mode=writeback --run "touch $tmp/ran" \
+    2> "$tmp/plugin-small.err" || rc=$?
+  cat "$tmp/plugin-small.err" >&2
+  [ $rc != 0 ] || die "[plugin] cache-size=2M: started"
+  grep -q "too small" "$tmp/plugin-small.err" ||
+    die "[plugin] cache-size=2M: no message saying it is too small"
+  [ ! -e "$tmp/new-cache.img" ] ||
+    die "[plugin] cache-size=2M: the cache file was left behind"
+  echo "plugin cache-size too small: refused, no file left: OK"
+fi
+
+# ---- nbdcached's own files: every directory that does not exist is
+# reported in one --check-config run, each at its line; a start that
+# fails after making its pidfile and sockets removes them. ----
+if want_server nbdcached; then
+  cat > "$tmp/server-paths.conf" <<EOF
+$header
+pidfile = $tmp/no-dir/nbdcached.pid
+control_socket = $tmp/no-dir/ctl.sock
+listen = unix:$tmp/no-dir/nbd.sock
+
+[cache ssd]
+path = $tmp/no-dir/cache.img
+create = yes
+size = 64M
+
+[export disk]
+backing = $tmp/disk.img
+cache = ssd
+mode = writeback
+EOF
+  rc=0
+  "$NBDCACHED" --check-config "$tmp/server-paths.conf" \
+    2> "$tmp/server-paths.err" || rc=$?
+  cat "$tmp/server-paths.err" >&2
+  [ $rc = 1 ] || die "server-paths: --check-config exited $rc, expected 1"
+  for l in 4 5 6 9; do
+    grep -q "server-paths\.conf:$l: .*no-dir.*No such file or directory" \
+      "$tmp/server-paths.err" ||
+      die "server-paths: line $l not reported (all four in one run)"
+  done
+  rc=0
+  "$NBDCACHED" -f -c "$tmp/server-paths.conf" --run "touch $tmp/ran" \
+    2> "$tmp/server-paths.start.err" || rc=$?
+  [ $rc = 1 ] || die "server-paths: start exited $rc, expected 1"
+  grep -q "server-paths\.conf:9:" "$tmp/server-paths.start.err" ||
+    die "server-paths: the start did not report the lines too"
+  echo "server paths: all reported at --check-config and at start: OK"
+
+  if [ "$(id -u)" != 0 ]; then
+    mkdir "$tmp/ro"
+    chmod 555 "$tmp/ro"
+    sed "s|$tmp/no-dir/nbdcached.pid|$tmp/ro/nbdcached.pid|" \
+      "$tmp/server-paths.conf" > "$tmp/server-ro.conf"
+    rc=0
+    "$NBDCACHED" --check-config "$tmp/server-ro.conf" \
+      2> "$tmp/server-ro.err" || rc=$?
+    cat "$tmp/server-ro.err" >&2
+    [ $rc = 1 ] || die "server-ro: --check-config exited $rc, expected 1"
+    grep -q "server-ro\.conf:4: pidfile .*cannot create it in" \
+      "$tmp/server-ro.err" || die "server-ro: no permission error at line 4"
+    echo "pidfile in a read-only directory: reported: OK"
+  fi
+
+  # The control socket cannot be made (a directory is in the way): the
+  # pidfile and the listening socket made before it must go.
+  mkdir -p "$tmp/run/ctl.sock"
+  cat > "$tmp/failed-start.conf" <<EOF
+$header
+pidfile = $tmp/run/nbdcached.pid
+control_socket = $tmp/run/ctl.sock
+listen = unix:$tmp/run/nbd.sock
+
+[export disk]
+backing = $tmp/disk.img
+EOF
+  rm -f "$tmp/ran"
+  rc=0
+  "$NBDCACHED" -f -c "$tmp/failed-start.conf" --run "touch $tmp/ran" \
+    2> "$tmp/failed-start.err" || rc=$?
+  cat "$tmp/failed-start.err" >&2
+  [ $rc = 1 ] || die "failed-start: exited $rc, expected 1"
+  [ ! -e "$tmp/ran" ] || die "failed-start: served anyway"
+  [ ! -e "$tmp/run/nbdcached.pid" ] ||
+    die "failed-start: the pidfile was left behind"
+  [ ! -e "$tmp/run/nbd.sock" ] ||
+    die "failed-start: the listening socket was left behind"
+  echo "failed start: pidfile and socket removed: OK"
+fi

@@ -112,7 +112,7 @@ EXPORT_FIELDS = """reads writes flushes trims zeroes caches extents bytes_read
 DEVICE_FIELDS = """size_bytes bucket_bytes buckets free_buckets data_buckets
  btree_buckets dirty_buckets discard_pending_buckets live_bytes dirty_bytes
  evictions gc_runs gc_freed_buckets gc_stale_keys gc_fixed_buckets
- moving_gc_runs moving_gc_bytes discards discard_batches discard_errors
+ moving_gc_runs moving_gc_bytes moving_gc_nospc discards discard_batches discard_errors
  journal_commits journal_entries journal_keys journal_waiters
  journal_max_batch_waiters btree_depth btree_nodes_in_memory
  btree_node_bytes_in_memory node_reads node_writes""".split()

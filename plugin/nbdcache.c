@@ -94,6 +94,8 @@ static struct {
   uint64_t cache_size_bytes;    /* cache-size=: create the file this big */
   bool cache_size_set;
   bool discard, discard_set;    /* discard=: default yes */
+  bool allow_shrink, allow_shrink_set; /* allow-shrink=: serve a cached
+                                   backing that shrank (cache.h) */
   /* The [export] background-work keys, as parameters (need cache=). */
   uint64_t writeback_percent;   /* writeback-percent=: 0..100 */
   bool writeback_percent_set;
@@ -349,6 +351,8 @@ nbdcache_config (const char *key, const char *value)
     return set_string (&p.cache_path, key, value, true);
   if (strcmp (key, "create") == 0)
     return set_bool (&p.create, &p.create_set, key, value);
+  if (strcmp (key, "allow-shrink") == 0)
+    return set_bool (&p.allow_shrink, &p.allow_shrink_set, key, value);
   if (strcmp (key, "cache-size") == 0) {
     if (p.cache_size_set) {
       nbdkit_error ("cache-size= given twice");
@@ -710,6 +714,7 @@ open_export (struct ncache **nc_out, struct ncache_device **dev_out,
   struct backing *b;
   bool cached;
 
+  ncfg.allow_shrink = p.allow_shrink;
   if (p.exp != NULL) {
     location = p.exp->backing;
     opts.readonly = p.exp->readonly;
@@ -1132,6 +1137,8 @@ nbdcache_dump_plugin (void)
   "cache=PATH          The cache device (an SSD, a partition or a file).\n" \
   "create=BOOL         Format the cache device if it holds no nbdcache\n" \
   "                    cache (never reformats one).  Default: no.\n" \
+  "allow-shrink=BOOL   Serve a cached backing that shrank, dropping the\n" \
+  "                    cached data (dirty too) past its new end.\n" \
   "cache-size=SIZE     With create=yes: create the cache file this big.\n" \
   "mode=MODE           writeback, writethrough (the default with cache=),\n" \
   "                    writearound, or none (the only mode without one).\n" \

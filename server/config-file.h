@@ -210,6 +210,13 @@ struct config {
  * as "file:line: message".
  */
 int config_load (const char *path, struct config **out);
+/* The same for nbdcached, which also checks what it will create: the
+ * pidfile, control socket, unix: listen sockets and cache files go into
+ * existing directories this user may write (config-paths.c).  The plugin
+ * uses config_load: it creates none of those but cache files, and a
+ * config written for a root daemon must still load there.
+ */
+int config_load_server (const char *path, struct config **out);
 /* NULL is a no-op. */
 void config_free (struct config *cfg);
 

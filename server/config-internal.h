@@ -164,6 +164,9 @@ struct parser {
   struct name_index cache_names;  /* name -> index into cfg->caches */
   struct name_index export_names; /* name -> index into cfg->exports */
   size_t caches_cap, exports_cap; /* allocated entries (geometric growth) */
+  int *listen_lines;            /* parallel to cfg->server.listen */
+  bool server_checks;           /* config_load_server: check nbdcached's
+                                   own paths too (config-paths.c) */
 
   enum section_kind cur;        /* section the next key belongs to */
   size_t cur_index;             /* into caches/exports */
@@ -283,6 +286,19 @@ int config_set_timeout (struct parser *p, unsigned *field, const char *key,
  */
 void config_check_backing (struct parser *p, struct config_export *e,
                            const int *line);
+
+/* ---- checks without starting (config-paths.c) ---- */
+
+/* create = yes with size =: a cache of that size fits its bucket_size
+ * and journal_size (else an error at size or journal_size).
+ */
+void config_check_cache_size (struct parser *p, const struct config_cache *c,
+                              const int *line);
+/* For nbdcached only: the pidfile, control socket, unix: listen sockets
+ * and cache files to create go into existing directories this user may
+ * create entries in; existing cache files are readable and writable.
+ */
+void config_check_server_paths (struct parser *p);
 
 /* A non-empty string of at most CONFIG_MAX_NAME_BYTES (config.c). */
 int config_set_string (struct parser *p, char **field, const char *key,

@@ -530,10 +530,17 @@ append_listen (struct parser *p, struct config_server *srv, const char *key,
 {
   char **list;
   char *addr;
-  int r;
+  int *lines, r;
 
   if ((r = check_listen (p, key, value, &addr)) < 0)
     return r;
+  lines = realloc (p->listen_lines, (srv->nr_listen + 1) * sizeof *lines);
+  if (lines == NULL) {
+    free (addr);
+    return config_no_memory (p);
+  }
+  p->listen_lines = lines;
+  lines[srv->nr_listen] = p->lineno;
   list = realloc (srv->listen, (srv->nr_listen + 1) * sizeof *list);
   if (list == NULL) {
     free (addr);
@@ -1008,6 +1015,7 @@ check_config (struct parser *p)
       config_error (p, c->line, "[cache %s] has no path = (required)",
                     c->name);
     check_format_keys (p, c, line);
+    config_check_cache_size (p, c, line);
   }
 
   for (i = 0; i < cfg->nr_exports; i++) {
@@ -1042,6 +1050,8 @@ check_config (struct parser *p)
 
   config_check_identity (p);
   config_check_tls (p);
+  if (p->server_checks)
+    config_check_server_paths (p);
 
   if (cfg->server.default_export != NULL
       && config_find_export (cfg, cfg->server.default_export) == NULL)
@@ -1071,10 +1081,10 @@ set_inih_options (void)
   ini_allow_no_value = false;
 }
 
-int
-config_load (const char *path, struct config **out)
+static int
+load (const char *path, bool server_checks, struct config **out)
 {
-  struct parser p = { .path = path };
+  struct parser p = { .path = path, .server_checks = server_checks };
   struct config *cfg;
   int r;
 
@@ -1131,12 +1141,25 @@ config_load (const char *path, struct config **out)
   free (p.export_keys);
   name_index_free (&p.cache_names);
   name_index_free (&p.export_names);
+  free (p.listen_lines);
   if (r < 0) {
     config_free (cfg);
     return r;
   }
   *out = cfg;
   return 0;
+}
+
+int
+config_load (const char *path, struct config **out)
+{
+  return load (path, false, out);
+}
+
+int
+config_load_server (const char *path, struct config **out)
+{
+  return load (path, true, out);
 }
 
 void

@@ -131,6 +131,7 @@ struct control {
   X (discard_pending_buckets) X (live_bytes) X (dirty_bytes)            \
   X (evictions) X (gc_runs) X (gc_freed_buckets) X (gc_stale_keys)      \
   X (gc_fixed_buckets) X (moving_gc_runs) X (moving_gc_bytes)           \
+  X (moving_gc_nospc)                                                   \
   X (discards) X (discard_batches) X (discard_errors)                   \
   X (journal_commits) X (journal_entries) X (journal_keys)              \
   X (journal_waiters) X (journal_max_batch_waiters) X (btree_depth)     \

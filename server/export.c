@@ -127,6 +127,7 @@ export_open_one (struct server *srv, const struct config_export *ce,
     .mode = ce->mode,
     .readonly = ce->readonly,
     .tuning = &tuning,
+    .allow_shrink = srv->allow_shrink,
   };
   struct backing *b;
   int r;

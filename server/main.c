@@ -47,6 +47,7 @@
 struct options {
   const char *config_path;
   const char *check_config;
+  bool allow_shrink;
   bool foreground;
   bool single;
   char **listen;
@@ -84,12 +85,14 @@ usage (FILE *fp)
 "  -v, --verbose           debug logging\n"
 "      --log auto|stderr|syslog  where log messages go (auto: stderr in\n"
 "                          the foreground, syslog as a daemon or under systemd)\n"
+"      --allow-shrink      serve cached backings that shrank, dropping the\n"
+"                          cached data (dirty too) past their new end\n"
 "  -V, --version           print the version and exit\n"
 "  -h, --help              print this help and exit\n"
 "See nbdcached(8) and nbdcached.conf(5).\n", SYSCONFDIR);
 }
 
-enum { OPT_CHECK_CONFIG = 256, OPT_RUN, OPT_LOG };
+enum { OPT_CHECK_CONFIG = 256, OPT_RUN, OPT_LOG, OPT_ALLOW_SHRINK };
 
 static const struct option long_options[] = {
   { "config", required_argument, NULL, 'c' },
@@ -108,6 +111,7 @@ static const struct option long_options[] = {
   { "log", required_argument, NULL, OPT_LOG },
   { "version", no_argument, NULL, 'V' },
   { "help", no_argument, NULL, 'h' },
+  { "allow-shrink", no_argument, NULL, OPT_ALLOW_SHRINK },
   { NULL, 0, NULL, 0 },
 };
 
@@ -145,6 +149,7 @@ parse_args (int argc, char **argv, struct options *o)
     switch (c) {
     case 'c': o->config_path = optarg; break;
     case OPT_CHECK_CONFIG: o->check_config = optarg; break;
+    case OPT_ALLOW_SHRINK: o->allow_shrink = true; break;
     case 'f': o->foreground = true; break;
     case 's': o->single = true; break;
     case 'l':
@@ -462,14 +467,18 @@ daemon_ready (int ready_fd, char status)
 
 /* A start-up step after the exports failed (it logged why): close the
  * exports and cache devices cleanly, so the next start needs no recovery,
- * tell a waiting parent, exit.
+ * remove what this start made (sockets, the pidfile if written — NULL if
+ * not), tell a waiting parent, exit.
  */
 static void
-start_failed (struct server *srv, int ready_fd)
+start_failed (struct server *srv, int ready_fd, const char *pidfile)
 {
   daemon_ready (ready_fd, 1);
   control_close (srv);
+  listen_close_all (srv);
   export_table_close (srv, false);
+  if (pidfile)
+    unlink (pidfile);
   exit (EXIT_FAILURE);
 }
 
@@ -501,7 +510,7 @@ main (int argc, char **argv)
 
   if (opts.check_config) {
     struct config *cfg;
-    if (config_load (opts.check_config, &cfg) < 0)
+    if (config_load_server (opts.check_config, &cfg) < 0)
       exit (EXIT_FAILURE);
     printf ("%s: OK (%zu export(s), %zu cache device(s))\n",
             opts.check_config, cfg->nr_exports, cfg->nr_caches);
@@ -516,7 +525,7 @@ main (int argc, char **argv)
     log_error ("%s: %m", opts.config_path);
     exit (EXIT_FAILURE);
   }
-  if (config_load (config_abs, &srv.cfg) < 0)
+  if (config_load_server (config_abs, &srv.cfg) < 0)
     exit (EXIT_FAILURE);
 
   level = opts.verbose ? LOG_LEVEL_DEBUG : srv.cfg->server.log_level;
@@ -539,6 +548,7 @@ main (int argc, char **argv)
     exit (EXIT_FAILURE);
 
   /* Listeners. */
+  srv.allow_shrink = opts.allow_shrink;
   if (opts.single)
     srv.single = true;
   else {
@@ -548,13 +558,17 @@ main (int argc, char **argv)
       opts.foreground = true;
     else if (opts.nr_listen > 0) {
       for (i = 0; i < opts.nr_listen; i++)
-        if (listen_open_address (&srv, opts.listen[i]) < 0)
+        if (listen_open_address (&srv, opts.listen[i]) < 0) {
+          listen_close_all (&srv);      /* the sockets bound so far */
           exit (EXIT_FAILURE);
+        }
     }
     else if (srv.cfg->server.nr_listen > 0) {
       for (i = 0; i < srv.cfg->server.nr_listen; i++)
-        if (listen_open_address (&srv, srv.cfg->server.listen[i]) < 0)
+        if (listen_open_address (&srv, srv.cfg->server.listen[i]) < 0) {
+          listen_close_all (&srv);
           exit (EXIT_FAILURE);
+        }
     }
     else {
       log_error ("%s: no listen address: add 'listen = …' to [server] or "
@@ -563,8 +577,10 @@ main (int argc, char **argv)
     }
   }
 
-  if (!opts.foreground && (ready_fd = daemonize ()) < 0)
+  if (!opts.foreground && (ready_fd = daemonize ()) < 0) {
+    listen_close_all (&srv);
     exit (EXIT_FAILURE);
+  }
 
   /* Exports, workers, the loop. */
   if (export_table_open (&srv) < 0) {
@@ -590,20 +606,20 @@ main (int argc, char **argv)
 
   if (srv.cfg->server.tls != CONFIG_TLS_OFF &&
       tls_server_create (srv.cfg, &srv.tls) < 0) {
-    start_failed (&srv, ready_fd);
+    start_failed (&srv, ready_fd, NULL);
   }
 
   workers = opts.workers ? opts.workers : srv.cfg->server.workers;
   if (worker_pool_create (&srv, workers, &srv.pool) < 0) {
-    start_failed (&srv, ready_fd);
+    start_failed (&srv, ready_fd, NULL);
   }
 
   pidfile = opts.pidfile ? opts.pidfile : srv.cfg->server.pidfile;
   if (pidfile && write_pidfile (pidfile) < 0) {
-    start_failed (&srv, ready_fd);
+    start_failed (&srv, ready_fd, NULL);
   }
   if (control_open (&srv) < 0) {
-    start_failed (&srv, ready_fd);
+    start_failed (&srv, ready_fd, pidfile);
   }
   if (privdrop_apply (&privdrop) < 0) {
     start_failed (&srv, ready_fd);
@@ -615,7 +631,7 @@ main (int argc, char **argv)
                  NULL, 0);
   if (opts.run &&
       start_run_command (&srv, opts.run, opts.export_name, &run_child) < 0) {
-    start_failed (&srv, ready_fd);
+    start_failed (&srv, ready_fd, pidfile);
   }
   daemon_ready (ready_fd, 0);
   if (log_auto && ready_fd >= 0)

@@ -358,6 +358,9 @@ void control_close (struct server *srv);
 /* ---- the server ---- */
 struct server {
   struct config *cfg;
+  bool allow_shrink;            /* --allow-shrink: a cached backing that
+                                   shrank is served, its cache's keys past
+                                   the new end dropped (cache.h) */
   struct ev_loop *loop;
   struct ncache_device **devices; /* parallel to cfg->caches: the open
                                    device of each [cache] section, NULL

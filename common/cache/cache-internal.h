@@ -248,12 +248,18 @@ int ncache_device_open_cdev (const char *name, struct cdev *cd, bool create,
                              const struct ncache_device_tuning *tuning,
                              struct ncache_device **out);
 
-/* Bind an export to its id (find or add by backing URI; refuse a size
- * mismatch or an id already open).  0 and *id, or -errno (logged).
+/* Bind an export to its id (find or add by backing URI; refuse an id
+ * already open).  A backing that grew since the table recorded its size
+ * gets the new size in the table (superblock written before this
+ * returns; backing, if not NULL, is read to check the old last block);
+ * one that shrank is refused unless allow_shrink (then the keys past the
+ * new end are dropped, durably, before the new size is recorded).  0 and
+ * *id, or -errno (logged).
  */
 int device_bind_export (struct ncache_device *dev, const char *name,
-                        const char *uri, uint64_t size_bytes,
-                        enum ncache_mode mode, uint16_t *id);
+                        const char *uri, struct backing *backing,
+                        uint64_t size_bytes, enum ncache_mode mode,
+                        bool allow_shrink, uint16_t *id);
 void device_unbind_export (struct ncache_device *dev, uint16_t id);
 
 #endif /* NBDCACHE_CACHE_INTERNAL_H */

@@ -175,7 +175,8 @@ ncache_open (const struct ncache_config *cfg, struct backing *backing,
     nc->tuning.writeback_percent = 100;
   if (nc->dev != NULL) {
     r = device_bind_export (nc->dev, name, backing->uri ? backing->uri : name,
-                            backing->size_bytes, cfg->mode, &nc->export_id);
+                            backing, backing->size_bytes, cfg->mode,
+                            cfg->allow_shrink, &nc->export_id);
     if (r < 0) {
       free (nc->name);
       goto err_free;
@@ -669,6 +670,7 @@ ncache_device_get_stats (struct ncache_device *dev,
     st->gc_stale_keys = gs.stale_keys;
     st->moving_gc_runs = gs.moving_runs;
     st->moving_gc_bytes = gs.moving_bytes;
+    st->moving_gc_nospc = gs.moving_nospc;
   }
   st->journal_commits = js.commits;
   st->journal_entries = js.entries;

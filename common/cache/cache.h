@@ -122,6 +122,12 @@ struct ncache_config {
   enum ncache_mode mode;        /* must be NONE when device == NULL */
   bool readonly;
   const struct ncache_export_tuning *tuning; /* NULL = defaults; copied */
+  /* The backing store shrank since the cache last served it: serve it at
+   * its new size (a multiple of 4096 bytes), dropping the cached keys past
+   * its new end, dirty ones included (their data is lost: the admin asked
+   * for it).  false: such an export is refused.
+   */
+  bool allow_shrink;
 };
 
 /* backing_open for an export that will be cached on dev (NULL: plain
@@ -232,6 +238,7 @@ struct ncache_device_stats {
   uint64_t evictions;           /* clean buckets invalidated for space */
   uint64_t gc_runs, gc_freed_buckets, gc_stale_keys, gc_fixed_buckets;
   uint64_t moving_gc_runs, moving_gc_bytes;
+  uint64_t moving_gc_nospc;     /* passes cut short: writes took the space */
   uint64_t discards, discard_batches, discard_errors; /* discards: buckets */
   uint64_t journal_commits, journal_entries, journal_keys,
     journal_waiters, journal_max_batch_waiters;

@@ -326,9 +326,11 @@ open_or_create (struct cdev_file *f, const char *path,
   r = open_fd (f, path, flags);
   if (r == -ENOENT && opts->create_size_bytes > 0 && !opts->readonly) {
     r = fileio_create_sparse ("cdev ", path, opts->create_size_bytes, 0600);
-    if (r == 0)
+    if (r == 0) {
       log_info ("cdev %s: created a sparse cache file of %" PRIu64 " bytes",
                 path, opts->create_size_bytes);
+      f->cd.created = true;
+    }
     else if (r != -EEXIST)
       return r;
     r = open_fd (f, path, flags);

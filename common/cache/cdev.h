@@ -57,6 +57,8 @@ struct cdev {
   bool readonly;                /* opened read-only (nbdcache show/check):
                                    writes fail with -EROFS, so code that
                                    would repair (recovery) only inspects */
+  bool created;                 /* this open created the file (a failed
+                                   start removes it again: device.c) */
 };
 
 struct cdev_file_options {

@@ -11,7 +11,10 @@
  *   journal has committed an entry recording the current root; bucket live
  *   and dirty counts are exact; the journal thread runs.
  * - An export id is used by at most one open export at a time, and only
- *   with the backing identity (URI and size) it was first bound to.
+ *   with the backing URI it was first bound to.  Its recorded size only
+ *   grows: a backing found larger is served at its new size (the table is
+ *   updated durably first), one found smaller is refused, since keys past
+ *   its new end could hold data that no longer has a place.
  * THREADS AND LOCKS: open and close are single-threaded (nothing is served
  * yet / any more).  dev->lock guards the export table and export_open[];
  * it is never held with the btree, journal or bucket locks.
@@ -19,7 +22,9 @@
  * that is unformatted (without create), foreign or corrupt is refused, never
  * reformatted behind the admin's back.  create = yes formats only a device
  * where neither nbdcache nor libblkid finds anything; the device is locked
- * (cdev.h) before that is looked at, so nobody else is using it.
+ * (cdev.h) before that is looked at, so nobody else is using it.  A cache
+ * file that this open created (size =) is removed again when the open
+ * fails (too small to format, say): it never held anything.
  * NOT HERE: requests (request.c), the modules' own formats.
  */
 #include <config.h>
@@ -29,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backing.h"
 #include "bkey.h"
@@ -427,6 +433,7 @@ ncache_device_open (const struct ncache_device_config *cfg,
   struct cdev_file_options fopts = { 0 };
   struct ncache_device_tuning t = { 0 };
   struct cdev *cd;
+  bool created;
   int r;
 
   if (cfg == NULL || cfg->path == NULL) {
@@ -438,16 +445,33 @@ ncache_device_open (const struct ncache_device_config *cfg,
   r = cdev_file_open (cfg->path, &fopts, &cd);
   if (r < 0)
     return r;
+  created = cd->created;
   if (cfg->create && (r = refuse_foreign (cfg, cd)) < 0) {
     cdev_close (cd);
-    return r;
+    goto err;
   }
   t.node_cache_bytes = cfg->node_cache_bytes;
   t.journal_delay_ms = cfg->journal_delay_ms;
   t.format_bucket_bytes = cfg->bucket_bytes;
   t.format_journal_bytes = cfg->journal_bytes;
   t.discard = cfg->discard;
-  return ncache_device_open_cdev (cfg->name, cd, cfg->create, &t, out);
+  r = ncache_device_open_cdev (cfg->name, cd, cfg->create, &t, out);
+  if (r == 0)
+    return 0;
+ err:
+  /* A file this open created holds nothing anyone wrote (it was never
+   * served): leaving it would make the next start, with a corrected
+   * size, find a half-made cache and fail the same way.
+   */
+  if (created) {
+    if (unlink (cfg->path) == 0)
+      log_info ("cache '%s': removed %s, which this start created",
+                cfg->name ? cfg->name : "", cfg->path);
+    else
+      log_warning ("cache '%s': cannot remove %s, which this start "
+                   "created: %m", cfg->name ? cfg->name : "", cfg->path);
+  }
+  return r;
 }
 
 void
@@ -519,25 +543,157 @@ ncache_backing_open (struct ncache_device *dev, const char *export_name,
   return r;
 }
 
+/* The backing grew from old_bytes to new_bytes.  The cache padded the
+ * last block with zeros past old_bytes (a read past the end reads zeros,
+ * and a client never writes there), so when old_bytes is not a multiple
+ * of the block size, a cached last block is only right if the backing
+ * also reads zeros in [old_bytes, min (new end, end of that block)): true
+ * after truncate -s, false if data was appended.  0 if so (or nothing to
+ * check), -EINVAL (logged) if not, -errno from the read.
+ */
+static int
+check_grown_tail (struct ncache_device *dev, const char *name,
+                  struct backing *backing, uint64_t old_bytes)
+{
+  uint8_t buf[NC_BLOCK_BYTES];
+  uint64_t end = (old_bytes / NC_BLOCK_BYTES + 1) * NC_BLOCK_BYTES;
+  size_t n, i;
+  int r;
+
+  if (backing == NULL || old_bytes % NC_BLOCK_BYTES == 0)
+    return 0;
+  if (end > backing->size_bytes)
+    end = backing->size_bytes;
+  n = (size_t) (end - old_bytes);
+  if ((r = backing_pread (backing, buf, n, old_bytes)) < 0) {
+    log_error ("export '%s': reading the backing store past its old end "
+               "(%" PRIu64 " bytes) failed: %s", name, old_bytes,
+               strerror (-r));
+    return r;
+  }
+  for (i = 0; i < n; i++)
+    if (buf[i] != 0) {
+      log_error ("export '%s': %s grew from %" PRIu64 " to %" PRIu64
+                 " bytes, and the bytes appended inside its old last "
+                 "%u-byte block are not zero, while cache '%s' holds that "
+                 "block as it was (zeros past the old end): refusing to "
+                 "serve it; grow the backing store with zeros (truncate -s) "
+                 "or to a multiple of %u bytes", name, backing->uri,
+                 old_bytes, backing->size_bytes, NC_BLOCK_BYTES, dev->name,
+                 NC_BLOCK_BYTES);
+      return -EINVAL;
+    }
+  return 0;
+}
+
+/* Drop every key of export id in blocks [from, to) and make that durable
+ * (--allow-shrink).  Called without dev->lock (the btree takes its own).
+ * 0 or -errno (logged).
+ */
+static int
+drop_keys_past (struct ncache_device *dev, const char *name, uint16_t id,
+                uint64_t from, uint64_t to)
+{
+  const uint64_t max_blocks = UINT64_C (1) << 30;
+  int r = 0;
+
+  while (from < to && r == 0) {
+    uint64_t end = to - from > max_blocks ? from + max_blocks : to;
+    struct nc_key k;
+
+    memset (&k, 0, sizeof k);
+    k.export_id = id;
+    k.end = end;
+    k.size = (uint32_t) (end - from);
+    k.flags = NC_KEY_DELETE;
+    r = btree_insert (dev->bt, &k, 1, NULL, NULL);
+    from = end;
+  }
+  if (r == 0)
+    r = journal_flush (dev->journal);
+  if (r < 0)
+    log_error ("export '%s': dropping the cached data past the new end "
+               "failed: %s", name, strerror (-r));
+  return r;
+}
+
+/* --allow-shrink: with the slot reserved (export_open set), drop the keys
+ * past the new end, then let the caller record the new size.  Called and
+ * returns with dev->lock held; drops it around the btree work.
+ */
+static int
+shrink_locked (struct ncache_device *dev, const char *name, const char *uri,
+               struct nc_sb_export *e, uint64_t size_bytes)
+{
+  uint64_t old_blocks = (e->backing_bytes + NC_BLOCK_BYTES - 1)
+    / NC_BLOCK_BYTES;
+  uint64_t dirty0, dirty1;
+  uint16_t id = e->id;
+  int r;
+
+  if (size_bytes % NC_BLOCK_BYTES != 0) {
+    log_error ("export '%s': %s shrank to %" PRIu64 " bytes, which is not a "
+               "multiple of %u: the cache's last block would keep data "
+               "past the new end; --allow-shrink needs a size that is",
+               name, uri, size_bytes, NC_BLOCK_BYTES);
+    return -EINVAL;
+  }
+  dev->export_open[id] = true;
+  pthread_mutex_unlock (&dev->lock);
+  dirty0 = bucket_export_dirty_blocks (dev->bs, id);
+  r = drop_keys_past (dev, name, id, size_bytes / NC_BLOCK_BYTES,
+                      old_blocks);
+  dirty1 = bucket_export_dirty_blocks (dev->bs, id);
+  pthread_mutex_lock (&dev->lock);
+  dev->export_open[id] = false;
+  if (r < 0)
+    return r;
+  log_warning ("export '%s': %s shrank from %" PRIu64 " to %" PRIu64
+               " bytes; --allow-shrink: the cached data past the new end "
+               "is dropped (%" PRIu64 " bytes of it dirty, now lost)",
+               name, uri, e->backing_bytes, size_bytes,
+               (dirty0 > dirty1 ? dirty0 - dirty1 : 0) * NC_BLOCK_BYTES);
+  return 0;
+}
+
 int
 device_bind_export (struct ncache_device *dev, const char *name,
-                    const char *uri, uint64_t size_bytes,
-                    enum ncache_mode mode, uint16_t *id)
+                    const char *uri, struct backing *backing,
+                    uint64_t size_bytes, enum ncache_mode mode,
+                    bool allow_shrink, uint16_t *id)
 {
-  struct nc_sb_export *e;
+  struct nc_sb_export *e, saved;
   bool changed = false;
   int r = 0;
 
   pthread_mutex_lock (&dev->lock);
   e = super_find_export (&dev->sb, uri);
-  if (e != NULL && e->backing_bytes != size_bytes) {
-    log_error ("export '%s': cache '%s' holds data for %s when it was "
-               "%" PRIu64 " bytes; it is now %" PRIu64 " bytes, so the "
-               "cached data cannot be trusted: restore the size, or "
-               "reformat the cache (nbdcache format --force)",
-               name, dev->name, uri, e->backing_bytes, size_bytes);
+  if (e != NULL && dev->export_open[e->id]) {
+    log_error ("export '%s': %s is already open on cache '%s'",
+               name, uri, dev->name);
+    r = -EBUSY;
+    goto out;
+  }
+  if (e != NULL && size_bytes < e->backing_bytes && !allow_shrink) {
+    log_error ("export '%s': %s shrank from %" PRIu64 " to %" PRIu64
+               " bytes since cache '%s' last served it; the cache may hold "
+               "data (dirty data included) for the part that is gone, so "
+               "it is not served: restore the size (truncate -s %" PRIu64
+               " %s for a file), or start once with --allow-shrink "
+               "(nbdcached) or allow-shrink=true (the plugin) to drop the "
+               "cached data past the new end, dirty data included",
+               name, uri, e->backing_bytes, size_bytes,
+               dev->name, e->backing_bytes,
+               strncmp (uri, "file://", 7) == 0 ? uri + 7 : uri);
     r = -EINVAL;
     goto out;
+  }
+  if (e != NULL && size_bytes < e->backing_bytes) {
+    if ((r = shrink_locked (dev, name, uri, e, size_bytes)) < 0)
+      goto out;
+    saved = *e;
+    e->backing_bytes = size_bytes;
+    changed = true;
   }
   if (e == NULL) {
     r = super_add_export (&dev->sb, name, uri, size_bytes, (uint8_t) mode,
@@ -550,21 +706,36 @@ device_bind_export (struct ncache_device *dev, const char *name,
                  : strerror (-r));
       goto out;
     }
+    memset (&saved, 0, sizeof saved);   /* undo = free the slot again */
     changed = true;
   }
-  else if (e->mode != (uint8_t) mode) {
-    e->mode = (uint8_t) mode;
-    changed = true;
+  else {
+    if (!changed)
+      saved = *e;
+    if (size_bytes > e->backing_bytes) {
+      if ((r = check_grown_tail (dev, name, backing, e->backing_bytes)) < 0)
+        goto out;
+      log_info ("export '%s': %s grew from %" PRIu64 " to %" PRIu64
+                " bytes; served at the new size, cached data kept",
+                name, uri, e->backing_bytes, size_bytes);
+      e->backing_bytes = size_bytes;
+      changed = true;
+    }
+    if (e->mode != (uint8_t) mode) {
+      e->mode = (uint8_t) mode;
+      changed = true;
+    }
   }
-  if (dev->export_open[e->id]) {
-    log_error ("export '%s': %s is already open on cache '%s'",
-               name, uri, dev->name);
-    r = -EBUSY;
-    goto out;
-  }
+  /* Durable before anything is served at the new size: the other copy
+   * keeps the old table if this write fails or tears (super.c).
+   */
   if (changed && (r = super_write (dev->cd, &dev->sb)) < 0) {
     log_error ("export '%s': cannot update the superblock of cache '%s': "
                "%s", name, dev->name, strerror (-r));
+    if (saved.id == 0)
+      dev->sb.nr_exports--;
+    *e = saved;
+    super_set_csum (&dev->sb);
     goto out;
   }
   dev->export_open[e->id] = true;

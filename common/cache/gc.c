@@ -42,7 +42,10 @@
  *
  * FAILURE: an error stops that step of the round; it is counted
  * (errors), logged at most once per ERROR_LOG_INTERVAL_MS, and the step
- * runs again at the next wake-up.  A failed discard is counted and the
+ * runs again at the next wake-up.  Moving GC running out of space is not
+ * an error: its selection fits the blocks to move into the space free
+ * at that moment, and foreground writes may take that space first; the
+ * pass stops where it is, is counted (moving_nospc) and logged at debug.  A failed discard is counted and the
  * buckets are reused anyway (a discard is advisory).  The device keeps
  * serving throughout.
  *
@@ -350,6 +353,20 @@ do_moving (struct gc *g, bool *need_gc)
   free (keys);
   if (r == -EAGAIN)
     *need_gc = true;
+  if (r == -ENOSPC) {
+    /* Foreground writes took the free space the selection counted on
+     * (it fits the moved blocks into what was free when it ran): the
+     * keys moved so far are in place, the rest stay where they are, and
+     * the next low-space round tries again.  Not an error: the cache is
+     * full of dirty data, which writeback drains.
+     */
+    log_debug ("cache '%s': moving GC: out of space after %" PRIu64
+               " blocks; pass skipped", dev->name, moved);
+    pthread_mutex_lock (&g->lock);
+    g->st.moving_nospc++;
+    pthread_mutex_unlock (&g->lock);
+    r = 0;
+  }
   if (r < 0)
     gc_error (g, "moving GC", r);
   pthread_mutex_lock (&g->lock);

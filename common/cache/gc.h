@@ -44,6 +44,7 @@ struct gc_stats {
   uint64_t runs;                /* btree_gc passes completed */
   uint64_t stale_keys;          /* dropped by them */
   uint64_t moving_runs, moving_bytes, moving_keys;
+  uint64_t moving_nospc;        /* passes cut short: space taken by writes */
   uint64_t discard_batches, discard_extents, discard_buckets,
     discard_errors;
   uint64_t errors;

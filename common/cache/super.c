@@ -19,9 +19,11 @@
  *   rather than the only good copy.
  * - super_write refuses to write a superblock that does not validate.
  * - The geometry never changes after format, and an export slot's
- *   identity (id, backing URI and size) never changes after it is added
+ *   identity (id and backing URI) never changes after it is added
  *   (slots are never freed): two valid copies of one cache set agree on
- *   both, or super_read refuses (-EBADMSG).
+ *   both, or super_read refuses (-EBADMSG).  The recorded backing size
+ *   may grow (device.c: a grown backing is served at its new size), so
+ *   the copies may differ there; the newer one wins like everywhere.
  * - nc_format never leaves a state that reads as the *old* cache, nor a
  *   half-made new one that reads as valid:
  *     1. zero blocks 0 and 1 (both superblock copies), sync;
@@ -63,15 +65,13 @@
 #include "cdev.h"
 #include "compiler.h"
 #include "journal.h"
+#include "layout.h"
 #include "log.h"
 #include "ondisk.h"
 #include "super.h"
 
 #define MIB (UINT64_C (1) << 20)
 
-#define FORMAT_BUCKET_BYTES_DEFAULT (NC_BUCKET_BLOCKS_DEFAULT * NC_BLOCK_BYTES)
-#define FORMAT_JOURNAL_BUCKETS_MIN 4u
-#define FORMAT_JOURNAL_BYTES_MAX (128 * MIB)
 /* Zeroing writes are issued in pieces of this size. */
 #define FORMAT_ZERO_CHUNK_BYTES (1 * MIB)
 
@@ -250,8 +250,9 @@ super_probe (struct cdev *cd)
 
 /* NULL if two valid copies of one cache set agree on what never changes
  * after format (the geometry) and after an export is added (its slot's
- * id, backing URI and size — slots are never freed or reused; the name
- * and mode are informational),
+ * id and backing URI — slots are never freed or reused; the name and
+ * mode are informational, the size may grow and is checked against the
+ * backing itself at every bind),
  * else why not and *slot_out the export slot (or -1).  A bit flip in
  * the newer copy's export table, checksum recomputed, would otherwise
  * attach the backing as a new export and orphan its dirty data.
@@ -275,9 +276,8 @@ copies_disagree (const struct nc_sb *a, const struct nc_sb *b, int *slot_out)
     if (x->id == 0 || y->id == 0)
       continue;                 /* added since: only the newer has it */
     *slot_out = i;
-    if (x->id != y->id || x->backing_bytes != y->backing_bytes ||
-        memcmp (x->uri, y->uri, sizeof x->uri) != 0)
-      return "an export slot's identity (id, backing URI or size) differs";
+    if (x->id != y->id || memcmp (x->uri, y->uri, sizeof x->uri) != 0)
+      return "an export slot's identity (id or backing URI) differs";
   }
   return NULL;
 }
@@ -467,20 +467,6 @@ super_add_export (struct nc_sb *sb, const char *name, const char *uri,
 
 /* ---- format ---- */
 
-static uint64_t
-div_round_up (uint64_t n, uint64_t d)
-{
-  return n / d + (n % d != 0);
-}
-
-static uint64_t
-prio_buckets_for (uint64_t nbuckets, uint64_t bucket_bytes)
-{
-  return div_round_up (sizeof (struct nc_prio) +
-                       nbuckets * sizeof (struct nc_prio_entry),
-                       bucket_bytes);
-}
-
 /* Write zeros over [offset, offset + count) (block multiples). */
 static int
 zero_range (struct cdev *cd, uint64_t offset, uint64_t count)
@@ -526,68 +512,44 @@ static int
 plan_layout (struct cdev *cd, const struct nc_format_options *opts,
              struct nc_sb *sb)
 {
-  uint64_t bucket_bytes, nbuckets, journal_bytes, journal_buckets;
-  uint64_t prio_buckets, data_first, need;
+  struct nc_layout l;
   char s1[32], s2[32];
+  int r;
 
-  bucket_bytes = opts->bucket_bytes ? opts->bucket_bytes
-    : FORMAT_BUCKET_BYTES_DEFAULT;
-  if (!is_power_of_2 (bucket_bytes) ||
-      bucket_bytes < (uint64_t) NC_BUCKET_BLOCKS_MIN * NC_BLOCK_BYTES ||
-      bucket_bytes > (uint64_t) NC_BUCKET_BLOCKS_MAX * NC_BLOCK_BYTES) {
+  r = nc_layout_plan (cd->size_bytes, opts->bucket_bytes,
+                      opts->journal_bytes, &l);
+  if (r == -EINVAL) {
     log_error ("%s: bucket size %" PRIu64 " bytes: it must be a power of "
-               "two from 64 KiB to 64 MiB", cd->path, bucket_bytes);
+               "two from 64 KiB to 64 MiB", cd->path, l.bucket_bytes);
     return -EINVAL;
   }
-
-  nbuckets = MIN (cd->size_bytes / bucket_bytes, (uint64_t) UINT32_MAX);
-
-  if (opts->journal_bytes != 0) {
-    if (opts->journal_bytes < FORMAT_JOURNAL_BUCKETS_MIN * bucket_bytes) {
-      human_size (opts->journal_bytes, s1, sizeof s1);
-      human_size (FORMAT_JOURNAL_BUCKETS_MIN * bucket_bytes, s2, sizeof s2);
-      log_error ("%s: journal size %s is too small: the journal needs at "
-                 "least %u buckets (%s with this bucket size)", cd->path,
-                 s1, FORMAT_JOURNAL_BUCKETS_MIN, s2);
-      return -EINVAL;
-    }
-    journal_bytes = opts->journal_bytes;
+  if (r == -ERANGE) {
+    human_size (opts->journal_bytes, s1, sizeof s1);
+    human_size (NC_LAYOUT_JOURNAL_BUCKETS_MIN * l.bucket_bytes, s2,
+                sizeof s2);
+    log_error ("%s: journal size %s is too small: the journal needs at "
+               "least %u buckets (%s with this bucket size)", cd->path,
+               s1, NC_LAYOUT_JOURNAL_BUCKETS_MIN, s2);
+    return -EINVAL;
   }
-  else {
-    journal_bytes = MIN (cd->size_bytes / 32, FORMAT_JOURNAL_BYTES_MAX);
-    journal_bytes = MAX (journal_bytes,
-                         FORMAT_JOURNAL_BUCKETS_MIN * bucket_bytes);
-  }
-  journal_buckets = div_round_up (journal_bytes, bucket_bytes);
-
-  prio_buckets = prio_buckets_for (nbuckets, bucket_bytes);
-  data_first = 1 + journal_buckets + 2 * prio_buckets;
-  if (data_first > nbuckets || nbuckets - data_first < NC_MIN_DATA_BUCKETS) {
-    /* The smallest bucket count that fits this journal; the prio copies
-     * grow with it, so settle that by iterating (twice at most).
-     */
-    need = 1 + journal_buckets + 2 + NC_MIN_DATA_BUCKETS;
-    while (1 + journal_buckets + 2 * prio_buckets_for (need, bucket_bytes)
-           + NC_MIN_DATA_BUCKETS > need)
-      need = 1 + journal_buckets + 2 * prio_buckets_for (need, bucket_bytes)
-        + NC_MIN_DATA_BUCKETS;
-    human_size (bucket_bytes, s1, sizeof s1);
+  if (r < 0) {
+    human_size (l.bucket_bytes, s1, sizeof s1);
     log_error ("%s: the device is too small (%" PRIu64 " bytes): with %s "
                "buckets and a %" PRIu64 "-bucket journal it must be at "
                "least %" PRIu64 " bytes (the superblock bucket, the "
                "journal, two prio copies and %u data buckets)", cd->path,
-               cd->size_bytes, s1, journal_buckets, need * bucket_bytes,
+               cd->size_bytes, s1, l.journal_buckets, l.min_device_bytes,
                NC_MIN_DATA_BUCKETS);
     return -EINVAL;
   }
 
-  sb->bucket_blocks = (uint32_t) (bucket_bytes / NC_BLOCK_BYTES);
-  sb->nbuckets = (uint32_t) nbuckets;
+  sb->bucket_blocks = (uint32_t) (l.bucket_bytes / NC_BLOCK_BYTES);
+  sb->nbuckets = (uint32_t) l.nbuckets;
   sb->journal_first = 1;
-  sb->journal_buckets = (uint32_t) journal_buckets;
-  sb->prio_first = 1 + (uint32_t) journal_buckets;
-  sb->prio_buckets = (uint32_t) prio_buckets;
-  sb->data_first = (uint32_t) data_first;
+  sb->journal_buckets = (uint32_t) l.journal_buckets;
+  sb->prio_first = 1 + (uint32_t) l.journal_buckets;
+  sb->prio_buckets = (uint32_t) l.prio_buckets;
+  sb->data_first = (uint32_t) l.data_first;
   return 0;
 }
 

@@ -31,11 +31,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "layout.h"
 #include "ondisk.h"
 
 struct cdev;
 
-#define NC_MIN_DATA_BUCKETS 8u
+#define NC_MIN_DATA_BUCKETS NC_LAYOUT_MIN_DATA_BUCKETS
 
 struct nc_format_options {
   uint32_t bucket_bytes;        /* 0 = default 1 MiB */
