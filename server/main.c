@@ -622,7 +622,7 @@ main (int argc, char **argv)
     start_failed (&srv, ready_fd, pidfile);
   }
   if (privdrop_apply (&privdrop) < 0) {
-    start_failed (&srv, ready_fd);
+    start_failed (&srv, ready_fd, pidfile);
   }
   listen_start (&srv);
   conn_timeouts_start (&srv);
