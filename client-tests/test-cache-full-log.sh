@@ -27,7 +27,9 @@ unshare -rm sh -c "mount -t tmpfs -o size=1M tmpfs '$tmp/probe'" \
 random_file "$tmp/data" 24M
 
 failed=""
-for kind in $(server_kinds); do
+# The plugin's run logs I/O errors on its way out: the same ASan-preload
+# deadlock at nbdkit's exit as hangup_server_kinds describes.
+for kind in $(hangup_server_kinds); do
   _ct_need_binary "$kind"
   dir=$tmp/$kind
   mkdir -p "$dir/small"
