@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* admin.h — nbdcache, the cache device administration tool: what its
  * commands share.
  *

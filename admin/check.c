@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* check.c — nbdcache check: verify a cache device, read-only.
  *
  * WHAT: checks, in recovery order, and reports one line per structure:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* control.c — nbdcache's side of nbdcached's control socket.
  *
  * WHAT: finds the control socket (--socket PATH, or `control_socket` in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* flush.c — nbdcache flush: write an export's dirty data back, now.
  *
  * WHAT: `nbdcache flush (--socket PATH | -c CONFIG) EXPORT` sends

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* inspect.c — a cache device opened read-only, for nbdcache show/check.
  *
  * WHAT: opens the device read-only, reads both superblock copies (each

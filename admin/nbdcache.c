@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdcache.c — nbdcache, the cache device administration tool: the
  * command line, logging, and the format command.
  *

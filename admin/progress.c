@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* progress.c — a one-line progress indicator on standard error.
  *
  * WHAT: see progress.h.  The line is "\r" + label + bar or spinner +

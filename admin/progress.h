@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* progress.h — a one-line progress indicator on standard error.
  *
  * WHAT: a bar with a percentage when the total is known, otherwise a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* show.c — nbdcache show: what is on a cache device.
  *
  * WHAT: prints the superblock (uuid, version, sizes, layout, seq, both

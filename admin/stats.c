@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* stats.c — nbdcache stats: a running nbdcached's counters.
  *
  * WHAT: `nbdcache stats (--socket PATH | -c CONFIG) [--json] [EXPORT]`

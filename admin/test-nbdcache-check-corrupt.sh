@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
 # test-nbdcache-check-corrupt.sh — nbdcache check on corrupt caches with
 # dirty data: DAMAGED, never clean.
 #

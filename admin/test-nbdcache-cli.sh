@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
 # test-nbdcache-cli.sh — the nbdcache command line, end to end on files.
 #
 # WHAT: format (sparse creation, sizes, refusals, --force), show (text and

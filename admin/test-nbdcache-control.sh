@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
 # test-nbdcache-control.sh — nbdcache stats and flush, end to end.
 #
 # WHAT:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # bench-lib.sh — helpers shared by run-bench and run-remote-bench (sourced).
 #
 # WHAT: starting and waiting for servers, reading fio's JSON, formatting

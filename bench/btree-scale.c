@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* btree-scale.c — the index at scale: N extents in a bounded node cache.
  *
  * WHAT: formats a sparse cache file (or a simulated device), opens the

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-bench-scripts.sh — the benchmark scripts cannot rot silently.
 #
 # WHAT: parses run-bench, run-remote-bench and bench-lib.sh (bash -n), runs

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # ceph-cluster.sh — a throwaway single-node Ceph cluster for the RBD tests.
 #
 # WHAT: ceph_cluster_start DIR starts one monitor and one OSD (memstore,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # client-checks.sh — assertions for client commands run INSIDE a server's
 # --run command (POSIX sh: nbdkit and nbdcached run it with /bin/sh).
 #

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # functions.sh — shared shell helpers for the client tests.  Source it.
 #
 # WHAT: runs a command against a freshly started server of either kind,

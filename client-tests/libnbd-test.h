@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* libnbd-test.h — helpers shared by the libnbd client test programs.
  *
  * WHAT: how a client test finds its server (URI from argv[1] or $uri, the

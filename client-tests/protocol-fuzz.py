@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 # protocol-fuzz.py — a seeded live-server NBD protocol fuzzer (raw sockets).
 #
 # WHAT: batches of abusive connections to a running server, each batch

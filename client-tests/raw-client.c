@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* raw-client.c — a hand-rolled NBD client for protocol tests.
  *
  * WHAT: socket I/O with timeouts, option haggling and transmission

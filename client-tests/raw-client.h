@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* raw-client.h — a hand-rolled NBD client for protocol tests.
  *
  * Owns: one Unix-socket connection per struct raw_conn, and the byte-level

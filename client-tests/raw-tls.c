@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* raw-tls.c — TLS under the raw-socket test client (see raw-tls.h).
  *
  * WHAT: OpenSSL client handshake on a raw NBD connection, then a pump

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* raw-tls.h — TLS under the raw-socket test client (raw-client.h).
  *
  * WHAT: after the server has ACKed NBD_OPT_STARTTLS on a raw connection,

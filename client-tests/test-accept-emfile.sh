@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-accept-emfile.sh — out of file descriptors: nbdcached, run with
 # RLIMIT_NOFILE = 64, gets more idle connections than it has fds.  accept
 # then fails with EMFILE while the pending connection stays in the backlog;

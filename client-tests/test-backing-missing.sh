@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-backing-missing.sh — a deleted backing file is not re-created empty
 # while the cache holds data for it.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-backing-resize.sh — a grown backing store is served at its new size
 # with its cached data; a shrunk one is refused and nothing is lost.
 #

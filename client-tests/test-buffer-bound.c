@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-buffer-bound.c — clients that never read their replies do not make
  * the server hold unbounded memory.
  *

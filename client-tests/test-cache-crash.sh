@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-cache-crash.sh — kill -9 under a writeback workload on a cache
 # device, restart on the same cache and backing, and check the crash
 # promise through NBD; then a clean stop must report cache hits.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-cache-full-log.sh — a full cache filesystem logs one error line,
 # not one per failed write.
 #

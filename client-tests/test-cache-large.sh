@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-cache-large.sh — start-up, first I/O and SIGTERM do not grow with
 # the size of the cache device.
 #

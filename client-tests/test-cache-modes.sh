@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-cache-modes.sh — real clients against cached exports, in every cached
 # mode (writeback, writethrough, writearound), for nbdcached and for nbdkit
 # + the plugin (config=FILE export=disk), with clean restarts in between.

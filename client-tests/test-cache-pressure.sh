@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-cache-pressure.sh — a writeback export whose working set is twice
 # its cache device: every byte must come back, through eviction and
 # writeback, across a clean restart, and reach the backing file on a

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-check-readonly.sh — `nbdcache check` never writes to the device.
 #
 # WHAT: nbdcached commits one write of 9,000 keys (three journal entries)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-commands.c — every NBD command and flag, through libnbd.
  *
  * WHAT: READ (plain, structured with and without DF, across data and

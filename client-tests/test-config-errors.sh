@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-config-errors.sh — negative startup: one config per kind of config
 # error.  nbdcached exits 1 without serving, naming FILE:LINE in its
 # messages; `nbdcached --check-config` reports the same and exits 1; nbdkit

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-config-scale.sh — loading a config is linear in its number of
 # sections: 40,000 [export] sections (two of them on one backing, which
 # must still be found) pass --check-config well inside a generous bound.

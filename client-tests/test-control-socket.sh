@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-control-socket.sh — nbdcached's control socket ([server]
 # control_socket): the stats and flush commands that `nbdcache` uses.
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-disconnect.c — a connection that dies with requests in flight.
  *
  * WHAT: from a raw-socket client (raw-client.c), ends connections while

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-exclusive-cache.sh — a cache device is opened by one process at a
 # time.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-format-signature.sh — nbdcache format does not destroy another
 # program's data without --force, and show / check name it instead of
 # suggesting to format it.

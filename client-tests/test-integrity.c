@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-integrity.c — random concurrent I/O over 4 connections vs a model.
  *
  * WHAT: opens 4 connections to one export (multi-conn), then runs rounds

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-kill-clients.sh — real clients killed with SIGKILL in the middle of
 # a transfer, over and over; the server must survive every kill and then
 # serve a clean client correctly.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-libnbd-buffer-bound.sh — [server] max_buffer bounds the memory that
 # clients which never read their replies can pin (test-buffer-bound.c:
 # 4 connections x 8 reads of 32 MiB, 1 GiB, unread for 1.5 s; the server's

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-libnbd-commands.sh — every command and flag through libnbd
 # (test-commands.c) against nbdcached and nbdkit + the plugin: the
 # read-write tests on "disk", the read-only ones on "ro".  Both backing

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-libnbd-disconnect.sh — connections that die with requests in flight
 # (test-disconnect.c: a bad magic or an oversized payload after a burst of
 # requests, and resets), against nbdcached and nbdkit + the plugin; the

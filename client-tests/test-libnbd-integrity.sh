@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-libnbd-integrity.sh — random concurrent writes, zeroes and trims over
 # 4 connections compared with a model (test-integrity.c), against nbdcached
 # and nbdkit + the plugin.  TEST_SEED repeats a run (the seed is printed);

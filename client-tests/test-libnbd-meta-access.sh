@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-libnbd-meta-access.sh — NBD_OPT_LIST_META_CONTEXT and
 # NBD_OPT_SET_META_CONTEXT refuse what NBD_OPT_INFO refuses
 # (test-meta-access.c, a plain-text raw client): a TLS-only export

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-libnbd-options.sh — option haggling through libnbd (test-options.c)
 # against nbdcached and nbdkit + the plugin.
 # Serves "disk" (64 MiB, the default export) and "second" (1 MiB,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-libnbd-raw.sh — the protocol byte by byte from a raw-socket client
 # (test-raw.c) against nbdcached and nbdkit + the plugin.  "disk" is
 # 128 MiB; "big" is an 8 GiB sparse export for the 64-bit requests (only

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-libnbd-single.sh — libnbd runs the server on a socketpair as its
 # stdin/stdout (nbdcached -s, nbdkit -s) and talks to it (test-single.c).
 set -e

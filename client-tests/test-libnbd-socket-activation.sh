@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-libnbd-socket-activation.sh — libnbd starts the server with a
 # listening socket on fd 3 (LISTEN_PID/LISTEN_FDS) and talks to it
 # (test-socket-activation.c): nbdcached -c CONF, and nbdkit PLUGIN.

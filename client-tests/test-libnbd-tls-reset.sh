@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-libnbd-tls-reset.sh — STARTTLS forgets what was negotiated before
 # it, and a TLS-only server refuses options before it (test-tls-reset.c),
 # against nbdcached and nbdkit + the plugin, with TLS on and required.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-max-connections.sh — max_connections = 2 on an export: two clients
 # connect, a third is refused with a clear error while they are connected,
 # and once one leaves a new client gets in.  Both front ends enforce it.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-meta-access.c — LIST_META_CONTEXT and SET_META_CONTEXT obey the
  * export's access rules.
  *

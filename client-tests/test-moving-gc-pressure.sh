@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-moving-gc-pressure.sh — bulk writes that fill the cache do not make
 # moving GC log an error.
 #

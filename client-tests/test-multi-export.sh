@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-multi-export.sh — two exports with different contents: each name
 # reaches its own backing file, the empty name reaches default_export, and
 # an unknown name is refused.  For the plugin (one export per nbdkit):

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-nbd-client-list.sh — `nbd-client -l` (the nbd project's own client)
 # lists every export with its description, over a Unix socket and over TCP.
 #

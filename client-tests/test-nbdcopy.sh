@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-nbdcopy.sh — nbdcopy round trip: a random 32 MiB file into the export
 # and back out, compared byte for byte with cmp (also the backing file).
 set -e

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-nbdinfo.sh — what nbdinfo sees: size, flags, block sizes, description,
 # read-only/rotational, the allocation map of a sparse backing file, and
 # (nbdcached only) the export list.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-one-file-two-names.sh — one cache device or backing file under two
 # names is refused, before anything is served.
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-options.c — option haggling as libnbd sees it.
  *
  * WHAT: NBD_OPT_LIST (every export and its description), NBD_OPT_INFO for

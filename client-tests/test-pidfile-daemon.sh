@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-pidfile-daemon.sh — daemon mode (no -f) with a pidfile: the command
 # returns 0 only once the daemon is listening, so a client connects at once
 # (no sleep, no polling); the pidfile holds the daemon's pid; the daemon is

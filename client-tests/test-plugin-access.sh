@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-plugin-access.sh — the plugin enforces an [export]'s access rules
 # from a shared config the way nbdcached does, instead of ignoring them:
 # tls = require refuses plaintext clients (nbdkit --tls=on) and hides the

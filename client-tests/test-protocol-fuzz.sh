@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-protocol-fuzz.sh — a live server survives a seeded protocol fuzzer
 # (protocol-fuzz.py: mutated handshakes, partial headers then disconnects,
 # lying lengths, pipelines of thousands, random requests) and answers a

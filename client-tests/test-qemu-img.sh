@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-qemu-img.sh — qemu-img info of an export; qemu-img convert of a
 # mostly-zero qcow2 image with random clusters into an export whose backing
 # holds random garbage (so the zero ranges must really be zeroed), then

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-qemu-io.sh — qemu-io writes and reads with patterns through an export:
 # aligned and unaligned writes, FUA writes, write-zeroes (with and without
 # unmap), discard, flush.  Every read checks a pattern; afterwards the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-raw.c — the NBD protocol byte by byte, from a raw-socket client.
  *
  * WHAT: drives the server over its Unix socket ($unixsocket) with

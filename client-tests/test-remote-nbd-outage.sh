@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-remote-nbd-outage.sh — the remote backing goes away and comes back
 # while nbdcached serves it: what the driver promises, seen by a client and
 # by `nbdcache stats`.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-remote-nbd-tls.sh — a remote backing reached over TLS with a
 # pre-shared key, configured through each front end's own keys.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-remote-nbd.sh — an export cached in writeback mode over a remote NBD
 # server: data in, data out, flushed to the remote byte for byte.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-remote-rbd.sh — exports cached over a Ceph RBD image (backing =
 # rbd:POOL/IMAGE) on a throwaway single-node cluster, checked with the rbd
 # CLI reading what reached Ceph.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-sigterm.sh — SIGTERM under load: every write the server acknowledged
 # is on the backing file afterwards, writes it refused (ESHUTDOWN) are not,
 # nothing else ever lands anywhere, and the server exits 0.

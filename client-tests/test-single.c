@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-single.c — one connection over the server's stdin/stdout.
  *
  * WHAT: nbd_connect_command runs the server command given on our command

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-single.sh — single-connection mode (-s): the server speaks NBD on
 # stdin/stdout, serves that one connection, then exits 0.  Driven by libnbd:
 # nbdsh with h.connect_command (the way libnbd users start a server), and a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-socket-activation.c — the server started by libnbd, systemd-style.
  *
  * WHAT: nbd_connect_systemd_socket_activation runs the server command

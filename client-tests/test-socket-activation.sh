@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-socket-activation.sh — systemd socket activation: libnbd's
 # "[ CMD … ]" syntax starts the server with LISTEN_PID/LISTEN_FDS=1 and a
 # listening socket on fd 3.  The server must serve that socket (not its

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-state-context.sh — the nbdcache:state meta context of nbdcached.
 #
 # WHAT: through libnbd (python3 nbd bindings), nbdinfo and a small raw

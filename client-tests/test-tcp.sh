@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-tcp.sh — nbdcached listening on TCP: IPv4 127.0.0.1:0, IPv6 [::1]:0
 # and ":0" (the wildcard address), each on an ephemeral port in $port,
 # with $uri in the nbd://HOST:PORT/EXPORT form; nbdinfo connects through it.

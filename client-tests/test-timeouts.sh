@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-timeouts.sh — [server] request_timeout, drain_timeout and
 # handshake_timeout, from a raw-socket Python client (nbdcached only):
 #  (a) two clients on an export with max_connections = 2 send a WRITE

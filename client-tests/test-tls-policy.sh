@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-tls-policy.sh — who may see and open which export: TLS-only servers
 # and exports, client address allow lists, client certificate subjects.
 #  1. [server] tls = require (both kinds; nbdkit --tls=require): a

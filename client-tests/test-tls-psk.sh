@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-tls-psk.sh — TLS with pre-shared keys (the "username:hexkey" file
 # nbdkit, libnbd and qemu share), against nbdcached ([server] tls = require,
 # tls_psk_file = FILE) and nbdkit + the plugin (--tls=require --tls-psk=FILE):

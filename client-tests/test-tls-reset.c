@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-tls-reset.c — NBD_OPT_STARTTLS: what a server forgets, and what a
  * TLS-only server refuses before it.
  *

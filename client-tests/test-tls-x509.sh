@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-tls-x509.sh — TLS with X.509 certificates through real clients,
 # against nbdcached ([server] tls = require, tls_certificates = DIR) and
 # nbdkit + the plugin (nbdkit --tls=require --tls-certificates=DIR):

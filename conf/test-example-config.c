@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-example-config.c — keeps the example config and the man page honest.
  *
  * WHAT: (1) the example config parses with config_load, as shipped and with

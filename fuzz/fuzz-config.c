@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* fuzz-config.c — libFuzzer harness: the configuration file parser
  * (server/config.c, config-identity.c, config-tls.c: config_load).
  *

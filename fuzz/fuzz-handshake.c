@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* fuzz-handshake.c — libFuzzer harness: the option haggling parser
  * (server/handshake.c handshake_parse and every option handler).
  *

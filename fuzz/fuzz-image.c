@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* fuzz-image.c — libFuzzer harness: every on-disk metadata parser, through
  * the engine's real open path, on a simulated cache device.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* fuzz-request.c — libFuzzer harness: the transmission request parser
  * (server/request.c request_parse, validate; common/protocol
  * nbd_decode_request) and the reply path.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* fuzz-server.c — an in-process nbdcached for the protocol harnesses (see
  * fuzz-server.h).  Also defines server_stop / server_conn_gone, which
  * server/main.c defines in the real server, so every harness links.

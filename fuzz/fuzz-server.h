@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* fuzz-server.h — an in-process nbdcached for the protocol harnesses.
  *
  * WHAT: fuzz_server_session feeds bytes to a real server connection (the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* fuzz-super.c — libFuzzer harness: the superblock and its export table
  * (common/cache/super.c: super_validate, super_read, super_find_export).
  *

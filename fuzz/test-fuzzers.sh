@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-fuzzers.sh — `make check`: every libFuzzer harness for a bounded
 # time (FUZZ_TIME, default 15 s each; under ASan/UBSan), after replaying
 # the committed regression inputs (fuzz/regressions/<name>/).

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
 # test-pod.sh — every manual page is valid POD, without warnings, and
 # converts cleanly.
 #

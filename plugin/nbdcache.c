@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbdcache.c — the nbdkit plugin: nbdkit callbacks onto cache.h.
  *
  * WHAT: nbdkit-nbdcache-plugin.so.  Serves one export, given either as

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* buffer.c — the budget for request data held in memory.
  *
  * WHAT: every READ holds a buffer of its length until its reply has been

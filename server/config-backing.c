@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* config-backing.c — the backing-store keys of an [export] section.
  *
  * WHAT: checks and stores backing = (a path, file:///PATH, or a remote

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* config-file.h — the nbdcached configuration file: INI, parsed by libinih.
  *
  * WHAT: loads and validates a config file into plain structs: one [server]

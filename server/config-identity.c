@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* config-identity.c — one file under two names in one config.
  *
  * WHAT: config_check_identity, run once the whole file is read: every

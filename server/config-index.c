@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* config-index.c — a set of section names with constant-time lookup.
  *
  * WHAT: an open-addressing hash table (linear probing, FNV-1a) from a name

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* config-internal.h — what config.c and config-tls.c share.
  *
  * WHAT: the state of one config_load (struct parser), the one list of keys

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* config-paths.c — what the config check can see without starting: the
  * size of a cache to be created, and the directories where nbdcached
  * will create files and sockets.

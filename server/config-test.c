@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* config-test.c — the harness shared by the config parser tests.
  *
  * WHAT: see config-test.h: the private directory and its fixtures,

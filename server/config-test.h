@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* config-test.h — the harness shared by the config parser tests.
  *
  * WHAT: a private directory with the fixture files the tests name (an

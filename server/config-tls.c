@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* config-tls.c — the TLS and access-control keys of the config file.
  *
  * WHAT: checks and stores the values of the [server] tls* keys and of the

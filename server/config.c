@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* config.c — the nbdcached configuration file (see config-file.h).
  *
  * WHAT: reads an INI file with libinih into struct config and validates it:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* conn.c — one client connection: socket I/O, buffers, backpressure, close.
  *
  * WHAT: reads the socket into a fixed input buffer and hands complete

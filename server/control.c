@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* control.c — the control socket: statistics and flushes for the admin.
  *
  * WHAT: when [server] control_socket = PATH is set, nbdcached listens on

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* export.c — the export table: config sections turned into engine handles.
  *
  * WHAT: at start-up opens every [cache] section that at least one export

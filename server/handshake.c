@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* handshake.c — fixed newstyle negotiation: greeting, client flags, options.
  *
  * WHAT: sends the greeting, checks the client flags, and answers every

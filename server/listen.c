@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* listen.c — listening sockets: TCP (IPv4/IPv6), Unix, socket activation.
  *
  * WHAT: turns listen addresses ("unix:PATH", "HOST:PORT", "[V6]:PORT",

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* main.c — nbdcached: command line, start-up, the event loop, shutdown.
  *
  * WHAT: parses options, loads the config, opens listeners and exports,

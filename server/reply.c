@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* reply.c — encodes a finished request's reply into its output message.
  *
  * WHAT: builds the iovec list for r->out: a simple reply; structured or

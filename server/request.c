@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* request.c — transmission-phase requests: parse, validate, execute.
  *
  * WHAT: the loop thread turns buffered bytes into requests, checks each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* server.h — nbdcached's internal contract: the server, its exports,
  * connections, requests and the worker pool.
  *

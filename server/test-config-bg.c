@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-config-bg.c — unit tests for the background-work config keys.
  *
  * WHAT: [server] control_socket, [cache] discard, [export]

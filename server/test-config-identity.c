@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-config-identity.c — unit tests for config-identity.c.
  *
  * WHAT: one cache device under two names ("ssd.img" and "./ssd.img"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-config-tls.c — unit tests for the TLS and access-control keys of
  * the config file (config-tls.c).
  *

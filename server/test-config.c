@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-config.c — unit tests for the config file reader (config.c).
  *
  * WHAT: good files (every general key, defaults, relative paths, repeated

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* tls.c — TLS for nbdcached with OpenSSL: the server context, PSK keys,
  * and each connection's non-blocking handshake, reads and writes.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* worker.c — the fixed pool of threads that runs engine calls.
  *
  * WHAT: N threads take requests from one queue, run the engine call and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* backing.c — opening a backing store by URI, and closing any of them.
  *
  * WHAT: backing_open() picks the driver from the URI's form:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* backing.h — the backing-store driver contract.
  *
  * WHAT: one ops table that every backing store implements (a local file or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* faulty.c — a fault-injecting backing store, for tests.
  *
  * WHAT: the backing ops (backing.h) over another handle, failing with

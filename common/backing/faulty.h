@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* faulty.h — a fault-injecting backing store, for tests.
  *
  * WHAT: wraps another backing handle (backing.h ops) and fails chosen I/O

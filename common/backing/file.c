@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* file.c — the backing-store driver for local files and block devices.
  *
  * WHAT: the backing ops (backing.h) over one file descriptor: a regular

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* memory.c — a sparse in-memory backing store, for tests.
  *
  * WHAT: the backing ops (backing.h) over a two-level page table of 4 KiB

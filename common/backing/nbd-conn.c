@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbd-conn.c — one connection to a remote NBD server, driven by its own
  * I/O thread through libnbd's asynchronous API.
  *

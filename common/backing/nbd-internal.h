@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbd-internal.h — what the remote NBD driver's two files share.
  *
  * WHAT: the driver handle (struct backing_nbd), one connection to the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbd.c — a backing store on a remote NBD server (libnbd).
  *
  * WHAT: the backing ops (backing.h) over one or more NBD connections to

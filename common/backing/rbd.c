@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* rbd.c — a backing store on a Ceph RBD image (librbd).
  *
  * WHAT: the backing ops (backing.h) over one RBD image named

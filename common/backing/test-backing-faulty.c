@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-backing-faulty.c — unit tests for the fault-injecting backing store.
  *
  * WHAT: pass-through of the head (uri copied, size, capabilities) and of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-backing-file.c — unit tests for the file backing driver.
  *
  * WHAT: creation of sparse files, round trips (aligned, unaligned,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-backing-memory.c — unit tests for the in-memory backing driver.
  *
  * WHAT: creation (directly and as "memory:SIZE"), round trips against a

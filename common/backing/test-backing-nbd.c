@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-backing-nbd.c — unit tests for the remote NBD backing driver.
  *
  * WHAT: every op and flag against a real nbdkit remote (memory or file

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-backing-rbd.c — unit tests for the Ceph RBD backing driver.
  *
  * WHAT: every op against a real Ceph cluster: round trips, writes with

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-backing-rbd.sh — runs test-backing-rbd (the RBD driver's unit tests)
 # against a throwaway single-node Ceph cluster started here and stopped at
 # exit (client-tests/ceph-cluster.sh): two empty 64 MiB images, one the

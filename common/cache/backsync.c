@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* backsync.c — the backing stores' durability, for request.c's ORDERING
  * rule 2: no key may be durable before the backing data it relies on.
  *

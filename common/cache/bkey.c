@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* bkey.c — validity of keys read from the cache device.
  *
  * WHAT: bkey_invalid_leaf and bkey_invalid_ptr (bkey.h): given a key and

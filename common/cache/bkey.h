@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* bkey.h — extent keys: ordering, ranges, cutting.
  *
  * WHAT: small inline helpers over struct nc_key (ondisk.h), used in memory

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* bnode.c — btree nodes in memory: the bounded node cache, node reads,
  * node writes.
  *

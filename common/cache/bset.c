@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* bset.c — a btree node's bucket on disk (see bset.h).
  *
  * WHAT: builds the bset a node write appends (header, sorted keys, zero

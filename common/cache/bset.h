@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* bset.h — a btree node's bucket on disk: building a bset, reading the
  * newest valid one back, checking a node's keys.  Internal to the btree
  * (btree.c and its test); nothing else includes it.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* btree-internal.h — what btree.c and bnode.c share: the in-memory node,
  * the index's state, and the node cache's functions.
  *

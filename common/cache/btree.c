@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* btree.c — the index: a B+tree of extent keys (see btree.h).
  *
  * WHAT: btree.h's API: lookups, inserts (cut and store, leaf by leaf),

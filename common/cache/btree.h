@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* btree.h — the index: a B+tree of extent keys with a bounded node cache.
  *
  * WHAT: maps (export_id, block range) to where the data is: a data key

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* bucket.c — the bucket set: states, gens, priorities, live accounting and
  * the allocator.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* bucket.h — buckets: gens, priorities, live counts, the allocator, and
  * the persistent prio copies.
  *

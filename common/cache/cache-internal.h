@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* cache-internal.h — how the engine fits together (read this first).
  *
  * MODULES (one noun per file):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* cache.c — an export ("ncache"): requests onto the backing store.
  *
  * WHAT: the export handle behind cache.h: open and close, capabilities,

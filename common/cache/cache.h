@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* cache.h — THE public API of the nbdcache engine.
  *
  * WHAT: an export ("ncache") serves a byte range backed by a backing store

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* cdev-file.c — the cache device as a regular file or a block device.
  *
  * WHAT: cdev_file_open and the "file" ops (cdev.h) over one file

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* cdev-signature.c — what else a would-be cache device holds, by libblkid.
  *
  * WHAT: cdev_foreign_signature asks libblkid whether a file or device

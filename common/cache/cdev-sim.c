@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* cdev-sim.c — an in-memory cache device that can crash and fail (tests).
  *
  * WHAT: the "sim" ops (cdev.h) over two memory images of the device:

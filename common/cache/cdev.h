@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* cdev.h — raw I/O on a cache device: a file, a block device, or (tests) a
  * simulated device that can fail I/Os and lose unsynced writes.
  *

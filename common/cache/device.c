@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* device.c — a cache device: open (with recovery), close, export binding.
  *
  * WHAT: ncache_device_open / ncache_device_open_cdev / ncache_device_close,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* gc.c — a cache device's background thread: discards, GC, moving GC.
  *
  * WHAT: the thread gc.h describes.  It wakes every GC_TICK_MS, on

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* gc.h — a cache device's background thread: GC, moving GC, discards.
  *
  * WHAT: one thread per cache device, woken by a timer (GC_PERIOD_MS), by

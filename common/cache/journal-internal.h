@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* journal-internal.h — what journal.c and journal-replay.c share: struct
  * journal, the ring's geometry, and the on-disk entry's size arithmetic.
  *

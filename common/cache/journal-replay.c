@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* journal-replay.c — reading the journal ring: scan, entry validation,
  * choice of the chain, replay at open, nbdcache check, and the first
  * entry written by format.

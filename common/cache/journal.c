@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* journal.c — the running journal: open entry, group commit, placement
  * in the ring, reclaim, stats.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* journal.h — the journal: a ring of entries that makes index updates
  * durable with one write, group commit, replay at open.
  *

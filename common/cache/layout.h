@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* layout.h — where format puts things: the geometry of a new cache.
  *
  * WHAT: nc_layout_plan computes, from a device size and the format

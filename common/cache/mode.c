@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* mode.c — cache mode names.
  *
  * WHAT: "none|writeback|writethrough|writearound" <-> enum ncache_mode.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* ondisk.h — the cache device format, version 1.
  *
  * WHAT: every structure nbdcache writes to a cache device, byte for byte.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* prio.c — the prio copies: every bucket's gen and priority on disk.
  *
  * WHAT: reads, writes, formats and checks the two prio copies of ondisk.h

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* rangelock.c — the range lock of an export (struct range_lock in
  * cache-internal.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* seqcut.c — the sequential cutoff: recognising long sequential streams.
  *
  * WHAT: a fixed table of SEQCUT_STREAMS streams, each remembering where

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* seqcut.h — the sequential cutoff: recognising long sequential streams.
  *
  * WHAT: per export, the most recent SEQCUT_STREAMS streams (bcache tracks

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* status.c — BLOCK_STATUS of an export with a cache device: the base
  * allocation context and nbdcache:state.
  *

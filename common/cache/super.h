@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* super.h — the superblock: format a cache device, read and validate it,
  * update the export table.
  *

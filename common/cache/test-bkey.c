@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-bkey.c — unit tests for extent keys (bkey.h, bkey.c).
  *
  * WHAT: ordering (bkey_cmp, bkey_cmp_pos), overlap at the edges, cutting

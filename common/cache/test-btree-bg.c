@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-btree-bg.c — unit tests for the index's background operations:
  * btree_scan, btree_replace and the incremental btree_gc (btree.c).
  *

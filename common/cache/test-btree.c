@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-btree.c — unit tests for the index (btree.c, bnode.c, bset.c).
  *
  * WHAT: inserts and lookups (cuts at the front, back and middle, cuts

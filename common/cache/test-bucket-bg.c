@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-bucket-bg.c — unit tests for the bucket set's background-work
  * bookkeeping (bucket.c): discards, the GC recount, per-export dirty
  * counters, the moving-GC selection.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-bucket.c — unit tests for the bucket set (bucket.c) and the prio
  * copies (prio.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-cache.c — unit tests for the export handle (cache.c, device.c, mode.c).
  *
  * WHAT: every request path in mode none over the memory backing store;

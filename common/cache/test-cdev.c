@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-cdev.c — unit tests for raw cache-device I/O (cdev-file.c, cdev-sim.c).
  *
  * WHAT: the file driver: sparse creation (and never resizing an existing

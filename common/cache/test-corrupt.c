@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-corrupt.c — metadata corruption of a real cache: refused or served
  * right, never served wrong.
  *

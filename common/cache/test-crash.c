@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-crash.c — the crash sweep: kill the cache device at write N, for
  * many N, reopen, and check the crash-consistency promise sector by sector.
  *

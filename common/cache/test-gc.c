@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-gc.c — unit tests for the device background thread (gc.c).
  *
  * WHAT: moving GC compacts fragmented dirty buckets (data reads back

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-helpers.c — PRNG, surviving store and crash model for engine tests.
  *
  * WHAT: the three pieces test-helpers.h declares.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-helpers.h — scaffolding shared by the engine's model and crash tests.
  *
  * Owns: nothing global.  Three independent pieces:

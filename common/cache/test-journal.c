@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-journal.c — unit tests for the journal (journal.h, journal.c).
  *
  * WHAT: format and replay of an empty journal; keys replayed in order

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
 # test-layering.sh — doc/design.md's layering, enforced by reading #include lines.
 #
 # WHAT: fails if

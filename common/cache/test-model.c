@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-model.c — the engine against a flat byte array: random operations
  * in every mode, compared byte for byte.
  *

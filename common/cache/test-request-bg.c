@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-request-bg.c — the request paths' side of the background work.
  *
  * WHAT: through the public API (cache.h) on a simulated cache device and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-seqcut.c — unit tests for the sequential cutoff.
  *
  * WHAT: the exact threshold (length >= cutoff, the current request

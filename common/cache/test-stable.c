@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-stable.c — the stability check after a crash (see test-stable.h). */
 #include <config.h>
 

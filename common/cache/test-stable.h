@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-stable.h — the stability check after a crash, shared by the crash
  * sweep (test-crash.c) and the model test (test-model.c).
  *

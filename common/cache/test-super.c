@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-super.c — unit tests for the superblock (super.c).
  *
  * WHAT: format then read; every invariant of super_validate broken one at

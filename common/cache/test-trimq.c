@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-trimq.c — unit tests for the backing store's trim queue.
  *
  * WHAT: merging (overlap, adjacency, containment, bridging, random adds

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-wbrate.c — unit tests for writeback's PI rate controller (wbrate.c).
  *
  * WHAT: the control law exactly (proportional term, integral accumulation,

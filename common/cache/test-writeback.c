@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-writeback.c — writeback (writeback.c) through the public API.
  *
  * WHAT: on a simulated cache device and a surviving memory store, an

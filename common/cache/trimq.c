@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* trimq.c — the backing store's trim queue: merged, batched trims.
  *
  * WHAT: a sorted array of disjoint, non-adjacent extents waiting to be

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* trimq.h — the backing store's trim queue: merged, batched trims.
  *
  * WHAT: TRIM requests to the backing store (after the cache dropped its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* wbrate.c — writeback's rate controller (a PI controller, bcache's
  * __update_writeback_rate).
  *

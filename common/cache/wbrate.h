@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* wbrate.h — the writeback rate controller (a PI controller).
  *
  * WHAT: given how much dirty data an export has and its target, the rate

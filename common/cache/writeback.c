@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* writeback.c — an export's dirty data back to its backing store.
  *
  * WHAT: the per-export writeback thread described in writeback.h: batches

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* writeback.h — writing an export's dirty data back to its backing store.
  *
  * WHAT: one background thread per export with a cache device (any cached

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbd-names.c — printable names of NBD options, replies, commands, errors.
  *
  * WHAT: map the numbers in nbd-proto.h to their protocol spelling

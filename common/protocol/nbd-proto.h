@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbd-proto.h — NBD wire constants and structures.
  *
  * WHAT: every magic, option, reply, info, command, flag, chunk type and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbd-wire.c — byte-exact NBD transmission headers (see nbd-wire.h).
  *
  * WHAT: encode/decode of request, reply, chunk and option-reply headers.

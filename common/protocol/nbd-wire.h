@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* nbd-wire.h — encoding and decoding of NBD transmission messages.
  *
  * WHAT: pure functions that turn request headers from bytes into a struct,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-nbd-proto.c — unit tests for nbd-wire.c and nbd-names.c.
  *
  * WHAT: request decode/encode round trips in both header forms; byte-exact

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* byteorder.h — unaligned big/little-endian loads and stores.
  *
  * WHAT: get/put helpers for wire (big-endian, NBD) and disk (little-endian,

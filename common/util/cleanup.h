@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* cleanup.h — scope-bound cleanup attributes for function-local resources.
  *
  * WHAT: AUTOFREE (free on scope exit), AUTOCLOSE (close an fd >= 0),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* clock.h — the monotonic clock, in the units the code base uses.
  *
  * WHAT: now in milliseconds and nanoseconds (CLOCK_MONOTONIC), the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* compiler.h — attribute and helper macros used across nbdcache.
  *
  * WHAT: thin wrappers over GCC/clang attributes and a few arithmetic helpers.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* fileio.c — positioned I/O on one file descriptor, made whole.
  *
  * WHAT: full-transfer pread/pwrite loops, fdatasync, fallocate and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* fileio.h — positioned I/O on one file descriptor: the kernel calls
  * every file-backed driver makes, made whole.
  *

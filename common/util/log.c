@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* log.c — the process-wide logger (see log.h).
  *
  * WHAT: formats a message once and hands it to one destination: a sink

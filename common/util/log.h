@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* log.h — the process-wide logger.
  *
  * WHAT: levelled messages to stderr (default) or syslog.

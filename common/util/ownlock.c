@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* ownlock.c — whole-file OFD locks and naming their holder.
  *
  * WHAT: ownlock_take (F_OFD_SETLK, F_WRLCK or F_RDLCK, the whole file)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* ownlock.h — "one opener at a time": whole-file OFD locks on the cache
  * device and the backing files, and who holds one when we cannot have it.
  *

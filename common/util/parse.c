@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* parse.c — strict parsers for human-written values (see parse.h).
  *
  * WHAT: sizes ("4096", "4k", "1M", "10GiB", "2TB"), booleans and bounded

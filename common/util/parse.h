@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* parse.h — strict parsers for human-written values (config, URIs, CLI).
  *
  * WHAT: sizes with K/M/G/T/P suffixes (powers of 1024), booleans, bounded

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-fileio.c — unit tests for fileio.c.
  *
  * WHAT: creating a sparse file (and refusing to clobber one), sizing and

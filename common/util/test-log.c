@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-log.c — unit tests for log.c.
  *
  * WHAT: level filtering, the sink, the stderr line format, one write per

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-ownlock.c — unit tests for ownlock.c.
  *
  * WHAT: two opens of one file in one process (two open file descriptions,

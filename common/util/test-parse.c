@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test-parse.c — unit tests for parse.c.
  *
  * WHAT: every accepted spelling of sizes, booleans and bounded integers,
