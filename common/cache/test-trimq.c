@@ -410,6 +410,40 @@ test_trimq_barrier_waits_for_inflight (void **state)
   trimq_destroy (q);
 }
 
+/* A read overlapping a batch in flight must see it (so it issues the queue
+ * and is not promoted with pre-trim data); one beside it must not.  The
+ * batch starts past 0, where an end passed as a count looked disjoint.
+ */
+static void
+test_trimq_overlaps_sees_inflight (void **state)
+{
+  struct trimq *q = create ();
+  struct job issuer = { .q = q };
+  pthread_t th_issuer;
+  int one = 1;
+
+  gate.entered = gate.inside = gate.max_inside = 0;
+  gate.open = false;
+  assert_int_equal (trimq_add (q, 1000, 100, 0), 0);
+  assert_int_equal (pthread_create (&th_issuer, NULL, issue_thread, &issuer),
+                    0);
+  assert_true (gate_wait (entered_at_least, &one, 10000));
+  assert_int_equal (trimq_len (q), 0);
+  assert_true (trimq_overlaps (q, 1050, 10));
+  assert_true (trimq_overlaps (q, 990, 20));
+  assert_false (trimq_overlaps (q, 1100, 10));
+  assert_false (trimq_overlaps (q, 0, 1000));
+
+  pthread_mutex_lock (&gate.lock);
+  gate.open = true;
+  pthread_cond_broadcast (&gate.cond);
+  pthread_mutex_unlock (&gate.lock);
+  assert_int_equal (pthread_join (th_issuer, NULL), 0);
+  assert_int_equal (issuer.r, 0);
+  assert_false (trimq_overlaps (q, 1050, 10));
+  trimq_destroy (q);
+}
+
 /* ---- due, batches, errors ---- */
 
 static void
@@ -702,6 +736,7 @@ main (void)
     cmocka_unit_test (test_trimq_random_model),
     cmocka_unit_test (test_trimq_barrier_drops_and_splits),
     cmocka_unit_test (test_trimq_barrier_waits_for_inflight),
+    cmocka_unit_test (test_trimq_overlaps_sees_inflight),
     cmocka_unit_test (test_trimq_due),
     cmocka_unit_test (test_trimq_batches_and_cursor),
     cmocka_unit_test (test_trimq_errors_dropped),

@@ -400,7 +400,7 @@ trimq_overlaps (struct trimq *q, uint64_t offset, uint64_t count)
   pthread_mutex_lock (&q->lock);
   i = first_ending_after_locked (q, offset);
   r = (i < q->n && q->ext[i].offset < end) ||
-    inflight_overlaps_locked (q, offset, count);
+    inflight_overlaps_locked (q, offset, end);
   pthread_mutex_unlock (&q->lock);
   return r;
 }
