@@ -547,7 +547,15 @@ bnode_write (struct btree *bt, struct btree_node **nodes, size_t n)
     hash_add (bt, nd);
   }
 
-  if (bt->pre_write != NULL && (r = bt->pre_write (bt->pre_write_opaque)) < 0)
+  /* Only leaves hold keys that rely on backing data (request.c, ORDERING
+   * rule 2); interior nodes hold node pointers.  So a parent's write (a
+   * split's, or a moved node's repointing below) never flushes the
+   * backing, and a failing backing cannot break the tree through one.
+   */
+  for (i = 0; i < n && nodes[i]->level != 0; i++)
+    ;
+  if (i < n && bt->pre_write != NULL &&
+      (r = bt->pre_write (bt->pre_write_opaque)) < 0)
     goto undo;
   if ((r = cdev_sync (bt->cd)) < 0)
     goto undo;

@@ -92,10 +92,11 @@ struct btree_config {
    * A tree must be reopened with the value it was written with.
    */
   uint32_t max_keys;
-  /* Optional: called before any node write (under the btree lock, with
-   * no other engine lock): make durable what keys may rely on outside the
-   * cache device (the backing stores: request.c's ORDERING rule 2).  0 or
-   * -errno (the write fails).
+  /* Optional: called before a write of nodes that include a leaf (under
+   * the btree lock, with no other engine lock): make durable what keys
+   * may rely on outside the cache device (the backing stores: request.c's
+   * ORDERING rule 2).  Interior nodes hold only node pointers, so their
+   * writes skip it.  0 or -errno (the write fails).
    */
   int (*pre_write) (void *opaque);
   void *pre_write_opaque;
