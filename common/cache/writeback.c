@@ -452,6 +452,36 @@ write_run (struct writeback *wb, uint64_t start, uint64_t end,
   return r;
 }
 
+/* Mark written-back keys clean, replace-if-unchanged, each run of
+ * adjacent keys under its range lock again.  Without the lock, a writer
+ * between its backing write and its final DELETE (request.c leaves DIRTY
+ * pieces to that DELETE, ORDERING rule 1) could see its old DIRTY key
+ * turn CLEAN over data the backing no longer has, and a commit in that
+ * window would make the stale clean key durable.  With it, the writer is
+ * either not started (its forget then DELETEs the clean key durably) or
+ * finished (the key changed, so the replace skips it).
+ */
+static int
+mark_clean (struct ncache *nc, const struct nc_key *dirty,
+            const struct nc_key *clean, size_t n)
+{
+  struct range_lock_entry rle;
+  size_t i = 0, j;
+  int r = 0;
+
+  while (i < n && r >= 0) {
+    uint64_t start = dirty[i].end - dirty[i].size, end = dirty[i].end;
+
+    for (j = i + 1; j < n && dirty[j].end - dirty[j].size == end; j++)
+      end = dirty[j].end;
+    range_lock_take (&nc->rl, &rle, start, end);
+    r = btree_replace (nc->dev->bt, &dirty[i], &clean[i], j - i, NULL, NULL);
+    range_lock_release (&nc->rl, &rle);
+    i = j;
+  }
+  return r;
+}
+
 /* One batch: scan, write every run, flush the backing store, mark clean.
  * The caller set wb->busy.  0 or -errno (nothing marked clean then).
  */
@@ -508,7 +538,7 @@ run_batch (struct writeback *wb, uint64_t max_bytes, struct batch_result *res)
     clean[i] = wb->done.k[i];
     clean[i].flags &= (uint8_t) ~NC_KEY_DIRTY;
   }
-  r = btree_replace (nc->dev->bt, wb->done.k, clean, wb->done.n, NULL, NULL);
+  r = mark_clean (nc, wb->done.k, clean, wb->done.n);
   free (clean);
   if (r < 0) {
     log_debug ("export '%s': writeback: marking clean failed: %s",
