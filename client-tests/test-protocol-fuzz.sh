@@ -23,7 +23,9 @@ write_config "$tmp/c.conf" "$tmp/disk.img" - \
   "bucket_size = 64K" "direct = no"
 
 failed=""
-for kind in $(server_kinds); do
+# Abusive clients hang up mid-request: with an ASan plugin, nbdkit then
+# deadlocks at exit (hangup_server_kinds says why).
+for kind in $(hangup_server_kinds); do
   echo "==== $kind ====" >&2
   run_server "$kind" "$tmp/c.conf" disk -- \
     "$PYTHON $(abspath "${srcdir:-.}")/protocol-fuzz.py \"\$uri\" $secs $seed $kind" ||
