@@ -582,15 +582,38 @@ conn_is_dead (const struct conn *c)
   return __atomic_load_n (&c->dead, __ATOMIC_ACQUIRE);
 }
 
+const char *
+conn_tls_state (const struct conn *c, char *buf, size_t size)
+{
+  if (!c->tls_active)
+    return "no TLS";
+  snprintf (buf, size, "%s%s%s%s%s", c->ssl ? SSL_get_version (c->ssl) : "TLS",
+            c->tls_subject ? ", client certificate " : "",
+            c->tls_subject ? c->tls_subject : "",
+            c->tls_username ? ", PSK user " : "",
+            c->tls_username ? c->tls_username : "");
+  return buf;
+}
+
 void
 conn_close (struct conn *c)
 {
   struct server *srv = c->srv;
+  char tls[CONN_TLS_STATE_BYTES];
 
   if (c->destroyed)
     return;
   c->destroyed = true;
-  log_debug ("%s: closing (%u requests in flight)", c->peer, c->in_flight);
+  /* The one "closed" line of every connection (its "opened" line, when it
+   * got as far as an export, is in the handshake).
+   */
+  if (c->exp)
+    log_info ("%s: closed export '%s' (%s; %u requests in flight, %.1f s)",
+              c->peer, c->exp->name, conn_tls_state (c, tls, sizeof tls),
+              c->in_flight, ev_now (srv->loop) - c->accepted_at);
+  else
+    log_info ("%s: closed during negotiation, no export (%s)", c->peer,
+              conn_tls_state (c, tls, sizeof tls));
   ev_io_stop (srv->loop, &c->rio);
   ev_io_stop (srv->loop, &c->wio);
   ev_timer_stop (srv->loop, &c->linger);

@@ -108,6 +108,8 @@ reply_ack (struct conn *c, uint32_t option)
 static void
 enter_transmission (struct conn *c, struct export *exp)
 {
+  char tls[CONN_TLS_STATE_BYTES];
+
   c->exp = exp;
   exp->nr_connections++;
   c->eflags = export_eflags (exp, c->structured);
@@ -117,9 +119,22 @@ enter_transmission (struct conn *c, struct export *exp)
    */
   if (c->meta_export == NULL || strcmp (c->meta_export, exp->name) != 0)
     c->meta_base_allocation = c->meta_nbdcache_state = false;
-  log_debug ("%s: serving export '%s'%s%s", c->peer, exp->name,
-             c->structured ? ", structured replies" : "",
-             c->extended ? ", extended headers" : "");
+  log_info ("%s: opened export '%s' (%s%s%s)", c->peer, exp->name,
+            conn_tls_state (c, tls, sizeof tls),
+            c->structured ? ", structured replies" : "",
+            c->extended ? ", extended headers" : "");
+}
+
+/* The one line of every refusal: who, which export, why, TLS state. */
+static void
+log_refusal (const struct conn *c, const char *name, size_t len,
+             const char *why)
+{
+  char tls[CONN_TLS_STATE_BYTES];
+
+  log_info ("%s: export '%.*s' refused: %s (%s)", c->peer,
+            (int) (len > 256 ? 256 : len), name, why,
+            conn_tls_state (c, tls, sizeof tls));
 }
 
 static bool
@@ -178,18 +193,15 @@ export_access_check (const struct conn *c, const struct export *exp,
   return NBD_REP_ERR_POLICY;
 }
 
-/* The same, logging policy refusals: admins need to see them. */
+/* The same, logging refusals: admins need to see them. */
 static uint32_t
 export_access (struct conn *c, const struct export *exp, const char **why)
 {
   uint32_t r = export_access_check (c, exp, why);
 
-  if (r != NBD_REP_ERR_POLICY)
-    return r;
-  log_info ("%s: export '%s' refused: %s%s%s", c->peer, exp->name, *why,
-            c->tls_subject ? "; client certificate " : "",
-            c->tls_subject ? c->tls_subject : "");
-  return NBD_REP_ERR_POLICY;
+  if (r != 0)
+    log_refusal (c, exp->name, strlen (exp->name), *why);
+  return r;
 }
 
 static void
@@ -201,10 +213,12 @@ opt_export_name (struct conn *c, const unsigned char *data, uint32_t len)
 
   const char *why = "no such export";
 
+  /* export_access logs its own refusals. */
   if (exp == NULL || export_full (exp) || export_access (c, exp, &why) != 0) {
     /* The spec leaves no way to refuse EXPORT_NAME but to hang up. */
-    log_info ("%s: NBD_OPT_EXPORT_NAME '%.*s': %s", c->peer, (int) len, data,
-              exp && export_full (exp) ? "too many connections" : why);
+    if (exp == NULL || export_full (exp))
+      log_refusal (c, (const char *) data, len,
+                   exp ? "too many connections" : why);
     c->phase = PHASE_CLOSING;
     c->close_after_output = true;
     return;
@@ -291,6 +305,7 @@ opt_info_go (struct conn *c, uint32_t option,
   }
   exp = export_find (c->srv, (const char *) data + 4, namelen);
   if (exp == NULL) {
+    log_refusal (c, (const char *) data + 4, namelen, "no such export");
     reply_error (c, option, NBD_REP_ERR_UNKNOWN, "no such export");
     return;
   }
@@ -299,6 +314,8 @@ opt_info_go (struct conn *c, uint32_t option,
     return;
   }
   if (option == NBD_OPT_GO && export_full (exp)) {
+    log_refusal (c, exp->name, strlen (exp->name),
+                 "too many connections to this export");
     reply_error (c, option, NBD_REP_ERR_POLICY,
                  "too many connections to this export");
     return;
@@ -533,11 +550,18 @@ handle_option (struct conn *c, uint32_t option, const unsigned char *data,
   if (c->srv->cfg->server.tls == CONFIG_TLS_REQUIRE && !c->tls_active &&
       option != NBD_OPT_STARTTLS && option != NBD_OPT_ABORT) {
     if (option == NBD_OPT_EXPORT_NAME) {
-      log_info ("%s: NBD_OPT_EXPORT_NAME without TLS, closing", c->peer);
+      log_refusal (c, (const char *) data, len,
+                   "TLS is required (NBD_OPT_EXPORT_NAME without TLS), "
+                   "closing");
       c->phase = PHASE_CLOSING;
       c->close_after_output = true;
       return;
     }
+    /* An export asked for is a refusal to log; other options are not. */
+    if ((option == NBD_OPT_GO || option == NBD_OPT_INFO) && len >= 4 &&
+        get_be32 (data) <= len - 4)
+      log_refusal (c, (const char *) data + 4, get_be32 (data),
+                   "TLS is required");
     reply_error (c, option, NBD_REP_ERR_TLS_REQD,
                  "TLS is required: use NBD_OPT_STARTTLS first");
     return;

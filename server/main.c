@@ -36,14 +36,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "adhoc.h"
 #include "log.h"
 #include "parse.h"
 #include "server.h"
+
+/* Exit statuses, the same in every program (HACKING.md, "Exit status"). */
+#define EXIT_USAGE 2            /* a bad option, value or argument */
 
 struct options {
   const char *config_path;
@@ -61,6 +66,10 @@ struct options {
   const char *log_target;
   const char *user;
   const char *group;
+  bool print_uri;
+  bool exit_with_parent;
+  struct adhoc adhoc;           /* adhoc.backing set: the ad-hoc mode */
+  const char *adhoc_option;     /* the first ad-hoc-only option given */
 };
 
 static void
@@ -68,7 +77,10 @@ usage (FILE *fp)
 {
   fprintf (fp,
 "Usage: nbdcached [-c FILE] [OPTIONS]\n"
+"       nbdcached [OPTIONS] [-r] [--cache PATH [--cache-size SIZE]]\n"
+"                 [--mode MODE] BACKING\n"
 "Serve block devices over NBD from a backing store, cached on a local SSD.\n"
+"The second form serves one export, BACKING, without a config file.\n"
 "\n"
 "  -c, --config FILE       config file (default %s/nbdcached.conf)\n"
 "      --check-config FILE validate FILE and exit (0 valid, 1 invalid)\n"
@@ -77,12 +89,16 @@ usage (FILE *fp)
 "  -l, --listen ADDR       listen on ADDR instead of the config's addresses:\n"
 "                          unix:PATH, HOST:PORT, [IPV6]:PORT, :PORT (repeatable)\n"
 "  -U, --unix PATH         same as --listen unix:PATH\n"
+"  -p, --port PORT         same as --listen :PORT (every interface)\n"
 "  -P, --pidfile FILE      write the pid here once listening\n"
 "  -w, --workers N         worker threads\n"
 "  -u, --user USER         serve as USER once the devices and sockets are open\n"
 "  -g, --group GROUP       ... and as GROUP (default: USER's group)\n"
-"  -e, --export NAME       the export $uri names with --run\n"
+"  -e, --export-name NAME  the export $uri names with --run; in the ad-hoc\n"
+"                          mode, the export's name (default \"%s\")\n"
 "      --run CMD           run CMD once listening, stop when it exits\n"
+"      --print-uri         print each export's NBD URI once listening\n"
+"      --exit-with-parent  stop (as at SIGTERM) when the parent process exits\n"
 "  -v, --verbose           debug logging\n"
 "      --log auto|stderr|syslog  where log messages go (auto: stderr in\n"
 "                          the foreground, syslog as a daemon or under systemd)\n"
@@ -90,10 +106,24 @@ usage (FILE *fp)
 "                          cached data (dirty too) past their new end\n"
 "  -V, --version           print the version and exit\n"
 "  -h, --help              print this help and exit\n"
-"See nbdcached(8) and nbdcached.conf(5).\n", SYSCONFDIR);
+"Ad-hoc mode (with BACKING, a path or an NBD URI; not with -c):\n"
+"  -r, --readonly          serve BACKING read-only\n"
+"      --cache PATH        cache it on PATH (an nbdcache cache device)\n"
+"      --cache-size SIZE   create/format PATH as a cache of SIZE if needed\n"
+"      --mode MODE         writeback|writethrough|writearound|none\n"
+"      --tls off|on|require, --tls-certificates DIR, --tls-psk FILE,\n"
+"      --tls-verify-peer   as the [server] keys tls, tls_certificates,\n"
+"                          tls_psk_file, tls_verify_peer\n"
+"With no -l/-U/-p the ad-hoc mode listens on 127.0.0.1:10809.\n"
+"Exit status: 0 ok, 1 error (configuration, start-up), 2 usage error.\n"
+"See nbdcached(8) and nbdcached.conf(5).\n", SYSCONFDIR, ADHOC_EXPORT_NAME);
 }
 
-enum { OPT_CHECK_CONFIG = 256, OPT_RUN, OPT_LOG, OPT_ALLOW_SHRINK };
+enum {
+  OPT_CHECK_CONFIG = 256, OPT_RUN, OPT_LOG, OPT_ALLOW_SHRINK, OPT_PRINT_URI,
+  OPT_EXIT_WITH_PARENT, OPT_CACHE, OPT_CACHE_SIZE, OPT_MODE, OPT_TLS,
+  OPT_TLS_CERTIFICATES, OPT_TLS_PSK, OPT_TLS_VERIFY_PEER,
+};
 
 static const struct option long_options[] = {
   { "config", required_argument, NULL, 'c' },
@@ -107,6 +137,19 @@ static const struct option long_options[] = {
   { "user", required_argument, NULL, 'u' },
   { "group", required_argument, NULL, 'g' },
   { "export", required_argument, NULL, 'e' },
+  { "export-name", required_argument, NULL, 'e' },
+  { "port", required_argument, NULL, 'p' },
+  { "print-uri", no_argument, NULL, OPT_PRINT_URI },
+  { "exit-with-parent", no_argument, NULL, OPT_EXIT_WITH_PARENT },
+  { "readonly", no_argument, NULL, 'r' },
+  { "read-only", no_argument, NULL, 'r' },
+  { "cache", required_argument, NULL, OPT_CACHE },
+  { "cache-size", required_argument, NULL, OPT_CACHE_SIZE },
+  { "mode", required_argument, NULL, OPT_MODE },
+  { "tls", required_argument, NULL, OPT_TLS },
+  { "tls-certificates", required_argument, NULL, OPT_TLS_CERTIFICATES },
+  { "tls-psk", required_argument, NULL, OPT_TLS_PSK },
+  { "tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY_PEER },
   { "run", required_argument, NULL, OPT_RUN },
   { "verbose", no_argument, NULL, 'v' },
   { "log", required_argument, NULL, OPT_LOG },
@@ -139,14 +182,22 @@ add_listen (struct options *o, const char *addr)
   return 0;
 }
 
+/* An option of the ad-hoc mode: remembered, checked against the mode. */
+static void
+adhoc_option (struct options *o, const char *name)
+{
+  if (o->adhoc_option == NULL)
+    o->adhoc_option = name;
+}
+
 static int
 parse_args (int argc, char **argv, struct options *o)
 {
   int c;
   uint64_t n;
 
-  while ((c = getopt_long (argc, argv, "c:fsl:U:P:w:u:g:e:vVh", long_options,
-                           NULL)) != -1) {
+  while ((c = getopt_long (argc, argv, "c:fsl:U:p:P:w:u:g:e:rvVh",
+                           long_options, NULL)) != -1) {
     switch (c) {
     case 'c': o->config_path = optarg; break;
     case OPT_CHECK_CONFIG: o->check_config = optarg; break;
@@ -164,6 +215,51 @@ parse_args (int argc, char **argv, struct options *o)
       free (a);
       break;
     }
+    case 'p': {
+      char *a;
+      if (parse_uint64_range (optarg, 0, 65535, &n) < 0) {
+        fprintf (stderr, "nbdcached: --port: expected 0..65535\n");
+        return -1;
+      }
+      if (asprintf (&a, ":%u", (unsigned) n) == -1 || add_listen (o, a) < 0)
+        return -1;
+      free (a);
+      break;
+    }
+    case OPT_PRINT_URI: o->print_uri = true; break;
+    case OPT_EXIT_WITH_PARENT: o->exit_with_parent = true; break;
+    case 'r':
+      o->adhoc.readonly = true;
+      adhoc_option (o, "--readonly");
+      break;
+    case OPT_CACHE:
+      o->adhoc.cache_path = optarg;
+      adhoc_option (o, "--cache");
+      break;
+    case OPT_CACHE_SIZE:
+      o->adhoc.cache_size = optarg;
+      adhoc_option (o, "--cache-size");
+      break;
+    case OPT_MODE:
+      o->adhoc.mode = optarg;
+      adhoc_option (o, "--mode");
+      break;
+    case OPT_TLS:
+      o->adhoc.tls = optarg;
+      adhoc_option (o, "--tls");
+      break;
+    case OPT_TLS_CERTIFICATES:
+      o->adhoc.tls_certificates = optarg;
+      adhoc_option (o, "--tls-certificates");
+      break;
+    case OPT_TLS_PSK:
+      o->adhoc.tls_psk_file = optarg;
+      adhoc_option (o, "--tls-psk");
+      break;
+    case OPT_TLS_VERIFY_PEER:
+      o->adhoc.tls_verify_peer = true;
+      adhoc_option (o, "--tls-verify-peer");
+      break;
     case 'P': o->pidfile = optarg; break;
     case 'u': o->user = optarg; break;
     case 'g': o->group = optarg; break;
@@ -196,9 +292,53 @@ parse_args (int argc, char **argv, struct options *o)
       return -1;
     }
   }
+  if (optind < argc)
+    o->adhoc.backing = argv[optind++];
   if (optind != argc) {
-    fprintf (stderr, "nbdcached: unexpected argument '%s'\n", argv[optind]);
+    fprintf (stderr, "nbdcached: unexpected argument '%s' (the ad-hoc mode "
+             "serves one BACKING)\n", argv[optind]);
     return -1;
+  }
+  if (o->adhoc.backing && (o->config_path || o->check_config)) {
+    fprintf (stderr, "nbdcached: BACKING '%s' (the ad-hoc mode) and %s: "
+             "use one or the other\n", o->adhoc.backing,
+             o->config_path ? "-c/--config" : "--check-config");
+    return -1;
+  }
+  if (o->adhoc.backing == NULL && o->adhoc_option) {
+    fprintf (stderr, "nbdcached: %s is an option of the ad-hoc mode: give "
+             "BACKING, or set it in the config file\n", o->adhoc_option);
+    return -1;
+  }
+  if (o->adhoc.cache_size && o->adhoc.cache_path == NULL) {
+    fprintf (stderr, "nbdcached: --cache-size needs --cache PATH\n");
+    return -1;
+  }
+  o->adhoc.export_name = o->export_name;
+  if (o->print_uri && o->single) {
+    fprintf (stderr, "nbdcached: --print-uri: -s serves stdin, there is no "
+             "URI\n");
+    return -1;
+  }
+  return 0;
+}
+
+/* --exit-with-parent: SIGTERM (the orderly stop) when the parent exits.
+ * Armed after the privilege drop, which clears the setting (prctl(2)),
+ * and after the daemon fork (so it is never armed: -f is implied).  A
+ * parent already gone is caught by comparing with the pid seen at start.
+ */
+static int
+exit_with_parent_arm (pid_t parent)
+{
+  if (prctl (PR_SET_PDEATHSIG, SIGTERM) == -1) {
+    log_error ("--exit-with-parent: prctl: %m");
+    return -1;
+  }
+  if (getppid () != parent) {
+    log_info ("--exit-with-parent: the parent (pid %d) has exited already",
+              (int) parent);
+    raise (SIGTERM);
   }
   return 0;
 }
@@ -498,14 +638,16 @@ main (int argc, char **argv)
   bool activated = false;
   char *config_abs = NULL;
   int ready_fd = -1;
+  pid_t parent;
   unsigned workers;
   size_t i;
   int r;
 
   signal (SIGPIPE, SIG_IGN);
+  parent = getppid ();
   log_init ("nbdcached", LOG_TARGET_STDERR, LOG_LEVEL_INFO);
   if (parse_args (argc, argv, &opts) < 0)
-    exit (EXIT_FAILURE);
+    exit (EXIT_USAGE);
   if (opts.verbose)
     log_set_level (LOG_LEVEL_DEBUG);
 
@@ -519,18 +661,26 @@ main (int argc, char **argv)
     exit (EXIT_SUCCESS);
   }
 
-  if (opts.config_path == NULL)
-    opts.config_path = SYSCONFDIR "/nbdcached.conf";
-  config_abs = realpath (opts.config_path, NULL);
-  if (config_abs == NULL) {
-    log_error ("%s: %m", opts.config_path);
-    exit (EXIT_FAILURE);
+  if (opts.adhoc.backing) {
+    if (adhoc_config_load (&opts.adhoc, &srv.cfg) < 0)
+      exit (EXIT_FAILURE);
+    if (opts.nr_listen == 0 && add_listen (&opts, ADHOC_LISTEN) < 0)
+      exit (EXIT_FAILURE);
   }
-  if (config_load_server (config_abs, &srv.cfg) < 0)
-    exit (EXIT_FAILURE);
+  else {
+    if (opts.config_path == NULL)
+      opts.config_path = SYSCONFDIR "/nbdcached.conf";
+    config_abs = realpath (opts.config_path, NULL);
+    if (config_abs == NULL) {
+      log_error ("%s: %m", opts.config_path);
+      exit (EXIT_FAILURE);
+    }
+    if (config_load_server (config_abs, &srv.cfg) < 0)
+      exit (EXIT_FAILURE);
+  }
 
   level = opts.verbose ? LOG_LEVEL_DEBUG : srv.cfg->server.log_level;
-  if (opts.run || opts.single)
+  if (opts.run || opts.single || opts.exit_with_parent)
     opts.foreground = true;
   target = srv.cfg->server.log_target;
   if (opts.log_target)
@@ -625,11 +775,17 @@ main (int argc, char **argv)
   if (privdrop_apply (&privdrop) < 0) {
     start_failed (&srv, ready_fd, pidfile);
   }
+  if (opts.exit_with_parent && exit_with_parent_arm (parent) < 0) {
+    start_failed (&srv, ready_fd, pidfile);
+  }
   listen_start (&srv);
   conn_timeouts_start (&srv);
   if (opts.single)
     conn_accept (&srv, STDIN_FILENO, STDOUT_FILENO, false, "stdin",
                  NULL, 0);
+  if (opts.print_uri && uri_print_all (&srv, stdout) < 0) {
+    start_failed (&srv, ready_fd, pidfile);
+  }
   if (opts.run &&
       start_run_command (&srv, opts.run, opts.export_name, &run_child) < 0) {
     start_failed (&srv, ready_fd, pidfile);

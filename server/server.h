@@ -49,6 +49,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -242,6 +243,11 @@ void conn_queue (struct conn *c, struct outmsg *m);
 void conn_set_reading (struct conn *c, bool on);
 void conn_flush_output (struct conn *c);
 void conn_close (struct conn *c);
+/* "no TLS", or the TLS version with the client's certificate subject or
+ * PSK user, for log lines; in buf (CONN_TLS_STATE_BYTES) or static.
+ */
+#define CONN_TLS_STATE_BYTES 600
+const char *conn_tls_state (const struct conn *c, char *buf, size_t size);
 /* Any thread: has the connection been closed?  (Workers skip its work.) */
 bool conn_is_dead (const struct conn *c);
 void conn_process_input (struct conn *c);
@@ -336,6 +342,12 @@ void listen_start (struct server *srv);
  */
 void listen_resume (struct server *srv);
 void listen_close_all (struct server *srv);
+
+/* ---- uri.c: --print-uri ---- */
+/* Prints one NBD URI per export (through the first listener) to fp and
+ * flushes it.  0, or -errno (logged).
+ */
+int uri_print_all (const struct server *srv, FILE *fp);
 
 /* ---- control.c: the admin's Unix socket ([server] control_socket) ----
  * One line in ("stats", "stats NAME", "flush NAME"), JSON out; see
