@@ -19,7 +19,8 @@
  * THREADS: loop thread only, except `dead`, which the loop sets at close
  * and workers read (atomically) to skip requests nobody will read.
  * FAILURE: EOF, a socket error or a protocol violation closes this
- * connection (logged at debug or error level); the server lives on.  EOF
+ * connection (the cause logged at debug or error level, the close itself
+ * once at info with export and TLS state); the server lives on.  EOF
  * in the middle of a WRITE payload (or of a refused payload being
  * discarded) releases that request at once: its payload can never come.
  * TIMEOUTS: a connection still negotiating [server] handshake_timeout

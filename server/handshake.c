@@ -19,8 +19,11 @@
  * POLICY: with [server] tls = require nothing but STARTTLS and ABORT is
  * answered before TLS (NBD_REP_ERR_TLS_REQD); a TLS-only export is hidden
  * from LIST and refused with ERR_TLS_REQD before TLS; allow / allow_unix /
- * allow_subjects refusals are ERR_POLICY, logged.  INFO, GO and both
+ * allow_subjects refusals are ERR_POLICY.  INFO, GO and both
  * META_CONTEXT options check access the same way.
+ * LOG: every refusal of an export (unknown, full, TLS required, policy)
+ * and every entry into transmission is one info line with the client,
+ * the export and the TLS state; the close is conn.c's line.
  * NOT HERE: the TLS handshake itself (tls.c, driven by conn.c).
  */
 #include <config.h>

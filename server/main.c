@@ -1,18 +1,21 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* main.c — nbdcached: command line, start-up, the event loop, shutdown.
  *
- * WHAT: parses options, loads the config, opens listeners and exports,
+ * WHAT: parses options, loads the config (a file, or the ad-hoc mode's
+ * one export built from the options, adhoc.c), opens listeners and exports,
  * optionally daemonizes, runs the libev loop until a stop is requested,
  * then drains and exits.
  * WHY: this is the only file that may exit the process.
  * ORDER AT START: config -> listeners -> (fork if daemon) -> cache
  * devices and exports -> worker pool -> pidfile -> control socket ->
- * privilege drop (user =, group =) -> readiness (parent exits 0;
+ * privilege drop (user =, group =) -> --exit-with-parent armed (the drop
+ * clears it) -> --print-uri -> --run -> readiness (parent exits 0;
  * sd_notify READY=1) -> loop.  The daemon forks before any thread exists
  * (the engine starts its own when a cache device opens); the parent
  * learns the outcome
  * through a pipe, so `nbdcached && nbdinfo …` never races.
- * ORDER AT STOP (SIGTERM/SIGINT, --run command exit, end of -s): stop
+ * ORDER AT STOP (SIGTERM/SIGINT — also the parent's death with
+ * --exit-with-parent —, --run command exit, end of -s): stop
  * accepting; every connection finishes its in-flight requests (new ones
  * get ESHUTDOWN) and closes, the control socket is removed and its
  * running flushes cancelled; connections still open after [server]
@@ -23,8 +26,9 @@
  * (info) and closed, the cache devices are closed, and the process exits
  * 0 (or the --run status).
  * THREADS: main thread = loop thread.
- * FAILURE: start-up errors exit 1 with a message; nothing after start-up
- * exits except the orderly stop.
+ * FAILURE: usage errors exit 2 (EXIT_USAGE, as every program: HACKING.md),
+ * configuration and start-up errors exit 1, with a message; nothing after
+ * start-up exits except the orderly stop.
  */
 #include <config.h>
 
