@@ -90,3 +90,13 @@ rc=0
 [ $rc = 1 ] && grep -q "needs a cache device" "$tmp/bad2.err" ||
   die "--mode writeback without --cache: exit $rc: $(cat "$tmp/bad2.err")"
 echo "bad values refused by the config loader OK"
+
+# --- 5. -U -: a private socket for --run, removed with its directory -------
+timeout -k 10 "$SERVER_TIMEOUT_S" "$NBDCACHED" -U - "$tmp/disk.img" --run "
+  nbdinfo --size \"\$uri\" > $tmp/size5 && echo \"\$unixsocket\" > $tmp/sock5"
+[ "$(cat "$tmp/size5")" = $((32 << 20)) ] || die "-U -: no size"
+sock5=$(cat "$tmp/sock5")
+case "$sock5" in /*/socket) ;; *) die "-U -: socket '$sock5'" ;; esac
+[ ! -e "$sock5" ] && [ ! -e "${sock5%/socket}" ] ||
+  die "-U -: $sock5 or its directory left behind"
+echo "-U -: private socket, removed at exit OK"

@@ -92,7 +92,8 @@ usage (FILE *fp)
 "  -s, --single            serve one connection on stdin/stdout\n"
 "  -l, --listen ADDR       listen on ADDR instead of the config's addresses:\n"
 "                          unix:PATH, HOST:PORT, [IPV6]:PORT, :PORT (repeatable)\n"
-"  -U, --unix PATH         same as --listen unix:PATH\n"
+"  -U, --unix PATH         same as --listen unix:PATH; -U - a private socket\n"
+"                          (a new temporary directory), for --run\n"
 "  -p, --port PORT         same as --listen :PORT (every interface)\n"
 "  -P, --pidfile FILE      write the pid here once listening\n"
 "  -w, --workers N         worker threads\n"
@@ -186,6 +187,47 @@ add_listen (struct options *o, const char *addr)
   return 0;
 }
 
+/* -U -: a socket in a private directory, both removed at exit (atexit:
+ * every exit of this process, daemon or not, after the listeners are
+ * closed; a --run child execs or _exits, a daemon's parent _exits).
+ */
+static char private_dir[64];
+
+static void
+remove_private_socket (void)
+{
+  char path[sizeof private_dir + 16];
+
+  snprintf (path, sizeof path, "%s/socket", private_dir);
+  unlink (path);
+  rmdir (private_dir);
+}
+
+static int
+private_socket (char **addr)
+{
+  const char *tmpdir = getenv ("TMPDIR");
+
+  if (private_dir[0]) {
+    fprintf (stderr, "nbdcached: -U - given twice\n");
+    return -1;
+  }
+  /* Short: a Unix socket path has at most 107 bytes. */
+  if (tmpdir == NULL || tmpdir[0] != '/' || strlen (tmpdir) > 40)
+    tmpdir = "/tmp";
+  snprintf (private_dir, sizeof private_dir, "%s/nbdcached.XXXXXX", tmpdir);
+  if (mkdtemp (private_dir) == NULL) {
+    fprintf (stderr, "nbdcached: -U -: %s: %s\n", private_dir,
+             strerror (errno));
+    private_dir[0] = '\0';
+    return -1;
+  }
+  atexit (remove_private_socket);
+  if (asprintf (addr, "unix:%s/socket", private_dir) == -1)
+    return -1;
+  return 0;
+}
+
 /* An option of the ad-hoc mode: remembered, checked against the mode. */
 static void
 adhoc_option (struct options *o, const char *name)
@@ -214,7 +256,13 @@ parse_args (int argc, char **argv, struct options *o)
       break;
     case 'U': {
       char *a;
-      if (asprintf (&a, "unix:%s", optarg) == -1 || add_listen (o, a) < 0)
+      if (strcmp (optarg, "-") == 0) {
+        if (private_socket (&a) < 0)
+          return -1;
+      }
+      else if (asprintf (&a, "unix:%s", optarg) == -1)
+        return -1;
+      if (add_listen (o, a) < 0)
         return -1;
       free (a);
       break;
