@@ -229,6 +229,7 @@ server_stop (struct server *srv)
   notify_stopping ();
   listen_close_all (srv);
   control_stop (srv);
+  metrics_close (srv);
   for (c = srv->conns; c; c = next) {
     next = c->next;
     conn_begin_shutdown (c);
@@ -619,7 +620,7 @@ main (int argc, char **argv)
   if (pidfile && write_pidfile (pidfile) < 0) {
     start_failed (&srv, ready_fd, NULL);
   }
-  if (control_open (&srv) < 0) {
+  if (control_open (&srv) < 0 || metrics_open (&srv) < 0) {
     start_failed (&srv, ready_fd, pidfile);
   }
   if (privdrop_apply (&privdrop) < 0) {
@@ -650,6 +651,7 @@ main (int argc, char **argv)
   conn_sweep (&srv);
   listen_close_all (&srv);
   control_close (&srv);         /* its threads use the exports */
+  metrics_close (&srv);
   export_table_close (&srv, true);
   tls_server_destroy (srv.tls);
   if (pidfile)
