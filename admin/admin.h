@@ -23,6 +23,7 @@
 #include <stdio.h>
 
 #include "bucket.h"
+#include "log.h"
 #include "journal.h"
 #include "ondisk.h"
 #include "progress.h"
@@ -40,6 +41,8 @@ int cmd_flush (int argc, char **argv);
 
 /* The progress line the log sink erases before a message (NULL: none). */
 void admin_set_progress (struct progress *p);
+/* The log sink (nbdcache.c): "nbdcache: LEVEL: MSG" on stderr. */
+void admin_log_sink (enum log_level level, const char *msg);
 
 /* ---- stats.c, watch.c: a running server's counters ---- */
 

@@ -58,8 +58,8 @@ admin_set_progress (struct progress *p)
   current_progress = p;
 }
 
-static void
-log_sink (enum log_level level, const char *msg)
+void
+admin_log_sink (enum log_level level, const char *msg)
 {
   static const char *const names[] = {
     [LOG_LEVEL_ERROR] = "error", [LOG_LEVEL_WARNING] = "warning",
@@ -320,7 +320,7 @@ main (int argc, char **argv)
   int c;
 
   log_init ("nbdcache", LOG_TARGET_STDERR, LOG_LEVEL_WARNING);
-  log_set_sink (log_sink);
+  log_set_sink (admin_log_sink);
 
   /* Options before the command ("+": stop at the first non-option). */
   while ((c = getopt_long (argc, argv, "+Vhv", top_options, NULL)) != -1) {
