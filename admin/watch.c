@@ -270,7 +270,7 @@ dirty_bar (const struct watch_row *r, char *buf, size_t size)
   snprintf (buf, size, "[%s] %.0f%% of target %s", bar, frac * 100.0, t);
 }
 
-/* The top-like screen: home, clear, a header, three lines per export. */
+/* The top-like screen: home, clear, a header, four lines per export. */
 static void
 draw_screen (struct json_object *doc, struct json_object *prev, double dt_s,
              double interval_s)
@@ -300,10 +300,11 @@ draw_screen (struct json_object *doc, struct json_object *prev, double dt_s,
     if (r.has_cache)
       printf (" on cache '%s'", r.cache);
     printf ("  backing: %s\n", r.backing);
-    printf ("  hit ratio %s now, %s overall   IOPS read %s write %s "
-            "other %s   read %s  write %s\n",
+    printf ("  hit ratio %s now, %s overall\n",
             fmt_pct (r.hit_now_ok, r.hit_now, a),
-            fmt_pct (r.hit_all_ok, r.hit_all, b),
+            fmt_pct (r.hit_all_ok, r.hit_all, b));
+    printf ("  IOPS read %s write %s other %s   throughput read %s "
+            "write %s\n",
             fmt_rate (r.reads_ok, r.reads, c),
             fmt_rate (r.writes_ok, r.writes, d),
             fmt_rate (r.other_ok, r.other, f),

@@ -9,7 +9,8 @@
  * method 405, a request line that is not HTTP 400, a request whose
  * headers do not fit in METRICS_MAX_REQUEST_BYTES 431.  One request per
  * connection: the answer says "Connection: close" and the connection is
- * closed once it is sent.
+ * closed once it is sent (after an error answer, once the client closes
+ * its side too, so unread input cannot reset the answer away).
  * WHY: Prometheus scrapes HTTP; an admin should not need a cron job
  * around the CLI to be scraped.
  * INVARIANTS:
@@ -51,6 +52,7 @@
 #define METRICS_TIMEOUT_S         10.0 /* s a connection may live */
 #define METRICS_MAX_CONNS         16
 #define METRICS_ACCEPT_RETRY_S    1.0
+#define METRICS_MAX_DRAIN_BYTES   (64 * 1024) /* read after an error */
 
 struct metrics_listener {
   struct metrics_listener *next;
@@ -72,6 +74,13 @@ struct metrics_conn {
   size_t req_len;
   char *resp;                   /* malloc'd; NULL while reading */
   size_t resp_len, resp_off;
+  bool linger;                  /* an error answer: the client may still be
+                                   sending; read what it sends after the
+                                   answer (closing on unread data would
+                                   reset the connection, losing the
+                                   answer) */
+  bool draining;                /* answered; discarding input until EOF */
+  size_t drained_bytes;
 };
 
 struct metrics {
@@ -142,6 +151,7 @@ set_error (struct metrics_conn *c, const char *status, const char *extra)
   char body[128];
   int n = snprintf (body, sizeof body, "%s\n", status);
 
+  c->linger = true;
   return set_response (c, status, "text/plain; charset=utf-8", extra, body,
                        (size_t) n, false);
 }
@@ -236,7 +246,36 @@ conn_write (struct metrics_conn *c)
     c->resp_off += (size_t) n;
   }
   shutdown (c->fd, SHUT_WR);
-  conn_free (c);
+  if (!c->linger) {
+    conn_free (c);
+    return;
+  }
+  c->draining = true;
+  ev_io_stop (c->m->srv->loop, &c->io);
+  ev_io_set (&c->io, c->fd, EV_READ);
+  ev_io_start (c->m->srv->loop, &c->io);
+}
+
+/* After an error answer: discard input until the client closes, at most
+ * METRICS_MAX_DRAIN_BYTES (the deadline bounds the time).
+ */
+static void
+conn_drain (struct metrics_conn *c)
+{
+  char buf[4096];
+  ssize_t n;
+
+  for (;;) {
+    n = recv (c->fd, buf, sizeof buf, 0);
+    if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return;
+    if (n == -1 && errno == EINTR)
+      continue;
+    if (n <= 0 || (c->drained_bytes += (size_t) n) > METRICS_MAX_DRAIN_BYTES) {
+      conn_free (c);
+      return;
+    }
+  }
 }
 
 static void
@@ -293,7 +332,9 @@ conn_cb (struct ev_loop *loop, ev_io *w, int revents)
   struct metrics_conn *c = w->data;
 
   (void) loop; (void) revents;
-  if (c->resp == NULL)
+  if (c->draining)
+    conn_drain (c);
+  else if (c->resp == NULL)
     conn_read (c);
   else
     conn_write (c);
