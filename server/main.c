@@ -477,6 +477,7 @@ start_failed (struct server *srv, int ready_fd, const char *pidfile)
 {
   daemon_ready (ready_fd, 1);
   control_close (srv);
+  metrics_close (srv);
   listen_close_all (srv);
   export_table_close (srv, false);
   if (pidfile)
