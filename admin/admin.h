@@ -23,6 +23,7 @@
 #include <stdio.h>
 
 #include "bucket.h"
+#include "log.h"
 #include "journal.h"
 #include "ondisk.h"
 #include "progress.h"
@@ -40,6 +41,37 @@ int cmd_flush (int argc, char **argv);
 
 /* The progress line the log sink erases before a message (NULL: none). */
 void admin_set_progress (struct progress *p);
+/* The log sink (nbdcache.c): "nbdcache: LEVEL: MSG" on stderr. */
+void admin_log_sink (enum log_level level, const char *msg);
+
+/* ---- stats.c, watch.c: a running server's counters ---- */
+
+struct json_object;
+
+/* Ask the control socket (--socket sock, or the config file's) for the
+ * stats of every export, or of export if not NULL.  EXIT_OK: *doc is the
+ * stats document (version and exports checked); EXIT_DAMAGED: the server
+ * answered {"error": ...} (printed to stderr), *doc is that answer;
+ * EXIT_TROUBLE: no answer or not a stats document (logged), nothing set.
+ * With linep, *linep (malloc'd) is the answer as it came, when *doc is set.
+ */
+int stats_fetch (const char *sock, const char *config, const char *export,
+                 struct json_object **doc, char **linep);
+
+/* A non-negative integer field of o into *v; false if absent. */
+bool stats_u64 (struct json_object *o, const char *key, uint64_t *v);
+/* A string field of o copied to buf with control characters replaced by
+ * '?'; buf, or NULL if absent or not a string.
+ */
+const char *stats_str (struct json_object *o, const char *key, char *buf,
+                       size_t size);
+
+/* nbdcache stats --watch: refresh every interval_s seconds, count times
+ * (0: until SIGINT/SIGTERM); a top-like screen on a terminal, one line
+ * per export per refresh otherwise.  Returns the exit status.
+ */
+int stats_watch (const char *sock, const char *config, const char *export,
+                 double interval_s, unsigned count);
 
 /* ---- inspect.c: a cache device opened read-only ---- */
 

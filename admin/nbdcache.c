@@ -58,8 +58,8 @@ admin_set_progress (struct progress *p)
   current_progress = p;
 }
 
-static void
-log_sink (enum log_level level, const char *msg)
+void
+admin_log_sink (enum log_level level, const char *msg)
 {
   static const char *const names[] = {
     [LOG_LEVEL_ERROR] = "error", [LOG_LEVEL_WARNING] = "warning",
@@ -92,8 +92,13 @@ usage (FILE *fp)
 "      --json               as JSON\n"
 "  check PATH    verify every superblock, prio copy, journal entry, btree\n"
 "                node and key (read-only); exit 0 clean, 1 damaged\n"
+"      --json               the result as one JSON document\n"
 "  stats [EXPORT]  a running nbdcached's counters, per export and cache\n"
 "      --json               the server's JSON document\n"
+"      --prometheus         in the Prometheus text format\n"
+"      --watch              refresh: rates, hit ratio, dirty data\n"
+"      -n, --interval SECONDS  with --watch: how often (1)\n"
+"      --count N            with --watch: stop after N refreshes\n"
 "  flush EXPORT  write the export's dirty data back now, with progress;\n"
 "                exit 0 clean, 1 the server failed\n"
 "      --socket PATH        nbdcached's control socket\n"
@@ -320,7 +325,7 @@ main (int argc, char **argv)
   int c;
 
   log_init ("nbdcache", LOG_TARGET_STDERR, LOG_LEVEL_WARNING);
-  log_set_sink (log_sink);
+  log_set_sink (admin_log_sink);
 
   /* Options before the command ("+": stop at the first non-option). */
   while ((c = getopt_long (argc, argv, "+Vhv", top_options, NULL)) != -1) {

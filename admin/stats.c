@@ -1,34 +1,40 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* stats.c — nbdcache stats: a running nbdcached's counters.
  *
- * WHAT: `nbdcache stats (--socket PATH | -c CONFIG) [--json] [EXPORT]`
- * asks the control socket for "stats" (or "stats EXPORT") and prints the
- * answer as a table: per export the mode, cache, backing store (for a
- * remote one: connected, or disconnected since when, and its reconnect
- * counters), requests, hits and
- * misses with the hit ratio, bypasses, promotions, dirty data, writeback
- * and backing trims; per cache device the buckets, evictions, GC,
- * discards, journal group commits and the btree.  With --json the
- * server's JSON document is printed as it came (one line).
+ * WHAT: `nbdcache stats (--socket PATH | -c CONFIG) [--json | --prometheus
+ * | --watch [-n SECONDS] [--count N]] [EXPORT]` asks the control socket
+ * for "stats" (or "stats EXPORT") and prints the answer as a table: per
+ * export the mode, cache, backing store (for a remote one: connected, or
+ * disconnected since when, and its reconnect counters), requests, hits
+ * and misses with the hit ratio, bypasses, promotions, dirty data,
+ * writeback and backing trims; per cache device the buckets, evictions,
+ * GC, discards, journal group commits and the btree.  With --json the
+ * server's JSON document is printed as it came (one line); with
+ * --prometheus the same counters in the Prometheus text format (the
+ * formatter nbdcached's metrics_listen uses, common/metrics/prom.c);
+ * --watch is watch.c.
  * WHY: the admin's view of what the cache is doing, without a debugger
  * or a log level change.
  * INVARIANTS:
  * - Only what the server sent is printed; a field it did not send shows
  *   as "?" (an older or newer server), never as a made-up 0.
  * - In --json mode stdout gets exactly the server's document (valid JSON,
- *   checked before printing) and nothing else.
+ *   checked before printing) and nothing else; in --prometheus mode
+ *   only the exposition text.
  * - Strings from the server have control characters replaced before they
  *   reach a terminal.
  * THREADS AND LOCKS: one thread.
  * FAILURE: exit 0 printed; 1 the server answered {"error": ...} (for
  * example no such export); 2 usage error, no server at the socket, no
  * answer in STATS_TIMEOUT_MS, or an answer that is not the stats JSON.
- * NOT HERE: the socket (control.c); the counters (the engine, server).
+ * NOT HERE: the socket (control.c); the counters (the engine, server);
+ * the refreshing view (watch.c).
  */
 #include <config.h>
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,30 +44,38 @@
 #include <json.h>
 
 #include "admin.h"
+#include "compiler.h"
 #include "log.h"
+#include "prom.h"
 
 #define STATS_TIMEOUT_MS 30000
 #define STATS_VERSION 1
 
-enum { OPT_SOCKET = 256, OPT_JSON };
+enum { OPT_SOCKET = 256, OPT_JSON, OPT_PROMETHEUS, OPT_WATCH, OPT_COUNT };
 
 static const struct option stats_options[] = {
   { "socket", required_argument, NULL, OPT_SOCKET },
   { "config", required_argument, NULL, 'c' },
   { "json", no_argument, NULL, OPT_JSON },
+  { "prometheus", no_argument, NULL, OPT_PROMETHEUS },
+  { "watch", no_argument, NULL, OPT_WATCH },
+  { "interval", required_argument, NULL, 'n' },
+  { "count", required_argument, NULL, OPT_COUNT },
   { "verbose", no_argument, NULL, 'v' },
   { "help", no_argument, NULL, 'h' },
   { NULL, 0, NULL, 0 },
 };
 
 #define STATS_USAGE \
-  "Usage: nbdcache stats (--socket PATH | -c CONFIG) [--json] [EXPORT]\n"
+  "Usage: nbdcache stats (--socket PATH | -c CONFIG)\n" \
+  "         [--json | --prometheus | --watch [-n SECONDS] [--count N]] " \
+  "[EXPORT]\n"
 
 /* ---- reading fields ---- */
 
-/* A non-negative integer field. */
-static bool
-u64_of (struct json_object *o, const char *key, uint64_t *v)
+/* A non-negative integer field (admin.h). */
+bool
+stats_u64 (struct json_object *o, const char *key, uint64_t *v)
 {
   struct json_object *f;
 
@@ -75,10 +89,10 @@ u64_of (struct json_object *o, const char *key, uint64_t *v)
 }
 
 /* A string field with control characters replaced by '?'; NULL if absent
- * or not a string.
+ * or not a string (admin.h).
  */
-static const char *
-str_of (struct json_object *o, const char *key, char *buf, size_t size)
+const char *
+stats_str (struct json_object *o, const char *key, char *buf, size_t size)
 {
   struct json_object *f;
   const char *s;
@@ -101,7 +115,7 @@ num (struct json_object *o, const char *key, char buf[32])
 {
   uint64_t v;
 
-  if (!u64_of (o, key, &v))
+  if (!stats_u64 (o, key, &v))
     return "?";
   snprintf (buf, 32, "%" PRIu64, v);
   return buf;
@@ -113,7 +127,7 @@ size_of (struct json_object *o, const char *key, char buf[32])
 {
   uint64_t v;
 
-  if (!u64_of (o, key, &v))
+  if (!stats_u64 (o, key, &v))
     return "?";
   fmt_bytes (v, buf, 32);
   return buf;
@@ -126,7 +140,7 @@ ratio (struct json_object *o, const char *part, const char *whole,
 {
   uint64_t p, w;
 
-  if (!u64_of (o, part, &p) || !u64_of (o, whole, &w) || w == 0)
+  if (!stats_u64 (o, part, &p) || !stats_u64 (o, whole, &w) || w == 0)
     return "-";
   snprintf (buf, 32, "%.1f", (double) p / (double) w);
   return buf;
@@ -146,12 +160,12 @@ print_backing (struct json_object *bo)
   struct tm tm;
 
   printf ("  backing       %s",
-          str_of (bo, "uri", uri, sizeof uri) ? uri : "?");
-  if (!u64_of (bo, "connections", &connections)) {
+          stats_str (bo, "uri", uri, sizeof uri) ? uri : "?");
+  if (!stats_u64 (bo, "connections", &connections)) {
     printf ("\n");             /* a local store: nothing more */
     return;
   }
-  if (u64_of (bo, "down_since", &down) && down != 0) {
+  if (stats_u64 (bo, "down_since", &down) && down != 0) {
     t = (time_t) down;
     if (localtime_r (&t, &tm) != NULL &&
         strftime (since, sizeof since, "%Y-%m-%d %H:%M:%S %Z", &tm) > 0)
@@ -161,7 +175,7 @@ print_backing (struct json_object *bo)
   }
   else
     printf (": connected");
-  if (u64_of (bo, "connected", &connected))
+  if (stats_u64 (bo, "connected", &connected))
     printf (" (%" PRIu64 " of %" PRIu64 " connections up)", connected,
             connections);
   printf ("\n");
@@ -180,10 +194,10 @@ print_export (struct json_object *e)
   const char *m, *cn;
   uint64_t hits, misses;
 
-  if (str_of (e, "name", name, sizeof name) == NULL)
+  if (stats_str (e, "name", name, sizeof name) == NULL)
     snprintf (name, sizeof name, "?");
-  m = str_of (e, "mode", mode, sizeof mode);
-  cn = str_of (e, "cache", cache, sizeof cache);
+  m = stats_str (e, "mode", mode, sizeof mode);
+  cn = stats_str (e, "cache", cache, sizeof cache);
   printf ("export '%s': %s", name, m != NULL ? m : "?");
   if (cn != NULL)
     printf (" on cache '%s'", cn);
@@ -205,7 +219,7 @@ print_export (struct json_object *e)
   if (cn == NULL)               /* mode none: the cache counters are 0 */
     return;
 
-  if (u64_of (e, "hits", &hits) && u64_of (e, "misses", &misses) &&
+  if (stats_u64 (e, "hits", &hits) && stats_u64 (e, "misses", &misses) &&
       hits + misses > 0)
     snprintf (d, sizeof d, "%.1f%%",
               (double) hits * 100.0 / (double) (hits + misses));
@@ -238,9 +252,9 @@ print_cache (struct json_object *cd)
   char name[256], path[4096], a[32], b[32], c[32], d[32], f[32];
   const char *p;
 
-  if (str_of (cd, "name", name, sizeof name) == NULL)
+  if (stats_str (cd, "name", name, sizeof name) == NULL)
     snprintf (name, sizeof name, "?");
-  p = str_of (cd, "path", path, sizeof path);
+  p = stats_str (cd, "path", path, sizeof path);
   printf ("cache '%s' (%s): %s in %s buckets of %s\n", name,
           p != NULL ? p : "?", size_of (cd, "size_bytes", a),
           num (cd, "buckets", b), size_of (cd, "bucket_bytes", c));
@@ -276,28 +290,20 @@ print_cache (struct json_object *cd)
           num (cd, "node_reads", d), num (cd, "node_writes", f));
 }
 
-/* Print the document as a table.  0, or -EPROTO if it is not the stats
- * document (logged).
- */
-static int
-print_table (struct json_object *doc, const char *sock)
+/* Print the document as a table. */
+static void
+print_table (struct json_object *doc)
 {
   struct json_object *exports, *caches;
   uint64_t version;
   size_t i, n;
 
-  if (!u64_of (doc, "version", &version) ||
-      !json_object_object_get_ex (doc, "exports", &exports) ||
-      !json_object_is_type (exports, json_type_array)) {
-    log_error ("control socket %s: the answer is not a stats document",
-               sock);
-    return -EPROTO;
-  }
-  if (version != STATS_VERSION)
+  if (stats_u64 (doc, "version", &version) && version != STATS_VERSION)
     log_warning ("the server's stats are version %" PRIu64 ", this nbdcache "
                  "knows version %d: some fields may show as '?'", version,
                  STATS_VERSION);
 
+  json_object_object_get_ex (doc, "exports", &exports);
   n = json_object_array_length (exports);
   if (n == 0)
     printf ("no exports\n");
@@ -309,50 +315,19 @@ print_table (struct json_object *doc, const char *sock)
     for (i = 0; i < n; i++)
       print_cache (json_object_array_get_idx (caches, i));
   }
-  return 0;
 }
 
+/* See admin.h. */
 int
-cmd_stats (int argc, char **argv)
+stats_fetch (const char *sock, const char *config, const char *export,
+             struct json_object **docp, char **linep)
 {
-  const char *sock = NULL, *config = NULL, *export = NULL;
-  struct json_object *doc = NULL, *err;
+  struct json_object *doc = NULL, *err, *exports;
   enum json_tokener_error jerr;
   struct control *ctl = NULL;
-  bool json = false;
   char *request = NULL, *line, msg[1024];
-  int c, r, status = EXIT_TROUBLE;
-
-  while ((c = getopt_long (argc, argv, "c:vh", stats_options, NULL)) != -1) {
-    switch (c) {
-    case OPT_SOCKET: sock = optarg; break;
-    case 'c': config = optarg; break;
-    case OPT_JSON: json = true; break;
-    case 'v': log_set_level (LOG_LEVEL_DEBUG); break;
-    case 'h': printf (STATS_USAGE); return EXIT_OK;
-    default:
-      fprintf (stderr, STATS_USAGE);
-      return EXIT_TROUBLE;
-    }
-  }
-  if (optind + 1 < argc) {
-    fprintf (stderr, "nbdcache stats: too many arguments (one EXPORT at "
-             "most)\n" STATS_USAGE);
-    return EXIT_TROUBLE;
-  }
-  if (sock != NULL && config != NULL) {
-    fprintf (stderr, "nbdcache stats: give --socket or -c, not both\n"
-             STATS_USAGE);
-    return EXIT_TROUBLE;
-  }
-  if (optind < argc) {
-    export = argv[optind];
-    if (*export == '\0' || !control_name_ok (export)) {
-      fprintf (stderr, "nbdcache stats: '%s' is not an export name\n",
-               export);
-      return EXIT_TROUBLE;
-    }
-  }
+  uint64_t version;
+  int r, status = EXIT_TROUBLE;
 
   if (export != NULL)
     r = asprintf (&request, "stats %s\n", export);
@@ -384,27 +359,173 @@ cmd_stats (int argc, char **argv)
   }
 
   if (json_object_object_get_ex (doc, "error", &err)) {
-    if (json)
-      printf ("%s\n", line);
-    if (str_of (doc, "error", msg, sizeof msg) == NULL)
+    if (stats_str (doc, "error", msg, sizeof msg) == NULL)
       snprintf (msg, sizeof msg, "(no message)");
     fprintf (stderr, "nbdcache stats: nbdcached: %s\n", msg);
     status = EXIT_DAMAGED;
+  }
+  else if (!stats_u64 (doc, "version", &version) ||
+           !json_object_object_get_ex (doc, "exports", &exports) ||
+           !json_object_is_type (exports, json_type_array)) {
+    log_error ("control socket %s: the answer is not a stats document",
+               control_path (ctl));
     goto out;
   }
-  if (json)
-    printf ("%s\n", line);
-  else if (print_table (doc, control_path (ctl)) < 0)
-    goto out;
-  if (fflush (stdout) != 0 || ferror (stdout)) {
-    log_error ("writing to standard output: %s", strerror (errno));
+  else
+    status = EXIT_OK;
+  if (linep != NULL && (*linep = strdup (line)) == NULL) {
+    log_error ("out of memory");
+    status = EXIT_TROUBLE;
     goto out;
   }
-  status = EXIT_OK;
+  *docp = doc;
+  doc = NULL;
 
  out:
   json_object_put (doc);
   control_close (ctl);
   free (request);
+  return status;
+}
+
+/* The document in the Prometheus text format.  0 or -errno (logged). */
+static int
+print_prometheus (struct json_object *doc)
+{
+  char *text;
+  size_t len;
+  int r;
+
+  if ((r = prom_format (doc, &text, &len)) < 0) {
+    log_error ("formatting the stats for Prometheus: %s", strerror (-r));
+    return r;
+  }
+  fwrite (text, 1, len, stdout);
+  free (text);
+  return 0;
+}
+
+/* "-n SECONDS": a decimal from 0.1 to one day.  false if not. */
+static bool
+parse_interval (const char *s, double *out)
+{
+  char *end;
+  double v;
+
+  errno = 0;
+  v = strtod (s, &end);
+  if (errno != 0 || end == s || *end != '\0' || !(v >= 0.1 && v <= 86400))
+    return false;
+  *out = v;
+  return true;
+}
+
+static bool
+parse_count (const char *s, unsigned *out)
+{
+  char *end;
+  unsigned long v;
+
+  if (*s < '0' || *s > '9')
+    return false;
+  errno = 0;
+  v = strtoul (s, &end, 10);
+  if (errno != 0 || *end != '\0' || v > 1000000000ul)
+    return false;
+  *out = (unsigned) v;
+  return true;
+}
+
+/* A usage error: the message, the usage, exit 2. */
+static int ATTRIBUTE_FORMAT_PRINTF (1, 2)
+usage_error (const char *fmt, ...)
+{
+  va_list ap;
+
+  fprintf (stderr, "nbdcache stats: ");
+  va_start (ap, fmt);
+  vfprintf (stderr, fmt, ap);
+  va_end (ap);
+  fprintf (stderr, "\n" STATS_USAGE);
+  return EXIT_TROUBLE;
+}
+
+int
+cmd_stats (int argc, char **argv)
+{
+  const char *sock = NULL, *config = NULL, *export = NULL;
+  struct json_object *doc = NULL;
+  bool json = false, prometheus = false, watch = false, interval_set = false,
+    count_set = false;
+  double interval_s = 1.0;
+  unsigned count = 0;
+  char *line = NULL;
+  int c, status;
+
+  while ((c = getopt_long (argc, argv, "c:n:vh", stats_options, NULL))
+         != -1) {
+    switch (c) {
+    case OPT_SOCKET: sock = optarg; break;
+    case 'c': config = optarg; break;
+    case OPT_JSON: json = true; break;
+    case OPT_PROMETHEUS: prometheus = true; break;
+    case OPT_WATCH: watch = true; break;
+    case 'n':
+      if (!parse_interval (optarg, &interval_s))
+        return usage_error ("-n '%s': expected seconds from 0.1 to 86400",
+                            optarg);
+      interval_set = true;
+      break;
+    case OPT_COUNT:
+      if (!parse_count (optarg, &count))
+        return usage_error ("--count '%s': expected a number of refreshes "
+                            "(0: until interrupted)", optarg);
+      count_set = true;
+      break;
+    case 'v': log_set_level (LOG_LEVEL_DEBUG); break;
+    case 'h': printf (STATS_USAGE); return EXIT_OK;
+    default:
+      fprintf (stderr, STATS_USAGE);
+      return EXIT_TROUBLE;
+    }
+  }
+  if (optind + 1 < argc)
+    return usage_error ("%s", "too many arguments (one EXPORT at most)");
+  if (sock != NULL && config != NULL)
+    return usage_error ("%s", "give --socket or -c, not both");
+  if (json + prometheus + watch > 1)
+    return usage_error ("%s", "--json, --prometheus and --watch exclude "
+                        "each other");
+  if ((interval_set || count_set) && !watch)
+    return usage_error ("%s", "-n and --count go with --watch");
+  if (optind < argc) {
+    export = argv[optind];
+    if (*export == '\0' || !control_name_ok (export)) {
+      fprintf (stderr, "nbdcache stats: '%s' is not an export name\n",
+               export);
+      return EXIT_TROUBLE;
+    }
+  }
+
+  if (watch)
+    return stats_watch (sock, config, export, interval_s, count);
+
+  status = stats_fetch (sock, config, export, &doc, json ? &line : NULL);
+  if (status == EXIT_TROUBLE)
+    return status;
+  if (json)
+    printf ("%s\n", line);
+  else if (status == EXIT_OK && prometheus) {
+    if (print_prometheus (doc) < 0)
+      status = EXIT_TROUBLE;
+  }
+  else if (status == EXIT_OK)
+    print_table (doc);
+  if (fflush (stdout) != 0 || ferror (stdout)) {
+    log_error ("writing to standard output: %s", strerror (errno));
+    status = EXIT_TROUBLE;
+  }
+  json_object_put (doc);
+  free (line);
   return status;
 }

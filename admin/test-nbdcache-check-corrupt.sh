@@ -13,13 +13,18 @@
 # the other prio copy, the newer superblock copy's export URI changed, a
 # dirty key of an export id the table does not have).  nbdcache check
 # must say clean (exit 0) for the first three and DAMAGED (exit 1) for
-# every corruption, and must not change any image.
+# every corruption, and must not change any image.  nbdcache check --json
+# on every image must print one JSON document that says the same: status,
+# exit status, problem count, every report line and PROBLEM detail of the
+# text output, a non-empty problems list exactly when damaged.
 # HOW: run by "make check" in admin/ with NBDCACHE pointing at the binary
 # and TEST_CORRUPT at the test-corrupt program (built by "make check" in
 # common/cache, which runs first; skipped, 77, if it is not built).
 set -u
 : "${NBDCACHE:=./nbdcache}"
 : "${TEST_CORRUPT:=../common/cache/test-corrupt}"
+PYTHON=/usr/bin/python3
+[ -x "$PYTHON" ] || PYTHON=python3
 
 if [ ! -x "$NBDCACHE" ]; then
     echo "$0: $NBDCACHE not built" >&2
@@ -64,6 +69,51 @@ check () {
         echo "ok: $1: exit $status, $3"
     fi
     [ "$(cksum <"$img")" = "$before" ] || fail "$1: check modified the image"
+    check_json "$1" "$img" "$status"
+}
+
+# check_json NAME IMG STATUS: --json agrees with the text report.
+check_json () {
+    "$NBDCACHE" check "$2" >"$tmp/text" 2>/dev/null
+    "$NBDCACHE" check --json "$2" >"$tmp/json" 2>/dev/null
+    jstatus=$?
+    if [ "$jstatus" -ne "$3" ]; then
+        fail "$1: check --json exit status $jstatus, text $3"
+        return
+    fi
+    if "$PYTHON" - "$tmp/text" "$tmp/json" "$3" >"$tmp/cmp" 2>&1 <<'EOF'; then
+import json, re, sys
+text = open(sys.argv[1]).read().splitlines()
+raw = open(sys.argv[2]).read()
+assert raw.count("\n") == 1, "not one line"
+doc = json.loads(raw)
+status = int(sys.argv[3])
+assert doc["exit_status"] == status, doc["exit_status"]
+assert text[0].startswith("checking ") and text[-1].startswith("result: ")
+result = text[-1][len("result: "):]
+want = {"clean": "clean", "DAMAGED": "damaged",
+        "INCOMPLETE": "incomplete"}[result.split(":")[0].split(" ")[0]]
+assert doc["status"] == want, (doc["status"], want)
+m = re.match(r"DAMAGED: (\d+) problems?$", result)
+assert doc["counts"]["problems"] == (int(m.group(1)) if m else 0), doc["counts"]
+body = text[1:-1]
+lines = [l for l in body if not l.startswith("  ")]
+details = [l.strip()[len("PROBLEM: "):] if l.strip().startswith("PROBLEM: ")
+           else l.strip() for l in body if l.startswith("  ")]
+got = ["%s: %s" % (l["stage"], l["message"]) for l in doc["lines"]]
+assert got == lines, (got, lines)
+assert doc["details"] == details, (doc["details"], details)
+probs = ["%s: %s" % (p["stage"], p["message"]) for p in doc["problems"]]
+assert probs == ["%s: %s" % (l["stage"], l["message"]) for l in doc["lines"]
+                 if l["kind"] == "problem"]
+assert (len(probs) > 0) == (want == "damaged"), probs
+print("%s, %d lines, %d problems" % (want, len(got), len(probs)))
+EOF
+        echo "ok: $1: --json agrees ($(cat "$tmp/cmp"))"
+    else
+        fail "$1: check --json disagrees with the text report"
+        sed 's/^/  /' "$tmp/cmp" >&2
+    fi
 }
 
 check clean 0 clean

@@ -83,6 +83,9 @@ struct config_server {
                                    answering stats / flush (absolute,
                                    resolved like pidfile, fits sun_path);
                                    NULL = none */
+  char *metrics_listen;         /* metrics_listen = ADDR: GET /metrics
+                                   over HTTP (server/metrics.c); NULL =
+                                   none */
   char *user;                   /* user = NAME|UID to serve as; NULL = stay */
   char *group;                  /* group = NAME|GID; NULL = user's group */
   enum log_target log_target;   /* log = auto|stderr|syslog */

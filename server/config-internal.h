@@ -48,6 +48,7 @@ enum section_kind {
   K (SERVER, server, workers,          WORKERS,     workers,          false) \
   K (SERVER, server, pidfile,          PATH,        pidfile,          false) \
   K (SERVER, server, control_socket,   SOCKET,      control_socket,   false) \
+  K (SERVER, server, metrics_listen,   STRING,      metrics_listen,   false) \
   K (SERVER, server, user,             STRING,      user,             false) \
   K (SERVER, server, group,            STRING,      group,            false) \
   K (SERVER, server, log,              LOG_TARGET,  log_target,       false) \

@@ -1177,6 +1177,7 @@ config_free (struct config *cfg)
   free (cfg->server.user);
   free (cfg->server.group);
   free (cfg->server.control_socket);
+  free (cfg->server.metrics_listen);
   free (cfg->server.default_export);
   free (cfg->server.tls_certificates);
   free (cfg->server.tls_cert_file);

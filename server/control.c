@@ -227,9 +227,9 @@ cache_json (struct ncache_device *dev, const struct config_cache *cc)
   return o;
 }
 
-/* The whole document, or only `only` and its cache.  NULL on ENOMEM. */
-static struct json_object *
-stats_json (struct server *srv, const struct export *only)
+/* The whole document, or only `only` and its cache (server.h). */
+struct json_object *
+control_stats_json (struct server *srv, const struct export *only)
 {
   const struct config *cfg = srv->cfg;
   struct json_object *doc = json_object_new_object ();
@@ -493,7 +493,7 @@ serve (struct control_conn *cc)
     }
   }
   if (is_stats)
-    send_json (cc->fd, stats_json (srv, exp));
+    send_json (cc->fd, control_stats_json (srv, exp));
   else
     do_flush (cc, exp);
 }

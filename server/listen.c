@@ -148,10 +148,12 @@ accept_cb (struct ev_loop *loop, ev_io *w, int revents)
                (struct sockaddr *) &ss, sslen);
 }
 
+/* listen_add_fn for the NBD listeners: opaque is the server. */
 static int
-add_listener (struct server *srv, int fd, int family, const char *display,
+add_listener (void *opaque, int fd, int family, const char *display,
               const char *unix_path)
 {
+  struct server *srv = opaque;
   struct listener *l = calloc (1, sizeof *l);
   struct sockaddr_storage ss;
   socklen_t sslen = sizeof ss;
@@ -188,7 +190,7 @@ add_listener (struct server *srv, int fd, int family, const char *display,
 }
 
 static int
-open_unix (struct server *srv, const char *path)
+open_unix (listen_add_fn *add, void *opaque, const char *path)
 {
   struct sockaddr_un sun = { .sun_family = AF_UNIX };
   struct stat st;
@@ -233,11 +235,11 @@ open_unix (struct server *srv, const char *path)
     return -e;
   }
   snprintf (display, sizeof display, "unix:%s", path);
-  return add_listener (srv, fd, AF_UNIX, display, path);
+  return add (opaque, fd, AF_UNIX, display, path);
 }
 
 static int
-open_tcp (struct server *srv, const char *addr)
+open_tcp (listen_add_fn *add, void *opaque, const char *addr)
 {
   char host[256], port[32];
   const char *colon;
@@ -313,7 +315,7 @@ open_tcp (struct server *srv, const char *addr)
       snprintf (h, sizeof h, "?");
     snprintf (display, sizeof display,
               ai->ai_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, p);
-    if ((r = add_listener (srv, fd, ai->ai_family, display, NULL)) < 0) {
+    if ((r = add (opaque, fd, ai->ai_family, display, NULL)) < 0) {
       freeaddrinfo (res);
       return r;
     }
@@ -331,11 +333,17 @@ open_tcp (struct server *srv, const char *addr)
 }
 
 int
-listen_open_address (struct server *srv, const char *addr)
+listen_bind_address (const char *addr, listen_add_fn *add, void *opaque)
 {
   if (strncmp (addr, "unix:", 5) == 0)
-    return open_unix (srv, addr + 5);
-  return open_tcp (srv, addr);
+    return open_unix (add, opaque, addr + 5);
+  return open_tcp (add, opaque, addr);
+}
+
+int
+listen_open_address (struct server *srv, const char *addr)
+{
+  return listen_bind_address (addr, add_listener, srv);
 }
 
 /* systemd socket activation: LISTEN_PID must be us; fds 3..3+N-1. */

@@ -335,6 +335,15 @@ struct listener {
 };
 
 int listen_open_address (struct server *srv, const char *addr);
+/* Bind and listen on addr (the syntax above, no socket activation),
+ * non-blocking and close-on-exec, handing each socket to add, which owns
+ * the fd from then on (closes it when it fails).  unix_path is the path
+ * to unlink at close, NULL for TCP.  0 or -errno (logged).  The NBD
+ * listeners and the metrics responder both bind through it.
+ */
+typedef int listen_add_fn (void *opaque, int fd, int family,
+                           const char *display, const char *unix_path);
+int listen_bind_address (const char *addr, listen_add_fn *add, void *opaque);
 int listen_socket_activation (struct server *srv, bool *activated);
 void listen_start (struct server *srv);
 /* Out of fds or memory: accepting is paused (listen.c); a connection that
@@ -368,6 +377,26 @@ void control_stop (struct server *srv);
 /* After the loop: control_stop, wait for every control thread, free. */
 void control_close (struct server *srv);
 
+/* ---- metrics.c: GET /metrics over HTTP ([server] metrics_listen) ----
+ * The stats in the Prometheus text format; everything on the loop
+ * thread, non-blocking; see metrics.c for the limits.
+ */
+struct metrics;
+/* Listen on cfg->server.metrics_listen (a no-op when unset); after the
+ * exports are open and the loop exists.  0 or -errno (logged).
+ */
+int metrics_open (struct server *srv);
+/* Close the listener and every connection, free.  Idempotent; loop
+ * thread (or after the loop).
+ */
+void metrics_close (struct server *srv);
+
+/* control.c: the stats document ("stats" answer) of every export and
+ * open cache device, or of only `only` and its cache.  NULL on ENOMEM.
+ */
+struct json_object *control_stats_json (struct server *srv,
+                                        const struct export *only);
+
 /* ---- the server ---- */
 struct server {
   struct config *cfg;
@@ -386,6 +415,7 @@ struct server {
   struct tls_server *tls;       /* NULL when [server] tls = off */
   struct listener *listeners;
   struct control *control;      /* NULL = no control socket */
+  struct metrics *metrics;      /* NULL = no metrics_listen */
   struct conn *conns;
   unsigned nr_conns;
   struct conn *zombies;         /* closed, freed by conn_sweep */
