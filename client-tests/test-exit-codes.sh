@@ -67,6 +67,10 @@ expect 2 "$NBDCACHE" show
 expect 2 "$NBDCACHE" check
 expect 2 "$NBDCACHE" stats                      # neither --socket nor -c
 expect 2 "$NBDCACHE" flush                      # no export, no socket
+expect 2 "$NBDCACHE" stats --socket x --json --prometheus   # one output format
+expect 2 "$NBDCACHE" stats --socket x --watch -n 0        # interval out of range
+expect 2 "$NBDCACHE" stats --socket x -n 1                # -n without --watch
+expect 2 "$NBDCACHE" check --json                          # PATH missing
 expect 0 "$NBDCACHE" --help
 expect 0 "$NBDCACHE" help
 expect 0 "$NBDCACHE" --version
