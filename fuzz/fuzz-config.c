@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* fuzz-config.c — libFuzzer harness: the configuration file parser
- * (server/config.c, config-identity.c, config-tls.c: config_load).
+ * (common/config/: config.c, config-identity.c, config-tls.c: config_load).
  *
  * WHAT: writes the input to nbdcached.conf in a private temporary
  * directory (holding an existing backing file `b.img`, a cache image path
