@@ -215,6 +215,13 @@ struct parser {
 
   enum section_kind cur;        /* section the next key belongs to */
   size_t cur_index;             /* into caches/exports */
+
+  /* Parameters (config-params.c) instead of a file: messages carry no
+   * FILE:LINE, lineno counts parameters, and keys are named in messages
+   * as the front end spells them (key_spelling; NULL = the file's key).
+   */
+  bool params;
+  const char *key_spelling;
 };
 
 /* ---- messages (config.c) ---- */
@@ -224,6 +231,22 @@ void config_error (struct parser *p, int line, const char *fmt, ...)
   ATTRIBUTE_FORMAT_PRINTF (3, 4);
 /* Marks the load as out of memory; returns -ENOMEM. */
 int config_no_memory (struct parser *p);
+
+/* ---- reading keys (config.c) ---- */
+
+/* A config with every [server] default; NULL on allocation failure. */
+struct config *config_new (void);
+/* Appends a [cache NAME] / [export NAME] section with its defaults and
+ * makes it the current one; takes ownership of name on success.  0, or
+ * -ENOMEM.
+ */
+int config_add_cache (struct parser *p, char *name, int line);
+int config_add_export (struct parser *p, char *name, int line);
+/* One "key = value" of the current section at line p->lineno: unknown
+ * and duplicate keys are errors, else the value is checked and stored.
+ * Problems are logged and counted in p.
+ */
+void config_handle_key (struct parser *p, const char *key, const char *value);
 
 /* ---- the files of a configuration (config-source.c) ---- */
 

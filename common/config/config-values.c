@@ -206,7 +206,7 @@ set_size (struct parser *p, uint64_t *field, const char *key,
   uint64_t v;
   int r = parse_size_bytes (value, &v);
 
-  if (r == -ERANGE) {
+  if (r == -ERANGE || (r == 0 && v > INT64_MAX)) { /* more than off_t */
     config_error (p, p->lineno, "invalid %s '%s': too large", key, value);
     return -EINVAL;
   }
@@ -424,7 +424,7 @@ config_set_value (struct parser *p, const struct key_def *def, void *obj,
            const char *value)
 {
   void *field = (char *) obj + def->offset;
-  const char *key = def->key;
+  const char *key = p->key_spelling ? p->key_spelling : def->key;
 
   switch (def->type) {
   case VALUE_LISTEN:

@@ -86,8 +86,12 @@ config_error (struct parser *p, int line, const char *fmt, ...)
   va_start (ap, fmt);
   vsnprintf (msg, sizeof msg, fmt, ap);
   va_end (ap);
-  file = config_where (p, line, &file_line);
-  log_error ("%s:%d: %s", file, file_line, msg);
+  if (p->params)                /* the message names the parameter */
+    log_error ("%s", msg);
+  else {
+    file = config_where (p, line, &file_line);
+    log_error ("%s:%d: %s", file, file_line, msg);
+  }
   p->nr_errors++;
 }
 
@@ -144,8 +148,8 @@ current_section_name (struct parser *p)
 
 /* ---- sections ---- */
 
-static int
-add_cache (struct parser *p, char *name, int line)
+int
+config_add_cache (struct parser *p, char *name, int line)
 {
   struct config *cfg = p->cfg;
   struct config_cache *caches;
@@ -183,8 +187,8 @@ add_cache (struct parser *p, char *name, int line)
   return 0;
 }
 
-static int
-add_export (struct parser *p, char *name, int line)
+int
+config_add_export (struct parser *p, char *name, int line)
 {
   struct config *cfg = p->cfg;
   struct config_export *exports;
@@ -313,7 +317,8 @@ parse_header (struct parser *p, char *s)
     config_no_memory (p);
     return;
   }
-  if ((word[0] == 'c' ? add_cache : add_export) (p, name, p->lineno) < 0)
+  if ((word[0] == 'c' ? config_add_cache : config_add_export) (p, name,
+                                                    p->lineno) < 0)
     free (name);
   else if (name_index_add (word[0] == 'c' ? &p->cache_names
                            : &p->export_names, name,
@@ -389,11 +394,9 @@ read_line (char *str, int num, void *opaque)
   return str;
 }
 
-static int
-key_handler (void *opaque, const char *section, const char *key,
-             const char *value)
+void
+config_handle_key (struct parser *p, const char *key, const char *value)
 {
-  struct parser *p = opaque;
   struct key_lines *lines;
   const char *name;
   void *obj;
@@ -401,12 +404,12 @@ key_handler (void *opaque, const char *section, const char *key,
 
   switch (p->cur) {
   case SECTION_SKIP:
-    return 1;
+    return;
   case SECTION_NONE:
     config_error (p, p->lineno,
                   "'%s' outside any section: put it under [server], "
                   "[cache NAME] or [export NAME]", key);
-    return 1;
+    return;
   case SECTION_SERVER:
     obj = &p->cfg->server;
     lines = &p->server_keys;
@@ -420,30 +423,39 @@ key_handler (void *opaque, const char *section, const char *key,
     lines = &p->export_keys[p->cur_index];
     break;
   default:
-    return 1;
+    return;
   }
 
   for (i = 0; i < NR_KEYS; i++)
-    if (config_key_defs[i].kind == p->cur && strcmp (config_key_defs[i].key, key) == 0)
+    if (config_key_defs[i].kind == p->cur
+        && strcmp (config_key_defs[i].key, key) == 0)
       break;
   name = current_section_name (p);
   if (i == NR_KEYS) {
     config_error (p, p->lineno, "unknown key '%s' in [%s%s%s]",
                   key, section_word (p->cur), name ? " " : "",
                   name ? name : "");
-    return 1;
+    return;
   }
   if (!config_key_defs[i].repeatable && lines->line[i] != 0) {
     char ref[PATH_MAX + 32];
 
     config_line_ref (p, lines->line[i], p->lineno, ref, sizeof ref);
     config_error (p, p->lineno, "duplicate key '%s' (first set at %s)",
-                  key, ref);
-    return 1;
+                  p->key_spelling ? p->key_spelling : key, ref);
+    return;
   }
   if (lines->line[i] == 0)      /* a repeatable key keeps its first line */
     lines->line[i] = p->lineno;
   config_set_value (p, &config_key_defs[i], obj, value);
+}
+
+/* libinih's callback: every key of the file. */
+static int
+key_handler (void *opaque, const char *section, const char *key,
+             const char *value)
+{
+  config_handle_key (opaque, key, value);
   return 1;
 }
 
@@ -589,15 +601,13 @@ set_inih_options (void)
   ini_allow_no_value = false;
 }
 
-static int
-load (const char *path, bool server_checks, struct config **out)
+struct config *
+config_new (void)
 {
-  struct parser p = { .path = path, .server_checks = server_checks };
-  struct config *cfg;
-  int r;
+  struct config *cfg = calloc (1, sizeof *cfg);
 
-  if ((cfg = calloc (1, sizeof *cfg)) == NULL)
-    return -ENOMEM;
+  if (cfg == NULL)
+    return NULL;
   cfg->server.workers = CONFIG_DEFAULT_WORKERS;
   cfg->server.log_target = LOG_TARGET_AUTO;
   cfg->server.log_level = LOG_LEVEL_INFO;
@@ -607,6 +617,18 @@ load (const char *path, bool server_checks, struct config **out)
   cfg->server.handshake_timeout_ms = CONFIG_DEFAULT_HANDSHAKE_TIMEOUT_MS;
   cfg->server.request_timeout_ms = CONFIG_DEFAULT_REQUEST_TIMEOUT_MS;
   cfg->server.drain_timeout_ms = CONFIG_DEFAULT_DRAIN_TIMEOUT_MS;
+  return cfg;
+}
+
+static int
+load (const char *path, bool server_checks, struct config **out)
+{
+  struct parser p = { .path = path, .server_checks = server_checks };
+  struct config *cfg;
+  int r;
+
+  if ((cfg = config_new ()) == NULL)
+    return -ENOMEM;
   p.cfg = cfg;
   if ((cfg->path = strdup (path)) == NULL) {
     r = -ENOMEM;
