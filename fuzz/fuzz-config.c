@@ -6,7 +6,7 @@
  * directory (holding an existing backing file `b.img`, a cache image path
  * and a TLS directory name, so seeds can name them) and loads it; on
  * success, looks every export up again and frees.
- * WHY: config_load takes a path (libinih reads the file): a temp file is
+ * WHY: config_load takes a path (it reads the file itself): a temp file is
  * the narrowest entry point without changing the parser.
  */
 #include <config.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* config-file.h — the nbdcached configuration file: INI, parsed by libinih.
+/* config-file.h — the nbdcached configuration file: INI (config.c).
  *
  * WHAT: loads and validates a config file into plain structs: one [server]
  * section, any number of [cache NAME] and [export NAME] sections.  Used by

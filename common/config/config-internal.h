@@ -10,10 +10,10 @@
  * the same view of the parser's state and of the key lines.
  * INVARIANTS: private to the config parser: included only by config*.c;
  * the public API is config-file.h.
- * THREADS AND LOCKS: one config_load at a time (see config.c).
+ * THREADS AND LOCKS: none: each load has its own struct parser.
  * FAILURE: the value functions return 0, or -EINVAL after logging, or
  * -ENOMEM; problems are counted in the parser (nr_errors, oom).
- * NOT HERE: the libinih glue (config.c); the value checks
+ * NOT HERE: reading lines (config.c); the value checks
  * (config-values.c); the TLS and access-control rules (config-tls.c).
  */
 #ifndef NBDCACHE_CONFIG_INTERNAL_H
@@ -191,7 +191,7 @@ struct parser {
   size_t cur_source;            /* the one being read */
   char *buf;                    /* getline buffer */
   size_t buf_bytes;
-  int lineno;                   /* line last handed to libinih, counted
+  int lineno;                   /* line last read, counted
                                    across every source */
   int read_errno;               /* a read error ended the file */
   const char *line_text;        /* the "key = value" line being handled,

@@ -1,28 +1,38 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* config.c — the nbdcached configuration file (see config-file.h).
  *
- * WHAT: reads an INI file with libinih into struct config and validates it:
- * every section and key (each value is checked and stored by
- * config-values.c), cross-references (cache = NAME, default_export, the
- * background-work keys that need a cache) and the backing files.  The
- * main file is followed by the *.conf files of FILE.d/ (config-source.c),
- * read as one stream of lines.  The checks of the TLS and access-control
- * keys are config-tls.c's; this file calls them.
+ * WHAT: reads an INI file into struct config and validates it: every
+ * section and key (each value is checked and stored by config-values.c),
+ * cross-references (cache = NAME, default_export, the background-work keys
+ * that need a cache) and the backing files.  The main file is followed by
+ * the *.conf files of FILE.d/ (config-source.c), read as one stream of
+ * lines.  The checks of the TLS and access-control keys are
+ * config-tls.c's; this file calls them.
  *
  * WHY: an admin must never run a half-understood config, and must see every
  * mistake at once with the line it is on, not one per restart.
  *
- * HOW THE WORK IS SPLIT WITH LIBINIH: libinih splits "key = value" lines,
- * strips comments and whitespace and calls key_handler().  It does not tell
- * a 4-argument handler the line number, never reports a section that has
- * no keys, truncates section names at 50 bytes and reports only the first
- * syntax error.  So every line first passes through read_line(), our
- * fgets-style reader, which counts lines, handles section headers itself
- * (inih sees a blank line instead), and reports lines that are neither a
- * header, a comment nor "key = value" (again replaced by a blank line).
- * Leading whitespace is removed so that inih never treats an indented line
- * as a continuation of the previous value.
+ * THE LINES (nbdcached.conf(5)): a line is blank, a comment ('#' or ';'
+ * first), a section header "[word name]" (an optional comment after it),
+ * or "key = value"; anything else is an error at its line.  Leading
+ * whitespace, a UTF-8 byte-order mark at the start of a file and the line
+ * ending are dropped.  The key ends at the first '=' (a ':' or a comment
+ * before it is an error); in the value, a '#' or ';' that follows
+ * whitespace starts a comment; key and value are trimmed of whitespace.
+ * There are no continuation lines, and a line holds at most
+ * CONFIG_MAX_LINE_BYTES.
  *
+ * WHY NOT LIBINIH: it did this until its limits cost more than the lines
+ * it saved: its handler is not told the line number, it never reports a
+ * section without keys, truncates section names at 50 bytes and reports
+ * only the first syntax error, so every line already passed through our
+ * own reader (read_line) for headers, comments, separators and errors;
+ * what was left to it was splitting "key = value" and the inline comment
+ * (split_key_line, 25 lines).  In return it forced process-global options
+ * (Debian's build makes its compile-time options runtime variables), so
+ * two loads could not run at once.  The format above is libinih's, as the
+ * file was configured, unchanged.
+
  * INVARIANTS:
  * - Keys are known by exactly one list, CONFIG_KEYS (config-internal.h),
  *   which also produces config_known_keys[], so the documentation test
@@ -35,9 +45,8 @@
  *   recorded line is the first one, which errors about the key point to.
  * - On failure nothing is returned: the half-built config is freed.
  *
- * THREADS AND LOCKS: none.  config_load sets libinih's process-global
- * options (Debian's libinih makes its compile-time options runtime
- * variables), so two config_load calls must not run concurrently.
+ * THREADS AND LOCKS: none; each load has its own state (struct parser),
+ * so loads on different threads do not interfere.
  *
  * FAILURE: every problem is logged at error level as "FILE:LINE: message"
  * and parsing continues; config_load then returns -EINVAL.  An unreadable
@@ -60,8 +69,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-#include <ini.h>
 
 #include "cleanup.h"
 #include "compiler.h"
@@ -104,8 +111,9 @@ config_no_memory (struct parser *p)
 
 /* ---- small helpers ---- */
 
-/* libinih's own rule: the first of '=', ':' or a comment character that
- * follows whitespace.  Returns a pointer to it or to the final NUL.
+/* The first of '=', ':' or a comment character that follows whitespace
+ * (libinih's rule, which the file format kept).  Returns a pointer to it
+ * or to the final NUL.
  */
 static const char *
 find_separator (const char *s)
@@ -327,13 +335,16 @@ parse_header (struct parser *p, char *s)
     config_no_memory (p);
 }
 
-/* ---- libinih callbacks ---- */
+/* ---- reading lines ---- */
 
-/* fgets-style: one whole line per call, see the file comment. */
-static char *
-read_line (char *str, int num, void *opaque)
+/* The next line of the configuration (every source in turn, see the file
+ * comment), or NULL at the end or after a read error (p->read_errno).
+ * Section headers and malformed lines are handled here; a
+ * "key = value" line is left in p->line_text for split_key_line.
+ */
+static const char *
+read_line (struct parser *p)
 {
-  struct parser *p = opaque;
   const char *sep;
   ssize_t len;
   char *s;
@@ -357,8 +368,7 @@ read_line (char *str, int num, void *opaque)
   s = p->buf;
   if (strlen (s) != (size_t) len) {
     config_error (p, p->lineno, "NUL byte in line");
-    s = (char *) "";
-    goto out;
+    return "";
   }
   while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r'))
     s[--len] = '\0';
@@ -367,9 +377,9 @@ read_line (char *str, int num, void *opaque)
     s += 3;
   s = skip_space (s);
 
-  if (strlen (s) > CONFIG_MAX_LINE_BYTES || strlen (s) + 2 > (size_t) num) {
+  if (strlen (s) > CONFIG_MAX_LINE_BYTES) {
     config_error (p, p->lineno, "line longer than %d bytes",
-                  MIN (CONFIG_MAX_LINE_BYTES, num - 2));
+                  CONFIG_MAX_LINE_BYTES);
     s = (char *) "";
   }
   else if (*s == '[') {
@@ -387,11 +397,37 @@ read_line (char *str, int num, void *opaque)
     else
       p->line_text = s;         /* p->buf is untouched until the next line */
   }
+  return s;
+}
 
- out:
-  /* The caller's buffer is large enough: checked above. */
-  snprintf (str, (size_t) num, "%s\n", s);
-  return str;
+/* A "key = value" line, split as the file comment says, handed on. */
+static void
+split_key_line (struct parser *p, const char *line)
+{
+  AUTOFREE char *copy = strdup (line);
+  bool was_space = false;
+  char *key, *value, *s;
+
+  if (copy == NULL) {
+    config_no_memory (p);
+    return;
+  }
+  /* read_line checked that the first separator is '='. */
+  s = strchr (copy, '=');
+  *s = '\0';
+  key = copy;
+  trim_right (key);
+  value = s + 1;
+  for (s = value; *s; s++) {
+    if (was_space && is_comment_char (*s)) {
+      *s = '\0';
+      break;
+    }
+    was_space = isspace ((unsigned char) *s);
+  }
+  value = skip_space (value);
+  trim_right (value);
+  config_handle_key (p, key, value);
 }
 
 void
@@ -450,14 +486,6 @@ config_handle_key (struct parser *p, const char *key, const char *value)
   config_set_value (p, &config_key_defs[i], obj, value);
 }
 
-/* libinih's callback: every key of the file. */
-static int
-key_handler (void *opaque, const char *section, const char *key,
-             const char *value)
-{
-  config_handle_key (opaque, key, value);
-  return 1;
-}
 
 /* ---- checks that need the whole file ---- */
 
@@ -584,23 +612,6 @@ check_config (struct parser *p)
     config_error (p, 1, "no [export NAME] section: nothing to serve");
 }
 
-/* libinih options; see THREADS AND LOCKS in the file comment. */
-static void
-set_inih_options (void)
-{
-  static char comment_prefixes[] = "#;";
-
-  ini_max_line = CONFIG_MAX_LINE_BYTES + 3; /* "\r\n\0" */
-  ini_use_stack = true;
-  ini_allow_multiline = false;
-  ini_allow_bom = true;
-  ini_allow_inline_comments = true;
-  ini_inline_comment_prefixes = comment_prefixes;
-  ini_start_comment_prefixes = comment_prefixes;
-  ini_stop_on_first_error = false;
-  ini_allow_no_value = false;
-}
-
 struct config *
 config_new (void)
 {
@@ -638,8 +649,9 @@ load (const char *path, bool server_checks, struct config **out)
   if ((r = config_sources_open (&p, path)) < 0)
     goto out;
 
-  set_inih_options ();
-  r = ini_parse_stream (read_line, &p, key_handler, &p);
+  while (read_line (&p) != NULL)
+    if (p.line_text != NULL)
+      split_key_line (&p, p.line_text);
   if (p.read_errno != 0) {
     r = -p.read_errno;
     log_error ("%s:%d: read error: %s", p.path,
@@ -647,12 +659,6 @@ load (const char *path, bool server_checks, struct config **out)
                strerror (-r));
     goto out;
   }
-  if (r > 0 && p.nr_errors == 0)
-    config_error (&p, r, "syntax error");
-  else if (r < 0 && !p.oom) {
-    p.oom = true;               /* libinih's only other failure */
-  }
-
   if (!p.oom)
     check_config (&p);
   if (p.oom) {
