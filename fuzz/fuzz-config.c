@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* fuzz-config.c — libFuzzer harness: the configuration file parser
- * (server/config.c, config-identity.c, config-tls.c: config_load).
+ * (common/config/: config.c, config-identity.c, config-tls.c: config_load).
  *
  * WHAT: writes the input to nbdcached.conf in a private temporary
  * directory (holding an existing backing file `b.img`, a cache image path
  * and a TLS directory name, so seeds can name them) and loads it; on
  * success, looks every export up again and frees.
- * WHY: config_load takes a path (libinih reads the file): a temp file is
+ * WHY: config_load takes a path (it reads the file itself): a temp file is
  * the narrowest entry point without changing the parser.
  */
 #include <config.h>

@@ -76,6 +76,11 @@ config_set_backing (struct parser *p, char **field, const char *key,
 
   if (backing_is_remote_uri (value))
     return config_set_string (p, field, key, value);
+  /* The in-memory driver is for tests, given as a parameter only; in a
+   * file "memory:x" stays the relative path it always was.
+   */
+  if (p->params && strncmp (value, "memory:", 7) == 0)
+    return config_set_string (p, field, key, value);
   if (backing_is_rbd_uri (value)) {
     if (!backing_rbd_uri_valid (value)) {
       config_error (p, p->lineno, "%s '%s': expected rbd:POOL/IMAGE", key,

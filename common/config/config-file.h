@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* config-file.h — the nbdcached configuration file: INI, parsed by libinih.
+/* config-file.h — the nbdcached configuration file: INI (config.c).
  *
  * WHAT: loads and validates a config file into plain structs: one [server]
  * section, any number of [cache NAME] and [export NAME] sections.  Used by
- * nbdcached and by the nbdkit plugin (config=FILE export=NAME).
+ * nbdcached, by the admin tool and by the nbdkit plugin (config=FILE
+ * export=NAME; its backing= parameters go through the same key table).
  * WHY: strictness in one place: an unknown section or key, a bad value, a
  * reference to an unknown cache, a missing backing file — each is an error
  * naming file:line, so an admin never runs a half-understood config.
@@ -269,6 +270,34 @@ void config_export_ceph_options (const struct config_export *ce,
 struct sockaddr;
 bool config_export_allows_peer (const struct config_export *ce,
                                 const struct sockaddr *peer);
+
+/* ---- key=value parameters (config-params.c) ---- */
+
+/* A front end's parameters (the plugin's backing= form) read into a
+ * config of one [export] (and one [cache] once a cache key is set) by the
+ * file's key table and value checks, so both refuse the same values with
+ * the same words.
+ */
+struct config_params;
+/* 0 and *out set, or -errno after logging. */
+int config_params_create (struct config_params **out);
+/* Key `key` of the [export] or [cache] section (section "export" or
+ * "cache"), given as the parameter `spelling` (named so in messages):
+ * 0, or -EINVAL after logging why (a bad value, a second value), or
+ * -ENOMEM.
+ */
+int config_params_set (struct config_params *cp, const char *section,
+                       const char *key, const char *spelling,
+                       const char *value);
+/* After the last parameter: *out is the config (owned by cp, valid until
+ * config_params_free): its one export is exports[0], whose cache names
+ * caches[0] when a cache key was set, and whose mode, when not given, is
+ * the file's default.  0, or -ENOMEM.
+ */
+int config_params_finish (struct config_params *cp,
+                          const struct config **out);
+/* NULL is a no-op. */
+void config_params_free (struct config_params *cp);
 
 /* Every key the parser accepts, as "section.key" (section is "server",
  * "cache" or "export"), NULL-terminated.  Tests check that each one is

@@ -248,7 +248,7 @@ config_append_cidrs (struct parser *p, struct config_export *e,
   return r;
 }
 
-/* True if libinih cut the value of line (a "key = value" line as read) at
+/* True if the reader cut the value of line (a "key = value" line as read) at
  * a ';' comment: a ';' after whitespace, before any '#' comment.
  */
 static bool

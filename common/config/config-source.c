@@ -235,7 +235,9 @@ config_line_ref (const struct parser *p, int line, int current,
   const char *file = config_where (p, line, &fl);
   const char *cur_file = config_where (p, current, &cur_fl);
 
-  if (strcmp (file, cur_file) == 0)
+  if (p->params)                /* a front end's key=value parameters */
+    snprintf (buf, len, "an earlier parameter");
+  else if (strcmp (file, cur_file) == 0)
     snprintf (buf, len, "line %d", fl);
   else
     snprintf (buf, len, "line %d of %s", fl, file);

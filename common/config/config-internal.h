@@ -1,19 +1,20 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* config-internal.h — what config.c and config-tls.c share.
+/* config-internal.h — what the files of the config library share.
  *
  * WHAT: the state of one config_load (struct parser), the one list of keys
- * (CONFIG_KEYS) and the enum of its entries, the error and out-of-memory
- * reporters, a few string helpers, and the calls from the file reader
- * (config.c) into the TLS and access-control rules (config-tls.c).
- * WHY: the config parser is two nouns in two files, and they need the same
- * view of the parser's state and of the key lines.
+ * (CONFIG_KEYS), the enum of its entries and the key table built from it,
+ * the error and out-of-memory reporters, a few string helpers, and the
+ * calls from the file reader (config.c) into the values (config-values.c),
+ * the TLS and access-control rules (config-tls.c) and the other checks.
+ * WHY: the config library is several nouns in several files, and they need
+ * the same view of the parser's state and of the key lines.
  * INVARIANTS: private to the config parser: included only by config*.c;
  * the public API is config-file.h.
- * THREADS AND LOCKS: one config_load at a time (see config.c).
+ * THREADS AND LOCKS: none: each load has its own struct parser.
  * FAILURE: the value functions return 0, or -EINVAL after logging, or
  * -ENOMEM; problems are counted in the parser (nr_errors, oom).
- * NOT HERE: the key table built from the list and the libinih glue
- * (config.c); the TLS and access-control rules (config-tls.c).
+ * NOT HERE: reading lines (config.c); the value checks
+ * (config-values.c); the TLS and access-control rules (config-tls.c).
  */
 #ifndef NBDCACHE_CONFIG_INTERNAL_H
 #define NBDCACHE_CONFIG_INTERNAL_H
@@ -41,7 +42,7 @@ enum section_kind {
 
 /* The one list of keys: (section kind, section word = struct config_<word>,
  * key, value type, field, repeatable).  The value types are enum value_type
- * in config.c, which builds the key table from this list.
+ * below; config-values.c builds the key table from this list.
  */
 #define CONFIG_KEYS(K)                                                      \
   K (SERVER, server, listen,           LISTEN,      listen,           true)  \
@@ -111,6 +112,49 @@ enum section_kind {
 #define KEY_ENUM(kind, sec, key, type, field, rep) KEY_##sec##_##key,
 enum key_id { CONFIG_KEYS (KEY_ENUM) NR_KEYS };
 
+/* How a value is checked and stored. */
+enum value_type {
+  VALUE_LISTEN,                 /* char **, appended: see check_listen */
+  VALUE_WORKERS,                /* unsigned, 1 to CONFIG_MAX_WORKERS */
+  VALUE_COUNT,                  /* unsigned, 0 to UINT_MAX */
+  VALUE_PATH,                   /* char *, resolved against the file's dir */
+  VALUE_SOCKET,                 /* char *, a PATH that fits sun_path */
+  VALUE_BACKING,                /* char *, a path, file:///PATH or a remote
+                                   URI (config-backing.c) */
+  VALUE_CONNECTIONS,            /* unsigned, 1 to
+                                   CONFIG_MAX_BACKING_CONNECTIONS */
+  VALUE_TIMEOUT,                /* unsigned ms: 30, 30s or 500ms */
+  VALUE_NAME,                   /* char *, non-empty, <= 4096 bytes */
+  VALUE_TEXT,                   /* char *, "" = NULL, <= 4096 bytes */
+  VALUE_SIZE,                   /* uint64_t, > 0 */
+  VALUE_BUCKET_SIZE,            /* uint64_t, a power of two from
+                                   CONFIG_MIN_ to CONFIG_MAX_BUCKET_BYTES */
+  VALUE_NODE_CACHE,             /* uint64_t, >= CONFIG_MIN_NODE_CACHE_BYTES */
+  VALUE_DELAY_MS,               /* unsigned, 1 to CONFIG_MAX_JOURNAL_DELAY_MS */
+  VALUE_PERCENT,                /* unsigned, 0 to CONFIG_MAX_WRITEBACK_PERCENT */
+  VALUE_CUTOFF,                 /* uint64_t, a size; 0 = off */
+  VALUE_BOOL,                   /* bool */
+  VALUE_LOG_TARGET,             /* enum log_target */
+  VALUE_LOG_LEVEL,              /* enum log_level */
+  VALUE_MODE,                   /* enum ncache_mode */
+  VALUE_STRING,                 /* char *, non-empty, <= 4096 bytes */
+  VALUE_TLS,                    /* enum config_tls: off|on|require */
+  VALUE_TLS_VERSION,            /* unsigned: 1.2 -> 12, 1.3 -> 13 */
+  VALUE_EXPORT_TLS,             /* bool: optional -> false, require -> true */
+  VALUE_CIDRS,                  /* struct config_cidr *, appended */
+  VALUE_SUBJECTS,               /* char **, appended, ';'-separated */
+};
+
+/* One entry of the key table (config-values.c), indexed by enum key_id. */
+struct key_def {
+  enum section_kind kind;
+  const char *key;
+  enum value_type type;
+  size_t offset;                /* of the field in struct config_<kind> */
+  bool repeatable;
+};
+extern const struct key_def config_key_defs[NR_KEYS];
+
 /* Where each key of one section was set; 0 = not set. */
 struct key_lines {
   int line[NR_KEYS];
@@ -148,7 +192,7 @@ struct parser {
   size_t cur_source;            /* the one being read */
   char *buf;                    /* getline buffer */
   size_t buf_bytes;
-  int lineno;                   /* line last handed to libinih, counted
+  int lineno;                   /* line last read, counted
                                    across every source */
   int read_errno;               /* a read error ended the file */
   const char *line_text;        /* the "key = value" line being handled,
@@ -172,6 +216,13 @@ struct parser {
 
   enum section_kind cur;        /* section the next key belongs to */
   size_t cur_index;             /* into caches/exports */
+
+  /* Parameters (config-params.c) instead of a file: messages carry no
+   * FILE:LINE, lineno counts parameters, and keys are named in messages
+   * as the front end spells them (key_spelling; NULL = the file's key).
+   */
+  bool params;
+  const char *key_spelling;
 };
 
 /* ---- messages (config.c) ---- */
@@ -181,6 +232,22 @@ void config_error (struct parser *p, int line, const char *fmt, ...)
   ATTRIBUTE_FORMAT_PRINTF (3, 4);
 /* Marks the load as out of memory; returns -ENOMEM. */
 int config_no_memory (struct parser *p);
+
+/* ---- reading keys (config.c) ---- */
+
+/* A config with every [server] default; NULL on allocation failure. */
+struct config *config_new (void);
+/* Appends a [cache NAME] / [export NAME] section with its defaults and
+ * makes it the current one; takes ownership of name on success.  0, or
+ * -ENOMEM.
+ */
+int config_add_cache (struct parser *p, char *name, int line);
+int config_add_export (struct parser *p, char *name, int line);
+/* One "key = value" of the current section at line p->lineno: unknown
+ * and duplicate keys are errors, else the value is checked and stored.
+ * Problems are logged and counted in p.
+ */
+void config_handle_key (struct parser *p, const char *key, const char *value);
 
 /* ---- the files of a configuration (config-source.c) ---- */
 
@@ -302,10 +369,21 @@ void config_check_cache_size (struct parser *p, const struct config_cache *c,
  */
 void config_check_server_paths (struct parser *p);
 
-/* A non-empty string of at most CONFIG_MAX_NAME_BYTES (config.c). */
+/* ---- values (config-values.c) ---- */
+
+/* Checks value and stores it in obj, a struct config_server, _cache or
+ * _export, as def's value type says.  0, or -EINVAL after logging, or
+ * -ENOMEM.
+ */
+int config_set_value (struct parser *p, const struct key_def *def, void *obj,
+                      const char *value);
+/* "writeback", "none" …, as the mode key spells them. */
+const char *config_mode_name (enum ncache_mode mode);
+
+/* A non-empty string of at most CONFIG_MAX_NAME_BYTES. */
 int config_set_string (struct parser *p, char **field, const char *key,
                        const char *value);
-/* A path resolved against the config file's directory (config.c). */
+/* A path resolved against the config file's directory. */
 int config_set_path (struct parser *p, char **field, const char *key,
                      const char *value);
 

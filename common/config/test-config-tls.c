@@ -652,7 +652,7 @@ test_config_allow_subjects_space_semicolon (void **state)
     "(A;B), or repeat the key";
 
   (void) state;
-  /* libinih would silently cut "CN=b" off as a comment. */
+  /* The inline-comment rule would silently cut "CN=b" off. */
   load_bad ("[server]\ntls = on\ntls_certificates = pki\n"
             "tls_verify_peer = yes\n" EXPORT_OK
             "allow_subjects = CN=a ; CN=b\n", msg);
