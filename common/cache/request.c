@@ -577,8 +577,11 @@ read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
       continue;
     }
     nb = ext.nblocks;
+    /* Sized for the largest piece this miss promotes, not a bucket: a
+     * 4k miss zeroing a 1 MiB buffer was most of its CPU time.
+     */
     if (bounce == NULL)
-      bounce = cdev_alloc_buffer (dev->sb.bucket_blocks * BLK);
+      bounce = cdev_alloc_buffer (MIN (pe - cs, dev->sb.bucket_blocks) * BLK);
     if (bounce == NULL) {
       btree_placeholder_drop (dev->bt, ph);
       bucket_put_open (dev->bs, ext.bucket);
