@@ -28,7 +28,9 @@
  * THREADS AND LOCKS: one thread per export (none with writeback_off or a
  * read-only export).  Batches run in that thread, or, without it, in
  * ncache_drain's caller; wb->busy makes them one at a time (and owns the
- * cursor and the buffers).  wb->lock guards the fields marked below; it
+ * cursor and the buffers).  A batch's runs are written on up to WB_LANES
+ * lanes at once (the batch's thread and threads started for the batch,
+ * joined before its flush), each lane with its own buffer and list.  wb->lock guards the fields marked below; it
  * is never held across I/O or while taking any other lock.  The range
  * lock is taken with no other lock held; btree / bucket / journal locks
  * are taken inside their calls.
