@@ -42,15 +42,7 @@
  * THREADS AND LOCKS: NBDKIT_THREAD_MODEL_PARALLEL.  Parameters and the
  * loaded config are written only while nbdkit is single-threaded (config,
  * config_complete, get_ready, after_fork) and read-only afterwards; the
- * engine is thread-safe.  No lock here.  How many engine calls are in
- * flight is nbdkit's choice, not ours: its --threads (default 16) threads
- * per connection, each blocked in one call, so over a 2 ms remote one
- * connection's misses are bounded by 16 / 2 ms = 8k/s.  Measured (fio 4k
- * random reads QD32, 1 connection, cold, nbdkit file + delay 2 ms remote,
- * shared 2-core VM): 4.0-5.0k/s with the default 16 and 4.0-5.0k/s with
- * --threads 64: the CPU, not the thread count, is the limit here, as for
- * nbdcached's elastic pool (server/worker.c).  On a faster machine or a
- * slower remote, raise --threads to the clients' queue depth.
+ * engine is thread-safe.  No lock here.
  * FAILURE: bad parameters and a config file error fail config_complete with
  * an nbdkit_error; an export the engine cannot serve (a device it refuses,
  * a mode it cannot serve) fails get_ready, so nbdkit exits at startup
@@ -80,6 +72,16 @@
 #include "parse.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+/* How many engine calls are in flight is nbdkit's choice, not ours: its
+ * --threads (default 16) threads per connection, each blocked in one
+ * call, so over a 2 ms remote one connection's misses are bounded by
+ * 16 / 2 ms = 8k/s.  Measured (fio 4k random reads QD32, 1 connection,
+ * cold, nbdkit file + delay 2 ms remote, shared 2-core VM): 4.0-5.0k/s
+ * with the default 16 and 4.0-5.0k/s with --threads 64: the CPU, not the
+ * thread count, is the limit here, as for nbdcached's elastic pool
+ * (server/worker.c).  With a slower remote or a faster machine, raise
+ * --threads to the clients' queue depth (nbdkit-nbdcache-plugin(1)).
+ */
 
 #define PLUGIN_MIN_BLOCK_BYTES       1
 #define PLUGIN_PREFERRED_BLOCK_BYTES 4096
