@@ -45,8 +45,10 @@
  * THREADS AND LOCKS: pool->lock guards the queue, the slots and the
  * counters; srv->done_lock guards the completion list.  Neither is held
  * while a request executes.  Lock order: never both at once.  Threads are
- * started (and exited threads joined) by the loop thread inside submit,
- * under pool->lock; an exiting thread needs nothing after it unlocks.
+ * started (and exited threads joined) under pool->lock, by submit (the
+ * loop thread) or by a worker that just finished a call (requests queued
+ * while calls were fast); an exiting thread needs nothing after it
+ * unlocks.
  * FAILURE: thread creation failure at start-up is returned; after that, a
  * thread that cannot be started is logged (once) and the queue waits for
  * the threads there are.
@@ -103,6 +105,8 @@ struct worker_pool {
   unsigned min_threads, max_threads;
   struct worker_slot *slots;    /* [max_threads] */
 };
+
+static void grow_locked (struct worker_pool *p);
 
 static void
 complete (struct server *srv, struct request *r)
@@ -166,8 +170,10 @@ worker_main (void *arg)
     pthread_mutex_lock (&p->lock);
     if (first)
       p->nr_starting--;
-    else
+    else {
       p->avg_exec_us = (p->avg_exec_us * 7 + exec_us) / 8;
+      grow_locked (p);
+    }
     first = false;
     if (!wait_work_locked (p, s)) {
       s->state = SLOT_EXITED;
@@ -231,6 +237,30 @@ start_thread_locked (struct worker_pool *p, bool extra)
   return 0;
 }
 
+/* Every idle thread (woken or not yet running) takes one request; the
+ * rest would wait for a busy thread, which over a slow backing means for
+ * a round trip: start threads for them.  Runs at submit and whenever a
+ * call finishes (a queue submitted while calls were fast grows once they
+ * prove slow).
+ */
+static void
+grow_locked (struct worker_pool *p)
+{
+  while (p->nr_queued > p->nr_idle + p->nr_starting &&
+         p->avg_exec_us >= WORKER_GROW_EXEC_US &&
+         p->nr_live < p->max_threads && !p->stopping) {
+    int r = start_thread_locked (p, true);
+
+    if (r < 0) {
+      if (!p->start_failed_logged)
+        log_error ("cannot start worker thread (%u running): %s",
+                   p->nr_live, strerror (-r));
+      p->start_failed_logged = true;
+      break;
+    }
+  }
+}
+
 int
 worker_pool_create (struct server *srv, unsigned nr_threads,
                     struct worker_pool **out)
@@ -290,23 +320,7 @@ worker_pool_submit (struct worker_pool *p, struct request *first,
   else
     while (wake-- > 0)
       pthread_cond_signal (&p->cond);
-  /* Every idle thread (woken or not yet running) takes one request; the
-   * rest would wait for a busy thread, which over a slow backing means
-   * for a round trip: start threads for them.
-   */
-  while (p->nr_queued > p->nr_idle + p->nr_starting &&
-         p->avg_exec_us >= WORKER_GROW_EXEC_US &&
-         p->nr_live < p->max_threads && !p->stopping) {
-    int r = start_thread_locked (p, true);
-
-    if (r < 0) {
-      if (!p->start_failed_logged)
-        log_error ("cannot start worker thread (%u running): %s",
-                   p->nr_live, strerror (-r));
-      p->start_failed_logged = true;
-      break;
-    }
-  }
+  grow_locked (p);
   pthread_mutex_unlock (&p->lock);
 }
 
