@@ -136,6 +136,7 @@ struct ncache {
   struct writeback *wb;         /* cached modes; NULL in mode none */
   struct seqcut *seq;           /* cached modes; NULL when cutoff is 0 */
   struct trimq *tq;             /* cached modes */
+  struct missflight *mf;        /* cached modes: misses in flight */
 
   /* Set by any successful write, trim or zero; tells close whether the
    * backing store needs a last flush.  Atomic.

@@ -42,6 +42,7 @@
 #include "gc.h"
 #include "journal.h"
 #include "log.h"
+#include "missflight.h"
 #include "seqcut.h"
 #include "trimq.h"
 #include "writeback.h"
@@ -118,6 +119,10 @@ open_background (struct ncache *nc)
     log_error ("export '%s': trim queue: %s", nc->name, strerror (-r));
     return r;
   }
+  if ((r = missflight_create (&nc->mf)) < 0) {
+    log_error ("export '%s': misses in flight: %s", nc->name, strerror (-r));
+    return r;
+  }
   if ((r = writeback_start (nc, &nc->tuning, &nc->wb)) < 0) {
     log_error ("export '%s': writeback: %s", nc->name, strerror (-r));
     return r;
@@ -132,6 +137,8 @@ close_background (struct ncache *nc)
   nc->wb = NULL;
   trimq_destroy (nc->tq);
   nc->tq = NULL;
+  missflight_destroy (nc->mf);
+  nc->mf = NULL;
   seqcut_destroy (nc->seq);
   nc->seq = NULL;
 }

@@ -19,7 +19,9 @@
  *   0, retrying after failures with backoff;
  * - the throttle does not deadlock when the cache is full of dirty data
  *   and the backing store fails;
- * - the dirty target is shared among the exports open on the device.
+ * - the dirty target is shared among the exports open on the device;
+ * - a batch keeps many backing writes in flight at once (each pwrite of
+ *   the spy waits until WB_GATE are in flight, bounded by a deadline).
  * HOW: the stack under an export is faulty (faulty.h) -> spy -> store:
  * the spy, defined here, counts what reaches the store (writes, zeroes by
  * flag, flushes) and samples the export's dirty bytes at each flush.
@@ -72,6 +74,10 @@ struct spy_log {
   uint64_t zero_nohole, zero_nohole_bytes; /* zero without */
   struct ncache *nc;            /* sampled at each flush (may be NULL) */
   uint64_t dirty_at_flush[MAX_FLUSHES];
+  pthread_cond_t cond;          /* in_flight changed */
+  unsigned gate;                /* 0, or pwrites wait until this many run */
+  unsigned in_flight, peak;     /* pwrites */
+  bool gate_timed_out;          /* then the gate stays open */
 };
 
 struct spy {
@@ -98,10 +104,28 @@ spy_pwrite (struct backing *b, const void *buf, size_t count,
 {
   struct spy *s = (struct spy *) b;
 
-  pthread_mutex_lock (&s->log->lock);
-  s->log->pwrites++;
-  pthread_mutex_unlock (&s->log->lock);
-  return backing_pwrite (s->inner, buf, count, offset, flags);
+  struct spy_log *l = s->log;
+  struct timespec deadline;
+  int r = 0;
+
+  clock_gettime (CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += DEADLINE_MS / 1000;
+  pthread_mutex_lock (&l->lock);
+  l->pwrites++;
+  l->in_flight++;
+  if (l->in_flight > l->peak)
+    l->peak = l->in_flight;
+  pthread_cond_broadcast (&l->cond);
+  while (l->gate > 0 && l->peak < l->gate && !l->gate_timed_out && r == 0)
+    r = pthread_cond_timedwait (&l->cond, &l->lock, &deadline);
+  if (r != 0)
+    l->gate_timed_out = true;
+  pthread_mutex_unlock (&l->lock);
+  r = backing_pwrite (s->inner, buf, count, offset, flags);
+  pthread_mutex_lock (&l->lock);
+  l->in_flight--;
+  pthread_mutex_unlock (&l->lock);
+  return r;
 }
 
 static int
@@ -218,6 +242,7 @@ setup_dev (void **state, uint64_t device_bytes)
     return -1;
   test_log_capture ();
   pthread_mutex_init (&c->log.lock, NULL);
+  pthread_cond_init (&c->log.cond, NULL);
   ncache_export_tuning_default (&c->tuning);
   c->tuning.writeback_off = true;
   c->tuning.sequential_cutoff_bytes = 0;
@@ -259,6 +284,7 @@ teardown (void **state)
   test_store_destroy (c->store);
   test_store_destroy (c->store2);
   pthread_mutex_destroy (&c->log.lock);
+  pthread_cond_destroy (&c->log.cond);
   free (c->buf);
   free (c->want);
   free (c);
@@ -699,6 +725,30 @@ test_writeback_target_shared (void **state)
   assert_int_equal (stats_of (c->nc2).writeback_target_bytes, two);
 }
 
+/* 64 scattered dirty blocks are 64 runs: a batch must have WB_GATE of
+ * their backing writes in flight together (one at a time, the first
+ * would wait out the deadline and the peak stay 1).
+ */
+#define WB_GATE 16u
+
+static void
+test_writeback_many_writes_in_flight (void **state)
+{
+  struct ctx *c = *state;
+
+  open_export (c);
+  for (uint64_t i = 0; i < 64; i++)
+    write_random (c, MIB + i * 2 * BLK, BLK);
+  c->log.gate = WB_GATE;
+  assert_int_equal (ncache_drain (c->nc, NULL, NULL), 0);
+  assert_false (c->log.gate_timed_out);
+  assert_true (c->log.peak >= WB_GATE);
+  assert_int_equal (c->log.pwrites, 64);
+  assert_int_equal (dirty_of (c->nc), 0);
+  check_backing (c);
+  check_reads (c);
+}
+
 int
 main (void)
 {
@@ -720,6 +770,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_writeback_throttle_no_deadlock,
                                      setup_small, teardown),
     cmocka_unit_test_setup_teardown (test_writeback_target_shared,
+                                     setup, teardown),
+    cmocka_unit_test_setup_teardown (test_writeback_many_writes_in_flight,
                                      setup, teardown),
   };
 

@@ -28,7 +28,9 @@
  * THREADS AND LOCKS: one thread per export (none with writeback_off or a
  * read-only export).  Batches run in that thread, or, without it, in
  * ncache_drain's caller; wb->busy makes them one at a time (and owns the
- * cursor and the buffers).  wb->lock guards the fields marked below; it
+ * cursor and the buffers).  A batch's runs are written on up to WB_LANES
+ * lanes at once (the batch's thread and threads started for the batch,
+ * joined before its flush), each lane with its own buffer and list.  wb->lock guards the fields marked below; it
  * is never held across I/O or while taking any other lock.  The range
  * lock is taken with no other lock held; btree / bucket / journal locks
  * are taken inside their calls.
@@ -58,6 +60,7 @@
 #include "cdev.h"
 #include "clock.h"
 #include "compiler.h"
+#include "fanout.h"
 #include "journal.h"
 #include "log.h"
 #include "ondisk.h"
@@ -83,6 +86,11 @@
 #define WB_LOG_INTERVAL_MS 10000u
 /* At a paced rate a batch is about this long in time. */
 #define WB_PACED_BATCH_MS 1000u
+/* A batch's runs go to the backing store from this many threads at once
+ * (fanout.h): over a 2 ms remote, one write at a time drained ~275-470
+ * 4k writes/s; see write_runs for the measurement with lanes.
+ */
+#define WB_LANES 32u
 
 /* Pieces written in a batch, to be marked clean. */
 struct piece_list {
@@ -482,6 +490,118 @@ mark_clean (struct ncache *nc, const struct nc_key *dirty,
   return r;
 }
 
+/* ---- a batch's runs, many in flight (submit the batch, then wait) ---- */
+
+/* A run: adjacent keys written under one range lock. */
+struct wb_run {
+  uint64_t start, end;          /* blocks */
+};
+
+/* One lane's own copy of what the per-run helpers write: they see a
+ * struct writeback with the lane's buffer and done list (and the same
+ * export), so runs on different lanes share nothing but the index and
+ * the stores, whose calls are thread-safe.
+ */
+struct wb_lane {
+  struct writeback w;
+  struct batch_result res;
+};
+
+struct wb_fanout {
+  struct writeback *wb;
+  const struct wb_run *runs;
+  struct wb_lane *lanes;
+};
+
+static int
+lane_write_run (void *opaque, unsigned lane, unsigned item)
+{
+  struct wb_fanout *f = opaque;
+  struct wb_lane *l = &f->lanes[lane];
+
+  if (l->w.buf == NULL &&
+      posix_memalign ((void **) &l->w.buf, BLK, WB_IO_BYTES) != 0) {
+    l->w.buf = NULL;
+    return -ENOMEM;
+  }
+  return write_run (&l->w, f->runs[item].start, f->runs[item].end, &l->res);
+}
+
+static int
+cmp_key_end (const void *a, const void *b)
+{
+  const struct nc_key *x = a, *y = b;
+
+  return x->end < y->end ? -1 : x->end > y->end;
+}
+
+/* Write the runs of wb->keys[0 .. nkeys) on up to WB_LANES lanes; the
+ * pieces written end up in wb->done in block order, the counts in res.
+ * Runs are disjoint and each takes its own range lock, so their order
+ * never mattered; what the batch promises (nothing marked clean before
+ * the flush that follows every write) is the caller's, unchanged.
+ * Measured (4096 random 4k writes in writeback, then `nbdcache flush`,
+ * remote nbdkit file + delay filter 2 ms, shared 2-core VM): one run at
+ * a time 8.7-14.9 s (~275-470 writes/s); 32 lanes 0.37-0.61 s (~7-11k
+ * writes/s), 16-28x.
+ */
+static int
+write_runs (struct writeback *wb, size_t nkeys, struct batch_result *res)
+{
+  struct wb_fanout f = { .wb = wb };
+  struct wb_run *runs = malloc (nkeys * sizeof *runs);
+  unsigned nruns = 0, nlanes, i;
+  size_t k;
+  int r = 0;
+
+  if (runs == NULL)
+    return -ENOMEM;
+  for (k = 0; k < nkeys; ) {
+    uint64_t start = wb->keys[k].end - wb->keys[k].size;
+    uint64_t end = wb->keys[k].end;
+    uint64_t bytes = key_cost (&wb->keys[k]);
+
+    for (k++; k < nkeys; k++) {
+      const struct nc_key *key = &wb->keys[k];
+
+      if (key->end - key->size != end || bytes + key_cost (key) > WB_RUN_BYTES)
+        break;
+      end = key->end;
+      bytes += key_cost (key);
+    }
+    runs[nruns++] = (struct wb_run) { start, end };
+  }
+  nlanes = MIN (nruns, WB_LANES);
+  f.runs = runs;
+  f.lanes = calloc (nlanes, sizeof *f.lanes);
+  if (f.lanes == NULL) {
+    free (runs);
+    return -ENOMEM;
+  }
+  for (i = 0; i < nlanes; i++) {
+    f.lanes[i].w.nc = wb->nc;
+    /* Lane 0 is this thread: it may use the batch's own buffer. */
+    f.lanes[i].w.buf = i == 0 ? wb->buf : NULL;
+  }
+  r = fanout_run (nruns, nlanes, lane_write_run, &f);
+  for (i = 0; i < nlanes; i++) {
+    struct wb_lane *l = &f.lanes[i];
+
+    for (k = 0; k < l->w.done.n && r == 0; k++)
+      r = piece_add (&wb->done, &l->w.done.k[k]);
+    res->bytes += l->res.bytes;
+    res->cost += l->res.cost;
+    free (l->w.done.k);
+    if (i > 0)
+      free (l->w.buf);
+  }
+  free (f.lanes);
+  free (runs);
+  if (r == 0 && wb->done.n > 1)
+    qsort (wb->done.k, wb->done.n, sizeof *wb->done.k, cmp_key_end);
+  return r;
+}
+
 /* One batch: scan, write every run, flush the backing store, mark clean.
  * The caller set wb->busy.  0 or -errno (nothing marked clean then).
  */
@@ -501,21 +621,7 @@ run_batch (struct writeback *wb, uint64_t max_bytes, struct batch_result *res)
   nkeys = (size_t) r;
   res->scanned = nkeys;
 
-  for (i = 0; i < nkeys && r >= 0; ) {
-    uint64_t start = wb->keys[i].end - wb->keys[i].size;
-    uint64_t end = wb->keys[i].end;
-    uint64_t bytes = key_cost (&wb->keys[i]);
-
-    for (i++; i < nkeys; i++) {
-      const struct nc_key *k = &wb->keys[i];
-
-      if (k->end - k->size != end || bytes + key_cost (k) > WB_RUN_BYTES)
-        break;
-      end = k->end;
-      bytes += key_cost (k);
-    }
-    r = write_run (wb, start, end, res);
-  }
+  r = write_runs (wb, nkeys, res);
   if (r < 0)
     return r;
   if (wb->done.n == 0)
