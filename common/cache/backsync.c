@@ -25,10 +25,17 @@
  * the journal or btree lock.
  * FAILURE: a failed flush leaves backing_flushed_gen where it was (the
  * next sync retries) and fails the journal commit (retried), so nothing
- * is made durable on top of it.
+ * is made durable on top of it.  A store reports a failed flush once
+ * (backing.h): the data it may have dropped is not flushed again by the
+ * next flush, which succeeds.  So every failure bumps the export's flush
+ * epoch, and a caller whose changes were made before it (every sync
+ * waiting for the lock meanwhile; writeback, which reads the epoch before
+ * its backing writes: request_backing_sync_since) fails too: writeback
+ * keeps its keys dirty and writes them again.
  */
 #include <config.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
@@ -44,25 +51,46 @@ request_backing_wrote (struct ncache *nc)
   __atomic_add_fetch (&nc->backing_write_gen, 1, __ATOMIC_ACQ_REL);
 }
 
+uint64_t
+request_backing_epoch (struct ncache *nc)
+{
+  return __atomic_load_n (&nc->backing_flush_fails, __ATOMIC_ACQUIRE);
+}
+
 int
-request_backing_sync (struct ncache *nc)
+request_backing_sync_since (struct ncache *nc, uint64_t epoch)
 {
   uint64_t want = __atomic_load_n (&nc->backing_write_gen, __ATOMIC_ACQUIRE);
   uint64_t g;
   int r = 0;
 
-  if (__atomic_load_n (&nc->backing_flushed_gen, __ATOMIC_ACQUIRE) >= want)
-    return 0;
-  pthread_mutex_lock (&nc->backing_flush_lock);
-  /* A flush that started while we waited for the lock may cover us. */
   if (__atomic_load_n (&nc->backing_flushed_gen, __ATOMIC_ACQUIRE) < want) {
-    g = __atomic_load_n (&nc->backing_write_gen, __ATOMIC_ACQUIRE);
-    r = backing_flush (nc->backing);
-    if (r == 0)
-      __atomic_store_n (&nc->backing_flushed_gen, g, __ATOMIC_RELEASE);
+    pthread_mutex_lock (&nc->backing_flush_lock);
+    /* A flush that started while we waited for the lock may cover us. */
+    if (__atomic_load_n (&nc->backing_flushed_gen, __ATOMIC_ACQUIRE) < want) {
+      g = __atomic_load_n (&nc->backing_write_gen, __ATOMIC_ACQUIRE);
+      r = backing_flush (nc->backing);
+      if (r == 0)
+        __atomic_store_n (&nc->backing_flushed_gen, g, __ATOMIC_RELEASE);
+      else
+        __atomic_add_fetch (&nc->backing_flush_fails, 1, __ATOMIC_ACQ_REL);
+    }
+    pthread_mutex_unlock (&nc->backing_flush_lock);
   }
-  pthread_mutex_unlock (&nc->backing_flush_lock);
+  /* A flush failed since the caller's changes were made: the store may
+   * have dropped them (a failed fsync, a remote that restarted), and that
+   * failure went to another caller, whose flush the next one will not
+   * repeat.  Ours is not durable either.
+   */
+  if (r == 0 && request_backing_epoch (nc) != epoch)
+    r = -EIO;
   return r;
+}
+
+int
+request_backing_sync (struct ncache *nc)
+{
+  return request_backing_sync_since (nc, request_backing_epoch (nc));
 }
 
 void

@@ -149,6 +149,7 @@ struct ncache {
    * Atomic; flushes serialised by backing_flush_lock.
    */
   uint64_t backing_write_gen, backing_flushed_gen;
+  uint64_t backing_flush_fails; /* failed flushes: the epoch (backsync.c) */
   pthread_mutex_t backing_flush_lock;
   struct ncache *next_on_dev;   /* dev->exports, under its exports_lock */
   /* The newest journal seq holding a DELETE that cut a key of this export
@@ -207,6 +208,14 @@ void request_backing_wrote (struct ncache *nc);
  * (one flush serves concurrent callers).  0 or -errno.
  */
 int request_backing_sync (struct ncache *nc);
+/* The export's backing flush epoch: it changes when a backing flush
+ * fails (the store may have dropped changes made before it).
+ */
+uint64_t request_backing_epoch (struct ncache *nc);
+/* request_backing_sync for changes made since `epoch` was read: -EIO if
+ * a backing flush failed since (they may be lost).
+ */
+int request_backing_sync_since (struct ncache *nc, uint64_t epoch);
 /* Wait until every cut of nc's keys is durable (ORDERING rule 1, before
  * a backing change; writeback calls it under the range lock of what it
  * writes back).  0 or -errno.

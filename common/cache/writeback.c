@@ -491,6 +491,7 @@ run_batch (struct writeback *wb, uint64_t max_bytes, struct batch_result *res)
   struct ncache *nc = wb->nc;
   struct nc_key *clean;
   size_t i, nkeys;
+  uint64_t epoch = request_backing_epoch (nc);
   int r;
 
   memset (res, 0, sizeof *res);
@@ -521,8 +522,11 @@ run_batch (struct writeback *wb, uint64_t max_bytes, struct batch_result *res)
   if (wb->done.n == 0)
     return 0;
 
-  /* Crash promise 3: durable in the backing store before marked clean. */
-  r = request_backing_sync (nc);
+  /* Crash promise 3: durable in the backing store before marked clean,
+   * and no failed flush since our writes (another caller's) may have
+   * dropped them.
+   */
+  r = request_backing_sync_since (nc, epoch);
   if (r < 0) {
     log_debug ("export '%s': writeback: backing flush failed: %s",
                nc->name, strerror (-r));
