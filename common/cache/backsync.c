@@ -12,9 +12,11 @@
  * key (writethrough, a promotion of freshly written data) or a DELETE
  * dropping dirty data the backing now holds is never durable before that
  * backing data is.  Only such keys need it: their inserts are bracketed
- * by request_backsync_begin / _end, and the hook flushes only while one
- * is in progress or not yet durable (writearound's DELETEs of clean keys,
- * writeback's dirty keys need no backing flush).  FLUSH and writeback use the
+ * by request_backsync_begin / _end, and the hook flushes only the exports
+ * with one in progress or not yet durable (writearound's DELETEs of clean
+ * keys, writeback's dirty keys need no backing flush; one export's dead
+ * backing store does not stop the commits of the others).  A backing
+ * change that failed is not counted: nothing relies on it.  FLUSH and writeback use the
  * same sync: concurrent callers share one flush, and nothing is flushed
  * when nothing changed.
  * THREADS AND LOCKS: the counters are atomics; backing_flush_lock
@@ -46,9 +48,10 @@
 #include "log.h"
 
 void
-request_backing_wrote (struct ncache *nc)
+request_backing_wrote (struct ncache *nc, int r)
 {
-  __atomic_add_fetch (&nc->backing_write_gen, 1, __ATOMIC_ACQ_REL);
+  if (r == 0)
+    __atomic_add_fetch (&nc->backing_write_gen, 1, __ATOMIC_ACQ_REL);
 }
 
 uint64_t
@@ -124,20 +127,38 @@ request_detach (struct ncache *nc)
 void
 request_backsync_begin (struct ncache *nc)
 {
+  __atomic_add_fetch (&nc->backsync_busy, 1, __ATOMIC_ACQ_REL);
   __atomic_add_fetch (&nc->dev->backsync_busy, 1, __ATOMIC_ACQ_REL);
+}
+
+static void
+raise_seq (uint64_t *p, uint64_t seq)
+{
+  uint64_t cur = __atomic_load_n (p, __ATOMIC_RELAXED);
+
+  while (cur < seq &&
+         !__atomic_compare_exchange_n (p, &cur, seq, false,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+    ;
 }
 
 void
 request_backsync_end (struct ncache *nc, uint64_t seq)
 {
-  struct ncache_device *dev = nc->dev;
-  uint64_t cur = __atomic_load_n (&dev->backsync_seq, __ATOMIC_RELAXED);
+  raise_seq (&nc->backsync_seq, seq);
+  raise_seq (&nc->dev->backsync_seq, seq);
+  __atomic_sub_fetch (&nc->backsync_busy, 1, __ATOMIC_ACQ_REL);
+  __atomic_sub_fetch (&nc->dev->backsync_busy, 1, __ATOMIC_ACQ_REL);
+}
 
-  while (cur < seq &&
-         !__atomic_compare_exchange_n (&dev->backsync_seq, &cur, seq, false,
-                                       __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-    ;
-  __atomic_sub_fetch (&dev->backsync_busy, 1, __ATOMIC_ACQ_REL);
+/* Has nc a key relying on its backing store being inserted, or in an
+ * entry not durable yet (so perhaps in the one about to be written)?
+ */
+static bool
+backsync_pending (struct ncache *nc, uint64_t durable)
+{
+  return __atomic_load_n (&nc->backsync_busy, __ATOMIC_ACQUIRE) > 0 ||
+    __atomic_load_n (&nc->backsync_seq, __ATOMIC_ACQUIRE) > durable;
 }
 
 bool
@@ -151,6 +172,7 @@ int
 request_sync_backings (struct ncache_device *dev)
 {
   struct ncache *nc;
+  uint64_t durable;
   int r, result = 0;
 
   /* Nothing that relies on the backing stores is being inserted or is
@@ -161,9 +183,14 @@ request_sync_backings (struct ncache_device *dev)
       __atomic_load_n (&dev->backsync_seq, __ATOMIC_ACQUIRE) <=
       journal_durable_seq (dev->journal))
     return 0;
+  /* Only the exports with such keys: another export's slow or dead
+   * backing store must not hold up this commit.
+   */
+  durable = journal_durable_seq (dev->journal);
   pthread_mutex_lock (&dev->exports_lock);
   for (nc = dev->exports; nc != NULL; nc = nc->next_on_dev)
-    if ((r = request_backing_sync (nc)) < 0 && result == 0) {
+    if (backsync_pending (nc, durable) &&
+        (r = request_backing_sync (nc)) < 0 && result == 0) {
       log_error ("export '%s': flushing the backing store before a journal "
                  "commit failed: %s", nc->name, strerror (-r));
       result = r;

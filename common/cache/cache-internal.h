@@ -151,6 +151,11 @@ struct ncache {
   uint64_t backing_write_gen, backing_flushed_gen;
   uint64_t backing_flush_fails; /* failed flushes: the epoch (backsync.c) */
   pthread_mutex_t backing_flush_lock;
+  /* This export's share of dev->backsync_seq / _busy: the journal's hook
+   * flushes only the exports with such keys pending.  Atomic.
+   */
+  uint64_t backsync_seq;
+  unsigned backsync_busy;
   struct ncache *next_on_dev;   /* dev->exports, under its exports_lock */
   /* The newest journal seq holding a DELETE that cut a key of this export
    * (request.c): until it is durable, no backing change may go out under
@@ -202,8 +207,10 @@ void range_lock_release (struct range_lock *rl, struct range_lock_entry *e);
 bool range_lock_busy (struct range_lock *rl, uint64_t start, uint64_t end);
 /* Issue one backing trim of the export (trimq's issue callback). */
 int request_issue_trim (void *nc, uint64_t offset, uint64_t count);
-/* A backing write, zero or trim of nc has completed (or failed). */
-void request_backing_wrote (struct ncache *nc);
+/* A backing write, zero or trim of nc has completed with result r (a
+ * failed one, r < 0, is not counted as a change).
+ */
+void request_backing_wrote (struct ncache *nc, int r);
 /* Make every backing change of nc completed before this call durable
  * (one flush serves concurrent callers).  0 or -errno.
  */
@@ -236,7 +243,8 @@ bool request_backing_unflushed (struct ncache *nc);
 void request_attach (struct ncache *nc);
 void request_detach (struct ncache *nc);
 /* The journal's pre_write hook: request_backing_sync of every export
- * of dev.  0 or the first -errno.
+ * of dev with keys relying on its backing store pending (ORDERING rule
+ * 2).  0 or the first -errno.
  */
 int request_sync_backings (struct ncache_device *dev);
 

@@ -14,6 +14,9 @@
  * - FAST_ZERO: always fast in writeback, ENOTSUP at once in the other
  *   modes when the backing cannot zero fast (nothing changed);
  * - per-export dirty bytes: two exports on one device are counted apart;
+ * - a journal commit flushes only the backing stores of the exports with
+ *   keys relying on them: one export's failing backing flush (or failing
+ *   writes) does not fail another export's FLUSH or FUA write;
  * - ncache_drain in mode none is a flush; on a read-only export with
  *   dirty data it is EROFS, and the data stays.
  * The writeback thread is off here (tuning.writeback_off) so that what
@@ -38,6 +41,7 @@
 #include "cache-internal.h"
 #include "cache.h"
 #include "cdev.h"
+#include "faulty.h"
 #include "test-helpers.h"
 
 #define KIB (UINT64_C (1) << 10)
@@ -395,6 +399,47 @@ test_fast_zero_rules (void **state)
                     -ENOTSUP);
 }
 
+/* ---- one export's dead backing, another's commits ---- */
+
+static void
+test_dead_backing_spares_others (void **state)
+{
+  struct ctx *c = *state;
+  struct ncache_config cfg = {
+    .name = "two", .device = c->dev, .mode = NCACHE_MODE_WRITEAROUND,
+    .tuning = &c->tuning,
+  };
+  struct backing *faulty = NULL;
+
+  c->nc = open_export (c, "one", c->store, NCACHE_MODE_WRITETHROUGH, true);
+  assert_int_equal (backing_faulty_wrap (store_handle (c->store2, true),
+                                         &faulty), 0);
+  assert_int_equal (ncache_open (&cfg, faulty, &c->nc2), 0);
+
+  /* Export two: one backing write that worked, one that failed; then
+   * its backing flushes fail.
+   */
+  fill (c->buf, 64 * KIB, 2);
+  assert_int_equal (ncache_pwrite (c->nc2, c->buf, 64 * KIB, 0, 0), 0);
+  backing_faulty_fail_writes (faulty, MIB, 64 * KIB);
+  assert_int_equal (ncache_pwrite (c->nc2, c->buf, 64 * KIB, MIB, 0), -EIO);
+  backing_faulty_fail_writes (faulty, 0, 0);
+  backing_faulty_fail_flush (faulty, true);
+
+  /* Export one's writethrough keys rely on its own backing only: its
+   * FUA write and FLUSH commit without export two's flush.
+   */
+  fill (c->buf, 64 * KIB, 1);
+  assert_int_equal (ncache_pwrite (c->nc, c->buf, 64 * KIB, 0,
+                                   NCACHE_FUA), 0);
+  assert_int_equal (ncache_pwrite (c->nc, c->buf, 64 * KIB, MIB, 0), 0);
+  assert_int_equal (ncache_flush (c->nc, 0), 0);
+  /* Export two's own FLUSH still reports its store's failure. */
+  assert_int_equal (ncache_flush (c->nc2, 0), -EIO);
+  backing_faulty_fail_flush (faulty, false);
+  assert_int_equal (ncache_flush (c->nc2, 0), 0);
+}
+
 /* ---- per-export dirty bytes ---- */
 
 static void
@@ -466,6 +511,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_state_extents_mode_none, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_fast_zero_rules, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_dead_backing_spares_others, setup,
+                                     teardown),
     cmocka_unit_test_setup_teardown (test_dirty_per_export, setup, teardown),
     cmocka_unit_test_setup_teardown (test_drain_readonly, setup, teardown),
   };

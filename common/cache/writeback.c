@@ -285,7 +285,7 @@ flush_data (struct writeback *wb, struct pending *p, struct batch_result *res)
   if (nc->tq != NULL)
     trimq_write_barrier (nc->tq, lo, hi - lo);
   r = backing_pwrite (nc->backing, wb->buf, hi - lo, lo, 0);
-  request_backing_wrote (nc);
+  request_backing_wrote (nc, r);
   if (r < 0) {
     log_debug ("export '%s': writeback: backing write [%" PRIu64 ", +%"
                PRIu64 ") failed: %s", nc->name, lo, hi - lo, strerror (-r));
@@ -312,7 +312,7 @@ flush_zero (struct writeback *wb, struct pending *p, struct batch_result *res)
   if (nc->tq != NULL)
     trimq_write_barrier (nc->tq, lo, hi - lo);
   r = backing_zero (nc->backing, hi - lo, lo, p->zero_flags);
-  request_backing_wrote (nc);
+  request_backing_wrote (nc, r);
   if (r < 0) {
     log_debug ("export '%s': writeback: backing zero [%" PRIu64 ", +%"
                PRIu64 ") failed: %s", nc->name, lo, hi - lo, strerror (-r));
