@@ -66,7 +66,8 @@
  *   fail: closing stops at the bound (SEQ BOUND in
  *   journal_close_entry_locked), so a btree node written meanwhile has a
  *   journal_seq the next open accepts as torn (device.c torn_jseq_max).
- *   Keys past it stay open; writers wait in journal_throttle.
+ *   Keys past it stay open (in memory, as closed entries would) until a
+ *   commit succeeds.
  *
  * THREADS AND LOCKS: j->lock guards everything below it in struct journal
  * (journal-internal.h).
@@ -361,7 +362,7 @@ journal_close_entry_locked (struct journal *j, const struct nc_key *root,
   /* SEQ BOUND: while commits fail, at most a ring's worth of seqs past
    * the durable entry (a node write's journal_seq is below that, so a torn
    * one still reads as torn, not corrupt: device.c, bset.c).  Beyond, the
-   * keys stay open and journal_throttle holds the writers.
+   * keys stay open; the commit fails their waiters too (close_held).
    */
   room = j->open_seq - j->durable_seq < j->g.blocks
     ? j->g.blocks - (j->open_seq - j->durable_seq) : 0;
@@ -824,15 +825,6 @@ commit_due_locked (struct journal *j, uint64_t now, uint64_t *deadline_ns)
   uint64_t t;
 
   *deadline_ns = UINT64_MAX;
-  /* Failing at the seq bound: nothing more can close, so only the
-   * back-off decides (else waiters and throttlers would spin it).
-   */
-  if (j->close_held && j->failing && j->nclosed > 0) {
-    if (now >= j->retry_at_ns)
-      return true;
-    *deadline_ns = j->retry_at_ns;
-    return false;
-  }
   if (j->nwaiters > 0 ||
       (j->throttlers > 0 && j->open.len > JOURNAL_THROTTLE_KEYS))
     return true;
@@ -1016,8 +1008,11 @@ journal_throttle (struct journal *j)
 {
   SCOPED_LOCK (&j->lock);
 
+  /* Not while failing at the seq bound: no commit can take the keys
+   * before one succeeds, and the writers' FLUSH and FUA fail meanwhile.
+   */
   while (j->open.len > JOURNAL_THROTTLE_KEYS && j->running &&
-         !j->stopping) {
+         !j->stopping && !(j->close_held && j->failing)) {
     j->throttlers++;
     pthread_cond_signal (&j->kick);
     pthread_cond_wait (&j->done, &j->lock);
