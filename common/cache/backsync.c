@@ -33,7 +33,10 @@
  * epoch, and a caller whose changes were made before it (every sync
  * waiting for the lock meanwhile; writeback, which reads the epoch before
  * its backing writes: request_backing_sync_since) fails too: writeback
- * keeps its keys dirty and writes them again.
+ * keeps its keys dirty and writes them again.  In writethrough and
+ * writearound the client's writes live in the backing store: the next
+ * client FLUSH after a failure it did not see fails once
+ * (request_backing_sync_flush), as fsync reports a writeback error.
  */
 #include <config.h>
 
@@ -94,6 +97,26 @@ int
 request_backing_sync (struct ncache *nc)
 {
   return request_backing_sync_since (nc, request_backing_epoch (nc));
+}
+
+int
+request_backing_sync_flush (struct ncache *nc)
+{
+  uint64_t seen, now;
+  int r;
+
+  /* Writeback's own batches keep their data dirty and retry. */
+  if (nc->mode == NCACHE_MODE_WRITEBACK)
+    return request_backing_sync (nc);
+  seen = __atomic_load_n (&nc->backing_fails_told, __ATOMIC_ACQUIRE);
+  r = request_backing_sync_since (nc, seen);
+  now = request_backing_epoch (nc);
+  while (seen < now &&
+         !__atomic_compare_exchange_n (&nc->backing_fails_told, &seen, now,
+                                       false, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_ACQUIRE))
+    ;
+  return r;
 }
 
 void

@@ -150,6 +150,7 @@ struct ncache {
    */
   uint64_t backing_write_gen, backing_flushed_gen;
   uint64_t backing_flush_fails; /* failed flushes: the epoch (backsync.c) */
+  uint64_t backing_fails_told;  /* of them, reported to a client FLUSH */
   pthread_mutex_t backing_flush_lock;
   /* This export's share of dev->backsync_seq / _busy: the journal's hook
    * flushes only the exports with such keys pending.  Atomic.
@@ -223,6 +224,12 @@ uint64_t request_backing_epoch (struct ncache *nc);
  * a backing flush failed since (they may be lost).
  */
 int request_backing_sync_since (struct ncache *nc, uint64_t epoch);
+/* request_backing_sync for a client FLUSH: outside writeback mode it
+ * also fails (-EIO, once) for a failed backing flush since the previous
+ * client FLUSH that another caller saw: writes acknowledged before it may
+ * be lost.
+ */
+int request_backing_sync_flush (struct ncache *nc);
 /* Wait until every cut of nc's keys is durable (ORDERING rule 1, before
  * a backing change; writeback calls it under the range lock of what it
  * writes back).  0 or -errno.

@@ -1000,7 +1000,7 @@ request_flush (struct ncache *nc)
   /* The backing store first (the journal commit would flush it anyway
    * when there is something to commit; not when there is nothing).
    */
-  if ((r = request_backing_sync (nc)) < 0)
+  if ((r = request_backing_sync_flush (nc)) < 0)
     return r;
   return journal_flush (nc->dev->journal);
 }
