@@ -407,7 +407,8 @@ journal_close_entry_locked (struct journal *j, const struct nc_key *root,
   /* Keys past the bound stay open, first in the next entry: key i of
    * the open entry still lands in entry open_seq + i / kpe.
    */
-  memmove (j->open.v, j->open.v + n, keep * sizeof *j->open.v);
+  if (keep > 0)
+    memmove (j->open.v, j->open.v + n, keep * sizeof *j->open.v);
   j->open.len = keep;
 
   for (i = 0; i < nentries; i++) {
