@@ -405,8 +405,20 @@ refill_from_empty_locked (struct bucket_set *bs, bool *gen_limited)
   bs->empty_cursor = i;
   if (n == 0)
     return 0;
-  if (bumped > 0 && (r = prio_write_locked (bs)) < 0)
+  if (bumped > 0 && (r = prio_write_locked (bs)) < 0) {
+    /* Undo the bumps: nothing holds the new gens (the buckets were not
+     * handed out), and retries bumping again and again (GC raising
+     * oldest_gen between them) would take the gens further past the
+     * durable copy than prio_read accepts as moving forward.
+     */
+    for (i = 0; i < n; i++) {
+      struct bucket *b = &bs->b[bs->scratch[i]];
+
+      if (!b->fresh)
+        __atomic_store_n (&b->gen, (uint8_t) (b->gen - 1), __ATOMIC_RELEASE);
+    }
     return r;
+  }
   for (i = 0; i < n; i++)
     push_free_locked (bs, bs->scratch[i]);
   return (int) n;
