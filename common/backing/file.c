@@ -9,7 +9,10 @@
  * HOW EACH OP MAPS TO THE KERNEL:
  * - pread/pwrite loop over short transfers and EINTR.  FUA is pwritev2
  *   with RWF_DSYNC, or pwrite + fdatasync where the kernel lacks it.
- * - flush is fdatasync.
+ * - flush is fdatasync; it fails (-EIO) if a FUA write's sync failed since
+ *   the last flush: the kernel reports a writeback error once and may
+ *   drop the pages with it ("fsyncgate"), so the fdatasync alone would
+ *   vouch for writes that are gone.
  * - trim: regular file: fallocate PUNCH_HOLE|KEEP_SIZE.  Block device:
  *   BLKDISCARD on the logical-block-aligned interior (the edges are left
  *   alone: trim is advisory).
@@ -102,6 +105,15 @@ struct backing_file {
   bool cap_blkzeroout;
   bool cap_seek_data;           /* SEEK_DATA / SEEK_HOLE */
   bool write_zeroes_fast;       /* block device zeroes without data writes */
+
+  /* fsyncgate: after a failed fdatasync (or RWF_DSYNC write) the kernel
+   * may have dropped dirty pages, and it reports the error once, to
+   * that call: the next fdatasync succeeds without them.  A failure on a
+   * FUA write's sync is counted here, and the next flush fails for it
+   * (file_flush).  Atomics.
+   */
+  uint64_t sync_failures;       /* failed FUA syncs since open */
+  uint64_t sync_reported;       /* sync_failures a flush has reported */
 };
 
 static struct backing_file *
@@ -176,6 +188,12 @@ file_pread (struct backing *b, void *buf, size_t count, uint64_t offset)
   return 0;
 }
 
+static void
+note_sync_failure (struct backing_file *f)
+{
+  __atomic_add_fetch (&f->sync_failures, 1, __ATOMIC_ACQ_REL);
+}
+
 /* Write all of buf; with fua, durably.  0 or -errno (logged). */
 static int
 write_all (struct backing_file *f, const void *buf, size_t count,
@@ -185,6 +203,9 @@ write_all (struct backing_file *f, const void *buf, size_t count,
   int r = fileio_pwrite_full (f->fd, buf, count, offset,
                               fua ? &f->cap_dsync : NULL, &done);
 
+  /* With RWF_DSYNC a failed write may be a failed sync: count it. */
+  if (r < 0 && fua)
+    note_sync_failure (f);
   if (r < 0 && done == count)
     log_io_error (f, "write (FUA fdatasync)", offset, count, -r);
   else if (r < 0)
@@ -198,8 +219,10 @@ sync_after (struct backing_file *f, const char *what, uint64_t offset,
 {
   int r = fileio_datasync (f->fd);
 
-  if (r < 0)
+  if (r < 0) {
+    note_sync_failure (f);
     log_io_error (f, what, offset, count, -r);
+  }
   return r;
 }
 
@@ -216,16 +239,35 @@ file_pwrite (struct backing *b, const void *buf, size_t count,
   return write_all (f, buf, count, offset, (flags & BACKING_FUA) != 0);
 }
 
+/* fdatasync, and -EIO if a FUA sync failed since the last flush (its
+ * error, reported to that write, may have cost pages written before it
+ * that this fdatasync will not see).  A failure during the flush fails
+ * it and the next one.
+ */
 static int
 file_flush (struct backing *b)
 {
   struct backing_file *f = to_file (b);
+  uint64_t start = __atomic_load_n (&f->sync_failures, __ATOMIC_ACQUIRE);
+  uint64_t seen;
   int r = fileio_datasync (f->fd);
 
   if (r < 0) {
     errno = -r;
     log_error_ratelimited ("file: %s: flush: %m", f->path);
   }
+  seen = __atomic_load_n (&f->sync_reported, __ATOMIC_ACQUIRE);
+  if (r == 0 &&
+      (seen < start ||
+       __atomic_load_n (&f->sync_failures, __ATOMIC_ACQUIRE) != start)) {
+    log_error_ratelimited ("file: %s: flush: an earlier sync failed; data "
+                           "written before it may be lost", f->path);
+    r = -EIO;
+  }
+  while (seen < start &&
+         !__atomic_compare_exchange_n (&f->sync_reported, &seen, start, false,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+    ;
   return r;
 }
 

@@ -36,7 +36,9 @@
  * driver's timeout fails with -EIO; if it is on the wire the connection
  * is closed first (libnbd cannot cancel one command) and the others on
  * it are resent after reconnection.  Errors the remote returns (EIO,
- * ENOSPC, EPERM …) are final and returned as -errno.
+ * ENOSPC, EPERM …) are final and returned as -errno.  A lost connection
+ * is noted (nbd_note_lost), so the next flush does not vouch for writes
+ * a restarted remote may have lost (nbd.c, do_flush).
  *
  * NOT HERE: splitting, alignment and flag translation (nbd.c).
  */
@@ -178,6 +180,12 @@ on_complete (void *opaque, int *error)
   }
   if (err == 0 && r->op == NBD_OP_BLOCK_STATUS && r->nr_entries < 2)
     err = EIO;                  /* the remote sent no base:allocation */
+  /* Counted here, before this thread can see the connection drop, so a
+   * write done on a connection is always counted before its loss.
+   */
+  if (err == 0 && !(r->flags & LIBNBD_CMD_FLAG_FUA) &&
+      (r->op == NBD_OP_WRITE || r->op == NBD_OP_TRIM || r->op == NBD_OP_ZERO))
+    __atomic_add_fetch (&c->n->writes_done, 1, __ATOMIC_ACQ_REL);
   finish (r, -err);
   pthread_mutex_unlock (&c->lock);
   return 1;                     /* retire the command */
@@ -267,6 +275,8 @@ teardown (struct nbd_conn *c, uint64_t now, const char *why)
     log_warning ("backing %s: connection %u lost (%s); reconnecting",
                  c->n->b.uri, c->index, why);
   set_down (c);
+  /* The remote may have restarted and lost what it had not flushed. */
+  nbd_note_lost (c->n);
 
   nbd_close (c->h);
   c->h = NULL;

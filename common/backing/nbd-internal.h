@@ -128,6 +128,27 @@ struct backing_nbd {
   pthread_mutex_t range_lock;
   pthread_cond_t range_cond;
   struct nbd_range *ranges;     /* being rewritten (range_lock) */
+
+  /* Durability across lost connections (nbd.c, do_flush).  A remote that
+   * drops a connection may have lost power, and with it every write it
+   * completed but had not flushed; a flush on the new connection would
+   * vouch only for what the restarted remote holds.  So the driver counts
+   * completed writes and remembers, per lost connection, how far they
+   * went; the first flush whose window (completed writes since the last
+   * flush that returned) holds such a write fails with -EIO instead of
+   * vouching for it.
+   */
+  uint64_t writes_done;         /* non-FUA write, trim, zero completed
+                                   (atomic; bumped by the I/O threads) */
+  pthread_mutex_t flush_lock;
+  /* ---- protected by flush_lock ---- */
+  uint64_t settled;             /* writes_done at the start of the last
+                                   flush that returned: the writes up to
+                                   it were vouched for or reported lost */
+  uint64_t at_risk;             /* writes_done when a connection was
+                                   lost with writes not settled: the
+                                   writes in (settled, at_risk] may be
+                                   gone; at_risk <= settled = none */
 };
 
 /* ---- nbd-conn.c ---- */
@@ -145,6 +166,10 @@ int nbd_conn_start (struct backing_nbd *n, struct nbd_conn *c, unsigned index,
  * finished.  Safe on a connection that never started.
  */
 void nbd_conn_stop (struct nbd_conn *c);
+/* Notes that a connection was lost: the writes completed so far that no
+ * flush settled may be lost with it.  Any thread; takes flush_lock.
+ */
+void nbd_note_lost (struct backing_nbd *n);
 /* Submits nr requests and waits for all of them: 0 or the first -errno.
  * Requests fail with -EIO once n->timeout_ms has passed.
  */

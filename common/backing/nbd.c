@@ -174,14 +174,23 @@ log_failure (struct backing_nbd *n, const char *what, uint64_t count,
   return r;
 }
 
+void
+nbd_note_lost (struct backing_nbd *n)
+{
+  uint64_t done = __atomic_load_n (&n->writes_done, __ATOMIC_ACQUIRE);
+
+  pthread_mutex_lock (&n->flush_lock);
+  if (done > n->settled && done > n->at_risk)
+    n->at_risk = done;
+  pthread_mutex_unlock (&n->flush_lock);
+}
+
 static int
-do_flush (struct backing_nbd *n)
+run_flush (struct backing_nbd *n)
 {
   struct nbd_req reqs[MAX_CONNECTIONS];
   size_t nr = 1, i;
 
-  if (!n->can_flush)
-    return 0;
   /* Without multi-conn a flush covers only its own connection's writes. */
   if (!n->can_multi_conn && n->nr_conns > 1)
     nr = n->nr_conns;
@@ -190,6 +199,38 @@ do_flush (struct backing_nbd *n)
       .op = NBD_OP_FLUSH, .conn = nr > 1 ? &n->conns[i] : NULL,
     };
   return nbd_run (n, reqs, nr);
+}
+
+/* A flush vouches for the writes completed before it started, and only if
+ * no connection was lost between their completion and its end (a lost
+ * connection during the flush is noted by the time it returns: the
+ * connection's thread notes it before resending).  Otherwise -EIO, once:
+ * the writes in its window are settled (reported), later writes are
+ * judged by the next flush.  A failed flush settles its window too (the
+ * remote may have dropped that data, as Linux drops dirty pages after a
+ * failed fsync; the caller was told).
+ */
+static int
+do_flush (struct backing_nbd *n)
+{
+  uint64_t start;
+  int r;
+
+  if (!n->can_flush)
+    return 0;                   /* writes are durable when done */
+  start = __atomic_load_n (&n->writes_done, __ATOMIC_ACQUIRE);
+  r = run_flush (n);
+  pthread_mutex_lock (&n->flush_lock);
+  if (r == 0 && n->at_risk > n->settled && start > n->settled) {
+    log_error ("backing %s: a connection was lost after writes this flush "
+               "would vouch for; the remote may have lost them",
+               n->b.uri);
+    r = -EIO;
+  }
+  if (start > n->settled)
+    n->settled = start;
+  pthread_mutex_unlock (&n->flush_lock);
+  return r;
 }
 
 /* ---- read ---- */
@@ -492,6 +533,7 @@ free_nbd (struct backing_nbd *n)
   free (n->conns);
   pthread_cond_destroy (&n->range_cond);
   pthread_mutex_destroy (&n->range_lock);
+  pthread_mutex_destroy (&n->flush_lock);
   free (n->connect_uri);
   free (n->tls_certificates);
   free (n->tls_psk_file);
@@ -636,6 +678,7 @@ backing_nbd_open (const char *uri, const struct backing_open_options *opts,
   if ((n = calloc (1, sizeof *n)) == NULL)
     return -ENOMEM;
   pthread_mutex_init (&n->range_lock, NULL);
+  pthread_mutex_init (&n->flush_lock, NULL);
   pthread_cond_init (&n->range_cond, NULL);
   n->b.ops = &nbd_ops;
   n->b.uri = identity_uri (uri);

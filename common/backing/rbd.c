@@ -24,6 +24,13 @@
  *   to a restarted or remapped OSD; rados_osd_op_timeout and
  *   rados_mon_op_timeout bound a request (backing_remote_options'
  *   timeout_ms, 30 s by default), after which it fails with -EIO.
+ * - No flush epoch (unlike nbd.c and file.c): with librbd's cache off a
+ *   write completes only once the OSDs have committed it to stable
+ *   storage, and librados resends to a restarted OSD within the same
+ *   request (an OSD that loses power replays its journal / WAL), so a
+ *   completed write cannot be lost by a reconnection and flush vouches
+ *   for nothing that was not durable already.  A flush failure is librbd's
+ *   own and returned as is.
  *
  * THREADS AND LOCKS: any number of callers at once on one handle
  * (librbd's image handle is thread-safe).  Each call waits on its own

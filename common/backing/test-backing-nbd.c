@@ -764,6 +764,57 @@ test_nbd_reconnect (void **state)
   free (rd);
 }
 
+/* A write completed, then the connection lost (the remote may have lost
+ * power): the next flush must not vouch for it.  It fails with EIO once;
+ * a write and flush afterwards succeed.  A FUA write is durable by itself
+ * and a loss after it is no reason to fail.
+ */
+static void
+test_nbd_flush_after_loss (void **state)
+{
+  struct backing_open_options opts = { .remote.timeout_ms = 20000,
+                                       .remote.connections = 2 };
+  char buf[4096];
+  struct backing *b;
+
+  (void) state;
+  fill_random (buf, sizeof buf);
+  remote_start ("memory", "1M", NULL);
+  b = open_remote (&opts);
+  assert_int_equal (backing_pwrite (b, buf, sizeof buf, 0, 0), 0);
+  remote_kill ();
+  wait_state (b, all_down);
+  remote_restart ();
+  wait_state (b, all_up);
+  assert_int_equal (backing_flush (b), -EIO);
+  assert_int_equal (backing_pwrite (b, buf, sizeof buf, 0, 0), 0);
+  assert_int_equal (backing_flush (b), 0);
+  assert_int_equal (backing_flush (b), 0);
+
+  /* Nothing unflushed at the loss: nothing to report. */
+  remote_kill ();
+  wait_state (b, all_down);
+  remote_restart ();
+  wait_state (b, all_up);
+  assert_int_equal (backing_flush (b), 0);
+
+  /* A FUA write needs no flush; the zero after it does. */
+  assert_int_equal (backing_pwrite (b, buf, sizeof buf, 0, BACKING_FUA), 0);
+  remote_kill ();
+  wait_state (b, all_down);
+  remote_restart ();
+  wait_state (b, all_up);
+  assert_int_equal (backing_flush (b), 0);
+  assert_int_equal (backing_zero (b, sizeof buf, 0, 0), 0);
+  remote_kill ();
+  wait_state (b, all_down);
+  remote_restart ();
+  wait_state (b, all_up);
+  assert_int_equal (backing_flush (b), -EIO);
+  assert_int_equal (backing_flush (b), 0);
+  backing_close (b);
+}
+
 static void
 test_nbd_timeout (void **state)
 {
@@ -969,6 +1020,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_nbd_readonly, setup, teardown),
     cmocka_unit_test_setup_teardown (test_nbd_error, setup, teardown),
     cmocka_unit_test_setup_teardown (test_nbd_reconnect, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_nbd_flush_after_loss, setup,
+                                     teardown),
     cmocka_unit_test_setup_teardown (test_nbd_timeout, setup, teardown),
     cmocka_unit_test_setup_teardown (test_nbd_tls_x509, setup, teardown),
     cmocka_unit_test_setup_teardown (test_nbd_tls_psk, setup, teardown),

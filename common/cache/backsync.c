@@ -12,9 +12,11 @@
  * key (writethrough, a promotion of freshly written data) or a DELETE
  * dropping dirty data the backing now holds is never durable before that
  * backing data is.  Only such keys need it: their inserts are bracketed
- * by request_backsync_begin / _end, and the hook flushes only while one
- * is in progress or not yet durable (writearound's DELETEs of clean keys,
- * writeback's dirty keys need no backing flush).  FLUSH and writeback use the
+ * by request_backsync_begin / _end, and the hook flushes only the exports
+ * with one in progress or not yet durable (writearound's DELETEs of clean
+ * keys, writeback's dirty keys need no backing flush; one export's dead
+ * backing store does not stop the commits of the others).  A backing
+ * change that failed is not counted: nothing relies on it.  FLUSH and writeback use the
  * same sync: concurrent callers share one flush, and nothing is flushed
  * when nothing changed.
  * THREADS AND LOCKS: the counters are atomics; backing_flush_lock
@@ -25,10 +27,20 @@
  * the journal or btree lock.
  * FAILURE: a failed flush leaves backing_flushed_gen where it was (the
  * next sync retries) and fails the journal commit (retried), so nothing
- * is made durable on top of it.
+ * is made durable on top of it.  A store reports a failed flush once
+ * (backing.h): the data it may have dropped is not flushed again by the
+ * next flush, which succeeds.  So every failure bumps the export's flush
+ * epoch, and a caller whose changes were made before it (every sync
+ * waiting for the lock meanwhile; writeback, which reads the epoch before
+ * its backing writes: request_backing_sync_since) fails too: writeback
+ * keeps its keys dirty and writes them again.  In writethrough and
+ * writearound the client's writes live in the backing store: the next
+ * client FLUSH after a failure it did not see fails once
+ * (request_backing_sync_flush), as fsync reports a writeback error.
  */
 #include <config.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
@@ -39,29 +51,71 @@
 #include "log.h"
 
 void
-request_backing_wrote (struct ncache *nc)
+request_backing_wrote (struct ncache *nc, int r)
 {
-  __atomic_add_fetch (&nc->backing_write_gen, 1, __ATOMIC_ACQ_REL);
+  if (r == 0)
+    __atomic_add_fetch (&nc->backing_write_gen, 1, __ATOMIC_ACQ_REL);
+}
+
+uint64_t
+request_backing_epoch (struct ncache *nc)
+{
+  return __atomic_load_n (&nc->backing_flush_fails, __ATOMIC_ACQUIRE);
 }
 
 int
-request_backing_sync (struct ncache *nc)
+request_backing_sync_since (struct ncache *nc, uint64_t epoch)
 {
   uint64_t want = __atomic_load_n (&nc->backing_write_gen, __ATOMIC_ACQUIRE);
   uint64_t g;
   int r = 0;
 
-  if (__atomic_load_n (&nc->backing_flushed_gen, __ATOMIC_ACQUIRE) >= want)
-    return 0;
-  pthread_mutex_lock (&nc->backing_flush_lock);
-  /* A flush that started while we waited for the lock may cover us. */
   if (__atomic_load_n (&nc->backing_flushed_gen, __ATOMIC_ACQUIRE) < want) {
-    g = __atomic_load_n (&nc->backing_write_gen, __ATOMIC_ACQUIRE);
-    r = backing_flush (nc->backing);
-    if (r == 0)
-      __atomic_store_n (&nc->backing_flushed_gen, g, __ATOMIC_RELEASE);
+    pthread_mutex_lock (&nc->backing_flush_lock);
+    /* A flush that started while we waited for the lock may cover us. */
+    if (__atomic_load_n (&nc->backing_flushed_gen, __ATOMIC_ACQUIRE) < want) {
+      g = __atomic_load_n (&nc->backing_write_gen, __ATOMIC_ACQUIRE);
+      r = backing_flush (nc->backing);
+      if (r == 0)
+        __atomic_store_n (&nc->backing_flushed_gen, g, __ATOMIC_RELEASE);
+      else
+        __atomic_add_fetch (&nc->backing_flush_fails, 1, __ATOMIC_ACQ_REL);
+    }
+    pthread_mutex_unlock (&nc->backing_flush_lock);
   }
-  pthread_mutex_unlock (&nc->backing_flush_lock);
+  /* A flush failed since the caller's changes were made: the store may
+   * have dropped them (a failed fsync, a remote that restarted), and that
+   * failure went to another caller, whose flush the next one will not
+   * repeat.  Ours is not durable either.
+   */
+  if (r == 0 && request_backing_epoch (nc) != epoch)
+    r = -EIO;
+  return r;
+}
+
+int
+request_backing_sync (struct ncache *nc)
+{
+  return request_backing_sync_since (nc, request_backing_epoch (nc));
+}
+
+int
+request_backing_sync_flush (struct ncache *nc)
+{
+  uint64_t seen, now;
+  int r;
+
+  /* Writeback's own batches keep their data dirty and retry. */
+  if (nc->mode == NCACHE_MODE_WRITEBACK)
+    return request_backing_sync (nc);
+  seen = __atomic_load_n (&nc->backing_fails_told, __ATOMIC_ACQUIRE);
+  r = request_backing_sync_since (nc, seen);
+  now = request_backing_epoch (nc);
+  while (seen < now &&
+         !__atomic_compare_exchange_n (&nc->backing_fails_told, &seen, now,
+                                       false, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_ACQUIRE))
+    ;
   return r;
 }
 
@@ -96,20 +150,38 @@ request_detach (struct ncache *nc)
 void
 request_backsync_begin (struct ncache *nc)
 {
+  __atomic_add_fetch (&nc->backsync_busy, 1, __ATOMIC_ACQ_REL);
   __atomic_add_fetch (&nc->dev->backsync_busy, 1, __ATOMIC_ACQ_REL);
+}
+
+static void
+raise_seq (uint64_t *p, uint64_t seq)
+{
+  uint64_t cur = __atomic_load_n (p, __ATOMIC_RELAXED);
+
+  while (cur < seq &&
+         !__atomic_compare_exchange_n (p, &cur, seq, false,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+    ;
 }
 
 void
 request_backsync_end (struct ncache *nc, uint64_t seq)
 {
-  struct ncache_device *dev = nc->dev;
-  uint64_t cur = __atomic_load_n (&dev->backsync_seq, __ATOMIC_RELAXED);
+  raise_seq (&nc->backsync_seq, seq);
+  raise_seq (&nc->dev->backsync_seq, seq);
+  __atomic_sub_fetch (&nc->backsync_busy, 1, __ATOMIC_ACQ_REL);
+  __atomic_sub_fetch (&nc->dev->backsync_busy, 1, __ATOMIC_ACQ_REL);
+}
 
-  while (cur < seq &&
-         !__atomic_compare_exchange_n (&dev->backsync_seq, &cur, seq, false,
-                                       __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-    ;
-  __atomic_sub_fetch (&dev->backsync_busy, 1, __ATOMIC_ACQ_REL);
+/* Has nc a key relying on its backing store being inserted, or in an
+ * entry not durable yet (so perhaps in the one about to be written)?
+ */
+static bool
+backsync_pending (struct ncache *nc, uint64_t durable)
+{
+  return __atomic_load_n (&nc->backsync_busy, __ATOMIC_ACQUIRE) > 0 ||
+    __atomic_load_n (&nc->backsync_seq, __ATOMIC_ACQUIRE) > durable;
 }
 
 bool
@@ -123,6 +195,7 @@ int
 request_sync_backings (struct ncache_device *dev)
 {
   struct ncache *nc;
+  uint64_t durable;
   int r, result = 0;
 
   /* Nothing that relies on the backing stores is being inserted or is
@@ -133,9 +206,14 @@ request_sync_backings (struct ncache_device *dev)
       __atomic_load_n (&dev->backsync_seq, __ATOMIC_ACQUIRE) <=
       journal_durable_seq (dev->journal))
     return 0;
+  /* Only the exports with such keys: another export's slow or dead
+   * backing store must not hold up this commit.
+   */
+  durable = journal_durable_seq (dev->journal);
   pthread_mutex_lock (&dev->exports_lock);
   for (nc = dev->exports; nc != NULL; nc = nc->next_on_dev)
-    if ((r = request_backing_sync (nc)) < 0 && result == 0) {
+    if (backsync_pending (nc, durable) &&
+        (r = request_backing_sync (nc)) < 0 && result == 0) {
       log_error ("export '%s': flushing the backing store before a journal "
                  "commit failed: %s", nc->name, strerror (-r));
       result = r;

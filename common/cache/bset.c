@@ -35,7 +35,9 @@
  *   length (a bset lost in the middle);
  * - one of ours with a bad checksum (or an impossible length) but a sane
  *   header (seq = previous + 1, level, version) and E < journal_seq <=
- *   torn_jseq_max, with no newer bset after it: torn.  The caller zeroes
+ *   torn_jseq_max (a ring's worth of seqs past E: the journal never
+ *   opens more, even while its commits fail), with no newer bset after
+ *   it: torn.  The caller zeroes
  *   its first block when it can write (bset_node_info.torn_block): once
  *   the journal has moved past its journal_seq it would read as
  *   corruption.

@@ -405,8 +405,20 @@ refill_from_empty_locked (struct bucket_set *bs, bool *gen_limited)
   bs->empty_cursor = i;
   if (n == 0)
     return 0;
-  if (bumped > 0 && (r = prio_write_locked (bs)) < 0)
+  if (bumped > 0 && (r = prio_write_locked (bs)) < 0) {
+    /* Undo the bumps: nothing holds the new gens (the buckets were not
+     * handed out), and retries bumping again and again (GC raising
+     * oldest_gen between them) would take the gens further past the
+     * durable copy than prio_read accepts as moving forward.
+     */
+    for (i = 0; i < n; i++) {
+      struct bucket *b = &bs->b[bs->scratch[i]];
+
+      if (!b->fresh)
+        __atomic_store_n (&b->gen, (uint8_t) (b->gen - 1), __ATOMIC_RELEASE);
+    }
     return r;
+  }
   for (i = 0; i < n; i++)
     push_free_locked (bs, bs->scratch[i]);
   return (int) n;
@@ -1424,11 +1436,18 @@ bump_all_empty_locked (struct bucket_set *bs, bool *gen_limited)
     return 0;
   /* Once this is durable no key into the old data can come back, so
    * discarding and reusing the buckets is safe.  On failure they stay
-   * EMPTY, not fresh (in-memory gens bumped; a later bump writes again).
+   * EMPTY, not fresh, their bumps undone (as in refill: retries must not
+   * take the gens ever further past the durable copy); the fresh ones
+   * are exactly those bumped here (nr_fresh was 0).
    */
   if ((r = prio_write_locked (bs)) < 0) {
-    for (i = bs->data_first; i < bs->nbuckets; i++)
-      unfresh_locked (bs, &bs->b[i]);
+    for (i = bs->data_first; i < bs->nbuckets; i++) {
+      struct bucket *b = &bs->b[i];
+
+      if (b->fresh)
+        __atomic_store_n (&b->gen, (uint8_t) (b->gen - 1), __ATOMIC_RELEASE);
+      unfresh_locked (bs, b);
+    }
     return r;
   }
   return (int) n;

@@ -150,7 +150,14 @@ struct ncache {
    * Atomic; flushes serialised by backing_flush_lock.
    */
   uint64_t backing_write_gen, backing_flushed_gen;
+  uint64_t backing_flush_fails; /* failed flushes: the epoch (backsync.c) */
+  uint64_t backing_fails_told;  /* of them, reported to a client FLUSH */
   pthread_mutex_t backing_flush_lock;
+  /* This export's share of dev->backsync_seq / _busy: the journal's hook
+   * flushes only the exports with such keys pending.  Atomic.
+   */
+  uint64_t backsync_seq;
+  unsigned backsync_busy;
   struct ncache *next_on_dev;   /* dev->exports, under its exports_lock */
   /* The newest journal seq holding a DELETE that cut a key of this export
    * (request.c): until it is durable, no backing change may go out under
@@ -202,12 +209,28 @@ void range_lock_release (struct range_lock *rl, struct range_lock_entry *e);
 bool range_lock_busy (struct range_lock *rl, uint64_t start, uint64_t end);
 /* Issue one backing trim of the export (trimq's issue callback). */
 int request_issue_trim (void *nc, uint64_t offset, uint64_t count);
-/* A backing write, zero or trim of nc has completed (or failed). */
-void request_backing_wrote (struct ncache *nc);
+/* A backing write, zero or trim of nc has completed with result r (a
+ * failed one, r < 0, is not counted as a change).
+ */
+void request_backing_wrote (struct ncache *nc, int r);
 /* Make every backing change of nc completed before this call durable
  * (one flush serves concurrent callers).  0 or -errno.
  */
 int request_backing_sync (struct ncache *nc);
+/* The export's backing flush epoch: it changes when a backing flush
+ * fails (the store may have dropped changes made before it).
+ */
+uint64_t request_backing_epoch (struct ncache *nc);
+/* request_backing_sync for changes made since `epoch` was read: -EIO if
+ * a backing flush failed since (they may be lost).
+ */
+int request_backing_sync_since (struct ncache *nc, uint64_t epoch);
+/* request_backing_sync for a client FLUSH: outside writeback mode it
+ * also fails (-EIO, once) for a failed backing flush since the previous
+ * client FLUSH that another caller saw: writes acknowledged before it may
+ * be lost.
+ */
+int request_backing_sync_flush (struct ncache *nc);
 /* Wait until every cut of nc's keys is durable (ORDERING rule 1, before
  * a backing change; writeback calls it under the range lock of what it
  * writes back).  0 or -errno.
@@ -228,7 +251,8 @@ bool request_backing_unflushed (struct ncache *nc);
 void request_attach (struct ncache *nc);
 void request_detach (struct ncache *nc);
 /* The journal's pre_write hook: request_backing_sync of every export
- * of dev.  0 or the first -errno.
+ * of dev with keys relying on its backing store pending (ORDERING rule
+ * 2).  0 or the first -errno.
  */
 int request_sync_backings (struct ncache_device *dev);
 

@@ -267,6 +267,9 @@ recover (struct ncache_device *dev, const struct ncache_device_tuning *t)
   bcfg.bs = dev->bs;
   bcfg.journal = dev->journal;
   bcfg.torn_jseq_min = journal_open_seq (dev->journal);
+  /* The journal never runs more than its ring's blocks of seqs past the
+   * durable entry, however long commits fail (journal.c, SEQ BOUND).
+   */
   bcfg.torn_jseq_max = bcfg.torn_jseq_min
     + (uint64_t) dev->sb.journal_buckets * dev->sb.bucket_blocks;
   if ((r = btree_create (&bcfg, &dev->bt)) < 0 ||

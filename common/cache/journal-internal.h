@@ -111,6 +111,9 @@ struct journal {
 
   /* Failure. */
   bool failing;                 /* logged; cleared by a success */
+  bool close_held;              /* the last close stopped at the seq
+                                   bound (journal.c INVARIANTS) */
+  bool bound_logged;
   uint64_t retry_at_ns;
   unsigned retry_ms;
   bool pin_warned;

@@ -62,6 +62,12 @@
  *   positions, contiguous in seq and laid out in ring order.
  * - A failed write is retried from the same write position with the same
  *   seqs and keys, so an entry's seq is only ever written at one place.
+ * - open_seq - durable_seq <= g.blocks (ring blocks), however long commits
+ *   fail: closing stops at the bound (SEQ BOUND in
+ *   journal_close_entry_locked), so a btree node written meanwhile has a
+ *   journal_seq the next open accepts as torn (device.c torn_jseq_max).
+ *   Keys past it stay open (in memory, as closed entries would) until a
+ *   commit succeeds.
  *
  * THREADS AND LOCKS: j->lock guards everything below it in struct journal
  * (journal-internal.h).
@@ -330,7 +336,8 @@ journal_close_entry_locked (struct journal *j, const struct nc_key *root,
                             uint16_t root_level, uint64_t oldest_pin)
 {
   SCOPED_LOCK (&j->lock);
-  size_t n, nentries, i, base;
+  size_t n, nentries, i, base, keep = 0;
+  uint64_t room;
   uint32_t kpe = j->entry_max_keys;
 
   j->root = *root;
@@ -352,6 +359,28 @@ journal_close_entry_locked (struct journal *j, const struct nc_key *root,
       !(j->nwaiters > 0 && j->want_seq >= j->open_seq))
     return 0;
   nentries = n == 0 ? 1 : (n + kpe - 1) / kpe;
+  /* SEQ BOUND: while commits fail, at most a ring's worth of seqs past
+   * the durable entry (a node write's journal_seq is below that, so a torn
+   * one still reads as torn, not corrupt: device.c, bset.c).  Beyond, the
+   * keys stay open; the commit fails their waiters too (close_held).
+   */
+  room = j->open_seq - j->durable_seq < j->g.blocks
+    ? j->g.blocks - (j->open_seq - j->durable_seq) : 0;
+  j->close_held = nentries > room;
+  if (room == 0) {
+    if (!j->bound_logged)
+      log_warning ("journal (%s): %" PRIu64 " entries wait for a commit; "
+                   "no more are closed until one succeeds",
+                   j->g.cd->path, j->open_seq - 1 - j->durable_seq);
+    j->bound_logged = true;
+    return 0;
+  }
+  j->bound_logged = false;
+  if (nentries > room) {
+    nentries = room;
+    keep = n - nentries * kpe;    /* > 0: n > room * kpe */
+    n -= keep;
+  }
 
   if (j->nclosed + nentries > j->closed_cap) {
     size_t cap = MAX (j->closed_cap * 2, j->nclosed + nentries);
@@ -363,7 +392,7 @@ journal_close_entry_locked (struct journal *j, const struct nc_key *root,
     j->closed_cap = MAX (cap, 16);
   }
   base = j->closed_keys.len;
-  if (base == 0) {
+  if (base == 0 && keep == 0) {
     struct key_vec t = j->closed_keys;
 
     j->closed_keys = j->open;
@@ -375,7 +404,12 @@ journal_close_entry_locked (struct journal *j, const struct nc_key *root,
     memcpy (&j->closed_keys.v[base], j->open.v, n * sizeof *j->open.v);
     j->closed_keys.len += n;
   }
-  j->open.len = 0;
+  /* Keys past the bound stay open, first in the next entry: key i of
+   * the open entry still lands in entry open_seq + i / kpe.
+   */
+  if (keep > 0)
+    memmove (j->open.v, j->open.v + n, keep * sizeof *j->open.v);
+  j->open.len = keep;
 
   for (i = 0; i < nentries; i++) {
     struct closed_entry *c = &j->closed[j->nclosed++];
@@ -389,7 +423,7 @@ journal_close_entry_locked (struct journal *j, const struct nc_key *root,
   }
   __atomic_store_n (&j->open_seq, j->open_seq + nentries, __ATOMIC_RELEASE);
   j->needed = false;
-  j->open_since_ns = 0;
+  j->open_since_ns = keep > 0 ? clock_now_ns () : 0;
   pthread_cond_broadcast (&j->done);    /* throttlers */
   return 0;
 }
@@ -653,7 +687,11 @@ static void
 commit_failed (struct journal *j, int r, const char *what, bool all)
 {
   SCOPED_LOCK (&j->lock);
-  const uint64_t covered = all ? UINT64_MAX : j->open_seq - 1;
+  /* Waiters for keys held open by the seq bound fail too: they wait for
+   * this commit as much as the closed ones do.
+   */
+  const uint64_t covered = all || j->close_held ? UINT64_MAX
+    : j->open_seq - 1;
   struct waiter **pw = &j->waiters, *w;
 
   j->st.errors++;
@@ -760,6 +798,14 @@ commit (struct journal *j)
     serve_waiters_locked (j);
     pthread_mutex_unlock (&j->lock);
     reclaimed = false;
+    /* Keys the seq bound held open: room now (close_held is the commit
+     * thread's own).
+     */
+    if (j->close_held &&
+        (r = j->hooks.close_entry (j->hooks.opaque, j)) < 0) {
+      commit_failed (j, r, "closing the entry", true);
+      return r;
+    }
   }
 }
 
@@ -963,8 +1009,11 @@ journal_throttle (struct journal *j)
 {
   SCOPED_LOCK (&j->lock);
 
+  /* Not while failing at the seq bound: no commit can take the keys
+   * before one succeeds, and the writers' FLUSH and FUA fail meanwhile.
+   */
   while (j->open.len > JOURNAL_THROTTLE_KEYS && j->running &&
-         !j->stopping) {
+         !j->stopping && !(j->close_held && j->failing)) {
     j->throttlers++;
     pthread_cond_signal (&j->kick);
     pthread_cond_wait (&j->done, &j->lock);

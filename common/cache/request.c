@@ -69,8 +69,8 @@
  *    the backing now holds.  Their inserts are bracketed by
  *    request_backsync_begin / _end; while one is in progress or not yet
  *    durable, every journal commit and every btree node write first
- *    flushes the backing store of each export of the device that
- *    completed a change since its last flush (backsync.c: generation
+ *    flushes the backing store of each export of the device with
+ *    such keys pending that completed a change since its last flush (backsync.c: generation
  *    counters make it one flush for all callers, none when nothing
  *    changed).  Writeback flushes before marking clean (same counters).
  * 3. A promotion is not inserted while a writer holds the range: with
@@ -871,7 +871,7 @@ backing_write_bytes (struct ncache *nc, const uint8_t *src, uint64_t lo,
   /* An earlier queued trim must not land after this write. */
   trimq_write_barrier (nc->tq, lo, hi - lo);
   r = backing_pwrite (nc->backing, src, hi - lo, lo, bflags);
-  request_backing_wrote (nc);
+  request_backing_wrote (nc, r);
   return r;
 }
 
@@ -1019,7 +1019,7 @@ request_flush (struct ncache *nc)
   /* The backing store first (the journal commit would flush it anyway
    * when there is something to commit; not when there is nothing).
    */
-  if ((r = request_backing_sync (nc)) < 0)
+  if ((r = request_backing_sync_flush (nc)) < 0)
     return r;
   return journal_flush (nc->dev->journal);
 }
@@ -1069,7 +1069,7 @@ request_trim (struct ncache *nc, uint64_t count, uint64_t offset,
     trimq_write_barrier (nc->tq, tlo, tlen);
     r = backing_trim (nc->backing, tlen, tlo,
                       (flags & NCACHE_FUA) ? BACKING_FUA : 0);
-    request_backing_wrote (nc);
+    request_backing_wrote (nc, r);
   }
   if (r == 0 && (flags & NCACHE_FUA))
     r = journal_flush (nc->dev->journal);
@@ -1084,7 +1084,7 @@ request_issue_trim (void *opaque, uint64_t offset, uint64_t count)
   int r;
 
   r = backing_trim (nc->backing, count, offset, 0);
-  request_backing_wrote (nc);
+  request_backing_wrote (nc, r);
   return r;
 }
 
@@ -1194,7 +1194,7 @@ request_zero (struct ncache *nc, uint64_t count, uint64_t offset,
       break;
     trimq_write_barrier (nc->tq, lo, hi - lo);
     r = backing_zero (nc->backing, hi - lo, lo, bflags);
-    request_backing_wrote (nc);
+    request_backing_wrote (nc, r);
     if (r < 0)
       break;
     if (nc->mode == NCACHE_MODE_WRITETHROUGH)

@@ -14,6 +14,11 @@
  * - FAST_ZERO: always fast in writeback, ENOTSUP at once in the other
  *   modes when the backing cannot zero fast (nothing changed);
  * - per-export dirty bytes: two exports on one device are counted apart;
+ * - a journal commit flushes only the backing stores of the exports with
+ *   keys relying on them: one export's failing backing flush (or failing
+ *   writes) does not fail another export's FLUSH or FUA write;
+ * - a failed backing flush another caller saw fails the next FLUSH of a
+ *   writethrough export once;
  * - ncache_drain in mode none is a flush; on a read-only export with
  *   dirty data it is EROFS, and the data stays.
  * The writeback thread is off here (tuning.writeback_off) so that what
@@ -38,6 +43,7 @@
 #include "cache-internal.h"
 #include "cache.h"
 #include "cdev.h"
+#include "faulty.h"
 #include "test-helpers.h"
 
 #define KIB (UINT64_C (1) << 10)
@@ -395,6 +401,78 @@ test_fast_zero_rules (void **state)
                     -ENOTSUP);
 }
 
+/* ---- one export's dead backing, another's commits ---- */
+
+static void
+test_dead_backing_spares_others (void **state)
+{
+  struct ctx *c = *state;
+  struct ncache_config cfg = {
+    .name = "two", .device = c->dev, .mode = NCACHE_MODE_WRITEAROUND,
+    .tuning = &c->tuning,
+  };
+  struct backing *faulty = NULL;
+
+  c->nc = open_export (c, "one", c->store, NCACHE_MODE_WRITETHROUGH, true);
+  assert_int_equal (backing_faulty_wrap (store_handle (c->store2, true),
+                                         &faulty), 0);
+  assert_int_equal (ncache_open (&cfg, faulty, &c->nc2), 0);
+
+  /* Export two: one backing write that worked, one that failed; then
+   * its backing flushes fail.
+   */
+  fill (c->buf, 64 * KIB, 2);
+  assert_int_equal (ncache_pwrite (c->nc2, c->buf, 64 * KIB, 0, 0), 0);
+  backing_faulty_fail_writes (faulty, MIB, 64 * KIB);
+  assert_int_equal (ncache_pwrite (c->nc2, c->buf, 64 * KIB, MIB, 0), -EIO);
+  backing_faulty_fail_writes (faulty, 0, 0);
+  backing_faulty_fail_flush (faulty, true);
+
+  /* Export one's writethrough keys rely on its own backing only: its
+   * FUA write and FLUSH commit without export two's flush.
+   */
+  fill (c->buf, 64 * KIB, 1);
+  assert_int_equal (ncache_pwrite (c->nc, c->buf, 64 * KIB, 0,
+                                   NCACHE_FUA), 0);
+  assert_int_equal (ncache_pwrite (c->nc, c->buf, 64 * KIB, MIB, 0), 0);
+  assert_int_equal (ncache_flush (c->nc, 0), 0);
+  /* Export two's own FLUSH still reports its store's failure. */
+  assert_int_equal (ncache_flush (c->nc2, 0), -EIO);
+  backing_faulty_fail_flush (faulty, false);
+  assert_int_equal (ncache_flush (c->nc2, 0), 0);
+}
+
+/* Writethrough: the backing flush after a write fails for another caller
+ * (the journal's hook), and the store may have dropped the write.  The
+ * next client FLUSH must not succeed as if nothing happened: EIO once.
+ */
+static void
+test_flush_reports_failure_seen_by_hook (void **state)
+{
+  struct ctx *c = *state;
+  struct ncache_config cfg = {
+    .name = "one", .device = c->dev, .mode = NCACHE_MODE_WRITETHROUGH,
+    .tuning = &c->tuning,
+  };
+  struct backing *faulty = NULL;
+
+  assert_int_equal (backing_faulty_wrap (store_handle (c->store, true),
+                                         &faulty), 0);
+  assert_int_equal (ncache_open (&cfg, faulty, &c->nc), 0);
+  fill (c->buf, 64 * KIB, 3);
+  assert_int_equal (ncache_pwrite (c->nc, c->buf, 64 * KIB, 0, 0), 0);
+  /* A backing write completed and not flushed yet (the write above may
+   * have been flushed by its commit already).
+   */
+  request_backing_wrote (c->nc, 0);
+  backing_faulty_fail_flush (faulty, true);
+  /* What the journal's hook does before a commit. */
+  assert_int_equal (request_backing_sync (c->nc), -EIO);
+  backing_faulty_fail_flush (faulty, false);
+  assert_int_equal (ncache_flush (c->nc, 0), -EIO);
+  assert_int_equal (ncache_flush (c->nc, 0), 0);
+}
+
 /* ---- per-export dirty bytes ---- */
 
 static void
@@ -466,6 +544,10 @@ main (void)
     cmocka_unit_test_setup_teardown (test_state_extents_mode_none, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_fast_zero_rules, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_dead_backing_spares_others, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_flush_reports_failure_seen_by_hook,
+                                     setup, teardown),
     cmocka_unit_test_setup_teardown (test_dirty_per_export, setup, teardown),
     cmocka_unit_test_setup_teardown (test_drain_readonly, setup, teardown),
   };

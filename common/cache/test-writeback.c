@@ -78,6 +78,15 @@ struct spy_log {
   unsigned gate;                /* 0, or pwrites wait until this many run */
   unsigned in_flight, peak;     /* pwrites */
   bool gate_timed_out;          /* then the gate stays open */
+  /* At pwrite number steal_at (1-based; 0 = never), another caller syncs
+   * the export and its flush fails, dropping the unflushed writes of
+   * `store` (a failed fsync whose pages the kernel dropped, a remote that
+   * restarted): steal_result is what that sync returned.
+   */
+  uint64_t steal_at;
+  struct test_store *store;
+  bool fail_next_flush;
+  int steal_result;
 };
 
 struct spy {
@@ -103,15 +112,18 @@ spy_pwrite (struct backing *b, const void *buf, size_t count,
             uint64_t offset, uint32_t flags)
 {
   struct spy *s = (struct spy *) b;
+  bool steal;
+  int r;
 
   struct spy_log *l = s->log;
   struct timespec deadline;
-  int r = 0;
 
+  r = 0;
   clock_gettime (CLOCK_REALTIME, &deadline);
   deadline.tv_sec += DEADLINE_MS / 1000;
   pthread_mutex_lock (&l->lock);
   l->pwrites++;
+  steal = l->pwrites == l->steal_at;
   l->in_flight++;
   if (l->in_flight > l->peak)
     l->peak = l->in_flight;
@@ -125,6 +137,10 @@ spy_pwrite (struct backing *b, const void *buf, size_t count,
   pthread_mutex_lock (&l->lock);
   l->in_flight--;
   pthread_mutex_unlock (&l->lock);
+  if (steal) {
+    l->fail_next_flush = true;
+    l->steal_result = request_backing_sync (l->nc);
+  }
   return r;
 }
 
@@ -145,6 +161,12 @@ spy_flush (struct backing *b)
   if (l->flushes < MAX_FLUSHES)
     l->dirty_at_flush[l->flushes] = dirty;
   l->flushes++;
+  if (l->fail_next_flush) {
+    l->fail_next_flush = false;
+    pthread_mutex_unlock (&l->lock);
+    test_store_crash (l->store, 0);
+    return -EIO;
+  }
   pthread_mutex_unlock (&l->lock);
   return backing_flush (s->inner);
 }
@@ -480,6 +502,41 @@ test_writeback_rewrite_stays_dirty (void **state)
   check_reads (c);
 }
 
+/* A backing flush fails while writeback's batch is between its writes
+ * and its own flush, and the store drops the unflushed writes with it.
+ * The failure goes to the other caller; writeback's flush then succeeds,
+ * but must not mark the dropped data clean: the batch fails, the keys
+ * stay dirty and the next one writes them again.
+ */
+static void
+test_writeback_flush_failed_meanwhile (void **state)
+{
+  struct ctx *c = *state;
+  int r;
+
+  assert_int_equal (test_store_set_volatile (c->store, true), 0);
+  open_export (c);
+  c->log.store = c->store;
+  /* Two runs, so two backing writes. */
+  write_random (c, MIB, 64 * KIB);
+  write_random (c, 4 * MIB, 64 * KIB);
+  c->log.steal_at = 2;
+
+  r = ncache_drain (c->nc, NULL, NULL);
+  assert_int_equal (c->log.steal_result, -EIO);
+  assert_int_equal (r, -EIO);
+  assert_true (dirty_of (c->nc) >= 64 * KIB);
+  assert_true (backing_differs (c, MIB, 64 * KIB));
+  check_reads (c);
+
+  /* The next drain writes them again, and they stay. */
+  assert_int_equal (ncache_drain (c->nc, NULL, NULL), 0);
+  assert_int_equal (dirty_of (c->nc), 0);
+  test_store_crash (c->store, 0);
+  check_backing (c);
+  check_reads (c);
+}
+
 static void
 test_writeback_zero_keys (void **state)
 {
@@ -756,6 +813,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_writeback_drain_writes_back,
                                      setup, teardown),
     cmocka_unit_test_setup_teardown (test_writeback_rewrite_stays_dirty,
+                                     setup, teardown),
+    cmocka_unit_test_setup_teardown (test_writeback_flush_failed_meanwhile,
                                      setup, teardown),
     cmocka_unit_test_setup_teardown (test_writeback_zero_keys,
                                      setup, teardown),

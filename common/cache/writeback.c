@@ -293,7 +293,7 @@ flush_data (struct writeback *wb, struct pending *p, struct batch_result *res)
   if (nc->tq != NULL)
     trimq_write_barrier (nc->tq, lo, hi - lo);
   r = backing_pwrite (nc->backing, wb->buf, hi - lo, lo, 0);
-  request_backing_wrote (nc);
+  request_backing_wrote (nc, r);
   if (r < 0) {
     log_debug ("export '%s': writeback: backing write [%" PRIu64 ", +%"
                PRIu64 ") failed: %s", nc->name, lo, hi - lo, strerror (-r));
@@ -320,7 +320,7 @@ flush_zero (struct writeback *wb, struct pending *p, struct batch_result *res)
   if (nc->tq != NULL)
     trimq_write_barrier (nc->tq, lo, hi - lo);
   r = backing_zero (nc->backing, hi - lo, lo, p->zero_flags);
-  request_backing_wrote (nc);
+  request_backing_wrote (nc, r);
   if (r < 0) {
     log_debug ("export '%s': writeback: backing zero [%" PRIu64 ", +%"
                PRIu64 ") failed: %s", nc->name, lo, hi - lo, strerror (-r));
@@ -611,6 +611,7 @@ run_batch (struct writeback *wb, uint64_t max_bytes, struct batch_result *res)
   struct ncache *nc = wb->nc;
   struct nc_key *clean;
   size_t i, nkeys;
+  uint64_t epoch = request_backing_epoch (nc);
   int r;
 
   memset (res, 0, sizeof *res);
@@ -627,8 +628,11 @@ run_batch (struct writeback *wb, uint64_t max_bytes, struct batch_result *res)
   if (wb->done.n == 0)
     return 0;
 
-  /* Crash promise 3: durable in the backing store before marked clean. */
-  r = request_backing_sync (nc);
+  /* Crash promise 3: durable in the backing store before marked clean,
+   * and no failed flush since our writes (another caller's) may have
+   * dropped them.
+   */
+  r = request_backing_sync_since (nc, epoch);
   if (r < 0) {
     log_debug ("export '%s': writeback: backing flush failed: %s",
                nc->name, strerror (-r));
