@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* bucket-alloc.c — the bucket allocator: FREE buckets and write points.
  *
  * WHAT: makes FREE buckets (gen bumps of EMPTY buckets in batches with one

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* bucket-discard.c — the bucket set's side of discards.
  *
  * WHAT: hands EMPTY buckets to the discard thread in batches (gens bumped

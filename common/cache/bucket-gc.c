@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* bucket-gc.c — the bucket set's bookkeeping for GC: the recount and
  * the moving-GC selection.
  *
