@@ -42,6 +42,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "testkit.h"
 #include <xxhash.h>
 
 #include "bkey.h"
@@ -64,19 +66,9 @@ nc_csum (const void *buf, size_t len)
 static uint64_t seed;
 
 static uint64_t
-rng_next (uint64_t *s)
-{
-  uint64_t z = (*s += UINT64_C (0x9e3779b97f4a7c15));
-
-  z = (z ^ (z >> 30)) * UINT64_C (0xbf58476d1ce4e5b9);
-  z = (z ^ (z >> 27)) * UINT64_C (0x94d049bb133111eb);
-  return z ^ (z >> 31);
-}
-
-static uint64_t
 rng_below (uint64_t *s, uint64_t n)
 {
-  return n ? rng_next (s) % n : 0;
+  return n ? test_splitmix_next (s) % n : 0;
 }
 
 static void
@@ -1245,7 +1237,7 @@ test_gc_crash (void **state)
     r = btree_gc (c.bt, NULL);
     if (r != 0 || h.r != 0)
       aborted++;
-    cdev_sim_crash (c.cd, rng_next (&rs) | 1);
+    cdev_sim_crash (c.cd, test_splitmix_next (&rs) | 1);
     /* The hook's commits may have made some of post durable. */
     assert_int_equal (recover (&c), 0);
     snapshot (&c, &got);
@@ -1285,12 +1277,7 @@ main (void)
     cmocka_unit_test (test_gc_threads),
     cmocka_unit_test (test_gc_crash),
   };
-  const char *s = getenv ("NBDCACHE_SEED");
-
   log_set_sink (quiet_log);
-  seed = s != NULL && *s ? strtoull (s, NULL, 0)
-    : (uint64_t) time (NULL) ^ ((uint64_t) getpid () << 16);
-  printf ("test-btree-bg: seed %" PRIu64 " (NBDCACHE_SEED=%" PRIu64
-          " to replay)\n", seed, seed);
+  seed = test_seed_from_env ("test-btree-bg");
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
 }

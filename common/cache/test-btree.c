@@ -52,6 +52,7 @@
 #include "cdev.h"
 #include "journal.h"
 #include "log.h"
+#include "testkit.h"
 #include "ondisk.h"
 #include "super.h"
 
@@ -64,39 +65,14 @@ nc_csum (const void *buf, size_t len)
 
 /* ---- logging ---- */
 
-static char last_error[1024];
-static unsigned nr_log_errors;
-static bool verbose;
-
-static void
-capture_log (enum log_level level, const char *msg)
-{
-  if (level == LOG_LEVEL_ERROR) {
-    snprintf (last_error, sizeof last_error, "%s", msg);
-    nr_log_errors++;
-  }
-  if (verbose)
-    fprintf (stderr, "log: %s\n", msg);
-}
-
 /* ---- seed ---- */
 
 static uint64_t seed;
 
 static uint64_t
-rng_next (uint64_t *s)
-{
-  uint64_t z = (*s += UINT64_C (0x9e3779b97f4a7c15));
-
-  z = (z ^ (z >> 30)) * UINT64_C (0xbf58476d1ce4e5b9);
-  z = (z ^ (z >> 27)) * UINT64_C (0x94d049bb133111eb);
-  return z ^ (z >> 31);
-}
-
-static uint64_t
 rng_below (uint64_t *s, uint64_t n)
 {
-  return n ? rng_next (s) % n : 0;
+  return n ? test_splitmix_next (s) % n : 0;
 }
 
 /* ---- a fake bucket set ---- */
@@ -373,7 +349,7 @@ ctx_init (struct ctx *c, uint32_t max_keys, uint64_t cache_bytes)
   assert_non_null (c->j);
   c->j->open_seq = 1;
   ctx_make_btree (c);
-  nr_log_errors = 0;
+  test_log_clear ();
 }
 
 static void
@@ -1214,16 +1190,16 @@ test_btree_torn_and_corrupt_bsets (void **state)
   cdev_sim_peek (c.cd, off, block, sizeof block);
   block[20] ^= 0x01;
   cdev_sim_poke (c.cd, off, block, sizeof block);
-  nr_log_errors = 0;
+  test_log_clear ();
   btree_destroy (c.bt);
   ctx_make_btree (&c);
   assert_int_equal (btree_set_root (c.bt, &root, 0), -EBADMSG);
-  assert_true (nr_log_errors > 0);
+  assert_true (test_log_errors () > 0);
   {
     char want[64];
 
     snprintf (want, sizeof want, "bucket %u", root.bucket);
-    assert_non_null (strstr (last_error, want));
+    assert_non_null (strstr (test_log_last_error (), want));
   }
   /* A stale root pointer (gen moved on) is refused too. */
   k = root;
@@ -1388,10 +1364,10 @@ test_btree_walk_and_unsorted_node (void **state)
   cdev_sim_poke (c.cd, off, buf, (size_t) bset_blocks (info.nkeys)
                  * NC_BLOCK_BYTES);
   assert_int_equal (ctx_reopen (&c), 0);
-  nr_log_errors = 0;
+  test_log_clear ();
   assert_int_equal (walk_count (&c, &w), -EBADMSG);
-  assert_true (nr_log_errors > 0);
-  assert_non_null (strstr (last_error, "not sorted"));
+  assert_true (test_log_errors () > 0);
+  assert_non_null (strstr (test_log_last_error (), "not sorted"));
   assert_int_equal (w.leaves, 1);       /* stopped at the second leaf */
   ctx_free (&c);
   free (buf);
@@ -1690,7 +1666,7 @@ test_btree_crash_recovery (void **state)
     if (r != 0)
       failed_ops++;
     /* Power loss: unsynced blocks survive or not, at random. */
-    cdev_sim_crash (c.cd, rng_next (&rs) | 1);
+    cdev_sim_crash (c.cd, test_splitmix_next (&rs) | 1);
     crashes++;
     r = recover (&c);
     if (r != 0)
@@ -1834,13 +1810,7 @@ main (void)
     cmocka_unit_test (test_btree_crash_recovery),
     cmocka_unit_test (test_btree_threads),
   };
-  const char *s = getenv ("NBDCACHE_SEED");
-
-  verbose = getenv ("NBDCACHE_TEST_VERBOSE") != NULL;
-  log_set_sink (capture_log);
-  seed = s != NULL && *s ? strtoull (s, NULL, 0)
-    : (uint64_t) time (NULL) ^ ((uint64_t) getpid () << 16);
-  printf ("test-btree: seed %" PRIu64 " (NBDCACHE_SEED=%" PRIu64
-          " to replay)\n", seed, seed);
+  test_log_capture ();
+  seed = test_seed_from_env ("test-btree");
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
 }

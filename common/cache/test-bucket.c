@@ -40,6 +40,7 @@
 #include "cdev.h"
 #include "compiler.h"
 #include "log.h"
+#include "testkit.h"
 #include "ondisk.h"
 #include "super.h"
 
@@ -52,34 +53,6 @@
 static uint64_t seed;
 
 /* ---- captured log messages ---- */
-
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char last_error[1024], last_warning[1024];
-static unsigned nr_errors, nr_warnings;
-
-static void
-capture_log (enum log_level level, const char *msg)
-{
-  pthread_mutex_lock (&log_lock);
-  if (level == LOG_LEVEL_ERROR) {
-    snprintf (last_error, sizeof last_error, "%s", msg);
-    nr_errors++;
-  }
-  else if (level == LOG_LEVEL_WARNING) {
-    snprintf (last_warning, sizeof last_warning, "%s", msg);
-    nr_warnings++;
-  }
-  pthread_mutex_unlock (&log_lock);
-}
-
-static void
-reset_log (void)
-{
-  pthread_mutex_lock (&log_lock);
-  last_error[0] = last_warning[0] = '\0';
-  nr_errors = nr_warnings = 0;
-  pthread_mutex_unlock (&log_lock);
-}
 
 /* ---- fixture: a sim device, a superblock, a fake journal ---- */
 
@@ -180,7 +153,7 @@ fx_open (struct fx *fx)
   assert_int_equal (prio_format (fx->cd, &fx->sb), 0);
   assert_int_equal (cdev_sync (fx->cd), 0);
   fx_attach (fx);
-  reset_log ();
+  test_log_clear ();
 }
 
 static void
@@ -285,7 +258,7 @@ test_bucket_prio_roundtrip (void **state)
   assert_int_equal (seq, 1);
   assert_string_equal (prio_check_copy (fx.cd, &fx.sb, 1, &seq),
                        "never written");
-  assert_int_equal (nr_warnings, 0);  /* not worth a warning at open */
+  assert_int_equal (test_log_warnings (), 0);  /* not worth a warning at open */
   assert_int_equal (fx.bs->prio_copy, 0);
   assert_int_equal (fx.bs->prio_seq, 1);
 
@@ -324,7 +297,7 @@ test_bucket_prio_roundtrip (void **state)
   assert_int_equal (prio_write (fx.bs), 0);
   assert_null (prio_check_copy (fx.cd, &fx.sb, 1, &seq));
   assert_int_equal (seq, 4);
-  assert_int_equal (nr_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   assert_string_equal (prio_check_copy (fx.cd, &fx.sb, 2, &seq),
                        "no such copy");
   fx_close (&fx);
@@ -347,15 +320,15 @@ test_bucket_prio_one_copy_corrupt (void **state)
   flip_byte (fx.cd, copy_offset (0) + sizeof (struct nc_prio) + 4 * 10);
   assert_string_equal (prio_check_copy (fx.cd, &fx.sb, 0, &seq),
                        "bad checksum");
-  reset_log ();
+  test_log_clear ();
   fx_attach (&fx);
   assert_int_equal (bucket_gen (fx.bs, 10), 11);
   assert_int_equal (fx.bs->prio_seq, 2);
-  assert_int_equal (nr_errors, 0);
-  assert_int_equal (nr_warnings, 1);
-  assert_non_null (strstr (last_warning, "sim"));
-  assert_non_null (strstr (last_warning, "copy A"));
-  assert_non_null (strstr (last_warning, "bad checksum"));
+  assert_int_equal (test_log_errors (), 0);
+  assert_int_equal (test_log_warnings (), 1);
+  assert_non_null (strstr (test_log_last_warning (), "sim"));
+  assert_non_null (strstr (test_log_last_warning (), "copy A"));
+  assert_non_null (strstr (test_log_last_warning (), "bad checksum"));
   /* The next write replaces the bad copy. */
   assert_int_equal (prio_write (fx.bs), 0);
   assert_null (prio_check_copy (fx.cd, &fx.sb, 0, &seq));
@@ -364,14 +337,14 @@ test_bucket_prio_one_copy_corrupt (void **state)
 
   /* Corrupt the older (B, seq 2) header: A (seq 3) is used. */
   flip_byte (fx.cd, copy_offset (1) + 8);           /* the magic */
-  reset_log ();
+  test_log_clear ();
   fx_attach (&fx);
   assert_int_equal (fx.bs->prio_seq, 3);
   assert_int_equal (fx.bs->prio_copy, 0);
   assert_int_equal (bucket_gen (fx.bs, 10), 11);
-  assert_int_equal (nr_warnings, 1);
-  assert_non_null (strstr (last_warning, "copy B"));
-  assert_non_null (strstr (last_warning, "bad magic"));
+  assert_int_equal (test_log_warnings (), 1);
+  assert_non_null (strstr (test_log_last_warning (), "copy B"));
+  assert_non_null (strstr (test_log_last_warning (), "bad magic"));
   fx_close (&fx);
 }
 
@@ -390,12 +363,12 @@ test_bucket_prio_both_corrupt (void **state)
   flip_byte (fx.cd, copy_offset (1) + 100);
   assert_int_equal (bucket_set_create (fx.cd, &fx.sb, fx_hooks (&fx), &bs),
                     0);
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (prio_read (bs), -EBADMSG);
-  assert_int_equal (nr_errors, 1);
-  assert_non_null (strstr (last_error, "sim"));
-  assert_non_null (strstr (last_error, "copy A: bad checksum"));
-  assert_non_null (strstr (last_error, "copy B: bad checksum"));
+  assert_int_equal (test_log_errors (), 1);
+  assert_non_null (strstr (test_log_last_error (), "sim"));
+  assert_non_null (strstr (test_log_last_error (), "copy A: bad checksum"));
+  assert_non_null (strstr (test_log_last_error (), "copy B: bad checksum"));
   bucket_set_destroy (bs);
 
   /* Valid copies of another cache (different uuid) are refused. */
@@ -404,9 +377,9 @@ test_bucket_prio_both_corrupt (void **state)
   assert_string_equal (prio_check_copy (fx.cd, &other, 0, &seq),
                        "uuid differs from the superblock");
   assert_int_equal (bucket_set_create (fx.cd, &other, NULL, &bs), 0);
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (prio_read (bs), -EBADMSG);
-  assert_non_null (strstr (last_error, "uuid"));
+  assert_non_null (strstr (test_log_last_error (), "uuid"));
   bucket_set_destroy (bs);
 
   /* A different bucket count. */
@@ -419,18 +392,18 @@ test_bucket_prio_both_corrupt (void **state)
   assert_int_equal (cdev_sim_create ((uint64_t) NBUCKETS * BUCKET_BLOCKS *
                                      NC_BLOCK_BYTES, &fx.cd), 0);
   assert_int_equal (bucket_set_create (fx.cd, &fx.sb, NULL, &bs), 0);
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (prio_read (bs), -EBADMSG);
-  assert_non_null (strstr (last_error, "never written"));
+  assert_non_null (strstr (test_log_last_error (), "never written"));
   bucket_set_destroy (bs);
 
   /* A read error on the only valid copy is the error returned. */
   assert_int_equal (prio_format (fx.cd, &fx.sb), 0);
   cdev_sim_fail_read_once (fx.cd, copy_offset (0), NC_BLOCK_BYTES);
   assert_int_equal (bucket_set_create (fx.cd, &fx.sb, NULL, &bs), 0);
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (prio_read (bs), -EIO);
-  assert_non_null (strstr (last_error, "copy A: read error"));
+  assert_non_null (strstr (test_log_last_error (), "copy A: read error"));
   bucket_set_destroy (bs);
   cdev_close (fx.cd);
 }
@@ -470,9 +443,9 @@ test_bucket_gen_durable_before_handout (void **state)
 
   /* A prio write that fails hands nothing out. */
   cdev_sim_fail_at_write (fx.cd, 1);
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (bucket_alloc_data (fx.bs, WP_CLEAN, 1, &e), -EIO);
-  assert_true (nr_errors >= 1);
+  assert_true (test_log_errors () >= 1);
   assert_int_equal (usage (fx.bs).open, 0);
   assert_int_equal (usage (fx.bs).free, 0);
   assert_int_equal (bucket_alloc_node (fx.bs, &node, &node_gen), -EIO);
@@ -541,9 +514,9 @@ test_bucket_write_points (void **state)
   assert_int_equal (fx.bs->b[c1.bucket].free_seq, fx.open_seq);
 
   /* A put too many is complained about, not fatal. */
-  reset_log ();
+  test_log_clear ();
   bucket_put_open (fx.bs, c1.bucket);
-  assert_int_equal (nr_errors, 1);
+  assert_int_equal (test_log_errors (), 1);
   check_state_counts (fx.bs);
   fx_close (&fx);
 }
@@ -627,7 +600,7 @@ test_bucket_accounting (void **state)
   assert_int_equal (u.pending, 0);
 
   /* Underflow: logged once, clamped. */
-  assert_int_equal (nr_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   e = (struct bucket_extent) { 0 };
   fill_bucket (&fx, WP_CLEAN, 0, 300);
   assert_int_equal (bucket_alloc_data (fx.bs, WP_DIRTY, 2, &e), 0);
@@ -636,8 +609,8 @@ test_bucket_accounting (void **state)
   kd.size = 5;
   bucket_account (fx.bs, &kd, -1);
   bucket_account (fx.bs, &kd, -1);
-  assert_int_equal (nr_errors, 1);
-  assert_non_null (strstr (last_error, "below zero"));
+  assert_int_equal (test_log_errors (), 1);
+  assert_non_null (strstr (test_log_last_error (), "below zero"));
   u = usage (fx.bs);
   assert_int_equal (u.live_blocks, BUCKET_BLOCKS);  /* the clean bucket */
   assert_int_equal (u.dirty_blocks, 0);
@@ -663,7 +636,7 @@ test_bucket_nodes (void **state)
   /* A data key into a node bucket is a bug elsewhere: ignored. */
   k.bucket = b;
   bucket_account (fx.bs, &k, +1);
-  assert_int_equal (nr_errors, 1);
+  assert_int_equal (test_log_errors (), 1);
   assert_int_equal (usage (fx.bs).live_blocks, 0);
 
   bucket_free_node (fx.bs, b, 5);
@@ -673,9 +646,9 @@ test_bucket_nodes (void **state)
   bucket_journal_committed (fx.bs, 5);
   assert_int_equal (bucket_state_of (fx.bs, b), BUCKET_EMPTY);
   /* freeing it twice is complained about */
-  reset_log ();
+  test_log_clear ();
   bucket_free_node (fx.bs, b, 6);
-  assert_int_equal (nr_errors, 1);
+  assert_int_equal (test_log_errors (), 1);
   assert_int_equal (bucket_state_of (fx.bs, b), BUCKET_EMPTY);
   check_state_counts (fx.bs);
   fx_close (&fx);
@@ -1256,7 +1229,7 @@ test_bucket_model (void **state)
   assert_true (again > 0);
   assert_true (max_dist <= BUCKET_GEN_MAX_DISTANCE);
   assert_false (fx.flush_saw_lock_held);
-  assert_int_equal (nr_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
 
   /* Recovery from what is on disk recounts the same. */
   {
@@ -1353,7 +1326,7 @@ test_bucket_threads (void **state)
       assert_true (all[i - 1].offset + all[i - 1].nblocks <= all[i].offset);
   assert_true (n > THREAD_ALLOCS);
   check_state_counts (fx.bs);
-  assert_int_equal (nr_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   fx_close (&fx);
   free (all);
   free (w);
@@ -1362,7 +1335,6 @@ test_bucket_threads (void **state)
 int
 main (void)
 {
-  const char *env = getenv ("NBDCACHE_SEED");
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_bucket_prio_roundtrip),
     cmocka_unit_test (test_bucket_prio_one_copy_corrupt),
@@ -1381,8 +1353,7 @@ main (void)
     cmocka_unit_test (test_bucket_threads),
   };
 
-  seed = env != NULL ? strtoull (env, NULL, 0) : (uint64_t) time (NULL);
-  fprintf (stderr, "test-bucket: NBDCACHE_SEED=%" PRIu64 "\n", seed);
-  log_set_sink (capture_log);
+  seed = test_seed_from_env ("test-bucket");
+  test_log_capture ();
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
 }

@@ -47,57 +47,26 @@
 
 #include "cdev.h"
 #include "log.h"
+#include "testkit.h"
 #include "ondisk.h"
 
 #define BLK NC_BLOCK_BYTES
-#define MIB (1024 * 1024)
 
 /* ---- captured log messages ---- */
 
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char last_error[1024];
-static char last_warning[1024];
-static unsigned nr_log_errors, nr_log_warnings;
-
-static void
-capture_log (enum log_level level, const char *msg)
-{
-  pthread_mutex_lock (&log_lock);
-  if (level == LOG_LEVEL_ERROR) {
-    snprintf (last_error, sizeof last_error, "%s", msg);
-    nr_log_errors++;
-  }
-  else if (level == LOG_LEVEL_WARNING) {
-    snprintf (last_warning, sizeof last_warning, "%s", msg);
-    nr_log_warnings++;
-  }
-  pthread_mutex_unlock (&log_lock);
-}
-
-static void
-reset_log (void)
-{
-  pthread_mutex_lock (&log_lock);
-  last_error[0] = last_warning[0] = '\0';
-  nr_log_errors = nr_log_warnings = 0;
-  pthread_mutex_unlock (&log_lock);
-}
-
-/* Exactly one error since reset_log, and it contains both strings. */
+/* Exactly one error since test_log_clear, and it contains both strings. */
 static void
 assert_one_error (const char *s1, const char *s2)
 {
-  pthread_mutex_lock (&log_lock);
-  if (nr_log_errors != 1 || strstr (last_error, s1) == NULL ||
-      (s2 && strstr (last_error, s2) == NULL))
+  if (test_log_errors () != 1 || strstr (test_log_last_error (), s1) == NULL ||
+      (s2 && strstr (test_log_last_error (), s2) == NULL))
     fprintf (stderr, "expected one error with '%s' '%s'; got %u, last '%s'\n",
-             s1, s2 ? s2 : "", nr_log_errors, last_error);
-  assert_int_equal (nr_log_errors, 1);
-  assert_non_null (strstr (last_error, s1));
+             s1, s2 ? s2 : "", test_log_errors (), test_log_last_error ());
+  assert_int_equal (test_log_errors (), 1);
+  assert_non_null (strstr (test_log_last_error (), s1));
   if (s2)
-    assert_non_null (strstr (last_error, s2));
-  pthread_mutex_unlock (&log_lock);
-  reset_log ();
+    assert_non_null (strstr (test_log_last_error (), s2));
+  test_log_clear ();
 }
 
 /* ---- helpers ---- */
@@ -105,24 +74,7 @@ assert_one_error (const char *s1, const char *s2)
 static uint64_t
 test_seed (void)
 {
-  const char *env = getenv ("NBDCACHE_SEED");
-  uint64_t seed;
-
-  if (env && *env)
-    seed = strtoull (env, NULL, 0);
-  else
-    seed = (uint64_t) time (NULL) ^ ((uint64_t) getpid () << 20);
-  return seed;
-}
-
-static uint64_t
-rng_next (uint64_t *state)     /* splitmix64 */
-{
-  uint64_t z = (*state += UINT64_C (0x9e3779b97f4a7c15));
-
-  z = (z ^ (z >> 30)) * UINT64_C (0xbf58476d1ce4e5b9);
-  z = (z ^ (z >> 27)) * UINT64_C (0x94d049bb133111eb);
-  return z ^ (z >> 31);
+  return test_seed_from_env ("test-cdev");
 }
 
 /* Fill a block-multiple buffer so every block carries (tag, block). */
@@ -321,7 +273,7 @@ test_cdev_file_create_sparse (void **state)
   struct cdev *cd = NULL;
   struct stat st;
 
-  reset_log ();
+  test_log_clear ();
   /* absent and no size: refused, named */
   assert_int_equal (cdev_file_open (path, &o, &cd), -ENOENT);
   assert_null (cd);
@@ -352,7 +304,7 @@ test_cdev_file_create_sparse (void **state)
   cdev_close (cd);
   assert_int_equal (stat (path, &st), 0);
   assert_int_equal (st.st_size, 4 * MIB);
-  assert_int_equal (nr_log_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
 
   rm_tmpdir (dir, path);
 }
@@ -364,7 +316,7 @@ test_cdev_file_bad_targets (void **state)
   char *path = make_file (dir, 10000);
   struct cdev *cd = NULL;
 
-  reset_log ();
+  test_log_clear ();
   /* sizes round down to whole blocks */
   cd = open_ok (path, false, false, 0);
   assert_int_equal (cd->size_bytes, 8192);
@@ -449,7 +401,7 @@ test_cdev_file_rw (void **state)
   char *path = path_in (dir, "cache.img");
   struct cdev *cd = open_ok (path, false, false, 1 * MIB);
 
-  reset_log ();
+  test_log_clear ();
   write_rw (cd);
   verify_rw (cd, path);
   cdev_close (cd);
@@ -457,7 +409,7 @@ test_cdev_file_rw (void **state)
   cd = open_ok (path, false, true, 0);
   verify_rw (cd, NULL);
   cdev_close (cd);
-  assert_int_equal (nr_log_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   rm_tmpdir (dir, path);
 }
 
@@ -474,17 +426,17 @@ direct_on (const char *base, bool must_have_direct)
     return;
   }
   path = path_in (dir, "cache.img");
-  reset_log ();
+  test_log_clear ();
   cd = open_ok (path, true, false, 2 * MIB);
   print_message ("%s: O_DIRECT %s\n", base, cd->direct ? "used" :
                  "refused, buffered fallback");
   if (cd->direct)
-    assert_int_equal (nr_log_warnings, 0);
+    assert_int_equal (test_log_warnings (), 0);
   else {
     /* one warning that names the path */
-    assert_int_equal (nr_log_warnings, 1);
-    assert_non_null (strstr (last_warning, path));
-    assert_non_null (strstr (last_warning, "O_DIRECT"));
+    assert_int_equal (test_log_warnings (), 1);
+    assert_non_null (strstr (test_log_last_warning (), path));
+    assert_non_null (strstr (test_log_last_warning (), "O_DIRECT"));
     assert_false (must_have_direct);
   }
   write_rw (cd);
@@ -495,7 +447,7 @@ direct_on (const char *base, bool must_have_direct)
   cd = open_ok (path, true, true, 0);
   verify_rw (cd, NULL);
   cdev_close (cd);
-  assert_int_equal (nr_log_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   rm_tmpdir (dir, path);
 }
 
@@ -530,7 +482,7 @@ test_cdev_file_range_errors (void **state)
   unsigned char *buf = cdev_alloc_buffer (4 * BLK);
   const uint64_t size = 64 * BLK;
 
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (cdev_pread (cd, buf, BLK, 512), -EINVAL);
   assert_one_error (path, "offset 512");
   assert_int_equal (cdev_pwrite (cd, buf, BLK, 4097, 0), -EINVAL);
@@ -579,7 +531,7 @@ test_cdev_file_exclusive (void **state)
 
   (void) state;
   a = open_ok (path, false, false, 0);
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (cdev_file_open (path, &rw, &b), -EBUSY);
   assert_null (b);
   assert_one_error (path, "in use by test-cdev (pid");
@@ -613,7 +565,7 @@ test_cdev_file_readonly (void **state)
   assert_int_equal (cdev_pwrite (cd, buf, BLK, 0, 0), 0);
   cdev_close (cd);
 
-  reset_log ();
+  test_log_clear ();
   cd = open_ok (path, false, true, 0);
   assert_int_equal (cd->size_bytes, 16 * BLK);
   memset (buf, 0, BLK);
@@ -629,7 +581,7 @@ test_cdev_file_readonly (void **state)
   assert_int_equal (cdev_sync (cd), 0);
   assert_int_equal (cdev_pread (cd, buf, BLK, 0), 0);
   assert_true (check_fill (buf, BLK, 0, 7));
-  assert_int_equal (nr_log_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   cdev_close (cd);
   free (buf);
   rm_tmpdir (dir, path);
@@ -657,10 +609,10 @@ discard_on (const char *base)
   before = allocated_bytes (path);
   assert_true (before >= 1 * MIB);
 
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (cdev_discard (cd, 512 * 1024, 256 * 1024), 0);
   assert_int_equal (cdev_discard (cd, 0, 0), 0);
-  assert_int_equal (nr_log_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   after = allocated_bytes (path);
   print_message ("%s: discard: %" PRIu64 " -> %" PRIu64 " bytes allocated\n",
                  base, before, after);
@@ -705,7 +657,7 @@ test_cdev_file_io_error (void **state)
   unsigned char *buf = cdev_alloc_buffer (2 * BLK);
 
   assert_int_equal (truncate (path, 8 * BLK), 0);
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (cdev_pread (cd, buf, BLK, 12 * BLK), -EIO);
   assert_one_error (path, "offset 49152");
   /* a read that starts inside and ends outside: the offset of the part
@@ -737,7 +689,7 @@ test_cdev_file_block_device (void **state)
   assert_int_equal (ioctl (fd, BLKGETSIZE64, &size), 0);
   close (fd);
 
-  reset_log ();
+  test_log_clear ();
   cd = open_ok (dev, true, false, 0);
   assert_true (cd->is_block_device);
   assert_int_equal (cd->size_bytes, size / BLK * BLK);
@@ -751,7 +703,7 @@ test_cdev_file_block_device (void **state)
   assert_int_equal (cdev_discard (cd, 16 * BLK, 16 * BLK), 0);
   assert_int_equal (cdev_pread (cd, buf, BLK, 0), 0);
   assert_true (check_fill (buf, BLK, 0, 5));
-  assert_int_equal (nr_log_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   free (buf);
   cdev_close (cd);
 }
@@ -806,7 +758,7 @@ test_cdev_sim_create (void **state)
 {
   struct cdev *cd = NULL;
 
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (cdev_sim_create (0, &cd), -EINVAL);
   assert_one_error ("sim", NULL);
   assert_int_equal (cdev_sim_create (BLK + 512, &cd), -EINVAL);
@@ -903,12 +855,12 @@ test_cdev_sim_fail_at_write (void **state)
   struct cdev *cd = sim_ok (4 * MIB);
   unsigned char *buf = cdev_alloc_buffer (BLK);
 
-  reset_log ();
+  test_log_clear ();
   cdev_sim_fail_at_write (cd, 3);
   assert_int_equal (sim_write (cd, 0, 1, 1, 0), 0);
   assert_int_equal (cdev_sync (cd), 0);
   assert_int_equal (sim_write (cd, 1, 1, 2, 0), 0);
-  assert_int_equal (nr_log_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   /* write 3 dies and is not applied, even with FUA */
   assert_int_equal (sim_write (cd, 2, 1, 3, CDEV_FUA), -EIO);
   assert_one_error ("sim", "offset 8192");
@@ -962,14 +914,14 @@ test_cdev_sim_fail_once (void **state)
   unsigned char *buf = cdev_alloc_buffer (4 * BLK);
 
   assert_int_equal (sim_write (cd, 0, 16, 1, 0), 0);
-  reset_log ();
+  test_log_clear ();
 
   /* read fault on block 5 */
   cdev_sim_fail_read_once (cd, 5 * BLK, BLK);
   assert_int_equal (cdev_pread (cd, buf, 4 * BLK, BLK), 0);     /* 1..4 */
   assert_int_equal (cdev_pread (cd, buf, BLK, 6 * BLK), 0);     /* 6 */
   assert_int_equal (sim_write (cd, 5, 1, 2, 0), 0); /* writes unaffected */
-  assert_int_equal (nr_log_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   assert_int_equal (cdev_pread (cd, buf, 4 * BLK, 4 * BLK), -EIO);
   assert_one_error ("sim", "offset 16384");
   assert_int_equal (cdev_pread (cd, buf, 4 * BLK, 4 * BLK), 0); /* once */
@@ -1109,7 +1061,7 @@ test_cdev_sim_poke_peek (void **state)
   assert_true (sim_has (cd, 1, 1, 0));  /* the unsynced write was lost */
 
   /* out of range: logged, no effect */
-  reset_log ();
+  test_log_clear ();
   cdev_sim_poke (cd, 4 * MIB - 1, bytes, 2);
   assert_one_error ("poke", NULL);
   cdev_sim_peek (cd, UINT64_MAX, got, 2);
@@ -1123,7 +1075,7 @@ test_cdev_sim_range_errors (void **state)
   struct cdev *cd = sim_ok (16 * BLK);
   unsigned char *buf = cdev_alloc_buffer (2 * BLK);
 
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (cdev_pread (cd, buf, BLK, 1), -EINVAL);
   assert_one_error ("sim", "offset 1");
   assert_int_equal (cdev_pwrite (cd, buf, 1, 0, 0), -EINVAL);
@@ -1240,12 +1192,12 @@ test_cdev_sim_model (void **state)
 
   print_message ("model seed %" PRIu64 " (NBDCACHE_SEED)\n", seed);
   for (step = 0; step < 3000; step++) {
-    unsigned op = rng_next (&rng) % 100;
-    uint64_t n = 1 + rng_next (&rng) % 8;
-    uint64_t b = rng_next (&rng) % (MODEL_BLOCKS - n + 1);
+    unsigned op = test_splitmix_next (&rng) % 100;
+    uint64_t n = 1 + test_splitmix_next (&rng) % 8;
+    uint64_t b = test_splitmix_next (&rng) % (MODEL_BLOCKS - n + 1);
 
     if (op < 55) {
-      bool fua = rng_next (&rng) % 4 == 0;
+      bool fua = test_splitmix_next (&rng) % 4 == 0;
       uint64_t tag = step + 1;
 
       /* tag blocks independently so a block identifies its write */
@@ -1333,7 +1285,7 @@ main (void)
     cmocka_unit_test (test_cdev_sim_model),
   };
 
-  log_set_sink (capture_log);
+  test_log_capture ();
   log_set_ratelimit (false);    /* the tests expect one error per failure */
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
 }

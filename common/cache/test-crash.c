@@ -121,8 +121,6 @@
 #include "test-stable.h"
 
 #define PROGRAM "test-crash"
-#define KIB 1024u
-#define MIB (1024u * 1024u)
 #define SECTOR TEST_SECTOR_BYTES
 
 #define IO_CHUNK_BYTES (256 * KIB) /* verify reads */

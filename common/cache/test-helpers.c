@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* test-helpers.c — PRNG, surviving store and crash model for engine tests.
+/* test-helpers.c — surviving store and crash model for engine tests.
  *
- * WHAT: the three pieces test-helpers.h declares.
+ * WHAT: the two pieces test-helpers.h declares (the PRNG, the seed and
+ * the log capture are the test kit's, common/testkit).
  * WHY: the model test and the crash sweep need the same backing store
  * (one that outlives the export, like a disk outlives the server), the
  * same reproducible randomness, and one precise statement of what a
@@ -48,8 +49,7 @@
  *
  * INVARIANTS: a set never holds the same id twice; cur is never empty.
  * THREADS AND LOCKS: the store has one rwlock over its bytes and atomic
- * counters; PRNGs and models are single-threaded; the log ring has a
- * mutex.
+ * counters; models are single-threaded.
  * FAILURE: -ENOMEM from allocations; a store request out of range is
  * -EINVAL (the engine must never send one; it is logged).
  * NOT HERE: workloads, byte-exact comparison, reporting.
@@ -70,208 +70,7 @@
 #include "compiler.h"
 #include "log.h"
 #include "test-helpers.h"
-
-/* ---- 1. PRNG, seeds, environment ---- */
-
-uint64_t
-test_mix64 (uint64_t x)
-{
-  uint64_t z = x + UINT64_C (0x9e3779b97f4a7c15);
-
-  z = (z ^ (z >> 30)) * UINT64_C (0xbf58476d1ce4e5b9);
-  z = (z ^ (z >> 27)) * UINT64_C (0x94d049bb133111eb);
-  return z ^ (z >> 31);
-}
-
-void
-test_rng_seed (struct test_rng *rng, uint64_t seed)
-{
-  uint64_t x = seed;
-  int i;
-
-  for (i = 0; i < 4; i++) {
-    x += UINT64_C (0x9e3779b97f4a7c15);
-    rng->s[i] = test_mix64 (x);
-  }
-  if ((rng->s[0] | rng->s[1] | rng->s[2] | rng->s[3]) == 0)
-    rng->s[0] = 1;
-}
-
-static inline uint64_t
-rotl (uint64_t x, int k)
-{
-  return (x << k) | (x >> (64 - k));
-}
-
-/* xoshiro256** */
-uint64_t
-test_rng_next (struct test_rng *rng)
-{
-  uint64_t *s = rng->s;
-  uint64_t result = rotl (s[1] * 5, 7) * 9;
-  uint64_t t = s[1] << 17;
-
-  s[2] ^= s[0];
-  s[3] ^= s[1];
-  s[1] ^= s[2];
-  s[0] ^= s[3];
-  s[2] ^= t;
-  s[3] = rotl (s[3], 45);
-  return result;
-}
-
-uint64_t
-test_rng_below (struct test_rng *rng, uint64_t n)
-{
-  uint64_t limit, x;
-
-  if (n == 0)
-    return 0;
-  /* Reject the top partial range so the result is unbiased. */
-  limit = UINT64_MAX - UINT64_MAX % n;
-  do
-    x = test_rng_next (rng);
-  while (x >= limit);
-  return x % n;
-}
-
-uint64_t
-test_rng_range (struct test_rng *rng, uint64_t lo, uint64_t hi)
-{
-  if (hi <= lo)
-    return lo;
-  if (lo == 0 && hi == UINT64_MAX)
-    return test_rng_next (rng);
-  return lo + test_rng_below (rng, hi - lo + 1);
-}
-
-bool
-test_rng_chance (struct test_rng *rng, unsigned percent)
-{
-  return test_rng_below (rng, 100) < percent;
-}
-
-static bool
-parse_u64 (const char *s, uint64_t *out)
-{
-  char *end;
-  unsigned long long v;
-
-  if (s == NULL || *s == '\0' || *s == '-')
-    return false;
-  errno = 0;
-  v = strtoull (s, &end, 0);
-  if (errno != 0 || *end != '\0')
-    return false;
-  *out = v;
-  return true;
-}
-
-uint64_t
-test_env_u64 (const char *name, uint64_t dflt)
-{
-  const char *s = getenv (name);
-  uint64_t v;
-
-  if (s == NULL || *s == '\0')
-    return dflt;
-  if (!parse_u64 (s, &v)) {
-    fprintf (stderr, "%s=%s is not a number; using %" PRIu64 "\n",
-             name, s, dflt);
-    return dflt;
-  }
-  return v;
-}
-
-uint64_t
-test_now_ms (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
-
-uint64_t
-test_seed_from_env (const char *program)
-{
-  const char *s = getenv ("NBDCACHE_SEED");
-  uint64_t seed;
-  struct timespec ts;
-
-  if (s != NULL && *s != '\0' && parse_u64 (s, &seed)) {
-    printf ("%s: seed %" PRIu64 " (from NBDCACHE_SEED)\n", program, seed);
-  }
-  else {
-    if (s != NULL && *s != '\0')
-      fprintf (stderr, "%s: NBDCACHE_SEED=%s is not a number; ignored\n",
-               program, s);
-    clock_gettime (CLOCK_REALTIME, &ts);
-    seed = test_mix64 ((uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec
-                       + ((uint64_t) getpid () << 32));
-    /* Keep it short enough to type. */
-    seed %= UINT64_C (1000000000000);
-    printf ("%s: seed %" PRIu64 " (NBDCACHE_SEED=%" PRIu64 " to replay)\n",
-            program, seed, seed);
-  }
-  fflush (stdout);
-  return seed;
-}
-
-/* ---- the log ring ---- */
-
-#define LOG_RING_LINES 40
-#define LOG_LINE_BYTES 400
-
-static pthread_mutex_t log_ring_lock = PTHREAD_MUTEX_INITIALIZER;
-static char log_ring[LOG_RING_LINES][LOG_LINE_BYTES];
-static unsigned log_ring_next;  /* total lines ever captured */
-static bool log_verbose;
-
-static void
-capture_sink (enum log_level level, const char *msg)
-{
-  static const char *const names[] = { "error", "warning", "info", "debug" };
-  const char *name = (unsigned) level < ARRAY_SIZE (names) ? names[level] : "?";
-
-  pthread_mutex_lock (&log_ring_lock);
-  snprintf (log_ring[log_ring_next % LOG_RING_LINES], LOG_LINE_BYTES,
-            "%s: %s", name, msg);
-  log_ring_next++;
-  pthread_mutex_unlock (&log_ring_lock);
-  if (log_verbose)
-    fprintf (stderr, "log: %s: %s\n", name, msg);
-}
-
-void
-test_log_capture (void)
-{
-  log_verbose = test_env_u64 ("NBDCACHE_TEST_VERBOSE", 0) != 0;
-  log_set_level (log_verbose ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARNING);
-  log_set_sink (capture_sink);
-}
-
-void
-test_log_clear (void)
-{
-  pthread_mutex_lock (&log_ring_lock);
-  log_ring_next = 0;
-  pthread_mutex_unlock (&log_ring_lock);
-}
-
-void
-test_log_dump (const char *heading)
-{
-  unsigned i, first;
-
-  pthread_mutex_lock (&log_ring_lock);
-  first = log_ring_next > LOG_RING_LINES ? log_ring_next - LOG_RING_LINES : 0;
-  fprintf (stderr, "%s (%u engine log line(s), last %u):\n", heading,
-           log_ring_next, log_ring_next - first);
-  for (i = first; i < log_ring_next; i++)
-    fprintf (stderr, "  %s\n", log_ring[i % LOG_RING_LINES]);
-  pthread_mutex_unlock (&log_ring_lock);
-}
+#include "testkit.h"
 
 /* ---- 2. the surviving memory store ---- */
 

@@ -39,6 +39,7 @@
 #include "cdev.h"
 #include "journal.h"
 #include "log.h"
+#include "testkit.h"
 #include "ondisk.h"
 #include "super.h"
 
@@ -62,16 +63,6 @@ kpe_for (uint32_t ring_blocks)
 static uint64_t seed;
 
 static uint64_t
-splitmix (uint64_t *s)
-{
-  uint64_t z = (*s += UINT64_C (0x9e3779b97f4a7c15));
-
-  z = (z ^ (z >> 30)) * UINT64_C (0xbf58476d1ce4e5b9);
-  z = (z ^ (z >> 27)) * UINT64_C (0x94d049bb133111eb);
-  return z ^ (z >> 31);
-}
-
-static uint64_t
 now_ns (void)
 {
   struct timespec ts;
@@ -82,40 +73,12 @@ now_ns (void)
 
 /* ---- captured log messages ---- */
 
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char last_error[1024];
-static unsigned nr_log_errors;
-
-static void
-capture_log (enum log_level level, const char *msg)
-{
-  pthread_mutex_lock (&log_lock);
-  if (level == LOG_LEVEL_ERROR) {
-    snprintf (last_error, sizeof last_error, "%s", msg);
-    nr_log_errors++;
-  }
-  if (getenv ("NBDCACHE_TEST_VERBOSE"))
-    fprintf (stderr, "log: %s\n", msg);
-  pthread_mutex_unlock (&log_lock);
-}
-
-static void
-reset_log (void)
-{
-  pthread_mutex_lock (&log_lock);
-  last_error[0] = '\0';
-  nr_log_errors = 0;
-  pthread_mutex_unlock (&log_lock);
-}
-
 static bool
 error_logged (const char *needle)
 {
   bool r;
 
-  pthread_mutex_lock (&log_lock);
-  r = strstr (last_error, needle) != NULL;
-  pthread_mutex_unlock (&log_lock);
+  r = strstr (test_log_last_error (), needle) != NULL;
   return r;
 }
 
@@ -524,7 +487,7 @@ env_init (struct env *e, uint32_t journal_buckets, unsigned delay_ms)
 
   memset (e, 0, sizeof *e);
   e->rng = seed;
-  s = splitmix (&e->rng);
+  s = test_splitmix_next (&e->rng);
   e->delay_ms = delay_ms;
   e->sb.magic = NC_SB_MAGIC;
   e->sb.version = NC_FORMAT_VERSION;
@@ -534,7 +497,7 @@ env_init (struct env *e, uint32_t journal_buckets, unsigned delay_ms)
   e->sb.journal_buckets = journal_buckets;
   e->sb.nbuckets = 1 + journal_buckets + 2;
   for (i = 0; i < sizeof e->sb.uuid; i++)
-    e->sb.uuid[i] = splitmix (&s);
+    e->sb.uuid[i] = test_splitmix_next (&s);
   e->ring_blocks = journal_buckets * BUCKET_BLOCKS;
   e->ring_offset = (uint64_t) BUCKET_BLOCKS * NC_BLOCK_BYTES;
 
@@ -566,7 +529,7 @@ env_init (struct env *e, uint32_t journal_buckets, unsigned delay_ms)
     e->f.committed_seq = 1;
     start_journal (e);
   }
-  reset_log ();
+  test_log_clear ();
 }
 
 /* Power loss: the journal goes away without a commit, unsynced writes are
@@ -682,7 +645,7 @@ test_journal_format_replay_empty (void **state)
 
     assert_int_equal (cdev_sim_create (5 * 16 * 4096, &cd), 0);
     assert_int_equal (journal_create (cd, &sb, &j), 0);
-    reset_log ();
+    test_log_clear ();
     assert_int_equal (journal_replay (j, NULL, NULL, &root, &level),
                       -EBADMSG);
     assert_true (error_logged ("no complete journal chain"));
@@ -971,7 +934,7 @@ test_journal_torn_tail (void **state)
   for (iter = 0; iter < 24; iter++) {
     struct env e;
     uint64_t d, s;
-    uint64_t tear_seed = iter == 0 ? 0 : splitmix (&tear) | 1;
+    uint64_t tear_seed = iter == 0 ? 0 : test_splitmix_next (&tear) | 1;
 
     env_init (&e, 2, LONG_DELAY_MS);
     fake_add (&e.f, 7);
@@ -1076,7 +1039,7 @@ test_journal_corrupt_middle (void **state)
   assert_int_equal (journal_durable_seq (e.j), 7);
   assert_true (find_entry (&e, 4, &pos, &nb));
   flip_byte (&e, e.ring_offset + (uint64_t) pos * NC_BLOCK_BYTES + 112 + 5);
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (journal_check (e.sim, &e.sb, &info), -EBADMSG);
   assert_true (error_logged ("missing or corrupt"));
   assert_int_equal (journal_create (e.sim, &e.sb, &j2), 0);
@@ -1163,12 +1126,12 @@ test_journal_io_error (void **state)
   fake_add (&e.f, 2);
   assert_int_equal (journal_flush (e.j), 0);
 
-  reset_log ();
+  test_log_clear ();
   cdev_sim_fail_write_once (e.sim, e.ring_offset,
                             (uint64_t) e.ring_blocks * NC_BLOCK_BYTES);
   s1 = fake_add (&e.f, 5);
   assert_int_equal (journal_wait (e.j, s1), -EIO);
-  assert_true (nr_log_errors >= 1);
+  assert_true (test_log_errors () >= 1);
   assert_true (error_logged ("retried"));
   journal_get_stats (e.j, &st);
   assert_int_equal (st.errors, 1);
@@ -1297,7 +1260,7 @@ test_journal_ring_wrap (void **state)
 
   env_init (&e, 2, LONG_DELAY_MS);
   for (round = 0; round < 500; round++) {
-    uint64_t r = splitmix (&rng);
+    uint64_t r = test_splitmix_next (&rng);
     size_t n;
     bool ok;
     int rc;
@@ -1330,7 +1293,7 @@ test_journal_ring_wrap (void **state)
         written_entries += st.entries;
         crashes++;
         armed_crashes++;
-        env_crash (&e, splitmix (&rng) | 1);
+        env_crash (&e, test_splitmix_next (&rng) | 1);
         continue;
       }
     }
@@ -1338,7 +1301,7 @@ test_journal_ring_wrap (void **state)
       journal_get_stats (e.j, &st);
       written_entries += st.entries;
       crashes++;
-      env_crash (&e, r / 65536 % 2 ? splitmix (&rng) : 0);
+      env_crash (&e, r / 65536 % 2 ? test_splitmix_next (&rng) : 0);
     }
     else if (r / 4096 % 16 == 1) {
       /* Die in the middle of a commit, then lose power. */
@@ -1348,7 +1311,7 @@ test_journal_ring_wrap (void **state)
       journal_get_stats (e.j, &st);
       written_entries += st.entries;
       crashes++;
-      env_crash (&e, splitmix (&rng));
+      env_crash (&e, test_splitmix_next (&rng));
       if (ok)
         assert_true (journal_durable_seq (e.j) >= s);
     }
@@ -1373,7 +1336,6 @@ test_journal_ring_wrap (void **state)
 int
 main (void)
 {
-  const char *s = getenv ("NBDCACHE_SEED");
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_journal_format_replay_empty),
     cmocka_unit_test (test_journal_keys_in_order),
@@ -1391,9 +1353,7 @@ main (void)
     cmocka_unit_test (test_journal_ring_wrap),
   };
 
-  seed = s ? strtoull (s, NULL, 0)
-    : (uint64_t) time (NULL) ^ (uint64_t) now_ns ();
-  fprintf (stderr, "test-journal: NBDCACHE_SEED=%" PRIu64 "\n", seed);
-  log_set_sink (capture_log);
+  seed = test_seed_from_env ("test-journal");
+  test_log_capture ();
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
 }

@@ -104,9 +104,6 @@
 #include "test-helpers.h"
 #include "test-stable.h"
 
-#define KIB 1024u
-#define MIB (1024u * 1024u)
-
 #define EXPORT_BYTES (64 * (uint64_t) MIB)
 #define DEVICE_BYTES (16 * (uint64_t) MIB)
 #define BUCKET_BYTES (64 * KIB)

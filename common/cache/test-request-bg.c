@@ -40,8 +40,6 @@
 #include "cdev.h"
 #include "test-helpers.h"
 
-#define KIB (UINT64_C (1) << 10)
-#define MIB (UINT64_C (1) << 20)
 #define DEVICE_BYTES (64 * MIB)
 #define EXPORT_BYTES (16 * MIB)
 
