@@ -8,7 +8,7 @@
  * same reproducible randomness, and one precise statement of what a
  * sector may read after a crash.
  *
- * THE CRASH MODEL (the rules; test-crash.c applies them to a workload):
+ * THE CRASH MODEL (the rules; test-crash.h applies them to a workload):
  * Per 512-byte sector, three sets of value ids and three flags:
  *   cur     what a read may return now (no crash);
  *   durable what survives a crash for sure — the sector reads one of these

@@ -58,7 +58,7 @@
  *   export read at once, read again after a drain, and the backing store
  *   after the drain (what reads return once everything is evicted) are
  *   the same bytes.  What the crash kept of the unflushed ops is the
- *   crash test's subject (test-crash.c): the model takes the first read
+ *   crash test's subject (test-crash.h): the model takes the first read
  *   as the export's content from then on.
  *
  * SIZES: a 64 MiB export, a 16 MiB simulated cache device with 64 KiB
@@ -78,7 +78,7 @@
  * the model arrays (the trimmed bitmap is not used there); failures are
  * recorded per thread and reported by the main thread (cmocka asserts
  * only there).
- * NOT HERE: what a crash may lose (test-crash.c).
+ * NOT HERE: what a crash may lose (test-crash.h).
  */
 #include <config.h>
 
