@@ -9,7 +9,7 @@
  * INVARIANTS: a failing point is reported once, with its replay line.
  * THREADS AND LOCKS: the test's thread only.
  * FAILURE: -1 (reported) or 0.
- * NOT HERE: the promise itself (test-crash.h, test-helpers.c rules).
+ * NOT HERE: the promise itself (test-crash.h, test-sector-model.c rules).
  */
 #include <config.h>
 

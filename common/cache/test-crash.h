@@ -38,7 +38,7 @@
  * writes, a flush and reads prove the reopened cache still works.
  *
  * THE PROMISE CHECKED (doc/design.md "The crash promise"), per
- * 512-byte sector, with the rules R1..R7 in test-helpers.c:
+ * 512-byte sector, with the rules R1..R7 in test-sector-model.c:
  *   1. A value acknowledged with FUA, or acknowledged before a FLUSH that
  *      succeeded (zeroes likewise = zeros), reads back after the crash —
  *      unless a later op (acknowledged or failed) may have changed the

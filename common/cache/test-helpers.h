@@ -33,7 +33,7 @@
  *    Every sector of every value has a distinct, decodable pattern
  *    (test_sector_fill / test_sector_decode), so a misplaced or stale
  *    sector names the op and the sector it came from.  The rules are
- *    written out in test-helpers.c; test-crash.h's top comment is the
+ *    written out in test-sector-model.c; test-crash.h's top comment is the
  *    prose version of the promise they encode.
  *
  * Threads: the store is thread-safe (one rwlock).  A PRNG and a model
