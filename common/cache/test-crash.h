@@ -102,7 +102,7 @@
  * tear seed, the op that saw the death, the sector, expected vs got, the
  * ops that touched the sector, the last 20 ops and the engine's last log
  * lines.
- * NOT HERE: byte-exact random testing without crashes (test-model.c).
+ * NOT HERE: byte-exact random testing without crashes (test-model-*.c).
  */
 #ifndef NBDCACHE_TEST_CRASH_H
 #define NBDCACHE_TEST_CRASH_H

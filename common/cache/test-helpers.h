@@ -39,7 +39,7 @@
  * Threads: the store is thread-safe (one rwlock).  A PRNG and a model
  * belong to one thread each.
  * Not here: the workloads, the comparison of byte-exact models
- * (test-model.c), the crash sweep (test-crash.h).
+ * (test-model-*.c), the crash sweep (test-crash.h).
  */
 #ifndef NBDCACHE_TEST_HELPERS_H
 #define NBDCACHE_TEST_HELPERS_H
