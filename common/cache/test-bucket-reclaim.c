@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* test-bucket-bg.c — unit tests for the bucket set's background-work
- * bookkeeping (bucket.c): discards, the GC recount, per-export dirty
- * counters, the moving-GC selection.
+/* test-bucket-reclaim.c — unit tests for how the bucket set reclaims
+ * buckets (bucket-discard.c, bucket-gc.c): discards, the GC recount,
+ * per-export dirty counters, the moving-GC selection.
  *
  * WHAT: busy (DISCARD) buckets: take/done state transitions, the
  * allocator never handing one out, gens durable before take returns
@@ -942,7 +942,7 @@ main (void)
     cmocka_unit_test (test_bucket_moving_select),
   };
 
-  seed = test_seed_from_env ("test-bucket-bg");
+  seed = test_seed_from_env ("test-bucket-reclaim");
   test_log_capture ();
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
 }
