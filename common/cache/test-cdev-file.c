@@ -339,7 +339,7 @@ test_cdev_file_exclusive (void **state)
   test_log_clear ();
   assert_int_equal (cdev_file_open (path, &rw, &b), -EBUSY);
   assert_null (b);
-  assert_one_error (path, "in use by test-cdev (pid");
+  assert_one_error (path, "in use by test-cdev-file (pid");
   assert_int_equal (cdev_file_open (path, &ro, &b), -EBUSY);
   assert_one_error (path, "cannot be inspected");
   cdev_close (a);
