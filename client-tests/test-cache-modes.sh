@@ -16,7 +16,7 @@
 #                 clean restart and were served from the cache;
 #   3. integrity: test-integrity (libnbd, 4 connections, random writes,
 #                 zeroes, trims and reads, aligned and not, FUA, checked
-#                 against its model; TEST_SEED = the seed printed here);
+#                 against its model; NBDCACHE_SEED = the seed printed here);
 #   4. write:     nbdcopy a seeded random file in and back out (cmp); qemu-io
 #                 pattern writes (4 KiB-aligned, 512-byte, odd offsets,
 #                 across 4 KiB and 64 KiB boundaries, FUA), write zeroes
@@ -37,7 +37,7 @@
 # clients run by the server's --run), so no ports, no sleeps; each start's
 # log goes to a file, shown when the start fails.  For the statistics line
 # the plugin runs with nbdkit -v (it is an nbdkit debug message).
-# Environment: TEST_SEED repeats a run (the seed is printed; it seeds the
+# Environment: NBDCACHE_SEED repeats a run (the seed is printed; it seeds the
 # backing and nbdcopy contents and test-integrity); TEST_DURATION_S the
 # seconds of test-integrity per mode and kind (default 1); TEST_SIZE_M the
 # export size in MiB (default 64; at least 32); CACHE_DIRECT=yes for an
@@ -48,8 +48,8 @@ set -e
 requires qemu-img qemu-io nbdcopy nbdinfo cmp dd
 requires_python
 
-seed=${TEST_SEED:-$RANDOM$RANDOM}
-echo "seed $seed (set TEST_SEED=$seed to repeat)"
+seed=${NBDCACHE_SEED:-$RANDOM$RANDOM}
+echo "seed $seed (set NBDCACHE_SEED=$seed to repeat)"
 modes=${MODES:-writeback writethrough writearound}
 duration=${TEST_DURATION_S:-1}
 prog=$(cd "${builddir:-.}" && pwd)/test-integrity
@@ -305,7 +305,7 @@ EOF
          "misses $(stat_of misses)"
 
     # 3. libnbd: 4 connections, random I/O against a model.
-    serve integrity "TEST_SEED=$seed TEST_DURATION_S=$duration \
+    serve integrity "NBDCACHE_SEED=$seed TEST_DURATION_S=$duration \
                      SERVER_KIND=$kind '$prog' \"\$uri\" >&2"
     grep '^test-integrity: seed' "$log" | sed "s/^/[$mode\/$kind] /"
 

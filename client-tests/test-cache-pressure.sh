@@ -31,7 +31,7 @@
 # HOW: captive servers (run_server: private Unix socket, the clients run
 # from the server's --run, a clean stop when they exit), so no ports and no
 # sleeps.  Logs per start in the test directory, shown when a start fails.
-# Environment: TEST_SEED repeats a run (printed); PRESSURE_SIZE_M the
+# Environment: NBDCACHE_SEED repeats a run (printed); PRESSURE_SIZE_M the
 # working set in MiB (default 64; the cache stays 32 MiB);
 # PRESSURE_OVERWRITES the pieces overwritten (default 40); SERVERS one
 # kind; KEEP_TMP=1 keeps the files.
@@ -40,8 +40,8 @@ set -e
 requires nbdcopy qemu-img cmp
 requires_python_nbd
 
-seed=${TEST_SEED:-$RANDOM$RANDOM}
-echo "seed $seed (set TEST_SEED=$seed to repeat)"
+seed=${NBDCACHE_SEED:-$RANDOM$RANDOM}
+echo "seed $seed (set NBDCACHE_SEED=$seed to repeat)"
 M=$((1024 * 1024))
 size=$((${PRESSURE_SIZE_M:-64} * M))
 cache_size=32M

@@ -21,9 +21,9 @@
  * THREADS AND LOCKS: one thread per connection per round, each with its
  * own handle; they only touch their own ops; the main thread checks
  * results after joining (cmocka assertions are not thread-safe).
- * FAILURE: prints the seed (TEST_SEED=… repeats a run), the round, the
+ * FAILURE: prints the seed (NBDCACHE_SEED=… repeats a run), the round, the
  * failing request and the first wrong byte.
- * Environment: TEST_SEED (default: time and pid), TEST_DURATION_S
+ * Environment: NBDCACHE_SEED (default: time and pid), TEST_DURATION_S
  * (default 10), uri (or argv[1]).
  * NOT HERE: per-command error semantics (test-commands.c).
  */
@@ -408,7 +408,7 @@ main (int argc, char *argv[])
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_integrity_random_rounds),
   };
-  const char *seed_env = getenv ("TEST_SEED");
+  const char *seed_env = getenv ("NBDCACHE_SEED");
   int r;
 
   uri = test_get_uri ("test-integrity", argc, argv);
@@ -420,7 +420,7 @@ main (int argc, char *argv[])
     seed = (uint64_t) time (NULL) ^ ((uint64_t) getpid () << 32);
   rng_state = seed;
   printf ("test-integrity: server kind %s, uri %s, seed %" PRIu64
-          " (TEST_SEED=%" PRIu64 " repeats it)\n", test_server_kind (), uri,
+          " (NBDCACHE_SEED=%" PRIu64 " repeats it)\n", test_server_kind (), uri,
           seed, seed);
   fflush (stdout);
   r = cmocka_run_group_tests (tests, NULL, NULL);

@@ -18,7 +18,7 @@
 # connection state nor stop serving others.
 # Environment: KILL_ROUNDS (most kills per server, default 60),
 # KILL_SECONDS (time budget per server, default 20; the loop stops at
-# whichever comes first), TEST_SEED (the kill delays; printed).
+# whichever comes first), NBDCACHE_SEED (the kill delays; printed).
 # nbdkit < 1.33.10 aborts by itself on such kills with several threads per
 # connection: the plugin runs with --threads=1 there (nbdkit_hangup_opts).
 set -e
@@ -34,8 +34,8 @@ random_file "$tmp/clean.img" 96M
 write_config "$tmp/c.conf" "$tmp/disk.img" -
 hangup_opts=($(nbdkit_hangup_opts))
 
-seed=${TEST_SEED:-$(( $(date +%s) ^ $$ ))}
-echo "$0: seed $seed (TEST_SEED=$seed repeats the kill delays)"
+seed=${NBDCACHE_SEED:-$(( $(date +%s) ^ $$ ))}
+echo "$0: seed $seed (NBDCACHE_SEED=$seed repeats the kill delays)"
 TMP=$tmp KILL_ROUNDS=${KILL_ROUNDS:-60} KILL_SECONDS=${KILL_SECONDS:-20}
 INTEGRITY=$integrity SEED=$seed
 export TMP KILL_ROUNDS KILL_SECONDS INTEGRITY SEED
@@ -70,7 +70,7 @@ while [ $i -lt "$KILL_ROUNDS" ] && [ $SECONDS -lt $end ]; do
       sleep "$(delay 0 150)"
       ;;
     2)
-      TEST_DURATION_S=60 TEST_SEED=$RANDOM "$INTEGRITY" "$uri" \
+      TEST_DURATION_S=60 NBDCACHE_SEED=$RANDOM "$INTEGRITY" "$uri" \
         >/dev/null 2>&1 &
       pid=$!
       sleep "$(delay 20 400)"

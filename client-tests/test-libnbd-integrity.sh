@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # test-libnbd-integrity.sh — random concurrent writes, zeroes and trims over
 # 4 connections compared with a model (test-integrity.c), against nbdcached
-# and nbdkit + the plugin.  TEST_SEED repeats a run (the seed is printed);
+# and nbdkit + the plugin.  NBDCACHE_SEED repeats a run (the seed is printed);
 # TEST_DURATION_S sets the seconds per server (default 8).
 set -e
 . "${srcdir:-.}/functions.sh"

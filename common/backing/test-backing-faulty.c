@@ -8,8 +8,8 @@
  * and FUA writes); the failure count; close freeing the inner store; and
  * a concurrency test re-arming faults while I/O runs.
  * WHY: engine tests trust this store to fail exactly where told.
- * INVARIANTS: the concurrency test prints its seed; NBDCACHE_SEED (or
- * NBDCACHE_TEST_SEED) repeats it.
+ * INVARIANTS: the concurrency test prints its seed; NBDCACHE_SEED
+ * repeats it.
  * THREADS AND LOCKS: the concurrency test reports through counters.
  * FAILURE: cmocka assertions.
  * NOT HERE: the memory driver itself (test-backing-memory.c).
@@ -30,28 +30,17 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include "testkit.h"
+
 #include "backing.h"
 #include "compiler.h"
 #include "faulty.h"
 #include "log.h"
 
-#define KiB (UINT64_C (1) << 10)
-#define MiB (UINT64_C (1) << 20)
-
-static unsigned n_errors;
-
-static void
-capture_sink (enum log_level level, const char *msg)
-{
-  if (level == LOG_LEVEL_ERROR)
-    __atomic_add_fetch (&n_errors, 1, __ATOMIC_RELAXED);
-}
-
 static int
 setup (void **state)
 {
-  log_set_sink (capture_sink);
-  n_errors = 0;
+  test_log_capture ();
   return 0;
 }
 
@@ -65,25 +54,9 @@ teardown (void **state)
 static uint64_t
 seed_from_env (const char *test)
 {
-  const char *env = getenv ("NBDCACHE_SEED");
-  uint64_t seed;
+  uint64_t seed = test_seed_from_env (test);
 
-  if (env == NULL)
-    env = getenv ("NBDCACHE_TEST_SEED");
-  seed = env ? strtoull (env, NULL, 0) : (uint64_t) time (NULL);
-  printf ("%s: seed %" PRIu64 " (set NBDCACHE_SEED to repeat)\n",
-          test, seed);
   return seed ? seed : 1;
-}
-
-static uint64_t
-rng_next (uint64_t *s)
-{
-  /* xorshift64* */
-  *s ^= *s >> 12;
-  *s ^= *s << 25;
-  *s ^= *s >> 27;
-  return *s * UINT64_C (2685821657736338717);
 }
 
 /* A faulty store over a fresh memory store of size bytes. */
@@ -189,7 +162,7 @@ fake_create (const char *uri, bool *closed)
   assert_non_null (k);
   k->b.ops = &fake_ops;
   k->b.uri = uri ? strdup (uri) : NULL;
-  k->b.size_bytes = 12345 * KiB;
+  k->b.size_bytes = 12345 * KIB;
   k->b.readonly = true;
   k->b.can_trim = false;
   k->b.can_zero = true;
@@ -234,7 +207,7 @@ test_backing_faulty_pass_through (void **state)
   /* The same identity (a copy, not the inner pointer), size and caps. */
   assert_string_equal (b->uri, "nbd://example/disk");
   assert_ptr_not_equal (b->uri, k->b.uri);
-  assert_int_equal (b->size_bytes, 12345 * KiB);
+  assert_int_equal (b->size_bytes, 12345 * KIB);
   assert_true (b->readonly && !b->can_trim && b->can_zero &&
                !b->can_fast_zero && b->can_extents && b->is_block_device);
 
@@ -267,7 +240,7 @@ test_backing_faulty_pass_through (void **state)
   assert_null (b->uri);
   backing_close (b);
   assert_true (closed);
-  assert_int_equal (n_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
 }
 
 static void
@@ -276,12 +249,12 @@ test_backing_faulty_memory_identity (void **state)
   struct backing *inner, *b;
   char *uri;
 
-  assert_int_equal (backing_memory_create (3 * MiB, &inner), 0);
+  assert_int_equal (backing_memory_create (3 * MIB, &inner), 0);
   uri = strdup (inner->uri);
   assert_non_null (uri);
   assert_int_equal (backing_faulty_wrap (inner, &b), 0);
   assert_string_equal (b->uri, uri);
-  assert_int_equal (b->size_bytes, 3 * MiB);
+  assert_int_equal (b->size_bytes, 3 * MIB);
   assert_true (b->can_trim && b->can_zero && b->can_fast_zero &&
                b->can_extents && !b->readonly);
   free (uri);
@@ -292,7 +265,7 @@ test_backing_faulty_memory_identity (void **state)
 static void
 test_backing_faulty_write_faults (void **state)
 {
-  struct backing *b = create (1 * MiB);
+  struct backing *b = create (1 * MIB);
   unsigned char w[8192], r[8192];
   uint64_t failed = 0;
 
@@ -310,7 +283,7 @@ test_backing_faulty_write_faults (void **state)
   assert_int_equal (backing_pwrite (b, r, 8192, 2048, 0), -EIO); failed++;
   assert_int_equal (backing_zero (b, 1, 5000, 0), -EIO); failed++;
   assert_int_equal (backing_zero (b, 4096, 0, 0), 0);
-  assert_int_equal (backing_trim (b, 100 * KiB, 0, 0), -EIO); failed++;
+  assert_int_equal (backing_trim (b, 100 * KIB, 0, 0), -EIO); failed++;
   assert_int_equal (backing_trim (b, 10, 8192, 0), 0);
   assert_int_equal (backing_faulty_nr_failed (b), failed);
 
@@ -326,25 +299,25 @@ test_backing_faulty_write_faults (void **state)
   assert_int_equal (backing_pwrite (b, w, 1, 5000, 0), 0);
   assert_int_equal (backing_zero (b, 1, 0, BACKING_MAY_TRIM), -EIO); failed++;
   backing_faulty_fail_writes (b, 0, 0);
-  assert_int_equal (backing_zero (b, 1 * MiB, 0, 0), 0);
+  assert_int_equal (backing_zero (b, 1 * MIB, 0, 0), 0);
   assert_int_equal (backing_pwrite (b, w, 8192, 4096, 0), 0);
   assert_int_equal (backing_faulty_nr_failed (b), failed);
 
   /* A fault reaching past the end of the offset space saturates. */
-  backing_faulty_fail_writes (b, 1 * MiB - 1, UINT64_MAX);
-  assert_int_equal (backing_pwrite (b, w, 1, 1 * MiB - 1, 0), -EIO); failed++;
-  assert_int_equal (backing_pwrite (b, w, 1, 1 * MiB - 2, 0), 0);
+  backing_faulty_fail_writes (b, 1 * MIB - 1, UINT64_MAX);
+  assert_int_equal (backing_pwrite (b, w, 1, 1 * MIB - 1, 0), -EIO); failed++;
+  assert_int_equal (backing_pwrite (b, w, 1, 1 * MIB - 2, 0), 0);
   /* Zero-length I/O touches nothing. */
-  assert_int_equal (backing_trim (b, 0, 1 * MiB - 1, 0), 0);
+  assert_int_equal (backing_trim (b, 0, 1 * MIB - 1, 0), 0);
   assert_int_equal (backing_faulty_nr_failed (b), failed);
-  assert_int_equal (n_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   backing_close (b);
 }
 
 static void
 test_backing_faulty_read_faults (void **state)
 {
-  struct backing *b = create (1 * MiB);
+  struct backing *b = create (1 * MIB);
   unsigned char buf[4096];
   int n = 0;
 
@@ -358,7 +331,7 @@ test_backing_faulty_read_faults (void **state)
   memset (buf, 7, sizeof buf);
   assert_int_equal (backing_pwrite (b, buf, 4096, 8192, 0), 0);
   assert_int_equal (backing_zero (b, 10, 10000, 0), 0);
-  assert_int_equal (backing_extents (b, 1 * MiB, 0, count_extent, &n), 0);
+  assert_int_equal (backing_extents (b, 1 * MIB, 0, count_extent, &n), 0);
   assert_int_equal (n, 3);      /* hole, the data page, hole */
   assert_int_equal (backing_faulty_nr_failed (b), 3);
 
@@ -367,14 +340,14 @@ test_backing_faulty_read_faults (void **state)
   assert_int_equal (buf[0], 7);
   assert_int_equal (buf[10000 - 8192], 0);
   assert_int_equal (backing_faulty_nr_failed (b), 3);
-  assert_int_equal (n_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   backing_close (b);
 }
 
 static void
 test_backing_faulty_flush_faults (void **state)
 {
-  struct backing *b = create (1 * MiB);
+  struct backing *b = create (1 * MIB);
   unsigned char buf[512] = { 1 };
 
   backing_faulty_fail_flush (b, true);
@@ -392,7 +365,7 @@ test_backing_faulty_flush_faults (void **state)
   assert_int_equal (backing_flush (b), 0);
   assert_int_equal (backing_pwrite (b, buf, 512, 0, BACKING_FUA), 0);
   assert_int_equal (backing_faulty_nr_failed (b), 4);
-  assert_int_equal (n_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   backing_close (b);
 }
 
@@ -402,12 +375,12 @@ test_backing_faulty_wrong_handle (void **state)
   struct backing *m;
 
   /* The fault controls refuse (and log) another driver's handle. */
-  assert_int_equal (backing_memory_create (1 * MiB, &m), 0);
+  assert_int_equal (backing_memory_create (1 * MIB, &m), 0);
   backing_faulty_fail_writes (m, 0, 10);
   backing_faulty_fail_flush (m, true);
   assert_int_equal (backing_faulty_nr_failed (m), 0);
   assert_int_equal (backing_flush (m), 0);
-  assert_int_equal (n_errors, 3);
+  assert_int_equal (test_log_errors (), 3);
   backing_close (m);
   assert_int_equal (backing_faulty_wrap (NULL, &m), -EINVAL);
 }
@@ -415,7 +388,7 @@ test_backing_faulty_wrong_handle (void **state)
 /* ---- re-arming while I/O runs ---- */
 
 #define N_IO_THREADS 2
-#define SAFE_OFFSET (512 * KiB)
+#define SAFE_OFFSET (512 * KIB)
 
 struct io_thread {
   struct backing *b;
@@ -433,7 +406,7 @@ io_thread (void *arg)
 
   memset (buf, 3, sizeof buf);
   while (!__atomic_load_n (&t->stop, __ATOMIC_ACQUIRE)) {
-    uint64_t off = SAFE_OFFSET + rng_next (&t->seed) % 1024 * 512;
+    uint64_t off = SAFE_OFFSET + test_splitmix_next (&t->seed) % 1024 * 512;
 
     if (backing_pwrite (t->b, buf, sizeof buf, off, 0) != 0 ||
         backing_pread (t->b, buf, sizeof buf, off) != 0)
@@ -446,11 +419,11 @@ io_thread (void *arg)
 static void
 test_backing_faulty_concurrent_arming (void **state)
 {
-  /* The I/O threads stay in [512 KiB, 1 MiB).  The faults alternate
-   * between [0, 4 KiB) and [1 MiB, 1 MiB + 1 TiB), never touching them;
+  /* The I/O threads stay in [512 KIB, 1 MIB).  The faults alternate
+   * between [0, 4 KIB) and [1 MIB, 1 MIB + 1 TiB), never touching them;
    * a torn setting (the first offset with the second count) would.
    */
-  struct backing *b = create (2 * MiB);
+  struct backing *b = create (2 * MIB);
   struct io_thread t[N_IO_THREADS];
   uint64_t seed = seed_from_env ("test_backing_faulty_concurrent_arming");
   pthread_t th[N_IO_THREADS];
@@ -472,12 +445,12 @@ test_backing_faulty_concurrent_arming (void **state)
         break;
     }
     if (round % 2) {
-      backing_faulty_fail_writes (b, 0, 4 * KiB);
-      backing_faulty_fail_reads (b, 0, 4 * KiB);
+      backing_faulty_fail_writes (b, 0, 4 * KIB);
+      backing_faulty_fail_reads (b, 0, 4 * KIB);
     }
     else {
-      backing_faulty_fail_writes (b, 1 * MiB, 1 * MiB * MiB);
-      backing_faulty_fail_reads (b, 1 * MiB, 1 * MiB * MiB);
+      backing_faulty_fail_writes (b, 1 * MIB, 1 * MIB * MIB);
+      backing_faulty_fail_reads (b, 1 * MIB, 1 * MIB * MIB);
     }
   }
   for (i = 0; i < N_IO_THREADS; ++i) {
@@ -486,10 +459,10 @@ test_backing_faulty_concurrent_arming (void **state)
     assert_int_equal (t[i].wrong, 0);
   }
   assert_int_equal (backing_faulty_nr_failed (b), 0);
-  /* And the faults really are armed (the last round armed [0, 4 KiB)). */
+  /* And the faults really are armed (the last round armed [0, 4 KIB)). */
   assert_int_equal (backing_pwrite (b, (char[1]) { 0 }, 1, 4095, 0), -EIO);
   assert_int_equal (backing_faulty_nr_failed (b), 1);
-  assert_int_equal (n_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   backing_close (b);
 }
 

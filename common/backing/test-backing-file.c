@@ -11,7 +11,7 @@
  * INVARIANTS:
  * - Every test works in its own mkdtemp directory under $TMPDIR (or
  *   /tmp), removed by the teardown.
- * - Random tests print their seed; NBDCACHE_TEST_SEED overrides it.
+ * - Random tests print their seed; NBDCACHE_SEED overrides it.
  * - The driver's log goes through a capturing sink, so tests can check
  *   that a failure was logged once with its path.
  * - Allocation is checked with st_blocks and SEEK_DATA on the file itself,
@@ -46,12 +46,11 @@
 #include <linux/loop.h>
 #include <cmocka.h>
 
+#include "testkit.h"
+
 #include "backing.h"
 #include "compiler.h"
 #include "log.h"
-
-#define KiB (UINT64_C (1) << 10)
-#define MiB (UINT64_C (1) << 20)
 
 /* ---- per-test temporary directory ---- */
 
@@ -75,18 +74,6 @@ tmp_path (const char *name)
 
 /* ---- log capture ---- */
 
-static unsigned n_errors;
-static char last_error[1024];
-
-static void
-capture_sink (enum log_level level, const char *msg)
-{
-  if (level == LOG_LEVEL_ERROR) {
-    n_errors++;
-    snprintf (last_error, sizeof last_error, "%s", msg);
-  }
-}
-
 static int
 setup (void **state)
 {
@@ -99,9 +86,7 @@ setup (void **state)
     perror ("mkdtemp");
     return -1;
   }
-  log_set_sink (capture_sink);
-  n_errors = 0;
-  last_error[0] = '\0';
+  test_log_capture ();
   return 0;
 }
 
@@ -119,21 +104,14 @@ static uint64_t rng_state;
 static uint64_t
 rng_next (void)
 {
-  /* xorshift64* */
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return rng_state * UINT64_C (2685821657736338717);
+  return test_splitmix_next (&rng_state);
 }
 
 static void
 rng_seed (const char *test)
 {
-  const char *env = getenv ("NBDCACHE_TEST_SEED");
-  uint64_t seed = env ? strtoull (env, NULL, 0) : (uint64_t) time (NULL);
+  uint64_t seed = test_seed_from_env (test);
 
-  printf ("%s: seed %" PRIu64 " (set NBDCACHE_TEST_SEED to repeat)\n",
-          test, seed);
   rng_state = seed ? seed : 1;
 }
 
@@ -243,9 +221,9 @@ probe_fs (void)
   assert_true (fd >= 0);
   memset (buf, 0xff, sizeof buf);
   assert_int_equal (pwrite (fd, buf, sizeof buf, 0), (ssize_t) sizeof buf);
-  assert_int_equal (ftruncate (fd, (off_t) (2 * MiB)), 0);
+  assert_int_equal (ftruncate (fd, (off_t) (2 * MIB)), 0);
   assert_int_equal (fsync (fd), 0);
-  caps.holes = lseek (fd, 0, SEEK_HOLE) < (off_t) (2 * MiB);
+  caps.holes = lseek (fd, 0, SEEK_HOLE) < (off_t) (2 * MIB);
   caps.punch = fallocate (fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                           0, 4096) == 0;
   caps.zero_range = fallocate (fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
@@ -329,23 +307,23 @@ flags_at (const struct extent_list *l, uint64_t offset)
 static void
 test_backing_file_create_sparse (void **state)
 {
-  struct backing *b = open_new ("disk.img", 8 * MiB);
+  struct backing *b = open_new ("disk.img", 8 * MIB);
   char *path = tmp_path ("disk.img");
   struct extent_list l;
   struct stat st;
 
   assert_int_equal (stat (path, &st), 0);
   assert_true (S_ISREG (st.st_mode));
-  assert_int_equal (st.st_size, 8 * MiB);
+  assert_int_equal (st.st_size, 8 * MIB);
   assert_int_equal (st.st_blocks, 0);
-  assert_int_equal (b->size_bytes, 8 * MiB);
+  assert_int_equal (b->size_bytes, 8 * MIB);
   assert_false (b->readonly);
   assert_false (b->is_block_device);
   assert_string_equal (b->ops->name, "file");
 
-  assert_reads_zero (b, 0, 64 * KiB);
-  assert_reads_zero (b, 8 * MiB - 4096, 4096);
-  get_extents (b, 0, 8 * MiB, &l);
+  assert_reads_zero (b, 0, 64 * KIB);
+  assert_reads_zero (b, 8 * MIB - 4096, 4096);
+  get_extents (b, 0, 8 * MIB, &l);
   assert_int_equal (l.n, 1);
   assert_int_equal (l.e[0].flags, probe_fs ().holes ? HOLE_ZERO : 0);
   backing_close (b);
@@ -355,7 +333,7 @@ test_backing_file_create_sparse (void **state)
 static void
 test_backing_file_existing_not_resized (void **state)
 {
-  struct backing *b = open_new ("disk.img", 1 * MiB);
+  struct backing *b = open_new ("disk.img", 1 * MIB);
   unsigned char buf[4096];
 
   fill_pattern (buf, sizeof buf, 1);
@@ -363,8 +341,8 @@ test_backing_file_existing_not_resized (void **state)
   backing_close (b);
 
   /* A different create size must not touch an existing file. */
-  b = open_new ("disk.img", 2 * MiB);
-  assert_int_equal (b->size_bytes, 1 * MiB);
+  b = open_new ("disk.img", 2 * MIB);
+  assert_int_equal (b->size_bytes, 1 * MIB);
   memset (buf, 0, sizeof buf);
   assert_int_equal (backing_pread (b, buf, sizeof buf, 0), 0);
   {
@@ -385,8 +363,8 @@ test_backing_file_missing_is_enoent (void **state)
 
   assert_int_equal (backing_file_open (path, &opts, &b), -ENOENT);
   assert_ptr_equal (b, (struct backing *) &opts);
-  assert_int_equal (n_errors, 1);
-  assert_non_null (strstr (last_error, path));
+  assert_int_equal (test_log_errors (), 1);
+  assert_non_null (strstr (test_log_last_error (), path));
   assert_int_equal (access (path, F_OK), -1);
 
   /* Through backing_open too, with NULL options. */
@@ -396,7 +374,7 @@ test_backing_file_missing_is_enoent (void **state)
   /* A missing directory cannot be created into. */
   free (path);
   path = tmp_path ("no/such/dir.img");
-  opts.create_size_bytes = MiB;
+  opts.create_size_bytes = MIB;
   assert_int_equal (backing_file_open (path, &opts, &b), -ENOENT);
   free (path);
 }
@@ -415,8 +393,8 @@ test_backing_file_not_a_file (void **state)
 static void
 test_backing_file_round_trip (void **state)
 {
-  struct backing *b = open_new ("disk.img", 4 * MiB);
-  size_t n = 256 * KiB;
+  struct backing *b = open_new ("disk.img", 4 * MIB);
+  size_t n = 256 * KIB;
   unsigned char *w = malloc (n), *r = malloc (n);
   char *path = tmp_path ("disk.img");
   int fd;
@@ -424,22 +402,22 @@ test_backing_file_round_trip (void **state)
   assert_non_null (w);
   assert_non_null (r);
   fill_pattern (w, n, 3);
-  assert_int_equal (backing_pwrite (b, w, n, 1 * MiB, 0), 0);
+  assert_int_equal (backing_pwrite (b, w, n, 1 * MIB, 0), 0);
   assert_int_equal (backing_flush (b), 0);
-  assert_int_equal (backing_pread (b, r, n, 1 * MiB), 0);
+  assert_int_equal (backing_pread (b, r, n, 1 * MIB), 0);
   assert_memory_equal (w, r, n);
 
   /* The bytes are really in the file, at that offset. */
   fd = open (path, O_RDONLY);
   assert_true (fd >= 0);
   memset (r, 0, n);
-  assert_int_equal (pread (fd, r, n, 1 * MiB), (ssize_t) n);
+  assert_int_equal (pread (fd, r, n, 1 * MIB), (ssize_t) n);
   assert_memory_equal (w, r, n);
   close (fd);
 
   /* The last byte of the store. */
-  assert_int_equal (backing_pwrite (b, "\x5a", 1, 4 * MiB - 1, 0), 0);
-  assert_int_equal (backing_pread (b, r, 1, 4 * MiB - 1), 0);
+  assert_int_equal (backing_pwrite (b, "\x5a", 1, 4 * MIB - 1, 0), 0);
+  assert_int_equal (backing_pread (b, r, 1, 4 * MIB - 1), 0);
   assert_int_equal (r[0], 0x5a);
 
   free (path);
@@ -451,21 +429,21 @@ test_backing_file_round_trip (void **state)
 static void
 test_backing_file_out_of_range (void **state)
 {
-  struct backing *b = open_new ("disk.img", 1 * MiB);
+  struct backing *b = open_new ("disk.img", 1 * MIB);
   unsigned char buf[8192];
 
   memset (buf, 1, sizeof buf);
-  assert_int_equal (backing_pread (b, buf, 4096, 1 * MiB - 4095), -EINVAL);
-  assert_int_equal (n_errors, 1);
-  assert_non_null (strstr (last_error, "disk.img"));
-  assert_int_equal (backing_pwrite (b, buf, 2, 1 * MiB - 1, 0), -EINVAL);
+  assert_int_equal (backing_pread (b, buf, 4096, 1 * MIB - 4095), -EINVAL);
+  assert_int_equal (test_log_errors (), 1);
+  assert_non_null (strstr (test_log_last_error (), "disk.img"));
+  assert_int_equal (backing_pwrite (b, buf, 2, 1 * MIB - 1, 0), -EINVAL);
   assert_int_equal (backing_pread (b, buf, 1, UINT64_MAX), -EINVAL);
-  assert_int_equal (backing_zero (b, 2, 1 * MiB - 1, 0), -EINVAL);
+  assert_int_equal (backing_zero (b, 2, 1 * MIB - 1, 0), -EINVAL);
   assert_int_equal (backing_trim (b, UINT64_MAX, 1, 0), -EINVAL);
-  assert_int_equal (backing_extents (b, 1, 1 * MiB, collect_extent, NULL),
+  assert_int_equal (backing_extents (b, 1, 1 * MIB, collect_extent, NULL),
                     -EINVAL);
   /* Zero-length requests at the end are in range. */
-  assert_int_equal (backing_pread (b, buf, 0, 1 * MiB), 0);
+  assert_int_equal (backing_pread (b, buf, 0, 1 * MIB), 0);
   /* Nothing was written past the end. */
   assert_int_equal (blocks_of ("disk.img"), 0);
   backing_close (b);
@@ -474,7 +452,7 @@ test_backing_file_out_of_range (void **state)
 static void
 test_backing_file_unaligned_random (void **state)
 {
-  const size_t size = 2 * MiB;
+  const size_t size = 2 * MIB;
   struct backing *b = open_new ("disk.img", size);
   unsigned char *model = calloc (1, size);
   unsigned char *buf = malloc (size);
@@ -486,7 +464,7 @@ test_backing_file_unaligned_random (void **state)
   for (i = 0; i < 300; ++i) {
     uint64_t off = rng_next () % size;
     size_t len = (size_t) (rng_next () % MIN ((uint64_t) (size - off),
-                                              64 * KiB)) + 0;
+                                              64 * KIB)) + 0;
     unsigned op = (unsigned) (rng_next () % 4);
 
     switch (op) {
@@ -517,8 +495,8 @@ test_backing_file_unaligned_random (void **state)
 static void
 test_backing_file_large_io (void **state)
 {
-  const size_t n = 48 * MiB + 12345;    /* bytes, one call each way */
-  struct backing *b = open_new ("disk.img", 64 * MiB);
+  const size_t n = 48 * MIB + 12345;    /* bytes, one call each way */
+  struct backing *b = open_new ("disk.img", 64 * MIB);
   unsigned char *w = malloc (n), *r = malloc (n);
 
   assert_non_null (w);
@@ -536,7 +514,7 @@ test_backing_file_large_io (void **state)
 static void
 test_backing_file_fua_and_flush (void **state)
 {
-  struct backing *b = open_new ("disk.img", 1 * MiB);
+  struct backing *b = open_new ("disk.img", 1 * MIB);
   char *path = tmp_path ("disk.img");
   unsigned char w[10000], r[10000];
   int fd;
@@ -554,7 +532,7 @@ test_backing_file_fua_and_flush (void **state)
 
   assert_int_equal (backing_zero (b, 5000, 4097, BACKING_FUA), 0);
   assert_reads_zero (b, 4097, 5000);
-  assert_int_equal (backing_trim (b, 64 * KiB, 0, BACKING_FUA), 0);
+  assert_int_equal (backing_trim (b, 64 * KIB, 0, BACKING_FUA), 0);
   free (path);
   backing_close (b);
 }
@@ -562,8 +540,8 @@ test_backing_file_fua_and_flush (void **state)
 static void
 test_backing_file_trim_makes_hole (void **state)
 {
-  struct backing *b = open_new ("disk.img", 4 * MiB);
-  size_t n = 2 * MiB;
+  struct backing *b = open_new ("disk.img", 4 * MIB);
+  size_t n = 2 * MIB;
   unsigned char *w = malloc (n);
   struct extent_list l;
   uint64_t blocks_before;
@@ -577,7 +555,7 @@ test_backing_file_trim_makes_hole (void **state)
   assert_int_equal (backing_flush (b), 0);
   blocks_before = blocks_of ("disk.img");
 
-  assert_int_equal (backing_trim (b, 512 * KiB, 512 * KiB, 0), 0);
+  assert_int_equal (backing_trim (b, 512 * KIB, 512 * KIB, 0), 0);
   if (!caps.punch) {
     /* Trim is advisory: a no-op that succeeds, the data stays. */
     unsigned char *r = malloc (n);
@@ -585,25 +563,25 @@ test_backing_file_trim_makes_hole (void **state)
     assert_non_null (r);
     assert_int_equal (backing_pread (b, r, n, 0), 0);
     assert_memory_equal (r, w, n);
-    assert_int_equal (n_errors, 0);
+    assert_int_equal (test_log_errors (), 0);
     free (r);
     free (w);
     backing_close (b);
     return;
   }
-  assert_reads_zero (b, 512 * KiB, 512 * KiB);
+  assert_reads_zero (b, 512 * KIB, 512 * KIB);
   assert_true (blocks_of ("disk.img") < blocks_before);
-  assert_true (!caps.holes || file_has_hole ("disk.img", 512 * KiB, 512 * KiB));
+  assert_true (!caps.holes || file_has_hole ("disk.img", 512 * KIB, 512 * KIB));
 
-  get_extents (b, 0, 4 * MiB, &l);
+  get_extents (b, 0, 4 * MIB, &l);
   assert_int_equal (flags_at (&l, 0), 0);
   if (!caps.holes)
     assert_int_equal (l.n, 1);
   else {
-  assert_int_equal (flags_at (&l, 512 * KiB), HOLE_ZERO);
-  assert_int_equal (flags_at (&l, 1 * MiB - 1), HOLE_ZERO);
-  assert_int_equal (flags_at (&l, 1 * MiB), 0);
-  assert_int_equal (flags_at (&l, 3 * MiB), HOLE_ZERO);
+  assert_int_equal (flags_at (&l, 512 * KIB), HOLE_ZERO);
+  assert_int_equal (flags_at (&l, 1 * MIB - 1), HOLE_ZERO);
+  assert_int_equal (flags_at (&l, 1 * MIB), 0);
+  assert_int_equal (flags_at (&l, 3 * MIB), HOLE_ZERO);
   }
 
   /* Unaligned trim: the range reads as zeros (punch zeroes the edges),
@@ -612,12 +590,12 @@ test_backing_file_trim_makes_hole (void **state)
   {
     unsigned char r[16];
 
-    assert_int_equal (backing_trim (b, 10000, 1 * MiB + 100, 0), 0);
-    assert_reads_zero (b, 1 * MiB + 100, 10000);
-    assert_int_equal (backing_pread (b, r, 1, 1 * MiB + 99), 0);
-    assert_int_equal (r[0], w[1 * MiB + 99]);
-    assert_int_equal (backing_pread (b, r, 1, 1 * MiB + 10100), 0);
-    assert_int_equal (r[0], w[1 * MiB + 10100]);
+    assert_int_equal (backing_trim (b, 10000, 1 * MIB + 100, 0), 0);
+    assert_reads_zero (b, 1 * MIB + 100, 10000);
+    assert_int_equal (backing_pread (b, r, 1, 1 * MIB + 99), 0);
+    assert_int_equal (r[0], w[1 * MIB + 99]);
+    assert_int_equal (backing_pread (b, r, 1, 1 * MIB + 10100), 0);
+    assert_int_equal (r[0], w[1 * MIB + 10100]);
   }
   free (w);
   backing_close (b);
@@ -626,8 +604,8 @@ test_backing_file_trim_makes_hole (void **state)
 static void
 test_backing_file_zero (void **state)
 {
-  struct backing *b = open_new ("disk.img", 4 * MiB);
-  size_t n = 4 * MiB;
+  struct backing *b = open_new ("disk.img", 4 * MIB);
+  size_t n = 4 * MIB;
   unsigned char *w = malloc (n);
   unsigned char r[1];
   uint64_t blocks_full;
@@ -640,31 +618,31 @@ test_backing_file_zero (void **state)
   blocks_full = blocks_of ("disk.img");
 
   /* Without MAY_TRIM: zeros, and the space stays allocated. */
-  assert_int_equal (backing_zero (b, 1 * MiB, 1 * MiB, 0), 0);
-  assert_reads_zero (b, 1 * MiB, 1 * MiB);
+  assert_int_equal (backing_zero (b, 1 * MIB, 1 * MIB, 0), 0);
+  assert_reads_zero (b, 1 * MIB, 1 * MIB);
   assert_int_equal (backing_flush (b), 0);
   assert_true (blocks_of ("disk.img") >= blocks_full);
 
   /* With MAY_TRIM: zeros, and the space is released. */
-  assert_int_equal (backing_zero (b, 1 * MiB, 2 * MiB, BACKING_MAY_TRIM), 0);
-  assert_reads_zero (b, 2 * MiB, 1 * MiB);
+  assert_int_equal (backing_zero (b, 1 * MIB, 2 * MIB, BACKING_MAY_TRIM), 0);
+  assert_reads_zero (b, 2 * MIB, 1 * MIB);
   if (caps.punch) {
     assert_true (blocks_of ("disk.img") < blocks_full);
-    assert_true (!caps.holes || file_has_hole ("disk.img", 2 * MiB, 1 * MiB));
+    assert_true (!caps.holes || file_has_hole ("disk.img", 2 * MIB, 1 * MIB));
   }
 
   /* Unaligned, both ways: exact edges. */
-  assert_int_equal (backing_zero (b, 3333, 3 * MiB + 17, 0), 0);
-  assert_int_equal (backing_zero (b, 5555, 3 * MiB + 9000,
+  assert_int_equal (backing_zero (b, 3333, 3 * MIB + 17, 0), 0);
+  assert_int_equal (backing_zero (b, 5555, 3 * MIB + 9000,
                                   BACKING_MAY_TRIM), 0);
-  assert_reads_zero (b, 3 * MiB + 17, 3333);
-  assert_reads_zero (b, 3 * MiB + 9000, 5555);
-  assert_int_equal (backing_pread (b, r, 1, 3 * MiB + 16), 0);
-  assert_int_equal (r[0], w[3 * MiB + 16]);
-  assert_int_equal (backing_pread (b, r, 1, 3 * MiB + 17 + 3333), 0);
-  assert_int_equal (r[0], w[3 * MiB + 17 + 3333]);
-  assert_int_equal (backing_pread (b, r, 1, 3 * MiB + 9000 + 5555), 0);
-  assert_int_equal (r[0], w[3 * MiB + 9000 + 5555]);
+  assert_reads_zero (b, 3 * MIB + 17, 3333);
+  assert_reads_zero (b, 3 * MIB + 9000, 5555);
+  assert_int_equal (backing_pread (b, r, 1, 3 * MIB + 16), 0);
+  assert_int_equal (r[0], w[3 * MIB + 16]);
+  assert_int_equal (backing_pread (b, r, 1, 3 * MIB + 17 + 3333), 0);
+  assert_int_equal (r[0], w[3 * MIB + 17 + 3333]);
+  assert_int_equal (backing_pread (b, r, 1, 3 * MIB + 9000 + 5555), 0);
+  assert_int_equal (r[0], w[3 * MIB + 9000 + 5555]);
   assert_int_equal (backing_zero (b, 0, 0, 0), 0);
   free (w);
   backing_close (b);
@@ -673,7 +651,7 @@ test_backing_file_zero (void **state)
 static void
 test_backing_file_fast_zero (void **state)
 {
-  struct backing *b = open_new ("disk.img", 2 * MiB);
+  struct backing *b = open_new ("disk.img", 2 * MIB);
   unsigned char w[64 * 1024], r[64 * 1024];
   struct fs_caps caps = probe_fs ();
   bool fast = caps.punch || caps.zero_range;
@@ -705,49 +683,49 @@ test_backing_file_fast_zero (void **state)
     }
   }
   /* -ENOTSUP is not a failure worth a log line. */
-  assert_int_equal (n_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   backing_close (b);
 }
 
 static void
 test_backing_file_extents (void **state)
 {
-  struct backing *b = open_new ("disk.img", 2 * MiB);
+  struct backing *b = open_new ("disk.img", 2 * MIB);
   unsigned char buf[64 * 1024];
   struct extent_list l;
 
   assert_true (b->can_extents);
   fill_pattern (buf, sizeof buf, 8);
   /* data [0, 64K), hole [64K, 1M), data [1M, 1M+4K), hole to 2M */
-  assert_int_equal (backing_pwrite (b, buf, 64 * KiB, 0, 0), 0);
-  assert_int_equal (backing_pwrite (b, buf, 4 * KiB, 1 * MiB, 0), 0);
+  assert_int_equal (backing_pwrite (b, buf, 64 * KIB, 0, 0), 0);
+  assert_int_equal (backing_pwrite (b, buf, 4 * KIB, 1 * MIB, 0), 0);
 
   if (!probe_fs ().holes) {
     /* SEEK_DATA says "all data" here: one extent. */
-    get_extents (b, 0, 2 * MiB, &l);
+    get_extents (b, 0, 2 * MIB, &l);
     assert_int_equal (l.n, 1);
     assert_int_equal (l.e[0].flags, 0);
     backing_close (b);
     return;
   }
 
-  get_extents (b, 0, 2 * MiB, &l);
+  get_extents (b, 0, 2 * MIB, &l);
   assert_int_equal (l.n, 4);
-  assert_int_equal (l.e[0].length, 64 * KiB);
+  assert_int_equal (l.e[0].length, 64 * KIB);
   assert_int_equal (l.e[0].flags, 0);
-  assert_int_equal (l.e[1].offset, 64 * KiB);
+  assert_int_equal (l.e[1].offset, 64 * KIB);
   assert_int_equal (l.e[1].flags, HOLE_ZERO);
-  assert_int_equal (l.e[2].offset, 1 * MiB);
-  assert_int_equal (l.e[2].length, 4 * KiB);
+  assert_int_equal (l.e[2].offset, 1 * MIB);
+  assert_int_equal (l.e[2].length, 4 * KIB);
   assert_int_equal (l.e[2].flags, 0);
-  assert_int_equal (l.e[3].offset, 1 * MiB + 4 * KiB);
+  assert_int_equal (l.e[3].offset, 1 * MIB + 4 * KIB);
   assert_int_equal (l.e[3].flags, HOLE_ZERO);
 
   /* A sub-range starting inside a hole and ending inside data. */
-  get_extents (b, 100 * KiB, 1 * MiB - 100 * KiB + 1000, &l);
+  get_extents (b, 100 * KIB, 1 * MIB - 100 * KIB + 1000, &l);
   assert_int_equal (l.n, 2);
   assert_int_equal (l.e[0].flags, HOLE_ZERO);
-  assert_int_equal (l.e[0].length, 1 * MiB - 100 * KiB);
+  assert_int_equal (l.e[0].length, 1 * MIB - 100 * KIB);
   assert_int_equal (l.e[1].flags, 0);
   assert_int_equal (l.e[1].length, 1000);
 
@@ -755,18 +733,18 @@ test_backing_file_extents (void **state)
   get_extents (b, 10, 20, &l);
   assert_int_equal (l.n, 1);
   assert_int_equal (l.e[0].flags, 0);
-  get_extents (b, 2 * MiB - 1, 1, &l);
+  get_extents (b, 2 * MIB - 1, 1, &l);
   assert_int_equal (l.n, 1);
   assert_int_equal (l.e[0].flags, HOLE_ZERO);
 
   /* The callback stops early with > 0, fails with < 0. */
   memset (&l, 0, sizeof l);
   l.stop_after = 1;
-  assert_int_equal (backing_extents (b, 2 * MiB, 0, collect_extent, &l), 0);
+  assert_int_equal (backing_extents (b, 2 * MIB, 0, collect_extent, &l), 0);
   assert_int_equal (l.n, 1);
   memset (&l, 0, sizeof l);
   l.fail_with = -EIO;
-  assert_int_equal (backing_extents (b, 2 * MiB, 0, collect_extent, &l),
+  assert_int_equal (backing_extents (b, 2 * MIB, 0, collect_extent, &l),
                     -EIO);
 
   /* Zero-length: no callback. */
@@ -780,7 +758,7 @@ static void
 test_backing_file_readonly (void **state)
 {
   struct backing_open_options ro = { .readonly = true };
-  struct backing *b = open_new ("disk.img", 1 * MiB);
+  struct backing *b = open_new ("disk.img", 1 * MIB);
   unsigned char w[4096], r[4096];
   char *path = tmp_path ("disk.img");
   struct extent_list l;
@@ -795,8 +773,8 @@ test_backing_file_readonly (void **state)
   assert_false (b->can_zero);
   assert_false (b->can_fast_zero);
   assert_int_equal (backing_pwrite (b, r, sizeof r, 0, 0), -EROFS);
-  assert_int_equal (n_errors, 1);
-  assert_non_null (strstr (last_error, path));
+  assert_int_equal (test_log_errors (), 1);
+  assert_non_null (strstr (test_log_last_error (), path));
   assert_int_equal (backing_pwrite (b, r, sizeof r, 0, BACKING_FUA), -EROFS);
   assert_int_equal (backing_trim (b, 4096, 0, 0), -EROFS);
   assert_int_equal (backing_zero (b, 4096, 0, 0), -EROFS);
@@ -804,7 +782,7 @@ test_backing_file_readonly (void **state)
   assert_int_equal (backing_flush (b), 0);
   assert_int_equal (backing_pread (b, r, sizeof r, 0), 0);
   assert_memory_equal (w, r, sizeof r);
-  get_extents (b, 0, 1 * MiB, &l);
+  get_extents (b, 0, 1 * MIB, &l);
   assert_int_equal (flags_at (&l, 0), 0);
   backing_close (b);
 
@@ -817,9 +795,9 @@ test_backing_file_readonly (void **state)
   /* Read-only with a create size still creates a missing file. */
   free (path);
   path = tmp_path ("new-ro.img");
-  ro.create_size_bytes = 64 * KiB;
+  ro.create_size_bytes = 64 * KIB;
   assert_int_equal (backing_file_open (path, &ro, &b), 0);
-  assert_int_equal (b->size_bytes, 64 * KiB);
+  assert_int_equal (b->size_bytes, 64 * KIB);
   assert_true (b->readonly);
   assert_int_equal (backing_pwrite (b, w, 1, 0, 0), -EROFS);
   backing_close (b);
@@ -837,16 +815,16 @@ test_backing_file_one_writer (void **state)
   struct backing_open_options rw = { 0 }, ro = { .readonly = true };
   struct backing_open_options share = { .readonly = true, .share = true };
   struct backing_open_options share_rw = { .share = true };
-  struct backing *a = open_new ("disk.img", 1 * MiB), *b = NULL, *c;
+  struct backing *a = open_new ("disk.img", 1 * MIB), *b = NULL, *c;
   char *path = tmp_path ("disk.img");
 
   (void) state;
-  n_errors = 0;
+  test_log_clear ();
   assert_int_equal (backing_file_open (path, &rw, &b), -EBUSY);
   assert_null (b);
-  assert_int_equal (n_errors, 1);
-  assert_non_null (strstr (last_error, path));
-  assert_non_null (strstr (last_error, "in use by test-backing-fi"));
+  assert_int_equal (test_log_errors (), 1);
+  assert_non_null (strstr (test_log_last_error (), path));
+  assert_non_null (strstr (test_log_last_error (), "in use by test-backing-fi"));
   assert_int_equal (backing_file_open (path, &ro, &b), -EBUSY);
   /* share: next to the writer, read-only only. */
   assert_int_equal (backing_file_open (path, &share, &b), 0);
@@ -956,13 +934,13 @@ attach_loop (const char *path, char *name, size_t name_len)
 static void
 test_backing_file_block_device (void **state)
 {
-  const uint64_t size = 8 * MiB;
+  const uint64_t size = 8 * MIB;
   char *img = tmp_path ("loop.img");
   char dev[64], *expect;
   int loop_fd, fd, ret;
   struct backing *b;
   struct extent_list l;
-  unsigned char *w = malloc (1 * MiB), r[8192];
+  unsigned char *w = malloc (1 * MIB), r[8192];
 
   assert_non_null (w);
   fd = open (img, O_RDWR | O_CREAT | O_EXCL, 0644);
@@ -988,8 +966,8 @@ test_backing_file_block_device (void **state)
   free (expect);
 
   /* Round trip, unaligned. */
-  fill_pattern (w, 1 * MiB, 11);
-  assert_int_equal (backing_pwrite (b, w, 1 * MiB, 1000, BACKING_FUA), 0);
+  fill_pattern (w, 1 * MIB, 11);
+  assert_int_equal (backing_pwrite (b, w, 1 * MIB, 1000, BACKING_FUA), 0);
   assert_int_equal (backing_pread (b, r, sizeof r, 1000 + 4096), 0);
   assert_memory_equal (r, w + 4096, sizeof r);
   assert_int_equal (backing_flush (b), 0);
@@ -1007,16 +985,16 @@ test_backing_file_block_device (void **state)
   assert_reads_zero (b, 600003, 10);
 
   /* FAST: loop devices zero without writing data. */
-  ret = backing_zero (b, 65536, 700 * KiB, BACKING_FAST);
+  ret = backing_zero (b, 65536, 700 * KIB, BACKING_FAST);
   assert_int_equal (ret, b->can_fast_zero ? 0 : -ENOTSUP);
   if (ret == 0)
-    assert_reads_zero (b, 700 * KiB, 65536);
+    assert_reads_zero (b, 700 * KIB, 65536);
   /* Less than one logical block cannot be fast. */
-  assert_int_equal (backing_zero (b, 100, 900 * KiB + 1, BACKING_FAST),
+  assert_int_equal (backing_zero (b, 100, 900 * KIB + 1, BACKING_FAST),
                     -ENOTSUP);
 
   /* Trim: succeeds whether or not it deallocates; reads old data or 0. */
-  assert_int_equal (backing_trim (b, 1 * MiB, 0, 0), 0);
+  assert_int_equal (backing_trim (b, 1 * MIB, 0, 0), 0);
   assert_int_equal (backing_trim (b, 100, 3, 0), 0);
 
   /* One allocated extent. */

@@ -7,7 +7,7 @@
  * stores), read-only handles, range errors, and a concurrency smoke test.
  * WHY: engine and server tests trust this store as their ground truth.
  *
- * INVARIANTS: random tests print their seed; NBDCACHE_TEST_SEED overrides
+ * INVARIANTS: random tests print their seed; NBDCACHE_SEED overrides
  * it.  Each concurrent thread owns a disjoint region and its own model, so
  * the final contents are deterministic for a seed.
  * THREADS AND LOCKS: the smoke test runs writer threads plus one thread
@@ -31,28 +31,18 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include "testkit.h"
+
 #include "backing.h"
 #include "compiler.h"
 #include "log.h"
 
-#define KiB (UINT64_C (1) << 10)
-#define MiB (UINT64_C (1) << 20)
 #define HOLE_ZERO (BACKING_EXTENT_HOLE | BACKING_EXTENT_ZERO)
-
-static unsigned n_errors;
-
-static void
-capture_sink (enum log_level level, const char *msg)
-{
-  if (level == LOG_LEVEL_ERROR)
-    __atomic_add_fetch (&n_errors, 1, __ATOMIC_RELAXED);
-}
 
 static int
 setup (void **state)
 {
-  log_set_sink (capture_sink);
-  n_errors = 0;
+  test_log_capture ();
   return 0;
 }
 
@@ -68,22 +58,9 @@ teardown (void **state)
 static uint64_t
 seed_from_env (const char *test)
 {
-  const char *env = getenv ("NBDCACHE_TEST_SEED");
-  uint64_t seed = env ? strtoull (env, NULL, 0) : (uint64_t) time (NULL);
+  uint64_t seed = test_seed_from_env (test);
 
-  printf ("%s: seed %" PRIu64 " (set NBDCACHE_TEST_SEED to repeat)\n",
-          test, seed);
   return seed ? seed : 1;
-}
-
-static uint64_t
-rng_next (uint64_t *s)
-{
-  /* xorshift64* */
-  *s ^= *s >> 12;
-  *s ^= *s << 25;
-  *s ^= *s >> 27;
-  return *s * UINT64_C (2685821657736338717);
 }
 
 static void
@@ -187,22 +164,22 @@ test_backing_memory_create (void **state)
   struct backing *b;
   struct extent_list l;
 
-  b = create (3 * MiB + 5);
+  b = create (3 * MIB + 5);
   assert_string_equal (b->ops->name, "memory");
-  assert_int_equal (b->size_bytes, 3 * MiB + 5);
+  assert_int_equal (b->size_bytes, 3 * MIB + 5);
   assert_string_equal (b->uri, "memory:3145733");
   assert_true (b->can_trim && b->can_zero && b->can_fast_zero);
   assert_true (b->can_extents);
   assert_false (b->readonly);
   assert_false (b->is_block_device);
-  assert_reads_zero (b, 0, 3 * MiB + 5);
-  get_extents (b, 0, 3 * MiB + 5, &l);
+  assert_reads_zero (b, 0, 3 * MIB + 5);
+  get_extents (b, 0, 3 * MIB + 5, &l);
   assert_int_equal (l.n, 1);
   assert_int_equal (l.e[0].flags, HOLE_ZERO);
   backing_close (b);
 
   assert_int_equal (backing_open ("memory:64M", NULL, &b), 0);
-  assert_int_equal (b->size_bytes, 64 * MiB);
+  assert_int_equal (b->size_bytes, 64 * MIB);
   assert_string_equal (b->uri, "memory:67108864");
   backing_close (b);
 
@@ -226,13 +203,13 @@ test_backing_memory_bad_uri (void **state)
   assert_int_equal (backing_open ("memory:9223372036854775808", NULL, &b),
                     -EFBIG);
   assert_null (b);
-  assert_int_equal (n_errors, 5);
+  assert_int_equal (test_log_errors (), 5);
 }
 
 static void
 test_backing_memory_round_trip_random (void **state)
 {
-  const size_t size = 4 * MiB + 1234;
+  const size_t size = 4 * MIB + 1234;
   struct backing *b = create (size);
   unsigned char *model = calloc (1, size), *buf = malloc (size);
   uint64_t s = seed_from_env ("test_backing_memory_round_trip_random");
@@ -241,22 +218,22 @@ test_backing_memory_round_trip_random (void **state)
   assert_non_null (model);
   assert_non_null (buf);
   for (i = 0; i < 2000; ++i) {
-    uint64_t off = rng_next (&s) % size;
-    size_t len = (size_t) (rng_next (&s) % MIN ((uint64_t) (size - off),
-                                                 40 * KiB));
+    uint64_t off = test_splitmix_next (&s) % size;
+    size_t len = (size_t) (test_splitmix_next (&s) % MIN ((uint64_t) (size - off),
+                                                 40 * KIB));
     size_t j;
 
-    switch (rng_next (&s) % 5) {
+    switch (test_splitmix_next (&s) % 5) {
     case 0: case 1:                     /* write random or zero data */
       for (j = 0; j < len; ++j)
-        model[off + j] = (i % 7 == 0) ? 0 : (unsigned char) rng_next (&s);
+        model[off + j] = (i % 7 == 0) ? 0 : (unsigned char) test_splitmix_next (&s);
       assert_int_equal (backing_pwrite (b, model + off, len, off,
                                         i & 1 ? BACKING_FUA : 0), 0);
       break;
     case 2:                             /* zero */
       memset (model + off, 0, len);
       assert_int_equal (backing_zero (b, len, off,
-                                      rng_next (&s) & 1 ? BACKING_MAY_TRIM
+                                      test_splitmix_next (&s) & 1 ? BACKING_MAY_TRIM
                                       : BACKING_FAST), 0);
       break;
     case 3:                             /* trim: the memory store zeroes */
@@ -274,14 +251,14 @@ test_backing_memory_round_trip_random (void **state)
   assert_memory_equal (buf, model, size);
 
   /* Extents agree with the model: data extents hold a non-zero byte in
-   * every 4 KiB page, holes are all zero.
+   * every 4 KIB page, holes are all zero.
    */
   {
     struct extent_list l;
     uint64_t pos = 0;
 
     while (pos < size) {
-      uint64_t chunk = MIN ((uint64_t) size - pos, 256 * KiB);
+      uint64_t chunk = MIN ((uint64_t) size - pos, 256 * KIB);
       size_t k;
 
       get_extents (b, pos, chunk, &l);
@@ -302,81 +279,81 @@ test_backing_memory_round_trip_random (void **state)
 static void
 test_backing_memory_out_of_range (void **state)
 {
-  struct backing *b = create (1 * MiB);
+  struct backing *b = create (1 * MIB);
   unsigned char buf[2];
 
-  assert_int_equal (backing_pread (b, buf, 2, 1 * MiB - 1), -EINVAL);
-  assert_int_equal (backing_pwrite (b, buf, 2, 1 * MiB - 1, 0), -EINVAL);
+  assert_int_equal (backing_pread (b, buf, 2, 1 * MIB - 1), -EINVAL);
+  assert_int_equal (backing_pwrite (b, buf, 2, 1 * MIB - 1, 0), -EINVAL);
   assert_int_equal (backing_pwrite (b, buf, 1, UINT64_MAX, 0), -EINVAL);
-  assert_int_equal (backing_trim (b, 2, 1 * MiB - 1, 0), -EINVAL);
+  assert_int_equal (backing_trim (b, 2, 1 * MIB - 1, 0), -EINVAL);
   assert_int_equal (backing_zero (b, UINT64_MAX, 1, 0), -EINVAL);
-  assert_int_equal (backing_extents (b, 1, 1 * MiB, collect_extent, NULL),
+  assert_int_equal (backing_extents (b, 1, 1 * MIB, collect_extent, NULL),
                     -EINVAL);
-  assert_int_equal (n_errors, 6);
+  assert_int_equal (test_log_errors (), 6);
   backing_close (b);
 }
 
 static void
 test_backing_memory_trim_and_zero (void **state)
 {
-  struct backing *b = create (1 * MiB);
-  unsigned char *w = malloc (1 * MiB), r[1];
+  struct backing *b = create (1 * MIB);
+  unsigned char *w = malloc (1 * MIB), r[1];
   struct extent_list l;
 
   assert_non_null (w);
-  fill_pattern (w, 1 * MiB, 2);
-  assert_int_equal (backing_pwrite (b, w, 1 * MiB, 0, 0), 0);
-  get_extents (b, 0, 1 * MiB, &l);
+  fill_pattern (w, 1 * MIB, 2);
+  assert_int_equal (backing_pwrite (b, w, 1 * MIB, 0, 0), 0);
+  get_extents (b, 0, 1 * MIB, &l);
   assert_int_equal (l.n, 1);
   assert_int_equal (l.e[0].flags, 0);
 
   /* Aligned trim: a hole. */
-  assert_int_equal (backing_trim (b, 64 * KiB, 64 * KiB, 0), 0);
-  assert_reads_zero (b, 64 * KiB, 64 * KiB);
-  get_extents (b, 0, 1 * MiB, &l);
+  assert_int_equal (backing_trim (b, 64 * KIB, 64 * KIB, 0), 0);
+  assert_reads_zero (b, 64 * KIB, 64 * KIB);
+  get_extents (b, 0, 1 * MIB, &l);
   assert_int_equal (l.n, 3);
-  assert_int_equal (l.e[1].offset, 64 * KiB);
-  assert_int_equal (l.e[1].length, 64 * KiB);
+  assert_int_equal (l.e[1].offset, 64 * KIB);
+  assert_int_equal (l.e[1].length, 64 * KIB);
   assert_int_equal (l.e[1].flags, HOLE_ZERO);
 
   /* Unaligned zero, either way: exact edges; partial pages stay data. */
-  assert_int_equal (backing_zero (b, 10000, 200 * KiB + 5, 0), 0);
-  assert_reads_zero (b, 200 * KiB + 5, 10000);
-  assert_int_equal (backing_pread (b, r, 1, 200 * KiB + 4), 0);
-  assert_int_equal (r[0], w[200 * KiB + 4]);
-  assert_int_equal (backing_pread (b, r, 1, 200 * KiB + 10005), 0);
-  assert_int_equal (r[0], w[200 * KiB + 10005]);
-  get_extents (b, 200 * KiB, 16 * KiB, &l);
+  assert_int_equal (backing_zero (b, 10000, 200 * KIB + 5, 0), 0);
+  assert_reads_zero (b, 200 * KIB + 5, 10000);
+  assert_int_equal (backing_pread (b, r, 1, 200 * KIB + 4), 0);
+  assert_int_equal (r[0], w[200 * KIB + 4]);
+  assert_int_equal (backing_pread (b, r, 1, 200 * KIB + 10005), 0);
+  assert_int_equal (r[0], w[200 * KIB + 10005]);
+  get_extents (b, 200 * KIB, 16 * KIB, &l);
   assert_int_equal (l.n, 3);            /* data, hole (one page), data */
-  assert_int_equal (l.e[1].offset, 204 * KiB);
-  assert_int_equal (l.e[1].length, 4 * KiB);
+  assert_int_equal (l.e[1].offset, 204 * KIB);
+  assert_int_equal (l.e[1].length, 4 * KIB);
 
-  assert_int_equal (backing_zero (b, 300 * KiB, 400 * KiB,
+  assert_int_equal (backing_zero (b, 300 * KIB, 400 * KIB,
                                   BACKING_MAY_TRIM | BACKING_FUA), 0);
-  assert_reads_zero (b, 400 * KiB, 300 * KiB);
+  assert_reads_zero (b, 400 * KIB, 300 * KIB);
 
   /* FAST always succeeds here. */
-  assert_int_equal (backing_zero (b, 4 * KiB + 3, 800 * KiB - 1,
+  assert_int_equal (backing_zero (b, 4 * KIB + 3, 800 * KIB - 1,
                                   BACKING_FAST), 0);
-  assert_reads_zero (b, 800 * KiB - 1, 4 * KiB + 3);
+  assert_reads_zero (b, 800 * KIB - 1, 4 * KIB + 3);
 
   /* Zeroing the rest of a partly-zeroed page frees it: the pages at
-   * 200 KiB and 208 KiB kept data only outside the zeroed range.
+   * 200 KIB and 208 KIB kept data only outside the zeroed range.
    */
-  assert_int_equal (backing_zero (b, 5, 200 * KiB, 0), 0);
-  assert_int_equal (backing_zero (b, 212 * KiB - (200 * KiB + 10005),
-                                  200 * KiB + 10005, 0), 0);
-  get_extents (b, 200 * KiB, 12 * KiB, &l);
+  assert_int_equal (backing_zero (b, 5, 200 * KIB, 0), 0);
+  assert_int_equal (backing_zero (b, 212 * KIB - (200 * KIB + 10005),
+                                  200 * KIB + 10005, 0), 0);
+  get_extents (b, 200 * KIB, 12 * KIB, &l);
   assert_int_equal (l.n, 1);
   assert_int_equal (l.e[0].flags, HOLE_ZERO);
 
   /* Writing zeros allocates nothing. */
-  memset (w, 0, 64 * KiB);
-  assert_int_equal (backing_pwrite (b, w, 64 * KiB, 900 * KiB, 0), 0);
-  get_extents (b, 900 * KiB, 64 * KiB, &l);
+  memset (w, 0, 64 * KIB);
+  assert_int_equal (backing_pwrite (b, w, 64 * KIB, 900 * KIB, 0), 0);
+  get_extents (b, 900 * KIB, 64 * KIB, &l);
   assert_int_equal (l.n, 1);
   assert_int_equal (l.e[0].flags, HOLE_ZERO);
-  assert_int_equal (n_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   free (w);
   backing_close (b);
 }
@@ -393,7 +370,7 @@ test_backing_memory_extents (void **state)
   assert_int_equal (backing_open ("memory:1T", NULL, &b), 0);
   fill_pattern (buf, sizeof buf, 3);
   assert_int_equal (backing_pwrite (b, buf, 100, 0, 0), 0);
-  assert_int_equal (backing_pwrite (b, buf, 8192, 512 * MiB + 4096, 0), 0);
+  assert_int_equal (backing_pwrite (b, buf, 8192, 512 * MIB + 4096, 0), 0);
   assert_int_equal (backing_pwrite (b, buf, 1, size - 1, 0), 0);
 
   get_extents (b, 0, size, &l);
@@ -401,7 +378,7 @@ test_backing_memory_extents (void **state)
   assert_int_equal (l.e[0].length, 4096);
   assert_int_equal (l.e[0].flags, 0);
   assert_int_equal (l.e[1].flags, HOLE_ZERO);
-  assert_int_equal (l.e[2].offset, 512 * MiB + 4096);
+  assert_int_equal (l.e[2].offset, 512 * MIB + 4096);
   assert_int_equal (l.e[2].length, 8192);
   assert_int_equal (l.e[3].flags, HOLE_ZERO);
   assert_int_equal (l.e[4].offset, size - 4096);
@@ -411,7 +388,7 @@ test_backing_memory_extents (void **state)
   get_extents (b, 10, 20, &l);
   assert_int_equal (l.n, 1);
   assert_int_equal (l.e[0].flags, 0);
-  get_extents (b, 512 * MiB, 4097, &l);
+  get_extents (b, 512 * MIB, 4097, &l);
   assert_int_equal (l.n, 2);
   assert_int_equal (l.e[0].flags, HOLE_ZERO);
   assert_int_equal (l.e[1].length, 1);
@@ -447,9 +424,9 @@ test_backing_memory_readonly (void **state)
   assert_int_equal (backing_pwrite (b, buf, sizeof buf, 0, 0), -EROFS);
   assert_int_equal (backing_trim (b, 4096, 0, 0), -EROFS);
   assert_int_equal (backing_zero (b, 4096, 0, BACKING_FAST), -EROFS);
-  assert_int_equal (n_errors, 3);
+  assert_int_equal (test_log_errors (), 3);
   assert_int_equal (backing_flush (b), 0);
-  assert_reads_zero (b, 0, 1 * MiB);
+  assert_reads_zero (b, 0, 1 * MIB);
   backing_close (b);
 }
 
@@ -474,15 +451,15 @@ writer_thread (void *arg)
   int i;
 
   for (i = 0; i < 3000; ++i) {
-    uint64_t off = rng_next (&s) % REGION_BYTES;
-    size_t len = (size_t) (rng_next (&s) % MIN ((uint64_t) REGION_BYTES - off,
-                                                 16 * KiB));
+    uint64_t off = test_splitmix_next (&s) % REGION_BYTES;
+    size_t len = (size_t) (test_splitmix_next (&s) % MIN ((uint64_t) REGION_BYTES - off,
+                                                 16 * KIB));
     size_t j;
 
-    switch (rng_next (&s) % 4) {
+    switch (test_splitmix_next (&s) % 4) {
     case 0: case 1:
       for (j = 0; j < len; ++j)
-        w->model[off + j] = (unsigned char) rng_next (&s);
+        w->model[off + j] = (unsigned char) test_splitmix_next (&s);
       if (backing_pwrite (w->b, w->model + off, len, w->base + off, 0) != 0)
         w->failures++;
       break;
@@ -569,7 +546,7 @@ test_backing_memory_concurrent (void **state)
     assert_int_equal (backing_pread (b, buf, REGION_BYTES, w[i].base), 0);
     assert_memory_equal (buf, w[i].model, REGION_BYTES);
   }
-  assert_int_equal (n_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   free (buf);
   free (w);
   backing_close (b);

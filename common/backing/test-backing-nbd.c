@@ -5,7 +5,7 @@
  * plugin, with filters): round trips, FUA (native and emulated with a
  * flush), flush, trim, zero (NO_HOLE, MAY_TRIM, FAST, emulated), extents
  * over a sparse remote, block-size splitting and read-modify-write
- * against a remote demanding 64 KiB minimum / 1 MiB maximum that refuses
+ * against a remote demanding 64 KIB minimum / 1 MIB maximum that refuses
  * anything else, overlapping requests from many threads over a slow
  * remote, a read-only remote, injected errors, the remote killed and
  * restarted (reconnect and retry), timeouts (remote gone, remote
@@ -18,7 +18,7 @@
  *   and its own nbdkit, started by socket activation on a listening Unix
  *   socket this process created (so the remote is reachable before the
  *   test connects: no waiting, no fixed ports), killed by the teardown.
- * - Random data uses a seed printed at start; NBDCACHE_TEST_SEED
+ * - Random data uses a seed printed at start; NBDCACHE_SEED
  *   overrides it.
  * - Waits for the driver's state are bounded polls of its state function.
  *
@@ -56,12 +56,11 @@
 #include <sys/wait.h>
 #include <cmocka.h>
 
+#include "testkit.h"
+
 #include "backing.h"
 #include "clock.h"
 #include "log.h"
-
-#define KiB (UINT64_C (1) << 10)
-#define MiB (UINT64_C (1) << 20)
 
 /* ---- per-test state: a temporary directory and one remote ---- */
 
@@ -308,13 +307,13 @@ test_nbd_ops (void **state)
 {
   struct backing_remote_state st;
   struct backing *b;
-  char *buf = malloc (2 * MiB), *rd = malloc (2 * MiB);
+  char *buf = malloc (2 * MIB), *rd = malloc (2 * MIB);
   struct ext_list l = { .n = 0 };
 
   (void) state;
   remote_start ("memory", "64M", NULL);
   b = open_remote (NULL);
-  assert_int_equal (b->size_bytes, 64 * MiB);
+  assert_int_equal (b->size_bytes, 64 * MIB);
   assert_false (b->readonly);
   assert_true (b->can_trim && b->can_zero && b->can_extents);
   assert_string_equal (b->uri, remote.uri);
@@ -323,53 +322,53 @@ test_nbd_ops (void **state)
   assert_int_equal (st.connected, 4);
 
   /* Round trips: aligned, unaligned, FUA. */
-  fill_random (buf, 2 * MiB);
-  assert_int_equal (backing_pwrite (b, buf, 2 * MiB, 4 * MiB, 0), 0);
-  assert_int_equal (backing_pread (b, rd, 2 * MiB, 4 * MiB), 0);
-  assert_memory_equal (buf, rd, 2 * MiB);
+  fill_random (buf, 2 * MIB);
+  assert_int_equal (backing_pwrite (b, buf, 2 * MIB, 4 * MIB, 0), 0);
+  assert_int_equal (backing_pread (b, rd, 2 * MIB, 4 * MIB), 0);
+  assert_memory_equal (buf, rd, 2 * MIB);
   assert_int_equal (backing_pwrite (b, buf, 12345, 777, BACKING_FUA), 0);
   assert_int_equal (backing_pread (b, rd, 12345, 777), 0);
   assert_memory_equal (buf, rd, 12345);
   assert_int_equal (backing_flush (b), 0);
 
   /* Extents over the sparse remote: hole, data, hole. */
-  assert_int_equal (backing_extents (b, 16 * MiB, 2 * MiB, collect, &l), 0);
+  assert_int_equal (backing_extents (b, 16 * MIB, 2 * MIB, collect, &l), 0);
   assert_true (l.n >= 3);
-  assert_int_equal (l.e[0].offset, 2 * MiB);
-  assert_int_equal (l.e[0].length, 2 * MiB);
+  assert_int_equal (l.e[0].offset, 2 * MIB);
+  assert_int_equal (l.e[0].length, 2 * MIB);
   assert_int_equal (l.e[0].flags, BACKING_EXTENT_HOLE | BACKING_EXTENT_ZERO);
-  assert_int_equal (l.e[1].offset, 4 * MiB);
-  assert_int_equal (l.e[1].length, 2 * MiB);
+  assert_int_equal (l.e[1].offset, 4 * MIB);
+  assert_int_equal (l.e[1].length, 2 * MIB);
   assert_int_equal (l.e[1].flags, 0);
-  assert_int_equal (l.e[2].offset, 6 * MiB);
+  assert_int_equal (l.e[2].offset, 6 * MIB);
   assert_int_equal (l.e[2].flags & BACKING_EXTENT_HOLE, BACKING_EXTENT_HOLE);
 
   /* Zero: plain, MAY_TRIM (becomes a hole), FAST, FUA. */
-  assert_int_equal (backing_zero (b, 64 * KiB, 4 * MiB, 0), 0);
-  assert_int_equal (backing_pread (b, rd, 128 * KiB, 4 * MiB), 0);
-  assert_true (all_zero (rd, 64 * KiB));
-  assert_memory_equal (rd + 64 * KiB, buf + 64 * KiB, 64 * KiB);
-  assert_int_equal (backing_zero (b, 1 * MiB, 5 * MiB, BACKING_MAY_TRIM), 0);
-  assert_int_equal (flags_at (b, 5 * MiB) & BACKING_EXTENT_ZERO,
+  assert_int_equal (backing_zero (b, 64 * KIB, 4 * MIB, 0), 0);
+  assert_int_equal (backing_pread (b, rd, 128 * KIB, 4 * MIB), 0);
+  assert_true (all_zero (rd, 64 * KIB));
+  assert_memory_equal (rd + 64 * KIB, buf + 64 * KIB, 64 * KIB);
+  assert_int_equal (backing_zero (b, 1 * MIB, 5 * MIB, BACKING_MAY_TRIM), 0);
+  assert_int_equal (flags_at (b, 5 * MIB) & BACKING_EXTENT_ZERO,
                     BACKING_EXTENT_ZERO);
   if (b->can_fast_zero)
-    assert_int_equal (backing_zero (b, 4 * KiB, 4 * MiB + 512 * KiB,
+    assert_int_equal (backing_zero (b, 4 * KIB, 4 * MIB + 512 * KIB,
                                     BACKING_FAST | BACKING_FUA), 0);
   else
-    assert_int_equal (backing_zero (b, 4 * KiB, 4 * MiB + 512 * KiB,
+    assert_int_equal (backing_zero (b, 4 * KIB, 4 * MIB + 512 * KIB,
                                     BACKING_FAST), -ENOTSUP);
-  assert_int_equal (backing_pread (b, rd, 4 * KiB, 4 * MiB + 512 * KiB), 0);
-  assert_true (all_zero (rd, 4 * KiB));
+  assert_int_equal (backing_pread (b, rd, 4 * KIB, 4 * MIB + 512 * KIB), 0);
+  assert_true (all_zero (rd, 4 * KIB));
 
   /* Trim: afterwards old data or zeros; the memory plugin frees it. */
-  assert_int_equal (backing_trim (b, 1 * MiB, 4 * MiB + 1 * MiB / 2,
+  assert_int_equal (backing_trim (b, 1 * MIB, 4 * MIB + 1 * MIB / 2,
                                   BACKING_FUA), 0);
-  assert_int_equal (backing_pread (b, rd, 1 * MiB, 4 * MiB + MiB / 2), 0);
-  assert_true (all_zero (rd, 1 * MiB));
+  assert_int_equal (backing_pread (b, rd, 1 * MIB, 4 * MIB + MIB / 2), 0);
+  assert_true (all_zero (rd, 1 * MIB));
 
   /* The last byte. */
-  assert_int_equal (backing_pwrite (b, "x", 1, 64 * MiB - 1, 0), 0);
-  assert_int_equal (backing_pread (b, rd, 1, 64 * MiB - 1), 0);
+  assert_int_equal (backing_pwrite (b, "x", 1, 64 * MIB - 1, 0), 0);
+  assert_int_equal (backing_pread (b, rd, 1, 64 * MIB - 1), 0);
   assert_int_equal (rd[0], 'x');
 
   backing_close (b);
@@ -399,7 +398,7 @@ test_nbd_emulated (void **state)
   snprintf (img, sizeof img, "%s/remote.img", tmpdir);
   fd = open (img, O_RDWR | O_CREAT, 0600);
   assert_true (fd >= 0);
-  assert_int_equal (ftruncate (fd, 8 * MiB), 0);
+  assert_int_equal (ftruncate (fd, 8 * MIB), 0);
   close (fd);
   snprintf (rd_arg, sizeof rd_arg, "pread=dd if=%s skip=$4 count=$3 "
             "iflag=skip_bytes,count_bytes status=none", img);
@@ -420,7 +419,7 @@ test_nbd_emulated (void **state)
   fill_random (buf, sizeof buf);
   assert_int_equal (backing_pwrite (b, buf, sizeof buf, 0, 0), 0);
   /* FUA without FUA: a write then a flush. */
-  assert_int_equal (backing_pwrite (b, buf, 4096, 1 * MiB, BACKING_FUA), 0);
+  assert_int_equal (backing_pwrite (b, buf, 4096, 1 * MIB, BACKING_FUA), 0);
   /* Zero without zero: zeros written; FAST refused at once. */
   assert_int_equal (backing_zero (b, 4096, 0, BACKING_FAST), -ENOTSUP);
   assert_int_equal (backing_pread (b, buf, 4096, 0), 0);
@@ -430,9 +429,9 @@ test_nbd_emulated (void **state)
   assert_true (all_zero (buf, 4096));
   assert_false (all_zero (buf + 4096, 4096));
   /* No extents (nbdkit still offers base:allocation, all data). */
-  assert_int_equal (backing_extents (b, 1 * MiB, 0, collect, &l), 0);
+  assert_int_equal (backing_extents (b, 1 * MIB, 0, collect, &l), 0);
   assert_int_equal (l.n, 1);
-  assert_int_equal (l.e[0].length, 1 * MiB);
+  assert_int_equal (l.e[0].length, 1 * MIB);
   assert_int_equal (l.e[0].flags, 0);
   backing_close (b);
 
@@ -461,7 +460,7 @@ struct rmw_arg {
   int result;
 };
 
-/* Thread idx writes its own 4 KiB slice of every 64 KiB block, filled
+/* Thread idx writes its own 4 KIB slice of every 64 KIB block, filled
  * with its index: concurrent read-modify-writes of the same blocks.
  */
 static void *
@@ -475,7 +474,7 @@ rmw_writer (void *p)
   pthread_barrier_wait (a->bar);
   for (blk = 0; blk < 8; blk++) {
     int r = backing_pwrite (a->b, buf, sizeof buf,
-                            blk * 64 * KiB + a->idx * 4 * KiB, 0);
+                            blk * 64 * KIB + a->idx * 4 * KIB, 0);
     if (r < 0) {
       a->result = r;
       break;
@@ -488,7 +487,7 @@ static void
 test_nbd_block_size (void **state)
 {
   struct backing *b;
-  char *buf = malloc (4 * MiB), *rd = malloc (4 * MiB);
+  char *buf = malloc (4 * MIB), *rd = malloc (4 * MIB);
   struct ext_list l = { .n = 0 };
   struct rmw_arg args[16];
   pthread_t th[16];
@@ -496,7 +495,7 @@ test_nbd_block_size (void **state)
   unsigned i, blk;
 
   (void) state;
-  /* Anything unaligned to 64 KiB or over 1 MiB is refused (EINVAL). */
+  /* Anything unaligned to 64 KIB or over 1 MIB is refused (EINVAL). */
   remote_start ("--filter=blocksize-policy", "memory", "16M",
                 "blocksize-minimum=64K", "blocksize-preferred=64K",
                 "blocksize-maximum=1M", "blocksize-error-policy=error",
@@ -504,32 +503,32 @@ test_nbd_block_size (void **state)
   b = open_remote (NULL);
 
   /* Over the maximum: split. */
-  fill_random (buf, 4 * MiB);
-  assert_int_equal (backing_pwrite (b, buf, 4 * MiB, 0, BACKING_FUA), 0);
-  assert_int_equal (backing_pread (b, rd, 4 * MiB, 0), 0);
-  assert_memory_equal (buf, rd, 4 * MiB);
+  fill_random (buf, 4 * MIB);
+  assert_int_equal (backing_pwrite (b, buf, 4 * MIB, 0, BACKING_FUA), 0);
+  assert_int_equal (backing_pread (b, rd, 4 * MIB, 0), 0);
+  assert_memory_equal (buf, rd, 4 * MIB);
 
   /* Under the minimum and unaligned: read-modify-write. */
-  fill_random (buf, 4 * MiB);
+  fill_random (buf, 4 * MIB);
   assert_int_equal (backing_pwrite (b, buf, 4096, 4096, 0), 0);
   assert_int_equal (backing_pwrite (b, buf + 4096, 100000, 70000, 0), 0);
-  assert_int_equal (backing_pwrite (b, buf + 200000, 3 * MiB + 5, 300001, 0), 0);
+  assert_int_equal (backing_pwrite (b, buf + 200000, 3 * MIB + 5, 300001, 0), 0);
   assert_int_equal (backing_pread (b, rd, 4096, 4096), 0);
   assert_memory_equal (rd, buf, 4096);
   assert_int_equal (backing_pread (b, rd, 100000, 70000), 0);
   assert_memory_equal (rd, buf + 4096, 100000);
-  assert_int_equal (backing_pread (b, rd, 3 * MiB + 5, 300001), 0);
-  assert_memory_equal (rd, buf + 200000, 3 * MiB + 5);
+  assert_int_equal (backing_pread (b, rd, 3 * MIB + 5, 300001), 0);
+  assert_memory_equal (rd, buf + 200000, 3 * MIB + 5);
   assert_int_equal (backing_pread (b, rd, 13, 65535), 0);
 
   /* Zero and trim, unaligned, over the maximum. */
-  assert_int_equal (backing_zero (b, 3 * MiB + 4096, 8192, 0), 0);
-  assert_int_equal (backing_pread (b, rd, 3 * MiB + 4096, 8192), 0);
-  assert_true (all_zero (rd, 3 * MiB + 4096));
+  assert_int_equal (backing_zero (b, 3 * MIB + 4096, 8192, 0), 0);
+  assert_int_equal (backing_pread (b, rd, 3 * MIB + 4096, 8192), 0);
+  assert_true (all_zero (rd, 3 * MIB + 4096));
   assert_int_equal (backing_zero (b, 4096, 8192, BACKING_FAST), -ENOTSUP);
-  assert_int_equal (backing_trim (b, 3 * MiB + 4096, 4096, 0), 0);
+  assert_int_equal (backing_trim (b, 3 * MIB + 4096, 4096, 0), 0);
   assert_int_equal (backing_trim (b, 4096, 4096, 0), 0);
-  assert_int_equal (backing_extents (b, 5 * MiB + 3, 4097, collect, &l), 0);
+  assert_int_equal (backing_extents (b, 5 * MIB + 3, 4097, collect, &l), 0);
   assert_int_equal (l.e[0].offset, 4097);
 
   /* Many threads rewriting slices of the same blocks: nothing lost. */
@@ -543,13 +542,13 @@ test_nbd_block_size (void **state)
     assert_int_equal (args[i].result, 0);
   }
   pthread_barrier_destroy (&bar);
-  assert_int_equal (backing_pread (b, rd, 8 * 64 * KiB, 0), 0);
+  assert_int_equal (backing_pread (b, rd, 8 * 64 * KIB, 0), 0);
   for (blk = 0; blk < 8; blk++)
     for (i = 0; i < 16; i++) {
       char want[4096];
 
       memset (want, 'A' + i, sizeof want);
-      assert_memory_equal (rd + blk * 64 * KiB + i * 4 * KiB, want, 4096);
+      assert_memory_equal (rd + blk * 64 * KIB + i * 4 * KIB, want, 4096);
     }
 
   backing_close (b);
@@ -573,11 +572,11 @@ reader (void *p)
   char buf[4096];
 
   pthread_barrier_wait (a->bar);
-  a->result = backing_pread (a->b, buf, sizeof buf, a->idx * 1 * MiB);
+  a->result = backing_pread (a->b, buf, sizeof buf, a->idx * 1 * MIB);
   return NULL;
 }
 
-/* 32 concurrent 4 KiB reads, each taking 20 ms at the remote. */
+/* 32 concurrent 4 KIB reads, each taking 20 ms at the remote. */
 static uint64_t
 time_32_reads (struct backing *b)
 {
@@ -711,7 +710,7 @@ test_nbd_reconnect (void **state)
   struct backing_remote_state st;
   struct io_arg w, r1, r2;
   pthread_t tw, t1, t2;
-  char *buf = malloc (MiB), *buf2 = malloc (MiB), *rd = malloc (MiB);
+  char *buf = malloc (MIB), *buf2 = malloc (MIB), *rd = malloc (MIB);
   struct backing *b;
   int fd;
 
@@ -720,38 +719,38 @@ test_nbd_reconnect (void **state)
   snprintf (img, sizeof img, "%s/remote.img", tmpdir);
   fd = open (img, O_RDWR | O_CREAT, 0600);
   assert_true (fd >= 0);
-  assert_int_equal (ftruncate (fd, 16 * MiB), 0);
+  assert_int_equal (ftruncate (fd, 16 * MIB), 0);
   close (fd);
   snprintf (file_arg, sizeof file_arg, "file=%s", img);
   remote_start ("--filter=delay", "file", file_arg, "rdelay=50ms", NULL);
   b = open_remote (&opts);
-  fill_random (buf, MiB);
-  fill_random (buf2, MiB);
-  assert_int_equal (backing_pwrite (b, buf, MiB, 0, BACKING_FUA), 0);
+  fill_random (buf, MIB);
+  fill_random (buf2, MIB);
+  assert_int_equal (backing_pwrite (b, buf, MIB, 0, BACKING_FUA), 0);
 
   /* Killed with a read on the wire (or about to be): it is resent. */
-  r1 = (struct io_arg) { .b = b, .buf = rd, .count = MiB, .offset = 0 };
+  r1 = (struct io_arg) { .b = b, .buf = rd, .count = MIB, .offset = 0 };
   assert_int_equal (pthread_create (&t1, NULL, io_thread, &r1), 0);
   remote_kill ();
   wait_state (b, all_down);
 
   /* Requests made while it is down wait for it. */
-  w = (struct io_arg) { .b = b, .buf = buf2, .count = MiB,
-                        .offset = 2 * MiB, .write = true };
+  w = (struct io_arg) { .b = b, .buf = buf2, .count = MIB,
+                        .offset = 2 * MIB, .write = true };
   assert_int_equal (pthread_create (&tw, NULL, io_thread, &w), 0);
   remote_restart ();
   pthread_join (t1, NULL);
   pthread_join (tw, NULL);
   assert_int_equal (r1.result, 0);
-  assert_memory_equal (rd, buf, MiB);
+  assert_memory_equal (rd, buf, MIB);
   assert_int_equal (w.result, 0);
   wait_state (b, all_up);
 
-  r2 = (struct io_arg) { .b = b, .buf = rd, .count = MiB, .offset = 2 * MiB };
+  r2 = (struct io_arg) { .b = b, .buf = rd, .count = MIB, .offset = 2 * MIB };
   assert_int_equal (pthread_create (&t2, NULL, io_thread, &r2), 0);
   pthread_join (t2, NULL);
   assert_int_equal (r2.result, 0);
-  assert_memory_equal (rd, buf2, MiB);
+  assert_memory_equal (rd, buf2, MIB);
 
   assert_int_equal (backing_remote_get_state (b, &st), 0);
   printf ("reconnect: %" PRIu64 " attempts, %" PRIu64 " requests resent\n",
@@ -1027,14 +1026,11 @@ main (void)
     cmocka_unit_test_setup_teardown (test_nbd_tls_psk, setup, teardown),
     cmocka_unit_test_setup_teardown (test_nbd_bad_uri, setup, teardown),
   };
-  const char *s = getenv ("NBDCACHE_TEST_SEED");
-
   if (!have_tool ("nbdkit --version") || !have_tool ("openssl version")) {
     fprintf (stderr, "test-backing-nbd: SKIP: nbdkit or openssl missing\n");
     return 77;
   }
-  seed = s ? (unsigned) strtoul (s, NULL, 0) : (unsigned) time (NULL);
-  printf ("test-backing-nbd: seed %u (NBDCACHE_TEST_SEED)\n", seed);
+  seed = (unsigned) test_seed_from_env ("test-backing-nbd");
   signal (SIGPIPE, SIG_IGN);
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
 }

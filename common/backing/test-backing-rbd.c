@@ -12,10 +12,10 @@
  *
  * INVARIANTS: run by test-backing-rbd.sh, which starts a throwaway
  * cluster (client-tests/ceph-cluster.sh), exports CEPH_CONF and creates
- * the empty images named by NBDCACHE_TEST_RBD_IMAGE (64 MiB, written by
- * the tests) and NBDCACHE_TEST_RBD_SPARSE (64 MiB, written only by the
+ * the empty images named by NBDCACHE_TEST_RBD_IMAGE (64 MIB, written by
+ * the tests) and NBDCACHE_TEST_RBD_SPARSE (64 MIB, written only by the
  * extents test).  Random data uses a seed printed at start;
- * NBDCACHE_TEST_SEED overrides it.
+ * NBDCACHE_SEED overrides it.
  *
  * THREADS AND LOCKS: the concurrency test starts its own threads and joins
  * them before asserting.
@@ -39,12 +39,12 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include "testkit.h"
+
 #include "backing.h"
 #include "log.h"
 
-#define KiB (UINT64_C (1) << 10)
-#define MiB (UINT64_C (1) << 20)
-#define IMAGE_BYTES (64 * MiB)
+#define IMAGE_BYTES (64 * MIB)
 
 static const char *image_uri;   /* rbd:POOL/IMAGE, written freely */
 static const char *sparse_uri;  /* rbd:POOL/IMAGE, only the extents test */
@@ -111,7 +111,7 @@ static void
 test_rbd_read_write (void **state)
 {
   struct backing *b = open_rw (image_uri), *b2;
-  size_t n = 300 * KiB + 17;
+  size_t n = 300 * KIB + 17;
   unsigned char *w = malloc (n), *r = malloc (n);
   unsigned s = seed;
 
@@ -119,8 +119,8 @@ test_rbd_read_write (void **state)
   assert_non_null (w);
   assert_non_null (r);
   fill (w, n, &s);
-  assert_int_equal (backing_pwrite (b, w, n, 4 * MiB - 1000, BACKING_FUA), 0);
-  assert_int_equal (backing_pread (b, r, n, 4 * MiB - 1000), 0);
+  assert_int_equal (backing_pwrite (b, w, n, 4 * MIB - 1000, BACKING_FUA), 0);
+  assert_int_equal (backing_pread (b, r, n, 4 * MIB - 1000), 0);
   assert_memory_equal (w, r, n);
 
   fill (w, 4096, &s);
@@ -133,8 +133,8 @@ test_rbd_read_write (void **state)
   backing_close (b2);
 
   /* Never written: zeros. */
-  assert_int_equal (backing_pread (b, r, 64 * KiB, 40 * MiB), 0);
-  assert_true (is_zero (r, 64 * KiB));
+  assert_int_equal (backing_pread (b, r, 64 * KIB, 40 * MIB), 0);
+  assert_true (is_zero (r, 64 * KIB));
   /* Zero-length calls are no-ops. */
   assert_int_equal (backing_pread (b, r, 0, 0), 0);
   assert_int_equal (backing_pwrite (b, w, 0, 0, 0), 0);
@@ -150,7 +150,7 @@ test_rbd_zero_trim (void **state)
     0, BACKING_MAY_TRIM, BACKING_FAST, BACKING_FUA | BACKING_MAY_TRIM,
   };
   struct backing *b = open_rw (image_uri);
-  size_t n = 8 * MiB;
+  size_t n = 8 * MIB;
   unsigned char *w = malloc (n), *r = malloc (n);
   unsigned s = seed + 1;
   size_t i;
@@ -160,28 +160,28 @@ test_rbd_zero_trim (void **state)
   assert_non_null (r);
   for (i = 0; i < sizeof zero_flags / sizeof zero_flags[0]; i++) {
     fill (w, n, &s);
-    assert_int_equal (backing_pwrite (b, w, n, 16 * MiB, 0), 0);
-    /* Unaligned, across an object boundary (4 MiB objects). */
-    assert_int_equal (backing_zero (b, 3 * MiB + 4097, 17 * MiB + 511,
+    assert_int_equal (backing_pwrite (b, w, n, 16 * MIB, 0), 0);
+    /* Unaligned, across an object boundary (4 MIB objects). */
+    assert_int_equal (backing_zero (b, 3 * MIB + 4097, 17 * MIB + 511,
                                     zero_flags[i]), 0);
-    assert_int_equal (backing_pread (b, r, n, 16 * MiB), 0);
-    assert_memory_equal (r, w, MiB + 511);
-    assert_true (is_zero (r + MiB + 511, 3 * MiB + 4097));
-    assert_memory_equal (r + 4 * MiB + 4608, w + 4 * MiB + 4608,
-                         n - 4 * MiB - 4608);
+    assert_int_equal (backing_pread (b, r, n, 16 * MIB), 0);
+    assert_memory_equal (r, w, MIB + 511);
+    assert_true (is_zero (r + MIB + 511, 3 * MIB + 4097));
+    assert_memory_equal (r + 4 * MIB + 4608, w + 4 * MIB + 4608,
+                         n - 4 * MIB - 4608);
   }
 
   /* Trim: each byte reads as its old data or zero; a whole object
-   * (aligned 4 MiB) is really deallocated by librbd.
+   * (aligned 4 MIB) is really deallocated by librbd.
    */
   fill (w, n, &s);
-  assert_int_equal (backing_pwrite (b, w, n, 16 * MiB, 0), 0);
-  assert_int_equal (backing_trim (b, 4 * MiB, 20 * MiB, 0), 0);
-  assert_int_equal (backing_trim (b, 1000, 16 * MiB + 3, BACKING_FUA), 0);
-  assert_int_equal (backing_pread (b, r, n, 16 * MiB), 0);
+  assert_int_equal (backing_pwrite (b, w, n, 16 * MIB, 0), 0);
+  assert_int_equal (backing_trim (b, 4 * MIB, 20 * MIB, 0), 0);
+  assert_int_equal (backing_trim (b, 1000, 16 * MIB + 3, BACKING_FUA), 0);
+  assert_int_equal (backing_pread (b, r, n, 16 * MIB), 0);
   for (i = 0; i < n; i++)
     assert_true (r[i] == w[i] || r[i] == 0);
-  assert_true (is_zero (r + 4 * MiB, 4 * MiB));
+  assert_true (is_zero (r + 4 * MIB, 4 * MIB));
   backing_close (b);
   free (w);
   free (r);
@@ -243,10 +243,10 @@ test_rbd_extents (void **state)
 
   (void) state;
   memset (buf, 0xa5, sizeof buf);
-  assert_int_equal (backing_pwrite (b, buf, sizeof buf, 8 * MiB, 0), 0);
-  assert_int_equal (backing_pwrite (b, buf, sizeof buf, 21 * MiB, 0), 0);
+  assert_int_equal (backing_pwrite (b, buf, sizeof buf, 8 * MIB, 0), 0);
+  assert_int_equal (backing_pwrite (b, buf, sizeof buf, 21 * MIB, 0), 0);
 
-  assert_int_equal (backing_extents (b, 32 * MiB, 0, collect, &l), 0);
+  assert_int_equal (backing_extents (b, 32 * MIB, 0, collect, &l), 0);
   /* In order, without gaps, from the offset asked, within the range. */
   assert_true (l.n >= 3);
   pos = 0;
@@ -255,33 +255,33 @@ test_rbd_extents (void **state)
     assert_true (l.v[i].length > 0);
     pos += l.v[i].length;
   }
-  assert_true (pos <= 32 * MiB);
+  assert_true (pos <= 32 * MIB);
   assert_int_equal (flags_at (&l, 0),
                     BACKING_EXTENT_HOLE | BACKING_EXTENT_ZERO);
-  assert_int_equal (flags_at (&l, 4 * MiB),
+  assert_int_equal (flags_at (&l, 4 * MIB),
                     BACKING_EXTENT_HOLE | BACKING_EXTENT_ZERO);
-  assert_int_equal (flags_at (&l, 8 * MiB), 0);
-  assert_int_equal (flags_at (&l, 8 * MiB + 4095), 0);
-  assert_int_equal (flags_at (&l, 21 * MiB), 0);
-  if (pos > 28 * MiB)
-    assert_int_equal (flags_at (&l, 28 * MiB),
+  assert_int_equal (flags_at (&l, 8 * MIB), 0);
+  assert_int_equal (flags_at (&l, 8 * MIB + 4095), 0);
+  assert_int_equal (flags_at (&l, 21 * MIB), 0);
+  if (pos > 28 * MIB)
+    assert_int_equal (flags_at (&l, 28 * MIB),
                       BACKING_EXTENT_HOLE | BACKING_EXTENT_ZERO);
 
   /* From an offset inside data; stopping early. */
   l.n = 0;
-  assert_int_equal (backing_extents (b, 4096, 21 * MiB + 100, collect, &l),
+  assert_int_equal (backing_extents (b, 4096, 21 * MIB + 100, collect, &l),
                     0);
-  assert_int_equal (l.v[0].offset, 21 * MiB + 100);
+  assert_int_equal (l.v[0].offset, 21 * MIB + 100);
   assert_int_equal (l.v[0].flags, 0);
-  assert_int_equal (backing_extents (b, 32 * MiB, 0, stop_after_one, &calls),
+  assert_int_equal (backing_extents (b, 32 * MIB, 0, stop_after_one, &calls),
                     0);
   assert_int_equal (calls, 1);
 
   /* Zeroed with MAY_TRIM: the object becomes a hole again. */
-  assert_int_equal (backing_zero (b, 4 * MiB, 8 * MiB, BACKING_MAY_TRIM), 0);
+  assert_int_equal (backing_zero (b, 4 * MIB, 8 * MIB, BACKING_MAY_TRIM), 0);
   l.n = 0;
-  assert_int_equal (backing_extents (b, 4 * MiB, 8 * MiB, collect, &l), 0);
-  assert_int_equal (flags_at (&l, 8 * MiB) & BACKING_EXTENT_ZERO,
+  assert_int_equal (backing_extents (b, 4 * MIB, 8 * MIB, collect, &l), 0);
+  assert_int_equal (flags_at (&l, 8 * MIB) & BACKING_EXTENT_ZERO,
                     BACKING_EXTENT_ZERO);
   backing_close (b);
 }
@@ -290,7 +290,7 @@ test_rbd_extents (void **state)
 
 #define THREADS 16
 #define ROUNDS 64
-#define STRIPE_BYTES (2 * MiB)  /* each thread's own region */
+#define STRIPE_BYTES (2 * MIB)  /* each thread's own region */
 
 struct worker {
   struct backing *b;
@@ -303,8 +303,8 @@ static void *
 work (void *arg)
 {
   struct worker *w = arg;
-  unsigned char data[16 * KiB], back[16 * KiB];
-  uint64_t base = 32 * MiB + (uint64_t) w->index * STRIPE_BYTES;
+  unsigned char data[16 * KIB], back[16 * KIB];
+  uint64_t base = 32 * MIB + (uint64_t) w->index * STRIPE_BYTES;
   unsigned i;
 
   for (i = 0; i < ROUNDS; i++) {
@@ -420,8 +420,6 @@ main (void)
     cmocka_unit_test (test_rbd_readonly),
     cmocka_unit_test (test_rbd_missing),
   };
-  const char *s = getenv ("NBDCACHE_TEST_SEED");
-
   image_uri = getenv ("NBDCACHE_TEST_RBD_IMAGE");
   sparse_uri = getenv ("NBDCACHE_TEST_RBD_SPARSE");
   if (image_uri == NULL || sparse_uri == NULL ||
@@ -430,8 +428,7 @@ main (void)
              "(needs CEPH_CONF, NBDCACHE_TEST_RBD_IMAGE and _SPARSE)\n");
     return 77;
   }
-  seed = s ? (unsigned) strtoul (s, NULL, 0) : (unsigned) time (NULL);
-  printf ("test-backing-rbd: seed %u (NBDCACHE_TEST_SEED)\n", seed);
+  seed = (unsigned) test_seed_from_env ("test-backing-rbd");
   log_set_sink (capture);
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
 }

@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* btree-internal.h — what btree.c and bnode.c share: the in-memory node,
- * the index's state, and the node cache's functions.
+/* btree-internal.h — what btree.c, btree-walk.c and bnode.c share: the
+ * in-memory node, the index's state, the node cache's functions and the
+ * tree's paths and inserts.
  *
  * Owns: nothing; btree.c owns struct btree, bnode.c its node cache part.
  * Threads: every function here runs with bt->lock held (the caller took
  * it in a btree.h function).
  * Not here: the public API (btree.h), the bset format (bset.h).  Only
- * btree.c and bnode.c include this.
+ * btree.c, btree-walk.c and bnode.c include this.
  */
 #ifndef NBDCACHE_BTREE_INTERNAL_H
 #define NBDCACHE_BTREE_INTERNAL_H
@@ -187,5 +188,22 @@ int bnode_child (struct btree *bt, struct btree_node *parent, uint32_t i,
  * bucket is full and rewriting their parents; clean afterwards.
  */
 int bnode_write (struct btree *bt, struct btree_node **nodes, size_t n);
+
+/* ---- btree.c, for btree-walk.c (bt->lock held) ---- */
+
+/* bt->path from the root down to level `stop`, towards position
+ * (export_id, end).  The tree is not empty.
+ */
+int path_find (struct btree *bt, uint16_t export_id, uint64_t end,
+               uint16_t stop);
+/* Move bt->path to the first key of the next leaf.  1 if there is none. */
+int path_next_leaf (struct btree *bt);
+/* Why k may not be inserted, or NULL. */
+const char *invalid_insert (const struct btree *bt, const struct nc_key *k);
+/* Insert keys; journal the ones attempted if `journal`. */
+int insert_keys_locked (struct btree *bt, const struct nc_key *keys,
+                        size_t n, bool journal, uint64_t *seq, bool *cut);
+/* Write every dirty leaf whose pin is below seq (all: UINT64_MAX). */
+int write_dirty_locked (struct btree *bt, uint64_t seq);
 
 #endif /* NBDCACHE_BTREE_INTERNAL_H */

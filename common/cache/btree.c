@@ -3,11 +3,10 @@
  *
  * WHAT: btree.h's API: lookups, inserts (cut and store, leaf by leaf),
  * splits, placeholders, the journal hooks (root and oldest pin, writing
- * pinned leaves), recovery (root, replay, walk), scans, replace-if-
- * unchanged (done as ordinary inserts of the replacing pieces, so
- * accounting, placeholders and the journal treat them like any insert)
- * and the incremental GC pass (stale keys dropped, bucket recount).  bnode.c keeps nodes in memory and writes them; bset.c is the
- * on-disk format of a node.
+ * pinned leaves) and recovery (root, replay, walk).  The walks that run
+ * beside requests — the incremental GC pass, scans and replace-if-
+ * unchanged — are btree-walk.c.  bnode.c keeps nodes in memory and writes
+ * them; bset.c is the on-disk format of a node.
  * WHY: the index is what makes cached data findable and what a crash must
  * leave consistent; this file owns its shape.
  * INVARIANTS:
@@ -31,11 +30,6 @@
  *   journal entry), then the old bucket is freed at the journal's open
  *   seq.  Appending inserts split 7:1 so that sequential writes fill
  *   leaves.
- * - GC: a pass holds bt->lock for at most BTREE_GC_LEAVES_PER_HOLD
- *   leaves, then lets go and resumes after the upper bound of the last
- *   leaf it did (leaves are never merged, so that bound stays a leaf
- *   boundary); bucket_gc_cursor tells the bucket set that every key up to
- *   there was noted, so inserts meanwhile are counted exactly once.
  * THREADS AND LOCKS: one mutex, bt->lock, around every public call,
  * including node reads and writes; journal and bucket calls are made with
  * it held (lock order btree -> journal -> bucket).  The journal's hooks
@@ -47,7 +41,8 @@
  * part way keeps (and journals) what it applied.  After a broken write
  * (bnode.c) every insert returns that error.
  * NOT HERE: node memory, eviction and node writes (bnode.c), the bset
- * format (bset.c), buckets, the journal.
+ * format (bset.c), the GC pass, scans and replace (btree-walk.c), buckets,
+ * the journal.
  */
 #include <config.h>
 
@@ -104,7 +99,7 @@ ptr_key (const struct btree_node *n, struct bpos pos)
 /* bt->path from the root down to level `stop`, towards position
  * (export_id, end).  The tree is not empty.
  */
-static int
+int
 path_find (struct btree *bt, uint16_t export_id, uint64_t end, uint16_t stop)
 {
   struct btree_path *p = &bt->path;
@@ -137,7 +132,7 @@ path_find (struct btree *bt, uint16_t export_id, uint64_t end, uint16_t stop)
 }
 
 /* Move bt->path to the first key of the next leaf.  1 if there is none. */
-static int
+int
 path_next_leaf (struct btree *bt)
 {
   struct btree_path *p = &bt->path;
@@ -442,7 +437,7 @@ insert_one (struct btree *bt, const struct nc_key *k, bool *cut)
   return 0;
 }
 
-static const char *
+const char *
 invalid_insert (const struct btree *bt, const struct nc_key *k)
 {
   struct nc_key t = *k;
@@ -457,7 +452,7 @@ invalid_insert (const struct btree *bt, const struct nc_key *k)
 }
 
 /* Insert keys; journal the ones attempted if `journal`. */
-static int
+int
 insert_keys_locked (struct btree *bt, const struct nc_key *keys, size_t n,
                     bool journal, uint64_t *seq, bool *cut)
 {
@@ -925,7 +920,7 @@ btree_journal_close_entry (void *opaque, struct journal *j)
 }
 
 /* Write every dirty leaf whose pin is below seq (all: UINT64_MAX). */
-static int
+int
 write_dirty_locked (struct btree *bt, uint64_t seq)
 {
   struct btree_node *n;
@@ -967,362 +962,6 @@ btree_write_all (struct btree *bt)
   r = write_dirty_locked (bt, UINT64_MAX);
   bnode_shrink (bt, 0);
   pthread_mutex_unlock (&bt->lock);
-  return r;
-}
-
-/* ---- GC ---- */
-
-void
-btree_set_gc_hook (struct btree *bt, btree_gc_hook_fn fn, void *opaque)
-{
-  pthread_mutex_lock (&bt->lock);
-  bt->gc_hook = fn;
-  bt->gc_hook_opaque = opaque;
-  pthread_mutex_unlock (&bt->lock);
-}
-
-/* One hold of a GC pass: from the leaf after *cur, at most
- * BTREE_GC_LEAVES_PER_HOLD leaves: drop stale keys, note every key, move
- * the cursor to the leaf's upper bound.  1 when the last leaf is done.
- */
-static int
-gc_hold (struct btree *bt, struct bpos *cur, uint64_t *dropped)
-{
-  struct btree_path *p = &bt->path;
-  struct bpos next;
-  unsigned n;
-  int r;
-
-  if (bt->root == NULL) {
-    /* Empty (and it stays so: nodes are never merged away). */
-    bucket_gc_cursor (bt->bs, NC_EXPORT_ID_MAX, UINT64_MAX);
-    return 1;
-  }
-  if (!bpos_after (*cur, &next))
-    return 1;
-  if ((r = path_find (bt, next.export_id, next.end, 0)) < 0)
-    return r;
-  for (n = 0;; n++) {
-    struct btree_node *leaf = p->node[0];
-    uint32_t i, d;
-
-    d = bnode_drop_stale (bt, leaf);
-    if (d > 0) {
-      bnode_mark_dirty (bt, leaf);
-      *dropped += d;
-    }
-    for (i = 0; i < leaf->nkeys; i++)
-      bucket_gc_note (bt->bs, &leaf->keys[i]);
-    /* Leaves are never merged, so this bound stays a leaf boundary: the
-     * next hold starts exactly after it, and a key inserted meanwhile is
-     * either at or before it (counted through the cursor) or after it
-     * (noted by the walk).  The rightmost leaf ends at BPOS_MAX.
-     */
-    *cur = leaf->hi;
-    bucket_gc_cursor (bt->bs, cur->export_id, cur->end);
-    if (bpos_cmp (*cur, BPOS_MAX) == 0)
-      return 1;
-    if (n + 1 >= BTREE_GC_LEAVES_PER_HOLD)
-      return 0;
-    if ((r = path_next_leaf (bt)) != 0)
-      return r;
-  }
-}
-
-int
-btree_gc (struct btree *bt, uint64_t *stale_keys)
-{
-  struct bpos cur = BPOS_MIN;
-  uint64_t dropped = 0;
-  bool first = true;
-  int r;
-
-  pthread_mutex_lock (&bt->gc_lock);
-  pthread_mutex_lock (&bt->lock);
-  bucket_gc_begin (bt->bs);
-  /* The first hold starts at the first leaf (cur is before everything:
-   * bpos_after (BPOS_MIN) = (0, 1), and no key ends at block 0).
-   */
-  for (;;) {
-    if (!first) {
-      btree_gc_hook_fn hook = bt->gc_hook;
-      void *opaque = bt->gc_hook_opaque;
-
-      bnode_shrink (bt, 0);
-      pthread_mutex_unlock (&bt->lock);
-      if (hook != NULL)
-        hook (opaque);
-      pthread_mutex_lock (&bt->lock);
-    }
-    first = false;
-    if ((r = gc_hold (bt, &cur, &dropped)) != 0)
-      break;
-  }
-  /* Only a complete walk whose dropped stale keys are durable may publish
-   * oldest gens: published earlier, the allocator could bump a bucket past
-   * a stale key that a crash would bring back from an older leaf.
-   */
-  if (r > 0)
-    r = write_dirty_locked (bt, UINT64_MAX);
-  bucket_gc_end (bt->bs, r == 0);
-  if (r < 0)
-    log_warning ("btree: GC pass stopped: %s", strerror (-r));
-  bnode_shrink (bt, 0);
-  pthread_mutex_unlock (&bt->lock);
-  pthread_mutex_unlock (&bt->gc_lock);
-  if (stale_keys != NULL)
-    *stale_keys = dropped;
-  return r;
-}
-
-int
-btree_sweep (struct btree *bt)
-{
-  return btree_gc (bt, NULL);
-}
-
-/* ---- scanning ---- */
-
-int
-btree_scan (struct btree *bt, struct btree_cursor *cur, uint16_t last_export,
-            btree_filter_fn filter, void *opaque, struct nc_key *out,
-            size_t max)
-{
-  struct btree_path *p = &bt->path;
-  struct bpos next;
-  unsigned leaves = 1;
-  size_t n = 0;
-  int r = 0;
-
-  if (cur == NULL || out == NULL || max == 0)
-    return -EINVAL;
-  if (cur->done)
-    return 0;
-  if (!bpos_after ((struct bpos) { .end = cur->block, .export_id = cur->export_id }, &next) ||
-      next.export_id > last_export) {
-    cur->done = true;
-    return 0;
-  }
-  pthread_mutex_lock (&bt->lock);
-  if (bt->root == NULL) {
-    cur->done = true;
-    goto out;
-  }
-  if ((r = path_find (bt, next.export_id, next.end, 0)) < 0)
-    goto out;
-  for (;;) {
-    struct btree_node *leaf = p->node[0];
-
-    for (; p->idx[0] < leaf->nkeys; p->idx[0]++) {
-      const struct nc_key *k = &leaf->keys[p->idx[0]];
-
-      if (k->export_id > last_export) {
-        cur->done = true;
-        goto out;
-      }
-      if (!bucket_ptr_stale (bt->bs, k) &&
-          (filter == NULL || filter (opaque, k))) {
-        if (n == max)
-          goto out;
-        out[n++] = *k;
-      }
-      cur->export_id = k->export_id;
-      cur->block = k->end;
-    }
-    /* Everything up to the leaf's upper bound is visited. */
-    cur->export_id = leaf->hi.export_id;
-    cur->block = leaf->hi.end;
-    if (leaf->hi.export_id > last_export ||
-        (leaf->hi.export_id == last_export && leaf->hi.end == UINT64_MAX)) {
-      cur->done = true;
-      break;
-    }
-    if (leaves >= BTREE_SCAN_LEAVES_PER_HOLD)
-      break;
-    if ((r = path_next_leaf (bt)) < 0)
-      goto out;
-    if (r > 0) {
-      cur->done = true;
-      break;
-    }
-    leaves++;
-  }
- out:
-  bnode_shrink (bt, 0);
-  pthread_mutex_unlock (&bt->lock);
-  return r < 0 ? r : (int) n;
-}
-
-/* ---- replace-if-unchanged ---- */
-
-/* Is index key c, over its blocks that old covers, a piece of old: the
- * same flags and (data) the same bucket, gen and block-for-block offset,
- * or (ZERO) the same zero id in the bucket field — request.c gives every
- * ZERO key a new one, so a zero repeated meanwhile is not taken for the
- * one writeback wrote (a write-around may have come in between).
- */
-static bool
-piece_of (const struct nc_key *c, const struct nc_key *old)
-{
-  uint64_t b;
-
-  if (c->flags != old->flags)
-    return false;
-  if (!bkey_has_data (c))
-    return c->bucket == old->bucket;
-  if (c->bucket != old->bucket || c->gen != old->gen)
-    return false;
-  /* Compare the offsets of one block both cover (exact: each distance is
-   * below a key's size).
-   */
-  b = MAX (bkey_start (c), bkey_start (old));
-  return c->offset + (b - bkey_start (c)) ==
-    old->offset + (b - bkey_start (old));
-}
-
-struct piece_buf {
-  struct nc_key *k;
-  size_t n, cap;
-};
-
-/* new_key clipped to [s, e), appended (merged with the previous piece if
- * they touch: new_key is contiguous).
- */
-static int
-piece_add (struct piece_buf *pb, const struct nc_key *new_key, uint64_t s,
-           uint64_t e)
-{
-  struct nc_key *k;
-
-  if (pb->n > 0 && pb->k[pb->n - 1].end == s) {
-    k = &pb->k[pb->n - 1];
-    s = bkey_start (k);
-  }
-  else {
-    if (pb->n == pb->cap) {
-      size_t cap = pb->cap ? pb->cap * 2 : 16;
-      struct nc_key *t = realloc (pb->k, cap * sizeof *t);
-
-      if (t == NULL)
-        return -ENOMEM;
-      pb->k = t;
-      pb->cap = cap;
-    }
-    k = &pb->k[pb->n++];
-  }
-  *k = *new_key;
-  if (bkey_start (k) < s)
-    bkey_cut_front (k, s);
-  if (k->end > e)
-    bkey_cut_back (k, e);
-  return 0;
-}
-
-/* The parts of old's range the index still holds as pieces of old, as
- * clips of new_key, into pb.
- */
-static int
-collect_pieces (struct btree *bt, const struct nc_key *old,
-                const struct nc_key *new_key, struct piece_buf *pb)
-{
-  struct btree_path *p = &bt->path;
-  const uint16_t x = old->export_id;
-  const uint64_t os = bkey_start (old);
-  int r;
-
-  pb->n = 0;
-  if (bt->root == NULL)
-    return 0;
-  if ((r = path_find (bt, x, os + 1, 0)) < 0)
-    return r;
-  for (;;) {
-    struct btree_node *leaf = p->node[0];
-
-    for (; p->idx[0] < leaf->nkeys; p->idx[0]++) {
-      const struct nc_key *c = &leaf->keys[p->idx[0]];
-
-      if (c->export_id != x || bkey_start (c) >= old->end)
-        return 0;
-      if (!bucket_ptr_stale (bt->bs, c) && piece_of (c, old) &&
-          (r = piece_add (pb, new_key, MAX (bkey_start (c), os),
-                          MIN (c->end, old->end))) < 0)
-        return r;
-    }
-    if (bpos_cmp (leaf->hi, (struct bpos) { .end = old->end, .export_id = x }) >= 0)
-      return 0;
-    if ((r = path_next_leaf (bt)) != 0)
-      return r < 0 ? r : 0;
-  }
-}
-
-static const char *
-invalid_pair (const struct btree *bt, const struct nc_key *old,
-              const struct nc_key *new_key)
-{
-  const char *why;
-
-  if (old->flags & NC_KEY_DELETE)
-    return "old is a DELETE key";
-  if ((why = invalid_insert (bt, old)) != NULL ||
-      (why = invalid_insert (bt, new_key)) != NULL)
-    return why;
-  if (old->export_id != new_key->export_id || old->end != new_key->end ||
-      old->size != new_key->size)
-    return "new does not cover exactly old's range";
-  return NULL;
-}
-
-int
-btree_replace (struct btree *bt, const struct nc_key *old,
-               const struct nc_key *new_keys, size_t n,
-               uint64_t *replaced_blocks, uint64_t *seq)
-{
-  struct piece_buf pb = { NULL, 0, 0 };
-  uint64_t blocks = 0, s = 0;
-  size_t i, j;
-  int r = 0;
-
-  pthread_mutex_lock (&bt->lock);
-  s = bnode_open_seq (bt);
-  if (bt->broken) {
-    r = bt->broken;
-    goto out;
-  }
-  for (i = 0; i < n; i++) {
-    const char *why = invalid_pair (bt, &old[i], &new_keys[i]);
-
-    if (why != NULL) {
-      log_error ("btree: refusing to replace key %zu (export %u, end %"
-                 PRIu64 ", size %" PRIu32 "): %s", i, old[i].export_id,
-                 old[i].end, old[i].size, why);
-      r = -EINVAL;
-      goto out;
-    }
-  }
-  for (i = 0; i < n; i++) {
-    if (bucket_ptr_stale (bt->bs, &old[i]) ||
-        bucket_ptr_stale (bt->bs, &new_keys[i]))
-      continue;
-    if ((r = collect_pieces (bt, &old[i], &new_keys[i], &pb)) < 0)
-      goto out;
-    if (pb.n == 0)
-      continue;
-    /* Ordinary inserts: cut, store, account, kill placeholders, journal;
-     * replaying them gives the same result.
-     */
-    if ((r = insert_keys_locked (bt, pb.k, pb.n, true, &s, NULL)) < 0)
-      goto out;
-    for (j = 0; j < pb.n; j++)
-      blocks += pb.k[j].size;
-  }
- out:
-  bnode_shrink (bt, 0);
-  pthread_mutex_unlock (&bt->lock);
-  free (pb.k);
-  if (replaced_blocks != NULL)
-    *replaced_blocks = blocks;
-  if (seq != NULL)
-    *seq = s;
   return r;
 }
 

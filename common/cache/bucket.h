@@ -11,8 +11,10 @@
  * - whole buckets for btree nodes (bucket_alloc_node), which may dip into
  *   a reserve that data allocations leave alone, so a split never fails
  *   for lack of space.
- * bucket.c is the allocator and accounting; prio.c reads and writes the
- * prio copies (gens + priorities) described in ondisk.h.
+ * bucket.c is the states and accounting, bucket-alloc.c the allocator,
+ * bucket-discard.c and bucket-gc.c the discard batches and the GC's
+ * bookkeeping; prio.c reads and writes the prio copies (gens +
+ * priorities) described in ondisk.h.
  *
  * GENS: a pointer (bucket, gen) is valid while the bucket's gen equals
  * gen.  Reusing a bucket bumps its gen, and the new gen is made durable
@@ -312,10 +314,10 @@ bool bucket_is_moving (struct bucket_set *bs, uint32_t bucket);
 void bucket_moving_done (struct bucket_set *bs, const uint32_t *b,
                          uint32_t n);
 
-/* ---- internals shared by bucket.c and prio.c ----
+/* ---- internals shared by the bucket set's files and prio.c ----
  * Added by the bucket module (additive): visible only where the includer
  * defines BUCKET_INTERNALS before including this header, which only
- * bucket.c, prio.c and test-bucket.c do.  Every other module sees the
+ * bucket-internal.h (bucket*.c), prio.c and the bucket tests do.  Every other module sees the
  * opaque struct bucket_set above.
  */
 #ifdef BUCKET_INTERNALS

@@ -1,23 +1,14 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* test-bucket.c — unit tests for the bucket set (bucket.c) and the prio
- * copies (prio.c).
+/* test-bucket.c — unit tests for the bucket set's states (bucket.c) and
+ * the prio copies (prio.c).
  *
  * WHAT: prio copies (round trip, A/B alternation, one or both corrupt, a
  * foreign uuid, an unformatted device); gens made durable before a bucket
- * is handed out (crash after allocation, a failing prio write); write
- * points; accounting, PENDING -> EMPTY on commit, stale and ZERO keys,
- * underflow; node buckets; PENDING buckets freed through a journal flush
- * taken without the bucket lock; eviction (lowest prio, clean only),
- * -ENOSPC, the node reserve; the gen distance limit (-EAGAIN, sweep);
- * recovery marks; hits and decay; a randomised model run and a threaded
- * run.
- * HOW: a simulated cache device (cdev-sim.c) with a hand-built superblock
- * (16-block buckets, 64 of them, data from bucket 5) and a fake journal:
- * an open seq that a flush commits (calling bucket_journal_committed, as
- * the real journal does before waking waiters).  The test sees the bucket
- * internals (BUCKET_INTERNALS) to set gens and prios directly.
- * SEED: the model and threaded runs are randomised; NBDCACHE_SEED
- * overrides the seed, which is always printed.
+ * is handed out (crash after allocation, a failing prio write);
+ * accounting, PENDING -> EMPTY on commit, stale and ZERO keys, underflow;
+ * the gen distance limit (-EAGAIN, sweep); recovery marks; hits and
+ * decay.
+ * HOW: the fixture of test-bucket-fx.h.
  */
 #include <config.h>
 
@@ -40,235 +31,11 @@
 #include "cdev.h"
 #include "compiler.h"
 #include "log.h"
+#include "testkit.h"
 #include "ondisk.h"
 #include "super.h"
 
-#define BUCKET_BLOCKS 16u
-#define NBUCKETS 64u
-#define DATA_FIRST 5u
-#define NDATA (NBUCKETS - DATA_FIRST)
-#define PRIO_FIRST 3u
-
-static uint64_t seed;
-
-/* ---- captured log messages ---- */
-
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char last_error[1024], last_warning[1024];
-static unsigned nr_errors, nr_warnings;
-
-static void
-capture_log (enum log_level level, const char *msg)
-{
-  pthread_mutex_lock (&log_lock);
-  if (level == LOG_LEVEL_ERROR) {
-    snprintf (last_error, sizeof last_error, "%s", msg);
-    nr_errors++;
-  }
-  else if (level == LOG_LEVEL_WARNING) {
-    snprintf (last_warning, sizeof last_warning, "%s", msg);
-    nr_warnings++;
-  }
-  pthread_mutex_unlock (&log_lock);
-}
-
-static void
-reset_log (void)
-{
-  pthread_mutex_lock (&log_lock);
-  last_error[0] = last_warning[0] = '\0';
-  nr_errors = nr_warnings = 0;
-  pthread_mutex_unlock (&log_lock);
-}
-
-/* ---- fixture: a sim device, a superblock, a fake journal ---- */
-
-struct fx {
-  struct cdev *cd;
-  struct nc_sb sb;
-  struct bucket_set *bs;
-  uint64_t open_seq;            /* atomic: the journal's open entry */
-  unsigned flushes;
-  bool flush_saw_lock_held;
-  int flush_error;              /* returned by the next flush, once */
-};
-
-static uint64_t
-fake_open_seq (void *opaque)
-{
-  struct fx *fx = opaque;
-
-  return __atomic_load_n (&fx->open_seq, __ATOMIC_RELAXED);
-}
-
-static int
-fake_flush (void *opaque)
-{
-  struct fx *fx = opaque;
-  uint64_t durable;
-  int r;
-
-  if (pthread_mutex_trylock (&fx->bs->lock) != 0)
-    fx->flush_saw_lock_held = true;
-  else
-    pthread_mutex_unlock (&fx->bs->lock);
-  fx->flushes++;
-  if ((r = fx->flush_error) != 0) {
-    fx->flush_error = 0;
-    return r;
-  }
-  durable = __atomic_fetch_add (&fx->open_seq, 1, __ATOMIC_RELAXED);
-  bucket_journal_committed (fx->bs, durable);
-  return 0;
-}
-
-static void
-make_sb (struct nc_sb *sb, uint32_t nbuckets, uint64_t uuid_seed)
-{
-  unsigned i;
-
-  memset (sb, 0, sizeof *sb);
-  sb->magic = NC_SB_MAGIC;
-  sb->version = NC_FORMAT_VERSION;
-  sb->block_bytes = NC_BLOCK_BYTES;
-  sb->seq = 1;
-  for (i = 0; i < sizeof sb->uuid; i++)
-    sb->uuid[i] = (uint8_t) ((uuid_seed >> (8 * (i % 8))) + i * 31);
-  sb->bucket_blocks = BUCKET_BLOCKS;
-  sb->nbuckets = nbuckets;
-  sb->device_bytes = (uint64_t) nbuckets * BUCKET_BLOCKS * NC_BLOCK_BYTES;
-  sb->journal_first = 1;
-  sb->journal_buckets = 2;
-  sb->prio_first = PRIO_FIRST;
-  sb->prio_buckets = 1;
-  sb->data_first = DATA_FIRST;
-  sb->csum = nc_csum (sb, sizeof *sb);
-}
-
-static const struct bucket_hooks *
-fx_hooks (struct fx *fx)
-{
-  static __thread struct bucket_hooks h;
-
-  h.opaque = fx;
-  h.journal_open_seq = fake_open_seq;
-  h.journal_flush = fake_flush;
-  return &h;
-}
-
-/* A bucket set over the device as recovery leaves it: prios read, marks
- * done (nothing reachable: every data bucket EMPTY).
- */
-static void
-fx_attach (struct fx *fx)
-{
-  assert_int_equal (bucket_set_create (fx->cd, &fx->sb, fx_hooks (fx),
-                                       &fx->bs), 0);
-  assert_int_equal (prio_read (fx->bs), 0);
-  bucket_mark_begin (fx->bs);
-  bucket_mark_done (fx->bs);
-}
-
-static void
-fx_open (struct fx *fx)
-{
-  memset (fx, 0, sizeof *fx);
-  fx->open_seq = 1;
-  make_sb (&fx->sb, NBUCKETS, seed);
-  assert_int_equal (cdev_sim_create ((uint64_t) NBUCKETS * BUCKET_BLOCKS *
-                                     NC_BLOCK_BYTES, &fx->cd), 0);
-  assert_int_equal (prio_format (fx->cd, &fx->sb), 0);
-  assert_int_equal (cdev_sync (fx->cd), 0);
-  fx_attach (fx);
-  reset_log ();
-}
-
-static void
-fx_detach (struct fx *fx)
-{
-  bucket_set_destroy (fx->bs);
-  fx->bs = NULL;
-}
-
-static void
-fx_close (struct fx *fx)
-{
-  fx_detach (fx);
-  cdev_close (fx->cd);
-}
-
-static uint64_t
-copy_offset (int copy)
-{
-  return (uint64_t) (PRIO_FIRST + copy) * BUCKET_BLOCKS * NC_BLOCK_BYTES;
-}
-
-static void
-flip_byte (struct cdev *cd, uint64_t offset)
-{
-  uint8_t c;
-
-  cdev_sim_peek (cd, offset, &c, 1);
-  c ^= 0x40;
-  cdev_sim_poke (cd, offset, &c, 1);
-}
-
-static struct nc_key
-key_for (const struct bucket_extent *e, uint64_t end, uint8_t flags)
-{
-  struct nc_key k = {
-    .end = end, .size = e->nblocks, .bucket = e->bucket, .offset = e->offset,
-    .export_id = 1, .flags = flags, .gen = e->gen,
-  };
-  return k;
-}
-
-static struct bucket_usage
-usage (struct bucket_set *bs)
-{
-  struct bucket_usage u;
-
-  bucket_get_usage (bs, &u);
-  return u;
-}
-
-static void
-check_state_counts (struct bucket_set *bs)
-{
-  struct bucket_usage u = usage (bs);
-  uint32_t n[BUCKET_BTREE + 1] = { 0 }, i;
-
-  assert_int_equal (u.free + u.empty + u.pending + u.open + u.data + u.btree,
-                    NDATA);
-  for (i = DATA_FIRST; i < NBUCKETS; i++)
-    n[bucket_state_of (bs, i)]++;
-  assert_int_equal (n[BUCKET_META], 0);
-  assert_int_equal (n[BUCKET_FREE], u.free);
-  assert_int_equal (n[BUCKET_EMPTY], u.empty);
-  assert_int_equal (n[BUCKET_PENDING], u.pending);
-  assert_int_equal (n[BUCKET_OPEN], u.open);
-  assert_int_equal (n[BUCKET_DATA], u.data);
-  assert_int_equal (n[BUCKET_BTREE], u.btree);
-  for (i = 0; i < DATA_FIRST; i++)
-    assert_int_equal (bucket_state_of (bs, i), BUCKET_META);
-}
-
-/* Allocate a whole bucket from wp and store one key over it. */
-static struct bucket_extent
-fill_bucket (struct fx *fx, enum bucket_wp wp, uint8_t flags, uint64_t end)
-{
-  struct bucket_extent e;
-  struct nc_key k;
-
-  assert_int_equal (bucket_alloc_data (fx->bs, wp, BUCKET_BLOCKS, &e), 0);
-  assert_int_equal (e.offset, 0);
-  assert_int_equal (e.nblocks, BUCKET_BLOCKS);
-  k = key_for (&e, end, flags);
-  bucket_account (fx->bs, &k, +1);
-  bucket_put_open (fx->bs, e.bucket);
-  assert_int_equal (bucket_state_of (fx->bs, e.bucket), BUCKET_DATA);
-  return e;
-}
+#include "test-bucket-fx.h"
 
 /* ---- prio copies ---- */
 
@@ -285,7 +52,7 @@ test_bucket_prio_roundtrip (void **state)
   assert_int_equal (seq, 1);
   assert_string_equal (prio_check_copy (fx.cd, &fx.sb, 1, &seq),
                        "never written");
-  assert_int_equal (nr_warnings, 0);  /* not worth a warning at open */
+  assert_int_equal (test_log_warnings (), 0);  /* not worth a warning at open */
   assert_int_equal (fx.bs->prio_copy, 0);
   assert_int_equal (fx.bs->prio_seq, 1);
 
@@ -324,7 +91,7 @@ test_bucket_prio_roundtrip (void **state)
   assert_int_equal (prio_write (fx.bs), 0);
   assert_null (prio_check_copy (fx.cd, &fx.sb, 1, &seq));
   assert_int_equal (seq, 4);
-  assert_int_equal (nr_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   assert_string_equal (prio_check_copy (fx.cd, &fx.sb, 2, &seq),
                        "no such copy");
   fx_close (&fx);
@@ -347,15 +114,15 @@ test_bucket_prio_one_copy_corrupt (void **state)
   flip_byte (fx.cd, copy_offset (0) + sizeof (struct nc_prio) + 4 * 10);
   assert_string_equal (prio_check_copy (fx.cd, &fx.sb, 0, &seq),
                        "bad checksum");
-  reset_log ();
+  test_log_clear ();
   fx_attach (&fx);
   assert_int_equal (bucket_gen (fx.bs, 10), 11);
   assert_int_equal (fx.bs->prio_seq, 2);
-  assert_int_equal (nr_errors, 0);
-  assert_int_equal (nr_warnings, 1);
-  assert_non_null (strstr (last_warning, "sim"));
-  assert_non_null (strstr (last_warning, "copy A"));
-  assert_non_null (strstr (last_warning, "bad checksum"));
+  assert_int_equal (test_log_errors (), 0);
+  assert_int_equal (test_log_warnings (), 1);
+  assert_non_null (strstr (test_log_last_warning (), "sim"));
+  assert_non_null (strstr (test_log_last_warning (), "copy A"));
+  assert_non_null (strstr (test_log_last_warning (), "bad checksum"));
   /* The next write replaces the bad copy. */
   assert_int_equal (prio_write (fx.bs), 0);
   assert_null (prio_check_copy (fx.cd, &fx.sb, 0, &seq));
@@ -364,14 +131,14 @@ test_bucket_prio_one_copy_corrupt (void **state)
 
   /* Corrupt the older (B, seq 2) header: A (seq 3) is used. */
   flip_byte (fx.cd, copy_offset (1) + 8);           /* the magic */
-  reset_log ();
+  test_log_clear ();
   fx_attach (&fx);
   assert_int_equal (fx.bs->prio_seq, 3);
   assert_int_equal (fx.bs->prio_copy, 0);
   assert_int_equal (bucket_gen (fx.bs, 10), 11);
-  assert_int_equal (nr_warnings, 1);
-  assert_non_null (strstr (last_warning, "copy B"));
-  assert_non_null (strstr (last_warning, "bad magic"));
+  assert_int_equal (test_log_warnings (), 1);
+  assert_non_null (strstr (test_log_last_warning (), "copy B"));
+  assert_non_null (strstr (test_log_last_warning (), "bad magic"));
   fx_close (&fx);
 }
 
@@ -390,12 +157,12 @@ test_bucket_prio_both_corrupt (void **state)
   flip_byte (fx.cd, copy_offset (1) + 100);
   assert_int_equal (bucket_set_create (fx.cd, &fx.sb, fx_hooks (&fx), &bs),
                     0);
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (prio_read (bs), -EBADMSG);
-  assert_int_equal (nr_errors, 1);
-  assert_non_null (strstr (last_error, "sim"));
-  assert_non_null (strstr (last_error, "copy A: bad checksum"));
-  assert_non_null (strstr (last_error, "copy B: bad checksum"));
+  assert_int_equal (test_log_errors (), 1);
+  assert_non_null (strstr (test_log_last_error (), "sim"));
+  assert_non_null (strstr (test_log_last_error (), "copy A: bad checksum"));
+  assert_non_null (strstr (test_log_last_error (), "copy B: bad checksum"));
   bucket_set_destroy (bs);
 
   /* Valid copies of another cache (different uuid) are refused. */
@@ -404,9 +171,9 @@ test_bucket_prio_both_corrupt (void **state)
   assert_string_equal (prio_check_copy (fx.cd, &other, 0, &seq),
                        "uuid differs from the superblock");
   assert_int_equal (bucket_set_create (fx.cd, &other, NULL, &bs), 0);
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (prio_read (bs), -EBADMSG);
-  assert_non_null (strstr (last_error, "uuid"));
+  assert_non_null (strstr (test_log_last_error (), "uuid"));
   bucket_set_destroy (bs);
 
   /* A different bucket count. */
@@ -419,18 +186,18 @@ test_bucket_prio_both_corrupt (void **state)
   assert_int_equal (cdev_sim_create ((uint64_t) NBUCKETS * BUCKET_BLOCKS *
                                      NC_BLOCK_BYTES, &fx.cd), 0);
   assert_int_equal (bucket_set_create (fx.cd, &fx.sb, NULL, &bs), 0);
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (prio_read (bs), -EBADMSG);
-  assert_non_null (strstr (last_error, "never written"));
+  assert_non_null (strstr (test_log_last_error (), "never written"));
   bucket_set_destroy (bs);
 
   /* A read error on the only valid copy is the error returned. */
   assert_int_equal (prio_format (fx.cd, &fx.sb), 0);
   cdev_sim_fail_read_once (fx.cd, copy_offset (0), NC_BLOCK_BYTES);
   assert_int_equal (bucket_set_create (fx.cd, &fx.sb, NULL, &bs), 0);
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (prio_read (bs), -EIO);
-  assert_non_null (strstr (last_error, "copy A: read error"));
+  assert_non_null (strstr (test_log_last_error (), "copy A: read error"));
   bucket_set_destroy (bs);
   cdev_close (fx.cd);
 }
@@ -470,9 +237,9 @@ test_bucket_gen_durable_before_handout (void **state)
 
   /* A prio write that fails hands nothing out. */
   cdev_sim_fail_at_write (fx.cd, 1);
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (bucket_alloc_data (fx.bs, WP_CLEAN, 1, &e), -EIO);
-  assert_true (nr_errors >= 1);
+  assert_true (test_log_errors () >= 1);
   assert_int_equal (usage (fx.bs).open, 0);
   assert_int_equal (usage (fx.bs).free, 0);
   assert_int_equal (bucket_alloc_node (fx.bs, &node, &node_gen), -EIO);
@@ -483,68 +250,6 @@ test_bucket_gen_durable_before_handout (void **state)
   fx_detach (&fx);
   fx_attach (&fx);
   assert_int_equal (bucket_gen (fx.bs, e.bucket), e.gen);
-  fx_close (&fx);
-}
-
-/* ---- write points ---- */
-
-static void
-test_bucket_write_points (void **state)
-{
-  struct fx fx;
-  struct bucket_extent d1, d2, d3, c1, c2;
-  struct nc_key k;
-
-  fx_open (&fx);
-  assert_int_equal (bucket_alloc_data (fx.bs, WP_DIRTY, 5, &d1), 0);
-  assert_int_equal (d1.offset, 0);
-  assert_int_equal (d1.nblocks, 5);
-  assert_int_equal (bucket_alloc_data (fx.bs, WP_CLEAN, 3, &c1), 0);
-  assert_int_not_equal (c1.bucket, d1.bucket);
-  assert_int_equal (c1.offset, 0);
-  /* DIRTY continues where it was; only what is left in the bucket. */
-  assert_int_equal (bucket_alloc_data (fx.bs, WP_DIRTY, 20, &d2), 0);
-  assert_int_equal (d2.bucket, d1.bucket);
-  assert_int_equal (d2.offset, 5);
-  assert_int_equal (d2.nblocks, BUCKET_BLOCKS - 5);
-  assert_int_equal (bucket_state_of (fx.bs, d1.bucket), BUCKET_OPEN);
-  /* Full: the next goes to a new bucket; CLEAN is untouched. */
-  assert_int_equal (bucket_alloc_data (fx.bs, WP_DIRTY, 2, &d3), 0);
-  assert_int_not_equal (d3.bucket, d1.bucket);
-  assert_int_not_equal (d3.bucket, c1.bucket);
-  assert_int_equal (d3.offset, 0);
-  assert_int_equal (bucket_alloc_data (fx.bs, WP_CLEAN, 2, &c2), 0);
-  assert_int_equal (c2.bucket, c1.bucket);
-  assert_int_equal (c2.offset, 3);
-  assert_int_equal (bucket_alloc_data (fx.bs, WP_CLEAN, 0, &c2), -EINVAL);
-
-  /* The full bucket stays OPEN while writes into it are in flight. */
-  k = key_for (&d1, 100, NC_KEY_DIRTY);
-  bucket_account (fx.bs, &k, +1);
-  bucket_put_open (fx.bs, d1.bucket);
-  assert_int_equal (bucket_state_of (fx.bs, d1.bucket), BUCKET_OPEN);
-  bucket_put_open (fx.bs, d2.bucket);               /* abandoned */
-  assert_int_equal (bucket_state_of (fx.bs, d1.bucket), BUCKET_DATA);
-  assert_int_equal (usage (fx.bs).live_blocks, 5);
-
-  /* The current bucket of a write point stays OPEN at open count 0. */
-  bucket_put_open (fx.bs, d3.bucket);
-  assert_int_equal (bucket_state_of (fx.bs, d3.bucket), BUCKET_OPEN);
-
-  /* A closed bucket whose writes were all abandoned is PENDING. */
-  bucket_put_open (fx.bs, c1.bucket);
-  bucket_put_open (fx.bs, c2.bucket);
-  assert_int_equal (bucket_alloc_data (fx.bs, WP_CLEAN, 11, &c2), 0);
-  assert_int_equal (c2.offset, 5);
-  bucket_put_open (fx.bs, c2.bucket);
-  assert_int_equal (bucket_state_of (fx.bs, c1.bucket), BUCKET_PENDING);
-  assert_int_equal (fx.bs->b[c1.bucket].free_seq, fx.open_seq);
-
-  /* A put too many is complained about, not fatal. */
-  reset_log ();
-  bucket_put_open (fx.bs, c1.bucket);
-  assert_int_equal (nr_errors, 1);
-  check_state_counts (fx.bs);
   fx_close (&fx);
 }
 
@@ -627,7 +332,7 @@ test_bucket_accounting (void **state)
   assert_int_equal (u.pending, 0);
 
   /* Underflow: logged once, clamped. */
-  assert_int_equal (nr_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   e = (struct bucket_extent) { 0 };
   fill_bucket (&fx, WP_CLEAN, 0, 300);
   assert_int_equal (bucket_alloc_data (fx.bs, WP_DIRTY, 2, &e), 0);
@@ -636,242 +341,14 @@ test_bucket_accounting (void **state)
   kd.size = 5;
   bucket_account (fx.bs, &kd, -1);
   bucket_account (fx.bs, &kd, -1);
-  assert_int_equal (nr_errors, 1);
-  assert_non_null (strstr (last_error, "below zero"));
+  assert_int_equal (test_log_errors (), 1);
+  assert_non_null (strstr (test_log_last_error (), "below zero"));
   u = usage (fx.bs);
   assert_int_equal (u.live_blocks, BUCKET_BLOCKS);  /* the clean bucket */
   assert_int_equal (u.dirty_blocks, 0);
   check_state_counts (fx.bs);
   fx_close (&fx);
 }
-
-static void
-test_bucket_nodes (void **state)
-{
-  struct fx fx;
-  uint32_t b, b2;
-  uint8_t gen;
-  struct nc_key k = { .end = 1, .size = 1, .gen = 1, .export_id = 1 };
-
-  fx_open (&fx);
-  assert_int_equal (bucket_alloc_node (fx.bs, &b, &gen), 0);
-  assert_int_equal (bucket_state_of (fx.bs, b), BUCKET_BTREE);
-  assert_int_equal (gen, bucket_gen (fx.bs, b));
-  assert_int_equal (bucket_alloc_node (fx.bs, &b2, &gen), 0);
-  assert_int_not_equal (b, b2);
-  assert_int_equal (usage (fx.bs).btree, 2);
-  /* A data key into a node bucket is a bug elsewhere: ignored. */
-  k.bucket = b;
-  bucket_account (fx.bs, &k, +1);
-  assert_int_equal (nr_errors, 1);
-  assert_int_equal (usage (fx.bs).live_blocks, 0);
-
-  bucket_free_node (fx.bs, b, 5);
-  assert_int_equal (bucket_state_of (fx.bs, b), BUCKET_PENDING);
-  bucket_journal_committed (fx.bs, 4);
-  assert_int_equal (bucket_state_of (fx.bs, b), BUCKET_PENDING);
-  bucket_journal_committed (fx.bs, 5);
-  assert_int_equal (bucket_state_of (fx.bs, b), BUCKET_EMPTY);
-  /* freeing it twice is complained about */
-  reset_log ();
-  bucket_free_node (fx.bs, b, 6);
-  assert_int_equal (nr_errors, 1);
-  assert_int_equal (bucket_state_of (fx.bs, b), BUCKET_EMPTY);
-  check_state_counts (fx.bs);
-  fx_close (&fx);
-}
-
-/* ---- pressure: PENDING, eviction, -ENOSPC, reserve ---- */
-
-static void
-test_bucket_pending_needs_flush (void **state)
-{
-  struct fx fx;
-  struct bucket_extent e[NDATA];
-  struct nc_key k;
-  uint32_t i, n = 0;
-  int r;
-
-  fx_open (&fx);
-  /* Fill every bucket data may use with dirty data. */
-  while ((r = bucket_alloc_data (fx.bs, WP_DIRTY, BUCKET_BLOCKS, &e[n])) ==
-         0) {
-    k = key_for (&e[n], 1000 + 100 * n, NC_KEY_DIRTY);
-    bucket_account (fx.bs, &k, +1);
-    bucket_put_open (fx.bs, e[n].bucket);
-    n++;
-  }
-  assert_int_equal (r, -ENOSPC);
-  assert_int_equal (n, NDATA - BUCKET_BTREE_RESERVE);
-  assert_int_equal (fx.flushes, 0);
-  /* The btree cuts three of them away: PENDING, not yet reusable. */
-  for (i = 0; i < 3; i++) {
-    k = key_for (&e[i], 1000 + 100 * i, NC_KEY_DIRTY);
-    bucket_account (fx.bs, &k, -1);
-    assert_int_equal (bucket_state_of (fx.bs, e[i].bucket), BUCKET_PENDING);
-  }
-  /* The allocator flushes the journal (without its lock) and reuses them. */
-  assert_int_equal (bucket_alloc_data (fx.bs, WP_DIRTY, 1, &e[0]), 0);
-  assert_int_equal (fx.flushes, 1);
-  assert_false (fx.flush_saw_lock_held);
-  assert_int_equal (usage (fx.bs).pending, 0);
-  assert_int_equal (usage (fx.bs).evictions, 0);
-
-  /* Abandon that bucket (PENDING again), use up the FREE ones above the
-   * reserve: a failing flush is returned, and the next try succeeds.
-   */
-  bucket_put_open (fx.bs, e[0].bucket);
-  assert_int_equal (bucket_alloc_data (fx.bs, WP_DIRTY, BUCKET_BLOCKS, &e[0]),
-                    0);
-  assert_int_equal (e[0].nblocks, BUCKET_BLOCKS - 1);
-  bucket_put_open (fx.bs, e[0].bucket);
-  assert_int_equal (bucket_state_of (fx.bs, e[0].bucket), BUCKET_PENDING);
-  while (usage (fx.bs).free > BUCKET_BTREE_RESERVE) {
-    assert_int_equal (bucket_alloc_data (fx.bs, WP_DIRTY, BUCKET_BLOCKS,
-                                         &e[1]), 0);
-    k = key_for (&e[1], 9000 + 100 * e[1].bucket, NC_KEY_DIRTY);
-    bucket_account (fx.bs, &k, +1);
-    bucket_put_open (fx.bs, e[1].bucket);
-  }
-  assert_int_equal (fx.flushes, 1);
-  assert_int_equal (usage (fx.bs).pending, 1);
-  fx.flush_error = -EIO;
-  assert_int_equal (bucket_alloc_data (fx.bs, WP_DIRTY, 1, &e[3]), -EIO);
-  assert_int_equal (bucket_alloc_data (fx.bs, WP_DIRTY, 1, &e[3]), 0);
-  assert_false (fx.flush_saw_lock_held);
-  check_state_counts (fx.bs);
-  fx_close (&fx);
-}
-
-static void
-test_bucket_evict_lowest_clean (void **state)
-{
-  struct fx fx;
-  struct bucket_extent e[NDATA], x;
-  bool dirty[NBUCKETS] = { false }, evicted[NBUCKETS] = { false };
-  uint8_t gen[NBUCKETS];
-  uint32_t i, n, lowest = 0, nevicted = 0, order[NDATA], nclean = 0;
-  struct bucket_usage u;
-  uint8_t g;
-  int r;
-
-  fx_open (&fx);
-  for (n = 0; n < NDATA - BUCKET_BTREE_RESERVE; n++) {
-    bool d = n % 2 == 1;
-
-    e[n] = fill_bucket (&fx, d ? WP_DIRTY : WP_CLEAN, d ? NC_KEY_DIRTY : 0,
-                        1000 + 100 * n);
-    dirty[e[n].bucket] = d;
-    gen[e[n].bucket] = e[n].gen;
-  }
-  assert_int_equal (usage (fx.bs).free, BUCKET_BTREE_RESERVE);
-  /* Prios: a permutation; dirty buckets get the lowest of all. */
-  for (i = 0; i < n; i++) {
-    uint32_t b = e[i].bucket;
-
-    fx.bs->b[b].prio = dirty[b] ? (uint16_t) i : (uint16_t) (1000 +
-                                                            (i * 37) % 101);
-    if (!dirty[b]) {
-      if (nclean == 0 || fx.bs->b[b].prio < fx.bs->b[lowest].prio)
-        lowest = b;
-      order[nclean++] = b;
-    }
-  }
-
-  /* Only the reserve is FREE: the next data bucket needs an eviction,
-   * which takes the lowest clean bucket (and a few more, lowest first).
-   */
-  assert_int_equal (bucket_alloc_data (fx.bs, WP_CLEAN, 1, &x), 0);
-  assert_false (dirty[x.bucket]);
-  assert_int_not_equal (bucket_gen (fx.bs, lowest), gen[lowest]);
-  assert_true (bucket_ptr_stale (fx.bs, &(struct nc_key) {
-        .end = 1, .size = 1, .bucket = lowest, .gen = gen[lowest] }));
-  u = usage (fx.bs);
-  assert_true (u.evictions >= 1);
-  assert_int_equal (u.free, BUCKET_BTREE_RESERVE + u.evictions - 1);
-  /* Every evicted bucket had a lower prio than every clean survivor. */
-  for (i = 0; i < nclean; i++)
-    evicted[order[i]] = bucket_gen (fx.bs, order[i]) != gen[order[i]];
-  for (i = 0; i < nclean; i++) {
-    uint32_t a = order[i], j;
-
-    if (!evicted[a])
-      continue;
-    nevicted++;
-    for (j = 0; j < nclean; j++)
-      if (!evicted[order[j]])
-        assert_true (fx.bs->b[a].prio < fx.bs->b[order[j]].prio ||
-                     a == x.bucket);
-  }
-  assert_int_equal (nevicted, u.evictions);
-  bucket_put_open (fx.bs, x.bucket);
-
-  /* Keep taking whole buckets for dirty data: every clean bucket goes,
-   * no dirty one ever does, and then there is no space.
-   */
-  while ((r = bucket_alloc_data (fx.bs, WP_DIRTY, BUCKET_BLOCKS, &x)) == 0) {
-    struct nc_key k = key_for (&x, 50000 + x.bucket, NC_KEY_DIRTY);
-
-    assert_false (dirty[x.bucket]);
-    bucket_account (fx.bs, &k, +1);
-    bucket_put_open (fx.bs, x.bucket);
-  }
-  assert_int_equal (r, -ENOSPC);
-  for (i = DATA_FIRST; i < NBUCKETS; i++)
-    if (dirty[i]) {
-      assert_int_equal (bucket_gen (fx.bs, i), gen[i]);
-      assert_int_equal (bucket_state_of (fx.bs, i), BUCKET_DATA);
-    }
-  u = usage (fx.bs);
-  assert_int_equal (u.free, BUCKET_BTREE_RESERVE);  /* kept for nodes */
-  assert_int_equal (u.evictions, nclean);
-  /* all but the reserve and the CLEAN write point's bucket */
-  assert_int_equal (u.dirty_buckets, NDATA - BUCKET_BTREE_RESERVE - 1);
-
-  /* Nodes may use the reserve, and then there is nothing. */
-  for (i = 0; i < BUCKET_BTREE_RESERVE; i++)
-    assert_int_equal (bucket_alloc_node (fx.bs, &n, &g), 0);
-  assert_int_equal (bucket_alloc_node (fx.bs, &n, &g), -ENOSPC);
-  assert_int_equal (fx.flushes, 0);
-  check_state_counts (fx.bs);
-  fx_close (&fx);
-}
-
-static void
-test_bucket_node_evicts_clean (void **state)
-{
-  struct fx fx;
-  struct bucket_extent e[NDATA], x;
-  struct nc_key k;
-  uint32_t i, b;
-  uint8_t g;
-
-  fx_open (&fx);
-  for (i = 0; i < NDATA - BUCKET_BTREE_RESERVE; i++)
-    e[i] = fill_bucket (&fx, WP_CLEAN, 0, 1000 + 100 * i);
-  for (i = 0; i < BUCKET_BTREE_RESERVE; i++)
-    assert_int_equal (bucket_alloc_node (fx.bs, &b, &g), 0);
-  /* Two buckets emptied, not yet reusable. */
-  for (i = 0; i < 2; i++) {
-    k = key_for (&e[i], 1000 + 100 * i, 0);
-    bucket_account (fx.bs, &k, -1);
-  }
-  assert_int_equal (usage (fx.bs).pending, 2);
-  /* No FREE bucket left: a node never waits for the journal (it is
-   * called under the btree lock); it evicts a clean bucket.
-   */
-  assert_int_equal (bucket_alloc_node (fx.bs, &b, &g), 0);
-  assert_true (usage (fx.bs).evictions >= 1);
-  assert_int_equal (fx.flushes, 0);
-  assert_int_equal (usage (fx.bs).pending, 2);
-  /* Data may not take the last FREE ones: it flushes the journal first. */
-  assert_int_equal (bucket_alloc_data (fx.bs, WP_DIRTY, 1, &x), 0);
-  assert_int_equal (fx.flushes, 1);
-  assert_int_equal (usage (fx.bs).pending, 0);
-  check_state_counts (fx.bs);
-  fx_close (&fx);
-}
-
 /* ---- gen distance ---- */
 
 static void
@@ -1068,321 +545,21 @@ test_bucket_hit_and_decay (void **state)
   fx_close (&fx);
 }
 
-/* ---- randomised model ---- */
-
-static uint64_t
-rnd (uint64_t *s)
-{
-  uint64_t z = (*s += UINT64_C (0x9e3779b97f4a7c15));
-
-  z = (z ^ (z >> 30)) * UINT64_C (0xbf58476d1ce4e5b9);
-  z = (z ^ (z >> 27)) * UINT64_C (0x94d049bb133111eb);
-  return z ^ (z >> 31);
-}
-
-#define MAX_KEYS 4096
-
-struct model {
-  struct nc_key keys[MAX_KEYS];
-  size_t nkeys;
-};
-
-static void
-model_check (struct fx *fx, struct model *m)
-{
-  uint64_t live = 0, dirty = 0;
-  struct bucket_usage u;
-  size_t i;
-
-  for (i = 0; i < m->nkeys; i++) {
-    const struct nc_key *k = &m->keys[i];
-    bool stale = bucket_ptr_stale (fx->bs, k);
-
-    /* Dirty data is never evicted. */
-    if (k->flags & NC_KEY_DIRTY)
-      assert_false (stale);
-    if (!stale) {
-      enum bucket_state st = bucket_state_of (fx->bs, k->bucket);
-
-      assert_true (st == BUCKET_OPEN || st == BUCKET_DATA);
-      live += k->size;
-      if (k->flags & NC_KEY_DIRTY)
-        dirty += k->size;
-    }
-  }
-  u = usage (fx->bs);
-  assert_int_equal (u.live_blocks, live);
-  assert_int_equal (u.dirty_blocks, dirty);
-  check_state_counts (fx->bs);
-}
-
-/* A new extent never overlaps a live key of the same bucket and gen. */
-static void
-model_check_extent (struct model *m, const struct bucket_extent *e)
-{
-  size_t i;
-
-  assert_true (e->nblocks >= 1);
-  assert_true (e->offset + e->nblocks <= BUCKET_BLOCKS);
-  for (i = 0; i < m->nkeys; i++) {
-    const struct nc_key *k = &m->keys[i];
-
-    if (k->bucket == e->bucket && k->gen == e->gen)
-      assert_true (k->offset + k->size <= e->offset ||
-                   e->offset + e->nblocks <= k->offset);
-  }
-}
-
-static void
-model_remove (struct model *m, size_t i)
-{
-  m->keys[i] = m->keys[--m->nkeys];
-}
-
-/* What btree_sweep does: drop stale keys, note the others. */
-static void
-model_sweep (struct fx *fx, struct model *m)
-{
-  size_t i;
-
-  bucket_gc_begin (fx->bs);
-  for (i = 0; i < m->nkeys;) {
-    if (bucket_ptr_stale (fx->bs, &m->keys[i]))
-      model_remove (m, i);
-    else
-      bucket_gc_note (fx->bs, &m->keys[i++]);
-  }
-  bucket_gc_end (fx->bs, true);
-}
-
-static void
-test_bucket_model (void **state)
-{
-  struct fx fx;
-  struct model *m = calloc (1, sizeof *m);
-  uint64_t s = seed;
-  uint32_t nodes[NDATA], nnodes = 0;
-  unsigned step, nospc = 0, again = 0, max_dist = 0;
-  uint64_t end = 1;
-  uint32_t b;
-
-  assert_non_null (m);
-  fx_open (&fx);
-  for (step = 0; step < 60000; step++) {
-    unsigned op = rnd (&s) % 100;
-
-    if (op < 40 && m->nkeys < MAX_KEYS) {
-      enum bucket_wp wp = rnd (&s) % 2 ? WP_DIRTY : WP_CLEAN;
-      struct bucket_extent e;
-      int r = bucket_alloc_data (fx.bs, wp, 1 + rnd (&s) % 20, &e);
-
-      if (r == -EAGAIN) {
-        again++;
-        model_sweep (&fx, m);
-      }
-      else if (r == -ENOSPC) {
-        /* Writeback: a dirty key becomes clean (cut, re-insert). */
-        size_t i;
-
-        nospc++;
-        for (i = 0; i < m->nkeys; i++)
-          if (m->keys[i].flags & NC_KEY_DIRTY) {
-            bucket_account (fx.bs, &m->keys[i], -1);
-            m->keys[i].flags = 0;
-            bucket_account (fx.bs, &m->keys[i], +1);
-            if (rnd (&s) % 2)
-              break;
-          }
-      }
-      else {
-        assert_int_equal (r, 0);
-        assert_int_equal (e.gen, bucket_gen (fx.bs, e.bucket));
-        model_check_extent (m, &e);
-        if (rnd (&s) % 8 != 0) {
-          struct nc_key k = key_for (&e, end += 100,
-                                     wp == WP_DIRTY ? NC_KEY_DIRTY : 0);
-
-          bucket_account (fx.bs, &k, +1);
-          m->keys[m->nkeys++] = k;
-        }
-        bucket_put_open (fx.bs, e.bucket);
-      }
-    }
-    else if (op < 70 && m->nkeys > 0) {
-      /* A cut: all of a key, or its front. */
-      size_t i = rnd (&s) % m->nkeys;
-      struct nc_key *k = &m->keys[i], part = *k;
-
-      if (k->size > 1 && rnd (&s) % 2) {
-        part.size = 1 + (uint32_t) (rnd (&s) % (k->size - 1));
-        bucket_account (fx.bs, &part, -1);
-        k->offset += part.size;
-        k->size -= part.size;
-      }
-      else {
-        bucket_account (fx.bs, k, -1);
-        model_remove (m, i);
-      }
-    }
-    else if (op < 80) {
-      uint64_t durable = __atomic_fetch_add (&fx.open_seq, 1,
-                                             __ATOMIC_RELAXED);
-
-      bucket_journal_committed (fx.bs, durable - rnd (&s) % 2);
-    }
-    else if (op < 85) {
-      uint8_t g;
-
-      if (nnodes < 4 && bucket_alloc_node (fx.bs, &nodes[nnodes], &g) == 0)
-        nnodes++;
-      else if (nnodes > 0)
-        bucket_free_node (fx.bs, nodes[--nnodes], fx.open_seq);
-    }
-    else if (m->nkeys > 0)
-      bucket_hit (fx.bs, m->keys[rnd (&s) % m->nkeys].bucket);
-    if (step % 16 == 0)
-      model_check (&fx, m);
-    for (b = DATA_FIRST; b < NBUCKETS; b++)
-      max_dist = MAX (max_dist, (uint8_t) (fx.bs->b[b].gen -
-                                           fx.bs->b[b].oldest_gen));
-  }
-  model_check (&fx, m);
-  print_message ("model: %u steps, %zu keys, %" PRIu64 " evictions, "
-                 "%u ENOSPC, %u EAGAIN, %u flushes, %" PRIu64
-                 " prio writes, max gen distance %u\n", step, m->nkeys,
-                 usage (fx.bs).evictions, nospc, again, fx.flushes,
-                 usage (fx.bs).prio_writes, max_dist);
-  assert_true (usage (fx.bs).evictions > 0);
-  assert_true (again > 0);
-  assert_true (max_dist <= BUCKET_GEN_MAX_DISTANCE);
-  assert_false (fx.flush_saw_lock_held);
-  assert_int_equal (nr_errors, 0);
-
-  /* Recovery from what is on disk recounts the same. */
-  {
-    size_t i;
-    uint64_t live = 0;
-
-    fx_detach (&fx);
-    cdev_sim_crash (fx.cd, 0);
-    fx_attach (&fx);
-    bucket_mark_begin (fx.bs);
-    for (i = 0; i < m->nkeys; i++)
-      if (bucket_mark_key (fx.bs, &m->keys[i]))
-        live += m->keys[i].size;
-      else
-        assert_false (m->keys[i].flags & NC_KEY_DIRTY);
-    bucket_mark_done (fx.bs);
-    assert_int_equal (usage (fx.bs).live_blocks, live);
-  }
-  fx_close (&fx);
-  free (m);
-}
-
-/* ---- threads ---- */
-
-#define THREAD_ALLOCS 400
-
-struct worker {
-  struct fx *fx;
-  enum bucket_wp wp;
-  uint64_t seed;
-  struct bucket_extent got[THREAD_ALLOCS];
-  unsigned n;
-};
-
-static void *
-worker_run (void *arg)
-{
-  struct worker *w = arg;
-  unsigned i;
-
-  for (i = 0; i < THREAD_ALLOCS; i++) {
-    struct bucket_extent *e = &w->got[w->n];
-    struct nc_key k;
-
-    if (bucket_alloc_data (w->fx->bs, w->wp, 1 + rnd (&w->seed) % 3, e) != 0)
-      break;
-    k = key_for (e, 1 + i, w->wp == WP_DIRTY ? NC_KEY_DIRTY : 0);
-    bucket_account (w->fx->bs, &k, +1);
-    bucket_hit (w->fx->bs, e->bucket);
-    bucket_put_open (w->fx->bs, e->bucket);
-    w->n++;
-  }
-  return NULL;
-}
-
-static int
-cmp_extent (const void *a, const void *b)
-{
-  const struct bucket_extent *x = a, *y = b;
-
-  if (x->bucket != y->bucket)
-    return x->bucket < y->bucket ? -1 : 1;
-  if (x->gen != y->gen)
-    return x->gen < y->gen ? -1 : 1;
-  return x->offset < y->offset ? -1 : x->offset > y->offset;
-}
-
-static void
-test_bucket_threads (void **state)
-{
-  struct fx fx;
-  struct worker *w = calloc (4, sizeof *w);
-  struct bucket_extent *all = calloc (4 * THREAD_ALLOCS, sizeof *all);
-  pthread_t th[4];
-  unsigned i, j, n = 0;
-
-  assert_non_null (w);
-  assert_non_null (all);
-  fx_open (&fx);
-  for (i = 0; i < 4; i++) {
-    w[i].fx = &fx;
-    w[i].wp = i % 2 ? WP_DIRTY : WP_CLEAN;
-    w[i].seed = seed + i;
-    assert_int_equal (pthread_create (&th[i], NULL, worker_run, &w[i]), 0);
-  }
-  for (i = 0; i < 4; i++) {
-    assert_int_equal (pthread_join (th[i], NULL), 0);
-    for (j = 0; j < w[i].n; j++)
-      all[n++] = w[i].got[j];
-  }
-  qsort (all, n, sizeof *all, cmp_extent);
-  for (i = 1; i < n; i++)
-    if (all[i].bucket == all[i - 1].bucket && all[i].gen == all[i - 1].gen)
-      assert_true (all[i - 1].offset + all[i - 1].nblocks <= all[i].offset);
-  assert_true (n > THREAD_ALLOCS);
-  check_state_counts (fx.bs);
-  assert_int_equal (nr_errors, 0);
-  fx_close (&fx);
-  free (all);
-  free (w);
-}
-
 int
 main (void)
 {
-  const char *env = getenv ("NBDCACHE_SEED");
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_bucket_prio_roundtrip),
     cmocka_unit_test (test_bucket_prio_one_copy_corrupt),
     cmocka_unit_test (test_bucket_prio_both_corrupt),
     cmocka_unit_test (test_bucket_gen_durable_before_handout),
-    cmocka_unit_test (test_bucket_write_points),
     cmocka_unit_test (test_bucket_accounting),
-    cmocka_unit_test (test_bucket_nodes),
-    cmocka_unit_test (test_bucket_pending_needs_flush),
-    cmocka_unit_test (test_bucket_evict_lowest_clean),
-    cmocka_unit_test (test_bucket_node_evicts_clean),
     cmocka_unit_test (test_bucket_gen_distance),
     cmocka_unit_test (test_bucket_marks),
     cmocka_unit_test (test_bucket_hit_and_decay),
-    cmocka_unit_test (test_bucket_model),
-    cmocka_unit_test (test_bucket_threads),
   };
 
-  seed = env != NULL ? strtoull (env, NULL, 0) : (uint64_t) time (NULL);
-  fprintf (stderr, "test-bucket: NBDCACHE_SEED=%" PRIu64 "\n", seed);
-  log_set_sink (capture_log);
+  seed = test_seed_from_env ("test-bucket");
+  test_log_capture ();
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
 }

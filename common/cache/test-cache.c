@@ -10,7 +10,7 @@
  * records what reached the backing (calls, flags), lets a test choose the
  * capabilities, inject one error, and script the extents it reports.  It is
  * a fake with real data, not a mock.
- * SEED: the concurrency test is randomised; NCACHE_TEST_SEED overrides the
+ * SEED: the concurrency test is randomised; NBDCACHE_SEED overrides the
  * seed, which is always printed.
  */
 #include <config.h>
@@ -33,34 +33,11 @@
 #include "backing.h"
 #include "cache.h"
 #include "log.h"
+#include "testkit.h"
 
 #define EXPORT_BYTES (1024 * 1024)
 
 /* ---- captured log messages ---- */
-
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char last_error[1024];
-static unsigned nr_log_errors;
-
-static void
-capture_log (enum log_level level, const char *msg)
-{
-  pthread_mutex_lock (&log_lock);
-  if (level == LOG_LEVEL_ERROR) {
-    snprintf (last_error, sizeof last_error, "%s", msg);
-    nr_log_errors++;
-  }
-  pthread_mutex_unlock (&log_lock);
-}
-
-static void
-reset_log (void)
-{
-  pthread_mutex_lock (&log_lock);
-  last_error[0] = '\0';
-  nr_log_errors = 0;
-  pthread_mutex_unlock (&log_lock);
-}
 
 /* ---- the spy backing store ---- */
 
@@ -354,7 +331,7 @@ test_cache_open_refuses_modes (void **state)
     struct spy_record rec;
     char expected[256];
 
-    reset_log ();
+    test_log_clear ();
     assert_int_equal (ncache_open (&cfg, spy_create (4096, &all_caps, &rec),
                                    &nc), -EINVAL);
     assert_ptr_equal (nc, (struct ncache *) &cfg);
@@ -362,7 +339,7 @@ test_cache_open_refuses_modes (void **state)
     snprintf (expected, sizeof expected,
               "export 'disk1': cache mode '%s' needs a cache device",
               ncache_mode_name (modes[i]));
-    assert_string_equal (last_error, expected);
+    assert_string_equal (test_log_last_error (), expected);
   }
 }
 
@@ -380,13 +357,13 @@ test_cache_open_refuses_device (void **state)
   struct ncache *nc = NULL;
   struct spy_record rec;
 
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (ncache_open (&cfg, spy_create (4096, &all_caps, &rec),
                                  &nc), -EINVAL);
   assert_null (nc);
   assert_int_equal (rec.nr_close, 1);
-  assert_non_null (strstr (last_error, "export 'disk2'"));
-  assert_non_null (strstr (last_error, "mode none with a cache device"));
+  assert_non_null (strstr (test_log_last_error (), "export 'disk2'"));
+  assert_non_null (strstr (test_log_last_error (), "mode none with a cache device"));
 }
 
 static void
@@ -396,11 +373,11 @@ test_cache_open_bad_arguments (void **state)
   struct ncache *nc = NULL;
   struct spy_record rec;
 
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (ncache_open (&cfg, spy_create (4096, &all_caps, &rec),
                                  &nc), -EINVAL);
   assert_int_equal (rec.nr_close, 1);
-  assert_int_equal (nr_log_errors, 1);
+  assert_int_equal (test_log_errors (), 1);
 
   assert_int_equal (ncache_open (NULL, spy_create (4096, &all_caps, &rec),
                                  &nc), -EINVAL);
@@ -420,10 +397,10 @@ test_cache_device_refused (void **state)
   };
   struct ncache_device *dev = (struct ncache_device *) &dcfg;
 
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (ncache_device_open (&dcfg, &dev), -ENOENT);
   assert_ptr_equal (dev, (struct ncache_device *) &dcfg);
-  assert_non_null (strstr (last_error, "/nonexistent/ssd.img"));
+  assert_non_null (strstr (test_log_last_error (), "/nonexistent/ssd.img"));
   assert_int_equal (ncache_device_open (NULL, &dev), -EINVAL);
   ncache_device_close (NULL);
 }
@@ -937,10 +914,10 @@ test_cache_extents_bad_driver (void **state)
 
   memset (&l, 0, sizeof l);
   rec.script_skew = 512;
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (ncache_extents (nc, 8192, 0, 0, collect_extent, &l), -EIO);
   assert_int_equal (l.n, 0);
-  assert_non_null (strstr (last_error, "spy"));
+  assert_non_null (strstr (test_log_last_error (), "spy"));
 
   /* A driver that reports nothing at all. */
   rec.script_skew = 0;
@@ -1114,16 +1091,11 @@ test_cache_concurrent_io (void **state)
   struct ncache_stats st;
   struct backing *b;
   struct ncache *nc;
-  const char *env = getenv ("NCACHE_TEST_SEED");
-  unsigned seed = env ? (unsigned) strtoul (env, NULL, 0)
-                      : (unsigned) time (NULL) ^ (unsigned) getpid ();
+  unsigned seed = (unsigned) test_seed_from_env ("test_cache_concurrent_io");
   uint64_t total_bytes = 0;
   unsigned total_writes = 0;
   unsigned i;
 
-  printf ("test_cache_concurrent_io: seed %u (set NCACHE_TEST_SEED to repeat)\n",
-          seed);
-  fflush (stdout);
   assert_int_equal (backing_memory_create (EXPORT_BYTES, &b), 0);
   assert_int_equal (ncache_open (&cfg, b, &nc), 0);
   for (i = 0; i < NR_THREADS; i++) {
@@ -1181,6 +1153,6 @@ main (void)
     cmocka_unit_test (test_cache_concurrent_io),
   };
 
-  log_set_sink (capture_log);
+  test_log_capture ();
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
 }

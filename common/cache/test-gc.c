@@ -39,32 +39,15 @@
 #include "cdev.h"
 #include "gc.h"
 #include "log.h"
+#include "testkit.h"
 #include "super.h"
 
-#define KIB 1024u
-#define MIB (1024u * 1024u)
 #define DEVICE_BYTES (16 * MIB)
 #define BUCKET_BYTES (64 * KIB)
 #define BUCKET_BLOCKS (BUCKET_BYTES / NC_BLOCK_BYTES)
 #define EXPORT_BYTES (4 * MIB)
 
 static uint64_t seed;
-
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned nr_errors, nr_warnings;
-
-static void
-capture_log (enum log_level level, const char *msg)
-{
-  pthread_mutex_lock (&log_lock);
-  if (level == LOG_LEVEL_ERROR)
-    nr_errors++;
-  else if (level == LOG_LEVEL_WARNING)
-    nr_warnings++;
-  pthread_mutex_unlock (&log_lock);
-  if (level <= LOG_LEVEL_WARNING)
-    fprintf (stderr, "test-gc: log: %s\n", msg);
-}
 
 /* The device's background thread. */
 static struct gc *
@@ -102,9 +85,7 @@ ctx_open (struct ctx *c, bool discard)
   struct backing *b;
 
   memset (c, 0, sizeof *c);
-  pthread_mutex_lock (&log_lock);
-  nr_errors = nr_warnings = 0;
-  pthread_mutex_unlock (&log_lock);
+  test_log_clear ();
   ncache_export_tuning_default (&et);
   et.writeback_off = true;
   et.sequential_cutoff_bytes = 0;
@@ -260,7 +241,7 @@ test_gc_moving (void **state)
   }
   check_all (&c);
   assert_int_equal (usage (&c).dirty_blocks, u0.dirty_blocks);
-  assert_int_equal (nr_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   ctx_close (&c);
 }
 
@@ -327,7 +308,7 @@ test_gc_moving_races (void **state)
   }
   assert_true (gstats (&c).moving_bytes > 0);
   assert_int_equal (usage (&c).gc_fixed, 0);
-  assert_int_equal (nr_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   ctx_close (&c);
 }
 
@@ -410,8 +391,8 @@ test_gc_discard (void **state)
   assert_int_equal (ncache_flush (c.nc, 0), 0);
   check_all (&c);
   /* No allocation had to wait out a missing discard batch. */
-  assert_int_equal (nr_warnings, 0);
-  assert_int_equal (nr_errors, 0);
+  assert_int_equal (test_log_warnings (), 0);
+  assert_int_equal (test_log_errors (), 0);
   free (held);
   free (bb);
   ctx_close (&c);
@@ -460,14 +441,13 @@ test_gc_pass_and_kick (void **state)
   }
   check_all (&c);
   gc_stop (NULL);
-  assert_int_equal (nr_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   ctx_close (&c);
 }
 
 int
 main (void)
 {
-  const char *env = getenv ("NBDCACHE_SEED");
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_gc_moving),
     cmocka_unit_test (test_gc_moving_races),
@@ -475,8 +455,7 @@ main (void)
     cmocka_unit_test (test_gc_pass_and_kick),
   };
 
-  seed = env != NULL ? strtoull (env, NULL, 0) : (uint64_t) time (NULL);
-  fprintf (stderr, "test-gc: NBDCACHE_SEED=%" PRIu64 "\n", seed);
-  log_set_sink (capture_log);
+  seed = test_seed_from_env ("test-gc");
+  test_log_capture ();
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
 }

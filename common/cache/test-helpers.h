@@ -3,9 +3,9 @@
  *
  * Owns: nothing global.  Three independent pieces:
  *
- * 1. A PRNG (xoshiro256**, seeded through splitmix64) and the seed and
- *    number conventions of the tests: NBDCACHE_SEED overrides the seed,
- *    which is always printed so a failure can be replayed.
+ * 1. The test kit (common/testkit/testkit.h): the PRNG, the seed
+ *    (NBDCACHE_SEED, always printed), numbers from the environment and
+ *    the log capture; included here for the model and crash tests.
  *
  * 2. A "surviving" memory store (struct test_store) and backing handles
  *    over it (backing.h ops).  The store belongs to the test; ncache_open
@@ -33,13 +33,13 @@
  *    Every sector of every value has a distinct, decodable pattern
  *    (test_sector_fill / test_sector_decode), so a misplaced or stale
  *    sector names the op and the sector it came from.  The rules are
- *    written out in test-helpers.c; test-crash.c's top comment is the
+ *    written out in test-sector-model.c; test-crash.h's top comment is the
  *    prose version of the promise they encode.
  *
  * Threads: the store is thread-safe (one rwlock).  A PRNG and a model
  * belong to one thread each.
  * Not here: the workloads, the comparison of byte-exact models
- * (test-model.c), the crash sweep (test-crash.c).
+ * (test-model-*.c), the crash sweep (test-crash.h).
  */
 #ifndef NBDCACHE_TEST_HELPERS_H
 #define NBDCACHE_TEST_HELPERS_H
@@ -53,41 +53,9 @@
 struct backing;
 struct ncache;
 
-/* ---- 1. PRNG, seeds, environment ---- */
+/* ---- 1. PRNG, seeds, environment, log capture: the test kit ---- */
 
-struct test_rng {
-  uint64_t s[4];
-};
-
-void test_rng_seed (struct test_rng *rng, uint64_t seed);
-uint64_t test_rng_next (struct test_rng *rng);
-/* Uniform in [0, n); n = 0 returns 0. */
-uint64_t test_rng_below (struct test_rng *rng, uint64_t n);
-/* Uniform in [lo, hi] (inclusive). */
-uint64_t test_rng_range (struct test_rng *rng, uint64_t lo, uint64_t hi);
-/* True with probability percent / 100. */
-bool test_rng_chance (struct test_rng *rng, unsigned percent);
-/* splitmix64 of x: mixes a seed and an index into a new seed. */
-uint64_t test_mix64 (uint64_t x);
-
-/* The seed from NBDCACHE_SEED (decimal or 0x hex), else from the clock
- * and pid.  Prints "<program>: seed <n> (NBDCACHE_SEED=<n> to replay)".
- */
-uint64_t test_seed_from_env (const char *program);
-/* An unsigned number from the environment variable `name`, or dflt if it
- * is unset or empty.  A malformed value prints a message and returns dflt.
- */
-uint64_t test_env_u64 (const char *name, uint64_t dflt);
-/* Monotonic clock in milliseconds. */
-uint64_t test_now_ms (void);
-
-/* Silence the engine's logger, keeping the last lines in a ring so a
- * failure can print them (test_log_dump).  NBDCACHE_TEST_VERBOSE=1 lets
- * every message through to stderr as well.
- */
-void test_log_capture (void);
-void test_log_dump (const char *heading);
-void test_log_clear (void);
+#include "testkit.h"
 
 /* ---- 2. the surviving memory store ---- */
 

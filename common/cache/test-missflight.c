@@ -37,7 +37,6 @@
 #include "missflight.h"
 #include "test-helpers.h"
 
-#define KIB (UINT64_C (1) << 10)
 #define MIB (UINT64_C (1) << 20)
 #define DEVICE_BYTES (64 * MIB)
 #define EXPORT_BYTES (4 * MIB)

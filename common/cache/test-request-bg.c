@@ -46,8 +46,6 @@
 #include "faulty.h"
 #include "test-helpers.h"
 
-#define KIB (UINT64_C (1) << 10)
-#define MIB (UINT64_C (1) << 20)
 #define DEVICE_BYTES (64 * MIB)
 #define EXPORT_BYTES (16 * MIB)
 

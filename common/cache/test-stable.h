@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* test-stable.h — the stability check after a crash, shared by the crash
- * sweep (test-crash.c) and the model test (test-model.c).
+ * sweep (test-crash.h) and the model test (test-model-*.c).
  *
  * THE PROMISE (doc/design.md, "the crash promise"): after any crash (a killed process or
  * a power loss) what a block reads is stable until someone writes it,

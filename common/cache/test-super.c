@@ -39,46 +39,21 @@
 #include "cdev.h"
 #include "journal.h"
 #include "log.h"
+#include "testkit.h"
 #include "ondisk.h"
 #include "super.h"
 
-#define MIB (UINT64_C (1) << 20)
-#define KIB (UINT64_C (1) << 10)
 #define DEV_BYTES (64 * MIB)
 
 static uint64_t seed;
 
 /* ---- captured log messages ---- */
 
-static char last_error[2048];
-static char last_warning[2048];
-static unsigned nr_errors, nr_warnings;
-
-static void
-capture_log (enum log_level level, const char *msg)
-{
-  if (level == LOG_LEVEL_ERROR) {
-    snprintf (last_error, sizeof last_error, "%s", msg);
-    nr_errors++;
-  }
-  else if (level == LOG_LEVEL_WARNING) {
-    snprintf (last_warning, sizeof last_warning, "%s", msg);
-    nr_warnings++;
-  }
-}
-
-static void
-reset_log (void)
-{
-  last_error[0] = last_warning[0] = '\0';
-  nr_errors = nr_warnings = 0;
-}
-
 #define assert_error_contains(s) \
   do {                                                                  \
-    if (strstr (last_error, (s)) == NULL)                               \
+    if (strstr (test_log_last_error (), (s)) == NULL)                  \
       fail_msg ("expected an error containing \"%s\", got \"%s\"",      \
-                (s), last_error);                                       \
+                (s), test_log_last_error ());                          \
   } while (0)
 
 /* ---- stubs for prio.c and journal.c ---- */
@@ -460,20 +435,20 @@ test_super_format_refusals (void **state)
 
   cd = sim (DEV_BYTES);
   for (i = 0; i < sizeof bad_sizes / sizeof bad_sizes[0]; i++) {
-    reset_log ();
+    test_log_clear ();
     o.bucket_bytes = bad_sizes[i];
     assert_int_equal (nc_format (cd, &o), -EINVAL);
     assert_error_contains ("power of two from 64 KiB to 64 MiB");
   }
   /* A journal under 4 buckets. */
-  reset_log ();
+  test_log_clear ();
   o.bucket_bytes = 0;
   o.journal_bytes = 4 * MIB - 1;
   assert_int_equal (nc_format (cd, &o), -EINVAL);
   assert_error_contains ("journal size");
   assert_error_contains ("at least 4 buckets");
   /* A journal that leaves fewer than 8 data buckets. */
-  reset_log ();
+  test_log_clear ();
   o.journal_bytes = 60 * MIB;
   assert_int_equal (nc_format (cd, &o), -EINVAL);
   assert_error_contains ("too small");
@@ -483,7 +458,7 @@ test_super_format_refusals (void **state)
 
   /* 1 + 4 + 2 + 8 = 15 buckets of 1 MiB is the least. */
   cd = sim (15 * MIB - NC_BLOCK_BYTES);
-  reset_log ();
+  test_log_clear ();
   o.journal_bytes = 0;
   assert_int_equal (nc_format (cd, &o), -EINVAL);
   assert_error_contains ("at least 15728640 bytes");
@@ -495,7 +470,7 @@ test_super_format_refusals (void **state)
 
   /* With 64 KiB buckets the least is 15 * 64 KiB. */
   cd = sim (15 * 64 * KIB - NC_BLOCK_BYTES);
-  reset_log ();
+  test_log_clear ();
   o.bucket_bytes = 64 * KIB;
   assert_int_equal (nc_format (cd, &o), -EINVAL);
   assert_error_contains ("at least 983040 bytes");
@@ -673,7 +648,7 @@ test_super_read_refuses_corruptions (void **state)
         super_set_csum (&sb);
       cdev_sim_poke (cd, (uint64_t) slot * NC_BLOCK_BYTES, &sb, sizeof sb);
     }
-    reset_log ();
+    test_log_clear ();
     if (super_read (cd, &sb, NULL) != -EBADMSG)
       fail_msg ("%s: not refused", c->what);
     snprintf (expect, sizeof expect, "copy 0: %s; copy 1: %s", c->why,
@@ -693,24 +668,24 @@ test_super_one_copy_corrupt (void **state)
 
   /* Slot 0 (seq 2, the newer) damaged: slot 1 is used, with a warning. */
   poke_byte (cd, 100, 0x01);
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (super_read (cd, &sb, &slot), 0);
   assert_int_equal (slot, 1);
   assert_int_equal (sb.seq, 1);
-  assert_int_equal (nr_warnings, 1);
-  assert_non_null (strstr (last_warning, "copy 0"));
-  assert_non_null (strstr (last_warning, "bad checksum"));
-  assert_int_equal (nr_errors, 0);
+  assert_int_equal (test_log_warnings (), 1);
+  assert_non_null (strstr (test_log_last_warning (), "copy 0"));
+  assert_non_null (strstr (test_log_last_warning (), "bad checksum"));
+  assert_int_equal (test_log_errors (), 0);
 
   /* Repair slot 0, damage slot 1 (the older one). */
   poke_byte (cd, 100, 0x01);
   poke_byte (cd, NC_BLOCK_BYTES + 4000, 0x80);
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (super_read (cd, &sb, &slot), 0);
   assert_int_equal (slot, 0);
   assert_int_equal (sb.seq, 2);
-  assert_int_equal (nr_warnings, 1);
-  assert_non_null (strstr (last_warning, "copy 1"));
+  assert_int_equal (test_log_warnings (), 1);
+  assert_non_null (strstr (test_log_last_warning (), "copy 1"));
 
   /* A valid copy in the wrong slot (seq 3 in slot 0) is refused: trusting
    * it would make the next update overwrite the newest copy.
@@ -722,7 +697,7 @@ test_super_one_copy_corrupt (void **state)
     odd.seq = 3;
     super_set_csum (&odd);
     cdev_sim_poke (cd, 0, &odd, sizeof odd);
-    reset_log ();
+    test_log_clear ();
     assert_int_equal (super_read (cd, &sb, &slot), -EBADMSG);
     assert_error_contains ("copy 0: seq does not match its slot");
     odd.seq = 2;
@@ -737,10 +712,10 @@ test_super_one_copy_corrupt (void **state)
     uint8_t zero[NC_BLOCK_BYTES] = { 0 };
     cdev_sim_poke (cd, NC_BLOCK_BYTES, zero, sizeof zero);
   }
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (super_read (cd, &sb, &slot), 0);
   assert_int_equal (slot, 0);
-  assert_int_equal (nr_warnings + nr_errors, 0);
+  assert_int_equal (test_log_warnings () + test_log_errors (), 0);
   cdev_close (cd);
 }
 
@@ -753,10 +728,10 @@ test_super_read_error_copy (void **state)
 
   /* Slot 0 unreadable: slot 1 is used, with a warning. */
   cdev_sim_fail_read_once (cd, 0, NC_BLOCK_BYTES);
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (super_read (cd, &sb, &slot), 0);
   assert_int_equal (slot, 1);
-  assert_non_null (strstr (last_warning, "read error"));
+  assert_non_null (strstr (test_log_last_warning (), "read error"));
 
   /* Slot 0 unreadable, slot 1 without magic: an I/O error, not "not an
    * nbdcache device" (which would invite a format).
@@ -766,7 +741,7 @@ test_super_read_error_copy (void **state)
     cdev_sim_poke (cd, NC_BLOCK_BYTES, zero, sizeof zero);
   }
   cdev_sim_fail_read_once (cd, 0, NC_BLOCK_BYTES);
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (super_read (cd, &sb, &slot), -EIO);
   assert_error_contains ("cannot read the superblock");
   cdev_close (cd);
@@ -781,11 +756,11 @@ test_super_both_corrupt (void **state)
 
   poke_byte (cd, 200, 0x04);
   poke_byte (cd, NC_BLOCK_BYTES + 200, 0x04);
-  reset_log ();
+  test_log_clear ();
   memset (&sb, 0xaa, sizeof sb);
   assert_int_equal (super_read (cd, &sb, &slot), -EBADMSG);
   assert_int_equal (slot, 7);
-  assert_int_equal (nr_errors, 1);
+  assert_int_equal (test_log_errors (), 1);
   assert_error_contains ("sim: corrupt nbdcache superblock: copy 0: bad "
                          "checksum; copy 1: bad checksum");
 
@@ -795,7 +770,7 @@ test_super_both_corrupt (void **state)
     memset (junk, 0x5a, sizeof junk);
     cdev_sim_poke (cd, 0, junk, sizeof junk);
   }
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (super_read (cd, &sb, NULL), -EBADMSG);
   assert_error_contains ("copy 0: no superblock magic; copy 1: bad checksum");
   cdev_close (cd);
@@ -809,7 +784,7 @@ test_super_no_magic (void **state)
   uint8_t *junk;
   size_t i;
 
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (super_read (cd, &sb, NULL), -ENOTSUP);
   assert_error_contains ("sim: not an nbdcache cache device (no "
                          "superblock); format it with 'nbdcache format "
@@ -823,13 +798,13 @@ test_super_no_magic (void **state)
     junk[i] = (uint8_t) random ();
   cdev_sim_poke (cd, 0, junk, 2 * NC_BLOCK_BYTES);
   free (junk);
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (super_read (cd, &sb, NULL), -ENOTSUP);
   cdev_close (cd);
 
   /* Nor is a device too small to hold the two copies. */
   cd = sim (NC_BLOCK_BYTES);
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (super_read (cd, &sb, NULL), -ENOTSUP);
   assert_error_contains ("not an nbdcache cache device");
   cdev_close (cd);
@@ -870,7 +845,7 @@ test_super_write_alternates (void **state)
   /* An invalid superblock is never written. */
   got = sb;
   got.data_first++;
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (super_write (cd, &got), -EINVAL);
   assert_int_equal (got.seq, sb.seq);
   assert_error_contains ("refusing to write an invalid superblock");
@@ -894,7 +869,7 @@ test_super_write_failure_keeps_previous (void **state)
   strcpy (sb.exports[0].uri, "file:/x");
   sb.exports[0].id = 1;
   sb.nr_exports = 1;
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (super_write (cd, &sb), -EIO);
   assert_error_contains ("copy 0 is kept");
   /* seq is put back, so a retry targets slot 1 again, not slot 0. */
@@ -974,10 +949,10 @@ test_super_write_torn (void **state)
   read_slot (cd, (int) (next.seq % 2), &got);
   memcpy (&got, &next, NC_BLOCK_BYTES / 2);
   cdev_sim_poke (cd, (next.seq % 2) * NC_BLOCK_BYTES, &got, sizeof got);
-  reset_log ();
+  test_log_clear ();
   assert_int_equal (super_read (cd, &got, NULL), 0);
   assert_int_equal (got.seq, sb.seq);
-  assert_non_null (strstr (last_warning, "bad checksum"));
+  assert_non_null (strstr (test_log_last_warning (), "bad checksum"));
   free (buf);
   cdev_close (cd);
 }
@@ -1017,7 +992,7 @@ test_super_format_crash (void **state)
       r = nc_format (cd, &o);
       assert_true (n <= total ? r < 0 : r == 0);
       cdev_sim_crash (cd, t == 0 ? 0 : seed * 31 + n * 3 + t);
-      reset_log ();
+      test_log_clear ();
       r = super_read (cd, &sb, NULL);
       if (r == -ENOTSUP) {
         seen_none++;
@@ -1058,7 +1033,7 @@ test_super_format_crash (void **state)
       cdev_close (gate);
       assert_true (r < 0 || n > 3);
       cdev_sim_crash (cd, seed * 17 + n * 16 + t + 1);
-      reset_log ();
+      test_log_clear ();
       r = super_read (cd, &sb, NULL);
       if (r == -ENOTSUP) {
         seen_none++;
@@ -1253,10 +1228,7 @@ main (void)
     cmocka_unit_test (test_super_exports),
     cmocka_unit_test (test_super_export_limits),
   };
-  const char *s = getenv ("NBDCACHE_SEED");
-
-  seed = s != NULL ? strtoull (s, NULL, 0) : (uint64_t) time (NULL);
-  printf ("test-super: NBDCACHE_SEED=%" PRIu64 "\n", seed);
-  log_set_sink (capture_log);
+  seed = test_seed_from_env ("test-super");
+  test_log_capture ();
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
 }

@@ -9,9 +9,8 @@
  * round-robin cursor, draining, errors and stats, and a concurrency test
  * that checks no trim queued before a write is issued after its barrier.
  * WHY: a trim that overtakes a later write destroys client data.
- * INVARIANTS: random tests print their seed; NBDCACHE_SEED (or
- * NBDCACHE_TEST_SEED) repeats it.  Nothing sleeps: threads meet on
- * condition variables; "still blocked" is checked with a bounded timed
+ * INVARIANTS: random tests print their seed; NBDCACHE_SEED repeats it.
+ * Nothing sleeps: threads meet on condition variables; "still blocked" is checked with a bounded timed
  * wait, "not blocked" by a generous deadline.
  * THREADS AND LOCKS: helper threads report through fields read after
  * pthread_join (cmocka's assertions are not thread-safe).
@@ -35,6 +34,8 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include "testkit.h"
+
 #include "compiler.h"
 #include "trimq.h"
 
@@ -43,25 +44,9 @@
 static uint64_t
 seed_from_env (const char *test)
 {
-  const char *env = getenv ("NBDCACHE_SEED");
-  uint64_t seed;
+  uint64_t seed = test_seed_from_env (test);
 
-  if (env == NULL)
-    env = getenv ("NBDCACHE_TEST_SEED");
-  seed = env ? strtoull (env, NULL, 0) : (uint64_t) time (NULL);
-  printf ("%s: seed %" PRIu64 " (set NBDCACHE_SEED to repeat)\n",
-          test, seed);
   return seed ? seed : 1;
-}
-
-static uint64_t
-rng_next (uint64_t *s)
-{
-  /* xorshift64* */
-  *s ^= *s >> 12;
-  *s ^= *s << 25;
-  *s ^= *s >> 27;
-  return *s * UINT64_C (2685821657736338717);
 }
 
 static struct trimq *
@@ -180,9 +165,9 @@ test_trimq_random_model (void **state)
 
     memset (model, 0, sizeof model);
     for (op = 0; op < 400; ++op) {
-      uint64_t off = rng_next (&seed) % MODEL_BLOCKS;
-      uint64_t len = rng_next (&seed) % 40 + 1;
-      bool add = rng_next (&seed) % 3 != 0;
+      uint64_t off = test_splitmix_next (&seed) % MODEL_BLOCKS;
+      uint64_t len = test_splitmix_next (&seed) % 40 + 1;
+      bool add = test_splitmix_next (&seed) % 3 != 0;
 
       if (off + len > MODEL_BLOCKS)
         len = MODEL_BLOCKS - off;
@@ -666,13 +651,13 @@ race_writer (void *arg)
   int i;
 
   for (i = 0; i < 4000; ++i) {
-    uint64_t b = w->id * WRITER_BLOCKS + rng_next (&w->seed) % WRITER_BLOCKS;
-    uint64_t n = rng_next (&w->seed) % 8 + 1;
+    uint64_t b = w->id * WRITER_BLOCKS + test_splitmix_next (&w->seed) % WRITER_BLOCKS;
+    uint64_t n = test_splitmix_next (&w->seed) % 8 + 1;
     uint64_t k;
 
     n = MIN (n, (uint64_t) (w->id + 1) * WRITER_BLOCKS - b);
 
-    if (rng_next (&w->seed) % 2) {
+    if (test_splitmix_next (&w->seed) % 2) {
       for (k = b; k < b + n; ++k)
         __atomic_store_n (&race->state[k], PENDING, __ATOMIC_RELEASE);
       if (trimq_add (race->q, b * BLOCK, n * BLOCK, now++) < 0)

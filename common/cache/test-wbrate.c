@@ -25,22 +25,11 @@
 
 #include <cmocka.h>
 
+#include "testkit.h"
+
 #include "wbrate.h"
 
-#define MiB (UINT64_C (1) << 20)
-#define GiB (UINT64_C (1) << 30)
-
 static uint64_t seed;
-
-static uint64_t
-splitmix64 (uint64_t *x)
-{
-  uint64_t z = (*x += UINT64_C (0x9e3779b97f4a7c15));
-
-  z = (z ^ (z >> 30)) * UINT64_C (0xbf58476d1ce4e5b9);
-  z = (z ^ (z >> 27)) * UINT64_C (0x94d049bb133111eb);
-  return z ^ (z >> 31);
-}
 
 static void
 test_wbrate_defaults (void **state)
@@ -66,16 +55,16 @@ test_wbrate_min_at_or_below_target (void **state)
   struct wbrate r;
 
   wbrate_init (&r, 0, 0);
-  assert_int_equal (wbrate_update (&r, GiB, GiB, 1), WBRATE_MIN_RATE);
-  assert_int_equal (wbrate_update (&r, 0, GiB, 1), WBRATE_MIN_RATE);
+  assert_int_equal (wbrate_update (&r, GIB, GIB, 1), WBRATE_MIN_RATE);
+  assert_int_equal (wbrate_update (&r, 0, GIB, 1), WBRATE_MIN_RATE);
   assert_int_equal (wbrate_update (&r, 0, 0, 1), WBRATE_MIN_RATE);
   assert_true (r.integral == 0);  /* no negative integral */
 
   /* Built-up integral: still the minimum below the target. */
   for (int i = 0; i < 100; i++)
-    wbrate_update (&r, 2 * GiB, GiB, 1);
+    wbrate_update (&r, 2 * GIB, GIB, 1);
   assert_true (r.integral > 0);
-  assert_int_equal (wbrate_update (&r, GiB / 2, GiB, 1), WBRATE_MIN_RATE);
+  assert_int_equal (wbrate_update (&r, GIB / 2, GIB, 1), WBRATE_MIN_RATE);
   assert_int_equal (r.rate, WBRATE_MIN_RATE);
 }
 
@@ -84,26 +73,26 @@ static void
 test_wbrate_exact_law (void **state)
 {
   struct wbrate r;
-  uint64_t error = 400 * MiB, rate;
+  uint64_t error = 400 * MIB, rate;
   double i1, i2;
 
   wbrate_init (&r, 1, 0);
-  rate = wbrate_update (&r, GiB + error, GiB, 2.0);
+  rate = wbrate_update (&r, GIB + error, GIB, 2.0);
   i1 = (double) error * 2.0 / WBRATE_I_INVERSE;
   assert_true (fabs (r.integral - i1) < 1e-6);
   assert_int_equal (rate, (uint64_t) ((double) error / WBRATE_P_INVERSE + i1));
   assert_int_equal (r.rate, rate);
 
-  rate = wbrate_update (&r, GiB + error, GiB, 0.5);
+  rate = wbrate_update (&r, GIB + error, GIB, 0.5);
   i2 = i1 + (double) error * 0.5 / WBRATE_I_INVERSE;
   assert_true (fabs (r.integral - i2) < 1e-6);
   assert_int_equal (rate, (uint64_t) ((double) error / WBRATE_P_INVERSE + i2));
 
   /* Below the target the integral decays by the same law, toward 0. */
-  wbrate_update (&r, GiB - 100 * MiB, GiB, 1.0);
+  wbrate_update (&r, GIB - 100 * MIB, GIB, 1.0);
   assert_true (fabs (r.integral
-                     - (i2 - (double) (100 * MiB) / WBRATE_I_INVERSE)) < 1e-6);
-  wbrate_update (&r, 0, GiB, 1000.0);
+                     - (i2 - (double) (100 * MIB) / WBRATE_I_INVERSE)) < 1e-6);
+  wbrate_update (&r, 0, GIB, 1000.0);
   assert_true (r.integral == 0);
 }
 
@@ -113,12 +102,12 @@ test_wbrate_rises_with_error (void **state)
 {
   uint64_t prev = 0;
 
-  for (uint64_t err = 64 * MiB; err <= 64 * GiB; err *= 2) {
+  for (uint64_t err = 64 * MIB; err <= 64 * GIB; err *= 2) {
     struct wbrate r;
     uint64_t rate;
 
     wbrate_init (&r, 0, 0);
-    rate = wbrate_update (&r, GiB + err, GiB, 1);
+    rate = wbrate_update (&r, GIB + err, GIB, 1);
     assert_true (rate > prev);
     assert_true (rate >= WBRATE_MIN_RATE);
     prev = rate;
@@ -127,9 +116,9 @@ test_wbrate_rises_with_error (void **state)
   {
     struct wbrate r;
 
-    wbrate_init (&r, 0, 10 * MiB);
-    assert_int_equal (wbrate_update (&r, GiB + 4096, GiB, 1), WBRATE_MIN_RATE);
-    assert_int_equal (wbrate_update (&r, 1000 * GiB, GiB, 1), 10 * MiB);
+    wbrate_init (&r, 0, 10 * MIB);
+    assert_int_equal (wbrate_update (&r, GIB + 4096, GIB, 1), WBRATE_MIN_RATE);
+    assert_int_equal (wbrate_update (&r, 1000 * GIB, GIB, 1), 10 * MIB);
   }
   /* With the error held, the integral makes the rate keep rising. */
   {
@@ -137,9 +126,9 @@ test_wbrate_rises_with_error (void **state)
     uint64_t a, b;
 
     wbrate_init (&r, 0, 0);
-    a = wbrate_update (&r, 2 * GiB, GiB, 1);
+    a = wbrate_update (&r, 2 * GIB, GIB, 1);
     for (int i = 0; i < 10; i++)
-      b = wbrate_update (&r, 2 * GiB, GiB, 1);
+      b = wbrate_update (&r, 2 * GIB, GIB, 1);
     assert_true (b > a);
   }
 }
@@ -150,36 +139,36 @@ test_wbrate_rises_with_error (void **state)
 static void
 test_wbrate_no_windup (void **state)
 {
-  const uint64_t max = 8 * MiB;
+  const uint64_t max = 8 * MIB;
   struct wbrate r;
-  uint64_t err = 10 * GiB, rate;
+  uint64_t err = 10 * GIB, rate;
   double held;
 
   wbrate_init (&r, 0, max);
-  /* P alone (10 GiB / 40 = 256 MiB/s) is far above the maximum. */
+  /* P alone (10 GIB / 40 = 256 MIB/s) is far above the maximum. */
   for (int i = 0; i < 1000; i++)
-    assert_int_equal (wbrate_update (&r, GiB + err, GiB, 1), max);
+    assert_int_equal (wbrate_update (&r, GIB + err, GIB, 1), max);
   assert_true (r.integral >= 0 && r.integral <= (double) max);
   held = r.integral;
   for (int i = 0; i < 1000; i++)
-    wbrate_update (&r, GiB + err, GiB, 1);
+    wbrate_update (&r, GIB + err, GIB, 1);
   assert_true (r.integral == held);
 
   /* The error drops to where P is a quarter of the maximum: the rate
    * leaves the clamp at once (a wound-up integral would hold it there
    * for a long time).
    */
-  rate = wbrate_update (&r, GiB + max / 4 * WBRATE_P_INVERSE, GiB, 1);
+  rate = wbrate_update (&r, GIB + max / 4 * WBRATE_P_INVERSE, GIB, 1);
   assert_true (rate < max);
 
   /* Not at the clamp: it does accumulate, but never past the clamp. */
   wbrate_init (&r, 0, max);
   for (int i = 0; i < 100000; i++)
-    wbrate_update (&r, GiB + 64 * MiB, GiB, 10);
+    wbrate_update (&r, GIB + 64 * MIB, GIB, 10);
   assert_int_equal (r.rate, max);
-  assert_true (r.integral + (double) (64 * MiB) / WBRATE_P_INVERSE
+  assert_true (r.integral + (double) (64 * MIB) / WBRATE_P_INVERSE
                <= (double) max + 1);
-  rate = wbrate_update (&r, GiB, GiB, 1);
+  rate = wbrate_update (&r, GIB, GIB, 1);
   assert_int_equal (rate, WBRATE_MIN_RATE);
 }
 
@@ -192,9 +181,9 @@ test_wbrate_converges (void **state)
   uint64_t x = seed;
 
   for (int run = 0; run < 8; run++) {
-    uint64_t target = (256 + splitmix64 (&x) % 4096) * MiB;
-    double incoming = (double) (1 + splitmix64 (&x) % 64) * MiB;
-    double dirty = (double) (splitmix64 (&x) % (3 * target));
+    uint64_t target = (256 + test_splitmix_next (&x) % 4096) * MIB;
+    double incoming = (double) (1 + test_splitmix_next (&x) % 64) * MIB;
+    double dirty = (double) (test_splitmix_next (&x) % (3 * target));
     const double dt = 1.0;
     struct wbrate r;
     double worst = 0, sum_rate = 0, tolerance;
@@ -235,19 +224,18 @@ test_wbrate_bad_dt (void **state)
   struct wbrate r;
 
   wbrate_init (&r, 1, 0);
-  wbrate_update (&r, 2 * GiB, GiB, 0);
+  wbrate_update (&r, 2 * GIB, GIB, 0);
   assert_true (r.integral == 0);
-  wbrate_update (&r, 2 * GiB, GiB, -5);
+  wbrate_update (&r, 2 * GIB, GIB, -5);
   assert_true (r.integral == 0);
-  wbrate_update (&r, 2 * GiB, GiB, NAN);
+  wbrate_update (&r, 2 * GIB, GIB, NAN);
   assert_true (r.integral == 0);
-  assert_int_equal (r.rate, GiB / WBRATE_P_INVERSE);
+  assert_int_equal (r.rate, GIB / WBRATE_P_INVERSE);
 }
 
 int
 main (void)
 {
-  const char *env = getenv ("NBDCACHE_SEED");
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_wbrate_defaults),
     cmocka_unit_test (test_wbrate_min_at_or_below_target),
@@ -258,9 +246,6 @@ main (void)
     cmocka_unit_test (test_wbrate_bad_dt),
   };
 
-  seed = env && *env ? strtoull (env, NULL, 0)
-    : (uint64_t) time (NULL) ^ ((uint64_t) getpid () << 32);
-  printf ("test-wbrate: seed %" PRIu64 " (NBDCACHE_SEED=%" PRIu64
-          " to replay)\n", seed, seed);
+  seed = test_seed_from_env ("test-wbrate");
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
 }

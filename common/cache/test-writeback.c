@@ -53,8 +53,6 @@
 #include "test-helpers.h"
 #include "writeback.h"
 
-#define KIB (UINT64_C (1) << 10)
-#define MIB (UINT64_C (1) << 20)
 #define BLK 4096u
 #define DEVICE_BYTES (32 * MIB)
 /* Not a multiple of the block: the last block is partial. */

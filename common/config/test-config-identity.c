@@ -14,7 +14,7 @@
  * THREADS AND LOCKS: single-threaded.
  * FAILURE: cmocka assertions; the loaders print what was logged.
  * NOT HERE: the runtime locks (common/util/test-ownlock.c,
- * common/cache/test-cdev.c, client-tests/test-exclusive-*.sh).
+ * common/cache/test-cdev-file.c, client-tests/test-exclusive-*.sh).
  */
 #include <config.h>
 

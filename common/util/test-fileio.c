@@ -32,6 +32,8 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
+#include "testkit.h"
+
 #ifdef HAVE_LINUX_FS_H
 #include <linux/fs.h>
 #endif
@@ -41,18 +43,6 @@
 
 static char tmpdir[256];
 static char path[320];
-static unsigned n_errors;
-static char last_error[512];
-
-static void
-capture_sink (enum log_level level, const char *msg)
-{
-  if (level == LOG_LEVEL_ERROR) {
-    n_errors++;
-    snprintf (last_error, sizeof last_error, "%s", msg);
-  }
-}
-
 static int
 setup (void **state)
 {
@@ -66,9 +56,7 @@ setup (void **state)
     return -1;
   }
   snprintf (path, sizeof path, "%s/f", tmpdir);
-  log_set_sink (capture_sink);
-  n_errors = 0;
-  last_error[0] = '\0';
+  test_log_capture ();
   return 0;
 }
 
@@ -135,7 +123,7 @@ test_fileio_create_sparse (void **state)
   assert_int_equal (fileio_create_sparse ("pfx ", path, 4096, 0600), -EEXIST);
   assert_int_equal (stat (path, &st), 0);
   assert_int_equal (st.st_size, 1 << 20);
-  assert_int_equal (n_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
 }
 
 static void
@@ -150,15 +138,15 @@ test_fileio_create_sparse_errors (void **state)
   snprintf (expected, sizeof expected,
             "pfx %s: cannot create: size %llu bytes is too large", path,
             (unsigned long long) UINT64_MAX);
-  assert_string_equal (last_error, expected);
+  assert_string_equal (test_log_last_error (), expected);
 
   snprintf (missing, sizeof missing, "%s/no/such/dir", tmpdir);
   assert_int_equal (fileio_create_sparse ("pfx ", missing, 4096, 0600),
                     -ENOENT);
   snprintf (expected, sizeof expected, "pfx %s: create: %s", missing,
             strerror (ENOENT));
-  assert_string_equal (last_error, expected);
-  assert_int_equal (n_errors, 2);
+  assert_string_equal (test_log_last_error (), expected);
+  assert_int_equal (test_log_errors (), 2);
 }
 
 static void
@@ -183,7 +171,7 @@ test_fileio_stat_size (void **state)
   assert_int_equal (size, 7);
   snprintf (expected, sizeof expected,
             "pfx %s: not a regular file or a block device", tmpdir);
-  assert_string_equal (last_error, expected);
+  assert_string_equal (test_log_last_error (), expected);
   close (fd);
 
   /* Any other kind (a character device): -EINVAL. */
@@ -198,8 +186,8 @@ test_fileio_stat_size (void **state)
   assert_int_equal (fileio_stat_size ("pfx ", path, -1, &st, &size), -EBADF);
   snprintf (expected, sizeof expected, "pfx %s: fstat: %s", path,
             strerror (EBADF));
-  assert_string_equal (last_error, expected);
-  assert_int_equal (n_errors, 3);
+  assert_string_equal (test_log_last_error (), expected);
+  assert_int_equal (test_log_errors (), 3);
 }
 
 static void

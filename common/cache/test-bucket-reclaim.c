@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* test-bucket-bg.c — unit tests for the bucket set's background-work
- * bookkeeping (bucket.c): discards, the GC recount, per-export dirty
- * counters, the moving-GC selection.
+/* test-bucket-reclaim.c — unit tests for how the bucket set reclaims
+ * buckets (bucket-discard.c, bucket-gc.c): discards, the GC recount,
+ * per-export dirty counters, the moving-GC selection.
  *
  * WHAT: busy (DISCARD) buckets: take/done state transitions, the
  * allocator never handing one out, gens durable before take returns
@@ -41,6 +41,7 @@
 #include "cdev.h"
 #include "compiler.h"
 #include "log.h"
+#include "testkit.h"
 #include "ondisk.h"
 #include "super.h"
 
@@ -53,28 +54,6 @@
 static uint64_t seed;
 
 /* ---- captured log messages ---- */
-
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned nr_errors, nr_warnings;
-
-static void
-capture_log (enum log_level level, const char *msg)
-{
-  pthread_mutex_lock (&log_lock);
-  if (level == LOG_LEVEL_ERROR)
-    nr_errors++;
-  else if (level == LOG_LEVEL_WARNING)
-    nr_warnings++;
-  pthread_mutex_unlock (&log_lock);
-}
-
-static void
-reset_log (void)
-{
-  pthread_mutex_lock (&log_lock);
-  nr_errors = nr_warnings = 0;
-  pthread_mutex_unlock (&log_lock);
-}
 
 static uint64_t
 rnd (uint64_t *s)
@@ -173,7 +152,7 @@ fx_open (struct fx *fx)
   assert_int_equal (prio_format (fx->cd, &fx->sb), 0);
   assert_int_equal (cdev_sync (fx->cd), 0);
   fx_attach (fx);
-  reset_log ();
+  test_log_clear ();
 }
 
 static void
@@ -316,7 +295,7 @@ test_bucket_discard_take_done (void **state)
   bucket_discard_done (fx.bs, busy, nbusy, 0);
   assert_int_equal (usage (fx.bs).discard, 0);
   check_state_counts (fx.bs);
-  assert_int_equal (nr_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   assert_int_equal (usage (fx.bs).evictions, 0);
   fx_close (&fx);
 }
@@ -368,12 +347,12 @@ test_bucket_discard_gens_durable (void **state)
 
   /* A failing prio write: nothing taken, the buckets stay EMPTY. */
   bucket_set_discard (fx.bs, true);
-  reset_log ();
+  test_log_clear ();
   cdev_sim_fail_at_write (fx.cd, cdev_sim_nr_writes (fx.cd) + 1);
   assert_true (bucket_discard_take (fx.bs, out, 10) < 0);
   assert_int_equal (usage (fx.bs).discard, 0);
   assert_int_equal (usage (fx.bs).empty, NDATA);
-  assert_true (nr_errors > 0);
+  assert_true (test_log_errors () > 0);
   fx_close (&fx);
 }
 
@@ -419,7 +398,7 @@ test_bucket_discard_fresh_reused (void **state)
   assert_int_equal (bucket_gen (fx.bs, out[0]),
                     (uint8_t) (gen[out[0]] + 2));
   check_state_counts (fx.bs);
-  assert_int_equal (nr_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   fx_close (&fx);
 }
 
@@ -517,7 +496,7 @@ test_bucket_discard_wait_wakes (void **state)
       break;
   assert_true (i < (uint32_t) n);
   assert_int_equal (fx.bs->discard_fallbacks, 0);
-  assert_int_equal (nr_warnings, 0);
+  assert_int_equal (test_log_warnings (), 0);
   /* The allocator bumped no EMPTY bucket itself. */
   assert_int_equal (usage (fx.bs).empty, NDATA - n);
   bucket_put_open (fx.bs, a.e.bucket);
@@ -570,7 +549,7 @@ test_bucket_discard_fallback (void **state)
   assert_true (now_s () - t0 >= 1.5);
   assert_int_equal (fx.bs->discard_fallbacks, 1);
   assert_true (fx.bs->discard_stalled);
-  assert_int_equal (nr_warnings, 1);
+  assert_int_equal (test_log_warnings (), 1);
   assert_int_equal (usage (fx.bs).discard_batches, 0);
   bucket_put_open (fx.bs, e.bucket);
   /* Everything was bumped by the fallback (one refill batch). */
@@ -725,7 +704,7 @@ test_bucket_gc_recount (void **state)
     u = usage (fx.bs);
     assert_int_equal (u.gc_runs, run + 1);
     assert_int_equal (u.gc_fixed, 0);
-    assert_int_equal (nr_errors, 0);
+    assert_int_equal (test_log_errors (), 0);
   }
   fake_flush (&fx);             /* commit: PENDING -> EMPTY */
 
@@ -764,7 +743,7 @@ test_bucket_gc_recount (void **state)
   assert_int_equal (usage (fx.bs).gc_runs, 4);
   assert_int_equal (fx.bs->b[lost].live_blocks, 5);
 
-  reset_log ();
+  test_log_clear ();
   bucket_gc_begin (fx.bs);
   for (i = 0; i < 2 * GC_SLOTS; i++)
     if (m->used[i])
@@ -777,7 +756,7 @@ test_bucket_gc_recount (void **state)
   assert_int_equal (fx.bs->b[broken].live_blocks, live[broken]);
   assert_int_equal (bucket_state_of (fx.bs, lost), BUCKET_PENDING);
   assert_int_equal (bucket_export_dirty_blocks (fx.bs, 1), xdirty);
-  assert_int_equal (nr_errors, 2);          /* buckets, export counters */
+  assert_int_equal (test_log_errors (), 2);          /* buckets, export counters */
   check_state_counts (fx.bs);
   fx_close (&fx);
   free (m);
@@ -875,7 +854,7 @@ test_bucket_export_dirty (void **state)
   b = NDATA - BUCKET_BTREE_RESERVE;
   assert_int_equal (bucket_data_capacity_blocks (fx.bs),
                     (uint64_t) b * BUCKET_BLOCKS);
-  assert_int_equal (nr_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   fx_close (&fx);
 }
 
@@ -941,7 +920,7 @@ test_bucket_moving_select (void **state)
   assert_int_equal (out[1], b6);
   bucket_moving_done (fx.bs, out, 2);
   assert_int_equal (usage (fx.bs).moving, 0);
-  assert_int_equal (nr_errors, 0);
+  assert_int_equal (test_log_errors (), 0);
   fx_close (&fx);
 }
 
@@ -992,7 +971,6 @@ test_bucket_gens_failed_prio_writes (void **state)
 int
 main (void)
 {
-  const char *env = getenv ("NBDCACHE_SEED");
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_bucket_discard_take_done),
     cmocka_unit_test (test_bucket_discard_off_unchanged),
@@ -1009,8 +987,7 @@ main (void)
     cmocka_unit_test (test_bucket_gens_failed_prio_writes),
   };
 
-  seed = env != NULL ? strtoull (env, NULL, 0) : (uint64_t) time (NULL);
-  fprintf (stderr, "test-bucket-bg: NBDCACHE_SEED=%" PRIu64 "\n", seed);
-  log_set_sink (capture_log);
+  seed = test_seed_from_env ("test-bucket-reclaim");
+  test_log_capture ();
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
 }

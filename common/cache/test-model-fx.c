@@ -1,84 +1,16 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* test-model.c — the engine against a flat byte array: random operations
- * in every mode, compared byte for byte.
+/* test-model-fx.c — the model test's fixture (test-model-fx.h).
  *
- * WHAT: for each mode (none as the baseline, writeback, writethrough,
- * writearound) thousands of random operations on one export — reads,
- * writes of 1 B .. 256 KiB at any alignment (sub-block, unaligned,
- * block-aligned), writes with FUA, zeroes (with and without MAY_TRIM,
- * sometimes FAST_ZERO), trims, flushes, CACHE, extents, the odd long
- * sequential stream (past the sequential cutoff), ncache_drain, GC
- * rounds (gc_run_once, sometimes forcing moving GC) — interleaved with
- * clean reopens (ncache_close + ncache_device_close, then reopen the same
- * simulated device with create = no over the same backing bytes) and, in the cached modes, CRASH reopens: every other reopen
- * stops the cache device and the backing store at once while the
- * background work runs (every later I/O fails), closes, then either keeps
- * everything written (a process kill: cdev_sim_kill) or loses what was not
- * synced and flushed (a power loss, torn or not), and reopens.  The
- * background work runs all the time: writeback with writeback_percent 0
- * and a 10 ms controller period (dirty data and zero extents go back to
- * the backing store while the ops run), the GC thread, discards.  Per
- * test the seed picks a sequential cutoff (256 KiB, the default 4 MiB,
- * or off) and whether close writes everything back (flush_on_stop).  The
- * backing store is volatile (test-helpers.h) and loses what it was not
- * told to flush at every reopen, so a close that forgets the backing's
- * last flush is caught.  The
- * model is a flat array of the export's bytes plus a "trimmed" bit per
- * byte.  Then concurrent variants: 4 threads on disjoint regions, and
- * 4 threads striped by 512-byte sector so that every 4 KiB block is
- * written by all of them at once (partial-block read-modify-write must
- * not lose a neighbour's write).
- * WHY: doc/design.md's model test: the engine must behave exactly like a
- * disk, whatever the cache does underneath (fills, evicts, writes back,
- * goes around).
- *
- * RULES (the expected results):
- * - A read returns exactly the model's bytes, except bytes trimmed since
- *   they were last written, which read as their old value or zero, and
- *   in the cached modes also as any older data once written there, which
- *   NBD allows: the cache drops its keys at once but the backing trim is
- *   queued (trimq.h), so the backing's older copy (written back earlier)
- *   shows through until it is issued.  NBDCACHE_MODEL_TRIM_STALE=0 or 1
- *   forces the strict or the lenient rule in every mode.
- * - After a clean reopen every byte equals the model exactly (trimmed
- *   bytes: old value or zero).  Regions touched since the previous reopen
- *   are compared after each reopen, the whole export after the last.
- * - Zero (with or without MAY_TRIM) reads as zeros.  FAST_ZERO may fail
- *   with -ENOTSUP and then changes nothing.
- * - Extents start at the request offset, are contiguous, non-empty,
- *   never past the request's end, cover the whole request (one extent is
- *   enough with REQ_ONE), use only HOLE|ZERO, stop when the callback
- *   says so; a ZERO extent's bytes are zero in the model (or trimmed)
- *   and really read back as zeros.
- * - Every other request returns 0.
- * - A drain that returned 0 leaves the export clean (stats: no dirty
- *   bytes, no dirty zero bytes); with flush_on_stop, a reopened export
- *   has nothing dirty.
- * - After a crash reopen (test-stable.h): with nobody writing, the whole
- *   export read at once, read again after a drain, and the backing store
- *   after the drain (what reads return once everything is evicted) are
- *   the same bytes.  What the crash kept of the unflushed ops is the
- *   crash test's subject (test-crash.c): the model takes the first read
- *   as the export's content from then on.
- *
- * SIZES: a 64 MiB export, a 16 MiB simulated cache device with 64 KiB
- * buckets and a small btree node cache, so the cache fills and eviction,
- * write-around and node reads all happen.
- * ENV: NBDCACHE_SEED (the seed, always printed), NBDCACHE_MODEL_OPS (ops
- * per mode, default 4000; per thread the concurrent tests use a quarter
- * of it, the striped ones half), NBDCACHE_MODEL_FILTER (a cmocka
- * test-name pattern), NBDCACHE_TEST_VERBOSE=1 (the engine's log on
- * stderr), NBDCACHE_MODEL_TRIM_STALE=0|1 (see RULES).
- * FAILURE OUTPUT: seed, mode, op index, offset, expected vs got (hex and
- * decoded: which op wrote the bytes that came back, and for which
- * offset), the ops that changed that byte, the last 20 ops, the engine's
- * last log lines, the command that replays it.
- *
- * THREADS AND LOCKS: the concurrent tests' threads own disjoint parts of
- * the model arrays (the trimmed bitmap is not used there); failures are
- * recorded per thread and reported by the main thread (cmocka asserts
- * only there).
- * NOT HERE: what a crash may lose (test-crash.c).
+ * WHAT: data patterns, the per-test state, opening and reopening the
+ * engine (clean and crash reopens), setup / teardown per mode, and each
+ * operation with its byte-exact check against the model.
+ * WHY: the sequential and the concurrent programs drive the same engine
+ * the same way.
+ * INVARIANTS: the model holds every byte the engine must return.
+ * THREADS AND LOCKS: a context belongs to one test; workers only use
+ * their own regions.
+ * FAILURE: a mismatch fails the test with the seed, op and history.
+ * NOT HERE: the runs (test-model-sequential.c, test-model-concurrent.c).
  */
 #include <config.h>
 
@@ -100,38 +32,7 @@
 #include "cache-internal.h"
 #include "cdev.h"
 #include "compiler.h"
-#include "gc.h"
-#include "test-helpers.h"
-#include "test-stable.h"
-
-#define KIB 1024u
-#define MIB (1024u * 1024u)
-
-#define EXPORT_BYTES (64 * (uint64_t) MIB)
-#define DEVICE_BYTES (16 * (uint64_t) MIB)
-#define BUCKET_BYTES (64 * KIB)
-#define NODE_CACHE_BYTES (1 * (uint64_t) MIB) /* 16 nodes of 64 KiB */
-#define JOURNAL_DELAY_MS 20
-#define HOT_BYTES (6 * (uint64_t) MIB)        /* about the cache's size */
-#define MAX_IO_BYTES (256 * KIB)
-#define STREAM_BYTES (6 * (uint64_t) MIB)     /* > the 4 MiB cutoff */
-#define CHUNK_BYTES (64 * KIB)                /* touched-region unit */
-#define NR_CHUNKS (EXPORT_BYTES / CHUNK_BYTES)
-#define RING 20                               /* ops in a failure report */
-#define NR_THREADS 4
-#define STRIPE_BYTES (256 * (uint64_t) KIB)   /* striped test: small, for
-                                                 contention on each block */
-#define MAX_EXTENTS 4096
-#define WB_UPDATE_MS 10                       /* writeback's controller */
-#define SHORT_CUTOFF_BYTES (256 * (uint64_t) KIB)
-
-/* ---- data patterns ----
- * Byte o of op k's data is byte (o % 8) of the little-endian word
- *   0xA << 60 | (k mod 2^20) << 40 | (o / 8 mod 2^40),
- * so 8 aligned bytes read back name the op that wrote them and the
- * offset they were written for.  k = 0 is the initial backing content.
- */
-#define PATTERN_MARK UINT64_C (0xa)
+#include "test-model-fx.h"
 
 static inline uint64_t
 pattern_word (uint32_t k, uint64_t w)
@@ -140,7 +41,7 @@ pattern_word (uint32_t k, uint64_t w)
     (w & UINT64_C (0xffffffffff));
 }
 
-static void
+void
 fill_pattern (unsigned char *buf, uint64_t offset, uint64_t count, uint32_t k)
 {
   uint64_t pos = offset, end = offset + count;
@@ -169,51 +70,7 @@ le64_at (const unsigned char *p)
   return v;
 }
 
-/* ---- the per-test state ---- */
-
-struct rec {                    /* one op, for the failure report */
-  unsigned idx;
-  const char *what;
-  uint64_t offset, count;
-  uint32_t flags;
-  int result;
-  bool changes;                 /* a write, zero or trim: changes the bytes */
-};
-
-struct ctx {
-  enum ncache_mode mode;
-  uint64_t seed;
-  unsigned nr_ops;
-  struct test_rng rng;
-  struct test_store *store;
-  unsigned char *model;         /* EXPORT_BYTES */
-  unsigned char *trimmed;       /* bitmap, one bit per byte */
-  unsigned char *touched;       /* one flag per CHUNK_BYTES */
-  unsigned char *buf, *buf2;    /* MAX_IO_BYTES each */
-  struct cdev *cd;              /* our reference; NULL in mode none */
-  struct ncache_device *dev;
-  struct ncache *nc;
-  struct ncache_export_tuning tuning; /* every open of the test */
-  uint64_t last_seq_bypasses;   /* stats of the export before the last */
-  uint64_t last_wb_bytes;       /* reopen (printed at the end) */
-  unsigned op;                  /* index of the op in progress */
-  unsigned nr_reopens;
-  unsigned nr_crashes;
-  bool powered;                 /* the store's power (crash reopens); atomic */
-  struct rec *log;              /* every op, in order (not verify reads) */
-  size_t nr_log, log_cap;
-  bool verifying;               /* reads are verification: not logged */
-  bool trim_stale_ok;           /* see RULES and NBDCACHE_MODEL_TRIM_STALE */
-  FILE *out;                    /* failure reports: stderr (or /dev/null
-                                   in the checkers' self-test) */
-  /* Extents being collected. */
-  struct { uint64_t offset, length; uint32_t flags; } ext[MAX_EXTENTS];
-  unsigned nr_ext;
-  unsigned stop_after;          /* callback returns 1 after this many */
-  bool called_after_stop;
-};
-
-static void
+void
 record (struct ctx *c, const char *what, uint64_t offset, uint64_t count,
         uint32_t flags, int result)
 {
@@ -242,7 +99,7 @@ record (struct ctx *c, const char *what, uint64_t offset, uint64_t count,
 }
 
 /* The most recent logged op, or NULL. */
-static const struct rec *
+const struct rec *
 last_rec (const struct ctx *c)
 {
   return c->nr_log ? &c->log[c->nr_log - 1] : NULL;
@@ -311,7 +168,7 @@ fail_report (struct ctx *c, const char *fmt, ...)
 }
 
 /* The end of a failure report: history, log, how to replay. */
-static void
+void
 fail_footer (struct ctx *c)
 {
   print_ring (c);
@@ -336,7 +193,7 @@ set_trimmed_bit (struct ctx *c, uint64_t i, bool on)
     c->trimmed[i / 8] &= (unsigned char) ~(1u << (i % 8));
 }
 
-static void
+void
 set_trimmed (struct ctx *c, uint64_t offset, uint64_t count, bool on)
 {
   uint64_t i = offset, end = offset + count;
@@ -365,7 +222,7 @@ touch (struct ctx *c, uint64_t offset, uint64_t count)
 /* What 8 aligned bytes are, in words.  (A word that straddles the edge
  * of a write mixes two ops; its top bytes then name the later one.)
  */
-static void
+void
 describe_word (const unsigned char *p, uint64_t at, char *s, size_t len)
 {
   uint64_t v = le64_at (p);
@@ -437,7 +294,7 @@ written_before (const struct ctx *c, unsigned char got, uint64_t at,
 /* Compare what a read returned with the model.  true = all good; false
  * after a full report.
  */
-static bool
+bool
 check_bytes (struct ctx *c, const char *what, const unsigned char *got,
              uint64_t offset, uint64_t count)
 {
@@ -500,7 +357,7 @@ store_powered (void *opaque)
   return __atomic_load_n (&c->powered, __ATOMIC_ACQUIRE);
 }
 
-static int
+int
 open_export (struct ctx *c, bool create)
 {
   const struct ncache_device_tuning tuning = {
@@ -544,15 +401,6 @@ close_export (struct ctx *c)
   ncache_device_close (c->dev);
   c->dev = NULL;
 }
-
-/* ---- setup / teardown ---- */
-
-/* What main hands every test through cmocka's initial state. */
-struct params {
-  uint64_t seed;
-  unsigned nr_ops;
-  int trim_stale;               /* NBDCACHE_MODEL_TRIM_STALE: 0, 1; -1 unset */
-};
 
 static int
 setup_mode (void **state, enum ncache_mode mode)
@@ -615,7 +463,7 @@ setup_mode (void **state, enum ncache_mode mode)
   return -1;
 }
 
-static int
+int
 teardown (void **state)
 {
   struct ctx *c = *state;
@@ -636,7 +484,7 @@ teardown (void **state)
 }
 
 #define SETUP(name, m)                                  \
-  static int name (void **state) { return setup_mode (state, m); }
+  int name (void **state) { return setup_mode (state, m); }
 SETUP (setup_none, NCACHE_MODE_NONE)
 SETUP (setup_writeback, NCACHE_MODE_WRITEBACK)
 SETUP (setup_writethrough, NCACHE_MODE_WRITETHROUGH)
@@ -644,7 +492,7 @@ SETUP (setup_writearound, NCACHE_MODE_WRITEAROUND)
 
 /* ---- the single-threaded model run ---- */
 
-static uint64_t
+uint64_t
 pick_count (struct test_rng *rng)
 {
   unsigned c = (unsigned) test_rng_below (rng, 100);
@@ -658,7 +506,7 @@ pick_count (struct test_rng *rng)
   return test_rng_range (rng, 1, MAX_IO_BYTES);
 }
 
-static uint64_t
+uint64_t
 pick_offset (struct test_rng *rng, uint64_t count)
 {
   uint64_t span = test_rng_chance (rng, 50) ? HOT_BYTES : EXPORT_BYTES;
@@ -672,7 +520,7 @@ pick_offset (struct test_rng *rng, uint64_t count)
   return off;                   /* else any byte */
 }
 
-static bool
+bool
 do_read (struct ctx *c, uint64_t off, uint64_t count, const char *what)
 {
   int r = ncache_pread (c->nc, c->buf, count, off, 0);
@@ -686,7 +534,7 @@ do_read (struct ctx *c, uint64_t off, uint64_t count, const char *what)
   return check_bytes (c, what, c->buf, off, count);
 }
 
-static bool
+bool
 do_write (struct ctx *c, uint64_t off, uint64_t count, uint32_t flags)
 {
   int r;
@@ -705,7 +553,7 @@ do_write (struct ctx *c, uint64_t off, uint64_t count, uint32_t flags)
   return true;
 }
 
-static bool
+bool
 do_zero (struct ctx *c, uint64_t off, uint64_t count, uint32_t flags)
 {
   int r = ncache_zero (c->nc, count, off, flags);
@@ -724,7 +572,7 @@ do_zero (struct ctx *c, uint64_t off, uint64_t count, uint32_t flags)
   return true;
 }
 
-static bool
+bool
 do_trim (struct ctx *c, uint64_t off, uint64_t count, uint32_t flags)
 {
   int r = ncache_trim (c->nc, count, off, flags);
@@ -740,7 +588,7 @@ do_trim (struct ctx *c, uint64_t off, uint64_t count, uint32_t flags)
   return true;
 }
 
-static bool
+bool
 do_simple (struct ctx *c, const char *what, int r, uint64_t off,
            uint64_t count)
 {
@@ -772,7 +620,7 @@ extent_cb (void *opaque, uint64_t offset, uint64_t length, uint32_t flags)
 }
 
 /* Check the extents collected for [off, off+count).  true = good. */
-static bool
+bool
 check_extents (struct ctx *c, uint64_t off, uint64_t count, uint32_t flags)
 {
   uint64_t next = off, end = off + count, i, b;
@@ -860,7 +708,7 @@ read_zero_extents (struct ctx *c)
   return true;
 }
 
-static bool
+bool
 do_extents (struct ctx *c, uint64_t off, uint64_t count)
 {
   uint32_t flags = test_rng_chance (&c->rng, 20) ? NCACHE_REQ_ONE : 0;
@@ -882,7 +730,7 @@ do_extents (struct ctx *c, uint64_t off, uint64_t count)
 /* Everything back to the backing store; then nothing may be dirty
  * (this thread is the only writer), by the stats and by nbdcache:state.
  */
-static bool
+bool
 do_drain (struct ctx *c)
 {
   struct ncache_stats st;
@@ -917,7 +765,7 @@ do_drain (struct ctx *c)
 /* One GC round now: discards, GC, moving GC (sometimes forced).  The
  * bytes must not change; the reads that follow check them.
  */
-static bool
+bool
 do_gc (struct ctx *c)
 {
   bool force = test_rng_chance (&c->rng, 50);
@@ -930,7 +778,7 @@ do_gc (struct ctx *c)
 }
 
 /* A long sequential stream, past the sequential cutoff. */
-static bool
+bool
 do_stream (struct ctx *c)
 {
   uint64_t start = ROUND_DOWN (test_rng_below (&c->rng,
@@ -962,7 +810,7 @@ verify_range (struct ctx *c, uint64_t off, uint64_t count, const char *what)
   return ok;
 }
 
-static bool
+bool
 reopen (struct ctx *c, bool verify_all)
 {
   uint64_t i, unflushed;
@@ -1041,7 +889,7 @@ unstable_sector (void *opaque, const char *what, uint64_t sector,
 /* Stop both devices at once in the middle of the background work, then
  * a process kill (kill) or a power loss; reopen and check stability.
  */
-static bool
+bool
 crash_reopen (struct ctx *c, bool kill)
 {
   struct test_stable_report rep;
@@ -1105,498 +953,4 @@ crash_reopen (struct ctx *c, bool kill)
     return false;
   }
   return true;
-}
-
-static void
-run_model (void **state)
-{
-  struct ctx *c = *state;
-  struct test_rng *rng = &c->rng;
-  unsigned next_reopen;
-  int r;
-
-  if ((r = open_export (c, true)) < 0) {
-    test_log_dump ("engine log");
-    fail_msg ("mode %s: formatting and opening the export failed: %s",
-              ncache_mode_name (c->mode), strerror (-r));
-  }
-  next_reopen = (unsigned) test_rng_range (rng, 200, 800);
-
-  for (c->op = 1; c->op <= c->nr_ops; c->op++) {
-    unsigned k = (unsigned) test_rng_below (rng, 100);
-    uint64_t count = pick_count (rng), off = pick_offset (rng, count);
-    uint32_t flags = 0;
-    bool ok = true;
-
-    if (c->op == next_reopen) {
-      bool crash = c->mode != NCACHE_MODE_NONE && c->nr_reopens % 2 == 1;
-
-      if (crash ? !crash_reopen (c, c->nr_crashes % 2 == 0)
-          : !reopen (c, false)) {
-        fail_footer (c);
-        fail_msg ("mode %s seed %" PRIu64 ": see above",
-                  ncache_mode_name (c->mode), c->seed);
-      }
-      next_reopen += (unsigned) test_rng_range (rng, 200, 800);
-      continue;
-    }
-    if (k < 20)
-      ok = do_read (c, off, count, "READ");
-    else if (k < 26) {
-      /* Re-read around a recent op. */
-      const struct rec *p = last_rec (c);
-
-      if (p != NULL && p->count > 0 && p->count <= MAX_IO_BYTES)
-        ok = do_read (c, p->offset, p->count, "READ(again)");
-      else
-        ok = do_read (c, off, count, "READ");
-    }
-    else if (k < 52) {
-      if (test_rng_chance (rng, 12))
-        flags |= NCACHE_FUA;
-      ok = do_write (c, off, count, flags);
-    }
-    else if (k < 60) {
-      if (test_rng_chance (rng, 50))
-        flags |= NCACHE_MAY_TRIM;
-      if (test_rng_chance (rng, 10))
-        flags |= NCACHE_FAST_ZERO;
-      if (test_rng_chance (rng, 10))
-        flags |= NCACHE_FUA;
-      ok = do_zero (c, off, count, flags);
-    }
-    else if (k < 66) {
-      if (test_rng_chance (rng, 10))
-        flags |= NCACHE_FUA;
-      ok = do_trim (c, off, count, flags);
-    }
-    else if (k < 72)
-      ok = do_simple (c, "FLUSH", ncache_flush (c->nc, 0), 0, 0);
-    else if (k < 73)
-      ok = do_drain (c);
-    else if (k < 74)
-      ok = do_gc (c);
-    else if (k < 80)
-      ok = do_simple (c, "CACHE", ncache_cache (c->nc, count, off, 0),
-                      off, count);
-    else if (k < 88)
-      ok = do_extents (c, off, count);
-    else if (k < 89)
-      ok = do_stream (c);
-    else {
-      /* Overwrite part of a recent write: partial-block overlaps. */
-      const struct rec *p = last_rec (c);
-
-      if (p != NULL && p->count > 1) {
-        off = p->offset + test_rng_below (rng, p->count);
-        count = MIN (count, EXPORT_BYTES - off);
-      }
-      ok = do_write (c, off, count, 0);
-    }
-    if (!ok) {
-      fail_footer (c);
-      fail_msg ("mode %s seed %" PRIu64 " op #%u: see above",
-                ncache_mode_name (c->mode), c->seed, c->op);
-    }
-  }
-
-  c->op = c->nr_ops + 1;
-  if (!reopen (c, true)) {
-    fail_footer (c);
-    fail_msg ("mode %s seed %" PRIu64 ": final check: see above",
-              ncache_mode_name (c->mode), c->seed);
-  }
-  {
-    struct ncache_stats st;
-    ncache_get_stats (c->nc, &st);
-    print_message ("mode %s: %u ops, %u reopens (%u crashes); hits %" PRIu64 " misses %"
-                   PRIu64 " bypasses %" PRIu64 " promotions %" PRIu64
-                   " (since the last reopen); cutoff %" PRIu64 " KiB, "
-                   "flush_on_stop %d; before it: %" PRIu64 " sequential "
-                   "bypass(es), %" PRIu64 " byte(s) written back\n",
-                   ncache_mode_name (c->mode), c->nr_ops, c->nr_reopens,
-                   c->nr_crashes, st.hits, st.misses, st.bypasses, st.promotions,
-                   c->tuning.sequential_cutoff_bytes / KIB,
-                   c->tuning.flush_on_stop, c->last_seq_bypasses,
-                   c->last_wb_bytes);
-  }
-}
-
-/* ---- concurrent variants ---- */
-
-struct worker {
-  struct ctx *c;
-  pthread_t thread;
-  unsigned id;
-  bool striped;                 /* own sectors id, id+4, … of STRIPE_BYTES */
-  uint64_t lo, hi;              /* own region [lo, hi) when not striped */
-  unsigned nr_ops;
-  struct test_rng rng;
-  unsigned char *buf;
-  bool *stop;                   /* shared; atomic */
-  char msg[2048];               /* the failure, if any */
-  bool failed;
-};
-
-static void
-worker_fail (struct worker *wk, const char *fmt, ...)
-  ATTRIBUTE_FORMAT_PRINTF (2, 3);
-
-static void
-worker_fail (struct worker *wk, const char *fmt, ...)
-{
-  va_list ap;
-
-  va_start (ap, fmt);
-  vsnprintf (wk->msg, sizeof wk->msg, fmt, ap);
-  va_end (ap);
-  wk->failed = true;
-  __atomic_store_n (wk->stop, true, __ATOMIC_RELAXED);
-}
-
-/* Compare the bytes this worker owns in [off, off+count). */
-static bool
-worker_check (struct worker *wk, unsigned op, const unsigned char *got,
-              uint64_t off, uint64_t count)
-{
-  const unsigned char *want = wk->c->model + off;
-  uint64_t i;
-
-  for (i = 0; i < count; i++) {
-    uint64_t at = off + i;
-
-    if (wk->striped && (at / 512) % NR_THREADS != wk->id)
-      continue;
-    if (got[i] != want[i]) {
-      uint64_t w0 = at & ~UINT64_C (7);
-      char gd[160] = "", wd[160] = "";
-
-      if (w0 >= off && w0 + 8 <= off + count) {
-        describe_word (got + (w0 - off), w0, gd, sizeof gd);
-        describe_word (want + (w0 - off), w0, wd, sizeof wd);
-      }
-      worker_fail (wk, "thread %u op #%u: READ [%" PRIu64 ", +%" PRIu64
-                   "): byte %" PRIu64 " is 0x%02x, expected 0x%02x "
-                   "(word at %" PRIu64 ": expected %s; got %s)", wk->id, op,
-                   off, count, at, got[i], want[i], w0, wd, gd);
-      return false;
-    }
-  }
-  return true;
-}
-
-static void *
-worker_run (void *arg)
-{
-  struct worker *wk = arg;
-  struct ctx *c = wk->c;
-  unsigned op;
-  int r;
-
-  for (op = 1; op <= wk->nr_ops &&
-         !__atomic_load_n (wk->stop, __ATOMIC_RELAXED); op++) {
-    unsigned k = (unsigned) test_rng_below (&wk->rng, 100);
-    /* Pattern ids: unique per thread and op. */
-    uint32_t pid = (uint32_t) (op * NR_THREADS + wk->id + 1);
-    uint64_t off, count;
-
-    if (wk->striped) {
-      uint64_t nr_own = STRIPE_BYTES / 512 / NR_THREADS;
-      uint64_t s = test_rng_below (&wk->rng, nr_own) * NR_THREADS + wk->id;
-
-      if (k < 50) {                             /* write my sector */
-        off = s * 512;
-        count = 512;
-        fill_pattern (wk->buf, off, count, pid);
-        r = ncache_pwrite (c->nc, wk->buf, count, off,
-                           test_rng_chance (&wk->rng, 10) ? NCACHE_FUA : 0);
-        if (r < 0) {
-          worker_fail (wk, "thread %u op #%u: WRITE [%" PRIu64 ", +512) "
-                       "failed: %s", wk->id, op, off, strerror (-r));
-          break;
-        }
-        memcpy (c->model + off, wk->buf, count);
-        continue;
-      }
-      /* Read the whole block (everyone's sectors), check mine. */
-      off = ROUND_DOWN (s * 512, 4096);
-      count = test_rng_chance (&wk->rng, 70) ? 4096 : 4 * 4096;
-      count = MIN (count, STRIPE_BYTES - off);
-    }
-    else {
-      count = MIN (pick_count (&wk->rng), (wk->hi - wk->lo) / 4);
-      off = wk->lo + test_rng_below (&wk->rng, wk->hi - wk->lo - count + 1);
-      if (k < 40) {
-        fill_pattern (wk->buf, off, count, pid);
-        r = ncache_pwrite (c->nc, wk->buf, count, off,
-                           test_rng_chance (&wk->rng, 10) ? NCACHE_FUA : 0);
-        if (r < 0) {
-          worker_fail (wk, "thread %u op #%u: WRITE [%" PRIu64 ", +%" PRIu64
-                       ") failed: %s", wk->id, op, off, count, strerror (-r));
-          break;
-        }
-        memcpy (c->model + off, wk->buf, count);
-        continue;
-      }
-      if (k < 45) {
-        r = ncache_zero (c->nc, count, off, NCACHE_MAY_TRIM);
-        if (r < 0) {
-          worker_fail (wk, "thread %u op #%u: ZERO [%" PRIu64 ", +%" PRIu64
-                       ") failed: %s", wk->id, op, off, count, strerror (-r));
-          break;
-        }
-        memset (c->model + off, 0, count);
-        continue;
-      }
-    }
-    if (k >= 90) {
-      if ((r = ncache_flush (c->nc, 0)) < 0) {
-        worker_fail (wk, "thread %u op #%u: FLUSH failed: %s", wk->id, op,
-                     strerror (-r));
-        break;
-      }
-      continue;
-    }
-    if ((r = ncache_pread (c->nc, wk->buf, count, off, 0)) < 0) {
-      worker_fail (wk, "thread %u op #%u: READ [%" PRIu64 ", +%" PRIu64
-                   ") failed: %s", wk->id, op, off, count, strerror (-r));
-      break;
-    }
-    if (!worker_check (wk, op, wk->buf, off, count))
-      break;
-  }
-  return NULL;
-}
-
-static void
-run_concurrent (void **state, bool striped)
-{
-  struct ctx *c = *state;
-  struct worker wk[NR_THREADS];
-  bool stop = false, failed = false;
-  unsigned i;
-  int r;
-
-  if ((r = open_export (c, true)) < 0) {
-    test_log_dump ("engine log");
-    fail_msg ("mode %s: formatting and opening the export failed: %s",
-              ncache_mode_name (c->mode), strerror (-r));
-  }
-  memset (wk, 0, sizeof wk);
-  for (i = 0; i < NR_THREADS; i++) {
-    wk[i].c = c;
-    wk[i].id = i;
-    wk[i].striped = striped;
-    wk[i].lo = i * (EXPORT_BYTES / NR_THREADS);
-    wk[i].hi = (i + 1) * (EXPORT_BYTES / NR_THREADS);
-    /* Striped ops are small (one sector or a few blocks): do more. */
-    wk[i].nr_ops = MAX (striped ? c->nr_ops / 2 : c->nr_ops / NR_THREADS,
-                        10u);
-    wk[i].stop = &stop;
-    test_rng_seed (&wk[i].rng, test_mix64 (c->seed + 1000 * (i + 1) +
-                                           (striped ? 77 : 0)));
-    wk[i].buf = malloc (MAX_IO_BYTES);
-    assert_non_null (wk[i].buf);
-  }
-  for (i = 0; i < NR_THREADS; i++)
-    if ((r = pthread_create (&wk[i].thread, NULL, worker_run, &wk[i])) != 0)
-      fail_msg ("pthread_create: %s", strerror (r));
-  for (i = 0; i < NR_THREADS; i++)
-    pthread_join (wk[i].thread, NULL);
-  for (i = 0; i < NR_THREADS; i++) {
-    if (wk[i].failed) {
-      fprintf (stderr, "\nFAIL: %s, mode %s, seed %" PRIu64 "\n  %s\n",
-               striped ? "striped sectors (every block shared by all threads)"
-               : "disjoint regions", ncache_mode_name (c->mode), c->seed,
-               wk[i].msg);
-      failed = true;
-    }
-    free (wk[i].buf);
-  }
-  if (failed) {
-    test_log_dump ("  engine log");
-    fprintf (stderr, "  (in these tests \"op #N\" in a pattern is thread op "
-             "* %u + thread + 1)\n", NR_THREADS);
-    fprintf (stderr, "  replay (thread timing varies): NBDCACHE_SEED=%" PRIu64
-             " NBDCACHE_MODEL_OPS=%u NBDCACHE_MODEL_FILTER=test_model_%s_%s"
-             " ./test-model\n", c->seed, c->nr_ops,
-             striped ? "striped" : "concurrent", ncache_mode_name (c->mode));
-    fail_msg ("concurrent test failed: see above");
-  }
-  /* Everything, exactly, after a clean reopen. */
-  c->op = 0;
-  if (!reopen (c, true)) {
-    fail_footer (c);
-    fail_msg ("mode %s seed %" PRIu64 ": check after the threads: see above",
-              ncache_mode_name (c->mode), c->seed);
-  }
-}
-
-static void
-test_model_none (void **state)
-{
-  run_model (state);
-}
-
-static void
-test_model_writeback (void **state)
-{
-  run_model (state);
-}
-
-static void
-test_model_writethrough (void **state)
-{
-  run_model (state);
-}
-
-static void
-test_model_writearound (void **state)
-{
-  run_model (state);
-}
-
-static void
-test_model_concurrent_writeback (void **state)
-{
-  run_concurrent (state, false);
-}
-
-static void
-test_model_concurrent_writethrough (void **state)
-{
-  run_concurrent (state, false);
-}
-
-static void
-test_model_concurrent_writearound (void **state)
-{
-  run_concurrent (state, false);
-}
-
-static void
-test_model_striped_writeback (void **state)
-{
-  run_concurrent (state, true);
-}
-
-static void
-test_model_striped_writethrough (void **state)
-{
-  run_concurrent (state, true);
-}
-
-static void
-test_model_striped_writearound (void **state)
-{
-  run_concurrent (state, true);
-}
-
-/* The checkers themselves must be able to fail. */
-static void
-test_model_checkers_fail (void **state)
-{
-  struct ctx *c = *state;
-  unsigned char got[64];
-  uint64_t off = 4096 + 3;
-
-  c->out = fopen ("/dev/null", "w");
-  assert_non_null (c->out);
-  memcpy (got, c->model + off, sizeof got);
-  assert_true (check_bytes (c, "self-test", got, off, sizeof got));
-  got[10] ^= 1;                               /* a flipped bit */
-  assert_false (check_bytes (c, "self-test", got, off, sizeof got));
-  memcpy (got, c->model + off, sizeof got);
-  set_trimmed (c, off, sizeof got, true);
-  memset (got, 0, 8);                         /* trimmed: zero is fine */
-  assert_true (check_bytes (c, "self-test", got, off, sizeof got));
-  got[9] = (unsigned char) (c->model[off + 9] ^ 0x55); /* a third value */
-  assert_false (check_bytes (c, "self-test", got, off, sizeof got));
-  set_trimmed (c, off, sizeof got, false);
-  memset (got, 0, 8);                         /* no longer trimmed */
-  assert_false (check_bytes (c, "self-test", got, off, sizeof got));
-  /* Misplaced data: the right op's bytes from 8 bytes further on. */
-  memcpy (got, c->model + off + 8, sizeof got);
-  assert_false (check_bytes (c, "self-test", got, off, sizeof got));
-
-  /* Trimmed bytes reading as older data: only with TRIM_STALE, and only
-   * data a logged write put there.
-   */
-  c->op = 5;
-  record (c, "WRITE", off, sizeof got, 0, 0);
-  fill_pattern (c->model + off, off, sizeof got, 6);     /* the model: op 6 */
-  set_trimmed (c, off, sizeof got, true);
-  fill_pattern (got, off, sizeof got, 5);                /* read: op 5 */
-  c->trim_stale_ok = false;
-  assert_false (check_bytes (c, "self-test", got, off, sizeof got));
-  c->trim_stale_ok = true;
-  assert_true (check_bytes (c, "self-test", got, off, sizeof got));
-  fill_pattern (got, off, sizeof got, 7);                /* never written */
-  assert_false (check_bytes (c, "self-test", got, off, sizeof got));
-  c->trim_stale_ok = false;
-  set_trimmed (c, off, sizeof got, false);
-
-  /* Extents: a gap, an overrun, a false ZERO, a good answer. */
-  c->stop_after = 0;
-  c->called_after_stop = false;
-  c->nr_ext = 2;
-  c->ext[0].offset = 0; c->ext[0].length = 4096; c->ext[0].flags = 0;
-  c->ext[1].offset = 8192; c->ext[1].length = 4096; c->ext[1].flags = 0;
-  assert_false (check_extents (c, 0, 12288, 0));
-  c->ext[1].offset = 4096; c->ext[1].length = 16384;
-  assert_false (check_extents (c, 0, 12288, 0));
-  c->ext[1].length = 8192;
-  assert_true (check_extents (c, 0, 12288, 0));
-  c->ext[1].flags = NCACHE_EXTENT_ZERO;       /* but the model has data */
-  assert_false (check_extents (c, 0, 12288, 0));
-  c->nr_ext = 1;
-  assert_false (check_extents (c, 0, 12288, 0));
-  assert_true (check_extents (c, 0, 12288, NCACHE_REQ_ONE));
-  fclose (c->out);
-  c->out = stderr;
-}
-
-int
-main (void)
-{
-  struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup_teardown (test_model_checkers_fail,
-                                     setup_none, teardown),
-    cmocka_unit_test_setup_teardown (test_model_none, setup_none, teardown),
-    cmocka_unit_test_setup_teardown (test_model_writeback,
-                                     setup_writeback, teardown),
-    cmocka_unit_test_setup_teardown (test_model_writethrough,
-                                     setup_writethrough, teardown),
-    cmocka_unit_test_setup_teardown (test_model_writearound,
-                                     setup_writearound, teardown),
-    cmocka_unit_test_setup_teardown (test_model_concurrent_writeback,
-                                     setup_writeback, teardown),
-    cmocka_unit_test_setup_teardown (test_model_concurrent_writethrough,
-                                     setup_writethrough, teardown),
-    cmocka_unit_test_setup_teardown (test_model_concurrent_writearound,
-                                     setup_writearound, teardown),
-    cmocka_unit_test_setup_teardown (test_model_striped_writeback,
-                                     setup_writeback, teardown),
-    cmocka_unit_test_setup_teardown (test_model_striped_writethrough,
-                                     setup_writethrough, teardown),
-    cmocka_unit_test_setup_teardown (test_model_striped_writearound,
-                                     setup_writearound, teardown),
-  };
-  const char *filter = getenv ("NBDCACHE_MODEL_FILTER");
-  struct params p;
-  size_t i;
-
-  p.seed = test_seed_from_env ("test-model");
-  p.nr_ops = (unsigned) test_env_u64 ("NBDCACHE_MODEL_OPS", 4000);
-  if (p.nr_ops == 0)
-    p.nr_ops = 1;
-  p.trim_stale = getenv ("NBDCACHE_MODEL_TRIM_STALE") == NULL ? -1
-    : test_env_u64 ("NBDCACHE_MODEL_TRIM_STALE", 0) != 0;
-  /* Each setup reads the parameters from its initial state. */
-  for (i = 0; i < ARRAY_SIZE (tests); i++)
-    tests[i].initial_state = &p;
-  test_log_capture ();
-  if (filter != NULL && *filter != '\0')
-    cmocka_set_test_filter (filter);
-  return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
 }
