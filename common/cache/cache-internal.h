@@ -13,6 +13,7 @@
  *   request.c       the per-mode request paths (the mode table at its top,
  *                   doc/design.md) and
  *                   the crash ordering of cache and backing (its ORDERING)
+ *   export-io.c     per export: the one door to the backing store
  *   rangelock.c     per export: writers' range locks
  *   backsync.c      per export: backing durability; the journal's hook
  *   status.c        BLOCK_STATUS: base:allocation and nbdcache:state
@@ -199,8 +200,6 @@ void range_lock_take (struct range_lock *rl, struct range_lock_entry *e,
 void range_lock_release (struct range_lock *rl, struct range_lock_entry *e);
 /* Does anyone hold blocks overlapping [start, end) right now? */
 bool range_lock_busy (struct range_lock *rl, uint64_t start, uint64_t end);
-/* Issue one backing trim of the export (trimq's issue callback). */
-int request_issue_trim (void *nc, uint64_t offset, uint64_t count);
 /* A backing write, zero or trim of nc has completed (or failed). */
 void request_backing_wrote (struct ncache *nc);
 /* Make every backing change of nc completed before this call durable

@@ -37,10 +37,11 @@
  * sequential cutoff (seqcut.c) bypasses the cache: a read is not
  * promoted, a write goes as writearound.  Writeback-mode writes first pass
  * writeback's throttle, before the range lock writeback itself needs.
- * Backing trims are queued (trimq.c: merged, issued in batches, before
- * any flush and before a read of the range); every backing write and zero
- * passes the trim queue's barrier first.  nbdcache:state reports cached /
- * dirty / zero per extent from the index alone.  Beside this file:
+ * Every backing read, write, zero, trim and flush goes through the
+ * export's door to its backing store (export-io.c: clipping, flags, the
+ * trim queue's barrier, the backsync count); trims are queued there.
+ * nbdcache:state reports cached / dirty / zero per extent from the index
+ * alone.  Beside this file: export-io.c (the backing store's door),
  * rangelock.c (the range lock), backsync.c (the backing stores'
  * durability, rule 2 below), status.c (BLOCK_STATUS).
  *
@@ -121,6 +122,7 @@
 #include "cdev.h"
 #include "clock.h"
 #include "compiler.h"
+#include "export-io.h"
 #include "journal.h"
 #include "log.h"
 #include "ondisk.h"
@@ -500,31 +502,6 @@ may_promote (struct ncache *nc)
   return (uint64_t) (u.dirty_buckets + u.btree) * 100 < (uint64_t) u.nbuckets * 95;
 }
 
-/* Read bytes [lo, hi) of the export from the backing store into dst,
- * clipped to the store (blocks past its end read as zeros).
- */
-static int
-backing_read_bytes (struct ncache *nc, uint8_t *dst, uint64_t lo, uint64_t hi)
-{
-  uint64_t size = nc->caps.size_bytes;
-  uint64_t n = hi <= size ? hi - lo : (lo < size ? size - lo : 0);
-  int r = 0;
-
-  /* A queued trim over the range goes out first (see trimq.h). */
-  if (n > 0 && trimq_overlaps (nc->tq, lo, n)) {
-    r = trimq_issue (nc->tq, true, request_issue_trim, nc);
-    if (r < 0)
-      log_debug ("export '%s': a queued trim failed: %s (trims are "
-                 "advisory)", nc->name, strerror (-r));
-    r = 0;
-  }
-  if (n > 0)
-    r = backing_pread (nc->backing, dst, n, lo);
-  if (r == 0 && n < hi - lo)
-    memset (dst + n, 0, hi - lo - n);
-  return r;
-}
-
 /* A miss over blocks [ps, pe): serve bytes [lo, hi) into dst, promoting
  * the blocks into the cache on the way when possible.
  */
@@ -538,7 +515,7 @@ read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
 
   if (!promote || !may_promote (nc)) {
     STAT_ADD (nc, nr_bypasses, 1);
-    return backing_read_bytes (nc, dst, lo, hi);
+    return export_io_read (nc, dst, lo, hi);
   }
 
   while (ps < pe && r == 0) {
@@ -561,7 +538,7 @@ read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
       btree_placeholder_drop (dev->bt, ph);
       blo = MAX (lo, cs * BLK);
       bhi = MIN (hi, ce * BLK);
-      r = backing_read_bytes (nc, dst + (blo - lo), blo, bhi);
+      r = export_io_read (nc, dst + (blo - lo), blo, bhi);
       ps = ce;
       continue;
     }
@@ -571,7 +548,7 @@ read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
       btree_placeholder_drop (dev->bt, ph);
       blo = MAX (lo, cs * BLK);
       bhi = MIN (hi, ce * BLK);
-      r = backing_read_bytes (nc, dst + (blo - lo), blo, bhi);
+      r = export_io_read (nc, dst + (blo - lo), blo, bhi);
       STAT_ADD (nc, nr_bypasses, 1);
       ps = ce;
       continue;
@@ -585,7 +562,7 @@ read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
       r = -ENOMEM;
       break;
     }
-    r = backing_read_bytes (nc, bounce, cs * BLK, (cs + nb) * BLK);
+    r = export_io_read (nc, bounce, cs * BLK, (cs + nb) * BLK);
     if (r == 0) {
       blo = MAX (lo, cs * BLK);
       bhi = MIN (hi, (cs + nb) * BLK);
@@ -838,41 +815,21 @@ block_write_cache (struct ncache *nc, const struct block_write *w,
   return r;
 }
 
-/* Write bytes [lo, hi) to the backing store, clipped to its size. */
-static int
-backing_write_bytes (struct ncache *nc, const uint8_t *src, uint64_t lo,
-                     uint64_t hi, uint32_t bflags)
-{
-  uint64_t size = nc->caps.size_bytes;
-  int r;
-
-  if (lo >= size)
-    return 0;
-  hi = MIN (hi, size);
-  /* An earlier queued trim must not land after this write. */
-  trimq_write_barrier (nc->tq, lo, hi - lo);
-  r = backing_pwrite (nc->backing, src, hi - lo, lo, bflags);
-  request_backing_wrote (nc);
-  return r;
-}
-
 /* Write the prepared blocks to the backing store (whole blocks, so what
  * the cache held around a partial write goes along, newest first).
  */
 static int
 block_write_backing (struct ncache *nc, const struct block_write *w,
-                     uint32_t bflags)
+                     uint32_t flags)
 {
   int r = 0;
 
   if (w->head)
-    r = backing_write_bytes (nc, w->head, w->b0 * BLK, (w->b0 + 1) * BLK,
-                             bflags);
+    r = export_io_write (nc, w->head, w->b0 * BLK, (w->b0 + 1) * BLK, flags);
   if (r == 0 && w->m1 > w->m0 && w->mid)
-    r = backing_write_bytes (nc, w->mid, w->m0 * BLK, w->m1 * BLK, bflags);
+    r = export_io_write (nc, w->mid, w->m0 * BLK, w->m1 * BLK, flags);
   if (r == 0 && w->tail)
-    r = backing_write_bytes (nc, w->tail, (w->b1 - 1) * BLK, w->b1 * BLK,
-                             bflags);
+    r = export_io_write (nc, w->tail, (w->b1 - 1) * BLK, w->b1 * BLK, flags);
   return r;
 }
 
@@ -890,7 +847,7 @@ write_around (struct ncache *nc, const struct block_write *w, bool fua)
 
   r = forget_before_backing (nc, w->b0, w->b1, &dirty);
   if (r == 0)
-    r = block_write_backing (nc, w, fua ? BACKING_FUA : 0);
+    r = block_write_backing (nc, w, fua ? NCACHE_FUA : 0);
   if (r < 0)
     return r;
   r = invalidate_after_backing (nc, w->b0, w->b1, dirty);
@@ -929,7 +886,7 @@ write_blocks (struct ncache *nc, const struct block_write *w, bool fua,
 
     r = forget_before_backing (nc, w->b0, w->b1, &dirty);
     if (r == 0)
-      r = block_write_backing (nc, w, fua ? BACKING_FUA : 0);
+      r = block_write_backing (nc, w, fua ? NCACHE_FUA : 0);
     if (r < 0)
       return r;
     r = block_write_cache (nc, w, WP_CLEAN, 0, &kl);
@@ -990,17 +947,11 @@ request_flush (struct ncache *nc)
 {
   int r;
 
-  /* Queued trims go out first, so the flush covers them too. */
-  if (trimq_len (nc->tq) > 0) {
-    r = trimq_issue (nc->tq, true, request_issue_trim, nc);
-    if (r < 0)
-      log_debug ("export '%s': a queued trim failed: %s (trims are "
-                 "advisory)", nc->name, strerror (-r));
-  }
-  /* The backing store first (the journal commit would flush it anyway
-   * when there is something to commit; not when there is nothing).
+  /* Queued trims and the backing store first (the journal commit would
+   * flush the backing anyway when there is something to commit; not when
+   * there is nothing).
    */
-  if ((r = request_backing_sync (nc)) < 0)
+  if ((r = export_io_flush (nc)) < 0)
     return r;
   return journal_flush (nc->dev->journal);
 }
@@ -1014,7 +965,7 @@ request_trim (struct ncache *nc, uint64_t count, uint64_t offset,
   struct range_lock_entry rle;
   uint64_t b0 = div_round_up (offset, BLK);
   uint64_t b1 = (offset + count) / BLK;
-  uint64_t seq = 0, tlo, tlen;
+  uint64_t seq = 0;
   bool cut = false;
   int r;
 
@@ -1023,18 +974,12 @@ request_trim (struct ncache *nc, uint64_t count, uint64_t offset,
    */
   if (offset + count == nc->caps.size_bytes)
     b1 = div_round_up (offset + count, BLK);
-  if (count == 0)
-    return (flags & NCACHE_FUA) ? request_flush (nc) : 0;
-
-  if (b1 <= b0)                 /* no whole block: nothing to trim */
+  if (b1 <= b0)                 /* no whole block (or none at all) */
     return (flags & NCACHE_FUA) ? request_flush (nc) : 0;
   /* The backing trims the same whole blocks the cache forgets: partial
    * edge blocks keep their data in both (a trim is advisory), or a cached
    * block would differ from the backing's.
    */
-  tlo = b0 * BLK;
-  tlen = MIN (b1 * BLK, nc->caps.size_bytes) - tlo;
-
   range_lock_take (&nc->rl, &rle, b0, b1);
   /* ORDERING rule 1: the cache forgets first, durably if it cut
    * anything, before the backing trim can be issued.
@@ -1045,27 +990,11 @@ request_trim (struct ncache *nc, uint64_t count, uint64_t offset,
   /* The backing trim is queued (merged, batched by the export's
    * background thread, issued before any flush); FUA issues it now.
    */
-  if (r == 0 && ((flags & NCACHE_FUA) ||
-                 trimq_add (nc->tq, tlo, tlen, clock_now_ms ()) < 0)) {
-    trimq_write_barrier (nc->tq, tlo, tlen);
-    r = backing_trim (nc->backing, tlen, tlo,
-                      (flags & NCACHE_FUA) ? BACKING_FUA : 0);
-    request_backing_wrote (nc);
-  }
+  if (r == 0)
+    r = export_io_trim (nc, b0 * BLK, b1 * BLK, flags);
   if (r == 0 && (flags & NCACHE_FUA))
     r = journal_flush (nc->dev->journal);
   range_lock_release (&nc->rl, &rle);
-  return r;
-}
-
-int
-request_issue_trim (void *opaque, uint64_t offset, uint64_t count)
-{
-  struct ncache *nc = opaque;
-  int r;
-
-  r = backing_trim (nc->backing, count, offset, 0);
-  request_backing_wrote (nc);
   return r;
 }
 
@@ -1163,19 +1092,12 @@ request_zero (struct ncache *nc, uint64_t count, uint64_t offset,
   case NCACHE_MODE_WRITEAROUND:
   case NCACHE_MODE_NONE:
   default: {
-    uint64_t lo = mb0 * BLK, hi = MIN (mb1 * BLK, nc->caps.size_bytes);
-    uint32_t bflags = 0;
     bool dirty = false;
 
-    if (flags & NCACHE_FUA) bflags |= BACKING_FUA;
-    if (flags & NCACHE_MAY_TRIM) bflags |= BACKING_MAY_TRIM;
-    if (flags & NCACHE_FAST_ZERO) bflags |= BACKING_FAST;
     r = forget_before_backing (nc, mb0, mb1, &dirty);
     if (r < 0)
       break;
-    trimq_write_barrier (nc->tq, lo, hi - lo);
-    r = backing_zero (nc->backing, hi - lo, lo, bflags);
-    request_backing_wrote (nc);
+    r = export_io_zero (nc, mb0 * BLK, mb1 * BLK, flags);
     if (r < 0)
       break;
     if (nc->mode == NCACHE_MODE_WRITETHROUGH)
