@@ -14,6 +14,7 @@
  *                   doc/design.md) and
  *                   the crash ordering of cache and backing (its ORDERING)
  *   export-io.c     per export: the one door to the backing store
+ *   cache-data.c    the one door to data blocks on the cache device
  *   rangelock.c     per export: writers' range locks
  *   backsync.c      per export: backing durability; the journal's hook
  *   status.c        BLOCK_STATUS: base:allocation and nbdcache:state

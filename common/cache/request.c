@@ -118,6 +118,7 @@
 #include "bkey.h"
 #include "btree.h"
 #include "bucket.h"
+#include "cache-data.h"
 #include "cache-internal.h"
 #include "cdev.h"
 #include "clock.h"
@@ -132,96 +133,12 @@
 
 #define BLK ((uint64_t) NC_BLOCK_BYTES)
 #define LOOKUP_PIECES 32
-/* Unaligned buffers go through bounce buffers of at most this size. */
-#define BOUNCE_BYTES (256u * 1024)
 /* A ZERO key is at most this many blocks (the size field is 32 bits). */
 #define MAX_ZERO_KEY_BLOCKS (UINT32_C (1) << 30)
 
 static inline uint64_t div_round_up (uint64_t a, uint64_t b)
 { return (a + b - 1) / b; }
 
-
-/* ---- cache device data I/O ---- */
-
-static uint64_t
-data_offset (const struct ncache_device *dev, uint32_t bucket,
-             uint32_t offset_blocks)
-{
-  return ((uint64_t) bucket * dev->sb.bucket_blocks + offset_blocks) * BLK;
-}
-
-/* The cdev contract wants block-aligned buffers (O_DIRECT or not);
- * nbdcached's request buffers are, nbdkit's may not be.
- */
-static bool
-io_aligned (const struct cdev *cd, const void *buf)
-{
-  (void) cd;
-  return ((uintptr_t) buf % NC_BLOCK_BYTES) == 0;
-}
-
-/* Read `len` bytes starting `skip` bytes into the cache-device blocks that
- * begin at byte dev_off.  Bounces what O_DIRECT cannot take directly.
- */
-static int
-dev_read (struct ncache_device *dev, uint64_t dev_off, uint64_t skip,
-          uint8_t *dst, uint64_t len)
-{
-  struct cdev *cd = dev->cd;
-  uint8_t *bounce = NULL;
-  int r = 0;
-
-  dev_off += skip / BLK * BLK;
-  skip %= BLK;
-  if (skip == 0 && len % BLK == 0 && io_aligned (cd, dst))
-    return cdev_pread (cd, dst, len, dev_off);
-
-  bounce = cdev_alloc_buffer (BOUNCE_BYTES);
-  if (bounce == NULL)
-    return -ENOMEM;
-  while (len > 0) {
-    uint64_t blocks = MIN (div_round_up (skip + len, BLK), BOUNCE_BYTES / BLK);
-    uint64_t n = MIN (len, blocks * BLK - skip);
-
-    r = cdev_pread (cd, bounce, blocks * BLK, dev_off);
-    if (r < 0)
-      break;
-    memcpy (dst, bounce + skip, n);
-    dst += n;
-    len -= n;
-    dev_off += blocks * BLK;
-    skip = 0;
-  }
-  free (bounce);
-  return r;
-}
-
-/* Write whole blocks from src to byte dev_off. */
-static int
-dev_write (struct ncache_device *dev, uint64_t dev_off, const uint8_t *src,
-           uint64_t nblocks)
-{
-  struct cdev *cd = dev->cd;
-  uint8_t *bounce;
-  int r = 0;
-
-  if (io_aligned (cd, src))
-    return cdev_pwrite (cd, src, nblocks * BLK, dev_off, 0);
-  bounce = cdev_alloc_buffer (BOUNCE_BYTES);
-  if (bounce == NULL)
-    return -ENOMEM;
-  while (nblocks > 0 && r == 0) {
-    uint64_t n = MIN (nblocks, BOUNCE_BYTES / BLK);
-
-    memcpy (bounce, src, n * BLK);
-    r = cdev_pwrite (cd, bounce, n * BLK, dev_off, 0);
-    src += n * BLK;
-    dev_off += n * BLK;
-    nblocks -= n;
-  }
-  free (bounce);
-  return r;
-}
 
 /* ---- keys collected by a write ---- */
 
@@ -314,18 +231,13 @@ cache_write_blocks (struct ncache *nc, enum bucket_wp wp, uint8_t flags,
     if (r < 0)
       return r;
     make_key (nc, &k, start, start + ext.nblocks, flags);
-    k.bucket = ext.bucket;
-    k.offset = ext.offset;
-    k.gen = ext.gen;
-    r = key_list_add (kl, &k);
+    r = cache_data_write (dev, &ext, src, &k);
+    if (r == 0)
+      r = key_list_add (kl, &k);
     if (r < 0) {
       bucket_put_open (dev->bs, ext.bucket);
       return r;
     }
-    r = dev_write (dev, data_offset (dev, ext.bucket, ext.offset), src,
-                   ext.nblocks);
-    if (r < 0)
-      return r;
     start += ext.nblocks;
     src += ext.nblocks * BLK;
     nblocks -= ext.nblocks;
@@ -568,16 +480,12 @@ read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
       bhi = MIN (hi, (cs + nb) * BLK);
       if (blo < bhi)
         memcpy (dst + (blo - lo), bounce + (blo - cs * BLK), bhi - blo);
+      make_key (nc, &k, cs, cs + nb, 0);
       /* A writer holding the range may be about to change the backing
        * under what we read (ORDERING rule 3): do not promote then.
        */
       if (!range_lock_busy (&nc->rl, cs, cs + nb) &&
-          cdev_pwrite (dev->cd, bounce, nb * BLK,
-                       data_offset (dev, ext.bucket, ext.offset), 0) == 0) {
-        make_key (nc, &k, cs, cs + nb, 0);
-        k.bucket = ext.bucket;
-        k.offset = ext.offset;
-        k.gen = ext.gen;
+          cache_data_write (dev, &ext, bounce, &k) == 0) {
         /* Data the backing store may still lose: rule 2. */
         bool backsync = request_backing_unflushed (nc);
         uint64_t seq = 0;
@@ -616,12 +524,9 @@ read_hit (struct ncache *nc, const struct btree_piece *p, uint8_t *dst,
     memset (dst, 0, hi - lo);
     return 0;
   }
-  r = dev_read (dev, data_offset (dev, p->key.bucket, p->key.offset),
-                lo - p->start * BLK, dst, hi - lo);
+  r = cache_data_read (dev, &p->key, lo - p->start * BLK, dst, hi - lo);
   if (r < 0)
     return r;
-  if (bucket_gen (dev->bs, p->key.bucket) != p->key.gen)
-    return -ESTALE;
   bucket_hit (dev->bs, p->key.bucket);
   return 0;
 }

@@ -53,6 +53,7 @@
 
 #include "btree.h"
 #include "bucket.h"
+#include "cache-data.h"
 #include "cache-internal.h"
 #include "cdev.h"
 #include "clock.h"
@@ -351,7 +352,6 @@ add_data (struct writeback *wb, struct pending *p, const struct nc_key *k,
           struct batch_result *res)
 {
   struct ncache *nc = wb->nc;
-  struct ncache_device *dev = nc->dev;
   const uint64_t cap = WB_IO_BYTES / BLK;
   uint64_t start = k->end - k->size;
   uint64_t done = 0;
@@ -363,26 +363,25 @@ add_data (struct writeback *wb, struct pending *p, const struct nc_key *k,
       (r = flush_data (wb, p, res)) < 0)
     return r;
   while (done < k->size) {
-    uint64_t n, dev_off;
+    uint64_t n;
 
     if (p->data_n == cap && (r = flush_data (wb, p, res)) < 0)
       return r;
     if (p->data_n == 0)
       p->data_start = start + done;
     n = MIN (k->size - done, cap - p->data_n);
-    dev_off = ((uint64_t) k->bucket * dev->sb.bucket_blocks + k->offset
-               + done) * BLK;
-    r = cdev_pread (dev->cd, wb->buf + p->data_n * BLK, n * BLK, dev_off);
-    if (r < 0) {
-      log_debug ("export '%s': writeback: cache read of bucket %" PRIu32
-                 " failed: %s", nc->name, k->bucket, strerror (-r));
-      return r;
-    }
-    if (bucket_gen (dev->bs, k->bucket) != k->gen) {
+    r = cache_data_read (nc->dev, k, done * BLK, wb->buf + p->data_n * BLK,
+                         n * BLK);
+    if (r == -ESTALE) {
       /* Relocated meanwhile: what was read may not be this key's data.
        * Write what came before, leave the piece dirty.
        */
       return flush_data (wb, p, res);
+    }
+    if (r < 0) {
+      log_debug ("export '%s': writeback: cache read of bucket %" PRIu32
+                 " failed: %s", nc->name, k->bucket, strerror (-r));
+      return r;
     }
     p->data_n += n;
     done += n;
