@@ -14,8 +14,9 @@
  * - data reaches the device before the key that points at it exists:
  *   cache_data_write fills in the key's location only after the write.
  * Buffers may be unaligned (nbdkit's are): they are bounced.
- * Threads: any; no lock is held or taken (the gen is a lock-free load).  The caller holds an open reference on the space
- * it writes (bucket_alloc_data*) until the key is inserted.
+ * Threads: any; no lock is held or taken (the gen is a lock-free load).
+ * The caller holds an open reference on the space it writes
+ * (bucket_alloc_data*) until the key is inserted.
  * Not here: allocation (bucket.c), inserting keys (btree.c), what to
  * cache and when (request.c).
  */

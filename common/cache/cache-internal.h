@@ -15,6 +15,8 @@
  *                   the crash ordering of cache and backing (its ORDERING)
  *   export-io.c     per export: the one door to the backing store
  *   cache-data.c    the one door to data blocks on the cache device
+ *   forget.c        ORDERING rule 1: the cache forgets, durably, before
+ *                   the backing store changes
  *   rangelock.c     per export: writers' range locks
  *   backsync.c      per export: backing durability; the journal's hook
  *   status.c        BLOCK_STATUS: base:allocation and nbdcache:state
@@ -207,11 +209,6 @@ void request_backing_wrote (struct ncache *nc);
  * (one flush serves concurrent callers).  0 or -errno.
  */
 int request_backing_sync (struct ncache *nc);
-/* Wait until every cut of nc's keys is durable (ORDERING rule 1, before
- * a backing change; writeback calls it under the range lock of what it
- * writes back).  0 or -errno.
- */
-int request_settle_cuts (struct ncache *nc);
 /* Around the insert of a key that relies on backing data (a clean key
  * after a backing write, a promotion of data not known durable, a DELETE
  * dropping dirty data the backing now holds): begin before, end with the

@@ -59,6 +59,7 @@
 #include "clock.h"
 #include "compiler.h"
 #include "export-io.h"
+#include "forget.h"
 #include "journal.h"
 #include "log.h"
 #include "ondisk.h"
@@ -410,7 +411,7 @@ write_run (struct writeback *wb, uint64_t start, uint64_t end,
    * over data the backing no longer has (request.c, ORDERING rule 1).
    * Writers note their cuts under the range lock we now hold.
    */
-  r = request_settle_cuts (nc);
+  r = forget_settle_cuts (nc);
   while (pos < end && r == 0) {
     int n = btree_lookup (nc->dev->bt, nc->export_id, pos, end, pieces,
                           WB_LOOKUP_PIECES, NULL);
