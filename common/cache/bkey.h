@@ -19,8 +19,22 @@
 
 #include "ondisk.h"
 
+/* A key without data (ZERO, DELETE) is at most this many blocks (the size
+ * field is 32 bits).
+ */
+#define BKEY_MAX_BLOCKS (UINT32_C (1) << 30)
+
 static inline uint64_t bkey_start (const struct nc_key *k)
 { return k->end - k->size; }
+
+/* A key of export_id over blocks [start, end) with flags; no location. */
+static inline void
+bkey_init (struct nc_key *k, uint16_t export_id, uint64_t start,
+           uint64_t end, uint8_t flags)
+{
+  *k = (struct nc_key) { .export_id = export_id, .end = end,
+                         .size = (uint32_t) (end - start), .flags = flags };
+}
 
 /* Order by (export_id, end).  <0, 0, >0. */
 static inline int

@@ -13,6 +13,10 @@
  *   request.c       the per-mode request paths (the mode table at its top,
  *                   doc/design.md) and
  *                   the crash ordering of cache and backing (its ORDERING)
+ *   export-io.c     per export: the one door to the backing store
+ *   cache-data.c    the one door to data blocks on the cache device
+ *   forget.c        ORDERING rule 1: the cache forgets, durably, before
+ *                   the backing store changes
  *   rangelock.c     per export: writers' range locks
  *   backsync.c      per export: backing durability; the journal's hook
  *   status.c        BLOCK_STATUS: base:allocation and nbdcache:state
@@ -207,8 +211,6 @@ void range_lock_take (struct range_lock *rl, struct range_lock_entry *e,
 void range_lock_release (struct range_lock *rl, struct range_lock_entry *e);
 /* Does anyone hold blocks overlapping [start, end) right now? */
 bool range_lock_busy (struct range_lock *rl, uint64_t start, uint64_t end);
-/* Issue one backing trim of the export (trimq's issue callback). */
-int request_issue_trim (void *nc, uint64_t offset, uint64_t count);
 /* A backing write, zero or trim of nc has completed with result r (a
  * failed one, r < 0, is not counted as a change).
  */
@@ -231,11 +233,6 @@ int request_backing_sync_since (struct ncache *nc, uint64_t epoch);
  * be lost.
  */
 int request_backing_sync_flush (struct ncache *nc);
-/* Wait until every cut of nc's keys is durable (ORDERING rule 1, before
- * a backing change; writeback calls it under the range lock of what it
- * writes back).  0 or -errno.
- */
-int request_settle_cuts (struct ncache *nc);
 /* Around the insert of a key that relies on backing data (a clean key
  * after a backing write, a promotion of data not known durable, a DELETE
  * dropping dirty data the backing now holds): begin before, end with the

@@ -2,10 +2,10 @@
 /* cache.c — an export ("ncache"): requests onto the backing store.
  *
  * WHAT: the export handle behind cache.h: open and close, capabilities,
- * every request (range and flag checks, NCACHE_* -> BACKING_* flag
- * translation, FUA, extents clipped to the request) and statistics.  In
- * mode none every request goes straight to the backing store; with a cache
- * device the checked request goes to request.c.
+ * every request (range and flag checks, FUA, extents clipped to the
+ * request) and statistics.  In mode none every request goes straight to
+ * the backing store through its door (export-io.c); with a cache device
+ * the checked request goes to request.c.
  * WHY: front ends (nbdcached, the nbdkit plugin) see one API whatever the
  * mode; checks happen once, here, before any mode's path runs.
  * INVARIANTS:
@@ -39,6 +39,7 @@
 #include "cache-internal.h"
 #include "cache.h"
 #include "compiler.h"
+#include "export-io.h"
 #include "gc.h"
 #include "journal.h"
 #include "log.h"
@@ -268,7 +269,7 @@ ncache_close (struct ncache *nc)
   }
   else if (!nc->caps.readonly &&
            __atomic_load_n (&nc->written, __ATOMIC_RELAXED)) {
-    r = backing_flush (nc->backing);
+    r = export_io_flush (nc);
     if (r < 0)
       log_error ("export '%s': final flush of the backing store failed: %s",
                  nc->name, strerror (-r));
@@ -325,20 +326,6 @@ check_writable (struct ncache *nc, const char *what)
   return 0;
 }
 
-static uint32_t
-backing_flags (uint32_t flags)
-{
-  uint32_t bflags = 0;
-
-  if (flags & NCACHE_FUA)
-    bflags |= BACKING_FUA;
-  if (flags & NCACHE_MAY_TRIM)
-    bflags |= BACKING_MAY_TRIM;
-  if (flags & NCACHE_FAST_ZERO)
-    bflags |= BACKING_FAST;
-  return bflags;
-}
-
 /* ---- requests ---- */
 
 int
@@ -352,7 +339,7 @@ ncache_pread (struct ncache *nc, void *buf, size_t count, uint64_t offset,
     return failed (nc, r);
   if (count > 0) {
     r = nc->dev ? request_pread (nc, buf, count, offset)
-      : backing_pread (nc->backing, buf, count, offset);
+      : export_io_read (nc, buf, offset, offset + count);
     if (r < 0)
       return failed (nc, r);
   }
@@ -376,12 +363,12 @@ ncache_pwrite (struct ncache *nc, const void *buf, size_t count,
       return failed (nc, r);
   }
   else if (count > 0) {
-    r = backing_pwrite (nc->backing, buf, count, offset, backing_flags (flags));
+    r = export_io_write (nc, buf, offset, offset + count, flags);
     if (r < 0)
       return failed (nc, r);
   }
   else if (flags & NCACHE_FUA) {
-    if ((r = backing_flush (nc->backing)) < 0)
+    if ((r = export_io_flush (nc)) < 0)
       return failed (nc, r);
   }
   mark_written (nc);
@@ -396,7 +383,7 @@ ncache_flush (struct ncache *nc, uint32_t flags)
   int r;
 
   if ((r = check_flags (nc, "flush", flags, 0)) < 0 ||
-      (r = nc->dev ? request_flush (nc) : backing_flush (nc->backing)) < 0)
+      (r = nc->dev ? request_flush (nc) : export_io_flush (nc)) < 0)
     return failed (nc, r);
   STAT_ADD (nc, nr_flushes, 1);
   return 0;
@@ -417,12 +404,12 @@ ncache_trim (struct ncache *nc, uint64_t count, uint64_t offset,
       return failed (nc, r);
   }
   else if (count > 0) {
-    r = backing_trim (nc->backing, count, offset, backing_flags (flags));
+    r = export_io_trim (nc, offset, offset + count, flags);
     if (r < 0)
       return failed (nc, r);
   }
   else if (flags & NCACHE_FUA) {
-    if ((r = backing_flush (nc->backing)) < 0)
+    if ((r = export_io_flush (nc)) < 0)
       return failed (nc, r);
   }
   mark_written (nc);
@@ -449,12 +436,12 @@ ncache_zero (struct ncache *nc, uint64_t count, uint64_t offset,
       return failed (nc, r);
   }
   else if (count > 0) {
-    r = backing_zero (nc->backing, count, offset, backing_flags (flags));
+    r = export_io_zero (nc, offset, offset + count, flags);
     if (r < 0)
       return failed (nc, r);
   }
   else if (flags & NCACHE_FUA) {
-    if ((r = backing_flush (nc->backing)) < 0)
+    if ((r = export_io_flush (nc)) < 0)
       return failed (nc, r);
   }
   mark_written (nc);
@@ -584,7 +571,7 @@ ncache_drain (struct ncache *nc, ncache_progress_fn fn, void *opaque)
   int r;
 
   if (nc->dev == NULL)
-    r = nc->caps.readonly ? 0 : backing_flush (nc->backing);
+    r = nc->caps.readonly ? 0 : export_io_flush (nc);
   else
     r = writeback_drain (nc->wb, fn, opaque);
   if (r < 0 && r != -ECANCELED)

@@ -65,6 +65,7 @@
 #include "bkey.h"
 #include "btree.h"
 #include "bucket.h"
+#include "cache-data.h"
 #include "cache-internal.h"
 #include "cdev.h"
 #include "clock.h"
@@ -254,12 +255,6 @@ in_moving_bucket (void *opaque, const struct nc_key *k)
   return bkey_has_data (k) && bucket_is_moving (bs, k->bucket);
 }
 
-static uint64_t
-data_offset (const struct nc_sb *sb, uint32_t bucket, uint32_t offset)
-{
-  return ((uint64_t) bucket * sb->bucket_blocks + offset) * NC_BLOCK_BYTES;
-}
-
 /* Move one key, piece by piece (an allocation may return less than the
  * rest of the key).  Blocks replaced go to *moved.
  */
@@ -287,21 +282,16 @@ move_key (struct gc *g, const struct nc_key *k, uint64_t *moved,
       bkey_cut_back (&old, pos + ext.nblocks);
     bytes = (size_t) old.size * NC_BLOCK_BYTES;
 
-    r = cdev_pread (dev->cd, g->buf, bytes,
-                    data_offset (&dev->sb, old.bucket, old.offset));
-    if (r == 0 && bucket_gen (dev->bs, old.bucket) != old.gen) {
+    r = cache_data_read (dev, &old, 0, g->buf, bytes);
+    if (r == -ESTALE) {
       /* The old bucket moved on: the read may have seen its next life. */
       bucket_put_open (dev->bs, ext.bucket);
       return 0;
     }
+    nk = old;
     if (r == 0)
-      r = cdev_pwrite (dev->cd, g->buf, bytes,
-                       data_offset (&dev->sb, ext.bucket, ext.offset), 0);
+      r = cache_data_write (dev, &ext, g->buf, &nk);
     if (r == 0) {
-      nk = old;
-      nk.bucket = ext.bucket;
-      nk.offset = ext.offset;
-      nk.gen = ext.gen;
       r = btree_replace (dev->bt, &old, &nk, 1, &replaced, NULL);
     }
     bucket_put_open (dev->bs, ext.bucket);

@@ -6,42 +6,62 @@
  * checked ranges, flags and read-only.  Work is in blocks of 4 KiB (the
  * cache's unit); "forget" is ORDERING rule 1 below.
  *
- * THE MODE TABLE (doc/design.md's, with the order of every step):
+ * THE MODE TABLE — every command on every path, FUA included, with the
+ * order of the steps.  The path is decided once per request (write_path):
+ * the export's mode, except that a WRITE of a stream past the sequential
+ * cutoff (seqcut.c) goes as writearound ("bypass"), and a READ of one is
+ * not promoted.  Then one write path (write_blocks) runs it.  Mode none
+ * never gets here: cache.c sends each request straight through the
+ * backing store's door (export-io.c), FUA as the backing's FUA.
  *
- * | cmd      | writeback            | writethrough          | writearound    |
- * |----------|----------------------|-----------------------|----------------|
- * | READ hit | cache data; gen rechecked after the read (moved: look again)  |
- * | READ miss| backing; promoted: placeholder before the backing read, key   |
- * |          | only if it survived and no writer holds the range (rule 3)    |
- * | WRITE    | data to DIRTY space, | forget; backing;      | forget;        |
- * |          | DIRTY keys           | data to clean space,  | backing;       |
- * |          | (full of dirty: as   | clean keys            | DELETE         |
- * |          | writearound)         | (no room: DELETE)     |                |
- * | FUA      | wait for the keys'   | backing FUA; wait for | backing FUA;   |
- * |          | journal entry        | the keys' entry       | journal flush  |
- * | FLUSH    | queued trims out; backing flush if it changed since the last  |
- * |          | one; journal flush (group commit) — the same in every mode    |
- * | ZEROES   | edges as WRITE; the  | edges as WRITE;       | edges as       |
- * |          | whole blocks a DIRTY | forget; backing zero; | WRITE; forget; |
- * |          | ZERO key (NOHOLE     | a clean ZERO key      | backing zero;  |
- * |          | unless MAY_TRIM)     |                       | DELETE         |
- * | FAST_ZERO| always fast          | only if the backing zeroes fast and no |
- * |          |                      | edge needs data, else ENOTSUP at once  |
- * | TRIM     | whole blocks only: DELETE, wait if a cut is not durable, then |
- * |          | queue the backing trim of the same blocks (FUA: issue now)    |
- * | CACHE    | read with promotion, nothing returned                         |
- * | STATUS   | ZERO keys: zero; misses: the backing's own status             |
+ * | cmd        | writeback           | writethrough        | writearound,   |
+ * |            |                     |                     | bypass         |
+ * |------------|---------------------|---------------------|----------------|
+ * | READ hit   | cache data; gen rechecked after the read (moved: look      |
+ * |            | again)                                                     |
+ * | READ miss  | backing; promoted (not on bypass): placeholder before the  |
+ * |            | backing read, key only if it survived and no writer holds  |
+ * |            | the range (rule 3)                                         |
+ * | WRITE      | data to DIRTY space,| forget; backing;    | forget;        |
+ * |            | DIRTY keys (no room:| data to clean space,| backing;       |
+ * |            | as writearound)     | clean keys (no room:| DELETE         |
+ * |            |                     | DELETE)             |                |
+ * | WRITE FUA  | wait for the keys'  | backing FUA; wait   | backing FUA;   |
+ * |            | journal entry       | for the keys' entry | journal flush  |
+ * | ZEROES     | edges as WRITE; the | edges as WRITE;     | edges as       |
+ * |            | whole blocks DIRTY  | forget; backing     | WRITE; forget; |
+ * |            | ZERO keys (NOHOLE   | zero; clean ZERO    | backing zero;  |
+ * |            | unless MAY_TRIM)    | keys                | DELETE         |
+ * | ZEROES FUA | the whole blocks as WRITE FUA (a backing zero with FUA);   |
+ * |            | edges without FUA, then a FLUSH if there were any          |
+ * | FAST_ZERO  | always fast         | only if the backing zeroes fast and  |
+ * |            |                     | no edge needs data, else ENOTSUP     |
+ * | TRIM       | whole blocks only: DELETE, wait if a cut is not durable,   |
+ * |            | then queue the backing trim of the same blocks             |
+ * | TRIM FUA   | the backing trim issued at once with FUA; journal flush    |
+ * | FLUSH      | queued trims out; backing flush if it changed since the    |
+ * |            | last one; journal flush (group commit)                     |
+ * | FUA, empty | a WRITE, ZEROES or TRIM of no (whole) block: as FLUSH      |
+ * | CACHE      | read with promotion, nothing returned                      |
+ * | STATUS     | ZERO keys: zero; misses: the backing's own status          |
+ *
+ * WRITE and WRITE_ZEROES both note the I/O (writeback's idle detection)
+ * and, on the writeback path, pass writeback's throttle before the range
+ * lock that writeback itself needs.  Only a WRITE takes the sequential-
+ * cutoff decision: the cutoff keeps a stream from evicting the working
+ * set, and a zero's whole blocks become ZERO keys that hold no data
+ * (its edges are at most two blocks), so a zero neither bypasses nor
+ * lengthens a stream.
  *
  * Partial first / last blocks of a WRITE are read (cache or backing) and
- * patched: whole blocks go everywhere.  A request of a stream past the
- * sequential cutoff (seqcut.c) bypasses the cache: a read is not
- * promoted, a write goes as writearound.  Writeback-mode writes first pass
- * writeback's throttle, before the range lock writeback itself needs.
- * Backing trims are queued (trimq.c: merged, issued in batches, before
- * any flush and before a read of the range); every backing write and zero
- * passes the trim queue's barrier first.  nbdcache:state reports cached /
- * dirty / zero per extent from the index alone.  Beside this file:
- * rangelock.c (the range lock), backsync.c (the backing stores'
+ * patched: whole blocks go everywhere.  Every backing read, write, zero,
+ * trim and flush goes through the export's door to its backing store
+ * (export-io.c: clipping, flags, the trim queue's barrier, the backsync
+ * count); trims are queued there.  Cached data is read and written
+ * through cache-data.c (the gen recheck, the key's location).
+ * nbdcache:state reports cached / dirty / zero per extent from the index
+ * alone.  Beside this file: export-io.c, cache-data.c, forget.c (rule 1
+ * below), rangelock.c (the range lock), backsync.c (the backing stores'
  * durability, rule 2 below), status.c (BLOCK_STATUS).
  *
  * ORDERING — the promise: after any crash (process or power), what a
@@ -56,7 +76,7 @@
  *    read placeholders); if any cut of this export — a clean key, a stale
  *    one whose gen bump may not be durable, or a key a dirty insert
  *    replaced — sits in a journal entry not yet durable, wait for it
- *    (request_settle_cuts; group commit shares the wait).  Nothing cached
+ *    (forget.c; group commit shares the wait).  Nothing cached
  *    and nothing pending: no wait, no I/O.  A dead cache device fails the
  *    wait, so the backing is never changed under a key that could revive.
  *    DIRTY pieces are left to the final DELETE: they are the newest data
@@ -107,6 +127,7 @@
  */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
@@ -117,10 +138,13 @@
 #include "bkey.h"
 #include "btree.h"
 #include "bucket.h"
+#include "cache-data.h"
 #include "cache-internal.h"
 #include "cdev.h"
 #include "clock.h"
 #include "compiler.h"
+#include "export-io.h"
+#include "forget.h"
 #include "journal.h"
 #include "log.h"
 #include "missflight.h"
@@ -131,96 +155,10 @@
 
 #define BLK ((uint64_t) NC_BLOCK_BYTES)
 #define LOOKUP_PIECES 32
-/* Unaligned buffers go through bounce buffers of at most this size. */
-#define BOUNCE_BYTES (256u * 1024)
-/* A ZERO key is at most this many blocks (the size field is 32 bits). */
-#define MAX_ZERO_KEY_BLOCKS (UINT32_C (1) << 30)
 
 static inline uint64_t div_round_up (uint64_t a, uint64_t b)
 { return (a + b - 1) / b; }
 
-
-/* ---- cache device data I/O ---- */
-
-static uint64_t
-data_offset (const struct ncache_device *dev, uint32_t bucket,
-             uint32_t offset_blocks)
-{
-  return ((uint64_t) bucket * dev->sb.bucket_blocks + offset_blocks) * BLK;
-}
-
-/* The cdev contract wants block-aligned buffers (O_DIRECT or not);
- * nbdcached's request buffers are, nbdkit's may not be.
- */
-static bool
-io_aligned (const struct cdev *cd, const void *buf)
-{
-  (void) cd;
-  return ((uintptr_t) buf % NC_BLOCK_BYTES) == 0;
-}
-
-/* Read `len` bytes starting `skip` bytes into the cache-device blocks that
- * begin at byte dev_off.  Bounces what O_DIRECT cannot take directly.
- */
-static int
-dev_read (struct ncache_device *dev, uint64_t dev_off, uint64_t skip,
-          uint8_t *dst, uint64_t len)
-{
-  struct cdev *cd = dev->cd;
-  uint8_t *bounce = NULL;
-  int r = 0;
-
-  dev_off += skip / BLK * BLK;
-  skip %= BLK;
-  if (skip == 0 && len % BLK == 0 && io_aligned (cd, dst))
-    return cdev_pread (cd, dst, len, dev_off);
-
-  bounce = cdev_alloc_buffer (BOUNCE_BYTES);
-  if (bounce == NULL)
-    return -ENOMEM;
-  while (len > 0) {
-    uint64_t blocks = MIN (div_round_up (skip + len, BLK), BOUNCE_BYTES / BLK);
-    uint64_t n = MIN (len, blocks * BLK - skip);
-
-    r = cdev_pread (cd, bounce, blocks * BLK, dev_off);
-    if (r < 0)
-      break;
-    memcpy (dst, bounce + skip, n);
-    dst += n;
-    len -= n;
-    dev_off += blocks * BLK;
-    skip = 0;
-  }
-  free (bounce);
-  return r;
-}
-
-/* Write whole blocks from src to byte dev_off. */
-static int
-dev_write (struct ncache_device *dev, uint64_t dev_off, const uint8_t *src,
-           uint64_t nblocks)
-{
-  struct cdev *cd = dev->cd;
-  uint8_t *bounce;
-  int r = 0;
-
-  if (io_aligned (cd, src))
-    return cdev_pwrite (cd, src, nblocks * BLK, dev_off, 0);
-  bounce = cdev_alloc_buffer (BOUNCE_BYTES);
-  if (bounce == NULL)
-    return -ENOMEM;
-  while (nblocks > 0 && r == 0) {
-    uint64_t n = MIN (nblocks, BOUNCE_BYTES / BLK);
-
-    memcpy (bounce, src, n * BLK);
-    r = cdev_pwrite (cd, bounce, n * BLK, dev_off, 0);
-    src += n * BLK;
-    dev_off += n * BLK;
-    nblocks -= n;
-  }
-  free (bounce);
-  return r;
-}
 
 /* ---- keys collected by a write ---- */
 
@@ -273,17 +211,6 @@ key_list_release (struct ncache *nc, struct key_list *kl)
   key_list_init (kl);
 }
 
-static void
-make_key (struct ncache *nc, struct nc_key *k, uint64_t start, uint64_t end,
-          uint8_t flags)
-{
-  memset (k, 0, sizeof *k);
-  k->export_id = nc->export_id;
-  k->end = end;
-  k->size = (uint32_t) (end - start);
-  k->flags = flags;
-}
-
 /* Allocate space from write point wp for blocks [start, start + nblocks)
  * of the export, write src there, and add the keys to kl.  -ENOSPC /
  * -EAGAIN from the allocator are returned as they are (the caller goes
@@ -312,36 +239,19 @@ cache_write_blocks (struct ncache *nc, enum bucket_wp wp, uint8_t flags,
     }
     if (r < 0)
       return r;
-    make_key (nc, &k, start, start + ext.nblocks, flags);
-    k.bucket = ext.bucket;
-    k.offset = ext.offset;
-    k.gen = ext.gen;
-    r = key_list_add (kl, &k);
+    bkey_init (&k, nc->export_id, start, start + ext.nblocks, flags);
+    r = cache_data_write (dev, &ext, src, &k);
+    if (r == 0)
+      r = key_list_add (kl, &k);
     if (r < 0) {
       bucket_put_open (dev->bs, ext.bucket);
       return r;
     }
-    r = dev_write (dev, data_offset (dev, ext.bucket, ext.offset), src,
-                   ext.nblocks);
-    if (r < 0)
-      return r;
     start += ext.nblocks;
     src += ext.nblocks * BLK;
     nblocks -= ext.nblocks;
   }
   return 0;
-}
-
-/* A key of this export was cut by an insert in journal entry seq. */
-static void
-note_cut (struct ncache *nc, uint64_t seq)
-{
-  uint64_t cur = __atomic_load_n (&nc->cut_seq, __ATOMIC_RELAXED);
-
-  while (cur < seq &&
-         !__atomic_compare_exchange_n (&nc->cut_seq, &cur, seq, false,
-                                       __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-    ;
 }
 
 /* Insert kl's keys; wait for their journal entry if fua.  backsync: they
@@ -360,7 +270,7 @@ insert_keys (struct ncache *nc, struct key_list *kl, bool fua, bool backsync)
   r = btree_insert (nc->dev->bt, kl->keys, kl->len, &seq, &cut);
   key_list_release (nc, kl);
   if (r < 0) {
-    note_cut (nc, journal_open_seq (nc->dev->journal));
+    forget_note_cut (nc, journal_open_seq (nc->dev->journal));
     if (backsync)
       request_backsync_end (nc, journal_open_seq (nc->dev->journal));
     return r;
@@ -368,123 +278,11 @@ insert_keys (struct ncache *nc, struct key_list *kl, bool fua, bool backsync)
   if (backsync)
     request_backsync_end (nc, seq);
   if (cut)
-    note_cut (nc, seq);
+    forget_note_cut (nc, seq);
   journal_throttle (nc->dev->journal);
   if (fua)
     r = journal_wait (nc->dev->journal, seq);
   return r;
-}
-
-int
-request_settle_cuts (struct ncache *nc)
-{
-  uint64_t need = __atomic_load_n (&nc->cut_seq, __ATOMIC_ACQUIRE);
-
-  if (need > journal_durable_seq (nc->dev->journal))
-    return journal_wait (nc->dev->journal, need);
-  return 0;
-}
-
-/* Drop whatever the cache holds for blocks [start, end) (journaled).
- * *seq / *cut as btree_insert.
- */
-static int
-invalidate (struct ncache *nc, uint64_t start, uint64_t end, uint64_t *seq,
-            bool *cut)
-{
-  struct nc_key k;
-
-  *cut = false;
-  if (start >= end)
-    return 0;
-  /* A DELETE key may be as long as the export; its size field is 32-bit. */
-  while (start < end) {
-    uint64_t e = MIN (end, start + MAX_ZERO_KEY_BLOCKS);
-    bool c = false;
-    int r;
-
-    make_key (nc, &k, start, e, NC_KEY_DELETE);
-    r = btree_insert (nc->dev->bt, &k, 1, seq, &c);
-    if (r < 0) {
-      /* Part of it may be applied: treat it as a cut not yet durable. */
-      note_cut (nc, journal_open_seq (nc->dev->journal));
-      return r;
-    }
-    if (c)
-      note_cut (nc, *seq);
-    *cut |= c;
-    start = e;
-  }
-  return 0;
-}
-
-/* After the backing change: the final DELETE over [b0, b1) (it also kills
- * placeholders registered since forget).  When it drops DIRTY data the
- * backing now holds, it relies on that backing data (rule 2).
- */
-static int
-invalidate_after_backing (struct ncache *nc, uint64_t b0, uint64_t b1,
-                          bool dirty)
-{
-  uint64_t seq = 0;
-  bool cut;
-  int r;
-
-  if (dirty)
-    request_backsync_begin (nc);
-  r = invalidate (nc, b0, b1, &seq, &cut);
-  if (dirty)
-    request_backsync_end (nc, r < 0 ? journal_open_seq (nc->dev->journal)
-                          : seq);
-  return r;
-}
-
-/* ORDERING rule 1: the backing store is about to change under blocks
- * [b0, b1) (the caller holds their range lock): make sure no clean key
- * can show older data there after a crash.  Every piece that is not
- * DIRTY — cached clean, or a gap — gets a DELETE (over a gap it cuts
- * nothing, but kills a promotion placeholder registered before it); then,
- * if any cut of this export is not durable yet (ours, or an earlier one
- * whose commit failed), wait for it.  With nothing cached and nothing
- * pending this costs no I/O.  DIRTY pieces stay until the caller's final
- * DELETE or key: they are the newest data until the backing write is
- * durable, and the commit that makes their removal durable flushes the
- * backing store first (rule 2).  *dirty is set if a DIRTY piece was
- * left: the caller's final DELETE relies on its backing write then.
- */
-static int
-forget_before_backing (struct ncache *nc, uint64_t b0, uint64_t b1,
-                       bool *dirty)
-{
-  struct ncache_device *dev = nc->dev;
-  struct btree_piece pieces[LOOKUP_PIECES];
-  uint64_t pos = b0, run_lo = b0, seq = 0;
-  bool cut;
-  int n, i, r;
-
-  while (pos < b1) {
-    n = btree_lookup (dev->bt, nc->export_id, pos, b1, pieces,
-                      LOOKUP_PIECES, NULL);
-    if (n < 0)
-      return n;
-    for (i = 0; i < n; i++) {
-      const struct btree_piece *p = &pieces[i];
-      uint64_t lo = MAX (pos, p->start), hi = MIN (b1, p->end);
-
-      if (lo >= hi)
-        continue;
-      if (p->found && (p->key.flags & NC_KEY_DIRTY)) {
-        if ((r = invalidate (nc, run_lo, lo, &seq, &cut)) < 0)
-          return r;
-        run_lo = hi;
-        *dirty = true;
-      }
-      pos = hi;
-    }
-  }
-  if ((r = invalidate (nc, run_lo, b1, &seq, &cut)) < 0)
-    return r;
-  return request_settle_cuts (nc);
 }
 
 /* ---- reads ---- */
@@ -499,31 +297,6 @@ may_promote (struct ncache *nc)
    * nothing left to evict for clean data: stop promoting.
    */
   return (uint64_t) (u.dirty_buckets + u.btree) * 100 < (uint64_t) u.nbuckets * 95;
-}
-
-/* Read bytes [lo, hi) of the export from the backing store into dst,
- * clipped to the store (blocks past its end read as zeros).
- */
-static int
-backing_read_bytes (struct ncache *nc, uint8_t *dst, uint64_t lo, uint64_t hi)
-{
-  uint64_t size = nc->caps.size_bytes;
-  uint64_t n = hi <= size ? hi - lo : (lo < size ? size - lo : 0);
-  int r = 0;
-
-  /* A queued trim over the range goes out first (see trimq.h). */
-  if (n > 0 && trimq_overlaps (nc->tq, lo, n)) {
-    r = trimq_issue (nc->tq, true, request_issue_trim, nc);
-    if (r < 0)
-      log_debug ("export '%s': a queued trim failed: %s (trims are "
-                 "advisory)", nc->name, strerror (-r));
-    r = 0;
-  }
-  if (n > 0)
-    r = backing_pread (nc->backing, dst, n, lo);
-  if (r == 0 && n < hi - lo)
-    memset (dst + n, 0, hi - lo - n);
-  return r;
 }
 
 /* read_miss waited for an overlapping miss instead of reading. */
@@ -544,7 +317,7 @@ read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
 
   if (!promote || !may_promote (nc)) {
     STAT_ADD (nc, nr_bypasses, 1);
-    return backing_read_bytes (nc, dst, lo, hi);
+    return export_io_read (nc, dst, lo, hi);
   }
   /* Single-flight (missflight.h): a miss overlapping one in flight waits
    * for it, then the caller looks again and finds it cached.
@@ -572,7 +345,7 @@ read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
       btree_placeholder_drop (dev->bt, ph);
       blo = MAX (lo, cs * BLK);
       bhi = MIN (hi, ce * BLK);
-      r = backing_read_bytes (nc, dst + (blo - lo), blo, bhi);
+      r = export_io_read (nc, dst + (blo - lo), blo, bhi);
       ps = ce;
       continue;
     }
@@ -582,7 +355,7 @@ read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
       btree_placeholder_drop (dev->bt, ph);
       blo = MAX (lo, cs * BLK);
       bhi = MIN (hi, ce * BLK);
-      r = backing_read_bytes (nc, dst + (blo - lo), blo, bhi);
+      r = export_io_read (nc, dst + (blo - lo), blo, bhi);
       STAT_ADD (nc, nr_bypasses, 1);
       ps = ce;
       continue;
@@ -599,22 +372,18 @@ read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
       r = -ENOMEM;
       break;
     }
-    r = backing_read_bytes (nc, bounce, cs * BLK, (cs + nb) * BLK);
+    r = export_io_read (nc, bounce, cs * BLK, (cs + nb) * BLK);
     if (r == 0) {
       blo = MAX (lo, cs * BLK);
       bhi = MIN (hi, (cs + nb) * BLK);
       if (blo < bhi)
         memcpy (dst + (blo - lo), bounce + (blo - cs * BLK), bhi - blo);
+      bkey_init (&k, nc->export_id, cs, cs + nb, 0);
       /* A writer holding the range may be about to change the backing
        * under what we read (ORDERING rule 3): do not promote then.
        */
       if (!range_lock_busy (&nc->rl, cs, cs + nb) &&
-          cdev_pwrite (dev->cd, bounce, nb * BLK,
-                       data_offset (dev, ext.bucket, ext.offset), 0) == 0) {
-        make_key (nc, &k, cs, cs + nb, 0);
-        k.bucket = ext.bucket;
-        k.offset = ext.offset;
-        k.gen = ext.gen;
+          cache_data_write (dev, &ext, bounce, &k) == 0) {
         /* Data the backing store may still lose: rule 2. */
         bool backsync = request_backing_unflushed (nc);
         uint64_t seq = 0;
@@ -654,12 +423,9 @@ read_hit (struct ncache *nc, const struct btree_piece *p, uint8_t *dst,
     memset (dst, 0, hi - lo);
     return 0;
   }
-  r = dev_read (dev, data_offset (dev, p->key.bucket, p->key.offset),
-                lo - p->start * BLK, dst, hi - lo);
+  r = cache_data_read (dev, &p->key, lo - p->start * BLK, dst, hi - lo);
   if (r < 0)
     return r;
-  if (bucket_gen (dev->bs, p->key.bucket) != p->key.gen)
-    return -ESTALE;
   bucket_hit (dev->bs, p->key.bucket);
   return 0;
 }
@@ -761,6 +527,13 @@ request_cache (struct ncache *nc, uint64_t count, uint64_t offset)
 
 /* ---- writes ---- */
 
+/* How a WRITE or WRITE_ZEROES goes, decided once per request. */
+enum write_path {
+  PATH_WRITEBACK,               /* into the cache, DIRTY */
+  PATH_WRITETHROUGH,            /* backing, then the cache (clean) */
+  PATH_WRITEAROUND,             /* backing; the cache forgets */
+};
+
 /* A write prepared as whole blocks [b0, b1): the partial first and last
  * blocks patched in bounce buffers, the middle straight from the caller.
  */
@@ -769,6 +542,11 @@ struct block_write {
   uint8_t *head, *tail;         /* patched edge blocks, or NULL */
   const uint8_t *mid;           /* blocks [m0, m1) */
   uint64_t m0, m1;
+  /* Whole blocks [b0, b1) of zeroes (no data, no edges): ZERO keys and a
+   * backing zero with these NCACHE_* flags (MAY_TRIM, FAST_ZERO).
+   */
+  bool zero;
+  uint32_t zero_flags;
 };
 
 static void
@@ -841,13 +619,46 @@ block_write_prepare (struct ncache *nc, const uint8_t *src, uint64_t count,
   return 0;
 }
 
-/* Write the prepared blocks into the cache (data keys with flags). */
+/* Blocks [b0, b1) as ZERO keys with flags, added to kl. */
 static int
-block_write_cache (struct ncache *nc, const struct block_write *w,
-                   enum bucket_wp wp, uint8_t flags, struct key_list *kl)
+zero_keys (struct ncache *nc, uint64_t b0, uint64_t b1, uint8_t flags,
+           struct key_list *kl)
 {
   int r = 0;
 
+  while (b0 < b1 && r == 0) {
+    struct nc_key k;
+    uint64_t e = MIN (b1, b0 + BKEY_MAX_BLOCKS);
+
+    bkey_init (&k, nc->export_id, b0, e, (uint8_t) (flags | NC_KEY_ZERO));
+    /* A ZERO key has no data; its bucket field carries an id that tells
+     * this zero from a later identical one (btree_replace compares it).
+     */
+    k.bucket = __atomic_add_fetch (&nc->dev->zero_id, 1, __ATOMIC_RELAXED);
+    r = key_list_add (kl, &k);
+    b0 = e;
+  }
+  return r;
+}
+
+/* The cache half of a write: the prepared blocks as keys in kl, DIRTY (in
+ * dirty space) or clean.  A dirty zero is written back later as a backing
+ * zero: punched unless NO_HOLE.  -ENOSPC: no room (keys in kl abandoned
+ * by the caller).
+ */
+static int
+block_write_cache (struct ncache *nc, const struct block_write *w,
+                   bool dirty, struct key_list *kl)
+{
+  enum bucket_wp wp = dirty ? WP_DIRTY : WP_CLEAN;
+  uint8_t flags = dirty ? NC_KEY_DIRTY : 0;
+  int r = 0;
+
+  if (w->zero) {
+    if (dirty && !(w->zero_flags & NCACHE_MAY_TRIM))
+      flags |= NC_KEY_NOHOLE;
+    return zero_keys (nc, w->b0, w->b1, flags, kl);
+  }
   if (w->head)
     r = cache_write_blocks (nc, wp, flags, w->b0, w->head, 1, kl);
   if (r == 0 && w->m1 > w->m0 && w->mid)
@@ -857,121 +668,135 @@ block_write_cache (struct ncache *nc, const struct block_write *w,
   return r;
 }
 
-/* Write bytes [lo, hi) to the backing store, clipped to its size. */
-static int
-backing_write_bytes (struct ncache *nc, const uint8_t *src, uint64_t lo,
-                     uint64_t hi, uint32_t bflags)
-{
-  uint64_t size = nc->caps.size_bytes;
-  int r;
-
-  if (lo >= size)
-    return 0;
-  hi = MIN (hi, size);
-  /* An earlier queued trim must not land after this write. */
-  trimq_write_barrier (nc->tq, lo, hi - lo);
-  r = backing_pwrite (nc->backing, src, hi - lo, lo, bflags);
-  request_backing_wrote (nc, r);
-  return r;
-}
-
-/* Write the prepared blocks to the backing store (whole blocks, so what
- * the cache held around a partial write goes along, newest first).
+/* The backing half: the prepared blocks to the backing store (whole
+ * blocks, so what the cache held around a partial write goes along,
+ * newest first).
  */
 static int
 block_write_backing (struct ncache *nc, const struct block_write *w,
-                     uint32_t bflags)
+                     bool fua)
 {
+  uint32_t flags = fua ? NCACHE_FUA : 0;
   int r = 0;
 
+  if (w->zero)
+    return export_io_zero (nc, w->b0 * BLK, w->b1 * BLK,
+                           flags | w->zero_flags);
   if (w->head)
-    r = backing_write_bytes (nc, w->head, w->b0 * BLK, (w->b0 + 1) * BLK,
-                             bflags);
+    r = export_io_write (nc, w->head, w->b0 * BLK, (w->b0 + 1) * BLK, flags);
   if (r == 0 && w->m1 > w->m0 && w->mid)
-    r = backing_write_bytes (nc, w->mid, w->m0 * BLK, w->m1 * BLK, bflags);
+    r = export_io_write (nc, w->mid, w->m0 * BLK, w->m1 * BLK, flags);
   if (r == 0 && w->tail)
-    r = backing_write_bytes (nc, w->tail, (w->b1 - 1) * BLK, w->b1 * BLK,
-                             bflags);
+    r = export_io_write (nc, w->tail, (w->b1 - 1) * BLK, w->b1 * BLK, flags);
   return r;
 }
 
-/* Around the cache: the backing store gets the blocks, the cache forgets
- * them.  With FUA the forgetting is durable before we return — and so is
- * every earlier forgetting still in the open journal entry: an older
- * write's invalidation may be what keeps a stale cached copy from
- * shadowing this data after a crash, even when this one cut nothing.
+/* The cache half into the index: the keys of kl (dirty, or clean relying
+ * on the backing write: backsync), or -ENOSPC with nothing inserted.
  */
 static int
-write_around (struct ncache *nc, const struct block_write *w, bool fua)
-{
-  bool dirty = false;
-  int r;
-
-  r = forget_before_backing (nc, w->b0, w->b1, &dirty);
-  if (r == 0)
-    r = block_write_backing (nc, w, fua ? BACKING_FUA : 0);
-  if (r < 0)
-    return r;
-  r = invalidate_after_backing (nc, w->b0, w->b1, dirty);
-  if (r == 0 && fua)
-    r = journal_flush (nc->dev->journal);
-  return r;
-}
-
-/* The mode's write of prepared blocks (around the cache if bypass). */
-static int
-write_blocks (struct ncache *nc, const struct block_write *w, bool fua,
-              bool bypass)
+cache_insert (struct ncache *nc, const struct block_write *w, bool dirty,
+              bool fua)
 {
   struct key_list kl;
   int r;
 
   key_list_init (&kl);
-  if (bypass)
-    return write_around (nc, w, fua);
+  r = block_write_cache (nc, w, dirty, &kl);
+  if (r < 0) {
+    key_list_release (nc, &kl);
+    if (r == -ENOSPC)
+      STAT_ADD (nc, nr_bypasses, 1);
+    return r;
+  }
+  return insert_keys (nc, &kl, fua, !dirty);
+}
+
+/* THE write path (bcache's cached_dev_write): the path was decided once
+ * (write_path); writeback and writethrough fall to writearound's end when
+ * the cache has no room.  Writearound's FUA: the final DELETE is durable
+ * before we return — and so is every earlier forgetting still in the open
+ * journal entry: an older write's invalidation may be what keeps a stale
+ * cached copy from shadowing this data after a crash, even when this one
+ * cut nothing.
+ */
+static int
+write_blocks (struct ncache *nc, const struct block_write *w,
+              enum write_path path, bool fua)
+{
+  bool dirty = false;
+  int r;
+
+  if (path == PATH_WRITEBACK) {
+    r = cache_insert (nc, w, true, fua);
+    if (r != -ENOSPC)
+      return r;
+  }
+  /* ORDERING rule 1, then the backing store. */
+  r = forget_before_backing (nc, w->b0, w->b1, &dirty);
+  if (r == 0)
+    r = block_write_backing (nc, w, fua);
+  if (r < 0)
+    return r;
+  if (path == PATH_WRITETHROUGH) {
+    r = cache_insert (nc, w, false, fua);
+    if (r != -ENOSPC)
+      return r;
+  }
+  r = forget_after_backing (nc, w->b0, w->b1, dirty);
+  if (r == 0 && fua)
+    r = journal_flush (nc->dev->journal);
+  return r;
+}
+
+/* Decide the path of a WRITE or WRITE_ZEROES once, with what goes along
+ * the decision: the I/O is noted (writeback's idle detection), a WRITE
+ * takes the sequential-cutoff decision, and the writeback path passes
+ * writeback's throttle (before the range lock: writeback needs range
+ * locks to make progress).
+ */
+static enum write_path
+write_path (struct ncache *nc, bool seqcut, uint64_t offset, uint64_t count)
+{
+  enum write_path path;
+
+  writeback_note_io (nc->wb);
   switch (nc->mode) {
   case NCACHE_MODE_WRITEBACK:
-    r = block_write_cache (nc, w, WP_DIRTY, NC_KEY_DIRTY, &kl);
-    if (r == -ENOSPC) {
-      key_list_release (nc, &kl);
-      STAT_ADD (nc, nr_bypasses, 1);
-      return write_around (nc, w, fua);
-    }
-    if (r < 0) {
-      key_list_release (nc, &kl);
-      return r;
-    }
-    return insert_keys (nc, &kl, fua, false);
-
-  case NCACHE_MODE_WRITETHROUGH: {
-    bool dirty = false;
-
-    r = forget_before_backing (nc, w->b0, w->b1, &dirty);
-    if (r == 0)
-      r = block_write_backing (nc, w, fua ? BACKING_FUA : 0);
-    if (r < 0)
-      return r;
-    r = block_write_cache (nc, w, WP_CLEAN, 0, &kl);
-    if (r == -ENOSPC) {
-      key_list_release (nc, &kl);
-      STAT_ADD (nc, nr_bypasses, 1);
-      r = invalidate_after_backing (nc, w->b0, w->b1, dirty);
-      if (r == 0 && fua)
-        r = journal_flush (nc->dev->journal);
-      return r;
-    }
-    if (r < 0) {
-      key_list_release (nc, &kl);
-      return r;
-    }
-    return insert_keys (nc, &kl, fua, true);
-  }
-
+    path = PATH_WRITEBACK;
+    break;
+  case NCACHE_MODE_WRITETHROUGH:
+    path = PATH_WRITETHROUGH;
+    break;
   case NCACHE_MODE_WRITEAROUND:
-  case NCACHE_MODE_NONE:
   default:
-    return write_around (nc, w, fua);
+    assert (nc->mode == NCACHE_MODE_WRITEAROUND); /* none: no request.c */
+    path = PATH_WRITEAROUND;
+    break;
   }
+  if (seqcut && sequential_bypass (nc, offset, count))
+    path = PATH_WRITEAROUND;
+  if (path == PATH_WRITEBACK)
+    writeback_throttle (nc->wb);
+  return path;
+}
+
+/* Prepare bytes [offset, offset + count) (src NULL: zeros) and write
+ * them on path.
+ */
+static int
+write_bytes (struct ncache *nc, const uint8_t *src, uint64_t count,
+             uint64_t offset, enum write_path path, bool fua)
+{
+  struct block_write w;
+  int r;
+
+  r = block_write_prepare (nc, src, count, offset, &w);
+  if (r == 0) {
+    r = write_blocks (nc, &w, path, fua);
+    block_write_free (&w);
+  }
+  return r;
 }
 
 int
@@ -979,27 +804,16 @@ request_pwrite (struct ncache *nc, const void *buf, size_t count,
                 uint64_t offset, uint32_t flags)
 {
   struct range_lock_entry rle;
-  struct block_write w;
   bool fua = (flags & NCACHE_FUA) != 0;
-  bool bypass;
+  enum write_path path;
   int r;
 
   if (count == 0)
     return fua ? request_flush (nc) : 0;
-  writeback_note_io (nc->wb);
-  bypass = sequential_bypass (nc, offset, count);
-  /* Backpressure before the range lock: writeback needs range locks to
-   * make progress.
-   */
-  if (nc->mode == NCACHE_MODE_WRITEBACK && !bypass)
-    writeback_throttle (nc->wb);
+  path = write_path (nc, true, offset, count);
   range_lock_take (&nc->rl, &rle, offset / BLK,
                    div_round_up (offset + count, BLK));
-  r = block_write_prepare (nc, buf, count, offset, &w);
-  if (r == 0) {
-    r = write_blocks (nc, &w, fua, bypass);
-    block_write_free (&w);
-  }
+  r = write_bytes (nc, buf, count, offset, path, fua);
   range_lock_release (&nc->rl, &rle);
   return r;
 }
@@ -1009,17 +823,11 @@ request_flush (struct ncache *nc)
 {
   int r;
 
-  /* Queued trims go out first, so the flush covers them too. */
-  if (trimq_len (nc->tq) > 0) {
-    r = trimq_issue (nc->tq, true, request_issue_trim, nc);
-    if (r < 0)
-      log_debug ("export '%s': a queued trim failed: %s (trims are "
-                 "advisory)", nc->name, strerror (-r));
-  }
-  /* The backing store first (the journal commit would flush it anyway
-   * when there is something to commit; not when there is nothing).
+  /* Queued trims and the backing store first (the journal commit would
+   * flush the backing anyway when there is something to commit; not when
+   * there is nothing).
    */
-  if ((r = request_backing_sync_flush (nc)) < 0)
+  if ((r = export_io_flush_client (nc)) < 0)
     return r;
   return journal_flush (nc->dev->journal);
 }
@@ -1033,7 +841,7 @@ request_trim (struct ncache *nc, uint64_t count, uint64_t offset,
   struct range_lock_entry rle;
   uint64_t b0 = div_round_up (offset, BLK);
   uint64_t b1 = (offset + count) / BLK;
-  uint64_t seq = 0, tlo, tlen;
+  uint64_t seq = 0;
   bool cut = false;
   int r;
 
@@ -1042,35 +850,24 @@ request_trim (struct ncache *nc, uint64_t count, uint64_t offset,
    */
   if (offset + count == nc->caps.size_bytes)
     b1 = div_round_up (offset + count, BLK);
-  if (count == 0)
-    return (flags & NCACHE_FUA) ? request_flush (nc) : 0;
-
-  if (b1 <= b0)                 /* no whole block: nothing to trim */
+  if (b1 <= b0)                 /* no whole block (or none at all) */
     return (flags & NCACHE_FUA) ? request_flush (nc) : 0;
   /* The backing trims the same whole blocks the cache forgets: partial
    * edge blocks keep their data in both (a trim is advisory), or a cached
    * block would differ from the backing's.
    */
-  tlo = b0 * BLK;
-  tlen = MIN (b1 * BLK, nc->caps.size_bytes) - tlo;
-
   range_lock_take (&nc->rl, &rle, b0, b1);
   /* ORDERING rule 1: the cache forgets first, durably if it cut
    * anything, before the backing trim can be issued.
    */
-  r = invalidate (nc, b0, b1, &seq, &cut);
+  r = forget_range (nc, b0, b1, &seq, &cut);
   if (r == 0)
-    r = request_settle_cuts (nc);
+    r = forget_settle_cuts (nc);
   /* The backing trim is queued (merged, batched by the export's
    * background thread, issued before any flush); FUA issues it now.
    */
-  if (r == 0 && ((flags & NCACHE_FUA) ||
-                 trimq_add (nc->tq, tlo, tlen, clock_now_ms ()) < 0)) {
-    trimq_write_barrier (nc->tq, tlo, tlen);
-    r = backing_trim (nc->backing, tlen, tlo,
-                      (flags & NCACHE_FUA) ? BACKING_FUA : 0);
-    request_backing_wrote (nc, r);
-  }
+  if (r == 0)
+    r = export_io_trim (nc, b0 * BLK, b1 * BLK, flags);
   if (r == 0 && (flags & NCACHE_FUA))
     r = journal_flush (nc->dev->journal);
   range_lock_release (&nc->rl, &rle);
@@ -1078,139 +875,51 @@ request_trim (struct ncache *nc, uint64_t count, uint64_t offset,
 }
 
 int
-request_issue_trim (void *opaque, uint64_t offset, uint64_t count)
-{
-  struct ncache *nc = opaque;
-  int r;
-
-  r = backing_trim (nc->backing, count, offset, 0);
-  request_backing_wrote (nc, r);
-  return r;
-}
-
-/* Whole blocks [b0, b1) become ZERO keys with flags. */
-static int
-insert_zero_keys (struct ncache *nc, uint64_t b0, uint64_t b1, uint8_t flags,
-                  bool fua)
-{
-  struct key_list kl;
-  int r = 0;
-
-  key_list_init (&kl);
-  while (b0 < b1 && r == 0) {
-    struct nc_key k;
-    uint64_t e = MIN (b1, b0 + MAX_ZERO_KEY_BLOCKS);
-
-    make_key (nc, &k, b0, e, (uint8_t) (flags | NC_KEY_ZERO));
-    /* A ZERO key has no data; its bucket field carries an id that tells
-     * this zero from a later identical one (btree_replace compares it).
-     */
-    k.bucket = __atomic_add_fetch (&nc->dev->zero_id, 1, __ATOMIC_RELAXED);
-    r = key_list_add (&kl, &k);
-    b0 = e;
-  }
-  if (r < 0) {
-    key_list_release (nc, &kl);
-    return r;
-  }
-  return insert_keys (nc, &kl, fua, !(flags & NC_KEY_DIRTY));
-}
-
-int
 request_zero (struct ncache *nc, uint64_t count, uint64_t offset,
               uint32_t flags)
 {
   struct range_lock_entry rle;
-  struct block_write w;
   bool fua = (flags & NCACHE_FUA) != 0;
   uint64_t end = offset + count;
-  uint64_t mb0, mb1;            /* whole blocks in the middle */
-  int r;
+  struct block_write mid = {
+    .zero = true,
+    .zero_flags = flags & (NCACHE_MAY_TRIM | NCACHE_FAST_ZERO),
+  };
+  enum write_path path;
+  int r = 0;
 
   if (count == 0)
     return fua ? request_flush (nc) : 0;
-  mb0 = div_round_up (offset, BLK);
-  mb1 = end == nc->caps.size_bytes ? div_round_up (end, BLK) : end / BLK;
+  mid.b0 = div_round_up (offset, BLK);
+  mid.b1 = end == nc->caps.size_bytes ? div_round_up (end, BLK) : end / BLK;
 
   if (nc->mode != NCACHE_MODE_WRITEBACK && (flags & NCACHE_FAST_ZERO)) {
     /* Only fast if the backing store zeroes fast and no edge block needs
      * data written.
      */
-    if (!nc->backing->can_fast_zero || mb0 * BLK != offset ||
-        (mb1 * BLK != end && end != nc->caps.size_bytes))
+    if (!nc->backing->can_fast_zero || mid.b0 * BLK != offset ||
+        (mid.b1 * BLK != end && end != nc->caps.size_bytes))
       return -ENOTSUP;
   }
+  path = write_path (nc, false, offset, count);
 
   range_lock_take (&nc->rl, &rle, offset / BLK, div_round_up (end, BLK));
   /* Edges first: partial blocks are written as data (zeros patched in). */
-  r = 0;
-  if (mb0 >= mb1) {
-    r = block_write_prepare (nc, NULL, count, offset, &w);
-    if (r == 0) {
-      r = write_blocks (nc, &w, fua, false);
-      block_write_free (&w);
-    }
+  if (mid.b0 >= mid.b1) {
+    r = write_bytes (nc, NULL, count, offset, path, fua);
     goto out;
   }
-  if (offset < mb0 * BLK) {
-    r = block_write_prepare (nc, NULL, mb0 * BLK - offset, offset, &w);
-    if (r == 0) {
-      r = write_blocks (nc, &w, false, false);
-      block_write_free (&w);
-    }
-  }
-  if (r == 0 && mb1 * BLK < end) {
-    r = block_write_prepare (nc, NULL, end - mb1 * BLK, mb1 * BLK, &w);
-    if (r == 0) {
-      r = write_blocks (nc, &w, false, false);
-      block_write_free (&w);
-    }
-  }
-  if (r < 0)
-    goto out;
-
+  if (offset < mid.b0 * BLK)
+    r = write_bytes (nc, NULL, mid.b0 * BLK - offset, offset, path, false);
+  if (r == 0 && mid.b1 * BLK < end)
+    r = write_bytes (nc, NULL, end - mid.b1 * BLK, mid.b1 * BLK, path, false);
   /* The whole blocks. */
-  switch (nc->mode) {
-  case NCACHE_MODE_WRITEBACK:
-    /* Written back later as a backing zero: punched unless NO_HOLE. */
-    r = insert_zero_keys (nc, mb0, mb1,
-                          (uint8_t) (NC_KEY_DIRTY |
-                                     ((flags & NCACHE_MAY_TRIM)
-                                      ? 0 : NC_KEY_NOHOLE)), fua);
-    break;
-  case NCACHE_MODE_WRITETHROUGH:
-  case NCACHE_MODE_WRITEAROUND:
-  case NCACHE_MODE_NONE:
-  default: {
-    uint64_t lo = mb0 * BLK, hi = MIN (mb1 * BLK, nc->caps.size_bytes);
-    uint32_t bflags = 0;
-    bool dirty = false;
-
-    if (flags & NCACHE_FUA) bflags |= BACKING_FUA;
-    if (flags & NCACHE_MAY_TRIM) bflags |= BACKING_MAY_TRIM;
-    if (flags & NCACHE_FAST_ZERO) bflags |= BACKING_FAST;
-    r = forget_before_backing (nc, mb0, mb1, &dirty);
-    if (r < 0)
-      break;
-    trimq_write_barrier (nc->tq, lo, hi - lo);
-    r = backing_zero (nc->backing, hi - lo, lo, bflags);
-    request_backing_wrote (nc, r);
-    if (r < 0)
-      break;
-    if (nc->mode == NCACHE_MODE_WRITETHROUGH)
-      r = insert_zero_keys (nc, mb0, mb1, 0, fua);
-    else {
-      r = invalidate_after_backing (nc, mb0, mb1, dirty);
-      if (r == 0 && fua)
-        r = journal_flush (nc->dev->journal);
-    }
-    break;
-  }
-  }
+  if (r == 0)
+    r = write_blocks (nc, &mid, path, fua);
   /* FUA on the edges: the middle's wait covered the same journal or
    * later; the backing writes of the edges were not FUA, so flush them.
    */
-  if (r == 0 && fua && (offset < mb0 * BLK || mb1 * BLK < end))
+  if (r == 0 && fua && (offset < mid.b0 * BLK || mid.b1 * BLK < end))
     r = request_flush (nc);
  out:
   range_lock_release (&nc->rl, &rle);

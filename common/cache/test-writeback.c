@@ -18,7 +18,8 @@
  * - the background thread alone drains an export with writeback_percent
  *   0, retrying after failures with backoff;
  * - the throttle does not deadlock when the cache is full of dirty data
- *   and the backing store fails;
+ *   and the backing store fails; a WRITE_ZEROES passes the same throttle
+ *   as a WRITE (its edges are dirty data, its whole blocks dirty keys);
  * - the dirty target is shared among the exports open on the device;
  * - a batch keeps many backing writes in flight at once (each pwrite of
  *   the spy waits until WB_GATE are in flight, bounded by a deadline).
@@ -706,17 +707,14 @@ test_writeback_thread_drains (void **state)
   check_backing (c);
 }
 
-/* The cache fills with dirty data while every backing write fails: the
- * throttle waits a bounded time, then writes go around and fail; nothing
- * hangs.  Then the faults stop and everything cached drains.
+/* Open the export (background thread on) with every backing write and
+ * flush failing, and write the whole export in 1 MiB pieces: the small
+ * cache fills with dirty data it cannot write back.  *ok / *failed count
+ * the writes; c->want gets what was acknowledged.
  */
 static void
-test_writeback_throttle_no_deadlock (void **state)
+fill_unwritable (struct ctx *c, uint64_t *ok, uint64_t *failed)
 {
-  struct ctx *c = *state;
-  uint64_t start = test_now_ms (), ok = 0, failed = 0;
-  struct ncache_stats st;
-
   c->tuning.writeback_off = false;
   c->tuning.writeback_update_ms = 20;
   open_export (c);
@@ -729,12 +727,26 @@ test_writeback_throttle_no_deadlock (void **state)
     r = ncache_pwrite (c->nc, c->buf, MIB, off, 0);
     assert_true (r == 0 || r == -EIO);
     if (r == 0) {
-      ok++;
+      (*ok)++;
       memcpy (c->want + off, c->buf, MIB);
     }
     else
-      failed++;
+      (*failed)++;
   }
+}
+
+/* The cache fills with dirty data while every backing write fails: the
+ * throttle waits a bounded time, then writes go around and fail; nothing
+ * hangs.  Then the faults stop and everything cached drains.
+ */
+static void
+test_writeback_throttle_no_deadlock (void **state)
+{
+  struct ctx *c = *state;
+  uint64_t start = test_now_ms (), ok = 0, failed = 0;
+  struct ncache_stats st;
+
+  fill_unwritable (c, &ok, &failed);
   st = stats_of (c->nc);
   assert_true (ok >= 4);
   assert_true (failed >= 1);    /* the cache (8 MiB) filled up */
@@ -752,6 +764,33 @@ test_writeback_throttle_no_deadlock (void **state)
     if (c->want[off] != 0xa5)
       assert_memory_equal (c->buf, c->want + off, MIB);
   }
+}
+
+/* A WRITE_ZEROES waits in the throttle like a WRITE (request.c's mode
+ * table): with the cache full of dirty data that cannot be written back,
+ * a zero with partial edges is counted as throttled, waits a bounded
+ * time, and nothing hangs.
+ */
+static void
+test_writeback_throttle_zero (void **state)
+{
+  struct ctx *c = *state;
+  uint64_t start = test_now_ms (), ok = 0, failed = 0, throttled;
+  int r;
+
+  fill_unwritable (c, &ok, &failed);
+  throttled = stats_of (c->nc).throttled_writes;
+  assert_true (throttled >= 1);  /* the cache is above its dirty limit */
+
+  r = ncache_zero (c->nc, 2 * KIB + 8 * KIB, 3 * KIB, 0);
+  assert_true (r == 0 || r == -EIO);
+  assert_true (stats_of (c->nc).throttled_writes > throttled);
+  assert_true (test_now_ms () - start < DEADLINE_MS);
+
+  backing_faulty_fail_writes (c->faulty, 0, 0);
+  backing_faulty_fail_flush (c->faulty, false);
+  assert_int_equal (ncache_drain (c->nc, NULL, NULL), 0);
+  assert_int_equal (dirty_of (c->nc), 0);
 }
 
 /* The target is writeback_percent of the data space, shared. */
@@ -825,6 +864,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_writeback_thread_drains,
                                      setup, teardown),
     cmocka_unit_test_setup_teardown (test_writeback_throttle_no_deadlock,
+                                     setup_small, teardown),
+    cmocka_unit_test_setup_teardown (test_writeback_throttle_zero,
                                      setup_small, teardown),
     cmocka_unit_test_setup_teardown (test_writeback_target_shared,
                                      setup, teardown),

@@ -8,8 +8,8 @@
  * batches of up to TRIMQ_BATCH extents when TRIMQ_BATCH are waiting or the
  * oldest has waited TRIMQ_MAX_AGE_MS; a FLUSH issues everything first.
  * ORDERING: a write to the backing store must never be overtaken by an
- * earlier trim.  Every path that writes or zeroes the backing store (the
- * request paths, writeback) calls trimq_write_barrier first: the queued
+ * earlier trim.  Every write, zero or trim of the backing store goes
+ * through export-io.c, which calls trimq_write_barrier first: the queued
  * parts that overlap the write are dropped (the write supersedes them —
  * a trim is advisory) and the call waits while an issued batch overlaps.
  * Reads: a read from the backing store that overlaps a queued trim

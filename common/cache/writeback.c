@@ -53,14 +53,16 @@
 #include <string.h>
 #include <time.h>
 
-#include "backing.h"
 #include "btree.h"
 #include "bucket.h"
+#include "cache-data.h"
 #include "cache-internal.h"
 #include "cdev.h"
 #include "clock.h"
 #include "compiler.h"
+#include "export-io.h"
 #include "fanout.h"
+#include "forget.h"
 #include "journal.h"
 #include "log.h"
 #include "ondisk.h"
@@ -147,7 +149,7 @@ struct batch_result {
 struct pending {
   uint64_t data_start, data_n;  /* blocks in buf: [start, start + n) */
   uint64_t zero_start, zero_end; /* blocks; empty if equal */
-  uint32_t zero_flags;          /* BACKING_* for the zero */
+  uint32_t zero_flags;          /* NCACHE_* for the zero */
 };
 
 
@@ -272,7 +274,7 @@ scan (struct writeback *wb, uint64_t max_bytes, bool *clean_pass)
 static uint32_t
 zero_flags_of (const struct nc_key *k)
 {
-  return (k->flags & NC_KEY_NOHOLE) ? 0 : BACKING_MAY_TRIM;
+  return (k->flags & NC_KEY_NOHOLE) ? 0 : NCACHE_MAY_TRIM;
 }
 
 /* Send the buffered data to the backing store (clipped to the export). */
@@ -280,26 +282,19 @@ static int
 flush_data (struct writeback *wb, struct pending *p, struct batch_result *res)
 {
   struct ncache *nc = wb->nc;
-  uint64_t size = nc->caps.size_bytes;
   uint64_t lo = p->data_start * BLK, hi = (p->data_start + p->data_n) * BLK;
   int r;
 
   if (p->data_n == 0)
     return 0;
   p->data_n = 0;
-  if (lo >= size)
-    return 0;
-  hi = MIN (hi, size);
-  if (nc->tq != NULL)
-    trimq_write_barrier (nc->tq, lo, hi - lo);
-  r = backing_pwrite (nc->backing, wb->buf, hi - lo, lo, 0);
-  request_backing_wrote (nc, r);
+  r = export_io_write (nc, wb->buf, lo, hi, 0);
   if (r < 0) {
     log_debug ("export '%s': writeback: backing write [%" PRIu64 ", +%"
                PRIu64 ") failed: %s", nc->name, lo, hi - lo, strerror (-r));
     return r;
   }
-  res->bytes += hi - lo;
+  res->bytes += export_io_clipped (nc, lo, hi);
   return 0;
 }
 
@@ -307,26 +302,19 @@ static int
 flush_zero (struct writeback *wb, struct pending *p, struct batch_result *res)
 {
   struct ncache *nc = wb->nc;
-  uint64_t size = nc->caps.size_bytes;
   uint64_t lo = p->zero_start * BLK, hi = p->zero_end * BLK;
   int r;
 
   if (p->zero_end == p->zero_start)
     return 0;
   p->zero_end = p->zero_start;
-  if (lo >= size)
-    return 0;
-  hi = MIN (hi, size);
-  if (nc->tq != NULL)
-    trimq_write_barrier (nc->tq, lo, hi - lo);
-  r = backing_zero (nc->backing, hi - lo, lo, p->zero_flags);
-  request_backing_wrote (nc, r);
+  r = export_io_zero (nc, lo, hi, p->zero_flags);
   if (r < 0) {
     log_debug ("export '%s': writeback: backing zero [%" PRIu64 ", +%"
                PRIu64 ") failed: %s", nc->name, lo, hi - lo, strerror (-r));
     return r;
   }
-  res->bytes += hi - lo;
+  res->bytes += export_io_clipped (nc, lo, hi);
   return 0;
 }
 
@@ -373,7 +361,6 @@ add_data (struct writeback *wb, struct pending *p, const struct nc_key *k,
           struct batch_result *res)
 {
   struct ncache *nc = wb->nc;
-  struct ncache_device *dev = nc->dev;
   const uint64_t cap = WB_IO_BYTES / BLK;
   uint64_t start = k->end - k->size;
   uint64_t done = 0;
@@ -385,26 +372,25 @@ add_data (struct writeback *wb, struct pending *p, const struct nc_key *k,
       (r = flush_data (wb, p, res)) < 0)
     return r;
   while (done < k->size) {
-    uint64_t n, dev_off;
+    uint64_t n;
 
     if (p->data_n == cap && (r = flush_data (wb, p, res)) < 0)
       return r;
     if (p->data_n == 0)
       p->data_start = start + done;
     n = MIN (k->size - done, cap - p->data_n);
-    dev_off = ((uint64_t) k->bucket * dev->sb.bucket_blocks + k->offset
-               + done) * BLK;
-    r = cdev_pread (dev->cd, wb->buf + p->data_n * BLK, n * BLK, dev_off);
-    if (r < 0) {
-      log_debug ("export '%s': writeback: cache read of bucket %" PRIu32
-                 " failed: %s", nc->name, k->bucket, strerror (-r));
-      return r;
-    }
-    if (bucket_gen (dev->bs, k->bucket) != k->gen) {
+    r = cache_data_read (nc->dev, k, done * BLK, wb->buf + p->data_n * BLK,
+                         n * BLK);
+    if (r == -ESTALE) {
       /* Relocated meanwhile: what was read may not be this key's data.
        * Write what came before, leave the piece dirty.
        */
       return flush_data (wb, p, res);
+    }
+    if (r < 0) {
+      log_debug ("export '%s': writeback: cache read of bucket %" PRIu32
+                 " failed: %s", nc->name, k->bucket, strerror (-r));
+      return r;
     }
     p->data_n += n;
     done += n;
@@ -433,7 +419,7 @@ write_run (struct writeback *wb, uint64_t start, uint64_t end,
    * over data the backing no longer has (request.c, ORDERING rule 1).
    * Writers note their cuts under the range lock we now hold.
    */
-  r = request_settle_cuts (nc);
+  r = forget_settle_cuts (nc);
   while (pos < end && r == 0) {
     int n = btree_lookup (nc->dev->bt, nc->export_id, pos, end, pieces,
                           WB_LOOKUP_PIECES, NULL);
@@ -788,7 +774,7 @@ writeback_thread (void *arg)
 
     take_sample (wb, &s);
     if (nc->tq != NULL && trimq_due (nc->tq, s.now)) {
-      int r = trimq_issue (nc->tq, false, request_issue_trim, nc);
+      int r = export_io_issue_trims (nc, false);
 
       if (r < 0)
         log_debug ("export '%s': a queued backing trim failed: %s",
@@ -1061,8 +1047,12 @@ writeback_drain (struct writeback *wb, ncache_progress_fn fn, void *opaque)
     return r;
   if (fn != NULL && total > 0)
     fn (opaque, 0, total);
-  /* The clean marks (and anything else acknowledged) become durable. */
-  return request_flush (nc);
+  /* The clean marks (and anything else acknowledged) become durable: the
+   * backing store first, then the journal (as a FLUSH does).
+   */
+  if ((r = export_io_flush (nc)) < 0)
+    return r;
+  return journal_flush (nc->dev->journal);
 }
 
 void

@@ -29,8 +29,8 @@
  * WRITEBACK_IDLE_MS, or a drain is running, or the device is above the
  * dirty limit, it writes at full speed.  Between batches it sleeps so the
  * bytes written match the rate (woken early by kick, drain, stop).
- * BACKPRESSURE: writeback_throttle (called by writeback-mode writes before
- * they allocate) waits while the device's dirty data is above
+ * BACKPRESSURE: writeback_throttle (called by writeback-mode writes and
+ * zeroes before they allocate) waits while the device's dirty data is above
  * WRITEBACK_DIRTY_LIMIT_PERCENT of its data capacity, at most
  * WRITEBACK_THROTTLE_MAX_MS per write; then the write proceeds (and goes
  * around the cache if there is no room).  No unbounded queue anywhere.

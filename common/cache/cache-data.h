@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* cache-data.h — the one door to the data blocks on the cache device.
+ *
+ * Owns: nothing; it borrows the device's cdev and bucket set.  Every read
+ * of a key's data (a READ hit, writeback, moving GC) and every write of
+ * data into space a write point gave out (a write, a promotion, moving
+ * GC) goes through these calls, which keep the data contract in one
+ * place:
+ * - where a key's blocks are: block offset_blocks of bucket b is at byte
+ *   (b * bucket_blocks + offset_blocks) * 4 KiB of the device;
+ * - a read is valid only if the key's bucket gen still matches after the
+ *   read (the bucket may have been reused while we read: then -ESTALE,
+ *   and the caller looks again or leaves the key alone);
+ * - data reaches the device before the key that points at it exists:
+ *   cache_data_write fills in the key's location only after the write.
+ * Buffers may be unaligned (nbdkit's are): they are bounced.
+ * Threads: any; no lock is held or taken (the gen is a lock-free load).
+ * The caller holds an open reference on the space it writes
+ * (bucket_alloc_data*) until the key is inserted.
+ * Not here: allocation (bucket.c), inserting keys (btree.c), what to
+ * cache and when (request.c).
+ */
+#ifndef NBDCACHE_CACHE_DATA_H
+#define NBDCACHE_CACHE_DATA_H
+
+#include <stdint.h>
+
+#include "ondisk.h"
+
+struct ncache_device;
+struct bucket_extent;
+
+/* Byte offset on the cache device of block offset_blocks of bucket. */
+uint64_t cache_data_offset (const struct ncache_device *dev, uint32_t bucket,
+                            uint32_t offset_blocks);
+/* Read len bytes of k's data, starting skip bytes into it, into dst.
+ * -ESTALE if k's bucket gen moved (what was read may not be k's data).
+ */
+int cache_data_read (struct ncache_device *dev, const struct nc_key *k,
+                     uint64_t skip, void *dst, uint64_t len);
+/* Write k->size whole blocks from src into ext (k->size <= ext->nblocks),
+ * then point k at ext (bucket, offset, gen).  k untouched on failure.
+ */
+int cache_data_write (struct ncache_device *dev,
+                      const struct bucket_extent *ext, const void *src,
+                      struct nc_key *k);
+
+#endif /* NBDCACHE_CACHE_DATA_H */
