@@ -187,11 +187,12 @@ bucket_gc_end (struct bucket_set *bs, bool complete)
   uint32_t b;
 
   bs->gc_on = false;
+  /* Atomic: test_gc_threads polls both counters without the btree lock. */
   if (!complete) {
-    bs->gc_aborted++;
+    __atomic_add_fetch (&bs->gc_aborted, 1, __ATOMIC_RELAXED);
     return;
   }
-  bs->gc_complete++;
+  __atomic_add_fetch (&bs->gc_complete, 1, __ATOMIC_RELAXED);
   if (!bs->have_cursor || bs->cur_x != NC_EXPORT_ID_MAX ||
       bs->cur_end != UINT64_MAX)
     fake_error (bs, "a complete pass whose cursor is not at the end");
