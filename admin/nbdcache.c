@@ -45,6 +45,7 @@
 
 #include "admin.h"
 #include "cdev.h"
+#include "format.h"
 #include "log.h"
 #include "parse.h"
 #include "progress.h"

@@ -44,6 +44,7 @@
 #include "btree.h"
 #include "bucket.h"
 #include "cdev.h"
+#include "format.h"
 #include "journal.h"
 #include "log.h"
 #include "ondisk.h"

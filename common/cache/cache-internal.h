@@ -4,7 +4,9 @@
  * MODULES (one noun per file):
  *   ondisk.h        the format, byte for byte
  *   cdev*.c         raw cache-device I/O: file/block device, simulated
- *   super.c         superblock, format, export table
+ *   csum.c          the checksum of every metadata block
+ *   super.c         superblock: read, validate, write, export table
+ *   format.c        a new, empty cache on a device
  *   bkey.c          key validity
  *   bucket.c prio.c buckets, gens, priorities, allocator, prio copies
  *   journal.c       the journal ring, group commit, replay

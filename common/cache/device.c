@@ -43,6 +43,7 @@
 #include "bucket.h"
 #include "cache-internal.h"
 #include "cdev.h"
+#include "format.h"
 #include "gc.h"
 #include "journal.h"
 #include "log.h"

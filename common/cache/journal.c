@@ -103,6 +103,7 @@
 #include "cleanup.h"
 #include "clock.h"
 #include "compiler.h"
+#include "csum.h"
 #include "journal.h"
 #include "journal-internal.h"
 #include "log.h"

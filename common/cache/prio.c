@@ -44,6 +44,7 @@
 #define BUCKET_INTERNALS
 #include "bucket.h"
 #include "cdev.h"
+#include "csum.h"
 #include "log.h"
 #include "super.h"
 

@@ -43,24 +43,17 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <xxhash.h>
 
 #include "bkey.h"
 #include "bset.h"
 #include "btree.h"
 #include "bucket.h"
 #include "cdev.h"
+#include "csum.h"
 #include "journal.h"
 #include "log.h"
 #include "ondisk.h"
 #include "super.h"
-
-/* The real one lives in super.c, which needs the whole engine. */
-uint64_t
-nc_csum (const void *buf, size_t len)
-{
-  return XXH3_64bits ((const char *) buf + 8, len - 8);
-}
 
 /* ---- logging ---- */
 

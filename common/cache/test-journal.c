@@ -37,6 +37,7 @@
 #include <cmocka.h>
 
 #include "cdev.h"
+#include "csum.h"
 #include "journal.h"
 #include "log.h"
 #include "ondisk.h"
