@@ -4,8 +4,8 @@
  *
  * Owns: nothing global.  Each command opens the cache device itself.
  * Commands: format (nbdcache.c), show (show.c), check (check.c); they
- * inspect a device through inspect.c, which drives the engine modules
- * (super, prio, journal, btree, bucket marks) read-only.  stats (stats.c)
+ * inspect a device through inspect.c, which assembles it read-only through
+ * the engine's one recovery order (assemble.h) and reports what it finds.  stats (stats.c)
  * and flush (flush.c) talk to a running nbdcached through its control
  * socket (control.c).
  * Exit status (nbdcache(8)): 0 fine; 1 damaged (show, check), refused
@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "assemble.h"
 #include "bucket.h"
 #include "journal.h"
 #include "ondisk.h"
@@ -69,11 +70,11 @@ struct inspect {
   struct nc_sb sb;              /* the copy in use */
   int slot;
   struct inspect_sb_copy copies[NC_SB_SLOTS];
+  struct assembly assembly;     /* read-only (assemble.h) */
   struct bucket_set *bs;        /* after inspect_prios */
   struct journal *journal;      /* after inspect_journal */
+  struct btree *bt;             /* after inspect_walk */
   struct journal_check_info jinfo;
-  struct nc_key root;
-  uint16_t root_level;
   uint64_t journal_keys;        /* keys pending replay */
   uint64_t journal_bad_keys;    /* invalid keys in the journal */
   bool journal_done;

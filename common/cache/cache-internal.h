@@ -11,7 +11,9 @@
  *   bucket.c prio.c buckets, gens, priorities, allocator, prio copies
  *   journal.c       the journal ring, group commit, replay
  *   btree.c         the index and its node cache
- *   device.c        a cache device: open (recovery), close, export binding
+ *   assemble.c      the recovery order (OPEN below), read-write or
+ *                   read-only for inspection
+ *   device.c        a cache device: open, close, export binding
  *   request.c       the per-mode request paths (the mode table at its top,
  *                   doc/design.md) and
  *                   the crash ordering of cache and backing (its ORDERING)
@@ -30,7 +32,9 @@
  * opened on it (struct ncache) borrow it; each has an export id from the
  * superblock's export table, bound to its backing URI and size.
  *
- * OPEN (recovery), in device.c:
+ * OPEN (recovery): device.c opens the file and formats if it must; the
+ * order below is written once, in assemble.c, which nbdcache show/check
+ * (read-only) and the benchmark run too:
  *   1. super_read: the newest valid superblock (or refuse: unformatted,
  *      foreign, corrupt; format only if create = yes and the device has no
  *      nbdcache magic at all).
@@ -65,6 +69,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "assemble.h"
 #include "cache.h"
 #include "ondisk.h"
 
@@ -81,6 +86,8 @@ struct ncache_device {
   char *name;                   /* [cache NAME]; for logs */
   struct cdev *cd;              /* owned */
   struct nc_sb sb;              /* in memory; updated under lock */
+  struct assembly assembly;     /* how it was put together; the modules
+                                   call each other back through it */
   struct bucket_set *bs;
   struct journal *journal;
   struct btree *bt;
