@@ -23,7 +23,7 @@
  * FAILURE: exit 0 printed; 1 the server answered {"error": ...} (for
  * example no such export); 2 usage error, no server at the socket, no
  * answer in STATS_TIMEOUT_MS, or an answer that is not the stats JSON.
- * NOT HERE: the socket (control.c); the counters (the engine, server).
+ * NOT HERE: the socket (control-client.c); the counters (the engine, server).
  */
 #include <config.h>
 
@@ -404,7 +404,7 @@ cmd_stats (int argc, char **argv)
 
  out:
   json_object_put (doc);
-  control_close (ctl);
+  control_client_close (ctl);
   free (request);
   return status;
 }

@@ -2,8 +2,8 @@
 /* worker.c — the fixed pool of threads that runs engine calls.
  *
  * WHAT: N threads take requests from one queue, run the engine call and
- * encode the reply (request_execute + reply_prepare), then hand the request
- * back to the loop thread through the server's completion list and one
+ * encode the reply (nbd_request_execute + reply_prepare), then hand the
+ * request back to the loop thread through the server's completion list and one
  * ev_async wake-up.
  * WHY: engine calls block (disk I/O, fdatasync); the event loop never does.
  * Batching on both sides keeps the per-request cost low: the loop submits a
@@ -14,7 +14,7 @@
  * request executes.  Lock order: never both at once.
  * FAILURE: thread creation failure at start-up is returned; nothing fails
  * after that.
- * NOT HERE: what a request does (request.c), how replies look (reply.c).
+ * NOT HERE: what a request does (nbd-request.c), how replies look (reply.c).
  */
 #include <config.h>
 
@@ -85,7 +85,7 @@ worker_main (void *arg)
     if (conn_is_dead (r->conn))
       r->error = -ESHUTDOWN;
     else {
-      request_execute (r);
+      nbd_request_execute (r);
       reply_prepare (r);
     }
     complete (p->srv, r);
@@ -182,7 +182,7 @@ worker_pool_reap (struct server *srv)
 
     next = r->next;
     if (c->destroyed) {
-      request_release (c, &r->out);
+      nbd_request_release (c, &r->out);
       continue;
     }
     conn_queue (c, &r->out);

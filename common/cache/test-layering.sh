@@ -24,7 +24,9 @@
 #      journal check that inspection reports).  In particular never the
 #      btree, the bset format or an *-internal.h: recovery is not written
 #      again outside the engine;
-#   5. a circle between files returns: headers under common/ that include
+#   5. two C files (*.c, *.h) anywhere in the tree share a basename
+#      (`break request.c:300` in gdb, a grep for a file, must name one);
+#   6. a circle between files returns: headers under common/ that include
 #      each other, or engine objects (this build's common/cache/.libs/*.o)
 #      that call each other (build-aux/file-cycles finds both).  Two call
 #      circles are known and named below (KNOWN_CALL_CIRCLES); any other,
@@ -131,6 +133,13 @@ check_tree ()
         *) violation "$f" "$inc" "admin/ includes only cache.h and the inspection headers" ;;
       esac
     done
+  done
+  dups=$(cd "$root" && find . -path ./build -prune -o -path './build-*' -prune \
+           -o -type f \( -name '*.c' -o -name '*.h' \) -print |
+         sed 's|.*/||' | LC_ALL=C sort | uniq -d)
+  for d in $dups; do
+    nr_bad=$((nr_bad + 1))
+    [ "$quiet" = 1 ] || echo "$0: $d: two files share this basename" >&2
   done
   [ "$nr_bad" -eq 0 ]
 }
@@ -274,6 +283,7 @@ expect_caught admin/planted.c '#include "planted-internal.h"' \
 expect_caught admin/planted.c '#include "btree.h"' \
   "the btree (recovery by hand) in admin/"
 rm -f "$tmp/common/cache/planted-internal.h"
+expect_caught server/bkey.c '/* planted */' "a duplicate basename"
 
 expect_caught server/planted.c '#include <nbdkit-plugin.h>' "nbdkit in server/"
 expect_caught plugin/planted.c '#include <ev.h>' "libev in plugin/"
@@ -283,7 +293,7 @@ expect_caught plugin/planted.c '#include <openssl/ssl.h>' "OpenSSL in plugin/"
 printf '#include "cache.h"\n#include "../common/cache/cache.h"\n' \
   > "$tmp/server/planted-ok.c"
 printf '#include <nbdkit-plugin.h>\n#include "cache.h"\n#include "backing.h"\n' \
-  > "$tmp/plugin/planted-ok.c"
+  > "$tmp/plugin/planted-ok-plugin.c"
 quiet=1
 if [ "$tree_ok" = 1 ] && ! check_tree "$tmp"; then
   echo "layering self-test: FAIL: allowed includes were reported" >&2
@@ -291,5 +301,5 @@ if [ "$tree_ok" = 1 ] && ! check_tree "$tmp"; then
 fi
 quiet=0
 
-[ "$status" -eq 0 ] && echo "layering self-test: ok (14 planted violations caught)"
+[ "$status" -eq 0 ] && echo "layering self-test: ok (15 planted violations caught)"
 exit "$status"

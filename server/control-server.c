@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* control.c — the control socket: statistics and flushes for the admin.
+/* control-server.c — the control socket: statistics and flushes for the
+ * admin.
  *
  * WHAT: when [server] control_socket = PATH is set, nbdcached listens on
  * that Unix socket (mode 0600: the socket is the only access control) and
@@ -39,14 +40,14 @@
  * INVARIANTS:
  * - Every live control connection is on ctl->conns (counted by nr_conns)
  *   from accept until just before its fd is closed, so shutdown() in
- *   control_close never touches a closed or reused fd.
+ *   control_server_close never touches a closed or reused fd.
  * - A control thread uses exports and cache devices; they stay open while
- *   nr_conns > 0: control_close (before export_table_close) waits for it
- *   to reach 0.  That count is the export's reference.
+ *   nr_conns > 0: control_server_close (before export_table_close) waits
+ *   for it to reach 0.  That count is the export's reference.
  * - The export table does not change while serving, so threads may read
  *   it without the loop thread (never nr_connections, which the loop owns).
- * THREADS AND LOCKS: accept, control_open and control_stop run on the
- * loop thread.  Each connection is served by a detached thread doing
+ * THREADS AND LOCKS: accept, control_server_open and control_server_stop
+ * run on the loop thread.  Each connection is served by a detached thread doing
  * blocking I/O (control connections are rare; the loop never blocks) with
  * every signal blocked (libev's signal watchers get them).  ctl->lock
  * protects conns, nr_conns and stopping; it is never held across I/O or
@@ -515,7 +516,7 @@ conn_thread (void *opaque)
   ctl->nr_conns--;
   pthread_cond_broadcast (&ctl->idle);
   pthread_mutex_unlock (&ctl->lock);
-  /* Off the list: control_close will not shut this fd down any more. */
+  /* Off the list: control_server_close will not shut this fd down any more. */
   close (cc->fd);
   free (cc);
   return NULL;
@@ -673,7 +674,7 @@ bind_socket (struct control *ctl)
 }
 
 int
-control_open (struct server *srv)
+control_server_open (struct server *srv)
 {
   const char *path = srv->cfg->server.control_socket;
   struct control *ctl;
@@ -706,7 +707,7 @@ control_open (struct server *srv)
 }
 
 void
-control_stop (struct server *srv)
+control_server_stop (struct server *srv)
 {
   struct control *ctl = srv->control;
   struct stat st;
@@ -755,7 +756,7 @@ deadline_in_ms (long ms)
 }
 
 void
-control_close (struct server *srv)
+control_server_close (struct server *srv)
 {
   struct control *ctl = srv->control;
   struct control_conn *cc;
@@ -763,7 +764,7 @@ control_close (struct server *srv)
 
   if (ctl == NULL)
     return;
-  control_stop (srv);
+  control_server_stop (srv);
   pthread_mutex_lock (&ctl->lock);
   /* Let running commands finish and say so (a cancelled flush reports
    * within about one progress period)…

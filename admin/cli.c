@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* nbdcache.c — nbdcache, the cache device administration tool: the
+/* cli.c — nbdcache, the cache device administration tool: the
  * command line, logging, and the format command.
  *
  * WHAT: `nbdcache format|show|check PATH [OPTIONS]`, `nbdcache stats|flush
