@@ -9,8 +9,14 @@
  *   format.c        a new, empty cache on a device
  *   bkey.c          key validity
  *   bucket.c prio.c buckets, gens, priorities, allocator, prio copies
- *   journal.c       the journal ring, group commit, replay
- *   btree.c         the index and its node cache
+ *   journal.c       the journal: open entries, group commit, the commit
+ *                   thread, reclaim
+ *   journal-replay.c reading the ring: scan, validation, the chain to
+ *                   replay, the check, format's first entry
+ *   btree.c         the index: lookup, insert, split, walk, replace
+ *   bnode.c         btree nodes in memory: the bounded node cache, node
+ *                   reads and writes
+ *   bset.c          a node's bucket on disk: bsets, torn and corrupt ones
  *   assemble.c      the recovery order (OPEN below), read-write or
  *                   read-only for inspection
  *   device.c        a cache device: open, close, export binding
@@ -25,6 +31,7 @@
  *   gc.c            per device: GC, moving GC, batched discards
  *   seqcut.c        per export: sequential streams bypass the cache
  *   trimq.c         per export: merged, batched backing trims
+ *   mode.c          cache mode names
  *   cache.c         the public API (cache.h): checks, stats, dispatch
  *
  * A CACHE DEVICE (struct ncache_device) owns: the cdev, the superblock, the

@@ -19,11 +19,12 @@
  *   -EINVAL   malformed request or range (front ends check ranges first)
  *   -ENOSPC   write past the end
  *   -EPERM / -EROFS  write to a read-only export
- *   -ENOTSUP  FAST_ZERO that would not be fast; unsupported mode (for now)
+ *   -ENOTSUP  FAST_ZERO that would not be fast
  *   -EIO      backing or cache device failure
  *
- * ON DISK: nothing yet in mode none; the cache device format is described in
- * cache-internal.h and nbdcache-format(5) once the engine core lands.
+ * ON DISK: nothing in mode none (no cache device); the cache device format
+ * is ondisk.h byte for byte, nbdcache-format(5) for people, and how the
+ * engine's modules use it is cache-internal.h.
  *
  * NOT HERE: NBD wire handling, TLS, sockets, config files.
  */
