@@ -82,6 +82,7 @@
 
 #include "backing.h"
 #include "compiler.h"
+#include "invariant.h"
 #include "log.h"
 #include "server.h"
 
@@ -733,6 +734,7 @@ control_server_stop (struct server *srv)
 static bool
 wait_idle_locked (struct control *ctl, const struct timespec *deadline)
 {
+  ASSERT_HELD (&ctl->lock);
   while (ctl->nr_conns > 0)
     if (pthread_cond_timedwait (&ctl->idle, &ctl->lock, deadline)
         == ETIMEDOUT)

@@ -44,6 +44,7 @@
 #include "cdev.h"
 #include "format.h"
 #include "gc.h"
+#include "invariant.h"
 #include "journal.h"
 #include "log.h"
 #include "super.h"
@@ -443,6 +444,7 @@ static int
 shrink_locked (struct ncache_device *dev, const char *name, const char *uri,
                struct nc_sb_export *e, uint64_t size_bytes)
 {
+  ASSERT_HELD (&dev->lock);
   uint64_t old_blocks = (e->backing_bytes + NC_BLOCK_BYTES - 1)
     / NC_BLOCK_BYTES;
   uint64_t dirty0, dirty1;
