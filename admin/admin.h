@@ -3,11 +3,11 @@
  * commands share.
  *
  * Owns: nothing global.  Each command opens the cache device itself.
- * Commands: format (nbdcache.c), show (show.c), check (check.c); they
- * inspect a device through inspect.c, which drives the engine modules
- * (super, prio, journal, btree, bucket marks) read-only.  stats (stats.c)
+ * Commands: format (cli.c), show (show.c), check (check.c); they
+ * inspect a device through inspect.c, which assembles it read-only through
+ * the engine's one recovery order (assemble.h) and reports what it finds.  stats (stats.c)
  * and flush (flush.c) talk to a running nbdcached through its control
- * socket (control.c).
+ * socket (control-client.c).
  * Exit status (nbdcache(8)): 0 fine; 1 damaged (show, check), refused
  * (format), or the server answered an error (stats, flush); 2 usage
  * error, I/O error, not an nbdcache cache device, or no server to talk to.
@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "assemble.h"
 #include "bucket.h"
 #include "log.h"
 #include "journal.h"
@@ -101,11 +102,11 @@ struct inspect {
   struct nc_sb sb;              /* the copy in use */
   int slot;
   struct inspect_sb_copy copies[NC_SB_SLOTS];
+  struct assembly assembly;     /* read-only (assemble.h) */
   struct bucket_set *bs;        /* after inspect_prios */
   struct journal *journal;      /* after inspect_journal */
+  struct btree *bt;             /* after inspect_walk */
   struct journal_check_info jinfo;
-  struct nc_key root;
-  uint16_t root_level;
   uint64_t journal_keys;        /* keys pending replay */
   uint64_t journal_bad_keys;    /* invalid keys in the journal */
   bool journal_done;
@@ -144,7 +145,7 @@ void fmt_bytes (uint64_t bytes, char *buf, size_t size);
 void fmt_uuid (const uint8_t uuid[16], char *buf, size_t size);
 const char *fmt_mode (uint8_t mode);
 
-/* ---- control.c: a request to nbdcached's control socket ---- */
+/* ---- control-client.c: a request to nbdcached's control socket ---- */
 
 /* Used by -c when neither --socket nor -c is given. */
 #ifndef SYSCONFDIR
@@ -165,10 +166,10 @@ int control_socket_path (const char *socket_path, const char *config_path,
  * "\n").  0 and *out set, or -errno with a message naming the path logged
  * (-ENOENT: no socket there, -ECONNREFUSED: nobody listens).
  */
-int control_open (const char *path, const char *request,
+int control_client_open (const char *path, const char *request,
                   struct control **out);
 
-/* control_socket_path + control_open. */
+/* control_socket_path + control_client_open. */
 int control_connect_args (const char *socket_path, const char *config_path,
                           const char *request, struct control **out);
 
@@ -183,7 +184,7 @@ int control_read_line (struct control *c, int timeout_ms, char **line);
 const char *control_path (const struct control *c);
 
 /* NULL is a no-op. */
-void control_close (struct control *c);
+void control_client_close (struct control *c);
 
 /* May name go into a request line (no control characters)? */
 bool control_name_ok (const char *name);

@@ -26,7 +26,7 @@
  * or flush failed: the data stays dirty and is retried; no such export;
  * a read-only export); 2 usage error, no server at the socket, a garbled
  * answer, or the connection closed before the end.
- * NOT HERE: the draining (ncache_drain), the socket (control.c).
+ * NOT HERE: the draining (ncache_drain), the socket (control-client.c).
  */
 #include <config.h>
 
@@ -305,7 +305,7 @@ cmd_flush (int argc, char **argv)
   admin_set_progress (NULL);
   if (fflush (stdout) != 0 && status == EXIT_OK)
     status = EXIT_TROUBLE;
-  control_close (ctl);
+  control_client_close (ctl);
   free (request);
   return status;
 }

@@ -2,11 +2,13 @@
 /* inspect.c — a cache device opened read-only, for nbdcache show/check.
  *
  * WHAT: opens the device read-only, reads both superblock copies (each
- * judged on its own, and super_read for the one in use), loads the prios,
- * replays the journal into memory only (the root and a count of the keys
- * still pending, each key checked), and walks the whole index through a
- * read-only btree (no journal), marking buckets the way recovery does so
- * bucket_get_usage can report free/data/dirty/btree buckets.  The walk
+ * judged on its own), then assembles the device read-only, step by step,
+ * through the engine's assembly (assemble.h: the recovery order the server
+ * runs): the superblock in use, the prios, the journal replayed into
+ * memory only (the root and a count of the keys still pending, each key
+ * checked), and one walk of the whole index through a read-only btree (no
+ * journal), marking buckets the way recovery does so bucket_get_usage can
+ * report free/data/dirty/btree buckets.  The walk
  * also checks two things no single node can: that no bucket is both a
  * btree node and data (or two nodes), and that no data block is claimed
  * by two current keys.
@@ -38,8 +40,8 @@
 #include <string.h>
 
 #include "admin.h"
+#include "assemble.h"
 #include "bkey.h"
-#include "btree.h"
 #include "bucket.h"
 #include "cdev.h"
 #include "compiler.h"
@@ -117,13 +119,22 @@ inspect_open (const char *path, struct inspect **out)
     free (in);
     return r;
   }
+  {
+    const struct assemble_slots slots = {
+      .sb = &in->sb, .bs = &in->bs, .journal = &in->journal, .bt = &in->bt,
+    };
+
+    assemble_init (&in->assembly, in->cd, path, &slots);
+  }
   read_copies (in);
   *out = in;
   if (!in->copies[0].has_magic && !in->copies[1].has_magic &&
       (in->cd->size_bytes < NC_SB_SLOTS * NC_BLOCK_BYTES ||
        (in->copies[0].readable && in->copies[1].readable)))
     return not_a_cache (in);
-  return super_read (in->cd, &in->sb, &in->slot);
+  r = assemble_super (&in->assembly);
+  in->slot = in->assembly.slot;
+  return r;
 }
 
 void
@@ -133,9 +144,7 @@ inspect_close (struct inspect *in)
     return;
   progress_end (&in->progress);
   admin_set_progress (NULL);
-  if (in->journal != NULL)
-    journal_destroy (in->journal);
-  bucket_set_destroy (in->bs);
+  assemble_release (&in->assembly);     /* read-only: frees, never writes */
   cdev_close (in->cd);
   free (in);
 }
@@ -143,42 +152,19 @@ inspect_close (struct inspect *in)
 int
 inspect_prios (struct inspect *in)
 {
-  int r;
+  const struct assemble_options o = { .readonly = true };
 
-  if ((r = bucket_set_create (in->cd, &in->sb, NULL, &in->bs)) < 0) {
-    log_error ("%s: cannot set up the bucket table", in->path);
-    return r;
-  }
-  return prio_read (in->bs);
+  return assemble_prios (&in->assembly, &o);
 }
 
 /* ---- the journal ---- */
 
-static const char *
-journal_key_invalid (const struct inspect *in, const struct nc_key *k)
-{
-  struct nc_key tmp = *k;
-
-  /* A DELETE key has no pointer: check it as a ZERO key of that range. */
-  if (k->flags & NC_KEY_DELETE)
-    tmp.flags = (uint8_t) ((k->flags & ~NC_KEY_DELETE) | NC_KEY_ZERO);
-  return bkey_invalid_leaf (&tmp, in->sb.bucket_blocks, in->sb.data_first,
-                            in->sb.nbuckets);
-}
-
 static int
-count_journal_key (void *opaque, const struct nc_key *k, uint64_t seq)
+count_journal_key (void *opaque, const struct nc_key *k, uint64_t seq,
+                   const char *why)
 {
   struct inspect *in = opaque;
-  const char *why = journal_key_invalid (in, k);
 
-  /* A gen newer than its bucket's: the prios lost a bump (GENS ON DISK in
-   * btree.h); the message names the key.
-   */
-  if (why == NULL && bkey_has_data (k) &&
-      btree_check_key_gen (in->bs, k, 2 * BUCKET_GEN_MAX_DISTANCE,
-                           "journal entry", seq) < 0)
-    why = "gen newer than its bucket's";
   in->journal_keys++;
   if (why != NULL) {
     in->journal_bad_keys++;
@@ -196,18 +182,15 @@ count_journal_key (void *opaque, const struct nc_key *k, uint64_t seq)
 int
 inspect_journal (struct inspect *in)
 {
+  const struct assemble_options o = {
+    .readonly = true, .journal_key = count_journal_key, .opaque = in,
+  };
   int r;
 
   if ((r = journal_check (in->cd, &in->sb, &in->jinfo)) < 0)
     return r;
-  if ((r = journal_create (in->cd, &in->sb, &in->journal)) < 0) {
-    log_error ("%s: cannot set up the journal", in->path);
-    return r;
-  }
   in->journal_keys = in->journal_bad_keys = 0;
-  r = journal_replay (in->journal, count_journal_key, in, &in->root,
-                      &in->root_level);
-  if (r < 0)
+  if ((r = assemble_journal (&in->assembly, &o)) < 0)
     return r;
   in->journal_done = true;
   if (in->journal_bad_keys > MAX_PRINTED)
@@ -312,7 +295,6 @@ walk_node (void *opaque, uint32_t bucket, uint16_t level, uint32_t nkeys)
     s->leaves++;
   if (level + 1u > s->depth)
     s->depth = (uint16_t) (level + 1u);
-  bucket_mark_btree (w->in->bs, bucket);
   set_role (w, bucket, ROLE_NODE);
   if (progress_due (&w->in->progress))
     draw (w, w->in->progress.done);
@@ -320,7 +302,7 @@ walk_node (void *opaque, uint32_t bucket, uint16_t level, uint32_t nkeys)
 }
 
 static int
-walk_key (void *opaque, const struct nc_key *k)
+walk_key (void *opaque, const struct nc_key *k, bool current)
 {
   struct walk *w = opaque;
   struct inspect_walk *s = &w->in->walk;
@@ -337,7 +319,7 @@ walk_key (void *opaque, const struct nc_key *k)
     if (bkey_is_dirty (k))
       s->dirty_keys++;
   }
-  else if (bucket_mark_key (w->in->bs, k)) {
+  else if (current) {
     s->live_blocks += k->size;
     if (bkey_is_dirty (k)) {
       s->dirty_keys++;
@@ -383,25 +365,15 @@ plan_progress (struct walk *w)
 int
 inspect_walk (struct inspect *in)
 {
-  const struct btree_walk_ops ops = {
-    .node = walk_node, .key = walk_key,
-  };
-  struct btree_walk_ops o = ops;
-  struct btree_config cfg = {
-    .cd = in->cd, .sb = &in->sb, .bs = in->bs, .journal = NULL,
-    /* As recovery: the open seq after replay (bset.c, TORN OR CORRUPT). */
-    .torn_jseq_min = in->jinfo.last_seq + 1,
-    .torn_jseq_max = in->jinfo.last_seq + 1
-      + (uint64_t) in->sb.journal_buckets * in->sb.bucket_blocks,
-  };
-  struct btree *bt = NULL;
   struct walk w = { .in = in };
+  const struct assemble_options o = {
+    .readonly = true, .node = walk_node, .key = walk_key, .opaque = &w,
+  };
   uint64_t map_bytes;
   int r;
 
   memset (&in->walk, 0, sizeof in->walk);
   in->walk_done = false;
-  o.opaque = &w;
 
   w.role = calloc (in->sb.nbuckets, 1);
   map_bytes = ((uint64_t) in->sb.nbuckets * in->sb.bucket_blocks + 63) / 64
@@ -416,17 +388,8 @@ inspect_walk (struct inspect *in)
   progress_start (&in->progress, "walking the index", w.total);
   admin_set_progress (&in->progress);
 
-  if ((r = btree_create (&cfg, &bt)) < 0) {
-    log_error ("%s: cannot set up the btree", in->path);
+  if ((r = assemble_index (&in->assembly, &o)) < 0)
     goto out;
-  }
-  btree_set_accounting (bt, false);
-  if ((r = btree_set_root (bt, &in->root, in->root_level)) < 0)
-    goto out;
-  bucket_mark_begin (in->bs);
-  if ((r = btree_walk (bt, &o)) < 0)
-    goto out;
-  bucket_mark_done (in->bs);
   bucket_get_usage (in->bs, &in->usage);
   in->walk_done = true;
   if (w.printed > MAX_PRINTED)
@@ -437,7 +400,6 @@ inspect_walk (struct inspect *in)
  out:
   progress_end (&in->progress);
   admin_set_progress (NULL);
-  btree_destroy (bt);
   free (w.role);
   free (w.block_map);
   return r;

@@ -11,7 +11,7 @@
  * redraw happens at most every PROGRESS_INTERVAL_NS.
  * THREADS AND LOCKS: single-threaded (the caller's struct).
  * FAILURE: a failed write loses a frame; nothing else can fail.
- * NOT HERE: what is counted, and the log sink (nbdcache.c).
+ * NOT HERE: what is counted, and the log sink (cli.c).
  */
 #include <config.h>
 

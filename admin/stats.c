@@ -27,8 +27,8 @@
  * FAILURE: exit 0 printed; 1 the server answered {"error": ...} (for
  * example no such export); 2 usage error, no server at the socket, no
  * answer in STATS_TIMEOUT_MS, or an answer that is not the stats JSON.
- * NOT HERE: the socket (control.c); the counters (the engine, server);
- * the refreshing view (watch.c).
+ * NOT HERE: the socket (control-client.c); the counters (the engine,
+ * server); the refreshing view (watch.c).
  */
 #include <config.h>
 
@@ -383,7 +383,7 @@ stats_fetch (const char *sock, const char *config, const char *export,
 
  out:
   json_object_put (doc);
-  control_close (ctl);
+  control_client_close (ctl);
   free (request);
   return status;
 }

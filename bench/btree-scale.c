@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* btree-scale.c — the index at scale: N extents in a bounded node cache.
  *
- * WHAT: formats a sparse cache file (or a simulated device), opens the
- * engine's bucket set, journal and btree on it the way device.c does, then
+ * WHAT: formats a sparse cache file (or a simulated device), assembles the
+ * engine's bucket set, journal and btree on it as the server does, then
  * inserts N one-block dirty extents of export 1 (at blocks 0, 2, 4, …:
  * every extent its own key), through the real allocator and journal, in
  * sequential or shuffled order; looks up random extents; walks the tree;
@@ -40,10 +40,12 @@
 #include <unistd.h>
 #include <sys/resource.h>
 
+#include "assemble.h"
 #include "bkey.h"
 #include "btree.h"
 #include "bucket.h"
 #include "cdev.h"
+#include "format.h"
 #include "journal.h"
 #include "log.h"
 #include "ondisk.h"
@@ -58,6 +60,7 @@ struct scale {
   struct bucket_set *bs;
   struct journal *j;
   struct btree *bt;
+  struct assembly assembly;     /* the modules call back through it */
 };
 
 static double
@@ -78,52 +81,7 @@ max_rss_kib (void)
   return ru.ru_maxrss;
 }
 
-/* ---- hooks, as device.c wires them ---- */
-
-static uint64_t
-hook_open_seq (void *opaque)
-{
-  struct scale *s = opaque;
-  return journal_open_seq (s->j);
-}
-
-static int
-hook_flush (void *opaque)
-{
-  struct scale *s = opaque;
-  return journal_flush (s->j);
-}
-
-static int
-hook_close_entry (void *opaque, struct journal *j)
-{
-  struct scale *s = opaque;
-  return btree_journal_close_entry (s->bt, j);
-}
-
-static int
-hook_reclaim (void *opaque, uint64_t seq)
-{
-  struct scale *s = opaque;
-  return btree_write_pinned (s->bt, seq);
-}
-
-static void
-hook_committed (void *opaque, uint64_t durable_seq)
-{
-  struct scale *s = opaque;
-  bucket_journal_committed (s->bs, durable_seq);
-}
-
-static int
-no_replay (void *opaque, const struct nc_key *k, uint64_t seq)
-{
-  fprintf (stderr, "btree-scale: a fresh journal replayed a key\n");
-  return -EINVAL;
-}
-
 struct counts {
-  struct bucket_set *bs;
   uint64_t nodes, leaves, keys;
 };
 
@@ -132,8 +90,6 @@ count_node (void *opaque, uint32_t bucket, uint16_t level, uint32_t nkeys)
 {
   struct counts *c = opaque;
 
-  if (c->bs != NULL)
-    bucket_mark_btree (c->bs, bucket);
   c->nodes++;
   if (level == 0)
     c->leaves++;
@@ -145,64 +101,43 @@ count_key (void *opaque, const struct nc_key *k)
 {
   struct counts *c = opaque;
 
-  if (c->bs != NULL)
-    bucket_mark_key (c->bs, k);
   c->keys++;
   return 0;
 }
 
 static int
-walk (struct scale *s, struct counts *c, bool mark)
+walk (struct scale *s, struct counts *c)
 {
   const struct btree_walk_ops ops = {
     .opaque = c, .node = count_node, .key = count_key,
   };
-  int r;
 
   memset (c, 0, sizeof *c);
-  c->bs = mark ? s->bs : NULL;
-  if (mark)
-    bucket_mark_begin (s->bs);
-  r = btree_walk (s->bt, &ops);
-  if (mark && r == 0)
-    bucket_mark_done (s->bs);
-  return r;
+  return btree_walk (s->bt, &ops);
 }
 
-/* Steps 2–6 of cache-internal.h's OPEN on a freshly formatted device. */
+/* cache-internal.h's OPEN on a freshly formatted device, the way the
+ * server assembles one (assemble.h).
+ */
 static int
 open_engine (struct scale *s, uint64_t cache_bytes)
 {
-  const struct bucket_hooks bh = {
-    .opaque = s, .journal_open_seq = hook_open_seq,
-    .journal_flush = hook_flush,
+  const struct assemble_slots slots = {
+    .sb = &s->sb, .bs = &s->bs, .journal = &s->j, .bt = &s->bt,
   };
-  const struct journal_hooks jh = {
-    .opaque = s, .close_entry = hook_close_entry, .reclaim = hook_reclaim,
-    .committed = hook_committed,
-  };
-  struct btree_config bc = { 0 };
-  struct counts c;
-  struct nc_key root;
-  uint16_t level;
+  const struct assemble_options o = { .node_cache_bytes = cache_bytes };
   int r;
 
-  if ((r = super_read (s->cd, &s->sb, NULL)) < 0 ||
-      (r = bucket_set_create (s->cd, &s->sb, &bh, &s->bs)) < 0 ||
-      (r = prio_read (s->bs)) < 0 ||
-      (r = journal_create (s->cd, &s->sb, &s->j)) < 0 ||
-      (r = journal_replay (s->j, no_replay, NULL, &root, &level)) < 0)
+  assemble_init (&s->assembly, s->cd, "btree-scale", &slots);
+  if ((r = assemble_device (&s->assembly, &o)) < 0) {
+    assemble_release (&s->assembly);
     return r;
-  bc.cd = s->cd;
-  bc.sb = &s->sb;
-  bc.bs = s->bs;
-  bc.journal = s->j;
-  bc.node_cache_bytes = cache_bytes;
-  if ((r = btree_create (&bc, &s->bt)) < 0 ||
-      (r = btree_set_root (s->bt, &root, level)) < 0 ||
-      (r = walk (s, &c, true)) < 0 ||
-      (r = journal_start (s->j, 100, &jh)) < 0)
-    return r;
+  }
+  if (s->assembly.journal_keys != 0) {
+    fprintf (stderr, "btree-scale: a fresh journal replayed %" PRIu64
+             " key(s)\n", s->assembly.journal_keys);
+    return -EINVAL;
+  }
   return 0;
 }
 
@@ -402,7 +337,7 @@ main (int argc, char *argv[])
   print_stats (&s, "lookup", lookups, t_look);
 
   t0 = now_s ();
-  if ((r = walk (&s, &c, false)) < 0) {
+  if ((r = walk (&s, &c)) < 0) {
     fprintf (stderr, "btree-scale: walk: %s\n", strerror (-r));
     goto out;
   }

@@ -33,6 +33,7 @@
 #include "cache.h"
 #include "cache-internal.h"
 #include "cdev.h"
+#include "csum.h"
 #include "log.h"
 #include "ondisk.h"
 #include "super.h"

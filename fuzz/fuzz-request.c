@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* fuzz-request.c — libFuzzer harness: the transmission request parser
- * (server/request.c request_parse, validate; common/protocol
+ * (server/nbd-request.c nbd_request_parse, validate; common/protocol
  * nbd_decode_request) and the reply path.
  *
  * WHAT: the first input byte picks a canned, valid handshake (plain; with

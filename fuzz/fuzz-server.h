@@ -7,7 +7,7 @@
  * the server answers, and returns once the server has closed the
  * connection.  When the server has consumed every byte and nothing is in
  * flight, the harness half-closes its end so the server sees EOF.
- * WHY: handshake_parse and request_parse take a struct conn and answer
+ * WHY: handshake_parse and nbd_request_parse take a struct conn and answer
  * through the event loop; driving them through a socket with the real
  * loop is the narrowest entry point that needs no edit to server/.
  * INVARIANTS: single-threaded use by libFuzzer; the server is created once

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "cdev.h"
+#include "format.h"
 #include "log.h"
 #include "ondisk.h"
 #include "super.h"

@@ -150,35 +150,9 @@ log_name (void)
 static void
 log_stats (struct ncache *nc, struct ncache_device *dev)
 {
-  struct ncache_stats st;
-  struct ncache_device_stats ds;
-
-  ncache_get_stats (nc, &st);
-  log_info ("export '%s': reads %" PRIu64 " writes %" PRIu64
-            " hits %" PRIu64 " misses %" PRIu64 " promotions %" PRIu64
-            " bypasses %" PRIu64 " dirty_bytes %" PRIu64
-            " sequential_bypasses %" PRIu64 " dirty_zero_bytes %" PRIu64
-            " writeback_bytes %" PRIu64 " writeback_batches %" PRIu64
-            " writeback_errors %" PRIu64 " throttled_writes %" PRIu64
-            " backing_trim_batches %" PRIu64,
-            log_name (), st.reads, st.writes, st.hits, st.misses,
-            st.promotions, st.bypasses, st.dirty_bytes,
-            st.sequential_bypasses, st.dirty_zero_bytes, st.writeback_bytes,
-            st.writeback_batches, st.writeback_errors, st.throttled_writes,
-            st.backing_trim_batches);
-  if (dev == NULL)
-    return;
-  ncache_device_get_stats (dev, &ds);
-  log_info ("cache '%s': free_buckets %" PRIu64 "/%" PRIu64
-            " dirty_bytes %" PRIu64 " evictions %" PRIu64
-            " gc_runs %" PRIu64 " moving_gc_bytes %" PRIu64
-            " discards %" PRIu64 " discard_batches %" PRIu64
-            " discard_errors %" PRIu64 " journal_commits %" PRIu64
-            " journal_max_batch_waiters %" PRIu64,
-            ncache_device_name (dev), ds.free_buckets, ds.buckets,
-            ds.dirty_bytes, ds.evictions, ds.gc_runs, ds.moving_gc_bytes,
-            ds.discards, ds.discard_batches, ds.discard_errors,
-            ds.journal_commits, ds.journal_max_batch_waiters);
+  ncache_log_stats (nc, log_name ());
+  if (dev != NULL)
+    ncache_device_log_stats (dev);
 }
 
 /* The export first, then the device it borrows.  NULLs are no-ops. */

@@ -25,7 +25,7 @@
  * no buffer and are not charged.
  * THREADS: loop thread only.
  * FAILURE: none; over the bound means "wait", never an error.
- * NOT HERE: the request free list's recycled buffers (request.c, bounded
+ * NOT HERE: the request free list's recycled buffers (nbd-request.c, bounded
  * separately); the in-flight request count (conn.c).
  */
 #include <config.h>

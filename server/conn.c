@@ -35,7 +35,7 @@
  * rather than one timer per connection re-armed on every read and write:
  * the hot path only stores ev_now in last_progress, and a timeout fires
  * at most a quarter late.
- * NOT HERE: what the messages mean (handshake.c, request.c).
+ * NOT HERE: what the messages mean (handshake.c, nbd-request.c).
  */
 #include <config.h>
 
@@ -352,7 +352,7 @@ conn_process_input (struct conn *c)
 
   while (more && !c->destroyed && c->phase != PHASE_CLOSING) {
     if (c->phase == PHASE_TRANSMISSION)
-      more = request_parse (c);
+      more = nbd_request_parse (c);
     else
       more = handshake_parse (c);
   }
@@ -480,7 +480,7 @@ conn_resume (struct conn *c)
   c->srv->resumes = c;
 }
 
-/* Called by request_release once a reply has left (or been abandoned). */
+/* Called by nbd_request_release once a reply has left (or been abandoned). */
 void
 conn_reply_sent (struct conn *c)
 {
@@ -552,7 +552,7 @@ drop_batch (struct conn *c)
     struct request *r = c->batch_head;
 
     c->batch_head = r->next;
-    request_release (c, &r->out);
+    nbd_request_release (c, &r->out);
   }
   c->batch_tail = NULL;
   c->batch_n = 0;
@@ -569,11 +569,11 @@ drop_partial_request (struct conn *c)
   c->discard_left = 0;
   if ((r = c->payload_req) != NULL) {
     c->payload_req = NULL;
-    request_release (c, &r->out);
+    nbd_request_release (c, &r->out);
   }
   if ((r = c->after_discard) != NULL) {
     c->after_discard = NULL;
-    request_release (c, &r->out);
+    nbd_request_release (c, &r->out);
   }
 }
 

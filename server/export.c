@@ -187,46 +187,6 @@ export_open_one (struct server *srv, const struct config_export *ce,
   return 0;
 }
 
-/* One line per export; tests and admins read hits from it. */
-static void
-log_export_stats (const struct export *exp)
-{
-  struct ncache_stats st;
-
-  ncache_get_stats (exp->nc, &st);
-  log_info ("export '%s': reads %" PRIu64 " writes %" PRIu64
-            " hits %" PRIu64 " misses %" PRIu64 " promotions %" PRIu64
-            " bypasses %" PRIu64 " dirty_bytes %" PRIu64
-            " sequential_bypasses %" PRIu64 " dirty_zero_bytes %" PRIu64
-            " writeback_bytes %" PRIu64 " writeback_batches %" PRIu64
-            " writeback_errors %" PRIu64 " throttled_writes %" PRIu64
-            " backing_trim_batches %" PRIu64,
-            exp->name, st.reads, st.writes, st.hits, st.misses,
-            st.promotions, st.bypasses, st.dirty_bytes,
-            st.sequential_bypasses, st.dirty_zero_bytes, st.writeback_bytes,
-            st.writeback_batches, st.writeback_errors, st.throttled_writes,
-            st.backing_trim_batches);
-}
-
-/* One line per open cache device, after its exports' lines. */
-static void
-log_device_stats (struct ncache_device *dev)
-{
-  struct ncache_device_stats st;
-
-  ncache_device_get_stats (dev, &st);
-  log_info ("cache '%s': free_buckets %" PRIu64 "/%" PRIu64
-            " dirty_bytes %" PRIu64 " evictions %" PRIu64
-            " gc_runs %" PRIu64 " moving_gc_bytes %" PRIu64
-            " discards %" PRIu64 " discard_batches %" PRIu64
-            " discard_errors %" PRIu64 " journal_commits %" PRIu64
-            " journal_max_batch_waiters %" PRIu64,
-            ncache_device_name (dev), st.free_buckets, st.buckets,
-            st.dirty_bytes, st.evictions, st.gc_runs, st.moving_gc_bytes,
-            st.discards, st.discard_batches, st.discard_errors,
-            st.journal_commits, st.journal_max_batch_waiters);
-}
-
 void
 export_table_close (struct server *srv, bool log_stats)
 {
@@ -240,7 +200,7 @@ export_table_close (struct server *srv, bool log_stats)
       log_error ("export '%s': final flush failed: %s",
                  exp->name, strerror (-r));
     if (log_stats)
-      log_export_stats (exp);
+      ncache_log_stats (exp->nc, exp->name);   /* tests read hits */
     ncache_close (exp->nc);
     free (exp->name);
     free (exp->description);
@@ -252,7 +212,7 @@ export_table_close (struct server *srv, bool log_stats)
   if (log_stats && srv->devices != NULL)
     for (i = 0; i < srv->cfg->nr_caches; i++)
       if (srv->devices[i] != NULL)
-        log_device_stats (srv->devices[i]);
+        ncache_device_log_stats (srv->devices[i]);
   close_devices (srv);
 }
 

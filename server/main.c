@@ -420,7 +420,7 @@ server_stop (struct server *srv)
   log_info ("stopping: %u connection(s) to drain", srv->nr_conns);
   notify_stopping ();
   listen_close_all (srv);
-  control_stop (srv);
+  control_server_stop (srv);
   metrics_close (srv);
   for (c = srv->conns; c; c = next) {
     next = c->next;
@@ -668,7 +668,7 @@ static void
 start_failed (struct server *srv, int ready_fd, const char *pidfile)
 {
   daemon_ready (ready_fd, 1);
-  control_close (srv);
+  control_server_close (srv);
   metrics_close (srv);
   listen_close_all (srv);
   export_table_close (srv, false);
@@ -823,7 +823,7 @@ main (int argc, char **argv)
   if (pidfile && write_pidfile (pidfile) < 0) {
     start_failed (&srv, ready_fd, NULL);
   }
-  if (control_open (&srv) < 0 || metrics_open (&srv) < 0) {
+  if (control_server_open (&srv) < 0 || metrics_open (&srv) < 0) {
     start_failed (&srv, ready_fd, pidfile);
   }
   if (privdrop_apply (&privdrop) < 0) {
@@ -859,7 +859,7 @@ main (int argc, char **argv)
     conn_close (srv.conns);
   conn_sweep (&srv);
   listen_close_all (&srv);
-  control_close (&srv);         /* its threads use the exports */
+  control_server_close (&srv);  /* its threads use the exports */
   metrics_close (&srv);
   export_table_close (&srv, true);
   tls_server_destroy (srv.tls);

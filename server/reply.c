@@ -95,7 +95,7 @@ prepare_read (struct request *r, bool structured, bool extended)
 }
 
 /* One BLOCK_STATUS (or BLOCK_STATUS_EXT) chunk per selected context, in
- * the order request.c collected them; only the last carries DONE.
+ * the order nbd-request.c collected them; only the last carries DONE.
  */
 static void
 prepare_block_status (struct request *r, bool extended)

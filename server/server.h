@@ -121,7 +121,7 @@ struct outmsg {
   void (*release) (struct conn *c, struct outmsg *m); /* after send/abandon */
 };
 
-/* ---- requests (request.c parses/validates, reply.c encodes) ---- */
+/* ---- requests (nbd-request.c parses/validates, reply.c encodes) ---- */
 struct read_chunk {
   uint64_t offset;              /* bytes, absolute */
   uint64_t length;              /* bytes */
@@ -278,12 +278,12 @@ bool handshake_parse (struct conn *c);
 void handshake_reply (struct conn *c, uint32_t option, uint32_t reply,
                       const void *data, size_t len);
 
-/* request.c */
-bool request_parse (struct conn *c);
-struct request *request_alloc (struct conn *c, size_t bufsize);
-void request_release (struct conn *c, struct outmsg *m);
+/* nbd-request.c */
+bool nbd_request_parse (struct conn *c);
+struct request *nbd_request_alloc (struct conn *c, size_t bufsize);
+void nbd_request_release (struct conn *c, struct outmsg *m);
 /* Worker side: run the engine call. */
-void request_execute (struct request *r);
+void nbd_request_execute (struct request *r);
 
 /* ---- buffer.c: the bound on request data held ([server] max_buffer) ---- */
 /* May a request needing `need` bytes of buffer start now?  If not, the
@@ -358,24 +358,25 @@ void listen_close_all (struct server *srv);
  */
 int uri_print_all (const struct server *srv, FILE *fp);
 
-/* ---- control.c: the admin's Unix socket ([server] control_socket) ----
+/* ---- control-server.c: the admin's Unix socket ([server]
+ * control_socket) ----
  * One line in ("stats", "stats NAME", "flush NAME"), JSON out; see
- * control.c for the protocol.  Accepted on the loop thread, served by a
+ * control-server.c for the protocol.  Accepted on the loop thread, served by a
  * detached thread per connection (blocking I/O, engine calls).  Those
- * threads use exports and cache devices, so control_close runs before
+ * threads use exports and cache devices, so control_server_close runs before
  * export_table_close.
  */
 struct control;
 /* Listen on cfg->server.control_socket (a no-op when unset); loop thread,
  * after the exports are open and the loop exists.  0 or -errno (logged).
  */
-int control_open (struct server *srv);
+int control_server_open (struct server *srv);
 /* The server is stopping: stop accepting, remove the socket, cancel
  * running flushes.  Idempotent; NULL control is a no-op.
  */
-void control_stop (struct server *srv);
-/* After the loop: control_stop, wait for every control thread, free. */
-void control_close (struct server *srv);
+void control_server_stop (struct server *srv);
+/* After the loop: control_server_stop, wait for every control thread, free. */
+void control_server_close (struct server *srv);
 
 /* ---- metrics.c: GET /metrics over HTTP ([server] metrics_listen) ----
  * The stats in the Prometheus text format; everything on the loop
@@ -391,7 +392,7 @@ int metrics_open (struct server *srv);
  */
 void metrics_close (struct server *srv);
 
-/* control.c: the stats document ("stats" answer) of every export and
+/* control-server.c: the stats document ("stats" answer) of every export and
  * open cache device, or of only `only` and its cache.  NULL on ENOMEM.
  */
 struct json_object *control_stats_json (struct server *srv,

@@ -2,7 +2,7 @@
 /* worker.c — the elastic pool of threads that runs engine calls.
  *
  * WHAT: threads take requests from one queue, run the engine call and
- * encode the reply (request_execute + reply_prepare), then hand the request
+ * encode the reply (nbd_request_execute + reply_prepare), then hand the request
  * back to the loop thread through the server's completion list and one
  * ev_async wake-up.  `workers` threads (the configured minimum) always
  * run; when the loop queues more requests than there are idle threads, the
@@ -52,7 +52,7 @@
  * FAILURE: thread creation failure at start-up is returned; after that, a
  * thread that cannot be started is logged (once) and the queue waits for
  * the threads there are.
- * NOT HERE: what a request does (request.c), how replies look (reply.c).
+ * NOT HERE: what a request does (nbd-request.c), how replies look (reply.c).
  */
 #include <config.h>
 
@@ -195,7 +195,7 @@ worker_main (void *arg)
     if (conn_is_dead (r->conn))
       r->error = -ESHUTDOWN;
     else {
-      request_execute (r);
+      nbd_request_execute (r);
       reply_prepare (r);
     }
     exec_us = (clock_now_ns () - t0) / 1000;
@@ -372,7 +372,7 @@ worker_pool_reap (struct server *srv)
 
     next = r->next;
     if (c->destroyed) {
-      request_release (c, &r->out);
+      nbd_request_release (c, &r->out);
       continue;
     }
     conn_queue (c, &r->out);

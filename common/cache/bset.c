@@ -68,6 +68,7 @@
 #include "bset.h"
 #include "cdev.h"
 #include "compiler.h"
+#include "csum.h"
 #include "log.h"
 #include "ondisk.h"
 #include "super.h"

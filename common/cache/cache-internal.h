@@ -4,12 +4,22 @@
  * MODULES (one noun per file):
  *   ondisk.h        the format, byte for byte
  *   cdev*.c         raw cache-device I/O: file/block device, simulated
- *   super.c         superblock, format, export table
+ *   csum.c          the checksum of every metadata block
+ *   super.c         superblock: read, validate, write, export table
+ *   format.c        a new, empty cache on a device
  *   bkey.c          key validity
  *   bucket.c prio.c buckets, gens, priorities, allocator, prio copies
- *   journal.c       the journal ring, group commit, replay
- *   btree.c         the index and its node cache
- *   device.c        a cache device: open (recovery), close, export binding
+ *   journal.c       the journal: open entries, group commit, the commit
+ *                   thread, reclaim
+ *   journal-replay.c reading the ring: scan, validation, the chain to
+ *                   replay, the check, format's first entry
+ *   btree.c         the index: lookup, insert, split, walk, replace
+ *   bnode.c         btree nodes in memory: the bounded node cache, node
+ *                   reads and writes
+ *   bset.c          a node's bucket on disk: bsets, torn and corrupt ones
+ *   assemble.c      the recovery order (OPEN below), read-write or
+ *                   read-only for inspection
+ *   device.c        a cache device: open, close, export binding
  *   request.c       the per-mode request paths (the mode table at its top,
  *                   doc/design.md) and
  *                   the crash ordering of cache and backing (its ORDERING)
@@ -25,6 +35,7 @@
  *   gc.c            per device: GC, moving GC, batched discards
  *   seqcut.c        per export: sequential streams bypass the cache
  *   trimq.c         per export: merged, batched backing trims
+ *   mode.c          cache mode names
  *   cache.c         the public API (cache.h): checks, stats, dispatch
  *
  * A CACHE DEVICE (struct ncache_device) owns: the cdev, the superblock, the
@@ -32,7 +43,9 @@
  * opened on it (struct ncache) borrow it; each has an export id from the
  * superblock's export table, bound to its backing URI and size.
  *
- * OPEN (recovery), in device.c:
+ * OPEN (recovery): device.c opens the file and formats if it must; the
+ * order below is written once, in assemble.c, which nbdcache show/check
+ * (read-only) and the benchmark run too:
  *   1. super_read: the newest valid superblock (or refuse: unformatted,
  *      foreign, corrupt; format only if create = yes and the device has no
  *      nbdcache magic at all).
@@ -67,6 +80,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "assemble.h"
 #include "cache.h"
 #include "ondisk.h"
 
@@ -83,6 +97,8 @@ struct ncache_device {
   char *name;                   /* [cache NAME]; for logs */
   struct cdev *cd;              /* owned */
   struct nc_sb sb;              /* in memory; updated under lock */
+  struct assembly assembly;     /* how it was put together; the modules
+                                   call each other back through it */
   struct bucket_set *bs;
   struct journal *journal;
   struct btree *bt;

@@ -30,6 +30,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -677,4 +678,67 @@ ncache_device_get_stats (struct ncache_device *dev,
   st->btree_node_bytes_in_memory = bts.node_bytes_in_memory;
   st->node_reads = bts.node_reads;
   st->node_writes = bts.node_writes;
+}
+
+/* ---- the statistics log lines ---- */
+
+#define COUNT_FIELD(f, log) + 1
+_Static_assert (sizeof (struct ncache_stats) ==
+                (0 NCACHE_STATS_FIELDS (COUNT_FIELD)) * sizeof (uint64_t),
+                "NCACHE_STATS_FIELDS misses a field of struct ncache_stats");
+_Static_assert (sizeof (struct ncache_device_stats) ==
+                (0 NCACHE_DEVICE_STATS_FIELDS (COUNT_FIELD))
+                * sizeof (uint64_t),
+                "NCACHE_DEVICE_STATS_FIELDS misses a field of "
+                "struct ncache_device_stats");
+#undef COUNT_FIELD
+
+/* Append " name value" to buf (a line of at most size bytes, cut if
+ * longer: it is a log line).
+ */
+static void
+append_field (char *buf, size_t size, size_t *len, const char *name,
+              uint64_t v)
+{
+  int n;
+
+  if (*len >= size)
+    return;
+  n = snprintf (buf + *len, size - *len, " %s %" PRIu64, name, v);
+  if (n > 0)
+    *len += (size_t) n;
+}
+
+void
+ncache_log_stats (struct ncache *nc, const char *name)
+{
+  struct ncache_stats st;
+  char line[1024];
+  size_t len = 0;
+
+  ncache_get_stats (nc, &st);
+  line[0] = '\0';
+#define LOG_FIELD(f, log)                                       \
+  if (log)                                                      \
+    append_field (line, sizeof line, &len, #f, st.f);
+  NCACHE_STATS_FIELDS (LOG_FIELD)
+#undef LOG_FIELD
+  log_info ("export '%s':%s", name, line);
+}
+
+void
+ncache_device_log_stats (struct ncache_device *dev)
+{
+  struct ncache_device_stats st;
+  char line[1024];
+  size_t len = 0;
+
+  ncache_device_get_stats (dev, &st);
+  line[0] = '\0';
+#define LOG_FIELD(f, log)                                       \
+  if (log)                                                      \
+    append_field (line, sizeof line, &len, #f, st.f);
+  NCACHE_DEVICE_STATS_FIELDS (LOG_FIELD)
+#undef LOG_FIELD
+  log_info ("cache '%s':%s", ncache_device_name (dev), line);
 }

@@ -19,11 +19,12 @@
  *   -EINVAL   malformed request or range (front ends check ranges first)
  *   -ENOSPC   write past the end
  *   -EPERM / -EROFS  write to a read-only export
- *   -ENOTSUP  FAST_ZERO that would not be fast; unsupported mode (for now)
+ *   -ENOTSUP  FAST_ZERO that would not be fast
  *   -EIO      backing or cache device failure
  *
- * ON DISK: nothing yet in mode none; the cache device format is described in
- * cache-internal.h and nbdcache-format(5) once the engine core lands.
+ * ON DISK: nothing in mode none (no cache device); the cache device format
+ * is ondisk.h byte for byte, nbdcache-format(5) for people, and how the
+ * engine's modules use it is cache-internal.h.
  *
  * NOT HERE: NBD wire handling, TLS, sockets, config files.
  */
@@ -215,7 +216,7 @@ struct ncache_stats {
   uint64_t bytes_read, bytes_written;
   uint64_t errors;
   /* Cache device counters; zero in mode none. */
-  uint64_t hits, misses, bypasses, promotions;
+  uint64_t hits, misses, promotions, bypasses;
   uint64_t dirty_bytes;         /* this export's dirty data now */
   uint64_t dirty_zero_bytes;    /* this export's dirty zero extents now */
   uint64_t sequential_bypasses; /* requests the sequential cutoff sent by */
@@ -229,6 +230,30 @@ struct ncache_stats {
     backing_trim_extents;       /* backing trims: queued, batches, issued */
 };
 void ncache_get_stats (struct ncache *nc, struct ncache_stats *stats);
+
+/* Every field of struct ncache_stats, in struct order: X (name, log),
+ * (tests and the benchmarks read "reads R writes W hits H misses M
+ * promotions P bypasses B dirty_bytes D" off the log line, in that order),
+ * log 1 if the shutdown log line shows it.  The control socket's JSON
+ * lists every field, the log lines (ncache_log_stats) those with log 1.
+ * A field added to the struct is added here (a static assert counts).
+ */
+#define NCACHE_STATS_FIELDS(X)                                          \
+  X (reads, 1) X (writes, 1) X (flushes, 0) X (trims, 0) X (zeroes, 0)  \
+  X (caches, 0) X (extents, 0) X (bytes_read, 0) X (bytes_written, 0)   \
+  X (errors, 0) X (hits, 1) X (misses, 1) X (promotions, 1)             \
+  X (bypasses, 1) X (dirty_bytes, 1) X (dirty_zero_bytes, 1)          \
+  X (sequential_bypasses, 1) X (writeback_bytes, 1)                     \
+  X (writeback_batches, 1) X (writeback_errors, 1) X (writeback_rate, 0) \
+  X (writeback_target_bytes, 0) X (throttled_writes, 1)                 \
+  X (backing_trims_queued, 0) X (backing_trim_batches, 1)               \
+  X (backing_trim_extents, 0)
+
+/* Log the export's counters on one info line ("export 'NAME': reads N
+ * writes N ..."), the fields NCACHE_STATS_FIELDS marks.  Front ends call
+ * it at shutdown.
+ */
+void ncache_log_stats (struct ncache *nc, const char *name);
 
 /* A cache device's own counters (all exports on it). */
 struct ncache_device_stats {
@@ -248,6 +273,25 @@ struct ncache_device_stats {
 };
 void ncache_device_get_stats (struct ncache_device *dev,
                               struct ncache_device_stats *stats);
+
+/* Every field of struct ncache_device_stats, as NCACHE_STATS_FIELDS. */
+#define NCACHE_DEVICE_STATS_FIELDS(X)                                   \
+  X (size_bytes, 0) X (bucket_bytes, 0) X (buckets, 1)                  \
+  X (free_buckets, 1) X (data_buckets, 0) X (btree_buckets, 0)          \
+  X (dirty_buckets, 0) X (discard_pending_buckets, 0) X (live_bytes, 0) \
+  X (dirty_bytes, 1) X (evictions, 1) X (gc_runs, 1)                    \
+  X (gc_freed_buckets, 0) X (gc_stale_keys, 0) X (gc_fixed_buckets, 0)  \
+  X (moving_gc_runs, 0) X (moving_gc_bytes, 1) X (moving_gc_nospc, 0)   \
+  X (discards, 1) X (discard_batches, 1) X (discard_errors, 1)          \
+  X (journal_commits, 1) X (journal_entries, 0) X (journal_keys, 0)     \
+  X (journal_waiters, 0) X (journal_max_batch_waiters, 1)               \
+  X (btree_depth, 0) X (btree_nodes_in_memory, 0)                       \
+  X (btree_node_bytes_in_memory, 0) X (node_reads, 0) X (node_writes, 0)
+
+/* The device's counters on one info line ("cache 'NAME': buckets N
+ * free_buckets N ..."), the fields NCACHE_DEVICE_STATS_FIELDS marks.
+ */
+void ncache_device_log_stats (struct ncache_device *dev);
 /* The device's name ([cache NAME]) as given at open. */
 const char *ncache_device_name (const struct ncache_device *dev);
 

@@ -69,6 +69,7 @@
 #include "cdev.h"
 #include "cleanup.h"
 #include "compiler.h"
+#include "invariant.h"
 #include "log.h"
 #include "ondisk.h"
 
@@ -140,6 +141,7 @@ static int
 dead_locked (struct cdev_sim *s, const char *what, uint64_t offset,
              uint64_t count)
 {
+  ASSERT_HELD (&s->lock);
   log_debug ("cdev %s: %s at offset %" PRIu64 " count %" PRIu64 ": the "
              "simulated device is dead (injected)", s->cd.path, what,
              offset, count);
@@ -153,6 +155,7 @@ static int
 take_fault_locked (struct cdev_sim *s, struct sim_fault *fault,
                    const char *what, uint64_t offset, uint64_t count)
 {
+  ASSERT_HELD (&s->lock);
   if (!fault->armed || count == 0 || fault->count == 0 ||
       offset >= fault->offset + fault->count ||
       fault->offset >= offset + count)
@@ -167,6 +170,7 @@ take_fault_locked (struct cdev_sim *s, struct sim_fault *fault,
 static void
 mark_unsynced_locked (struct cdev_sim *s, uint64_t offset, uint64_t count)
 {
+  ASSERT_HELD (&s->lock);
   uint64_t b;
 
   for (b = offset / NC_BLOCK_BYTES;
@@ -193,6 +197,7 @@ enum settle {
 static void
 settle_locked (struct cdev_sim *s, enum settle how, uint64_t tear_seed)
 {
+  ASSERT_HELD (&s->lock);
   uint64_t prng = tear_seed;
   uint64_t i;
 

@@ -38,33 +38,18 @@
 #include <unistd.h>
 
 #include "backing.h"
-#include "bkey.h"
 #include "btree.h"
 #include "bucket.h"
 #include "cache-internal.h"
 #include "cdev.h"
+#include "format.h"
 #include "gc.h"
+#include "invariant.h"
 #include "journal.h"
 #include "log.h"
 #include "super.h"
 
-#define DEFAULT_JOURNAL_DELAY_MS 100u
-
-/* ---- hooks: the journal and the allocator call back through dev ---- */
-
-static uint64_t
-hook_journal_open_seq (void *opaque)
-{
-  struct ncache_device *dev = opaque;
-  return journal_open_seq (dev->journal);
-}
-
-static int
-hook_journal_flush (void *opaque)
-{
-  struct ncache_device *dev = opaque;
-  return journal_flush (dev->journal);
-}
+/* ---- hooks: the allocator and the journal call back through dev ---- */
 
 /* The allocator wants the background thread (bucket lock held: only
  * signal).  gc_ptr_lock keeps close from freeing the thread meanwhile.
@@ -93,20 +78,6 @@ device_stop_gc (struct ncache_device *dev)
   gc_stop (g);
 }
 
-static int
-hook_close_entry (void *opaque, struct journal *j)
-{
-  struct ncache_device *dev = opaque;
-  return btree_journal_close_entry (dev->bt, j);
-}
-
-static int
-hook_reclaim (void *opaque, uint64_t seq)
-{
-  struct ncache_device *dev = opaque;
-  return btree_write_pinned (dev->bt, seq);
-}
-
 /* A clean key must never be durable before the backing data it stands
  * for (request.c's mode table): flush the exports' backing stores first.
  */
@@ -117,197 +88,33 @@ hook_pre_write (void *opaque)
   return request_sync_backings (dev);
 }
 
-static void
-hook_committed (void *opaque, uint64_t durable_seq)
-{
-  struct ncache_device *dev = opaque;
-  bucket_journal_committed (dev->bs, durable_seq);
-}
-
 /* ---- recovery ---- */
 
-/* Keys of the live journal entries, in order. */
-struct key_vec {
-  struct nc_key *keys;
-  size_t len, cap;
-};
-
-static int
-collect_key (void *opaque, const struct nc_key *k, uint64_t seq)
-{
-  struct key_vec *v = opaque;
-  (void) seq;
-
-  if (v->len == v->cap) {
-    size_t cap = v->cap ? v->cap * 2 : 1024;
-    struct nc_key *keys = realloc (v->keys, cap * sizeof *keys);
-    if (keys == NULL)
-      return -ENOMEM;
-    v->keys = keys;
-    v->cap = cap;
-  }
-  v->keys[v->len++] = *k;
-  return 0;
-}
-
-static int
-mark_node (void *opaque, uint32_t bucket, uint16_t level, uint32_t nkeys)
-{
-  struct ncache_device *dev = opaque;
-  (void) level; (void) nkeys;
-  bucket_mark_btree (dev->bs, bucket);
-  return 0;
-}
-
-/* Export slots are never freed (super.c): a DIRTY key of an id that is
- * not in the table is data nobody can ever write back.  0 or -EBADMSG
- * (logged).
+/* Steps 2–6 of OPEN in cache-internal.h, through assemble.c (the
+ * superblock was read by the caller, which may have formatted first).
  */
-static int
-check_dirty_export (const struct ncache_device *dev, const struct nc_key *k,
-                    const char *where)
-{
-  int i;
-
-  if (!bkey_is_dirty (k))
-    return 0;
-  for (i = 0; i < NC_MAX_EXPORTS; i++)
-    if (dev->sb.exports[i].id != 0 && dev->sb.exports[i].id == k->export_id)
-      return 0;
-  log_error ("cache '%s' (%s): %s key of export id %u blocks %" PRIu64 "+%"
-             PRIu32 " is DIRTY, but the export table has no export %u: its "
-             "data could never be written back; the metadata is corrupt",
-             dev->name, dev->cd->path, where, k->export_id,
-             k->end - k->size, k->size, k->export_id);
-  return -EBADMSG;
-}
-
-static int
-mark_key (void *opaque, const struct nc_key *k)
-{
-  struct ncache_device *dev = opaque;
-  int r;
-
-  if ((r = check_dirty_export (dev, k, "index")) < 0)
-    return r;
-  bucket_mark_key (dev->bs, k);
-  return 0;
-}
-
-static int
-mark_tree (struct ncache_device *dev, const struct key_vec *journal_keys)
-{
-  const struct btree_walk_ops ops = {
-    .opaque = dev, .node = mark_node, .key = mark_key,
-  };
-  size_t i;
-  int r;
-
-  bucket_mark_begin (dev->bs);
-  r = btree_walk (dev->bt, &ops);
-  if (r < 0)
-    return r;
-  if (journal_keys != NULL)
-    for (i = 0; i < journal_keys->len; i++) {
-      const struct nc_key *k = &journal_keys->keys[i];
-
-      if ((r = check_dirty_export (dev, k, "journal")) < 0)
-        return r;
-      if (!bkey_has_data (k) || k->bucket < dev->sb.data_first ||
-          k->bucket >= dev->sb.nbuckets)
-        continue;               /* replay refuses a bad pointer itself */
-      /* A gen newer than the bucket's: the prios lost a bump (see GENS ON
-       * DISK in btree.h).
-       */
-      if ((r = btree_check_key_gen (dev->bs, k, 2 * BUCKET_GEN_MAX_DISTANCE,
-                                    "journal key", i)) < 0)
-        return r;
-      bucket_mark_key (dev->bs, k);
-    }
-  bucket_mark_done (dev->bs);
-  return 0;
-}
-
-/* Steps 2–6 of OPEN in cache-internal.h. */
 static int
 recover (struct ncache_device *dev, const struct ncache_device_tuning *t)
 {
-  const struct bucket_hooks bhooks = {
-    .opaque = dev,
-    .journal_open_seq = hook_journal_open_seq,
-    .journal_flush = hook_journal_flush,
-    .kick = hook_kick,
-  };
-  const struct journal_hooks jhooks = {
-    .opaque = dev,
-    .close_entry = hook_close_entry,
-    .reclaim = hook_reclaim,
-    .pre_write = hook_pre_write,
-    .committed = hook_committed,
-  };
-  struct btree_config bcfg = {
-    .cd = dev->cd, .sb = &dev->sb,
+  const struct assemble_options o = {
     .node_cache_bytes = t->node_cache_bytes,
-    .pre_write = hook_pre_write, .pre_write_opaque = dev,
+    .journal_delay_ms = t->journal_delay_ms,
+    .kick = hook_kick,
+    .pre_write = hook_pre_write,
+    .opaque = dev,
   };
-  struct key_vec jkeys = { 0 };
-  struct nc_key root;
-  uint16_t root_level;
-  size_t i;
+  struct assembly *a = &dev->assembly;
   int r;
 
-  if ((r = bucket_set_create (dev->cd, &dev->sb, &bhooks, &dev->bs)) < 0 ||
-      (r = prio_read (dev->bs)) < 0 ||
-      (r = journal_create (dev->cd, &dev->sb, &dev->journal)) < 0)
-    goto out;
-  r = journal_replay (dev->journal, collect_key, &jkeys, &root, &root_level);
-  if (r < 0)
-    goto out;
-
-  bcfg.bs = dev->bs;
-  bcfg.journal = dev->journal;
-  bcfg.torn_jseq_min = journal_open_seq (dev->journal);
-  /* The journal never runs more than its ring's blocks of seqs past the
-   * durable entry, however long commits fail (journal.c, SEQ BOUND).
-   */
-  bcfg.torn_jseq_max = bcfg.torn_jseq_min
-    + (uint64_t) dev->sb.journal_buckets * dev->sb.bucket_blocks;
-  if ((r = btree_create (&bcfg, &dev->bt)) < 0 ||
-      (r = btree_set_root (dev->bt, &root, root_level)) < 0)
-    goto out;
-
-  /* Walk #1: nothing the tree or the journal points at may be reused
-   * while the journal is replayed (replay may split nodes).
-   */
-  if ((r = mark_tree (dev, &jkeys)) < 0)
-    goto out;
-  btree_set_accounting (dev->bt, false);
-  for (i = 0; i < jkeys.len; i++)
-    if ((r = btree_replay_key (dev->bt, &jkeys.keys[i])) < 0)
-      goto out;
-  btree_set_accounting (dev->bt, true);
-
-  /* Make the replayed tree durable and record its root: from here on the
-   * old entries are not needed.
-   */
-  if ((r = btree_write_all (dev->bt)) < 0 ||
-      (r = journal_start (dev->journal,
-                          t->journal_delay_ms ? t->journal_delay_ms
-                          : DEFAULT_JOURNAL_DELAY_MS, &jhooks)) < 0)
-    goto out;
-  journal_mark_needed (dev->journal);
-  if ((r = journal_flush (dev->journal)) < 0)
-    goto out;
-
-  /* Walk #2: exact live and dirty counts; the allocator is ready. */
-  if ((r = mark_tree (dev, NULL)) < 0)
-    goto out;
-  log_info ("cache '%s' (%s): %zu journal key(s) replayed",
-            dev->name, dev->cd->path, jkeys.len);
-  r = 0;
- out:
-  free (jkeys.keys);
-  return r;
+  if ((r = assemble_prios (a, &o)) < 0 ||
+      (r = assemble_journal (a, &o)) < 0 ||
+      (r = assemble_index (a, &o)) < 0) {
+    assemble_release (a);
+    return r;
+  }
+  log_info ("cache '%s' (%s): %" PRIu64 " journal key(s) replayed",
+            dev->name, dev->cd->path, a->journal_keys);
+  return 0;
 }
 
 static void
@@ -359,8 +166,16 @@ ncache_device_open_cdev (const char *name, struct cdev *cd, bool create,
               "(create = yes)", dev->name, cd->path);
     r = nc_format (cd, &fopts);
   }
+  {
+    const struct assemble_slots slots = {
+      .sb = &dev->sb, .bs = &dev->bs, .journal = &dev->journal,
+      .bt = &dev->bt,
+    };
+
+    assemble_init (&dev->assembly, cd, dev->name, &slots);
+  }
   if (r == 0)
-    r = super_read (cd, &dev->sb, NULL);
+    r = assemble_super (&dev->assembly);
   if (r < 0)
     goto err;
 
@@ -629,6 +444,7 @@ static int
 shrink_locked (struct ncache_device *dev, const char *name, const char *uri,
                struct nc_sb_export *e, uint64_t size_bytes)
 {
+  ASSERT_HELD (&dev->lock);
   uint64_t old_blocks = (e->backing_bytes + NC_BLOCK_BYTES - 1)
     / NC_BLOCK_BYTES;
   uint64_t dirty0, dirty1;

@@ -71,6 +71,7 @@
 #include "clock.h"
 #include "compiler.h"
 #include "gc.h"
+#include "invariant.h"
 #include "log.h"
 #include "super.h"
 
@@ -387,6 +388,7 @@ free_low (struct gc *g)
 static int
 round_locked (struct gc *g, bool need_gc, bool force_gc, bool force_moving)
 {
+  ASSERT_HELD (&g->run_lock);
   uint64_t now = clock_now_ms ();
   bool low;
   int r, first = 0;

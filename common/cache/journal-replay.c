@@ -65,6 +65,7 @@
 #include "cdev.h"
 #include "cleanup.h"
 #include "compiler.h"
+#include "csum.h"
 #include "journal.h"
 #include "journal-internal.h"
 #include "log.h"

@@ -109,6 +109,8 @@
 #include "cleanup.h"
 #include "clock.h"
 #include "compiler.h"
+#include "csum.h"
+#include "invariant.h"
 #include "journal.h"
 #include "journal-internal.h"
 #include "log.h"
@@ -291,6 +293,7 @@ journal_destroy (struct journal *j)
 static uint64_t
 open_last_seq_locked (struct journal *j)
 {
+  ASSERT_HELD (&j->lock);
   if (j->open.len == 0)
     return j->open_seq;
   return j->open_seq + (j->open.len - 1) / j->entry_max_keys;
@@ -434,12 +437,14 @@ journal_close_entry_locked (struct journal *j, const struct nc_key *root,
 static uint64_t
 last_seq_for_locked (struct journal *j, uint64_t s)
 {
+  ASSERT_HELD (&j->lock);
   return MAX (MIN (j->pin, s), j->live[j->live_head].seq);
 }
 
 static const struct live_entry *
 live_of_locked (struct journal *j, uint64_t seq)
 {
+  ASSERT_HELD (&j->lock);
   size_t i = seq - j->live[j->live_head].seq;
 
   return &j->live[(j->live_head + i) % j->g.blocks];
@@ -482,6 +487,7 @@ plan_reserve (struct journal *j)
 static void
 plan_locked (struct journal *j, bool use_reserve, struct plan *pl)
 {
+  ASSERT_HELD (&j->lock);
   const uint32_t ring = j->g.blocks;
   const uint32_t a = j->live[j->live_head].pos;
   const uint64_t s0 = j->closed[0].seq;
@@ -601,6 +607,7 @@ write_plan (struct journal *j, const struct plan *pl)
 static uint64_t
 apply_plan_locked (struct journal *j, const struct plan *pl)
 {
+  ASSERT_HELD (&j->lock);
   const uint64_t last = j->closed[pl->count - 1].seq;
   const uint64_t l_new = j->plan_last[pl->count - 1];
   uint64_t nkeys = 0;
@@ -660,6 +667,7 @@ apply_plan_locked (struct journal *j, const struct plan *pl)
 static void
 serve_waiters_locked (struct journal *j)
 {
+  ASSERT_HELD (&j->lock);
   const uint64_t durable = j->durable_seq;
   struct waiter **pw = &j->waiters, *w;
   uint64_t served = 0;
@@ -814,6 +822,7 @@ commit (struct journal *j)
 static bool
 has_work_locked (struct journal *j)
 {
+  ASSERT_HELD (&j->lock);
   return j->open.len > 0 || j->needed || j->nclosed > 0 || j->nwaiters > 0;
 }
 
@@ -823,6 +832,7 @@ has_work_locked (struct journal *j)
 static bool
 commit_due_locked (struct journal *j, uint64_t now, uint64_t *deadline_ns)
 {
+  ASSERT_HELD (&j->lock);
   uint64_t t;
 
   *deadline_ns = UINT64_MAX;

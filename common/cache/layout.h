@@ -10,10 +10,10 @@
  * with the same numbers format would use; a header of pure arithmetic is
  * the one place both can share without the config linking the engine.
  * INVARIANTS: a layout that nc_layout_plan accepts passes super_validate
- * (super.c checks that at every format); min_device_bytes is the smallest
+ * (format.c checks that at every format); min_device_bytes is the smallest
  * device (whole buckets) on which the same options fit.
  * THREADS: pure functions.  FAILURE: a negative errno and l->why.
- * NOT HERE: writing anything (super.c: nc_format).
+ * NOT HERE: writing anything (format.c: nc_format).
  */
 #ifndef NBDCACHE_LAYOUT_H
 #define NBDCACHE_LAYOUT_H

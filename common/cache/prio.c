@@ -44,6 +44,8 @@
 #define BUCKET_INTERNALS
 #include "bucket.h"
 #include "cdev.h"
+#include "csum.h"
+#include "invariant.h"
 #include "log.h"
 #include "super.h"
 
@@ -223,6 +225,7 @@ prio_read (struct bucket_set *bs)
 int
 prio_write_locked (struct bucket_set *bs)
 {
+  ASSERT_HELD (&bs->lock);
   const struct nc_sb *sb = &bs->sb;
   struct nc_prio *p = bs->prio_buf;
   size_t bytes = prio_copy_bytes (sb);

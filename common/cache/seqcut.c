@@ -36,6 +36,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "invariant.h"
 #include "seqcut.h"
 
 /* Hash buckets: a power of 2, twice the streams so chains stay short. */
@@ -119,6 +120,7 @@ seqcut_destroy (struct seqcut *s)
 static void
 hash_remove_locked (struct seqcut *s, int16_t i)
 {
+  ASSERT_HELD (&s->lock);
   int16_t *p = &s->hash[hash_end (s->stream[i].end)];
 
   while (*p != NONE && *p != i)
@@ -132,6 +134,7 @@ hash_remove_locked (struct seqcut *s, int16_t i)
 static void
 hash_insert_locked (struct seqcut *s, int16_t i)
 {
+  ASSERT_HELD (&s->lock);
   int16_t *head = &s->hash[hash_end (s->stream[i].end)];
 
   s->stream[i].hash_next = *head;
@@ -142,6 +145,7 @@ hash_insert_locked (struct seqcut *s, int16_t i)
 static void
 lru_touch_locked (struct seqcut *s, int16_t i)
 {
+  ASSERT_HELD (&s->lock);
   struct seqcut_stream *st = &s->stream[i];
 
   if (s->lru_head == i)
@@ -165,6 +169,7 @@ lru_touch_locked (struct seqcut *s, int16_t i)
 static int16_t
 find_locked (struct seqcut *s, uint64_t offset, uint64_t now_ms)
 {
+  ASSERT_HELD (&s->lock);
   int16_t i;
 
   for (i = s->hash[hash_end (offset)]; i != NONE; i = s->stream[i].hash_next) {

@@ -1,12 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* super.h — the superblock: format a cache device, read and validate it,
- * update the export table.
+/* super.h — the superblock: read and validate it, update the export table.
  *
- * WHAT: nc_format writes a fresh, empty cache (both superblock copies, prio
- * copy A with every gen 0, an empty journal entry seq 1, and zeroes the
- * first block of every journal block... see super.c); super_read picks the
- * newest valid copy and checks every field; super_write writes seq+1 to the
- * other slot and syncs; helpers find/add exports in the table.
+ * WHAT: super_read picks the newest valid copy and checks every field;
+ * super_write writes seq+1 to the other slot and syncs; helpers find/add
+ * exports in the table.  Writing a new cache is format.h; the checksum of
+ * every metadata block is csum.h.
  * WHY: the superblock is the one place that says where everything is and
  * which backing store each export id belongs to.
  *
@@ -38,21 +36,6 @@
 struct cdev;
 
 #define NC_MIN_DATA_BUCKETS NC_LAYOUT_MIN_DATA_BUCKETS
-
-struct nc_format_options {
-  uint32_t bucket_bytes;        /* 0 = default 1 MiB */
-  uint64_t journal_bytes;       /* 0 = default: 1/32 of the device, at least
-                                   4 buckets, at most 128 MiB */
-  const uint8_t *uuid;          /* 16 bytes; NULL = random */
-  bool quiet;                   /* no progress output */
-};
-
-/* Format the whole device.  Refuses (-EINVAL, logged) a device too small
- * for NC_MIN_DATA_BUCKETS data buckets, or a bad bucket size.  Syncs
- * before returning.  Afterwards super_read succeeds and the journal replays
- * to an empty tree.
- */
-int nc_format (struct cdev *cd, const struct nc_format_options *opts);
 
 /* Read both copies, return the newest valid one in *sb (and which slot in
  * *slot if non-NULL).  Returns -ENOTSUP if neither copy has our magic
@@ -97,8 +80,5 @@ super_bucket_bytes (const struct nc_sb *sb)
 {
   return (uint64_t) sb->bucket_blocks * NC_BLOCK_BYTES;
 }
-
-/* XXH3-64 of buf[8, len): the checksum of every metadata block. */
-uint64_t nc_csum (const void *buf, size_t len);
 
 #endif /* NBDCACHE_SUPER_H */

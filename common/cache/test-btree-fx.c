@@ -28,13 +28,13 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <xxhash.h>
 
 #include "bkey.h"
 #include "bset.h"
 #include "btree.h"
 #include "bucket.h"
 #include "cdev.h"
+#include "csum.h"
 #include "journal.h"
 #include "log.h"
 #include "testkit.h"
@@ -42,12 +42,6 @@
 #include "super.h"
 #include "test-btree-fx.h"
 
-/* The real one lives in super.c, which needs the whole engine. */
-uint64_t
-nc_csum (const void *buf, size_t len)
-{
-  return XXH3_64bits ((const char *) buf + 8, len - 8);
-}
 uint64_t seed;
 
 uint64_t

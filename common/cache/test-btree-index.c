@@ -29,7 +29,6 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <xxhash.h>
 
 #include "bkey.h"
 #include "bset.h"

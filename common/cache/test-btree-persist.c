@@ -32,8 +32,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <xxhash.h>
 
+#include "csum.h"
 #include "bkey.h"
 #include "bset.h"
 #include "btree.h"

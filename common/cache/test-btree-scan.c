@@ -30,7 +30,6 @@
 #include <cmocka.h>
 
 #include "testkit.h"
-#include <xxhash.h>
 
 #include "bkey.h"
 #include "btree.h"

@@ -30,25 +30,19 @@
 #include <cmocka.h>
 
 #include "testkit.h"
-#include <xxhash.h>
 
 #include "bkey.h"
 #include "btree.h"
 #include "bucket.h"
 #include "cdev.h"
 #include "compiler.h"
+#include "csum.h"
 #include "journal.h"
 #include "log.h"
 #include "ondisk.h"
 #include "super.h"
 #include "test-btree-walk-fx.h"
 
-/* The real one lives in super.c, which needs the whole engine. */
-uint64_t
-nc_csum (const void *buf, size_t len)
-{
-  return XXH3_64bits ((const char *) buf + 8, len - 8);
-}
 uint64_t seed;
 
 uint64_t

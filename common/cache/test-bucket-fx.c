@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #define BUCKET_INTERNALS
+#include "csum.h"
 #include "bucket.h"
 #include "cdev.h"
 #include "compiler.h"

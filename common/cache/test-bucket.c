@@ -30,6 +30,7 @@
 #include "bucket.h"
 #include "cdev.h"
 #include "compiler.h"
+#include "csum.h"
 #include "log.h"
 #include "testkit.h"
 #include "ondisk.h"

@@ -60,6 +60,7 @@
 #include "cache.h"
 #include "cache-internal.h"
 #include "cdev.h"
+#include "csum.h"
 #include "ondisk.h"
 #include "super.h"
 #include "test-helpers.h"

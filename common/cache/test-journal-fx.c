@@ -28,6 +28,7 @@
 
 #include <cmocka.h>
 
+#include "csum.h"
 #include "cdev.h"
 #include "journal.h"
 #include "log.h"

@@ -27,6 +27,7 @@
 
 #include <cmocka.h>
 
+#include "csum.h"
 #include "cdev.h"
 #include "journal.h"
 #include "log.h"

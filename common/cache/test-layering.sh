@@ -17,7 +17,22 @@
 #      with format's own numbers, and without linking the engine into the
 #      config library;
 #   3. the front ends cross over: server/ includes nbdkit's headers, or
-#      plugin/ includes libev or OpenSSL.
+#      plugin/ includes libev or OpenSSL;
+#   4. anything in admin/ includes a header of common/cache outside the
+#      public API (cache.h) and the inspection headers (ADMIN_HEADERS:
+#      assemble.h, the one way to put a device together, read-only for
+#      show/check; the on-disk format and geometry; format; the superblock
+#      and cache-device reads; key predicates; the bucket usage and the
+#      journal check that inspection reports).  In particular never the
+#      btree, the bset format or an *-internal.h: recovery is not written
+#      again outside the engine;
+#   5. two C files (*.c, *.h) anywhere in the tree share a basename
+#      (`break request.c:300` in gdb, a grep for a file, must name one);
+#   6. a circle between files returns: headers under common/ that include
+#      each other, or engine objects (this build's common/cache/.libs/*.o)
+#      that call each other (build-aux/file-cycles finds both).  One call
+#      circle is known and named below (KNOWN_CALL_CIRCLES); any other,
+#      or a known one grown by a file, fails.
 # WHY: "server/ and plugin/ include only the engine's public header" is a
 # promise in doc/design.md; a test keeps it true as files are added.
 # SELF-TEST: after checking the real tree, it copies the sources to a
@@ -25,7 +40,9 @@
 # violation of each kind and checks that every one is caught — a checker
 # that cannot fail is a defect.
 # ENV: top_srcdir (set by make check; defaults to two levels above this
-# script).  Exit 0 = clean, 1 = a violation or a broken self-test.
+# script); objdir, where the engine's objects are (make check: .libs of
+# the build directory; the call check is skipped, and says so, when run by
+# hand without objects); CC, to build the planted call circle.  Exit 0 = clean, 1 = a violation or a broken self-test.
 
 set -u
 
@@ -54,6 +71,10 @@ sources ()
   [ -d "$1" ] || return 0
   find "$1" -maxdepth "$2" -type f \( -name '*.c' -o -name '*.h' \) | LC_ALL=C sort
 }
+
+# What admin/ may include from common/cache (rule 4).
+ADMIN_HEADERS="cache.h assemble.h ondisk.h layout.h format.h super.h cdev.h
+bkey.h bucket.h journal.h"
 
 # Check the tree rooted at $1; sets nr_bad to the number of violations.
 check_tree ()
@@ -109,6 +130,26 @@ check_tree ()
       esac
     done
   done
+  for f in $(sources "$root/admin" 1); do
+    for inc in $(includes "$f"); do
+      base=${inc##*/}
+      case $inc in
+        */common/cache/*|common/cache/*) ;;
+        *) [ -e "$root/common/cache/$base" ] || continue ;;
+      esac
+      case " $(echo $ADMIN_HEADERS) " in
+        *" $base "*) ;;
+        *) violation "$f" "$inc" "admin/ includes only cache.h and the inspection headers" ;;
+      esac
+    done
+  done
+  dups=$(cd "$root" && find . -path ./build -prune -o -path './build-*' -prune \
+           -o -type f \( -name '*.c' -o -name '*.h' \) -print |
+         sed 's|.*/||' | LC_ALL=C sort | uniq -d)
+  for d in $dups; do
+    nr_bad=$((nr_bad + 1))
+    [ "$quiet" = 1 ] || echo "$0: $d: two files share this basename" >&2
+  done
   [ "$nr_bad" -eq 0 ]
 }
 
@@ -123,6 +164,73 @@ else
   tree_ok=0
 fi
 
+# ---- circles between files ----
+cycles="$top_srcdir/build-aux/file-cycles"
+
+# Known call circles, each on one line, files sorted.  Remove a line when
+# its circle is gone (the check then keeps it gone).
+#   bucket.o prio.o: one module in two files (prio.c is the buckets' gens
+#     and priorities on disk, under the bucket lock).
+KNOWN_CALL_CIRCLES='bucket.o prio.o'
+
+# $1 = circles found (one a line); prints those not known.
+unknown_circles ()
+{
+  printf '%s\n' "$1" | while read -r c; do
+    [ -n "$c" ] || continue
+    printf '%s\n' "$KNOWN_CALL_CIRCLES" | grep -qxF "$c" || echo "$c"
+  done
+}
+
+inc_circles=$("$cycles" includes "$top_srcdir"/common/*) || status=1
+if [ -n "$inc_circles" ]; then
+  printf 'layering: FAIL: headers include each other: %s\n' $inc_circles >&2
+  status=1
+else
+  echo "layering: no include circles under common/"
+fi
+
+objdir=${objdir:-}
+if [ -n "$objdir" ] && ls "$objdir"/*.o >/dev/null 2>&1; then
+  objs=$(ls "$objdir"/*.o | grep -v '/cdev-sim\.o$')
+  call_circles=$("$cycles" calls $objs) || status=1
+  bad=$(unknown_circles "$call_circles")
+  if [ -n "$bad" ]; then
+    printf '%s\n' "$bad" | sed 's/^/layering: FAIL: a call circle: /' >&2
+    status=1
+  else
+    echo "layering: call circles only the known ones ($(printf '%s\n' "$call_circles" | grep -c .))"
+  fi
+else
+  echo "layering: call circles not checked (no objects; objdir=${objdir:-unset})"
+  [ -z "$objdir" ] || status=1
+fi
+
+# The circle checks can fail: plant an include circle and a call circle.
+ctmp=$(mktemp -d "${TMPDIR:-/tmp}/test-layering-c.XXXXXX") || exit 1
+printf '#include "planted-b.h"\n' > "$ctmp/planted-a.h"
+printf '#include "planted-a.h"\n' > "$ctmp/planted-b.h"
+if [ "$("$cycles" includes "$ctmp")" != "planted-a.h planted-b.h" ]; then
+  echo "layering self-test: FAIL: a planted include circle is not caught" >&2
+  status=1
+fi
+if command -v "${CC:-cc}" >/dev/null 2>&1; then
+  printf 'int planted_b (void);\nint planted_a (void) { return planted_b (); }\n' \
+    > "$ctmp/a.c"
+  printf 'int planted_a (void);\nint planted_b (void) { return 0; }\nint planted_c (void) { return planted_a (); }\n' \
+    > "$ctmp/b.c"
+  if ! ${CC:-cc} -c -o "$ctmp/a.o" "$ctmp/a.c" ||
+     ! ${CC:-cc} -c -o "$ctmp/b.o" "$ctmp/b.c" ||
+     [ -z "$(unknown_circles "$("$cycles" calls "$ctmp/a.o" "$ctmp/b.o")")" ]; then
+    echo "layering self-test: FAIL: a planted call circle is not caught" >&2
+    status=1
+  fi
+elif [ -n "$objdir" ]; then
+  echo "layering self-test: FAIL: no C compiler to plant a call circle" >&2
+  status=1
+fi
+rm -rf "$ctmp"
+
 # ---- self-test on a copy ----
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/test-layering.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT INT TERM
@@ -135,7 +243,7 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
   mkdir -p "$tmp/$(dirname "$f")" && cp "$top_srcdir/$f" "$tmp/$f"
 done
 mkdir -p "$tmp/common/util" "$tmp/common/backing" "$tmp/common/cache" \
-         "$tmp/common/config" "$tmp/server" "$tmp/plugin"
+         "$tmp/common/config" "$tmp/server" "$tmp/plugin" "$tmp/admin"
 
 # $1 = file to plant (relative), $2 = its content, $3 = description.
 expect_caught ()
@@ -178,11 +286,16 @@ expect_caught server/planted.h '#include "../common/cache/cache-internal.h"' \
   "a private engine header by path in server/"
 expect_caught common/config/planted.c '#include "planted-internal.h"' \
   "a private engine header in common/config/"
+expect_caught admin/planted.c '#include "planted-internal.h"' \
+  "a private engine header in admin/"
+expect_caught admin/planted.c '#include "btree.h"' \
+  "the btree (recovery by hand) in admin/"
 rm -f "$tmp/common/cache/planted-internal.h"
 # layout.h is allowed in config-paths.c only.
 expect_caught server/planted.c '#include "layout.h"' "layout.h in server/"
 expect_caught common/config/planted.c '#include "layout.h"' \
   "layout.h in another file of common/config/"
+expect_caught server/bkey.c '/* planted */' "a duplicate basename"
 
 expect_caught server/planted.c '#include <nbdkit-plugin.h>' "nbdkit in server/"
 expect_caught plugin/planted.c '#include <ev.h>' "libev in plugin/"
@@ -192,7 +305,7 @@ expect_caught plugin/planted.c '#include <openssl/ssl.h>' "OpenSSL in plugin/"
 printf '#include "cache.h"\n#include "../common/cache/cache.h"\n' \
   > "$tmp/server/planted-ok.c"
 printf '#include <nbdkit-plugin.h>\n#include "cache.h"\n#include "backing.h"\n' \
-  > "$tmp/plugin/planted-ok.c"
+  > "$tmp/plugin/planted-ok-plugin.c"
 quiet=1
 if [ "$tree_ok" = 1 ] && ! check_tree "$tmp"; then
   echo "layering self-test: FAIL: allowed includes were reported" >&2
@@ -200,5 +313,5 @@ if [ "$tree_ok" = 1 ] && ! check_tree "$tmp"; then
 fi
 quiet=0
 
-[ "$status" -eq 0 ] && echo "layering self-test: ok (13 planted violations caught)"
+[ "$status" -eq 0 ] && echo "layering self-test: ok (19 planted violations caught)"
 exit "$status"

@@ -37,6 +37,8 @@
 
 #include "bucket.h"
 #include "cdev.h"
+#include "csum.h"
+#include "format.h"
 #include "journal.h"
 #include "log.h"
 #include "testkit.h"

@@ -44,6 +44,7 @@
 #include <string.h>
 
 #include "compiler.h"
+#include "invariant.h"
 #include "trimq.h"
 
 #define INITIAL_CAPACITY 64
@@ -138,6 +139,7 @@ first_ending_after_locked (const struct trimq *q, uint64_t pos)
 static int
 reserve_locked (struct trimq *q, size_t want)
 {
+  ASSERT_HELD (&q->lock);
   struct trimq_extent *e;
   size_t cap = q->capacity;
 
@@ -160,6 +162,7 @@ reserve_locked (struct trimq *q, size_t want)
 static void
 remove_range_locked (struct trimq *q, size_t i, size_t j)
 {
+  ASSERT_HELD (&q->lock);
   memmove (&q->ext[i], &q->ext[j], (q->n - j) * sizeof *q->ext);
   q->n -= j - i;
 }
@@ -173,6 +176,7 @@ static void
 take_batch_locked (struct trimq *q, bool drain, uint64_t *pos,
                    uint64_t limit)
 {
+  ASSERT_HELD (&q->lock);
   size_t i, j, k = 0;
 
   if (drain) {

@@ -63,6 +63,7 @@
 #include "export-io.h"
 #include "fanout.h"
 #include "forget.h"
+#include "invariant.h"
 #include "journal.h"
 #include "log.h"
 #include "ondisk.h"
@@ -651,6 +652,7 @@ static void
 batch_finished_locked (struct writeback *wb, int r,
                        const struct batch_result *res, uint64_t now)
 {
+  ASSERT_HELD (&wb->lock);
   if (r < 0) {
     wb->st.errors++;
     wb->backoff_ms = wb->backoff_ms == 0 ? WRITEBACK_BACKOFF_MIN_MS
@@ -710,6 +712,7 @@ take_sample (struct writeback *wb, struct sample *s)
 static void
 update_rate_locked (struct writeback *wb, const struct sample *s)
 {
+  ASSERT_HELD (&wb->lock);
   double dt = (double) (s->now - wb->last_update_ms) / 1000;
 
   if (wb->last_update_ms == 0 || dt <= 0)
@@ -723,6 +726,7 @@ update_rate_locked (struct writeback *wb, const struct sample *s)
 static bool
 full_speed_locked (struct writeback *wb, const struct sample *s)
 {
+  ASSERT_HELD (&wb->lock);
   uint64_t last_io = __atomic_load_n (&wb->last_io_ms, __ATOMIC_RELAXED);
 
   /* (A write noted after the sample is not idle either.) */
@@ -736,6 +740,7 @@ full_speed_locked (struct writeback *wb, const struct sample *s)
 static void
 thread_batch_locked (struct writeback *wb, bool full)
 {
+  ASSERT_HELD (&wb->lock);
   struct batch_result res;
   uint64_t max_bytes, now;
   int r;
@@ -947,6 +952,7 @@ static int
 drain_here_locked (struct writeback *wb, ncache_progress_fn fn, void *opaque,
                    uint64_t total)
 {
+  ASSERT_HELD (&wb->lock);
   uint64_t next_progress = clock_now_ms () + WB_PROGRESS_MS;
   uint64_t passes = wb->clean_passes;
 
@@ -987,6 +993,7 @@ static int
 drain_thread_locked (struct writeback *wb, ncache_progress_fn fn,
                      void *opaque, uint64_t total)
 {
+  ASSERT_HELD (&wb->lock);
   uint64_t errors = wb->st.errors, passes = wb->clean_passes;
   uint64_t next_progress = clock_now_ms () + WB_PROGRESS_MS;
 

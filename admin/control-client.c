@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* control.c — nbdcache's side of nbdcached's control socket.
+/* control-client.c — nbdcache's side of nbdcached's control socket.
  *
  * WHAT: finds the control socket (--socket PATH, or `control_socket` in
  * the [server] section of the nbdcached config file given with -c or the
  * default one), connects to it, sends the one request line, and hands the
- * answer back line by line.  The protocol (nbdcache(8), server/control.c):
+ * answer back line by line.  The protocol (nbdcache(8),
+ * server/control-server.c):
  * the client sends ONE line ("stats\n", "stats NAME\n", "flush NAME\n");
  * the server answers JSON lines and closes the connection.
  * WHY: `nbdcache stats` and `nbdcache flush` share everything up to the
@@ -19,7 +20,7 @@
  * FAILURE: 0 or -errno; -ETIMEDOUT when the server says nothing within the
  * caller's timeout, -EPROTO for an answer that is not lines of text.
  * NOT HERE: what the lines mean (stats.c, flush.c); the server side
- * (server/control.c).
+ * (server/control-server.c).
  */
 #include <config.h>
 
@@ -129,7 +130,8 @@ send_all (int fd, const char *buf, size_t len)
 }
 
 int
-control_open (const char *path, const char *request, struct control **out)
+control_client_open (const char *path, const char *request,
+                     struct control **out)
 {
   struct sockaddr_un sun = { .sun_family = AF_UNIX };
   struct control *c;
@@ -174,7 +176,7 @@ control_open (const char *path, const char *request, struct control **out)
   return 0;
 
  err:
-  control_close (c);
+  control_client_close (c);
   return r;
 }
 
@@ -308,7 +310,7 @@ control_path (const struct control *c)
 }
 
 void
-control_close (struct control *c)
+control_client_close (struct control *c)
 {
   if (c == NULL)
     return;
@@ -330,7 +332,7 @@ control_connect_args (const char *socket_path, const char *config_path,
 
   if ((r = control_socket_path (socket_path, config_path, &path)) < 0)
     return r;
-  r = control_open (path, request, out);
+  r = control_client_open (path, request, out);
   free (path);
   return r;
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* nbdcache.c — nbdcache, the cache device administration tool: the
+/* cli.c — nbdcache, the cache device administration tool: the
  * command line, logging, and the format command.
  *
  * WHAT: `nbdcache format|show|check PATH [OPTIONS]`, `nbdcache stats|flush
@@ -45,6 +45,7 @@
 
 #include "admin.h"
 #include "cdev.h"
+#include "format.h"
 #include "log.h"
 #include "parse.h"
 #include "progress.h"

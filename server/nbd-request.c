@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* request.c — transmission-phase requests: parse, validate, execute.
+/* nbd-request.c — transmission-phase requests: parse, validate, execute.
  *
  * WHAT: the loop thread turns buffered bytes into requests, checks each
  * against the specification and the export (flags, ranges, read-only,
  * negotiated features), answers invalid ones at once, and batches valid
- * ones to the worker pool; a worker runs the engine call (request_execute).
+ * ones to the worker pool; a worker runs the engine call
+ * (nbd_request_execute).
  * WHY: every error the specification names is decided here, in one place,
  * before any engine call; the engine sees only well-formed requests.
  * INVARIANTS:
@@ -13,7 +14,7 @@
  *   refused, so the stream stays in sync.  Absurd payloads (> 1 GiB) close
  *   the connection instead.
  * - in_flight is incremented when a header is parsed and decremented when
- *   its reply has been written or abandoned (request_release).  The READ
+ *   its reply has been written or abandoned (nbd_request_release).  The READ
  *   or WRITE buffer is charged to the memory bound (buffer.c) over the same
  *   span; a header whose buffer does not fit is left unparsed.
  * - Requests are recycled through a per-connection free list (loop thread
@@ -80,7 +81,7 @@ grow_buf (struct request *r, size_t bufsize)
 }
 
 struct request *
-request_alloc (struct conn *c, size_t bufsize)
+nbd_request_alloc (struct conn *c, size_t bufsize)
 {
   struct request *r = c->free_reqs;
 
@@ -101,7 +102,7 @@ request_alloc (struct conn *c, size_t bufsize)
   r->conn = c;
   r->out.next = NULL;
   r->out.iovcnt = 0;
-  r->out.release = request_release;
+  r->out.release = nbd_request_release;
   r->buffer_bytes = 0;
   r->error = 0;
   r->errmsg = NULL;
@@ -114,7 +115,7 @@ request_alloc (struct conn *c, size_t bufsize)
 
 /* The reply has been written (or the connection is gone). */
 void
-request_release (struct conn *c, struct outmsg *m)
+nbd_request_release (struct conn *c, struct outmsg *m)
 {
   struct request *r = (struct request *) m;
 
@@ -322,7 +323,7 @@ stop_reading_until_drained (struct conn *c)
  * again, false when more input is needed or parsing must pause.
  */
 bool
-request_parse (struct conn *c)
+nbd_request_parse (struct conn *c)
 {
   size_t avail = c->rend - c->rstart;
   size_t hsize = nbd_request_size (c->extended);
@@ -377,7 +378,7 @@ request_parse (struct conn *c)
   if (!bad_magic && !buffer_admit (c, buffer_need (&peek)))
     return false;
 
-  if ((r = request_alloc (c, 0)) == NULL) {
+  if ((r = nbd_request_alloc (c, 0)) == NULL) {
     request_log (c, LOG_LEVEL_ERROR, "out of memory");
     conn_close (c);
     return false;
@@ -386,7 +387,7 @@ request_parse (struct conn *c)
     request_log (c, LOG_LEVEL_INFO, "bad request magic 0x%08x, closing",
                  get_be32 (c->rbuf + c->rstart));
     c->in_flight++;
-    request_release (c, &r->out);
+    nbd_request_release (c, &r->out);
     conn_close (c);
     return false;
   }
@@ -396,7 +397,7 @@ request_parse (struct conn *c)
 
   if (r->h.type == NBD_CMD_DISC) {
     request_log (c, LOG_LEVEL_DEBUG, "NBD_CMD_DISC");
-    request_release (c, &r->out);
+    nbd_request_release (c, &r->out);
     stop_reading_until_drained (c);
     conn_flush_output (c);
     return false;
@@ -417,7 +418,7 @@ request_parse (struct conn *c)
         request_log (c, LOG_LEVEL_INFO,
                      "%s with a %" PRIu64 "-byte payload, closing",
                      nbd_cmd_name (r->h.type), payload);
-        request_release (c, &r->out);
+        nbd_request_release (c, &r->out);
         conn_close (c);
         return false;
       }
@@ -433,7 +434,7 @@ request_parse (struct conn *c)
       grow_buf (r, r->h.count) < 0) {
     request_log (c, LOG_LEVEL_ERROR,
                  "out of memory for a %" PRIu64 "-byte request", r->h.count);
-    request_release (c, &r->out);
+    nbd_request_release (c, &r->out);
     conn_close (c);
     return false;
   }
@@ -622,7 +623,7 @@ execute_block_status (struct request *r)
 }
 
 void
-request_execute (struct request *r)
+nbd_request_execute (struct request *r)
 {
   struct ncache *nc = r->conn->exp->nc;
   const struct nbd_req *h = &r->h;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* control.c — the control socket: statistics and flushes for the admin.
+/* control-server.c — the control socket: statistics and flushes for the
+ * admin.
  *
  * WHAT: when [server] control_socket = PATH is set, nbdcached listens on
  * that Unix socket (mode 0600: the socket is the only access control) and
@@ -39,14 +40,14 @@
  * INVARIANTS:
  * - Every live control connection is on ctl->conns (counted by nr_conns)
  *   from accept until just before its fd is closed, so shutdown() in
- *   control_close never touches a closed or reused fd.
+ *   control_server_close never touches a closed or reused fd.
  * - A control thread uses exports and cache devices; they stay open while
- *   nr_conns > 0: control_close (before export_table_close) waits for it
- *   to reach 0.  That count is the export's reference.
+ *   nr_conns > 0: control_server_close (before export_table_close) waits
+ *   for it to reach 0.  That count is the export's reference.
  * - The export table does not change while serving, so threads may read
  *   it without the loop thread (never nr_connections, which the loop owns).
- * THREADS AND LOCKS: accept, control_open and control_stop run on the
- * loop thread.  Each connection is served by a detached thread doing
+ * THREADS AND LOCKS: accept, control_server_open and control_server_stop
+ * run on the loop thread.  Each connection is served by a detached thread doing
  * blocking I/O (control connections are rare; the loop never blocks) with
  * every signal blocked (libev's signal watchers get them).  ctl->lock
  * protects conns, nr_conns and stopping; it is never held across I/O or
@@ -81,6 +82,7 @@
 
 #include "backing.h"
 #include "compiler.h"
+#include "invariant.h"
 #include "log.h"
 #include "server.h"
 
@@ -114,42 +116,9 @@ struct control {
 
 /* ---- statistics as JSON ---- */
 
-/* Every field of struct ncache_stats, by its C name. */
-#define EXPORT_STATS_FIELDS(X)                                          \
-  X (reads) X (writes) X (flushes) X (trims) X (zeroes) X (caches)      \
-  X (extents) X (bytes_read) X (bytes_written) X (errors) X (hits)      \
-  X (misses) X (bypasses) X (promotions) X (dirty_bytes)                \
-  X (dirty_zero_bytes) X (sequential_bypasses) X (writeback_bytes)      \
-  X (writeback_batches) X (writeback_errors) X (writeback_rate)         \
-  X (writeback_target_bytes) X (throttled_writes)                       \
-  X (backing_trims_queued) X (backing_trim_batches)                     \
-  X (backing_trim_extents)
-
-/* Every field of struct ncache_device_stats, by its C name. */
-#define DEVICE_STATS_FIELDS(X)                                          \
-  X (size_bytes) X (bucket_bytes) X (buckets) X (free_buckets)          \
-  X (data_buckets) X (btree_buckets) X (dirty_buckets)                  \
-  X (discard_pending_buckets) X (live_bytes) X (dirty_bytes)            \
-  X (evictions) X (gc_runs) X (gc_freed_buckets) X (gc_stale_keys)      \
-  X (gc_fixed_buckets) X (moving_gc_runs) X (moving_gc_bytes)           \
-  X (moving_gc_nospc)                                                   \
-  X (discards) X (discard_batches) X (discard_errors)                   \
-  X (journal_commits) X (journal_entries) X (journal_keys)              \
-  X (journal_waiters) X (journal_max_batch_waiters) X (btree_depth)     \
-  X (btree_nodes_in_memory) X (btree_node_bytes_in_memory)             \
-  X (node_reads) X (node_writes)
-
-/* A field added to cache.h must be added above: the admin tool and its
- * users rely on "every field".
+/* NCACHE_STATS_FIELDS and NCACHE_DEVICE_STATS_FIELDS (cache.h) list every
+ * field; the admin tool and its users rely on "every field".
  */
-#define COUNT_FIELD(f) + 1
-_Static_assert (sizeof (struct ncache_stats) ==
-                (0 EXPORT_STATS_FIELDS (COUNT_FIELD)) * sizeof (uint64_t),
-                "EXPORT_STATS_FIELDS misses a field of struct ncache_stats");
-_Static_assert (sizeof (struct ncache_device_stats) ==
-                (0 DEVICE_STATS_FIELDS (COUNT_FIELD)) * sizeof (uint64_t),
-                "DEVICE_STATS_FIELDS misses a field of "
-                "struct ncache_device_stats");
 
 static void
 add_u64 (struct json_object *o, const char *key, uint64_t v)
@@ -202,8 +171,8 @@ export_json (const struct export *exp)
                           json_object_new_boolean (exp->caps.readonly));
   add_str (o, "cache", exp->cfg->cache);
   add_u64 (o, "size_bytes", exp->caps.size_bytes);
-#define ADD_FIELD(f) add_u64 (o, #f, st.f);
-  EXPORT_STATS_FIELDS (ADD_FIELD)
+#define ADD_FIELD(f, log) add_u64 (o, #f, st.f);
+  NCACHE_STATS_FIELDS (ADD_FIELD)
 #undef ADD_FIELD
   if (exp->backing != NULL)
     json_object_object_add (o, "backing", backing_json (exp->backing));
@@ -221,8 +190,8 @@ cache_json (struct ncache_device *dev, const struct config_cache *cc)
   ncache_device_get_stats (dev, &st);
   add_str (o, "name", ncache_device_name (dev));
   add_str (o, "path", cc->path);
-#define ADD_FIELD(f) add_u64 (o, #f, st.f);
-  DEVICE_STATS_FIELDS (ADD_FIELD)
+#define ADD_FIELD(f, log) add_u64 (o, #f, st.f);
+  NCACHE_DEVICE_STATS_FIELDS (ADD_FIELD)
 #undef ADD_FIELD
   return o;
 }
@@ -515,7 +484,7 @@ conn_thread (void *opaque)
   ctl->nr_conns--;
   pthread_cond_broadcast (&ctl->idle);
   pthread_mutex_unlock (&ctl->lock);
-  /* Off the list: control_close will not shut this fd down any more. */
+  /* Off the list: control_server_close will not shut this fd down any more. */
   close (cc->fd);
   free (cc);
   return NULL;
@@ -673,7 +642,7 @@ bind_socket (struct control *ctl)
 }
 
 int
-control_open (struct server *srv)
+control_server_open (struct server *srv)
 {
   const char *path = srv->cfg->server.control_socket;
   struct control *ctl;
@@ -706,7 +675,7 @@ control_open (struct server *srv)
 }
 
 void
-control_stop (struct server *srv)
+control_server_stop (struct server *srv)
 {
   struct control *ctl = srv->control;
   struct stat st;
@@ -732,6 +701,7 @@ control_stop (struct server *srv)
 static bool
 wait_idle_locked (struct control *ctl, const struct timespec *deadline)
 {
+  ASSERT_HELD (&ctl->lock);
   while (ctl->nr_conns > 0)
     if (pthread_cond_timedwait (&ctl->idle, &ctl->lock, deadline)
         == ETIMEDOUT)
@@ -755,7 +725,7 @@ deadline_in_ms (long ms)
 }
 
 void
-control_close (struct server *srv)
+control_server_close (struct server *srv)
 {
   struct control *ctl = srv->control;
   struct control_conn *cc;
@@ -763,7 +733,7 @@ control_close (struct server *srv)
 
   if (ctl == NULL)
     return;
-  control_stop (srv);
+  control_server_stop (srv);
   pthread_mutex_lock (&ctl->lock);
   /* Let running commands finish and say so (a cancelled flush reports
    * within about one progress period)…
