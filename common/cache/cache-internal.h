@@ -30,6 +30,7 @@
  *   rangelock.c     per export: writers' range locks
  *   backsync.c      per export: backing durability; the journal's hook
  *   status.c        BLOCK_STATUS: base:allocation and nbdcache:state
+ *   piece-walk.c    one walk over an export's index, piece by piece
  *   writeback.c     per export: dirty data back to the backing store
  *   wbrate.c        writeback's PI rate controller
  *   gc.c            per device: GC, moving GC, batched discards
@@ -198,6 +199,22 @@ struct ncache {
   __atomic_fetch_add (&(nc)->field, (uint64_t) (n), __ATOMIC_RELAXED)
 #define STAT_LOAD(nc, field) \
   __atomic_load_n (&(nc)->field, __ATOMIC_RELAXED)
+
+/* ---- piece-walk.c ---- */
+struct btree_piece;
+/* What a piece_walk callback returns besides 0 (go on) and -errno. */
+#define PIECE_WALK_AGAIN 1      /* look the range up again from this lo */
+#define PIECE_WALK_STOP 2       /* end the walk; piece_walk returns 0 */
+typedef int (*piece_walk_fn) (void *opaque, const struct btree_piece *p,
+                              uint64_t lo, uint64_t hi);
+/* Walk bytes [offset, offset + count) of nc's index in order: fn sees
+ * each piece (p->found: a key clipped to the piece; else a hole in the
+ * index) as bytes [lo, hi).  batch_done (may be NULL) runs after each
+ * btree lookup.  0, or a lookup's or fn's -errno.
+ */
+int piece_walk (struct ncache *nc, uint64_t offset, uint64_t count,
+                piece_walk_fn fn, void (*batch_done) (void *opaque),
+                void *opaque);
 
 /* ---- request.c: the cached-mode paths (nc->dev != NULL).  Ranges and
  * flags are already checked by cache.c.  0 or -errno.

@@ -154,7 +154,6 @@
 #include "writeback.h"
 
 #define BLK ((uint64_t) NC_BLOCK_BYTES)
-#define LOOKUP_PIECES 32
 
 static inline uint64_t div_round_up (uint64_t a, uint64_t b)
 { return (a + b - 1) / b; }
@@ -430,6 +429,47 @@ read_hit (struct ncache *nc, const struct btree_piece *p, uint8_t *dst,
   return 0;
 }
 
+/* read_range's walk: where the bytes go and what a miss does. */
+struct read_walk {
+  struct ncache *nc;
+  uint8_t *buf;                 /* byte `offset` of the export */
+  uint64_t offset;
+  bool promote, count_stats;
+};
+
+static int
+read_piece (void *opaque, const struct btree_piece *p, uint64_t lo,
+            uint64_t hi)
+{
+  struct read_walk *w = opaque;
+  uint8_t *dst = w->buf + (lo - w->offset);
+  int r;
+
+  if (p->found) {
+    r = read_hit (w->nc, p, dst, lo, hi);
+    if (r == -ESTALE)
+      return PIECE_WALK_AGAIN;  /* replaced under us: look again */
+    if (w->count_stats)
+      STAT_ADD (w->nc, nr_hits, 1);
+  }
+  else {
+    r = read_miss (w->nc, p->start, p->end, dst, lo, hi, w->promote);
+    if (r == MISS_LOOK_AGAIN)
+      return PIECE_WALK_AGAIN;  /* waited for another's miss */
+    if (w->count_stats)
+      STAT_ADD (w->nc, nr_misses, 1);
+  }
+  return r;
+}
+
+static void
+read_batch_done (void *opaque)
+{
+  struct read_walk *w = opaque;
+
+  bucket_io (w->nc->dev->bs);
+}
+
 /* Read bytes [offset, offset + count) into buf.  promote: misses go into
  * the cache (client reads and CACHE); false for read-modify-write.
  */
@@ -437,50 +477,12 @@ static int
 read_range (struct ncache *nc, uint8_t *buf, uint64_t count, uint64_t offset,
             bool promote, bool count_stats)
 {
-  struct ncache_device *dev = nc->dev;
-  uint64_t pos = offset, end = offset + count;
-  struct btree_piece pieces[LOOKUP_PIECES];
+  struct read_walk w = {
+    .nc = nc, .buf = buf, .offset = offset,
+    .promote = promote, .count_stats = count_stats,
+  };
 
-  while (pos < end) {
-    int n, i, r;
-
-    n = btree_lookup (dev->bt, nc->export_id, pos / BLK,
-                      div_round_up (end, BLK), pieces, LOOKUP_PIECES, NULL);
-    if (n < 0)
-      return n;
-    for (i = 0; i < n; i++) {
-      const struct btree_piece *p = &pieces[i];
-      uint64_t lo = MAX (pos, p->start * BLK);
-      uint64_t hi = MIN (end, p->end * BLK);
-
-      if (lo >= hi)
-        continue;
-      if (p->found) {
-        r = read_hit (nc, p, buf + (lo - offset), lo, hi);
-        if (r == -ESTALE) {
-          pos = lo;             /* replaced under us: look again */
-          break;
-        }
-        if (count_stats)
-          STAT_ADD (nc, nr_hits, 1);
-      }
-      else {
-        r = read_miss (nc, p->start, p->end, buf + (lo - offset), lo, hi,
-                       promote);
-        if (r == MISS_LOOK_AGAIN) {
-          pos = lo;             /* waited for another's miss */
-          break;
-        }
-        if (count_stats)
-          STAT_ADD (nc, nr_misses, 1);
-      }
-      if (r < 0)
-        return r;
-      pos = hi;
-    }
-    bucket_io (dev->bs);
-  }
-  return 0;
+  return piece_walk (nc, offset, count, read_piece, read_batch_done, &w);
 }
 
 /* A request of a stream past the sequential cutoff bypasses the cache. */

@@ -5,7 +5,8 @@
  * WHAT: request_extents describes a range from the index (ZERO keys are
  * zero; other keys are data) and, for misses, the backing store's own
  * status; request_state_extents reports cached / dirty / zero per extent
- * from the index alone (no backing call).
+ * from the index alone (no backing call).  Both walk the index through
+ * piece_walk (piece-walk.c).
  * THREADS AND LOCKS: any number of threads; no lock of its own (btree
  * lookups take the btree lock inside).
  * FAILURE: a lookup's -errno; -EIO when a backing driver breaks its
@@ -24,13 +25,9 @@
 #include "compiler.h"
 #include "ondisk.h"
 
-#define BLK ((uint64_t) NC_BLOCK_BYTES)
-#define LOOKUP_PIECES 32
-
-static inline uint64_t div_round_up (uint64_t a, uint64_t b)
-{ return (a + b - 1) / b; }
 
 struct extents_clip {
+  struct ncache *nc;
   uint64_t next, end;
   bool req_one;                 /* stop after the first extent */
   ncache_extent_fn fn;
@@ -71,49 +68,96 @@ backing_extent_cb (void *opaque, uint64_t offset, uint64_t length,
   return c->next >= c->end ? 1 : 0;
 }
 
+/* request_extents' walk: a key is described by the index, a hole in it by
+ * the backing store.
+ */
+static int
+extents_piece (void *opaque, const struct btree_piece *p, uint64_t lo,
+               uint64_t hi)
+{
+  struct extents_clip *c = opaque;
+  struct ncache *nc = c->nc;
+  int r;
+
+  c->next = lo;
+  c->end = hi;
+  if (p->found)
+    emit (c, lo, hi, bkey_is_zero (&p->key) ? NCACHE_EXTENT_ZERO : 0);
+  else {
+    /* A driver may describe less than asked: ask again from there. */
+    while (c->result == 0 && c->next < hi) {
+      uint64_t from = c->next;
+
+      r = backing_extents (nc->backing, hi - from, from,
+                           backing_extent_cb, c);
+      if (r < 0 && c->result == 0)
+        c->result = r;
+      if (c->result == 0 && c->next == from)
+        c->result = -EIO;    /* nothing reported: broken driver */
+    }
+  }
+  if (c->result < 0)
+    return c->result;
+  return c->result > 0 ? PIECE_WALK_STOP : 0;
+}
+
 int
 request_extents (struct ncache *nc, uint64_t count, uint64_t offset,
                  bool req_one, ncache_extent_fn fn, void *opaque)
 {
-  struct ncache_device *dev = nc->dev;
-  struct btree_piece pieces[LOOKUP_PIECES];
-  uint64_t pos = offset, end = offset + count;
-  struct extents_clip c = { .req_one = req_one, .fn = fn, .opaque = opaque };
-  int n, i, r;
+  struct extents_clip c = {
+    .nc = nc, .req_one = req_one, .fn = fn, .opaque = opaque,
+  };
+  int r;
 
-  while (pos < end && c.result == 0) {
-    n = btree_lookup (dev->bt, nc->export_id, pos / BLK,
-                      div_round_up (end, BLK), pieces, LOOKUP_PIECES, NULL);
-    if (n < 0)
-      return n;
-    for (i = 0; i < n && c.result == 0; i++) {
-      const struct btree_piece *p = &pieces[i];
-      uint64_t lo = MAX (pos, p->start * BLK);
-      uint64_t hi = MIN (end, p->end * BLK);
-
-      if (lo >= hi)
-        continue;
-      c.next = lo;
-      c.end = hi;
-      if (p->found)
-        emit (&c, lo, hi, bkey_is_zero (&p->key) ? NCACHE_EXTENT_ZERO : 0);
-      else {
-        /* A driver may describe less than asked: ask again from there. */
-        while (c.result == 0 && c.next < hi) {
-          uint64_t from = c.next;
-
-          r = backing_extents (nc->backing, hi - from, from,
-                               backing_extent_cb, &c);
-          if (r < 0 && c.result == 0)
-            c.result = r;
-          if (c.result == 0 && c.next == from)
-            c.result = -EIO;    /* nothing reported: broken driver */
-        }
-      }
-      pos = hi;
-    }
-  }
+  r = piece_walk (nc, offset, count, extents_piece, NULL, &c);
+  if (r < 0)
+    return r;
   return c.result < 0 ? c.result : 0;
+}
+
+/* request_state_extents' walk: neighbouring pieces with the same state
+ * are reported as one extent.
+ */
+struct state_run {
+  uint64_t lo, hi;
+  uint32_t flags;
+  bool req_one;
+  ncache_extent_fn fn;
+  void *opaque;
+  int result;                   /* fn's first non-zero, or req_one's stop */
+  bool stopped;
+};
+
+static int
+state_piece (void *opaque, const struct btree_piece *p, uint64_t lo,
+             uint64_t hi)
+{
+  struct state_run *run = opaque;
+  uint32_t f = 0;
+
+  if (p->found) {
+    f = NCACHE_STATE_CACHED;
+    if (p->key.flags & NC_KEY_DIRTY)
+      f |= NCACHE_STATE_DIRTY;
+    if (bkey_is_zero (&p->key))
+      f |= NCACHE_STATE_ZERO;
+  }
+  if (run->hi > run->lo && f != run->flags) {
+    int r = run->fn (run->opaque, run->lo, run->hi - run->lo, run->flags);
+
+    if (r != 0 || run->req_one) {
+      run->result = r;
+      run->stopped = true;
+      return r < 0 ? r : PIECE_WALK_STOP;
+    }
+    run->lo = lo;
+  }
+  else if (run->hi == run->lo)
+    run->lo = lo;
+  run->flags = f;
+  run->hi = hi;
+  return 0;
 }
 
 /* nbdcache:state: what the index holds, per extent (no backing call). */
@@ -121,49 +165,19 @@ int
 request_state_extents (struct ncache *nc, uint64_t count, uint64_t offset,
                        bool req_one, ncache_extent_fn fn, void *opaque)
 {
-  struct ncache_device *dev = nc->dev;
-  struct btree_piece pieces[LOOKUP_PIECES];
-  uint64_t pos = offset, end = offset + count;
-  uint64_t run_lo = offset, run_hi = offset;
-  uint32_t run_flags = 0;
-  int n, i, r;
+  struct state_run run = {
+    .lo = offset, .hi = offset, .req_one = req_one,
+    .fn = fn, .opaque = opaque,
+  };
+  int r;
 
-  /* Neighbouring pieces with the same state are reported as one extent. */
-  while (pos < end) {
-    n = btree_lookup (dev->bt, nc->export_id, pos / BLK,
-                      div_round_up (end, BLK), pieces, LOOKUP_PIECES, NULL);
-    if (n < 0)
-      return n;
-    for (i = 0; i < n; i++) {
-      const struct btree_piece *p = &pieces[i];
-      uint64_t lo = MAX (pos, p->start * BLK);
-      uint64_t hi = MIN (end, p->end * BLK);
-      uint32_t f = 0;
-
-      if (lo >= hi)
-        continue;
-      if (p->found) {
-        f = NCACHE_STATE_CACHED;
-        if (p->key.flags & NC_KEY_DIRTY)
-          f |= NCACHE_STATE_DIRTY;
-        if (bkey_is_zero (&p->key))
-          f |= NCACHE_STATE_ZERO;
-      }
-      if (run_hi > run_lo && f != run_flags) {
-        r = fn (opaque, run_lo, run_hi - run_lo, run_flags);
-        if (r != 0 || req_one)
-          return r < 0 ? r : 0;
-        run_lo = lo;
-      }
-      else if (run_hi == run_lo)
-        run_lo = lo;
-      run_flags = f;
-      run_hi = hi;
-      pos = hi;
-    }
-  }
-  if (run_hi > run_lo) {
-    r = fn (opaque, run_lo, run_hi - run_lo, run_flags);
+  r = piece_walk (nc, offset, count, state_piece, NULL, &run);
+  if (r < 0)
+    return r;
+  if (run.stopped)
+    return 0;
+  if (run.hi > run.lo) {
+    r = fn (opaque, run.lo, run.hi - run.lo, run.flags);
     if (r < 0)
       return r;
   }
