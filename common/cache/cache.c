@@ -529,7 +529,7 @@ ncache_extents (struct ncache *nc, uint64_t count, uint64_t offset,
       return failed (nc, r);
   }
   else if (count > 0) {
-    r = backing_extents (nc->backing, count, offset, extents_clip, &s);
+    r = export_io_extents (nc, offset, offset + count, extents_clip, &s);
     if (s.err < 0)
       return failed (nc, s.err);
     if (r < 0)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* export-io.c — the one door from an export to its backing store.
  *
- * WHAT: backing read / write / zero / trim / flush for an export, each
+ * WHAT: backing read / write / zero / trim / flush / extents for an export, each
  * clipped to the export's size, with NCACHE_* flags translated to
  * BACKING_* here and nowhere else, the trim queue's ordering (a write
  * never overtaken by an earlier trim; a read never serving what a queued
@@ -223,4 +223,13 @@ int
 export_io_flush_client (struct ncache *nc)
 {
   return flush (nc, true);
+}
+
+int
+export_io_extents (struct ncache *nc, uint64_t lo, uint64_t hi,
+                   backing_extent_fn fn, void *opaque)
+{
+  if (!clip (nc, lo, &hi))
+    return 0;
+  return backing_extents (nc->backing, hi - lo, lo, fn, opaque);
 }

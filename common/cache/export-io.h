@@ -26,6 +26,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "backing.h"
+
 struct ncache;
 
 /* How many bytes of [lo, hi) lie within the export (what the calls
@@ -64,5 +66,11 @@ int export_io_flush (struct ncache *nc);
  * acknowledged before it may be lost.
  */
 int export_io_flush_client (struct ncache *nc);
+/* The backing store's own status of bytes [lo, hi) (base:allocation),
+ * through fn as backing_extents does; nothing past the export's end.
+ * 0 or -errno.
+ */
+int export_io_extents (struct ncache *nc, uint64_t lo, uint64_t hi,
+                       backing_extent_fn fn, void *opaque);
 
 #endif /* NBDCACHE_EXPORT_IO_H */

@@ -23,6 +23,7 @@
 #include "btree.h"
 #include "cache-internal.h"
 #include "compiler.h"
+#include "export-io.h"
 #include "ondisk.h"
 
 
@@ -88,8 +89,7 @@ extents_piece (void *opaque, const struct btree_piece *p, uint64_t lo,
     while (c->result == 0 && c->next < hi) {
       uint64_t from = c->next;
 
-      r = backing_extents (nc->backing, hi - from, from,
-                           backing_extent_cb, c);
+      r = export_io_extents (nc, from, hi, backing_extent_cb, c);
       if (r < 0 && c->result == 0)
         c->result = r;
       if (c->result == 0 && c->next == from)
