@@ -13,7 +13,7 @@
  * THREADS AND LOCKS: single-threaded.
  * FAILURE: cmocka assertions; main returns 0 or 1.
  * NOT HERE: the TLS and access-control keys (test-config-tls.c), the
- * background-work keys (test-config-bg.c), the example config and the man
+ * background-work keys (test-config-background.c), the example config and the man
  * page (conf/test-example-config).
  */
 #include <config.h>
