@@ -21,7 +21,7 @@
  * file's directory; nothing is written anywhere else.
  * THREADS AND LOCKS: single-threaded.
  * FAILURE: cmocka assertions naming the missing key; main returns 0 or 1.
- * NOT HERE: the parser's own error handling (common/config/test-config.c).
+ * NOT HERE: the parser's own error handling (common/config/test-config*.c).
  */
 #include <config.h>
 

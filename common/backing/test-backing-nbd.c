@@ -75,7 +75,7 @@ struct remote {
 
 static char tmpdir[512];
 static struct remote remote;
-static unsigned seed;
+static struct test_rng rng;      /* seeded from the printed seed */
 
 static int
 remove_entry (const char *path, const struct stat *st, int type,
@@ -224,7 +224,7 @@ fill_random (void *buf, size_t len)
   size_t i;
 
   for (i = 0; i < len; i++)
-    p[i] = (unsigned char) (rand_r (&seed) | 1);   /* never zero */
+    p[i] = (unsigned char) (test_rng_next (&rng) | 1);   /* never zero */
 }
 
 static bool
@@ -1030,7 +1030,7 @@ main (void)
     fprintf (stderr, "test-backing-nbd: SKIP: nbdkit or openssl missing\n");
     return 77;
   }
-  seed = (unsigned) test_seed_from_env ("test-backing-nbd");
+  test_rng_seed (&rng, test_seed_from_env ("test-backing-nbd"));
   signal (SIGPIPE, SIG_IGN);
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
 }

@@ -48,7 +48,7 @@
 
 static const char *image_uri;   /* rbd:POOL/IMAGE, written freely */
 static const char *sparse_uri;  /* rbd:POOL/IMAGE, only the extents test */
-static unsigned seed;
+static uint64_t seed;
 static char last_error[1024];
 
 static void
@@ -60,12 +60,12 @@ capture (enum log_level level, const char *msg)
 }
 
 static void
-fill (unsigned char *buf, size_t n, unsigned *s)
+fill (unsigned char *buf, size_t n, struct test_rng *rng)
 {
   size_t i;
 
   for (i = 0; i < n; i++)
-    buf[i] = (unsigned char) (rand_r (s) >> 7);
+    buf[i] = (unsigned char) test_rng_next (rng);
 }
 
 static bool
@@ -113,9 +113,10 @@ test_rbd_read_write (void **state)
   struct backing *b = open_rw (image_uri), *b2;
   size_t n = 300 * KIB + 17;
   unsigned char *w = malloc (n), *r = malloc (n);
-  unsigned s = seed;
+  struct test_rng s;
 
   (void) state;
+  test_rng_seed (&s, seed);
   assert_non_null (w);
   assert_non_null (r);
   fill (w, n, &s);
@@ -152,10 +153,11 @@ test_rbd_zero_trim (void **state)
   struct backing *b = open_rw (image_uri);
   size_t n = 8 * MIB;
   unsigned char *w = malloc (n), *r = malloc (n);
-  unsigned s = seed + 1;
+  struct test_rng s;
   size_t i;
 
   (void) state;
+  test_rng_seed (&s, test_mix64 (seed ^ 1));
   assert_non_null (w);
   assert_non_null (r);
   for (i = 0; i < sizeof zero_flags / sizeof zero_flags[0]; i++) {
@@ -294,7 +296,7 @@ test_rbd_extents (void **state)
 
 struct worker {
   struct backing *b;
-  unsigned seed;
+  struct test_rng rng;
   unsigned index;
   int failures;
 };
@@ -308,11 +310,11 @@ work (void *arg)
   unsigned i;
 
   for (i = 0; i < ROUNDS; i++) {
-    uint64_t off = base + (uint64_t) (rand_r (&w->seed) %
-                                      (STRIPE_BYTES / 4096 - 4)) * 4096;
-    size_t n = 4096 * (1 + rand_r (&w->seed) % 4);
+    uint64_t off = base + test_rng_below (&w->rng,
+                                          STRIPE_BYTES / 4096 - 4) * 4096;
+    size_t n = 4096 * (size_t) test_rng_range (&w->rng, 1, 4);
 
-    fill (data, n, &w->seed);
+    fill (data, n, &w->rng);
     if (backing_pwrite (w->b, data, n, off, i % 8 == 0 ? BACKING_FUA : 0)
         < 0 || backing_pread (w->b, back, n, off) < 0 ||
         memcmp (data, back, n) != 0)
@@ -333,7 +335,8 @@ test_rbd_concurrency (void **state)
 
   (void) state;
   for (i = 0; i < THREADS; i++) {
-    w[i] = (struct worker) { b, seed + 100 + i, i, 0 };
+    w[i] = (struct worker) { .b = b, .index = i };
+    test_rng_seed (&w[i].rng, test_mix64 (seed ^ (100 + i)));
     assert_int_equal (pthread_create (&t[i], NULL, work, &w[i]), 0);
   }
   for (i = 0; i < THREADS; i++) {
@@ -428,7 +431,7 @@ main (void)
              "(needs CEPH_CONF, NBDCACHE_TEST_RBD_IMAGE and _SPARSE)\n");
     return 77;
   }
-  seed = (unsigned) test_seed_from_env ("test-backing-rbd");
+  seed = test_seed_from_env ("test-backing-rbd");
   log_set_sink (capture);
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
 }

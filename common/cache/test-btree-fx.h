@@ -10,6 +10,23 @@
  * the fake journal keeps its entries (keys, root, last_seq) so a test can
  * replay them like journal.c would.
  * Threads: the fakes are called under the btree's lock.
+ * Why not one fake with test-btree-walk-fx.h: the two sets fake the same
+ * calls (bucket.h, journal.h) for different questions.  This one asks
+ * "does the index keep its keys, nodes and journal right": a geometry
+ * per context (ctx_init's max_keys and cache size), a growable list of
+ * freed node buckets, allocation failure on demand (fail_alloc), a
+ * journal that marks itself needed, counts adds and can drop its entries
+ * after a crash point (fj_free_entries_after); the GC calls are only
+ * counted (gc_begins/notes/ends).  The walk fake asks "does a GC pass
+ * count exactly": fixed geometry (NBUCKETS), dirty counts and a second
+ * set of GC counts checked against bucket.h's contract (cursor order,
+ * double notes, the counts at a complete end), pass counters bumped
+ * atomically for its threaded tests.  The helpers on top differ in
+ * signature (ctx_init, dkey), and both programs' fixtures define seed,
+ * rng_below and struct ctx, so neither can be linked with the other.
+ * One fake module would be one bucket_set with the union of the fields
+ * and the stricter GC checks always on; not merged yet because the index
+ * tests have never run under those checks (a follow-up of issue 9 item 7).
  * Not here: the tests (test-btree-index.c, test-btree-persist.c).
  */
 #ifndef NBDCACHE_TEST_BTREE_FX_H

@@ -28,6 +28,16 @@
  * (double count), a cursor that goes back, a pass that begins inside
  * another, and any GC count that differs from the live count at a
  * complete end.
+ * WHY NOT ONE FAKE WITH test-btree-fx.h: both fake the same calls of
+ * bucket.h and journal.h, for different questions.  This one checks the
+ * GC contract exactly (dirty counts, a second set of GC counts, a note at
+ * or before the cursor, a cursor going back, a mismatch at a complete
+ * end, pass counters bumped atomically for the threaded tests) on a fixed
+ * geometry (NBUCKETS); test-btree-fx.h checks the index itself (a
+ * geometry per context, allocation failure, a journal that can drop its
+ * entries after a crash point) and only counts GC calls.  The helpers
+ * (ctx_init, dkey) differ in signature and both fixtures define seed,
+ * rng_below and struct ctx.  See test-btree-fx.h for what a merge takes.
  * SEED: randomised tests take NBDCACHE_SEED (printed always).
  */
 #ifndef NBDCACHE_TEST_BTREE_WALK_FX_H

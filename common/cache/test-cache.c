@@ -1032,7 +1032,7 @@ struct worker {
   pthread_t thread;
   struct ncache *nc;
   unsigned id;
-  unsigned seed;
+  struct test_rng rng;          /* this thread's stream of the seed */
   unsigned failures;            /* checked by the main thread */
   uint64_t bytes_written;
   unsigned writes;
@@ -1049,7 +1049,6 @@ worker_run (void *arg)
   unsigned char *model = calloc (1, SLICE_BYTES);
   unsigned char *buf = malloc (SLICE_BYTES);
   uint64_t base = (uint64_t) w->id * SLICE_BYTES;
-  unsigned seed = w->seed;
   unsigned i;
 
   if (model == NULL || buf == NULL) {
@@ -1057,10 +1056,10 @@ worker_run (void *arg)
     goto out;
   }
   for (i = 0; i < ROUNDS; i++) {
-    size_t off = (size_t) rand_r (&seed) % SLICE_BYTES;
-    size_t len = 1 + (size_t) rand_r (&seed) % (SLICE_BYTES - off);
-    uint32_t flags = rand_r (&seed) % 4 == 0 ? NCACHE_FUA : 0;
-    uint64_t other = (uint64_t) (rand_r (&seed) % NR_THREADS) * SLICE_BYTES;
+    size_t off = (size_t) test_rng_below (&w->rng, SLICE_BYTES);
+    size_t len = 1 + (size_t) test_rng_below (&w->rng, SLICE_BYTES - off);
+    uint32_t flags = test_rng_chance (&w->rng, 25) ? NCACHE_FUA : 0;
+    uint64_t other = test_rng_below (&w->rng, NR_THREADS) * SLICE_BYTES;
 
     if (len > 16384)
       len = 1 + len % 16384;
@@ -1091,7 +1090,7 @@ test_cache_concurrent_io (void **state)
   struct ncache_stats st;
   struct backing *b;
   struct ncache *nc;
-  unsigned seed = (unsigned) test_seed_from_env ("test_cache_concurrent_io");
+  uint64_t seed = test_seed_from_env ("test-cache");
   uint64_t total_bytes = 0;
   unsigned total_writes = 0;
   unsigned i;
@@ -1102,14 +1101,14 @@ test_cache_concurrent_io (void **state)
     memset (&workers[i], 0, sizeof workers[i]);
     workers[i].nc = nc;
     workers[i].id = i;
-    workers[i].seed = seed + i * 7919;
+    test_rng_seed (&workers[i].rng, test_mix64 (seed ^ i));
     assert_int_equal (pthread_create (&workers[i].thread, NULL, worker_run,
                                       &workers[i]), 0);
   }
   for (i = 0; i < NR_THREADS; i++) {
     assert_int_equal (pthread_join (workers[i].thread, NULL), 0);
     if (workers[i].failures)
-      fprintf (stderr, "thread %u: %u failures (seed %u)\n", i,
+      fprintf (stderr, "thread %u: %u failures (seed %" PRIu64 ")\n", i,
                workers[i].failures, seed);
     assert_int_equal (workers[i].failures, 0);
     total_bytes += workers[i].bytes_written;

@@ -54,7 +54,7 @@
 #define CONFIG_MAX_JOURNAL_DELAY_MS      10000u
 
 /* [export NAME] background-work defaults (the engine's too:
- * ncache_export_tuning_default; test-config-bg checks they agree).
+ * ncache_export_tuning_default; test-config-background checks they agree).
  */
 #define CONFIG_DEFAULT_WRITEBACK_PERCENT 10u
 #define CONFIG_MAX_WRITEBACK_PERCENT     100u

@@ -3,8 +3,8 @@
  *
  * WHAT: see config-test.h: the private directory and its fixtures,
  * log capture, and the good-file / bad-file loaders.
- * WHY: one harness for test-config and test-config-tls; compiled into
- * both test programs, never into libconfig.
+ * WHY: one harness for every test-config* program; compiled into each
+ * of them, never into libconfig.
  * INVARIANTS: the fixtures are created in list order and removed in
  * reverse; log messages are captured with log_set_sink, so nothing reaches
  * stderr unless a test fails.

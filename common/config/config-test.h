@@ -5,9 +5,9 @@
  * empty disk.img, TLS "certificates" that are empty files, a directory),
  * log capture, and loaders that assert a good file loads silently or a bad
  * file fails with exactly the expected "file:line: message" lines.
- * WHY: test-config (the file reader and general keys) and test-config-tls
- * (TLS and access-control keys) check the same way; one harness keeps the
- * two programs' notion of "the exact message" identical.
+ * WHY: every test-config* program (good files, invalid files, backing,
+ * TLS and access-control keys, background-work keys, ...) checks the same
+ * way; one harness keeps their notion of "the exact message" identical.
  * INVARIANTS: include after <setjmp.h>, <stdarg.h>, <stddef.h> and
  * <cmocka.h>; group_setup and group_teardown are the cmocka group fixtures
  * and everything else may only be used between them.  Files are written

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* test-config-bg.c — unit tests for the background-work config keys.
+/* test-config-background.c — unit tests for the background-work config keys.
  *
  * WHAT: [server] control_socket, [cache] discard, [export]
  * writeback_percent, sequential_cutoff and flush_on_stop: each parses,
@@ -7,7 +7,7 @@
  * the rule that the export keys need a cache, and that they reach the
  * engine's structs (config_cache_device_config, config_export_tuning).
  * WHY: test-config.c is already at its size limit; these keys belong to
- * one feature (issue 4) and are tested together.
+ * one feature (the background work) and are tested together.
  * INVARIANTS: files live in the harness's private directory
  * (config-test.h), removed at the end; nothing reaches stderr unless a
  * test fails.

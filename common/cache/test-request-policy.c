@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* test-request-bg.c — the request paths' side of the background work.
+/* test-request-policy.c — the request paths' own decisions around the
+ * background work.
  *
  * WHAT: through the public API (cache.h) on a simulated cache device and
  * a surviving memory store (test-helpers), checks what request.c and
@@ -201,7 +202,7 @@ test_cutoff_random_and_off (void **state)
 {
   struct ctx *c = *state;
   struct test_rng rng;
-  uint64_t seed = test_seed_from_env ("test-request-bg");
+  uint64_t seed = test_seed_from_env ("test-request-policy");
   unsigned i;
 
   test_rng_seed (&rng, seed);
