@@ -14,6 +14,10 @@
 #    equal the `nbdcache stats --json` document taken around them:
 #    reads, writes, bytes, hits, misses, size, every integer field of every
 #    export and cache present as a metric; export and cache labels.
+# 1b. The request counters' invariants (nbdcache(8), stats: hits + misses
+#    = reads, ...) on `nbdcache stats --json` after a mixed workload
+#    through NBD on one export per mode (writeback, writethrough,
+#    writearound, none).
 # 2. A second nbdcached with metrics_listen = an absolute Unix socket path:
 #    GET /metrics 200, HEAD without a body, 404 for another path, 405 for
 #    POST, 400 for garbage, 431 for a request over the size limit, and
@@ -241,6 +245,91 @@ EOF
         fail "--prometheus / GET /metrics do not match the JSON"
         sed 's/^/  /' "$tmp/cmp" >&2
     fi
+fi
+
+# ---- 1b. the request counters' invariants (nbdcache(8), stats) ----
+# Three cached exports, one per mode, and one uncached: a 6 MiB stream
+# written (past the 4 MiB sequential cutoff: write bypasses in writeback
+# and writethrough), then the whole 8 MiB read back twice, in 1 MiB and
+# in 64 KiB requests (full hits, partial hits across cached and bypassed
+# pieces, misses, streams past the cutoff), then every relation checked exactly
+# on `nbdcache stats --json` (nothing is in flight when it is taken).
+rm -f "$tmp/cache.img"
+cat >"$tmp/inv.conf" <<EOF
+[server]
+log = stderr
+workers = 2
+control_socket = $tmp/ctl
+
+[cache ssd]
+path = $tmp/cache.img
+size = 32M
+create = yes
+bucket_size = 64K
+direct = no
+EOF
+for e in writeback writethrough writearound none; do
+    if [ $e = none ]; then c=""; else c="cache = ssd"; fi
+    cat >>"$tmp/inv.conf" <<EOF
+
+[export $e]
+backing = $tmp/inv-$e.img
+size = 8M
+$c
+mode = $e
+EOF
+done
+head -c 6291456 /dev/urandom >"$tmp/data6"
+cat >"$tmp/run-inv.sh" <<EOF
+set -e
+for e in writeback writethrough writearound none; do
+    nbdcopy '$tmp/data6' "nbd+unix:///\$e?socket=$tmp/nbd.sock"
+    for rs in 1048576 65536; do
+        nbdcopy --request-size=\$rs \
+            "nbd+unix:///\$e?socket=$tmp/nbd.sock" '$tmp/back-inv'
+        cmp -s -n 6291456 '$tmp/data6' '$tmp/back-inv'
+    done
+done
+'$NBDCACHE' stats --socket '$tmp/ctl' --json >'$tmp/inv.json'
+EOF
+if "$NBDCACHED" -f -c "$tmp/inv.conf" -U "$tmp/nbd.sock" \
+    --run "sh $tmp/run-inv.sh" >"$tmp/server-inv.log" 2>&1; then
+    if "$PYTHON" - "$tmp/inv.json" >"$tmp/inv.out" 2>&1 <<'EOF'; then
+import json, sys
+doc = json.load(open(sys.argv[1]))
+seen = set()
+for e in doc["exports"]:
+    keys = ("reads", "writes", "zeroes", "hits", "misses", "promotions",
+            "bypasses", "write_bypasses", "sequential_bypasses", "errors")
+    print(e["name"] + ": " + " ".join("%s %d" % (k, e[k]) for k in keys))
+    seen.add(e["name"])
+    assert e["errors"] == 0, e
+    assert e["reads"] > 0 and e["writes"] > 0, e
+    if e["mode"] == "none":
+        for k in ("hits", "misses", "promotions", "bypasses",
+                  "write_bypasses", "sequential_bypasses"):
+            assert e[k] == 0, (e["name"], k, e[k])
+        continue
+    assert e["hits"] + e["misses"] == e["reads"], (e["name"], "hits + misses")
+    assert e["write_bypasses"] <= e["bypasses"], e["name"]
+    assert e["promotions"] + e["bypasses"] - e["write_bypasses"] \
+        <= e["misses"], (e["name"], "promotions + read bypasses")
+    assert e["write_bypasses"] <= e["writes"] + e["zeroes"], e["name"]
+    if e["mode"] == "writearound":
+        assert e["write_bypasses"] == 0, e["name"]
+    assert e["sequential_bypasses"] <= e["bypasses"], e["name"]
+    assert e["hits"] > 0 and e["misses"] > 0, (e["name"], "no mix")
+assert seen == {"writeback", "writethrough", "writearound", "none"}, seen
+EOF
+        ok "stats invariants in every mode:"
+        sed 's/^/  /' "$tmp/inv.out"
+    else
+        fail "stats invariants do not hold"
+        sed 's/^/  /' "$tmp/inv.out" >&2
+    fi
+else
+    fail "server for the stats invariants failed"
+    tail -n 40 "$tmp/server-inv.log" | sed 's/^/  server: /' >&2
 fi
 
 # ---- 2. metrics_listen on a Unix socket: the HTTP responder's limits ----

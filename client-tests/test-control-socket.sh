@@ -109,7 +109,8 @@ EXPORT_FIELDS = """reads writes flushes trims zeroes caches extents bytes_read
  bytes_written errors hits misses bypasses promotions dirty_bytes
  dirty_zero_bytes sequential_bypasses writeback_bytes writeback_batches
  writeback_errors writeback_rate writeback_target_bytes throttled_writes
- backing_trims_queued backing_trim_batches backing_trim_extents""".split()
+ backing_trims_queued backing_trim_batches backing_trim_extents
+ write_bypasses""".split()
 DEVICE_FIELDS = """size_bytes bucket_bytes buckets free_buckets data_buckets
  btree_buckets dirty_buckets discard_pending_buckets live_bytes dirty_bytes
  evictions gc_runs gc_freed_buckets gc_stale_keys gc_fixed_buckets

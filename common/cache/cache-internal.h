@@ -192,7 +192,7 @@ struct ncache {
   uint64_t bytes_read, bytes_written;
   uint64_t nr_errors;
   uint64_t nr_hits, nr_misses, nr_bypasses, nr_promotions;
-  uint64_t nr_seq_bypasses;
+  uint64_t nr_seq_bypasses, nr_write_bypasses;
 };
 
 #define STAT_ADD(nc, field, n) \

@@ -344,6 +344,8 @@ ncache_pread (struct ncache *nc, void *buf, size_t count, uint64_t offset,
     if (r < 0)
       return failed (nc, r);
   }
+  else if (nc->dev)
+    STAT_ADD (nc, nr_hits, 1);  /* a read of nothing misses nothing */
   STAT_ADD (nc, nr_reads, 1);
   STAT_ADD (nc, bytes_read, count);
   return 0;
@@ -601,6 +603,7 @@ ncache_get_stats (struct ncache *nc, struct ncache_stats *stats)
   stats->bypasses = STAT_LOAD (nc, nr_bypasses);
   stats->promotions = STAT_LOAD (nc, nr_promotions);
   stats->sequential_bypasses = STAT_LOAD (nc, nr_seq_bypasses);
+  stats->write_bypasses = STAT_LOAD (nc, nr_write_bypasses);
   if (nc->dev) {
     struct writeback_stats ws;
     struct trimq_stats ts;

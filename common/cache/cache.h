@@ -210,16 +210,49 @@ typedef int (*ncache_progress_fn) (void *opaque, uint64_t remaining_bytes,
  */
 int ncache_drain (struct ncache *nc, ncache_progress_fn fn, void *opaque);
 
-/* ---- statistics ---- */
+/* ---- statistics ----
+ *
+ * STATISTICS — every counter counts REQUESTS (not blocks or bytes; the
+ * bytes are bytes_read / bytes_written), and only requests that
+ * succeeded: a failed one is counted in errors and nowhere else.  The
+ * operation counters (reads … extents) count each request once.  With a
+ * cache device (all zero in mode none) each successful READ is exactly
+ * one of:
+ *   hits      every byte came from the cache device (also a read of
+ *             nothing, and a read that waited for another's miss of the
+ *             same blocks (single-flight) and then found them cached);
+ *   misses    at least one byte came from the backing store — a partial
+ *             hit is a miss.
+ * A miss is at most one of:
+ *   bypasses (its read part) — a missed piece was kept out of the cache
+ *             on purpose: the sequential cutoff, the cache ~95% pinned by
+ *             dirty data and nodes, no clean space;
+ *   promotions — not a bypass, and at least one missed block was
+ *             inserted into the cache (a miss that lost a race with a
+ *             writer is neither).
+ * A WRITE or WRITE_ZEROES is a write bypass when its mode would have put
+ * it into the cache (writeback, writethrough) but it went to the backing
+ * store only: the sequential cutoff (WRITE only) or no room.  Writearound
+ * never caches a write, so it has no write bypasses.  bypasses counts
+ * read and write bypasses; sequential_bypasses those of them the cutoff
+ * caused.  CACHE (prefetch) requests are counted in caches only.
+ * INVARIANTS, exact whenever no request is in flight (a snapshot during
+ * I/O may be off by the requests in flight; test-stats.c checks them):
+ *   hits + misses == reads                          (with a cache device)
+ *   promotions + (bypasses - write_bypasses) <= misses
+ *   write_bypasses <= writes + zeroes;  0 in writearound
+ *   sequential_bypasses <= bypasses
+ *   hits == misses == promotions == bypasses == 0   (mode none)
+ */
 struct ncache_stats {
   uint64_t reads, writes, flushes, trims, zeroes, caches, extents;
   uint64_t bytes_read, bytes_written;
   uint64_t errors;
-  /* Cache device counters; zero in mode none. */
+  /* Cache device counters (above); zero in mode none. */
   uint64_t hits, misses, promotions, bypasses;
   uint64_t dirty_bytes;         /* this export's dirty data now */
   uint64_t dirty_zero_bytes;    /* this export's dirty zero extents now */
-  uint64_t sequential_bypasses; /* requests the sequential cutoff sent by */
+  uint64_t sequential_bypasses; /* bypasses the sequential cutoff caused */
   uint64_t writeback_bytes;     /* written back (data and zero extents) */
   uint64_t writeback_batches;
   uint64_t writeback_errors;    /* failed backing writes/flushes (retried) */
@@ -228,6 +261,7 @@ struct ncache_stats {
   uint64_t throttled_writes;    /* writes that waited at the dirty limit */
   uint64_t backing_trims_queued, backing_trim_batches,
     backing_trim_extents;       /* backing trims: queued, batches, issued */
+  uint64_t write_bypasses;      /* the writes among bypasses */
 };
 void ncache_get_stats (struct ncache *nc, struct ncache_stats *stats);
 
@@ -247,7 +281,7 @@ void ncache_get_stats (struct ncache *nc, struct ncache_stats *stats);
   X (writeback_batches, 1) X (writeback_errors, 1) X (writeback_rate, 0) \
   X (writeback_target_bytes, 0) X (throttled_writes, 1)                 \
   X (backing_trims_queued, 0) X (backing_trim_batches, 1)               \
-  X (backing_trim_extents, 0)
+  X (backing_trim_extents, 0) X (write_bypasses, 0)
 
 /* Log the export's counters on one info line ("export 'NAME': reads N
  * writes N ..."), the fields NCACHE_STATS_FIELDS marks.  Front ends call

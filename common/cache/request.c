@@ -301,13 +301,24 @@ may_promote (struct ncache *nc)
 /* read_miss waited for an overlapping miss instead of reading. */
 #define MISS_LOOK_AGAIN 1
 
+/* What one client READ met, for its statistics (cache.h, "STATISTICS"):
+ * counted once per request, after it succeeded.  NULL for reads that are
+ * not counted (CACHE, read-modify-write).
+ */
+struct read_tally {
+  bool missed;                  /* some piece came from the backing store */
+  bool promoted;                /* a missed block went into the cache */
+  bool bypassed;                /* a missed piece was not promoted on
+                                   purpose: cutoff, cache full, no room */
+};
+
 /* A miss over blocks [ps, pe): serve bytes [lo, hi) into dst, promoting
  * the blocks into the cache on the way when possible.  0, -errno, or
  * MISS_LOOK_AGAIN (nothing served: look the range up again).
  */
 static int
 read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
-           uint64_t lo, uint64_t hi, bool promote)
+           uint64_t lo, uint64_t hi, bool promote, struct read_tally *t)
 {
   struct ncache_device *dev = nc->dev;
   struct missflight_entry flight;
@@ -315,7 +326,8 @@ read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
   int r = 0;
 
   if (!promote || !may_promote (nc)) {
-    STAT_ADD (nc, nr_bypasses, 1);
+    if (t)
+      t->bypassed = true;
     return export_io_read (nc, dst, lo, hi);
   }
   /* Single-flight (missflight.h): a miss overlapping one in flight waits
@@ -355,7 +367,8 @@ read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
       blo = MAX (lo, cs * BLK);
       bhi = MIN (hi, ce * BLK);
       r = export_io_read (nc, dst + (blo - lo), blo, bhi);
-      STAT_ADD (nc, nr_bypasses, 1);
+      if (t)
+        t->bypassed = true;
       ps = ce;
       continue;
     }
@@ -394,8 +407,8 @@ read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
           request_backsync_end (nc, inserted ? seq
                                 : journal_open_seq (dev->journal));
         ph = 0;
-        if (inserted)
-          STAT_ADD (nc, nr_promotions, 1);
+        if (inserted && t)
+          t->promoted = true;
       }
     }
     if (ph != 0)
@@ -434,7 +447,8 @@ struct read_walk {
   struct ncache *nc;
   uint8_t *buf;                 /* byte `offset` of the export */
   uint64_t offset;
-  bool promote, count_stats;
+  bool promote;
+  struct read_tally *t;         /* NULL: not counted */
 };
 
 static int
@@ -449,15 +463,14 @@ read_piece (void *opaque, const struct btree_piece *p, uint64_t lo,
     r = read_hit (w->nc, p, dst, lo, hi);
     if (r == -ESTALE)
       return PIECE_WALK_AGAIN;  /* replaced under us: look again */
-    if (w->count_stats)
-      STAT_ADD (w->nc, nr_hits, 1);
   }
   else {
-    r = read_miss (w->nc, p->start, p->end, dst, lo, hi, w->promote);
+    r = read_miss (w->nc, p->start, p->end, dst, lo, hi, w->promote, w->t);
     if (r == MISS_LOOK_AGAIN)
-      return PIECE_WALK_AGAIN;  /* waited for another's miss */
-    if (w->count_stats)
-      STAT_ADD (w->nc, nr_misses, 1);
+      return PIECE_WALK_AGAIN;  /* waited for another's miss: a later */
+                                /* look decides hit or miss */
+    if (w->t)
+      w->t->missed = true;
   }
   return r;
 }
@@ -475,33 +488,57 @@ read_batch_done (void *opaque)
  */
 static int
 read_range (struct ncache *nc, uint8_t *buf, uint64_t count, uint64_t offset,
-            bool promote, bool count_stats)
+            bool promote, struct read_tally *t)
 {
   struct read_walk w = {
     .nc = nc, .buf = buf, .offset = offset,
-    .promote = promote, .count_stats = count_stats,
+    .promote = promote, .t = t,
   };
 
   return piece_walk (nc, offset, count, read_piece, read_batch_done, &w);
 }
 
-/* A request of a stream past the sequential cutoff bypasses the cache. */
+/* A request of a stream past the sequential cutoff bypasses the cache
+ * (not counted here: the caller counts what the cutoff changed).
+ */
 static bool
 sequential_bypass (struct ncache *nc, uint64_t offset, uint64_t count)
 {
-  if (nc->seq == NULL || !seqcut_check (nc->seq, offset, count))
-    return false;
-  STAT_ADD (nc, nr_seq_bypasses, 1);
-  return true;
+  return nc->seq != NULL && seqcut_check (nc->seq, offset, count);
+}
+
+/* Count one successful read request: exactly one of hit or miss; a miss
+ * is a bypass, a promotion or neither (cache.h, "STATISTICS").
+ */
+static void
+count_read (struct ncache *nc, const struct read_tally *t, bool seq)
+{
+  if (!t->missed) {
+    STAT_ADD (nc, nr_hits, 1);
+    return;
+  }
+  STAT_ADD (nc, nr_misses, 1);
+  if (t->bypassed) {
+    STAT_ADD (nc, nr_bypasses, 1);
+    if (seq)
+      STAT_ADD (nc, nr_seq_bypasses, 1);
+  }
+  else if (t->promoted)
+    STAT_ADD (nc, nr_promotions, 1);
 }
 
 int
 request_pread (struct ncache *nc, void *buf, size_t count, uint64_t offset)
 {
-  bool promote = !sequential_bypass (nc, offset, count);
+  bool seq = sequential_bypass (nc, offset, count);
+  struct read_tally t = { .missed = false };
+  int r;
 
   writeback_note_io (nc->wb);
-  return read_range (nc, buf, count, offset, promote, true);
+  r = read_range (nc, buf, count, offset, !seq, &t);
+  if (r == 0)
+    count_read (nc, &t, seq);
+  return r;
 }
 
 int
@@ -519,7 +556,7 @@ request_cache (struct ncache *nc, uint64_t count, uint64_t offset)
   while (count > 0 && r == 0) {
     uint64_t n = MIN (count, chunk);
 
-    r = read_range (nc, buf, n, offset, true, false);
+    r = read_range (nc, buf, n, offset, true, NULL);
     offset += n;
     count -= n;
   }
@@ -570,7 +607,7 @@ patch_block (struct ncache *nc, uint64_t blk, const uint8_t *src, uint64_t lo,
 
   if (b == NULL)
     return -ENOMEM;
-  r = read_range (nc, b, BLK, blk * BLK, false, false);
+  r = read_range (nc, b, BLK, blk * BLK, false, NULL);
   if (r < 0) {
     free (b);
     return r;
@@ -707,8 +744,6 @@ cache_insert (struct ncache *nc, const struct block_write *w, bool dirty,
   r = block_write_cache (nc, w, dirty, &kl);
   if (r < 0) {
     key_list_release (nc, &kl);
-    if (r == -ENOSPC)
-      STAT_ADD (nc, nr_bypasses, 1);
     return r;
   }
   return insert_keys (nc, &kl, fua, !dirty);
@@ -724,7 +759,7 @@ cache_insert (struct ncache *nc, const struct block_write *w, bool dirty,
  */
 static int
 write_blocks (struct ncache *nc, const struct block_write *w,
-              enum write_path path, bool fua)
+              enum write_path path, bool fua, bool *nospc)
 {
   bool dirty = false;
   int r;
@@ -733,6 +768,7 @@ write_blocks (struct ncache *nc, const struct block_write *w,
     r = cache_insert (nc, w, true, fua);
     if (r != -ENOSPC)
       return r;
+    *nospc = true;
   }
   /* ORDERING rule 1, then the backing store. */
   r = forget_before_backing (nc, w->b0, w->b1, &dirty);
@@ -744,6 +780,7 @@ write_blocks (struct ncache *nc, const struct block_write *w,
     r = cache_insert (nc, w, false, fua);
     if (r != -ENOSPC)
       return r;
+    *nospc = true;
   }
   r = forget_after_backing (nc, w->b0, w->b1, dirty);
   if (r == 0 && fua)
@@ -758,7 +795,8 @@ write_blocks (struct ncache *nc, const struct block_write *w,
  * locks to make progress).
  */
 static enum write_path
-write_path (struct ncache *nc, bool seqcut, uint64_t offset, uint64_t count)
+write_path (struct ncache *nc, bool seqcut, uint64_t offset, uint64_t count,
+            bool *seq)
 {
   enum write_path path;
 
@@ -776,8 +814,15 @@ write_path (struct ncache *nc, bool seqcut, uint64_t offset, uint64_t count)
     path = PATH_WRITEAROUND;
     break;
   }
-  if (seqcut && sequential_bypass (nc, offset, count))
+  /* The stream is tracked in every mode; *seq only when the cutoff
+   * changed the path.
+   */
+  *seq = false;
+  if (seqcut && sequential_bypass (nc, offset, count) &&
+      path != PATH_WRITEAROUND) {
     path = PATH_WRITEAROUND;
+    *seq = true;
+  }
   if (path == PATH_WRITEBACK)
     writeback_throttle (nc->wb);
   return path;
@@ -788,17 +833,31 @@ write_path (struct ncache *nc, bool seqcut, uint64_t offset, uint64_t count)
  */
 static int
 write_bytes (struct ncache *nc, const uint8_t *src, uint64_t count,
-             uint64_t offset, enum write_path path, bool fua)
+             uint64_t offset, enum write_path path, bool fua, bool *nospc)
 {
   struct block_write w;
   int r;
 
   r = block_write_prepare (nc, src, count, offset, &w);
   if (r == 0) {
-    r = write_blocks (nc, &w, path, fua);
+    r = write_blocks (nc, &w, path, fua, nospc);
     block_write_free (&w);
   }
   return r;
+}
+
+/* Count one successful WRITE or WRITE_ZEROES that went around a cache
+ * its mode would have written: the cutoff (seq) or no room (nospc).
+ */
+static void
+count_write (struct ncache *nc, bool seq, bool nospc)
+{
+  if (!seq && !nospc)
+    return;
+  STAT_ADD (nc, nr_bypasses, 1);
+  STAT_ADD (nc, nr_write_bypasses, 1);
+  if (seq)
+    STAT_ADD (nc, nr_seq_bypasses, 1);
 }
 
 int
@@ -807,16 +866,19 @@ request_pwrite (struct ncache *nc, const void *buf, size_t count,
 {
   struct range_lock_entry rle;
   bool fua = (flags & NCACHE_FUA) != 0;
+  bool seq, nospc = false;
   enum write_path path;
   int r;
 
   if (count == 0)
     return fua ? request_flush (nc) : 0;
-  path = write_path (nc, true, offset, count);
+  path = write_path (nc, true, offset, count, &seq);
   range_lock_take (&nc->rl, &rle, offset / BLK,
                    div_round_up (offset + count, BLK));
-  r = write_bytes (nc, buf, count, offset, path, fua);
+  r = write_bytes (nc, buf, count, offset, path, fua, &nospc);
   range_lock_release (&nc->rl, &rle);
+  if (r == 0)
+    count_write (nc, seq, nospc);
   return r;
 }
 
@@ -888,6 +950,7 @@ request_zero (struct ncache *nc, uint64_t count, uint64_t offset,
     .zero_flags = flags & (NCACHE_MAY_TRIM | NCACHE_FAST_ZERO),
   };
   enum write_path path;
+  bool seq, nospc = false;
   int r = 0;
 
   if (count == 0)
@@ -903,21 +966,23 @@ request_zero (struct ncache *nc, uint64_t count, uint64_t offset,
         (mid.b1 * BLK != end && end != nc->caps.size_bytes))
       return -ENOTSUP;
   }
-  path = write_path (nc, false, offset, count);
+  path = write_path (nc, false, offset, count, &seq);
 
   range_lock_take (&nc->rl, &rle, offset / BLK, div_round_up (end, BLK));
   /* Edges first: partial blocks are written as data (zeros patched in). */
   if (mid.b0 >= mid.b1) {
-    r = write_bytes (nc, NULL, count, offset, path, fua);
+    r = write_bytes (nc, NULL, count, offset, path, fua, &nospc);
     goto out;
   }
   if (offset < mid.b0 * BLK)
-    r = write_bytes (nc, NULL, mid.b0 * BLK - offset, offset, path, false);
+    r = write_bytes (nc, NULL, mid.b0 * BLK - offset, offset, path, false,
+                     &nospc);
   if (r == 0 && mid.b1 * BLK < end)
-    r = write_bytes (nc, NULL, end - mid.b1 * BLK, mid.b1 * BLK, path, false);
+    r = write_bytes (nc, NULL, end - mid.b1 * BLK, mid.b1 * BLK, path, false,
+                     &nospc);
   /* The whole blocks. */
   if (r == 0)
-    r = write_blocks (nc, &mid, path, fua);
+    r = write_blocks (nc, &mid, path, fua, &nospc);
   /* FUA on the edges: the middle's wait covered the same journal or
    * later; the backing writes of the edges were not FUA, so flush them.
    */
@@ -925,5 +990,7 @@ request_zero (struct ncache *nc, uint64_t count, uint64_t offset,
     r = request_flush (nc);
  out:
   range_lock_release (&nc->rl, &rle);
+  if (r == 0)
+    count_write (nc, seq, nospc);
   return r;
 }

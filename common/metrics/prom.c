@@ -54,16 +54,19 @@ static const struct prom_field export_fields[] = {
   { "bytes_read", "read_bytes", COUNTER, "Bytes read by clients." },
   { "bytes_written", "written_bytes", COUNTER, "Bytes written by clients." },
   { "errors", NULL, COUNTER, "Requests that failed." },
-  { "hits", NULL, COUNTER, "Reads served from the cache device." },
-  { "misses", NULL, COUNTER, "Reads that went to the backing store." },
-  { "bypasses", NULL, COUNTER, "Requests that bypassed the cache." },
-  { "promotions", NULL, COUNTER, "Misses copied into the cache." },
+  { "hits", NULL, COUNTER, "Reads served wholly from the cache device." },
+  { "misses", NULL, COUNTER,
+    "Reads that went at least partly to the backing store." },
+  { "bypasses", NULL, COUNTER, "Read misses and writes kept out of the "
+    "cache on purpose (cutoff, no room)." },
+  { "promotions", NULL, COUNTER,
+    "Read misses (not bypasses) copied into the cache." },
   { "dirty_bytes", NULL, GAUGE,
     "Dirty data of the export not yet written back, in bytes." },
   { "dirty_zero_bytes", NULL, GAUGE,
     "Dirty zero extents not yet written back, in bytes." },
   { "sequential_bypasses", NULL, COUNTER,
-    "Requests the sequential cutoff sent around the cache." },
+    "Bypasses the sequential cutoff caused." },
   { "writeback_bytes", NULL, COUNTER, "Bytes written back to the backing "
     "store (data and zero extents)." },
   { "writeback_batches", NULL, COUNTER, "Writeback batches." },
@@ -78,6 +81,8 @@ static const struct prom_field export_fields[] = {
   { "backing_trims_queued", NULL, COUNTER, "Backing trims queued." },
   { "backing_trim_batches", NULL, COUNTER, "Backing trim batches." },
   { "backing_trim_extents", NULL, COUNTER, "Backing trim extents issued." },
+  { "write_bypasses", NULL, COUNTER, "Writes and write zeroes among the "
+    "bypasses: their mode would have cached them." },
 };
 
 static const struct prom_field backing_fields[] = {
