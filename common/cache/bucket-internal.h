@@ -35,6 +35,7 @@
 #include "bucket.h"
 #include "cdev.h"
 #include "compiler.h"
+#include "invariant.h"
 #include "log.h"
 
 static inline uint8_t
@@ -85,6 +86,7 @@ static inline void
 set_counts_locked (struct bucket_set *bs, struct bucket *b, uint32_t live,
                    uint32_t dirty)
 {
+  ASSERT_HELD (&bs->lock);
   bs->total_live_blocks = bs->total_live_blocks - b->live_blocks + live;
   bs->total_dirty_blocks = bs->total_dirty_blocks - b->dirty_blocks + dirty;
   if (b->dirty_blocks == 0 && dirty > 0)
@@ -98,6 +100,7 @@ set_counts_locked (struct bucket_set *bs, struct bucket *b, uint32_t live,
 static inline void
 clear_moving_locked (struct bucket_set *bs, struct bucket *b)
 {
+  ASSERT_HELD (&bs->lock);
   if (__atomic_load_n (&b->moving, __ATOMIC_RELAXED)) {
     __atomic_store_n (&b->moving, false, __ATOMIC_RELAXED);
     bs->nr_moving--;
@@ -110,6 +113,7 @@ clear_moving_locked (struct bucket_set *bs, struct bucket *b)
 static inline void
 unfresh_locked (struct bucket_set *bs, struct bucket *b)
 {
+  ASSERT_HELD (&bs->lock);
   if (b->fresh) {
     b->fresh = false;
     bs->nr_fresh--;
@@ -119,6 +123,7 @@ unfresh_locked (struct bucket_set *bs, struct bucket *b)
 static inline void
 bump_gen_locked (struct bucket_set *bs, struct bucket *b)
 {
+  ASSERT_HELD (&bs->lock);
   unfresh_locked (bs, b);
   __atomic_store_n (&b->gen, (uint8_t) (b->gen + 1), __ATOMIC_RELEASE);
   set_counts_locked (bs, b, 0, 0);
@@ -135,9 +140,10 @@ kick (struct bucket_set *bs, bool need_gc)
 
 /* Add sign * blocks to a per-export counter, clamped at 0. */
 static inline void
-export_add_locked (uint64_t *counters, uint16_t export_id, uint32_t blocks,
-                   int sign)
+export_add_locked (struct bucket_set *bs, uint64_t *counters,
+                   uint16_t export_id, uint32_t blocks, int sign)
 {
+  ASSERT_HELD (&bs->lock);
   uint64_t v;
 
   if (export_id == 0 || export_id > NC_MAX_EXPORTS)
@@ -151,9 +157,10 @@ export_add_locked (uint64_t *counters, uint16_t export_id, uint32_t blocks,
 }
 
 static inline void
-gc_export_add_locked (uint64_t *counters, uint16_t export_id,
-                      uint32_t blocks, int sign)
+gc_export_add_locked (struct bucket_set *bs, uint64_t *counters,
+                      uint16_t export_id, uint32_t blocks, int sign)
 {
+  ASSERT_HELD (&bs->lock);
   if (export_id == 0 || export_id > NC_MAX_EXPORTS)
     return;
   if (sign > 0)
@@ -164,8 +171,9 @@ gc_export_add_locked (uint64_t *counters, uint16_t export_id,
 
 /* Has the GC walk passed k's position (so it will not note k)? */
 static inline bool
-behind_gc_cursor_locked (const struct bucket_set *bs, const struct nc_key *k)
+behind_gc_cursor_locked (struct bucket_set *bs, const struct nc_key *k)
 {
+  ASSERT_HELD (&bs->lock);
   return bs->gc_active && bs->gc_cursor_set &&
     bkey_cmp_pos (k, bs->gc_cursor_export, bs->gc_cursor_end) <= 0;
 }
@@ -181,6 +189,7 @@ open_seq (struct bucket_set *bs)
 static inline void
 set_state_locked (struct bucket_set *bs, uint32_t i, enum bucket_state st)
 {
+  ASSERT_HELD (&bs->lock);
   struct bucket *b = &bs->b[i];
 
   unfresh_locked (bs, b);
@@ -192,6 +201,7 @@ set_state_locked (struct bucket_set *bs, uint32_t i, enum bucket_state st)
 static inline void
 push_free_locked (struct bucket_set *bs, uint32_t i)
 {
+  ASSERT_HELD (&bs->lock);
   set_state_locked (bs, i, BUCKET_FREE);
   bs->free_fifo[(bs->free_head + bs->free_len) % bs->nbuckets] = i;
   bs->free_len++;
@@ -200,6 +210,7 @@ push_free_locked (struct bucket_set *bs, uint32_t i)
 static inline int
 pop_free_locked (struct bucket_set *bs, uint32_t *out)
 {
+  ASSERT_HELD (&bs->lock);
   while (bs->free_len > 0) {
     uint32_t i = bs->free_fifo[bs->free_head];
 
@@ -219,6 +230,7 @@ pop_free_locked (struct bucket_set *bs, uint32_t *out)
 static inline void
 make_pending_locked (struct bucket_set *bs, uint32_t i, uint64_t seq)
 {
+  ASSERT_HELD (&bs->lock);
   struct bucket *b = &bs->b[i];
 
   set_state_locked (bs, i, BUCKET_PENDING);
@@ -233,6 +245,7 @@ make_pending_locked (struct bucket_set *bs, uint32_t i, uint64_t seq)
 static inline void
 settle_open_locked (struct bucket_set *bs, uint32_t i)
 {
+  ASSERT_HELD (&bs->lock);
   if (bs->b[i].live_blocks > 0)
     set_state_locked (bs, i, BUCKET_DATA);
   else
@@ -242,6 +255,7 @@ settle_open_locked (struct bucket_set *bs, uint32_t i)
 static inline void
 close_wp_locked (struct bucket_set *bs, struct bucket_write_point *w)
 {
+  ASSERT_HELD (&bs->lock);
   struct bucket *b = &bs->b[w->bucket];
 
   w->valid = false;
@@ -254,6 +268,7 @@ static inline void
 open_wp_locked (struct bucket_set *bs, struct bucket_write_point *w,
                 uint32_t i)
 {
+  ASSERT_HELD (&bs->lock);
   struct bucket *b = &bs->b[i];
 
   set_state_locked (bs, i, BUCKET_OPEN);
@@ -280,6 +295,7 @@ static inline void
 complain_locked (struct bucket_set *bs, enum complaint kind, const char *what,
                  uint32_t bucket)
 {
+  ASSERT_HELD (&bs->lock);
   if (bs->complained & kind)
     return;
   bs->complained |= kind;

@@ -335,9 +335,11 @@ journal_mark_needed (struct journal *j)
 }
 
 int
-journal_close_entry_locked (struct journal *j, const struct nc_key *root,
-                            uint16_t root_level, uint64_t oldest_pin)
+journal_close_entry_locked (struct journal *j, pthread_mutex_t *btree_lock,
+                            const struct nc_key *root, uint16_t root_level,
+                            uint64_t oldest_pin)
 {
+  ASSERT_HELD (btree_lock);
   SCOPED_LOCK (&j->lock);
   size_t n, nentries, i, base, keep = 0;
   uint64_t room;

@@ -9,6 +9,14 @@
  *                     held it: the caller forgot the lock.  (It cannot
  *                     tell this thread from another one holding it; the
  *                     common bug, calling without the lock, is caught.)
+ *   ASSERT_WRLOCKED (rw)  the same for a pthread_rwlock_t the function
+ *                     needs exclusively: pthread_rwlock_tryrdlock
+ *                     succeeding proves no writer holds it (a caller
+ *                     holding it only shared is caught too).  It fails
+ *                     with EBUSY while a writer, this thread or another,
+ *                     holds it, and may fail spuriously when a writer
+ *                     waits: it never aborts a correct caller, it can
+ *                     miss a wrong one.
  *   BUG_ONCE (cond, fmt, ...)  a "should never happen" path: when cond is
  *                     true, log an error once per call site and, in debug
  *                     and test builds, abort.  It evaluates to cond, so a
@@ -30,6 +38,7 @@
 
 #ifdef NDEBUG
 #define ASSERT_HELD(m) ((void) 0)
+#define ASSERT_WRLOCKED(rw) ((void) 0)
 #define INVARIANT_ABORT() ((void) 0)
 #else
 static inline void
@@ -44,6 +53,20 @@ assert_held_at (pthread_mutex_t *m, const char *func, const char *file,
   }
 }
 #define ASSERT_HELD(m) assert_held_at ((m), __func__, __FILE__, __LINE__)
+
+static inline void
+assert_wrlocked_at (pthread_rwlock_t *rw, const char *func, const char *file,
+                    int line)
+{
+  if (pthread_rwlock_tryrdlock (rw) == 0) {
+    pthread_rwlock_unlock (rw);
+    log_error ("BUG: %s (%s:%d) called without its write lock held", func,
+               file, line);
+    abort ();
+  }
+}
+#define ASSERT_WRLOCKED(rw) \
+  assert_wrlocked_at ((rw), __func__, __FILE__, __LINE__)
 #define INVARIANT_ABORT() abort ()
 #endif
 
