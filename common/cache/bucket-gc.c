@@ -20,7 +20,8 @@
  * btree.c / gc.c, which call in per key (lock order btree -> bucket).
  *
  * FAILURE: nothing fails; an incomplete walk (complete = false) changes
- * no counts.
+ * no counts.  A recount that finds wrong counts is a BUG: corrected in a
+ * release build, an abort in debug and test builds (invariant.h).
  *
  * NOT HERE: walking the index and moving the data (btree-walk.c, gc.c).
  */
@@ -160,15 +161,18 @@ bucket_gc_end (struct bucket_set *bs, bool complete)
   bs->gc_fixed += fixed;
   bs->gc_freed += freed;
   if (fixed > 0)
-    log_error ("cache device %s: GC recount: %" PRIu32 " buckets had wrong "
-               "block counts (first: bucket %" PRIu32 ", live %" PRIu32
+    log_error ("BUG: cache device %s: GC recount: %" PRIu32 " buckets had "
+               "wrong block counts (first: bucket %" PRIu32 ", live %" PRIu32
                " counted %" PRIu32 ", dirty %" PRIu32 " counted %" PRIu32
                "); corrected (an accounting bug)", bs->cd->path, fixed,
                first, was_live, gc_live, was_dirty, gc_dirty);
   if (exports_fixed > 0)
-    log_error ("cache device %s: GC recount: %" PRIu32 " per-export dirty "
+    log_error ("BUG: cache device %s: GC recount: %" PRIu32 " per-export dirty "
                "counters were wrong; corrected (an accounting bug)",
                bs->cd->path, exports_fixed);
+  /* Corrected in a release build; a debug or test build stops here. */
+  if (fixed > 0 || exports_fixed > 0)
+    INVARIANT_ABORT ();
   pthread_mutex_unlock (&bs->lock);
 }
 

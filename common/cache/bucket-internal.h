@@ -15,8 +15,9 @@
  * THREADS AND LOCKS: the *_locked helpers need bs->lock held; gen_load,
  * prio_load, prio_store are atomic and need no lock.
  *
- * FAILURE: pop_free_locked returns -ENOSPC (and logs) when the counts and
- * the FIFO disagree; nothing else fails.
+ * FAILURE: pop_free_locked returns -ENOSPC (and logs a BUG) when the
+ * counts and the FIFO disagree; nothing else fails.  complain_locked and
+ * that BUG abort in debug and test builds (invariant.h).
  *
  * NOT HERE: struct bucket_set itself (bucket.h, BUCKET_INTERNALS); any
  * decision (which bucket, when to write prios): the .c files.
@@ -221,9 +222,10 @@ pop_free_locked (struct bucket_set *bs, uint32_t *out)
       return 0;
     }
   }
-  log_error ("cache device %s: bucket allocator: %" PRIu32 " FREE buckets "
-             "counted but none listed (bug)", bs->cd->path,
+  log_error ("BUG: cache device %s: bucket allocator: %" PRIu32 " FREE "
+             "buckets counted but none listed", bs->cd->path,
              bs->nr_state[BUCKET_FREE]);
+  INVARIANT_ABORT ();
   return -ENOSPC;
 }
 
@@ -282,7 +284,10 @@ open_wp_locked (struct bucket_set *bs, struct bucket_write_point *w,
   w->next = 0;
 }
 
-/* Caller bugs, each kind logged once per set. */
+/* Caller bugs, each kind logged once per set; a debug or test build
+ * aborts (invariant.h), a release build carries on with the clamp or
+ * refusal that follows the complaint.
+ */
 enum complaint {
   COMPLAIN_ACCOUNT = 1u << 0,
   COMPLAIN_PUT = 1u << 1,
@@ -299,8 +304,9 @@ complain_locked (struct bucket_set *bs, enum complaint kind, const char *what,
   if (bs->complained & kind)
     return;
   bs->complained |= kind;
-  log_error ("cache device %s: bucket %" PRIu32 ": %s (a bug; not logged "
+  log_error ("BUG: cache device %s: bucket %" PRIu32 ": %s (not logged "
              "again)", bs->cd->path, bucket, what);
+  INVARIANT_ABORT ();
 }
 
 #endif /* NBDCACHE_BUCKET_INTERNAL_H */

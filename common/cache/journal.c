@@ -348,14 +348,16 @@ journal_close_entry_locked (struct journal *j, pthread_mutex_t *btree_lock,
   j->root = *root;
   j->root_level = root_level;
   /* A pin older than the live region names entries that may already be
-   * overwritten: a btree bug; last_seq is clamped (last_seq_for_locked).
+   * overwritten: a btree bug; last_seq is clamped (last_seq_for_locked)
+   * in a release build, a debug or test build aborts.
    */
   if (j->nlive > 0 && oldest_pin < j->live[j->live_head].seq &&
       !j->pin_warned) {
-    log_warning ("journal (%s): oldest pin %" PRIu64 " is older than the "
-                 "oldest live entry %" PRIu64, j->g.cd->path, oldest_pin,
-                 j->live[j->live_head].seq);
+    log_error ("BUG: journal (%s): oldest pin %" PRIu64 " is older than the "
+               "oldest live entry %" PRIu64, j->g.cd->path, oldest_pin,
+               j->live[j->live_head].seq);
     j->pin_warned = true;
+    INVARIANT_ABORT ();
   }
   j->pin = oldest_pin;
 
