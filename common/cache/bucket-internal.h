@@ -139,7 +139,9 @@ kick (struct bucket_set *bs, bool need_gc)
     bs->hooks.kick (bs->hooks.opaque, need_gc);
 }
 
-/* Add sign * blocks to a per-export counter, clamped at 0. */
+/* Add sign * blocks to a per-export counter.  Going below 0 is a BUG
+ * (a key removed that was never added): clamped at 0 after it.
+ */
 static inline void
 export_add_locked (struct bucket_set *bs, uint64_t *counters,
                    uint16_t export_id, uint32_t blocks, int sign)
@@ -152,8 +154,12 @@ export_add_locked (struct bucket_set *bs, uint64_t *counters,
   v = __atomic_load_n (&counters[export_id], __ATOMIC_RELAXED);
   if (sign > 0)
     v += blocks;
+  else if (BUG_ONCE (v < blocks, "per-export block counter of export %u "
+                     "would go below zero (%" PRIu64 " - %" PRIu32 ")",
+                     (unsigned) export_id, v, blocks))
+    v = 0;
   else
-    v = v >= blocks ? v - blocks : 0;
+    v -= blocks;
   __atomic_store_n (&counters[export_id], v, __ATOMIC_RELAXED);
 }
 
@@ -166,8 +172,11 @@ gc_export_add_locked (struct bucket_set *bs, uint64_t *counters,
     return;
   if (sign > 0)
     counters[export_id] += blocks;
+  else if (BUG_ONCE (counters[export_id] < blocks, "GC recount counter of "
+                     "export %u would go below zero", (unsigned) export_id))
+    counters[export_id] = 0;
   else
-    counters[export_id] -= MIN (counters[export_id], (uint64_t) blocks);
+    counters[export_id] -= blocks;
 }
 
 /* Has the GC walk passed k's position (so it will not note k)? */

@@ -413,9 +413,17 @@ bucket_account (struct bucket_set *bs, const struct nc_key *k, int sign)
     goto out;
   }
   if (in_gc) {
-    b->gc_live -= MIN (b->gc_live, k->size);
+    /* The key is behind the cursor, so it was counted: a BUG if not. */
     n = is_dirty ? k->size : 0;
-    b->gc_dirty -= MIN (b->gc_dirty, n);
+    if (BUG_ONCE (b->gc_live < k->size || b->gc_dirty < n, "GC recount of "
+                  "bucket %" PRIu32 " would go below zero", k->bucket)) {
+      b->gc_live -= MIN (b->gc_live, k->size);
+      b->gc_dirty -= MIN (b->gc_dirty, n);
+    }
+    else {
+      b->gc_live -= k->size;
+      b->gc_dirty -= n;
+    }
   }
   live = b->live_blocks;
   dirty = b->dirty_blocks;
@@ -434,7 +442,8 @@ bucket_account (struct bucket_set *bs, const struct nc_key *k, int sign)
     else
       dirty -= k->size;
   }
-  if (dirty > live)
+  if (BUG_ONCE (dirty > live, "bucket %" PRIu32 ": more dirty than live "
+                "blocks", k->bucket))
     dirty = live;
   set_counts_locked (bs, b, live, dirty);
   if (b->state == BUCKET_DATA && b->live_blocks == 0)
