@@ -62,6 +62,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "invariant.h"
 #include "log.h"
 #include "server.h"
 
@@ -132,6 +133,7 @@ complete (struct server *srv, struct request *r)
 static bool
 wait_work_locked (struct worker_pool *p, struct worker_slot *s)
 {
+  ASSERT_HELD (&p->lock);
   struct timespec deadline = clock_timespec_of_ms (clock_now_ms ()
                                                    + WORKER_IDLE_MS);
 
@@ -207,6 +209,7 @@ worker_main (void *arg)
 static int
 start_thread_locked (struct worker_pool *p, bool extra)
 {
+  ASSERT_HELD (&p->lock);
   struct worker_slot *s = NULL;
   unsigned i;
   int r;
@@ -246,6 +249,7 @@ start_thread_locked (struct worker_pool *p, bool extra)
 static void
 grow_locked (struct worker_pool *p)
 {
+  ASSERT_HELD (&p->lock);
   while (p->nr_queued > p->nr_idle + p->nr_starting &&
          p->avg_exec_us >= WORKER_GROW_EXEC_US &&
          p->nr_live < p->max_threads && !p->stopping) {

@@ -45,6 +45,7 @@
 
 #include "backing.h"
 #include "compiler.h"
+#include "invariant.h"
 #include "log.h"
 
 #define PAGE_BYTES      4096
@@ -91,6 +92,7 @@ lookup_page (struct backing_memory *m, uint64_t pgno)
 static unsigned char *
 get_page_locked (struct backing_memory *m, uint64_t pgno)
 {
+  ASSERT_WRLOCKED (&m->lock);
   struct page_table **tp = &m->table[pgno / PAGES_PER_TABLE];
   unsigned char **pp;
 
@@ -117,6 +119,7 @@ get_page_locked (struct backing_memory *m, uint64_t pgno)
 static void
 free_page_locked (struct backing_memory *m, uint64_t pgno)
 {
+  ASSERT_WRLOCKED (&m->lock);
   struct page_table **tp = &m->table[pgno / PAGES_PER_TABLE];
   unsigned char **pp;
 

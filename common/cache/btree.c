@@ -64,6 +64,7 @@
 #include "bucket.h"
 #include "cdev.h"
 #include "compiler.h"
+#include "invariant.h"
 #include "journal.h"
 #include "log.h"
 #include "ondisk.h"
@@ -456,6 +457,7 @@ int
 insert_keys_locked (struct btree *bt, const struct nc_key *keys, size_t n,
                     bool journal, uint64_t *seq, bool *cut)
 {
+  ASSERT_HELD (&bt->lock);
   bool c = false;
   size_t i, done = 0;
   int r = 0;
@@ -914,7 +916,7 @@ btree_journal_close_entry (void *opaque, struct journal *j)
   }
   pin = bt->dirty_head != NULL ? bt->dirty_head->pin : UINT64_MAX;
   pin = MIN (pin, bt->broken_pin);
-  r = journal_close_entry_locked (j, &root, level, pin);
+  r = journal_close_entry_locked (j, &bt->lock, &root, level, pin);
   pthread_mutex_unlock (&bt->lock);
   return r;
 }
@@ -923,6 +925,7 @@ btree_journal_close_entry (void *opaque, struct journal *j)
 int
 write_dirty_locked (struct btree *bt, uint64_t seq)
 {
+  ASSERT_HELD (&bt->lock);
   struct btree_node *n;
   size_t nr = 0;
 

@@ -69,6 +69,7 @@ enum {
 static int
 refill_from_empty_locked (struct bucket_set *bs, bool *gen_limited)
 {
+  ASSERT_HELD (&bs->lock);
   uint32_t ndata = bs->nbuckets - bs->data_first;
   uint32_t n = 0, bumped = 0, seen, i;
   int r;
@@ -167,6 +168,7 @@ heap_sift_up (struct bucket_set *bs, uint32_t *h, uint32_t i)
 static int
 evict_locked (struct bucket_set *bs, uint32_t want, bool *gen_limited)
 {
+  ASSERT_HELD (&bs->lock);
   uint32_t *h = bs->scratch;
   uint32_t k = MIN (MAX (want, bs->evict_batch),
                     MAX (bs->refill_batch, bs->evict_batch));
@@ -222,6 +224,7 @@ evict_locked (struct bucket_set *bs, uint32_t want, bool *gen_limited)
 static bool
 empty_takeable_locked (struct bucket_set *bs)
 {
+  ASSERT_HELD (&bs->lock);
   uint32_t i;
 
   if (bs->nr_state[BUCKET_EMPTY] == 0)
@@ -244,6 +247,7 @@ static int
 take_free_locked (struct bucket_set *bs, uint32_t reserve, unsigned flags,
                   uint32_t *out)
 {
+  ASSERT_HELD (&bs->lock);
   bool gen_limited = false;
   /* Without a kick hook no discard thread can be woken: waiting for one
    * would only wait out its timer, so bump EMPTY buckets here.
@@ -293,6 +297,7 @@ take_free_locked (struct bucket_set *bs, uint32_t reserve, unsigned flags,
 static int
 wait_discard_locked (struct bucket_set *bs, const struct timespec *deadline)
 {
+  ASSERT_HELD (&bs->lock);
   uint64_t gen = bs->discard_done_gen;
   int r = 0;
 
@@ -316,6 +321,7 @@ deadline_after_ms (struct timespec *ts, unsigned ms)
 static void
 stall_locked (struct bucket_set *bs)
 {
+  ASSERT_HELD (&bs->lock);
   bs->discard_stalled = true;
   bs->discard_fallbacks++;
   if (bs->complained & COMPLAIN_DISCARD_STALL)

@@ -51,6 +51,7 @@ bucket_set_discard (struct bucket_set *bs, bool on)
 static int
 bump_all_empty_locked (struct bucket_set *bs, bool *gen_limited)
 {
+  ASSERT_HELD (&bs->lock);
   uint32_t n = 0, i;
   int r;
 
@@ -95,6 +96,7 @@ bump_all_empty_locked (struct bucket_set *bs, bool *gen_limited)
 static uint32_t
 take_fresh_locked (struct bucket_set *bs, uint32_t *out, uint32_t max)
 {
+  ASSERT_HELD (&bs->lock);
   uint32_t n = 0, i, pass;
 
   for (pass = 0; pass < 2 && n == 0 && bs->nr_fresh > 0; pass++) {

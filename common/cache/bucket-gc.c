@@ -20,7 +20,8 @@
  * btree.c / gc.c, which call in per key (lock order btree -> bucket).
  *
  * FAILURE: nothing fails; an incomplete walk (complete = false) changes
- * no counts.
+ * no counts.  A recount that finds wrong counts is a BUG: corrected in a
+ * release build, an abort in debug and test builds (invariant.h).
  *
  * NOT HERE: walking the index and moving the data (btree-walk.c, gc.c).
  */
@@ -64,7 +65,8 @@ bucket_gc_note (struct bucket_set *bs, const struct nc_key *k)
     if (bkey_is_zero (k) && bkey_is_dirty (k)) {
       pthread_mutex_lock (&bs->lock);
       if (bs->gc_active)
-        gc_export_add_locked (bs->gc_export_zero, k->export_id, k->size, +1);
+        gc_export_add_locked (bs, bs->gc_export_zero, k->export_id,
+                              k->size, +1);
       pthread_mutex_unlock (&bs->lock);
     }
     return;
@@ -79,7 +81,7 @@ bucket_gc_note (struct bucket_set *bs, const struct nc_key *k)
       b->gc_live += k->size;
       if (bkey_is_dirty (k)) {
         b->gc_dirty += k->size;
-        gc_export_add_locked (bs->gc_export_dirty, k->export_id, k->size,
+        gc_export_add_locked (bs, bs->gc_export_dirty, k->export_id, k->size,
                               +1);
       }
     }
@@ -103,8 +105,10 @@ bucket_gc_cursor (struct bucket_set *bs, uint16_t export_id, uint64_t end)
 
 /* Correct one per-export counter from its recount; true if it was off. */
 static bool
-fix_export_locked (uint64_t *counters, const uint64_t *gc, unsigned x)
+fix_export_locked (struct bucket_set *bs, uint64_t *counters,
+                   const uint64_t *gc, unsigned x)
 {
+  ASSERT_HELD (&bs->lock);
   if (__atomic_load_n (&counters[x], __ATOMIC_RELAXED) == gc[x])
     return false;
   __atomic_store_n (&counters[x], gc[x], __ATOMIC_RELAXED);
@@ -148,32 +152,37 @@ bucket_gc_end (struct bucket_set *bs, bool complete)
     }
   }
   for (i = 1; i <= NC_MAX_EXPORTS; i++) {
-    exports_fixed += fix_export_locked (bs->export_dirty,
+    exports_fixed += fix_export_locked (bs, bs->export_dirty,
                                         bs->gc_export_dirty, i);
-    exports_fixed += fix_export_locked (bs->export_zero,
+    exports_fixed += fix_export_locked (bs, bs->export_zero,
                                         bs->gc_export_zero, i);
   }
   bs->gc_runs++;
   bs->gc_fixed += fixed;
   bs->gc_freed += freed;
   if (fixed > 0)
-    log_error ("cache device %s: GC recount: %" PRIu32 " buckets had wrong "
-               "block counts (first: bucket %" PRIu32 ", live %" PRIu32
+    log_error ("BUG: cache device %s: GC recount: %" PRIu32 " buckets had "
+               "wrong block counts (first: bucket %" PRIu32 ", live %" PRIu32
                " counted %" PRIu32 ", dirty %" PRIu32 " counted %" PRIu32
                "); corrected (an accounting bug)", bs->cd->path, fixed,
                first, was_live, gc_live, was_dirty, gc_dirty);
   if (exports_fixed > 0)
-    log_error ("cache device %s: GC recount: %" PRIu32 " per-export dirty "
+    log_error ("BUG: cache device %s: GC recount: %" PRIu32 " per-export dirty "
                "counters were wrong; corrected (an accounting bug)",
                bs->cd->path, exports_fixed);
+  /* Corrected in a release build; a debug or test build stops here. */
+  if (fixed > 0 || exports_fixed > 0)
+    INVARIANT_ABORT ();
   pthread_mutex_unlock (&bs->lock);
 }
 
 /* ---- moving GC ---- */
 
 static bool
-movable_locked (const struct bucket *b, uint32_t max_live)
+movable_locked (struct bucket_set *bs, const struct bucket *b,
+                uint32_t max_live)
 {
+  ASSERT_HELD (&bs->lock);
   return b->state == BUCKET_DATA && b->dirty_blocks > 0 && b->open == 0 &&
     !b->in_wp && !__atomic_load_n (&b->moving, __ATOMIC_RELAXED) &&
     b->live_blocks <= max_live;
@@ -203,7 +212,7 @@ bucket_moving_select (struct bucket_set *bs, unsigned fill_percent,
   budget = (uint64_t) (bs->nr_state[BUCKET_FREE] - BUCKET_BTREE_RESERVE) *
     bs->bucket_blocks;
   for (i = bs->data_first; i < bs->nbuckets; i++)
-    if (movable_locked (&bs->b[i], max_live))
+    if (movable_locked (bs, &bs->b[i], max_live))
       hist[bs->b[i].live_blocks]++;
   /* live_blocks > 0 for DATA, so hist[0] stays 0. */
   for (v = 1; v <= max_live && taken < max; v++) {
@@ -223,7 +232,7 @@ bucket_moving_select (struct bucket_set *bs, unsigned fill_percent,
   for (i = bs->data_first; i < bs->nbuckets && n < taken; i++) {
     struct bucket *b = &bs->b[i];
 
-    if (!movable_locked (b, max_live) || b->live_blocks > cut)
+    if (!movable_locked (bs, b, max_live) || b->live_blocks > cut)
       continue;
     if (b->live_blocks == cut) {
       if (at_cut == 0)

@@ -15,8 +15,9 @@
  * THREADS AND LOCKS: the *_locked helpers need bs->lock held; gen_load,
  * prio_load, prio_store are atomic and need no lock.
  *
- * FAILURE: pop_free_locked returns -ENOSPC (and logs) when the counts and
- * the FIFO disagree; nothing else fails.
+ * FAILURE: pop_free_locked returns -ENOSPC (and logs a BUG) when the
+ * counts and the FIFO disagree; nothing else fails.  complain_locked and
+ * that BUG abort in debug and test builds (invariant.h).
  *
  * NOT HERE: struct bucket_set itself (bucket.h, BUCKET_INTERNALS); any
  * decision (which bucket, when to write prios): the .c files.
@@ -35,6 +36,7 @@
 #include "bucket.h"
 #include "cdev.h"
 #include "compiler.h"
+#include "invariant.h"
 #include "log.h"
 
 static inline uint8_t
@@ -85,6 +87,7 @@ static inline void
 set_counts_locked (struct bucket_set *bs, struct bucket *b, uint32_t live,
                    uint32_t dirty)
 {
+  ASSERT_HELD (&bs->lock);
   bs->total_live_blocks = bs->total_live_blocks - b->live_blocks + live;
   bs->total_dirty_blocks = bs->total_dirty_blocks - b->dirty_blocks + dirty;
   if (b->dirty_blocks == 0 && dirty > 0)
@@ -98,6 +101,7 @@ set_counts_locked (struct bucket_set *bs, struct bucket *b, uint32_t live,
 static inline void
 clear_moving_locked (struct bucket_set *bs, struct bucket *b)
 {
+  ASSERT_HELD (&bs->lock);
   if (__atomic_load_n (&b->moving, __ATOMIC_RELAXED)) {
     __atomic_store_n (&b->moving, false, __ATOMIC_RELAXED);
     bs->nr_moving--;
@@ -110,6 +114,7 @@ clear_moving_locked (struct bucket_set *bs, struct bucket *b)
 static inline void
 unfresh_locked (struct bucket_set *bs, struct bucket *b)
 {
+  ASSERT_HELD (&bs->lock);
   if (b->fresh) {
     b->fresh = false;
     bs->nr_fresh--;
@@ -119,6 +124,7 @@ unfresh_locked (struct bucket_set *bs, struct bucket *b)
 static inline void
 bump_gen_locked (struct bucket_set *bs, struct bucket *b)
 {
+  ASSERT_HELD (&bs->lock);
   unfresh_locked (bs, b);
   __atomic_store_n (&b->gen, (uint8_t) (b->gen + 1), __ATOMIC_RELEASE);
   set_counts_locked (bs, b, 0, 0);
@@ -133,11 +139,14 @@ kick (struct bucket_set *bs, bool need_gc)
     bs->hooks.kick (bs->hooks.opaque, need_gc);
 }
 
-/* Add sign * blocks to a per-export counter, clamped at 0. */
+/* Add sign * blocks to a per-export counter.  Going below 0 is a BUG
+ * (a key removed that was never added): clamped at 0 after it.
+ */
 static inline void
-export_add_locked (uint64_t *counters, uint16_t export_id, uint32_t blocks,
-                   int sign)
+export_add_locked (struct bucket_set *bs, uint64_t *counters,
+                   uint16_t export_id, uint32_t blocks, int sign)
 {
+  ASSERT_HELD (&bs->lock);
   uint64_t v;
 
   if (export_id == 0 || export_id > NC_MAX_EXPORTS)
@@ -145,27 +154,36 @@ export_add_locked (uint64_t *counters, uint16_t export_id, uint32_t blocks,
   v = __atomic_load_n (&counters[export_id], __ATOMIC_RELAXED);
   if (sign > 0)
     v += blocks;
+  else if (BUG_ONCE (v < blocks, "per-export block counter of export %u "
+                     "would go below zero (%" PRIu64 " - %" PRIu32 ")",
+                     (unsigned) export_id, v, blocks))
+    v = 0;
   else
-    v = v >= blocks ? v - blocks : 0;
+    v -= blocks;
   __atomic_store_n (&counters[export_id], v, __ATOMIC_RELAXED);
 }
 
 static inline void
-gc_export_add_locked (uint64_t *counters, uint16_t export_id,
-                      uint32_t blocks, int sign)
+gc_export_add_locked (struct bucket_set *bs, uint64_t *counters,
+                      uint16_t export_id, uint32_t blocks, int sign)
 {
+  ASSERT_HELD (&bs->lock);
   if (export_id == 0 || export_id > NC_MAX_EXPORTS)
     return;
   if (sign > 0)
     counters[export_id] += blocks;
+  else if (BUG_ONCE (counters[export_id] < blocks, "GC recount counter of "
+                     "export %u would go below zero", (unsigned) export_id))
+    counters[export_id] = 0;
   else
-    counters[export_id] -= MIN (counters[export_id], (uint64_t) blocks);
+    counters[export_id] -= blocks;
 }
 
 /* Has the GC walk passed k's position (so it will not note k)? */
 static inline bool
-behind_gc_cursor_locked (const struct bucket_set *bs, const struct nc_key *k)
+behind_gc_cursor_locked (struct bucket_set *bs, const struct nc_key *k)
 {
+  ASSERT_HELD (&bs->lock);
   return bs->gc_active && bs->gc_cursor_set &&
     bkey_cmp_pos (k, bs->gc_cursor_export, bs->gc_cursor_end) <= 0;
 }
@@ -181,6 +199,7 @@ open_seq (struct bucket_set *bs)
 static inline void
 set_state_locked (struct bucket_set *bs, uint32_t i, enum bucket_state st)
 {
+  ASSERT_HELD (&bs->lock);
   struct bucket *b = &bs->b[i];
 
   unfresh_locked (bs, b);
@@ -192,6 +211,7 @@ set_state_locked (struct bucket_set *bs, uint32_t i, enum bucket_state st)
 static inline void
 push_free_locked (struct bucket_set *bs, uint32_t i)
 {
+  ASSERT_HELD (&bs->lock);
   set_state_locked (bs, i, BUCKET_FREE);
   bs->free_fifo[(bs->free_head + bs->free_len) % bs->nbuckets] = i;
   bs->free_len++;
@@ -200,6 +220,7 @@ push_free_locked (struct bucket_set *bs, uint32_t i)
 static inline int
 pop_free_locked (struct bucket_set *bs, uint32_t *out)
 {
+  ASSERT_HELD (&bs->lock);
   while (bs->free_len > 0) {
     uint32_t i = bs->free_fifo[bs->free_head];
 
@@ -210,15 +231,17 @@ pop_free_locked (struct bucket_set *bs, uint32_t *out)
       return 0;
     }
   }
-  log_error ("cache device %s: bucket allocator: %" PRIu32 " FREE buckets "
-             "counted but none listed (bug)", bs->cd->path,
+  log_error ("BUG: cache device %s: bucket allocator: %" PRIu32 " FREE "
+             "buckets counted but none listed", bs->cd->path,
              bs->nr_state[BUCKET_FREE]);
+  INVARIANT_ABORT ();
   return -ENOSPC;
 }
 
 static inline void
 make_pending_locked (struct bucket_set *bs, uint32_t i, uint64_t seq)
 {
+  ASSERT_HELD (&bs->lock);
   struct bucket *b = &bs->b[i];
 
   set_state_locked (bs, i, BUCKET_PENDING);
@@ -233,6 +256,7 @@ make_pending_locked (struct bucket_set *bs, uint32_t i, uint64_t seq)
 static inline void
 settle_open_locked (struct bucket_set *bs, uint32_t i)
 {
+  ASSERT_HELD (&bs->lock);
   if (bs->b[i].live_blocks > 0)
     set_state_locked (bs, i, BUCKET_DATA);
   else
@@ -242,6 +266,7 @@ settle_open_locked (struct bucket_set *bs, uint32_t i)
 static inline void
 close_wp_locked (struct bucket_set *bs, struct bucket_write_point *w)
 {
+  ASSERT_HELD (&bs->lock);
   struct bucket *b = &bs->b[w->bucket];
 
   w->valid = false;
@@ -254,6 +279,7 @@ static inline void
 open_wp_locked (struct bucket_set *bs, struct bucket_write_point *w,
                 uint32_t i)
 {
+  ASSERT_HELD (&bs->lock);
   struct bucket *b = &bs->b[i];
 
   set_state_locked (bs, i, BUCKET_OPEN);
@@ -267,7 +293,10 @@ open_wp_locked (struct bucket_set *bs, struct bucket_write_point *w,
   w->next = 0;
 }
 
-/* Caller bugs, each kind logged once per set. */
+/* Caller bugs, each kind logged once per set; a debug or test build
+ * aborts (invariant.h), a release build carries on with the clamp or
+ * refusal that follows the complaint.
+ */
 enum complaint {
   COMPLAIN_ACCOUNT = 1u << 0,
   COMPLAIN_PUT = 1u << 1,
@@ -280,11 +309,13 @@ static inline void
 complain_locked (struct bucket_set *bs, enum complaint kind, const char *what,
                  uint32_t bucket)
 {
+  ASSERT_HELD (&bs->lock);
   if (bs->complained & kind)
     return;
   bs->complained |= kind;
-  log_error ("cache device %s: bucket %" PRIu32 ": %s (a bug; not logged "
+  log_error ("BUG: cache device %s: bucket %" PRIu32 ": %s (not logged "
              "again)", bs->cd->path, bucket, what);
+  INVARIANT_ABORT ();
 }
 
 #endif /* NBDCACHE_BUCKET_INTERNAL_H */

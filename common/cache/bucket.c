@@ -189,6 +189,7 @@ bucket_set_destroy (struct bucket_set *bs)
 void
 bucket_reset_locked (struct bucket_set *bs)
 {
+  ASSERT_HELD (&bs->lock);
   uint32_t i;
 
   memset (bs->nr_state, 0, sizeof bs->nr_state);
@@ -256,7 +257,7 @@ bucket_mark_key (struct bucket_set *bs, const struct nc_key *k)
   if (!bkey_has_data (k)) {
     if (bkey_is_zero (k) && bkey_is_dirty (k)) {
       pthread_mutex_lock (&bs->lock);
-      export_add_locked (bs->export_zero, k->export_id, k->size, +1);
+      export_add_locked (bs, bs->export_zero, k->export_id, k->size, +1);
       pthread_mutex_unlock (&bs->lock);
     }
     return true;                /* points nowhere: never stale */
@@ -271,7 +272,7 @@ bucket_mark_key (struct bucket_set *bs, const struct nc_key *k)
     set_counts_locked (bs, b, b->live_blocks + k->size,
                        b->dirty_blocks + (bkey_is_dirty (k) ? k->size : 0));
     if (bkey_is_dirty (k))
-      export_add_locked (bs->export_dirty, k->export_id, k->size, +1);
+      export_add_locked (bs, bs->export_dirty, k->export_id, k->size, +1);
   }
   else if (gen_older (gen, k->gen, b->oldest_gen))
     b->oldest_gen = k->gen;
@@ -355,9 +356,10 @@ account_zero (struct bucket_set *bs, const struct nc_key *k, int sign)
   if (!bkey_is_dirty (k) || (k->flags & NC_KEY_DELETE))
     return;
   pthread_mutex_lock (&bs->lock);
-  export_add_locked (bs->export_zero, k->export_id, k->size, sign);
+  export_add_locked (bs, bs->export_zero, k->export_id, k->size, sign);
   if (behind_gc_cursor_locked (bs, k))
-    gc_export_add_locked (bs->gc_export_zero, k->export_id, k->size, sign);
+    gc_export_add_locked (bs, bs->gc_export_zero, k->export_id, k->size,
+                          sign);
   pthread_mutex_unlock (&bs->lock);
 }
 
@@ -395,9 +397,10 @@ bucket_account (struct bucket_set *bs, const struct nc_key *k, int sign)
   }
   in_gc = behind_gc_cursor_locked (bs, k);
   if (is_dirty)
-    export_add_locked (bs->export_dirty, k->export_id, k->size, sign);
+    export_add_locked (bs, bs->export_dirty, k->export_id, k->size, sign);
   if (in_gc && is_dirty)
-    gc_export_add_locked (bs->gc_export_dirty, k->export_id, k->size, sign);
+    gc_export_add_locked (bs, bs->gc_export_dirty, k->export_id, k->size,
+                          sign);
   if (sign > 0) {
     set_counts_locked (bs, b, b->live_blocks + k->size,
                        b->dirty_blocks + (is_dirty ? k->size : 0));
@@ -410,9 +413,17 @@ bucket_account (struct bucket_set *bs, const struct nc_key *k, int sign)
     goto out;
   }
   if (in_gc) {
-    b->gc_live -= MIN (b->gc_live, k->size);
+    /* The key is behind the cursor, so it was counted: a BUG if not. */
     n = is_dirty ? k->size : 0;
-    b->gc_dirty -= MIN (b->gc_dirty, n);
+    if (BUG_ONCE (b->gc_live < k->size || b->gc_dirty < n, "GC recount of "
+                  "bucket %" PRIu32 " would go below zero", k->bucket)) {
+      b->gc_live -= MIN (b->gc_live, k->size);
+      b->gc_dirty -= MIN (b->gc_dirty, n);
+    }
+    else {
+      b->gc_live -= k->size;
+      b->gc_dirty -= n;
+    }
   }
   live = b->live_blocks;
   dirty = b->dirty_blocks;
@@ -431,7 +442,8 @@ bucket_account (struct bucket_set *bs, const struct nc_key *k, int sign)
     else
       dirty -= k->size;
   }
-  if (dirty > live)
+  if (BUG_ONCE (dirty > live, "bucket %" PRIu32 ": more dirty than live "
+                "blocks", k->bucket))
     dirty = live;
   set_counts_locked (bs, b, live, dirty);
   if (b->state == BUCKET_DATA && b->live_blocks == 0)

@@ -335,9 +335,11 @@ journal_mark_needed (struct journal *j)
 }
 
 int
-journal_close_entry_locked (struct journal *j, const struct nc_key *root,
-                            uint16_t root_level, uint64_t oldest_pin)
+journal_close_entry_locked (struct journal *j, pthread_mutex_t *btree_lock,
+                            const struct nc_key *root, uint16_t root_level,
+                            uint64_t oldest_pin)
 {
+  ASSERT_HELD (btree_lock);
   SCOPED_LOCK (&j->lock);
   size_t n, nentries, i, base, keep = 0;
   uint64_t room;
@@ -346,14 +348,16 @@ journal_close_entry_locked (struct journal *j, const struct nc_key *root,
   j->root = *root;
   j->root_level = root_level;
   /* A pin older than the live region names entries that may already be
-   * overwritten: a btree bug; last_seq is clamped (last_seq_for_locked).
+   * overwritten: a btree bug; last_seq is clamped (last_seq_for_locked)
+   * in a release build, a debug or test build aborts.
    */
   if (j->nlive > 0 && oldest_pin < j->live[j->live_head].seq &&
       !j->pin_warned) {
-    log_warning ("journal (%s): oldest pin %" PRIu64 " is older than the "
-                 "oldest live entry %" PRIu64, j->g.cd->path, oldest_pin,
-                 j->live[j->live_head].seq);
+    log_error ("BUG: journal (%s): oldest pin %" PRIu64 " is older than the "
+               "oldest live entry %" PRIu64, j->g.cd->path, oldest_pin,
+               j->live[j->live_head].seq);
     j->pin_warned = true;
+    INVARIANT_ABORT ();
   }
   j->pin = oldest_pin;
 

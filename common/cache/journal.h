@@ -48,6 +48,7 @@
 #ifndef NBDCACHE_JOURNAL_H
 #define NBDCACHE_JOURNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -67,9 +68,9 @@ struct journal;
 
 struct journal_hooks {
   void *opaque;
-  /* Take the btree lock, call journal_close_entry_locked (j, root, level,
-   * oldest_pin) and return its result, release the lock.  oldest_pin is
-   * UINT64_MAX when no leaf has unwritten changes.
+  /* Take the btree lock, call journal_close_entry_locked (j, &that lock,
+   * root, level, oldest_pin) and return its result, release the lock.
+   * oldest_pin is UINT64_MAX when no leaf has unwritten changes.
    */
   int (*close_entry) (void *opaque, struct journal *j);
   /* Write every btree node whose pin is < seq (and sync).  Called without
@@ -142,9 +143,12 @@ int journal_stop (struct journal *j);
 uint64_t journal_add (struct journal *j, const struct nc_key *keys, size_t n);
 /* The open entry must be written even if it has no keys (root changed). */
 void journal_mark_needed (struct journal *j);
-/* Called from hooks->close_entry only. */
-int journal_close_entry_locked (struct journal *j, const struct nc_key *root,
-                                uint16_t root_level, uint64_t oldest_pin);
+/* Called from hooks->close_entry only, with btree_lock (the btree's lock,
+ * which the journal cannot name otherwise) held: it is asserted.
+ */
+int journal_close_entry_locked (struct journal *j, pthread_mutex_t *btree_lock,
+                                const struct nc_key *root, uint16_t root_level,
+                                uint64_t oldest_pin);
 
 /* ---- any thread, no btree lock ---- */
 /* Seq of the open entry (lock-free). */

@@ -28,6 +28,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "invariant.h"
 #include "missflight.h"
 
 struct missflight {
@@ -70,6 +71,7 @@ missflight_destroy (struct missflight *mf)
 static struct missflight_entry *
 find_overlap_locked (struct missflight *mf, uint64_t start, uint64_t end)
 {
+  ASSERT_HELD (&mf->lock);
   struct missflight_entry *e;
 
   for (e = mf->head; e; e = e->next)
@@ -81,6 +83,7 @@ find_overlap_locked (struct missflight *mf, uint64_t start, uint64_t end)
 static bool
 in_flight_locked (struct missflight *mf, uint64_t id)
 {
+  ASSERT_HELD (&mf->lock);
   struct missflight_entry *e;
 
   for (e = mf->head; e; e = e->next)

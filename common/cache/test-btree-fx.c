@@ -35,6 +35,7 @@
 #include "bucket.h"
 #include "cdev.h"
 #include "csum.h"
+#include "invariant.h"
 #include "journal.h"
 #include "log.h"
 #include "testkit.h"
@@ -171,9 +172,11 @@ journal_mark_needed (struct journal *j)
 }
 
 int
-journal_close_entry_locked (struct journal *j, const struct nc_key *root,
-                            uint16_t root_level, uint64_t oldest_pin)
+journal_close_entry_locked (struct journal *j, pthread_mutex_t *btree_lock,
+                            const struct nc_key *root, uint16_t root_level,
+                            uint64_t oldest_pin)
 {
+  ASSERT_HELD (btree_lock);
   struct fj_entry *e;
 
   if (j->nr == j->cap) {

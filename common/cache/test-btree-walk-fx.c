@@ -37,6 +37,7 @@
 #include "cdev.h"
 #include "compiler.h"
 #include "csum.h"
+#include "invariant.h"
 #include "journal.h"
 #include "log.h"
 #include "ondisk.h"
@@ -219,9 +220,11 @@ journal_mark_needed (struct journal *j)
 }
 
 int
-journal_close_entry_locked (struct journal *j, const struct nc_key *root,
-                            uint16_t root_level, uint64_t oldest_pin)
+journal_close_entry_locked (struct journal *j, pthread_mutex_t *btree_lock,
+                            const struct nc_key *root, uint16_t root_level,
+                            uint64_t oldest_pin)
 {
+  ASSERT_HELD (btree_lock);
   struct fj_entry *e;
 
   if (j->nr == j->cap) {

@@ -734,6 +734,10 @@ test_bucket_gc_recount (void **state)
   }
   assert_true (broken != 0 && lost != 0);
   fx.bs->export_dirty[1] += 7;
+  /* The recount finding them is a BUG: corrected in a release build
+   * (NBDCACHE_BUG_NONFATAL, invariant.h; a test build aborts).
+   */
+  setenv ("NBDCACHE_BUG_NONFATAL", "1", 1);
 
   /* An aborted walk publishes and fixes nothing. */
   bucket_gc_begin (fx.bs);
@@ -758,6 +762,7 @@ test_bucket_gc_recount (void **state)
   assert_int_equal (bucket_state_of (fx.bs, lost), BUCKET_PENDING);
   assert_int_equal (bucket_export_dirty_blocks (fx.bs, 1), xdirty);
   assert_int_equal (test_log_errors (), 2);          /* buckets, export counters */
+  unsetenv ("NBDCACHE_BUG_NONFATAL");
   check_state_counts (fx.bs);
   fx_close (&fx);
   free (m);

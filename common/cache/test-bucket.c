@@ -293,6 +293,9 @@ test_bucket_accounting (void **state)
   zero = kd;
   zero.flags = NC_KEY_ZERO | NC_KEY_DIRTY;
   zero.bucket = 0;
+  /* (added before it is removed: removing a key never added is a BUG of
+   * the per-export zero counter) */
+  bucket_account (fx.bs, &zero, +1);
   bucket_account (fx.bs, &zero, -1);
   assert_false (bucket_ptr_stale (fx.bs, &zero));
   u = usage (fx.bs);
@@ -332,7 +335,10 @@ test_bucket_accounting (void **state)
   assert_int_equal (u.live_blocks, 0);
   assert_int_equal (u.pending, 0);
 
-  /* Underflow: logged once, clamped. */
+  /* Underflow: a BUG, logged once and clamped in a release build
+   * (NBDCACHE_BUG_NONFATAL, invariant.h; a test build aborts).
+   */
+  setenv ("NBDCACHE_BUG_NONFATAL", "1", 1);
   assert_int_equal (test_log_errors (), 0);
   e = (struct bucket_extent) { 0 };
   fill_bucket (&fx, WP_CLEAN, 0, 300);
@@ -342,11 +348,13 @@ test_bucket_accounting (void **state)
   kd.size = 5;
   bucket_account (fx.bs, &kd, -1);
   bucket_account (fx.bs, &kd, -1);
-  assert_int_equal (test_log_errors (), 1);
+  /* the export's dirty counter and the bucket's count, each once */
+  assert_int_equal (test_log_errors (), 2);
   assert_non_null (strstr (test_log_last_error (), "below zero"));
   u = usage (fx.bs);
   assert_int_equal (u.live_blocks, BUCKET_BLOCKS);  /* the clean bucket */
   assert_int_equal (u.dirty_blocks, 0);
+  unsetenv ("NBDCACHE_BUG_NONFATAL");
   check_state_counts (fx.bs);
   fx_close (&fx);
 }

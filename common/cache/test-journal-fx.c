@@ -179,7 +179,7 @@ fake_close (void *opaque, struct journal *j)
 
   pthread_mutex_lock (&f->lock);
   pin = f->written < f->nrecs ? f->recs[f->written].seq : UINT64_MAX;
-  r = journal_close_entry_locked (j, &f->root, f->level, pin);
+  r = journal_close_entry_locked (j, &f->lock, &f->root, f->level, pin);
   pthread_mutex_unlock (&f->lock);
   return r;
 }

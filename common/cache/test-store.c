@@ -28,6 +28,7 @@
 #include "backing.h"
 #include "cache.h"
 #include "compiler.h"
+#include "invariant.h"
 #include "log.h"
 #include "test-helpers.h"
 #include "testkit.h"
@@ -100,6 +101,7 @@ static void
 note_change_locked (struct test_store *st, uint64_t offset, uint64_t count,
                     bool fua)
 {
+  ASSERT_WRLOCKED (&st->lock);
   uint64_t s, first, end;
 
   if (!st->is_volatile || count == 0)
@@ -135,6 +137,7 @@ sector_span (const struct test_store *st, uint64_t s, uint64_t *lo,
 static void
 make_durable_locked (struct test_store *st)
 {
+  ASSERT_WRLOCKED (&st->lock);
   uint64_t i, lo, len;
 
   if (!st->is_volatile)

@@ -121,8 +121,9 @@ end_of (uint64_t offset, uint64_t count)
  * increasing, so this is a binary search.
  */
 static size_t
-first_ending_after_locked (const struct trimq *q, uint64_t pos)
+first_ending_after_locked (struct trimq *q, uint64_t pos)
 {
+  ASSERT_HELD (&q->lock);
   size_t lo = 0, hi = q->n;
 
   while (lo < hi) {
@@ -210,9 +211,10 @@ take_batch_locked (struct trimq *q, bool drain, uint64_t *pos,
 }
 
 static bool
-inflight_overlaps_locked (const struct trimq *q, uint64_t offset,
+inflight_overlaps_locked (struct trimq *q, uint64_t offset,
                           uint64_t end)
 {
+  ASSERT_HELD (&q->lock);
   size_t i;
 
   if (!q->issuing || end <= q->inflight_lo || offset >= q->inflight_hi)

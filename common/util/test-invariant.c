@@ -2,8 +2,10 @@
 /* test-invariant.c — unit tests for invariant.h.
  *
  * WHAT: ASSERT_HELD passes with the mutex held and aborts without it;
- * BUG_ONCE is its condition when false, and aborts when true (this is a
- * debug/test build: NDEBUG is not defined).  The aborting cases run in a
+ * ASSERT_WRLOCKED the same for a write-held rwlock (and aborts when it is
+ * only read-held); BUG_ONCE is its condition when false, and aborts when
+ * true (this is a debug/test build: NDEBUG is not defined) unless
+ * NBDCACHE_BUG_NONFATAL is set.  The aborting cases run in a
  * child process, which must die of SIGABRT.
  * THREADS AND LOCKS: one thread per process.
  * FAILURE: assertion failures are reported by cmocka.
@@ -30,6 +32,7 @@
 #endif
 
 static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+static pthread_rwlock_t rw = PTHREAD_RWLOCK_INITIALIZER;
 
 static void
 quiet (enum log_level level, const char *msg)
@@ -62,9 +65,31 @@ call_unlocked (void)
 }
 
 static void
+call_unwrlocked (void)
+{
+  ASSERT_WRLOCKED (&rw);
+}
+
+static void
+call_rdlocked (void)
+{
+  pthread_rwlock_rdlock (&rw);
+  ASSERT_WRLOCKED (&rw);        /* shared is not enough */
+}
+
+static void
 bug_true (void)
 {
   (void) BUG_ONCE (1 + 1 == 2, "planted %d", 1);
+}
+
+/* The release build's path: logged, cond returned, no abort. */
+static void
+bug_true_nonfatal (void)
+{
+  setenv ("NBDCACHE_BUG_NONFATAL", "1", 1);
+  if (!BUG_ONCE (1 + 1 == 2, "planted %d", 2))
+    abort ();
 }
 
 static void
@@ -79,11 +104,24 @@ test_invariant_assert_held (void **state)
 }
 
 static void
+test_invariant_assert_wrlocked (void **state)
+{
+  (void) state;
+  pthread_rwlock_wrlock (&rw);
+  ASSERT_WRLOCKED (&rw);        /* held: returns, and leaves it held */
+  assert_int_not_equal (pthread_rwlock_tryrdlock (&rw), 0);
+  pthread_rwlock_unlock (&rw);
+  assert_true (aborts (call_unwrlocked));
+  assert_true (aborts (call_rdlocked));
+}
+
+static void
 test_invariant_bug_once (void **state)
 {
   (void) state;
   assert_false (BUG_ONCE (false, "never"));
   assert_true (aborts (bug_true));
+  assert_false (aborts (bug_true_nonfatal));
 }
 
 int
@@ -91,6 +129,7 @@ main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_invariant_assert_held),
+    cmocka_unit_test (test_invariant_assert_wrlocked),
     cmocka_unit_test (test_invariant_bug_once),
   };
 
