@@ -753,7 +753,8 @@ write_blocks (struct ncache *nc, const struct block_write *w,
  * the decision: the I/O is noted (writeback's idle detection), a WRITE
  * takes the sequential-cutoff decision, and the writeback path passes
  * writeback's throttle (before the range lock: writeback needs range
- * locks to make progress).
+ * locks to make progress) — and goes around the cache when the device is
+ * still above its dirty limit after it (writeback.h, BACKPRESSURE).
  */
 static enum write_path
 write_path (struct ncache *nc, bool seqcut, uint64_t offset, uint64_t count)
@@ -776,8 +777,8 @@ write_path (struct ncache *nc, bool seqcut, uint64_t offset, uint64_t count)
   }
   if (seqcut && sequential_bypass (nc, offset, count))
     path = PATH_WRITEAROUND;
-  if (path == PATH_WRITEBACK)
-    writeback_throttle (nc->wb);
+  if (path == PATH_WRITEBACK && writeback_throttle (nc->wb))
+    path = PATH_WRITEAROUND;
   return path;
 }
 
