@@ -345,7 +345,8 @@ read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
       btree_placeholder_drop (dev->bt, ph);
       blo = MAX (lo, cs * BLK);
       bhi = MIN (hi, ce * BLK);
-      r = export_io_read (nc, dst + (blo - lo), blo, bhi);
+      if (blo < bhi)            /* (promote_min: may be all read-ahead) */
+        r = export_io_read (nc, dst + (blo - lo), blo, bhi);
       ps = ce;
       continue;
     }
@@ -355,7 +356,8 @@ read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
       btree_placeholder_drop (dev->bt, ph);
       blo = MAX (lo, cs * BLK);
       bhi = MIN (hi, ce * BLK);
-      r = export_io_read (nc, dst + (blo - lo), blo, bhi);
+      if (blo < bhi)
+        r = export_io_read (nc, dst + (blo - lo), blo, bhi);
       STAT_ADD (nc, nr_bypasses, 1);
       ps = ce;
       continue;
@@ -407,6 +409,41 @@ read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
   missflight_end (nc->mf, &flight);
   free (bounce);
   return r;
+}
+
+/* promote_min: widen the miss over blocks [*ps, *pe) to the aligned
+ * promote_min block(s) around it, as far as they are uncached (a gap of
+ * the index) and inside the export.  Unchanged when off, or when the
+ * index cannot say cheaply.  Only the requested bytes are served; the
+ * rest is read-ahead promoted with them by read_miss.
+ */
+static void
+widen_miss (struct ncache *nc, uint64_t *ps, uint64_t *pe)
+{
+  struct ncache_device *dev = nc->dev;
+  struct btree_piece pieces[LOOKUP_PIECES];
+  uint64_t m = nc->tuning.promote_min_bytes / BLK;
+  uint64_t end = div_round_up (nc->caps.size_bytes, BLK);
+  uint64_t ws, we;
+  int n, i;
+
+  if (m <= 1)
+    return;
+  ws = *ps - *ps % m;
+  we = MIN (div_round_up (*pe, m) * m, end);
+  if (ws == *ps && we <= *pe)
+    return;
+  n = btree_lookup (dev->bt, nc->export_id, ws, we, pieces, LOOKUP_PIECES,
+                    NULL);
+  for (i = 0; i < n; i++) {
+    const struct btree_piece *p = &pieces[i];
+
+    if (!p->found && p->start <= *ps && *pe <= p->end) {
+      *ps = MAX (p->start, ws);
+      *pe = MIN (p->end, we);
+      return;
+    }
+  }
 }
 
 /* A hit: serve bytes [lo, hi) of piece p into dst.  -ESTALE if the bucket
@@ -465,8 +502,11 @@ read_range (struct ncache *nc, uint8_t *buf, uint64_t count, uint64_t offset,
           STAT_ADD (nc, nr_hits, 1);
       }
       else {
-        r = read_miss (nc, p->start, p->end, buf + (lo - offset), lo, hi,
-                       promote);
+        uint64_t ps = p->start, pe = p->end;
+
+        if (promote)
+          widen_miss (nc, &ps, &pe);
+        r = read_miss (nc, ps, pe, buf + (lo - offset), lo, hi, promote);
         if (r == MISS_LOOK_AGAIN) {
           pos = lo;             /* waited for another's miss */
           break;
