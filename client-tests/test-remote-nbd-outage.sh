@@ -30,49 +30,10 @@ tmp=$(make_tmpdir)
 random_file "$tmp/src" 8M
 truncate -s 32M "$tmp/remote.img"
 on_exit 'kill -9 $(cat "$tmp/remote.pid" 2>/dev/null) 2>/dev/null || :'
+launch=$(abspath "${srcdir:-.}/remote-launch.py")
 
-# launch.py SOCK LOG ARGS…: nbdkit -f ARGS… on SOCK by socket activation,
-# listening before this returns; writes nbdkit's pid to $tmp/remote.pid.
-# nbdkit exits with its parent, so a keeper process (detached from the
-# test's output) stays its parent until it exits.
-cat > "$tmp/launch.py" <<'EOF'
-import os, socket, sys
-sock, log, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-try:
-    os.unlink(sock)
-except FileNotFoundError:
-    pass
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.bind(sock)
-s.listen(64)
-r, w = os.pipe()
-if os.fork() == 0:
-    os.setsid()
-    null = os.open(os.devnull, os.O_RDWR)
-    os.dup2(null, 0)
-    os.dup2(null, 1)
-    os.dup2(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), 2)
-    child = os.fork()
-    if child == 0:
-        if s.fileno() == 3:
-            os.set_inheritable(3, True)
-        else:
-            os.dup2(s.fileno(), 3)
-        os.environ["LISTEN_PID"] = str(os.getpid())
-        os.environ["LISTEN_FDS"] = "1"
-        os.execvp("nbdkit", ["nbdkit", "-f"] + args)
-    s.close()
-    os.write(w, b"%d" % child)
-    os.close(w)
-    os.waitpid(child, 0)
-    os._exit(0)
-os.close(w)
-pid = int(os.read(r, 64))
-with open(os.path.join(os.path.dirname(sock), "remote.pid"), "w") as f:
-    f.write("%d\n" % pid)
-EOF
 cat > "$tmp/start-remote.sh" <<EOF
-exec "$PYTHON" "$tmp/launch.py" "$tmp/remote.sock" "$tmp/remote.log" \
+exec "$PYTHON" "$launch" "$tmp/remote.sock" "$tmp/remote.log" \
   --filter=delay file "$tmp/remote.img" rdelay=1ms wdelay=1ms
 EOF
 

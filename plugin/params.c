@@ -60,6 +60,7 @@ static const struct param params[] = {
   { "rotational", "export", "rotational" },
   { "writeback-percent", "export", "writeback_percent" },
   { "sequential-cutoff", "export", "sequential_cutoff" },
+  { "promote-min", "export", "promote_min" },
   { "flush-on-stop", "export", "flush_on_stop" },
   { "backing-connections", "export", "backing_connections" },
   { "backing-timeout", "export", "backing_timeout" },

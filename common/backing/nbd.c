@@ -34,8 +34,14 @@
  * FAILURE: the remote's errors are returned as -errno and logged once
  * with the operation and range; a write-like op on a read-only remote is
  * -EROFS; BACKING_FAST where the remote cannot zero quickly is -ENOTSUP,
- * not logged.  Open fails (-errno, logged) if the first connection
- * cannot be made: the remote's size is needed to serve anything.
+ * not logged.  Open fails (-errno, logged) if the connections cannot
+ * be made within the timeout (backing_timeout): while nothing listens at
+ * the remote's address (connection refused, no such socket, host
+ * unreachable) it retries with backoff from OPEN_BACKOFF_MIN_MS to
+ * OPEN_BACKOFF_MAX_MS, so a remote starting at the same time is no error;
+ * a refused handshake fails at once; a handshake left unanswered fails at
+ * the timeout instead of hanging.  The remote's size and properties are
+ * needed to serve anything, so there is no open without it (yet).
  *
  * NOT HERE: the connections and their I/O threads (nbd-conn.c); NBD_CMD_
  * CACHE (the ops table has no prefetch op, can_cache is only recorded).
@@ -44,6 +50,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -54,7 +61,9 @@
 #include <libnbd.h>
 
 #include "backing.h"
+#include "clock.h"
 #include "log.h"
+#include "compiler.h"
 #include "nbd-internal.h"
 
 #define DEFAULT_TIMEOUT_MS   30000
@@ -64,6 +73,8 @@
 #define BULK_MAX_BYTES       (1u << 30)   /* trim/zero/status length */
 #define WINDOW               64           /* requests per nbd_run */
 #define ZERO_BUF_BYTES       (1u << 20)   /* emulated zero: write size */
+#define OPEN_BACKOFF_MIN_MS  100          /* open: first retry delay */
+#define OPEN_BACKOFF_MAX_MS  2000         /* open: longest retry delay */
 
 static const struct backing_ops nbd_ops;
 
@@ -609,23 +620,95 @@ dup_or_null (const char *s, bool *oom)
   return d;
 }
 
-/* Connects one handle synchronously.  0 or -errno (logged). */
+/* One attempt at one handle: asynchronous, so that a remote that accepts
+ * the connection but never answers the handshake cannot hang us past
+ * deadline_ms.  0, or -errno with the reason in why.
+ */
 static int
-connect_one (struct backing_nbd *n, struct nbd_handle **out)
+try_connect (struct backing_nbd *n, uint64_t deadline_ms,
+             struct nbd_handle **out, char *why, size_t why_size)
 {
   struct nbd_handle *h;
+  uint64_t now;
   int r;
 
-  if ((r = nbd_conn_new_handle (n, &h)) < 0)
+  if ((r = nbd_conn_new_handle (n, &h)) < 0) {
+    snprintf (why, why_size, "cannot create a handle");
     return r;
-  if (nbd_connect_uri (h, n->connect_uri) == -1) {
-    r = nbd_get_errno ();
-    log_error ("backing %s: cannot connect: %s", n->b.uri, nbd_get_error ());
-    nbd_close (h);
-    return r > 0 ? -r : -EIO;
   }
-  *out = h;
-  return 0;
+  if (nbd_aio_connect_uri (h, n->connect_uri) == -1)
+    goto failed;
+  while (nbd_aio_is_connecting (h) == 1) {
+    now = clock_now_ms ();
+    if (now >= deadline_ms) {
+      snprintf (why, why_size, "no answer to the NBD handshake");
+      nbd_close (h);
+      return -ETIMEDOUT;
+    }
+    if (nbd_poll (h, deadline_ms - now > 1000 ? 1000
+                  : (int) (deadline_ms - now)) == -1)
+      goto failed;
+  }
+  if (nbd_aio_is_ready (h) == 1) {
+    *out = h;
+    return 0;
+  }
+ failed:
+  r = nbd_get_errno ();
+  snprintf (why, why_size, "%s",
+            nbd_get_error () ? nbd_get_error () : "connection failed");
+  nbd_close (h);
+  return r > 0 ? -r : -EIO;
+}
+
+/* Is this failure "nothing is listening there (yet)"?  Those are worth
+ * retrying at open: a remote started at the same time as we are (a boot,
+ * a test) is not an error.  A refused handshake (TLS, no such export) is.
+ */
+static bool
+not_listening (int r)
+{
+  return r == -ECONNREFUSED || r == -ENOENT || r == -EHOSTUNREACH ||
+         r == -ENETUNREACH || r == -EAGAIN;
+}
+
+/* Connects one handle by deadline_ms, retrying with backoff while
+ * nothing listens at the remote's address.  0 or -errno (logged).
+ */
+static int
+connect_one (struct backing_nbd *n, uint64_t deadline_ms,
+             struct nbd_handle **out)
+{
+  uint32_t backoff_ms = OPEN_BACKOFF_MIN_MS;
+  bool warned = false;
+  char why[256];
+  uint64_t now;
+  int r;
+
+  for (;;) {
+    if ((r = try_connect (n, deadline_ms, out, why, sizeof why)) == 0) {
+      if (warned)
+        log_info ("backing %s: connected", n->b.uri);
+      return 0;
+    }
+    now = clock_now_ms ();
+    if (!not_listening (r) || now + backoff_ms >= deadline_ms)
+      break;
+    if (!warned)
+      log_warning ("backing %s: cannot connect: %s; retrying for up to "
+                   "%" PRIu64 " s (backing_timeout)", n->b.uri, why,
+                   (deadline_ms - now + 999) / 1000);
+    warned = true;
+    poll (NULL, 0, (int) backoff_ms);
+    backoff_ms = MIN (backoff_ms * 2, OPEN_BACKOFF_MAX_MS);
+  }
+  if (warned || r == -ETIMEDOUT)
+    log_error ("backing %s: cannot connect: %s (gave up after "
+               "backing_timeout, %u s)", n->b.uri, why,
+               (n->timeout_ms + 999) / 1000);
+  else
+    log_error ("backing %s: cannot connect: %s", n->b.uri, why);
+  return r;
 }
 
 /* The remote's properties, from the first connection. */
@@ -667,6 +750,7 @@ backing_nbd_open (const char *uri, const struct backing_open_options *opts,
   const struct backing_remote_options *ro;
   struct backing_nbd *n;
   struct nbd_handle *h;
+  uint64_t deadline_ms;
   bool oom = false;
   int64_t size;
   unsigned i;
@@ -706,7 +790,8 @@ backing_nbd_open (const char *uri, const struct backing_open_options *opts,
     goto err;
   }
 
-  if ((r = connect_one (n, &h)) < 0)
+  deadline_ms = clock_now_ms () + n->timeout_ms;
+  if ((r = connect_one (n, deadline_ms, &h)) < 0)
     goto err;
   if ((size = nbd_get_size (h)) < 0) {
     log_error ("backing %s: %s", n->b.uri, nbd_get_error ());
@@ -729,7 +814,7 @@ backing_nbd_open (const char *uri, const struct backing_open_options *opts,
     goto err;
   }
   for (i = 0; i < n->nr_conns; i++) {
-    if (i > 0 && (r = connect_one (n, &h)) < 0)
+    if (i > 0 && (r = connect_one (n, deadline_ms, &h)) < 0)
       goto err;
     if (i > 0 && nbd_get_size (h) != size) {
       log_error ("backing %s: the remote's size differs between "

@@ -984,14 +984,50 @@ test_nbd_tls_psk (void **state)
 
 /* ---- URIs ---- */
 
+/* A remote that accepts the connection but never answers the handshake
+ * (a wedged server, a listening socket nobody serves): open fails with
+ * -ETIMEDOUT at the timeout instead of hanging.
+ */
+static void
+test_nbd_silent_remote (void **state)
+{
+  struct backing_open_options opts = { .remote.timeout_ms = 700 };
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  struct backing *b = NULL;
+  uint64_t t0;
+  int fd;
+
+  (void) state;
+  fd = socket (AF_UNIX, SOCK_STREAM, 0);
+  assert_true (fd >= 0);
+  assert_true (strlen (remote.sock) < sizeof sa.sun_path);
+  strcpy (sa.sun_path, remote.sock);
+  assert_int_equal (bind (fd, (struct sockaddr *) &sa, sizeof sa), 0);
+  assert_int_equal (listen (fd, 16), 0);
+  t0 = clock_now_ms ();
+  assert_int_equal (backing_open (remote.uri, &opts, &b), -ETIMEDOUT);
+  assert_true (clock_now_ms () - t0 >= 600);
+  assert_true (clock_now_ms () - t0 < 5000);
+  assert_null (b);
+  close (fd);
+}
+
 static void
 test_nbd_bad_uri (void **state)
 {
   struct backing *b = NULL;
 
+  struct backing_open_options opts = { .remote.timeout_ms = 700 };
+  uint64_t t0;
+
   (void) state;
-  /* Nothing listening: open fails, logged, nothing leaks. */
-  assert_true (backing_open (remote.uri, NULL, &b) < 0);
+  /* Nothing listening: open retries (a remote may be starting with us)
+   * until the timeout, then fails, logged, nothing leaks.
+   */
+  t0 = clock_now_ms ();
+  assert_true (backing_open (remote.uri, &opts, &b) < 0);
+  assert_true (clock_now_ms () - t0 >= 200);
+  assert_true (clock_now_ms () - t0 < 5000);
   assert_null (b);
   assert_true (backing_is_remote_uri ("nbd://example.com/disk"));
   assert_true (backing_is_remote_uri ("nbds+unix:///x?socket=/s"));
@@ -1025,6 +1061,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_nbd_tls_x509, setup, teardown),
     cmocka_unit_test_setup_teardown (test_nbd_tls_psk, setup, teardown),
     cmocka_unit_test_setup_teardown (test_nbd_bad_uri, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_nbd_silent_remote, setup,
+                                     teardown),
   };
   if (!have_tool ("nbdkit --version") || !have_tool ("openssl version")) {
     fprintf (stderr, "test-backing-nbd: SKIP: nbdkit or openssl missing\n");

@@ -105,6 +105,12 @@ struct ncache_export_tuning {
    * promoted, writes go around).  0 = off; default 4 MiB.
    */
   uint64_t sequential_cutoff_bytes;
+  /* A read miss promotes the aligned block of this size around it (like
+   * nbdkit's cache-min-block-size), as far as it is not cached already:
+   * read-ahead for a slow backing.  0 = off (default); a power of two,
+   * at most a bucket.
+   */
+  uint64_t promote_min_bytes;
   /* ncache_close writes back every dirty block first (default false: the
    * cache device is persistent, dirty data is safe in it).
    */

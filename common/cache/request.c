@@ -356,7 +356,8 @@ read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
       btree_placeholder_drop (dev->bt, ph);
       blo = MAX (lo, cs * BLK);
       bhi = MIN (hi, ce * BLK);
-      r = export_io_read (nc, dst + (blo - lo), blo, bhi);
+      if (blo < bhi)            /* (promote_min: may be all read-ahead) */
+        r = export_io_read (nc, dst + (blo - lo), blo, bhi);
       ps = ce;
       continue;
     }
@@ -366,7 +367,8 @@ read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
       btree_placeholder_drop (dev->bt, ph);
       blo = MAX (lo, cs * BLK);
       bhi = MIN (hi, ce * BLK);
-      r = export_io_read (nc, dst + (blo - lo), blo, bhi);
+      if (blo < bhi)
+        r = export_io_read (nc, dst + (blo - lo), blo, bhi);
       if (t)
         t->bypassed = true;
       ps = ce;
@@ -421,6 +423,43 @@ read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
   return r;
 }
 
+/* promote_min: widen the miss over blocks [*ps, *pe) to the aligned
+ * promote_min block(s) around it, as far as they are uncached (a gap of
+ * the index) and inside the export.  Unchanged when off, or when the
+ * index cannot say cheaply.  Only the requested bytes are served; the
+ * rest is read-ahead promoted with them by read_miss.
+ */
+#define WIDEN_LOOKUP_PIECES 32
+
+static void
+widen_miss (struct ncache *nc, uint64_t *ps, uint64_t *pe)
+{
+  struct ncache_device *dev = nc->dev;
+  struct btree_piece pieces[WIDEN_LOOKUP_PIECES];
+  uint64_t m = nc->tuning.promote_min_bytes / BLK;
+  uint64_t end = div_round_up (nc->caps.size_bytes, BLK);
+  uint64_t ws, we;
+  int n, i;
+
+  if (m <= 1)
+    return;
+  ws = *ps - *ps % m;
+  we = MIN (div_round_up (*pe, m) * m, end);
+  if (ws == *ps && we <= *pe)
+    return;
+  n = btree_lookup (dev->bt, nc->export_id, ws, we, pieces,
+                    WIDEN_LOOKUP_PIECES, NULL);
+  for (i = 0; i < n; i++) {
+    const struct btree_piece *p = &pieces[i];
+
+    if (!p->found && p->start <= *ps && *pe <= p->end) {
+      *ps = MAX (p->start, ws);
+      *pe = MIN (p->end, we);
+      return;
+    }
+  }
+}
+
 /* A hit: serve bytes [lo, hi) of piece p into dst.  -ESTALE if the bucket
  * was reused during the read (look the range up again).
  */
@@ -465,7 +504,11 @@ read_piece (void *opaque, const struct btree_piece *p, uint64_t lo,
       return PIECE_WALK_AGAIN;  /* replaced under us: look again */
   }
   else {
-    r = read_miss (w->nc, p->start, p->end, dst, lo, hi, w->promote, w->t);
+    uint64_t ps = p->start, pe = p->end;
+
+    if (w->promote)
+      widen_miss (w->nc, &ps, &pe);
+    r = read_miss (w->nc, ps, pe, dst, lo, hi, w->promote, w->t);
     if (r == MISS_LOOK_AGAIN)
       return PIECE_WALK_AGAIN;  /* waited for another's miss: a later */
                                 /* look decides hit or miss */
@@ -792,11 +835,12 @@ write_blocks (struct ncache *nc, const struct block_write *w,
  * the decision: the I/O is noted (writeback's idle detection), a WRITE
  * takes the sequential-cutoff decision, and the writeback path passes
  * writeback's throttle (before the range lock: writeback needs range
- * locks to make progress).
+ * locks to make progress) — and goes around the cache when the device is
+ * still above its dirty limit after it (writeback.h, BACKPRESSURE).
  */
 static enum write_path
 write_path (struct ncache *nc, bool seqcut, uint64_t offset, uint64_t count,
-            bool *seq)
+            bool *seq, bool *over_limit)
 {
   enum write_path path;
 
@@ -823,8 +867,10 @@ write_path (struct ncache *nc, bool seqcut, uint64_t offset, uint64_t count,
     path = PATH_WRITEAROUND;
     *seq = true;
   }
-  if (path == PATH_WRITEBACK)
-    writeback_throttle (nc->wb);
+  if (path == PATH_WRITEBACK && writeback_throttle (nc->wb)) {
+    path = PATH_WRITEAROUND;
+    *over_limit = true;         /* counted as a write bypass: no room */
+  }
   return path;
 }
 
@@ -847,7 +893,9 @@ write_bytes (struct ncache *nc, const uint8_t *src, uint64_t count,
 }
 
 /* Count one successful WRITE or WRITE_ZEROES that went around a cache
- * its mode would have written: the cutoff (seq) or no room (nospc).
+ * its mode would have written: the cutoff (seq) or no room (nospc: no
+ * clean space, or the device still above its dirty limit after the
+ * throttle's wait).
  */
 static void
 count_write (struct ncache *nc, bool seq, bool nospc)
@@ -872,7 +920,7 @@ request_pwrite (struct ncache *nc, const void *buf, size_t count,
 
   if (count == 0)
     return fua ? request_flush (nc) : 0;
-  path = write_path (nc, true, offset, count, &seq);
+  path = write_path (nc, true, offset, count, &seq, &nospc);
   range_lock_take (&nc->rl, &rle, offset / BLK,
                    div_round_up (offset + count, BLK));
   r = write_bytes (nc, buf, count, offset, path, fua, &nospc);
@@ -966,7 +1014,7 @@ request_zero (struct ncache *nc, uint64_t count, uint64_t offset,
         (mid.b1 * BLK != end && end != nc->caps.size_bytes))
       return -ENOTSUP;
   }
-  path = write_path (nc, false, offset, count, &seq);
+  path = write_path (nc, false, offset, count, &seq, &nospc);
 
   range_lock_take (&nc->rl, &rle, offset / BLK, div_round_up (end, BLK));
   /* Edges first: partial blocks are written as data (zeros patched in). */

@@ -748,8 +748,13 @@ test_writeback_throttle_no_deadlock (void **state)
 
   fill_unwritable (c, &ok, &failed);
   st = stats_of (c->nc);
-  assert_true (ok >= 4);
-  assert_true (failed >= 1);    /* the cache (8 MiB) filled up */
+  /* Accepted up to the dirty limit (70 % of the data space),
+   * then around the cache, failing: the cache does not fill to the brim
+   * with data it cannot write back.
+   */
+  assert_true (ok >= 2);
+  assert_true (ok <= 4);
+  assert_true (failed >= 1);
   assert_true (st.throttled_writes >= 1);
   /* 7 writes can wait at most WRITEBACK_THROTTLE_MAX_MS each. */
   assert_true (test_now_ms () - start < DEADLINE_MS);

@@ -919,15 +919,18 @@ writeback_kick (struct writeback *wb)
   pthread_mutex_unlock (&wb->lock);
 }
 
-void
+bool
 writeback_throttle (struct writeback *wb)
 {
   uint64_t deadline;
+  bool above = true;
 
-  /* Without a thread nothing would lower the dirty data while we wait. */
+  /* Without a thread nothing would lower the dirty data while we wait:
+   * such a write goes into the cache while there is room.
+   */
   if (wb == NULL || !wb->has_thread || wb->nc->dev == NULL ||
       !device_above_dirty_limit (wb))
-    return;
+    return false;
   pthread_mutex_lock (&wb->lock);
   wb->st.throttled++;
   wb->kicked = true;
@@ -936,13 +939,13 @@ writeback_throttle (struct writeback *wb)
   while (!wb->stop && clock_now_ms () < deadline) {
     wait_until (wb, &wb->done_cond, deadline);
     pthread_mutex_unlock (&wb->lock);
-    if (!device_above_dirty_limit (wb)) {
-      pthread_mutex_lock (&wb->lock);
-      break;
-    }
+    above = device_above_dirty_limit (wb);
     pthread_mutex_lock (&wb->lock);
+    if (!above)
+      break;
   }
   pthread_mutex_unlock (&wb->lock);
+  return above;
 }
 
 /* Drain in the calling thread (no background thread).  Lock held on entry

@@ -32,8 +32,11 @@
  * BACKPRESSURE: writeback_throttle (called by writeback-mode writes and
  * zeroes before they allocate) waits while the device's dirty data is above
  * WRITEBACK_DIRTY_LIMIT_PERCENT of its data capacity, at most
- * WRITEBACK_THROTTLE_MAX_MS per write; then the write proceeds (and goes
- * around the cache if there is no room).  No unbounded queue anywhere.
+ * WRITEBACK_THROTTLE_MAX_MS per write; a write still above the limit then
+ * goes around the cache (bcache's cutoff: straight to the backing store,
+ * so with the backing store unreachable it fails with EIO after
+ * backing_timeout instead of filling the cache with dirty data it cannot
+ * write back).  No unbounded queue anywhere.
  * ERRORS: a failed cache read, backing write or flush leaves the batch's
  * keys dirty (nothing is marked clean), is logged (rate-limited) and
  * counted, and the thread retries after a backoff doubling from 100 ms to
@@ -86,8 +89,11 @@ void writeback_stop (struct writeback *wb);
 void writeback_note_io (struct writeback *wb);
 /* Wake the thread now (new dirty data past the target, a flush). */
 void writeback_kick (struct writeback *wb);
-/* Writeback-mode writes call this before allocating (see BACKPRESSURE). */
-void writeback_throttle (struct writeback *wb);
+/* Writeback-mode writes call this before allocating (see BACKPRESSURE).
+ * True: the device is still above its dirty limit after the bounded wait,
+ * the write must go around the cache.
+ */
+bool writeback_throttle (struct writeback *wb);
 /* ncache_drain: write everything back (in the calling thread if there is
  * no background thread, else with it at full speed) and flush; see
  * cache.h for the results.

@@ -61,6 +61,7 @@
 #define CONFIG_MAX_BACKING_CONNECTIONS   64u     /* backing_connections */
 #define CONFIG_MAX_BACKING_TIMEOUT_MS    86400000u /* backing_timeout: 1 d */
 #define CONFIG_DEFAULT_SEQUENTIAL_CUTOFF (UINT64_C (4) << 20) /* 4 MiB */
+#define CONFIG_MAX_PROMOTE_MIN_BYTES (UINT64_C (1) << 20)     /* 1 MiB */
 
 enum config_tls {
   CONFIG_TLS_OFF = 0,           /* STARTTLS refused (ERR_POLICY) */
@@ -196,6 +197,7 @@ struct config_export {
                                    default CONFIG_DEFAULT_WRITEBACK_PERCENT */
   uint64_t sequential_cutoff_bytes; /* sequential_cutoff: 0 = off, default
                                    CONFIG_DEFAULT_SEQUENTIAL_CUTOFF */
+  uint64_t promote_min_bytes;   /* promote_min: 0 = off (the default) */
   bool flush_on_stop;           /* default no */
   bool share_backing;           /* share_backing = yes: take no lock on the
                                    backing file (read-only, uncached only) */

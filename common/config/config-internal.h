@@ -94,6 +94,7 @@ enum section_kind {
   K (EXPORT, export, writeback_percent, PERCENT,    writeback_percent, false) \
   K (EXPORT, export, sequential_cutoff, CUTOFF,     sequential_cutoff_bytes, \
      false)                                                                 \
+  K (EXPORT, export, promote_min,      PROMOTE_MIN, promote_min_bytes, false) \
   K (EXPORT, export, flush_on_stop,    BOOL,        flush_on_stop,    false) \
   K (EXPORT, export, share_backing,    BOOL,        share_backing,    false) \
   K (EXPORT, export, backing_connections, CONNECTIONS, backing_connections, \
@@ -133,6 +134,8 @@ enum value_type {
   VALUE_DELAY_MS,               /* unsigned, 1 to CONFIG_MAX_JOURNAL_DELAY_MS */
   VALUE_PERCENT,                /* unsigned, 0 to CONFIG_MAX_WRITEBACK_PERCENT */
   VALUE_CUTOFF,                 /* uint64_t, a size; 0 = off */
+  VALUE_PROMOTE_MIN,            /* uint64_t, 0 (off) or a power of two from
+                                   4K to CONFIG_MAX_PROMOTE_MIN_BYTES */
   VALUE_BOOL,                   /* bool */
   VALUE_LOG_TARGET,             /* enum log_target */
   VALUE_LOG_LEVEL,              /* enum log_level */

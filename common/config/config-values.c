@@ -62,6 +62,7 @@
 #define VALUE_CTYPE_DELAY_MS   unsigned
 #define VALUE_CTYPE_PERCENT    unsigned
 #define VALUE_CTYPE_CUTOFF     uint64_t
+#define VALUE_CTYPE_PROMOTE_MIN uint64_t
 #define VALUE_CTYPE_BOOL       bool
 #define VALUE_CTYPE_LOG_TARGET enum log_target
 #define VALUE_CTYPE_LOG_LEVEL  enum log_level
@@ -469,6 +470,15 @@ config_set_value (struct parser *p, const struct key_def *def, void *obj,
   case VALUE_CUTOFF:
     return set_size_range (p, field, key, value, 0, UINT64_MAX, false,
                            "a size such as 4M or 512K, or 0 (off)");
+  case VALUE_PROMOTE_MIN:
+    if (strcmp (value, "0") == 0) {
+      *(uint64_t *) field = 0;
+      return 0;
+    }
+    return set_size_range (p, field, key, value, 4096,
+                           CONFIG_MAX_PROMOTE_MIN_BYTES, true,
+                           "0 (off) or a power of two from 4K to 1M, "
+                           "such as 64K");
   case VALUE_BOOL:
     return set_bool (p, field, key, value);
   case VALUE_LOG_TARGET:

@@ -535,6 +535,7 @@ check_cache_only_keys (struct parser *p, const struct config_export *e,
   } keys[] = {
     { KEY_export_writeback_percent, "writeback_percent" },
     { KEY_export_sequential_cutoff, "sequential_cutoff" },
+    { KEY_export_promote_min, "promote_min" },
     { KEY_export_flush_on_stop, "flush_on_stop" },
   };
   size_t i;
@@ -794,6 +795,7 @@ config_export_tuning (const struct config_export *ce,
 {
   t->writeback_percent = ce->writeback_percent;
   t->sequential_cutoff_bytes = ce->sequential_cutoff_bytes;
+  t->promote_min_bytes = ce->promote_min_bytes;
   t->flush_on_stop = ce->flush_on_stop;
 }
 
