@@ -59,7 +59,7 @@ static const struct ncache_device_tuning tuning = {
 
 static int
 open_export (struct ncache_device *dev, enum ncache_mode mode,
-             struct ncache **nc)
+             struct ncache_export **nc)
 {
   struct ncache_config cfg = { .name = "fuzz", .device = dev, .mode = mode };
   struct backing *b;
@@ -77,7 +77,7 @@ make_template (void)
 {
   struct cdev *cd;
   struct ncache_device *dev;
-  struct ncache *nc;
+  struct ncache_export *nc;
   unsigned char *buf = malloc (65536);
   unsigned i;
 
@@ -181,7 +181,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   unsigned char *img;
   struct cdev *cd;
   struct ncache_device *dev;
-  struct ncache *nc;
+  struct ncache_export *nc;
   struct nc_sb sb;
   struct journal_check_info ji;
   uint64_t seq;

@@ -95,7 +95,7 @@
 static struct {
   /* After after_fork. */
   struct ncache_device *dev;    /* NULL: uncached */
-  struct ncache *nc;
+  struct ncache_export *nc;
 } p;
 
 /* ---- errors and logging ---- */
@@ -148,7 +148,7 @@ log_name (void)
  * export's, then its cache device's.
  */
 static void
-log_stats (struct ncache *nc, struct ncache_device *dev)
+log_stats (struct ncache_export *nc, struct ncache_device *dev)
 {
   ncache_log_stats (nc, log_name ());
   if (dev != NULL)
@@ -157,7 +157,7 @@ log_stats (struct ncache *nc, struct ncache_device *dev)
 
 /* The export first, then the device it borrows.  NULLs are no-ops. */
 static void
-close_pair (struct ncache *nc, struct ncache_device *dev)
+close_pair (struct ncache_export *nc, struct ncache_device *dev)
 {
   ncache_close (nc);
   ncache_device_close (dev);
@@ -193,7 +193,7 @@ nbdcache_unload (void)
  * check: the get_ready check open (no writeback thread, no flush on stop).
  */
 static int
-open_export (struct ncache **nc_out, struct ncache_device **dev_out,
+open_export (struct ncache_export **nc_out, struct ncache_device **dev_out,
              bool check)
 {
   const struct config_export *e = plugin_export.exp;
@@ -262,7 +262,7 @@ static int
 nbdcache_get_ready (void)
 {
   struct ncache_device *dev;
-  struct ncache *nc;
+  struct ncache_export *nc;
 
   if (open_export (&nc, &dev, true) < 0)
     return -1;

@@ -485,7 +485,7 @@ static int
 execute_read (struct request *r)
 {
   struct conn *c = r->conn;
-  struct ncache *nc = c->exp->nc;
+  struct ncache_export *nc = c->exp->nc;
   unsigned i;
   int err;
 
@@ -625,7 +625,7 @@ execute_block_status (struct request *r)
 void
 nbd_request_execute (struct request *r)
 {
-  struct ncache *nc = r->conn->exp->nc;
+  struct ncache_export *nc = r->conn->exp->nc;
   const struct nbd_req *h = &r->h;
   uint32_t fua = (h->flags & NBD_CMD_FLAG_FUA) ? NCACHE_FUA : 0;
   uint32_t zflags;

@@ -87,7 +87,7 @@ struct conn;
 struct export {
   char *name;                   /* non-NULL */
   char *description;            /* NULL = none */
-  struct ncache *nc;            /* the engine handle, shared (multi-conn) */
+  struct ncache_export *nc; /* the engine handle, shared (multi-conn) */
   struct backing *backing;      /* borrowed: nc owns it; for stats */
   struct ncache_caps caps;
   bool rotational;

@@ -51,20 +51,20 @@
 #include "log.h"
 
 void
-request_backing_wrote (struct ncache *nc, int r)
+request_backing_wrote (struct ncache_export *nc, int r)
 {
   if (r == 0)
     __atomic_add_fetch (&nc->backing_write_gen, 1, __ATOMIC_ACQ_REL);
 }
 
 uint64_t
-request_backing_epoch (struct ncache *nc)
+request_backing_epoch (struct ncache_export *nc)
 {
   return __atomic_load_n (&nc->backing_flush_fails, __ATOMIC_ACQUIRE);
 }
 
 int
-request_backing_sync_since (struct ncache *nc, uint64_t epoch)
+request_backing_sync_since (struct ncache_export *nc, uint64_t epoch)
 {
   uint64_t want = __atomic_load_n (&nc->backing_write_gen, __ATOMIC_ACQUIRE);
   uint64_t g;
@@ -94,13 +94,13 @@ request_backing_sync_since (struct ncache *nc, uint64_t epoch)
 }
 
 int
-request_backing_sync (struct ncache *nc)
+request_backing_sync (struct ncache_export *nc)
 {
   return request_backing_sync_since (nc, request_backing_epoch (nc));
 }
 
 int
-request_backing_sync_flush (struct ncache *nc)
+request_backing_sync_flush (struct ncache_export *nc)
 {
   uint64_t seen, now;
   int r;
@@ -120,7 +120,7 @@ request_backing_sync_flush (struct ncache *nc)
 }
 
 void
-request_attach (struct ncache *nc)
+request_attach (struct ncache_export *nc)
 {
   struct ncache_device *dev = nc->dev;
 
@@ -132,10 +132,10 @@ request_attach (struct ncache *nc)
 }
 
 void
-request_detach (struct ncache *nc)
+request_detach (struct ncache_export *nc)
 {
   struct ncache_device *dev = nc->dev;
-  struct ncache **pp;
+  struct ncache_export **pp;
 
   pthread_mutex_lock (&dev->exports_lock);
   for (pp = &dev->exports; *pp != NULL; pp = &(*pp)->next_on_dev)
@@ -148,7 +148,7 @@ request_detach (struct ncache *nc)
 }
 
 void
-request_backsync_begin (struct ncache *nc)
+request_backsync_begin (struct ncache_export *nc)
 {
   __atomic_add_fetch (&nc->backsync_busy, 1, __ATOMIC_ACQ_REL);
   __atomic_add_fetch (&nc->dev->backsync_busy, 1, __ATOMIC_ACQ_REL);
@@ -166,7 +166,7 @@ raise_seq (uint64_t *p, uint64_t seq)
 }
 
 void
-request_backsync_end (struct ncache *nc, uint64_t seq)
+request_backsync_end (struct ncache_export *nc, uint64_t seq)
 {
   raise_seq (&nc->backsync_seq, seq);
   raise_seq (&nc->dev->backsync_seq, seq);
@@ -178,14 +178,14 @@ request_backsync_end (struct ncache *nc, uint64_t seq)
  * entry not durable yet (so perhaps in the one about to be written)?
  */
 static bool
-backsync_pending (struct ncache *nc, uint64_t durable)
+backsync_pending (struct ncache_export *nc, uint64_t durable)
 {
   return __atomic_load_n (&nc->backsync_busy, __ATOMIC_ACQUIRE) > 0 ||
     __atomic_load_n (&nc->backsync_seq, __ATOMIC_ACQUIRE) > durable;
 }
 
 bool
-request_backing_unflushed (struct ncache *nc)
+request_backing_unflushed (struct ncache_export *nc)
 {
   return __atomic_load_n (&nc->backing_flushed_gen, __ATOMIC_ACQUIRE) <
     __atomic_load_n (&nc->backing_write_gen, __ATOMIC_ACQUIRE);
@@ -194,7 +194,7 @@ request_backing_unflushed (struct ncache *nc)
 int
 request_sync_backings (struct ncache_device *dev)
 {
-  struct ncache *nc;
+  struct ncache_export *nc;
   uint64_t durable;
   int r, result = 0;
 

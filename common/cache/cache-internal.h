@@ -41,7 +41,7 @@
  *
  * A CACHE DEVICE (struct ncache_device) owns: the cdev, the superblock, the
  * bucket set, the journal (and its commit thread) and the btree.  Exports
- * opened on it (struct ncache) borrow it; each has an export id from the
+ * opened on it (struct ncache_export) borrow it; each has an export id from the
  * superblock's export table, bound to its backing URI and size.
  *
  * OPEN (recovery): device.c opens the file and formats if it must; the
@@ -119,7 +119,7 @@ struct ncache_device {
    * backing_flush_lock, after nothing else.
    */
   pthread_mutex_t exports_lock;
-  struct ncache *exports;
+  struct ncache_export *exports;
   /* Keys that rely on backing data (backsync.c): the newest journal seq
    * holding one, and inserts of such keys in progress.  While one is not
    * durable, commits and node writes flush the backing stores first.
@@ -144,8 +144,8 @@ struct range_lock {
   struct range_lock_entry *active;
 };
 
-/* An export (cache.h's struct ncache). */
-struct ncache {
+/* An export (cache.h's struct ncache_export). */
+struct ncache_export {
   char *name;                   /* export name for logs; never NULL */
   enum ncache_mode mode;
   struct backing *backing;      /* owned */
@@ -179,7 +179,7 @@ struct ncache {
    */
   uint64_t backsync_seq;
   unsigned backsync_busy;
-  struct ncache *next_on_dev;   /* dev->exports, under its exports_lock */
+  struct ncache_export *next_on_dev; /* dev->exports, under its exports_lock */
   /* The newest journal seq holding a DELETE that cut a key of this export
    * (request.c): until it is durable, no backing change may go out under
    * a possibly stale clean key.  Atomic, only grows.
@@ -212,26 +212,26 @@ typedef int (*piece_walk_fn) (void *opaque, const struct btree_piece *p,
  * index) as bytes [lo, hi).  batch_done (may be NULL) runs after each
  * btree lookup.  0, or a lookup's or fn's -errno.
  */
-int piece_walk (struct ncache *nc, uint64_t offset, uint64_t count,
+int piece_walk (struct ncache_export *nc, uint64_t offset, uint64_t count,
                 piece_walk_fn fn, void (*batch_done) (void *opaque),
                 void *opaque);
 
 /* ---- request.c: the cached-mode paths (nc->dev != NULL).  Ranges and
  * flags are already checked by cache.c.  0 or -errno.
  */
-int request_pread (struct ncache *nc, void *buf, size_t count,
+int request_pread (struct ncache_export *nc, void *buf, size_t count,
                    uint64_t offset);
-int request_pwrite (struct ncache *nc, const void *buf, size_t count,
+int request_pwrite (struct ncache_export *nc, const void *buf, size_t count,
                     uint64_t offset, uint32_t flags);
-int request_flush (struct ncache *nc);
-int request_trim (struct ncache *nc, uint64_t count, uint64_t offset,
+int request_flush (struct ncache_export *nc);
+int request_trim (struct ncache_export *nc, uint64_t count, uint64_t offset,
                   uint32_t flags);
-int request_zero (struct ncache *nc, uint64_t count, uint64_t offset,
+int request_zero (struct ncache_export *nc, uint64_t count, uint64_t offset,
                   uint32_t flags);
-int request_cache (struct ncache *nc, uint64_t count, uint64_t offset);
-int request_extents (struct ncache *nc, uint64_t count, uint64_t offset,
+int request_cache (struct ncache_export *nc, uint64_t count, uint64_t offset);
+int request_extents (struct ncache_export *nc, uint64_t count, uint64_t offset,
                      bool req_one, ncache_extent_fn fn, void *opaque);
-int request_state_extents (struct ncache *nc, uint64_t count,
+int request_state_extents (struct ncache_export *nc, uint64_t count,
                            uint64_t offset, bool req_one, ncache_extent_fn fn,
                            void *opaque);
 void range_lock_init (struct range_lock *rl);
@@ -247,39 +247,39 @@ bool range_lock_busy (struct range_lock *rl, uint64_t start, uint64_t end);
 /* A backing write, zero or trim of nc has completed with result r (a
  * failed one, r < 0, is not counted as a change).
  */
-void request_backing_wrote (struct ncache *nc, int r);
+void request_backing_wrote (struct ncache_export *nc, int r);
 /* Make every backing change of nc completed before this call durable
  * (one flush serves concurrent callers).  0 or -errno.
  */
-int request_backing_sync (struct ncache *nc);
+int request_backing_sync (struct ncache_export *nc);
 /* The export's backing flush epoch: it changes when a backing flush
  * fails (the store may have dropped changes made before it).
  */
-uint64_t request_backing_epoch (struct ncache *nc);
+uint64_t request_backing_epoch (struct ncache_export *nc);
 /* request_backing_sync for changes made since `epoch` was read: -EIO if
  * a backing flush failed since (they may be lost).
  */
-int request_backing_sync_since (struct ncache *nc, uint64_t epoch);
+int request_backing_sync_since (struct ncache_export *nc, uint64_t epoch);
 /* request_backing_sync for a client FLUSH: outside writeback mode it
  * also fails (-EIO, once) for a failed backing flush since the previous
  * client FLUSH that another caller saw: writes acknowledged before it may
  * be lost.
  */
-int request_backing_sync_flush (struct ncache *nc);
+int request_backing_sync_flush (struct ncache_export *nc);
 /* Around the insert of a key that relies on backing data (a clean key
  * after a backing write, a promotion of data not known durable, a DELETE
  * dropping dirty data the backing now holds): begin before, end with the
  * journal seq that holds it (or the open seq after an error).
  */
-void request_backsync_begin (struct ncache *nc);
-void request_backsync_end (struct ncache *nc, uint64_t seq);
+void request_backsync_begin (struct ncache_export *nc);
+void request_backsync_end (struct ncache_export *nc, uint64_t seq);
 /* Has the backing store of nc changed since its last flush? */
-bool request_backing_unflushed (struct ncache *nc);
+bool request_backing_unflushed (struct ncache_export *nc);
 /* An export joins / leaves its device's list (dev->exports); attach
  * before its first I/O, detach after its last.
  */
-void request_attach (struct ncache *nc);
-void request_detach (struct ncache *nc);
+void request_attach (struct ncache_export *nc);
+void request_detach (struct ncache_export *nc);
 /* The journal's pre_write hook: request_backing_sync of every export
  * of dev with keys relying on its backing store pending (ORDERING rule
  * 2).  0 or the first -errno.

@@ -53,14 +53,14 @@
  * `return failed (nc, r);`.
  */
 static int
-failed (struct ncache *nc, int r)
+failed (struct ncache_export *nc, int r)
 {
   STAT_ADD (nc, nr_errors, 1);
   return r;
 }
 
 static void
-mark_written (struct ncache *nc)
+mark_written (struct ncache_export *nc)
 {
   if (!__atomic_load_n (&nc->written, __ATOMIC_RELAXED))
     __atomic_store_n (&nc->written, true, __ATOMIC_RELAXED);
@@ -107,7 +107,7 @@ ncache_export_tuning_default (struct ncache_export_tuning *t)
  * Logs; 0 or -errno (whatever was made is freed by close_background).
  */
 static int
-open_background (struct ncache *nc)
+open_background (struct ncache_export *nc)
 {
   int r;
 
@@ -133,7 +133,7 @@ open_background (struct ncache *nc)
 }
 
 static void
-close_background (struct ncache *nc)
+close_background (struct ncache_export *nc)
 {
   writeback_stop (nc->wb);
   nc->wb = NULL;
@@ -147,10 +147,10 @@ close_background (struct ncache *nc)
 
 int
 ncache_open (const struct ncache_config *cfg, struct backing *backing,
-             struct ncache **out)
+             struct ncache_export **out)
 {
   const char *name = cfg && cfg->name ? cfg->name : "";
-  struct ncache *nc;
+  struct ncache_export *nc;
   int r;
 
   if (cfg == NULL || backing == NULL) {
@@ -239,7 +239,7 @@ ncache_open (const struct ncache_config *cfg, struct backing *backing,
 }
 
 void
-ncache_close (struct ncache *nc)
+ncache_close (struct ncache_export *nc)
 {
   int r;
 
@@ -282,7 +282,7 @@ ncache_close (struct ncache *nc)
 }
 
 void
-ncache_get_caps (struct ncache *nc, struct ncache_caps *caps)
+ncache_get_caps (struct ncache_export *nc, struct ncache_caps *caps)
 {
   *caps = nc->caps;
 }
@@ -290,7 +290,7 @@ ncache_get_caps (struct ncache *nc, struct ncache_caps *caps)
 /* ---- request checks ---- */
 
 static int
-check_flags (struct ncache *nc, const char *what, uint32_t flags,
+check_flags (struct ncache_export *nc, const char *what, uint32_t flags,
              uint32_t allowed)
 {
   if (unlikely (flags & ~allowed)) {
@@ -305,7 +305,7 @@ check_flags (struct ncache *nc, const char *what, uint32_t flags,
  * zeroes past the end: -ENOSPC (the NBD spec's choice for them).
  */
 static int
-check_range (struct ncache *nc, const char *what, uint64_t count,
+check_range (struct ncache_export *nc, const char *what, uint64_t count,
              uint64_t offset, int err)
 {
   if (unlikely (!range_within (offset, count, nc->caps.size_bytes))) {
@@ -318,7 +318,7 @@ check_range (struct ncache *nc, const char *what, uint64_t count,
 }
 
 static int
-check_writable (struct ncache *nc, const char *what)
+check_writable (struct ncache_export *nc, const char *what)
 {
   if (unlikely (nc->caps.readonly)) {
     log_debug ("export '%s': %s: the export is read-only", nc->name, what);
@@ -330,7 +330,8 @@ check_writable (struct ncache *nc, const char *what)
 /* ---- requests ---- */
 
 int
-ncache_pread (struct ncache *nc, void *buf, size_t count, uint64_t offset,
+ncache_pread (struct ncache_export *nc, void *buf, size_t count,
+              uint64_t offset,
               uint32_t flags)
 {
   int r;
@@ -352,7 +353,7 @@ ncache_pread (struct ncache *nc, void *buf, size_t count, uint64_t offset,
 }
 
 int
-ncache_pwrite (struct ncache *nc, const void *buf, size_t count,
+ncache_pwrite (struct ncache_export *nc, const void *buf, size_t count,
                uint64_t offset, uint32_t flags)
 {
   int r;
@@ -381,7 +382,7 @@ ncache_pwrite (struct ncache *nc, const void *buf, size_t count,
 }
 
 int
-ncache_flush (struct ncache *nc, uint32_t flags)
+ncache_flush (struct ncache_export *nc, uint32_t flags)
 {
   int r;
 
@@ -393,7 +394,7 @@ ncache_flush (struct ncache *nc, uint32_t flags)
 }
 
 int
-ncache_trim (struct ncache *nc, uint64_t count, uint64_t offset,
+ncache_trim (struct ncache_export *nc, uint64_t count, uint64_t offset,
              uint32_t flags)
 {
   int r;
@@ -421,7 +422,7 @@ ncache_trim (struct ncache *nc, uint64_t count, uint64_t offset,
 }
 
 int
-ncache_zero (struct ncache *nc, uint64_t count, uint64_t offset,
+ncache_zero (struct ncache_export *nc, uint64_t count, uint64_t offset,
              uint32_t flags)
 {
   const uint32_t allowed = NCACHE_FUA | NCACHE_MAY_TRIM | NCACHE_FAST_ZERO;
@@ -453,7 +454,7 @@ ncache_zero (struct ncache *nc, uint64_t count, uint64_t offset,
 }
 
 int
-ncache_cache (struct ncache *nc, uint64_t count, uint64_t offset,
+ncache_cache (struct ncache_export *nc, uint64_t count, uint64_t offset,
               uint32_t flags)
 {
   int r;
@@ -471,7 +472,7 @@ ncache_cache (struct ncache *nc, uint64_t count, uint64_t offset,
 /* ---- extents ---- */
 
 struct extents_state {
-  struct ncache *nc;
+  struct ncache_export *nc;
   uint64_t next;                /* where the next extent must start */
   uint64_t end;                 /* end of the request */
   bool req_one;
@@ -513,7 +514,7 @@ extents_clip (void *opaque, uint64_t offset, uint64_t length, uint32_t flags)
 }
 
 int
-ncache_extents (struct ncache *nc, uint64_t count, uint64_t offset,
+ncache_extents (struct ncache_export *nc, uint64_t count, uint64_t offset,
                 uint32_t flags, ncache_extent_fn fn, void *opaque)
 {
   struct extents_state s = {
@@ -547,7 +548,7 @@ ncache_extents (struct ncache *nc, uint64_t count, uint64_t offset,
 }
 
 int
-ncache_state_extents (struct ncache *nc, uint64_t count, uint64_t offset,
+ncache_state_extents (struct ncache_export *nc, uint64_t count, uint64_t offset,
                       uint32_t flags, ncache_extent_fn fn, void *opaque)
 {
   int r;
@@ -569,7 +570,7 @@ ncache_state_extents (struct ncache *nc, uint64_t count, uint64_t offset,
 }
 
 int
-ncache_drain (struct ncache *nc, ncache_progress_fn fn, void *opaque)
+ncache_drain (struct ncache_export *nc, ncache_progress_fn fn, void *opaque)
 {
   int r;
 
@@ -585,7 +586,7 @@ ncache_drain (struct ncache *nc, ncache_progress_fn fn, void *opaque)
 /* ---- statistics ---- */
 
 void
-ncache_get_stats (struct ncache *nc, struct ncache_stats *stats)
+ncache_get_stats (struct ncache_export *nc, struct ncache_stats *stats)
 {
   memset (stats, 0, sizeof *stats);
   stats->reads = STAT_LOAD (nc, nr_reads);
@@ -713,7 +714,7 @@ append_field (char *buf, size_t size, size_t *len, const char *name,
 }
 
 void
-ncache_log_stats (struct ncache *nc, const char *name)
+ncache_log_stats (struct ncache_export *nc, const char *name)
 {
   struct ncache_stats st;
   char line[1024];

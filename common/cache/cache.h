@@ -1,17 +1,18 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* cache.h — THE public API of the nbdcache engine.
  *
- * WHAT: an export ("ncache") serves a byte range backed by a backing store
- * (common/backing) and, optionally, cached on a local SSD cache device
- * ("ncache_device") in one of four modes.  Front ends (nbdcached, the
+ * WHAT: an export (struct ncache_export, its functions named ncache_*)
+ * serves a byte range backed by a backing store (common/backing) and,
+ * optionally, cached on a local SSD cache device (struct ncache_device)
+ * in one of four modes.  Front ends (nbdcached, the
  * nbdkit plugin) call only what is declared here.
  *
- * OWNS: an ncache owns its backing store (ncache_open takes ownership on
+ * OWNS: an export owns its backing store (ncache_open takes ownership on
  * every path).  A cache device is shared by the exports opened on it and
  * must outlive them.
  *
  * THREADS: every function may block and is thread-safe; all connections of
- * an export share one ncache, so a flush covers writes from every one of
+ * an export share one ncache_export, so a flush covers writes from every one of
  * them (multi-conn).  Front ends never call the engine from an event loop.
  *
  * ERRORS: 0 or a negative errno.  The engine logs with context where the
@@ -37,7 +38,7 @@
 
 struct backing;
 struct backing_open_options;
-struct ncache;
+struct ncache_export;
 struct ncache_device;
 
 enum ncache_mode {
@@ -156,9 +157,9 @@ int ncache_backing_open (struct ncache_device *dev, const char *export_name,
  * mode the engine cannot serve).
  */
 int ncache_open (const struct ncache_config *cfg, struct backing *backing,
-                 struct ncache **out);
+                 struct ncache_export **out);
 /* Commits what must be committed, closes the backing.  NULL is a no-op. */
-void ncache_close (struct ncache *nc);
+void ncache_close (struct ncache_export *nc);
 
 /* What the export can do; stable for the life of the handle. */
 struct ncache_caps {
@@ -173,22 +174,22 @@ struct ncache_caps {
   bool can_extents;             /* extents reports real holes/zeros */
   bool can_multi_conn;
 };
-void ncache_get_caps (struct ncache *nc, struct ncache_caps *caps);
+void ncache_get_caps (struct ncache_export *nc, struct ncache_caps *caps);
 
 /* ---- requests: ranges must lie within [0, size) ---- */
-int ncache_pread (struct ncache *nc, void *buf, size_t count,
+int ncache_pread (struct ncache_export *nc, void *buf, size_t count,
                   uint64_t offset, uint32_t flags);
-int ncache_pwrite (struct ncache *nc, const void *buf, size_t count,
+int ncache_pwrite (struct ncache_export *nc, const void *buf, size_t count,
                    uint64_t offset, uint32_t flags);
-int ncache_flush (struct ncache *nc, uint32_t flags);
-int ncache_trim (struct ncache *nc, uint64_t count, uint64_t offset,
+int ncache_flush (struct ncache_export *nc, uint32_t flags);
+int ncache_trim (struct ncache_export *nc, uint64_t count, uint64_t offset,
                  uint32_t flags);
-int ncache_zero (struct ncache *nc, uint64_t count, uint64_t offset,
+int ncache_zero (struct ncache_export *nc, uint64_t count, uint64_t offset,
                  uint32_t flags);
 /* Prefetch into the cache device (no-op without one). */
-int ncache_cache (struct ncache *nc, uint64_t count, uint64_t offset,
+int ncache_cache (struct ncache_export *nc, uint64_t count, uint64_t offset,
                   uint32_t flags);
-int ncache_extents (struct ncache *nc, uint64_t count, uint64_t offset,
+int ncache_extents (struct ncache_export *nc, uint64_t count, uint64_t offset,
                     uint32_t flags, ncache_extent_fn fn, void *opaque);
 
 /* nbdcache:state — what the cache holds, per extent (the bits of our own
@@ -198,7 +199,8 @@ int ncache_extents (struct ncache *nc, uint64_t count, uint64_t offset,
 #define NCACHE_STATE_DIRTY  (1u << 1) /* newer than the backing store */
 #define NCACHE_STATE_ZERO   (1u << 2) /* a zero extent in the index */
 /* Like ncache_extents, with NCACHE_STATE_* flags (NCACHE_REQ_ONE works). */
-int ncache_state_extents (struct ncache *nc, uint64_t count, uint64_t offset,
+int ncache_state_extents (struct ncache_export *nc, uint64_t count,
+                          uint64_t offset,
                           uint32_t flags, ncache_extent_fn fn, void *opaque);
 
 /* Progress of a long operation: remaining and total (at the start) bytes.
@@ -214,7 +216,8 @@ typedef int (*ncache_progress_fn) (void *opaque, uint64_t remaining_bytes,
  * read-only export.  Mode none and an export with nothing dirty: 0 at
  * once (after a flush).
  */
-int ncache_drain (struct ncache *nc, ncache_progress_fn fn, void *opaque);
+int ncache_drain (struct ncache_export *nc, ncache_progress_fn fn,
+                  void *opaque);
 
 /* ---- statistics ----
  *
@@ -269,7 +272,7 @@ struct ncache_stats {
     backing_trim_extents;       /* backing trims: queued, batches, issued */
   uint64_t write_bypasses;      /* the writes among bypasses */
 };
-void ncache_get_stats (struct ncache *nc, struct ncache_stats *stats);
+void ncache_get_stats (struct ncache_export *nc, struct ncache_stats *stats);
 
 /* Every field of struct ncache_stats, in struct order: X (name, log),
  * (tests and the benchmarks read "reads R writes W hits H misses M
@@ -293,7 +296,7 @@ void ncache_get_stats (struct ncache *nc, struct ncache_stats *stats);
  * writes N ..."), the fields NCACHE_STATS_FIELDS marks.  Front ends call
  * it at shutdown.
  */
-void ncache_log_stats (struct ncache *nc, const char *name);
+void ncache_log_stats (struct ncache_export *nc, const char *name);
 
 /* A cache device's own counters (all exports on it). */
 struct ncache_device_stats {

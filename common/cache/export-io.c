@@ -60,7 +60,7 @@ backing_flags_of (uint32_t flags)
 }
 
 uint64_t
-export_io_clipped (const struct ncache *nc, uint64_t lo, uint64_t hi)
+export_io_clipped (const struct ncache_export *nc, uint64_t lo, uint64_t hi)
 {
   uint64_t size = nc->caps.size_bytes;
 
@@ -71,7 +71,7 @@ export_io_clipped (const struct ncache *nc, uint64_t lo, uint64_t hi)
 
 /* Clip [lo, *hi) to the export: false if nothing is left. */
 static bool
-clip (const struct ncache *nc, uint64_t lo, uint64_t *hi)
+clip (const struct ncache_export *nc, uint64_t lo, uint64_t *hi)
 {
   uint64_t n = export_io_clipped (nc, lo, *hi);
 
@@ -83,7 +83,7 @@ clip (const struct ncache *nc, uint64_t lo, uint64_t *hi)
  * after it.
  */
 static void
-barrier (struct ncache *nc, uint64_t lo, uint64_t hi)
+barrier (struct ncache_export *nc, uint64_t lo, uint64_t hi)
 {
   if (nc->tq != NULL)
     trimq_write_barrier (nc->tq, lo, hi - lo);
@@ -95,7 +95,7 @@ barrier (struct ncache *nc, uint64_t lo, uint64_t hi)
 static int
 issue_one (void *opaque, uint64_t offset, uint64_t count)
 {
-  struct ncache *nc = opaque;
+  struct ncache_export *nc = opaque;
   int r;
 
   r = backing_trim (nc->backing, count, offset, 0);
@@ -104,7 +104,7 @@ issue_one (void *opaque, uint64_t offset, uint64_t count)
 }
 
 int
-export_io_issue_trims (struct ncache *nc, bool all)
+export_io_issue_trims (struct ncache_export *nc, bool all)
 {
   if (nc->tq == NULL)
     return 0;
@@ -115,7 +115,7 @@ export_io_issue_trims (struct ncache *nc, bool all)
  * logged only (advisory).
  */
 static void
-issue_all_advisory (struct ncache *nc)
+issue_all_advisory (struct ncache_export *nc)
 {
   int r = export_io_issue_trims (nc, true);
 
@@ -125,7 +125,7 @@ issue_all_advisory (struct ncache *nc)
 }
 
 int
-export_io_read (struct ncache *nc, void *dst, uint64_t lo, uint64_t hi)
+export_io_read (struct ncache_export *nc, void *dst, uint64_t lo, uint64_t hi)
 {
   uint64_t end = hi;
   int r = 0;
@@ -150,7 +150,7 @@ enum change { CHANGE_WRITE, CHANGE_ZERO, CHANGE_TRIM };
  * backing store, and is counted for the next sync whatever its result.
  */
 static int
-change (struct ncache *nc, enum change op, const void *src, uint64_t lo,
+change (struct ncache_export *nc, enum change op, const void *src, uint64_t lo,
         uint64_t hi, uint32_t flags)
 {
   uint32_t bflags = backing_flags_of (flags);
@@ -174,7 +174,7 @@ change (struct ncache *nc, enum change op, const void *src, uint64_t lo,
 }
 
 int
-export_io_write (struct ncache *nc, const void *src, uint64_t lo,
+export_io_write (struct ncache_export *nc, const void *src, uint64_t lo,
                  uint64_t hi, uint32_t flags)
 {
   if (!clip (nc, lo, &hi))
@@ -183,7 +183,8 @@ export_io_write (struct ncache *nc, const void *src, uint64_t lo,
 }
 
 int
-export_io_zero (struct ncache *nc, uint64_t lo, uint64_t hi, uint32_t flags)
+export_io_zero (struct ncache_export *nc, uint64_t lo, uint64_t hi,
+                uint32_t flags)
 {
   if (!clip (nc, lo, &hi))
     return 0;
@@ -191,7 +192,8 @@ export_io_zero (struct ncache *nc, uint64_t lo, uint64_t hi, uint32_t flags)
 }
 
 int
-export_io_trim (struct ncache *nc, uint64_t lo, uint64_t hi, uint32_t flags)
+export_io_trim (struct ncache_export *nc, uint64_t lo, uint64_t hi,
+                uint32_t flags)
 {
   if (!clip (nc, lo, &hi))
     return 0;
@@ -202,7 +204,7 @@ export_io_trim (struct ncache *nc, uint64_t lo, uint64_t hi, uint32_t flags)
 }
 
 static int
-flush (struct ncache *nc, bool client)
+flush (struct ncache_export *nc, bool client)
 {
   /* Mode none keeps no backsync counters: every flush goes out. */
   if (nc->dev == NULL)
@@ -214,19 +216,19 @@ flush (struct ncache *nc, bool client)
 }
 
 int
-export_io_flush (struct ncache *nc)
+export_io_flush (struct ncache_export *nc)
 {
   return flush (nc, false);
 }
 
 int
-export_io_flush_client (struct ncache *nc)
+export_io_flush_client (struct ncache_export *nc)
 {
   return flush (nc, true);
 }
 
 int
-export_io_extents (struct ncache *nc, uint64_t lo, uint64_t hi,
+export_io_extents (struct ncache_export *nc, uint64_t lo, uint64_t hi,
                    backing_extent_fn fn, void *opaque)
 {
   if (!clip (nc, lo, &hi))

@@ -28,49 +28,50 @@
 
 #include "backing.h"
 
-struct ncache;
+struct ncache_export;
 
 /* How many bytes of [lo, hi) lie within the export (what the calls
  * below send to the backing store for that range).
  */
-uint64_t export_io_clipped (const struct ncache *nc, uint64_t lo,
+uint64_t export_io_clipped (const struct ncache_export *nc, uint64_t lo,
                             uint64_t hi);
 /* Bytes [lo, hi) of the export into dst; past the backing's end zeros. */
-int export_io_read (struct ncache *nc, void *dst, uint64_t lo, uint64_t hi);
+int export_io_read (struct ncache_export *nc, void *dst, uint64_t lo,
+                    uint64_t hi);
 /* Bytes [lo, hi) from src.  flags: NCACHE_FUA. */
-int export_io_write (struct ncache *nc, const void *src, uint64_t lo,
+int export_io_write (struct ncache_export *nc, const void *src, uint64_t lo,
                      uint64_t hi, uint32_t flags);
 /* Bytes [lo, hi) read as zeros.  flags: NCACHE_FUA, NCACHE_MAY_TRIM,
  * NCACHE_FAST_ZERO (-ENOTSUP if it would not be fast).
  */
-int export_io_zero (struct ncache *nc, uint64_t lo, uint64_t hi,
+int export_io_zero (struct ncache_export *nc, uint64_t lo, uint64_t hi,
                     uint32_t flags);
 /* Trim bytes [lo, hi): queued (merged, batched, issued before any flush
  * and before a read of the range), or at once with NCACHE_FUA, without a
  * queue, or when the queue cannot take it.
  */
-int export_io_trim (struct ncache *nc, uint64_t lo, uint64_t hi,
+int export_io_trim (struct ncache_export *nc, uint64_t lo, uint64_t hi,
                     uint32_t flags);
 /* Issue queued trims: one due batch, or everything queued (all).  The
  * first error (trims are advisory: the caller logs it and goes on).
  */
-int export_io_issue_trims (struct ncache *nc, bool all);
+int export_io_issue_trims (struct ncache_export *nc, bool all);
 /* Queued trims out, then make every backing change completed before this
  * call durable (one flush serves concurrent callers; none if nothing
  * changed; mode none always flushes).  0 or -errno.
  */
-int export_io_flush (struct ncache *nc);
+int export_io_flush (struct ncache_export *nc);
 /* export_io_flush for a client's FLUSH: outside writeback mode it also
  * fails (-EIO, once) for a failed backing flush that another caller saw
  * since the previous client FLUSH (request_backing_sync_flush): writes
  * acknowledged before it may be lost.
  */
-int export_io_flush_client (struct ncache *nc);
+int export_io_flush_client (struct ncache_export *nc);
 /* The backing store's own status of bytes [lo, hi) (base:allocation),
  * through fn as backing_extents does; nothing past the export's end.
  * 0 or -errno.
  */
-int export_io_extents (struct ncache *nc, uint64_t lo, uint64_t hi,
+int export_io_extents (struct ncache_export *nc, uint64_t lo, uint64_t hi,
                        backing_extent_fn fn, void *opaque);
 
 #endif /* NBDCACHE_EXPORT_IO_H */

@@ -37,7 +37,7 @@
 #define FORGET_LOOKUP_PIECES 32
 
 void
-forget_note_cut (struct ncache *nc, uint64_t seq)
+forget_note_cut (struct ncache_export *nc, uint64_t seq)
 {
   uint64_t cur = __atomic_load_n (&nc->cut_seq, __ATOMIC_RELAXED);
 
@@ -48,7 +48,7 @@ forget_note_cut (struct ncache *nc, uint64_t seq)
 }
 
 int
-forget_settle_cuts (struct ncache *nc)
+forget_settle_cuts (struct ncache_export *nc)
 {
   uint64_t need = __atomic_load_n (&nc->cut_seq, __ATOMIC_ACQUIRE);
 
@@ -61,7 +61,8 @@ forget_settle_cuts (struct ncache *nc)
  * *seq / *cut as btree_insert.
  */
 int
-forget_range (struct ncache *nc, uint64_t start, uint64_t end, uint64_t *seq,
+forget_range (struct ncache_export *nc, uint64_t start, uint64_t end,
+              uint64_t *seq,
               bool *cut)
 {
   struct nc_key k;
@@ -95,7 +96,7 @@ forget_range (struct ncache *nc, uint64_t start, uint64_t end, uint64_t *seq,
  * backing now holds, it relies on that backing data (rule 2).
  */
 int
-forget_after_backing (struct ncache *nc, uint64_t b0, uint64_t b1,
+forget_after_backing (struct ncache_export *nc, uint64_t b0, uint64_t b1,
                       bool dirty)
 {
   uint64_t seq = 0;
@@ -125,7 +126,7 @@ forget_after_backing (struct ncache *nc, uint64_t b0, uint64_t b1,
  * left: the caller's final DELETE relies on its backing write then.
  */
 int
-forget_before_backing (struct ncache *nc, uint64_t b0, uint64_t b1,
+forget_before_backing (struct ncache_export *nc, uint64_t b0, uint64_t b1,
                        bool *dirty)
 {
   struct ncache_device *dev = nc->dev;

@@ -15,31 +15,31 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct ncache;
+struct ncache_export;
 
 /* A key of nc was cut by an insert in journal entry seq. */
-void forget_note_cut (struct ncache *nc, uint64_t seq);
+void forget_note_cut (struct ncache_export *nc, uint64_t seq);
 /* Wait until every cut of nc's keys is durable (before a backing change;
  * writeback calls it under the range lock of what it writes back).
  * 0 or -errno.
  */
-int forget_settle_cuts (struct ncache *nc);
+int forget_settle_cuts (struct ncache_export *nc);
 /* DELETE blocks [start, end) of nc (journaled, cuts noted).  *seq / *cut
  * as btree_insert.  0 or -errno.
  */
-int forget_range (struct ncache *nc, uint64_t start, uint64_t end,
+int forget_range (struct ncache_export *nc, uint64_t start, uint64_t end,
                   uint64_t *seq, bool *cut);
 /* Before the backing store changes under blocks [b0, b1): every piece
  * that is not DIRTY gets a DELETE, then the cuts are settled.  *dirty is
  * set if a DIRTY piece was left (the final DELETE relies on the backing
  * write then).  0 or -errno.
  */
-int forget_before_backing (struct ncache *nc, uint64_t b0, uint64_t b1,
+int forget_before_backing (struct ncache_export *nc, uint64_t b0, uint64_t b1,
                            bool *dirty);
 /* After the backing change: the final DELETE over [b0, b1), bracketed
  * as relying on backing data when dirty (rule 2).  0 or -errno.
  */
-int forget_after_backing (struct ncache *nc, uint64_t b0, uint64_t b1,
+int forget_after_backing (struct ncache_export *nc, uint64_t b0, uint64_t b1,
                           bool dirty);
 
 #endif /* NBDCACHE_FORGET_H */

@@ -33,7 +33,7 @@
 #define PIECES_PER_LOOKUP 32
 
 int
-piece_walk (struct ncache *nc, uint64_t offset, uint64_t count,
+piece_walk (struct ncache_export *nc, uint64_t offset, uint64_t count,
             piece_walk_fn fn, void (*batch_done) (void *opaque),
             void *opaque)
 {

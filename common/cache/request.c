@@ -198,7 +198,7 @@ key_list_add (struct key_list *kl, const struct nc_key *k)
  * inserted, or when they are abandoned), and free the list.
  */
 static void
-key_list_release (struct ncache *nc, struct key_list *kl)
+key_list_release (struct ncache_export *nc, struct key_list *kl)
 {
   size_t i;
 
@@ -216,7 +216,7 @@ key_list_release (struct ncache *nc, struct key_list *kl)
  * around the cache); the keys already added stay in kl.
  */
 static int
-cache_write_blocks (struct ncache *nc, enum bucket_wp wp, uint8_t flags,
+cache_write_blocks (struct ncache_export *nc, enum bucket_wp wp, uint8_t flags,
                     uint64_t start, const uint8_t *src, uint64_t nblocks,
                     struct key_list *kl)
 {
@@ -258,7 +258,8 @@ cache_write_blocks (struct ncache *nc, enum bucket_wp wp, uint8_t flags,
  * Releases kl either way.
  */
 static int
-insert_keys (struct ncache *nc, struct key_list *kl, bool fua, bool backsync)
+insert_keys (struct ncache_export *nc, struct key_list *kl, bool fua,
+             bool backsync)
 {
   uint64_t seq = 0;
   bool cut = false;
@@ -287,7 +288,7 @@ insert_keys (struct ncache *nc, struct key_list *kl, bool fua, bool backsync)
 /* ---- reads ---- */
 
 static bool
-may_promote (struct ncache *nc)
+may_promote (struct ncache_export *nc)
 {
   struct bucket_usage u;
 
@@ -317,7 +318,7 @@ struct read_tally {
  * MISS_LOOK_AGAIN (nothing served: look the range up again).
  */
 static int
-read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
+read_miss (struct ncache_export *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
            uint64_t lo, uint64_t hi, bool promote, struct read_tally *t)
 {
   struct ncache_device *dev = nc->dev;
@@ -432,7 +433,7 @@ read_miss (struct ncache *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
 #define WIDEN_LOOKUP_PIECES 32
 
 static void
-widen_miss (struct ncache *nc, uint64_t *ps, uint64_t *pe)
+widen_miss (struct ncache_export *nc, uint64_t *ps, uint64_t *pe)
 {
   struct ncache_device *dev = nc->dev;
   struct btree_piece pieces[WIDEN_LOOKUP_PIECES];
@@ -464,7 +465,7 @@ widen_miss (struct ncache *nc, uint64_t *ps, uint64_t *pe)
  * was reused during the read (look the range up again).
  */
 static int
-read_hit (struct ncache *nc, const struct btree_piece *p, uint8_t *dst,
+read_hit (struct ncache_export *nc, const struct btree_piece *p, uint8_t *dst,
           uint64_t lo, uint64_t hi)
 {
   struct ncache_device *dev = nc->dev;
@@ -483,7 +484,7 @@ read_hit (struct ncache *nc, const struct btree_piece *p, uint8_t *dst,
 
 /* read_range's walk: where the bytes go and what a miss does. */
 struct read_walk {
-  struct ncache *nc;
+  struct ncache_export *nc;
   uint8_t *buf;                 /* byte `offset` of the export */
   uint64_t offset;
   bool promote;
@@ -530,7 +531,8 @@ read_batch_done (void *opaque)
  * the cache (client reads and CACHE); false for read-modify-write.
  */
 static int
-read_range (struct ncache *nc, uint8_t *buf, uint64_t count, uint64_t offset,
+read_range (struct ncache_export *nc, uint8_t *buf, uint64_t count,
+            uint64_t offset,
             bool promote, struct read_tally *t)
 {
   struct read_walk w = {
@@ -545,7 +547,7 @@ read_range (struct ncache *nc, uint8_t *buf, uint64_t count, uint64_t offset,
  * (not counted here: the caller counts what the cutoff changed).
  */
 static bool
-sequential_bypass (struct ncache *nc, uint64_t offset, uint64_t count)
+sequential_bypass (struct ncache_export *nc, uint64_t offset, uint64_t count)
 {
   return nc->seq != NULL && seqcut_check (nc->seq, offset, count);
 }
@@ -554,7 +556,7 @@ sequential_bypass (struct ncache *nc, uint64_t offset, uint64_t count)
  * is a bypass, a promotion or neither (cache.h, "STATISTICS").
  */
 static void
-count_read (struct ncache *nc, const struct read_tally *t, bool seq)
+count_read (struct ncache_export *nc, const struct read_tally *t, bool seq)
 {
   if (!t->missed) {
     STAT_ADD (nc, nr_hits, 1);
@@ -571,7 +573,8 @@ count_read (struct ncache *nc, const struct read_tally *t, bool seq)
 }
 
 int
-request_pread (struct ncache *nc, void *buf, size_t count, uint64_t offset)
+request_pread (struct ncache_export *nc, void *buf, size_t count,
+               uint64_t offset)
 {
   bool seq = sequential_bypass (nc, offset, count);
   struct read_tally t = { .missed = false };
@@ -585,7 +588,7 @@ request_pread (struct ncache *nc, void *buf, size_t count, uint64_t offset)
 }
 
 int
-request_cache (struct ncache *nc, uint64_t count, uint64_t offset)
+request_cache (struct ncache_export *nc, uint64_t count, uint64_t offset)
 {
   uint64_t chunk = MIN (count, (uint64_t) 4 << 20);
   uint8_t *buf;
@@ -642,7 +645,8 @@ block_write_free (struct block_write *w)
  * (or zeros when src is NULL).
  */
 static int
-patch_block (struct ncache *nc, uint64_t blk, const uint8_t *src, uint64_t lo,
+patch_block (struct ncache_export *nc, uint64_t blk, const uint8_t *src,
+             uint64_t lo,
              uint64_t hi, uint8_t **out)
 {
   uint8_t *b = cdev_alloc_buffer (BLK);
@@ -668,7 +672,8 @@ patch_block (struct ncache *nc, uint64_t blk, const uint8_t *src, uint64_t lo,
  * read.  For reads, [offset, offset+count) lies within the export.
  */
 static int
-block_write_prepare (struct ncache *nc, const uint8_t *src, uint64_t count,
+block_write_prepare (struct ncache_export *nc, const uint8_t *src,
+                     uint64_t count,
                      uint64_t offset, struct block_write *w)
 {
   uint64_t end = offset + count;
@@ -703,7 +708,7 @@ block_write_prepare (struct ncache *nc, const uint8_t *src, uint64_t count,
 
 /* Blocks [b0, b1) as ZERO keys with flags, added to kl. */
 static int
-zero_keys (struct ncache *nc, uint64_t b0, uint64_t b1, uint8_t flags,
+zero_keys (struct ncache_export *nc, uint64_t b0, uint64_t b1, uint8_t flags,
            struct key_list *kl)
 {
   int r = 0;
@@ -729,7 +734,7 @@ zero_keys (struct ncache *nc, uint64_t b0, uint64_t b1, uint8_t flags,
  * by the caller).
  */
 static int
-block_write_cache (struct ncache *nc, const struct block_write *w,
+block_write_cache (struct ncache_export *nc, const struct block_write *w,
                    bool dirty, struct key_list *kl)
 {
   enum bucket_wp wp = dirty ? WP_DIRTY : WP_CLEAN;
@@ -755,7 +760,7 @@ block_write_cache (struct ncache *nc, const struct block_write *w,
  * newest first).
  */
 static int
-block_write_backing (struct ncache *nc, const struct block_write *w,
+block_write_backing (struct ncache_export *nc, const struct block_write *w,
                      bool fua)
 {
   uint32_t flags = fua ? NCACHE_FUA : 0;
@@ -777,7 +782,7 @@ block_write_backing (struct ncache *nc, const struct block_write *w,
  * on the backing write: backsync), or -ENOSPC with nothing inserted.
  */
 static int
-cache_insert (struct ncache *nc, const struct block_write *w, bool dirty,
+cache_insert (struct ncache_export *nc, const struct block_write *w, bool dirty,
               bool fua)
 {
   struct key_list kl;
@@ -801,7 +806,7 @@ cache_insert (struct ncache *nc, const struct block_write *w, bool dirty,
  * cut nothing.
  */
 static int
-write_blocks (struct ncache *nc, const struct block_write *w,
+write_blocks (struct ncache_export *nc, const struct block_write *w,
               enum write_path path, bool fua, bool *nospc)
 {
   bool dirty = false;
@@ -839,7 +844,8 @@ write_blocks (struct ncache *nc, const struct block_write *w,
  * still above its dirty limit after it (writeback.h, BACKPRESSURE).
  */
 static enum write_path
-write_path (struct ncache *nc, bool seqcut, uint64_t offset, uint64_t count,
+write_path (struct ncache_export *nc, bool seqcut, uint64_t offset,
+            uint64_t count,
             bool *seq, bool *over_limit)
 {
   enum write_path path;
@@ -878,7 +884,7 @@ write_path (struct ncache *nc, bool seqcut, uint64_t offset, uint64_t count,
  * them on path.
  */
 static int
-write_bytes (struct ncache *nc, const uint8_t *src, uint64_t count,
+write_bytes (struct ncache_export *nc, const uint8_t *src, uint64_t count,
              uint64_t offset, enum write_path path, bool fua, bool *nospc)
 {
   struct block_write w;
@@ -898,7 +904,7 @@ write_bytes (struct ncache *nc, const uint8_t *src, uint64_t count,
  * throttle's wait).
  */
 static void
-count_write (struct ncache *nc, bool seq, bool nospc)
+count_write (struct ncache_export *nc, bool seq, bool nospc)
 {
   if (!seq && !nospc)
     return;
@@ -909,7 +915,7 @@ count_write (struct ncache *nc, bool seq, bool nospc)
 }
 
 int
-request_pwrite (struct ncache *nc, const void *buf, size_t count,
+request_pwrite (struct ncache_export *nc, const void *buf, size_t count,
                 uint64_t offset, uint32_t flags)
 {
   struct range_lock_entry rle;
@@ -931,7 +937,7 @@ request_pwrite (struct ncache *nc, const void *buf, size_t count,
 }
 
 int
-request_flush (struct ncache *nc)
+request_flush (struct ncache_export *nc)
 {
   int r;
 
@@ -947,7 +953,7 @@ request_flush (struct ncache *nc)
 /* ---- trim and zero ---- */
 
 int
-request_trim (struct ncache *nc, uint64_t count, uint64_t offset,
+request_trim (struct ncache_export *nc, uint64_t count, uint64_t offset,
               uint32_t flags)
 {
   struct range_lock_entry rle;
@@ -987,7 +993,7 @@ request_trim (struct ncache *nc, uint64_t count, uint64_t offset,
 }
 
 int
-request_zero (struct ncache *nc, uint64_t count, uint64_t offset,
+request_zero (struct ncache_export *nc, uint64_t count, uint64_t offset,
               uint32_t flags)
 {
   struct range_lock_entry rle;

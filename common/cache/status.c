@@ -28,7 +28,7 @@
 
 
 struct extents_clip {
-  struct ncache *nc;
+  struct ncache_export *nc;
   uint64_t next, end;
   bool req_one;                 /* stop after the first extent */
   ncache_extent_fn fn;
@@ -77,7 +77,7 @@ extents_piece (void *opaque, const struct btree_piece *p, uint64_t lo,
                uint64_t hi)
 {
   struct extents_clip *c = opaque;
-  struct ncache *nc = c->nc;
+  struct ncache_export *nc = c->nc;
   int r;
 
   c->next = lo;
@@ -102,7 +102,7 @@ extents_piece (void *opaque, const struct btree_piece *p, uint64_t lo,
 }
 
 int
-request_extents (struct ncache *nc, uint64_t count, uint64_t offset,
+request_extents (struct ncache_export *nc, uint64_t count, uint64_t offset,
                  bool req_one, ncache_extent_fn fn, void *opaque)
 {
   struct extents_clip c = {
@@ -162,7 +162,8 @@ state_piece (void *opaque, const struct btree_piece *p, uint64_t lo,
 
 /* nbdcache:state: what the index holds, per extent (no backing call). */
 int
-request_state_extents (struct ncache *nc, uint64_t count, uint64_t offset,
+request_state_extents (struct ncache_export *nc, uint64_t count,
+                       uint64_t offset,
                        bool req_one, ncache_extent_fn fn, void *opaque)
 {
   struct state_run run = {

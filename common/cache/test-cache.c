@@ -224,13 +224,13 @@ spy_create (uint64_t size_bytes, const struct spy_caps *caps,
   return &s->b;
 }
 
-static struct ncache *
+static struct ncache_export *
 open_spy (const struct spy_caps *caps, bool readonly, struct spy_record *rec)
 {
   struct ncache_config cfg = {
     .name = "test", .mode = NCACHE_MODE_NONE, .readonly = readonly,
   };
-  struct ncache *nc = NULL;
+  struct ncache_export *nc = NULL;
 
   assert_int_equal (ncache_open (&cfg, spy_create (EXPORT_BYTES, caps, rec),
                                  &nc), 0);
@@ -265,7 +265,7 @@ test_cache_open_over_memory (void **state)
 {
   struct ncache_config cfg = { .name = "mem", .mode = NCACHE_MODE_NONE };
   struct backing *b;
-  struct ncache *nc = NULL;
+  struct ncache_export *nc = NULL;
   struct ncache_caps caps;
 
   assert_int_equal (backing_memory_create (EXPORT_BYTES, &b), 0);
@@ -297,7 +297,7 @@ test_cache_caps_follow_backing (void **state)
   for (i = 0; i < sizeof variants / sizeof variants[0]; i++) {
     for (int ro = 0; ro <= 1; ro++) {
       struct spy_record rec;
-      struct ncache *nc = open_spy (&variants[i], ro, &rec);
+      struct ncache_export *nc = open_spy (&variants[i], ro, &rec);
       struct ncache_caps caps;
 
       ncache_get_caps (nc, &caps);
@@ -327,14 +327,15 @@ test_cache_open_refuses_modes (void **state)
 
   for (i = 0; i < sizeof modes / sizeof modes[0]; i++) {
     struct ncache_config cfg = { .name = "disk1", .mode = modes[i] };
-    struct ncache *nc = (struct ncache *) &cfg; /* must stay untouched */
+    /* must stay untouched */
+    struct ncache_export *nc = (struct ncache_export *) &cfg;
     struct spy_record rec;
     char expected[256];
 
     test_log_clear ();
     assert_int_equal (ncache_open (&cfg, spy_create (4096, &all_caps, &rec),
                                    &nc), -EINVAL);
-    assert_ptr_equal (nc, (struct ncache *) &cfg);
+    assert_ptr_equal (nc, (struct ncache_export *) &cfg);
     assert_int_equal (rec.nr_close, 1);
     snprintf (expected, sizeof expected,
               "export 'disk1': cache mode '%s' needs a cache device",
@@ -354,7 +355,7 @@ test_cache_open_refuses_device (void **state)
     .name = "disk2", .mode = NCACHE_MODE_NONE,
     .device = (struct ncache_device *) &fake_device,
   };
-  struct ncache *nc = NULL;
+  struct ncache_export *nc = NULL;
   struct spy_record rec;
 
   test_log_clear ();
@@ -370,7 +371,7 @@ static void
 test_cache_open_bad_arguments (void **state)
 {
   struct ncache_config cfg = { .name = "bad", .mode = (enum ncache_mode) 42 };
-  struct ncache *nc = NULL;
+  struct ncache_export *nc = NULL;
   struct spy_record rec;
 
   test_log_clear ();
@@ -438,7 +439,7 @@ static void
 test_cache_pwrite_pread (void **state)
 {
   struct spy_record rec;
-  struct ncache *nc = open_spy (&all_caps, false, &rec);
+  struct ncache_export *nc = open_spy (&all_caps, false, &rec);
   unsigned char *w = malloc (EXPORT_BYTES), *r = malloc (EXPORT_BYTES);
 
   assert_non_null (w);
@@ -485,7 +486,7 @@ static void
 test_cache_zero_and_trim (void **state)
 {
   struct spy_record rec;
-  struct ncache *nc = open_spy (&all_caps, false, &rec);
+  struct ncache_export *nc = open_spy (&all_caps, false, &rec);
   unsigned char w[65536], r[65536];
 
   fill_pattern (w, sizeof w, 0, 2);
@@ -522,7 +523,7 @@ static void
 test_cache_flag_translation (void **state)
 {
   struct spy_record rec;
-  struct ncache *nc = open_spy (&all_caps, false, &rec);
+  struct ncache_export *nc = open_spy (&all_caps, false, &rec);
   unsigned char buf[4096] = { 1 };
 
   assert_int_equal (ncache_pwrite (nc, buf, sizeof buf, 0, NCACHE_FUA), 0);
@@ -552,7 +553,7 @@ static void
 test_cache_fua_and_flush (void **state)
 {
   struct spy_record rec;
-  struct ncache *nc = open_spy (&all_caps, false, &rec);
+  struct ncache_export *nc = open_spy (&all_caps, false, &rec);
   unsigned char buf[1] = { 0 };
 
   assert_int_equal (ncache_flush (nc, 0), 0);
@@ -572,7 +573,7 @@ test_cache_fast_zero (void **state)
 {
   struct spy_caps slow = all_caps;
   struct spy_record rec;
-  struct ncache *nc;
+  struct ncache_export *nc;
   unsigned char w[8192], r[8192];
 
   slow.can_fast_zero = false;
@@ -606,7 +607,7 @@ static void
 test_cache_cache_is_noop (void **state)
 {
   struct spy_record rec;
-  struct ncache *nc = open_spy (&all_caps, false, &rec);
+  struct ncache_export *nc = open_spy (&all_caps, false, &rec);
 
   assert_int_equal (ncache_cache (nc, EXPORT_BYTES, 0, 0), 0);
   assert_int_equal (ncache_cache (nc, 1, EXPORT_BYTES - 1, 0), 0);
@@ -620,7 +621,7 @@ static void
 test_cache_range_errors (void **state)
 {
   struct spy_record rec;
-  struct ncache *nc = open_spy (&all_caps, false, &rec);
+  struct ncache_export *nc = open_spy (&all_caps, false, &rec);
   unsigned char buf[8192] = { 0 };
   const uint64_t size = EXPORT_BYTES;
   static const uint64_t bad[][2] = {  /* { offset, count } */
@@ -669,7 +670,7 @@ test_cache_readonly_errors (void **state)
   ro_backing.readonly = true;
   for (int how = 0; how <= 1; how++) {
     struct spy_record rec;
-    struct ncache *nc = how == 0 ? open_spy (&all_caps, true, &rec)
+    struct ncache_export *nc = how == 0 ? open_spy (&all_caps, true, &rec)
                                  : open_spy (&ro_backing, false, &rec);
     struct ncache_stats st;
 
@@ -705,7 +706,7 @@ static void
 test_cache_flag_errors (void **state)
 {
   struct spy_record rec;
-  struct ncache *nc = open_spy (&all_caps, false, &rec);
+  struct ncache_export *nc = open_spy (&all_caps, false, &rec);
   unsigned char buf[512] = { 0 };
   const uint32_t unknown = 1u << 20;
   unsigned n = 0;
@@ -733,7 +734,7 @@ static void
 test_cache_backing_errors (void **state)
 {
   struct spy_record rec;
-  struct ncache *nc = open_spy (&all_caps, false, &rec);
+  struct ncache_export *nc = open_spy (&all_caps, false, &rec);
   unsigned char buf[512] = { 0 };
   struct ncache_stats st;
   unsigned n = 0;
@@ -806,10 +807,10 @@ static const struct script_extent script[] = {
   { EXPORT_BYTES - 16384, 0 },
 };
 
-static struct ncache *
+static struct ncache_export *
 open_scripted (struct spy_record *rec)
 {
-  struct ncache *nc = open_spy (&all_caps, false, rec);
+  struct ncache_export *nc = open_spy (&all_caps, false, rec);
 
   rec->script = script;
   rec->nr_script = sizeof script / sizeof script[0];
@@ -820,7 +821,7 @@ static void
 test_cache_extents_holes (void **state)
 {
   struct spy_record rec;
-  struct ncache *nc = open_scripted (&rec);
+  struct ncache_export *nc = open_scripted (&rec);
   struct extent_list l;
 
   /* Whole export. */
@@ -865,7 +866,7 @@ static void
 test_cache_extents_req_one_and_stop (void **state)
 {
   struct spy_record rec;
-  struct ncache *nc = open_scripted (&rec);
+  struct ncache_export *nc = open_scripted (&rec);
   struct extent_list l;
   struct ncache_stats st;
 
@@ -909,7 +910,7 @@ static void
 test_cache_extents_bad_driver (void **state)
 {
   struct spy_record rec;
-  struct ncache *nc = open_scripted (&rec);
+  struct ncache_export *nc = open_scripted (&rec);
   struct extent_list l;
 
   memset (&l, 0, sizeof l);
@@ -934,7 +935,7 @@ static void
 test_cache_extents_memory (void **state)
 {
   struct spy_record rec;
-  struct ncache *nc = open_spy (&all_caps, false, &rec);
+  struct ncache_export *nc = open_spy (&all_caps, false, &rec);
   unsigned char buf[65536];
   struct extent_list l;
   uint64_t pos;
@@ -962,7 +963,7 @@ static void
 test_cache_stats (void **state)
 {
   struct spy_record rec;
-  struct ncache *nc = open_spy (&all_caps, false, &rec);
+  struct ncache_export *nc = open_spy (&all_caps, false, &rec);
   unsigned char buf[8192] = { 0 };
   struct ncache_stats st;
   unsigned n = 0;
@@ -1008,7 +1009,7 @@ static void
 test_cache_close_flushes (void **state)
 {
   struct spy_record rec;
-  struct ncache *nc = open_spy (&all_caps, false, &rec);
+  struct ncache_export *nc = open_spy (&all_caps, false, &rec);
   unsigned char buf[512] = { 0 };
 
   ncache_close (nc);
@@ -1030,7 +1031,7 @@ test_cache_close_flushes (void **state)
 
 struct worker {
   pthread_t thread;
-  struct ncache *nc;
+  struct ncache_export *nc;
   unsigned id;
   struct test_rng rng;          /* this thread's stream of the seed */
   unsigned failures;            /* checked by the main thread */
@@ -1089,7 +1090,7 @@ test_cache_concurrent_io (void **state)
   struct worker workers[NR_THREADS];
   struct ncache_stats st;
   struct backing *b;
-  struct ncache *nc;
+  struct ncache_export *nc;
   uint64_t seed = test_seed_from_env ("test-cache");
   uint64_t total_bytes = 0;
   unsigned total_writes = 0;

@@ -105,7 +105,7 @@ struct world {
 static struct world W;
 
 static int
-open_all (bool create, struct ncache_device **dev, struct ncache **nc)
+open_all (bool create, struct ncache_device **dev, struct ncache_export **nc)
 {
   const struct ncache_device_tuning tuning = {
     .node_cache_bytes = 1u << 20,
@@ -140,7 +140,7 @@ open_all (bool create, struct ncache_device **dev, struct ncache **nc)
 }
 
 static void
-write_blocks (struct ncache *nc, struct test_rng *rng, unsigned n,
+write_blocks (struct ncache_export *nc, struct test_rng *rng, unsigned n,
               uint32_t version)
 {
   unsigned char buf[NC_BLOCK_BYTES];
@@ -176,7 +176,7 @@ static enum outcome
 reopen_and_read (uint64_t *wrong_out)
 {
   struct ncache_device *dev;
-  struct ncache *nc;
+  struct ncache_export *nc;
   unsigned char *buf, want[NC_BLOCK_BYTES];
   uint64_t wrong = 0;
   uint32_t b;
@@ -500,7 +500,7 @@ static int
 setup (void **state)
 {
   struct ncache_device *dev;
-  struct ncache *nc;
+  struct ncache_export *nc;
   struct test_rng rng;
   unsigned char *data;
   uint32_t b, c;

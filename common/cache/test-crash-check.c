@@ -325,7 +325,7 @@ check_read (struct run *run, const unsigned char *data, uint64_t offset,
 
 /* Read the whole export and check every sector after the crash. */
 void
-verify_after_crash (struct run *run, struct ncache *nc)
+verify_after_crash (struct run *run, struct ncache_export *nc)
 {
   uint64_t off, bad = 0;
   unsigned reported = 0;
@@ -386,7 +386,7 @@ state_cb (void *opaque, uint64_t offset, uint64_t length, uint32_t flags)
  * touches dirty blocks, never the clean ones checked here).
  */
 void
-verify_clean_in_backing (struct run *run, struct ncache *nc)
+verify_clean_in_backing (struct run *run, struct ncache_export *nc)
 {
   struct state_list *l = malloc (sizeof *l);
   struct backing *b = NULL;
@@ -479,7 +479,7 @@ unstable_sector (void *opaque, const char *what, uint64_t sector,
  * an eviction of everything (the backing store after the drain).
  */
 void
-verify_stable (struct run *run, struct ncache *nc)
+verify_stable (struct run *run, struct ncache_export *nc)
 {
   struct test_stable_report rep;
   int r;
@@ -501,7 +501,7 @@ verify_stable (struct run *run, struct ncache *nc)
 
 /* The reopened cache must work: writes, a flush, reads back. */
 void
-prove_usable (struct run *run, struct ncache *nc)
+prove_usable (struct run *run, struct ncache_export *nc)
 {
   struct test_rng rng;
   unsigned j;

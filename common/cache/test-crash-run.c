@@ -78,7 +78,7 @@ killed_for (const struct config *cfg, uint64_t point)
 
 static int
 open_all (struct run *run, struct cdev *cd, bool create,
-          struct ncache_device **dev_out, struct ncache **nc_out)
+          struct ncache_device **dev_out, struct ncache_export **nc_out)
 {
   const struct ncache_device_tuning tuning = {
     .node_cache_bytes = NODE_CACHE_BYTES,
@@ -116,7 +116,7 @@ open_all (struct run *run, struct cdev *cd, bool create,
 }
 
 static int
-run_op (struct run *run, struct ncache *nc, unsigned i)
+run_op (struct run *run, struct ncache_export *nc, unsigned i)
 {
   const struct op *op = &run->w->ops[i];
   struct ncache_device *dev = run->dev;
@@ -146,7 +146,7 @@ run_op (struct run *run, struct ncache *nc, unsigned i)
  * nbdcache:state (only this thread writes).  false after a report.
  */
 static bool
-drain_left_clean (struct run *run, struct ncache *nc, unsigned i)
+drain_left_clean (struct run *run, struct ncache_export *nc, unsigned i)
 {
   struct ncache_stats st;
   struct test_dirty d;
@@ -187,7 +187,7 @@ struct drainer {
   pthread_cond_t cond;
   bool stop;                    /* under lock */
   bool running;
-  struct ncache *nc;
+  struct ncache_export *nc;
   unsigned pause_ms;
   uint64_t drains, failed;      /* for the summary */
 };
@@ -218,7 +218,7 @@ drainer_run (void *arg)
 }
 
 static void
-drainer_start (struct drainer *d, struct ncache *nc, unsigned pause_ms)
+drainer_start (struct drainer *d, struct ncache_export *nc, unsigned pause_ms)
 {
   pthread_condattr_t ca;
 
@@ -256,7 +256,7 @@ drainer_stop (struct drainer *d)
 
 /* Run the workload on an open export; the model follows each result. */
 static void
-run_workload (struct run *run, struct cdev *cd, struct ncache *nc)
+run_workload (struct run *run, struct cdev *cd, struct ncache_export *nc)
 {
   unsigned i, reported = 0, dead_since = 0;
   struct drainer drainer;
@@ -356,7 +356,7 @@ run_point (struct run *run)
 {
   struct cdev *cd = NULL;
   struct ncache_device *dev = NULL;
-  struct ncache *nc = NULL;
+  struct ncache_export *nc = NULL;
   uint64_t end_writes;
   int r;
 

@@ -222,10 +222,10 @@ void fail_footer (struct run *run);
 unsigned check_read (struct run *run, const unsigned char *data,
                      uint64_t offset, uint64_t count, bool live,
                      unsigned *reported);
-void verify_after_crash (struct run *run, struct ncache *nc);
-void verify_clean_in_backing (struct run *run, struct ncache *nc);
-void verify_stable (struct run *run, struct ncache *nc);
-void prove_usable (struct run *run, struct ncache *nc);
+void verify_after_crash (struct run *run, struct ncache_export *nc);
+void verify_clean_in_backing (struct run *run, struct ncache_export *nc);
+void verify_stable (struct run *run, struct ncache_export *nc);
+void prove_usable (struct run *run, struct ncache_export *nc);
 
 /* ---- one run (test-crash-run.c) ---- */
 

@@ -66,7 +66,7 @@ struct ctx {
   struct cdev *cd;              /* held: outlives the device */
   struct ncache_device *dev;
   struct gc *g;
-  struct ncache *nc;
+  struct ncache_export *nc;
   unsigned char *model;         /* EXPORT_BYTES: what the export holds */
   unsigned char *buf;
 };

@@ -51,7 +51,7 @@
 #include "compiler.h"
 
 struct backing;
-struct ncache;
+struct ncache_export;
 
 /* ---- 1. PRNG, seeds, environment, log capture: the test kit ---- */
 
@@ -126,7 +126,7 @@ struct test_dirty {
   uint64_t first, first_len;
   uint32_t first_flags;
 };
-int test_scan_dirty (struct ncache *nc, uint64_t size_bytes,
+int test_scan_dirty (struct ncache_export *nc, uint64_t size_bytes,
                      struct test_dirty *out);
 
 /* ---- 3. the per-sector crash model ---- */

@@ -56,7 +56,7 @@ struct ctx {
   struct cdev *cd;
   struct ncache_device *dev;
   struct test_store *store;
-  struct ncache *nc;
+  struct ncache_export *nc;
   struct gate g;
 };
 
@@ -173,7 +173,7 @@ teardown (void **state)
 }
 
 struct reader {
-  struct ncache *nc;
+  struct ncache_export *nc;
   uint64_t offset, count;
   unsigned char *buf;
   int r;

@@ -160,7 +160,7 @@ struct ctx {
   unsigned char *buf, *buf2;    /* MAX_IO_BYTES each */
   struct cdev *cd;              /* our reference; NULL in mode none */
   struct ncache_device *dev;
-  struct ncache *nc;
+  struct ncache_export *nc;
   struct ncache_export_tuning tuning; /* every open of the test */
   uint64_t last_seq_bypasses;   /* stats of the export before the last */
   uint64_t last_wb_bytes;       /* reopen (printed at the end) */

@@ -41,7 +41,7 @@ struct ctx {
   struct cdev *cd;
   struct ncache_device *dev;
   struct test_store *store;
-  struct ncache *nc;
+  struct ncache_export *nc;
   unsigned requests;            /* backing requests (the power hook) */
 };
 

@@ -54,7 +54,7 @@ struct ctx {
   struct cdev *cd;
   struct ncache_device *dev;
   struct test_store *store, *store2;
-  struct ncache *nc, *nc2;
+  struct ncache_export *nc, *nc2;
   struct ncache_export_tuning tuning;
   unsigned char *buf;
 };
@@ -69,14 +69,14 @@ store_handle (struct test_store *st, bool fast_zero)
   return b;
 }
 
-static struct ncache *
+static struct ncache_export *
 open_export (struct ctx *c, const char *name, struct test_store *st,
              enum ncache_mode mode, bool fast_zero)
 {
   struct ncache_config cfg = {
     .name = name, .device = c->dev, .mode = mode, .tuning = &c->tuning,
   };
-  struct ncache *nc = NULL;
+  struct ncache_export *nc = NULL;
 
   if (mode == NCACHE_MODE_NONE)
     cfg.device = NULL;
@@ -132,7 +132,7 @@ fill (unsigned char *p, size_t n, unsigned seed)
 }
 
 static struct ncache_stats
-stats_of (struct ncache *nc)
+stats_of (struct ncache_export *nc)
 {
   struct ncache_stats st;
 

@@ -18,7 +18,7 @@
 
 /* The whole export through the engine into buf. */
 static int
-read_export (struct ncache *nc, unsigned char *buf, uint64_t bytes)
+read_export (struct ncache_export *nc, unsigned char *buf, uint64_t bytes)
 {
   uint64_t off;
   int r;
@@ -73,7 +73,7 @@ compare (const unsigned char *a, const unsigned char *b, uint64_t bytes,
 }
 
 int
-test_check_stable (struct ncache *nc, struct test_store *st,
+test_check_stable (struct ncache_export *nc, struct test_store *st,
                    uint64_t export_bytes, const unsigned char *served,
                    bool reread, test_stable_bad_fn bad, void *opaque,
                    unsigned max_reported, struct test_stable_report *rep)

@@ -31,7 +31,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct ncache;
+struct ncache_export;
 struct test_store;
 
 /* Called for the first few sectors that differ: `sector` (512-byte
@@ -54,7 +54,7 @@ struct test_stable_report {
  * sectors.  0: stable; 1: not (rep says where); -errno: a step failed
  * (rep->what names it) or out of memory.
  */
-int test_check_stable (struct ncache *nc, struct test_store *st,
+int test_check_stable (struct ncache_export *nc, struct test_store *st,
                        uint64_t export_bytes, const unsigned char *served,
                        bool reread, test_stable_bad_fn bad, void *opaque,
                        unsigned max_reported,

@@ -69,7 +69,7 @@ struct ctx {
   struct cdev *cd;
   struct ncache_device *dev;
   struct test_store *store;
-  struct ncache *nc;
+  struct ncache_export *nc;
   struct gate g;
 };
 
@@ -299,7 +299,7 @@ write_ok (struct ctx *c, uint64_t offset, uint64_t count, unsigned char v)
 }
 
 struct reader {
-  struct ncache *nc;
+  struct ncache_export *nc;
   uint64_t offset, count;
   unsigned char buf[4096];
   int r;
@@ -429,7 +429,7 @@ static void *
 worker_main (void *arg)
 {
   struct worker *w = arg;
-  struct ncache *nc = w->c->nc;
+  struct ncache_export *nc = w->c->nc;
   struct test_rng rng;
   unsigned char *buf = malloc (2 * CUTOFF_BYTES);
   unsigned i;

@@ -483,7 +483,7 @@ dirty_cb (void *opaque, uint64_t offset, uint64_t length, uint32_t flags)
 }
 
 int
-test_scan_dirty (struct ncache *nc, uint64_t size_bytes,
+test_scan_dirty (struct ncache_export *nc, uint64_t size_bytes,
                  struct test_dirty *out)
 {
   memset (out, 0, sizeof *out);

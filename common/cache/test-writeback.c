@@ -71,7 +71,7 @@ struct spy_log {
   uint64_t pwrites, flushes;
   uint64_t zero_trim, zero_trim_bytes;     /* zero with BACKING_MAY_TRIM */
   uint64_t zero_nohole, zero_nohole_bytes; /* zero without */
-  struct ncache *nc;            /* sampled at each flush (may be NULL) */
+  struct ncache_export *nc;            /* sampled at each flush (may be NULL) */
   uint64_t dirty_at_flush[MAX_FLUSHES];
   pthread_cond_t cond;          /* in_flight changed */
   unsigned gate;                /* 0, or pwrites wait until this many run */
@@ -245,7 +245,7 @@ struct ctx {
   struct test_store *store, *store2;
   struct spy_log log;
   struct backing *faulty;       /* borrowed from the export */
-  struct ncache *nc, *nc2;
+  struct ncache_export *nc, *nc2;
   struct ncache_export_tuning tuning;
   unsigned char *buf, *want;    /* EXPORT_BYTES each */
   struct test_rng rng;
@@ -330,7 +330,7 @@ open_export (struct ctx *c)
 }
 
 static struct ncache_stats
-stats_of (struct ncache *nc)
+stats_of (struct ncache_export *nc)
 {
   struct ncache_stats st;
 
@@ -339,7 +339,7 @@ stats_of (struct ncache *nc)
 }
 
 static uint64_t
-dirty_of (struct ncache *nc)
+dirty_of (struct ncache_export *nc)
 {
   struct ncache_stats st = stats_of (nc);
 

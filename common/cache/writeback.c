@@ -102,7 +102,7 @@ struct piece_list {
 };
 
 struct writeback {
-  struct ncache *nc;            /* borrowed; outlives us */
+  struct ncache_export *nc;            /* borrowed; outlives us */
   bool has_thread;
   pthread_t thread;
   unsigned update_ms;
@@ -165,7 +165,7 @@ wait_until (struct writeback *wb, pthread_cond_t *c, uint64_t deadline_ms)
 static uint64_t
 export_dirty_blocks (struct writeback *wb)
 {
-  struct ncache *nc = wb->nc;
+  struct ncache_export *nc = wb->nc;
 
   return bucket_export_dirty_blocks (nc->dev->bs, nc->export_id)
     + bucket_export_dirty_zero_blocks (nc->dev->bs, nc->export_id);
@@ -229,7 +229,7 @@ key_cost (const struct nc_key *k)
 static int
 scan (struct writeback *wb, uint64_t max_bytes, bool *clean_pass)
 {
-  struct ncache *nc = wb->nc;
+  struct ncache_export *nc = wb->nc;
   bool from_start = wb->cur.block == 0;
   bool wrapped = false;
   uint64_t bytes = 0;
@@ -282,7 +282,7 @@ zero_flags_of (const struct nc_key *k)
 static int
 flush_data (struct writeback *wb, struct pending *p, struct batch_result *res)
 {
-  struct ncache *nc = wb->nc;
+  struct ncache_export *nc = wb->nc;
   uint64_t lo = p->data_start * BLK, hi = (p->data_start + p->data_n) * BLK;
   int r;
 
@@ -302,7 +302,7 @@ flush_data (struct writeback *wb, struct pending *p, struct batch_result *res)
 static int
 flush_zero (struct writeback *wb, struct pending *p, struct batch_result *res)
 {
-  struct ncache *nc = wb->nc;
+  struct ncache_export *nc = wb->nc;
   uint64_t lo = p->zero_start * BLK, hi = p->zero_end * BLK;
   int r;
 
@@ -361,7 +361,7 @@ static int
 add_data (struct writeback *wb, struct pending *p, const struct nc_key *k,
           struct batch_result *res)
 {
-  struct ncache *nc = wb->nc;
+  struct ncache_export *nc = wb->nc;
   const uint64_t cap = WB_IO_BYTES / BLK;
   uint64_t start = k->end - k->size;
   uint64_t done = 0;
@@ -407,7 +407,7 @@ static int
 write_run (struct writeback *wb, uint64_t start, uint64_t end,
            struct batch_result *res)
 {
-  struct ncache *nc = wb->nc;
+  struct ncache_export *nc = wb->nc;
   struct btree_piece pieces[WB_LOOKUP_PIECES];
   struct range_lock_entry rle;
   struct pending p = { 0 };
@@ -457,7 +457,7 @@ write_run (struct writeback *wb, uint64_t start, uint64_t end,
  * finished (the key changed, so the replace skips it).
  */
 static int
-mark_clean (struct ncache *nc, const struct nc_key *dirty,
+mark_clean (struct ncache_export *nc, const struct nc_key *dirty,
             const struct nc_key *clean, size_t n)
 {
   struct range_lock_entry rle;
@@ -595,7 +595,7 @@ write_runs (struct writeback *wb, size_t nkeys, struct batch_result *res)
 static int
 run_batch (struct writeback *wb, uint64_t max_bytes, struct batch_result *res)
 {
-  struct ncache *nc = wb->nc;
+  struct ncache_export *nc = wb->nc;
   struct nc_key *clean;
   size_t i, nkeys;
   uint64_t epoch = request_backing_epoch (nc);
@@ -699,7 +699,7 @@ struct sample {
 static void
 take_sample (struct writeback *wb, struct sample *s)
 {
-  struct ncache *nc = wb->nc;
+  struct ncache_export *nc = wb->nc;
 
   s->now = clock_now_ms ();
   s->dirty_data_bytes =
@@ -770,7 +770,7 @@ static void *
 writeback_thread (void *arg)
 {
   struct writeback *wb = arg;
-  struct ncache *nc = wb->nc;
+  struct ncache_export *nc = wb->nc;
 
   for (;;) {
     struct sample s;
@@ -816,7 +816,8 @@ writeback_thread (void *arg)
 /* ---- the API ---- */
 
 int
-writeback_start (struct ncache *nc, const struct ncache_export_tuning *tuning,
+writeback_start (struct ncache_export *nc,
+                 const struct ncache_export_tuning *tuning,
                  struct writeback **out)
 {
   struct writeback *wb;
@@ -1032,7 +1033,7 @@ drain_thread_locked (struct writeback *wb, ncache_progress_fn fn,
 int
 writeback_drain (struct writeback *wb, ncache_progress_fn fn, void *opaque)
 {
-  struct ncache *nc;
+  struct ncache_export *nc;
   uint64_t total;
   int r;
 

@@ -54,7 +54,7 @@
 
 #include "cache.h"
 
-struct ncache;
+struct ncache_export;
 struct writeback;
 
 #define WRITEBACK_BATCH_KEYS 512
@@ -78,7 +78,7 @@ struct writeback_stats {
  * *out is set either way (writeback_off: a handle without a thread,
  * which drain and close still use).  0 or -errno.
  */
-int writeback_start (struct ncache *nc,
+int writeback_start (struct ncache_export *nc,
                      const struct ncache_export_tuning *tuning,
                      struct writeback **out);
 /* Stop and free (NULL: no-op).  Waits for the batch in flight; what is
