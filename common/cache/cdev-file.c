@@ -3,7 +3,9 @@
  *
  * WHAT: cdev_file_open and the "file" ops (cdev.h) over one file
  * descriptor, used with positioned I/O only; plus the two helpers every
- * implementation shares, cdev_close and cdev_alloc_buffer.
+ * implementation shares, cdev_check_request (the contract every request
+ * is checked against once, in cdev.h's dispatchers), cdev_close and
+ * cdev_alloc_buffer.
  * WHY: this is how the engine drives a real SSD (O_DIRECT, so the cache
  * device does not also fill the page cache) or a file standing in for one.
  *
@@ -112,29 +114,6 @@ io_error (struct log_ratelimit *rl, struct cdev_file *f, const char *what,
     io_error (&rl_, (f), (what), (offset), (count), (err));             \
   } while (0)
 
-/* Block multiples, inside the device, and (if buf) a block-aligned buffer.
- * 0 or -EINVAL (logged).
- */
-static int
-check_request (struct cdev_file *f, const char *what, const void *buf,
-               uint64_t offset, uint64_t count)
-{
-  const char *why;
-
-  if (offset % NC_BLOCK_BYTES != 0 || count % NC_BLOCK_BYTES != 0)
-    why = "is not block-aligned";
-  else if (!range_within (offset, count, f->cd.size_bytes))
-    why = "is beyond the end of the device";
-  else if (buf != NULL && (uintptr_t) buf % NC_BLOCK_BYTES != 0)
-    why = "uses a buffer that is not block-aligned";
-  else
-    return 0;
-  log_error ("cdev %s: %s at offset %" PRIu64 " count %" PRIu64 " %s "
-             "(device %" PRIu64 " bytes)", f->cd.path, what, offset, count,
-             why, f->cd.size_bytes);
-  return -EINVAL;
-}
-
 static int
 check_writable (struct cdev_file *f, const char *what, uint64_t offset,
                 uint64_t count)
@@ -154,8 +133,6 @@ file_pread (struct cdev *cd, void *buf, size_t count, uint64_t offset)
   size_t done;
   int r;
 
-  if ((r = check_request (f, "read", buf, offset, count)) < 0)
-    return r;
   r = fileio_pread_full (f->fd, buf, count, offset, &done);
   if (r == 0 && done < count) {
     log_io_error (f, "read (unexpected end of file: did the file shrink?)",
@@ -177,8 +154,7 @@ file_pwrite (struct cdev *cd, const void *buf, size_t count, uint64_t offset,
   size_t done;
   int r;
 
-  if ((r = check_writable (f, "write", offset, count)) < 0 ||
-      (r = check_request (f, "write", buf, offset, count)) < 0)
+  if ((r = check_writable (f, "write", offset, count)) < 0)
     return r;
   had_dsync = fua && fileio_cap_get (&f->cap_dsync);
   r = fileio_pwrite_full (f->fd, buf, count, offset,
@@ -215,8 +191,7 @@ file_discard (struct cdev *cd, uint64_t count, uint64_t offset)
   const char *what;
   int r = 0;
 
-  if ((r = check_writable (f, "discard", offset, count)) < 0 ||
-      (r = check_request (f, "discard", NULL, offset, count)) < 0)
+  if ((r = check_writable (f, "discard", offset, count)) < 0)
     return r;
   if (count == 0 || !fileio_cap_get (&f->cap_discard))
     return 0;
@@ -464,6 +439,26 @@ cdev_file_open (const char *path, const struct cdev_file_options *opts,
 }
 
 /* ---- shared by every implementation ---- */
+
+int
+cdev_check_request (const struct cdev *cd, const char *what, const void *buf,
+                    uint64_t offset, uint64_t count)
+{
+  const char *why;
+
+  if (offset % NC_BLOCK_BYTES != 0 || count % NC_BLOCK_BYTES != 0)
+    why = "is not block-aligned";
+  else if (!range_within (offset, count, cd->size_bytes))
+    why = "is beyond the end of the device";
+  else if (buf != NULL && (uintptr_t) buf % NC_BLOCK_BYTES != 0)
+    why = "uses a buffer that is not block-aligned";
+  else
+    return 0;
+  log_error ("cdev %s: %s at offset %" PRIu64 " count %" PRIu64 " %s "
+             "(device %" PRIu64 " bytes)", cd->path, what, offset, count,
+             why, cd->size_bytes);
+  return -EINVAL;
+}
 
 void
 cdev_close (struct cdev *cd)

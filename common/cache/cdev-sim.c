@@ -115,26 +115,6 @@ splitmix64 (uint64_t *state)
   return z ^ (z >> 31);
 }
 
-static int
-check_request (struct cdev_sim *s, const char *what, const void *buf,
-               uint64_t offset, uint64_t count)
-{
-  const char *why;
-
-  if (offset % NC_BLOCK_BYTES != 0 || count % NC_BLOCK_BYTES != 0)
-    why = "is not block-aligned";
-  else if (!range_within (offset, count, s->cd.size_bytes))
-    why = "is beyond the end of the device";
-  else if (buf != NULL && (uintptr_t) buf % NC_BLOCK_BYTES != 0)
-    why = "uses a buffer that is not block-aligned";
-  else
-    return 0;
-  log_error ("cdev %s: %s at offset %" PRIu64 " count %" PRIu64 " %s "
-             "(device %" PRIu64 " bytes)", s->cd.path, what, offset, count,
-             why, s->cd.size_bytes);
-  return -EINVAL;
-}
-
 /* ---- caller holds s->lock below ---- */
 
 static int
@@ -224,8 +204,6 @@ sim_pread (struct cdev *cd, void *buf, size_t count, uint64_t offset)
   struct cdev_sim *s = to_sim (cd);
   int r;
 
-  if ((r = check_request (s, "read", buf, offset, count)) < 0)
-    return r;
   SCOPED_LOCK (&s->lock);
   if (s->dead)
     return dead_locked (s, "read", offset, count);
@@ -244,8 +222,6 @@ sim_pwrite (struct cdev *cd, const void *buf, size_t count, uint64_t offset,
   struct cdev_sim *s = to_sim (cd);
   int r;
 
-  if ((r = check_request (s, "write", buf, offset, count)) < 0)
-    return r;
   SCOPED_LOCK (&s->lock);
   s->nr_writes++;
   if (s->dead)
@@ -287,10 +263,7 @@ static int
 sim_discard (struct cdev *cd, uint64_t count, uint64_t offset)
 {
   struct cdev_sim *s = to_sim (cd);
-  int r;
 
-  if ((r = check_request (s, "discard", NULL, offset, count)) < 0)
-    return r;
   SCOPED_LOCK (&s->lock);
   if (s->dead)
     return dead_locked (s, "discard", offset, count);

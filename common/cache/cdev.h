@@ -96,19 +96,35 @@ void cdev_close (struct cdev *cd);
  */
 void *cdev_alloc_buffer (size_t bytes);
 
+/* The contract of every request, checked here once for every driver:
+ * offset and count block multiples, inside the device, and (if buf) a
+ * block-aligned buffer.  0 or -EINVAL (logged with `what`).
+ */
+int cdev_check_request (const struct cdev *cd, const char *what,
+                        const void *buf, uint64_t offset, uint64_t count);
+
 static inline int
 cdev_pread (struct cdev *cd, void *buf, size_t count, uint64_t offset)
-{ return cd->ops->pread (cd, buf, count, offset); }
+{
+  int r = cdev_check_request (cd, "read", buf, offset, count);
+  return r < 0 ? r : cd->ops->pread (cd, buf, count, offset);
+}
 static inline int
 cdev_pwrite (struct cdev *cd, const void *buf, size_t count, uint64_t offset,
              uint32_t flags)
-{ return cd->ops->pwrite (cd, buf, count, offset, flags); }
+{
+  int r = cdev_check_request (cd, "write", buf, offset, count);
+  return r < 0 ? r : cd->ops->pwrite (cd, buf, count, offset, flags);
+}
 static inline int
 cdev_sync (struct cdev *cd)
 { return cd->ops->sync (cd); }
 static inline int
 cdev_discard (struct cdev *cd, uint64_t count, uint64_t offset)
-{ return cd->ops->discard (cd, count, offset); }
+{
+  int r = cdev_check_request (cd, "discard", NULL, offset, count);
+  return r < 0 ? r : cd->ops->discard (cd, count, offset);
+}
 
 /* ---- the simulated device (tests) ----
  *
