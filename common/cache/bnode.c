@@ -304,14 +304,21 @@ bnode_discard (struct btree *bt, struct btree_node *n)
   bnode_release (bt, n, true);
 }
 
-/* Remove a leaf's data keys whose bucket moved on; how many went. */
+/* Remove a leaf's data keys whose bucket moved on durably; how many went.
+ * The removal is not journaled: a key whose gen bump is not durable yet
+ * (its prio write failed, or is in flight) stays, so a later DELETE over
+ * it still counts as a cut and waits for its commit (request.c's
+ * ORDERING rule 1).  Dropped, it would make a backing change there look
+ * like one over nothing, and a crash that lost the bump would bring back
+ * a clean key over the changed backing store.
+ */
 uint32_t
 bnode_drop_stale (struct btree *bt, struct btree_node *n)
 {
   uint32_t i, w = 0, dropped;
 
   for (i = 0; i < n->nkeys; i++) {
-    if (bucket_ptr_stale (bt->bs, &n->keys[i]))
+    if (bucket_ptr_stale_durably (bt->bs, &n->keys[i]))
       continue;
     if (w != i)
       n->keys[w] = n->keys[i];

@@ -350,6 +350,20 @@ bucket_ptr_stale (struct bucket_set *bs, const struct nc_key *k)
   return k->gen != gen_load (&bs->b[k->bucket]);
 }
 
+bool
+bucket_ptr_stale_durably (struct bucket_set *bs, const struct nc_key *k)
+{
+  const struct bucket *b;
+
+  if (!bkey_has_data (k))
+    return false;
+  if (k->bucket >= bs->nbuckets)
+    return true;
+  b = &bs->b[k->bucket];
+  return k->gen != gen_load (b) &&
+    k->gen != __atomic_load_n (&b->disk_gen, __ATOMIC_ACQUIRE);
+}
+
 static void
 account_zero (struct bucket_set *bs, const struct nc_key *k, int sign)
 {

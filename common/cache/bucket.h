@@ -202,6 +202,12 @@ void bucket_gc_end (struct bucket_set *bs, bool complete);
 uint8_t bucket_gen (struct bucket_set *bs, uint32_t bucket);
 /* A data key whose gen differs from its bucket's. */
 bool bucket_ptr_stale (struct bucket_set *bs, const struct nc_key *k);
+/* A data key stale after any crash: its gen differs from the bucket's
+ * durable gen too.  A key only bucket_ptr_stale may come back to life if
+ * the gen bump is lost (its prio write failed or is in flight); only a
+ * key stale for good may leave the index unjournaled (bnode_drop_stale).
+ */
+bool bucket_ptr_stale_durably (struct bucket_set *bs, const struct nc_key *k);
 
 /* Up to nblocks contiguous blocks from write point wp (fewer at the end of
  * a bucket).  *out holds an open reference on out->bucket: release it with
@@ -340,6 +346,8 @@ struct bucket {
   uint32_t open;                /* allocations not yet bucket_put_open */
   uint16_t prio;                /* LRU priority; atomic */
   uint8_t gen;                  /* atomic */
+  uint8_t disk_gen;             /* the gen the last prio write (or read)
+                                   made durable; atomic */
   uint8_t oldest_gen;           /* oldest gen any key may still hold */
   uint8_t gc_oldest;            /* oldest gen seen by the sweep running */
   uint8_t state;                /* enum bucket_state */

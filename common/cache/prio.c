@@ -208,6 +208,8 @@ prio_read (struct bucket_set *bs)
   for (i = 0; i < bs->nbuckets; i++) {
     __atomic_store_n (&bs->b[i].gen, bufs[use]->entries[i].gen,
                       __ATOMIC_RELEASE);
+    __atomic_store_n (&bs->b[i].disk_gen, bufs[use]->entries[i].gen,
+                      __ATOMIC_RELEASE);
     __atomic_store_n (&bs->b[i].prio, bufs[use]->entries[i].prio,
                       __ATOMIC_RELAXED);
   }
@@ -249,6 +251,12 @@ prio_write_locked (struct bucket_set *bs)
                strerror (-r));
     return r;
   }
+  /* Durable now: keys stale against these gens stay stale after a crash
+   * (bnode_drop_stale may drop them unjournaled).
+   */
+  for (i = 0; i < bs->nbuckets; i++)
+    __atomic_store_n (&bs->b[i].disk_gen, p->entries[i].gen,
+                      __ATOMIC_RELEASE);
   bs->prio_seq = seq;
   bs->prio_copy = copy;
   bs->prio_writes++;

@@ -65,6 +65,13 @@ bucket_ptr_stale (struct bucket_set *bs, const struct nc_key *k)
   return bkey_has_data (k) && k->gen != bucket_gen (bs, k->bucket);
 }
 
+/* The fake has no prio copies: a gen bump is durable at once. */
+bool
+bucket_ptr_stale_durably (struct bucket_set *bs, const struct nc_key *k)
+{
+  return bucket_ptr_stale (bs, k);
+}
+
 static void
 fake_error (struct bucket_set *bs, const char *what)
 {
