@@ -7,7 +7,9 @@
  * trim (batches happen, the discarded buckets read as zeros on the
  * device, allocation never stalls, data written before and after still
  * reads back); a GC pass through gc_run_once (stale keys dropped, the
- * recount finds nothing to fix); stop/kick lifecycle.
+ * recount finds nothing to fix); a key stale only in memory (its gen
+ * bump not durable) kept by the pass, so a DELETE over it is a cut;
+ * stop/kick lifecycle.
  * HOW: a real cache device (ncache_device_open_cdev) on a simulated cdev
  * with 64 KiB buckets, one writeback export over a memory backing store
  * with writeback and the sequential cutoff off, so dirty data stays put.
@@ -17,6 +19,9 @@
  * SEED: the data patterns derive from NBDCACHE_SEED (printed).
  */
 #include <config.h>
+
+/* The stale-key test bumps a gen in memory as an eviction does. */
+#define BUCKET_INTERNALS
 
 #include <errno.h>
 #include <inttypes.h>
@@ -33,6 +38,8 @@
 #include <cmocka.h>
 
 #include "backing.h"
+#include "bkey.h"
+#include "btree.h"
 #include "bucket.h"
 #include "cache-internal.h"
 #include "cache.h"
@@ -445,6 +452,56 @@ test_gc_pass_and_kick (void **state)
   ctx_close (&c);
 }
 
+/* ---- stale keys leave the index only once the gen bump is durable ---- */
+
+/* An eviction bumps the gen in memory, then writes the prios; a key that
+ * is stale only in memory comes back to life if a crash loses the bump.
+ * The GC pass must keep it, so a DELETE over it (a TRIM, a backing write's
+ * forget) still counts as a cut and waits for its commit (request.c's
+ * ORDERING rule 1); dropped unjournaled, the backing could be trimmed
+ * under a clean key a crash brings back (the crash sweep's promise 6).
+ */
+static void
+test_gc_keeps_stale_until_durable (void **state)
+{
+  struct ctx c;
+  struct btree_piece p;
+  struct nc_key del;
+  struct bucket *b;
+  uint64_t seq = 0;
+  bool cut = false;
+
+  ctx_open (&c, false);
+  /* A read miss promotes a clean key. */
+  assert_int_equal (ncache_pread (c.nc, c.buf, 4 * KIB, MIB, 0), 0);
+  assert_int_equal (ncache_flush (c.nc, 0), 0);
+  assert_int_equal (btree_lookup (c.dev->bt, c.nc->export_id, MIB / 4096,
+                                  MIB / 4096 + 1, &p, 1, NULL), 1);
+  assert_true (p.found);
+  assert_false (p.key.flags & NC_KEY_DIRTY);
+
+  /* The eviction's bump, its prio write not (yet) durable. */
+  b = &c.dev->bs->b[p.key.bucket];
+  pthread_mutex_lock (&c.dev->bs->lock);
+  __atomic_store_n (&b->gen, (uint8_t) (b->gen + 1), __ATOMIC_RELEASE);
+  pthread_mutex_unlock (&c.dev->bs->lock);
+  assert_true (bucket_ptr_stale (c.dev->bs, &p.key));
+  assert_false (bucket_ptr_stale_durably (c.dev->bs, &p.key));
+
+  assert_int_equal (gc_run_once (c.g, false), 0);
+  bkey_init (&del, c.nc->export_id, MIB / 4096, MIB / 4096 + 1,
+             NC_KEY_DELETE);
+  assert_int_equal (btree_insert (c.dev->bt, &del, 1, &seq, &cut), 0);
+  assert_true (cut);
+
+  /* Durable bump: now the pass may drop such keys. */
+  pthread_mutex_lock (&c.dev->bs->lock);
+  __atomic_store_n (&b->gen, (uint8_t) (b->gen - 1), __ATOMIC_RELEASE);
+  pthread_mutex_unlock (&c.dev->bs->lock);
+  (void) state;
+  ctx_close (&c);
+}
+
 int
 main (void)
 {
@@ -453,6 +510,7 @@ main (void)
     cmocka_unit_test (test_gc_moving_races),
     cmocka_unit_test (test_gc_discard),
     cmocka_unit_test (test_gc_pass_and_kick),
+    cmocka_unit_test (test_gc_keeps_stale_until_durable),
   };
 
   seed = test_seed_from_env ("test-gc");
