@@ -35,22 +35,13 @@
 #include "cache.h"
 #include "cdev.h"
 #include "missflight.h"
+#include "test-gate.h"
 #include "test-helpers.h"
 
 #define MIB (UINT64_C (1) << 20)
 #define DEVICE_BYTES (64 * MIB)
 #define EXPORT_BYTES (4 * MIB)
-#define DEADLINE_S 30
 
-struct gate {
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  bool armed;                   /* requests stop at the gate */
-  bool open;                    /* the gate lets them through */
-  bool fail_first;              /* the first request through fails */
-  unsigned entries;             /* requests that reached the gate */
-  unsigned joined;              /* misses that waited for a flight */
-};
 
 struct ctx {
   struct cdev *cd;
@@ -59,62 +50,6 @@ struct ctx {
   struct ncache_export *nc;
   struct gate g;
 };
-
-static bool
-gate_power (void *opaque)
-{
-  struct gate *g = opaque;
-  bool on = true;
-
-  pthread_mutex_lock (&g->lock);
-  if (g->armed) {
-    unsigned me = g->entries++;
-
-    pthread_cond_broadcast (&g->cond);
-    while (!g->open)
-      pthread_cond_wait (&g->cond, &g->lock);
-    if (me == 0 && g->fail_first)
-      on = false;
-  }
-  pthread_mutex_unlock (&g->lock);
-  return on;
-}
-
-static void
-gate_joined (void *opaque)
-{
-  struct gate *g = opaque;
-
-  pthread_mutex_lock (&g->lock);
-  g->joined++;
-  pthread_cond_broadcast (&g->cond);
-  pthread_mutex_unlock (&g->lock);
-}
-
-/* Wait until entries >= e or joined >= j (either may be 0: ignored). */
-static void
-gate_wait (struct gate *g, unsigned e, unsigned j)
-{
-  struct timespec deadline;
-  int r = 0;
-
-  clock_gettime (CLOCK_REALTIME, &deadline);
-  deadline.tv_sec += DEADLINE_S;
-  pthread_mutex_lock (&g->lock);
-  while (!(e && g->entries >= e) && !(j && g->joined >= j) && r == 0)
-    r = pthread_cond_timedwait (&g->cond, &g->lock, &deadline);
-  pthread_mutex_unlock (&g->lock);
-  assert_int_equal (r, 0);
-}
-
-static void
-gate_open (struct gate *g)
-{
-  pthread_mutex_lock (&g->lock);
-  g->open = true;
-  pthread_cond_broadcast (&g->cond);
-  pthread_mutex_unlock (&g->lock);
-}
 
 static int
 setup (void **state)
@@ -131,8 +66,7 @@ setup (void **state)
   if (c == NULL)
     return -1;
   test_log_capture ();
-  pthread_mutex_init (&c->g.lock, NULL);
-  pthread_cond_init (&c->g.cond, NULL);
+  gate_init (&c->g);
   ncache_export_tuning_default (&tuning);
   tuning.writeback_off = true;
   tuning.sequential_cutoff_bytes = 0;
@@ -166,8 +100,7 @@ teardown (void **state)
   ncache_close (c->nc);
   ncache_device_close (c->dev);
   test_store_destroy (c->store);
-  pthread_cond_destroy (&c->g.cond);
-  pthread_mutex_destroy (&c->g.lock);
+  gate_destroy (&c->g);
   free (c);
   return 0;
 }

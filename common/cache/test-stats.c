@@ -44,25 +44,17 @@
 #include "cache.h"
 #include "cdev.h"
 #include "missflight.h"
+#include "test-gate.h"
 #include "test-helpers.h"
 
 #define DEVICE_BYTES (64 * MIB)
 #define EXPORT_BYTES (8 * MIB)
 #define CUTOFF_BYTES (256 * KIB)
-#define DEADLINE_S 30
 #define WORKERS 2
 #define OPS_PER_WORKER 1500
 
 static uint64_t seed;
 
-struct gate {
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  bool armed;                   /* backing requests stop at the gate */
-  bool open;
-  unsigned entries;             /* requests that reached the gate */
-  unsigned joined;              /* misses that waited for a flight */
-};
 
 struct ctx {
   enum ncache_mode mode;
@@ -72,59 +64,6 @@ struct ctx {
   struct ncache_export *nc;
   struct gate g;
 };
-
-static bool
-gate_power (void *opaque)
-{
-  struct gate *g = opaque;
-
-  pthread_mutex_lock (&g->lock);
-  if (g->armed) {
-    g->entries++;
-    pthread_cond_broadcast (&g->cond);
-    while (!g->open)
-      pthread_cond_wait (&g->cond, &g->lock);
-  }
-  pthread_mutex_unlock (&g->lock);
-  return true;
-}
-
-static void
-gate_joined (void *opaque)
-{
-  struct gate *g = opaque;
-
-  pthread_mutex_lock (&g->lock);
-  g->joined++;
-  pthread_cond_broadcast (&g->cond);
-  pthread_mutex_unlock (&g->lock);
-}
-
-/* Wait until entries >= e (if e) or joined >= j (if j). */
-static void
-gate_wait (struct gate *g, unsigned e, unsigned j)
-{
-  struct timespec deadline;
-  int r = 0;
-
-  clock_gettime (CLOCK_REALTIME, &deadline);
-  deadline.tv_sec += DEADLINE_S;
-  pthread_mutex_lock (&g->lock);
-  while (!(e && g->entries >= e) && !(j && g->joined >= j) && r == 0)
-    r = pthread_cond_timedwait (&g->cond, &g->lock, &deadline);
-  pthread_mutex_unlock (&g->lock);
-  assert_int_equal (r, 0);
-}
-
-static void
-gate_set (struct gate *g, bool armed, bool open)
-{
-  pthread_mutex_lock (&g->lock);
-  g->armed = armed;
-  g->open = open;
-  pthread_cond_broadcast (&g->cond);
-  pthread_mutex_unlock (&g->lock);
-}
 
 static int
 setup_mode (void **state, enum ncache_mode mode)
@@ -142,8 +81,7 @@ setup_mode (void **state, enum ncache_mode mode)
     return -1;
   c->mode = mode;
   test_log_capture ();
-  pthread_mutex_init (&c->g.lock, NULL);
-  pthread_cond_init (&c->g.cond, NULL);
+  gate_init (&c->g);
   ncache_export_tuning_default (&tuning);
   tuning.writeback_off = true;
   tuning.sequential_cutoff_bytes = CUTOFF_BYTES;
@@ -204,8 +142,7 @@ teardown (void **state)
   ncache_close (c->nc);
   ncache_device_close (c->dev);
   test_store_destroy (c->store);
-  pthread_cond_destroy (&c->g.cond);
-  pthread_mutex_destroy (&c->g.lock);
+  gate_destroy (&c->g);
   free (c);
   return 0;
 }
