@@ -8,12 +8,17 @@
  *   super.c         superblock: read, validate, write, export table
  *   format.c        a new, empty cache on a device
  *   bkey.c          key validity
- *   bucket.c prio.c buckets, gens, priorities, allocator, prio copies
+ *   bucket.c        buckets: states, gens, priorities, accounting
+ *   bucket-alloc.c  the allocator: free buckets, write points, nodes
+ *   bucket-discard.c batched discards of freed buckets
+ *   bucket-gc.c     GC's recount and moving GC's choice of buckets
+ *   prio.c          the prio copies: gens and priorities on disk
  *   journal.c       the journal: open entries, group commit, the commit
  *                   thread, reclaim
  *   journal-replay.c reading the ring: scan, validation, the chain to
  *                   replay, the check, format's first entry
- *   btree.c         the index: lookup, insert, split, walk, replace
+ *   btree.c         the index: lookup, insert, split, walk
+ *   btree-walk.c    the index's GC pass, scans, replace-if-unchanged
  *   bnode.c         btree nodes in memory: the bounded node cache, node
  *                   reads and writes
  *   bset.c          a node's bucket on disk: bsets, torn and corrupt ones
@@ -31,6 +36,7 @@
  *   backsync.c      per export: backing durability; the journal's hook
  *   status.c        BLOCK_STATUS: base:allocation and nbdcache:state
  *   piece-walk.c    one walk over an export's index, piece by piece
+ *   missflight.c    per export: concurrent misses of a block, one read
  *   writeback.c     per export: dirty data back to the backing store
  *   wbrate.c        writeback's PI rate controller
  *   gc.c            per device: GC, moving GC, batched discards
