@@ -986,6 +986,14 @@ request_trim (struct ncache_export *nc, uint64_t count, uint64_t offset,
    */
   if (r == 0)
     r = export_io_trim (nc, b0 * BLK, b1 * BLK, flags);
+  /* The final DELETE, as after a backing write: it kills the placeholder
+   * of a read that missed after our forget and read the backing before
+   * the trim was queued (it checks range_lock_busy only after we release
+   * the lock, so it would promote data the trim then drops: a clean key
+   * over trimmed blocks).  A read after this sees the queued trim.
+   */
+  if (r == 0)
+    r = forget_after_backing (nc, b0, b1, false);
   if (r == 0 && (flags & NCACHE_FUA))
     r = journal_flush (nc->dev->journal);
   range_lock_release (&nc->rl, &rle);
