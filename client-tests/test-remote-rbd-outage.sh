@@ -30,7 +30,11 @@
 #      timeout (not after 15 s) with a message naming the export, the
 #      image and backing_timeout; it does not hang;
 #   6. the monitor started again right after nbdcached, backing_timeout =
-#      60: nbdcached comes up and serves the image.
+#      60: nbdcached comes up and serves the image (librados retries the
+#      monitor; whether nbdcached asked before the monitor listened is
+#      not forced, only likely);
+#   7. the OSD killed (the monitor up), backing_timeout = 2: opening the
+#      image fails after the timeout, naming backing_timeout.
 # The main code had no outage state for RBD (stats said nothing), so it
 # fails at step 3.  SERVER_TIMEOUT_S bounds each server run: a hang fails.
 set -e
@@ -230,23 +234,30 @@ EOF
 conf 2 > "$tmp/short.conf"
 conf 60 > "$tmp/long.conf"
 
+# start_fails WHAT: nbdcached with backing_timeout = 2 fails to start
+# after about the timeout, with a message naming the export, the image
+# and backing_timeout.
+start_fails () {
+  local t0 rc=0 took_ms
+  t0=$(date +%s%N)
+  timeout -k 5 60 "$NBDCACHED" -f -c "$tmp/short.conf" -U "$tmp/s" -e rbd \
+    --run true 2> "$tmp/start-short.log" || rc=$?
+  took_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  cat "$tmp/start-short.log" >&2
+  [ $rc != 0 ] || die "start: nbdcached started with $1"
+  [ $rc != 124 ] || die "start: nbdcached hung with $1"
+  [ $took_ms -ge 1500 ] && [ $took_ms -le 15000 ] ||
+    die "start: failed after $took_ms ms with $1, expected ~2 s"
+  grep -E "export 'rbd': cannot open backing 'rbd:rbd/img'" \
+    "$tmp/start-short.log" >/dev/null &&
+    grep -E "rbd:rbd/img: .*within backing_timeout" \
+      "$tmp/start-short.log" >/dev/null ||
+    die "start with $1: the message does not name the export, image and timeout"
+  echo "start with $1: failed after $took_ms ms, clearly"
+}
+
 ceph_daemon_kill mon.a
-t0=$(date +%s%N)
-rc=0
-timeout -k 5 60 "$NBDCACHED" -f -c "$tmp/short.conf" -U "$tmp/s" -e rbd \
-  --run true 2> "$tmp/start-short.log" || rc=$?
-took_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-cat "$tmp/start-short.log" >&2
-[ $rc != 0 ] || die "start: nbdcached started with the monitor down"
-[ $rc != 124 ] || die "start: nbdcached hung with the monitor down"
-[ $took_ms -ge 1500 ] && [ $took_ms -le 15000 ] ||
-  die "start: failed after $took_ms ms, expected ~2 s (backing_timeout)"
-grep -E "export 'rbd': cannot open backing 'rbd:rbd/img'" \
-  "$tmp/start-short.log" >/dev/null &&
-  grep -E "rbd:rbd/img: .*within backing_timeout" \
-    "$tmp/start-short.log" >/dev/null ||
-  die "start: the message does not name the export, image and timeout"
-echo "start with the monitor down: failed after $took_ms ms, clearly"
+start_fails "the monitor down"
 
 # The monitor comes back while nbdcached waits for it.
 timeout -k 5 "$SERVER_TIMEOUT_S" "$NBDCACHED" -f -c "$tmp/long.conf" \
@@ -259,3 +270,6 @@ wait $server || { cat "$tmp/start-long.log" >&2
 cmp "$tmp/late.img" "$tmp/expected" ||
   die "start: the image read after a late monitor differs"
 echo "start with the monitor coming late: served the image"
+
+ceph_daemon_kill osd.0
+start_fails "the OSD down"
