@@ -8,7 +8,10 @@
 # `rbd` find it.  The cluster is stopped when the test exits (on_exit).
 # ceph_cluster_stop stops it earlier.  `cephq ARGS…` and `rbdq ARGS…` run
 # `ceph` / `rbd` under a timeout (without a ceph-mgr some ceph commands
-# hang forever).
+# hang forever).  CEPH_OBJECTSTORE=bluestore (set before the start) keeps
+# the OSD's data in a sparse file under DIR instead of RAM, so that
+# ceph_daemon_kill / ceph_daemon_start can stop a daemon (mon.a, osd.0)
+# and start it again with its data (memstore loses it when the OSD stops).
 # WHY: the rbd:POOL/IMAGE backing must be tested against real librbd and
 # OSDs; Debian 12's Ceph (Pacific) runs offline on loopback as root or not.
 #
@@ -69,10 +72,49 @@ mon data = $d/mon.a
 
 [osd]
 osd data = $d/osd.\$id
-osd objectstore = memstore
-memstore device bytes = 1073741824
 osd memory target = 1073741824
 EOF
+  case ${CEPH_OBJECTSTORE:-memstore} in
+    memstore) cat >> "$d/ceph.conf" <<EOF
+osd objectstore = memstore
+memstore device bytes = 1073741824
+EOF
+      ;;
+    bluestore) cat >> "$d/ceph.conf" <<EOF
+osd objectstore = bluestore
+bluestore block create = true
+bluestore block size = 4294967296
+bluestore block path = $d/osd.\$id.block
+EOF
+      ;;
+    *) die "CEPH_OBJECTSTORE: memstore or bluestore, not $CEPH_OBJECTSTORE" ;;
+  esac
+}
+
+# ceph_daemon_kill NAME: SIGKILL a daemon of the cluster (mon.a, osd.0),
+# and wait until it is gone.
+ceph_daemon_kill ()
+{
+  local d=${_ceph_dir:?no cluster} pid i
+  pid=$(cat "$d/$1.pid") || die "ceph_daemon_kill: no $d/$1.pid"
+  kill -KILL "$pid" 2>/dev/null || die "ceph_daemon_kill: $1 is not running"
+  for (( i = 0; i < 100; i++ )); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  rm -f "$d/$1.pid"
+}
+
+# ceph_daemon_start NAME: start a daemon again (mon.a, osd.N) on its data.
+ceph_daemon_start ()
+{
+  local type=${1%%.*} id=${1#*.}
+  [ -n "${_ceph_dir:-}" ] || die "ceph_daemon_start: no cluster"
+  case $type in
+    mon) timeout 60 ceph-mon --id "$id" ;;
+    osd) timeout 60 ceph-osd -i "$id" ;;
+    *) die "ceph_daemon_start: mon.ID or osd.ID, not $1" ;;
+  esac || die "ceph_daemon_start: $1 did not start"
 }
 
 ceph_cluster_stop ()

@@ -134,6 +134,15 @@ backing_open (const char *uri, const struct backing_open_options *opts,
   return backing_file_open (uri, opts, out);
 }
 
+int
+backing_remote_get_state (struct backing *b,
+                          struct backing_remote_state *out)
+{
+  if (b->ops->remote_state == NULL)
+    return -ENOTSUP;
+  return b->ops->remote_state (b, out);
+}
+
 void
 backing_close (struct backing *b)
 {

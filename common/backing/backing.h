@@ -54,6 +54,7 @@
 #define BACKING_EXTENT_ZERO (1u << 1)
 
 struct backing;
+struct backing_remote_state;
 
 typedef int (*backing_extent_fn) (void *opaque, uint64_t offset,
                                   uint64_t length, uint32_t flags);
@@ -71,6 +72,10 @@ struct backing_ops {
   int (*extents) (struct backing *b, uint64_t count, uint64_t offset,
                   backing_extent_fn fn, void *opaque);
   void (*close) (struct backing *b);
+  /* A remote driver's connection state (backing_remote_get_state); NULL
+   * for a local store.  Must not block on the remote.
+   */
+  int (*remote_state) (struct backing *b, struct backing_remote_state *out);
 };
 
 /* The common head of every driver's handle.  Drivers embed it first. */
@@ -219,8 +224,9 @@ backing_is_tls_uri (const char *uri)
   return strncmp (uri, "nbds://", 7) == 0 || strncmp (uri, "nbds+", 5) == 0;
 }
 
-/* The connection state of a remote backing: 0, or -ENOTSUP for a local
- * one.  Safe from any thread while b is open.
+/* The connection state of a remote backing (NBD or RBD, through the
+ * driver's remote_state op): 0, or -ENOTSUP for a local one.  Safe from
+ * any thread while b is open; never waits for the remote.
  */
 int backing_remote_get_state (struct backing *b,
                               struct backing_remote_state *out);

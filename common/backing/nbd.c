@@ -559,6 +559,9 @@ nbd_close_op (struct backing *b)
   free_nbd (to_nbd (b));
 }
 
+static int nbd_remote_state_op (struct backing *b,
+                                struct backing_remote_state *out);
+
 static const struct backing_ops nbd_ops = {
   .name = "nbd",
   .pread = nbd_pread_op,
@@ -568,6 +571,7 @@ static const struct backing_ops nbd_ops = {
   .zero = nbd_zero_op,
   .extents = nbd_extents_op,
   .close = nbd_close_op,
+  .remote_state = nbd_remote_state_op,
 };
 
 /* The URI without the query parameters that name secrets. */
@@ -845,15 +849,12 @@ backing_nbd_open (const char *uri, const struct backing_open_options *opts,
   return r;
 }
 
-int
-backing_remote_get_state (struct backing *b, struct backing_remote_state *out)
+static int
+nbd_remote_state_op (struct backing *b, struct backing_remote_state *out)
 {
-  struct backing_nbd *n;
+  struct backing_nbd *n = to_nbd (b);
   unsigned i;
 
-  if (b->ops != &nbd_ops)
-    return -ENOTSUP;
-  n = to_nbd (b);
   *out = (struct backing_remote_state) { .connections = n->nr_conns };
   for (i = 0; i < n->nr_conns; i++) {
     struct nbd_conn *c = &n->conns[i];

@@ -5,8 +5,11 @@
  * FUA seen by a second client, flush, write-zeroes (plain, MAY_TRIM,
  * FAST), discard, extents over a sparse image, many threads with requests
  * in flight at once, a read-only open refusing writes, a missing image, a
- * missing pool and malformed names failing with a clear message, and the
- * identity URI.
+ * missing pool and malformed names failing with a clear message, the
+ * identity URI, and an outage (the OSD frozen with SIGSTOP, then thawed):
+ * requests fail with -EIO at the timeout without touching the caller's
+ * buffer afterwards, the remote state goes down and comes back by the
+ * prober, a write that timed out never lands after a later one.
  * WHY: the driver is what stands between the cache and a Ceph image; its
  * behaviour only shows against real librbd and OSDs.
  *
@@ -14,7 +17,8 @@
  * cluster (client-tests/ceph-cluster.sh), exports CEPH_CONF and creates
  * the empty images named by NBDCACHE_TEST_RBD_IMAGE (64 MIB, written by
  * the tests) and NBDCACHE_TEST_RBD_SPARSE (64 MIB, written only by the
- * extents test).  Random data uses a seed printed at start;
+ * extents test); NBDCACHE_TEST_RBD_OSD_PID is the OSD's pid (the outage
+ * test is skipped without it).  Random data uses a seed printed at start;
  * NBDCACHE_SEED overrides it.
  *
  * THREADS AND LOCKS: the concurrency test starts its own threads and joins
@@ -29,6 +33,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -411,6 +416,94 @@ test_rbd_missing (void **state)
   assert_false (backing_is_remote_uri ("rbd:p/i"));
 }
 
+static double
+now_s (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+static bool
+state_up (struct backing *b, struct backing_remote_state *st)
+{
+  assert_int_equal (backing_remote_get_state (b, st), 0);
+  assert_int_equal (st->connections, 1);
+  return st->connected == 1 && st->down_since_s == 0;
+}
+
+/* The OSD frozen (SIGSTOP: the connection stays, nothing answers), then
+ * thawed.  backing_timeout = 2 s.
+ */
+static void
+test_rbd_outage (void **state)
+{
+  const char *pid_s = getenv ("NBDCACHE_TEST_RBD_OSD_PID");
+  struct backing_open_options o = { .remote = { .timeout_ms = 2000 } };
+  struct backing_remote_state st;
+  struct backing *b = NULL;
+  size_t n = 64 * KIB;
+  uint64_t at = 48 * MIB;
+  unsigned char *a = malloc (n), *w = malloc (n), *r = malloc (n);
+  struct test_rng s;
+  pid_t osd;
+  double t0, took;
+  int i;
+
+  (void) state;
+  if (pid_s == NULL)
+    skip ();
+  osd = (pid_t) atoi (pid_s);
+  assert_non_null (a);
+  assert_non_null (w);
+  assert_non_null (r);
+  test_rng_seed (&s, seed ^ 0x07a6e);
+  fill (a, n, &s);
+  fill (w, n, &s);
+  assert_int_equal (backing_open (image_uri, &o, &b), 0);
+  assert_int_equal (backing_pwrite (b, a, n, at, 0), 0);
+  assert_true (state_up (b, &st));
+
+  assert_int_equal (kill (osd, SIGSTOP), 0);
+  /* A read times out; its buffer is never written, not even later. */
+  memset (r, 0xa5, n);
+  t0 = now_s ();
+  assert_int_equal (backing_pread (b, r, n, at), -EIO);
+  took = now_s () - t0;
+  fprintf (stderr, "read failed after %.2f s\n", took);
+  assert_true (took >= 1.5 && took <= 6);
+  assert_non_null (strstr (last_error, "backing_timeout"));
+  assert_false (state_up (b, &st));
+  assert_true (st.down_since_s > 0);
+  assert_true (st.timed_out_requests >= 1);
+  /* A write times out too; it may land later, but before anything else. */
+  assert_int_equal (backing_pwrite (b, w, n, at, 0), -EIO);
+
+  assert_int_equal (kill (osd, SIGCONT), 0);
+  for (i = 0; i < 300 && !state_up (b, &st); i++)
+    nanosleep (&(struct timespec) { 0, 100000000 }, NULL);
+  assert_true (state_up (b, &st));
+  assert_true (st.reconnect_attempts >= 1);
+  for (i = 0; i < (int) n; i++)
+    assert_int_equal (r[i], 0xa5);
+
+  /* After the barrier: the old or the timed-out write's data, then a
+   * new write wins and is durable.
+   */
+  assert_int_equal (backing_pread (b, r, n, at), 0);
+  assert_true (memcmp (r, a, n) == 0 || memcmp (r, w, n) == 0);
+  fill (w, n, &s);
+  assert_int_equal (backing_pwrite (b, w, n, at, 0), 0);
+  assert_int_equal (backing_flush (b), 0);
+  assert_int_equal (backing_pread (b, r, n, at), 0);
+  assert_memory_equal (r, w, n);
+  backing_close (b);
+  free (a);
+  free (w);
+  free (r);
+}
+
 int
 main (void)
 {
@@ -422,6 +515,7 @@ main (void)
     cmocka_unit_test (test_rbd_concurrency),
     cmocka_unit_test (test_rbd_readonly),
     cmocka_unit_test (test_rbd_missing),
+    cmocka_unit_test (test_rbd_outage),
   };
   image_uri = getenv ("NBDCACHE_TEST_RBD_IMAGE");
   sparse_uri = getenv ("NBDCACHE_TEST_RBD_SPARSE");

@@ -18,6 +18,11 @@ ceph_cluster_start "$tmp/ceph"
 rbdq create rbd/unit --size 64M
 rbdq create rbd/sparse --size 64M
 
+# The outage test freezes the OSD (SIGSTOP) and thaws it; never leave it
+# frozen.
+osd_pid=$(cat "$tmp/ceph/osd.0.pid") || die "no OSD pid"
+on_exit "kill -CONT $osd_pid 2>/dev/null || :"
+NBDCACHE_TEST_RBD_OSD_PID=$osd_pid \
 NBDCACHE_TEST_RBD_IMAGE=rbd:rbd/unit \
 NBDCACHE_TEST_RBD_SPARSE=rbd:rbd/sparse \
   "$test_dir/test-backing-rbd" || die "test-backing-rbd failed"
