@@ -101,7 +101,9 @@ struct plan {
   struct ncache_device **close_devs; /* unused old devices to close */
   size_t nr_close_devs;
   struct plan_export *pe;       /* parallel to cfg->exports */
-  struct export **removed;      /* old exports not in cfg */
+  struct export **removed;      /* old exports not in cfg; after the
+                                   commit a closer thread may free them */
+  char **removed_lines;         /* the commit's log line for each */
   size_t nr_removed;
   struct tls_server *tls;       /* NULL when tls = off */
   struct export *insert;        /* set: only put this one in the table */
@@ -331,6 +333,9 @@ plan_free (struct plan *p, bool failed)
   free (p->devices);
   free (p->dev_opened);
   free (p->close_devs);
+  for (i = 0; i < p->nr_removed && p->removed_lines; i++)
+    free (p->removed_lines[i]);
+  free (p->removed_lines);
   free (p->removed);
   free (p);
 }
@@ -539,6 +544,10 @@ commit (struct server *srv, struct plan *p)
   for (i = 0; i < p->nr_removed; i++) {
     struct export *e = p->removed[i];
 
+    if (asprintf (&p->removed_lines[i], "export '%s': removed: %u "
+                  "connection(s) finish their requests, then get ESHUTDOWN",
+                  e->name, e->nr_connections) == -1)
+      p->removed_lines[i] = NULL;
     e->removed = true;
     e->retired_next = rl->retired;
     rl->retired = e;
@@ -684,9 +693,8 @@ log_verdicts (struct server *srv, struct plan *p)
     }
   }
   for (i = 0; i < p->nr_removed; i++)
-    log_info ("export '%s': removed: %u connection(s) finish their "
-              "requests, then get ESHUTDOWN", p->removed[i]->name,
-              p->removed[i]->nr_connections);
+    log_info ("%s", p->removed_lines[i] ? p->removed_lines[i]
+                                        : "export removed");
 }
 
 /* The reopen half of REOPEN: the old export is out of the table and
@@ -762,8 +770,9 @@ reload_locked (struct server *srv)
   p->close_devs = calloc (ocfg->nr_caches + 1, sizeof *p->close_devs);
   p->pe = calloc (p->cfg->nr_exports + 1, sizeof *p->pe);
   p->removed = calloc (srv->nr_exports + 1, sizeof *p->removed);
+  p->removed_lines = calloc (srv->nr_exports + 1, sizeof *p->removed_lines);
   if (!p->devices || !p->dev_opened || !p->close_devs || !p->pe ||
-      !p->removed) {
+      !p->removed || !p->removed_lines) {
     plan_free (p, true);
     return -ENOMEM;
   }
