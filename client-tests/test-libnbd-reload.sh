@@ -13,14 +13,16 @@
 #  2. reloads (nbdcache reload) a config where "gone" is removed, "new"
 #     added (uncached), "chg" has mode = writethrough (idle: reopened),
 #     "busy" a new sequential_cutoff (a client is connected: "takes effect
-#     at restart") and "keep" a new description: the report names each;
+#     at restart") and readonly = yes, "keep" a new description: the
+#     report names each;
 #  3. the racing writes each either succeeded or got ESHUTDOWN (nothing
 #     else: no dropped reply); a write after the reload gets ESHUTDOWN, and
 #     then the server closes the connection;
 #  4. LIST shows keep, chg, busy, new; "gone" cannot be opened; "keep"
 #     has the new description; "new" takes writes; "chg" reads back its
 #     pattern (the dirty data survived the reopen) and stats say
-#     writethrough; "busy" still serves its client;
+#     writethrough; "busy" still serves its client, which can still
+#     write, while a new connection is read-only (EPERM);
 #  5. a config with an unknown key: reload exits 1 naming FILE:LINE, and
 #     the running config is unchanged (LIST);
 #  6. a config that changes [cache ssd] while exports use it: reload
@@ -62,7 +64,8 @@ gen_config ()
 {
   local f=$1 v=$2 mode=writeback desc=before cutoff="" nodecache=""
   [ "$v" = 1 ] || { mode=writethrough; desc=after;
-                    cutoff="sequential_cutoff = 1M"; }
+                    cutoff="sequential_cutoff = 1M
+readonly = yes"; }
   [ "$v" = cache ] && nodecache="node_cache_size = 8M"
   {
     echo "[server]"
@@ -220,6 +223,7 @@ check("export 'busy': sequential_cutoff changed: takes effect at restart"
       in out, "report: busy takes effect at restart")
 check("export 'keep': changed (description)" in out,
       "report: keep's description")
+check("export 'busy': changed (readonly)" in out, "report: busy read-only")
 
 # 3. The racing writes: done or ESHUTDOWN, nothing else.
 ok = []
@@ -280,6 +284,18 @@ st = stats()
 check(st["chg"]["mode"] == "writethrough", "chg: stats say writethrough")
 check(st["busy"]["mode"] == "writeback", "busy: still writeback")
 check(busy.pread(M, 0) == pattern(0x33), "busy: its client never noticed")
+busy.pwrite(pattern(0x34), M)
+check(busy.pread(M, M) == pattern(0x34),
+      "busy: the client opened before readonly = yes still writes")
+ro = connect("busy")
+check(ro.is_read_only(), "busy: a new connection is read-only")
+try:
+    ro.pwrite(pattern(0x35), 2 * M)
+    check(False, "busy: a new connection cannot write")
+except nbd.Error as e:
+    check(e.errno == "EPERM", "busy: a new connection's write gets EPERM (%s)"
+          % e)
+ro.shutdown()
 
 # 5. A bad config.
 shutil.copy(tmp + "/cbad.conf", conf)

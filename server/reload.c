@@ -177,13 +177,13 @@ cache_eq (const struct config_cache *a, const struct config_cache *b)
          a->discard == b->discard;
 }
 
-/* The engine's keys: what the export was opened with (running) against
- * the new section.  readonly only one way: yes -> no needs a writable
- * engine; no -> yes is told to new connections.
+/* The engine's keys: what the export was opened with against the new
+ * section.  readonly only one way: yes -> no needs a writable engine;
+ * no -> yes is told to new connections.
  */
 static void
-engine_diff (const struct export *running, const struct config_export *o,
-             const struct config_export *n, char **keys)
+engine_diff (const struct config_export *o, const struct config_export *n,
+             char **keys)
 {
 #define CMP(cond, key) do { if (!(cond)) add_key (keys, key); } while (0)
   CMP (str_eq (o->backing, n->backing), "backing");
@@ -204,7 +204,7 @@ engine_diff (const struct export *running, const struct config_export *o,
   CMP (str_eq (o->ceph_key, n->ceph_key), "ceph_key");
   CMP (str_eq (o->cache, n->cache), "cache");
   CMP (o->mode == n->mode, "mode");
-  CMP (!(running->caps.readonly && !n->readonly), "readonly");
+  CMP (!(o->readonly && !n->readonly), "readonly");
   CMP (o->writeback_percent == n->writeback_percent, "writeback_percent");
   CMP (o->sequential_cutoff_bytes == n->sequential_cutoff_bytes,
        "sequential_cutoff");
@@ -371,9 +371,10 @@ plan_devices (struct server *srv, struct plan *p)
     users = device_users (srv, dev);
     pthread_rwlock_unlock (&srv->table_lock);
     if (users != NULL) {
-      log_error ("%s%s%d: cache '%s' is %s while export(s) %s use it: "
+      /* Removed: the line is where the running config has it. */
+      log_error ("%s:%d: cache '%s' is %s while export(s) %s use it: "
                  "reload refused (a [cache] in use changes at restart)",
-                 nc ? ncfg->path : "", nc ? ":" : "", nc ? nc->line : 0,
+                 nc ? ncfg->path : ocfg->path, nc ? nc->line : oc->line,
                  oc->name, nc ? "changed" : "removed", users);
       free (users);
       r = -EBUSY;
@@ -410,16 +411,14 @@ plan_exports (struct server *srv, struct plan *p)
       continue;
     }
     conn_diff (pe->old->cfg, ce, &pe->conn_keys);
-    engine_diff (pe->old, pe->old->open_cfg, ce, &pe->engine_keys);
+    engine_diff (pe->old->open_cfg, ce, &pe->engine_keys);
     pe->reopen_safe = pe->old->open_cfg->cache == NULL ||
                       str_eq (pe->old->open_cfg->cache, ce->cache);
     pe->verdict = pe->engine_keys == NULL ? KEEP
       : pe->reopen_safe ? REOPEN : KEEP_RESTART;
   }
   for (i = 0; i < srv->nr_exports; i++)
-    if (config_find_export (ncfg, srv->exports[i]->name) == NULL ||
-        /* "" is the default export, never a section name */
-        srv->exports[i]->name[0] == '\0')
+    if (config_find_export (ncfg, srv->exports[i]->name) == NULL)
       p->removed[p->nr_removed++] = srv->exports[i];
 }
 
