@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* control-server.c — the control socket: statistics and flushes for the
- * admin.
+/* control-server.c — the control socket: statistics, flushes and
+ * reloads for the admin.
  *
  * WHAT: when [server] control_socket = PATH is set, nbdcached listens on
  * that Unix socket (mode 0600: the socket is the only access control) and

@@ -392,7 +392,7 @@ int uri_print_all (const struct server *srv, FILE *fp);
 
 /* ---- control-server.c: the admin's Unix socket ([server]
  * control_socket) ----
- * One line in ("stats", "stats NAME", "flush NAME"), JSON out; see
+ * One line in ("stats", "stats NAME", "flush NAME", "reload"), JSON out; see
  * control-server.c for the protocol.  Accepted on the loop thread, served by a
  * detached thread per connection (blocking I/O, engine calls).  Those
  * threads use exports and cache devices, so control_server_close runs before
