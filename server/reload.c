@@ -414,6 +414,11 @@ plan_exports (struct server *srv, struct plan *p)
     engine_diff (pe->old->open_cfg, ce, &pe->engine_keys);
     pe->reopen_safe = pe->old->open_cfg->cache == NULL ||
                       str_eq (pe->old->open_cfg->cache, ce->cache);
+    /* An engine key changed: reopen (idle, same device) or wait for a
+     * restart.  An engine setter for a running export (writeback_percent,
+     * sequential_cutoff, promote_min, flush_on_stop) would apply those
+     * here instead, without a reopen.
+     */
     pe->verdict = pe->engine_keys == NULL ? KEEP
       : pe->reopen_safe ? REOPEN : KEEP_RESTART;
   }
