@@ -207,9 +207,16 @@ export_close (struct export *exp, bool log_stats)
     ncache_log_stats (exp->nc, exp->name);   /* tests read hits */
   ncache_close (exp->nc);
   exp->nc = NULL;
+}
+
+void
+export_free (struct export *exp)
+{
+  if (exp == NULL)
+    return;
   free (exp->name);
   free (exp->description);
-  exp->name = exp->description = NULL;
+  free (exp);
 }
 
 void
@@ -219,7 +226,7 @@ export_table_close (struct server *srv, bool log_stats)
 
   for (i = 0; i < srv->nr_exports; i++) {
     export_close (srv->exports[i], log_stats);
-    free (srv->exports[i]);
+    export_free (srv->exports[i]);
   }
   free (srv->exports);
   srv->exports = NULL;

@@ -304,6 +304,26 @@ device_users (struct server *srv, struct ncache_device *dev)
   return users;
 }
 
+/* Is a removed export of that name not closed yet? */
+static bool
+still_draining (struct server *srv, const char *name)
+{
+  struct export *lists[3], *e;
+  bool found = false;
+  size_t i;
+
+  pthread_rwlock_rdlock (&srv->table_lock);
+  lists[0] = srv->reload->retired;
+  lists[1] = srv->reload->closing;
+  lists[2] = srv->reload->parked;
+  for (i = 0; i < 3; i++)
+    for (e = lists[i]; e; e = e->retired_next)
+      if (strcmp (e->name, name) == 0)
+        found = true;
+  pthread_rwlock_unlock (&srv->table_lock);
+  return found;
+}
+
 static void
 plan_free (struct plan *p, bool failed)
 {
@@ -315,7 +335,7 @@ plan_free (struct plan *p, bool failed)
     for (i = 0; i < p->cfg->nr_exports && p->pe; i++) {
       if (failed && p->pe[i].exp) {
         export_close (p->pe[i].exp, false);
-        free (p->pe[i].exp);
+        export_free (p->pe[i].exp);
       }
       free (p->pe[i].conn_keys);
       free (p->pe[i].engine_keys);
@@ -469,6 +489,11 @@ plan_open (struct server *srv, struct plan *p)
     if ((r = export_open (srv, ncfg, p->devices, pe->ce, pe->exp)) < 0) {
       free (pe->exp);
       pe->exp = NULL;
+      if (still_draining (srv, pe->ce->name))
+        log_error ("%s:%d: export '%s' was removed by an earlier reload "
+                   "and is still open (its clients finish first): reload "
+                   "again once it has closed", ncfg->path, pe->ce->line,
+                   pe->ce->name);
       return r;
     }
   }
@@ -712,7 +737,7 @@ reopen (struct server *srv, struct plan_export *pe)
   int r;
 
   export_close (pe->old, false);
-  free (pe->old);
+  export_free (pe->old);
   pe->old = NULL;
   if (exp == NULL)
     return -ENOMEM;
@@ -738,7 +763,7 @@ reopen (struct server *srv, struct plan_export *pe)
     log_error ("export '%s': reopened, but not served: %s", pe->ce->name,
                strerror (-r));
     export_close (exp, false);
-    free (exp);
+    export_free (exp);
     return r;
   }
   log_info ("%s:%d: export '%s': %s changed: reopened", srv->cfg->path,
@@ -919,10 +944,11 @@ closer_thread (void *opaque)
   log_info ("export '%s': removed by a reload: no client left, closing",
             exp->name);
   export_close (exp, true);     /* flush_on_stop writes back first */
+  /* Its name is read under the lock until it is off the list. */
   pthread_rwlock_wrlock (&srv->table_lock);
   unlink_export (&rl->closing, exp);
   pthread_rwlock_unlock (&srv->table_lock);
-  free (exp);
+  export_free (exp);
   pthread_mutex_lock (&rl->lock);
   rl->nr_closers--;
   pthread_cond_broadcast (&rl->cond);
@@ -1032,7 +1058,7 @@ close_list (struct export **list)
 
     *list = exp->retired_next;
     export_close (exp, true);
-    free (exp);
+    export_free (exp);
   }
 }
 

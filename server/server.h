@@ -132,8 +132,10 @@ void export_table_close (struct server *srv, bool log_stats);
 int export_open (struct server *srv, const struct config *cfg,
                  struct ncache_device **devices,
                  const struct config_export *ce, struct export *exp);
-/* Flushes and closes one export and frees its strings (not exp itself). */
+/* Flushes and closes one export's engine handle; its name stays. */
 void export_close (struct export *exp, bool log_stats);
+/* Frees a closed export (its strings and exp).  NULL is a no-op. */
+void export_free (struct export *exp);
 /* "" resolves to the default export.  NULL if none. */
 struct export *export_find (struct server *srv, const char *name, size_t len);
 /* Transmission flags for a connection with the given negotiation. */
