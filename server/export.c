@@ -23,7 +23,9 @@
  * export (the engine requires it).
  * THREADS: opened and closed on the main thread before/after the loop runs
  * (nbdcached has already daemonized, so the engine's threads live in the
- * serving process); lookups and nr_connections on the loop thread only.
+ * serving process), and while serving by reload.c's threads (never the
+ * loop: these are engine calls); lookups and nr_connections on the loop
+ * thread only.
  * FAILURE: a cache device or export that cannot be opened (a missing or
  * foreign device, missing backing, a mode the engine refuses) fails
  * start-up with a message naming the config file, the section's line and
