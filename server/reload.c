@@ -360,6 +360,17 @@ plan_free (struct plan *p, bool failed)
   free (p);
 }
 
+static void
+log_cache_change (const struct config *ncfg, const struct config_cache *oc,
+                  const struct config_cache *nc, const char *what)
+{
+  if (nc == NULL)
+    log_info ("cache '%s': removed%s", oc->name, what);
+  else
+    log_info ("%s:%d: cache '%s': changed%s", ncfg->path, nc->line,
+              oc->name, what);
+}
+
 /* Match the new [cache] sections with the open devices.  0, or -EBUSY
  * (logged) when a section in use was removed or changed.
  */
@@ -380,20 +391,19 @@ plan_devices (struct server *srv, struct plan *p)
       p->devices[nc - ncfg->caches] = dev;  /* carried over */
       continue;
     }
-    if (nc == NULL)
-      log_info ("cache '%s': removed", oc->name);
-    else
-      log_info ("%s:%d: cache '%s': changed", ncfg->path, nc->line,
-                oc->name);
-    if (dev == NULL)
-      continue;                 /* never opened: nothing to do */
+    if (dev == NULL) {          /* never opened: nothing to do */
+      log_cache_change (ncfg, oc, nc, "");
+      continue;
+    }
     pthread_rwlock_rdlock (&srv->table_lock);
     users = device_users (srv, dev);
     pthread_rwlock_unlock (&srv->table_lock);
     if (users != NULL) {
       /* Removed: the line is where the running config has it. */
       log_error ("%s:%d: cache '%s' is %s while export(s) %s use it: "
-                 "reload refused (a [cache] in use changes at restart)",
+                 "reload refused (a [cache] in use changes at restart; "
+                 "or remove its exports in one reload, the section in a "
+                 "later one)",
                  nc ? ncfg->path : ocfg->path, nc ? nc->line : oc->line,
                  oc->name, nc ? "changed" : "removed", users);
       free (users);
@@ -408,6 +418,7 @@ plan_devices (struct server *srv, struct plan *p)
         r = -EBUSY;
         break;
       }
+    log_cache_change (ncfg, oc, nc, ": its device, unused, is closed");
     p->close_devs[p->nr_close_devs++] = dev;
   }
   return r;
