@@ -330,7 +330,7 @@ EOF
 cat > "$tmp/run.sh" <<EOF
 set -e
 server_pid=\$(cat '$tmp/pid')
-TEST_DURATION_S=\${TEST_DURATION_S:-12} '$prog' "\$uri" > '$tmp/integrity.log' 2>&1 &
+TEST_DURATION_S=\${TEST_DURATION_S:-20} '$prog' "\$uri" > '$tmp/integrity.log' 2>&1 &
 ipid=\$!
 rc=0
 '$PYTHON' '$tmp/reload.py' '$tmp' '$ctl' $badline \$server_pid || rc=1
