@@ -39,6 +39,7 @@ int cmd_show (int argc, char **argv);
 int cmd_check (int argc, char **argv);
 int cmd_stats (int argc, char **argv);
 int cmd_flush (int argc, char **argv);
+int cmd_reload (int argc, char **argv);
 
 /* The progress line the log sink erases before a message (NULL: none). */
 void admin_set_progress (struct progress *p);

@@ -2,12 +2,12 @@
 /* cli.c — nbdcache, the cache device administration tool: the
  * command line, logging, and the format command.
  *
- * WHAT: `nbdcache format|show|check PATH [OPTIONS]`, `nbdcache stats|flush
- * (--socket PATH | -c CONFIG) ...`, --help, --version.
+ * WHAT: `nbdcache format|show|check PATH [OPTIONS]`, `nbdcache
+ * stats|flush|reload (--socket PATH | -c CONFIG) ...`, --help, --version.
  * format writes a new, empty cache (nc_format) after refusing to destroy
  * an existing one without --force; show and check live in show.c and
- * check.c; stats and flush (stats.c, flush.c) talk to a running nbdcached
- * through its control socket.
+ * check.c; stats, flush and reload (stats.c, flush.c, reload-client.c)
+ * talk to a running nbdcached through its control socket.
  * WHY: an admin prepares an SSD (or a file) before pointing nbdcached at
  * it, and needs to see what is on a cache device and whether it is
  * intact, without starting a server; and, with a server running, what its
@@ -26,7 +26,7 @@
  *   progress line through one file-static pointer: log_sink_fn carries no
  *   context, and a process has one terminal.
  * FAILURE: exit 0 success; 1 refused (format), damaged (show, check), or
- *   the server answered an error (stats, flush); 2 usage error, I/O
+ *   the server answered an error (stats, flush, reload); 2 usage error, I/O
  *   error, not an nbdcache cache device, or no server at the control
  *   socket.  A garbage
  *   device is reported, never trusted.
@@ -79,6 +79,7 @@ usage (FILE *fp)
   fprintf (fp,
 "Usage: nbdcache COMMAND PATH [OPTIONS]\n"
 "       nbdcache stats|flush (--socket PATH | -c CONFIG) [EXPORT]\n"
+"       nbdcache reload (--socket PATH | -c CONFIG)\n"
 "Administer an nbdcache cache device (an SSD, a partition or a file), or\n"
 "a running nbdcached through its control socket.\n"
 "\n"
@@ -102,6 +103,9 @@ usage (FILE *fp)
 "      --count N            with --watch: stop after N refreshes\n"
 "  flush EXPORT  write the export's dirty data back now, with progress;\n"
 "                exit 0 clean, 1 the server failed\n"
+"  reload        make nbdcached re-read its config file (as SIGHUP) and\n"
+"                print what changed; exit 1 if it refused (the old\n"
+"                configuration keeps running) or a part failed\n"
 "      --socket PATH        nbdcached's control socket\n"
 "      -c, --config CONFIG  its config file (control_socket in [server];\n"
 "                           default " CONTROL_DEFAULT_CONFIG ")\n"
@@ -365,12 +369,14 @@ main (int argc, char **argv)
     return cmd_stats (argc, argv);
   if (strcmp (cmd, "flush") == 0)
     return cmd_flush (argc, argv);
+  if (strcmp (cmd, "reload") == 0)
+    return cmd_reload (argc, argv);
   if (strcmp (cmd, "help") == 0) {
     usage (stdout);
     return EXIT_OK;
   }
   fprintf (stderr, "nbdcache: unknown command '%s' (expected format, show, "
-           "check, stats or flush)\n", cmd);
+           "check, stats, flush or reload)\n", cmd);
   usage (stderr);
   return EXIT_TROUBLE;
 }

@@ -6,9 +6,10 @@
  * default one), connects to it, sends the one request line, and hands the
  * answer back line by line.  The protocol (nbdcache(8),
  * server/control-server.c):
- * the client sends ONE line ("stats\n", "stats NAME\n", "flush NAME\n");
+ * the client sends ONE line ("stats\n", "stats NAME\n", "flush NAME\n",
+ * "reload\n");
  * the server answers JSON lines and closes the connection.
- * WHY: `nbdcache stats` and `nbdcache flush` share everything up to the
+ * WHY: `nbdcache stats`, `flush` and `reload` share everything up to the
  * first byte of the answer, including the messages an admin needs when
  * the server is not there.
  * INVARIANTS:

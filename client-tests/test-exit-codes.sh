@@ -57,7 +57,7 @@ expect 0 "$NBDCACHED" --version
 expect 2 "$NBDCACHE"
 expect 2 "$NBDCACHE" --no-such-option
 expect 2 "$NBDCACHE" no-such-command
-for cmd in format show check stats flush; do
+for cmd in format show check stats flush reload; do
   expect 2 "$NBDCACHE" "$cmd" --no-such-option
 done
 expect 2 "$NBDCACHE" format                     # PATH missing
@@ -67,6 +67,9 @@ expect 2 "$NBDCACHE" show
 expect 2 "$NBDCACHE" check
 expect 2 "$NBDCACHE" stats                      # neither --socket nor -c
 expect 2 "$NBDCACHE" flush                      # no export, no socket
+expect 2 "$NBDCACHE" reload extra                # no argument taken
+expect 2 "$NBDCACHE" reload --socket x -c y      # one or the other
+expect 2 "$NBDCACHE" reload --socket "$tmp/no.sock"   # no server there
 expect 2 "$NBDCACHE" stats --socket x --json --prometheus   # one output format
 expect 2 "$NBDCACHE" stats --socket x --watch -n 0        # interval out of range
 expect 2 "$NBDCACHE" stats --socket x -n 1                # -n without --watch

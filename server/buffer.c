@@ -44,7 +44,7 @@ buffer_admit (struct conn *c, uint64_t need)
   uint64_t max = srv->cfg->server.max_buffer_bytes;
   uint64_t conn_max = max / BUFFER_CONN_SHARE;
 
-  if (need == 0 || srv->stopping)
+  if (need == 0 || conn_shutting_down (c))
     return true;                /* no buffer, or ESHUTDOWN without one */
   if (c->buffer_bytes > 0 && c->buffer_bytes + need > conn_max) {
     /* Its own replies bring it back (conn_reply_sent). */

@@ -510,7 +510,7 @@ linger_cb (struct ev_loop *loop, ev_timer *w, int revents)
 static void
 close_if_drained (struct conn *c)
 {
-  if (c->srv->stopping && c->phase == PHASE_TRANSMISSION) {
+  if (conn_shutting_down (c) && c->phase == PHASE_TRANSMISSION) {
     /* Requests the client sent around the stop (and those it sends in the
      * next moment) are answered ESHUTDOWN rather than lost with the
      * connection: close only after CONN_SHUTDOWN_LINGER_S of quiet.
@@ -699,6 +699,8 @@ static void
 conn_free (struct conn *c)
 {
   abandon_output (c);
+  if (c->exp)
+    c->exp->nr_conn_refs--;     /* a removed export may close now */
   while (c->free_reqs) {
     struct request *r = c->free_reqs;
     c->free_reqs = r->next;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* control-server.c — the control socket: statistics and flushes for the
- * admin.
+/* control-server.c — the control socket: statistics, flushes and
+ * reloads for the admin.
  *
  * WHAT: when [server] control_socket = PATH is set, nbdcached listens on
  * that Unix socket (mode 0600: the socket is the only access control) and
@@ -22,6 +22,10 @@
  *                              struct ncache_device_stats by its C name},
  *                             …]}
  *   "stats NAME"   the same with only that export and its cache (if any).
+ *   "reload"       re-reads the config file (reload.c): {"result":"ok",
+ *                  "report":"<one line per change>\n…"}, or
+ *                  {"error":"<the reasons, FILE:LINE for a bad config>"}
+ *                  with the old configuration still serving.
  *   "flush NAME"   writes back every dirty block of the export (the
  *                  engine's drain): a JSON line
  *                  {"event":"progress","remaining_bytes":R,"total_bytes":T}
@@ -44,8 +48,11 @@
  * - A control thread uses exports and cache devices; they stay open while
  *   nr_conns > 0: control_server_close (before export_table_close) waits
  *   for it to reach 0.  That count is the export's reference.
- * - The export table does not change while serving, so threads may read
- *   it without the loop thread (never nr_connections, which the loop owns).
+ * - A reload may change the export table: threads read it under the
+ *   server's table_lock taken for reading, never across I/O or a flush;
+ *   a flush holds a reference to its export instead (export->refs), so
+ *   a removed export stays open until the flush ends (never
+ *   nr_connections, which the loop owns).
  * THREADS AND LOCKS: accept, control_server_open and control_server_stop
  * run on the loop thread.  Each connection is served by a detached thread doing
  * blocking I/O (control connections are rare; the loop never blocks) with
@@ -166,10 +173,10 @@ export_json (const struct export *exp)
     return NULL;
   ncache_get_stats (exp->nc, &st);
   add_str (o, "name", exp->name);
-  add_str (o, "mode", ncache_mode_name (exp->cfg->mode));
+  add_str (o, "mode", ncache_mode_name (exp->open_cfg->mode));
   json_object_object_add (o, "readonly",
                           json_object_new_boolean (exp->caps.readonly));
-  add_str (o, "cache", exp->cfg->cache);
+  add_str (o, "cache", exp->open_cfg->cache);
   add_u64 (o, "size_bytes", exp->caps.size_bytes);
 #define ADD_FIELD(f, log) add_u64 (o, #f, st.f);
   NCACHE_STATS_FIELDS (ADD_FIELD)
@@ -216,13 +223,12 @@ control_stats_json (struct server *srv, const struct export *only)
   json_object_object_add (doc, "exports", exports);
   json_object_object_add (doc, "caches", caches);
   for (i = 0; i < srv->nr_exports; i++)
-    if (only == NULL || only == &srv->exports[i])
-      json_object_array_add (exports, export_json (&srv->exports[i]));
+    if (only == NULL || only == srv->exports[i])
+      json_object_array_add (exports, export_json (srv->exports[i]));
   for (i = 0; i < cfg->nr_caches; i++) {
     if (srv->devices == NULL || srv->devices[i] == NULL)
       continue;                 /* no export uses it: not open */
-    if (only && (only->cfg->cache == NULL ||
-                 strcmp (only->cfg->cache, cfg->caches[i].name) != 0))
+    if (only && only->device != srv->devices[i])
       continue;
     json_object_array_add (caches, cache_json (srv->devices[i],
                                                &cfg->caches[i]));
@@ -270,6 +276,24 @@ send_json (int fd, struct json_object *o)
   free (line);
   json_object_put (o);
   return r;
+}
+
+/* {"error": "<what><arg><end>"}; NULL on ENOMEM. */
+static struct json_object *
+error_json (const char *what, const char *arg, const char *end)
+{
+  struct json_object *o = json_object_new_object ();
+  char *msg;
+
+  if (o == NULL)
+    return NULL;
+  if (asprintf (&msg, "%s%s%s", what, arg, end) == -1) {
+    json_object_put (o);
+    return NULL;
+  }
+  add_str (o, "error", msg);
+  free (msg);
+  return o;
 }
 
 /* {"error": "…"}; the message is formatted. */
@@ -420,15 +444,83 @@ do_flush (struct control_conn *cc, struct export *exp)
   send_json (cc->fd, o);        /* the client may be gone: nothing to do */
 }
 
+/* "stats" and "flush" (caller holds table_lock for reading; no I/O
+ * here): the stats document or an error in *reply (NULL on ENOMEM), or
+ * a flush's export in *flush_exp.
+ */
+static void
+serve_table (struct control_conn *cc, const char *line,
+             struct json_object **reply, struct export **flush_exp)
+{
+  struct server *srv = cc->ctl->srv;
+  const char *arg = NULL;
+  struct export *exp = NULL;
+  bool is_stats, is_flush;
+  size_t cmdlen;
+
+  cmdlen = strcspn (line, " ");
+  if (line[cmdlen] == ' ')
+    arg = line + cmdlen + 1;
+  is_stats = cmdlen == 5 && memcmp (line, "stats", 5) == 0;
+  is_flush = cmdlen == 5 && memcmp (line, "flush", 5) == 0;
+  log_debug ("control: command '%s'", line);
+  if (!is_stats && !is_flush) {
+    *reply = error_json ("unknown command", "", "");
+    return;
+  }
+  /* "stats" alone means every export; "flush" alone the default export,
+   * like NBD's empty export name.
+   */
+  if (arg != NULL || is_flush) {
+    const char *name = arg ? arg : "";
+
+    if ((exp = export_find (srv, name, strlen (name))) == NULL) {
+      *reply = error_json ("no export '", name, "'");
+      return;
+    }
+  }
+  if (is_stats)
+    *reply = control_stats_json (srv, exp);
+  else
+    *flush_exp = exp;
+}
+
+/* "reload": re-read the config file (reload.c) and answer with what it
+ * logged: {"result":"ok","report":TEXT} or {"error":TEXT}.
+ */
+static void
+do_reload (struct control_conn *cc)
+{
+  struct json_object *o;
+  char *report = NULL;
+  int r;
+
+  log_info ("control: reload requested");
+  r = reload_run (cc->ctl->srv, &report);
+  if (r < 0) {
+    send_error (cc->fd, "%s", report && *report ? report : strerror (-r));
+    free (report);
+    return;
+  }
+  if ((o = json_object_new_object ()) != NULL) {
+    add_str (o, "result", "ok");
+    add_str (o, "report", report ? report : "");
+  }
+  send_json (cc->fd, o);
+  free (report);
+}
+
+/* One command; the export table is read under table_lock (a reload may
+ * change it), and a flush holds a reference to its export instead, so a
+ * reload never waits for a flush.
+ */
 static void
 serve (struct control_conn *cc)
 {
   struct server *srv = cc->ctl->srv;
   char line[CONTROL_MAX_LINE_BYTES + 2];
-  const char *arg = NULL;
+  struct json_object *reply = NULL;
   struct export *exp = NULL;
-  bool is_stats, is_flush;
-  size_t cmdlen;
   int r;
 
   if ((r = read_line (cc->fd, line)) < 0) {
@@ -440,31 +532,21 @@ serve (struct control_conn *cc)
       log_debug ("control: reading a command: %s", strerror (-r));
     return;
   }
-  cmdlen = strcspn (line, " ");
-  if (line[cmdlen] == ' ')
-    arg = line + cmdlen + 1;
-  is_stats = cmdlen == 5 && memcmp (line, "stats", 5) == 0;
-  is_flush = cmdlen == 5 && memcmp (line, "flush", 5) == 0;
-  log_debug ("control: command '%s'", line);
-  if (!is_stats && !is_flush) {
-    send_error (cc->fd, "unknown command");
+  if (strcmp (line, "reload") == 0) {
+    do_reload (cc);
     return;
   }
-  /* "stats" alone means every export; "flush" alone the default export,
-   * like NBD's empty export name.
-   */
-  if (arg != NULL || is_flush) {
-    const char *name = arg ? arg : "";
-
-    if ((exp = export_find (srv, name, strlen (name))) == NULL) {
-      send_error (cc->fd, "no export '%s'", name);
-      return;
-    }
-  }
-  if (is_stats)
-    send_json (cc->fd, control_stats_json (srv, exp));
-  else
+  pthread_rwlock_rdlock (&srv->table_lock);
+  serve_table (cc, line, &reply, &exp);
+  if (exp != NULL)
+    __atomic_add_fetch (&exp->refs, 1, __ATOMIC_ACQ_REL);
+  pthread_rwlock_unlock (&srv->table_lock);
+  if (reply != NULL)
+    send_json (cc->fd, reply);
+  if (exp != NULL) {
     do_flush (cc, exp);
+    export_unref (srv, exp);
+  }
 }
 
 static void *

@@ -15,12 +15,17 @@
  * (its journal, index and allocator) can be open only once.
  * INVARIANTS: after export_table_open succeeds every export has an open
  * engine handle and its caps, and srv->devices[i] is open exactly when
- * some export names cfg->caches[i]; the table does not change while
- * serving.  Exports borrow devices: a device is closed only after every
+ * some export names cfg->caches[i] (after a reload: or some removed export
+ * still draining uses it, or it stayed open unused); while serving only
+ * reload.c changes the table (server.h: table_lock).  Each export is its
+ * own allocation, so a connection's pointer survives a reload.  Exports
+ * borrow devices: a device is closed only after every
  * export (the engine requires it).
  * THREADS: opened and closed on the main thread before/after the loop runs
  * (nbdcached has already daemonized, so the engine's threads live in the
- * serving process); lookups and nr_connections on the loop thread only.
+ * serving process), and while serving by reload.c's threads (never the
+ * loop: these are engine calls); lookups and nr_connections on the loop
+ * thread only.
  * FAILURE: a cache device or export that cannot be opened (a missing or
  * foreign device, missing backing, a mode the engine refuses) fails
  * start-up with a message naming the config file, the section's line and
@@ -104,17 +109,19 @@ open_devices (struct server *srv)
 
 /* The open device of the export's [cache], or NULL when uncached. */
 static struct ncache_device *
-device_of (struct server *srv, const struct config_export *ce)
+device_of (const struct config *cfg, struct ncache_device **devices,
+           const struct config_export *ce)
 {
-  const struct config_cache *cc = config_find_cache (srv->cfg, ce->cache);
+  const struct config_cache *cc = config_find_cache (cfg, ce->cache);
 
   /* config_load checked that cache names a section. */
-  return cc ? srv->devices[cc - srv->cfg->caches] : NULL;
+  return cc ? devices[cc - cfg->caches] : NULL;
 }
 
-static int
-export_open_one (struct server *srv, const struct config_export *ce,
-                 struct export *exp)
+int
+export_open (struct server *srv, const struct config *cfg,
+             struct ncache_device **devices,
+             const struct config_export *ce, struct export *exp)
 {
   struct backing_open_options bopts = {
     .readonly = ce->readonly,
@@ -124,7 +131,7 @@ export_open_one (struct server *srv, const struct config_export *ce,
   struct ncache_export_tuning tuning;
   struct ncache_config ncfg = {
     .name = ce->name,
-    .device = ce->cache ? device_of (srv, ce) : NULL,
+    .device = ce->cache ? device_of (cfg, devices, ce) : NULL,
     .mode = ce->mode,
     .readonly = ce->readonly,
     .tuning = &tuning,
@@ -141,14 +148,14 @@ export_open_one (struct server *srv, const struct config_export *ce,
   if (ce->cache != NULL && ncfg.device == NULL) {
     /* open_devices opened every device an export names. */
     log_error ("%s:%d: export '%s': cache '%s' is not open",
-               srv->cfg->path, ce->line, ce->name, ce->cache);
+               cfg->path, ce->line, ce->name, ce->cache);
     return -EINVAL;
   }
 
   r = ncache_backing_open (ncfg.device, ce->name, ce->backing, &bopts, &b);
   if (r < 0) {
     log_error ("%s:%d: export '%s': cannot open backing '%s': %s",
-               srv->cfg->path, ce->line, ce->name, ce->backing, strerror (-r));
+               cfg->path, ce->line, ce->name, ce->backing, strerror (-r));
     return r;
   }
   r = ncache_open (&ncfg, b, &exp->nc);       /* takes ownership of b */
@@ -156,7 +163,7 @@ export_open_one (struct server *srv, const struct config_export *ce,
     exp->backing = b;
   if (r < 0) {
     log_error ("%s:%d: export '%s': cannot serve in mode '%s'%s%s%s: %s",
-               srv->cfg->path, ce->line, ce->name,
+               cfg->path, ce->line, ce->name,
                ncache_mode_name (ce->mode),
                ce->cache ? " on cache '" : "", ce->cache ? ce->cache : "",
                ce->cache ? "'" : "", strerror (-r));
@@ -173,6 +180,9 @@ export_open_one (struct server *srv, const struct config_export *ce,
   }
   exp->rotational = ce->rotational;
   exp->cfg = ce;
+  exp->open_cfg = ce;
+  exp->device = ncfg.device;
+  exp->readonly = exp->caps.readonly || ce->readonly;
   exp->max_connections = ce->max_connections;
   log_debug ("export '%s': %s, %" PRIu64 " bytes, mode %s%s%s%s",
              exp->name, ce->backing, exp->caps.size_bytes,
@@ -188,22 +198,37 @@ export_open_one (struct server *srv, const struct config_export *ce,
 }
 
 void
+export_close (struct export *exp, bool log_stats)
+{
+  int r;
+
+  if (!exp->caps.readonly && (r = ncache_flush (exp->nc, 0)) < 0)
+    log_error ("export '%s': final flush failed: %s",
+               exp->name, strerror (-r));
+  if (log_stats)
+    ncache_log_stats (exp->nc, exp->name);   /* tests read hits */
+  ncache_close (exp->nc);
+  exp->nc = NULL;
+}
+
+void
+export_free (struct export *exp)
+{
+  if (exp == NULL)
+    return;
+  free (exp->name);
+  free (exp->description);
+  free (exp);
+}
+
+void
 export_table_close (struct server *srv, bool log_stats)
 {
   size_t i;
 
   for (i = 0; i < srv->nr_exports; i++) {
-    struct export *exp = &srv->exports[i];
-    int r;
-
-    if (!exp->caps.readonly && (r = ncache_flush (exp->nc, 0)) < 0)
-      log_error ("export '%s': final flush failed: %s",
-                 exp->name, strerror (-r));
-    if (log_stats)
-      ncache_log_stats (exp->nc, exp->name);   /* tests read hits */
-    ncache_close (exp->nc);
-    free (exp->name);
-    free (exp->description);
+    export_close (srv->exports[i], log_stats);
+    export_free (srv->exports[i]);
   }
   free (srv->exports);
   srv->exports = NULL;
@@ -233,19 +258,23 @@ export_table_open (struct server *srv)
     return -ENOMEM;
   }
   for (i = 0; i < cfg->nr_exports; i++) {
-    r = export_open_one (srv, &cfg->exports[i], &srv->exports[i]);
+    struct export *exp = calloc (1, sizeof *exp);
+
+    r = exp ? export_open (srv, cfg, srv->devices, &cfg->exports[i], exp)
+            : -ENOMEM;
     if (r < 0) {
+      free (exp);
       export_table_close (srv, false);
       return r;
     }
-    srv->nr_exports++;
+    srv->exports[srv->nr_exports++] = exp;
   }
   def = config_find_export (cfg, "");
   srv->default_export = NULL;
   if (def != NULL)
     for (i = 0; i < srv->nr_exports; i++)
-      if (strcmp (srv->exports[i].name, def->name) == 0)
-        srv->default_export = &srv->exports[i];
+      if (strcmp (srv->exports[i]->name, def->name) == 0)
+        srv->default_export = srv->exports[i];
   return 0;
 }
 
@@ -257,9 +286,9 @@ export_find (struct server *srv, const char *name, size_t len)
   if (len == 0)
     return srv->default_export;
   for (i = 0; i < srv->nr_exports; i++)
-    if (strlen (srv->exports[i].name) == len &&
-        memcmp (srv->exports[i].name, name, len) == 0)
-      return &srv->exports[i];
+    if (strlen (srv->exports[i]->name) == len &&
+        memcmp (srv->exports[i]->name, name, len) == 0)
+      return srv->exports[i];
   return NULL;
 }
 
@@ -269,7 +298,7 @@ export_eflags (const struct export *exp, bool structured)
   uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
                NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_CACHE;
 
-  if (exp->caps.readonly)
+  if (exp->readonly)
     f |= NBD_FLAG_READ_ONLY;
   else
     f |= NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES |

@@ -115,6 +115,7 @@ enter_transmission (struct conn *c, struct export *exp)
 
   c->exp = exp;
   exp->nr_connections++;
+  exp->nr_conn_refs++;
   c->eflags = export_eflags (exp, c->structured);
   c->phase = PHASE_TRANSMISSION;
   /* Contexts selected for another export (or before STARTTLS, which
@@ -245,7 +246,7 @@ opt_list (struct conn *c, uint32_t len)
     return;
   }
   for (i = 0; i < c->srv->nr_exports; i++) {
-    const struct export *exp = &c->srv->exports[i];
+    const struct export *exp = c->srv->exports[i];
     size_t nlen = strlen (exp->name);
     size_t dlen;
     unsigned char *p;

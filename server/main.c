@@ -421,6 +421,7 @@ server_stop (struct server *srv)
   notify_stopping ();
   listen_close_all (srv);
   control_server_stop (srv);
+  reload_stop (srv);
   metrics_close (srv);
   for (c = srv->conns; c; c = next) {
     next = c->next;
@@ -457,8 +458,11 @@ signal_cb (struct ev_loop *loop, ev_signal *w, int revents)
 static void
 sighup_cb (struct ev_loop *loop, ev_signal *w, int revents)
 {
-  log_warning ("SIGHUP: configuration reload is not supported yet; "
-               "still serving the configuration loaded at start-up");
+  struct server *srv = w->data;
+
+  if (srv->stopping)
+    return;
+  reload_start (srv);           /* reload.c; the outcome is logged */
 }
 
 static void
@@ -474,6 +478,7 @@ prepare_cb (struct ev_loop *loop, ev_prepare *w, int revents)
 
   conn_run_resumes (srv);
   conn_sweep (srv);
+  reload_reap (srv);            /* removed exports nothing uses any more */
 }
 
 /* ---- --run captive mode ---- */
@@ -681,7 +686,8 @@ int
 main (int argc, char **argv)
 {
   struct options opts = { 0 };
-  struct server srv = { .exit_status = EXIT_SUCCESS };
+  struct server srv = { .exit_status = EXIT_SUCCESS,
+                        .table_lock = PTHREAD_RWLOCK_INITIALIZER };
   struct privdrop privdrop;
   enum log_target target;
   bool log_auto;
@@ -807,7 +813,13 @@ main (int argc, char **argv)
   ev_signal_start (srv.loop, &sigterm);
   ev_signal_start (srv.loop, &sigint);
   ev_signal_init (&sighup, sighup_cb, SIGHUP);
+  sighup.data = &srv;
   ev_signal_start (srv.loop, &sighup);
+  srv.config_path = config_abs;   /* NULL in the ad-hoc mode: no reload */
+  if (reload_init (&srv) < 0) {
+    log_error ("out of memory");
+    start_failed (&srv, ready_fd, NULL);
+  }
 
   if (srv.cfg->server.tls != CONFIG_TLS_OFF &&
       tls_server_create (srv.cfg, &srv.tls) < 0) {
@@ -860,8 +872,10 @@ main (int argc, char **argv)
   conn_sweep (&srv);
   listen_close_all (&srv);
   control_server_close (&srv);  /* its threads use the exports */
+  reload_close (&srv);          /* removed exports, before the devices */
   metrics_close (&srv);
   export_table_close (&srv, true);
+  reload_free (&srv);
   tls_server_destroy (srv.tls);
   if (pidfile)
     unlink (pidfile);

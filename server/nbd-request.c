@@ -215,7 +215,7 @@ validate (struct conn *c, struct request *r, const char **msg)
     return 0;
 
   case NBD_CMD_WRITE:
-    if (exp->caps.readonly) {
+    if (c->eflags & NBD_FLAG_READ_ONLY) {
       *msg = "export is read-only";
       return -EPERM;
     }
@@ -238,7 +238,7 @@ validate (struct conn *c, struct request *r, const char **msg)
     return 0;
 
   case NBD_CMD_TRIM:
-    if (exp->caps.readonly) {
+    if (c->eflags & NBD_FLAG_READ_ONLY) {
       *msg = "export is read-only";
       return -EPERM;
     }
@@ -250,7 +250,7 @@ validate (struct conn *c, struct request *r, const char **msg)
     return 0;
 
   case NBD_CMD_WRITE_ZEROES:
-    if (exp->caps.readonly) {
+    if (c->eflags & NBD_FLAG_READ_ONLY) {
       *msg = "export is read-only";
       return -EPERM;
     }
@@ -405,9 +405,10 @@ nbd_request_parse (struct conn *c)
 
   payload = payload_bytes (c, &r->h);
   err = validate (c, r, &msg);
-  if (err == 0 && c->srv->stopping) {
+  if (err == 0 && conn_shutting_down (c)) {
     err = -ESHUTDOWN;
-    msg = "server is shutting down";
+    msg = c->srv->stopping ? "server is shutting down"
+                           : "export removed by a reload";
   }
   if (err < 0) {
     request_log (c, LOG_LEVEL_DEBUG, "%s: %s", nbd_cmd_name (r->h.type), msg);

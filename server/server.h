@@ -93,7 +93,26 @@ struct export {
   bool rotational;
   unsigned max_connections;     /* 0 = unlimited */
   unsigned nr_connections;      /* loop thread only */
-  const struct config_export *cfg; /* tls and access rules; in srv->cfg */
+  const struct config_export *cfg; /* the current section: tls, access
+                                   rules, description (reload.c moves it
+                                   to the reloaded config); in srv->cfg */
+  const struct config_export *open_cfg; /* the section it was opened with:
+                                   mode, cache, backing, tuning (what a
+                                   reload cannot change on a live engine);
+                                   in srv->cfg or a retired config */
+  struct ncache_device *device; /* borrowed; NULL = uncached */
+  bool readonly;                /* told to new connections: the engine is
+                                   read-only or the current section says
+                                   readonly = yes */
+  /* Reload (reload.c). */
+  bool removed;                 /* loop thread: out of the table; its
+                                   connections finish in-flight requests,
+                                   then get ESHUTDOWN and close */
+  unsigned nr_conn_refs;        /* loop thread: connections (open or
+                                   closed with requests still in workers)
+                                   that point at it */
+  unsigned refs;                /* control threads using it (__atomic) */
+  struct export *retired_next;  /* reload.c's list of removed exports */
 };
 
 /* Opens every [cache] that an export uses (once each, into srv->devices),
@@ -106,6 +125,17 @@ int export_table_open (struct server *srv);
  * cache devices.  Safe on a partly opened table.
  */
 void export_table_close (struct server *srv, bool log_stats);
+/* Opens one export of srv->cfg on its device in devices (parallel to
+ * cfg->caches), into *exp (zeroed by the caller).  0 or -errno (logged
+ * with FILE:LINE).  Engine calls: never on the loop thread while serving.
+ */
+int export_open (struct server *srv, const struct config *cfg,
+                 struct ncache_device **devices,
+                 const struct config_export *ce, struct export *exp);
+/* Flushes and closes one export's engine handle; its name stays. */
+void export_close (struct export *exp, bool log_stats);
+/* Frees a closed export (its strings and exp).  NULL is a no-op. */
+void export_free (struct export *exp);
 /* "" resolves to the default export.  NULL if none. */
 struct export *export_find (struct server *srv, const char *name, size_t len);
 /* Transmission flags for a connection with the given negotiation. */
@@ -303,6 +333,10 @@ void reply_prepare (struct request *r);
 struct tls_server;
 int tls_server_create (const struct config *cfg, struct tls_server **out);
 void tls_server_destroy (struct tls_server *t);
+/* A reload replaced t: destroyed now, or when the last connection that
+ * began TLS with it is freed (loop thread).  NULL is a no-op.
+ */
+void tls_server_retire (struct tls_server *t);
 int tls_conn_begin (struct conn *c);
 int tls_conn_handshake (struct conn *c);
 ssize_t tls_conn_read (struct conn *c, void *buf, size_t len);
@@ -360,7 +394,7 @@ int uri_print_all (const struct server *srv, FILE *fp);
 
 /* ---- control-server.c: the admin's Unix socket ([server]
  * control_socket) ----
- * One line in ("stats", "stats NAME", "flush NAME"), JSON out; see
+ * One line in ("stats", "stats NAME", "flush NAME", "reload"), JSON out; see
  * control-server.c for the protocol.  Accepted on the loop thread, served by a
  * detached thread per connection (blocking I/O, engine calls).  Those
  * threads use exports and cache devices, so control_server_close runs before
@@ -409,8 +443,17 @@ struct server {
                                    device of each [cache] section, NULL
                                    when no export uses it; owned, closed
                                    after every export */
-  struct export *exports;
+  struct export **exports;      /* each malloc'd: a connection's pointer
+                                   stays valid across a reload */
   size_t nr_exports;
+  /* Reload (reload.c).  The loop thread reads the table (exports,
+   * default_export, devices, cfg) without a lock and is the only thread
+   * that changes it, under table_lock taken for writing; control threads
+   * read it under table_lock taken for reading.
+   */
+  pthread_rwlock_t table_lock;
+  char *config_path;            /* absolute; NULL in the ad-hoc mode */
+  struct reload *reload;        /* NULL until reload_init */
   struct export *default_export; /* NULL = none */
   struct worker_pool *pool;
   struct tls_server *tls;       /* NULL when [server] tls = off */
@@ -441,6 +484,41 @@ struct server {
   int exit_status;
   ev_timer stop_timer;
 };
+
+/* ---- reload.c: SIGHUP and `nbdcache reload` (see its file comment) ---- */
+struct reload;
+/* Loop thread, once the loop exists.  0 or -errno. */
+int reload_init (struct server *srv);
+/* SIGHUP (loop thread): reload in a background thread; the outcome is
+ * logged.
+ */
+void reload_start (struct server *srv);
+/* Any thread but the loop's: reload now and wait.  0 with *report the
+ * lines logged (added/removed/changed exports), or -errno with *report the
+ * errors (FILE:LINE for a bad config); the old configuration keeps
+ * running then.  *report is malloc'd (NULL on ENOMEM).
+ */
+int reload_run (struct server *srv, char **report);
+/* Loop thread: close the removed exports that nothing uses any more. */
+void reload_reap (struct server *srv);
+/* The loop is stopping: pending reloads give up (loop thread). */
+void reload_stop (struct server *srv);
+/* After the loop and after control_server_close: wait for reload threads,
+ * close every removed export.  NULL reload is a no-op.
+ */
+void reload_close (struct server *srv);
+/* After export_table_close: free the replaced configs and the rest. */
+void reload_free (struct server *srv);
+/* A control thread is done with exp (taken under table_lock). */
+void export_unref (struct server *srv, struct export *exp);
+/* Is this connection's export removed or the server stopping?  Then its
+ * new requests get ESHUTDOWN and it closes once drained.
+ */
+static inline bool
+conn_shutting_down (const struct conn *c)
+{
+  return c->srv->stopping || (c->exp != NULL && c->exp->removed);
+}
 
 /* main.c: begin a graceful stop (signal, --run child exit, -s end). */
 void server_stop (struct server *srv);

@@ -13,7 +13,9 @@
  * reports "would block" so conn.c can wait for the right event.
  * INVARIANTS: a connection has c->ssl only after STARTTLS was acknowledged
  * and the plaintext output queue was drained; c->tls_active only after the
- * handshake completed.  PSK keys live in the context for the server's life.
+ * handshake completed.  PSK keys live in the context for its life: a
+ * reload makes a new context for new handshakes (tls_server_retire), and
+ * the old one is freed when the last connection that uses it ends.
  * THREADS: loop thread only (workers never touch c->ssl).
  * FAILURE: a bad certificate, key or PSK file fails start-up with a
  * message naming the file; a failed handshake closes that connection with
@@ -50,6 +52,8 @@ struct tls_server {
   SSL_CTX *ctx;
   struct psk_key *psk;
   size_t nr_psk;
+  unsigned refs;                /* connections with an SSL of ctx */
+  bool retired;                 /* replaced by a reload: freed at refs 0 */
 };
 
 /* The last OpenSSL error, for one log line. */
@@ -342,6 +346,17 @@ tls_server_destroy (struct tls_server *t)
   free (t);
 }
 
+void
+tls_server_retire (struct tls_server *t)
+{
+  if (t == NULL)
+    return;
+  if (t->refs == 0)
+    tls_server_destroy (t);
+  else
+    t->retired = true;
+}
+
 /* ---- per connection ---- */
 
 int
@@ -350,6 +365,8 @@ tls_conn_begin (struct conn *c)
   char why[256];
 
   c->ssl = SSL_new (c->srv->tls->ctx);
+  if (c->ssl != NULL)
+    c->srv->tls->refs++;        /* tls_conn_free drops it */
   if (c->ssl == NULL ||
       !SSL_set_rfd (c->ssl, c->rfd) || !SSL_set_wfd (c->ssl, c->wfd)) {
     log_error ("%s: TLS: %s", c->peer, ssl_reason (why, sizeof why));
@@ -505,10 +522,15 @@ tls_conn_free (struct conn *c)
   size_t i;
 
   if (c->ssl) {
+    struct tls_server *t = SSL_CTX_get_app_data (SSL_get_SSL_CTX (c->ssl));
+
     if (c->tls_active)
       SSL_shutdown (c->ssl);    /* best effort close_notify */
     SSL_free (c->ssl);
     c->ssl = NULL;
+    /* The context a reload replaced lives until its last session ends. */
+    if (t != NULL && --t->refs == 0 && t->retired)
+      tls_server_destroy (t);
   }
   free (c->tls_subject);
   c->tls_subject = NULL;

@@ -124,7 +124,7 @@ uri_print_all (const struct server *srv, FILE *fp)
   for (i = 0; i < srv->nr_exports; i++) {
     char *uri;
 
-    if ((r = uri_of (srv, srv->listeners, &srv->exports[i], &uri)) < 0) {
+    if ((r = uri_of (srv, srv->listeners, srv->exports[i], &uri)) < 0) {
       log_error ("--print-uri: %s", strerror (-r));
       return r;
     }

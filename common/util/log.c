@@ -235,6 +235,71 @@ format_message (char *stack_buf, size_t stack_bytes, char **heap,
   return p;
 }
 
+/* ---- capture (see log.h) ---- */
+
+struct log_capture {
+  enum log_level max_level;
+  char *text;                   /* NULL until the first line; NUL-ended */
+  size_t len;                   /* bytes in text */
+  bool failed;                  /* a line was lost (ENOMEM) */
+};
+
+static __thread struct log_capture *capture;
+
+static void
+capture_append (enum log_level level, const char *msg, size_t len)
+{
+  const char *lvl = level == LOG_LEVEL_ERROR ? "error: "
+    : level == LOG_LEVEL_WARNING ? "warning: " : "";
+  size_t lvl_len = strlen (lvl);
+  char *t = realloc (capture->text, capture->len + lvl_len + len + 2);
+
+  if (t == NULL) {
+    capture->failed = true;
+    return;
+  }
+  memcpy (t + capture->len, lvl, lvl_len);
+  memcpy (t + capture->len + lvl_len, msg, len);
+  capture->len += lvl_len + len;
+  t[capture->len++] = '\n';
+  t[capture->len] = '\0';
+  capture->text = t;
+}
+
+int
+log_capture_begin (enum log_level max_level)
+{
+  if (capture != NULL)
+    return -EBUSY;
+  capture = calloc (1, sizeof *capture);
+  if (capture == NULL)
+    return -ENOMEM;
+  capture->max_level = max_level;
+  return 0;
+}
+
+char *
+log_capture_end (void)
+{
+  struct log_capture *cap = capture;
+  char *text;
+
+  if (cap == NULL)
+    return NULL;
+  capture = NULL;
+  text = cap->text ? cap->text : strdup ("");
+  if (text != NULL && cap->failed) {
+    char *t;
+    if (asprintf (&t, "%s(some messages were lost: out of memory)\n",
+                  text) != -1) {
+      free (text);
+      text = t;
+    }
+  }
+  free (cap);
+  return text;
+}
+
 void
 log_vmsg (enum log_level level, const char *fmt, va_list ap)
 {
@@ -246,7 +311,10 @@ log_vmsg (enum log_level level, const char *fmt, va_list ap)
   char *heap, *msg;
   size_t prefix_len, len;
 
-  if (!log_enabled (level))
+  bool to_log = log_enabled (level);
+  bool to_capture = capture != NULL && level <= capture->max_level;
+
+  if (!to_log && !to_capture)
     return;
   level = clamp_level (level);
 
@@ -268,7 +336,11 @@ log_vmsg (enum log_level level, const char *fmt, va_list ap)
   if (len > prefix_len && msg[len - 1] == '\n')
     msg[--len] = '\0';
 
-  if (cur_sink != NULL)
+  if (to_capture)
+    capture_append (level, msg + prefix_len, len - prefix_len);
+  if (!to_log)
+    ;
+  else if (cur_sink != NULL)
     cur_sink (level, msg);
   else if (cur_target == LOG_TARGET_SYSLOG)
     syslog (syslog_priority (level), "%s", msg);

@@ -57,6 +57,18 @@ void log_msg (enum log_level level, const char *fmt, ...)
 void log_vmsg (enum log_level level, const char *fmt, va_list ap)
   ATTRIBUTE_FORMAT_PRINTF (2, 0);
 
+/* Capture: every message this thread logs from log_capture_begin to
+ * log_capture_end at max_level or more severe is also collected (even
+ * when the log level filters it out), one line each, errors and warnings
+ * prefixed "error: " / "warning: ".  For a command that must answer its
+ * caller with what it logged (nbdcached's reload over the control
+ * socket).  Not nested: 0, -EBUSY if this thread captures already, or
+ * -ENOMEM.  log_capture_end returns the text (malloc'd, "" when nothing
+ * was logged; NULL on ENOMEM or without a capture) and stops capturing.
+ */
+int log_capture_begin (enum log_level max_level);
+char *log_capture_end (void);
+
 /* One call site's rate limit: static, zero-initialised (LOG_RATELIMIT_INIT).
  * Guarded by a lock inside log.c.
  */

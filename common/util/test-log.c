@@ -5,7 +5,8 @@
  * line under concurrent loggers, long messages, errno preservation,
  * level-name parsing, and rate-limited logging (the decision at given
  * times, one line per call site per interval, the suppressed count on
- * the next line, exact counts under concurrent callers).
+ * the next line, exact counts under concurrent callers), and the
+ * per-thread capture (nbdcached's reload answer).
  * WHY: the plugin relies on the sink, the server on the stderr format, and
  * every module on log_msg() not clobbering errno.
  * INVARIANTS: stderr is captured by dup2()ing a pipe over fd 2 and always
@@ -501,6 +502,54 @@ test_log_ratelimited_concurrent_counts (void **state)
   assert_string_equal (captured[1].msg, want);
 }
 
+/* Capture collects this thread's lines at its level, even those the log
+ * level filters out, prefixes errors and warnings, and leaves the sink
+ * alone; another thread's lines are not collected.
+ */
+static void *
+log_from_thread (void *arg)
+{
+  log_error ("from another thread");
+  return arg;
+}
+
+static void
+test_log_capture_this_thread (void **state)
+{
+  pthread_t th;
+  char *text;
+
+  log_set_sink (capture_sink);
+  log_set_level (LOG_LEVEL_ERROR);
+  assert_null (log_capture_end ());             /* none running */
+  assert_int_equal (log_capture_begin (LOG_LEVEL_INFO), 0);
+  assert_int_equal (log_capture_begin (LOG_LEVEL_INFO), -EBUSY);
+  log_error ("bad %s:%d", "f.conf", 12);
+  log_warning ("careful");
+  log_info ("export '%s': added", "x");
+  log_debug ("not at info");
+  assert_int_equal (pthread_create (&th, NULL, log_from_thread, NULL), 0);
+  pthread_join (th, NULL);
+  text = log_capture_end ();
+  assert_non_null (text);
+  assert_string_equal (text, "error: bad f.conf:12\n"
+                             "warning: careful\n"
+                             "export 'x': added\n");
+  free (text);
+  /* The sink saw what the level lets through, nothing more. */
+  assert_int_equal (n_captured, 2);
+  assert_string_equal (captured[0].msg, "bad f.conf:12");
+  assert_string_equal (captured[1].msg, "from another thread");
+
+  /* Nothing logged: "", and capturing has stopped. */
+  assert_int_equal (log_capture_begin (LOG_LEVEL_ERROR), 0);
+  log_warning ("below the capture level");
+  text = log_capture_end ();
+  assert_string_equal (text, "");
+  free (text);
+  assert_null (log_capture_end ());
+}
+
 int
 main (void)
 {
@@ -530,6 +579,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_log_ratelimited_concurrent_counts,
                                      setup, teardown),
     cmocka_unit_test_setup_teardown (test_log_ratelimit_off, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_log_capture_this_thread,
+                                     setup, teardown),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
