@@ -118,6 +118,13 @@ struct journal {
   unsigned retry_ms;
   bool pin_warned;
 
+  /* The commit thread's own (no lock): every entry up to this seq was
+   * closed before a cdev_sync that has since succeeded began, so the data
+   * and nodes its keys point at are durable (journal.c PIPELINE).
+   */
+  uint64_t synced_through;
+  bool presynced;               /* the current write skipped its pre-flush */
+
   /* The commit thread's write buffer and plan arrays. */
   void *wbuf;
   size_t wbuf_bytes;

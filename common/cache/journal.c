@@ -55,6 +55,21 @@
  * durable wakes.  Waiters that arrive during a commit are served by the
  * next one, whatever their number (group commit).
  *
+ * PIPELINE: the pre-flush exists only for the writes the keys rely on,
+ * and every such write completed before its key was added, so before the
+ * entry was closed.  When someone waits for more than a write carries (a
+ * waiter's seq beyond it, or a throttled writer), the commit closes the
+ * next entries after its pwrites and *before* its final sync: that sync
+ * then covers their data too (synced_through), and the next write of the
+ * same commit skips its pre-flush.  Under a stream of FLUSHes (every
+ * connection's, and writers that queue up) a write thus costs one
+ * cdev_sync instead of two.  A write still lies between two syncs
+ * (write_first stays what replay expects), and an entry closed after the
+ * final sync began (a commit's first close, the re-close after reclaim or
+ * at the seq bound) is not covered: its write pre-flushes as before.
+ * Nothing is pre-closed for the delay commit alone (that would turn the
+ * delay into back-to-back commits) nor while stopping.
+ *
  * INVARIANTS:
  * - seqs durable_seq + 1 .. open_seq - 1 are exactly the closed entries,
  *   in order; closed[i].seq == durable_seq + 1 + i.
@@ -544,12 +559,34 @@ wbuf_reserve (struct journal *j, size_t bytes)
   return 0;
 }
 
-/* Build and write the planned entries: pre-flush, pwrites, sync.  No
- * lock: the closed entries only change in this thread.
+/* PIPELINE: close the next entries now, between a write's pwrites and
+ * its final sync, if someone waits for more than this write carries.
+ * Returns the highest closed seq (every one closed before that sync).  A
+ * failed close leaves the keys open for the next commit's own close.
+ */
+static uint64_t
+preclose (struct journal *j, uint64_t last_planned)
+{
+  bool go;
+
+  pthread_mutex_lock (&j->lock);
+  go = !j->stopping && !j->aborting &&
+    ((j->nwaiters > 0 && j->want_seq > last_planned) || j->throttlers > 0);
+  pthread_mutex_unlock (&j->lock);
+  if (go)
+    (void) j->hooks.close_entry (j->hooks.opaque, j);
+  return journal_open_seq (j) - 1;
+}
+
+/* Build and write the planned entries: pre-flush (unless PIPELINE says
+ * they need none), pwrites, [preclose], sync.  No lock: the closed
+ * entries only change in this thread.
  */
 static int
 write_plan (struct journal *j, const struct plan *pl)
 {
+  const uint64_t last_planned = j->closed[pl->count - 1].seq;
+  uint64_t covered;
   const uint64_t s0 = j->closed[0].seq;
   unsigned char *p;
   size_t i, run_start = 0;
@@ -582,7 +619,8 @@ write_plan (struct journal *j, const struct plan *pl)
     p += (size_t) c->nblocks * NC_BLOCK_BYTES;
   }
 
-  if ((r = cdev_sync (j->g.cd)) < 0)
+  j->presynced = last_planned <= j->synced_through;
+  if (!j->presynced && (r = cdev_sync (j->g.cd)) < 0)
     return r;
   p = j->wbuf;
   for (i = 0; i <= pl->count; i++) {
@@ -602,7 +640,11 @@ write_plan (struct journal *j, const struct plan *pl)
       run_blocks += j->closed[i].nblocks;
     }
   }
-  return cdev_sync (j->g.cd);
+  covered = preclose (j, last_planned);
+  if ((r = cdev_sync (j->g.cd)) < 0)
+    return r;
+  j->synced_through = MAX (j->synced_through, covered);
+  return 0;
 }
 
 /* The planned entries are durable: move the live region, drop them from
@@ -656,6 +698,7 @@ apply_plan_locked (struct journal *j, const struct plan *pl)
 
   __atomic_store_n (&j->durable_seq, last, __ATOMIC_RELEASE);
   j->st.commits++;
+  j->st.presynced += j->presynced;
   j->st.entries += pl->count;
   j->st.keys += nkeys;
   if (j->failing) {
@@ -1048,6 +1091,7 @@ journal_get_stats (struct journal *j, struct journal_stats *st)
     used = j->g.blocks -
       free_blocks (j->g.blocks, j->live[j->live_head].pos, j->write_pos);
   }
+  st->waiting = j->nwaiters;
   st->ring_blocks = j->g.blocks;
   st->ring_used_blocks = used;
 }

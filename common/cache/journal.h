@@ -10,7 +10,10 @@
  *   durable before the backing data it stands for) -> cdev_sync
  *   (pre-flush: the data those keys point at, and btree node writes, are
  *   durable) -> write the entry blocks -> cdev_sync -> durable_seq
- *   advances -> hooks->committed -> waiters wake.
+ *   advances -> hooks->committed -> waiters wake.  While callers wait for
+ *   more, the next entries are closed before that final cdev_sync, which
+ *   then serves as their pre-flush: one cdev_sync per write under a
+ *   stream of flushes (journal.c PIPELINE).
  * Group commit: every journal_wait / journal_flush that arrives while a
  * commit is in flight is served by the next one, whatever the number of
  * callers.  An open entry with keys is also committed delay_ms after its
@@ -95,6 +98,9 @@ struct journal_stats {
   uint64_t max_batch_waiters;   /* most waiters served by one commit */
   uint64_t reclaims;
   uint64_t errors;
+  uint64_t presynced;           /* writes needing no pre-flush (journal.c
+                                   PIPELINE) */
+  uint64_t waiting;             /* journal_wait callers waiting now */
   uint64_t durable_seq, last_seq;
   uint64_t ring_blocks, ring_used_blocks;
 };

@@ -215,6 +215,12 @@ fake_pre_write (void *opaque)
 
   pthread_mutex_lock (&f->lock);
   r = f->pre_write_result;
+  if (f->pre_gate_armed) {
+    f->pre_gate_hits++;
+    pthread_cond_broadcast (&f->cond);
+    while (f->pre_gate_armed)
+      pthread_cond_wait (&f->cond, &f->lock);
+  }
   pthread_mutex_unlock (&f->lock);
   return r;
 }

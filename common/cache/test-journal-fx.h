@@ -98,6 +98,8 @@ struct fake {
   bool gate_armed;              /* the committed hook blocks while set */
   unsigned gate_hits;
   int pre_write_result;         /* what the pre_write hook returns */
+  bool pre_gate_armed;          /* the pre_write hook blocks while set */
+  unsigned pre_gate_hits;
   struct faulty *fy;            /* the device, for arm_on_reclaim */
   bool arm_on_reclaim;          /* next reclaim: the write after it dies */
   unsigned armed_fired;
