@@ -61,7 +61,8 @@ struct journal;
 /* Keys per on-disk entry: one entry is at most 64 blocks (256 KiB). */
 #define JOURNAL_MAX_ENTRY_BLOCKS 64u
 #define JOURNAL_MAX_ENTRY_KEYS \
-  ((JOURNAL_MAX_ENTRY_BLOCKS * NC_BLOCK_BYTES - sizeof (struct nc_jentry)) \
+  ((JOURNAL_MAX_ENTRY_BLOCKS * NC_JSECTORS_PER_BLOCK \
+    * NC_JSECTOR_PAYLOAD_BYTES - sizeof (struct nc_jentry)) \
    / sizeof (struct nc_key))
 /* journal_throttle waits while the open entry holds more keys than this. */
 #define JOURNAL_THROTTLE_KEYS (4 * JOURNAL_MAX_ENTRY_KEYS)

@@ -61,6 +61,7 @@
 #include "cache-internal.h"
 #include "cdev.h"
 #include "csum.h"
+#include "journal-internal.h"
 #include "ondisk.h"
 #include "super.h"
 #include "test-helpers.h"
@@ -229,6 +230,28 @@ image_load (struct image *im, unsigned char *p)
   assert_true (im->sb.magic == NC_SB_MAGIC);
 }
 
+/* The payload (header and keys) of the journal entry at image offset
+ * off, or NULL if it is not a valid entry; valid until the next call.
+ */
+static const struct nc_jentry *
+jentry_at (const struct image *im, uint64_t off, uint64_t ring_blocks_left)
+{
+  static unsigned char payload[JOURNAL_MAX_ENTRY_BLOCKS * NC_BLOCK_BYTES];
+  const struct nc_jentry *e = (const void *) (im->p + off);
+  const struct nc_jentry *pe = (const void *) payload;
+  uint32_t bad;
+
+  if (e->magic != NC_JOURNAL_MAGIC || e->nblocks == 0 ||
+      e->nblocks > JOURNAL_MAX_ENTRY_BLOCKS || e->nblocks > ring_blocks_left ||
+      !jentry_payload (e, e->nblocks, jstamp_seed (im->sb.uuid), payload,
+                       &bad) ||
+      pe->nkeys > keys_in_blocks (pe->version, pe->nblocks) ||
+      pe->csum != nc_csum (pe, sizeof *pe + (size_t) pe->nkeys
+                           * sizeof (struct nc_key)))
+    return NULL;
+  return pe;
+}
+
 /* The valid journal entry with the highest seq: its ring byte offset. */
 static uint64_t
 newest_jentry (const struct image *im)
@@ -238,13 +261,10 @@ newest_jentry (const struct image *im)
   uint64_t best_seq = 0, i;
 
   for (i = 0; i < blocks; i++) {
-    const struct nc_jentry *e = (const void *) (im->p + first
-                                                + i * NC_BLOCK_BYTES);
+    const struct nc_jentry *e = jentry_at (im, first + i * NC_BLOCK_BYTES,
+                                           blocks - i);
 
-    if (e->magic != NC_JOURNAL_MAGIC || e->nblocks == 0 ||
-        e->nblocks > blocks - i ||
-        e->csum != nc_csum (e, sizeof *e + (size_t) e->nkeys
-                            * sizeof (struct nc_key)))
+    if (e == NULL)
       continue;
     if (e->seq > best_seq) {
       best_seq = e->seq;
@@ -646,14 +666,23 @@ test_journal_seq_max (void **state)
   struct image im;
   unsigned char *m = copy_of (W.unclean);
   struct nc_jentry *e;
+  uint64_t off;
+  size_t bytes;
   (void) state;
 
   image_load (&im, m);
-  e = (void *) (m + newest_jentry (&im));
+  off = newest_jentry (&im);
+  e = (void *) jentry_at (&im, off, JOURNAL_MAX_ENTRY_BLOCKS);
+  assert_non_null (e);
   assert_true (e->nkeys > 0);
+  assert_int_equal (e->version, NC_JENTRY_VERSION);
+  bytes = jentry_payload_bytes (e->version, e->nblocks);
+  e = memcpy (malloc (bytes), e, bytes);
   e->seq = UINT64_MAX;
   e->csum = nc_csum (e, sizeof *e + (size_t) e->nkeys
                      * sizeof (struct nc_key));
+  jentry_frame (e, jstamp_seed (im.sb.uuid), m + off);  /* stamps too */
+  free (e);
   must_refuse ("journal-seq-max", m, true);
 }
 
@@ -762,7 +791,7 @@ test_prio_gen_rollback_journal (void **state)
   (void) state;
 
   image_load (&im, m);
-  e = (const void *) (m + newest_jentry (&im));
+  e = jentry_at (&im, newest_jentry (&im), JOURNAL_MAX_ENTRY_BLOCKS);
   for (k = 0; k < e->nkeys; k++)
     if (!(e->keys[k].flags & (NC_KEY_ZERO | NC_KEY_DELETE)) &&
         !leaf_uses_bucket (&im, e->keys[k].bucket))
