@@ -40,8 +40,10 @@
  * E, or ring block 0) must carry a stamp, or a newer entry was destroyed
  * whole: -EBADMSG.  This holds because the writer only ever writes over
  * stamped sectors (journal.c FILL) and a sector is written whole or not
- * at all.  Version 1 entries have no stamps: a damaged newest one still
- * reads as torn.
+ * at all.  Nothing newer than E may lie inside E's chain (a write after E
+ * went to the space the chain left free): -EBADMSG, never filled over.
+ * Version 1 entries have no stamps: a damaged newest one still reads as
+ * torn.
  *
  * Then everything newer than E — valid survivors, and every sector
  * stamped with a newer seq — is overwritten with fill and synced before
@@ -512,16 +514,38 @@ choose_chain (const struct ring_geom *g, const struct found_vec *fv,
 
 /* ---- torn or damaged: what lies beyond the chain ---- */
 
-/* Is ring block x inside an entry of the chain fv->v[first .. last]? */
+/* Does ring blocks [x, x + n) meet an entry of the chain fv->v[first ..
+ * last]?
+ */
 static bool
-in_chain (const struct found_vec *fv, size_t first, size_t last, uint32_t x)
+in_chain (const struct found_vec *fv, size_t first, size_t last, uint32_t x,
+          uint32_t n)
 {
   size_t i;
 
   for (i = first; i <= last; i++)
-    if (x >= fv->v[i].pos && x - fv->v[i].pos < fv->v[i].nblocks)
+    if (x < fv->v[i].pos + fv->v[i].nblocks && fv->v[i].pos < x + n)
       return true;
   return false;
+}
+
+/* A write after E went to space E's chain left free, so nothing newer than
+ * E lies inside the chain — unless an entry that moved the live region on
+ * was lost, which check_newer has not otherwise caught.  Never fill over
+ * the chain: -EBADMSG (logged).
+ */
+static int
+newer_overlaps (const struct ring_geom *g, const struct found_vec *fv,
+                size_t first, size_t last, uint64_t seq, uint32_t start,
+                uint32_t nblocks)
+{
+  if (!in_chain (fv, first, last, start, nblocks))
+    return 0;
+  log_error ("journal (%s): entry %" PRIu64 " (ring blocks %" PRIu32 "+%"
+             PRIu32 "), newer than the chain %" PRIu64 "..%" PRIu64 ", lies "
+             "inside it: an entry that was durable is lost", g->cd->path,
+             seq, start, nblocks, fv->v[first].seq, fv->v[last].seq);
+  return -EBADMSG;
 }
 
 /* The chain ends at E = fv->v[last].  Every write after E was either
@@ -549,6 +573,9 @@ check_newer (const struct ring_geom *g, const struct scan *sc, size_t first,
 
     if (t->seq <= e->seq)
       continue;
+    if ((r = newer_overlaps (g, fv, first, last, t->seq, t->start,
+                             t->nsectors / NC_JSECTORS_PER_BLOCK)) < 0)
+      return r;
     f = found_index (fv, t->seq);
     if (f != SIZE_MAX && fv->v[f].csum == t->entry_csum &&
         fv->v[f].pos == t->start)
@@ -589,6 +616,10 @@ check_newer (const struct ring_geom *g, const struct scan *sc, size_t first,
    * stamp; where it would start, a ring that E says was filled holds a
    * stamped sector unless something damaged it.
    */
+  for (f = last + 1; f < fv->len; f++)
+    if ((r = newer_overlaps (g, fv, first, last, fv->v[f].seq, fv->v[f].pos,
+                             fv->v[f].nblocks)) < 0)
+      return r;
   if (e->version != NC_JENTRY_VERSION || !(e->flags & NC_JENTRY_RING_FILLED))
     return 0;
   nx = 0;
@@ -596,7 +627,7 @@ check_newer (const struct ring_geom *g, const struct scan *sc, size_t first,
     x[nx++] = e->pos + e->nblocks;
   x[nx++] = 0;
   for (k = 0; k < nx; k++) {
-    if (in_chain (fv, first, last, x[k]))
+    if (in_chain (fv, first, last, x[k], 1))
       continue;
     r = cdev_pread (g->cd, buf, NC_BLOCK_BYTES, ring_byte (g, x[k]));
     if (r < 0)

@@ -34,7 +34,11 @@
  * version, uuid, nblocks fits); choose the highest seq E such that every
  * entry E.last_seq .. E is present and valid (a torn multi-entry commit
  * leaves an incomplete chain and an older E is used).  Replay those keys
- * in order.  No such E -> -EBADMSG.  Writing continues after E.
+ * in order.  No such E -> -EBADMSG.  Entries newer than E are told
+ * apart by their sector stamps (ondisk.h, entry version 2): a torn write
+ * (never acknowledged) is dropped, an entry written whole and damaged
+ * since is -EBADMSG (journal-replay.c TORN OR DAMAGED).  Writing
+ * continues after E.
  *
  * THREADS AND LOCKS: one mutex + condvars inside.  journal_add and
  * journal_close_entry_locked are called with the btree lock held (lock
