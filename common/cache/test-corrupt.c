@@ -908,6 +908,88 @@ test_dirty_key_foreign_export (void **state)
   must_refuse ("dirty-key-foreign-export", m, false);
 }
 
+/* The newest journal entry of the unclean image holds FLUSHed writes no
+ * leaf has.  One bit flipped, or one 512-byte sector zeroed, inside it:
+ * before entry stamps recovery dropped it as a torn commit and served the
+ * old data (WRONG); now it is refused.
+ */
+static void
+test_journal_newest_damaged (void **state)
+{
+  struct image im;
+  unsigned how;
+  (void) state;
+
+  for (how = 0; how < 2; how++) {
+    unsigned char *m = copy_of (W.unclean);
+    uint64_t off;
+    const struct nc_jentry *e;
+
+    image_load (&im, m);
+    off = newest_jentry (&im);
+    e = (const void *) (m + off);
+    assert_true (e->nblocks >= 1 && e->version == NC_JENTRY_VERSION);
+    if (how == 0)
+      m[off + 2 * NC_JSECTOR_BYTES + 40] ^= 0x08;
+    else
+      memset (m + off + NC_JSECTOR_BYTES, 0, NC_JSECTOR_BYTES);
+    must_refuse (how == 0 ? "journal-newest-bit" : "journal-newest-sector",
+                 m, true);
+  }
+}
+
+/* The unclean image as the version 1 writer would have left it: every
+ * valid journal entry in the plain layout, the rest of the ring zeros.
+ * It opens and reads right (the dirty journal replayed), and the entries
+ * written since are stamped.
+ */
+static void
+test_journal_plain_upgrade (void **state)
+{
+  static unsigned char payload[JOURNAL_MAX_ENTRY_BLOCKS * NC_BLOCK_BYTES];
+  struct image im;
+  unsigned char *m = copy_of (W.unclean);
+  unsigned char *ring;
+  uint64_t first, blocks, b, plain = 0;
+  const struct nc_jentry *e;
+  (void) state;
+
+  image_load (&im, m);
+  first = bucket_byte (&im, im.sb.journal_first);
+  blocks = (uint64_t) im.sb.journal_buckets * im.sb.bucket_blocks;
+  ring = calloc (blocks, NC_BLOCK_BYTES);
+  assert_non_null (ring);
+  for (b = 0; b < blocks; b++) {
+    e = jentry_at (&im, first + b * NC_BLOCK_BYTES, blocks - b);
+    if (e == NULL)
+      continue;
+    memset (payload, 0, sizeof payload);
+    memcpy (payload, e, jentry_payload_bytes (e->version, e->nblocks));
+    e = (const void *) payload;
+    ((struct nc_jentry *) payload)->version = NC_JENTRY_VERSION_PLAIN;
+    ((struct nc_jentry *) payload)->flags = 0;
+    ((struct nc_jentry *) payload)->csum =
+      nc_csum (e, sizeof *e + (size_t) e->nkeys * sizeof (struct nc_key));
+    /* A stamped entry's keys fit in a plain entry of its length. */
+    memcpy (ring + b * NC_BLOCK_BYTES, payload,
+            (size_t) e->nblocks * NC_BLOCK_BYTES);
+    b += e->nblocks - 1;
+    plain++;
+  }
+  assert_true (plain >= 2);
+  memcpy (m + first, ring, blocks * NC_BLOCK_BYTES);
+  free (ring);
+  expect_unclean ();
+  assert_int_equal (run_mutant ("journal-plain", m), CORRECT);
+
+  /* The device now: the newest entry is stamped. */
+  cdev_sim_peek (W.cd, 0, m, DEVICE_BYTES);
+  image_load (&im, m);
+  e = (const void *) (m + newest_jentry (&im));
+  assert_int_equal (e->version, NC_JENTRY_VERSION);
+  free (m);
+}
+
 /* A genuinely torn last bset: after the newest bset of a live leaf of the
  * unclean image, a bset seq + 1 whose journal seq is one past the newest
  * durable entry's (the entry open when the crash came) and whose checksum
@@ -1129,6 +1211,8 @@ main (void)
     cmocka_unit_test (test_bset_nkeys_short),
     cmocka_unit_test (test_old_bad_bset_refused),
     cmocka_unit_test (test_journal_seq_max),
+    cmocka_unit_test (test_journal_newest_damaged),
+    cmocka_unit_test (test_journal_plain_upgrade),
     cmocka_unit_test (test_prio_gen_rollback),
     cmocka_unit_test (test_prio_gen_rollback_journal),
     cmocka_unit_test (test_prio_copies_gen_backwards),
