@@ -55,16 +55,16 @@
  * unfilled_len, from the write position round the whole ring) if it saw
  * any sector without a stamp; every commit first writes fill over the
  * unfilled blocks that are free by then (from unfilled_lo up to the start
- * of the live region), in the same pre-flush as its entries, so the
- * writer never lands on unfilled blocks.  Entries written once nothing is
+ * of the live region) and syncs it, before its entries, so the writer
+ * never lands on unfilled blocks.  Entries written once nothing is
  * unfilled carry NC_JENTRY_RING_FILLED.  After a format or an upgrade the
  * first commit fills the free ring and later ones the old live region as
  * it frees; then fill costs nothing.
  *
  * COMMIT: close -> [place, reclaim, re-close] -> hooks->pre_write (the
- * backing stores' completed writes are durable) -> [FILL] -> cdev_sync
- * (pre-flush: data and btree nodes the keys need, and the fill, are
- * durable) -> one pwrite per
+ * backing stores' completed writes are durable) -> [FILL, cdev_sync] ->
+ * cdev_sync (pre-flush: data and btree nodes the keys need are durable)
+ * -> one pwrite per
  * contiguous run -> cdev_sync -> durable_seq advances, live region and
  * write position move -> hooks->committed -> every waiter whose seq is now
  * durable wakes.  Waiters that arrive during a commit are served by the
@@ -583,8 +583,11 @@ wbuf_reserve (struct journal *j, size_t bytes)
   return 0;
 }
 
-/* Write fill sectors over the plan's FILL blocks (no sync: the pre-flush
- * of the write makes them durable before any entry is written).
+/* Write fill sectors over the plan's FILL blocks and sync, so they are
+ * durable before any entry is written over them: its own sync, not the
+ * write's pre-flush, which may be skipped when the keys' data is known
+ * durable (it happens only in the first commits after a format, an
+ * upgrade or damage to free ring space).
  */
 static int
 write_fill (struct journal *j, const struct plan *pl)
@@ -612,7 +615,7 @@ write_fill (struct journal *j, const struct plan *pl)
     pos = (pos + n) % j->g.blocks;
     left -= n;
   }
-  return 0;
+  return cdev_sync (j->g.cd);
 }
 
 /* Build and write the planned entries: fill, pre-flush, pwrites, sync.
