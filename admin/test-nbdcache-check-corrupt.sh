@@ -9,10 +9,12 @@
 # corruptions (a zeroed bset in the middle of a node's chain, a zeroed key
 # block of a durable bset, bset.seq = 0 and a key count one short with
 # recomputed checksums, a bad checksum on a durable bset, a journal entry
-# with seq 2^64 - 1, a prio gen rolled back against the keys and against
+# with seq 2^64 - 1, the newest journal entry with one bit flipped or one
+# 512-byte sector zeroed, a prio gen rolled back against the keys and against
 # the other prio copy, the newer superblock copy's export URI changed, a
 # dirty key of an export id the table does not have).  nbdcache check
-# must say clean (exit 0) for the first three and DAMAGED (exit 1) for
+# must say clean (exit 0) for the first three and for the unclean image
+# with its journal in the version 1 layout, and DAMAGED (exit 1) for
 # every corruption, and must not change any image.  nbdcache check --json
 # on every image must print one JSON document that says the same: status,
 # exit status, problem count, every report line and PROBLEM detail of the
@@ -119,8 +121,10 @@ EOF
 check clean 0 clean
 check unclean 0 clean
 check torn-bset 0 clean
+check journal-plain 0 clean
 for m in zero-middle-bset zero-newest-bset-keys bset-seq-0 bset-nkeys-short \
-         old-bad-bset journal-seq-max prio-gen-rollback \
+         old-bad-bset journal-seq-max journal-newest-bit \
+         journal-newest-sector prio-gen-rollback \
          prio-gen-rollback-journal \
          prio-copies-gen-backwards sb-export-uri-flip \
          dirty-key-foreign-export; do

@@ -3,10 +3,11 @@
 # test-check-readonly.sh — `nbdcache check` never writes to the device.
 #
 # WHAT: nbdcached commits one write of 9,000 keys (three journal entries)
-# through a writeback cache; then journal entry headers are damaged so
-# that the last of those entries is no longer part of the replayable
-# chain.  Recovery would zero its first block (an interrupted commit's
-# survivor); `nbdcache check` must not: the
+# through a writeback cache; then journal entries are made to look torn
+# (one sector of each holds a fill sector, as if that part of the write
+# never reached the device) so that the last of those entries is no
+# longer part of the replayable chain.  Recovery would write fill over it
+# (an interrupted commit's survivor); `nbdcache check` must not: the
 # device is byte-identical afterwards (checksum before/after), check does
 # not fail on a write ("Read-only file system", result INCOMPLETE), and it
 # reports what it found.
@@ -34,17 +35,23 @@ while h.aio_in_flight() > 0: h.poll(-1)
 h.flush()
 '" || die "writing through the cache failed"
 
-# Damage entry headers (nblocks: the checksum no longer matches) so that
-# the newest replayable chain ends inside that multi-entry write: its
-# middle entry and every entry newer than the write.  Its last entry
-# stays valid: recovery drops it as an interrupted commit's survivor (a
-# write); check must not.
+# Tear entries (sector 1 := a fill sector of the ring, a valid stamp of
+# something else: that sector "was never written") so that the newest
+# replayable chain ends inside that multi-entry write: its middle entry
+# and every entry newer than the write.  Its last entry stays valid:
+# recovery drops it as an interrupted commit's survivor (a write); check
+# must not.  (Damage instead of a tear is refused: see
+# test-check-journal-damage.sh.)
 python3 - "$dir/ssd.img" <<'PY' || die "no multi-entry journal write found"
 import struct, sys
 img = open(sys.argv[1], "r+b")
 data = img.read(16 << 20)
 found = {}
+fill = None
 for off in range(0, len(data), 4096):
+    if (fill is None and data[off + 500:off + 504] == b"JSMT" and
+            data[off + 488:off + 496] == bytes(8)):
+        fill = data[off:off + 512]
     if data[off + 8:off + 16] == b"NCNJNRL1":
         seq = struct.unpack_from("<Q", data, off + 40)[0]
         wf = struct.unpack_from("<Q", data, off + 96)[0]
@@ -53,15 +60,15 @@ groups = {}
 for seq, (wf, off) in found.items():
     groups.setdefault(wf, []).append(seq)
 big = [sorted(g) for wf, g in groups.items() if wf and len(g) >= 3]
-if not big:
+if not big or fill is None:
     sys.exit(1)
 g = max(big)
 damage = [g[1]] + [s for s in found if s > g[-1]]
 print("journal write %d..%d; damaging entries %s" % (g[0], g[-1],
                                                     sorted(damage)))
 for s in damage:
-    img.seek(found[s][1] + 20)
-    img.write(b"\x7f")
+    img.seek(found[s][1] + 512)
+    img.write(fill)
 PY
 
 before=$(sha256sum < "$dir/ssd.img")

@@ -39,6 +39,7 @@
 #include "super.h"
 #include "bucket.h"
 #include "journal.h"
+#include "journal-internal.h"
 
 #define DEVICE_BYTES   (UINT64_C (4) << 20)
 #define BUCKET_BYTES   (64 * 1024)
@@ -162,7 +163,27 @@ fix_checksums (unsigned char *img)
     struct nc_bset *h = (struct nc_bset *) (img + off);
     size_t n;
 
-    if (e->magic == NC_JOURNAL_MAGIC) {
+    if (e->magic == NC_JOURNAL_MAGIC && e->version == NC_JENTRY_VERSION) {
+      /* Stamped sectors: join the pieces whatever their stamps say, set
+       * the checksum, stamp every sector again.
+       */
+      static unsigned char pl[JOURNAL_MAX_ENTRY_BLOCKS * NC_BLOCK_BYTES];
+      struct nc_jentry *pe = (struct nc_jentry *) pl;
+      uint32_t k, nb = e->nblocks;
+
+      if (nb == 0 || nb > JOURNAL_MAX_ENTRY_BLOCKS ||
+          (uint64_t) nb * NC_BLOCK_BYTES > DEVICE_BYTES - off)
+        continue;
+      for (k = 0; k < nb * NC_JSECTORS_PER_BLOCK; k++)
+        memcpy (pl + (size_t) k * NC_JSECTOR_PAYLOAD_BYTES,
+                img + off + (size_t) k * NC_JSECTOR_BYTES,
+                NC_JSECTOR_PAYLOAD_BYTES);
+      n = sizeof *pe + (size_t) pe->nkeys * sizeof (struct nc_key);
+      if (n <= jentry_payload_bytes (NC_JENTRY_VERSION, nb))
+        pe->csum = nc_csum (pe, n);
+      jentry_frame (pe, jstamp_seed (sb->uuid), img + off);
+    }
+    else if (e->magic == NC_JOURNAL_MAGIC) {
       n = sizeof *e + (size_t) e->nkeys * sizeof (struct nc_key);
       if (n <= DEVICE_BYTES - off)
         e->csum = nc_csum (e, n);

@@ -24,7 +24,9 @@
  * - crash: each listed block is copied durable -> current (lost) or, with
  *   a tear seed and a coin flip from a splitmix64 stream seeded by it,
  *   current -> durable (survived).  The list order is deterministic, so a
- *   seed reproduces the same tear.
+ *   seed reproduces the same tear.  crash_sectors tears inside blocks
+ *   too: a listed block is lost or survives whole (a quarter each), or
+ *   each of its 512-byte sectors is lost or survives on its own.
  *
  * FAULTS:
  * - fail_at_write (n): pwrite calls are numbered 1, 2, 3 … (every call
@@ -53,8 +55,9 @@
  * error level, the -EIO of a dead device after that at debug level.
  * poke/peek outside the device log an error and do nothing.
  *
- * NOT HERE: torn writes inside a block, reordering among unsynced writes
- * other than "each block survives or not", latency.
+ * NOT HERE: torn writes inside a 512-byte sector, reordering among
+ * unsynced writes other than "each block (sector) survives or not",
+ * latency.
  */
 #include <config.h>
 
@@ -168,7 +171,11 @@ enum settle {
   SETTLE_KEEP,                  /* sync: every unsynced block survives */
   SETTLE_LOSE,                  /* crash: none does */
   SETTLE_TEAR,                  /* crash: each does with p = 1/2 */
+  SETTLE_TEAR_SECTORS,          /* crash: each does, does not, or keeps a
+                                   random part of its 512-byte sectors */
 };
+
+#define SIM_SECTOR_BYTES 512u
 
 /* Settle every unsynced block: copy it current -> durable if it survives,
  * else durable -> current; then empty the list.  tear_seed seeds the coin
@@ -187,7 +194,22 @@ settle_locked (struct cdev_sim *s, enum settle how, uint64_t tear_seed)
     bool survive = how == SETTLE_KEEP ||
       (how == SETTLE_TEAR && (splitmix64 (&prng) & 1) != 0);
 
-    if (survive)
+    if (how == SETTLE_TEAR_SECTORS) {
+      uint64_t r = splitmix64 (&prng);
+      unsigned k;
+
+      /* A quarter lost, a quarter kept, half torn inside the block. */
+      for (k = 0; k < NC_BLOCK_BYTES / SIM_SECTOR_BYTES; k++) {
+        size_t so = off + (size_t) k * SIM_SECTOR_BYTES;
+        bool keep = (r & 3) == 1 || ((r & 2) != 0 && ((r >> (8 + k)) & 1));
+
+        if (keep)
+          memcpy (s->durable + so, s->current + so, SIM_SECTOR_BYTES);
+        else
+          memcpy (s->current + so, s->durable + so, SIM_SECTOR_BYTES);
+      }
+    }
+    else if (survive)
       memcpy (s->durable + off, s->current + off, NC_BLOCK_BYTES);
     else
       memcpy (s->current + off, s->durable + off, NC_BLOCK_BYTES);
@@ -401,6 +423,13 @@ void
 cdev_sim_crash (struct cdev *cd, uint64_t tear_seed)
 {
   reboot (cd, tear_seed != 0 ? SETTLE_TEAR : SETTLE_LOSE, tear_seed);
+}
+
+void
+cdev_sim_crash_sectors (struct cdev *cd, uint64_t tear_seed)
+{
+  reboot (cd, tear_seed != 0 ? SETTLE_TEAR_SECTORS : SETTLE_LOSE,
+          tear_seed);
 }
 
 void

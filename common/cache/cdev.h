@@ -143,6 +143,10 @@ cdev_discard (struct cdev *cd, uint64_t count, uint64_t offset)
  *   with tear_seed != 0 each unsynced block independently survives with
  *   probability 1/2 (a torn write), drawn from a PRNG seeded by tear_seed.
  *   Clears faults and counters.  The device stays usable (it is "rebooted").
+ * - cdev_sim_crash_sectors (tear_seed): cdev_sim_crash, but a device that
+ *   tears inside a block (512-byte sectors): each unsynced block is lost
+ *   or survives whole (p = 1/4 each), else each of its sectors
+ *   independently survives with p = 1/2.
  * - cdev_sim_kill: the process using the device was killed, the machine
  *   lives on: every write that was made survives (as a sync would), and
  *   faults and counters are cleared like cdev_sim_crash.
@@ -153,6 +157,7 @@ void cdev_sim_fail_at_write (struct cdev *cd, uint64_t n);
 void cdev_sim_fail_read_once (struct cdev *cd, uint64_t offset, uint64_t count);
 void cdev_sim_fail_write_once (struct cdev *cd, uint64_t offset, uint64_t count);
 void cdev_sim_crash (struct cdev *cd, uint64_t tear_seed);
+void cdev_sim_crash_sectors (struct cdev *cd, uint64_t tear_seed);
 void cdev_sim_kill (struct cdev *cd);
 /* Take another reference: cdev_close drops one and the device is freed at
  * the last.  A test holds one so the simulated device outlives an engine

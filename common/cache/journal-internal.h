@@ -10,8 +10,11 @@
  * of the first entry of the *write* that carried the entry (a write = the
  * pwrites between two syncs; 0 from an older writer means the entry
  * alone).  Replay uses it to tell a torn last write from corruption.
- * Not here: the public API (journal.h).  Only journal.c and
- * journal-replay.c include this.
+ * The entry layouts (plain, stamped) are ondisk.h's; journal-entry.c
+ * frames and reads them.
+ * Not here: the public API (journal.h).  Only the journal's files
+ * (journal.c, journal-replay.c, journal-entry.c) and tests that read or
+ * forge entries include this.
  */
 #ifndef NBDCACHE_JOURNAL_INTERNAL_H
 #define NBDCACHE_JOURNAL_INTERNAL_H
@@ -56,6 +59,7 @@ struct ring_geom {
   uint8_t uuid[16];
   uint64_t offset;              /* bytes: ring block 0 */
   uint32_t blocks;
+  uint64_t seed;                /* of the sector stamps (jstamp_seed) */
 };
 
 struct journal {
@@ -102,6 +106,12 @@ struct journal {
   size_t live_head, nlive;
   uint32_t write_pos;           /* ring block after the newest durable
                                    entry; may equal g.blocks */
+  /* Ring blocks that may hold sectors without a valid stamp (zeros from
+   * format, version 1 entries): unfilled_len blocks from unfilled_lo,
+   * wrapping.  Set by replay; each commit fills the part that is free
+   * before it writes (journal.c FILL).
+   */
+  uint32_t unfilled_lo, unfilled_len;
 
   /* Requests. */
   struct waiter *waiters;
@@ -128,6 +138,9 @@ struct journal {
   /* The commit thread's write buffer and plan arrays. */
   void *wbuf;
   size_t wbuf_bytes;
+  void *ebuf;                   /* one entry's payload, entry_max_blocks */
+  void *fill_buf;               /* FILL_CHUNK_BLOCKS of fill; NULL until
+                                   a commit fills */
   uint32_t *plan_pos;
   uint64_t *plan_last;
   size_t plan_cap;
@@ -135,13 +148,50 @@ struct journal {
   struct journal_stats st;
 };
 
+/* Payload bytes (header and keys) in an entry of nblocks blocks. */
+static inline uint64_t
+jentry_payload_bytes (uint32_t version, uint32_t nblocks)
+{
+  return version == NC_JENTRY_VERSION_PLAIN
+    ? (uint64_t) nblocks * NC_BLOCK_BYTES
+    : (uint64_t) nblocks * NC_JSECTORS_PER_BLOCK * NC_JSECTOR_PAYLOAD_BYTES;
+}
+
 /* Keys that fit in an entry of nblocks blocks. */
 static inline uint64_t
-keys_in_blocks (uint32_t nblocks)
+keys_in_blocks (uint32_t version, uint32_t nblocks)
 {
-  return ((uint64_t) nblocks * NC_BLOCK_BYTES - sizeof (struct nc_jentry))
-    / sizeof (struct nc_key);
+  return (jentry_payload_bytes (version, nblocks)
+          - sizeof (struct nc_jentry)) / sizeof (struct nc_key);
 }
+
+/* ---- journal-entry.c: stamped sectors (ondisk.h, entry version 2) ---- */
+
+/* The seed of every sector checksum of the set with this uuid. */
+uint64_t jstamp_seed (const uint8_t uuid[16]);
+/* Write the version 2 entry e (its payload: header with csum set, keys,
+ * zeros up to jentry_payload_bytes) as e->nblocks stamped blocks at out.
+ */
+void jentry_frame (const struct nc_jentry *e, uint64_t seed, void *out);
+/* nblocks blocks of fill sectors at out. */
+void jentry_fill (void *out, uint32_t nblocks, uint64_t seed);
+/* Does the 512-byte sector carry a valid stamp (magic, checksum)?  *st
+ * gets the stamp either way.
+ */
+bool jsector_stamp (const void *sector, uint64_t seed, struct nc_jstamp *st);
+/* NULL if the valid stamp st, read at ring sector sector_no, describes a
+ * possible sector (fill, or a sector of an entry inside the ring), else
+ * why not: no write makes such a stamp.
+ */
+const char *jstamp_invalid (const struct nc_jstamp *st, uint64_t sector_no,
+                            uint32_t ring_blocks);
+/* The payload of the entry whose nblocks blocks are at raw (version from
+ * its header): a version 1 entry is copied, a version 2 one is checked
+ * sector by sector and its pieces joined.  false, and *bad_sector, if a
+ * sector does not carry this entry's stamp for its place.
+ */
+bool jentry_payload (const void *raw, uint32_t nblocks, uint64_t seed,
+                     void *payload, uint32_t *bad_sector);
 
 /* Byte offset on the device of ring block pos. */
 static inline uint64_t

@@ -25,10 +25,31 @@
  * becomes the newest entry below m, which must not be older than B - 1
  * (the entry that was durable before that write).  If m < B, an entry that
  * was durable is gone: corruption, -EBADMSG.  The chosen E's chain must
- * also be laid out in ring order.  Valid entries above E (the torn write's
- * survivors) get their first block zeroed and synced before anything new
- * is written, so their seqs can be reused.  Writing continues at the end
- * of E with seq E + 1.
+ * also be laid out in ring order.
+ *
+ * TORN OR DAMAGED: entries newer than E are a torn write, or damage.  A
+ * version 2 entry is valid only if every 512-byte sector carries its
+ * stamp (journal-entry.c), and the scan records every stamp it sees.  For
+ * each entry newer than E named by a stamp but not valid: if a sector of
+ * its extent carries a valid stamp of anything else (an older entry,
+ * fill, another write of that seq), that sector was never written: torn,
+ * never acknowledged, dropped.  If every sector carries its stamp or no
+ * valid stamp at all, the whole entry was written and then damaged:
+ * -EBADMSG, naming it.  And when E says the ring was filled
+ * (NC_JENTRY_RING_FILLED), the first sector where E + 1 would start (after
+ * E, or ring block 0) must carry a stamp, or a newer entry was destroyed
+ * whole: -EBADMSG.  This holds because the writer only ever writes over
+ * stamped sectors (journal.c FILL) and a sector is written whole or not
+ * at all.  Nothing newer than E may lie inside E's chain (a write after E
+ * went to the space the chain left free): -EBADMSG, never filled over.
+ * Version 1 entries have no stamps: a damaged newest one still reads as
+ * torn.
+ *
+ * Then everything newer than E — valid survivors, and every sector
+ * stamped with a newer seq — is overwritten with fill and synced before
+ * anything new is written, so those seqs can be reused and no piece of an
+ * old write is taken for a piece of a new one.  Writing continues at the
+ * end of E with seq E + 1.
  *
  * INVARIANTS:
  * - Nothing from the scan is trusted on its own: every entry of the chain
@@ -43,8 +64,9 @@
  *
  * FAILURE: a block that is not a valid entry is skipped (logged at debug
  * level).  Corruption — two different entries with one seq, a durable
- * entry missing, a chain out of ring order, an entry changed since the
- * scan, no complete chain — is logged once and returns -EBADMSG; I/O
+ * entry missing, a newer entry written whole but damaged, a chain out of
+ * ring order, an entry changed since the scan, no complete chain, a
+ * stamp no write makes — is logged once and returns -EBADMSG; I/O
  * errors and -ENOMEM are returned as they come; a non-zero return from
  * the replay callback stops replay and is returned.  A failed replay
  * leaves the journal unreplayed, so it cannot be started.
@@ -73,38 +95,52 @@
 #include "super.h"
 
 #define SCAN_CHUNK_BLOCKS 256u          /* 1 MiB read per step of a scan */
+/* The payload of the longest entry of either version. */
+#define PAYLOAD_MAX ((size_t) JOURNAL_MAX_ENTRY_BLOCKS * NC_BLOCK_BYTES)
 
 /* ---- entry validation (replay, check) ---- */
 
-/* NULL if the entry at ring block pos is valid, else why not.  buf holds
+/* NULL if the entry at ring block pos is valid, else why not.  raw holds
  * at least min(JOURNAL_MAX_ENTRY_BLOCKS, ring - pos) blocks from pos.
+ * On success *out is the entry's payload (header and keys): raw itself
+ * for a version 1 entry, else the stamped sectors joined in payload
+ * (PAYLOAD_MAX bytes).  A version 2 entry is valid only if every one of
+ * its sectors carries its stamp.
  * *corrupt (if not NULL) is set when the entry has our magic, version,
  * uuid, a sane length and a good checksum but fields the format forbids:
  * no write produces that (a torn or stale block fails the checksum), so
  * it is corruption, never an entry to skip.
  */
 static const char *
-entry_invalid (const struct ring_geom *g, const struct nc_jentry *e,
-               uint32_t pos, bool *corrupt)
+entry_invalid (const struct ring_geom *g, const void *raw, uint32_t pos,
+               void *payload, const struct nc_jentry **out, bool *corrupt)
 {
+  const struct nc_jentry *e = raw;
+  uint32_t bad_sector;
   uint64_t wf;
 
   if (corrupt != NULL)
     *corrupt = false;
   if (e->magic != NC_JOURNAL_MAGIC)
     return "bad magic";
-  if (e->version != NC_FORMAT_VERSION)
+  if (e->version != NC_JENTRY_VERSION && e->version != NC_JENTRY_VERSION_PLAIN)
     return "bad version";
   if (memcmp (e->uuid, g->uuid, sizeof g->uuid) != 0)
     return "foreign uuid";
   if (e->nblocks == 0 || e->nblocks > JOURNAL_MAX_ENTRY_BLOCKS ||
       e->nblocks > g->blocks - pos)
     return "bad length";
-  if (e->nkeys > keys_in_blocks (e->nblocks))
+  if (e->nkeys > keys_in_blocks (e->version, e->nblocks))
     return "too many keys for its length";
+  if (e->version == NC_JENTRY_VERSION) {
+    if (!jentry_payload (raw, e->nblocks, g->seed, payload, &bad_sector))
+      return "a sector without the entry's stamp (torn or damaged)";
+    e = payload;
+  }
   if (e->csum != nc_csum (e, sizeof *e + (size_t) e->nkeys *
                           sizeof (struct nc_key)))
     return "bad checksum";
+  *out = e;
   if (corrupt != NULL)
     *corrupt = true;
   if (e->seq == 0 || e->last_seq == 0 || e->last_seq > e->seq)
@@ -132,6 +168,8 @@ entry_invalid (const struct ring_geom *g, const struct nc_jentry *e,
 struct found {
   uint64_t seq, last_seq, write_first, csum;
   uint32_t pos, nblocks, nkeys;
+  uint32_t version;
+  uint64_t flags;
   uint16_t root_level;
   struct nc_key root;
 };
@@ -165,6 +203,8 @@ found_push (struct found_vec *fv, const struct nc_jentry *e, uint32_t pos)
   f->nkeys = e->nkeys;
   f->root = e->root;
   f->root_level = e->root_level;
+  f->version = e->version;
+  f->flags = e->version == NC_JENTRY_VERSION ? e->flags : 0;
   return 0;
 }
 
@@ -178,20 +218,127 @@ found_cmp (const void *pa, const void *pb)
   return a->pos < b->pos ? -1 : a->pos > b->pos;
 }
 
-/* Every valid entry of the ring, sorted by seq, one per seq.  Two
- * different entries with one seq: -EBADMSG (logged).
+/* The stamps of one write of an entry, seen somewhere in the ring. */
+struct stamped {
+  uint64_t seq, entry_csum;
+  uint32_t start;               /* ring block of the entry */
+  uint32_t nsectors;
+};
+
+struct stamped_vec {
+  struct stamped *v;
+  size_t len, cap;
+};
+
+/* What a scan found. */
+struct scan {
+  struct found_vec fv;          /* valid entries, sorted by seq */
+  struct stamped_vec sv;        /* entries seen by their stamps, sorted */
+  bool unstamped;               /* a sector without a valid stamp */
+};
+
+static void
+scan_free (struct scan *sc)
+{
+  free (sc->fv.v);
+  free (sc->sv.v);
+}
+
+static int
+stamped_push (struct stamped_vec *sv, uint64_t seq, uint64_t entry_csum,
+              uint32_t start, uint32_t nsectors)
+{
+  struct stamped *t;
+
+  if (sv->len > 0) {
+    t = &sv->v[sv->len - 1];
+    if (t->seq == seq && t->entry_csum == entry_csum && t->start == start &&
+        t->nsectors == nsectors)
+      return 0;
+  }
+  if (sv->len == sv->cap) {
+    size_t cap = sv->cap ? sv->cap * 2 : 256;
+
+    t = realloc (sv->v, cap * sizeof *t);
+    if (t == NULL)
+      return -ENOMEM;
+    sv->v = t;
+    sv->cap = cap;
+  }
+  sv->v[sv->len++] = (struct stamped) {
+    .seq = seq, .entry_csum = entry_csum, .start = start,
+    .nsectors = nsectors,
+  };
+  return 0;
+}
+
+static int
+stamped_cmp (const void *pa, const void *pb)
+{
+  const struct stamped *a = pa, *b = pb;
+
+  if (a->seq != b->seq)
+    return a->seq < b->seq ? -1 : 1;
+  if (a->start != b->start)
+    return a->start < b->start ? -1 : 1;
+  if (a->entry_csum != b->entry_csum)
+    return a->entry_csum < b->entry_csum ? -1 : 1;
+  return a->nsectors < b->nsectors ? -1 : a->nsectors > b->nsectors;
+}
+
+/* The stamps of ring block b (not the start of a valid entry).  A valid
+ * stamp that no write makes: -EBADMSG (logged).
  */
 static int
-scan_ring (const struct ring_geom *g, struct found_vec *fv)
+scan_stamps (const struct ring_geom *g, const unsigned char *blk, uint32_t b,
+             struct scan *sc)
+{
+  struct nc_jstamp st;
+  const char *why;
+  uint64_t sno;
+  unsigned i;
+  int r;
+
+  for (i = 0; i < NC_JSECTORS_PER_BLOCK; i++) {
+    if (!jsector_stamp (blk + i * NC_JSECTOR_BYTES, g->seed, &st)) {
+      sc->unstamped = true;
+      continue;
+    }
+    sno = (uint64_t) b * NC_JSECTORS_PER_BLOCK + i;
+    if ((why = jstamp_invalid (&st, sno, g->blocks)) != NULL) {
+      log_error ("journal (%s): ring block %" PRIu32 " sector %u has a "
+                 "valid checksum but %s: the journal is corrupt",
+                 g->cd->path, b, i, why);
+      return -EBADMSG;
+    }
+    if (st.seq == 0)
+      continue;
+    r = stamped_push (&sc->sv, st.seq, st.entry_csum,
+                      (uint32_t) ((sno - st.sector) / NC_JSECTORS_PER_BLOCK),
+                      st.nsectors);
+    if (r < 0)
+      return r;
+  }
+  return 0;
+}
+
+/* Every valid entry of the ring, sorted by seq, one per seq, and every
+ * entry's stamps.  Two different entries with one seq: -EBADMSG (logged).
+ */
+static int
+scan_ring (const struct ring_geom *g, struct scan *sc)
 {
   const uint32_t span = SCAN_CHUNK_BLOCKS + JOURNAL_MAX_ENTRY_BLOCKS - 1;
   AUTOFREE unsigned char *buf = cdev_alloc_buffer ((size_t) span *
                                                    NC_BLOCK_BYTES);
+  AUTOFREE void *payload = malloc (PAYLOAD_MAX);
+  struct found_vec *fv = &sc->fv;
+  struct stamped_vec *sv = &sc->sv;
   uint32_t chunk, b, next = 0, n;
   size_t i, out;
   int r;
 
-  if (buf == NULL)
+  if (buf == NULL || payload == NULL)
     return -ENOMEM;
   for (chunk = 0; chunk < g->blocks; chunk += SCAN_CHUNK_BLOCKS) {
     n = MIN (span, g->blocks - chunk);
@@ -201,34 +348,49 @@ scan_ring (const struct ring_geom *g, struct found_vec *fv)
       return r;
     for (b = MAX (chunk, next);
          b < chunk + SCAN_CHUNK_BLOCKS && b < g->blocks; b++) {
-      const struct nc_jentry *e =
-        (const void *) (buf + (size_t) (b - chunk) * NC_BLOCK_BYTES);
+      const unsigned char *raw = buf + (size_t) (b - chunk) * NC_BLOCK_BYTES;
+      const struct nc_jentry *e = (const void *) raw, *le;
       const char *why;
       bool corrupt;
 
-      if (e->magic != NC_JOURNAL_MAGIC)
-        continue;
-      why = entry_invalid (g, e, b, &corrupt);
-      if (why != NULL && corrupt) {
-        log_error ("journal (%s): entry at ring block %" PRIu32 " (seq %"
-                   PRIu64 ", last_seq %" PRIu64 ") has a valid checksum but "
-                   "%s: the journal is corrupt", g->cd->path, b, e->seq,
-                   e->last_seq, why);
-        return -EBADMSG;
-      }
-      if (why != NULL) {
+      if (e->magic == NC_JOURNAL_MAGIC) {
+        why = entry_invalid (g, raw, b, payload, &le, &corrupt);
+        if (why != NULL && corrupt) {
+          log_error ("journal (%s): entry at ring block %" PRIu32 " (seq %"
+                     PRIu64 ", last_seq %" PRIu64 ") has a valid checksum "
+                     "but %s: the journal is corrupt", g->cd->path, b,
+                     le->seq, le->last_seq, why);
+          return -EBADMSG;
+        }
+        if (why == NULL) {
+          if ((r = found_push (fv, le, b)) < 0)
+            return r;
+          if (le->version == NC_JENTRY_VERSION_PLAIN)
+            sc->unstamped = true;
+          else if ((r = stamped_push (sv, le->seq, le->csum, b,
+                                      le->nblocks *
+                                      NC_JSECTORS_PER_BLOCK)) < 0)
+            return r;
+          /* No valid entry can start inside a valid one. */
+          next = b + le->nblocks;
+          b = next - 1;
+          continue;
+        }
         log_debug ("journal (%s): ring block %" PRIu32 ": not an entry: %s",
                    g->cd->path, b, why);
-        continue;
       }
-      if ((r = found_push (fv, e, b)) < 0)
+      if ((r = scan_stamps (g, raw, b, sc)) < 0)
         return r;
-      /* No valid entry can start inside a valid one. */
-      next = b + e->nblocks;
-      b = next - 1;
     }
   }
 
+  if (sv->len > 1) {
+    qsort (sv->v, sv->len, sizeof *sv->v, stamped_cmp);
+    for (i = 1, out = 1; i < sv->len; i++)
+      if (stamped_cmp (&sv->v[i], &sv->v[out - 1]) != 0)
+        sv->v[out++] = sv->v[i];
+    sv->len = out;
+  }
   if (fv->len > 1)
     qsort (fv->v, fv->len, sizeof *fv->v, found_cmp);
   for (i = 1, out = 1; i < fv->len; i++) {
@@ -350,88 +512,258 @@ choose_chain (const struct ring_geom *g, const struct found_vec *fv,
   return -EBADMSG;
 }
 
+/* ---- torn or damaged: what lies beyond the chain ---- */
+
+/* Does ring blocks [x, x + n) meet an entry of the chain fv->v[first ..
+ * last]?
+ */
+static bool
+in_chain (const struct found_vec *fv, size_t first, size_t last, uint32_t x,
+          uint32_t n)
+{
+  size_t i;
+
+  for (i = first; i <= last; i++)
+    if (x < fv->v[i].pos + fv->v[i].nblocks && fv->v[i].pos < x + n)
+      return true;
+  return false;
+}
+
+/* A write after E went to space E's chain left free, so nothing newer than
+ * E lies inside the chain — unless an entry that moved the live region on
+ * was lost, which check_newer has not otherwise caught.  Never fill over
+ * the chain: -EBADMSG (logged).
+ */
+static int
+newer_overlaps (const struct ring_geom *g, const struct found_vec *fv,
+                size_t first, size_t last, uint64_t seq, uint32_t start,
+                uint32_t nblocks)
+{
+  if (!in_chain (fv, first, last, start, nblocks))
+    return 0;
+  log_error ("journal (%s): entry %" PRIu64 " (ring blocks %" PRIu32 "+%"
+             PRIu32 "), newer than the chain %" PRIu64 "..%" PRIu64 ", lies "
+             "inside it: an entry that was durable is lost", g->cd->path,
+             seq, start, nblocks, fv->v[first].seq, fv->v[last].seq);
+  return -EBADMSG;
+}
+
+/* The chain ends at E = fv->v[last].  Every write after E was either
+ * torn (never acknowledged: dropping it is right) or is damage (see
+ * TORN OR DAMAGED).  -EBADMSG (logged) for damage, else 0.
+ */
+static int
+check_newer (const struct ring_geom *g, const struct scan *sc, size_t first,
+             size_t last)
+{
+  const struct found_vec *fv = &sc->fv;
+  const struct found *e = &fv->v[last];
+  AUTOFREE unsigned char *buf =
+    cdev_alloc_buffer ((size_t) JOURNAL_MAX_ENTRY_BLOCKS * NC_BLOCK_BYTES);
+  struct nc_jstamp st;
+  uint32_t x[2], k, nx;
+  size_t i, f;
+  int r;
+
+  if (buf == NULL)
+    return -ENOMEM;
+  for (i = 0; i < sc->sv.len; i++) {
+    const struct stamped *t = &sc->sv.v[i];
+    uint32_t sec, mine = 0, foreign = 0, bad = 0, first_bad = 0;
+
+    if (t->seq <= e->seq)
+      continue;
+    if ((r = newer_overlaps (g, fv, first, last, t->seq, t->start,
+                             t->nsectors / NC_JSECTORS_PER_BLOCK)) < 0)
+      return r;
+    f = found_index (fv, t->seq);
+    if (f != SIZE_MAX && fv->v[f].csum == t->entry_csum &&
+        fv->v[f].pos == t->start)
+      continue;                 /* valid: a later entry of a torn write */
+    r = cdev_pread (g->cd, buf, (size_t) t->nsectors * NC_JSECTOR_BYTES,
+                    ring_byte (g, t->start));
+    if (r < 0)
+      return r;
+    for (sec = 0; sec < t->nsectors; sec++) {
+      if (!jsector_stamp (buf + (size_t) sec * NC_JSECTOR_BYTES, g->seed,
+                          &st)) {
+        if (bad++ == 0)
+          first_bad = sec;
+      }
+      else if (st.seq == t->seq && st.entry_csum == t->entry_csum &&
+               st.sector == sec && st.nsectors == t->nsectors)
+        mine++;
+      else
+        foreign++;
+    }
+    if (foreign > 0)
+      continue;                 /* torn: a sector was never written */
+    if (bad > 0)
+      log_error ("journal (%s): entry %" PRIu64 " at ring block %" PRIu32
+                 " was written whole but is damaged: %" PRIu32 " of its %"
+                 PRIu32 " sectors are bad (the first: sector %" PRIu32 "); "
+                 "it may hold acknowledged writes", g->cd->path, t->seq,
+                 t->start, bad, t->nsectors, first_bad);
+    else
+      log_error ("journal (%s): entry %" PRIu64 " at ring block %" PRIu32
+                 " was written whole but its contents are damaged (bad "
+                 "checksum); it may hold acknowledged writes",
+                 g->cd->path, t->seq, t->start);
+    return -EBADMSG;
+  }
+
+  /* An entry newer than E whose every sector is destroyed leaves no
+   * stamp; where it would start, a ring that E says was filled holds a
+   * stamped sector unless something damaged it.
+   */
+  for (f = last + 1; f < fv->len; f++)
+    if ((r = newer_overlaps (g, fv, first, last, fv->v[f].seq, fv->v[f].pos,
+                             fv->v[f].nblocks)) < 0)
+      return r;
+  if (e->version != NC_JENTRY_VERSION || !(e->flags & NC_JENTRY_RING_FILLED))
+    return 0;
+  nx = 0;
+  if (e->pos + e->nblocks < g->blocks)
+    x[nx++] = e->pos + e->nblocks;
+  x[nx++] = 0;
+  for (k = 0; k < nx; k++) {
+    if (in_chain (fv, first, last, x[k], 1))
+      continue;
+    r = cdev_pread (g->cd, buf, NC_BLOCK_BYTES, ring_byte (g, x[k]));
+    if (r < 0)
+      return r;
+    if (!jsector_stamp (buf, g->seed, &st)) {
+      log_error ("journal (%s): ring block %" PRIu32 ", where the entry "
+                 "after entry %" PRIu64 " would start, is damaged (no "
+                 "valid stamp in a ring that was filled): an entry with "
+                 "acknowledged writes may be lost", g->cd->path, x[k],
+                 e->seq);
+      return -EBADMSG;
+    }
+  }
+  return 0;
+}
+
+/* Scan, choose the chain, judge what lies beyond it (replay, check). */
+static int
+read_ring (const struct ring_geom *g, struct scan *sc, size_t *first,
+           size_t *last)
+{
+  int r;
+
+  if ((r = scan_ring (g, sc)) < 0 ||
+      (r = choose_chain (g, &sc->fv, first, last)) < 0 ||
+      (r = check_newer (g, sc, *first, *last)) < 0)
+    return r;
+  return 0;
+}
+
 /* ---- format, check ---- */
 
 int
 journal_format (struct cdev *cd, const struct nc_sb *sb)
 {
   AUTOFREE struct nc_jentry *e = NULL;
+  AUTOFREE void *blk = NULL;
   struct ring_geom g;
   int r;
 
   if ((r = journal_geom_from_sb (cd, sb, &g)) < 0)
     return r;
-  e = cdev_alloc_buffer (NC_BLOCK_BYTES);
-  if (e == NULL)
+  e = calloc (1, jentry_payload_bytes (NC_JENTRY_VERSION, 1));
+  blk = cdev_alloc_buffer (NC_BLOCK_BYTES);
+  if (e == NULL || blk == NULL)
     return -ENOMEM;
   e->magic = NC_JOURNAL_MAGIC;
-  e->version = NC_FORMAT_VERSION;
+  e->version = NC_JENTRY_VERSION;
   e->nblocks = 1;
   memcpy (e->uuid, sb->uuid, sizeof e->uuid);
   e->seq = 1;
   e->last_seq = 1;
   JENTRY_WRITE_FIRST (e) = 1;
   e->csum = nc_csum (e, sizeof *e);
-  return cdev_pwrite (cd, e, NC_BLOCK_BYTES, ring_byte (&g, 0), 0);
+  jentry_frame (e, g.seed, blk);
+  return cdev_pwrite (cd, blk, NC_BLOCK_BYTES, ring_byte (&g, 0), 0);
 }
 
 int
 journal_check (struct cdev *cd, const struct nc_sb *sb,
                struct journal_check_info *info)
 {
-  struct found_vec fv = { 0 };
+  struct scan sc = { 0 };
   struct ring_geom g;
   size_t first, last, i;
   int r;
 
   if ((r = journal_geom_from_sb (cd, sb, &g)) < 0)
     return r;
-  if ((r = scan_ring (&g, &fv)) < 0 ||
-      (r = choose_chain (&g, &fv, &first, &last)) < 0)
+  if ((r = read_ring (&g, &sc, &first, &last)) < 0)
     goto out;
   memset (info, 0, sizeof *info);
-  info->first_seq = fv.v[first].seq;
-  info->last_seq = fv.v[last].seq;
+  info->first_seq = sc.fv.v[first].seq;
+  info->last_seq = sc.fv.v[last].seq;
   for (i = first; i <= last; i++)
-    info->nkeys += fv.v[i].nkeys;
-  info->valid_entries_seen = fv.len;
+    info->nkeys += sc.fv.v[i].nkeys;
+  info->valid_entries_seen = sc.fv.len;
  out:
-  free (fv.v);
+  scan_free (&sc);
   return r;
 }
 
 /* ---- replay ---- */
 
-/* Zero the first block of every valid entry newer than E (the survivors
- * of a torn write), then sync, so their seqs can be written again.
+/* Write fill over every entry newer than E — the valid survivors of a
+ * torn write and every sector stamped with a newer seq — then sync, so
+ * their seqs can be written again and no old piece of them can be taken
+ * for a piece of the new ones.
  */
 static int
-drop_newer (struct journal *j, const struct found_vec *fv, size_t last)
+drop_newer (struct journal *j, const struct scan *sc, size_t last)
 {
-  AUTOFREE void *zero = NULL;
+  const struct found_vec *fv = &sc->fv;
+  const uint64_t e = fv->v[last].seq;
+  AUTOFREE void *fill = NULL;
+  bool any = false;
   size_t i;
   int r;
 
-  if (last + 1 == fv->len)
+  for (i = 0; i < sc->sv.len; i++)
+    any |= sc->sv.v[i].seq > e;
+  if (!any && last + 1 == fv->len)
     return 0;
   if (j->g.cd->readonly) {
     /* nbdcache check / show: inspect, never repair.  The chain chosen is
      * the one recovery would replay; the survivors stay on the device.
      */
-    log_warning ("journal (%s): entries %" PRIu64 "..%" PRIu64 " of an "
-                 "interrupted commit would be dropped by recovery",
-                 j->g.cd->path, fv->v[last + 1].seq, fv->v[fv->len - 1].seq);
+    if (last + 1 < fv->len)
+      log_warning ("journal (%s): entries %" PRIu64 "..%" PRIu64 " of an "
+                   "interrupted commit would be dropped by recovery",
+                   j->g.cd->path, fv->v[last + 1].seq,
+                   fv->v[fv->len - 1].seq);
     return 0;
   }
-  log_info ("journal (%s): dropping entries %" PRIu64 "..%" PRIu64
-            " of an interrupted commit (never acknowledged)",
-            j->g.cd->path, fv->v[last + 1].seq, fv->v[fv->len - 1].seq);
-  zero = cdev_alloc_buffer (NC_BLOCK_BYTES);
-  if (zero == NULL)
+  if (last + 1 < fv->len)
+    log_info ("journal (%s): dropping entries %" PRIu64 "..%" PRIu64
+              " of an interrupted commit (never acknowledged)",
+              j->g.cd->path, fv->v[last + 1].seq, fv->v[fv->len - 1].seq);
+  fill = cdev_alloc_buffer ((size_t) JOURNAL_MAX_ENTRY_BLOCKS *
+                            NC_BLOCK_BYTES);
+  if (fill == NULL)
     return -ENOMEM;
+  jentry_fill (fill, JOURNAL_MAX_ENTRY_BLOCKS, j->g.seed);
+  for (i = 0; i < sc->sv.len; i++) {
+    const struct stamped *t = &sc->sv.v[i];
+
+    if (t->seq > e &&
+        (r = cdev_pwrite (j->g.cd, fill, (size_t) t->nsectors *
+                          NC_JSECTOR_BYTES, ring_byte (&j->g, t->start),
+                          0)) < 0)
+      return r;
+  }
   for (i = last + 1; i < fv->len; i++)
-    if ((r = cdev_pwrite (j->g.cd, zero, NC_BLOCK_BYTES,
-                          ring_byte (&j->g, fv->v[i].pos), 0)) < 0)
+    if ((r = cdev_pwrite (j->g.cd, fill, (size_t) fv->v[i].nblocks *
+                          NC_BLOCK_BYTES, ring_byte (&j->g, fv->v[i].pos),
+                          0)) < 0)
       return r;
   return cdev_sync (j->g.cd);
 }
@@ -445,16 +777,17 @@ replay_keys (struct journal *j, const struct found_vec *fv, size_t first,
   const uint32_t span = SCAN_CHUNK_BLOCKS + JOURNAL_MAX_ENTRY_BLOCKS - 1;
   AUTOFREE unsigned char *buf = cdev_alloc_buffer ((size_t) span *
                                                    NC_BLOCK_BYTES);
+  AUTOFREE void *payload = malloc (PAYLOAD_MAX);
   uint32_t wstart = 0, wend = 0;
   size_t i;
   uint32_t k;
   int r;
 
-  if (buf == NULL)
+  if (buf == NULL || payload == NULL)
     return -ENOMEM;
   for (i = first; i <= last; i++) {
     const struct found *f = &fv->v[i];
-    const struct nc_jentry *e;
+    const struct nc_jentry *e = NULL;
     const char *why;
 
     if (f->pos < wstart || f->pos + f->nblocks > wend) {
@@ -465,8 +798,8 @@ replay_keys (struct journal *j, const struct found_vec *fv, size_t first,
       if (r < 0)
         return r;
     }
-    e = (const void *) (buf + (size_t) (f->pos - wstart) * NC_BLOCK_BYTES);
-    why = entry_invalid (&j->g, e, f->pos, NULL);
+    why = entry_invalid (&j->g, buf + (size_t) (f->pos - wstart) *
+                         NC_BLOCK_BYTES, f->pos, payload, &e, NULL);
     if (why == NULL && (e->seq != f->seq || e->csum != f->csum))
       why = "changed since the scan";
     if (why != NULL) {
@@ -487,7 +820,8 @@ int
 journal_replay (struct journal *j, journal_replay_fn fn, void *opaque,
                 struct nc_key *root, uint16_t *root_level)
 {
-  struct found_vec fv = { 0 };
+  struct scan sc = { 0 };
+  const struct found_vec *fv = &sc.fv;
   size_t first, last, i;
   uint64_t nkeys = 0;
   const struct found *e;
@@ -497,23 +831,28 @@ journal_replay (struct journal *j, journal_replay_fn fn, void *opaque,
     log_error ("journal (%s): replayed twice", j->g.cd->path);
     return -EINVAL;
   }
-  if ((r = scan_ring (&j->g, &fv)) < 0 ||
-      (r = choose_chain (&j->g, &fv, &first, &last)) < 0 ||
-      (r = replay_keys (j, &fv, first, last, fn, opaque, &nkeys)) != 0 ||
-      (r = drop_newer (j, &fv, last)) < 0)
+  if ((r = read_ring (&j->g, &sc, &first, &last)) < 0 ||
+      (r = replay_keys (j, fv, first, last, fn, opaque, &nkeys)) != 0 ||
+      (r = drop_newer (j, &sc, last)) < 0)
     goto out;
 
-  e = &fv.v[last];
+  e = &fv->v[last];
   pthread_mutex_lock (&j->lock);
   j->live_head = 0;
   j->nlive = 0;
   for (i = first; i <= last; i++) {
-    j->live[j->nlive].seq = fv.v[i].seq;
-    j->live[j->nlive].pos = fv.v[i].pos;
-    j->live[j->nlive].nblocks = fv.v[i].nblocks;
+    j->live[j->nlive].seq = fv->v[i].seq;
+    j->live[j->nlive].pos = fv->v[i].pos;
+    j->live[j->nlive].nblocks = fv->v[i].nblocks;
     j->nlive++;
   }
   j->write_pos = e->pos + e->nblocks;
+  /* Sectors without a stamp (zeros from format, version 1 entries):
+   * the whole ring is filled as it becomes free, from the write position
+   * on (journal.c FILL).
+   */
+  j->unfilled_lo = j->write_pos % j->g.blocks;
+  j->unfilled_len = sc.unstamped ? j->g.blocks : 0;
   j->root = e->root;
   j->root_level = e->root_level;
   __atomic_store_n (&j->durable_seq, e->seq, __ATOMIC_RELEASE);
@@ -525,9 +864,9 @@ journal_replay (struct journal *j, journal_replay_fn fn, void *opaque,
   *root_level = e->root_level;
   log_info ("journal (%s): replayed entries %" PRIu64 "..%" PRIu64
             " (%" PRIu64 " keys); %zu valid entries in the ring",
-            j->g.cd->path, fv.v[first].seq, e->seq, nkeys, fv.len);
+            j->g.cd->path, fv->v[first].seq, e->seq, nkeys, fv->len);
   r = 0;
  out:
-  free (fv.v);
+  scan_free (&sc);
   return r;
 }

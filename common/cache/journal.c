@@ -47,9 +47,24 @@
  * entry).  A batch larger than the ring is written the same way, a prefix
  * per write, with a reclaim between.
  *
+ * FILL: entries are written as stamped sectors (entry version 2,
+ * ondisk.h), so replay can tell a torn write from a damaged one; that
+ * needs every ring block an entry is written over to hold stamped
+ * sectors already (an older entry or fill), never the zeros format leaves
+ * or a version 1 entry.  Replay marks the ring unfilled (unfilled_lo /
+ * unfilled_len, from the write position round the whole ring) if it saw
+ * any sector without a stamp; every commit first writes fill over the
+ * unfilled blocks that are free by then (from unfilled_lo up to the start
+ * of the live region) and syncs it, before its entries, so the writer
+ * never lands on unfilled blocks.  Entries written once nothing is
+ * unfilled carry NC_JENTRY_RING_FILLED.  After a format or an upgrade the
+ * first commit fills the free ring and later ones the old live region as
+ * it frees; then fill costs nothing.
+ *
  * COMMIT: close -> [place, reclaim, re-close] -> hooks->pre_write (the
- * backing stores' completed writes are durable) -> cdev_sync (pre-flush:
- * data and btree nodes the keys need are durable) -> one pwrite per
+ * backing stores' completed writes are durable) -> [FILL, cdev_sync] ->
+ * cdev_sync (pre-flush: data and btree nodes the keys need are durable)
+ * -> one pwrite per
  * contiguous run -> cdev_sync -> durable_seq advances, live region and
  * write position move -> hooks->committed -> every waiter whose seq is now
  * durable wakes.  Waiters that arrive during a commit are served by the
@@ -105,7 +120,8 @@
  * memory only: it has no way to report an error).
  *
  * NOT HERE: reading the ring — scan, replay, check, format
- * (journal-replay.c); the ring's on-disk fields (journal-internal.h);
+ * (journal-replay.c); an entry's stamped sectors (journal-entry.c); the
+ * ring's on-disk fields (journal-internal.h);
  * what keys mean (btree), pins (btree), buckets freed at a seq (bucket,
  * through hooks->committed).
  */
@@ -136,6 +152,7 @@
 #define RETRY_MIN_MS 10u
 #define RETRY_MAX_MS 5000u
 #define MIN_RING_BLOCKS 8u
+#define FILL_CHUNK_BLOCKS 256u          /* 1 MiB per fill pwrite */
 
 /* A journal_wait caller, on its own stack. */
 struct waiter {
@@ -151,8 +168,10 @@ struct waiter {
 static uint32_t
 blocks_for_keys (uint64_t nkeys)
 {
+  const uint64_t per_block = jentry_payload_bytes (NC_JENTRY_VERSION, 1);
+
   return (sizeof (struct nc_jentry) + nkeys * sizeof (struct nc_key)
-          + NC_BLOCK_BYTES - 1) / NC_BLOCK_BYTES;
+          + per_block - 1) / per_block;
 }
 
 static int
@@ -198,6 +217,7 @@ journal_geom_from_sb (struct cdev *cd, const struct nc_sb *sb,
   memcpy (g->uuid, sb->uuid, sizeof g->uuid);
   g->offset = first * NC_BLOCK_BYTES;
   g->blocks = blocks;
+  g->seed = jstamp_seed (sb->uuid);
   return 0;
 }
 
@@ -253,10 +273,13 @@ journal_create (struct cdev *cd, const struct nc_sb *sb,
   if ((r = journal_geom_from_sb (cd, sb, &j->g)) < 0)
     goto err_free;
   j->entry_max_blocks = MIN (JOURNAL_MAX_ENTRY_BLOCKS, j->g.blocks / 8);
-  j->entry_max_keys = keys_in_blocks (j->entry_max_blocks);
+  j->entry_max_keys = keys_in_blocks (NC_JENTRY_VERSION,
+                                      j->entry_max_blocks);
   j->reserve_blocks = 2 * j->entry_max_blocks;
   j->live = calloc (j->g.blocks, sizeof *j->live);
-  if (j->live == NULL) {
+  j->ebuf = malloc (jentry_payload_bytes (NC_JENTRY_VERSION,
+                                          j->entry_max_blocks));
+  if (j->live == NULL || j->ebuf == NULL) {
     r = -ENOMEM;
     goto err_free;
   }
@@ -273,6 +296,8 @@ journal_create (struct cdev *cd, const struct nc_sb *sb,
   return 0;
 
  err_free:
+  free (j->live);
+  free (j->ebuf);
   free (j);
   return r;
 }
@@ -297,6 +322,8 @@ journal_destroy (struct journal *j)
   free (j->closed);
   free (j->live);
   free (j->wbuf);
+  free (j->ebuf);
+  free (j->fill_buf);
   free (j->plan_pos);
   free (j->plan_last);
   free (j);
@@ -476,6 +503,8 @@ struct plan {
   bool no_room;                 /* stopped for space (not the size cap) */
   struct nc_key root;
   uint16_t root_level;
+  uint32_t fill_lo, fill_blocks; /* FILL before the write (may wrap) */
+  bool ring_filled;             /* the entries get NC_JENTRY_RING_FILLED */
 };
 
 static int
@@ -541,6 +570,16 @@ plan_locked (struct journal *j, bool use_reserve, struct plan *pl)
     if (!use_reserve)
       break;
   }
+
+  /* FILL: the unfilled blocks that are free now, from unfilled_lo up to
+   * the start of the live region.
+   */
+  pl->fill_lo = j->unfilled_lo;
+  pl->fill_blocks = 0;
+  if (j->unfilled_len > 0)
+    pl->fill_blocks = MIN ((a + ring - j->unfilled_lo) % ring,
+                           j->unfilled_len);
+  pl->ring_filled = pl->fill_blocks == j->unfilled_len;
 }
 
 static int
@@ -578,8 +617,43 @@ preclose (struct journal *j, uint64_t last_planned)
   return journal_open_seq (j) - 1;
 }
 
-/* Build and write the planned entries: pre-flush (unless PIPELINE says
- * they need none), pwrites, [preclose], sync.  No lock: the closed
+/* Write fill sectors over the plan's FILL blocks and sync, so they are
+ * durable before any entry is written over them: its own sync, not the
+ * write's pre-flush, which may be skipped when the keys' data is known
+ * durable (it happens only in the first commits after a format, an
+ * upgrade or damage to free ring space).
+ */
+static int
+write_fill (struct journal *j, const struct plan *pl)
+{
+  uint32_t pos = pl->fill_lo, left = pl->fill_blocks, n;
+  int r;
+
+  if (left == 0)
+    return 0;
+  if (j->fill_buf == NULL) {
+    j->fill_buf = cdev_alloc_buffer ((size_t) FILL_CHUNK_BLOCKS *
+                                     NC_BLOCK_BYTES);
+    if (j->fill_buf == NULL)
+      return -ENOMEM;
+    jentry_fill (j->fill_buf, FILL_CHUNK_BLOCKS, j->g.seed);
+  }
+  log_debug ("journal (%s): filling %" PRIu32 " ring blocks from block %"
+             PRIu32, j->g.cd->path, left, pos);
+  while (left > 0) {
+    n = MIN (MIN (left, FILL_CHUNK_BLOCKS), j->g.blocks - pos);
+    r = cdev_pwrite (j->g.cd, j->fill_buf, (size_t) n * NC_BLOCK_BYTES,
+                     ring_byte (&j->g, pos), 0);
+    if (r < 0)
+      return r;
+    pos = (pos + n) % j->g.blocks;
+    left -= n;
+  }
+  return cdev_sync (j->g.cd);
+}
+
+/* Build and write the planned entries: fill, pre-flush (unless PIPELINE
+ * says they need none), pwrites, [preclose], sync.  No lock: the closed
  * entries only change in this thread.
  */
 static int
@@ -598,11 +672,12 @@ write_plan (struct journal *j, const struct plan *pl)
   p = j->wbuf;
   for (i = 0; i < pl->count; i++) {
     const struct closed_entry *c = &j->closed[i];
-    struct nc_jentry *e = (struct nc_jentry *) p;
+    struct nc_jentry *e = j->ebuf;
 
-    memset (e, 0, (size_t) c->nblocks * NC_BLOCK_BYTES);
+    memset (e, 0, jentry_payload_bytes (NC_JENTRY_VERSION, c->nblocks));
     e->magic = NC_JOURNAL_MAGIC;
-    e->version = NC_FORMAT_VERSION;
+    e->version = NC_JENTRY_VERSION;
+    e->flags = pl->ring_filled ? NC_JENTRY_RING_FILLED : 0;
     e->nblocks = c->nblocks;
     memcpy (e->uuid, j->g.uuid, sizeof e->uuid);
     e->seq = c->seq;
@@ -616,9 +691,12 @@ write_plan (struct journal *j, const struct plan *pl)
               (size_t) c->nkeys * sizeof (struct nc_key));
     e->csum = nc_csum (e, sizeof *e + (size_t) c->nkeys *
                        sizeof (struct nc_key));
+    jentry_frame (e, j->g.seed, p);
     p += (size_t) c->nblocks * NC_BLOCK_BYTES;
   }
 
+  if ((r = write_fill (j, pl)) < 0)
+    return r;
   j->presynced = last_planned <= j->synced_through;
   if (!j->presynced && (r = cdev_sync (j->g.cd)) < 0)
     return r;
@@ -675,6 +753,12 @@ apply_plan_locked (struct journal *j, const struct plan *pl)
     j->nlive++;
   }
   j->write_pos = pl->end;
+  j->unfilled_lo = (pl->fill_lo + pl->fill_blocks) % j->g.blocks;
+  j->unfilled_len -= pl->fill_blocks;
+  if (j->unfilled_len == 0 && j->fill_buf != NULL) {
+    free (j->fill_buf);
+    j->fill_buf = NULL;
+  }
 
   /* Drop the written entries and their keys. */
   if (pl->count == j->nclosed) {

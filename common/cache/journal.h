@@ -37,7 +37,11 @@
  * version, uuid, nblocks fits); choose the highest seq E such that every
  * entry E.last_seq .. E is present and valid (a torn multi-entry commit
  * leaves an incomplete chain and an older E is used).  Replay those keys
- * in order.  No such E -> -EBADMSG.  Writing continues after E.
+ * in order.  No such E -> -EBADMSG.  Entries newer than E are told
+ * apart by their sector stamps (ondisk.h, entry version 2): a torn write
+ * (never acknowledged) is dropped, an entry written whole and damaged
+ * since is -EBADMSG (journal-replay.c TORN OR DAMAGED).  Writing
+ * continues after E.
  *
  * THREADS AND LOCKS: one mutex + condvars inside.  journal_add and
  * journal_close_entry_locked are called with the btree lock held (lock
@@ -64,7 +68,8 @@ struct journal;
 /* Keys per on-disk entry: one entry is at most 64 blocks (256 KiB). */
 #define JOURNAL_MAX_ENTRY_BLOCKS 64u
 #define JOURNAL_MAX_ENTRY_KEYS \
-  ((JOURNAL_MAX_ENTRY_BLOCKS * NC_BLOCK_BYTES - sizeof (struct nc_jentry)) \
+  ((JOURNAL_MAX_ENTRY_BLOCKS * NC_JSECTORS_PER_BLOCK \
+    * NC_JSECTOR_PAYLOAD_BYTES - sizeof (struct nc_jentry)) \
    / sizeof (struct nc_key))
 /* journal_throttle waits while the open entry holds more keys than this. */
 #define JOURNAL_THROTTLE_KEYS (4 * JOURNAL_MAX_ENTRY_KEYS)

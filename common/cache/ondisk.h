@@ -50,6 +50,16 @@
  * root, and the keys inserted since the previous entry, in order.  Replay:
  * scan the ring, take the valid entry with the highest seq, replay its
  * last_seq .. seq in order (all must be present) onto its root.
+ * Entry version 2 (NC_JENTRY_VERSION, what is written) is *stamped*: every
+ * 512-byte sector ends in a struct nc_jstamp naming the entry (seq, its
+ * csum) and the sector's place in it, with the sector's own checksum; the
+ * entry's bytes (header, keys) fill the first 480 bytes of each sector in
+ * turn.  So recovery tells a torn write (a sector of the entry still holds
+ * something else) from a damaged one (every sector was written, one is
+ * bad).  Ring blocks that hold no entry hold *fill* sectors (stamps with
+ * seq 0).  Version 1 entries (no stamps: header and keys in plain blocks)
+ * are still read.  The entry version is the journal's own; it does not
+ * follow the superblock's format version.
  *
  * PRIOS: per bucket a gen and an LRU priority, in two copies (A and B)
  * written alternately with a seq; the valid copy with the higher seq wins.
@@ -171,10 +181,44 @@ _Static_assert (sizeof (struct nc_bset) == 96, "nc_bset header size");
 
 /* ---- journal entry ---- */
 
+/* Entry layouts (nc_jentry.version). */
+#define NC_JENTRY_VERSION_PLAIN 1u  /* header and keys in plain blocks */
+#define NC_JENTRY_VERSION 2u        /* stamped sectors (below): written */
+
+/* Version 2: the entry's bytes — this header, then the keys — are cut in
+ * pieces of NC_JSECTOR_PAYLOAD_BYTES; sector i of the entry holds piece i
+ * and then a stamp.  csum and nkeys below count in those bytes (the
+ * "payload"), not in device bytes; the payload after the keys is zero.
+ */
+#define NC_JSECTOR_BYTES 512u
+#define NC_JSECTORS_PER_BLOCK (NC_BLOCK_BYTES / NC_JSECTOR_BYTES)
+#define NC_JSTAMP_MAGIC 0x544d534au   /* "JSMT" */
+
+struct nc_jstamp {              /* the last 32 bytes of every sector */
+  uint64_t entry_csum;          /* the csum of the entry (its header's):
+                                   which write of seq this sector is from */
+  uint64_t seq;                 /* the entry's seq; 0 = a fill sector */
+  uint16_t sector;              /* this sector's index in the entry */
+  uint16_t nsectors;            /* the entry's length in sectors (8 per
+                                   block); fill: 0 */
+  uint32_t magic;               /* NC_JSTAMP_MAGIC */
+  uint64_t csum;                /* XXH3-64, seeded with the set's uuid
+                                   (its first 8 bytes, little-endian), of
+                                   the sector's bytes [0, 504) */
+};
+_Static_assert (sizeof (struct nc_jstamp) == 32, "nc_jstamp is 32 bytes");
+#define NC_JSECTOR_PAYLOAD_BYTES \
+  (NC_JSECTOR_BYTES - (unsigned) sizeof (struct nc_jstamp))   /* 480 */
+
+/* nc_jentry.flags (version 2). */
+#define NC_JENTRY_RING_FILLED 0x1   /* when it was written, every ring
+                                       block outside the live region held
+                                       stamped sectors (entries or fill) */
+
 struct nc_jentry {
   uint64_t csum;                /* XXH3-64 of [8, sizeof hdr + nkeys*32) */
   uint64_t magic;               /* NC_JOURNAL_MAGIC */
-  uint32_t version;
+  uint32_t version;             /* NC_JENTRY_VERSION or _PLAIN */
   uint32_t nblocks;             /* entry length in blocks (>= 1) */
   uint8_t uuid[16];
   uint64_t seq;                 /* 1, 2, 3 … */
@@ -188,7 +232,7 @@ struct nc_jentry {
                                    Tells a torn multi-entry write (a gap at
                                    or after write_first) from a lost durable
                                    entry (a gap before it) */
-  uint64_t pad1;
+  uint64_t flags;               /* NC_JENTRY_*; version 1: 0 */
   struct nc_key keys[];         /* in insertion order */
 };
 _Static_assert (sizeof (struct nc_jentry) == 112, "nc_jentry header size");

@@ -61,6 +61,7 @@
 #include "cache-internal.h"
 #include "cdev.h"
 #include "csum.h"
+#include "journal-internal.h"
 #include "ondisk.h"
 #include "super.h"
 #include "test-helpers.h"
@@ -229,6 +230,28 @@ image_load (struct image *im, unsigned char *p)
   assert_true (im->sb.magic == NC_SB_MAGIC);
 }
 
+/* The payload (header and keys) of the journal entry at image offset
+ * off, or NULL if it is not a valid entry; valid until the next call.
+ */
+static const struct nc_jentry *
+jentry_at (const struct image *im, uint64_t off, uint64_t ring_blocks_left)
+{
+  static unsigned char payload[JOURNAL_MAX_ENTRY_BLOCKS * NC_BLOCK_BYTES];
+  const struct nc_jentry *e = (const void *) (im->p + off);
+  const struct nc_jentry *pe = (const void *) payload;
+  uint32_t bad;
+
+  if (e->magic != NC_JOURNAL_MAGIC || e->nblocks == 0 ||
+      e->nblocks > JOURNAL_MAX_ENTRY_BLOCKS || e->nblocks > ring_blocks_left ||
+      !jentry_payload (e, e->nblocks, jstamp_seed (im->sb.uuid), payload,
+                       &bad) ||
+      pe->nkeys > keys_in_blocks (pe->version, pe->nblocks) ||
+      pe->csum != nc_csum (pe, sizeof *pe + (size_t) pe->nkeys
+                           * sizeof (struct nc_key)))
+    return NULL;
+  return pe;
+}
+
 /* The valid journal entry with the highest seq: its ring byte offset. */
 static uint64_t
 newest_jentry (const struct image *im)
@@ -238,13 +261,10 @@ newest_jentry (const struct image *im)
   uint64_t best_seq = 0, i;
 
   for (i = 0; i < blocks; i++) {
-    const struct nc_jentry *e = (const void *) (im->p + first
-                                                + i * NC_BLOCK_BYTES);
+    const struct nc_jentry *e = jentry_at (im, first + i * NC_BLOCK_BYTES,
+                                           blocks - i);
 
-    if (e->magic != NC_JOURNAL_MAGIC || e->nblocks == 0 ||
-        e->nblocks > blocks - i ||
-        e->csum != nc_csum (e, sizeof *e + (size_t) e->nkeys
-                            * sizeof (struct nc_key)))
+    if (e == NULL)
       continue;
     if (e->seq > best_seq) {
       best_seq = e->seq;
@@ -646,14 +666,23 @@ test_journal_seq_max (void **state)
   struct image im;
   unsigned char *m = copy_of (W.unclean);
   struct nc_jentry *e;
+  uint64_t off;
+  size_t bytes;
   (void) state;
 
   image_load (&im, m);
-  e = (void *) (m + newest_jentry (&im));
+  off = newest_jentry (&im);
+  e = (void *) jentry_at (&im, off, JOURNAL_MAX_ENTRY_BLOCKS);
+  assert_non_null (e);
   assert_true (e->nkeys > 0);
+  assert_int_equal (e->version, NC_JENTRY_VERSION);
+  bytes = jentry_payload_bytes (e->version, e->nblocks);
+  e = memcpy (malloc (bytes), e, bytes);
   e->seq = UINT64_MAX;
   e->csum = nc_csum (e, sizeof *e + (size_t) e->nkeys
                      * sizeof (struct nc_key));
+  jentry_frame (e, jstamp_seed (im.sb.uuid), m + off);  /* stamps too */
+  free (e);
   must_refuse ("journal-seq-max", m, true);
 }
 
@@ -762,7 +791,7 @@ test_prio_gen_rollback_journal (void **state)
   (void) state;
 
   image_load (&im, m);
-  e = (const void *) (m + newest_jentry (&im));
+  e = jentry_at (&im, newest_jentry (&im), JOURNAL_MAX_ENTRY_BLOCKS);
   for (k = 0; k < e->nkeys; k++)
     if (!(e->keys[k].flags & (NC_KEY_ZERO | NC_KEY_DELETE)) &&
         !leaf_uses_bucket (&im, e->keys[k].bucket))
@@ -877,6 +906,88 @@ test_dirty_key_foreign_export (void **state)
   h->keys[h->nkeys - 1].export_id = NC_MAX_EXPORTS;
   rechecksum_bset (m, off);
   must_refuse ("dirty-key-foreign-export", m, false);
+}
+
+/* The newest journal entry of the unclean image holds FLUSHed writes no
+ * leaf has.  One bit flipped, or one 512-byte sector zeroed, inside it:
+ * before entry stamps recovery dropped it as a torn commit and served the
+ * old data (WRONG); now it is refused.
+ */
+static void
+test_journal_newest_damaged (void **state)
+{
+  struct image im;
+  unsigned how;
+  (void) state;
+
+  for (how = 0; how < 2; how++) {
+    unsigned char *m = copy_of (W.unclean);
+    uint64_t off;
+    const struct nc_jentry *e;
+
+    image_load (&im, m);
+    off = newest_jentry (&im);
+    e = (const void *) (m + off);
+    assert_true (e->nblocks >= 1 && e->version == NC_JENTRY_VERSION);
+    if (how == 0)
+      m[off + 2 * NC_JSECTOR_BYTES + 40] ^= 0x08;
+    else
+      memset (m + off + NC_JSECTOR_BYTES, 0, NC_JSECTOR_BYTES);
+    must_refuse (how == 0 ? "journal-newest-bit" : "journal-newest-sector",
+                 m, true);
+  }
+}
+
+/* The unclean image as the version 1 writer would have left it: every
+ * valid journal entry in the plain layout, the rest of the ring zeros.
+ * It opens and reads right (the dirty journal replayed), and the entries
+ * written since are stamped.
+ */
+static void
+test_journal_plain_upgrade (void **state)
+{
+  static unsigned char payload[JOURNAL_MAX_ENTRY_BLOCKS * NC_BLOCK_BYTES];
+  struct image im;
+  unsigned char *m = copy_of (W.unclean);
+  unsigned char *ring;
+  uint64_t first, blocks, b, plain = 0;
+  const struct nc_jentry *e;
+  (void) state;
+
+  image_load (&im, m);
+  first = bucket_byte (&im, im.sb.journal_first);
+  blocks = (uint64_t) im.sb.journal_buckets * im.sb.bucket_blocks;
+  ring = calloc (blocks, NC_BLOCK_BYTES);
+  assert_non_null (ring);
+  for (b = 0; b < blocks; b++) {
+    e = jentry_at (&im, first + b * NC_BLOCK_BYTES, blocks - b);
+    if (e == NULL)
+      continue;
+    memset (payload, 0, sizeof payload);
+    memcpy (payload, e, jentry_payload_bytes (e->version, e->nblocks));
+    e = (const void *) payload;
+    ((struct nc_jentry *) payload)->version = NC_JENTRY_VERSION_PLAIN;
+    ((struct nc_jentry *) payload)->flags = 0;
+    ((struct nc_jentry *) payload)->csum =
+      nc_csum (e, sizeof *e + (size_t) e->nkeys * sizeof (struct nc_key));
+    /* A stamped entry's keys fit in a plain entry of its length. */
+    memcpy (ring + b * NC_BLOCK_BYTES, payload,
+            (size_t) e->nblocks * NC_BLOCK_BYTES);
+    b += e->nblocks - 1;
+    plain++;
+  }
+  assert_true (plain >= 2);
+  memcpy (m + first, ring, blocks * NC_BLOCK_BYTES);
+  free (ring);
+  expect_unclean ();
+  assert_int_equal (run_mutant ("journal-plain", m), CORRECT);
+
+  /* The device now: the newest entry is stamped. */
+  cdev_sim_peek (W.cd, 0, m, DEVICE_BYTES);
+  image_load (&im, m);
+  e = (const void *) (m + newest_jentry (&im));
+  assert_int_equal (e->version, NC_JENTRY_VERSION);
+  free (m);
 }
 
 /* A genuinely torn last bset: after the newest bset of a live leaf of the
@@ -1100,6 +1211,8 @@ main (void)
     cmocka_unit_test (test_bset_nkeys_short),
     cmocka_unit_test (test_old_bad_bset_refused),
     cmocka_unit_test (test_journal_seq_max),
+    cmocka_unit_test (test_journal_newest_damaged),
+    cmocka_unit_test (test_journal_plain_upgrade),
     cmocka_unit_test (test_prio_gen_rollback),
     cmocka_unit_test (test_prio_gen_rollback_journal),
     cmocka_unit_test (test_prio_copies_gen_backwards),

@@ -32,7 +32,9 @@
  * device took survives (cdev_sim_kill, and the store keeps what it was
  * not told to flush); on the others a simulated POWER LOSS of both
  * (cdev_sim_crash and test_store_crash; half the points tear unsynced
- * blocks and unflushed backing sectors, half lose them all).  A reopen
+ * blocks and unflushed backing sectors — half of those also tear inside
+ * cache blocks, by 512-byte sectors, cdev_sim_crash_sectors — half lose
+ * them all).  A reopen
  * of the same device (create = no) and the same backing bytes, and a
  * full read of the export checked against the model.  Then a few
  * writes, a flush and reads prove the reopened cache still works.

@@ -31,6 +31,7 @@
 #include "csum.h"
 #include "cdev.h"
 #include "journal.h"
+#include "journal-internal.h"
 #include "log.h"
 #include "testkit.h"
 #include "ondisk.h"
@@ -44,8 +45,7 @@ kpe_for (uint32_t ring_blocks)
   uint32_t b = ring_blocks / 8 < JOURNAL_MAX_ENTRY_BLOCKS
     ? ring_blocks / 8 : JOURNAL_MAX_ENTRY_BLOCKS;
 
-  return (b * NC_BLOCK_BYTES - sizeof (struct nc_jentry))
-    / sizeof (struct nc_key);
+  return keys_in_blocks (NC_JENTRY_VERSION, b);
 }
 uint64_t seed;
 
@@ -245,8 +245,8 @@ fake_committed (void *opaque, uint64_t durable_seq)
   pthread_mutex_unlock (&f->lock);
 }
 
-static void
-make_keys (struct fake *f, struct nc_key *keys, size_t n)
+void
+fake_make_keys (struct fake *f, struct nc_key *keys, size_t n)
 {
   size_t i;
 
@@ -262,8 +262,8 @@ make_keys (struct fake *f, struct nc_key *keys, size_t n)
   }
 }
 
-static void
-record (struct fake *f, const struct nc_key *k, uint64_t seq)
+void
+fake_record (struct fake *f, const struct nc_key *k, uint64_t seq)
 {
   if (f->nrecs == f->cap) {
     f->cap = f->cap ? f->cap * 2 : 1024;
@@ -288,10 +288,10 @@ fake_add (struct fake *f, size_t n)
 
   pthread_mutex_lock (&f->lock);
   for (i = 0; i < n; i++) {
-    make_keys (f, &k, 1);
+    fake_make_keys (f, &k, 1);
     seq = journal_add (f->j, &k, 1);
     assert_true (seq >= journal_open_seq (f->j));
-    record (f, &k, seq);
+    fake_record (f, &k, seq);
   }
   pthread_mutex_unlock (&f->lock);
   return seq;
@@ -310,12 +310,12 @@ fake_add_bulk (struct fake *f, size_t n, uint32_t kpe)
 
   assert_non_null (keys);
   pthread_mutex_lock (&f->lock);
-  make_keys (f, keys, n);
+  fake_make_keys (f, keys, n);
   open = journal_open_seq (f->j);
   seq = journal_add (f->j, keys, n);
   assert_int_equal (seq, open + (n - 1) / kpe);
   for (i = 0; i < n; i++)
-    record (f, &keys[i], open + i / kpe);
+    fake_record (f, &keys[i], open + i / kpe);
   pthread_mutex_unlock (&f->lock);
   free (keys);
   return seq;
@@ -477,14 +477,18 @@ env_init (struct env *e, uint32_t journal_buckets, unsigned delay_ms)
 }
 
 /* Power loss: the journal goes away without a commit, unsynced writes are
- * lost (or torn with tear_seed), then a new journal replays and runs.
+ * lost (or torn with tear_seed: inside blocks, by 512-byte sectors, when
+ * its bit 1 is set), then a new journal replays and runs.
  */
 void
 env_crash (struct env *e, uint64_t tear_seed)
 {
   journal_destroy (e->j);
   e->j = NULL;
-  cdev_sim_crash (e->sim, tear_seed);
+  if (tear_seed & 2)
+    cdev_sim_crash_sectors (e->sim, tear_seed);
+  else
+    cdev_sim_crash (e->sim, tear_seed);
   faulty_revive (e->fy);
   env_open_journal (e);
 }
@@ -506,8 +510,10 @@ bool
 find_entry (struct env *e, uint64_t seq, uint32_t *pos, uint32_t *nblocks)
 {
   static unsigned char buf[JOURNAL_MAX_ENTRY_BLOCKS * NC_BLOCK_BYTES];
+  static unsigned char payload[JOURNAL_MAX_ENTRY_BLOCKS * NC_BLOCK_BYTES];
   const struct nc_jentry *je = (const void *) buf;
-  uint32_t b;
+  const struct nc_jentry *pe = (const void *) payload;
+  uint32_t b, bad;
 
   for (b = 0; b < e->ring_blocks; b++) {
     cdev_sim_peek (e->sim, e->ring_offset + (uint64_t) b * NC_BLOCK_BYTES,
@@ -518,7 +524,9 @@ find_entry (struct env *e, uint64_t seq, uint32_t *pos, uint32_t *nblocks)
       continue;
     cdev_sim_peek (e->sim, e->ring_offset + (uint64_t) b * NC_BLOCK_BYTES,
                    buf, (size_t) je->nblocks * NC_BLOCK_BYTES);
-    if (je->csum != nc_csum (je, sizeof *je + (size_t) je->nkeys * 32))
+    if (!jentry_payload (buf, je->nblocks, jstamp_seed (e->sb.uuid),
+                         payload, &bad) ||
+        pe->csum != nc_csum (pe, sizeof *pe + (size_t) pe->nkeys * 32))
       continue;
     *pos = b;
     *nblocks = je->nblocks;
@@ -535,4 +543,18 @@ flip_byte (struct env *e, uint64_t offset)
   cdev_sim_peek (e->sim, offset, &c, 1);
   c ^= 0x5a;
   cdev_sim_poke (e->sim, offset, &c, 1);
+}
+
+/* Sector `sec` of the entry at ring block pos reads as it did in `old`
+ * (a snapshot of the whole ring): that sector of the write never reached
+ * the medium.
+ */
+void
+tear_sector (struct env *e, const unsigned char *old, uint32_t pos,
+             uint32_t sec)
+{
+  uint64_t off = (uint64_t) pos * NC_BLOCK_BYTES
+    + (uint64_t) sec * NC_JSECTOR_BYTES;
+
+  cdev_sim_poke (e->sim, e->ring_offset + off, old + off, NC_JSECTOR_BYTES);
 }

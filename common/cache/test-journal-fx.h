@@ -132,6 +132,8 @@ uint64_t now_ns (void);
 bool error_logged (const char *needle);
 bool faulty_dead (struct faulty *f);
 void faulty_fail_sync (struct faulty *f, uint64_t n);
+void fake_make_keys (struct fake *f, struct nc_key *keys, size_t n);
+void fake_record (struct fake *f, const struct nc_key *k, uint64_t seq);
 uint64_t fake_add (struct fake *f, size_t n);
 uint64_t fake_add_bulk (struct fake *f, size_t n, uint32_t kpe);
 int collect (void *opaque, const struct nc_key *k, uint64_t seq);
@@ -140,5 +142,7 @@ void env_crash (struct env *e, uint64_t tear_seed);
 void env_free (struct env *e);
 bool find_entry (struct env *e, uint64_t seq, uint32_t *pos, uint32_t *nblocks);
 void flip_byte (struct env *e, uint64_t offset);
+void tear_sector (struct env *e, const unsigned char *old, uint32_t pos,
+                  uint32_t sec);
 
 #endif /* NBDCACHE_TEST_JOURNAL_FX_H */
