@@ -134,6 +134,7 @@ struct journal {
    */
   uint64_t synced_through;
   bool presynced;               /* the current write skipped its pre-flush */
+  bool filled;                  /* the current write filled (and synced) */
 
   /* The commit thread's write buffer and plan arrays. */
   void *wbuf;

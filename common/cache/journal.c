@@ -695,6 +695,7 @@ write_plan (struct journal *j, const struct plan *pl)
     p += (size_t) c->nblocks * NC_BLOCK_BYTES;
   }
 
+  j->filled = pl->fill_blocks > 0;
   if ((r = write_fill (j, pl)) < 0)
     return r;
   j->presynced = last_planned <= j->synced_through;
@@ -783,6 +784,7 @@ apply_plan_locked (struct journal *j, const struct plan *pl)
   __atomic_store_n (&j->durable_seq, last, __ATOMIC_RELEASE);
   j->st.commits++;
   j->st.presynced += j->presynced;
+  j->st.fill_syncs += j->filled;
   j->st.entries += pl->count;
   j->st.keys += nkeys;
   if (j->failing) {

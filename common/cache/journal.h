@@ -105,6 +105,8 @@ struct journal_stats {
   uint64_t errors;
   uint64_t presynced;           /* writes needing no pre-flush (journal.c
                                    PIPELINE) */
+  uint64_t fill_syncs;          /* writes that filled ring blocks first,
+                                   with a sync of their own (FILL) */
   uint64_t waiting;             /* journal_wait callers waiting now */
   uint64_t durable_seq, last_seq;
   uint64_t ring_blocks, ring_used_blocks;

@@ -385,13 +385,15 @@ test_journal_pipelined_presync (void **state)
   assert_int_equal (st.commits, 2);
   assert_int_equal (st.presynced, 1);
   assert_int_equal (st.errors, 0);
-  assert_int_equal (cdev_sim_nr_syncs (e.sim) - syncs, 3);
+  /* Ring fill after a format syncs on its own (journal.c FILL): not ours. */
+  assert_int_equal (cdev_sim_nr_syncs (e.sim) - syncs - st.fill_syncs, 3);
 
   /* Without waiters, a commit pre-flushes again. */
-  syncs = cdev_sim_nr_syncs (e.sim);
+  syncs = cdev_sim_nr_syncs (e.sim) - st.fill_syncs;
   fake_add (&e.f, 2);
   assert_int_equal (journal_flush (e.j), 0);
-  assert_int_equal (cdev_sim_nr_syncs (e.sim) - syncs, 2);
+  journal_get_stats (e.j, &st);
+  assert_int_equal (cdev_sim_nr_syncs (e.sim) - st.fill_syncs - syncs, 2);
 
   env_crash (&e, seed | 1);
   assert_int_equal (e.f.nrecs, 3 + 1 + 2);
