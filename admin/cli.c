@@ -2,8 +2,9 @@
 /* cli.c — nbdcache, the cache device administration tool: the
  * command line, logging, and the format command.
  *
- * WHAT: `nbdcache format|show|check PATH [OPTIONS]`, `nbdcache stats|flush
- * (--socket PATH | -c CONFIG) ...`, --help, --version.
+ * WHAT: `nbdcache format|show|check PATH [OPTIONS]`, `nbdcache
+ * stats|flush|set|detach|attach (--socket PATH | -c CONFIG) ...`, --help,
+ * --version.
  * format writes a new, empty cache (nc_format) after refusing to destroy
  * an existing one without --force; show and check live in show.c and
  * check.c; stats and flush (stats.c, flush.c) talk to a running nbdcached
@@ -79,6 +80,9 @@ usage (FILE *fp)
   fprintf (fp,
 "Usage: nbdcache COMMAND PATH [OPTIONS]\n"
 "       nbdcache stats|flush (--socket PATH | -c CONFIG) [EXPORT]\n"
+"       nbdcache set (--socket PATH | -c CONFIG) EXPORT KEY=VALUE...\n"
+"       nbdcache detach (--socket PATH | -c CONFIG) EXPORT\n"
+"       nbdcache attach (--socket PATH | -c CONFIG) EXPORT [MODE]\n"
 "Administer an nbdcache cache device (an SSD, a partition or a file), or\n"
 "a running nbdcached through its control socket.\n"
 "\n"
@@ -102,6 +106,13 @@ usage (FILE *fp)
 "      --count N            with --watch: stop after N refreshes\n"
 "  flush EXPORT  write the export's dirty data back now, with progress;\n"
 "                exit 0 clean, 1 the server failed\n"
+"  set EXPORT KEY=VALUE...  change a running export (until a restart):\n"
+"                mode, sequential_cutoff, writeback_percent,\n"
+"                promote_min, flush_on_stop\n"
+"  detach EXPORT  write its dirty data back, then serve it without the\n"
+"                cache (refused if the write-back fails)\n"
+"  attach EXPORT [MODE]  give a detached export its cache back, cold, in\n"
+"                its configured mode or MODE\n"
 "      --socket PATH        nbdcached's control socket\n"
 "      -c, --config CONFIG  its config file (control_socket in [server];\n"
 "                           default " CONTROL_DEFAULT_CONFIG ")\n"
@@ -365,12 +376,18 @@ main (int argc, char **argv)
     return cmd_stats (argc, argv);
   if (strcmp (cmd, "flush") == 0)
     return cmd_flush (argc, argv);
+  if (strcmp (cmd, "set") == 0)
+    return cmd_set (argc, argv);
+  if (strcmp (cmd, "detach") == 0)
+    return cmd_detach (argc, argv);
+  if (strcmp (cmd, "attach") == 0)
+    return cmd_attach (argc, argv);
   if (strcmp (cmd, "help") == 0) {
     usage (stdout);
     return EXIT_OK;
   }
   fprintf (stderr, "nbdcache: unknown command '%s' (expected format, show, "
-           "check, stats or flush)\n", cmd);
+           "check, stats, flush, set, detach or attach)\n", cmd);
   usage (stderr);
   return EXIT_TROUBLE;
 }

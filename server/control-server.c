@@ -22,6 +22,9 @@
  *                              struct ncache_device_stats by its C name},
  *                             …]}
  *   "stats NAME"   the same with only that export and its cache (if any).
+ *                  "mode" is the mode the export serves in now (a live
+ *                  change, "none" when detached), "configured_mode" the
+ *                  config's, "detached" true after a detach.
  *   "flush NAME"   writes back every dirty block of the export (the
  *                  engine's drain): a JSON line
  *                  {"event":"progress","remaining_bytes":R,"total_bytes":T}
@@ -30,10 +33,14 @@
  *                  {"event":"done","result":"error","error":"<strerror>"}.
  *                  Read-only exports: done ok at once; mode none: done ok
  *                  after a backing flush.
+ *   "set KEY=VALUE[ KEY=VALUE…] -- NAME", "detach NAME",
+ *   "attach[ mode=MODE] -- NAME"
+ *                  change the running export: control-live.c has their
+ *                  answers.
  * Errors are one JSON line {"error":"…"}: "no export 'NAME'", "unknown
  * command", "command too long".  NAME is the
  * rest of the line after the first space ("" = the default export); a
- * trailing "\r" is ignored.  Admin tool: `nbdcache stats|flush`.
+ * trailing "\r" is ignored.  Admin tool: `nbdcache stats|flush|set|detach|attach`.
  * WHY: admins need to see the cache (hits, dirty data, writeback, GC) and
  * to empty it of dirty data before maintenance, without stopping the
  * server; a Unix socket with file permissions needs no new auth scheme.
@@ -160,13 +167,17 @@ static struct json_object *
 export_json (const struct export *exp)
 {
   struct json_object *o = json_object_new_object ();
+  struct ncache_export_params p;
   struct ncache_stats st;
 
   if (o == NULL)
     return NULL;
   ncache_get_stats (exp->nc, &st);
   add_str (o, "name", exp->name);
-  add_str (o, "mode", ncache_mode_name (exp->cfg->mode));
+  ncache_export_get_params (exp->nc, &p);
+  add_str (o, "mode", ncache_mode_name (p.mode));
+  add_str (o, "configured_mode", ncache_mode_name (exp->cfg->mode));
+  json_object_object_add (o, "detached", json_object_new_boolean (p.detached));
   json_object_object_add (o, "readonly",
                           json_object_new_boolean (exp->caps.readonly));
   add_str (o, "cache", exp->cfg->cache);
@@ -420,12 +431,40 @@ do_flush (struct control_conn *cc, struct export *exp)
   send_json (cc->fd, o);        /* the client may be gone: nothing to do */
 }
 
+/* "set", "detach", "attach" (control-live.c): 0, or -ENOENT if cmd is
+ * none of them.
+ */
+static int
+do_live (struct control_conn *cc, const char *cmd, size_t cmdlen, char *arg)
+{
+  struct export *exp;
+  const char *name;
+  char *pairs;
+
+  if (!(cmdlen == 3 && memcmp (cmd, "set", 3) == 0) &&
+      !(cmdlen == 6 && memcmp (cmd, "detach", 6) == 0) &&
+      !(cmdlen == 6 && memcmp (cmd, "attach", 6) == 0))
+    return -ENOENT;
+  control_live_split (arg, &pairs, &name);
+  if ((exp = export_find (cc->ctl->srv, name, strlen (name))) == NULL)
+    send_error (cc->fd, "no export '%s'", name);
+  else if (cmd[0] == 's')
+    send_json (cc->fd, control_live_set (exp, pairs));
+  else if (cmd[0] == 'a')
+    send_json (cc->fd, control_live_attach (exp, pairs));
+  else if (is_stopping (cc->ctl))
+    send_error (cc->fd, "the server is stopping");
+  else
+    send_json (cc->fd, control_live_detach (exp, flush_progress, cc));
+  return 0;
+}
+
 static void
 serve (struct control_conn *cc)
 {
   struct server *srv = cc->ctl->srv;
   char line[CONTROL_MAX_LINE_BYTES + 2];
-  const char *arg = NULL;
+  char *arg = NULL;
   struct export *exp = NULL;
   bool is_stats, is_flush;
   size_t cmdlen;
@@ -446,6 +485,8 @@ serve (struct control_conn *cc)
   is_stats = cmdlen == 5 && memcmp (line, "stats", 5) == 0;
   is_flush = cmdlen == 5 && memcmp (line, "flush", 5) == 0;
   log_debug ("control: command '%s'", line);
+  if (!is_stats && !is_flush && do_live (cc, line, cmdlen, arg) == 0)
+    return;
   if (!is_stats && !is_flush) {
     send_error (cc->fd, "unknown command");
     return;
