@@ -89,6 +89,8 @@ while kill -0 $ipid 2> /dev/null; do
   ctlcmd detach disk
   stats_has '"detached":true'
   stats_has '"mode":"none"'
+  ctlcmd stats disk | grep -q "detached from cache 'ssd'" ||
+    fail "nbdcache stats does not say detached"
   ctlcmd attach disk
   stats_has '"mode":"writeback"'
   ctlcmd set disk mode=none
