@@ -105,8 +105,10 @@ add_state (struct json_object *o, struct export *exp)
 }
 
 struct json_object *
-control_live_set (struct export *exp, char *pairs)
+control_live_set (struct export *exp, char *pairs, ncache_progress_fn cancel,
+                  void *opaque)
 {
+  enum ncache_mode mode;
   struct json_object *applied = json_object_new_array (), *o;
   char msg[512], *save = NULL, *tok;
   int r;
@@ -126,7 +128,15 @@ control_live_set (struct export *exp, char *pairs)
     }
     *eq = '\0';
     log_info ("control: set %s=%s on export '%s'", tok, eq + 1, exp->name);
-    r = ncache_export_set (exp->nc, tok, eq + 1, msg, sizeof msg);
+    /* mode=none is a detach: cancelled at shutdown or by a hang-up. */
+    if (strcmp (tok, "mode") == 0 &&
+        ncache_mode_from_string (eq + 1, &mode) == 0 &&
+        mode == NCACHE_MODE_NONE && exp->cfg->cache != NULL) {
+      msg[0] = '\0';
+      r = ncache_export_detach (exp->nc, cancel, opaque, msg, sizeof msg);
+    }
+    else
+      r = ncache_export_set (exp->nc, tok, eq + 1, msg, sizeof msg);
     *eq = '=';
     if (r < 0) {
       if (msg[0] == '\0')

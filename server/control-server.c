@@ -378,21 +378,34 @@ is_stopping (struct control *ctl)
   return s;
 }
 
+/* A long engine call's progress function that only cancels: at
+ * shutdown, or when the client hung up (non-zero then).
+ */
+static int
+cancel_check (void *opaque, uint64_t remaining_bytes, uint64_t total_bytes)
+{
+  struct control_conn *cc = opaque;
+  struct pollfd pfd = { .fd = cc->fd, .events = POLLRDHUP };
+
+  (void) remaining_bytes;
+  (void) total_bytes;
+  if (is_stopping (cc->ctl))
+    return 1;
+  /* A client that hung up is gone even if a send would still fit in the
+   * socket buffer.
+   */
+  return poll (&pfd, 1, 0) == 1 &&
+    (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) ? 1 : 0;
+}
+
 static int
 flush_progress (void *opaque, uint64_t remaining_bytes, uint64_t total_bytes)
 {
   struct control_conn *cc = opaque;
   struct json_object *o;
-  struct pollfd pfd = { .fd = cc->fd, .events = POLLRDHUP };
   int r;
 
-  if (is_stopping (cc->ctl))
-    return 1;
-  /* A client that hung up is gone even if the send below still fits in
-   * the socket buffer.
-   */
-  if (poll (&pfd, 1, 0) == 1 &&
-      (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+  if (cancel_check (opaque, remaining_bytes, total_bytes))
     return 1;
   if ((o = json_object_new_object ()) == NULL)
     return 0;                   /* a missed progress line is harmless */
@@ -449,7 +462,7 @@ do_live (struct control_conn *cc, const char *cmd, size_t cmdlen, char *arg)
   if ((exp = export_find (cc->ctl->srv, name, strlen (name))) == NULL)
     send_error (cc->fd, "no export '%s'", name);
   else if (cmd[0] == 's')
-    send_json (cc->fd, control_live_set (exp, pairs));
+    send_json (cc->fd, control_live_set (exp, pairs, cancel_check, cc));
   else if (cmd[0] == 'a')
     send_json (cc->fd, control_live_attach (exp, pairs));
   else if (is_stopping (cc->ctl))

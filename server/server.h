@@ -385,7 +385,12 @@ void control_server_close (struct server *srv);
  * there are none; arg NULL: no pairs, the default export.
  */
 void control_live_split (char *arg, char **pairs, const char **name);
-struct json_object *control_live_set (struct export *exp, char *pairs);
+/* cancel: as ncache_drain's progress function, for mode=none (a detach,
+ * without progress lines: it only says whether to give up).
+ */
+struct json_object *control_live_set (struct export *exp, char *pairs,
+                                      ncache_progress_fn cancel,
+                                      void *opaque);
 /* Progress as ncache_drain's, then the "done" event. */
 struct json_object *control_live_detach (struct export *exp,
                                          ncache_progress_fn fn,
