@@ -74,8 +74,11 @@
  *
  * LOCK ORDER: btree lock -> journal lock -> bucket lock; device->lock
  * (export table, superblock writes) is taken only at export open/close
- * and never with the others.  Data I/O (cdev pread/pwrite of user data,
- * backing I/O) happens with no lock held.
+ * and by a live mode change (live.c), and never with the others.  Data
+ * I/O (cdev pread/pwrite of user data, backing I/O) happens with no lock
+ * held.  An export's live.lock (set / detach / attach) comes before
+ * everything: it is held across a drain, a gate wait and the superblock
+ * write, and no request ever takes it.
  *
  * THE PROMISE (doc/design.md): data is written to the cache device before its
  * key is inserted; a key is journaled when inserted; FUA and FLUSH wait

@@ -313,7 +313,8 @@ int ncache_export_attach (struct ncache_export *nc, enum ncache_mode mode,
  *   promotions + (bypasses - write_bypasses) <= misses
  *   write_bypasses <= writes + zeroes;  0 in writearound
  *   sequential_bypasses <= bypasses
- *   hits == misses == promotions == bypasses == 0   (mode none)
+ *   hits == misses == promotions == bypasses == 0   (mode none; a
+ *   detached export keeps what it counted while attached)
  */
 struct ncache_stats {
   uint64_t reads, writes, flushes, trims, zeroes, caches, extents;
