@@ -40,6 +40,9 @@ int cmd_check (int argc, char **argv);
 int cmd_stats (int argc, char **argv);
 int cmd_flush (int argc, char **argv);
 int cmd_reload (int argc, char **argv);
+int cmd_detach (int argc, char **argv);     /* flush.c */
+int cmd_set (int argc, char **argv);        /* live.c */
+int cmd_attach (int argc, char **argv);     /* live.c */
 
 /* The progress line the log sink erases before a message (NULL: none). */
 void admin_set_progress (struct progress *p);

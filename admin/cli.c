@@ -3,7 +3,8 @@
  * command line, logging, and the format command.
  *
  * WHAT: `nbdcache format|show|check PATH [OPTIONS]`, `nbdcache
- * stats|flush|reload (--socket PATH | -c CONFIG) ...`, --help, --version.
+ * stats|flush|reload|set|detach|attach (--socket PATH | -c CONFIG) ...`,
+ * --help, --version.
  * format writes a new, empty cache (nc_format) after refusing to destroy
  * an existing one without --force; show and check live in show.c and
  * check.c; stats, flush and reload (stats.c, flush.c, reload-client.c)
@@ -80,6 +81,9 @@ usage (FILE *fp)
 "Usage: nbdcache COMMAND PATH [OPTIONS]\n"
 "       nbdcache stats|flush (--socket PATH | -c CONFIG) [EXPORT]\n"
 "       nbdcache reload (--socket PATH | -c CONFIG)\n"
+"       nbdcache set (--socket PATH | -c CONFIG) EXPORT KEY=VALUE...\n"
+"       nbdcache detach (--socket PATH | -c CONFIG) EXPORT\n"
+"       nbdcache attach (--socket PATH | -c CONFIG) EXPORT [MODE]\n"
 "Administer an nbdcache cache device (an SSD, a partition or a file), or\n"
 "a running nbdcached through its control socket.\n"
 "\n"
@@ -106,6 +110,13 @@ usage (FILE *fp)
 "  reload        make nbdcached re-read its config file (as SIGHUP) and\n"
 "                print what changed; exit 1 if it refused (the old\n"
 "                configuration keeps running) or a part failed\n"
+"  set EXPORT KEY=VALUE...  change a running export (until a restart):\n"
+"                mode, sequential_cutoff, writeback_percent,\n"
+"                promote_min, flush_on_stop\n"
+"  detach EXPORT  write its dirty data back, then serve it without the\n"
+"                cache (refused if the write-back fails)\n"
+"  attach EXPORT [MODE]  give a detached export its cache back, cold, in\n"
+"                its configured mode or MODE\n"
 "      --socket PATH        nbdcached's control socket\n"
 "      -c, --config CONFIG  its config file (control_socket in [server];\n"
 "                           default " CONTROL_DEFAULT_CONFIG ")\n"
@@ -371,12 +382,18 @@ main (int argc, char **argv)
     return cmd_flush (argc, argv);
   if (strcmp (cmd, "reload") == 0)
     return cmd_reload (argc, argv);
+  if (strcmp (cmd, "set") == 0)
+    return cmd_set (argc, argv);
+  if (strcmp (cmd, "detach") == 0)
+    return cmd_detach (argc, argv);
+  if (strcmp (cmd, "attach") == 0)
+    return cmd_attach (argc, argv);
   if (strcmp (cmd, "help") == 0) {
     usage (stdout);
     return EXIT_OK;
   }
   fprintf (stderr, "nbdcache: unknown command '%s' (expected format, show, "
-           "check, stats, flush or reload)\n", cmd);
+           "check, stats, flush, reload, set, detach or attach)\n", cmd);
   usage (stderr);
   return EXIT_TROUBLE;
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* flush.c — nbdcache flush: write an export's dirty data back, now.
+/* flush.c — nbdcache flush: write an export's dirty data back, now (and
+ * nbdcache detach, which does that first).
  *
  * WHAT: `nbdcache flush (--socket PATH | -c CONFIG) EXPORT` sends
  * "flush EXPORT" to nbdcached's control socket, which drains the export
@@ -9,7 +10,9 @@
  *   {"event":"done","result":"ok"}
  *   {"event":"done","result":"error","error":"..."}
  * and closes.  On a terminal, a progress bar with the rate and an ETA is
- * drawn on stderr; a final line says how it ended.
+ * drawn on stderr; a final line says how it ended.  `nbdcache detach`
+ * sends "detach EXPORT" and reads the same answer: the engine writes the
+ * dirty data back, then takes the cache away (ncache_export_detach).
  * WHY: before detaching a cache device, backing up the backing store, or
  * maintenance, an admin needs the backing store complete and a clear
  * "done" (or a clear failure), without stopping the server.
@@ -55,9 +58,10 @@ static const struct option flush_options[] = {
 };
 
 #define FLUSH_USAGE \
-  "Usage: nbdcache flush (--socket PATH | -c CONFIG) EXPORT\n"
+  "Usage: nbdcache %s (--socket PATH | -c CONFIG) EXPORT\n"
 
 struct flush_state {
+  const char *verb;             /* "flush" or "detach" */
   const char *export;
   struct progress progress;
   char label[128];
@@ -182,8 +186,8 @@ on_line (struct flush_state *st, const char *sock, const char *line)
   if (!json_object_object_get_ex (o, "event", &ev)) {
     if (json_object_object_get_ex (o, "error", NULL)) {
       progress_end (&st->progress);
-      fprintf (stderr, "nbdcache flush: export '%s': nbdcached: %s\n",
-               st->export,
+      fprintf (stderr, "nbdcache %s: export '%s': nbdcached: %s\n",
+               st->verb, st->export,
                str_field (o, "error", "(no message)", buf, sizeof buf));
       status = EXIT_DAMAGED;
     }
@@ -213,13 +217,17 @@ on_line (struct flush_state *st, const char *sock, const char *line)
     result = str_field (o, "result", "", res, sizeof res);
     if (strcmp (result, "ok") == 0) {
       fmt_bytes (st->total, was, sizeof was);
-      printf ("export '%s': clean (%s dirty at the start, flushed in %s)\n",
-              st->export, st->started ? was : "nothing", took);
+      printf ("export '%s': %s (%s dirty at the start, flushed in %s)\n",
+              st->export, strcmp (st->verb, "detach") == 0
+              ? "detached from its cache, clean" : "clean",
+              st->started ? was : "nothing", took);
       status = EXIT_OK;
     }
     else if (strcmp (result, "error") == 0) {
-      fprintf (stderr, "nbdcache flush: export '%s': not clean after %s: "
-               "%s\n", st->export, took,
+      fprintf (stderr, "nbdcache %s: export '%s': %s after %s: "
+               "%s\n", st->verb, st->export,
+               strcmp (st->verb, "detach") == 0 ? "not detached"
+               : "not clean", took,
                str_field (o, "error", "(no message)", buf, sizeof buf));
       status = EXIT_DAMAGED;
     }
@@ -237,8 +245,9 @@ on_line (struct flush_state *st, const char *sock, const char *line)
   return status;
 }
 
-int
-cmd_flush (int argc, char **argv)
+/* flush and detach: the same answer, another verb. */
+static int
+run (int argc, char **argv, const char *verb)
 {
   const char *sock = NULL, *config = NULL;
   struct flush_state st = { 0 };
@@ -251,32 +260,37 @@ cmd_flush (int argc, char **argv)
     case OPT_SOCKET: sock = optarg; break;
     case 'c': config = optarg; break;
     case 'v': log_set_level (LOG_LEVEL_DEBUG); break;
-    case 'h': printf (FLUSH_USAGE); return EXIT_OK;
+    case 'h': printf (FLUSH_USAGE, verb); return EXIT_OK;
     default:
-      fprintf (stderr, FLUSH_USAGE);
+      fprintf (stderr, FLUSH_USAGE, verb);
       return EXIT_TROUBLE;
     }
   }
   if (optind + 1 != argc) {
-    fprintf (stderr, "nbdcache flush: %s\n" FLUSH_USAGE,
+    fprintf (stderr, "nbdcache %s: %s\n" FLUSH_USAGE, verb,
              optind == argc ? "which export? (EXPORT is missing)"
-             : "too many arguments (one EXPORT)");
+             : "too many arguments (one EXPORT)", verb);
     return EXIT_TROUBLE;
   }
   if (sock != NULL && config != NULL) {
-    fprintf (stderr, "nbdcache flush: give --socket or -c, not both\n"
-             FLUSH_USAGE);
+    fprintf (stderr, "nbdcache %s: give --socket or -c, not both\n"
+             FLUSH_USAGE, verb, verb);
     return EXIT_TROUBLE;
   }
+  st.verb = verb;
   st.export = argv[optind];
   if (*st.export == '\0' || !control_name_ok (st.export)) {
-    fprintf (stderr, "nbdcache flush: '%s' is not an export name\n",
+    fprintf (stderr, "nbdcache %s: '%s' is not an export name\n", verb,
              st.export);
     return EXIT_TROUBLE;
   }
-  snprintf (st.label, sizeof st.label, "flushing %.100s", st.export);
+  snprintf (st.label, sizeof st.label, "%s %.100s",
+            strcmp (verb, "detach") == 0 ? "detaching" : "flushing",
+            st.export);
 
-  if (asprintf (&request, "flush %s\n", st.export) < 0) {
+  /* "detach -- NAME": a name may hold " -- " (control-live.c). */
+  if (asprintf (&request, "%s %s%s\n", verb,
+                strcmp (verb, "detach") == 0 ? "-- " : "", st.export) < 0) {
     log_error ("out of memory");
     return EXIT_TROUBLE;
   }
@@ -296,8 +310,8 @@ cmd_flush (int argc, char **argv)
   if (r == 0) {
     progress_end (&st.progress);
     log_error ("control socket %s: the server closed the connection before "
-               "the flush of '%s' finished; it may not be clean",
-               control_path (ctl), st.export);
+               "the %s of '%s' finished; it may not be clean",
+               control_path (ctl), verb, st.export);
   }
 
  out:
@@ -308,4 +322,16 @@ cmd_flush (int argc, char **argv)
   control_client_close (ctl);
   free (request);
   return status;
+}
+
+int
+cmd_flush (int argc, char **argv)
+{
+  return run (argc, argv, "flush");
+}
+
+int
+cmd_detach (int argc, char **argv)
+{
+  return run (argc, argv, "detach");
 }

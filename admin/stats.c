@@ -190,17 +190,20 @@ print_export (struct json_object *e)
 {
   char name[256], mode[64], cache[256], a[32], b[32], c[32], d[32], f[32],
     g[32], h[32];
-  struct json_object *ro, *bo;
+  struct json_object *ro, *bo, *det;
   const char *m, *cn;
   uint64_t hits, misses;
+  bool detached;
 
   if (stats_str (e, "name", name, sizeof name) == NULL)
     snprintf (name, sizeof name, "?");
   m = stats_str (e, "mode", mode, sizeof mode);
   cn = stats_str (e, "cache", cache, sizeof cache);
+  detached = json_object_object_get_ex (e, "detached", &det) &&
+    json_object_get_boolean (det);
   printf ("export '%s': %s", name, m != NULL ? m : "?");
   if (cn != NULL)
-    printf (" on cache '%s'", cn);
+    printf (detached ? " (detached from cache '%s')" : " on cache '%s'", cn);
   printf (", %s%s\n", size_of (e, "size_bytes", a),
           json_object_object_get_ex (e, "readonly", &ro) &&
           json_object_get_boolean (ro) ? ", read-only" : "");

@@ -26,6 +26,9 @@
  *                  "report":"<one line per change>\n…"}, or
  *                  {"error":"<the reasons, FILE:LINE for a bad config>"}
  *                  with the old configuration still serving.
+ *                  "mode" is the mode the export serves in now (a live
+ *                  change, "none" when detached), "configured_mode" the
+ *                  config's, "detached" true after a detach.
  *   "flush NAME"   writes back every dirty block of the export (the
  *                  engine's drain): a JSON line
  *                  {"event":"progress","remaining_bytes":R,"total_bytes":T}
@@ -34,10 +37,14 @@
  *                  {"event":"done","result":"error","error":"<strerror>"}.
  *                  Read-only exports: done ok at once; mode none: done ok
  *                  after a backing flush.
+ *   "set KEY=VALUE[ KEY=VALUE…] -- NAME", "detach NAME",
+ *   "attach[ mode=MODE] -- NAME"
+ *                  change the running export: control-live.c has their
+ *                  answers.
  * Errors are one JSON line {"error":"…"}: "no export 'NAME'", "unknown
  * command", "command too long".  NAME is the
  * rest of the line after the first space ("" = the default export); a
- * trailing "\r" is ignored.  Admin tool: `nbdcache stats|flush`.
+ * trailing "\r" is ignored.  Admin tool: `nbdcache stats|flush|set|detach|attach`.
  * WHY: admins need to see the cache (hits, dirty data, writeback, GC) and
  * to empty it of dirty data before maintenance, without stopping the
  * server; a Unix socket with file permissions needs no new auth scheme.
@@ -167,13 +174,17 @@ static struct json_object *
 export_json (const struct export *exp)
 {
   struct json_object *o = json_object_new_object ();
+  struct ncache_export_params p;
   struct ncache_stats st;
 
   if (o == NULL)
     return NULL;
   ncache_get_stats (exp->nc, &st);
   add_str (o, "name", exp->name);
-  add_str (o, "mode", ncache_mode_name (exp->open_cfg->mode));
+  ncache_export_get_params (exp->nc, &p);
+  add_str (o, "mode", ncache_mode_name (p.mode));
+  add_str (o, "configured_mode", ncache_mode_name (exp->open_cfg->mode));
+  json_object_object_add (o, "detached", json_object_new_boolean (p.detached));
   json_object_object_add (o, "readonly",
                           json_object_new_boolean (exp->caps.readonly));
   add_str (o, "cache", exp->open_cfg->cache);
@@ -391,21 +402,34 @@ is_stopping (struct control *ctl)
   return s;
 }
 
+/* A long engine call's progress function that only cancels: at
+ * shutdown, or when the client hung up (non-zero then).
+ */
+static int
+cancel_check (void *opaque, uint64_t remaining_bytes, uint64_t total_bytes)
+{
+  struct control_conn *cc = opaque;
+  struct pollfd pfd = { .fd = cc->fd, .events = POLLRDHUP };
+
+  (void) remaining_bytes;
+  (void) total_bytes;
+  if (is_stopping (cc->ctl))
+    return 1;
+  /* A client that hung up is gone even if a send would still fit in the
+   * socket buffer.
+   */
+  return poll (&pfd, 1, 0) == 1 &&
+    (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) ? 1 : 0;
+}
+
 static int
 flush_progress (void *opaque, uint64_t remaining_bytes, uint64_t total_bytes)
 {
   struct control_conn *cc = opaque;
   struct json_object *o;
-  struct pollfd pfd = { .fd = cc->fd, .events = POLLRDHUP };
   int r;
 
-  if (is_stopping (cc->ctl))
-    return 1;
-  /* A client that hung up is gone even if the send below still fits in
-   * the socket buffer.
-   */
-  if (poll (&pfd, 1, 0) == 1 &&
-      (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+  if (cancel_check (opaque, remaining_bytes, total_bytes))
     return 1;
   if ((o = json_object_new_object ()) == NULL)
     return 0;                   /* a missed progress line is harmless */
@@ -510,6 +534,45 @@ do_reload (struct control_conn *cc)
   free (report);
 }
 
+/* "set", "detach", "attach" (control-live.c): 0, or -ENOENT if cmd is
+ * none of them.
+ */
+static int
+do_live (struct control_conn *cc, const char *cmd, size_t cmdlen, char *arg)
+{
+  struct server *srv = cc->ctl->srv;
+  struct export *exp;
+  const char *name;
+  char *pairs;
+
+  if (!(cmdlen == 3 && memcmp (cmd, "set", 3) == 0) &&
+      !(cmdlen == 6 && memcmp (cmd, "detach", 6) == 0) &&
+      !(cmdlen == 6 && memcmp (cmd, "attach", 6) == 0))
+    return -ENOENT;
+  control_live_split (arg, &pairs, &name);
+  /* Found under table_lock and held by a reference, as a flush is: a
+   * reload never waits for a detach's write-back.
+   */
+  pthread_rwlock_rdlock (&srv->table_lock);
+  if ((exp = export_find (srv, name, strlen (name))) != NULL)
+    __atomic_add_fetch (&exp->refs, 1, __ATOMIC_ACQ_REL);
+  pthread_rwlock_unlock (&srv->table_lock);
+  if (exp == NULL) {
+    send_error (cc->fd, "no export '%s'", name);
+    return 0;
+  }
+  if (cmd[0] == 's')
+    send_json (cc->fd, control_live_set (exp, pairs, cancel_check, cc));
+  else if (cmd[0] == 'a')
+    send_json (cc->fd, control_live_attach (exp, pairs));
+  else if (is_stopping (cc->ctl))
+    send_error (cc->fd, "the server is stopping");
+  else
+    send_json (cc->fd, control_live_detach (exp, flush_progress, cc));
+  export_unref (srv, exp);
+  return 0;
+}
+
 /* One command; the export table is read under table_lock (a reload may
  * change it), and a flush holds a reference to its export instead, so a
  * reload never waits for a flush.
@@ -520,6 +583,8 @@ serve (struct control_conn *cc)
   struct server *srv = cc->ctl->srv;
   char line[CONTROL_MAX_LINE_BYTES + 2];
   struct json_object *reply = NULL;
+  char *arg = NULL;
+  size_t cmdlen;
   struct export *exp = NULL;
   int r;
 
@@ -536,6 +601,11 @@ serve (struct control_conn *cc)
     do_reload (cc);
     return;
   }
+  cmdlen = strcspn (line, " ");
+  if (line[cmdlen] == ' ')
+    arg = line + cmdlen + 1;
+  if (do_live (cc, line, cmdlen, arg) == 0)
+    return;
   pthread_rwlock_rdlock (&srv->table_lock);
   serve_table (cc, line, &reply, &exp);
   if (exp != NULL)

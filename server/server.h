@@ -412,6 +412,25 @@ void control_server_stop (struct server *srv);
 /* After the loop: control_server_stop, wait for every control thread, free. */
 void control_server_close (struct server *srv);
 
+/* ---- control-live.c: the control socket's set, detach, attach ----
+ * Each builds the answer (NULL on ENOMEM); control-server.c sends it.
+ */
+/* Split "KEY=VALUE … -- NAME" (or "NAME") in place: *pairs NULL when
+ * there are none; arg NULL: no pairs, the default export.
+ */
+void control_live_split (char *arg, char **pairs, const char **name);
+/* cancel: as ncache_drain's progress function, for mode=none (a detach,
+ * without progress lines: it only says whether to give up).
+ */
+struct json_object *control_live_set (struct export *exp, char *pairs,
+                                      ncache_progress_fn cancel,
+                                      void *opaque);
+/* Progress as ncache_drain's, then the "done" event. */
+struct json_object *control_live_detach (struct export *exp,
+                                         ncache_progress_fn fn,
+                                         void *opaque);
+struct json_object *control_live_attach (struct export *exp, char *pairs);
+
 /* ---- metrics.c: GET /metrics over HTTP ([server] metrics_listen) ----
  * The stats in the Prometheus text format; everything on the loop
  * thread, non-blocking; see metrics.c for the limits.

@@ -106,7 +106,7 @@ request_backing_sync_flush (struct ncache_export *nc)
   int r;
 
   /* Writeback's own batches keep their data dirty and retry. */
-  if (nc->mode == NCACHE_MODE_WRITEBACK)
+  if (live_mode (nc) == NCACHE_MODE_WRITEBACK)
     return request_backing_sync (nc);
   seen = __atomic_load_n (&nc->backing_fails_told, __ATOMIC_ACQUIRE);
   r = request_backing_sync_since (nc, seen);

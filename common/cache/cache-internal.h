@@ -43,6 +43,8 @@
  *   seqcut.c        per export: sequential streams bypass the cache
  *   trimq.c         per export: merged, batched backing trims
  *   mode.c          cache mode names
+ *   live.c          per export: settings changed while it serves (set,
+ *                   detach, attach) and the request gate they wait on
  *   cache.c         the public API (cache.h): checks, stats, dispatch
  *
  * A CACHE DEVICE (struct ncache_device) owns: the cdev, the superblock, the
@@ -72,8 +74,11 @@
  *
  * LOCK ORDER: btree lock -> journal lock -> bucket lock; device->lock
  * (export table, superblock writes) is taken only at export open/close
- * and never with the others.  Data I/O (cdev pread/pwrite of user data,
- * backing I/O) happens with no lock held.
+ * and by a live mode change (live.c), and never with the others.  Data
+ * I/O (cdev pread/pwrite of user data, backing I/O) happens with no lock
+ * held.  An export's live.lock (set / detach / attach) comes before
+ * everything: it is held across a drain, a gate wait and the superblock
+ * write, and no request ever takes it.
  *
  * THE PROMISE (doc/design.md): data is written to the cache device before its
  * key is inserted; a key is journaled when inserted; FUA and FLUSH wait
@@ -150,9 +155,32 @@ struct range_lock {
   struct range_lock_entry *active;
 };
 
+/* live.c — the request gate: a request counts itself in the slot of the
+ * gate's generation when it starts and reads the mode after; a change
+ * stores the new mode, bumps the generation and waits for the old slot
+ * to empty.  Then every request still running started under the new
+ * mode.
+ */
+struct live {
+  pthread_mutex_t lock;         /* serialises set / detach / attach */
+  /* ---- under lock ---- */
+  enum ncache_mode attach_mode; /* detached: the mode attach restores */
+  /* ---- atomic ---- */
+  bool detaching;               /* reads promote nothing (detach runs) */
+  unsigned gen;                 /* the gate's generation */
+  uint64_t inflight[2];         /* requests per generation parity */
+  unsigned waiting;             /* a change waits for a slot to empty */
+  pthread_mutex_t gate_lock;    /* with gate_cond: the waiter sleeps */
+  pthread_cond_t gate_cond;
+};
+
 /* An export (cache.h's struct ncache_export). */
 struct ncache_export {
   char *name;                   /* export name for logs; never NULL */
+  /* The mode new requests run under (live.c): read once per request, at
+   * its start, inside the request gate; NONE with a device = detached.
+   * Atomic.
+   */
   enum ncache_mode mode;
   struct backing *backing;      /* owned */
   struct ncache_caps caps;
@@ -164,6 +192,7 @@ struct ncache_export {
   struct seqcut *seq;           /* cached modes; NULL when cutoff is 0 */
   struct trimq *tq;             /* cached modes */
   struct missflight *mf;        /* cached modes: misses in flight */
+  struct live live;             /* live settings, the request gate */
 
   /* Set by any successful write, trim or zero; tells close whether the
    * backing store needs a last flush.  Atomic.
@@ -227,13 +256,14 @@ int piece_walk (struct ncache_export *nc, uint64_t offset, uint64_t count,
  */
 int request_pread (struct ncache_export *nc, void *buf, size_t count,
                    uint64_t offset);
-int request_pwrite (struct ncache_export *nc, const void *buf, size_t count,
+int request_pwrite (struct ncache_export *nc, enum ncache_mode mode,
+                    const void *buf, size_t count,
                     uint64_t offset, uint32_t flags);
 int request_flush (struct ncache_export *nc);
 int request_trim (struct ncache_export *nc, uint64_t count, uint64_t offset,
                   uint32_t flags);
-int request_zero (struct ncache_export *nc, uint64_t count, uint64_t offset,
-                  uint32_t flags);
+int request_zero (struct ncache_export *nc, enum ncache_mode mode,
+                  uint64_t count, uint64_t offset, uint32_t flags);
 int request_cache (struct ncache_export *nc, uint64_t count, uint64_t offset);
 int request_extents (struct ncache_export *nc, uint64_t count, uint64_t offset,
                      bool req_one, ncache_extent_fn fn, void *opaque);
@@ -323,5 +353,36 @@ int device_bind_export (struct ncache_device *dev, const char *name,
                         uint64_t size_bytes, enum ncache_mode mode,
                         bool allow_shrink, uint16_t *id);
 void device_unbind_export (struct ncache_device *dev, uint16_t id);
+/* Record mode in export id's table entry (superblock written before
+ * this returns; the old entry kept if the write fails).  0 or -errno
+ * (logged).
+ */
+int device_set_export_mode (struct ncache_device *dev, const char *name,
+                            uint16_t id, enum ncache_mode mode);
+/* Drop every key of export id in blocks [from, to), durably (journal
+ * flushed).  Dirty keys are dropped too: the caller made sure there are
+ * none it needs.  0 or -errno (logged with `why`).
+ */
+int device_drop_keys (struct ncache_device *dev, const char *name,
+                      const char *why, uint16_t id, uint64_t from,
+                      uint64_t to);
+
+/* ---- live.c: the request gate ---- */
+struct live_ticket {
+  unsigned slot;
+  bool counted;                 /* false: an export without a device */
+};
+/* Every request of an export with a device passes the gate: the mode it
+ * runs under, read once.  Pair with live_end.
+ */
+enum ncache_mode live_begin (struct ncache_export *nc,
+                             struct live_ticket *t);
+void live_end (struct ncache_export *nc, const struct live_ticket *t);
+/* Reads promote nothing while a detach runs. */
+bool live_detaching (struct ncache_export *nc);
+/* The mode now (atomic). */
+enum ncache_mode live_mode (struct ncache_export *nc);
+void live_init (struct ncache_export *nc);
+void live_destroy (struct ncache_export *nc);
 
 #endif /* NBDCACHE_CACHE_INTERNAL_H */

@@ -3,13 +3,17 @@
  *
  * WHAT: the export handle behind cache.h: open and close, capabilities,
  * every request (range and flag checks, FUA, extents clipped to the
- * request) and statistics.  In mode none every request goes straight to
- * the backing store through its door (export-io.c); with a cache device
- * the checked request goes to request.c.
+ * request) and statistics.  In mode none (no cache device, or detached)
+ * every request goes straight to the backing store through its door
+ * (export-io.c); in a cached mode the checked request goes to request.c.
+ * Each request reads its mode once, when it starts, through the request
+ * gate (live.c): a live change of mode applies to the requests after it.
  * WHY: front ends (nbdcached, the nbdkit plugin) see one API whatever the
  * mode; checks happen once, here, before any mode's path runs.
  * INVARIANTS:
- * - nc->caps is computed once at open and never changes.
+ * - nc->caps is computed once at open and never changes (a live mode
+ *   change keeps can_fast_zero: a FAST_ZERO that is not fast then fails
+ *   with ENOTSUP, which the NBD spec allows at any time).
  * - Every request is checked against [0, size_bytes) and its allowed flags
  *   before the backing store sees it: the backing never gets a range
  *   outside the store or a flag it does not define.
@@ -111,8 +115,8 @@ open_background (struct ncache_export *nc)
 {
   int r;
 
-  if (nc->tuning.sequential_cutoff_bytes > 0 &&
-      (r = seqcut_create (nc->tuning.sequential_cutoff_bytes,
+  /* Made even when off: the cutoff can be set live. */
+  if ((r = seqcut_create (nc->tuning.sequential_cutoff_bytes,
                           &nc->seq)) < 0) {
     log_error ("export '%s': sequential cutoff: %s", nc->name, strerror (-r));
     return r;
@@ -193,6 +197,7 @@ ncache_open (const struct ncache_config *cfg, struct backing *backing,
     }
   }
   range_lock_init (&nc->rl);
+  live_init (nc);
   if (nc->dev != NULL)
     request_attach (nc);
 
@@ -219,6 +224,7 @@ ncache_open (const struct ncache_config *cfg, struct backing *backing,
     close_background (nc);
     request_detach (nc);
     device_unbind_export (nc->dev, nc->export_id);
+    live_destroy (nc);
     range_lock_destroy (&nc->rl);
     free (nc->name);
     goto err_free;
@@ -246,7 +252,8 @@ ncache_close (struct ncache_export *nc)
   if (nc == NULL)
     return;
   if (nc->dev != NULL) {
-    if (nc->tuning.flush_on_stop && !nc->caps.readonly) {
+    if (__atomic_load_n (&nc->tuning.flush_on_stop, __ATOMIC_RELAXED) &&
+        !nc->caps.readonly) {
       log_info ("export '%s': flush_on_stop: writing back dirty data",
                 nc->name);
       r = writeback_drain (nc->wb, NULL, NULL);
@@ -275,6 +282,7 @@ ncache_close (struct ncache_export *nc)
       log_error ("export '%s': final flush of the backing store failed: %s",
                  nc->name, strerror (-r));
   }
+  live_destroy (nc);
   range_lock_destroy (&nc->rl);
   backing_close (nc->backing);
   free (nc->name);
@@ -334,19 +342,22 @@ ncache_pread (struct ncache_export *nc, void *buf, size_t count,
               uint64_t offset,
               uint32_t flags)
 {
+  struct live_ticket t;
+  enum ncache_mode mode;
   int r;
 
   if ((r = check_flags (nc, "read", flags, 0)) < 0 ||
       (r = check_range (nc, "read", count, offset, -EINVAL)) < 0)
     return failed (nc, r);
-  if (count > 0) {
-    r = nc->dev ? request_pread (nc, buf, count, offset)
+  mode = live_begin (nc, &t);
+  if (count > 0)
+    r = mode != NCACHE_MODE_NONE ? request_pread (nc, buf, count, offset)
       : export_io_read (nc, buf, offset, offset + count);
-    if (r < 0)
-      return failed (nc, r);
-  }
-  else if (nc->dev)
+  else if (mode != NCACHE_MODE_NONE)
     STAT_ADD (nc, nr_hits, 1);  /* a read of nothing misses nothing */
+  live_end (nc, &t);
+  if (r < 0)
+    return failed (nc, r);
   STAT_ADD (nc, nr_reads, 1);
   STAT_ADD (nc, bytes_read, count);
   return 0;
@@ -356,25 +367,24 @@ int
 ncache_pwrite (struct ncache_export *nc, const void *buf, size_t count,
                uint64_t offset, uint32_t flags)
 {
+  struct live_ticket t;
+  enum ncache_mode mode;
   int r;
 
   if ((r = check_flags (nc, "write", flags, NCACHE_FUA)) < 0 ||
       (r = check_writable (nc, "write")) < 0 ||
       (r = check_range (nc, "write", count, offset, -ENOSPC)) < 0)
     return failed (nc, r);
-  if (nc->dev) {
-    if ((r = request_pwrite (nc, buf, count, offset, flags)) < 0)
-      return failed (nc, r);
-  }
-  else if (count > 0) {
+  mode = live_begin (nc, &t);
+  if (mode != NCACHE_MODE_NONE)
+    r = request_pwrite (nc, mode, buf, count, offset, flags);
+  else if (count > 0)
     r = export_io_write (nc, buf, offset, offset + count, flags);
-    if (r < 0)
-      return failed (nc, r);
-  }
-  else if (flags & NCACHE_FUA) {
-    if ((r = export_io_flush (nc)) < 0)
-      return failed (nc, r);
-  }
+  else if (flags & NCACHE_FUA)
+    r = export_io_flush (nc);
+  live_end (nc, &t);
+  if (r < 0)
+    return failed (nc, r);
   mark_written (nc);
   STAT_ADD (nc, nr_writes, 1);
   STAT_ADD (nc, bytes_written, count);
@@ -384,10 +394,18 @@ ncache_pwrite (struct ncache_export *nc, const void *buf, size_t count,
 int
 ncache_flush (struct ncache_export *nc, uint32_t flags)
 {
+  struct live_ticket t;
   int r;
 
-  if ((r = check_flags (nc, "flush", flags, 0)) < 0 ||
-      (r = nc->dev ? request_flush (nc) : export_io_flush (nc)) < 0)
+  if ((r = check_flags (nc, "flush", flags, 0)) < 0)
+    return failed (nc, r);
+  /* Detached: the backing store and its queued trims, with the cached
+   * modes' error reporting (export_io_flush_client).
+   */
+  r = live_begin (nc, &t) != NCACHE_MODE_NONE ? request_flush (nc)
+    : nc->dev ? export_io_flush_client (nc) : export_io_flush (nc);
+  live_end (nc, &t);
+  if (r < 0)
     return failed (nc, r);
   STAT_ADD (nc, nr_flushes, 1);
   return 0;
@@ -397,25 +415,22 @@ int
 ncache_trim (struct ncache_export *nc, uint64_t count, uint64_t offset,
              uint32_t flags)
 {
+  struct live_ticket t;
   int r;
 
   if ((r = check_flags (nc, "trim", flags, NCACHE_FUA)) < 0 ||
       (r = check_writable (nc, "trim")) < 0 ||
       (r = check_range (nc, "trim", count, offset, -EINVAL)) < 0)
     return failed (nc, r);
-  if (nc->dev) {
-    if ((r = request_trim (nc, count, offset, flags)) < 0)
-      return failed (nc, r);
-  }
-  else if (count > 0) {
+  if (live_begin (nc, &t) != NCACHE_MODE_NONE)
+    r = request_trim (nc, count, offset, flags);
+  else if (count > 0)
     r = export_io_trim (nc, offset, offset + count, flags);
-    if (r < 0)
-      return failed (nc, r);
-  }
-  else if (flags & NCACHE_FUA) {
-    if ((r = export_io_flush (nc)) < 0)
-      return failed (nc, r);
-  }
+  else if (flags & NCACHE_FUA)
+    r = export_io_flush (nc);
+  live_end (nc, &t);
+  if (r < 0)
+    return failed (nc, r);
   mark_written (nc);
   STAT_ADD (nc, nr_trims, 1);
   return 0;
@@ -426,6 +441,8 @@ ncache_zero (struct ncache_export *nc, uint64_t count, uint64_t offset,
              uint32_t flags)
 {
   const uint32_t allowed = NCACHE_FUA | NCACHE_MAY_TRIM | NCACHE_FAST_ZERO;
+  struct live_ticket t;
+  enum ncache_mode mode;
   int r;
 
   if ((r = check_flags (nc, "zero", flags, allowed)) < 0 ||
@@ -435,19 +452,18 @@ ncache_zero (struct ncache_export *nc, uint64_t count, uint64_t offset,
   /* A backing store that never zeroes fast fails FAST_ZERO at once. */
   if ((flags & NCACHE_FAST_ZERO) && !nc->caps.can_fast_zero)
     return failed (nc, -ENOTSUP);
-  if (nc->dev) {
-    if ((r = request_zero (nc, count, offset, flags)) < 0)
-      return failed (nc, r);
-  }
-  else if (count > 0) {
+  mode = live_begin (nc, &t);
+  if (mode != NCACHE_MODE_NONE)
+    r = request_zero (nc, mode, count, offset, flags);
+  else if ((flags & NCACHE_FAST_ZERO) && !nc->backing->can_fast_zero)
+    r = -ENOTSUP;               /* detached from a writeback cache */
+  else if (count > 0)
     r = export_io_zero (nc, offset, offset + count, flags);
-    if (r < 0)
-      return failed (nc, r);
-  }
-  else if (flags & NCACHE_FUA) {
-    if ((r = export_io_flush (nc)) < 0)
-      return failed (nc, r);
-  }
+  else if (flags & NCACHE_FUA)
+    r = export_io_flush (nc);
+  live_end (nc, &t);
+  if (r < 0)
+    return failed (nc, r);
   mark_written (nc);
   STAT_ADD (nc, nr_zeroes, 1);
   return 0;
@@ -457,14 +473,18 @@ int
 ncache_cache (struct ncache_export *nc, uint64_t count, uint64_t offset,
               uint32_t flags)
 {
+  struct live_ticket t;
   int r;
 
   if ((r = check_flags (nc, "cache", flags, 0)) < 0 ||
       (r = check_range (nc, "cache", count, offset, -EINVAL)) < 0)
     return failed (nc, r);
-  if (nc->dev && (r = request_cache (nc, count, offset)) < 0)
-    return failed (nc, r);
   /* Mode none: nothing to prefetch into. */
+  if (live_begin (nc, &t) != NCACHE_MODE_NONE)
+    r = request_cache (nc, count, offset);
+  live_end (nc, &t);
+  if (r < 0)
+    return failed (nc, r);
   STAT_ADD (nc, nr_caches, 1);
   return 0;
 }
@@ -521,18 +541,23 @@ ncache_extents (struct ncache_export *nc, uint64_t count, uint64_t offset,
     .nc = nc, .next = offset, .end = offset + count,
     .req_one = (flags & NCACHE_REQ_ONE) != 0, .fn = fn, .opaque = opaque,
   };
+  struct live_ticket t;
+  bool cached;
   int r;
 
   if ((r = check_flags (nc, "extents", flags, NCACHE_REQ_ONE)) < 0 ||
       (r = check_range (nc, "extents", count, offset, -EINVAL)) < 0)
     return failed (nc, r);
-  if (nc->dev && count > 0) {
+  cached = live_begin (nc, &t) != NCACHE_MODE_NONE;
+  if (cached && count > 0) {
     r = request_extents (nc, count, offset, s.req_one, fn, opaque);
+    live_end (nc, &t);
     if (r < 0)
       return failed (nc, r);
   }
   else if (count > 0) {
     r = export_io_extents (nc, offset, offset + count, extents_clip, &s);
+    live_end (nc, &t);
     if (s.err < 0)
       return failed (nc, s.err);
     if (r < 0)
@@ -543,6 +568,8 @@ ncache_extents (struct ncache_export *nc, uint64_t count, uint64_t offset,
       return failed (nc, -EIO);
     }
   }
+  else
+    live_end (nc, &t);
   STAT_ADD (nc, nr_extents, 1);
   return 0;
 }
@@ -551,6 +578,7 @@ int
 ncache_state_extents (struct ncache_export *nc, uint64_t count, uint64_t offset,
                       uint32_t flags, ncache_extent_fn fn, void *opaque)
 {
+  struct live_ticket t;
   int r;
 
   if ((r = check_flags (nc, "state extents", flags, NCACHE_REQ_ONE)) < 0 ||
@@ -558,11 +586,12 @@ ncache_state_extents (struct ncache_export *nc, uint64_t count, uint64_t offset,
     return failed (nc, r);
   if (count == 0)
     return 0;
-  if (nc->dev)
+  if (live_begin (nc, &t) != NCACHE_MODE_NONE)
     r = request_state_extents (nc, count, offset,
                                (flags & NCACHE_REQ_ONE) != 0, fn, opaque);
   else
-    r = fn (opaque, offset, count, 0);  /* nothing is ever cached */
+    r = fn (opaque, offset, count, 0);  /* nothing is cached */
+  live_end (nc, &t);
   if (r < 0)
     return failed (nc, r);
   STAT_ADD (nc, nr_extents, 1);

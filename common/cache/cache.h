@@ -219,6 +219,68 @@ typedef int (*ncache_progress_fn) (void *opaque, uint64_t remaining_bytes,
 int ncache_drain (struct ncache_export *nc, ncache_progress_fn fn,
                   void *opaque);
 
+/* ---- live settings: changed while the export serves ----
+ *
+ * Like bcache's sysfs cache_mode: the admin (nbdcache set / detach /
+ * attach over nbdcached's control socket) and a config reload change a
+ * running export through this one door.  A change applies to the
+ * requests that start after the call returns; a request in flight
+ * finishes under the setting it started with (each request reads the
+ * mode once, when it starts).  The cache device's export table records
+ * the mode (nbdcache show); the config file is never rewritten, so a
+ * restart serves the config's mode again.
+ *
+ * DETACH (mode none on an export with a cache device): new writes go
+ * around the cache and nothing is promoted; every dirty block is written
+ * back and the backing store flushed (as ncache_drain); then every key of
+ * the export is dropped, durably, and requests go straight to the
+ * backing store.  If the write-back fails (the backing store is down) the
+ * export stays attached in its mode, with its dirty data: nothing
+ * acknowledged is lost.  ATTACH puts a detached export back in a cached
+ * mode, cold (a later attach never serves data from before the detach).
+ */
+struct ncache_export_params {
+  enum ncache_mode mode;        /* new requests' mode; NONE when detached */
+  bool detached;                /* a cache device, but mode none now */
+  enum ncache_mode attach_mode; /* detached: the mode attach restores */
+  unsigned writeback_percent;
+  uint64_t sequential_cutoff_bytes;
+  uint64_t promote_min_bytes;
+  bool flush_on_stop;
+};
+void ncache_export_get_params (struct ncache_export *nc,
+                               struct ncache_export_params *p);
+
+/* The keys ncache_export_set takes, as the config file spells them. */
+#define NCACHE_LIVE_KEYS \
+  "mode, sequential_cutoff, writeback_percent, promote_min, flush_on_stop"
+
+/* Set one setting by its config key and value, as in [export NAME] of
+ * nbdcached.conf(5) (sizes with K/M/G suffixes, booleans yes/no).
+ * mode = none detaches (no progress), a cached mode on a detached export
+ * attaches in it.  msg (may be NULL) gets a one-line reason on error,
+ * meant for the admin.  0, or:
+ *   -ENOENT   not a key of an export
+ *   -ENOTSUP  a key that cannot change while the export serves (restart)
+ *   -EINVAL   a bad value, or a cache key on an export without a cache
+ *   -EIO …    from the detach (the export stays attached)
+ */
+int ncache_export_set (struct ncache_export *nc, const char *key,
+                       const char *value, char *msg, size_t msg_size);
+/* Detach (above).  fn as ncache_drain's (may be NULL).  0 (also when
+ * already detached), or -errno with msg set: -EINVAL no cache device,
+ * -EIO a backing write or flush failed, -ECANCELED fn asked, -EROFS a
+ * read-only export holding dirty data.
+ */
+int ncache_export_detach (struct ncache_export *nc, ncache_progress_fn fn,
+                          void *opaque, char *msg, size_t msg_size);
+/* Attach a detached export in mode (NONE: the mode it had when it was
+ * detached).  0, or -errno with msg set: -EINVAL no cache device or not a
+ * cached mode, -EALREADY not detached, -EIO the cache device failed.
+ */
+int ncache_export_attach (struct ncache_export *nc, enum ncache_mode mode,
+                          char *msg, size_t msg_size);
+
 /* ---- statistics ----
  *
  * STATISTICS — every counter counts REQUESTS (not blocks or bytes; the
@@ -251,7 +313,8 @@ int ncache_drain (struct ncache_export *nc, ncache_progress_fn fn,
  *   promotions + (bypasses - write_bypasses) <= misses
  *   write_bypasses <= writes + zeroes;  0 in writearound
  *   sequential_bypasses <= bypasses
- *   hits == misses == promotions == bypasses == 0   (mode none)
+ *   hits == misses == promotions == bypasses == 0   (mode none; a
+ *   detached export keeps what it counted while attached)
  */
 struct ncache_stats {
   uint64_t reads, writes, flushes, trims, zeroes, caches, extents;

@@ -405,13 +405,12 @@ check_grown_tail (struct ncache_device *dev, const char *name,
   return 0;
 }
 
-/* Drop every key of export id in blocks [from, to) and make that durable
- * (--allow-shrink).  Called without dev->lock (the btree takes its own).
- * 0 or -errno (logged).
+/* (cache-internal.h) --allow-shrink, and a detach.  Called without
+ * dev->lock (the btree takes its own).
  */
-static int
-drop_keys_past (struct ncache_device *dev, const char *name, uint16_t id,
-                uint64_t from, uint64_t to)
+int
+device_drop_keys (struct ncache_device *dev, const char *name,
+                  const char *why, uint16_t id, uint64_t from, uint64_t to)
 {
   const uint64_t max_blocks = UINT64_C (1) << 30;
   int r = 0;
@@ -431,8 +430,8 @@ drop_keys_past (struct ncache_device *dev, const char *name, uint16_t id,
   if (r == 0)
     r = journal_flush (dev->journal);
   if (r < 0)
-    log_error ("export '%s': dropping the cached data past the new end "
-               "failed: %s", name, strerror (-r));
+    log_error ("export '%s': dropping %s failed: %s", name, why,
+               strerror (-r));
   return r;
 }
 
@@ -461,8 +460,8 @@ shrink_locked (struct ncache_device *dev, const char *name, const char *uri,
   dev->export_open[id] = true;
   pthread_mutex_unlock (&dev->lock);
   dirty0 = bucket_export_dirty_blocks (dev->bs, id);
-  r = drop_keys_past (dev, name, id, size_bytes / NC_BLOCK_BYTES,
-                      old_blocks);
+  r = device_drop_keys (dev, name, "the cached data past the new end", id,
+                        size_bytes / NC_BLOCK_BYTES, old_blocks);
   dirty1 = bucket_export_dirty_blocks (dev->bs, id);
   pthread_mutex_lock (&dev->lock);
   dev->export_open[id] = false;
@@ -575,4 +574,32 @@ device_unbind_export (struct ncache_device *dev, uint16_t id)
     __atomic_fetch_sub (&dev->nr_open_exports, 1, __ATOMIC_RELAXED);
   }
   pthread_mutex_unlock (&dev->lock);
+}
+
+int
+device_set_export_mode (struct ncache_device *dev, const char *name,
+                        uint16_t id, enum ncache_mode mode)
+{
+  struct nc_sb_export *e = NULL, saved;
+  uint32_t i;
+  int r = 0;
+
+  pthread_mutex_lock (&dev->lock);
+  for (i = 0; i < NC_MAX_EXPORTS; i++)
+    if (dev->sb.exports[i].id == id)
+      e = &dev->sb.exports[i];
+  if (e == NULL || e->mode == (uint8_t) mode)
+    goto out;
+  saved = *e;
+  e->mode = (uint8_t) mode;
+  if ((r = super_write (dev->cd, &dev->sb)) < 0) {
+    log_error ("export '%s': cannot record mode %s in the superblock of "
+               "cache '%s': %s", name, ncache_mode_name (mode), dev->name,
+               strerror (-r));
+    *e = saved;
+    super_set_csum (&dev->sb);
+  }
+ out:
+  pthread_mutex_unlock (&dev->lock);
+  return r;
 }

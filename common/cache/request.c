@@ -8,10 +8,13 @@
  *
  * THE MODE TABLE — every command on every path, FUA included, with the
  * order of the steps.  The path is decided once per request (write_path):
- * the export's mode, except that a WRITE of a stream past the sequential
- * cutoff (seqcut.c) goes as writearound ("bypass"), and a READ of one is
- * not promoted.  Then one write path (write_blocks) runs it.  Mode none
- * never gets here: cache.c sends each request straight through the
+ * the mode the request read when it started (cache.c, through live.c's
+ * gate: a live change applies to later requests only), except that a
+ * WRITE of a stream past the sequential cutoff (seqcut.c) goes as
+ * writearound ("bypass"), and a READ of one is not promoted; a READ or
+ * CACHE while a detach runs promotes nothing (live.c).  Then one write
+ * path (write_blocks) runs it.  Mode none (no cache device, or
+ * detached) never gets here: cache.c sends each request straight through the
  * backing store's door (export-io.c), FUA as the backing's FUA.
  *
  * | cmd        | writeback           | writethrough        | writearound,   |
@@ -437,7 +440,8 @@ widen_miss (struct ncache_export *nc, uint64_t *ps, uint64_t *pe)
 {
   struct ncache_device *dev = nc->dev;
   struct btree_piece pieces[WIDEN_LOOKUP_PIECES];
-  uint64_t m = nc->tuning.promote_min_bytes / BLK;
+  uint64_t m = __atomic_load_n (&nc->tuning.promote_min_bytes,
+                               __ATOMIC_RELAXED) / BLK;
   uint64_t end = div_round_up (nc->caps.size_bytes, BLK);
   uint64_t ws, we;
   int n, i;
@@ -581,7 +585,7 @@ request_pread (struct ncache_export *nc, void *buf, size_t count,
   int r;
 
   writeback_note_io (nc->wb);
-  r = read_range (nc, buf, count, offset, !seq, &t);
+  r = read_range (nc, buf, count, offset, !seq && !live_detaching (nc), &t);
   if (r == 0)
     count_read (nc, &t, seq);
   return r;
@@ -596,6 +600,8 @@ request_cache (struct ncache_export *nc, uint64_t count, uint64_t offset)
 
   if (count == 0)
     return 0;
+  if (live_detaching (nc))
+    return 0;                   /* nothing goes into the cache now */
   buf = cdev_alloc_buffer (chunk);
   if (buf == NULL)
     return -ENOMEM;
@@ -844,14 +850,14 @@ write_blocks (struct ncache_export *nc, const struct block_write *w,
  * still above its dirty limit after it (writeback.h, BACKPRESSURE).
  */
 static enum write_path
-write_path (struct ncache_export *nc, bool seqcut, uint64_t offset,
-            uint64_t count,
+write_path (struct ncache_export *nc, enum ncache_mode mode, bool seqcut,
+            uint64_t offset, uint64_t count,
             bool *seq, bool *over_limit)
 {
   enum write_path path;
 
   writeback_note_io (nc->wb);
-  switch (nc->mode) {
+  switch (mode) {
   case NCACHE_MODE_WRITEBACK:
     path = PATH_WRITEBACK;
     break;
@@ -860,7 +866,7 @@ write_path (struct ncache_export *nc, bool seqcut, uint64_t offset,
     break;
   case NCACHE_MODE_WRITEAROUND:
   default:
-    assert (nc->mode == NCACHE_MODE_WRITEAROUND); /* none: no request.c */
+    assert (mode == NCACHE_MODE_WRITEAROUND); /* none: no request.c */
     path = PATH_WRITEAROUND;
     break;
   }
@@ -915,8 +921,8 @@ count_write (struct ncache_export *nc, bool seq, bool nospc)
 }
 
 int
-request_pwrite (struct ncache_export *nc, const void *buf, size_t count,
-                uint64_t offset, uint32_t flags)
+request_pwrite (struct ncache_export *nc, enum ncache_mode mode,
+                const void *buf, size_t count, uint64_t offset, uint32_t flags)
 {
   struct range_lock_entry rle;
   bool fua = (flags & NCACHE_FUA) != 0;
@@ -926,7 +932,7 @@ request_pwrite (struct ncache_export *nc, const void *buf, size_t count,
 
   if (count == 0)
     return fua ? request_flush (nc) : 0;
-  path = write_path (nc, true, offset, count, &seq, &nospc);
+  path = write_path (nc, mode, true, offset, count, &seq, &nospc);
   range_lock_take (&nc->rl, &rle, offset / BLK,
                    div_round_up (offset + count, BLK));
   r = write_bytes (nc, buf, count, offset, path, fua, &nospc);
@@ -1001,8 +1007,8 @@ request_trim (struct ncache_export *nc, uint64_t count, uint64_t offset,
 }
 
 int
-request_zero (struct ncache_export *nc, uint64_t count, uint64_t offset,
-              uint32_t flags)
+request_zero (struct ncache_export *nc, enum ncache_mode mode, uint64_t count,
+              uint64_t offset, uint32_t flags)
 {
   struct range_lock_entry rle;
   bool fua = (flags & NCACHE_FUA) != 0;
@@ -1020,7 +1026,7 @@ request_zero (struct ncache_export *nc, uint64_t count, uint64_t offset,
   mid.b0 = div_round_up (offset, BLK);
   mid.b1 = end == nc->caps.size_bytes ? div_round_up (end, BLK) : end / BLK;
 
-  if (nc->mode != NCACHE_MODE_WRITEBACK && (flags & NCACHE_FAST_ZERO)) {
+  if (mode != NCACHE_MODE_WRITEBACK && (flags & NCACHE_FAST_ZERO)) {
     /* Only fast if the backing store zeroes fast and no edge block needs
      * data written.
      */
@@ -1028,7 +1034,7 @@ request_zero (struct ncache_export *nc, uint64_t count, uint64_t offset,
         (mid.b1 * BLK != end && end != nc->caps.size_bytes))
       return -ENOTSUP;
   }
-  path = write_path (nc, false, offset, count, &seq, &nospc);
+  path = write_path (nc, mode, false, offset, count, &seq, &nospc);
 
   range_lock_take (&nc->rl, &rle, offset / BLK, div_round_up (end, BLK));
   /* Edges first: partial blocks are written as data (zeros patched in). */

@@ -58,7 +58,7 @@ struct seqcut_stream {
 
 struct seqcut {
   pthread_mutex_t lock;
-  uint64_t cutoff_bytes;        /* 0: disabled, nothing tracked */
+  uint64_t cutoff_bytes;        /* 0: disabled, nothing tracked; atomic */
   int16_t lru_head, lru_tail;   /* most / least recently used */
   int16_t hash[HASH_SIZE];      /* first stream of each bucket, or NONE */
   struct seqcut_stream stream[SEQCUT_STREAMS];
@@ -192,10 +192,11 @@ seqcut_check_at (struct seqcut *s, uint64_t offset, uint64_t count,
 {
   struct seqcut_stream *st;
   uint64_t end = add_saturating (offset, count);
+  uint64_t cutoff = __atomic_load_n (&s->cutoff_bytes, __ATOMIC_RELAXED);
   bool bypass;
   int16_t i;
 
-  if (s->cutoff_bytes == 0 || count == 0)
+  if (cutoff == 0 || count == 0)
     return false;
 
   pthread_mutex_lock (&s->lock);
@@ -215,9 +216,15 @@ seqcut_check_at (struct seqcut *s, uint64_t offset, uint64_t count,
   st->last_ms = now_ms;
   hash_insert_locked (s, i);
   lru_touch_locked (s, i);
-  bypass = st->length_bytes >= s->cutoff_bytes;
+  bypass = st->length_bytes >= cutoff;
   pthread_mutex_unlock (&s->lock);
   return bypass;
+}
+
+void
+seqcut_set_cutoff (struct seqcut *s, uint64_t cutoff_bytes)
+{
+  __atomic_store_n (&s->cutoff_bytes, cutoff_bytes, __ATOMIC_RELAXED);
 }
 
 bool

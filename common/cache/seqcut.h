@@ -37,6 +37,10 @@ struct seqcut;
 /* cutoff_bytes 0: never bypass (seqcut_check is false, nothing tracked). */
 int seqcut_create (uint64_t cutoff_bytes, struct seqcut **out);
 void seqcut_destroy (struct seqcut *s);     /* NULL: no-op */
+/* Change the cutoff (0: off) for the checks that start after this
+ * (a live change; the streams tracked so far are kept).
+ */
+void seqcut_set_cutoff (struct seqcut *s, uint64_t cutoff_bytes);
 
 /* Account a request of count bytes at offset; true if its stream has now
  * passed the cutoff (this request bypasses the cache).  now_ms is a

@@ -106,7 +106,7 @@ struct writeback {
   bool has_thread;
   pthread_t thread;
   unsigned update_ms;
-  unsigned percent;
+  unsigned percent;             /* atomic: changed live */
   uint64_t last_io_ms;          /* atomic */
   writeback_test_hook_fn hook;  /* tests; set before any I/O */
   void *hook_opaque;
@@ -178,7 +178,8 @@ target_bytes (struct writeback *wb)
   unsigned nr = __atomic_load_n (&dev->nr_open_exports, __ATOMIC_RELAXED);
   uint64_t cap = bucket_data_capacity_blocks (dev->bs) * BLK;
 
-  return cap / 100 * wb->percent / MAX (1u, nr);
+  return cap / 100 * __atomic_load_n (&wb->percent, __ATOMIC_RELAXED)
+    / MAX (1u, nr);
 }
 
 static bool
@@ -730,7 +731,8 @@ full_speed_locked (struct writeback *wb, const struct sample *s)
   uint64_t last_io = __atomic_load_n (&wb->last_io_ms, __ATOMIC_RELAXED);
 
   /* (A write noted after the sample is not idle either.) */
-  return wb->percent == 0 || wb->draining > 0 || s->above_limit ||
+  return __atomic_load_n (&wb->percent, __ATOMIC_RELAXED) == 0 ||
+    wb->draining > 0 || s->above_limit ||
     (last_io <= s->now && s->now - last_io >= WRITEBACK_IDLE_MS);
 }
 
@@ -814,6 +816,13 @@ writeback_thread (void *arg)
 }
 
 /* ---- the API ---- */
+
+void
+writeback_set_percent (struct writeback *wb, unsigned percent)
+{
+  __atomic_store_n (&wb->percent, MIN (percent, 100u), __ATOMIC_RELAXED);
+  writeback_kick (wb);
+}
 
 int
 writeback_start (struct ncache_export *nc,

@@ -100,6 +100,10 @@ bool writeback_throttle (struct writeback *wb);
  */
 int writeback_drain (struct writeback *wb, ncache_progress_fn fn,
                      void *opaque);
+/* Change writeback_percent live (0 .. 100; the thread picks it up at its
+ * next batch or rate update).
+ */
+void writeback_set_percent (struct writeback *wb, unsigned percent);
 void writeback_get_stats (struct writeback *wb, struct writeback_stats *st);
 
 /* Tests only (additive, writeback.c): fn runs in every batch after the
