@@ -21,6 +21,10 @@
  * - A DIRTY key whose export id is not in the table is corruption when
  *   the device is to serve (its data could never be written back); a
  *   read-only visitor sees it and decides.
+ * - The first walk (read-only: the only one) ends with the cross-checks
+ *   of crosscheck.h, before anything is replayed or written, read-write
+ *   and read-only alike: a violation refuses the device and fails
+ *   nbdcache check.
  * THREADS AND LOCKS: one thread; the journal thread starts in step 4
  * (read-write) and calls back through the struct assembly.
  * FAILURE: 0 or -errno; the modules log what failed (bucket, entry,
@@ -41,6 +45,7 @@
 #include "btree.h"
 #include "bucket.h"
 #include "cdev.h"
+#include "crosscheck.h"
 #include "journal.h"
 #include "log.h"
 #include "super.h"
@@ -149,8 +154,11 @@ static int
 collect_key (void *opaque, const struct nc_key *k, uint64_t seq)
 {
   struct assembly *a = opaque;
+  int r;
   (void) seq;
 
+  if ((r = crosscheck_journal_key (a->cx, k)) < 0)
+    return r;
   if (a->jkeys_len == a->jkeys_cap) {
     size_t cap = a->jkeys_cap ? a->jkeys_cap * 2 : 1024;
     struct nc_key *keys = realloc (a->jkeys, cap * sizeof *keys);
@@ -191,7 +199,10 @@ static int
 visit_journal_key (void *opaque, const struct nc_key *k, uint64_t seq)
 {
   struct assembly *a = opaque;
+  int r;
 
+  if ((r = crosscheck_journal_key (a->cx, k)) < 0)
+    return r;
   a->journal_keys++;
   return a->opts.journal_key != NULL
     ? a->opts.journal_key (a->opts.opaque, k, seq,
@@ -211,6 +222,9 @@ assemble_journal (struct assembly *a, const struct assemble_options *o)
   }
   a->journal_keys = 0;
   a->jkeys_len = 0;
+  crosscheck_destroy (a->cx);
+  if ((r = crosscheck_create (a->sb, a->name, a->cd->path, &a->cx)) < 0)
+    return r;
   return journal_replay (*a->journal,
                          o->readonly ? visit_journal_key : collect_key, a,
                          &a->root, &a->root_level);
@@ -261,12 +275,16 @@ mark_key (void *opaque, const struct nc_key *k)
   if (a->opts.readonly) {
     /* ZERO keys point at no bucket: nothing to mark or count. */
     current = !bkey_is_zero (k) && bucket_mark_key (*a->bs, k);
+    if (a->cx != NULL && (r = crosscheck_tree_key (a->cx, k, current)) < 0)
+      return r;
     return a->opts.key != NULL ? a->opts.key (a->opts.opaque, k, current)
       : 0;
   }
   if ((r = check_dirty_export (a, k, "index")) < 0)
     return r;
-  bucket_mark_key (*a->bs, k);
+  current = bucket_mark_key (*a->bs, k);
+  if (a->cx != NULL && (r = crosscheck_tree_key (a->cx, k, current)) < 0)
+    return r;
   return 0;
 }
 
@@ -302,7 +320,15 @@ mark_tree (struct assembly *a, bool with_journal_keys)
       bucket_mark_key (*a->bs, k);
     }
   bucket_mark_done (*a->bs);
-  return 0;
+  /* The first walk (read-only: the only one), before anything is
+   * replayed: what the tree and the journal promise together.
+   */
+  if (a->cx != NULL) {
+    r = crosscheck_finish (a->cx, *a->bs);
+    crosscheck_destroy (a->cx);
+    a->cx = NULL;
+  }
+  return r;
 }
 
 /* Replay, make it durable, record the root, recount. */
@@ -384,6 +410,8 @@ assemble_index (struct assembly *a, const struct assemble_options *o)
   free (a->jkeys);
   a->jkeys = NULL;
   a->jkeys_len = a->jkeys_cap = 0;
+  crosscheck_destroy (a->cx);
+  a->cx = NULL;
   return r;
 }
 
@@ -414,4 +442,6 @@ assemble_release (struct assembly *a)
   *a->bs = NULL;
   free (a->jkeys);
   a->jkeys = NULL;
+  crosscheck_destroy (a->cx);
+  a->cx = NULL;
 }
