@@ -172,6 +172,36 @@ collect_key (void *opaque, const struct nc_key *k, uint64_t seq)
   return 0;
 }
 
+/* Is id a used slot of the export table? */
+static bool
+export_in_table (const struct assembly *a, uint16_t id)
+{
+  int i;
+
+  for (i = 0; i < NC_MAX_EXPORTS; i++)
+    if (a->sb->exports[i].id != 0 && a->sb->exports[i].id == id)
+      return true;
+  return false;
+}
+
+/* Export slots are never freed (super.c): a DIRTY key of an id that is
+ * not in the table is data nobody can ever write back.  0 or -EBADMSG
+ * (logged).
+ */
+static int
+check_dirty_export (const struct assembly *a, const struct nc_key *k,
+                    const char *where)
+{
+  if (!bkey_is_dirty (k) || export_in_table (a, k->export_id))
+    return 0;
+  log_error ("cache '%s' (%s): %s key of export id %u blocks %" PRIu64 "+%"
+             PRIu32 " is DIRTY, but the export table has no export %u: its "
+             "data could never be written back; the metadata is corrupt",
+             a->name, a->cd->path, where, k->export_id,
+             k->end - k->size, k->size, k->export_id);
+  return -EBADMSG;
+}
+
 /* Why replay would refuse a journal key, or NULL. */
 static const char *
 journal_key_invalid (const struct assembly *a, const struct nc_key *k,
@@ -192,6 +222,9 @@ journal_key_invalid (const struct assembly *a, const struct nc_key *k,
       btree_check_key_gen (*a->bs, k, 2 * BUCKET_GEN_MAX_DISTANCE,
                            "journal entry", seq) < 0)
     why = "gen newer than its bucket's";
+  /* As the read-write assembly refuses it (check_dirty_export). */
+  if (why == NULL && bkey_is_dirty (k) && !export_in_table (a, k->export_id))
+    why = "DIRTY, of an export id that is not in the export table";
   return why;
 }
 
@@ -231,29 +264,6 @@ assemble_journal (struct assembly *a, const struct assemble_options *o)
 }
 
 /* ---- step 4 ---- */
-
-/* Export slots are never freed (super.c): a DIRTY key of an id that is
- * not in the table is data nobody can ever write back.  0 or -EBADMSG
- * (logged).
- */
-static int
-check_dirty_export (const struct assembly *a, const struct nc_key *k,
-                    const char *where)
-{
-  int i;
-
-  if (!bkey_is_dirty (k))
-    return 0;
-  for (i = 0; i < NC_MAX_EXPORTS; i++)
-    if (a->sb->exports[i].id != 0 && a->sb->exports[i].id == k->export_id)
-      return 0;
-  log_error ("cache '%s' (%s): %s key of export id %u blocks %" PRIu64 "+%"
-             PRIu32 " is DIRTY, but the export table has no export %u: its "
-             "data could never be written back; the metadata is corrupt",
-             a->name, a->cd->path, where, k->export_id,
-             k->end - k->size, k->size, k->export_id);
-  return -EBADMSG;
-}
 
 static int
 mark_node (void *opaque, uint32_t bucket, uint16_t level, uint32_t nkeys)
