@@ -154,11 +154,8 @@ static int
 collect_key (void *opaque, const struct nc_key *k, uint64_t seq)
 {
   struct assembly *a = opaque;
-  int r;
   (void) seq;
 
-  if ((r = crosscheck_journal_key (a->cx, k)) < 0)
-    return r;
   if (a->jkeys_len == a->jkeys_cap) {
     size_t cap = a->jkeys_cap ? a->jkeys_cap * 2 : 1024;
     struct nc_key *keys = realloc (a->jkeys, cap * sizeof *keys);
@@ -334,6 +331,8 @@ mark_tree (struct assembly *a, bool with_journal_keys)
    * replayed: what the tree and the journal promise together.
    */
   if (a->cx != NULL) {
+    if (with_journal_keys)
+      crosscheck_borrow_journal (a->cx, a->jkeys, a->jkeys_len);
     r = crosscheck_finish (a->cx, *a->bs);
     crosscheck_destroy (a->cx);
     a->cx = NULL;

@@ -29,6 +29,7 @@
  */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -50,12 +51,13 @@ struct crosscheck {
   const char *name, *path;
   bool known[NC_MAX_EXPORTS + 1];       /* ids in the export table */
   uint64_t end_blocks[NC_MAX_EXPORTS + 1]; /* their recorded size */
-  struct nc_key *jkeys;         /* the journal's live keys, in order */
+  struct nc_key *jkeys;         /* the journal's live keys, in order:
+                                   collected, or borrowed */
   size_t nj, capj;
+  bool borrowed;
   struct suspect *sus;          /* the tree's suspects, then the
                                    journal's */
   size_t ns, caps;
-  bool invalid_journal_key;     /* one the replay (or check) refuses */
 };
 
 /* A point of the key space. */
@@ -104,7 +106,8 @@ crosscheck_destroy (struct crosscheck *cx)
 {
   if (cx == NULL)
     return;
-  free (cx->jkeys);
+  if (!cx->borrowed)
+    free (cx->jkeys);
   free (cx->sus);
   free (cx);
 }
@@ -125,22 +128,41 @@ grow (void **arr, size_t *cap, size_t len, size_t elem)
   return 0;
 }
 
+/* Would the replay refuse k (malformed)?  A DELETE key has no pointer:
+ * valid as a ZERO key of that range.
+ */
+static bool
+journal_key_malformed (const struct crosscheck *cx, const struct nc_key *k)
+{
+  struct nc_key tmp = *k;
+
+  if (k->flags & NC_KEY_DELETE)
+    tmp.flags = (uint8_t) ((k->flags & ~NC_KEY_DELETE) | NC_KEY_ZERO);
+  return bkey_invalid_leaf (&tmp, cx->sb->bucket_blocks, cx->sb->data_first,
+                            cx->sb->nbuckets) != NULL;
+}
+
 int
 crosscheck_journal_key (struct crosscheck *cx, const struct nc_key *k)
 {
-  struct nc_key tmp = *k;
-  int r = grow ((void **) &cx->jkeys, &cx->capj, cx->nj, sizeof *k);
+  int r;
 
-  if (r < 0)
+  assert (!cx->borrowed);
+  if ((r = grow ((void **) &cx->jkeys, &cx->capj, cx->nj, sizeof *k)) < 0)
     return r;
-  /* A DELETE key has no pointer: valid as a ZERO key of that range. */
-  if (k->flags & NC_KEY_DELETE)
-    tmp.flags = (uint8_t) ((k->flags & ~NC_KEY_DELETE) | NC_KEY_ZERO);
-  if (bkey_invalid_leaf (&tmp, cx->sb->bucket_blocks, cx->sb->data_first,
-                         cx->sb->nbuckets) != NULL)
-    cx->invalid_journal_key = true;
   cx->jkeys[cx->nj++] = *k;
   return 0;
+}
+
+void
+crosscheck_borrow_journal (struct crosscheck *cx, const struct nc_key *keys,
+                           size_t n)
+{
+  assert (cx->nj == 0);
+  free (cx->jkeys);
+  cx->jkeys = (struct nc_key *) keys;
+  cx->nj = n;
+  cx->borrowed = true;
 }
 
 static bool
@@ -323,8 +345,9 @@ crosscheck_finish (struct crosscheck *cx, struct bucket_set *bs)
   /* A malformed journal key: the replay refuses it (the read-only check
    * counts it), with a better message than a coverage question would.
    */
-  if (cx->invalid_journal_key)
-    return 0;
+  for (i = 0; i < cx->nj; i++)
+    if (journal_key_malformed (cx, &cx->jkeys[i]))
+      return 0;
   /* The journal's suspects, judged by the gens as read. */
   for (i = 0; i < cx->nj; i++) {
     const struct nc_key *k = &cx->jkeys[i];

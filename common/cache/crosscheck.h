@@ -3,9 +3,9 @@
  * promises about keys, bucket gens and the export table together, which
  * no one structure's checksum can vouch for.
  *
- * Owns: a copy of the journal's live keys (their ranges and flags) and
- * the tree's suspect keys, from assemble_journal until the index walk
- * that ends with crosscheck_finish.
+ * Owns: the tree's suspect keys and (read-only assembly) a copy of the
+ * journal's live keys, from assemble_journal until the index walk that
+ * ends with crosscheck_finish.
  * Threads: one (the assembly's).
  * On disk: reads nothing itself; gens come from the bucket set (the prio
  * copy read in step 2), sizes from the superblock's export table.
@@ -38,6 +38,7 @@
 #define NBDCACHE_CROSSCHECK_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ondisk.h"
@@ -53,8 +54,14 @@ int crosscheck_create (const struct nc_sb *sb, const char *name,
 /* NULL is a no-op. */
 void crosscheck_destroy (struct crosscheck *cx);
 
-/* A live journal key, in replay order.  0 or -ENOMEM. */
+/* A live journal key, in replay order, copied.  0 or -ENOMEM. */
 int crosscheck_journal_key (struct crosscheck *cx, const struct nc_key *k);
+/* Or all of them at once, borrowed (the read-write assembly's replay
+ * list: no copy); they must stay until crosscheck_finish.  Only if none
+ * was given one by one.
+ */
+void crosscheck_borrow_journal (struct crosscheck *cx,
+                                const struct nc_key *keys, size_t n);
 /* A leaf key met by the index walk; current: its gen is its bucket's.
  * 0 or -ENOMEM.
  */
