@@ -551,8 +551,8 @@ pick_target (struct test_rng *rng, enum region r)
 }
 
 /* A byte offset within t worth changing: the header, the body (keys,
- * entries, export slots in use), a gen of a bucket in use (prio), or
- * anywhere it spans.
+ * entries, export slots in use), a gen of a bucket in use (prio), a
+ * character of a backing URI (superblock), or anywhere it spans.
  */
 static uint32_t
 pick_offset (struct test_rng *rng, const struct target *t, bool recompute)
@@ -567,6 +567,19 @@ pick_offset (struct test_rng *rng, const struct target *t, bool recompute)
     return (uint32_t) (sizeof (struct nc_prio) + b * sizeof
                        (struct nc_prio_entry)
                        + offsetof (struct nc_prio_entry, gen));
+  }
+  if (t->region == R_SUPER && dice < 20 && t->body_hi > t->body_lo) {
+    /* A character of a used slot's backing URI: its identity. */
+    const struct nc_sb *sb = (const void *) (W.base + t->off);
+    uint32_t slot = (uint32_t) test_rng_below (rng, (t->body_hi - t->body_lo)
+                                               / sizeof (struct nc_sb_export));
+    size_t len = strnlen (sb->exports[slot].uri, NC_URI_MAX);
+
+    if (len > 0)
+      return (uint32_t) (offsetof (struct nc_sb, exports)
+                         + slot * sizeof (struct nc_sb_export)
+                         + offsetof (struct nc_sb_export, uri)
+                         + test_rng_below (rng, len));
   }
   if (t->hdr > lo && dice < 60)
     return (uint32_t) test_rng_range (rng, lo, t->hdr - 1);
