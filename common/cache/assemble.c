@@ -21,6 +21,10 @@
  * - A DIRTY key whose export id is not in the table is corruption when
  *   the device is to serve (its data could never be written back); a
  *   read-only visitor sees it and decides.
+ * - The first walk (read-only: the only one) ends with the cross-checks
+ *   of crosscheck.h, before anything is replayed or written, read-write
+ *   and read-only alike: a violation refuses the device and fails
+ *   nbdcache check.
  * THREADS AND LOCKS: one thread; the journal thread starts in step 4
  * (read-write) and calls back through the struct assembly.
  * FAILURE: 0 or -errno; the modules log what failed (bucket, entry,
@@ -41,6 +45,7 @@
 #include "btree.h"
 #include "bucket.h"
 #include "cdev.h"
+#include "crosscheck.h"
 #include "journal.h"
 #include "log.h"
 #include "super.h"
@@ -164,6 +169,36 @@ collect_key (void *opaque, const struct nc_key *k, uint64_t seq)
   return 0;
 }
 
+/* Is id a used slot of the export table? */
+static bool
+export_in_table (const struct assembly *a, uint16_t id)
+{
+  int i;
+
+  for (i = 0; i < NC_MAX_EXPORTS; i++)
+    if (a->sb->exports[i].id != 0 && a->sb->exports[i].id == id)
+      return true;
+  return false;
+}
+
+/* Export slots are never freed (super.c): a DIRTY key of an id that is
+ * not in the table is data nobody can ever write back.  0 or -EBADMSG
+ * (logged).
+ */
+static int
+check_dirty_export (const struct assembly *a, const struct nc_key *k,
+                    const char *where)
+{
+  if (!bkey_is_dirty (k) || export_in_table (a, k->export_id))
+    return 0;
+  log_error ("cache '%s' (%s): %s key of export id %u blocks %" PRIu64 "+%"
+             PRIu32 " is DIRTY, but the export table has no export %u: its "
+             "data could never be written back; the metadata is corrupt",
+             a->name, a->cd->path, where, k->export_id,
+             k->end - k->size, k->size, k->export_id);
+  return -EBADMSG;
+}
+
 /* Why replay would refuse a journal key, or NULL. */
 static const char *
 journal_key_invalid (const struct assembly *a, const struct nc_key *k,
@@ -184,6 +219,9 @@ journal_key_invalid (const struct assembly *a, const struct nc_key *k,
       btree_check_key_gen (*a->bs, k, 2 * BUCKET_GEN_MAX_DISTANCE,
                            "journal entry", seq) < 0)
     why = "gen newer than its bucket's";
+  /* As the read-write assembly refuses it (check_dirty_export). */
+  if (why == NULL && bkey_is_dirty (k) && !export_in_table (a, k->export_id))
+    why = "DIRTY, of an export id that is not in the export table";
   return why;
 }
 
@@ -191,7 +229,10 @@ static int
 visit_journal_key (void *opaque, const struct nc_key *k, uint64_t seq)
 {
   struct assembly *a = opaque;
+  int r;
 
+  if ((r = crosscheck_journal_key (a->cx, k)) < 0)
+    return r;
   a->journal_keys++;
   return a->opts.journal_key != NULL
     ? a->opts.journal_key (a->opts.opaque, k, seq,
@@ -211,35 +252,15 @@ assemble_journal (struct assembly *a, const struct assemble_options *o)
   }
   a->journal_keys = 0;
   a->jkeys_len = 0;
+  crosscheck_destroy (a->cx);
+  if ((r = crosscheck_create (a->sb, a->name, a->cd->path, &a->cx)) < 0)
+    return r;
   return journal_replay (*a->journal,
                          o->readonly ? visit_journal_key : collect_key, a,
                          &a->root, &a->root_level);
 }
 
 /* ---- step 4 ---- */
-
-/* Export slots are never freed (super.c): a DIRTY key of an id that is
- * not in the table is data nobody can ever write back.  0 or -EBADMSG
- * (logged).
- */
-static int
-check_dirty_export (const struct assembly *a, const struct nc_key *k,
-                    const char *where)
-{
-  int i;
-
-  if (!bkey_is_dirty (k))
-    return 0;
-  for (i = 0; i < NC_MAX_EXPORTS; i++)
-    if (a->sb->exports[i].id != 0 && a->sb->exports[i].id == k->export_id)
-      return 0;
-  log_error ("cache '%s' (%s): %s key of export id %u blocks %" PRIu64 "+%"
-             PRIu32 " is DIRTY, but the export table has no export %u: its "
-             "data could never be written back; the metadata is corrupt",
-             a->name, a->cd->path, where, k->export_id,
-             k->end - k->size, k->size, k->export_id);
-  return -EBADMSG;
-}
 
 static int
 mark_node (void *opaque, uint32_t bucket, uint16_t level, uint32_t nkeys)
@@ -261,12 +282,16 @@ mark_key (void *opaque, const struct nc_key *k)
   if (a->opts.readonly) {
     /* ZERO keys point at no bucket: nothing to mark or count. */
     current = !bkey_is_zero (k) && bucket_mark_key (*a->bs, k);
+    if (a->cx != NULL && (r = crosscheck_tree_key (a->cx, k, current)) < 0)
+      return r;
     return a->opts.key != NULL ? a->opts.key (a->opts.opaque, k, current)
       : 0;
   }
   if ((r = check_dirty_export (a, k, "index")) < 0)
     return r;
-  bucket_mark_key (*a->bs, k);
+  current = bucket_mark_key (*a->bs, k);
+  if (a->cx != NULL && (r = crosscheck_tree_key (a->cx, k, current)) < 0)
+    return r;
   return 0;
 }
 
@@ -302,7 +327,17 @@ mark_tree (struct assembly *a, bool with_journal_keys)
       bucket_mark_key (*a->bs, k);
     }
   bucket_mark_done (*a->bs);
-  return 0;
+  /* The first walk (read-only: the only one), before anything is
+   * replayed: what the tree and the journal promise together.
+   */
+  if (a->cx != NULL) {
+    if (with_journal_keys)
+      crosscheck_borrow_journal (a->cx, a->jkeys, a->jkeys_len);
+    r = crosscheck_finish (a->cx, *a->bs);
+    crosscheck_destroy (a->cx);
+    a->cx = NULL;
+  }
+  return r;
 }
 
 /* Replay, make it durable, record the root, recount. */
@@ -384,6 +419,8 @@ assemble_index (struct assembly *a, const struct assemble_options *o)
   free (a->jkeys);
   a->jkeys = NULL;
   a->jkeys_len = a->jkeys_cap = 0;
+  crosscheck_destroy (a->cx);
+  a->cx = NULL;
   return r;
 }
 
@@ -414,4 +451,6 @@ assemble_release (struct assembly *a)
   *a->bs = NULL;
   free (a->jkeys);
   a->jkeys = NULL;
+  crosscheck_destroy (a->cx);
+  a->cx = NULL;
 }

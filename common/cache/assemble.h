@@ -43,6 +43,7 @@
 struct btree;
 struct bucket_set;
 struct cdev;
+struct crosscheck;
 struct journal;
 
 struct assemble_options {
@@ -96,6 +97,8 @@ struct assembly {
   struct nc_key *jkeys;         /* read-write, steps 3-4: the keys to
                                    replay; freed by step 4 */
   size_t jkeys_len, jkeys_cap;
+  struct crosscheck *cx;        /* steps 3-4: the cross-checks
+                                   (crosscheck.h); freed by step 4 */
 };
 
 /* Zero *a and remember cd, name and the slots (all borrowed; name NULL

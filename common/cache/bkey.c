@@ -13,7 +13,11 @@
  *   flags within NC_KEY_ALL_FLAGS (DELETE is journal-only, never in a
  *   node); export_id in 1 .. NC_MAX_EXPORTS; nonce 0; and unless ZERO,
  *   data_first <= bucket < nbuckets and offset + size <= bucket_blocks.
- *   A ZERO key's bucket, offset and gen are unused and not checked.
+ *   A ZERO key points nowhere: its offset and gen are 0 (every ZERO or
+ *   DELETE key is made from nothing, and cutting one never moves its
+ *   offset; its bucket field carries an id, request.c), so a data key
+ *   whose ZERO flag flipped, checksum recomputed, is refused rather than
+ *   read as zeros (unless it was at offset 0 of a bucket at gen 0).
  * - ptr (interior-node child): data_first <= bucket < nbuckets, flags 0,
  *   nonce != 0.  Its (export_id, end) is a bound, not an extent, so it may
  *   be the NC_EXPORT_ID_MAX / UINT64_MAX sentinel and size is not checked.
@@ -59,7 +63,8 @@ bkey_invalid_leaf (const struct nc_key *k, uint32_t bucket_blocks,
   if ((k->flags & NC_KEY_NOHOLE) && !(k->flags & NC_KEY_ZERO))
     return "NOHOLE on a key that is not ZERO";
   if (k->flags & NC_KEY_ZERO)
-    return NULL;
+    return k->offset != 0 || k->gen != 0
+      ? "ZERO key has a data pointer (offset or gen)" : NULL;
   if ((why = invalid_bucket (k->bucket, data_first, nbuckets)) != NULL)
     return why;
   if (k->offset > bucket_blocks || k->size > bucket_blocks - k->offset)

@@ -24,6 +24,8 @@
  *   bset.c          a node's bucket on disk: bsets, torn and corrupt ones
  *   assemble.c      the recovery order (OPEN below), read-write or
  *                   read-only for inspection
+ *   crosscheck.c    recovery's checks across structures: stale DIRTY
+ *                   keys, keys past their export's end
  *   device.c        a cache device: open, close, export binding
  *   request.c       the per-mode request paths (the mode table at its top,
  *                   doc/design.md) and
@@ -62,7 +64,9 @@
  *   3. journal_replay: collect the keys of the live entries and the root.
  *   4. btree_set_root; walk #1 marks every reachable node bucket and every
  *      current key's bucket, plus the buckets of the journal's keys, so
- *      nothing they point at is reused while replaying.
+ *      nothing they point at is reused while replaying; then the
+ *      cross-checks (crosscheck.h): a stale DIRTY key or a key past its
+ *      export's end must be replaced by a later journal key.
  *   5. replay the collected keys into the btree (accounting off), write
  *      every changed leaf, start the journal and commit an entry that
  *      records the (possibly new) root: from here the old entries are

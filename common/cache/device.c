@@ -557,6 +557,18 @@ device_bind_export (struct ncache_device *dev, const char *name,
     super_set_csum (&dev->sb);
     goto out;
   }
+  /* A new slot goes into both copies: then a bit flip in its identity
+   * (checksum recomputed) makes the copies disagree and is refused
+   * (super_read), where a slot in one copy only has nothing to be
+   * compared with — the backing would be bound as a new export and the
+   * slot's dirty data orphaned.  If this second write fails the slot is
+   * durable in one copy, as before.
+   */
+  if (changed && saved.id == 0 && (r = super_write (dev->cd, &dev->sb)) < 0)
+    log_warning ("export '%s': the second superblock copy of cache '%s' "
+                 "does not have the new export yet: %s", name, dev->name,
+                 strerror (-r));
+  r = 0;
   dev->export_open[e->id] = true;
   __atomic_fetch_add (&dev->nr_open_exports, 1, __ATOMIC_RELAXED);
   *id = e->id;

@@ -224,14 +224,25 @@ test_bkey_invalid_leaf_zero (void **state)
 {
   struct nc_key k = data_key (2, 1ull << 40, 1u << 30, 0, 0);
 
-  /* ZERO keys may be long and point nowhere */
+  /* ZERO keys may be long and point nowhere (the bucket field is an
+   * id)
+   */
+  k.gen = 0;
   k.flags = NC_KEY_ZERO;
   assert_null (leaf (&k));
   k.bucket = UINT32_MAX;
-  k.offset = UINT32_MAX;
   assert_null (leaf (&k));
   k.flags = NC_KEY_ZERO | NC_KEY_DIRTY;
   assert_null (leaf (&k));
+  /* and nowhere means offset and gen 0: a data key whose ZERO flag
+   * flipped has a pointer
+   */
+  k.offset = 3;
+  assert_non_null (leaf (&k));
+  k.offset = 0;
+  k.gen = 1;
+  assert_non_null (leaf (&k));
+  k.gen = 0;
   /* but the generic rules still apply */
   k.flags = NC_KEY_ZERO | NC_KEY_DELETE;
   assert_non_null (leaf (&k));
