@@ -39,6 +39,7 @@ int cmd_show (int argc, char **argv);
 int cmd_check (int argc, char **argv);
 int cmd_stats (int argc, char **argv);
 int cmd_flush (int argc, char **argv);
+int cmd_forget (int argc, char **argv);
 
 /* The progress line the log sink erases before a message (NULL: none). */
 void admin_set_progress (struct progress *p);
@@ -81,6 +82,7 @@ struct inspect_sb_copy {
   bool has_magic;
   const char *why;              /* NULL if valid */
   uint64_t seq;                 /* if has_magic */
+  uint32_t version;             /* if has_magic: format version on disk */
 };
 
 /* What one walk of the index counted. */

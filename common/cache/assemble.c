@@ -120,7 +120,7 @@ assemble_init (struct assembly *a, struct cdev *cd, const char *name,
 int
 assemble_super (struct assembly *a)
 {
-  return super_read (a->cd, a->sb, &a->slot);
+  return super_read_version (a->cd, a->sb, &a->slot, &a->sb_version);
 }
 
 int
@@ -218,21 +218,16 @@ assemble_journal (struct assembly *a, const struct assemble_options *o)
 
 /* ---- step 4 ---- */
 
-/* Export slots are never freed (super.c): a DIRTY key of an id that is
- * not in the table is data nobody can ever write back.  0 or -EBADMSG
+/* A slot is freed only after its keys are gone (forget): a DIRTY key of
+ * an id that is not in the table is data nobody can ever write back.  0 or -EBADMSG
  * (logged).
  */
 static int
 check_dirty_export (const struct assembly *a, const struct nc_key *k,
                     const char *where)
 {
-  int i;
-
-  if (!bkey_is_dirty (k))
+  if (!bkey_is_dirty (k) || super_find_id (a->sb, k->export_id) != NULL)
     return 0;
-  for (i = 0; i < NC_MAX_EXPORTS; i++)
-    if (a->sb->exports[i].id != 0 && a->sb->exports[i].id == k->export_id)
-      return 0;
   log_error ("cache '%s' (%s): %s key of export id %u blocks %" PRIu64 "+%"
              PRIu32 " is DIRTY, but the export table has no export %u: its "
              "data could never be written back; the metadata is corrupt",

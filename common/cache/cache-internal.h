@@ -323,5 +323,11 @@ int device_bind_export (struct ncache_device *dev, const char *name,
                         uint64_t size_bytes, enum ncache_mode mode,
                         bool allow_shrink, uint16_t *id);
 void device_unbind_export (struct ncache_device *dev, uint16_t id);
+/* Drop every key of export id in blocks [from, to) and make that durable
+ * (the journal flushed): --allow-shrink and forget.  Called without
+ * dev->lock (the btree takes its own).  0 or -errno (logged).
+ */
+int device_drop_keys (struct ncache_device *dev, const char *name,
+                      uint16_t id, uint64_t from, uint64_t to);
 
 #endif /* NBDCACHE_CACHE_INTERNAL_H */

@@ -32,6 +32,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -176,6 +177,11 @@ ncache_device_open_cdev (const char *name, struct cdev *cd, bool create,
   }
   if (r == 0)
     r = assemble_super (&dev->assembly);
+  /* A version 1 cache is converted before anything else is written
+   * (super.c: crash-safe; nothing else in it changes).
+   */
+  if (r == 0 && dev->assembly.sb_version == NC_FORMAT_VERSION_V1)
+    r = super_upgrade (cd, &dev->sb);
   if (r < 0)
     goto err;
 
@@ -405,13 +411,9 @@ check_grown_tail (struct ncache_device *dev, const char *name,
   return 0;
 }
 
-/* Drop every key of export id in blocks [from, to) and make that durable
- * (--allow-shrink).  Called without dev->lock (the btree takes its own).
- * 0 or -errno (logged).
- */
-static int
-drop_keys_past (struct ncache_device *dev, const char *name, uint16_t id,
-                uint64_t from, uint64_t to)
+int
+device_drop_keys (struct ncache_device *dev, const char *name, uint16_t id,
+                  uint64_t from, uint64_t to)
 {
   const uint64_t max_blocks = UINT64_C (1) << 30;
   int r = 0;
@@ -461,8 +463,8 @@ shrink_locked (struct ncache_device *dev, const char *name, const char *uri,
   dev->export_open[id] = true;
   pthread_mutex_unlock (&dev->lock);
   dirty0 = bucket_export_dirty_blocks (dev->bs, id);
-  r = drop_keys_past (dev, name, id, size_bytes / NC_BLOCK_BYTES,
-                      old_blocks);
+  r = device_drop_keys (dev, name, id, size_bytes / NC_BLOCK_BYTES,
+                        old_blocks);
   dirty1 = bucket_export_dirty_blocks (dev->bs, id);
   pthread_mutex_lock (&dev->lock);
   dev->export_open[id] = false;
@@ -476,21 +478,187 @@ shrink_locked (struct ncache_device *dev, const char *name, const char *uri,
   return 0;
 }
 
+/* The candidate slot for a backing: what identifies it, from the backing
+ * store itself (tag: give a file without one its user.nbdcache.id).
+ */
+static int
+identify (const char *name, const char *uri, struct backing *backing,
+          uint64_t size_bytes, enum ncache_mode mode, bool tag,
+          struct nc_sb_export *want, int *xattr_err)
+{
+  struct backing_identity id;
+  int r;
+
+  memset (want, 0, sizeof *want);
+  *xattr_err = 0;
+  if (strlen (uri) >= sizeof want->uri) {
+    log_error ("export '%s': the backing URI %s is too long for the "
+               "cache's export table (%u bytes at most)", name, uri,
+               NC_URI_MAX - 1);
+    return -ENAMETOOLONG;
+  }
+  memcpy (want->uri, uri, strlen (uri) + 1);
+  snprintf (want->name, sizeof want->name, "%s", name);
+  want->mode = (uint8_t) mode;
+  want->backing_bytes = size_bytes;
+  want->kind = NC_BACKING_URI;
+  if (backing == NULL)
+    return 0;
+  if ((r = backing_identify (backing, tag, &id)) < 0) {
+    log_error ("export '%s': cannot tell what identifies %s: %s", name, uri,
+               strerror (-r));
+    return r;
+  }
+  switch (id.kind) {
+  case BACKING_ID_FILE:
+    want->kind = NC_BACKING_FILE;
+    want->dev = id.dev;
+    want->ino = id.ino;
+    if (id.has_btime) {
+      want->flags |= NC_ID_BTIME;
+      want->btime_sec = id.btime_sec;
+      want->btime_nsec = id.btime_nsec;
+    }
+    if (id.has_uuid) {
+      want->flags |= NC_ID_UUID;
+      memcpy (want->uuid, id.uuid, sizeof want->uuid);
+    }
+    *xattr_err = id.xattr_err;
+    break;
+  case BACKING_ID_BLOCK:
+    want->kind = NC_BACKING_BLOCK;
+    snprintf (want->devid, sizeof want->devid, "%s", id.devid);
+    break;
+  case BACKING_ID_URI:
+    break;
+  }
+  return 0;
+}
+
+static void
+describe (const struct nc_sb_export *e, char *buf, size_t size)
+{
+  char u[40];
+  size_t i;
+
+  switch (e->kind) {
+  case NC_BACKING_FILE:
+    if (e->flags & NC_ID_UUID) {
+      for (i = 0; i < sizeof e->uuid; i++)
+        snprintf (u + 2 * i, 3, "%02x", e->uuid[i]);
+      snprintf (buf, size, "file id %s", u);
+    }
+    else
+      snprintf (buf, size, "no file id (" BACKING_ID_XATTR "), inode %"
+                PRIu64 " on device %#" PRIx64, e->ino, e->dev);
+    break;
+  case NC_BACKING_BLOCK:
+    snprintf (buf, size, "block device %s", e->devid);
+    break;
+  default:
+    snprintf (buf, size, "%.80s", e->uri);
+    break;
+  }
+}
+
+/* Find want's slot, tagging a new file first.  Called with dev->lock
+ * held; may drop it around the tagging.  0 and *e (NULL: not in the
+ * table, want is ready to add), or -errno (logged).
+ */
+static int
+find_slot_locked (struct ncache_device *dev, const char *name,
+                  const char *uri, struct backing *backing,
+                  uint64_t size_bytes, enum ncache_mode mode,
+                  struct nc_sb_export *want, struct nc_sb_export **e)
+{
+  ASSERT_HELD (&dev->lock);
+  char have[96], had[96];
+  enum super_match m;
+  int xattr_err, r;
+
+  if ((r = identify (name, uri, backing, size_bytes, mode, false, want,
+                     &xattr_err)) < 0)
+    return r;
+  m = super_match_export (&dev->sb, want, e);
+  if ((m == SUPER_MATCH_NONE || m == SUPER_MATCH_ADOPT) &&
+      want->kind == NC_BACKING_FILE && !(want->flags & NC_ID_UUID) &&
+      xattr_err == 0) {
+    /* A file the table does not know: give it its id now, so it keeps
+     * its slot when renamed.  (Not for one that conflicts: a file
+     * without an id at a known path is not the one the cache knows.)
+     */
+    pthread_mutex_unlock (&dev->lock);
+    r = identify (name, uri, backing, size_bytes, mode, true, want,
+                  &xattr_err);
+    pthread_mutex_lock (&dev->lock);
+    if (r < 0)
+      return r;
+    m = super_match_export (&dev->sb, want, e);
+  }
+  if (want->kind == NC_BACKING_FILE && !(want->flags & NC_ID_UUID) &&
+      m != SUPER_MATCH)
+    log_info ("export '%s': %s has no " BACKING_ID_XATTR " (%s): cache '%s' "
+              "knows it by device and inode, so it keeps its cached data "
+              "when renamed within its filesystem, but not when copied or "
+              "moved to another one", name, uri,
+              xattr_err == -ENOTSUP ? "its filesystem keeps no user "
+              "extended attributes" : strerror (-xattr_err), dev->name);
+  switch (m) {
+  case SUPER_MATCH:
+  case SUPER_MATCH_NONE:
+    return 0;
+  case SUPER_MATCH_ADOPT:
+    log_info ("export '%s': cache '%s' knew %s by its path only (format "
+              "version 1); it now records what identifies it", name,
+              dev->name, uri);
+    (*e)->kind = want->kind;
+    (*e)->flags = want->flags;
+    (*e)->dev = want->dev;
+    (*e)->ino = want->ino;
+    (*e)->btime_sec = want->btime_sec;
+    (*e)->btime_nsec = want->btime_nsec;
+    memcpy ((*e)->uuid, want->uuid, sizeof want->uuid);
+    memcpy ((*e)->devid, want->devid, sizeof want->devid);
+    return 1;
+  case SUPER_MATCH_CONFLICT:
+    describe (want, have, sizeof have);
+    describe (*e, had, sizeof had);
+    log_error ("export '%s': %s is not the backing store that cache '%s' "
+               "holds data for under this name (export id %u: %s; this one "
+               "has %s): refusing to serve it with another store's cached "
+               "data.  Put the original back (a copy made without its "
+               "extended attributes is not the original), or, if it is "
+               "gone for good, drop its cached data with 'nbdcache forget "
+               "%s %u' (nbdcached stopped; --discard-dirty if it holds "
+               "dirty data)", name, uri, dev->name, (*e)->id, had, have,
+               dev->cd->path, (*e)->id);
+    return -EEXIST;
+  }
+  return -EINVAL;
+}
+
 int
 device_bind_export (struct ncache_device *dev, const char *name,
                     const char *uri, struct backing *backing,
                     uint64_t size_bytes, enum ncache_mode mode,
                     bool allow_shrink, uint16_t *id)
 {
-  struct nc_sb_export *e, saved;
+  struct nc_sb_export *e, saved, want;
   bool changed = false;
   int r = 0;
 
   pthread_mutex_lock (&dev->lock);
-  e = super_find_export (&dev->sb, uri);
+  r = find_slot_locked (dev, name, uri, backing, size_bytes, mode, &want, &e);
+  if (r < 0)
+    goto out;
+  if (r > 0)
+    changed = true;             /* a version 1 slot adopted */
+  r = 0;
   if (e != NULL && dev->export_open[e->id]) {
-    log_error ("export '%s': %s is already open on cache '%s'",
-               name, uri, dev->name);
+    log_error ("export '%s': %s is already open on cache '%s'%s%s",
+               name, uri, dev->name,
+               strcmp (e->uri, uri) != 0 ? " as " : "",
+               strcmp (e->uri, uri) != 0 ? e->uri : "");
     r = -EBUSY;
     goto out;
   }
@@ -516,13 +684,12 @@ device_bind_export (struct ncache_device *dev, const char *name,
     changed = true;
   }
   if (e == NULL) {
-    r = super_add_export (&dev->sb, name, uri, size_bytes, (uint8_t) mode,
-                          &e);
+    r = super_add_identity (&dev->sb, &want, &e);
     if (r < 0) {
       log_error ("export '%s': cannot add %s to cache '%s': %s", name, uri,
                  dev->name, r == -ENOSPC
-                 ? "its export table is full (15 exports)"
-                 : r == -ENAMETOOLONG ? "the backing URI is too long"
+                 ? "its export table is full; free the slot of an export "
+                 "that is gone with 'nbdcache forget'"
                  : strerror (-r));
       goto out;
     }
@@ -532,6 +699,26 @@ device_bind_export (struct ncache_device *dev, const char *name,
   else {
     if (!changed)
       saved = *e;
+    if (strcmp (e->uri, uri) != 0) {
+      log_info ("export '%s': cache '%s' knew this backing store as %s; "
+                "it is %s now (the same store: cached data kept)", name,
+                dev->name, e->uri, uri);
+      memcpy (e->uri, want.uri, sizeof e->uri);
+      changed = true;
+    }
+    if (e->kind == NC_BACKING_FILE && (e->dev != want.dev ||
+                                       e->ino != want.ino)) {
+      e->dev = want.dev;
+      e->ino = want.ino;
+      e->flags = (e->flags & ~NC_ID_BTIME) | (want.flags & NC_ID_BTIME);
+      e->btime_sec = want.btime_sec;
+      e->btime_nsec = want.btime_nsec;
+      changed = true;
+    }
+    if (strncmp (e->name, want.name, sizeof e->name) != 0) {
+      memcpy (e->name, want.name, sizeof e->name);
+      changed = true;
+    }
     if (size_bytes > e->backing_bytes) {
       if ((r = check_grown_tail (dev, name, backing, e->backing_bytes)) < 0)
         goto out;

@@ -93,7 +93,7 @@ entry_invalid (const struct ring_geom *g, const struct nc_jentry *e,
     *corrupt = false;
   if (e->magic != NC_JOURNAL_MAGIC)
     return "bad magic";
-  if (e->version != NC_FORMAT_VERSION)
+  if (e->version != NC_META_VERSION)
     return "bad version";
   if (memcmp (e->uuid, g->uuid, sizeof g->uuid) != 0)
     return "foreign uuid";
@@ -365,7 +365,7 @@ journal_format (struct cdev *cd, const struct nc_sb *sb)
   if (e == NULL)
     return -ENOMEM;
   e->magic = NC_JOURNAL_MAGIC;
-  e->version = NC_FORMAT_VERSION;
+  e->version = NC_META_VERSION;
   e->nblocks = 1;
   memcpy (e->uuid, sb->uuid, sizeof e->uuid);
   e->seq = 1;

@@ -565,7 +565,7 @@ write_plan (struct journal *j, const struct plan *pl)
 
     memset (e, 0, (size_t) c->nblocks * NC_BLOCK_BYTES);
     e->magic = NC_JOURNAL_MAGIC;
-    e->version = NC_FORMAT_VERSION;
+    e->version = NC_META_VERSION;
     e->nblocks = c->nblocks;
     memcpy (e->uuid, j->g.uuid, sizeof e->uuid);
     e->seq = c->seq;

@@ -205,7 +205,7 @@ test_journal_foreign_uuid (void **state)
 
   memset (buf, 0, sizeof buf);
   je->magic = NC_JOURNAL_MAGIC;
-  je->version = NC_FORMAT_VERSION;
+  je->version = NC_META_VERSION;
   je->nblocks = 1;
   memcpy (je->uuid, e.sb.uuid, 16);
   je->uuid[3] ^= 1;

@@ -149,7 +149,7 @@ test_super_write_torn (void **state)
     next.seq++;
     next.created_unix = i;
     super_set_csum (&next);
-    *buf = next;
+    memcpy (buf, &next, NC_BLOCK_BYTES);  /* the head; same table */
     /* What super_write does before its sync. */
     assert_int_equal (cdev_pwrite (cd, buf, NC_BLOCK_BYTES,
                                    (next.seq % 2) * NC_BLOCK_BYTES, 0), 0);
@@ -179,11 +179,11 @@ test_super_write_torn (void **state)
   super_set_csum (&next);
   read_slot (cd, (int) (next.seq % 2), &got);
   memcpy (&got, &next, NC_BLOCK_BYTES / 2);
-  cdev_sim_poke (cd, (next.seq % 2) * NC_BLOCK_BYTES, &got, sizeof got);
+  cdev_sim_poke (cd, (next.seq % 2) * NC_BLOCK_BYTES, &got, NC_BLOCK_BYTES);
   test_log_clear ();
   assert_int_equal (super_read (cd, &got, NULL), 0);
   assert_int_equal (got.seq, sb.seq);
-  assert_non_null (strstr (test_log_last_warning (), "bad checksum"));
+  assert_non_null (strstr (test_log_last_warning (), "checksum"));
   free (buf);
   cdev_close (cd);
 }
@@ -197,14 +197,14 @@ test_super_exports (void **state)
   struct nc_sb sb, got;
   struct nc_sb_export *e, *e2;
   char uri[NC_URI_MAX + 8], name[80];
-  int i;
+  unsigned i;
 
   assert_int_equal (super_read (cd, &sb, NULL), 0);
   assert_null (super_find_export (&sb, "file:/nothing"));
 
   for (i = 1; i <= NC_MAX_EXPORTS; i++) {
-    snprintf (uri, sizeof uri, "file:/backing/%d", i);
-    snprintf (name, sizeof name, "export%d", i);
+    snprintf (uri, sizeof uri, "file:/backing/%u", i);
+    snprintf (name, sizeof name, "export%u", i);
     assert_int_equal (super_add_export (&sb, name, uri, (uint64_t) i * MIB,
                                         (uint8_t) (i % 4), &e), 0);
     assert_int_equal (e->id, i);
@@ -216,7 +216,7 @@ test_super_exports (void **state)
   assert_int_equal (sb.nr_exports, NC_MAX_EXPORTS);
 
   for (i = 1; i <= NC_MAX_EXPORTS; i++) {
-    snprintf (uri, sizeof uri, "file:/backing/%d", i);
+    snprintf (uri, sizeof uri, "file:/backing/%u", i);
     e = super_find_export (&sb, uri);
     assert_non_null (e);
     assert_int_equal (e->id, i);
