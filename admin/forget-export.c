@@ -12,8 +12,9 @@
  * "a different backing at the same path" is refused at bind) would keep
  * its data and its place in the table forever.
  * THREADS AND LOCKS: single-threaded; the engine's threads while open.
- * FAILURE: exit 0 forgotten; 1 refused (dirty data, in use, not
- * confirmed); 2 usage, no such export, not a cache, I/O.
+ * FAILURE: exit 0 forgotten; 1 refused (dirty data, not confirmed); 2
+ * usage, no such export, a device in use (as every command), not a cache,
+ * I/O.
  * NOT HERE: what forgetting does to the device (common/cache/
  * export-table.c).
  */
@@ -96,7 +97,7 @@ cmd_forget (int argc, char **argv)
     if (r == -EBUSY || r == -EAGAIN)
       fprintf (stderr, "nbdcache: forget: %s is in use; stop the server "
                "that has it first\n", cfg.path);
-    return r == -EBUSY || r == -EAGAIN ? EXIT_DAMAGED : EXIT_TROUBLE;
+    return EXIT_TROUBLE;
   }
   if (ncache_device_find_export (dev, argv[optind + 1], &s) < 0)
     goto out;
@@ -115,7 +116,7 @@ cmd_forget (int argc, char **argv)
     }
   }
   r = ncache_device_forget_export (dev, s.id, discard);
-  if (r == -ENOTEMPTY || r == -EBUSY)
+  if (r == -ENOTEMPTY)
     rc = EXIT_DAMAGED;
   else if (r == 0) {
     printf ("forgot export id %u ('%s', %s)%s\n", s.id, s.name, s.uri,

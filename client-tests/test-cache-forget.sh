@@ -70,7 +70,7 @@ for kind in $(server_kinds); do
   run_server "$kind" "$dir/c.conf" dirty -- \
     "qemu-io -f raw -c 'write -P 0x5a 0 1M' \"\$uri\" || exit 1
      rc=0; '$NBDCACHE' forget '$dir/cache.img' dirty 2> '$dir/log-inuse' ||
-     rc=\$?; [ \$rc = 1 ]" || failed="$failed $kind:in-use"
+     rc=\$?; [ \$rc = 2 ]" || failed="$failed $kind:in-use"
   cat "$dir/log-inuse" >&2
   grep -q "in use" "$dir/log-inuse" || failed="$failed $kind:in-use-message"
 
