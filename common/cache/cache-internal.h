@@ -48,7 +48,8 @@
  * A CACHE DEVICE (struct ncache_device) owns: the cdev, the superblock, the
  * bucket set, the journal (and its commit thread) and the btree.  Exports
  * opened on it (struct ncache_export) borrow it; each has an export id from the
- * superblock's export table, bound to its backing URI and size.
+ * superblock's export table, bound to what identifies its backing
+ * store (super_match_export) and its size.
  *
  * OPEN (recovery): device.c opens the file and formats if it must; the
  * order below is written once, in assemble.c, which nbdcache show/check
@@ -310,12 +311,16 @@ int ncache_device_open_cdev (const char *name, struct cdev *cd, bool create,
                              const struct ncache_device_tuning *tuning,
                              struct ncache_device **out);
 
-/* Bind an export to its id (find or add by backing URI; refuse an id
- * already open).  A backing that grew since the table recorded its size
+/* Bind an export to its id (find or add by what identifies the backing,
+ * super_match_export; refuse an id already open, and another backing at
+ * a path the table knows).  A version 1 slot is adopted; a file new to
+ * the table gets its user.nbdcache.id.  A backing that grew since the table recorded its size
  * gets the new size in the table (superblock written before this
  * returns; backing, if not NULL, is read to check the old last block);
- * one that shrank is refused unless allow_shrink (then the keys past the
- * new end are dropped, durably, before the new size is recorded).  0 and
+ * one that shrank is refused unless allow_shrink (then the dirty data
+ * below the new end is written back to backing and flushed, and the keys
+ * past the new end are dropped, durably, before the new size is
+ * recorded).  0 and
  * *id, or -errno (logged).
  */
 int device_bind_export (struct ncache_device *dev, const char *name,

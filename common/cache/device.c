@@ -12,10 +12,15 @@
  *   journal has committed an entry recording the current root; bucket live
  *   and dirty counts are exact; the journal thread runs.
  * - An export id is used by at most one open export at a time, and only
- *   with the backing URI it was first bound to.  Its recorded size only
- *   grows: a backing found larger is served at its new size (the table is
- *   updated durably first), one found smaller is refused, since keys past
- *   its new end could hold data that no longer has a place.
+ *   with the backing store it was first bound to, by identity
+ *   (super_match_export: a renamed file keeps its id, another file at its
+ *   path is refused).  A backing found larger is served at its new size
+ *   (the table is updated durably first); one found smaller is refused,
+ *   since keys past its new end could hold data that no longer has a
+ *   place, unless allow_shrink: the dirty data below the new end is
+ *   written back first, then the keys past it dropped.
+ * - A version 1 superblock is converted (super_upgrade) before anything
+ *   else is written to the device.
  * THREADS AND LOCKS: open and close are single-threaded (nothing is served
  * yet / any more).  dev->lock guards the export table and export_open[];
  * it is never held with the btree, journal or bucket locks.
@@ -41,6 +46,7 @@
 #include "backing.h"
 #include "btree.h"
 #include "bucket.h"
+#include "cache-data.h"
 #include "cache-internal.h"
 #include "cdev.h"
 #include "format.h"
@@ -438,13 +444,95 @@ device_drop_keys (struct ncache_device *dev, const char *name, uint16_t id,
   return r;
 }
 
-/* --allow-shrink: with the slot reserved (export_open set), drop the keys
- * past the new end, then let the caller record the new size.  Called and
- * returns with dev->lock held; drops it around the btree work.
+#define SHRINK_PIECES 32
+#define SHRINK_CHUNK_BYTES (1024 * 1024)
+
+/* --allow-shrink, before anything is dropped: copy the export's dirty
+ * data below the new end (blocks [0, end)) to the backing store and flush
+ * it, so the backing holds it whatever happens next.  The keys stay DIRTY
+ * (writeback writes the same data again later: harmless).  A piece whose
+ * bucket moved meanwhile (-ESTALE) is looked up again.  0 or -errno
+ * (logged); nothing is dropped on failure.
+ */
+static int
+write_back_below (struct ncache_device *dev, const char *name, uint16_t id,
+                  struct backing *b, uint64_t end)
+{
+  struct btree_piece p[SHRINK_PIECES];
+  uint64_t pos = 0, written = 0;
+  uint8_t *buf;
+  int n, i, r = 0;
+
+  if (b == NULL || bucket_export_dirty_blocks (dev->bs, id) == 0)
+    return 0;
+  if (b->readonly) {
+    log_error ("export '%s': the backing store is read-only, so the dirty "
+               "data below its new end cannot be written back first; "
+               "--allow-shrink refused", name);
+    return -EROFS;
+  }
+  buf = malloc (SHRINK_CHUNK_BYTES);
+  if (buf == NULL)
+    return -ENOMEM;
+  while (pos < end && r == 0) {
+    n = btree_lookup (dev->bt, id, pos, end, p, SHRINK_PIECES, NULL);
+    if (n < 0) {
+      r = n;
+      break;
+    }
+    for (i = 0; i < n && r == 0; i++) {
+      const struct nc_key *k = &p[i].key;
+      uint64_t off = p[i].start * NC_BLOCK_BYTES;
+      uint64_t len = (p[i].end - p[i].start) * NC_BLOCK_BYTES, done;
+
+      pos = p[i].end;
+      if (!p[i].found || !(k->flags & NC_KEY_DIRTY))
+        continue;
+      if (k->flags & NC_KEY_ZERO) {
+        r = backing_zero (b, len, off, 0);
+        written += len;
+        continue;
+      }
+      for (done = 0; done < len && r == 0; done += SHRINK_CHUNK_BYTES) {
+        uint64_t m = MIN (len - done, (uint64_t) SHRINK_CHUNK_BYTES);
+
+        r = cache_data_read (dev, k, done, buf, m);
+        if (r == -ESTALE) {     /* moved: look this piece up again */
+          pos = p[i].start + done / NC_BLOCK_BYTES;
+          r = 0;
+          i = n;
+          break;
+        }
+        if (r == 0)
+          r = backing_pwrite (b, buf, (size_t) m, off + done, 0);
+        if (r == 0)
+          written += m;
+      }
+    }
+  }
+  free (buf);
+  if (r == 0)
+    r = backing_flush (b);
+  if (r < 0)
+    log_error ("export '%s': writing back the dirty data below the new end "
+               "failed: %s; --allow-shrink dropped nothing", name,
+               strerror (-r));
+  else
+    log_info ("export '%s': wrote back %" PRIu64 " bytes of dirty data below "
+              "the new end before dropping what lies past it", name,
+              written);
+  return r;
+}
+
+/* --allow-shrink: with the slot reserved (export_open set), write back the
+ * dirty data below the new end, drop the keys past it, then let the
+ * caller record the new size.  Called and returns with dev->lock held;
+ * drops it around the I/O.
  */
 static int
 shrink_locked (struct ncache_device *dev, const char *name, const char *uri,
-               struct nc_sb_export *e, uint64_t size_bytes)
+               struct nc_sb_export *e, struct backing *backing,
+               uint64_t size_bytes)
 {
   ASSERT_HELD (&dev->lock);
   uint64_t old_blocks = (e->backing_bytes + NC_BLOCK_BYTES - 1)
@@ -462,9 +550,11 @@ shrink_locked (struct ncache_device *dev, const char *name, const char *uri,
   }
   dev->export_open[id] = true;
   pthread_mutex_unlock (&dev->lock);
+  r = write_back_below (dev, name, id, backing, size_bytes / NC_BLOCK_BYTES);
   dirty0 = bucket_export_dirty_blocks (dev->bs, id);
-  r = device_drop_keys (dev, name, id, size_bytes / NC_BLOCK_BYTES,
-                        old_blocks);
+  if (r == 0)
+    r = device_drop_keys (dev, name, id, size_bytes / NC_BLOCK_BYTES,
+                          old_blocks);
   dirty1 = bucket_export_dirty_blocks (dev->bs, id);
   pthread_mutex_lock (&dev->lock);
   dev->export_open[id] = false;
@@ -677,7 +767,7 @@ device_bind_export (struct ncache_device *dev, const char *name,
     goto out;
   }
   if (e != NULL && size_bytes < e->backing_bytes) {
-    if ((r = shrink_locked (dev, name, uri, e, size_bytes)) < 0)
+    if ((r = shrink_locked (dev, name, uri, e, backing, size_bytes)) < 0)
       goto out;
     saved = *e;
     e->backing_bytes = size_bytes;
