@@ -5,7 +5,8 @@
  *   ondisk.h        the format, byte for byte
  *   cdev*.c         raw cache-device I/O: file/block device, simulated
  *   csum.c          the checksum of every metadata block
- *   super.c         superblock: read, validate, write, export table
+ *   super.c         superblock: read (v1 and v2), validate, write, the
+ *                   v1 conversion, the export table and THE slot lookup
  *   format.c        a new, empty cache on a device
  *   bkey.c          key validity
  *   bucket.c        buckets: states, gens, priorities, accounting
@@ -25,6 +26,7 @@
  *   assemble.c      the recovery order (OPEN below), read-write or
  *                   read-only for inspection
  *   device.c        a cache device: open, close, export binding
+ *   export-table.c  freeing an export's slot (nbdcache forget)
  *   request.c       the per-mode request paths (the mode table at its top,
  *                   doc/design.md) and
  *                   the crash ordering of cache and backing (its ORDERING)
