@@ -43,6 +43,7 @@ int cmd_reload (int argc, char **argv);
 int cmd_detach (int argc, char **argv);     /* flush.c */
 int cmd_set (int argc, char **argv);        /* live.c */
 int cmd_attach (int argc, char **argv);     /* live.c */
+int cmd_forget (int argc, char **argv);
 
 /* The progress line the log sink erases before a message (NULL: none). */
 void admin_set_progress (struct progress *p);
@@ -85,6 +86,7 @@ struct inspect_sb_copy {
   bool has_magic;
   const char *why;              /* NULL if valid */
   uint64_t seq;                 /* if has_magic */
+  uint32_t version;             /* if has_magic: format version on disk */
 };
 
 /* What one walk of the index counted. */

@@ -99,6 +99,10 @@ usage (FILE *fp)
 "  check PATH    verify every superblock, prio copy, journal entry, btree\n"
 "                node and key (read-only); exit 0 clean, 1 damaged\n"
 "      --json               the result as one JSON document\n"
+"  forget PATH EXPORT  free EXPORT's slot in the cache's export table and\n"
+"                drop its cached data (id, backing path, URI or name)\n"
+"      --discard-dirty      even if it holds dirty data (asks on a tty)\n"
+"      --yes                confirm --discard-dirty without asking\n"
 "  stats [EXPORT]  a running nbdcached's counters, per export and cache\n"
 "      --json               the server's JSON document\n"
 "      --prometheus         in the Prometheus text format\n"
@@ -157,21 +161,19 @@ size_arg (const char *opt, const char *arg, uint64_t *out)
 static const char *
 existing_cache (struct cdev *cd, char *msg, size_t size)
 {
-  struct nc_sb *sb = cdev_alloc_buffer (2 * NC_BLOCK_BYTES);
-  const char *why[2] = { NULL, NULL };
-  bool magic[2];
+  struct nc_sb *sb = calloc (NC_SB_SLOTS, sizeof *sb);
+  struct super_copy c[NC_SB_SLOTS];
   char uuid[40];
   int i, best = -1;
 
-  if (sb == NULL || cd->size_bytes < 2 * NC_BLOCK_BYTES ||
-      cdev_pread (cd, sb, 2 * NC_BLOCK_BYTES, 0) < 0) {
+  if (sb == NULL || cd->size_bytes < 2 * NC_BLOCK_BYTES) {
     free (sb);
-    return NULL;                /* too small or unreadable: format decides */
+    return NULL;                /* too small: format decides */
   }
-  for (i = 0; i < 2; i++) {
-    magic[i] = sb[i].magic == NC_SB_MAGIC;
-    why[i] = super_validate (&sb[i], cd->size_bytes);
-    if (why[i] == NULL && (best < 0 || sb[i].seq > sb[best].seq))
+  for (i = 0; i < NC_SB_SLOTS; i++) {
+    super_read_copy (cd, i, &sb[i], &c[i]);
+    if (c[i].state == SUPER_COPY_VALID &&
+        (best < 0 || sb[i].seq > sb[best].seq))
       best = i;
   }
   if (best >= 0) {
@@ -180,11 +182,11 @@ existing_cache (struct cdev *cd, char *msg, size_t size)
               PRIu32 " export%s)", uuid, sb[best].nr_exports,
               sb[best].nr_exports == 1 ? "" : "s");
   }
-  else if (magic[0] || magic[1])
+  else if (c[0].has_magic || c[1].has_magic)
     snprintf (msg, size, "it holds a damaged nbdcache cache (superblock "
-              "copy 0: %s; copy 1: %s)", why[0], why[1]);
+              "copy 0: %s; copy 1: %s)", c[0].why, c[1].why);
   free (sb);
-  return best >= 0 || magic[0] || magic[1] ? msg : NULL;
+  return best >= 0 || c[0].has_magic || c[1].has_magic ? msg : NULL;
 }
 
 /* Why a device without an nbdcache superblock must not be formatted
@@ -388,12 +390,15 @@ main (int argc, char **argv)
     return cmd_detach (argc, argv);
   if (strcmp (cmd, "attach") == 0)
     return cmd_attach (argc, argv);
+  if (strcmp (cmd, "forget") == 0)
+    return cmd_forget (argc, argv);
   if (strcmp (cmd, "help") == 0) {
     usage (stdout);
     return EXIT_OK;
   }
   fprintf (stderr, "nbdcache: unknown command '%s' (expected format, show, "
-           "check, stats, flush, reload, set, detach or attach)\n", cmd);
+           "check, forget, stats, flush, reload, set, detach or attach)\n",
+           cmd);
   usage (stderr);
   return EXIT_TROUBLE;
 }

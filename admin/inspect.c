@@ -61,26 +61,25 @@ enum role { ROLE_NONE = 0, ROLE_NODE, ROLE_DATA };
 static void
 read_copies (struct inspect *in)
 {
-  struct nc_sb *buf = cdev_alloc_buffer (NC_BLOCK_BYTES);
+  struct nc_sb *buf = calloc (1, sizeof *buf);
+  struct super_copy sc;
   int i;
 
   for (i = 0; i < NC_SB_SLOTS; i++) {
     struct inspect_sb_copy *c = &in->copies[i];
 
     memset (c, 0, sizeof *c);
-    if (buf == NULL || in->cd->size_bytes < NC_SB_SLOTS * NC_BLOCK_BYTES ||
-        cdev_pread (in->cd, buf, NC_BLOCK_BYTES,
-                    (uint64_t) i * NC_BLOCK_BYTES) < 0) {
-      c->why = "read error";
+    if (buf == NULL) {
+      c->why = "out of memory";
       continue;
     }
-    c->readable = true;
-    c->has_magic = buf->magic == NC_SB_MAGIC;
-    c->seq = buf->seq;
-    c->why = c->has_magic ? super_validate (buf, in->cd->size_bytes)
-      : "no superblock magic";
-    if (c->why == NULL && buf->seq % NC_SB_SLOTS != (uint64_t) i)
-      c->why = "seq does not match its slot";   /* as super_read */
+    super_read_copy (in->cd, i, buf, &sc);
+    c->readable = sc.state != SUPER_COPY_IO_ERROR &&
+      in->cd->size_bytes >= NC_SB_SLOTS * NC_BLOCK_BYTES;
+    c->has_magic = sc.has_magic;
+    c->seq = sc.seq;
+    c->version = sc.version;
+    c->why = sc.why;
   }
   free (buf);
 }

@@ -146,8 +146,11 @@ show_text (struct inspect *in, int journal_r, int walk_r)
           in->cd->size_bytes);
   fmt_uuid (sb->uuid, s1, sizeof s1);
   printf ("uuid:          %s\n", s1);
-  printf ("format:        version %" PRIu32 ", block size %" PRIu32 "\n",
-          sb->version, sb->block_bytes);
+  printf ("format:        version %" PRIu32 "%s, block size %" PRIu32 "\n",
+          in->copies[in->slot].version,
+          in->copies[in->slot].version == NC_FORMAT_VERSION_V1
+          ? " (converted to version 2 at the next writable open)" : "",
+          sb->block_bytes);
   fmt_time (sb->created_unix, s1, sizeof s1);
   fmt_bytes (sb->device_bytes, s2, sizeof s2);
   printf ("created:       %s, on a device of %s\n", s1, s2);
@@ -164,8 +167,8 @@ show_text (struct inspect *in, int journal_r, int walk_r)
                 sb->prio_buckets);
   print_region (sb, "data", sb->data_first, sb->nbuckets - sb->data_first);
 
-  printf ("exports:       %" PRIu32 " of %u\n", sb->nr_exports,
-          NC_MAX_EXPORTS);
+  printf ("exports:       %" PRIu32 " of %" PRIu32 " slots\n", sb->nr_exports,
+          super_table_slots (sb));
   if (sb->nr_exports > 0)
     printf ("  %-3s %-12s %-12s %-16s %s\n", "ID", "MODE", "SIZE", "NAME",
             "URI");
@@ -217,6 +220,19 @@ show_text (struct inspect *in, int journal_r, int walk_r)
           in->walk.dirty_keys, in->walk.zero_keys, in->walk.stale_keys);
 }
 
+/* How the slot knows its backing store (nbdcache-format(5)). */
+static const char *
+fmt_identity (const struct nc_sb_export *e)
+{
+  switch (e->kind) {
+  case NC_BACKING_FILE:
+    return e->flags & NC_ID_UUID ? "file-id" : "file-inode";
+  case NC_BACKING_BLOCK: return "block-device";
+  case NC_BACKING_LEGACY: return "path";
+  default: return "uri";
+  }
+}
+
 /* ---- JSON ---- */
 
 static void
@@ -258,7 +274,8 @@ show_json (struct inspect *in, int journal_r, bool damaged)
   json_head (in);
   printf ("  \"superblock\": {\n");
   printf ("    \"uuid\": \"%s\",\n", uuid);
-  printf ("    \"version\": %" PRIu32 ",\n", sb->version);
+  printf ("    \"version\": %" PRIu32 ",\n", in->copies[in->slot].version);
+  printf ("    \"export_slots\": %" PRIu32 ",\n", super_table_slots (sb));
   printf ("    \"block_bytes\": %" PRIu32 ",\n", sb->block_bytes);
   printf ("    \"seq\": %" PRIu64 ",\n", sb->seq);
   printf ("    \"slot\": %d,\n", in->slot);
@@ -282,8 +299,9 @@ show_json (struct inspect *in, int journal_r, bool damaged)
     print_json_string (e->name);
     printf (", \"uri\": ");
     print_json_string (e->uri);
-    printf (", \"backing_bytes\": %" PRIu64 ", \"mode\": \"%s\" }",
-            e->backing_bytes, fmt_mode (e->mode));
+    printf (", \"backing_bytes\": %" PRIu64 ", \"mode\": \"%s\", "
+            "\"identity\": \"%s\" }", e->backing_bytes, fmt_mode (e->mode),
+            fmt_identity (e));
     first = false;
   }
   printf ("%s],\n", first ? "" : "\n  ");

@@ -109,7 +109,7 @@ run 0 "show" show "$dev" &&
     expect out "uuid:          $uuid2" "show: uuid" &&
     expect out "64 of 1 MiB" "show: buckets" &&
     expect out "journal      buckets 1-4" "show: journal region" &&
-    expect out "exports:       0 of 15" "show: export table" &&
+    expect out "exports:       0 of 512 slots" "show: export table" &&
     expect out "0 keys pending replay" "show: journal keys" &&
     expect out "57 free" "show: bucket usage"
 run 0 "show --json" show --json "$dev" &&

@@ -104,9 +104,10 @@ make_template (void)
     abort ();
   cdev_sim_peek (cd, 0, template_image, DEVICE_BYTES);
   cdev_close (cd);
-  memcpy (&template_sb, template_image, sizeof template_sb);
+  /* The head only: the geometry (the export table is not used here). */
+  memcpy (&template_sb, template_image, NC_BLOCK_BYTES);
   if (template_sb.magic != NC_SB_MAGIC)
-    memcpy (&template_sb, template_image + NC_BLOCK_BYTES, sizeof template_sb);
+    memcpy (&template_sb, template_image + NC_BLOCK_BYTES, NC_BLOCK_BYTES);
   free (buf);
 }
 
@@ -147,8 +148,19 @@ fix_checksums (unsigned char *img)
 
   for (i = 0; i < NC_SB_SLOTS; i++) {
     struct nc_sb *s = (struct nc_sb *) (img + i * NC_BLOCK_BYTES);
-    if (s->magic == NC_SB_MAGIC)
-      super_set_csum (s);
+    uint64_t toff = super_table_offset (s, i);
+
+    /* The table checksum over this copy's table, then the head's (the
+     * head is a block: compute both by hand, not through the in-memory
+     * struct, whose table follows the head).
+     */
+    if (s->magic != NC_SB_MAGIC)
+      continue;
+    if (s->table_blocks >= 1 && s->table_blocks <= NC_TABLE_BLOCKS_MAX &&
+        toff + (uint64_t) s->table_blocks * NC_BLOCK_BYTES <= DEVICE_BYTES)
+      s->table_csum = nc_csum (img + toff,
+                               (size_t) s->table_blocks * NC_BLOCK_BYTES);
+    s->csum = nc_csum (s, NC_BLOCK_BYTES);
   }
   for (i = 0; i < 2; i++) {
     struct nc_prio *p = (struct nc_prio *)
@@ -203,7 +215,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   struct cdev *cd;
   struct ncache_device *dev;
   struct ncache_export *nc;
-  struct nc_sb sb;
+  static struct nc_sb sb;       /* big: the head and the whole table */
   struct journal_check_info ji;
   uint64_t seq;
   size_t i = 1;

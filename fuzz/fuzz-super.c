@@ -33,7 +33,35 @@ quiet (enum log_level level, const char *msg)
   (void) level; (void) msg;
 }
 
-static struct nc_sb template[NC_SB_SLOTS];
+/* The superblock area: bucket 0 of a 64 KiB-bucket cache (both heads
+ * and both export tables).
+ */
+#define AREA_BYTES (16 * NC_BLOCK_BYTES)
+static unsigned char template[AREA_BYTES];
+
+/* Copy `slot` of the raw area, as super_read assembles it. */
+static void
+decode (const unsigned char *area, int slot, struct nc_sb *sb)
+{
+  memset (sb, 0, sizeof *sb);
+  memcpy (sb, area + (size_t) slot * NC_BLOCK_BYTES, NC_BLOCK_BYTES);
+  if (sb->table_blocks >= 1 && sb->table_blocks <= NC_TABLE_BLOCKS_MAX &&
+      super_table_offset (sb, slot) + (uint64_t) sb->table_blocks
+      * NC_BLOCK_BYTES <= AREA_BYTES)
+    memcpy (sb->exports, area + super_table_offset (sb, slot),
+            (size_t) sb->table_blocks * NC_BLOCK_BYTES);
+  else
+    sb->table_blocks = 0;
+}
+
+static void
+encode (unsigned char *area, int slot, const struct nc_sb *sb)
+{
+  memcpy (area + (size_t) slot * NC_BLOCK_BYTES, sb, NC_BLOCK_BYTES);
+  if (sb->table_blocks >= 1)
+    memcpy (area + super_table_offset (sb, slot), sb->exports,
+            (size_t) sb->table_blocks * NC_BLOCK_BYTES);
+}
 
 int
 LLVMFuzzerInitialize (int *argc, char ***argv)
@@ -55,30 +83,33 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
-  static struct nc_sb slots[NC_SB_SLOTS];
-  struct nc_sb sb;
-  unsigned char *p = (unsigned char *) slots;
+  static unsigned char area[AREA_BYTES];
+  static struct nc_sb sb;
   struct cdev *cd;
   int i, slot;
   size_t j;
 
   if (size < 1)
     return 0;
-  memcpy (slots, template, sizeof slots);
-  for (j = 1; j < size && j - 1 < sizeof slots; j++)
-    p[j - 1] ^= data[j];
+  memcpy (area, template, sizeof area);
+  for (j = 1; j < size && j - 1 < sizeof area; j++)
+    area[j - 1] ^= data[j];
   for (i = 0; i < NC_SB_SLOTS; i++) {
-    if (data[0] & 1)
-      super_set_csum (&slots[i]);
-    (void) super_validate (&slots[i], DEVICE_BYTES);
+    decode (area, i, &sb);
+    if (data[0] & 1) {
+      super_set_csum (&sb);
+      encode (area, i, &sb);
+    }
+    (void) super_validate (&sb, DEVICE_BYTES);
   }
   if (cdev_sim_create (DEVICE_BYTES, &cd) < 0)
     abort ();
-  cdev_sim_poke (cd, 0, slots, sizeof slots);
+  cdev_sim_poke (cd, 0, area, sizeof area);
   (void) super_probe (cd);
   if (super_read (cd, &sb, &slot) == 0) {
-    for (i = 0; i < (int) sb.nr_exports && i < NC_MAX_EXPORTS; i++)
-      (void) super_find_export (&sb, sb.exports[i].uri);
+    for (i = 0; i < (int) super_table_slots (&sb); i++)
+      if (sb.exports[i].id != 0)
+        (void) super_find_export (&sb, sb.exports[i].uri);
     (void) super_find_export (&sb, "file:///nonexistent");
   }
   cdev_close (cd);

@@ -149,3 +149,14 @@ backing_close (struct backing *b)
   if (b != NULL)
     b->ops->close (b);
 }
+
+int
+backing_identify (struct backing *b, bool tag, struct backing_identity *out)
+{
+  memset (out, 0, sizeof *out);
+  if (b->ops->identify == NULL) {
+    out->kind = BACKING_ID_URI;
+    return 0;
+  }
+  return b->ops->identify (b, tag, out);
+}

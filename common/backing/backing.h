@@ -55,6 +55,7 @@
 
 struct backing;
 struct backing_remote_state;
+struct backing_identity;
 
 typedef int (*backing_extent_fn) (void *opaque, uint64_t offset,
                                   uint64_t length, uint32_t flags);
@@ -76,7 +77,36 @@ struct backing_ops {
    * for a local store.  Must not block on the remote.
    */
   int (*remote_state) (struct backing *b, struct backing_remote_state *out);
+  /* What identifies the store (backing_identify); NULL: its uri. */
+  int (*identify) (struct backing *b, bool tag,
+                   struct backing_identity *out);
 };
+
+/* What identifies a backing store, whatever its path (the cache's export
+ * table records it: nbdcache-format(5)).
+ */
+enum backing_id_kind {
+  BACKING_ID_URI,               /* no better identity: the uri */
+  BACKING_ID_FILE,              /* a regular file */
+  BACKING_ID_BLOCK,             /* a block device */
+};
+struct backing_identity {
+  enum backing_id_kind kind;
+  uint64_t dev, ino;            /* FILE: st_dev, st_ino */
+  bool has_btime;               /* FILE: birth time known (statx) */
+  int64_t btime_sec;
+  uint32_t btime_nsec;
+  bool has_uuid;                /* FILE: the xattr user.nbdcache.id */
+  uint8_t uuid[16];
+  int xattr_err;                /* FILE, !has_uuid: 0 (none set yet) or
+                                   -errno why it cannot be read or set
+                                   (-ENOTSUP: the filesystem has no user
+                                   xattrs; -EACCES, -EPERM, -EROFS) */
+  char devid[64];               /* BLOCK: "wwid:…", "serial:…", "dm:…",
+                                   "md:…" (with ":partN" for a partition)
+                                   or "devt:MAJ:MIN" */
+};
+#define BACKING_ID_XATTR "user.nbdcache.id"
 
 /* The common head of every driver's handle.  Drivers embed it first. */
 struct backing {
@@ -232,6 +262,16 @@ int backing_remote_get_state (struct backing *b,
                               struct backing_remote_state *out);
 /* "file://" + the absolute form of path (file.c); NULL if out of memory. */
 char *backing_file_uri (const char *path);
+
+/* What identifies b (see struct backing_identity).  tag: for a regular
+ * file without user.nbdcache.id, set a new random one first (if that
+ * fails, has_uuid stays false and xattr_err says why; not an error).
+ * 0, or -errno from fstat.
+ */
+int backing_identify (struct backing *b, bool tag,
+                      struct backing_identity *out);
+/* The file driver's identify, on an open fd (file-identity.c). */
+int backing_fd_identify (int fd, bool tag, struct backing_identity *out);
 
 /* NULL is a no-op. */
 void backing_close (struct backing *b);

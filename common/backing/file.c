@@ -585,8 +585,17 @@ file_close (struct backing *b)
   free (f);
 }
 
+static int
+file_identify (struct backing *b, bool tag, struct backing_identity *out)
+{
+  struct backing_file *f = (struct backing_file *) b;
+
+  return backing_fd_identify (f->fd, tag, out);
+}
+
 static const struct backing_ops file_ops = {
   .name = "file",
+  .identify = file_identify,
   .pread = file_pread,
   .pwrite = file_pwrite,
   .flush = file_flush,

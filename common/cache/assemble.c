@@ -125,7 +125,7 @@ assemble_init (struct assembly *a, struct cdev *cd, const char *name,
 int
 assemble_super (struct assembly *a)
 {
-  return super_read (a->cd, a->sb, &a->slot);
+  return super_read_version (a->cd, a->sb, &a->slot, &a->sb_version);
 }
 
 int
@@ -173,16 +173,11 @@ collect_key (void *opaque, const struct nc_key *k, uint64_t seq)
 static bool
 export_in_table (const struct assembly *a, uint16_t id)
 {
-  int i;
-
-  for (i = 0; i < NC_MAX_EXPORTS; i++)
-    if (a->sb->exports[i].id != 0 && a->sb->exports[i].id == id)
-      return true;
-  return false;
+  return super_find_id (a->sb, id) != NULL;
 }
 
-/* Export slots are never freed (super.c): a DIRTY key of an id that is
- * not in the table is data nobody can ever write back.  0 or -EBADMSG
+/* A slot is freed only after its keys are gone (forget): a DIRTY key of
+ * an id that is not in the table is data nobody can ever write back.  0 or -EBADMSG
  * (logged).
  */
 static int

@@ -91,6 +91,8 @@ struct assembly {
   struct journal **journal;
   struct btree **bt;
   int slot;                     /* after step 1: which copy sb came from */
+  uint32_t sb_version;          /* after step 1: its format version on the
+                                   device (1: converted in memory only) */
   struct nc_key root;           /* after step 3: the journal's root */
   uint16_t root_level;
   uint64_t journal_keys;        /* after step 3: live keys in the journal */

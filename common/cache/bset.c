@@ -107,7 +107,7 @@ bset_build (const struct bset_geom *g, void *buf, uint16_t level,
 
   memset (h, 0, sizeof *h);
   h->magic = NC_BSET_MAGIC;
-  h->version = NC_FORMAT_VERSION;
+  h->version = NC_META_VERSION;
   h->level = level;
   memcpy (h->uuid, g->uuid, sizeof h->uuid);
   h->nonce = nonce;
@@ -211,7 +211,7 @@ static const char *
 check_header (const struct bset_geom *g, const struct nc_bset *h,
               uint16_t level, uint64_t prev_seq)
 {
-  if (h->version != NC_FORMAT_VERSION)
+  if (h->version != NC_META_VERSION)
     return "unsupported format version";
   if (h->seq != prev_seq + 1)
     return prev_seq == 0 ? "first bset's seq is not 1" : "seq out of order";

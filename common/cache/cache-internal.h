@@ -5,7 +5,8 @@
  *   ondisk.h        the format, byte for byte
  *   cdev*.c         raw cache-device I/O: file/block device, simulated
  *   csum.c          the checksum of every metadata block
- *   super.c         superblock: read, validate, write, export table
+ *   super.c         superblock: read (v1 and v2), validate, write, the
+ *                   v1 conversion, the export table and THE slot lookup
  *   format.c        a new, empty cache on a device
  *   bkey.c          key validity
  *   bucket.c        buckets: states, gens, priorities, accounting
@@ -27,6 +28,7 @@
  *   crosscheck.c    recovery's checks across structures: stale DIRTY
  *                   keys, keys past their export's end
  *   device.c        a cache device: open, close, export binding
+ *   export-table.c  freeing an export's slot (nbdcache forget)
  *   request.c       the per-mode request paths (the mode table at its top,
  *                   doc/design.md) and
  *                   the crash ordering of cache and backing (its ORDERING)
@@ -52,7 +54,8 @@
  * A CACHE DEVICE (struct ncache_device) owns: the cdev, the superblock, the
  * bucket set, the journal (and its commit thread) and the btree.  Exports
  * opened on it (struct ncache_export) borrow it; each has an export id from the
- * superblock's export table, bound to its backing URI and size.
+ * superblock's export table, bound to what identifies its backing
+ * store (super_match_export) and its size.
  *
  * OPEN (recovery): device.c opens the file and formats if it must; the
  * order below is written once, in assemble.c, which nbdcache show/check
@@ -344,12 +347,16 @@ int ncache_device_open_cdev (const char *name, struct cdev *cd, bool create,
                              const struct ncache_device_tuning *tuning,
                              struct ncache_device **out);
 
-/* Bind an export to its id (find or add by backing URI; refuse an id
- * already open).  A backing that grew since the table recorded its size
+/* Bind an export to its id (find or add by what identifies the backing,
+ * super_match_export; refuse an id already open, and another backing at
+ * a path the table knows).  A version 1 slot is adopted; a file new to
+ * the table gets its user.nbdcache.id.  A backing that grew since the table recorded its size
  * gets the new size in the table (superblock written before this
  * returns; backing, if not NULL, is read to check the old last block);
- * one that shrank is refused unless allow_shrink (then the keys past the
- * new end are dropped, durably, before the new size is recorded).  0 and
+ * one that shrank is refused unless allow_shrink (then the dirty data
+ * below the new end is written back to backing and flushed, and the keys
+ * past the new end are dropped, durably, before the new size is
+ * recorded).  0 and
  * *id, or -errno (logged).
  */
 int device_bind_export (struct ncache_device *dev, const char *name,
@@ -364,7 +371,7 @@ void device_unbind_export (struct ncache_device *dev, uint16_t id);
 int device_set_export_mode (struct ncache_device *dev, const char *name,
                             uint16_t id, enum ncache_mode mode);
 /* Drop every key of export id in blocks [from, to), durably (journal
- * flushed).  Dirty keys are dropped too: the caller made sure there are
+ * flushed): --allow-shrink, forget, detach.  Dirty keys are dropped too: the caller made sure there are
  * none it needs.  0 or -errno (logged with `why`).
  */
 int device_drop_keys (struct ncache_device *dev, const char *name,

@@ -92,6 +92,28 @@ int ncache_device_open (const struct ncache_device_config *cfg,
 /* NULL is a no-op.  All exports on the device must be closed first. */
 void ncache_device_close (struct ncache_device *dev);
 
+/* ---- the export table (export-table.c) ---- */
+struct ncache_slot_info {
+  uint16_t id;
+  char name[64];                /* export name when last bound */
+  char uri[256];                /* backing store where last found */
+  uint64_t backing_bytes;
+  uint64_t dirty_bytes;         /* cached data newer than the backing */
+  bool open;                    /* bound by an export now */
+};
+/* The slot named by `which`: an export id, a backing URI or file path, or
+ * an export name (refused if several slots have it).  0 and *out, or
+ * -ENOENT / -EEXIST (logged).
+ */
+int ncache_device_find_export (struct ncache_device *dev, const char *which,
+                               struct ncache_slot_info *out);
+/* Drop export id's keys (durably) and free its slot.  Refused while it is
+ * bound (-EBUSY) or holds dirty data unless discard_dirty (-ENOTEMPTY).
+ * 0 or -errno (logged).
+ */
+int ncache_device_forget_export (struct ncache_device *dev, uint16_t id,
+                                 bool discard_dirty);
+
 /* ---- exports ---- */
 /* Per-export knobs of the background work.  ncache_export_tuning_default
  * fills the defaults; a NULL tuning in ncache_config means the defaults.

@@ -12,10 +12,15 @@
  *   journal has committed an entry recording the current root; bucket live
  *   and dirty counts are exact; the journal thread runs.
  * - An export id is used by at most one open export at a time, and only
- *   with the backing URI it was first bound to.  Its recorded size only
- *   grows: a backing found larger is served at its new size (the table is
- *   updated durably first), one found smaller is refused, since keys past
- *   its new end could hold data that no longer has a place.
+ *   with the backing store it was first bound to, by identity
+ *   (super_match_export: a renamed file keeps its id, another file at its
+ *   path is refused).  A backing found larger is served at its new size
+ *   (the table is updated durably first); one found smaller is refused,
+ *   since keys past its new end could hold data that no longer has a
+ *   place, unless allow_shrink: the dirty data below the new end is
+ *   written back first, then the keys past it dropped.
+ * - A version 1 superblock is converted (super_upgrade) before anything
+ *   else is written to the device.
  * THREADS AND LOCKS: open and close are single-threaded (nothing is served
  * yet / any more).  dev->lock guards the export table and export_open[];
  * it is never held with the btree, journal or bucket locks.
@@ -32,6 +37,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -40,6 +46,7 @@
 #include "backing.h"
 #include "btree.h"
 #include "bucket.h"
+#include "cache-data.h"
 #include "cache-internal.h"
 #include "cdev.h"
 #include "format.h"
@@ -176,6 +183,11 @@ ncache_device_open_cdev (const char *name, struct cdev *cd, bool create,
   }
   if (r == 0)
     r = assemble_super (&dev->assembly);
+  /* A version 1 cache is converted before anything else is written
+   * (super.c: crash-safe; nothing else in it changes).
+   */
+  if (r == 0 && dev->assembly.sb_version == NC_FORMAT_VERSION_V1)
+    r = super_upgrade (cd, &dev->sb);
   if (r < 0)
     goto err;
 
@@ -405,7 +417,7 @@ check_grown_tail (struct ncache_device *dev, const char *name,
   return 0;
 }
 
-/* (cache-internal.h) --allow-shrink, and a detach.  Called without
+/* (cache-internal.h) --allow-shrink, forget and a detach.  Called without
  * dev->lock (the btree takes its own).
  */
 int
@@ -435,13 +447,95 @@ device_drop_keys (struct ncache_device *dev, const char *name,
   return r;
 }
 
-/* --allow-shrink: with the slot reserved (export_open set), drop the keys
- * past the new end, then let the caller record the new size.  Called and
- * returns with dev->lock held; drops it around the btree work.
+#define SHRINK_PIECES 32
+#define SHRINK_CHUNK_BYTES (1024 * 1024)
+
+/* --allow-shrink, before anything is dropped: copy the export's dirty
+ * data below the new end (blocks [0, end)) to the backing store and flush
+ * it, so the backing holds it whatever happens next.  The keys stay DIRTY
+ * (writeback writes the same data again later: harmless).  A piece whose
+ * bucket moved meanwhile (-ESTALE) is looked up again.  0 or -errno
+ * (logged); nothing is dropped on failure.
+ */
+static int
+write_back_below (struct ncache_device *dev, const char *name, uint16_t id,
+                  struct backing *b, uint64_t end)
+{
+  struct btree_piece p[SHRINK_PIECES];
+  uint64_t pos = 0, written = 0;
+  uint8_t *buf;
+  int n, i, r = 0;
+
+  if (b == NULL || bucket_export_dirty_blocks (dev->bs, id) == 0)
+    return 0;
+  if (b->readonly) {
+    log_error ("export '%s': the backing store is read-only, so the dirty "
+               "data below its new end cannot be written back first; "
+               "--allow-shrink refused", name);
+    return -EROFS;
+  }
+  buf = malloc (SHRINK_CHUNK_BYTES);
+  if (buf == NULL)
+    return -ENOMEM;
+  while (pos < end && r == 0) {
+    n = btree_lookup (dev->bt, id, pos, end, p, SHRINK_PIECES, NULL);
+    if (n < 0) {
+      r = n;
+      break;
+    }
+    for (i = 0; i < n && r == 0; i++) {
+      const struct nc_key *k = &p[i].key;
+      uint64_t off = p[i].start * NC_BLOCK_BYTES;
+      uint64_t len = (p[i].end - p[i].start) * NC_BLOCK_BYTES, done;
+
+      pos = p[i].end;
+      if (!p[i].found || !(k->flags & NC_KEY_DIRTY))
+        continue;
+      if (k->flags & NC_KEY_ZERO) {
+        r = backing_zero (b, len, off, 0);
+        written += len;
+        continue;
+      }
+      for (done = 0; done < len && r == 0; done += SHRINK_CHUNK_BYTES) {
+        uint64_t m = MIN (len - done, (uint64_t) SHRINK_CHUNK_BYTES);
+
+        r = cache_data_read (dev, k, done, buf, m);
+        if (r == -ESTALE) {     /* moved: look this piece up again */
+          pos = p[i].start + done / NC_BLOCK_BYTES;
+          r = 0;
+          i = n;
+          break;
+        }
+        if (r == 0)
+          r = backing_pwrite (b, buf, (size_t) m, off + done, 0);
+        if (r == 0)
+          written += m;
+      }
+    }
+  }
+  free (buf);
+  if (r == 0)
+    r = backing_flush (b);
+  if (r < 0)
+    log_error ("export '%s': writing back the dirty data below the new end "
+               "failed: %s; --allow-shrink dropped nothing", name,
+               strerror (-r));
+  else
+    log_info ("export '%s': wrote back %" PRIu64 " bytes of dirty data below "
+              "the new end before dropping what lies past it", name,
+              written);
+  return r;
+}
+
+/* --allow-shrink: with the slot reserved (export_open set), write back the
+ * dirty data below the new end, drop the keys past it, then let the
+ * caller record the new size.  Called and returns with dev->lock held;
+ * drops it around the I/O.
  */
 static int
 shrink_locked (struct ncache_device *dev, const char *name, const char *uri,
-               struct nc_sb_export *e, uint64_t size_bytes)
+               struct nc_sb_export *e, struct backing *backing,
+               uint64_t size_bytes)
 {
   ASSERT_HELD (&dev->lock);
   uint64_t old_blocks = (e->backing_bytes + NC_BLOCK_BYTES - 1)
@@ -459,9 +553,11 @@ shrink_locked (struct ncache_device *dev, const char *name, const char *uri,
   }
   dev->export_open[id] = true;
   pthread_mutex_unlock (&dev->lock);
+  r = write_back_below (dev, name, id, backing, size_bytes / NC_BLOCK_BYTES);
   dirty0 = bucket_export_dirty_blocks (dev->bs, id);
-  r = device_drop_keys (dev, name, "the cached data past the new end", id,
-                        size_bytes / NC_BLOCK_BYTES, old_blocks);
+  if (r == 0)
+    r = device_drop_keys (dev, name, "the cached data past the new end", id,
+                          size_bytes / NC_BLOCK_BYTES, old_blocks);
   dirty1 = bucket_export_dirty_blocks (dev->bs, id);
   pthread_mutex_lock (&dev->lock);
   dev->export_open[id] = false;
@@ -475,21 +571,187 @@ shrink_locked (struct ncache_device *dev, const char *name, const char *uri,
   return 0;
 }
 
+/* The candidate slot for a backing: what identifies it, from the backing
+ * store itself (tag: give a file without one its user.nbdcache.id).
+ */
+static int
+identify (const char *name, const char *uri, struct backing *backing,
+          uint64_t size_bytes, enum ncache_mode mode, bool tag,
+          struct nc_sb_export *want, int *xattr_err)
+{
+  struct backing_identity id;
+  int r;
+
+  memset (want, 0, sizeof *want);
+  *xattr_err = 0;
+  if (strlen (uri) >= sizeof want->uri) {
+    log_error ("export '%s': the backing URI %s is too long for the "
+               "cache's export table (%u bytes at most)", name, uri,
+               NC_URI_MAX - 1);
+    return -ENAMETOOLONG;
+  }
+  memcpy (want->uri, uri, strlen (uri) + 1);
+  snprintf (want->name, sizeof want->name, "%s", name);
+  want->mode = (uint8_t) mode;
+  want->backing_bytes = size_bytes;
+  want->kind = NC_BACKING_URI;
+  if (backing == NULL)
+    return 0;
+  if ((r = backing_identify (backing, tag, &id)) < 0) {
+    log_error ("export '%s': cannot tell what identifies %s: %s", name, uri,
+               strerror (-r));
+    return r;
+  }
+  switch (id.kind) {
+  case BACKING_ID_FILE:
+    want->kind = NC_BACKING_FILE;
+    want->dev = id.dev;
+    want->ino = id.ino;
+    if (id.has_btime) {
+      want->flags |= NC_ID_BTIME;
+      want->btime_sec = id.btime_sec;
+      want->btime_nsec = id.btime_nsec;
+    }
+    if (id.has_uuid) {
+      want->flags |= NC_ID_UUID;
+      memcpy (want->uuid, id.uuid, sizeof want->uuid);
+    }
+    *xattr_err = id.xattr_err;
+    break;
+  case BACKING_ID_BLOCK:
+    want->kind = NC_BACKING_BLOCK;
+    snprintf (want->devid, sizeof want->devid, "%s", id.devid);
+    break;
+  case BACKING_ID_URI:
+    break;
+  }
+  return 0;
+}
+
+static void
+describe (const struct nc_sb_export *e, char *buf, size_t size)
+{
+  char u[40];
+  size_t i;
+
+  switch (e->kind) {
+  case NC_BACKING_FILE:
+    if (e->flags & NC_ID_UUID) {
+      for (i = 0; i < sizeof e->uuid; i++)
+        snprintf (u + 2 * i, 3, "%02x", e->uuid[i]);
+      snprintf (buf, size, "file id %s", u);
+    }
+    else
+      snprintf (buf, size, "no file id (" BACKING_ID_XATTR "), inode %"
+                PRIu64 " on device %#" PRIx64, e->ino, e->dev);
+    break;
+  case NC_BACKING_BLOCK:
+    snprintf (buf, size, "block device %s", e->devid);
+    break;
+  default:
+    snprintf (buf, size, "%.80s", e->uri);
+    break;
+  }
+}
+
+/* Find want's slot, tagging a new file first.  Called with dev->lock
+ * held; may drop it around the tagging.  0 and *e (NULL: not in the
+ * table, want is ready to add), or -errno (logged).
+ */
+static int
+find_slot_locked (struct ncache_device *dev, const char *name,
+                  const char *uri, struct backing *backing,
+                  uint64_t size_bytes, enum ncache_mode mode,
+                  struct nc_sb_export *want, struct nc_sb_export **e)
+{
+  ASSERT_HELD (&dev->lock);
+  char have[96], had[96];
+  enum super_match m;
+  int xattr_err, r;
+
+  if ((r = identify (name, uri, backing, size_bytes, mode, false, want,
+                     &xattr_err)) < 0)
+    return r;
+  m = super_match_export (&dev->sb, want, e);
+  if ((m == SUPER_MATCH_NONE || m == SUPER_MATCH_ADOPT) &&
+      want->kind == NC_BACKING_FILE && !(want->flags & NC_ID_UUID) &&
+      xattr_err == 0) {
+    /* A file the table does not know: give it its id now, so it keeps
+     * its slot when renamed.  (Not for one that conflicts: a file
+     * without an id at a known path is not the one the cache knows.)
+     */
+    pthread_mutex_unlock (&dev->lock);
+    r = identify (name, uri, backing, size_bytes, mode, true, want,
+                  &xattr_err);
+    pthread_mutex_lock (&dev->lock);
+    if (r < 0)
+      return r;
+    m = super_match_export (&dev->sb, want, e);
+  }
+  if (want->kind == NC_BACKING_FILE && !(want->flags & NC_ID_UUID) &&
+      m != SUPER_MATCH)
+    log_info ("export '%s': %s has no " BACKING_ID_XATTR " (%s): cache '%s' "
+              "knows it by device and inode, so it keeps its cached data "
+              "when renamed within its filesystem, but not when copied or "
+              "moved to another one", name, uri,
+              xattr_err == -ENOTSUP ? "its filesystem keeps no user "
+              "extended attributes" : strerror (-xattr_err), dev->name);
+  switch (m) {
+  case SUPER_MATCH:
+  case SUPER_MATCH_NONE:
+    return 0;
+  case SUPER_MATCH_ADOPT:
+    log_info ("export '%s': cache '%s' knew %s by its path only (format "
+              "version 1); it now records what identifies it", name,
+              dev->name, uri);
+    (*e)->kind = want->kind;
+    (*e)->flags = want->flags;
+    (*e)->dev = want->dev;
+    (*e)->ino = want->ino;
+    (*e)->btime_sec = want->btime_sec;
+    (*e)->btime_nsec = want->btime_nsec;
+    memcpy ((*e)->uuid, want->uuid, sizeof want->uuid);
+    memcpy ((*e)->devid, want->devid, sizeof want->devid);
+    return 1;
+  case SUPER_MATCH_CONFLICT:
+    describe (want, have, sizeof have);
+    describe (*e, had, sizeof had);
+    log_error ("export '%s': %s is not the backing store that cache '%s' "
+               "holds data for under this name (export id %u: %s; this one "
+               "has %s): refusing to serve it with another store's cached "
+               "data.  Put the original back (a copy made without its "
+               "extended attributes is not the original), or, if it is "
+               "gone for good, drop its cached data with 'nbdcache forget "
+               "%s %u' (nbdcached stopped; --discard-dirty if it holds "
+               "dirty data)", name, uri, dev->name, (*e)->id, had, have,
+               dev->cd->path, (*e)->id);
+    return -EEXIST;
+  }
+  return -EINVAL;
+}
+
 int
 device_bind_export (struct ncache_device *dev, const char *name,
                     const char *uri, struct backing *backing,
                     uint64_t size_bytes, enum ncache_mode mode,
                     bool allow_shrink, uint16_t *id)
 {
-  struct nc_sb_export *e, saved;
+  struct nc_sb_export *e, saved, want;
   bool changed = false;
   int r = 0;
 
   pthread_mutex_lock (&dev->lock);
-  e = super_find_export (&dev->sb, uri);
+  r = find_slot_locked (dev, name, uri, backing, size_bytes, mode, &want, &e);
+  if (r < 0)
+    goto out;
+  if (r > 0)
+    changed = true;             /* a version 1 slot adopted */
+  r = 0;
   if (e != NULL && dev->export_open[e->id]) {
-    log_error ("export '%s': %s is already open on cache '%s'",
-               name, uri, dev->name);
+    log_error ("export '%s': %s is already open on cache '%s'%s%s",
+               name, uri, dev->name,
+               strcmp (e->uri, uri) != 0 ? " as " : "",
+               strcmp (e->uri, uri) != 0 ? e->uri : "");
     r = -EBUSY;
     goto out;
   }
@@ -508,20 +770,19 @@ device_bind_export (struct ncache_device *dev, const char *name,
     goto out;
   }
   if (e != NULL && size_bytes < e->backing_bytes) {
-    if ((r = shrink_locked (dev, name, uri, e, size_bytes)) < 0)
+    if ((r = shrink_locked (dev, name, uri, e, backing, size_bytes)) < 0)
       goto out;
     saved = *e;
     e->backing_bytes = size_bytes;
     changed = true;
   }
   if (e == NULL) {
-    r = super_add_export (&dev->sb, name, uri, size_bytes, (uint8_t) mode,
-                          &e);
+    r = super_add_identity (&dev->sb, &want, &e);
     if (r < 0) {
       log_error ("export '%s': cannot add %s to cache '%s': %s", name, uri,
                  dev->name, r == -ENOSPC
-                 ? "its export table is full (15 exports)"
-                 : r == -ENAMETOOLONG ? "the backing URI is too long"
+                 ? "its export table is full; free the slot of an export "
+                 "that is gone with 'nbdcache forget'"
                  : strerror (-r));
       goto out;
     }
@@ -531,6 +792,26 @@ device_bind_export (struct ncache_device *dev, const char *name,
   else {
     if (!changed)
       saved = *e;
+    if (strcmp (e->uri, uri) != 0) {
+      log_info ("export '%s': cache '%s' knew this backing store as %s; "
+                "it is %s now (the same store: cached data kept)", name,
+                dev->name, e->uri, uri);
+      memcpy (e->uri, want.uri, sizeof e->uri);
+      changed = true;
+    }
+    if (e->kind == NC_BACKING_FILE && (e->dev != want.dev ||
+                                       e->ino != want.ino)) {
+      e->dev = want.dev;
+      e->ino = want.ino;
+      e->flags = (e->flags & ~NC_ID_BTIME) | (want.flags & NC_ID_BTIME);
+      e->btime_sec = want.btime_sec;
+      e->btime_nsec = want.btime_nsec;
+      changed = true;
+    }
+    if (strncmp (e->name, want.name, sizeof e->name) != 0) {
+      memcpy (e->name, want.name, sizeof e->name);
+      changed = true;
+    }
     if (size_bytes > e->backing_bytes) {
       if ((r = check_grown_tail (dev, name, backing, e->backing_bytes)) < 0)
         goto out;

@@ -16,9 +16,9 @@
  *        (an old journal entry or prio copy with the same uuid must never
  *        be taken for a new one), write prio copy A and the first journal
  *        entry (prio_format, journal_format), sync;
- *     3. write both superblock copies in one write — seq 1 in slot 1 and
- *        seq 2 in slot 0, so both are valid and the usual alternation
- *        continues with slot 1 — and sync.
+ *     3. write both superblock copies (each its export table, then its
+ *        head) — seq 1 in slot 1 and seq 2 in slot 0, so both are valid
+ *        and the usual alternation continues with slot 1 — and sync.
  *   A crash before step 3 is durable leaves no superblock magic: the
  *   device reads as "not an nbdcache device" and is formatted again.
  *
@@ -137,6 +137,7 @@ plan_layout (struct cdev *cd, const struct nc_format_options *opts,
   sb->prio_first = 1 + (uint32_t) l.journal_buckets;
   sb->prio_buckets = (uint32_t) l.prio_buckets;
   sb->data_first = (uint32_t) l.data_first;
+  sb->table_blocks = super_table_blocks_for (sb->bucket_blocks);
   return 0;
 }
 
@@ -144,14 +145,14 @@ int
 nc_format (struct cdev *cd, const struct nc_format_options *opts)
 {
   static const struct nc_format_options defaults;
-  struct nc_sb *sb, *buf = NULL;
+  struct nc_sb *sb;
   const char *why;
   char s1[32], s2[32];
   int r;
 
   if (opts == NULL)
     opts = &defaults;
-  sb = cdev_alloc_buffer (sizeof *sb);
+  sb = calloc (1, sizeof *sb);
   if (sb == NULL)
     return -ENOMEM;
 
@@ -210,18 +211,14 @@ nc_format (struct cdev *cd, const struct nc_format_options *opts)
     goto out;
   }
 
-  /* 3. Both superblock copies, last. */
-  buf = cdev_alloc_buffer (NC_SB_SLOTS * NC_BLOCK_BYTES);
-  if (buf == NULL) {
-    r = -ENOMEM;
-    goto out;
+  /* 3. Both superblock copies (each its table, then its head), last. */
+  r = super_write_copy (cd, sb, 1);                     /* seq 1 */
+  if (r == 0) {
+    sb->seq = 2;
+    super_set_csum (sb);
+    r = super_write_copy (cd, sb, 0);                   /* seq 2 */
   }
-  buf[1] = *sb;                 /* seq 1 */
-  sb->seq = 2;
-  super_set_csum (sb);
-  buf[0] = *sb;                 /* seq 2 */
-  if ((r = cdev_pwrite (cd, buf, NC_SB_SLOTS * NC_BLOCK_BYTES, 0, 0)) < 0 ||
-      (r = cdev_sync (cd)) < 0) {
+  if (r < 0 || (r = cdev_sync (cd)) < 0) {
     log_error ("%s: format: cannot write the superblocks", cd->path);
     goto out;
   }
@@ -237,7 +234,6 @@ nc_format (struct cdev *cd, const struct nc_format_options *opts)
   r = 0;
 
  out:
-  free (buf);
   free (sb);
   return r;
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* ondisk.h — the cache device format, version 1.
+/* ondisk.h — the cache device format, version 2 (and version 1's
+ * superblock, which version 2 reads and converts).
  *
  * WHAT: every structure nbdcache writes to a cache device, byte for byte.
  * All integers are little-endian; each struct's size is pinned with
@@ -20,11 +21,27 @@
  *   [prio_first + prio_buckets, +prio_buckets) prio copy B
  *   [data_first, nbuckets)                  data and btree-node buckets
  *
+ *   bucket 0, version 2      superblock heads at blocks 0 and 1; export
+ *                            table copy n at blocks
+ *                            [2 + n * table_blocks, 2 + (n+1) * table_blocks)
+ *
  * SUPERBLOCK: two copies; the valid one with the higher seq wins.  An
  * update writes seq+1 to slot (seq+1) % 2 and syncs, so a torn write
- * leaves the other copy.  It carries the export table: each export that
- * ever used the device, by id, with its backing identity (URI and size),
- * so a cache is never attached to the wrong backing store.
+ * leaves the other copy.  A copy is its head (one block) and, since
+ * version 2, its export table (table_blocks blocks in bucket 0, named by
+ * the head's table_csum): a copy is valid only if both are.  The table
+ * holds each export that uses the device, by id, with what identifies its
+ * backing store (for a file: a random id kept in the file's extended
+ * attribute user.nbdcache.id, and its device, inode and birth time; for
+ * a block device: its WWN / serial; else its URI), so a cache is never
+ * attached to the wrong backing store and a renamed one finds its slot.
+ * A slot is freed only by "nbdcache forget", after its keys are gone.
+ *
+ * VERSIONS: NC_FORMAT_VERSION is the superblock's.  Bsets, prios and
+ * journal entries carry NC_META_VERSION, unchanged since version 1, so a
+ * version 1 cache becomes a version 2 one by rewriting only its
+ * superblock copies (super.c: the older copy first, a crash in between
+ * leaves one of each, and the newer valid one wins).
  *
  * KEYS (struct nc_key, 32 bytes): an extent of one export,
  * [end - size, end) in blocks, sorted by (export_id, end).  A data key
@@ -81,7 +98,9 @@ _Static_assert (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 
 #define NC_BLOCK_BYTES 4096u
 #define NC_BLOCK_SHIFT 12
-#define NC_FORMAT_VERSION 1u
+#define NC_FORMAT_VERSION 2u    /* the superblock's */
+#define NC_FORMAT_VERSION_V1 1u /* read and converted */
+#define NC_META_VERSION 1u      /* bsets, prios (and journal entries) */
 
 /* Magics: ASCII, read as little-endian u64. */
 #define NC_SB_MAGIC      UINT64_C (0x31425343444e4e4e) /* "NNNDCSB1" */
@@ -95,9 +114,17 @@ _Static_assert (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 #define NC_BUCKET_BLOCKS_DEFAULT 256u    /* 1 MiB */
 
 #define NC_SB_SLOTS 2
-#define NC_MAX_EXPORTS 15
-#define NC_URI_MAX 176          /* bytes incl. the NUL */
-#define NC_NAME_MAX 48          /* bytes incl. the NUL */
+/* Version 2: export table blocks per copy: (bucket_blocks - 2) / 2, at
+ * most NC_TABLE_BLOCKS_MAX; NC_TABLE_SLOTS_PER_BLOCK slots a block.  64
+ * KiB buckets give 56 slots, 128 KiB 120, 1 MiB and up 512.
+ */
+#define NC_TABLE_FIRST_BLOCK 2u
+#define NC_TABLE_BLOCKS_MAX 64u
+#define NC_TABLE_SLOTS_PER_BLOCK 8u
+#define NC_MAX_EXPORTS (NC_TABLE_BLOCKS_MAX * NC_TABLE_SLOTS_PER_BLOCK)
+#define NC_URI_MAX 256          /* bytes incl. the NUL */
+#define NC_NAME_MAX 64          /* bytes incl. the NUL */
+#define NC_DEVID_MAX 64         /* bytes incl. the NUL */
 
 /* ---- keys ---- */
 
@@ -111,6 +138,7 @@ _Static_assert (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
  * key of the rightmost child ("everything above").
  */
 #define NC_EXPORT_ID_MAX 0xffffu
+_Static_assert (NC_MAX_EXPORTS < NC_EXPORT_ID_MAX, "export ids fit keys");
 
 struct nc_key {
   uint64_t end;                 /* exclusive end, blocks */
@@ -124,20 +152,52 @@ struct nc_key {
 };
 _Static_assert (sizeof (struct nc_key) == 32, "nc_key is 32 bytes");
 
-/* ---- superblock (block 0 and block 1) ---- */
+/* ---- superblock, version 2 (heads in blocks 0 and 1, tables after) ---- */
+
+/* What identifies a slot's backing store (nc_sb_export.kind). */
+#define NC_BACKING_URI   0u     /* remote (nbd://, rbd:) or memory: the
+                                   URI (without secrets) */
+#define NC_BACKING_FILE  1u     /* a regular file: uuid (if NC_ID_UUID),
+                                   else dev + ino + btime */
+#define NC_BACKING_BLOCK 2u     /* a block device: devid */
+#define NC_BACKING_LEGACY 3u    /* converted from version 1: only the URI
+                                   is known; the first bind records the
+                                   file's identity */
+
+#define NC_ID_UUID  0x01u       /* uuid[] is the file's user.nbdcache.id */
+#define NC_ID_BTIME 0x02u       /* btime_* is the file's birth time */
 
 struct nc_sb_export {
-  uint16_t id;                  /* 1 .. NC_MAX_EXPORTS; 0 = slot unused */
+  uint16_t id;                  /* 1 .. table slots; 0 = slot unused */
   uint8_t mode;                 /* enum ncache_mode when last opened */
-  uint8_t pad0[5];
-  uint64_t backing_bytes;       /* backing store size */
+  uint8_t kind;                 /* NC_BACKING_* */
+  uint32_t flags;               /* NC_ID_* */
+  uint64_t backing_bytes;       /* backing store size, bytes */
+  uint64_t dev;                 /* FILE: st_dev when last bound */
+  uint64_t ino;                 /* FILE: st_ino when last bound */
+  int64_t btime_sec;            /* FILE: birth time (NC_ID_BTIME) */
+  uint32_t btime_nsec;
+  uint32_t pad0;
+  uint8_t uuid[16];             /* FILE: user.nbdcache.id (NC_ID_UUID) */
+  char devid[NC_DEVID_MAX];     /* BLOCK: "wwid:…", "serial:…" or
+                                   "devt:MAJ:MIN"; NUL-terminated */
   char name[NC_NAME_MAX];       /* export name (informational), NUL-term. */
-  char uri[NC_URI_MAX];         /* backing identity, NUL-terminated */
+  char uri[NC_URI_MAX];         /* where it was last found (a file:
+                                   informational, and "a different
+                                   backing at the same path" is refused);
+                                   URI and LEGACY: the identity */
+  uint8_t pad1[64];             /* zero */
 };
-_Static_assert (sizeof (struct nc_sb_export) == 240, "nc_sb_export size");
+_Static_assert (sizeof (struct nc_sb_export) == 512, "nc_sb_export size");
+_Static_assert (sizeof (struct nc_sb_export) * NC_TABLE_SLOTS_PER_BLOCK
+                == NC_BLOCK_BYTES, "nc_sb_export slots fill a block");
 
+/* In memory, the head followed by the whole table; on disk the first
+ * NC_BLOCK_BYTES (the head) are block n and exports[] (its first
+ * table_blocks * 8 slots) are table copy n.
+ */
 struct nc_sb {
-  uint64_t csum;                /* XXH3-64 of bytes [8, 4096) */
+  uint64_t csum;                /* XXH3-64 of head bytes [8, 4096) */
   uint64_t magic;               /* NC_SB_MAGIC */
   uint32_t version;             /* NC_FORMAT_VERSION */
   uint32_t block_bytes;         /* NC_BLOCK_BYTES */
@@ -153,10 +213,56 @@ struct nc_sb {
   uint32_t prio_buckets;        /* per copy */
   uint32_t data_first;          /* first data/btree bucket */
   uint32_t nr_exports;          /* used slots in exports[] */
-  uint8_t pad[400];             /* zero */
+  uint32_t table_blocks;        /* export table blocks per copy */
+  uint32_t pad0;
+  uint64_t table_csum;          /* XXH3-64 (nc_csum, seed 0) of the
+                                   table copy's bytes [0, table_blocks *
+                                   4096) with its first 8 bytes skipped */
+  uint64_t upgraded_unix;       /* when converted from version 1; 0 =
+                                   formatted as version 2 */
+  uint8_t pad[3976];            /* zero */
   struct nc_sb_export exports[NC_MAX_EXPORTS];
 };
-_Static_assert (sizeof (struct nc_sb) == NC_BLOCK_BYTES, "nc_sb is a block");
+_Static_assert (__builtin_offsetof (struct nc_sb, exports) == NC_BLOCK_BYTES,
+                "the nc_sb head is a block");
+
+/* ---- superblock, version 1 (read only: converted at the first open) ---- */
+
+#define NC_V1_MAX_EXPORTS 15
+#define NC_V1_URI_MAX 176
+#define NC_V1_NAME_MAX 48
+
+struct nc_sb_v1_export {
+  uint16_t id;                  /* 1 .. 15; 0 = slot unused */
+  uint8_t mode;
+  uint8_t pad0[5];
+  uint64_t backing_bytes;
+  char name[NC_V1_NAME_MAX];
+  char uri[NC_V1_URI_MAX];      /* backing identity, NUL-terminated */
+};
+_Static_assert (sizeof (struct nc_sb_v1_export) == 240, "v1 export size");
+
+struct nc_sb_v1 {
+  uint64_t csum;                /* XXH3-64 of bytes [8, 4096) */
+  uint64_t magic;
+  uint32_t version;             /* 1 */
+  uint32_t block_bytes;
+  uint64_t seq;
+  uint8_t uuid[16];
+  uint64_t device_bytes;
+  uint64_t created_unix;
+  uint32_t bucket_blocks;
+  uint32_t nbuckets;
+  uint32_t journal_first;
+  uint32_t journal_buckets;
+  uint32_t prio_first;
+  uint32_t prio_buckets;
+  uint32_t data_first;
+  uint32_t nr_exports;
+  uint8_t pad[400];
+  struct nc_sb_v1_export exports[NC_V1_MAX_EXPORTS];
+};
+_Static_assert (sizeof (struct nc_sb_v1) == NC_BLOCK_BYTES, "v1 sb size");
 
 /* ---- btree node bset ---- */
 

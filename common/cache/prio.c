@@ -102,7 +102,7 @@ validate (const struct nc_prio *p, const struct nc_sb *sb)
     goto bad;
   }
   why = "unsupported format version";
-  if (p->version != NC_FORMAT_VERSION)
+  if (p->version != NC_META_VERSION)
     goto bad;
   why = "bucket count differs from the superblock";
   if (p->nbuckets != sb->nbuckets)
@@ -125,7 +125,7 @@ fill_header (struct nc_prio *p, const struct nc_sb *sb, uint64_t seq)
 {
   memset (p, 0, sizeof *p);
   p->magic = NC_PRIO_MAGIC;
-  p->version = NC_FORMAT_VERSION;
+  p->version = NC_META_VERSION;
   p->nbuckets = sb->nbuckets;
   memcpy (p->uuid, sb->uuid, sizeof p->uuid);
   p->seq = seq;

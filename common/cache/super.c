@@ -3,8 +3,11 @@
  * export table.
  *
  * WHAT: super_validate (every invariant of super.h, naming the first that
- * fails), super_read (the newest valid of the two copies), super_write
- * (seq + 1 to the other slot, then sync), and the export table helpers.
+ * fails), super_read (the newest valid of the two copies, either format
+ * version: a version 1 copy is converted in memory), super_write (seq + 1
+ * to the other slot, table then head, then sync), and the export table:
+ * THE one lookup of a backing store's slot (super_match_export), adding
+ * and freeing slots.
  * A leaf: it calls the cache device and the checksum, nothing above.
  * WHY: the superblock says where everything else is and which backing
  * store each export id belongs to; nothing may trust the device before a
@@ -44,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cdev.h"
 #include "compiler.h"
@@ -52,10 +56,27 @@
 #include "ondisk.h"
 #include "super.h"
 
+uint32_t
+super_table_blocks_for (uint32_t bucket_blocks)
+{
+  uint32_t t = bucket_blocks > NC_TABLE_FIRST_BLOCK
+    ? (bucket_blocks - NC_TABLE_FIRST_BLOCK) / 2 : 0;
+
+  return t < NC_TABLE_BLOCKS_MAX ? t : NC_TABLE_BLOCKS_MAX;
+}
+
+static uint64_t
+table_csum (const struct nc_sb *sb)
+{
+  return nc_csum (sb->exports, (size_t) sb->table_blocks * NC_BLOCK_BYTES);
+}
+
 void
 super_set_csum (struct nc_sb *sb)
 {
-  sb->csum = nc_csum (sb, sizeof *sb);
+  if (sb->table_blocks >= 1 && sb->table_blocks <= NC_TABLE_BLOCKS_MAX)
+    sb->table_csum = table_csum (sb);
+  sb->csum = nc_csum (sb, NC_BLOCK_BYTES);
 }
 
 static bool
@@ -74,7 +95,7 @@ super_validate (const struct nc_sb *sb, uint64_t device_bytes)
   size_t i;
 
   why = "bad checksum";
-  if (sb->csum != nc_csum (sb, sizeof *sb))
+  if (sb->csum != nc_csum (sb, NC_BLOCK_BYTES))
     goto bad;
   why = "bad magic";
   if (sb->magic != NC_SB_MAGIC)
@@ -124,14 +145,21 @@ super_validate (const struct nc_sb *sb, uint64_t device_bytes)
   why = "too few data buckets";
   if (sb->nbuckets - data_first < NC_MIN_DATA_BUCKETS)
     goto bad;
+  why = "the export table size does not match the bucket size";
+  if (sb->table_blocks != super_table_blocks_for (sb->bucket_blocks) ||
+      sb->table_blocks == 0)
+    goto bad;
+  why = "bad export table checksum";
+  if (sb->table_csum != table_csum (sb))
+    goto bad;
 
-  for (i = 0; i < NC_MAX_EXPORTS; i++) {
+  for (i = 0; i < super_table_slots (sb); i++) {
     const struct nc_sb_export *e = &sb->exports[i];
 
     if (e->id == 0)
       continue;
     why = "an export id is out of range";
-    if (e->id > NC_MAX_EXPORTS)
+    if (e->id > super_table_slots (sb))
       goto bad;
     why = "duplicate export id";
     if (seen[e->id])
@@ -142,6 +170,12 @@ super_validate (const struct nc_sb *sb, uint64_t device_bytes)
       goto bad;
     why = "an export name is not NUL-terminated";
     if (!is_terminated (e->name, sizeof e->name))
+      goto bad;
+    why = "an export device id is not NUL-terminated";
+    if (!is_terminated (e->devid, sizeof e->devid))
+      goto bad;
+    why = "an export has an unknown backing kind";
+    if (e->kind > NC_BACKING_LEGACY)
       goto bad;
     used++;
   }
@@ -154,53 +188,216 @@ super_validate (const struct nc_sb *sb, uint64_t device_bytes)
   return why;
 }
 
+/* ---- version 1 ---- */
+
+/* NULL if the v1 copy's own checks pass (those that the conversion would
+ * hide: its checksum, its id range, unterminated strings), else why not.
+ * The geometry is checked after conversion, by super_validate.
+ */
+static const char *
+v1_validate (const struct nc_sb_v1 *v1)
+{
+  bool seen[NC_V1_MAX_EXPORTS + 1] = { false };
+  size_t i;
+
+  if (v1->csum != nc_csum (v1, sizeof *v1))
+    return "bad checksum";
+  for (i = 0; i < NC_V1_MAX_EXPORTS; i++) {
+    const struct nc_sb_v1_export *e = &v1->exports[i];
+
+    if (e->id == 0)
+      continue;
+    if (e->id > NC_V1_MAX_EXPORTS)
+      return "an export id is out of range";
+    if (seen[e->id])
+      return "duplicate export id";
+    seen[e->id] = true;
+    if (!is_terminated (e->uri, sizeof e->uri))
+      return "an export uri is not NUL-terminated";
+    if (!is_terminated (e->name, sizeof e->name))
+      return "an export name is not NUL-terminated";
+  }
+  return NULL;
+}
+
+void
+super_from_v1 (const struct nc_sb_v1 *v1, struct nc_sb *sb)
+{
+  size_t i;
+
+  memset (sb, 0, sizeof *sb);
+  sb->magic = v1->magic;
+  sb->version = NC_FORMAT_VERSION;
+  sb->block_bytes = v1->block_bytes;
+  sb->seq = v1->seq;
+  memcpy (sb->uuid, v1->uuid, sizeof sb->uuid);
+  sb->device_bytes = v1->device_bytes;
+  sb->created_unix = v1->created_unix;
+  sb->bucket_blocks = v1->bucket_blocks;
+  sb->nbuckets = v1->nbuckets;
+  sb->journal_first = v1->journal_first;
+  sb->journal_buckets = v1->journal_buckets;
+  sb->prio_first = v1->prio_first;
+  sb->prio_buckets = v1->prio_buckets;
+  sb->data_first = v1->data_first;
+  sb->nr_exports = v1->nr_exports;
+  sb->table_blocks = super_table_blocks_for (v1->bucket_blocks);
+  for (i = 0; i < NC_V1_MAX_EXPORTS && i < NC_MAX_EXPORTS; i++) {
+    const struct nc_sb_v1_export *o = &v1->exports[i];
+    struct nc_sb_export *e = &sb->exports[i];
+
+    if (o->id == 0)
+      continue;
+    e->id = o->id;
+    e->mode = o->mode;
+    e->backing_bytes = o->backing_bytes;
+    /* A file (or block device) was known by its path only: the first
+     * bind finds it there and records what identifies it.  A remote's
+     * URI is its identity.
+     */
+    e->kind = strncmp (o->uri, "file:", 5) == 0 ? NC_BACKING_LEGACY
+      : NC_BACKING_URI;
+    memcpy (e->name, o->name, strnlen (o->name, sizeof o->name));
+    memcpy (e->uri, o->uri, strnlen (o->uri, sizeof o->uri));
+  }
+  super_set_csum (sb);
+}
+
+int
+super_to_v1 (const struct nc_sb *sb, struct nc_sb_v1 *v1)
+{
+  uint32_t n = super_table_slots (sb), used = 0;
+  size_t i;
+
+  memset (v1, 0, sizeof *v1);
+  for (i = 0; i < n; i++) {
+    const struct nc_sb_export *e = &sb->exports[i];
+    struct nc_sb_v1_export *o;
+
+    if (e->id == 0)
+      continue;
+    if (e->id > NC_V1_MAX_EXPORTS || used == NC_V1_MAX_EXPORTS ||
+        strlen (e->uri) >= sizeof o->uri)
+      return -E2BIG;
+    o = &v1->exports[used++];
+    o->id = e->id;
+    o->mode = e->mode;
+    o->backing_bytes = e->backing_bytes;
+    snprintf (o->name, sizeof o->name, "%s", e->name);
+    memcpy (o->uri, e->uri, strlen (e->uri) + 1);
+  }
+  v1->magic = sb->magic;
+  v1->version = NC_FORMAT_VERSION_V1;
+  v1->block_bytes = sb->block_bytes;
+  v1->seq = sb->seq;
+  memcpy (v1->uuid, sb->uuid, sizeof v1->uuid);
+  v1->device_bytes = sb->device_bytes;
+  v1->created_unix = sb->created_unix;
+  v1->bucket_blocks = sb->bucket_blocks;
+  v1->nbuckets = sb->nbuckets;
+  v1->journal_first = sb->journal_first;
+  v1->journal_buckets = sb->journal_buckets;
+  v1->prio_first = sb->prio_first;
+  v1->prio_buckets = sb->prio_buckets;
+  v1->data_first = sb->data_first;
+  v1->nr_exports = used;
+  v1->csum = nc_csum (v1, sizeof *v1);
+  return 0;
+}
+
 /* ---- reading ---- */
 
-enum copy_state {
-  COPY_IO_ERROR,                /* the read failed */
-  COPY_NO_MAGIC,                /* not ours (or never written) */
-  COPY_INVALID,                 /* ours, but fails validation */
-  COPY_VALID,
-};
-
-struct copy {
-  enum copy_state state;
-  int err;                      /* COPY_IO_ERROR: -errno */
-  const char *why;              /* COPY_INVALID: the reason */
-};
-
 static void
-read_copy (struct cdev *cd, struct nc_sb *buf, int slot, struct copy *c)
+read_copy (struct cdev *cd, struct nc_sb *sb, int slot,
+           struct super_copy *c)
 {
-  int r = cdev_pread (cd, buf, NC_BLOCK_BYTES,
-                      (uint64_t) slot * NC_BLOCK_BYTES);
+  struct nc_sb_v1 *head = cdev_alloc_buffer (NC_BLOCK_BYTES);
+  int r;
 
-  c->err = 0;
-  c->why = NULL;
+  memset (c, 0, sizeof *c);
+  if (head == NULL) {
+    c->state = SUPER_COPY_IO_ERROR;
+    c->err = -ENOMEM;
+    c->why = "out of memory";
+    return;
+  }
+  r = cdev_pread (cd, head, NC_BLOCK_BYTES, (uint64_t) slot * NC_BLOCK_BYTES);
   if (r < 0) {
-    c->state = COPY_IO_ERROR;
+    c->state = SUPER_COPY_IO_ERROR;
     c->err = r;
     c->why = "read error";
-    return;
+    goto out;
   }
-  if (buf->magic != NC_SB_MAGIC) {
-    c->state = COPY_NO_MAGIC;
+  if (head->magic != NC_SB_MAGIC) {
+    c->state = SUPER_COPY_NO_MAGIC;
     c->why = "no superblock magic";
-    return;
+    goto out;
   }
-  c->why = super_validate (buf, cd->size_bytes);
+  c->has_magic = true;
+  c->seq = head->seq;
+  c->version = head->version;
+  if (head->version == NC_FORMAT_VERSION_V1) {
+    if ((c->why = v1_validate (head)) == NULL) {
+      super_from_v1 (head, sb);
+      c->why = super_validate (sb, cd->size_bytes);
+    }
+  }
+  else if (head->version != NC_FORMAT_VERSION)
+    c->why = "unsupported format version";
+  else {
+    uint32_t tb;
+
+    memset (sb, 0, sizeof *sb);
+    memcpy (sb, head, NC_BLOCK_BYTES);
+    tb = sb->table_blocks;
+    if (tb == 0 || tb != super_table_blocks_for (sb->bucket_blocks) ||
+        sb->csum != nc_csum (sb, NC_BLOCK_BYTES))
+      c->why = super_validate (sb, cd->size_bytes);  /* names it */
+    else {
+      void *t = cdev_alloc_buffer ((size_t) tb * NC_BLOCK_BYTES);
+
+      r = t == NULL ? -ENOMEM
+        : cdev_pread (cd, t, (size_t) tb * NC_BLOCK_BYTES,
+                      super_table_offset (sb, slot));
+      if (r < 0) {
+        free (t);
+        c->state = SUPER_COPY_IO_ERROR;
+        c->err = r;
+        c->why = "export table read error";
+        goto out;
+      }
+      memcpy (sb->exports, t, (size_t) tb * NC_BLOCK_BYTES);
+      free (t);
+      c->why = super_validate (sb, cd->size_bytes);
+    }
+  }
   /* A copy in the wrong slot would make the next update overwrite the
    * newest copy instead of the older one.
    */
-  if (c->why == NULL && buf->seq % NC_SB_SLOTS != (uint64_t) slot)
+  if (c->why == NULL && head->seq % NC_SB_SLOTS != (uint64_t) slot)
     c->why = "seq does not match its slot";
-  c->state = c->why == NULL ? COPY_VALID : COPY_INVALID;
+  c->state = c->why == NULL ? SUPER_COPY_VALID : SUPER_COPY_INVALID;
+ out:
+  free (head);
+}
+
+void
+super_read_copy (struct cdev *cd, int slot, struct nc_sb *sb,
+                 struct super_copy *c)
+{
+  if (cd->size_bytes < NC_SB_SLOTS * NC_BLOCK_BYTES) {
+    memset (c, 0, sizeof *c);
+    c->state = SUPER_COPY_NO_MAGIC;
+    c->why = "device too small";
+    return;
+  }
+  read_copy (cd, sb, slot, c);
 }
 
 int
 super_probe (struct cdev *cd)
 {
-  struct nc_sb *buf;
+  struct nc_sb_v1 *buf;
   int i, r = -ENOTSUP;
 
   if (cd->size_bytes < NC_SB_SLOTS * NC_BLOCK_BYTES)
@@ -219,19 +416,38 @@ super_probe (struct cdev *cd)
   return r;
 }
 
-/* NULL if two valid copies of one cache set agree on what never changes
- * after format (the geometry) and after an export is added (its slot's
- * id and backing URI — slots are never freed or reused; the name and
- * mode are informational, the size may grow and is checked against the
- * backing itself at every bind),
- * else why not and *slot_out the export slot (or -1).  A bit flip in
- * the newer copy's export table, checksum recomputed, would otherwise
- * attach the backing as a new export and orphan its dirty data.
- */
-static const char *
-copies_disagree (const struct nc_sb *a, const struct nc_sb *b, int *slot_out)
+/* ---- the one definition of "the same backing store" ---- */
+
+bool
+super_same_backing (const struct nc_sb_export *a, const struct nc_sb_export *b)
 {
-  int i;
+  if (a->kind != b->kind)
+    return false;
+  switch (a->kind) {
+  case NC_BACKING_FILE:
+    if ((a->flags & NC_ID_UUID) != (b->flags & NC_ID_UUID))
+      return false;
+    if (a->flags & NC_ID_UUID)
+      return memcmp (a->uuid, b->uuid, sizeof a->uuid) == 0;
+    if (a->dev != b->dev || a->ino != b->ino)
+      return false;
+    if ((a->flags & NC_ID_BTIME) && (b->flags & NC_ID_BTIME))
+      return a->btime_sec == b->btime_sec && a->btime_nsec == b->btime_nsec;
+    return true;
+  case NC_BACKING_BLOCK:
+    return strncmp (a->devid, b->devid, sizeof a->devid) == 0;
+  default:
+    return strncmp (a->uri, b->uri, sizeof a->uri) == 0;
+  }
+}
+
+const char *
+super_copies_disagree (const struct nc_sb *newer, const struct nc_sb *older,
+                       int *slot_out)
+{
+  const struct nc_sb *a = newer, *b = older;
+  uint32_t n;
+  size_t i;
 
   *slot_out = -1;
   if (a->block_bytes != b->block_bytes || a->device_bytes != b->device_bytes
@@ -239,25 +455,32 @@ copies_disagree (const struct nc_sb *a, const struct nc_sb *b, int *slot_out)
       || a->journal_first != b->journal_first
       || a->journal_buckets != b->journal_buckets
       || a->prio_first != b->prio_first || a->prio_buckets != b->prio_buckets
-      || a->data_first != b->data_first)
+      || a->data_first != b->data_first || a->table_blocks != b->table_blocks)
     return "the geometry differs";
-  for (i = 0; i < NC_MAX_EXPORTS; i++) {
+  n = super_table_slots (a);
+  for (i = 0; i < n; i++) {
     const struct nc_sb_export *x = &a->exports[i], *y = &b->exports[i];
 
     if (x->id == 0 || y->id == 0)
-      continue;                 /* added since: only the newer has it */
-    *slot_out = i;
-    if (x->id != y->id || memcmp (x->uri, y->uri, sizeof x->uri) != 0)
-      return "an export slot's identity (id or backing URI) differs";
+      continue;                 /* added or forgotten since */
+    *slot_out = (int) i;
+    if (x->id != y->id)
+      return "an export slot's id differs";
+    if (y->kind == NC_BACKING_LEGACY && x->kind != NC_BACKING_LEGACY)
+      continue;                 /* adopted since (a v1 slot) */
+    if (!super_same_backing (x, y))
+      return "an export slot's backing identity differs";
   }
+  *slot_out = -1;
   return NULL;
 }
 
 int
-super_read (struct cdev *cd, struct nc_sb *sb, int *slot)
+super_read_version (struct cdev *cd, struct nc_sb *sb, int *slot,
+                    uint32_t *version)
 {
   struct nc_sb *buf;
-  struct copy c[NC_SB_SLOTS];
+  struct super_copy c[NC_SB_SLOTS];
   int best = -1, other, i, r;
 
   if (cd->size_bytes < NC_SB_SLOTS * NC_BLOCK_BYTES) {
@@ -266,13 +489,13 @@ super_read (struct cdev *cd, struct nc_sb *sb, int *slot)
                "create = yes", cd->path, cd->size_bytes, cd->path);
     return -ENOTSUP;
   }
-  buf = cdev_alloc_buffer (NC_SB_SLOTS * NC_BLOCK_BYTES);
+  buf = calloc (NC_SB_SLOTS, sizeof *buf);
   if (buf == NULL)
     return -ENOMEM;
 
   for (i = 0; i < NC_SB_SLOTS; i++) {
     read_copy (cd, &buf[i], i, &c[i]);
-    if (c[i].state == COPY_VALID &&
+    if (c[i].state == SUPER_COPY_VALID &&
         (best < 0 || buf[i].seq > buf[best].seq))
       best = i;
   }
@@ -282,9 +505,9 @@ super_read (struct cdev *cd, struct nc_sb *sb, int *slot)
     int eslot;
 
     other = 1 - best;
-    if (c[other].state == COPY_VALID &&
+    if (c[other].state == SUPER_COPY_VALID &&
         memcmp (buf[best].uuid, buf[other].uuid, sizeof buf[best].uuid) == 0
-        && (why = copies_disagree (&buf[best], &buf[other], &eslot))
+        && (why = super_copies_disagree (&buf[best], &buf[other], &eslot))
         != NULL) {
       if (eslot >= 0)
         log_error ("%s: corrupt nbdcache superblock: copies %d (seq %" PRIu64
@@ -298,28 +521,32 @@ super_read (struct cdev *cd, struct nc_sb *sb, int *slot)
       free (buf);
       return -EBADMSG;
     }
-    if (c[other].state == COPY_INVALID || c[other].state == COPY_IO_ERROR)
+    if (c[other].state == SUPER_COPY_INVALID ||
+        c[other].state == SUPER_COPY_IO_ERROR)
       log_warning ("%s: superblock copy %d is unusable (%s); using copy %d "
                    "(seq %" PRIu64 ")", cd->path, other, c[other].why, best,
                    buf[best].seq);
     memcpy (sb, &buf[best], sizeof *sb);
     if (slot != NULL)
       *slot = best;
+    if (version != NULL)
+      *version = c[best].version;
     free (buf);
     return 0;
   }
 
-  if (c[0].state == COPY_NO_MAGIC && c[1].state == COPY_NO_MAGIC) {
+  if (c[0].state == SUPER_COPY_NO_MAGIC && c[1].state == SUPER_COPY_NO_MAGIC) {
     log_error ("%s: not an nbdcache cache device (no superblock); format "
                "it with 'nbdcache format %s' or set create = yes",
                cd->path, cd->path);
     r = -ENOTSUP;
   }
-  else if (c[0].state != COPY_INVALID && c[1].state != COPY_INVALID) {
+  else if (c[0].state != SUPER_COPY_INVALID &&
+           c[1].state != SUPER_COPY_INVALID) {
     /* An unreadable copy and one without magic: we cannot tell. */
     log_error ("%s: cannot read the superblock (copy 0: %s; copy 1: %s)",
                cd->path, c[0].why, c[1].why);
-    r = c[0].state == COPY_IO_ERROR ? c[0].err : c[1].err;
+    r = c[0].state == SUPER_COPY_IO_ERROR ? c[0].err : c[1].err;
   }
   else {
     log_error ("%s: corrupt nbdcache superblock: copy 0: %s; copy 1: %s",
@@ -330,12 +557,41 @@ super_read (struct cdev *cd, struct nc_sb *sb, int *slot)
   return r;
 }
 
+int
+super_read (struct cdev *cd, struct nc_sb *sb, int *slot)
+{
+  return super_read_version (cd, sb, slot, NULL);
+}
+
 /* ---- writing ---- */
+
+int
+super_write_copy (struct cdev *cd, const struct nc_sb *sb, int slot)
+{
+  size_t tbytes = (size_t) sb->table_blocks * NC_BLOCK_BYTES;
+  uint8_t *buf = cdev_alloc_buffer (tbytes > NC_BLOCK_BYTES ? tbytes
+                                    : NC_BLOCK_BYTES);
+  int r;
+
+  if (buf == NULL)
+    return -ENOMEM;
+  /* The table first: the head names it by checksum, so a head that
+   * reaches the device before its table is refused, not trusted.
+   */
+  memcpy (buf, sb->exports, tbytes);
+  r = cdev_pwrite (cd, buf, tbytes, super_table_offset (sb, slot), 0);
+  if (r == 0) {
+    memcpy (buf, sb, NC_BLOCK_BYTES);
+    r = cdev_pwrite (cd, buf, NC_BLOCK_BYTES,
+                     (uint64_t) slot * NC_BLOCK_BYTES, 0);
+  }
+  free (buf);
+  return r;
+}
 
 int
 super_write (struct cdev *cd, struct nc_sb *sb)
 {
-  struct nc_sb *buf;
   const char *why;
   int slot, r;
 
@@ -349,15 +605,7 @@ super_write (struct cdev *cd, struct nc_sb *sb)
     r = -EINVAL;
     goto undo;
   }
-  buf = cdev_alloc_buffer (NC_BLOCK_BYTES);
-  if (buf == NULL) {
-    r = -ENOMEM;
-    goto undo;
-  }
-  memcpy (buf, sb, sizeof *sb);
-  r = cdev_pwrite (cd, buf, NC_BLOCK_BYTES,
-                   (uint64_t) slot * NC_BLOCK_BYTES, 0);
-  free (buf);
+  r = super_write_copy (cd, sb, slot);
   if (r == 0)
     r = cdev_sync (cd);
   if (r < 0) {
@@ -376,6 +624,27 @@ super_write (struct cdev *cd, struct nc_sb *sb)
   return r;
 }
 
+int
+super_upgrade (struct cdev *cd, struct nc_sb *sb)
+{
+  int r;
+
+  /* Each write goes to the older slot; after the first the newest copy is
+   * version 2, after the second both are.  A crash before the first sync
+   * leaves the version 1 copies (the next open converts again).
+   */
+  sb->upgraded_unix = (uint64_t) time (NULL);
+  if ((r = super_write (cd, sb)) < 0 || (r = super_write (cd, sb)) < 0) {
+    log_error ("%s: converting the superblock to format version %u failed: "
+               "%s", cd->path, NC_FORMAT_VERSION, strerror (-r));
+    return r;
+  }
+  log_info ("%s: converted the cache from format version 1 to %u (%" PRIu32
+            " export slots)", cd->path, NC_FORMAT_VERSION,
+            super_table_slots (sb));
+  return 0;
+}
+
 /* ---- the export table ---- */
 
 struct nc_sb_export *
@@ -383,7 +652,7 @@ super_find_export (struct nc_sb *sb, const char *uri)
 {
   size_t i;
 
-  for (i = 0; i < NC_MAX_EXPORTS; i++) {
+  for (i = 0; i < super_table_slots (sb); i++) {
     struct nc_sb_export *e = &sb->exports[i];
 
     if (e->id != 0 && strncmp (e->uri, uri, sizeof e->uri) == 0 &&
@@ -393,45 +662,123 @@ super_find_export (struct nc_sb *sb, const char *uri)
   return NULL;
 }
 
-/* Also -EEXIST if uri is already in the table (find it instead): two
- * slots with one uri would make the binding ambiguous.
+struct nc_sb_export *
+super_find_id (const struct nc_sb *sb, uint16_t id)
+{
+  size_t i;
+
+  if (id == 0)
+    return NULL;
+  for (i = 0; i < super_table_slots (sb); i++)
+    if (sb->exports[i].id == id)
+      return (struct nc_sb_export *) &sb->exports[i];
+  return NULL;
+}
+
+enum super_match
+super_match_export (struct nc_sb *sb, const struct nc_sb_export *want,
+                    struct nc_sb_export **out)
+{
+  uint32_t n = super_table_slots (sb);
+  struct nc_sb_export *legacy = NULL, *same_uri = NULL;
+  size_t i;
+
+  *out = NULL;
+  for (i = 0; i < n; i++) {
+    struct nc_sb_export *e = &sb->exports[i];
+
+    if (e->id == 0)
+      continue;
+    if (e->kind != NC_BACKING_LEGACY && super_same_backing (e, want)) {
+      *out = e;
+      return SUPER_MATCH;
+    }
+    if (strncmp (e->uri, want->uri, sizeof e->uri) == 0) {
+      if (e->kind == NC_BACKING_LEGACY)
+        legacy = e;
+      else
+        same_uri = e;
+    }
+  }
+  if (legacy != NULL) {
+    *out = legacy;
+    return SUPER_MATCH_ADOPT;
+  }
+  if (same_uri != NULL) {
+    *out = same_uri;
+    return SUPER_MATCH_CONFLICT;
+  }
+  return SUPER_MATCH_NONE;
+}
+
+/* Also -EEXIST if want's backing is already in the table (find it
+ * instead): two slots for one backing would make the binding ambiguous.
  */
+int
+super_add_identity (struct nc_sb *sb, const struct nc_sb_export *want,
+                    struct nc_sb_export **out)
+{
+  uint32_t n = super_table_slots (sb);
+  bool used[NC_MAX_EXPORTS + 1] = { false };
+  struct nc_sb_export *e = NULL, *found;
+  uint16_t id;
+  size_t i;
+
+  if (!is_terminated (want->uri, sizeof want->uri) ||
+      !is_terminated (want->devid, sizeof want->devid))
+    return -ENAMETOOLONG;
+  if (super_match_export (sb, want, &found) == SUPER_MATCH)
+    return -EEXIST;
+  for (i = 0; i < n; i++) {
+    if (sb->exports[i].id == 0) {
+      if (e == NULL)
+        e = &sb->exports[i];
+    }
+    else if (sb->exports[i].id <= n)
+      used[sb->exports[i].id] = true;
+  }
+  for (id = 1; id <= n && used[id]; id++)
+    ;
+  if (e == NULL || id > n)
+    return -ENOSPC;
+
+  *e = *want;
+  e->id = id;
+  e->name[sizeof e->name - 1] = '\0';
+  memset (e->pad1, 0, sizeof e->pad1);
+  e->pad0 = 0;
+  sb->nr_exports++;
+  if (out != NULL)
+    *out = e;
+  return 0;
+}
+
 int
 super_add_export (struct nc_sb *sb, const char *name, const char *uri,
                   uint64_t backing_bytes, uint8_t mode,
                   struct nc_sb_export **out)
 {
-  bool used[NC_MAX_EXPORTS + 1] = { false };
-  struct nc_sb_export *e = NULL;
-  uint16_t id;
-  size_t i;
+  struct nc_sb_export want;
 
   if (strlen (uri) >= NC_URI_MAX)
     return -ENAMETOOLONG;
   if (super_find_export (sb, uri) != NULL)
     return -EEXIST;
-  for (i = 0; i < NC_MAX_EXPORTS; i++) {
-    if (sb->exports[i].id == 0) {
-      if (e == NULL)
-        e = &sb->exports[i];
-    }
-    else if (sb->exports[i].id <= NC_MAX_EXPORTS)
-      used[sb->exports[i].id] = true;
-  }
-  for (id = 1; id <= NC_MAX_EXPORTS && used[id]; id++)
-    ;
-  if (e == NULL || id > NC_MAX_EXPORTS)
-    return -ENOSPC;
-
-  memset (e, 0, sizeof *e);
-  e->id = id;
-  e->mode = mode;
-  e->backing_bytes = backing_bytes;
+  memset (&want, 0, sizeof want);
+  want.kind = NC_BACKING_URI;
+  want.mode = mode;
+  want.backing_bytes = backing_bytes;
   /* The name is informational: a long one is cut, not refused. */
-  snprintf (e->name, sizeof e->name, "%s", name != NULL ? name : "");
-  memcpy (e->uri, uri, strlen (uri) + 1);
-  sb->nr_exports++;
-  if (out != NULL)
-    *out = e;
-  return 0;
+  snprintf (want.name, sizeof want.name, "%s", name != NULL ? name : "");
+  memcpy (want.uri, uri, strlen (uri) + 1);
+  return super_add_identity (sb, &want, out);
+}
+
+void
+super_remove_export (struct nc_sb *sb, struct nc_sb_export *e)
+{
+  if (e->id == 0)
+    return;
+  memset (e, 0, sizeof *e);
+  sb->nr_exports--;
 }

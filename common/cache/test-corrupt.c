@@ -845,29 +845,52 @@ test_prio_copies_gen_backwards (void **state)
  * (a mode change) leaves: the same table, seq - 1.  With the slot only
  * in the newer copy, format v1 has nothing to compare it with.
  */
+/* Superblock copy `slot` of image m, head and table. */
+static struct nc_sb *
+img_sb_get (const unsigned char *m, int slot)
+{
+  struct nc_sb *sb = calloc (1, sizeof *sb);
+
+  assert_non_null (sb);
+  memcpy (sb, m + (size_t) slot * NC_BLOCK_BYTES, NC_BLOCK_BYTES);
+  assert_true (sb->table_blocks >= 1 && sb->table_blocks <= NC_TABLE_BLOCKS_MAX);
+  memcpy (sb->exports, m + super_table_offset (sb, slot),
+          (size_t) sb->table_blocks * NC_BLOCK_BYTES);
+  return sb;
+}
+
+static void
+img_sb_put (unsigned char *m, int slot, const struct nc_sb *sb)
+{
+  memcpy (m + (size_t) slot * NC_BLOCK_BYTES, sb, NC_BLOCK_BYTES);
+  memcpy (m + super_table_offset (sb, slot), sb->exports,
+          (size_t) sb->table_blocks * NC_BLOCK_BYTES);
+}
+
 static void
 test_sb_export_uri_flip (void **state)
 {
   struct image im;
   unsigned char *m = copy_of (W.clean);
-  struct nc_sb *a = (void *) m, *b = (void *) (m + NC_BLOCK_BYTES);
+  struct nc_sb *a = img_sb_get (m, 0), *b = img_sb_get (m, 1);
   struct nc_sb *newer = b->seq > a->seq ? b : a;
-  int i;
+  struct nc_sb *older = newer == a ? b : a;
+  unsigned i;
   (void) state;
 
   image_load (&im, m);
   for (i = 0; i < NC_MAX_EXPORTS && newer->exports[i].id == 0; i++)
     ;
   assert_true (i < NC_MAX_EXPORTS);
-  {
-    struct nc_sb *older = newer == a ? b : a;
-
-    *older = *newer;
-    older->seq = newer->seq - 1;
-    older->csum = nc_csum (older, sizeof *older);
-  }
+  memcpy (older, newer, sizeof *older);
+  older->seq = newer->seq - 1;
+  super_set_csum (older);
   newer->exports[i].uri[0] ^= 0x20;
-  newer->csum = nc_csum (newer, sizeof *newer);
+  super_set_csum (newer);
+  img_sb_put (m, (int) (older->seq % 2), older);
+  img_sb_put (m, (int) (newer->seq % 2), newer);
+  free (a);
+  free (b);
   must_refuse ("sb-export-uri-flip", m, false);
 }
 

@@ -109,11 +109,12 @@ journal_format (struct cdev *cd, const struct nc_sb *sb)
   return write_mark (cd, sb, sb->journal_first, JOURNAL_MARK);
 }
 
-/* ---- a big device: keeps blocks 0-1, drops the rest ---- */
+/* ---- a big device: keeps the superblock area, drops the rest ---- */
 
 struct big_dev {
   struct cdev cd;               /* first */
-  uint8_t head[2 * NC_BLOCK_BYTES];
+  uint8_t head[(NC_TABLE_FIRST_BLOCK + 2 * NC_TABLE_BLOCKS_MAX)
+               * NC_BLOCK_BYTES];
   uint64_t nr_writes;
 };
 
@@ -252,7 +253,21 @@ formatted (uint64_t bytes, uint32_t bucket_bytes)
 void
 read_slot (struct cdev *cd, int slot, struct nc_sb *sb)
 {
-  cdev_sim_peek (cd, (uint64_t) slot * NC_BLOCK_BYTES, sb, sizeof *sb);
+  memset (sb, 0, sizeof *sb);
+  cdev_sim_peek (cd, (uint64_t) slot * NC_BLOCK_BYTES, sb, NC_BLOCK_BYTES);
+  if (sb->version == NC_FORMAT_VERSION && sb->table_blocks >= 1 &&
+      sb->table_blocks <= NC_TABLE_BLOCKS_MAX)
+    cdev_sim_peek (cd, super_table_offset (sb, slot), sb->exports,
+                   (size_t) sb->table_blocks * NC_BLOCK_BYTES);
+}
+
+void
+write_slot (struct cdev *cd, int slot, const struct nc_sb *sb)
+{
+  cdev_sim_poke (cd, (uint64_t) slot * NC_BLOCK_BYTES, sb, NC_BLOCK_BYTES);
+  if (sb->table_blocks >= 1 && sb->table_blocks <= NC_TABLE_BLOCKS_MAX)
+    cdev_sim_poke (cd, super_table_offset (sb, slot), sb->exports,
+                   (size_t) sb->table_blocks * NC_BLOCK_BYTES);
 }
 
 void

@@ -52,7 +52,8 @@ bool has_mark (struct cdev *cd, const struct nc_sb *sb, uint32_t bucket,
 
 /* ---- devices ---- */
 
-/* A device of size_bytes that keeps blocks 0-1 and drops the rest. */
+/* A device of size_bytes that keeps the superblock area (heads and
+ * export tables) and drops the rest. */
 struct cdev *big_create (uint64_t size_bytes);
 /* In front of `inner` (a cdev-sim): sync number fail_sync_at does not
  * happen and the device is dead (-EIO) from then on.
@@ -68,6 +69,10 @@ extern const uint8_t uuid_a[16], uuid_b[16];
 struct cdev *formatted (uint64_t bytes, uint32_t bucket_bytes);
 /* Superblock slot 0 or 1, as on the (simulated) device. */
 void read_slot (struct cdev *cd, int slot, struct nc_sb *sb);
+/* Superblock copy `slot` (head and table) poked onto the device as sb
+ * is, checksums untouched.
+ */
+void write_slot (struct cdev *cd, int slot, const struct nc_sb *sb);
 /* XOR one byte of the (simulated) device. */
 void poke_byte (struct cdev *cd, uint64_t offset, uint8_t xor);
 
