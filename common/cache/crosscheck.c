@@ -88,7 +88,7 @@ crosscheck_create (const struct nc_sb *sb, const char *name,
   cx->sb = sb;
   cx->name = name;
   cx->path = path;
-  for (i = 0; i < NC_MAX_EXPORTS; i++) {
+  for (i = 0; i < (int) NC_MAX_EXPORTS; i++) {
     const struct nc_sb_export *e = &sb->exports[i];
 
     if (e->id == 0 || e->id > NC_MAX_EXPORTS)
