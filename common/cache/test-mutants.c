@@ -695,9 +695,6 @@ hole_of (const struct mutant *m)
        touches (lo, hi, offsetof (struct nc_bset, uuid),
                 offsetof (struct nc_bset, seq))))
     return HOLE_BSET_IDENTITY;
-  if (m->region == R_JOURNAL && t->newest_jentry &&
-      (!m->recompute || lo < sizeof (struct nc_jentry)))
-    return HOLE_NEWEST_JENTRY;
   if (m->recompute && ((m->region == R_JOURNAL &&
                         lo >= sizeof (struct nc_jentry)) ||
                        (m->region == R_BTREE && t->leaf_bset &&
