@@ -227,6 +227,11 @@ int piece_walk (struct ncache_export *nc, uint64_t offset, uint64_t count,
  */
 int request_pread (struct ncache_export *nc, void *buf, size_t count,
                    uint64_t offset);
+/* NCACHE_NOWAIT: all hits, served without waiting, or -EAGAIN with
+ * nothing done.  count > 0.
+ */
+int request_pread_nowait (struct ncache_export *nc, void *buf, size_t count,
+                          uint64_t offset);
 int request_pwrite (struct ncache_export *nc, const void *buf, size_t count,
                     uint64_t offset, uint32_t flags);
 int request_flush (struct ncache_export *nc);

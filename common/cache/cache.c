@@ -336,10 +336,19 @@ ncache_pread (struct ncache_export *nc, void *buf, size_t count,
 {
   int r;
 
-  if ((r = check_flags (nc, "read", flags, 0)) < 0 ||
+  if ((r = check_flags (nc, "read", flags, NCACHE_NOWAIT)) < 0 ||
       (r = check_range (nc, "read", count, offset, -EINVAL)) < 0)
     return failed (nc, r);
-  if (count > 0) {
+  if (flags & NCACHE_NOWAIT) {
+    /* Not served: nothing happened, nothing is counted. */
+    if (count == 0)
+      return -EAGAIN;
+    r = nc->dev ? request_pread_nowait (nc, buf, count, offset)
+      : export_io_read_nowait (nc, buf, offset, offset + count);
+    if (r < 0)
+      return r;
+  }
+  else if (count > 0) {
     r = nc->dev ? request_pread (nc, buf, count, offset)
       : export_io_read (nc, buf, offset, offset + count);
     if (r < 0)

@@ -57,6 +57,14 @@ const char *ncache_mode_name (enum ncache_mode mode);
 #define NCACHE_MAY_TRIM  (1u << 1) /* zero: may punch a hole (no NO_HOLE) */
 #define NCACHE_FAST_ZERO (1u << 2) /* zero: fail -ENOTSUP unless fast */
 #define NCACHE_REQ_ONE   (1u << 3) /* extents: one extent is enough */
+/* pread: serve only if nothing has to wait — every byte a cache hit read
+ * from a buffered cache device's page cache (no node read, no contended
+ * index lock), or in mode none a page-cache hit of a file backing; else
+ * -EAGAIN with nothing done and nothing counted (call again without the
+ * flag).  Lets an event loop answer a read itself, without a hand-off to
+ * a thread; a miss, a remote backing or an O_DIRECT cache never qualify.
+ */
+#define NCACHE_NOWAIT    (1u << 4)
 
 /* Extent flags (same bits as NBD base:allocation). */
 #define NCACHE_EXTENT_HOLE (1u << 0)
