@@ -491,6 +491,9 @@ nbd_request_parse (struct conn *c)
 
 /* ---- worker side ---- */
 
+/* ncache_pread_extents' report: the reply's chunks, extent by extent.
+ * A hole chunk's bytes are not in r->buf unless it had to become data.
+ */
 static int
 collect_read_chunk (void *opaque, uint64_t offset, uint64_t length,
                     uint32_t flags)
@@ -509,7 +512,12 @@ collect_read_chunk (void *opaque, uint64_t offset, uint64_t length,
     return 0;
   }
   if (r->nr_chunks == MAX_READ_CHUNKS) {
-    /* Out of chunk slots: the rest is sent as data. */
+    /* Out of chunk slots: the rest is sent as data (the engine fills in
+     * every later byte; this chunk's zeros are ours to write).
+     */
+    if (last->hole)
+      memset ((char *) r->buf + (last->offset - r->h.offset), 0,
+              last->length);
     last->hole = false;
     last->length = end - last->offset;
     return 1;
@@ -520,40 +528,34 @@ collect_read_chunk (void *opaque, uint64_t offset, uint64_t length,
   return 0;
 }
 
+/* A large structured READ (without DF) reports zero ranges as hole
+ * chunks; the engine finds them in the same walk of its index that
+ * reads the data (ncache_pread_extents).  Anything else is one data chunk.
+ */
 static int
 execute_read (struct request *r)
 {
   struct conn *c = r->conn;
   struct ncache_export *nc = c->exp->nc;
-  unsigned i;
   int err;
 
   r->nr_chunks = 0;
   if (c->structured && !(r->h.flags & NBD_CMD_FLAG_DF) &&
       r->h.count >= READ_HOLE_MIN_BYTES && c->exp->caps.can_extents) {
-    err = ncache_extents (nc, r->h.count, r->h.offset, 0,
-                          collect_read_chunk, r);
-    if (err < 0 || r->nr_chunks == 0 ||
-        r->chunks[r->nr_chunks - 1].offset + r->chunks[r->nr_chunks - 1].length
-          != r->h.offset + r->h.count)
-      r->nr_chunks = 0;         /* fall back to one data chunk */
+    err = ncache_pread_extents (nc, r->buf, r->h.count, r->h.offset, 0,
+                                collect_read_chunk, r);
+    if (err == 0 && (r->nr_chunks == 0 ||
+                     r->chunks[r->nr_chunks - 1].offset +
+                     r->chunks[r->nr_chunks - 1].length
+                     != r->h.offset + r->h.count))
+      err = -EIO;               /* the engine broke its contract */
+    return err;
   }
-  if (r->nr_chunks == 0) {
-    r->chunks[0] = (struct read_chunk) {
-      .offset = r->h.offset, .length = r->h.count, .hole = false,
-    };
-    r->nr_chunks = 1;
-  }
-  for (i = 0; i < r->nr_chunks; i++) {
-    const struct read_chunk *ch = &r->chunks[i];
-    if (ch->hole)
-      continue;
-    err = ncache_pread (nc, (char *) r->buf + (ch->offset - r->h.offset),
-                        ch->length, ch->offset, 0);
-    if (err < 0)
-      return err;
-  }
-  return 0;
+  r->chunks[0] = (struct read_chunk) {
+    .offset = r->h.offset, .length = r->h.count, .hole = false,
+  };
+  r->nr_chunks = 1;
+  return ncache_pread (nc, r->buf, r->h.count, r->h.offset, 0);
 }
 
 /* Descriptors of one meta context, appended to r->extents after those of

@@ -187,6 +187,20 @@ void ncache_get_caps (struct ncache_export *nc, struct ncache_caps *caps);
 /* ---- requests: ranges must lie within [0, size) ---- */
 int ncache_pread (struct ncache_export *nc, void *buf, size_t count,
                   uint64_t offset, uint32_t flags);
+/* A read that also says which parts read as zeros, in one walk of the
+ * index (an NBD structured READ reply sends those as holes).  fn is called
+ * in order for consecutive extents covering [offset, offset + count),
+ * each once it is served: flags 0, its data is in buf; NCACHE_EXTENT_ZERO,
+ * it reads as zeros and buf was NOT written there (a ZERO key; in mode
+ * none a zero extent of the backing store, whose extents are asked
+ * first).  fn returns 0 to go on, > 0 to stop being told: every later byte
+ * is then written to buf (zeros included) and fn is not called again;
+ * < 0 fails the read with that error.  Misses are read (and promoted) as
+ * data, never probed.  flags: none yet (0).  Counted as one read.
+ */
+int ncache_pread_extents (struct ncache_export *nc, void *buf, size_t count,
+                          uint64_t offset, uint32_t flags,
+                          ncache_extent_fn fn, void *opaque);
 int ncache_pwrite (struct ncache_export *nc, const void *buf, size_t count,
                    uint64_t offset, uint32_t flags);
 int ncache_flush (struct ncache_export *nc, uint32_t flags);

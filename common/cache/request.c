@@ -489,7 +489,28 @@ struct read_walk {
   uint64_t offset;
   bool promote;
   struct read_tally *t;         /* NULL: not counted */
+  /* ncache_pread_extents: each piece is reported once served, in order;
+   * a ZERO key's bytes are reported as zero and not written to buf until
+   * the caller asks for everything (fill).  NULL: plain read.
+   */
+  ncache_extent_fn report;
+  void *report_opaque;
+  bool fill;
 };
+
+/* A piece [lo, hi) was served (or, flags ZERO, may stay unwritten). */
+static int
+report_piece (struct read_walk *w, uint64_t lo, uint64_t hi, uint32_t flags)
+{
+  int r;
+
+  if (w->report == NULL || w->fill)
+    return 0;
+  r = w->report (w->report_opaque, lo, hi - lo, flags);
+  if (r > 0)
+    w->fill = true;
+  return r < 0 ? r : 0;
+}
 
 static int
 read_piece (void *opaque, const struct btree_piece *p, uint64_t lo,
@@ -500,6 +521,8 @@ read_piece (void *opaque, const struct btree_piece *p, uint64_t lo,
   int r;
 
   if (p->found) {
+    if (w->report != NULL && !w->fill && bkey_is_zero (&p->key))
+      return report_piece (w, lo, hi, NCACHE_EXTENT_ZERO);
     r = read_hit (w->nc, p, dst, lo, hi);
     if (r == -ESTALE)
       return PIECE_WALK_AGAIN;  /* replaced under us: look again */
@@ -516,6 +539,8 @@ read_piece (void *opaque, const struct btree_piece *p, uint64_t lo,
     if (w->t)
       w->t->missed = true;
   }
+  if (r == 0)
+    r = report_piece (w, lo, hi, 0);
   return r;
 }
 
@@ -529,15 +554,17 @@ read_batch_done (void *opaque)
 
 /* Read bytes [offset, offset + count) into buf.  promote: misses go into
  * the cache (client reads and CACHE); false for read-modify-write.
+ * report (may be NULL): see struct read_walk.
  */
 static int
 read_range (struct ncache_export *nc, uint8_t *buf, uint64_t count,
-            uint64_t offset,
-            bool promote, struct read_tally *t)
+            uint64_t offset, bool promote, struct read_tally *t,
+            ncache_extent_fn report, void *report_opaque)
 {
   struct read_walk w = {
     .nc = nc, .buf = buf, .offset = offset,
     .promote = promote, .t = t,
+    .report = report, .report_opaque = report_opaque,
   };
 
   return piece_walk (nc, offset, count, read_piece, read_batch_done, &w);
@@ -574,14 +601,14 @@ count_read (struct ncache_export *nc, const struct read_tally *t, bool seq)
 
 int
 request_pread (struct ncache_export *nc, void *buf, size_t count,
-               uint64_t offset)
+               uint64_t offset, ncache_extent_fn fn, void *opaque)
 {
   bool seq = sequential_bypass (nc, offset, count);
   struct read_tally t = { .missed = false };
   int r;
 
   writeback_note_io (nc->wb);
-  r = read_range (nc, buf, count, offset, !seq, &t);
+  r = read_range (nc, buf, count, offset, !seq, &t, fn, opaque);
   if (r == 0)
     count_read (nc, &t, seq);
   return r;
@@ -648,7 +675,7 @@ request_cache (struct ncache_export *nc, uint64_t count, uint64_t offset)
   while (count > 0 && r == 0) {
     uint64_t n = MIN (count, chunk);
 
-    r = read_range (nc, buf, n, offset, true, NULL);
+    r = read_range (nc, buf, n, offset, true, NULL, NULL, NULL);
     offset += n;
     count -= n;
   }
@@ -700,7 +727,7 @@ patch_block (struct ncache_export *nc, uint64_t blk, const uint8_t *src,
 
   if (b == NULL)
     return -ENOMEM;
-  r = read_range (nc, b, BLK, blk * BLK, false, NULL);
+  r = read_range (nc, b, BLK, blk * BLK, false, NULL, NULL, NULL);
   if (r < 0) {
     free (b);
     return r;

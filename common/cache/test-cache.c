@@ -863,6 +863,46 @@ test_cache_extents_holes (void **state)
   ncache_close (nc);
 }
 
+/* ncache_pread_extents in mode none: the backing's extents in order, the
+ * data parts read, the zero parts left unwritten; a callback that stops
+ * gets every later byte written (zeros included).
+ */
+static void
+test_cache_pread_extents (void **state)
+{
+  struct spy_record rec;
+  struct ncache_export *nc = open_scripted (&rec);
+  unsigned char *buf = malloc (EXPORT_BYTES);
+  struct extent_list l;
+  uint64_t i;
+
+  assert_non_null (buf);
+  memset (buf, 0xee, EXPORT_BYTES);
+  memset (&l, 0, sizeof l);
+  rec.nr_pread = 0;
+  assert_int_equal (ncache_pread_extents (nc, buf, 20480, 0, 0,
+                                          collect_extent, &l), 0);
+  assert_int_equal (l.n, 3);
+  assert_extent (&l, 0, 0, 4096, 0);
+  assert_extent (&l, 1, 4096, 12288, NCACHE_EXTENT_ZERO);
+  assert_extent (&l, 2, 16384, 4096, 0);
+  for (i = 4096; i < 16384; i++)
+    assert_int_equal (buf[i], 0xee);    /* a hole is not read */
+  assert_int_equal (rec.nr_pread, 2);
+
+  /* Stop after the first extent: the rest is read, the hole zeroed. */
+  memset (buf, 0xee, EXPORT_BYTES);
+  memset (&l, 0, sizeof l);
+  l.stop_at = 1;
+  l.stop_after = 1;
+  assert_int_equal (ncache_pread_extents (nc, buf, 20480, 0, 0,
+                                          collect_extent, &l), 0);
+  assert_int_equal (l.n, 1);
+  assert_true (is_zero (buf + 4096, 12288));
+  free (buf);
+  ncache_close (nc);
+}
+
 static void
 test_cache_extents_req_one_and_stop (void **state)
 {
@@ -1184,6 +1224,7 @@ main (void)
     cmocka_unit_test (test_cache_mode_names),
     cmocka_unit_test (test_cache_pwrite_pread),
     cmocka_unit_test (test_cache_pread_nowait),
+    cmocka_unit_test (test_cache_pread_extents),
     cmocka_unit_test (test_cache_zero_and_trim),
     cmocka_unit_test (test_cache_flag_translation),
     cmocka_unit_test (test_cache_fua_and_flush),
