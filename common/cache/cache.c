@@ -431,6 +431,8 @@ none_pread_extents (struct ncache_export *nc, void *buf, uint64_t count,
     if (r == 0 && !fill) {
       r = fn (opaque, e->lo, e->hi - e->lo, e->zero ? NCACHE_EXTENT_ZERO : 0);
       fill = r > 0;
+      if (fill && e->zero)
+        memset (dst, 0, e->hi - e->lo);
     }
     if (r < 0)
       return r;

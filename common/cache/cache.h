@@ -193,8 +193,9 @@ int ncache_pread (struct ncache_export *nc, void *buf, size_t count,
  * each once it is served: flags 0, its data is in buf; NCACHE_EXTENT_ZERO,
  * it reads as zeros and buf was NOT written there (a ZERO key; in mode
  * none a zero extent of the backing store, whose extents are asked
- * first).  fn returns 0 to go on, > 0 to stop being told: every later byte
- * is then written to buf (zeros included) and fn is not called again;
+ * first).  fn returns 0 to go on, > 0 to stop being told: that extent's
+ * bytes and every later byte are then written to buf (zeros included)
+ * and fn is not called again;
  * < 0 fails the read with that error.  Misses are read (and promoted) as
  * data, never probed.  flags: none yet (0).  Counted as one read.
  */

@@ -498,7 +498,9 @@ struct read_walk {
   bool fill;
 };
 
-/* A piece [lo, hi) was served (or, flags ZERO, may stay unwritten). */
+/* A piece [lo, hi) was served (or, flags ZERO, may stay unwritten unless
+ * the report sets fill: then the caller writes it too).
+ */
 static int
 report_piece (struct read_walk *w, uint64_t lo, uint64_t hi, uint32_t flags)
 {
@@ -521,8 +523,12 @@ read_piece (void *opaque, const struct btree_piece *p, uint64_t lo,
   int r;
 
   if (p->found) {
-    if (w->report != NULL && !w->fill && bkey_is_zero (&p->key))
-      return report_piece (w, lo, hi, NCACHE_EXTENT_ZERO);
+    if (w->report != NULL && !w->fill && bkey_is_zero (&p->key)) {
+      r = report_piece (w, lo, hi, NCACHE_EXTENT_ZERO);
+      if (r == 0 && w->fill)
+        memset (dst, 0, hi - lo);   /* the caller wants it all written */
+      return r;
+    }
     r = read_hit (w->nc, p, dst, lo, hi);
     if (r == -ESTALE)
       return PIECE_WALK_AGAIN;  /* replaced under us: look again */

@@ -899,6 +899,18 @@ test_cache_pread_extents (void **state)
                                           collect_extent, &l), 0);
   assert_int_equal (l.n, 1);
   assert_true (is_zero (buf + 4096, 12288));
+
+  /* Stop at the hole itself: it is written too (the caller sends it as
+   * data from there on).
+   */
+  memset (buf, 0xee, EXPORT_BYTES);
+  memset (&l, 0, sizeof l);
+  l.stop_at = 2;
+  l.stop_after = 1;
+  assert_int_equal (ncache_pread_extents (nc, buf, 20480, 0, 0,
+                                          collect_extent, &l), 0);
+  assert_int_equal (l.n, 2);
+  assert_true (is_zero (buf + 4096, 12288));
   free (buf);
   ncache_close (nc);
 }
