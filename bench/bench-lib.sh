@@ -54,6 +54,21 @@ print(side["bw_bytes"] if bs == "1M" else side["iops"])
 EOF
 }
 
+# bench_fio_latency JSON RW: "mean p50 p99" completion-to-completion
+# latency in microseconds (fio's lat_ns; the run needs --lat_percentiles=1).
+bench_fio_latency () {
+  "$python" - "$1" "$2" <<'EOF'
+import json, sys
+path, rw = sys.argv[1:]
+job = json.load(open(path))["jobs"][0]
+lat = job["write" if "write" in rw else "read"]["lat_ns"]
+pc = lat.get("percentile", {})
+def us(v):
+    return "%.1f" % (v / 1e3) if v is not None else "n/a"
+print(us(lat["mean"]), us(pc.get("50.000000")), us(pc.get("99.000000")))
+EOF
+}
+
 # bench_fmt VALUE UNIT: kIOPS (value in IOPS) or MB/s (value in bytes/s),
 # one decimal (two below 10); "n/a" for nothing, "error" stays "error".
 bench_fmt () {

@@ -5,7 +5,8 @@
  * against the specification and the export (flags, ranges, read-only,
  * negotiated features), answers invalid ones at once, and batches valid
  * ones to the worker pool; a worker runs the engine call
- * (nbd_request_execute).
+ * (nbd_request_execute).  A lone small READ that the engine can serve
+ * without waiting (NCACHE_NOWAIT) is answered by the loop itself.
  * WHY: every error the specification names is decided here, in one place,
  * before any engine call; the engine sees only well-formed requests.
  * INVARIANTS:
@@ -20,7 +21,8 @@
  * - Requests are recycled through a per-connection free list (loop thread
  *   only), keeping buffers up to REQUEST_KEEP_BUF_BYTES, so the steady-state
  *   hot path does not allocate.
- * THREADS: parse/alloc/release on the loop thread; execute on a worker.
+ * THREADS: parse/alloc/release on the loop thread; execute on a worker
+ * (or, for an inline READ, a non-blocking engine call on the loop).
  * FAILURE: a bad request magic closes the connection (there is no way to
  * resynchronise); engine errors become NBD error replies (reply.c).
  * NOT HERE: encoding replies (reply.c), socket I/O (conn.c).
@@ -311,6 +313,41 @@ buffer_need (const struct nbd_req *h)
   return 0;
 }
 
+/* A lone small READ — nothing else of this connection in flight — is
+ * answered here, on the loop thread, when the engine can serve it without
+ * waiting (NCACHE_NOWAIT: a page-cache hit of a file backing, or cache
+ * hits from a buffered cache device).  At queue depth 1 the two hand-offs
+ * loop -> worker -> loop (a futex wake-up and an ev_async one, each a
+ * context switch) cost more than the read itself.  Anything that could
+ * wait (a miss, a remote, an O_DIRECT cache, a busy index lock) is
+ * -EAGAIN at once and goes to the workers as before; with more requests
+ * in flight the workers serve them in parallel, so this never takes the
+ * loop's time from other connections for long.  True if answered.
+ */
+_Static_assert (INLINE_READ_MAX_BYTES < READ_HOLE_MIN_BYTES,
+                "an inline read never needs the hole lookup");
+
+static bool
+try_inline_read (struct conn *c, struct request *r)
+{
+  int err;
+
+  if (c->in_flight != 1 || r->h.count > INLINE_READ_MAX_BYTES)
+    return false;
+  err = ncache_pread (c->exp->nc, r->buf, r->h.count, r->h.offset,
+                      NCACHE_NOWAIT);
+  if (err == -EAGAIN)
+    return false;
+  r->chunks[0] = (struct read_chunk) {
+    .offset = r->h.offset, .length = r->h.count, .hole = false,
+  };
+  r->nr_chunks = 1;
+  r->error = err;
+  reply_prepare (r);
+  conn_queue (c, &r->out);
+  return true;
+}
+
 static void
 stop_reading_until_drained (struct conn *c)
 {
@@ -447,12 +484,17 @@ nbd_request_parse (struct conn *c)
     c->payload_got = 0;
     return true;                /* the payload branch above takes over */
   }
+  if (r->h.type == NBD_CMD_READ && try_inline_read (c, r))
+    return true;
   dispatch (c, r);
   return true;
 }
 
 /* ---- worker side ---- */
 
+/* ncache_pread_extents' report: the reply's chunks, extent by extent.
+ * A hole chunk's bytes are not in r->buf unless it had to become data.
+ */
 static int
 collect_read_chunk (void *opaque, uint64_t offset, uint64_t length,
                     uint32_t flags)
@@ -471,7 +513,12 @@ collect_read_chunk (void *opaque, uint64_t offset, uint64_t length,
     return 0;
   }
   if (r->nr_chunks == MAX_READ_CHUNKS) {
-    /* Out of chunk slots: the rest is sent as data. */
+    /* Out of chunk slots: the rest is sent as data (the engine fills in
+     * every later byte; this chunk's zeros are ours to write).
+     */
+    if (last->hole)
+      memset ((char *) r->buf + (last->offset - r->h.offset), 0,
+              last->length);
     last->hole = false;
     last->length = end - last->offset;
     return 1;
@@ -482,40 +529,34 @@ collect_read_chunk (void *opaque, uint64_t offset, uint64_t length,
   return 0;
 }
 
+/* A large structured READ (without DF) reports zero ranges as hole
+ * chunks; the engine finds them in the same walk of its index that
+ * reads the data (ncache_pread_extents).  Anything else is one data chunk.
+ */
 static int
 execute_read (struct request *r)
 {
   struct conn *c = r->conn;
   struct ncache_export *nc = c->exp->nc;
-  unsigned i;
   int err;
 
   r->nr_chunks = 0;
   if (c->structured && !(r->h.flags & NBD_CMD_FLAG_DF) &&
       r->h.count >= READ_HOLE_MIN_BYTES && c->exp->caps.can_extents) {
-    err = ncache_extents (nc, r->h.count, r->h.offset, 0,
-                          collect_read_chunk, r);
-    if (err < 0 || r->nr_chunks == 0 ||
-        r->chunks[r->nr_chunks - 1].offset + r->chunks[r->nr_chunks - 1].length
-          != r->h.offset + r->h.count)
-      r->nr_chunks = 0;         /* fall back to one data chunk */
+    err = ncache_pread_extents (nc, r->buf, r->h.count, r->h.offset, 0,
+                                collect_read_chunk, r);
+    if (err == 0 && (r->nr_chunks == 0 ||
+                     r->chunks[r->nr_chunks - 1].offset +
+                     r->chunks[r->nr_chunks - 1].length
+                     != r->h.offset + r->h.count))
+      err = -EIO;               /* the engine broke its contract */
+    return err;
   }
-  if (r->nr_chunks == 0) {
-    r->chunks[0] = (struct read_chunk) {
-      .offset = r->h.offset, .length = r->h.count, .hole = false,
-    };
-    r->nr_chunks = 1;
-  }
-  for (i = 0; i < r->nr_chunks; i++) {
-    const struct read_chunk *ch = &r->chunks[i];
-    if (ch->hole)
-      continue;
-    err = ncache_pread (nc, (char *) r->buf + (ch->offset - r->h.offset),
-                        ch->length, ch->offset, 0);
-    if (err < 0)
-      return err;
-  }
-  return 0;
+  r->chunks[0] = (struct read_chunk) {
+    .offset = r->h.offset, .length = r->h.count, .hole = false,
+  };
+  r->nr_chunks = 1;
+  return ncache_pread (nc, r->buf, r->h.count, r->h.offset, 0);
 }
 
 /* Descriptors of one meta context, appended to r->extents after those of

@@ -10,7 +10,8 @@
  *
  * THREADS AND LOCKS:
  * - The loop thread (libev) runs accept, the handshake, request parsing,
- *   validation, and every socket write.  Everything in struct conn is
+ *   validation, every socket write, and the engine calls that cannot
+ *   wait (a lone small READ with NCACHE_NOWAIT, nbd-request.c).  Everything in struct conn is
  *   touched only by the loop thread, except what a worker reads from a
  *   request it was handed (conn->exp, conn->structured/extended and the
  *   meta context selection, which do not change from the start of
@@ -74,6 +75,9 @@
 #define MAX_DISCARD_BYTES     (UINT64_C (1) << 30) /* larger: close */
 #define MAX_OPTIONS           64      /* per connection, then close */
 #define READ_HOLE_MIN_BYTES   (64 * 1024) /* reads this big look for holes */
+#define INLINE_READ_MAX_BYTES (32 * 1024) /* a lone read up to this size may
+                                             be answered by the loop thread
+                                             (nbd-request.c) */
 #define MAX_READ_CHUNKS       16
 #define MAX_EXTENTS_PER_REPLY 1024
 #define META_CONTEXT_BASE_ALLOCATION_ID 1

@@ -9,8 +9,13 @@
  * not care what kind it is.
  *
  * CONTRACT (every driver):
- * - Every call may block and must be safe to call from many threads at
- *   once on the same handle (no hidden file-position state: pread/pwrite).
+ * - Every call may block (except pread_nowait) and must be safe to call
+ *   from many threads at once on the same handle (no hidden file-position
+ *   state: pread/pwrite).
+ * - pread_nowait is optional (NULL: never possible): the read only if the
+ *   data can be had without waiting (a file's page cache), else -EAGAIN,
+ *   logging nothing; the caller then calls pread, which reports real
+ *   errors.  It lets an event loop serve a read without a thread hand-off.
  * - Return 0 on success or a negative errno; a driver logs the failure once
  *   with its context (path, offset) before returning it.
  * - pread/pwrite transfer exactly count bytes or fail (short transfers are
@@ -39,6 +44,7 @@
 #ifndef NBDCACHE_BACKING_H
 #define NBDCACHE_BACKING_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -63,6 +69,8 @@ typedef int (*backing_extent_fn) (void *opaque, uint64_t offset,
 struct backing_ops {
   const char *name;             /* "file", "memory", "faulty" … */
   int (*pread) (struct backing *b, void *buf, size_t count, uint64_t offset);
+  int (*pread_nowait) (struct backing *b, void *buf, size_t count,
+                       uint64_t offset);  /* optional, see CONTRACT */
   int (*pwrite) (struct backing *b, const void *buf, size_t count,
                  uint64_t offset, uint32_t flags);
   int (*flush) (struct backing *b);
@@ -280,6 +288,14 @@ void backing_close (struct backing *b);
 static inline int
 backing_pread (struct backing *b, void *buf, size_t count, uint64_t offset)
 { return b->ops->pread (b, buf, count, offset); }
+/* 0, or -EAGAIN when the data cannot be had without waiting. */
+static inline int
+backing_pread_nowait (struct backing *b, void *buf, size_t count,
+                      uint64_t offset)
+{
+  return b->ops->pread_nowait ? b->ops->pread_nowait (b, buf, count, offset)
+                              : -EAGAIN;
+}
 static inline int
 backing_pwrite (struct backing *b, const void *buf, size_t count,
                 uint64_t offset, uint32_t flags)

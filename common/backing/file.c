@@ -9,6 +9,8 @@
  * HOW EACH OP MAPS TO THE KERNEL:
  * - pread/pwrite loop over short transfers and EINTR.  FUA is pwritev2
  *   with RWF_DSYNC, or pwrite + fdatasync where the kernel lacks it.
+ *   pread_nowait is one preadv2 with RWF_NOWAIT (page-cache hits only),
+ *   or on tmpfs (which lacks the flag) a plain pread.
  * - flush is fdatasync; it fails (-EIO) if a FUA write's sync failed since
  *   the last flush: the kernel reports a writeback error once and may
  *   drop the pages with it ("fsyncgate"), so the fdatasync alone would
@@ -93,6 +95,7 @@ struct backing_file {
   int fd;
   char *path;                   /* as given by the caller, for messages */
   uint32_t logical_block_bytes; /* block devices: BLKSSZGET; else 1 */
+  bool in_memory;               /* tmpfs / ramfs: reads never wait */
 
   /* Runtime capabilities: true until the kernel says "not supported".
    * Only accessed through fileio_cap_get/fileio_cap_clear.
@@ -224,6 +227,17 @@ sync_after (struct backing_file *f, const char *what, uint64_t offset,
     log_io_error (f, what, offset, count, -r);
   }
   return r;
+}
+
+static int
+file_pread_nowait (struct backing *b, void *buf, size_t count,
+                   uint64_t offset)
+{
+  struct backing_file *f = to_file (b);
+
+  if (!range_within (offset, count, f->b.size_bytes))
+    return -EAGAIN;             /* pread says why */
+  return fileio_pread_nowait (f->fd, buf, count, offset, f->in_memory);
 }
 
 static int
@@ -597,6 +611,7 @@ static const struct backing_ops file_ops = {
   .name = "file",
   .identify = file_identify,
   .pread = file_pread,
+  .pread_nowait = file_pread_nowait,
   .pwrite = file_pwrite,
   .flush = file_flush,
   .trim = file_trim,
@@ -837,6 +852,7 @@ backing_file_open (const char *path, const struct backing_open_options *opts,
   if ((r = open_or_create (path, opts)) < 0)
     goto err;
   f->fd = r;
+  f->in_memory = fileio_in_memory (r);
   if (!opts->share && (r = lock_backing (f, opts->readonly)) < 0)
     goto err;
 

@@ -441,6 +441,8 @@ bnode_child (struct btree *bt, struct btree_node *parent, uint32_t i,
     *out = n;
     return 0;
   }
+  if (bt->no_node_reads)
+    return -EAGAIN;
   return bnode_read (bt, ptr, parent->level - 1, lo, bpos_of (ptr),
                      parent->level == 1, out);
 }

@@ -77,6 +77,8 @@ struct btree {
   uint64_t cache_bytes;         /* node_cache_bytes */
   size_t node_size;             /* bytes of one node in memory */
   bool accounting;
+  bool no_node_reads;           /* a lookup that must not wait: a node not
+                                   in memory is -EAGAIN, not a read */
   int broken;                   /* 0, or the error that broke it */
   uint64_t broken_pin;          /* oldest pin when it broke, else MAX */
   uint64_t rng;                 /* nonces */

@@ -33,7 +33,9 @@
  * THREADS AND LOCKS: one mutex, bt->lock, around every public call,
  * including node reads and writes; journal and bucket calls are made with
  * it held (lock order btree -> journal -> bucket).  The journal's hooks
- * take it themselves.  bt->gc_lock serialises GC passes; it is taken
+ * take it themselves.  btree_lookup_nowait only tries the lock and reads
+ * no node (bt->no_node_reads, set while it holds the lock): -EAGAIN
+ * instead of waiting.  bt->gc_lock serialises GC passes; it is taken
  * before bt->lock and never by request paths.
  * FAILURE: -EINVAL for a malformed key; -EBADMSG (logged with the bucket)
  * for a node that fails a check; -EIO and friends from the device;
@@ -788,19 +790,17 @@ emit (struct btree_piece *out, size_t max, size_t *np, uint64_t s,
   return true;
 }
 
-int
-btree_lookup (struct btree *bt, uint16_t export_id, uint64_t start,
-              uint64_t end, struct btree_piece *out, size_t max,
-              uint64_t *placeholder)
+static int
+lookup_locked (struct btree *bt, uint16_t export_id, uint64_t start,
+               uint64_t end, struct btree_piece *out, size_t max,
+               uint64_t *placeholder)
 {
+  ASSERT_HELD (&bt->lock);
   struct btree_path *p = &bt->path;
   size_t np = 0;
   uint64_t pos = start;
   int r = 0;
 
-  if (start >= end || max == 0 || out == NULL)
-    return -EINVAL;
-  pthread_mutex_lock (&bt->lock);
   if (bt->root == NULL) {
     emit (out, max, &np, start, end, NULL);
     pos = end;
@@ -847,6 +847,37 @@ btree_lookup (struct btree *bt, uint16_t export_id, uint64_t start,
   }
   r = (int) np;
  out:
+  return r;
+}
+
+int
+btree_lookup (struct btree *bt, uint16_t export_id, uint64_t start,
+              uint64_t end, struct btree_piece *out, size_t max,
+              uint64_t *placeholder)
+{
+  int r;
+
+  if (start >= end || max == 0 || out == NULL)
+    return -EINVAL;
+  pthread_mutex_lock (&bt->lock);
+  r = lookup_locked (bt, export_id, start, end, out, max, placeholder);
+  pthread_mutex_unlock (&bt->lock);
+  return r;
+}
+
+int
+btree_lookup_nowait (struct btree *bt, uint16_t export_id, uint64_t start,
+                     uint64_t end, struct btree_piece *out, size_t max)
+{
+  int r;
+
+  if (start >= end || max == 0 || out == NULL)
+    return -EINVAL;
+  if (pthread_mutex_trylock (&bt->lock) != 0)
+    return -EAGAIN;
+  bt->no_node_reads = true;
+  r = lookup_locked (bt, export_id, start, end, out, max, NULL);
+  bt->no_node_reads = false;
   pthread_mutex_unlock (&bt->lock);
   return r;
 }

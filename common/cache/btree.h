@@ -176,6 +176,13 @@ struct btree_piece {
 int btree_lookup (struct btree *bt, uint16_t export_id, uint64_t start,
                   uint64_t end, struct btree_piece *out, size_t max,
                   uint64_t *placeholder);
+/* The same without a placeholder, only if it needs no wait: -EAGAIN when
+ * the index lock is held by another thread or a node on the way is not
+ * in memory (btree_lookup would read it).
+ */
+int btree_lookup_nowait (struct btree *bt, uint16_t export_id,
+                         uint64_t start, uint64_t end,
+                         struct btree_piece *out, size_t max);
 
 /* Insert keys (data, ZERO or DELETE, all of one export) in order: each
  * cuts what it overlaps, kills overlapping placeholders, is accounted in

@@ -132,6 +132,21 @@ cache_data_read (struct ncache_device *dev, const struct nc_key *k,
 }
 
 int
+cache_data_read_nowait (struct ncache_device *dev, const struct nc_key *k,
+                        uint64_t skip, void *dst, uint64_t len)
+{
+  if (skip % BLK != 0 || len % BLK != 0 || !io_aligned (dst))
+    return -EAGAIN;
+  if (cdev_pread_nowait (dev->cd, dst, len,
+                         cache_data_offset (dev, k->bucket, k->offset) + skip)
+      < 0)
+    return -EAGAIN;
+  if (bucket_gen (dev->bs, k->bucket) != k->gen)
+    return -EAGAIN;
+  return 0;
+}
+
+int
 cache_data_write (struct ncache_device *dev, const struct bucket_extent *ext,
                   const void *src, struct nc_key *k)
 {

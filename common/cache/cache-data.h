@@ -38,6 +38,12 @@ uint64_t cache_data_offset (const struct ncache_device *dev, uint32_t bucket,
  */
 int cache_data_read (struct ncache_device *dev, const struct nc_key *k,
                      uint64_t skip, void *dst, uint64_t len);
+/* The same, only if it needs no wait (an aligned read from a buffered
+ * device's page cache): 0, or -EAGAIN for anything else (a moved gen
+ * included; the caller then takes the blocking way).
+ */
+int cache_data_read_nowait (struct ncache_device *dev, const struct nc_key *k,
+                            uint64_t skip, void *dst, uint64_t len);
 /* Write k->size whole blocks from src into ext (k->size <= ext->nblocks),
  * then point k at ext (bucket, offset, gen).  k untouched on failure.
  */

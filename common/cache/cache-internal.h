@@ -261,8 +261,14 @@ int piece_walk (struct ncache_export *nc, uint64_t offset, uint64_t count,
 /* ---- request.c: the cached-mode paths (nc->dev != NULL).  Ranges and
  * flags are already checked by cache.c.  0 or -errno.
  */
+/* fn NULL: a plain read; else ncache_pread_extents' report. */
 int request_pread (struct ncache_export *nc, void *buf, size_t count,
-                   uint64_t offset);
+                   uint64_t offset, ncache_extent_fn fn, void *opaque);
+/* NCACHE_NOWAIT: all hits, served without waiting, or -EAGAIN with
+ * nothing done.  count > 0.
+ */
+int request_pread_nowait (struct ncache_export *nc, void *buf, size_t count,
+                          uint64_t offset);
 int request_pwrite (struct ncache_export *nc, enum ncache_mode mode,
                     const void *buf, size_t count,
                     uint64_t offset, uint32_t flags);

@@ -346,15 +346,135 @@ ncache_pread (struct ncache_export *nc, void *buf, size_t count,
   enum ncache_mode mode;
   int r;
 
+  if ((r = check_flags (nc, "read", flags, NCACHE_NOWAIT)) < 0 ||
+      (r = check_range (nc, "read", count, offset, -EINVAL)) < 0)
+    return failed (nc, r);
+  if (flags & NCACHE_NOWAIT) {
+    /* Not served: nothing happened, nothing is counted. */
+    if (count == 0)
+      return -EAGAIN;
+    mode = live_begin (nc, &t);
+    r = mode != NCACHE_MODE_NONE ? request_pread_nowait (nc, buf, count, offset)
+      : export_io_read_nowait (nc, buf, offset, offset + count);
+    live_end (nc, &t);
+    if (r < 0)
+      return r;
+  }
+  else {
+    mode = live_begin (nc, &t);
+    if (count > 0)
+      r = mode != NCACHE_MODE_NONE
+        ? request_pread (nc, buf, count, offset, NULL, NULL)
+        : export_io_read (nc, buf, offset, offset + count);
+    else if (mode != NCACHE_MODE_NONE)
+      STAT_ADD (nc, nr_hits, 1);  /* a read of nothing misses nothing */
+    live_end (nc, &t);
+    if (r < 0)
+      return failed (nc, r);
+  }
+  STAT_ADD (nc, nr_reads, 1);
+  STAT_ADD (nc, bytes_read, count);
+  return 0;
+}
+
+/* Mode none's ncache_pread_extents: the index is the backing store's,
+ * so its extents are asked first (collected: a driver's callback must
+ * not call the driver again), then the data parts are read, and each
+ * extent is reported once read.  Out of room, or a driver that breaks
+ * its extents contract: the rest is read as data.
+ */
+#define NONE_READ_EXTENTS 16
+
+struct none_extents {
+  uint64_t next, end;           /* bytes: collected up to next */
+  unsigned n;
+  struct none_extent {
+    uint64_t lo, hi;            /* bytes */
+    bool zero;
+  } e[NONE_READ_EXTENTS];
+};
+
+static int
+none_collect (void *opaque, uint64_t offset, uint64_t length, uint32_t flags)
+{
+  struct none_extents *s = opaque;
+  bool zero = (flags & NCACHE_EXTENT_ZERO) != 0;
+  uint64_t hi;
+
+  if (offset != s->next || length == 0)
+    return -EIO;
+  hi = MIN (offset + length, s->end);
+  if (s->n > 0 && s->e[s->n - 1].zero == zero)
+    s->e[s->n - 1].hi = hi;
+  else if (s->n == NONE_READ_EXTENTS) {
+    s->e[s->n - 1].zero = false;
+    hi = s->e[s->n - 1].hi = s->end;
+  }
+  else
+    s->e[s->n++] = (struct none_extent) { .lo = offset, .hi = hi,
+                                          .zero = zero };
+  s->next = hi;
+  return hi >= s->end ? 1 : 0;
+}
+
+static int
+none_pread_extents (struct ncache_export *nc, void *buf, uint64_t count,
+                    uint64_t offset, ncache_extent_fn fn, void *opaque)
+{
+  struct none_extents s = { .next = offset, .end = offset + count };
+  bool fill = false;
+  unsigned i;
+  int r;
+
+  if (!nc->caps.can_extents ||
+      export_io_extents (nc, offset, offset + count, none_collect, &s) < 0 ||
+      s.next < s.end) {
+    s.n = 1;
+    s.e[0] = (struct none_extent) { .lo = offset, .hi = offset + count };
+  }
+  for (i = 0; i < s.n; i++) {
+    const struct none_extent *e = &s.e[i];
+    uint8_t *dst = (uint8_t *) buf + (e->lo - offset);
+
+    if (!e->zero)
+      r = export_io_read (nc, dst, e->lo, e->hi);
+    else if (fill) {
+      memset (dst, 0, e->hi - e->lo);
+      r = 0;
+    }
+    else
+      r = 0;
+    if (r == 0 && !fill) {
+      r = fn (opaque, e->lo, e->hi - e->lo, e->zero ? NCACHE_EXTENT_ZERO : 0);
+      fill = r > 0;
+      if (fill && e->zero)
+        memset (dst, 0, e->hi - e->lo);
+    }
+    if (r < 0)
+      return r;
+  }
+  return 0;
+}
+
+int
+ncache_pread_extents (struct ncache_export *nc, void *buf, size_t count,
+                      uint64_t offset, uint32_t flags, ncache_extent_fn fn,
+                      void *opaque)
+{
+  struct live_ticket t;
+  enum ncache_mode mode;
+  int r = 0;
+
   if ((r = check_flags (nc, "read", flags, 0)) < 0 ||
       (r = check_range (nc, "read", count, offset, -EINVAL)) < 0)
     return failed (nc, r);
   mode = live_begin (nc, &t);
   if (count > 0)
-    r = mode != NCACHE_MODE_NONE ? request_pread (nc, buf, count, offset)
-      : export_io_read (nc, buf, offset, offset + count);
+    r = mode != NCACHE_MODE_NONE
+      ? request_pread (nc, buf, count, offset, fn, opaque)
+      : none_pread_extents (nc, buf, count, offset, fn, opaque);
   else if (mode != NCACHE_MODE_NONE)
-    STAT_ADD (nc, nr_hits, 1);  /* a read of nothing misses nothing */
+    STAT_ADD (nc, nr_hits, 1);
   live_end (nc, &t);
   if (r < 0)
     return failed (nc, r);

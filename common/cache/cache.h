@@ -57,6 +57,14 @@ const char *ncache_mode_name (enum ncache_mode mode);
 #define NCACHE_MAY_TRIM  (1u << 1) /* zero: may punch a hole (no NO_HOLE) */
 #define NCACHE_FAST_ZERO (1u << 2) /* zero: fail -ENOTSUP unless fast */
 #define NCACHE_REQ_ONE   (1u << 3) /* extents: one extent is enough */
+/* pread: serve only if nothing has to wait — every byte a cache hit read
+ * from a buffered cache device's page cache (no node read, no contended
+ * index lock), or in mode none a page-cache hit of a file backing; else
+ * -EAGAIN with nothing done and nothing counted (call again without the
+ * flag).  Lets an event loop answer a read itself, without a hand-off to
+ * a thread; a miss, a remote backing or an O_DIRECT cache never qualify.
+ */
+#define NCACHE_NOWAIT    (1u << 4)
 
 /* Extent flags (same bits as NBD base:allocation). */
 #define NCACHE_EXTENT_HOLE (1u << 0)
@@ -201,6 +209,21 @@ void ncache_get_caps (struct ncache_export *nc, struct ncache_caps *caps);
 /* ---- requests: ranges must lie within [0, size) ---- */
 int ncache_pread (struct ncache_export *nc, void *buf, size_t count,
                   uint64_t offset, uint32_t flags);
+/* A read that also says which parts read as zeros, in one walk of the
+ * index (an NBD structured READ reply sends those as holes).  fn is called
+ * in order for consecutive extents covering [offset, offset + count),
+ * each once it is served: flags 0, its data is in buf; NCACHE_EXTENT_ZERO,
+ * it reads as zeros and buf was NOT written there (a ZERO key; in mode
+ * none a zero extent of the backing store, whose extents are asked
+ * first).  fn returns 0 to go on, > 0 to stop being told: that extent's
+ * bytes and every later byte are then written to buf (zeros included)
+ * and fn is not called again;
+ * < 0 fails the read with that error.  Misses are read (and promoted) as
+ * data, never probed.  flags: none yet (0).  Counted as one read.
+ */
+int ncache_pread_extents (struct ncache_export *nc, void *buf, size_t count,
+                          uint64_t offset, uint32_t flags,
+                          ncache_extent_fn fn, void *opaque);
 int ncache_pwrite (struct ncache_export *nc, const void *buf, size_t count,
                    uint64_t offset, uint32_t flags);
 int ncache_flush (struct ncache_export *nc, uint32_t flags);

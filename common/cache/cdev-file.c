@@ -10,6 +10,9 @@
  * device does not also fill the page cache) or a file standing in for one.
  *
  * HOW EACH OP MAPS TO THE KERNEL:
+ * - pread_nowait: one preadv2 with RWF_NOWAIT, buffered files only (an
+ *   O_DIRECT read always waits for the device); on tmpfs (no RWF_NOWAIT
+ *   there, and nothing to wait for) a plain pread.
  * - pread/pwrite loop over short transfers and EINTR.  CDEV_FUA is
  *   pwritev2 with RWF_DSYNC, or pwrite + fdatasync where the kernel or
  *   filesystem refuses the flag.
@@ -81,6 +84,7 @@ struct cdev_file {
   struct cdev cd;               /* must be first */
   int fd;                       /* -1 until opened */
   bool readonly;
+  bool in_memory;               /* tmpfs / ramfs: reads never wait */
 
   /* Runtime capabilities: true until the kernel says "not supported".
    * Only accessed through fileio_cap_get/fileio_cap_clear.
@@ -142,6 +146,19 @@ file_pread (struct cdev *cd, void *buf, size_t count, uint64_t offset)
   if (r < 0)
     log_io_error (f, "read", offset + done, count - done, -r);
   return r;
+}
+
+/* O_DIRECT reads wait for the device whatever RWF_NOWAIT says (except
+ * in memory, where O_DIRECT is a copy).
+ */
+static int
+file_pread_nowait (struct cdev *cd, void *buf, size_t count, uint64_t offset)
+{
+  struct cdev_file *f = to_file (cd);
+
+  if (cd->direct && !f->in_memory)
+    return -EAGAIN;
+  return fileio_pread_nowait (f->fd, buf, count, offset, f->in_memory);
 }
 
 static int
@@ -232,6 +249,7 @@ file_close (struct cdev *cd)
 static const struct cdev_ops file_ops = {
   .name = "file",
   .pread = file_pread,
+  .pread_nowait = file_pread_nowait,
   .pwrite = file_pwrite,
   .sync = file_sync,
   .discard = file_discard,
@@ -326,6 +344,7 @@ open_or_create (struct cdev_file *f, const char *path,
     return r;
   }
   f->fd = r;
+  f->in_memory = fileio_in_memory (r);
   return lock_device (f, path, opts->readonly);
 }
 

@@ -30,6 +30,7 @@
 #ifndef NBDCACHE_CDEV_H
 #define NBDCACHE_CDEV_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +42,11 @@ struct cdev;
 struct cdev_ops {
   const char *name;             /* "file", "sim" */
   int (*pread) (struct cdev *cd, void *buf, size_t count, uint64_t offset);
+  /* Optional (NULL: never possible): the read only if it needs no wait
+   * (buffered data in the page cache), else -EAGAIN, logging nothing.
+   */
+  int (*pread_nowait) (struct cdev *cd, void *buf, size_t count,
+                       uint64_t offset);
   int (*pwrite) (struct cdev *cd, const void *buf, size_t count,
                  uint64_t offset, uint32_t flags);
   int (*sync) (struct cdev *cd);
@@ -108,6 +114,18 @@ cdev_pread (struct cdev *cd, void *buf, size_t count, uint64_t offset)
 {
   int r = cdev_check_request (cd, "read", buf, offset, count);
   return r < 0 ? r : cd->ops->pread (cd, buf, count, offset);
+}
+/* 0, or -EAGAIN when the read would wait (or breaks the contract: the
+ * blocking read reports that).
+ */
+static inline int
+cdev_pread_nowait (struct cdev *cd, void *buf, size_t count, uint64_t offset)
+{
+  if (cd->ops->pread_nowait == NULL ||
+      offset % 4096 || count % 4096 || (uintptr_t) buf % 4096 ||
+      offset > cd->size_bytes || count > cd->size_bytes - offset)
+    return -EAGAIN;
+  return cd->ops->pread_nowait (cd, buf, count, offset);
 }
 static inline int
 cdev_pwrite (struct cdev *cd, const void *buf, size_t count, uint64_t offset,

@@ -143,6 +143,25 @@ export_io_read (struct ncache_export *nc, void *dst, uint64_t lo, uint64_t hi)
   return r;
 }
 
+int
+export_io_read_nowait (struct ncache_export *nc, void *dst, uint64_t lo,
+                       uint64_t hi)
+{
+  uint64_t end = hi;
+
+  if (clip (nc, lo, &end)) {
+    /* Issuing a queued trim first would wait. */
+    if (trimq_overlaps (nc->tq, lo, end - lo) ||
+        backing_pread_nowait (nc->backing, dst, end - lo, lo) < 0)
+      return -EAGAIN;
+  }
+  else
+    end = lo;
+  if (end < hi)
+    memset ((uint8_t *) dst + (end - lo), 0, hi - end);
+  return 0;
+}
+
 enum change { CHANGE_WRITE, CHANGE_ZERO, CHANGE_TRIM };
 
 /* THE backing-write rule, the one place it is written: a change of

@@ -38,6 +38,11 @@ uint64_t export_io_clipped (const struct ncache_export *nc, uint64_t lo,
 /* Bytes [lo, hi) of the export into dst; past the backing's end zeros. */
 int export_io_read (struct ncache_export *nc, void *dst, uint64_t lo,
                     uint64_t hi);
+/* The same, only if the backing store can serve it without waiting;
+ * -EAGAIN otherwise (nothing logged: export_io_read reports errors).
+ */
+int export_io_read_nowait (struct ncache_export *nc, void *dst, uint64_t lo,
+                           uint64_t hi);
 /* Bytes [lo, hi) from src.  flags: NCACHE_FUA. */
 int export_io_write (struct ncache_export *nc, const void *src, uint64_t lo,
                      uint64_t hi, uint32_t flags);

@@ -493,7 +493,30 @@ struct read_walk {
   uint64_t offset;
   bool promote;
   struct read_tally *t;         /* NULL: not counted */
+  /* ncache_pread_extents: each piece is reported once served, in order;
+   * a ZERO key's bytes are reported as zero and not written to buf until
+   * the caller asks for everything (fill).  NULL: plain read.
+   */
+  ncache_extent_fn report;
+  void *report_opaque;
+  bool fill;
 };
+
+/* A piece [lo, hi) was served (or, flags ZERO, may stay unwritten unless
+ * the report sets fill: then the caller writes it too).
+ */
+static int
+report_piece (struct read_walk *w, uint64_t lo, uint64_t hi, uint32_t flags)
+{
+  int r;
+
+  if (w->report == NULL || w->fill)
+    return 0;
+  r = w->report (w->report_opaque, lo, hi - lo, flags);
+  if (r > 0)
+    w->fill = true;
+  return r < 0 ? r : 0;
+}
 
 static int
 read_piece (void *opaque, const struct btree_piece *p, uint64_t lo,
@@ -504,6 +527,12 @@ read_piece (void *opaque, const struct btree_piece *p, uint64_t lo,
   int r;
 
   if (p->found) {
+    if (w->report != NULL && !w->fill && bkey_is_zero (&p->key)) {
+      r = report_piece (w, lo, hi, NCACHE_EXTENT_ZERO);
+      if (r == 0 && w->fill)
+        memset (dst, 0, hi - lo);   /* the caller wants it all written */
+      return r;
+    }
     r = read_hit (w->nc, p, dst, lo, hi);
     if (r == -ESTALE)
       return PIECE_WALK_AGAIN;  /* replaced under us: look again */
@@ -520,6 +549,8 @@ read_piece (void *opaque, const struct btree_piece *p, uint64_t lo,
     if (w->t)
       w->t->missed = true;
   }
+  if (r == 0)
+    r = report_piece (w, lo, hi, 0);
   return r;
 }
 
@@ -533,15 +564,17 @@ read_batch_done (void *opaque)
 
 /* Read bytes [offset, offset + count) into buf.  promote: misses go into
  * the cache (client reads and CACHE); false for read-modify-write.
+ * report (may be NULL): see struct read_walk.
  */
 static int
 read_range (struct ncache_export *nc, uint8_t *buf, uint64_t count,
-            uint64_t offset,
-            bool promote, struct read_tally *t)
+            uint64_t offset, bool promote, struct read_tally *t,
+            ncache_extent_fn report, void *report_opaque)
 {
   struct read_walk w = {
     .nc = nc, .buf = buf, .offset = offset,
     .promote = promote, .t = t,
+    .report = report, .report_opaque = report_opaque,
   };
 
   return piece_walk (nc, offset, count, read_piece, read_batch_done, &w);
@@ -578,17 +611,64 @@ count_read (struct ncache_export *nc, const struct read_tally *t, bool seq)
 
 int
 request_pread (struct ncache_export *nc, void *buf, size_t count,
-               uint64_t offset)
+               uint64_t offset, ncache_extent_fn fn, void *opaque)
 {
   bool seq = sequential_bypass (nc, offset, count);
   struct read_tally t = { .missed = false };
   int r;
 
   writeback_note_io (nc->wb);
-  r = read_range (nc, buf, count, offset, !seq && !live_detaching (nc), &t);
+  r = read_range (nc, buf, count, offset, !seq && !live_detaching (nc), &t,
+                  fn, opaque);
   if (r == 0)
     count_read (nc, &t, seq);
   return r;
+}
+
+/* NCACHE_NOWAIT: at most this many pieces (keys or holes), else -EAGAIN. */
+#define NOWAIT_PIECES 8
+
+/* request_pread for a range of hits only, served without waiting: the
+ * lookup must get the index lock at once and find every node in memory,
+ * every piece must be a key, and every key's data must come from the
+ * page cache.  Anything else is -EAGAIN before any side effect (the
+ * stream detection, writeback's idle clock, priorities, statistics),
+ * which happen only once the read is served, as the walk would do them.
+ */
+int
+request_pread_nowait (struct ncache_export *nc, void *buf, size_t count,
+                      uint64_t offset)
+{
+  struct ncache_device *dev = nc->dev;
+  struct btree_piece pieces[NOWAIT_PIECES];
+  uint64_t end = offset + count;
+  int n, i;
+
+  n = btree_lookup_nowait (dev->bt, nc->export_id, offset / BLK,
+                           div_round_up (end, BLK), pieces, NOWAIT_PIECES);
+  if (n <= 0 || pieces[n - 1].end * BLK < end)
+    return -EAGAIN;
+  for (i = 0; i < n; i++) {
+    const struct btree_piece *p = &pieces[i];
+    uint64_t lo = MAX (offset, p->start * BLK), hi = MIN (end, p->end * BLK);
+    uint8_t *dst = (uint8_t *) buf + (lo - offset);
+
+    if (!p->found)
+      return -EAGAIN;
+    if (bkey_is_zero (&p->key))
+      memset (dst, 0, hi - lo);
+    else if (cache_data_read_nowait (dev, &p->key, lo - p->start * BLK, dst,
+                                     hi - lo) < 0)
+      return -EAGAIN;
+  }
+  (void) sequential_bypass (nc, offset, count); /* the stream goes on */
+  writeback_note_io (nc->wb);
+  for (i = 0; i < n; i++)
+    if (!bkey_is_zero (&pieces[i].key))
+      bucket_hit (dev->bs, pieces[i].key.bucket);
+  bucket_io (dev->bs);
+  STAT_ADD (nc, nr_hits, 1);
+  return 0;
 }
 
 int
@@ -608,7 +688,7 @@ request_cache (struct ncache_export *nc, uint64_t count, uint64_t offset)
   while (count > 0 && r == 0) {
     uint64_t n = MIN (count, chunk);
 
-    r = read_range (nc, buf, n, offset, true, NULL);
+    r = read_range (nc, buf, n, offset, true, NULL, NULL, NULL);
     offset += n;
     count -= n;
   }
@@ -660,7 +740,7 @@ patch_block (struct ncache_export *nc, uint64_t blk, const uint8_t *src,
 
   if (b == NULL)
     return -ENOMEM;
-  r = read_range (nc, b, BLK, blk * BLK, false, NULL);
+  r = read_range (nc, b, BLK, blk * BLK, false, NULL, NULL, NULL);
   if (r < 0) {
     free (b);
     return r;

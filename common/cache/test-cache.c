@@ -5,7 +5,8 @@
  * range, read-only and flag errors; NCACHE_* -> BACKING_* flag translation
  * and FUA; extents with holes (clipping, REQ_ONE, early stop, errors, a
  * misbehaving driver); statistics; refusal of cache modes and devices; the
- * mode names; concurrent pwrite/pread from threads.
+ * mode names; concurrent pwrite/pread from threads; NCACHE_NOWAIT reads
+ * (the spy refuses them; a real file serves them).
  * HOW: a "spy" backing store wraps a memory store: it forwards the data,
  * records what reached the backing (calls, flags), lets a test choose the
  * capabilities, inject one error, and script the extents it reports.  It is
@@ -862,6 +863,58 @@ test_cache_extents_holes (void **state)
   ncache_close (nc);
 }
 
+/* ncache_pread_extents in mode none: the backing's extents in order, the
+ * data parts read, the zero parts left unwritten; a callback that stops
+ * gets every later byte written (zeros included).
+ */
+static void
+test_cache_pread_extents (void **state)
+{
+  struct spy_record rec;
+  struct ncache_export *nc = open_scripted (&rec);
+  unsigned char *buf = malloc (EXPORT_BYTES);
+  struct extent_list l;
+  uint64_t i;
+
+  assert_non_null (buf);
+  memset (buf, 0xee, EXPORT_BYTES);
+  memset (&l, 0, sizeof l);
+  rec.nr_pread = 0;
+  assert_int_equal (ncache_pread_extents (nc, buf, 20480, 0, 0,
+                                          collect_extent, &l), 0);
+  assert_int_equal (l.n, 3);
+  assert_extent (&l, 0, 0, 4096, 0);
+  assert_extent (&l, 1, 4096, 12288, NCACHE_EXTENT_ZERO);
+  assert_extent (&l, 2, 16384, 4096, 0);
+  for (i = 4096; i < 16384; i++)
+    assert_int_equal (buf[i], 0xee);    /* a hole is not read */
+  assert_int_equal (rec.nr_pread, 2);
+
+  /* Stop after the first extent: the rest is read, the hole zeroed. */
+  memset (buf, 0xee, EXPORT_BYTES);
+  memset (&l, 0, sizeof l);
+  l.stop_at = 1;
+  l.stop_after = 1;
+  assert_int_equal (ncache_pread_extents (nc, buf, 20480, 0, 0,
+                                          collect_extent, &l), 0);
+  assert_int_equal (l.n, 1);
+  assert_true (is_zero (buf + 4096, 12288));
+
+  /* Stop at the hole itself: it is written too (the caller sends it as
+   * data from there on).
+   */
+  memset (buf, 0xee, EXPORT_BYTES);
+  memset (&l, 0, sizeof l);
+  l.stop_at = 2;
+  l.stop_after = 1;
+  assert_int_equal (ncache_pread_extents (nc, buf, 20480, 0, 0,
+                                          collect_extent, &l), 0);
+  assert_int_equal (l.n, 2);
+  assert_true (is_zero (buf + 4096, 12288));
+  free (buf);
+  ncache_close (nc);
+}
+
 static void
 test_cache_extents_req_one_and_stop (void **state)
 {
@@ -958,6 +1011,53 @@ test_cache_extents_memory (void **state)
 }
 
 /* ---- statistics ---- */
+
+/* NCACHE_NOWAIT: a store that cannot serve without waiting (the memory
+ * store has no such read) is -EAGAIN with nothing done or counted; a file
+ * whose pages are in memory (just written) is served and counted once.
+ */
+static void
+test_cache_pread_nowait (void **state)
+{
+  struct spy_record rec;
+  struct ncache_export *nc = open_spy (&all_caps, false, &rec);
+  struct ncache_config cfg = { .name = "file", .mode = NCACHE_MODE_NONE };
+  const char *dir = getenv ("TMPDIR") ? getenv ("TMPDIR") : "/tmp";
+  char path[4096];
+  unsigned char w[8192], r[8192];
+  struct backing_open_options opts = { .create_size_bytes = EXPORT_BYTES };
+  struct ncache_stats st;
+  struct backing *b;
+  int fd;
+
+  fill_pattern (w, sizeof w, 4096, 3);
+  assert_int_equal (ncache_pwrite (nc, w, sizeof w, 4096, 0), 0);
+  rec.nr_pread = 0;
+  assert_int_equal (ncache_pread (nc, r, sizeof r, 4096, NCACHE_NOWAIT),
+                    -EAGAIN);
+  assert_int_equal (ncache_pread (nc, r, 0, 0, NCACHE_NOWAIT), -EAGAIN);
+  ncache_get_stats (nc, &st);
+  assert_true (st.reads == 0 && st.errors == 0 && st.bytes_read == 0);
+  assert_int_equal (rec.nr_pread, 0);
+  ncache_close (nc);
+
+  snprintf (path, sizeof path, "%s/test-cache-nowait.XXXXXX", dir);
+  fd = mkstemp (path);
+  assert_true (fd >= 0);
+  close (fd);
+  assert_int_equal (unlink (path), 0);
+  assert_int_equal (backing_file_open (path, &opts, &b), 0);
+  nc = NULL;
+  assert_int_equal (ncache_open (&cfg, b, &nc), 0);
+  assert_int_equal (ncache_pwrite (nc, w, sizeof w, 4096, 0), 0);
+  memset (r, 0, sizeof r);
+  assert_int_equal (ncache_pread (nc, r, sizeof r, 4096, NCACHE_NOWAIT), 0);
+  assert_memory_equal (r, w, sizeof w);
+  ncache_get_stats (nc, &st);
+  assert_true (st.reads == 1 && st.bytes_read == sizeof r && st.errors == 0);
+  ncache_close (nc);
+  unlink (path);
+}
 
 static void
 test_cache_stats (void **state)
@@ -1135,6 +1235,8 @@ main (void)
     cmocka_unit_test (test_cache_device_refused),
     cmocka_unit_test (test_cache_mode_names),
     cmocka_unit_test (test_cache_pwrite_pread),
+    cmocka_unit_test (test_cache_pread_nowait),
+    cmocka_unit_test (test_cache_pread_extents),
     cmocka_unit_test (test_cache_zero_and_trim),
     cmocka_unit_test (test_cache_flag_translation),
     cmocka_unit_test (test_cache_fua_and_flush),

@@ -36,11 +36,13 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
 #ifdef HAVE_LINUX_FS_H
 #include <linux/fs.h>
+#include <linux/magic.h>
 #endif
 
 #include "fileio.h"
@@ -146,6 +148,36 @@ fileio_pread_full (int fd, void *buf, size_t count, uint64_t offset,
     *done += (size_t) n;
   }
   return 0;
+}
+
+bool
+fileio_in_memory (int fd)
+{
+  struct statfs sfs;
+
+  if (fstatfs (fd, &sfs) == -1)
+    return false;
+  return sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC;
+}
+
+int
+fileio_pread_nowait (int fd, void *buf, size_t count, uint64_t offset,
+                     bool in_memory)
+{
+  ssize_t n;
+
+  if (in_memory)
+    n = pread (fd, buf, count, (off_t) offset);
+  else {
+#ifdef RWF_NOWAIT
+    struct iovec iov = { .iov_base = buf, .iov_len = count };
+
+    n = preadv2 (fd, &iov, 1, (off_t) offset, RWF_NOWAIT);
+#else
+    n = -1;
+#endif
+  }
+  return n >= 0 && (size_t) n == count ? 0 : -EAGAIN;
 }
 
 int

@@ -67,6 +67,21 @@ int fileio_stat_size (const char *log_prefix, const char *path, int fd,
 int fileio_pread_full (int fd, void *buf, size_t count, uint64_t offset,
                        size_t *done);
 
+/* Does fd's file live in memory (tmpfs, ramfs)?  Reading it never waits
+ * for a device (swap aside).
+ */
+bool fileio_in_memory (int fd);
+
+/* A read that does not wait for a device: one pread when in_memory (as
+ * fileio_in_memory said: tmpfs has no RWF_NOWAIT), else one preadv2 with
+ * RWF_NOWAIT (page-cache hits only).  0 when all count bytes were read,
+ * else -EAGAIN (not cached, a short read, a kernel without RWF_NOWAIT, or
+ * any error: the caller falls back to a blocking read, which reports real
+ * errors).  buf may have been written either way.
+ */
+int fileio_pread_nowait (int fd, void *buf, size_t count, uint64_t offset,
+                         bool in_memory);
+
 /* pwrite all of buf, retried on EINTR; a call that writes nothing is
  * -EIO.  cap_dsync NULL: plain writes.  Otherwise the data must be
  * durable on return: each chunk is written with RWF_DSYNC while
