@@ -166,7 +166,8 @@ heap_sift_up (struct bucket_set *bs, uint32_t *h, uint32_t i)
  * prio first.  Returns how many, or -errno.
  */
 static int
-evict_locked (struct bucket_set *bs, uint32_t want, bool *gen_limited)
+evict_locked (struct bucket_set *bs, uint32_t want, bool *gen_limited,
+              bool *flush_limited)
 {
   ASSERT_HELD (&bs->lock);
   uint32_t *h = bs->scratch;
@@ -184,6 +185,10 @@ evict_locked (struct bucket_set *bs, uint32_t want, bool *gen_limited)
       continue;
     if (!can_bump (b)) {
       *gen_limited = true;
+      continue;
+    }
+    if (b->clean_seq > bs->durable_seq) {
+      *flush_limited = true;    /* its DIRTY keys' end is not durable */
       continue;
     }
     if (n < k) {
@@ -248,7 +253,7 @@ take_free_locked (struct bucket_set *bs, uint32_t reserve, unsigned flags,
                   uint32_t *out)
 {
   ASSERT_HELD (&bs->lock);
-  bool gen_limited = false;
+  bool gen_limited = false, flush_limited = false;
   /* Without a kick hook no discard thread can be woken: waiting for one
    * would only wait out its timer, so bump EMPTY buckets here.
    */
@@ -276,10 +281,14 @@ take_free_locked (struct bucket_set *bs, uint32_t reserve, unsigned flags,
     return NEED_FLUSH;
 
   nfree = bs->nr_state[BUCKET_FREE];
-  if ((r = evict_locked (bs, reserve + 1 - nfree, &gen_limited)) < 0)
+  if ((r = evict_locked (bs, reserve + 1 - nfree, &gen_limited,
+                         &flush_limited)) < 0)
     return r;
   if (bs->nr_state[BUCKET_FREE] > reserve)
     return pop_free_locked (bs, out);
+  if (flush_limited && (flags & TAKE_MAY_FLUSH) &&
+      bs->hooks.journal_flush != NULL)
+    return NEED_FLUSH;
 
   /* Busy buckets come back when their batch is done. */
   if ((flags & TAKE_MAY_WAIT) && bs->nr_state[BUCKET_DISCARD] > 0)

@@ -455,6 +455,12 @@ bucket_account (struct bucket_set *bs, const struct nc_key *k, int sign)
     }
     else
       dirty -= k->size;
+    /* Not evictable until the change is durable: a crash before it
+     * would leave the DIRTY key, pointing at a bumped gen, in the index
+     * (recovery refuses that as corruption: crosscheck.c).  bcache
+     * flushes its journal before each prio write for the same reason.
+     */
+    b->clean_seq = open_seq (bs);
   }
   if (BUG_ONCE (dirty > live, "bucket %" PRIu32 ": more dirty than live "
                 "blocks", k->bucket))
@@ -473,6 +479,8 @@ bucket_journal_committed (struct bucket_set *bs, uint64_t durable_seq)
   bool emptied = false;
 
   pthread_mutex_lock (&bs->lock);
+  if (durable_seq > bs->durable_seq)
+    bs->durable_seq = durable_seq;
   for (i = 0; i < bs->nr_pending; i++) {
     uint32_t n = bs->pending[i];
     struct bucket *b = &bs->b[n];

@@ -339,6 +339,9 @@ void bucket_moving_done (struct bucket_set *bs, const uint32_t *b,
 struct bucket {
   uint64_t free_seq;            /* PENDING: journal seq that must be
                                    durable before reuse */
+  uint64_t clean_seq;           /* journal seq of the last change that took
+                                   dirty blocks out of it (a cut, a mark
+                                   clean): durable before it is evicted */
   uint32_t live_blocks;         /* current-gen keys pointing here, blocks */
   uint32_t dirty_blocks;        /* of which DIRTY, blocks */
   uint32_t gc_live, gc_dirty;   /* the recount running: blocks of the
@@ -368,6 +371,7 @@ struct bucket_write_point {
 
 struct bucket_set {
   struct cdev *cd;              /* borrowed */
+  uint64_t durable_seq;         /* the journal's, as last committed */
   struct nc_sb sb;              /* copy: geometry and uuid never change */
   struct bucket_hooks hooks;    /* zeroed if none were given */
   pthread_mutex_t lock;
