@@ -71,7 +71,8 @@ static inline void
 bkey_cut_front (struct nc_key *k, uint64_t new_start)
 {
   uint64_t drop = new_start - bkey_start (k);
-  if (!(k->flags & NC_KEY_ZERO))
+  /* A ZERO or DELETE key points nowhere: its offset stays 0 (bkey.c). */
+  if (!(k->flags & (NC_KEY_ZERO | NC_KEY_DELETE)))
     k->offset += (uint32_t) drop;
   k->size -= (uint32_t) drop;
 }

@@ -449,6 +449,8 @@ invalid_insert (const struct btree *bt, const struct nc_key *k)
     if (t.flags != NC_KEY_DELETE)
       return "DELETE key with other flags";
     t.flags = NC_KEY_ZERO;
+    t.offset = 0;               /* unused (assemble.c) */
+    t.gen = 0;
   }
   return bkey_invalid_leaf (&t, bt->geom.bucket_blocks, bt->geom.data_first,
                             bt->geom.nbuckets);

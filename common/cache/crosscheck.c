@@ -136,8 +136,11 @@ journal_key_malformed (const struct crosscheck *cx, const struct nc_key *k)
 {
   struct nc_key tmp = *k;
 
-  if (k->flags & NC_KEY_DELETE)
+  if (k->flags & NC_KEY_DELETE) {
     tmp.flags = (uint8_t) ((k->flags & ~NC_KEY_DELETE) | NC_KEY_ZERO);
+    tmp.offset = 0;             /* unused, as assemble.c says */
+    tmp.gen = 0;
+  }
   return bkey_invalid_leaf (&tmp, cx->sb->bucket_blocks, cx->sb->data_first,
                             cx->sb->nbuckets) != NULL;
 }
