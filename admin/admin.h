@@ -41,8 +41,8 @@ int cmd_stats (int argc, char **argv);
 int cmd_flush (int argc, char **argv);
 int cmd_reload (int argc, char **argv);
 int cmd_detach (int argc, char **argv);     /* flush.c */
-int cmd_set (int argc, char **argv);        /* live.c */
-int cmd_attach (int argc, char **argv);     /* live.c */
+int cmd_set (int argc, char **argv);        /* live-client.c */
+int cmd_attach (int argc, char **argv);     /* live-client.c */
 int cmd_forget (int argc, char **argv);
 
 /* The progress line the log sink erases before a message (NULL: none). */

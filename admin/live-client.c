@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* live.c — nbdcache set and attach: change a running export.
+/* live-client.c — nbdcache set and attach: change a running export.
  *
  * WHAT: `nbdcache set (--socket PATH | -c CONFIG) EXPORT KEY=VALUE…`
  * sends "set KEY=VALUE … -- EXPORT" to nbdcached's control socket;

@@ -106,7 +106,10 @@ request_backing_sync_flush (struct ncache_export *nc)
   int r;
 
   /* Writeback's own batches keep their data dirty and retry. */
-  if (live_mode (nc) == NCACHE_MODE_WRITEBACK)
+  /* The live mode, read as live.c's live_mode does (not called: live.c
+   * drains through writeback, which flushes through here).
+   */
+  if (__atomic_load_n (&nc->mode, __ATOMIC_SEQ_CST) == NCACHE_MODE_WRITEBACK)
     return request_backing_sync (nc);
   seen = __atomic_load_n (&nc->backing_fails_told, __ATOMIC_ACQUIRE);
   r = request_backing_sync_since (nc, seen);
