@@ -11,18 +11,20 @@
 #     keeps a connection to "busy" open, and sends writes to "gone" that
 #     race the reload;
 #  2. reloads (nbdcache reload) a config where "gone" is removed, "new"
-#     added (uncached), "chg" has mode = writethrough (idle: reopened),
-#     "busy" a new sequential_cutoff (a client is connected: "takes effect
-#     at restart") and readonly = yes, "keep" a new description: the
-#     report names each;
+#     added (uncached), "chg" has mode = writethrough and a new size
+#     (ignored for an existing file, but not a live key: idle, reopened),
+#     "busy" mode = writethrough and a new sequential_cutoff (a client is
+#     connected: the engine's live setter applies them "at once") and
+#     readonly = yes, "keep" a new description: the report names each;
 #  3. the racing writes each either succeeded or got ESHUTDOWN (nothing
 #     else: no dropped reply); a write after the reload gets ESHUTDOWN, and
 #     then the server closes the connection;
 #  4. LIST shows keep, chg, busy, new; "gone" cannot be opened; "keep"
 #     has the new description; "new" takes writes; "chg" reads back its
 #     pattern (the dirty data survived the reopen) and stats say
-#     writethrough; "busy" still serves its client, which can still
-#     write, while a new connection is read-only (EPERM);
+#     writethrough; "busy" is in writethrough and still serves its
+#     client, which can still write, while a new connection is read-only
+#     (EPERM);
 #  5. a config with an unknown key: reload exits 1 naming FILE:LINE, and
 #     the running config is unchanged (LIST);
 #  6. a config that changes [cache ssd] while exports use it: reload
@@ -55,7 +57,8 @@ ctl=$tmp/ctl.sock
 
 # gen_config FILE VARIANT: the one place the configs are written.
 #   1     the first config
-#   2     gone removed, new added, chg writethrough, busy sequential_cutoff,
+#   2     gone removed, new added, chg writethrough, busy writethrough and
+#         sequential_cutoff,
 #         keep's description
 #   bad   2 with an unknown key in [export keep]
 #   cache 2 with [cache ssd] node_cache_size changed
@@ -63,7 +66,9 @@ ctl=$tmp/ctl.sock
 gen_config ()
 {
   local f=$1 v=$2 mode=writeback desc=before cutoff="" nodecache=""
-  [ "$v" = 1 ] || { mode=writethrough; desc=after;
+  local busymode=writeback chgsize=16M
+  [ "$v" = 1 ] || { mode=writethrough; desc=after; busymode=writethrough;
+                    chgsize=24M;
                     cutoff="sequential_cutoff = 1M
 readonly = yes"; }
   [ "$v" = cache ] && nodecache="node_cache_size = 8M"
@@ -102,7 +107,7 @@ readonly = yes"; }
     fi
     echo "[export chg]"
     echo "backing = $tmp/chg.img"
-    echo "size = 16M"
+    echo "size = $chgsize"
     echo "cache = ssd"
     echo "mode = $mode"
     echo
@@ -110,7 +115,7 @@ readonly = yes"; }
     echo "backing = $tmp/busy.img"
     echo "size = 16M"
     echo "cache = ssd"
-    echo "mode = writeback"
+    echo "mode = $busymode"
     if [ -n "$cutoff" ]; then echo "$cutoff"; fi
     echo
     echo "[cache ssd]"
@@ -218,9 +223,9 @@ check(p.returncode == 0, "reload: exit 0")
 out = p.stdout
 check("export 'new': added" in out, "report: new added")
 check("export 'gone': removed" in out, "report: gone removed")
-check("export 'chg': mode changed: reopened" in out, "report: chg reopened")
-check("export 'busy': sequential_cutoff changed: takes effect at restart"
-      in out, "report: busy takes effect at restart")
+check("export 'chg': size changed: reopened" in out, "report: chg reopened")
+check("export 'busy': changed (mode, sequential_cutoff): applied at once"
+      in out, "report: busy's mode and cutoff applied at once")
 check("export 'keep': changed (description)" in out,
       "report: keep's description")
 check("export 'busy': changed (readonly)" in out, "report: busy read-only")
@@ -282,7 +287,8 @@ check(chg.pread(M, 0) == pattern(0x22),
 chg.shutdown()
 st = stats()
 check(st["chg"]["mode"] == "writethrough", "chg: stats say writethrough")
-check(st["busy"]["mode"] == "writeback", "busy: still writeback")
+check(st["busy"]["mode"] == "writethrough",
+      "busy: writethrough at once, its client still connected")
 check(busy.pread(M, 0) == pattern(0x33), "busy: its client never noticed")
 busy.pwrite(pattern(0x34), M)
 check(busy.pread(M, M) == pattern(0x34),

@@ -13,11 +13,15 @@
  *   first with flush_on_stop = yes);
  * - an [export] changed: the keys a connection is told or checked
  *   against (description, readonly = yes, rotational, max_connections,
- *   tls, allow, allow_unix, allow_subjects) apply to new connections; a
- *   key of the engine (backing and its remote/ceph keys, size, mode,
- *   readonly = no on a read-only export, writeback_percent,
- *   sequential_cutoff, promote_min, flush_on_stop, share_backing, or the
- *   cache of an uncached export) reopens the export with the new
+ *   tls, allow, allow_unix, allow_subjects) apply to new connections;
+ *   the live keys of an export with a cache (mode, sequential_cutoff,
+ *   writeback_percent, promote_min, flush_on_stop) are compared with
+ *   what the engine runs and applied at once through its live setter
+ *   (ncache_export_set, as `nbdcache set`), busy or not; any other key
+ *   of the engine (backing and its remote/ceph keys, size,
+ *   readonly = no on a read-only export, share_backing, the cache of an
+ *   uncached export, or a live key of an uncached export) reopens the
+ *   export with the new
  *   section if it is idle at that moment (closing it and opening it again
  *   on the same, still open cache device keeps its dirty data); if it is
  *   busy, or if its cache changes from one [cache] to another or to none
@@ -63,11 +67,13 @@
  * the next reload or restart, and the reload answers an error.  A stop
  * while a reload waits for the loop abandons it (what it opened is
  * closed).
- * NOT HERE: parsing (common/config), the engine's own live setters.
+ * NOT HERE: parsing (common/config), the engine's live setter
+ * (common/cache/live.c).
  */
 #include <config.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -91,6 +97,8 @@ struct plan_export {
   enum verdict verdict;
   char *conn_keys;              /* per-connection keys changed, or NULL */
   char *engine_keys;            /* engine keys changed, or NULL */
+  char *live_keys;              /* live keys that differ from what the
+                                   engine runs (ncache_export_set), or NULL */
   bool reopen_safe;             /* same cache device (or none before) */
 };
 
@@ -183,7 +191,7 @@ cache_eq (const struct config_cache *a, const struct config_cache *b)
  */
 static void
 engine_diff (const struct config_export *o, const struct config_export *n,
-             char **keys)
+             bool skip_live, char **keys)
 {
 #define CMP(cond, key) do { if (!(cond)) add_key (keys, key); } while (0)
   CMP (str_eq (o->backing, n->backing), "backing");
@@ -203,15 +211,102 @@ engine_diff (const struct config_export *o, const struct config_export *n,
   CMP (str_eq (o->ceph_keyring, n->ceph_keyring), "ceph_keyring");
   CMP (str_eq (o->ceph_key, n->ceph_key), "ceph_key");
   CMP (str_eq (o->cache, n->cache), "cache");
-  CMP (o->mode == n->mode, "mode");
   CMP (!(o->readonly && !n->readonly), "readonly");
-  CMP (o->writeback_percent == n->writeback_percent, "writeback_percent");
-  CMP (o->sequential_cutoff_bytes == n->sequential_cutoff_bytes,
-       "sequential_cutoff");
-  CMP (o->promote_min_bytes == n->promote_min_bytes, "promote_min");
-  CMP (o->flush_on_stop == n->flush_on_stop, "flush_on_stop");
   CMP (o->share_backing == n->share_backing, "share_backing");
+  if (!skip_live) {
+    CMP (o->mode == n->mode, "mode");
+    CMP (o->writeback_percent == n->writeback_percent, "writeback_percent");
+    CMP (o->sequential_cutoff_bytes == n->sequential_cutoff_bytes,
+         "sequential_cutoff");
+    CMP (o->promote_min_bytes == n->promote_min_bytes, "promote_min");
+    CMP (o->flush_on_stop == n->flush_on_stop, "flush_on_stop");
+  }
 #undef CMP
+}
+
+/* Can the engine's live setter (common/cache/live.c) apply the live keys
+ * of n to the running export?  It has a cache device, and n keeps it.
+ */
+static bool
+live_eligible (const struct export *old, const struct config_export *n)
+{
+  return old->nc != NULL && old->open_cfg->cache != NULL &&
+    str_eq (old->open_cfg->cache, n->cache);
+}
+
+/* The live keys (NCACHE_LIVE_KEYS) whose value in n differs from what
+ * the engine runs now: compared with the engine, not the section it was
+ * opened with, since `nbdcache set` may have changed it (a reload serves
+ * the config's values again, nbdcache(8) set).
+ */
+static void
+live_diff (struct export *old, const struct config_export *n, char **keys)
+{
+  struct ncache_export_params p;
+
+  ncache_export_get_params (old->nc, &p);
+#define CMP(cond, key) do { if (!(cond)) add_key (keys, key); } while (0)
+  CMP (p.mode == n->mode, "mode");
+  CMP (p.writeback_percent == n->writeback_percent, "writeback_percent");
+  CMP (p.sequential_cutoff_bytes == n->sequential_cutoff_bytes,
+       "sequential_cutoff");
+  CMP (p.promote_min_bytes == n->promote_min_bytes, "promote_min");
+  CMP (p.flush_on_stop == n->flush_on_stop, "flush_on_stop");
+#undef CMP
+}
+
+/* Apply pe's live keys through the engine's one door, in the order of
+ * NCACHE_LIVE_KEYS (reload thread: mode = none writes the dirty data
+ * back first).  0, or the first error (logged; the keys before it are
+ * applied).
+ */
+static int
+apply_live (const struct config *cfg, struct plan_export *pe)
+{
+  static const char *const keys[] = {
+    "mode", "sequential_cutoff", "writeback_percent", "promote_min",
+    "flush_on_stop",
+  };
+  const struct config_export *n = pe->ce;
+  char value[32], msg[256];
+  size_t i;
+  int r;
+
+  for (i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+    char *list = pe->live_keys, *hit;
+    size_t len = strlen (keys[i]);
+
+    /* live_keys is "k1, k2, …" (add_key). */
+    for (hit = strstr (list, keys[i]); hit; hit = strstr (hit + 1, keys[i]))
+      if ((hit == list || hit[-1] == ' ') &&
+          (hit[len] == '\0' || hit[len] == ','))
+        break;
+    if (hit == NULL)
+      continue;
+    switch (i) {
+    case 0: snprintf (value, sizeof value, "%s", ncache_mode_name (n->mode));
+      break;
+    case 1: snprintf (value, sizeof value, "%" PRIu64,
+                      n->sequential_cutoff_bytes); break;
+    case 2: snprintf (value, sizeof value, "%u", n->writeback_percent);
+      break;
+    case 3: snprintf (value, sizeof value, "%" PRIu64, n->promote_min_bytes);
+      break;
+    default: snprintf (value, sizeof value, "%s",
+                       n->flush_on_stop ? "yes" : "no"); break;
+    }
+    msg[0] = '\0';
+    if ((r = ncache_export_set (pe->old->nc, keys[i], value, msg,
+                                sizeof msg)) < 0) {
+      log_error ("%s:%d: export '%s': %s = %s could not be applied live: "
+                 "%s", cfg->path, n->line, n->name, keys[i], value,
+                 msg[0] ? msg : strerror (-r));
+      return r;
+    }
+  }
+  log_info ("%s:%d: export '%s': changed (%s): applied at once",
+            cfg->path, n->line, n->name, pe->live_keys);
+  return 0;
 }
 
 /* The keys a new connection is told or checked against. */
@@ -339,6 +434,7 @@ plan_free (struct plan *p, bool failed)
       }
       free (p->pe[i].conn_keys);
       free (p->pe[i].engine_keys);
+      free (p->pe[i].live_keys);
     }
     if (failed && p->devices)
       for (i = 0; i < p->cfg->nr_caches; i++)
@@ -442,14 +538,18 @@ plan_exports (struct server *srv, struct plan *p)
       continue;
     }
     conn_diff (pe->old->cfg, ce, &pe->conn_keys);
-    engine_diff (pe->old->open_cfg, ce, &pe->engine_keys);
+    /* The live keys of an export with a cache go through the engine's
+     * setter, at once, busy or not; any other engine key changed:
+     * reopen (idle, same device) or wait for a restart.
+     */
+    if (live_eligible (pe->old, ce)) {
+      engine_diff (pe->old->open_cfg, ce, true, &pe->engine_keys);
+      live_diff (pe->old, ce, &pe->live_keys);
+    }
+    else
+      engine_diff (pe->old->open_cfg, ce, false, &pe->engine_keys);
     pe->reopen_safe = pe->old->open_cfg->cache == NULL ||
                       str_eq (pe->old->open_cfg->cache, ce->cache);
-    /* An engine key changed: reopen (idle, same device) or wait for a
-     * restart.  An engine setter for a running export (writeback_percent,
-     * sequential_cutoff, promote_min, flush_on_stop) would apply those
-     * here instead, without a reopen.
-     */
     pe->verdict = pe->engine_keys == NULL ? KEEP
       : pe->reopen_safe ? REOPEN : KEEP_RESTART;
   }
@@ -837,9 +937,15 @@ reload_locked (struct server *srv)
   log_verdicts (srv, p);
   for (i = 0; i < p->nr_close_devs; i++)
     ncache_device_close (p->close_devs[i]);
-  for (i = 0; i < p->cfg->nr_exports; i++)
-    if (p->pe[i].verdict == REOPEN && (r = reopen (srv, &p->pe[i])) < 0)
+  for (i = 0; i < p->cfg->nr_exports; i++) {
+    struct plan_export *pe = &p->pe[i];
+
+    if (pe->verdict == REOPEN && (r = reopen (srv, pe)) < 0)
       result = r;
+    else if ((pe->verdict == KEEP || pe->verdict == KEEP_RESTART) &&
+             pe->live_keys != NULL && (r = apply_live (p->cfg, pe)) < 0)
+      result = r;
+  }
   if (srv->tls)
     log_info ("reload: TLS certificates, keys and PSK file re-read: new "
               "handshakes use them");
