@@ -17,9 +17,16 @@
  * it is and N with it recomputed (the data region has no checksums: N
  * mutants).  Each mutant is a bit flip, a random byte or 8 bytes, or a
  * zeroed block (kept checksums only) in a live structure: either
- * superblock copy, either prio copy, a valid journal entry (those to
- * replay most often), a bset of a live node (the newest most often), a
- * block of current cached data.  A mutant is opened (recovery, read-write)
+ * superblock copy's head or export table, either prio copy, a valid
+ * journal entry (those to replay most often), a bset of a live node (the
+ * newest most often), a block of current cached data.  A journal entry
+ * (version 2, stamped) is mutated in its device bytes: a byte of its
+ * payload or of a sector's stamp; "recomputed" there means what an
+ * attacker who knows the format does: the entry's payload changed, its
+ * checksum recomputed and the entry framed again (jentry_frame: every
+ * stamp consistent), or a stamp's fields changed and the sector's stamp
+ * checksum recomputed.  A superblock copy's "recomputed" is the head's
+ * table_csum and csum, as super.c computes them.  A mutant is opened (recovery, read-write)
  * and every block read back:
  *   refused  the device or the export does not open;
  *   correct  every block reads what was last written;
@@ -36,15 +43,15 @@
  * item 7): they are
  * counted as "wrong (data region, no checksums yet)" and do not fail.
  * KNOWN HOLES, counted apart and printed, not failed (enum hole): a
- * newest bset's identity clobbered (format v1 cannot tell it from blocks
- * never written; test-corrupt.c has the same exception); the newest
- * journal entry damaged, which recovery reads as a torn commit (issue 14
- * item 3, a separate change: remove that class once it is in); a leaf
- * key's extent or pointer changed with its checksum recomputed (only
- * data checksums can tell, issue 14 item 7).
+ * newest bset's identity clobbered (the format cannot tell it from blocks
+ * never written; test-corrupt.c has the same exception); a leaf key's
+ * extent or pointer changed with its checksum recomputed (only data
+ * checksums can tell, issue 14 item 7).
  * HOW: the test parses the base image itself (ondisk.h, nc_csum),
  * independently of the engine's readers, to find the live structures and
- * to recompute checksums.
+ * to recompute checksums; only the stamped sectors of a journal entry are
+ * read and written with journal-entry.c's jentry_payload / jentry_frame
+ * (the format's one framing, tested by test-journal-stamps.c).
  * SEED: NBDCACHE_SEED replays a run (mutant i uses test_mix64 (seed ^ i),
  * so NBDCACHE_MUTANT=i reruns mutant i alone, printing its log);
  * NBDCACHE_MUTANTS sets N (default 20).
@@ -68,13 +75,16 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <xxhash.h>
 
 #include "backing.h"
 #include "cache.h"
 #include "cache-internal.h"
 #include "cdev.h"
 #include "csum.h"
+#include "journal-internal.h"
 #include "ondisk.h"
+#include "super.h"
 #include "test-helpers.h"
 
 #define PROGRAM "test-mutants"
@@ -132,17 +142,24 @@ struct target {
   enum region region;
   uint64_t off;                 /* byte offset in the image */
   uint32_t span;                /* bytes it occupies (whole blocks) */
-  uint32_t csum_len;            /* bytes [0, csum_len) hold csum + scope;
-                                   0: no checksum (data) */
+  uint32_t csum_len;            /* bytes [0, csum_len) hold csum + scope
+                                   (an export table: the scope only, its
+                                   csum is in the head); 0: no checksum
+                                   (data).  A stamped journal entry: in
+                                   payload bytes */
   uint32_t hdr;                 /* header bytes; after: keys, entries,
                                    export slots */
   uint32_t body_lo, body_hi;    /* the part after the header worth
                                    hitting (export slots in use …) */
   bool preferred;               /* the copy in use, an entry to replay, a
                                    node's newest bset */
-  bool newest_bset_not_first;   /* its first block is the v1 hole */
-  bool newest_jentry;           /* the journal entry with the highest seq */
+  bool newest_bset_not_first;   /* its first block is the hole */
   bool leaf_bset;               /* a bset of level 0 */
+  int sb_slot;                  /* superblock: the copy (0, 1) */
+  bool sb_table;                /* superblock: the copy's export table */
+  unsigned char *payload;       /* a stamped journal entry: its payload
+                                   (header, keys, zeros; payload_len) */
+  uint32_t payload_len;
 };
 
 /* ---- the world ---- */
@@ -153,7 +170,9 @@ struct world {
   unsigned char *base;          /* the base image */
   unsigned char *backing0;      /* the backing store as of the base image */
   uint32_t version[NR_BLOCKS];  /* what each block must read */
-  struct nc_sb sb;              /* the base image's superblock in use */
+  struct nc_sb sb;              /* the base image's superblock in use
+                                   (head and table) */
+  uint64_t jseed;               /* of the journal's sector stamps */
   struct target targets[MAX_TARGETS];
   unsigned nr_targets;
   unsigned nr_of[NR_REGIONS];
@@ -263,10 +282,54 @@ bucket_byte (uint32_t bucket)
   return (uint64_t) bucket * W.sb.bucket_blocks * NC_BLOCK_BYTES;
 }
 
-static bool
-sb_valid (const struct nc_sb *s)
+/* Superblock copy `slot` of img: its head (one block, and the only part
+ * of struct nc_sb read through this pointer), and its export table.
+ */
+static const struct nc_sb *
+sb_head (const unsigned char *img, int slot)
 {
-  return s->magic == NC_SB_MAGIC && s->csum == nc_csum (s, sizeof *s);
+  return (const void *) (img + (size_t) slot * NC_BLOCK_BYTES);
+}
+
+static bool
+sb_table_fits (const struct nc_sb *head, int slot)
+{
+  return head->table_blocks >= 1 && head->table_blocks <= NC_TABLE_BLOCKS_MAX
+    && super_table_offset (head, slot) + (uint64_t) head->table_blocks
+    * NC_BLOCK_BYTES <= DEVICE_BYTES;
+}
+
+/* Copy `slot` as super.c reads it: head checksum, magic, format version 2
+ * (a fresh format writes nothing else), its table's checksum.
+ */
+static bool
+sb_valid (const unsigned char *img, int slot)
+{
+  const struct nc_sb *h = sb_head (img, slot);
+
+  return h->magic == NC_SB_MAGIC && h->csum == nc_csum (h, NC_BLOCK_BYTES)
+    && h->version == NC_FORMAT_VERSION && sb_table_fits (h, slot) &&
+    h->table_csum == nc_csum (img + super_table_offset (h, slot),
+                              (size_t) h->table_blocks * NC_BLOCK_BYTES);
+}
+
+/* Recompute copy `slot`'s table_csum and csum in img (super_set_csum's
+ * formulas, on the head as it now is).
+ */
+static void
+sb_recompute (unsigned char *img, int slot)
+{
+  unsigned char *h = img + (size_t) slot * NC_BLOCK_BYTES;
+  const struct nc_sb *head = sb_head (img, slot);
+  uint64_t c;
+
+  if (sb_table_fits (head, slot)) {
+    c = nc_csum (img + super_table_offset (head, slot),
+                 (size_t) head->table_blocks * NC_BLOCK_BYTES);
+    memcpy (h + offsetof (struct nc_sb, table_csum), &c, sizeof c);
+  }
+  c = nc_csum (h, NC_BLOCK_BYTES);
+  memcpy (h, &c, sizeof c);
 }
 
 static uint32_t
@@ -337,28 +400,40 @@ add_data_key (const struct nc_key *k)
 static void
 parse_super_and_prios (void)
 {
-  const struct nc_sb *a = (const void *) W.base;
-  const struct nc_sb *b = (const void *) (W.base + NC_BLOCK_BYTES);
-  const struct nc_sb *use;
   const struct nc_prio *c[2];
-  int i, used = 0;
+  int i, use;
+  uint32_t s, used = 0;
 
-  assert_true (sb_valid (a) || sb_valid (b));
-  use = !sb_valid (a) || (sb_valid (b) && b->seq > a->seq) ? b : a;
-  W.sb = *use;
-  for (i = 0; i < NC_MAX_EXPORTS; i++)
-    if (W.sb.exports[i].id != 0)
-      used = i + 1;
+  assert_true (sb_valid (W.base, 0) || sb_valid (W.base, 1));
+  use = !sb_valid (W.base, 0) || (sb_valid (W.base, 1) &&
+                                  sb_head (W.base, 1)->seq
+                                  > sb_head (W.base, 0)->seq) ? 1 : 0;
+  memcpy (&W.sb, sb_head (W.base, use), NC_BLOCK_BYTES);
+  memset (W.sb.exports, 0, sizeof W.sb.exports);
+  memcpy (W.sb.exports, W.base + super_table_offset (&W.sb, use),
+          (size_t) W.sb.table_blocks * NC_BLOCK_BYTES);
+  W.jseed = jstamp_seed (W.sb.uuid);
+  for (s = 0; s < super_table_slots (&W.sb); s++)
+    if (W.sb.exports[s].id != 0)
+      used = s + 1;
   for (i = 0; i < NC_SB_SLOTS; i++) {
-    const struct nc_sb *s = i == 0 ? a : b;
+    const struct nc_sb *h = sb_head (W.base, i);
     struct target *t;
 
-    if (!sb_valid (s))
+    if (!sb_valid (W.base, i))
       continue;
     t = add_target (R_SUPER, (uint64_t) i * NC_BLOCK_BYTES, NC_BLOCK_BYTES,
-                    NC_BLOCK_BYTES, offsetof (struct nc_sb, pad), s == use);
-    t->body_lo = offsetof (struct nc_sb, exports);
-    t->body_hi = t->body_lo + (uint32_t) used * sizeof (struct nc_sb_export);
+                    NC_BLOCK_BYTES, offsetof (struct nc_sb, pad), i == use);
+    t->sb_slot = i;
+    /* The table: checksum in the head (table_csum), no header; the body
+     * worth hitting is the slots in use.
+     */
+    t = add_target (R_SUPER, super_table_offset (h, i),
+                    h->table_blocks * NC_BLOCK_BYTES,
+                    h->table_blocks * NC_BLOCK_BYTES, 0, i == use);
+    t->sb_slot = i;
+    t->sb_table = true;
+    t->body_hi = used * (uint32_t) sizeof (struct nc_sb_export);
   }
   for (i = 0; i < 2; i++)
     c[i] = (const void *) (W.base + bucket_byte (W.sb.prio_first
@@ -381,8 +456,43 @@ jentry_len (const struct nc_jentry *e)
   return (uint32_t) (sizeof *e + (size_t) e->nkeys * sizeof (struct nc_key));
 }
 
+/* The payload of the entry at ring block i of img, as replay reads it
+ * (journal-replay.c entry_invalid: magic, version, uuid, length, keys,
+ * every sector's stamp, checksum), in a new buffer (*len bytes), or
+ * NULL.  A version 1 entry (none after a fresh format, but still read)
+ * is its own payload.
+ */
+static unsigned char *
+read_jentry (const unsigned char *img, uint64_t i, uint32_t *len)
+{
+  uint64_t blocks = (uint64_t) W.sb.journal_buckets * W.sb.bucket_blocks;
+  const struct nc_jentry *e = (const void *) (img
+                                              + bucket_byte (W.sb.journal_first)
+                                              + i * NC_BLOCK_BYTES);
+  unsigned char *p;
+  uint32_t bad;
+
+  if (e->magic != NC_JOURNAL_MAGIC || (e->version != NC_JENTRY_VERSION &&
+                                       e->version != NC_JENTRY_VERSION_PLAIN)
+      || memcmp (e->uuid, W.sb.uuid, sizeof e->uuid) != 0 ||
+      e->nblocks == 0 || e->nblocks > JOURNAL_MAX_ENTRY_BLOCKS ||
+      e->nblocks > blocks - i ||
+      e->nkeys > keys_in_blocks (e->version, e->nblocks))
+    return NULL;
+  *len = (uint32_t) jentry_payload_bytes (e->version, e->nblocks);
+  p = malloc (*len);
+  assert_non_null (p);
+  if (!jentry_payload (e, e->nblocks, W.jseed, p, &bad) ||
+      ((const struct nc_jentry *) p)->csum
+      != nc_csum (p, jentry_len ((const void *) p))) {
+    free (p);
+    return NULL;
+  }
+  return p;
+}
+
 /* Every valid journal entry is a target (those to replay preferred);
- * the keys to replay name data targets.  The newest entry, or NULL.
+ * the keys to replay name data targets.  The newest entry's payload.
  */
 static const struct nc_jentry *
 parse_journal (void)
@@ -394,27 +504,34 @@ parse_journal (void)
   unsigned t0 = W.nr_targets, t;
 
   for (i = 0; i < blocks; i++) {
-    const struct nc_jentry *e = (const void *) (W.base + first
-                                                + i * NC_BLOCK_BYTES);
+    uint32_t plen;
+    unsigned char *p = read_jentry (W.base, i, &plen);
+    const struct nc_jentry *e = (const void *) p;
+    struct target *tg;
 
-    if (e->magic != NC_JOURNAL_MAGIC || e->nblocks == 0 ||
-        e->nblocks > blocks - i || e->nkeys > e->nblocks * NC_BLOCK_BYTES
-        / sizeof (struct nc_key) ||
-        e->csum != nc_csum (e, jentry_len (e)))
+    if (p == NULL)
       continue;
+    if (e->version == NC_JENTRY_VERSION_PLAIN) {
+      free (p);                 /* its payload is its device bytes */
+      p = NULL;
+      e = (const void *) (W.base + first + i * NC_BLOCK_BYTES);
+    }
     if (newest == NULL || e->seq > newest->seq)
       newest = e;
-    add_target (R_JOURNAL, first + i * NC_BLOCK_BYTES,
-                e->nblocks * NC_BLOCK_BYTES, jentry_len (e), sizeof *e,
-                false);
+    tg = add_target (R_JOURNAL, first + i * NC_BLOCK_BYTES,
+                     e->nblocks * NC_BLOCK_BYTES, jentry_len (e), sizeof *e,
+                     false);
+    tg->payload = p;
+    tg->payload_len = plen;
     i += e->nblocks - 1;
   }
   assert_non_null (newest);
   for (t = t0; t < W.nr_targets; t++) {
-    const struct nc_jentry *e = (const void *) (W.base + W.targets[t].off);
+    const struct nc_jentry *e = W.targets[t].payload != NULL
+      ? (const void *) W.targets[t].payload
+      : (const void *) (W.base + W.targets[t].off);
     uint32_t k;
 
-    W.targets[t].newest_jentry = e == newest;
     if (e->seq < newest->last_seq || e->seq > newest->seq)
       continue;
     W.targets[t].preferred = true;
@@ -512,8 +629,13 @@ struct mutant {
   enum region region;
   bool recompute;               /* the checksum recomputed after */
   const struct target *t;
-  uint64_t off;                 /* first byte changed */
+  uint64_t off;                 /* first byte changed (device) */
   uint32_t len;                 /* bytes changed */
+  uint32_t soff;                /* first byte changed in the structure's
+                                   checksummed bytes (a stamped entry:
+                                   its payload) */
+  bool in_stamp;                /* a journal sector's stamp */
+  uint64_t chg_lo, chg_hi;      /* device bytes the mutant changed */
   char what[160];
 };
 
@@ -554,13 +676,16 @@ pick_target (struct test_rng *rng, enum region r)
 
 /* A byte offset within t worth changing: the header, the body (keys,
  * entries, export slots in use), a gen of a bucket in use (prio), a
- * character of a backing URI (superblock), or anywhere it spans.
+ * character of a backing URI or a byte of a used slot's identity
+ * (export table), or anywhere it spans.  A stamped journal entry: a byte
+ * of its payload.
  */
 static uint32_t
 pick_offset (struct test_rng *rng, const struct target *t, bool recompute)
 {
-  uint32_t lo = recompute ? 8 : 0;
+  uint32_t lo = recompute && !t->sb_table ? 8 : 0;
   uint32_t hi = t->csum_len ? t->csum_len : t->span;
+  uint32_t all = t->payload != NULL ? t->payload_len : t->span;
   unsigned dice = (unsigned) test_rng_below (rng, 100);
 
   if (t->region == R_PRIO && dice < 40 && W.nr_used_buckets > 0) {
@@ -570,26 +695,178 @@ pick_offset (struct test_rng *rng, const struct target *t, bool recompute)
                        (struct nc_prio_entry)
                        + offsetof (struct nc_prio_entry, gen));
   }
-  if (t->region == R_SUPER && dice < 20 && t->body_hi > t->body_lo) {
-    /* A character of a used slot's backing URI: its identity. */
-    const struct nc_sb *sb = (const void *) (W.base + t->off);
+  if (t->sb_table && dice < 35 && t->body_hi > t->body_lo) {
+    /* A used slot's backing identity: a character of its URI, or its
+     * id, kind, flags, dev, ino, birth time, uuid.
+     */
+    const struct nc_sb_export *x = (const void *) (W.base + t->off);
     uint32_t slot = (uint32_t) test_rng_below (rng, (t->body_hi - t->body_lo)
                                                / sizeof (struct nc_sb_export));
-    size_t len = strnlen (sb->exports[slot].uri, NC_URI_MAX);
+    size_t len = strnlen (x[slot].uri, NC_URI_MAX);
+    uint32_t base = slot * (uint32_t) sizeof (struct nc_sb_export);
 
-    if (len > 0)
-      return (uint32_t) (offsetof (struct nc_sb, exports)
-                         + slot * sizeof (struct nc_sb_export)
-                         + offsetof (struct nc_sb_export, uri)
+    if (dice < 20 && x[slot].id != 0 && len > 0)
+      return (uint32_t) (base + offsetof (struct nc_sb_export, uri)
                          + test_rng_below (rng, len));
+    if (x[slot].id != 0)
+      return (uint32_t) (base + test_rng_below
+                         (rng, offsetof (struct nc_sb_export, devid)));
   }
   if (t->hdr > lo && dice < 60)
     return (uint32_t) test_rng_range (rng, lo, t->hdr - 1);
   if (t->body_hi > t->body_lo && dice < 90)
     return (uint32_t) test_rng_range (rng, t->body_lo, t->body_hi - 1);
-  if (!recompute && t->span > hi && dice < 95)
-    hi = t->span;               /* the tail after the scope, too */
+  if (!recompute && all > hi && dice < 95)
+    hi = all;                   /* the tail after the scope, too */
   return (uint32_t) test_rng_range (rng, lo, hi - 1);
+}
+
+/* Apply a mutation of `kind` at s[*o] in a structure of lim bytes (8
+ * random bytes end by lim; a zeroed block is the 4 KiB block of s that
+ * holds *o): *o and *len become the bytes changed.
+ */
+static void
+mutate (struct test_rng *rng, unsigned kind, unsigned char *s, uint32_t *o,
+        uint32_t lim, uint32_t *len, char *what, size_t what_size)
+{
+  *len = 1;
+  switch (kind) {
+  case 0: default: {            /* flip a bit */
+    unsigned bit = (unsigned) test_rng_below (rng, 8);
+
+    s[*o] ^= (unsigned char) (1u << bit);
+    snprintf (what, what_size, "bit %u of byte %" PRIu32, bit, *o);
+    break;
+  }
+  case 1:                       /* a random byte */
+    s[*o] ^= (unsigned char) test_rng_range (rng, 1, 255);
+    snprintf (what, what_size, "byte %" PRIu32 " changed", *o);
+    break;
+  case 2: {                     /* 8 random bytes */
+    uint64_t v = test_rng_next (rng);
+
+    *len = 8;
+    if (*o + *len > lim)
+      *o = lim - *len;
+    memcpy (s + *o, &v, *len);
+    snprintf (what, what_size, "bytes %" PRIu32 "-%" PRIu32 " random", *o,
+              *o + 7);
+    break;
+  }
+  case 3: {                     /* zero a block (checksum kept) */
+    uint32_t blk = *o / NC_BLOCK_BYTES;
+
+    *o = blk * NC_BLOCK_BYTES;
+    *len = NC_BLOCK_BYTES;
+    memset (s + *o, 0, NC_BLOCK_BYTES);
+    snprintf (what, what_size, "block %" PRIu32 " zeroed", blk);
+    break;
+  }
+  }
+}
+
+/* Byte (from the entry's first) of payload byte p of a stamped entry. */
+static uint32_t
+jraw (uint32_t p)
+{
+  return p / NC_JSECTOR_PAYLOAD_BYTES * NC_JSECTOR_BYTES
+    + p % NC_JSECTOR_PAYLOAD_BYTES;
+}
+
+/* Recompute the stamp checksum of a 512-byte sector (journal-entry.c's
+ * formula).
+ */
+static void
+restamp (unsigned char *sector)
+{
+  uint64_t c = XXH3_64bits_withSeed (sector, NC_JSECTOR_BYTES - sizeof c,
+                                     W.jseed);
+
+  memcpy (sector + NC_JSECTOR_BYTES - sizeof c, &c, sizeof c);
+}
+
+/* Write the (mutated) payload p of stamped target t back, as a writer
+ * would: its checksum recomputed, framed by jentry_frame.  If its nblocks
+ * now claims more blocks than t spans (or none), t's blocks are framed
+ * and sector 0 then carries the claim, its stamp recomputed: the blocks
+ * after t are another structure's.
+ */
+static void
+reframe (unsigned char *img, const struct target *t, unsigned char *p)
+{
+  struct nc_jentry *e = (void *) p;
+  unsigned char *raw = img + t->off;
+  uint32_t nb = t->span / NC_BLOCK_BYTES, claim = e->nblocks;
+  uint64_t len = sizeof *e + (uint64_t) e->nkeys * sizeof (struct nc_key);
+
+  /* More keys than the entry holds: refused for that before its
+   * checksum is read.
+   */
+  e->csum = nc_csum (p, len <= t->payload_len ? len : t->csum_len);
+  if (claim >= 1 && claim <= nb) {
+    jentry_frame (e, W.jseed, raw);
+    return;
+  }
+  e->nblocks = nb;
+  jentry_frame (e, W.jseed, raw);
+  e->nblocks = claim;
+  memcpy (raw + offsetof (struct nc_jentry, nblocks), &claim, sizeof claim);
+  restamp (raw);
+}
+
+/* A mutant of a stamped journal entry: its device bytes (a byte of a
+ * sector's payload piece or stamp), or, recomputed, its payload framed
+ * again or a stamp with its checksum recomputed.
+ */
+static void
+make_jmutant (struct mutant *m, unsigned char *img, struct test_rng *rng,
+              unsigned kind)
+{
+  const struct target *t = m->t;
+  const uint32_t nsec = t->span / NC_JSECTOR_BYTES;
+  char what[128];
+  uint32_t o;
+
+  m->chg_lo = t->off;
+  m->chg_hi = t->off + t->span;
+  if (test_rng_chance (rng, 20)) {
+    uint32_t sec = (uint32_t) test_rng_below (rng, nsec);
+    uint32_t base = sec * NC_JSECTOR_BYTES + NC_JSECTOR_PAYLOAD_BYTES;
+    uint32_t fields = m->recompute ? offsetof (struct nc_jstamp, csum)
+      : sizeof (struct nc_jstamp);
+
+    m->in_stamp = true;
+    o = base + (uint32_t) test_rng_below (rng, fields);
+    mutate (rng, kind, img + t->off, &o, base + fields, &m->len, what,
+            sizeof what);
+    if (m->recompute)
+      restamp (img + t->off + sec * NC_JSECTOR_BYTES);
+    m->soff = 0;
+    m->off = t->off + o;
+    snprintf (m->what, sizeof m->what, "stamp of sector %" PRIu32 ": %s",
+              sec, what);
+    return;
+  }
+  o = pick_offset (rng, t, m->recompute);
+  if (m->recompute) {
+    unsigned char *p = malloc (t->payload_len);
+
+    assert_non_null (p);
+    memcpy (p, t->payload, t->payload_len);
+    mutate (rng, kind, p, &o, t->csum_len, &m->len, what, sizeof what);
+    reframe (img, t, p);
+    free (p);
+    m->soff = o;
+    m->off = t->off + jraw (o);
+    snprintf (m->what, sizeof m->what, "payload %s, reframed", what);
+    return;
+  }
+  m->soff = o;
+  o = jraw (o);
+  mutate (rng, kind, img + t->off, &o, t->span, &m->len, what, sizeof what);
+  m->off = t->off + o;
+  snprintf (m->what, sizeof m->what, "device %s (payload byte %" PRIu32
+            ")", what, m->soff);
 }
 
 static void
@@ -604,44 +881,27 @@ make_mutant (struct mutant *m, unsigned char *img)
   t = m->t = pick_target (&rng, m->region);
   kind = (unsigned) test_rng_below (&rng, m->recompute || t->csum_len == 0
                                     ? 3 : 4);
+  if (t->payload != NULL) {
+    make_jmutant (m, img, &rng, kind);
+    return;
+  }
   o = pick_offset (&rng, t, m->recompute);
+  mutate (&rng, kind, img + t->off, &o, t->csum_len && m->recompute
+          ? t->csum_len : t->span, &m->len, m->what, sizeof m->what);
+  m->soff = o;
   m->off = t->off + o;
-  m->len = 1;
-  switch (kind) {
-  case 0: default: {            /* flip a bit */
-    unsigned bit = (unsigned) test_rng_below (&rng, 8);
-
-    img[m->off] ^= (unsigned char) (1u << bit);
-    snprintf (m->what, sizeof m->what, "bit %u of byte %" PRIu32, bit, o);
-    break;
+  m->chg_lo = MIN (m->off, t->off);
+  m->chg_hi = m->off + m->len;
+  if (!m->recompute || t->csum_len == 0)
+    return;
+  if (t->region == R_SUPER) {
+    /* The head of the copy: table_csum and csum. */
+    sb_recompute (img, t->sb_slot);
+    m->chg_lo = 0;
+    if (m->chg_hi < (uint64_t) NC_SB_SLOTS * NC_BLOCK_BYTES)
+      m->chg_hi = (uint64_t) NC_SB_SLOTS * NC_BLOCK_BYTES;
   }
-  case 1:                       /* a random byte */
-    img[m->off] ^= (unsigned char) test_rng_range (&rng, 1, 255);
-    snprintf (m->what, sizeof m->what, "byte %" PRIu32 " changed", o);
-    break;
-  case 2: {                     /* 8 random bytes */
-    uint64_t v = test_rng_next (&rng);
-
-    m->len = 8;
-    if (o + m->len > (t->csum_len && m->recompute ? t->csum_len : t->span))
-      m->off = t->off + (o = (t->csum_len && m->recompute ? t->csum_len
-                              : t->span) - m->len);
-    memcpy (img + m->off, &v, m->len);
-    snprintf (m->what, sizeof m->what, "bytes %" PRIu32 "-%" PRIu32
-              " random", o, o + 7);
-    break;
-  }
-  case 3: {                     /* zero a block (checksum kept) */
-    uint32_t blk = o / NC_BLOCK_BYTES;
-
-    m->off = t->off + (uint64_t) blk * NC_BLOCK_BYTES;
-    m->len = NC_BLOCK_BYTES;
-    memset (img + m->off, 0, NC_BLOCK_BYTES);
-    snprintf (m->what, sizeof m->what, "block %" PRIu32 " zeroed", blk);
-    break;
-  }
-  }
-  if (m->recompute && t->csum_len > 0)
+  else
     recompute_csum (img, t);
 }
 
@@ -655,12 +915,6 @@ enum hole {
    * bset (nothing outside the bucket records a node's seq).
    */
   HOLE_BSET_IDENTITY,
-  /* The newest journal entry damaged (checksum kept, or its header
-   * changed): recovery takes it for a torn, never acknowledged commit and
-   * drops it.  Issue 14 item 3 (telling torn from damaged), a separate
-   * change: once it is in, this class must be refused and can go.
-   */
-  HOLE_NEWEST_JENTRY,
   /* A leaf key's extent or pointer (end, size, bucket, offset) changed,
    * checksum recomputed: the key is well-formed and names other blocks;
    * only a checksum of the data, bound to its address, can tell (data
@@ -671,8 +925,7 @@ enum hole {
 };
 static const char *const hole_names[NR_HOLES] = {
   "",
-  "a newest bset's identity clobbered (format v1 cannot tell)",
-  "the newest journal entry damaged, read as torn (issue 14 item 3)",
+  "a newest bset's identity clobbered (the format cannot tell)",
   "a leaf key's extent or pointer changed (needs data checksums)",
 };
 
@@ -687,7 +940,7 @@ static enum hole
 hole_of (const struct mutant *m)
 {
   const struct target *t = m->t;
-  uint64_t lo = m->off - t->off, hi = lo + m->len;
+  uint64_t lo = m->soff, hi = lo + m->len;
 
   if (m->region == R_BTREE && !m->recompute && t->newest_bset_not_first &&
       (touches (lo, hi, offsetof (struct nc_bset, magic),
@@ -695,7 +948,8 @@ hole_of (const struct mutant *m)
        touches (lo, hi, offsetof (struct nc_bset, uuid),
                 offsetof (struct nc_bset, seq))))
     return HOLE_BSET_IDENTITY;
-  if (m->recompute && ((m->region == R_JOURNAL &&
+  /* A stamped entry: lo is in its payload, where its keys are. */
+  if (m->recompute && ((m->region == R_JOURNAL && !m->in_stamp &&
                         lo >= sizeof (struct nc_jentry)) ||
                        (m->region == R_BTREE && t->leaf_bset &&
                         lo >= sizeof (struct nc_bset)))) {
@@ -907,12 +1161,8 @@ run_one (struct tally *t, unsigned index, enum region r, bool recompute,
   memcpy (img, W.base, DEVICE_BYTES);
   make_mutant (&m, img);
   hole = hole_of (&m);
-  {
-    /* The blocks changed: the mutation and the checksum. */
-    uint64_t lo = MIN (m.off, m.t->off), hi = m.off + m.len;
-
-    v = run_check (img, lo, hi - lo, &modified);
-  }
+  /* The blocks changed: the mutation and the checksums. */
+  v = run_check (img, m.chg_lo, m.chg_hi - m.chg_lo, &modified);
   cdev_sim_poke (W.cd, 0, img, DEVICE_BYTES);
   test_log_clear ();
   o = open_and_read (&eio, &wrong);
@@ -1053,7 +1303,7 @@ setup (void **state)
   assert_non_null (W.base);
   cdev_sim_peek (W.cd, 0, W.base, DEVICE_BYTES);
   parse_base ();
-  printf ("# base image: %u superblock copies, %u prio copies, %u journal "
+  printf ("# base image: %u superblock heads and tables, %u prio copies, %u journal "
           "entries, %u bsets of %u nodes, %u data extents\n",
           W.nr_of[R_SUPER], W.nr_of[R_PRIO], W.nr_of[R_JOURNAL],
           W.nr_of[R_BTREE], W.nr_nodes, W.nr_of[R_DATA]);
@@ -1063,11 +1313,14 @@ setup (void **state)
 static int
 teardown (void **state)
 {
+  unsigned i;
   (void) state;
   if (W.nbdcache != NULL) {
     unlink (W.image_path);
     unlink (W.check_log);
   }
+  for (i = 0; i < W.nr_targets; i++)
+    free (W.targets[i].payload);
   free (W.base);
   free (W.used_buckets);
   cdev_close (W.cd);
