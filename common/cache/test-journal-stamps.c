@@ -5,8 +5,9 @@
  *
  * WHAT: the newest entry, written whole and acknowledged, then damaged —
  * one bit flipped, one 512-byte sector zeroed, with and without the
- * entry's checksum (or the sector's stamp) recomputed, its header sector
- * zeroed, its whole block zeroed — is refused by check and by replay,
+ * entry's checksum (or the sector's stamp) recomputed, a sector's stamp
+ * naming a newer seq (its checksum recomputed: a torn write never leaves
+ * one), its header sector zeroed, its whole block zeroed — is refused by check and by replay,
  * naming the entry; the same entry torn (a prefix of its sectors written,
  * the rest still old; or a random subset) is dropped silently and the
  * journal carries on.  A ring written by the version 1 writer, with live
@@ -159,13 +160,14 @@ setup_newest (struct env *e, uint32_t *pos, uint32_t *nb)
 enum damage {
   FLIP_KEY, FLIP_KEY_ENTRY_CSUM, FLIP_KEY_STAMP_CSUM, FLIP_STAMP,
   ZERO_SECTOR, ZERO_SECTOR_ENTRY_CSUM, ZERO_HEADER_SECTOR, ZERO_LAST_SECTOR,
-  NR_DAMAGE,
+  STAMP_NEWER_SEQ, NR_DAMAGE,
 };
 static const char *const damage_name[NR_DAMAGE] = {
   "one bit of a key", "one bit of a key, entry csum recomputed",
   "one bit of a key, sector stamp recomputed", "one bit of a stamp",
   "a zeroed sector", "a zeroed sector, entry csum recomputed",
   "a zeroed header sector", "a zeroed last sector",
+  "a stamp naming a newer seq, stamp csum recomputed",
 };
 
 /* Every kind of damage to the newest, acknowledged entry is refused; the
@@ -216,6 +218,20 @@ test_journal_newest_damaged (void **state)
     case ZERO_LAST_SECTOR:
       zero_sector (&e, pos, nb * NC_JSECTORS_PER_BLOCK - 1);
       break;
+    case STAMP_NEWER_SEQ: {
+      /* What test-mutants found: the stamp's seq raised (a valid stamp
+       * of an entry that was never written) read as "a sector this
+       * write never replaced", so the entry was dropped as torn.
+       */
+      uint64_t newer = s + 1 + test_splitmix_next (&rng) % 100000;
+
+      cdev_sim_poke (e.sim, sector_byte (&e, pos, sec)
+                     + NC_JSECTOR_PAYLOAD_BYTES
+                     + offsetof (struct nc_jstamp, seq), &newer,
+                     sizeof newer);
+      recompute_stamp (&e, pos, sec);
+      break;
+    }
     }
     must_refuse (&e, s, damage_name[d]);
 
