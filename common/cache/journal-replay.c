@@ -24,7 +24,9 @@
  * m >= B, the last write was torn (never acknowledged): the candidate
  * becomes the newest entry below m, which must not be older than B - 1
  * (the entry that was durable before that write).  If m < B, an entry that
- * was durable is gone: corruption, -EBADMSG.  The chosen E's chain must
+ * was durable is gone: corruption, -EBADMSG.  Every valid entry of B .. M
+ * belongs to M's write, so its write_first is B too, or M (or that
+ * entry) is corrupt: -EBADMSG.  The chosen E's chain must
  * also be laid out in ring order.
  *
  * TORN OR DAMAGED: entries newer than E are a torn write, or damage.  A
@@ -465,6 +467,20 @@ choose_chain (const struct ring_geom *g, const struct found_vec *fv,
     goto no_chain;
   c = fv->len - 1;
   wf = fv->v[c].write_first;
+  /* Every entry of M's write carries that write's first seq: a valid one
+   * that says otherwise (it began a write of its own) means M is not what
+   * it claims, and dropping the entries after the gap as a torn write
+   * would lose durable ones.
+   */
+  for (i = c; i-- > 0 && fv->v[i].seq >= wf;)
+    if (fv->v[i].write_first != wf) {
+      log_error ("journal (%s): entry %" PRIu64 " says its write began "
+                 "at entry %" PRIu64 ", but entry %" PRIu64 " of that "
+                 "write says it began at %" PRIu64 ": the journal is "
+                 "corrupt", path, fv->v[c].seq, wf, fv->v[i].seq,
+                 fv->v[i].write_first);
+      return -EBADMSG;
+    }
   for (;;) {
     i = found_index (fv, fv->v[c].last_seq);
     if (i == SIZE_MAX)

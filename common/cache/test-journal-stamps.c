@@ -7,12 +7,14 @@
  * one bit flipped, one 512-byte sector zeroed, with and without the
  * entry's checksum (or the sector's stamp) recomputed, a sector's stamp
  * naming a newer seq (its checksum recomputed: a torn write never leaves
- * one), its header sector zeroed, its whole block zeroed — is refused by check and by replay,
- * naming the entry; the same entry torn (a prefix of its sectors written,
- * the rest still old; or a random subset) is dropped silently and the
- * journal carries on.  A ring written by the version 1 writer, with live
- * entries, replays; new entries are stamped, the ring is filled as it
- * frees, a mixed chain replays, and torn writes over it stay torn.
+ * one), its header sector zeroed, its whole block zeroed — is refused by
+ * check and by replay, naming the entry; so is an older entry forged into
+ * the newest (seq raised, checksums recomputed).  The same entry torn (a
+ * prefix of its sectors written, the rest still old; or a random subset)
+ * is dropped silently and the journal carries on.  A ring written by the
+ * version 1 writer, with live entries, replays; new entries are stamped,
+ * the ring is filled as it frees, a mixed chain replays, and torn writes
+ * over it stay torn.
  * HOW: the fixture of test-journal-fx.h: the simulated device, the fake
  * btree's model of every key journaled.
  * SEED: printed; NBDCACHE_SEED overrides it.
@@ -280,6 +282,44 @@ test_journal_newest_block_zeroed (void **state)
   env_free (&e);
 }
 
+/* An older entry, alone in its write, forged into the newest: its seq
+ * raised past every other, its checksum and stamps recomputed (what
+ * test-mutants found).  It claims the write that carried it began at its
+ * old seq, so the entries after that looked like the rest of a torn write
+ * and were dropped with it, silently.  But they say they began writes of
+ * their own: refused, naming the forged entry.
+ */
+static void
+test_journal_forged_newest (void **state)
+{
+  static unsigned char p[JOURNAL_MAX_ENTRY_BLOCKS * NC_BLOCK_BYTES];
+  static unsigned char raw[JOURNAL_MAX_ENTRY_BLOCKS * NC_BLOCK_BYTES];
+  struct nc_jentry *je = (void *) p;
+  struct env e;
+  uint64_t s[4], forged;
+  uint32_t pos, nb;
+  int i;
+
+  env_init (&e, 4, LONG_DELAY_MS);
+  for (i = 0; i < 4; i++) {
+    s[i] = fake_add (&e.f, 5);
+    assert_int_equal (journal_wait (e.j, s[i]), 0);
+  }
+  assert_true (find_entry (&e, s[1], &pos, &nb));
+  raw_payload (&e, pos, nb, p);
+  assert_int_equal (je->write_first, s[1]);
+  forged = s[3] + 1 + test_splitmix_next (&(uint64_t) { seed }) % 8;
+  je->seq = forged;
+  je->csum = nc_csum (je, sizeof *je + (size_t) je->nkeys
+                      * sizeof (struct nc_key));
+  jentry_frame (je, jstamp_seed (e.sb.uuid), raw);
+  cdev_sim_poke (e.sim, sector_byte (&e, pos, 0), raw,
+                 (size_t) nb * NC_BLOCK_BYTES);
+  must_refuse (&e, forged, "an older entry forged into the newest");
+  assert_true (error_logged ("says its write began"));
+  env_free (&e);
+}
+
 /* The newest write torn: the first k sectors of its entry written, the
  * rest still old (for several k), or a random subset.  Opens at the entry
  * before, clean; the journal goes on over the leftovers, and a crash
@@ -464,6 +504,7 @@ main (void)
     cmocka_unit_test (test_journal_newest_damaged),
     cmocka_unit_test (test_journal_newest_block_zeroed),
     cmocka_unit_test (test_journal_newest_torn),
+    cmocka_unit_test (test_journal_forged_newest),
     cmocka_unit_test (test_journal_plain_upgrade),
   };
 
