@@ -46,7 +46,9 @@
  * newest bset's identity clobbered (the format cannot tell it from blocks
  * never written; test-corrupt.c has the same exception); a leaf key's
  * extent or pointer changed with its checksum recomputed (only data
- * checksums can tell, issue 14 item 7).
+ * checksums can tell, issue 14 item 7); a sector stamp of the newest
+ * journal write forged, checksum recomputed, to look never written
+ * (what a torn write leaves: dropped as torn).
  * HOW: the test parses the base image itself (ondisk.h, nc_csum),
  * independently of the engine's readers, to find the live structures and
  * to recompute checksums; only the stamped sectors of a journal entry are
@@ -173,6 +175,7 @@ struct world {
   struct nc_sb sb;              /* the base image's superblock in use
                                    (head and table) */
   uint64_t jseed;               /* of the journal's sector stamps */
+  uint64_t jnewest_write;       /* the first seq of the newest write */
   struct target targets[MAX_TARGETS];
   unsigned nr_targets;
   unsigned nr_of[NR_REGIONS];
@@ -526,6 +529,7 @@ parse_journal (void)
     i += e->nblocks - 1;
   }
   assert_non_null (newest);
+  W.jnewest_write = newest->write_first ? newest->write_first : newest->seq;
   for (t = t0; t < W.nr_targets; t++) {
     const struct nc_jentry *e = W.targets[t].payload != NULL
       ? (const void *) W.targets[t].payload
@@ -635,6 +639,8 @@ struct mutant {
                                    checksummed bytes (a stamped entry:
                                    its payload) */
   bool in_stamp;                /* a journal sector's stamp */
+  bool stamp_unwritten;         /* … of the newest write, recomputed, now
+                                   naming no newer seq (HOLE_STAMP_…) */
   uint64_t chg_lo, chg_hi;      /* device bytes the mutant changed */
   char what[160];
 };
@@ -839,8 +845,15 @@ make_jmutant (struct mutant *m, unsigned char *img, struct test_rng *rng,
     o = base + (uint32_t) test_rng_below (rng, fields);
     mutate (rng, kind, img + t->off, &o, base + fields, &m->len, what,
             sizeof what);
-    if (m->recompute)
+    if (m->recompute) {
+      const struct nc_jentry *e = (const void *) t->payload;
+      uint64_t seq;
+
       restamp (img + t->off + sec * NC_JSECTOR_BYTES);
+      memcpy (&seq, img + t->off + base + offsetof (struct nc_jstamp, seq),
+              sizeof seq);
+      m->stamp_unwritten = e->seq >= W.jnewest_write && seq <= e->seq;
+    }
     m->soff = 0;
     m->off = t->off + o;
     snprintf (m->what, sizeof m->what, "stamp of sector %" PRIu32 ": %s",
@@ -921,12 +934,21 @@ enum hole {
    * checksums, issue 14 item 7).
    */
   HOLE_KEY_ADDRESS,
+  /* A stamp of an entry of the newest write changed so that it names no
+   * newer seq (another write of the entry's seq, an older entry, fill),
+   * its checksum recomputed: exactly what a torn write leaves, so the
+   * write is dropped as never acknowledged (journal-replay.c TORN OR
+   * DAMAGED: the format cannot tell; a retried write may carry another
+   * csum for the same seq).
+   */
+  HOLE_STAMP_UNWRITTEN,
   NR_HOLES
 };
 static const char *const hole_names[NR_HOLES] = {
   "",
   "a newest bset's identity clobbered (the format cannot tell)",
   "a leaf key's extent or pointer changed (needs data checksums)",
+  "a stamp of the newest write forged as never written (reads as torn)",
 };
 
 /* Does [lo, hi) (bytes of the structure) touch [a, b)? */
@@ -948,6 +970,8 @@ hole_of (const struct mutant *m)
        touches (lo, hi, offsetof (struct nc_bset, uuid),
                 offsetof (struct nc_bset, seq))))
     return HOLE_BSET_IDENTITY;
+  if (m->stamp_unwritten)
+    return HOLE_STAMP_UNWRITTEN;
   /* A stamped entry: lo is in its payload, where its keys are. */
   if (m->recompute && ((m->region == R_JOURNAL && !m->in_stamp &&
                         lo >= sizeof (struct nc_jentry)) ||
