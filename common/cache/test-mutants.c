@@ -973,16 +973,20 @@ hole_of (const struct mutant *m)
   if (m->stamp_unwritten)
     return HOLE_STAMP_UNWRITTEN;
   /* A stamped entry: lo is in its payload, where its keys are. */
-  if (m->recompute && ((m->region == R_JOURNAL && !m->in_stamp &&
-                        lo >= sizeof (struct nc_jentry)) ||
-                       (m->region == R_BTREE && t->leaf_bset &&
-                        lo >= sizeof (struct nc_bset)))) {
-    /* Bytes within the key: end, size, bucket, offset come first. */
-    uint64_t in_key = (lo - t->hdr) % sizeof (struct nc_key);
+  if (m->recompute && m->len < sizeof (struct nc_key) && hi > t->hdr &&
+      ((m->region == R_JOURNAL && !m->in_stamp) ||
+       (m->region == R_BTREE && t->leaf_bset))) {
+    /* The keys it touches (8 bytes may start in the header): end, size,
+     * bucket, offset come first in each.
+     */
+    uint64_t k = (lo > t->hdr ? lo - t->hdr : 0) / sizeof (struct nc_key);
+    uint64_t k_end = (hi - 1 - t->hdr) / sizeof (struct nc_key);
 
-    if (in_key < offsetof (struct nc_key, export_id) &&
-        m->len < sizeof (struct nc_key))
-      return HOLE_KEY_ADDRESS;
+    for (; k <= k_end; k++)
+      if (touches (lo, hi, t->hdr + k * sizeof (struct nc_key),
+                   t->hdr + k * sizeof (struct nc_key)
+                   + offsetof (struct nc_key, export_id)))
+        return HOLE_KEY_ADDRESS;
   }
   return HOLE_NONE;
 }
