@@ -24,24 +24,32 @@
  * m >= B, the last write was torn (never acknowledged): the candidate
  * becomes the newest entry below m, which must not be older than B - 1
  * (the entry that was durable before that write).  If m < B, an entry that
- * was durable is gone: corruption, -EBADMSG.  The chosen E's chain must
+ * was durable is gone: corruption, -EBADMSG.  Every valid entry of B .. M
+ * belongs to M's write, so its write_first is B too, or M (or that
+ * entry) is corrupt: -EBADMSG.  The chosen E's chain must
  * also be laid out in ring order.
  *
  * TORN OR DAMAGED: entries newer than E are a torn write, or damage.  A
  * version 2 entry is valid only if every 512-byte sector carries its
  * stamp (journal-entry.c), and the scan records every stamp it sees.  For
  * each entry newer than E named by a stamp but not valid: if a sector of
- * its extent carries a valid stamp of anything else (an older entry,
+ * its extent carries a valid stamp of anything older (an older entry,
  * fill, another write of that seq), that sector was never written: torn,
  * never acknowledged, dropped.  If every sector carries its stamp or no
  * valid stamp at all, the whole entry was written and then damaged:
- * -EBADMSG, naming it.  And when E says the ring was filled
- * (NC_JENTRY_RING_FILLED), the first sector where E + 1 would start (after
- * E, or ring block 0) must carry a stamp, or a newer entry was destroyed
- * whole: -EBADMSG.  This holds because the writer only ever writes over
- * stamped sectors (journal.c FILL) and a sector is written whole or not
- * at all.  Nothing newer than E may lie inside E's chain (a write after E
- * went to the space the chain left free): -EBADMSG, never filled over.
+ * -EBADMSG, naming it.  So is a sector of its extent stamped with a newer
+ * seq: that is not what the entry's write failed to replace, for when
+ * seq s is written no sector of the ring carries a seq above s - 1
+ * (replay fills every newer sector before anything is written, seqs are
+ * written in order, and a failed write is retried at the same place with
+ * the same entries: journal.c INVARIANTS).  And when E says the ring was
+ * filled (NC_JENTRY_RING_FILLED), the first sector where E + 1 would
+ * start (after E, or ring block 0) must carry a stamp, or a newer entry
+ * was destroyed whole: -EBADMSG.  This holds because the writer only
+ * ever writes over stamped sectors (journal.c FILL) and a sector is
+ * written whole or not at all.  Nothing newer than E may lie inside E's
+ * chain (a write after E went to the space the chain left free):
+ * -EBADMSG, never filled over.
  * Version 1 entries have no stamps: a damaged newest one still reads as
  * torn.
  *
@@ -459,6 +467,20 @@ choose_chain (const struct ring_geom *g, const struct found_vec *fv,
     goto no_chain;
   c = fv->len - 1;
   wf = fv->v[c].write_first;
+  /* Every entry of M's write carries that write's first seq: a valid one
+   * that says otherwise (it began a write of its own) means M is not what
+   * it claims, and dropping the entries after the gap as a torn write
+   * would lose durable ones.
+   */
+  for (i = c; i-- > 0 && fv->v[i].seq >= wf;)
+    if (fv->v[i].write_first != wf) {
+      log_error ("journal (%s): entry %" PRIu64 " says its write began "
+                 "at entry %" PRIu64 ", but entry %" PRIu64 " of that "
+                 "write says it began at %" PRIu64 ": the journal is "
+                 "corrupt", path, fv->v[c].seq, wf, fv->v[i].seq,
+                 fv->v[i].write_first);
+      return -EBADMSG;
+    }
   for (;;) {
     i = found_index (fv, fv->v[c].last_seq);
     if (i == SIZE_MAX)
@@ -570,6 +592,8 @@ check_newer (const struct ring_geom *g, const struct scan *sc, size_t first,
   for (i = 0; i < sc->sv.len; i++) {
     const struct stamped *t = &sc->sv.v[i];
     uint32_t sec, mine = 0, foreign = 0, bad = 0, first_bad = 0;
+    uint32_t newer = 0;
+    uint64_t newer_seq = 0;
 
     if (t->seq <= e->seq)
       continue;
@@ -593,8 +617,22 @@ check_newer (const struct ring_geom *g, const struct scan *sc, size_t first,
       else if (st.seq == t->seq && st.entry_csum == t->entry_csum &&
                st.sector == sec && st.nsectors == t->nsectors)
         mine++;
+      else if (st.seq > t->seq) {
+        /* No write leaves it in this entry's extent (TORN OR DAMAGED). */
+        if (newer++ == 0)
+          newer_seq = st.seq;
+      }
       else
         foreign++;
+    }
+    if (newer > 0) {
+      log_error ("journal (%s): entry %" PRIu64 " at ring block %" PRIu32
+                 " is damaged: %" PRIu32 " of its %" PRIu32 " sectors carry "
+                 "the stamp of a newer entry (seq %" PRIu64 "), which no "
+                 "write leaves there; it may hold acknowledged writes",
+                 g->cd->path, t->seq, t->start, newer, t->nsectors,
+                 newer_seq);
+      return -EBADMSG;
     }
     if (foreign > 0)
       continue;                 /* torn: a sector was never written */

@@ -5,13 +5,16 @@
  *
  * WHAT: the newest entry, written whole and acknowledged, then damaged —
  * one bit flipped, one 512-byte sector zeroed, with and without the
- * entry's checksum (or the sector's stamp) recomputed, its header sector
- * zeroed, its whole block zeroed — is refused by check and by replay,
- * naming the entry; the same entry torn (a prefix of its sectors written,
- * the rest still old; or a random subset) is dropped silently and the
- * journal carries on.  A ring written by the version 1 writer, with live
- * entries, replays; new entries are stamped, the ring is filled as it
- * frees, a mixed chain replays, and torn writes over it stay torn.
+ * entry's checksum (or the sector's stamp) recomputed, a sector's stamp
+ * naming a newer seq (its checksum recomputed: a torn write never leaves
+ * one), its header sector zeroed, its whole block zeroed — is refused by
+ * check and by replay, naming the entry; so is an older entry forged into
+ * the newest (seq raised, checksums recomputed).  The same entry torn (a
+ * prefix of its sectors written, the rest still old; or a random subset)
+ * is dropped silently and the journal carries on.  A ring written by the
+ * version 1 writer, with live entries, replays; new entries are stamped,
+ * the ring is filled as it frees, a mixed chain replays, and torn writes
+ * over it stay torn.
  * HOW: the fixture of test-journal-fx.h: the simulated device, the fake
  * btree's model of every key journaled.
  * SEED: printed; NBDCACHE_SEED overrides it.
@@ -159,13 +162,14 @@ setup_newest (struct env *e, uint32_t *pos, uint32_t *nb)
 enum damage {
   FLIP_KEY, FLIP_KEY_ENTRY_CSUM, FLIP_KEY_STAMP_CSUM, FLIP_STAMP,
   ZERO_SECTOR, ZERO_SECTOR_ENTRY_CSUM, ZERO_HEADER_SECTOR, ZERO_LAST_SECTOR,
-  NR_DAMAGE,
+  STAMP_NEWER_SEQ, NR_DAMAGE,
 };
 static const char *const damage_name[NR_DAMAGE] = {
   "one bit of a key", "one bit of a key, entry csum recomputed",
   "one bit of a key, sector stamp recomputed", "one bit of a stamp",
   "a zeroed sector", "a zeroed sector, entry csum recomputed",
   "a zeroed header sector", "a zeroed last sector",
+  "a stamp naming a newer seq, stamp csum recomputed",
 };
 
 /* Every kind of damage to the newest, acknowledged entry is refused; the
@@ -216,6 +220,20 @@ test_journal_newest_damaged (void **state)
     case ZERO_LAST_SECTOR:
       zero_sector (&e, pos, nb * NC_JSECTORS_PER_BLOCK - 1);
       break;
+    case STAMP_NEWER_SEQ: {
+      /* What test-mutants found: the stamp's seq raised (a valid stamp
+       * of an entry that was never written) read as "a sector this
+       * write never replaced", so the entry was dropped as torn.
+       */
+      uint64_t newer = s + 1 + test_splitmix_next (&rng) % 100000;
+
+      cdev_sim_poke (e.sim, sector_byte (&e, pos, sec)
+                     + NC_JSECTOR_PAYLOAD_BYTES
+                     + offsetof (struct nc_jstamp, seq), &newer,
+                     sizeof newer);
+      recompute_stamp (&e, pos, sec);
+      break;
+    }
     }
     must_refuse (&e, s, damage_name[d]);
 
@@ -261,6 +279,44 @@ test_journal_newest_block_zeroed (void **state)
   cdev_sim_poke (e.sim, sector_byte (&e, pos, 0), z, sizeof z);
   must_refuse (&e, s - 1, "the newest entry's block zeroed");
   assert_true (error_logged ("would start, is damaged"));
+  env_free (&e);
+}
+
+/* An older entry, alone in its write, forged into the newest: its seq
+ * raised past every other, its checksum and stamps recomputed (what
+ * test-mutants found).  It claims the write that carried it began at its
+ * old seq, so the entries after that looked like the rest of a torn write
+ * and were dropped with it, silently.  But they say they began writes of
+ * their own: refused, naming the forged entry.
+ */
+static void
+test_journal_forged_newest (void **state)
+{
+  static unsigned char p[JOURNAL_MAX_ENTRY_BLOCKS * NC_BLOCK_BYTES];
+  static unsigned char raw[JOURNAL_MAX_ENTRY_BLOCKS * NC_BLOCK_BYTES];
+  struct nc_jentry *je = (void *) p;
+  struct env e;
+  uint64_t s[4], forged;
+  uint32_t pos, nb;
+  int i;
+
+  env_init (&e, 4, LONG_DELAY_MS);
+  for (i = 0; i < 4; i++) {
+    s[i] = fake_add (&e.f, 5);
+    assert_int_equal (journal_wait (e.j, s[i]), 0);
+  }
+  assert_true (find_entry (&e, s[1], &pos, &nb));
+  raw_payload (&e, pos, nb, p);
+  assert_int_equal (je->write_first, s[1]);
+  forged = s[3] + 1 + test_splitmix_next (&(uint64_t) { seed }) % 8;
+  je->seq = forged;
+  je->csum = nc_csum (je, sizeof *je + (size_t) je->nkeys
+                      * sizeof (struct nc_key));
+  jentry_frame (je, jstamp_seed (e.sb.uuid), raw);
+  cdev_sim_poke (e.sim, sector_byte (&e, pos, 0), raw,
+                 (size_t) nb * NC_BLOCK_BYTES);
+  must_refuse (&e, forged, "an older entry forged into the newest");
+  assert_true (error_logged ("says its write began"));
   env_free (&e);
 }
 
@@ -448,6 +504,7 @@ main (void)
     cmocka_unit_test (test_journal_newest_damaged),
     cmocka_unit_test (test_journal_newest_block_zeroed),
     cmocka_unit_test (test_journal_newest_torn),
+    cmocka_unit_test (test_journal_forged_newest),
     cmocka_unit_test (test_journal_plain_upgrade),
   };
 

@@ -17,9 +17,16 @@
  * it is and N with it recomputed (the data region has no checksums: N
  * mutants).  Each mutant is a bit flip, a random byte or 8 bytes, or a
  * zeroed block (kept checksums only) in a live structure: either
- * superblock copy, either prio copy, a valid journal entry (those to
- * replay most often), a bset of a live node (the newest most often), a
- * block of current cached data.  A mutant is opened (recovery, read-write)
+ * superblock copy's head or export table, either prio copy, a valid
+ * journal entry (those to replay most often), a bset of a live node (the
+ * newest most often), a block of current cached data.  A journal entry
+ * (version 2, stamped) is mutated in its device bytes: a byte of its
+ * payload or of a sector's stamp; "recomputed" there means what an
+ * attacker who knows the format does: the entry's payload changed, its
+ * checksum recomputed and the entry framed again (jentry_frame: every
+ * stamp consistent), or a stamp's fields changed and the sector's stamp
+ * checksum recomputed.  A superblock copy's "recomputed" is the head's
+ * table_csum and csum, as super.c computes them.  A mutant is opened (recovery, read-write)
  * and every block read back:
  *   refused  the device or the export does not open;
  *   correct  every block reads what was last written;
@@ -36,15 +43,19 @@
  * item 7): they are
  * counted as "wrong (data region, no checksums yet)" and do not fail.
  * KNOWN HOLES, counted apart and printed, not failed (enum hole): a
- * newest bset's identity clobbered (format v1 cannot tell it from blocks
- * never written; test-corrupt.c has the same exception); the newest
- * journal entry damaged, which recovery reads as a torn commit (issue 14
- * item 3, a separate change: remove that class once it is in); a leaf
- * key's extent or pointer changed with its checksum recomputed (only
- * data checksums can tell, issue 14 item 7).
+ * newest bset's identity clobbered (the format cannot tell it from blocks
+ * never written; test-corrupt.c has the same exception); a leaf key's
+ * extent or pointer changed with its checksum recomputed (only data
+ * checksums can tell, issue 14 item 7); a sector stamp of the newest
+ * journal write forged, checksum recomputed, to look never written
+ * (what a torn write leaves: dropped as torn).
  * HOW: the test parses the base image itself (ondisk.h, nc_csum),
  * independently of the engine's readers, to find the live structures and
- * to recompute checksums.
+ * to recompute checksums; only the stamped sectors of a journal entry are
+ * read and written with journal-entry.c's jentry_payload / jentry_frame
+ * (the format's one framing, tested by test-journal-stamps.c).  That
+ * part, parsing and making mutants, is test-mutants-image.c; this file
+ * builds the base image, runs each mutant and keeps the tally.
  * SEED: NBDCACHE_SEED replays a run (mutant i uses test_mix64 (seed ^ i),
  * so NBDCACHE_MUTANT=i reruns mutant i alone, printing its log);
  * NBDCACHE_MUTANTS sets N (default 20).
@@ -68,25 +79,23 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <xxhash.h>
 
 #include "backing.h"
 #include "cache.h"
 #include "cache-internal.h"
 #include "cdev.h"
 #include "csum.h"
+#include "journal-internal.h"
 #include "ondisk.h"
+#include "super.h"
 #include "test-helpers.h"
+#include "test-mutants.h"
 
 #define PROGRAM "test-mutants"
 
-#define DEVICE_BYTES (32u << 20)
-#define BUCKET_BYTES (64u << 10)
-#define EXPORT_BYTES (16u << 20)
-#define NR_BLOCKS (EXPORT_BYTES / NC_BLOCK_BYTES)
 #define CYCLES 6
 #define ZEROED UINT32_MAX       /* version of a block written with zeroes */
-#define MAX_TARGETS 4096
-#define MAX_CHAIN 64
 #define READ_CHUNK_BLOCKS 256u
 
 extern char **environ;
@@ -112,7 +121,6 @@ fill_block (unsigned char *buf, uint32_t block, uint32_t version)
 
 /* ---- regions, outcomes, verdicts ---- */
 
-enum region { R_SUPER, R_PRIO, R_JOURNAL, R_BTREE, R_DATA, NR_REGIONS };
 static const char *const region_names[NR_REGIONS] = {
   "superblock", "prio", "journal", "btree", "data",
 };
@@ -127,47 +135,7 @@ static const char *const verdict_names[NR_VERDICTS] = {
   "-", "clean", "damaged", "other",
 };
 
-/* One structure a mutant may damage. */
-struct target {
-  enum region region;
-  uint64_t off;                 /* byte offset in the image */
-  uint32_t span;                /* bytes it occupies (whole blocks) */
-  uint32_t csum_len;            /* bytes [0, csum_len) hold csum + scope;
-                                   0: no checksum (data) */
-  uint32_t hdr;                 /* header bytes; after: keys, entries,
-                                   export slots */
-  uint32_t body_lo, body_hi;    /* the part after the header worth
-                                   hitting (export slots in use …) */
-  bool preferred;               /* the copy in use, an entry to replay, a
-                                   node's newest bset */
-  bool newest_bset_not_first;   /* its first block is the v1 hole */
-  bool newest_jentry;           /* the journal entry with the highest seq */
-  bool leaf_bset;               /* a bset of level 0 */
-};
-
-/* ---- the world ---- */
-
-struct world {
-  struct cdev *cd;
-  struct test_store *store;
-  unsigned char *base;          /* the base image */
-  unsigned char *backing0;      /* the backing store as of the base image */
-  uint32_t version[NR_BLOCKS];  /* what each block must read */
-  struct nc_sb sb;              /* the base image's superblock in use */
-  struct target targets[MAX_TARGETS];
-  unsigned nr_targets;
-  unsigned nr_of[NR_REGIONS];
-  uint32_t *used_buckets;       /* buckets live keys and nodes are in */
-  unsigned nr_used_buckets;
-  unsigned nr_nodes;
-  uint64_t seed;
-  const char *nbdcache;         /* NBDCACHE: the binary, or NULL */
-  char image_path[4096];        /* where check reads the mutant */
-  char check_log[4100];
-  unsigned check_died;          /* nbdcache check killed by a signal */
-};
-
-static struct world W;
+struct world W;                 /* test-mutants.h */
 
 static int
 open_all (bool create, struct ncache_device **dev, struct ncache_export **nc)
@@ -255,396 +223,6 @@ prefetch_some (struct ncache_export *nc, struct test_rng *rng, unsigned n)
   }
 }
 
-/* ---- parsing the base image (independently of the engine) ---- */
-
-static uint64_t
-bucket_byte (uint32_t bucket)
-{
-  return (uint64_t) bucket * W.sb.bucket_blocks * NC_BLOCK_BYTES;
-}
-
-static bool
-sb_valid (const struct nc_sb *s)
-{
-  return s->magic == NC_SB_MAGIC && s->csum == nc_csum (s, sizeof *s);
-}
-
-static uint32_t
-prio_csum_len (void)
-{
-  return (uint32_t) (sizeof (struct nc_prio)
-                     + (size_t) W.sb.nbuckets * sizeof (struct nc_prio_entry));
-}
-
-static bool
-prio_valid (const struct nc_prio *p)
-{
-  return p->magic == NC_PRIO_MAGIC && p->nbuckets == W.sb.nbuckets &&
-    p->csum == nc_csum (p, prio_csum_len ());
-}
-
-static uint32_t
-blocks_of (uint64_t bytes)
-{
-  return (uint32_t) ((bytes + NC_BLOCK_BYTES - 1) / NC_BLOCK_BYTES);
-}
-
-static struct target *
-add_target (enum region region, uint64_t off, uint32_t span,
-            uint32_t csum_len, uint32_t hdr, bool preferred)
-{
-  struct target *t;
-
-  assert_true (W.nr_targets < MAX_TARGETS);
-  t = &W.targets[W.nr_targets++];
-  *t = (struct target) {
-    .region = region, .off = off, .span = span, .csum_len = csum_len,
-    .hdr = hdr, .body_lo = hdr, .body_hi = csum_len ? csum_len : span,
-    .preferred = preferred,
-  };
-  W.nr_of[region]++;
-  return t;
-}
-
-static void
-note_used_bucket (uint32_t bucket)
-{
-  unsigned i;
-
-  for (i = 0; i < W.nr_used_buckets; i++)
-    if (W.used_buckets[i] == bucket)
-      return;
-  W.used_buckets[W.nr_used_buckets++] = bucket;
-}
-
-static const struct nc_prio *prio_use;  /* the copy in use, in W.base */
-
-/* A current data key: its blocks are a data target. */
-static void
-add_data_key (const struct nc_key *k)
-{
-  if (k->flags & (NC_KEY_ZERO | NC_KEY_DELETE) || k->size == 0 ||
-      k->bucket < W.sb.data_first || k->bucket >= W.sb.nbuckets ||
-      prio_use->entries[k->bucket].gen != k->gen)
-    return;
-  note_used_bucket (k->bucket);
-  if (W.nr_of[R_DATA] < MAX_TARGETS / 2)
-    add_target (R_DATA, bucket_byte (k->bucket)
-                + (uint64_t) k->offset * NC_BLOCK_BYTES,
-                k->size * NC_BLOCK_BYTES, 0, 0, true);
-}
-
-static void
-parse_super_and_prios (void)
-{
-  const struct nc_sb *a = (const void *) W.base;
-  const struct nc_sb *b = (const void *) (W.base + NC_BLOCK_BYTES);
-  const struct nc_sb *use;
-  const struct nc_prio *c[2];
-  int i, used = 0;
-
-  assert_true (sb_valid (a) || sb_valid (b));
-  use = !sb_valid (a) || (sb_valid (b) && b->seq > a->seq) ? b : a;
-  W.sb = *use;
-  for (i = 0; i < NC_MAX_EXPORTS; i++)
-    if (W.sb.exports[i].id != 0)
-      used = i + 1;
-  for (i = 0; i < NC_SB_SLOTS; i++) {
-    const struct nc_sb *s = i == 0 ? a : b;
-    struct target *t;
-
-    if (!sb_valid (s))
-      continue;
-    t = add_target (R_SUPER, (uint64_t) i * NC_BLOCK_BYTES, NC_BLOCK_BYTES,
-                    NC_BLOCK_BYTES, offsetof (struct nc_sb, pad), s == use);
-    t->body_lo = offsetof (struct nc_sb, exports);
-    t->body_hi = t->body_lo + (uint32_t) used * sizeof (struct nc_sb_export);
-  }
-  for (i = 0; i < 2; i++)
-    c[i] = (const void *) (W.base + bucket_byte (W.sb.prio_first
-                                                 + (uint32_t) i
-                                                 * W.sb.prio_buckets));
-  assert_true (prio_valid (c[0]) || prio_valid (c[1]));
-  prio_use = !prio_valid (c[0]) || (prio_valid (c[1]) && c[1]->seq
-                                    > c[0]->seq) ? c[1] : c[0];
-  for (i = 0; i < 2; i++)
-    if (prio_valid (c[i]))
-      add_target (R_PRIO, (uint64_t) ((const unsigned char *) c[i] - W.base),
-                  blocks_of (prio_csum_len ()) * NC_BLOCK_BYTES,
-                  prio_csum_len (), sizeof (struct nc_prio),
-                  c[i] == prio_use);
-}
-
-static uint32_t
-jentry_len (const struct nc_jentry *e)
-{
-  return (uint32_t) (sizeof *e + (size_t) e->nkeys * sizeof (struct nc_key));
-}
-
-/* Every valid journal entry is a target (those to replay preferred);
- * the keys to replay name data targets.  The newest entry, or NULL.
- */
-static const struct nc_jentry *
-parse_journal (void)
-{
-  uint64_t first = bucket_byte (W.sb.journal_first);
-  uint64_t blocks = (uint64_t) W.sb.journal_buckets * W.sb.bucket_blocks;
-  const struct nc_jentry *newest = NULL;
-  uint64_t i;
-  unsigned t0 = W.nr_targets, t;
-
-  for (i = 0; i < blocks; i++) {
-    const struct nc_jentry *e = (const void *) (W.base + first
-                                                + i * NC_BLOCK_BYTES);
-
-    if (e->magic != NC_JOURNAL_MAGIC || e->nblocks == 0 ||
-        e->nblocks > blocks - i || e->nkeys > e->nblocks * NC_BLOCK_BYTES
-        / sizeof (struct nc_key) ||
-        e->csum != nc_csum (e, jentry_len (e)))
-      continue;
-    if (newest == NULL || e->seq > newest->seq)
-      newest = e;
-    add_target (R_JOURNAL, first + i * NC_BLOCK_BYTES,
-                e->nblocks * NC_BLOCK_BYTES, jentry_len (e), sizeof *e,
-                false);
-    i += e->nblocks - 1;
-  }
-  assert_non_null (newest);
-  for (t = t0; t < W.nr_targets; t++) {
-    const struct nc_jentry *e = (const void *) (W.base + W.targets[t].off);
-    uint32_t k;
-
-    W.targets[t].newest_jentry = e == newest;
-    if (e->seq < newest->last_seq || e->seq > newest->seq)
-      continue;
-    W.targets[t].preferred = true;
-    for (k = 0; k < e->nkeys; k++)
-      add_data_key (&e->keys[k]);
-  }
-  return newest;
-}
-
-/* The bset chain of the node (bucket, nonce), as bset.c reads it: each
- * bset at the next block after the previous one, seq 1, 2, 3 ….  Adds
- * every bset as a target; returns the newest one.
- */
-static const struct nc_bset *
-parse_node (uint32_t bucket, uint64_t nonce)
-{
-  uint64_t base = bucket_byte (bucket);
-  uint32_t span = (1u << 20) / NC_BLOCK_BYTES, b = 0, nr = 0;
-  const struct nc_bset *newest = NULL;
-  unsigned first = W.nr_targets, t;
-
-  if (span > W.sb.bucket_blocks)
-    span = W.sb.bucket_blocks;
-  note_used_bucket (bucket);
-  W.nr_nodes++;
-  while (b < span && nr < MAX_CHAIN) {
-    const struct nc_bset *h = (const void *) (W.base + base
-                                              + (uint64_t) b * NC_BLOCK_BYTES);
-    uint32_t len = (uint32_t) (sizeof *h + (uint64_t) h->nkeys
-                               * sizeof (struct nc_key));
-    uint32_t nb = blocks_of (len);
-
-    if (h->magic != NC_BSET_MAGIC || h->nonce != nonce || h->seq != nr + 1
-        || nb > span - b || h->csum != nc_csum (h, len))
-      break;
-    add_target (R_BTREE, base + (uint64_t) b * NC_BLOCK_BYTES,
-                nb * NC_BLOCK_BYTES, len, sizeof *h, false)->leaf_bset =
-      h->level == 0;
-    newest = h;
-    nr++;
-    b += nb;
-  }
-  assert_non_null (newest);
-  t = W.nr_targets - 1;
-  W.targets[t].preferred = true;
-  W.targets[t].newest_bset_not_first = t > first;
-  return newest;
-}
-
-static void
-parse_tree (const struct nc_key *root)
-{
-  struct nc_key *queue = malloc (MAX_TARGETS * sizeof *queue);
-  unsigned head = 0, tail = 0;
-
-  assert_non_null (queue);
-  if (root->size != 0)
-    queue[tail++] = *root;
-  while (head < tail) {
-    struct nc_key ptr = queue[head++];
-    const struct nc_bset *h = parse_node (ptr.bucket, ptr.nonce);
-    uint32_t k;
-
-    for (k = 0; k < h->nkeys; k++) {
-      if (h->level > 0) {
-        assert_true (tail < MAX_TARGETS);
-        queue[tail++] = h->keys[k];
-      }
-      else
-        add_data_key (&h->keys[k]);
-    }
-  }
-  free (queue);
-}
-
-static void
-parse_base (void)
-{
-  const struct nc_jentry *newest;
-
-  W.nr_targets = 0;
-  memset (W.nr_of, 0, sizeof W.nr_of);
-  parse_super_and_prios ();
-  W.used_buckets = calloc (W.sb.nbuckets, sizeof *W.used_buckets);
-  assert_non_null (W.used_buckets);
-  W.nr_used_buckets = 0;
-  newest = parse_journal ();
-  parse_tree (&newest->root);
-}
-
-/* ---- a mutant ---- */
-
-struct mutant {
-  unsigned index;
-  enum region region;
-  bool recompute;               /* the checksum recomputed after */
-  const struct target *t;
-  uint64_t off;                 /* first byte changed */
-  uint32_t len;                 /* bytes changed */
-  char what[160];
-};
-
-static void
-recompute_csum (unsigned char *img, const struct target *t)
-{
-  uint64_t c = nc_csum (img + t->off, t->csum_len);
-
-  memcpy (img + t->off, &c, sizeof c);
-}
-
-/* A target of region r, the preferred ones (in use, to replay, newest)
- * three times in four.
- */
-static const struct target *
-pick_target (struct test_rng *rng, enum region r)
-{
-  bool preferred = test_rng_chance (rng, 75);
-  unsigned n = 0, i, pick;
-
-  for (i = 0; i < W.nr_targets; i++)
-    if (W.targets[i].region == r && W.targets[i].preferred == preferred)
-      n++;
-  if (n == 0) {
-    preferred = !preferred;
-    for (i = 0; i < W.nr_targets; i++)
-      if (W.targets[i].region == r && W.targets[i].preferred == preferred)
-        n++;
-  }
-  assert_true (n > 0);
-  pick = (unsigned) test_rng_below (rng, n);
-  for (i = 0; i < W.nr_targets; i++)
-    if (W.targets[i].region == r && W.targets[i].preferred == preferred &&
-        pick-- == 0)
-      return &W.targets[i];
-  return NULL;
-}
-
-/* A byte offset within t worth changing: the header, the body (keys,
- * entries, export slots in use), a gen of a bucket in use (prio), a
- * character of a backing URI (superblock), or anywhere it spans.
- */
-static uint32_t
-pick_offset (struct test_rng *rng, const struct target *t, bool recompute)
-{
-  uint32_t lo = recompute ? 8 : 0;
-  uint32_t hi = t->csum_len ? t->csum_len : t->span;
-  unsigned dice = (unsigned) test_rng_below (rng, 100);
-
-  if (t->region == R_PRIO && dice < 40 && W.nr_used_buckets > 0) {
-    uint32_t b = W.used_buckets[test_rng_below (rng, W.nr_used_buckets)];
-
-    return (uint32_t) (sizeof (struct nc_prio) + b * sizeof
-                       (struct nc_prio_entry)
-                       + offsetof (struct nc_prio_entry, gen));
-  }
-  if (t->region == R_SUPER && dice < 20 && t->body_hi > t->body_lo) {
-    /* A character of a used slot's backing URI: its identity. */
-    const struct nc_sb *sb = (const void *) (W.base + t->off);
-    uint32_t slot = (uint32_t) test_rng_below (rng, (t->body_hi - t->body_lo)
-                                               / sizeof (struct nc_sb_export));
-    size_t len = strnlen (sb->exports[slot].uri, NC_URI_MAX);
-
-    if (len > 0)
-      return (uint32_t) (offsetof (struct nc_sb, exports)
-                         + slot * sizeof (struct nc_sb_export)
-                         + offsetof (struct nc_sb_export, uri)
-                         + test_rng_below (rng, len));
-  }
-  if (t->hdr > lo && dice < 60)
-    return (uint32_t) test_rng_range (rng, lo, t->hdr - 1);
-  if (t->body_hi > t->body_lo && dice < 90)
-    return (uint32_t) test_rng_range (rng, t->body_lo, t->body_hi - 1);
-  if (!recompute && t->span > hi && dice < 95)
-    hi = t->span;               /* the tail after the scope, too */
-  return (uint32_t) test_rng_range (rng, lo, hi - 1);
-}
-
-static void
-make_mutant (struct mutant *m, unsigned char *img)
-{
-  struct test_rng rng;
-  const struct target *t;
-  uint32_t o;
-  unsigned kind;
-
-  test_rng_seed (&rng, test_mix64 (W.seed ^ m->index));
-  t = m->t = pick_target (&rng, m->region);
-  kind = (unsigned) test_rng_below (&rng, m->recompute || t->csum_len == 0
-                                    ? 3 : 4);
-  o = pick_offset (&rng, t, m->recompute);
-  m->off = t->off + o;
-  m->len = 1;
-  switch (kind) {
-  case 0: default: {            /* flip a bit */
-    unsigned bit = (unsigned) test_rng_below (&rng, 8);
-
-    img[m->off] ^= (unsigned char) (1u << bit);
-    snprintf (m->what, sizeof m->what, "bit %u of byte %" PRIu32, bit, o);
-    break;
-  }
-  case 1:                       /* a random byte */
-    img[m->off] ^= (unsigned char) test_rng_range (&rng, 1, 255);
-    snprintf (m->what, sizeof m->what, "byte %" PRIu32 " changed", o);
-    break;
-  case 2: {                     /* 8 random bytes */
-    uint64_t v = test_rng_next (&rng);
-
-    m->len = 8;
-    if (o + m->len > (t->csum_len && m->recompute ? t->csum_len : t->span))
-      m->off = t->off + (o = (t->csum_len && m->recompute ? t->csum_len
-                              : t->span) - m->len);
-    memcpy (img + m->off, &v, m->len);
-    snprintf (m->what, sizeof m->what, "bytes %" PRIu32 "-%" PRIu32
-              " random", o, o + 7);
-    break;
-  }
-  case 3: {                     /* zero a block (checksum kept) */
-    uint32_t blk = o / NC_BLOCK_BYTES;
-
-    m->off = t->off + (uint64_t) blk * NC_BLOCK_BYTES;
-    m->len = NC_BLOCK_BYTES;
-    memset (img + m->off, 0, NC_BLOCK_BYTES);
-    snprintf (m->what, sizeof m->what, "block %" PRIu32 " zeroed", blk);
-    break;
-  }
-  }
-  if (m->recompute && t->csum_len > 0)
-    recompute_csum (img, t);
-}
-
 /* ---- the known holes: counted apart, printed, not failed ---- */
 
 enum hole {
@@ -655,25 +233,27 @@ enum hole {
    * bset (nothing outside the bucket records a node's seq).
    */
   HOLE_BSET_IDENTITY,
-  /* The newest journal entry damaged (checksum kept, or its header
-   * changed): recovery takes it for a torn, never acknowledged commit and
-   * drops it.  Issue 14 item 3 (telling torn from damaged), a separate
-   * change: once it is in, this class must be refused and can go.
-   */
-  HOLE_NEWEST_JENTRY,
   /* A leaf key's extent or pointer (end, size, bucket, offset) changed,
    * checksum recomputed: the key is well-formed and names other blocks;
    * only a checksum of the data, bound to its address, can tell (data
    * checksums, issue 14 item 7).
    */
   HOLE_KEY_ADDRESS,
+  /* A stamp of an entry of the newest write changed so that it names no
+   * newer seq (another write of the entry's seq, an older entry, fill),
+   * its checksum recomputed: exactly what a torn write leaves, so the
+   * write is dropped as never acknowledged (journal-replay.c TORN OR
+   * DAMAGED: the format cannot tell; a retried write may carry another
+   * csum for the same seq).
+   */
+  HOLE_STAMP_UNWRITTEN,
   NR_HOLES
 };
 static const char *const hole_names[NR_HOLES] = {
   "",
-  "a newest bset's identity clobbered (format v1 cannot tell)",
-  "the newest journal entry damaged, read as torn (issue 14 item 3)",
+  "a newest bset's identity clobbered (the format cannot tell)",
   "a leaf key's extent or pointer changed (needs data checksums)",
+  "a stamp of the newest write forged as never written (reads as torn)",
 };
 
 /* Does [lo, hi) (bytes of the structure) touch [a, b)? */
@@ -687,7 +267,7 @@ static enum hole
 hole_of (const struct mutant *m)
 {
   const struct target *t = m->t;
-  uint64_t lo = m->off - t->off, hi = lo + m->len;
+  uint64_t lo = m->soff, hi = lo + m->len;
 
   if (m->region == R_BTREE && !m->recompute && t->newest_bset_not_first &&
       (touches (lo, hi, offsetof (struct nc_bset, magic),
@@ -695,16 +275,23 @@ hole_of (const struct mutant *m)
        touches (lo, hi, offsetof (struct nc_bset, uuid),
                 offsetof (struct nc_bset, seq))))
     return HOLE_BSET_IDENTITY;
-  if (m->recompute && ((m->region == R_JOURNAL &&
-                        lo >= sizeof (struct nc_jentry)) ||
-                       (m->region == R_BTREE && t->leaf_bset &&
-                        lo >= sizeof (struct nc_bset)))) {
-    /* Bytes within the key: end, size, bucket, offset come first. */
-    uint64_t in_key = (lo - t->hdr) % sizeof (struct nc_key);
+  if (m->stamp_unwritten)
+    return HOLE_STAMP_UNWRITTEN;
+  /* A stamped entry: lo is in its payload, where its keys are. */
+  if (m->recompute && m->len < sizeof (struct nc_key) && hi > t->hdr &&
+      ((m->region == R_JOURNAL && !m->in_stamp) ||
+       (m->region == R_BTREE && t->leaf_bset))) {
+    /* The keys it touches (8 bytes may start in the header): end, size,
+     * bucket, offset come first in each.
+     */
+    uint64_t k = (lo > t->hdr ? lo - t->hdr : 0) / sizeof (struct nc_key);
+    uint64_t k_end = (hi - 1 - t->hdr) / sizeof (struct nc_key);
 
-    if (in_key < offsetof (struct nc_key, export_id) &&
-        m->len < sizeof (struct nc_key))
-      return HOLE_KEY_ADDRESS;
+    for (; k <= k_end; k++)
+      if (touches (lo, hi, t->hdr + k * sizeof (struct nc_key),
+                   t->hdr + k * sizeof (struct nc_key)
+                   + offsetof (struct nc_key, export_id)))
+        return HOLE_KEY_ADDRESS;
   }
   return HOLE_NONE;
 }
@@ -907,12 +494,8 @@ run_one (struct tally *t, unsigned index, enum region r, bool recompute,
   memcpy (img, W.base, DEVICE_BYTES);
   make_mutant (&m, img);
   hole = hole_of (&m);
-  {
-    /* The blocks changed: the mutation and the checksum. */
-    uint64_t lo = MIN (m.off, m.t->off), hi = m.off + m.len;
-
-    v = run_check (img, lo, hi - lo, &modified);
-  }
+  /* The blocks changed: the mutation and the checksums. */
+  v = run_check (img, m.chg_lo, m.chg_hi - m.chg_lo, &modified);
   cdev_sim_poke (W.cd, 0, img, DEVICE_BYTES);
   test_log_clear ();
   o = open_and_read (&eio, &wrong);
@@ -1053,7 +636,7 @@ setup (void **state)
   assert_non_null (W.base);
   cdev_sim_peek (W.cd, 0, W.base, DEVICE_BYTES);
   parse_base ();
-  printf ("# base image: %u superblock copies, %u prio copies, %u journal "
+  printf ("# base image: %u superblock heads and tables, %u prio copies, %u journal "
           "entries, %u bsets of %u nodes, %u data extents\n",
           W.nr_of[R_SUPER], W.nr_of[R_PRIO], W.nr_of[R_JOURNAL],
           W.nr_of[R_BTREE], W.nr_nodes, W.nr_of[R_DATA]);
@@ -1063,11 +646,14 @@ setup (void **state)
 static int
 teardown (void **state)
 {
+  unsigned i;
   (void) state;
   if (W.nbdcache != NULL) {
     unlink (W.image_path);
     unlink (W.check_log);
   }
+  for (i = 0; i < W.nr_targets; i++)
+    free (W.targets[i].payload);
   free (W.base);
   free (W.used_buckets);
   cdev_close (W.cd);
