@@ -67,8 +67,8 @@
  * the next reload or restart, and the reload answers an error.  A stop
  * while a reload waits for the loop abandons it (what it opened is
  * closed).
- * NOT HERE: parsing (common/config), the engine's live setter
- * (common/cache/live.c).
+ * NOT HERE: parsing (common/config), which keys changed (reload-diff.c),
+ * the engine's live setter (common/cache/live.c).
  */
 #include <config.h>
 
@@ -81,6 +81,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "reload-diff.h"
 #include "server.h"
 
 enum verdict {
@@ -99,6 +100,7 @@ struct plan_export {
   char *engine_keys;            /* engine keys changed, or NULL */
   char *live_keys;              /* live keys that differ from what the
                                    engine runs (ncache_export_set), or NULL */
+  unsigned live_mask;           /* the same: 1u << RELOAD_LIVE_* */
   bool reopen_safe;             /* same cache device (or none before) */
 };
 
@@ -139,122 +141,6 @@ struct reload {
   size_t nr_old_cfgs;
 };
 
-/* ---- comparing sections ---- */
-
-static bool
-str_eq (const char *a, const char *b)
-{
-  return a == b || (a && b && strcmp (a, b) == 0);
-}
-
-static bool
-strv_eq (char **a, size_t na, char **b, size_t nb)
-{
-  size_t i;
-
-  if (na != nb)
-    return false;
-  for (i = 0; i < na; i++)
-    if (!str_eq (a[i], b[i]))
-      return false;
-  return true;
-}
-
-/* Append ", key" (or "key") to *list; on ENOMEM the list stays short. */
-static void
-add_key (char **list, const char *key)
-{
-  char *s;
-
-  if (asprintf (&s, "%s%s%s", *list ? *list : "", *list ? ", " : "",
-                key) == -1)
-    return;
-  free (*list);
-  *list = s;
-}
-
-static bool
-cache_eq (const struct config_cache *a, const struct config_cache *b)
-{
-  return str_eq (a->path, b->path) && a->size_bytes == b->size_bytes &&
-         a->create == b->create && a->direct == b->direct &&
-         a->bucket_bytes == b->bucket_bytes &&
-         a->journal_bytes == b->journal_bytes &&
-         a->node_cache_bytes == b->node_cache_bytes &&
-         a->journal_delay_ms == b->journal_delay_ms &&
-         a->discard == b->discard;
-}
-
-/* The engine's keys: what the export was opened with against the new
- * section.  readonly only one way: yes -> no needs a writable engine;
- * no -> yes is told to new connections.
- */
-static void
-engine_diff (const struct config_export *o, const struct config_export *n,
-             bool skip_live, char **keys)
-{
-#define CMP(cond, key) do { if (!(cond)) add_key (keys, key); } while (0)
-  CMP (str_eq (o->backing, n->backing), "backing");
-  CMP (o->size_bytes == n->size_bytes, "size");
-  CMP (o->backing_connections == n->backing_connections,
-       "backing_connections");
-  CMP (o->backing_timeout_ms == n->backing_timeout_ms, "backing_timeout");
-  CMP (str_eq (o->backing_tls_certificates, n->backing_tls_certificates),
-       "backing_tls_certificates");
-  CMP (o->backing_tls_verify == n->backing_tls_verify, "backing_tls_verify");
-  CMP (str_eq (o->backing_tls_psk_file, n->backing_tls_psk_file),
-       "backing_tls_psk_file");
-  CMP (str_eq (o->backing_tls_username, n->backing_tls_username),
-       "backing_tls_username");
-  CMP (str_eq (o->ceph_conf, n->ceph_conf), "ceph_conf");
-  CMP (str_eq (o->ceph_id, n->ceph_id), "ceph_id");
-  CMP (str_eq (o->ceph_keyring, n->ceph_keyring), "ceph_keyring");
-  CMP (str_eq (o->ceph_key, n->ceph_key), "ceph_key");
-  CMP (str_eq (o->cache, n->cache), "cache");
-  CMP (!(o->readonly && !n->readonly), "readonly");
-  CMP (o->share_backing == n->share_backing, "share_backing");
-  if (!skip_live) {
-    CMP (o->mode == n->mode, "mode");
-    CMP (o->writeback_percent == n->writeback_percent, "writeback_percent");
-    CMP (o->sequential_cutoff_bytes == n->sequential_cutoff_bytes,
-         "sequential_cutoff");
-    CMP (o->promote_min_bytes == n->promote_min_bytes, "promote_min");
-    CMP (o->flush_on_stop == n->flush_on_stop, "flush_on_stop");
-  }
-#undef CMP
-}
-
-/* Can the engine's live setter (common/cache/live.c) apply the live keys
- * of n to the running export?  It has a cache device, and n keeps it.
- */
-static bool
-live_eligible (const struct export *old, const struct config_export *n)
-{
-  return old->nc != NULL && old->open_cfg->cache != NULL &&
-    str_eq (old->open_cfg->cache, n->cache);
-}
-
-/* The live keys (NCACHE_LIVE_KEYS) whose value in n differs from what
- * the engine runs now: compared with the engine, not the section it was
- * opened with, since `nbdcache set` may have changed it (a reload serves
- * the config's values again, nbdcache(8) set).
- */
-static void
-live_diff (struct export *old, const struct config_export *n, char **keys)
-{
-  struct ncache_export_params p;
-
-  ncache_export_get_params (old->nc, &p);
-#define CMP(cond, key) do { if (!(cond)) add_key (keys, key); } while (0)
-  CMP (p.mode == n->mode, "mode");
-  CMP (p.writeback_percent == n->writeback_percent, "writeback_percent");
-  CMP (p.sequential_cutoff_bytes == n->sequential_cutoff_bytes,
-       "sequential_cutoff");
-  CMP (p.promote_min_bytes == n->promote_min_bytes, "promote_min");
-  CMP (p.flush_on_stop == n->flush_on_stop, "flush_on_stop");
-#undef CMP
-}
-
 /* Apply pe's live keys through the engine's one door, in the order of
  * NCACHE_LIVE_KEYS (reload thread: mode = none writes the dirty data
  * back first).  0, or the first error (logged; the keys before it are
@@ -263,90 +149,46 @@ live_diff (struct export *old, const struct config_export *n, char **keys)
 static int
 apply_live (const struct config *cfg, struct plan_export *pe)
 {
-  static const char *const keys[] = {
-    "mode", "sequential_cutoff", "writeback_percent", "promote_min",
-    "flush_on_stop",
-  };
   const struct config_export *n = pe->ce;
   char value[32], msg[256];
-  size_t i;
+  unsigned i;
   int r;
 
-  for (i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-    char *list = pe->live_keys, *hit;
-    size_t len = strlen (keys[i]);
-
-    /* live_keys is "k1, k2, …" (add_key). */
-    for (hit = strstr (list, keys[i]); hit; hit = strstr (hit + 1, keys[i]))
-      if ((hit == list || hit[-1] == ' ') &&
-          (hit[len] == '\0' || hit[len] == ','))
-        break;
-    if (hit == NULL)
+  for (i = 0; i < RELOAD_LIVE_NR; i++) {
+    if (!(pe->live_mask & (1u << i)))
       continue;
-    switch (i) {
-    case 0: snprintf (value, sizeof value, "%s", ncache_mode_name (n->mode));
+    switch ((enum reload_live_key) i) {
+    case RELOAD_LIVE_MODE:
+      snprintf (value, sizeof value, "%s", ncache_mode_name (n->mode));
       break;
-    case 1: snprintf (value, sizeof value, "%" PRIu64,
-                      n->sequential_cutoff_bytes); break;
-    case 2: snprintf (value, sizeof value, "%u", n->writeback_percent);
+    case RELOAD_LIVE_SEQUENTIAL_CUTOFF:
+      snprintf (value, sizeof value, "%" PRIu64, n->sequential_cutoff_bytes);
       break;
-    case 3: snprintf (value, sizeof value, "%" PRIu64, n->promote_min_bytes);
+    case RELOAD_LIVE_WRITEBACK_PERCENT:
+      snprintf (value, sizeof value, "%u", n->writeback_percent);
       break;
-    default: snprintf (value, sizeof value, "%s",
-                       n->flush_on_stop ? "yes" : "no"); break;
+    case RELOAD_LIVE_PROMOTE_MIN:
+      snprintf (value, sizeof value, "%" PRIu64, n->promote_min_bytes);
+      break;
+    case RELOAD_LIVE_FLUSH_ON_STOP:
+    case RELOAD_LIVE_NR:
+      snprintf (value, sizeof value, "%s", n->flush_on_stop ? "yes" : "no");
+      break;
     }
     msg[0] = '\0';
-    if ((r = ncache_export_set (pe->old->nc, keys[i], value, msg,
-                                sizeof msg)) < 0) {
+    if ((r = ncache_export_set (pe->old->nc, reload_live_key_names[i], value,
+                                msg, sizeof msg)) < 0) {
       log_error ("%s:%d: export '%s': %s = %s could not be applied live: "
-                 "%s", cfg->path, n->line, n->name, keys[i], value,
+                 "%s", cfg->path, n->line, n->name,
+                 reload_live_key_names[i], value,
                  msg[0] ? msg : strerror (-r));
       return r;
     }
   }
   log_info ("%s:%d: export '%s': changed (%s): applied at once",
-            cfg->path, n->line, n->name, pe->live_keys);
+            cfg->path, n->line, n->name,
+            pe->live_keys ? pe->live_keys : "live keys");
   return 0;
-}
-
-/* The keys a new connection is told or checked against. */
-static void
-conn_diff (const struct config_export *o, const struct config_export *n,
-           char **keys)
-{
-#define CMP(cond, key) do { if (!(cond)) add_key (keys, key); } while (0)
-  CMP (str_eq (o->description, n->description), "description");
-  CMP (o->readonly == n->readonly, "readonly");
-  CMP (o->rotational == n->rotational, "rotational");
-  CMP (o->max_connections == n->max_connections, "max_connections");
-  CMP (o->tls_required == n->tls_required, "tls");
-  CMP (o->nr_allow == n->nr_allow &&
-       (n->nr_allow == 0 ||
-        memcmp (o->allow, n->allow, n->nr_allow * sizeof *n->allow) == 0),
-       "allow");
-  CMP (o->allow_unix == n->allow_unix, "allow_unix");
-  CMP (strv_eq (o->allow_subjects, o->nr_allow_subjects,
-                n->allow_subjects, n->nr_allow_subjects), "allow_subjects");
-#undef CMP
-}
-
-/* [server] keys read only at start: reported, not applied. */
-static void
-server_restart_keys (const struct config_server *o,
-                     const struct config_server *n, char **keys)
-{
-#define CMP(cond, key) do { if (!(cond)) add_key (keys, key); } while (0)
-  CMP (strv_eq (o->listen, o->nr_listen, n->listen, n->nr_listen),
-       "listen");
-  CMP (o->workers == n->workers, "workers");
-  CMP (str_eq (o->pidfile, n->pidfile), "pidfile");
-  CMP (str_eq (o->control_socket, n->control_socket), "control_socket");
-  CMP (str_eq (o->metrics_listen, n->metrics_listen), "metrics_listen");
-  CMP (str_eq (o->user, n->user), "user");
-  CMP (str_eq (o->group, n->group), "group");
-  CMP (o->log_target == n->log_target, "log");
-  CMP (o->log_level == n->log_level, "log_level");
-#undef CMP
 }
 
 /* ---- the plan (reload thread) ---- */
@@ -375,25 +217,25 @@ device_users (struct server *srv, struct ncache_device *dev)
   for (i = 0; i < srv->nr_exports; i++)
     if (srv->exports[i]->device == dev &&
         asprintf (&q, "'%s'", srv->exports[i]->name) != -1) {
-      add_key (&users, q);
+      reload_add_key (&users, q);
       free (q);
     }
   for (e = srv->reload->retired; e; e = e->retired_next)
     if (e->device == dev &&
         asprintf (&q, "'%s' (removed, still draining)", e->name) != -1) {
-      add_key (&users, q);
+      reload_add_key (&users, q);
       free (q);
     }
   for (e = srv->reload->closing; e; e = e->retired_next)
     if (e->device == dev &&
         asprintf (&q, "'%s' (removed, closing)", e->name) != -1) {
-      add_key (&users, q);
+      reload_add_key (&users, q);
       free (q);
     }
   for (e = srv->reload->parked; e; e = e->retired_next)
     if (e->device == dev &&
         asprintf (&q, "'%s' (removed, closes at exit)", e->name) != -1) {
-      add_key (&users, q);
+      reload_add_key (&users, q);
       free (q);
     }
   return users;
@@ -483,7 +325,7 @@ plan_devices (struct server *srv, struct plan *p)
     struct ncache_device *dev = srv->devices[j];
     char *users;
 
-    if (nc != NULL && cache_eq (oc, nc)) {
+    if (nc != NULL && reload_cache_eq (oc, nc)) {
       p->devices[nc - ncfg->caches] = dev;  /* carried over */
       continue;
     }
@@ -507,7 +349,7 @@ plan_devices (struct server *srv, struct plan *p)
       continue;
     }
     for (i = 0; nc && i < ncfg->nr_exports; i++)
-      if (str_eq (ncfg->exports[i].cache, nc->name)) {
+      if (reload_str_eq (ncfg->exports[i].cache, nc->name)) {
         log_error ("%s:%d: cache '%s' changed while open (no export uses "
                    "it): reload once without export '%s', then with it",
                    ncfg->path, nc->line, nc->name, ncfg->exports[i].name);
@@ -537,19 +379,19 @@ plan_exports (struct server *srv, struct plan *p)
       pe->verdict = ADD;
       continue;
     }
-    conn_diff (pe->old->cfg, ce, &pe->conn_keys);
+    reload_conn_diff (pe->old->cfg, ce, &pe->conn_keys);
     /* The live keys of an export with a cache go through the engine's
      * setter, at once, busy or not; any other engine key changed:
      * reopen (idle, same device) or wait for a restart.
      */
-    if (live_eligible (pe->old, ce)) {
-      engine_diff (pe->old->open_cfg, ce, true, &pe->engine_keys);
-      live_diff (pe->old, ce, &pe->live_keys);
+    if (reload_live_eligible (pe->old, ce)) {
+      reload_engine_diff (pe->old->open_cfg, ce, true, &pe->engine_keys);
+      pe->live_mask = reload_live_diff (pe->old, ce, &pe->live_keys);
     }
     else
-      engine_diff (pe->old->open_cfg, ce, false, &pe->engine_keys);
+      reload_engine_diff (pe->old->open_cfg, ce, false, &pe->engine_keys);
     pe->reopen_safe = pe->old->open_cfg->cache == NULL ||
-                      str_eq (pe->old->open_cfg->cache, ce->cache);
+                      reload_str_eq (pe->old->open_cfg->cache, ce->cache);
     pe->verdict = pe->engine_keys == NULL ? KEEP
       : pe->reopen_safe ? REOPEN : KEEP_RESTART;
   }
@@ -575,7 +417,7 @@ plan_open (struct server *srv, struct plan *p)
     if (p->devices[i] != NULL)
       continue;
     for (k = 0; k < ncfg->nr_exports; k++)
-      if (str_eq (ncfg->exports[k].cache, cc->name) &&
+      if (reload_str_eq (ncfg->exports[k].cache, cc->name) &&
           p->pe[k].verdict != KEEP && p->pe[k].verdict != KEEP_RESTART)
         needed = true;
     if (!needed)
@@ -928,7 +770,7 @@ reload_locked (struct server *srv)
   }
 
   /* Committed: the new configuration is serving. */
-  server_restart_keys (&ocfg->server, &srv->cfg->server, &keys);
+  reload_server_restart_keys (&ocfg->server, &srv->cfg->server, &keys);
   if (keys) {
     log_warning ("%s: [server] %s changed: takes effect at restart",
                  srv->cfg->path, keys);
@@ -943,7 +785,7 @@ reload_locked (struct server *srv)
     if (pe->verdict == REOPEN && (r = reopen (srv, pe)) < 0)
       result = r;
     else if ((pe->verdict == KEEP || pe->verdict == KEEP_RESTART) &&
-             pe->live_keys != NULL && (r = apply_live (p->cfg, pe)) < 0)
+             pe->live_mask != 0 && (r = apply_live (p->cfg, pe)) < 0)
       result = r;
   }
   if (srv->tls)
