@@ -642,8 +642,8 @@ describe (const struct nc_sb_export *e, char *buf, size_t size)
       snprintf (buf, size, "file id %s", u);
     }
     else
-      snprintf (buf, size, "no file id (" BACKING_ID_XATTR "), inode %"
-                PRIu64 " on device %#" PRIx64, e->ino, e->dev);
+      snprintf (buf, size, "inode %" PRIu64 " on device %#" PRIx64
+                " (no " BACKING_ID_XATTR ")", e->ino, e->dev);
     break;
   case NC_BACKING_BLOCK:
     snprintf (buf, size, "block device %s", e->devid);
@@ -793,9 +793,12 @@ device_bind_export (struct ncache_device *dev, const char *name,
     if (!changed)
       saved = *e;
     if (strcmp (e->uri, uri) != 0) {
+      char how[96];
+
+      describe (e, how, sizeof how);
       log_info ("export '%s': cache '%s' knew this backing store as %s; "
-                "it is %s now (the same store: cached data kept)", name,
-                dev->name, e->uri, uri);
+                "it is %s now (the same store by %s: cached data "
+                "kept)", name, dev->name, e->uri, uri, how);
       memcpy (e->uri, want.uri, sizeof e->uri);
       changed = true;
     }
