@@ -203,6 +203,8 @@ else
     run_server "$kind" "$dir/c.conf" disk -- \
       'qemu-io -f raw -c "write -P 0x5a 0 1M" "$uri"' ||
       failed="$failed $kind:dm-write"
+    cmp -s -n 1048576 "$dir/a.img" /dev/zero ||
+      failed="$failed $kind:dm-not-dirty"
     id=$(backing_id "$dir/cache.img")
     echo "$0: [$kind] recorded identity: $id" >&2
     [ "$id" = "dm:$uuid" ] || failed="$failed $kind:dm-identity"

@@ -76,18 +76,24 @@ sys_attr (unsigned maj, unsigned min, const char *name, char *buf,
  * "-").  False if fd is not a bound loop device.
  */
 static bool
-loop_devid (int fd, unsigned maj, unsigned min, char *out, size_t size)
+loop_devid (int fd, unsigned maj, unsigned min, bool part, char *out,
+            size_t size)
 {
+  const char *dir = part ? "../loop" : "loop";
   struct loop_info64 li;
   struct statx stx;
-  char path[4096], btime[40] = "-", off[24] = "";
+  char path[4096], attr[32], btime[40] = "-", off[24] = "";
 
-  if (ioctl (fd, LOOP_GET_STATUS64, &li) == -1)
+  /* Only a loop device gets the loop driver's ioctl. */
+  snprintf (path, sizeof path, "/sys/dev/block/%u:%u/%s", maj, min, dir);
+  if (access (path, F_OK) != 0 ||
+      ioctl (fd, LOOP_GET_STATUS64, &li) == -1)
     return false;
   /* The full path (lo_file_name is cut at 64 bytes); statx checks that
    * it still names the same inode before its birth time is used.
    */
-  if (sys_attr (maj, min, "loop/backing_file", path, sizeof path) &&
+  snprintf (attr, sizeof attr, "%s/backing_file", dir);
+  if (sys_attr (maj, min, attr, path, sizeof path) &&
       statx (AT_FDCWD, path, 0, STATX_INO | STATX_BTIME, &stx) == 0 &&
       (stx.stx_mask & STATX_BTIME) && stx.stx_ino == li.lo_inode &&
       makedev (stx.stx_dev_major, stx.stx_dev_minor) == li.lo_device)
@@ -120,7 +126,7 @@ block_devid (int fd, dev_t rdev, char *out, size_t size)
         return;
       }
     }
-    if (loop_devid (fd, maj, min, val, sizeof val)) {
+    if (loop_devid (fd, maj, min, true, val, sizeof val)) {
       snprintf (out, size, "%.50s:part%s", val, part);
       return;
     }
@@ -131,7 +137,7 @@ block_devid (int fd, dev_t rdev, char *out, size_t size)
         snprintf (out, size, "%s:%.50s", names[i].prefix, val);
         return;
       }
-    if (loop_devid (fd, maj, min, out, size))
+    if (loop_devid (fd, maj, min, false, out, size))
       return;
   }
   snprintf (out, size, "devt:%u:%u", maj, min);
