@@ -126,8 +126,10 @@ block_devid (int fd, dev_t rdev, char *out, size_t size)
         return;
       }
     }
-    if (loop_devid (fd, maj, min, true, val, sizeof val)) {
-      snprintf (out, size, "%.50s:part%s", val, part);
+    if (loop_devid (fd, maj, min, true, out, size)) {
+      size_t n = strlen (out);
+
+      snprintf (out + n, size - n, ":part%s", part);
       return;
     }
   }
