@@ -131,23 +131,8 @@ for kind in $(server_kinds); do
   attach "$dir/b.img" "$dev" > /dev/null ||
     die "cannot attach b.img to $dev again (taken meanwhile?)"
   config "$dir" "$dev"
-  rc=0
-  run_server "$kind" "$dir/c.conf" disk -- \
-    ": > '$dir/served'; qemu-io -f raw -c 'read -P 0 0 1M' \"\$uri\"" \
-    2> "$dir/log-other" || rc=$?
-  cat "$dir/log-other" >&2
-  if [ -e "$dir/served" ]; then
-    echo "$0: FAIL: [$kind] another device at $dev was served" >&2
-    failed="$failed $kind:other-device-served"
-  elif [ $rc = 0 ] || [ $rc -ge 126 ]; then
-    echo "$0: FAIL: [$kind] another device at $dev: exit status $rc, want" \
-         "a clean refusal" >&2
-    failed="$failed $kind:other-device-served"
-  fi
-  grep -q "is not the backing store that cache .* holds data for" \
-    "$dir/log-other" || failed="$failed $kind:other-device-message"
-  grep -q "nbdcache forget" "$dir/log-other" ||
-    failed="$failed $kind:other-device-remedy"
+  expect_backing_refused "$kind" "$dir/c.conf" disk "$dir/log-other" ||
+    failed="$failed $kind:other-device-not-refused"
   cmp -s -n 1048576 "$dir/b.img" /dev/zero ||
     failed="$failed $kind:other-device-written"
   detach "$dev"

@@ -104,23 +104,8 @@ EOC
   # 3. Another file at the same path.
   mv "$fs/renamed.img" "$fs/original.img"
   cp "$fs/original.img" "$fs/renamed.img"
-  rc=0
-  run_server "$kind" "$dir/c.conf" disk -- \
-    ": > '$dir/served'; qemu-io -f raw -c 'read -P 0 0 1M' \"\$uri\"" \
-    2> "$dir/log-other" || rc=$?
-  cat "$dir/log-other" >&2
-  if [ -e "$dir/served" ]; then
-    echo "$0: FAIL: [$kind] another file at the backing's path was served" >&2
-    failed="$failed $kind:other-file-served"
-  elif [ $rc = 0 ] || [ $rc -ge 126 ]; then
-    echo "$0: FAIL: [$kind] another file at the backing's path: exit" \
-         "status $rc, want a clean refusal" >&2
-    failed="$failed $kind:other-file-status"
-  fi
-  grep -q "is not the backing store that cache .* holds data for" \
-    "$dir/log-other" || failed="$failed $kind:other-file-message"
-  grep -q "nbdcache forget" "$dir/log-other" ||
-    failed="$failed $kind:other-file-remedy"
+  expect_backing_refused "$kind" "$dir/c.conf" disk "$dir/log-other" ||
+    failed="$failed $kind:other-file-not-refused"
 
   # 4. The original back.
   mv "$fs/original.img" "$fs/renamed.img"
