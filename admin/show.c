@@ -229,6 +229,8 @@ show_text (struct inspect *in, int journal_r, int walk_r)
     fmt_backing_id (e, s3, sizeof s3);
     printf ("      identity: %s%s", fmt_identity (e), s3[0] ? " " : "");
     print_text (s3);
+    if (e->flags & NC_SLOT_FORGETTING)
+      printf (" (being forgotten: the next writable open finishes it)");
     putchar ('\n');
   }
 
@@ -338,7 +340,8 @@ show_json (struct inspect *in, int journal_r, bool damaged)
             "\"identity\": \"%s\", \"backing_id\": ", e->backing_bytes,
             fmt_mode (e->mode), fmt_identity (e));
     print_json_string (idbuf);
-    printf (" }");
+    printf (", \"forgetting\": %s }",
+            e->flags & NC_SLOT_FORGETTING ? "true" : "false");
     first = false;
   }
   printf ("%s],\n", first ? "" : "\n  ");

@@ -4,10 +4,12 @@
  *
  * WHAT: ncache_device_find_export names a slot (by id, export name,
  * backing URI or path) and says how much dirty data it holds;
- * ncache_device_forget_export drops every key of the slot's id (dirty
- * ones only when asked; past the slot's recorded size too), makes that
- * durable, writes the index and a journal entry that needs no older one,
- * then frees the slot in both superblock copies.
+ * ncache_device_forget_export marks the slot as being forgotten (a
+ * superblock write), drops every key of the slot's id (dirty ones only
+ * when asked; past the slot's recorded size too), makes that durable,
+ * writes the index and a journal entry that needs no older one, then
+ * frees the slot in both superblock copies; device_finish_forgets, at
+ * open, finishes a forget a crash interrupted.
  * WHY: an export whose backing store is gone for good would otherwise
  * keep its slot, and its cached data, forever; the table is finite.
  * INVARIANTS: a slot is freed only after its keys are durably deleted
@@ -22,10 +24,12 @@
  * FAILURE: -EBUSY (bound), -ENOTEMPTY (dirty data, no discard), -ENOENT
  * (no such slot), -EEXIST (a name that matches several slots), -errno
  * from I/O; every refusal logged with what to do.  A failure before the
- * superblock write leaves the slot with all its keys or none (one
- * journal commit drops them all): dropping clean keys loses nothing, and
- * dirty ones are dropped only with --discard-dirty; forget again frees
- * it.  test-forget-crash.c cuts the device at each write.
+ * mark is durable changes nothing; after it the slot is never bound again
+ * (device.c refuses it) and the next open finishes the forget, so the
+ * export is never served with part of its keys.  test-forget-crash.c
+ * cuts the device at each write.
+ * Also here: device_drop_keys, the durable drop of an export's keys that
+ * forget, --allow-shrink (device.c) and detach (live.c) share.
  * NOT HERE: binding (device.c), the command line (admin/forget-export.c).
  */
 #include <config.h>
@@ -45,6 +49,36 @@
 #include "journal.h"
 #include "log.h"
 #include "super.h"
+
+/* (cache-internal.h) --allow-shrink, forget and a detach.  Called without
+ * dev->lock (the btree takes its own).
+ */
+int
+device_drop_keys (struct ncache_device *dev, const char *name,
+                  const char *why, uint16_t id, uint64_t from, uint64_t to)
+{
+  const uint64_t max_blocks = UINT64_C (1) << 30;
+  int r = 0;
+
+  while (from < to && r == 0) {
+    uint64_t end = to - from > max_blocks ? from + max_blocks : to;
+    struct nc_key k;
+
+    memset (&k, 0, sizeof k);
+    k.export_id = id;
+    k.end = end;
+    k.size = (uint32_t) (end - from);
+    k.flags = NC_KEY_DELETE;
+    r = btree_insert (dev->bt, &k, 1, NULL, NULL);
+    from = end;
+  }
+  if (r == 0)
+    r = journal_flush (dev->journal);
+  if (r < 0)
+    log_error ("export '%s': dropping %s failed: %s", name, why,
+               strerror (-r));
+  return r;
+}
 
 #define FORGET_SCAN_PIECES 32
 
@@ -176,7 +210,9 @@ ncache_device_forget_export (struct ncache_device *dev, uint16_t id,
                info.uri);
     return -EBUSY;
   }
-  if (info.dirty_bytes > 0 && !discard_dirty) {
+  /* A slot being forgotten was allowed to lose its dirty data already. */
+  if (info.dirty_bytes > 0 && !discard_dirty &&
+      !(e->flags & NC_SLOT_FORGETTING)) {
     pthread_mutex_unlock (&dev->lock);
     log_error ("cache '%s' (%s): export id %u ('%s', %s) has %" PRIu64
                " bytes of dirty data, newer than its backing store: not "
@@ -185,6 +221,22 @@ ncache_device_forget_export (struct ncache_device *dev, uint16_t id,
                "that data with --discard-dirty", dev->name, dev->cd->path,
                id, info.name, info.uri, info.dirty_bytes);
     return -ENOTEMPTY;
+  }
+  /* Mark the slot first: once the mark is durable the export is gone
+   * for good, whatever happens next (a crash: the next open finishes the
+   * forget), so it is never served with only part of its keys.
+   */
+  if (!(e->flags & NC_SLOT_FORGETTING)) {
+    e->flags |= NC_SLOT_FORGETTING;
+    if ((r = super_write (dev->cd, &dev->sb)) < 0) {
+      e->flags &= ~NC_SLOT_FORGETTING;
+      super_set_csum (&dev->sb);
+      pthread_mutex_unlock (&dev->lock);
+      log_error ("cache '%s': export id %u: marking its slot as being "
+                 "forgotten failed: %s; nothing changed", dev->name, id,
+                 strerror (-r));
+      return r;
+    }
   }
   /* Reserve the slot while its keys go (no bind may take it). */
   dev->export_open[id] = true;
@@ -241,4 +293,28 @@ ncache_device_forget_export (struct ncache_device *dev, uint16_t id,
               dev->name, dev->cd->path, id, info.name, info.uri,
               info.dirty_bytes > 0 ? ", its dirty data discarded" : "");
   return r;
+}
+
+void
+device_finish_forgets (struct ncache_device *dev)
+{
+  uint16_t ids[NC_MAX_EXPORTS];
+  size_t i, n = 0;
+
+  pthread_mutex_lock (&dev->lock);
+  for (i = 0; i < super_table_slots (&dev->sb); i++)
+    if (dev->sb.exports[i].id != 0 &&
+        (dev->sb.exports[i].flags & NC_SLOT_FORGETTING))
+      ids[n++] = dev->sb.exports[i].id;
+  pthread_mutex_unlock (&dev->lock);
+  for (i = 0; i < n; i++) {
+    log_warning ("cache '%s' (%s): 'nbdcache forget' of export id %u was "
+                 "interrupted; finishing it", dev->name, dev->cd->path,
+                 ids[i]);
+    if (ncache_device_forget_export (dev, ids[i], true) < 0)
+      log_error ("cache '%s' (%s): export id %u stays marked as being "
+                 "forgotten (it is not served); run 'nbdcache forget %s %u' "
+                 "to finish it", dev->name, dev->cd->path, ids[i],
+                 dev->cd->path, ids[i]);
+  }
 }

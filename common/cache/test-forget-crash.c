@@ -4,9 +4,10 @@
  *
  * WHAT: a simulated cache device holds two exports over memory stores: A
  * (id 1) with clean data (written, then drained), dirty data and clean
- * data promoted by a read; B (id 2) with dirty data.  Forgetting A drops
- * its keys through the journal, commits it, then writes the superblock
- * twice.  The sweep cuts the device at each of those writes (and at the
+ * data promoted by a read; B (id 2) with dirty data.  Forgetting A marks
+ * its slot (a superblock write), drops its keys through the journal,
+ * commits it, writes the index, then frees the slot (two superblock
+ * writes).  The sweep cuts the device at each of those writes (and at the
  * writes of the close after it, and past the end: no fault), then loses
  * the power with every tear pattern cdev-sim has (blocks torn or not,
  * sectors torn inside blocks, a process kill that keeps every write),
@@ -14,15 +15,15 @@
  * latter after A was drained, so it holds no dirty data):
  *   - the cache opens;
  *   - A's slot is there and A reads exactly what it read before (every
- *     key kept), or — only for what forget promises may go before the
- *     slot is freed (export-table.c: a failure before the superblock
- *     write leaves the slot, perhaps with fewer keys) — A's slot is there
- *     and A reads exactly its backing store (every key dropped, none
- *     half); or A's slot is gone: then a new export C gets A's id and
- *     reads its own backing store, never a key of A;
+ *     key kept: the crash came before forget's first superblock write,
+ *     which marks the slot, was durable); or A's slot is gone (forget
+ *     finished, by the reopen if the crash came after the mark): then a
+ *     new export C gets A's id and reads its own backing store, never a
+ *     key of A.  Never the slot with part of its keys, or with none;
  *   - B reads its dirty data, always;
  *   - and the sweep saw both outcomes (the slot kept and the slot freed).
- * Keys past the size recorded in A's slot (the recorded size can lag:
+ * A slot whose mark is durable is never bound, and the next open finishes
+ * its forget.  Keys past the size recorded in A's slot (the recorded size can lag:
  * the two superblock copies may disagree on it) are dropped too: C, given
  * the id, reads its own data there.
  * HOW: cdev-sim (fail at write N, crash / crash_sectors / kill), the
@@ -197,10 +198,10 @@ teardown_stores (struct ctx *c)
 }
 
 /* How a point ended for A. */
-enum outcome { KEPT, EMPTIED, FREED };
+enum outcome { KEPT, FREED };
 
-/* After the reopen: A kept (all its keys) or emptied (none), or its slot
- * free and C given its id reads only C's data; B intact.
+/* After the reopen: A kept with all its keys, or its slot free and C
+ * given its id reads only C's data; B intact.
  */
 static enum outcome
 check_after (struct ctx *c, const char *what)
@@ -216,7 +217,8 @@ check_after (struct ctx *c, const char *what)
     if (memcmp (c->buf, c->want_a, EXPORT_BYTES) == 0)
       o = KEPT;
     else if (memcmp (c->buf, c->backing_a, EXPORT_BYTES) == 0)
-      o = EMPTIED;
+      fail_msg ("%s: A's slot survived with none of its keys (its dirty "
+                "data gone, the export still served)", what);
     else {
       for (i = 0; i < EXPORT_BYTES; i++)
         if (c->buf[i] != c->want_a[i])
@@ -265,7 +267,7 @@ static void
 sweep (bool discard_dirty)
 {
   const char *variant = discard_dirty ? "--discard-dirty" : "clean only";
-  unsigned counts[3] = { 0, 0, 0 };
+  unsigned counts[2] = { 0, 0 };
   struct ctx c;
   uint64_t base, total, n;
   unsigned t;
@@ -307,21 +309,17 @@ sweep (bool discard_dirty)
         fail_msg ("%s: the cache does not open", what);
       }
       o = check_after (&c, what);
-      /* Dropping dirty data is only allowed with --discard-dirty; the
-       * clean-only variant has none, so KEPT and EMPTIED read the same
-       * there.
-       */
       counts[o]++;
       ncache_device_close (c.dev);
       cdev_close (c.cd);
     }
   printf ("forget %s: %" PRIu64 " writes swept x %u tears: kept %u, "
-          "emptied %u, freed %u\n", variant, total + 1, TEARS, counts[KEPT],
-          counts[EMPTIED], counts[FREED]);
-  /* Cut before the keys' commit the slot stays; cut after the second
-   * superblock write it is gone.
+          "freed %u\n", variant, total + 1, TEARS, counts[KEPT],
+          counts[FREED]);
+  /* Cut before the mark is durable the slot stays; after it, the forget
+   * is finished (at the reopen if need be).
    */
-  assert_true (counts[KEPT] + counts[EMPTIED] > 0);
+  assert_true (counts[KEPT] > 0);
   assert_true (counts[FREED] > 0);
   teardown_stores (&c);
 }
@@ -376,11 +374,49 @@ test_forget_keys_past_recorded_size (void **state)
   teardown_stores (&c);
 }
 
+/* A slot marked as being forgotten (the mark durable, the rest not done:
+ * a crash right after forget's first write) is never bound, and the next
+ * open of the device finishes the forget.
+ */
+static void
+test_forget_mark_finished_at_open (void **state)
+{
+  struct ncache_export *nc = NULL;
+  struct nc_sb_export *e;
+  struct ctx c;
+
+  (void) state;
+  setup_stores (&c);
+  setup_device (&c, false);
+  pthread_mutex_lock (&c.dev->lock);
+  e = super_find_export (&c.dev->sb, "memory:a");
+  assert_non_null (e);
+  e->flags |= NC_SLOT_FORGETTING;
+  assert_int_equal (super_write (c.cd, &c.dev->sb), 0);
+  pthread_mutex_unlock (&c.dev->lock);
+
+  test_log_clear ();
+  assert_int_equal (open_export (&c, c.a, "a", &nc), -EBUSY);
+  assert_non_null (strstr (test_log_last_error (), "is forgetting"));
+  ncache_device_close (c.dev);
+  cdev_sim_crash (c.cd, 0);
+
+  test_log_clear ();
+  assert_int_equal (open_device (&c, false), 0);
+  assert_non_null (strstr (test_log_last_warning (), "was interrupted; "
+                           "finishing it"));
+  assert_int_equal (check_after (&c, "a marked slot reopened"), FREED);
+  ncache_device_close (c.dev);
+  cdev_close (c.cd);
+  teardown_stores (&c);
+}
+
 int
 main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_forget_keys_past_recorded_size),
+    cmocka_unit_test (test_forget_mark_finished_at_open),
     cmocka_unit_test (test_forget_crash_clean),
     cmocka_unit_test (test_forget_crash_discard_dirty),
   };
