@@ -58,9 +58,15 @@ on_exit cleanup_devices
 
 attach ()                       # attach FILE [DEVICE]: prints the device
 {
-  local dev
+  local dev i
   if [ -n "$2" ]; then
-    losetup "$2" "$1" || return 1
+    # Right after a detach, udev (where it runs) may still hold the
+    # device open for its probe: wait for its queue, try again.
+    for i in 1 2 3 4 5; do
+      losetup "$2" "$1" 2>/dev/null && break
+      [ $i = 5 ] && { losetup "$2" "$1" || return 1; }
+      udevadm settle 2>/dev/null || true
+    done
     dev=$2
   else
     dev=$(losetup -f --show "$1") || return 1
@@ -71,6 +77,7 @@ attach ()                       # attach FILE [DEVICE]: prints the device
 
 detach ()
 {
+  udevadm settle 2>/dev/null || true
   losetup -d "$1"
 }
 
