@@ -81,6 +81,10 @@
 #                         says "is not the backing store that cache … holds
 #                         data for" and names `nbdcache forget`; 1 (with
 #                         the reasons) if not
+#   still_dirty FILE      some of FILE's first MiB still reads zeros: a
+#                         write of a pattern there is (at least in part)
+#                         only in the cache (writeback may have written
+#                         some back, even with writeback_percent = 100)
 #   random_file PATH SIZE random bytes, SIZE as head -c takes it (32M)
 #   nbdkit_env            prints "env LD_PRELOAD=…" when the plugin is an
 #                         ASan build (nbdkit itself is not), else nothing
@@ -518,6 +522,16 @@ expect_fail ()
   fi
   echo "+ (failed as expected, exit status $rc)" >&2
   return 0
+}
+
+still_dirty ()
+{
+  local n
+  n=$(head -c 1048576 "$1" | tr -d '\000' | wc -c)
+  [ "$n" -lt 1048576 ] && return 0
+  echo "$0: FAIL: the first MiB of $1 was all written back: the cache" \
+       "no longer holds it dirty" >&2
+  return 1
 }
 
 expect_backing_refused ()

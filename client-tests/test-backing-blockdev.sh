@@ -7,8 +7,8 @@
 # WHAT: for each server kind, a writeback export (writeback_percent = 100,
 # so writes stay dirty in the cache) whose backing is /dev/loopN over a
 # file a.img:
-#   1. write 0x5a at [0, 1M); stop (a.img still reads zeros there: the
-#      data is only in the cache); nbdcache show --json records the
+#   1. write 0x5a at [0, 1M); stop (a.img still reads zeros in part of
+#      it: that data is only in the cache); nbdcache show --json records the
 #      identity "block-device" with backing_id "loop:DEV:INO:…", DEV and
 #      INO those of a.img;
 #   2. another device at the same path (the loop device detached and
@@ -122,8 +122,7 @@ for kind in $(server_kinds); do
   run_server "$kind" "$dir/c.conf" disk -- \
     'qemu-io -f raw -c "write -P 0x5a 0 1M" "$uri"' ||
     { failed="$failed $kind:write"; detach "$dev"; continue; }
-  cmp -s -n 1048576 "$dir/a.img" /dev/zero ||
-    failed="$failed $kind:not-dirty"
+  still_dirty "$dir/a.img" || failed="$failed $kind:not-dirty"
   id=$(backing_id "$dir/cache.img")
   want="loop:$(stat -c %D "$dir/a.img"):$(stat -c %i "$dir/a.img"):"
   echo "$0: [$kind] recorded identity: $id" >&2
@@ -195,8 +194,7 @@ else
     run_server "$kind" "$dir/c.conf" disk -- \
       'qemu-io -f raw -c "write -P 0x5a 0 1M" "$uri"' ||
       failed="$failed $kind:dm-write"
-    cmp -s -n 1048576 "$dir/a.img" /dev/zero ||
-      failed="$failed $kind:dm-not-dirty"
+    still_dirty "$dir/a.img" || failed="$failed $kind:dm-not-dirty"
     id=$(backing_id "$dir/cache.img")
     echo "$0: [$kind] recorded identity: $id" >&2
     [ "$id" = "dm:$uuid" ] || failed="$failed $kind:dm-identity"
