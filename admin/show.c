@@ -134,6 +134,48 @@ print_region (const struct nc_sb *sb, const char *name, uint32_t first,
             "%s)\n", name, first, first + count - 1, count, size);
 }
 
+/* How the slot knows its backing store (nbdcache-format(5)). */
+static const char *
+fmt_identity (const struct nc_sb_export *e)
+{
+  switch (e->kind) {
+  case NC_BACKING_FILE:
+    return e->flags & NC_ID_UUID ? "file-id" : "file-inode";
+  case NC_BACKING_BLOCK: return "block-device";
+  case NC_BACKING_LEGACY: return "path";
+  default: return "uri";
+  }
+}
+
+/* What the slot recorded of its backing store, as text: the block
+ * device's name, the file's id (hex) or "DEV:INO[:BTIME]" (DEV in hex)
+ * for a file without one; "" for a URI or path slot.
+ */
+static void
+fmt_backing_id (const struct nc_sb_export *e, char *buf, size_t size)
+{
+  size_t i;
+
+  buf[0] = '\0';
+  switch (e->kind) {
+  case NC_BACKING_FILE:
+    if (e->flags & NC_ID_UUID)
+      for (i = 0; i < sizeof e->uuid && 2 * i + 2 < size; i++)
+        snprintf (buf + 2 * i, 3, "%02x", e->uuid[i]);
+    else if (e->flags & NC_ID_BTIME)
+      snprintf (buf, size, "%" PRIx64 ":%" PRIu64 ":%" PRId64 ".%09" PRIu32,
+                e->dev, e->ino, (int64_t) e->btime_sec, e->btime_nsec);
+    else
+      snprintf (buf, size, "%" PRIx64 ":%" PRIu64, e->dev, e->ino);
+    break;
+  case NC_BACKING_BLOCK:
+    snprintf (buf, size, "%.*s", (int) sizeof e->devid, e->devid);
+    break;
+  default:
+    break;
+  }
+}
+
 static void
 show_text (struct inspect *in, int journal_r, int walk_r)
 {
@@ -184,6 +226,12 @@ show_text (struct inspect *in, int journal_r, int walk_r)
                            : 0), "");
     print_text (e->uri);
     putchar ('\n');
+    fmt_backing_id (e, s3, sizeof s3);
+    printf ("      identity: %s%s", fmt_identity (e), s3[0] ? " " : "");
+    print_text (s3);
+    if (e->flags & NC_SLOT_FORGETTING)
+      printf (" (being forgotten: the next writable open finishes it)");
+    putchar ('\n');
   }
 
   if (journal_r == -ENODATA)
@@ -218,19 +266,6 @@ show_text (struct inspect *in, int journal_r, int walk_r)
           in->walk.nodes == 1 ? "" : "s", in->walk.leaves,
           in->walk.leaves == 1 ? "f" : "ves", in->walk.keys,
           in->walk.dirty_keys, in->walk.zero_keys, in->walk.stale_keys);
-}
-
-/* How the slot knows its backing store (nbdcache-format(5)). */
-static const char *
-fmt_identity (const struct nc_sb_export *e)
-{
-  switch (e->kind) {
-  case NC_BACKING_FILE:
-    return e->flags & NC_ID_UUID ? "file-id" : "file-inode";
-  case NC_BACKING_BLOCK: return "block-device";
-  case NC_BACKING_LEGACY: return "path";
-  default: return "uri";
-  }
 }
 
 /* ---- JSON ---- */
@@ -292,16 +327,21 @@ show_json (struct inspect *in, int journal_r, bool damaged)
   printf ("  \"exports\": [");
   for (i = 0; i < NC_MAX_EXPORTS; i++) {
     const struct nc_sb_export *e = &sb->exports[i];
+    char idbuf[80];
 
     if (e->id == 0)
       continue;
+    fmt_backing_id (e, idbuf, sizeof idbuf);
     printf ("%s\n    { \"id\": %u, \"name\": ", first ? "" : ",", e->id);
     print_json_string (e->name);
     printf (", \"uri\": ");
     print_json_string (e->uri);
     printf (", \"backing_bytes\": %" PRIu64 ", \"mode\": \"%s\", "
-            "\"identity\": \"%s\" }", e->backing_bytes, fmt_mode (e->mode),
-            fmt_identity (e));
+            "\"identity\": \"%s\", \"backing_id\": ", e->backing_bytes,
+            fmt_mode (e->mode), fmt_identity (e));
+    print_json_string (idbuf);
+    printf (", \"forgetting\": %s }",
+            e->flags & NC_SLOT_FORGETTING ? "true" : "false");
     first = false;
   }
   printf ("%s],\n", first ? "" : "\n  ");

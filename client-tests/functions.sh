@@ -73,6 +73,18 @@
 #   die MSG  /  skip MSG  exit 1 / 77 with a message
 #   expect_fail CMD…      CMD must fail cleanly (exit 1..125); a success or a
 #                         crash (signal, 126+) fails the test
+#   expect_backing_refused KIND CONF EXPORT LOG
+#                         the server must refuse to start EXPORT because its
+#                         backing is not the store the cache holds data for:
+#                         it never serves (a marker its command would make
+#                         stays absent), exits 1..125, and LOG (its stderr)
+#                         says "is not the backing store that cache … holds
+#                         data for" and names `nbdcache forget`; 1 (with
+#                         the reasons) if not
+#   still_dirty FILE      some of FILE's first MiB still reads zeros: a
+#                         write of a pattern there is (at least in part)
+#                         only in the cache (writeback may have written
+#                         some back, even with writeback_percent = 100)
 #   random_file PATH SIZE random bytes, SIZE as head -c takes it (32M)
 #   nbdkit_env            prints "env LD_PRELOAD=…" when the plugin is an
 #                         ASan build (nbdkit itself is not), else nothing
@@ -510,6 +522,38 @@ expect_fail ()
   fi
   echo "+ (failed as expected, exit status $rc)" >&2
   return 0
+}
+
+still_dirty ()
+{
+  local n
+  n=$(head -c 1048576 "$1" | tr -d '\000' | wc -c)
+  [ "$n" -lt 1048576 ] && return 0
+  echo "$0: FAIL: the first MiB of $1 was all written back: the cache" \
+       "no longer holds it dirty" >&2
+  return 1
+}
+
+expect_backing_refused ()
+{
+  local kind=$1 conf=$2 exp=$3 log=$4 marker rc=0 bad=""
+  marker=$(make_tmpdir)/served
+  run_server "$kind" "$conf" "$exp" -- \
+    ": > '$marker'; qemu-io -f raw -c 'read 0 4096' \"\$uri\"" \
+    2> "$log" || rc=$?
+  cat "$log" >&2
+  if [ -e "$marker" ]; then
+    bad="$bad served"
+  elif [ $rc = 0 ] || [ $rc -ge 126 ]; then
+    bad="$bad exit-status-$rc"
+  fi
+  grep -q "is not the backing store that cache .* holds data for" "$log" ||
+    bad="$bad message"
+  grep -q "nbdcache forget" "$log" || bad="$bad remedy"
+  [ -z "$bad" ] && return 0
+  echo "$0: FAIL: [$kind] $exp: another backing store at its path was not" \
+       "refused cleanly:$bad" >&2
+  return 1
 }
 
 # ---- TLS material ------------------------------------------------------

@@ -111,8 +111,9 @@ struct backing_identity {
                                    (-ENOTSUP: the filesystem has no user
                                    xattrs; -EACCES, -EPERM, -EROFS) */
   char devid[64];               /* BLOCK: "wwid:…", "serial:…", "dm:…",
-                                   "md:…" (with ":partN" for a partition)
-                                   or "devt:MAJ:MIN" */
+                                   "md:…", "loop:DEV:INO:BTIME[+OFF]"
+                                   (with ":partN" for a partition) or
+                                   "devt:MAJ:MIN" */
 };
 #define BACKING_ID_XATTR "user.nbdcache.id"
 

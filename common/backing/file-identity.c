@@ -6,7 +6,9 @@
  * time and the random 16-byte id in its extended attribute
  * user.nbdcache.id (set here, once, when the caller asks to tag it); for a
  * block device the best stable name the kernel gives in /sys (WWN, serial,
- * device-mapper or md uuid), else its device number.
+ * device-mapper or md uuid), for a loop device the file behind it (its
+ * device, inode and birth time, from LOOP_GET_STATUS64), else its device
+ * number.
  * WHY: the cache keys an export's data by its backing store; a path can be
  * renamed, moved with its directory, or reused by another file, and none
  * of that may attach the data to the wrong store (nbdcache-format(5)).
@@ -32,6 +34,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/loop.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -64,8 +68,46 @@ sys_attr (unsigned maj, unsigned min, const char *name, char *buf,
   return n > 0;
 }
 
+/* A loop device is its backing file (plus the window into it): the
+ * device number says nothing, since detaching /dev/loopN and attaching
+ * another file gives another disk the same number.  "loop:DEV:INO:BTIME
+ * [+OFFSET]" (DEV in hex as stat %D prints it; BTIME "SEC.NSEC" of the
+ * file found at the loop's backing path if it is the same inode, else
+ * "-").  False if fd is not a bound loop device.
+ */
+static bool
+loop_devid (int fd, unsigned maj, unsigned min, bool part, char *out,
+            size_t size)
+{
+  const char *dir = part ? "../loop" : "loop";
+  struct loop_info64 li;
+  struct statx stx;
+  char path[4096], attr[32], btime[40] = "-", off[24] = "";
+
+  /* Only a loop device gets the loop driver's ioctl. */
+  snprintf (path, sizeof path, "/sys/dev/block/%u:%u/%s", maj, min, dir);
+  if (access (path, F_OK) != 0 ||
+      ioctl (fd, LOOP_GET_STATUS64, &li) == -1)
+    return false;
+  /* The full path (lo_file_name is cut at 64 bytes); statx checks that
+   * it still names the same inode before its birth time is used.
+   */
+  snprintf (attr, sizeof attr, "%s/backing_file", dir);
+  if (sys_attr (maj, min, attr, path, sizeof path) &&
+      statx (AT_FDCWD, path, 0, STATX_INO | STATX_BTIME, &stx) == 0 &&
+      (stx.stx_mask & STATX_BTIME) && stx.stx_ino == li.lo_inode &&
+      makedev (stx.stx_dev_major, stx.stx_dev_minor) == li.lo_device)
+    snprintf (btime, sizeof btime, "%" PRId64 ".%09" PRIu32,
+              (int64_t) stx.stx_btime.tv_sec, stx.stx_btime.tv_nsec);
+  if (li.lo_offset != 0)
+    snprintf (off, sizeof off, "+%" PRIu64, (uint64_t) li.lo_offset);
+  snprintf (out, size, "loop:%" PRIx64 ":%" PRIu64 ":%s%s",
+            (uint64_t) li.lo_device, (uint64_t) li.lo_inode, btime, off);
+  return true;
+}
+
 static void
-block_devid (dev_t rdev, char *out, size_t size)
+block_devid (int fd, dev_t rdev, char *out, size_t size)
 {
   static const struct { const char *attr, *prefix; } names[] = {
     { "wwid", "wwid" }, { "device/wwid", "wwid" },
@@ -84,13 +126,22 @@ block_devid (dev_t rdev, char *out, size_t size)
         return;
       }
     }
+    if (loop_devid (fd, maj, min, true, out, size)) {
+      size_t n = strlen (out);
+
+      snprintf (out + n, size - n, ":part%s", part);
+      return;
+    }
   }
-  else
+  else {
     for (i = 0; i < sizeof names / sizeof names[0]; i++)
       if (sys_attr (maj, min, names[i].attr, val, sizeof val)) {
         snprintf (out, size, "%s:%.50s", names[i].prefix, val);
         return;
       }
+    if (loop_devid (fd, maj, min, false, out, size))
+      return;
+  }
   snprintf (out, size, "devt:%u:%u", maj, min);
 }
 
@@ -112,7 +163,7 @@ backing_fd_identify (int fd, bool tag, struct backing_identity *out)
     return -errno;
   if (S_ISBLK (st.st_mode)) {
     out->kind = BACKING_ID_BLOCK;
-    block_devid (st.st_rdev, out->devid, sizeof out->devid);
+    block_devid (fd, st.st_rdev, out->devid, sizeof out->devid);
     return 0;
   }
   out->kind = BACKING_ID_FILE;

@@ -28,7 +28,9 @@
  *   crosscheck.c    recovery's checks across structures: stale DIRTY
  *                   keys, keys past their export's end
  *   device.c        a cache device: open, close, export binding
- *   export-table.c  freeing an export's slot (nbdcache forget)
+ *   export-table.c  freeing an export's slot (nbdcache forget), and
+ *                   finishing one a crash interrupted; dropping an
+ *                   export's keys (also for shrink and detach)
  *   request.c       the per-mode request paths (the mode table at its top,
  *                   doc/design.md) and
  *                   the crash ordering of cache and backing (its ORDERING)
@@ -376,8 +378,13 @@ void device_unbind_export (struct ncache_device *dev, uint16_t id);
  */
 int device_set_export_mode (struct ncache_device *dev, const char *name,
                             uint16_t id, enum ncache_mode mode);
-/* Drop every key of export id in blocks [from, to), durably (journal
- * flushed): --allow-shrink, forget, detach.  Dirty keys are dropped too: the caller made sure there are
+/* export-table.c: finish every forget a crash interrupted (slots marked
+ * NC_SLOT_FORGETTING), at open, after recovery; one that fails again
+ * leaves its slot marked (never bound; logged).
+ */
+void device_finish_forgets (struct ncache_device *dev);
+/* export-table.c: drop every key of export id in blocks [from, to),
+ * durably (journal flushed): --allow-shrink, forget, detach.  Dirty keys are dropped too: the caller made sure there are
  * none it needs.  0 or -errno (logged with `why`).
  */
 int device_drop_keys (struct ncache_device *dev, const char *name,

@@ -198,6 +198,7 @@ ncache_device_open_cdev (const char *name, struct cdev *cd, bool create,
                r == -EBADMSG ? " (metadata is corrupt; it is not used)" : "");
     goto err;
   }
+  device_finish_forgets (dev);
   dev->discard = t->discard;
   {
     struct timespec ts;
@@ -417,36 +418,6 @@ check_grown_tail (struct ncache_device *dev, const char *name,
   return 0;
 }
 
-/* (cache-internal.h) --allow-shrink, forget and a detach.  Called without
- * dev->lock (the btree takes its own).
- */
-int
-device_drop_keys (struct ncache_device *dev, const char *name,
-                  const char *why, uint16_t id, uint64_t from, uint64_t to)
-{
-  const uint64_t max_blocks = UINT64_C (1) << 30;
-  int r = 0;
-
-  while (from < to && r == 0) {
-    uint64_t end = to - from > max_blocks ? from + max_blocks : to;
-    struct nc_key k;
-
-    memset (&k, 0, sizeof k);
-    k.export_id = id;
-    k.end = end;
-    k.size = (uint32_t) (end - from);
-    k.flags = NC_KEY_DELETE;
-    r = btree_insert (dev->bt, &k, 1, NULL, NULL);
-    from = end;
-  }
-  if (r == 0)
-    r = journal_flush (dev->journal);
-  if (r < 0)
-    log_error ("export '%s': dropping %s failed: %s", name, why,
-               strerror (-r));
-  return r;
-}
-
 #define SHRINK_PIECES 32
 #define SHRINK_CHUNK_BYTES (1024 * 1024)
 
@@ -642,8 +613,8 @@ describe (const struct nc_sb_export *e, char *buf, size_t size)
       snprintf (buf, size, "file id %s", u);
     }
     else
-      snprintf (buf, size, "no file id (" BACKING_ID_XATTR "), inode %"
-                PRIu64 " on device %#" PRIx64, e->ino, e->dev);
+      snprintf (buf, size, "inode %" PRIu64 " on device %#" PRIx64
+                " (no " BACKING_ID_XATTR ")", e->ino, e->dev);
     break;
   case NC_BACKING_BLOCK:
     snprintf (buf, size, "block device %s", e->devid);
@@ -755,6 +726,14 @@ device_bind_export (struct ncache_device *dev, const char *name,
     r = -EBUSY;
     goto out;
   }
+  if (e != NULL && (e->flags & NC_SLOT_FORGETTING)) {
+    log_error ("export '%s': cache '%s' is forgetting %s (export id %u: "
+               "'nbdcache forget' was interrupted, its cached data may be "
+               "gone): not served; finish it with 'nbdcache forget %s %u'",
+               name, dev->name, e->uri, e->id, dev->cd->path, e->id);
+    r = -EBUSY;
+    goto out;
+  }
   if (e != NULL && size_bytes < e->backing_bytes && !allow_shrink) {
     log_error ("export '%s': %s shrank from %" PRIu64 " to %" PRIu64
                " bytes since cache '%s' last served it; the cache may hold "
@@ -793,9 +772,12 @@ device_bind_export (struct ncache_device *dev, const char *name,
     if (!changed)
       saved = *e;
     if (strcmp (e->uri, uri) != 0) {
+      char how[96];
+
+      describe (e, how, sizeof how);
       log_info ("export '%s': cache '%s' knew this backing store as %s; "
-                "it is %s now (the same store: cached data kept)", name,
-                dev->name, e->uri, uri);
+                "it is %s now (the same store by %s: cached data "
+                "kept)", name, dev->name, e->uri, uri, how);
       memcpy (e->uri, want.uri, sizeof e->uri);
       changed = true;
     }

@@ -166,12 +166,15 @@ _Static_assert (sizeof (struct nc_key) == 32, "nc_key is 32 bytes");
 
 #define NC_ID_UUID  0x01u       /* uuid[] is the file's user.nbdcache.id */
 #define NC_ID_BTIME 0x02u       /* btime_* is the file's birth time */
+#define NC_SLOT_FORGETTING 0x04u /* "nbdcache forget" began: the slot is
+                                   never bound again; its keys may be gone;
+                                   the next writable open finishes it */
 
 struct nc_sb_export {
   uint16_t id;                  /* 1 .. table slots; 0 = slot unused */
   uint8_t mode;                 /* enum ncache_mode when last opened */
   uint8_t kind;                 /* NC_BACKING_* */
-  uint32_t flags;               /* NC_ID_* */
+  uint32_t flags;               /* NC_ID_*, NC_SLOT_FORGETTING */
   uint64_t backing_bytes;       /* backing store size, bytes */
   uint64_t dev;                 /* FILE: st_dev when last bound */
   uint64_t ino;                 /* FILE: st_ino when last bound */
