@@ -19,9 +19,9 @@
 #      identity follows the file behind the loop device, not its number);
 #   4. the same device named by a symlink (and by every /dev/disk/by-*
 #      link udev made for it, if any): [0, 1M) reads 0x5a;
-#   5. device-mapper (skipped, said so, when the kernel or dmsetup lacks
-#      it): a linear dm device with a uuid over a loop device; dirty data
-#      written through /dev/mapper/NAME; backing_id "dm:UUID"; the device
+#   5. device-mapper (opt-in: NBDCACHE_TEST_DM=yes; never run here, no dm
+#      driver in this kernel): a linear dm device with a uuid over a loop
+#      device; dirty data written through /dev/mapper/NAME; backing_id "dm:UUID"; the device
 #      renamed (dmsetup rename) and the config changed to the new name:
 #      the data is kept.
 # WHY (issue 12 §2): naming a device by another path must keep the dirty
@@ -169,8 +169,12 @@ for kind in $(server_kinds); do
 done
 
 # 5. device-mapper: a dm uuid survives a rename.
+# This part has never run on the machines the project is built on (no dm
+# driver in their kernel): opt in with NBDCACHE_TEST_DM=yes where one is.
 dm_ok=no
-if command -v dmsetup >/dev/null 2>&1; then
+if [ "${NBDCACHE_TEST_DM:-no}" != yes ]; then
+  echo "$0: NOTE: the device-mapper part is opt-in (NBDCACHE_TEST_DM=yes)" >&2
+elif command -v dmsetup >/dev/null 2>&1; then
   [ -e /dev/mapper/control ] || dmsetup mknodes >/dev/null 2>&1 || true
   dmsetup version >/dev/null 2>&1 && dm_ok=yes
 fi
