@@ -147,7 +147,7 @@ run 1 "bucket size too small" format "$dev2" --force --bucket-size 32K
 run 1 "journal under 4 buckets" format "$dev2" --force --journal-size 1M &&
     expect err "at least 4 buckets" "small journal explained"
 run 1 "device too small" format "$tmp/tiny.img" --size 8M &&
-    expect err "at least 15728640 bytes" "minimum size given"
+    expect err "at least 16777216 bytes" "minimum size given"
 
 # ---- damage ----
 # One superblock copy damaged: the other is used; check reports it, exit 0.

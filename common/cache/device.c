@@ -49,6 +49,7 @@
 #include "cache-data.h"
 #include "cache-internal.h"
 #include "cdev.h"
+#include "datacsum.h"
 #include "format.h"
 #include "gc.h"
 #include "invariant.h"
@@ -132,6 +133,7 @@ device_free (struct ncache_device *dev)
     journal_destroy (dev->journal);
   btree_destroy (dev->bt);
   bucket_set_destroy (dev->bs);
+  datacsum_close (dev->dc);
   cdev_close (dev->cd);
   pthread_mutex_destroy (&dev->lock);
   pthread_mutex_destroy (&dev->gc_ptr_lock);
@@ -188,6 +190,9 @@ ncache_device_open_cdev (const char *name, struct cdev *cd, bool create,
    */
   if (r == 0 && dev->assembly.sb_version == NC_FORMAT_VERSION_V1)
     r = super_upgrade (cd, &dev->sb);
+  /* The data checksums before anything may read or write data. */
+  if (r == 0)
+    r = datacsum_open (cd, &dev->sb, false, &dev->dc);
   if (r < 0)
     goto err;
 

@@ -35,7 +35,9 @@
  * lock is taken with no other lock held; btree / bucket / journal locks
  * are taken inside their calls.
  * FAILURE: a failed cache read, backing write, backing flush or index
- * update fails the batch: counted, logged (at most every
+ * update fails the batch (a piece whose data fails its checksum is left
+ * dirty and never written back; the rest of its batch is, then the batch
+ * fails): counted, logged (at most every
  * WB_LOG_INTERVAL_MS), retried after a backoff doubling from
  * WRITEBACK_BACKOFF_MIN_MS to WRITEBACK_BACKOFF_MAX_MS.  A drain that
  * sees a failure returns -EIO.  Nothing dirty is ever dropped.
@@ -144,6 +146,7 @@ struct batch_result {
   uint64_t bytes;               /* sent to the backing store */
   uint64_t cost;                /* for pacing */
   uint64_t marked;              /* pieces marked clean */
+  bool corrupt;                 /* a piece failed its data checksum */
 };
 
 /* A contiguous stretch of pending backing I/O inside a run. */
@@ -389,6 +392,14 @@ add_data (struct writeback *wb, struct pending *p, const struct nc_key *k,
        */
       return flush_data (wb, p, res);
     }
+    if (r == -EBADMSG) {
+      /* Failed its checksum (counted, logged): never written back.  The
+       * rest of the batch goes on; the piece stays dirty and the batch
+       * fails at its end (backoff, a drain sees EIO).
+       */
+      res->corrupt = true;
+      return flush_data (wb, p, res);
+    }
     if (r < 0) {
       log_debug ("export '%s': writeback: cache read of bucket %" PRIu32
                  " failed: %s", nc->name, k->bucket, strerror (-r));
@@ -579,6 +590,7 @@ write_runs (struct writeback *wb, size_t nkeys, struct batch_result *res)
       r = piece_add (&wb->done, &l->w.done.k[k]);
     res->bytes += l->res.bytes;
     res->cost += l->res.cost;
+    res->corrupt |= l->res.corrupt;
     free (l->w.done.k);
     if (i > 0)
       free (l->w.buf);
@@ -614,7 +626,7 @@ run_batch (struct writeback *wb, uint64_t max_bytes, struct batch_result *res)
   if (r < 0)
     return r;
   if (wb->done.n == 0)
-    return 0;
+    return res->corrupt ? -EIO : 0;
 
   /* Crash promise 3: durable in the backing store before marked clean,
    * and no failed flush since our writes (another caller's) may have
@@ -644,7 +656,7 @@ run_batch (struct writeback *wb, uint64_t max_bytes, struct batch_result *res)
     return r;
   }
   res->marked = wb->done.n;
-  return 0;
+  return res->corrupt ? -EIO : 0;
 }
 
 /* ---- bookkeeping around a batch (lock held) ---- */
