@@ -111,7 +111,8 @@ run 0 "show" show "$dev" &&
     expect out "journal      buckets 1-4" "show: journal region" &&
     expect out "exports:       0 of 512 slots" "show: export table" &&
     expect out "0 keys pending replay" "show: journal keys" &&
-    expect out "57 free" "show: bucket usage"
+    expect out "56 free" "show: bucket usage" &&
+    expect out "data checksums: yes" "show: data checksums"
 run 0 "show --json" show --json "$dev" &&
     expect out '"damaged": false' "show --json: damaged false" &&
     expect out "\"uuid\": \"$uuid2\"" "show --json: uuid"
