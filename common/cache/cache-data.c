@@ -12,10 +12,9 @@
  * cannot forget.
  * With data checksums (datacsum.h) a read verifies every block it
  * touches against its checksum (a partial block is read whole), and a
- * write stores the checksums of what it wrote, whose region page is
- * written before the write returns: the caller makes the key only after,
- * so whatever orders data before keys (the journal's pre-flush, the
- * pipeline) orders the checksums too.
+ * write stores the checksums of what it wrote (in memory; their region
+ * pages are written and synced before any journal commit or leaf write,
+ * so before the key the caller makes can be durable).
  * INVARIANTS: a read that returns 0 saw k's data (the gen did not move
  * until after the read completed) and, with checksums, every block of it
  * verified; a key is pointed at space only after its data (and its

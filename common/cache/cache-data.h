@@ -14,8 +14,8 @@
  * - data reaches the device before the key that points at it exists:
  *   cache_data_write fills in the key's location only after the write;
  * - with data checksums (datacsum.h) every block read is verified, and
- *   the checksums of data written are on the device (written, not yet
- *   synced: like the data) before the write returns.
+ *   the checksums of data written are stored before the write returns
+ *   (on the device before any key for the data can be durable).
  * Buffers may be unaligned (nbdkit's are): they are bounced.
  * Threads: any; no lock is held or taken (the gen is a lock-free load).
  * The caller holds an open reference on the space it writes

@@ -14,19 +14,26 @@
  * lets the region be written as plain blocks with no metadata of its own
  * (a damaged region page just makes the blocks it covers fail to verify:
  * detected, never wrong).
- * INVARIANTS: a store returns only after a page write that began after
- * its words were set has completed (the page's `written` seq reached the
- * store's own); so data written, then stored, then its key inserted, has
- * its words on the device before the key can be journaled: the journal's
- * pre-flush (and everything else that orders data before keys) orders the
- * words too.  A crash can tear a page write; the words it changed belong
- * to keys not yet made, all others are the same in the old and new page.
- * THREADS AND LOCKS: words: atomic loads and stores.  page[p].lock
- * serialises the writes of page p and is held across the write (a leaf:
- * nothing else is taken under it); concurrent stores to one page share
- * one write when they can (group commit through the update/written seqs).
- * FAILURE: a page write error is returned to the store (the caller drops
- * the data); open fails on a read error or no memory.
+ * A store only sets words in memory and marks their page dirty; the
+ * device's pre_write hook, which runs before every journal commit and
+ * every leaf write (the only writes that make keys durable), writes the
+ * dirty pages and syncs them: batched, a page costs one write per commit
+ * however many blocks it covers were written (4k random writes: no
+ * measurable cost; one page write per data write cost ~40% of the IOPS).
+ * INVARIANTS: a flush returns only once every page dirty when it looked
+ * is written (by it, or by a concurrent flush it waited for under the
+ * page lock), and reports whether a sync is needed (a page write not
+ * known to be followed by one); so a key's words are durable before the
+ * key can be.  A crash can tear a page write; the words it changed
+ * belong to keys not yet durable, all others are the same in the old and
+ * new page.
+ * THREADS AND LOCKS: words, the dirty bits and the counters: atomics.
+ * page[p].lock serialises the writes of page p and is held across the
+ * write (a leaf: nothing else is taken under it); the update/written seqs
+ * say whether a write is still needed.
+ * FAILURE: a page write error fails the flush (logged), so the journal
+ * commit or leaf write that needed it fails; open fails on a read error
+ * or no memory.
  * NOT HERE: the layout (layout.h, format.c), what a mismatch means.
  */
 #include <config.h>
@@ -64,9 +71,12 @@ struct datacsum {
   uint64_t npages;
   uint32_t *words;              /* nblocks words (npages pages, aligned) */
   struct dcpage *pages;
+  uint64_t *dirty;              /* atomic: a bit per page stored since
+                                   its last write */
   uint8_t *reported;            /* a bit per bucket: logged once */
   uint32_t bucket_blocks, nbuckets;
   uint64_t bad_clean, bad_dirty, page_writes; /* atomic counters */
+  uint64_t synced_writes;       /* atomic: page_writes a sync followed */
 };
 
 /* A 64-bit finaliser (splitmix64): the block number's part of a word. */
@@ -122,7 +132,9 @@ datacsum_open (struct cdev *cd, const struct nc_sb *sb, bool readonly,
   dc->words = cdev_alloc_buffer (bytes);
   dc->pages = calloc (dc->npages, sizeof *dc->pages);
   dc->reported = calloc ((sb->nbuckets + 7) / 8, 1);
-  if (dc->words == NULL || dc->pages == NULL || dc->reported == NULL) {
+  dc->dirty = calloc ((dc->npages + 63) / 64, sizeof *dc->dirty);
+  if (dc->words == NULL || dc->pages == NULL || dc->reported == NULL ||
+      dc->dirty == NULL) {
     log_error ("%s: no memory for the data checksums (%" PRIu64 " bytes)",
                cd->path, bytes);
     r = -ENOMEM;
@@ -147,6 +159,7 @@ datacsum_open (struct cdev *cd, const struct nc_sb *sb, bool readonly,
   free (dc->words);
   free (dc->pages);
   free (dc->reported);
+  free (dc->dirty);
   free (dc);
   return r;
 }
@@ -163,36 +176,45 @@ datacsum_close (struct datacsum *dc)
   free (dc->words);
   free (dc->pages);
   free (dc->reported);
+  free (dc->dirty);
   free (dc);
 }
 
-/* Write page p if no write begun after update `seq` has been. */
+/* Write page p unless a write that began after its last update has
+ * completed; then, if nothing was stored meanwhile, it is clean.  Under
+ * the page lock: a concurrent flush waits here for the write in progress,
+ * so every flush returns only once every page it found dirty is written.
+ */
 static int
-write_page (struct datacsum *dc, uint64_t p, uint64_t seq)
+write_page (struct datacsum *dc, uint64_t p)
 {
   struct dcpage *pg = &dc->pages[p];
+  uint64_t *word = &dc->dirty[p / 64], bit = UINT64_C (1) << (p % 64);
   uint32_t *buf;
   uint64_t snap, i;
   int r = 0;
 
   pthread_mutex_lock (&pg->lock);
-  if (pg->written >= seq)
-    goto out;                   /* a later snapshot holds our words */
-  buf = cdev_alloc_buffer (BLK);
-  if (buf == NULL) {
-    r = -ENOMEM;
-    goto out;
-  }
   snap = __atomic_load_n (&pg->updates, __ATOMIC_ACQUIRE);
-  for (i = 0; i < NC_DCSUM_PER_BLOCK; i++)
-    buf[i] = __atomic_load_n (&dc->words[p * NC_DCSUM_PER_BLOCK + i],
-                              __ATOMIC_RELAXED);
-  r = cdev_pwrite (dc->cd, buf, BLK, dc->region_off + p * BLK, 0);
-  free (buf);
-  if (r == 0) {
+  if (pg->written < snap) {
+    buf = cdev_alloc_buffer (BLK);
+    if (buf == NULL) {
+      r = -ENOMEM;
+      goto out;
+    }
+    for (i = 0; i < NC_DCSUM_PER_BLOCK; i++)
+      buf[i] = __atomic_load_n (&dc->words[p * NC_DCSUM_PER_BLOCK + i],
+                                __ATOMIC_RELAXED);
+    r = cdev_pwrite (dc->cd, buf, BLK, dc->region_off + p * BLK, 0);
+    free (buf);
+    if (r < 0)
+      goto out;
     pg->written = snap;
-    __atomic_add_fetch (&dc->page_writes, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch (&dc->page_writes, 1, __ATOMIC_ACQ_REL);
   }
+  /* A store after the snapshot set the bit again (or will). */
+  if (__atomic_load_n (&pg->updates, __ATOMIC_ACQUIRE) == pg->written)
+    __atomic_and_fetch (word, ~bit, __ATOMIC_ACQ_REL);
  out:
   pthread_mutex_unlock (&pg->lock);
   return r;
@@ -203,8 +225,7 @@ datacsum_store (struct datacsum *dc, uint64_t block, uint64_t n,
                 const void *data, const uint32_t *words)
 {
   const uint8_t *d = data;
-  uint64_t i, p, seq;
-  int r;
+  uint64_t i, p;
 
   if (dc->readonly)
     return -EROFS;
@@ -217,13 +238,55 @@ datacsum_store (struct datacsum *dc, uint64_t block, uint64_t n,
   for (p = block / NC_DCSUM_PER_BLOCK;
        n > 0 && p <= (block + n - 1) / NC_DCSUM_PER_BLOCK; p++) {
     /* The increment publishes the words above (release): a snapshot that
-     * reads this seq or a later one sees them.
+     * reads this seq or a later one sees them; then the page is dirty.
      */
-    seq = __atomic_add_fetch (&dc->pages[p].updates, 1, __ATOMIC_ACQ_REL);
-    if ((r = write_page (dc, p, seq)) < 0)
-      return r;
+    __atomic_add_fetch (&dc->pages[p].updates, 1, __ATOMIC_ACQ_REL);
+    __atomic_or_fetch (&dc->dirty[p / 64], UINT64_C (1) << (p % 64),
+                       __ATOMIC_ACQ_REL);
   }
   return 0;
+}
+
+int
+datacsum_flush (struct datacsum *dc, uint64_t *unsynced)
+{
+  uint64_t w, p, bits, pw;
+  int r;
+
+  *unsynced = 0;
+  if (dc == NULL || dc->readonly)
+    return 0;
+  for (w = 0; w < (dc->npages + 63) / 64; w++) {
+    bits = __atomic_load_n (&dc->dirty[w], __ATOMIC_ACQUIRE);
+    while (bits != 0) {
+      p = w * 64 + (uint64_t) __builtin_ctzll (bits);
+      bits &= bits - 1;
+      if ((r = write_page (dc, p)) < 0) {
+        log_error ("%s: cannot write the data checksums at offset %" PRIu64
+                   ": %s", dc->cd->path, dc->region_off + p * BLK,
+                   strerror (-r));
+        return r;
+      }
+    }
+  }
+  /* A page another flush wrote (its bit was clear when we looked) is
+   * counted before its bit was cleared: we see it here.
+   */
+  pw = __atomic_load_n (&dc->page_writes, __ATOMIC_ACQUIRE);
+  if (__atomic_load_n (&dc->synced_writes, __ATOMIC_ACQUIRE) < pw)
+    *unsynced = pw;
+  return 0;
+}
+
+void
+datacsum_note_synced (struct datacsum *dc, uint64_t upto)
+{
+  uint64_t cur = __atomic_load_n (&dc->synced_writes, __ATOMIC_RELAXED);
+
+  while (cur < upto &&
+         !__atomic_compare_exchange_n (&dc->synced_writes, &cur, upto, true,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+    ;
 }
 
 void

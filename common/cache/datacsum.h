@@ -8,6 +8,9 @@
  * written under its own page lock, the only lock here, taken by nothing
  * else and held across that one write (it IS the ordering of the writes
  * of that page: the last write holds every update made before it).
+ * Stores only mark pages dirty; the pages are written (and synced) in
+ * batches before any key can become durable: the device's pre_write hook
+ * (before every journal commit and leaf write) calls datacsum_flush.
  * On disk: ondisk.h, DATA CHECKSUMS (NC_FEATURE_DATA_CSUM).
  * Not here: where a key's blocks are and the gen recheck (cache-data.c),
  * what a mismatch means for a request (request.c, writeback.c).
@@ -38,14 +41,20 @@ int datacsum_open (struct cdev *cd, const struct nc_sb *sb, bool readonly,
 void datacsum_close (struct datacsum *dc);
 
 /* Set the words of blocks [block, block + n): from the data (n blocks of
- * 4 KiB) when words is NULL, else words[i] as they are.  Then write the
- * region page(s) holding them, and return once every one is written (by
- * this call or by a later-started write of the same page).  0, or -EIO
- * (the words are set in memory; the caller must not make a key for the
- * data), -EROFS.
+ * 4 KiB) when words is NULL, else words[i] as they are; their region
+ * page(s) are dirty until datacsum_flush.  0, or -EROFS, -EINVAL.
  */
 int datacsum_store (struct datacsum *dc, uint64_t block, uint64_t n,
                     const void *data, const uint32_t *words);
+/* Before a write that can make a key durable (a journal entry, a leaf):
+ * write every dirty region page, and wait for those another flush is
+ * writing.  *unsynced = 0 when every page write so far is known to be
+ * followed by a sync; else the caller syncs the device, then calls
+ * datacsum_note_synced (dc, *unsynced).  0 or -errno (logged).  NULL dc:
+ * nothing to do.
+ */
+int datacsum_flush (struct datacsum *dc, uint64_t *unsynced);
+void datacsum_note_synced (struct datacsum *dc, uint64_t upto);
 /* Copy the words of blocks [block, block + n) to words[]. */
 void datacsum_load (const struct datacsum *dc, uint64_t block, uint64_t n,
                     uint32_t *words);

@@ -88,12 +88,23 @@ device_stop_gc (struct ncache_device *dev)
 
 /* A clean key must never be durable before the backing data it stands
  * for (request.c's mode table): flush the exports' backing stores first.
+ * And no key before its data checksums (datacsum.h): write the dirty
+ * region pages and sync them (the journal's pre-flush may be skipped by
+ * its pipeline; a leaf write's comes anyway, but pages must not wait).
  */
 static int
 hook_pre_write (void *opaque)
 {
   struct ncache_device *dev = opaque;
-  return request_sync_backings (dev);
+  uint64_t unsynced = 0;
+  int r;
+
+  r = request_sync_backings (dev);
+  if (r == 0 && dev->dc != NULL)
+    r = datacsum_flush (dev->dc, &unsynced);
+  if (r == 0 && unsynced > 0 && (r = cdev_sync (dev->cd)) == 0)
+    datacsum_note_synced (dev->dc, unsynced);
+  return r;
 }
 
 /* ---- recovery ---- */

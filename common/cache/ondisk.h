@@ -170,8 +170,9 @@ _Static_assert (sizeof (struct nc_key) == 32, "nc_key is 32 bytes");
  * checksum can move with its data (GC) without reading the data:
  * word' = word ^ mix (b) ^ mix (b').  The words of blocks that hold no
  * key's data mean nothing.  A region block is written (whole, from
- * memory) after the data it covers and before any key pointing at that
- * data can be journaled, so a durable key's data always has its word.
+ * memory) and synced after the data it covers and before any key
+ * pointing at that data can be durable (a journal entry or a leaf), so a
+ * durable key's data always has its word.
  */
 #define NC_DCSUM_PER_BLOCK (NC_BLOCK_BYTES / 4u)   /* 1024 words a block */
 
