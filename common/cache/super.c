@@ -318,7 +318,10 @@ super_to_v1 (const struct nc_sb *sb, struct nc_sb_v1 *v1)
   v1->journal_buckets = sb->journal_buckets;
   v1->prio_first = sb->prio_first;
   v1->prio_buckets = sb->prio_buckets;
-  v1->data_first = sb->data_first;
+  /* Version 1 has no data checksums: their region becomes data buckets
+   * that hold nothing (no key points there; their gens are 0).
+   */
+  v1->data_first = sb->prio_first + 2 * sb->prio_buckets;
   v1->nr_exports = used;
   v1->csum = nc_csum (v1, sizeof *v1);
   return 0;
