@@ -292,7 +292,9 @@ print_cache (struct json_object *cd)
           num (cd, "btree_depth", a), num (cd, "btree_nodes_in_memory", b),
           size_of (cd, "btree_node_bytes_in_memory", c),
           num (cd, "node_reads", d), num (cd, "node_writes", f));
-  if (stats_u64 (cd, "data_checksums", &v) && v == 1)
+  if (!stats_u64 (cd, "data_checksums", &v))
+    return;                     /* a server from before them */
+  if (v == 1)
     printf ("  checksums     corrupt blocks found: clean %s, dirty %s; %s "
             "checksum pages written\n",
             num (cd, "corrupt_clean_blocks", a),
