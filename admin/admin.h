@@ -122,6 +122,23 @@ struct inspect {
   FILE *report;                 /* where problems found on the way are
                                    printed (stdout; stderr for show) */
   struct progress progress;
+  /* check --data: the current data keys met by the walk and the journal
+   * (collect_data set before them), verified by inspect_scrub.
+   */
+  bool collect_data;
+  struct nc_key *data_keys;
+  size_t nr_data_keys, data_keys_cap;
+};
+
+/* What inspect_scrub found, per export id. */
+struct scrub_export {
+  uint64_t blocks;              /* verified */
+  uint64_t bad_clean, bad_dirty;  /* failed their checksum */
+};
+struct scrub_result {
+  bool has_checksums;           /* false: the cache has none, nothing read */
+  uint64_t blocks, bad_clean, bad_dirty;      /* totals */
+  struct scrub_export x[NC_MAX_EXPORTS + 1];  /* by export id */
 };
 
 /* Open path read-only and read its superblock (both copies are recorded
@@ -145,6 +162,16 @@ int inspect_journal (struct inspect *in);
  * Needs inspect_prios and inspect_journal.  0 or -errno (logged).
  */
 int inspect_walk (struct inspect *in);
+
+/* Keep k (a data key) for inspect_scrub when in->collect_data.  0 or
+ * -ENOMEM.
+ */
+int inspect_keep_data_key (struct inspect *in, const struct nc_key *k);
+/* Read and verify against the data checksums every block of the kept keys
+ * that is still current (its bucket's gen), with a progress bar on a
+ * terminal (scrub.c).  0 and *res, or -errno (an I/O error; logged).
+ */
+int inspect_scrub (struct inspect *in, struct scrub_result *res);
 
 /* ---- formatting helpers (show.c) ---- */
 void fmt_bytes (uint64_t bytes, char *buf, size_t size);

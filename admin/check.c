@@ -6,7 +6,10 @@
  * the journal (a replayable chain of entries, every key in it
  * well-formed); the whole index (every node and key, through the btree's
  * own walk, which checks checksums, order, bounds, levels and gens), plus
- * the cross-checks of inspect.c (no bucket or block used twice).
+ * the cross-checks of inspect.c (no bucket or block used twice).  With
+ * --data, every cached block read and verified against the data
+ * checksums (scrub.c): a dirty block that fails is a problem, a clean one
+ * a note.
  * With --json the same report is one JSON document on stdout:
  *   {"version":1,"path":…,"size_bytes":N,
  *    "status":"clean"|"damaged"|"incomplete"|"not-a-cache"|"error",
@@ -256,6 +259,64 @@ check_index (struct inspect *in, struct tally *t)
   }
 }
 
+/* --data: every cached block against its checksum.  Dirty blocks that
+ * fail are damage (the only copy is bad: the server answers them with
+ * EIO); clean ones a note (the server reads them from the backing store).
+ */
+static void
+check_data (struct inspect *in, struct tally *t)
+{
+  struct scrub_result *res = malloc (sizeof *res);
+  char stage[300];
+  unsigned id;
+  size_t i;
+
+  if (res == NULL) {
+    stage_ok (t, "data", -ENOMEM);
+    return;
+  }
+  if (!stage_ok (t, "data", inspect_scrub (in, res)))
+    goto out;
+  if (!res->has_checksums) {
+    say (t, NOTE, "data", "not checked: the cache has no data checksums "
+         "(made before them)");
+    t->notes++;
+    goto out;
+  }
+  say (t, INFO, "data", "%s, %" PRIu64 " block%s verified, %" PRIu64
+       " corrupt (%" PRIu64 " dirty, %" PRIu64 " clean)",
+       res->bad_dirty > 0 ? "DAMAGED" : "ok", res->blocks,
+       res->blocks == 1 ? "" : "s", res->bad_dirty + res->bad_clean,
+       res->bad_dirty, res->bad_clean);
+  for (id = 0; id <= NC_MAX_EXPORTS; id++) {
+    const struct scrub_export *x = &res->x[id];
+    const char *name = "?";
+
+    if (x->bad_dirty + x->bad_clean == 0)
+      continue;
+    for (i = 0; i < NC_MAX_EXPORTS; i++)
+      if (in->sb.exports[i].id == id)
+        name = in->sb.exports[i].name;
+    snprintf (stage, sizeof stage, "data of export %u (%s)", id, name);
+    if (x->bad_dirty > 0) {
+      say (t, PROBLEM, stage, "%" PRIu64 " DIRTY block%s %s "
+           "checksum (reads fail with EIO; never written back)",
+           x->bad_dirty, x->bad_dirty == 1 ? "" : "s",
+           x->bad_dirty == 1 ? "fails its" : "fail their");
+      t->problems += (unsigned) MIN (x->bad_dirty, 1000u);
+    }
+    if (x->bad_clean > 0) {
+      say (t, NOTE, stage, "note: %" PRIu64 " clean block%s %s "
+           "checksum (read from the backing store instead)", x->bad_clean,
+           x->bad_clean == 1 ? "" : "s",
+           x->bad_clean == 1 ? "fails its" : "fail their");
+      t->notes++;
+    }
+  }
+ out:
+  free (res);
+}
+
 /* ---- --json ---- */
 
 /* What --json collects besides the lines: the log and the indented
@@ -393,13 +454,14 @@ json_report_end (struct json_report *jr)
 }
 
 static const struct option check_options[] = {
+  { "data", no_argument, NULL, 'd' },
   { "json", no_argument, NULL, 'j' },
   { "verbose", no_argument, NULL, 'v' },
   { "help", no_argument, NULL, 'h' },
   { NULL, 0, NULL, 0 },
 };
 
-#define CHECK_USAGE "Usage: nbdcache check [--json] PATH\n"
+#define CHECK_USAGE "Usage: nbdcache check [--data] [--json] PATH\n"
 
 int
 cmd_check (int argc, char **argv)
@@ -408,11 +470,12 @@ cmd_check (int argc, char **argv)
   struct json_report jr = { NULL, NULL, 0, NULL };
   struct inspect *in = NULL;
   const char *path, *result;
-  bool json = false;
+  bool json = false, data = false;
   int c, r, status;
 
   while ((c = getopt_long (argc, argv, "vh", check_options, NULL)) != -1) {
     switch (c) {
+    case 'd': data = true; break;
     case 'j': json = true; break;
     case 'v': log_set_level (LOG_LEVEL_DEBUG); break;
     case 'h':
@@ -463,14 +526,18 @@ cmd_check (int argc, char **argv)
       printf ("result: not an nbdcache cache device\n");
     goto out;
   }
+  in->collect_data = data;
   check_sb_copies (in, &t);
   if (stage_ok (&t, "superblock", r)) {
     /* The journal does not need the prios; the walk needs both. */
     bool prios = check_prio_copies (in, &t);
     bool journal = !t.trouble && check_journal (in, &t);
 
-    if (prios && journal)
+    if (prios && journal) {
       check_index (in, &t);
+      if (data && in->walk_done)
+        check_data (in, &t);
+    }
     else if (!t.trouble)
       say (&t, INFO, "index", "not checked (it needs the prios and the "
            "journal)");

@@ -98,6 +98,8 @@ usage (FILE *fp)
 "      --json               as JSON\n"
 "  check PATH    verify every superblock, prio copy, journal entry, btree\n"
 "                node and key (read-only); exit 0 clean, 1 damaged\n"
+"      --data               also read every cached block and verify its\n"
+"                           checksum (dirty blocks that fail: damaged)\n"
 "      --json               the result as one JSON document\n"
 "  forget PATH EXPORT  free EXPORT's slot in the cache's export table and\n"
 "                drop its cached data (id, backing path, URI or name)\n"

@@ -145,6 +145,7 @@ inspect_close (struct inspect *in)
   admin_set_progress (NULL);
   assemble_release (&in->assembly);     /* read-only: frees, never writes */
   cdev_close (in->cd);
+  free (in->data_keys);
   free (in);
 }
 
@@ -156,6 +157,26 @@ inspect_prios (struct inspect *in)
   return assemble_prios (&in->assembly, &o);
 }
 
+int
+inspect_keep_data_key (struct inspect *in, const struct nc_key *k)
+{
+  if (!in->collect_data)
+    return 0;
+  if (in->nr_data_keys == in->data_keys_cap) {
+    size_t cap = in->data_keys_cap ? 2 * in->data_keys_cap : 1024;
+    struct nc_key *n = realloc (in->data_keys, cap * sizeof *n);
+
+    if (n == NULL) {
+      log_error ("%s: out of memory keeping the data keys", in->path);
+      return -ENOMEM;
+    }
+    in->data_keys = n;
+    in->data_keys_cap = cap;
+  }
+  in->data_keys[in->nr_data_keys++] = *k;
+  return 0;
+}
+
 /* ---- the journal ---- */
 
 static int
@@ -165,6 +186,9 @@ count_journal_key (void *opaque, const struct nc_key *k, uint64_t seq,
   struct inspect *in = opaque;
 
   in->journal_keys++;
+  if (why == NULL && !(k->flags & NC_KEY_DELETE) && bkey_has_data (k) &&
+      inspect_keep_data_key (in, k) < 0)
+    return -ENOMEM;
   if (why != NULL) {
     in->journal_bad_keys++;
     if (in->journal_bad_keys <= MAX_PRINTED) {
@@ -326,6 +350,8 @@ walk_key (void *opaque, const struct nc_key *k, bool current)
     }
     set_role (w, k->bucket, ROLE_DATA);
     claim_blocks (w, k);
+    if (inspect_keep_data_key (w->in, k) < 0)
+      return -ENOMEM;
   }
   else
     s->stale_keys++;

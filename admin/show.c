@@ -207,7 +207,12 @@ show_text (struct inspect *in, int journal_r, int walk_r)
   print_region (sb, "prio copy A", sb->prio_first, sb->prio_buckets);
   print_region (sb, "prio copy B", sb->prio_first + sb->prio_buckets,
                 sb->prio_buckets);
+  if (sb->features & NC_FEATURE_DATA_CSUM)
+    print_region (sb, "checksums", sb->csum_first, sb->csum_buckets);
   print_region (sb, "data", sb->data_first, sb->nbuckets - sb->data_first);
+  printf ("data checksums: %s\n", (sb->features & NC_FEATURE_DATA_CSUM)
+          ? "yes (a 32-bit checksum per 4 KiB block)"
+          : "no (made before data checksums; format again to get them)");
 
   printf ("exports:       %" PRIu32 " of %" PRIu32 " slots\n", sb->nr_exports,
           super_table_slots (sb));
@@ -322,6 +327,10 @@ show_json (struct inspect *in, int journal_r, bool damaged)
   printf ("    \"journal_buckets\": %" PRIu32 ",\n", sb->journal_buckets);
   printf ("    \"prio_first\": %" PRIu32 ",\n", sb->prio_first);
   printf ("    \"prio_buckets\": %" PRIu32 ",\n", sb->prio_buckets);
+  printf ("    \"data_checksums\": %s,\n",
+          (sb->features & NC_FEATURE_DATA_CSUM) ? "true" : "false");
+  printf ("    \"csum_first\": %" PRIu32 ",\n", sb->csum_first);
+  printf ("    \"csum_buckets\": %" PRIu32 ",\n", sb->csum_buckets);
   printf ("    \"data_first\": %" PRIu32 "\n  },\n", sb->data_first);
 
   printf ("  \"exports\": [");

@@ -254,6 +254,7 @@ print_cache (struct json_object *cd)
 {
   char name[256], path[4096], a[32], b[32], c[32], d[32], f[32];
   const char *p;
+  uint64_t v;
 
   if (stats_str (cd, "name", name, sizeof name) == NULL)
     snprintf (name, sizeof name, "?");
@@ -291,6 +292,16 @@ print_cache (struct json_object *cd)
           num (cd, "btree_depth", a), num (cd, "btree_nodes_in_memory", b),
           size_of (cd, "btree_node_bytes_in_memory", c),
           num (cd, "node_reads", d), num (cd, "node_writes", f));
+  if (!stats_u64 (cd, "data_checksums", &v))
+    return;                     /* a server from before them */
+  if (v == 1)
+    printf ("  checksums     corrupt blocks found: clean %s, dirty %s; %s "
+            "checksum pages written\n",
+            num (cd, "corrupt_clean_blocks", a),
+            num (cd, "corrupt_dirty_blocks", b),
+            num (cd, "checksum_page_writes", c));
+  else
+    printf ("  checksums     none (a cache made before data checksums)\n");
 }
 
 /* Print the document as a table. */

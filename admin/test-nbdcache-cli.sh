@@ -111,7 +111,8 @@ run 0 "show" show "$dev" &&
     expect out "journal      buckets 1-4" "show: journal region" &&
     expect out "exports:       0 of 512 slots" "show: export table" &&
     expect out "0 keys pending replay" "show: journal keys" &&
-    expect out "57 free" "show: bucket usage"
+    expect out "56 free" "show: bucket usage" &&
+    expect out "data checksums: yes" "show: data checksums"
 run 0 "show --json" show --json "$dev" &&
     expect out '"damaged": false' "show --json: damaged false" &&
     expect out "\"uuid\": \"$uuid2\"" "show --json: uuid"
@@ -147,7 +148,7 @@ run 1 "bucket size too small" format "$dev2" --force --bucket-size 32K
 run 1 "journal under 4 buckets" format "$dev2" --force --journal-size 1M &&
     expect err "at least 4 buckets" "small journal explained"
 run 1 "device too small" format "$tmp/tiny.img" --size 8M &&
-    expect err "at least 15728640 bytes" "minimum size given"
+    expect err "at least 16777216 bytes" "minimum size given"
 
 # ---- damage ----
 # One superblock copy damaged: the other is used; check reports it, exit 0.

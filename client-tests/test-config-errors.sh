@@ -234,7 +234,7 @@ cache = ssd
 mode = writeback
 EOF
 bad_case cache-too-small 7
-grep -q "at least 15728640 bytes" "$tmp/cache-too-small.check.err" ||
+grep -q "at least 16777216 bytes" "$tmp/cache-too-small.check.err" ||
   die "cache-too-small: the message does not give the minimum size"
 [ ! -e "$tmp/new-cache.img" ] ||
   die "cache-too-small: a failed start left the cache file behind"

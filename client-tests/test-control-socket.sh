@@ -117,7 +117,8 @@ DEVICE_FIELDS = """size_bytes bucket_bytes buckets free_buckets data_buckets
  moving_gc_runs moving_gc_bytes moving_gc_nospc discards discard_batches discard_errors
  journal_commits journal_entries journal_keys journal_waiters
  journal_max_batch_waiters btree_depth btree_nodes_in_memory
- btree_node_bytes_in_memory node_reads node_writes""".split()
+ btree_node_bytes_in_memory node_reads node_writes data_checksums
+ corrupt_clean_blocks corrupt_dirty_blocks checksum_page_writes""".split()
 
 def uint(v):
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0

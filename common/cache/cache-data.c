@@ -10,28 +10,39 @@
  * offset arithmetic written three times.  A path that forgets the
  * recheck serves (or writes back, or moves) another key's data; one door
  * cannot forget.
+ * With data checksums (datacsum.h) a read verifies every block it
+ * touches against its checksum (a partial block is read whole), and a
+ * write stores the checksums of what it wrote (in memory; their region
+ * pages are written and synced before any journal commit or leaf write,
+ * so before the key the caller makes can be durable).
  * INVARIANTS: a read that returns 0 saw k's data (the gen did not move
- * until after the read completed); a key is pointed at space only after
- * its data was written there.
+ * until after the read completed) and, with checksums, every block of it
+ * verified; a key is pointed at space only after its data (and its
+ * checksums) were written there.
  * THREADS AND LOCKS: any thread; no lock held across the I/O.
  * FAILURE: -EIO (logged by the cdev driver), -ENOMEM for a bounce
- * buffer, -ESTALE for a read that raced a bucket's reuse.
+ * buffer, -ESTALE for a read that raced a bucket's reuse, -EBADMSG for
+ * a block that failed its checksum (counted, logged once per bucket).
  * NOT HERE: allocation, key insertion, eviction.
  */
 #include <config.h>
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bkey.h"
 #include "bucket.h"
 #include "cache-data.h"
 #include "cache-internal.h"
 #include "cdev.h"
 #include "compiler.h"
+#include "datacsum.h"
+#include "log.h"
 
 #define BLK ((uint64_t) NC_BLOCK_BYTES)
 /* Unaligned buffers go through bounce buffers of at most this size. */
@@ -53,12 +64,26 @@ io_aligned (const void *buf)
   return ((uintptr_t) buf % NC_BLOCK_BYTES) == 0;
 }
 
+/* Verify the nblocks blocks of data read from byte dev_off (no-op
+ * without data checksums); adds the bad ones to *bad.
+ */
+static void
+verify (struct ncache_device *dev, uint64_t dev_off, const uint8_t *data,
+        uint64_t nblocks, uint64_t *bad, uint64_t *first_bad)
+{
+  if (dev->dc != NULL && bad != NULL)
+    *bad += datacsum_verify (dev->dc, dev_off / BLK, nblocks, data,
+                             *bad == 0 ? first_bad : NULL);
+}
+
 /* Read `len` bytes starting `skip` bytes into the cache-device blocks that
  * begin at byte dev_off.  Bounces what O_DIRECT cannot take directly.
+ * bad (may be NULL: do not verify): the blocks that do not verify are
+ * added to it; every block touched is read and verified whole.
  */
 static int
 dev_read (struct ncache_device *dev, uint64_t dev_off, uint64_t skip,
-          uint8_t *dst, uint64_t len)
+          uint8_t *dst, uint64_t len, uint64_t *bad, uint64_t *first_bad)
 {
   struct cdev *cd = dev->cd;
   uint8_t *bounce = NULL;
@@ -66,8 +91,12 @@ dev_read (struct ncache_device *dev, uint64_t dev_off, uint64_t skip,
 
   dev_off += skip / BLK * BLK;
   skip %= BLK;
-  if (skip == 0 && len % BLK == 0 && io_aligned (dst))
-    return cdev_pread (cd, dst, len, dev_off);
+  if (skip == 0 && len % BLK == 0 && io_aligned (dst)) {
+    r = cdev_pread (cd, dst, len, dev_off);
+    if (r == 0)
+      verify (dev, dev_off, dst, len / BLK, bad, first_bad);
+    return r;
+  }
 
   bounce = cdev_alloc_buffer (BOUNCE_BYTES);
   if (bounce == NULL)
@@ -79,6 +108,7 @@ dev_read (struct ncache_device *dev, uint64_t dev_off, uint64_t skip,
     r = cdev_pread (cd, bounce, blocks * BLK, dev_off);
     if (r < 0)
       break;
+    verify (dev, dev_off, bounce, blocks, bad, first_bad);
     memcpy (dst, bounce + skip, n);
     dst += n;
     len -= n;
@@ -116,18 +146,44 @@ dev_write (struct ncache_device *dev, uint64_t dev_off, const uint8_t *src,
   return r;
 }
 
+/* Blocks of k that did not verify: count, log once per bucket.  The
+ * caller decides what it means (cache-data.h).
+ */
+static int
+report_bad (struct ncache_device *dev, const struct nc_key *k, uint64_t bad,
+            uint64_t first_bad)
+{
+  bool dirty = bkey_is_dirty (k);
+
+  datacsum_note_bad (dev->dc, dirty, bad);
+  if (datacsum_first_report (dev->dc, k->bucket))
+    log_error ("cache '%s': %" PRIu64 " %s block(s) of export %u in bucket "
+               "%" PRIu32 " fail their data checksum (first: device block %"
+               PRIu64 "); %s", dev->name, bad, dirty ? "dirty" : "clean",
+               k->export_id, k->bucket, first_bad,
+               dirty ? "reads of them fail with EIO and they are not "
+               "written back" : "they are read from the backing store");
+  return -EBADMSG;
+}
+
 int
 cache_data_read (struct ncache_device *dev, const struct nc_key *k,
                  uint64_t skip, void *dst, uint64_t len)
 {
+  uint64_t bad = 0, first_bad = 0;
   int r;
 
   r = dev_read (dev, cache_data_offset (dev, k->bucket, k->offset), skip,
-                dst, len);
+                dst, len, &bad, &first_bad);
   if (r < 0)
     return r;
+  /* The words were read after the data: an unchanged gen means neither
+   * was rewritten meanwhile, so the verdict is about k's data.
+   */
   if (bucket_gen (dev->bs, k->bucket) != k->gen)
     return -ESTALE;
+  if (bad > 0)
+    return report_bad (dev, k, bad, first_bad);
   return 0;
 }
 
@@ -135,11 +191,15 @@ int
 cache_data_read_nowait (struct ncache_device *dev, const struct nc_key *k,
                         uint64_t skip, void *dst, uint64_t len)
 {
+  uint64_t off = cache_data_offset (dev, k->bucket, k->offset) + skip;
+
   if (skip % BLK != 0 || len % BLK != 0 || !io_aligned (dst))
     return -EAGAIN;
-  if (cdev_pread_nowait (dev->cd, dst, len,
-                         cache_data_offset (dev, k->bucket, k->offset) + skip)
-      < 0)
+  if (cdev_pread_nowait (dev->cd, dst, len, off) < 0)
+    return -EAGAIN;
+  /* A block that does not verify: the blocking way decides and counts. */
+  if (dev->dc != NULL &&
+      datacsum_verify (dev->dc, off / BLK, len / BLK, dst, NULL) > 0)
     return -EAGAIN;
   if (bucket_gen (dev->bs, k->bucket) != k->gen)
     return -EAGAIN;
@@ -147,18 +207,63 @@ cache_data_read_nowait (struct ncache_device *dev, const struct nc_key *k,
 }
 
 int
-cache_data_write (struct ncache_device *dev, const struct bucket_extent *ext,
-                  const void *src, struct nc_key *k)
+cache_data_read_moving (struct ncache_device *dev, const struct nc_key *k,
+                        void *dst, uint32_t *words)
 {
+  uint64_t off = cache_data_offset (dev, k->bucket, k->offset);
+  int r;
+
+  r = dev_read (dev, off, 0, dst, (uint64_t) k->size * BLK, NULL, NULL);
+  if (r < 0)
+    return r;
+  if (dev->dc != NULL)
+    datacsum_load (dev->dc, off / BLK, k->size, words);
+  if (bucket_gen (dev->bs, k->bucket) != k->gen)
+    return -ESTALE;
+  return 0;
+}
+
+/* Write k's data (and its words: NULL = computed) to ext, then point k
+ * there.
+ */
+static int
+write_key (struct ncache_device *dev, const struct bucket_extent *ext,
+           const void *src, const uint32_t *words, struct nc_key *k)
+{
+  uint64_t off = cache_data_offset (dev, ext->bucket, ext->offset);
   int r;
 
   assert (k->size <= ext->nblocks);
-  r = dev_write (dev, cache_data_offset (dev, ext->bucket, ext->offset), src,
-                 k->size);
+  r = dev_write (dev, off, src, k->size);
+  if (r == 0 && dev->dc != NULL)
+    r = datacsum_store (dev->dc, off / BLK, k->size, src, words);
   if (r < 0)
     return r;
   k->bucket = ext->bucket;
   k->offset = ext->offset;
   k->gen = ext->gen;
   return 0;
+}
+
+int
+cache_data_write (struct ncache_device *dev, const struct bucket_extent *ext,
+                  const void *src, struct nc_key *k)
+{
+  return write_key (dev, ext, src, NULL, k);
+}
+
+int
+cache_data_write_moved (struct ncache_device *dev,
+                        const struct bucket_extent *ext, const void *src,
+                        uint32_t *words, struct nc_key *k)
+{
+  uint64_t from = cache_data_offset (dev, k->bucket, k->offset) / BLK;
+  uint64_t to = cache_data_offset (dev, ext->bucket, ext->offset) / BLK;
+  uint32_t i;
+
+  if (dev->dc == NULL)
+    return write_key (dev, ext, src, NULL, k);
+  for (i = 0; i < k->size; i++)
+    words[i] = datacsum_move (words[i], from + i, to + i);
+  return write_key (dev, ext, src, words, k);
 }

@@ -12,7 +12,10 @@
  *   read (the bucket may have been reused while we read: then -ESTALE,
  *   and the caller looks again or leaves the key alone);
  * - data reaches the device before the key that points at it exists:
- *   cache_data_write fills in the key's location only after the write.
+ *   cache_data_write fills in the key's location only after the write;
+ * - with data checksums (datacsum.h) every block read is verified, and
+ *   the checksums of data written are stored before the write returns
+ *   (on the device before any key for the data can be durable).
  * Buffers may be unaligned (nbdkit's are): they are bounced.
  * Threads: any; no lock is held or taken (the gen is a lock-free load).
  * The caller holds an open reference on the space it writes
@@ -35,6 +38,9 @@ uint64_t cache_data_offset (const struct ncache_device *dev, uint32_t bucket,
                             uint32_t offset_blocks);
 /* Read len bytes of k's data, starting skip bytes into it, into dst.
  * -ESTALE if k's bucket gen moved (what was read may not be k's data).
+ * -EBADMSG if a block read (every block the range touches is read whole)
+ * does not verify: counted as a clean or dirty corrupt block and logged
+ * once per bucket here; dst holds what was read and must not be used.
  */
 int cache_data_read (struct ncache_device *dev, const struct nc_key *k,
                      uint64_t skip, void *dst, uint64_t len);
@@ -44,11 +50,25 @@ int cache_data_read (struct ncache_device *dev, const struct nc_key *k,
  */
 int cache_data_read_nowait (struct ncache_device *dev, const struct nc_key *k,
                             uint64_t skip, void *dst, uint64_t len);
+/* Moving GC: read all of k's blocks into dst, unverified, and their
+ * stored checksums into words[k->size] (untouched without checksums);
+ * -ESTALE as above.  The checksums move with the data
+ * (cache_data_write_moved), so a corrupt block stays detectably corrupt.
+ */
+int cache_data_read_moving (struct ncache_device *dev, const struct nc_key *k,
+                            void *dst, uint32_t *words);
 /* Write k->size whole blocks from src into ext (k->size <= ext->nblocks),
  * then point k at ext (bucket, offset, gen).  k untouched on failure.
  */
 int cache_data_write (struct ncache_device *dev,
                       const struct bucket_extent *ext, const void *src,
                       struct nc_key *k);
+/* The same for data read by cache_data_read_moving from where k points:
+ * the checksums are words (rewritten in place for the new blocks), not
+ * computed from src.
+ */
+int cache_data_write_moved (struct ncache_device *dev,
+                            const struct bucket_extent *ext, const void *src,
+                            uint32_t *words, struct nc_key *k);
 
 #endif /* NBDCACHE_CACHE_DATA_H */

@@ -36,6 +36,7 @@
  *                   the crash ordering of cache and backing (its ORDERING)
  *   export-io.c     per export: the one door to the backing store
  *   cache-data.c    the one door to data blocks on the cache device
+ *   datacsum.c      the data checksum region: a checksum per cached block
  *   forget.c        ORDERING rule 1: the cache forgets, durably, before
  *                   the backing store changes
  *   rangelock.c     per export: writers' range locks
@@ -123,6 +124,8 @@ struct ncache_device {
   struct bucket_set *bs;
   struct journal *journal;
   struct btree *bt;
+  struct datacsum *dc;          /* the data checksums; NULL: the cache
+                                   has none (NC_FEATURE_DATA_CSUM) */
   struct gc *gc;                /* background thread; NULL until started;
                                    set and cleared under gc_ptr_lock */
   pthread_mutex_t gc_ptr_lock;  /* a leaf lock: the allocator's kick

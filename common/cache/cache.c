@@ -44,6 +44,7 @@
 #include "cache-internal.h"
 #include "cache.h"
 #include "compiler.h"
+#include "datacsum.h"
 #include "export-io.h"
 #include "gc.h"
 #include "journal.h"
@@ -831,6 +832,12 @@ ncache_device_get_stats (struct ncache_device *dev,
   st->btree_node_bytes_in_memory = bts.node_bytes_in_memory;
   st->node_reads = bts.node_reads;
   st->node_writes = bts.node_writes;
+  if (dev->dc != NULL) {
+    st->data_checksums = 1;
+    datacsum_get_counts (dev->dc, &st->corrupt_clean_blocks,
+                         &st->corrupt_dirty_blocks,
+                         &st->checksum_page_writes);
+  }
 }
 
 /* ---- the statistics log lines ---- */

@@ -421,6 +421,13 @@ struct ncache_device_stats {
     journal_waiters, journal_max_batch_waiters;
   uint64_t btree_depth, btree_nodes_in_memory, btree_node_bytes_in_memory;
   uint64_t node_reads, node_writes;
+  /* Data checksums (nbdcache-format(5)): 1 if the cache has them; blocks
+   * found corrupt (each time one is read: a clean one is dropped and read
+   * from the backing store, a dirty one fails its read with EIO and
+   * stays dirty, never written back); checksum region pages written.
+   */
+  uint64_t data_checksums, corrupt_clean_blocks, corrupt_dirty_blocks,
+    checksum_page_writes;
 };
 void ncache_device_get_stats (struct ncache_device *dev,
                               struct ncache_device_stats *stats);
@@ -437,7 +444,9 @@ void ncache_device_get_stats (struct ncache_device *dev,
   X (journal_commits, 1) X (journal_entries, 0) X (journal_keys, 0)     \
   X (journal_waiters, 0) X (journal_max_batch_waiters, 1)               \
   X (btree_depth, 0) X (btree_nodes_in_memory, 0)                       \
-  X (btree_node_bytes_in_memory, 0) X (node_reads, 0) X (node_writes, 0)
+  X (btree_node_bytes_in_memory, 0) X (node_reads, 0) X (node_writes, 0) \
+  X (data_checksums, 0) X (corrupt_clean_blocks, 1)                     \
+  X (corrupt_dirty_blocks, 1) X (checksum_page_writes, 0)
 
 /* The device's counters on one info line ("cache 'NAME': buckets N
  * free_buckets N ..."), the fields NCACHE_DEVICE_STATS_FIELDS marks.

@@ -124,7 +124,8 @@ plan_layout (struct cdev *cd, const struct nc_format_options *opts,
     log_error ("%s: the device is too small (%" PRIu64 " bytes): with %s "
                "buckets and a %" PRIu64 "-bucket journal it must be at "
                "least %" PRIu64 " bytes (the superblock bucket, the "
-               "journal, two prio copies and %u data buckets)", cd->path,
+               "journal, two prio copies, the data checksum region and %u data "
+               "buckets)", cd->path,
                cd->size_bytes, s1, l.journal_buckets, l.min_device_bytes,
                NC_MIN_DATA_BUCKETS);
     return -EINVAL;
@@ -137,6 +138,13 @@ plan_layout (struct cdev *cd, const struct nc_format_options *opts,
   sb->prio_first = 1 + (uint32_t) l.journal_buckets;
   sb->prio_buckets = (uint32_t) l.prio_buckets;
   sb->data_first = (uint32_t) l.data_first;
+  if (opts->no_data_checksums)
+    sb->data_first -= (uint32_t) l.csum_buckets;
+  else {
+    sb->features = NC_FEATURE_DATA_CSUM;
+    sb->csum_first = sb->prio_first + 2 * sb->prio_buckets;
+    sb->csum_buckets = (uint32_t) l.csum_buckets;
+  }
   sb->table_blocks = super_table_blocks_for (sb->bucket_blocks);
   return 0;
 }

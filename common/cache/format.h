@@ -24,6 +24,8 @@ struct nc_format_options {
                                    4 buckets, at most 128 MiB */
   const uint8_t *uuid;          /* 16 bytes; NULL = random */
   bool quiet;                   /* no progress output */
+  bool no_data_checksums;       /* tests: a cache as made before data
+                                   checksums (no NC_FEATURE_DATA_CSUM) */
 };
 
 /* Format the whole device.  Refuses (-EINVAL, logged) a device too small

@@ -13,6 +13,9 @@
  *   3. moving GC when free space is low (or forced): fragmented buckets
  *      holding dirty data are selected, their keys found with btree_scan,
  *      each key copied to new space and swapped in with btree_replace.
+ *      A key's data checksums move with it, unverified (cache-data.h):
+ *      a corrupt block stays detectably corrupt, and moving costs no
+ *      hashing.
  * WHY: the allocator must never do slow work on a request's behalf that
  * can be done ahead of time: discards are advisory I/O, GC walks the
  * whole index, and moving GC is the only way to reclaim a bucket that
@@ -99,6 +102,7 @@ struct gc {
   pthread_mutex_t run_lock;     /* one round at a time */
   uint64_t last_gc_ms;          /* under run_lock */
   void *buf;                    /* one bucket; under run_lock */
+  uint32_t *words;              /* its data checksums; under run_lock */
   uint32_t *batch;              /* [GC_DISCARD_BATCH]; under run_lock */
 };
 
@@ -272,7 +276,6 @@ move_key (struct gc *g, const struct nc_key *k, uint64_t *moved,
     struct bucket_extent ext;
     struct nc_key old = *k, nk;
     uint64_t replaced = 0;
-    size_t bytes;
 
     r = mover_alloc (g, wp, (uint32_t) (k->end - pos), &ext);
     if (r < 0)
@@ -281,9 +284,8 @@ move_key (struct gc *g, const struct nc_key *k, uint64_t *moved,
       bkey_cut_front (&old, pos);
     if (pos + ext.nblocks < old.end)
       bkey_cut_back (&old, pos + ext.nblocks);
-    bytes = (size_t) old.size * NC_BLOCK_BYTES;
 
-    r = cache_data_read (dev, &old, 0, g->buf, bytes);
+    r = cache_data_read_moving (dev, &old, g->buf, g->words);
     if (r == -ESTALE) {
       /* The old bucket moved on: the read may have seen its next life. */
       bucket_put_open (dev->bs, ext.bucket);
@@ -291,7 +293,7 @@ move_key (struct gc *g, const struct nc_key *k, uint64_t *moved,
     }
     nk = old;
     if (r == 0)
-      r = cache_data_write (dev, &ext, g->buf, &nk);
+      r = cache_data_write_moved (dev, &ext, g->buf, g->words, &nk);
     if (r == 0) {
       r = btree_replace (dev->bt, &old, &nk, 1, &replaced, NULL);
     }
@@ -454,6 +456,7 @@ gc_free (struct gc *g)
   pthread_mutex_destroy (&g->lock);
   pthread_mutex_destroy (&g->run_lock);
   free (g->buf);
+  free (g->words);
   free (g->batch);
   free (g);
 }
@@ -469,9 +472,11 @@ gc_start (struct ncache_device *dev, struct gc **out)
   g->dev = dev;
   g->last_gc_ms = clock_now_ms ();
   g->buf = cdev_alloc_buffer (super_bucket_bytes (&dev->sb));
+  g->words = calloc (dev->sb.bucket_blocks, sizeof *g->words);
   g->batch = calloc (GC_DISCARD_BATCH, sizeof *g->batch);
-  if (g->buf == NULL || g->batch == NULL) {
+  if (g->buf == NULL || g->words == NULL || g->batch == NULL) {
     free (g->buf);
+    free (g->words);
     free (g->batch);
     free (g);
     return -ENOMEM;

@@ -3,7 +3,8 @@
  *
  * WHAT: nc_layout_plan computes, from a device size and the format
  * options (bucket size, journal size), the regions nc_format writes
- * (superblock bucket, journal, two prio copies, data) — or says why they
+ * (superblock bucket, journal, two prio copies, the data checksum
+ * region, data) — or says why they
  * do not fit and how large the device would have to be.
  * WHY: the server's config check (nbdcached --check-config, the plugin)
  * must refuse `size =` too small for a cache *before* a file is created,
@@ -31,6 +32,7 @@ _Static_assert (NC_LAYOUT_MIN_DATA_BUCKETS == 8, "the message says 8");
 
 struct nc_layout {
   uint64_t bucket_bytes, nbuckets, journal_buckets, prio_buckets;
+  uint64_t csum_buckets;        /* the data checksum region (ondisk.h) */
   uint64_t data_first;
   uint64_t min_device_bytes;    /* -EFBIG: the smallest device that fits */
   const char *why;              /* on failure: what does not fit */
@@ -49,6 +51,25 @@ nc_layout_prio_buckets (uint64_t nbuckets, uint64_t bucket_bytes)
   return nc_layout_div_round_up (sizeof (struct nc_prio) +
                                  nbuckets * sizeof (struct nc_prio_entry),
                                  bucket_bytes);
+}
+
+/* Buckets the data checksum region needs for nbuckets buckets: a 32-bit
+ * word per 4 KiB block, so 1/1024 of the device, at least one bucket.
+ */
+static inline uint64_t
+nc_layout_csum_buckets (uint64_t nbuckets)
+{
+  return nc_layout_div_round_up (nbuckets, NC_DCSUM_PER_BLOCK);
+}
+
+/* Metadata buckets before the data area for nbuckets buckets. */
+static inline uint64_t
+nc_layout_meta_buckets (uint64_t nbuckets, uint64_t bucket_bytes,
+                        uint64_t journal_buckets)
+{
+  return 1 + journal_buckets
+    + 2 * nc_layout_prio_buckets (nbuckets, bucket_bytes)
+    + nc_layout_csum_buckets (nbuckets);
 }
 
 /* The layout of a device of device_bytes formatted with bucket_bytes and
@@ -94,23 +115,24 @@ nc_layout_plan (uint64_t device_bytes, uint64_t bucket_bytes,
   }
   l->journal_buckets = nc_layout_div_round_up (journal_bytes, bucket_bytes);
   l->prio_buckets = nc_layout_prio_buckets (l->nbuckets, bucket_bytes);
-  l->data_first = 1 + l->journal_buckets + 2 * l->prio_buckets;
+  l->csum_buckets = nc_layout_csum_buckets (l->nbuckets);
+  l->data_first = nc_layout_meta_buckets (l->nbuckets, bucket_bytes,
+                                          l->journal_buckets);
   if (l->data_first <= l->nbuckets &&
       l->nbuckets - l->data_first >= NC_LAYOUT_MIN_DATA_BUCKETS)
     return 0;
   /* The smallest bucket count that fits this journal; the prio copies
-   * grow with it, so settle that by iterating (twice at most).
+   * and the checksum region grow with it, so settle that by iterating.
    */
-  need = 1 + l->journal_buckets + 2 + NC_LAYOUT_MIN_DATA_BUCKETS;
-  while (1 + l->journal_buckets + 2 * nc_layout_prio_buckets (need,
-                                                              bucket_bytes)
+  need = 1 + l->journal_buckets + 3 + NC_LAYOUT_MIN_DATA_BUCKETS;
+  while (nc_layout_meta_buckets (need, bucket_bytes, l->journal_buckets)
          + NC_LAYOUT_MIN_DATA_BUCKETS > need)
-    need = 1 + l->journal_buckets
-      + 2 * nc_layout_prio_buckets (need, bucket_bytes)
+    need = nc_layout_meta_buckets (need, bucket_bytes, l->journal_buckets)
       + NC_LAYOUT_MIN_DATA_BUCKETS;
   l->min_device_bytes = need * bucket_bytes;
   l->why = "the device is too small for the superblock bucket, the "
-    "journal, two prio copies and 8 data buckets";
+    "journal, two prio copies, the data checksum region and 8 data "
+    "buckets";
   return -EFBIG;
 }
 

@@ -154,6 +154,28 @@ _Static_assert (sizeof (struct nc_key) == 32, "nc_key is 32 bytes");
 
 /* ---- superblock, version 2 (heads in blocks 0 and 1, tables after) ---- */
 
+/* nc_sb.features: optional parts of version 2.  A cache without a bit
+ * (formatted before it existed, or converted from version 1) works
+ * without that part.
+ */
+#define NC_FEATURE_DATA_CSUM 0x1u   /* the data checksum region below */
+#define NC_FEATURE_ALL NC_FEATURE_DATA_CSUM
+
+/* DATA CHECKSUMS (NC_FEATURE_DATA_CSUM): one 32-bit little-endian word
+ * per 4 KiB block of the whole device (block b at byte 4 * b of the
+ * region), csum_buckets buckets right after prio copy B.  The word of a
+ * block holding a key's data is NC_DCSUM (data, b): the low 32 bits of
+ * XXH3-64 (seed 0) of the block's 4096 bytes, XORed with nc_dcsum_mix
+ * (b), so data written to the wrong block does not verify either, and a
+ * checksum can move with its data (GC) without reading the data:
+ * word' = word ^ mix (b) ^ mix (b').  The words of blocks that hold no
+ * key's data mean nothing.  A region block is written (whole, from
+ * memory) and synced after the data it covers and before any key
+ * pointing at that data can be durable (a journal entry or a leaf), so a
+ * durable key's data always has its word.
+ */
+#define NC_DCSUM_PER_BLOCK (NC_BLOCK_BYTES / 4u)   /* 1024 words a block */
+
 /* What identifies a slot's backing store (nc_sb_export.kind). */
 #define NC_BACKING_URI   0u     /* remote (nbd://, rbd:) or memory: the
                                    URI (without secrets) */
@@ -223,7 +245,14 @@ struct nc_sb {
                                    4096) with its first 8 bytes skipped */
   uint64_t upgraded_unix;       /* when converted from version 1; 0 =
                                    formatted as version 2 */
-  uint8_t pad[3976];            /* zero */
+  uint32_t features;            /* NC_FEATURE_*; an unknown bit refuses */
+  uint32_t csum_first;          /* DATA_CSUM: first bucket of the data
+                                   checksum region (= the end of prio
+                                   copy B); else 0 */
+  uint32_t csum_buckets;        /* DATA_CSUM: its length, buckets (the
+                                   data area follows it); else 0 */
+  uint32_t pad1;
+  uint8_t pad[3960];            /* zero */
   struct nc_sb_export exports[NC_MAX_EXPORTS];
 };
 _Static_assert (__builtin_offsetof (struct nc_sb, exports) == NC_BLOCK_BYTES,

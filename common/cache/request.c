@@ -465,8 +465,29 @@ widen_miss (struct ncache_export *nc, uint64_t *ps, uint64_t *pe)
   }
 }
 
+/* A hit whose data failed its checksum (counted and logged by the cache
+ * data door).  Dirty: the only copy is bad: EIO, never served.  Clean:
+ * the backing store has it: drop the key (replace-if-unchanged, so a
+ * write that replaced it meanwhile wins) and serve from the backing
+ * store; a later read misses and promotes afresh.
+ */
+static int
+corrupt_hit (struct ncache_export *nc, const struct btree_piece *p,
+             uint8_t *dst, uint64_t lo, uint64_t hi)
+{
+  struct ncache_device *dev = nc->dev;
+  struct nc_key del;
+
+  if (bkey_is_dirty (&p->key))
+    return -EIO;
+  bkey_init (&del, p->key.export_id, p->start, p->end, NC_KEY_DELETE);
+  (void) btree_replace (dev->bt, &p->key, &del, 1, NULL, NULL);
+  return export_io_read (nc, dst, lo, hi);
+}
+
 /* A hit: serve bytes [lo, hi) of piece p into dst.  -ESTALE if the bucket
- * was reused during the read (look the range up again).
+ * was reused during the read (look the range up again); -EIO if its
+ * dirty data failed its checksum.
  */
 static int
 read_hit (struct ncache_export *nc, const struct btree_piece *p, uint8_t *dst,
@@ -480,6 +501,8 @@ read_hit (struct ncache_export *nc, const struct btree_piece *p, uint8_t *dst,
     return 0;
   }
   r = cache_data_read (dev, &p->key, lo - p->start * BLK, dst, hi - lo);
+  if (r == -EBADMSG)
+    return corrupt_hit (nc, p, dst, lo, hi);
   if (r < 0)
     return r;
   bucket_hit (dev->bs, p->key.bucket);

@@ -52,6 +52,7 @@
 #include "cdev.h"
 #include "compiler.h"
 #include "csum.h"
+#include "layout.h"
 #include "log.h"
 #include "ondisk.h"
 #include "super.h"
@@ -130,6 +131,20 @@ super_validate (const struct nc_sb *sb, uint64_t device_bytes)
   if ((uint64_t) sb->journal_first + sb->journal_buckets != sb->prio_first)
     goto bad;
   prio_end = (uint64_t) sb->prio_first + 2 * (uint64_t) sb->prio_buckets;
+  why = "unknown feature flags";
+  if ((sb->features & ~NC_FEATURE_ALL) != 0)
+    goto bad;
+  if (sb->features & NC_FEATURE_DATA_CSUM) {
+    why = "the data checksum region does not follow the prio copies";
+    if (sb->csum_first != prio_end)
+      goto bad;
+    prio_end += sb->csum_buckets;
+  }
+  else {
+    why = "a data checksum region without the feature flag";
+    if (sb->csum_first != 0 || sb->csum_buckets != 0)
+      goto bad;
+  }
   why = "the data area does not follow the prio copies";
   if (prio_end != sb->data_first)
     goto bad;
@@ -141,6 +156,10 @@ super_validate (const struct nc_sb *sb, uint64_t device_bytes)
     (uint64_t) sb->nbuckets * sizeof (struct nc_prio_entry);
   why = "a prio copy is too small for the bucket count";
   if (prio_needed > (uint64_t) sb->prio_buckets * bucket_bytes)
+    goto bad;
+  why = "the data checksum region is too small for the bucket count";
+  if ((sb->features & NC_FEATURE_DATA_CSUM) &&
+      sb->csum_buckets < nc_layout_csum_buckets (sb->nbuckets))
     goto bad;
   why = "too few data buckets";
   if (sb->nbuckets - data_first < NC_MIN_DATA_BUCKETS)
@@ -299,7 +318,10 @@ super_to_v1 (const struct nc_sb *sb, struct nc_sb_v1 *v1)
   v1->journal_buckets = sb->journal_buckets;
   v1->prio_first = sb->prio_first;
   v1->prio_buckets = sb->prio_buckets;
-  v1->data_first = sb->data_first;
+  /* Version 1 has no data checksums: their region becomes data buckets
+   * that hold nothing (no key points there; their gens are 0).
+   */
+  v1->data_first = sb->prio_first + 2 * sb->prio_buckets;
   v1->nr_exports = used;
   v1->csum = nc_csum (v1, sizeof *v1);
   return 0;
@@ -455,7 +477,9 @@ super_copies_disagree (const struct nc_sb *newer, const struct nc_sb *older,
       || a->journal_first != b->journal_first
       || a->journal_buckets != b->journal_buckets
       || a->prio_first != b->prio_first || a->prio_buckets != b->prio_buckets
-      || a->data_first != b->data_first || a->table_blocks != b->table_blocks)
+      || a->data_first != b->data_first || a->table_blocks != b->table_blocks
+      || a->features != b->features || a->csum_first != b->csum_first
+      || a->csum_buckets != b->csum_buckets)
     return "the geometry differs";
   n = super_table_slots (a);
   for (i = 0; i < n; i++) {

@@ -115,8 +115,9 @@ int super_upgrade (struct cdev *cd, struct nc_sb *sb);
 void super_from_v1 (const struct nc_sb_v1 *v1, struct nc_sb *sb);
 /* The version 1 head of sb (tests and the fixture tool that makes a
  * version 1 cache: bsets, prios and journal are the same in both
- * versions).  -E2BIG if sb does not fit version 1 (an id above 15, more
- * than 15 exports, a uri of 176 bytes or more).
+ * versions; a data checksum region becomes empty data buckets: version
+ * 1 has none).  -E2BIG if sb does not fit version 1 (an id above 15,
+ * more than 15 exports, a uri of 176 bytes or more).
  */
 int super_to_v1 (const struct nc_sb *sb, struct nc_sb_v1 *v1);
 

@@ -82,7 +82,11 @@ test_super_format_then_read (void **state)
   assert_int_equal (sb.journal_buckets, 4);
   assert_int_equal (sb.prio_first, 5);
   assert_int_equal (sb.prio_buckets, 1);
-  assert_int_equal (sb.data_first, 7);
+  /* The data checksum region: 64 buckets * 256 blocks * 4 bytes. */
+  assert_int_equal (sb.features, NC_FEATURE_DATA_CSUM);
+  assert_int_equal (sb.csum_first, 7);
+  assert_int_equal (sb.csum_buckets, 1);
+  assert_int_equal (sb.data_first, 8);
   assert_int_equal (sb.nr_exports, 0);
 
   /* Both copies valid: seq 2 in slot 0, seq 1 in slot 1, same content. */
@@ -127,7 +131,7 @@ test_super_format_geometry (void **state)
   struct nc_sb sb;
 
   /* 1 TiB, 1 MiB buckets: journal capped at 128 MiB; prio copy
-   * 64 + 1 Mi * 4 bytes = 5 buckets.
+   * 64 + 1 Mi * 4 bytes = 5 buckets; data checksums 1 GiB = 1024.
    */
   cd = big_create (UINT64_C (1) << 40);
   assert_int_equal (nc_format (cd, &o), 0);
@@ -136,7 +140,8 @@ test_super_format_geometry (void **state)
   assert_int_equal (sb.journal_buckets, 128);
   assert_int_equal (sb.prio_buckets, 5);
   assert_int_equal (sb.prio_first, 129);
-  assert_int_equal (sb.data_first, 139);
+  assert_int_equal (sb.csum_buckets, 1024);
+  assert_int_equal (sb.data_first, 139 + 1024);
   cdev_close (cd);
 
   /* 64 MiB, 64 KiB buckets: journal 1/32 = 2 MiB = 32 buckets. */
@@ -148,7 +153,7 @@ test_super_format_geometry (void **state)
   assert_int_equal (sb.nbuckets, 1024);
   assert_int_equal (sb.journal_buckets, 32);
   assert_int_equal (sb.prio_buckets, 1);
-  assert_int_equal (sb.data_first, 35);
+  assert_int_equal (sb.data_first, 36);
 
   /* An explicit journal size is rounded up to whole buckets. */
   o.bucket_bytes = 0;
@@ -156,7 +161,7 @@ test_super_format_geometry (void **state)
   assert_int_equal (nc_format (cd, &o), 0);
   assert_int_equal (super_read (cd, &sb, NULL), 0);
   assert_int_equal (sb.journal_buckets, 5);
-  assert_int_equal (sb.data_first, 8);
+  assert_int_equal (sb.data_first, 9);
 
   /* A device that is not a whole number of buckets: the tail is unused. */
   cdev_close (cd);
@@ -211,24 +216,24 @@ test_super_format_refusals (void **state)
   assert_int_equal (cdev_sim_nr_writes (cd), 0);
   cdev_close (cd);
 
-  /* 1 + 4 + 2 + 8 = 15 buckets of 1 MiB is the least. */
-  cd = sim (15 * MIB - NC_BLOCK_BYTES);
+  /* 1 + 4 + 2 + 1 + 8 = 16 buckets of 1 MiB is the least. */
+  cd = sim (16 * MIB - NC_BLOCK_BYTES);
   test_log_clear ();
   o.journal_bytes = 0;
   assert_int_equal (nc_format (cd, &o), -EINVAL);
-  assert_error_contains ("at least 15728640 bytes");
+  assert_error_contains ("at least 16777216 bytes");
   assert_int_equal (cdev_sim_nr_writes (cd), 0);
   cdev_close (cd);
-  cd = sim (15 * MIB);
+  cd = sim (16 * MIB);
   assert_int_equal (nc_format (cd, &o), 0);
   cdev_close (cd);
 
-  /* With 64 KiB buckets the least is 15 * 64 KiB. */
-  cd = sim (15 * 64 * KIB - NC_BLOCK_BYTES);
+  /* With 64 KiB buckets the least is 16 * 64 KiB. */
+  cd = sim (16 * 64 * KIB - NC_BLOCK_BYTES);
   test_log_clear ();
   o.bucket_bytes = 64 * KIB;
   assert_int_equal (nc_format (cd, &o), -EINVAL);
-  assert_error_contains ("at least 983040 bytes");
+  assert_error_contains ("at least 1048576 bytes");
   cdev_close (cd);
   cd = sim (8 * KIB);
   assert_int_equal (nc_format (cd, &o), -EINVAL);

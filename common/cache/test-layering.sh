@@ -23,7 +23,8 @@
 #      assemble.h, the one way to put a device together, read-only for
 #      show/check; the on-disk format and geometry; format; the superblock
 #      and cache-device reads; key predicates; the bucket usage and the
-#      journal check that inspection reports).  In particular never the
+#      journal check that inspection reports; the data checksums, which
+#      check --data verifies the cached data against).  In particular never the
 #      btree, the bset format or an *-internal.h: recovery is not written
 #      again outside the engine;
 #   5. two C files (*.c, *.h) anywhere in the tree share a basename
@@ -74,7 +75,7 @@ sources ()
 
 # What admin/ may include from common/cache (rule 4).
 ADMIN_HEADERS="cache.h assemble.h ondisk.h layout.h format.h super.h cdev.h
-bkey.h bucket.h journal.h"
+bkey.h bucket.h journal.h datacsum.h"
 
 # Check the tree rooted at $1; sets nr_bad to the number of violations.
 check_tree ()

@@ -154,10 +154,18 @@ add_data_key (const struct nc_key *k)
       prio_use->entries[k->bucket].gen != k->gen)
     return;
   note_used_bucket (k->bucket);
-  if (W.nr_of[R_DATA] < MAX_TARGETS / 2)
+  if (W.nr_of[R_DATA] < MAX_TARGETS / 4)
     add_target (R_DATA, bucket_byte (k->bucket)
                 + (uint64_t) k->offset * NC_BLOCK_BYTES,
                 k->size * NC_BLOCK_BYTES, 0, 0, true);
+  /* Its words in the checksum region (at least 8 bytes: the widest
+   * mutation; a word past the key's is another key's or unused).
+   */
+  if ((W.sb.features & NC_FEATURE_DATA_CSUM) &&
+      W.nr_of[R_CSUM] < MAX_TARGETS / 4)
+    add_target (R_CSUM, bucket_byte (W.sb.csum_first)
+                + 4 * ((uint64_t) k->bucket * W.sb.bucket_blocks + k->offset),
+                MAX (8u, k->size * 4u), 0, 0, true);
 }
 
 static void

@@ -13,13 +13,14 @@
  * dirty data, clean data, ZERO keys and pending (unreplayed) journal
  * entries.  Every write is FLUSHed, so every block must read what was
  * last written.  Then, per region — superblock, prio, journal, btree,
- * data — N seeded mutants with the damaged structure's checksum left as
- * it is and N with it recomputed (the data region has no checksums: N
- * mutants).  Each mutant is a bit flip, a random byte or 8 bytes, or a
+ * data, data checksums — N seeded mutants with the damaged structure's
+ * checksum left as it is and N with it recomputed (data and the data
+ * checksum words have no checksum of their own: N mutants).  Each mutant is a bit flip, a random byte or 8 bytes, or a
  * zeroed block (kept checksums only) in a live structure: either
  * superblock copy's head or export table, either prio copy, a valid
  * journal entry (those to replay most often), a bset of a live node (the
- * newest most often), a block of current cached data.  A journal entry
+ * newest most often), a block of current cached data, the checksum words
+ * of current cached data.  A journal entry
  * (version 2, stamped) is mutated in its device bytes: a byte of its
  * payload or of a sector's stamp; "recomputed" there means what an
  * attacker who knows the format does: the entry's payload changed, its
@@ -33,20 +34,20 @@
  *   EIO      some blocks fail with an error, the others read right;
  *   wrong    some block reads something else.
  * With NBDCACHE set to the nbdcache binary, every mutant is first checked
- * with `nbdcache check` (which must not change the image): clean, damaged
- * or other (exit 2).
+ * with `nbdcache check --data` (which must not change the image): clean,
+ * damaged or other (exit 2).
  * The test prints the seed, and a tally per region and checksum mode, of
  * the outcomes and of check's verdicts.  It fails on any wrong mutant of
- * a metadata region, on "check clean" for a mutant that serves wrong
- * metadata, and on a check that changed the image or died.  Data-region
- * mutants serve wrong data (data checksums are future work, issue 14
- * item 7): they are
- * counted as "wrong (data region, no checksums yet)" and do not fail.
+ * any region (data included: the data checksums answer a damaged dirty
+ * block with EIO and read a damaged clean one from the backing store), on
+ * "check clean" for a mutant that serves wrong data or (data, checksums)
+ * fails reads, and on a check that changed the image or died.
  * KNOWN HOLES, counted apart and printed, not failed (enum hole): a
  * newest bset's identity clobbered (the format cannot tell it from blocks
  * never written; test-corrupt.c has the same exception); a leaf key's
- * extent or pointer changed with its checksum recomputed (only data
- * checksums can tell, issue 14 item 7); a sector stamp of the newest
+ * extent changed with its checksum recomputed (the data checksums name
+ * the device block, not the export block: a key moved over other data
+ * that verifies reads it); a sector stamp of the newest
  * journal write forged, checksum recomputed, to look never written
  * (what a torn write leaves: dropped as torn).
  * HOW: the test parses the base image itself (ondisk.h, nc_csum),
@@ -122,7 +123,7 @@ fill_block (unsigned char *buf, uint32_t block, uint32_t version)
 /* ---- regions, outcomes, verdicts ---- */
 
 static const char *const region_names[NR_REGIONS] = {
-  "superblock", "prio", "journal", "btree", "data",
+  "superblock", "prio", "journal", "btree", "data", "checksums",
 };
 
 enum outcome { O_REFUSED, O_CORRECT, O_EIO, O_WRONG, NR_OUTCOMES };
@@ -252,7 +253,7 @@ enum hole {
 static const char *const hole_names[NR_HOLES] = {
   "",
   "a newest bset's identity clobbered (the format cannot tell)",
-  "a leaf key's extent or pointer changed (needs data checksums)",
+  "a leaf key's extent or pointer changed (checksums name device blocks)",
   "a stamp of the newest write forged as never written (reads as torn)",
 };
 
@@ -393,8 +394,8 @@ run_check (const unsigned char *img, uint64_t off, uint64_t len,
            bool *modified)
 {
   posix_spawn_file_actions_t fa;
-  char *argv[] = { (char *) W.nbdcache, (char *) "check", W.image_path,
-                   NULL };
+  char *argv[] = { (char *) W.nbdcache, (char *) "check", (char *) "--data",
+                   W.image_path, NULL };
   struct timespec before, after;
   pid_t pid;
   int status;
@@ -435,6 +436,9 @@ struct tally {
   unsigned hole[NR_HOLES][NR_OUTCOMES];         /* counted apart */
   unsigned check_clean_wrong[NR_REGIONS];       /* clean, serves wrong */
   unsigned check_clean_refused[NR_REGIONS];     /* clean, recovery says no */
+  unsigned check_clean_eio[NR_REGIONS];         /* clean, reads fail (data
+                                                   and checksums: --data
+                                                   must find them) */
   unsigned check_modified;
   unsigned check_other;
 };
@@ -452,17 +456,16 @@ print_tally (const struct tally *t, unsigned per_mode)
           "damaged", "other");
   for (r = 0; r < NR_REGIONS; r++)
     for (c = 0; c < 2; c++) {
-      if (r == R_DATA && c == 1)
+      if (REGION_UNCHECKED (r) && c == 1)
         continue;
       printf ("# %-10s %-10s %8u %8u %8u %8u", region_names[r],
-              r == R_DATA ? "none" : c ? "recomputed" : "kept",
+              REGION_UNCHECKED (r) ? "none" : c ? "recomputed" : "kept",
               t->n[r][c][O_REFUSED], t->n[r][c][O_CORRECT],
               t->n[r][c][O_EIO], t->n[r][c][O_WRONG]);
       if (W.nbdcache != NULL)
         printf ("          %6u %8u %6u", t->v[r][c][V_CLEAN],
                 t->v[r][c][V_DAMAGED], t->v[r][c][V_OTHER]);
-      printf ("%s\n", r == R_DATA && t->n[r][c][O_WRONG] > 0
-              ? "  (wrong: data region, no checksums yet)" : "");
+      printf ("\n");
     }
   for (h = HOLE_NONE + 1; h < NR_HOLES; h++)
     printf ("# not counted, %s: %u refused, %u correct, %u EIO, %u wrong\n",
@@ -470,12 +473,12 @@ print_tally (const struct tally *t, unsigned per_mode)
             t->hole[h][O_EIO], t->hole[h][O_WRONG]);
   if (W.nbdcache != NULL)
     for (r = 0; r < NR_REGIONS; r++)
-      if (t->check_clean_wrong[r] || t->check_clean_refused[r])
-        printf ("# check said clean: %s: %u serving wrong data%s, %u that "
-                "recovery refuses\n", region_names[r],
-                t->check_clean_wrong[r], r == R_DATA
-                ? " (data region, no checksums yet)" : "",
-                t->check_clean_refused[r]);
+      if (t->check_clean_wrong[r] || t->check_clean_refused[r] ||
+          t->check_clean_eio[r])
+        printf ("# check said clean: %s: %u serving wrong data, %u that "
+                "recovery refuses, %u whose reads fail\n", region_names[r],
+                t->check_clean_wrong[r], t->check_clean_refused[r],
+                t->check_clean_eio[r]);
 }
 
 static void
@@ -509,6 +512,8 @@ run_one (struct tally *t, unsigned index, enum region r, bool recompute,
     t->check_clean_wrong[r]++;
   if (v == V_CLEAN && o == O_REFUSED)
     t->check_clean_refused[r]++;
+  if (v == V_CLEAN && o == O_EIO && REGION_UNCHECKED (r))
+    t->check_clean_eio[r]++;
   if (modified)
     t->check_modified++;
   if (v == V_OTHER)
@@ -530,7 +535,7 @@ run_one (struct tally *t, unsigned index, enum region r, bool recompute,
     if (hole != HOLE_NONE)
       printf (" [not counted: %s]", hole_names[hole]);
     printf ("\n");
-    if (verbose || (o == O_WRONG && r != R_DATA && hole == HOLE_NONE)) {
+    if (verbose || (o == O_WRONG && hole == HOLE_NONE)) {
       fflush (stdout);
       test_log_dump ("the engine's log");
       print_check_log ();
@@ -552,23 +557,23 @@ test_mutants (void **state)
   memset (&t, 0, sizeof t);
   for (r = 0; r < NR_REGIONS; r++)
     for (c = 0; c < 2; c++) {
-      if (r == R_DATA && c == 1)
+      if (REGION_UNCHECKED (r) && c == 1)
         continue;
       for (i = 0; i < per_mode; i++, index++)
         if (only == UINT64_MAX || only == index)
           run_one (&t, index, (enum region) r, c == 1, only == index);
     }
   print_tally (&t, per_mode);
-  for (r = 0; r < R_DATA; r++)
+  for (r = 0; r < NR_REGIONS; r++)
     for (c = 0; c < 2; c++)
       fails += t.n[r][c][O_WRONG];
-  for (r = 0; r < R_DATA; r++)
-    fails += t.check_clean_wrong[r];
+  for (r = 0; r < NR_REGIONS; r++)
+    fails += t.check_clean_wrong[r] + t.check_clean_eio[r];
   if (t.check_modified > 0)
     printf ("# FAIL: nbdcache check modified %u images\n", t.check_modified);
   if (fails > 0)
-    printf ("# FAIL: %u metadata mutants served wrong data or were called "
-            "clean while doing so\n", fails);
+    printf ("# FAIL: %u mutants served wrong data, or were called clean "
+            "while doing so or (data) while reads fail\n", fails);
   assert_int_equal (fails + t.check_modified + W.check_died, 0);
 }
 
@@ -637,9 +642,9 @@ setup (void **state)
   cdev_sim_peek (W.cd, 0, W.base, DEVICE_BYTES);
   parse_base ();
   printf ("# base image: %u superblock heads and tables, %u prio copies, %u journal "
-          "entries, %u bsets of %u nodes, %u data extents\n",
-          W.nr_of[R_SUPER], W.nr_of[R_PRIO], W.nr_of[R_JOURNAL],
-          W.nr_of[R_BTREE], W.nr_nodes, W.nr_of[R_DATA]);
+          "entries, %u bsets of %u nodes, %u data extents, %u checksum "
+          "runs\n", W.nr_of[R_SUPER], W.nr_of[R_PRIO], W.nr_of[R_JOURNAL],
+          W.nr_of[R_BTREE], W.nr_nodes, W.nr_of[R_DATA], W.nr_of[R_CSUM]);
   return 0;
 }
 

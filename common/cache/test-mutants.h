@@ -22,7 +22,13 @@
 struct cdev;
 struct test_store;
 
-enum region { R_SUPER, R_PRIO, R_JOURNAL, R_BTREE, R_DATA, NR_REGIONS };
+/* R_CSUM: the words of the data checksum region that cover current
+ * data (no checksum of their own: like data, one mode).
+ */
+enum region { R_SUPER, R_PRIO, R_JOURNAL, R_BTREE, R_DATA, R_CSUM,
+              NR_REGIONS };
+/* Regions with no checksum of their own: mutated in one mode. */
+#define REGION_UNCHECKED(r) ((r) >= R_DATA)
 
 /* One structure a mutant may damage. */
 struct target {

@@ -31,6 +31,7 @@
 #include <cmocka.h>
 
 #include "cdev.h"
+#include "format.h"
 #include "log.h"
 #include "ondisk.h"
 #include "super.h"
@@ -49,11 +50,16 @@ static const char *const uris[] = {
 static struct cdev *
 v1_device (struct nc_sb *want)
 {
-  struct cdev *cd = formatted (DEV_BYTES, 64 * 1024);
+  struct cdev *cd = sim (DEV_BYTES);
+  const struct nc_format_options o = {
+    .bucket_bytes = 64 * 1024, .uuid = uuid_a, .quiet = true,
+    .no_data_checksums = true,  /* version 1 had none */
+  };
   struct nc_sb_v1 v1;
   size_t i;
   int slot;
 
+  assert_int_equal (nc_format (cd, &o), 0);
   assert_int_equal (super_read (cd, want, NULL), 0);
   for (i = 0; i < 3; i++)
     assert_int_equal (super_add_export (want, "e", uris[i],

@@ -99,8 +99,12 @@ CORRUPT (c_prio_gap, sb->prio_first++; sb->data_first++)
 CORRUPT (c_data_overlaps_prio, sb->data_first--)
 CORRUPT (c_data_gap, sb->data_first++)
 CORRUPT (c_regions_past,
-         sb->journal_buckets = 61; sb->prio_first = 62; sb->data_first = 64;
-         sb->prio_buckets = 1)
+         sb->journal_buckets = 61; sb->prio_first = 62; sb->csum_first = 64;
+         sb->data_first = 65; sb->prio_buckets = 1)
+CORRUPT (c_features, sb->features |= 0x80)
+CORRUPT (c_csum_gap, sb->csum_first++; sb->data_first++)
+CORRUPT (c_csum_small, sb->csum_buckets = 0; sb->data_first--)
+CORRUPT (c_csum_no_flag, sb->features = 0)
 CORRUPT (c_regions_huge,
          sb->journal_buckets = UINT32_MAX; sb->prio_first = 0)
 CORRUPT (c_prio_small, sb->bucket_blocks = 16; sb->nbuckets = 20000;
@@ -169,6 +173,13 @@ static const struct corruption corruptions[] = {
     "the data area does not follow the prio copies", false },
   { "gap before data", c_data_gap,
     "the data area does not follow the prio copies", false },
+  { "unknown feature", c_features, "unknown feature flags", false },
+  { "gap before the checksums", c_csum_gap,
+    "the data checksum region does not follow the prio copies", false },
+  { "checksum region empty", c_csum_small,
+    "the data checksum region is too small for the bucket count", false },
+  { "checksum region, no flag", c_csum_no_flag,
+    "a data checksum region without the feature flag", false },
   { "regions past nbuckets", c_regions_past,
     "the metadata regions run past the last bucket", false },
   { "regions overflow", c_regions_huge,

@@ -35,7 +35,9 @@
  * lock is taken with no other lock held; btree / bucket / journal locks
  * are taken inside their calls.
  * FAILURE: a failed cache read, backing write, backing flush or index
- * update fails the batch: counted, logged (at most every
+ * update fails the batch (a piece whose data fails its checksum is left
+ * dirty and never written back; the rest of its batch is, then the batch
+ * fails): counted, logged (at most every
  * WB_LOG_INTERVAL_MS), retried after a backoff doubling from
  * WRITEBACK_BACKOFF_MIN_MS to WRITEBACK_BACKOFF_MAX_MS.  A drain that
  * sees a failure returns -EIO.  Nothing dirty is ever dropped.
@@ -53,6 +55,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bkey.h"
 #include "btree.h"
 #include "bucket.h"
 #include "cache-data.h"
@@ -144,6 +147,7 @@ struct batch_result {
   uint64_t bytes;               /* sent to the backing store */
   uint64_t cost;                /* for pacing */
   uint64_t marked;              /* pieces marked clean */
+  bool corrupt;                 /* a piece failed its data checksum */
 };
 
 /* A contiguous stretch of pending backing I/O inside a run. */
@@ -354,9 +358,30 @@ add_zero (struct writeback *wb, struct pending *p, const struct nc_key *k,
   return piece_add (&wb->done, k);
 }
 
+/* Blocks [lo, hi) of key k (block offsets in it) are to be marked clean. */
+static int
+piece_add_part (struct piece_list *l, const struct nc_key *k, uint64_t lo,
+                uint64_t hi)
+{
+  struct nc_key part = *k;
+
+  if (lo >= hi)
+    return 0;
+  if (lo > 0)
+    bkey_cut_front (&part, bkey_start (k) + lo);
+  if (hi < k->size)
+    bkey_cut_back (&part, bkey_start (k) + hi);
+  return piece_add (l, &part);
+}
+
 /* A dirty data piece: read it into the buffer (merging with what is there
  * if adjacent), writing the buffer out whenever it fills.  A piece whose
- * bucket gen moved is skipped (not marked clean).
+ * bucket gen moved is skipped (not marked clean).  A block that fails its
+ * data checksum (counted and logged by the read) is never written back:
+ * from the first such read on, the key is read block by block, the good
+ * runs go on (and are marked clean as parts of the key), the bad blocks
+ * stay dirty and res->corrupt fails the batch at its end (backoff; a
+ * drain sees EIO).
  */
 static int
 add_data (struct writeback *wb, struct pending *p, const struct nc_key *k,
@@ -365,7 +390,8 @@ add_data (struct writeback *wb, struct pending *p, const struct nc_key *k,
   struct ncache_export *nc = wb->nc;
   const uint64_t cap = WB_IO_BYTES / BLK;
   uint64_t start = k->end - k->size;
-  uint64_t done = 0;
+  uint64_t done = 0, run_lo = 0;
+  bool split = false;           /* a block failed: one block at a time */
   int r;
 
   if ((r = flush_zero (wb, p, res)) < 0)
@@ -380,14 +406,29 @@ add_data (struct writeback *wb, struct pending *p, const struct nc_key *k,
       return r;
     if (p->data_n == 0)
       p->data_start = start + done;
-    n = MIN (k->size - done, cap - p->data_n);
+    n = split ? 1 : MIN (k->size - done, cap - p->data_n);
     r = cache_data_read (nc->dev, k, done * BLK, wb->buf + p->data_n * BLK,
                          n * BLK);
     if (r == -ESTALE) {
       /* Relocated meanwhile: what was read may not be this key's data.
        * Write what came before, leave the piece dirty.
        */
+      if (split && (r = piece_add_part (&wb->done, k, run_lo, done)) < 0)
+        return r;
       return flush_data (wb, p, res);
+    }
+    if (r == -EBADMSG) {
+      res->corrupt = true;
+      if (!split) {
+        split = true;           /* again, block by block */
+        continue;
+      }
+      /* This block stays dirty: end the good run before it. */
+      if ((r = piece_add_part (&wb->done, k, run_lo, done)) < 0 ||
+          (r = flush_data (wb, p, res)) < 0)
+        return r;
+      run_lo = ++done;
+      continue;
     }
     if (r < 0) {
       log_debug ("export '%s': writeback: cache read of bucket %" PRIu32
@@ -398,6 +439,8 @@ add_data (struct writeback *wb, struct pending *p, const struct nc_key *k,
     done += n;
   }
   res->cost += k->size * BLK;
+  if (split)
+    return piece_add_part (&wb->done, k, run_lo, done);
   return piece_add (&wb->done, k);
 }
 
@@ -579,6 +622,7 @@ write_runs (struct writeback *wb, size_t nkeys, struct batch_result *res)
       r = piece_add (&wb->done, &l->w.done.k[k]);
     res->bytes += l->res.bytes;
     res->cost += l->res.cost;
+    res->corrupt |= l->res.corrupt;
     free (l->w.done.k);
     if (i > 0)
       free (l->w.buf);
@@ -614,7 +658,7 @@ run_batch (struct writeback *wb, uint64_t max_bytes, struct batch_result *res)
   if (r < 0)
     return r;
   if (wb->done.n == 0)
-    return 0;
+    return res->corrupt ? -EIO : 0;
 
   /* Crash promise 3: durable in the backing store before marked clean,
    * and no failed flush since our writes (another caller's) may have
@@ -644,7 +688,7 @@ run_batch (struct writeback *wb, uint64_t max_bytes, struct batch_result *res)
     return r;
   }
   res->marked = wb->done.n;
-  return 0;
+  return res->corrupt ? -EIO : 0;
 }
 
 /* ---- bookkeeping around a batch (lock held) ---- */

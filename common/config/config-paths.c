@@ -54,7 +54,8 @@ config_check_cache_size (struct parser *p, const struct config_cache *c,
                   "with %" PRIu64 " KiB buckets and a %" PRIu64 "-bucket "
                   "journal a cache needs at least %" PRIu64 " bytes (%"
                   PRIu64 " MiB; the superblock bucket, the journal, two "
-                  "prio copies and %u data buckets)", c->size_bytes,
+                  "prio copies, the data checksum region and %u data "
+                  "buckets)", c->size_bytes,
                   c->name, l.bucket_bytes / 1024, l.journal_buckets,
                   l.min_device_bytes,
                   nc_layout_div_round_up (l.min_device_bytes, 1 << 20),

@@ -139,6 +139,13 @@ static const struct prom_field cache_fields[] = {
     "Memory held by index nodes in bytes." },
   { "node_reads", NULL, COUNTER, "Index node reads." },
   { "node_writes", NULL, COUNTER, "Index node writes." },
+  { "data_checksums", NULL, GAUGE, "1 if the cache has data checksums." },
+  { "corrupt_clean_blocks", NULL, COUNTER, "Clean blocks found failing "
+    "their data checksum (read from the backing store instead)." },
+  { "corrupt_dirty_blocks", NULL, COUNTER, "Dirty blocks found failing "
+    "their data checksum (reads fail with EIO)." },
+  { "checksum_page_writes", NULL, COUNTER,
+    "Data checksum region pages written." },
 };
 
 #define NELEMS(a) (sizeof (a) / sizeof ((a)[0]))
