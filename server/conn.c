@@ -135,32 +135,20 @@ start_tls (struct conn *c)
   drive_tls_handshake (c);
 }
 
-/* Write one iovec's worth: writev in plaintext, SSL_write under TLS (one
- * record per iovec).  Returns bytes written or -1 with errno.
+/* writev in plaintext; under TLS, the iovecs packed into as few records
+ * as possible.  Returns bytes written or -1 with errno.
  */
 static ssize_t
 send_iov (struct conn *c, const struct iovec *iov, int n)
 {
-  ssize_t w, total = 0;
-  int i;
+  ssize_t w;
 
-  if (!c->tls_active) {
-    do
-      w = writev (c->wfd, iov, n);
-    while (w == -1 && errno == EINTR);
-    return w;
-  }
-  for (i = 0; i < n; i++) {
-    if (iov[i].iov_len == 0)
-      continue;
-    w = tls_conn_write (c, iov[i].iov_base, iov[i].iov_len);
-    if (w == -1)
-      return total > 0 ? total : -1;
-    total += w;
-    if ((size_t) w < iov[i].iov_len)
-      break;
-  }
-  return total;
+  if (c->tls_active)
+    return tls_conn_writev (c, iov, n);
+  do
+    w = writev (c->wfd, iov, n);
+  while (w == -1 && errno == EINTR);
+  return w;
 }
 
 void
