@@ -113,6 +113,11 @@ drive_tls_handshake (struct conn *c)
   free (c->meta_export);
   c->meta_export = NULL;
   conn_set_reading (c, true);
+  /* Read-ahead may have taken the client's first option in with its
+   * Finished message: the socket will not say so.
+   */
+  if (c->reading && tls_conn_has_pending (c))
+    ev_feed_event (c->srv->loop, &c->rio, EV_READ);
 }
 
 /* STARTTLS was acknowledged and the acknowledgement has been written. */
@@ -442,6 +447,8 @@ conn_read_cb (struct ev_loop *loop, ev_io *w, int revents)
     return;
   }
   c->last_progress = ev_now (c->srv->loop);
+  if (c->tls_want_write)
+    want_write (c, true);       /* OpenSSL must write before reading on */
   if ((size_t) n <= payload_want)
     c->payload_got += n;
   else {

@@ -377,6 +377,10 @@ tls_conn_begin (struct conn *c)
     return -EIO;
   }
   SSL_set_app_data (c->ssl, c);
+  /* Read-ahead: one read(2) brings in every record the socket holds (up
+   * to the read buffer), not a 5-byte header and then its record.
+   */
+  SSL_set_read_ahead (c->ssl, 1);
   SSL_set_accept_state (c->ssl);
   c->tls_handshaking = true;
   return 0;
@@ -465,23 +469,37 @@ tls_conn_handshake (struct conn *c)
 }
 
 /* Like read(2): >0 bytes, 0 at EOF, -1 with errno (EAGAIN: wait; then
- * c->tls_want_write says whether for writability).
+ * c->tls_want_write says whether for writability).  SSL_read gives one
+ * record at a time; read-ahead has usually brought many (a client's
+ * pipelined requests), so keep going while OpenSSL holds more bytes, as
+ * one read(2) would: one event-loop pass per batch, not per request.  A
+ * stop after some bytes is reported by the next call (OpenSSL's errors
+ * persist); c->tls_want_write may be set with bytes returned.
  */
 ssize_t
 tls_conn_read (struct conn *c, void *buf, size_t len)
 {
-  size_t n = 0;
+  size_t n = 0, got = 0;
   int e;
 
   ERR_clear_error ();
-  if (SSL_read_ex (c->ssl, buf, len, &n) == 1) {
-    c->tls_want_write = false;
-    return n;
+  c->tls_want_write = false;
+  while (got < len &&
+         SSL_read_ex (c->ssl, (char *) buf + got, len - got, &n) == 1) {
+    got += n;
+    if (!SSL_has_pending (c->ssl))
+      return got;
   }
+  if (got == len)
+    return got;
   e = SSL_get_error (c->ssl, 0);
+  if (got > 0) {
+    c->tls_want_write = e == SSL_ERROR_WANT_WRITE;
+    ERR_clear_error ();
+    return got;
+  }
   switch (e) {
   case SSL_ERROR_WANT_READ:
-    c->tls_want_write = false;
     errno = EAGAIN;
     return -1;
   case SSL_ERROR_WANT_WRITE:
