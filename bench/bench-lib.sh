@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # bench-lib.sh — helpers shared by run-bench and run-remote-bench (sourced).
 #
-# WHAT: starting and waiting for servers, reading fio's JSON, formatting
-# values and ratios, and drawing a table as grouped bars with gnuplot.
+# WHAT: starting and waiting for servers, making TLS certificates, reading
+# fio's JSON, formatting values and ratios, and drawing a table as grouped
+# bars with gnuplot.
 # WHY: the two benchmarks start servers, run fio and print tables the same
 # way; one copy of each helper keeps them from drifting apart.
 # INVARIANTS: the caller sets `prog` (its name, for messages) and `tmp` (its
@@ -40,6 +41,37 @@ bench_wait_ready () {
     sleep 0.1
   done
   bench_die "$name did not become ready within 30 s"
+}
+
+# bench_make_certs DIR: a CA and a server certificate for localhost in DIR
+# (ca-cert.pem, server-cert.pem, server-key.pem: a certificates directory
+# for nbdcached, nbdkit and qemu-nbd), made with openssl the way the client
+# tests make theirs (client-tests/functions.sh, make_x509_certs).
+bench_make_certs () {
+  local d=$1
+  command -v openssl >/dev/null ||
+    bench_die "openssl is needed for the TLS rows (apt-get install openssl)"
+  mkdir -p "$d" || bench_die "mkdir $d"
+  ( umask 077 &&
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
+      -out "$d/ca-key.pem" &&
+    openssl req -new -x509 -key "$d/ca-key.pem" -out "$d/ca-cert.pem" \
+      -days 30 -subj "/CN=nbdcache bench CA" \
+      -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" &&
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
+      -out "$d/server-key.pem" &&
+    openssl req -new -key "$d/server-key.pem" -subj "/CN=localhost" \
+      -out "$d/server.csr" &&
+    printf '%s\n' 'basicConstraints=critical,CA:FALSE' \
+      'keyUsage=critical,digitalSignature' 'extendedKeyUsage=serverAuth' \
+      'subjectAltName=DNS:localhost,IP:127.0.0.1' > "$d/server.ext" &&
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca-cert.pem" \
+      -CAkey "$d/ca-key.pem" -set_serial "0x$(openssl rand -hex 8)" \
+      -days 30 -extfile "$d/server.ext" -out "$d/server-cert.pem" ) \
+    > "$d/openssl.log" 2>&1 ||
+    bench_die "making the TLS certificates failed: $(tail -n 3 "$d/openssl.log")"
+  rm -f "$d/server.csr" "$d/server.ext"
 }
 
 # bench_fio_value JSON RW BS: IOPS for 4k (any bs below 1M), bytes/s for

@@ -12,7 +12,8 @@
  * waiting for the socket to become readable.  A partially written record
  * is retried with the same buffer and length, as SSL_write requires.
  * THREADS AND LOCKS: the test thread and one pump thread; the pump's
- * error text is read only after pthread_join.
+ * error text is read only after pthread_join; its record and byte
+ * counters are atomics the test thread may read at any time.
  * FAILURE: handshake problems fail the test from the test thread; the pump
  * records the first error and stops.
  * NOT HERE: NBD messages.
@@ -25,6 +26,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -54,6 +56,8 @@ struct raw_tls {
   pthread_t thread;
   bool thread_started;
   char error[512];              /* first pump error; "" = none */
+  atomic_ulong records_in;      /* application-data records received */
+  atomic_ulong bytes_in;        /* their plaintext bytes */
   unsigned char to_app[PUMP_BUF_BYTES]; /* decrypted, not yet passed on */
   unsigned char to_net[PUMP_BUF_BYTES]; /* from the test, not yet sent */
 };
@@ -112,6 +116,7 @@ pump (void *arg)
       if (n > 0) {
         to_app_off = 0;
         to_app_len = (size_t) n;
+        atomic_fetch_add (&t->bytes_in, (unsigned long) n);
         progress = true;
       }
       else {
@@ -211,6 +216,25 @@ pump (void *arg)
   return NULL;
 }
 
+/* OpenSSL's message callback: counts the application-data records read.
+ * TLS 1.3 hides the real type inside the encrypted record (the outer
+ * header always says application data), so count its inner type there.
+ */
+static void
+count_record (int write_p, int version, int content_type, const void *buf,
+              size_t len, SSL *ssl, void *arg)
+{
+  struct raw_tls *t = arg;
+  const unsigned char *p = buf;
+  int want = SSL_version (ssl) == TLS1_3_VERSION ? SSL3_RT_INNER_CONTENT_TYPE
+                                                 : SSL3_RT_HEADER;
+
+  (void) version;
+  if (!write_p && content_type == want && len >= 1 &&
+      p[0] == SSL3_RT_APPLICATION_DATA)
+    atomic_fetch_add (&t->records_in, 1);
+}
+
 static void
 raw_tls_free (struct raw_tls *t)
 {
@@ -257,6 +281,8 @@ raw_tls_start (struct raw_conn *c, const struct raw_tls_opts *opts)
   if (t->ssl == NULL)
     goto ssl_fail;
   SSL_set_mode (t->ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_set_msg_callback (t->ssl, count_record);
+  SSL_set_msg_callback_arg (t->ssl, t);
   if (opts->hostname) {
     if (SSL_set1_host (t->ssl, opts->hostname) != 1 ||
         SSL_set_tlsext_host_name (t->ssl, opts->hostname) != 1)
@@ -308,6 +334,18 @@ const char *
 raw_tls_version (const struct raw_tls *t)
 {
   return SSL_get_version (t->ssl);
+}
+
+unsigned long
+raw_tls_records_in (const struct raw_tls *t)
+{
+  return atomic_load (&t->records_in);
+}
+
+unsigned long
+raw_tls_bytes_in (const struct raw_tls *t)
+{
+  return atomic_load (&t->bytes_in);
 }
 
 bool

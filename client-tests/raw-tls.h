@@ -12,7 +12,9 @@
  * pump keeps the NBD codec in one place (raw-client.c).
  * INVARIANTS: the TLS session is used only by the pump thread.  The fd the
  * test sees has the same 60 s send/receive timeouts as a raw socket.  When
- * the server closes the TLS session, the test side reads EOF.
+ * the server closes the TLS session, the test side reads EOF.  The record
+ * and byte counters are updated by the pump before it passes the bytes
+ * on, so once the test has read a reply they include all of it.
  * THREADS AND LOCKS: one pump thread per session; it shares nothing with
  * the test thread but the socketpair and, after it exits, the error text.
  * FAILURE: a failed handshake or verification fails the current cmocka
@@ -43,6 +45,12 @@ struct raw_tls *raw_tls_start (struct raw_conn *c,
                                const struct raw_tls_opts *opts);
 /* "TLSv1.3" etc. */
 const char *raw_tls_version (const struct raw_tls *t);
+/* Application-data records and their plaintext bytes received from the
+ * server so far (counted by the pump as it decrypts them; take the
+ * difference around a request to count one reply's records).
+ */
+unsigned long raw_tls_records_in (const struct raw_tls *t);
+unsigned long raw_tls_bytes_in (const struct raw_tls *t);
 /* Closes c's fd (if still open), stops the pump, frees the session.
  * Returns false (after printing it) if the pump saw an error other than
  * the server closing the connection.  NULL is a no-op returning true.

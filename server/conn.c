@@ -113,6 +113,11 @@ drive_tls_handshake (struct conn *c)
   free (c->meta_export);
   c->meta_export = NULL;
   conn_set_reading (c, true);
+  /* Read-ahead may have taken the client's first option in with its
+   * Finished message: the socket will not say so.
+   */
+  if (c->reading && tls_conn_has_pending (c))
+    ev_feed_event (c->srv->loop, &c->rio, EV_READ);
 }
 
 /* STARTTLS was acknowledged and the acknowledgement has been written. */
@@ -135,32 +140,20 @@ start_tls (struct conn *c)
   drive_tls_handshake (c);
 }
 
-/* Write one iovec's worth: writev in plaintext, SSL_write under TLS (one
- * record per iovec).  Returns bytes written or -1 with errno.
+/* writev in plaintext; under TLS, the iovecs packed into as few records
+ * as possible.  Returns bytes written or -1 with errno.
  */
 static ssize_t
 send_iov (struct conn *c, const struct iovec *iov, int n)
 {
-  ssize_t w, total = 0;
-  int i;
+  ssize_t w;
 
-  if (!c->tls_active) {
-    do
-      w = writev (c->wfd, iov, n);
-    while (w == -1 && errno == EINTR);
-    return w;
-  }
-  for (i = 0; i < n; i++) {
-    if (iov[i].iov_len == 0)
-      continue;
-    w = tls_conn_write (c, iov[i].iov_base, iov[i].iov_len);
-    if (w == -1)
-      return total > 0 ? total : -1;
-    total += w;
-    if ((size_t) w < iov[i].iov_len)
-      break;
-  }
-  return total;
+  if (c->tls_active)
+    return tls_conn_writev (c, iov, n);
+  do
+    w = writev (c->wfd, iov, n);
+  while (w == -1 && errno == EINTR);
+  return w;
 }
 
 void
@@ -454,6 +447,8 @@ conn_read_cb (struct ev_loop *loop, ev_io *w, int revents)
     return;
   }
   c->last_progress = ev_now (c->srv->loop);
+  if (c->tls_want_write)
+    want_write (c, true);       /* OpenSSL must write before reading on */
   if ((size_t) n <= payload_want)
     c->payload_got += n;
   else {

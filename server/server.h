@@ -344,7 +344,8 @@ void tls_server_retire (struct tls_server *t);
 int tls_conn_begin (struct conn *c);
 int tls_conn_handshake (struct conn *c);
 ssize_t tls_conn_read (struct conn *c, void *buf, size_t len);
-ssize_t tls_conn_write (struct conn *c, const void *buf, size_t len);
+/* writev(2) through TLS, in as few records as the record size allows. */
+ssize_t tls_conn_writev (struct conn *c, const struct iovec *iov, int iovcnt);
 bool tls_conn_has_pending (struct conn *c);
 void tls_conn_free (struct conn *c);
 

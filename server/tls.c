@@ -6,7 +6,9 @@
  * optional CA for client certificates, a PSK file in the nbdkit/libnbd
  * "username:hexkey" format, cipher settings, TLS 1.2 minimum); upgrades a
  * connection after NBD_OPT_STARTTLS; moves bytes through SSL_read /
- * SSL_write; extracts the verified peer identity (subject DN in RFC 2253
+ * SSL_write, packing the output queue into as few records as the record
+ * size allows (a reply's header shares a record with its payload);
+ * extracts the verified peer identity (subject DN in RFC 2253
  * form, DNS and email SANs, PSK username) for access control.
  * WHY: the NBD spec's STARTTLS upgrade happens in the middle of a
  * connection, on the loop thread, so everything here is non-blocking and
@@ -41,6 +43,8 @@
 #define TLS_DEFAULT_CIPHERS "HIGH:!aNULL:!eNULL:!MD5:!RC4:!3DES:!DSS"
 #define PSK_MAX_KEY_BYTES   64
 #define TLS13_PSK_CIPHERSUITES "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"
+/* The largest record's plaintext (TLS 1.2 and 1.3), in bytes. */
+#define TLS_RECORD_BYTES    SSL3_RT_MAX_PLAIN_LENGTH
 
 struct psk_key {
   char *username;
@@ -373,6 +377,10 @@ tls_conn_begin (struct conn *c)
     return -EIO;
   }
   SSL_set_app_data (c->ssl, c);
+  /* Read-ahead: one read(2) brings in every record the socket holds (up
+   * to the read buffer), not a 5-byte header and then its record.
+   */
+  SSL_set_read_ahead (c->ssl, 1);
   SSL_set_accept_state (c->ssl);
   c->tls_handshaking = true;
   return 0;
@@ -461,23 +469,37 @@ tls_conn_handshake (struct conn *c)
 }
 
 /* Like read(2): >0 bytes, 0 at EOF, -1 with errno (EAGAIN: wait; then
- * c->tls_want_write says whether for writability).
+ * c->tls_want_write says whether for writability).  SSL_read gives one
+ * record at a time; read-ahead has usually brought many (a client's
+ * pipelined requests), so keep going while OpenSSL holds more bytes, as
+ * one read(2) would: one event-loop pass per batch, not per request.  A
+ * stop after some bytes is reported by the next call (OpenSSL's errors
+ * persist); c->tls_want_write may be set with bytes returned.
  */
 ssize_t
 tls_conn_read (struct conn *c, void *buf, size_t len)
 {
-  size_t n = 0;
+  size_t n = 0, got = 0;
   int e;
 
   ERR_clear_error ();
-  if (SSL_read_ex (c->ssl, buf, len, &n) == 1) {
-    c->tls_want_write = false;
-    return n;
+  c->tls_want_write = false;
+  while (got < len &&
+         SSL_read_ex (c->ssl, (char *) buf + got, len - got, &n) == 1) {
+    got += n;
+    if (!SSL_has_pending (c->ssl))
+      return got;
   }
+  if (got == len)
+    return got;
   e = SSL_get_error (c->ssl, 0);
+  if (got > 0) {
+    c->tls_want_write = e == SSL_ERROR_WANT_WRITE;
+    ERR_clear_error ();
+    return got;
+  }
   switch (e) {
   case SSL_ERROR_WANT_READ:
-    c->tls_want_write = false;
     errno = EAGAIN;
     return -1;
   case SSL_ERROR_WANT_WRITE:
@@ -492,8 +514,12 @@ tls_conn_read (struct conn *c, void *buf, size_t len)
   }
 }
 
-ssize_t
-tls_conn_write (struct conn *c, const void *buf, size_t len)
+/* One SSL_write: bytes written (with partial writes on, at most one
+ * record's worth, unless a record left pending by the last call completes
+ * first) or -1 with errno (EAGAIN: wait for the socket).
+ */
+static ssize_t
+write_records (struct conn *c, const void *buf, size_t len)
 {
   size_t n = 0;
   int e;
@@ -508,6 +534,68 @@ tls_conn_write (struct conn *c, const void *buf, size_t len)
   }
   errno = EPIPE;
   return -1;
+}
+
+/* Like writev(2), through TLS, in as few records as TLS_RECORD_BYTES
+ * allows.  Pieces smaller than a record (reply headers, 4 KiB payloads,
+ * the tail of a large one) are gathered into one record-sized staging
+ * buffer, so a header goes out in the same record as the start of its
+ * payload and several small replies share one; whole records of a large
+ * payload go straight from the caller's buffer (no copy).
+ * A retry after EAGAIN must present the same bytes again (SSL_write's
+ * rule): it does, because the caller resumes at the first unwritten byte
+ * of a queue that only grows at its tail, and the staging and direct
+ * choices depend only on the bytes from there on.  A retry may stage more
+ * bytes than the call that failed, never fewer, as SSL_write allows.
+ */
+ssize_t
+tls_conn_writev (struct conn *c, const struct iovec *iov, int iovcnt)
+{
+  unsigned char stage[TLS_RECORD_BYTES];
+  size_t staged = 0, total = 0, off = 0;  /* off: into iov[i] */
+  int i = 0;
+
+  for (;;) {
+    const unsigned char *buf;
+    size_t len, left;
+    ssize_t w;
+
+    while (i < iovcnt && off == iov[i].iov_len) {
+      i++;
+      off = 0;
+    }
+    left = i < iovcnt ? iov[i].iov_len - off : 0;
+    if (left > 0 && staged == 0 && left >= TLS_RECORD_BYTES) {
+      /* Whole records straight from the payload. */
+      buf = (const unsigned char *) iov[i].iov_base + off;
+      len = left - left % TLS_RECORD_BYTES;
+    }
+    else if (left > 0 && staged < sizeof stage) {
+      size_t k = left < sizeof stage - staged ? left : sizeof stage - staged;
+
+      memcpy (stage + staged, (const char *) iov[i].iov_base + off, k);
+      staged += k;
+      off += k;
+      continue;
+    }
+    else if (staged > 0) {
+      buf = stage;
+      len = staged;
+    }
+    else
+      return total;             /* everything written */
+
+    w = write_records (c, buf, len);
+    if (w == -1)
+      return total > 0 ? (ssize_t) total : -1;
+    total += w;
+    if (buf != stage)
+      off += w;
+    else if ((size_t) w < staged)
+      return total;             /* a smaller record size was negotiated */
+    else
+      staged = 0;
+  }
 }
 
 bool
