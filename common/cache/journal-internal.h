@@ -79,6 +79,11 @@ struct journal {
   bool running;                 /* started, not yet exited */
   bool stopping;                /* journal_stop: final commit, exit */
   bool aborting;                /* journal_destroy: exit now */
+  /* The commit token: only its holder runs commit() (journal.c INLINE
+   * COMMIT), the commit thread or a caller of journal_wait_or_commit.
+   */
+  bool committing;
+  pthread_t committer;          /* valid while committing */
   struct journal_hooks hooks;
   uint64_t delay_ns;
   int last_result;              /* of the last commit */

@@ -85,6 +85,20 @@
  * Nothing is pre-closed for the delay commit alone (that would turn the
  * delay into back-to-back commits) nor while stopping.
  *
+ * INLINE COMMIT: a commit runs in whichever thread holds the commit token
+ * (j->committing): the commit thread, or a caller of
+ * journal_wait_or_commit (a FLUSH, a FUA write) that finds no commit
+ * running and runs the commit itself instead of kicking the thread and
+ * sleeping until it is done.  At queue depth 1 that saves two thread
+ * hand-offs (a futex wake-up each way) per FLUSH or FUA write; a caller
+ * that finds a commit running waits for it as before, so concurrent
+ * flushes still share commits (group commit).  The token makes "the
+ * commit thread's own" state below the token holder's: commit() never
+ * runs twice at once.  A caller tries once, not while commits fail (the
+ * thread's back-off stays in charge of retries) nor while stopping; the
+ * commit thread waits while someone else holds the token, and the holder
+ * kicks it when it puts the token back with work left or a stop pending.
+ *
  * INVARIANTS:
  * - seqs durable_seq + 1 .. open_seq - 1 are exactly the closed entries,
  *   in order; closed[i].seq == durable_seq + 1 + i.
@@ -102,9 +116,10 @@
  * THREADS AND LOCKS: j->lock guards everything below it in struct journal
  * (journal-internal.h).
  * journal_add and journal_close_entry_locked are called with the btree
- * lock held and take j->lock (btree -> journal).  The commit thread calls
- * the hooks and does I/O without j->lock.  The closed entries and their
- * keys change only in the commit thread (closing runs there, inside
+ * lock held and take j->lock (btree -> journal).  The commit thread (or
+ * the commit token's holder, INLINE COMMIT; "the commit thread" below)
+ * calls the hooks and does I/O without j->lock.  The closed entries and
+ * their keys change only in the commit thread (closing runs there, inside
  * hooks->close_entry), so the commit thread reads them without the lock
  * while it builds the write.  open_seq and durable_seq are also readable
  * lock-free (atomic).
@@ -127,6 +142,7 @@
  */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -986,6 +1002,37 @@ commit_due_locked (struct journal *j, uint64_t now, uint64_t *deadline_ns)
   return false;
 }
 
+/* Run one commit holding the commit token (INLINE COMMIT); called and
+ * returns with the lock held, drops it around the commit.
+ */
+static void
+commit_with_token_locked (struct journal *j)
+{
+  ASSERT_HELD (&j->lock);
+  assert (!j->committing);
+  j->committing = true;
+  j->committer = pthread_self ();
+  pthread_mutex_unlock (&j->lock);
+  commit (j);
+  pthread_mutex_lock (&j->lock);
+  j->committing = false;
+  /* Waiters may take the token now; the thread waits for it (work left:
+   * keys added meanwhile, throttlers, a stop).
+   */
+  pthread_cond_broadcast (&j->done);
+  if (has_work_locked (j) || j->stopping || j->throttlers > 0)
+    pthread_cond_signal (&j->kick);
+}
+
+/* Does this thread run commits (the hooks call in from there)? */
+static bool
+in_commit_locked (struct journal *j)
+{
+  ASSERT_HELD (&j->lock);
+  return pthread_equal (pthread_self (), j->thread) ||
+    (j->committing && pthread_equal (pthread_self (), j->committer));
+}
+
 static void *
 commit_thread (void *arg)
 {
@@ -999,18 +1046,17 @@ commit_thread (void *arg)
   for (;;) {
     if (j->aborting)
       break;
+    if (j->committing) {        /* an inline commit: it kicks us after */
+      pthread_cond_wait (&j->kick, &j->lock);
+      continue;
+    }
     if (j->stopping) {
-      if (has_work_locked (j)) {
-        pthread_mutex_unlock (&j->lock);
-        commit (j);
-        pthread_mutex_lock (&j->lock);
-      }
+      if (has_work_locked (j))
+        commit_with_token_locked (j);
       break;
     }
     if (commit_due_locked (j, clock_now_ns (), &deadline)) {
-      pthread_mutex_unlock (&j->lock);
-      commit (j);
-      pthread_mutex_lock (&j->lock);
+      commit_with_token_locked (j);
       continue;
     }
     if (deadline == UINT64_MAX)
@@ -1098,8 +1144,9 @@ journal_durable_seq (struct journal *j)
   return __atomic_load_n (&j->durable_seq, __ATOMIC_ACQUIRE);
 }
 
-int
-journal_wait (struct journal *j, uint64_t seq)
+/* journal_wait, and with may_commit, INLINE COMMIT. */
+static int
+wait_seq (struct journal *j, uint64_t seq, bool may_commit)
 {
   SCOPED_LOCK (&j->lock);
   struct waiter w = { .seq = seq };
@@ -1112,7 +1159,7 @@ journal_wait (struct journal *j, uint64_t seq)
     return -EIO;
   if (!j->running || j->stopping)
     return -ESHUTDOWN;
-  if (pthread_equal (pthread_self (), j->thread)) {
+  if (in_commit_locked (j)) {
     log_error ("journal (%s): wait for seq %" PRIu64 " from the commit "
                "thread itself (a hook flushed the journal)",
                j->g.cd->path, seq);
@@ -1123,7 +1170,10 @@ journal_wait (struct journal *j, uint64_t seq)
   j->waiters = &w;
   j->nwaiters++;
   j->want_seq = MAX (j->want_seq, w.seq);
-  pthread_cond_signal (&j->kick);
+  if (may_commit && !j->committing && !j->failing && j->broken == 0)
+    commit_with_token_locked (j);
+  if (!w.done)
+    pthread_cond_signal (&j->kick);
   while (!w.done)
     pthread_cond_wait (&j->done, &j->lock);
   if (w.result == 0 && j->broken)
@@ -1132,7 +1182,20 @@ journal_wait (struct journal *j, uint64_t seq)
 }
 
 int
-journal_flush (struct journal *j)
+journal_wait (struct journal *j, uint64_t seq)
+{
+  return wait_seq (j, seq, false);
+}
+
+int
+journal_wait_or_commit (struct journal *j, uint64_t seq)
+{
+  return wait_seq (j, seq, true);
+}
+
+/* The seq journal_flush waits for. */
+static uint64_t
+flush_target (struct journal *j)
 {
   uint64_t target;
 
@@ -1144,7 +1207,19 @@ journal_flush (struct journal *j)
   else
     target = j->open_seq - 1;
   pthread_mutex_unlock (&j->lock);
-  return journal_wait (j, target);
+  return target;
+}
+
+int
+journal_flush (struct journal *j)
+{
+  return wait_seq (j, flush_target (j), false);
+}
+
+int
+journal_flush_or_commit (struct journal *j)
+{
+  return wait_seq (j, flush_target (j), true);
 }
 
 void

@@ -46,7 +46,8 @@
  * THREADS AND LOCKS: one mutex + condvars inside.  journal_add and
  * journal_close_entry_locked are called with the btree lock held (lock
  * order: btree -> journal).  The commit thread takes no lock while doing
- * I/O and calls the hooks without the journal lock.  journal_wait /
+ * I/O and calls the hooks without the journal lock; so does a caller of
+ * journal_wait_or_commit that runs a commit itself.  journal_wait /
  * journal_flush must never be called with the btree lock held.
  * FAILURE: a failed commit (I/O error) fails every waiter of that commit
  * with -EIO and is retried by the next; the keys stay in memory.  After
@@ -171,6 +172,15 @@ uint64_t journal_durable_seq (struct journal *j);
 int journal_wait (struct journal *j, uint64_t seq);
 /* Everything added so far durable: 0 at once if nothing is open. */
 int journal_flush (struct journal *j);
+/* The same, but when no commit is running the caller runs it itself
+ * rather than waking the commit thread and sleeping (journal.c INLINE
+ * COMMIT): two thread hand-offs fewer for a lone FLUSH or FUA write.
+ * The hooks then run in the caller's thread: call these with no lock
+ * held that a hook takes (btree, bucket, exports, backing flush locks);
+ * a request's range lock is fine (no hook takes one).
+ */
+int journal_wait_or_commit (struct journal *j, uint64_t seq);
+int journal_flush_or_commit (struct journal *j);
 /* Wait while the open entry is over JOURNAL_THROTTLE_KEYS. */
 void journal_throttle (struct journal *j);
 

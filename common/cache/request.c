@@ -283,8 +283,9 @@ insert_keys (struct ncache_export *nc, struct key_list *kl, bool fua,
   if (cut)
     forget_note_cut (nc, seq);
   journal_throttle (nc->dev->journal);
+  /* The range lock is all we hold: the commit may run here. */
   if (fua)
-    r = journal_wait (nc->dev->journal, seq);
+    r = journal_wait_or_commit (nc->dev->journal, seq);
   return r;
 }
 
@@ -1056,7 +1057,7 @@ request_flush (struct ncache_export *nc)
    */
   if ((r = export_io_flush_client (nc)) < 0)
     return r;
-  return journal_flush (nc->dev->journal);
+  return journal_flush_or_commit (nc->dev->journal);   /* no lock held */
 }
 
 /* ---- trim and zero ---- */

@@ -3,7 +3,8 @@
  *
  * WHAT: format and replay of an empty journal; keys replayed in order
  * across many entries and writes; group commit; concurrent waiters; the
- * delay commit without a waiter; a write closed before the previous
+ * delay commit without a waiter; a caller committing itself (INLINE
+ * COMMIT); a write closed before the previous
  * write's sync skips its pre-flush (PIPELINE), and under crashes every
  * replayed key still finds its data durable; stop commits what is open;
  * throttle; many wraps of a small ring with reclaim, crashes and replays.
@@ -275,6 +276,7 @@ test_journal_group_commit (void **state)
  */
 struct stress_arg {
   struct env *e;
+  bool inline_commit;
   int failures;
 };
 
@@ -287,10 +289,14 @@ stress_worker (void *arg)
   for (i = 0; i < 40; i++) {
     uint64_t s = fake_add (&a->e->f, 1 + i % 3);
 
-    if (journal_wait (a->e->j, s) != 0 ||
+    /* Half the threads may commit themselves (INLINE COMMIT). */
+    if ((a->inline_commit ? journal_wait_or_commit (a->e->j, s)
+                          : journal_wait (a->e->j, s)) != 0 ||
         journal_durable_seq (a->e->j) < s)
       a->failures++;
-    if (i % 10 == 0 && journal_flush (a->e->j) != 0)
+    if (i % 10 == 0 &&
+        (a->inline_commit ? journal_flush_or_commit (a->e->j)
+                          : journal_flush (a->e->j)) != 0)
       a->failures++;
   }
   return NULL;
@@ -307,7 +313,7 @@ test_journal_concurrent_waiters (void **state)
 
   env_init (&e, 4, LONG_DELAY_MS);
   for (i = 0; i < 8; i++) {
-    a[i] = (struct stress_arg) { .e = &e };
+    a[i] = (struct stress_arg) { .e = &e, .inline_commit = i % 2 };
     assert_int_equal (pthread_create (&t[i], NULL, stress_worker, &a[i]), 0);
   }
   for (i = 0; i < 8; i++) {
@@ -499,6 +505,48 @@ static bool
 committed_upto (struct fake *f, void *arg)
 {
   return f->committed_seq >= *(uint64_t *) arg;
+}
+
+/* INLINE COMMIT (journal.c): with no commit running, a caller of
+ * journal_wait_or_commit runs the commit in its own thread (the hooks
+ * run there) and returns with its keys durable; journal_wait leaves it to
+ * the commit thread.  Both survive a crash.
+ */
+static void
+test_journal_inline_commit (void **state)
+{
+  struct env e;
+  struct journal_stats st;
+  uint64_t s;
+
+  env_init (&e, 2, LONG_DELAY_MS);
+  s = fake_add (&e.f, 2);
+  assert_int_equal (journal_wait_or_commit (e.j, s), 0);
+  assert_true (journal_durable_seq (e.j) >= s);
+  pthread_mutex_lock (&e.f.lock);
+  assert_true (pthread_equal (e.f.pre_write_thread, pthread_self ()));
+  pthread_mutex_unlock (&e.f.lock);
+
+  fake_add (&e.f, 1);
+  assert_int_equal (journal_flush_or_commit (e.j), 0);
+  pthread_mutex_lock (&e.f.lock);
+  assert_true (pthread_equal (e.f.pre_write_thread, pthread_self ()));
+  pthread_mutex_unlock (&e.f.lock);
+  /* Nothing open: at once, no commit. */
+  assert_int_equal (journal_flush_or_commit (e.j), 0);
+
+  s = fake_add (&e.f, 1);
+  assert_int_equal (journal_wait (e.j, s), 0);
+  pthread_mutex_lock (&e.f.lock);
+  assert_false (pthread_equal (e.f.pre_write_thread, pthread_self ()));
+  pthread_mutex_unlock (&e.f.lock);
+
+  journal_get_stats (e.j, &st);
+  assert_int_equal (st.commits, 3);
+  assert_int_equal (st.errors, 0);
+  env_crash (&e, 0);
+  assert_int_equal (e.f.nrecs, 4);
+  env_free (&e);
 }
 
 static void
@@ -734,6 +782,7 @@ main (void)
     cmocka_unit_test (test_journal_concurrent_waiters),
     cmocka_unit_test (test_journal_pipelined_presync),
     cmocka_unit_test (test_journal_pipeline_crash),
+    cmocka_unit_test (test_journal_inline_commit),
     cmocka_unit_test (test_journal_delay_commit),
     cmocka_unit_test (test_journal_seq_bound),
     cmocka_unit_test (test_journal_stop),

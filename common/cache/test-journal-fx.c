@@ -215,6 +215,7 @@ fake_pre_write (void *opaque)
 
   pthread_mutex_lock (&f->lock);
   r = f->pre_write_result;
+  f->pre_write_thread = pthread_self ();
   if (f->pre_gate_armed) {
     f->pre_gate_hits++;
     pthread_cond_broadcast (&f->cond);

@@ -100,6 +100,7 @@ struct fake {
   int pre_write_result;         /* what the pre_write hook returns */
   bool pre_gate_armed;          /* the pre_write hook blocks while set */
   unsigned pre_gate_hits;
+  pthread_t pre_write_thread;   /* the thread of the latest pre_write */
   struct faulty *fy;            /* the device, for arm_on_reclaim */
   bool arm_on_reclaim;          /* next reclaim: the write after it dies */
   unsigned armed_fired;
