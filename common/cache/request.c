@@ -625,6 +625,19 @@ request_pread (struct ncache_export *nc, void *buf, size_t count,
   return r;
 }
 
+/* What a read served from hits alone does, as the walk would do it:
+ * the stream goes on, writeback sees the I/O, the bucket clock ticks.
+ * The caller has marked each bucket hit.
+ */
+static void
+hits_served (struct ncache_export *nc, uint64_t offset, size_t count)
+{
+  (void) sequential_bypass (nc, offset, count);
+  writeback_note_io (nc->wb);
+  bucket_io (nc->dev->bs);
+  STAT_ADD (nc, nr_hits, 1);
+}
+
 /* NCACHE_NOWAIT: at most this many pieces (keys or holes), else -EAGAIN. */
 #define NOWAIT_PIECES 8
 
@@ -661,13 +674,78 @@ request_pread_nowait (struct ncache_export *nc, void *buf, size_t count,
                                      hi - lo) < 0)
       return -EAGAIN;
   }
-  (void) sequential_bypass (nc, offset, count); /* the stream goes on */
-  writeback_note_io (nc->wb);
   for (i = 0; i < n; i++)
     if (!bkey_is_zero (&pieces[i].key))
       bucket_hit (dev->bs, pieces[i].key.bucket);
-  bucket_io (dev->bs);
-  STAT_ADD (nc, nr_hits, 1);
+  hits_served (nc, offset, count);
+  return 0;
+}
+
+/* Like request_pread_nowait, but the data of O_DIRECT hits is read
+ * through the caller's ring: every piece a data key (zero keys and
+ * misses take the blocking path), buf and the range whole blocks.
+ */
+int
+request_pread_async (struct ncache_export *nc, struct cdev_ring *ring,
+                     void *buf, size_t count, uint64_t offset,
+                     struct ncache_aread *a, void *cookie)
+{
+  struct ncache_device *dev = nc->dev;
+  struct btree_piece pieces[NCACHE_AREAD_MAX];
+  uint64_t end = offset + count;
+  int n, i;
+
+  if (!dev->cd->direct || dev->cd->ops->ring_fd == NULL ||
+      offset % BLK != 0 || count % BLK != 0 ||
+      (uintptr_t) buf % BLK != 0)
+    return -EAGAIN;
+  n = btree_lookup_nowait (dev->bt, nc->export_id, offset / BLK, end / BLK,
+                           pieces, NCACHE_AREAD_MAX);
+  if (n <= 0 || pieces[n - 1].end * BLK < end ||
+      cdev_ring_space (ring) < (unsigned) n)
+    return -EAGAIN;
+  for (i = 0; i < n; i++)
+    if (!pieces[i].found || bkey_is_zero (&pieces[i].key))
+      return -EAGAIN;
+  a->nr = n;
+  a->pending = 0;
+  a->err = 0;
+  for (i = 0; i < n; i++) {
+    const struct btree_piece *p = &pieces[i];
+    uint64_t lo = MAX (offset, p->start * BLK), hi = MIN (end, p->end * BLK);
+    uint64_t dev_off = cache_data_offset (dev, p->key.bucket, p->key.offset)
+                       + (lo - p->start * BLK);
+
+    a->bucket[i] = p->key.bucket;
+    a->gen[i] = p->key.gen;
+    /* The space was checked and the request is whole blocks: only a
+     * broken contract fails here, after earlier pieces were queued.
+     */
+    if (cdev_ring_read (ring, dev->cd, (uint8_t *) buf + (lo - offset),
+                        hi - lo, dev_off, cookie) < 0) {
+      a->err = -EIO;
+      break;
+    }
+    a->pending++;
+  }
+  return 0;
+}
+
+int
+request_pread_async_done (struct ncache_export *nc, size_t count,
+                          uint64_t offset, const struct ncache_aread *a)
+{
+  struct ncache_device *dev = nc->dev;
+  unsigned i;
+
+  if (a->err < 0)
+    return -EAGAIN;
+  for (i = 0; i < a->nr; i++)
+    if (bucket_gen (dev->bs, a->bucket[i]) != a->gen[i])
+      return -EAGAIN;
+  for (i = 0; i < a->nr; i++)
+    bucket_hit (dev->bs, a->bucket[i]);
+  hits_served (nc, offset, count);
   return 0;
 }
 
