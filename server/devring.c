@@ -19,8 +19,21 @@
  * against fio's ~16.  A deeper pool was no better (measured: workers = 32
  * vs the elastic default, randread 4k QD32: 15.1/12.0/14.5k vs
  * 15.5/19.5/16.3k, load average ~30): more threads, more switches.  The
- * ring removes both hand-offs and batches the doorbells.  Before/after
- * figures: the commit message and bench/README.md.
+ * ring removes both hand-offs and batches the doorbells.  Measured
+ * (bench/run-bench rows, 8 s, BENCH_SERVERS="device nbdcached-wb", cache
+ * file on ext4 on virtio, shared 2-core VM at load 7-36, three
+ * interleaved pairs; ratio to the device row of the same run, median and
+ * range):
+ *                               pool only           ring
+ *     randread 4k QD32, 1 conn  0.28x (0.26-0.38)   0.53x (0.49-0.56)
+ *     randread 4k QD32, 4 conns 0.37x (0.37-0.41)   0.64x (0.61-0.83)
+ *     seqread 1M QD8            0.99x (0.83-1.07)   1.04x (0.94-1.17)
+ * and the disk's queue (/sys/block/vda/inflight) went from 1-4 to 11-17
+ * reads.  What remains of the loop's time is the kernel's own submission
+ * inside io_uring_enter (~48% of the server's samples: the ext4 direct
+ * I/O path and the virtio doorbell, which fio's device row pays too) and
+ * the sockets (readv, writev, epoll ~40%); the engine's lookup, recheck
+ * and reply encoding are ~10%.
  * INVARIANTS: a queued request is owned by the ring until its last read
  * completes (r->aread.pending reaches 0), then by the loop again; it
  * counts in conn->in_flight throughout, so its connection outlives it.
