@@ -30,6 +30,8 @@
  *                   keys, keys past their export's end
  *   device.c        a cache device: open, close, export binding
  *   export-table.c  freeing an export's slot (nbdcache forget)
+ *   request-hit.c   reads of hits only, without waiting (NCACHE_NOWAIT,
+ *                   a ring's O_DIRECT reads)
  *   request.c       the per-mode request paths (the mode table at its top,
  *                   doc/design.md) and
  *                   the crash ordering of cache and backing (its ORDERING)
