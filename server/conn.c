@@ -360,6 +360,7 @@ conn_process_input (struct conn *c)
     c->batch_head = c->batch_tail = NULL;
     c->batch_n = 0;
   }
+  devring_submit (c->srv);      /* the batch's ring reads: one syscall */
   if (c->destroyed)
     return;
   /* Compact the buffer so the free space is contiguous. */

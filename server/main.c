@@ -830,6 +830,7 @@ main (int argc, char **argv)
   if (worker_pool_create (&srv, workers, &srv.pool) < 0) {
     start_failed (&srv, ready_fd, NULL);
   }
+  devring_open (&srv);
 
   pidfile = opts.pidfile ? opts.pidfile : srv.cfg->server.pidfile;
   if (pidfile && write_pidfile (pidfile) < 0) {
@@ -864,9 +865,13 @@ main (int argc, char **argv)
   ev_run (srv.loop, 0);
   conn_timeouts_stop (&srv);
 
-  /* Drain: workers finish what they hold, then replies are dropped. */
+  /* Drain: the ring's reads complete (a stale one goes to a worker),
+   * workers finish what they hold, then replies are dropped.
+   */
+  devring_close (&srv);
   worker_pool_destroy (srv.pool);
   worker_pool_reap (&srv);
+  devring_destroy (&srv);
   while (srv.conns)
     conn_close (srv.conns);
   conn_sweep (&srv);

@@ -484,7 +484,8 @@ nbd_request_parse (struct conn *c)
     c->payload_got = 0;
     return true;                /* the payload branch above takes over */
   }
-  if (r->h.type == NBD_CMD_READ && try_inline_read (c, r))
+  if (r->h.type == NBD_CMD_READ &&
+      (try_inline_read (c, r) || devring_read (c, r)))
     return true;
   dispatch (c, r);
   return true;

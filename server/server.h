@@ -174,6 +174,7 @@ struct request {
   int error;                    /* -errno; 0 = success */
   const char *errmsg;           /* static text for structured error chunks */
   bool synchronous;             /* answered by the loop, never a worker */
+  struct ncache_aread aread;    /* READ queued on the loop's ring */
   /* READ: how the reply is cut into chunks. */
   unsigned nr_chunks;
   struct read_chunk chunks[MAX_READ_CHUNKS];
@@ -349,6 +350,14 @@ ssize_t tls_conn_writev (struct conn *c, const struct iovec *iov, int iovcnt);
 bool tls_conn_has_pending (struct conn *c);
 void tls_conn_free (struct conn *c);
 
+/* ---- devring.c: the loop's io_uring for O_DIRECT cache hits ---- */
+void devring_open (struct server *srv);   /* none available: srv->ring NULL */
+/* Queue a READ on the ring (true), or leave it to the workers (false). */
+bool devring_read (struct conn *c, struct request *r);
+void devring_submit (struct server *srv);  /* after a parse batch */
+void devring_close (struct server *srv);   /* at stop: complete every read */
+void devring_destroy (struct server *srv);
+
 /* ---- worker.c: the pool that runs engine calls ---- */
 struct worker_pool;
 int worker_pool_create (struct server *srv, unsigned nr_threads,
@@ -480,6 +489,10 @@ struct server {
   struct reload *reload;        /* NULL until reload_init */
   struct export *default_export; /* NULL = none */
   struct worker_pool *pool;
+  struct cdev_ring *ring;       /* NULL = none: hits go to workers */
+  ev_io ring_io;                /* its completions' eventfd */
+  bool ring_queued;             /* reads queued since the last submit */
+  uint64_t ring_served, ring_redone; /* reads; logged at stop (debug) */
   struct tls_server *tls;       /* NULL when [server] tls = off */
   struct listener *listeners;
   struct control *control;      /* NULL = no control socket */

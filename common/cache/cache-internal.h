@@ -3,7 +3,8 @@
  *
  * MODULES (one noun per file):
  *   ondisk.h        the format, byte for byte
- *   cdev*.c         raw cache-device I/O: file/block device, simulated
+ *   cdev*.c         raw cache-device I/O: file/block device, simulated,
+ *                   and an event loop's io_uring for reads (cdev-ring.c)
  *   csum.c          the checksum of every metadata block
  *   super.c         superblock: read (v1 and v2), validate, write, the
  *                   v1 conversion, the export table and THE slot lookup
@@ -31,6 +32,8 @@
  *   export-table.c  freeing an export's slot (nbdcache forget), and
  *                   finishing one a crash interrupted; dropping an
  *                   export's keys (also for shrink and detach)
+ *   request-hit.c   reads of hits only, without waiting (NCACHE_NOWAIT,
+ *                   a ring's O_DIRECT reads)
  *   request.c       the per-mode request paths (the mode table at its top,
  *                   doc/design.md) and
  *                   the crash ordering of cache and backing (its ORDERING)
@@ -274,6 +277,14 @@ int request_pread (struct ncache_export *nc, void *buf, size_t count,
  */
 int request_pread_nowait (struct ncache_export *nc, void *buf, size_t count,
                           uint64_t offset);
+/* ncache_pread_async's hit path: queued (0) or -EAGAIN with nothing done;
+ * _done: the gen recheck and the side effects of a served read.
+ */
+int request_pread_async (struct ncache_export *nc, struct cdev_ring *ring,
+                         void *buf, size_t count, uint64_t offset,
+                         struct ncache_aread *a, void *cookie);
+int request_pread_async_done (struct ncache_export *nc, size_t count,
+                              uint64_t offset, const struct ncache_aread *a);
 int request_pwrite (struct ncache_export *nc, enum ncache_mode mode,
                     const void *buf, size_t count,
                     uint64_t offset, uint32_t flags);

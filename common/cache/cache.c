@@ -32,6 +32,7 @@
  */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -373,6 +374,45 @@ ncache_pread (struct ncache_export *nc, void *buf, size_t count,
     if (r < 0)
       return failed (nc, r);
   }
+  STAT_ADD (nc, nr_reads, 1);
+  STAT_ADD (nc, bytes_read, count);
+  return 0;
+}
+
+/* The mode is checked again at the end: a read begun in one mode and
+ * finished in another is redone (cache.h), so no ticket is held while
+ * the ring reads.
+ */
+int
+ncache_pread_async (struct ncache_export *nc, struct cdev_ring *ring,
+                    void *buf, size_t count, uint64_t offset,
+                    struct ncache_aread *a, void *cookie)
+{
+  struct live_ticket t;
+  int r = -EAGAIN;
+
+  if (count == 0 || check_range (nc, "read", count, offset, -EINVAL) < 0)
+    return -EAGAIN;             /* the blocking read reports it */
+  a->mode = live_begin (nc, &t);
+  if (a->mode != NCACHE_MODE_NONE && !live_detaching (nc))
+    r = request_pread_async (nc, ring, buf, count, offset, a, cookie);
+  live_end (nc, &t);
+  return r;
+}
+
+int
+ncache_pread_async_done (struct ncache_export *nc, size_t count,
+                         uint64_t offset, struct ncache_aread *a)
+{
+  struct live_ticket t;
+  int r = -EAGAIN;
+
+  assert (a->pending == 0);
+  if ((int) live_begin (nc, &t) == a->mode && !live_detaching (nc))
+    r = request_pread_async_done (nc, count, offset, a);
+  live_end (nc, &t);
+  if (r < 0)
+    return r;
   STAT_ADD (nc, nr_reads, 1);
   STAT_ADD (nc, bytes_read, count);
   return 0;

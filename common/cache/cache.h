@@ -224,6 +224,38 @@ int ncache_pread (struct ncache_export *nc, void *buf, size_t count,
 int ncache_pread_extents (struct ncache_export *nc, void *buf, size_t count,
                           uint64_t offset, uint32_t flags,
                           ncache_extent_fn fn, void *opaque);
+
+/* ---- reads of hits through a ring (an event loop's io_uring) ----
+ *
+ * For an export whose cache device is O_DIRECT: ncache_pread_async
+ * looks [offset, offset + count) up without waiting and, if every block
+ * is a hit (and the index lock was free, every node in memory, buf and
+ * the range block-aligned, room on the ring), queues the device reads on
+ * `ring` with `cookie` and returns 0: a->pending reads will complete
+ * through cdev_ring_reap, each lowering a->pending and recording a
+ * failure in a->err.  Otherwise -EAGAIN, with nothing queued, counted or
+ * changed.  Once a->pending is 0, ncache_pread_async_done rechecks what
+ * the blocking read rechecks (no bucket was reused while it was read,
+ * the mode did not change) and counts the read: 0, buf holds the data;
+ * -EAGAIN, do the read again with ncache_pread.  No lock or ticket is
+ * held in between.  cache.c; the hit path is request.c's.
+ */
+#define NCACHE_AREAD_MAX 8      /* device reads per request, at most */
+struct ncache_aread {
+  unsigned pending;             /* reads queued and not yet completed */
+  int err;                      /* the first failed read's, or 0 */
+  /* private */
+  int mode;
+  unsigned nr;
+  uint32_t bucket[NCACHE_AREAD_MAX];
+  uint8_t gen[NCACHE_AREAD_MAX];
+};
+struct cdev_ring;
+int ncache_pread_async (struct ncache_export *nc, struct cdev_ring *ring,
+                        void *buf, size_t count, uint64_t offset,
+                        struct ncache_aread *a, void *cookie);
+int ncache_pread_async_done (struct ncache_export *nc, size_t count,
+                             uint64_t offset, struct ncache_aread *a);
 int ncache_pwrite (struct ncache_export *nc, const void *buf, size_t count,
                    uint64_t offset, uint32_t flags);
 int ncache_flush (struct ncache_export *nc, uint32_t flags);

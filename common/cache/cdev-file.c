@@ -17,6 +17,7 @@
  *   pwritev2 with RWF_DSYNC, or pwrite + fdatasync where the kernel or
  *   filesystem refuses the flag.
  * - sync is fdatasync.
+ * - ring_fd: the fd itself, for reads queued on a ring (cdev-ring.c).
  * - discard: regular file: fallocate PUNCH_HOLE|KEEP_SIZE; block device:
  *   BLKDISCARD.  "Not supported" makes it a no-op returning 0 from then on.
  * - size: fstat for regular files, BLKGETSIZE64 for block devices, rounded
@@ -233,6 +234,13 @@ file_discard (struct cdev *cd, uint64_t count, uint64_t offset)
   return r;
 }
 
+/* The ring reads the same open file description (cdev-ring.c). */
+static int
+file_ring_fd (struct cdev *cd)
+{
+  return to_file (cd)->fd;
+}
+
 /* ---- close ---- */
 
 static void
@@ -254,6 +262,7 @@ static const struct cdev_ops file_ops = {
   .sync = file_sync,
   .discard = file_discard,
   .close = file_close,
+  .ring_fd = file_ring_fd,
 };
 
 /* ---- open ---- */

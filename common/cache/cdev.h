@@ -6,7 +6,9 @@
  * of the cache device, and two implementations:
  *   cdev-file.c  a regular file or block device, optionally O_DIRECT;
  *                (cdev-signature.c: what else such a device holds);
- *   cdev-sim.c   an in-memory device with a durability model, for tests.
+ *   cdev-sim.c   an in-memory device with a durability model, for tests;
+ * and cdev-ring.c, an io_uring one event loop queues reads on (a driver
+ * with an fd only).
  * WHY: the engine must be testable against crashes at every write, and
  * must drive a real SSD with O_DIRECT; both sit behind one table.
  *
@@ -52,6 +54,10 @@ struct cdev_ops {
   int (*sync) (struct cdev *cd);
   int (*discard) (struct cdev *cd, uint64_t count, uint64_t offset);
   void (*close) (struct cdev *cd);
+  /* Optional (NULL: no fd, cdev_ring_read refuses): the fd a ring reads
+   * from, with the same O_DIRECT setting as pread.
+   */
+  int (*ring_fd) (struct cdev *cd);
 };
 
 /* The common head of every implementation; embedded first. */
@@ -143,6 +149,43 @@ cdev_discard (struct cdev *cd, uint64_t count, uint64_t offset)
   int r = cdev_check_request (cd, "discard", NULL, offset, count);
   return r < 0 ? r : cd->ops->discard (cd, count, offset);
 }
+
+/* ---- a ring: reads without a thread each (cdev-ring.c) ----
+ *
+ * One thread owns a ring (no locks).  cdev_ring_read queues a read of a
+ * cdev with an fd, under the contract above, checked at once; it starts
+ * at cdev_ring_submit (one system call for everything queued); its
+ * completion comes back from cdev_ring_reap as fn (cookie, 0 or -errno,
+ * opaque), a short read being -EIO.  The eventfd becomes readable when
+ * completions wait.  Nothing is logged: a caller redoes a failed read
+ * with cdev_pread, which logs.  Every read queued must be reaped before
+ * cdev_ring_destroy, and its cdev kept open until then.
+ */
+struct cdev_ring;
+typedef void (*cdev_ring_done_fn) (void *cookie, int result, void *opaque);
+
+/* 0 and *out, or -ENOSYS (built without liburing, or the kernel refuses
+ * io_uring: callers use the blocking ops), or another -errno.
+ */
+int cdev_ring_create (unsigned depth, struct cdev_ring **out);
+int cdev_ring_eventfd (const struct cdev_ring *rg);
+unsigned cdev_ring_space (const struct cdev_ring *rg);     /* reads */
+unsigned cdev_ring_in_flight (const struct cdev_ring *rg); /* reads */
+/* 0, -EAGAIN (the ring is full), -EOPNOTSUPP (the driver has no fd), or
+ * -EINVAL (the contract).
+ */
+int cdev_ring_read (struct cdev_ring *rg, struct cdev *cd, void *buf,
+                    size_t count, uint64_t offset, void *cookie);
+int cdev_ring_submit (struct cdev_ring *rg);
+/* Completions ready now; how many. */
+unsigned cdev_ring_reap (struct cdev_ring *rg, cdev_ring_done_fn fn,
+                         void *opaque);
+/* Submit, then block until a completion is ready (0 at once if none is
+ * in flight); reap it after.  0 or -errno.
+ */
+int cdev_ring_wait (struct cdev_ring *rg);
+/* NULL is a no-op. */
+void cdev_ring_destroy (struct cdev_ring *rg);
 
 /* ---- the simulated device (tests) ----
  *

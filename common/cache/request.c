@@ -649,52 +649,6 @@ request_pread (struct ncache_export *nc, void *buf, size_t count,
   return r;
 }
 
-/* NCACHE_NOWAIT: at most this many pieces (keys or holes), else -EAGAIN. */
-#define NOWAIT_PIECES 8
-
-/* request_pread for a range of hits only, served without waiting: the
- * lookup must get the index lock at once and find every node in memory,
- * every piece must be a key, and every key's data must come from the
- * page cache.  Anything else is -EAGAIN before any side effect (the
- * stream detection, writeback's idle clock, priorities, statistics),
- * which happen only once the read is served, as the walk would do them.
- */
-int
-request_pread_nowait (struct ncache_export *nc, void *buf, size_t count,
-                      uint64_t offset)
-{
-  struct ncache_device *dev = nc->dev;
-  struct btree_piece pieces[NOWAIT_PIECES];
-  uint64_t end = offset + count;
-  int n, i;
-
-  n = btree_lookup_nowait (dev->bt, nc->export_id, offset / BLK,
-                           div_round_up (end, BLK), pieces, NOWAIT_PIECES);
-  if (n <= 0 || pieces[n - 1].end * BLK < end)
-    return -EAGAIN;
-  for (i = 0; i < n; i++) {
-    const struct btree_piece *p = &pieces[i];
-    uint64_t lo = MAX (offset, p->start * BLK), hi = MIN (end, p->end * BLK);
-    uint8_t *dst = (uint8_t *) buf + (lo - offset);
-
-    if (!p->found)
-      return -EAGAIN;
-    if (bkey_is_zero (&p->key))
-      memset (dst, 0, hi - lo);
-    else if (cache_data_read_nowait (dev, &p->key, lo - p->start * BLK, dst,
-                                     hi - lo) < 0)
-      return -EAGAIN;
-  }
-  (void) sequential_bypass (nc, offset, count); /* the stream goes on */
-  writeback_note_io (nc->wb);
-  for (i = 0; i < n; i++)
-    if (!bkey_is_zero (&pieces[i].key))
-      bucket_hit (dev->bs, pieces[i].key.bucket);
-  bucket_io (dev->bs);
-  STAT_ADD (nc, nr_hits, 1);
-  return 0;
-}
-
 int
 request_cache (struct ncache_export *nc, uint64_t count, uint64_t offset)
 {

@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* devring.c — the loop thread's ring: O_DIRECT cache hits read without a
+ * worker.
+ *
+ * WHAT: at start the server makes one io_uring (cdev_ring, cdev.h) and
+ * watches its eventfd.  A READ that ncache_pread_async can queue (every
+ * block a hit of an O_DIRECT cache device, the index lock free) is queued
+ * there by the loop thread as it parses; each parse batch is submitted
+ * with one system call; on completion the loop rechecks (bucket gens, the
+ * mode), encodes the reply and writes it, one writev per connection per
+ * batch of completions.  Anything else — a miss, a busy index, a full
+ * ring, a failed or stale read — goes to the worker pool as before, and
+ * the worker's blocking read does, reports and logs it properly.
+ * WHY: an O_DIRECT hit is a wait on the SSD, not CPU.  Through the pool
+ * each hit cost a loop -> worker hand-off, a synchronous pread with its
+ * own doorbell, and a worker -> loop hand-off; at QD32 on the 2-core VM
+ * perf showed finish_task_switch (~38% of the server's samples) and the
+ * virtio doorbell (~10%) on top, with 1-4 reads in flight at the disk
+ * against fio's ~16.  A deeper pool was no better (measured: workers = 32
+ * vs the elastic default, randread 4k QD32: 15.1/12.0/14.5k vs
+ * 15.5/19.5/16.3k, load average ~30): more threads, more switches.  The
+ * ring removes both hand-offs and batches the doorbells.  Measured
+ * (bench/run-bench rows, 8 s, BENCH_SERVERS="device nbdcached-wb", cache
+ * file on ext4 on virtio, shared 2-core VM at load 7-36, three
+ * interleaved pairs; ratio to the device row of the same run, median and
+ * range):
+ *                               pool only           ring
+ *     randread 4k QD32, 1 conn  0.28x (0.26-0.38)   0.53x (0.49-0.56)
+ *     randread 4k QD32, 4 conns 0.37x (0.37-0.41)   0.64x (0.61-0.83)
+ *     seqread 1M QD8            0.99x (0.83-1.07)   1.04x (0.94-1.17)
+ * and the disk's queue (/sys/block/vda/inflight) went from 1-4 to 11-17
+ * reads.  What remains of the loop's time is the kernel's own submission
+ * inside io_uring_enter (~48% of the server's samples: the ext4 direct
+ * I/O path and the virtio doorbell, which fio's device row pays too) and
+ * the sockets (readv, writev, epoll ~40%); the engine's lookup, recheck
+ * and reply encoding are ~10%.
+ * INVARIANTS: a queued request is owned by the ring until its last read
+ * completes (r->aread.pending reaches 0), then by the loop again; it
+ * counts in conn->in_flight throughout, so its connection outlives it.
+ * THREADS AND LOCKS: loop thread only; the ring has no lock.
+ * FAILURE: no ring (built without liburing, io_uring disabled, seccomp):
+ * logged at debug level, every read goes to the workers.  A failed or
+ * stale read is redone by a worker.
+ * NOT HERE: which reads qualify (ncache_pread_async), writes (workers).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "cdev.h"
+#include "log.h"
+#include "server.h"
+
+/* Reads queued at most: two connections' CONN_MAX_IN_FLIGHT. */
+#define DEVRING_DEPTH 256u
+
+static void
+finish (struct server *srv, struct request *r, struct conn **to_flush)
+{
+  struct conn *c = r->conn;
+
+  if (c->destroyed) {
+    nbd_request_release (c, &r->out);
+    return;
+  }
+  if (ncache_pread_async_done (c->exp->nc, r->h.count, r->h.offset,
+                               &r->aread) < 0) {
+    srv->ring_redone++;
+    worker_pool_submit (srv->pool, r, r, 1);   /* the blocking way */
+    return;
+  }
+  srv->ring_served++;
+  r->chunks[0] = (struct read_chunk) {
+    .offset = r->h.offset, .length = r->h.count, .hole = false,
+  };
+  r->nr_chunks = 1;
+  r->error = 0;
+  r->synchronous = true;
+  reply_prepare (r);
+  conn_queue (c, &r->out);
+  if (!c->flush_marked) {
+    c->flush_marked = true;
+    c->flush_next = *to_flush;
+    *to_flush = c;
+  }
+}
+
+struct reap_ctx {
+  struct server *srv;
+  struct conn *to_flush;
+};
+
+static void
+read_done (void *cookie, int result, void *opaque)
+{
+  struct request *r = cookie;
+  struct reap_ctx *x = opaque;
+
+  if (result < 0 && r->aread.err == 0)
+    r->aread.err = result;
+  if (--r->aread.pending == 0)
+    finish (x->srv, r, &x->to_flush);
+}
+
+static void
+reap (struct server *srv)
+{
+  struct reap_ctx x = { .srv = srv, .to_flush = NULL };
+
+  cdev_ring_reap (srv->ring, read_done, &x);
+  /* One writev per connection for the whole batch of replies. */
+  while (x.to_flush) {
+    struct conn *c = x.to_flush;
+
+    x.to_flush = c->flush_next;
+    c->flush_marked = false;
+    conn_flush_output (c);
+  }
+}
+
+static void
+ring_cb (struct ev_loop *loop, ev_io *w, int revents)
+{
+  reap (w->data);
+}
+
+void
+devring_open (struct server *srv)
+{
+  int r = cdev_ring_create (DEVRING_DEPTH, &srv->ring);
+
+  if (r < 0) {
+    srv->ring = NULL;
+    errno = -r;
+    log_debug ("no io_uring for cache hits (%m): every read goes to the "
+               "worker threads");
+    return;
+  }
+  ev_io_init (&srv->ring_io, ring_cb, cdev_ring_eventfd (srv->ring), EV_READ);
+  srv->ring_io.data = srv;
+  ev_io_start (srv->loop, &srv->ring_io);
+}
+
+bool
+devring_read (struct conn *c, struct request *r)
+{
+  struct ncache_aread *a = &r->aread;
+
+  if (c->srv->ring == NULL ||
+      ncache_pread_async (c->exp->nc, c->srv->ring, r->buf, r->h.count,
+                          r->h.offset, a, r) < 0)
+    return false;
+  if (a->pending == 0)
+    return false;               /* nothing queued after all */
+  c->srv->ring_queued = true;
+  return true;
+}
+
+void
+devring_submit (struct server *srv)
+{
+  int r;
+
+  if (srv->ring == NULL || !srv->ring_queued)
+    return;
+  srv->ring_queued = false;
+  if ((r = cdev_ring_submit (srv->ring)) < 0) {
+    errno = -r;
+    log_error_ratelimited ("io_uring submit: %m");
+  }
+}
+
+void
+devring_close (struct server *srv)
+{
+  if (srv->ring == NULL)
+    return;
+  ev_io_stop (srv->loop, &srv->ring_io);
+  while (cdev_ring_in_flight (srv->ring) > 0) {
+    int r = cdev_ring_wait (srv->ring);
+
+    if (r < 0) {
+      errno = -r;
+      log_error ("io_uring wait at stop: %m");
+      break;
+    }
+    reap (srv);
+  }
+  log_debug ("io_uring: %" PRIu64 " reads served, %" PRIu64 " redone by "
+             "workers", srv->ring_served, srv->ring_redone);
+}
+
+void
+devring_destroy (struct server *srv)
+{
+  cdev_ring_destroy (srv->ring);
+  srv->ring = NULL;
+}
