@@ -249,6 +249,10 @@ struct ncache_aread {
   unsigned nr;
   uint32_t bucket[NCACHE_AREAD_MAX];
   uint8_t gen[NCACHE_AREAD_MAX];
+  /* Where each piece landed, for the data checksums: */
+  void *dst[NCACHE_AREAD_MAX];
+  uint64_t dev_block[NCACHE_AREAD_MAX];
+  uint32_t blocks[NCACHE_AREAD_MAX];
 };
 struct cdev_ring;
 int ncache_pread_async (struct ncache_export *nc, struct cdev_ring *ring,

@@ -13,7 +13,8 @@
  * before any side effect, and the caller falls back to request_pread on a
  * worker (request.c), which handles misses, promotion and errors.
  * INVARIANTS: the data returned was the key's (the gen did not move until
- * after the read completed), as in cache-data.c.
+ * after the read completed) and verified against its data checksums (a
+ * cache that has them), as in cache-data.c.
  * THREADS AND LOCKS: any thread; the index lock only tried, never held
  * across I/O.
  * FAILURE: -EAGAIN, never logged: the blocking path logs.
@@ -32,6 +33,7 @@
 #include "cache-internal.h"
 #include "cdev.h"
 #include "compiler.h"
+#include "datacsum.h"
 #include "ondisk.h"
 #include "seqcut.h"
 #include "writeback.h"
@@ -132,6 +134,9 @@ request_pread_async (struct ncache_export *nc, struct cdev_ring *ring,
 
     a->bucket[i] = p->key.bucket;
     a->gen[i] = p->key.gen;
+    a->dst[i] = (uint8_t *) buf + (lo - offset);
+    a->dev_block[i] = dev_off / BLK;
+    a->blocks[i] = (uint32_t) ((hi - lo) / BLK);
     /* The space was checked and the request is whole blocks: only a
      * broken contract fails here, after earlier pieces were queued.
      */
@@ -154,6 +159,14 @@ request_pread_async_done (struct ncache_export *nc, size_t count,
 
   if (a->err < 0)
     return -EAGAIN;
+  /* A block that does not verify: the blocking way decides (a clean one
+   * is read from the backing store, a dirty one is EIO) and counts.
+   */
+  if (dev->dc != NULL)
+    for (i = 0; i < a->nr; i++)
+      if (datacsum_verify (dev->dc, a->dev_block[i], a->blocks[i],
+                           a->dst[i], NULL) > 0)
+        return -EAGAIN;
   for (i = 0; i < a->nr; i++)
     if (bucket_gen (dev->bs, a->bucket[i]) != a->gen[i])
       return -EAGAIN;
