@@ -2,7 +2,7 @@
 /* devring.c — the loop thread's ring: O_DIRECT cache hits read without a
  * worker.
  *
- * WHAT: at start the server makes one io_uring (cdev_ring, cdev.h) and
+ * WHAT: at start the server makes one io_uring (ncache_ring_*, cache.h) and
  * watches its eventfd.  A READ that ncache_pread_async can queue (every
  * block a hit of an O_DIRECT cache device, the index lock free) is queued
  * there by the loop thread as it parses; each parse batch is submitted
@@ -49,7 +49,6 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "cdev.h"
 #include "log.h"
 #include "server.h"
 
@@ -109,7 +108,7 @@ reap (struct server *srv)
 {
   struct reap_ctx x = { .srv = srv, .to_flush = NULL };
 
-  cdev_ring_reap (srv->ring, read_done, &x);
+  ncache_ring_reap (srv->ring, read_done, &x);
   /* One writev per connection for the whole batch of replies. */
   while (x.to_flush) {
     struct conn *c = x.to_flush;
@@ -129,7 +128,7 @@ ring_cb (struct ev_loop *loop, ev_io *w, int revents)
 void
 devring_open (struct server *srv)
 {
-  int r = cdev_ring_create (DEVRING_DEPTH, &srv->ring);
+  int r = ncache_ring_create (DEVRING_DEPTH, &srv->ring);
 
   if (r < 0) {
     srv->ring = NULL;
@@ -138,7 +137,7 @@ devring_open (struct server *srv)
                "worker threads");
     return;
   }
-  ev_io_init (&srv->ring_io, ring_cb, cdev_ring_eventfd (srv->ring), EV_READ);
+  ev_io_init (&srv->ring_io, ring_cb, ncache_ring_eventfd (srv->ring), EV_READ);
   srv->ring_io.data = srv;
   ev_io_start (srv->loop, &srv->ring_io);
 }
@@ -166,7 +165,7 @@ devring_submit (struct server *srv)
   if (srv->ring == NULL || !srv->ring_queued)
     return;
   srv->ring_queued = false;
-  if ((r = cdev_ring_submit (srv->ring)) < 0) {
+  if ((r = ncache_ring_submit (srv->ring)) < 0) {
     errno = -r;
     log_error_ratelimited ("io_uring submit: %m");
   }
@@ -178,8 +177,8 @@ devring_close (struct server *srv)
   if (srv->ring == NULL)
     return;
   ev_io_stop (srv->loop, &srv->ring_io);
-  while (cdev_ring_in_flight (srv->ring) > 0) {
-    int r = cdev_ring_wait (srv->ring);
+  while (ncache_ring_in_flight (srv->ring) > 0) {
+    int r = ncache_ring_wait (srv->ring);
 
     if (r < 0) {
       errno = -r;
@@ -195,6 +194,6 @@ devring_close (struct server *srv)
 void
 devring_destroy (struct server *srv)
 {
-  cdev_ring_destroy (srv->ring);
+  ncache_ring_destroy (srv->ring);
   srv->ring = NULL;
 }

@@ -44,6 +44,7 @@
 #include "bucket.h"
 #include "cache-internal.h"
 #include "cache.h"
+#include "cdev.h"
 #include "compiler.h"
 #include "datacsum.h"
 #include "export-io.h"
@@ -383,6 +384,50 @@ ncache_pread (struct ncache_export *nc, void *buf, size_t count,
  * finished in another is redone (cache.h), so no ticket is held while
  * the ring reads.
  */
+/* The ring's door for front ends: cdev-ring.c's calls, unchanged. */
+int
+ncache_ring_create (unsigned depth, struct cdev_ring **out)
+{
+  return cdev_ring_create (depth, out);
+}
+
+int
+ncache_ring_eventfd (const struct cdev_ring *ring)
+{
+  return cdev_ring_eventfd (ring);
+}
+
+int
+ncache_ring_submit (struct cdev_ring *ring)
+{
+  return cdev_ring_submit (ring);
+}
+
+unsigned
+ncache_ring_reap (struct cdev_ring *ring, ncache_ring_done_fn fn,
+                  void *opaque)
+{
+  return cdev_ring_reap (ring, fn, opaque);
+}
+
+unsigned
+ncache_ring_in_flight (const struct cdev_ring *ring)
+{
+  return cdev_ring_in_flight (ring);
+}
+
+int
+ncache_ring_wait (struct cdev_ring *ring)
+{
+  return cdev_ring_wait (ring);
+}
+
+void
+ncache_ring_destroy (struct cdev_ring *ring)
+{
+  cdev_ring_destroy (ring);
+}
+
 int
 ncache_pread_async (struct ncache_export *nc, struct cdev_ring *ring,
                     void *buf, size_t count, uint64_t offset,

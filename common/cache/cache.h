@@ -255,6 +255,23 @@ struct ncache_aread {
   uint32_t blocks[NCACHE_AREAD_MAX];
 };
 struct cdev_ring;
+/* The ring itself, through the engine's door (cdev-ring.c underneath;
+ * its contract is cdev.h's): made and owned by one thread; -ENOSYS from
+ * create when there is no io_uring (built without liburing, or the
+ * kernel refuses it: use ncache_pread alone).  The eventfd is readable
+ * when completions wait; reap calls fn (cookie, 0 or -errno, opaque) for
+ * each; wait submits, then blocks for one (0 at once if none is in
+ * flight); everything queued is reaped before destroy (NULL: no-op).
+ */
+typedef void (*ncache_ring_done_fn) (void *cookie, int result, void *opaque);
+int ncache_ring_create (unsigned depth, struct cdev_ring **out);
+int ncache_ring_eventfd (const struct cdev_ring *ring);
+int ncache_ring_submit (struct cdev_ring *ring);
+unsigned ncache_ring_reap (struct cdev_ring *ring, ncache_ring_done_fn fn,
+                           void *opaque);
+unsigned ncache_ring_in_flight (const struct cdev_ring *ring);
+int ncache_ring_wait (struct cdev_ring *ring);
+void ncache_ring_destroy (struct cdev_ring *ring);
 int ncache_pread_async (struct ncache_export *nc, struct cdev_ring *ring,
                         void *buf, size_t count, uint64_t offset,
                         struct ncache_aread *a, void *cookie);
