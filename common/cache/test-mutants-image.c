@@ -272,7 +272,7 @@ parse_journal (void)
   uint64_t blocks = (uint64_t) W.sb.journal_buckets * W.sb.bucket_blocks;
   const struct nc_jentry *newest = NULL;
   uint64_t i;
-  unsigned t0 = W.nr_targets, t;
+  unsigned t0 = W.nr_targets, t1, t;
 
   for (i = 0; i < blocks; i++) {
     uint32_t plen;
@@ -298,7 +298,11 @@ parse_journal (void)
   }
   assert_non_null (newest);
   W.jnewest_write = newest->write_first ? newest->write_first : newest->seq;
-  for (t = t0; t < W.nr_targets; t++) {
+  /* Only the journal's targets: add_data_key appends data and checksum
+   * targets behind them as it goes.
+   */
+  t1 = W.nr_targets;
+  for (t = t0; t < t1; t++) {
     const struct nc_jentry *e = W.targets[t].payload != NULL
       ? (const void *) W.targets[t].payload
       : (const void *) (W.base + W.targets[t].off);

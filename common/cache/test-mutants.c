@@ -49,7 +49,8 @@
  * the device block, not the export block: a key moved over other data
  * that verifies reads it); a sector stamp of the newest
  * journal write forged, checksum recomputed, to look never written
- * (what a torn write leaves: dropped as torn).
+ * (what a torn write leaves: dropped as torn); a journal entry's key
+ * count changed, checksum recomputed (a shorter entry is well-formed).
  * HOW: the test parses the base image itself (ondisk.h, nc_csum),
  * independently of the engine's readers, to find the live structures and
  * to recompute checksums; only the stamped sectors of a journal entry are
@@ -248,6 +249,14 @@ enum hole {
    * csum for the same seq).
    */
   HOLE_STAMP_UNWRITTEN,
+  /* A journal entry's key count (nkeys) changed, checksum recomputed and
+   * sectors stamped again: with fewer keys it is a well-formed entry
+   * that never carried the ones cut off (their data is in the buckets,
+   * but nothing points back from data to keys), so replay serves what
+   * the older keys say.  Only an adversary who can recompute checksums
+   * makes one.
+   */
+  HOLE_JENTRY_NKEYS,
   NR_HOLES
 };
 static const char *const hole_names[NR_HOLES] = {
@@ -255,6 +264,7 @@ static const char *const hole_names[NR_HOLES] = {
   "a newest bset's identity clobbered (the format cannot tell)",
   "a leaf key's extent or pointer changed (checksums name device blocks)",
   "a stamp of the newest write forged as never written (reads as torn)",
+  "a journal entry's key count changed (a well-formed shorter entry)",
 };
 
 /* Does [lo, hi) (bytes of the structure) touch [a, b)? */
@@ -278,6 +288,10 @@ hole_of (const struct mutant *m)
     return HOLE_BSET_IDENTITY;
   if (m->stamp_unwritten)
     return HOLE_STAMP_UNWRITTEN;
+  if (m->region == R_JOURNAL && m->recompute && !m->in_stamp &&
+      touches (lo, hi, offsetof (struct nc_jentry, nkeys),
+               offsetof (struct nc_jentry, nkeys) + sizeof (uint32_t)))
+    return HOLE_JENTRY_NKEYS;
   /* A stamped entry: lo is in its payload, where its keys are. */
   if (m->recompute && m->len < sizeof (struct nc_key) && hi > t->hdr &&
       ((m->region == R_JOURNAL && !m->in_stamp) ||
