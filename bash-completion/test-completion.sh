@@ -45,7 +45,17 @@ expect 'nbdcached --tls ' 'off on require'
 expect 'nbdcached --cache-s' '--cache-size'
 expect 'nbdcached -r /dev/nul' '/dev/null'
 expect 'nbdcache fl' 'flush'
-expect 'nbdcache ' 'attach check detach flush format reload set show stats'
+expect 'nbdcache ' 'attach check detach flush forget format reload set show stats'
+expect 'nbdcache forg' 'forget'
+expect 'nbdcache forget /dev/nul' '/dev/null'
+
+# Every command nbdcache --help lists under "Commands:" is completed (the
+# list above is written by hand; this catches a new command left out).
+help_cmds=$(nbdcache --help | sed -n '/^Commands:/,$p' |
+              sed -n 's/^  \([a-z][a-z]*\)\( .*\)\{0,1\}$/\1/p' | sort -u |
+              tr '\n' ' ' | sed 's/ $//')
+[ -n "$help_cmds" ] || fail "no commands found in nbdcache --help"
+expect 'nbdcache ' "$help_cmds"
 expect 'nbdcache rel' 'reload'
 expect 'nbdcache det' 'detach'
 expect 'nbdcache set -c x.conf disk ' 'flush_on_stop= mode= promote_min= sequential_cutoff= writeback_percent='
