@@ -34,6 +34,39 @@
  * I/O path and the virtio doorbell, which fio's device row pays too) and
  * the sockets (readv, writev, epoll ~40%); the engine's lookup, recheck
  * and reply encoding are ~10%.
+ * WHY NOT 0.9x OF THE DEVICE (issue 11, measured 2026-12-07, load 12-50):
+ * CPU per 4k read at QD32 (fio's rusage; the server's schedstat),
+ * medians of three interleaved runs:
+ *                       device fio   nbd client (fio+libnbd)   nbdcached
+ *     1 conn            10.2 us      11.7 us                   11.5 us
+ *     4 conns           10.6 us      12.5 us                   12.3 us
+ * The client alone costs more than the device row: libnbd makes ~5.8
+ * system calls per read (perf: a send per request, recvs of each
+ * reply's header and payload, polls), the server ~0.5 (a readv, an
+ * io_uring_enter, a writev and an eventfd read per batch of 8-48).  Of
+ * the server's 11.5 us, ~4.5 us is the kernel's ext4 direct read and
+ * doorbell that fio pays too, ~2 us sleeping and waking (epoll_wait,
+ * finish_task_switch), ~2 us the Unix socket, ~2 us our own code
+ * (btree lookup 3.5%, checksum verification with XXH3 ~6%, bucket gens
+ * 2.3%).  So the row needs ~2.3x the device's CPU, and on this shared
+ * 2-core VM CPU is what it waits for: over 3 s of the 1-conn row the
+ * loop thread ran 0.61 s and waited runnable 0.75 s, the client 0.47 s;
+ * each reply is a chain of three wake-ups (disk -> server -> client ->
+ * server), each a wait in the run queue.  vs-dev ranged 0.42-0.81x
+ * (1 conn) and 0.46-0.96x (4 conns) with load; in the same six runs
+ * nbdkit-file, which serves the page cache and never waits on the disk,
+ * made a median 0.90x (0.55-1.58x) of the device row at 1 conn: the
+ * client and the socket alone take the row to about the device's
+ * figure on this machine.  Tried without a gain
+ * beyond noise (fio on both servers at once, 8+6 pairs, ratio 1.00):
+ * IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN (no epoll_wait EINTR per
+ * completion batch; CPU per read unchanged).  Not tried: registered
+ * buffers (pinning is ~3.5% of the server) and files (~0.4%).
+ * QD1 p99: with perf sched at load ~12, 1.3% of QD1 reads saw a thread
+ * (1.1% the loop thread, 0.3% the client) wait > 0.5 ms, up to 5 ms,
+ * for a CPU: that, with the disk's own tail (fio QD1 p99 0.5 ms, p99.9
+ * 3.7 ms), is enough to explain the row's ms-range p99 (2.3 ms; p50
+ * 0.19 ms) without any cost in this code (one measurement, not quiet).
  * INVARIANTS: a queued request is owned by the ring until its last read
  * completes (r->aread.pending reaches 0), then by the loop again; it
  * counts in conn->in_flight throughout, so its connection outlives it.
