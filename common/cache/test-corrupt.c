@@ -31,9 +31,10 @@
  * (magic, uuid, nonce) of a node's newest bset, which then looks like
  * blocks never written after the previous bset; it counts such mutants
  * separately and prints them.
- * HOW: the test parses the image itself (superblock, journal ring, bsets,
- * prio copies) with ondisk.h and nc_csum, independently of the engine's
- * readers, to find the live nodes and recompute checksums.
+ * HOW: the test parses the image itself (test-corrupt-image.c:
+ * superblock, journal ring, bsets, prio copies) with ondisk.h and nc_csum,
+ * independently of the engine's readers, to find the live nodes and
+ * recompute checksums.
  * SEED: the random loop's seed is printed; NBDCACHE_SEED replays it;
  * NBDCACHE_CORRUPT_MUTANTS sets its count (default 100).
  * ENV: NBDCACHE_CORRUPT_IMAGES=DIR writes every image the test opens
@@ -64,6 +65,7 @@
 #include "journal-internal.h"
 #include "ondisk.h"
 #include "super.h"
+#include "test-corrupt-image.h"
 #include "test-helpers.h"
 
 #define PROGRAM "test-corrupt"
@@ -75,8 +77,6 @@
 #define CYCLES 4
 #define WRITES_PER_CYCLE 500
 #define UNCLEAN_WRITES 300
-#define MAX_NODES 256
-#define MAX_CHAIN 64
 
 /* ---- the data: every block of every version is distinct ---- */
 
@@ -207,169 +207,6 @@ reopen_and_read (uint64_t *wrong_out)
 
 /* ---- parsing the image (independently of the engine) ---- */
 
-struct image {
-  unsigned char *p;
-  struct nc_sb sb;
-};
-
-static uint64_t
-bucket_byte (const struct image *im, uint32_t bucket)
-{
-  return (uint64_t) bucket * im->sb.bucket_blocks * NC_BLOCK_BYTES;
-}
-
-static void
-image_load (struct image *im, unsigned char *p)
-{
-  const struct nc_sb *a = (const void *) p;
-  const struct nc_sb *b = (const void *) (p + NC_BLOCK_BYTES);
-
-  im->p = p;
-  /* The test never damages the superblock: take the newer copy. */
-  im->sb = (b->magic == NC_SB_MAGIC && b->seq > a->seq) ? *b : *a;
-  assert_true (im->sb.magic == NC_SB_MAGIC);
-}
-
-/* The payload (header and keys) of the journal entry at image offset
- * off, or NULL if it is not a valid entry; valid until the next call.
- */
-static const struct nc_jentry *
-jentry_at (const struct image *im, uint64_t off, uint64_t ring_blocks_left)
-{
-  static unsigned char payload[JOURNAL_MAX_ENTRY_BLOCKS * NC_BLOCK_BYTES];
-  const struct nc_jentry *e = (const void *) (im->p + off);
-  const struct nc_jentry *pe = (const void *) payload;
-  uint32_t bad;
-
-  if (e->magic != NC_JOURNAL_MAGIC || e->nblocks == 0 ||
-      e->nblocks > JOURNAL_MAX_ENTRY_BLOCKS || e->nblocks > ring_blocks_left ||
-      !jentry_payload (e, e->nblocks, jstamp_seed (im->sb.uuid), payload,
-                       &bad) ||
-      pe->nkeys > keys_in_blocks (pe->version, pe->nblocks) ||
-      pe->csum != nc_csum (pe, sizeof *pe + (size_t) pe->nkeys
-                           * sizeof (struct nc_key)))
-    return NULL;
-  return pe;
-}
-
-/* The valid journal entry with the highest seq: its ring byte offset. */
-static uint64_t
-newest_jentry (const struct image *im)
-{
-  uint64_t first = bucket_byte (im, im->sb.journal_first), best = 0;
-  uint64_t blocks = (uint64_t) im->sb.journal_buckets * im->sb.bucket_blocks;
-  uint64_t best_seq = 0, i;
-
-  for (i = 0; i < blocks; i++) {
-    const struct nc_jentry *e = jentry_at (im, first + i * NC_BLOCK_BYTES,
-                                           blocks - i);
-
-    if (e == NULL)
-      continue;
-    if (e->seq > best_seq) {
-      best_seq = e->seq;
-      best = first + i * NC_BLOCK_BYTES;
-    }
-  }
-  assert_true (best_seq > 0);
-  return best;
-}
-
-struct bset_at {
-  uint32_t block, nblocks;
-  uint64_t seq, journal_seq;
-  uint32_t nkeys;
-};
-
-struct node {
-  uint32_t bucket;
-  uint16_t level;
-  uint64_t nonce;
-  struct bset_at chain[MAX_CHAIN];
-  unsigned nr;
-};
-
-static uint32_t
-span_blocks (const struct image *im)
-{
-  /* bset.c's geometry: the first MiB, at most the bucket. */
-  uint32_t span = (1u << 20) / NC_BLOCK_BYTES;
-
-  return span < im->sb.bucket_blocks ? span : im->sb.bucket_blocks;
-}
-
-static void
-read_chain (const struct image *im, struct node *n)
-{
-  uint64_t base = bucket_byte (im, n->bucket);
-  uint32_t b = 0, span = span_blocks (im);
-
-  n->nr = 0;
-  while (b < span && n->nr < MAX_CHAIN) {
-    const struct nc_bset *h = (const void *) (im->p + base
-                                              + (uint64_t) b * NC_BLOCK_BYTES);
-    uint32_t nb = (uint32_t) ((sizeof *h + (uint64_t) h->nkeys
-                               * sizeof (struct nc_key) + NC_BLOCK_BYTES - 1)
-                              / NC_BLOCK_BYTES);
-
-    if (h->magic != NC_BSET_MAGIC || h->nonce != n->nonce ||
-        h->seq != n->nr + 1 || nb > span - b ||
-        h->csum != nc_csum (h, sizeof *h + (size_t) h->nkeys
-                            * sizeof (struct nc_key)))
-      break;
-    n->level = h->level;
-    n->chain[n->nr++] = (struct bset_at) {
-      .block = b, .nblocks = nb, .seq = h->seq,
-      .journal_seq = h->journal_seq, .nkeys = h->nkeys,
-    };
-    b += nb;
-  }
-  assert_true (n->nr > 0);
-}
-
-static const struct nc_bset *
-bset_hdr (const struct image *im, const struct node *n, unsigned i)
-{
-  return (const void *) (im->p + bucket_byte (im, n->bucket)
-                         + (uint64_t) n->chain[i].block * NC_BLOCK_BYTES);
-}
-
-/* Every live node, from the newest journal entry's root down. */
-static unsigned
-live_nodes (const struct image *im, struct node *out, unsigned max)
-{
-  const struct nc_jentry *e = (const void *) (im->p + newest_jentry (im));
-  unsigned nr = 0, i;
-
-  if (e->root.size == 0)
-    return 0;
-  out[nr++] = (struct node) { .bucket = e->root.bucket,
-                              .nonce = e->root.nonce };
-  for (i = 0; i < nr; i++) {
-    const struct nc_bset *h;
-    uint32_t k;
-
-    read_chain (im, &out[i]);
-    h = bset_hdr (im, &out[i], out[i].nr - 1);
-    if (h->level == 0)
-      continue;
-    for (k = 0; k < h->nkeys && nr < max; k++)
-      out[nr++] = (struct node) { .bucket = h->keys[k].bucket,
-                                  .nonce = h->keys[k].nonce };
-  }
-  return nr;
-}
-
-/* Recompute the checksum of the bset at byte offset off of the image. */
-static void
-rechecksum_bset (unsigned char *p, uint64_t off)
-{
-  struct nc_bset *h = (void *) (p + off);
-
-  h->csum = nc_csum (h, sizeof *h + (size_t) h->nkeys
-                     * sizeof (struct nc_key));
-}
-
 /* ---- running a mutant ---- */
 
 static void
@@ -466,35 +303,6 @@ must_refuse (const char *name, unsigned char *m, bool unclean)
     expect_clean ();
   assert_int_equal (run_mutant (name, m), REFUSED);
   free (m);
-}
-
-/* Byte offset in the image of bset i of node n. */
-static uint64_t
-bset_off (const struct image *im, const struct node *n, unsigned i)
-{
-  return bucket_byte (im, n->bucket)
-    + (uint64_t) n->chain[i].block * NC_BLOCK_BYTES;
-}
-
-/* A live node with at least `min_bsets` bsets (level `level`, or any if
- * level < 0), the one with the most keys.  Fails the test if none.
- */
-static struct node
-pick_node (const struct image *im, unsigned min_bsets, int level)
-{
-  static struct node nodes[MAX_NODES];
-  unsigned nr = live_nodes (im, nodes, MAX_NODES), i, best = nr;
-
-  for (i = 0; i < nr; i++) {
-    if (nodes[i].nr < min_bsets || (level >= 0 && nodes[i].level != level))
-      continue;
-    if (best == nr || nodes[i].chain[nodes[i].nr - 1].nkeys >
-        nodes[best].chain[nodes[best].nr - 1].nkeys)
-      best = i;
-  }
-  if (best == nr)
-    fail_msg ("no live node with %u bsets at level %d", min_bsets, level);
-  return nodes[best];
 }
 
 /* A copy of the clean image (*m_out, the caller's) and in it the newest
@@ -686,56 +494,6 @@ test_journal_seq_max (void **state)
   must_refuse ("journal-seq-max", m, true);
 }
 
-/* The prio copy in use (the newer valid one) of image m. */
-static struct nc_prio *
-prio_in_use (const struct image *im, unsigned char *m)
-{
-  struct nc_prio *c[2];
-  size_t bytes = sizeof (struct nc_prio)
-    + (size_t) im->sb.nbuckets * sizeof (struct nc_prio_entry);
-  int i, use = -1;
-
-  for (i = 0; i < 2; i++) {
-    c[i] = (void *) (m + bucket_byte (im, im->sb.prio_first
-                                      + (uint32_t) i * im->sb.prio_buckets));
-    if (c[i]->magic == NC_PRIO_MAGIC && c[i]->csum == nc_csum (c[i], bytes)
-        && (use < 0 || c[i]->seq > c[use]->seq))
-      use = i;
-  }
-  assert_true (use >= 0);
-  return c[use];
-}
-
-static void
-rechecksum_prio (const struct image *im, struct nc_prio *p)
-{
-  p->csum = nc_csum (p, sizeof *p + (size_t) im->sb.nbuckets
-                     * sizeof (struct nc_prio_entry));
-}
-
-/* A data bucket that a live leaf's key points into, with its key's gen. */
-static uint32_t
-live_data_bucket (const struct image *im, uint8_t *gen)
-{
-  static struct node nodes[MAX_NODES];
-  unsigned nr = live_nodes (im, nodes, MAX_NODES), i;
-
-  for (i = 0; i < nr; i++) {
-    const struct nc_bset *h = bset_hdr (im, &nodes[i], nodes[i].nr - 1);
-    uint32_t k;
-
-    if (h->level != 0)
-      continue;
-    for (k = 0; k < h->nkeys; k++)
-      if (!(h->keys[k].flags & NC_KEY_ZERO)) {
-        *gen = h->keys[k].gen;
-        return h->keys[k].bucket;
-      }
-  }
-  fail_msg ("no data key");
-  return 0;
-}
-
 /* A prio gen rolled back by one (checksum recomputed): the bucket's keys
  * hold a gen newer than the bucket's.
  */
@@ -756,24 +514,6 @@ test_prio_gen_rollback (void **state)
   p->entries[bucket].gen = (uint8_t) (gen - 1);
   rechecksum_prio (&im, p);
   must_refuse ("prio-gen-rollback", m, false);
-}
-
-/* Is `bucket` named by a data key of a live leaf? */
-static bool
-leaf_uses_bucket (const struct image *im, uint32_t bucket)
-{
-  static struct node nodes[MAX_NODES];
-  unsigned nr = live_nodes (im, nodes, MAX_NODES), i;
-
-  for (i = 0; i < nr; i++) {
-    const struct nc_bset *h = bset_hdr (im, &nodes[i], nodes[i].nr - 1);
-    uint32_t k;
-
-    for (k = 0; h->level == 0 && k < h->nkeys; k++)
-      if (!(h->keys[k].flags & NC_KEY_ZERO) && h->keys[k].bucket == bucket)
-        return true;
-  }
-  return false;
 }
 
 /* In the unclean image, a prio gen rolled back for a bucket that only
@@ -845,28 +585,6 @@ test_prio_copies_gen_backwards (void **state)
  * (a mode change) leaves: the same table, seq - 1.  With the slot only
  * in the newer copy, format v1 has nothing to compare it with.
  */
-/* Superblock copy `slot` of image m, head and table. */
-static struct nc_sb *
-img_sb_get (const unsigned char *m, int slot)
-{
-  struct nc_sb *sb = calloc (1, sizeof *sb);
-
-  assert_non_null (sb);
-  memcpy (sb, m + (size_t) slot * NC_BLOCK_BYTES, NC_BLOCK_BYTES);
-  assert_true (sb->table_blocks >= 1 && sb->table_blocks <= NC_TABLE_BLOCKS_MAX);
-  memcpy (sb->exports, m + super_table_offset (sb, slot),
-          (size_t) sb->table_blocks * NC_BLOCK_BYTES);
-  return sb;
-}
-
-static void
-img_sb_put (unsigned char *m, int slot, const struct nc_sb *sb)
-{
-  memcpy (m + (size_t) slot * NC_BLOCK_BYTES, sb, NC_BLOCK_BYTES);
-  memcpy (m + super_table_offset (sb, slot), sb->exports,
-          (size_t) sb->table_blocks * NC_BLOCK_BYTES);
-}
-
 static void
 test_sb_export_uri_flip (void **state)
 {
