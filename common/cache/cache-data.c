@@ -119,17 +119,17 @@ dev_read (struct ncache_device *dev, uint64_t dev_off, uint64_t skip,
   return r;
 }
 
-/* Write whole blocks from src to byte dev_off. */
+/* Write whole blocks from src to byte dev_off; flags: cdev_pwrite's. */
 static int
 dev_write (struct ncache_device *dev, uint64_t dev_off, const uint8_t *src,
-           uint64_t nblocks)
+           uint64_t nblocks, uint32_t flags)
 {
   struct cdev *cd = dev->cd;
   uint8_t *bounce;
   int r = 0;
 
   if (io_aligned (src))
-    return cdev_pwrite (cd, src, nblocks * BLK, dev_off, 0);
+    return cdev_pwrite (cd, src, nblocks * BLK, dev_off, flags);
   bounce = cdev_alloc_buffer (BOUNCE_BYTES);
   if (bounce == NULL)
     return -ENOMEM;
@@ -137,7 +137,7 @@ dev_write (struct ncache_device *dev, uint64_t dev_off, const uint8_t *src,
     uint64_t n = MIN (nblocks, BOUNCE_BYTES / BLK);
 
     memcpy (bounce, src, n * BLK);
-    r = cdev_pwrite (cd, bounce, n * BLK, dev_off, 0);
+    r = cdev_pwrite (cd, bounce, n * BLK, dev_off, flags);
     src += n * BLK;
     dev_off += n * BLK;
     nblocks -= n;
@@ -224,17 +224,18 @@ cache_data_read_moving (struct ncache_device *dev, const struct nc_key *k,
 }
 
 /* Write k's data (and its words: NULL = computed) to ext, then point k
- * there.
+ * there; flags: cdev_pwrite's.
  */
 static int
 write_key (struct ncache_device *dev, const struct bucket_extent *ext,
-           const void *src, const uint32_t *words, struct nc_key *k)
+           const void *src, const uint32_t *words, uint32_t flags,
+           struct nc_key *k)
 {
   uint64_t off = cache_data_offset (dev, ext->bucket, ext->offset);
   int r;
 
   assert (k->size <= ext->nblocks);
-  r = dev_write (dev, off, src, k->size);
+  r = dev_write (dev, off, src, k->size, flags);
   if (r == 0 && dev->dc != NULL)
     r = datacsum_store (dev->dc, off / BLK, k->size, src, words);
   if (r < 0)
@@ -247,9 +248,9 @@ write_key (struct ncache_device *dev, const struct bucket_extent *ext,
 
 int
 cache_data_write (struct ncache_device *dev, const struct bucket_extent *ext,
-                  const void *src, struct nc_key *k)
+                  const void *src, uint32_t flags, struct nc_key *k)
 {
-  return write_key (dev, ext, src, NULL, k);
+  return write_key (dev, ext, src, NULL, flags, k);
 }
 
 int
@@ -262,8 +263,8 @@ cache_data_write_moved (struct ncache_device *dev,
   uint32_t i;
 
   if (dev->dc == NULL)
-    return write_key (dev, ext, src, NULL, k);
+    return write_key (dev, ext, src, NULL, 0, k);
   for (i = 0; i < k->size; i++)
     words[i] = datacsum_move (words[i], from + i, to + i);
-  return write_key (dev, ext, src, words, k);
+  return write_key (dev, ext, src, words, 0, k);
 }

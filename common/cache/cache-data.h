@@ -59,10 +59,13 @@ int cache_data_read_moving (struct ncache_device *dev, const struct nc_key *k,
                             void *dst, uint32_t *words);
 /* Write k->size whole blocks from src into ext (k->size <= ext->nblocks),
  * then point k at ext (bucket, offset, gen).  k untouched on failure.
+ * flags: 0, or CDEV_STREAM for a client's write (cdev.h: a hint that the
+ * data need not stay in memory; a promotion keeps 0, its data was just
+ * read and is likely read again).
  */
 int cache_data_write (struct ncache_device *dev,
                       const struct bucket_extent *ext, const void *src,
-                      struct nc_key *k);
+                      uint32_t flags, struct nc_key *k);
 /* The same for data read by cache_data_read_moving from where k points:
  * the checksums are words (rewritten in place for the new blocks), not
  * computed from src.

@@ -20,7 +20,8 @@
  *   (short transfers are looped).  They are thread-safe (positional I/O).
  * - pwrite makes nothing durable by itself.  sync (fdatasync) makes every
  *   pwrite that *completed before sync was called* durable.  pwrite with
- *   CDEV_FUA is durable when it returns (RWF_DSYNC).
+ *   CDEV_FUA is durable when it returns (RWF_DSYNC).  CDEV_STREAM changes
+ *   none of this (a hint on how to write, not on what is durable).
  * - discard is advisory (FALLOC_FL_PUNCH_HOLE on a file, BLKDISCARD on a
  *   block device); afterwards the range reads as old data or zeros.  It
  *   returns 0 when the device cannot discard.
@@ -38,6 +39,11 @@
 #include <stdint.h>
 
 #define CDEV_FUA (1u << 0)
+/* A hint, no promise: a large write of client data that need not stay in
+ * memory (a buffered "file" device writes it with O_DIRECT: cdev-file.c,
+ * LARGE WRITES); every implementation may ignore it.
+ */
+#define CDEV_STREAM (1u << 1)
 
 struct cdev;
 

@@ -242,7 +242,7 @@ cache_write_blocks (struct ncache_export *nc, enum bucket_wp wp, uint8_t flags,
     if (r < 0)
       return r;
     bkey_init (&k, nc->export_id, start, start + ext.nblocks, flags);
-    r = cache_data_write (dev, &ext, src, &k);
+    r = cache_data_write (dev, &ext, src, CDEV_STREAM, &k);
     if (r == 0)
       r = key_list_add (kl, &k);
     if (r < 0) {
@@ -402,7 +402,7 @@ read_miss (struct ncache_export *nc, uint64_t ps, uint64_t pe, uint8_t *dst,
        * under what we read (ORDERING rule 3): do not promote then.
        */
       if (!range_lock_busy (&nc->rl, cs, cs + nb) &&
-          cache_data_write (dev, &ext, bounce, &k) == 0) {
+          cache_data_write (dev, &ext, bounce, 0, &k) == 0) {
         /* Data the backing store may still lose: rule 2. */
         bool backsync = request_backing_unflushed (nc);
         uint64_t seq = 0;

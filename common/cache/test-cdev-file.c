@@ -7,7 +7,8 @@
  * filesystem and on /dev/shm (either O_DIRECT or the logged fallback),
  * read/write/FUA/sync, every alignment and range error (one logged
  * message naming path and offset), read-only handles, discard punching
- * holes, an I/O error from a file that shrank; a real block device only
+ * holes, large writes of a buffered cache bypassing the page cache (and
+ * staying coherent with it), an I/O error from a file that shrank; a real block device only
  * if NBDCACHE_TEST_BLOCKDEV names a scratch device (its contents are
  * destroyed), else that test is skipped.
  * HOW: files in a private directory (test-cdev-fx.h).
@@ -29,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -39,6 +41,7 @@
 #include <cmocka.h>
 
 #include "cdev.h"
+#include "fileio.h"
 #include "log.h"
 #include "testkit.h"
 #include "ondisk.h"
@@ -450,6 +453,131 @@ test_cdev_file_discard (void **state)
     print_message ("/dev/shm missing: tmpfs part skipped\n");
 }
 
+/* ---- large writes of a buffered cache (LARGE WRITES in cdev-file.c) ---- */
+
+#define LARGE (512 * 1024)      /* >= DIRECT_WRITE_MIN_BYTES */
+
+/* How many of the pages of [offset, offset+count) of path are in the page
+ * cache (mincore on a shared read-only mapping).
+ */
+static size_t
+resident_pages (const char *path, uint64_t offset, size_t count)
+{
+  long page = sysconf (_SC_PAGESIZE);
+  size_t n = count / page, i, in = 0;
+  unsigned char *vec = malloc (n);
+  int fd = open (path, O_RDONLY);
+  void *map;
+
+  assert_non_null (vec);
+  assert_true (fd >= 0);
+  map = mmap (NULL, count, PROT_READ, MAP_SHARED, fd, offset);
+  assert_true (map != MAP_FAILED);
+  assert_int_equal (mincore (map, count, vec), 0);
+  for (i = 0; i < n; i++)
+    in += vec[i] & 1;
+  munmap (map, count);
+  close (fd);
+  free (vec);
+  return in;
+}
+
+/* Does an O_DIRECT LARGE write work on a scratch file in dir, outside
+ * memory?  Then the driver must use it.
+ */
+static bool
+large_direct_works (const char *dir)
+{
+  char *p = path_in (dir, "probe");
+  void *buf = cdev_alloc_buffer (LARGE);
+  int fd = open (p, O_RDWR | O_CREAT | O_DIRECT, 0600);
+  bool ok = false;
+
+  assert_non_null (buf);
+  if (fd >= 0) {
+    ok = !fileio_in_memory (fd) && pwrite (fd, buf, LARGE, 0) == LARGE;
+    close (fd);
+  }
+  unlink (p);
+  free (p);
+  free (buf);
+  return ok;
+}
+
+static void
+test_cdev_file_large_writes (void **state)
+{
+  char *dir = make_tmpdir (tmp_base ());
+  char *path = path_in (dir, "cache.img");
+  bool direct = large_direct_works (dir);
+  unsigned char *buf = cdev_alloc_buffer (LARGE);
+  struct cdev *cd;
+  uint64_t off;
+
+  assert_non_null (buf);
+  test_log_clear ();
+  cd = open_ok (path, false, false, 4 * MIB);
+  assert_false (cd->direct);
+  print_message ("%s: large writes of a buffered cache %s\n", tmp_base (),
+                 direct ? "must bypass the page cache" :
+                 "stay buffered (no O_DIRECT here): residency part skipped");
+
+  /* Cached pages of a range, then a large write over it: the cdev reads
+   * the new data (the kernel dropped the stale pages), as does another fd.
+   */
+  for (off = 0; off < LARGE; off += BLK) {
+    fill (buf, BLK, off, 1);
+    assert_int_equal (cdev_pwrite (cd, buf, BLK, off, 0), 0);
+  }
+  if (direct)
+    assert_int_equal (resident_pages (path, 0, LARGE), LARGE / BLK);
+  fill (buf, LARGE, 0, 2);
+  assert_int_equal (cdev_pwrite (cd, buf, LARGE, 0, CDEV_STREAM), 0);
+  memset (buf, 0, LARGE);
+  assert_int_equal (cdev_pread (cd, buf, LARGE, 0), 0);
+  assert_true (check_fill (buf, LARGE, 0, 2));
+
+  /* A large CDEV_STREAM write to a fresh range leaves it out of the page
+   * cache, with FUA too; a small one, or one without the hint, goes
+   * through it.
+   */
+  fill (buf, LARGE, MIB, 3);
+  assert_int_equal (cdev_pwrite (cd, buf, LARGE, MIB, CDEV_STREAM), 0);
+  fill (buf, LARGE, 2 * MIB, 4);
+  assert_int_equal (cdev_pwrite (cd, buf, LARGE, 2 * MIB,
+                                 CDEV_STREAM | CDEV_FUA), 0);
+  fill (buf, BLK, 3 * MIB, 5);
+  assert_int_equal (cdev_pwrite (cd, buf, BLK, 3 * MIB, CDEV_STREAM), 0);
+  fill (buf, LARGE, 3 * MIB + LARGE, 6);
+  assert_int_equal (cdev_pwrite (cd, buf, LARGE, 3 * MIB + LARGE, 0), 0);
+  if (direct) {
+    assert_int_equal (resident_pages (path, MIB, LARGE), 0);
+    assert_int_equal (resident_pages (path, 2 * MIB, LARGE), 0);
+    assert_int_equal (resident_pages (path, 3 * MIB, BLK), 1);
+    assert_int_equal (resident_pages (path, 3 * MIB + LARGE, LARGE),
+                      LARGE / BLK);
+  }
+  assert_int_equal (cdev_sync (cd), 0);
+  cdev_close (cd);
+
+  /* Everything reads back through a new handle. */
+  cd = open_ok (path, false, true, 0);
+  assert_int_equal (cdev_pread (cd, buf, LARGE, 0), 0);
+  assert_true (check_fill (buf, LARGE, 0, 2));
+  assert_int_equal (cdev_pread (cd, buf, LARGE, MIB), 0);
+  assert_true (check_fill (buf, LARGE, MIB, 3));
+  assert_int_equal (cdev_pread (cd, buf, LARGE, 2 * MIB), 0);
+  assert_true (check_fill (buf, LARGE, 2 * MIB, 4));
+  assert_int_equal (cdev_pread (cd, buf, BLK, 3 * MIB), 0);
+  assert_true (check_fill (buf, BLK, 3 * MIB, 5));
+  assert_int_equal (cdev_pread (cd, buf, LARGE, 3 * MIB + LARGE), 0);
+  assert_true (check_fill (buf, LARGE, 3 * MIB + LARGE, 6));
+  cdev_close (cd);
+  assert_int_equal (test_log_errors (), 0);
+  free (buf);
+  rm_tmpdir (dir, path);
+}
+
 /* The file shrinks under the cdev: a read past the new end is -EIO, logged
  * once with the path and the offset.
  */
@@ -533,6 +661,8 @@ main (void)
     cmocka_unit_test_teardown (test_cdev_file_readonly,
                                teardown_tmpdirs),
     cmocka_unit_test_teardown (test_cdev_file_discard,
+                               teardown_tmpdirs),
+    cmocka_unit_test_teardown (test_cdev_file_large_writes,
                                teardown_tmpdirs),
     cmocka_unit_test_teardown (test_cdev_file_io_error,
                                teardown_tmpdirs),
