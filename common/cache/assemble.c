@@ -240,6 +240,16 @@ visit_journal_key (void *opaque, const struct nc_key *k, uint64_t seq)
                            journal_key_invalid (a, k, seq)) : 0;
 }
 
+/* The gens prio_read loaded: a write that skipped its pre-flush has the
+ * data of its current keys checked (journal-verify.c SAFETY).
+ */
+static uint8_t
+bucket_gen_of (void *opaque, uint32_t bucket)
+{
+  struct assembly *a = opaque;
+  return bucket_gen (*a->bs, bucket);
+}
+
 int
 assemble_journal (struct assembly *a, const struct assemble_options *o)
 {
@@ -251,6 +261,8 @@ assemble_journal (struct assembly *a, const struct assemble_options *o)
                a->cd->path);
     return r;
   }
+  if (*a->bs != NULL)
+    journal_set_gens (*a->journal, bucket_gen_of, a);
   a->journal_keys = 0;
   a->jkeys_len = 0;
   crosscheck_destroy (a->cx);

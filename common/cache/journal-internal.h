@@ -60,6 +60,14 @@ struct ring_geom {
   uint64_t offset;              /* bytes: ring block 0 */
   uint32_t blocks;
   uint64_t seed;                /* of the sector stamps (jstamp_seed) */
+  uint32_t bucket_blocks;       /* where data keys point (journal-verify.c) */
+  uint32_t nbuckets;
+};
+
+/* The buckets' current gens at recovery (journal-verify.c SAFETY). */
+struct jverify_gens {
+  uint8_t (*gen) (void *opaque, uint32_t bucket);
+  void *opaque;
 };
 
 struct journal {
@@ -140,6 +148,10 @@ struct journal {
   uint64_t synced_through;
   bool presynced;               /* the current write skipped its pre-flush */
   bool filled;                  /* the current write filled (and synced) */
+  bool unflushed;               /* the current write skips its pre-flush
+                                   (journal-verify.c) */
+  void *vbuf;                   /* JVERIFY_MAX_BYTES, for the read-backs */
+  struct jverify_gens gens;     /* set before replay; may be empty */
 
   /* The commit thread's write buffer and plan arrays. */
   void *wbuf;
@@ -198,6 +210,36 @@ const char *jstamp_invalid (const struct nc_jstamp *st, uint64_t sector_no,
  */
 bool jentry_payload (const void *raw, uint32_t nblocks, uint64_t seed,
                      void *payload, uint32_t *bad_sector);
+
+/* ---- journal-verify.c: per-key data checksums (NC_JENTRY_DATA_UNFLUSHED) */
+
+/* Most data bytes a write may point at and still skip its pre-flush. */
+#define JVERIFY_MAX_BYTES (1u << 20)
+
+/* Does the key point at data (not ZERO, not DELETE)? */
+bool jverify_key_has_data (const struct nc_key *k);
+/* May a write of keys[0 .. n) skip its pre-flush: do its data keys lie
+ * within the device and point at JVERIFY_MAX_BYTES at most?
+ */
+bool jverify_wanted (const struct ring_geom *g, const struct nc_key *keys,
+                     size_t n);
+/* The checksum of a key's data (k->size blocks at device block block). */
+uint64_t jverify_csum (const void *data, const struct nc_key *k,
+                       uint64_t block);
+/* Set the nonce of every key of keys[0 .. n): jverify_csum of its data
+ * read back from the device for a data key, else 0.  *buf: a buffer
+ * allocated on first use (cdev_alloc_buffer; the caller frees it).
+ * Every data key must lie within the device and JVERIFY_MAX_BYTES.
+ * 0 or -errno.
+ */
+int jverify_stamp (const struct ring_geom *g, void **buf, struct nc_key *keys,
+                   size_t n);
+/* Check the data of the version 3 entry e's current data keys against
+ * their nonces: *bad_key = the first that differs, or UINT32_MAX.
+ * 0 or -errno (a read error).
+ */
+int jverify_check (const struct ring_geom *g, const struct jverify_gens *gens,
+                   void **buf, const struct nc_jentry *e, uint32_t *bad_key);
 
 /* Byte offset on the device of ring block pos. */
 static inline uint64_t

@@ -63,8 +63,8 @@
  *
  * COMMIT: close -> [place, reclaim, re-close] -> hooks->pre_write (the
  * backing stores' completed writes are durable) -> [FILL, cdev_sync] ->
- * cdev_sync (pre-flush: data and btree nodes the keys need are durable)
- * -> one pwrite per
+ * cdev_sync (pre-flush: data and btree nodes the keys need are durable;
+ * skipped by PIPELINE and UNFLUSHED below) -> one pwrite per
  * contiguous run -> cdev_sync -> durable_seq advances, live region and
  * write position move -> hooks->committed -> every waiter whose seq is now
  * durable wakes.  Waiters that arrive during a commit are served by the
@@ -84,6 +84,21 @@
  * at the seq bound) is not covered: its write pre-flushes as before.
  * Nothing is pre-closed for the delay commit alone (that would turn the
  * delay into back-to-back commits) nor while stopping.
+ *
+ * UNFLUSHED (journal-verify.c): a write that still needs its pre-flush,
+ * that a waiter (FLUSH, FUA) wants and whose data keys point at no more
+ * than JVERIFY_MAX_BYTES (1 MiB) inside the device skips it: its entries
+ * are version 3 with NC_JENTRY_DATA_UNFLUSHED and each data key's nonce
+ * holds a checksum of its data, read back before the write; the write
+ * then costs ONE cdev_sync (after the pwrites), as a backing fdatasync
+ * does in mode none.  Durability: nothing in the write is acknowledged
+ * before that sync, and every later write's sync covers its data too, so
+ * only the newest write in the ring can lack data; recovery checks that
+ * write's keys against their checksums and drops it whole, as a torn
+ * write, if one differs (journal-replay.c UNFLUSHED DATA).  Btree nodes
+ * still sync around their own writes (bnode.c), so the root and nodes an
+ * entry names are durable before it.  A larger write, or one with no
+ * waiter (delay, reclaim, throttle), pre-flushes as before.
  *
  * INLINE COMMIT: a commit runs in whichever thread holds the commit token
  * (j->committing): the commit thread, or a caller of
@@ -234,6 +249,8 @@ journal_geom_from_sb (struct cdev *cd, const struct nc_sb *sb,
   g->offset = first * NC_BLOCK_BYTES;
   g->blocks = blocks;
   g->seed = jstamp_seed (sb->uuid);
+  g->bucket_blocks = sb->bucket_blocks;
+  g->nbuckets = sb->nbuckets;
   return 0;
 }
 
@@ -340,6 +357,7 @@ journal_destroy (struct journal *j)
   free (j->wbuf);
   free (j->ebuf);
   free (j->fill_buf);
+  free (j->vbuf);
   free (j->plan_pos);
   free (j->plan_last);
   free (j);
@@ -668,6 +686,22 @@ write_fill (struct journal *j, const struct plan *pl)
   return cdev_sync (j->g.cd);
 }
 
+/* May this write skip its pre-flush (journal-verify.c)?  Only when a
+ * waiter (FLUSH, FUA) wants it and its data keys point at little data.
+ */
+static bool
+want_unflushed (struct journal *j, const struct plan *pl)
+{
+  const struct closed_entry *c = &j->closed[pl->count - 1];
+  bool waited;
+
+  pthread_mutex_lock (&j->lock);
+  waited = j->nwaiters > 0 && !j->stopping;
+  pthread_mutex_unlock (&j->lock);
+  return waited && jverify_wanted (&j->g, j->closed_keys.v,
+                                   c->first + c->nkeys);
+}
+
 /* Build and write the planned entries: fill, pre-flush (unless PIPELINE
  * says they need none), pwrites, [preclose], sync.  No lock: the closed
  * entries only change in this thread.
@@ -685,6 +719,8 @@ write_plan (struct journal *j, const struct plan *pl)
 
   if ((r = wbuf_reserve (j, (size_t) pl->blocks * NC_BLOCK_BYTES)) < 0)
     return r;
+  j->presynced = last_planned <= j->synced_through;
+  j->unflushed = !j->presynced && want_unflushed (j, pl);
   p = j->wbuf;
   for (i = 0; i < pl->count; i++) {
     const struct closed_entry *c = &j->closed[i];
@@ -692,8 +728,9 @@ write_plan (struct journal *j, const struct plan *pl)
 
     memset (e, 0, jentry_payload_bytes (NC_JENTRY_VERSION, c->nblocks));
     e->magic = NC_JOURNAL_MAGIC;
-    e->version = NC_JENTRY_VERSION;
-    e->flags = pl->ring_filled ? NC_JENTRY_RING_FILLED : 0;
+    e->version = j->unflushed ? NC_JENTRY_VERSION_VERIFY : NC_JENTRY_VERSION;
+    e->flags = (pl->ring_filled ? NC_JENTRY_RING_FILLED : 0) |
+      (j->unflushed ? NC_JENTRY_DATA_UNFLUSHED : 0);
     e->nblocks = c->nblocks;
     memcpy (e->uuid, j->g.uuid, sizeof e->uuid);
     e->seq = c->seq;
@@ -705,6 +742,9 @@ write_plan (struct journal *j, const struct plan *pl)
     if (c->nkeys > 0)
       memcpy (e->keys, &j->closed_keys.v[c->first],
               (size_t) c->nkeys * sizeof (struct nc_key));
+    if (j->unflushed &&
+        (r = jverify_stamp (&j->g, &j->vbuf, e->keys, c->nkeys)) < 0)
+      return r;
     e->csum = nc_csum (e, sizeof *e + (size_t) c->nkeys *
                        sizeof (struct nc_key));
     jentry_frame (e, j->g.seed, p);
@@ -714,8 +754,7 @@ write_plan (struct journal *j, const struct plan *pl)
   j->filled = pl->fill_blocks > 0;
   if ((r = write_fill (j, pl)) < 0)
     return r;
-  j->presynced = last_planned <= j->synced_through;
-  if (!j->presynced && (r = cdev_sync (j->g.cd)) < 0)
+  if (!j->presynced && !j->unflushed && (r = cdev_sync (j->g.cd)) < 0)
     return r;
   p = j->wbuf;
   for (i = 0; i <= pl->count; i++) {
@@ -800,6 +839,7 @@ apply_plan_locked (struct journal *j, const struct plan *pl)
   __atomic_store_n (&j->durable_seq, last, __ATOMIC_RELEASE);
   j->st.commits++;
   j->st.presynced += j->presynced;
+  j->st.unflushed += j->unflushed;
   j->st.fill_syncs += j->filled;
   j->st.entries += pl->count;
   j->st.keys += nkeys;

@@ -106,6 +106,9 @@ struct journal_stats {
   uint64_t errors;
   uint64_t presynced;           /* writes needing no pre-flush (journal.c
                                    PIPELINE) */
+  uint64_t unflushed;           /* writes that skipped their pre-flush
+                                   with per-key data checksums
+                                   (journal-verify.c) */
   uint64_t fill_syncs;          /* writes that filled ring blocks first,
                                    with a sync of their own (FILL) */
   uint64_t waiting;             /* journal_wait callers waiting now */
@@ -118,6 +121,14 @@ int journal_create (struct cdev *cd, const struct nc_sb *sb,
                     struct journal **out);
 /* Stops the thread if running (without a final commit: see journal_stop). */
 void journal_destroy (struct journal *j);
+
+/* Before journal_replay: the buckets' current (durable) gens, so replay
+ * checks the data of only the current keys of a write that skipped its
+ * pre-flush (journal-verify.c SAFETY).  Without it every key is checked.
+ */
+void journal_set_gens (struct journal *j,
+                       uint8_t (*gen) (void *opaque, uint32_t bucket),
+                       void *opaque);
 
 typedef int (*journal_replay_fn) (void *opaque, const struct nc_key *k,
                                   uint64_t seq);
@@ -141,6 +152,12 @@ struct journal_check_info {
 };
 int journal_check (struct cdev *cd, const struct nc_sb *sb,
                    struct journal_check_info *info);
+/* The same, deciding as journal_replay with journal_set_gens (gen) does
+ * (the bucket gens of the prios; gen may be NULL).
+ */
+int journal_check_gens (struct cdev *cd, const struct nc_sb *sb,
+                        uint8_t (*gen) (void *opaque, uint32_t bucket),
+                        void *opaque, struct journal_check_info *info);
 
 /* Start the commit thread (after replay). */
 int journal_start (struct journal *j, unsigned delay_ms,
