@@ -67,7 +67,9 @@ struct ring_geom {
 /* The buckets' current gens at recovery (journal-verify.c SAFETY). */
 struct jverify_gens {
   uint8_t (*gen) (void *opaque, uint32_t bucket);
-  void *opaque;
+  void (*verified) (void *opaque, const struct nc_key *k, uint64_t block,
+                    const void *data);
+  void *opaque;                 /* of both */
 };
 
 struct journal {

@@ -167,6 +167,8 @@ jverify_check (const struct ring_geom *g, const struct jverify_gens *gens,
       *bad_key = i;
       return 0;
     }
+    if (gens != NULL && gens->verified != NULL)
+      gens->verified (gens->opaque, k, block, *buf);
   }
   return 0;
 }
@@ -177,4 +179,12 @@ journal_set_gens (struct journal *j,
 {
   j->gens.gen = gen;
   j->gens.opaque = opaque;
+}
+
+void
+journal_set_verified (struct journal *j,
+                      void (*verified) (void *opaque, const struct nc_key *k,
+                                        uint64_t block, const void *data))
+{
+  j->gens.verified = verified;
 }

@@ -719,8 +719,6 @@ write_plan (struct journal *j, const struct plan *pl)
 
   if ((r = wbuf_reserve (j, (size_t) pl->blocks * NC_BLOCK_BYTES)) < 0)
     return r;
-  j->presynced = last_planned <= j->synced_through;
-  j->unflushed = !j->presynced && want_unflushed (j, pl);
   p = j->wbuf;
   for (i = 0; i < pl->count; i++) {
     const struct closed_entry *c = &j->closed[i];
@@ -927,7 +925,7 @@ commit (struct journal *j)
 {
   struct plan pl;
   bool reclaimed = false, need_reclaim;
-  uint64_t s0, durable;
+  uint64_t s0, durable, token;
   int r;
 
   if ((r = j->hooks.close_entry (j->hooks.opaque, j)) < 0) {
@@ -977,8 +975,15 @@ commit (struct journal *j)
       return r;
     }
 
-    if (j->hooks.pre_write != NULL &&
-        (r = j->hooks.pre_write (j->hooks.opaque)) < 0) {
+    j->presynced = j->closed[pl.count - 1].seq <= j->synced_through;
+    j->unflushed = !j->presynced && want_unflushed (j, &pl);
+    token = 0;
+    r = 0;
+    if (j->unflushed && j->hooks.pre_write_unsynced != NULL)
+      r = j->hooks.pre_write_unsynced (j->hooks.opaque, &token);
+    else if (j->hooks.pre_write != NULL)
+      r = j->hooks.pre_write (j->hooks.opaque);
+    if (r < 0) {
       commit_failed (j, r, "flushing the backing stores first", false);
       return r;
     }
@@ -986,6 +991,8 @@ commit (struct journal *j)
       commit_failed (j, r, "writing the entries", false);
       return r;
     }
+    if (token != 0 && j->hooks.synced != NULL)
+      j->hooks.synced (j->hooks.opaque, token);
     pthread_mutex_lock (&j->lock);
     durable = apply_plan_locked (j, &pl);
     pthread_mutex_unlock (&j->lock);

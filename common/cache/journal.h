@@ -92,6 +92,13 @@ struct journal_hooks {
    * journal lock.  0 or -errno (the commit fails and is retried).
    */
   int (*pre_write) (void *opaque);
+  /* Optional, both or neither.  pre_write for a write that skips its
+   * pre-flush (journal.c UNFLUSHED): it may leave the cache device sync
+   * of what it wrote there to the write's final sync, and sets *token to
+   * what synced (called after that sync succeeded) must be told.
+   */
+  int (*pre_write_unsynced) (void *opaque, uint64_t *token);
+  void (*synced) (void *opaque, uint64_t token);
   /* Entries up to durable_seq are durable (allocator frees buckets). */
   void (*committed) (void *opaque, uint64_t durable_seq);
 };
@@ -129,6 +136,16 @@ void journal_destroy (struct journal *j);
 void journal_set_gens (struct journal *j,
                        uint8_t (*gen) (void *opaque, uint32_t bucket),
                        void *opaque);
+/* Optional, before journal_replay: called with the data of every key that
+ * replay checked and found as written (journal-verify.c), at device block
+ * `block`, k->size blocks: what the data checksum region must say, since
+ * its page writes, too, may have waited for that write's final sync.
+ */
+void journal_set_verified (struct journal *j,
+                           void (*verified) (void *opaque,
+                                             const struct nc_key *k,
+                                             uint64_t block,
+                                             const void *data));
 
 typedef int (*journal_replay_fn) (void *opaque, const struct nc_key *k,
                                   uint64_t seq);
