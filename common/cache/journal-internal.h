@@ -13,7 +13,8 @@
  * The entry layouts (plain, stamped) are ondisk.h's; journal-entry.c
  * frames and reads them.
  * Not here: the public API (journal.h).  Only the journal's files
- * (journal.c, journal-replay.c, journal-entry.c) and tests that read or
+ * (journal.c, journal-write.c, journal-replay.c,
+ * journal-verify.c, journal-entry.c) and tests that read or
  * forge entries include this.
  */
 #ifndef NBDCACHE_JOURNAL_INTERNAL_H
@@ -48,6 +49,20 @@ struct live_entry {
   uint64_t seq;
   uint32_t pos;                 /* ring block */
   uint32_t nblocks;
+};
+
+/* One write of a commit, as journal.c planned it: closed entries 0 ..
+ * count - 1 at j->plan_pos[], the fill before them.
+ */
+struct plan {
+  size_t count;                 /* closed entries 0 .. count-1 */
+  uint32_t blocks;              /* their total length */
+  uint32_t end;                 /* write_pos afterwards */
+  bool no_room;                 /* stopped for space (not the size cap) */
+  struct nc_key root;
+  uint16_t root_level;
+  uint32_t fill_lo, fill_blocks; /* FILL before the write (may wrap) */
+  bool ring_filled;             /* the entries get NC_JENTRY_RING_FILLED */
 };
 
 /* A journal_wait caller (journal.c). */
@@ -212,6 +227,18 @@ const char *jstamp_invalid (const struct nc_jstamp *st, uint64_t sector_no,
  */
 bool jentry_payload (const void *raw, uint32_t nblocks, uint64_t seed,
                      void *payload, uint32_t *bad_sector);
+
+/* ---- journal-write.c: building and writing one planned write ---- */
+
+/* May the write skip its pre-flush (journal.c UNFLUSHED)?  Only when a
+ * waiter wants it and its data keys point at little data.
+ */
+bool jwrite_want_unflushed (struct journal *j, const struct plan *pl);
+/* Build and write the planned entries: fill, pre-flush (unless
+ * j->presynced or j->unflushed), pwrites, PIPELINE's pre-close, the final
+ * sync.  Commit thread only, no lock.  0 or -errno.
+ */
+int jwrite_plan (struct journal *j, const struct plan *pl);
 
 /* ---- journal-verify.c: per-key data checksums (NC_JENTRY_DATA_UNFLUSHED) */
 
