@@ -37,9 +37,12 @@
  * Writes into unwritten extents (converted at completion) are as fast as
  * into written ones, so preallocating is enough; writing zeros would
  * only cost time at creation.  nbdcached writeback on a fresh O_DIRECT
- * file cache (bench/run-bench, vs the device row): 4k random writes QD32
- * 0.04x -> 0.32x (1 conn) and 0.11x -> 0.37x (4 conns), 1M sequential
- * writes 0.22x -> 0.55x.  A block device has no holes: nothing to do.
+ * file cache (bench/run-bench, 4 interleaved pairs, load 20-78, medians):
+ * 4k random writes QD32 1 conn 4.1k -> 8.1k/s (vs the device row 0.10x
+ * -> 0.35x), 4 conns 5.0k -> 10.2k/s (0.08x -> 0.20x), 1M sequential
+ * writes 425 -> 630 MB/s (0.30x -> 0.42x); per 4k write the server spends
+ * 77 us of CPU and 3.3 context switches instead of 153 us and 6.9.
+ * A block device has no holes: nothing to do.
  * Not preallocated: a file in memory (tmpfs would pin RAM for nothing),
  * or when the filesystem cannot (no fallocate, no space: logged, the
  * file stays sparse), or a file that existed before (never resized,
