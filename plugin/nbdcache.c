@@ -593,7 +593,8 @@ nbdcache_dump_plugin (void)
   "cache-size=SIZE     With create=yes: create the cache file this big.\n" \
   "mode=MODE           writeback, writethrough (the default with cache=),\n" \
   "                    writearound, or none (the only mode without one).\n" \
-  "discard=BOOL        Discard freed cache space in batches (default yes).\n" \
+  "discard=auto|BOOL   Discard freed cache space in batches (default auto:\n" \
+  "                    yes on a block device, no on a regular file).\n" \
   "writeback-percent=N Writeback's dirty target, percent of the cache\n" \
   "                    (0 to 100, default 10).\n" \
   "sequential-cutoff=SIZE  Sequential streams longer than this bypass the\n" \

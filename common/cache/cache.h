@@ -48,6 +48,17 @@ enum ncache_mode {
   NCACHE_MODE_WRITEAROUND,
 };
 
+/* Config `discard`: whether freed buckets are discarded before reuse.
+ * 0 (a zeroed config) means no.  AUTO: yes on a block device
+ * (BLKDISCARD), no on a regular file, where a punched hole makes the next
+ * write into it allocate blocks again (cdev-file.c: PREALLOCATION).
+ */
+enum ncache_discard {
+  NCACHE_DISCARD_NO = 0,
+  NCACHE_DISCARD_YES,
+  NCACHE_DISCARD_AUTO,
+};
+
 /* "none|writeback|writethrough|writearound" <-> enum.  0 or -EINVAL. */
 int ncache_mode_from_string (const char *s, enum ncache_mode *out);
 const char *ncache_mode_name (enum ncache_mode mode);
@@ -88,10 +99,10 @@ struct ncache_device_config {
   uint64_t node_cache_bytes;    /* btree node cache bound; 0 = 64 MiB */
   unsigned journal_delay_ms;    /* group-commit delay; 0 = 100 */
   /* Discard freed buckets (BLKDISCARD / FALLOC_FL_PUNCH_HOLE) in batches
-   * before they are reused.  Config `discard`, default yes (front ends
+   * before they are reused.  Config `discard`, default auto (front ends
    * set it; a zeroed config means no).
    */
-  bool discard;
+  enum ncache_discard discard;
 };
 
 /* 0 and *out set, or -errno (logged). */

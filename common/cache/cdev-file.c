@@ -50,8 +50,33 @@
  * - ring_fd: the fd itself, for reads queued on a ring (cdev-ring.c).
  * - discard: regular file: fallocate PUNCH_HOLE|KEEP_SIZE; block device:
  *   BLKDISCARD.  "Not supported" makes it a no-op returning 0 from then on.
+ *   The engine asks for discards on a regular file only with an explicit
+ *   `discard = yes` (the default, auto, is off for files: PREALLOCATION).
  * - size: fstat for regular files, BLKGETSIZE64 for block devices, rounded
  *   down to a block.
+ *
+ * PREALLOCATION: a cache file we create gets all its blocks at once
+ * (fallocate mode 0: unwritten extents, nothing written, quick), and the
+ * engine does not punch holes in it (config discard = auto).  Why: an
+ * O_DIRECT write into a hole must allocate blocks, and ext4 serializes
+ * O_DIRECT writes that allocate (the inode lock is taken exclusively for
+ * them).  fio, io_uring, O_DIRECT, 4k random writes, QD32, on a 1 GiB
+ * file on this 2-core VM's ext4 disk (loaded, so ranges): 1 job 11-24k/s
+ * into a sparse file, 14-30k/s preallocated, 14-18k/s fully written;
+ * 4 jobs 16-19k/s sparse, 29-59k/s preallocated, 37-57k/s written.
+ * Writes into unwritten extents (converted at completion) are as fast as
+ * into written ones, so preallocating is enough; writing zeros would
+ * only cost time at creation.  nbdcached writeback on a fresh O_DIRECT
+ * file cache (bench/run-bench, 4 interleaved pairs, load 20-78, medians):
+ * 4k random writes QD32 1 conn 4.1k -> 8.1k/s (vs the device row 0.10x
+ * -> 0.35x), 4 conns 5.0k -> 10.2k/s (0.08x -> 0.20x), 1M sequential
+ * writes 425 -> 630 MB/s (0.30x -> 0.42x); per 4k write the server spends
+ * 77 us of CPU and 3.3 context switches instead of 153 us and 6.9.
+ * A block device has no holes: nothing to do.
+ * Not preallocated: a file in memory (tmpfs would pin RAM for nothing),
+ * or when the filesystem cannot (no fallocate, no space: logged, the
+ * file stays sparse), or a file that existed before (never resized,
+ * never rewritten: `fallocate -l SIZE PATH` does it offline).
  *
  * INVARIANTS:
  * - size_bytes is fixed at open and a multiple of NC_BLOCK_BYTES (> 0).
@@ -63,8 +88,8 @@
  * - O_DIRECT is asked for only when opts->direct; a filesystem that
  *   refuses it (tmpfs, some FUSE) is used buffered after one warning, and
  *   cd->direct says which one we got.
- * - An existing file is never resized; a missing one is created sparse
- *   only when the caller gave a size.
+ * - An existing file is never resized; a missing one is created (then
+ *   preallocated) only when the caller gave a size.
  * - ONE OPENER AT A TIME: before anything is read or written, the open
  *   file description takes a whole-file OFD lock (ownlock.h), exclusive
  *   for a writer and shared for a read-only opener (nbdcache show and
@@ -100,6 +125,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/types.h>
 
 #ifdef HAVE_LINUX_FS_H
@@ -395,6 +421,47 @@ lock_device (struct cdev_file *f, const char *path, bool readonly)
   return r;
 }
 
+/* A cache file this open created gets its blocks now (fallocate mode 0:
+ * unwritten extents, no data written, quick), so that later O_DIRECT
+ * writes into it do not allocate (see PREALLOCATION above).  Advice
+ * only: a filesystem without fallocate, or without the space, leaves the
+ * file sparse (logged); in memory (tmpfs) it would only pin RAM.
+ */
+static void
+preallocate (struct cdev_file *f, const char *path, uint64_t size_bytes)
+{
+  struct statfs sfs;
+  int r;
+
+  if (f->in_memory)
+    return;
+  /* ext4 fallocates what it can before ENOSPC and keeps it: a file larger
+   * than the free space would take all of it.  Do not try.
+   */
+  if (fstatfs (f->fd, &sfs) == 0 &&
+      (uint64_t) sfs.f_bavail * (uint64_t) sfs.f_bsize < size_bytes) {
+    log_warning ("cdev %s: the filesystem has %" PRIu64 " bytes free, less "
+                 "than the %" PRIu64 " bytes of the cache file: it stays "
+                 "sparse (writes that need space the filesystem no longer "
+                 "has will fail)", path,
+                 (uint64_t) sfs.f_bavail * (uint64_t) sfs.f_bsize,
+                 size_bytes);
+    return;
+  }
+  r = fileio_fallocate (f->fd, 0, 0, size_bytes);
+  if (r == 0)
+    log_info ("cdev %s: preallocated %" PRIu64 " bytes", path, size_bytes);
+  else if (fileio_is_unsupported (-r))
+    log_info ("cdev %s: the filesystem cannot preallocate (fallocate): "
+              "the cache file stays sparse", path);
+  else {
+    errno = -r;
+    log_warning ("cdev %s: preallocating %" PRIu64 " bytes: %m; the cache "
+                 "file stays sparse (writes that need space the filesystem "
+                 "no longer has will fail)", path, size_bytes);
+  }
+}
+
 static int
 open_or_create (struct cdev_file *f, const char *path,
                 const struct cdev_file_options *opts)
@@ -412,7 +479,7 @@ open_or_create (struct cdev_file *f, const char *path,
   if (r == -ENOENT && opts->create_size_bytes > 0 && !opts->readonly) {
     r = fileio_create_sparse ("cdev ", path, opts->create_size_bytes, 0600);
     if (r == 0) {
-      log_info ("cdev %s: created a sparse cache file of %" PRIu64 " bytes",
+      log_info ("cdev %s: created a cache file of %" PRIu64 " bytes",
                 path, opts->create_size_bytes);
       f->cd.created = true;
     }
@@ -436,7 +503,11 @@ open_or_create (struct cdev_file *f, const char *path,
   }
   f->fd = r;
   f->in_memory = fileio_in_memory (r);
-  return lock_device (f, path, opts->readonly);
+  if ((r = lock_device (f, path, opts->readonly)) < 0)
+    return r;
+  if (f->cd.created)
+    preallocate (f, path, opts->create_size_bytes);
+  return 0;
 }
 
 /* Some filesystems accept O_DIRECT at open and refuse the I/O instead.

@@ -357,7 +357,8 @@ ncache_device_open (const struct ncache_device_config *cfg,
   t.journal_delay_ms = cfg->journal_delay_ms;
   t.format_bucket_bytes = cfg->bucket_bytes;
   t.format_journal_bytes = cfg->journal_bytes;
-  t.discard = cfg->discard;
+  t.discard = cfg->discard == NCACHE_DISCARD_YES ||
+    (cfg->discard == NCACHE_DISCARD_AUTO && cd->is_block_device);
   r = ncache_device_open_cdev (cfg->name, cd, cfg->create, &t, out);
   if (r == 0)
     return 0;

@@ -30,6 +30,8 @@
 
 #include "backing.h"
 #include "cache.h"
+#include "cache-internal.h"
+#include "cdev.h"
 #include "log.h"
 #include "test-cache-spy.h"
 #include "testkit.h"
@@ -180,6 +182,52 @@ test_cache_device_refused (void **state)
   assert_non_null (strstr (test_log_last_error (), "/nonexistent/ssd.img"));
   assert_int_equal (ncache_device_open (NULL, &dev), -EINVAL);
   ncache_device_close (NULL);
+}
+
+/* discard = auto on a regular file is off (a punched hole makes the next
+ * O_DIRECT write allocate again, cdev-file.c), yes is on, no is off; the
+ * created file is preallocated (test-cdev-file.c checks the blocks).
+ */
+static void
+test_cache_device_discard_auto_on_file (void **state)
+{
+  static const struct {
+    enum ncache_discard discard;
+    bool want;
+  } cases[] = {
+    { NCACHE_DISCARD_AUTO, false },
+    { NCACHE_DISCARD_YES, true },
+    { NCACHE_DISCARD_NO, false },
+  };
+  char dir[] = "/tmp/test-cache.XXXXXX";
+  char path[sizeof dir + 16];
+  size_t i;
+
+  (void) state;
+  assert_non_null (mkdtemp (dir));
+  snprintf (path, sizeof path, "%s/ssd.img", dir);
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct ncache_device_config dcfg = {
+      .name = "ssd", .path = path, .size_bytes = 64 << 20,
+      .create = true, .discard = cases[i].discard,
+    };
+    struct ncache_device *dev = NULL;
+    struct ncache_device_stats st;
+
+    test_log_clear ();
+    assert_int_equal (ncache_device_open (&dcfg, &dev), 0);
+    assert_false (dev->cd->is_block_device);
+    assert_int_equal (dev->discard, cases[i].want);
+    /* Off: no bucket is ever handed to the discard thread (on: the
+     * fresh EMPTY buckets are, at a time the thread chooses). */
+    ncache_device_get_stats (dev, &st);
+    if (!cases[i].want)
+      assert_int_equal (st.discard_pending_buckets, 0);
+    ncache_device_close (dev);
+    assert_int_equal (test_log_errors (), 0);
+  }
+  assert_int_equal (unlink (path), 0);
+  assert_int_equal (rmdir (dir), 0);
 }
 
 static void
@@ -693,6 +741,7 @@ main (void)
     cmocka_unit_test (test_cache_open_refuses_modes),
     cmocka_unit_test (test_cache_open_refuses_device),
     cmocka_unit_test (test_cache_open_bad_arguments),
+    cmocka_unit_test (test_cache_device_discard_auto_on_file),
     cmocka_unit_test (test_cache_device_refused),
     cmocka_unit_test (test_cache_mode_names),
     cmocka_unit_test (test_cache_pwrite_pread),

@@ -146,8 +146,10 @@ struct config_cache {
   unsigned journal_delay_ms;    /* journal_delay_ms: 1 to
                                    CONFIG_MAX_JOURNAL_DELAY_MS, default
                                    CONFIG_DEFAULT_JOURNAL_DELAY_MS */
-  bool discard;                 /* discard = yes (default): freed buckets
-                                   are discarded in batches before reuse */
+  enum ncache_discard discard;  /* discard = auto (default: on for a block
+                                   device, off for a regular file), yes or
+                                   no: freed buckets are discarded in
+                                   batches before reuse */
   int line;                     /* where the section starts */
 };
 

@@ -78,7 +78,7 @@ enum section_kind {
   K (CACHE,  cache,  journal_size,     SIZE,        journal_bytes,    false) \
   K (CACHE,  cache,  node_cache_size,  NODE_CACHE,  node_cache_bytes, false) \
   K (CACHE,  cache,  journal_delay_ms, DELAY_MS,    journal_delay_ms, false) \
-  K (CACHE,  cache,  discard,          BOOL,        discard,          false) \
+  K (CACHE,  cache,  discard,          DISCARD,     discard,          false) \
   K (EXPORT, export, backing,          BACKING,     backing,          false) \
   K (EXPORT, export, size,             SIZE,        size_bytes,       false) \
   K (EXPORT, export, cache,            NAME,        cache,            false) \
@@ -137,6 +137,7 @@ enum value_type {
   VALUE_PROMOTE_MIN,            /* uint64_t, 0 (off) or a power of two from
                                    4K to CONFIG_MAX_PROMOTE_MIN_BYTES */
   VALUE_BOOL,                   /* bool */
+  VALUE_DISCARD,                /* enum ncache_discard: auto or a bool */
   VALUE_LOG_TARGET,             /* enum log_target */
   VALUE_LOG_LEVEL,              /* enum log_level */
   VALUE_MODE,                   /* enum ncache_mode */

@@ -64,6 +64,7 @@
 #define VALUE_CTYPE_CUTOFF     uint64_t
 #define VALUE_CTYPE_PROMOTE_MIN uint64_t
 #define VALUE_CTYPE_BOOL       bool
+#define VALUE_CTYPE_DISCARD    enum ncache_discard
 #define VALUE_CTYPE_LOG_TARGET enum log_target
 #define VALUE_CTYPE_LOG_LEVEL  enum log_level
 #define VALUE_CTYPE_MODE       enum ncache_mode
@@ -197,6 +198,27 @@ set_bool (struct parser *p, bool *field, const char *key, const char *value)
                   "on/off or 1/0", key, value);
     return -EINVAL;
   }
+  return 0;
+}
+
+/* auto, or a bool (yes: discard on a regular file too). */
+static int
+set_discard (struct parser *p, enum ncache_discard *field, const char *key,
+             const char *value)
+{
+  bool on;
+
+  if (strcasecmp (value, "auto") == 0) {
+    *field = NCACHE_DISCARD_AUTO;
+    return 0;
+  }
+  if (parse_bool (value, &on) < 0) {
+    config_error (p, p->lineno,
+                  "invalid %s '%s': expected auto, or yes/no, true/false, "
+                  "on/off or 1/0", key, value);
+    return -EINVAL;
+  }
+  *field = on ? NCACHE_DISCARD_YES : NCACHE_DISCARD_NO;
   return 0;
 }
 
@@ -481,6 +503,8 @@ config_set_value (struct parser *p, const struct key_def *def, void *obj,
                            "such as 64K");
   case VALUE_BOOL:
     return set_bool (p, field, key, value);
+  case VALUE_DISCARD:
+    return set_discard (p, field, key, value);
   case VALUE_LOG_TARGET:
     return set_log_target (p, field, key, value);
   case VALUE_LOG_LEVEL:

@@ -187,7 +187,7 @@ config_add_cache (struct parser *p, char *name, int line)
   caches[n].direct = true;
   caches[n].node_cache_bytes = CONFIG_DEFAULT_NODE_CACHE_BYTES;
   caches[n].journal_delay_ms = CONFIG_DEFAULT_JOURNAL_DELAY_MS;
-  caches[n].discard = true;
+  caches[n].discard = NCACHE_DISCARD_AUTO;
   caches[n].line = line;
   cfg->nr_caches = n + 1;
   p->cur = SECTION_CACHE;

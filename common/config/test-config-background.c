@@ -55,7 +55,7 @@ test_bg_defaults (void **state)
                    "[export cached]\nbacking = disk.img\ncache = c\n"
                    "[export plain]\nbacking = disk2.img\n");
   assert_null (cfg->server.control_socket);
-  assert_true (cfg->caches[0].discard);
+  assert_int_equal (cfg->caches[0].discard, NCACHE_DISCARD_AUTO);
   e = config_find_export (cfg, "cached");
   assert_int_equal (e->writeback_percent, 10);
   assert_int_equal (e->writeback_percent, CONFIG_DEFAULT_WRITEBACK_PERCENT);
@@ -101,7 +101,7 @@ test_bg_all_keys (void **state)
                    "writeback_percent = 100\n"
                    "sequential_cutoff = 1T\n");
   assert_string_equal (cfg->server.control_socket, "/run/nbdcached.ctl");
-  assert_false (cfg->caches[0].discard);
+  assert_int_equal (cfg->caches[0].discard, NCACHE_DISCARD_NO);
 
   e = config_find_export (cfg, "a");
   assert_int_equal (e->writeback_percent, 40);
@@ -168,13 +168,19 @@ test_bg_device_config_discard (void **state)
 
   (void) state;
   cfg = load_good (CACHE_OK "[cache d]\npath = ssd2.img\ndiscard = no\n"
+                   "[cache e]\npath = ssd3.img\ndiscard = yes\n"
+                   "[cache f]\npath = ssd4.img\ndiscard = AUTO\n"
                    EXPORT_OK);
   memset (&d, 0xa5, sizeof d);
   config_cache_device_config (&cfg->caches[0], &d);
-  assert_true (d.discard);
+  assert_int_equal (d.discard, NCACHE_DISCARD_AUTO);      /* the default */
   memset (&d, 0xa5, sizeof d);
   config_cache_device_config (&cfg->caches[1], &d);
-  assert_false (d.discard);
+  assert_int_equal (d.discard, NCACHE_DISCARD_NO);
+  config_cache_device_config (&cfg->caches[2], &d);
+  assert_int_equal (d.discard, NCACHE_DISCARD_YES);
+  config_cache_device_config (&cfg->caches[3], &d);
+  assert_int_equal (d.discard, NCACHE_DISCARD_AUTO);
   config_free (cfg);
 }
 
@@ -255,8 +261,8 @@ test_bg_bad_bools (void **state)
 {
   (void) state;
   load_bad (CACHE_OK "discard = maybe\n" EXPORT_OK,
-            "3: invalid discard 'maybe': expected yes/no, true/false, "
-            "on/off or 1/0");
+            "3: invalid discard 'maybe': expected auto, or yes/no, "
+            "true/false, on/off or 1/0");
   load_bad (CACHE_OK "[export x]\nbacking = disk.img\ncache = c\n"
             "flush_on_stop = 2\n",
             "6: invalid flush_on_stop '2': expected yes/no, true/false, "
@@ -346,7 +352,8 @@ static void
 test_bg_collects_all_errors (void **state)
 {
   static const char *const expected[] = {
-    "2: invalid discard 'x': expected yes/no, true/false, on/off or 1/0",
+    "2: invalid discard 'x': expected auto, or yes/no, true/false, on/off "
+    "or 1/0",
     "5: invalid writeback_percent '200': expected an integer from 0 to 100",
     "6: invalid sequential_cutoff 'big': expected a size such as 4M or "
       "512K, or 0 (off)",

@@ -69,8 +69,8 @@ test_config_params_same_words (void **state)
       "3: invalid size '9223372036854775808': too large" },
     { "cache", "discard", "discard", "perhaps",
       "[cache c]\npath = c.img\ndiscard = perhaps\n" EXPORT_OK,
-      "3: invalid discard 'perhaps': expected yes/no, true/false, on/off or "
-      "1/0" },
+      "3: invalid discard 'perhaps': expected auto, or yes/no, true/false, "
+      "on/off or 1/0" },
   };
   size_t i;
 
@@ -149,7 +149,7 @@ test_config_params_built (void **state)
   assert_string_equal (cfg->exports[0].cache, cfg->caches[0].name);
   assert_int_equal (cfg->exports[0].mode, NCACHE_MODE_WRITETHROUGH);
   assert_true (cfg->caches[0].direct);
-  assert_true (cfg->caches[0].discard);
+  assert_int_equal (cfg->caches[0].discard, NCACHE_DISCARD_AUTO);
   assert_int_equal (cfg->caches[0].node_cache_bytes,
                     CONFIG_DEFAULT_NODE_CACHE_BYTES);
   assert_int_equal (nr_messages, 0);
