@@ -19,10 +19,6 @@
  *                   thread, reclaim
  *   journal-replay.c reading the ring: scan, validation, the chain to
  *                   replay, the check, format's first entry
- *   journal-write.c one write of a commit: fill, stamped entries, the
- *                   pre-flush (or not), the pwrites, the final sync
- *   journal-verify.c per-key data checksums of a write that skipped its
- *                   pre-flush, checked at recovery
  *   btree.c         the index: lookup, insert, split, walk
  *   btree-walk.c    the index's GC pass, scans, replace-if-unchanged
  *   bnode.c         btree nodes in memory: the bounded node cache, node
