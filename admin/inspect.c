@@ -202,14 +202,6 @@ count_journal_key (void *opaque, const struct nc_key *k, uint64_t seq,
   return 0;
 }
 
-/* The prios' gens, as replay sees them (journal_set_gens). */
-static uint8_t
-inspect_gen (void *opaque, uint32_t bucket)
-{
-  struct inspect *in = opaque;
-  return bucket_gen (in->bs, bucket);
-}
-
 int
 inspect_journal (struct inspect *in)
 {
@@ -218,9 +210,7 @@ inspect_journal (struct inspect *in)
   };
   int r;
 
-  if ((r = journal_check_gens (in->cd, &in->sb,
-                               in->bs != NULL ? inspect_gen : NULL, in,
-                               &in->jinfo)) < 0)
+  if ((r = journal_check (in->cd, &in->sb, &in->jinfo)) < 0)
     return r;
   in->journal_keys = in->journal_bad_keys = 0;
   if ((r = assemble_journal (&in->assembly, &o)) < 0)

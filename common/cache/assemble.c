@@ -99,26 +99,6 @@ hook_pre_write (void *opaque)
   return a->opts.pre_write != NULL ? a->opts.pre_write (a->opts.opaque) : 0;
 }
 
-static int
-hook_pre_write_unsynced (void *opaque, uint64_t *token)
-{
-  struct assembly *a = opaque;
-
-  *token = 0;
-  if (a->opts.pre_write_unsynced != NULL)
-    return a->opts.pre_write_unsynced (a->opts.opaque, token);
-  return hook_pre_write (opaque);
-}
-
-static void
-hook_synced (void *opaque, uint64_t token)
-{
-  struct assembly *a = opaque;
-
-  if (a->opts.synced != NULL)
-    a->opts.synced (a->opts.opaque, token);
-}
-
 static void
 hook_committed (void *opaque, uint64_t durable_seq)
 {
@@ -260,26 +240,6 @@ visit_journal_key (void *opaque, const struct nc_key *k, uint64_t seq)
                            journal_key_invalid (a, k, seq)) : 0;
 }
 
-/* The gens prio_read loaded: a write that skipped its pre-flush has the
- * data of its current keys checked (journal-verify.c SAFETY).
- */
-static uint8_t
-bucket_gen_of (void *opaque, uint32_t bucket)
-{
-  struct assembly *a = opaque;
-  return bucket_gen (*a->bs, bucket);
-}
-
-static void
-data_verified (void *opaque, const struct nc_key *k, uint64_t block,
-               const void *data)
-{
-  struct assembly *a = opaque;
-
-  if (a->opts.data_verified != NULL)
-    a->opts.data_verified (a->opts.opaque, block, k->size, data);
-}
-
 int
 assemble_journal (struct assembly *a, const struct assemble_options *o)
 {
@@ -291,10 +251,6 @@ assemble_journal (struct assembly *a, const struct assemble_options *o)
                a->cd->path);
     return r;
   }
-  if (*a->bs != NULL)
-    journal_set_gens (*a->journal, bucket_gen_of, a);
-  if (!o->readonly)
-    journal_set_verified (*a->journal, data_verified);
   a->journal_keys = 0;
   a->jkeys_len = 0;
   crosscheck_destroy (a->cx);
@@ -394,8 +350,6 @@ index_read_write (struct assembly *a)
     .close_entry = hook_close_entry,
     .reclaim = hook_reclaim,
     .pre_write = hook_pre_write,
-    .pre_write_unsynced = hook_pre_write_unsynced,
-    .synced = hook_synced,
     .committed = hook_committed,
   };
   size_t i;

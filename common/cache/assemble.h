@@ -57,15 +57,6 @@ struct assemble_options {
    */
   void (*kick) (void *opaque, bool need_gc);
   int (*pre_write) (void *opaque);
-  /* Optional, all three or none (journal.h): the journal's pre_write for
-   * a write that skips its pre-flush, told when its final sync made that
-   * durable; and the data replay verified for such a write (its data
-   * checksum region words may not have reached the device).
-   */
-  int (*pre_write_unsynced) (void *opaque, uint64_t *token);
-  void (*synced) (void *opaque, uint64_t token);
-  void (*data_verified) (void *opaque, uint64_t block, uint32_t blocks,
-                         const void *data);
   /* Read-only visitors (each optional): a live journal key, in order (it
    * is not replayed), with why it is invalid (NULL: valid; replay would
    * refuse it, or it points at a gen newer than its bucket's); a node and

@@ -93,66 +93,18 @@ device_stop_gc (struct ncache_device *dev)
  * its pipeline; a leaf write's comes anyway, but pages must not wait).
  */
 static int
-sync_region (struct ncache_device *dev)
+hook_pre_write (void *opaque)
 {
+  struct ncache_device *dev = opaque;
   uint64_t unsynced = 0;
-  int r = 0;
+  int r;
 
-  if (dev->dc != NULL)
+  r = request_sync_backings (dev);
+  if (r == 0 && dev->dc != NULL)
     r = datacsum_flush (dev->dc, &unsynced);
   if (r == 0 && unsynced > 0 && (r = cdev_sync (dev->cd)) == 0)
     datacsum_note_synced (dev->dc, unsynced);
   return r;
-}
-
-static int
-hook_pre_write (void *opaque)
-{
-  struct ncache_device *dev = opaque;
-  int r;
-
-  r = request_sync_backings (dev);
-  return r < 0 ? r : sync_region (dev);
-}
-
-/* The journal's pre_write for a write that skips its pre-flush
- * (journal.c UNFLUSHED): the same, but the region pages' sync is that
- * write's final sync (hook_synced).  If it never completes, replay checks
- * the write's data and rewrites its keys' words (hook_data_verified).
- */
-static int
-hook_pre_write_unsynced (void *opaque, uint64_t *token)
-{
-  struct ncache_device *dev = opaque;
-  int r;
-
-  *token = 0;
-  r = request_sync_backings (dev);
-  if (r == 0 && dev->dc != NULL)
-    r = datacsum_flush (dev->dc, token);
-  return r;
-}
-
-static void
-hook_synced (void *opaque, uint64_t token)
-{
-  struct ncache_device *dev = opaque;
-
-  if (dev->dc != NULL)
-    datacsum_note_synced (dev->dc, token);
-}
-
-/* Replay found this data as written by a write that skipped its
- * pre-flush: its region words may be older than the data.
- */
-static void
-hook_data_verified (void *opaque, uint64_t block, uint32_t blocks,
-                    const void *data)
-{
-  struct ncache_device *dev = opaque;
-
-  if (dev->dc != NULL)
-    (void) datacsum_store (dev->dc, block, blocks, data, NULL);
 }
 
 /* ---- recovery ---- */
@@ -168,9 +120,6 @@ recover (struct ncache_device *dev, const struct ncache_device_tuning *t)
     .journal_delay_ms = t->journal_delay_ms,
     .kick = hook_kick,
     .pre_write = hook_pre_write,
-    .pre_write_unsynced = hook_pre_write_unsynced,
-    .synced = hook_synced,
-    .data_verified = hook_data_verified,
     .opaque = dev,
   };
   struct assembly *a = &dev->assembly;
@@ -184,11 +133,7 @@ recover (struct ncache_device *dev, const struct ncache_device_tuning *t)
   }
   log_info ("cache '%s' (%s): %" PRIu64 " journal key(s) replayed",
             dev->name, dev->cd->path, a->journal_keys);
-  /* Region words replay rewrote (hook_data_verified) are durable before
-   * anything is written after them: the write they belong to is no
-   * longer checked once a newer one exists.
-   */
-  return sync_region (dev);
+  return 0;
 }
 
 static void

@@ -13,8 +13,7 @@
  * The entry layouts (plain, stamped) are ondisk.h's; journal-entry.c
  * frames and reads them.
  * Not here: the public API (journal.h).  Only the journal's files
- * (journal.c, journal-write.c, journal-replay.c,
- * journal-verify.c, journal-entry.c) and tests that read or
+ * (journal.c, journal-replay.c, journal-entry.c) and tests that read or
  * forge entries include this.
  */
 #ifndef NBDCACHE_JOURNAL_INTERNAL_H
@@ -51,20 +50,6 @@ struct live_entry {
   uint32_t nblocks;
 };
 
-/* One write of a commit, as journal.c planned it: closed entries 0 ..
- * count - 1 at j->plan_pos[], the fill before them.
- */
-struct plan {
-  size_t count;                 /* closed entries 0 .. count-1 */
-  uint32_t blocks;              /* their total length */
-  uint32_t end;                 /* write_pos afterwards */
-  bool no_room;                 /* stopped for space (not the size cap) */
-  struct nc_key root;
-  uint16_t root_level;
-  uint32_t fill_lo, fill_blocks; /* FILL before the write (may wrap) */
-  bool ring_filled;             /* the entries get NC_JENTRY_RING_FILLED */
-};
-
 /* A journal_wait caller (journal.c). */
 struct waiter;
 
@@ -75,16 +60,6 @@ struct ring_geom {
   uint64_t offset;              /* bytes: ring block 0 */
   uint32_t blocks;
   uint64_t seed;                /* of the sector stamps (jstamp_seed) */
-  uint32_t bucket_blocks;       /* where data keys point (journal-verify.c) */
-  uint32_t nbuckets;
-};
-
-/* The buckets' current gens at recovery (journal-verify.c SAFETY). */
-struct jverify_gens {
-  uint8_t (*gen) (void *opaque, uint32_t bucket);
-  void (*verified) (void *opaque, const struct nc_key *k, uint64_t block,
-                    const void *data);
-  void *opaque;                 /* of both */
 };
 
 struct journal {
@@ -165,10 +140,6 @@ struct journal {
   uint64_t synced_through;
   bool presynced;               /* the current write skipped its pre-flush */
   bool filled;                  /* the current write filled (and synced) */
-  bool unflushed;               /* the current write skips its pre-flush
-                                   (journal-verify.c) */
-  void *vbuf;                   /* JVERIFY_MAX_BYTES, for the read-backs */
-  struct jverify_gens gens;     /* set before replay; may be empty */
 
   /* The commit thread's write buffer and plan arrays. */
   void *wbuf;
@@ -227,48 +198,6 @@ const char *jstamp_invalid (const struct nc_jstamp *st, uint64_t sector_no,
  */
 bool jentry_payload (const void *raw, uint32_t nblocks, uint64_t seed,
                      void *payload, uint32_t *bad_sector);
-
-/* ---- journal-write.c: building and writing one planned write ---- */
-
-/* May the write skip its pre-flush (journal.c UNFLUSHED)?  Only when a
- * waiter wants it and its data keys point at little data.
- */
-bool jwrite_want_unflushed (struct journal *j, const struct plan *pl);
-/* Build and write the planned entries: fill, pre-flush (unless
- * j->presynced or j->unflushed), pwrites, PIPELINE's pre-close, the final
- * sync.  Commit thread only, no lock.  0 or -errno.
- */
-int jwrite_plan (struct journal *j, const struct plan *pl);
-
-/* ---- journal-verify.c: per-key data checksums (NC_JENTRY_DATA_UNFLUSHED) */
-
-/* Most data bytes a write may point at and still skip its pre-flush. */
-#define JVERIFY_MAX_BYTES (1u << 20)
-
-/* Does the key point at data (not ZERO, not DELETE)? */
-bool jverify_key_has_data (const struct nc_key *k);
-/* May a write of keys[0 .. n) skip its pre-flush: do its data keys lie
- * within the device and point at JVERIFY_MAX_BYTES at most?
- */
-bool jverify_wanted (const struct ring_geom *g, const struct nc_key *keys,
-                     size_t n);
-/* The checksum of a key's data (k->size blocks at device block block). */
-uint64_t jverify_csum (const void *data, const struct nc_key *k,
-                       uint64_t block);
-/* Set the nonce of every key of keys[0 .. n): jverify_csum of its data
- * read back from the device for a data key, else 0.  *buf: a buffer
- * allocated on first use (cdev_alloc_buffer; the caller frees it).
- * Every data key must lie within the device and JVERIFY_MAX_BYTES.
- * 0 or -errno.
- */
-int jverify_stamp (const struct ring_geom *g, void **buf, struct nc_key *keys,
-                   size_t n);
-/* Check the data of the version 3 entry e's current data keys against
- * their nonces: *bad_key = the first that differs, or UINT32_MAX.
- * 0 or -errno (a read error).
- */
-int jverify_check (const struct ring_geom *g, const struct jverify_gens *gens,
-                   void **buf, const struct nc_jentry *e, uint32_t *bad_key);
 
 /* Byte offset on the device of ring block pos. */
 static inline uint64_t

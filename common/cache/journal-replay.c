@@ -15,9 +15,7 @@
  * every valid entry (magic, version, uuid — a foreign uuid is silently
  * ignored — length inside the ring and within JOURNAL_MAX_ENTRY_BLOCKS,
  * nkeys fits, csum, 1 <= last_seq <= seq < 2^64 - 1, write_first <= seq,
- * seq - last_seq and seq - write_first below the ring's blocks, no flag
- * bit this reader does not know, NC_JENTRY_DATA_UNFLUSHED exactly in
- * version 3).  An
+ * seq - last_seq and seq - write_first below the ring's blocks).  An
  * entry with a good checksum that breaks those field rules is corruption
  * (no write, torn or not, makes one): -EBADMSG.  Two
  * different valid entries with one seq: -EBADMSG.  Let M be the valid entry
@@ -30,15 +28,6 @@
  * belongs to M's write, so its write_first is B too, or M (or that
  * entry) is corrupt: -EBADMSG.  The chosen E's chain must
  * also be laid out in ring order.
- *
- * UNFLUSHED DATA: if E belongs to the newest write in the ring (E's
- * write_first is M's) and that write's entries in the chain are version
- * 3 (NC_JENTRY_DATA_UNFLUSHED: the write skipped its pre-flush), the data
- * of their current keys is read and compared with the checksums the
- * entries carry (journal-verify.c); if any differs, that write never
- * completed its sync (never acknowledged): E becomes the newest entry
- * before the write, exactly as for a torn write, and its entries are
- * dropped with the rest.  Older writes are never checked.
  *
  * TORN OR DAMAGED: entries newer than E are a torn write, or damage.  A
  * version 2 entry is valid only if every 512-byte sector carries its
@@ -142,8 +131,7 @@ entry_invalid (const struct ring_geom *g, const void *raw, uint32_t pos,
     *corrupt = false;
   if (e->magic != NC_JOURNAL_MAGIC)
     return "bad magic";
-  if (e->version != NC_JENTRY_VERSION && e->version != NC_JENTRY_VERSION_PLAIN
-      && e->version != NC_JENTRY_VERSION_VERIFY)
+  if (e->version != NC_JENTRY_VERSION && e->version != NC_JENTRY_VERSION_PLAIN)
     return "bad version";
   if (memcmp (e->uuid, g->uuid, sizeof g->uuid) != 0)
     return "foreign uuid";
@@ -152,7 +140,7 @@ entry_invalid (const struct ring_geom *g, const void *raw, uint32_t pos,
     return "bad length";
   if (e->nkeys > keys_in_blocks (e->version, e->nblocks))
     return "too many keys for its length";
-  if (e->version != NC_JENTRY_VERSION_PLAIN) {
+  if (e->version == NC_JENTRY_VERSION) {
     if (!jentry_payload (raw, e->nblocks, g->seed, payload, &bad_sector))
       return "a sector without the entry's stamp (torn or damaged)";
     e = payload;
@@ -165,13 +153,6 @@ entry_invalid (const struct ring_geom *g, const void *raw, uint32_t pos,
     *corrupt = true;
   if (e->seq == 0 || e->last_seq == 0 || e->last_seq > e->seq)
     return "bad last_seq";
-  if (e->version != NC_JENTRY_VERSION_PLAIN &&
-      (e->flags & ~(uint64_t) NC_JENTRY_KNOWN_FLAGS) != 0)
-    return "unknown flags";
-  if (e->version != NC_JENTRY_VERSION_PLAIN &&
-      !(e->flags & NC_JENTRY_DATA_UNFLUSHED) !=
-      (e->version != NC_JENTRY_VERSION_VERIFY))
-    return "NC_JENTRY_DATA_UNFLUSHED without version 3, or the reverse";
   /* Every entry of last_seq .. seq is in the ring at once, one block at
    * least each; so are the entries of one write (write_first .. seq).
    */
@@ -231,7 +212,7 @@ found_push (struct found_vec *fv, const struct nc_jentry *e, uint32_t pos)
   f->root = e->root;
   f->root_level = e->root_level;
   f->version = e->version;
-  f->flags = e->version != NC_JENTRY_VERSION_PLAIN ? e->flags : 0;
+  f->flags = e->version == NC_JENTRY_VERSION ? e->flags : 0;
   return 0;
 }
 
@@ -473,20 +454,18 @@ found_below (const struct found_vec *fv, uint64_t seq)
   return lo == 0 ? SIZE_MAX : lo - 1;
 }
 
-/* Choose E (see REPLAY) among the entries up to seq max: fv->v[*first ..
- * *last] is its chain.
- */
+/* Choose E (see REPLAY): fv->v[*first .. *last] is its chain. */
 static int
 choose_chain (const struct ring_geom *g, const struct found_vec *fv,
-              uint64_t max, size_t *first, size_t *last)
+              size_t *first, size_t *last)
 {
   const char *path = g->cd->path;
   uint64_t wf, m, len;
   size_t c, i;
 
-  c = max == UINT64_MAX ? fv->len - 1 : found_below (fv, max + 1);
-  if (fv->len == 0 || c == SIZE_MAX)
+  if (fv->len == 0)
     goto no_chain;
+  c = fv->len - 1;
   wf = fv->v[c].write_first;
   /* Every entry of M's write carries that write's first seq: a valid one
    * that says otherwise (it began a write of its own) means M is not what
@@ -679,8 +658,7 @@ check_newer (const struct ring_geom *g, const struct scan *sc, size_t first,
     if ((r = newer_overlaps (g, fv, first, last, fv->v[f].seq, fv->v[f].pos,
                              fv->v[f].nblocks)) < 0)
       return r;
-  if (e->version == NC_JENTRY_VERSION_PLAIN ||
-      !(e->flags & NC_JENTRY_RING_FILLED))
+  if (e->version != NC_JENTRY_VERSION || !(e->flags & NC_JENTRY_RING_FILLED))
     return 0;
   nx = 0;
   if (e->pos + e->nblocks < g->blocks)
@@ -704,94 +682,16 @@ check_newer (const struct ring_geom *g, const struct scan *sc, size_t first,
   return 0;
 }
 
-/* UNFLUSHED DATA (journal-verify.c): the chain's entries of its newest
- * write (seq >= E's write_first) that skipped their pre-flush carry
- * per-key data checksums.  *torn = true if the data of one of them did
- * not arrive: that write never completed its sync, so it is dropped like
- * a torn one.  Older writes are not checked (their data was synced by
- * the next write; their buckets may have been reused since).
- */
-static int
-check_unflushed (const struct ring_geom *g, const struct jverify_gens *gens,
-                 const struct found_vec *fv, size_t first, size_t last,
-                 bool *torn)
-{
-  const uint64_t wf = fv->v[last].write_first;
-  AUTOFREE unsigned char *raw = NULL;
-  AUTOFREE void *payload = NULL, *vbuf = NULL;
-  const struct nc_jentry *e;
-  uint32_t bad;
-  size_t i;
-  int r;
-
-  *torn = false;
-  for (i = last + 1; i-- > first && fv->v[i].seq >= wf;) {
-    const struct found *f = &fv->v[i];
-    const char *why;
-
-    if (!(f->flags & NC_JENTRY_DATA_UNFLUSHED))
-      continue;
-    if (raw == NULL) {
-      raw = cdev_alloc_buffer ((size_t) JOURNAL_MAX_ENTRY_BLOCKS *
-                               NC_BLOCK_BYTES);
-      payload = malloc (PAYLOAD_MAX);
-      if (raw == NULL || payload == NULL)
-        return -ENOMEM;
-    }
-    r = cdev_pread (g->cd, raw, (size_t) f->nblocks * NC_BLOCK_BYTES,
-                    ring_byte (g, f->pos));
-    if (r < 0)
-      return r;
-    why = entry_invalid (g, raw, f->pos, payload, &e, NULL);
-    if (why == NULL && (e->seq != f->seq || e->csum != f->csum))
-      why = "changed since the scan";
-    if (why != NULL) {
-      log_error ("journal (%s): entry %" PRIu64 " at ring block %" PRIu32
-                 ": %s", g->cd->path, f->seq, f->pos, why);
-      return -EBADMSG;
-    }
-    if ((r = jverify_check (g, gens, &vbuf, e, &bad)) < 0)
-      return r;
-    if (bad != UINT32_MAX) {
-      log_info ("journal (%s): the data of key %" PRIu32 " of entry %"
-                PRIu64 " (export id %u, blocks %" PRIu64 "+%" PRIu32
-                ") did not arrive: the write of entries %" PRIu64 "..%"
-                PRIu64 " never completed its sync (never acknowledged)",
-                g->cd->path, bad, f->seq, e->keys[bad].export_id,
-                e->keys[bad].end - e->keys[bad].size, e->keys[bad].size,
-                wf, fv->v[last].seq);
-      *torn = true;
-      return 0;
-    }
-  }
-  return 0;
-}
-
 /* Scan, choose the chain, judge what lies beyond it (replay, check). */
 static int
-read_ring (const struct ring_geom *g, const struct jverify_gens *gens,
-           struct scan *sc, size_t *first, size_t *last)
+read_ring (const struct ring_geom *g, struct scan *sc, size_t *first,
+           size_t *last)
 {
-  uint64_t max = UINT64_MAX;
-  bool torn;
   int r;
 
   if ((r = scan_ring (g, sc)) < 0 ||
-      (r = choose_chain (g, &sc->fv, max, first, last)) < 0)
-    return r;
-  /* Only the newest write in the ring can lack its data; once it is
-   * dropped, E's write completed its sync before that one began.
-   */
-  if (sc->fv.v[*last].write_first == sc->fv.v[sc->fv.len - 1].write_first) {
-    if ((r = check_unflushed (g, gens, &sc->fv, *first, *last, &torn)) < 0)
-      return r;
-    if (torn) {
-      max = sc->fv.v[*last].write_first - 1;
-      if ((r = choose_chain (g, &sc->fv, max, first, last)) < 0)
-        return r;
-    }
-  }
-  if ((r = check_newer (g, sc, *first, *last)) < 0)
+      (r = choose_chain (g, &sc->fv, first, last)) < 0 ||
+      (r = check_newer (g, sc, *first, *last)) < 0)
     return r;
   return 0;
 }
@@ -828,15 +728,6 @@ int
 journal_check (struct cdev *cd, const struct nc_sb *sb,
                struct journal_check_info *info)
 {
-  return journal_check_gens (cd, sb, NULL, NULL, info);
-}
-
-int
-journal_check_gens (struct cdev *cd, const struct nc_sb *sb,
-                    uint8_t (*gen) (void *opaque, uint32_t bucket),
-                    void *opaque, struct journal_check_info *info)
-{
-  const struct jverify_gens gens = { .gen = gen, .opaque = opaque };
   struct scan sc = { 0 };
   struct ring_geom g;
   size_t first, last, i;
@@ -844,7 +735,7 @@ journal_check_gens (struct cdev *cd, const struct nc_sb *sb,
 
   if ((r = journal_geom_from_sb (cd, sb, &g)) < 0)
     return r;
-  if ((r = read_ring (&g, &gens, &sc, &first, &last)) < 0)
+  if ((r = read_ring (&g, &sc, &first, &last)) < 0)
     goto out;
   memset (info, 0, sizeof *info);
   info->first_seq = sc.fv.v[first].seq;
@@ -955,15 +846,9 @@ replay_keys (struct journal *j, const struct found_vec *fv, size_t first,
       return -EBADMSG;
     }
     if (fn != NULL)
-      for (k = 0; k < e->nkeys; k++) {
-        struct nc_key key = e->keys[k];
-
-        /* Version 3: a data key's nonce is its data checksum. */
-        if (e->version == NC_JENTRY_VERSION_VERIFY)
-          key.nonce = 0;
-        if ((r = fn (opaque, &key, e->seq)) != 0)
+      for (k = 0; k < e->nkeys; k++)
+        if ((r = fn (opaque, &e->keys[k], e->seq)) != 0)
           return r;
-      }
     *nkeys += e->nkeys;
   }
   return 0;
@@ -984,7 +869,7 @@ journal_replay (struct journal *j, journal_replay_fn fn, void *opaque,
     log_error ("journal (%s): replayed twice", j->g.cd->path);
     return -EINVAL;
   }
-  if ((r = read_ring (&j->g, &j->gens, &sc, &first, &last)) < 0 ||
+  if ((r = read_ring (&j->g, &sc, &first, &last)) < 0 ||
       (r = replay_keys (j, fv, first, last, fn, opaque, &nkeys)) != 0 ||
       (r = drop_newer (j, &sc, last)) < 0)
     goto out;

@@ -92,13 +92,6 @@ struct journal_hooks {
    * journal lock.  0 or -errno (the commit fails and is retried).
    */
   int (*pre_write) (void *opaque);
-  /* Optional, both or neither.  pre_write for a write that skips its
-   * pre-flush (journal.c UNFLUSHED): it may leave the cache device sync
-   * of what it wrote there to the write's final sync, and sets *token to
-   * what synced (called after that sync succeeded) must be told.
-   */
-  int (*pre_write_unsynced) (void *opaque, uint64_t *token);
-  void (*synced) (void *opaque, uint64_t token);
   /* Entries up to durable_seq are durable (allocator frees buckets). */
   void (*committed) (void *opaque, uint64_t durable_seq);
 };
@@ -113,9 +106,6 @@ struct journal_stats {
   uint64_t errors;
   uint64_t presynced;           /* writes needing no pre-flush (journal.c
                                    PIPELINE) */
-  uint64_t unflushed;           /* writes that skipped their pre-flush
-                                   with per-key data checksums
-                                   (journal-verify.c) */
   uint64_t fill_syncs;          /* writes that filled ring blocks first,
                                    with a sync of their own (FILL) */
   uint64_t waiting;             /* journal_wait callers waiting now */
@@ -128,24 +118,6 @@ int journal_create (struct cdev *cd, const struct nc_sb *sb,
                     struct journal **out);
 /* Stops the thread if running (without a final commit: see journal_stop). */
 void journal_destroy (struct journal *j);
-
-/* Before journal_replay: the buckets' current (durable) gens, so replay
- * checks the data of only the current keys of a write that skipped its
- * pre-flush (journal-verify.c SAFETY).  Without it every key is checked.
- */
-void journal_set_gens (struct journal *j,
-                       uint8_t (*gen) (void *opaque, uint32_t bucket),
-                       void *opaque);
-/* Optional, before journal_replay: called with the data of every key that
- * replay checked and found as written (journal-verify.c), at device block
- * `block`, k->size blocks: what the data checksum region must say, since
- * its page writes, too, may have waited for that write's final sync.
- */
-void journal_set_verified (struct journal *j,
-                           void (*verified) (void *opaque,
-                                             const struct nc_key *k,
-                                             uint64_t block,
-                                             const void *data));
 
 typedef int (*journal_replay_fn) (void *opaque, const struct nc_key *k,
                                   uint64_t seq);
@@ -169,12 +141,6 @@ struct journal_check_info {
 };
 int journal_check (struct cdev *cd, const struct nc_sb *sb,
                    struct journal_check_info *info);
-/* The same, deciding as journal_replay with journal_set_gens (gen) does
- * (the bucket gens of the prios; gen may be NULL).
- */
-int journal_check_gens (struct cdev *cd, const struct nc_sb *sb,
-                        uint8_t (*gen) (void *opaque, uint32_t bucket),
-                        void *opaque, struct journal_check_info *info);
 
 /* Start the commit thread (after replay). */
 int journal_start (struct journal *j, unsigned delay_ms,

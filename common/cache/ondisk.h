@@ -75,11 +75,7 @@
  * something else) from a damaged one (every sector was written, one is
  * bad).  Ring blocks that hold no entry hold *fill* sectors (stamps with
  * seq 0).  Version 1 entries (no stamps: header and keys in plain blocks)
- * are still read.  Version 3 entries are version 2 entries written by a
- * commit that did not sync the keys' data before the entry
- * (NC_JENTRY_DATA_UNFLUSHED): each data key's nonce holds the checksum of
- * its data, and recovery drops the newest write if its data did not
- * arrive.  The entry version is the journal's own; it does not
+ * are still read.  The entry version is the journal's own; it does not
  * follow the superblock's format version.
  *
  * PRIOS: per bucket a gen and an LRU priority, in two copies (A and B)
@@ -326,11 +322,6 @@ _Static_assert (sizeof (struct nc_bset) == 96, "nc_bset header size");
 /* Entry layouts (nc_jentry.version). */
 #define NC_JENTRY_VERSION_PLAIN 1u  /* header and keys in plain blocks */
 #define NC_JENTRY_VERSION 2u        /* stamped sectors (below): written */
-#define NC_JENTRY_VERSION_VERIFY 3u /* version 2's layout, with
-                                       NC_JENTRY_DATA_UNFLUSHED: written by
-                                       a commit that skipped its pre-flush.
-                                       A reader that knows only 1 and 2
-                                       refuses it (never misreads it) */
 
 /* Version 2: the entry's bytes — this header, then the keys — are cut in
  * pieces of NC_JSECTOR_PAYLOAD_BYTES; sector i of the entry holds piece i
@@ -357,25 +348,10 @@ _Static_assert (sizeof (struct nc_jstamp) == 32, "nc_jstamp is 32 bytes");
 #define NC_JSECTOR_PAYLOAD_BYTES \
   (NC_JSECTOR_BYTES - (unsigned) sizeof (struct nc_jstamp))   /* 480 */
 
-/* nc_jentry.flags (versions 2 and 3).  A reader refuses an entry with a
- * bit it does not know (corruption).
- */
+/* nc_jentry.flags (version 2). */
 #define NC_JENTRY_RING_FILLED 0x1   /* when it was written, every ring
                                        block outside the live region held
                                        stamped sectors (entries or fill) */
-#define NC_JENTRY_DATA_UNFLUSHED 0x2 /* version 3 only: the write carrying
-                                       this entry did not sync the data its
-                                       keys point at before the entry (one
-                                       sync after both).  Every data key
-                                       (not ZERO, not DELETE) holds in its
-                                       nonce the XXH3-64 of its data bytes,
-                                       seeded by jverify (journal-verify.c:
-                                       key place, range, export, gen);
-                                       other keys' nonce is 0.  Recovery
-                                       checks the data of such entries in
-                                       the newest write and drops the write
-                                       as torn if any differs */
-#define NC_JENTRY_KNOWN_FLAGS (NC_JENTRY_RING_FILLED | NC_JENTRY_DATA_UNFLUSHED)
 
 struct nc_jentry {
   uint64_t csum;                /* XXH3-64 of [8, sizeof hdr + nkeys*32) */

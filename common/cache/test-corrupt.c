@@ -483,9 +483,7 @@ test_journal_seq_max (void **state)
   e = (void *) jentry_at (&im, off, JOURNAL_MAX_ENTRY_BLOCKS);
   assert_non_null (e);
   assert_true (e->nkeys > 0);
-  /* Stamped: version 2, or 3 (a FLUSH's commit, journal-verify.c). */
-  assert_true (e->version == NC_JENTRY_VERSION ||
-               e->version == NC_JENTRY_VERSION_VERIFY);
+  assert_int_equal (e->version, NC_JENTRY_VERSION);
   bytes = jentry_payload_bytes (e->version, e->nblocks);
   e = memcpy (malloc (bytes), e, bytes);
   e->seq = UINT64_MAX;
@@ -671,8 +669,7 @@ test_journal_newest_damaged (void **state)
     image_load (&im, m);
     off = newest_jentry (&im);
     e = (const void *) (m + off);
-    assert_true (e->nblocks >= 1 && (e->version == NC_JENTRY_VERSION ||
-                                     e->version == NC_JENTRY_VERSION_VERIFY));
+    assert_true (e->nblocks >= 1 && e->version == NC_JENTRY_VERSION);
     if (how == 0)
       m[off + 2 * NC_JSECTOR_BYTES + 40] ^= 0x08;
     else
@@ -710,15 +707,6 @@ test_journal_plain_upgrade (void **state)
     memset (payload, 0, sizeof payload);
     memcpy (payload, e, jentry_payload_bytes (e->version, e->nblocks));
     e = (const void *) payload;
-    /* Version 3 keys carry data checksums in their nonces: a plain
-     * entry's keys have none.
-     */
-    if (e->version == NC_JENTRY_VERSION_VERIFY) {
-      uint32_t k;
-
-      for (k = 0; k < e->nkeys; k++)
-        ((struct nc_jentry *) payload)->keys[k].nonce = 0;
-    }
     ((struct nc_jentry *) payload)->version = NC_JENTRY_VERSION_PLAIN;
     ((struct nc_jentry *) payload)->flags = 0;
     ((struct nc_jentry *) payload)->csum =

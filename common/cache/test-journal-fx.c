@@ -402,10 +402,7 @@ env_open_journal (struct env *e)
   struct journal_check_info info;
 
   assert_int_equal (journal_create (&e->fy->head, &e->sb, &e->j), 0);
-  assert_int_equal (journal_check_gens (&e->fy->head, &e->sb, e->gen,
-                                        e->gen_opaque, &info), 0);
-  if (e->gen != NULL)
-    journal_set_gens (e->j, e->gen, e->gen_opaque);
+  assert_int_equal (journal_check (&e->fy->head, &e->sb, &info), 0);
   assert_int_equal (journal_replay (e->j, collect, &g, &root, &level), 0);
   assert_int_equal (journal_durable_seq (e->j), info.last_seq);
   assert_int_equal (journal_open_seq (e->j), info.last_seq + 1);

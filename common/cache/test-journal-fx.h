@@ -118,9 +118,6 @@ struct env {
   uint32_t ring_blocks;
   uint64_t ring_offset;
   uint64_t rng;
-  /* If set, replay and check see these bucket gens (journal_set_gens). */
-  uint8_t (*gen) (void *opaque, uint32_t bucket);
-  void *gen_opaque;
 };
 
 struct got {
