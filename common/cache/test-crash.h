@@ -84,11 +84,13 @@
  * not swept; discards and reads are not numbered).  The total comes from
  * a clean run: the writes and syncs of the workload plus those of
  * ncache_close and ncache_device_close.  By default 400 distinct N per
- * mode (every N if
- * there are fewer): the first 50, the last 50 and the rest stratified at
- * random in between; --all sweeps every N (make check-crash).
+ * mode (every N if there are fewer): the first 50, the last 50 and the
+ * rest stratified at random in between; --all sweeps every N (make
+ * check-crash).  Syncs are a quarter to a half of the ops, so about as
+ * many of the 400 points fall on a sync, for the same time as before
+ * syncs were numbered; --all grows by the syncs.
  * Background writers (journal timer, writeback, GC) make the exact
- * write numbering timing-dependent, so a point is reproducible only
+ * numbering timing-dependent, so a point is reproducible only
  * approximately (and the total differs from run to run); the replay
  * line printed on failure runs that one point; the report says whether
  * the point fell on a write or a sync, and the sweep's summary how many
