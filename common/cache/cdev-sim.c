@@ -3,8 +3,9 @@
  *
  * WHAT: the "sim" ops (cdev.h) over two memory images of the device:
  * `current` (what reads see) and `durable` (what survives a crash), plus
- * the fault injection cdev.h documents: die at write N, fail one read or
- * write of a range once, lose (or tear) unsynced writes on a crash.
+ * the fault injection cdev.h documents: die at write N, or at the Nth
+ * write-or-sync, fail one read or write of a range once, lose (or tear)
+ * unsynced writes on a crash.
  * WHY: the engine's crash promise must be tested at every write it makes;
  * SQLite-style, the device itself is the simulator.  Crash tests call
  * crash thousands of times on devices of 4..64 MiB, so a crash and a sync
@@ -34,10 +35,17 @@
  *   The first pwrite whose number is >= n fails -EIO without being
  *   applied, and the device is dead: every pread, pwrite, sync and discard
  *   after it fails -EIO, until crash.
+ * - fail_at_op (n): the same death, but pwrite and sync calls share one
+ *   numbering (nr_ops), so a crash test can stop the device AT a sync:
+ *   the first pwrite or sync whose op number is >= n fails -EIO.  A sync
+ *   that dies settles nothing: every block it would have made durable
+ *   stays unsynced, so the next crash loses or tears it (a kill keeps
+ *   it).  Discards and reads are not numbered.  Both kinds of fail_at may
+ *   be armed; the first reached kills.  `death` says which I/O killed.
  * - fail_read_once / fail_write_once: one pending range each (setting it
  *   again replaces it).  The next pread (pwrite) that overlaps it fails
  *   -EIO and clears it; the failed pwrite is not applied.
- * - crash clears the faults, the death, and both counters.
+ * - crash clears the faults, the death, and every counter.
  *
  * INVARIANTS:
  * - size_bytes is a nonzero multiple of NC_BLOCK_BYTES.
@@ -94,8 +102,11 @@ struct cdev_sim {
 
   uint64_t nr_writes;           /* pwrite calls since create/crash */
   uint64_t nr_syncs;            /* sync calls since create/crash */
-  uint64_t fail_at;             /* 0 = never */
-  bool dead;                    /* fail_at reached: all I/O fails */
+  uint64_t nr_ops;              /* both: nr_writes + nr_syncs */
+  uint64_t fail_at;             /* a pwrite number; 0 = never */
+  uint64_t fail_at_op;          /* an op number; 0 = never */
+  const char *death;            /* NULL: alive; else "write" or "sync",
+                                   the I/O that killed it: all I/O fails */
   struct sim_fault read_fault;
   struct sim_fault write_fault;
   unsigned refs;                /* cdev_close frees at the last (atomic) */
@@ -128,6 +139,32 @@ dead_locked (struct cdev_sim *s, const char *what, uint64_t offset,
   log_debug ("cdev %s: %s at offset %" PRIu64 " count %" PRIu64 ": the "
              "simulated device is dead (injected)", s->cd.path, what,
              offset, count);
+  return -EIO;
+}
+
+/* A pwrite (is_write) or a sync, its counters already bumped: if it is
+ * the one a fail_at names, the device dies at it: log, -EIO.  Else 0.
+ */
+static int
+die_here_locked (struct cdev_sim *s, bool is_write, uint64_t offset,
+                 uint64_t count)
+{
+  ASSERT_HELD (&s->lock);
+
+  if (!(is_write && s->fail_at != 0 && s->nr_writes >= s->fail_at) &&
+      !(s->fail_at_op != 0 && s->nr_ops >= s->fail_at_op))
+    return 0;
+  s->death = is_write ? "write" : "sync";
+  if (is_write)
+    log_error ("cdev %s: write at offset %" PRIu64 " count %" PRIu64 ": "
+               "input/output error (injected: the device died at write %"
+               PRIu64 ", write-or-sync %" PRIu64 ")", s->cd.path, offset,
+               count, s->nr_writes, s->nr_ops);
+  else
+    log_error ("cdev %s: sync: input/output error (injected: the device "
+               "died at sync %" PRIu64 ", write-or-sync %" PRIu64 "; "
+               "nothing was made durable)", s->cd.path, s->nr_syncs,
+               s->nr_ops);
   return -EIO;
 }
 
@@ -227,7 +264,7 @@ sim_pread (struct cdev *cd, void *buf, size_t count, uint64_t offset)
   int r;
 
   SCOPED_LOCK (&s->lock);
-  if (s->dead)
+  if (s->death != NULL)
     return dead_locked (s, "read", offset, count);
   if ((r = take_fault_locked (s, &s->read_fault, "read", offset, count)) < 0)
     return r;
@@ -246,15 +283,11 @@ sim_pwrite (struct cdev *cd, const void *buf, size_t count, uint64_t offset,
 
   SCOPED_LOCK (&s->lock);
   s->nr_writes++;
-  if (s->dead)
+  s->nr_ops++;
+  if (s->death != NULL)
     return dead_locked (s, "write", offset, count);
-  if (s->fail_at != 0 && s->nr_writes >= s->fail_at) {
-    s->dead = true;
-    log_error ("cdev %s: write at offset %" PRIu64 " count %" PRIu64 ": "
-               "input/output error (injected: the device died at write %"
-               PRIu64 ")", cd->path, offset, count, s->nr_writes);
-    return -EIO;
-  }
+  if ((r = die_here_locked (s, true, offset, count)) < 0)
+    return r;
   if ((r = take_fault_locked (s, &s->write_fault, "write", offset,
                               count)) < 0)
     return r;
@@ -273,10 +306,15 @@ sim_sync (struct cdev *cd)
 {
   struct cdev_sim *s = to_sim (cd);
 
+  int r;
+
   SCOPED_LOCK (&s->lock);
   s->nr_syncs++;
-  if (s->dead)
+  s->nr_ops++;
+  if (s->death != NULL)
     return dead_locked (s, "sync", 0, 0);
+  if ((r = die_here_locked (s, false, 0, 0)) < 0)
+    return r;                   /* settles nothing */
   settle_locked (s, SETTLE_KEEP, 0);
   return 0;
 }
@@ -287,7 +325,7 @@ sim_discard (struct cdev *cd, uint64_t count, uint64_t offset)
   struct cdev_sim *s = to_sim (cd);
 
   SCOPED_LOCK (&s->lock);
-  if (s->dead)
+  if (s->death != NULL)
     return dead_locked (s, "discard", offset, count);
   memset (s->current + offset, 0, count);
   mark_unsynced_locked (s, offset, count);
@@ -378,6 +416,15 @@ cdev_sim_fail_at_write (struct cdev *cd, uint64_t n)
   s->fail_at = n;
 }
 
+void
+cdev_sim_fail_at_op (struct cdev *cd, uint64_t n)
+{
+  struct cdev_sim *s = to_sim (cd);
+
+  SCOPED_LOCK (&s->lock);
+  s->fail_at_op = n;
+}
+
 static void
 arm_fault (struct cdev_sim *s, struct sim_fault *fault, uint64_t offset,
            uint64_t count)
@@ -413,8 +460,10 @@ reboot (struct cdev *cd, enum settle how, uint64_t tear_seed)
   settle_locked (s, how, tear_seed);
   s->nr_writes = 0;
   s->nr_syncs = 0;
+  s->nr_ops = 0;
   s->fail_at = 0;
-  s->dead = false;
+  s->fail_at_op = 0;
+  s->death = NULL;
   s->read_fault.armed = false;
   s->write_fault.armed = false;
 }
@@ -454,6 +503,24 @@ cdev_sim_nr_syncs (struct cdev *cd)
 
   SCOPED_LOCK (&s->lock);
   return s->nr_syncs;
+}
+
+uint64_t
+cdev_sim_nr_ops (struct cdev *cd)
+{
+  struct cdev_sim *s = to_sim (cd);
+
+  SCOPED_LOCK (&s->lock);
+  return s->nr_ops;
+}
+
+const char *
+cdev_sim_death (struct cdev *cd)
+{
+  struct cdev_sim *s = to_sim (cd);
+
+  SCOPED_LOCK (&s->lock);
+  return s->death;
 }
 
 void

@@ -198,12 +198,21 @@ void cdev_ring_destroy (struct cdev_ring *rg);
  * Memory holds two images: `current` (what reads see) and `durable` (what
  * survives a crash).  pwrite updates current and remembers the written
  * blocks as unsynced; sync copies every unsynced block to durable.  The
- * device counts pwrite calls (1, 2, 3 …) and sync calls.
+ * device counts pwrite calls (1, 2, 3 …), sync calls, and both together
+ * in one sequence ("ops": the Nth write-or-sync).
  *
  * Faults:
  * - cdev_sim_fail_at_write (n): pwrite number n and every I/O after it fail
  *   with -EIO ("the device died"); pwrite n is not applied at all.
  *   0 = never.
+ * - cdev_sim_fail_at_op (n): the same death at op number n, counting
+ *   pwrite and sync calls together, so a test can kill the device AT a
+ *   sync (between a journal entry's pwrite and its sync).  A sync that
+ *   dies fails -EIO and makes nothing durable: what it would have synced
+ *   stays unsynced, for the crash to lose or tear (a kill keeps it).  A
+ *   pwrite that dies is not applied.  Reads and discards are not
+ *   numbered.  0 = never; with both fail_at armed, the first reached kills.
+ *   cdev_sim_death says which kind of I/O killed the device.
  * - cdev_sim_fail_read_once / fail_write_once: the next pread / pwrite
  *   touching [offset, offset+count) fails with -EIO once (a bad sector).
  * - cdev_sim_crash (tear_seed): power loss: current := durable, except that
@@ -221,6 +230,7 @@ void cdev_ring_destroy (struct cdev_ring *rg);
  */
 int cdev_sim_create (uint64_t size_bytes, struct cdev **out);
 void cdev_sim_fail_at_write (struct cdev *cd, uint64_t n);
+void cdev_sim_fail_at_op (struct cdev *cd, uint64_t n);
 void cdev_sim_fail_read_once (struct cdev *cd, uint64_t offset, uint64_t count);
 void cdev_sim_fail_write_once (struct cdev *cd, uint64_t offset, uint64_t count);
 void cdev_sim_crash (struct cdev *cd, uint64_t tear_seed);
@@ -231,8 +241,17 @@ void cdev_sim_kill (struct cdev *cd);
  * "crash" (fail_at_write, close the engine, cdev_sim_crash, reopen).
  */
 void cdev_sim_hold (struct cdev *cd);
+/* Counts since create or the last crash/kill; every pwrite that passes
+ * the argument checks and every sync is counted, dead or not, so the
+ * device is dead exactly when a count reached its fail_at.
+ */
 uint64_t cdev_sim_nr_writes (struct cdev *cd);
 uint64_t cdev_sim_nr_syncs (struct cdev *cd);
+uint64_t cdev_sim_nr_ops (struct cdev *cd);     /* writes + syncs */
+/* NULL while the device lives (or after a crash/kill); else "write" or
+ * "sync": the kind of I/O a fail_at killed it at.  A static string.
+ */
+const char *cdev_sim_death (struct cdev *cd);
 /* Direct access to the current image, for corruption tests (flip a byte in
  * a metadata block).  Writes here are durable at once.
  */

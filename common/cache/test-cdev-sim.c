@@ -3,10 +3,12 @@
  * (cdev-sim.c).
  *
  * WHAT: the durability model (unsynced writes lost, synced and FUA
- * writes kept, discard), fail_at_write, the fail-once faults, tearing
+ * writes kept, discard), fail_at_write, fail_at_op (writes and syncs in
+ * one numbering; a sync that dies makes nothing durable), the fail-once
+ * faults, tearing
  * with a seed, counters, poke/peek, range errors, many cheap crashes,
  * threads, and a randomised model check.
- * SEED: the tear and model tests are randomised; NBDCACHE_SEED overrides
+ * SEED: the tear, model and fail_at_op model tests are randomised; NBDCACHE_SEED overrides
  * the seed, which is always printed.
  */
 #include <config.h>
@@ -240,6 +242,240 @@ test_cdev_sim_fail_at_write (void **state)
   cdev_close (cd);
 }
 
+/* fail_at_op numbers pwrite and sync in one sequence, so the device can
+ * die AT a sync.  That sync fails and settles nothing: a power loss
+ * still loses what it would have synced, a kill keeps it.
+ */
+static void
+test_cdev_sim_fail_at_op_sync (void **state)
+{
+  struct cdev *cd = sim_ok (4 * MIB);
+  unsigned char *buf = cdev_alloc_buffer (BLK);
+
+  test_log_clear ();
+  cdev_sim_fail_at_op (cd, 4);
+  assert_int_equal (sim_write (cd, 0, 1, 1, 0), 0);             /* op 1 */
+  assert_int_equal (cdev_sync (cd), 0);                         /* op 2 */
+  assert_int_equal (sim_write (cd, 1, 1, 2, 0), 0);             /* op 3 */
+  assert_null (cdev_sim_death (cd));
+  assert_int_equal (test_log_errors (), 0);
+  assert_int_equal (cdev_sync (cd), -EIO);                      /* op 4 */
+  assert_one_error ("sim", "died at sync 2, write-or-sync 4");
+  assert_non_null (cdev_sim_death (cd));
+  assert_string_equal (cdev_sim_death (cd), "sync");
+  assert_int_equal (cdev_sim_nr_writes (cd), 2);
+  assert_int_equal (cdev_sim_nr_syncs (cd), 2);
+  assert_int_equal (cdev_sim_nr_ops (cd), 4);
+  /* dead: everything fails (FUA is not applied), and writes and syncs
+   * are still counted; only the death was logged as an error
+   */
+  assert_int_equal (sim_write (cd, 2, 1, 3, CDEV_FUA), -EIO);
+  assert_int_equal (cdev_sync (cd), -EIO);
+  assert_int_equal (cdev_pread (cd, buf, BLK, 0), -EIO);
+  assert_int_equal (cdev_discard (cd, BLK, 0), -EIO);
+  assert_int_equal (cdev_sim_nr_ops (cd), 6);
+  assert_int_equal (test_log_errors (), 0);
+  assert_string_equal (cdev_sim_death (cd), "sync");
+  cdev_sim_peek (cd, 2 * BLK, buf, BLK);
+  assert_true (all_zero (buf, BLK));
+
+  /* power loss: the failed sync made write 3 nothing durable */
+  cdev_sim_crash (cd, 0);
+  assert_null (cdev_sim_death (cd));
+  assert_int_equal (cdev_sim_nr_ops (cd), 0);
+  assert_true (sim_has (cd, 0, 1, 1));
+  assert_true (sim_has (cd, 1, 2, 0));
+
+  /* a kill at a dying sync keeps what was written before it */
+  cdev_sim_fail_at_op (cd, 2);
+  assert_int_equal (sim_write (cd, 1, 1, 2, 0), 0);             /* op 1 */
+  assert_int_equal (cdev_sync (cd), -EIO);                      /* op 2 */
+  assert_one_error ("sim", "died at sync 1, write-or-sync 2");
+  cdev_sim_kill (cd);
+  assert_null (cdev_sim_death (cd));
+  assert_true (sim_has (cd, 1, 1, 2));
+
+  /* the kill cleared fail_at_op: nothing dies now */
+  assert_int_equal (sim_write (cd, 2, 1, 3, 0), 0);
+  assert_int_equal (cdev_sync (cd), 0);
+  assert_int_equal (cdev_sync (cd), 0);
+  assert_null (cdev_sim_death (cd));
+  free (buf);
+  cdev_close (cd);
+}
+
+/* A sync that dies with many blocks unsynced leaves them to the tear:
+ * some survive and some do not (a sync that had settled them would make
+ * all 64 survive).
+ */
+static void
+test_cdev_sim_fail_at_op_tear (void **state)
+{
+  uint64_t seed = test_seed () | 1;
+  struct cdev *cd = sim_ok (4 * MIB);
+  unsigned i, kept = 0;
+
+  print_message ("tear seed %" PRIu64 " (NBDCACHE_SEED)\n", seed);
+  assert_int_equal (sim_write (cd, 0, 64, 1, 0), 0);
+  assert_int_equal (cdev_sync (cd), 0);
+  cdev_sim_fail_at_op (cd, cdev_sim_nr_ops (cd) + 65);
+  for (i = 0; i < 64; i++)
+    assert_int_equal (sim_write (cd, i, 1, 2, 0), 0);
+  test_log_clear ();
+  assert_int_equal (cdev_sync (cd), -EIO);
+  assert_one_error ("sim", "sync");
+  cdev_sim_crash (cd, seed);
+  for (i = 0; i < 64; i++) {
+    if (sim_has (cd, i, 1, 2))
+      kept++;
+    else
+      assert_true (sim_has (cd, i, 1, 1));
+  }
+  if (kept == 0 || kept == 64)
+    fprintf (stderr, "tear seed %" PRIu64 ": %u of 64 blocks kept\n", seed,
+             kept);
+  assert_true (kept > 0 && kept < 64);
+  cdev_close (cd);
+}
+
+/* fail_at_op on a write: not applied, death "write"; and next to
+ * fail_at_write, which still numbers writes only, the first reached
+ * kills.
+ */
+static void
+test_cdev_sim_fail_at_op_write (void **state)
+{
+  struct cdev *cd = sim_ok (4 * MIB);
+
+  test_log_clear ();
+  cdev_sim_fail_at_op (cd, 4);
+  assert_int_equal (sim_write (cd, 0, 1, 1, 0), 0);             /* op 1 */
+  assert_int_equal (cdev_sync (cd), 0);                         /* op 2 */
+  assert_int_equal (cdev_sync (cd), 0);                         /* op 3 */
+  assert_int_equal (sim_write (cd, 1, 1, 2, CDEV_FUA), -EIO);   /* op 4 */
+  assert_one_error ("sim", "died at write 2, write-or-sync 4");
+  assert_string_equal (cdev_sim_death (cd), "write");
+  cdev_sim_crash (cd, 0);
+  assert_true (sim_has (cd, 0, 1, 1));
+  assert_true (sim_has (cd, 1, 1, 0));
+
+  /* both armed: write 3 is op 5, before op 10 */
+  cdev_sim_fail_at_write (cd, 3);
+  cdev_sim_fail_at_op (cd, 10);
+  assert_int_equal (sim_write (cd, 2, 1, 3, 0), 0);             /* w1 op 1 */
+  assert_int_equal (cdev_sync (cd), 0);                         /* op 2 */
+  assert_int_equal (sim_write (cd, 3, 1, 3, 0), 0);             /* w2 op 3 */
+  assert_int_equal (cdev_sync (cd), 0);                         /* op 4 */
+  assert_int_equal (sim_write (cd, 4, 1, 3, 0), -EIO);          /* w3 op 5 */
+  assert_one_error ("sim", "died at write 3, write-or-sync 5");
+  assert_string_equal (cdev_sim_death (cd), "write");
+  cdev_sim_crash (cd, 0);
+
+  /* both armed: op 3 (a sync) comes before write 5 */
+  cdev_sim_fail_at_write (cd, 5);
+  cdev_sim_fail_at_op (cd, 3);
+  assert_int_equal (sim_write (cd, 2, 1, 4, 0), 0);             /* op 1 */
+  assert_int_equal (sim_write (cd, 3, 1, 4, 0), 0);             /* op 2 */
+  assert_int_equal (cdev_sync (cd), -EIO);                      /* op 3 */
+  assert_one_error ("sim", "died at sync 1");
+  assert_string_equal (cdev_sim_death (cd), "sync");
+  cdev_sim_crash (cd, 0);
+  assert_true (sim_has (cd, 2, 2, 3));
+
+  /* n at or below the count already reached: the next write or sync
+   * dies; 0 disarms
+   */
+  assert_int_equal (cdev_sync (cd), 0);
+  cdev_sim_fail_at_op (cd, 1);
+  assert_int_equal (cdev_sync (cd), -EIO);
+  assert_one_error ("sim", "died at sync 2, write-or-sync 2");
+  cdev_sim_crash (cd, 0);
+  cdev_sim_fail_at_op (cd, 1);
+  cdev_sim_fail_at_op (cd, 0);
+  assert_int_equal (cdev_sync (cd), 0);
+  assert_int_equal (sim_write (cd, 5, 1, 6, 0), 0);
+  assert_null (cdev_sim_death (cd));
+  cdev_close (cd);
+}
+
+/* Random runs of writes (some FUA) and syncs with a random death point
+ * against a model of both images: the op that dies is exactly the nth,
+ * of the kind recorded, and after the crash (or kill) the device holds
+ * what the model says was durable (or written) before it.
+ */
+#define DEATH_BLOCKS 16
+#define DEATH_OPS 24
+
+static void
+test_cdev_sim_fail_at_op_model (void **state)
+{
+  uint64_t seed = test_seed ();
+  uint64_t rng = seed ^ 0xdea7;
+  struct cdev *cd = sim_ok (DEATH_BLOCKS * BLK);
+  unsigned trial, i, k;
+
+  print_message ("fail_at_op model seed %" PRIu64 " (NBDCACHE_SEED)\n",
+                 seed);
+  for (trial = 0; trial < 500; trial++) {
+    uint64_t cur[DEATH_BLOCKS], dur[DEATH_BLOCKS];
+    uint64_t n = 1 + test_splitmix_next (&rng) % (DEATH_OPS + 2);
+    bool kill = test_splitmix_next (&rng) % 2;
+    const char *kind = NULL;
+
+    /* a known durable start: every block tagged by the trial */
+    for (i = 0; i < DEATH_BLOCKS; i++) {
+      assert_int_equal (sim_write (cd, i, 1, trial * 100 + 1, 0), 0);
+      cur[i] = dur[i] = trial * 100 + 1;
+    }
+    assert_int_equal (cdev_sync (cd), 0);
+    cdev_sim_crash (cd, 0);
+    cdev_sim_fail_at_op (cd, n);
+    for (k = 1; k <= DEATH_OPS; k++) {
+      bool sync = test_splitmix_next (&rng) % 3 == 0;
+      bool fua = test_splitmix_next (&rng) % 4 == 0;
+      uint64_t b = test_splitmix_next (&rng) % DEATH_BLOCKS;
+      uint64_t tag = trial * 100 + 1 + k;
+      int r = sync ? cdev_sync (cd)
+        : sim_write (cd, b, 1, tag, fua ? CDEV_FUA : 0);
+
+      if (k < n) {
+        assert_int_equal (r, 0);
+        if (sync)
+          memcpy (dur, cur, sizeof dur);
+        else {
+          cur[b] = tag;
+          if (fua)
+            dur[b] = tag;
+        }
+        continue;
+      }
+      assert_int_equal (r, -EIO);
+      if (k == n)
+        kind = sync ? "sync" : "write";
+    }
+    assert_int_equal (cdev_sim_nr_ops (cd), DEATH_OPS);
+    if (n <= DEATH_OPS) {
+      assert_non_null (cdev_sim_death (cd));
+      assert_string_equal (cdev_sim_death (cd), kind);
+    }
+    else
+      assert_null (cdev_sim_death (cd));
+    if (kill)
+      cdev_sim_kill (cd);
+    else
+      cdev_sim_crash (cd, 0);
+    for (i = 0; i < DEATH_BLOCKS; i++)
+      if (!sim_has (cd, i, 1, kill ? cur[i] : dur[i])) {
+        fprintf (stderr, "seed %" PRIu64 " trial %u (death at op %" PRIu64
+                 ", %s): block %u is not tag %" PRIu64 "\n", seed, trial, n,
+                 kill ? "kill" : "power loss", i, kill ? cur[i] : dur[i]);
+        fail ();
+      }
+  }
+  test_log_clear ();
+  cdev_close (cd);
+}
+
 static void
 test_cdev_sim_fail_once (void **state)
 {
@@ -402,14 +638,17 @@ test_cdev_sim_counters (void **state)
   assert_int_equal (cdev_discard (cd, BLK, 0), 0);      /* not a write */
   assert_int_equal (cdev_sim_nr_writes (cd), 5);
   assert_int_equal (cdev_sim_nr_syncs (cd), 2);
+  assert_int_equal (cdev_sim_nr_ops (cd), 7);
   /* the write count is what fail_at_write numbers */
   cdev_sim_fail_at_write (cd, 7);
   assert_int_equal (sim_write (cd, 5, 1, 1, 0), 0);     /* 6 */
   assert_int_equal (sim_write (cd, 6, 1, 1, 0), -EIO);  /* 7 */
   assert_int_equal (cdev_sim_nr_writes (cd), 7);
+  assert_int_equal (cdev_sim_nr_ops (cd), 9);
   cdev_sim_crash (cd, 0);
   assert_int_equal (cdev_sim_nr_writes (cd), 0);
   assert_int_equal (cdev_sim_nr_syncs (cd), 0);
+  assert_int_equal (cdev_sim_nr_ops (cd), 0);
   cdev_close (cd);
 }
 
@@ -553,6 +792,8 @@ test_cdev_sim_threads (void **state)
   assert_int_equal (cdev_sim_nr_writes (cd),
                     NR_THREADS * THREAD_BLOCKS * 20);
   assert_int_equal (cdev_sim_nr_syncs (cd), NR_THREADS * 20);
+  assert_int_equal (cdev_sim_nr_ops (cd),
+                    NR_THREADS * THREAD_BLOCKS * 20 + NR_THREADS * 20);
   /* every thread synced after its last round */
   cdev_sim_crash (cd, 0);
   assert_true (sim_has (cd, 0, NR_THREADS * THREAD_BLOCKS, 20));
@@ -637,6 +878,10 @@ main (void)
     cmocka_unit_test (test_cdev_sim_durability),
     cmocka_unit_test (test_cdev_sim_discard),
     cmocka_unit_test (test_cdev_sim_fail_at_write),
+    cmocka_unit_test (test_cdev_sim_fail_at_op_sync),
+    cmocka_unit_test (test_cdev_sim_fail_at_op_tear),
+    cmocka_unit_test (test_cdev_sim_fail_at_op_write),
+    cmocka_unit_test (test_cdev_sim_fail_at_op_model),
     cmocka_unit_test (test_cdev_sim_fail_once),
     cmocka_unit_test (test_cdev_sim_tear),
     cmocka_unit_test (test_cdev_sim_tear_sectors),

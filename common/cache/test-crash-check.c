@@ -122,21 +122,24 @@ fail_header (struct run *run, const char *fmt, ...)
 
   run->failed = true;
   fprintf (stderr, "\nFAIL: mode %s, seed %" PRIu64 ", crash point %" PRIu64
-           ", tear seed %" PRIu64 "\n  ", ncache_mode_name (run->mode),
-           run->cfg->seed, run->point, run->tear);
+           " (%s), tear seed %" PRIu64 "\n  ",
+           ncache_mode_name (run->mode), run->cfg->seed, run->point,
+           point_kind (run), run->tear);
   va_start (ap, fmt);
   vfprintf (stderr, fmt, ap);
   va_end (ap);
-  if (run->cd != NULL && run->total_writes == 0)
-    fprintf (stderr, "\n  device writes attempted: %" PRIu64 " before the "
-             "workload, %" PRIu64 " since (still running); the device %s\n",
-             run->base_writes, cdev_sim_nr_writes (run->cd) - run->base_writes,
+  if (run->cd != NULL && run->total_ops == 0)
+    fprintf (stderr, "\n  device writes and syncs attempted: %" PRIu64
+             " before the workload, %" PRIu64 " since (still running); the "
+             "device %s\n", run->base_ops,
+             cdev_sim_nr_ops (run->cd) - run->base_ops,
              device_dead (run, run->cd) ? "is dead" : "is alive");
   else
-    fprintf (stderr, "\n  device writes attempted: %" PRIu64 " before the "
-             "workload, %" PRIu64 " by the workload, %" PRIu64 " with close; "
-             "the device %s\n", run->base_writes, run->workload_writes,
-             run->total_writes,
+    fprintf (stderr, "\n  device writes and syncs attempted: %" PRIu64
+             " before the workload, %" PRIu64 " by the workload, %" PRIu64
+             " with close (%" PRIu64 " of them syncs); the device %s\n",
+             run->base_ops, run->workload_ops, run->total_ops,
+             run->total_syncs,
              run->died ? "died" : "never died (clean close expected)");
   fprintf (stderr, "  backing store: volatile; %s; store tear seed %"
            PRIu64 "; %" PRIu64 " unflushed sector(s) at the %s\n",

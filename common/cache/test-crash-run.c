@@ -44,11 +44,29 @@ bool
 device_dead (struct run *run, struct cdev *cd)
 {
   return run->point != 0 &&
-    cdev_sim_nr_writes (cd) >= run->base_writes + run->point;
+    cdev_sim_nr_ops (cd) >= run->base_ops + run->point;
+}
+
+/* What the crash point fell on, for the reports: a write, a sync, or
+ * nothing (the run made fewer writes and syncs than the point).
+ */
+const char *
+point_kind (const struct run *run)
+{
+  const char *kind = run->death_kind;
+
+  if (run->point == 0)
+    return "no crash point: the clean run";
+  if (run->total_ops == 0 && run->cd != NULL)   /* still running */
+    kind = cdev_sim_death (run->cd);
+  if (kind == NULL)
+    return "the device has not died (yet)";
+  return strcmp (kind, "sync") == 0 ? "the device died at a SYNC"
+    : "the device died at a write";
 }
 
 /* The store's power hook (engine threads): off once the device died, on
- * the points that cut the power.  run->point, base_writes and cd do not
+ * the points that cut the power.  run->point, base_ops and cd do not
  * change while it is armed.
  */
 static bool
@@ -357,7 +375,7 @@ run_point (struct run *run)
   struct cdev *cd = NULL;
   struct ncache_device *dev = NULL;
   struct ncache_export *nc = NULL;
-  uint64_t end_writes;
+  uint64_t end_ops;
   int r;
 
   arm_watchdog (run);
@@ -365,7 +383,9 @@ run_point (struct run *run)
   run->executed = 0;
   run->death_op = run->first_failed = -1;
   run->died = false;
-  run->base_writes = run->workload_writes = run->total_writes = 0;
+  run->death_kind = NULL;
+  run->base_ops = run->base_syncs = 0;
+  run->workload_ops = run->total_ops = run->total_syncs = 0;
   run->power_cut = power_cut_for (run->cfg, run->point);
   run->killed = killed_for (run->cfg, run->point);
   run->store_tear = run->tear ? test_mix64 (run->tear ^ 0x570e) | 1 : 0;
@@ -393,21 +413,24 @@ run_point (struct run *run)
     goto out;
   }
   run->dev = dev;
-  run->base_writes = cdev_sim_nr_writes (cd);
+  run->base_ops = cdev_sim_nr_ops (cd);
+  run->base_syncs = cdev_sim_nr_syncs (cd);
   if (run->point)
-    cdev_sim_fail_at_write (cd, run->base_writes + run->point);
+    cdev_sim_fail_at_op (cd, run->base_ops + run->point);
   __atomic_store_n (&run->armed, true, __ATOMIC_RELEASE);
 
   run_workload (run, cd, nc);
-  end_writes = cdev_sim_nr_writes (cd);
-  run->workload_writes = end_writes - run->base_writes;
+  end_ops = cdev_sim_nr_ops (cd);
+  run->workload_ops = end_ops - run->base_ops;
   ncache_close (nc);
   nc = NULL;
   run->dev = NULL;
   ncache_device_close (dev);
   dev = NULL;
-  run->total_writes = cdev_sim_nr_writes (cd) - run->base_writes;
+  run->total_ops = cdev_sim_nr_ops (cd) - run->base_ops;
+  run->total_syncs = cdev_sim_nr_syncs (cd) - run->base_syncs;
   run->died = device_dead (run, cd);
+  run->death_kind = cdev_sim_death (cd);
   /* No handle is open now: the hook is off, before the counters reset. */
   __atomic_store_n (&run->armed, false, __ATOMIC_RELEASE);
   test_store_set_power_fn (run->store, NULL, NULL);

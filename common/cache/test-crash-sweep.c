@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* test-crash-sweep.c — the crash sweep over points, and main.
  *
- * WHAT: the clean run that counts the device writes, the choice of crash
+ * WHAT: the clean run that counts the device writes and syncs (the ops a
+ * crash point numbers), the choice of crash
  * points (first and last ALWAYS_FIRST, the rest stratified at random, or
  * all), the tear seed of each point, the TAP lines, the options.
  * WHY: test-crash.h says what is checked; this decides where.
@@ -47,7 +48,8 @@ cmp_u64 (const void *a, const void *b)
   return x < y ? -1 : x > y;
 }
 
-/* The crash points for a run with `total` device writes: all of them if
+/* The crash points for a run with `total` device ops (writes and syncs,
+ * numbered together): all of them if
  * want == 0 or want >= total; else the first and last ALWAYS_FIRST (a
  * quarter of want each, if fewer) and the rest stratified at random in
  * between, one per stratum.  Sorted, distinct.
@@ -112,7 +114,7 @@ sweep_mode (const struct config *cfg, const struct workload *w,
             enum ncache_mode mode, struct run *run, unsigned tap)
 {
   uint64_t t0 = test_now_ms (), t_clean, total, *points;
-  size_t n, i, checked = 0, torn = 0, failures = 0;
+  size_t n, i, checked = 0, torn = 0, failures = 0, at_sync = 0, missed = 0;
 
   run->mode = mode;
 
@@ -120,18 +122,19 @@ sweep_mode (const struct config *cfg, const struct workload *w,
     run->point = cfg->one_point;
     run->tear = cfg->one_tear_set ? cfg->one_tear : 0;
     if (run_point (run) < 0) {
-      printf ("not ok %u - crash %s: point %" PRIu64 " tear %" PRIu64 "\n",
-              tap, ncache_mode_name (mode), run->point, run->tear);
+      printf ("not ok %u - crash %s: point %" PRIu64 " (%s) tear %" PRIu64
+              "\n", tap, ncache_mode_name (mode), run->point,
+              point_kind (run), run->tear);
       return -1;
     }
-    printf ("ok %u - crash %s: point %" PRIu64 " tear %" PRIu64 ", %" PRIu64
-            " ms\n", tap, ncache_mode_name (mode), run->point, run->tear,
-            test_now_ms () - t0);
+    printf ("ok %u - crash %s: point %" PRIu64 " (%s) tear %" PRIu64 ", %"
+            PRIu64 " ms\n", tap, ncache_mode_name (mode), run->point,
+            point_kind (run), run->tear, test_now_ms () - t0);
     return 0;
   }
 
   /* The clean run: no fault, clean close, then a torn power loss: must
-   * lose nothing.  It also gives the number of device writes.
+   * lose nothing.  It also gives the number of device writes and syncs.
    */
   run->point = 0;
   run->tear = test_mix64 (cfg->seed) | 1;
@@ -140,13 +143,14 @@ sweep_mode (const struct config *cfg, const struct workload *w,
             ncache_mode_name (mode));
     return -1;
   }
-  total = run->total_writes;
+  total = run->total_ops;
   t_clean = test_now_ms () - t0;
   if (!cfg->quiet)
-    printf ("# %s: clean run: %u ops, %" PRIu64 " device writes (%" PRIu64
-            " by the workload, %" PRIu64 " by close), %" PRIu64 " ms\n",
-            ncache_mode_name (mode), w->nr_ops, total, run->workload_writes,
-            total - run->workload_writes, t_clean);
+    printf ("# %s: clean run: %u ops, %" PRIu64 " device writes and syncs "
+            "(%" PRIu64 " syncs; %" PRIu64 " by the workload, %" PRIu64
+            " by close), %" PRIu64 " ms\n", ncache_mode_name (mode),
+            w->nr_ops, total, run->total_syncs, run->workload_ops,
+            total - run->workload_ops, t_clean);
 
   points = choose_points (cfg, mode, total, &n);
   if (points == NULL) {
@@ -164,15 +168,21 @@ sweep_mode (const struct config *cfg, const struct workload *w,
       if (!cfg->keep_going)
         break;
     }
+    if (run->death_kind == NULL)
+      missed++;
+    else if (strcmp (run->death_kind, "sync") == 0)
+      at_sync++;
     if (!cfg->quiet && (i + 1) % 100 == 0)
       printf ("# %s: %zu/%zu points, %" PRIu64 " ms\n",
               ncache_mode_name (mode), i + 1, n, test_now_ms () - t0);
     fflush (stdout);
   }
-  printf ("%s %u - crash %s: %zu point(s) checked (%zu torn) of %" PRIu64
-          " device writes, %u ops, %zu failure(s), %" PRIu64 " ms\n",
-          failures ? "not ok" : "ok", tap, ncache_mode_name (mode), checked,
-          torn, total, w->nr_ops, failures, test_now_ms () - t0);
+  printf ("%s %u - crash %s: %zu point(s) checked (%zu torn; the device "
+          "died at %zu sync(s), %zu write(s), not at all %zu time(s)) of %"
+          PRIu64 " device writes and syncs, %u ops, %zu failure(s), %" PRIu64
+          " ms\n", failures ? "not ok" : "ok", tap, ncache_mode_name (mode),
+          checked, torn, at_sync, checked - at_sync - missed, missed, total,
+          w->nr_ops, failures, test_now_ms () - t0);
   free (points);
   return failures ? -1 : 0;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* test-crash.h — the crash sweep: kill the cache device at write N, for
- * many N, reopen, and check the crash-consistency promise sector by sector.
+/* test-crash.h — the crash sweep: kill the cache device at its Nth write
+ * or sync, for many N, reopen, and check the crash-consistency promise
+ * sector by sector.
  *
  * PROGRAMS: one per cache mode, so the three sweeps run in parallel:
  * test-crash-writeback, test-crash-writethrough, test-crash-writearound
@@ -20,8 +21,13 @@
  * all the time, writing back data and zero extents), the GC thread, and
  * discard of freed buckets.  The store is VOLATILE (test-helpers.h):
  * what the engine writes to it is durable only once it flushes it.
- * For a crash point N the device's write number N after the workload
- * starts, and every I/O after it, fails ("the device died"); on 3 points
+ * For a crash point N the device's Nth write-or-sync after the workload
+ * starts (cdev_sim_fail_at_op: pwrite and sync calls numbered together),
+ * and every I/O after it, fails ("the device died").  A point that lands
+ * on a sync fails that sync and makes nothing durable, so it cuts between
+ * a write and the sync meant to make it durable (a journal entry and its
+ * commit's final sync, say): the engine must not acknowledge what that
+ * sync covered, and the power loss below may keep or tear it.  On 3 points
  * in 4 the backing store loses its power at the same moment (every
  * request from then on fails: the whole machine stops, in the middle of
  * a writeback batch, a GC round or a discard batch), on the others it
@@ -73,17 +79,23 @@
  *      that would double the sweep's time.)  Served data must not change without a write, whatever is
  *      evicted, and a drain leaves the backing equal to what was served.
  *
- * HOW N COUNTS: from the first device write after the export is open
- * (format and open are not swept).  The total comes from a clean run:
- * the writes of the workload plus those of ncache_close and
- * ncache_device_close.  By default 400 distinct N per mode (every N if
- * there are fewer): the first 50, the last 50 and the rest stratified at
- * random in between; --all sweeps every N (make check-crash).
+ * HOW N COUNTS: pwrite and sync calls on the cache device, in one
+ * sequence, from the first after the export is open (format and open are
+ * not swept; discards and reads are not numbered).  The total comes from
+ * a clean run: the writes and syncs of the workload plus those of
+ * ncache_close and ncache_device_close.  By default 400 distinct N per
+ * mode (every N if there are fewer): the first 50, the last 50 and the
+ * rest stratified at random in between; --all sweeps every N (make
+ * check-crash).  Syncs are a quarter to a half of the ops, so about as
+ * many of the 400 points fall on a sync, for the same time as before
+ * syncs were numbered; --all grows by the syncs.
  * Background writers (journal timer, writeback, GC) make the exact
- * write numbering timing-dependent, so a point is reproducible only
+ * numbering timing-dependent, so a point is reproducible only
  * approximately (and the total differs from run to run); the replay
- * line printed on failure runs that one point.  Whether a point cuts the
- * backing's power follows from the seed and the point.
+ * line printed on failure runs that one point; the report says whether
+ * the point fell on a write or a sync, and the sweep's summary how many
+ * points fell on each.  Whether a point cuts the backing's power follows
+ * from the seed and the point.
  *
  * OPTIONS: --mode writeback|writethrough|writearound (default: the
  * program's own mode),
@@ -100,8 +112,9 @@
  * time.  Exit 0 = pass, 1 = a failure (or a usage error).
  *
  * THREADS AND LOCKS: single-threaded test; the engine's own threads run
- * underneath.  FAILURE: everything is reported with the seed, mode, point,
- * tear seed, the op that saw the death, the sector, expected vs got, the
+ * underneath.  FAILURE: everything is reported with the seed, mode, point
+ * (and whether the device died at a write or a sync there), tear seed,
+ * the op that saw the death, the sector, expected vs got, the
  * ops that touched the sector, the last 20 ops and the engine's last log
  * lines.
  * NOT HERE: byte-exact random testing without crashes (test-model-*.c).
@@ -199,9 +212,17 @@ struct run {
   int death_op;                 /* first op that ran after the death; -1 */
   int first_failed;             /* first op that failed; -1 */
   bool died;
-  uint64_t base_writes;         /* device writes before the workload */
-  uint64_t workload_writes;     /* device writes by the workload */
-  uint64_t total_writes;        /* … plus close */
+  const char *death_kind;       /* "write" or "sync": the I/O the device
+                                   died at; NULL = it never died (set at
+                                   the close, before the crash) */
+  /* Device "ops" are pwrite and sync calls, numbered together: what a
+   * crash point counts.
+   */
+  uint64_t base_ops;            /* device ops before the workload */
+  uint64_t base_syncs;          /* of which syncs */
+  uint64_t workload_ops;        /* device ops by the workload */
+  uint64_t total_ops;           /* … plus close */
+  uint64_t total_syncs;         /* of which syncs */
   bool failed;
 };
 
@@ -232,6 +253,7 @@ void prove_usable (struct run *run, struct ncache_export *nc);
 /* ---- one run (test-crash-run.c) ---- */
 
 bool device_dead (struct run *run, struct cdev *cd);
+const char *point_kind (const struct run *run);
 int run_point (struct run *run);
 
 #endif /* NBDCACHE_TEST_CRASH_H */
