@@ -13,7 +13,8 @@
  * logged message naming path and offset), read-only handles, discard
  * punching holes, an I/O error from a file that shrank; the shared buffer
  * allocator.  The simulated device: the durability model (unsynced writes
- * lost, synced and FUA writes kept, discard), fail_at_write, the fail-once
+ * lost, synced and FUA writes kept, discard), fail_at_write and
+ * fail_at_op (a death at a write or at a sync), the fail-once
  * faults, tearing with a seed, counters, poke/peek, many cheap crashes,
  * threads, and a randomised model check.
  * HOW: files live in a private directory under $TMPDIR (or /tmp); tmpfs
