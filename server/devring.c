@@ -88,8 +88,24 @@
 /* Reads queued at most: two connections' CONN_MAX_IN_FLIGHT. */
 #define DEVRING_DEPTH 256u
 
+/* The reply of a request the ring served, written with the batch. */
 static void
-finish (struct server *srv, struct request *r, struct conn **to_flush)
+reply_now (struct request *r, struct conn **to_flush)
+{
+  struct conn *c = r->conn;
+
+  r->synchronous = true;
+  reply_prepare (r);
+  conn_queue (c, &r->out);
+  if (!c->flush_marked) {
+    c->flush_marked = true;
+    c->flush_next = *to_flush;
+    *to_flush = c;
+  }
+}
+
+static void
+finish_read (struct server *srv, struct request *r, struct conn **to_flush)
 {
   struct conn *c = r->conn;
 
@@ -109,14 +125,32 @@ finish (struct server *srv, struct request *r, struct conn **to_flush)
   };
   r->nr_chunks = 1;
   r->error = 0;
-  r->synchronous = true;
-  reply_prepare (r);
-  conn_queue (c, &r->out);
-  if (!c->flush_marked) {
-    c->flush_marked = true;
-    c->flush_next = *to_flush;
-    *to_flush = c;
+  reply_now (r, to_flush);
+}
+
+/* A write's keys go in (and its locks go) even when its connection is
+ * gone: the engine holds them until _done.
+ */
+static void
+finish_write (struct server *srv, struct request *r, struct conn **to_flush)
+{
+  struct conn *c = r->conn;
+  int err = ncache_pwrite_async_done (c->exp->nc, r->buf, r->h.count,
+                                      r->h.offset, &r->awrite);
+
+  if (c->destroyed) {
+    nbd_request_release (c, &r->out);
+    return;
   }
+  if (err == -EAGAIN) {
+    srv->ring_rewritten++;
+    worker_pool_submit (srv->pool, r, r, 1);   /* the blocking way */
+    return;
+  }
+  srv->ring_written++;
+  r->error = err;
+  r->errmsg = NULL;
+  reply_now (r, to_flush);
 }
 
 struct reap_ctx {
@@ -125,15 +159,22 @@ struct reap_ctx {
 };
 
 static void
-read_done (void *cookie, int result, void *opaque)
+io_done (void *cookie, int result, void *opaque)
 {
   struct request *r = cookie;
   struct reap_ctx *x = opaque;
 
+  if (r->h.type == NBD_CMD_WRITE) {
+    if (result < 0 && r->awrite.err == 0)
+      r->awrite.err = result;
+    if (--r->awrite.pending == 0)
+      finish_write (x->srv, r, &x->to_flush);
+    return;
+  }
   if (result < 0 && r->aread.err == 0)
     r->aread.err = result;
   if (--r->aread.pending == 0)
-    finish (x->srv, r, &x->to_flush);
+    finish_read (x->srv, r, &x->to_flush);
 }
 
 static void
@@ -141,7 +182,7 @@ reap (struct server *srv)
 {
   struct reap_ctx x = { .srv = srv, .to_flush = NULL };
 
-  ncache_ring_reap (srv->ring, read_done, &x);
+  ncache_ring_reap (srv->ring, io_done, &x);
   /* One writev per connection for the whole batch of replies. */
   while (x.to_flush) {
     struct conn *c = x.to_flush;
@@ -190,6 +231,20 @@ devring_read (struct conn *c, struct request *r)
   return true;
 }
 
+bool
+devring_write (struct conn *c, struct request *r)
+{
+  struct ncache_awrite *w = &r->awrite;
+  uint32_t flags = (r->h.flags & NBD_CMD_FLAG_FUA) ? NCACHE_FUA : 0;
+
+  if (c->srv->ring == NULL ||
+      ncache_pwrite_async (c->exp->nc, c->srv->ring, r->buf, r->h.count,
+                           r->h.offset, flags, w, r) < 0)
+    return false;
+  c->srv->ring_queued = true;
+  return true;
+}
+
 void
 devring_submit (struct server *srv)
 {
@@ -221,7 +276,9 @@ devring_close (struct server *srv)
     reap (srv);
   }
   log_debug ("io_uring: %" PRIu64 " reads served, %" PRIu64 " redone by "
-             "workers", srv->ring_served, srv->ring_redone);
+             "workers; %" PRIu64 " writes done, %" PRIu64 " redone",
+             srv->ring_served, srv->ring_redone, srv->ring_written,
+             srv->ring_rewritten);
 }
 
 void

@@ -288,6 +288,16 @@ int request_pread_async_done (struct ncache_export *nc, size_t count,
 int request_pwrite (struct ncache_export *nc, enum ncache_mode mode,
                     const void *buf, size_t count,
                     uint64_t offset, uint32_t flags);
+/* ncache_pwrite_async's writeback path (request-async-write.c): queued
+ * (0) or -EAGAIN with nothing done; _done: the keys in, or -EAGAIN with
+ * everything undone, or the insert's error.
+ */
+int request_pwrite_async (struct ncache_export *nc, struct cdev_ring *ring,
+                          const void *buf, size_t count, uint64_t offset,
+                          struct ncache_awrite *w, void *cookie);
+int request_pwrite_async_done (struct ncache_export *nc, const void *buf,
+                               size_t count, uint64_t offset,
+                               struct ncache_awrite *w);
 int request_flush (struct ncache_export *nc);
 int request_trim (struct ncache_export *nc, uint64_t count, uint64_t offset,
                   uint32_t flags);
@@ -309,6 +319,9 @@ void range_lock_take (struct range_lock *rl, struct range_lock_entry *e,
 void range_lock_release (struct range_lock *rl, struct range_lock_entry *e);
 /* Does anyone hold blocks overlapping [start, end) right now? */
 bool range_lock_busy (struct range_lock *rl, uint64_t start, uint64_t end);
+/* range_lock_take without the wait: true and e held, or false (busy). */
+bool range_lock_try (struct range_lock *rl, struct range_lock_entry *e,
+                     uint64_t start, uint64_t end);
 /* A backing write, zero or trim of nc has completed with result r (a
  * failed one, r < 0, is not counted as a change).
  */
