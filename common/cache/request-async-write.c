@@ -19,7 +19,7 @@
  * caller runs request_pwrite on a worker, unchanged): the mode writeback
  * (the gate's, read by cache.c), no FUA (its journal wait would block
  * the loop), an O_DIRECT cache device, whole 4 KiB blocks from an
- * aligned buffer, room on the ring, a stream that would not pass the
+ * aligned buffer, at most RING_WRITE_MAX_BYTES, room on the ring, a stream that would not pass the
  * sequential cutoff, writeback not over its dirty limit (its throttle
  * would wait), the journal's open entry not over its throttle, the range
  * lock free (tried), and space from memory alone
@@ -40,6 +40,19 @@
  * The sequential stream is told at completion: a stream that passes the
  * cutoff while this write is on the ring makes this one write cached
  * dirty rather than bypassed (a policy, not a promise).
+ * LARGE WRITES stay with the workers.  Measured (1M sequential writes
+ * QD8, O_DIRECT cache file on ext4 on virtio, 2-core VM at load 10-17,
+ * alternating runs): whole 1 MiB writes on the ring 730/949/783 MB/s
+ * against 954/932/875 through the pool.  A 1 MiB buffer is 256 pages,
+ * more than virtio-blk's 254 segments: the block layer must split it,
+ * which a non-blocking submission refuses, so io_uring handed every such
+ * write to its one worker thread per file, one write after the other
+ * (one iou-wrk thread busy, 0.45x of the device row against 0.60x);
+ * split into 512 KiB pieces they were issued inline but the loop thread
+ * then did all the submission work (pinning, ext4's direct I/O path) on
+ * one CPU where several pool workers share two; in 3 pairs no better
+ * than the pool.  A large write's two hand-offs cost little per byte, so
+ * the pool keeps them; the cut is at cdev-file.c's "large" (256 KiB).
  * INVARIANTS: between the two calls the WRITE holds its range lock, the
  * live gate's ticket (cache.c) and an open reference on each bucket it
  * writes, exactly as request_pwrite holds them across its pwrite; its
@@ -72,15 +85,8 @@
 #include "writeback.h"
 
 #define BLK ((uint64_t) NC_BLOCK_BYTES)
-/* Blocks per ring write at most.  A larger one is split by the block
- * layer (a 1 MiB buffer is 256 pages; virtio-blk here takes 254
- * segments), which a non-blocking submission cannot do: io_uring then
- * hands it to its own worker thread, one per file, so every such write
- * ran one after the other (1M sequential writes QD8 fell from ~1.1 to
- * ~0.7 GB/s, one iou-wrk thread busy).  512 KiB pieces are issued from
- * the loop's io_uring_enter directly.
- */
-#define SQE_BLOCKS 128u
+/* The largest WRITE the ring takes (LARGE WRITES above). */
+#define RING_WRITE_MAX_BYTES (256u * 1024)
 
 _Static_assert (sizeof (struct range_lock_entry) <=
                 sizeof (((struct ncache_awrite *) 0)->rl_words),
@@ -122,13 +128,13 @@ easy (struct ncache_export *nc, struct cdev_ring *ring, const void *buf,
   uint64_t nblocks = count / BLK;
 
   if (!dev->cd->direct || dev->cd->ops->ring_fd == NULL || count == 0 ||
-      offset % BLK != 0 || count % BLK != 0 || (uintptr_t) buf % BLK != 0)
+      count > RING_WRITE_MAX_BYTES || offset % BLK != 0 || count % BLK != 0 || (uintptr_t) buf % BLK != 0)
     return false;
   /* A run starts anywhere in a bucket: one extent more than it fills. */
   if (nblocks / dev->sb.bucket_blocks + 2 > NCACHE_AWRITE_MAX)
     return false;
   *max_ext = (unsigned) (nblocks / dev->sb.bucket_blocks + 2);
-  if (cdev_ring_space (ring) < *max_ext + nblocks / SQE_BLOCKS)
+  if (cdev_ring_space (ring) < *max_ext)
     return false;
   if (nc->seq != NULL && seqcut_would_bypass (nc->seq, offset, count))
     return false;
@@ -171,31 +177,25 @@ request_pwrite_async (struct ncache_export *nc, struct cdev_ring *ring,
     start += ext.nblocks;
     nblocks -= ext.nblocks;
   }
-  for (i = 0; i < w->nr && w->err == 0; i++) {
+  for (i = 0; i < w->nr; i++) {
     const struct nc_key *k = &aw_keys (w)[i];
     uint64_t lo = (bkey_start (k) - offset / BLK) * BLK;
-    uint64_t dev_off = cache_data_offset (dev, k->bucket, k->offset);
-    uint32_t done, n;
+    int r = cdev_ring_write (ring, dev->cd, src + lo, (uint64_t) k->size * BLK,
+                             cache_data_offset (dev, k->bucket, k->offset),
+                             cookie);
 
-    for (done = 0; done < k->size; done += n) {
-      int r;
-
-      n = MIN (k->size - done, SQE_BLOCKS);
-      r = cdev_ring_write (ring, dev->cd, src + lo + done * BLK, n * BLK,
-                           dev_off + done * BLK, cookie);
-      if (r < 0 && w->pending == 0) {
-        abandon (nc, w);
-        return -EAGAIN;
-      }
-      /* The space was checked and the request is whole blocks: only a
-       * broken contract fails here, after earlier writes were queued.
-       */
-      if (r < 0) {
-        w->err = -EIO;
-        break;
-      }
-      w->pending++;
+    if (r < 0 && i == 0) {
+      abandon (nc, w);
+      return -EAGAIN;
     }
+    /* The space was checked and the request is whole blocks: only a
+     * broken contract fails here, after earlier writes were queued.
+     */
+    if (r < 0) {
+      w->err = -EIO;
+      break;
+    }
+    w->pending++;
   }
   return 0;
 }
