@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* devring.c — the loop thread's ring: O_DIRECT cache hits read without a
- * worker.
+/* devring.c — the loop thread's ring: O_DIRECT cache hits read, and
+ * small writeback writes written, without a worker.
  *
  * WHAT: at start the server makes one io_uring (ncache_ring_*, cache.h) and
  * watches its eventfd.  A READ that ncache_pread_async can queue (every
@@ -67,14 +67,42 @@
  * for a CPU: that, with the disk's own tail (fio QD1 p99 0.5 ms, p99.9
  * 3.7 ms), is enough to explain the row's ms-range p99 (2.3 ms; p50
  * 0.19 ms) without any cost in this code (one measurement, not quiet).
- * INVARIANTS: a queued request is owned by the ring until its last read
- * completes (r->aread.pending reaches 0), then by the loop again; it
- * counts in conn->in_flight throughout, so its connection outlives it.
+ * THE WRITE HALF: a WRITE whose payload is in is offered to
+ * ncache_pwrite_async (common/cache/request-async-write.c says which
+ * qualify: writeback, no FUA, whole blocks up to 256 KiB, nothing that
+ * would wait) and queued with the batch's reads; when its last device
+ * write completes the engine inserts its keys (ncache_pwrite_async_done)
+ * and the loop replies, else a worker redoes it the blocking way.  WHY:
+ * a 4k write through the pool cost three context switches (loop ->
+ * worker, the worker's sleep in its O_DIRECT pwrite, worker -> loop);
+ * perf sched_switch (8 workers): 34% idle, futex wake/wait ~17% of the CPU,
+ * and more workers (-w 32) changed nothing.  Measured like the reads
+ * (bench/run-bench, 5 s, BENCH_SERVERS="device nbdcached-wb
+ * nbdcached-wb-buffered nbdkit-file", six interleaved pairs of main and
+ * this, load 10-20; nbdcached-wb's kIOPS, and its ratio to the device
+ * row of the same run, median and range):
+ *                            pool only                 ring
+ *     randwrite 4k QD32, 1   9.5k  0.20x (0.16-0.25)   17.2k 0.41x (0.29-0.68)
+ *     randwrite 4k QD32, 4   14.4k 0.16x (0.13-0.22)   17.4k 0.24x (0.18-0.36)
+ * 1M sequential writes stay with the pool (measured no better on the
+ * ring: request-async-write.c, LARGE WRITES).  Not tried: merging
+ * adjacent 4k writes into one SQE (random writes are rarely adjacent,
+ * and the keys would still be one per write) and a deeper ring (4
+ * connections at QD32 keep at most 128 of its 256 slots busy).
+ * INVARIANTS: a queued request is owned by the ring until its last I/O
+ * completes (r->aread.pending or r->awrite.pending reaches 0), then by
+ * the loop again; it counts in conn->in_flight throughout, so its
+ * connection outlives it.  A queued WRITE holds the engine's range lock
+ * and mode gate until its _done, which runs even when its connection was
+ * closed meanwhile; a mode change or detach (control threads, never the
+ * loop) waits for it, and the stop drains the ring before the workers.
  * THREADS AND LOCKS: loop thread only; the ring has no lock.
  * FAILURE: no ring (built without liburing, io_uring disabled, seccomp):
  * logged at debug level, every read goes to the workers.  A failed or
- * stale read is redone by a worker.
- * NOT HERE: which reads qualify (ncache_pread_async), writes (workers).
+ * stale read, a failed write or one whose insert would wait, is redone by
+ * a worker.
+ * NOT HERE: which reads and writes qualify (ncache_pread_async,
+ * ncache_pwrite_async), other commands (workers).
  */
 #include <config.h>
 
@@ -85,7 +113,7 @@
 #include "log.h"
 #include "server.h"
 
-/* Reads queued at most: two connections' CONN_MAX_IN_FLIGHT. */
+/* I/Os queued at most: two connections' CONN_MAX_IN_FLIGHT. */
 #define DEVRING_DEPTH 256u
 
 /* The reply of a request the ring served, written with the batch. */

@@ -34,6 +34,8 @@
  *                   export's keys (also for shrink and detach)
  *   request-hit.c   reads of hits only, without waiting (NCACHE_NOWAIT,
  *                   a ring's O_DIRECT reads)
+ *   request-async-write.c  writeback WRITEs through a ring: queued
+ *                   without waiting, keys inserted at completion
  *   request.c       the per-mode request paths (the mode table at its top,
  *                   doc/design.md) and
  *                   the crash ordering of cache and backing (its ORDERING)
