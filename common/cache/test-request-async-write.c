@@ -5,8 +5,8 @@
  * WHAT: a whole-block write on an O_DIRECT writeback cache is queued and,
  * once its device writes completed, lands in the index as DIRTY data
  * that reads back (and is counted once); a write the easy case does not
- * cover (FUA, unaligned offset, length or buffer, another mode, a range
- * another write holds) is refused with -EAGAIN and leaves nothing behind
+ * cover (FUA, unaligned offset, length or buffer, past the end, over
+ * 256 KiB, another mode, a range another write holds) is refused with -EAGAIN and leaves nothing behind
  * (nothing queued or counted, the range lock and the gate free, the
  * blocking write works at once); a failed device write makes _done undo
  * everything (-EAGAIN: the old data still reads, nothing dirty, the
@@ -220,6 +220,13 @@ test_async_write_refuses (void **state)
   refused (&f, buf, BLK + 512, 0, 0);
   refused (&f, buf + 512, BLK, 0, 0);
   refused (&f, buf, BLK, EXPORT_BYTES, 0);      /* past the end */
+  {
+    unsigned char *big = cdev_alloc_buffer (65 * BLK);
+
+    fill (big, 65 * BLK, 0, 22);
+    refused (&f, big, 65 * BLK, 0, 0);          /* large: the workers' */
+    free (big);
+  }
   /* A range another write holds: tried, not waited for. */
   assert_int_equal (ncache_pwrite_async (f.nc, f.ring, buf, 4 * BLK, 16 * BLK,
                                          0, &w, &w), 0);
