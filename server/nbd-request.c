@@ -397,7 +397,8 @@ nbd_request_parse (struct conn *c)
     if (c->payload_got < r->h.count)
       return false;
     c->payload_req = NULL;
-    dispatch (c, r);
+    if (!devring_write (c, r))
+      dispatch (c, r);
     return true;
   }
 

@@ -175,6 +175,7 @@ struct request {
   const char *errmsg;           /* static text for structured error chunks */
   bool synchronous;             /* answered by the loop, never a worker */
   struct ncache_aread aread;    /* READ queued on the loop's ring */
+  struct ncache_awrite awrite;  /* WRITE queued on the loop's ring */
   /* READ: how the reply is cut into chunks. */
   unsigned nr_chunks;
   struct read_chunk chunks[MAX_READ_CHUNKS];
@@ -354,6 +355,7 @@ void tls_conn_free (struct conn *c);
 void devring_open (struct server *srv);   /* none available: srv->ring NULL */
 /* Queue a READ on the ring (true), or leave it to the workers (false). */
 bool devring_read (struct conn *c, struct request *r);
+bool devring_write (struct conn *c, struct request *r); /* payload in */
 void devring_submit (struct server *srv);  /* after a parse batch */
 void devring_close (struct server *srv);   /* at stop: complete every read */
 void devring_destroy (struct server *srv);
@@ -493,6 +495,7 @@ struct server {
   ev_io ring_io;                /* its completions' eventfd */
   bool ring_queued;             /* reads queued since the last submit */
   uint64_t ring_served, ring_redone; /* reads; logged at stop (debug) */
+  uint64_t ring_written, ring_rewritten; /* writes; the same */
   struct tls_server *tls;       /* NULL when [server] tls = off */
   struct listener *listeners;
   struct control *control;      /* NULL = no control socket */

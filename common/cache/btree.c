@@ -896,6 +896,61 @@ btree_insert (struct btree *bt, const struct nc_key *keys, size_t n,
   return r;
 }
 
+/* btree_insert_nowait's check, lock held and no_node_reads set: every
+ * leaf the keys touch is in memory and has room for all of them (a key
+ * adds at most two to a leaf: leaf_apply), so no split and no read; the
+ * node cache is within its bound, so the shrink after the insert writes
+ * nothing.
+ */
+static bool
+insert_needs_no_io_locked (struct btree *bt, const struct nc_key *keys,
+                           size_t n)
+{
+  ASSERT_HELD (&bt->lock);
+  size_t i;
+
+  if (bt->broken || bt->root == NULL || bt->bytes > bt->cache_bytes)
+    return false;
+  for (i = 0; i < n; i++) {
+    const struct nc_key *k = &keys[i];
+    uint64_t pos = bkey_start (k);
+
+    if (invalid_insert (bt, k) != NULL)
+      return false;
+    while (pos < k->end) {
+      struct btree_node *leaf;
+
+      if (path_find (bt, k->export_id, pos + 1, 0) < 0)
+        return false;
+      leaf = bt->path.node[0];
+      if (leaf->nkeys + 2 * n > bt->geom.max_keys)
+        return false;
+      if (leaf->hi.export_id != k->export_id || leaf->hi.end >= k->end)
+        break;
+      pos = leaf->hi.end;
+    }
+  }
+  return true;
+}
+
+int
+btree_insert_nowait (struct btree *bt, const struct nc_key *keys, size_t n,
+                     uint64_t *seq, bool *cut)
+{
+  bool ok;
+  int r = -EAGAIN;
+
+  if (pthread_mutex_trylock (&bt->lock) != 0)
+    return -EAGAIN;
+  bt->no_node_reads = true;
+  ok = insert_needs_no_io_locked (bt, keys, n);
+  bt->no_node_reads = false;
+  if (ok)
+    r = insert_keys_locked (bt, keys, n, true, seq, cut);
+  pthread_mutex_unlock (&bt->lock);
+  return r;
+}
+
 int
 btree_insert_promoted (struct btree *bt, uint64_t placeholder,
                        const struct nc_key *k, bool *inserted, uint64_t *seq)

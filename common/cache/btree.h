@@ -194,6 +194,14 @@ int btree_lookup_nowait (struct btree *bt, uint16_t export_id,
  */
 int btree_insert (struct btree *bt, const struct nc_key *keys, size_t n,
                   uint64_t *seq, bool *cut);
+/* The same, only if it needs no wait and no I/O (an event loop's
+ * completion): -EAGAIN with nothing changed when the index lock is held
+ * by another thread, a node on the way is not in memory, a leaf could
+ * split, the node cache is over its bound, or the index is broken (the
+ * blocking insert then reports it).  Otherwise btree_insert's result.
+ */
+int btree_insert_nowait (struct btree *bt, const struct nc_key *keys,
+                         size_t n, uint64_t *seq, bool *cut);
 
 /* Insert a promoted (clean) key only if placeholder id is still alive;
  * then drop the placeholder.  *inserted says which happened.

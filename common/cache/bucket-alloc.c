@@ -421,6 +421,39 @@ bucket_alloc_data_nowait (struct bucket_set *bs, enum bucket_wp wp,
   return alloc_data (bs, wp, nblocks, false, out);
 }
 
+int
+bucket_alloc_data_quick (struct bucket_set *bs, enum bucket_wp wp,
+                         uint32_t nblocks, struct bucket_extent *out)
+{
+  struct bucket_write_point *w;
+  struct bucket *b;
+  uint32_t i;
+
+  if ((unsigned) wp >= NR_WRITE_POINTS || nblocks == 0)
+    return -EINVAL;
+  w = &bs->wp[wp];
+  pthread_mutex_lock (&bs->lock);
+  if (!w->valid) {
+    if (bs->nr_state[BUCKET_FREE] <= BUCKET_BTREE_RESERVE ||
+        pop_free_locked (bs, &i) < 0) {
+      pthread_mutex_unlock (&bs->lock);
+      return -EAGAIN;
+    }
+    open_wp_locked (bs, w, i);
+  }
+  b = &bs->b[w->bucket];
+  out->bucket = w->bucket;
+  out->offset = w->next;
+  out->nblocks = MIN (nblocks, bs->bucket_blocks - w->next);
+  out->gen = gen_load (b);
+  b->open++;
+  w->next += out->nblocks;
+  if (w->next == bs->bucket_blocks)
+    close_wp_locked (bs, w);
+  pthread_mutex_unlock (&bs->lock);
+  return 0;
+}
+
 void
 bucket_put_open (struct bucket_set *bs, uint32_t bucket)
 {

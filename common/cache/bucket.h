@@ -224,6 +224,12 @@ int bucket_alloc_data (struct bucket_set *bs, enum bucket_wp wp,
  */
 int bucket_alloc_data_nowait (struct bucket_set *bs, enum bucket_wp wp,
                               uint32_t nblocks, struct bucket_extent *out);
+/* The same, only from memory (an event loop): the write point's open
+ * bucket, or a FREE bucket above the btree reserve; -EAGAIN (nothing
+ * changed) where bucket_alloc_data would evict, flush, wait or sweep.
+ */
+int bucket_alloc_data_quick (struct bucket_set *bs, enum bucket_wp wp,
+                             uint32_t nblocks, struct bucket_extent *out);
 void bucket_put_open (struct bucket_set *bs, uint32_t bucket);
 
 /* A whole bucket for a btree node, gen durable.  Never waits for the

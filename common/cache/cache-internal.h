@@ -34,6 +34,8 @@
  *                   export's keys (also for shrink and detach)
  *   request-hit.c   reads of hits only, without waiting (NCACHE_NOWAIT,
  *                   a ring's O_DIRECT reads)
+ *   request-async-write.c  writeback WRITEs through a ring: queued
+ *                   without waiting, keys inserted at completion
  *   request.c       the per-mode request paths (the mode table at its top,
  *                   doc/design.md) and
  *                   the crash ordering of cache and backing (its ORDERING)
@@ -288,6 +290,16 @@ int request_pread_async_done (struct ncache_export *nc, size_t count,
 int request_pwrite (struct ncache_export *nc, enum ncache_mode mode,
                     const void *buf, size_t count,
                     uint64_t offset, uint32_t flags);
+/* ncache_pwrite_async's writeback path (request-async-write.c): queued
+ * (0) or -EAGAIN with nothing done; _done: the keys in, or -EAGAIN with
+ * everything undone, or the insert's error.
+ */
+int request_pwrite_async (struct ncache_export *nc, struct cdev_ring *ring,
+                          const void *buf, size_t count, uint64_t offset,
+                          struct ncache_awrite *w, void *cookie);
+int request_pwrite_async_done (struct ncache_export *nc, const void *buf,
+                               size_t count, uint64_t offset,
+                               struct ncache_awrite *w);
 int request_flush (struct ncache_export *nc);
 int request_trim (struct ncache_export *nc, uint64_t count, uint64_t offset,
                   uint32_t flags);
@@ -309,6 +321,9 @@ void range_lock_take (struct range_lock *rl, struct range_lock_entry *e,
 void range_lock_release (struct range_lock *rl, struct range_lock_entry *e);
 /* Does anyone hold blocks overlapping [start, end) right now? */
 bool range_lock_busy (struct range_lock *rl, uint64_t start, uint64_t end);
+/* range_lock_take without the wait: true and e held, or false (busy). */
+bool range_lock_try (struct range_lock *rl, struct range_lock_entry *e,
+                     uint64_t start, uint64_t end);
 /* A backing write, zero or trim of nc has completed with result r (a
  * failed one, r < 0, is not counted as a change).
  */

@@ -463,6 +463,51 @@ ncache_pread_async_done (struct ncache_export *nc, size_t count,
   return 0;
 }
 
+int
+ncache_pwrite_async (struct ncache_export *nc, struct cdev_ring *ring,
+                     const void *buf, size_t count, uint64_t offset,
+                     uint32_t flags, struct ncache_awrite *w, void *cookie)
+{
+  struct live_ticket t;
+  int r = -EAGAIN;
+
+  /* Anything ncache_pwrite would refuse or report: it does. */
+  if (flags != 0 || count == 0 || nc->caps.readonly ||
+      !range_within (offset, count, nc->caps.size_bytes))
+    return -EAGAIN;
+  if (live_begin (nc, &t) == NCACHE_MODE_WRITEBACK && !live_detaching (nc))
+    r = request_pwrite_async (nc, ring, buf, count, offset, w, cookie);
+  if (r < 0) {
+    live_end (nc, &t);
+    return r;
+  }
+  /* The ticket is held until _done, as ncache_pwrite holds it. */
+  assert (t.counted);
+  w->live_slot = t.slot;
+  return 0;
+}
+
+int
+ncache_pwrite_async_done (struct ncache_export *nc, const void *buf,
+                          size_t count, uint64_t offset,
+                          struct ncache_awrite *w)
+{
+  struct live_ticket t = { .slot = w->live_slot, .counted = true };
+  int r;
+
+  assert (w->pending == 0);
+  r = request_pwrite_async_done (nc, buf, count, offset, w);
+  live_end (nc, &t);
+  if (r == -EAGAIN)
+    return r;
+  if (r < 0)
+    return failed (nc, r);
+  mark_written (nc);
+  STAT_ADD (nc, nr_writes, 1);
+  STAT_ADD (nc, bytes_written, count);
+  return 0;
+}
+
 /* Mode none's ncache_pread_extents: the index is the backing store's,
  * so its extents are asked first (collected: a driver's callback must
  * not call the driver again), then the data parts are read, and each

@@ -288,6 +288,42 @@ int ncache_pread_async (struct ncache_export *nc, struct cdev_ring *ring,
                         struct ncache_aread *a, void *cookie);
 int ncache_pread_async_done (struct ncache_export *nc, size_t count,
                              uint64_t offset, struct ncache_aread *a);
+
+/* ---- writes through a ring ----
+ *
+ * The WRITE counterpart (request-async-write.c has the easy case it
+ * qualifies and why): ncache_pwrite_async either queues the cache
+ * device's writes of [offset, offset + count) from buf on `ring` with
+ * `cookie` and returns 0 — w->pending (>= 1) writes complete through
+ * ncache_ring_reap as for reads, and the WRITE holds its range lock, the
+ * mode gate and its buckets until ncache_pwrite_async_done — or returns
+ * -EAGAIN with nothing queued, counted or changed: call ncache_pwrite.
+ * Once w->pending is 0, ncache_pwrite_async_done (same buf, count and
+ * offset; buf untouched in between) inserts the keys and counts the
+ * write: 0, the WRITE is done exactly as ncache_pwrite would have done
+ * it (the data on the device, the keys in the index: acknowledge it);
+ * -EAGAIN, nothing of it happened: redo it with ncache_pwrite; another
+ * -errno, the WRITE failed (counted).  Only with flags 0 (no FUA).  A
+ * live change or detach waits for the writes on the ring: complete them
+ * from a thread that is not waiting for the change.
+ */
+#define NCACHE_AWRITE_MAX 4     /* device writes (extents) per request */
+struct ncache_awrite {
+  unsigned pending;             /* writes queued and not yet completed */
+  int err;                      /* the first failed write's, or 0 */
+  /* private */
+  unsigned nr;                  /* keys */
+  unsigned live_slot;           /* the gate's ticket */
+  uint64_t rl_words[3];         /* the range lock entry */
+  uint64_t key_words[NCACHE_AWRITE_MAX * 4];    /* the DIRTY keys */
+};
+int ncache_pwrite_async (struct ncache_export *nc, struct cdev_ring *ring,
+                         const void *buf, size_t count, uint64_t offset,
+                         uint32_t flags, struct ncache_awrite *w,
+                         void *cookie);
+int ncache_pwrite_async_done (struct ncache_export *nc, const void *buf,
+                              size_t count, uint64_t offset,
+                              struct ncache_awrite *w);
 int ncache_pwrite (struct ncache_export *nc, const void *buf, size_t count,
                    uint64_t offset, uint32_t flags);
 int ncache_flush (struct ncache_export *nc, uint32_t flags);

@@ -47,7 +47,8 @@
  *   device cache, exactly as for an O_DIRECT cache.  No direct_fd (the
  *   filesystem refuses O_DIRECT, tmpfs, read-only) or EINVAL on the
  *   first O_DIRECT write: every write buffered, as before.
- * - ring_fd: the fd itself, for reads queued on a ring (cdev-ring.c).
+ * - ring_fd: the fd itself, for reads (and, O_DIRECT only, writes) queued
+ *   on a ring (cdev-ring.c).
  * - discard: regular file: fallocate PUNCH_HOLE|KEEP_SIZE; block device:
  *   BLKDISCARD.  "Not supported" makes it a no-op returning 0 from then on.
  *   The engine asks for discards on a regular file only with an explicit

@@ -27,12 +27,14 @@
  * container: EPERM, ENOSYS); callers then use the blocking cdev ops.
  * Read errors are returned per completion, not logged (the caller
  * retries the blocking way, which logs).
- * NOT HERE: writes and syncs (durability stays with the blocking ops),
+ * Writes (O_DIRECT cdevs only, never FUA): the same slots and reaping.
+ * NOT HERE: syncs and FUA (durability stays with the blocking ops),
  * what is read (the engine's async hit path, request.c).
  */
 #include <config.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -123,19 +125,20 @@ cdev_ring_in_flight (const struct cdev_ring *rg)
   return rg->queued + rg->in_flight;
 }
 
-int
-cdev_ring_read (struct cdev_ring *rg, struct cdev *cd, void *buf,
-                size_t count, uint64_t offset, void *cookie)
+static int
+queue (struct cdev_ring *rg, struct cdev *cd, bool write, void *buf,
+       size_t count, uint64_t offset, void *cookie)
 {
   struct io_uring_sqe *sqe;
   struct ring_slot *s;
   uint32_t slot;
   int fd = cd->ops->ring_fd ? cd->ops->ring_fd (cd) : -1;
 
-  if (fd < 0)
+  if (fd < 0 || (write && !cd->direct))
     return -EOPNOTSUPP;
-  if (count > UINT32_MAX || cdev_check_request (cd, "read", buf, offset,
-                                                count) < 0)
+  if (count > UINT32_MAX ||
+      cdev_check_request (cd, write ? "write" : "read", buf, offset,
+                          count) < 0)
     return -EINVAL;
   if (rg->free_head == 0 || (sqe = io_uring_get_sqe (&rg->ring)) == NULL)
     return -EAGAIN;
@@ -144,10 +147,27 @@ cdev_ring_read (struct cdev_ring *rg, struct cdev *cd, void *buf,
   rg->free_head = s->next_free;
   s->cookie = cookie;
   s->len = count;
-  io_uring_prep_read (sqe, fd, buf, count, offset);
+  if (write)
+    io_uring_prep_write (sqe, fd, buf, count, offset);
+  else
+    io_uring_prep_read (sqe, fd, buf, count, offset);
   io_uring_sqe_set_data64 (sqe, slot);
   rg->queued++;
   return 0;
+}
+
+int
+cdev_ring_read (struct cdev_ring *rg, struct cdev *cd, void *buf,
+                size_t count, uint64_t offset, void *cookie)
+{
+  return queue (rg, cd, false, buf, count, offset, cookie);
+}
+
+int
+cdev_ring_write (struct cdev_ring *rg, struct cdev *cd, const void *buf,
+                 size_t count, uint64_t offset, void *cookie)
+{
+  return queue (rg, cd, true, (void *) buf, count, offset, cookie);
 }
 
 int
@@ -242,6 +262,14 @@ unsigned cdev_ring_in_flight (const struct cdev_ring *rg)
 int
 cdev_ring_read (struct cdev_ring *rg, struct cdev *cd, void *buf,
                 size_t count, uint64_t offset, void *cookie)
+{
+  (void) rg; (void) cd; (void) buf; (void) count; (void) offset;
+  (void) cookie;
+  return -EOPNOTSUPP;
+}
+int
+cdev_ring_write (struct cdev_ring *rg, struct cdev *cd, const void *buf,
+                 size_t count, uint64_t offset, void *cookie)
 {
   (void) rg; (void) cd; (void) buf; (void) count; (void) offset;
   (void) cookie;

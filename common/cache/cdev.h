@@ -156,15 +156,18 @@ cdev_discard (struct cdev *cd, uint64_t count, uint64_t offset)
   return r < 0 ? r : cd->ops->discard (cd, count, offset);
 }
 
-/* ---- a ring: reads without a thread each (cdev-ring.c) ----
+/* ---- a ring: reads and writes without a thread each (cdev-ring.c) ----
  *
  * One thread owns a ring (no locks).  cdev_ring_read queues a read of a
- * cdev with an fd, under the contract above, checked at once; it starts
+ * cdev with an fd, cdev_ring_write a write of an O_DIRECT one (no
+ * CDEV_FUA: durability stays with cdev_sync), under the contract above,
+ * checked at once; it starts
  * at cdev_ring_submit (one system call for everything queued); its
  * completion comes back from cdev_ring_reap as fn (cookie, 0 or -errno,
- * opaque), a short read being -EIO.  The eventfd becomes readable when
- * completions wait.  Nothing is logged: a caller redoes a failed read
- * with cdev_pread, which logs.  Every read queued must be reaped before
+ * opaque), a short transfer being -EIO.  The eventfd becomes readable
+ * when completions wait.  Nothing is logged: a caller redoes a failed
+ * I/O with the blocking op, which logs.  Every I/O queued must be reaped
+ * before
  * cdev_ring_destroy, and its cdev kept open until then.
  */
 struct cdev_ring;
@@ -175,13 +178,16 @@ typedef void (*cdev_ring_done_fn) (void *cookie, int result, void *opaque);
  */
 int cdev_ring_create (unsigned depth, struct cdev_ring **out);
 int cdev_ring_eventfd (const struct cdev_ring *rg);
-unsigned cdev_ring_space (const struct cdev_ring *rg);     /* reads */
-unsigned cdev_ring_in_flight (const struct cdev_ring *rg); /* reads */
+unsigned cdev_ring_space (const struct cdev_ring *rg);     /* I/Os */
+unsigned cdev_ring_in_flight (const struct cdev_ring *rg); /* I/Os */
 /* 0, -EAGAIN (the ring is full), -EOPNOTSUPP (the driver has no fd), or
  * -EINVAL (the contract).
  */
 int cdev_ring_read (struct cdev_ring *rg, struct cdev *cd, void *buf,
                     size_t count, uint64_t offset, void *cookie);
+/* The same for a write; -EOPNOTSUPP too when the cdev is not O_DIRECT. */
+int cdev_ring_write (struct cdev_ring *rg, struct cdev *cd, const void *buf,
+                     size_t count, uint64_t offset, void *cookie);
 int cdev_ring_submit (struct cdev_ring *rg);
 /* Completions ready now; how many. */
 unsigned cdev_ring_reap (struct cdev_ring *rg, cdev_ring_done_fn fn,

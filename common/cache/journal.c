@@ -1239,6 +1239,18 @@ journal_throttle (struct journal *j)
   }
 }
 
+bool
+journal_would_throttle (struct journal *j)
+{
+  bool busy;
+
+  if (pthread_mutex_trylock (&j->lock) != 0)
+    return true;
+  busy = j->open.len > JOURNAL_THROTTLE_KEYS;
+  pthread_mutex_unlock (&j->lock);
+  return busy;
+}
+
 void
 journal_get_stats (struct journal *j, struct journal_stats *st)
 {

@@ -183,6 +183,8 @@ int journal_wait_or_commit (struct journal *j, uint64_t seq);
 int journal_flush_or_commit (struct journal *j);
 /* Wait while the open entry is over JOURNAL_THROTTLE_KEYS. */
 void journal_throttle (struct journal *j);
+/* Would journal_throttle wait now (or is the journal lock busy)? */
+bool journal_would_throttle (struct journal *j);
 
 void journal_get_stats (struct journal *j, struct journal_stats *st);
 

@@ -71,6 +71,26 @@ range_lock_busy (struct range_lock *rl, uint64_t start, uint64_t end)
   return busy;
 }
 
+bool
+range_lock_try (struct range_lock *rl, struct range_lock_entry *e,
+                uint64_t start, uint64_t end)
+{
+  struct range_lock_entry *a;
+
+  pthread_mutex_lock (&rl->lock);
+  for (a = rl->active; a != NULL; a = a->next)
+    if (a->start < end && start < a->end) {
+      pthread_mutex_unlock (&rl->lock);
+      return false;
+    }
+  e->start = start;
+  e->end = end;
+  e->next = rl->active;
+  rl->active = e;
+  pthread_mutex_unlock (&rl->lock);
+  return true;
+}
+
 void
 range_lock_release (struct range_lock *rl, struct range_lock_entry *e)
 {

@@ -228,6 +228,30 @@ seqcut_set_cutoff (struct seqcut *s, uint64_t cutoff_bytes)
 }
 
 bool
+seqcut_would_bypass_at (struct seqcut *s, uint64_t offset, uint64_t count,
+                        uint64_t now_ms)
+{
+  uint64_t cutoff = __atomic_load_n (&s->cutoff_bytes, __ATOMIC_RELAXED);
+  uint64_t length = 0;
+  int16_t i;
+
+  if (cutoff == 0 || count == 0)
+    return false;
+  pthread_mutex_lock (&s->lock);
+  i = find_locked (s, offset, now_ms);
+  if (i != NONE)
+    length = s->stream[i].length_bytes;
+  pthread_mutex_unlock (&s->lock);
+  return add_saturating (length, count) >= cutoff;
+}
+
+bool
+seqcut_would_bypass (struct seqcut *s, uint64_t offset, uint64_t count)
+{
+  return seqcut_would_bypass_at (s, offset, count, clock_now_ms ());
+}
+
+bool
 seqcut_check (struct seqcut *s, uint64_t offset, uint64_t count)
 {
   return seqcut_check_at (s, offset, count, clock_now_ms ());

@@ -49,5 +49,9 @@ void seqcut_set_cutoff (struct seqcut *s, uint64_t cutoff_bytes);
 bool seqcut_check_at (struct seqcut *s, uint64_t offset, uint64_t count,
                       uint64_t now_ms);
 bool seqcut_check (struct seqcut *s, uint64_t offset, uint64_t count);
+/* Would seqcut_check_at say so (at now_ms)?  Changes nothing. */
+bool seqcut_would_bypass_at (struct seqcut *s, uint64_t offset,
+                             uint64_t count, uint64_t now_ms);
+bool seqcut_would_bypass (struct seqcut *s, uint64_t offset, uint64_t count);
 
 #endif /* NBDCACHE_SEQCUT_H */

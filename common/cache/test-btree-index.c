@@ -106,6 +106,57 @@ test_btree_insert_lookup_single (void **state)
   ctx_free (&c);
 }
 
+/* btree_insert_nowait: an empty tree, or a leaf that could split, is
+ * -EAGAIN with nothing changed (no key, no split, no node write); else
+ * the same insert as btree_insert.
+ */
+static void
+test_btree_insert_nowait (void **state)
+{
+  struct ctx c;
+  struct btree_piece pc[4];
+  struct btree_stats st0, st;
+  struct nc_key k;
+  uint64_t seq = 0;
+  bool cut = false;
+  unsigned i, done = 0;
+  int r = 0;
+
+  (void) state;
+  ctx_init (&c, 8, 0);
+  k = dkey (1, 0, 4, 20, 0, c.bs);
+  assert_int_equal (btree_insert_nowait (c.bt, &k, 1, &seq, &cut), -EAGAIN);
+  assert_int_equal (btree_lookup (c.bt, 1, 0, 4, pc, 4, NULL), 1);
+  assert_false (pc[0].found);
+  assert_int_equal (btree_insert (c.bt, &k, 1, &seq, &cut), 0);
+  btree_get_stats (c.bt, &st0);
+  for (i = 1; i < 16 && r == 0; i++) {
+    k = dkey (1, i * 10, i * 10 + 4, 20 + i, 0, c.bs);
+    r = btree_insert_nowait (c.bt, &k, 1, &seq, &cut);
+    if (r == 0)
+      done++;
+  }
+  assert_int_equal (r, -EAGAIN);
+  assert_true (done >= 4);   /* max_keys 8: room for a key while 2 fit */
+  btree_get_stats (c.bt, &st);
+  assert_int_equal (st.splits, st0.splits);
+  assert_int_equal (st.node_writes, st0.node_writes);
+  assert_int_equal (st.node_reads, st0.node_reads);
+  /* The refused key is not there; the others are. */
+  i--;
+  assert_int_equal (btree_lookup (c.bt, 1, i * 10, i * 10 + 4, pc, 4, NULL),
+                    1);
+  assert_false (pc[0].found);
+  assert_int_equal (btree_lookup (c.bt, 1, 10, 14, pc, 4, NULL), 1);
+  assert_true (pc[0].found);
+  /* The blocking insert takes it, splitting. */
+  assert_int_equal (btree_insert (c.bt, &k, 1, &seq, &cut), 0);
+  assert_int_equal (btree_lookup (c.bt, 1, i * 10, i * 10 + 4, pc, 4, NULL),
+                    1);
+  assert_true (pc[0].found);
+  ctx_free (&c);
+}
+
 static void
 test_btree_cuts (void **state)
 {
@@ -582,6 +633,7 @@ main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_btree_insert_lookup_single),
+    cmocka_unit_test (test_btree_insert_nowait),
     cmocka_unit_test (test_btree_cuts),
     cmocka_unit_test (test_btree_cut_across_leaves),
     cmocka_unit_test (test_btree_delete_zero_exports),

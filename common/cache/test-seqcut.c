@@ -51,6 +51,35 @@ seed_from_env (const char *test)
   return seed ? seed : 1;
 }
 
+/* The question without the accounting: the same answer as the check
+ * would give, and the stream unchanged by asking.
+ */
+static void
+test_seqcut_would_bypass_changes_nothing (void **state)
+{
+  struct seqcut *s = create (4 * MIB);
+  int i;
+
+  (void) state;
+  assert_false (seqcut_would_bypass_at (s, 0, MIB, 0));
+  for (i = 0; i < 3; i++)
+    assert_false (seqcut_check_at (s, i * MIB, MIB, 0));
+  /* Asked many times: still one MiB short of the cutoff. */
+  for (i = 0; i < 10; i++) {
+    assert_false (seqcut_would_bypass_at (s, 3 * MIB, MIB - 1, 0));
+    assert_true (seqcut_would_bypass_at (s, 3 * MIB, MIB, 0));
+  }
+  assert_false (seqcut_would_bypass_at (s, 3 * MIB + 1, MIB, 0));
+  assert_false (seqcut_check_at (s, 3 * MIB, MIB - 1, 0));
+  assert_true (seqcut_would_bypass_at (s, 4 * MIB - 1, 1, 0));
+  assert_true (seqcut_check_at (s, 4 * MIB - 1, 1, 0));
+  /* A timed-out stream is a new one; cutoff 0 never bypasses. */
+  assert_false (seqcut_would_bypass_at (s, 4 * MIB, MIB, 1000000));
+  seqcut_set_cutoff (s, 0);
+  assert_false (seqcut_would_bypass_at (s, 4 * MIB, 10 * MIB, 0));
+  seqcut_destroy (s);
+}
+
 static void
 test_seqcut_threshold_exact (void **state)
 {
@@ -333,6 +362,7 @@ main (void)
     cmocka_unit_test (test_seqcut_saturates),
     cmocka_unit_test (test_seqcut_real_clock),
     cmocka_unit_test (test_seqcut_concurrent_streams),
+    cmocka_unit_test (test_seqcut_would_bypass_changes_nothing),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;

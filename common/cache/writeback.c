@@ -974,6 +974,13 @@ writeback_kick (struct writeback *wb)
 }
 
 bool
+writeback_would_throttle (struct writeback *wb)
+{
+  return wb != NULL && wb->has_thread && wb->nc->dev != NULL &&
+    device_above_dirty_limit (wb);
+}
+
+bool
 writeback_throttle (struct writeback *wb)
 {
   uint64_t deadline;

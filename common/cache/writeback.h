@@ -94,6 +94,8 @@ void writeback_kick (struct writeback *wb);
  * the write must go around the cache.
  */
 bool writeback_throttle (struct writeback *wb);
+/* Would writeback_throttle wait now?  Changes nothing, never waits. */
+bool writeback_would_throttle (struct writeback *wb);
 /* ncache_drain: write everything back (in the calling thread if there is
  * no background thread, else with it at full speed) and flush; see
  * cache.h for the results.
