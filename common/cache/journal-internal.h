@@ -13,8 +13,8 @@
  * The entry layouts (plain, stamped) are ondisk.h's; journal-entry.c
  * frames and reads them.
  * Not here: the public API (journal.h).  Only the journal's files
- * (journal.c, journal-replay.c, journal-entry.c) and tests that read or
- * forge entries include this.
+ * (journal.c, journal-write.c, journal-replay.c, journal-entry.c) and
+ * tests that read or forge entries include this.
  */
 #ifndef NBDCACHE_JOURNAL_INTERNAL_H
 #define NBDCACHE_JOURNAL_INTERNAL_H
@@ -48,6 +48,20 @@ struct live_entry {
   uint64_t seq;
   uint32_t pos;                 /* ring block */
   uint32_t nblocks;
+};
+
+/* One write of a commit, as journal.c planned it: closed entries 0 ..
+ * count - 1 at j->plan_pos[], the fill before them.
+ */
+struct plan {
+  size_t count;                 /* closed entries 0 .. count-1 */
+  uint32_t blocks;              /* their total length */
+  uint32_t end;                 /* write_pos afterwards */
+  bool no_room;                 /* stopped for space (not the size cap) */
+  struct nc_key root;
+  uint16_t root_level;
+  uint32_t fill_lo, fill_blocks; /* FILL before the write (may wrap) */
+  bool ring_filled;             /* the entries get NC_JENTRY_RING_FILLED */
 };
 
 /* A journal_wait caller (journal.c). */
@@ -170,6 +184,14 @@ keys_in_blocks (uint32_t version, uint32_t nblocks)
   return (jentry_payload_bytes (version, nblocks)
           - sizeof (struct nc_jentry)) / sizeof (struct nc_key);
 }
+
+/* ---- journal-write.c: building and writing one planned write ---- */
+
+/* Build and write the planned entries: fill, pre-flush (unless
+ * PIPELINE says they need none), pwrites, pre-close, the final sync.
+ * The commit token's holder only, no lock.  0 or -errno.
+ */
+int jwrite_plan (struct journal *j, const struct plan *pl);
 
 /* ---- journal-entry.c: stamped sectors (ondisk.h, entry version 2) ---- */
 

@@ -135,7 +135,9 @@
  * memory only: it has no way to report an error).
  *
  * NOT HERE: reading the ring — scan, replay, check, format
- * (journal-replay.c); an entry's stamped sectors (journal-entry.c); the
+ * (journal-replay.c); turning a plan into device I/O — fill, entries,
+ * pre-flush, pwrites, pre-close, sync (journal-write.c); an entry's
+ * stamped sectors (journal-entry.c); the
  * ring's on-disk fields (journal-internal.h);
  * what keys mean (btree), pins (btree), buckets freed at a seq (bucket,
  * through hooks->committed).
@@ -168,7 +170,6 @@
 #define RETRY_MIN_MS 10u
 #define RETRY_MAX_MS 5000u
 #define MIN_RING_BLOCKS 8u
-#define FILL_CHUNK_BLOCKS 256u          /* 1 MiB per fill pwrite */
 
 /* A journal_wait caller, on its own stack. */
 struct waiter {
@@ -512,17 +513,6 @@ live_of_locked (struct journal *j, uint64_t seq)
   return &j->live[(j->live_head + i) % j->g.blocks];
 }
 
-struct plan {
-  size_t count;                 /* closed entries 0 .. count-1 */
-  uint32_t blocks;              /* their total length */
-  uint32_t end;                 /* write_pos afterwards */
-  bool no_room;                 /* stopped for space (not the size cap) */
-  struct nc_key root;
-  uint16_t root_level;
-  uint32_t fill_lo, fill_blocks; /* FILL before the write (may wrap) */
-  bool ring_filled;             /* the entries get NC_JENTRY_RING_FILLED */
-};
-
 static int
 plan_reserve (struct journal *j)
 {
@@ -596,150 +586,6 @@ plan_locked (struct journal *j, bool use_reserve, struct plan *pl)
     pl->fill_blocks = MIN ((a + ring - j->unfilled_lo) % ring,
                            j->unfilled_len);
   pl->ring_filled = pl->fill_blocks == j->unfilled_len;
-}
-
-static int
-wbuf_reserve (struct journal *j, size_t bytes)
-{
-  void *b;
-
-  if (bytes <= j->wbuf_bytes)
-    return 0;
-  b = cdev_alloc_buffer (bytes);
-  if (b == NULL)
-    return -ENOMEM;
-  free (j->wbuf);
-  j->wbuf = b;
-  j->wbuf_bytes = bytes;
-  return 0;
-}
-
-/* PIPELINE: close the next entries now, between a write's pwrites and
- * its final sync, if someone waits for more than this write carries.
- * Returns the highest closed seq (every one closed before that sync).  A
- * failed close leaves the keys open for the next commit's own close.
- */
-static uint64_t
-preclose (struct journal *j, uint64_t last_planned)
-{
-  bool go;
-
-  pthread_mutex_lock (&j->lock);
-  go = !j->stopping && !j->aborting &&
-    ((j->nwaiters > 0 && j->want_seq > last_planned) || j->throttlers > 0);
-  pthread_mutex_unlock (&j->lock);
-  if (go)
-    (void) j->hooks.close_entry (j->hooks.opaque, j);
-  return journal_open_seq (j) - 1;
-}
-
-/* Write fill sectors over the plan's FILL blocks and sync, so they are
- * durable before any entry is written over them: its own sync, not the
- * write's pre-flush, which may be skipped when the keys' data is known
- * durable (it happens only in the first commits after a format, an
- * upgrade or damage to free ring space).
- */
-static int
-write_fill (struct journal *j, const struct plan *pl)
-{
-  uint32_t pos = pl->fill_lo, left = pl->fill_blocks, n;
-  int r;
-
-  if (left == 0)
-    return 0;
-  if (j->fill_buf == NULL) {
-    j->fill_buf = cdev_alloc_buffer ((size_t) FILL_CHUNK_BLOCKS *
-                                     NC_BLOCK_BYTES);
-    if (j->fill_buf == NULL)
-      return -ENOMEM;
-    jentry_fill (j->fill_buf, FILL_CHUNK_BLOCKS, j->g.seed);
-  }
-  log_debug ("journal (%s): filling %" PRIu32 " ring blocks from block %"
-             PRIu32, j->g.cd->path, left, pos);
-  while (left > 0) {
-    n = MIN (MIN (left, FILL_CHUNK_BLOCKS), j->g.blocks - pos);
-    r = cdev_pwrite (j->g.cd, j->fill_buf, (size_t) n * NC_BLOCK_BYTES,
-                     ring_byte (&j->g, pos), 0);
-    if (r < 0)
-      return r;
-    pos = (pos + n) % j->g.blocks;
-    left -= n;
-  }
-  return cdev_sync (j->g.cd);
-}
-
-/* Build and write the planned entries: fill, pre-flush (unless PIPELINE
- * says they need none), pwrites, [preclose], sync.  No lock: the closed
- * entries only change in this thread.
- */
-static int
-write_plan (struct journal *j, const struct plan *pl)
-{
-  const uint64_t last_planned = j->closed[pl->count - 1].seq;
-  uint64_t covered;
-  const uint64_t s0 = j->closed[0].seq;
-  unsigned char *p;
-  size_t i, run_start = 0;
-  uint32_t run_pos = 0, run_blocks = 0;
-  int r;
-
-  if ((r = wbuf_reserve (j, (size_t) pl->blocks * NC_BLOCK_BYTES)) < 0)
-    return r;
-  p = j->wbuf;
-  for (i = 0; i < pl->count; i++) {
-    const struct closed_entry *c = &j->closed[i];
-    struct nc_jentry *e = j->ebuf;
-
-    memset (e, 0, jentry_payload_bytes (NC_JENTRY_VERSION, c->nblocks));
-    e->magic = NC_JOURNAL_MAGIC;
-    e->version = NC_JENTRY_VERSION;
-    e->flags = pl->ring_filled ? NC_JENTRY_RING_FILLED : 0;
-    e->nblocks = c->nblocks;
-    memcpy (e->uuid, j->g.uuid, sizeof e->uuid);
-    e->seq = c->seq;
-    e->last_seq = j->plan_last[i];
-    e->root = pl->root;
-    e->root_level = pl->root_level;
-    e->nkeys = c->nkeys;
-    JENTRY_WRITE_FIRST (e) = s0;
-    if (c->nkeys > 0)
-      memcpy (e->keys, &j->closed_keys.v[c->first],
-              (size_t) c->nkeys * sizeof (struct nc_key));
-    e->csum = nc_csum (e, sizeof *e + (size_t) c->nkeys *
-                       sizeof (struct nc_key));
-    jentry_frame (e, j->g.seed, p);
-    p += (size_t) c->nblocks * NC_BLOCK_BYTES;
-  }
-
-  j->filled = pl->fill_blocks > 0;
-  if ((r = write_fill (j, pl)) < 0)
-    return r;
-  j->presynced = last_planned <= j->synced_through;
-  if (!j->presynced && (r = cdev_sync (j->g.cd)) < 0)
-    return r;
-  p = j->wbuf;
-  for (i = 0; i <= pl->count; i++) {
-    if (i == pl->count ||
-        (i > run_start && j->plan_pos[i] != run_pos + run_blocks)) {
-      r = cdev_pwrite (j->g.cd, p, (size_t) run_blocks * NC_BLOCK_BYTES,
-                       ring_byte (&j->g, run_pos), 0);
-      if (r < 0)
-        return r;
-      p += (size_t) run_blocks * NC_BLOCK_BYTES;
-      run_start = i;
-      run_blocks = 0;
-    }
-    if (i < pl->count) {
-      if (run_blocks == 0)
-        run_pos = j->plan_pos[i];
-      run_blocks += j->closed[i].nblocks;
-    }
-  }
-  covered = preclose (j, last_planned);
-  if ((r = cdev_sync (j->g.cd)) < 0)
-    return r;
-  j->synced_through = MAX (j->synced_through, covered);
-  return 0;
 }
 
 /* The planned entries are durable: move the live region, drop them from
@@ -942,7 +788,7 @@ commit (struct journal *j)
       commit_failed (j, r, "flushing the backing stores first", false);
       return r;
     }
-    if ((r = write_plan (j, &pl)) < 0) {
+    if ((r = jwrite_plan (j, &pl)) < 0) {
       commit_failed (j, r, "writing the entries", false);
       return r;
     }
