@@ -4,10 +4,11 @@
  * pwrites, PIPELINE's pre-close and the final sync.
  *
  * WHAT / WHY: journal.c decides what goes where (placement, reclaim, the
- * live region, waiters); this file turns a plan into bytes and device
- * calls, so a commit's I/O order is in one place: FILL (+ its own sync)
- * -> pre-flush unless presynced (PIPELINE) -> one pwrite per contiguous
- * run -> pre-close -> final sync.
+ * live region, waiters); this file decides which entries carry their
+ * data (journal.c REDO) and turns a plan into bytes and device calls, so a commit's I/O order is in one place: FILL (+ its own sync)
+ * -> pre-flush unless presynced (PIPELINE) or its entries carry their
+ * data (REDO, version 4) -> one pwrite per contiguous run -> pre-close
+ * -> final sync.
  * INVARIANTS: those of journal.c's COMMIT and PIPELINE paragraphs; a
  * write lies between two syncs, so write_first is what replay expects.
  * THREADS AND LOCKS: the commit token's holder only; j->lock is taken
@@ -20,6 +21,7 @@
  */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -30,6 +32,7 @@
 
 #include "cdev.h"
 #include "compiler.h"
+#include "invariant.h"
 #include "csum.h"
 #include "journal.h"
 #include "journal-internal.h"
@@ -108,6 +111,115 @@ write_fill (struct journal *j, const struct plan *pl)
   return cdev_sync (j->g.cd);
 }
 
+/* Do the data keys of c lie inside the device (REDO reads them back)?
+ * Index keys always do; the check keeps anything else on the old path.
+ */
+static bool
+keys_inside (struct journal *j, const struct closed_entry *c)
+{
+  const struct nc_key *k = &j->closed_keys.v[c->first];
+  uint32_t i;
+
+  for (i = 0; i < c->nkeys; i++)
+    if (jkey_has_data (&k[i]) &&
+        ((uint64_t) k[i].bucket * j->g.bucket_blocks + k[i].offset
+         + k[i].size) * NC_BLOCK_BYTES > j->g.cd->size_bytes)
+      return false;
+  return true;
+}
+
+/* REDO: a waiter wants the closed entries and they point at little
+ * data: make them carry it (version 4), so their write can skip the
+ * pre-flush.  Only entries never planned before change size (a retry
+ * rewrites an entry at its first place with its first length); entries a
+ * finished sync already covers need nothing.  Marks as many leading
+ * entries as fit JOURNAL_INLINE_MAX_BLOCKS in all, each within
+ * entry_max_blocks; the write skips its pre-flush only if every planned
+ * entry is covered or marked (jwrite_unflushed_locked).
+ */
+void
+jwrite_mark_inline_locked (struct journal *j)
+{
+  ASSERT_HELD (&j->lock);
+  uint64_t total = 0, bytes;
+  uint32_t nb;
+  size_t i;
+
+  if (j->nwaiters == 0 || j->stopping || j->aborting)
+    return;
+  for (i = 0; i < j->nclosed; i++) {
+    struct closed_entry *c = &j->closed[i];
+
+    if (c->seq <= j->synced_through)
+      continue;
+    bytes = jentry_inline_bytes (&j->closed_keys.v[c->first], c->nkeys);
+    if (!c->inline_data) {
+      if (c->tried)
+        return;
+      nb = jentry_blocks_for (c->nkeys, bytes);
+      if (total + bytes > JOURNAL_INLINE_MAX_BLOCKS * NC_BLOCK_BYTES ||
+          nb > j->entry_max_blocks || !keys_inside (j, c))
+        return;
+      c->inline_data = true;
+      c->nblocks = nb;
+    }
+    total += bytes;
+  }
+}
+
+/* May the planned write skip its pre-flush?  Every entry's keys then
+ * either rely only on writes a finished sync covered, or carry their
+ * data (REDO).
+ */
+bool
+jwrite_unflushed_locked (struct journal *j, const struct plan *pl)
+{
+  ASSERT_HELD (&j->lock);
+  size_t i;
+
+  for (i = 0; i < pl->count; i++)
+    if (j->closed[i].seq > j->synced_through && !j->closed[i].inline_data)
+      return false;
+  return true;
+}
+
+/* REDO: copy the data of e's data keys (as their blocks hold it now:
+ * every write a key relies on completed before the key was added) after
+ * its keys.  The keys come from the index, so they lie inside the device
+ * (cdev_pread checks anyway).
+ */
+static int
+read_inline (struct journal *j, struct nc_jentry *e)
+{
+  unsigned char *dst = (unsigned char *) &e->keys[e->nkeys];
+  uint64_t off;
+  size_t bytes;
+  uint32_t k;
+  int r;
+
+  if (j->ibuf == NULL) {
+    j->ibuf = cdev_alloc_buffer ((size_t) JOURNAL_INLINE_MAX_BLOCKS *
+                                 NC_BLOCK_BYTES);
+    if (j->ibuf == NULL)
+      return -ENOMEM;
+  }
+  for (k = 0; k < e->nkeys; k++) {
+    const struct nc_key *key = &e->keys[k];
+
+    if (!jkey_has_data (key))
+      continue;
+    bytes = (size_t) key->size * NC_BLOCK_BYTES;
+    assert (key->size <= JOURNAL_INLINE_MAX_BLOCKS);
+    off = ((uint64_t) key->bucket * j->g.bucket_blocks + key->offset)
+      * NC_BLOCK_BYTES;
+    if ((r = cdev_pread (j->g.cd, j->ibuf, bytes, off)) < 0)
+      return r;
+    memcpy (dst, j->ibuf, bytes);
+    dst += bytes;
+  }
+  return 0;
+}
+
 /* Build and write the planned entries: fill, pre-flush (unless PIPELINE
  * says they need none), pwrites, [preclose], sync.  No lock: the closed
  * entries only change in this thread.
@@ -127,13 +239,17 @@ jwrite_plan (struct journal *j, const struct plan *pl)
     return r;
   p = j->wbuf;
   for (i = 0; i < pl->count; i++) {
-    const struct closed_entry *c = &j->closed[i];
+    struct closed_entry *c = &j->closed[i];
     struct nc_jentry *e = j->ebuf;
+    uint64_t inline_bytes = 0;
 
+    c->tried = true;
     memset (e, 0, jentry_payload_bytes (NC_JENTRY_VERSION, c->nblocks));
     e->magic = NC_JOURNAL_MAGIC;
-    e->version = NC_JENTRY_VERSION;
-    e->flags = pl->ring_filled ? NC_JENTRY_RING_FILLED : 0;
+    e->version = c->inline_data ? NC_JENTRY_VERSION_INLINE
+      : NC_JENTRY_VERSION;
+    e->flags = (pl->ring_filled ? NC_JENTRY_RING_FILLED : 0) |
+      (c->inline_data ? NC_JENTRY_INLINE_DATA : 0);
     e->nblocks = c->nblocks;
     memcpy (e->uuid, j->g.uuid, sizeof e->uuid);
     e->seq = c->seq;
@@ -145,8 +261,13 @@ jwrite_plan (struct journal *j, const struct plan *pl)
     if (c->nkeys > 0)
       memcpy (e->keys, &j->closed_keys.v[c->first],
               (size_t) c->nkeys * sizeof (struct nc_key));
+    if (c->inline_data) {
+      inline_bytes = jentry_inline_bytes (e->keys, e->nkeys);
+      if ((r = read_inline (j, e)) < 0)
+        return r;
+    }
     e->csum = nc_csum (e, sizeof *e + (size_t) c->nkeys *
-                       sizeof (struct nc_key));
+                       sizeof (struct nc_key) + inline_bytes);
     jentry_frame (e, j->g.seed, p);
     p += (size_t) c->nblocks * NC_BLOCK_BYTES;
   }
@@ -154,8 +275,7 @@ jwrite_plan (struct journal *j, const struct plan *pl)
   j->filled = pl->fill_blocks > 0;
   if ((r = write_fill (j, pl)) < 0)
     return r;
-  j->presynced = last_planned <= j->synced_through;
-  if (!j->presynced && (r = cdev_sync (j->g.cd)) < 0)
+  if (!j->presynced && !j->unflushed && (r = cdev_sync (j->g.cd)) < 0)
     return r;
   p = j->wbuf;
   for (i = 0; i <= pl->count; i++) {

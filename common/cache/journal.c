@@ -61,9 +61,11 @@
  * first commit fills the free ring and later ones the old live region as
  * it frees; then fill costs nothing.
  *
- * COMMIT: close -> [place, reclaim, re-close] -> hooks->pre_write (the
- * backing stores' completed writes are durable) -> [FILL, cdev_sync] ->
- * cdev_sync (pre-flush: data and btree nodes the keys need are durable)
+ * COMMIT: close -> [mark REDO entries] -> [place, reclaim, re-close] ->
+ * hooks->pre_write (the backing stores' completed writes are durable;
+ * pre_write_unsynced for REDO) -> [FILL, cdev_sync] -> cdev_sync
+ * (pre-flush, unless PIPELINE or REDO: data and btree nodes the keys need
+ * are durable)
  * -> one pwrite per
  * contiguous run -> cdev_sync -> durable_seq advances, live region and
  * write position move -> hooks->committed -> every waiter whose seq is now
@@ -84,6 +86,29 @@
  * at the seq bound) is not covered: its write pre-flushes as before.
  * Nothing is pre-closed for the delay commit alone (that would turn the
  * delay into back-to-back commits) nor while stopping.
+ *
+ * REDO: a write that a waiter (FLUSH, FUA) wants and whose entries point
+ * at little data (<= JOURNAL_INLINE_MAX_BLOCKS in all, each entry within
+ * entry_max_blocks) skips its pre-flush: its entries are version 4 and
+ * carry the bytes of every data key they hold, read back from the keys'
+ * blocks when the entry is built (ondisk.h NC_JENTRY_INLINE_DATA), and
+ * hooks->pre_write_unsynced leaves the data checksum pages' sync to the
+ * final sync.  Data, pages, entry: ONE sync.  A crash before it either
+ * tears the entry (its checksum covers the data: the write was never
+ * acknowledged and is dropped like any torn write) or leaves it whole,
+ * and then recovery writes the data back where the index still points at
+ * it (journal_redo, assemble.c) before the journal writes again.  Only
+ * the newest write needs that: every older write was followed by a sync
+ * that completed.  Nothing but data keys needs the pre-flush: btree
+ * nodes are synced by their own writes (bnode.c) before anything can
+ * point at them, prio copies (gens) likewise (prio.c), fill has its own
+ * sync, and discards concern buckets no durable key points into.  So the
+ * rule is: every planned entry carries its data, or is covered by a
+ * completed sync (PIPELINE); else the old pre-flush.  An entry is sized
+ * for its data once, before its first write, and keeps that size (and
+ * its data) across retries; a key whose blocks lie outside the device is
+ * never carried (index keys never do).  Replay never looks at the data
+ * itself: nothing is dropped because a data block differs.
  *
  * INLINE COMMIT: a commit runs in whichever thread holds the commit token
  * (j->committing): the commit thread, or a caller of
@@ -185,10 +210,7 @@ struct waiter {
 static uint32_t
 blocks_for_keys (uint64_t nkeys)
 {
-  const uint64_t per_block = jentry_payload_bytes (NC_JENTRY_VERSION, 1);
-
-  return (sizeof (struct nc_jentry) + nkeys * sizeof (struct nc_key)
-          + per_block - 1) / per_block;
+  return jentry_blocks_for (nkeys, 0);
 }
 
 static int
@@ -235,6 +257,7 @@ journal_geom_from_sb (struct cdev *cd, const struct nc_sb *sb,
   g->offset = first * NC_BLOCK_BYTES;
   g->blocks = blocks;
   g->seed = jstamp_seed (sb->uuid);
+  g->bucket_blocks = sb->bucket_blocks;
   return 0;
 }
 
@@ -343,6 +366,9 @@ journal_destroy (struct journal *j)
   free (j->fill_buf);
   free (j->plan_pos);
   free (j->plan_last);
+  free (j->ibuf);
+  free (j->redo_keys.v);
+  free (j->redo_data);
   free (j);
 }
 
@@ -486,6 +512,7 @@ journal_close_entry_locked (struct journal *j, pthread_mutex_t *btree_lock,
     if (n == 0)
       c->nkeys = 0;
     c->nblocks = blocks_for_keys (c->nkeys);
+    c->inline_data = c->tried = false;
   }
   __atomic_store_n (&j->open_seq, j->open_seq + nentries, __ATOMIC_RELEASE);
   j->needed = false;
@@ -646,6 +673,7 @@ apply_plan_locked (struct journal *j, const struct plan *pl)
   __atomic_store_n (&j->durable_seq, last, __ATOMIC_RELEASE);
   j->st.commits++;
   j->st.presynced += j->presynced;
+  j->st.inlined += j->unflushed;
   j->st.fill_syncs += j->filled;
   j->st.entries += pl->count;
   j->st.keys += nkeys;
@@ -733,7 +761,7 @@ commit (struct journal *j)
 {
   struct plan pl;
   bool reclaimed = false, need_reclaim;
-  uint64_t s0, durable;
+  uint64_t s0, durable, token;
   int r;
 
   if ((r = j->hooks.close_entry (j->hooks.opaque, j)) < 0) {
@@ -754,6 +782,7 @@ commit (struct journal *j)
       return r;
     }
     s0 = j->closed[0].seq;
+    jwrite_mark_inline_locked (j);
     plan_locked (j, true, &pl);
     need_reclaim = pl.no_room && !reclaimed &&
       last_seq_for_locked (j, s0) < s0;
@@ -783,8 +812,17 @@ commit (struct journal *j)
       return r;
     }
 
-    if (j->hooks.pre_write != NULL &&
-        (r = j->hooks.pre_write (j->hooks.opaque)) < 0) {
+    pthread_mutex_lock (&j->lock);
+    j->presynced = j->closed[pl.count - 1].seq <= j->synced_through;
+    j->unflushed = !j->presynced && jwrite_unflushed_locked (j, &pl);
+    pthread_mutex_unlock (&j->lock);
+    token = 0;
+    r = 0;
+    if (j->unflushed && j->hooks.pre_write_unsynced != NULL)
+      r = j->hooks.pre_write_unsynced (j->hooks.opaque, &token);
+    else if (j->hooks.pre_write != NULL)
+      r = j->hooks.pre_write (j->hooks.opaque);
+    if (r < 0) {
       commit_failed (j, r, "flushing the backing stores first", false);
       return r;
     }
@@ -792,6 +830,8 @@ commit (struct journal *j)
       commit_failed (j, r, "writing the entries", false);
       return r;
     }
+    if (token != 0 && j->hooks.synced != NULL)
+      j->hooks.synced (j->hooks.opaque, token);
     pthread_mutex_lock (&j->lock);
     durable = apply_plan_locked (j, &pl);
     pthread_mutex_unlock (&j->lock);
