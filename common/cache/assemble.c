@@ -2,9 +2,10 @@
 /* assemble.c — the recovery order (assemble.h), read-write or read-only.
  *
  * WHAT: the four steps of assemble.h: superblock, prios, journal replay
- * into memory, then the index (read-write: mark, replay, write, start the
- * journal, commit the root, recount; read-only: one marking walk shown to
- * a visitor), and the wiring by which the modules call each other back.
+ * into memory, then the index (read-write: mark, replay, redo the newest
+ * journal write's inline data, write, start the journal, commit the root,
+ * recount; read-only: one marking walk shown to a visitor), and the
+ * wiring by which the modules call each other back.
  * WHY: this is the most safety-critical sequence in the engine: nothing
  * may serve from, or report on, a device whose metadata was not checked in
  * this order.  The server (device.c), the inspection (nbdcache show and
@@ -21,6 +22,11 @@
  * - A DIRTY key whose export id is not in the table is corruption when
  *   the device is to serve (its data could never be written back); a
  *   read-only visitor sees it and decides.
+ * - REDO (journal.c): the inline data of the newest journal write is
+ *   written back, with its data checksum words, only where the replayed
+ *   index still maps the key's blocks to the same bucket, offset and gen
+ *   (buckets are append-only within a gen), and is synced before the
+ *   journal writes again or anything is served.  Read-only: not written.
  * - The first walk (read-only: the only one) ends with the cross-checks
  *   of crosscheck.h, before anything is replayed or written, read-write
  *   and read-only alike: a violation refuses the device and fails

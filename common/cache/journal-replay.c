@@ -53,6 +53,12 @@
  * Version 1 entries have no stamps: a damaged newest one still reads as
  * torn.
  *
+ * REDO: a version 4 entry (journal.c REDO) carries its data keys' data
+ * after its keys, covered by its checksum; nothing else about it differs.
+ * Replay keeps that data for the entries of E's write (seq >= E's
+ * write_first) only, for journal_redo; it never compares it with the
+ * data blocks and never drops anything because of them.
+ *
  * Then everything newer than E — valid survivors, and every sector
  * stamped with a newer seq — is overwritten with fill and synced before
  * anything new is written, so those seqs can be reused and no piece of an
