@@ -294,6 +294,10 @@ check_data (struct inspect *in, struct tally *t)
        res->bad_dirty > 0 ? "DAMAGED" : "ok", res->blocks,
        res->blocks == 1 ? "" : "s", res->bad_dirty + res->bad_clean,
        res->bad_dirty, res->bad_clean);
+  if (res->redone > 0)
+    say (t, INFO, "data", "%" PRIu64 " of them not verified: the newest "
+         "journal write carries them, the next open rewrites them",
+         res->redone);
   for (id = 0; id <= NC_MAX_EXPORTS; id++) {
     const struct scrub_export *x = &res->x[id];
     const char *name = "?";
