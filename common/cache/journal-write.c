@@ -185,37 +185,51 @@ jwrite_unflushed_locked (struct journal *j, const struct plan *pl)
 
 /* REDO: copy the data of e's data keys (as their blocks hold it now:
  * every write a key relies on completed before the key was added) after
- * its keys.  The keys come from the index, so they lie inside the device
- * (cdev_pread checks anyway).
+ * its keys.  Keys whose blocks follow each other on the device (a write
+ * point hands out blocks in order) are read with one pread: at most
+ * JOURNAL_INLINE_MAX_BLOCKS in all (jwrite_mark_inline_locked).  The
+ * keys come from the index, so they lie inside the device (checked when
+ * the entry was marked; cdev_pread checks anyway).
  */
 static int
 read_inline (struct journal *j, struct nc_jentry *e)
 {
   unsigned char *dst = (unsigned char *) &e->keys[e->nkeys];
-  uint64_t off;
-  size_t bytes;
+  uint64_t off = 0, run_off = 0;
+  size_t bytes = 0, run_bytes = 0;
   uint32_t k;
   int r;
 
+  assert (jentry_inline_bytes (e->keys, e->nkeys)
+          <= (uint64_t) JOURNAL_INLINE_MAX_BLOCKS * NC_BLOCK_BYTES);
   if (j->ibuf == NULL) {
     j->ibuf = cdev_alloc_buffer ((size_t) JOURNAL_INLINE_MAX_BLOCKS *
                                  NC_BLOCK_BYTES);
     if (j->ibuf == NULL)
       return -ENOMEM;
   }
-  for (k = 0; k < e->nkeys; k++) {
-    const struct nc_key *key = &e->keys[k];
+  for (k = 0; k <= e->nkeys; k++) {
+    const struct nc_key *key = k < e->nkeys ? &e->keys[k] : NULL;
 
-    if (!jkey_has_data (key))
-      continue;
-    bytes = (size_t) key->size * NC_BLOCK_BYTES;
-    assert (key->size <= JOURNAL_INLINE_MAX_BLOCKS);
-    off = ((uint64_t) key->bucket * j->g.bucket_blocks + key->offset)
-      * NC_BLOCK_BYTES;
-    if ((r = cdev_pread (j->g.cd, j->ibuf, bytes, off)) < 0)
-      return r;
-    memcpy (dst, j->ibuf, bytes);
-    dst += bytes;
+    if (key != NULL) {
+      if (!jkey_has_data (key))
+        continue;
+      bytes = (size_t) key->size * NC_BLOCK_BYTES;
+      off = ((uint64_t) key->bucket * j->g.bucket_blocks + key->offset)
+        * NC_BLOCK_BYTES;
+    }
+    if (run_bytes > 0 && (key == NULL || off != run_off + run_bytes)) {
+      if ((r = cdev_pread (j->g.cd, j->ibuf, run_bytes, run_off)) < 0)
+        return r;
+      memcpy (dst, j->ibuf, run_bytes);
+      dst += run_bytes;
+      run_bytes = 0;
+    }
+    if (key == NULL)
+      break;
+    if (run_bytes == 0)
+      run_off = off;
+    run_bytes += bytes;
   }
   return 0;
 }

@@ -164,23 +164,36 @@ test_redo_newest_carried (void **state)
   env_init (&e, 2, LONG_DELAY_MS);
   s1 = put (&e, 0, 1, 0x11);
   assert_int_equal (journal_flush (e.j), 0);
-  s2 = put (&e, 1, 2, 0x22);
+  /* Three keys in one write (within the test ring's 4-block entries):
+   * blocks 1 and 2 follow each other on the device (read in one run),
+   * block 5 does not.
+   */
+  s2 = put (&e, 1, 1, 0x22);
+  put (&e, 2, 1, 0x33);
+  s2 = put (&e, 5, 1, 0x55);
   assert_int_equal (journal_flush (e.j), 0);
   assert_true (s1 < s2);
   assert_int_equal (entry_version (&e, s2), NC_JENTRY_VERSION_INLINE);
   scribble (&e, 0);
-  scribble (&e, 2);             /* the second block of the second key */
+  scribble (&e, 2);
+  scribble (&e, 5);
   env_crash (&e, 0);
   /* Nothing dropped. */
   assert_int_equal (journal_durable_seq (e.j), s2);
-  assert_int_equal (journal_redo_count (e.j), 1);
+  assert_int_equal (journal_redo_count (e.j), 3);
   assert_int_equal (journal_redo (e.j, take, &rd), 0);
-  assert_int_equal (rd.n, 1);
+  assert_int_equal (rd.n, 3);
   assert_int_equal (rd.k[0].bucket, DATA_BUCKET);
   assert_int_equal (rd.k[0].offset, 1);
-  assert_int_equal (rd.k[0].size, 2);
+  assert_int_equal (rd.k[0].size, 1);
   assert_int_equal (rd.first_byte[0], 0x22);
   assert_int_equal (rd.last_byte[0], 0x22);
+  assert_int_equal (rd.k[1].offset, 2);
+  assert_int_equal (rd.first_byte[1], 0x33);
+  assert_int_equal (rd.last_byte[1], 0x33);
+  assert_int_equal (rd.k[2].offset, 5);
+  assert_int_equal (rd.first_byte[2], 0x55);
+  assert_int_equal (rd.last_byte[2], 0x55);
   /* Handed out once. */
   assert_int_equal (journal_redo_count (e.j), 0);
   env_free (&e);
