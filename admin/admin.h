@@ -138,6 +138,9 @@ struct scrub_export {
 struct scrub_result {
   bool has_checksums;           /* false: the cache has none, nothing read */
   uint64_t blocks, bad_clean, bad_dirty;      /* totals */
+  uint64_t redone;              /* blocks not verified: the newest journal
+                                   write carries them and the next open
+                                   rewrites them (nbdcache-format(5) Redo) */
   struct scrub_export x[NC_MAX_EXPORTS + 1];  /* by export id */
 };
 

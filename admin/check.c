@@ -212,6 +212,12 @@ check_journal (struct inspect *in, struct tally *t)
        in->jinfo.first_seq, in->jinfo.last_seq, in->journal_keys,
        in->journal_keys == 1 ? "" : "s", in->jinfo.valid_entries_seen,
        in->jinfo.valid_entries_seen == 1 ? "y" : "ies");
+  /* Entries of version 4 (nbdcache-format(5) Redo): not a problem. */
+  if (journal_redo_count (in->journal) > 0)
+    say (t, INFO, "journal", "the newest write carries the data of %zu "
+         "key%s inline; the next open writes it back where the index "
+         "still points at it", journal_redo_count (in->journal),
+         journal_redo_count (in->journal) == 1 ? "" : "s");
   if (in->journal_bad_keys > 0) {
     say (t, PROBLEM, "journal", "%" PRIu64 " invalid key%s",
          in->journal_bad_keys, in->journal_bad_keys == 1 ? "" : "s");
@@ -288,6 +294,10 @@ check_data (struct inspect *in, struct tally *t)
        res->bad_dirty > 0 ? "DAMAGED" : "ok", res->blocks,
        res->blocks == 1 ? "" : "s", res->bad_dirty + res->bad_clean,
        res->bad_dirty, res->bad_clean);
+  if (res->redone > 0)
+    say (t, INFO, "data", "%" PRIu64 " of them not verified: the newest "
+         "journal write carries them, the next open rewrites them",
+         res->redone);
   for (id = 0; id <= NC_MAX_EXPORTS; id++) {
     const struct scrub_export *x = &res->x[id];
     const char *name = "?";

@@ -2,9 +2,10 @@
 /* assemble.c — the recovery order (assemble.h), read-write or read-only.
  *
  * WHAT: the four steps of assemble.h: superblock, prios, journal replay
- * into memory, then the index (read-write: mark, replay, write, start the
- * journal, commit the root, recount; read-only: one marking walk shown to
- * a visitor), and the wiring by which the modules call each other back.
+ * into memory, then the index (read-write: mark, replay, redo the newest
+ * journal write's inline data, write, start the journal, commit the root,
+ * recount; read-only: one marking walk shown to a visitor), and the
+ * wiring by which the modules call each other back.
  * WHY: this is the most safety-critical sequence in the engine: nothing
  * may serve from, or report on, a device whose metadata was not checked in
  * this order.  The server (device.c), the inspection (nbdcache show and
@@ -21,6 +22,11 @@
  * - A DIRTY key whose export id is not in the table is corruption when
  *   the device is to serve (its data could never be written back); a
  *   read-only visitor sees it and decides.
+ * - REDO (journal.c): the inline data of the newest journal write is
+ *   written back, with its data checksum words, only where the replayed
+ *   index still maps the key's blocks to the same bucket, offset and gen
+ *   (buckets are append-only within a gen), and is synced before the
+ *   journal writes again or anything is served.  Read-only: not written.
  * - The first walk (read-only: the only one) ends with the cross-checks
  *   of crosscheck.h, before anything is replayed or written, read-write
  *   and read-only alike: a violation refuses the device and fails
@@ -97,6 +103,26 @@ hook_pre_write (void *opaque)
   struct assembly *a = opaque;
 
   return a->opts.pre_write != NULL ? a->opts.pre_write (a->opts.opaque) : 0;
+}
+
+static int
+hook_pre_write_unsynced (void *opaque, uint64_t *token)
+{
+  struct assembly *a = opaque;
+
+  *token = 0;
+  if (a->opts.pre_write_unsynced != NULL)
+    return a->opts.pre_write_unsynced (a->opts.opaque, token);
+  return hook_pre_write (opaque);
+}
+
+static void
+hook_synced (void *opaque, uint64_t token)
+{
+  struct assembly *a = opaque;
+
+  if (a->opts.synced != NULL)
+    a->opts.synced (a->opts.opaque, token);
 }
 
 static void
@@ -341,6 +367,97 @@ mark_tree (struct assembly *a, bool with_journal_keys)
   return r;
 }
 
+/* ---- REDO (journal.c): the newest write's inline data ---- */
+
+struct redo {
+  struct assembly *a;
+  void *buf;                    /* JOURNAL_MAX_ENTRY_BLOCKS, aligned: an
+                                   entry holds no longer key with data */
+  uint64_t blocks;              /* written back */
+};
+
+/* Write back the blocks of k (its inline data `data`) that the replayed
+ * index still maps to k's place: same bucket, offset and gen, and the
+ * bucket still at that gen.  A bucket is append-only within a gen
+ * (bucket-alloc.c: data goes only into FREE buckets, whose gen bump is
+ * durable first; write points restart in FREE buckets at every open), so
+ * those blocks can hold nothing but k's data; anything else (a later
+ * overwrite, a trim, a GC move, a reused bucket) is skipped.
+ */
+static int
+redo_key (void *opaque, const struct nc_key *k, const void *data)
+{
+  struct redo *rd = opaque;
+  struct assembly *a = rd->a;
+  const uint64_t start = k->end - k->size;
+  struct btree_piece pc[8];
+  uint64_t pos = start, skip, block;
+  uint32_t n;
+  int np, i, r;
+
+  if (bkey_invalid_leaf (k, a->sb->bucket_blocks, a->sb->data_first,
+                         a->sb->nbuckets) != NULL ||
+      bucket_gen (*a->bs, k->bucket) != k->gen)
+    return 0;
+  while (pos < k->end) {
+    np = btree_lookup (*a->bt, k->export_id, pos, k->end, pc, 8, NULL);
+    if (np < 0)
+      return np;
+    for (i = 0; i < np; i++) {
+      const struct btree_piece *p = &pc[i];
+
+      pos = p->end;
+      skip = p->start - start;
+      if (!p->found || (p->key.flags & NC_KEY_ZERO) ||
+          p->key.bucket != k->bucket || p->key.gen != k->gen ||
+          p->key.offset != k->offset + skip)
+        continue;
+      n = (uint32_t) (p->end - p->start);
+      block = (uint64_t) k->bucket * a->sb->bucket_blocks + k->offset + skip;
+      memcpy (rd->buf, (const unsigned char *) data + skip * NC_BLOCK_BYTES,
+              (size_t) n * NC_BLOCK_BYTES);
+      if ((r = cdev_pwrite (a->cd, rd->buf, (size_t) n * NC_BLOCK_BYTES,
+                            block * NC_BLOCK_BYTES, 0)) < 0)
+        return r;
+      if (a->opts.data_redone != NULL &&
+          (r = a->opts.data_redone (a->opts.opaque, block, n, rd->buf)) < 0)
+        return r;
+      rd->blocks += n;
+    }
+  }
+  return 0;
+}
+
+/* After the replay into the index and before anything else is written:
+ * write back the newest write's inline data, durable with its checksum
+ * words before the journal writes again (its entries stop being the
+ * newest write then).
+ */
+static int
+redo_inline (struct assembly *a)
+{
+  struct redo rd = { .a = a };
+  int r;
+
+  if (journal_redo_count (*a->journal) == 0)
+    return journal_redo (*a->journal, redo_key, &rd);
+  rd.buf = cdev_alloc_buffer ((size_t) JOURNAL_MAX_ENTRY_BLOCKS *
+                              NC_BLOCK_BYTES);
+  if (rd.buf == NULL)
+    return -ENOMEM;
+  r = journal_redo (*a->journal, redo_key, &rd);
+  free (rd.buf);
+  if (r < 0 || rd.blocks == 0)
+    return r;
+  log_info ("cache '%s' (%s): %" PRIu64 " block(s) of the newest journal "
+            "write rewritten from its entries", a->name, a->cd->path,
+            rd.blocks);
+  if (a->opts.redo_flush != NULL &&
+      (r = a->opts.redo_flush (a->opts.opaque)) < 0)
+    return r;
+  return cdev_sync (a->cd);
+}
+
 /* Replay, make it durable, record the root, recount. */
 static int
 index_read_write (struct assembly *a)
@@ -350,6 +467,8 @@ index_read_write (struct assembly *a)
     .close_entry = hook_close_entry,
     .reclaim = hook_reclaim,
     .pre_write = hook_pre_write,
+    .pre_write_unsynced = hook_pre_write_unsynced,
+    .synced = hook_synced,
     .committed = hook_committed,
   };
   size_t i;
@@ -365,6 +484,8 @@ index_read_write (struct assembly *a)
     if ((r = btree_replay_key (*a->bt, &a->jkeys[i])) < 0)
       return r;
   btree_set_accounting (*a->bt, true);
+  if ((r = redo_inline (a)) < 0)
+    return r;
 
   /* Make the replayed tree durable and record its root: from here on the
    * old entries are not needed.

@@ -57,6 +57,19 @@ struct assemble_options {
    */
   void (*kick) (void *opaque, bool need_gc);
   int (*pre_write) (void *opaque);
+  /* Read-write, optional, both or neither (journal.h): pre_write for a
+   * journal write that skips its pre-flush, and its final sync's news.
+   */
+  int (*pre_write_unsynced) (void *opaque, uint64_t *token);
+  void (*synced) (void *opaque, uint64_t token);
+  /* Read-write, optional: replay wrote back `blocks` blocks of data at
+   * device block `block` from a journal entry (journal.c REDO): their
+   * data checksum words must say so.  Then redo_flush (optional) makes
+   * those words durable; the data itself is synced here.
+   */
+  int (*data_redone) (void *opaque, uint64_t block, uint32_t blocks,
+                      const void *data);
+  int (*redo_flush) (void *opaque);
   /* Read-only visitors (each optional): a live journal key, in order (it
    * is not replayed), with why it is invalid (NULL: valid; replay would
    * refuse it, or it points at a gen newer than its bucket's); a node and

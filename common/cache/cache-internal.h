@@ -17,6 +17,8 @@
  *   prio.c          the prio copies: gens and priorities on disk
  *   journal.c       the journal: open entries, group commit, the commit
  *                   thread, reclaim
+ *   journal-write.c one commit write: fill, entries, pre-flush, pwrites,
+ *                   pre-close, final sync
  *   journal-replay.c reading the ring: scan, validation, the chain to
  *                   replay, the check, format's first entry
  *   btree.c         the index: lookup, insert, split, walk

@@ -93,18 +93,70 @@ device_stop_gc (struct ncache_device *dev)
  * its pipeline; a leaf write's comes anyway, but pages must not wait).
  */
 static int
-hook_pre_write (void *opaque)
+sync_region (struct ncache_device *dev)
 {
-  struct ncache_device *dev = opaque;
   uint64_t unsynced = 0;
-  int r;
+  int r = 0;
 
-  r = request_sync_backings (dev);
-  if (r == 0 && dev->dc != NULL)
+  if (dev->dc != NULL)
     r = datacsum_flush (dev->dc, &unsynced);
   if (r == 0 && unsynced > 0 && (r = cdev_sync (dev->cd)) == 0)
     datacsum_note_synced (dev->dc, unsynced);
   return r;
+}
+
+static int
+hook_pre_write (void *opaque)
+{
+  struct ncache_device *dev = opaque;
+  int r;
+
+  r = request_sync_backings (dev);
+  return r < 0 ? r : sync_region (dev);
+}
+
+/* The journal's pre_write for a write whose entries carry their data
+ * (journal.c REDO): the same, but the region pages are synced by that
+ * write's final sync (hook_synced).  If it never completes, replay writes
+ * the data back and its words with it (hook_data_redone).
+ */
+static int
+hook_pre_write_unsynced (void *opaque, uint64_t *token)
+{
+  struct ncache_device *dev = opaque;
+  int r;
+
+  *token = 0;
+  r = request_sync_backings (dev);
+  if (r == 0 && dev->dc != NULL)
+    r = datacsum_flush (dev->dc, token);
+  return r;
+}
+
+static void
+hook_synced (void *opaque, uint64_t token)
+{
+  struct ncache_device *dev = opaque;
+
+  if (dev->dc != NULL)
+    datacsum_note_synced (dev->dc, token);
+}
+
+/* Replay wrote this data back from a journal entry: its words follow. */
+static int
+hook_data_redone (void *opaque, uint64_t block, uint32_t blocks,
+                  const void *data)
+{
+  struct ncache_device *dev = opaque;
+
+  return dev->dc != NULL ? datacsum_store (dev->dc, block, blocks, data, NULL)
+    : 0;
+}
+
+static int
+hook_redo_flush (void *opaque)
+{
+  return sync_region (opaque);
 }
 
 /* ---- recovery ---- */
@@ -120,6 +172,10 @@ recover (struct ncache_device *dev, const struct ncache_device_tuning *t)
     .journal_delay_ms = t->journal_delay_ms,
     .kick = hook_kick,
     .pre_write = hook_pre_write,
+    .pre_write_unsynced = hook_pre_write_unsynced,
+    .synced = hook_synced,
+    .data_redone = hook_data_redone,
+    .redo_flush = hook_redo_flush,
     .opaque = dev,
   };
   struct assembly *a = &dev->assembly;

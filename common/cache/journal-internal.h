@@ -13,8 +13,8 @@
  * The entry layouts (plain, stamped) are ondisk.h's; journal-entry.c
  * frames and reads them.
  * Not here: the public API (journal.h).  Only the journal's files
- * (journal.c, journal-replay.c, journal-entry.c) and tests that read or
- * forge entries include this.
+ * (journal.c, journal-write.c, journal-replay.c, journal-entry.c) and
+ * tests that read or forge entries include this.
  */
 #ifndef NBDCACHE_JOURNAL_INTERNAL_H
 #define NBDCACHE_JOURNAL_INTERNAL_H
@@ -41,6 +41,11 @@ struct closed_entry {
   size_t first;                 /* its keys: closed_keys.v[first ..] */
   uint32_t nkeys;
   uint32_t nblocks;
+  bool inline_data;             /* version 4: carries its keys' data
+                                   (journal.c REDO); set once, before
+                                   its first write, never cleared */
+  bool tried;                   /* planned into a write at least once:
+                                   its size may no longer change */
 };
 
 /* A durable entry still inside the live region. */
@@ -48,6 +53,20 @@ struct live_entry {
   uint64_t seq;
   uint32_t pos;                 /* ring block */
   uint32_t nblocks;
+};
+
+/* One write of a commit, as journal.c planned it: closed entries 0 ..
+ * count - 1 at j->plan_pos[], the fill before them.
+ */
+struct plan {
+  size_t count;                 /* closed entries 0 .. count-1 */
+  uint32_t blocks;              /* their total length */
+  uint32_t end;                 /* write_pos afterwards */
+  bool no_room;                 /* stopped for space (not the size cap) */
+  struct nc_key root;
+  uint16_t root_level;
+  uint32_t fill_lo, fill_blocks; /* FILL before the write (may wrap) */
+  bool ring_filled;             /* the entries get NC_JENTRY_RING_FILLED */
 };
 
 /* A journal_wait caller (journal.c). */
@@ -60,6 +79,7 @@ struct ring_geom {
   uint64_t offset;              /* bytes: ring block 0 */
   uint32_t blocks;
   uint64_t seed;                /* of the sector stamps (jstamp_seed) */
+  uint32_t bucket_blocks;       /* where a key's data is (REDO) */
 };
 
 struct journal {
@@ -139,6 +159,8 @@ struct journal {
    */
   uint64_t synced_through;
   bool presynced;               /* the current write skipped its pre-flush */
+  bool unflushed;               /* ... because its entries carry their data
+                                   (journal.c REDO) */
   bool filled;                  /* the current write filled (and synced) */
 
   /* The commit thread's write buffer and plan arrays. */
@@ -150,9 +172,54 @@ struct journal {
   uint32_t *plan_pos;
   uint64_t *plan_last;
   size_t plan_cap;
+  void *ibuf;                   /* REDO: a read-back buffer for inline
+                                   data, JOURNAL_INLINE_MAX_BLOCKS */
+
+  /* Replay's (journal-replay.c), until journal_redo: the inline data of
+   * the newest replayed write, keys and bytes in entry order.
+   */
+  struct key_vec redo_keys;
+  unsigned char *redo_data;
+  size_t redo_bytes;
 
   struct journal_stats st;
 };
+
+/* Blocks of a version 2 or 4 entry with nkeys keys and inline_bytes of
+ * data.
+ */
+static inline uint32_t
+jentry_blocks_for (uint64_t nkeys, uint64_t inline_bytes)
+{
+  const uint64_t per_block = (uint64_t) NC_JSECTORS_PER_BLOCK
+    * NC_JSECTOR_PAYLOAD_BYTES;
+
+  return (sizeof (struct nc_jentry) + nkeys * sizeof (struct nc_key)
+          + inline_bytes + per_block - 1) / per_block;
+}
+
+/* A key whose data a version 4 entry carries (NC_JENTRY_INLINE_DATA). */
+static inline bool
+jkey_has_data (const struct nc_key *k)
+{
+  return !(k->flags & (NC_KEY_ZERO | NC_KEY_DELETE));
+}
+
+/* Inline data bytes a version 4 entry with these keys carries; more
+ * than any entry holds if a size is absurd (no overflow: nkeys is
+ * bounded by the entry length, a size by 2^32 blocks).
+ */
+static inline uint64_t
+jentry_inline_bytes (const struct nc_key *keys, uint32_t nkeys)
+{
+  uint64_t n = 0;
+  uint32_t i;
+
+  for (i = 0; i < nkeys; i++)
+    if (jkey_has_data (&keys[i]))
+      n += (uint64_t) keys[i].size * NC_BLOCK_BYTES;
+  return n;
+}
 
 /* Payload bytes (header and keys) in an entry of nblocks blocks. */
 static inline uint64_t
@@ -170,6 +237,21 @@ keys_in_blocks (uint32_t version, uint32_t nblocks)
   return (jentry_payload_bytes (version, nblocks)
           - sizeof (struct nc_jentry)) / sizeof (struct nc_key);
 }
+
+/* ---- journal-write.c: building and writing one planned write ---- */
+
+/* REDO (journal.c): with j->lock held, before placement, make the closed
+ * entries carry their data if a waiter wants them and it is little.
+ */
+void jwrite_mark_inline_locked (struct journal *j);
+/* May the planned write skip its pre-flush?  (j->lock held.) */
+bool jwrite_unflushed_locked (struct journal *j, const struct plan *pl);
+
+/* Build and write the planned entries: fill, pre-flush (unless
+ * PIPELINE says they need none), pwrites, pre-close, the final sync.
+ * The commit token's holder only, no lock.  0 or -errno.
+ */
+int jwrite_plan (struct journal *j, const struct plan *pl);
 
 /* ---- journal-entry.c: stamped sectors (ondisk.h, entry version 2) ---- */
 

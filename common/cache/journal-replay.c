@@ -53,6 +53,12 @@
  * Version 1 entries have no stamps: a damaged newest one still reads as
  * torn.
  *
+ * REDO: a version 4 entry (journal.c REDO) carries its data keys' data
+ * after its keys, covered by its checksum; nothing else about it differs.
+ * Replay keeps that data for the entries of E's write (seq >= E's
+ * write_first) only, for journal_redo; it never compares it with the
+ * data blocks and never drops anything because of them.
+ *
  * Then everything newer than E — valid survivors, and every sector
  * stamped with a newer seq — is overwritten with fill and synced before
  * anything new is written, so those seqs can be reused and no piece of an
@@ -125,13 +131,14 @@ entry_invalid (const struct ring_geom *g, const void *raw, uint32_t pos,
 {
   const struct nc_jentry *e = raw;
   uint32_t bad_sector;
-  uint64_t wf;
+  uint64_t wf, inline_bytes = 0;
 
   if (corrupt != NULL)
     *corrupt = false;
   if (e->magic != NC_JOURNAL_MAGIC)
     return "bad magic";
-  if (e->version != NC_JENTRY_VERSION && e->version != NC_JENTRY_VERSION_PLAIN)
+  if (e->version != NC_JENTRY_VERSION && e->version != NC_JENTRY_VERSION_PLAIN
+      && e->version != NC_JENTRY_VERSION_INLINE)
     return "bad version";
   if (memcmp (e->uuid, g->uuid, sizeof g->uuid) != 0)
     return "foreign uuid";
@@ -140,17 +147,30 @@ entry_invalid (const struct ring_geom *g, const void *raw, uint32_t pos,
     return "bad length";
   if (e->nkeys > keys_in_blocks (e->version, e->nblocks))
     return "too many keys for its length";
-  if (e->version == NC_JENTRY_VERSION) {
+  if (e->version != NC_JENTRY_VERSION_PLAIN) {
     if (!jentry_payload (raw, e->nblocks, g->seed, payload, &bad_sector))
       return "a sector without the entry's stamp (torn or damaged)";
     e = payload;
   }
+  /* Version 4: the inline data follows the keys (not yet trusted: a
+   * length past the payload is a bad entry, not a read past it).
+   */
+  if (e->version == NC_JENTRY_VERSION_INLINE) {
+    inline_bytes = jentry_inline_bytes (e->keys, e->nkeys);
+    if (sizeof *e + (uint64_t) e->nkeys * sizeof (struct nc_key)
+        + inline_bytes > jentry_payload_bytes (e->version, e->nblocks))
+      return "inline data longer than the entry";
+  }
   if (e->csum != nc_csum (e, sizeof *e + (size_t) e->nkeys *
-                          sizeof (struct nc_key)))
+                          sizeof (struct nc_key) + inline_bytes))
     return "bad checksum";
   *out = e;
   if (corrupt != NULL)
     *corrupt = true;
+  if (e->version == NC_JENTRY_VERSION_INLINE &&
+      (e->flags & ~(uint64_t) NC_JENTRY_ALL_FLAGS ||
+       !(e->flags & NC_JENTRY_INLINE_DATA)))
+    return "bad flags for an entry with inline data";
   if (e->seq == 0 || e->last_seq == 0 || e->last_seq > e->seq)
     return "bad last_seq";
   /* Every entry of last_seq .. seq is in the ring at once, one block at
@@ -212,7 +232,7 @@ found_push (struct found_vec *fv, const struct nc_jentry *e, uint32_t pos)
   f->root = e->root;
   f->root_level = e->root_level;
   f->version = e->version;
-  f->flags = e->version == NC_JENTRY_VERSION ? e->flags : 0;
+  f->flags = e->version != NC_JENTRY_VERSION_PLAIN ? e->flags : 0;
   return 0;
 }
 
@@ -658,7 +678,8 @@ check_newer (const struct ring_geom *g, const struct scan *sc, size_t first,
     if ((r = newer_overlaps (g, fv, first, last, fv->v[f].seq, fv->v[f].pos,
                              fv->v[f].nblocks)) < 0)
       return r;
-  if (e->version != NC_JENTRY_VERSION || !(e->flags & NC_JENTRY_RING_FILLED))
+  if (e->version == NC_JENTRY_VERSION_PLAIN ||
+      !(e->flags & NC_JENTRY_RING_FILLED))
     return 0;
   nx = 0;
   if (e->pos + e->nblocks < g->blocks)
@@ -806,7 +827,43 @@ drop_newer (struct journal *j, const struct scan *sc, size_t last)
   return cdev_sync (j->g.cd);
 }
 
-/* Read the chain's entries again (in chunks) and hand every key to fn. */
+/* REDO: keep the data keys and inline data of e, an entry of the
+ * newest write, for journal_redo.
+ */
+static int
+keep_redo (struct journal *j, const struct nc_jentry *e)
+{
+  const unsigned char *src = (const unsigned char *) &e->keys[e->nkeys];
+  const uint64_t bytes = jentry_inline_bytes (e->keys, e->nkeys);
+  struct nc_key *kv;
+  unsigned char *d;
+  size_t n = 0;
+  uint32_t k;
+
+  for (k = 0; k < e->nkeys; k++)
+    n += jkey_has_data (&e->keys[k]);
+  if (n == 0)
+    return 0;
+  kv = realloc (j->redo_keys.v, (j->redo_keys.len + n) * sizeof *kv);
+  if (kv == NULL)
+    return -ENOMEM;
+  j->redo_keys.v = kv;
+  j->redo_keys.cap = j->redo_keys.len + n;
+  d = realloc (j->redo_data, j->redo_bytes + bytes);
+  if (d == NULL)
+    return -ENOMEM;
+  j->redo_data = d;
+  memcpy (d + j->redo_bytes, src, bytes);
+  j->redo_bytes += bytes;
+  for (k = 0; k < e->nkeys; k++)
+    if (jkey_has_data (&e->keys[k]))
+      kv[j->redo_keys.len++] = e->keys[k];
+  return 0;
+}
+
+/* Read the chain's entries again (in chunks) and hand every key to fn;
+ * keep the newest write's inline data (REDO).
+ */
 static int
 replay_keys (struct journal *j, const struct found_vec *fv, size_t first,
              size_t last, journal_replay_fn fn, void *opaque,
@@ -849,9 +906,37 @@ replay_keys (struct journal *j, const struct found_vec *fv, size_t first,
       for (k = 0; k < e->nkeys; k++)
         if ((r = fn (opaque, &e->keys[k], e->seq)) != 0)
           return r;
+    if (e->version == NC_JENTRY_VERSION_INLINE &&
+        f->seq >= fv->v[last].write_first && (r = keep_redo (j, e)) < 0)
+      return r;
     *nkeys += e->nkeys;
   }
   return 0;
+}
+
+int
+journal_redo (struct journal *j, journal_redo_fn fn, void *opaque)
+{
+  const unsigned char *d = j->redo_data;
+  size_t i;
+  int r = 0;
+
+  for (i = 0; i < j->redo_keys.len && r == 0; i++) {
+    r = fn (opaque, &j->redo_keys.v[i], d);
+    d += (size_t) j->redo_keys.v[i].size * NC_BLOCK_BYTES;
+  }
+  free (j->redo_keys.v);
+  free (j->redo_data);
+  j->redo_keys = (struct key_vec) { 0 };
+  j->redo_data = NULL;
+  j->redo_bytes = 0;
+  return r;
+}
+
+size_t
+journal_redo_count (const struct journal *j)
+{
+  return j->redo_keys.len;
 }
 
 int

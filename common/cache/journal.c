@@ -61,9 +61,11 @@
  * first commit fills the free ring and later ones the old live region as
  * it frees; then fill costs nothing.
  *
- * COMMIT: close -> [place, reclaim, re-close] -> hooks->pre_write (the
- * backing stores' completed writes are durable) -> [FILL, cdev_sync] ->
- * cdev_sync (pre-flush: data and btree nodes the keys need are durable)
+ * COMMIT: close -> [mark REDO entries] -> [place, reclaim, re-close] ->
+ * hooks->pre_write (the backing stores' completed writes are durable;
+ * pre_write_unsynced for REDO) -> [FILL, cdev_sync] -> cdev_sync
+ * (pre-flush, unless PIPELINE or REDO: data and btree nodes the keys need
+ * are durable)
  * -> one pwrite per
  * contiguous run -> cdev_sync -> durable_seq advances, live region and
  * write position move -> hooks->committed -> every waiter whose seq is now
@@ -84,6 +86,29 @@
  * at the seq bound) is not covered: its write pre-flushes as before.
  * Nothing is pre-closed for the delay commit alone (that would turn the
  * delay into back-to-back commits) nor while stopping.
+ *
+ * REDO: a write that a waiter (FLUSH, FUA) wants and whose entries point
+ * at little data (<= JOURNAL_INLINE_MAX_BLOCKS in all, each entry within
+ * entry_max_blocks) skips its pre-flush: its entries are version 4 and
+ * carry the bytes of every data key they hold, read back from the keys'
+ * blocks when the entry is built (ondisk.h NC_JENTRY_INLINE_DATA), and
+ * hooks->pre_write_unsynced leaves the data checksum pages' sync to the
+ * final sync.  Data, pages, entry: ONE sync.  A crash before it either
+ * tears the entry (its checksum covers the data: the write was never
+ * acknowledged and is dropped like any torn write) or leaves it whole,
+ * and then recovery writes the data back where the index still points at
+ * it (journal_redo, assemble.c) before the journal writes again.  Only
+ * the newest write needs that: every older write was followed by a sync
+ * that completed.  Nothing but data keys needs the pre-flush: btree
+ * nodes are synced by their own writes (bnode.c) before anything can
+ * point at them, prio copies (gens) likewise (prio.c), fill has its own
+ * sync, and discards concern buckets no durable key points into.  So the
+ * rule is: every planned entry carries its data, or is covered by a
+ * completed sync (PIPELINE); else the old pre-flush.  An entry is sized
+ * for its data once, before its first write, and keeps that size (and
+ * its data) across retries; a key whose blocks lie outside the device is
+ * never carried (index keys never do).  Replay never looks at the data
+ * itself: nothing is dropped because a data block differs.
  *
  * INLINE COMMIT: a commit runs in whichever thread holds the commit token
  * (j->committing): the commit thread, or a caller of
@@ -135,7 +160,9 @@
  * memory only: it has no way to report an error).
  *
  * NOT HERE: reading the ring — scan, replay, check, format
- * (journal-replay.c); an entry's stamped sectors (journal-entry.c); the
+ * (journal-replay.c); turning a plan into device I/O — fill, entries,
+ * pre-flush, pwrites, pre-close, sync (journal-write.c); an entry's
+ * stamped sectors (journal-entry.c); the
  * ring's on-disk fields (journal-internal.h);
  * what keys mean (btree), pins (btree), buckets freed at a seq (bucket,
  * through hooks->committed).
@@ -168,7 +195,6 @@
 #define RETRY_MIN_MS 10u
 #define RETRY_MAX_MS 5000u
 #define MIN_RING_BLOCKS 8u
-#define FILL_CHUNK_BLOCKS 256u          /* 1 MiB per fill pwrite */
 
 /* A journal_wait caller, on its own stack. */
 struct waiter {
@@ -184,10 +210,7 @@ struct waiter {
 static uint32_t
 blocks_for_keys (uint64_t nkeys)
 {
-  const uint64_t per_block = jentry_payload_bytes (NC_JENTRY_VERSION, 1);
-
-  return (sizeof (struct nc_jentry) + nkeys * sizeof (struct nc_key)
-          + per_block - 1) / per_block;
+  return jentry_blocks_for (nkeys, 0);
 }
 
 static int
@@ -234,6 +257,7 @@ journal_geom_from_sb (struct cdev *cd, const struct nc_sb *sb,
   g->offset = first * NC_BLOCK_BYTES;
   g->blocks = blocks;
   g->seed = jstamp_seed (sb->uuid);
+  g->bucket_blocks = sb->bucket_blocks;
   return 0;
 }
 
@@ -342,6 +366,9 @@ journal_destroy (struct journal *j)
   free (j->fill_buf);
   free (j->plan_pos);
   free (j->plan_last);
+  free (j->ibuf);
+  free (j->redo_keys.v);
+  free (j->redo_data);
   free (j);
 }
 
@@ -485,6 +512,7 @@ journal_close_entry_locked (struct journal *j, pthread_mutex_t *btree_lock,
     if (n == 0)
       c->nkeys = 0;
     c->nblocks = blocks_for_keys (c->nkeys);
+    c->inline_data = c->tried = false;
   }
   __atomic_store_n (&j->open_seq, j->open_seq + nentries, __ATOMIC_RELEASE);
   j->needed = false;
@@ -511,17 +539,6 @@ live_of_locked (struct journal *j, uint64_t seq)
 
   return &j->live[(j->live_head + i) % j->g.blocks];
 }
-
-struct plan {
-  size_t count;                 /* closed entries 0 .. count-1 */
-  uint32_t blocks;              /* their total length */
-  uint32_t end;                 /* write_pos afterwards */
-  bool no_room;                 /* stopped for space (not the size cap) */
-  struct nc_key root;
-  uint16_t root_level;
-  uint32_t fill_lo, fill_blocks; /* FILL before the write (may wrap) */
-  bool ring_filled;             /* the entries get NC_JENTRY_RING_FILLED */
-};
 
 static int
 plan_reserve (struct journal *j)
@@ -598,150 +615,6 @@ plan_locked (struct journal *j, bool use_reserve, struct plan *pl)
   pl->ring_filled = pl->fill_blocks == j->unfilled_len;
 }
 
-static int
-wbuf_reserve (struct journal *j, size_t bytes)
-{
-  void *b;
-
-  if (bytes <= j->wbuf_bytes)
-    return 0;
-  b = cdev_alloc_buffer (bytes);
-  if (b == NULL)
-    return -ENOMEM;
-  free (j->wbuf);
-  j->wbuf = b;
-  j->wbuf_bytes = bytes;
-  return 0;
-}
-
-/* PIPELINE: close the next entries now, between a write's pwrites and
- * its final sync, if someone waits for more than this write carries.
- * Returns the highest closed seq (every one closed before that sync).  A
- * failed close leaves the keys open for the next commit's own close.
- */
-static uint64_t
-preclose (struct journal *j, uint64_t last_planned)
-{
-  bool go;
-
-  pthread_mutex_lock (&j->lock);
-  go = !j->stopping && !j->aborting &&
-    ((j->nwaiters > 0 && j->want_seq > last_planned) || j->throttlers > 0);
-  pthread_mutex_unlock (&j->lock);
-  if (go)
-    (void) j->hooks.close_entry (j->hooks.opaque, j);
-  return journal_open_seq (j) - 1;
-}
-
-/* Write fill sectors over the plan's FILL blocks and sync, so they are
- * durable before any entry is written over them: its own sync, not the
- * write's pre-flush, which may be skipped when the keys' data is known
- * durable (it happens only in the first commits after a format, an
- * upgrade or damage to free ring space).
- */
-static int
-write_fill (struct journal *j, const struct plan *pl)
-{
-  uint32_t pos = pl->fill_lo, left = pl->fill_blocks, n;
-  int r;
-
-  if (left == 0)
-    return 0;
-  if (j->fill_buf == NULL) {
-    j->fill_buf = cdev_alloc_buffer ((size_t) FILL_CHUNK_BLOCKS *
-                                     NC_BLOCK_BYTES);
-    if (j->fill_buf == NULL)
-      return -ENOMEM;
-    jentry_fill (j->fill_buf, FILL_CHUNK_BLOCKS, j->g.seed);
-  }
-  log_debug ("journal (%s): filling %" PRIu32 " ring blocks from block %"
-             PRIu32, j->g.cd->path, left, pos);
-  while (left > 0) {
-    n = MIN (MIN (left, FILL_CHUNK_BLOCKS), j->g.blocks - pos);
-    r = cdev_pwrite (j->g.cd, j->fill_buf, (size_t) n * NC_BLOCK_BYTES,
-                     ring_byte (&j->g, pos), 0);
-    if (r < 0)
-      return r;
-    pos = (pos + n) % j->g.blocks;
-    left -= n;
-  }
-  return cdev_sync (j->g.cd);
-}
-
-/* Build and write the planned entries: fill, pre-flush (unless PIPELINE
- * says they need none), pwrites, [preclose], sync.  No lock: the closed
- * entries only change in this thread.
- */
-static int
-write_plan (struct journal *j, const struct plan *pl)
-{
-  const uint64_t last_planned = j->closed[pl->count - 1].seq;
-  uint64_t covered;
-  const uint64_t s0 = j->closed[0].seq;
-  unsigned char *p;
-  size_t i, run_start = 0;
-  uint32_t run_pos = 0, run_blocks = 0;
-  int r;
-
-  if ((r = wbuf_reserve (j, (size_t) pl->blocks * NC_BLOCK_BYTES)) < 0)
-    return r;
-  p = j->wbuf;
-  for (i = 0; i < pl->count; i++) {
-    const struct closed_entry *c = &j->closed[i];
-    struct nc_jentry *e = j->ebuf;
-
-    memset (e, 0, jentry_payload_bytes (NC_JENTRY_VERSION, c->nblocks));
-    e->magic = NC_JOURNAL_MAGIC;
-    e->version = NC_JENTRY_VERSION;
-    e->flags = pl->ring_filled ? NC_JENTRY_RING_FILLED : 0;
-    e->nblocks = c->nblocks;
-    memcpy (e->uuid, j->g.uuid, sizeof e->uuid);
-    e->seq = c->seq;
-    e->last_seq = j->plan_last[i];
-    e->root = pl->root;
-    e->root_level = pl->root_level;
-    e->nkeys = c->nkeys;
-    JENTRY_WRITE_FIRST (e) = s0;
-    if (c->nkeys > 0)
-      memcpy (e->keys, &j->closed_keys.v[c->first],
-              (size_t) c->nkeys * sizeof (struct nc_key));
-    e->csum = nc_csum (e, sizeof *e + (size_t) c->nkeys *
-                       sizeof (struct nc_key));
-    jentry_frame (e, j->g.seed, p);
-    p += (size_t) c->nblocks * NC_BLOCK_BYTES;
-  }
-
-  j->filled = pl->fill_blocks > 0;
-  if ((r = write_fill (j, pl)) < 0)
-    return r;
-  j->presynced = last_planned <= j->synced_through;
-  if (!j->presynced && (r = cdev_sync (j->g.cd)) < 0)
-    return r;
-  p = j->wbuf;
-  for (i = 0; i <= pl->count; i++) {
-    if (i == pl->count ||
-        (i > run_start && j->plan_pos[i] != run_pos + run_blocks)) {
-      r = cdev_pwrite (j->g.cd, p, (size_t) run_blocks * NC_BLOCK_BYTES,
-                       ring_byte (&j->g, run_pos), 0);
-      if (r < 0)
-        return r;
-      p += (size_t) run_blocks * NC_BLOCK_BYTES;
-      run_start = i;
-      run_blocks = 0;
-    }
-    if (i < pl->count) {
-      if (run_blocks == 0)
-        run_pos = j->plan_pos[i];
-      run_blocks += j->closed[i].nblocks;
-    }
-  }
-  covered = preclose (j, last_planned);
-  if ((r = cdev_sync (j->g.cd)) < 0)
-    return r;
-  j->synced_through = MAX (j->synced_through, covered);
-  return 0;
-}
-
 /* The planned entries are durable: move the live region, drop them from
  * the closed list.  Returns the new durable seq.
  */
@@ -800,6 +673,7 @@ apply_plan_locked (struct journal *j, const struct plan *pl)
   __atomic_store_n (&j->durable_seq, last, __ATOMIC_RELEASE);
   j->st.commits++;
   j->st.presynced += j->presynced;
+  j->st.inlined += j->unflushed;
   j->st.fill_syncs += j->filled;
   j->st.entries += pl->count;
   j->st.keys += nkeys;
@@ -887,7 +761,7 @@ commit (struct journal *j)
 {
   struct plan pl;
   bool reclaimed = false, need_reclaim;
-  uint64_t s0, durable;
+  uint64_t s0, durable, token;
   int r;
 
   if ((r = j->hooks.close_entry (j->hooks.opaque, j)) < 0) {
@@ -908,6 +782,7 @@ commit (struct journal *j)
       return r;
     }
     s0 = j->closed[0].seq;
+    jwrite_mark_inline_locked (j);
     plan_locked (j, true, &pl);
     need_reclaim = pl.no_room && !reclaimed &&
       last_seq_for_locked (j, s0) < s0;
@@ -937,15 +812,26 @@ commit (struct journal *j)
       return r;
     }
 
-    if (j->hooks.pre_write != NULL &&
-        (r = j->hooks.pre_write (j->hooks.opaque)) < 0) {
+    pthread_mutex_lock (&j->lock);
+    j->presynced = j->closed[pl.count - 1].seq <= j->synced_through;
+    j->unflushed = !j->presynced && jwrite_unflushed_locked (j, &pl);
+    pthread_mutex_unlock (&j->lock);
+    token = 0;
+    r = 0;
+    if (j->unflushed && j->hooks.pre_write_unsynced != NULL)
+      r = j->hooks.pre_write_unsynced (j->hooks.opaque, &token);
+    else if (j->hooks.pre_write != NULL)
+      r = j->hooks.pre_write (j->hooks.opaque);
+    if (r < 0) {
       commit_failed (j, r, "flushing the backing stores first", false);
       return r;
     }
-    if ((r = write_plan (j, &pl)) < 0) {
+    if ((r = jwrite_plan (j, &pl)) < 0) {
       commit_failed (j, r, "writing the entries", false);
       return r;
     }
+    if (token != 0 && j->hooks.synced != NULL)
+      j->hooks.synced (j->hooks.opaque, token);
     pthread_mutex_lock (&j->lock);
     durable = apply_plan_locked (j, &pl);
     pthread_mutex_unlock (&j->lock);

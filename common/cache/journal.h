@@ -66,6 +66,9 @@
 struct cdev;
 struct journal;
 
+/* Most data one write's entries carry inline (journal.c REDO): 64 KiB. */
+#define JOURNAL_INLINE_MAX_BLOCKS 16u
+
 /* Keys per on-disk entry: one entry is at most 64 blocks (256 KiB). */
 #define JOURNAL_MAX_ENTRY_BLOCKS 64u
 #define JOURNAL_MAX_ENTRY_KEYS \
@@ -92,6 +95,14 @@ struct journal_hooks {
    * journal lock.  0 or -errno (the commit fails and is retried).
    */
   int (*pre_write) (void *opaque);
+  /* Optional, both or neither.  pre_write for a write that skips its
+   * pre-flush (journal.c REDO): it may leave the cache device sync of
+   * what it wrote there (data checksum pages) to the write's final sync,
+   * and sets *token to what `synced` (called after that sync succeeded)
+   * must be told.  Without them such a write calls pre_write.
+   */
+  int (*pre_write_unsynced) (void *opaque, uint64_t *token);
+  void (*synced) (void *opaque, uint64_t token);
   /* Entries up to durable_seq are durable (allocator frees buckets). */
   void (*committed) (void *opaque, uint64_t durable_seq);
 };
@@ -108,6 +119,8 @@ struct journal_stats {
                                    PIPELINE) */
   uint64_t fill_syncs;          /* writes that filled ring blocks first,
                                    with a sync of their own (FILL) */
+  uint64_t inlined;             /* writes whose entries carried their data
+                                   and skipped the pre-flush (REDO) */
   uint64_t waiting;             /* journal_wait callers waiting now */
   uint64_t durable_seq, last_seq;
   uint64_t ring_blocks, ring_used_blocks;
@@ -127,6 +140,20 @@ typedef int (*journal_replay_fn) (void *opaque, const struct nc_key *k,
  */
 int journal_replay (struct journal *j, journal_replay_fn fn, void *opaque,
                     struct nc_key *root, uint16_t *root_level);
+
+/* After journal_replay: REDO (journal.c).  fn gets, in entry order,
+ * every data key that the newest replayed write's entries carry inline,
+ * with its size * 4096 bytes; the caller writes back those blocks whose
+ * key is still live at the same bucket, offset and gen, and makes them
+ * durable before the journal writes again.  A non-zero return stops and
+ * is returned.  The inline data is freed afterwards (a second call sees
+ * none).
+ */
+typedef int (*journal_redo_fn) (void *opaque, const struct nc_key *k,
+                                const void *data);
+int journal_redo (struct journal *j, journal_redo_fn fn, void *opaque);
+/* How many data keys journal_redo would hand out (check, inspect). */
+size_t journal_redo_count (const struct journal *j);
 
 /* For format: write entry seq 1, last_seq 1, empty root, no keys, at block
  * 0 of the ring.  No sync.

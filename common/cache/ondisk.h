@@ -322,6 +322,10 @@ _Static_assert (sizeof (struct nc_bset) == 96, "nc_bset header size");
 /* Entry layouts (nc_jentry.version). */
 #define NC_JENTRY_VERSION_PLAIN 1u  /* header and keys in plain blocks */
 #define NC_JENTRY_VERSION 2u        /* stamped sectors (below): written */
+/* Version 3 was a withdrawn build's (per-key data hashes in the nonces,
+ * replay dropping writes whose data differed): refused, never read.
+ */
+#define NC_JENTRY_VERSION_INLINE 4u /* version 2 + NC_JENTRY_INLINE_DATA */
 
 /* Version 2: the entry's bytes — this header, then the keys — are cut in
  * pieces of NC_JSECTOR_PAYLOAD_BYTES; sector i of the entry holds piece i
@@ -348,15 +352,26 @@ _Static_assert (sizeof (struct nc_jstamp) == 32, "nc_jstamp is 32 bytes");
 #define NC_JSECTOR_PAYLOAD_BYTES \
   (NC_JSECTOR_BYTES - (unsigned) sizeof (struct nc_jstamp))   /* 480 */
 
-/* nc_jentry.flags (version 2). */
+/* nc_jentry.flags (versions 2 and 4). */
 #define NC_JENTRY_RING_FILLED 0x1   /* when it was written, every ring
                                        block outside the live region held
                                        stamped sectors (entries or fill) */
+/* Version 4 only, always set there: the payload carries, right after the
+ * keys, the data of every data key (neither NC_KEY_ZERO nor
+ * NC_KEY_DELETE) in key order, size * 4096 bytes each, as the key's
+ * blocks held it when the entry was written; csum covers it too.  Its
+ * write skipped the pre-flush (data, entry, ONE sync), so the data may
+ * not have reached its blocks: replay writes it back (REDO in
+ * nbdcache-format(5)).
+ */
+#define NC_JENTRY_INLINE_DATA 0x2
+#define NC_JENTRY_ALL_FLAGS (NC_JENTRY_RING_FILLED | NC_JENTRY_INLINE_DATA)
 
 struct nc_jentry {
-  uint64_t csum;                /* XXH3-64 of [8, sizeof hdr + nkeys*32) */
+  uint64_t csum;                /* XXH3-64 of [8, sizeof hdr + nkeys*32
+                                   + inline data bytes (version 4)) */
   uint64_t magic;               /* NC_JOURNAL_MAGIC */
-  uint32_t version;             /* NC_JENTRY_VERSION or _PLAIN */
+  uint32_t version;             /* NC_JENTRY_VERSION, _INLINE or _PLAIN */
   uint32_t nblocks;             /* entry length in blocks (>= 1) */
   uint8_t uuid[16];
   uint64_t seq;                 /* 1, 2, 3 … */

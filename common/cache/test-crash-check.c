@@ -173,6 +173,12 @@ format_replay (const struct run *run, char *s, size_t len)
   if (cfg->drainer_ms != DRAINER_MS)
     snprintf (tail + strlen (tail), sizeof tail - strlen (tail),
               " --drainer-ms %u", cfg->drainer_ms);
+  if (cfg->fua_heavy)
+    snprintf (tail + strlen (tail), sizeof tail - strlen (tail),
+              " --fua-heavy");
+  if (cfg->no_data_csum)
+    snprintf (tail + strlen (tail), sizeof tail - strlen (tail),
+              " --no-data-csum");
   if (run->point == 0)
     snprintf (s, len, "NBDCACHE_SEED=%" PRIu64 " ./" PROGRAM " --mode %s "
               "--ops %u --journal-delay-ms %u --points 1%s (the clean run "

@@ -35,6 +35,7 @@
 #include "cache-internal.h"
 #include "cdev.h"
 #include "compiler.h"
+#include "format.h"
 #include "gc.h"
 #include "test-crash.h"
 #include "test-helpers.h"
@@ -407,7 +408,15 @@ run_point (struct run *run)
     goto out;
   }
   run->cd = cd;
-  if ((r = open_all (run, cd, true, &dev, &nc)) < 0) {
+  if (run->cfg->no_data_csum) {
+    const struct nc_format_options o = {
+      .bucket_bytes = run->cfg->bucket_bytes, .quiet = true,
+      .no_data_checksums = true,
+    };
+
+    r = nc_format (cd, &o);
+  }
+  if (r < 0 || (r = open_all (run, cd, true, &dev, &nc)) < 0) {
     fail_header (run, "formatting and opening the fresh device failed: %s",
                  strerror (-r));
     goto out;

@@ -194,7 +194,8 @@ usage (FILE *f)
            "usage: " PROGRAM " [--mode writeback|writethrough|writearound]\n"
            "         [--points K | --all] [--seed S] [--ops N] [--tail K]\n"
            "         [--point N [--tear T]] [--keep-going]\n"
-           "         [--journal-delay-ms MS] [--drainer-ms MS] [--quiet]\n"
+           "         [--journal-delay-ms MS] [--drainer-ms MS] [--fua-heavy]\n"
+           "         [--no-data-csum] [--quiet]\n"
            "  NBDCACHE_SEED sets the seed too; the seed is always printed.\n");
 }
 
@@ -213,7 +214,8 @@ parse_num (const char *s, uint64_t *out)
 int
 main (int argc, char *argv[])
 {
-  enum { OPT_JDELAY = 256, OPT_KEEP, OPT_TEAR, OPT_DRAINER };
+  enum { OPT_JDELAY = 256, OPT_KEEP, OPT_TEAR, OPT_DRAINER, OPT_FUA,
+         OPT_NOCSUM };
   static const struct option longopts[] = {
     { "mode", required_argument, NULL, 'm' },
     { "points", required_argument, NULL, 'k' },
@@ -226,6 +228,8 @@ main (int argc, char *argv[])
     { "keep-going", no_argument, NULL, OPT_KEEP },
     { "journal-delay-ms", required_argument, NULL, OPT_JDELAY },
     { "drainer-ms", required_argument, NULL, OPT_DRAINER },
+    { "fua-heavy", no_argument, NULL, OPT_FUA },
+    { "no-data-csum", no_argument, NULL, OPT_NOCSUM },
     { "quiet", no_argument, NULL, 'q' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
@@ -312,6 +316,12 @@ main (int argc, char *argv[])
       if (!parse_num (optarg, &v) || v == 0 || v > 3600000)
         goto bad_number;
       cfg.journal_delay_ms = (unsigned) v;
+      break;
+    case OPT_FUA:
+      cfg.fua_heavy = true;
+      break;
+    case OPT_NOCSUM:
+      cfg.no_data_csum = true;
       break;
     case 'q':
       cfg.quiet = true;

@@ -137,6 +137,15 @@ make_workload (const struct config *cfg, struct workload *w)
         }
       }
     }
+    /* --fua-heavy: small writes, nearly all FUA, so most commits are the
+     * ones a waiter wants with little data: those that skip their
+     * pre-flush and carry their data (journal.c REDO), redone at recovery.
+     */
+    if (cfg->fua_heavy && op->kind == TEST_OP_WRITE) {
+      op->count = MIN (op->count, (uint64_t) NC_BLOCK_BYTES);
+      if (test_rng_chance (&rng, 85))
+        op->flags |= NCACHE_FUA;
+    }
   }
   return 0;
 }

@@ -102,7 +102,16 @@
  * --points K, --all, --seed S (or NBDCACHE_SEED), --ops N (default 2000),
  * --point N [--tear T] (one point only), --tail K (stop the workload K
  * ops after the device died; default 0 = run it to the end), --keep-going,
- * --journal-delay-ms MS (default 10), --quiet.
+ * --journal-delay-ms MS (default 10), --fua-heavy (writes of at most
+ * 4 KiB, 85% of them FUA: the commits that skip their pre-flush and
+ * carry their data, redone at recovery (journal.c REDO).  Note: a crash
+ * point is a pwrite
+ * number, and a commit's final sync follows its entry pwrite at once, so
+ * a point lands between them only when another thread writes there; the
+ * journal's own crash test, which fails a random sync, covers that
+ * window), --no-data-csum (format the device without data
+ * checksums, as caches made before them: nothing but the journal's own
+ * check stands between a torn data block and a reader), --quiet.
  * ENV: NBDCACHE_SEED; NBDCACHE_CRASH_POINTS (the default of --points,
  * 400: the sanitizer run of `quickstart check` samples fewer, since each
  * point costs several times more there); NBDCACHE_CRASH_HANG_SECONDS (default 300, 0 = off):
@@ -170,6 +179,8 @@ struct config {
   unsigned drainer_ms;          /* writeback mode: 0 = no drainer */
   bool keep_going;
   bool quiet;
+  bool fua_heavy;               /* --fua-heavy: small FUA writes */
+  bool no_data_csum;            /* --no-data-csum: formatted without */
 };
 
 /* ---- the workload ---- */

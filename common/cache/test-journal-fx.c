@@ -527,7 +527,10 @@ find_entry (struct env *e, uint64_t seq, uint32_t *pos, uint32_t *nblocks)
                    buf, (size_t) je->nblocks * NC_BLOCK_BYTES);
     if (!jentry_payload (buf, je->nblocks, jstamp_seed (e->sb.uuid),
                          payload, &bad) ||
-        pe->csum != nc_csum (pe, sizeof *pe + (size_t) pe->nkeys * 32))
+        pe->csum != nc_csum (pe, sizeof *pe + (size_t) pe->nkeys * 32 +
+                             (pe->version == NC_JENTRY_VERSION_INLINE
+                              ? jentry_inline_bytes (pe->keys, pe->nkeys)
+                              : 0)))
       continue;
     *pos = b;
     *nblocks = je->nblocks;

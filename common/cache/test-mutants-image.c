@@ -224,7 +224,9 @@ parse_super_and_prios (void)
 static uint32_t
 jentry_len (const struct nc_jentry *e)
 {
-  return (uint32_t) (sizeof *e + (size_t) e->nkeys * sizeof (struct nc_key));
+  return (uint32_t) (sizeof *e + (size_t) e->nkeys * sizeof (struct nc_key)
+                     + (e->version == NC_JENTRY_VERSION_INLINE
+                        ? jentry_inline_bytes (e->keys, e->nkeys) : 0));
 }
 
 /* The payload of the entry at ring block i of img, as replay reads it
@@ -244,7 +246,8 @@ read_jentry (const unsigned char *img, uint64_t i, uint32_t *len)
   uint32_t bad;
 
   if (e->magic != NC_JOURNAL_MAGIC || (e->version != NC_JENTRY_VERSION &&
-                                       e->version != NC_JENTRY_VERSION_PLAIN)
+                                       e->version != NC_JENTRY_VERSION_PLAIN &&
+                                       e->version != NC_JENTRY_VERSION_INLINE)
       || memcmp (e->uuid, W.sb.uuid, sizeof e->uuid) != 0 ||
       e->nblocks == 0 || e->nblocks > JOURNAL_MAX_ENTRY_BLOCKS ||
       e->nblocks > blocks - i ||
@@ -254,6 +257,7 @@ read_jentry (const unsigned char *img, uint64_t i, uint32_t *len)
   p = malloc (*len);
   assert_non_null (p);
   if (!jentry_payload (e, e->nblocks, W.jseed, p, &bad) ||
+      jentry_len ((const void *) p) > *len ||
       ((const struct nc_jentry *) p)->csum
       != nc_csum (p, jentry_len ((const void *) p))) {
     free (p);

@@ -1,0 +1,317 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* journal-write.c — one write of a journal commit, as journal.c planned
+ * it: the fill, the entries built as stamped sectors, the pre-flush, the
+ * pwrites, PIPELINE's pre-close and the final sync.
+ *
+ * WHAT / WHY: journal.c decides what goes where (placement, reclaim, the
+ * live region, waiters); this file decides which entries carry their
+ * data (journal.c REDO) and turns a plan into bytes and device calls, so a commit's I/O order is in one place: FILL (+ its own sync)
+ * -> pre-flush unless presynced (PIPELINE) or its entries carry their
+ * data (REDO, version 4) -> one pwrite per contiguous run -> pre-close
+ * -> final sync.
+ * INVARIANTS: those of journal.c's COMMIT and PIPELINE paragraphs; a
+ * write lies between two syncs, so write_first is what replay expects.
+ * THREADS AND LOCKS: the commit token's holder only; j->lock is taken
+ * briefly to read the waiters.  The closed entries change only in that
+ * thread, so they are read without the lock.
+ * FAILURE: -errno from the device or -ENOMEM; the caller fails the commit
+ * and retries it from the same place (journal.c INVARIANTS).
+ * NOT HERE: placement and what happens after the write (journal.c); the
+ * stamped sector format (journal-entry.c).
+ */
+#include <config.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cdev.h"
+#include "compiler.h"
+#include "invariant.h"
+#include "csum.h"
+#include "journal.h"
+#include "journal-internal.h"
+#include "log.h"
+#include "ondisk.h"
+
+#define FILL_CHUNK_BLOCKS 256u          /* 1 MiB per fill pwrite */
+
+static int
+wbuf_reserve (struct journal *j, size_t bytes)
+{
+  void *b;
+
+  if (bytes <= j->wbuf_bytes)
+    return 0;
+  b = cdev_alloc_buffer (bytes);
+  if (b == NULL)
+    return -ENOMEM;
+  free (j->wbuf);
+  j->wbuf = b;
+  j->wbuf_bytes = bytes;
+  return 0;
+}
+
+/* PIPELINE: close the next entries now, between a write's pwrites and
+ * its final sync, if someone waits for more than this write carries.
+ * Returns the highest closed seq (every one closed before that sync).  A
+ * failed close leaves the keys open for the next commit's own close.
+ */
+static uint64_t
+preclose (struct journal *j, uint64_t last_planned)
+{
+  bool go;
+
+  pthread_mutex_lock (&j->lock);
+  go = !j->stopping && !j->aborting &&
+    ((j->nwaiters > 0 && j->want_seq > last_planned) || j->throttlers > 0);
+  pthread_mutex_unlock (&j->lock);
+  if (go)
+    (void) j->hooks.close_entry (j->hooks.opaque, j);
+  return __atomic_load_n (&j->open_seq, __ATOMIC_ACQUIRE) - 1;
+}
+
+/* Write fill sectors over the plan's FILL blocks and sync, so they are
+ * durable before any entry is written over them: its own sync, not the
+ * write's pre-flush, which may be skipped when the keys' data is known
+ * durable (it happens only in the first commits after a format, an
+ * upgrade or damage to free ring space).
+ */
+static int
+write_fill (struct journal *j, const struct plan *pl)
+{
+  uint32_t pos = pl->fill_lo, left = pl->fill_blocks, n;
+  int r;
+
+  if (left == 0)
+    return 0;
+  if (j->fill_buf == NULL) {
+    j->fill_buf = cdev_alloc_buffer ((size_t) FILL_CHUNK_BLOCKS *
+                                     NC_BLOCK_BYTES);
+    if (j->fill_buf == NULL)
+      return -ENOMEM;
+    jentry_fill (j->fill_buf, FILL_CHUNK_BLOCKS, j->g.seed);
+  }
+  log_debug ("journal (%s): filling %" PRIu32 " ring blocks from block %"
+             PRIu32, j->g.cd->path, left, pos);
+  while (left > 0) {
+    n = MIN (MIN (left, FILL_CHUNK_BLOCKS), j->g.blocks - pos);
+    r = cdev_pwrite (j->g.cd, j->fill_buf, (size_t) n * NC_BLOCK_BYTES,
+                     ring_byte (&j->g, pos), 0);
+    if (r < 0)
+      return r;
+    pos = (pos + n) % j->g.blocks;
+    left -= n;
+  }
+  return cdev_sync (j->g.cd);
+}
+
+/* Do the data keys of c lie inside the device (REDO reads them back)?
+ * Index keys always do; the check keeps anything else on the old path.
+ */
+static bool
+keys_inside (struct journal *j, const struct closed_entry *c)
+{
+  const struct nc_key *k = &j->closed_keys.v[c->first];
+  uint32_t i;
+
+  for (i = 0; i < c->nkeys; i++)
+    if (jkey_has_data (&k[i]) &&
+        ((uint64_t) k[i].bucket * j->g.bucket_blocks + k[i].offset
+         + k[i].size) * NC_BLOCK_BYTES > j->g.cd->size_bytes)
+      return false;
+  return true;
+}
+
+/* REDO: a waiter wants the closed entries and they point at little
+ * data: make them carry it (version 4), so their write can skip the
+ * pre-flush.  Only entries never planned before change size (a retry
+ * rewrites an entry at its first place with its first length); entries a
+ * finished sync already covers need nothing.  Marks as many leading
+ * entries as fit JOURNAL_INLINE_MAX_BLOCKS in all, each within
+ * entry_max_blocks; the write skips its pre-flush only if every planned
+ * entry is covered or marked (jwrite_unflushed_locked).
+ */
+void
+jwrite_mark_inline_locked (struct journal *j)
+{
+  ASSERT_HELD (&j->lock);
+  uint64_t total = 0, bytes;
+  uint32_t nb;
+  size_t i;
+
+  if (j->nwaiters == 0 || j->stopping || j->aborting)
+    return;
+  for (i = 0; i < j->nclosed; i++) {
+    struct closed_entry *c = &j->closed[i];
+
+    if (c->seq <= j->synced_through)
+      continue;
+    bytes = jentry_inline_bytes (&j->closed_keys.v[c->first], c->nkeys);
+    if (!c->inline_data) {
+      if (c->tried)
+        return;
+      nb = jentry_blocks_for (c->nkeys, bytes);
+      if (total + bytes > JOURNAL_INLINE_MAX_BLOCKS * NC_BLOCK_BYTES ||
+          nb > j->entry_max_blocks || !keys_inside (j, c))
+        return;
+      c->inline_data = true;
+      c->nblocks = nb;
+    }
+    total += bytes;
+  }
+}
+
+/* May the planned write skip its pre-flush?  Every entry's keys then
+ * either rely only on writes a finished sync covered, or carry their
+ * data (REDO).
+ */
+bool
+jwrite_unflushed_locked (struct journal *j, const struct plan *pl)
+{
+  ASSERT_HELD (&j->lock);
+  size_t i;
+
+  for (i = 0; i < pl->count; i++)
+    if (j->closed[i].seq > j->synced_through && !j->closed[i].inline_data)
+      return false;
+  return true;
+}
+
+/* REDO: copy the data of e's data keys (as their blocks hold it now:
+ * every write a key relies on completed before the key was added) after
+ * its keys.  Keys whose blocks follow each other on the device (a write
+ * point hands out blocks in order) are read with one pread: at most
+ * JOURNAL_INLINE_MAX_BLOCKS in all (jwrite_mark_inline_locked).  The
+ * keys come from the index, so they lie inside the device (checked when
+ * the entry was marked; cdev_pread checks anyway).
+ */
+static int
+read_inline (struct journal *j, struct nc_jentry *e)
+{
+  unsigned char *dst = (unsigned char *) &e->keys[e->nkeys];
+  uint64_t off = 0, run_off = 0;
+  size_t bytes = 0, run_bytes = 0;
+  uint32_t k;
+  int r;
+
+  assert (jentry_inline_bytes (e->keys, e->nkeys)
+          <= (uint64_t) JOURNAL_INLINE_MAX_BLOCKS * NC_BLOCK_BYTES);
+  if (j->ibuf == NULL) {
+    j->ibuf = cdev_alloc_buffer ((size_t) JOURNAL_INLINE_MAX_BLOCKS *
+                                 NC_BLOCK_BYTES);
+    if (j->ibuf == NULL)
+      return -ENOMEM;
+  }
+  for (k = 0; k <= e->nkeys; k++) {
+    const struct nc_key *key = k < e->nkeys ? &e->keys[k] : NULL;
+
+    if (key != NULL) {
+      if (!jkey_has_data (key))
+        continue;
+      bytes = (size_t) key->size * NC_BLOCK_BYTES;
+      off = ((uint64_t) key->bucket * j->g.bucket_blocks + key->offset)
+        * NC_BLOCK_BYTES;
+    }
+    if (run_bytes > 0 && (key == NULL || off != run_off + run_bytes)) {
+      if ((r = cdev_pread (j->g.cd, j->ibuf, run_bytes, run_off)) < 0)
+        return r;
+      memcpy (dst, j->ibuf, run_bytes);
+      dst += run_bytes;
+      run_bytes = 0;
+    }
+    if (key == NULL)
+      break;
+    if (run_bytes == 0)
+      run_off = off;
+    run_bytes += bytes;
+  }
+  return 0;
+}
+
+/* Build and write the planned entries: fill, pre-flush (unless PIPELINE
+ * says they need none), pwrites, [preclose], sync.  No lock: the closed
+ * entries only change in this thread.
+ */
+int
+jwrite_plan (struct journal *j, const struct plan *pl)
+{
+  const uint64_t last_planned = j->closed[pl->count - 1].seq;
+  uint64_t covered;
+  const uint64_t s0 = j->closed[0].seq;
+  unsigned char *p;
+  size_t i, run_start = 0;
+  uint32_t run_pos = 0, run_blocks = 0;
+  int r;
+
+  if ((r = wbuf_reserve (j, (size_t) pl->blocks * NC_BLOCK_BYTES)) < 0)
+    return r;
+  p = j->wbuf;
+  for (i = 0; i < pl->count; i++) {
+    struct closed_entry *c = &j->closed[i];
+    struct nc_jentry *e = j->ebuf;
+    uint64_t inline_bytes = 0;
+
+    c->tried = true;
+    memset (e, 0, jentry_payload_bytes (NC_JENTRY_VERSION, c->nblocks));
+    e->magic = NC_JOURNAL_MAGIC;
+    e->version = c->inline_data ? NC_JENTRY_VERSION_INLINE
+      : NC_JENTRY_VERSION;
+    e->flags = (pl->ring_filled ? NC_JENTRY_RING_FILLED : 0) |
+      (c->inline_data ? NC_JENTRY_INLINE_DATA : 0);
+    e->nblocks = c->nblocks;
+    memcpy (e->uuid, j->g.uuid, sizeof e->uuid);
+    e->seq = c->seq;
+    e->last_seq = j->plan_last[i];
+    e->root = pl->root;
+    e->root_level = pl->root_level;
+    e->nkeys = c->nkeys;
+    JENTRY_WRITE_FIRST (e) = s0;
+    if (c->nkeys > 0)
+      memcpy (e->keys, &j->closed_keys.v[c->first],
+              (size_t) c->nkeys * sizeof (struct nc_key));
+    if (c->inline_data) {
+      inline_bytes = jentry_inline_bytes (e->keys, e->nkeys);
+      if ((r = read_inline (j, e)) < 0)
+        return r;
+    }
+    e->csum = nc_csum (e, sizeof *e + (size_t) c->nkeys *
+                       sizeof (struct nc_key) + inline_bytes);
+    jentry_frame (e, j->g.seed, p);
+    p += (size_t) c->nblocks * NC_BLOCK_BYTES;
+  }
+
+  j->filled = pl->fill_blocks > 0;
+  if ((r = write_fill (j, pl)) < 0)
+    return r;
+  if (!j->presynced && !j->unflushed && (r = cdev_sync (j->g.cd)) < 0)
+    return r;
+  p = j->wbuf;
+  for (i = 0; i <= pl->count; i++) {
+    if (i == pl->count ||
+        (i > run_start && j->plan_pos[i] != run_pos + run_blocks)) {
+      r = cdev_pwrite (j->g.cd, p, (size_t) run_blocks * NC_BLOCK_BYTES,
+                       ring_byte (&j->g, run_pos), 0);
+      if (r < 0)
+        return r;
+      p += (size_t) run_blocks * NC_BLOCK_BYTES;
+      run_start = i;
+      run_blocks = 0;
+    }
+    if (i < pl->count) {
+      if (run_blocks == 0)
+        run_pos = j->plan_pos[i];
+      run_blocks += j->closed[i].nblocks;
+    }
+  }
+  covered = preclose (j, last_planned);
+  if ((r = cdev_sync (j->g.cd)) < 0)
+    return r;
+  j->synced_through = MAX (j->synced_through, covered);
+  return 0;
+}

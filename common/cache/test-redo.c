@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* test-redo.c — a FLUSH or FUA commit of little data costs one cache
+ * device sync, and recovery writes the newest write's data back from its
+ * journal entries (journal.c REDO, assemble.c).
+ *
+ * WHAT: a 4 KiB write then FLUSH, a 4 KiB FUA write and a 1 KiB FUA write
+ * each cost one sync (data checksums on); a write larger than the inline
+ * limit costs two.  After a crash where the newest write's data and its
+ * checksum page never reached the device, the data is back (redone) and
+ * reads verify.  A block the newest write's entry carries but the index
+ * no longer maps there (overwritten in the same commit) is left alone.
+ * Rot: a block of an acknowledged, synced write damaged afterwards is
+ * never silently lost: if that write is the newest, recovery rewrites it
+ * from the entry; if it is older, reads of it fail with EIO, its
+ * neighbours and every other write read right, and nothing is dropped.
+ * HOW: a real cache device (ncache_device_open_cdev) on a simulated
+ * cdev, one writeback export over a memory backing store (writeback off,
+ * so dirty data lives only in the cache) and a long journal delay, so
+ * only FLUSH and FUA commit.  A crash: the device dies at its next write,
+ * the engine closes, unsynced writes are lost (cdev_sim_crash), reopen.
+ * Damage: cdev_sim_poke.
+ * SEED: the data patterns derive from NBDCACHE_SEED (printed).
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "backing.h"
+#include "bkey.h"
+#include "btree.h"
+#include "cache-data.h"
+#include "cache-internal.h"
+#include "cache.h"
+#include "cdev.h"
+#include "journal.h"
+#include "log.h"
+#include "testkit.h"
+
+#define DEVICE_BYTES (16 * MIB)
+#define BUCKET_BYTES (64 * KIB)
+#define EXPORT_BYTES (4 * MIB)
+#define BLK NC_BLOCK_BYTES
+
+static uint64_t seed;
+
+struct ctx {
+  struct cdev *cd;              /* held: outlives the device */
+  struct ncache_device *dev;
+  struct ncache_export *nc;
+  struct backing *b;
+  unsigned char *model;         /* EXPORT_BYTES: what the export holds */
+  unsigned char *buf;
+};
+
+static void
+attach (struct ctx *c, bool create)
+{
+  struct ncache_device_tuning dt = {
+    .journal_delay_ms = 600000, .format_bucket_bytes = BUCKET_BYTES,
+  };
+  struct ncache_export_tuning et;
+  struct ncache_config cfg = {
+    .name = "rd", .mode = NCACHE_MODE_WRITEBACK, .tuning = &et,
+  };
+
+  ncache_export_tuning_default (&et);
+  et.writeback_off = true;
+  et.sequential_cutoff_bytes = 0;
+  cdev_sim_hold (c->cd);
+  assert_int_equal (ncache_device_open_cdev ("rd", c->cd, create, &dt,
+                                             &c->dev), 0);
+  assert_int_equal (backing_memory_create (EXPORT_BYTES, &c->b), 0);
+  cfg.device = c->dev;
+  assert_int_equal (ncache_open (&cfg, c->b, &c->nc), 0);
+}
+
+static void
+ctx_open (struct ctx *c)
+{
+  memset (c, 0, sizeof *c);
+  test_log_clear ();
+  assert_int_equal (cdev_sim_create (DEVICE_BYTES, &c->cd), 0);
+  attach (c, true);
+  assert_non_null (c->dev->dc);
+  c->model = calloc (1, EXPORT_BYTES);
+  c->buf = malloc (EXPORT_BYTES);
+  assert_non_null (c->model);
+  assert_non_null (c->buf);
+}
+
+static void
+ctx_close (struct ctx *c)
+{
+  ncache_close (c->nc);
+  ncache_device_close (c->dev);
+  cdev_close (c->cd);
+  free (c->model);
+  free (c->buf);
+}
+
+/* Power loss and reopen.  The backing store never saw dirty data
+ * (writeback off), so a fresh one of zeros is what it held.
+ */
+static void
+crash_reopen (struct ctx *c)
+{
+  cdev_sim_fail_at_write (c->cd, cdev_sim_nr_writes (c->cd) + 1);
+  ncache_close (c->nc);
+  ncache_device_close (c->dev);
+  cdev_sim_crash (c->cd, 0);
+  test_log_clear ();
+  attach (c, false);
+}
+
+static void
+fill (struct ctx *c, uint64_t offset, size_t len, unsigned tag)
+{
+  size_t i;
+
+  for (i = 0; i < len; i++)
+    c->model[offset + i] = (unsigned char) (seed * 31 + tag * 131 +
+                                            (offset + i) * 7 +
+                                            ((offset + i) >> 12));
+}
+
+static void
+write_pattern (struct ctx *c, uint64_t offset, size_t len, unsigned tag,
+               uint32_t flags)
+{
+  fill (c, offset, len, tag);
+  assert_int_equal (ncache_pwrite (c->nc, c->model + offset, len, offset,
+                                   flags), 0);
+}
+
+/* The device byte where export block `block` is cached (it must be). */
+static uint64_t
+where (struct ctx *c, uint64_t block)
+{
+  struct btree_piece p;
+
+  assert_int_equal (btree_lookup (c->dev->bt, c->nc->export_id, block,
+                                  block + 1, &p, 1, NULL), 1);
+  assert_true (p.found);
+  return cache_data_offset (c->dev, p.key.bucket, p.key.offset);
+}
+
+static void
+scribble (struct ctx *c, uint64_t dev_off)
+{
+  unsigned char junk[BLK];
+
+  memset (junk, 0xee, sizeof junk);
+  cdev_sim_poke (c->cd, dev_off, junk, sizeof junk);
+}
+
+static void
+check_range (struct ctx *c, uint64_t lo, uint64_t hi)
+{
+  assert_int_equal (ncache_pread (c->nc, c->buf, hi - lo, lo, 0), 0);
+  assert_memory_equal (c->buf, c->model + lo, hi - lo);
+}
+
+static struct ncache_device_stats
+dstats (struct ctx *c)
+{
+  struct ncache_device_stats st;
+
+  ncache_device_get_stats (c->dev, &st);
+  return st;
+}
+
+/* The data checksum region, as the device holds it now. */
+static uint64_t
+region_off (struct ctx *c)
+{
+  return (uint64_t) c->dev->sb.csum_first * c->dev->sb.bucket_blocks * BLK;
+}
+
+static size_t
+region_bytes (struct ctx *c)
+{
+  return (size_t) c->dev->sb.csum_buckets * c->dev->sb.bucket_blocks * BLK;
+}
+
+static void
+test_redo_one_sync (void **state)
+{
+  struct ctx c;
+  uint64_t s;
+
+  ctx_open (&c);
+  /* Warm up: the first commits may fill the ring (a sync of their own). */
+  write_pattern (&c, 0, BLK, 1, 0);
+  assert_int_equal (ncache_flush (c.nc, 0), 0);
+  write_pattern (&c, 64 * BLK, BLK, 1, NCACHE_FUA);
+
+  write_pattern (&c, 8 * BLK, BLK, 2, 0);
+  s = cdev_sim_nr_syncs (c.cd);
+  assert_int_equal (ncache_flush (c.nc, 0), 0);
+  assert_int_equal (cdev_sim_nr_syncs (c.cd) - s, 1);
+
+  s = cdev_sim_nr_syncs (c.cd);
+  write_pattern (&c, 16 * BLK, BLK, 3, NCACHE_FUA);
+  assert_int_equal (cdev_sim_nr_syncs (c.cd) - s, 1);
+
+  s = cdev_sim_nr_syncs (c.cd);
+  write_pattern (&c, 24 * BLK + 1024, 1024, 4, NCACHE_FUA);
+  assert_int_equal (cdev_sim_nr_syncs (c.cd) - s, 1);
+
+  /* More than the inline limit: the pre-flush comes back. */
+  write_pattern (&c, 128 * BLK, (JOURNAL_INLINE_MAX_BLOCKS + 1) * BLK, 5, 0);
+  s = cdev_sim_nr_syncs (c.cd);
+  assert_int_equal (ncache_flush (c.nc, 0), 0);
+  assert_true (cdev_sim_nr_syncs (c.cd) - s >= 2);
+
+  crash_reopen (&c);
+  check_range (&c, 0, 256 * BLK);
+  ctx_close (&c);
+}
+
+/* The newest write's data and its checksum page never reached the
+ * device (only the entry did): recovery writes both back.
+ */
+static void
+test_redo_lost_data_redone (void **state)
+{
+  struct ctx c;
+  unsigned char *region;
+  uint64_t off;
+
+  ctx_open (&c);
+  write_pattern (&c, 0, 4 * BLK, 1, 0);
+  assert_int_equal (ncache_flush (c.nc, 0), 0);
+  region = malloc (region_bytes (&c));
+  assert_non_null (region);
+  cdev_sim_peek (c.cd, region_off (&c), region, region_bytes (&c));
+  write_pattern (&c, 32 * BLK, BLK, 2, NCACHE_FUA);
+  off = where (&c, 32);
+  /* As if the data and region page writes were still in flight. */
+  scribble (&c, off);
+  cdev_sim_poke (c.cd, region_off (&c), region, region_bytes (&c));
+  free (region);
+  crash_reopen (&c);
+  check_range (&c, 0, 64 * BLK);
+  assert_int_equal (dstats (&c).corrupt_dirty_blocks, 0);
+  assert_int_equal (dstats (&c).dirty_bytes, 5 * BLK);
+  ctx_close (&c);
+}
+
+/* Two writes of one block in one commit: the first key's blocks are dead
+ * (the index maps the block to the second), so recovery leaves them.
+ */
+static void
+test_redo_skips_dead_blocks (void **state)
+{
+  struct ctx c;
+  unsigned char got[BLK], junk[BLK];
+  uint64_t first;
+
+  ctx_open (&c);
+  write_pattern (&c, 0, BLK, 1, 0);
+  assert_int_equal (ncache_flush (c.nc, 0), 0);
+  write_pattern (&c, 40 * BLK, BLK, 2, 0);
+  first = where (&c, 40);
+  write_pattern (&c, 40 * BLK, BLK, 3, 0);
+  assert_true (where (&c, 40) != first);
+  assert_int_equal (ncache_flush (c.nc, 0), 0);
+  scribble (&c, first);
+  crash_reopen (&c);
+  check_range (&c, 0, 64 * BLK);
+  memset (junk, 0xee, sizeof junk);
+  cdev_sim_peek (c.cd, first, got, sizeof got);
+  assert_memory_equal (got, junk, sizeof got);
+  ctx_close (&c);
+}
+
+/* Rot: acknowledged, synced, then damaged.  Never silently lost. */
+static void
+test_redo_rot (void **state)
+{
+  struct ctx c;
+  uint64_t older, newest, dirty;
+
+  ctx_open (&c);
+  write_pattern (&c, 0, 8 * BLK, 1, 0);
+  assert_int_equal (ncache_flush (c.nc, 0), 0);
+  write_pattern (&c, 16 * BLK, 2 * BLK, 2, NCACHE_FUA);
+  older = where (&c, 3);
+  newest = where (&c, 17);
+  dirty = dstats (&c).dirty_bytes;
+  scribble (&c, older);
+  scribble (&c, newest);
+  crash_reopen (&c);
+  /* Nothing dropped. */
+  assert_int_equal (dstats (&c).dirty_bytes, dirty);
+  /* The older write's damaged block: a loud EIO; its neighbours fine. */
+  assert_int_equal (ncache_pread (c.nc, c.buf, BLK, 3 * BLK, 0), -EIO);
+  check_range (&c, 0, 3 * BLK);
+  check_range (&c, 4 * BLK, 8 * BLK);
+  /* The newest write's block: rewritten from its entry. */
+  check_range (&c, 16 * BLK, 18 * BLK);
+  assert_true (dstats (&c).corrupt_dirty_blocks >= 1);
+  ctx_close (&c);
+}
+
+int
+main (void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test (test_redo_one_sync),
+    cmocka_unit_test (test_redo_lost_data_redone),
+    cmocka_unit_test (test_redo_skips_dead_blocks),
+    cmocka_unit_test (test_redo_rot),
+  };
+
+  seed = test_seed_from_env ("test-redo");
+  test_log_capture ();
+  return cmocka_run_group_tests (tests, NULL, NULL) ? 1 : 0;
+}
