@@ -111,13 +111,22 @@ write_fill (struct journal *j, const struct plan *pl)
   return cdev_sync (j->g.cd);
 }
 
+/* c's keys; NULL for an entry of none (the vector may be unallocated:
+ * no pointer arithmetic on it then).
+ */
+static const struct nc_key *
+closed_keys_of (const struct journal *j, const struct closed_entry *c)
+{
+  return c->nkeys > 0 ? &j->closed_keys.v[c->first] : NULL;
+}
+
 /* Do the data keys of c lie inside the device (REDO reads them back)?
  * Index keys always do; the check keeps anything else on the old path.
  */
 static bool
 keys_inside (struct journal *j, const struct closed_entry *c)
 {
-  const struct nc_key *k = &j->closed_keys.v[c->first];
+  const struct nc_key *k = closed_keys_of (j, c);
   uint32_t i;
 
   for (i = 0; i < c->nkeys; i++)
@@ -152,7 +161,7 @@ jwrite_mark_inline_locked (struct journal *j)
 
     if (c->seq <= j->synced_through)
       continue;
-    bytes = jentry_inline_bytes (&j->closed_keys.v[c->first], c->nkeys);
+    bytes = jentry_inline_bytes (closed_keys_of (j, c), c->nkeys);
     if (!c->inline_data) {
       if (c->tried)
         return;
