@@ -39,6 +39,19 @@ image_load (struct image *im, unsigned char *p)
   assert_true (im->sb.magic == NC_SB_MAGIC);
 }
 
+/* The bytes an entry's checksum covers: header and keys and, in
+ * version 4, the inline data after them.
+ */
+uint64_t
+jentry_csum_bytes (const struct nc_jentry *e)
+{
+  uint64_t n = sizeof *e + (uint64_t) e->nkeys * sizeof (struct nc_key);
+
+  if (e->version == NC_JENTRY_VERSION_INLINE)
+    n += jentry_inline_bytes (e->keys, e->nkeys);
+  return n;
+}
+
 /* The payload (header and keys) of the journal entry at image offset
  * off, or NULL if it is not a valid entry; valid until the next call.
  */
@@ -50,13 +63,17 @@ jentry_at (const struct image *im, uint64_t off, uint64_t ring_blocks_left)
   const struct nc_jentry *pe = (const void *) payload;
   uint32_t bad;
 
+  uint64_t covered;
+
   if (e->magic != NC_JOURNAL_MAGIC || e->nblocks == 0 ||
       e->nblocks > JOURNAL_MAX_ENTRY_BLOCKS || e->nblocks > ring_blocks_left ||
       !jentry_payload (e, e->nblocks, jstamp_seed (im->sb.uuid), payload,
                        &bad) ||
-      pe->nkeys > keys_in_blocks (pe->version, pe->nblocks) ||
-      pe->csum != nc_csum (pe, sizeof *pe + (size_t) pe->nkeys
-                           * sizeof (struct nc_key)))
+      pe->nkeys > keys_in_blocks (pe->version, pe->nblocks))
+    return NULL;
+  covered = jentry_csum_bytes (pe);
+  if (covered > jentry_payload_bytes (pe->version, pe->nblocks) ||
+      pe->csum != nc_csum (pe, (size_t) covered))
     return NULL;
   return pe;
 }

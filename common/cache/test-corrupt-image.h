@@ -48,6 +48,7 @@ void image_load (struct image *im, unsigned char *p);
 /* The payload (header and keys) of the journal entry at image offset
  * off, or NULL if it is not a valid entry; valid until the next call.
  */
+uint64_t jentry_csum_bytes (const struct nc_jentry *e);
 const struct nc_jentry *jentry_at (const struct image *im, uint64_t off,
                                    uint64_t ring_blocks_left);
 
