@@ -35,23 +35,37 @@ range_lock_destroy (struct range_lock *rl)
   pthread_mutex_destroy (&rl->lock);
 }
 
-void
-range_lock_take (struct range_lock *rl, struct range_lock_entry *e,
-                 uint64_t start, uint64_t end)
+/* Does an entry of rl->active overlap [start, end)?  Under rl->lock. */
+static bool
+held_locked (const struct range_lock *rl, uint64_t start, uint64_t end)
 {
-  struct range_lock_entry *a;
+  const struct range_lock_entry *a;
 
-  pthread_mutex_lock (&rl->lock);
- again:
   for (a = rl->active; a != NULL; a = a->next)
-    if (a->start < end && start < a->end) {
-      pthread_cond_wait (&rl->cond, &rl->lock);
-      goto again;
-    }
+    if (a->start < end && start < a->end)
+      return true;
+  return false;
+}
+
+/* Make e an active entry for [start, end).  Under rl->lock. */
+static void
+add_locked (struct range_lock *rl, struct range_lock_entry *e,
+            uint64_t start, uint64_t end)
+{
   e->start = start;
   e->end = end;
   e->next = rl->active;
   rl->active = e;
+}
+
+void
+range_lock_take (struct range_lock *rl, struct range_lock_entry *e,
+                 uint64_t start, uint64_t end)
+{
+  pthread_mutex_lock (&rl->lock);
+  while (held_locked (rl, start, end))
+    pthread_cond_wait (&rl->cond, &rl->lock);
+  add_locked (rl, e, start, end);
   pthread_mutex_unlock (&rl->lock);
 }
 
@@ -61,12 +75,10 @@ range_lock_take (struct range_lock *rl, struct range_lock_entry *e,
 bool
 range_lock_busy (struct range_lock *rl, uint64_t start, uint64_t end)
 {
-  struct range_lock_entry *a;
-  bool busy = false;
+  bool busy;
 
   pthread_mutex_lock (&rl->lock);
-  for (a = rl->active; a != NULL && !busy; a = a->next)
-    busy = a->start < end && start < a->end;
+  busy = held_locked (rl, start, end);
   pthread_mutex_unlock (&rl->lock);
   return busy;
 }
@@ -75,20 +87,14 @@ bool
 range_lock_try (struct range_lock *rl, struct range_lock_entry *e,
                 uint64_t start, uint64_t end)
 {
-  struct range_lock_entry *a;
+  bool taken;
 
   pthread_mutex_lock (&rl->lock);
-  for (a = rl->active; a != NULL; a = a->next)
-    if (a->start < end && start < a->end) {
-      pthread_mutex_unlock (&rl->lock);
-      return false;
-    }
-  e->start = start;
-  e->end = end;
-  e->next = rl->active;
-  rl->active = e;
+  taken = !held_locked (rl, start, end);
+  if (taken)
+    add_locked (rl, e, start, end);
   pthread_mutex_unlock (&rl->lock);
-  return true;
+  return taken;
 }
 
 void
