@@ -53,6 +53,15 @@
  * Version 1 entries have no stamps: a damaged newest one still reads as
  * torn.
  *
+ * NEWER VERSIONS: an entry with our magic and uuid, a version above the
+ * highest this build reads (NC_JENTRY_VERSION_INLINE) and a valid stamp
+ * on its first sector was written whole by a newer build.  If it is
+ * newer than every valid entry, a missing link of the chain, or an entry
+ * newer than E, the device is refused with a message that names the
+ * entry's version (never "damaged"): -EBADMSG all the same, nothing is
+ * replayed or written.  One older than the chain is not needed and is
+ * ignored like any stale block.
+ *
  * REDO: a version 4 entry (journal.c REDO) carries its data keys' data
  * after its keys, covered by its checksum; nothing else about it differs.
  * Replay keeps that data for the entries of E's write (seq >= E's
@@ -80,7 +89,8 @@
  * level).  Corruption — two different entries with one seq, a durable
  * entry missing, a newer entry written whole but damaged, a chain out of
  * ring order, an entry changed since the scan, no complete chain, a
- * stamp no write makes — is logged once and returns -EBADMSG; I/O
+ * stamp no write makes, a needed entry of a newer version — is logged
+ * once and returns -EBADMSG; I/O
  * errors and -ENOMEM are returned as they come; a non-zero return from
  * the replay callback stops replay and is returned.  A failed replay
  * leaves the journal unreplayed, so it cannot be started.
@@ -258,10 +268,22 @@ struct stamped_vec {
   size_t len, cap;
 };
 
+/* An entry of a newer version than this build reads (NEWER VERSIONS). */
+struct newer_entry {
+  uint64_t seq;
+  uint32_t pos, version;
+};
+
+struct newer_vec {
+  struct newer_entry *v;
+  size_t len, cap;
+};
+
 /* What a scan found. */
 struct scan {
   struct found_vec fv;          /* valid entries, sorted by seq */
   struct stamped_vec sv;        /* entries seen by their stamps, sorted */
+  struct newer_vec nv;          /* entries of a newer version, unsorted */
   bool unstamped;               /* a sector without a valid stamp */
 };
 
@@ -270,6 +292,66 @@ scan_free (struct scan *sc)
 {
   free (sc->fv.v);
   free (sc->sv.v);
+  free (sc->nv.v);
+}
+
+/* NEWER VERSIONS: is the block at ring block pos, not a valid entry, the
+ * start of an entry that a newer build wrote whole: our magic and uuid, a
+ * version above every one this build reads, and its first sector stamped
+ * as sector 0 of that entry (so the header is as written: a flipped bit
+ * in a version 2 entry's version field breaks that stamp)?  Such an entry
+ * is recorded, and refused by name wherever recovery needs it, instead of
+ * being reported as damage.  A newer layout without our stamps reads as
+ * before (torn or damaged).
+ */
+static int
+note_newer (const struct ring_geom *g, const void *raw, uint32_t pos,
+            struct newer_vec *nv)
+{
+  const struct nc_jentry *e = raw;
+  struct nc_jstamp st;
+  struct newer_entry *v;
+
+  if (e->magic != NC_JOURNAL_MAGIC || e->version <= NC_JENTRY_VERSION_INLINE
+      || memcmp (e->uuid, g->uuid, sizeof g->uuid) != 0 ||
+      !jsector_stamp (raw, g->seed, &st) || st.seq != e->seq ||
+      st.seq == 0 || st.sector != 0 || st.entry_csum != e->csum)
+    return 0;
+  if (nv->len == nv->cap) {
+    size_t cap = nv->cap ? nv->cap * 2 : 16;
+
+    v = realloc (nv->v, cap * sizeof *v);
+    if (v == NULL)
+      return -ENOMEM;
+    nv->v = v;
+    nv->cap = cap;
+  }
+  nv->v[nv->len++] = (struct newer_entry) {
+    .seq = e->seq, .pos = pos, .version = e->version,
+  };
+  return 0;
+}
+
+/* If entry seq (at ring block pos, or anywhere if pos is UINT32_MAX) is
+ * of a newer version: say so, -EBADMSG.  Else 0.
+ */
+static int
+refuse_newer (const struct ring_geom *g, const struct newer_vec *nv,
+              uint64_t seq, uint32_t pos)
+{
+  size_t i;
+
+  for (i = 0; i < nv->len; i++)
+    if (nv->v[i].seq == seq && (pos == UINT32_MAX || nv->v[i].pos == pos)) {
+      log_error ("journal (%s): entry %" PRIu64 " at ring block %" PRIu32
+                 " is from a newer version of nbdcache (journal entry "
+                 "version %" PRIu32 "; this version reads entry versions "
+                 "up to %u): refusing the cache; open it with the version "
+                 "that wrote it", g->cd->path, seq, nv->v[i].pos,
+                 nv->v[i].version, NC_JENTRY_VERSION_INLINE);
+      return -EBADMSG;
+    }
+  return 0;
 }
 
 static int
@@ -406,6 +488,8 @@ scan_ring (const struct ring_geom *g, struct scan *sc)
         }
         log_debug ("journal (%s): ring block %" PRIu32 ": not an entry: %s",
                    g->cd->path, b, why);
+        if ((r = note_newer (g, raw, b, &sc->nv)) < 0)
+          return r;
       }
       if ((r = scan_stamps (g, raw, b, sc)) < 0)
         return r;
@@ -477,7 +561,7 @@ found_below (const struct found_vec *fv, uint64_t seq)
 /* Choose E (see REPLAY): fv->v[*first .. *last] is its chain. */
 static int
 choose_chain (const struct ring_geom *g, const struct found_vec *fv,
-              size_t *first, size_t *last)
+              const struct newer_vec *nv, size_t *first, size_t *last)
 {
   const char *path = g->cd->path;
   uint64_t wf, m, len;
@@ -513,6 +597,8 @@ choose_chain (const struct ring_geom *g, const struct found_vec *fv,
       m = fv->v[i].seq + 1;
     }
     if (m < wf) {
+      if (refuse_newer (g, nv, m, UINT32_MAX) < 0)
+        return -EBADMSG;
       log_error ("journal (%s): entry %" PRIu64 " is missing or corrupt, "
                  "but entry %" PRIu64 " needs it", path, m, fv->v[c].seq);
       return -EBADMSG;
@@ -624,6 +710,8 @@ check_newer (const struct ring_geom *g, const struct scan *sc, size_t first,
     if (f != SIZE_MAX && fv->v[f].csum == t->entry_csum &&
         fv->v[f].pos == t->start)
       continue;                 /* valid: a later entry of a torn write */
+    if ((r = refuse_newer (g, &sc->nv, t->seq, t->start)) < 0)
+      return r;
     r = cdev_pread (g->cd, buf, (size_t) t->nsectors * NC_JSECTOR_BYTES,
                     ring_byte (g, t->start));
     if (r < 0)
@@ -708,10 +796,22 @@ static int
 read_ring (const struct ring_geom *g, struct scan *sc, size_t *first,
            size_t *last)
 {
+  const struct newer_entry *n = NULL;
+  size_t i;
   int r;
 
-  if ((r = scan_ring (g, sc)) < 0 ||
-      (r = choose_chain (g, &sc->fv, first, last)) < 0 ||
+  if ((r = scan_ring (g, sc)) < 0)
+    return r;
+  /* Entries a newer version wrote after everything this one reads: the
+   * newest of them is what recovery would need (NEWER VERSIONS).
+   */
+  for (i = 0; i < sc->nv.len; i++)
+    if (n == NULL || sc->nv.v[i].seq > n->seq)
+      n = &sc->nv.v[i];
+  if (n != NULL && (sc->fv.len == 0 ||
+                    n->seq > sc->fv.v[sc->fv.len - 1].seq))
+    return refuse_newer (g, &sc->nv, n->seq, n->pos);
+  if ((r = choose_chain (g, &sc->fv, &sc->nv, first, last)) < 0 ||
       (r = check_newer (g, sc, *first, *last)) < 0)
     return r;
   return 0;

@@ -9,7 +9,9 @@
  * naming a newer seq (its checksum recomputed: a torn write never leaves
  * one), its header sector zeroed, its whole block zeroed — is refused by
  * check and by replay, naming the entry; so is an older entry forged into
- * the newest (seq raised, checksums recomputed).  The same entry torn (a
+ * the newest (seq raised, checksums recomputed).  An entry of a version
+ * newer than this build reads (5), newest or inside the chain, is refused
+ * as coming from that version, not as damage.  The same entry torn (a
  * prefix of its sectors written, the rest still old; or a random subset)
  * is dropped silently and the journal carries on.  A ring written by the
  * version 1 writer, with live entries, replays; new entries are stamped,
@@ -320,6 +322,59 @@ test_journal_forged_newest (void **state)
   env_free (&e);
 }
 
+/* Entry seq rewritten whole as entry version `version` (its checksum and
+ * stamps recomputed): what a newer build would have written there.
+ */
+static void
+rewrite_as_version (struct env *e, uint64_t seq, uint32_t version)
+{
+  static unsigned char p[JOURNAL_MAX_ENTRY_BLOCKS * NC_BLOCK_BYTES];
+  static unsigned char raw[JOURNAL_MAX_ENTRY_BLOCKS * NC_BLOCK_BYTES];
+  struct nc_jentry *je = (void *) p;
+  uint32_t pos, nb;
+
+  assert_true (find_entry (e, seq, &pos, &nb));
+  raw_payload (e, pos, nb, p);
+  je->version = version;
+  je->csum = nc_csum (je, sizeof *je + (size_t) je->nkeys
+                      * sizeof (struct nc_key));
+  jentry_frame (je, jstamp_seed (e->sb.uuid), raw);
+  cdev_sim_poke (e->sim, sector_byte (e, pos, 0), raw,
+                 (size_t) nb * NC_BLOCK_BYTES);
+}
+
+/* An entry of a version this build does not know (5), written whole:
+ * check and replay refuse it as coming from a newer version, naming that
+ * version, not as damage — when it is the newest entry, and when it is a
+ * link in the middle of the chain.
+ */
+static void
+test_journal_newer_version (void **state)
+{
+  struct env e;
+  uint64_t s[4];
+  int i, where;
+
+  for (where = 0; where < 2; where++) {
+    env_init (&e, 4, LONG_DELAY_MS);
+    for (i = 0; i < 4; i++) {
+      s[i] = fake_add (&e.f, 5);
+      assert_int_equal (journal_wait (e.j, s[i]), 0);
+    }
+    rewrite_as_version (&e, where == 0 ? s[3] : s[1], 5);
+    must_refuse (&e, where == 0 ? s[3] : s[1],
+                 where == 0 ? "the newest entry of version 5"
+                 : "a version 5 entry inside the chain");
+    if (!error_logged ("is from a newer version of nbdcache (journal entry "
+                       "version 5;"))
+      fail_msg ("the refusal does not name the newer version: %s",
+                test_log_last_error ());
+    assert_false (error_logged ("damaged"));
+    assert_false (error_logged ("missing or corrupt"));
+    env_free (&e);
+  }
+}
+
 /* The newest write torn: the first k sectors of its entry written, the
  * rest still old (for several k), or a random subset.  Opens at the entry
  * before, clean; the journal goes on over the leftovers, and a crash
@@ -505,6 +560,7 @@ main (void)
     cmocka_unit_test (test_journal_newest_block_zeroed),
     cmocka_unit_test (test_journal_newest_torn),
     cmocka_unit_test (test_journal_forged_newest),
+    cmocka_unit_test (test_journal_newer_version),
     cmocka_unit_test (test_journal_plain_upgrade),
   };
 
