@@ -12,10 +12,10 @@
  * partial-block writes verify; a cache formatted without the feature
  * works, without checksums (stats say so); the checksum of a block
  * depends on where it is (misplaced data does not verify).
- * HOW: a real cache device (ncache_device_open_cdev) on a simulated cdev
- * with 64 KiB buckets; one writeback export over a memory backing store
- * with writeback and the sequential cutoff off; the cached block is
- * found through the index and damaged with cdev_sim_poke.
+ * HOW: the fixture of test-dev-fx.h (a real cache device on a simulated
+ * cdev, one writeback export, writeback off), a short journal delay; the
+ * cached block is found through the index and damaged with
+ * cdev_sim_poke.
  * SEED: the data patterns derive from NBDCACHE_SEED (printed).
  */
 #include <config.h>
@@ -45,130 +45,9 @@
 #include "gc.h"
 #include "log.h"
 #include "testkit.h"
+#include "test-dev-fx.h"
 
-#define DEVICE_BYTES (16 * MIB)
-#define BUCKET_BYTES (64 * KIB)
-#define BUCKET_BLOCKS (BUCKET_BYTES / NC_BLOCK_BYTES)
-#define EXPORT_BYTES (4 * MIB)
-#define BLK NC_BLOCK_BYTES
-
-static uint64_t seed;
-
-struct ctx {
-  struct cdev *cd;              /* held: outlives the device */
-  struct ncache_device *dev;
-  struct ncache_export *nc;
-  struct backing *b;            /* the export's (borrowed) */
-  unsigned char *model;         /* EXPORT_BYTES: what the export holds */
-  unsigned char *buf;
-};
-
-static void
-ctx_attach (struct ctx *c, bool create)
-{
-  struct ncache_device_tuning dt = {
-    .journal_delay_ms = 5, .format_bucket_bytes = BUCKET_BYTES,
-  };
-  struct ncache_export_tuning et;
-  struct ncache_config cfg = {
-    .name = "dc", .mode = NCACHE_MODE_WRITEBACK, .tuning = &et,
-  };
-
-  ncache_export_tuning_default (&et);
-  et.writeback_off = true;
-  et.sequential_cutoff_bytes = 0;
-  cdev_sim_hold (c->cd);
-  assert_int_equal (ncache_device_open_cdev ("dc", c->cd, create, &dt,
-                                             &c->dev), 0);
-  if (c->b == NULL)
-    assert_int_equal (backing_memory_create (EXPORT_BYTES, &c->b), 0);
-  cfg.device = c->dev;
-  assert_int_equal (ncache_open (&cfg, c->b, &c->nc), 0);
-}
-
-/* Close the device, keeping the backing store (the export owns it: take
- * a copy of its bytes into a new memory store).
- */
-static void
-ctx_detach (struct ctx *c)
-{
-  unsigned char *copy = malloc (EXPORT_BYTES);
-
-  assert_non_null (copy);
-  assert_int_equal (backing_pread (c->b, copy, EXPORT_BYTES, 0), 0);
-  ncache_close (c->nc);
-  ncache_device_close (c->dev);
-  assert_int_equal (backing_memory_create (EXPORT_BYTES, &c->b), 0);
-  assert_int_equal (backing_pwrite (c->b, copy, EXPORT_BYTES, 0, 0), 0);
-  free (copy);
-}
-
-static void
-ctx_open (struct ctx *c, bool checksums)
-{
-  memset (c, 0, sizeof *c);
-  test_log_clear ();
-  assert_int_equal (cdev_sim_create (DEVICE_BYTES, &c->cd), 0);
-  if (!checksums) {
-    const struct nc_format_options o = {
-      .bucket_bytes = BUCKET_BYTES, .quiet = true, .no_data_checksums = true,
-    };
-
-    assert_int_equal (nc_format (c->cd, &o), 0);
-  }
-  ctx_attach (c, true);
-  assert_int_equal (c->dev->dc != NULL, checksums);
-  c->model = calloc (1, EXPORT_BYTES);
-  c->buf = malloc (EXPORT_BYTES);
-  assert_non_null (c->model);
-  assert_non_null (c->buf);
-}
-
-static void
-ctx_close (struct ctx *c)
-{
-  ncache_close (c->nc);
-  ncache_device_close (c->dev);
-  cdev_close (c->cd);
-  free (c->model);
-  free (c->buf);
-}
-
-static void
-write_pattern (struct ctx *c, uint64_t offset, size_t len, unsigned tag)
-{
-  size_t i;
-
-  for (i = 0; i < len; i++)
-    c->model[offset + i] = (unsigned char) (seed * 31 + tag * 131 +
-                                            (offset + i) * 7 +
-                                            ((offset + i) >> 12));
-  assert_int_equal (ncache_pwrite (c->nc, c->model + offset, len, offset, 0),
-                    0);
-}
-
-static struct ncache_device_stats
-dstats (struct ctx *c)
-{
-  struct ncache_device_stats st;
-
-  ncache_device_get_stats (c->dev, &st);
-  return st;
-}
-
-/* The device byte where export block `block` is cached (it must be). */
-static uint64_t
-where (struct ctx *c, uint64_t block, struct nc_key *key)
-{
-  struct btree_piece p;
-
-  assert_int_equal (btree_lookup (c->dev->bt, c->nc->export_id, block,
-                                  block + 1, &p, 1, NULL), 1);
-  assert_true (p.found);
-  if (key != NULL)
-    *key = p.key;
-  return cache_data_offset (c->dev, p.key.bucket, p.key.offset);
-}
+uint64_t seed;
 
 /* Flip one bit of the cached copy of export block `block`. */
 static uint64_t
@@ -183,13 +62,6 @@ flip (struct ctx *c, uint64_t block, uint32_t byte)
   return off;
 }
 
-static void
-check_range (struct ctx *c, uint64_t lo, uint64_t hi)
-{
-  assert_int_equal (ncache_pread (c->nc, c->buf, hi - lo, lo, 0), 0);
-  assert_memory_equal (c->buf, c->model + lo, hi - lo);
-}
-
 /* ---- clean ---- */
 
 static void
@@ -198,8 +70,8 @@ test_datacsum_clean_from_backing (void **state)
   struct ctx c;
   struct nc_key k;
 
-  ctx_open (&c, true);
-  write_pattern (&c, 0, 64 * BLK, 1);
+  ctx_open (&c, "dc", 5, true);
+  write_pattern (&c, 0, 64 * BLK, 1, 0);
   assert_int_equal (ncache_drain (c.nc, NULL, NULL), 0);
   assert_int_equal (dstats (&c).dirty_bytes, 0);
   (void) where (&c, 5, &k);
@@ -238,8 +110,8 @@ test_datacsum_dirty_eio (void **state)
   unsigned char *back = malloc (EXPORT_BYTES);
 
   assert_non_null (back);
-  ctx_open (&c, true);
-  write_pattern (&c, 0, 32 * BLK, 2);
+  ctx_open (&c, "dc", 5, true);
+  write_pattern (&c, 0, 32 * BLK, 2, 0);
   flip (&c, 7, 0);
 
   test_log_clear ();
@@ -267,7 +139,7 @@ test_datacsum_dirty_eio (void **state)
   assert_int_equal (ncache_pread (c.nc, c.buf, BLK, 7 * BLK, 0), -EIO);
 
   /* Overwriting the block heals it. */
-  write_pattern (&c, 7 * BLK, BLK, 3);
+  write_pattern (&c, 7 * BLK, BLK, 3, 0);
   check_range (&c, 0, 32 * BLK);
   assert_int_equal (ncache_drain (c.nc, NULL, NULL), 0);
   assert_int_equal (dstats (&c).dirty_bytes, 0);
@@ -285,12 +157,13 @@ test_datacsum_gc_moves_checksum (void **state)
   uint64_t before, after;
   unsigned i;
 
-  ctx_open (&c, true);
+  ctx_open (&c, "dc", 5, true);
   /* 16 fragmented buckets: each keeps 4 live dirty blocks. */
   for (i = 0; i < 16; i++)
-    write_pattern (&c, (uint64_t) i * BUCKET_BYTES, BUCKET_BYTES, 1);
+    write_pattern (&c, (uint64_t) i * BUCKET_BYTES, BUCKET_BYTES, 1, 0);
   for (i = 0; i < 16; i++)
-    write_pattern (&c, (uint64_t) i * BUCKET_BYTES, BUCKET_BYTES * 3 / 4, 2);
+    write_pattern (&c, (uint64_t) i * BUCKET_BYTES, BUCKET_BYTES * 3 / 4, 2,
+                   0);
   assert_int_equal (ncache_flush (c.nc, 0), 0);
   /* A live block of the first bucket damaged, another left alone. */
   before = flip (&c, 13, 2048);
@@ -317,8 +190,8 @@ test_datacsum_reopen (void **state)
   unsigned char odd[1000];
   size_t i;
 
-  ctx_open (&c, true);
-  write_pattern (&c, 0, 40 * BLK, 4);
+  ctx_open (&c, "dc", 5, true);
+  write_pattern (&c, 0, 40 * BLK, 4, 0);
   /* An unaligned, partial-block write (read-modify-write). */
   for (i = 0; i < sizeof odd; i++)
     c.model[3 * BLK + 77 + i] = odd[i] = (unsigned char) (i * 13 + seed);
@@ -342,9 +215,9 @@ test_datacsum_without_feature (void **state)
 {
   struct ctx c;
 
-  ctx_open (&c, false);
+  ctx_open (&c, "dc", 5, false);
   assert_int_equal (c.dev->sb.features, 0);
-  write_pattern (&c, 0, 16 * BLK, 5);
+  write_pattern (&c, 0, 16 * BLK, 5, 0);
   check_range (&c, 0, 16 * BLK);
   assert_int_equal (dstats (&c).data_checksums, 0);
   assert_int_equal (dstats (&c).checksum_page_writes, 0);

@@ -13,10 +13,9 @@
  * never silently lost: if that write is the newest, recovery rewrites it
  * from the entry; if it is older, reads of it fail with EIO, its
  * neighbours and every other write read right, and nothing is dropped.
- * HOW: a real cache device (ncache_device_open_cdev) on a simulated
- * cdev, one writeback export over a memory backing store (writeback off,
- * so dirty data lives only in the cache) and a long journal delay, so
- * only FLUSH and FUA commit.  A crash: the device dies at its next write,
+ * HOW: the fixture of test-dev-fx.h (a real cache device on a simulated
+ * cdev, one writeback export, writeback off: dirty data lives only in the
+ * cache) with a long journal delay, so only FLUSH and FUA commit.  A crash: the device dies at its next write,
  * the engine closes, unsynced writes are lost (cdev_sim_crash), reopen.
  * Damage: cdev_sim_poke.
  * SEED: the data patterns derive from NBDCACHE_SEED (printed).
@@ -46,67 +45,16 @@
 #include "journal.h"
 #include "log.h"
 #include "testkit.h"
+#include "test-dev-fx.h"
 
-#define DEVICE_BYTES (16 * MIB)
-#define BUCKET_BYTES (64 * KIB)
-#define EXPORT_BYTES (4 * MIB)
-#define BLK NC_BLOCK_BYTES
+uint64_t seed;
 
-static uint64_t seed;
-
-struct ctx {
-  struct cdev *cd;              /* held: outlives the device */
-  struct ncache_device *dev;
-  struct ncache_export *nc;
-  struct backing *b;
-  unsigned char *model;         /* EXPORT_BYTES: what the export holds */
-  unsigned char *buf;
-};
+#define DELAY_MS 600000         /* only FLUSH and FUA commit */
 
 static void
-attach (struct ctx *c, bool create)
+ctx_open_redo (struct ctx *c)
 {
-  struct ncache_device_tuning dt = {
-    .journal_delay_ms = 600000, .format_bucket_bytes = BUCKET_BYTES,
-  };
-  struct ncache_export_tuning et;
-  struct ncache_config cfg = {
-    .name = "rd", .mode = NCACHE_MODE_WRITEBACK, .tuning = &et,
-  };
-
-  ncache_export_tuning_default (&et);
-  et.writeback_off = true;
-  et.sequential_cutoff_bytes = 0;
-  cdev_sim_hold (c->cd);
-  assert_int_equal (ncache_device_open_cdev ("rd", c->cd, create, &dt,
-                                             &c->dev), 0);
-  assert_int_equal (backing_memory_create (EXPORT_BYTES, &c->b), 0);
-  cfg.device = c->dev;
-  assert_int_equal (ncache_open (&cfg, c->b, &c->nc), 0);
-}
-
-static void
-ctx_open (struct ctx *c)
-{
-  memset (c, 0, sizeof *c);
-  test_log_clear ();
-  assert_int_equal (cdev_sim_create (DEVICE_BYTES, &c->cd), 0);
-  attach (c, true);
-  assert_non_null (c->dev->dc);
-  c->model = calloc (1, EXPORT_BYTES);
-  c->buf = malloc (EXPORT_BYTES);
-  assert_non_null (c->model);
-  assert_non_null (c->buf);
-}
-
-static void
-ctx_close (struct ctx *c)
-{
-  ncache_close (c->nc);
-  ncache_device_close (c->dev);
-  cdev_close (c->cd);
-  free (c->model);
-  free (c->buf);
+  ctx_open (c, "rd", DELAY_MS, true);
 }
 
 /* Power loss and reopen.  The backing store never saw dirty data
@@ -120,39 +68,8 @@ crash_reopen (struct ctx *c)
   ncache_device_close (c->dev);
   cdev_sim_crash (c->cd, 0);
   test_log_clear ();
-  attach (c, false);
-}
-
-static void
-fill (struct ctx *c, uint64_t offset, size_t len, unsigned tag)
-{
-  size_t i;
-
-  for (i = 0; i < len; i++)
-    c->model[offset + i] = (unsigned char) (seed * 31 + tag * 131 +
-                                            (offset + i) * 7 +
-                                            ((offset + i) >> 12));
-}
-
-static void
-write_pattern (struct ctx *c, uint64_t offset, size_t len, unsigned tag,
-               uint32_t flags)
-{
-  fill (c, offset, len, tag);
-  assert_int_equal (ncache_pwrite (c->nc, c->model + offset, len, offset,
-                                   flags), 0);
-}
-
-/* The device byte where export block `block` is cached (it must be). */
-static uint64_t
-where (struct ctx *c, uint64_t block)
-{
-  struct btree_piece p;
-
-  assert_int_equal (btree_lookup (c->dev->bt, c->nc->export_id, block,
-                                  block + 1, &p, 1, NULL), 1);
-  assert_true (p.found);
-  return cache_data_offset (c->dev, p.key.bucket, p.key.offset);
+  c->b = NULL;                  /* closed with the export: a new one */
+  ctx_attach (c, false);
 }
 
 static void
@@ -162,22 +79,6 @@ scribble (struct ctx *c, uint64_t dev_off)
 
   memset (junk, 0xee, sizeof junk);
   cdev_sim_poke (c->cd, dev_off, junk, sizeof junk);
-}
-
-static void
-check_range (struct ctx *c, uint64_t lo, uint64_t hi)
-{
-  assert_int_equal (ncache_pread (c->nc, c->buf, hi - lo, lo, 0), 0);
-  assert_memory_equal (c->buf, c->model + lo, hi - lo);
-}
-
-static struct ncache_device_stats
-dstats (struct ctx *c)
-{
-  struct ncache_device_stats st;
-
-  ncache_device_get_stats (c->dev, &st);
-  return st;
 }
 
 /* The data checksum region, as the device holds it now. */
@@ -199,7 +100,7 @@ test_redo_one_sync (void **state)
   struct ctx c;
   uint64_t s;
 
-  ctx_open (&c);
+  ctx_open_redo (&c);
   /* Warm up: the first commits may fill the ring (a sync of their own). */
   write_pattern (&c, 0, BLK, 1, 0);
   assert_int_equal (ncache_flush (c.nc, 0), 0);
@@ -239,14 +140,14 @@ test_redo_lost_data_redone (void **state)
   unsigned char *region;
   uint64_t off;
 
-  ctx_open (&c);
+  ctx_open_redo (&c);
   write_pattern (&c, 0, 4 * BLK, 1, 0);
   assert_int_equal (ncache_flush (c.nc, 0), 0);
   region = malloc (region_bytes (&c));
   assert_non_null (region);
   cdev_sim_peek (c.cd, region_off (&c), region, region_bytes (&c));
   write_pattern (&c, 32 * BLK, BLK, 2, NCACHE_FUA);
-  off = where (&c, 32);
+  off = where (&c, 32, NULL);
   /* As if the data and region page writes were still in flight. */
   scribble (&c, off);
   cdev_sim_poke (c.cd, region_off (&c), region, region_bytes (&c));
@@ -268,13 +169,13 @@ test_redo_skips_dead_blocks (void **state)
   unsigned char got[BLK], junk[BLK];
   uint64_t first;
 
-  ctx_open (&c);
+  ctx_open_redo (&c);
   write_pattern (&c, 0, BLK, 1, 0);
   assert_int_equal (ncache_flush (c.nc, 0), 0);
   write_pattern (&c, 40 * BLK, BLK, 2, 0);
-  first = where (&c, 40);
+  first = where (&c, 40, NULL);
   write_pattern (&c, 40 * BLK, BLK, 3, 0);
-  assert_true (where (&c, 40) != first);
+  assert_true (where (&c, 40, NULL) != first);
   assert_int_equal (ncache_flush (c.nc, 0), 0);
   scribble (&c, first);
   crash_reopen (&c);
@@ -292,12 +193,12 @@ test_redo_rot (void **state)
   struct ctx c;
   uint64_t older, newest, dirty;
 
-  ctx_open (&c);
+  ctx_open_redo (&c);
   write_pattern (&c, 0, 8 * BLK, 1, 0);
   assert_int_equal (ncache_flush (c.nc, 0), 0);
   write_pattern (&c, 16 * BLK, 2 * BLK, 2, NCACHE_FUA);
-  older = where (&c, 3);
-  newest = where (&c, 17);
+  older = where (&c, 3, NULL);
+  newest = where (&c, 17, NULL);
   dirty = dstats (&c).dirty_bytes;
   scribble (&c, older);
   scribble (&c, newest);
