@@ -28,7 +28,7 @@ ctx_attach (struct ctx *c, bool create)
   };
   struct ncache_export_tuning et;
   struct ncache_config cfg = {
-    .name = c->name, .mode = NCACHE_MODE_WRITEBACK, .tuning = &et,
+    .name = c->name, .mode = c->mode, .tuning = &et,
   };
 
   ncache_export_tuning_default (&et);
@@ -46,18 +46,36 @@ ctx_attach (struct ctx *c, bool create)
 /* The export owns its backing store: keep a copy of its bytes in a new
  * memory store for the next attach.
  */
-void
-ctx_detach (struct ctx *c)
+static void
+detach (struct ctx *c, bool crash)
 {
   unsigned char *copy = malloc (EXPORT_BYTES);
 
   assert_non_null (copy);
   assert_int_equal (backing_pread (c->b, copy, EXPORT_BYTES, 0), 0);
+  if (crash)
+    cdev_sim_fail_at_write (c->cd, cdev_sim_nr_writes (c->cd) + 1);
   ncache_close (c->nc);
   ncache_device_close (c->dev);
+  if (crash) {
+    cdev_sim_crash (c->cd, 0);
+    test_log_clear ();
+  }
   assert_int_equal (backing_memory_create (EXPORT_BYTES, &c->b), 0);
   assert_int_equal (backing_pwrite (c->b, copy, EXPORT_BYTES, 0, 0), 0);
   free (copy);
+}
+
+void
+ctx_detach (struct ctx *c)
+{
+  detach (c, false);
+}
+
+void
+ctx_crash (struct ctx *c)
+{
+  detach (c, true);
 }
 
 void
@@ -66,6 +84,7 @@ ctx_open (struct ctx *c, const char *name, unsigned journal_delay_ms,
 {
   memset (c, 0, sizeof *c);
   c->name = name;
+  c->mode = NCACHE_MODE_WRITEBACK;
   c->journal_delay_ms = journal_delay_ms;
   test_log_clear ();
   assert_int_equal (cdev_sim_create (DEVICE_BYTES, &c->cd), 0);

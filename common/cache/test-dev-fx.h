@@ -10,7 +10,8 @@
  * (ncache_device_open_cdev) on a simulated cdev with 64 KiB buckets, one
  * writeback export "over" a memory backing store, writeback and the
  * sequential cutoff off (so written data stays dirty in the cache and
- * the backing store never sees it); a byte model of what the export
+ * the backing store never sees it; a test may pick another mode); a
+ * crash (power loss of the device) and reopen; a byte model of what the export
  * holds; writes of a seeded pattern; reads checked against the model; the
  * device byte where an export block is cached; the device's counters.
  * WHY: both programs need exactly this world; one copy keeps them alike.
@@ -19,7 +20,7 @@
  * is a parameter.
  * SEED: the patterns derive from `seed`, which each program sets from
  * NBDCACHE_SEED (printed).
- * NOT HERE: crashes (cdev_sim_*: the programs' own), damage.
+ * NOT HERE: damage (cdev_sim_poke: the programs' own).
  */
 #ifndef NBDCACHE_TEST_DEV_FX_H
 #define NBDCACHE_TEST_DEV_FX_H
@@ -44,6 +45,8 @@ extern uint64_t seed;
 
 struct ctx {
   const char *name;             /* of the device and the export */
+  enum ncache_mode mode;        /* of the export: writeback unless a
+                                   test sets another before an attach */
   unsigned journal_delay_ms;
   struct cdev *cd;              /* held: outlives the device */
   struct ncache_device *dev;
@@ -62,8 +65,13 @@ void ctx_open (struct ctx *c, const char *name, unsigned journal_delay_ms,
                bool checksums);
 /* Open the device (format it if create) and the export over c->b. */
 void ctx_attach (struct ctx *c, bool create);
-/* Close the export and the device; the simulated device stays. */
+/* Close the export and the device; the simulated device stays, and a
+ * copy of the backing store's bytes waits for the next attach.  With
+ * crash, the device dies at its next write first and loses every write
+ * not synced (cdev_sim_crash).
+ */
 void ctx_detach (struct ctx *c);
+void ctx_crash (struct ctx *c);
 void ctx_close (struct ctx *c);
 
 /* The model's bytes [offset, offset + len) get pattern `tag`; then they
