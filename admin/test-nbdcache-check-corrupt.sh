@@ -4,16 +4,22 @@
 # dirty data: DAMAGED, never clean.
 #
 # WHAT: common/cache/test-corrupt builds a writeback cache full of dirty
-# data (a clean and a crashed image) and writes every image it opens to a
-# directory: the two base images, a genuinely torn last bset, and the
+# data (a clean, a crashed and a crashed one whose newest journal entry
+# carries its data inline, version 4) and writes every image it opens to
+# a directory: the three base images, the inline one with the data of its
+# newest write lost (the next open writes it back), a genuinely torn last
+# bset, and the
 # corruptions (a zeroed bset in the middle of a node's chain, a zeroed key
 # block of a durable bset, bset.seq = 0 and a key count one short with
 # recomputed checksums, a bad checksum on a durable bset, a journal entry
 # with seq 2^64 - 1, the newest journal entry with one bit flipped or one
-# 512-byte sector zeroed, a prio gen rolled back against the keys and against
+# 512-byte sector zeroed, one byte of the version 4 entry's inline data
+# flipped (stamp left bad or recomputed), a prio gen rolled back against
+# the keys and against
 # the other prio copy, the newer superblock copy's export URI changed, a
 # dirty key of an export id the table does not have).  nbdcache check
-# must say clean (exit 0) for the first three and for the unclean image
+# must say clean (exit 0) for the base images, the lost inline data and
+# the torn bset, and for the unclean image
 # with its journal in the version 1 layout, and DAMAGED (exit 1) for
 # every corruption, and must not change any image.  nbdcache check --json
 # on every image must print one JSON document that says the same: status,
@@ -122,12 +128,15 @@ check clean 0 clean
 check unclean 0 clean
 check torn-bset 0 clean
 check journal-plain 0 clean
+check inline 0 clean
+check inline-data-lost 0 clean
 for m in zero-middle-bset zero-newest-bset-keys bset-seq-0 bset-nkeys-short \
          old-bad-bset journal-seq-max journal-newest-bit \
          journal-newest-sector prio-gen-rollback \
          prio-gen-rollback-journal \
          prio-copies-gen-backwards sb-export-uri-flip \
-         dirty-key-foreign-export; do
+         dirty-key-foreign-export inline-data-flip \
+         inline-data-flip-stamped; do
     check "$m" 1 DAMAGED
 done
 

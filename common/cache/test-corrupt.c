@@ -5,10 +5,16 @@
  * WHAT: builds a cache device (simulated, cdev-sim) through the engine's
  * API — writeback mode, writeback off, so everything written stays DIRTY
  * in the cache — in several open/write/close cycles, so btree nodes carry
- * chains of bsets whose journal entries were reclaimed long ago.  Two
- * base images: "clean" (the last close was clean) and "unclean" (more
+ * chains of bsets whose journal entries were reclaimed long ago.  Three
+ * base images: "clean" (the last close was clean), "unclean" (more
  * writes, a FLUSH, then the device dies and loses power: the last writes
- * exist only in pending journal entries).  Each test restores a base
+ * exist only in pending journal entries; their one commit is too big to
+ * carry its data, so the newest entry is version 2) and "inline" (from
+ * the unclean one: four more writes and a FLUSH whose one-sync commit
+ * carries their data, journal.c REDO, so the newest entry is version 4;
+ * then the crash).  The unclean and inline writes run with a long
+ * journal delay: only their FLUSH commits, so which version is newest
+ * never depends on timing.  Each test restores a base
  * image, mutates metadata, reopens the device and the export and reads
  * every block back.  The outcome must be "refused" (the device or the
  * export does not open) or "correct" (every block reads what was last
@@ -19,7 +25,11 @@
  * key count one short (both with a recomputed checksum); the newest
  * journal entry's seq set to 2^64 - 1 (recomputed checksum); a prio gen
  * rolled back against the index's keys, against the journal's keys and
- * against the other prio copy; the
+ * against the other prio copy; one byte of the version 4 entry's inline
+ * data flipped (its sector's stamp left bad, or every stamp recomputed:
+ * refused, never dropped as torn nor redone with the wrong bytes); the
+ * data blocks that entry carries zeroed (never arrived: the next open
+ * writes them back, every block reads right); the
  * newer superblock copy's export URI changed; a dirty key moved to an
  * export id the table does not have (all with recomputed checksums); a
  * bad checksum on a bset whose
@@ -77,6 +87,7 @@
 #define CYCLES 4
 #define WRITES_PER_CYCLE 500
 #define UNCLEAN_WRITES 300
+#define INLINE_WRITES 4         /* <= JOURNAL_INLINE_MAX_BLOCKS */
 
 /* ---- the data: every block of every version is distinct ---- */
 
@@ -99,18 +110,27 @@ struct world {
   struct cdev *cd;
   struct test_store *store;
   uint32_t version[NR_BLOCKS];  /* 0 = the backing's initial data */
-  unsigned char *clean, *unclean; /* base images */
+  unsigned char *clean, *unclean, *inl; /* base images */
+  uint32_t inline_blocks[INLINE_WRITES]; /* what inl's newest write holds */
   uint64_t seed;
 };
 
 static struct world W;
 
+/* Journal delays: the cycles of the clean image commit on their own too;
+ * the unclean and inline images' writes commit only at their FLUSH, so
+ * what kind of entry is newest never depends on timing.
+ */
+#define SHORT_DELAY_MS 5
+#define LONG_DELAY_MS 600000
+
 static int
-open_all (bool create, struct ncache_device **dev, struct ncache_export **nc)
+open_all_delay (bool create, unsigned delay_ms, struct ncache_device **dev,
+                struct ncache_export **nc)
 {
   const struct ncache_device_tuning tuning = {
     .node_cache_bytes = 1u << 20,
-    .journal_delay_ms = 5,
+    .journal_delay_ms = delay_ms,
     .format_bucket_bytes = BUCKET_BYTES,
     .gc_off = true,
   };
@@ -138,6 +158,12 @@ open_all (bool create, struct ncache_device **dev, struct ncache_export **nc)
     return r;
   }
   return 0;
+}
+
+static int
+open_all (bool create, struct ncache_device **dev, struct ncache_export **nc)
+{
+  return open_all_delay (create, SHORT_DELAY_MS, dev, nc);
 }
 
 static void
@@ -275,9 +301,12 @@ copy_of (const unsigned char *base)
   return p;
 }
 
-/* Versions as of the clean image (the unclean writes undone). */
+/* Versions as of the clean image (the unclean writes undone), the
+ * unclean one and the inline one.
+ */
 static uint32_t clean_version[NR_BLOCKS];
 static uint32_t unclean_version[NR_BLOCKS];
+static uint32_t inline_version[NR_BLOCKS];
 
 static void
 expect_clean (void)
@@ -289,6 +318,12 @@ static void
 expect_unclean (void)
 {
   memcpy (W.version, unclean_version, sizeof W.version);
+}
+
+static void
+expect_inline (void)
+{
+  memcpy (W.version, inline_version, sizeof W.version);
 }
 
 /* Run mutant m of the clean (or unclean) image; it must be refused.
@@ -322,7 +357,17 @@ clean_newest_bset (unsigned min_bsets, unsigned char **m_out,
   return (struct nc_bset *) (*m_out + *off_out);
 }
 
-/* ---- setup: the two base images ---- */
+/* ---- setup: the base images ---- */
+
+/* The device dies at its next write and loses every unsynced one. */
+static void
+crash (struct ncache_export *nc, struct ncache_device *dev)
+{
+  cdev_sim_fail_at_write (W.cd, cdev_sim_nr_writes (W.cd) + 1);
+  ncache_close (nc);
+  ncache_device_close (dev);
+  cdev_sim_crash (W.cd, 0);
+}
 
 static int
 setup (void **state)
@@ -358,15 +403,38 @@ setup (void **state)
   /* Unclean: more writes, a FLUSH (journal durable, leaves not written),
    * then the device dies and loses its unsynced writes.
    */
-  assert_int_equal (open_all (false, &dev, &nc), 0);
+  assert_int_equal (open_all_delay (false, LONG_DELAY_MS, &dev, &nc), 0);
   write_blocks (nc, &rng, UNCLEAN_WRITES, CYCLES + 1);
-  cdev_sim_fail_at_write (W.cd, cdev_sim_nr_writes (W.cd) + 1);
-  ncache_close (nc);
-  ncache_device_close (dev);
-  cdev_sim_crash (W.cd, 0);
+  crash (nc, dev);
   W.unclean = malloc (DEVICE_BYTES);
   assert_non_null (W.unclean);
   cdev_sim_peek (W.cd, 0, W.unclean, DEVICE_BYTES);
+  memcpy (unclean_version, W.version, sizeof W.version);
+
+  /* Inline: from the unclean image, a few more writes and a FLUSH, which
+   * costs one sync (journal.c REDO: the entry, version 4, carries their
+   * data), then the crash.
+   */
+  assert_int_equal (open_all_delay (false, LONG_DELAY_MS, &dev, &nc), 0);
+  for (b = 0; b < INLINE_WRITES; b++) {
+    unsigned char buf[NC_BLOCK_BYTES];
+    uint32_t block = (uint32_t) test_rng_below (&rng, NR_BLOCKS / 2) * 2;
+
+    fill_block (buf, block, CYCLES + 2);
+    assert_int_equal (ncache_pwrite (nc, buf, sizeof buf,
+                                     (uint64_t) block * NC_BLOCK_BYTES, 0),
+                      0);
+    W.version[block] = CYCLES + 2;
+    W.inline_blocks[b] = block;
+  }
+  c = (uint32_t) cdev_sim_nr_syncs (W.cd);
+  assert_int_equal (ncache_flush (nc, 0), 0);
+  assert_int_equal (cdev_sim_nr_syncs (W.cd) - c, 1);
+  crash (nc, dev);
+  W.inl = malloc (DEVICE_BYTES);
+  assert_non_null (W.inl);
+  cdev_sim_peek (W.cd, 0, W.inl, DEVICE_BYTES);
+  memcpy (inline_version, W.version, sizeof W.version);
   return 0;
 }
 
@@ -376,6 +444,7 @@ teardown (void **state)
   (void) state;
   free (W.clean);
   free (W.unclean);
+  free (W.inl);
   cdev_close (W.cd);
   test_store_destroy (W.store);
   return 0;
@@ -392,6 +461,8 @@ test_base_images (void **state)
   assert_int_equal (run_mutant ("clean", W.clean), CORRECT);
   expect_unclean ();
   assert_int_equal (run_mutant ("unclean", W.unclean), CORRECT);
+  expect_inline ();
+  assert_int_equal (run_mutant ("inline", W.inl), CORRECT);
 }
 
 /* The header block of a bset in the middle of a live leaf's chain,
@@ -483,8 +554,7 @@ test_journal_seq_max (void **state)
   e = (void *) jentry_at (&im, off, JOURNAL_MAX_ENTRY_BLOCKS);
   assert_non_null (e);
   assert_true (e->nkeys > 0);
-  assert_true (e->version == NC_JENTRY_VERSION ||
-               e->version == NC_JENTRY_VERSION_INLINE);
+  assert_int_equal (e->version, NC_JENTRY_VERSION);
   bytes = jentry_payload_bytes (e->version, e->nblocks);
   e = memcpy (malloc (bytes), e, bytes);
   e->seq = UINT64_MAX;
@@ -669,8 +739,8 @@ test_journal_newest_damaged (void **state)
     image_load (&im, m);
     off = newest_jentry (&im);
     e = (const void *) (m + off);
-    assert_true (e->nblocks >= 1 && (e->version == NC_JENTRY_VERSION ||
-                                     e->version == NC_JENTRY_VERSION_INLINE));
+    assert_true (e->nblocks >= 1);
+    assert_int_equal (e->version, NC_JENTRY_VERSION);
     if (how == 0)
       m[off + 2 * NC_JSECTOR_BYTES + 40] ^= 0x08;
     else
@@ -678,6 +748,100 @@ test_journal_newest_damaged (void **state)
     must_refuse (how == 0 ? "journal-newest-bit" : "journal-newest-sector",
                  m, true);
   }
+}
+
+/* ---- the inline image: its newest entry is version 4 ---- */
+
+/* A copy of the inline image (*m_out, the caller's), its newest entry's
+ * ring byte offset (*off) and that entry's payload (valid until the next
+ * image parse).
+ */
+static const struct nc_jentry *
+inline_newest (unsigned char **m_out, struct image *im, uint64_t *off)
+{
+  const struct nc_jentry *e;
+
+  *m_out = copy_of (W.inl);
+  image_load (im, *m_out);
+  *off = newest_jentry (im);
+  e = jentry_at (im, *off, JOURNAL_MAX_ENTRY_BLOCKS);
+  assert_non_null (e);
+  assert_int_equal (e->version, NC_JENTRY_VERSION_INLINE);
+  assert_true (e->flags & NC_JENTRY_INLINE_DATA);
+  assert_true (jentry_inline_bytes (e->keys, e->nkeys) >=
+               (uint64_t) INLINE_WRITES * NC_BLOCK_BYTES);
+  return e;
+}
+
+/* One byte of the inline data of the inline image's newest entry (the
+ * FLUSHed writes, on the device nowhere else for sure) flipped: as is
+ * (that sector's stamp fails) or re-framed (every stamp good, the
+ * entry's checksum fails).  Written whole, then damaged: refused, never
+ * dropped as a torn write (which would lose the FLUSHed writes) nor
+ * replayed with the wrong bytes redone.
+ */
+static void
+test_journal_inline_data_flip (void **state)
+{
+  static unsigned char p[JOURNAL_MAX_ENTRY_BLOCKS * NC_BLOCK_BYTES];
+  unsigned how;
+  (void) state;
+
+  for (how = 0; how < 2; how++) {
+    struct image im;
+    unsigned char *m;
+    uint64_t off, poff;
+    const struct nc_jentry *e = inline_newest (&m, &im, &off);
+    size_t bytes = jentry_payload_bytes (e->version, e->nblocks);
+
+    /* A byte in the middle of the second carried block. */
+    poff = sizeof *e + (uint64_t) e->nkeys * sizeof (struct nc_key)
+      + NC_BLOCK_BYTES + NC_BLOCK_BYTES / 2 + 3;
+    if (how == 0)
+      m[off + poff / NC_JSECTOR_PAYLOAD_BYTES * NC_JSECTOR_BYTES
+        + poff % NC_JSECTOR_PAYLOAD_BYTES] ^= 0x40;
+    else {
+      memcpy (p, e, bytes);
+      p[poff] ^= 0x40;
+      jentry_frame ((const struct nc_jentry *) p, jstamp_seed (im.sb.uuid),
+                    m + off);
+    }
+    expect_inline ();
+    assert_int_equal (run_mutant (how == 0 ? "inline-data-flip"
+                                  : "inline-data-flip-stamped", m), REFUSED);
+    free (m);
+  }
+}
+
+/* The data blocks the inline image's newest write carries, zeroed on the
+ * device (its data writes never arrived: the one sync covered the entry
+ * only): the next open writes them back from the entry and every block
+ * reads what was FLUSHed.
+ */
+static void
+test_journal_inline_data_lost (void **state)
+{
+  struct image im;
+  unsigned char *m;
+  uint64_t off;
+  const struct nc_jentry *e = inline_newest (&m, &im, &off);
+  uint32_t k, zeroed = 0;
+  (void) state;
+
+  for (k = 0; k < e->nkeys; k++) {
+    const struct nc_key *key = &e->keys[k];
+
+    if (key->flags & (NC_KEY_ZERO | NC_KEY_DELETE))
+      continue;
+    memset (m + bucket_byte (&im, key->bucket)
+            + (uint64_t) key->offset * NC_BLOCK_BYTES, 0,
+            (size_t) key->size * NC_BLOCK_BYTES);
+    zeroed += key->size;
+  }
+  assert_true (zeroed >= INLINE_WRITES);
+  expect_inline ();
+  assert_int_equal (run_mutant ("inline-data-lost", m), CORRECT);
+  free (m);
 }
 
 /* The unclean image as the version 1 writer would have left it: every
@@ -937,10 +1101,7 @@ setup_all (void **state)
   for (c = 1; c <= CYCLES; c++)
     for (i = 0; i < WRITES_PER_CYCLE; i++)
       clean_version[test_rng_below (&rng, NR_BLOCKS / 2) * 2] = c;
-  if (setup (state) != 0)
-    return -1;
-  memcpy (unclean_version, W.version, sizeof W.version);
-  return 0;
+  return setup (state);
 }
 
 int
@@ -955,6 +1116,8 @@ main (void)
     cmocka_unit_test (test_old_bad_bset_refused),
     cmocka_unit_test (test_journal_seq_max),
     cmocka_unit_test (test_journal_newest_damaged),
+    cmocka_unit_test (test_journal_inline_data_flip),
+    cmocka_unit_test (test_journal_inline_data_lost),
     cmocka_unit_test (test_journal_plain_upgrade),
     cmocka_unit_test (test_prio_gen_rollback),
     cmocka_unit_test (test_prio_gen_rollback_journal),
