@@ -130,7 +130,8 @@ ssd = {"name": "ssd", "path": "/dev/fake-ssd", "size_bytes": 32 * M,
        "moving_gc_runs": 1, "moving_gc_bytes": 2 * M, "discards": 40,
        "discard_batches": 4, "discard_errors": 0, "journal_commits": 50,
        "journal_entries": 52, "journal_keys": 300, "journal_waiters": 75,
-       "journal_max_batch_waiters": 9, "btree_depth": 2,
+       "journal_max_batch_waiters": 9, "journal_inlined": 7,
+       "btree_depth": 2,
        "btree_nodes_in_memory": 12, "btree_node_bytes_in_memory": 3 * M,
        "node_reads": 4, "node_writes": 30}
 evil = dict(disk, name="ev\x1b[2Jil")
@@ -279,7 +280,7 @@ run 0 "stats" stats --socket "$sock" &&
     expect out "evictions     11 buckets" "stats: evictions" &&
     expect out "3 runs, freed 17 buckets" "stats: gc" &&
     expect out "40 buckets in 4 batches (10.0 per batch)" "stats: discards" &&
-    expect out "journal       50 commits, 52 entries, 300 keys" \
+    expect out "journal       50 commits, 52 entries, 300 keys, 7 writes carried their data (one sync each)" \
         "stats: journal" &&
     expect out "group commit  1.5 waiters per commit on average, at most 9" \
         "stats: journal batches" &&
@@ -305,6 +306,7 @@ assert [e["name"] for e in doc["exports"]] == ["disk", "plain"]
 assert doc["exports"][0]["hits"] == 30
 assert doc["exports"][1]["cache"] is None
 assert doc["caches"][0]["journal_max_batch_waiters"] == 9
+assert doc["caches"][0]["journal_inlined"] == 7
 EOF
     fail "stats --json output is not the document"
 [ "$(wc -l <"$tmp/out")" -eq 1 ] && ok "stats --json: one line" ||

@@ -238,6 +238,12 @@ for src in ("cli", "http"):
         for key in ("size_bytes", "bucket_bytes", "buckets"):
             assert value(fams, "nbdcache_cache_" + key, cache=c["name"]) \
                 == c[key], (src, key)
+        # Between the two documents (writeback's commits may move it).
+        ca = [x for x in after["caches"] if x["name"] == c["name"]][0]
+        assert fams["nbdcache_cache_journal_inlined_total"][0] == "counter"
+        assert c["journal_inlined"] <= value(
+            fams, "nbdcache_cache_journal_inlined_total", cache=c["name"]) \
+            <= ca["journal_inlined"], src
 print("cli and http agree with the JSON")
 EOF
         ok "--prometheus and GET /metrics: $(cat "$tmp/cmp")"

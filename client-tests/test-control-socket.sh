@@ -116,7 +116,7 @@ DEVICE_FIELDS = """size_bytes bucket_bytes buckets free_buckets data_buckets
  evictions gc_runs gc_freed_buckets gc_stale_keys gc_fixed_buckets
  moving_gc_runs moving_gc_bytes moving_gc_nospc discards discard_batches discard_errors
  journal_commits journal_entries journal_keys journal_waiters
- journal_max_batch_waiters btree_depth btree_nodes_in_memory
+ journal_max_batch_waiters journal_inlined btree_depth btree_nodes_in_memory
  btree_node_bytes_in_memory node_reads node_writes data_checksums
  corrupt_clean_blocks corrupt_dirty_blocks checksum_page_writes""".split()
 
@@ -142,6 +142,12 @@ h.zero(M, 10 * M)
 model[10 * M:11 * M] = bytes(M)
 check(h.pread(65536, 5 * M + 4096) == writes[1][1], "read back")
 h.pread(M, 30 * M)                        # a hole: may cost no engine read
+# A FLUSH commits the big writes; then a 4 KiB FUA write is a journal
+# write of its own that carries its data (journal_inlined).
+h.flush()
+small = os.urandom(4096)
+h.pwrite(small, 33 * M, nbd.CMD_FLAG_FUA)
+model[33 * M:33 * M + 4096] = small
 
 # 2. stats.
 doc = one(b"stats\n")
@@ -160,8 +166,8 @@ d = exports["disk"]
 check(d["mode"] == "writeback" and d["cache"] == "ssd" and
       d["readonly"] is False and d["size_bytes"] == 64 * M,
       "stats: disk: mode, cache, readonly, size")
-check(d["writes"] == 3 and d["zeroes"] == 1 and
-      d["bytes_written"] == 3 * M + 65536 and d["reads"] >= 1 and
+check(d["writes"] == 4 and d["zeroes"] == 1 and
+      d["bytes_written"] == 3 * M + 65536 + 4096 and d["reads"] >= 1 and
       d["bytes_read"] >= 65536,
       "stats: disk: writes %d zeroes %d bytes_written %d reads %d "
       "bytes_read %d" % (d["writes"], d["zeroes"], d["bytes_written"],
@@ -188,6 +194,10 @@ if caches:
           "stats: cache: plausible sizes %s" % {k: c.get(k) for k in
           ["bucket_bytes", "buckets", "free_buckets", "size_bytes",
            "live_bytes"]})
+    check(1 <= c.get("journal_inlined", 0) <= c.get("journal_commits", 0),
+          "stats: cache: the small FUA write's commit carried its data "
+          "(journal_inlined %s of %s commits)"
+          % (c.get("journal_inlined"), c.get("journal_commits")))
 
 # 3. One export, unknown names, bad commands.
 doc = one(b"stats disk\n")

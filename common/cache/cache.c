@@ -957,6 +957,7 @@ ncache_device_get_stats (struct ncache_device *dev,
   st->journal_keys = js.keys;
   st->journal_waiters = js.waiters;
   st->journal_max_batch_waiters = js.max_batch_waiters;
+  st->journal_inlined = js.inlined;
   st->btree_depth = bts.depth;
   st->btree_nodes_in_memory = bts.nodes_in_memory;
   st->btree_node_bytes_in_memory = bts.node_bytes_in_memory;

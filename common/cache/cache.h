@@ -519,6 +519,10 @@ struct ncache_device_stats {
   uint64_t discards, discard_batches, discard_errors; /* discards: buckets */
   uint64_t journal_commits, journal_entries, journal_keys,
     journal_waiters, journal_max_batch_waiters;
+  uint64_t journal_inlined;     /* journal writes whose entries carried
+                                   their data: one cache-device sync for
+                                   a small FLUSH/FUA (nbdcache-format(5)
+                                   Redo) */
   uint64_t btree_depth, btree_nodes_in_memory, btree_node_bytes_in_memory;
   uint64_t node_reads, node_writes;
   /* Data checksums (nbdcache-format(5)): 1 if the cache has them; blocks
@@ -543,6 +547,7 @@ void ncache_device_get_stats (struct ncache_device *dev,
   X (discards, 1) X (discard_batches, 1) X (discard_errors, 1)          \
   X (journal_commits, 1) X (journal_entries, 0) X (journal_keys, 0)     \
   X (journal_waiters, 0) X (journal_max_batch_waiters, 1)               \
+  X (journal_inlined, 0)                                                \
   X (btree_depth, 0) X (btree_nodes_in_memory, 0)                       \
   X (btree_node_bytes_in_memory, 0) X (node_reads, 0) X (node_writes, 0) \
   X (data_checksums, 0) X (corrupt_clean_blocks, 1)                     \

@@ -133,6 +133,8 @@ static const struct prom_field cache_fields[] = {
     "Requests that waited for a journal commit (group commit)." },
   { "journal_max_batch_waiters", NULL, GAUGE,
     "Most waiters one journal commit has served." },
+  { "journal_inlined", NULL, COUNTER, "Journal writes whose entries "
+    "carried their data (one cache-device sync per small FLUSH or FUA)." },
   { "btree_depth", NULL, GAUGE, "Depth of the index." },
   { "btree_nodes_in_memory", NULL, GAUGE, "Index nodes in memory." },
   { "btree_node_bytes_in_memory", NULL, GAUGE,
