@@ -4,8 +4,8 @@
 # finds a damaged cached block, and the server never serves it.
 #
 # WHAT: nbdcached caches a disk in writeback mode: 64 blocks written
-# (dirty), 64 other blocks of the disk read (promoted: clean), FLUSH, and
-# the server is killed (so writeback, which starts when the export has
+# (dirty), 64 other blocks of the disk read (promoted: clean), FLUSH, one
+# more block written with FUA, and the server is killed (so writeback, which starts when the export has
 # been idle for a second, leaves the written blocks dirty; the keys are
 # in the journal, pending replay).  `nbdcache check
 # --data` says clean and counts the blocks.  Then, each on a fresh copy of
@@ -17,13 +17,22 @@
 #          right, and its stats count the corrupt dirty block;
 #   clean: one bit of a clean block flipped: check --data exits 0 with a
 #          note "1 clean block"; the server serves the block right (from
-#          the disk) and counts a corrupt clean block.
+#          the disk) and counts a corrupt clean block;
+#   inline: a last FUA write after the FLUSH is a journal write of its own
+#          whose entry (version 4) carries its block: check reports the
+#          inline data and check --data counts the block as "next open
+#          rewrites them" instead of verifying it (also on the undamaged
+#          device); with one bit of its cached copy flipped check --data
+#          still exits 0, and a restarted server writes it back from the
+#          entry (its log says so) and serves it right.
 # All of it twice: a buffered cache (direct = no) and an O_DIRECT one
 # (direct = yes), whose hits the loop thread reads through its io_uring:
 # there the damaged dirty block must be found by the ring's completion
 # and the read redone by a worker (the server's debug line counts it).
 # HOW: a cached block is found in the cache file by its content (each
-# block written or read has a unique 16-byte tag), python3.
+# block written or read has a unique 16-byte tag), python3.  The inline
+# block holds its tag once, at its start: the journal entry's copy of it
+# (in stamped sectors) then never starts a 4 KiB block of the file.
 set -e
 . "${srcdir:-.}/functions.sh"
 requires nbdsh python3 sha256sum
@@ -61,6 +70,8 @@ for i in range(64):
 for i in range(64):
     assert h.pread(4096, (1000 + i) * 4096) == b\"CLEAN-BLOCK-%04d\" % i * 256
 h.flush()
+h.pwrite(b\"INLINE-BLOCK-000\" + b\"inline data \" * 340, 2000 * 4096,
+         nbd.CMD_FLAG_FUA)
 ' && touch $dir/written && kill -9 \$PPID" || rc=$?
 [ -e "$dir/written" ] || die "writing and reading through the cache failed"
 # A dirty block that was not written back (normally all of them).
@@ -84,6 +95,13 @@ cat "$dir/check.out"
   die "the undamaged cache is not clean (exit $rc)"
 grep -q "^data: ok, [0-9]* blocks verified, 0 corrupt" "$dir/check.out" ||
   die "check --data did not report the blocks it verified"
+# The FUA write after the FLUSH: a journal write of its own whose entry
+# (version 4) carries its block; the next open writes it back.
+grep -q "^journal: the newest write carries the data of 1 key inline; the next open writes it back where the index still points at it" \
+  "$dir/check.out" || die "check did not report the entry's inline data"
+grep -q "^data: 1 of them not verified: the newest journal write carries them, the next open rewrites them" \
+  "$dir/check.out" ||
+  die "check --data did not count the inline block as rewritten at the next open"
 cp "$dir/ssd.img" "$dir/pristine.img"
 
 # flip TAG: flip a bit in the cached block that starts with TAG.
@@ -173,6 +191,35 @@ cat "$dir/server.err"
 grep -q "corrupt_clean_blocks 1" "$dir/server.err" ||
   die "clean: the server's stats do not count the corrupt clean block"
 echo "direct = $direct: clean: check --data exit 0 with a note, served from the disk: OK"
+
+# ---- inline ----
+# The block the newest journal entry carries, damaged in its cached copy
+# (as if its write never reached the device): not verified, so not
+# reported; the next open writes it back from the entry and serves it.
+cp "$dir/pristine.img" "$dir/ssd.img"
+flip "INLINE-BLOCK-000"
+rc=0
+"$NBDCACHE_TOOL" check --data "$dir/ssd.img" > "$dir/check.out" 2>&1 || rc=$?
+cat "$dir/check.out"
+[ $rc = 0 ] && grep -q "^result: clean" "$dir/check.out" ||
+  die "inline: check --data exited $rc, not 0 (the block is rewritten at open)"
+grep -q "^data: 1 of them not verified" "$dir/check.out" ||
+  die "inline: check --data did not count the block as rewritten"
+! grep -q "fails its" "$dir/check.out" ||
+  die "inline: check --data verified the block the entry carries"
+run_server nbdcached "$dir/c.conf" disk -- \
+  "nbdsh -u \"\$uri\" -c '
+assert h.pread(4096, 2000 * 4096) == \\
+    b\"INLINE-BLOCK-000\" + b\"inline data \" * 340
+'" 2> "$dir/server.err" || {
+  cat "$dir/server.err"
+  die "inline: the block was not written back from the journal"
+}
+grep -q "1 block(s) of the newest journal write rewritten from its entries" \
+  "$dir/server.err" || die "inline: the server did not log the rewrite"
+grep -q "corrupt_dirty_blocks 0" "$dir/server.err" ||
+  die "inline: the server counted a corrupt dirty block"
+echo "direct = $direct: inline: not verified by check, rewritten at open: OK"
 }
 
 scenario no
