@@ -62,6 +62,7 @@ struct tally {
   unsigned problems;            /* damage: exit 1 */
   unsigned notes;               /* worth knowing, not damage */
   bool trouble;                 /* I/O error: exit 2 */
+  bool newer;                   /* refused: a newer version wrote it */
   struct json_object *lines;    /* --json: the report lines; NULL: text */
 };
 
@@ -108,6 +109,12 @@ stage_ok (struct tally *t, const char *what, int r)
   if (r == -EBADMSG) {
     say (t, PROBLEM, what, "DAMAGED (see the messages above)");
     t->problems++;
+  }
+  else if (r == -EPROTONOSUPPORT) {
+    say (t, PROBLEM, what, "REFUSED: written by a newer version of "
+         "nbdcache (see the messages above)");
+    t->problems++;
+    t->newer = true;
   }
   else {
     say (t, TROUBLE, what, "cannot check: %s", strerror (-r));
@@ -476,7 +483,7 @@ static const struct option check_options[] = {
 int
 cmd_check (int argc, char **argv)
 {
-  struct tally t = { 0, 0, false, NULL };
+  struct tally t = { 0, 0, false, false, NULL };
   struct json_report jr = { NULL, NULL, 0, NULL };
   struct inspect *in = NULL;
   const char *path, *result;
@@ -554,11 +561,14 @@ cmd_check (int argc, char **argv)
   }
 
   status = t.trouble ? EXIT_TROUBLE : t.problems > 0 ? EXIT_DAMAGED : EXIT_OK;
-  result = t.trouble ? "incomplete" : t.problems > 0 ? "damaged" : "clean";
+  result = t.trouble ? "incomplete" : t.newer ? "newer-version" :
+    t.problems > 0 ? "damaged" : "clean";
   if (json)
     status = print_json (path, in, &t, &jr, result, status);
   else if (t.trouble)
     printf ("result: INCOMPLETE: I/O errors stopped the check\n");
+  else if (t.newer)
+    printf ("result: REFUSED: written by a newer version of nbdcache\n");
   else if (t.problems > 0)
     printf ("result: DAMAGED: %u problem%s\n", t.problems,
             t.problems == 1 ? "" : "s");

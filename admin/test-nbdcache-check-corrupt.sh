@@ -20,7 +20,9 @@
 # dirty key of an export id the table does not have).  nbdcache check
 # must say clean (exit 0) for the base images, the lost inline data and
 # the torn bset, and for the unclean image
-# with its journal in the version 1 layout, and DAMAGED (exit 1) for
+# with its journal in the version 1 layout, REFUSED (exit 1, "written by a
+# newer version") for the newest journal entry rewritten as version 5,
+# and DAMAGED (exit 1) for
 # every corruption, and must not change any image.  nbdcache check --json
 # on every image must print one JSON document that says the same: status,
 # exit status, problem count, every report line and PROBLEM detail of the
@@ -99,11 +101,13 @@ status = int(sys.argv[3])
 assert doc["exit_status"] == status, doc["exit_status"]
 assert text[0].startswith("checking ") and text[-1].startswith("result: ")
 result = text[-1][len("result: "):]
-want = {"clean": "clean", "DAMAGED": "damaged",
+want = {"clean": "clean", "DAMAGED": "damaged", "REFUSED": "newer-version",
         "INCOMPLETE": "incomplete"}[result.split(":")[0].split(" ")[0]]
 assert doc["status"] == want, (doc["status"], want)
 m = re.match(r"DAMAGED: (\d+) problems?$", result)
-assert doc["counts"]["problems"] == (int(m.group(1)) if m else 0), doc["counts"]
+assert doc["counts"]["problems"] == (int(m.group(1)) if m else
+                                     1 if want == "newer-version" else 0), \
+    doc["counts"]
 body = text[1:-1]
 lines = [l for l in body if not l.startswith("  ")]
 details = [l.strip()[len("PROBLEM: "):] if l.strip().startswith("PROBLEM: ")
@@ -114,7 +118,7 @@ assert doc["details"] == details, (doc["details"], details)
 probs = ["%s: %s" % (p["stage"], p["message"]) for p in doc["problems"]]
 assert probs == ["%s: %s" % (l["stage"], l["message"]) for l in doc["lines"]
                  if l["kind"] == "problem"]
-assert (len(probs) > 0) == (want == "damaged"), probs
+assert (len(probs) > 0) == (want in ("damaged", "newer-version")), probs
 print("%s, %d lines, %d problems" % (want, len(got), len(probs)))
 EOF
         echo "ok: $1: --json agrees ($(cat "$tmp/cmp"))"
@@ -130,6 +134,7 @@ check torn-bset 0 clean
 check journal-plain 0 clean
 check inline 0 clean
 check inline-data-lost 0 clean
+check journal-newer-version 1 "REFUSED: written by a newer version of nbdcache"
 for m in zero-middle-bset zero-newest-bset-keys bset-seq-0 bset-nkeys-short \
          old-bad-bset journal-seq-max journal-newest-bit \
          journal-newest-sector prio-gen-rollback \

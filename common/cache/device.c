@@ -267,7 +267,9 @@ ncache_device_open_cdev (const char *name, struct cdev *cd, bool create,
   if (r < 0) {
     log_error ("cache '%s' (%s): cannot open: %s%s", dev->name, cd->path,
                strerror (-r),
-               r == -EBADMSG ? " (metadata is corrupt; it is not used)" : "");
+               r == -EBADMSG ? " (metadata is corrupt; it is not used)" :
+               r == -EPROTONOSUPPORT ? " (written by a newer version of "
+               "nbdcache; it is not used)" : "");
     goto err;
   }
   device_finish_forgets (dev);

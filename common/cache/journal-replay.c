@@ -58,7 +58,7 @@
  * on its first sector was written whole by a newer build.  If it is
  * newer than every valid entry, a missing link of the chain, or an entry
  * newer than E, the device is refused with a message that names the
- * entry's version (never "damaged"): -EBADMSG all the same, nothing is
+ * entry's version (never "damaged"): -EPROTONOSUPPORT, nothing is
  * replayed or written.  One older than the chain is not needed and is
  * ignored like any stale block.
  *
@@ -89,8 +89,9 @@
  * level).  Corruption — two different entries with one seq, a durable
  * entry missing, a newer entry written whole but damaged, a chain out of
  * ring order, an entry changed since the scan, no complete chain, a
- * stamp no write makes, a needed entry of a newer version — is logged
- * once and returns -EBADMSG; I/O
+ * stamp no write makes — is logged once and returns -EBADMSG; a needed
+ * entry of a newer version is logged once and returns -EPROTONOSUPPORT;
+ * I/O
  * errors and -ENOMEM are returned as they come; a non-zero return from
  * the replay callback stops replay and is returned.  A failed replay
  * leaves the journal unreplayed, so it cannot be started.
@@ -333,7 +334,7 @@ note_newer (const struct ring_geom *g, const void *raw, uint32_t pos,
 }
 
 /* If entry seq (at ring block pos, or anywhere if pos is UINT32_MAX) is
- * of a newer version: say so, -EBADMSG.  Else 0.
+ * of a newer version: say so, -EPROTONOSUPPORT.  Else 0.
  */
 static int
 refuse_newer (const struct ring_geom *g, const struct newer_vec *nv,
@@ -349,7 +350,7 @@ refuse_newer (const struct ring_geom *g, const struct newer_vec *nv,
                  "up to %u): refusing the cache; open it with the version "
                  "that wrote it", g->cd->path, seq, nv->v[i].pos,
                  nv->v[i].version, NC_JENTRY_VERSION_INLINE);
-      return -EBADMSG;
+      return -EPROTONOSUPPORT;
     }
   return 0;
 }
@@ -597,8 +598,10 @@ choose_chain (const struct ring_geom *g, const struct found_vec *fv,
       m = fv->v[i].seq + 1;
     }
     if (m < wf) {
-      if (refuse_newer (g, nv, m, UINT32_MAX) < 0)
-        return -EBADMSG;
+      int r = refuse_newer (g, nv, m, UINT32_MAX);
+
+      if (r < 0)
+        return r;
       log_error ("journal (%s): entry %" PRIu64 " is missing or corrupt, "
                  "but entry %" PRIu64 " needs it", path, m, fv->v[c].seq);
       return -EBADMSG;

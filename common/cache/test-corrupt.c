@@ -23,7 +23,9 @@
  * MUTANTS: a bset in the middle of a live node's chain whose header block
  * is zeroed; a block of the newest bset's keys zeroed; bset.seq = 0 and a
  * key count one short (both with a recomputed checksum); the newest
- * journal entry's seq set to 2^64 - 1 (recomputed checksum); a prio gen
+ * journal entry's seq set to 2^64 - 1 (recomputed checksum); the newest
+ * journal entry rewritten as entry version 5 (refused as a newer
+ * version's, by name); a prio gen
  * rolled back against the index's keys, against the journal's keys and
  * against the other prio copy; one byte of the version 4 entry's inline
  * data flipped (its sector's stamp left bad, or every stamp recomputed:
@@ -562,6 +564,40 @@ test_journal_seq_max (void **state)
   jentry_frame (e, jstamp_seed (im.sb.uuid), m + off);  /* stamps too */
   free (e);
   must_refuse ("journal-seq-max", m, true);
+}
+
+/* The newest journal entry of the unclean image rewritten whole as entry
+ * version 5 (checksum and stamps recomputed), as a newer build would
+ * write it: refused as coming from a newer version, not as damage.
+ */
+static void
+test_journal_newer_version (void **state)
+{
+  struct image im;
+  unsigned char *m = copy_of (W.unclean);
+  struct nc_jentry *e;
+  uint64_t off;
+  size_t bytes;
+  (void) state;
+
+  image_load (&im, m);
+  off = newest_jentry (&im);
+  e = (void *) jentry_at (&im, off, JOURNAL_MAX_ENTRY_BLOCKS);
+  assert_non_null (e);
+  assert_int_equal (e->version, NC_JENTRY_VERSION);
+  bytes = jentry_payload_bytes (e->version, e->nblocks);
+  e = memcpy (malloc (bytes), e, bytes);
+  e->version = 5;
+  e->csum = nc_csum (e, (size_t) jentry_csum_bytes (e));
+  jentry_frame (e, jstamp_seed (im.sb.uuid), m + off);
+  free (e);
+  expect_unclean ();
+  assert_int_equal (run_mutant ("journal-newer-version", m), REFUSED);
+  if (strstr (test_log_last_error (), "written by a newer version of "
+              "nbdcache") == NULL)
+    fail_msg ("not refused as a newer version's: %s",
+              test_log_last_error ());
+  free (m);
 }
 
 /* A prio gen rolled back by one (checksum recomputed): the bucket's keys
@@ -1116,6 +1152,7 @@ main (void)
     cmocka_unit_test (test_old_bad_bset_refused),
     cmocka_unit_test (test_journal_seq_max),
     cmocka_unit_test (test_journal_newest_damaged),
+    cmocka_unit_test (test_journal_newer_version),
     cmocka_unit_test (test_journal_inline_data_flip),
     cmocka_unit_test (test_journal_inline_data_lost),
     cmocka_unit_test (test_journal_plain_upgrade),

@@ -117,9 +117,11 @@ flip_bit (struct env *e, uint64_t offset, unsigned bit)
   cdev_sim_poke (e->sim, offset, &c, 1);
 }
 
-/* check and replay both refuse, and the log names entry seq. */
+/* check and replay both refuse (with error `err`), and the log names
+ * entry seq.
+ */
 static void
-must_refuse (struct env *e, uint64_t seq, const char *what)
+must_refuse_with (struct env *e, uint64_t seq, const char *what, int err)
 {
   struct journal_check_info info;
   struct journal *j2;
@@ -129,15 +131,21 @@ must_refuse (struct env *e, uint64_t seq, const char *what)
 
   snprintf (needle, sizeof needle, "entry %" PRIu64 " ", seq);
   test_log_clear ();
-  if (journal_check (e->sim, &e->sb, &info) != -EBADMSG)
+  if (journal_check (e->sim, &e->sb, &info) != err)
     fail_msg ("%s: check did not refuse (seed %" PRIu64 ")", what, seed);
   if (!error_logged (needle))
     fail_msg ("%s: the error does not name entry %" PRIu64 ": %s", what, seq,
               test_log_last_error ());
   assert_int_equal (journal_create (e->sim, &e->sb, &j2), 0);
-  if (journal_replay (j2, collect, NULL, &root, &level) != -EBADMSG)
+  if (journal_replay (j2, collect, NULL, &root, &level) != err)
     fail_msg ("%s: replay did not refuse", what);
   journal_destroy (j2);
+}
+
+static void
+must_refuse (struct env *e, uint64_t seq, const char *what)
+{
+  must_refuse_with (e, seq, what, -EBADMSG);
 }
 
 /* A commit of three entries, then one of about 1.5 blocks: the newest
@@ -362,9 +370,10 @@ test_journal_newer_version (void **state)
       assert_int_equal (journal_wait (e.j, s[i]), 0);
     }
     rewrite_as_version (&e, where == 0 ? s[3] : s[1], 5);
-    must_refuse (&e, where == 0 ? s[3] : s[1],
-                 where == 0 ? "the newest entry of version 5"
-                 : "a version 5 entry inside the chain");
+    must_refuse_with (&e, where == 0 ? s[3] : s[1],
+                      where == 0 ? "the newest entry of version 5"
+                      : "a version 5 entry inside the chain",
+                      -EPROTONOSUPPORT);
     if (!error_logged ("is from a newer version of nbdcache (journal entry "
                        "version 5;"))
       fail_msg ("the refusal does not name the newer version: %s",
