@@ -88,9 +88,16 @@ with open(sys.argv[1], "rb") as f:
 PY
 ) || die "no dirty block left to damage"
 
-rc=0
-"$NBDCACHE_TOOL" check --data "$dir/ssd.img" > "$dir/check.out" 2>&1 || rc=$?
-cat "$dir/check.out"
+# check_data: nbdcache check --data on the cache, its report in
+# check.out and on stdout, its exit status in rc.
+check_data () {
+  rc=0
+  "$NBDCACHE_TOOL" check --data "$dir/ssd.img" > "$dir/check.out" 2>&1 ||
+    rc=$?
+  cat "$dir/check.out"
+}
+
+check_data
 [ $rc = 0 ] && grep -q "^result: clean" "$dir/check.out" ||
   die "the undamaged cache is not clean (exit $rc)"
 grep -q "^data: ok, [0-9]* blocks verified, 0 corrupt" "$dir/check.out" ||
@@ -126,9 +133,7 @@ PY
 # ---- dirty ----
 flip "$(printf DIRTY-BLOCK-%04d "$victim")"
 before=$(sha256sum < "$dir/ssd.img")
-rc=0
-"$NBDCACHE_TOOL" check --data "$dir/ssd.img" > "$dir/check.out" 2>&1 || rc=$?
-cat "$dir/check.out"
+check_data
 [ $rc = 1 ] || die "dirty: check --data exited $rc, not 1 (damaged)"
 grep -q "^data of export 1 (disk): 1 DIRTY block fails its" "$dir/check.out" ||
   die "dirty: check --data did not name the export and the block"
@@ -173,9 +178,7 @@ echo "direct = $direct: dirty: check --data exit 1, plain check 0, device unchan
 # ---- clean ----
 cp "$dir/pristine.img" "$dir/ssd.img"
 flip "CLEAN-BLOCK-0011"
-rc=0
-"$NBDCACHE_TOOL" check --data "$dir/ssd.img" > "$dir/check.out" 2>&1 || rc=$?
-cat "$dir/check.out"
+check_data
 [ $rc = 0 ] || die "clean: check --data exited $rc, not 0"
 grep -q "note: 1 clean block fails its" "$dir/check.out" ||
   die "clean: check --data did not note the clean block"
@@ -198,9 +201,7 @@ echo "direct = $direct: clean: check --data exit 0 with a note, served from the 
 # reported; the next open writes it back from the entry and serves it.
 cp "$dir/pristine.img" "$dir/ssd.img"
 flip "INLINE-BLOCK-000"
-rc=0
-"$NBDCACHE_TOOL" check --data "$dir/ssd.img" > "$dir/check.out" 2>&1 || rc=$?
-cat "$dir/check.out"
+check_data
 [ $rc = 0 ] && grep -q "^result: clean" "$dir/check.out" ||
   die "inline: check --data exited $rc, not 0 (the block is rewritten at open)"
 grep -q "^data: 1 of them not verified" "$dir/check.out" ||

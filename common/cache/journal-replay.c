@@ -218,20 +218,33 @@ struct found_vec {
   size_t len, cap;
 };
 
+/* The vector v (*cap elements of `size` bytes, `len` of them used) with
+ * room for one more: v itself or its moved copy (*cap updated), or NULL
+ * (out of memory: v unchanged).
+ */
+static void *
+vec_room (void *v, size_t *cap, size_t len, size_t size)
+{
+  void *nv;
+  size_t n;
+
+  if (len < *cap)
+    return v;
+  n = *cap ? *cap * 2 : 256;
+  nv = realloc (v, n * size);
+  if (nv != NULL)
+    *cap = n;
+  return nv;
+}
+
 static int
 found_push (struct found_vec *fv, const struct nc_jentry *e, uint32_t pos)
 {
   struct found *f;
 
-  if (fv->len == fv->cap) {
-    size_t cap = fv->cap ? fv->cap * 2 : 256;
-
-    f = realloc (fv->v, cap * sizeof *f);
-    if (f == NULL)
-      return -ENOMEM;
-    fv->v = f;
-    fv->cap = cap;
-  }
+  if ((f = vec_room (fv->v, &fv->cap, fv->len, sizeof *f)) == NULL)
+    return -ENOMEM;
+  fv->v = f;
   f = &fv->v[fv->len++];
   f->seq = e->seq;
   f->last_seq = e->last_seq;
@@ -318,15 +331,9 @@ note_newer (const struct ring_geom *g, const void *raw, uint32_t pos,
       !jsector_stamp (raw, g->seed, &st) || st.seq != e->seq ||
       st.seq == 0 || st.sector != 0 || st.entry_csum != e->csum)
     return 0;
-  if (nv->len == nv->cap) {
-    size_t cap = nv->cap ? nv->cap * 2 : 16;
-
-    v = realloc (nv->v, cap * sizeof *v);
-    if (v == NULL)
-      return -ENOMEM;
-    nv->v = v;
-    nv->cap = cap;
-  }
+  if ((v = vec_room (nv->v, &nv->cap, nv->len, sizeof *v)) == NULL)
+    return -ENOMEM;
+  nv->v = v;
   nv->v[nv->len++] = (struct newer_entry) {
     .seq = e->seq, .pos = pos, .version = e->version,
   };
@@ -367,15 +374,9 @@ stamped_push (struct stamped_vec *sv, uint64_t seq, uint64_t entry_csum,
         t->nsectors == nsectors)
       return 0;
   }
-  if (sv->len == sv->cap) {
-    size_t cap = sv->cap ? sv->cap * 2 : 256;
-
-    t = realloc (sv->v, cap * sizeof *t);
-    if (t == NULL)
-      return -ENOMEM;
-    sv->v = t;
-    sv->cap = cap;
-  }
+  if ((t = vec_room (sv->v, &sv->cap, sv->len, sizeof *t)) == NULL)
+    return -ENOMEM;
+  sv->v = t;
   sv->v[sv->len++] = (struct stamped) {
     .seq = seq, .entry_csum = entry_csum, .start = start,
     .nsectors = nsectors,

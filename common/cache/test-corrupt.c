@@ -538,18 +538,18 @@ test_bset_nkeys_short (void **state)
   must_refuse ("bset-nkeys-short", m, false);
 }
 
-/* The newest journal entry of the unclean image (it holds FLUSHed writes
- * no leaf has) gets seq 2^64 - 1, checksum recomputed.
+/* A copy of the unclean image whose newest journal entry (version 2, with
+ * keys) gets seq `seq` (0: kept) and version `version`, its checksum and
+ * stamps recomputed: written whole, as no write of ours writes it.
  */
-static void
-test_journal_seq_max (void **state)
+static unsigned char *
+unclean_newest_rewritten (uint64_t seq, uint32_t version)
 {
   struct image im;
   unsigned char *m = copy_of (W.unclean);
   struct nc_jentry *e;
   uint64_t off;
   size_t bytes;
-  (void) state;
 
   image_load (&im, m);
   off = newest_jentry (&im);
@@ -559,11 +559,26 @@ test_journal_seq_max (void **state)
   assert_int_equal (e->version, NC_JENTRY_VERSION);
   bytes = jentry_payload_bytes (e->version, e->nblocks);
   e = memcpy (malloc (bytes), e, bytes);
-  e->seq = UINT64_MAX;
+  assert_non_null (e);
+  if (seq != 0)
+    e->seq = seq;
+  e->version = version;
   e->csum = nc_csum (e, (size_t) jentry_csum_bytes (e));
   jentry_frame (e, jstamp_seed (im.sb.uuid), m + off);  /* stamps too */
   free (e);
-  must_refuse ("journal-seq-max", m, true);
+  return m;
+}
+
+/* The newest journal entry of the unclean image (it holds FLUSHed writes
+ * no leaf has) gets seq 2^64 - 1, checksum recomputed.
+ */
+static void
+test_journal_seq_max (void **state)
+{
+  (void) state;
+  must_refuse ("journal-seq-max",
+               unclean_newest_rewritten (UINT64_MAX, NC_JENTRY_VERSION),
+               true);
 }
 
 /* The newest journal entry of the unclean image rewritten whole as entry
@@ -573,24 +588,9 @@ test_journal_seq_max (void **state)
 static void
 test_journal_newer_version (void **state)
 {
-  struct image im;
-  unsigned char *m = copy_of (W.unclean);
-  struct nc_jentry *e;
-  uint64_t off;
-  size_t bytes;
+  unsigned char *m = unclean_newest_rewritten (0, 5);
   (void) state;
 
-  image_load (&im, m);
-  off = newest_jentry (&im);
-  e = (void *) jentry_at (&im, off, JOURNAL_MAX_ENTRY_BLOCKS);
-  assert_non_null (e);
-  assert_int_equal (e->version, NC_JENTRY_VERSION);
-  bytes = jentry_payload_bytes (e->version, e->nblocks);
-  e = memcpy (malloc (bytes), e, bytes);
-  e->version = 5;
-  e->csum = nc_csum (e, (size_t) jentry_csum_bytes (e));
-  jentry_frame (e, jstamp_seed (im.sb.uuid), m + off);
-  free (e);
   expect_unclean ();
   assert_int_equal (run_mutant ("journal-newer-version", m), REFUSED);
   if (strstr (test_log_last_error (), "written by a newer version of "
