@@ -70,7 +70,7 @@ test_datacsum_clean_from_backing (void **state)
   struct ctx c;
   struct nc_key k;
 
-  ctx_open (&c, "dc", 5, true);
+  ctx_open (&c, "dc", 5, 0);
   write_pattern (&c, 0, 64 * BLK, 1, 0);
   assert_int_equal (ncache_drain (c.nc, NULL, NULL), 0);
   assert_int_equal (dstats (&c).dirty_bytes, 0);
@@ -110,7 +110,7 @@ test_datacsum_dirty_eio (void **state)
   unsigned char *back = malloc (EXPORT_BYTES);
 
   assert_non_null (back);
-  ctx_open (&c, "dc", 5, true);
+  ctx_open (&c, "dc", 5, 0);
   write_pattern (&c, 0, 32 * BLK, 2, 0);
   flip (&c, 7, 0);
 
@@ -157,7 +157,7 @@ test_datacsum_gc_moves_checksum (void **state)
   uint64_t before, after;
   unsigned i;
 
-  ctx_open (&c, "dc", 5, true);
+  ctx_open (&c, "dc", 5, 0);
   /* 16 fragmented buckets: each keeps 4 live dirty blocks. */
   for (i = 0; i < 16; i++)
     write_pattern (&c, (uint64_t) i * BUCKET_BYTES, BUCKET_BYTES, 1, 0);
@@ -190,7 +190,7 @@ test_datacsum_reopen (void **state)
   unsigned char odd[1000];
   size_t i;
 
-  ctx_open (&c, "dc", 5, true);
+  ctx_open (&c, "dc", 5, 0);
   write_pattern (&c, 0, 40 * BLK, 4, 0);
   /* An unaligned, partial-block write (read-modify-write). */
   for (i = 0; i < sizeof odd; i++)
@@ -215,7 +215,7 @@ test_datacsum_without_feature (void **state)
 {
   struct ctx c;
 
-  ctx_open (&c, "dc", 5, false);
+  ctx_open (&c, "dc", 5, CTX_NO_CHECKSUMS);
   assert_int_equal (c.dev->sb.features, 0);
   write_pattern (&c, 0, 16 * BLK, 5, 0);
   check_range (&c, 0, 16 * BLK);

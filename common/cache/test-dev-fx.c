@@ -25,6 +25,7 @@ ctx_attach (struct ctx *c, bool create)
   struct ncache_device_tuning dt = {
     .journal_delay_ms = c->journal_delay_ms,
     .format_bucket_bytes = BUCKET_BYTES,
+    .discard = (c->flags & CTX_DISCARD) != 0,
   };
   struct ncache_export_tuning et;
   struct ncache_config cfg = {
@@ -80,10 +81,13 @@ ctx_crash (struct ctx *c)
 
 void
 ctx_open (struct ctx *c, const char *name, unsigned journal_delay_ms,
-          bool checksums)
+          unsigned flags)
 {
+  const bool checksums = !(flags & CTX_NO_CHECKSUMS);
+
   memset (c, 0, sizeof *c);
   c->name = name;
+  c->flags = flags;
   c->mode = NCACHE_MODE_WRITEBACK;
   c->journal_delay_ms = journal_delay_ms;
   test_log_clear ();
@@ -97,6 +101,7 @@ ctx_open (struct ctx *c, const char *name, unsigned journal_delay_ms,
   }
   ctx_attach (c, true);
   assert_int_equal (c->dev->dc != NULL, checksums);
+  assert_int_equal (c->dev->sb.bucket_blocks, BUCKET_BLOCKS);
   c->model = calloc (1, EXPORT_BYTES);
   c->buf = malloc (EXPORT_BYTES);
   assert_non_null (c->model);

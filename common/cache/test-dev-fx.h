@@ -3,9 +3,11 @@
  * with one writeback export and look at its blocks.
  *
  * PROGRAMS: test-datacsum (data checksums: damaged blocks, writeback,
- * moving GC, reopen) and test-redo (one-sync FLUSH/FUA commits and what
- * recovery rewrites from the journal).  This fixture (test-dev-fx.c)
- * holds the context, the data model and the helpers both use.
+ * moving GC, reopen), test-redo (one-sync FLUSH/FUA commits and what
+ * recovery rewrites from the journal) and test-gc (the device's
+ * background thread: moving GC, discards, GC passes).  This fixture
+ * (test-dev-fx.c) holds the context, the data model and the helpers they
+ * share.
  * WHAT: a cache device opened through the engine's own door
  * (ncache_device_open_cdev) on a simulated cdev with 64 KiB buckets, one
  * writeback export "over" a memory backing store, writeback and the
@@ -14,10 +16,11 @@
  * crash (power loss of the device) and reopen; a byte model of what the export
  * holds; writes of a seeded pattern; reads checked against the model; the
  * device byte where an export block is cached; the device's counters.
- * WHY: both programs need exactly this world; one copy keeps them alike.
- * The journal delay differs per program (a short one for test-datacsum,
- * a long one for test-redo, where only FLUSH and FUA may commit), so it
- * is a parameter.
+ * WHY: the three programs need exactly this world; one copy keeps them
+ * alike.
+ * The journal delay differs per program (a short one for test-datacsum
+ * and test-gc, a long one for test-redo, where only FLUSH and FUA may
+ * commit), so it is a parameter, and so are data checksums and discards.
  * SEED: the patterns derive from `seed`, which each program sets from
  * NBDCACHE_SEED (printed).
  * NOT HERE: damage (cdev_sim_poke: the programs' own).
@@ -43,8 +46,13 @@
 
 extern uint64_t seed;
 
+/* ctx_open's flags. */
+#define CTX_NO_CHECKSUMS 0x1    /* formatted without data checksums */
+#define CTX_DISCARD 0x2         /* discard = yes (freed buckets punched) */
+
 struct ctx {
   const char *name;             /* of the device and the export */
+  unsigned flags;               /* CTX_* */
   enum ncache_mode mode;        /* of the export: writeback unless a
                                    test sets another before an attach */
   unsigned journal_delay_ms;
@@ -57,12 +65,12 @@ struct ctx {
   unsigned char *buf;
 };
 
-/* A new simulated device, formatted by the engine (or, without
- * checksums, by nc_format with no data checksums), opened with its
+/* A new simulated device, formatted by the engine (or, with
+ * CTX_NO_CHECKSUMS, by nc_format with no data checksums), opened with its
  * export.
  */
 void ctx_open (struct ctx *c, const char *name, unsigned journal_delay_ms,
-               bool checksums);
+               unsigned flags);
 /* Open the device (format it if create) and the export over c->b. */
 void ctx_attach (struct ctx *c, bool create);
 /* Close the export and the device; the simulated device stays, and a

@@ -10,9 +10,9 @@
  * recount finds nothing to fix); a key stale only in memory (its gen
  * bump not durable) kept by the pass, so a DELETE over it is a cut;
  * stop/kick lifecycle.
- * HOW: a real cache device (ncache_device_open_cdev) on a simulated cdev
- * with 64 KiB buckets, one writeback export over a memory backing store
- * with writeback and the sequential cutoff off, so dirty data stays put.
+ * HOW: the fixture of test-dev-fx.h (a real cache device on a simulated
+ * cdev with 64 KiB buckets, one writeback export, writeback and the
+ * sequential cutoff off, so dirty data stays put), a short journal delay.
  * The device's own background thread runs (woken by the allocator's
  * kicks); the test drives extra rounds with gc_run_once, which takes
  * turns with the thread.
@@ -47,98 +47,28 @@
 #include "gc.h"
 #include "log.h"
 #include "testkit.h"
+#include "test-dev-fx.h"
 #include "super.h"
 
-#define DEVICE_BYTES (16 * MIB)
-#define BUCKET_BYTES (64 * KIB)
-#define BUCKET_BLOCKS (BUCKET_BYTES / NC_BLOCK_BYTES)
-#define EXPORT_BYTES (4 * MIB)
-
-static uint64_t seed;
+uint64_t seed;
 
 /* The device's background thread. */
 static struct gc *
-device_gc (struct ncache_device *dev)
+gc_of (struct ctx *c)
 {
   struct gc *g;
 
-  pthread_mutex_lock (&dev->gc_ptr_lock);
-  g = dev->gc;
-  pthread_mutex_unlock (&dev->gc_ptr_lock);
+  pthread_mutex_lock (&c->dev->gc_ptr_lock);
+  g = c->dev->gc;
+  pthread_mutex_unlock (&c->dev->gc_ptr_lock);
   assert_non_null (g);
   return g;
-}
-
-struct ctx {
-  struct cdev *cd;              /* held: outlives the device */
-  struct ncache_device *dev;
-  struct gc *g;
-  struct ncache_export *nc;
-  unsigned char *model;         /* EXPORT_BYTES: what the export holds */
-  unsigned char *buf;
-};
-
-static void
-ctx_open (struct ctx *c, bool discard)
-{
-  struct ncache_device_tuning dt = {
-    .journal_delay_ms = 5, .format_bucket_bytes = BUCKET_BYTES,
-    .discard = discard,
-  };
-  struct ncache_export_tuning et;
-  struct ncache_config cfg = {
-    .name = "gc", .mode = NCACHE_MODE_WRITEBACK, .tuning = &et,
-  };
-  struct backing *b;
-
-  memset (c, 0, sizeof *c);
-  test_log_clear ();
-  ncache_export_tuning_default (&et);
-  et.writeback_off = true;
-  et.sequential_cutoff_bytes = 0;
-  assert_int_equal (cdev_sim_create (DEVICE_BYTES, &c->cd), 0);
-  cdev_sim_hold (c->cd);
-  assert_int_equal (ncache_device_open_cdev ("gc", c->cd, true, &dt,
-                                             &c->dev), 0);
-  assert_int_equal (c->dev->sb.bucket_blocks, BUCKET_BLOCKS);
-  c->g = device_gc (c->dev);
-  assert_int_equal (backing_memory_create (EXPORT_BYTES, &b), 0);
-  cfg.device = c->dev;
-  assert_int_equal (ncache_open (&cfg, b, &c->nc), 0);
-  c->model = calloc (1, EXPORT_BYTES);
-  c->buf = malloc (EXPORT_BYTES);
-  assert_non_null (c->model);
-  assert_non_null (c->buf);
-}
-
-static void
-ctx_close (struct ctx *c)
-{
-  ncache_close (c->nc);
-  ncache_device_close (c->dev);       /* stops the thread */
-  cdev_close (c->cd);
-  free (c->model);
-  free (c->buf);
-}
-
-static void
-write_pattern (struct ctx *c, uint64_t offset, size_t len, unsigned tag)
-{
-  size_t i;
-
-  for (i = 0; i < len; i++)
-    c->model[offset + i] = (unsigned char) (seed * 31 + tag * 131 +
-                                            (offset + i) * 7 +
-                                            ((offset + i) >> 12));
-  assert_int_equal (ncache_pwrite (c->nc, c->model + offset, len, offset, 0),
-                    0);
 }
 
 static void
 check_all (struct ctx *c)
 {
-  assert_int_equal (ncache_pread (c->nc, c->buf, EXPORT_BYTES, 0, 0), 0);
-  assert_memory_equal (c->buf, c->model, EXPORT_BYTES);
+  check_range (c, 0, EXPORT_BYTES);
 }
 
 static struct bucket_usage
@@ -155,7 +85,7 @@ gstats (struct ctx *c)
 {
   struct gc_stats st;
 
-  gc_get_stats (c->g, &st);
+  gc_get_stats (gc_of (c), &st);
   return st;
 }
 
@@ -172,14 +102,15 @@ test_gc_moving (void **state)
   uint64_t xdirty;
   unsigned i;
 
-  ctx_open (&c, false);
+  ctx_open (&c, "gc", 5, 0);
   /* 16 buckets of dirty data, then 3/4 of each overwritten: each old
    * bucket keeps 4 live dirty blocks (25 % full).
    */
   for (i = 0; i < CHUNKS; i++)
-    write_pattern (&c, (uint64_t) i * BUCKET_BYTES, BUCKET_BYTES, 1);
+    write_pattern (&c, (uint64_t) i * BUCKET_BYTES, BUCKET_BYTES, 1, 0);
   for (i = 0; i < CHUNKS; i++)
-    write_pattern (&c, (uint64_t) i * BUCKET_BYTES, BUCKET_BYTES * 3 / 4, 2);
+    write_pattern (&c, (uint64_t) i * BUCKET_BYTES, BUCKET_BYTES * 3 / 4, 2,
+                   0);
   assert_int_equal (ncache_flush (c.nc, 0), 0);
   check_all (&c);
   u0 = usage (&c);
@@ -187,7 +118,7 @@ test_gc_moving (void **state)
   assert_int_equal (u0.dirty_blocks, CHUNKS * BUCKET_BLOCKS);
   assert_int_equal (xdirty, CHUNKS * BUCKET_BLOCKS);
 
-  assert_int_equal (gc_run_once (c.g, true), 0);
+  assert_int_equal (gc_run_once (gc_of (&c), true), 0);
   st = gstats (&c);
   assert_int_equal (st.moving_runs, 1);
   /* Exactly the live blocks of the 16 fragmented buckets moved. */
@@ -210,42 +141,21 @@ test_gc_moving (void **state)
    * buckets became (at most) 4 full ones and part of a write point.
    */
   assert_int_equal (ncache_flush (c.nc, 0), 0);
-  assert_int_equal (gc_run_once (c.g, false), 0);
+  assert_int_equal (gc_run_once (gc_of (&c), false), 0);
   u1 = usage (&c);
   assert_true (u1.data + u1.open + 11 <= u0.data + u0.open);
   assert_int_equal (u1.gc_fixed, 0);
   check_all (&c);
 
   /* Nothing fragmented is left: a forced round moves nothing more. */
-  assert_int_equal (gc_run_once (c.g, true), 0);
+  assert_int_equal (gc_run_once (gc_of (&c), true), 0);
   assert_int_equal (gstats (&c).moving_bytes, st.moving_bytes);
 
-  /* And it all survives a reopen of the device. */
-  ncache_close (c.nc);
-  c.nc = NULL;
-  ncache_device_close (c.dev);
-  {
-    struct ncache_device_tuning dt = { .journal_delay_ms = 5 };
-    struct ncache_export_tuning et;
-    struct ncache_config cfg = {
-      .name = "gc", .mode = NCACHE_MODE_WRITEBACK, .tuning = &et,
-    };
-    struct backing *b;
-
-    ncache_export_tuning_default (&et);
-    et.writeback_off = true;
-    et.sequential_cutoff_bytes = 0;
-    cdev_sim_hold (c.cd);
-    assert_int_equal (ncache_device_open_cdev ("gc", c.cd, false, &dt,
-                                               &c.dev), 0);
-    c.g = device_gc (c.dev);
-    /* The backing store was never written (writeback off): a fresh
-     * memory store is the same, and everything must come from the cache.
-     */
-    assert_int_equal (backing_memory_create (EXPORT_BYTES, &b), 0);
-    cfg.device = c.dev;
-    assert_int_equal (ncache_open (&cfg, b, &c.nc), 0);
-  }
+  /* And it all survives a reopen of the device (the backing store was
+   * never written: writeback off; everything must come from the cache).
+   */
+  ctx_detach (&c);
+  ctx_attach (&c, false);
   check_all (&c);
   assert_int_equal (usage (&c).dirty_blocks, u0.dirty_blocks);
   assert_int_equal (test_log_errors (), 0);
@@ -294,20 +204,21 @@ test_gc_moving_races (void **state)
   pthread_t th;
   unsigned i, round;
 
-  ctx_open (&c, false);
+  ctx_open (&c, "gc", 5, 0);
   memset (&r, 0, sizeof r);
   r.c = &c;
   r.rng = seed;
   for (round = 0; round < 3; round++) {
     for (i = 0; i < CHUNKS; i++)
-      write_pattern (&c, (uint64_t) i * BUCKET_BYTES, BUCKET_BYTES, round);
+      write_pattern (&c, (uint64_t) i * BUCKET_BYTES, BUCKET_BYTES, round,
+                     0);
     for (i = 0; i < CHUNKS; i++)
       write_pattern (&c, (uint64_t) i * BUCKET_BYTES, BUCKET_BYTES * 5 / 8,
-                     round + 100);
+                     round + 100, 0);
     r.stop = false;
     r.writes = 0;
     assert_int_equal (pthread_create (&th, NULL, racer_run, &r), 0);
-    assert_int_equal (gc_run_once (c.g, true), 0);
+    assert_int_equal (gc_run_once (gc_of (&c), true), 0);
     __atomic_store_n (&r.stop, true, __ATOMIC_RELAXED);
     assert_int_equal (pthread_join (th, NULL), 0);
     assert_int_equal (r.failures, 0);
@@ -343,7 +254,7 @@ test_gc_discard (void **state)
   unsigned char *bb = malloc (BUCKET_BYTES);
 
   assert_non_null (bb);
-  ctx_open (&c, true);
+  ctx_open (&c, "gc", 5, CTX_DISCARD);
   nb = c.dev->sb.nbuckets;
   held = calloc (nb, sizeof *held);
   assert_non_null (held);
@@ -351,7 +262,7 @@ test_gc_discard (void **state)
   /* Every bucket starts EMPTY: one round discards them all (batches of
    * GC_DISCARD_BATCH), so writes find FREE buckets without waiting.
    */
-  assert_int_equal (gc_run_once (c.g, false), 0);
+  assert_int_equal (gc_run_once (gc_of (&c), false), 0);
   st0 = gstats (&c);
   assert_true (st0.discard_batches >= 2);
   assert_true (st0.discard_buckets >= nb - c.dev->sb.data_first - 16);
@@ -359,8 +270,8 @@ test_gc_discard (void **state)
   assert_int_equal (st0.discard_errors, 0);
 
   /* 2 MiB to trim, 512 KiB to keep. */
-  write_pattern (&c, 0, 2 * MIB, 1);
-  write_pattern (&c, 2 * MIB, 512 * KIB, 2);
+  write_pattern (&c, 0, 2 * MIB, 1, 0);
+  write_pattern (&c, 2 * MIB, 512 * KIB, 2, 0);
   assert_int_equal (ncache_flush (c.nc, 0), 0);
   for (i = c.dev->sb.data_first; i < nb; i++)
     held[i] = bucket_state_of (c.dev->bs, i) == BUCKET_DATA;
@@ -368,7 +279,7 @@ test_gc_discard (void **state)
   assert_int_equal (ncache_trim (c.nc, 2 * MIB, 0, 0), 0);
   memset (c.model, 0, 2 * MIB);
   assert_int_equal (ncache_flush (c.nc, 0), 0);       /* -> EMPTY */
-  assert_int_equal (gc_run_once (c.g, false), 0);
+  assert_int_equal (gc_run_once (gc_of (&c), false), 0);
   st = gstats (&c);
   assert_true (st.discard_batches > st0.discard_batches);
   assert_true (st.discard_buckets - st0.discard_buckets >=
@@ -393,8 +304,8 @@ test_gc_discard (void **state)
   check_all (&c);
 
   /* The space is reused: write it all again, then read back. */
-  write_pattern (&c, 0, 2 * MIB, 3);
-  write_pattern (&c, 3 * MIB, MIB, 4);
+  write_pattern (&c, 0, 2 * MIB, 3, 0);
+  write_pattern (&c, 3 * MIB, MIB, 4, 0);
   assert_int_equal (ncache_flush (c.nc, 0), 0);
   check_all (&c);
   /* No allocation had to wait out a missing discard batch. */
@@ -416,11 +327,11 @@ test_gc_pass_and_kick (void **state)
   uint64_t t0;
   struct timespec ts;
 
-  ctx_open (&c, false);
-  write_pattern (&c, 0, MIB, 1);
-  write_pattern (&c, 0, MIB / 2, 2);
+  ctx_open (&c, "gc", 5, 0);
+  write_pattern (&c, 0, MIB, 1, 0);
+  write_pattern (&c, 0, MIB / 2, 2, 0);
   assert_int_equal (ncache_flush (c.nc, 0), 0);
-  assert_int_equal (gc_run_once (c.g, false), 0);
+  assert_int_equal (gc_run_once (gc_of (&c), false), 0);
   st = gstats (&c);
   assert_true (st.runs >= 1);
   assert_int_equal (st.moving_runs, 0);       /* free space is not low */
@@ -433,7 +344,7 @@ test_gc_pass_and_kick (void **state)
    * GC_PERIOD_MS).
    */
   st = gstats (&c);
-  gc_kick (c.g, true);
+  gc_kick (gc_of (&c), true);
   gc_kick (NULL, true);
   clock_gettime (CLOCK_MONOTONIC, &ts);
   t0 = (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
@@ -471,7 +382,7 @@ test_gc_keeps_stale_until_durable (void **state)
   uint64_t seq = 0;
   bool cut = false;
 
-  ctx_open (&c, false);
+  ctx_open (&c, "gc", 5, 0);
   /* A read miss promotes a clean key. */
   assert_int_equal (ncache_pread (c.nc, c.buf, 4 * KIB, MIB, 0), 0);
   assert_int_equal (ncache_flush (c.nc, 0), 0);
@@ -488,7 +399,7 @@ test_gc_keeps_stale_until_durable (void **state)
   assert_true (bucket_ptr_stale (c.dev->bs, &p.key));
   assert_false (bucket_ptr_stale_durably (c.dev->bs, &p.key));
 
-  assert_int_equal (gc_run_once (c.g, false), 0);
+  assert_int_equal (gc_run_once (gc_of (&c), false), 0);
   bkey_init (&del, c.nc->export_id, MIB / 4096, MIB / 4096 + 1,
              NC_KEY_DELETE);
   assert_int_equal (btree_insert (c.dev->bt, &del, 1, &seq, &cut), 0);

@@ -17,8 +17,9 @@
  * neighbours and every other write read right, and nothing is dropped.
  * HOW: the fixture of test-dev-fx.h (a real cache device on a simulated
  * cdev, one writeback export, writeback off: dirty data lives only in the
- * cache) with a long journal delay, so only FLUSH and FUA commit.  A crash: the device dies at its next write,
- * the engine closes, unsynced writes are lost (cdev_sim_crash), reopen.
+ * cache) with a long journal delay, so only FLUSH and FUA commit.  A
+ * crash (ctx_crash): the device dies at its next write, the engine
+ * closes, unsynced writes are lost (cdev_sim_crash), reopen.
  * Damage: cdev_sim_poke.
  * SEED: the data patterns derive from NBDCACHE_SEED (printed).
  */
@@ -60,7 +61,7 @@ uint64_t seed;
 static void
 ctx_open_redo (struct ctx *c)
 {
-  ctx_open (c, "rd", DELAY_MS, true);
+  ctx_open (c, "rd", DELAY_MS, 0);
 }
 
 /* Power loss and reopen. */
