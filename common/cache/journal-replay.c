@@ -91,9 +91,8 @@
  * ring order, an entry changed since the scan, no complete chain, a
  * stamp no write makes — is logged once and returns -EBADMSG; a needed
  * entry of a newer version is logged once and returns -EPROTONOSUPPORT;
- * I/O
- * errors and -ENOMEM are returned as they come; a non-zero return from
- * the replay callback stops replay and is returned.  A failed replay
+ * I/O errors and -ENOMEM are returned as they come; a non-zero return
+ * from the replay callback stops replay and is returned.  A failed replay
  * leaves the journal unreplayed, so it cannot be started.
  *
  * NOT HERE: writing entries, the live region's upkeep (journal.c); what

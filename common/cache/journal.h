@@ -40,7 +40,9 @@
  * in order.  No such E -> -EBADMSG.  Entries newer than E are told
  * apart by their sector stamps (ondisk.h, entry version 2): a torn write
  * (never acknowledged) is dropped, an entry written whole and damaged
- * since is -EBADMSG (journal-replay.c TORN OR DAMAGED).  Writing
+ * since is -EBADMSG (journal-replay.c TORN OR DAMAGED).  A needed entry
+ * written whole by a newer build (a version above those this one reads)
+ * is -EPROTONOSUPPORT, named with its version (NEWER VERSIONS).  Writing
  * continues after E.
  *
  * THREADS AND LOCKS: one mutex + condvars inside.  journal_add and
