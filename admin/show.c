@@ -13,7 +13,10 @@
  * control characters replaced (text).
  * THREADS AND LOCKS: one thread.
  * FAILURE: exit 0 shown; 1 the metadata is damaged (what could be read is
- * still shown, with "damaged": true); 2 usage, I/O, not a cache device.
+ * still shown, with "damaged": true) or its journal was written by a
+ * newer version of nbdcache (shown as far as the superblock and the
+ * export table, with "newer_version": true; as check says, REFUSED);
+ * 2 usage, I/O, not a cache device.
  * NOT HERE: verifying every structure (check.c).
  */
 #include <config.h>
@@ -241,6 +244,9 @@ show_text (struct inspect *in, int journal_r, int walk_r)
 
   if (journal_r == -ENODATA)
     printf ("journal:       not read (the prio copies are unusable)\n");
+  else if (journal_r == -EPROTONOSUPPORT)
+    printf ("journal:       REFUSED: written by a newer version of nbdcache "
+            "(see the messages above)\n");
   else if (journal_r < 0)
     printf ("journal:       DAMAGED (see the messages above)\n");
   else
@@ -303,7 +309,7 @@ json_head (const struct inspect *in)
 }
 
 static void
-show_json (struct inspect *in, int journal_r, bool damaged)
+show_json (struct inspect *in, int journal_r, bool damaged, bool newer)
 {
   const struct nc_sb *sb = &in->sb;
   char uuid[40];
@@ -380,7 +386,8 @@ show_json (struct inspect *in, int journal_r, bool damaged)
             in->walk.depth, in->walk.nodes, in->walk.leaves, in->walk.keys,
             in->walk.dirty_keys, in->walk.zero_keys, in->walk.stale_keys);
   }
-  printf ("  \"damaged\": %s\n}\n", damaged ? "true" : "false");
+  printf ("  \"damaged\": %s,\n  \"newer_version\": %s\n}\n",
+          damaged ? "true" : "false", newer ? "true" : "false");
 }
 
 /* ---- the command ---- */
@@ -396,7 +403,7 @@ int
 cmd_show (int argc, char **argv)
 {
   struct inspect *in = NULL;
-  bool json = false, damaged = false;
+  bool json = false, damaged = false, newer = false;
   int c, r, journal_r = -ENODATA, walk_r = -ENODATA;
 
   while ((c = getopt_long (argc, argv, "vh", show_options, NULL)) != -1) {
@@ -422,7 +429,8 @@ cmd_show (int argc, char **argv)
   if (r == -EBADMSG && json) {
     /* Still a valid answer: what each copy is, and "damaged". */
     json_head (in);
-    printf ("  \"superblock\": null,\n  \"damaged\": true\n}\n");
+    printf ("  \"superblock\": null,\n  \"damaged\": true,\n"
+            "  \"newer_version\": false\n}\n");
   }
   if (r < 0) {
     inspect_close (in);
@@ -444,20 +452,26 @@ cmd_show (int argc, char **argv)
   if (r < 0 || journal_r < 0 || walk_r < 0) {
     int bad = r < 0 ? r : journal_r < 0 ? journal_r : walk_r;
 
-    if (bad != -EBADMSG) {
+    if (bad == -EPROTONOSUPPORT)
+      newer = true;             /* refused, as check says; not damage */
+    else if (bad != -EBADMSG) {
       inspect_close (in);
       return EXIT_TROUBLE;
     }
-    damaged = true;
+    else
+      damaged = true;
   }
 
   if (json)
-    show_json (in, journal_r, damaged);
+    show_json (in, journal_r, damaged, newer);
   else {
     show_text (in, journal_r, walk_r);
     if (damaged)
       printf ("DAMAGED: run 'nbdcache check %s' for details\n", in->path);
+    else if (newer)
+      printf ("REFUSED: written by a newer version of nbdcache; this "
+              "version does not use it\n");
   }
   inspect_close (in);
-  return damaged ? EXIT_DAMAGED : EXIT_OK;
+  return damaged || newer ? EXIT_DAMAGED : EXIT_OK;
 }

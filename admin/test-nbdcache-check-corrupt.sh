@@ -145,5 +145,37 @@ for m in zero-middle-bset zero-newest-bset-keys bset-seq-0 bset-nkeys-short \
     check "$m" 1 DAMAGED
 done
 
+# show_refused NAME: nbdcache show on an image whose journal a newer
+# version wrote says REFUSED, not DAMAGED, and exits 1; --json says
+# "newer_version": true and "damaged": false.  A clean image says false.
+show_refused () {
+    img="$tmp/img/$1.img"
+    "$NBDCACHE" show "$img" >"$tmp/show" 2>&1
+    status=$?
+    if [ "$status" -ne 1 ] ||
+       ! grep -q '^journal: *REFUSED: written by a newer version' "$tmp/show" ||
+       ! grep -q '^REFUSED: written by a newer version' "$tmp/show" ||
+       grep -q DAMAGED "$tmp/show"; then
+        fail "$1: show exit $status, expected 1 and REFUSED, not DAMAGED"
+        sed 's/^/  /' "$tmp/show" >&2
+        return
+    fi
+    for want in "$1:true" "clean:false"; do
+        "$NBDCACHE" show --json "$tmp/img/${want%%:*}.img" \
+            >"$tmp/show.json" 2>/dev/null
+        if ! "$PYTHON" - "$tmp/show.json" "${want#*:}" <<'EOF'; then
+import json, sys
+doc = json.load(open(sys.argv[1]))
+assert doc["newer_version"] == (sys.argv[2] == "true"), doc
+assert doc["damaged"] is False, doc
+EOF
+            fail "${want%%:*}: show --json newer_version is not ${want#*:}"
+            return
+        fi
+    done
+    echo "ok: $1: show says REFUSED (exit 1), --json newer_version"
+}
+show_refused journal-newer-version
+
 [ "$failures" -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }
 echo "all ok"
