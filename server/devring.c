@@ -92,6 +92,43 @@
  * (iowrite16, 12% of its samples, which the device row pays too), a
  * memmove (11%: the leaf insert's key shift or the payload copy; no
  * frame pointers to tell), finish_task_switch (11%) and softirqs (7%).
+ * WHERE THE WRITE ROW'S TIME GOES (issue 11 item 1, 2026-12-07; perf
+ * --call-graph dwarf on the server during randwrite 4k QD32, 1 conn):
+ * the memmove above was the leaf insert's key shift (leaf_apply: 5.7% of
+ * the server's samples; the payload copy out of rbuf 1.2%);
+ * btree_insert_nowait 16% in all (its no-I/O check descends the tree a
+ * second time: lower_bound 2.1%); io_uring_enter's inline ext4 direct
+ * write submission 36% (fio's device row pays it too); readv 13%.  The
+ * server used 0.77 CPU at 27.5k writes/s (28 us a write) and fio 0.41
+ * (1 conn; 4 conns: the server 0.86-0.98 CPU, its loop thread the
+ * bottleneck), on a machine with 2 CPUs shared with other jobs.  Tried
+ * and not kept (branch zcopy): a leaf insert that shifts the shorter side
+ * of its insertion point into headroom before the keys: btree-scale -r,
+ * 400k shuffled inserts, 0.91/1.19/1.06 -> 0.81/0.97/0.92 s of CPU; the
+ * server's share in leaf_apply's memmove 5.7% -> 4.8% (one profile
+ * each); ~1% of the server for 6% more node memory and a second shape
+ * of the node, and in the rows it is lost in the noise (load 10-28; the
+ * device row itself ranged 10-87k; two runs of 4 interleaved pairs;
+ * vs-dev medians (ranges), main -> that branch):
+ *                               run 1                  run 2
+ *     randwrite 4k QD32, 1 conn 0.58x -> 0.39x         0.35x -> 0.46x
+ *                               (0.32-0.61, 0.32-0.70) (0.22-0.79, 0.28-0.92)
+ *     randwrite 4k QD32, 4 conns 0.35x -> 0.43x        0.30x -> 0.29x
+ *                               (0.17-1.03, 0.36-0.49) (0.21-0.33, 0.18-0.32)
+ * Not done: receiving WRITE payloads straight into the request's aligned
+ * buffer (the copy is 1.2%; the payloads arrive inside conn.c's 64 KiB
+ * reads with the next headers between them, and reading each one apart
+ * would cost a readv per request, more than the copy); one insert per
+ * completion batch (a batch of 8-32 writes lands in ~100 leaves: few
+ * share one, so no shift is saved).  A part of the gap that is not this
+ * code: the cache file is preallocated (unwritten extents, which ext4
+ * converts at each block's first write) where the device row writes a
+ * file written in full; fio alone, 4k random writes QD32, 4 alternating
+ * pairs: 30.8/22.7/27.6/14.8k into a fresh preallocated 1 GiB file
+ * against 34.9/24.1/41.0/29.3k into a written one (medians 25.2k and
+ * 32.1k: 0.78x).  Tried once: IORING_SETUP_SQPOLL (its bench run did not
+ * finish in 15 minutes, not investigated; on 2 CPUs a polling kernel
+ * thread competes with the client anyway).
  * 1M sequential writes stay with the pool (measured no better on the
  * ring: request-async-write.c, LARGE WRITES).  Not tried: merging
  * adjacent 4k writes into one SQE (random writes are rarely adjacent,
