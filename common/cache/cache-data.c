@@ -189,6 +189,19 @@ cache_data_read (struct ncache_device *dev, const struct nc_key *k,
 }
 
 int
+cache_data_read_stashed (struct ncache_device *dev, const struct nc_key *k,
+                         uint64_t skip, void *dst, uint64_t len)
+{
+  uint64_t off = cache_data_offset (dev, k->bucket, k->offset) + skip;
+
+  /* A stale key (its bucket reused) is -ESTALE here as there. */
+  if (dev->journal != NULL && skip % BLK == 0 && len % BLK == 0 &&
+      journal_stash_get (dev->journal, off / BLK, k->gen, len / BLK, dst))
+    return bucket_gen (dev->bs, k->bucket) != k->gen ? -ESTALE : 0;
+  return cache_data_read (dev, k, skip, dst, len);
+}
+
+int
 cache_data_read_nowait (struct ncache_device *dev, const struct nc_key *k,
                         uint64_t skip, void *dst, uint64_t len)
 {

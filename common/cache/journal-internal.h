@@ -267,13 +267,6 @@ struct journal_stash;
 int jstash_create (struct journal_stash **out);
 /* NULL is a no-op. */
 void jstash_destroy (struct journal_stash *st);
-/* Copy device blocks [block, block + nblocks) of gen `gen` into dst and
- * return true if the stash holds every one of them (journal-stash.c
- * INVARIANTS: then they are what the device holds for that gen); else
- * false and dst untouched.  Any thread.
- */
-bool jstash_get (struct journal *j, uint64_t block, uint8_t gen,
-                 uint64_t nblocks, void *dst);
 
 /* ---- journal-entry.c: stamped sectors (ondisk.h, entry version 2) ---- */
 

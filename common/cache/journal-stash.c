@@ -9,9 +9,13 @@
  * put every block they write there once the write completed, before its
  * key can reach the journal; jwrite's read_inline takes a key's blocks
  * from it when every one is there with the key's block and gen, else
- * reads them back from the device as before.
+ * reads them back from the device as before.  The read of a
+ * read-modify-write (a write of part of a block: request.c patch_block,
+ * through cache_data_read_stashed) takes its block from here the same
+ * way.
  * WHY: the read-back was one device read (a real one with O_DIRECT) in
- * the wait of every FLUSH or FUA write a REDO commit serves.  A write
+ * the wait of every FLUSH or FUA write a REDO commit serves, and small
+ * sequential writes read back the block the previous one wrote.  A write
  * point hands out a bucket's blocks in order, so the blocks written last
  * are consecutive slots and do not evict each other.
  * INVARIANTS: a slot tagged (b, g) holds the bytes of the last completed
@@ -29,6 +33,7 @@
  * (a block each way; never across I/O).  Any thread.
  * FAILURE: none: a miss is the old read.  No memory: no stash (every
  * lookup misses).
+ * Client reads never use it: they verify what the device holds.
  * NOT HERE: which entries carry data (journal-write.c), recovery's use
  * of it (journal-replay.c, assemble.c).
  */
@@ -125,7 +130,7 @@ journal_stash_put (struct journal *j, uint64_t block, uint8_t gen,
 }
 
 bool
-jstash_get (struct journal *j, uint64_t block, uint8_t gen, uint64_t nblocks,
+journal_stash_get (struct journal *j, uint64_t block, uint8_t gen, uint64_t nblocks,
             void *dst)
 {
   struct journal_stash *st = j->stash;

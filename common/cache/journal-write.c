@@ -5,7 +5,9 @@
  *
  * WHAT / WHY: journal.c decides what goes where (placement, reclaim, the
  * live region, waiters); this file decides which entries carry their
- * data (journal.c REDO) and turns a plan into bytes and device calls, so a commit's I/O order is in one place: FILL (+ its own sync)
+ * data (journal.c REDO; their bytes from journal-stash.c's stash, else
+ * read back) and turns a plan into bytes and device calls, so a commit's
+ * I/O order is in one place: FILL (+ its own sync)
  * -> pre-flush unless presynced (PIPELINE) or its entries carry their
  * data (REDO, version 4) -> one pwrite per contiguous run -> pre-close
  * -> final sync.
@@ -224,7 +226,7 @@ read_inline (struct journal *j, struct nc_jentry *e)
       bytes = (size_t) key->size * NC_BLOCK_BYTES;
       block = (uint64_t) key->bucket * j->g.bucket_blocks + key->offset;
       off = block * NC_BLOCK_BYTES;
-      stashed = jstash_get (j, block, key->gen, key->size, dst);
+      stashed = journal_stash_get (j, block, key->gen, key->size, dst);
     }
     if (run_bytes > 0 &&
         (key == NULL || stashed || off != run_off + run_bytes)) {

@@ -90,8 +90,11 @@
  * REDO: a write that a waiter (FLUSH, FUA) wants and whose entries point
  * at little data (<= JOURNAL_INLINE_MAX_BLOCKS in all, each entry within
  * entry_max_blocks) skips its pre-flush: its entries are version 4 and
- * carry the bytes of every data key they hold, read back from the keys'
- * blocks when the entry is built (ondisk.h NC_JENTRY_INLINE_DATA), and
+ * carry the bytes of every data key they hold, copied when the entry is
+ * built from the stash of blocks just written (journal-stash.c: tagged
+ * with block and gen, so what it gives is what the key's write put on
+ * the device) or else read back from the keys' blocks (ondisk.h
+ * NC_JENTRY_INLINE_DATA), and
  * hooks->pre_write_unsynced leaves the data checksum pages' sync to the
  * final sync.  Data, pages, entry: ONE sync.  A crash before it either
  * tears the entry (its checksum covers the data: the write was never
@@ -161,7 +164,8 @@
  *
  * NOT HERE: reading the ring — scan, replay, check, format
  * (journal-replay.c); turning a plan into device I/O — fill, entries,
- * pre-flush, pwrites, pre-close, sync (journal-write.c); an entry's
+ * pre-flush, pwrites, pre-close, sync (journal-write.c); REDO's stash
+ * of blocks just written (journal-stash.c); an entry's
  * stamped sectors (journal-entry.c); the
  * ring's on-disk fields (journal-internal.h);
  * what keys mean (btree), pins (btree), buckets freed at a seq (bucket,

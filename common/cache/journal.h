@@ -205,6 +205,13 @@ int journal_close_entry_locked (struct journal *j, pthread_mutex_t *btree_lock,
  */
 void journal_stash_put (struct journal *j, uint64_t block, uint8_t gen,
                         uint64_t nblocks, const void *src);
+/* Copy device blocks [block, block + nblocks) of gen `gen` into dst and
+ * return true if the stash holds every one of them (journal-stash.c
+ * INVARIANTS: then they are the bytes the write of that gen put there);
+ * else false and dst untouched.
+ */
+bool journal_stash_get (struct journal *j, uint64_t block, uint8_t gen,
+                        uint64_t nblocks, void *dst);
 
 /* ---- any thread, no btree lock ---- */
 /* Seq of the open entry (lock-free). */
