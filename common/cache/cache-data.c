@@ -14,7 +14,10 @@
  * touches against its checksum (a partial block is read whole), and a
  * write stores the checksums of what it wrote (in memory; their region
  * pages are written and synced before any journal commit or leaf write,
- * so before the key the caller makes can be durable).
+ * so before the key the caller makes can be durable).  Every write also
+ * tells REDO's stash what it put where (journal-stash.c: its invariant
+ * needs every data write), and a read-modify-write's read takes whole
+ * blocks from it (cache_data_read_stashed).
  * INVARIANTS: a read that returns 0 saw k's data (the gen did not move
  * until after the read completed) and, with checksums, every block of it
  * verified; a key is pointed at space only after its data (and its
