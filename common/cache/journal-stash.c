@@ -22,7 +22,9 @@
  * write of device block b, and that write was for gen g of b's bucket:
  * every data write of the engine puts its blocks, or forgets them when
  * it failed or is larger than this stash takes (journal_stash_put), so a
- * slot never outlives a later write of its block.  Within one gen a
+ * slot never outlives a later write of its block (recovery's redo,
+ * assemble.c, writes before anything was put, and the same bytes for the
+ * same gen anyway).  Within one gen a
  * block is written at most once (write points never hand out a block
  * twice; a bucket is reused only after its gen moved), so (b, gen) names
  * one write, and a key of another gen (a stale key after the bucket's
