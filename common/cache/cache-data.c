@@ -14,7 +14,10 @@
  * touches against its checksum (a partial block is read whole), and a
  * write stores the checksums of what it wrote (in memory; their region
  * pages are written and synced before any journal commit or leaf write,
- * so before the key the caller makes can be durable).
+ * so before the key the caller makes can be durable).  Every write also
+ * tells REDO's stash what it put where (journal-stash.c: its invariant
+ * needs every data write), and a read-modify-write's read takes whole
+ * blocks from it (cache_data_read_stashed).
  * INVARIANTS: a read that returns 0 saw k's data (the gen did not move
  * until after the read completed) and, with checksums, every block of it
  * verified; a key is pointed at space only after its data (and its
@@ -42,6 +45,7 @@
 #include "cdev.h"
 #include "compiler.h"
 #include "datacsum.h"
+#include "journal.h"
 #include "log.h"
 
 #define BLK ((uint64_t) NC_BLOCK_BYTES)
@@ -188,6 +192,19 @@ cache_data_read (struct ncache_device *dev, const struct nc_key *k,
 }
 
 int
+cache_data_read_stashed (struct ncache_device *dev, const struct nc_key *k,
+                         uint64_t skip, void *dst, uint64_t len)
+{
+  uint64_t off = cache_data_offset (dev, k->bucket, k->offset) + skip;
+
+  /* A stale key (its bucket reused) is -ESTALE here as there. */
+  if (dev->journal != NULL && skip % BLK == 0 && len % BLK == 0 &&
+      journal_stash_get (dev->journal, off / BLK, k->gen, len / BLK, dst))
+    return bucket_gen (dev->bs, k->bucket) != k->gen ? -ESTALE : 0;
+  return cache_data_read (dev, k, skip, dst, len);
+}
+
+int
 cache_data_read_nowait (struct ncache_device *dev, const struct nc_key *k,
                         uint64_t skip, void *dst, uint64_t len)
 {
@@ -236,6 +253,10 @@ write_key (struct ncache_device *dev, const struct bucket_extent *ext,
 
   assert (k->size <= ext->nblocks);
   r = dev_write (dev, off, src, k->size, flags);
+  /* Before the key can reach the journal (journal-stash.c). */
+  if (dev->journal != NULL)
+    journal_stash_put (dev->journal, off / BLK, ext->gen, k->size,
+                       r == 0 ? src : NULL);
   if (r == 0 && dev->dc != NULL)
     r = datacsum_store (dev->dc, off / BLK, k->size, src, words);
   if (r < 0)

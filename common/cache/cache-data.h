@@ -44,6 +44,13 @@ uint64_t cache_data_offset (const struct ncache_device *dev, uint32_t bucket,
  */
 int cache_data_read (struct ncache_device *dev, const struct nc_key *k,
                      uint64_t skip, void *dst, uint64_t len);
+/* The same for a read-modify-write: whole blocks that REDO's stash
+ * holds for k's gen (journal-stash.c: the bytes k's write put there) are
+ * copied from memory, not read; anything else is cache_data_read.
+ */
+int cache_data_read_stashed (struct ncache_device *dev,
+                             const struct nc_key *k, uint64_t skip,
+                             void *dst, uint64_t len);
 /* The same, only if it needs no wait (an aligned read from a buffered
  * device's page cache): 0, or -EAGAIN for anything else (a moved gen
  * included; the caller then takes the blocking way).

@@ -19,6 +19,8 @@
  *                   thread, reclaim
  *   journal-write.c one commit write: fill, entries, pre-flush, pwrites,
  *                   pre-close, final sync
+ *   journal-stash.c REDO's stash of data blocks just written (inline
+ *                   data copied, not read back)
  *   journal-replay.c reading the ring: scan, validation, the chain to
  *                   replay, the check, format's first entry
  *   btree.c         the index: lookup, insert, split, walk

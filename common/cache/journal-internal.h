@@ -174,6 +174,10 @@ struct journal {
   size_t plan_cap;
   void *ibuf;                   /* REDO: a read-back buffer for inline
                                    data, JOURNAL_INLINE_MAX_BLOCKS */
+  struct journal_stash *stash;  /* REDO: blocks just written
+                                   (journal-stash.c); NULL: none */
+  uint64_t stash_hit_blocks;    /* the current write's inline blocks from */
+  uint64_t stash_miss_blocks;   /* the stash / read back (st at commit) */
 
   /* Replay's (journal-replay.c), until journal_redo: the inline data of
    * the newest replayed write, keys and bytes in entry order.
@@ -252,6 +256,17 @@ bool jwrite_unflushed_locked (struct journal *j, const struct plan *pl);
  * The commit token's holder only, no lock.  0 or -errno.
  */
 int jwrite_plan (struct journal *j, const struct plan *pl);
+
+/* ---- journal-stash.c: REDO's stash of blocks just written ---- */
+
+/* Blocks the stash holds (1 MiB): a few commits' worth of inline data. */
+#define STASH_SLOTS 256u
+
+struct journal_stash;
+/* 0 and *out, or -ENOMEM. */
+int jstash_create (struct journal_stash **out);
+/* NULL is a no-op. */
+void jstash_destroy (struct journal_stash *st);
 
 /* ---- journal-entry.c: stamped sectors (ondisk.h, entry version 2) ---- */
 

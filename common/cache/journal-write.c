@@ -5,7 +5,9 @@
  *
  * WHAT / WHY: journal.c decides what goes where (placement, reclaim, the
  * live region, waiters); this file decides which entries carry their
- * data (journal.c REDO) and turns a plan into bytes and device calls, so a commit's I/O order is in one place: FILL (+ its own sync)
+ * data (journal.c REDO; their bytes from journal-stash.c's stash, else
+ * read back) and turns a plan into bytes and device calls, so a commit's
+ * I/O order is in one place: FILL (+ its own sync)
  * -> pre-flush unless presynced (PIPELINE) or its entries carry their
  * data (REDO, version 4) -> one pwrite per contiguous run -> pre-close
  * -> final sync.
@@ -194,29 +196,27 @@ jwrite_unflushed_locked (struct journal *j, const struct plan *pl)
 
 /* REDO: copy the data of e's data keys (as their blocks hold it now:
  * every write a key relies on completed before the key was added) after
- * its keys.  Keys whose blocks follow each other on the device (a write
- * point hands out blocks in order) are read with one pread: at most
- * JOURNAL_INLINE_MAX_BLOCKS in all (jwrite_mark_inline_locked).  The
- * keys come from the index, so they lie inside the device (checked when
- * the entry was marked; cdev_pread checks anyway).
+ * its keys.  A key whose blocks the stash holds (journal-stash.c: the
+ * bytes its write put there, the gen checked) is copied from memory;
+ * the others are read back, keys whose blocks follow each other on the
+ * device (a write point hands out blocks in order) with one pread: at
+ * most JOURNAL_INLINE_MAX_BLOCKS in all (jwrite_mark_inline_locked).
+ * The keys come from the index, so they lie inside the device (checked
+ * when the entry was marked; cdev_pread checks anyway).
  */
 static int
 read_inline (struct journal *j, struct nc_jentry *e)
 {
   unsigned char *dst = (unsigned char *) &e->keys[e->nkeys];
-  uint64_t off = 0, run_off = 0;
+  unsigned char *run_dst = dst;
+  uint64_t off = 0, run_off = 0, block = 0;
   size_t bytes = 0, run_bytes = 0;
   uint32_t k;
+  bool stashed = false;
   int r;
 
   assert (jentry_inline_bytes (e->keys, e->nkeys)
           <= (uint64_t) JOURNAL_INLINE_MAX_BLOCKS * NC_BLOCK_BYTES);
-  if (j->ibuf == NULL) {
-    j->ibuf = cdev_alloc_buffer ((size_t) JOURNAL_INLINE_MAX_BLOCKS *
-                                 NC_BLOCK_BYTES);
-    if (j->ibuf == NULL)
-      return -ENOMEM;
-  }
   for (k = 0; k <= e->nkeys; k++) {
     const struct nc_key *key = k < e->nkeys ? &e->keys[k] : NULL;
 
@@ -224,21 +224,36 @@ read_inline (struct journal *j, struct nc_jentry *e)
       if (!jkey_has_data (key))
         continue;
       bytes = (size_t) key->size * NC_BLOCK_BYTES;
-      off = ((uint64_t) key->bucket * j->g.bucket_blocks + key->offset)
-        * NC_BLOCK_BYTES;
+      block = (uint64_t) key->bucket * j->g.bucket_blocks + key->offset;
+      off = block * NC_BLOCK_BYTES;
+      stashed = journal_stash_get (j, block, key->gen, key->size, dst);
     }
-    if (run_bytes > 0 && (key == NULL || off != run_off + run_bytes)) {
+    if (run_bytes > 0 &&
+        (key == NULL || stashed || off != run_off + run_bytes)) {
+      if (j->ibuf == NULL) {
+        j->ibuf = cdev_alloc_buffer ((size_t) JOURNAL_INLINE_MAX_BLOCKS *
+                                     NC_BLOCK_BYTES);
+        if (j->ibuf == NULL)
+          return -ENOMEM;
+      }
       if ((r = cdev_pread (j->g.cd, j->ibuf, run_bytes, run_off)) < 0)
         return r;
-      memcpy (dst, j->ibuf, run_bytes);
-      dst += run_bytes;
+      memcpy (run_dst, j->ibuf, run_bytes);
       run_bytes = 0;
     }
     if (key == NULL)
       break;
-    if (run_bytes == 0)
-      run_off = off;
-    run_bytes += bytes;
+    if (!stashed) {
+      if (run_bytes == 0) {
+        run_off = off;
+        run_dst = dst;
+      }
+      run_bytes += bytes;
+      j->stash_miss_blocks += key->size;
+    }
+    else
+      j->stash_hit_blocks += key->size;
+    dst += bytes;
   }
   return 0;
 }

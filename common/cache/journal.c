@@ -90,8 +90,11 @@
  * REDO: a write that a waiter (FLUSH, FUA) wants and whose entries point
  * at little data (<= JOURNAL_INLINE_MAX_BLOCKS in all, each entry within
  * entry_max_blocks) skips its pre-flush: its entries are version 4 and
- * carry the bytes of every data key they hold, read back from the keys'
- * blocks when the entry is built (ondisk.h NC_JENTRY_INLINE_DATA), and
+ * carry the bytes of every data key they hold, copied when the entry is
+ * built from the stash of blocks just written (journal-stash.c: tagged
+ * with block and gen, so what it gives is what the key's write put on
+ * the device) or else read back from the keys' blocks (ondisk.h
+ * NC_JENTRY_INLINE_DATA), and
  * hooks->pre_write_unsynced leaves the data checksum pages' sync to the
  * final sync.  Data, pages, entry: ONE sync.  A crash before it either
  * tears the entry (its checksum covers the data: the write was never
@@ -161,7 +164,8 @@
  *
  * NOT HERE: reading the ring — scan, replay, check, format
  * (journal-replay.c); turning a plan into device I/O — fill, entries,
- * pre-flush, pwrites, pre-close, sync (journal-write.c); an entry's
+ * pre-flush, pwrites, pre-close, sync (journal-write.c); REDO's stash
+ * of blocks just written (journal-stash.c); an entry's
  * stamped sectors (journal-entry.c); the
  * ring's on-disk fields (journal-internal.h);
  * what keys mean (btree), pins (btree), buckets freed at a seq (bucket,
@@ -323,6 +327,8 @@ journal_create (struct cdev *cd, const struct nc_sb *sb,
     r = -ENOMEM;
     goto err_free;
   }
+  /* No stash, no harm: every inline copy is read back. */
+  (void) jstash_create (&j->stash);
   j->pin = UINT64_MAX;
   j->retry_ms = RETRY_MIN_MS;
   pthread_mutex_init (&j->lock, NULL);
@@ -367,6 +373,7 @@ journal_destroy (struct journal *j)
   free (j->plan_pos);
   free (j->plan_last);
   free (j->ibuf);
+  jstash_destroy (j->stash);
   free (j->redo_keys.v);
   free (j->redo_data);
   free (j);
@@ -674,6 +681,9 @@ apply_plan_locked (struct journal *j, const struct plan *pl)
   j->st.commits++;
   j->st.presynced += j->presynced;
   j->st.inlined += j->unflushed;
+  j->st.inline_stashed_blocks += j->stash_hit_blocks;
+  j->st.inline_read_blocks += j->stash_miss_blocks;
+  j->stash_hit_blocks = j->stash_miss_blocks = 0;
   j->st.fill_syncs += j->filled;
   j->st.entries += pl->count;
   j->st.keys += nkeys;

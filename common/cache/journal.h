@@ -123,6 +123,9 @@ struct journal_stats {
                                    with a sync of their own (FILL) */
   uint64_t inlined;             /* writes whose entries carried their data
                                    and skipped the pre-flush (REDO) */
+  uint64_t inline_stashed_blocks; /* ... of their data, copied from the
+                                   stash (journal-stash.c) */
+  uint64_t inline_read_blocks;  /* ... read back from the device */
   uint64_t waiting;             /* journal_wait callers waiting now */
   uint64_t durable_seq, last_seq;
   uint64_t ring_blocks, ring_used_blocks;
@@ -192,6 +195,25 @@ void journal_mark_needed (struct journal *j);
 int journal_close_entry_locked (struct journal *j, pthread_mutex_t *btree_lock,
                                 const struct nc_key *root, uint16_t root_level,
                                 uint64_t oldest_pin);
+
+/* ---- any thread, no lock held ---- */
+/* REDO's stash (journal-stash.c): device blocks [block, block + nblocks)
+ * of a bucket at gen `gen` now hold src (nblocks * 4096 bytes), a data
+ * write that completed; call it before the write's key is added, so a
+ * commit carrying the key copies the bytes instead of reading them back.
+ * src NULL: the write failed (the blocks' contents are unknown).  Every
+ * write of data blocks must call it (journal-stash.c INVARIANTS); runs
+ * over JOURNAL_INLINE_MAX_BLOCKS are forgotten rather than kept.
+ */
+void journal_stash_put (struct journal *j, uint64_t block, uint8_t gen,
+                        uint64_t nblocks, const void *src);
+/* Copy device blocks [block, block + nblocks) of gen `gen` into dst and
+ * return true if the stash holds every one of them (journal-stash.c
+ * INVARIANTS: then they are the bytes the write of that gen put there);
+ * else false and dst untouched.
+ */
+bool journal_stash_get (struct journal *j, uint64_t block, uint8_t gen,
+                        uint64_t nblocks, void *dst);
 
 /* ---- any thread, no btree lock ---- */
 /* Seq of the open entry (lock-free). */

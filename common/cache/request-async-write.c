@@ -212,6 +212,15 @@ request_pwrite_async_done (struct ncache_export *nc, const void *buf,
   unsigned i;
   int r;
 
+  for (i = 0; i < w->nr; i++) {
+    const struct nc_key *k = &aw_keys (w)[i];
+
+    /* Before the keys can reach the journal (journal-stash.c). */
+    journal_stash_put (dev->journal,
+                       cache_data_offset (dev, k->bucket, k->offset) / BLK,
+                       k->gen, k->size, w->err < 0 ? NULL
+                       : src + (bkey_start (k) - offset / BLK) * BLK);
+  }
   if (w->err < 0)
     goto redo;
   if (dev->dc != NULL)

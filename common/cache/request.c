@@ -488,11 +488,12 @@ corrupt_hit (struct ncache_export *nc, const struct btree_piece *p,
 
 /* A hit: serve bytes [lo, hi) of piece p into dst.  -ESTALE if the bucket
  * was reused during the read (look the range up again); -EIO if its
- * dirty data failed its checksum.
+ * dirty data failed its checksum.  rmw: the read of a read-modify-write,
+ * which takes blocks just written from REDO's stash (cache-data.h).
  */
 static int
 read_hit (struct ncache_export *nc, const struct btree_piece *p, uint8_t *dst,
-          uint64_t lo, uint64_t hi)
+          uint64_t lo, uint64_t hi, bool rmw)
 {
   struct ncache_device *dev = nc->dev;
   int r;
@@ -501,7 +502,11 @@ read_hit (struct ncache_export *nc, const struct btree_piece *p, uint8_t *dst,
     memset (dst, 0, hi - lo);
     return 0;
   }
-  r = cache_data_read (dev, &p->key, lo - p->start * BLK, dst, hi - lo);
+  if (rmw)
+    r = cache_data_read_stashed (dev, &p->key, lo - p->start * BLK, dst,
+                                 hi - lo);
+  else
+    r = cache_data_read (dev, &p->key, lo - p->start * BLK, dst, hi - lo);
   if (r == -EBADMSG)
     return corrupt_hit (nc, p, dst, lo, hi);
   if (r < 0)
@@ -524,6 +529,7 @@ struct read_walk {
   ncache_extent_fn report;
   void *report_opaque;
   bool fill;
+  bool rmw;                     /* read_hit's rmw: patch_block's read */
 };
 
 /* A piece [lo, hi) was served (or, flags ZERO, may stay unwritten unless
@@ -557,7 +563,7 @@ read_piece (void *opaque, const struct btree_piece *p, uint64_t lo,
         memset (dst, 0, hi - lo);   /* the caller wants it all written */
       return r;
     }
-    r = read_hit (w->nc, p, dst, lo, hi);
+    r = read_hit (w->nc, p, dst, lo, hi, w->rmw);
     if (r == -ESTALE)
       return PIECE_WALK_AGAIN;  /* replaced under us: look again */
   }
@@ -587,7 +593,8 @@ read_batch_done (void *opaque)
 }
 
 /* Read bytes [offset, offset + count) into buf.  promote: misses go into
- * the cache (client reads and CACHE); false for read-modify-write.
+ * the cache (client reads and CACHE); false for read-modify-write (and a
+ * read-modify-write is the only caller with t NULL and no report).
  * report (may be NULL): see struct read_walk.
  */
 static int
@@ -599,6 +606,7 @@ read_range (struct ncache_export *nc, uint8_t *buf, uint64_t count,
     .nc = nc, .buf = buf, .offset = offset,
     .promote = promote, .t = t,
     .report = report, .report_opaque = report_opaque,
+    .rmw = !promote && t == NULL && report == NULL,
   };
 
   return piece_walk (nc, offset, count, read_piece, read_batch_done, &w);

@@ -10,7 +10,10 @@
  * JOURNAL_INLINE_MAX_BLOCKS pre-flushes (version 2, two syncs); a torn
  * version 4 entry is not replayed; and when the device dies at the
  * write's one sync and loses unsynced blocks at random, a surviving
- * entry brings its data back even where the data block was lost.
+ * entry brings its data back even where the data block was lost.  The
+ * stash (journal-stash.c) supplies a key's bytes only for the block and
+ * gen its write put there: never after the slot was reused, evicted or
+ * forgotten.
  * HOW: the fixture of test-journal-fx.h; the "data" blocks are in the
  * two buckets after the ring, written through the device as the engine
  * does before it journals a key; cdev_sim_poke changes a data block's
@@ -314,6 +317,164 @@ test_redo_sync_dies (void **state)
   assert_true (dropped > 0);
 }
 
+/* ---- the stash (journal-stash.c) ---- */
+
+/* Journal a one-block DIRTY key at slot for gen; writes nothing. */
+static uint64_t
+key_at (struct env *e, unsigned slot, uint8_t gen)
+{
+  struct nc_key k;
+  uint64_t seq, b = slot_block (slot);
+
+  pthread_mutex_lock (&e->f.lock);
+  fake_make_keys (&e->f, &k, 1);
+  k.size = 1;
+  k.flags = NC_KEY_DIRTY;
+  k.bucket = b / BUCKET_BLOCKS;
+  k.offset = b % BUCKET_BLOCKS;
+  k.gen = gen;
+  seq = journal_add (e->j, &k, 1);
+  fake_record (&e->f, &k, seq);
+  pthread_mutex_unlock (&e->f.lock);
+  return seq;
+}
+
+/* Tell the stash that device block `block` now holds pattern for gen. */
+static void
+stash (struct env *e, uint64_t block, uint8_t gen, unsigned char pattern)
+{
+  unsigned char *buf = cdev_alloc_buffer (NC_BLOCK_BYTES);
+
+  assert_non_null (buf);
+  memset (buf, pattern, NC_BLOCK_BYTES);
+  journal_stash_put (e->j, block, gen, 1, buf);
+  free (buf);
+}
+
+/* The device's bytes at slot, not through the stash. */
+static void
+poke (struct env *e, unsigned slot, unsigned char pattern)
+{
+  unsigned char buf[NC_BLOCK_BYTES];
+
+  memset (buf, pattern, sizeof buf);
+  cdev_sim_poke (e->sim, slot_block (slot) * NC_BLOCK_BYTES, buf,
+                 sizeof buf);
+}
+
+/* Flush the one key at slot, crash, and return the byte redone for it;
+ * *stashed / *read: its inline blocks from the stash / read back.
+ */
+static unsigned char
+redone_byte (struct env *e, uint64_t *stashed, uint64_t *read)
+{
+  struct redone rd = { .n = 0 };
+  struct journal_stats st;
+
+  assert_int_equal (journal_flush (e->j), 0);
+  journal_get_stats (e->j, &st);
+  *stashed = st.inline_stashed_blocks;
+  *read = st.inline_read_blocks;
+  env_crash (e, 0);
+  assert_int_equal (journal_redo (e->j, take, &rd), 0);
+  assert_int_equal (rd.n, 1);
+  assert_int_equal (rd.first_byte[0], rd.last_byte[0]);
+  return rd.first_byte[0];
+}
+
+/* A key whose write the stash holds is carried from memory: the device
+ * (poked to differ, which no engine write does) is not read.
+ */
+static void
+test_stash_supplies (void **state)
+{
+  struct env e;
+  uint64_t stashed, read;
+
+  env_init (&e, 2, LONG_DELAY_MS);
+  assert_int_equal (journal_flush (e.j), 0);
+  poke (&e, 3, 0x33);
+  stash (&e, slot_block (3), 7, 0x11);
+  key_at (&e, 3, 7);
+  assert_int_equal (redone_byte (&e, &stashed, &read), 0x11);
+  assert_int_equal (stashed, 1);
+  assert_int_equal (read, 0);
+  env_free (&e);
+}
+
+/* The bucket was reused: the stash holds the block for gen 7, the key
+ * is for gen 8 (its write bypassed the stash here, which no engine write
+ * does): never the stale bytes, the device's are read back.
+ */
+static void
+test_stash_other_gen_misses (void **state)
+{
+  struct env e;
+  uint64_t stashed, read;
+
+  env_init (&e, 2, LONG_DELAY_MS);
+  assert_int_equal (journal_flush (e.j), 0);
+  stash (&e, slot_block (3), 7, 0x11);
+  poke (&e, 3, 0x22);
+  key_at (&e, 3, 8);
+  assert_int_equal (redone_byte (&e, &stashed, &read), 0x22);
+  assert_int_equal (stashed, 0);
+  assert_int_equal (read, 1);
+  env_free (&e);
+}
+
+/* A reuse that went through the stash replaces the old gen's bytes; a
+ * block of the same slot (b + STASH_SLOTS) evicts it; a failed write
+ * and a large one forget it.  The key then gets the device's bytes.
+ */
+static void
+test_stash_replaced_or_forgotten (void **state)
+{
+  struct env e;
+  unsigned char *big;
+  uint64_t stashed, read, b = slot_block (3);
+  unsigned how;
+
+  big = cdev_alloc_buffer ((JOURNAL_INLINE_MAX_BLOCKS + 1) * NC_BLOCK_BYTES);
+  assert_non_null (big);
+  memset (big, 0x55, (JOURNAL_INLINE_MAX_BLOCKS + 1) * NC_BLOCK_BYTES);
+  for (how = 0; how < 4; how++) {
+    env_init (&e, 2, LONG_DELAY_MS);
+    assert_int_equal (journal_flush (e.j), 0);
+    stash (&e, b, 7, 0x11);
+    poke (&e, 3, 0x44);
+    switch (how) {
+    case 0:                     /* reused: gen 8 through the stash */
+      stash (&e, b, 8, 0x22);
+      poke (&e, 3, 0x22);
+      key_at (&e, 3, 8);
+      assert_int_equal (redone_byte (&e, &stashed, &read), 0x22);
+      assert_int_equal (stashed, 1);
+      break;
+    case 1:                     /* the slot's other block */
+      stash (&e, b + STASH_SLOTS, 7, 0x66);
+      key_at (&e, 3, 7);
+      assert_int_equal (redone_byte (&e, &stashed, &read), 0x44);
+      assert_int_equal (read, 1);
+      break;
+    case 2:                     /* a failed write */
+      journal_stash_put (e.j, b, 7, 1, NULL);
+      key_at (&e, 3, 7);
+      assert_int_equal (redone_byte (&e, &stashed, &read), 0x44);
+      assert_int_equal (read, 1);
+      break;
+    default:                    /* a write larger than the stash takes */
+      journal_stash_put (e.j, b - 1, 7, JOURNAL_INLINE_MAX_BLOCKS + 1, big);
+      key_at (&e, 3, 7);
+      assert_int_equal (redone_byte (&e, &stashed, &read), 0x44);
+      assert_int_equal (read, 1);
+      break;
+    }
+    env_free (&e);
+  }
+  free (big);
+}
+
 int
 main (void)
 {
@@ -323,6 +484,9 @@ main (void)
     cmocka_unit_test (test_redo_big_write_preflushes),
     cmocka_unit_test (test_redo_torn_entry_not_replayed),
     cmocka_unit_test (test_redo_sync_dies),
+    cmocka_unit_test (test_stash_supplies),
+    cmocka_unit_test (test_stash_other_gen_misses),
+    cmocka_unit_test (test_stash_replaced_or_forgotten),
   };
 
   seed = test_seed_from_env ("test-journal-redo");
