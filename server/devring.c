@@ -102,7 +102,7 @@
  * server used 0.77 CPU at 27.5k writes/s (28 us a write) and fio 0.41
  * (1 conn; 4 conns: the server 0.86-0.98 CPU, its loop thread the
  * bottleneck), on a machine with 2 CPUs shared with other jobs.  Tried
- * and not kept (branch zcopy): a leaf insert that shifts the shorter side
+ * and not merged: a leaf insert that shifts the shorter side
  * of its insertion point into headroom before the keys: btree-scale -r,
  * 400k shuffled inserts, 0.91/1.19/1.06 -> 0.81/0.97/0.92 s of CPU; the
  * server's share in leaf_apply's memmove 5.7% -> 4.8% (one profile
@@ -126,9 +126,10 @@
  * file written in full; fio alone, 4k random writes QD32, 4 alternating
  * pairs: 30.8/22.7/27.6/14.8k into a fresh preallocated 1 GiB file
  * against 34.9/24.1/41.0/29.3k into a written one (medians 25.2k and
- * 32.1k: 0.78x).  Tried once: IORING_SETUP_SQPOLL (its bench run did not
- * finish in 15 minutes, not investigated; on 2 CPUs a polling kernel
- * thread competes with the client anyway).
+ * 32.1k: 0.78x); bench/run-bench now writes its cache files in full
+ * (its CACHE FILE paragraph).  Tried once: IORING_SETUP_SQPOLL (its
+ * bench run did not finish in 15 minutes, not investigated; on 2 CPUs a
+ * polling kernel thread competes with the client anyway).
  * 1M sequential writes stay with the pool (measured no better on the
  * ring: request-async-write.c, LARGE WRITES).  Not tried: merging
  * adjacent 4k writes into one SQE (random writes are rarely adjacent,
