@@ -23,3 +23,9 @@ nc_csum (const void *buf, size_t len)
 {
   return XXH3_64bits ((const char *) buf + 8, len - 8);
 }
+
+uint64_t
+nc_csum_whole (const void *buf, size_t len)
+{
+  return XXH3_64bits (buf, len);
+}

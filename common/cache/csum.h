@@ -19,5 +19,9 @@
 
 /* XXH3-64 of buf[8, len); len >= 8. */
 uint64_t nc_csum (const void *buf, size_t len);
+/* XXH3-64 of buf[0, len): for data named by a checksum kept elsewhere
+ * (the export table, whose checksum is in the superblock head).
+ */
+uint64_t nc_csum_whole (const void *buf, size_t len);
 
 #endif /* NBDCACHE_CSUM_H */

@@ -159,7 +159,13 @@ _Static_assert (sizeof (struct nc_key) == 32, "nc_key is 32 bytes");
  * without that part.
  */
 #define NC_FEATURE_DATA_CSUM 0x1u   /* the data checksum region below */
-#define NC_FEATURE_ALL NC_FEATURE_DATA_CSUM
+/* table_csum covers every byte of the table copy.  Without it (a cache
+ * written before the bit existed) the first 8 bytes were skipped, as for
+ * structures whose checksum is their first field, which left slot 0's id,
+ * mode, kind and flags unprotected; every superblock write sets it.
+ */
+#define NC_FEATURE_TABLE_CSUM 0x2u
+#define NC_FEATURE_ALL (NC_FEATURE_DATA_CSUM | NC_FEATURE_TABLE_CSUM)
 
 /* DATA CHECKSUMS (NC_FEATURE_DATA_CSUM): one 32-bit little-endian word
  * per 4 KiB block of the whole device (block b at byte 4 * b of the
@@ -240,9 +246,10 @@ struct nc_sb {
   uint32_t nr_exports;          /* used slots in exports[] */
   uint32_t table_blocks;        /* export table blocks per copy */
   uint32_t pad0;
-  uint64_t table_csum;          /* XXH3-64 (nc_csum, seed 0) of the
-                                   table copy's bytes [0, table_blocks *
-                                   4096) with its first 8 bytes skipped */
+  uint64_t table_csum;          /* XXH3-64 (seed 0) of the table copy's
+                                   bytes [0, table_blocks * 4096); without
+                                   NC_FEATURE_TABLE_CSUM its first 8
+                                   bytes skipped (nc_csum) */
   uint64_t upgraded_unix;       /* when converted from version 1; 0 =
                                    formatted as version 2 */
   uint32_t features;            /* NC_FEATURE_*; an unknown bit refuses */

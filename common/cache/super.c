@@ -66,15 +66,27 @@ super_table_blocks_for (uint32_t bucket_blocks)
   return t < NC_TABLE_BLOCKS_MAX ? t : NC_TABLE_BLOCKS_MAX;
 }
 
+/* The table's checksum as sb's features say it is computed: every byte
+ * (NC_FEATURE_TABLE_CSUM), or, on a cache written before that bit, the
+ * old way with the first 8 bytes skipped.
+ */
 static uint64_t
 table_csum (const struct nc_sb *sb)
 {
-  return nc_csum (sb->exports, (size_t) sb->table_blocks * NC_BLOCK_BYTES);
+  size_t bytes = (size_t) sb->table_blocks * NC_BLOCK_BYTES;
+
+  return sb->features & NC_FEATURE_TABLE_CSUM
+    ? nc_csum_whole (sb->exports, bytes) : nc_csum (sb->exports, bytes);
 }
 
+/* Every write of a version 2 head goes through here: it writes the
+ * whole-table checksum, so a cache from before NC_FEATURE_TABLE_CSUM
+ * gets it at its first superblock write.
+ */
 void
 super_set_csum (struct nc_sb *sb)
 {
+  sb->features |= NC_FEATURE_TABLE_CSUM;
   if (sb->table_blocks >= 1 && sb->table_blocks <= NC_TABLE_BLOCKS_MAX)
     sb->table_csum = table_csum (sb);
   sb->csum = nc_csum (sb, NC_BLOCK_BYTES);
@@ -478,7 +490,8 @@ super_copies_disagree (const struct nc_sb *newer, const struct nc_sb *older,
       || a->journal_buckets != b->journal_buckets
       || a->prio_first != b->prio_first || a->prio_buckets != b->prio_buckets
       || a->data_first != b->data_first || a->table_blocks != b->table_blocks
-      || a->features != b->features || a->csum_first != b->csum_first
+      || ((a->features ^ b->features) & ~NC_FEATURE_TABLE_CSUM) != 0
+      || a->csum_first != b->csum_first
       || a->csum_buckets != b->csum_buckets)
     return "the geometry differs";
   n = super_table_slots (a);

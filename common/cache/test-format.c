@@ -83,7 +83,8 @@ test_super_format_then_read (void **state)
   assert_int_equal (sb.prio_first, 5);
   assert_int_equal (sb.prio_buckets, 1);
   /* The data checksum region: 64 buckets * 256 blocks * 4 bytes. */
-  assert_int_equal (sb.features, NC_FEATURE_DATA_CSUM);
+  assert_int_equal (sb.features,
+                    NC_FEATURE_DATA_CSUM | NC_FEATURE_TABLE_CSUM);
   assert_int_equal (sb.csum_first, 7);
   assert_int_equal (sb.csum_buckets, 1);
   assert_int_equal (sb.data_first, 8);

@@ -62,6 +62,17 @@ sb_table_fits (const struct nc_sb *head, int slot)
     * NC_BLOCK_BYTES <= DEVICE_BYTES;
 }
 
+/* Copy `slot`'s table checksum, as super.c computes it (table_csum). */
+static uint64_t
+sb_table_csum (const unsigned char *img, const struct nc_sb *h, int slot)
+{
+  const unsigned char *t = img + super_table_offset (h, slot);
+  size_t bytes = (size_t) h->table_blocks * NC_BLOCK_BYTES;
+
+  return h->features & NC_FEATURE_TABLE_CSUM ? nc_csum_whole (t, bytes)
+    : nc_csum (t, bytes);
+}
+
 /* Copy `slot` as super.c reads it: head checksum, magic, format version 2
  * (a fresh format writes nothing else), its table's checksum.
  */
@@ -72,8 +83,7 @@ sb_valid (const unsigned char *img, int slot)
 
   return h->magic == NC_SB_MAGIC && h->csum == nc_csum (h, NC_BLOCK_BYTES)
     && h->version == NC_FORMAT_VERSION && sb_table_fits (h, slot) &&
-    h->table_csum == nc_csum (img + super_table_offset (h, slot),
-                              (size_t) h->table_blocks * NC_BLOCK_BYTES);
+    h->table_csum == sb_table_csum (img, h, slot);
 }
 
 /* Recompute copy `slot`'s table_csum and csum in img (super_set_csum's
@@ -87,8 +97,7 @@ sb_recompute (unsigned char *img, int slot)
   uint64_t c;
 
   if (sb_table_fits (head, slot)) {
-    c = nc_csum (img + super_table_offset (head, slot),
-                 (size_t) head->table_blocks * NC_BLOCK_BYTES);
+    c = sb_table_csum (img, head, slot);
     memcpy (h + offsetof (struct nc_sb, table_csum), &c, sizeof c);
   }
   c = nc_csum (h, NC_BLOCK_BYTES);

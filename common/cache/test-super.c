@@ -6,7 +6,9 @@
  * checksum fixed up, so exactly that check must catch it) and named; one
  * corrupt copy (the other is used, with a warning), a copy that cannot
  * be read, both corrupt (-EBADMSG naming both reasons), no magic
- * (-ENOTSUP and the "format it" hint); what nc_csum covers.
+ * (-ENOTSUP and the "format it" hint); what nc_csum covers; the export
+ * table's checksum covers its first 8 bytes (slot 0's id and flags), and
+ * a table checksummed the old way still reads and is upgraded.
  * HOW: the simulated cache device (cdev-sim.c) and the fixtures of
  * test-super-fx.c (a formatted device, peek and poke).
  * SEED: the no-magic test fills the superblocks with random bytes;
@@ -64,6 +66,37 @@ test_super_csum (void **state)
   assert_int_not_equal (nc_csum (buf, sizeof buf), c);
 }
 
+/* A cache written before NC_FEATURE_TABLE_CSUM: its table checksum
+ * skips the first 8 bytes and still validates; the next checksum update
+ * (every superblock write) sets the bit and covers every byte.
+ */
+static void
+test_super_table_csum_legacy (void **state)
+{
+  struct cdev *cd = formatted (DEV_BYTES, 0);
+  struct nc_sb sb;
+  size_t tbytes;
+
+  assert_int_equal (super_read (cd, &sb, NULL), 0);
+  assert_true (sb.features & NC_FEATURE_TABLE_CSUM);
+  tbytes = (size_t) sb.table_blocks * NC_BLOCK_BYTES;
+  assert_int_equal (sb.table_csum, nc_csum_whole (sb.exports, tbytes));
+
+  sb.features &= ~NC_FEATURE_TABLE_CSUM;
+  sb.table_csum = nc_csum (sb.exports, tbytes);
+  sb.csum = nc_csum (&sb, NC_BLOCK_BYTES);
+  assert_null (super_validate (&sb, DEV_BYTES));
+
+  super_set_csum (&sb);
+  assert_true (sb.features & NC_FEATURE_TABLE_CSUM);
+  assert_int_equal (sb.table_csum, nc_csum_whole (sb.exports, tbytes));
+  assert_null (super_validate (&sb, DEV_BYTES));
+  sb.exports[0].flags ^= NC_SLOT_FORGETTING;
+  assert_string_equal (super_validate (&sb, DEV_BYTES),
+                       "bad export table checksum");
+  cdev_close (cd);
+}
+
 /* ---- super_validate: one broken invariant at a time ---- */
 
 struct corruption {
@@ -78,6 +111,11 @@ struct corruption {
 
 CORRUPT (c_csum, sb->csum ^= 1)
 CORRUPT (c_data_byte, sb->exports[3].uri[7] ^= 0x20)
+/* The table's first 8 bytes: slot 0's id, mode, kind and flags (a
+ * FORGETTING bit set there would drop the export's data).
+ */
+CORRUPT (c_slot0_flags, sb->exports[0].flags ^= NC_SLOT_FORGETTING)
+CORRUPT (c_slot0_id, sb->exports[0].id ^= 1)
 CORRUPT (c_magic, sb->magic ^= 0x100)
 CORRUPT (c_version, sb->version = 3)
 CORRUPT (c_version0, sb->version = 0)
@@ -135,6 +173,8 @@ CORRUPT (c_nr_exports_less, sb->exports[1].id = 2; sb->exports[9].id = 7;
 static const struct corruption corruptions[] = {
   { "csum", c_csum, "bad checksum", true },
   { "a byte of the table", c_data_byte, "bad export table checksum", true },
+  { "slot 0's flags", c_slot0_flags, "bad export table checksum", true },
+  { "slot 0's id", c_slot0_id, "bad export table checksum", true },
   { "table size", c_table_blocks,
     "the export table size does not match the bucket size", false },
   { "no table", c_table_zero,
@@ -248,7 +288,8 @@ test_super_read_refuses_corruptions (void **state)
     uint64_t device_bytes = DEV_BYTES;
 
     if (c->apply == c_device_shrank || c->apply == c_prio_small ||
-        c->apply == c_magic || c->apply == c_data_byte)
+        c->apply == c_magic || c->apply == c_data_byte ||
+        c->apply == c_slot0_flags || c->apply == c_slot0_id)
       continue;                 /* not expressible on this device (a
                                    kept csum over a changed seq) */
     for (slot = 0; slot < 2; slot++) {
@@ -427,6 +468,7 @@ main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_super_csum),
+    cmocka_unit_test (test_super_table_csum_legacy),
     cmocka_unit_test (test_super_validate_each_field),
     cmocka_unit_test (test_super_read_refuses_corruptions),
     cmocka_unit_test (test_super_one_copy_corrupt),
