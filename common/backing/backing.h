@@ -211,6 +211,14 @@ int backing_nbd_open (const char *uri, const struct backing_open_options *opts,
 int backing_rbd_open (const char *uri, const struct backing_open_options *opts,
                       struct backing **out);
 
+/* Tests only (test-backing-rbd.c): call the object class method
+ * cls.method with input in on the rbd backing b's image header object,
+ * as b's own Ceph client.  0 or -errno.
+ */
+int backing_rbd_test_exec_on_header (struct backing *b, const char *cls,
+                                     const char *method, const char *in,
+                                     size_t in_len);
+
 /* Split "rbd:POOL/IMAGE" (both non-empty, no further '/' or '@'):
  * 0 with *pool and *image malloc'ed, -EINVAL, or -ENOMEM.
  */

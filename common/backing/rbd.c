@@ -40,6 +40,25 @@
  *   a flush.  The engine treats the failed write as not done (the range
  *   reads as old or new data, as after any failed write) and writes its
  *   dirty data again.
+ * - Our own stale exclusive lock: librbd takes the image's exclusive lock
+ *   (cls lock "rbd_lock" on the header object) before its first write.
+ *   If the OSD applies that lock request but its reply is lost (the OSD
+ *   dies, or librados' op timeout fires first), the lock stays held by
+ *   this very client on the OSD while librbd believes it does not hold
+ *   it: every later acquire fails (the same cookie: EEXIST; another
+ *   cookie of ours: librbd refuses to break, i.e. blocklist, its own
+ *   lock, EINVAL), and so does every write, for good (seen with Ceph
+ *   16.2 after an OSD restart).  So when a write-like request fails with
+ *   an error that is not a timeout, and librbd says it does not own the
+ *   lock, the lockers of the header are listed on the OSD; a lock held by
+ *   our own client instance (rados_get_instance_id) is ours and stale, it
+ *   is released (rados_unlock with its cookie, logged), and the request
+ *   is tried once more.  A lock held by any other client is never
+ *   touched: librbd's own break logic owns that case.  The window where
+ *   this could release a lock librbd has just taken (an acquire that
+ *   succeeded while another request failed for another reason, librbd
+ *   not yet calling itself the owner) needs a second writer to matter;
+ *   nbdcache requires the image for itself.
  * - Reachability (for stats, backing_remote_get_state): "down" from the
  *   first request that timed out until any request or probe is answered.
  *   While down, a prober thread stats the image's header object once a
@@ -57,7 +76,10 @@
  * (librbd's image handle is thread-safe).  Each call waits on its own
  * struct rbd_req (mutex + condition, shared only with its completion).
  * state_lock guards the reachability fields; it is never held across a
- * librbd / librados call.  One prober thread per handle, joined at close.
+ * librbd / librados call.  lock_fix_lock serialises the release of our
+ * own stale exclusive lock; it is held across librados calls (each
+ * bounded by backing_timeout) and never with state_lock held.  One
+ * prober thread per handle, joined at close.
  *
  * FAILURE: librbd's errors are returned as -errno and logged once with the
  * operation and range; a timeout is -EIO (logged as such); a write-like
@@ -102,6 +124,10 @@
 #define BULK_MAX_BYTES       (1u << 30)
 /* While the cluster does not answer, one probe per this. */
 #define PROBE_INTERVAL_MS    1000u
+/* librbd's exclusive lock: the cls lock of this name on the header. */
+#define RBD_LOCK_NAME        "rbd_lock"
+/* Room for rados_list_lockers' answer (a few lockers at most). */
+#define LOCKERS_BUF_BYTES    4096
 
 struct backing_rbd {
   struct backing b;             /* first: the common head */
@@ -113,6 +139,7 @@ struct backing_rbd {
                                    the image is open */
 
   /* Reachability, for stats (backing_remote_get_state) and the prober. */
+  pthread_mutex_t lock_fix_lock; /* serialises release_own_stale_lock */
   pthread_mutex_t state_lock;
   pthread_cond_t state_cond;    /* CLOCK_MONOTONIC; wakes the prober */
   int64_t down_since_s;         /* time(2) of the first unanswered request
@@ -322,7 +349,7 @@ enum rbd_req_kind { REQ_READ, REQ_WRITE, REQ_FLUSH, REQ_DISCARD, REQ_ZERO };
  * the timeout, ours or librados'), or librbd's -errno (not logged).
  */
 static int
-submit_wait (struct backing_rbd *r, enum rbd_req_kind kind, void *buf,
+submit_once (struct backing_rbd *r, enum rbd_req_kind kind, void *buf,
              uint64_t count, uint64_t offset, int op_flags)
 {
   bool data = kind == REQ_READ || kind == REQ_WRITE;
@@ -386,6 +413,80 @@ submit_wait (struct backing_rbd *r, enum rbd_req_kind kind, void *buf,
   else if (ret >= 0)
     note_answer (r);
   return ret < 0 ? (int) ret : 0;
+}
+
+/* Is the image's exclusive lock held on the OSD by this client while
+ * librbd does not own it?  Then release it (see "Our own stale exclusive
+ * lock" above): true if a stale lock was released, so that a failed
+ * request is worth trying again.  Synchronous librados calls, each
+ * bounded by rados_osd_op_timeout (backing_timeout).  Serialised by
+ * lock_fix_lock, so concurrent failures release it once.
+ */
+static bool
+release_own_stale_lock (struct backing_rbd *r)
+{
+  char tag[256], clients[LOCKERS_BUF_BYTES], cookies[LOCKERS_BUF_BYTES];
+  char addrs[LOCKERS_BUF_BYTES], self[64];
+  size_t tag_len = sizeof tag, clients_len = sizeof clients;
+  size_t cookies_len = sizeof cookies, addrs_len = sizeof addrs;
+  const char *client, *cookie;
+  bool released = false;
+  int exclusive = 0, owner = 1;
+  ssize_t n, i;
+
+  pthread_mutex_lock (&r->lock_fix_lock);
+  if (rbd_is_exclusive_lock_owner (r->image, &owner) < 0 || owner)
+    goto out;                   /* no exclusive-lock feature, or ours */
+  n = rados_list_lockers (r->ioctx, r->probe_oid, RBD_LOCK_NAME, &exclusive,
+                          tag, &tag_len, clients, &clients_len, cookies,
+                          &cookies_len, addrs, &addrs_len);
+  if (n <= 0)
+    goto out;                   /* no lock, no answer, or a huge list */
+  snprintf (self, sizeof self, "client.%" PRIu64,
+            rados_get_instance_id (r->cluster));
+  client = clients;
+  cookie = cookies;
+  for (i = 0; i < n; i++) {
+    /* librbd may have taken it properly meanwhile: ask again last. */
+    if (strcmp (client, self) == 0 &&
+        rbd_is_exclusive_lock_owner (r->image, &owner) == 0 && !owner) {
+      int e = rados_unlock (r->ioctx, r->probe_oid, RBD_LOCK_NAME, cookie);
+
+      if (e == 0 || e == -ENOENT) {
+        log_warning ("backing %s: released this client's own stale "
+                     "exclusive lock on the image (%s, cookie '%s'): the "
+                     "cluster applied a lock request whose reply was lost, "
+                     "so librbd could never take the lock again",
+                     r->b.uri, self, cookie);
+        released = true;
+      }
+      else
+        log_error ("backing %s: cannot release this client's own stale "
+                   "exclusive lock (cookie '%s'): %s", r->b.uri, cookie,
+                   strerror (-e));
+    }
+    client += strlen (client) + 1;
+    cookie += strlen (cookie) + 1;
+  }
+ out:
+  pthread_mutex_unlock (&r->lock_fix_lock);
+  return released;
+}
+
+/* Submit one request and wait for it, as submit_once; a write-like
+ * request that failed because of our own stale exclusive lock is tried
+ * once more after the lock is released.
+ */
+static int
+submit_wait (struct backing_rbd *r, enum rbd_req_kind kind, void *buf,
+             uint64_t count, uint64_t offset, int op_flags)
+{
+  int e = submit_once (r, kind, buf, count, offset, op_flags);
+
+  if (e < 0 && e != -ETIMEDOUT && kind != REQ_READ &&
+      release_own_stale_lock (r))
+    e = submit_once (r, kind, buf, count, offset, op_flags);
+  return e;
 }
 
 /* One probe: does the OSD holding the image's header answer a stat?
@@ -683,6 +784,21 @@ rbd_extents_op (struct backing *b, uint64_t count, uint64_t offset,
   return e < 0 ? e : 0;
 }
 
+/* ---- tests only ---- */
+
+int
+backing_rbd_test_exec_on_header (struct backing *b, const char *cls,
+                                 const char *method, const char *in,
+                                 size_t in_len)
+{
+  struct backing_rbd *r = to_rbd (b);
+
+  if (b->ops != &rbd_ops)
+    return -EINVAL;
+  return rados_exec (r->ioctx, r->probe_oid, cls, method, in, in_len, NULL,
+                     0);
+}
+
 /* ---- open and close ---- */
 
 static void
@@ -714,6 +830,7 @@ free_rbd (struct backing_rbd *r)
     rados_shutdown (r->cluster);
   pthread_cond_destroy (&r->state_cond);
   pthread_mutex_destroy (&r->state_lock);
+  pthread_mutex_destroy (&r->lock_fix_lock);
   free (r->probe_oid);
   free (r->b.uri);
   free (r);
@@ -858,6 +975,7 @@ backing_rbd_open (const char *uri, const struct backing_open_options *opts,
     goto out;
   }
   pthread_mutex_init (&r->state_lock, NULL);
+  pthread_mutex_init (&r->lock_fix_lock, NULL);
   if ((r->b.uri = strdup (uri)) == NULL) {
     e = -ENOMEM;
     goto err;

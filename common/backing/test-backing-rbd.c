@@ -504,6 +504,88 @@ test_rbd_outage (void **state)
   free (r);
 }
 
+/* Ceph's little-endian encoding, for one cls_lock "lock" request. */
+static void
+put_u32 (char *buf, size_t *at, uint32_t v)
+{
+  unsigned i;
+
+  for (i = 0; i < 4; i++)
+    buf[(*at)++] = (char) (v >> (8 * i));
+}
+
+static void
+put_str (char *buf, size_t *at, const char *s)
+{
+  put_u32 (buf, at, (uint32_t) strlen (s));
+  memcpy (buf + *at, s, strlen (s));
+  *at += strlen (s);
+}
+
+/* Take the image's exclusive lock ("rbd_lock", tag "internal", as librbd
+ * takes it) as the backing's own client with cookie, behind librbd's
+ * back: what an OSD that applied a lock request whose reply never came
+ * leaves.  cls_lock_lock_op: ENCODE_START(1, 1), name, u8 type (1 =
+ * exclusive), cookie, tag, description, utime_t duration (u32 s, u32
+ * ns), u8 flags.
+ */
+static int
+lock_behind_librbd (struct backing *b, const char *cookie)
+{
+  char op[512];
+  size_t at = 6, len;
+
+  put_str (op, &at, "rbd_lock");
+  op[at++] = 1;
+  put_str (op, &at, cookie);
+  put_str (op, &at, "internal");
+  put_str (op, &at, "");
+  put_u32 (op, &at, 0);
+  put_u32 (op, &at, 0);
+  op[at++] = 0;
+  len = at;
+  op[0] = 1;                    /* struct_v */
+  op[1] = 1;                    /* struct_compat */
+  at = 2;
+  put_u32 (op, &at, (uint32_t) (len - 6));
+  return backing_rbd_test_exec_on_header (b, "lock", "lock", op, len);
+}
+
+/* The OSD holds the image's exclusive lock for this very client, under a
+ * cookie librbd does not hold (a lock request applied, its reply lost
+ * in an outage): librbd alone fails every write from then on (it will
+ * not break its own lock).  The driver releases that stale lock of its
+ * own and the write goes through; a lock of another client is not its
+ * business (test-remote-rbd-outage.sh meets the real thing, by chance).
+ */
+static void
+test_rbd_own_stale_lock (void **state)
+{
+  struct backing_open_options o = { .remote = { .timeout_ms = 10000 } };
+  struct backing *b = NULL;
+  unsigned char w[4096], r[4096];
+  struct test_rng rng;
+
+  (void) state;
+  test_rng_seed (&rng, seed ^ 0x10c4);
+  fill (w, sizeof w, &rng);
+  assert_int_equal (backing_open (image_uri, &o, &b), 0);
+  /* Before the first write: librbd has not taken the lock yet. */
+  assert_int_equal (lock_behind_librbd (b, "auto 123456789"), 0);
+  last_error[0] = '\0';
+  assert_int_equal (backing_pwrite (b, w, sizeof w, 8 * MIB, 0), 0);
+  assert_int_equal (backing_flush (b), 0);
+  assert_int_equal (backing_pread (b, r, sizeof r, 8 * MIB), 0);
+  assert_memory_equal (r, w, sizeof w);
+  /* Once the lock is librbd's own, writes go on. */
+  fill (w, sizeof w, &rng);
+  assert_int_equal (backing_pwrite (b, w, sizeof w, 8 * MIB, BACKING_FUA),
+                    0);
+  assert_int_equal (backing_pread (b, r, sizeof r, 8 * MIB), 0);
+  assert_memory_equal (r, w, sizeof w);
+  backing_close (b);
+}
+
 int
 main (void)
 {
@@ -516,6 +598,7 @@ main (void)
     cmocka_unit_test (test_rbd_readonly),
     cmocka_unit_test (test_rbd_missing),
     cmocka_unit_test (test_rbd_outage),
+    cmocka_unit_test (test_rbd_own_stale_lock),
   };
   image_uri = getenv ("NBDCACHE_TEST_RBD_IMAGE");
   sparse_uri = getenv ("NBDCACHE_TEST_RBD_SPARSE");
