@@ -254,9 +254,8 @@ write_key (struct ncache_device *dev, const struct bucket_extent *ext,
   assert (k->size <= ext->nblocks);
   r = dev_write (dev, off, src, k->size, flags);
   /* Before the key can reach the journal (journal-stash.c). */
-  if (dev->journal != NULL)
-    journal_stash_put (dev->journal, off / BLK, ext->gen, k->size,
-                       r == 0 ? src : NULL);
+  journal_stash_put (dev->journal, off / BLK, ext->gen, k->size,
+                     r == 0 ? src : NULL);
   if (r == 0 && dev->dc != NULL)
     r = datacsum_store (dev->dc, off / BLK, k->size, src, words);
   if (r < 0)

@@ -110,11 +110,11 @@ void
 journal_stash_put (struct journal *j, uint64_t block, uint8_t gen,
                    uint64_t nblocks, const void *src)
 {
-  struct journal_stash *st = j->stash;
+  struct journal_stash *st = j != NULL ? j->stash : NULL;
   const unsigned char *s = src;
   uint64_t i;
 
-  if (st == NULL)
+  if (st == NULL)               /* no journal (read-only), or no stash */
     return;
   pthread_mutex_lock (&st->lock);
   if (s == NULL || nblocks > JOURNAL_INLINE_MAX_BLOCKS)

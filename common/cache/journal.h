@@ -202,8 +202,9 @@ int journal_close_entry_locked (struct journal *j, pthread_mutex_t *btree_lock,
  * write that completed; call it before the write's key is added, so a
  * commit carrying the key copies the bytes instead of reading them back.
  * src NULL: the write failed (the blocks' contents are unknown).  Every
- * write of data blocks must call it (journal-stash.c INVARIANTS); runs
- * over JOURNAL_INLINE_MAX_BLOCKS are forgotten rather than kept.
+ * write of data blocks must call it (journal-stash.c INVARIANTS); j NULL
+ * (no journal) does nothing; runs over JOURNAL_INLINE_MAX_BLOCKS are
+ * forgotten rather than kept.
  */
 void journal_stash_put (struct journal *j, uint64_t block, uint8_t gen,
                         uint64_t nblocks, const void *src);
