@@ -141,7 +141,7 @@ for m in zero-middle-bset zero-newest-bset-keys bset-seq-0 bset-nkeys-short \
          prio-gen-rollback-journal \
          prio-copies-gen-backwards sb-export-uri-flip \
          dirty-key-foreign-export inline-data-flip \
-         inline-data-flip-stamped; do
+         inline-data-flip-stamped journal-delete-flags; do
     check "$m" 1 DAMAGED
 done
 

@@ -225,20 +225,10 @@ static const char *
 journal_key_invalid (const struct assembly *a, const struct nc_key *k,
                      uint64_t seq)
 {
-  struct nc_key tmp = *k;
-  const char *why;
+  /* The rule the btree applies when replay inserts it. */
+  const char *why = bkey_invalid_insert (k, a->sb->bucket_blocks,
+                                         a->sb->data_first, a->sb->nbuckets);
 
-  /* A DELETE key has no pointer: check it as a ZERO key of that range. */
-  if (k->flags & NC_KEY_DELETE) {
-    /* A DELETE's pointer is unused (older code moved its offset when it
-     * cut one): checked as a ZERO key without it.
-     */
-    tmp.flags = (uint8_t) ((k->flags & ~NC_KEY_DELETE) | NC_KEY_ZERO);
-    tmp.offset = 0;
-    tmp.gen = 0;
-  }
-  why = bkey_invalid_leaf (&tmp, a->sb->bucket_blocks, a->sb->data_first,
-                           a->sb->nbuckets);
   /* A gen newer than its bucket's: the prios lost a bump (GENS ON DISK in
    * btree.h); the message names the key.
    */

@@ -73,6 +73,25 @@ bkey_invalid_leaf (const struct nc_key *k, uint32_t bucket_blocks,
 }
 
 const char *
+bkey_invalid_insert (const struct nc_key *k, uint32_t bucket_blocks,
+                     uint32_t data_first, uint32_t nbuckets)
+{
+  struct nc_key t = *k;
+
+  if (t.flags & NC_KEY_DELETE) {
+    if (t.flags != NC_KEY_DELETE)
+      return "DELETE key with other flags";
+    /* A DELETE's pointer is unused (older code moved its offset when it
+     * cut one, assemble.c): checked as a ZERO key without it.
+     */
+    t.flags = NC_KEY_ZERO;
+    t.offset = 0;
+    t.gen = 0;
+  }
+  return bkey_invalid_leaf (&t, bucket_blocks, data_first, nbuckets);
+}
+
+const char *
 bkey_invalid_ptr (const struct nc_key *k, uint32_t data_first,
                   uint32_t nbuckets)
 {

@@ -98,6 +98,15 @@ static inline bool bkey_has_data (const struct nc_key *k)
  */
 const char *bkey_invalid_leaf (const struct nc_key *k, uint32_t bucket_blocks,
                                uint32_t data_first, uint32_t nbuckets);
+/* NULL if k is well-formed as btree_insert and the journal take keys: a
+ * leaf key (bkey_invalid_leaf), or a DELETE of a range (NC_KEY_DELETE
+ * alone; its pointer is unused, checked as a ZERO key of that range).
+ * The one rule for both recovery (btree insert) and nbdcache check
+ * (assemble.c), so check never calls clean a journal recovery refuses.
+ */
+const char *bkey_invalid_insert (const struct nc_key *k,
+                                 uint32_t bucket_blocks, uint32_t data_first,
+                                 uint32_t nbuckets);
 /* Same for an interior-node child pointer. */
 const char *bkey_invalid_ptr (const struct nc_key *k, uint32_t data_first,
                               uint32_t nbuckets);

@@ -443,17 +443,8 @@ insert_one (struct btree *bt, const struct nc_key *k, bool *cut)
 const char *
 invalid_insert (const struct btree *bt, const struct nc_key *k)
 {
-  struct nc_key t = *k;
-
-  if (t.flags & NC_KEY_DELETE) {
-    if (t.flags != NC_KEY_DELETE)
-      return "DELETE key with other flags";
-    t.flags = NC_KEY_ZERO;
-    t.offset = 0;               /* unused (assemble.c) */
-    t.gen = 0;
-  }
-  return bkey_invalid_leaf (&t, bt->geom.bucket_blocks, bt->geom.data_first,
-                            bt->geom.nbuckets);
+  return bkey_invalid_insert (k, bt->geom.bucket_blocks, bt->geom.data_first,
+                              bt->geom.nbuckets);
 }
 
 /* Insert keys; journal the ones attempted if `journal`. */

@@ -539,11 +539,13 @@ test_bset_nkeys_short (void **state)
 }
 
 /* A copy of the unclean image whose newest journal entry (version 2, with
- * keys) gets seq `seq` (0: kept) and version `version`, its checksum and
- * stamps recomputed: written whole, as no write of ours writes it.
+ * keys) gets seq `seq` (0: kept) and version `version`, and its last key
+ * the extra flags `key_flags` (0: none), its checksum and stamps
+ * recomputed: written whole, as no write of ours writes it.
  */
 static unsigned char *
-unclean_newest_rewritten (uint64_t seq, uint32_t version)
+unclean_newest_rewritten_key (uint64_t seq, uint32_t version,
+                              uint8_t key_flags)
 {
   struct image im;
   unsigned char *m = copy_of (W.unclean);
@@ -563,10 +565,19 @@ unclean_newest_rewritten (uint64_t seq, uint32_t version)
   if (seq != 0)
     e->seq = seq;
   e->version = version;
+  /* Other flags are there for DELETE to clash with (a write: DIRTY). */
+  assert_true (key_flags == 0 || e->keys[e->nkeys - 1].flags != 0);
+  e->keys[e->nkeys - 1].flags |= key_flags;
   e->csum = nc_csum (e, (size_t) jentry_csum_bytes (e));
   jentry_frame (e, jstamp_seed (im.sb.uuid), m + off);  /* stamps too */
   free (e);
   return m;
+}
+
+static unsigned char *
+unclean_newest_rewritten (uint64_t seq, uint32_t version)
+{
+  return unclean_newest_rewritten_key (seq, version, 0);
 }
 
 /* The newest journal entry of the unclean image (it holds FLUSHed writes
@@ -579,6 +590,21 @@ test_journal_seq_max (void **state)
   must_refuse ("journal-seq-max",
                unclean_newest_rewritten (UINT64_MAX, NC_JENTRY_VERSION),
                true);
+}
+
+/* The newest journal entry's last key (a write: DIRTY) also gets the
+ * DELETE flag, checksum and stamps recomputed: a DELETE may carry no
+ * other flag, recovery refuses it, and nbdcache check must call it
+ * DAMAGED by the same rule (bkey_invalid_insert); check once called it
+ * clean (a random metadata mutant found it).
+ */
+static void
+test_journal_delete_flags (void **state)
+{
+  (void) state;
+  must_refuse ("journal-delete-flags",
+               unclean_newest_rewritten_key (0, NC_JENTRY_VERSION,
+                                             NC_KEY_DELETE), true);
 }
 
 /* The newest journal entry of the unclean image rewritten whole as entry
@@ -1151,6 +1177,7 @@ main (void)
     cmocka_unit_test (test_bset_nkeys_short),
     cmocka_unit_test (test_old_bad_bset_refused),
     cmocka_unit_test (test_journal_seq_max),
+    cmocka_unit_test (test_journal_delete_flags),
     cmocka_unit_test (test_journal_newest_damaged),
     cmocka_unit_test (test_journal_newer_version),
     cmocka_unit_test (test_journal_inline_data_flip),
