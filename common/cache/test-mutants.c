@@ -50,7 +50,10 @@
  * that verifies reads it); a sector stamp of the newest
  * journal write forged, checksum recomputed, to look never written
  * (what a torn write leaves: dropped as torn); a journal entry's key
- * count changed, checksum recomputed (a shorter entry is well-formed).
+ * count changed, checksum recomputed (a shorter entry is well-formed); a
+ * journal entry's last_seq changed, checksum recomputed (raised, it
+ * says older entries are in the index: nothing in the format says
+ * otherwise).
  * HOW: the test parses the base image itself (ondisk.h, nc_csum),
  * independently of the engine's readers, to find the live structures and
  * to recompute checksums; only the stamped sectors of a journal entry are
@@ -257,6 +260,14 @@ enum hole {
    * makes one.
    */
   HOLE_JENTRY_NKEYS,
+  /* A journal entry's last_seq (the oldest entry still needed) changed,
+   * checksum recomputed and sectors stamped again: raised, it says the
+   * entries below it are in the index already, and a well-formed entry
+   * cannot be told from one written after the index was (replay skips
+   * them, their keys are lost); lowered, replay only redoes older keys
+   * first.  Only an adversary who can recompute checksums makes one.
+   */
+  HOLE_JENTRY_LAST_SEQ,
   NR_HOLES
 };
 static const char *const hole_names[NR_HOLES] = {
@@ -265,6 +276,7 @@ static const char *const hole_names[NR_HOLES] = {
   "a leaf key's extent or pointer changed (checksums name device blocks)",
   "a stamp of the newest write forged as never written (reads as torn)",
   "a journal entry's key count changed (a well-formed shorter entry)",
+  "a journal entry's last_seq changed (entries taken as in the index)",
 };
 
 /* Does [lo, hi) (bytes of the structure) touch [a, b)? */
@@ -292,6 +304,10 @@ hole_of (const struct mutant *m)
       touches (lo, hi, offsetof (struct nc_jentry, nkeys),
                offsetof (struct nc_jentry, nkeys) + sizeof (uint32_t)))
     return HOLE_JENTRY_NKEYS;
+  if (m->region == R_JOURNAL && m->recompute && !m->in_stamp &&
+      touches (lo, hi, offsetof (struct nc_jentry, last_seq),
+               offsetof (struct nc_jentry, last_seq) + sizeof (uint64_t)))
+    return HOLE_JENTRY_LAST_SEQ;
   /* A stamped entry: lo is in its payload, where its keys are. */
   if (m->recompute && m->len < sizeof (struct nc_key) && hi > t->hdr &&
       ((m->region == R_JOURNAL && !m->in_stamp) ||
