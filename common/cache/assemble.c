@@ -106,14 +106,24 @@ hook_pre_write (void *opaque)
 }
 
 static int
-hook_pre_write_unsynced (void *opaque, uint64_t *token)
+hook_pre_write_unsynced (void *opaque)
+{
+  struct assembly *a = opaque;
+
+  if (a->opts.pre_write_unsynced != NULL)
+    return a->opts.pre_write_unsynced (a->opts.opaque);
+  return hook_pre_write (opaque);
+}
+
+static int
+hook_write_unsynced (void *opaque, uint64_t *token)
 {
   struct assembly *a = opaque;
 
   *token = 0;
-  if (a->opts.pre_write_unsynced != NULL)
-    return a->opts.pre_write_unsynced (a->opts.opaque, token);
-  return hook_pre_write (opaque);
+  if (a->opts.pre_write_unsynced != NULL && a->opts.write_unsynced != NULL)
+    return a->opts.write_unsynced (a->opts.opaque, token);
+  return 0;
 }
 
 static void
@@ -458,6 +468,7 @@ index_read_write (struct assembly *a)
     .reclaim = hook_reclaim,
     .pre_write = hook_pre_write,
     .pre_write_unsynced = hook_pre_write_unsynced,
+    .write_unsynced = hook_write_unsynced,
     .synced = hook_synced,
     .committed = hook_committed,
   };

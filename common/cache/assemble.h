@@ -57,10 +57,12 @@ struct assemble_options {
    */
   void (*kick) (void *opaque, bool need_gc);
   int (*pre_write) (void *opaque);
-  /* Read-write, optional, both or neither (journal.h): pre_write for a
-   * journal write that skips its pre-flush, and its final sync's news.
+  /* Read-write, optional, all three or none (journal.h): pre_write for
+   * a journal write that skips its pre-flush, in its two halves, and its
+   * final sync's news.
    */
-  int (*pre_write_unsynced) (void *opaque, uint64_t *token);
+  int (*pre_write_unsynced) (void *opaque);
+  int (*write_unsynced) (void *opaque, uint64_t *token);
   void (*synced) (void *opaque, uint64_t token);
   /* Read-write, optional: replay wrote back `blocks` blocks of data at
    * device block `block` from a journal entry (journal.c REDO): their

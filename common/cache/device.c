@@ -116,21 +116,25 @@ hook_pre_write (void *opaque)
 }
 
 /* The journal's pre_write for a write whose entries carry their data
- * (journal.c REDO): the same, but the region pages are synced by that
- * write's final sync (hook_synced).  If it never completes, replay writes
- * the data back and its words with it (hook_data_redone).
+ * (journal.c REDO), in two halves: the backing stores first, before any
+ * entry is written; then the region pages (hook_write_unsynced), possibly
+ * while the entries' writes are in flight, synced by that write's final
+ * sync (hook_synced).  If it never completes, replay writes the data back
+ * and its words with it (hook_data_redone).
  */
 static int
-hook_pre_write_unsynced (void *opaque, uint64_t *token)
+hook_pre_write_unsynced (void *opaque)
+{
+  return request_sync_backings (opaque);
+}
+
+static int
+hook_write_unsynced (void *opaque, uint64_t *token)
 {
   struct ncache_device *dev = opaque;
-  int r;
 
   *token = 0;
-  r = request_sync_backings (dev);
-  if (r == 0 && dev->dc != NULL)
-    r = datacsum_flush (dev->dc, token);
-  return r;
+  return dev->dc != NULL ? datacsum_flush (dev->dc, token) : 0;
 }
 
 static void
@@ -173,6 +177,7 @@ recover (struct ncache_device *dev, const struct ncache_device_tuning *t)
     .kick = hook_kick,
     .pre_write = hook_pre_write,
     .pre_write_unsynced = hook_pre_write_unsynced,
+    .write_unsynced = hook_write_unsynced,
     .synced = hook_synced,
     .data_redone = hook_data_redone,
     .redo_flush = hook_redo_flush,

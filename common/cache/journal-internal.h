@@ -174,6 +174,11 @@ struct journal {
   size_t plan_cap;
   void *ibuf;                   /* REDO: a read-back buffer for inline
                                    data, JOURNAL_INLINE_MAX_BLOCKS */
+  struct cdev_ring *ring;       /* OVERLAP (journal-write.c): the entry
+                                   writes of a REDO write; NULL until one
+                                   is made */
+  bool ring_off;                /* ... none can be (no io_uring, not
+                                   O_DIRECT): blocking writes */
   struct journal_stash *stash;  /* REDO: blocks just written
                                    (journal-stash.c); NULL: none */
   uint64_t stash_hit_blocks;    /* the current write's inline blocks from */
@@ -252,10 +257,12 @@ void jwrite_mark_inline_locked (struct journal *j);
 bool jwrite_unflushed_locked (struct journal *j, const struct plan *pl);
 
 /* Build and write the planned entries: fill, pre-flush (unless
- * PIPELINE says they need none), pwrites, pre-close, the final sync.
- * The commit token's holder only, no lock.  0 or -errno.
+ * PIPELINE says they need none), pwrites (for REDO, with
+ * hooks->write_unsynced overlapping them: *token set for hooks->synced),
+ * pre-close, the final sync.  The commit token's holder only, no lock.
+ * 0 or -errno.
  */
-int jwrite_plan (struct journal *j, const struct plan *pl);
+int jwrite_plan (struct journal *j, const struct plan *pl, uint64_t *token);
 
 /* ---- journal-stash.c: REDO's stash of blocks just written ---- */
 

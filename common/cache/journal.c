@@ -95,8 +95,10 @@
  * with block and gen, so what it gives is what the key's write put on
  * the device) or else read back from the keys' blocks (ondisk.h
  * NC_JENTRY_INLINE_DATA), and
- * hooks->pre_write_unsynced leaves the data checksum pages' sync to the
- * final sync.  Data, pages, entry: ONE sync.  A crash before it either
+ * hooks->pre_write_unsynced (the backing stores) and write_unsynced (the
+ * data checksum pages, written while the entries' writes are in flight:
+ * journal-write.c OVERLAP) leave the pages' sync to the final sync.
+ * Data, pages, entry: ONE sync.  A crash before it either
  * tears the entry (its checksum covers the data: the write was never
  * acknowledged and is dropped like any torn write) or leaves it whole,
  * and then recovery writes the data back where the index still points at
@@ -373,6 +375,7 @@ journal_destroy (struct journal *j)
   free (j->plan_pos);
   free (j->plan_last);
   free (j->ibuf);
+  cdev_ring_destroy (j->ring);
   jstash_destroy (j->stash);
   free (j->redo_keys.v);
   free (j->redo_data);
@@ -829,14 +832,14 @@ commit (struct journal *j)
     token = 0;
     r = 0;
     if (j->unflushed && j->hooks.pre_write_unsynced != NULL)
-      r = j->hooks.pre_write_unsynced (j->hooks.opaque, &token);
+      r = j->hooks.pre_write_unsynced (j->hooks.opaque);
     else if (j->hooks.pre_write != NULL)
       r = j->hooks.pre_write (j->hooks.opaque);
     if (r < 0) {
       commit_failed (j, r, "flushing the backing stores first", false);
       return r;
     }
-    if ((r = jwrite_plan (j, &pl)) < 0) {
+    if ((r = jwrite_plan (j, &pl, &token)) < 0) {
       commit_failed (j, r, "writing the entries", false);
       return r;
     }

@@ -97,13 +97,18 @@ struct journal_hooks {
    * journal lock.  0 or -errno (the commit fails and is retried).
    */
   int (*pre_write) (void *opaque);
-  /* Optional, both or neither.  pre_write for a write that skips its
-   * pre-flush (journal.c REDO): it may leave the cache device sync of
-   * what it wrote there (data checksum pages) to the write's final sync,
-   * and sets *token to what `synced` (called after that sync succeeded)
-   * must be told.  Without them such a write calls pre_write.
+  /* Optional, all three or none.  pre_write for a write that skips its
+   * pre-flush (journal.c REDO), in two halves: pre_write_unsynced, before
+   * any entry is written, makes durable what outside the cache device
+   * the keys depend on; write_unsynced writes what the cache device must
+   * hold with the entries (data checksum pages), leaving its sync to the
+   * write's final sync, possibly while the entries' own writes are in
+   * flight (journal-write.c OVERLAP), and sets *token to what `synced`
+   * (called after that sync succeeded) must be told.  Without them such
+   * a write calls pre_write.
    */
-  int (*pre_write_unsynced) (void *opaque, uint64_t *token);
+  int (*pre_write_unsynced) (void *opaque);
+  int (*write_unsynced) (void *opaque, uint64_t *token);
   void (*synced) (void *opaque, uint64_t token);
   /* Entries up to durable_seq are durable (allocator frees buckets). */
   void (*committed) (void *opaque, uint64_t durable_seq);

@@ -7,7 +7,10 @@
  * each cost one sync (data checksums on); a write larger than the inline
  * limit costs two.  After a crash where the newest write's data and its
  * checksum page never reached the device, the data is back (redone) and
- * reads verify.  A block the newest write's entry carries but the index
+ * reads verify; the same for each of the 8 subsets of the newest FUA
+ * write's data, page and entry that a crash before its one sync may keep
+ * (journal-write.c CRASH POINTS): never refused, nothing acknowledged
+ * lost, no checksum failure.  A block the newest write's entry carries but the index
  * no longer maps there (overwritten in the same commit) is left alone;
  * so is one whose bucket's gen moved on durably (an eviction) and whose
  * next life wrote there.
@@ -159,6 +162,87 @@ test_redo_lost_data_redone (void **state)
   ctx_close (&c);
 }
 
+/* What the device holds at byte off: the data block of the newest
+ * write, a data checksum page, a journal ring block, or anything else.
+ */
+enum part { PART_DATA = 1, PART_PAGE = 2, PART_ENTRY = 4, PART_OTHER = 8 };
+
+static enum part
+part_of (struct ctx *c, uint64_t off, uint64_t data_off)
+{
+  const uint64_t bb = (uint64_t) c->dev->sb.bucket_blocks * BLK;
+  const uint64_t ring = (uint64_t) c->dev->sb.journal_first * bb;
+
+  if (off == data_off)
+    return PART_DATA;
+  if (off >= region_off (c) && off < region_off (c) + region_bytes (c))
+    return PART_PAGE;
+  if (off >= ring && off < ring + (uint64_t) c->dev->sb.journal_buckets * bb)
+    return PART_ENTRY;
+  return PART_OTHER;
+}
+
+/* The crash points of one small FUA write (journal.c REDO,
+ * journal-write.c OVERLAP): its data block, its checksum page and its
+ * journal entry are written with no sync between them (the page and the
+ * entry even at once), so a power loss before the final sync may keep
+ * any subset of the three.  For each of the 8: the device opens (never
+ * refused), every earlier acknowledged write reads back, nothing fails
+ * its checksum, and the write itself reads back whole if its entry was
+ * kept, else the old data reads (it was never acknowledged).  The write
+ * runs whole (acknowledged, synced); then the parts outside the subset
+ * get their bytes from before it back, as if those writes had never
+ * reached the device.
+ */
+static void
+test_redo_crash_subsets (void **state)
+{
+  const size_t dev_bytes = DEVICE_BYTES;
+  unsigned char *before, *now, old_model[BLK];
+  unsigned keep, seen;
+  uint64_t off, data_off;
+  struct ctx c;
+
+  before = malloc (dev_bytes);
+  now = malloc (dev_bytes);
+  assert_non_null (before);
+  assert_non_null (now);
+  for (keep = 0; keep < 8; keep++) {
+    ctx_open_redo (&c);
+    /* Warm up (ring fill), and earlier acknowledged writes to keep. */
+    write_pattern (&c, 0, 4 * BLK, 1, 0);
+    assert_int_equal (ncache_flush (c.nc, 0), 0);
+    write_pattern (&c, 8 * BLK, BLK, 2, NCACHE_FUA);
+    cdev_sim_peek (c.cd, 0, before, dev_bytes);
+    memcpy (old_model, c.model + 32 * BLK, BLK);
+    write_pattern (&c, 32 * BLK, BLK, 3, NCACHE_FUA);
+    data_off = where (&c, 32, NULL);
+    cdev_sim_peek (c.cd, 0, now, dev_bytes);
+    seen = 0;
+    for (off = 0; off < dev_bytes; off += BLK) {
+      enum part pt;
+
+      if (memcmp (before + off, now + off, BLK) == 0)
+        continue;
+      pt = part_of (&c, off, data_off);
+      seen |= pt;
+      if (pt != PART_OTHER && !(keep & pt))
+        cdev_sim_poke (c.cd, off, before + off, BLK);
+    }
+    /* The write touched exactly its data, one page and its entry. */
+    assert_int_equal (seen, PART_DATA | PART_PAGE | PART_ENTRY);
+    if (!(keep & PART_ENTRY))
+      memcpy (c.model + 32 * BLK, old_model, BLK);
+    crash_reopen (&c);
+    check_range (&c, 0, 64 * BLK);
+    assert_int_equal (dstats (&c).corrupt_dirty_blocks, 0);
+    assert_int_equal (dstats (&c).corrupt_clean_blocks, 0);
+    ctx_close (&c);
+  }
+  free (before);
+  free (now);
+}
+
 /* Two writes of one block in one commit: the first key's blocks are dead
  * (the index maps the block to the second), so recovery leaves them.
  */
@@ -268,6 +352,7 @@ main (void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_redo_one_sync),
     cmocka_unit_test (test_redo_lost_data_redone),
+    cmocka_unit_test (test_redo_crash_subsets),
     cmocka_unit_test (test_redo_skips_dead_blocks),
     cmocka_unit_test (test_redo_skips_moved_bucket),
     cmocka_unit_test (test_redo_rot),

@@ -12,6 +12,8 @@
  * everything (-EAGAIN: the old data still reads, nothing dirty, the
  * range free for the blocking redo).  Where io_uring is unavailable, or
  * the scratch filesystem refuses O_DIRECT, the tests are skipped.
+ * Small FUA writes there go through the journal's overlapped entry and
+ * checksum page writes (journal-write.c OVERLAP).
  * HOW: a real cache file in a private directory (test-cdev-fx.h) over a
  * memory backing store; writeback's thread off, so dirty data stays.
  */
@@ -298,6 +300,45 @@ test_async_write_error_falls_back (void **state)
   free (buf);
 }
 
+/* Small FUA writes on an O_DIRECT cache: each is a REDO commit whose
+ * entry goes through the journal's ring while its checksum page is
+ * written (journal-write.c OVERLAP); each commits, reads back, and
+ * nothing is logged.  (Its crash points: test-redo, on the simulated
+ * device.)
+ */
+static void
+test_fua_overlap (void **state)
+{
+  struct fx f;
+  struct ncache_device_stats d0, d1;
+  unsigned char *buf = cdev_alloc_buffer (BLK);
+  unsigned char *out = cdev_alloc_buffer (BLK);
+  unsigned i;
+
+  (void) state;
+  fx_open (&f);
+  skip_unless_direct (&f, buf);
+  assert_int_equal (ncache_flush (f.nc, 0), 0);
+  ncache_device_get_stats (f.dev, &d0);
+  for (i = 0; i < 16; i++) {
+    fill (buf, BLK, 0, 20 + i);
+    assert_int_equal (ncache_pwrite (f.nc, buf, BLK, (64 + 3 * i) * BLK,
+                                     NCACHE_FUA), 0);
+  }
+  ncache_device_get_stats (f.dev, &d1);
+  assert_true (d1.journal_inlined - d0.journal_inlined >= 16);
+  for (i = 0; i < 16; i++) {
+    fill (buf, BLK, 0, 20 + i);
+    assert_int_equal (ncache_pread (f.nc, out, BLK, (64 + 3 * i) * BLK, 0),
+                      0);
+    assert_memory_equal (out, buf, BLK);
+  }
+  assert_int_equal (test_log_errors (), 0);
+  fx_close (&f);
+  free (out);
+  free (buf);
+}
+
 int
 main (void)
 {
@@ -306,6 +347,7 @@ main (void)
     cmocka_unit_test_teardown (test_async_write_refuses, teardown_tmpdirs),
     cmocka_unit_test_teardown (test_async_write_error_falls_back,
                                teardown_tmpdirs),
+    cmocka_unit_test_teardown (test_fua_overlap, teardown_tmpdirs),
   };
 
   test_log_capture ();
