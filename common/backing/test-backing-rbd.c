@@ -30,6 +30,7 @@
  */
 #include <config.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -433,6 +434,75 @@ state_up (struct backing *b, struct backing_remote_state *st)
   return st->connected == 1 && st->down_since_s == 0;
 }
 
+/* The state letter of thread tid of pid (/proc/PID/task/TID/stat), or
+ * '?'.
+ */
+static char
+thread_state (pid_t pid, const char *tid)
+{
+  char path[384], line[512], *paren;
+  FILE *f;
+
+  snprintf (path, sizeof path, "/proc/%d/task/%s/stat", (int) pid, tid);
+  if ((f = fopen (path, "r")) == NULL)
+    return '?';
+  paren = fgets (line, sizeof line, f) ? strrchr (line, ')') : NULL;
+  fclose (f);
+  return paren != NULL && paren[1] == ' ' ? paren[2] : '?';
+}
+
+/* kill(SIGSTOP) only queues the stop: wait (up to 10 s) until every
+ * thread of pid is stopped ('T'), so that nothing the process does after
+ * this can answer a request.  Prints the threads still running if not.
+ */
+static bool
+wait_stopped (pid_t pid)
+{
+  char path[64];
+  int tries;
+
+  snprintf (path, sizeof path, "/proc/%d/task", (int) pid);
+  for (tries = 0; tries < 1000; tries++) {
+    DIR *d = opendir (path);
+    struct dirent *de;
+    unsigned running = 0;
+
+    if (d == NULL)
+      return false;
+    while ((de = readdir (d)) != NULL) {
+      char st;
+
+      if (de->d_name[0] == '.')
+        continue;
+      st = thread_state (pid, de->d_name);
+      if (st == 'T' || st == 't')
+        continue;
+      running++;
+      if (tries == 999)
+        fprintf (stderr, "OSD thread %s: state %c\n", de->d_name, st);
+    }
+    closedir (d);
+    if (running == 0)
+      return true;
+    nanosleep (&(struct timespec) { 0, 10000000 }, NULL);
+  }
+  return false;
+}
+
+/* The OSD stays stopped after a failure in test_rbd_outage only until
+ * this runs: later tests need it.
+ */
+static int
+thaw_osd (void **state)
+{
+  const char *pid_s = getenv ("NBDCACHE_TEST_RBD_OSD_PID");
+
+  (void) state;
+  if (pid_s != NULL)
+    kill ((pid_t) atoi (pid_s), SIGCONT);
+  return 0;
+}
+
 /* The OSD frozen (SIGSTOP: the connection stays, nothing answers), then
  * thawed.  backing_timeout = 2 s.
  */
@@ -466,6 +536,9 @@ test_rbd_outage (void **state)
   assert_true (state_up (b, &st));
 
   assert_int_equal (kill (osd, SIGSTOP), 0);
+  if (!wait_stopped (osd))
+    fail_msg ("the OSD (pid %d) did not stop within 10 s of SIGSTOP",
+              (int) osd);
   /* A read times out; its buffer is never written, not even later. */
   memset (r, 0xa5, n);
   t0 = now_s ();
@@ -597,7 +670,7 @@ main (void)
     cmocka_unit_test (test_rbd_concurrency),
     cmocka_unit_test (test_rbd_readonly),
     cmocka_unit_test (test_rbd_missing),
-    cmocka_unit_test (test_rbd_outage),
+    cmocka_unit_test_teardown (test_rbd_outage, thaw_osd),
     cmocka_unit_test (test_rbd_own_stale_lock),
   };
   image_uri = getenv ("NBDCACHE_TEST_RBD_IMAGE");
