@@ -138,8 +138,9 @@ struct backing_rbd {
   char *probe_oid;              /* the image's header object; NULL until
                                    the image is open */
 
-  /* Reachability, for stats (backing_remote_get_state) and the prober. */
   pthread_mutex_t lock_fix_lock; /* serialises release_own_stale_lock */
+
+  /* Reachability, for stats (backing_remote_get_state) and the prober. */
   pthread_mutex_t state_lock;
   pthread_cond_t state_cond;    /* CLOCK_MONOTONIC; wakes the prober */
   int64_t down_since_s;         /* time(2) of the first unanswered request

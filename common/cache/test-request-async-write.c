@@ -23,6 +23,8 @@
 
 #include "backing.h"
 #include "cache.h"
+#include "cache-internal.h"
+#include "journal-internal.h"
 
 #define EXPORT_BYTES (8u << 20)
 #define DEPTH 16u
@@ -327,6 +329,9 @@ test_fua_overlap (void **state)
   }
   ncache_device_get_stats (f.dev, &d1);
   assert_true (d1.journal_inlined - d0.journal_inlined >= 16);
+  /* They went through the ring, not the blocking fallback. */
+  assert_non_null (f.dev->journal->ring);
+  assert_false (f.dev->journal->ring_off);
   for (i = 0; i < 16; i++) {
     fill (buf, BLK, 0, 20 + i);
     assert_int_equal (ncache_pread (f.nc, out, BLK, (64 + 3 * i) * BLK, 0),
